@@ -1,0 +1,115 @@
+"""The `edgecls` command line: thin commands that parse options and call library functions.
+
+Heavy imports (TensorFlow above all) happen inside the command that needs them, so that
+`edgecls predict` on a device never pays for them.
+
+Exit codes: 0 success; 1 the job ran but failed (e.g. some files in a batch could not be
+classified, or int8 agreement fell below --min-agreement); 2 bad input or usage; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from edgecls.config import DEFAULTS
+from edgecls.errors import EdgeclsError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train a small image classifier, quantise it to int8 TFLite, and run and benchmark it on Pi-class CPUs.\n\n"
+    "Exit codes: 0 ok; 1 the job failed (a batch had bad files, a quality gate failed); 2 bad input; 130 interrupted.",
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Keeps `edgecls` a group of sub-commands."""
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"edgecls: error: {message}", err=True)
+    raise SystemExit(code)
+
+
+# ----------------------------------------------------------------------------- train
+_D = DEFAULTS
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    data: str = typer.Option(_D.data, help="digits | mnist | fashion_mnist | cifar10 | a folder of class sub-folders | a folder of IDX files"),
+    out: Optional[Path] = typer.Option(None, help="Run directory to create [default: runs/<data>-<arch>]"),
+    arch: str = typer.Option(_D.arch, help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos)"),
+    img_size: Optional[int] = typer.Option(None, help="Square input size in pixels [default: the dataset's own, 96 for folders]"),
+    color: Optional[str] = typer.Option(None, help="grayscale | rgb [default: the dataset's own; rgb for folders]"),
+    augment: Optional[str] = typer.Option(None, help="Comma list of flip,rotate,zoom,translate,contrast, or none [default: per dataset; no flip for digits]"),
+    epochs: int = typer.Option(_D.epochs, help="Maximum epochs (early stopping restores the best)"),
+    batch_size: int = typer.Option(_D.batch_size),
+    optimizer: str = typer.Option(_D.optimizer, help="adam | sgd | rmsprop"),
+    lr: float = typer.Option(_D.lr, help="Learning rate"),
+    kernel_size: int = typer.Option(_D.kernel_size, help="Convolution kernel size (seed architecture)"),
+    activation: str = typer.Option(_D.activation, help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)"),
+    dropout: float = typer.Option(_D.dropout, help="Dropout before the classifier"),
+    label_smoothing: float = typer.Option(_D.label_smoothing),
+    patience: int = typer.Option(_D.patience, help="Early-stopping patience in epochs, on validation accuracy (0 disables)"),
+    val_fraction: float = typer.Option(_D.val_fraction),
+    test_fraction: float = typer.Option(_D.test_fraction),
+    seed: int = typer.Option(_D.seed, help="Seed for the split, weights and augmentation (deterministic on CPU)"),
+    strategy: str = typer.Option(_D.strategy, help="default | mirrored | multi-worker (tf.distribute)"),
+    config: Optional[Path] = typer.Option(None, help="TOML file whose keys mirror these options (options given here win)"),
+    force: bool = typer.Option(False, help="Replace an existing run directory"),
+    quiet: bool = typer.Option(False, help="One line per epoch instead of progress bars"),
+) -> None:
+    """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots)."""
+    from edgecls.config import resolve_options
+
+    given = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
+    given["out"] = str(out) if out else None
+    options = resolve_options(given, config_path=config)
+    from edgecls.train import train as run_training
+
+    result = run_training(options, force=force, quiet=quiet, log=lambda m: typer.echo(m, err=True))
+    m = result.metrics
+    typer.echo(
+        f"\nTest accuracy {result.test_accuracy:.4f} on {m['counts']['test']} held-out images "
+        f"(validation {result.val_accuracy:.4f}; best epoch {m['best_epoch']} of {result.epochs_run}; "
+        f"{result.seconds:.0f} s of training). Run directory: {result.run_dir} "
+        f"(model.keras, labels.txt, split.json, metrics.json, curves.png). "
+        f"Next: edgecls export {result.run_dir}"
+    )
+
+
+# ----------------------------------------------------------------------------- main
+def main() -> None:
+    # Pillow warns (once, multi-line) between 1x and 2x its pixel limit; preprocess refuses such
+    # images itself with a one-line reason.
+    from PIL import Image
+
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+    try:
+        app()
+    except EdgeclsError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except MemoryError:
+        _fail("out of memory", 1)
+    except Exception as exc:  # anything unforeseen: one line, traceback only on request
+        if os.environ.get("EDGECLS_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(set EDGECLS_DEBUG=1 for the traceback; please report it)", 1)
+
+
+if __name__ == "__main__":
+    main()

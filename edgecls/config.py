@@ -1,0 +1,170 @@
+"""Training options: defaults, a TOML file whose keys mirror the CLI options, validation.
+
+No TensorFlow here: the CLI reads defaults from this module to build its help text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from edgecls.errors import EdgeclsError
+
+BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+ARCHITECTURES = ("seed", "mobile")
+AUGMENTATIONS = ("flip", "rotate", "zoom", "translate", "contrast")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+STRATEGIES = ("default", "mirrored", "multi-worker")
+MAX_IMG_SIZE = 512
+
+
+@dataclass
+class TrainOptions:
+    data: str = "digits"
+    out: Optional[str] = None
+    arch: str = "seed"
+    img_size: Optional[int] = None  # None: the dataset's own size (96 for folders)
+    color: Optional[str] = None  # None: the dataset's own colour mode (rgb for folders)
+    augment: Optional[str] = None  # None: the dataset's default list
+    epochs: int = 30
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    kernel_size: int = 3
+    activation: str = "relu"
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    patience: int = 6
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    strategy: str = "default"
+
+    def augment_list(self) -> list[str]:
+        if not self.augment or self.augment == "none":
+            return []
+        return [name.strip() for name in self.augment.split(",") if name.strip()]
+
+
+DEFAULTS = TrainOptions()
+_TYPES = {f.name: f.type for f in fields(TrainOptions)}
+
+
+def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> TrainOptions:
+    """Defaults, then the TOML file, then options given on the command line; validated."""
+    values: dict[str, Any] = {}
+    if config_path is not None:
+        values.update(read_config(config_path))
+    values.update({k: v for k, v in given.items() if k in _TYPES})
+    options = TrainOptions(**values)
+    validate(options)
+    return options
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise EdgeclsError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise EdgeclsError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise EdgeclsError(f"config file {path} is not valid TOML: {exc}") from None
+    raw = raw.get("train", raw)  # accept a [train] table or top-level keys
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in _TYPES:
+            if isinstance(value, dict):  # other tables (e.g. [versions] written back by a run)
+                continue
+            raise EdgeclsError(f"config file {path}: unknown key {key!r} (known: {', '.join(sorted(_TYPES))})")
+        values[name] = _coerce(name, value, path)
+    return values
+
+
+def _coerce(name: str, value: Any, path: Path) -> Any:
+    kind = _TYPES[name]
+    wants = kind.replace("Optional[", "").rstrip("]") if isinstance(kind, str) else kind.__name__
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+    }.get(wants, False)
+    if name == "augment" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value) if value else "none"
+    if not ok:
+        raise EdgeclsError(f"config file {path}: {name} must be {wants}, got {type(value).__name__} {value!r}")
+    return float(value) if wants == "float" else value
+
+
+def validate(o: TrainOptions) -> None:
+    def bad(message: str) -> None:
+        raise EdgeclsError(message)
+
+    if o.arch not in ARCHITECTURES:
+        bad(f"unknown architecture {o.arch!r}: use one of {', '.join(ARCHITECTURES)}")
+    unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]
+    if unknown:
+        bad(f"unknown augmentation {unknown[0]!r}: use a comma list of {', '.join(AUGMENTATIONS)}, or none")
+    if o.optimizer not in OPTIMIZERS:
+        bad(f"unknown optimizer {o.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    if o.strategy not in STRATEGIES:
+        bad(f"unknown strategy {o.strategy!r}: use one of {', '.join(STRATEGIES)}")
+    if o.color is not None and o.color not in ("grayscale", "rgb"):
+        bad(f"unknown colour mode {o.color!r}: use grayscale or rgb")
+    if o.epochs < 1:
+        bad(f"--epochs must be at least 1 (got {o.epochs})")
+    if o.img_size is not None and not 8 <= o.img_size <= MAX_IMG_SIZE:
+        bad(f"--img-size must be between 8 and {MAX_IMG_SIZE} pixels (got {o.img_size})")
+    if o.batch_size < 1:
+        bad(f"--batch-size must be at least 1 (got {o.batch_size})")
+    if not o.lr > 0:
+        bad(f"--lr must be positive (got {o.lr})")
+    if o.kernel_size < 1 or o.kernel_size > 11:
+        bad(f"--kernel-size must be between 1 and 11 (got {o.kernel_size})")
+    if not 0 <= o.dropout < 1:
+        bad(f"--dropout must be in [0, 1) (got {o.dropout})")
+    if not 0 <= o.label_smoothing < 1:
+        bad(f"--label-smoothing must be in [0, 1) (got {o.label_smoothing})")
+    if o.patience < 0:
+        bad(f"--patience must be 0 or more (got {o.patience})")
+    for name in ("val_fraction", "test_fraction"):
+        value = getattr(o, name)
+        if not 0 < value < 0.5:
+            bad(f"--{name.replace('_', '-')} must be between 0 and 0.5 (got {value})")
+    if o.activation not in ("relu", "relu6", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "leaky_relu"):
+        bad(f"unknown activation {o.activation!r}")
+
+
+def to_toml(table: dict[str, Any], versions: dict[str, str] | None = None) -> str:
+    """A small TOML writer for flat option tables (tomllib reads; the stdlib has no writer)."""
+    lines = ["# edgecls train options, resolved (edgecls train --config this-file reproduces the run)", "[train]"]
+    for key, value in table.items():
+        if value is None:
+            continue
+        lines.append(f"{key} = {_toml_value(value)}")
+    if versions:
+        lines += ["", "[versions]"] + [f"{k} = {_toml_value(v)}" for k, v in versions.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def options_table(o: TrainOptions) -> dict[str, Any]:
+    return dataclasses.asdict(o)

@@ -1,0 +1,417 @@
+"""Datasets as uint8 pixel arrays, integer labels and class names, plus a saved, stratified split.
+
+Sources: the embedded `digits`; a folder of class sub-folders (decoded once with the runtime's
+own `load_image` into a memory-mapped cache); a folder of MNIST-format IDX files; and
+`mnist` / `fashion_mnist` / `cifar10` through Keras' download-and-cache.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edgecls import __version__
+from edgecls.config import BUILTIN_DATASETS
+from edgecls.errors import EdgeclsError
+from edgecls.runtime.preprocess import ImageError, is_image_file, load_image
+
+SPLIT_NAMES = ("train", "val", "test")
+FOLDER_DEFAULT_SIZE = 96
+CACHE_FORMAT = 1
+
+
+@dataclass
+class Dataset:
+    images: np.ndarray  # uint8 (N, H, W, C); a read-only memory map for cached folders
+    labels: np.ndarray  # int64 (N,)
+    class_names: list[str]
+    source: str  # what the user named: "digits", "mnist", a folder path
+    color: str
+    # For folder datasets: each image's path relative to the folder (cache order).
+    paths: Optional[list[str]] = None
+    # A split that comes with the data (train/val/test sub-folders, Keras' own test set).
+    given_split: Optional[dict[str, np.ndarray]] = None
+    # Identifies the content, so a saved split can check it still refers to the same images.
+    fingerprint: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[1]), int(self.images.shape[2])
+
+
+def native_format(source: str) -> tuple[Optional[int], Optional[str]]:
+    """(size, colour) a source has of its own; None where the user must or may choose."""
+    return {
+        "digits": (28, "grayscale"),
+        "mnist": (28, "grayscale"),
+        "fashion_mnist": (28, "grayscale"),
+        "cifar10": (32, "rgb"),
+    }.get(source, (None, None))
+
+
+def load_dataset(source: str, img_size: Optional[int] = None, color: Optional[str] = None,
+                 cache_dir: Optional[Path] = None, progress: bool = True) -> Dataset:
+    """Load `source` as uint8 images of `img_size` x `img_size` in `color` (defaults per source)."""
+    if source in BUILTIN_DATASETS:
+        size, native_color = native_format(source)
+        dataset = _load_digits() if source == "digits" else _load_keras(source)
+        return _conform(dataset, img_size or size, color or native_color)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise EdgeclsError(
+            f"dataset {source!r} not found: give a folder of class sub-folders, a folder of IDX files, "
+            f"or one of {', '.join(BUILTIN_DATASETS)}"
+        )
+    if not path.is_dir():
+        raise EdgeclsError(f"dataset {source!r} is a file: give the folder that holds the class sub-folders")
+    if _idx_files(path):
+        dataset = _load_idx_folder(path)
+        return _conform(dataset, img_size or dataset.image_size[0], color or dataset.color)
+    return _load_image_folder(path, img_size or FOLDER_DEFAULT_SIZE, color or "rgb", cache_dir, progress)
+
+
+def _conform(dataset: Dataset, img_size: int, color: str) -> Dataset:
+    """Resize / recolour an array dataset through the runtime's own load_image (no skew)."""
+    if dataset.image_size == (img_size, img_size) and dataset.color == color:
+        return dataset
+    converted = np.stack([load_image(image, (img_size, img_size), color) for image in dataset.images])
+    dataset.images, dataset.color = converted, color
+    return dataset
+
+
+# ----------------------------------------------------------------------------- digits
+def _load_digits() -> Dataset:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise EdgeclsError("the digits dataset ships inside scikit-learn: pip install 'edgecls[train]'") from None
+    bunch = load_digits()
+    # 8x8 values 0..16 -> raw 0..255 pixels, then the shared load_image resizes to 28x28.
+    raw = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    images = np.stack([load_image(img, (28, 28), "grayscale") for img in raw])
+    return Dataset(images, bunch.target.astype(np.int64), [str(i) for i in range(10)], "digits", "grayscale",
+                   fingerprint=_digest(images, bunch.target))
+
+
+# ----------------------------------------------------------------------------- keras downloads
+_KERAS_FILES = {
+    "mnist": ("mnist.npz", "mnist.npz"),
+    "fashion_mnist": ("fashion-mnist/", "train-images-idx3-ubyte.gz and the other three files"),
+    "cifar10": ("cifar-10-batches-py.tar.gz", "cifar-10-batches-py.tar.gz"),
+}
+_CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+_FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+
+
+def _load_keras(name: str) -> Dataset:
+    try:
+        import keras
+    except ImportError:
+        raise EdgeclsError(f"the {name} dataset downloads through Keras: pip install 'edgecls[train]'") from None
+    loader = getattr(keras.datasets, name)
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as exc:  # Keras raises a bare Exception on a failed download
+        cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+        where, what = _KERAS_FILES[name]
+        raise EdgeclsError(
+            f"could not download {name} ({type(exc).__name__}; offline?): put {what} in {cache / where} "
+            f"and run again, or train on a local folder"
+        ) from None
+    images = np.concatenate([x_train, x_test])
+    if images.ndim == 3:
+        images = images[..., None]
+    labels = np.concatenate([y_train, y_test]).reshape(-1).astype(np.int64)
+    n_train = len(x_train)
+    classes = {"mnist": [str(i) for i in range(10)], "fashion_mnist": _FASHION_CLASSES, "cifar10": _CIFAR10_CLASSES}[name]
+    return Dataset(images.astype(np.uint8), labels, classes, name, "grayscale" if images.shape[-1] == 1 else "rgb",
+                   given_split={"train": np.arange(n_train), "test": np.arange(n_train, len(images))},
+                   fingerprint=f"{name}:{len(images)}")
+
+
+# ----------------------------------------------------------------------------- IDX files
+def _idx_files(folder: Path) -> dict[str, tuple[Path, Path]]:
+    """{"train"|"test": (images, labels)} for MNIST-format files in `folder`."""
+    found: dict[str, dict[str, Path]] = {}
+    for path in folder.iterdir():
+        name = path.name.lower()
+        if not path.is_file() or "idx" not in name:
+            continue
+        part = "test" if name.startswith(("t10k", "test")) else "train"
+        kind = "images" if "idx3" in name else "labels" if "idx1" in name else None
+        if kind:
+            found.setdefault(part, {})[kind] = path
+    return {part: (p["images"], p["labels"]) for part, p in found.items() if len(p) == 2}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (raw or gzip) as a uint8 array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:
+        raise EdgeclsError(f"cannot read IDX file {path}: {exc}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise EdgeclsError(f"{path} is not a uint8 IDX file (bad magic number)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    if len(data) - header != int(np.prod(shape)):
+        raise EdgeclsError(f"{path} is truncated: header says {shape}, file holds {len(data) - header} bytes")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _load_idx_folder(folder: Path) -> Dataset:
+    parts = _idx_files(folder)
+    images, labels, given = [], [], {}
+    start = 0
+    for part in ("train", "test"):
+        if part not in parts:
+            continue
+        x, y = read_idx(parts[part][0]), read_idx(parts[part][1])
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise EdgeclsError(f"{parts[part][0].name} and {parts[part][1].name} do not match ({x.shape} images, {y.shape} labels)")
+        images.append(x[..., None])
+        labels.append(y.astype(np.int64))
+        given[part] = np.arange(start, start + len(x))
+        start += len(x)
+    x, y = np.concatenate(images), np.concatenate(labels)
+    classes = [str(i) for i in range(int(y.max()) + 1)]
+    return Dataset(x, y, classes, str(folder), "grayscale",
+                   given_split=given if len(given) == 2 else None, fingerprint=_digest(x, y))
+
+
+# ----------------------------------------------------------------------------- image folders
+def _class_folders(root: Path) -> list[Path]:
+    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files below `folder`, recursively, hidden files and folders skipped, links not followed."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder):  # followlinks=False: no symlink loops
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files += [Path(dirpath, f) for f in sorted(filenames) if is_image_file(Path(f))]
+    return files
+
+
+def _split_folders(root: Path) -> dict[str, Path]:
+    names = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
+    found = {}
+    for split, aliases in names.items():
+        for alias in aliases:
+            if (root / alias).is_dir():
+                found[split] = root / alias
+                break
+    return found if "train" in found and len(found) >= 2 else {}
+
+
+def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optional[Path], progress: bool) -> Dataset:
+    splits = _split_folders(root)
+    class_root = splits.get("train", root)
+    classes = [p.name for p in _class_folders(class_root)]
+    if not classes:
+        raise EdgeclsError(f"{root} has no class sub-folders: put each class's images in a folder named after it")
+    entries: list[tuple[Path, int, str]] = []  # (file, label, split)
+    for split, base in (splits.items() if splits else [("", root)]):
+        for label, name in enumerate(classes):
+            folder = base / name
+            files = _image_files(folder) if folder.is_dir() else []
+            if not files and split in ("", "train"):
+                raise EdgeclsError(f"class folder {folder} has no images ({', '.join(e[1:] for e in ('.jpg', '.png', '.bmp', '.gif', '.webp'))})")
+            entries += [(f, label, split) for f in files]
+        extra = [p.name for p in _class_folders(base) if p.name not in classes]
+        if extra:
+            raise EdgeclsError(f"{base} has class folders not in {class_root}: {', '.join(extra[:5])}")
+    if len(classes) < 2:
+        raise EdgeclsError(f"{root} has only one class ({classes[0]}): a classifier needs at least two")
+
+    key = _folder_key(root, entries, img_size, color)
+    cache = (cache_dir or default_cache_dir()) / key
+    if not (cache / "index.json").exists():
+        _build_cache(cache, root, entries, img_size, color, progress)
+    index = json.loads((cache / "index.json").read_text())
+    images = np.load(cache / "images.npy", mmap_mode="r")
+    labels = np.load(cache / "labels.npy")
+    if len(images) == 0:
+        raise EdgeclsError(f"none of the {len(entries)} image files in {root} could be decoded "
+                           f"(first: {index['skipped'][0][0]}: {index['skipped'][0][1]})")
+    given = None
+    if splits:
+        split_of = np.array(index["splits"])
+        given = {s: np.flatnonzero(split_of == s) for s in splits}
+    return Dataset(images, labels, classes, str(root), color, paths=index["paths"], given_split=given,
+                   fingerprint=key, skipped=[tuple(s) for s in index["skipped"]])
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("EDGECLS_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "edgecls")
+    return Path(base) / "datasets"
+
+
+def _folder_key(root: Path, entries: list[tuple[Path, int, str]], img_size: int, color: str) -> str:
+    """A key that changes when any file is added, removed, renamed or modified, or options change."""
+    h = hashlib.sha256(f"{CACHE_FORMAT}|{img_size}|{color}|".encode())
+    for path, label, split in entries:
+        try:
+            st = path.stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "unreadable"
+        h.update(f"{path.relative_to(root)}|{label}|{split}|{stamp}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:24]
+
+
+def _decode(path: Path, img_size: int, color: str) -> tuple[Optional[np.ndarray], str, str]:
+    """(pixels or None, content hash, reason) for one file; never raises."""
+    try:
+        content = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return None, "", f"cannot read: {exc.strerror or exc}"
+    try:
+        return load_image(path, (img_size, img_size), color), content, ""
+    except ImageError as exc:
+        return None, content, str(exc)
+
+
+def _build_cache(cache: Path, root: Path, entries, img_size: int, color: str, progress: bool) -> None:
+    """Decode every file once into cache/images.npy (uint8, memory-mappable); atomic."""
+    channels = 1 if color == "grayscale" else 3
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.partial-", dir=cache.parent))
+    try:
+        buffer = np.lib.format.open_memmap(tmp / "all.npy", mode="w+", dtype=np.uint8,
+                                           shape=(len(entries), img_size, img_size, channels))
+        keep, skipped, seen = [], [], {}
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            results = pool.map(lambda e: _decode(e[0], img_size, color), entries)
+            for i, (pixels, content, reason) in enumerate(_progress(results, len(entries), f"Decoding {root.name}", progress)):
+                rel = str(entries[i][0].relative_to(root))
+                if pixels is None:
+                    skipped.append((rel, reason))
+                elif content in seen:  # byte-identical duplicates would leak across the split
+                    skipped.append((rel, f"duplicate of {seen[content]}"))
+                else:
+                    seen[content] = rel
+                    buffer[len(keep)] = pixels
+                    keep.append(i)
+        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
+                                           shape=(len(keep), img_size, img_size, channels))
+        for start in range(0, len(keep), 1024):  # copy in chunks: never a second full copy in memory
+            images[start:start + 1024] = buffer[keep[start:start + 1024]]
+        images.flush()
+        del images, buffer
+        (tmp / "all.npy").unlink()
+        np.save(tmp / "labels.npy", np.array([entries[i][1] for i in keep], dtype=np.int64))
+        index = {
+            "format": CACHE_FORMAT, "edgecls": __version__, "root": str(root), "img_size": img_size, "color": color,
+            "paths": [str(entries[i][0].relative_to(root)) for i in keep],
+            "splits": [entries[i][2] for i in keep],
+            "skipped": skipped,
+        }
+        (tmp / "index.json").write_text(json.dumps(index))
+        if cache.exists():
+            shutil.rmtree(cache)
+        os.replace(tmp, cache)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _progress(iterable, total: int, description: str, enabled: bool):
+    if not enabled:
+        yield from iterable
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        for item in iterable:
+            yield item
+            bar.advance(task)
+
+
+# ----------------------------------------------------------------------------- split
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def to_json(self, dataset: Dataset, seed: int, fractions: tuple[float, float]) -> dict:
+        doc = {
+            "format": "edgecls.split/1", "source": dataset.source, "fingerprint": dataset.fingerprint,
+            "seed": seed, "val_fraction": fractions[0], "test_fraction": fractions[1],
+            "train": self.train.tolist(), "val": self.val.tolist(), "test": self.test.tolist(),
+        }
+        if dataset.paths is not None:
+            doc["test_files"] = [dataset.paths[i] for i in self.test]
+        return doc
+
+
+def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Split:
+    """A stratified, seeded split; a split that comes with the data is kept (val carved from train if needed)."""
+    rng = np.random.default_rng(seed)
+    given = dataset.given_split or {}
+    if "train" in given and "val" in given and "test" in given:
+        return Split(given["train"], given["val"], given["test"])
+    if "train" in given:
+        # Keep the part that came with the data; carve the missing one from its train part.
+        if "val" in given:
+            train, test = _stratified(dataset, given["train"], [test_fraction], rng)
+            return Split(train, given["val"], test)
+        train, val = _stratified(dataset, given["train"], [val_fraction], rng)
+        return Split(train, val, given["test"])
+    train, val, test = _stratified(dataset, np.arange(len(dataset.labels)), [val_fraction, test_fraction], rng)
+    return Split(train, val, test)
+
+
+def _stratified(dataset: Dataset, pool: np.ndarray, fractions: list[float], rng) -> list[np.ndarray]:
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
+    labels = dataset.labels[pool]
+    for label in range(len(dataset.class_names)):
+        members = pool[labels == label]
+        need = len(fractions) + 1
+        if len(members) < need + 1:
+            raise EdgeclsError(
+                f"class {dataset.class_names[label]!r} has {len(members)} usable images: the split needs at least "
+                f"{need + 1} per class (one in each held-out part and at least two to train)"
+            )
+        members = rng.permutation(members)
+        start = 0
+        for i, fraction in enumerate(fractions):
+            take = max(1, int(round(fraction * len(members))))
+            parts[i + 1].append(members[start:start + take])
+            start += take
+        parts[0].append(members[start:])
+    return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def load_split(doc: dict, dataset: Dataset) -> Split:
+    if doc.get("fingerprint") and dataset.fingerprint and doc["fingerprint"] != dataset.fingerprint:
+        raise EdgeclsError(f"the data at {dataset.source} changed since the run was trained (its split no longer applies)")
+    n = len(dataset.labels)
+    parts = [np.asarray(doc[name], dtype=np.int64) for name in SPLIT_NAMES]
+    if any(len(p) and (p.min() < 0 or p.max() >= n) for p in parts):
+        raise EdgeclsError("the saved split refers to images the dataset does not have")
+    return Split(*parts)
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for array in arrays:
+        h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()[:24]

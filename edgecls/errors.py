@@ -1,0 +1,66 @@
+"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+class EdgeclsError(Exception):
+    """A user-facing error: the message names the cause and, where possible, the fix.
+
+    `exit_code` follows the CLI's documented codes: 1 for a failed job, 2 for bad input.
+    """
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class MissingExtraError(EdgeclsError):
+    """A workstation-side command was run where TensorFlow is not installed."""
+
+    def __init__(self, what: str):
+        super().__init__(
+            f"{what} needs TensorFlow, which is not installed here: "
+            "pip install 'edgecls[train]'  (the device side needs only 'pip install edgecls')",
+            exit_code=2,
+        )
+
+
+def require_tensorflow(what: str):
+    """Import TensorFlow for `what`, or raise a MissingExtraError that says how to install it.
+
+    TensorFlow's C++ side prints start-up chatter (oneDNN, CUDA probing) straight to file
+    descriptor 2 before its logging is configured; TF_CPP_MIN_LOG_LEVEL cannot hide it, so
+    the import and device initialisation run with fd 2 pointed at /dev/null
+    (EDGECLS_DEBUG=1 shows it).
+    """
+    try:
+        with _native_stderr_silenced():
+            import tensorflow as tf
+
+            tf.config.list_logical_devices()  # initialise devices now, quietly
+    except ImportError:
+        raise MissingExtraError(what) from None
+    return tf
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    if os.environ.get("EDGECLS_DEBUG"):
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,174 @@
+"""What is inside a .tflite file (`edgecls info`): tensors, ops, quantisation, metadata.
+
+Works on any .tflite, with or without edgecls metadata. The graph is read with the flatbuffer
+schema module only after the interpreter has loaded (and so verified) the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecls.errors import EdgeclsError
+from edgecls.runtime.classify import check_classifier, read_model_bytes, resolve_labels
+from edgecls.runtime.interpreter import create_interpreter, find_backend
+from edgecls.runtime.metadata import ModelFileError, read_metadata, schema
+
+# Ops that hand a tensor on unchanged in meaning, walked through to find what made an output.
+_PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE"}
+
+
+def inspect_model(path: str | os.PathLike, backend: str | None = None) -> dict[str, Any]:
+    """A JSON-ready description of the model at `path`. Raises ModelFileError for a bad file."""
+    path = Path(path)
+    content = read_model_bytes(path)
+    chosen = find_backend(backend)
+    interpreter = create_interpreter(content, chosen, num_threads=1, name=path.name)
+    metadata = read_metadata(content)
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    graph = _graph(content)
+    report: dict[str, Any] = {
+        "file": str(path),
+        "size_bytes": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "backend": {"name": chosen.name, "version": chosen.version},
+        "inputs": [_tensor(d) for d in inputs],
+        "outputs": [_tensor(d) for d in outputs],
+        **graph,
+        "classifier": _classifier(inputs, outputs, metadata, path),
+        "metadata": metadata,
+    }
+    declared = ((metadata or {}).get("quantization") or {}).get("mode")
+    report["quantization"]["declared"] = declared
+    return report
+
+
+def _tensor(details: dict) -> dict[str, Any]:
+    params = details.get("quantization_parameters") or {}
+    scales = [float(s) for s in params.get("scales", ())]
+    zero_points = [int(z) for z in params.get("zero_points", ())]
+    per_channel = len(scales) > 1
+    return {
+        "name": details["name"],
+        "shape": [int(d) for d in details["shape"]],
+        "shape_signature": [int(d) for d in details.get("shape_signature", details["shape"])],
+        "dtype": np.dtype(details["dtype"]).name,
+        "scale": scales if per_channel else (scales[0] if scales else None),
+        "zero_point": zero_points if per_channel else (zero_points[0] if zero_points else None),
+        "per_channel": per_channel,
+        "quantized_dimension": int(params.get("quantized_dimension", 0)) if per_channel else None,
+    }
+
+
+def _classifier(inputs: list[dict], outputs: list[dict], metadata: dict | None, path: Path) -> dict[str, Any]:
+    try:
+        inp, out = check_classifier(inputs, outputs, path.name)
+        num_classes = int(out["shape"][-1])
+        labels, source = resolve_labels(None, metadata, path, num_classes)
+    except EdgeclsError as exc:
+        return {"image_classifier": False, "reason": str(exc)}
+    _, height, width, channels = (int(d) for d in inp["shape"])
+    return {
+        "image_classifier": True,
+        "input": {"height": height, "width": width, "color": "grayscale" if channels == 1 else "rgb",
+                  "batch": "dynamic" if int(inp["shape_signature"][0]) == -1 else 1},
+        "num_classes": num_classes,
+        "labels_source": source,
+        "labels": labels,
+    }
+
+
+def _type_names(s) -> dict[int, str]:
+    return {v: k.lower() for k, v in vars(s.TensorType).items() if not k.startswith("_")}
+
+
+def _op_names(model, s) -> list[str]:
+    builtin = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    names = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        # Old files keep the code in the deprecated int8 field; new ones in both (the larger wins).
+        number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if number == s.BuiltinOperator.CUSTOM:
+            names.append(f"CUSTOM:{(code.CustomCode() or b'?').decode('utf-8', 'replace')}")
+        else:
+            names.append(builtin.get(number, f"BUILTIN_{number}"))
+    return names
+
+
+def _graph(content: bytes) -> dict[str, Any]:
+    """Op histogram, tensor counts and the detected quantisation mode of every subgraph."""
+    s = schema()
+    model = s.Model.GetRootAs(content, 0)
+    op_names, type_names = _op_names(model, s), _type_names(s)
+    ops: Counter = Counter()
+    constants: Counter = Counter()  # dtype of weights and other tensors stored in the file
+    activations: Counter = Counter()  # dtype of tensors computed at run time
+    per_channel = False
+    tensors = 0
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            ops[op_names[graph.Operators(i).OpcodeIndex()]] += 1
+        for i in range(graph.TensorsLength()):
+            tensor = graph.Tensors(i)
+            tensors += 1
+            dtype = type_names.get(tensor.Type(), str(tensor.Type()))
+            buffer = model.Buffers(tensor.Buffer()) if 0 < tensor.Buffer() < model.BuffersLength() else None
+            stored = buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1)
+            (constants if stored else activations)[dtype] += 1
+            quant = tensor.Quantization()
+            if stored and quant is not None and quant.ScaleLength() > 1:
+                per_channel = True
+    return {
+        "subgraphs": model.SubgraphsLength(),
+        "tensors": tensors,
+        "ops": dict(ops.most_common()),
+        "quantization": {"detected": _quant_mode(constants, activations), "weights_per_channel": per_channel},
+    }
+
+
+def _quant_mode(constants: Counter, activations: Counter) -> str:
+    """float32 | float16 | dynamic | int8 | uint8 | int16x8, from where the integers are."""
+    if activations["int16"]:
+        return "int16x8"
+    if activations["int8"] or activations["uint8"]:
+        return "uint8" if activations["uint8"] > activations["int8"] else "int8"
+    if constants["float16"]:
+        return "float16"
+    if constants["int8"] or constants["uint8"]:
+        return "dynamic"
+    return "float32"
+
+
+def output_is_softmax(content: bytes, output_index: int) -> bool:
+    """True when the model's output comes from a SOFTMAX (so it is already probabilities)."""
+    try:
+        s = schema()
+    except EdgeclsError:  # no schema module here: the runtime then checks the scores themselves
+        return False
+    model = s.Model.GetRootAs(content, 0)
+    graph = model.Subgraphs(0)
+    names = _op_names(model, s)
+    producer = {}
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        for t in op.OutputsAsNumpy() if op.OutputsLength() else ():
+            producer[int(t)] = op
+    tensor = output_index
+    for _ in range(8):
+        op = producer.get(tensor)
+        if op is None:
+            return False
+        name = names[op.OpcodeIndex()]
+        if name == "SOFTMAX":
+            return True
+        if name not in _PASS_THROUGH or not op.InputsLength():
+            return False
+        tensor = int(op.Inputs(0))
+    return False

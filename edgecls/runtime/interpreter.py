@@ -1,0 +1,182 @@
+"""Find a TFLite interpreter: LiteRT, then tflite_runtime, then TensorFlow (last resort).
+
+Only the chosen backend is imported, so on a device with LiteRT neither TensorFlow nor
+Keras is ever loaded. `backend=` or the EDGECLS_BACKEND environment variable forces one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from edgecls.errors import EdgeclsError
+from edgecls.runtime.metadata import ModelFileError
+
+ENV_VAR = "EDGECLS_BACKEND"
+BACKENDS: tuple[str, ...] = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+# Spellings users type, mapped to the module name.
+ALIASES = {
+    "litert": "ai_edge_litert", "ai-edge-litert": "ai_edge_litert", "ai_edge_litert": "ai_edge_litert",
+    "tflite_runtime": "tflite_runtime", "tflite-runtime": "tflite_runtime",
+    "tensorflow": "tensorflow", "tf": "tensorflow",
+}
+DISTRIBUTIONS = {
+    "ai_edge_litert": ("ai-edge-litert",),
+    "tflite_runtime": ("tflite-runtime",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-aarch64", "tf-nightly"),
+}
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # one of BACKENDS
+    version: str
+    interpreter_class: type
+
+
+def _load_litert() -> tuple[type, str]:
+    from ai_edge_litert import interpreter
+
+    return interpreter.Interpreter, _version("ai_edge_litert")
+
+
+def _load_tflite_runtime() -> tuple[type, str]:
+    from tflite_runtime import interpreter
+
+    return interpreter.Interpreter, _version("tflite_runtime")
+
+
+def _load_tensorflow() -> tuple[type, str]:
+    import tensorflow as tf
+
+    return tf.lite.Interpreter, tf.__version__
+
+
+# name -> loader; a dict so that tests can stand in for missing packages.
+LOADERS: dict[str, Callable[[], tuple[type, str]]] = {
+    "ai_edge_litert": _load_litert,
+    "tflite_runtime": _load_tflite_runtime,
+    "tensorflow": _load_tensorflow,
+}
+
+
+def _version(module: str) -> str:
+    for distribution in DISTRIBUTIONS[module]:
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return str(getattr(sys.modules.get(module), "__version__", "unknown"))
+
+
+def normalize_backend(name: str) -> str:
+    key = name.strip().lower()
+    if key not in ALIASES:
+        raise EdgeclsError(f"unknown interpreter backend {name!r}: use one of litert, tflite_runtime, tensorflow")
+    return ALIASES[key]
+
+
+def find_backend(backend: str | None = None) -> Backend:
+    """The forced backend (argument, else $EDGECLS_BACKEND), or the first importable one."""
+    forced = backend or os.environ.get(ENV_VAR) or None
+    names = [normalize_backend(forced)] if forced else list(BACKENDS)
+    reasons = []
+    for name in names:
+        try:
+            with warnings.catch_warnings():  # tf.lite.Interpreter warns about its deprecation
+                warnings.simplefilter("ignore")
+                cls, version = LOADERS[name]()
+        except Exception as exc:  # tflite_runtime built for numpy 1 fails with more than ImportError
+            reasons.append(f"{name}: {_first_line(exc)}")
+            continue
+        return Backend(name, version, cls)
+    if forced:
+        source = "--backend" if backend else f"${ENV_VAR}"
+        raise EdgeclsError(f"interpreter backend {names[0]} ({source}) cannot be loaded: {reasons[0]}")
+    raise EdgeclsError(
+        "no TFLite interpreter found: pip install ai-edge-litert  (on 32-bit ARM: tflite-runtime with numpy<2)"
+    )
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1
+
+
+def create_interpreter(model_content: bytes, backend: Backend, num_threads: int | None = None,
+                       name: str = "model") -> Any:
+    """A ready (allocated) interpreter for `model_content`, or a one-line ModelFileError."""
+    threads = default_threads() if num_threads is None else int(num_threads)
+    if threads < 1:
+        raise EdgeclsError(f"--threads must be at least 1, got {threads}")
+    native: list[str] = []
+    try:
+        with quiet_native_stderr(native), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            interpreter = backend.interpreter_class(model_content=model_content, num_threads=threads)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:  # the interpreter verifies the flatbuffer first
+        detail = next((line.strip() for line in native if line.strip()), "")
+        reason = _first_line(exc) + (f" ({detail})" if detail and detail not in str(exc) else "")
+        raise ModelFileError(f"{name}: {backend.name} cannot load it: {reason}") from None
+    return interpreter
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(captured: list[str] | None = None) -> Iterator[None]:
+    """Keep the native runtime's chatter off the terminal.
+
+    C++ prints straight to file descriptor 2 ("INFO: Created TensorFlow Lite XNNPACK delegate",
+    or the real reason a model failed to load). On success the INFO lines are dropped and the
+    rest passed through; on an exception every line goes to `captured` for the error message.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured by a test runner)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    failed = False
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            lines = sink.read().decode("utf-8", "replace").splitlines(True)
+            if failed and captured is not None:
+                captured.extend(lines)
+            else:
+                kept = "".join(line for line in lines if not line.startswith("INFO: "))
+                if kept:
+                    sys.stderr.write(kept)
+
+
+def installed_backends() -> dict[str, str | None]:
+    """Version of each backend's package, or None; found without importing any of them."""
+    found = {}
+    for name in BACKENDS:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        found[name] = _version(name) if spec is not None else None
+    return found
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

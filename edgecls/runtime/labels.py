@@ -1,0 +1,53 @@
+"""labels.txt: read the TFLite ecosystem's common formats, write one class a line."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from edgecls.errors import EdgeclsError
+
+MAX_LABELS_BYTES = 4 << 20
+_INDEXED = re.compile(r"^\s*(\d+)\s*[:\s]\s*(.*?)\s*$")  # "0 cat" or "0: cat"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """Strip control characters (terminal escapes) from a label or file name before printing it."""
+    return _CONTROL.sub("", text)
+
+
+def parse_labels(text: str) -> list[str]:
+    """Labels from `0 cat` / `0: cat` lines or one name a line; blank lines skipped, BOM dropped."""
+    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise EdgeclsError("labels file is empty")
+    matches = [_INDEXED.match(line) for line in lines]
+    if all(m and m.group(2) for m in matches):
+        by_index = {int(m.group(1)): clean_text(m.group(2)) for m in matches}
+        if len(by_index) != len(lines):
+            raise EdgeclsError("labels file gives the same index twice")
+        if sorted(by_index) != list(range(len(by_index))):
+            raise EdgeclsError("labels file indices are not 0..N-1")
+        return [by_index[i] for i in range(len(by_index))]
+    return [clean_text(line) for line in lines]
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_LABELS_BYTES:
+            raise EdgeclsError(f"labels file {path} is larger than {MAX_LABELS_BYTES} bytes")
+        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError as exc:
+        raise EdgeclsError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    try:
+        return parse_labels(text)
+    except EdgeclsError as exc:
+        raise EdgeclsError(f"{path}: {exc}") from None
+
+
+def labels_text(labels: list[str]) -> str:
+    return "".join(f"{label}\n" for label in labels)

@@ -1,0 +1,120 @@
+"""The metadata entry edgecls embeds in a .tflite flatbuffer, read and written without TensorFlow.
+
+A TFLite model has a list of named metadata entries, each pointing at a buffer. edgecls
+stores one JSON document there under METADATA_NAME: class names, the input spec, how pixels
+are scaled, the quantisation mode and where the model came from. The flatbuffer schema module
+ships with LiteRT (and with TensorFlow), and `flatbuffers` is a base dependency.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from edgecls.errors import EdgeclsError
+
+METADATA_NAME = "edgecls"
+METADATA_FORMAT = "edgecls.model/1"
+MAX_METADATA_BYTES = 1 << 20  # metadata is parsed from untrusted files: cap what we read
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+class ModelFileError(EdgeclsError):
+    """A file that is not a usable .tflite model; the message says why."""
+
+
+def schema():
+    """The TFLite flatbuffer schema module, from LiteRT if present, else from TensorFlow."""
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError:
+        try:  # last resort: imports TensorFlow, only on machines without LiteRT
+            from tensorflow.lite.python import schema_py_generated
+        except ImportError:
+            raise EdgeclsError(
+                "reading .tflite metadata needs the flatbuffer schema from ai-edge-litert: pip install ai-edge-litert"
+            ) from None
+    return schema_py_generated
+
+
+def check_tflite_bytes(data: bytes, name: str = "model") -> None:
+    """Raise ModelFileError unless `data` looks like a TFLite flatbuffer."""
+    if len(data) == 0:
+        raise ModelFileError(f"{name}: empty file (0 bytes)")
+    if len(data) < 16 or data[4:8] != TFLITE_IDENTIFIER:
+        raise ModelFileError(f"{name}: not a .tflite model (no TFL3 flatbuffer identifier)")
+
+
+def read_metadata(model_bytes: bytes) -> dict[str, Any] | None:
+    """Return the edgecls metadata of a model, or None for a model without it (third-party)."""
+    check_tflite_bytes(model_bytes)
+    s = schema()
+    try:
+        model = s.Model.GetRootAs(model_bytes, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if (entry.Name() or b"").decode("utf-8", "replace") != METADATA_NAME:
+                continue
+            buffer_index = entry.Buffer()
+            if buffer_index >= model.BuffersLength():
+                raise ModelFileError("metadata points at a buffer the model does not have")
+            buffer = model.Buffers(buffer_index)
+            if buffer.DataLength() > MAX_METADATA_BYTES:
+                raise ModelFileError(f"metadata entry is {buffer.DataLength()} bytes, over the {MAX_METADATA_BYTES} limit")
+            raw = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
+            return parse_metadata_json(raw)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # a corrupt flatbuffer raises anything from struct.error to IndexError
+        raise ModelFileError(f"corrupt .tflite flatbuffer ({type(exc).__name__})") from None
+    return None
+
+
+def parse_metadata_json(raw: bytes) -> dict[str, Any]:
+    """Parse and validate the JSON document; never evaluates anything."""
+    if len(raw) > MAX_METADATA_BYTES:
+        raise ModelFileError(f"metadata is {len(raw)} bytes, over the {MAX_METADATA_BYTES} limit")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"malformed edgecls metadata (not JSON: {exc.__class__.__name__})") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError("malformed edgecls metadata (not a JSON object)")
+    labels = meta.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise ModelFileError("malformed edgecls metadata: 'labels' must be a list of strings")
+    spec = meta.get("input")
+    if spec is not None:
+        if not isinstance(spec, dict):
+            raise ModelFileError("malformed edgecls metadata: 'input' must be an object")
+        if spec.get("color") not in (None, "grayscale", "rgb"):
+            raise ModelFileError(f"malformed edgecls metadata: unknown colour {spec.get('color')!r}")
+        for key in ("height", "width"):
+            value = spec.get(key)
+            if value is not None and not (isinstance(value, int) and 0 < value <= 8192):
+                raise ModelFileError(f"malformed edgecls metadata: input {key} {value!r}")
+    return meta
+
+
+def embed_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:
+    """Return the model with `metadata` stored (or replaced) under METADATA_NAME."""
+    import flatbuffers
+
+    check_tflite_bytes(model_bytes)
+    raw = json.dumps(metadata, indent=1, sort_keys=True).encode("utf-8")
+    if len(raw) > MAX_METADATA_BYTES:
+        raise EdgeclsError(f"metadata is {len(raw)} bytes, over the {MAX_METADATA_BYTES} limit")
+    s = schema()
+    model = s.ModelT.InitFromObj(s.Model.GetRootAs(model_bytes, 0))
+    buffer = s.BufferT()
+    buffer.data = list(raw)
+    model.buffers = model.buffers or []
+    model.metadata = [m for m in (model.metadata or []) if (m.name or b"") not in (METADATA_NAME, METADATA_NAME.encode())]
+    model.buffers.append(buffer)
+    entry = s.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(model_bytes) + len(raw) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())

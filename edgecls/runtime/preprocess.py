@@ -1,0 +1,172 @@
+"""Turn an image file into the uint8 pixels a model takes.
+
+This is the one implementation used by both training (`edgecls.data`) and the device
+(`edgecls.runtime`), so a picture becomes the same tensor in both places. Scaling to
+[0, 1] or [-1, 1] is not done here: it lives inside the model (a Rescaling layer).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from edgecls.errors import EdgeclsError
+
+ColorMode = Literal["grayscale", "rgb"]
+COLOR_MODES: tuple[str, ...] = ("grayscale", "rgb")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Transparent pixels are composited onto white (a photo on paper), not left as whatever
+# colour the transparent pixels happen to store.
+ALPHA_BACKGROUND = 255
+RESAMPLE = Image.Resampling.BILINEAR  # antialiased when shrinking, like tf.image's bilinear with antialias
+
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+class ImageError(EdgeclsError):
+    """An image that cannot be turned into pixels; the message says why."""
+
+
+def load_image(source: ImageSource, size: tuple[int, int], color: ColorMode) -> np.ndarray:
+    """Decode `source` and return uint8 pixels of shape (height, width, channels).
+
+    `size` is (height, width); `color` is "grayscale" (1 channel) or "rgb" (3 channels).
+    Applies EXIF orientation, converts any Pillow mode, decodes large JPEGs at reduced
+    size (draft mode) and resizes with bilinear filtering. Raises ImageError.
+    """
+    if color not in COLOR_MODES:
+        raise ImageError(f"unknown colour mode {color!r}: use one of {', '.join(COLOR_MODES)}")
+    height, width = size
+    if isinstance(source, np.ndarray):
+        ready = _array_if_ready(source, size, color)
+        if ready is not None:
+            return ready
+        image = _image_from_array(source)
+    elif isinstance(source, Image.Image):
+        image = source
+    else:
+        image = _open(Path(source), (width, height), color)
+    try:
+        image = _upright(image)
+        image = _to_mode(image, "L" if color == "grayscale" else "RGB")
+        if image.size != (width, height):
+            image = image.resize((width, height), RESAMPLE)
+        pixels = np.asarray(image, dtype=np.uint8)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:  # Pillow reports corrupt data with these
+        raise ImageError(f"corrupt image data: {_reason(exc)}") from None
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Image:
+    try:
+        image = Image.open(path)
+    except FileNotFoundError:
+        raise ImageError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ImageError(f"is a folder, not an image: {path}") from None
+    except PermissionError:
+        raise ImageError(f"permission denied: {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"decompression bomb refused (Pillow's pixel limit): {exc}") from None
+    except UnidentifiedImageError:
+        if path.stat().st_size == 0:
+            raise ImageError("empty file (0 bytes)") from None
+        raise ImageError("not an image Pillow can decode") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read: {_reason(exc)}") from None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and image.width * image.height > limit:
+        raise ImageError(
+            f"decompression bomb refused: {image.width}x{image.height} pixels is over Pillow's "
+            f"limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS)"
+        )
+    if image.format == "JPEG" and image.mode in ("RGB", "L"):
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than the
+        # model input: several times faster, and never smaller than the requested size.
+        if _orientation(image) in (5, 6, 7, 8):  # rotated by 90 degrees once upright
+            target_wh = target_wh[::-1]
+        image.draft("L" if color == "grayscale" else "RGB", target_wh)
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"decompression bomb refused (Pillow's pixel limit): {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"truncated or corrupt image: {_reason(exc)}") from None
+    return image
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # malformed EXIF is common in the wild; treat as upright
+        return 1
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # malformed EXIF: keep the pixels as stored
+        return image
+
+
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """Convert any Pillow mode to "L" or "RGB"."""
+    if image.mode == mode:
+        return image
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        wide = np.asarray(image, dtype=np.float64)
+        # 16-bit samples: map 0..65535 onto 0..255. A 32-bit "I" image holding 8-bit data
+        # (max <= 255) is kept as is.
+        if wide.max(initial=0) > 255:
+            wide = wide / 257.0
+        image = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8))
+    elif image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (ALPHA_BACKGROUND,) * 3 + (255,))
+        image = Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert(mode)
+
+
+def _array_if_ready(array: np.ndarray, size: tuple[int, int], color: ColorMode) -> np.ndarray | None:
+    """The array itself when it already is uint8 pixels of the right shape (the fast path)."""
+    channels = 1 if color == "grayscale" else 3
+    if array.dtype == np.uint8 and array.shape == (size[0], size[1], channels):
+        return array
+    if array.dtype == np.uint8 and channels == 1 and array.shape == size:
+        return array[:, :, None]
+    return None
+
+
+def _image_from_array(array: np.ndarray) -> Image.Image:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(
+            f"array of shape {array.shape} is not an image: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+        )
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+            raise ImageError(f"array of dtype {array.dtype} is not an image")
+        # Raw pixel values are expected (0..255); the model does its own scaling.
+        array = np.clip(np.rint(array.astype(np.float64)), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array))  # uint8 (H,W) / (H,W,3) / (H,W,4): L / RGB / RGBA
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a visible file with one of the supported image extensions."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")

@@ -1,0 +1,239 @@
+"""`edgecls train`: fit a model on a dataset and write a complete run directory.
+
+The run directory holds everything export and bench need: model.keras (the inference
+model, without augmentation), labels.txt, config.toml, split.json, history.csv,
+curves.png and metrics.json. It is written to a temporary folder and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edgecls import __version__
+from edgecls.atomic import staged_dir
+from edgecls.config import TrainOptions, options_table, to_toml
+from edgecls.data import Dataset, load_dataset, make_split, native_format
+from edgecls.errors import EdgeclsError, require_tensorflow
+from edgecls.runtime.labels import labels_text
+
+RUN_FILES = ("model.keras", "labels.txt", "config.toml", "split.json", "metrics.json", "history.csv")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    test_accuracy: float
+    val_accuracy: float
+    epochs_run: int
+    seconds: float
+    metrics: dict
+
+
+def default_run_dir(options: TrainOptions) -> Path:
+    name = Path(options.data.rstrip("/")).name if options.data not in ("digits",) else options.data
+    return Path("runs") / f"{name}-{options.arch}"
+
+
+def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=print) -> TrainResult:
+    """Train per `options` and write the run directory; returns its figures."""
+    tf = require_tensorflow("edgecls train")
+    configure_cpu_devices(tf)
+    import keras
+
+    from edgecls.model import build_augmentation, build_model, default_augmentations
+
+    out = Path(options.out) if options.out else default_run_dir(options)
+    with staged_dir(out, force=force) as tmp:
+        dataset = load_dataset(options.data, options.img_size, options.color, progress=not quiet)
+        _report_skipped(dataset, log)
+        split = make_split(dataset, options.val_fraction, options.test_fraction, options.seed)
+        h, w = dataset.image_size
+        augment = options.augment_list() if options.augment is not None else default_augmentations(options.data)
+        resolved = TrainOptions(**{**options_table(options), "out": str(out), "img_size": h, "color": dataset.color,
+                                   "augment": ",".join(augment) or "none"})
+
+        keras.utils.set_random_seed(options.seed)
+        tf.config.experimental.enable_op_determinism()
+        strategy = make_strategy(tf, options.strategy)
+        with strategy.scope():
+            model = build_model(options.arch, (h, w, dataset.images.shape[3]), len(dataset.class_names),
+                                kernel_size=options.kernel_size, activation=options.activation, dropout=options.dropout)
+            augmentation = build_augmentation(augment, options.seed, fill_mode=_fill_mode(options.data))
+            # Augmentation sits in front of the model only while fitting; the saved model is `model`.
+            trainer = keras.Sequential([augmentation, model]) if augmentation else model
+            trainer.compile(
+                optimizer=_optimizer(keras, options.optimizer, options.lr),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
+                metrics=["accuracy"],
+            )
+        n_classes = len(dataset.class_names)
+        train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes, shuffle_seed=options.seed)
+        val_data = input_pipeline(tf, dataset, split.val, options.batch_size, n_classes)
+        callbacks = [keras.callbacks.CSVLogger(str(tmp / "history.csv"))]
+        if options.patience:
+            callbacks += [
+                keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=options.patience,
+                                              restore_best_weights=True),
+                # Halve the learning rate when validation loss stalls: small data sets converge further.
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, options.patience // 2),
+                                                  min_lr=options.lr / 64, verbose=0),
+            ]
+        log(f"Training {options.arch} on {dataset.source}: {len(split.train)} train / {len(split.val)} val / "
+            f"{len(split.test)} test images, {h}x{w} {dataset.color}, {n_classes} classes, augment: {','.join(augment) or 'none'}")
+        start = time.perf_counter()
+        history = trainer.fit(train_data, validation_data=val_data, epochs=options.epochs,
+                              verbose=2 if quiet else 1, callbacks=callbacks,
+                              shuffle=False)  # the pipeline shuffles, seeded
+        seconds = time.perf_counter() - start
+
+        val_probs = predict_probabilities(model, tf, dataset, split.val, options.batch_size)
+        test_probs = predict_probabilities(model, tf, dataset, split.test, options.batch_size)
+        metrics = classification_metrics(test_probs, dataset.labels[split.test], dataset.class_names)
+        metrics["val_accuracy"] = float(np.mean(val_probs.argmax(1) == dataset.labels[split.val]))
+        metrics.update(
+            epochs_run=len(history.history.get("loss", [])),
+            best_epoch=int(np.argmin(history.history["val_loss"])) + 1,
+            train_seconds=round(seconds, 2),
+            counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+            skipped_files=len(dataset.skipped),
+        )
+
+        model.save(tmp / "model.keras")
+        (tmp / "labels.txt").write_text(labels_text(dataset.class_names), encoding="utf-8")
+        (tmp / "config.toml").write_text(to_toml(options_table(resolved), package_versions()), encoding="utf-8")
+        (tmp / "split.json").write_text(json.dumps(split.to_json(dataset, options.seed,
+                                                                 (options.val_fraction, options.test_fraction))))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        plot_history(history.history, tmp / "curves.png")
+    return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics)
+
+
+def input_pipeline(tf, dataset: Dataset, indices: np.ndarray, batch_size: int, n_classes: int,
+                   shuffle_seed: Optional[int] = None):
+    """A tf.data pipeline that gathers uint8 batches from the (possibly memory-mapped) arrays.
+
+    Only one batch at a time is materialised as float32: a large cached folder is never
+    copied whole into memory.
+    """
+    images, labels = dataset.images, dataset.labels
+    h, w, c = images.shape[1:]
+    data = tf.data.Dataset.from_tensor_slices(np.asarray(indices, dtype=np.int64))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def gather(batch_indices: np.ndarray):
+        return np.asarray(images[batch_indices]), labels[batch_indices]
+
+    def load(batch_indices):
+        x, y = tf.numpy_function(gather, [batch_indices], (tf.uint8, tf.int64), stateful=False)
+        x.set_shape((None, h, w, c))
+        y.set_shape((None,))
+        return tf.cast(x, tf.float32), tf.one_hot(y, n_classes)
+
+    return data.batch(batch_size).map(load).prefetch(tf.data.AUTOTUNE)
+
+
+def predict_probabilities(model, tf, dataset: Dataset, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    pipeline = input_pipeline(tf, dataset, indices, max(batch_size, 256), len(dataset.class_names))
+    return np.asarray(model.predict(pipeline.map(lambda x, y: x), verbose=0))
+
+
+def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
+    """Accuracy, per-class accuracy and the confusion matrix (rows: true class, columns: predicted)."""
+    predicted = probabilities.argmax(1)
+    n = len(class_names)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
+    return {
+        "test_accuracy": float(np.mean(predicted == labels)),
+        "per_class_accuracy": {name: round(float(a), 4) for name, a in zip(class_names, per_class)},
+        "confusion_matrix": confusion.tolist(),
+        "class_names": class_names,
+    }
+
+
+def configure_cpu_devices(tf) -> None:
+    """Split the CPU into N logical devices when EDGECLS_CPU_DEVICES=N (to exercise mirrored training)."""
+    count = int(os.environ.get("EDGECLS_CPU_DEVICES", "0") or 0)
+    if count > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+        except RuntimeError:  # already initialised in this process
+            pass
+
+
+def make_strategy(tf, name: str):
+    """TensorFlow's own distribution strategies; edgecls adds no scheduler of its own."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
+                  [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi-worker":
+        if "TF_CONFIG" not in os.environ:
+            raise EdgeclsError("--strategy multi-worker needs the TF_CONFIG environment variable on every worker "
+                               "(cluster and task; see tf.distribute.MultiWorkerMirroredStrategy)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise EdgeclsError(f"unknown strategy {name!r}: use default, mirrored or multi-worker")
+
+
+def _optimizer(keras, name: str, lr: float):
+    return {"adam": keras.optimizers.Adam, "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
+            "rmsprop": keras.optimizers.RMSprop}[name](learning_rate=lr)
+
+
+def _fill_mode(source: str) -> str:
+    size, color = native_format(source)
+    digits_like = color == "grayscale" or source.rstrip("/").endswith("mnist")
+    return "constant" if digits_like else "reflect"
+
+
+def _report_skipped(dataset: Dataset, log) -> None:
+    if not dataset.skipped:
+        return
+    duplicates = sum(1 for _, reason in dataset.skipped if reason.startswith("duplicate"))
+    unreadable = [s for s in dataset.skipped if not s[1].startswith("duplicate")]
+    if unreadable:
+        first = "; ".join(f"{p}: {r}" for p, r in unreadable[:3])
+        log(f"warning: skipped {len(unreadable)} unreadable image file(s): {first}")
+    if duplicates:
+        log(f"warning: skipped {duplicates} byte-identical duplicate file(s) (they would leak between train and test)")
+
+
+def package_versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    return {"edgecls": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def plot_history(history: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for ax, key in zip(axes, ("accuracy", "loss")):
+        ax.plot(epochs, history.get(key, []), label="train")
+        ax.plot(epochs, history.get(f"val_{key}", []), label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
