@@ -88,6 +88,85 @@ def train(
     )
 
 
+# ----------------------------------------------------------------------------- device side
+# predict / info / doctor import only edgecls.runtime (numpy, Pillow, an interpreter): never TensorFlow.
+_BACKEND_HELP = "litert | tflite_runtime | tensorflow  \\[default: $EDGECLS_BACKEND, else the first one installed, in that order]"
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="A .tflite image classifier (edgecls' own, or any NHWC one)"),
+    images: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) and glob patterns"),
+    top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Classes to show per image"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table"),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV (file,rank,index,label,score,error) instead of a table"),
+    threads: Optional[int] = typer.Option(None, min=1, help="Interpreter threads  \\[default: the CPU count]"),
+    labels: Optional[Path] = typer.Option(None, help="Labels file ('0 cat', '0: cat' or one name a line); "
+                                          "overrides the model's own labels"),
+    backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+) -> None:
+    """Classify images with a .tflite model, one output row per image, streamed as they are done.
+
+    A file that cannot be read becomes an error row with its reason and the run goes on.
+
+    Exit codes: 0 every image classified; 1 some images failed (see their error rows); 2 bad model, labels file or arguments (including arguments that name no image).
+    """
+    if as_json and as_csv:
+        raise EdgeclsError("choose one of --json and --csv")
+    from edgecls.device import predict as run_predict
+
+    code = run_predict(str(model), images, top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
+                       threads=threads, labels=str(labels) if labels else None, backend=backend)
+    raise typer.Exit(code)
+
+
+@app.command()
+def info(
+    model: Path = typer.Argument(..., help="Any .tflite file"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
+    backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+) -> None:
+    """Show a .tflite model: tensors, ops, size, quantisation, metadata.
+
+    Inputs and outputs (shape, dtype, scale, zero point, per-channel or not), the op histogram, the size, the detected quantisation mode, the embedded edgecls metadata and the interpreter backend that read it. Works on third-party models without metadata.
+
+    Exit codes: 0 ok; 2 not a readable .tflite.
+    """
+    from edgecls.runtime.inspect import inspect_model
+
+    report = inspect_model(model, backend=backend)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        from edgecls.device import show_info
+
+        show_info(report)
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print the report as JSON")) -> None:
+    """Check that this machine can run the device side (predict, info, bench of a .tflite).
+
+    Reports platform, architecture, Python, numpy, Pillow, the interpreter backend found and its version, whether TensorFlow is installed, the CPU count, and warnings for known traps.
+
+    Exit codes: 0 an interpreter backend works; 1 none does.
+    """
+    from edgecls.runtime.doctor import doctor_report
+
+    report = doctor_report()
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        from edgecls.device import show_doctor
+
+        show_doctor(report)
+    raise typer.Exit(0 if report["ok"] else 1)
+
+
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     # Pillow warns (once, multi-line) between 1x and 2x its pixel limit; preprocess refuses such

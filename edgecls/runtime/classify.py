@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
@@ -29,6 +29,7 @@ LABELS_FILE = "labels.txt"  # looked for beside the model
 MAX_BATCH = 32  # largest batch handed to a model with a dynamic batch dimension
 _INPUT_DTYPES = (np.float32, np.uint8, np.int8)
 _OUTPUT_DTYPES = (np.float32, np.uint8, np.int8)
+_PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE"}  # ops that keep a tensor's meaning
 
 
 class Class(NamedTuple):
@@ -76,6 +77,10 @@ class Prediction:
     def ok(self) -> bool:
         return self.error is None
 
+    def __repr__(self) -> str:
+        source = self.source if isinstance(self.source, (str, os.PathLike)) else type(self.source).__name__
+        return f"Prediction({source!r}, {self.classes!r}" + (f", error={self.error!r})" if self.error else ")")
+
 
 class Classifier:
     """A TFLite image classifier: input [1, H, W, 1|3] (float32, uint8 or int8), one output [1, N]."""
@@ -103,7 +108,7 @@ class Classifier:
         self.num_classes = int(out["shape"][-1])
         self.input_spec = _input_spec(inp, self.metadata, self.path.name)
         self.labels, self.labels_source = resolve_labels(labels, self.metadata, self.path, self.num_classes)
-        self.output_kind = _output_kind(self.metadata, content, out["index"])
+        self.output_kind = output_kind(self.interpreter, out["index"], self.metadata)
         # A model exported with a dynamic batch dimension (shape_signature -1) takes whole batches.
         self.max_batch = MAX_BATCH if int(inp["shape_signature"][0]) == -1 else 1
 
@@ -172,24 +177,25 @@ class Classifier:
             else:
                 yield Prediction(source, tuple(self.top_classes(next(rows), top_k)))
 
-    def _decoded(self, sources: Iterable[ImageSource], workers: int, depth: int) -> Iterator[tuple[Any, np.ndarray | str]]:
+    def _decoded(self, sources: Iterable[Any], workers: int, depth: int) -> Iterator[tuple[Any, np.ndarray | str]]:
         """(source, pixels or error reason) in input order, decoding up to `depth` ahead."""
-        if workers <= 1:
-            yield from ((source, self._decode(source)) for source in sources)
-            return
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="edgecls-decode")
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="edgecls-decode") if workers > 1 else None
         pending: deque = deque()
         try:
             for source in sources:
-                pending.append((source, pool.submit(self._decode, source)))
-                if len(pending) >= depth:
-                    source, future = pending.popleft()
-                    yield source, future.result()
+                if isinstance(source, Prediction):
+                    pending.append((source.source, source.error))
+                elif pool is None:
+                    pending.append((source, self._decode(source)))
+                else:
+                    pending.append((source, pool.submit(self._decode, source)))
+                while len(pending) >= depth or (pool is None and pending):
+                    yield _ready(*pending.popleft())
             while pending:
-                source, future = pending.popleft()
-                yield source, future.result()
+                yield _ready(*pending.popleft())
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _decode(self, source: ImageSource) -> np.ndarray | str:
         try:
@@ -233,6 +239,10 @@ class Classifier:
         if self.output_kind == "logits" or not _is_distribution(scores, self._prob_tolerance):
             return softmax(scores)
         return scores
+
+
+def _ready(source: Any, pixels: Any) -> tuple[Any, np.ndarray | str]:
+    return source, (pixels.result() if isinstance(pixels, Future) else pixels)
 
 
 # -------------------------------------------------------------------- checks and conversions
@@ -346,14 +356,32 @@ def _is_distribution(scores: np.ndarray, tolerance: float) -> bool:
     return bool(scores.min() >= -tolerance and np.all(np.abs(scores.sum(axis=-1) - 1.0) <= tolerance))
 
 
-def _output_kind(metadata: dict | None, content: bytes, output_index: int) -> str:
-    """'probabilities', 'logits', or 'unknown' (then decided per batch from the scores)."""
+def output_kind(interpreter: Any, output_index: int, metadata: dict | None = None) -> str:
+    """'probabilities', 'logits', or 'unknown' (then decided per batch from the scores).
+
+    The metadata's "output" entry wins; else the graph: an output made by SOFTMAX (perhaps
+    through a QUANTIZE/DEQUANTIZE/RESHAPE) already is a probability distribution.
+    """
     declared = (metadata or {}).get("output")
     if declared in ("probabilities", "logits"):
         return declared
-    from edgecls.runtime.inspect import output_is_softmax
-
-    return "probabilities" if output_is_softmax(content, output_index) else "unknown"
+    try:  # a private but long-stable interpreter API (LiteRT, tflite_runtime and tf.lite have it)
+        ops = interpreter._get_ops_details()
+    except Exception:
+        return "unknown"
+    # DELEGATE nodes stand for the ops they replaced; look at the original ops.
+    producer = {int(t): op for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
+    tensor = output_index
+    for _ in range(8):
+        op = producer.get(tensor)
+        if op is None:
+            break
+        if op["op_name"] == "SOFTMAX":
+            return "probabilities"
+        if op["op_name"] not in _PASS_THROUGH or not len(op["inputs"]):
+            break
+        tensor = int(op["inputs"][0])
+    return "unknown"
 
 
 def resolve_labels(

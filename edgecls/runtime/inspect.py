@@ -15,12 +15,9 @@ from typing import Any
 import numpy as np
 
 from edgecls.errors import EdgeclsError
-from edgecls.runtime.classify import check_classifier, read_model_bytes, resolve_labels
+from edgecls.runtime.classify import check_classifier, output_kind, read_model_bytes, resolve_labels
 from edgecls.runtime.interpreter import create_interpreter, find_backend
-from edgecls.runtime.metadata import ModelFileError, read_metadata, schema
-
-# Ops that hand a tensor on unchanged in meaning, walked through to find what made an output.
-_PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE"}
+from edgecls.runtime.metadata import read_metadata, schema
 
 
 def inspect_model(path: str | os.PathLike, backend: str | None = None) -> dict[str, Any]:
@@ -40,7 +37,7 @@ def inspect_model(path: str | os.PathLike, backend: str | None = None) -> dict[s
         "inputs": [_tensor(d) for d in inputs],
         "outputs": [_tensor(d) for d in outputs],
         **graph,
-        "classifier": _classifier(inputs, outputs, metadata, path),
+        "classifier": _classifier(interpreter, metadata, path),
         "metadata": metadata,
     }
     declared = ((metadata or {}).get("quantization") or {}).get("mode")
@@ -65,9 +62,9 @@ def _tensor(details: dict) -> dict[str, Any]:
     }
 
 
-def _classifier(inputs: list[dict], outputs: list[dict], metadata: dict | None, path: Path) -> dict[str, Any]:
+def _classifier(interpreter: Any, metadata: dict | None, path: Path) -> dict[str, Any]:
     try:
-        inp, out = check_classifier(inputs, outputs, path.name)
+        inp, out = check_classifier(interpreter.get_input_details(), interpreter.get_output_details(), path.name)
         num_classes = int(out["shape"][-1])
         labels, source = resolve_labels(None, metadata, path, num_classes)
     except EdgeclsError as exc:
@@ -78,6 +75,7 @@ def _classifier(inputs: list[dict], outputs: list[dict], metadata: dict | None, 
         "input": {"height": height, "width": width, "color": "grayscale" if channels == 1 else "rgb",
                   "batch": "dynamic" if int(inp["shape_signature"][0]) == -1 else 1},
         "num_classes": num_classes,
+        "output": output_kind(interpreter, out["index"], metadata),  # unknown: checked per batch
         "labels_source": source,
         "labels": labels,
     }
@@ -144,31 +142,3 @@ def _quant_mode(constants: Counter, activations: Counter) -> str:
     if constants["int8"] or constants["uint8"]:
         return "dynamic"
     return "float32"
-
-
-def output_is_softmax(content: bytes, output_index: int) -> bool:
-    """True when the model's output comes from a SOFTMAX (so it is already probabilities)."""
-    try:
-        s = schema()
-    except EdgeclsError:  # no schema module here: the runtime then checks the scores themselves
-        return False
-    model = s.Model.GetRootAs(content, 0)
-    graph = model.Subgraphs(0)
-    names = _op_names(model, s)
-    producer = {}
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        for t in op.OutputsAsNumpy() if op.OutputsLength() else ():
-            producer[int(t)] = op
-    tensor = output_index
-    for _ in range(8):
-        op = producer.get(tensor)
-        if op is None:
-            return False
-        name = names[op.OpcodeIndex()]
-        if name == "SOFTMAX":
-            return True
-        if name not in _PASS_THROUGH or not op.InputsLength():
-            return False
-        tensor = int(op.Inputs(0))
-    return False

@@ -46,27 +46,67 @@ def check_tflite_bytes(data: bytes, name: str = "model") -> None:
 
 
 def read_metadata(model_bytes: bytes) -> dict[str, Any] | None:
-    """Return the edgecls metadata of a model, or None for a model without it (third-party)."""
+    """Return the edgecls metadata of a model, or None for a model without it (third-party).
+
+    Read with the generic `flatbuffers` table reader rather than the generated schema module:
+    tflite_runtime (the interpreter of 32-bit ARM) ships no schema module, and TensorFlow's
+    must not be imported on a device.
+    """
     check_tflite_bytes(model_bytes)
-    s = schema()
     try:
-        model = s.Model.GetRootAs(model_bytes, 0)
-        for i in range(model.MetadataLength()):
-            entry = model.Metadata(i)
-            if (entry.Name() or b"").decode("utf-8", "replace") != METADATA_NAME:
-                continue
-            buffer_index = entry.Buffer()
-            if buffer_index >= model.BuffersLength():
-                raise ModelFileError("metadata points at a buffer the model does not have")
-            buffer = model.Buffers(buffer_index)
-            if buffer.DataLength() > MAX_METADATA_BYTES:
-                raise ModelFileError(f"metadata entry is {buffer.DataLength()} bytes, over the {MAX_METADATA_BYTES} limit")
-            raw = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
-            return parse_metadata_json(raw)
+        raw = _metadata_entry(model_bytes)
     except ModelFileError:
         raise
     except Exception as exc:  # a corrupt flatbuffer raises anything from struct.error to IndexError
         raise ModelFileError(f"corrupt .tflite flatbuffer ({type(exc).__name__})") from None
+    return None if raw is None else parse_metadata_json(raw)
+
+
+# Field slots (vtable offsets) of the TFLite schema tables that hold metadata; fixed by the
+# schema's field order, which TFLite never reorders.
+_MODEL_BUFFERS, _MODEL_METADATA = 12, 16
+_METADATA_NAME, _METADATA_BUFFER = 4, 6
+_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 4, 6, 8
+
+
+def _metadata_entry(data: bytes) -> bytes | None:
+    from flatbuffers import encode, number_types, packer
+    from flatbuffers.table import Table
+
+    def vector(table: Table, slot: int) -> tuple[int, int]:
+        """(start, length) of a vector field; (0, 0) when absent."""
+        offset = table.Offset(slot)
+        return (table.Vector(offset), table.VectorLen(offset)) if offset else (0, 0)
+
+    def element(start: int, i: int) -> Table:
+        return Table(data, encode.Get(packer.uoffset, data, start + 4 * i) + start + 4 * i)
+
+    def scalar(table: Table, slot: int, flags) -> int:
+        offset = table.Offset(slot)
+        return table.Get(flags, table.Pos + offset) if offset else 0
+
+    model = Table(data, encode.Get(packer.uoffset, data, 0))
+    entries, count = vector(model, _MODEL_METADATA)
+    for i in range(count):
+        entry = element(entries, i)
+        name_offset = entry.Offset(_METADATA_NAME)
+        name = entry.String(name_offset + entry.Pos) if name_offset else b""
+        if name.decode("utf-8", "replace") != METADATA_NAME:
+            continue
+        index = scalar(entry, _METADATA_BUFFER, number_types.Uint32Flags)
+        buffers, buffer_count = vector(model, _MODEL_BUFFERS)
+        if index >= buffer_count:
+            raise ModelFileError("metadata points at a buffer the model does not have")
+        buffer = element(buffers, index)
+        start, length = vector(buffer, _BUFFER_DATA)
+        if not length:  # large models keep buffers after the flatbuffer, addressed by offset and size
+            start = scalar(buffer, _BUFFER_OFFSET, number_types.Uint64Flags)
+            length = scalar(buffer, _BUFFER_SIZE, number_types.Uint64Flags)
+        if length > MAX_METADATA_BYTES:
+            raise ModelFileError(f"metadata entry is {length} bytes, over the {MAX_METADATA_BYTES} limit")
+        if start + length > len(data):
+            raise ModelFileError("metadata entry runs past the end of the file (truncated .tflite?)")
+        return bytes(data[start:start + length])
     return None
 
 

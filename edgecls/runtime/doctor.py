@@ -1,0 +1,84 @@
+"""`edgecls doctor`: what this machine is and whether the device side can run here."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import struct
+from typing import Any
+
+from edgecls.errors import EdgeclsError
+from edgecls.runtime.interpreter import ENV_VAR, find_backend, installed_backends
+
+_ARM32 = ("armv6l", "armv7l", "armv8l", "arm")
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a figure was measured on (shared with bench reports)."""
+    return {
+        "platform": platform.platform(),
+        "system": platform.system(),
+        "arch": platform.machine(),
+        "python_bits": struct.calcsize("P") * 8,
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_mb": _memory_mb(),
+        "python": platform.python_version(),
+    }
+
+
+def doctor_report() -> dict[str, Any]:
+    """Machine, library versions, the interpreter backend found, and warnings about known traps."""
+    import numpy
+    import PIL
+
+    report: dict[str, Any] = {**machine_info(), "numpy": numpy.__version__, "pillow": PIL.__version__}
+    installed = installed_backends()
+    report["backends_installed"] = installed
+    report["tensorflow_installed"] = importlib.util.find_spec("tensorflow") is not None
+    report["backend_forced"] = os.environ.get(ENV_VAR) or None
+    warnings: list[str] = []
+    try:
+        backend = find_backend()
+        report["backend"] = {"name": backend.name, "version": backend.version}
+    except EdgeclsError as exc:
+        report["backend"] = {"name": None, "error": str(exc)}
+    numpy_major = int(numpy.__version__.split(".")[0])
+    if installed["tflite_runtime"] and numpy_major >= 2:
+        warnings.append(
+            f"tflite_runtime {installed['tflite_runtime']} is built for numpy 1 and cannot run with numpy "
+            f"{numpy.__version__}: pip install ai-edge-litert, or pip install 'numpy<2'"
+        )
+    if report["arch"].lower() in _ARM32 or (report["arch"].lower() in ("aarch64", "arm64") and report["python_bits"] == 32):
+        warnings.append(
+            "32-bit ARM: no LiteRT (ai-edge-litert) wheel exists for it; use a 64-bit OS for LiteRT, "
+            "or tflite-runtime with numpy<2"
+        )
+    if report["backend"]["name"] == "tensorflow":
+        warnings.append("running on tensorflow.lite (deprecated and heavy): pip install ai-edge-litert")
+    report["warnings"] = warnings
+    report["ok"] = report["backend"]["name"] is not None
+    return report
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            fields = dict(line.split(":", 1) for line in handle if ":" in line)
+    except OSError:
+        return platform.processor() or "unknown"
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    # x86 says "model name"; a Raspberry Pi says "Model" (the board) and no "model name".
+    return fields.get("model name") or fields.get("Model") or fields.get("Hardware") or platform.processor() or "unknown"
+
+
+def _memory_mb() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

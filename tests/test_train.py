@@ -1,0 +1,188 @@
+"""`edgecls train`: the run directory, options, determinism, bad input, distribution."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgecls.cli import app
+from edgecls.config import read_config, resolve_options
+from edgecls.errors import EdgeclsError
+
+from test_data import make_folder
+
+pytest.importorskip("tensorflow")
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str):
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    return result
+
+
+def cli_subprocess(*args: str, env=None, cwd=None):
+    """The real console entry point: what a user sees, exit code and all."""
+    return subprocess.run([sys.executable, "-m", "edgecls", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    result = run_cli("train", "--out", str(out), "--epochs", "2", "--quiet", "--seed", "7")
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_run_directory_has_every_artifact(digits_run):
+    out, output = digits_run
+    for name in ("model.keras", "labels.txt", "config.toml", "split.json", "history.csv", "curves.png", "metrics.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.5 < metrics["test_accuracy"] <= 1.0  # two epochs on digits learn a lot; chance is 0.1
+    assert np.array(metrics["confusion_matrix"]).sum() == metrics["counts"]["test"]
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 1 + metrics["epochs_run"]
+    assert (out / "labels.txt").read_text().split() == [str(i) for i in range(10)]
+    assert f"Run directory: {out}" in output and "edgecls export" in output
+    assert not list(out.parent.glob(".*partial*"))  # the staging folder was renamed away
+
+
+def test_saved_model_takes_raw_pixels_and_has_no_augmentation(digits_run):
+    import keras
+
+    model = keras.saving.load_model(digits_run[0] / "model.keras", safe_mode=True)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[0] == "Rescaling" or kinds[1] == "Rescaling"
+    assert not any(k.startswith("Random") or k == "Sequential" for k in kinds)
+    assert [type(l).__name__ for l in model.layers if "Conv" in type(l).__name__ or "Dense" in type(l).__name__] == \
+        ["Conv2D", "Conv2D", "Dense", "Dense"]
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+
+
+def test_resolved_config_reproduces_the_run(digits_run, tmp_path):
+    out = digits_run[0]
+    options = resolve_options({}, config_path=out / "config.toml")
+    assert options.seed == 7 and options.epochs == 2 and options.augment == "rotate,zoom,translate"
+    again = tmp_path / "again"
+    assert run_cli("train", "--config", str(out / "config.toml"), "--out", str(again), "--quiet").exit_code == 0
+    first, second = (json.loads((p / "metrics.json").read_text()) for p in (out, again))
+    # same seed, same data, same options on CPU: the same model, hence the same confusion matrix
+    assert first["confusion_matrix"] == second["confusion_matrix"]
+    assert json.loads((out / "split.json").read_text())["test"] == json.loads((again / "split.json").read_text())["test"]
+
+
+def test_existing_run_is_not_overwritten_without_force(digits_run):
+    before = (digits_run[0] / "metrics.json").read_bytes()
+    result = cli_subprocess("train", "--out", str(digits_run[0]), "--epochs", "1")
+    assert result.returncode == 2 and "--force" in result.stderr
+    assert (digits_run[0] / "metrics.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/no/such/folder"], "not found"),
+    (["--data", "imagenet"], "not found"),
+    (["--arch", "resnet"], "unknown architecture"),
+    (["--augment", "flip,warp"], "unknown augmentation 'warp'"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--img-size", "0"], "--img-size must be between"),
+    (["--img-size", "100000"], "--img-size must be between"),
+    (["--optimizer", "lbfgs"], "unknown optimizer"),
+    (["--val-fraction", "0.7"], "--val-fraction must be between"),
+    (["--strategy", "multi-worker"], "TF_CONFIG"),
+])
+def test_bad_options_get_one_line_errors(tmp_path, args, message):
+    env = {"TF_CONFIG": ""} if "multi-worker" in args else None
+    if env:
+        os.environ.pop("TF_CONFIG", None)
+    result = run_cli_main(["train", "--out", str(tmp_path / "r"), "--quiet", *args])
+    assert result[0] == 2, result
+    assert message in result[1] and "Traceback" not in result[1]
+    assert len(result[1].strip().splitlines()) == 1, result[1]
+    assert not (tmp_path / "r").exists()
+
+
+def run_cli_main(argv: list[str]) -> tuple[int, str]:
+    """Call edgecls.cli.main() in-process (errors are formatted there), capturing stderr."""
+    import contextlib
+    import io
+
+    from edgecls import cli
+
+    err = io.StringIO()
+    old = sys.argv
+    sys.argv = ["edgecls", *argv]
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                cli.main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = old
+    return code, err.getvalue()
+
+
+def test_bad_folder_datasets_fail_cleanly(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
+    make_folder(tmp_path / "one", classes=("only",))
+    for folder, message in (("empty", "no class sub-folders"), ("one", "only one class")):
+        code, err = run_cli_main(["train", "--data", str(tmp_path / folder), "--out", str(tmp_path / "r"), "--quiet"])
+        assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_config_file_unknown_key_and_wrong_type(tmp_path):
+    (tmp_path / "a.toml").write_text("epochs = 3\nlearning_rate = 0.1\n")
+    with pytest.raises(EdgeclsError, match="unknown key 'learning_rate'"):
+        read_config(tmp_path / "a.toml")
+    (tmp_path / "b.toml").write_text("[train]\nepochs = 'many'\n")
+    with pytest.raises(EdgeclsError, match="epochs must be int"):
+        read_config(tmp_path / "b.toml")
+    (tmp_path / "c.toml").write_text("epochs = [")
+    with pytest.raises(EdgeclsError, match="not valid TOML"):
+        read_config(tmp_path / "c.toml")
+
+
+def test_command_line_wins_over_config(tmp_path):
+    (tmp_path / "c.toml").write_text("[train]\nepochs = 3\nbatch-size = 8\naugment = ['flip', 'zoom']\n")
+    options = resolve_options({"epochs": 5}, config_path=tmp_path / "c.toml")
+    assert (options.epochs, options.batch_size, options.augment) == (5, 8, "flip,zoom")
+
+
+def test_mobile_architecture_trains_on_an_rgb_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    root = make_folder(tmp_path / "photos", per_class=10, size=(50, 40))
+    out = tmp_path / "run"
+    result = run_cli("train", "--data", str(root), "--arch", "mobile", "--img-size", "32", "--epochs", "1",
+                     "--out", str(out), "--quiet", "--batch-size", "8")
+    assert result.exit_code == 0, result.output
+    import keras
+
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.input_shape == (None, 32, 32, 3)
+    assert any(type(l).__name__ == "DepthwiseConv2D" for l in model.layers)
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    # A fresh process: logical devices must be configured before TensorFlow initialises.
+    result = cli_subprocess("train", "--strategy", "mirrored", "--epochs", "1", "--quiet", "--out", str(tmp_path / "m"),
+                            env={"EDGECLS_CPU_DEVICES": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["test_accuracy"] > 0.3
+
+
+def test_without_tensorflow_train_says_how_to_install(tmp_path):
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None; "
+            "sys.argv = ['edgecls', 'train', '--out', %r]; from edgecls.cli import main; main()" % str(tmp_path / "r"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "pip install 'edgecls[train]'" in result.stderr and "Traceback" not in result.stderr
