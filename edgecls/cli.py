@@ -88,6 +88,48 @@ def train(
     )
 
 
+# ----------------------------------------------------------------------------- export
+@app.command("export")
+def export_command(
+    source: Path = typer.Argument(..., help="A run directory (made by edgecls train) or a bare .keras file"),
+    quant: str = typer.Option("int8,float32", help="Comma list of float32, float16, dynamic, int8 (int8 I/O), "
+                              "uint8 (uint8 I/O), or all"),
+    calib_samples: int = typer.Option(500, help="Calibration images from the train split, stratified by class "
+                                      "(all of them if the split has fewer)"),
+    quantizer: str = typer.Option("converter", help="converter (TensorFlow's TFLite converter) | litert "
+                                  "(ai-edge-quantizer, static int8 recipe, on the float32 model)"),
+    out: Optional[Path] = typer.Option(None, help="Output folder  \\[default: RUN_DIR/export]"),
+    data: Optional[str] = typer.Option(None, help="The images of a bare .keras file (digits, a folder, ...); "
+                                       "for a run directory, where its data now is"),
+    min_agreement: float = typer.Option(0.95, help="Least top-1 agreement of int8/uint8 with the float model "
+                                        "on the validation split"),
+    force: bool = typer.Option(False, help="Write the files even when int8 agreement is below --min-agreement"),
+) -> None:
+    """Convert a trained model to .tflite files (float32 and int8 by default) that carry their labels and input spec.
+
+    Each file is scored with the device-side runtime on the validation split before anything is written: a table of size, accuracy and top-1 agreement with the Keras float model. Writes OUT/model_<mode>.tflite, OUT/labels.txt and OUT/export.json.
+
+    Exit codes: 0 ok; 1 conversion failed, or int8 agreement fell below --min-agreement (nothing written; --force writes anyway); 2 bad input.
+    """
+    from edgecls.export import ExportOptions, export, parse_modes, render_table
+    from edgecls.rundir import open_source
+
+    modes = parse_modes(quant, quantizer)
+    if calib_samples < 1:
+        raise EdgeclsError(f"--calib-samples must be at least 1 (got {calib_samples})")
+    options = ExportOptions(modes, quantizer, calib_samples, out, min_agreement, force)
+    result = export(open_source(source, data), options, log=lambda m: typer.echo(m, err=True))
+    from rich.console import Console
+
+    Console().print(render_table(result))
+    if result.written:
+        typer.echo(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
+    if not result.passed:
+        if not result.written:
+            _fail(result.advice(), 1)
+        typer.echo(f"warning: {result.advice().split(': nothing written')[0]} (written anyway: --force)", err=True)
+
+
 # ----------------------------------------------------------------------------- device side
 # predict / info / doctor import only edgecls.runtime (numpy, Pillow, an interpreter): never TensorFlow.
 _BACKEND_HELP = "litert | tflite_runtime | tensorflow  \\[default: $EDGECLS_BACKEND, else the first one installed, in that order]"

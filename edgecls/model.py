@@ -53,17 +53,21 @@ def _mobile(input_shape, num_classes, dropout) -> keras.Model:
     """
     if min(input_shape[:2]) < 32:
         raise EdgeclsError(f"--img-size {input_shape[0]} is too small for the mobile CNN (use 32 or more; 64-160 suits it)")
+    # Batch-norm statistics must settle within the few hundred steps a small folder gives:
+    # Keras' default momentum (0.99) leaves them near their initial values, and inference
+    # (which uses them) then predicts one class.
+    norm = {"momentum": 0.9}
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_pm1")(inputs)
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(x)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(**norm, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
     for i, (filters, stride) in enumerate(_MOBILE_BLOCKS, start=1):
         x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"dw{i}")(x)
-        x = layers.BatchNormalization(name=f"dw{i}_bn")(x)
+        x = layers.BatchNormalization(**norm, name=f"dw{i}_bn")(x)
         x = layers.ReLU(6.0, name=f"dw{i}_relu")(x)
         x = layers.Conv2D(filters, 1, use_bias=False, name=f"pw{i}")(x)
-        x = layers.BatchNormalization(name=f"pw{i}_bn")(x)
+        x = layers.BatchNormalization(**norm, name=f"pw{i}_bn")(x)
         x = layers.ReLU(6.0, name=f"pw{i}_relu")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout:

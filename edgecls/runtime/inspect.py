@@ -123,20 +123,26 @@ def _graph(content: bytes) -> dict[str, Any]:
             quant = tensor.Quantization()
             if stored and quant is not None and quant.ScaleLength() > 1:
                 per_channel = True
+    main = model.Subgraphs(0)  # the interpreter has checked there is one
+    input_types = {type_names.get(main.Tensors(main.Inputs(j)).Type()) for j in range(main.InputsLength())}
     return {
         "subgraphs": model.SubgraphsLength(),
         "tensors": tensors,
         "ops": dict(ops.most_common()),
-        "quantization": {"detected": _quant_mode(constants, activations), "weights_per_channel": per_channel},
+        "quantization": {"detected": _quant_mode(constants, activations, input_types),
+                         "weights_per_channel": per_channel},
     }
 
 
-def _quant_mode(constants: Counter, activations: Counter) -> str:
-    """float32 | float16 | dynamic | int8 | uint8 | int16x8, from where the integers are."""
+def _quant_mode(constants: Counter, activations: Counter, input_types: set) -> str:
+    """float32 | float16 | dynamic | int8 | uint8 | int8 (float I/O) | int16x8: where the integers are."""
     if activations["int16"]:
         return "int16x8"
-    if activations["int8"] or activations["uint8"]:
-        return "uint8" if activations["uint8"] > activations["int8"] else "int8"
+    if activations["int8"] or activations["uint8"]:  # integer activations: full integer quantisation
+        for io_type in ("uint8", "int8"):
+            if io_type in input_types:
+                return io_type
+        return "int8 (float I/O)"
     if constants["float16"]:
         return "float16"
     if constants["int8"] or constants["uint8"]:

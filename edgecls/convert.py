@@ -1,0 +1,277 @@
+"""Keras model -> .tflite bytes in one quantisation mode, with either quantiser backend.
+
+Conversion goes through a SavedModel (Keras' own `model.export`), because
+`TFLiteConverter.from_keras_model` and a plain concrete function both lose Keras 3's variables
+(the converter leaves READ_VARIABLE ops behind and calibration fails). The batch dimension stays
+dynamic, so the runtime can score whole batches.
+
+Integer models are checked after conversion, because the converter does not enforce what we
+promise: the input must quantise raw pixels exactly (scale 1, zero point -128 for int8, 0 for
+uint8), and no op may be left computing in float (TensorFlow's converter silently keeps ops
+without an int8 kernel in float even with TFLITE_BUILTINS_INT8).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from edgecls.errors import EdgeclsError, _native_stderr_silenced
+
+MODES = ("float32", "float16", "dynamic", "int8", "uint8")
+INTEGER_MODES = ("int8", "uint8")  # full integer: integer-only ops, integer input and output
+CALIBRATED_MODES = INTEGER_MODES
+QUANTIZERS = ("converter", "litert")
+# The input quantisation that makes every pixel value 0..255 one integer: (scale, zero point).
+EXACT_INPUT = {"int8": (1.0, -128), "uint8": (1.0, 0)}
+_BOOKKEEPING_OPS = {"QUANTIZE", "DEQUANTIZE"}  # allowed to touch float at the model's edges
+LITERT_INSTALL = "pip install 'edgecls[litert-quantizer]'"
+
+
+class ConversionError(EdgeclsError):
+    """The converter or quantiser failed on a model: the job failed (exit 1), the input was fine."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=1)
+
+
+@dataclass
+class Converted:
+    """One converted model: its bytes, the backend that made it, and its I/O tensors."""
+
+    mode: str
+    content: bytes
+    backend: str  # "tflite-converter" or "ai-edge-quantizer"
+    io: dict[str, Any]
+
+
+# ---------------------------------------------------------------------- entry point
+@contextlib.contextmanager
+def saved_model(model) -> Iterator[Path]:
+    """Export `model` (inference only) to a temporary SavedModel; removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="edgecls-savedmodel-"))
+    try:
+        try:
+            with _native_stderr_silenced(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.export(str(folder / "model"), format="tf_saved_model", verbose=False)
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:
+            raise ConversionError(f"cannot export the Keras model for conversion: {_first_line(exc)}") from None
+        yield folder / "model"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def convert(saved_model_dir: Path, mode: str, quantizer: str = "converter",
+            calibration: Optional[np.ndarray] = None, float_model: Optional[bytes] = None) -> Converted:
+    """Convert to `mode`; `calibration` (uint8 N,H,W,C) is needed by int8 and uint8.
+
+    With quantizer "litert", int8 and dynamic are made by ai-edge-quantizer from the float32
+    model (`float_model`, converted here if not given); float32 and float16 are always the
+    TensorFlow converter's.
+    """
+    if mode not in MODES:
+        raise EdgeclsError(f"unknown quantisation mode {mode!r}: use {', '.join(MODES)} or all")
+    if mode in CALIBRATED_MODES and (calibration is None or len(calibration) == 0):
+        raise EdgeclsError(f"{mode} needs calibration images")
+    if quantizer == "litert" and mode in ("int8", "dynamic"):
+        if float_model is None:
+            float_model = convert_tf(saved_model_dir, "float32")
+        content, backend = quantize_litert(float_model, mode, calibration), "ai-edge-quantizer"
+    else:
+        content, backend = convert_tf(saved_model_dir, mode, calibration), "tflite-converter"
+    return Converted(mode, content, backend, check_converted(content, mode))
+
+
+# ---------------------------------------------------------------------- TensorFlow's converter
+def convert_tf(saved_model_dir: Path, mode: str, calibration: Optional[np.ndarray] = None) -> bytes:
+    """The TFLite converter's output for `mode` (no checks here: see check_converted)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode in INTEGER_MODES:
+        images = representative_images(calibration)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([images[i:i + 1]] for i in range(len(images)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = tf.int8 if mode == "int8" else tf.uint8
+        converter.inference_input_type = io_type
+        converter.inference_output_type = io_type
+    try:
+        with _native_stderr_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bytes(converter.convert())
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # ConverterError, RuntimeError from the calibrator, ValueError ...
+        raise ConversionError(f"the TFLite converter failed on {mode}: {converter_failure(exc)}") from None
+
+
+def representative_images(calibration: np.ndarray) -> np.ndarray:
+    """Calibration images as float32 raw pixels, with the first image holding a 0 and a 255.
+
+    The input range the quantiser sees must be the full 0..255, or it would narrow the input
+    scale and two pixel values could share one int8 value.
+    """
+    images = np.asarray(calibration, dtype=np.float32).copy()
+    images[0, 0, 0, :] = 0.0
+    images[0, 0, -1, :] = 255.0
+    return images
+
+
+_NOT_BUILTIN = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
+_NOT_QUANTIZABLE = re.compile(r"[Qq]uantization not yet supported for op: '?([\w.]+)'?")
+
+
+def converter_failure(exc: BaseException) -> str:
+    """A one-line reason from a converter exception, naming the ops where it can."""
+    text = str(exc)
+    missing = sorted(set(_NOT_BUILTIN.findall(text)))
+    if missing:
+        return (f"op(s) {', '.join(missing)} have no TFLite builtin kernel; remove or replace the layers "
+                "that use them")
+    unquantizable = sorted(set(_NOT_QUANTIZABLE.findall(text)))
+    if unquantizable:
+        return f"op(s) {', '.join(unquantizable)} cannot be quantised; try --quant dynamic or float16"
+    for line in text.splitlines():
+        if "error:" in line:  # MLIR diagnostics: drop the location noise before 'error:'
+            return line.split("error:", 1)[1].strip()[:300]
+    return _first_line(exc)[:300]
+
+
+# ---------------------------------------------------------------------- ai-edge-quantizer
+def quantize_litert(float_model: bytes, mode: str, calibration: Optional[np.ndarray] = None) -> bytes:
+    """Quantise a float32 .tflite with ai-edge-quantizer: static int8 (calibrated) or dynamic.
+
+    Its calibrator keeps a moving average of each tensor's min and max over the samples, which
+    would narrow the input range below 0..255; the input's range is therefore set to exactly
+    [0, 255] after calibration (pixels are raw bytes by construction).
+    """
+    try:
+        from ai_edge_quantizer import quantizer as aeq, recipe
+    except ImportError:
+        raise EdgeclsError(f"--quantizer litert needs ai-edge-quantizer, which is not installed: {LITERT_INSTALL}") from None
+    from edgecls.runtime.interpreter import default_threads
+
+    try:
+        with _native_stderr_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if mode == "dynamic":
+                q = aeq.Quantizer(bytearray(float_model), recipe.dynamic_wi8_afp32())
+                result = q.quantize(enable_progress_report=False)
+            elif mode == "int8":
+                q = aeq.Quantizer(bytearray(float_model), recipe.static_wi8_ai8())
+                signature, input_name, tensor_name = _signature_input(float_model)
+                images = representative_images(calibration)
+                samples = [{input_name: images[i:i + 1]} for i in range(len(images))]
+                ranges = q.calibrate({signature: samples}, num_threads=default_threads())
+                if tensor_name not in ranges:
+                    raise ConversionError(f"ai-edge-quantizer recorded no range for the input tensor {tensor_name}")
+                ranges[tensor_name] = {key: np.full_like(value, 0.0 if key == "min" else 255.0)
+                                       for key, value in ranges[tensor_name].items() if key in ("min", "max")}
+                result = q.quantize(ranges, enable_progress_report=False)
+            else:
+                raise EdgeclsError(f"ai-edge-quantizer does not make {mode} models here: use --quantizer converter")
+            return bytes(result.quantized_model)
+    except EdgeclsError:
+        raise
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:
+        raise ConversionError(f"ai-edge-quantizer failed on {mode}: {_first_line(exc)[:300]}") from None
+
+
+def _signature_input(float_model: bytes) -> tuple[str, str, str]:
+    """(signature key, its input name, the input tensor's name) of a one-input float model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=float_model)
+    signatures = interpreter.get_signature_list()
+    if len(signatures) != 1:
+        raise ConversionError(f"the float model has {len(signatures)} signatures; ai-edge-quantizer needs one")
+    key = next(iter(signatures))
+    inputs = interpreter.get_signature_runner(key).get_input_details()
+    if len(inputs) != 1:
+        raise ConversionError(f"the float model has {len(inputs)} inputs; an image classifier has one")
+    name, details = next(iter(inputs.items()))
+    return key, name, details["name"]
+
+
+# ---------------------------------------------------------------------- checks
+def check_converted(content: bytes, mode: str) -> dict[str, Any]:
+    """Load the model with the device-side interpreter and check it keeps our promises.
+
+    Returns its input and output tensors (dtype, scale, zero point, shape signature). For int8
+    and uint8: exact input quantisation and no float op; else a one-line ConversionError.
+    """
+    from edgecls.runtime.interpreter import create_interpreter, find_backend
+
+    interpreter = create_interpreter(content, find_backend(), num_threads=1, name=f"{mode} model")
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ConversionError(f"the {mode} model has {len(inputs)} inputs and {len(outputs)} outputs; expected one each")
+    io = {"input": _tensor_io(inputs[0]), "output": _tensor_io(outputs[0])}
+    if mode in INTEGER_MODES:
+        got = io["input"]
+        if io["output"]["dtype"] != mode:
+            raise ConversionError(f"the {mode} model's output is {io['output']['dtype']}, not {mode}")
+        scale, zero_point = EXACT_INPUT[mode]
+        if got["dtype"] != mode or got["scale"] != scale or got["zero_point"] != zero_point:
+            raise ConversionError(
+                f"{mode} input quantisation is not exact: {got['dtype']} scale {got['scale']!r} zero point "
+                f"{got['zero_point']!r} (expected {mode} scale {scale} zero point {zero_point}); does the model "
+                "take raw 0..255 pixels with a Rescaling layer first?")
+        left_float = float_ops(interpreter)
+        if left_float:
+            listed = ", ".join(left_float[:4]) + (f" and {len(left_float) - 4} more" if len(left_float) > 4 else "")
+            raise ConversionError(
+                f"{mode} export cannot be fully quantised: {listed} stay float (no integer kernel); "
+                "try --quant dynamic or float16, --quantizer litert, or replace those layers")
+    return io
+
+
+def float_ops(interpreter) -> list[str]:
+    """'OP (output tensor name)' for each op computing in float, QUANTIZE/DEQUANTIZE excepted."""
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    floats = (np.float32, np.float16, np.float64)
+    found = []
+    for op in interpreter._get_ops_details():  # the interpreter's own op list (TF and LiteRT alike)
+        if op["op_name"] in _BOOKKEEPING_OPS:
+            continue
+        used = [int(i) for i in list(op["inputs"]) + list(op["outputs"]) if int(i) >= 0 and int(i) in tensors]
+        if any(tensors[i]["dtype"] in floats for i in used):
+            outputs = [tensors[int(i)]["name"] for i in op["outputs"] if int(i) in tensors]
+            where = outputs[0].split(";")[0] if outputs else "?"
+            found.append(f"{op['op_name']} ({where})")
+    return found
+
+
+def _tensor_io(details: dict) -> dict[str, Any]:
+    scale, zero_point = details["quantization"]
+    quantised = details["dtype"] in (np.int8, np.uint8, np.int16)
+    return {
+        "dtype": np.dtype(details["dtype"]).name,
+        "shape_signature": [int(d) for d in details.get("shape_signature", details["shape"])],
+        "scale": float(scale) if quantised else None,
+        "zero_point": int(zero_point) if quantised else None,
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -1,0 +1,321 @@
+"""A trained model and its data, opened and checked: a run directory or a bare `.keras` file.
+
+Export and bench start here. Opening checks the files without TensorFlow; the Keras model is
+loaded (always in Keras' safe mode) only when asked for. Images come back as uint8 arrays:
+calibration images from the train split only (stratified by class, seeded), the validation
+and test splits for scoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgecls.errors import EdgeclsError
+from edgecls.runtime.labels import read_labels
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+MODEL_FILE = "model.keras"
+RUN_FILES = (MODEL_FILE, "labels.txt", "config.toml", "split.json")
+DEFAULT_CALIB_SAMPLES = 500
+MIN_CALIB_WARNING = 100  # fewer calibration images than this: ranges may be unstable
+PARTS = ("train", "val", "test")
+
+
+@dataclass
+class Calibration:
+    """Calibration images drawn from the train split: uint8 (N, H, W, C), their labels, the seed."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    per_class: dict[str, int]
+    seed: int
+    requested: int
+    available: int  # images in the train split
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What the metadata and export.json record about the calibration set."""
+        return {"split": "train", "samples": int(len(self.images)), "requested": self.requested,
+                "available": self.available, "per_class": self.per_class, "seed": self.seed,
+                "stratified": True}
+
+
+class RunDir:
+    """A model to export or bench, with its labels, input spec and data.
+
+    Use `open_source(path, data=...)`: it accepts a run directory (made by `edgecls train`) or a
+    bare `.keras` file plus `data` naming its images.
+    """
+
+    def __init__(self, model_path: Path, labels: list[str], data: str, img_size: Optional[int],
+                 color: Optional[str], seed: int, run_dir: Optional[Path] = None,
+                 config: Optional[dict] = None, split_doc: Optional[dict] = None):
+        self.model_path = model_path
+        self.labels = labels
+        self.data = data
+        self.img_size = img_size
+        self.color = color
+        self.seed = seed
+        self.run_dir = run_dir  # None for a bare .keras file
+        self.config = config or {}
+        self.split_doc = split_doc  # None: a seeded split is made from the data
+        self._model = None
+        self._num_classes: Optional[int] = None
+        self._dataset = None
+        self._split = None
+
+    @property
+    def name(self) -> str:
+        return str(self.run_dir or self.model_path)
+
+    def model_sha256(self) -> str:
+        return sha256_file(self.model_path)
+
+    # ------------------------------------------------------------------ model
+    def model(self):
+        """The Keras model, loaded once (safe mode), checked against the labels."""
+        if self._model is None:
+            model = load_keras_model(self.model_path)
+            h, w, c = model_input_shape(model, self.model_path)
+            self._num_classes = model_num_classes(model, self.model_path)
+            self._check_classes()
+            if self.img_size is None:
+                self.img_size, self.color = h, "grayscale" if c == 1 else "rgb"
+            elif (h, w) != (self.img_size, self.img_size) or c != (1 if self.color == "grayscale" else 3):
+                raise EdgeclsError(f"{self.model_path} takes {h}x{w}x{c} images but the run says "
+                                   f"{self.img_size}x{self.img_size} {self.color}")
+            self._model = model
+        return self._model
+
+    def _check_classes(self) -> None:
+        if self._num_classes is not None and self.labels and self._num_classes != len(self.labels):
+            raise EdgeclsError(f"{self.model_path} has {self._num_classes} outputs but there are "
+                               f"{len(self.labels)} classes ({'labels.txt' if self.run_dir else self.data})")
+
+    # ------------------------------------------------------------------ data
+    def dataset(self):
+        """The run's dataset as uint8 arrays, at the model's size and colour mode (loaded once)."""
+        if self._dataset is None:
+            from edgecls.data import load_dataset
+
+            if self.img_size is None:
+                self.model()  # a bare .keras file: the model says what size and colour it takes
+            dataset = load_dataset(self.data, self.img_size, self.color, progress=False)
+            if self.labels and len(dataset.class_names) != len(self.labels):
+                raise EdgeclsError(f"{self.data} has {len(dataset.class_names)} classes but the model has "
+                                   f"{len(self.labels)} labels")
+            if not self.labels:  # a bare .keras file: the data names the classes
+                self.labels = list(dataset.class_names)
+            self._check_classes()
+            self._dataset = dataset
+        return self._dataset
+
+    def split(self):
+        """Indices of the train / val / test parts: the run's saved split, or a seeded one."""
+        if self._split is None:
+            from edgecls.data import load_split, make_split
+
+            dataset = self.dataset()
+            if self.split_doc is not None:
+                self._split = load_split(self.split_doc, dataset)
+            else:  # a bare .keras file: the same stratified, seeded split `edgecls train` makes
+                self._split = make_split(dataset, 0.1, 0.1, self.seed)
+        return self._split
+
+    def images(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images (N, H, W, C) and int labels of one split part: train, val or test."""
+        if part not in PARTS:
+            raise ValueError(f"unknown split part {part!r}")
+        indices = getattr(self.split(), part)
+        dataset = self.dataset()
+        return np.asarray(dataset.images[indices]), np.asarray(dataset.labels[indices])
+
+    def calibration(self, samples: Optional[int] = DEFAULT_CALIB_SAMPLES, seed: Optional[int] = None) -> Calibration:
+        """Up to `samples` train-split images (all of them if None or fewer), stratified by class, seeded."""
+        if samples is not None and samples < 1:
+            raise EdgeclsError(f"--calib-samples must be at least 1 (got {samples})")
+        seed = self.seed if seed is None else seed
+        dataset = self.dataset()
+        train = self.split().train
+        chosen = stratified_sample(dataset.labels[train], samples, seed)
+        indices = train[chosen]
+        labels = np.asarray(dataset.labels[indices])
+        counts = np.bincount(labels, minlength=len(self.labels))
+        per_class = {name: int(n) for name, n in zip(self.labels, counts)}
+        warnings = []
+        if len(indices) < MIN_CALIB_WARNING:
+            warnings.append(f"only {len(indices)} calibration images (fewer than {MIN_CALIB_WARNING}): "
+                            "int8 ranges may be unstable")
+        missing = [name for name, n in per_class.items() if n == 0]
+        if missing:
+            warnings.append(f"{len(missing)} class(es) missing from the calibration images: "
+                            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        return Calibration(np.asarray(dataset.images[indices]), labels, per_class, seed,
+                           samples if samples is not None else len(train), len(train), warnings)
+
+
+# ---------------------------------------------------------------------- opening
+def open_source(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
+    """A run directory, or a bare `.keras` file (then `data` names its images). One-line errors."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgeclsError(f"{path} does not exist: give a run directory (made by edgecls train) or a .keras file")
+    if path.is_dir():
+        return open_run(path, data)
+    if path.suffix.lower() != ".keras":
+        raise EdgeclsError(f"{path} is not a run directory or a .keras file")
+    check_keras_file(path)
+    if not data:
+        raise EdgeclsError(f"{path} is a bare model: name its images with --data (digits, a folder, ...) "
+                           "for calibration and the check")
+    return RunDir(path, [], data, None, None, seed=0)
+
+
+def open_run(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
+    """Open and check a run directory; `data` overrides where its images are (e.g. moved)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise EdgeclsError(f"{path} is not a run directory")
+    present = [name for name in RUN_FILES if (path / name).is_file()]
+    if not present:
+        raise EdgeclsError(f"{path} is not a run directory (no {', '.join(RUN_FILES)}; make one with edgecls train)")
+    missing = [name for name in RUN_FILES if name not in present]
+    if missing:
+        raise EdgeclsError(f"run directory {path} is incomplete: {', '.join(missing)} missing")
+    check_keras_file(path / MODEL_FILE)
+    config = _read_toml(path / "config.toml")
+    train = config.get("train", {})
+    if not isinstance(train, dict) or not isinstance(train.get("data"), str):
+        raise EdgeclsError(f"{path / 'config.toml'} has no [train] table naming the data")
+    split_doc = _read_json(path / "split.json")
+    if not all(isinstance(split_doc.get(part), list) for part in PARTS):
+        raise EdgeclsError(f"{path / 'split.json'} is malformed: it needs train, val and test index lists")
+    labels = read_labels(path / "labels.txt")
+    img_size, color, seed = train.get("img_size"), train.get("color"), train.get("seed", 0)
+    if not (isinstance(img_size, int) and color in ("grayscale", "rgb") and isinstance(seed, int)):
+        raise EdgeclsError(f"{path / 'config.toml'} is malformed: img_size, color or seed missing or wrong")
+    return RunDir(path / MODEL_FILE, labels, data or train["data"], img_size, color, seed,
+                  run_dir=path, config=config, split_doc=split_doc)
+
+
+def check_keras_file(path: Path) -> None:
+    """Cheap checks (no TensorFlow) that `path` is a Keras v3 archive."""
+    if not path.is_file():
+        raise EdgeclsError(f"{path} is missing")
+    try:
+        if path.stat().st_size == 0:
+            raise EdgeclsError(f"{path} is empty (0 bytes)")
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a zip archive"
+        raise EdgeclsError(f"{path} is corrupt or not a Keras .keras file ({reason})") from None
+    if "config.json" not in names:
+        raise EdgeclsError(f"{path} is corrupt or not a Keras .keras file (no config.json inside)")
+
+
+def load_keras_model(path: str | os.PathLike):
+    """Load a .keras model in Keras' safe mode; unsafe content is refused with a one-line error.
+
+    Safe mode is never switched off: a Lambda layer holding Python bytecode could run anything.
+    """
+    from edgecls.errors import require_tensorflow
+
+    path = Path(path)
+    check_keras_file(path)
+    require_tensorflow("loading a Keras model")
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises ValueError, TypeError, KeyError, OSError for bad files
+        text = " ".join(str(exc).split())
+        if "safe_mode" in text or "unsafe" in text.lower() or "arbitrary code" in text:
+            kind = "a Lambda layer" if "Lambda" in text else "content"
+            raise EdgeclsError(f"{path} needs unsafe deserialisation ({kind} that can run arbitrary Python code); "
+                               "edgecls loads models in Keras' safe mode only: rebuild it without Lambda layers "
+                               "or custom Python functions") from None
+        raise EdgeclsError(f"cannot load {path}: {type(exc).__name__}: {text[:200]}") from None
+
+
+def model_input_shape(model, path: Path) -> tuple[int, int, int]:
+    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    if shape is None or len(shape) != 4 or shape[3] not in (1, 3) or not all(isinstance(d, int) for d in shape[1:]):
+        raise EdgeclsError(f"{path}: input shape {model.input_shape} is not one image (None, H, W, 1|3)")
+    return int(shape[1]), int(shape[2]), int(shape[3])
+
+
+def model_num_classes(model, path: Path) -> int:
+    shape = model.output_shape
+    if isinstance(shape, list) or len(shape) != 2 or not isinstance(shape[1], int):
+        raise EdgeclsError(f"{path}: output shape {shape} is not class scores (None, N)")
+    return int(shape[1])
+
+
+# ---------------------------------------------------------------------- helpers
+def stratified_sample(labels: np.ndarray, samples: Optional[int], seed: int) -> np.ndarray:
+    """Positions into `labels`: `samples` of them (all if None or more), each class in proportion.
+
+    Quotas are floor(n * share) plus the largest remainders, and every present class gets at
+    least one image when n allows. The result is in a seeded random order.
+    """
+    labels = np.asarray(labels)
+    total = len(labels)
+    rng = np.random.default_rng(seed)
+    if samples is None or samples >= total:
+        return rng.permutation(total)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = samples * counts / total
+    quota = np.floor(exact).astype(int)
+    if samples >= len(classes):
+        quota = np.maximum(quota, 1)
+    while quota.sum() < samples:  # hand out the rest by largest remainder, where a class has room
+        room = np.where(quota < counts, exact - quota, -np.inf)
+        quota[int(np.argmax(room))] += 1
+    while quota.sum() > samples:  # the minimum of one per class overshot: take from the largest
+        quota[int(np.argmax(quota))] -= 1
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
+    return rng.permutation(np.concatenate(chosen))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise EdgeclsError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EdgeclsError(f"{path} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not isinstance(doc, dict):
+        raise EdgeclsError(f"{path} is not a JSON object")
+    return doc

@@ -1,0 +1,182 @@
+"""Shared fixtures: tiny Keras models converted to .tflite once per session, and a CLI runner.
+
+Models (all take raw 0..255 pixels: a Rescaling layer comes first, as in edgecls' own):
+- `rgb`:  16x16x3 -> Conv2D -> pooling -> Dense(8) -> Dense(3, softmax), seeded random weights.
+- `quad`: 8x8x1 grayscale, hand-set weights: class 0..3 = the top / bottom / left / right half
+  is the bright one. It gives decisive, meaningful answers (orientation, first GIF frame...).
+Each is converted with TFLiteConverter.from_concrete_functions (dynamic batch dimension) to
+float32 and full int8 (int8 I/O, a representative dataset spanning 0..255), with and without
+edgecls metadata, plus a few deliberately wrong models.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+RGB_LABELS = ["cat", "dog", "bird"]
+QUAD_LABELS = ["top", "bottom", "left", "right"]
+
+
+def quad_image(which: str, size: int = 8, bright: int = 255, dark: int = 0) -> np.ndarray:
+    """A uint8 (size, size) picture whose `which` half is bright: what `quad` recognises."""
+    image = np.full((size, size), dark, np.uint8)
+    half = size // 2
+    region = {"top": (slice(0, half), slice(None)), "bottom": (slice(half, None), slice(None)),
+              "left": (slice(None), slice(0, half)), "right": (slice(None), slice(half, None))}[which]
+    image[region] = bright
+    return image
+
+
+def _rgb_model(keras):
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(8, activation="relu")(x)  # 1,568 weights: enough for dynamic-range quantisation
+    x = keras.layers.Dense(3)(x)
+    return keras.Model(inputs, keras.layers.Softmax()(x))
+
+
+def _quad_model(keras, softmax: bool = True):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Flatten()(x)
+    dense = keras.layers.Dense(4)
+    x = dense(x)
+    if softmax:
+        x = keras.layers.Softmax()(x)
+    model = keras.Model(inputs, x)
+    weights = np.stack([quad_image(name, bright=1).reshape(-1) for name in QUAD_LABELS], axis=1) * 0.5
+    dense.set_weights([weights.astype(np.float32), np.zeros(4, np.float32)])
+    return model
+
+
+def _representative(shape, seed: int = 0):
+    def gen():
+        rng = np.random.default_rng(seed)
+        # The full pixel range first, so that the int8 input is exactly scale 1, zero point -128.
+        yield [np.zeros((1, *shape), np.float32)]
+        yield [np.full((1, *shape), 255, np.float32)]
+        for _ in range(30):
+            yield [rng.integers(0, 256, (1, *shape)).astype(np.float32)]
+        if shape == (8, 8, 1):
+            for name in QUAD_LABELS:
+                yield [quad_image(name).reshape(1, *shape).astype(np.float32)]
+    return gen
+
+
+def convert(tf, model, shape, mode: str = "float32", batch: int | None = None) -> bytes:
+    """Convert a Keras model through a frozen concrete function (robust with Keras 3)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    function = tf.function(lambda x: model(x, training=False))
+    concrete = function.get_concrete_function(tf.TensorSpec([batch, *shape], tf.float32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(concrete)])
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode in ("int8", "uint8"):  # (TF warns that input statistics were not given: not needed here)
+        io_type = tf.int8 if mode == "int8" else tf.uint8
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(tuple(shape))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = io_type
+        converter.inference_output_type = io_type
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return converter.convert()
+
+
+def edgecls_metadata(labels, height, width, color, mode, **extra) -> dict:
+    from edgecls.runtime.metadata import METADATA_FORMAT
+
+    return {
+        "format": METADATA_FORMAT,
+        "labels": list(labels),
+        "input": {"height": height, "width": width, "color": color, "pixel_range": [0, 255]},
+        "quantization": {"mode": mode, "backend": "converter", "calibration": {"samples": 32, "seed": 0}},
+        "versions": {"edgecls": "test"},
+        "source": "tests/conftest.py",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Paths of the test models (and the Keras `rgb` model for float agreement checks)."""
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    from edgecls.runtime.metadata import embed_metadata
+
+    folder = tmp_path_factory.mktemp("models")
+    # One folder per model: a labels.txt beside one model must not leak into another's tests.
+    def write(name: str, data: bytes) -> Path:
+        path = folder / name.split(".")[0] / name
+        path.parent.mkdir()
+        path.write_bytes(data)
+        return path
+
+    rgb, quad, quad_logits = _rgb_model(keras), _quad_model(keras), _quad_model(keras, softmax=False)
+    rgb_float = convert(tf, rgb, (16, 16, 3))
+    rgb_int8 = convert(tf, rgb, (16, 16, 3), "int8")
+    quad_float = convert(tf, quad, (8, 8, 1))
+    quad_int8 = convert(tf, quad, (8, 8, 1), "int8")
+
+    not_image = keras.Sequential([keras.Input((10,)), keras.layers.Dense(3, activation="softmax")])
+    bad_output = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3)])
+
+    rgb_meta = edgecls_metadata(RGB_LABELS, 16, 16, "rgb", "float32")
+    quad_meta = edgecls_metadata(QUAD_LABELS, 8, 8, "grayscale", "int8")
+    paths = SimpleNamespace(
+        folder=folder,
+        rgb_keras=rgb,
+        # third-party style: no metadata
+        rgb_float=write("rgb_float.tflite", rgb_float),
+        rgb_int8=write("rgb_int8.tflite", rgb_int8),
+        rgb_uint8_fixed=write("rgb_uint8_fixed.tflite", convert(tf, rgb, (16, 16, 3), "uint8", batch=1)),
+        rgb_float16=write("rgb_float16.tflite", convert(tf, rgb, (16, 16, 3), "float16")),
+        rgb_dynamic=write("rgb_dynamic.tflite", convert(tf, rgb, (16, 16, 3), "dynamic")),
+        quad_float=write("quad_float.tflite", quad_float),
+        quad_logits=write("quad_logits.tflite", convert(tf, quad_logits, (8, 8, 1))),
+        # edgecls' own: with metadata
+        rgb_float_meta=write("rgb_float_meta.tflite", embed_metadata(rgb_float, rgb_meta)),
+        rgb_int8_meta=write("rgb_int8_meta.tflite", embed_metadata(rgb_int8, {**rgb_meta, "quantization": {
+            **rgb_meta["quantization"], "mode": "int8"}})),
+        quad_int8_meta=write("quad_int8_meta.tflite", embed_metadata(quad_int8, quad_meta)),
+        quad_float_meta=write("quad_float_meta.tflite", embed_metadata(quad_float, {**quad_meta, "quantization": {
+            "mode": "float32"}})),
+        # wrong on purpose
+        not_image=write("not_image.tflite", convert(tf, not_image, (10,))),
+        bad_output=write("bad_output.tflite", convert(tf, bad_output, (8, 8, 1))),
+        truncated=write("truncated.tflite", rgb_int8[: len(rgb_int8) // 2]),
+        not_tflite=write("not_tflite.tflite", b"this is a text file, not a model\n" * 4),
+    )
+    return paths
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run `edgecls ARGS...` in-process through the real entry point (main's error handling
+    included); returns code, out, err."""
+    from edgecls.cli import main
+
+    def run(*args) -> SimpleNamespace:
+        monkeypatch.setattr(sys, "argv", ["edgecls", *map(str, args)])
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        out, err = capsys.readouterr()
+        code = stopped.value.code
+        return SimpleNamespace(code=0 if code is None else code, out=out, err=err)
+
+    return run
