@@ -21,6 +21,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as exc:
         raise EdgeclsError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a model is meant to be copied and shared
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -31,6 +32,12 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -52,6 +59,9 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         for stale in final.parent.glob(f".{final.name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a run folder is as shareable as any other
     except OSError as exc:
         raise EdgeclsError(f"cannot write to {final.parent}: {exc.strerror or exc}") from None
     try:

@@ -114,10 +114,7 @@ def export_command(
     from edgecls.export import ExportOptions, export, parse_modes, render_table
     from edgecls.rundir import open_source
 
-    modes = parse_modes(quant, quantizer)
-    if calib_samples < 1:
-        raise EdgeclsError(f"--calib-samples must be at least 1 (got {calib_samples})")
-    options = ExportOptions(modes, quantizer, calib_samples, out, min_agreement, force)
+    options = ExportOptions(parse_modes(quant, quantizer), quantizer, calib_samples, out, min_agreement, force)
     result = export(open_source(source, data), options, log=lambda m: typer.echo(m, err=True))
     from rich.console import Console
 
@@ -127,7 +124,7 @@ def export_command(
     if not result.passed:
         if not result.written:
             _fail(result.advice(), 1)
-        typer.echo(f"warning: {result.advice().split(': nothing written')[0]} (written anyway: --force)", err=True)
+        typer.echo(f"warning: {result.advice()}", err=True)
 
 
 # ----------------------------------------------------------------------------- device side

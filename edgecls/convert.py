@@ -14,6 +14,7 @@ without an int8 kernel in float even with TFLITE_BUILTINS_INT8).
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import shutil
 import tempfile
@@ -24,15 +25,17 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from edgecls.errors import EdgeclsError, _native_stderr_silenced
+from edgecls.errors import EdgeclsError, native_stderr_silenced
+from edgecls.runtime.metadata import ModelFileError
 
 MODES = ("float32", "float16", "dynamic", "int8", "uint8")
 INTEGER_MODES = ("int8", "uint8")  # full integer: integer-only ops, integer input and output
 CALIBRATED_MODES = INTEGER_MODES
 QUANTIZERS = ("converter", "litert")
+LITERT_MODES = ("int8", "dynamic")  # what ai-edge-quantizer makes; float32 and float16 are the converter's
 # The input quantisation that makes every pixel value 0..255 one integer: (scale, zero point).
 EXACT_INPUT = {"int8": (1.0, -128), "uint8": (1.0, 0)}
-_BOOKKEEPING_OPS = {"QUANTIZE", "DEQUANTIZE"}  # allowed to touch float at the model's edges
+_NOT_COMPUTING_OPS = {"QUANTIZE", "DEQUANTIZE", "SHAPE"}  # may touch float tensors in an integer model
 LITERT_INSTALL = "pip install 'edgecls[litert-quantizer]'"
 
 
@@ -60,7 +63,7 @@ def saved_model(model) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="edgecls-savedmodel-"))
     try:
         try:
-            with _native_stderr_silenced(), warnings.catch_warnings():
+            with native_stderr_silenced(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model.export(str(folder / "model"), format="tf_saved_model", verbose=False)
         except (KeyboardInterrupt, MemoryError):
@@ -84,13 +87,13 @@ def convert(saved_model_dir: Path, mode: str, quantizer: str = "converter",
         raise EdgeclsError(f"unknown quantisation mode {mode!r}: use {', '.join(MODES)} or all")
     if mode in CALIBRATED_MODES and (calibration is None or len(calibration) == 0):
         raise EdgeclsError(f"{mode} needs calibration images")
-    if quantizer == "litert" and mode in ("int8", "dynamic"):
+    if quantizer == "litert" and mode in LITERT_MODES:
         if float_model is None:
             float_model = convert_tf(saved_model_dir, "float32")
         content, backend = quantize_litert(float_model, mode, calibration), "ai-edge-quantizer"
     else:
         content, backend = convert_tf(saved_model_dir, mode, calibration), "tflite-converter"
-    return Converted(mode, content, backend, check_converted(content, mode))
+    return Converted(mode, content, backend, check_converted(content, mode, backend))
 
 
 # ---------------------------------------------------------------------- TensorFlow's converter
@@ -113,7 +116,7 @@ def convert_tf(saved_model_dir: Path, mode: str, calibration: Optional[np.ndarra
         converter.inference_input_type = io_type
         converter.inference_output_type = io_type
     try:
-        with _native_stderr_silenced(), warnings.catch_warnings():
+        with native_stderr_silenced(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return bytes(converter.convert())
     except (KeyboardInterrupt, MemoryError):
@@ -168,8 +171,8 @@ def quantize_litert(float_model: bytes, mode: str, calibration: Optional[np.ndar
         raise EdgeclsError(f"--quantizer litert needs ai-edge-quantizer, which is not installed: {LITERT_INSTALL}") from None
     from edgecls.runtime.interpreter import default_threads
 
-    try:
-        with _native_stderr_silenced(), warnings.catch_warnings():
+    try:  # its calibration progress bar writes to sys.stderr: keep it off the user's terminal
+        with native_stderr_silenced(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             if mode == "dynamic":
                 q = aeq.Quantizer(bytearray(float_model), recipe.dynamic_wi8_afp32())
@@ -213,7 +216,7 @@ def _signature_input(float_model: bytes) -> tuple[str, str, str]:
 
 
 # ---------------------------------------------------------------------- checks
-def check_converted(content: bytes, mode: str) -> dict[str, Any]:
+def check_converted(content: bytes, mode: str, backend: str = "tflite-converter") -> dict[str, Any]:
     """Load the model with the device-side interpreter and check it keeps our promises.
 
     Returns its input and output tensors (dtype, scale, zero point, shape signature). For int8
@@ -221,7 +224,10 @@ def check_converted(content: bytes, mode: str) -> dict[str, Any]:
     """
     from edgecls.runtime.interpreter import create_interpreter, find_backend
 
-    interpreter = create_interpreter(content, find_backend(), num_threads=1, name=f"{mode} model")
+    try:
+        interpreter = create_interpreter(content, find_backend(), num_threads=1, name=f"the {mode} model")
+    except ModelFileError as exc:  # the converter made something the device runtime cannot load
+        raise ConversionError(str(exc)) from None
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ConversionError(f"the {mode} model has {len(inputs)} inputs and {len(outputs)} outputs; expected one each")
@@ -236,22 +242,29 @@ def check_converted(content: bytes, mode: str) -> dict[str, Any]:
                 f"{mode} input quantisation is not exact: {got['dtype']} scale {got['scale']!r} zero point "
                 f"{got['zero_point']!r} (expected {mode} scale {scale} zero point {zero_point}); does the model "
                 "take raw 0..255 pixels with a Rescaling layer first?")
-        left_float = float_ops(interpreter)
+        left_float = float_ops(content)
         if left_float:
             listed = ", ".join(left_float[:4]) + (f" and {len(left_float) - 4} more" if len(left_float) > 4 else "")
+            other = ", --quantizer litert" if backend == "tflite-converter" else ""
             raise ConversionError(
-                f"{mode} export cannot be fully quantised: {listed} stay float (no integer kernel); "
-                "try --quant dynamic or float16, --quantizer litert, or replace those layers")
+                f"{mode} export cannot be fully quantised: {backend} left {listed} in float (no integer kernel); "
+                f"try --quant dynamic or float16{other}, or replace those layers")
     return io
 
 
-def float_ops(interpreter) -> list[str]:
-    """'OP (output tensor name)' for each op computing in float, QUANTIZE/DEQUANTIZE excepted."""
+def float_ops(content: bytes) -> list[str]:
+    """'OP (output tensor name)' for each op of the model computing in float.
+
+    Read from an interpreter without delegates: XNNPACK would replace the ops with DELEGATE
+    nodes. QUANTIZE and DEQUANTIZE are allowed (they convert at the edges), and SHAPE, which
+    reads only a tensor's shape (ai-edge-quantizer feeds it a dequantised copy).
+    """
+    interpreter = _plain_interpreter(content)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     floats = (np.float32, np.float16, np.float64)
     found = []
     for op in interpreter._get_ops_details():  # the interpreter's own op list (TF and LiteRT alike)
-        if op["op_name"] in _BOOKKEEPING_OPS:
+        if op["op_name"] in _NOT_COMPUTING_OPS:
             continue
         used = [int(i) for i in list(op["inputs"]) + list(op["outputs"]) if int(i) >= 0 and int(i) in tensors]
         if any(tensors[i]["dtype"] in floats for i in used):
@@ -259,6 +272,19 @@ def float_ops(interpreter) -> list[str]:
             where = outputs[0].split(";")[0] if outputs else "?"
             found.append(f"{op['op_name']} ({where})")
     return found
+
+
+def _plain_interpreter(content: bytes):
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:  # the workstation has TensorFlow, whose interpreter has the same API
+        import tensorflow as tf
+
+        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Interpreter(model_content=content,
+                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
 
 
 def _tensor_io(details: dict) -> dict[str, Any]:

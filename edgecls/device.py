@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from itertools import chain
@@ -22,6 +23,12 @@ from edgecls.runtime.labels import clean_text
 from edgecls.runtime.sources import expand_images
 
 FORMATS = ("table", "json", "csv")
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich would exit 1; predict ends quietly instead (`| head`)
+        self.quiet = True
+        raise BrokenPipeError
 
 
 # ----------------------------------------------------------------------------- predict
@@ -47,10 +54,14 @@ def predict(
     try:
         for prediction in classifier.classify_many(stream, top_k=top_k):
             write(prediction)
+            out.flush()  # rows reach a pipe as they are made, not in 8 KB blocks
             total += 1
             failed += not prediction.ok
-        out.flush()
     except BrokenPipeError:  # `edgecls predict ... | head`: the reader has all it wants
+        try:  # and Python's own flush at exit must not complain either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass
         return 1 if failed else 0
     seconds = time.perf_counter() - started
     rate = f", {total / seconds:.1f} images/s" if seconds > 0 else ""
@@ -76,7 +87,7 @@ def _name(prediction: Prediction) -> str:
 
 
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
-    console = Console(file=out, highlight=False, soft_wrap=True)
+    console = _Console(file=out, highlight=False, soft_wrap=True)
     k = min(top_k, classifier.num_classes)
     width = min(max(5, *(len(label) for label in classifier.labels)), 24)  # 5: the header 'label'
     column = 7 + width  # "0.982  " + label
@@ -127,7 +138,7 @@ def _csv_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[P
 # ----------------------------------------------------------------------------- info
 def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     """Print an `inspect_model` report for a person."""
-    console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
+    console = _Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
     quant = report["quantization"]
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -186,7 +197,7 @@ def _short(value: Any) -> str:
 
 # ----------------------------------------------------------------------------- doctor
 def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
-    console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
+    console = _Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()

@@ -38,7 +38,7 @@ def require_tensorflow(what: str):
     (EDGECLS_DEBUG=1 shows it).
     """
     try:
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             import tensorflow as tf
 
             tf.config.list_logical_devices()  # initialise devices now, quietly
@@ -48,7 +48,7 @@ def require_tensorflow(what: str):
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
+def native_stderr_silenced():
     if os.environ.get("EDGECLS_DEBUG"):
         yield
         return

@@ -28,7 +28,8 @@ import numpy as np
 
 from edgecls import __version__
 from edgecls.atomic import write_bytes_atomic, write_text_atomic
-from edgecls.convert import INTEGER_MODES, LITERT_INSTALL, MODES, QUANTIZERS, Converted, convert, saved_model
+from edgecls.convert import (INTEGER_MODES, LITERT_INSTALL, LITERT_MODES, MODES, QUANTIZERS, Converted, convert,
+                             saved_model)
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir
 from edgecls.runtime.labels import labels_text
@@ -38,7 +39,6 @@ DEFAULT_QUANT = "int8,float32"
 DEFAULT_MIN_AGREEMENT = 0.95
 EXPORT_REPORT = "export.json"
 EXPORT_FORMAT = "edgecls.export/1"
-LITERT_MODES = ("int8", "dynamic")  # what ai-edge-quantizer makes; the rest is the converter's
 
 
 @dataclass
@@ -83,19 +83,24 @@ class ExportResult:
         return not self.failing
 
     def advice(self) -> str:
-        """What to try when the gate failed."""
+        """What the agreement gate found and, when it stopped the export, what to try."""
         worst = min((m for m in self.models if m.mode in self.failing), key=lambda m: m.agreement)
         calib = self.report.get("calibration") or {}
-        return (f"{worst.mode} agrees with the float model on {worst.agreement:.2%} of {self.val_images} validation "
-                f"images, below --min-agreement {self.min_agreement:.2f}: nothing written. Try more --calib-samples "
-                f"(used {calib.get('samples', '?')}), --quantizer litert, or --quant float16; or pass --force "
-                "to write the files anyway")
+        others = [mode for mode in self.failing if mode != worst.mode]
+        also = f" ({', '.join(others)} too)" if others else ""
+        finding = (f"{worst.mode} agrees with the float model on {worst.agreement:.2%} of {self.val_images} "
+                   f"validation images{also}, below --min-agreement {self.min_agreement:.2f}")
+        if self.written:
+            return f"{finding} (written anyway: --force)"
+        return (f"{finding}: nothing written. Try more --calib-samples (used {calib.get('samples', '?')}), "
+                "--quantizer litert, or --quant float16; or pass --force to write the files anyway")
 
 
 def parse_modes(text: str, quantizer: str = "converter") -> list[str]:
-    """'int8,float32' | 'all' | ... -> modes in a fixed order (float32 first). One-line errors."""
-    if quantizer not in QUANTIZERS:
-        raise EdgeclsError(f"unknown quantizer {quantizer!r}: use converter or litert")
+    """'int8,float32' | 'all' | ... -> modes in a fixed order (float32 first). One-line errors.
+
+    `all` means every mode the quantizer can make (ai-edge-quantizer has no uint8 I/O).
+    """
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
     if not names:
         raise EdgeclsError(f"--quant is empty: use a comma list of {', '.join(MODES)}, or all")
@@ -107,8 +112,6 @@ def parse_modes(text: str, quantizer: str = "converter") -> list[str]:
             chosen.add(name)
         else:
             raise EdgeclsError(f"unknown quantisation mode {name!r}: use a comma list of {', '.join(MODES)}, or all")
-    if quantizer == "litert" and "uint8" in chosen:
-        raise EdgeclsError("--quantizer litert makes int8 input and output only: use --quantizer converter for uint8")
     return [m for m in MODES if m in chosen]
 
 
@@ -179,36 +182,14 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     keras_predicted = keras_probs.argmax(1)
     keras_accuracy = float(np.mean(keras_predicted == val_labels))
 
-    converted: dict[str, tuple[Converted, float]] = {}
-    with saved_model(model) as saved:
-        float_model = _timed(lambda: convert(saved, "float32"))
-        for mode in options.modes:
-            if mode == "float32":
-                converted[mode] = float_model
-                continue
-            log(f"Converting {mode} ({_backend_name(options.quantizer, mode)}) ...")
-            converted[mode] = _timed(lambda: convert(
-                saved, mode, options.quantizer, calibration.images if calibration is not None else None,
-                float_model=float_model[0].content))
+    converted, float_model = _convert_modes(model, options, calibration, log)
     sha = source.model_sha256()
     files = {mode: embed_metadata(result.content, build_metadata(source, result, calibration, output_kind, sha))
              for mode, (result, _) in converted.items()}
     # Sizes are compared with the float32 file as it would be written, metadata included.
     float_size = len(files["float32"]) if "float32" in files else len(
-        embed_metadata(float_model[0].content, build_metadata(source, float_model[0], None, output_kind, sha)))
-
-    checks = []
-    with _staged(files, source.labels) as staged:
-        for mode, path in staged.items():
-            result, seconds = converted[mode]
-            probs = device_probabilities(path, val_images)
-            predicted = probs.argmax(1)
-            checks.append(ModelCheck(
-                file=path.name, mode=mode, backend=result.backend, size_bytes=len(files[mode]),
-                ratio_to_float32=len(files[mode]) / float_size,
-                accuracy=float(np.mean(predicted == val_labels)),
-                agreement=float(np.mean(predicted == keras_predicted)),
-                seconds=round(seconds, 2), io=result.io, sha256=hashlib.sha256(files[mode]).hexdigest()))
+        embed_metadata(float_model.content, build_metadata(source, float_model, None, output_kind, sha)))
+    checks = _check_files(files, converted, source.labels, val_images, val_labels, keras_predicted, float_size)
 
     failing = [c.mode for c in checks if c.mode in INTEGER_MODES and c.agreement < options.min_agreement]
     result = ExportResult(out, checks, keras_accuracy, len(val_images), options.min_agreement, failing)
@@ -220,6 +201,41 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     result.written.append(write_text_atomic(out / "labels.txt", labels_text(source.labels)))
     result.written.append(write_text_atomic(out / EXPORT_REPORT, json.dumps(result.report, indent=1) + "\n"))
     return result
+
+
+def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration],
+                   log: Callable[[str], None]) -> tuple[dict[str, tuple[Converted, float]], Converted]:
+    """{mode: (converted, seconds)} for the requested modes, and the float32 model (always made:
+    it is ai-edge-quantizer's input and the size reference)."""
+    converted: dict[str, tuple[Converted, float]] = {}
+    images = calibration.images if calibration is not None else None
+    with saved_model(model) as saved:
+        float_model = _timed(lambda: convert(saved, "float32"))
+        for mode in options.modes:
+            if mode == "float32":
+                converted[mode] = float_model
+                continue
+            log(f"Converting {mode} ({_backend_name(options.quantizer, mode)}) ...")
+            converted[mode] = _timed(lambda: convert(saved, mode, options.quantizer, images,
+                                                     float_model=float_model[0].content))
+    return converted, float_model[0]
+
+
+def _check_files(files: dict[str, bytes], converted: dict[str, tuple[Converted, float]], labels: list[str],
+                 images: np.ndarray, truth: np.ndarray, keras_predicted: np.ndarray, float_size: int) -> list[ModelCheck]:
+    """Score each file with the device runtime, as it will be written (from a private temp folder)."""
+    checks = []
+    with _staged(files, labels) as staged:
+        for mode, path in staged.items():
+            result, seconds = converted[mode]
+            predicted = device_probabilities(path, images).argmax(1)
+            checks.append(ModelCheck(
+                file=path.name, mode=mode, backend=result.backend, size_bytes=len(files[mode]),
+                ratio_to_float32=len(files[mode]) / float_size,
+                accuracy=float(np.mean(predicted == truth)),
+                agreement=float(np.mean(predicted == keras_predicted)),
+                seconds=round(seconds, 2), io=result.io, sha256=hashlib.sha256(files[mode]).hexdigest()))
+    return checks
 
 
 def model_file_name(mode: str) -> str:
@@ -253,7 +269,9 @@ def _staged(files: dict[str, bytes], labels: list[str]):
 # ---------------------------------------------------------------------- scoring
 def keras_probabilities(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The Keras float model's outputs on uint8 images, a batch at a time (no float copy of all)."""
-    rows = [np.asarray(model(images[i:i + batch_size].astype(np.float32), training=False))
+    from keras import ops
+
+    rows = [ops.convert_to_numpy(model(images[i:i + batch_size].astype(np.float32), training=False))
             for i in range(0, len(images), batch_size)]
     return np.concatenate(rows)
 
@@ -282,15 +300,18 @@ def build_metadata(source: RunDir, converted: Converted, calibration: Optional[C
         "quantization": {
             "mode": converted.mode,
             "backend": converted.backend,
-            "input": converted.io["input"],
-            "output": converted.io["output"],
+            "io": {"input": converted.io["input"]["dtype"], "output": converted.io["output"]["dtype"]},
             "calibration": calibration.summary() if calibration is not None and converted.mode in INTEGER_MODES else None,
         },
         "versions": versions(converted.backend),
-        "source": {"run": str(source.run_dir.resolve()) if source.run_dir else None,
-                   "model": str(source.model_path.resolve()), "model_sha256": model_sha256, "data": source.data},
+        "source": source_info(source, model_sha256),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
+
+
+def source_info(source: RunDir, model_sha256: str) -> dict[str, Any]:
+    return {"run": str(source.run_dir.resolve()) if source.run_dir else None,
+            "model": str(source.model_path.resolve()), "model_sha256": model_sha256, "data": source.data}
 
 
 def versions(backend: str = "") -> dict[str, str]:
@@ -319,8 +340,7 @@ def build_report(source: RunDir, options: ExportOptions, result: ExportResult, c
     return {
         "format": EXPORT_FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "source": {"run": str(source.run_dir) if source.run_dir else None, "model": str(source.model_path),
-                   "model_sha256": model_sha256, "data": source.data},
+        "source": source_info(source, model_sha256),
         "options": {"modes": options.modes, "quantizer": options.quantizer, "calib_samples": options.calib_samples,
                     "min_agreement": options.min_agreement, "force": options.force},
         "calibration": calibration.summary() if calibration is not None else None,
@@ -339,23 +359,27 @@ def build_report(source: RunDir, options: ExportOptions, result: ExportResult, c
 
 def render_table(result: ExportResult):
     """A rich table of the files and their check figures."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"Exported models, checked on {result.val_images} validation images "
-                        f"(Keras float accuracy {result.keras_accuracy:.4f})")
-    for column, justify in (("file", "left"), ("backend", "left"), ("input", "left"), ("size", "right"),
-                            ("× float32", "right"), ("accuracy", "right"), ("agreement", "right")):
-        table.add_column(column, justify=justify)
+    by_litert = [m.mode for m in result.models if m.backend == "ai-edge-quantizer"]
+    made_by = f"{', '.join(by_litert)} by ai-edge-quantizer, the rest" if by_litert else "all"
+    table = Table(box=box.SIMPLE_HEAD, caption=f"Checked on {result.val_images} validation images; Keras float "
+                  f"accuracy {result.keras_accuracy:.4f}; {made_by} by the TFLite converter. input: dtype "
+                  "scale/zero point; agree: top-1 agreement with the Keras model.")
+    for column, justify in (("file", "left"), ("input", "left"), ("size", "right"),
+                            ("×f32", "right"), ("accuracy", "right"), ("agree", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
     for m in result.models:
         inp = m.io["input"]
-        spec = inp["dtype"] if inp["scale"] is None else f"{inp['dtype']} s={inp['scale']:g} zp={inp['zero_point']}"
+        spec = inp["dtype"] if inp["scale"] is None else f"{inp['dtype']} {inp['scale']:g}/{inp['zero_point']}"
         agreement = f"{m.agreement:.4f}"
         if m.mode in result.failing:
             agreement = f"[red]{agreement}[/red]"
-        table.add_row(m.file, m.backend, spec, _size(m.size_bytes), f"{m.ratio_to_float32:.3f}",
+        table.add_row(m.file, spec, _size(m.size_bytes), f"{m.ratio_to_float32:.3f}",
                       f"{m.accuracy:.4f}", agreement)
     return table
 
 
 def _size(n: int) -> str:
-    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+    return f"{n / 1024:.1f}K" if n < 1 << 20 else f"{n / (1 << 20):.2f}M"

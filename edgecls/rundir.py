@@ -40,6 +40,7 @@ class Calibration:
 
     images: np.ndarray
     labels: np.ndarray
+    indices: np.ndarray  # into the dataset: all from the train split
     per_class: dict[str, int]
     seed: int
     requested: int
@@ -163,7 +164,7 @@ class RunDir:
         if missing:
             warnings.append(f"{len(missing)} class(es) missing from the calibration images: "
                             f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-        return Calibration(np.asarray(dataset.images[indices]), labels, per_class, seed,
+        return Calibration(np.asarray(dataset.images[indices]), labels, indices, per_class, seed,
                            samples if samples is not None else len(train), len(train), warnings)
 
 

@@ -54,7 +54,7 @@ def test_backend_fallback_order_and_errors(monkeypatch):
         find_backend()
     with pytest.raises(EdgeclsError, match=r"tflite_runtime \(--backend\) cannot be loaded"):
         find_backend("tflite-runtime")
-    with pytest.raises(EdgeclsError, match="unknown interpreter backend 'onnx'"):
+    with pytest.raises(EdgeclsError, match=r"unknown interpreter backend .onnx. \(--backend\)"):
         find_backend("onnx")
 
 
@@ -330,9 +330,13 @@ def test_classify_many_streams_an_endless_source(models):
     endless = (quad_image("bottom") for _ in itertools.count())  # would never end if accumulated
     first = list(itertools.islice(clf.classify_many(endless, batch_size=8, workers=2), 20))
     assert len(first) == 20 and {p.classes[0].index for p in first} == {QUAD_LABELS.index("bottom")}
+    missing = (Path("/nonexistent/edgecls.png") for _ in itertools.count())  # no batch ever fills
+    errors = list(itertools.islice(clf.classify_many(missing, batch_size=8, workers=2), 5))
+    assert [p.ok for p in errors] == [False] * 5
 
 
 def test_probabilities_rejects_a_batch_of_the_wrong_shape(models):
     clf = Classifier(models.rgb_float)
     with pytest.raises(EdgeclsError, match=r"expected a uint8 batch of shape \(B, 16, 16, 3\)"):
         clf.probabilities(np.zeros((2, 8, 8, 3), np.uint8))
+    assert clf.probabilities(np.zeros((0, 16, 16, 3), np.uint8)).shape == (0, 3)

@@ -159,7 +159,8 @@ class Classifier:
 
         Files are decoded `workers` at a time in a thread pool (Pillow releases the GIL) while
         the interpreter runs; a model with a dynamic batch dimension gets `batch_size` images per
-        invoke. A bad image becomes a Prediction with `error` set, and the stream goes on.
+        invoke. A bad image becomes a Prediction with `error` set, and the stream goes on; an
+        item that already is a Prediction (e.g. an argument that named no image) passes through.
         """
         batch_size = max(1, min(batch_size or self.max_batch, self.max_batch))
         workers = default_threads() if workers is None else workers
@@ -168,7 +169,8 @@ class Classifier:
         for source, pixels in self._decoded(images, workers, depth=batch_size + 2 * workers):
             group.append((source, pixels))
             ready += not isinstance(pixels, str)
-            if ready == batch_size:
+            # A full batch, or a run of bad files: memory stays bounded and rows keep coming.
+            if ready == batch_size or len(group) >= 2 * batch_size:
                 yield from self._predict_group(group, top_k)
                 group, ready = [], 0
         if group:
@@ -218,6 +220,8 @@ class Classifier:
         if batch.dtype != np.uint8 or batch.shape[1:] != self.input_spec.shape:
             raise EdgeclsError(f"expected a uint8 batch of shape (B, {', '.join(map(str, self.input_spec.shape))}), "
                                f"got {batch.dtype} {batch.shape}")
+        if len(batch) == 0:
+            return np.zeros((0, self.num_classes), np.float32)
         if len(batch) <= self.max_batch:
             self.set_input(batch)
             self.invoke()

@@ -55,7 +55,10 @@ def _load_tflite_runtime() -> tuple[type, str]:
 
 
 def _load_tensorflow() -> tuple[type, str]:
-    import tensorflow as tf
+    from edgecls.errors import _native_stderr_silenced
+
+    with _native_stderr_silenced():  # TensorFlow's start-up chatter (oneDNN, CUDA probing)
+        import tensorflow as tf
 
     return tf.lite.Interpreter, tf.__version__
 
@@ -77,29 +80,31 @@ def _version(module: str) -> str:
     return str(getattr(sys.modules.get(module), "__version__", "unknown"))
 
 
-def normalize_backend(name: str) -> str:
+def normalize_backend(name: str, source: str = "--backend") -> str:
     key = name.strip().lower()
     if key not in ALIASES:
-        raise EdgeclsError(f"unknown interpreter backend {name!r}: use one of litert, tflite_runtime, tensorflow")
+        raise EdgeclsError(f"unknown interpreter backend {name!r} ({source}): use one of litert, tflite_runtime, tensorflow")
     return ALIASES[key]
 
 
 def find_backend(backend: str | None = None) -> Backend:
     """The forced backend (argument, else $EDGECLS_BACKEND), or the first importable one."""
     forced = backend or os.environ.get(ENV_VAR) or None
-    names = [normalize_backend(forced)] if forced else list(BACKENDS)
+    source = "--backend" if backend else f"${ENV_VAR}"
+    names = [normalize_backend(forced, source)] if forced else list(BACKENDS)
     reasons = []
     for name in names:
         try:
-            with warnings.catch_warnings():  # tf.lite.Interpreter warns about its deprecation
+            # tflite_runtime built for numpy 1 prints a page about numpy 2 before failing; the
+            # reason is kept, the page is not. tf.lite.Interpreter warns about its deprecation.
+            with quiet_native_stderr([]), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 cls, version = LOADERS[name]()
-        except Exception as exc:  # tflite_runtime built for numpy 1 fails with more than ImportError
+        except Exception as exc:  # that failure is more than an ImportError
             reasons.append(f"{name}: {_first_line(exc)}")
             continue
         return Backend(name, version, cls)
     if forced:
-        source = "--backend" if backend else f"${ENV_VAR}"
         raise EdgeclsError(f"interpreter backend {names[0]} ({source}) cannot be loaded: {reasons[0]}")
     raise EdgeclsError(
         "no TFLite interpreter found: pip install ai-edge-litert  (on 32-bit ARM: tflite-runtime with numpy<2)"
@@ -153,6 +158,7 @@ def quiet_native_stderr(captured: list[str] | None = None) -> Iterator[None]:
             failed = True
             raise
         finally:
+            sys.stderr.flush()
             os.dup2(saved, fd)
             os.close(saved)
             sink.seek(0)

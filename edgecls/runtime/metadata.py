@@ -141,7 +141,7 @@ def embed_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:
     import flatbuffers
 
     check_tflite_bytes(model_bytes)
-    raw = json.dumps(metadata, indent=1, sort_keys=True).encode("utf-8")
+    raw = json.dumps(metadata, separators=(",", ":"), sort_keys=True).encode("utf-8")
     if len(raw) > MAX_METADATA_BYTES:
         raise EdgeclsError(f"metadata is {len(raw)} bytes, over the {MAX_METADATA_BYTES} limit")
     s = schema()

@@ -1,0 +1,187 @@
+"""scripts/arm64-check: edgecls' device side on emulated Raspberry Pi cores gives the host's answers.
+
+The emulated tests are marked `arm64` (deselect them with -m "not arm64"). The first run downloads
+about 150 MB of packages into .cache/arm64 ($EDGECLS_ARM64_CACHE) and builds the environment in
+10-30 s; they skip, saying why, when the packages cannot be downloaded. The comparison logic is
+also tested on its own below, with no emulator and no download.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "arm64-check"
+REFERENCE = [REPO / "models/digits-seed/model_float32.tflite", REPO / "models/digits-seed/model_int8.tflite"]
+EXIT_SETUP = 3
+
+
+def load_script():
+    loader = importlib.machinery.SourceFileLoader("arm64_check", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("arm64_check", loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["arm64_check"] = module  # dataclasses look their module up
+    loader.exec_module(module)
+    return module
+
+
+check = load_script()
+
+
+def run_script(*args, timeout: float = 1200) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout, cwd=REPO)
+
+
+# ----------------------------------------------------------------------------- emulated
+@pytest.fixture(scope="module")
+def emulator():
+    """The emulated environment, built once (cached across runs); skip when it cannot be built."""
+    done = run_script("setup", timeout=1800)
+    if done.returncode == EXIT_SETUP:
+        reason = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()
+        pytest.skip(f"emulated aarch64 environment unavailable (packages cannot be downloaded?): {reason}")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def model_pair(request):
+    """(float32, int8) .tflite: the reference models in models/, else the test suite's own."""
+    if all(path.is_file() for path in REFERENCE):
+        return REFERENCE
+    made = request.getfixturevalue("models")  # conftest: converted with TensorFlow once per session
+    return [made.rgb_float_meta, made.rgb_int8_meta]
+
+
+def _bytecode_files() -> set[Path]:
+    skip = {".git", ".cache", ".venv", ".pytest_cache", ".hypothesis"}
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(REPO):
+        dirnames[:] = [d for d in dirnames if d not in skip]
+        found.update(Path(dirpath, f) for f in filenames if f.endswith(".pyc"))
+    return found
+
+
+@pytest.mark.arm64
+def test_emulated_pi4_and_pi5_match_the_host(emulator, model_pair):
+    before = _bytecode_files()
+    done = run_script("--cpu", "cortex-a72,cortex-a76", "--max-real", 3, "--models", ",".join(map(str, model_pair)))
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, report
+    assert "RESULT: PASS on cortex-a72, cortex-a76" in report
+    for cpu in ("cortex-a72", "cortex-a76"):
+        line = next(line for line in report.splitlines() if line.startswith(cpu))
+        assert " PASS " in line and "doctor ok" in line and "tensors identical" in line, line
+    assert "set-up " in report and "cache " in report and "run " in report
+    # Bytecode of both sides goes to the cache, not beside the repo's sources.
+    assert _bytecode_files() <= before
+
+
+@pytest.mark.arm64
+def test_the_check_fails_with_a_readable_diff_when_arm_differs(emulator, model_pair):
+    float_model, int8_model = model_pair
+    # The emulated side runs the float model where the host runs the int8 one.
+    done = run_script("--cpu", "cortex-a72", "--max-real", 1, "--models", int8_model, "--arm-models", float_model)
+    report = done.stdout + done.stderr
+    assert done.returncode == 1, report
+    assert "RESULT: FAIL" in report
+    assert "cortex-a72   FAIL" in report
+    assert f"predict {int8_model.name}:" in report and f"info {int8_model.name}:" in report
+    # Which image, and the host's and arm's values.
+    diff = next(line for line in report.splitlines() if "scores differ (integer model: must be identical)" in line)
+    assert "generated/" in diff or ".jpg" in diff or ".png" in diff
+    assert "host " in diff and " arm " in diff
+    assert "quantization.detected: host 'int8', arm 'float32'" in report
+
+
+@pytest.mark.arm64
+def test_any_python_command_runs_emulated(emulator):
+    """The hook `edgecls bench` under emulation will use (issue 6, point 3); a Pi 3 / Zero 2 W core."""
+    done = run_script("python", "--cpu", "cortex-a53", "--",
+                      "-c", "import platform, edgecls.runtime; print(platform.machine())", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "aarch64"
+
+
+# ----------------------------------------------------------------------------- comparison logic
+def _rows(*rows):
+    return {"code": 0, "rows": [{"file": f, "classes": [{"index": i, "label": str(i), "score": s}
+                                                        for i, s in classes]} for f, classes in rows]}
+
+
+def test_integer_model_scores_must_be_identical():
+    host = _rows(("/x/a.png", [(3, 0.5), (1, 0.25)]), ("/x/b.png", [(0, 0.75), (1, 0.25)]))
+    arm = _rows(("/x/a.png", [(3, 0.5), (1, 0.25)]), ("/x/b.png", [(0, 0.75), (1, 0.2421875)]))
+    diffs, stats = check.compare_predict(host, arm, exact=True, tolerance=1e-5, short=lambda f: Path(f).name)
+    assert diffs == ["b.png: scores differ (integer model: must be identical): class 1: host 0.250000 arm 0.242188"]
+    assert stats["same"] == 1
+
+
+def test_float_model_within_tolerance_passes_and_top1_must_match():
+    host = _rows(("a.png", [(3, 0.5), (1, 0.4999)]), ("b.png", [(2, 0.6), (0, 0.4)]))
+    arm = _rows(("a.png", [(3, 0.500004), (1, 0.499896)]), ("b.png", [(0, 0.51), (2, 0.49)]))
+    diffs, _ = check.compare_predict(host, arm, exact=False, tolerance=1e-5, short=str)
+    assert len(diffs) == 1 and diffs[0].startswith("b.png: top-1 host 2 (0.600000), arm 0 (0.510000)")
+    assert "max |score diff| 1.10e-01 > 1e-05" in diffs[0]
+
+
+def test_error_rows_and_missing_rows_are_compared():
+    host = {"code": 1, "rows": [{"file": "bad.jpg", "error": "not an image Pillow can decode"},
+                                {"file": "gone.png", "classes": [{"index": 0, "label": "0", "score": 1.0}]}]}
+    arm = {"code": 0, "rows": [{"file": "bad.jpg", "classes": [{"index": 0, "label": "0", "score": 1.0}]}]}
+    diffs, _ = check.compare_predict(host, arm, exact=True, tolerance=0, short=str)
+    assert diffs == ["exit code: host 1, arm 0",
+                     "bad.jpg: host not an image Pillow can decode; arm classified it",
+                     "gone.png: only host has a row for it"]
+
+
+def test_preprocessing_difference_names_the_image_and_the_pixels(tmp_path):
+    host_pixels = np.zeros((4, 4, 1), np.uint8)
+    arm_pixels = host_pixels.copy()
+    arm_pixels[2, 1, 0] = 3
+    np.savez(tmp_path / "host.npz", **{"0|4x4 grayscale": host_pixels})
+    np.savez(tmp_path / "arm.npz", **{"0|4x4 grayscale": arm_pixels})
+    libs = {"numpy": "2", "pillow": "11", "libs": {}}
+    host = {"data": {**libs, "hashes": {"/img/a.jpg": {"4x4 grayscale": {"sha256": "aa" * 32, "shape": [4, 4, 1]}}}}}
+    arm = {"data": {**libs, "hashes": {"/img/a.jpg": {"4x4 grayscale": {"sha256": "bb" * 32, "shape": [4, 4, 1]}}}}}
+    diffs, stats = check.compare_preprocess(host, arm, tmp_path / "host.npz", tmp_path / "arm.npz", str)
+    assert stats == {"same": 0, "total": 1, "libs": ({}, {})}
+    assert diffs == ["/img/a.jpg @ 4x4 grayscale: host sha256 aaaaaaaaaaaa, arm bbbbbbbbbbbb (1 of 16 values "
+                     "differ, max |diff| 3; first at (row, col, channel) (2, 1, 0): host 0, arm 3)"]
+
+
+def test_info_and_doctor_differences():
+    assert check.compare_info({"data": {"a": {"b": [1, 2]}, "c": 1}}, {"data": {"a": {"b": [1, 3]}, "c": 1}}) \
+        == ["a.b[1]: host 2, arm 3"]
+    host = {"data": {"ok": True, "arch": "x86_64", "python_bits": 64, "warnings": [], "numpy": "2.4",
+                     "pillow": "12", "backend": {"name": "ai_edge_litert", "version": "2.3.0"}}}
+    arm = {"data": {**host["data"], "arch": "armv7l", "python_bits": 32, "numpy": "1.26"}}
+    assert check.compare_doctor(host, arm) == ["arch: arm says 'armv7l', expected 'aarch64'",
+                                               "python_bits: arm says 32, expected 64",
+                                               "numpy: host '2.4', arm '1.26'"]
+
+
+def test_cpus_by_core_or_device_profile():
+    assert check.resolve_cpus("cortex-a72, cortex-a76,cortex-a72") == ["cortex-a72", "cortex-a76"]
+    if (REPO / "devices/rpi5.toml").is_file():
+        assert check.resolve_cpus("rpi5") == ["cortex-a76"]
+    with pytest.raises(check.UsageError, match="wrong int8"):
+        check.resolve_cpus("max")
+
+
+def test_runtime_pins_are_the_hosts_versions_for_aarch64():
+    from importlib.metadata import version
+
+    pins = check.runtime_pins()
+    assert f"numpy=={version('numpy')}" in pins
+    assert f"pillow=={version('pillow')}" in pins
+    assert f"ai-edge-litert=={version('ai-edge-litert')}" in pins
+    assert not any(pin.startswith(("tomli==", "tensorflow", "keras")) for pin in pins)  # 3.11; device side only
