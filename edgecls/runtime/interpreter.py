@@ -55,9 +55,9 @@ def _load_tflite_runtime() -> tuple[type, str]:
 
 
 def _load_tensorflow() -> tuple[type, str]:
-    from edgecls.errors import _native_stderr_silenced
+    from edgecls.errors import native_stderr_silenced
 
-    with _native_stderr_silenced():  # TensorFlow's start-up chatter (oneDNN, CUDA probing)
+    with native_stderr_silenced():  # TensorFlow's start-up chatter (oneDNN, CUDA probing)
         import tensorflow as tf
 
     return tf.lite.Interpreter, tf.__version__
