@@ -1,0 +1,90 @@
+"""The device side as a user installs it: a fresh venv with only `pip install .` (no extras).
+
+It must classify with the committed reference model, describe it, and refuse to train with
+a message that says how to install the `train` extra. Packages come from pip's cache or the
+package registry; without either the test skips, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "models" / "digits-seed"
+NETWORK_TROUBLE = ("Could not find a version", "No matching distribution", "Failed to establish", "Temporary failure",
+                   "Network is unreachable", "ConnectionError", "Read timed out")
+
+
+@pytest.fixture(scope="module")
+def device_venv(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("device-venv")
+    venv.create(home, with_pip=True)
+    python = home / "bin" / "python"
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", str(ROOT)], capture_output=True, text=True,
+                            timeout=900)
+    if result.returncode != 0:
+        if any(s in result.stderr for s in NETWORK_TROUBLE):
+            pytest.skip(f"packages cannot be downloaded here: {result.stderr.strip().splitlines()[-1]}")
+        raise AssertionError(f"pip install . failed:\n{result.stderr[-3000:]}")
+    return home
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(home / "bin" / "edgecls"), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_device_venv_has_no_tensorflow(device_venv):
+    result = subprocess.run([str(device_venv / "bin" / "python"), "-c", "import tensorflow"], capture_output=True)
+    assert result.returncode != 0
+
+
+def test_info_reads_labels_and_exact_input_spec_from_the_int8_file_alone(device_venv, tmp_path):
+    alone = tmp_path / "copied.tflite"  # one file copied to the device: no labels.txt beside it
+    alone.write_bytes((REFERENCE / "model_int8.tflite").read_bytes())
+    result = run(device_venv, "info", "--json", str(alone))
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    text = json.dumps(info)
+    assert info["metadata"]["labels"] == [str(i) for i in range(10)]
+    (tensor,) = info["inputs"]
+    assert tensor["dtype"] == "int8" and tensor["scale"] == 1.0 and tensor["zero_point"] == -128
+    assert "ai_edge_litert" in text or "litert" in text
+
+
+def test_predict_in_the_device_venv_matches_the_workstation(device_venv, tmp_path):
+    from edgecls.data import load_dataset
+    from edgecls.runtime import Classifier
+
+    digits = load_dataset("digits")
+    paths = []
+    for i in (0, 1, 2, 3, 4):
+        path = tmp_path / f"digit{i}_label{digits.labels[i]}.png"
+        Image.fromarray(digits.images[i][:, :, 0]).save(path)
+        paths.append(path)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    for model in ("model_int8.tflite", "model_float32.tflite"):
+        result = run(device_venv, "predict", "--json", "--top-k", "3", str(REFERENCE / model), str(tmp_path))
+        assert result.returncode == 1  # one bad file in the batch: an error row, the rest goes on, exit 1
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert len(rows) == 6 and sum(1 for r in rows if r.get("error")) == 1
+        host = Classifier(REFERENCE / model, num_threads=1)
+        for row in rows:
+            if row.get("error"):
+                continue
+            expected = host.classify(row["file"], top_k=3)
+            assert [c["label"] for c in row["classes"]] == [c.label for c in expected]
+            assert np.allclose([c["score"] for c in row["classes"]], [c.score for c in expected], atol=1e-6)
+
+
+def test_train_in_the_device_venv_says_how_to_install_the_extra(device_venv):
+    result = run(device_venv, "train")
+    assert result.returncode == 2
+    assert "pip install 'edgecls[train]'" in result.stderr and "Traceback" not in result.stderr
