@@ -181,7 +181,8 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     else:
         shown = {k: v for k, v in metadata.items() if k != "labels"}
         console.print("[bold]metadata[/]")
-        console.print(escape(clean_text(json.dumps(shown, indent=2, sort_keys=True))))
+        for line in json.dumps(shown, indent=2, sort_keys=True).splitlines():  # clean_text would eat newlines
+            console.print(escape(clean_text(line)))
 
 
 def _short(value: Any) -> str:

@@ -310,8 +310,9 @@ def build_metadata(source: RunDir, converted: Converted, calibration: Optional[C
 
 
 def source_info(source: RunDir, model_sha256: str) -> dict[str, Any]:
-    return {"run": str(source.run_dir.resolve()) if source.run_dir else None,
-            "model": str(source.model_path.resolve()), "model_sha256": model_sha256, "data": source.data}
+    # Paths as the user gave them: a model copied to a device should not carry this machine's layout.
+    return {"run": str(source.run_dir) if source.run_dir else None,
+            "model": str(source.model_path), "model_sha256": model_sha256, "data": source.data}
 
 
 def versions(backend: str = "") -> dict[str, str]:
