@@ -21,7 +21,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -54,6 +54,11 @@ class Converted:
     content: bytes
     backend: str  # "tflite-converter" or "ai-edge-quantizer"
     io: dict[str, Any]
+    float_ops: Optional[list[str]] = None  # a mixed model: the ops kept in float ('OP (tensor)')
+
+    @property
+    def mixed(self) -> bool:
+        return self.float_ops is not None
 
 
 # ---------------------------------------------------------------------- entry point
@@ -99,6 +104,11 @@ def convert(saved_model_dir: Path, mode: str, quantizer: str = "converter",
 # ---------------------------------------------------------------------- TensorFlow's converter
 def convert_tf(saved_model_dir: Path, mode: str, calibration: Optional[np.ndarray] = None) -> bytes:
     """The TFLite converter's output for `mode` (no checks here: see check_converted)."""
+    return _run_converter(tf_converter(saved_model_dir, mode, calibration), mode)
+
+
+def tf_converter(saved_model_dir: Path, mode: str, calibration: Optional[np.ndarray] = None):
+    """A TFLiteConverter set up for `mode`: the settings every conversion and diagnosis shares."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
@@ -115,6 +125,10 @@ def convert_tf(saved_model_dir: Path, mode: str, calibration: Optional[np.ndarra
         io_type = tf.int8 if mode == "int8" else tf.uint8
         converter.inference_input_type = io_type
         converter.inference_output_type = io_type
+    return converter
+
+
+def _run_converter(converter, mode: str) -> bytes:
     try:
         with native_stderr_silenced(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -123,6 +137,42 @@ def convert_tf(saved_model_dir: Path, mode: str, calibration: Optional[np.ndarra
         raise
     except Exception as exc:  # ConverterError, RuntimeError from the calibrator, ValueError ...
         raise ConversionError(f"the TFLite converter failed on {mode}: {converter_failure(exc)}") from None
+
+
+# ---------------------------------------------------------------------- mixed integer models
+def calibrate_tf(saved_model_dir: Path, mode: str, calibration: np.ndarray) -> bytes:
+    """The float model with calibration statistics: the converter's int8 path stopped before it
+    quantises (what QuantizationDebugger does too); quantize_mixed's input."""
+    converter = tf_converter(saved_model_dir, mode, calibration)
+    converter._experimental_calibrate_only = True  # a private switch, the one the debugger itself uses
+    return _run_converter(converter, mode)
+
+
+def quantize_mixed(calibrated: bytes, mode: str, nodes: Sequence[str] = (), op_types: Sequence[str] = ()) -> Converted:
+    """Quantise a calibrated model to `mode`, keeping the named ops in float.
+
+    `nodes` are op output tensor names, `op_types` builtin op names (FULLY_CONNECTED): the
+    converter's denylists, passed as QuantizationDebugger.get_nondebug_quantized_model passes
+    them, plus the integer input and output the converter's own int8 path asks for. The input
+    keeps its calibrated exact quantisation (checked). The quantiser may leave a same-scale op
+    (pooling) in integer even when named: Converted.float_ops says what really is float.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python.convert import mlir_quantize  # no public API takes denylists
+
+    io_type = tf.int8 if mode == "int8" else tf.uint8
+    try:
+        with native_stderr_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            content = bytes(mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type,
+                                          denylisted_nodes=list(nodes) or None,
+                                          denylisted_ops=list(op_types) or None))
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:
+        raise ConversionError(f"the TFLite quantiser failed on mixed {mode}: {converter_failure(exc)}") from None
+    io = check_converted(content, mode, "tflite-converter", mixed=True)
+    return Converted(mode, content, "tflite-converter", io, float_ops=float_ops(content))
 
 
 def representative_images(calibration: np.ndarray) -> np.ndarray:
@@ -216,11 +266,12 @@ def _signature_input(float_model: bytes) -> tuple[str, str, str]:
 
 
 # ---------------------------------------------------------------------- checks
-def check_converted(content: bytes, mode: str, backend: str = "tflite-converter") -> dict[str, Any]:
+def check_converted(content: bytes, mode: str, backend: str = "tflite-converter", mixed: bool = False) -> dict[str, Any]:
     """Load the model with the device-side interpreter and check it keeps our promises.
 
     Returns its input and output tensors (dtype, scale, zero point, shape signature). For int8
-    and uint8: exact input quantisation and no float op; else a one-line ConversionError.
+    and uint8: exact input quantisation and no float op (float ops allowed when `mixed`: ops
+    kept in float on purpose); else a one-line ConversionError.
     """
     from edgecls.runtime.interpreter import create_interpreter, find_backend
 
@@ -242,7 +293,7 @@ def check_converted(content: bytes, mode: str, backend: str = "tflite-converter"
                 f"{mode} input quantisation is not exact: {got['dtype']} scale {got['scale']!r} zero point "
                 f"{got['zero_point']!r} (expected {mode} scale {scale} zero point {zero_point}); does the model "
                 "take raw 0..255 pixels with a Rescaling layer first?")
-        left_float = float_ops(content)
+        left_float = [] if mixed else float_ops(content)
         if left_float:
             listed = ", ".join(left_float[:4]) + (f" and {len(left_float) - 4} more" if len(left_float) > 4 else "")
             other = ", --quantizer litert" if backend == "tflite-converter" else ""

@@ -83,7 +83,9 @@ def _some_image(stream: Iterator[Any]) -> Iterator[Any]:
 
 
 def _name(prediction: Prediction) -> str:
-    return str(prediction.source)
+    # A file name that is not valid UTF-8 (surrogate escapes) cannot be written to a UTF-8
+    # stream or JSON as it is: show its odd bytes as \xNN.
+    return str(prediction.source).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:

@@ -14,7 +14,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def clean_text(text: str) -> str:
-    """Strip control characters (terminal escapes) from a label or file name before printing it."""
+    """Strip control characters (terminal escapes) from a label or file name before printing it.
+
+    Undecodable bytes in file names (surrogate escapes) become U+FFFD, which any terminal prints.
+    """
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return _CONTROL.sub("", text)
 
 

@@ -138,12 +138,17 @@ def parse_metadata_json(raw: bytes) -> dict[str, Any]:
 
 def embed_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:
     """Return the model with `metadata` stored (or replaced) under METADATA_NAME."""
-    import flatbuffers
-
-    check_tflite_bytes(model_bytes)
     raw = json.dumps(metadata, separators=(",", ":"), sort_keys=True).encode("utf-8")
     if len(raw) > MAX_METADATA_BYTES:
         raise EdgeclsError(f"metadata is {len(raw)} bytes, over the {MAX_METADATA_BYTES} limit")
+    return embed_metadata_bytes(model_bytes, raw)
+
+
+def embed_metadata_bytes(model_bytes: bytes, raw: bytes) -> bytes:
+    """Store `raw` as the METADATA_NAME entry as it is (embed_metadata's JSON, or a test's junk)."""
+    import flatbuffers
+
+    check_tflite_bytes(model_bytes)
     s = schema()
     model = s.ModelT.InitFromObj(s.Model.GetRootAs(model_bytes, 0))
     buffer = s.BufferT()

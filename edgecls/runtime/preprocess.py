@@ -77,8 +77,13 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
     except UnidentifiedImageError:
         if path.stat().st_size == 0:
             raise ImageError("empty file (0 bytes)") from None
+        kind = _signature(path)
+        if kind:
+            raise ImageError(f"corrupt {kind} file (it starts like one, but Pillow cannot parse it)") from None
         raise ImageError("not an image Pillow can decode") from None
     except OSError as exc:
+        if "truncated" in str(exc).lower():
+            raise ImageError(f"truncated or corrupt image: {_reason(exc)}") from None
         raise ImageError(f"cannot read: {_reason(exc)}") from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit and image.width * image.height > limit:
@@ -99,6 +104,19 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"truncated or corrupt image: {_reason(exc)}") from None
     return image
+
+
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"RIFF", "WebP"))
+
+
+def _signature(path: Path) -> str:
+    """The format a file's first bytes announce, or "" (to tell corrupt from not-an-image)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return ""
+    return next((kind for magic, kind in _SIGNATURES if head.startswith(magic)), "")
 
 
 def _orientation(image: Image.Image) -> int:
@@ -130,7 +148,9 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
         image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8))
     elif image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    if image.mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+    if image.mode == "La":  # premultiplied alpha: Pillow converts it only to LA
+        image = image.convert("LA")
+    if image.mode in ("LA", "PA", "RGBA", "RGBa"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (ALPHA_BACKGROUND,) * 3 + (255,))
         image = Image.alpha_composite(background, rgba).convert("RGB")

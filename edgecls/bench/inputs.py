@@ -1,0 +1,231 @@
+"""What a bench measures: the models (a run's exports, .tflite files) and the test images.
+
+Test images, in order of preference:
+- a run directory's held-out test split (through edgecls.rundir; `--data` says where the run's
+  data now is);
+- `--data` for bare .tflite files: its test part when it comes with one (IDX t10k files, a
+  test/ sub-folder, Keras' test set), else every image in it;
+- for a bare edgecls .tflite without --data, the run named in its metadata, if it is here.
+
+Without TensorFlow all of this works except the `digits` dataset (it ships inside scikit-learn):
+on a device, bench with `--data` pointing at the folder `--save-test-images` wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from edgecls.errors import EdgeclsError
+from edgecls.rundir import RunDir, open_run
+
+EXPORT_DIR = "export"
+EXPORT_REPORT = "export.json"
+
+
+@dataclass
+class BenchModel:
+    """One model to bench: an exported .tflite, or the run's Keras float model."""
+
+    name: str  # shown in tables
+    kind: str  # "tflite" | "keras"
+    mode: str  # float32, int8, ... (keras: float32)
+    path: Path
+    size_bytes: int
+    sha256: Optional[str] = None
+    io: dict[str, Any] = field(default_factory=dict)  # input/output dtype, scale, zero point
+
+    @property
+    def is_float(self) -> bool:
+        return self.mode == "float32"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "mode": self.mode, "path": str(self.path),
+                "size_bytes": self.size_bytes, "sha256": self.sha256, "io": self.io}
+
+
+@dataclass
+class TestSet:
+    images: np.ndarray  # uint8 (N, H, W, C)
+    labels: np.ndarray  # int (N,), in the models' class order
+    class_names: list[str]
+    ids: list[Any]  # per image: its file (relative to the data) or its index in the dataset
+    files: Optional[list[Path]]  # the real files, when the data is a folder of them
+    source: str  # the data, as named
+    part: str  # "test" | "all"
+    run: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "part": self.part, "run": self.run, "images": int(len(self.labels)),
+                "classes": self.class_names, "shape": list(self.images.shape[1:]),
+                "files": self.files is not None}
+
+
+# ---------------------------------------------------------------------- models
+def split_paths(paths: Sequence[Path]) -> tuple[Optional[Path], list[Path]]:
+    """(the run directory, if one is given; the .tflite files). One-line errors."""
+    if not paths:
+        raise EdgeclsError("give a run directory (made by edgecls train and edgecls export) or .tflite files")
+    runs, files = [], []
+    for path in map(Path, paths):
+        if path.is_dir():
+            runs.append(path)
+        elif not path.exists():
+            raise EdgeclsError(f"{path} does not exist: give a run directory or .tflite files")
+        elif path.suffix.lower() == ".tflite":
+            files.append(path)
+        elif path.suffix.lower() == ".json":
+            raise EdgeclsError(f"{path} is a JSON file: to merge bench reports use edgecls bench compare A.json B.json")
+        else:
+            raise EdgeclsError(f"{path} is not a run directory or a .tflite file")
+    if len(runs) > 1:
+        raise EdgeclsError(f"give one run directory at a time (got {', '.join(map(str, runs))})")
+    return (runs[0] if runs else None), files
+
+
+def exported_files(run_dir: Path) -> list[Path]:
+    """The .tflite files a run's export.json lists (stale files in the folder are ignored)."""
+    report_path = run_dir / EXPORT_DIR / EXPORT_REPORT
+    if not report_path.is_file():
+        raise EdgeclsError(f"{run_dir} has no exported models ({report_path} is missing): "
+                           f"run edgecls export {run_dir} first")
+    try:
+        doc = json.loads(report_path.read_text(encoding="utf-8"))
+        names = [entry["file"] for entry in doc["models"]]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise EdgeclsError(f"{report_path} is malformed ({type(exc).__name__}): run edgecls export {run_dir} again") from None
+    if not names:
+        raise EdgeclsError(f"{report_path} lists no models: run edgecls export {run_dir} again")
+    files = [report_path.parent / str(name) for name in names]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise EdgeclsError(f"{report_path} lists {', '.join(missing)} but the file is missing: "
+                           f"run edgecls export {run_dir} again")
+    return files
+
+
+def describe_tflite(path: Path, backend: Optional[str] = None) -> BenchModel:
+    """Size, digest and quantisation mode of a .tflite (its metadata's mode, else detected)."""
+    from edgecls.runtime.inspect import inspect_model
+
+    info = inspect_model(path, backend=backend)
+    if not info["classifier"].get("image_classifier"):
+        raise EdgeclsError(f"{path}: {info['classifier']['reason']}")
+    quant = info["quantization"]
+    io = {side: {k: info[f"{side}s"][0][k] for k in ("dtype", "scale", "zero_point")} for side in ("input", "output")}
+    return BenchModel(name=path.name, kind="tflite", mode=quant.get("declared") or quant["detected"], path=path,
+                      size_bytes=info["size_bytes"], sha256=info["sha256"], io=io)
+
+
+def unique_names(models: list[BenchModel]) -> None:
+    """Two files called model_int8.tflite from different folders get their folder in the name."""
+    counts: dict[str, int] = {}
+    for model in models:
+        counts[model.name] = counts.get(model.name, 0) + 1
+    for model in models:
+        if counts[model.name] > 1 and model.kind == "tflite":
+            model.name = f"{model.path.parent.name}/{model.path.name}"
+
+
+def metadata_run(path: Path) -> Optional[Path]:
+    """The run directory an edgecls .tflite says it came from, if it exists here."""
+    from edgecls.runtime.classify import read_model_bytes
+    from edgecls.runtime.metadata import read_metadata
+
+    run = ((read_metadata(read_model_bytes(path)) or {}).get("source") or {}).get("run")
+    return Path(run) if run and (Path(run) / "split.json").is_file() else None
+
+
+# ---------------------------------------------------------------------- test images
+def run_test_set(run: RunDir) -> TestSet:
+    """The run's held-out test split, with image ids (file or dataset index) and files."""
+    dataset = run.dataset()
+    indices = np.asarray(run.split().test)
+    if len(indices) == 0:
+        raise EdgeclsError(f"{run.name} has no test images (its split's test part is empty)")
+    images, labels = run.images("test")
+    ids, files = _ids_and_files(dataset, indices)
+    return TestSet(images, labels, list(run.labels), ids, files, run.data, "test", run=str(run.run_dir))
+
+
+def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
+    """`--data` for bare models: its test part if it comes with one, else all of it."""
+    from edgecls.data import load_dataset
+
+    dataset = load_dataset(data, size[0] if size[0] == size[1] else None, color, progress=False)
+    if dataset.image_size != size:
+        raise EdgeclsError(f"the models take {size[0]}x{size[1]} images; {data} gives {dataset.image_size[0]}x"
+                           f"{dataset.image_size[1]}")
+    given = dataset.given_split or {}
+    part = "test" if len(given.get("test", ())) else "all"
+    indices = np.asarray(given["test"]) if part == "test" else np.arange(len(dataset.labels))
+    if len(indices) == 0:
+        raise EdgeclsError(f"{data} has no images")
+    ids, files = _ids_and_files(dataset, indices)
+    notes = [] if part == "test" else [f"{data} comes with no test part: every one of its {len(indices)} images "
+                                       "is scored (make sure the models were not trained on them)"]
+    return TestSet(np.asarray(dataset.images[indices]), np.asarray(dataset.labels[indices]),
+                   list(dataset.class_names), ids, files, data, part, notes=notes)
+
+
+def _ids_and_files(dataset: Any, indices: np.ndarray) -> tuple[list[Any], Optional[list[Path]]]:
+    if dataset.paths is None:
+        return [int(i) for i in indices], None
+    root = Path(dataset.source)
+    relative = [dataset.paths[i] for i in indices]
+    return relative, [root / p for p in relative]
+
+
+def match_classes(test: TestSet, labels: list[str], model_name: str) -> TestSet:
+    """Put the test labels in the model's class order. One-line error when the counts differ."""
+    if len(labels) != len(test.class_names):
+        raise EdgeclsError(f"{model_name} has {len(labels)} classes but the test data ({test.source}) has "
+                           f"{len(test.class_names)}: bench a model with the data it was trained on")
+    if labels == test.class_names:
+        return test
+    if sorted(labels) == sorted(test.class_names):  # same names, another order (folder sorting)
+        position = {name: i for i, name in enumerate(labels)}
+        order = np.array([position[name] for name in test.class_names])
+        test.labels = order[test.labels]
+        test.class_names = list(labels)
+        return test
+    test.notes.append(f"the data's class names ({', '.join(test.class_names[:4])}...) differ from the model's "
+                      f"({', '.join(labels[:4])}...): classes are matched by position")
+    test.class_names = list(labels)
+    return test
+
+
+def save_test_images(test: TestSet, folder: Path) -> Path:
+    """Write the test images as PNG files in class sub-folders (a folder --data reads back exactly):
+    how the test split of a run travels to a device without the training data or scikit-learn."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from edgecls.atomic import staged_dir
+
+    if folder.exists() and any(folder.iterdir()):
+        raise EdgeclsError(f"--save-test-images {folder} exists and is not empty: choose a new folder")
+    with staged_dir(folder, force=True) as tmp:
+        for position, (pixels, label) in enumerate(zip(test.images, test.labels)):
+            name = test.class_names[int(label)]
+            target = tmp / _safe_folder(name)
+            target.mkdir(exist_ok=True)
+            image_id = test.ids[position]
+            stem = Path(str(image_id)).stem if not isinstance(image_id, int) else f"{image_id:06d}"
+            image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+            # The id in a text chunk keeps two identical pictures two files: the folder loader
+            # drops byte-identical duplicates, and the device must score every test image.
+            info = PngInfo()
+            info.add_text("edgecls-test-image", f"{test.source}:{image_id}")
+            image.save(target / f"{position:05d}-{stem}.png", pnginfo=info)
+    return folder
+
+
+def _safe_folder(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_. " else "_" for c in name).strip(". ") or "class"
+    return cleaned

@@ -1,0 +1,204 @@
+"""Where a figure is measured: the device profile asked for, the host it really ran on, emulation.
+
+A profile (devices/NAME.toml) names a device's arch, cores and threads. On another machine the
+bench applies what it can (the thread count, CPU affinity to the first `cores` CPUs) and the
+report says plainly that the figures are this host's under the profile's constraints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from edgecls.errors import EdgeclsError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEVICES_ENV = "EDGECLS_DEVICES"  # an extra folder of profiles
+EMULATED_ENV = "EDGECLS_EMULATED"  # e.g. qemu-cortex-a76, set by whoever runs us under emulation
+_REQUIRED = {"name": str, "arch": str, "cores": int, "threads": int}
+_OPTIONAL = {"cpu": str, "qemu_cpu": str, "memory_mb": int, "notes": str}
+_ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    key: str  # the file's stem: rpi5
+    path: str
+    name: str
+    arch: str
+    cores: int  # 0: every core of the machine
+    threads: int  # 0: as many as the CPUs used
+    cpu: str = ""
+    qemu_cpu: str = ""
+    memory_mb: int = 0
+    notes: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------- finding and reading
+def profile_dirs() -> list[Path]:
+    """Where profile names are looked up: $EDGECLS_DEVICES, ./devices, the source tree's devices/."""
+    found = []
+    if os.environ.get(DEVICES_ENV):
+        found.append(Path(os.environ[DEVICES_ENV]))
+    found += [Path.cwd() / "devices", Path(__file__).resolve().parents[2] / "devices"]
+    unique: list[Path] = []
+    for folder in found:
+        if folder.is_dir() and all(folder.resolve() != u.resolve() for u in unique):
+            unique.append(folder)
+    return unique
+
+
+def available_profiles() -> list[str]:
+    return sorted({p.stem for folder in profile_dirs() for p in folder.glob("*.toml")})
+
+
+def load_profile(spec: str) -> DeviceProfile:
+    """A profile by name (rpi5) or path (devices/rpi5.toml). One-line errors."""
+    looks_like_path = spec.endswith(".toml") or os.sep in spec or "/" in spec
+    if looks_like_path:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise EdgeclsError(f"device profile {spec} does not exist")
+    else:
+        path = next((folder / f"{spec}.toml" for folder in profile_dirs() if (folder / f"{spec}.toml").is_file()), None)
+        if path is None:
+            names = ", ".join(available_profiles()) or f"none found (set ${DEVICES_ENV} to a folder of profiles)"
+            raise EdgeclsError(f"unknown device profile {spec!r}: use one of {names}, or a path to a .toml file")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise EdgeclsError(f"device profile {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise EdgeclsError(f"cannot read device profile {path}: {exc.strerror or exc}") from None
+    values: dict[str, Any] = {}
+    for key, kind in {**_REQUIRED, **_OPTIONAL}.items():
+        if key not in doc:
+            if key in _REQUIRED:
+                raise EdgeclsError(f"device profile {path} is malformed: {key!r} is missing")
+            continue
+        value = doc[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            want = "a whole number, 0 or more" if kind is int else "a string"
+            raise EdgeclsError(f"device profile {path} is malformed: {key!r} must be {want}, not {value!r}")
+        values[key] = value
+    return DeviceProfile(key=path.stem, path=str(path), **values)
+
+
+# ---------------------------------------------------------------------- the host
+def normalize_arch(arch: str) -> str:
+    arch = arch.strip().lower()
+    return _ARCH_ALIASES.get(arch, arch)
+
+
+def usable_cpus() -> Optional[list[int]]:
+    """The CPUs this process may run on, or None where affinity is not supported (macOS)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return sorted(os.sched_getaffinity(0))
+
+
+def cpu_count() -> int:
+    cpus = usable_cpus()
+    return len(cpus) if cpus is not None else (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def constrained(profile: Optional[DeviceProfile]) -> Iterator[Optional[list[int]]]:
+    """Run the block on the first `profile.cores` usable CPUs (all of them without a profile,
+    or where affinity is unsupported); yields the CPUs used and restores the affinity after.
+
+    Threads and processes started inside inherit it: the interpreters' thread pools and the
+    peak-memory subprocess."""
+    cpus = usable_cpus()
+    if cpus is None or profile is None or profile.cores == 0 or profile.cores >= len(cpus):
+        yield cpus
+        return
+    chosen = cpus[:profile.cores]
+    os.sched_setaffinity(0, chosen)
+    try:
+        yield chosen
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+def default_threads(profile: Optional[DeviceProfile], cpus_used: int) -> list[int]:
+    """Thread counts when --threads is not given: the profile's, else 1 and every CPU used."""
+    if profile is not None:
+        return [profile.threads or cpus_used]
+    return sorted({1, cpus_used})
+
+
+def emulation() -> Optional[str]:
+    """How this process is emulated ("qemu-cortex-a76"), or None on real hardware.
+
+    $EDGECLS_EMULATED says it; otherwise qemu user mode is recognised by the process name it
+    cannot hide (/proc/self/comm is qemu-aarch64 while platform.machine() says aarch64)."""
+    declared = os.environ.get(EMULATED_ENV, "").strip()
+    if declared:
+        return declared
+    try:
+        comm = Path("/proc/self/comm").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    if comm.startswith("qemu-"):
+        cpu = os.environ.get("QEMU_CPU")
+        return f"{comm}" + (f" -cpu {cpu}" if cpu else "") + " (detected)"
+    return None
+
+
+def describe_machine(backend: Any) -> dict[str, Any]:
+    """The machine section of a report: doctor's machine_info plus what the bench ran with."""
+    import numpy
+    import PIL
+
+    from edgecls import __version__
+    from edgecls.runtime.doctor import machine_info
+
+    versions = {"edgecls": __version__, "numpy": numpy.__version__, "pillow": PIL.__version__,
+                backend.name: backend.version}
+    for heavy in ("tensorflow", "keras"):  # recorded only if already loaded: never imported for this
+        module = sys.modules.get(heavy)
+        if module is not None and heavy not in versions:
+            versions[heavy] = str(getattr(module, "__version__", "unknown"))
+    return {**machine_info(), "arch": normalize_arch(platform.machine()), "usable_cpus": cpu_count(),
+            "backend": {"name": backend.name, "version": backend.version}, "versions": versions,
+            "emulated": emulation()}
+
+
+def placement_notes(profile: Optional[DeviceProfile], machine: dict[str, Any], cpus_used: Optional[list[int]],
+                    threads: list[int]) -> tuple[bool, list[str]]:
+    """(are these the device's own figures?, sentences for the report)."""
+    notes: list[str] = []
+    host = f"this {machine['arch']} host ({machine['cpu']}, {machine['usable_cpus']} usable CPUs)"
+    used = len(cpus_used) if cpus_used is not None else machine["usable_cpus"]
+    if machine.get("emulated"):
+        notes.append(f"Emulated ({machine['emulated']}): latency under emulation is not a device figure; "
+                     "accuracy, agreement and sizes are.")
+    if profile is None:
+        notes.append(f"Measured on {host}, {used} CPUs used, threads {', '.join(map(str, threads))}.")
+        return not machine.get("emulated"), notes
+    same_arch = normalize_arch(profile.arch) == machine["arch"]
+    same_cores = profile.cores in (0, used) and (profile.cores == 0 or machine["usable_cpus"] >= profile.cores)
+    is_device = same_arch and same_cores and not machine.get("emulated")
+    if is_device:
+        notes.append(f"Measured on {host} as {profile.name} ({used} CPUs, threads {', '.join(map(str, threads))}).")
+        return True, notes
+    cores = "all cores" if profile.cores == 0 else f"{profile.cores} cores"
+    short = (f"; this host has only {machine['usable_cpus']} CPUs, so {used} were used"
+             if profile.cores > machine["usable_cpus"] else "")
+    notes.append(f"Measured on {host} under the {profile.name} profile's constraints ({cores}, threads "
+                 f"{', '.join(map(str, threads))}{short}), not on a {profile.name}: these are not "
+                 f"{profile.name} figures.")
+    return False, notes
