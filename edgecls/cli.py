@@ -104,17 +104,24 @@ def export_command(
     min_agreement: float = typer.Option(0.95, help="Least top-1 agreement of int8/uint8 with the float model "
                                         "on the validation split"),
     force: bool = typer.Option(False, help="Write the files even when int8 agreement is below --min-agreement"),
+    keep_float: Optional[List[str]] = typer.Option(None, "--keep-float", metavar="OP_OR_LAYER", help=(
+        "Also write a mixed model_int8_mixed.tflite keeping this Keras layer (conv2), op type (FULLY_CONNECTED) or "
+        "node in float; repeat the option or give a comma list")),
+    auto_fallback: int = typer.Option(0, "--auto-fallback", metavar="K", min=0, help=(
+        "Also write model_int8_mixed.tflite keeping the K ops that int8 hurts most (RMSE/scale, TensorFlow's "
+        "QuantizationDebugger) in float")),
 ) -> None:
     """Convert a trained model to .tflite files (float32 and int8 by default) that carry their labels and input spec.
 
-    Each file is scored with the device-side runtime on the validation split before anything is written: a table of size, accuracy and top-1 agreement with the Keras float model. Writes OUT/model_<mode>.tflite, OUT/labels.txt and OUT/export.json.
+    Each file is scored with the device-side runtime on the validation split before anything is written: a table of size, accuracy and top-1 agreement with the Keras float model. Writes OUT/model_<mode>.tflite, OUT/labels.txt and OUT/export.json; with --keep-float or --auto-fallback also OUT/model_int8_mixed.tflite (int8 input and output, the named ops in float).
 
     Exit codes: 0 ok; 1 conversion failed, or int8 agreement fell below --min-agreement (nothing written; --force writes anyway); 2 bad input.
     """
-    from edgecls.export import ExportOptions, export, parse_modes, render_table
+    from edgecls.export import ExportOptions, export, parse_modes, parse_names, render_table
     from edgecls.rundir import open_source
 
-    options = ExportOptions(parse_modes(quant, quantizer), quantizer, calib_samples, out, min_agreement, force)
+    options = ExportOptions(parse_modes(quant, quantizer), quantizer, calib_samples, out, min_agreement, force,
+                            keep_float=parse_names(keep_float), auto_fallback=auto_fallback)
     result = export(open_source(source, data), options, log=lambda m: typer.echo(m, err=True))
     from rich.console import Console
 
@@ -204,6 +211,99 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the report 
 
         show_doctor(report)
     raise typer.Exit(0 if report["ok"] else 1)
+
+
+# ----------------------------------------------------------------------------- bench
+# `edgecls bench RUN_DIR|MODEL.tflite ...` measures; `edgecls bench compare A.json B.json ...` merges
+# reports. The group runs `run` when the first argument is not a sub-command's name.
+from typer.core import TyperGroup  # noqa: E402  (kept beside the only code that needs it)
+
+
+class _BenchGroup(TyperGroup):
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+bench_app = typer.Typer(
+    cls=_BenchGroup, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Quantised against float: accuracy, agreement, latency, size and memory on this machine, with reports.\n\n"
+    "edgecls bench RUN_DIR|MODEL.tflite ... measures (the `run` command, the default); "
+    "edgecls bench compare A.json B.json ... merges reports from several machines or device profiles.",
+)
+app.add_typer(bench_app, name="bench")
+
+
+def _to_stderr(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@bench_app.command("run")
+def bench_run(
+    paths: List[Path] = typer.Argument(..., help="A run directory (its exports, as export.json lists them) and/or .tflite files"),
+    data: Optional[str] = typer.Option(None, help="Test images: for a run directory, where its data now is (its saved "
+                                       "test split is used); for .tflite files, a folder of class sub-folders, IDX "
+                                       "files or digits (its test part if it has one, else all of it)"),
+    device: Optional[str] = typer.Option(None, help="Device profile (devices/NAME.toml, or a path): its threads and "
+                                         "cores are applied and recorded"),
+    threads: Optional[str] = typer.Option(None, help="Comma list of interpreter thread counts to sweep, e.g. 1,2,4  "
+                                          "\\[default: the profile's, else 1 and every usable CPU]"),
+    warmup: int = typer.Option(10, help="Untimed invokes per model and thread count before timing"),
+    runs: int = typer.Option(200, help="Timed images per model and thread count (batch 1), in interleaved rounds"),
+    batch_size: int = typer.Option(32, help="Batch size for the throughput figure"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report here"),
+    report: Optional[Path] = typer.Option(None, help="Folder for bench.json, bench.md and the plots  "
+                                          "\\[default: RUN_DIR/bench for a run directory, none for .tflite files]"),
+    keras: bool = typer.Option(True, "--keras/--no-keras", help="Score the run's Keras float model as the reference "
+                               "(needs TensorFlow; without it the float32 .tflite is the reference)"),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory of a device-side process per model"),
+    save_test_images: Optional[Path] = typer.Option(None, help="Also write the test images as PNG files in class "
+                                                    "sub-folders: --data for a bench on a device"),
+    backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+) -> None:
+    """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
+
+    Per model: top-1, top-k, macro-F1, per-class accuracy; against the float model: Δ accuracy, top-1 agreement, mean |Δ probability| and the images whose top-1 flipped. Latency through the device runtime, all models interleaved round by round: p50/p90/p99 of invoke and of file → label, throughput, load and first-inference time, for each thread count; size; peak memory of a fresh device-side process. Needs no TensorFlow for .tflite files.
+
+    Exit codes: 0 ok; 2 bad input (no exports, class count mismatch, bad option or profile, unwritable report).
+    """
+    from edgecls.bench.report import print_tables, render_sections, render_table, write_reports
+    from edgecls.bench.run import BenchOptions, default_report_dir, parse_threads, run_bench
+
+    report_dir = report if report is not None else default_report_dir(paths)
+    options = BenchOptions(paths=list(paths), data=data, device=device, threads=parse_threads(threads), warmup=warmup,
+                           runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
+                           save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
+                           command=" ".join(["edgecls", *sys.argv[1:]]))
+    result = run_bench(options, log=_to_stderr)
+    write_reports(result, report_dir, json_path, log=_to_stderr)
+    print_tables(render_table(result), *render_sections(result))
+    if report_dir is not None:
+        typer.echo(f"Reports in {report_dir}: {', '.join(result['report_files'])}")
+    if json_path is not None:
+        typer.echo(f"JSON report: {json_path}")
+
+
+@bench_app.command("compare")
+def bench_compare(
+    reports: List[Path] = typer.Argument(..., help="Bench reports (bench.json) from several machines or profiles"),
+    report: Optional[Path] = typer.Option(None, help="Folder for compare.md, compare.json and compare.png"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the merged table as JSON here"),
+) -> None:
+    """Merge bench reports into one table, each row saying where it was measured (a device, or a host under a device profile's constraints, or emulation).
+
+    Exit codes: 0 ok; 2 a file is missing or is not a bench report, or the report folder cannot be written.
+    """
+    from edgecls.bench.compare import compare, render_table, write_outputs
+    from edgecls.bench.report import check_writable, print_tables
+
+    check_writable(json_path, report)
+    merged = compare(reports)
+    print_tables(render_table(merged))
+    written = write_outputs(merged, report, json_path)
+    if written:
+        typer.echo(f"Wrote {', '.join(str(p) for p in written)}")
 
 
 # ----------------------------------------------------------------------------- main

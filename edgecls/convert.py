@@ -54,11 +54,11 @@ class Converted:
     content: bytes
     backend: str  # "tflite-converter" or "ai-edge-quantizer"
     io: dict[str, Any]
-    float_ops: Optional[list[str]] = None  # a mixed model: the ops kept in float ('OP (tensor)')
+    kept_float: Optional[dict[str, Any]] = None  # a mixed model: what stayed float ("float_ops": 'OP (tensor)' ...)
 
     @property
     def mixed(self) -> bool:
-        return self.float_ops is not None
+        return self.kept_float is not None
 
 
 # ---------------------------------------------------------------------- entry point
@@ -155,7 +155,7 @@ def quantize_mixed(calibrated: bytes, mode: str, nodes: Sequence[str] = (), op_t
     converter's denylists, passed as QuantizationDebugger.get_nondebug_quantized_model passes
     them, plus the integer input and output the converter's own int8 path asks for. The input
     keeps its calibrated exact quantisation (checked). The quantiser may leave a same-scale op
-    (pooling) in integer even when named: Converted.float_ops says what really is float.
+    (pooling) in integer even when named: kept_float["float_ops"] says what really is float.
     """
     import tensorflow as tf
     from tensorflow.lite.python.convert import mlir_quantize  # no public API takes denylists
@@ -172,7 +172,7 @@ def quantize_mixed(calibrated: bytes, mode: str, nodes: Sequence[str] = (), op_t
     except Exception as exc:
         raise ConversionError(f"the TFLite quantiser failed on mixed {mode}: {converter_failure(exc)}") from None
     io = check_converted(content, mode, "tflite-converter", mixed=True)
-    return Converted(mode, content, "tflite-converter", io, float_ops=float_ops(content))
+    return Converted(mode, content, "tflite-converter", io, kept_float={"float_ops": float_ops(content)})
 
 
 def representative_images(calibration: np.ndarray) -> np.ndarray:

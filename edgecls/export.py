@@ -4,6 +4,7 @@ side before anything is written.
     source (run dir | .keras) -> calibration (train split) -> convert each mode (edgecls.convert)
         -> embed metadata -> score every file with the device runtime on the validation split
         -> OUT/model_<mode>.tflite, OUT/labels.txt, OUT/export.json
+    (--keep-float / --auto-fallback: also OUT/model_<mode>_mixed.tflite, named ops kept in float)
 
 Nothing reaches OUT until every file converted and passed the check (or --force); each file is
 written to a temporary name and renamed.
@@ -17,6 +18,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -49,6 +51,14 @@ class ExportOptions:
     out: Optional[Path] = None  # None: RUN_DIR/export, or MODEL-export beside a bare .keras
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     force: bool = False  # write the files even when the agreement gate fails
+    # A mixed int8 variant beside each integer mode: these layers / op types / nodes kept in float,
+    # plus the `auto_fallback` worst ops by the quantisation diagnosis (edgecls.diagnose).
+    keep_float: list[str] = field(default_factory=list)
+    auto_fallback: int = 0
+
+    @property
+    def mixed(self) -> bool:
+        return bool(self.keep_float or self.auto_fallback)
 
 
 @dataclass
@@ -65,6 +75,8 @@ class ModelCheck:
     seconds: float  # conversion time
     io: dict[str, Any]
     sha256: str
+    variant: str = ""  # the mode, or "<mode>_mixed" for a mixed model (the file's model_<variant>.tflite)
+    kept_float: Optional[dict[str, Any]] = None  # a mixed model: what stayed float
 
 
 @dataclass
@@ -74,7 +86,7 @@ class ExportResult:
     keras_accuracy: float
     val_images: int
     min_agreement: float
-    failing: list[str]  # modes whose agreement is below min_agreement
+    failing: list[str]  # variants whose agreement is below min_agreement
     written: list[Path] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
 
@@ -84,11 +96,11 @@ class ExportResult:
 
     def advice(self) -> str:
         """What the agreement gate found and, when it stopped the export, what to try."""
-        worst = min((m for m in self.models if m.mode in self.failing), key=lambda m: m.agreement)
+        worst = min((m for m in self.models if m.variant in self.failing), key=lambda m: m.agreement)
         calib = self.report.get("calibration") or {}
-        others = [mode for mode in self.failing if mode != worst.mode]
+        others = [variant for variant in self.failing if variant != worst.variant]
         also = f" ({', '.join(others)} too)" if others else ""
-        finding = (f"{worst.mode} agrees with the float model on {worst.agreement:.2%} of {self.val_images} "
+        finding = (f"{worst.variant} agrees with the float model on {worst.agreement:.2%} of {self.val_images} "
                    f"validation images{also}, below --min-agreement {self.min_agreement:.2f}")
         if self.written:
             return f"{finding} (written anyway: --force)"
@@ -113,6 +125,14 @@ def parse_modes(text: str, quantizer: str = "converter") -> list[str]:
         else:
             raise EdgeclsError(f"unknown quantisation mode {name!r}: use a comma list of {', '.join(MODES)}, or all")
     return [m for m in MODES if m in chosen]
+
+
+def parse_names(values: Optional[list[str]]) -> list[str]:
+    """--keep-float values, each a name or a comma list -> names, in order, without repeats."""
+    names: list[str] = []
+    for value in values or []:
+        names += [n.strip() for n in value.split(",") if n.strip() and n.strip() not in names]
+    return names
 
 
 def default_out(source: RunDir) -> Path:
@@ -154,6 +174,12 @@ def validate_options(options: ExportOptions) -> None:
     if (options.quantizer == "litert" and any(m in LITERT_MODES for m in options.modes)
             and importlib.util.find_spec("ai_edge_quantizer") is None):
         raise EdgeclsError(f"--quantizer litert needs ai-edge-quantizer, which is not installed: {LITERT_INSTALL}")
+    if options.auto_fallback < 0:
+        raise EdgeclsError(f"--auto-fallback must be 0 or more (got {options.auto_fallback})")
+    if options.mixed and not any(m in INTEGER_MODES for m in options.modes):
+        raise EdgeclsError("--keep-float and --auto-fallback make a mixed int8 model: add int8 (or uint8) to --quant")
+    if options.mixed and options.quantizer != "converter":
+        raise EdgeclsError("--keep-float and --auto-fallback need --quantizer converter (its denylists keep ops float)")
 
 
 # ---------------------------------------------------------------------- the job
@@ -178,39 +204,50 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
             log(f"warning: {warning}")
 
     keras_probs = keras_probabilities(model, val_images)
-    output_kind = "probabilities" if _is_distribution(keras_probs) else "logits"
+    output_kind = "probabilities" if is_distribution(keras_probs) else "logits"
     keras_predicted = keras_probs.argmax(1)
     keras_accuracy = float(np.mean(keras_predicted == val_labels))
 
-    converted, float_model = _convert_modes(model, options, calibration, log)
+    mix_images = None
+    if options.auto_fallback:
+        from edgecls.diagnose import DEFAULT_EVAL, eval_images
+
+        mix_images = eval_images(source, DEFAULT_EVAL)
+    converted, float_model = _convert_modes(model, options, calibration, log, mix_images)
     sha = source.model_sha256()
-    files = {mode: embed_metadata(result.content, build_metadata(source, result, calibration, output_kind, sha))
-             for mode, (result, _) in converted.items()}
+    files = {variant: embed_metadata(result.content, build_metadata(source, result, calibration, output_kind, sha))
+             for variant, (result, _) in converted.items()}
     # Sizes are compared with the float32 file as it would be written, metadata included.
     float_size = len(files["float32"]) if "float32" in files else len(
         embed_metadata(float_model.content, build_metadata(source, float_model, None, output_kind, sha)))
     checks = _check_files(files, converted, source.labels, val_images, val_labels, keras_predicted, float_size)
 
-    failing = [c.mode for c in checks if c.mode in INTEGER_MODES and c.agreement < options.min_agreement]
+    failing = [c.variant for c in checks if c.mode in INTEGER_MODES and c.agreement < options.min_agreement]
     result = ExportResult(out, checks, keras_accuracy, len(val_images), options.min_agreement, failing)
     result.report = build_report(source, options, result, calibration, sha)
     if failing and not options.force:
         return result
-    for mode, content in files.items():
-        result.written.append(write_bytes_atomic(out / model_file_name(mode), content))
+    for variant, content in files.items():
+        result.written.append(write_bytes_atomic(out / model_file_name(variant), content))
     result.written.append(write_text_atomic(out / "labels.txt", labels_text(source.labels)))
     result.written.append(write_text_atomic(out / EXPORT_REPORT, json.dumps(result.report, indent=1) + "\n"))
     return result
 
 
-def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration],
-                   log: Callable[[str], None]) -> tuple[dict[str, tuple[Converted, float]], Converted]:
-    """{mode: (converted, seconds)} for the requested modes, and the float32 model (always made:
-    it is ai-edge-quantizer's input and the size reference)."""
+def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], log: Callable[[str], None],
+                   mix_images: Optional[np.ndarray] = None) -> tuple[dict[str, tuple[Converted, float]], Converted]:
+    """{variant: (converted, seconds)} for the requested modes (and, with options.mixed, a
+    "<mode>_mixed" variant after each integer mode), and the float32 model (always made: it is
+    ai-edge-quantizer's input and the size reference)."""
     converted: dict[str, tuple[Converted, float]] = {}
     images = calibration.images if calibration is not None else None
     with saved_model(model) as saved:
         float_model = _timed(lambda: convert(saved, "float32"))
+        plan = None
+        if options.mixed:
+            from edgecls.diagnose import plan_mixed
+
+            plan = plan_mixed(saved, model, calibration, options.keep_float, options.auto_fallback, mix_images, log)
         for mode in options.modes:
             if mode == "float32":
                 converted[mode] = float_model
@@ -218,7 +255,14 @@ def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibrat
             log(f"Converting {mode} ({_backend_name(options.quantizer, mode)}) ...")
             converted[mode] = _timed(lambda: convert(saved, mode, options.quantizer, images,
                                                      float_model=float_model[0].content))
+            if plan is not None and mode in INTEGER_MODES:
+                log(f"Converting {mode} mixed (TFLite converter, {plan.describe()} in float) ...")
+                converted[mixed_variant(mode)] = _timed(lambda: plan.quantize(mode, log))
     return converted, float_model[0]
+
+
+def mixed_variant(mode: str) -> str:
+    return f"{mode}_mixed"
 
 
 def _check_files(files: dict[str, bytes], converted: dict[str, tuple[Converted, float]], labels: list[str],
@@ -226,20 +270,21 @@ def _check_files(files: dict[str, bytes], converted: dict[str, tuple[Converted, 
     """Score each file with the device runtime, as it will be written (from a private temp folder)."""
     checks = []
     with _staged(files, labels) as staged:
-        for mode, path in staged.items():
-            result, seconds = converted[mode]
+        for variant, path in staged.items():
+            result, seconds = converted[variant]
             predicted = device_probabilities(path, images).argmax(1)
             checks.append(ModelCheck(
-                file=path.name, mode=mode, backend=result.backend, size_bytes=len(files[mode]),
-                ratio_to_float32=len(files[mode]) / float_size,
+                file=path.name, mode=result.mode, backend=result.backend, size_bytes=len(files[variant]),
+                ratio_to_float32=len(files[variant]) / float_size,
                 accuracy=float(np.mean(predicted == truth)),
                 agreement=float(np.mean(predicted == keras_predicted)),
-                seconds=round(seconds, 2), io=result.io, sha256=hashlib.sha256(files[mode]).hexdigest()))
+                seconds=round(seconds, 2), io=result.io, sha256=hashlib.sha256(files[variant]).hexdigest(),
+                variant=variant, kept_float=result.kept_float))
     return checks
 
 
-def model_file_name(mode: str) -> str:
-    return f"model_{mode}.tflite"
+def model_file_name(variant: str) -> str:
+    return f"model_{variant}.tflite"
 
 
 def _backend_name(quantizer: str, mode: str) -> str:
@@ -283,11 +328,20 @@ def device_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
     return Classifier(path).probabilities(images)
 
 
-def _is_distribution(scores: np.ndarray) -> bool:
+def is_distribution(scores: np.ndarray) -> bool:
     return bool(scores.min() >= -1e-4 and np.allclose(scores.sum(1), 1.0, atol=1e-3))
 
 
 # ---------------------------------------------------------------------- metadata and report
+def created_timestamp() -> str:
+    """UTC now, or SOURCE_DATE_EPOCH when set (the reproducible-builds convention), so that the
+    same run exported twice can give byte-identical files."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch and epoch.isdigit()
+              else _dt.datetime.now(_dt.timezone.utc))
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def build_metadata(source: RunDir, converted: Converted, calibration: Optional[Calibration], output_kind: str,
                    model_sha256: str) -> dict[str, Any]:
     """The JSON document embedded in each .tflite (format edgecls.model/1)."""
@@ -302,10 +356,12 @@ def build_metadata(source: RunDir, converted: Converted, calibration: Optional[C
             "backend": converted.backend,
             "io": {"input": converted.io["input"]["dtype"], "output": converted.io["output"]["dtype"]},
             "calibration": calibration.summary() if calibration is not None and converted.mode in INTEGER_MODES else None,
+            # only in a mixed model: the ops that compute in float ("float_ops") and why
+            **({"kept_float": converted.kept_float} if converted.mixed else {}),
         },
         "versions": versions(converted.backend),
         "source": source_info(source, model_sha256),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created": created_timestamp(),
     }
 
 
@@ -340,17 +396,19 @@ def build_report(source: RunDir, options: ExportOptions, result: ExportResult, c
     backend = find_backend()
     return {
         "format": EXPORT_FORMAT,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created": created_timestamp(),
         "source": source_info(source, model_sha256),
         "options": {"modes": options.modes, "quantizer": options.quantizer, "calib_samples": options.calib_samples,
-                    "min_agreement": options.min_agreement, "force": options.force},
+                    "min_agreement": options.min_agreement, "force": options.force,
+                    "keep_float": options.keep_float, "auto_fallback": options.auto_fallback},
         "calibration": calibration.summary() if calibration is not None else None,
         "check": {"split": "val", "images": result.val_images, "keras_accuracy": round(result.keras_accuracy, 6),
                   "interpreter": {"name": backend.name, "version": backend.version},
                   "passed": result.passed, "failing": result.failing},
         "versions": versions("ai-edge-quantizer" if options.quantizer == "litert" else ""),
         "models": [{
-            "file": m.file, "mode": m.mode, "backend": m.backend, "size_bytes": m.size_bytes,
+            "file": m.file, "mode": m.mode, "variant": m.variant or m.mode, "backend": m.backend,
+            "size_bytes": m.size_bytes, **({"kept_float": m.kept_float} if m.kept_float else {}),
             "ratio_to_float32": round(m.ratio_to_float32, 4), "accuracy": round(m.accuracy, 6),
             "agreement": round(m.agreement, 6), "convert_seconds": m.seconds, "input": m.io["input"],
             "output": m.io["output"], "sha256": m.sha256,
@@ -365,9 +423,11 @@ def render_table(result: ExportResult):
 
     by_litert = [m.mode for m in result.models if m.backend == "ai-edge-quantizer"]
     made_by = f"{', '.join(by_litert)} by ai-edge-quantizer, the rest" if by_litert else "all"
+    mixed = next((m.kept_float for m in result.models if m.kept_float), None)
+    kept = f" *_mixed: {', '.join(mixed.get('layers') or mixed['float_ops'])} kept in float." if mixed else ""
     table = Table(box=box.SIMPLE_HEAD, caption=f"Checked on {result.val_images} validation images; Keras float "
                   f"accuracy {result.keras_accuracy:.4f}; {made_by} by the TFLite converter. input: dtype "
-                  "scale/zero point; agree: top-1 agreement with the Keras model.")
+                  f"scale/zero point; agree: top-1 agreement with the Keras model.{kept}")
     for column, justify in (("file", "left"), ("input", "left"), ("size", "right"),
                             ("×f32", "right"), ("accuracy", "right"), ("agree", "right")):
         table.add_column(column, justify=justify, no_wrap=True)
@@ -375,7 +435,7 @@ def render_table(result: ExportResult):
         inp = m.io["input"]
         spec = inp["dtype"] if inp["scale"] is None else f"{inp['dtype']} {inp['scale']:g}/{inp['zero_point']}"
         agreement = f"{m.agreement:.4f}"
-        if m.mode in result.failing:
+        if (m.variant or m.mode) in result.failing:
             agreement = f"[red]{agreement}[/red]"
         table.add_row(m.file, spec, _size(m.size_bytes), f"{m.ratio_to_float32:.3f}",
                       f"{m.accuracy:.4f}", agreement)

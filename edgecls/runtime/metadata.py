@@ -151,15 +151,21 @@ def embed_metadata_bytes(model_bytes: bytes, raw: bytes) -> bytes:
     check_tflite_bytes(model_bytes)
     s = schema()
     model = s.ModelT.InitFromObj(s.Model.GetRootAs(model_bytes, 0))
-    buffer = s.BufferT()
-    buffer.data = list(raw)
     model.buffers = model.buffers or []
-    model.metadata = [m for m in (model.metadata or []) if (m.name or b"") not in (METADATA_NAME, METADATA_NAME.encode())]
-    model.buffers.append(buffer)
-    entry = s.MetadataT()
-    entry.name = METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata.append(entry)
+    model.metadata = model.metadata or []
+    ours = [m for m in model.metadata if (m.name or b"") in (METADATA_NAME, METADATA_NAME.encode())]
+    if ours and 0 <= ours[0].buffer < len(model.buffers):
+        # Replace in place: appending would leave the old JSON behind in an orphaned buffer.
+        model.buffers[ours[0].buffer].data = list(raw)
+        model.metadata = [m for m in model.metadata if m not in ours[1:]]
+    else:
+        buffer = s.BufferT()
+        buffer.data = list(raw)
+        model.buffers.append(buffer)
+        entry = s.MetadataT()
+        entry.name = METADATA_NAME
+        entry.buffer = len(model.buffers) - 1
+        model.metadata = [m for m in model.metadata if m not in ours] + [entry]
     builder = flatbuffers.Builder(len(model_bytes) + len(raw) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
     return bytes(builder.Output())

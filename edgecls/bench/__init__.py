@@ -1,0 +1,21 @@
+"""`edgecls bench`: quantised against float, on the device runtime — accuracy, agreement,
+latency, size, memory — with reports, device profiles and a merge of reports across machines.
+
+    from edgecls.bench import BenchOptions, run_bench, write_reports
+    report = run_bench(BenchOptions([Path("runs/digits")], threads=[1, 2]))
+    write_reports(report, report_dir=Path("runs/digits/bench"))
+
+Modules, one concern each: inputs (models and test images), accuracy, latency (interleaved
+timing), memory (peak RSS of a device-side process), profiles (device profiles, the host,
+emulation), schema (the report's JSON Schema and a validator), report (table, Markdown, files),
+plots, compare (merging reports), run (the whole job). Importing this package never imports
+TensorFlow.
+"""
+
+from edgecls.bench.compare import compare
+from edgecls.bench.report import add_section, render_table, write_reports
+from edgecls.bench.run import BenchOptions, parse_threads, run_bench
+from edgecls.bench.schema import check_report, errors as schema_errors, schema
+
+__all__ = ["BenchOptions", "add_section", "check_report", "compare", "parse_threads", "render_table", "run_bench",
+           "schema", "schema_errors", "write_reports"]

@@ -1,0 +1,162 @@
+"""`edgecls bench compare A.json B.json ...`: bench reports from several machines or device
+profiles merged into one table (and a plot), each row saying where it was measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from edgecls.atomic import write_text_atomic
+from edgecls.bench.report import DASH, md_table, ms_text
+from edgecls.bench.schema import check_report
+from edgecls.errors import EdgeclsError
+
+FORMAT = "edgecls.bench-compare/1"
+COLUMNS = ("report", "measured on", "model", "format/quant", "top-1", "agree", "p50", "p99", "img/s", "peak MB",
+           "thr")  # times in ms
+
+
+def report_labels(paths: Sequence[Path]) -> list[str]:
+    """Short names for the reports: the file stem, with its folder when stems repeat (bench.json)."""
+    stems = [p.stem for p in paths]
+    return [f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+
+
+def load_reports(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Each file read and checked against the schema. One-line errors."""
+    if len(paths) < 1:
+        raise EdgeclsError("give the bench reports (JSON) to compare")
+    loaded = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise EdgeclsError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise EdgeclsError(f"{path} is not an edgecls bench report (not JSON)") from None
+        except OSError as exc:
+            raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
+        check_report(doc, str(path))
+        loaded.append((path, doc))
+    return loaded
+
+
+def where(report: dict[str, Any], short: bool = False) -> str:
+    """Where a report's figures come from, in words that cannot be mistaken for a device's own
+    when they are not. `short` gives a table cell (rpi5 profile on x86_64), else a sentence."""
+    machine, device = report["machine"], report["device"]
+    profile = device["profile"]
+    cpus = len(device["cpus_used"] or []) or machine["usable_cpus"]
+    host = f"{machine['arch']}" if short else f"{machine['arch']} host, {cpus} CPUs"
+    if profile is None:
+        text = f"{host} host" if short else host
+    elif device["is_device"]:
+        text = profile["key"] if short else profile["name"]
+    else:
+        text = f"{profile['key'] if short else profile['name']} profile on {host}"
+    if machine.get("emulated"):
+        text += " (emulated)" if short else f" (emulated: {machine['emulated']})"
+    return text
+
+
+def merged_rows(reports: list[tuple[Path, dict[str, Any]]]) -> list[list[str]]:
+    rows = []
+    for name, (path, report) in zip(report_labels([p for p, _ in reports]), reports):
+        label = where(report, short=True)
+        for model in report["models"]:
+            paired = model["vs_reference"]
+            memory = model.get("memory") or {}
+            own = [name, label, model["name"], f"{model['kind']} {model['mode']}", f"{model['accuracy']['top1']:.4f}",
+                   "ref" if model["name"] == report["reference"] else (f"{paired['agreement']:.4f}" if paired else DASH)]
+            peak = f"{memory['peak_rss_mb']:.1f}" if "peak_rss_mb" in memory else DASH
+            for t in model["latency"] or [None]:
+                if t is None:
+                    rows.append(own + [DASH] * 5)
+                    continue
+                rows.append(own + [ms_text(t["invoke_ms"]["p50"]), ms_text(t["invoke_ms"]["p99"]),
+                                   f"{t['throughput']['images_per_s']:.0f}", peak, str(t["threads"])])
+    return rows
+
+
+def compare(paths: Sequence[Path]) -> dict[str, Any]:
+    """The merged document: sources, columns, rows (strings, as shown)."""
+    reports = load_reports(paths)
+    return {
+        "format": FORMAT,
+        "reports": [{"file": str(path), "name": name, "measured_on": where(r), "is_device": r["device"]["is_device"],
+                     "emulated": r["machine"].get("emulated"), "created": r["created"],
+                     "cpu": r["machine"]["cpu"], "arch": r["machine"]["arch"],
+                     "profile": (r["device"]["profile"] or {}).get("key"),
+                     "notes": r["device"]["notes"]}
+                    for name, (path, r) in zip(report_labels([p for p, _ in reports]), reports)],
+        "columns": list(COLUMNS),
+        "rows": merged_rows(reports),
+        "_reports": reports,  # for the plot; dropped before writing
+    }
+
+
+def render_table(merged: dict[str, Any]):
+    from rich import box
+    from rich.table import Table
+
+    notes = [f"{r['name']}: {r['measured_on']}; CPU {r['cpu']}. " + " ".join(r["notes"])
+             for r in merged["reports"]]
+    table = Table(box=box.SIMPLE_HEAD, title="edgecls bench compare", caption="\n".join(notes + [
+        "p50/p99: invoke alone, batch 1, ms per image; img/s: throughput at the report's batch size; agree: top-1 "
+        "agreement with the report's float reference."]), caption_justify="left", collapse_padding=True,
+        pad_edge=False)
+    for i, column in enumerate(COLUMNS):
+        table.add_column(column, justify="left" if i < 4 else "right")
+    for row in merged["rows"]:
+        table.add_row(*row)
+    return table
+
+
+def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path: Optional[Path]) -> list[Path]:
+    doc = {k: v for k, v in merged.items() if not k.startswith("_")}
+    text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    written = []
+    if report_dir is not None:
+        from edgecls.bench.plots import pyplot, save
+
+        plot_name = None
+        plt = pyplot()
+        if plt is not None:
+            plot_name = save(plt, latency_bars(plt, merged["_reports"]), report_dir / "compare.png")
+            written.append(report_dir / plot_name)
+        lines = ["# edgecls bench compare", ""]
+        lines += [f"- **{r['name']}** ({r['created']}): {r['measured_on']}; CPU {r['cpu']}."
+                  + "".join(f" {n}" for n in r["notes"]) for r in doc["reports"]]
+        lines += ["", "p50/p99: invoke alone, batch 1, ms per image; agree: top-1 agreement with the report's float "
+                  "reference."]
+        lines += [""] + md_table(COLUMNS, doc["rows"]) + [""]
+        lines += [f"![p50 invoke latency]({plot_name})", ""] if plot_name else ["(plot skipped: matplotlib is not installed)", ""]
+        written.append(write_text_atomic(report_dir / "compare.md", "\n".join(lines)))
+        written.append(write_text_atomic(report_dir / "compare.json", text))
+    if json_path is not None:
+        written.append(write_text_atomic(json_path, text))
+    return written
+
+
+def latency_bars(plt: Any, reports: list[tuple[Path, dict[str, Any]]]) -> Any:
+    """Horizontal bars of p50 invoke latency (to p90), one per report, model and thread count."""
+    labels, p50s, p90s, colors = [], [], [], []
+    names = report_labels([p for p, _ in reports])
+    for i, (name, (_, report)) in enumerate(zip(names, reports)):
+        for model in report["models"]:
+            for t in model["latency"]:
+                labels.append(f"{name} · {model['name']} · {t['threads']} thr")
+                p50s.append(t["invoke_ms"]["p50"])
+                p90s.append(t["invoke_ms"]["p90"])
+                colors.append(f"C{i % 10}")
+    figure, ax = plt.subplots(figsize=(9, 0.35 * max(len(labels), 4) + 1.2))
+    positions = range(len(labels))
+    ax.barh(positions, p50s, color=colors, xerr=[[0] * len(p50s), [b - a for a, b in zip(p50s, p90s)]], capsize=2)
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("invoke latency per image, ms (p50, bar to p90)")
+    ax.set_title("Bench reports compared (colour: report)")
+    ax.grid(alpha=0.3, axis="x")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,62 @@
+"""Peak memory of a device-side process: a fresh Python that imports only edgecls.runtime and the
+interpreter, loads one model and classifies one image; its ru_maxrss is the figure.
+
+A baseline process imports the same and loads no model, so the model's own share shows. The
+child inherits the bench's CPU affinity and the interpreter backend; it reports whether
+TensorFlow or Keras got imported (they must not be, with a standalone interpreter).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from edgecls.runtime.interpreter import ENV_VAR
+
+TIMEOUT_SECONDS = 300  # generous: under emulation a cold Python start takes tens of seconds
+
+_PROBE = r"""
+import json, resource, sys
+mode, model, image, threads = sys.argv[1:5]
+from edgecls.runtime.classify import Classifier
+from edgecls.runtime.interpreter import find_backend
+find_backend()
+top = None
+if mode == "model":
+    top = Classifier(model, num_threads=int(threads)).classify(image)[0].index
+print(json.dumps({"maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "top1": top,
+                  "heavy_modules": sorted(m for m in ("tensorflow", "keras") if m in sys.modules)}))
+"""
+
+
+def supported() -> bool:
+    try:
+        import resource  # noqa: F401  (POSIX only)
+    except ImportError:
+        return False
+    return True
+
+
+def peak_rss(model: Optional[Path], image: Optional[Path], threads: int, backend: str) -> dict[str, Any]:
+    """{"peak_rss_mb", "heavy_modules", "top1"} of the probe process, or {"error": reason}.
+
+    `model` None measures the baseline (runtime and interpreter imported, no model)."""
+    args = ["model" if model else "baseline", str(model or ""), str(image or ""), str(threads)]
+    env = {**os.environ, ENV_VAR: backend}
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, env=env,
+                              stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        return {"error": f"the probe process took more than {TIMEOUT_SECONDS} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = [line for line in done.stderr.splitlines() if line.strip()]
+        return {"error": f"the probe process failed (exit {done.returncode}): {tail[-1] if tail else 'no output'}"}
+    found = json.loads(lines[-1])
+    # ru_maxrss is in kilobytes on Linux, in bytes on macOS.
+    rss_bytes = found["maxrss"] if sys.platform == "darwin" else found["maxrss"] * 1024
+    return {"peak_rss_mb": rss_bytes / 2**20, "heavy_modules": found["heavy_modules"], "top1": found["top1"]}

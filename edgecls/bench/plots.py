@@ -1,0 +1,128 @@
+"""PNG plots of a bench report (matplotlib, Agg backend). matplotlib is optional: without it
+the plots are skipped with a note, and everything else is still written.
+
+- accuracy-latency.png: top-1 accuracy against p50 invoke latency, per model and thread count
+- latency.png: the distributions of per-image times (invoke alone; file -> label)
+- confusion-<model>.png: the float reference's confusion matrix, the model's, and the difference
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgecls.atomic import write_bytes_atomic
+
+MAX_ANNOTATED_CLASSES = 12  # write the counts in the cells up to this many classes
+
+
+def pyplot() -> Optional[Any]:
+    """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(report: dict[str, Any], folder: Path) -> tuple[list[str], Optional[str]]:
+    """(file names written into `folder`, a note if plots were skipped)."""
+    plt = pyplot()
+    if plt is None:
+        return [], "plots skipped: matplotlib is not installed (pip install matplotlib)"
+    written = []
+    timed = [m for m in report["models"] if m["latency"]]
+    if timed:
+        written.append(save(plt, accuracy_latency(plt, timed), folder / "accuracy-latency.png"))
+        written.append(save(plt, distributions(plt, timed), folder / "latency.png"))
+    by_name = {m["name"]: m for m in report["models"]}
+    for model in report["models"]:
+        paired = model["vs_reference"]
+        if paired and paired["reference"] in by_name:
+            figure = confusions(plt, by_name[paired["reference"]], model, report["data"]["classes"])
+            written.append(save(plt, figure, folder / f"confusion-{slug(model['name'])}.png"))
+    return written, None
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+
+
+def save(plt: Any, figure: Any, path: Path) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path.name
+
+
+def accuracy_latency(plt: Any, models: list[dict[str, Any]]) -> Any:
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    markers = "osD^v<>p"
+    threads = sorted({t["threads"] for m in models for t in m["latency"]})
+    for i, model in enumerate(models):
+        color = f"C{i % 10}"
+        for t in model["latency"]:
+            p50, p90 = t["invoke_ms"]["p50"], t["invoke_ms"]["p90"]
+            ax.errorbar([p50], [model["accuracy"]["top1"]], xerr=[[0], [p90 - p50]], color=color,
+                        marker=markers[threads.index(t["threads"]) % len(markers)], capsize=3,
+                        label=f"{model['name']}, {t['threads']} thread{'s' if t['threads'] > 1 else ''}")
+    ax.set_xlim(left=0)
+    ax.set_xlabel("invoke latency per image, ms (p50, bar to p90)")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_title("Accuracy against latency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def distributions(plt: Any, models: list[dict[str, Any]]) -> Any:
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    labels = [f"{m['name']}\n{t['threads']} thr" for m in models for t in m["latency"]]
+    for ax, key, title in ((axes[0], "invoke_ms", "invoke alone, batch 1"),
+                           (axes[1], "file_ms", "file → label (decode + preprocess + invoke)")):
+        samples = [t[key]["samples"] for m in models for t in m["latency"]]
+        try:
+            ax.boxplot(samples, orientation="horizontal", showfliers=True, flierprops={"markersize": 2})
+        except TypeError:  # matplotlib before 3.10
+            ax.boxplot(samples, vert=False, showfliers=True, flierprops={"markersize": 2})
+        ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
+        ax.set_xlabel("ms per image")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, axis="x")
+    figure.tight_layout()
+    return figure
+
+
+def confusions(plt: Any, reference: dict[str, Any], model: dict[str, Any], classes: list[str]) -> Any:
+    ref = np.asarray(reference["accuracy"]["confusion"])
+    own = np.asarray(model["accuracy"]["confusion"])
+    diff = own - ref
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    limit = max(1, int(np.abs(diff).max()))
+    panels = ((ref, f"{reference['name']} (reference)", "Blues", 0, None),
+              (own, model["name"], "Blues", 0, None),
+              (diff, f"{model['name']} − reference", "RdBu_r", -limit, limit))
+    for ax, (matrix, title, cmap, vmin, vmax) in zip(axes, panels):
+        image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ticks = range(len(classes))
+        ax.set_xticks(ticks, classes, rotation=90 if len(classes) > 10 else 0, fontsize=7)
+        ax.set_yticks(ticks, classes, fontsize=7)
+        if len(classes) <= MAX_ANNOTATED_CLASSES:
+            for (row, col), value in np.ndenumerate(matrix):
+                if value:
+                    ax.text(col, row, str(value), ha="center", va="center", fontsize=7)
+        figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,288 @@
+"""A bench report (the dict run_bench makes) as a terminal table, Markdown and files on disk.
+
+The terminal table and the Markdown one are made from the same rows. Extra sections (a
+quantisation diagnosis, a calibration sweep: see add_section) are titled tables that both
+renderers show after the main one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from edgecls.atomic import write_text_atomic
+from edgecls.errors import EdgeclsError
+
+JSON_NAME = "bench.json"
+MARKDOWN_NAME = "bench.md"
+COLUMNS = ("model", "format/quant", "size", "top-1", "Δ vs float", "agree", "p50", "p90", "p99", "img/s", "init",
+           "peak MB", "thr")  # times in ms (the caption says so)
+MIN_CONSOLE_WIDTH = 132  # never squash the numbers: a narrower terminal wraps the lines instead
+MAX_FLIPPED_SHOWN = 50
+DASH = "—"
+
+
+def add_section(report: dict[str, Any], key: str, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                notes: Sequence[str] = (), plots: Sequence[str] = (), data: Any = None) -> dict[str, Any]:
+    """Add (or replace) an extra titled table: how other analyses plug into the bench's report.
+
+    `plots` are PNG file names the caller wrote into the report folder; `data` is free-form JSON."""
+    if not re.fullmatch(r"[a-z0-9_-]+", key):
+        raise ValueError(f"section key {key!r}: use lower-case letters, digits, - and _")
+    section = {"key": key, "title": title, "columns": list(columns), "rows": [list(r) for r in rows],
+               "notes": list(notes), "plots": list(plots)}
+    if data is not None:
+        section["data"] = data
+    report["sections"] = [s for s in report.get("sections", []) if s["key"] != key] + [section]
+    return section
+
+
+# ---------------------------------------------------------------------- the main table
+def table_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per model and thread count; a model's own figures only on its first row."""
+    rows = []
+    for model in report["models"]:
+        paired = model["vs_reference"]
+        is_reference = model["name"] == report["reference"]
+        memory = model.get("memory") or {}
+        own = [
+            model["name"],
+            f"{model['kind']} {model['mode']}",
+            size_text(model["size_bytes"]) + (f" ×{model['size_ratio']:.2f}" if model.get("size_ratio") else ""),
+            f"{model['accuracy']['top1']:.4f}",
+            "ref" if is_reference else (f"{paired['delta_accuracy'] * 100:+.2f} pt" if paired else DASH),
+            "ref" if is_reference else (f"{paired['agreement']:.4f}" if paired else DASH),
+        ]
+        peak = f"{memory['peak_rss_mb']:.1f}" if "peak_rss_mb" in memory else DASH
+        for i, timing in enumerate(model["latency"] or [None]):
+            first = own if i == 0 else [""] * len(own)
+            if timing is None:
+                rows.append(first + [DASH] * 6 + [DASH])
+                continue
+            invoke = timing["invoke_ms"]
+            rows.append(first + [
+                ms_text(invoke["p50"]), ms_text(invoke["p90"]), ms_text(invoke["p99"]),
+                f"{timing['throughput']['images_per_s']:.0f}", f"{timing['init_ms']:.1f}",
+                peak if i == 0 else "", str(timing["threads"]),
+            ])
+    return rows
+
+
+def size_text(n: int) -> str:
+    return f"{n / 1024:.0f}K" if n < 1 << 20 else f"{n / 2**20:.2f}M"
+
+
+def ms_text(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def headline(report: dict[str, Any]) -> list[str]:
+    """The sentences every rendering starts with: what was measured, on what, how."""
+    machine, data, settings = report["machine"], report["data"], report["settings"]
+    reference = report["reference"] or "none (no float model)"
+    lines = [
+        f"{data['images']} {'held-out test' if data['part'] == 'test' else ''} images of {data['source']}"
+        .replace("  ", " ") + f"; float reference: {reference}; top-k is top-{settings['top_k']}.",
+        f"p50/p90/p99: invoke alone, batch 1, ms per image; {settings['warmup']} warm-up, then "
+        f"{settings['rounds']} interleaved rounds of {settings['per_round']} images per model and thread count; "
+        f"img/s at batch {settings['batch_size']}; init: ms to load, verify and allocate; peak MB: a fresh "
+        f"device-side process; size in KiB (× the float32 file). "
+        f"Interpreter {machine['backend']['name']} {machine['backend']['version']}.",
+    ]
+    return lines + list(report["device"]["notes"]) + list(report["notes"])
+
+
+def render_table(report: dict[str, Any]):
+    """The main table as a rich Table (the terminal rendering)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, title="edgecls bench", caption="\n".join(headline(report)),
+                  caption_justify="left", collapse_padding=True, pad_edge=False)
+    for i, column in enumerate(COLUMNS):
+        table.add_column(column, justify="left" if i < 2 else "right", no_wrap=i == 0)
+    for row in table_rows(report):
+        table.add_row(*row)
+    return table
+
+
+def print_tables(*tables: Any) -> None:
+    """Print rich renderables at least MIN_CONSOLE_WIDTH wide (a pipe or a log gets whole rows)."""
+    from rich.console import Console
+
+    console = Console(width=max(MIN_CONSOLE_WIDTH, Console().width))
+    for table in tables:
+        console.print(table)
+
+
+def render_sections(report: dict[str, Any]) -> list:
+    """Rich tables of the extra sections."""
+    from rich import box
+    from rich.table import Table
+
+    tables = []
+    for section in report.get("sections", []):
+        table = Table(*section["columns"], box=box.SIMPLE_HEAD, title=section["title"],
+                      caption="\n".join(section.get("notes", [])) or None, caption_justify="left")
+        for row in section["rows"]:
+            table.add_row(*(_cell(v) for v in row))
+        tables.append(table)
+    return tables
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------- Markdown
+def markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
+    machine = report["machine"]
+    out = ["# edgecls bench", "",
+           f"Measured {report['created']} on {machine['cpu']} ({machine['arch']}, {machine['usable_cpus']} usable "
+           f"CPUs, {machine['system']}, Python {machine['python']}).", ""]
+    out += [f"- {line}" for line in headline(report)] + [""]
+    out += md_table(COLUMNS, table_rows(report)) + [""]
+    out += ["## Latency in detail", ""] + md_table(*_latency_details(report)) + [""]
+    out += ["## Per-class accuracy", ""] + md_table(*_per_class(report)) + [""]
+    out += _flipped(report)
+    out += _memory(report)
+    for section in report.get("sections", []):
+        out += [f"## {section['title']}", ""] + md_table(section["columns"], [[_cell(v) for v in row]
+                                                                              for row in section["rows"]]) + [""]
+        out += [f"- {note}" for note in section.get("notes", [])] + ([""] if section.get("notes") else [])
+        out += [f"![{name}]({name})" for name in section.get("plots", [])] + ([""] if section.get("plots") else [])
+    if plots:
+        out += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return [line(columns), line(["---"] * len(columns))] + [line(row) for row in rows]
+
+
+def _latency_details(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    columns = ["model", "threads", "p50", "p90", "p99", "mean", "std", "min", "file→label p50", "p90", "p99",
+               "first", "load", "batch", "img/s", "p50 ÷ float32"]
+    rows = []
+    for model in report["models"]:
+        for t in model["latency"]:
+            inv, fil, ratio = t["invoke_ms"], t["file_ms"], t["vs_reference"]
+            rows.append([model["name"], str(t["threads"])] + [ms_text(inv[k]) for k in ("p50", "p90", "p99", "mean")]
+                        + [f"{inv['std']:.3f}", ms_text(inv["min"])] + [ms_text(fil[k]) for k in ("p50", "p90", "p99")]
+                        + [ms_text(t["first_inference_ms"]), ms_text(t["load_ms"]), str(t["throughput"]["batch"]),
+                           f"{t['throughput']['images_per_s']:.0f}",
+                           f"{ratio['invoke_p50_ratio']:.3f}" if ratio else DASH])
+    return columns, rows
+
+
+def _per_class(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    models = report["models"]
+    columns = ["class", "n"] + [m["name"] for m in models]
+    rows = []
+    for name in report["data"]["classes"]:
+        first = models[0]["accuracy"]["per_class"][name]
+        cells = [name, str(first["n"])]
+        for model in models:
+            accuracy = model["accuracy"]["per_class"][name]["accuracy"]
+            cells.append(DASH if accuracy is None else f"{accuracy:.4f}")
+        rows.append(cells)
+    return columns, rows
+
+
+def _flipped(report: dict[str, Any]) -> list[str]:
+    out = []
+    for model in report["models"]:
+        paired = model["vs_reference"]
+        if not paired:
+            continue
+        flipped = paired["flipped"]
+        out += [f"## Flipped top-1: {model['name']} against {paired['reference']}", "",
+                f"{len(flipped)} of {model['accuracy']['images']} images (agreement {paired['agreement']:.4f}; "
+                f"mean |Δ probability| {paired['mean_abs_dprob']:.5f}).", ""]
+        if flipped:
+            shown = flipped[:MAX_FLIPPED_SHOWN]
+            out += md_table(["image", paired["reference"], model["name"], "true"],
+                            [[str(f["id"]), f["reference"], f["model"], f["true"]] for f in shown])
+            if len(flipped) > len(shown):
+                out.append(f"\n({len(flipped) - len(shown)} more in the JSON report)")
+            out.append("")
+    return out
+
+
+def _memory(report: dict[str, Any]) -> list[str]:
+    baseline = report.get("memory_baseline") or {}
+    rows = []
+    for model in report["models"]:
+        memory = model.get("memory")
+        if memory is None:
+            continue
+        if "error" in memory:
+            rows.append([model["name"], DASH, memory["error"]])
+        else:
+            heavy = ", ".join(memory["heavy_modules"]) or "none"
+            rows.append([model["name"], f"{memory['peak_rss_mb']:.1f}", f"TensorFlow/Keras imported: {heavy}"])
+    if not rows:
+        return []
+    base = (f"Baseline (runtime and interpreter imported, no model): {baseline['peak_rss_mb']:.1f} MB."
+            if "peak_rss_mb" in baseline else "")
+    return ["## Peak memory of a device-side process", "", base, ""] + md_table(["model", "peak MB", "notes"], rows) + [""]
+
+
+# ---------------------------------------------------------------------- files
+def check_writable(json_path: Optional[Path], report_dir: Optional[Path]) -> None:
+    """Fail before any measuring if a report destination cannot be written. Leaves nothing behind."""
+    if report_dir is not None:
+        if report_dir.exists() and not report_dir.is_dir():
+            raise EdgeclsError(f"cannot write to --report {report_dir}: it is a file, not a folder")
+        _try_writing("--report", report_dir, report_dir)
+    if json_path is not None:
+        if json_path.is_dir():
+            raise EdgeclsError(f"cannot write to --json {json_path}: it is a folder; give a file name")
+        _try_writing("--json", json_path, json_path.parent)
+
+
+def _try_writing(option: str, target: Path, folder: Path) -> None:
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EdgeclsError(f"cannot write to {option} {target}: {existing} is a file")
+    try:  # os.access says yes to root even on a read-only file system: try it
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise EdgeclsError(f"cannot write to {option} {target}: {exc.strerror or exc}") from None
+
+
+def write_reports(report: dict[str, Any], report_dir: Optional[Path] = None, json_path: Optional[Path] = None,
+                  log=print) -> list[Path]:
+    """Plots, Markdown and JSON in `report_dir`, and/or the JSON at `json_path`; each file atomic."""
+    from edgecls.bench.plots import write_plots
+
+    written: list[Path] = []
+    if report_dir is not None:
+        plots, note = write_plots(report, report_dir)
+        if note:
+            log(f"note: {note}")
+            report["notes"] = [n for n in report["notes"] if n != note] + [note]
+        report["report_files"] = [*plots, MARKDOWN_NAME, JSON_NAME]
+        written += [report_dir / name for name in plots]
+        written.append(write_text_atomic(report_dir / MARKDOWN_NAME, markdown(report, plots)))
+        written.append(write_text_atomic(report_dir / JSON_NAME, to_json(report)))
+    if json_path is not None:
+        written.append(write_text_atomic(json_path, to_json(report)))
+    return written
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False) + "\n"

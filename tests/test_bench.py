@@ -1,0 +1,398 @@
+"""`edgecls bench`: structure and invariants of its figures and reports, device profiles, compare,
+and bad input through the real entry point. Never timing comparisons: this machine is shared.
+
+One digits run (one epoch) exported to float32 and int8 serves the module; benches use few runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgecls.bench import accuracy, latency
+from edgecls.bench.inputs import BenchModel
+from edgecls.bench.profiles import (DeviceProfile, constrained, describe_machine, load_profile, placement_notes,
+                                    usable_cpus)
+from edgecls.bench.report import COLUMNS, add_section, markdown, write_reports
+from edgecls.bench.run import BenchOptions, run_bench
+from edgecls.bench.schema import check_report, errors, schema
+from edgecls.errors import EdgeclsError
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = dict(warmup=1, runs=4, batch_size=8)
+
+
+# ---------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A seed-CNN digits run, one epoch, exported to float32 and int8 (RUN/export)."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("sklearn")
+    from edgecls.config import resolve_options
+    from edgecls.export import ExportOptions, export
+    from edgecls.rundir import open_run
+    from edgecls.train import train
+
+    out = tmp_path_factory.mktemp("bench-run") / "digits"
+    train(resolve_options({"out": str(out), "epochs": 1, "seed": 1}), quiet=True, log=lambda m: None)
+    export(open_run(out), ExportOptions(["float32", "int8"], calib_samples=100, force=True), log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bench(run_dir, tmp_path_factory):
+    """A full bench of the run (Keras reference, threads 1 and 2, memory, test images saved), reports written."""
+    folder = tmp_path_factory.mktemp("bench-report")
+    report = run_bench(BenchOptions([run_dir], threads=[1, 2], save_test_images=folder / "test-images", **FAST),
+                       log=lambda m: None)
+    write_reports(report, folder / "report", folder / "bench.json", log=lambda m: None)
+    return report, folder
+
+
+def tflite_models(report):
+    return [m for m in report["models"] if m["kind"] == "tflite"]
+
+
+# ---------------------------------------------------------------------- figures: structure and invariants
+def test_every_exported_model_and_keras_is_benched(bench, run_dir):
+    report, _ = bench
+    listed = [m["file"] for m in json.loads((run_dir / "export" / "export.json").read_text())["models"]]
+    assert [m["name"] for m in report["models"]] == ["keras"] + listed
+    assert report["reference"] == "keras" and report["latency_reference"] == "model_float32.tflite"
+    assert report["data"]["part"] == "test" and report["data"]["run"] == str(run_dir)
+    test_size = len(json.loads((run_dir / "split.json").read_text())["test"])
+    assert report["data"]["images"] == test_size
+    int8 = report["models"][2]
+    assert int8["mode"] == "int8" and int8["io"]["input"]["dtype"] == "int8"
+    assert 0 < int8["size_ratio"] < 0.5 and report["models"][1]["size_ratio"] == 1.0
+
+
+def test_accuracy_figures_are_consistent(bench):
+    report, _ = bench
+    n = report["data"]["images"]
+    for model in report["models"]:
+        acc = model["accuracy"]
+        assert acc["images"] == n and acc["k"] == 5
+        assert 0 <= acc["top1"] <= acc["topk"] <= 1 and 0 <= acc["macro_f1"] <= 1
+        per_class = acc["per_class"]
+        assert list(per_class) == report["data"]["classes"]
+        assert sum(c["n"] for c in per_class.values()) == n
+        assert sum(c["correct"] for c in per_class.values()) == round(acc["top1"] * n)
+        confusion = np.array(acc["confusion"])
+        assert confusion.sum() == n and list(confusion.sum(1)) == [c["n"] for c in per_class.values()]
+        assert list(confusion.diagonal()) == [c["correct"] for c in per_class.values()]
+
+
+def test_agreement_and_flipped_list_agree(bench):
+    report, _ = bench
+    n = report["data"]["images"]
+    by_name = {m["name"]: m for m in report["models"]}
+    assert by_name["keras"]["vs_reference"] is None
+    for model in tflite_models(report):
+        paired = model["vs_reference"]
+        assert paired["reference"] == "keras"
+        assert 0 <= paired["agreement"] <= 1 and 0 <= paired["mean_abs_dprob"] <= paired["max_abs_dprob"] <= 1
+        flipped = paired["flipped"]
+        assert len(flipped) == round((1 - paired["agreement"]) * n)
+        assert len({f["index"] for f in flipped}) == len(flipped) and all(0 <= f["index"] < n for f in flipped)
+        assert all(f["reference"] != f["model"] for f in flipped)
+        delta = model["accuracy"]["top1"] - by_name["keras"]["accuracy"]["top1"]
+        assert paired["delta_accuracy"] == pytest.approx(delta)
+
+
+def test_latency_figures_per_model_and_thread_count(bench):
+    report, _ = bench
+    settings = report["settings"]
+    assert report["device"]["threads"] == [1, 2]
+    assert settings["rounds"] * settings["per_round"] >= settings["runs"] == FAST["runs"]
+    assert report["models"][0]["latency"] == [] and report["models"][0]["memory"] is None  # Keras: accuracy only
+    for model in tflite_models(report):
+        assert [t["threads"] for t in model["latency"]] == [1, 2]
+        for t in model["latency"]:
+            for key in ("invoke_ms", "file_ms"):
+                s = t[key]
+                assert s["n"] == len(s["samples"]) == settings["rounds"] * settings["per_round"]
+                assert 0 < s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
+            assert len(t["invoke_round_medians_ms"]) == settings["rounds"]
+            assert t["file_ms"]["source"].endswith("written as PNG")  # digits has no files of its own
+            assert t["throughput"]["batch"] == FAST["batch_size"] and t["throughput"]["images_per_s"] > 0
+            assert t["init_ms"] >= t["load_ms"] > 0 and t["first_inference_ms"] > 0
+            ratio = t["vs_reference"]
+            if model["name"] == "model_float32.tflite":
+                assert ratio is None
+            else:
+                assert ratio["reference"] == "model_float32.tflite" and ratio["invoke_p50_ratio"] > 0
+
+
+def test_peak_memory_comes_from_a_process_without_tensorflow(bench):
+    report, _ = bench
+    assert report["memory_baseline"]["peak_rss_mb"] > 0
+    for model in tflite_models(report):
+        memory = model["memory"]
+        assert memory["peak_rss_mb"] > 0 and memory["threads"] == 1
+        if report["machine"]["backend"]["name"] != "tensorflow":
+            assert memory["heavy_modules"] == []
+
+
+# ---------------------------------------------------------------------- reports
+def test_json_report_validates_against_the_schema(bench):
+    report, folder = bench
+    doc = json.loads((folder / "bench.json").read_text())
+    assert doc == json.loads((folder / "report" / "bench.json").read_text())
+    assert errors(doc) == []
+    check_report(doc, "bench.json")
+    machine = doc["machine"]
+    assert {"cpu", "cpu_count", "arch", "platform", "python", "backend", "versions"} <= set(machine)
+    assert machine["versions"][machine["backend"]["name"]] == machine["backend"]["version"]
+
+
+def test_the_schema_is_real_json_schema(bench):
+    jsonschema = pytest.importorskip("jsonschema")
+    report, folder = bench
+    validator = jsonschema.Draft202012Validator(schema())
+    validator.check_schema(schema())
+    assert not list(validator.iter_errors(json.loads((folder / "bench.json").read_text())))
+
+
+@pytest.mark.parametrize("break_it, needle", [
+    (lambda d: d.pop("models"), "'models' is missing"),
+    (lambda d: d["models"][1]["vs_reference"].update(agreement=1.5), "above the maximum"),
+    (lambda d: d["models"][1].update(size_bytes="big"), "expected integer"),
+    (lambda d: d["data"].update(part="train"), "is not one of"),
+    (lambda d: d["models"][1]["latency"][0]["invoke_ms"].pop("p99"), "'p99' is missing"),
+    (lambda d: d.update(format="edgecls.export/1"), "not an edgecls bench report"),
+])
+def test_the_validator_rejects_broken_reports(bench, break_it, needle):
+    doc = copy.deepcopy(json.loads((bench[1] / "bench.json").read_text()))
+    break_it(doc)
+    with pytest.raises(EdgeclsError, match="bench report") as raised:
+        check_report(doc, "broken.json")
+    assert needle in str(raised.value)
+
+
+def test_markdown_and_plots(bench):
+    report, folder = bench
+    out = folder / "report"
+    text = (out / "bench.md").read_text()
+    for heading in ("# edgecls bench", "## Latency in detail", "## Per-class accuracy",
+                    "## Flipped top-1: model_int8.tflite against keras", "## Peak memory"):
+        assert heading in text
+    assert "| " + " | ".join(COLUMNS) + " |" in text
+    plots = [name for name in report["report_files"] if name.endswith(".png")]
+    assert {"accuracy-latency.png", "latency.png", "confusion-model_int8.tflite.png"} <= set(plots)
+    for name in plots:
+        assert f"]({name})" in text
+        with Image.open(out / name) as image:
+            image.verify()
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and min(image.size) > 200
+
+
+def test_extra_sections_reach_every_rendering(bench, tmp_path):
+    report = copy.deepcopy(bench[0])
+    add_section(report, "calib-sweep", "Calibration sweep", ["samples", "accuracy"], [[25, 0.9], [100, None]],
+                notes=["a note"])
+    add_section(report, "calib-sweep", "Calibration sweep", ["samples", "accuracy"], [[25, 0.91]])  # replaces
+    assert len(report["sections"]) == 1 and errors(report) == []
+    assert "## Calibration sweep" in markdown(report) and "| 25 | 0.91 |" in markdown(report)
+    with pytest.raises(ValueError):
+        add_section(report, "Bad Key", "x", [], [])
+
+
+# ---------------------------------------------------------------------- the device side
+def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp_path):
+    """The device workflow: the test split as PNG folders, then a bench of the .tflite files in a
+    process that must not import TensorFlow, scoring exactly what the run's bench scored."""
+    report, folder = bench
+    images = folder / "test-images"
+    assert sum(1 for _ in images.rglob("*.png")) == report["data"]["images"]
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from edgecls.bench import BenchOptions, run_bench\n"
+        f"r = run_bench(BenchOptions([Path({str(run_dir / 'export' / 'model_float32.tflite')!r}), "
+        f"Path({str(run_dir / 'export' / 'model_int8.tflite')!r})], data={str(images)!r}, threads=[1], "
+        "warmup=0, runs=2, memory=False), log=lambda m: None)\n"
+        "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'keras': 'keras' in sys.modules, "
+        "'top1': [m['accuracy']['top1'] for m in r['models']], 'part': r['data']['part'], "
+        "'files': r['models'][0]['latency'][0]['file_ms']['source'], 'reference': r['reference']}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["tf"] is False and found["keras"] is False
+    assert found["part"] == "all" and found["reference"] == "model_float32.tflite"
+    assert found["files"] == f"{report['data']['images']} test image files"
+    assert found["top1"] == [m["accuracy"]["top1"] for m in tflite_models(report)]
+
+
+# ---------------------------------------------------------------------- device profiles and emulation
+def test_shipped_profiles_load():
+    names = sorted(p.stem for p in (ROOT / "devices").glob("*.toml"))
+    assert {"rpi5", "rpi4", "rpi3-64", "rpi-zero2w", "x86-host"} <= set(names)
+    for name in names:
+        profile = load_profile(name)
+        assert profile.key == name and profile.arch and profile.cores >= 0 and profile.threads >= 0
+    assert load_profile(str(ROOT / "devices" / "rpi5.toml")).cores == 4
+
+
+def test_a_profile_constrains_and_the_report_says_it_is_not_the_device(run_dir, tmp_path):
+    before = usable_cpus()
+    report = run_bench(BenchOptions([run_dir], device="rpi-zero2w", keras=False, memory=False, **FAST),
+                       log=lambda m: None)
+    device = report["device"]
+    assert device["profile"]["key"] == "rpi-zero2w" and device["threads"] == [4]
+    if report["machine"]["arch"] == "aarch64":
+        pytest.skip("this machine may really be the profile's device")
+    assert device["is_device"] is False
+    assert any("not on a Raspberry Pi Zero 2 W" in note for note in device["notes"])
+    if before is not None:
+        assert len(device["cpus_used"]) == min(4, len(before))
+        assert usable_cpus() == before  # the affinity is restored
+
+
+def test_affinity_is_applied_inside_and_restored_after():
+    before = usable_cpus()
+    if before is None or len(before) < 2:
+        pytest.skip("needs CPU affinity and at least 2 CPUs")
+    one = DeviceProfile(key="one", path="-", name="One core", arch="aarch64", cores=1, threads=1)
+    with constrained(one) as cpus:
+        assert cpus == before[:1] == usable_cpus()
+    assert usable_cpus() == before
+
+
+def test_emulation_is_labelled(monkeypatch):
+    from edgecls.runtime.interpreter import find_backend
+
+    monkeypatch.setenv("EDGECLS_EMULATED", "qemu-cortex-a76")
+    machine = describe_machine(find_backend())
+    assert machine["emulated"] == "qemu-cortex-a76"
+    profile = load_profile("rpi5")
+    aarch64 = {**machine, "arch": "aarch64", "usable_cpus": 4}
+    is_device, notes = placement_notes(profile, aarch64, [0, 1, 2, 3], [4])
+    assert is_device is False and "latency under emulation is not a device figure" in notes[0]
+    monkeypatch.delenv("EDGECLS_EMULATED")
+    real = {**aarch64, "emulated": None}
+    assert placement_notes(profile, real, [0, 1, 2, 3], [4])[0] is True  # a real Pi 5 measures itself
+
+
+# ---------------------------------------------------------------------- the arithmetic, by hand
+def test_accuracy_arithmetic_on_known_numbers():
+    names = ["a", "b", "c"]
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.array([[.8, .1, .1], [.2, .7, .1], [.1, .8, .1], [.1, .6, .3], [.5, .1, .4], [.1, .2, .7]])
+    scores = accuracy.model_accuracy(probs, truth, names)
+    assert scores["top1"] == pytest.approx(4 / 6) and scores["k"] == 3 and scores["topk"] == 1.0
+    # F1: a = 2/(2+1+1) = .5 (tp 1, fp 1, fn 1), b = 2*2/(4+1+0) = .8, c = 2/(2+0+1) = 2/3
+    assert scores["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert scores["per_class"]["a"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    ref = np.eye(3)[truth]  # a perfect reference
+    paired = accuracy.paired(ref, probs, truth, ["f0", "f1", "f2", "f3", "f4", "f5"], names, "ref")
+    assert paired["agreement"] == pytest.approx(4 / 6) and paired["delta_accuracy"] == pytest.approx(-2 / 6)
+    assert [(f["id"], f["reference"], f["model"], f["true"]) for f in paired["flipped"]] == [
+        ("f1", "a", "b", "a"), ("f4", "c", "a", "c")]
+    assert paired["per_class_delta"] == {"a": -0.5, "b": 0.0, "c": -0.5}
+
+
+def test_rounds_interleave_and_rotate():
+    """Each round gives every contender the same images; the first contender rotates."""
+    calls = []
+    contenders = [latency.Contender(BenchModel(n, "tflite", "float32", Path(n), 1), 1) for n in "ABC"]
+    plan = latency.Plan(warmup=0, runs=6, batch_size=1)  # 6 rounds of 1 image
+    latency._rounds(contenders, plan, lambda c, j: calls.append((c.model.name, j)) or 1.0,
+                    lambda c: c.invoke_rounds)
+    firsts = [calls[i][0] for i in range(0, len(calls), 3)]
+    assert firsts == ["A", "B", "C", "A", "B", "C"]
+    for r in range(6):
+        assert {j for _, j in calls[3 * r:3 * r + 3]} == {r}  # the same image for all in a round
+    assert all(len(c.invoke_rounds) == 6 for c in contenders)
+
+
+# ---------------------------------------------------------------------- the CLI: both forms, bad input
+def test_cli_bench_then_compare_two_device_profiles(run_dir, tmp_path, cli):
+    a, b = tmp_path / "rpi5.json", tmp_path / "host.json"
+    common = ["--warmup", "1", "--runs", "3", "--batch-size", "4", "--no-keras", "--no-memory"]
+    first = cli("bench", run_dir, "--device", "rpi5", "--json", a, "--report", tmp_path / "ra", *common)
+    assert first.code == 0, first.err
+    for column in COLUMNS:
+        assert column in first.out
+    assert "model_int8.tflite" in first.out and "not on a Raspberry Pi 5" in first.out.replace("\n", " ")
+    second = cli("bench", "run", run_dir, "--device", str(ROOT / "devices" / "x86-host.toml"), "--threads", "1",
+                 "--json", b, *common)
+    assert second.code == 0, second.err
+    assert (run_dir / "bench" / "bench.json").is_file()  # a run directory's default report folder
+    merged = cli("bench", "compare", a, b, "--report", tmp_path / "cmp", "--json", tmp_path / "merged.json")
+    assert merged.code == 0, merged.err
+    assert "rpi5 profile on" in merged.out and "x86-host" in merged.out
+    doc = json.loads((tmp_path / "merged.json").read_text())
+    assert [r["name"] for r in doc["reports"]] == ["rpi5", "host"]
+    assert len(doc["rows"]) == 4 and {row[0] for row in doc["rows"]} == {"rpi5", "host"}
+    assert [r["is_device"] for r in doc["reports"]] == [False, True]
+    with Image.open(tmp_path / "cmp" / "compare.png") as image:
+        image.verify()
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    assert result.code == 2, (result.code, result.out, result.err)
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("edgecls: error: "), result.err
+    assert "Traceback" not in result.out + result.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(run_dir, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("bench-bad")
+    shutil.copytree(run_dir, folder / "no-exports", ignore=shutil.ignore_patterns("export", "bench"))
+    (folder / "malformed.toml").write_text('name = "Pi"\narch = "aarch64"\ncores = "four"\nthreads = 4\n')
+    (folder / "broken.toml").write_text("name = \n")
+    (folder / "a-file").write_text("x")
+    (folder / "other.json").write_text('{"format": "edgecls.export/1", "models": []}')
+    (folder / "text.json").write_text("not json at all")
+    for c, name in enumerate(["x", "y", "z"]):  # a three-class dataset of 28x28 grayscale pictures
+        (folder / "three" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((28, 28), 40 * c + 7 * i, np.uint8)).save(folder / "three" / name / f"{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["NOEXP"], ["has no exported models", "edgecls export"]),
+    (["INT8", "--data", "BAD/three"], ["has 10 classes but the test data", "has 3"]),
+    (["RUN", "--threads", "0"], ["--threads must be at least 1"]),
+    (["RUN", "--threads", "1,two"], ["comma list of whole numbers"]),
+    (["RUN", "--runs", "0"], ["--runs must be at least 1"]),
+    (["RUN", "--warmup", "-1"], ["--warmup must be 0 or more"]),
+    (["RUN", "--batch-size", "0"], ["--batch-size must be at least 1"]),
+    (["RUN", "--device", "pi9"], ["unknown device profile 'pi9'", "rpi5"]),
+    (["RUN", "--device", "BAD/missing.toml"], ["does not exist"]),
+    (["RUN", "--device", "BAD/malformed.toml"], ["malformed", "'cores'"]),
+    (["RUN", "--device", "BAD/broken.toml"], ["not valid TOML"]),
+    (["RUN", "--report", "BAD/a-file/reports"], ["cannot write to", "is a file"]),
+    (["RUN", "--json", "BAD/a-file/r.json"], ["cannot write to", "is a file"]),
+    (["BAD/other.json"], ["edgecls bench compare"]),
+    (["compare", "BAD/other.json"], ["is not an edgecls bench report"]),
+    (["compare", "BAD/text.json"], ["is not an edgecls bench report (not JSON)"]),
+    (["compare", "BAD/nothing.json"], ["does not exist"]),
+])
+def test_bad_input_gives_one_line(args, needles, run_dir, bad_inputs, cli):
+    swap = {"RUN": str(run_dir), "NOEXP": str(bad_inputs / "no-exports"),
+            "INT8": str(run_dir / "export" / "model_int8.tflite")}
+    argv = [swap.get(a, a.replace("BAD", str(bad_inputs))) for a in args]
+    before = sorted(p.name for p in run_dir.iterdir())
+    assert_one_line_error(cli("bench", *argv), *needles)
+    assert sorted(p.name for p in run_dir.iterdir()) == before  # nothing written
+
+
+def test_bench_help_lists_both_forms(cli):
+    result = cli("bench", "--help")
+    assert result.code == 0 and "compare" in result.out and "run" in result.out
