@@ -220,7 +220,7 @@ from typer.core import TyperGroup  # noqa: E402  (kept beside the only code that
 
 
 class _BenchGroup(TyperGroup):
-    def parse_args(self, ctx, args):
+    def parse_args(self, ctx: typer.Context, args: List[str]) -> List[str]:
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = ["run", *args]
         return super().parse_args(ctx, args)
@@ -242,9 +242,11 @@ def _to_stderr(message: str) -> None:
 @bench_app.command("run")
 def bench_run(
     paths: List[Path] = typer.Argument(..., help="A run directory (its exports, as export.json lists them) and/or .tflite files"),
-    data: Optional[str] = typer.Option(None, help="Test images: for a run directory, where its data now is (its saved "
-                                       "test split is used); for .tflite files, a folder of class sub-folders, IDX "
-                                       "files or digits (its test part if it has one, else all of it)"),
+    data: Optional[str] = typer.Option(None, help="Test images. A run directory: where its data now is (its saved "
+                                       "test split is used). .tflite files: a folder of class sub-folders, IDX files "
+                                       "or digits: its test part if it has one, else all of it; but when the model's "
+                                       "metadata names a run that is here, with this data or no --data, that run's "
+                                       "test split"),
     device: Optional[str] = typer.Option(None, help="Device profile (devices/NAME.toml, or a path): its threads and "
                                          "cores are applied and recorded"),
     threads: Optional[str] = typer.Option(None, help="Comma list of interpreter thread counts to sweep, e.g. 1,2,4  "
@@ -320,6 +322,12 @@ def main() -> None:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except BrokenPipeError:  # `edgecls info ... | head`: the reader has what it wanted
+        try:  # and Python's flush at exit must not complain either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise SystemExit(0)
     except MemoryError:
         _fail("out of memory", 1)
     except Exception as exc:  # anything unforeseen: one line, traceback only on request

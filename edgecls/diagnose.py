@@ -100,7 +100,8 @@ class Diagnosis:
 
 
 # ---------------------------------------------------------------------- diagnosis
-def diagnose(source: RunDir, calib_samples: Optional[int] = DEFAULT_CALIB, eval_samples: int = DEFAULT_EVAL) -> Diagnosis:
+def diagnose(source: RunDir, calib_samples: Optional[int] = DEFAULT_CALIB,
+             eval_samples: int = DEFAULT_EVAL) -> Diagnosis:
     """Run TensorFlow's QuantizationDebugger on the run's model: `calib_samples` train-split images
     calibrate it as export does, `eval_samples` validation images measure each op."""
     require_tensorflow("quantisation diagnosis")
@@ -316,28 +317,42 @@ def _describe(ops: Sequence[GraphOp]) -> str:
 
 
 # ---------------------------------------------------------------------- report
+COLUMNS = ("#", "layer", "op", "rmse/scale", "rmse", "bias", "max|err|", "range")
+_TEXT_COLUMNS = ("layer", "op")
+
+
+def diagnosis_rows(diagnosis: Diagnosis, top: Optional[int] = None) -> list[list[str]]:
+    """The ranked ops (all, or the `top` worst) as text cells under COLUMNS: the terminal table's
+    rows, and what a bench report section takes."""
+    return [[str(r.rank), r.label, r.op, f"{r.rmse_scale:.3f}", f"{r.rmse:.2g}", f"{r.mean_error:+.1g}",
+             f"{r.max_abs_error:.2g}", f"{r.range:.3g}"] for r in diagnosis.layers[:top]]
+
+
+def diagnosis_notes(diagnosis: Diagnosis) -> list[str]:
+    """What the figures are, and the whole model's agreement: the table's caption, sentence by sentence."""
+    notes = [f"int8 ops against their float twins on {diagnosis.eval_images} {diagnosis.eval_split} images "
+             f"(TensorFlow's QuantizationDebugger; calibration {diagnosis.calibration.get('samples')} train images).",
+             f"rmse/scale: error in quantisation steps, about {ROUNDING_ONLY:.2f} from rounding alone; "
+             "bias: mean error; range: the float span of the int8 output."]
+    if diagnosis.model:
+        notes.append(f"Whole model: top-1 agreement {diagnosis.model.get('top1_agreement', float('nan')):.4f}, "
+                     f"mean |Δ output| {diagnosis.model.get('mean_abs_output_error', float('nan')):.5f}.")
+    return notes
+
+
 def render_diagnosis(diagnosis: Diagnosis, top: Optional[int] = None):
-    """A rich table of the ranked ops (all, or the `top` worst)."""
+    """A rich table of the ranked ops (all, or the `top` worst); far-above-rounding errors in red."""
     from rich import box
     from rich.table import Table
 
-    model = diagnosis.model
-    whole = ""
-    if model:
-        whole = (f" Whole model: top-1 agreement {model.get('top1_agreement', float('nan')):.4f}, mean |Δ output| "
-                 f"{model.get('mean_abs_output_error', float('nan')):.5f}.")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption=(
-        f"int8 ops against their float twins on {diagnosis.eval_images} {diagnosis.eval_split} images "
-        f"(TensorFlow's QuantizationDebugger; calibration {diagnosis.calibration.get('samples')} train images). "
-        f"rmse/scale: error in quantisation steps, ≈{ROUNDING_ONLY:.2f} from rounding alone.{whole}"))
-    for column, justify in (("#", "right"), ("layer", "left"), ("op", "left"), ("rmse/scale", "right"),
-                            ("rmse", "right"), ("bias", "right"), ("max|err|", "right"), ("range", "right")):
-        table.add_column(column, justify=justify, no_wrap=column != "layer", overflow="fold",
-                         min_width=min(24, max([len(r.label) for r in diagnosis.layers] + [5])) if column == "layer" else None)
-    for row in diagnosis.layers[:top]:
-        figure = f"{row.rmse_scale:.3f}"
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption=" ".join(diagnosis_notes(diagnosis)))
+    widest = max([len(r.label) for r in diagnosis.layers] + [5])
+    for column in COLUMNS:
+        text = column in _TEXT_COLUMNS
+        table.add_column(column, justify="left" if text else "right", no_wrap=column != "layer", overflow="fold",
+                         min_width=min(24, widest) if column == "layer" else None)
+    for row, cells in zip(diagnosis.layers, diagnosis_rows(diagnosis, top)):
         if row.rmse_scale > 2 * ROUNDING_ONLY:
-            figure = f"[red]{figure}[/red]"
-        table.add_row(str(row.rank), row.label, row.op, figure, f"{row.rmse:.2g}", f"{row.mean_error:+.1g}",
-                      f"{row.max_abs_error:.2g}", f"{row.range:.3g}")
+            cells[3] = f"[red]{cells[3]}[/red]"
+        table.add_row(*cells)
     return table

@@ -106,22 +106,37 @@ def sweep_json(points: Sequence[SweepPoint]) -> dict[str, Any]:
             "points": [asdict(p) for p in points]}
 
 
+COLUMNS = ("calib N", "used", "accuracy", "Δ float", "agree", "size")
+
+
+def sweep_rows(points: Sequence[SweepPoint]) -> list[list[str]]:
+    """Text cells under COLUMNS: the terminal table's rows, and what a bench report section takes."""
+    return [[str(p.requested), f"{p.samples} (all)" if p.capped else str(p.samples), f"{p.accuracy:.4f}",
+             f"{100 * (p.accuracy - p.float_accuracy):+.2f} pt", f"{p.agreement:.4f}", f"{p.size_bytes / 1024:.1f}K"]
+            for p in points]
+
+
+def sweep_notes(points: Sequence[SweepPoint]) -> list[str]:
+    if not points:
+        return []
+    p = points[0]
+    notes = [f"{p.mode} by {p.backend}, scored on {p.test_images} test images through the device runtime; "
+             f"float32 accuracy {p.float_accuracy:.4f}; agree: top-1 agreement with float32."]
+    if any(q.capped for q in points):
+        notes.append("(all): more than the train split holds was asked for; the whole split was used.")
+    return notes
+
+
 def render_sweep(points: Sequence[SweepPoint]):
     """A rich table: N asked / used, accuracy, Δ vs float, agreement, size."""
     from rich import box
     from rich.table import Table
 
-    first = points[0] if points else None
-    caption = (f"{first.mode} by {first.backend}, scored on {first.test_images} test images through the device "
-               f"runtime; float32 accuracy {first.float_accuracy:.4f}; agree: top-1 agreement with float32."
-               if first else "")
-    table = Table(box=box.SIMPLE_HEAD, caption=caption)
-    for column in ("calib N", "used", "accuracy", "Δ float", "agree", "size"):
+    table = Table(box=box.SIMPLE_HEAD, caption=" ".join(sweep_notes(points)))
+    for column in COLUMNS:
         table.add_column(column, justify="right", no_wrap=True)
-    for p in points:
-        used = f"{p.samples} (all)" if p.capped else str(p.samples)
-        table.add_row(str(p.requested), used, f"{p.accuracy:.4f}", f"{100 * (p.accuracy - p.float_accuracy):+.2f} pt",
-                      f"{p.agreement:.4f}", f"{p.size_bytes / 1024:.1f}K")
+    for cells in sweep_rows(points):
+        table.add_row(*cells)
     return table
 
 

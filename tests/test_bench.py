@@ -234,6 +234,17 @@ def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp
     assert found["top1"] == [m["accuracy"]["top1"] for m in tflite_models(report)]
 
 
+@pytest.mark.parametrize("data", [None, "digits"])
+def test_a_bare_model_is_scored_on_the_test_split_of_the_run_it_names(bench, run_dir, data):
+    """Not on every image of the dataset (its training images included)."""
+    report = run_bench(BenchOptions([run_dir / "export" / "model_int8.tflite"], data=data, threads=[1], memory=False,
+                                    **FAST), log=lambda m: None)
+    assert report["data"]["part"] == "test" and report["data"]["images"] == bench[0]["data"]["images"]
+    assert any("the run named in model_int8.tflite's metadata" in note for note in report["notes"])
+    assert report["models"][0]["accuracy"]["top1"] == bench[0]["models"][2]["accuracy"]["top1"]
+    assert report["reference"] is None and report["models"][0]["vs_reference"] is None
+
+
 # ---------------------------------------------------------------------- device profiles and emulation
 def test_shipped_profiles_load():
     names = sorted(p.stem for p in (ROOT / "devices").glob("*.toml"))

@@ -109,11 +109,14 @@ def test_diagnosis_has_a_ranked_row_per_quantised_op(diagnosis):
 def test_diagnosis_json_and_table(diagnosis):
     from rich.console import Console
 
-    from edgecls.diagnose import render_diagnosis
+    from edgecls.diagnose import COLUMNS, diagnosis_notes, diagnosis_rows, render_diagnosis
 
     doc = json.loads(json.dumps(diagnosis.to_json()))
     assert doc["format"] == "edgecls.diagnosis/1" and len(doc["layers"]) == len(diagnosis.layers)
     assert doc["layers"][0]["rmse_scale"] == diagnosis.layers[0].rmse_scale and doc["layers"][0]["label"]
+    rows = diagnosis_rows(diagnosis, top=2)  # what bench's add_section takes
+    assert len(rows) == 2 and all(len(r) == len(COLUMNS) for r in rows) and rows[0][1] == diagnosis.layers[0].label
+    assert any("QuantizationDebugger" in note for note in diagnosis_notes(diagnosis))
     console = Console(record=True, width=160)
     console.print(render_diagnosis(diagnosis, top=3))
     text = console.export_text()
@@ -196,7 +199,7 @@ def test_bad_keep_float_is_a_one_line_error(run, cli, tmp_path, args, needles):
 
 def test_calib_sweep_caps_sizes_beyond_the_train_split(run, tmp_path):
     from edgecls.rundir import open_run
-    from edgecls.sweep import calib_sweep, plot_sweep, sweep_json
+    from edgecls.sweep import calib_sweep, plot_sweep, sweep_json, sweep_rows
 
     source = open_run(run)
     train_images = len(source.split().train)
@@ -208,6 +211,7 @@ def test_calib_sweep_caps_sizes_beyond_the_train_split(run, tmp_path):
     assert len({p.float_accuracy for p in points}) == 1 and all(p.size_bytes > 0 for p in points)
     assert points[0].test_images == len(source.images("test")[1])
     assert json.loads(json.dumps(sweep_json(points)))["points"][1]["capped"] is True
+    assert [row[1] for row in sweep_rows(points)] == ["30", f"{train_images} (all)", "30"]
     png = plot_sweep(points, tmp_path / "sweep.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for bad in ([], [0, 10]):

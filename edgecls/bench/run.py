@@ -175,19 +175,45 @@ def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchMode
         if other.shape != spec.shape:
             raise EdgeclsError(f"{model.name} takes {_shape(other.shape)} images but {models[0].name} takes "
                                f"{_shape(spec.shape)}: bench models of one input size together")
-    if run is None and data is None:
-        found = metadata_run(models[0].path)
-        if found is None:
+    named_by_metadata = False
+    if run is None:
+        # An edgecls model names its run: when that run is here (and --data, if given, is its data),
+        # its saved test split is the honest choice, not every image of the dataset.
+        run = _metadata_run(models[0].path, data)
+        named_by_metadata = run is not None
+        if run is None and data is None:
             raise EdgeclsError(f"name the test images with --data (a folder of class sub-folders, a folder of IDX "
                                f"files, digits, ...): {models[0].name} does not name a run directory that is here")
-        run = open_run(found)
-    test = run_test_set(run) if run is not None else data_test_set(data, spec.size, spec.color)
+    if run is None:
+        test = data_test_set(data, spec.size, spec.color)
+    else:
+        try:
+            test = run_test_set(run)
+        except EdgeclsError as exc:  # e.g. digits without scikit-learn, on a device
+            raise EdgeclsError(f"{exc}; or bench the .tflite files with --data FOLDER, a folder that "
+                               f"edgecls bench {run.run_dir} --save-test-images FOLDER writes") from None
+    if named_by_metadata:
+        test.notes.append(f"Test images: the held-out test split of {run.run_dir}, the run named in "
+                          f"{models[0].name}'s metadata.")
     if tuple(test.images.shape[1:]) != spec.shape:
         raise EdgeclsError(f"{models[0].name} takes {_shape(spec.shape)} images but the test images ({test.source}) "
                            f"are {_shape(test.images.shape[1:])}")
     for model in models:
         test = match_classes(test, classifiers[model.name].labels, model.name)
     return test
+
+
+def _metadata_run(model: Path, data: Optional[str]) -> Optional[RunDir]:
+    found = metadata_run(model)
+    if found is None:
+        return None
+    try:
+        run = open_run(found)
+    except EdgeclsError:  # a broken run is no better than none: --data decides
+        return None
+    if data is not None and data != run.data and Path(data).resolve() != Path(run.data).resolve():
+        return None
+    return run
 
 
 def _shape(shape: tuple) -> str:

@@ -52,8 +52,8 @@ def doctor_report() -> dict[str, Any]:
         )
     if report["arch"].lower() in _ARM32 or (report["arch"].lower() in ("aarch64", "arm64") and report["python_bits"] == 32):
         warnings.append(
-            "32-bit ARM: no LiteRT (ai-edge-litert) wheel exists for it; use a 64-bit OS for LiteRT, "
-            "or tflite-runtime with numpy<2"
+            "32-bit ARM: neither LiteRT (ai-edge-litert) nor tflite-runtime publishes a wheel for armv7l "
+            "on Python 3.10+; install the 64-bit Raspberry Pi OS to run edgecls on this board"
         )
     if report["backend"]["name"] == "tensorflow":
         warnings.append("running on tensorflow.lite (deprecated and heavy): pip install ai-edge-litert")

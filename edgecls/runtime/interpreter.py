@@ -107,7 +107,7 @@ def find_backend(backend: str | None = None) -> Backend:
     if forced:
         raise EdgeclsError(f"interpreter backend {names[0]} ({source}) cannot be loaded: {reasons[0]}")
     raise EdgeclsError(
-        "no TFLite interpreter found: pip install ai-edge-litert  (on 32-bit ARM: tflite-runtime with numpy<2)"
+        "no TFLite interpreter found: pip install ai-edge-litert  (32-bit ARM has none: use a 64-bit OS)"
     )
 
 
