@@ -214,6 +214,7 @@ def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp
     report, folder = bench
     images = folder / "test-images"
     assert sum(1 for _ in images.rglob("*.png")) == report["data"]["images"]
+    assert json.loads((images / "test-images.json").read_text())["run"] == str(run_dir)
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
@@ -223,13 +224,15 @@ def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp
         "warmup=0, runs=2, memory=False), log=lambda m: None)\n"
         "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'keras': 'keras' in sys.modules, "
         "'top1': [m['accuracy']['top1'] for m in r['models']], 'part': r['data']['part'], "
-        "'files': r['models'][0]['latency'][0]['file_ms']['source'], 'reference': r['reference']}))\n"
+        "'files': r['models'][0]['latency'][0]['file_ms']['source'], 'reference': r['reference'], "
+        "'notes': r['notes']}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["tf"] is False and found["keras"] is False
-    assert found["part"] == "all" and found["reference"] == "model_float32.tflite"
+    assert found["part"] == "test" and found["reference"] == "model_float32.tflite"
+    assert f"the held-out test split of {run_dir}, saved by edgecls bench --save-test-images" in found["notes"][0]
     assert found["files"] == f"{report['data']['images']} test image files"
     assert found["top1"] == [m["accuracy"]["top1"] for m in tflite_models(report)]
 
@@ -407,3 +410,48 @@ def test_bad_input_gives_one_line(args, needles, run_dir, bad_inputs, cli):
 def test_bench_help_lists_both_forms(cli):
     result = cli("bench", "--help")
     assert result.code == 0 and "compare" in result.out and "run" in result.out
+
+
+def test_a_probe_that_cannot_start_is_reported_not_fatal(monkeypatch, tmp_path):
+    from edgecls.bench import memory
+
+    not_a_program = tmp_path / "python"
+    not_a_program.write_bytes(b"\x7fELF not really")
+    not_a_program.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(not_a_program))
+    found = memory.peak_rss(None, None, 1, "ai_edge_litert")
+    assert set(found) == {"error"} and "probe process" in found["error"]
+
+
+def test_peak_memory_is_the_probes_own_not_the_parents():
+    """ru_maxrss survives fork and exec: a big parent must not leak its size into the figure."""
+    from edgecls.bench import memory
+    from edgecls.runtime.interpreter import find_backend
+
+    ballast = np.ones(256 * 2**20, np.uint8)  # 256 MiB, touched
+    found = memory.peak_rss(None, None, 1, find_backend().name)
+    assert ballast[-1] == 1
+    assert 0 < found["peak_rss_mb"] < 200, found
+
+
+def test_without_matplotlib_the_plots_are_skipped_with_a_note(bench, tmp_path, monkeypatch):
+    from edgecls.bench import plots
+
+    monkeypatch.setattr(plots, "pyplot", lambda: None)
+    report = copy.deepcopy(bench[0])
+    write_reports(report, tmp_path / "r", log=lambda m: None)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["bench.json", "bench.md"]
+    assert report["report_files"] == ["bench.md", "bench.json"]
+    assert any("matplotlib is not installed" in note for note in report["notes"])
+    assert errors(json.loads((tmp_path / "r" / "bench.json").read_text())) == []
+
+
+def test_without_tensorflow_the_float32_file_is_the_reference(run_dir, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    report = run_bench(BenchOptions([run_dir], threads=[1], memory=False, **FAST), log=lambda m: None)
+    assert report["reference"] == "model_float32.tflite" and report["settings"]["keras"] is False
+    assert [m["name"] for m in report["models"]] == ["model_float32.tflite", "model_int8.tflite"]
+    assert any("TensorFlow is not installed here" in note for note in report["notes"])

@@ -68,7 +68,8 @@ def merged_rows(reports: list[tuple[Path, dict[str, Any]]]) -> list[list[str]]:
             paired = model["vs_reference"]
             memory = model.get("memory") or {}
             own = [name, label, model["name"], f"{model['kind']} {model['mode']}", f"{model['accuracy']['top1']:.4f}",
-                   "ref" if model["name"] == report["reference"] else (f"{paired['agreement']:.4f}" if paired else DASH)]
+                   "ref" if model["name"] == report["reference"]
+                   else (f"{paired['agreement']:.4f}" if paired else DASH)]
             peak = f"{memory['peak_rss_mb']:.1f}" if "peak_rss_mb" in memory else DASH
             for t in model["latency"] or [None]:
                 if t is None:
@@ -96,7 +97,8 @@ def compare(paths: Sequence[Path]) -> dict[str, Any]:
     }
 
 
-def render_table(merged: dict[str, Any]):
+def render_table(merged: dict[str, Any]) -> Any:
+    """The merged table as a rich Table."""
     from rich import box
     from rich.table import Table
 
@@ -131,7 +133,8 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
         lines += ["", "p50/p99: invoke alone, batch 1, ms per image; agree: top-1 agreement with the report's float "
                   "reference."]
         lines += [""] + md_table(COLUMNS, doc["rows"]) + [""]
-        lines += [f"![p50 invoke latency]({plot_name})", ""] if plot_name else ["(plot skipped: matplotlib is not installed)", ""]
+        lines += ([f"![p50 invoke latency]({plot_name})", ""] if plot_name
+                  else ["(plot skipped: matplotlib is not installed)", ""])
         written.append(write_text_atomic(report_dir / "compare.md", "\n".join(lines)))
         written.append(write_text_atomic(report_dir / "compare.json", text))
     if json_path is not None:
@@ -140,23 +143,32 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
 
 
 def latency_bars(plt: Any, reports: list[tuple[Path, dict[str, Any]]]) -> Any:
-    """Horizontal bars of p50 invoke latency (to p90), one per report, model and thread count."""
-    labels, p50s, p90s, colors = [], [], [], []
+    """Horizontal bars of p50 invoke latency (to p90), one per report, model and thread count;
+    hatched where the figures are not a device's own (a host under a profile, or emulation)."""
+    labels, p50s, p90s, colors, hatches = [], [], [], [], []
     names = report_labels([p for p, _ in reports])
     for i, (name, (_, report)) in enumerate(zip(names, reports)):
+        own = report["device"]["is_device"] or report["device"]["profile"] is None
+        own = own and not report["machine"].get("emulated")
         for model in report["models"]:
             for t in model["latency"]:
                 labels.append(f"{name} · {model['name']} · {t['threads']} thr")
                 p50s.append(t["invoke_ms"]["p50"])
                 p90s.append(t["invoke_ms"]["p90"])
                 colors.append(f"C{i % 10}")
+                hatches.append("" if own else "//")
     figure, ax = plt.subplots(figsize=(9, 0.35 * max(len(labels), 4) + 1.2))
-    positions = range(len(labels))
-    ax.barh(positions, p50s, color=colors, xerr=[[0] * len(p50s), [b - a for a, b in zip(p50s, p90s)]], capsize=2)
+    positions = list(range(len(labels)))
+    bars = ax.barh(positions, p50s, color=colors, xerr=[[0] * len(p50s), [b - a for a, b in zip(p50s, p90s)]],
+                   capsize=2)
+    for bar, hatch in zip(bars, hatches):
+        bar.set_hatch(hatch)
+    if p50s and max(p50s) > 20 * max(min(p50s), 1e-9):  # e.g. emulated beside native: keep both readable
+        ax.set_xscale("log")
     ax.set_yticks(positions, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("invoke latency per image, ms (p50, bar to p90)")
-    ax.set_title("Bench reports compared (colour: report)")
+    ax.set_title("Bench reports compared (colour: report; hatched: not the device's own figures)", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     figure.tight_layout()
     return figure

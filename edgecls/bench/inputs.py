@@ -21,10 +21,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edgecls.errors import EdgeclsError
-from edgecls.rundir import RunDir, open_run
+from edgecls.rundir import RunDir
 
 EXPORT_DIR = "export"
 EXPORT_REPORT = "export.json"
+SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
+SAVED_FORMAT = "edgecls.test-images/1"
 
 
 @dataclass
@@ -98,7 +100,8 @@ def exported_files(run_dir: Path) -> list[Path]:
         doc = json.loads(report_path.read_text(encoding="utf-8"))
         names = [entry["file"] for entry in doc["models"]]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise EdgeclsError(f"{report_path} is malformed ({type(exc).__name__}): run edgecls export {run_dir} again") from None
+        raise EdgeclsError(f"{report_path} is malformed ({type(exc).__name__}): "
+                           f"run edgecls export {run_dir} again") from None
     if not names:
         raise EdgeclsError(f"{report_path} lists no models: run edgecls export {run_dir} again")
     files = [report_path.parent / str(name) for name in names]
@@ -167,10 +170,26 @@ def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
     if len(indices) == 0:
         raise EdgeclsError(f"{data} has no images")
     ids, files = _ids_and_files(dataset, indices)
-    notes = [] if part == "test" else [f"{data} comes with no test part: every one of its {len(indices)} images "
-                                       "is scored (make sure the models were not trained on them)"]
+    saved = _saved_from(Path(data))
+    if saved is not None:  # a run's test split, written by --save-test-images: held out, not "all"
+        part = "test"
+        notes = [f"Test images: the held-out test split of {saved.get('run') or saved.get('source')}, "
+                 f"saved by edgecls bench --save-test-images."]
+    elif part == "all":
+        notes = [f"{data} comes with no test part: every one of its {len(indices)} images is scored "
+                 "(make sure the models were not trained on them)"]
+    else:
+        notes = []
     return TestSet(np.asarray(dataset.images[indices]), np.asarray(dataset.labels[indices]),
                    list(dataset.class_names), ids, files, data, part, notes=notes)
+
+
+def _saved_from(folder: Path) -> Optional[dict[str, Any]]:
+    try:
+        doc = json.loads((folder / SAVED_TEST_IMAGES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == SAVED_FORMAT else None
 
 
 def _ids_and_files(dataset: Any, indices: np.ndarray) -> tuple[list[Any], Optional[list[Path]]]:
@@ -223,6 +242,9 @@ def save_test_images(test: TestSet, folder: Path) -> Path:
             info = PngInfo()
             info.add_text("edgecls-test-image", f"{test.source}:{image_id}")
             image.save(target / f"{position:05d}-{stem}.png", pnginfo=info)
+        (tmp / SAVED_TEST_IMAGES).write_text(json.dumps({
+            "format": SAVED_FORMAT, "source": test.source, "run": test.run, "part": test.part,
+            "images": int(len(test.labels)), "classes": test.class_names}, indent=1) + "\n", encoding="utf-8")
     return folder
 
 

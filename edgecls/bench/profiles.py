@@ -181,7 +181,8 @@ def placement_notes(profile: Optional[DeviceProfile], machine: dict[str, Any], c
                     threads: list[int]) -> tuple[bool, list[str]]:
     """(are these the device's own figures?, sentences for the report)."""
     notes: list[str] = []
-    host = f"this {machine['arch']} host ({machine['cpu']}, {machine['usable_cpus']} usable CPUs)"
+    kind = "emulated machine" if machine.get("emulated") else "host"
+    host = f"this {machine['arch']} {kind} ({machine['cpu']}, {machine['usable_cpus']} usable CPUs)"
     used = len(cpus_used) if cpus_used is not None else machine["usable_cpus"]
     if machine.get("emulated"):
         notes.append(f"Emulated ({machine['emulated']}): latency under emulation is not a device figure; "

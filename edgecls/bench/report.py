@@ -11,7 +11,7 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from edgecls.atomic import write_text_atomic
 from edgecls.errors import EdgeclsError
@@ -95,7 +95,7 @@ def headline(report: dict[str, Any]) -> list[str]:
     return lines + list(report["device"]["notes"]) + list(report["notes"])
 
 
-def render_table(report: dict[str, Any]):
+def render_table(report: dict[str, Any]) -> Any:
     """The main table as a rich Table (the terminal rendering)."""
     from rich import box
     from rich.table import Table
@@ -118,7 +118,7 @@ def print_tables(*tables: Any) -> None:
         console.print(table)
 
 
-def render_sections(report: dict[str, Any]) -> list:
+def render_sections(report: dict[str, Any]) -> list[Any]:
     """Rich tables of the extra sections."""
     from rich import box
     from rich.table import Table
@@ -143,6 +143,8 @@ def _cell(value: Any) -> str:
 
 # ---------------------------------------------------------------------- Markdown
 def markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
+    """The whole report as Markdown: the main table, latency details, per-class accuracy, flipped
+    images, memory, extra sections and the plots."""
     machine = report["machine"]
     out = ["# edgecls bench", "",
            f"Measured {report['created']} on {machine['cpu']} ({machine['arch']}, {machine['usable_cpus']} usable "
@@ -230,12 +232,15 @@ def _memory(report: dict[str, Any]) -> list[str]:
             rows.append([model["name"], DASH, memory["error"]])
         else:
             heavy = ", ".join(memory["heavy_modules"]) or "none"
-            rows.append([model["name"], f"{memory['peak_rss_mb']:.1f}", f"TensorFlow/Keras imported: {heavy}"])
+            rows.append([model["name"], f"{memory['peak_rss_mb']:.1f}",
+                         f"{memory.get('measure', 'peak RSS')}; TensorFlow/Keras imported: {heavy}"])
     if not rows:
         return []
-    base = (f"Baseline (runtime and interpreter imported, no model): {baseline['peak_rss_mb']:.1f} MB."
-            if "peak_rss_mb" in baseline else "")
-    return ["## Peak memory of a device-side process", "", base, ""] + md_table(["model", "peak MB", "notes"], rows) + [""]
+    base = (f"A fresh Python that imports edgecls.runtime and the interpreter, loads the model and classifies "
+            f"one image, with {report['device']['threads'][0]} thread(s). Baseline (the same, no model): "
+            f"{baseline['peak_rss_mb']:.1f} MB." if "peak_rss_mb" in baseline else "")
+    return (["## Peak memory of a device-side process", "", base, ""]
+            + md_table(["model", "peak MB", "notes"], rows) + [""])
 
 
 # ---------------------------------------------------------------------- files
@@ -265,7 +270,7 @@ def _try_writing(option: str, target: Path, folder: Path) -> None:
 
 
 def write_reports(report: dict[str, Any], report_dir: Optional[Path] = None, json_path: Optional[Path] = None,
-                  log=print) -> list[Path]:
+                  log: Callable[[str], None] = print) -> list[Path]:
     """Plots, Markdown and JSON in `report_dir`, and/or the JSON at `json_path`; each file atomic."""
     from edgecls.bench.plots import write_plots
 

@@ -24,8 +24,7 @@ from edgecls.bench import accuracy, latency, memory
 from edgecls.bench.inputs import (BenchModel, TestSet, data_test_set, describe_tflite, exported_files,
                                   match_classes, metadata_run, run_test_set, save_test_images, split_paths,
                                   unique_names)
-from edgecls.bench.profiles import (DeviceProfile, constrained, default_threads, describe_machine, load_profile,
-                                    placement_notes)
+from edgecls.bench.profiles import constrained, default_threads, describe_machine, load_profile, placement_notes
 from edgecls.bench.report import check_writable
 from edgecls.bench.schema import FORMAT
 from edgecls.errors import EdgeclsError
@@ -94,45 +93,32 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     validate(options)
     profile = load_profile(options.device) if options.device else None
     check_writable(options.json_path, options.report_dir)
-    run_dir, files = split_paths(options.paths)
-    run = open_run(run_dir, options.data) if run_dir else None
-    if run_dir is not None:
-        files = _unique(exported_files(run_dir) + files)
     backend = find_backend(options.backend)
-    models = [describe_tflite(path, backend.name) for path in files]
-    unique_names(models)
-    classifiers = {m.name: Classifier(m.path, backend=backend.name) for m in models}
-    test = _test_set(run, options.data, models, classifiers)
-    if options.save_test_images is not None:
-        save_test_images(test, options.save_test_images)
-        log(f"Wrote the {len(test.labels)} test images to {options.save_test_images} (bench on a device with "
-            f"--data {options.save_test_images})")
+    run, models, test = _inputs(options, backend.name, log)
 
     log(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images")
-    probabilities = {m.name: classifiers[m.name].probabilities(test.images) for m in models}
-    del classifiers
-    machine = describe_machine(backend)
+    probabilities = {m.name: Classifier(m.path, backend=backend.name).probabilities(test.images) for m in models}
+    machine = describe_machine(backend)  # before the affinity change: the host as it is
     float_file = next((m.name for m in models if m.is_float), None)
     plan = latency.Plan(options.warmup, options.runs, options.batch_size)
     with constrained(profile) as cpus, tempfile.TemporaryDirectory(prefix="edgecls-bench-") as tmp:
-        cpus_used = len(cpus) if cpus is not None else machine["usable_cpus"]
-        threads = options.threads or default_threads(profile, cpus_used)
+        threads = options.threads or default_threads(profile, len(cpus) if cpus else machine["usable_cpus"])
         timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
         timings = latency.measure(models, threads, test.images, timing_files, file_source, plan,
                                   backend.name, float_file, log)
         memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, log)
 
     notes = list(test.notes)
-    entries: list[tuple[BenchModel, np.ndarray]] = []
-    keras_model = _keras_reference(run, options.keras, test, notes, log)
-    if keras_model is not None:
-        entries.append(keras_model)
-    entries += [(m, probabilities[m.name]) for m in models]
+    failed = next((m["error"] for m in [baseline or {}, *memories.values()] if m and "error" in m), None)
+    if failed:
+        notes.append(f"Peak memory not measured: {failed}")
+    keras_model = _keras_reference(run, options.keras, test, notes, log)  # last: TensorFlow after timing
+    entries = ([keras_model] if keras_model else []) + [(m, probabilities[m.name]) for m in models]
     reference = KERAS_NAME if keras_model is not None else float_file
     if reference is None:
         notes.append("No float model among the models: accuracy is reported without Δ and agreement.")
     is_device, device_notes = placement_notes(profile, machine, cpus, threads)
-    report = {
+    return {
         "format": FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "command": options.command,
@@ -150,7 +136,23 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         "sections": [],
         "notes": notes,
     }
-    return report
+
+
+def _inputs(options: BenchOptions, backend: str, log: Callable[[str], None]
+            ) -> tuple[Optional[RunDir], list[BenchModel], TestSet]:
+    """The run (if any), the .tflite models and the test images, all checked against each other."""
+    run_dir, files = split_paths(options.paths)
+    run = open_run(run_dir, options.data) if run_dir else None
+    if run_dir is not None:
+        files = _unique(exported_files(run_dir) + files)
+    models = [describe_tflite(path, backend) for path in files]
+    unique_names(models)
+    test = _test_set(run, options.data, models, {m.name: Classifier(m.path, backend=backend) for m in models})
+    if options.save_test_images is not None:
+        save_test_images(test, options.save_test_images)
+        log(f"Wrote the {len(test.labels)} test images to {options.save_test_images} (bench on a device with "
+            f"--data {options.save_test_images})")
+    return run, models, test
 
 
 def _unique(paths: list[Path]) -> list[Path]:
@@ -190,8 +192,8 @@ def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchMode
         try:
             test = run_test_set(run)
         except EdgeclsError as exc:  # e.g. digits without scikit-learn, on a device
-            raise EdgeclsError(f"{exc}; or bench the .tflite files with --data FOLDER, a folder that "
-                               f"edgecls bench {run.run_dir} --save-test-images FOLDER writes") from None
+            raise EdgeclsError(f"{exc}; on a device, bench the .tflite files with --data FOLDER instead (made "
+                               f"on the workstation by edgecls bench {run.run_dir} --save-test-images FOLDER)") from None
     if named_by_metadata:
         test.notes.append(f"Test images: the held-out test split of {run.run_dir}, the run named in "
                           f"{models[0].name}'s metadata.")
