@@ -263,6 +263,10 @@ def bench_run(
     save_test_images: Optional[Path] = typer.Option(None, help="Also write the test images as PNG files in class "
                                                     "sub-folders: --data for a bench on a device"),
     backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+    diagnose: bool = typer.Option(False, "--diagnose", help="Also rank the int8 ops by quantisation error "
+                                  "(TensorFlow's QuantizationDebugger) and name the worst; needs a run directory"),
+    calib_sweep: Optional[str] = typer.Option(None, help="Also export int8 with each calibration size, e.g. "
+                                              "25,100,300,1000: accuracy and agreement against N; needs a run directory"),
 ) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 
@@ -273,12 +277,20 @@ def bench_run(
     from edgecls.bench.report import print_tables, render_sections, render_table, write_reports
     from edgecls.bench.run import BenchOptions, default_report_dir, parse_threads, run_bench
 
+    from edgecls.bench.analyses import add_analyses, check_analyses_possible, parse_sizes
+    from edgecls.bench.inputs import split_paths
+
     report_dir = report if report is not None else default_report_dir(paths)
+    sweep_sizes = parse_sizes(calib_sweep)
+    run_dir = split_paths(paths)[0]
+    check_analyses_possible(run_dir, diagnose, sweep_sizes)
     options = BenchOptions(paths=list(paths), data=data, device=device, threads=parse_threads(threads), warmup=warmup,
                            runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]))
     result = run_bench(options, log=_to_stderr)
+    if diagnose or sweep_sizes:
+        add_analyses(result, run_dir, diagnose, sweep_sizes, report_dir, data, log=_to_stderr)
     write_reports(result, report_dir, json_path, log=_to_stderr)
     print_tables(render_table(result), *render_sections(result))
     if report_dir is not None:

@@ -4,7 +4,8 @@
 Runs the README's main job on the embedded digits dataset with a fixed seed — train, export
 (float32 and full int8), bench — through the edgecls commands, then copies the device-side
 artifacts into models/digits-seed/: the .tflite files (labels and input spec embedded),
-labels.txt, export.json, the bench report (JSON, Markdown, plots) and the training metrics.
+labels.txt, export.json, the bench report (JSON, Markdown, plots), the held-out test images
+(test-images/, for a bench on a device) and the training metrics.
 
     python scripts/make_reference_model.py [--work runs/reference] [--no-bench]
 """
@@ -48,8 +49,11 @@ def main() -> None:
     for name in KEEP_FROM_EXPORT:
         shutil.copy2(local / "export" / name, staging / name)
     if not args.no_bench:
-        edgecls("bench", str(run), "--threads", "1,2", "--json", str(staging.relative_to(ROOT) / "bench.json"),
-                "--report", str(staging.relative_to(ROOT) / "report"))
+        # test-images/: the run's held-out test split as PNG class folders, so a device with no
+        # training data and no scikit-learn benches on exactly these images (--data test-images).
+        here = staging.relative_to(ROOT)
+        edgecls("bench", str(run), "--threads", "1,2", "--report", str(here / "report"),
+                "--save-test-images", str(here / "test-images"))
     shutil.rmtree(TARGET, ignore_errors=True)
     staging.rename(TARGET)
     print(f"wrote {TARGET}")

@@ -37,8 +37,9 @@ def device_venv(tmp_path_factory) -> Path:
     return home
 
 
-def run(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(home / "bin" / "edgecls"), *args], capture_output=True, text=True, timeout=120)
+def run(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(home / "bin" / "edgecls"), *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd)
 
 
 def test_device_venv_has_no_tensorflow(device_venv):
@@ -88,3 +89,21 @@ def test_train_in_the_device_venv_says_how_to_install_the_extra(device_venv):
     result = run(device_venv, "train")
     assert result.returncode == 2
     assert "pip install 'edgecls[train]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_on_the_device_with_a_profile_and_the_shipped_test_images(device_venv, tmp_path):
+    """No TensorFlow, no scikit-learn, no matplotlib: the profiles ship in the package, the
+    reference model's held-out test images are beside it, and accuracy matches the workstation's."""
+    out = tmp_path / "device.json"
+    result = run(device_venv, "bench", str(REFERENCE / "model_float32.tflite"), str(REFERENCE / "model_int8.tflite"),
+                 "--data", str(REFERENCE / "test-images"), "--device", "rpi4", "--runs", "10", "--warmup", "2",
+                 "--no-memory", "--json", str(out), cwd=tmp_path)  # away from the checkout's devices/
+    assert result.returncode == 0, result.stderr
+    device = json.loads(out.read_text())
+    workstation = json.loads((REFERENCE / "report" / "bench.json").read_text())
+    accuracy = {m["name"]: m["accuracy"]["top1"] for m in workstation["models"]}
+    assert {m["name"]: m["accuracy"]["top1"] for m in device["models"]} == \
+        {k: v for k, v in accuracy.items() if k.endswith(".tflite")}
+    profile = device["device"]["profile"]
+    assert profile["name"] == "Raspberry Pi 4" and str(device_venv) in profile["path"]  # the packaged profile
+    assert device["device"]["is_device"] is False and "not on a Raspberry Pi 4" in " ".join(device["device"]["notes"])

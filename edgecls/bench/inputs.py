@@ -121,7 +121,10 @@ def describe_tflite(path: Path, backend: Optional[str] = None) -> BenchModel:
         raise EdgeclsError(f"{path}: {info['classifier']['reason']}")
     quant = info["quantization"]
     io = {side: {k: info[f"{side}s"][0][k] for k in ("dtype", "scale", "zero_point")} for side in ("input", "output")}
-    return BenchModel(name=path.name, kind="tflite", mode=quant.get("declared") or quant["detected"], path=path,
+    mode = quant.get("declared") or quant["detected"]
+    if ((info.get("metadata") or {}).get("quantization") or {}).get("kept_float"):
+        mode += "-mixed"  # some ops kept in float by export --keep-float / --auto-fallback
+    return BenchModel(name=path.name, kind="tflite", mode=mode, path=path,
                       size_bytes=info["size_bytes"], sha256=info["sha256"], io=io)
 
 

@@ -48,11 +48,13 @@ class DeviceProfile:
 
 # ---------------------------------------------------------------------- finding and reading
 def profile_dirs() -> list[Path]:
-    """Where profile names are looked up: $EDGECLS_DEVICES, ./devices, the source tree's devices/."""
+    """Where profile names are looked up: $EDGECLS_DEVICES, ./devices, then the profiles that ship
+    with the package (edgecls/devices in a wheel; the source tree's devices/ in a checkout)."""
     found = []
     if os.environ.get(DEVICES_ENV):
         found.append(Path(os.environ[DEVICES_ENV]))
-    found += [Path.cwd() / "devices", Path(__file__).resolve().parents[2] / "devices"]
+    package = Path(__file__).resolve().parents[1]
+    found += [Path.cwd() / "devices", package / "devices", package.parent / "devices"]
     unique: list[Path] = []
     for folder in found:
         if folder.is_dir() and all(folder.resolve() != u.resolve() for u in unique):

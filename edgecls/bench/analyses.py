@@ -1,0 +1,77 @@
+"""Quantisation analyses a bench can add to its report (they need TensorFlow and a run directory).
+
+`--diagnose`: TensorFlow's QuantizationDebugger ranks the int8 ops by error (edgecls.diagnose);
+the worst are named, with the `edgecls export --keep-float` / `--auto-fallback` command that
+keeps them in float. `--calib-sweep 25,100,300,1000`: int8 exported with each calibration size,
+accuracy and agreement against N (edgecls.sweep), as a table and a plot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from edgecls.bench.report import add_section
+from edgecls.errors import EdgeclsError
+
+TOP_LAYERS = 10
+
+
+def parse_sizes(text: Optional[str]) -> Optional[list[int]]:
+    """'25,100,300' -> [25, 100, 300]; one-line errors."""
+    if text is None:
+        return None
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise EdgeclsError(f"--calib-sweep takes a comma list of whole numbers, e.g. 25,100,300,1000 (got {text!r})") from None
+    if not sizes or min(sizes) < 1:
+        raise EdgeclsError(f"--calib-sweep sizes must be at least 1 (got {text!r})")
+    return sizes
+
+
+def check_analyses_possible(run_dir: Optional[Path], diagnose: bool, sweep: Optional[list[int]]) -> None:
+    """Fail before measuring anything when an analysis was asked for but cannot run."""
+    if not (diagnose or sweep):
+        return
+    wanted = "--diagnose" if diagnose else "--calib-sweep"
+    if run_dir is None:
+        raise EdgeclsError(f"{wanted} needs a run directory (its Keras model and train images), not only .tflite files")
+    from edgecls.errors import require_tensorflow
+
+    require_tensorflow(f"edgecls bench {wanted}")
+
+
+def add_analyses(report: dict[str, Any], run_dir: Path, diagnose: bool, sweep: Optional[Sequence[int]],
+                 report_dir: Optional[Path], data: Optional[str] = None,
+                 log: Callable[[str], None] = lambda m: None) -> None:
+    """Run the requested analyses on `run_dir` and add each as a section of `report`."""
+    from edgecls.rundir import open_run
+
+    run = open_run(run_dir, data)
+    if diagnose:
+        from edgecls.diagnose import COLUMNS, diagnose as run_diagnosis, diagnosis_notes, diagnosis_rows
+
+        log("Diagnosing int8 quantisation (TensorFlow's QuantizationDebugger) ...")
+        found = run_diagnosis(run)
+        worst = [row.label for row in found.worst(2)]
+        notes = diagnosis_notes(found) + [
+            f"To keep the worst in float: edgecls export {run_dir} --keep-float {','.join(worst)} "
+            f"(or --auto-fallback 2), then bench again to see the accuracy recovered and the latency it costs."]
+        add_section(report, "diagnosis", "Quantisation diagnosis: int8 ops ranked by RMSE/scale", COLUMNS,
+                    diagnosis_rows(found, top=TOP_LAYERS), notes, data=found.to_json())
+    if sweep:
+        from edgecls.sweep import COLUMNS, calib_sweep, plot_sweep, sweep_json, sweep_notes, sweep_rows
+
+        log(f"Calibration sweep over {', '.join(map(str, sweep))} images ...")
+        points = calib_sweep(run, list(sweep), log=log)
+        plots = []
+        if report_dir is not None:
+            try:
+                Path(report_dir).mkdir(parents=True, exist_ok=True)
+                plot_sweep(points, Path(report_dir) / "calib-sweep.png")
+                plots.append("calib-sweep.png")
+            except ImportError:
+                pass  # no matplotlib: the table carries the figures
+        add_section(report, "calib-sweep", "Calibration sweep: int8 accuracy and agreement against N", COLUMNS,
+                    sweep_rows(points), sweep_notes(points), plots=plots, data=sweep_json(points))

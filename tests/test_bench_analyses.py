@@ -1,0 +1,56 @@
+"""`edgecls bench --diagnose --calib-sweep`: the quantisation analyses as sections of the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgecls.bench.schema import check_report
+
+pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    from edgecls.config import resolve_options
+    from edgecls.export import ExportOptions, export
+    from edgecls.rundir import open_run
+    from edgecls.train import train
+
+    out = tmp_path_factory.mktemp("analyses") / "digits"
+    train(resolve_options({"out": str(out), "epochs": 1, "seed": 2}), quiet=True, log=lambda m: None)
+    export(open_run(out), ExportOptions(["float32", "int8"], calib_samples=100, force=True), log=lambda m: None)
+    return out
+
+
+def test_diagnosis_and_sweep_are_report_sections(run_dir, tmp_path, cli):
+    result = cli("bench", run_dir, "--diagnose", "--calib-sweep", "10,50,100000", "--runs", "5", "--warmup", "1",
+                 "--threads", "1", "--no-memory", "--report", tmp_path / "r")
+    assert result.code == 0, result.err
+    report = json.loads((tmp_path / "r" / "bench.json").read_text())
+    check_report(report, "bench.json")  # the sections fit the versioned schema
+    sections = {s["key"]: s for s in report["sections"]}
+    diagnosis, sweep = sections["diagnosis"], sections["calib-sweep"]
+    scores = [float(row[diagnosis["columns"].index("rmse/scale")]) for row in diagnosis["rows"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) >= 5  # ranked, one row per int8 op
+    assert any("--keep-float" in note for note in diagnosis["notes"])
+    assert [row[0] for row in sweep["rows"]] == ["10", "50", "100000"]
+    assert "(all)" in sweep["rows"][2][1]  # capped at the train split, and said so
+    for row in sweep["rows"]:
+        assert 0.0 <= float(row[sweep["columns"].index("accuracy")]) <= 1.0
+    assert (tmp_path / "r" / "calib-sweep.png").is_file()
+    markdown = (tmp_path / "r" / "bench.md").read_text()
+    assert "Quantisation diagnosis" in markdown and "Calibration sweep" in markdown
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--diagnose"], "needs a run directory"),
+    (["--calib-sweep", "10,x"], "comma list of whole numbers"),
+    (["--calib-sweep", "0"], "at least 1"),
+])
+def test_analyses_bad_input(run_dir, args, needle, cli):
+    target = [run_dir / "export" / "model_int8.tflite"] if "--diagnose" in args else [run_dir]
+    result = cli("bench", *target, *args, "--runs", "5", "--no-memory")
+    assert result.code == 2 and needle in result.err and "Traceback" not in result.err
