@@ -21,7 +21,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as exc:
         raise EdgeclsError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a model is meant to be copied and shared
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; a model is meant to be copied and shared
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -34,10 +34,13 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: do it once, at import (single-threaded)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -48,8 +51,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `final`; on success it is renamed to `final`.
 
-    On any error (or a kill) the final path is untouched; a leftover `.NAME.partial-*` folder
-    from a killed run is harmless and is removed by the next successful run.
+    On any error (or a kill) the final path is untouched. The staging folder's name carries the
+    process id, so a leftover from a killed run is removed by the next run, and a folder another
+    running process is still filling is left alone.
     """
     final = Path(final)
     if final.exists() and not force:
@@ -57,11 +61,10 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f".{final.name}.partial-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a run folder is as shareable as any other
+            if not _owner_alive(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
+        tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700; a run folder is as shareable as any other
     except OSError as exc:
         raise EdgeclsError(f"cannot write to {final.parent}: {exc.strerror or exc}") from None
     try:
@@ -76,3 +79,20 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _owner_alive(staging: Path) -> bool:
+    """Whether the process named in a `.NAME.partial-PID-xxxx` folder is still running."""
+    try:
+        pid = int(staging.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -35,7 +35,11 @@ def _root() -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"edgecls: error: {message}", err=True)
+    from edgecls.runtime.labels import clean_text
+
+    # One line, whatever the message carries (file names with newlines or terminal escapes).
+    text = " ".join(clean_text(part) for part in str(message).splitlines())
+    typer.echo(f"edgecls: error: {text}", err=True)
     raise SystemExit(code)
 
 
@@ -60,7 +64,7 @@ def train(
     activation: str = typer.Option(_D.activation, help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)"),
     dropout: float = typer.Option(_D.dropout, help="Dropout before the classifier"),
     label_smoothing: float = typer.Option(_D.label_smoothing),
-    patience: int = typer.Option(_D.patience, help="Early-stopping patience in epochs, on validation accuracy (0 disables)"),
+    patience: int = typer.Option(_D.patience, help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept (0 disables)"),
     val_fraction: float = typer.Option(_D.val_fraction),
     test_fraction: float = typer.Option(_D.test_fraction),
     seed: int = typer.Option(_D.seed, help="Seed for the split, weights and augmentation (deterministic on CPU)"),
@@ -73,7 +77,8 @@ def train(
     from edgecls.config import resolve_options
 
     given = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
-    given["out"] = str(out) if out else None
+    if out is not None:  # a Path on the command line; the TOML's `out` otherwise
+        given["out"] = str(out)
     options = resolve_options(given, config_path=config)
     from edgecls.train import train as run_training
 
@@ -137,6 +142,10 @@ def export_command(
 # ----------------------------------------------------------------------------- device side
 # predict / info / doctor import only edgecls.runtime (numpy, Pillow, an interpreter): never TensorFlow.
 _BACKEND_HELP = "litert | tflite_runtime | tensorflow  \\[default: $EDGECLS_BACKEND, else the first one installed, in that order]"
+_INPUT_RANGE_HELP = ("LO,HI: the input values pixels 0 and 255 become, for a model that does not scale inside: "
+                     "-1,1 (MobileNet style), 0,1, ...; overrides the model's metadata  \\[default: the metadata's "
+                     "range; else 0,255 for a float input (edgecls models scale inside), the raw bytes for a "
+                     "quantised one]")
 
 
 @app.command()
@@ -150,6 +159,7 @@ def predict(
     labels: Optional[Path] = typer.Option(None, help="Labels file ('0 cat', '0: cat' or one name a line); "
                                           "overrides the model's own labels"),
     backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+    input_range: Optional[str] = typer.Option(None, "--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP),
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
@@ -160,9 +170,11 @@ def predict(
     if as_json and as_csv:
         raise EdgeclsError("choose one of --json and --csv")
     from edgecls.device import predict as run_predict
+    from edgecls.runtime.classify import parse_input_range
 
     code = run_predict(str(model), images, top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
-                       threads=threads, labels=str(labels) if labels else None, backend=backend)
+                       threads=threads, labels=str(labels) if labels else None, backend=backend,
+                       input_range=parse_input_range(input_range))
     raise typer.Exit(code)
 
 
@@ -184,7 +196,9 @@ def info(
     if as_json:
         import json
 
-        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        from edgecls.device import json_ready
+
+        typer.echo(json.dumps(json_ready(report), indent=2, ensure_ascii=False))
     else:
         from edgecls.device import show_info
 
@@ -245,8 +259,8 @@ def bench_run(
     data: Optional[str] = typer.Option(None, help="Test images. A run directory: where its data now is (its saved "
                                        "test split is used). .tflite files: a folder of class sub-folders, IDX files "
                                        "or digits: its test part if it has one, else all of it; but when the model's "
-                                       "metadata names a run that is here, with this data or no --data, that run's "
-                                       "test split"),
+                                       "metadata names a run that is here (its model.keras the one the file was exported "
+                                       "from), with this data or no --data, that run's test split"),
     device: Optional[str] = typer.Option(None, help="Device profile (devices/NAME.toml, or a path): its threads and "
                                          "cores are applied and recorded"),
     threads: Optional[str] = typer.Option(None, help="Comma list of interpreter thread counts to sweep, e.g. 1,2,4  "
@@ -263,6 +277,8 @@ def bench_run(
     save_test_images: Optional[Path] = typer.Option(None, help="Also write the test images as PNG files in class "
                                                     "sub-folders: --data for a bench on a device"),
     backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+    input_range: Optional[str] = typer.Option(None, "--input-range", metavar="LO,HI",
+                                              help=_INPUT_RANGE_HELP + "; applies to every .tflite benched"),
     diagnose: bool = typer.Option(False, "--diagnose", help="Also rank the int8 ops by quantisation error "
                                   "(TensorFlow's QuantizationDebugger) and name the worst; needs a run directory"),
     calib_sweep: Optional[str] = typer.Option(None, help="Also export int8 with each calibration size, e.g. "
@@ -279,6 +295,7 @@ def bench_run(
 
     from edgecls.bench.analyses import add_analyses, check_analyses_possible, parse_sizes
     from edgecls.bench.inputs import split_paths
+    from edgecls.runtime.classify import parse_input_range
 
     report_dir = report if report is not None else default_report_dir(paths)
     sweep_sizes = parse_sizes(calib_sweep)
@@ -286,6 +303,7 @@ def bench_run(
     check_analyses_possible(run_dir, diagnose, sweep_sizes)
     options = BenchOptions(paths=list(paths), data=data, device=device, threads=parse_threads(threads), warmup=warmup,
                            runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
+                           input_range=parse_input_range(input_range),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]))
     result = run_bench(options, log=_to_stderr)
@@ -321,6 +339,20 @@ def bench_compare(
 
 
 # ----------------------------------------------------------------------------- main
+def _cli_exceptions() -> tuple[tuple, tuple, tuple]:
+    """(exit, usage-error, abort) exception types of Typer and of click (Typer 0.2x vendors click)."""
+    import click
+
+    usage = [click.exceptions.UsageError]
+    try:
+        from typer._click import exceptions as vendored  # a private path, hence the fallback
+
+        usage.append(vendored.UsageError)
+    except ImportError:
+        pass
+    return (typer.Exit, click.exceptions.Exit), tuple(usage), (typer.Abort, click.exceptions.Abort)
+
+
 def main() -> None:
     # Pillow warns (once, multi-line) between 1x and 2x its pixel limit; preprocess refuses such
     # images itself with a one-line reason.
@@ -328,8 +360,21 @@ def main() -> None:
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+    exits, usage_errors, aborts = _cli_exceptions()
     try:
-        app()
+        # Not standalone: click's usage errors come here and become one line like every other error.
+        code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of exiting
+    except exits as exc:  # --help, typer.Exit(code)
+        raise SystemExit(exc.exit_code) from None
+    except usage_errors as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `edgecls` or `edgecls bench`: help was asked for
+            typer.echo(exc.format_message())  # the help text
+            raise SystemExit(0) from None
+        path = exc.ctx.command_path.split(" ", 1) if exc.ctx else []
+        where = f"edgecls {path[1]}" if len(path) == 2 else "edgecls"
+        _fail(f"{exc.format_message()} (see {where} --help)", 2)
+    except aborts:
+        _fail("interrupted", 130)
     except EdgeclsError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -347,6 +392,7 @@ def main() -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
               "(set EDGECLS_DEBUG=1 for the traceback; please report it)", 1)
+    raise SystemExit(code if isinstance(code, int) else 0)  # what click's standalone mode would have done
 
 
 if __name__ == "__main__":

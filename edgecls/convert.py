@@ -36,7 +36,7 @@ LITERT_MODES = ("int8", "dynamic")  # what ai-edge-quantizer makes; float32 and 
 # The input quantisation that makes every pixel value 0..255 one integer: (scale, zero point).
 EXACT_INPUT = {"int8": (1.0, -128), "uint8": (1.0, 0)}
 _NOT_COMPUTING_OPS = {"QUANTIZE", "DEQUANTIZE", "SHAPE"}  # may touch float tensors in an integer model
-LITERT_INSTALL = "pip install 'edgecls[litert-quantizer]'"
+LITERT_INSTALL = "pip install 'edgecls[train]'"
 
 
 class ConversionError(EdgeclsError):

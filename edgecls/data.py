@@ -28,7 +28,7 @@ from edgecls.runtime.preprocess import ImageError, is_image_file, load_image
 
 SPLIT_NAMES = ("train", "val", "test")
 FOLDER_DEFAULT_SIZE = 96
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -168,6 +168,8 @@ def read_idx(path: Path) -> np.ndarray:
         raise EdgeclsError(f"{path} is not a uint8 IDX file (bad magic number)")
     ndim = data[3]
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise EdgeclsError(f"{path} is truncated: its header is cut short")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     if len(data) - header != int(np.prod(shape)):
         raise EdgeclsError(f"{path} is truncated: header says {shape}, file holds {len(data) - header} bytes")
@@ -253,8 +255,10 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
     if splits:
         split_of = np.array(index["splits"])
         given = {s: np.flatnonzero(split_of == s) for s in splits}
+    # The split's fingerprint is the files' content, not the cache key (which uses sizes and
+    # modification times): a copy of the folder made elsewhere is still the same data.
     return Dataset(images, labels, classes, str(root), color, paths=index["paths"], given_split=given,
-                   fingerprint=key, skipped=[tuple(s) for s in index["skipped"]])
+                   fingerprint=index.get("content_fingerprint", key), skipped=[tuple(s) for s in index["skipped"]])
 
 
 def default_cache_dir() -> Path:
@@ -296,6 +300,7 @@ def _build_cache(cache: Path, root: Path, entries, img_size: int, color: str, pr
         buffer = np.lib.format.open_memmap(tmp / "all.npy", mode="w+", dtype=np.uint8,
                                            shape=(len(entries), img_size, img_size, channels))
         keep, skipped, seen = [], [], {}
+        content_hash = hashlib.sha256()  # of the kept files' bytes and labels: survives a plain `cp -r`
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             results = pool.map(lambda e: _decode(e[0], img_size, color), entries)
             for i, (pixels, content, reason) in enumerate(_progress(results, len(entries), f"Decoding {root.name}", progress)):
@@ -308,6 +313,7 @@ def _build_cache(cache: Path, root: Path, entries, img_size: int, color: str, pr
                     seen[content] = rel
                     buffer[len(keep)] = pixels
                     keep.append(i)
+                    content_hash.update(f"{rel}|{entries[i][1]}|{entries[i][2]}|{content}\n".encode("utf-8", "surrogateescape"))
         images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                            shape=(len(keep), img_size, img_size, channels))
         for start in range(0, len(keep), 1024):  # copy in chunks: never a second full copy in memory
@@ -321,11 +327,15 @@ def _build_cache(cache: Path, root: Path, entries, img_size: int, color: str, pr
             "paths": [str(entries[i][0].relative_to(root)) for i in keep],
             "splits": [entries[i][2] for i in keep],
             "skipped": skipped,
+            "content_fingerprint": content_hash.hexdigest()[:24],
         }
         (tmp / "index.json").write_text(json.dumps(index))
-        if cache.exists():
-            shutil.rmtree(cache)
-        os.replace(tmp, cache)
+        try:
+            os.replace(tmp, cache)
+        except OSError:  # another process built the same cache meanwhile: theirs is as good as ours
+            if not (cache / "index.json").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier, Prediction
-from edgecls.runtime.labels import clean_text
+from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.sources import expand_images
 
 FORMATS = ("table", "json", "csv")
@@ -42,12 +42,13 @@ def predict(
     backend: str | None = None,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
+    input_range: tuple[float, float] | None = None,
 ) -> int:
     """Classify files, folders and globs, writing one row per image as it goes. Returns the exit code:
     0 all classified, 1 some images failed (each has an error row). Raises EdgeclsError (exit 2)
-    for a bad model or when the arguments name no image at all."""
+    for a bad model or when the arguments name no image at all. `input_range`: see Classifier."""
     out, err = out or sys.stdout, err or sys.stderr
-    classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend)
+    classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range)
     stream = _some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
     started, total, failed = time.perf_counter(), 0, 0
@@ -77,15 +78,32 @@ def _some_image(stream: Iterator[Any]) -> Iterator[Any]:
         if not isinstance(item, Prediction):
             return chain(problems, [item], stream)
         problems.append(item)
-    reasons = "; ".join(f"{clean_text(str(p.source))}: {p.error}" if p.error and str(p.source) not in p.error
-                        else str(p.error) for p in problems)
+    reasons = "; ".join(f"{printable(str(p.source))}: {printable(str(p.error))}"
+                        if p.error and str(p.source) not in p.error else printable(str(p.error)) for p in problems)
     raise EdgeclsError(f"no images to classify: {reasons or 'no arguments'}")
 
 
 def _name(prediction: Prediction) -> str:
     # A file name that is not valid UTF-8 (surrogate escapes) cannot be written to a UTF-8
     # stream or JSON as it is: show its odd bytes as \xNN.
-    return str(prediction.source).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return printable(str(prediction.source))
+
+
+def _reason(prediction: Prediction) -> str:
+    # Error reasons quote file names too (no such file: NAME): cleaned the same way.
+    return printable(str(prediction.error))
+
+
+def json_ready(value: Any) -> Any:
+    """A JSON document with every string (and key) made printable: a file name's undecodable bytes
+    as \\xNN, so that it can be written to a strict UTF-8 stream."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {json_ready(k) if isinstance(k, str) else k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
 
 
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
@@ -99,7 +117,7 @@ def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[
         name = escape(clean_text(_name(prediction)))
         if prediction.error:
             blank = " " * max(0, (column + 2) * k - 5)
-            console.print(f"[red]error[/]{blank}{name}: [red]{escape(clean_text(prediction.error))}[/]")
+            console.print(f"[red]error[/]{blank}{name}: [red]{escape(clean_text(_reason(prediction)))}[/]")
             return
         cells = "".join(f"{c.score:<7.3f}{escape(_fit(c.label, width)):<{width}}  " for c in prediction.classes)
         console.print(cells + name)
@@ -115,7 +133,7 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[
     def write(prediction: Prediction) -> None:
         row: dict[str, Any] = {"file": _name(prediction)}
         if prediction.error:
-            row["error"] = prediction.error
+            row["error"] = _reason(prediction)
         else:
             row["classes"] = [{"index": c.index, "label": c.label, "score": round(c.score, 6)}
                               for c in prediction.classes]
@@ -130,7 +148,7 @@ def _csv_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[P
 
     def write(prediction: Prediction) -> None:
         if prediction.error:
-            writer.writerow([_name(prediction), "", "", "", "", prediction.error])
+            writer.writerow([_name(prediction), "", "", "", "", _reason(prediction)])
         for rank, c in enumerate(prediction.classes, 1):
             writer.writerow([_name(prediction), rank, c.index, c.label, f"{c.score:.6f}", ""])
 
@@ -145,7 +163,7 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    facts.add_row("model", escape(clean_text(report["file"])))
+    facts.add_row("model", escape(clean_text(printable(report["file"]))))
     facts.add_row("size", f"{report['size_bytes']:,} bytes   sha256 {report['sha256'][:16]}…")
     facts.add_row("read by", f"{report['backend']['name']} {report['backend']['version']}")
     mode = quant["detected"] + (", weights per channel" if quant["weights_per_channel"] else "")
@@ -205,8 +223,12 @@ def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
     grid.add_column(style="bold")
     grid.add_column()
     backend = report["backend"]
-    found = (f"{backend['name']} {backend['version']}" if backend["name"]
-             else f"[red]none[/]: {escape(backend['error'])}")
+    # Every value comes from the machine or the environment ($EDGECLS_BACKEND, /proc/cpuinfo):
+    # shown as text, never read as rich markup or passed on as terminal escapes.
+    found = (_text(f"{backend['name']} {backend['version']}") if backend["name"]
+             else f"[red]none[/]: {_text(backend['error'])}")
+    if report["backend_forced"]:
+        found += _text(f"   (forced by $EDGECLS_BACKEND={report['backend_forced']})")
     installed = ", ".join(f"{name} {version}" for name, version in report["backends_installed"].items() if version)
     rows = [
         ("platform", report["platform"]),
@@ -216,16 +238,20 @@ def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
         ("python", report["python"]),
         ("numpy", report["numpy"]),
         ("pillow", report["pillow"]),
-        ("interpreter", found + (f"   (forced by $EDGECLS_BACKEND={report['backend_forced']})"
-                                 if report["backend_forced"] else "")),
+        ("interpreter", found),
         ("installed", installed or "no interpreter package"),
         ("tensorflow", "installed (used only by train/export, and as the last-resort interpreter)"
          if report["tensorflow_installed"] else "not installed (not needed on a device)"),
     ]
     for key, value in rows:
-        grid.add_row(key, value if key == "interpreter" else escape(str(value)))
+        grid.add_row(key, value if key == "interpreter" else _text(value))
     console.print(grid)
     for warning in report["warnings"]:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        console.print(f"[yellow]warning:[/] {_text(warning)}")
     if report["ok"] and not report["warnings"]:
         console.print("[green]ok[/]: this machine can run edgecls predict and bench on .tflite models")
+
+
+def _text(value: Any) -> str:
+    """Data as a rich cell: printed as it is (no markup), no control characters, valid UTF-8."""
+    return escape(clean_text(printable(str(value))))

@@ -32,10 +32,10 @@ import numpy as np
 from edgecls.convert import (ConversionError, Converted, _plain_interpreter, calibrate_tf,
                              quantize_mixed, saved_model, tf_converter)
 from edgecls.errors import EdgeclsError, native_stderr_silenced, require_tensorflow
-from edgecls.rundir import Calibration, RunDir, stratified_sample
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir, stratified_sample
 
 DIAGNOSIS_FORMAT = "edgecls.diagnosis/1"
-DEFAULT_CALIB = 300
+DEFAULT_CALIB = DEFAULT_CALIB_SAMPLES  # what export calibrates on, so the diagnosis sees export's int8
 DEFAULT_EVAL = 100
 ROUNDING_ONLY = 1 / math.sqrt(12)  # RMSE / scale of a uniform rounding error: a healthy op's level
 _KERAS_SUFFIX = re.compile(r"_\d+$")  # SavedModel export names layer `conv1`'s scope `conv1_1`

@@ -78,10 +78,10 @@ def _mobile(input_shape, num_classes, dropout) -> keras.Model:
 
 def default_augmentations(source: str) -> list[str]:
     """Digits and characters must not be mirrored; photos can be."""
-    if source in ("digits", "mnist") or source.endswith(("mnist", "mnist/")):
-        return ["rotate", "zoom", "translate"]
-    if source == "fashion_mnist":
+    if source == "fashion_mnist":  # clothes may be mirrored; checked first, it ends in "mnist" too
         return ["flip", "zoom", "translate"]
+    if source in ("digits", "mnist") or source.rstrip("/").endswith("mnist"):
+        return ["rotate", "zoom", "translate"]
     return ["flip", "rotate", "zoom", "translate", "contrast"]
 
 

@@ -19,13 +19,10 @@ import numpy as np
 
 from edgecls import __version__
 from edgecls.atomic import staged_dir
-from edgecls.config import TrainOptions, options_table, to_toml
+from edgecls.config import BUILTIN_DATASETS, TrainOptions, options_table, to_toml
 from edgecls.data import Dataset, load_dataset, make_split, native_format
 from edgecls.errors import EdgeclsError, require_tensorflow
-from edgecls.runtime.labels import labels_text
-
-RUN_FILES = ("model.keras", "labels.txt", "config.toml", "split.json", "metrics.json", "history.csv")
-
+from edgecls.runtime.labels import clean_text, labels_text
 
 @dataclass
 class TrainResult:
@@ -57,7 +54,9 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         split = make_split(dataset, options.val_fraction, options.test_fraction, options.seed)
         h, w = dataset.image_size
         augment = options.augment_list() if options.augment is not None else default_augmentations(options.data)
-        resolved = TrainOptions(**{**options_table(options), "out": str(out), "img_size": h, "color": dataset.color,
+        data = options.data if options.data in BUILTIN_DATASETS else str(Path(options.data).expanduser().resolve())
+        resolved = TrainOptions(**{**options_table(options), "data": data, "out": str(out), "img_size": h,
+                                   "color": dataset.color,
                                    "augment": ",".join(augment) or "none"})
 
         keras.utils.set_random_seed(options.seed)
@@ -66,7 +65,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         with strategy.scope():
             model = build_model(options.arch, (h, w, dataset.images.shape[3]), len(dataset.class_names),
                                 kernel_size=options.kernel_size, activation=options.activation, dropout=options.dropout)
-            augmentation = build_augmentation(augment, options.seed, fill_mode=_fill_mode(options.data))
+            augmentation = build_augmentation(augment, options.seed, fill_mode=_fill_mode(dataset.color))
             # Augmentation sits in front of the model only while fitting; the saved model is `model`.
             trainer = keras.Sequential([augmentation, model]) if augmentation else model
             trainer.compile(
@@ -100,7 +99,9 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         metrics["val_accuracy"] = float(np.mean(val_probs.argmax(1) == dataset.labels[split.val]))
         metrics.update(
             epochs_run=len(history.history.get("loss", [])),
-            best_epoch=int(np.argmin(history.history["val_loss"])) + 1,
+            # Early stopping restores the lowest validation loss; without it the last epoch is kept.
+            best_epoch=(int(np.argmin(history.history["val_loss"])) + 1 if options.patience
+                        else len(history.history["val_loss"])),
             train_seconds=round(seconds, 2),
             counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
             skipped_files=len(dataset.skipped),
@@ -146,19 +147,8 @@ def predict_probabilities(model, tf, dataset: Dataset, indices: np.ndarray, batc
     return np.asarray(model.predict(pipeline.map(lambda x, y: x), verbose=0))
 
 
-def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
-    """Accuracy, per-class accuracy and the confusion matrix (rows: true class, columns: predicted)."""
-    predicted = probabilities.argmax(1)
-    n = len(class_names)
-    confusion = np.zeros((n, n), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
-    return {
-        "test_accuracy": float(np.mean(predicted == labels)),
-        "per_class_accuracy": {name: round(float(a), 4) for name, a in zip(class_names, per_class)},
-        "confusion_matrix": confusion.tolist(),
-        "class_names": class_names,
-    }
+# Lives in edgecls.metrics (numpy only): a device-side bench must not import this module.
+from edgecls.metrics import classification_metrics  # noqa: E402
 
 
 def configure_cpu_devices(tf) -> None:
@@ -193,10 +183,9 @@ def _optimizer(keras, name: str, lr: float):
             "rmsprop": keras.optimizers.RMSprop}[name](learning_rate=lr)
 
 
-def _fill_mode(source: str) -> str:
-    size, color = native_format(source)
-    digits_like = color == "grayscale" or source.rstrip("/").endswith("mnist")
-    return "constant" if digits_like else "reflect"
+def _fill_mode(color: str) -> str:
+    """Black fill for grayscale (digits and characters on a black ground), reflection for photos."""
+    return "constant" if color == "grayscale" else "reflect"
 
 
 def _report_skipped(dataset: Dataset, log) -> None:
@@ -205,7 +194,7 @@ def _report_skipped(dataset: Dataset, log) -> None:
     duplicates = sum(1 for _, reason in dataset.skipped if reason.startswith("duplicate"))
     unreadable = [s for s in dataset.skipped if not s[1].startswith("duplicate")]
     if unreadable:
-        first = "; ".join(f"{p}: {r}" for p, r in unreadable[:3])
+        first = "; ".join(clean_text(f"{p}: {r}") for p, r in unreadable[:3])  # file names can hold escapes
         log(f"warning: skipped {len(unreadable)} unreadable image file(s): {first}")
     if duplicates:
         log(f"warning: skipped {duplicates} byte-identical duplicate file(s) (they would leak between train and test)")

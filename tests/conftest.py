@@ -106,7 +106,7 @@ def edgecls_metadata(labels, height, width, color, mode, **extra) -> dict:
         "input": {"height": height, "width": width, "color": color, "pixel_range": [0, 255]},
         "quantization": {"mode": mode, "backend": "converter", "calibration": {"samples": 32, "seed": 0}},
         "versions": {"edgecls": "test"},
-        "source": "tests/conftest.py",
+        "source": {"run": None, "model": "tests/conftest.py"},  # an object, as export writes it
         **extra,
     }
 

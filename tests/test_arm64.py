@@ -2,14 +2,18 @@
 
 The emulated tests are marked `arm64` (deselect them with -m "not arm64"). The first run downloads
 about 150 MB of packages into .cache/arm64 ($EDGECLS_ARM64_CACHE) and builds the environment in
-10-30 s; they skip, saying why, when the packages cannot be downloaded. The comparison logic is
-also tested on its own below, with no emulator and no download.
+10-30 s; they skip, saying why, when the packages cannot be downloaded. Together they take about
+two minutes (doctor, info, predict, preprocessing and `edgecls bench` on two cores, then one core
+made to differ). The comparison logic is also tested on its own below, with no emulator and no
+download.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.machinery
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -82,12 +86,25 @@ def test_emulated_pi4_and_pi5_match_the_host(emulator, model_pair):
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
     assert "RESULT: PASS on cortex-a72, cortex-a76" in report
-    for cpu in ("cortex-a72", "cortex-a76"):
+    with_bench = model_pair == REFERENCE  # labelled images come from beside the reference models
+    for cpu, profile in (("cortex-a72", "rpi4"), ("cortex-a76", "rpi5")):
         line = next(line for line in report.splitlines() if line.startswith(cpu))
         assert " PASS " in line and "doctor ok" in line and "tensors identical" in line, line
+        if with_bench:
+            assert f"bench --device {profile} on 100 images: top-1 model_float32.tflite 0." in line, line
+            assert "same as host; latency labelled emulated" in line, line
     assert "set-up " in report and "cache " in report and "run " in report
     # Bytecode of both sides goes to the cache, not beside the repo's sources.
     assert _bytecode_files() <= before
+    if with_bench:  # the emulated bench's own report, as written under emulation
+        raw = Path(next(line for line in report.splitlines() if line.startswith("raw outputs: "))[13:])
+        bench = json.loads((raw / "cortex-a76" / "bench.json").read_text())
+        assert bench["machine"]["emulated"] == "qemu-aarch64 -cpu cortex-a76"
+        assert bench["machine"]["arch"] == "aarch64" and bench["device"]["profile"]["key"] == "rpi5"
+        assert bench["device"]["is_device"] is False
+        host = json.loads((raw / "host" / "bench.json").read_text())
+        assert host["machine"]["emulated"] is None
+        assert [m["accuracy"] for m in bench["models"]] == [m["accuracy"] for m in host["models"]]
 
 
 @pytest.mark.arm64
@@ -105,6 +122,9 @@ def test_the_check_fails_with_a_readable_diff_when_arm_differs(emulator, model_p
     assert "generated/" in diff or ".jpg" in diff or ".png" in diff
     assert "host " in diff and " arm " in diff
     assert "inputs[0].dtype: host 'int8', arm 'float32'" in report
+    if model_pair == REFERENCE:  # the bench sees it too: another file, though just as accurate
+        assert "    bench:" in report
+        assert "model_int8.tflite: mode: host 'int8', arm 'float32'" in report
 
 
 @pytest.mark.arm64
@@ -149,6 +169,16 @@ def test_an_int8_softmax_may_be_one_step_apart_and_is_counted():
     assert len(diffs) == 1 and "one int8 SOFTMAX step (0.00390625) apart" in diffs[0]
     strict = check.ScoreRule.for_model({**INT8_INFO, "ops": {"SOFTMAX": 1}}, tolerance=1e-5, strict_int8=True)
     assert check.compare_predict(host, arm, strict, short=str)[0] != []
+
+
+def test_a_softmax_step_that_changes_the_top1_is_a_difference_and_says_so():
+    rule = check.ScoreRule.for_model({**INT8_INFO, "ops": {"SOFTMAX": 1}}, tolerance=1e-5)
+    host = _rows(("3/00031.png", [(3, 0.5), (5, 0.5)]))
+    arm = _rows(("3/00031.png", [(5, 0.503906), (3, 0.496094)]))
+    diffs, stats = check.compare_predict(host, arm, rule, short=str)
+    assert diffs == ["3/00031.png: top-1 host 3 (0.500000), arm 5 (0.503906); the scores are one int8 SOFTMAX "
+                     "step apart at most: aarch64's own SOFTMAX kernel tipped a near-tie"]
+    assert stats["same"] == 0 and stats["softmax_steps"] == []
 
 
 def test_float_model_within_tolerance_passes_and_top1_must_match():
@@ -196,12 +226,106 @@ def test_info_and_doctor_differences():
                                                "numpy: host '2.4', arm '1.26'"]
 
 
+# ----------------------------------------------------------------------------- the bench comparison
+HOST_BENCH = REPO / "models/digits-seed/report/bench.json"  # a real host report, made by the toolkit
+EMULATED_NOTE = ("Emulated (qemu-aarch64 -cpu cortex-a72): latency under emulation is not a device figure; "
+                 "accuracy, agreement and sizes are.")
+
+
+@pytest.fixture()
+def bench_pair():
+    """(host, arm) as compare_bench takes them: the host's real report, and a copy labelled as an
+    emulated run would be (machine, device notes, its table's wrapped caption, its Markdown)."""
+    if not HOST_BENCH.is_file():
+        pytest.skip(f"{HOST_BENCH} is not here")
+    report = json.loads(HOST_BENCH.read_text())
+    arm = copy.deepcopy(report)
+    arm["machine"].update(arch="aarch64", emulated="qemu-aarch64 -cpu cortex-a72")
+    arm["device"].update(is_device=False, notes=[EMULATED_NOTE] + arm["device"]["notes"])
+    terminal = "edgecls bench\n ... \nEmulated (qemu-aarch64 -cpu cortex-a72): latency under emulation is not a device\nfigure; accuracy, agreement and sizes are.\n"
+    markdown = f"# edgecls bench\n\n- {EMULATED_NOTE}\n"
+    names = [model["name"] for model in report["models"]]
+    rules = [check.ScoreRule(exact=True, softmax_step=1 / 256) if model["mode"] == "int8"
+             else check.ScoreRule(exact=False, tolerance=1e-5) for model in report["models"]]
+    return ({"data": report, "terminal": "", "markdown": ""},
+            {"data": arm, "terminal": terminal, "markdown": markdown, "device": "rpi4"}, names, rules)
+
+
+def test_an_emulated_bench_like_the_hosts_passes(bench_pair):
+    host, arm, names, rules = bench_pair
+    int8 = next(m for m in arm["data"]["models"] if m["mode"] == "int8")
+    int8["vs_reference"]["max_abs_dprob"] += 1 / 256  # one int8 SOFTMAX step: allowed
+    diffs, summary = check.compare_bench(host, arm, names, rules, tolerance=1e-5)
+    assert diffs == []
+    report = host["data"]
+    assert summary.startswith(f"bench --device rpi4 on {report['data']['images']} images: top-1 ")
+    assert f"model_int8.tflite {int8['accuracy']['top1']:.4f} (agrees " in summary  # e.g. 0.9944 (agrees 1.0000, 0 flipped)
+    assert summary.endswith(", same as host; latency labelled emulated")
+
+
+def test_a_bench_that_differs_gives_a_readable_diff(bench_pair):
+    host, arm, names, rules = bench_pair
+    int8 = next(m for m in arm["data"]["models"] if m["mode"] == "int8")
+    # One test image's top-1 turned on arm (3 -> 8): its accuracy, per-class and confusion figures,
+    # its agreement with the float reference and the flipped list all say so.
+    int8["accuracy"]["top1"] = 177 / 179
+    int8["accuracy"]["per_class"]["3"]["correct"] -= 1
+    int8["accuracy"]["confusion"][3][3] -= 1
+    int8["accuracy"]["confusion"][3][8] += 1
+    paired = int8["vs_reference"]
+    paired["agreement"] = 178 / 179
+    paired["flipped"] = [{"index": 4, "id": 63, "reference": "3", "model": "8", "true": "3"}]
+    paired["mean_abs_dprob"] += 0.01  # far more than one SOFTMAX step
+    diffs, summary = check.compare_bench(host, arm, names, rules, tolerance=1e-5)
+    assert summary == "bench DIFFERS"
+    assert "model_int8.tflite: accuracy.top1: host 0.994413407821229, arm 0.9888268156424581" in diffs
+    assert "model_int8.tflite: accuracy.confusion[3][8]: host 0, arm 1" in diffs
+    assert "model_int8.tflite: vs_reference.agreement: host 1.0, arm 0.994413407821229" in diffs
+    assert ("model_int8.tflite: image 63 (true 3), top-1 against the float model: host: agrees with keras; "
+            "arm: keras says 3, this model 8") in diffs
+    assert any(d.startswith("model_int8.tflite: vs_reference.mean_abs_dprob: host 0.000630819, arm 0.0106308 ")
+               for d in diffs), diffs
+    assert not any(d.startswith(("model_float32.tflite", "keras:")) for d in diffs), diffs  # they did not change
+    # (run_check exits 1 on any difference: test_the_check_fails_with_a_readable_diff_when_arm_differs)
+
+
+def test_an_emulated_bench_must_say_so(bench_pair):
+    host, arm, names, rules = bench_pair
+    unlabelled = {"data": copy.deepcopy(host["data"]), "terminal": "edgecls bench\n...", "markdown": "# edgecls bench\n"}
+    diffs, summary = check.compare_bench(host, unlabelled, names, rules, tolerance=1e-5)
+    assert summary == "bench DIFFERS"
+    assert diffs == [
+        "machine.emulated is not set: the report does not say it was measured under emulation",
+        "device.is_device is True: emulated latency offered as a device figure",
+        "device.notes never say the latency is 'not a device figure'",
+        "the terminal table does not say it was emulated and 'not a device figure'",
+        "the Markdown report does not say it was emulated and 'not a device figure'",
+    ]
+    # Labelled in the JSON but not in what a reader sees, or the reverse: still a difference.
+    arm["markdown"] = "# edgecls bench\n"
+    assert check.compare_bench(host, arm, names, rules, 1e-5)[0] == [
+        "the Markdown report does not say it was emulated and 'not a device figure'"]
+    # And a host report that calls itself emulated is wrong too.
+    host["data"]["machine"]["emulated"] = "qemu-x86_64 (detected)"
+    assert "the host's report says it was emulated (qemu-x86_64 (detected))" in check.compare_bench(
+        host, arm, names, rules, 1e-5)[0]
+
+
+def test_a_failed_bench_on_either_side_is_a_difference(bench_pair):
+    host, arm, names, rules = bench_pair
+    diffs, summary = check.compare_bench(host, {"failed": "exit 2: no such profile"}, names, rules, 1e-5)
+    assert diffs == ["host ok; arm exit 2: no such profile"] and summary == "bench FAILED"
+
+
 def test_cpus_by_core_or_device_profile():
     assert check.resolve_cpus("cortex-a72, cortex-a76,cortex-a72") == ["cortex-a72", "cortex-a76"]
     if (REPO / "devices/rpi5.toml").is_file():
         assert check.resolve_cpus("rpi5") == ["cortex-a76"]
     with pytest.raises(check.UsageError, match="no real core"):
         check.resolve_cpus("max")
+    if (REPO / "devices/rpi4.toml").is_file():
+        assert check.device_profile_for("cortex-a72") == "rpi4"
+    assert check.device_profile_for("cortex-a15") is None
 
 
 def test_runtime_pins_are_the_hosts_versions_for_aarch64():

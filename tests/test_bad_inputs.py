@@ -276,3 +276,67 @@ def test_bad_keras_files_for_export(kind, needle, tmp_path, cli):
     result = cli("export", tmp_path / "model.keras", "--data", "digits", "--out", tmp_path / "out")
     assert result.code == 2 and needle in result.err and "Traceback" not in result.err, result.err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["predict"], "Missing argument 'model'"),
+    (["predict", "--top-k", "x", "m.tflite", "a.png"], "'--top-k'"),
+    (["train", "--epochs"], "requires an argument"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["bench", "compare"], "Missing argument 'reports'"),
+])
+def test_usage_errors_are_one_line_too(argv, needle, cli):
+    result = cli(*argv)
+    assert result.code == 2 and needle in result.err and "--help" in result.err
+    assert result.err.startswith("edgecls: error: ") and len(result.err.strip().splitlines()) == 1
+
+
+def test_config_out_key_is_honoured(tmp_path, cli, monkeypatch):
+    pytest.importorskip("tensorflow")
+    (tmp_path / "c.toml").write_text(f"[train]\nepochs = 1\nout = '{tmp_path / 'from-config'}'\n")
+    result = cli("train", "--config", tmp_path / "c.toml", "--quiet")
+    assert result.code == 0, result.err
+    assert (tmp_path / "from-config" / "model.keras").is_file()
+
+
+def test_truncated_idx_header_is_an_input_error(tmp_path, cli):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03")
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x00")
+    result = cli("train", "--data", tmp_path, "--out", tmp_path / "run")
+    assert result.code == 2 and "truncated" in result.err and "Traceback" not in result.err
+
+
+def test_a_copied_dataset_folder_is_the_same_data(tmp_path, monkeypatch):
+    import shutil
+
+    from edgecls.data import load_dataset, load_split, make_split
+
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    original = _photos(tmp_path / "a")
+    dataset = load_dataset(str(original), img_size=16, progress=False)
+    doc = make_split(dataset, 0.2, 0.2, seed=0).to_json(dataset, 0, (0.2, 0.2))
+    copy = tmp_path / "b"
+    shutil.copytree(original, copy)  # new modification times: a new cache, the same content
+    load_split(doc, load_dataset(str(copy), img_size=16, progress=False))  # must not say "changed"
+    (copy / "a" / "0.png").write_bytes(_encoded(_photo(seed=999), "PNG"))
+    with pytest.raises(Exception, match="changed since the run was trained"):
+        load_split(doc, load_dataset(str(copy), img_size=16, progress=False))
+
+
+def test_a_concurrent_run_keeps_its_staging_folder(tmp_path):
+    import subprocess
+    import sys
+
+    from edgecls.atomic import staged_dir
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        busy = tmp_path / f".run.partial-{sleeper.pid}-abc"
+        busy.mkdir()
+        dead = tmp_path / ".run.partial-999999999-abc"
+        dead.mkdir()
+        with staged_dir(tmp_path / "run") as staging:
+            (staging / "x").write_text("1")
+        assert busy.exists() and not dead.exists() and (tmp_path / "run" / "x").is_file()
+    finally:
+        sleeper.kill()

@@ -212,9 +212,9 @@ def test_litert_quantizer_missing_says_how_to_install(monkeypatch, digits_run):
     from edgecls.export import validate_options
 
     monkeypatch.setitem(sys.modules, "ai_edge_quantizer", None)  # import now fails
-    with pytest.raises(EdgeclsError, match=r"pip install 'edgecls\[litert-quantizer\]'"):
+    with pytest.raises(EdgeclsError, match=r"pip install 'edgecls\[train\]'"):
         validate_options(ExportOptions(["int8"], quantizer="litert"))
-    with pytest.raises(EdgeclsError, match=r"pip install 'edgecls\[litert-quantizer\]'"):
+    with pytest.raises(EdgeclsError, match=r"pip install 'edgecls\[train\]'"):
         quantize_litert(b"", "int8", np.zeros((1, 4, 4, 1), np.uint8))
 
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgecls.train import classification_metrics
+from edgecls.metrics import classification_metrics
 
 MAX_TOP_K = 5
 

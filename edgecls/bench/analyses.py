@@ -54,7 +54,9 @@ def add_analyses(report: dict[str, Any], run_dir: Path, diagnose: bool, sweep: O
 
         log("Diagnosing int8 quantisation (TensorFlow's QuantizationDebugger) ...")
         found = run_diagnosis(run)
-        worst = [row.label for row in found.worst(2)]
+        # --keep-float takes Keras layer names: the worst ops' layers, each once
+        worst = list(dict.fromkeys(layer for row in found.worst(3) for layer in row.layers))[:2] or \
+            [row.op for row in found.worst(1)]
         notes = diagnosis_notes(found) + [
             f"To keep the worst in float: edgecls export {run_dir} --keep-float {','.join(worst)} "
             f"(or --auto-fallback 2), then bench again to see the accuracy recovered and the latency it costs."]

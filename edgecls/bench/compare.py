@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from edgecls.atomic import write_text_atomic
-from edgecls.bench.report import DASH, md_table, ms_text
+from edgecls.bench.report import DASH, markup_cell, markup_lines, md_table, ms_text
 from edgecls.bench.schema import check_report
 from edgecls.errors import EdgeclsError
 
@@ -104,14 +104,14 @@ def render_table(merged: dict[str, Any]) -> Any:
 
     notes = [f"{r['name']}: {r['measured_on']}; CPU {r['cpu']}. " + " ".join(r["notes"])
              for r in merged["reports"]]
-    table = Table(box=box.SIMPLE_HEAD, title="edgecls bench compare", caption="\n".join(notes + [
+    table = Table(box=box.SIMPLE_HEAD, title="edgecls bench compare", caption=markup_lines(notes + [
         "p50/p99: invoke alone, batch 1, ms per image; img/s: throughput at the report's batch size; agree: top-1 "
         "agreement with the report's float reference."]), caption_justify="left", collapse_padding=True,
         pad_edge=False)
     for i, column in enumerate(COLUMNS):
         table.add_column(column, justify="left" if i < 4 else "right")
     for row in merged["rows"]:
-        table.add_row(*row)
+        table.add_row(*map(markup_cell, row))
     return table
 
 

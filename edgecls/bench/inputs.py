@@ -5,7 +5,8 @@ Test images, in order of preference:
   data now is);
 - `--data` for bare .tflite files: its test part when it comes with one (IDX t10k files, a
   test/ sub-folder, Keras' test set), else every image in it;
-- for a bare edgecls .tflite without --data, the run named in its metadata, if it is here.
+- for a bare edgecls .tflite without --data, the run named in its metadata, if it is here and its
+  model.keras has the SHA-256 the metadata records (else --data is needed).
 
 Without TensorFlow all of this works except the `digits` dataset (it ships inside scikit-learn):
 on a device, bench with `--data` pointing at the folder `--save-test-images` wrote.
@@ -138,13 +139,33 @@ def unique_names(models: list[BenchModel]) -> None:
             model.name = f"{model.path.parent.name}/{model.path.name}"
 
 
-def metadata_run(path: Path) -> Optional[Path]:
-    """The run directory an edgecls .tflite says it came from, if it exists here."""
+def metadata_run(path: Path) -> tuple[Optional[Path], Optional[str]]:
+    """(the run directory an edgecls .tflite says it came from, if it is here and really is that run;
+    else None and, when a run of that name is here but is another one, a sentence saying so).
+
+    The path in the metadata is only a name (often relative, and reused by every `edgecls train
+    --out runs/x`): the run is accepted only when its model.keras has the SHA-256 the export recorded.
+    """
+    from edgecls.rundir import MODEL_FILE, sha256_file
     from edgecls.runtime.classify import read_model_bytes
     from edgecls.runtime.metadata import read_metadata
 
-    run = ((read_metadata(read_model_bytes(path)) or {}).get("source") or {}).get("run")
-    return Path(run) if run and (Path(run) / "split.json").is_file() else None
+    source = (read_metadata(read_model_bytes(path)) or {}).get("source") or {}
+    run = source.get("run")
+    if not run or not (Path(run) / "split.json").is_file():
+        return None, None
+    expected = source.get("model_sha256")
+    try:
+        actual = sha256_file(Path(run) / MODEL_FILE)
+    except OSError:
+        actual = None
+    if expected and actual == expected:
+        return Path(run), None
+    why = ("records no model digest to check it by" if not expected
+           else f"has no readable {MODEL_FILE}" if actual is None
+           else f"has another {MODEL_FILE} (SHA-256 {actual[:12]}…, the file was exported from {expected[:12]}…)")
+    return None, (f"{path.name}'s metadata names the run {run}, but the run there {why}: "
+                  "it is not this model's run, so its test split is not used")
 
 
 # ---------------------------------------------------------------------- test images

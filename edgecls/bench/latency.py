@@ -68,18 +68,19 @@ def stats(samples_ms: Sequence[float]) -> dict[str, Any]:
 
 def measure(models: list[BenchModel], threads: list[int], images: np.ndarray, files: list[Path], file_source: str,
             plan: Plan, backend: Optional[str] = None, reference: Optional[str] = None,
-            log: Callable[[str], None] = print) -> dict[tuple[str, int], dict[str, Any]]:
+            log: Callable[[str], None] = print,
+            input_range: Optional[tuple[float, float]] = None) -> dict[tuple[str, int], dict[str, Any]]:
     """Latency figures per (model name, threads) for the .tflite models, interleaved.
 
     `files` are image files for file -> label (see sample_files); `reference` names the model
-    (a float32 .tflite) that ratios are taken against."""
+    (a float32 .tflite) that ratios are taken against; `input_range` is Classifier's."""
     contenders = [Contender(m, t) for m in models for t in threads]
     if not contenders:
         return {}
     Classifier(models[0].path, num_threads=1, backend=backend)  # import the interpreter before timing
     log(f"Timing {len(models)} model(s) x threads {', '.join(map(str, threads))}: {plan.warmup} warm-up, "
         f"{plan.rounds} interleaved rounds of {plan.per_round} images")
-    _load(contenders, images, backend)
+    _load(contenders, images, backend, input_range)
     _warm_up(contenders, images, files, plan.warmup)
     _rounds(contenders, plan, lambda c, j: _time_invoke(c.classifier, images[j % len(images)][None]),
             lambda c: c.invoke_rounds)
@@ -102,13 +103,14 @@ def _rotated(contenders: list[Contender], r: int) -> list[Contender]:
     return contenders[k:] + contenders[:k]
 
 
-def _load(contenders: list[Contender], images: np.ndarray, backend: Optional[str]) -> None:
+def _load(contenders: list[Contender], images: np.ndarray, backend: Optional[str],
+          input_range: Optional[tuple[float, float]] = None) -> None:
     one = images[:1]
     for r in range(LOAD_REPEATS):
         for c in _rotated(contenders, r):
             c.classifier = None  # the previous instance goes first: one interpreter per contender alive
             started = time.perf_counter()
-            clf = Classifier(c.model.path, num_threads=c.threads, backend=backend)
+            clf = Classifier(c.model.path, num_threads=c.threads, backend=backend, input_range=input_range)
             c.init_ms.append((time.perf_counter() - started) * 1e3)
             c.load_ms.append(clf.load_seconds * 1e3)
             c.first_ms.append(_time_invoke(clf, one))

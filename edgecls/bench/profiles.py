@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +28,14 @@ EMULATED_ENV = "EDGECLS_EMULATED"  # e.g. qemu-cortex-a76, set by whoever runs u
 _REQUIRED = {"name": str, "arch": str, "cores": int, "threads": int}
 _OPTIONAL = {"cpu": str, "qemu_cpu": str, "memory_mb": int, "notes": str}
 _ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
+# Arm's "CPU part" numbers (/proc/cpuinfo, implementer 0x41) of the cores in Pi-class boards.
+CPU_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0b": "Cortex-A76"}
+# /proc/device-tree/model prefixes -> the board's core, where the kernel names no CPU part.
+BOARD_CORES = (("Raspberry Pi 5", "Cortex-A76"), ("Raspberry Pi Compute Module 5", "Cortex-A76"),
+               ("Raspberry Pi 500", "Cortex-A76"), ("Raspberry Pi 4", "Cortex-A72"),
+               ("Raspberry Pi Compute Module 4", "Cortex-A72"), ("Raspberry Pi 400", "Cortex-A72"),
+               ("Raspberry Pi 3", "Cortex-A53"), ("Raspberry Pi Zero 2", "Cortex-A53"))
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,29 @@ def emulation() -> Optional[str]:
     return None
 
 
+def host_core(cpuinfo: str = "/proc/cpuinfo", model: str = "/proc/device-tree/model") -> Optional[str]:
+    """The core type of this machine's CPU ("Cortex-A76"), from /proc/cpuinfo's "CPU part", else
+    from the device-tree board model; None where neither says (x86, macOS, an unknown board)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    parts = {m.group(1).lower() for m in re.finditer(r"^CPU part\s*:\s*(0x[0-9a-fA-F]+)", text, re.MULTILINE)}
+    if parts:  # big.LITTLE boards list two kinds: name them all
+        return "+".join(sorted(CPU_PARTS.get(p, f"CPU part {p}") for p in parts))
+    try:
+        board = Path(model).read_text(encoding="utf-8", errors="replace").strip("\x00 \n")
+    except OSError:
+        return None
+    return next((core for prefix, core in BOARD_CORES if board.startswith(prefix)), None)
+
+
+def profile_core(profile: DeviceProfile) -> Optional[str]:
+    """The core type a profile names in its cpu ("4x Cortex-A76 @ 2.4 GHz" -> "Cortex-A76"), or None."""
+    found = re.search(r"Cortex-?([AX]\d+)", profile.cpu, re.IGNORECASE)
+    return f"Cortex-{found.group(1).upper()}" if found else None
+
+
 def describe_machine(backend: Any) -> dict[str, Any]:
     """The machine section of a report: doctor's machine_info plus what the bench ran with."""
     import numpy
@@ -176,7 +208,7 @@ def describe_machine(backend: Any) -> dict[str, Any]:
             versions[heavy] = str(getattr(module, "__version__", "unknown"))
     return {**machine_info(), "arch": normalize_arch(platform.machine()), "usable_cpus": cpu_count(),
             "backend": {"name": backend.name, "version": backend.version}, "versions": versions,
-            "emulated": emulation()}
+            "emulated": emulation(), "cpu_core": host_core()}
 
 
 def placement_notes(profile: Optional[DeviceProfile], machine: dict[str, Any], cpus_used: Optional[list[int]],
@@ -194,14 +226,25 @@ def placement_notes(profile: Optional[DeviceProfile], machine: dict[str, Any], c
         return not machine.get("emulated"), notes
     same_arch = normalize_arch(profile.arch) == machine["arch"]
     same_cores = profile.cores in (0, used) and (profile.cores == 0 or machine["usable_cpus"] >= profile.cores)
-    is_device = same_arch and same_cores and not machine.get("emulated")
-    if is_device:
-        notes.append(f"Measured on {host} as {profile.name} ({used} CPUs, threads {', '.join(map(str, threads))}).")
+    # Arch and core count fit every 4-core arm64 board: the core type tells a Pi 5 from a Pi 4.
+    want, have = profile_core(profile), machine.get("cpu_core")
+    same_core = want is None or have == want
+    fits = same_arch and same_cores and not machine.get("emulated")
+    if fits and same_core:
+        notes.append(f"Measured on {host} as {profile.name} ({used} CPUs, threads {', '.join(map(str, threads))}"
+                     + (f"; {have} confirmed)." if want else ")."))
         return True, notes
+    if fits and have is None:
+        notes.append(f"Measured on {host} under the {profile.name} profile ({used} CPUs, threads "
+                     f"{', '.join(map(str, threads))}); that this host is a {profile.name} is unconfirmed: its "
+                     f"CPU core type could not be read to check it against the profile's {want}. Treat these as "
+                     f"unconfirmed {profile.name} figures.")
+        return False, notes
     cores = "all cores" if profile.cores == 0 else f"{profile.cores} cores"
     short = (f"; this host has only {machine['usable_cpus']} CPUs, so {used} were used"
              if profile.cores > machine["usable_cpus"] else "")
+    other = f"; its CPU is a {have}, not the profile's {want}" if fits else ""
     notes.append(f"Measured on {host} under the {profile.name} profile's constraints ({cores}, threads "
-                 f"{', '.join(map(str, threads))}{short}), not on a {profile.name}: these are not "
+                 f"{', '.join(map(str, threads))}{short}{other}), not on a {profile.name}: these are not "
                  f"{profile.name} figures.")
     return False, notes

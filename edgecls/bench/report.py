@@ -100,13 +100,27 @@ def render_table(report: dict[str, Any]) -> Any:
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, title="edgecls bench", caption="\n".join(headline(report)),
+    table = Table(box=box.SIMPLE_HEAD, title="edgecls bench", caption=markup_lines(headline(report)),
                   caption_justify="left", collapse_padding=True, pad_edge=False)
     for i, column in enumerate(COLUMNS):
         table.add_column(column, justify="left" if i < 2 else "right", no_wrap=i == 0)
     for row in table_rows(report):
-        table.add_row(*row)
+        table.add_row(*map(markup_cell, row))
     return table
+
+
+def markup_cell(value: Any) -> str:
+    """Text from data (model and file names, CPU names, notes) as a rich cell: shown as it is, never
+    read as markup ([bold] stays "[bold]"), without control characters or undecodable bytes."""
+    from rich.markup import escape
+
+    from edgecls.runtime.labels import clean_text, printable
+
+    return escape(clean_text(printable(str(value))))
+
+
+def markup_lines(lines: Sequence[str]) -> str:
+    return "\n".join(markup_cell(line) for line in lines)
 
 
 def print_tables(*tables: Any) -> None:
@@ -125,10 +139,11 @@ def render_sections(report: dict[str, Any]) -> list[Any]:
 
     tables = []
     for section in report.get("sections", []):
-        table = Table(*section["columns"], box=box.SIMPLE_HEAD, title=section["title"],
-                      caption="\n".join(section.get("notes", [])) or None, caption_justify="left")
+        table = Table(*map(markup_cell, section["columns"]), box=box.SIMPLE_HEAD,
+                      title=markup_cell(section["title"]), caption=markup_lines(section.get("notes", [])) or None,
+                      caption_justify="left")
         for row in section["rows"]:
-            table.add_row(*(_cell(v) for v in row))
+            table.add_row(*(markup_cell(_cell(v)) for v in row))
         tables.append(table)
     return tables
 

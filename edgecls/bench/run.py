@@ -31,6 +31,7 @@ from edgecls.errors import EdgeclsError
 from edgecls.rundir import RunDir, open_run
 from edgecls.runtime.classify import Classifier, softmax
 from edgecls.runtime.interpreter import find_backend
+from edgecls.runtime.metadata import check_range
 
 KERAS_NAME = "keras"
 
@@ -46,6 +47,7 @@ class BenchOptions:
     batch_size: int = 32
     keras: bool = True
     backend: Optional[str] = None
+    input_range: Optional[tuple[float, float]] = None  # Classifier's: what pixels 0 and 255 become
     memory: bool = True
     save_test_images: Optional[Path] = None
     json_path: Optional[Path] = None  # checked for writability before measuring
@@ -79,6 +81,8 @@ def validate(options: BenchOptions) -> None:
         raise EdgeclsError(f"--warmup must be 0 or more (got {options.warmup})")
     if options.batch_size < 1:
         raise EdgeclsError(f"--batch-size must be at least 1 (got {options.batch_size})")
+    if options.input_range is not None:
+        options.input_range = check_range(options.input_range, "--input-range", EdgeclsError)
 
 
 def default_report_dir(paths: list[Path]) -> Optional[Path]:
@@ -97,7 +101,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     run, models, test = _inputs(options, backend.name, log)
 
     log(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images")
-    probabilities = {m.name: Classifier(m.path, backend=backend.name).probabilities(test.images) for m in models}
+    probabilities = {m.name: Classifier(m.path, backend=backend.name, input_range=options.input_range)
+                     .probabilities(test.images) for m in models}
     machine = describe_machine(backend)  # before the affinity change: the host as it is
     float_file = next((m.name for m in models if m.is_float), None)
     plan = latency.Plan(options.warmup, options.runs, options.batch_size)
@@ -105,10 +110,14 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         threads = options.threads or default_threads(profile, len(cpus) if cpus else machine["usable_cpus"])
         timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
         timings = latency.measure(models, threads, test.images, timing_files, file_source, plan,
-                                  backend.name, float_file, log)
+                                  backend.name, float_file, log, options.input_range)
         memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, log)
 
     notes = list(test.notes)
+    if options.input_range is not None:
+        low, high = options.input_range
+        notes.append(f"--input-range {low:g},{high:g}: every .tflite model was fed pixels 0..255 as {low:g}..{high:g}, "
+                     "whatever its metadata says.")
     failed = next((m["error"] for m in [baseline or {}, *memories.values()] if m and "error" in m), None)
     if failed:
         notes.append(f"Peak memory not measured: {failed}")
@@ -128,7 +137,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         "data": test.to_json(),
         "settings": {"warmup": plan.warmup, "runs": plan.runs, "rounds": plan.rounds, "per_round": plan.per_round,
                      "batch_size": plan.batch_size, "top_k": accuracy.top_k(len(test.class_names)),
-                     "keras": keras_model is not None},
+                     "keras": keras_model is not None,
+                     "input_range": list(options.input_range) if options.input_range is not None else None},
         "reference": reference,
         "latency_reference": float_file,
         "models": _model_entries(entries, reference, test, timings, threads, memories, float_file),
@@ -147,7 +157,9 @@ def _inputs(options: BenchOptions, backend: str, log: Callable[[str], None]
         files = _unique(exported_files(run_dir) + files)
     models = [describe_tflite(path, backend) for path in files]
     unique_names(models)
-    test = _test_set(run, options.data, models, {m.name: Classifier(m.path, backend=backend) for m in models})
+    test = _test_set(run, options.data, models, {m.name: Classifier(m.path, backend=backend,
+                                                                   input_range=options.input_range)
+                                                 for m in models})
     if options.save_test_images is not None:
         save_test_images(test, options.save_test_images)
         log(f"Wrote the {len(test.labels)} test images to {options.save_test_images} (bench on a device with "
@@ -177,15 +189,17 @@ def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchMode
         if other.shape != spec.shape:
             raise EdgeclsError(f"{model.name} takes {_shape(other.shape)} images but {models[0].name} takes "
                                f"{_shape(spec.shape)}: bench models of one input size together")
-    named_by_metadata = False
+    named_by_metadata, problem = False, None
     if run is None:
-        # An edgecls model names its run: when that run is here (and --data, if given, is its data),
-        # its saved test split is the honest choice, not every image of the dataset.
-        run = _metadata_run(models[0].path, data)
+        # An edgecls model names its run: when that run is here (its model.keras the one the file was
+        # exported from, and --data, if given, its data), its saved test split is the honest choice,
+        # not every image of the dataset.
+        run, problem = _metadata_run(models[0].path, data)
         named_by_metadata = run is not None
         if run is None and data is None:
+            reason = problem or f"{models[0].name} does not name a run directory that is here"
             raise EdgeclsError(f"name the test images with --data (a folder of class sub-folders, a folder of IDX "
-                               f"files, digits, ...): {models[0].name} does not name a run directory that is here")
+                               f"files, digits, ...): {reason}")
     if run is None:
         test = data_test_set(data, spec.size, spec.color)
     else:
@@ -194,6 +208,8 @@ def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchMode
         except EdgeclsError as exc:  # e.g. digits without scikit-learn, on a device
             raise EdgeclsError(f"{exc}; on a device, bench the .tflite files with --data FOLDER instead (made "
                                f"on the workstation by edgecls bench {run.run_dir} --save-test-images FOLDER)") from None
+    if problem:
+        test.notes.append(f"{problem}; the test images are --data {data}.")
     if named_by_metadata:
         test.notes.append(f"Test images: the held-out test split of {run.run_dir}, the run named in "
                           f"{models[0].name}'s metadata.")
@@ -205,17 +221,19 @@ def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchMode
     return test
 
 
-def _metadata_run(model: Path, data: Optional[str]) -> Optional[RunDir]:
-    found = metadata_run(model)
+def _metadata_run(model: Path, data: Optional[str]) -> tuple[Optional[RunDir], Optional[str]]:
+    """(the run the model's metadata names, if it is here, verified and fits --data; else None and
+    why not, when a run of that name is here but is not this model's)."""
+    found, problem = metadata_run(model)
     if found is None:
-        return None
+        return None, problem
     try:
         run = open_run(found)
     except EdgeclsError:  # a broken run is no better than none: --data decides
-        return None
+        return None, None
     if data is not None and data != run.data and Path(data).resolve() != Path(run.data).resolve():
-        return None
-    return run
+        return None, None
+    return run, None
 
 
 def _shape(shape: tuple) -> str:

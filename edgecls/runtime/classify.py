@@ -22,7 +22,7 @@ import numpy as np
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.interpreter import Backend, create_interpreter, default_threads, find_backend
 from edgecls.runtime.labels import clean_text, read_labels
-from edgecls.runtime.metadata import ModelFileError, check_tflite_bytes, read_metadata
+from edgecls.runtime.metadata import ModelFileError, check_range, check_tflite_bytes, read_metadata
 from edgecls.runtime.preprocess import ImageError, ImageSource, load_image
 
 LABELS_FILE = "labels.txt"  # looked for beside the model
@@ -91,8 +91,14 @@ class Classifier:
         num_threads: int | None = None,
         labels: str | os.PathLike | Sequence[str] | None = None,
         backend: str | None = None,
+        input_range: tuple[float, float] | None = None,
     ):
+        """`input_range` (low, high): the input values that pixels 0 and 255 become, overriding the
+        metadata's pixel_range and the default (0..255 for a float input: edgecls models scale inside).
+        Third-party float models usually want (-1, 1) (MobileNet style) or (0, 1)."""
         self.path = Path(model_path)
+        if input_range is not None:
+            input_range = check_range(input_range, "input_range", EdgeclsError)
         content = read_model_bytes(self.path)
         self.backend: Backend = find_backend(backend)
         self.num_threads = default_threads() if num_threads is None else num_threads
@@ -106,7 +112,7 @@ class Classifier:
         inp, out = check_classifier(self.interpreter.get_input_details(), self.interpreter.get_output_details(),
                                     self.path.name)
         self.num_classes = int(out["shape"][-1])
-        self.input_spec = _input_spec(inp, self.metadata, self.path.name)
+        self.input_spec = _input_spec(inp, self.metadata, self.path.name, input_range)
         self.labels, self.labels_source = resolve_labels(labels, self.metadata, self.path, self.num_classes)
         self.output_kind = output_kind(self.interpreter, out["index"], self.metadata)
         # A model exported with a dynamic batch dimension (shape_signature -1) takes whole batches.
@@ -257,6 +263,21 @@ def _ready(source: Any, pixels: Any) -> tuple[Any, np.ndarray | str]:
 
 
 # -------------------------------------------------------------------- checks and conversions
+def parse_input_range(text: str | None, option: str = "--input-range") -> tuple[float, float] | None:
+    """'-1,1' -> (-1.0, 1.0): two finite, distinct numbers. One-line EdgeclsError otherwise."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        value = (float(parts[0]), float(parts[1]))
+    except ValueError:
+        raise EdgeclsError(f"{option} takes LO,HI, the values pixels 0 and 255 become, e.g. -1,1 or 0,1 "
+                           f"(got {text!r})") from None
+    return check_range(value, option, EdgeclsError)
+
+
 def read_model_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
@@ -299,7 +320,8 @@ def _per_tensor(details: dict, name: str, what: str) -> tuple[float, int]:
     return float(scale), int(zero_point)
 
 
-def _input_spec(details: dict, metadata: dict | None, name: str) -> InputSpec:
+def _input_spec(details: dict, metadata: dict | None, name: str,
+                input_range: tuple[float, float] | None = None) -> InputSpec:
     _, height, width, channels = (int(d) for d in details["shape"])
     dtype = details["dtype"]
     scale, zero_point = _per_tensor(details, name, "input")
@@ -308,11 +330,10 @@ def _input_spec(details: dict, metadata: dict | None, name: str) -> InputSpec:
         if declared.get(key) not in (None, actual):
             raise ModelFileError(f"{name}: metadata says input {key} {declared[key]!r} but the tensor has {actual!r}")
     pixel_range = declared.get("pixel_range")
-    if pixel_range is not None:
-        if not (isinstance(pixel_range, (list, tuple)) and len(pixel_range) == 2
-                and all(isinstance(v, (int, float)) for v in pixel_range) and pixel_range[0] != pixel_range[1]):
-            raise ModelFileError(f"{name}: malformed edgecls metadata: input pixel_range {pixel_range!r}")
-        pixel_range = (float(pixel_range[0]), float(pixel_range[1]))
+    if input_range is not None:  # the caller knows better (a third-party model)
+        pixel_range = check_range(input_range, "input_range", EdgeclsError)
+    elif pixel_range is not None:
+        pixel_range = check_range(pixel_range, f"{name}: malformed edgecls metadata: input pixel_range")
     elif dtype != np.float32 and scale > 0:
         # No metadata: the ecosystem's convention for a quantised input is that it takes the pixel
         # bytes themselves (uint8 as is, int8 shifted by 128): span the tensor's representable range.

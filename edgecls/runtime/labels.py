@@ -18,8 +18,22 @@ def clean_text(text: str) -> str:
 
     Undecodable bytes in file names (surrogate escapes) become U+FFFD, which any terminal prints.
     """
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = _utf8(text, "replace")
     return _CONTROL.sub("", text)
+
+
+def printable(text: str) -> str:
+    """`text` as valid UTF-8 for any stream or JSON: a file name's undecodable bytes (surrogate
+    escapes) become the text \\xNN, so the name stays recognisable. Control characters are kept
+    (JSON and CSV quote them); pass the result through clean_text for a terminal."""
+    return _utf8(text, "backslashreplace")
+
+
+def _utf8(text: str, errors: str) -> str:
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", errors)
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (from a JSON \ud800 escape)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def parse_labels(text: str) -> list[str]:

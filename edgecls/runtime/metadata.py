@@ -9,6 +9,7 @@ ships with LiteRT (and with TensorFlow), and `flatbuffers` is a base dependency.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from edgecls.errors import EdgeclsError
@@ -111,29 +112,71 @@ def _metadata_entry(data: bytes) -> bytes | None:
 
 
 def parse_metadata_json(raw: bytes) -> dict[str, Any]:
-    """Parse and validate the JSON document; never evaluates anything."""
+    """Parse and validate the JSON document; never evaluates anything.
+
+    Every field the toolkit reads is type-checked here, so that a hostile or broken file is a
+    one-line ModelFileError, never an AttributeError or TypeError further on.
+    """
     if len(raw) > MAX_METADATA_BYTES:
         raise ModelFileError(f"metadata is {len(raw)} bytes, over the {MAX_METADATA_BYTES} limit")
     try:
         meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit integer
         raise ModelFileError(f"malformed edgecls metadata (not JSON: {exc.__class__.__name__})") from None
     if not isinstance(meta, dict):
         raise ModelFileError("malformed edgecls metadata (not a JSON object)")
     labels = meta.get("labels")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
         raise ModelFileError("malformed edgecls metadata: 'labels' must be a list of strings")
+    for key in ("input", "quantization", "source", "versions"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise ModelFileError(f"malformed edgecls metadata: {key!r} must be an object, "
+                                 f"not {_kind(meta[key])}")
+    if meta.get("output") is not None and not isinstance(meta["output"], str):
+        raise ModelFileError(f"malformed edgecls metadata: 'output' must be a string, not {_kind(meta['output'])}")
+    for table, key in (("quantization", "mode"), ("source", "run"), ("source", "model_sha256")):
+        value = (meta.get(table) or {}).get(key)
+        if value is not None and not isinstance(value, str):
+            raise ModelFileError(f"malformed edgecls metadata: {table}.{key} must be a string, not {_kind(value)}")
     spec = meta.get("input")
     if spec is not None:
-        if not isinstance(spec, dict):
-            raise ModelFileError("malformed edgecls metadata: 'input' must be an object")
         if spec.get("color") not in (None, "grayscale", "rgb"):
-            raise ModelFileError(f"malformed edgecls metadata: unknown colour {spec.get('color')!r}")
+            raise ModelFileError(f"malformed edgecls metadata: unknown colour {_short(spec.get('color'))}")
         for key in ("height", "width"):
             value = spec.get(key)
-            if value is not None and not (isinstance(value, int) and 0 < value <= 8192):
-                raise ModelFileError(f"malformed edgecls metadata: input {key} {value!r}")
+            if value is not None and not (_is_int(value) and 0 < value <= 8192):
+                raise ModelFileError(f"malformed edgecls metadata: input {key} {_short(value)}")
+        if spec.get("pixel_range") is not None:
+            check_range(spec["pixel_range"], "malformed edgecls metadata: input pixel_range")
     return meta
+
+
+def check_range(value: Any, what: str, error: type[EdgeclsError] = ModelFileError) -> tuple[float, float]:
+    """(low, high) from two finite, distinct numbers, else a one-line `error` naming `what`."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise error(f"{what} {_short(value)} is not two numbers [low, high]")
+    try:
+        low, high = float(value[0]), float(value[1])
+    except OverflowError:  # an integer too big for a float
+        low = high = math.inf
+    if not (math.isfinite(low) and math.isfinite(high)) or low == high:
+        raise error(f"{what} {_short(value)} must be two finite, distinct numbers")
+    return low, high
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def embed_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:

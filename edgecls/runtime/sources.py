@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from edgecls.runtime.classify import Prediction
+from edgecls.runtime.labels import printable
 from edgecls.runtime.preprocess import IMAGE_EXTENSIONS, is_image_file
 
 
@@ -28,7 +29,7 @@ def expand_images(arguments: Iterable[str]) -> Iterator[Path | Prediction]:
         elif glob.has_magic(argument):
             yield from _or_reason(_glob_images(argument), argument, "no image matches this pattern")
         else:
-            yield Prediction(argument, error=f"no such file or folder: {argument}")
+            yield Prediction(argument, error=f"no such file or folder: {printable(argument)}")
 
 
 def walk_images(folder: Path) -> Iterator[Path]:
