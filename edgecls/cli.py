@@ -340,17 +340,24 @@ def bench_compare(
 
 # ----------------------------------------------------------------------------- main
 def _cli_exceptions() -> tuple[tuple, tuple, tuple]:
-    """(exit, usage-error, abort) exception types of Typer and of click (Typer 0.2x vendors click)."""
-    import click
-
-    usage = [click.exceptions.UsageError]
+    """(exit, usage-error, abort) exception types. Typer 0.29 has its own Exit/Abort and a vendored
+    copy of click (typer._click) and does not install click; older Typers use click itself."""
+    exits, usage, aborts = [typer.Exit], [], [typer.Abort]
     try:
-        from typer._click import exceptions as vendored  # a private path, hence the fallback
+        from typer._click import exceptions as vendored  # a private path, hence the fallbacks
 
         usage.append(vendored.UsageError)
     except ImportError:
         pass
-    return (typer.Exit, click.exceptions.Exit), tuple(usage), (typer.Abort, click.exceptions.Abort)
+    try:
+        import click
+    except ImportError:  # the device side: Typer 0.29 alone
+        pass
+    else:
+        exits.append(click.exceptions.Exit)
+        usage.append(click.exceptions.UsageError)
+        aborts.append(click.exceptions.Abort)
+    return tuple(exits), tuple(usage), tuple(aborts)
 
 
 def main() -> None:

@@ -165,6 +165,37 @@ def models(tmp_path_factory):
     return paths
 
 
+def _unit_range_model(keras):
+    """8x8x1 grayscale like `quad`, but it takes inputs in [0, 1] (no Rescaling inside, as many
+    third-party models): tanh saturates on raw 0..255 pixels, and then "left" and "right" come out
+    as "top" (a tie, the lower index wins)."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    halves = keras.layers.Dense(4, activation="tanh")
+    x = halves(x)
+    scale = keras.layers.Dense(4)
+    x = scale(x)
+    model = keras.Model(inputs, keras.layers.Softmax()(x))
+    masks = np.stack([quad_image(name, bright=1).reshape(-1) for name in QUAD_LABELS], axis=1) * 0.1
+    halves.set_weights([masks.astype(np.float32), np.zeros(4, np.float32)])
+    scale.set_weights([np.eye(4, dtype=np.float32) * 5, np.zeros(4, np.float32)])
+    return model
+
+
+@pytest.fixture(scope="session")
+def unit_range(tmp_path_factory):
+    """A float32 .tflite (no metadata, labels.txt beside it) that expects [0, 1] input, and its Keras model."""
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    model = _unit_range_model(keras)
+    folder = tmp_path_factory.mktemp("unit-range")
+    path = folder / "unit_float.tflite"
+    path.write_bytes(convert(tf, model, (8, 8, 1)))
+    (folder / "labels.txt").write_text("".join(f"{name}\n" for name in QUAD_LABELS))
+    return SimpleNamespace(path=path, keras=model)
+
+
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Run `edgecls ARGS...` in-process through the real entry point (main's error handling

@@ -121,6 +121,42 @@ def test_non_utf8_file_name_is_an_ordinary_row(tmp_path, cli):
     assert as_json.code == 0 and json.loads(as_json.out)["classes"]
 
 
+def test_non_utf8_names_in_error_rows_on_a_strict_utf8_stdout(tmp_path):
+    """--json and --csv rows whose error reason quotes an undecodable name: written as \\xNN, no
+    UnicodeEncodeError (PYTHONIOENCODING=utf-8 is strict, as a UTF-8 pipe in some setups is)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(_encoded(_photo(), "PNG"))
+    os.symlink(tmp_path / "gone.png", folder / os.fsdecode(b"dangling-\xe9.png"))  # "no such file: NAME"
+    missing = os.fsdecode(b"missing-\xff.png")  # "no such file or folder: NAME"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    for fmt in ("--json", "--csv"):
+        done = subprocess.run([sys.executable, "-m", "edgecls", "predict", fmt, str(MODEL), "photos", missing],
+                              capture_output=True, cwd=tmp_path, env=env, timeout=120)
+        out, err = done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
+        assert done.returncode == 1 and "Traceback" not in err and "internal error" not in err, err
+        if fmt == "--json":
+            errors = {row["file"]: row.get("error") for row in map(json.loads, out.splitlines())}
+        else:
+            import csv
+
+            errors = {row["file"]: row["error"] for row in csv.DictReader(io.StringIO(out))}
+        assert errors["missing-\\xff.png"] == "no such file or folder: missing-\\xff.png"
+        assert "dangling-\\xe9.png" in errors["photos/dangling-\\xe9.png"]
+
+
+def test_control_characters_in_names_never_reach_the_terminal(tmp_path, cli):
+    (tmp_path / "x\x07y\x1bcz.png").write_bytes(b"not a picture")  # an error row that quotes nothing
+    os.symlink(tmp_path / "gone.png", tmp_path / "d\x07e\x1b[31m.png")  # an error row that quotes the name
+    (tmp_path / "good.png").write_bytes(_encoded(_photo(), "PNG"))
+    result = cli("predict", MODEL, tmp_path, str(tmp_path / "no\x07such\x1b.png"))
+    assert result.code == 1 and "xycz.png" in result.out and "de[31m.png" in result.out
+    assert not {"\x07", "\x1b"} & set(result.out + result.err)
+
+
 def test_symlink_loop_file_is_an_error_row(tmp_path, cli):
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
     result = cli("predict", "--json", MODEL, tmp_path / "loop.png")
@@ -158,17 +194,26 @@ MODEL_CASES = [
     ("valid model with 3 outputs", _three_outputs, "has 3 outputs"),
     ("malformed metadata entry", lambda: embed_metadata_bytes(MODEL.read_bytes(), b"{'labels': oops"), "malformed edgecls metadata"),
     ("metadata that is not an object", lambda: embed_metadata_bytes(MODEL.read_bytes(), b"[1, 2, 3]"), "not a JSON object"),
+    ("metadata quantization a string", lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"quantization": "int8"}'),
+     "malformed edgecls metadata: 'quantization' must be an object"),
+    ("metadata source a string", lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"source": "x"}'),
+     "malformed edgecls metadata: 'source' must be an object"),
+    ("metadata with a 5000-digit integer", lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"n": ' + b"7" * 5000 + b"}"),
+     "malformed edgecls metadata (not JSON"),
+    ("metadata pixel_range NaN", lambda: embed_metadata_bytes(
+        MODEL.read_bytes(), b'{"input": {"pixel_range": [NaN, 255]}}'), "two finite, distinct numbers"),
 ]
 
 
 @pytest.mark.parametrize("name, make, needle", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
-@pytest.mark.parametrize("command", ["predict", "info"])
+@pytest.mark.parametrize("command", ["predict", "info", "bench"])
 def test_bad_model_files_get_one_line_and_exit_2(name, make, needle, command, tmp_path, cli):
     model = tmp_path / "bad.tflite"
     model.write_bytes(make())
     image = tmp_path / "x.png"
     image.write_bytes(_encoded(_photo(), "PNG"))
-    result = cli(command, model, image) if command == "predict" else cli("info", model)
+    result = {"predict": lambda: cli(command, model, image), "info": lambda: cli("info", model),
+              "bench": lambda: cli("bench", model, "--data", tmp_path, "--no-memory")}[command]()
     if command == "info" and name in ("valid model with non-image input", "valid model with 3 outputs"):
         # info describes any model; it says it is not a classifier edgecls can run
         assert result.code == 0 and "not an image classifier" in result.out

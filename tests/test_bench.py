@@ -248,6 +248,24 @@ def test_a_bare_model_is_scored_on_the_test_split_of_the_run_it_names(bench, run
     assert report["reference"] is None and report["models"][0]["vs_reference"] is None
 
 
+def test_a_bare_model_whose_named_run_is_another_one_needs_data(bench, run_dir, tmp_path, cli):
+    """The metadata's run path is only a name: a run there whose model.keras is not the one the file
+    was exported from (SHA-256) must not lend its test split."""
+    from edgecls.runtime.metadata import embed_metadata, read_metadata
+
+    data = (run_dir / "export" / "model_int8.tflite").read_bytes()
+    meta = read_metadata(data)
+    assert meta["source"]["run"] and Path(meta["source"]["run"], "split.json").is_file()
+    other = tmp_path / "model_int8.tflite"
+    other.write_bytes(embed_metadata(data, {**meta, "source": {**meta["source"], "model_sha256": "0" * 64}}))
+    result = cli("bench", other, "--no-memory", "--runs", "2", "--warmup", "0", "--threads", "1")
+    assert_one_line_error(result, "--data", "another model.keras", "SHA-256")
+    report = run_bench(BenchOptions([other], data="digits", threads=[1], memory=False, **FAST), log=lambda m: None)
+    assert report["data"]["part"] == "all" and report["data"]["run"] is None
+    assert any("it is not this model's run" in note and "--data digits" in note for note in report["notes"])
+    assert not any("the run named in" in note for note in report["notes"])
+
+
 # ---------------------------------------------------------------------- device profiles and emulation
 def test_shipped_profiles_load():
     names = sorted(p.stem for p in (ROOT / "devices").glob("*.toml"))
@@ -294,8 +312,35 @@ def test_emulation_is_labelled(monkeypatch):
     is_device, notes = placement_notes(profile, aarch64, [0, 1, 2, 3], [4])
     assert is_device is False and "latency under emulation is not a device figure" in notes[0]
     monkeypatch.delenv("EDGECLS_EMULATED")
-    real = {**aarch64, "emulated": None}
+    real = {**aarch64, "emulated": None, "cpu_core": "Cortex-A76"}
     assert placement_notes(profile, real, [0, 1, 2, 3], [4])[0] is True  # a real Pi 5 measures itself
+
+
+def test_arch_and_core_count_are_not_enough_to_be_the_device(tmp_path):
+    """A Pi 5 benched with --device rpi4 has the arch and the 4 cores, not the Cortex-A72."""
+    from edgecls.bench.profiles import host_core
+
+    cpuinfo, model = tmp_path / "cpuinfo", tmp_path / "model"
+    cpuinfo.write_text("processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd0b\n\nprocessor\t: 1\n"
+                       "CPU part\t: 0xd0b\n")
+    assert host_core(str(cpuinfo), str(model)) == "Cortex-A76"
+    cpuinfo.write_text("model name\t: AMD EPYC\n")
+    model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
+    assert host_core(str(cpuinfo), str(model)) == "Cortex-A72"  # from the device tree
+    assert host_core(str(cpuinfo), str(tmp_path / "none")) is None
+
+    pi5 = {"arch": "aarch64", "cpu": "Raspberry Pi 5 Model B Rev 1.0", "usable_cpus": 4, "emulated": None,
+           "cpu_core": "Cortex-A76"}
+    is_device, notes = placement_notes(load_profile("rpi4"), pi5, [0, 1, 2, 3], [4])
+    assert is_device is False and "its CPU is a Cortex-A76, not the profile's Cortex-A72" in notes[0]
+    assert "these are not Raspberry Pi 4 figures" in notes[0]
+    assert placement_notes(load_profile("rpi5"), pi5, [0, 1, 2, 3], [4]) == (
+        True, [notes[0].split(" under")[0] + " as Raspberry Pi 5 (4 CPUs, threads 4; Cortex-A76 confirmed)."])
+    unknown = {**pi5, "cpu_core": None}
+    is_device, notes = placement_notes(load_profile("rpi5"), unknown, [0, 1, 2, 3], [4])
+    assert is_device is False and "unconfirmed" in notes[0]
+    assert describe_machine(__import__("edgecls.runtime.interpreter").runtime.interpreter.find_backend()
+                            ).keys() >= {"cpu_core"}
 
 
 # ---------------------------------------------------------------------- the arithmetic, by hand
@@ -455,3 +500,69 @@ def test_without_tensorflow_the_float32_file_is_the_reference(run_dir, monkeypat
     assert report["reference"] == "model_float32.tflite" and report["settings"]["keras"] is False
     assert [m["name"] for m in report["models"]] == ["model_float32.tflite", "model_int8.tflite"]
     assert any("TensorFlow is not installed here" in note for note in report["notes"])
+
+
+# ---------------------------------------------------------------------- review fixes: names, imports, input range
+DIGITS = ROOT / "models" / "digits-seed"
+
+
+def test_names_from_data_are_shown_as_text_not_rich_markup(tmp_path, cli):
+    """A model called evil[/] (a report from elsewhere) or a file called [bold red]m.tflite."""
+    doc = json.loads((DIGITS / "report" / "bench.json").read_text())
+    doc["models"][-1]["name"] = "evil[/]"
+    doc["machine"]["cpu"] = "[bold]CPU\x1b[31m"
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(json.dumps(doc))
+    merged = cli("bench", "compare", hostile)
+    assert merged.code == 0, merged.err
+    assert "evil[/]" in merged.out and "[bold]CPU[31m" in merged.out and "\x1b" not in merged.out
+
+    model = tmp_path / "[bold red]m.tflite"
+    shutil.copy(DIGITS / "model_int8.tflite", model)
+    result = cli("bench", model, "--data", DIGITS / "test-images", "--threads", "1", "--runs", "2", "--warmup", "0",
+                 "--no-memory")
+    assert result.code == 0, result.err
+    assert "[bold red]m.tflite" in result.out
+
+
+def test_a_device_side_bench_imports_no_workstation_module(tmp_path):
+    """edgecls bench MODEL.tflite --data FOLDER, as on a Pi: no TensorFlow, no Keras, and none of the
+    workstation modules (the folder loader, edgecls.data, is what --data needs)."""
+    code = (
+        "import json, sys\n"
+        "from edgecls.cli import main\n"
+        f"sys.argv = ['edgecls', 'bench', {str(DIGITS / 'model_int8.tflite')!r}, '--data', "
+        f"{str(DIGITS / 'test-images')!r}, '--threads', '1', '--runs', '2', '--warmup', '0', '--no-memory', "
+        f"'--json', {str(tmp_path / 'r.json')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print(json.dumps({'code': code, 'modules': sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras', 'edgecls', 'sklearn', 'matplotlib'))}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["code"] in (0, None), done.stderr
+    heavy = {"tensorflow", "keras", "edgecls.train", "edgecls.export", "edgecls.convert", "edgecls.model",
+             "edgecls.diagnose", "edgecls.sweep", "sklearn"}
+    assert not heavy & set(found["modules"]), found["modules"]
+    assert "edgecls.metrics" in found["modules"]
+
+
+def test_bench_input_range_scores_a_float_model_that_wants_0_to_1(unit_range, tmp_path, cli):
+    from conftest import QUAD_LABELS, quad_image
+
+    data = tmp_path / "quads"
+    for name in QUAD_LABELS:
+        (data / name).mkdir(parents=True)
+        for i, (bright, dark) in enumerate([(255, 0), (200, 40)]):
+            Image.fromarray(quad_image(name, bright=bright, dark=dark)).save(data / name / f"{i}.png")
+    options = dict(data=str(data), threads=[1], memory=False, **FAST)
+    raw = run_bench(BenchOptions([unit_range.path], **options), log=lambda m: None)
+    assert raw["models"][0]["accuracy"]["top1"] < 0.9 and raw["settings"]["input_range"] is None  # saturated
+    scaled = run_bench(BenchOptions([unit_range.path], input_range=(0, 1), **options), log=lambda m: None)
+    assert scaled["models"][0]["accuracy"]["top1"] == 1.0 and scaled["settings"]["input_range"] == [0.0, 1.0]
+    assert any("--input-range 0,1" in note for note in scaled["notes"]) and errors(scaled) == []
+    result = cli("bench", unit_range.path, "--data", data, "--input-range", "0,1", "--threads", "1", "--runs", "2",
+                 "--warmup", "0", "--no-memory", "--json", tmp_path / "r.json")
+    assert result.code == 0, result.err
+    assert json.loads((tmp_path / "r.json").read_text())["models"][0]["accuracy"]["top1"] == 1.0
+    assert_one_line_error(cli("bench", unit_range.path, "--data", data, "--input-range", "1,1"), "--input-range")

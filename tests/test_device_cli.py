@@ -264,3 +264,61 @@ def test_doctor_warns_about_known_traps(monkeypatch, cli):
     monkeypatch.setenv("EDGECLS_BACKEND", "tflite_runtime")
     result = cli("doctor")
     assert result.code == 1 and "warning: 32-bit ARM" in result.out
+
+
+# ----------------------------------------------------------------------------- review fixes
+def test_predict_input_range_feeds_a_third_party_float_model_what_it_expects(unit_range, tmp_path, cli):
+    """A float model without a Rescaling layer wants [0, 1]: --input-range 0,1 gives the Keras
+    model's own answers; without it the raw 0..255 pixels saturate it."""
+    for name in QUAD_LABELS:
+        Image.fromarray(quad_image(name, bright=200, dark=30)).save(tmp_path / f"{name}.png")
+    pixels = np.stack([quad_image(name, bright=200, dark=30) for name in QUAD_LABELS])[..., None]
+    expected = unit_range.keras.predict(pixels.astype(np.float32) / 255, verbose=0)
+    scaled = cli("predict", unit_range.path, tmp_path, "--json", "--input-range", "0,1")
+    assert scaled.code == 0, scaled.err
+    rows = json_rows(scaled.out)
+    for i, name in enumerate(QUAD_LABELS):
+        top = rows[f"{name}.png"]["classes"][0]
+        assert top["label"] == name == QUAD_LABELS[int(expected[i].argmax())]
+        assert top["score"] == pytest.approx(float(expected[i].max()), abs=1e-4)
+    raw = json_rows(cli("predict", unit_range.path, tmp_path, "--json").out)
+    assert raw["right.png"]["classes"][0]["label"] == "top"  # what the option is for
+    assert "--input-range" in cli("predict", "--help").out
+
+
+@pytest.mark.parametrize("value, message", [("1", "takes LO,HI"), ("a,b", "takes LO,HI"), ("nan,1", "finite"),
+                                            ("1,1", "distinct"), ("0,inf", "finite")])
+def test_predict_bad_input_range_is_one_line(models, photos, cli, value, message):
+    assert_one_line_error(cli("predict", models.quad_float, photos, f"--input-range={value}"), 2, message)
+
+
+def test_classifier_input_range_overrides_the_metadata(models):
+    from edgecls.errors import EdgeclsError
+    from edgecls.runtime import Classifier
+
+    assert Classifier(models.quad_float_meta).input_spec.pixel_range == (0.0, 255.0)
+    assert Classifier(models.quad_float_meta, input_range=(-1, 1)).input_spec.pixel_range == (-1.0, 1.0)
+    for bad in [(0, float("nan")), (1, 1), (0,), "0,1", (True, 2)]:
+        with pytest.raises(EdgeclsError, match="input_range"):
+            Classifier(models.quad_float, input_range=bad)
+
+
+def test_doctor_shows_a_backend_name_from_the_environment_as_text(monkeypatch, cli):
+    monkeypatch.setenv("EDGECLS_BACKEND", "[/]\x1b[31m")
+    result = cli("doctor")
+    assert result.code == 1 and "Traceback" not in result.out + result.err and "internal error" not in result.err
+    assert "$EDGECLS_BACKEND=[/][31m" in result.out.replace("\n", "") and "\x1b" not in result.out
+
+
+def test_info_of_a_model_with_a_non_utf8_name_on_a_strict_utf8_stdout(models, tmp_path):
+    model = tmp_path / os.fsdecode(b"m\xff\x07.tflite")
+    model.write_bytes(models.quad_int8_meta.read_bytes())
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict: a surrogate cannot be written
+    as_json = subprocess.run([sys.executable, "-m", "edgecls", "info", "--json", model.name], capture_output=True,
+                             env=env, cwd=tmp_path, timeout=120)
+    assert as_json.returncode == 0, as_json.stderr.decode(errors="replace")
+    assert json.loads(as_json.stdout.decode("utf-8"))["file"] == "m\\xff\x07.tflite"
+    table = subprocess.run([sys.executable, "-m", "edgecls", "info", model.name], capture_output=True, env=env,
+                           cwd=tmp_path, timeout=120)
+    assert table.returncode == 0, table.stderr.decode(errors="replace")
+    assert "m\\xff.tflite" in table.stdout.decode("utf-8") and b"\x07" not in table.stdout

@@ -107,3 +107,11 @@ def test_bench_on_the_device_with_a_profile_and_the_shipped_test_images(device_v
     profile = device["device"]["profile"]
     assert profile["name"] == "Raspberry Pi 4" and str(device_venv) in profile["path"]  # the packaged profile
     assert device["device"]["is_device"] is False and "not on a Raspberry Pi 4" in " ".join(device["device"]["notes"])
+
+
+def test_usage_errors_in_the_device_venv_are_one_line(device_venv):
+    """The device install has Typer without the separate click package: errors must still be one line."""
+    result = run(device_venv, "predict")
+    assert result.returncode == 2 and result.stderr.startswith("edgecls: error: Missing argument")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert run(device_venv, "--help").returncode == 0

@@ -164,6 +164,65 @@ def test_metadata_that_contradicts_the_tensor_is_refused(models, tmp_path):
         Classifier(bad)
 
 
+_GOOD = b'{"labels": ["a"], "input": {"height": 8, "width": 8, "color": "grayscale", "pixel_range": [0, 255]}, '
+
+
+@pytest.mark.parametrize("raw, needle", [
+    (b'{"quantization": "int8"}', "'quantization' must be an object"),
+    (b'{"source": "x"}', "'source' must be an object"),
+    (b'{"versions": [1]}', "'versions' must be an object"),
+    (b'{"input": 3}', "'input' must be an object"),
+    (b'{"output": 5}', "'output' must be a string"),
+    (b'{"quantization": {"mode": 8}}', "quantization.mode must be a string"),
+    (b'{"source": {"run": ["x"]}}', "source.run must be a string"),
+    (b'{"source": {"model_sha256": 1}}', "source.model_sha256 must be a string"),
+    (b'{"input": {"pixel_range": [NaN, 255]}}', "must be two finite, distinct numbers"),
+    (b'{"input": {"pixel_range": [0, Infinity]}}', "must be two finite, distinct numbers"),
+    (b'{"input": {"pixel_range": [0, 1e999]}}', "must be two finite, distinct numbers"),
+    (b'{"input": {"pixel_range": [0, 1' + b'0' * 400 + b']}}', "must be two finite, distinct numbers"),
+    (b'{"input": {"pixel_range": [1, 1]}}', "must be two finite, distinct numbers"),
+    (b'{"input": {"pixel_range": ["0", 255]}}', "is not two numbers"),
+    (b'{"input": {"pixel_range": [true, 255]}}', "is not two numbers"),
+    (b'{"input": {"pixel_range": [0, 128, 255]}}', "is not two numbers"),
+    (b'{"input": {"height": true}}', "input height"),
+    (b'{"labels": [' + b'9' * 5000 + b']}', "not JSON"),  # int() refuses over 4300 digits: ValueError
+    (b'{"labels": "\xff"}', "not JSON"),
+    (b'[' * 100000, "not JSON"),
+])
+def test_metadata_of_the_wrong_type_is_a_one_line_model_file_error(raw, needle):
+    """Untrusted: every field the toolkit reads is checked, never an AttributeError further on."""
+    from edgecls.runtime.metadata import parse_metadata_json
+
+    with pytest.raises(ModelFileError, match="malformed edgecls metadata") as raised:
+        parse_metadata_json(raw)
+    assert needle in str(raised.value) and "\n" not in str(raised.value)
+    assert parse_metadata_json(_GOOD + b'"output": "probabilities", "source": {"run": null}}')["labels"] == ["a"]
+
+
+def test_a_nan_pixel_range_is_refused_even_past_the_parser(models):
+    """The input spec checks the range itself (metadata may come from elsewhere than the parser)."""
+    from edgecls.runtime.classify import _input_spec
+
+    details = Classifier(models.quad_float).interpreter.get_input_details()[0]
+    for bad in ([float("nan"), 255], [0, float("inf")], [0, 0]):
+        with pytest.raises(ModelFileError, match="pixel_range"):
+            _input_spec(details, {"input": {"pixel_range": bad}}, "m.tflite")
+    assert _input_spec(details, {"input": {"pixel_range": [-1, 1]}}, "m").pixel_range == (-1.0, 1.0)
+
+
+def test_info_and_bench_of_a_model_with_wrong_typed_metadata_are_one_line(models, tmp_path):
+    from edgecls.bench.inputs import describe_tflite
+    from edgecls.runtime.inspect import inspect_model
+    from edgecls.runtime.metadata import embed_metadata_bytes
+
+    for raw in (b'{"quantization": "int8"}', b'{"source": "x"}'):
+        bad = tmp_path / "bad.tflite"
+        bad.write_bytes(embed_metadata_bytes(models.quad_int8_meta.read_bytes(), raw))
+        for read in (inspect_model, describe_tflite, Classifier):
+            with pytest.raises(ModelFileError, match="malformed edgecls metadata"):
+                read(bad)
+
+
 # ----------------------------------------------------------------------------- labels
 @pytest.mark.parametrize("text", [
     "0 top\n1 bottom\n2 left\n3 right\n",
