@@ -163,7 +163,9 @@ def markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
     machine = report["machine"]
     out = ["# edgecls bench", "",
            f"Measured {report['created']} on {machine['cpu']} ({machine['arch']}, {machine['usable_cpus']} usable "
-           f"CPUs, {machine['system']}, Python {machine['python']}).", ""]
+           f"CPUs, {machine['system']}, Python {machine['python']})"
+           + (f", EMULATED ({machine['emulated']}): its latency is not a device figure." if machine.get("emulated")
+              else "."), ""]
     out += [f"- {line}" for line in headline(report)] + [""]
     out += md_table(COLUMNS, table_rows(report)) + [""]
     out += ["## Latency in detail", ""] + md_table(*_latency_details(report)) + [""]

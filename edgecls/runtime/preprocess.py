@@ -148,6 +148,8 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
         image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8))
     elif image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
+    if image.mode == "LAB":  # CIELAB (TIFF, some JPEGs): Pillow converts it only through colour management
+        image = _lab_to_rgb(image)
     if image.mode == "La":  # premultiplied alpha: Pillow converts it only to LA
         image = image.convert("LA")
     if image.mode in ("LA", "PA", "RGBA", "RGBa"):
@@ -155,6 +157,14 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (ALPHA_BACKGROUND,) * 3 + (255,))
         image = Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert(mode)
+
+
+def _lab_to_rgb(image: Image.Image) -> Image.Image:
+    from PIL import ImageCms
+
+    transform = ImageCms.buildTransformFromOpenProfiles(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"),
+                                                        "LAB", "RGB")
+    return ImageCms.applyTransform(image, transform)
 
 
 def _array_if_ready(array: np.ndarray, size: tuple[int, int], color: ColorMode) -> np.ndarray | None:
