@@ -96,3 +96,19 @@ def _owner_alive(staging: Path) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+def check_folder_writable(option: str, target: Path, folder: Path) -> None:
+    """Fail before any work if `folder` (or the first existing folder above it) cannot be written.
+
+    `option` names the command-line option in the message (--out, --report, --json)."""
+    existing = Path(folder)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EdgeclsError(f"cannot write to {option} {target}: {existing} is a file")
+    try:  # os.access says yes to root even on a read-only file system: try it
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise EdgeclsError(f"cannot write to {option} {target}: {exc.strerror or exc}") from None

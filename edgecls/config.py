@@ -69,16 +69,21 @@ def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> T
     return options
 
 
-def read_config(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
+    """A TOML file as a dict, or a one-line error that names `what` it is (config file, profile ...)."""
     try:
         with open(path, "rb") as handle:
-            raw = tomllib.load(handle)
+            return tomllib.load(handle)
     except FileNotFoundError:
-        raise EdgeclsError(f"config file not found: {path}") from None
+        raise EdgeclsError(f"{what} not found: {path}") from None
     except OSError as exc:
-        raise EdgeclsError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        raise EdgeclsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeclsError(f"config file {path} is not valid TOML: {exc}") from None
+        raise EdgeclsError(f"{what} {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    raw = read_toml(path, "config file")
     raw = raw.get("train", raw)  # accept a [train] table or top-level keys
     values: dict[str, Any] = {}
     for key, value in raw.items():

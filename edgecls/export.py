@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edgecls import __version__
-from edgecls.atomic import write_bytes_atomic, write_text_atomic
+from edgecls.atomic import check_folder_writable, write_bytes_atomic, write_text_atomic
 from edgecls.convert import (INTEGER_MODES, LITERT_INSTALL, LITERT_MODES, MODES, QUANTIZERS, Converted, convert,
                              saved_model)
 from edgecls.errors import EdgeclsError, require_tensorflow
@@ -145,16 +145,7 @@ def check_output_dir(out: Path) -> None:
     """Fail now, before any work, if `out` cannot be created and written. Leaves nothing behind."""
     if out.exists() and not out.is_dir():
         raise EdgeclsError(f"--out {out} is a file, not a folder")
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise EdgeclsError(f"cannot write to {out}: {existing} is a file")
-    try:  # os.access says yes to root even on a read-only file system: try it
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise EdgeclsError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    check_folder_writable("--out", out, out)
 
 
 def validate_options(options: ExportOptions) -> None:

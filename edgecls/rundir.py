@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +18,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecls.config import read_toml
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.labels import read_labels
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 MODEL_FILE = "model.keras"
 RUN_FILES = (MODEL_FILE, "labels.txt", "config.toml", "split.json")
@@ -197,7 +192,7 @@ def open_run(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
     if missing:
         raise EdgeclsError(f"run directory {path} is incomplete: {', '.join(missing)} missing")
     check_keras_file(path / MODEL_FILE)
-    config = _read_toml(path / "config.toml")
+    config = read_toml(path / "config.toml", "run configuration")
     train = config.get("train", {})
     if not isinstance(train, dict) or not isinstance(train.get("data"), str):
         raise EdgeclsError(f"{path / 'config.toml'} has no [train] table naming the data")
@@ -298,16 +293,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _read_toml(path: Path) -> dict:
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeclsError(f"{path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _read_json(path: Path) -> dict:

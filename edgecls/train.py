@@ -20,7 +20,7 @@ import numpy as np
 from edgecls import __version__
 from edgecls.atomic import staged_dir
 from edgecls.config import BUILTIN_DATASETS, TrainOptions, options_table, to_toml
-from edgecls.data import Dataset, load_dataset, make_split, native_format
+from edgecls.data import Dataset, load_dataset, make_split
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.runtime.labels import clean_text, labels_text
 

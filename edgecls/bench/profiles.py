@@ -16,12 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from edgecls.config import read_toml
 from edgecls.errors import EdgeclsError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 DEVICES_ENV = "EDGECLS_DEVICES"  # an extra folder of profiles
 EMULATED_ENV = "EDGECLS_EMULATED"  # e.g. qemu-cortex-a76, set by whoever runs us under emulation
@@ -87,12 +83,7 @@ def load_profile(spec: str) -> DeviceProfile:
         if path is None:
             names = ", ".join(available_profiles()) or f"none found (set ${DEVICES_ENV} to a folder of profiles)"
             raise EdgeclsError(f"unknown device profile {spec!r}: use one of {names}, or a path to a .toml file")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeclsError(f"device profile {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:
-        raise EdgeclsError(f"cannot read device profile {path}: {exc.strerror or exc}") from None
+    doc = read_toml(path, "device profile")
     values: dict[str, Any] = {}
     for key, kind in {**_REQUIRED, **_OPTIONAL}.items():
         if key not in doc:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from edgecls.atomic import write_text_atomic
+from edgecls.atomic import check_folder_writable, write_text_atomic
 from edgecls.errors import EdgeclsError
 
 JSON_NAME = "bench.json"
@@ -266,24 +265,11 @@ def check_writable(json_path: Optional[Path], report_dir: Optional[Path]) -> Non
     if report_dir is not None:
         if report_dir.exists() and not report_dir.is_dir():
             raise EdgeclsError(f"cannot write to --report {report_dir}: it is a file, not a folder")
-        _try_writing("--report", report_dir, report_dir)
+        check_folder_writable("--report", report_dir, report_dir)
     if json_path is not None:
         if json_path.is_dir():
             raise EdgeclsError(f"cannot write to --json {json_path}: it is a folder; give a file name")
-        _try_writing("--json", json_path, json_path.parent)
-
-
-def _try_writing(option: str, target: Path, folder: Path) -> None:
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise EdgeclsError(f"cannot write to {option} {target}: {existing} is a file")
-    try:  # os.access says yes to root even on a read-only file system: try it
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise EdgeclsError(f"cannot write to {option} {target}: {exc.strerror or exc}") from None
+        check_folder_writable("--json", json_path, json_path.parent)
 
 
 def write_reports(report: dict[str, Any], report_dir: Optional[Path] = None, json_path: Optional[Path] = None,
