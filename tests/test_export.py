@@ -341,7 +341,7 @@ def bad_models(tmp_path_factory, digits_run):
     ("RUN --calib-samples 0", 2, ["--calib-samples must be at least 1"]),
     ("RUN --quantizer onnx", 2, ["unknown quantizer 'onnx'"]),
     ("RUN --out FILE/sub", 2, ["cannot write to", "is a file"]),
-    ("RUN --out /proc/edgecls-export", 2, ["cannot write to /proc/edgecls-export"]),
+    ("RUN --out /proc/edgecls-export", 2, ["cannot write to --out /proc/edgecls-export"]),
 ])
 def test_bad_input_gives_one_line_and_writes_nothing(case, code, needles, bad_models, digits_run, tmp_path, cli):
     first, *rest = case.split()
