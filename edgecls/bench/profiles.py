@@ -138,7 +138,8 @@ def constrained(profile: Optional[DeviceProfile]) -> Iterator[Optional[list[int]
 def default_threads(profile: Optional[DeviceProfile], cpus_used: int) -> list[int]:
     """Thread counts when --threads is not given: the profile's, else 1 and every CPU used."""
     if profile is not None:
-        return [profile.threads or cpus_used]
+        # More interpreter threads than CPUs only measures the scheduler: cap at the CPUs used.
+        return [min(profile.threads or cpus_used, cpus_used)]
     return sorted({1, cpus_used})
 
 
@@ -232,8 +233,8 @@ def placement_notes(profile: Optional[DeviceProfile], machine: dict[str, Any], c
                      f"unconfirmed {profile.name} figures.")
         return False, notes
     cores = "all cores" if profile.cores == 0 else f"{profile.cores} cores"
-    short = (f"; this host has only {machine['usable_cpus']} CPUs, so {used} were used"
-             if profile.cores > machine["usable_cpus"] else "")
+    short = (f"; this host has only {machine['usable_cpus']} CPUs, so {used} were used, and at most that many "
+             f"threads" if profile.cores > machine["usable_cpus"] else "")
     other = f"; its CPU is a {have}, not the profile's {want}" if fits else ""
     notes.append(f"Measured on {host} under the {profile.name} profile's constraints ({cores}, threads "
                  f"{', '.join(map(str, threads))}{short}{other}), not on a {profile.name}: these are not "
