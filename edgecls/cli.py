@@ -29,8 +29,19 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from edgecls import __version__
+
+        typer.echo(f"edgecls {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Print the edgecls version and exit"),
+) -> None:
     """Keeps `edgecls` a group of sub-commands."""
 
 

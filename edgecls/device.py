@@ -25,7 +25,9 @@ from edgecls.runtime.sources import expand_images
 FORMATS = ("table", "json", "csv")
 
 
-class _Console(Console):
+class QuietPipeConsole(Console):
+    """A rich Console that ends quietly when the reader of a pipe is gone (`| head`)."""
+
     def on_broken_pipe(self) -> None:  # rich would exit 1; predict ends quietly instead (`| head`)
         self.quiet = True
         raise BrokenPipeError
@@ -107,7 +109,7 @@ def json_ready(value: Any) -> Any:
 
 
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
-    console = _Console(file=out, highlight=False, soft_wrap=True)
+    console = QuietPipeConsole(file=out, highlight=False, soft_wrap=True)
     k = min(top_k, classifier.num_classes)
     width = min(max(5, *(len(label) for label in classifier.labels)), 24)  # 5: the header 'label'
     column = 7 + width  # "0.982  " + label
@@ -158,7 +160,7 @@ def _csv_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[P
 # ----------------------------------------------------------------------------- info
 def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     """Print an `inspect_model` report for a person."""
-    console = _Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
+    console = QuietPipeConsole(file=out or sys.stdout, highlight=False, soft_wrap=True)
     quant = report["quantization"]
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -218,7 +220,7 @@ def _short(value: Any) -> str:
 
 # ----------------------------------------------------------------------------- doctor
 def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
-    console = _Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
+    console = QuietPipeConsole(file=out or sys.stdout, highlight=False, soft_wrap=True)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -231,6 +233,7 @@ def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
         found += _text(f"   (forced by $EDGECLS_BACKEND={report['backend_forced']})")
     installed = ", ".join(f"{name} {version}" for name, version in report["backends_installed"].items() if version)
     rows = [
+        ("edgecls", report.get("edgecls", "?")),
         ("platform", report["platform"]),
         ("architecture", f"{report['arch']} ({report['python_bits']}-bit Python)"),
         ("cpu", f"{report['cpu']}, {report['cpu_count']} cores"),

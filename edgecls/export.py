@@ -104,8 +104,11 @@ class ExportResult:
                    f"validation images{also}, below --min-agreement {self.min_agreement:.2f}")
         if self.written:
             return f"{finding} (written anyway: --force)"
+        used = (self.report.get("options") or {}).get("quantizer", "converter")
+        other = "converter" if used == "litert" else "litert"
         return (f"{finding}: nothing written. Try more --calib-samples (used {calib.get('samples', '?')}), "
-                "--quantizer litert, or --quant float16; or pass --force to write the files anyway")
+                f"--quantizer {other}, --auto-fallback 2 (keeps the worst layers in float; edgecls bench RUN "
+                "--diagnose names them), or --quant float16; or pass --force to write the files anyway")
 
 
 def parse_modes(text: str, quantizer: str = "converter") -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,8 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
             f"{len(split.test)} test images, {h}x{w} {dataset.color}, {n_classes} classes, augment: {','.join(augment) or 'none'}")
         start = time.perf_counter()
         history = trainer.fit(train_data, validation_data=val_data, epochs=options.epochs,
-                              verbose=2 if quiet else 1, callbacks=callbacks,
+                              # progress bars only on a terminal: a log file gets one line per epoch
+                              verbose=2 if quiet or not sys.stdout.isatty() else 1, callbacks=callbacks,
                               shuffle=False)  # the pipeline shuffles, seeded
         seconds = time.perf_counter() - start
 

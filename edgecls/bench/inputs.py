@@ -204,6 +204,13 @@ def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
                  "(make sure the models were not trained on them)"]
     else:
         notes = []
+    unreadable = [(path, why) for path, why in dataset.skipped if not why.startswith("duplicate")]
+    if unreadable:  # said in the report, as train says it: a silently smaller test set flatters nobody
+        first = "; ".join(f"{path}: {why}" for path, why in unreadable[:3])
+        notes.append(f"{len(unreadable)} unreadable image file(s) in {data} were skipped ({first})")
+    duplicates = len(dataset.skipped) - len(unreadable)
+    if duplicates:
+        notes.append(f"{duplicates} byte-identical duplicate file(s) in {data} were scored once")
     return TestSet(np.asarray(dataset.images[indices]), np.asarray(dataset.labels[indices]),
                    list(dataset.class_names), ids, files, data, part, notes=notes)
 

@@ -126,7 +126,9 @@ def print_tables(*tables: Any) -> None:
     """Print rich renderables at least MIN_CONSOLE_WIDTH wide (a pipe or a log gets whole rows)."""
     from rich.console import Console
 
-    console = Console(width=max(MIN_CONSOLE_WIDTH, Console().width))
+    from edgecls.device import QuietPipeConsole
+
+    console = QuietPipeConsole(width=max(MIN_CONSOLE_WIDTH, Console().width))
     for table in tables:
         console.print(table)
 

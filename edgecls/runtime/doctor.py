@@ -33,7 +33,10 @@ def doctor_report() -> dict[str, Any]:
     import numpy
     import PIL
 
-    report: dict[str, Any] = {**machine_info(), "numpy": numpy.__version__, "pillow": PIL.__version__}
+    from edgecls import __version__
+
+    report: dict[str, Any] = {"edgecls": __version__, **machine_info(), "numpy": numpy.__version__,
+                              "pillow": PIL.__version__}
     installed = installed_backends()
     report["backends_installed"] = installed
     report["tensorflow_installed"] = importlib.util.find_spec("tensorflow") is not None
