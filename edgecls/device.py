@@ -69,7 +69,7 @@ def predict(
     seconds = time.perf_counter() - started
     rate = f", {total / seconds:.1f} images/s" if seconds > 0 else ""
     note = f"{failed} failed (see the error rows)" if failed else "none failed"
-    print(f"edgecls: {total} images, {note}, {seconds:.2f} s{rate}", file=err)
+    print(f"edgecls: {total} image{'' if total == 1 else 's'}, {note}, {seconds:.2f} s{rate}", file=err)
     return 1 if failed else 0
 
 
