@@ -396,8 +396,16 @@ def test_cli_bench_then_compare_two_device_profiles(run_dir, tmp_path, cli):
     assert [r["name"] for r in doc["reports"]] == ["rpi5", "host"]
     assert len(doc["rows"]) == 4 and {row[0] for row in doc["rows"]} == {"rpi5", "host"}
     assert [r["is_device"] for r in doc["reports"]] == [False, True]
+    assert doc["warnings"] == []  # the same models on the same images: a like-for-like comparison
     with Image.open(tmp_path / "cmp" / "compare.png") as image:
         image.verify()
+    # against a report of other models on other images, compare says both
+    other = cli("bench", "compare", a, ROOT / "models" / "digits-seed" / "report" / "bench.json", "--json",
+                tmp_path / "other.json")
+    assert other.code == 0, other.err
+    warnings = json.loads((tmp_path / "other.json").read_text())["warnings"]
+    assert any("different .tflite files" in w for w in warnings) and any("different test images" in w for w in warnings)
+    assert "different .tflite files" in other.out.replace("\n", " ")
 
 
 def assert_one_line_error(result, *needles: str) -> None:

@@ -93,8 +93,30 @@ def compare(paths: Sequence[Path]) -> dict[str, Any]:
                     for name, (path, r) in zip(report_labels([p for p, _ in reports]), reports)],
         "columns": list(COLUMNS),
         "rows": merged_rows(reports),
+        "warnings": consistency_warnings(reports),
         "_reports": reports,  # for the plot; dropped before writing
     }
+
+
+def consistency_warnings(reports: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+    """Say so when the reports did not bench the same .tflite files on the same test images:
+    their rows are then not a like-for-like comparison of machines."""
+    def models(report: dict[str, Any]) -> frozenset:
+        return frozenset(m.get("sha256") for m in report["models"] if m.get("kind") == "tflite")
+
+    def data(report: dict[str, Any]) -> tuple:
+        d = report.get("data") or {}
+        # the pixels' digest where the report has one; else what the report does say
+        return d.get("content_sha256") or (d.get("images"), tuple(d.get("classes") or ()), tuple(d.get("shape") or ()))
+
+    warnings = []
+    if len({models(r) for _, r in reports}) > 1:
+        warnings.append("warning: these reports benched different .tflite files (by SHA-256): compare their rows "
+                        "as different models, not as the same model on different machines")
+    if len({data(r) for _, r in reports}) > 1:
+        warnings.append("warning: these reports scored different test images: their accuracy figures are not "
+                        "comparable")
+    return warnings
 
 
 def render_table(merged: dict[str, Any]) -> Any:
@@ -104,6 +126,7 @@ def render_table(merged: dict[str, Any]) -> Any:
 
     notes = [f"{r['name']}: {r['measured_on']}; CPU {r['cpu']}. " + " ".join(r["notes"])
              for r in merged["reports"]]
+    notes += merged.get("warnings", [])
     table = Table(box=box.SIMPLE_HEAD, title="edgecls bench compare", caption=markup_lines(notes + [
         "p50/p99: invoke alone, batch 1, ms per image; img/s: throughput at the report's batch size; agree: top-1 "
         "agreement with the report's float reference."]), caption_justify="left", collapse_padding=True,
@@ -130,6 +153,7 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
         lines = ["# edgecls bench compare", ""]
         lines += [f"- **{r['name']}** ({r['created']}): {r['measured_on']}; CPU {r['cpu']}."
                   + "".join(f" {n}" for n in r["notes"]) for r in doc["reports"]]
+        lines += [f"- {w}" for w in doc.get("warnings", [])]
         lines += ["", "p50/p99: invoke alone, batch 1, ms per image; agree: top-1 agreement with the report's float "
                   "reference."]
         lines += [""] + md_table(COLUMNS, doc["rows"]) + [""]

@@ -66,7 +66,16 @@ class TestSet:
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "part": self.part, "run": self.run, "images": int(len(self.labels)),
                 "classes": self.class_names, "shape": list(self.images.shape[1:]),
-                "files": self.files is not None}
+                "files": self.files is not None, "content_sha256": self.content_digest()}
+
+    def content_digest(self) -> str:
+        """The labelled pixels, whatever their order or file names: two reports scored the same test
+        images exactly when their digests match (bench compare checks it)."""
+        import hashlib
+
+        per_image = sorted(hashlib.sha256(np.ascontiguousarray(image).tobytes() + int(label).to_bytes(4, "little"))
+                           .hexdigest() for image, label in zip(self.images, self.labels))
+        return hashlib.sha256("".join(per_image).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------- models
