@@ -25,12 +25,11 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from edgecls.errors import EdgeclsError, native_stderr_silenced
+from edgecls.errors import EdgeclsError, first_line, native_stderr_silenced
 from edgecls.runtime.metadata import ModelFileError
 
 MODES = ("float32", "float16", "dynamic", "int8", "uint8")
 INTEGER_MODES = ("int8", "uint8")  # full integer: integer-only ops, integer input and output
-CALIBRATED_MODES = INTEGER_MODES
 QUANTIZERS = ("converter", "litert")
 LITERT_MODES = ("int8", "dynamic")  # what ai-edge-quantizer makes; float32 and float16 are the converter's
 # The input quantisation that makes every pixel value 0..255 one integer: (scale, zero point).
@@ -74,7 +73,7 @@ def saved_model(model) -> Iterator[Path]:
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as exc:
-            raise ConversionError(f"cannot export the Keras model for conversion: {_first_line(exc)}") from None
+            raise ConversionError(f"cannot export the Keras model for conversion: {_type_and_first_line(exc)}") from None
         yield folder / "model"
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -90,7 +89,7 @@ def convert(saved_model_dir: Path, mode: str, quantizer: str = "converter",
     """
     if mode not in MODES:
         raise EdgeclsError(f"unknown quantisation mode {mode!r}: use {', '.join(MODES)} or all")
-    if mode in CALIBRATED_MODES and (calibration is None or len(calibration) == 0):
+    if mode in INTEGER_MODES and (calibration is None or len(calibration) == 0):
         raise EdgeclsError(f"{mode} needs calibration images")
     if quantizer == "litert" and mode in LITERT_MODES:
         if float_model is None:
@@ -204,7 +203,7 @@ def converter_failure(exc: BaseException) -> str:
     for line in text.splitlines():
         if "error:" in line:  # MLIR diagnostics: drop the location noise before 'error:'
             return line.split("error:", 1)[1].strip()[:300]
-    return _first_line(exc)[:300]
+    return _type_and_first_line(exc)[:300]
 
 
 # ---------------------------------------------------------------------- ai-edge-quantizer
@@ -246,7 +245,7 @@ def quantize_litert(float_model: bytes, mode: str, calibration: Optional[np.ndar
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:
-        raise ConversionError(f"ai-edge-quantizer failed on {mode}: {_first_line(exc)[:300]}") from None
+        raise ConversionError(f"ai-edge-quantizer failed on {mode}: {_type_and_first_line(exc)[:300]}") from None
 
 
 def _signature_input(float_model: bytes) -> tuple[str, str, str]:
@@ -349,6 +348,6 @@ def _tensor_io(details: dict) -> dict[str, Any]:
     }
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+def _type_and_first_line(exc: BaseException) -> str:
+    text = first_line(exc)
+    return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"

@@ -22,7 +22,6 @@ from edgecls.runtime.classify import Classifier, Prediction
 from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.sources import expand_images
 
-FORMATS = ("table", "json", "csv")
 
 
 class QuietPipeConsole(Console):

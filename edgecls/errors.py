@@ -7,6 +7,12 @@ import os
 import sys
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's text, or its type's name: for one-line errors."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 class EdgeclsError(Exception):
     """A user-facing error: the message names the cause and, where possible, the fix.
 

@@ -33,13 +33,12 @@ from edgecls.atomic import check_folder_writable, write_bytes_atomic, write_text
 from edgecls.convert import (INTEGER_MODES, LITERT_INSTALL, LITERT_MODES, MODES, QUANTIZERS, Converted, convert,
                              saved_model)
 from edgecls.errors import EdgeclsError, require_tensorflow
-from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, EXPORT_DIR, EXPORT_REPORT, Calibration, RunDir
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
 
 DEFAULT_QUANT = "int8,float32"
 DEFAULT_MIN_AGREEMENT = 0.95
-EXPORT_REPORT = "export.json"
 EXPORT_FORMAT = "edgecls.export/1"
 
 
@@ -140,7 +139,7 @@ def parse_names(values: Optional[list[str]]) -> list[str]:
 
 def default_out(source: RunDir) -> Path:
     if source.run_dir is not None:
-        return source.run_dir / "export"
+        return source.run_dir / EXPORT_DIR
     return source.model_path.with_name(f"{source.model_path.stem}-export")
 
 

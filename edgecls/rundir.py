@@ -23,6 +23,8 @@ from edgecls.errors import EdgeclsError
 from edgecls.runtime.labels import read_labels
 
 MODEL_FILE = "model.keras"
+EXPORT_DIR = "export"  # RUN_DIR/export: what edgecls export writes by default
+EXPORT_REPORT = "export.json"  # its index of the files written, read by bench
 RUN_FILES = (MODEL_FILE, "labels.txt", "config.toml", "split.json")
 DEFAULT_CALIB_SAMPLES = 500
 MIN_CALIB_WARNING = 100  # fewer calibration images than this: ranges may be unstable

@@ -211,3 +211,30 @@ def cli(capsys, monkeypatch):
         return SimpleNamespace(code=0 if code is None else code, out=out, err=err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def make_digits_run(tmp_path_factory):
+    """make_digits_run(epochs, seed, export_modes=()) -> a seed-CNN digits run directory (exported to
+    RUN/export with 100 calibration images when `export_modes` names modes), trained once per session
+    for each combination: the test files that need a real run share this one implementation."""
+    made: dict = {}
+
+    def make(epochs: int, seed: int, export_modes: tuple = ()) -> Path:
+        key = (epochs, seed, tuple(export_modes))
+        if key not in made:
+            pytest.importorskip("tensorflow")
+            from edgecls.config import resolve_options
+            from edgecls.export import ExportOptions, export
+            from edgecls.rundir import open_run
+            from edgecls.train import train
+
+            out = tmp_path_factory.mktemp(f"digits-e{epochs}-s{seed}") / "digits"
+            train(resolve_options({"out": str(out), "epochs": epochs, "seed": seed}), quiet=True, log=lambda m: None)
+            if export_modes:
+                export(open_run(out), ExportOptions(list(export_modes), calib_samples=100, force=True),
+                       log=lambda m: None)
+            made[key] = out
+        return made[key]
+
+    return make

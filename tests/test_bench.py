@@ -32,19 +32,10 @@ FAST = dict(warmup=1, runs=4, batch_size=8)
 
 # ---------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(make_digits_run) -> Path:
     """A seed-CNN digits run, one epoch, exported to float32 and int8 (RUN/export)."""
-    pytest.importorskip("tensorflow")
     pytest.importorskip("sklearn")
-    from edgecls.config import resolve_options
-    from edgecls.export import ExportOptions, export
-    from edgecls.rundir import open_run
-    from edgecls.train import train
-
-    out = tmp_path_factory.mktemp("bench-run") / "digits"
-    train(resolve_options({"out": str(out), "epochs": 1, "seed": 1}), quiet=True, log=lambda m: None)
-    export(open_run(out), ExportOptions(["float32", "int8"], calib_samples=100, force=True), log=lambda m: None)
-    return out
+    return make_digits_run(epochs=1, seed=1, export_modes=("float32", "int8"))
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,8 @@ pytest.importorskip("tensorflow")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    from edgecls.config import resolve_options
-    from edgecls.export import ExportOptions, export
-    from edgecls.rundir import open_run
-    from edgecls.train import train
-
-    out = tmp_path_factory.mktemp("analyses") / "digits"
-    train(resolve_options({"out": str(out), "epochs": 1, "seed": 2}), quiet=True, log=lambda m: None)
-    export(open_run(out), ExportOptions(["float32", "int8"], calib_samples=100, force=True), log=lambda m: None)
-    return out
+def run_dir(make_digits_run) -> Path:
+    return make_digits_run(epochs=1, seed=2, export_modes=("float32", "int8"))
 
 
 def test_diagnosis_and_sweep_are_report_sections(run_dir, tmp_path, cli):

@@ -44,13 +44,8 @@ pytest.importorskip("tensorflow")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    from edgecls.config import resolve_options
-    from edgecls.train import train
-
-    out = tmp_path_factory.mktemp("diagnose-run") / "digits"
-    train(resolve_options({"out": str(out), "epochs": 1, "seed": 5}), quiet=True, log=lambda m: None)
-    return out
+def run(make_digits_run) -> Path:
+    return make_digits_run(epochs=1, seed=5)
 
 
 @pytest.fixture(scope="module")

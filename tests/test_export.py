@@ -24,14 +24,9 @@ from edgecls.runtime.metadata import METADATA_FORMAT, read_metadata  # noqa: E40
 
 # ---------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
-def digits_run(tmp_path_factory) -> Path:
+def digits_run(make_digits_run) -> Path:
     """A seed-CNN run on digits, two epochs (a few seconds)."""
-    from edgecls.config import resolve_options
-    from edgecls.train import train
-
-    out = tmp_path_factory.mktemp("export-run") / "digits"
-    train(resolve_options({"out": str(out), "epochs": 2, "seed": 3}), quiet=True, log=lambda m: None)
-    return out
+    return make_digits_run(epochs=2, seed=3)
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edgecls.errors import EdgeclsError
-from edgecls.rundir import RunDir
+from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, RunDir
 
-EXPORT_DIR = "export"
-EXPORT_REPORT = "export.json"
 SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
 SAVED_FORMAT = "edgecls.test-images/1"
 

@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, first_line
 from edgecls.runtime.metadata import ModelFileError
 
 ENV_VAR = "EDGECLS_BACKEND"
@@ -101,7 +101,7 @@ def find_backend(backend: str | None = None) -> Backend:
                 warnings.simplefilter("ignore")
                 cls, version = LOADERS[name]()
         except Exception as exc:  # that failure is more than an ImportError
-            reasons.append(f"{name}: {_first_line(exc)}")
+            reasons.append(f"{name}: {first_line(exc)}")
             continue
         return Backend(name, version, cls)
     if forced:
@@ -129,7 +129,7 @@ def create_interpreter(model_content: bytes, backend: Backend, num_threads: int 
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:  # the interpreter verifies the flatbuffer first
         detail = next((line.strip() for line in native if line.strip()), "")
-        reason = _first_line(exc) + (f" ({detail})" if detail and detail not in str(exc) else "")
+        reason = first_line(exc) + (f" ({detail})" if detail and detail not in str(exc) else "")
         raise ModelFileError(f"{name}: {backend.name} cannot load it: {reason}") from None
     return interpreter
 
@@ -182,7 +182,3 @@ def installed_backends() -> dict[str, str | None]:
         found[name] = _version(name) if spec is not None else None
     return found
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -14,7 +14,7 @@ from typing import Literal, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, first_line
 
 ColorMode = Literal["grayscale", "rgb"]
 COLOR_MODES: tuple[str, ...] = ("grayscale", "rgb")
@@ -59,7 +59,7 @@ def load_image(source: ImageSource, size: tuple[int, int], color: ColorMode) -> 
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow reports corrupt data with these
-        raise ImageError(f"corrupt image data: {_reason(exc)}") from None
+        raise ImageError(f"corrupt image data: {first_line(exc)}") from None
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
@@ -83,8 +83,8 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
         raise ImageError("not an image Pillow can decode") from None
     except OSError as exc:
         if "truncated" in str(exc).lower():
-            raise ImageError(f"truncated or corrupt image: {_reason(exc)}") from None
-        raise ImageError(f"cannot read: {_reason(exc)}") from None
+            raise ImageError(f"truncated or corrupt image: {first_line(exc)}") from None
+        raise ImageError(f"cannot read: {first_line(exc)}") from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit and image.width * image.height > limit:
         raise ImageError(
@@ -102,7 +102,7 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
     except Image.DecompressionBombError as exc:
         raise ImageError(f"decompression bomb refused (Pillow's pixel limit): {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"truncated or corrupt image: {_reason(exc)}") from None
+        raise ImageError(f"truncated or corrupt image: {first_line(exc)}") from None
     return image
 
 
@@ -191,10 +191,6 @@ def _image_from_array(array: np.ndarray) -> Image.Image:
         array = np.clip(np.rint(array.astype(np.float64)), 0, 255).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(array))  # uint8 (H,W) / (H,W,3) / (H,W,4): L / RGB / RGBA
 
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def is_image_file(path: Path) -> bool:
