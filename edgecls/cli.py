@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import typer
 
-from edgecls.config import DEFAULTS
+from edgecls.config import DEFAULT_CALIB_SAMPLES, DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, DEFAULTS
 from edgecls.errors import EdgeclsError
 
 app = typer.Typer(
@@ -108,16 +108,16 @@ def train(
 @app.command("export")
 def export_command(
     source: Path = typer.Argument(..., help="A run directory (made by edgecls train) or a bare .keras file"),
-    quant: str = typer.Option("int8,float32", help="Comma list of float32, float16, dynamic, int8 (int8 I/O), "
+    quant: str = typer.Option(DEFAULT_QUANT, help="Comma list of float32, float16, dynamic, int8 (int8 I/O), "
                               "uint8 (uint8 I/O), or all"),
-    calib_samples: int = typer.Option(500, help="Calibration images from the train split, stratified by class "
+    calib_samples: int = typer.Option(DEFAULT_CALIB_SAMPLES, help="Calibration images from the train split, stratified by class "
                                       "(all of them if the split has fewer)"),
     quantizer: str = typer.Option("converter", help="converter (TensorFlow's TFLite converter) | litert "
                                   "(ai-edge-quantizer, static int8 recipe, on the float32 model)"),
     out: Optional[Path] = typer.Option(None, help="Output folder  \\[default: RUN_DIR/export]"),
     data: Optional[str] = typer.Option(None, help="The images of a bare .keras file (digits, a folder, ...); "
                                        "for a run directory, where its data now is"),
-    min_agreement: float = typer.Option(0.95, help="Least top-1 agreement of int8/uint8 with the float model "
+    min_agreement: float = typer.Option(DEFAULT_MIN_AGREEMENT, help="Least top-1 agreement of int8/uint8 with the float model "
                                         "on the validation split"),
     force: bool = typer.Option(False, help="Write the files even when int8 agreement is below --min-agreement"),
     keep_float: Optional[List[str]] = typer.Option(None, "--keep-float", metavar="OP_OR_LAYER", help=(

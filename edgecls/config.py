@@ -24,6 +24,10 @@ AUGMENTATIONS = ("flip", "rotate", "zoom", "translate", "contrast")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 MAX_IMG_SIZE = 512
+# Export defaults, here so the CLI's help can show them without importing the export machinery.
+DEFAULT_QUANT = "int8,float32"
+DEFAULT_CALIB_SAMPLES = 500  # the peers' advice is >= 300 where the train split has them
+DEFAULT_MIN_AGREEMENT = 0.95
 
 
 @dataclass

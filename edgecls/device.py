@@ -164,7 +164,7 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    facts.add_row("model", escape(clean_text(printable(report["file"]))))
+    facts.add_row("model", markup_cell(report["file"]))
     facts.add_row("size", f"{report['size_bytes']:,} bytes   sha256 {report['sha256'][:16]}…")
     facts.add_row("read by", f"{report['backend']['name']} {report['backend']['version']}")
     mode = quant["detected"] + (", weights per channel" if quant["weights_per_channel"] else "")
@@ -226,10 +226,10 @@ def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
     backend = report["backend"]
     # Every value comes from the machine or the environment ($EDGECLS_BACKEND, /proc/cpuinfo):
     # shown as text, never read as rich markup or passed on as terminal escapes.
-    found = (_text(f"{backend['name']} {backend['version']}") if backend["name"]
-             else f"[red]none[/]: {_text(backend['error'])}")
+    found = (markup_cell(f"{backend['name']} {backend['version']}") if backend["name"]
+             else f"[red]none[/]: {markup_cell(backend['error'])}")
     if report["backend_forced"]:
-        found += _text(f"   (forced by $EDGECLS_BACKEND={report['backend_forced']})")
+        found += markup_cell(f"   (forced by $EDGECLS_BACKEND={report['backend_forced']})")
     installed = ", ".join(f"{name} {version}" for name, version in report["backends_installed"].items() if version)
     rows = [
         ("edgecls", report.get("edgecls", "?")),
@@ -246,14 +246,15 @@ def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
          if report["tensorflow_installed"] else "not installed (not needed on a device)"),
     ]
     for key, value in rows:
-        grid.add_row(key, value if key == "interpreter" else _text(value))
+        grid.add_row(key, value if key == "interpreter" else markup_cell(value))
     console.print(grid)
     for warning in report["warnings"]:
-        console.print(f"[yellow]warning:[/] {_text(warning)}")
+        console.print(f"[yellow]warning:[/] {markup_cell(warning)}")
     if report["ok"] and not report["warnings"]:
         console.print("[green]ok[/]: this machine can run edgecls predict and bench on .tflite models")
 
 
-def _text(value: Any) -> str:
-    """Data as a rich cell: printed as it is (no markup), no control characters, valid UTF-8."""
+def markup_cell(value: Any) -> str:
+    """Text from data (model and file names, CPU names, notes) as a rich cell: shown as it is, never
+    read as markup ([bold] stays "[bold]"), without control characters or undecodable bytes."""
     return escape(clean_text(printable(str(value))))

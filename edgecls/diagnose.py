@@ -32,10 +32,10 @@ import numpy as np
 from edgecls.convert import (ConversionError, Converted, _plain_interpreter, calibrate_tf,
                              quantize_mixed, saved_model, tf_converter)
 from edgecls.errors import EdgeclsError, native_stderr_silenced, require_tensorflow
-from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir, stratified_sample
+from edgecls.config import DEFAULT_CALIB_SAMPLES
+from edgecls.rundir import Calibration, RunDir, stratified_sample
 
 DIAGNOSIS_FORMAT = "edgecls.diagnosis/1"
-DEFAULT_CALIB = DEFAULT_CALIB_SAMPLES  # what export calibrates on, so the diagnosis sees export's int8
 DEFAULT_EVAL = 100
 ROUNDING_ONLY = 1 / math.sqrt(12)  # RMSE / scale of a uniform rounding error: a healthy op's level
 _KERAS_SUFFIX = re.compile(r"_\d+$")  # SavedModel export names layer `conv1`'s scope `conv1_1`
@@ -100,7 +100,7 @@ class Diagnosis:
 
 
 # ---------------------------------------------------------------------- diagnosis
-def diagnose(source: RunDir, calib_samples: Optional[int] = DEFAULT_CALIB,
+def diagnose(source: RunDir, calib_samples: Optional[int] = DEFAULT_CALIB_SAMPLES,  # as export calibrates
              eval_samples: int = DEFAULT_EVAL) -> Diagnosis:
     """Run TensorFlow's QuantizationDebugger on the run's model: `calib_samples` train-split images
     calibrate it as export does, `eval_samples` validation images measure each op."""

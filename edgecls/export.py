@@ -33,12 +33,11 @@ from edgecls.atomic import check_folder_writable, write_bytes_atomic, write_text
 from edgecls.convert import (INTEGER_MODES, LITERT_INSTALL, LITERT_MODES, MODES, QUANTIZERS, Converted, convert,
                              saved_model)
 from edgecls.errors import EdgeclsError, require_tensorflow
-from edgecls.rundir import DEFAULT_CALIB_SAMPLES, EXPORT_DIR, EXPORT_REPORT, Calibration, RunDir
+from edgecls.config import DEFAULT_CALIB_SAMPLES, DEFAULT_MIN_AGREEMENT
+from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, Calibration, RunDir
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
 
-DEFAULT_QUANT = "int8,float32"
-DEFAULT_MIN_AGREEMENT = 0.95
 EXPORT_FORMAT = "edgecls.export/1"
 
 

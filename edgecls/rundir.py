@@ -18,7 +18,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.config import read_toml
+from edgecls.config import DEFAULT_CALIB_SAMPLES, read_toml
+from edgecls.data import SPLIT_NAMES
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.labels import read_labels
 
@@ -26,9 +27,7 @@ MODEL_FILE = "model.keras"
 EXPORT_DIR = "export"  # RUN_DIR/export: what edgecls export writes by default
 EXPORT_REPORT = "export.json"  # its index of the files written, read by bench
 RUN_FILES = (MODEL_FILE, "labels.txt", "config.toml", "split.json")
-DEFAULT_CALIB_SAMPLES = 500
 MIN_CALIB_WARNING = 100  # fewer calibration images than this: ranges may be unstable
-PARTS = ("train", "val", "test")
 
 
 @dataclass
@@ -135,7 +134,7 @@ class RunDir:
 
     def images(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """uint8 images (N, H, W, C) and int labels of one split part: train, val or test."""
-        if part not in PARTS:
+        if part not in SPLIT_NAMES:
             raise ValueError(f"unknown split part {part!r}")
         indices = getattr(self.split(), part)
         dataset = self.dataset()
@@ -199,7 +198,7 @@ def open_run(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
     if not isinstance(train, dict) or not isinstance(train.get("data"), str):
         raise EdgeclsError(f"{path / 'config.toml'} has no [train] table naming the data")
     split_doc = _read_json(path / "split.json")
-    if not all(isinstance(split_doc.get(part), list) for part in PARTS):
+    if not all(isinstance(split_doc.get(part), list) for part in SPLIT_NAMES):
         raise EdgeclsError(f"{path / 'split.json'} is malformed: it needs train, val and test index lists")
     labels = read_labels(path / "labels.txt")
     img_size, color, seed = train.get("img_size"), train.get("color"), train.get("seed", 0)

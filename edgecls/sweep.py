@@ -96,7 +96,9 @@ def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converte
 
 
 def _write(folder: Path, name: str, content: bytes) -> Path:
-    path = folder / f"model_{name}.tflite"
+    from edgecls.export import model_file_name
+
+    path = folder / model_file_name(name)
     path.write_bytes(content)
     return path
 

@@ -18,7 +18,6 @@ from typing import Optional
 
 import numpy as np
 
-from edgecls import __version__
 from edgecls.atomic import staged_dir
 from edgecls.config import BUILTIN_DATASETS, TrainOptions, options_table, to_toml
 from edgecls.data import Dataset, load_dataset, make_split
@@ -36,7 +35,7 @@ class TrainResult:
 
 
 def default_run_dir(options: TrainOptions) -> Path:
-    name = Path(options.data.rstrip("/")).name if options.data not in ("digits",) else options.data
+    name = Path(options.data.rstrip("/")).name  # "digits" for digits, the folder's name for a path
     return Path("runs") / f"{name}-{options.arch}"
 
 
@@ -203,11 +202,9 @@ def _report_skipped(dataset: Dataset, log) -> None:
 
 
 def package_versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
+    from edgecls.export import versions
 
-    return {"edgecls": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
+    return {**versions(), "numpy": np.__version__, "python": platform.python_version()}
 
 
 def plot_history(history: dict, path: Path) -> None:

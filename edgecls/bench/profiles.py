@@ -186,14 +186,9 @@ def profile_core(profile: DeviceProfile) -> Optional[str]:
 
 def describe_machine(backend: Any) -> dict[str, Any]:
     """The machine section of a report: doctor's machine_info plus what the bench ran with."""
-    import numpy
-    import PIL
+    from edgecls.runtime.doctor import library_versions, machine_info
 
-    from edgecls import __version__
-    from edgecls.runtime.doctor import machine_info
-
-    versions = {"edgecls": __version__, "numpy": numpy.__version__, "pillow": PIL.__version__,
-                backend.name: backend.version}
+    versions = {**library_versions(), backend.name: backend.version}
     for heavy in ("tensorflow", "keras"):  # recorded only if already loaded: never imported for this
         module = sys.modules.get(heavy)
         if module is not None and heavy not in versions:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from edgecls.atomic import check_folder_writable, write_text_atomic
+from edgecls.device import markup_cell  # one implementation for every table of data; compare imports it here
 from edgecls.errors import EdgeclsError
 
 JSON_NAME = "bench.json"
@@ -108,14 +109,6 @@ def render_table(report: dict[str, Any]) -> Any:
     return table
 
 
-def markup_cell(value: Any) -> str:
-    """Text from data (model and file names, CPU names, notes) as a rich cell: shown as it is, never
-    read as markup ([bold] stays "[bold]"), without control characters or undecodable bytes."""
-    from rich.markup import escape
-
-    from edgecls.runtime.labels import clean_text, printable
-
-    return escape(clean_text(printable(str(value))))
 
 
 def markup_lines(lines: Sequence[str]) -> str:

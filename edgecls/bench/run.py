@@ -98,11 +98,10 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     profile = load_profile(options.device) if options.device else None
     check_writable(options.json_path, options.report_dir)
     backend = find_backend(options.backend)
-    run, models, test = _inputs(options, backend.name, log)
+    run, models, classifiers, test = _inputs(options, backend.name, log)
 
     log(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images")
-    probabilities = {m.name: Classifier(m.path, backend=backend.name, input_range=options.input_range)
-                     .probabilities(test.images) for m in models}
+    probabilities = {m.name: classifiers[m.name].probabilities(test.images) for m in models}
     machine = describe_machine(backend)  # before the affinity change: the host as it is
     float_file = next((m.name for m in models if m.is_float), None)
     plan = latency.Plan(options.warmup, options.runs, options.batch_size)
@@ -149,22 +148,22 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
 
 
 def _inputs(options: BenchOptions, backend: str, log: Callable[[str], None]
-            ) -> tuple[Optional[RunDir], list[BenchModel], TestSet]:
-    """The run (if any), the .tflite models and the test images, all checked against each other."""
+            ) -> tuple[Optional[RunDir], list[BenchModel], dict[str, Classifier], TestSet]:
+    """The run (if any), the .tflite models, a loaded Classifier for each (by model name) and the
+    test images, all checked against each other."""
     run_dir, files = split_paths(options.paths)
     run = open_run(run_dir, options.data) if run_dir else None
     if run_dir is not None:
         files = _unique(exported_files(run_dir) + files)
     models = [describe_tflite(path, backend) for path in files]
     unique_names(models)
-    test = _test_set(run, options.data, models, {m.name: Classifier(m.path, backend=backend,
-                                                                   input_range=options.input_range)
-                                                 for m in models})
+    classifiers = {m.name: Classifier(m.path, backend=backend, input_range=options.input_range) for m in models}
+    test = _test_set(run, options.data, models, classifiers)
     if options.save_test_images is not None:
         save_test_images(test, options.save_test_images)
         log(f"Wrote the {len(test.labels)} test images to {options.save_test_images} (bench on a device with "
             f"--data {options.save_test_images})")
-    return run, models, test
+    return run, models, classifiers, test
 
 
 def _unique(paths: list[Path]) -> list[Path]:

@@ -27,8 +27,7 @@ from edgecls.runtime.preprocess import ImageError, ImageSource, load_image
 
 LABELS_FILE = "labels.txt"  # looked for beside the model
 MAX_BATCH = 32  # largest batch handed to a model with a dynamic batch dimension
-_INPUT_DTYPES = (np.float32, np.uint8, np.int8)
-_OUTPUT_DTYPES = (np.float32, np.uint8, np.int8)
+_TENSOR_DTYPES = (np.float32, np.uint8, np.int8)  # what a classifier's input and output may be
 _PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE"}  # ops that keep a tensor's meaning
 
 
@@ -301,12 +300,12 @@ def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model
     shape = [int(d) for d in inp["shape"]]
     if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3) or min(shape) < 1:
         raise ModelFileError(f"{name}: input is {shape}, not an NHWC image tensor [1, H, W, 1|3]")
-    if inp["dtype"] not in _INPUT_DTYPES:
+    if inp["dtype"] not in _TENSOR_DTYPES:
         raise ModelFileError(f"{name}: input type {np.dtype(inp['dtype']).name} is not supported (float32, uint8 or int8)")
     oshape = [int(d) for d in out["shape"]]
     if len(oshape) < 2 or oshape[0] != 1 or any(d != 1 for d in oshape[1:-1]) or oshape[-1] < 1:
         raise ModelFileError(f"{name}: output is {oshape}, not class scores [1, N]")
-    if out["dtype"] not in _OUTPUT_DTYPES:
+    if out["dtype"] not in _TENSOR_DTYPES:
         raise ModelFileError(f"{name}: output type {np.dtype(out['dtype']).name} is not supported (float32, uint8 or int8)")
     return inp, out
 
@@ -330,8 +329,8 @@ def _input_spec(details: dict, metadata: dict | None, name: str,
         if declared.get(key) not in (None, actual):
             raise ModelFileError(f"{name}: metadata says input {key} {declared[key]!r} but the tensor has {actual!r}")
     pixel_range = declared.get("pixel_range")
-    if input_range is not None:  # the caller knows better (a third-party model)
-        pixel_range = check_range(input_range, "input_range", EdgeclsError)
+    if input_range is not None:  # the caller knows better (a third-party model); checked by __init__
+        pixel_range = input_range
     elif pixel_range is not None:
         pixel_range = check_range(pixel_range, f"{name}: malformed edgecls metadata: input pixel_range")
     elif dtype != np.float32 and scale > 0:

@@ -28,15 +28,20 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def doctor_report() -> dict[str, Any]:
-    """Machine, library versions, the interpreter backend found, and warnings about known traps."""
+def library_versions() -> dict[str, str]:
+    """edgecls and the device side's libraries (the interpreter backend is reported separately)."""
     import numpy
     import PIL
 
     from edgecls import __version__
 
-    report: dict[str, Any] = {"edgecls": __version__, **machine_info(), "numpy": numpy.__version__,
-                              "pillow": PIL.__version__}
+    return {"edgecls": __version__, "numpy": numpy.__version__, "pillow": PIL.__version__}
+
+
+def doctor_report() -> dict[str, Any]:
+    """Machine, library versions, the interpreter backend found, and warnings about known traps."""
+    versions = library_versions()
+    report: dict[str, Any] = {"edgecls": versions.pop("edgecls"), **machine_info(), **versions}
     installed = installed_backends()
     report["backends_installed"] = installed
     report["tensorflow_installed"] = importlib.util.find_spec("tensorflow") is not None
@@ -47,11 +52,11 @@ def doctor_report() -> dict[str, Any]:
         report["backend"] = {"name": backend.name, "version": backend.version}
     except EdgeclsError as exc:
         report["backend"] = {"name": None, "error": str(exc)}
-    numpy_major = int(numpy.__version__.split(".")[0])
+    numpy_major = int(report["numpy"].split(".")[0])
     if installed["tflite_runtime"] and numpy_major >= 2:
         warnings.append(
             f"tflite_runtime {installed['tflite_runtime']} is built for numpy 1 and cannot run with numpy "
-            f"{numpy.__version__}: pip install ai-edge-litert, or pip install 'numpy<2'"
+            f"{report['numpy']}: pip install ai-edge-litert, or pip install 'numpy<2'"
         )
     if report["arch"].lower() in _ARM32 or (report["arch"].lower() in ("aarch64", "arm64") and report["python_bits"] == 32):
         warnings.append(

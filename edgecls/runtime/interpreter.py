@@ -7,6 +7,7 @@ Keras is ever loaded. `backend=` or the EDGECLS_BACKEND environment variable for
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -71,6 +72,7 @@ LOADERS: dict[str, Callable[[], tuple[type, str]]] = {
 }
 
 
+@functools.lru_cache(maxsize=None)  # each Classifier asks; importlib.metadata scans site-packages
 def _version(module: str) -> str:
     for distribution in DISTRIBUTIONS[module]:
         try:
