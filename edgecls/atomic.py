@@ -6,8 +6,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from edgecls.errors import EdgeclsError
 
@@ -47,6 +47,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def check_new_dir(final: str | os.PathLike, force: bool = False) -> Path:
+    """Refuse an existing `final` unless `force` (cheap: call it before any heavy work)."""
+    final = Path(final)
+    if final.exists() and not force:
+        raise EdgeclsError(f"{final} already exists: choose another --out or pass --force to replace it")
+    return final
+
+
 @contextlib.contextmanager
 def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `final`; on success it is renamed to `final`.
@@ -55,9 +63,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     process id, so a leftover from a killed run is removed by the next run, and a folder another
     running process is still filling is left alone.
     """
-    final = Path(final)
-    if final.exists() and not force:
-        raise EdgeclsError(f"{final} already exists: choose another --out or pass --force to replace it")
+    final = check_new_dir(final, force)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f".{final.name}.partial-*"):

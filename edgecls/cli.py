@@ -1,7 +1,17 @@
 """The `edgecls` command line: thin commands that parse options and call library functions.
 
 Heavy imports (TensorFlow above all) happen inside the command that needs them, so that
-`edgecls predict` on a device never pays for them.
+`edgecls predict` on a device never pays for them, and cheap checks (an existing --out, a bad
+choice) fail before them.
+
+Style, so that adding an option is one edit here (plus its field, for train):
+- each parameter is `name: Annotated[type, typer.Option(help=...)] = default`; choices are Enums
+  made from the library's own tuples by `_choices` (case-insensitive, one-line errors);
+- a default that is not a plain value is shown with `show_default="..."` (never "[default: ...]"
+  in the help text: Rich markup eats the brackets);
+- every command's epilog has at least one example;
+- `train`'s parameters mirror `TrainOptions` field for field (tests/test_train.py checks it), and
+  `--config FILE.toml` feeds Click's `default_map`, so the TOML keys are the option names for free.
 
 Exit codes: 0 success; 1 the job ran but failed (e.g. some files in a batch could not be
 classified, or int8 agreement fell below --min-agreement); 2 bad input or usage; 130 interrupted.
@@ -12,13 +22,17 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from dataclasses import fields
+from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from edgecls.config import DEFAULT_CALIB_SAMPLES, DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, DEFAULTS
 from edgecls.errors import EdgeclsError
+from edgecls.export.modes import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, MODES_HELP, QUANTIZERS
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES
+from edgecls.train.options import ARCHITECTURES, COLORS, DEFAULTS, OPTIMIZERS, STRATEGIES, TrainOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -26,6 +40,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Train a small image classifier, quantise it to int8 TFLite, and run and benchmark it on Pi-class CPUs.\n\n"
     "Exit codes: 0 ok; 1 the job failed (a batch had bad files, a quality gate failed); 2 bad input; 130 interrupted.",
+    epilog="Example: edgecls train && edgecls export runs/digits-seed && edgecls bench runs/digits-seed",
 )
 
 
@@ -39,8 +54,8 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
-                                 help="Print the edgecls version and exit"),
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the edgecls version and exit", metavar="")] = False,
 ) -> None:
     """Keeps `edgecls` a group of sub-commands."""
 
@@ -54,46 +69,106 @@ def _fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _to_stderr(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """An Enum of the library's own choice tuple: the one list the CLI, the TOML and validation share."""
+    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)  # type: ignore[return-value]
+
+
+def _choice(kind: type[Enum], what: str) -> dict[str, Any]:
+    """typer.Option arguments for an Enum choice: case-insensitive (`--color RGB`), a one-line
+    'unknown <what>' error, and the choices as the metavar."""
+    names = [member.value for member in kind]
+
+    def parse(value: Any) -> Enum:
+        if isinstance(value, kind):
+            return value
+        for member in kind:
+            if member.value.lower() == str(value).strip().lower():
+                return member
+        raise typer.BadParameter(f"unknown {what} {value!r}: use one of {', '.join(names)}")
+
+    return {"parser": parse, "metavar": "|".join(names)}
+
+
+def _plain(value: Any) -> Any:
+    """What the library takes: Enum members as their strings, paths as strings."""
+    if isinstance(value, Enum):
+        return value.value
+    return str(value) if isinstance(value, Path) else value
+
+
+Arch = _choices("Arch", ARCHITECTURES)
+Color = _choices("Color", COLORS)
+Optimizer = _choices("Optimizer", OPTIMIZERS)
+Strategy = _choices("Strategy", STRATEGIES)
+Quantizer = _choices("Quantizer", QUANTIZERS)
+
+
 # ----------------------------------------------------------------------------- train
 _D = DEFAULTS
+TRAIN_FIELDS = {f.name for f in fields(TrainOptions)}
 
 
-@app.command()
+def _read_config(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
+    """--config FILE.toml: its keys become the options' defaults (Click's default_map), so options
+    given on the command line win and every key is checked like the option it names."""
+    if path is not None:
+        from edgecls.train.options import read_config
+
+        ctx.default_map = {**(ctx.default_map or {}), **read_config(path)}
+    return path
+
+
+@app.command(epilog="Examples:\n\n"
+             "edgecls train --epochs 5\n\n"
+             "edgecls train --data ../shared/data/catsdogs --arch mobile --img-size 96 --out runs/catsdogs\n\n"
+             "edgecls train --config runs/digits-seed/config.toml --out runs/again")
 def train(
     ctx: typer.Context,
-    data: str = typer.Option(_D.data, help="digits | mnist | fashion_mnist | cifar10 | a folder of class sub-folders | a folder of IDX files"),
-    out: Optional[Path] = typer.Option(None, help="Run directory to create [default: runs/<data>-<arch>]"),
-    arch: str = typer.Option(_D.arch, help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos)"),
-    img_size: Optional[int] = typer.Option(None, help="Square input size in pixels [default: the dataset's own, 96 for folders]"),
-    color: Optional[str] = typer.Option(None, help="grayscale | rgb [default: the dataset's own; rgb for folders]"),
-    augment: Optional[str] = typer.Option(None, help="Comma list of flip,rotate,zoom,translate,contrast, or none [default: per dataset; no flip for digits]"),
-    epochs: int = typer.Option(_D.epochs, help="Maximum epochs (early stopping restores the best)"),
-    batch_size: int = typer.Option(_D.batch_size),
-    optimizer: str = typer.Option(_D.optimizer, help="adam | sgd | rmsprop"),
-    lr: float = typer.Option(_D.lr, help="Learning rate"),
-    kernel_size: int = typer.Option(_D.kernel_size, help="Convolution kernel size (seed architecture)"),
-    activation: str = typer.Option(_D.activation, help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)"),
-    dropout: float = typer.Option(_D.dropout, help="Dropout before the classifier"),
-    label_smoothing: float = typer.Option(_D.label_smoothing),
-    patience: int = typer.Option(_D.patience, help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept (0 disables)"),
-    val_fraction: float = typer.Option(_D.val_fraction),
-    test_fraction: float = typer.Option(_D.test_fraction),
-    seed: int = typer.Option(_D.seed, help="Seed for the split, weights and augmentation (deterministic on CPU)"),
-    strategy: str = typer.Option(_D.strategy, help="default | mirrored | multi-worker (tf.distribute)"),
-    config: Optional[Path] = typer.Option(None, help="TOML file whose keys mirror these options (options given here win)"),
-    force: bool = typer.Option(False, help="Replace an existing run directory"),
-    quiet: bool = typer.Option(False, help="One line per epoch instead of progress bars"),
+    data: Annotated[str, typer.Option(help="digits | mnist | fashion_mnist | cifar10 | a folder of class "
+                                      "sub-folders | a folder of IDX files")] = _D.data,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory to create",
+                                                show_default="runs/<data>-<arch>")] = None,
+    arch: Annotated[Arch, typer.Option(help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, "
+                                       "for RGB photos)", **_choice(Arch, "architecture"))] = _D.arch,
+    img_size: Annotated[Optional[int], typer.Option(help="Square input size in pixels",
+                                                    show_default="the dataset's own, 96 for folders")] = None,
+    color: Annotated[Optional[Color], typer.Option(help="Colour mode", show_default="the dataset's own; rgb for folders",
+                                                   **_choice(Color, "colour mode"))] = None,
+    augment: Annotated[Optional[str], typer.Option(help="Comma list of flip,rotate,zoom,translate,contrast, or none",
+                                                   show_default="per dataset; no flip for digits")] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping restores the best)")] = _D.epochs,
+    batch_size: Annotated[int, typer.Option(help="Training batch size")] = _D.batch_size,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer", **_choice(Optimizer, "optimizer"))] = _D.optimizer,
+    lr: Annotated[float, typer.Option(help="Learning rate")] = _D.lr,
+    kernel_size: Annotated[int, typer.Option(help="Convolution kernel size (seed architecture)")] = _D.kernel_size,
+    activation: Annotated[str, typer.Option(help="relu | relu6 | elu | gelu | swish | tanh | ... "
+                                            "(seed architecture)")] = _D.activation,
+    dropout: Annotated[float, typer.Option(help="Dropout before the classifier")] = _D.dropout,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss")] = _D.label_smoothing,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs, on validation loss; the best "
+                                          "epoch's weights are kept (0 disables)")] = _D.patience,
+    val_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for validation")] = _D.val_fraction,
+    test_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for the test")] = _D.test_fraction,
+    seed: Annotated[int, typer.Option(help="Seed for the split, weights and augmentation (deterministic on CPU)")] = _D.seed,
+    strategy: Annotated[Strategy, typer.Option(help="tf.distribute strategy",
+                                               **_choice(Strategy, "strategy"))] = _D.strategy,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file whose keys mirror these options (options given "
+                                                   "here win)", is_eager=True, callback=_read_config)] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing run directory", metavar="")] = False,
+    quiet: Annotated[bool, typer.Option(help="One line per epoch instead of progress bars", metavar="")] = False,
 ) -> None:
     """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots)."""
-    from edgecls.config import resolve_options
+    from edgecls.train.fit import train as run_training
+    from edgecls.train.options import validate
 
-    given = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
-    if out is not None:  # a Path on the command line; the TOML's `out` otherwise
-        given["out"] = str(out)
-    options = resolve_options(given, config_path=config)
-    from edgecls.train import train as run_training
-
-    result = run_training(options, force=force, quiet=quiet, log=lambda m: typer.echo(m, err=True))
+    options = TrainOptions(**{name: _plain(value) for name, value in ctx.params.items() if name in TRAIN_FIELDS})
+    validate(options)
+    result = run_training(options, force=force, quiet=quiet, log=_to_stderr)
     m = result.metrics
     typer.echo(
         f"\nTest accuracy {result.test_accuracy:.4f} on {m['counts']['test']} held-out images "
@@ -105,43 +180,54 @@ def train(
 
 
 # ----------------------------------------------------------------------------- export
-@app.command("export")
+@app.command("export", epilog="Examples:\n\n"
+             "edgecls export runs/digits-seed\n\n"
+             "edgecls export runs/digits-seed --quant all --calib-samples 300\n\n"
+             "edgecls export runs/digits-seed --auto-fallback 2 --out runs/digits-seed/mixed")
 def export_command(
-    source: Path = typer.Argument(..., help="A run directory (made by edgecls train) or a bare .keras file"),
-    quant: str = typer.Option(DEFAULT_QUANT, help="Comma list of float32, float16, dynamic, int8 (int8 I/O), "
-                              "uint8 (uint8 I/O), or all"),
-    calib_samples: int = typer.Option(DEFAULT_CALIB_SAMPLES, help="Calibration images from the train split, stratified by class "
-                                      "(all of them if the split has fewer)"),
-    quantizer: str = typer.Option("converter", help="converter (TensorFlow's TFLite converter) | litert "
-                                  "(ai-edge-quantizer, static int8 recipe, on the float32 model)"),
-    out: Optional[Path] = typer.Option(None, help="Output folder  \\[default: RUN_DIR/export]"),
-    data: Optional[str] = typer.Option(None, help="The images of a bare .keras file (digits, a folder, ...); "
-                                       "for a run directory, where its data now is"),
-    min_agreement: float = typer.Option(DEFAULT_MIN_AGREEMENT, help="Least top-1 agreement of int8/uint8 with the float model "
-                                        "on the validation split"),
-    force: bool = typer.Option(False, help="Write the files even when int8 agreement is below --min-agreement"),
-    keep_float: Optional[List[str]] = typer.Option(None, "--keep-float", metavar="OP_OR_LAYER", help=(
-        "Also write a mixed model_int8_mixed.tflite keeping this Keras layer (conv2), op type (FULLY_CONNECTED) or "
-        "node in float; repeat the option or give a comma list")),
-    auto_fallback: int = typer.Option(0, "--auto-fallback", metavar="K", min=0, help=(
+    source: Annotated[Path, typer.Argument(help="A run directory (made by edgecls train) or a bare .keras file")],
+    quant: Annotated[str, typer.Option(help=MODES_HELP)] = DEFAULT_QUANT,
+    calib_samples: Annotated[int, typer.Option(help="Calibration images from the train split, stratified by class "
+                                               "(all of them if the split has fewer)")] = DEFAULT_CALIB_SAMPLES,
+    quantizer: Annotated[Quantizer, typer.Option(help="converter (TensorFlow's TFLite converter) | litert "
+                                                 "(ai-edge-quantizer, static int8 recipe, on the float32 model)",
+                                                 **_choice(Quantizer, "quantizer"))] = "converter",
+    out: Annotated[Optional[Path], typer.Option(help="Output folder", show_default="RUN_DIR/export")] = None,
+    data: Annotated[Optional[str], typer.Option(help="The images of a bare .keras file (digits, a folder, ...); "
+                                                "for a run directory, where its data now is")] = None,
+    min_agreement: Annotated[float, typer.Option(help="Least top-1 agreement of int8/uint8 with the float model "
+                                                 "on the validation split")] = DEFAULT_MIN_AGREEMENT,
+    force: Annotated[bool, typer.Option(help="Write the files even when int8 agreement is below "
+                                        "--min-agreement", metavar="")] = False,
+    keep_float: Annotated[Optional[list[str]], typer.Option(
+        "--keep-float", metavar="OP_OR_LAYER", show_default="none", help=(
+            "Also write a mixed model_int8_mixed.tflite keeping this Keras layer (conv2), op type (FULLY_CONNECTED) "
+            "or node in float; repeat the option or give a comma list"))] = None,
+    auto_fallback: Annotated[int, typer.Option("--auto-fallback", metavar="K", min=0, help=(
         "Also write model_int8_mixed.tflite keeping the K ops that int8 hurts most (RMSE/scale, TensorFlow's "
-        "QuantizationDebugger) in float")),
+        "QuantizationDebugger) in float"))] = 0,
 ) -> None:
     """Convert a trained model to .tflite files (float32 and int8 by default) that carry their labels and input spec.
 
-    Each file is scored with the device-side runtime on the validation split before anything is written: a table of size, accuracy and top-1 agreement with the Keras float model. Writes OUT/model_<mode>.tflite, OUT/labels.txt and OUT/export.json; with --keep-float or --auto-fallback also OUT/model_int8_mixed.tflite (int8 input and output, the named ops in float).
+    Each file is scored with the device-side runtime on the validation split before anything is
+    written: a table of size, accuracy and top-1 agreement with the Keras float model. Writes
+    OUT/model_<mode>.tflite, OUT/labels.txt and OUT/export.json; with --keep-float or
+    --auto-fallback also OUT/model_int8_mixed.tflite (int8 input and output, the named ops in float).
 
-    Exit codes: 0 ok; 1 conversion failed, or int8 agreement fell below --min-agreement (nothing written; --force writes anyway); 2 bad input.
+    Exit codes: 0 ok; 1 conversion failed, or int8 agreement fell below --min-agreement (nothing
+    written; --force writes anyway); 2 bad input.
     """
-    from edgecls.export import ExportOptions, export, parse_modes, parse_names, render_table
+    from edgecls.export.job import ExportOptions, export, parse_names
+    from edgecls.export.modes import parse_modes
+    from edgecls.export.report import render_export_table
     from edgecls.rundir import open_source
 
-    options = ExportOptions(parse_modes(quant, quantizer), quantizer, calib_samples, out, min_agreement, force,
-                            keep_float=parse_names(keep_float), auto_fallback=auto_fallback)
-    result = export(open_source(source, data), options, log=lambda m: typer.echo(m, err=True))
+    options = ExportOptions(parse_modes(quant, quantizer.value), quantizer.value, calib_samples, out, min_agreement,
+                            force, keep_float=parse_names(keep_float), auto_fallback=auto_fallback)
+    result = export(open_source(source, data), options, log=_to_stderr)
     from rich.console import Console
 
-    Console().print(render_table(result))
+    Console().print(render_export_table(result))
     if result.written:
         typer.echo(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
     if not result.passed:
@@ -152,52 +238,62 @@ def export_command(
 
 # ----------------------------------------------------------------------------- device side
 # predict / info / doctor import only edgecls.runtime (numpy, Pillow, an interpreter): never TensorFlow.
-_BACKEND_HELP = "litert | tflite_runtime | tensorflow  \\[default: $EDGECLS_BACKEND, else the first one installed, in that order]"
+_BACKEND_HELP = "litert | tflite_runtime | tensorflow"
+_BACKEND_DEFAULT = "$EDGECLS_BACKEND, else the first one installed, in that order"
 _INPUT_RANGE_HELP = ("LO,HI: the input values pixels 0 and 255 become, for a model that does not scale inside: "
-                     "-1,1 (MobileNet style), 0,1, ...; overrides the model's metadata  \\[default: the metadata's "
-                     "range; else 0,255 for a float input (edgecls models scale inside), the raw bytes for a "
-                     "quantised one]")
+                     "-1,1 (MobileNet style), 0,1, ...; overrides the model's metadata")
+_INPUT_RANGE_DEFAULT = ("the metadata's range; else 0,255 for a float input (edgecls models scale inside), the raw "
+                        "bytes for a quantised one")
+Backend = Annotated[Optional[str], typer.Option(help=_BACKEND_HELP, show_default=_BACKEND_DEFAULT)]
 
 
-@app.command()
+@app.command(epilog="Examples:\n\n"
+             "edgecls predict runs/digits-seed/export/model_int8.tflite photos/ --top-k 3\n\n"
+             "edgecls predict mobilenet_v1_0.25_128_quant.tflite cat.bmp --labels imagenet_labels.txt --json")
 def predict(
-    model: Path = typer.Argument(..., help="A .tflite image classifier (edgecls' own, or any NHWC one)"),
-    images: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) and glob patterns"),
-    top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Classes to show per image"),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table"),
-    as_csv: bool = typer.Option(False, "--csv", help="CSV (file,rank,index,label,score,error) instead of a table"),
-    threads: Optional[int] = typer.Option(None, min=1, help="Interpreter threads  \\[default: the CPU count]"),
-    labels: Optional[Path] = typer.Option(None, help="Labels file ('0 cat', '0: cat' or one name a line); "
-                                          "overrides the model's own labels"),
-    backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
-    input_range: Optional[str] = typer.Option(None, "--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP),
+    model: Annotated[Path, typer.Argument(help="A .tflite image classifier (edgecls' own, or any NHWC one)")],
+    images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) and glob patterns")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table", metavar="")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV (file,rank,index,label,score,error) instead of a "
+                                         "table", metavar="")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads",
+                                                   show_default="the CPU count")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); "
+                                                   "overrides the model's own labels")] = None,
+    backend: Backend = None,
+    input_range: Annotated[Optional[str], typer.Option("--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP,
+                                                       show_default=_INPUT_RANGE_DEFAULT)] = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
     A file that cannot be read becomes an error row with its reason and the run goes on.
 
-    Exit codes: 0 every image classified; 1 some images failed (see their error rows); 2 bad model, labels file or arguments (including arguments that name no image).
+    Exit codes: 0 every image classified; 1 some images failed (see their error rows); 2 bad model,
+    labels file or arguments (including arguments that name no image).
     """
     if as_json and as_csv:
         raise EdgeclsError("choose one of --json and --csv")
-    from edgecls.device import predict as run_predict
-    from edgecls.runtime.classify import parse_input_range
+    from edgecls.console import predict as run_predict
+    from edgecls.parsing import parse_range
 
     code = run_predict(str(model), images, top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
                        threads=threads, labels=str(labels) if labels else None, backend=backend,
-                       input_range=parse_input_range(input_range))
+                       input_range=parse_range(input_range))
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(epilog="Example: edgecls info runs/digits-seed/export/model_int8.tflite --json")
 def info(
-    model: Path = typer.Argument(..., help="Any .tflite file"),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON"),
-    backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
+    model: Annotated[Path, typer.Argument(help="Any .tflite file")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON", metavar="")] = False,
+    backend: Backend = None,
 ) -> None:
     """Show a .tflite model: tensors, ops, size, quantisation, metadata.
 
-    Inputs and outputs (shape, dtype, scale, zero point, per-channel or not), the op histogram, the size, the detected quantisation mode, the embedded edgecls metadata and the interpreter backend that read it. Works on third-party models without metadata.
+    Inputs and outputs (shape, dtype, scale, zero point, per-channel or not), the op histogram,
+    the size, the detected quantisation mode, the embedded edgecls metadata and the interpreter
+    backend that read it. Works on third-party models without metadata.
 
     Exit codes: 0 ok; 2 not a readable .tflite.
     """
@@ -207,20 +303,21 @@ def info(
     if as_json:
         import json
 
-        from edgecls.device import json_ready
+        from edgecls.console import json_ready
 
         typer.echo(json.dumps(json_ready(report), indent=2, ensure_ascii=False))
     else:
-        from edgecls.device import show_info
+        from edgecls.console import show_info
 
         show_info(report)
 
 
-@app.command()
-def doctor(as_json: bool = typer.Option(False, "--json", help="Print the report as JSON")) -> None:
+@app.command(epilog="Example: edgecls doctor --json")
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON", metavar="")] = False) -> None:
     """Check that this machine can run the device side (predict, info, bench of a .tflite).
 
-    Reports platform, architecture, Python, numpy, Pillow, the interpreter backend found and its version, whether TensorFlow is installed, the CPU count, and warnings for known traps.
+    Reports platform, architecture, Python, numpy, Pillow, the interpreter backend found and its
+    version, whether TensorFlow is installed, the CPU count, and warnings for known traps.
 
     Exit codes: 0 an interpreter backend works; 1 none does.
     """
@@ -232,7 +329,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the report 
 
         typer.echo(json.dumps(report, indent=2))
     else:
-        from edgecls.device import show_doctor
+        from edgecls.console import show_doctor
 
         show_doctor(report)
     raise typer.Exit(0 if report["ok"] else 1)
@@ -245,7 +342,7 @@ from typer.core import TyperGroup  # noqa: E402  (kept beside the only code that
 
 
 class _BenchGroup(TyperGroup):
-    def parse_args(self, ctx: typer.Context, args: List[str]) -> List[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = ["run", *args]
         return super().parse_args(ctx, args)
@@ -256,94 +353,108 @@ bench_app = typer.Typer(
     help="Quantised against float: accuracy, agreement, latency, size and memory on this machine, with reports.\n\n"
     "edgecls bench RUN_DIR|MODEL.tflite ... measures (the `run` command, the default); "
     "edgecls bench compare A.json B.json ... merges reports from several machines or device profiles.",
+    epilog="Examples: edgecls bench runs/digits-seed; edgecls bench compare pi4/bench.json pi5/bench.json",
 )
 app.add_typer(bench_app, name="bench")
 
 
-def _to_stderr(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-@bench_app.command("run")
+@bench_app.command("run", epilog="Examples:\n\n"
+                   "edgecls bench runs/digits-seed --threads 1,4\n\n"
+                   "edgecls bench model_int8.tflite --data test-images/ --device rpi4\n\n"
+                   "edgecls bench runs/digits-seed --diagnose --calib-sweep 25,100,300")
 def bench_run(
-    paths: List[Path] = typer.Argument(..., help="A run directory (its exports, as export.json lists them) and/or .tflite files"),
-    data: Optional[str] = typer.Option(None, help="Test images. A run directory: where its data now is (its saved "
-                                       "test split is used). .tflite files: a folder of class sub-folders, IDX files "
-                                       "or digits: its test part if it has one, else all of it; but when the model's "
-                                       "metadata names a run that is here (its model.keras the one the file was exported "
-                                       "from), with this data or no --data, that run's test split"),
-    device: Optional[str] = typer.Option(None, help="Device profile (devices/NAME.toml, or a path): its threads and "
-                                         "cores are applied and recorded"),
-    threads: Optional[str] = typer.Option(None, help="Comma list of interpreter thread counts to sweep, e.g. 1,2,4  "
-                                          "\\[default: the profile's, else 1 and every usable CPU]"),
-    warmup: int = typer.Option(10, help="Untimed invokes per model and thread count before timing"),
-    runs: int = typer.Option(200, help="Timed images per model and thread count (batch 1), in interleaved rounds"),
-    batch_size: int = typer.Option(32, help="Batch size for the throughput figure"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report here"),
-    report: Optional[Path] = typer.Option(None, help="Folder for bench.json, bench.md and the plots  "
-                                          "\\[default: RUN_DIR/bench for a run directory, none for .tflite files]"),
-    keras: bool = typer.Option(True, "--keras/--no-keras", help="Score the run's Keras float model as the reference "
-                               "(needs TensorFlow; without it the float32 .tflite is the reference)"),
-    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory of a device-side process per model"),
-    save_test_images: Optional[Path] = typer.Option(None, help="Also write the test images as PNG files in class "
-                                                    "sub-folders: --data for a bench on a device"),
-    backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
-    input_range: Optional[str] = typer.Option(None, "--input-range", metavar="LO,HI",
-                                              help=_INPUT_RANGE_HELP + "; applies to every .tflite benched"),
-    diagnose: bool = typer.Option(False, "--diagnose", help="Also rank the int8 ops by quantisation error "
-                                  "(TensorFlow's QuantizationDebugger) and name the worst; needs a run directory"),
-    calib_sweep: Optional[str] = typer.Option(None, help="Also export int8 with each calibration size, e.g. "
-                                              "25,100,300,1000: accuracy and agreement against N; needs a run directory"),
+    paths: Annotated[list[Path], typer.Argument(help="A run directory (its exports, as export.json lists them) "
+                                                "and/or .tflite files")],
+    data: Annotated[Optional[str], typer.Option(help=(
+        "Test images. A run directory: where its data now is (its saved test split is used). .tflite files: a "
+        "folder of class sub-folders, IDX files or digits: its test part if it has one, else all of it; but when "
+        "the model's metadata names a run that is here (its model.keras the one the file was exported from), "
+        "with this data or no --data, that run's test split"))] = None,
+    device: Annotated[Optional[str], typer.Option(help="Device profile (devices/NAME.toml, or a path): its threads "
+                                                  "and cores are applied and recorded")] = None,
+    threads: Annotated[Optional[str], typer.Option(help="Comma list of interpreter thread counts to sweep, e.g. 1,2,4",
+                                                   show_default="the profile's, else 1 and every usable CPU")] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed invokes per model and thread count before timing")] = 10,
+    runs: Annotated[int, typer.Option(help="Timed images per model and thread count (batch 1), in interleaved "
+                                      "rounds")] = 200,
+    batch_size: Annotated[int, typer.Option(help="Batch size for the throughput figure")] = 32,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the JSON report here")] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        help="Folder for bench.json, bench.md and the plots",
+        show_default="RUN_DIR/bench for a run directory, none for .tflite files")] = None,
+    keras: Annotated[bool, typer.Option("--keras/--no-keras", help="Score the run's Keras float model as the "
+                                        "reference (needs TensorFlow; without it the float32 .tflite is the "
+                                        "reference)", metavar="")] = True,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory of a device-side process "
+                                         "per model", metavar="")] = True,
+    save_test_images: Annotated[Optional[Path], typer.Option(help="Also write the test images as PNG files in class "
+                                                             "sub-folders: --data for a bench on a device")] = None,
+    backend: Backend = None,
+    input_range: Annotated[Optional[str], typer.Option("--input-range", metavar="LO,HI",
+                                                       help=_INPUT_RANGE_HELP + "; applies to every .tflite benched",
+                                                       show_default=_INPUT_RANGE_DEFAULT)] = None,
+    diagnose: Annotated[bool, typer.Option("--diagnose", help="Also rank the int8 ops by quantisation error "
+                                           "(TensorFlow's QuantizationDebugger) and name the worst; needs a run "
+                                           "directory", metavar="")] = False,
+    calib_sweep: Annotated[Optional[str], typer.Option(help="Also export int8 with each calibration size, e.g. "
+                                                       "25,100,300,1000: accuracy and agreement against N; needs a "
+                                                       "run directory")] = None,
 ) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 
-    Per model: top-1, top-k, macro-F1, per-class accuracy; against the float model: Δ accuracy, top-1 agreement, mean |Δ probability| and the images whose top-1 flipped. Latency through the device runtime, all models interleaved round by round: p50/p90/p99 of invoke and of file → label, throughput, load and first-inference time, for each thread count; size; peak memory of a fresh device-side process. Needs no TensorFlow for .tflite files.
+    Per model: top-1, top-k, macro-F1, per-class accuracy; against the float model: Δ accuracy,
+    top-1 agreement, mean |Δ probability| and the images whose top-1 flipped. Latency through the
+    device runtime, all models interleaved round by round: p50/p90/p99 of invoke and of file →
+    label, throughput, load and first-inference time, for each thread count; size; peak memory of
+    a fresh device-side process. Needs no TensorFlow for .tflite files.
 
-    Exit codes: 0 ok; 2 bad input (no exports, class count mismatch, bad option or profile, unwritable report).
+    Exit codes: 0 ok; 2 bad input (no exports, class count mismatch, bad option or profile,
+    unwritable report).
     """
-    from edgecls.bench.report import print_tables, render_sections, render_table, write_reports
-    from edgecls.bench.run import BenchOptions, default_report_dir, parse_threads, run_bench
-
-    from edgecls.bench.analyses import add_analyses, check_analyses_possible, parse_sizes
-    from edgecls.bench.inputs import split_paths
-    from edgecls.runtime.classify import parse_input_range
+    from edgecls.bench.report import print_tables, render_bench_table, render_sections
+    from edgecls.bench.run import BenchOptions, bench, default_report_dir, parse_threads
+    from edgecls.parsing import int_list, parse_range
 
     report_dir = report if report is not None else default_report_dir(paths)
-    sweep_sizes = parse_sizes(calib_sweep)
-    run_dir = split_paths(paths)[0]
-    check_analyses_possible(run_dir, diagnose, sweep_sizes)
+    sweep_sizes = int_list(calib_sweep, "--calib-sweep", "25,100,300,1000")
+    analyses: list = []
+    if diagnose or sweep_sizes:  # they need TensorFlow and the workstation side: injected, never imported by bench
+        from edgecls.export.analyses import requested_analyses
+
+        analyses = requested_analyses(paths, diagnose, sweep_sizes, data)
     options = BenchOptions(paths=list(paths), data=data, device=device, threads=parse_threads(threads), warmup=warmup,
                            runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
-                           input_range=parse_input_range(input_range),
+                           input_range=parse_range(input_range),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]))
-    result = run_bench(options, log=_to_stderr)
-    if diagnose or sweep_sizes:
-        add_analyses(result, run_dir, diagnose, sweep_sizes, report_dir, data, log=_to_stderr)
-    write_reports(result, report_dir, json_path, log=_to_stderr)
-    print_tables(render_table(result), *render_sections(result))
+    result = bench(options, analyses, log=_to_stderr)
+    print_tables(render_bench_table(result), *render_sections(result))
     if report_dir is not None:
         typer.echo(f"Reports in {report_dir}: {', '.join(result['report_files'])}")
     if json_path is not None:
         typer.echo(f"JSON report: {json_path}")
 
 
-@bench_app.command("compare")
+@bench_app.command("compare", epilog="Example: edgecls bench compare pi4/bench.json pi5/bench.json --report cmp/")
 def bench_compare(
-    reports: List[Path] = typer.Argument(..., help="Bench reports (bench.json) from several machines or profiles"),
-    report: Optional[Path] = typer.Option(None, help="Folder for compare.md, compare.json and compare.png"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the merged table as JSON here"),
+    reports: Annotated[list[Path], typer.Argument(help="Bench reports (bench.json) from several machines or "
+                                                  "profiles")],
+    report: Annotated[Optional[Path], typer.Option(help="Folder for compare.md, compare.json and compare.png")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the merged table as JSON here")] = None,
 ) -> None:
-    """Merge bench reports into one table, each row saying where it was measured (a device, or a host under a device profile's constraints, or emulation).
+    """Merge bench reports into one table, each row saying where it was measured.
 
-    Exit codes: 0 ok; 2 a file is missing or is not a bench report, or the report folder cannot be written.
+    Where: a device, a host under a device profile's constraints, or emulation.
+
+    Exit codes: 0 ok; 2 a file is missing or is not a bench report, or the report folder cannot be
+    written.
     """
-    from edgecls.bench.compare import compare, render_table, write_outputs
+    from edgecls.bench.compare import compare, render_compare_table, write_outputs
     from edgecls.bench.report import check_writable, print_tables
 
     check_writable(json_path, report)
     merged = compare(reports)
-    print_tables(render_table(merged))
+    print_tables(render_compare_table(merged))
     written = write_outputs(merged, report, json_path)
     if written:
         typer.echo(f"Wrote {', '.join(str(p) for p in written)}")
@@ -355,7 +466,9 @@ def _cli_exceptions() -> tuple[tuple, tuple, tuple]:
     copy of click (typer._click) and does not install click; older Typers use click itself."""
     exits, usage, aborts = [typer.Exit], [], [typer.Abort]
     try:
-        from typer._click import exceptions as vendored  # a private path, hence the fallbacks
+        from typer._click import (
+            exceptions as vendored,  # a private path, hence the fallbacks
+        )
 
         usage.append(vendored.UsageError)
     except ImportError:

@@ -22,10 +22,10 @@ from typing import Optional
 import numpy as np
 
 from edgecls import __version__
-from edgecls.config import BUILTIN_DATASETS
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.preprocess import ImageError, is_image_file, load_image
 
+BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 SPLIT_NAMES = ("train", "val", "test")
 FOLDER_DEFAULT_SIZE = 96
 CACHE_FORMAT = 2

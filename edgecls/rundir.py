@@ -8,7 +8,6 @@ and test splits for scoring.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -18,15 +17,24 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.config import DEFAULT_CALIB_SAMPLES, read_toml
 from edgecls.data import SPLIT_NAMES
 from edgecls.errors import EdgeclsError
+from edgecls.provenance import sha256_file
 from edgecls.runtime.labels import read_labels
+from edgecls.tomlio import read_toml
 
+# The files of a run directory (edgecls train writes them, export and bench read them).
 MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.txt"
+CONFIG_FILE = "config.toml"
+SPLIT_FILE = "split.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+CURVES_FILE = "curves.png"
 EXPORT_DIR = "export"  # RUN_DIR/export: what edgecls export writes by default
 EXPORT_REPORT = "export.json"  # its index of the files written, read by bench
-RUN_FILES = (MODEL_FILE, "labels.txt", "config.toml", "split.json")
+RUN_FILES = (MODEL_FILE, LABELS_FILE, CONFIG_FILE, SPLIT_FILE)
+DEFAULT_CALIB_SAMPLES = 500  # the peers' advice is >= 300 where the train split has them
 MIN_CALIB_WARNING = 100  # fewer calibration images than this: ranges may be unstable
 
 
@@ -100,7 +108,7 @@ class RunDir:
     def _check_classes(self) -> None:
         if self._num_classes is not None and self.labels and self._num_classes != len(self.labels):
             raise EdgeclsError(f"{self.model_path} has {self._num_classes} outputs but there are "
-                               f"{len(self.labels)} classes ({'labels.txt' if self.run_dir else self.data})")
+                               f"{len(self.labels)} classes ({LABELS_FILE if self.run_dir else self.data})")
 
     # ------------------------------------------------------------------ data
     def dataset(self):
@@ -193,17 +201,17 @@ def open_run(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
     if missing:
         raise EdgeclsError(f"run directory {path} is incomplete: {', '.join(missing)} missing")
     check_keras_file(path / MODEL_FILE)
-    config = read_toml(path / "config.toml", "run configuration")
+    config = read_toml(path / CONFIG_FILE, "run configuration")
     train = config.get("train", {})
     if not isinstance(train, dict) or not isinstance(train.get("data"), str):
-        raise EdgeclsError(f"{path / 'config.toml'} has no [train] table naming the data")
-    split_doc = _read_json(path / "split.json")
+        raise EdgeclsError(f"{path / CONFIG_FILE} has no [train] table naming the data")
+    split_doc = _read_json(path / SPLIT_FILE)
     if not all(isinstance(split_doc.get(part), list) for part in SPLIT_NAMES):
-        raise EdgeclsError(f"{path / 'split.json'} is malformed: it needs train, val and test index lists")
-    labels = read_labels(path / "labels.txt")
+        raise EdgeclsError(f"{path / SPLIT_FILE} is malformed: it needs train, val and test index lists")
+    labels = read_labels(path / LABELS_FILE)
     img_size, color, seed = train.get("img_size"), train.get("color"), train.get("seed", 0)
     if not (isinstance(img_size, int) and color in ("grayscale", "rgb") and isinstance(seed, int)):
-        raise EdgeclsError(f"{path / 'config.toml'} is malformed: img_size, color or seed missing or wrong")
+        raise EdgeclsError(f"{path / CONFIG_FILE} is malformed: img_size, color or seed missing or wrong")
     return RunDir(path / MODEL_FILE, labels, data or train["data"], img_size, color, seed,
                   run_dir=path, config=config, split_doc=split_doc)
 
@@ -247,6 +255,14 @@ def load_keras_model(path: str | os.PathLike):
                                "or custom Python functions") from None
         raise EdgeclsError(f"cannot load {path}: {type(exc).__name__}: {text[:200]}") from None
 
+def keras_probabilities(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The Keras float model's outputs on uint8 images, a batch at a time (no float copy of all)."""
+    from keras import ops
+
+    rows = [ops.convert_to_numpy(model(images[i:i + batch_size].astype(np.float32), training=False))
+            for i in range(0, len(images), batch_size)]
+    return np.concatenate(rows)
+
 
 def model_input_shape(model, path: Path) -> tuple[int, int, int]:
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
@@ -286,14 +302,6 @@ def stratified_sample(labels: np.ndarray, samples: Optional[int], seed: int) -> 
         quota[int(np.argmax(quota))] -= 1
     chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
     return rng.permutation(np.concatenate(chosen))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path) -> dict:

@@ -8,7 +8,7 @@
 3. A folder of large JPEG photos (>= 1000 px side): images/s of classify_many vs a naive loop
    (open, convert, resize, invoke) (target: >= 2x).
 
-Models are made by the toolkit itself (edgecls.model + edgecls.convert, as `edgecls export`
+Models are made by the toolkit itself (edgecls.train.model + edgecls.export.convert, as `edgecls export`
 does) with untrained weights: latency does not depend on what the weights are. Every
 measurement runs in a fresh device-like subprocess (no TensorFlow loaded unless it is the
 baseline), alternating the two contenders round by round, and reports medians over rounds:
@@ -37,12 +37,12 @@ CATSDOGS = ROOT.parent / "shared" / "data" / "catsdogs"
 # ----------------------------------------------------------------------------- models (workstation side)
 def build_models(folder: Path) -> dict[str, Path]:
     """seed CNN 28x28x1 (the digits reference architecture) and mobile CNN 96x96x3, float32 and int8."""
-    import numpy as np
     import keras
+    import numpy as np
 
-    from edgecls.convert import convert, saved_model
-    from edgecls.model import build_model
+    from edgecls.export.convert import convert, saved_model
     from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
+    from edgecls.train.model import build_model
 
     keras.utils.set_random_seed(0)
     made = {}
@@ -91,7 +91,7 @@ def worker_hot(model: str, threads: int, rounds: int) -> dict:
     import numpy as np
 
     from edgecls.runtime import Classifier
-    from edgecls.runtime.classify import input_converter
+    from edgecls.runtime.quant import input_converter
 
     clf = Classifier(model, num_threads=threads)
     spec = clf.input_spec
@@ -145,7 +145,7 @@ def worker_folder(model: str, folder: str, threads: int, rounds: int) -> dict:
     from PIL import Image
 
     from edgecls.runtime import Classifier
-    from edgecls.runtime.classify import input_converter
+    from edgecls.runtime.quant import input_converter
 
     paths = sorted(Path(folder).glob("*.jpg"))
     clf = Classifier(model, num_threads=threads)

@@ -22,8 +22,8 @@ import numpy as np
 
 from edgecls.data import load_dataset, make_split
 from edgecls.errors import require_tensorflow
-from edgecls.model import build_model
-from edgecls.train import input_pipeline
+from edgecls.train.fit import input_pipeline
+from edgecls.train.model import build_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

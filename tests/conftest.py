@@ -11,6 +11,7 @@ edgecls metadata, plus a few deliberately wrong models.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -20,6 +21,25 @@ import numpy as np
 import pytest
 
 RGB_LABELS = ["cat", "dog", "bird"]
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Fixtures that train or export a real run: a test using one (directly or through another fixture) is slow.
+SLOW_FIXTURES = {"make_digits_run", "digits_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The marker rules in one place: `slow` for tests that train or export (also set by hand on
+    tests that run `edgecls train` in a subprocess), `shared_data` skipped without ../shared/data,
+    `arm64` (the emulated aarch64 check, which downloads ~290 MB) opt-in with EDGECLS_ARM64=1."""
+    no_data = pytest.mark.skip(reason=f"{SHARED_DATA} is not present")
+    no_arm64 = pytest.mark.skip(reason="the emulated aarch64 check is opt-in: set EDGECLS_ARM64=1 "
+                                "(.ci/run does; the first run downloads ~290 MB)")
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if "shared_data" in item.keywords and not SHARED_DATA.is_dir():
+            item.add_marker(no_data)
+        if "arm64" in item.keywords and os.environ.get("EDGECLS_ARM64") != "1":
+            item.add_marker(no_arm64)
 QUAD_LABELS = ["top", "bottom", "left", "right"]
 
 
@@ -75,7 +95,9 @@ def _representative(shape, seed: int = 0):
 
 def convert(tf, model, shape, mode: str = "float32", batch: int | None = None) -> bytes:
     """Convert a Keras model through a frozen concrete function (robust with Keras 3)."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
     function = tf.function(lambda x: model(x, training=False))
     concrete = function.get_concrete_function(tf.TensorSpec([batch, *shape], tf.float32))
@@ -224,10 +246,10 @@ def make_digits_run(tmp_path_factory):
         key = (epochs, seed, tuple(export_modes))
         if key not in made:
             pytest.importorskip("tensorflow")
-            from edgecls.config import resolve_options
-            from edgecls.export import ExportOptions, export
+            from edgecls.export.job import ExportOptions, export
             from edgecls.rundir import open_run
-            from edgecls.train import train
+            from edgecls.train.fit import train
+            from edgecls.train.options import resolve_options
 
             out = tmp_path_factory.mktemp(f"digits-e{epochs}-s{seed}") / "digits"
             train(resolve_options({"out": str(out), "epochs": epochs, "seed": seed}), quiet=True, log=lambda m: None)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "arm64-check"
+SCRIPT = REPO / "scripts" / "arm64_check.py"
 REFERENCE = [REPO / "models/digits-seed/model_float32.tflite", REPO / "models/digits-seed/model_int8.tflite"]
 EXIT_SETUP = 3
 

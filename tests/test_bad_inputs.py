@@ -84,7 +84,7 @@ IMAGE_CASES = [
     ("decompression bomb", "bomb.png", _bomb, "decompression bomb"),
     ("CMYK JPEG", "cmyk.jpg", lambda: _encoded(_photo(mode="CMYK"), "JPEG"), "ok"),
     ("16-bit grayscale PNG", "deep.png", lambda: _encoded(Image.fromarray(
-        (np.arange(600, dtype=np.uint16).reshape(20, 30) * 100)), "PNG"), "ok"),
+        np.arange(600, dtype=np.uint16).reshape(20, 30) * 100), "PNG"), "ok"),
     ("palette PNG with transparency", "pal.png", _palette_transparent, "ok"),
     ("LA image", "la.png", lambda: _encoded(_photo(mode="LA"), "PNG"), "ok"),
     ("RGBA image", "rgba.png", lambda: _encoded(_photo(mode="RGBA"), "PNG"), "ok"),
@@ -168,7 +168,6 @@ def test_symlink_loop_file_is_an_error_row(tmp_path, cli):
 def _three_outputs() -> bytes:
     tf = pytest.importorskip("tensorflow")
     import keras
-
     from conftest import convert
 
     inputs = keras.Input((8, 8, 1))
@@ -180,7 +179,6 @@ def _three_outputs() -> bytes:
 def _non_image() -> bytes:
     tf = pytest.importorskip("tensorflow")
     import keras
-
     from conftest import convert
 
     return convert(tf, keras.Sequential([keras.Input((10,)), keras.layers.Dense(3, activation="softmax")]), (10,))

@@ -202,7 +202,7 @@ def test_offline_keras_dataset_names_the_cache_file(monkeypatch):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.skipif(not (SHARED / "mnist").exists(), reason="../shared/data is not present")
+@pytest.mark.shared_data
 def test_real_mnist_idx_test_set():
     ds = load_dataset(str(SHARED / "mnist"))
     assert ds.images.shape == (10000, 28, 28, 1)
@@ -210,7 +210,7 @@ def test_real_mnist_idx_test_set():
     assert abs(float(ds.images.mean()) - 33.79) < 0.01
 
 
-@pytest.mark.skipif(not (SHARED / "catsdogs").exists(), reason="../shared/data is not present")
+@pytest.mark.shared_data
 def test_real_catsdogs_photos_decode_and_duplicates_are_dropped(cache):
     ds = load_dataset(str(SHARED / "catsdogs"), img_size=64, color="rgb", progress=False)
     assert ds.class_names == ["cats", "dogs"]

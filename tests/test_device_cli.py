@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import QUAD_LABELS, RGB_LABELS, quad_image
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecls.diagnose import GraphOp, keras_layers, resolve_keep_float
 from edgecls.errors import EdgeclsError
+from edgecls.export.diagnose import GraphOp, keras_layers, resolve_keep_float
 
 SEED_LAYERS = ["pixels", "scale_0_1", "conv1", "pool1", "conv2", "pool2", "flatten", "dense", "probabilities"]
 
@@ -50,7 +50,7 @@ def run(make_digits_run) -> Path:
 
 @pytest.fixture(scope="module")
 def diagnosis(run):
-    from edgecls.diagnose import diagnose
+    from edgecls.export.diagnose import diagnose
     from edgecls.rundir import open_run
 
     return diagnose(open_run(run), calib_samples=100, eval_samples=100)
@@ -59,7 +59,7 @@ def diagnosis(run):
 @pytest.fixture(scope="module")
 def mixed(run, tmp_path_factory):
     """float32, int8 and int8 with the `dense` layer kept in float."""
-    from edgecls.export import ExportOptions, export
+    from edgecls.export.job import ExportOptions, export
     from edgecls.rundir import open_run
 
     out = tmp_path_factory.mktemp("mixed")
@@ -104,7 +104,12 @@ def test_diagnosis_has_a_ranked_row_per_quantised_op(diagnosis):
 def test_diagnosis_json_and_table(diagnosis):
     from rich.console import Console
 
-    from edgecls.diagnose import COLUMNS, diagnosis_notes, diagnosis_rows, render_diagnosis
+    from edgecls.export.diagnose import (
+        COLUMNS,
+        diagnosis_notes,
+        diagnosis_rows,
+        render_diagnosis,
+    )
 
     doc = json.loads(json.dumps(diagnosis.to_json()))
     assert doc["format"] == "edgecls.diagnosis/1" and len(doc["layers"]) == len(diagnosis.layers)
@@ -193,8 +198,8 @@ def test_bad_keep_float_is_a_one_line_error(run, cli, tmp_path, args, needles):
 
 
 def test_calib_sweep_caps_sizes_beyond_the_train_split(run, tmp_path):
+    from edgecls.export.sweep import calib_sweep, plot_sweep, sweep_json, sweep_rows
     from edgecls.rundir import open_run
-    from edgecls.sweep import calib_sweep, plot_sweep, sweep_json, sweep_rows
 
     source = open_run(run)
     train_images = len(source.split().train)

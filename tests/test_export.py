@@ -14,9 +14,16 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from edgecls.convert import ConversionError, check_converted, convert, representative_images, saved_model  # noqa: E402
 from edgecls.errors import EdgeclsError  # noqa: E402
-from edgecls.export import ExportOptions, export, parse_modes  # noqa: E402
+from edgecls.export.convert import (  # noqa: E402
+    ConversionError,
+    check_converted,
+    convert,
+    representative_images,
+    saved_model,
+)
+from edgecls.export.job import ExportOptions, export  # noqa: E402
+from edgecls.export.modes import parse_modes
 from edgecls.rundir import open_run  # noqa: E402
 from edgecls.runtime.classify import Classifier  # noqa: E402
 from edgecls.runtime.metadata import METADATA_FORMAT, read_metadata  # noqa: E402
@@ -104,9 +111,9 @@ def test_inexact_input_quantisation_is_refused():
     x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
     with saved_model(model) as saved:
-        from edgecls.convert import convert_tf
-
         import tensorflow as tf
+
+        from edgecls.export.convert import convert_tf
 
         # Calibrate on 0..1 inputs, as a model expecting pre-scaled input would be: scale 1/255.
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
@@ -203,8 +210,8 @@ def test_litert_quantizer_makes_a_working_int8_model(litert_exported, exported):
 
 
 def test_litert_quantizer_missing_says_how_to_install(monkeypatch, digits_run):
-    from edgecls.convert import quantize_litert
-    from edgecls.export import validate_options
+    from edgecls.export.convert import quantize_litert
+    from edgecls.export.job import validate_options
 
     monkeypatch.setitem(sys.modules, "ai_edge_quantizer", None)  # import now fails
     with pytest.raises(EdgeclsError, match=r"pip install 'edgecls\[train\]'"):
@@ -214,7 +221,7 @@ def test_litert_quantizer_missing_says_how_to_install(monkeypatch, digits_run):
 
 
 def test_mobile_architecture_converts_in_every_mode():
-    from edgecls.model import build_model
+    from edgecls.train.model import build_model
 
     model = build_model("mobile", (32, 32, 3), 4)
     calibration = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
@@ -254,7 +261,7 @@ def test_parse_modes():
     for bad, message in (("int4", "unknown quantisation mode 'int4'"), ("", "empty"), (",", "empty")):
         with pytest.raises(EdgeclsError, match=message):
             parse_modes(bad)
-    from edgecls.export import validate_options
+    from edgecls.export.job import validate_options
 
     with pytest.raises(EdgeclsError, match="litert makes int8 input and output only"):
         validate_options(ExportOptions(parse_modes("uint8", "litert"), quantizer="litert"))

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -16,9 +18,6 @@ from edgecls.errors import EdgeclsError
 from edgecls.runtime.labels import clean_text, parse_labels
 from edgecls.runtime.metadata import embed_metadata, parse_metadata_json, read_metadata
 from edgecls.runtime.preprocess import load_image
-
-import pytest
-from pathlib import Path
 
 REFERENCE_INT8 = Path(__file__).resolve().parents[1] / "models" / "digits-seed" / "model_int8.tflite"
 

@@ -38,8 +38,8 @@ def fake_run(tmp_path_factory) -> Path:
     pytest.importorskip("tensorflow")
     import keras
 
-    from edgecls.config import to_toml
     from edgecls.data import load_dataset, make_split
+    from edgecls.train.options import to_toml
 
     run = tmp_path_factory.mktemp("rundir") / "run"
     run.mkdir()

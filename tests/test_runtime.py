@@ -11,14 +11,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import QUAD_LABELS, RGB_LABELS, quad_image
 from PIL import Image
 
-from conftest import QUAD_LABELS, RGB_LABELS, quad_image
 from edgecls.errors import EdgeclsError
-from edgecls.runtime import Class, Classifier, ImageError, ModelFileError, Prediction, find_backend
+from edgecls.runtime import (
+    Class,
+    Classifier,
+    ImageError,
+    ModelFileError,
+    Prediction,
+    find_backend,
+)
 from edgecls.runtime import interpreter as backends
-from edgecls.runtime.classify import InputSpec, input_converter, output_converter
 from edgecls.runtime.metadata import embed_metadata, read_metadata
+from edgecls.runtime.model import InputSpec
+from edgecls.runtime.quant import input_converter, output_converter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -201,7 +209,7 @@ def test_metadata_of_the_wrong_type_is_a_one_line_model_file_error(raw, needle):
 
 def test_a_nan_pixel_range_is_refused_even_past_the_parser(models):
     """The input spec checks the range itself (metadata may come from elsewhere than the parser)."""
-    from edgecls.runtime.classify import _input_spec
+    from edgecls.runtime.model import input_spec as _input_spec
 
     details = Classifier(models.quad_float).interpreter.get_input_details()[0]
     for bad in ([float("nan"), 255], [0, float("inf")], [0, 0]):

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data import make_folder
 from typer.testing import CliRunner
 
 from edgecls.cli import app
-from edgecls.config import read_config, resolve_options
 from edgecls.errors import EdgeclsError
-
-from test_data import make_folder
+from edgecls.train.options import read_config, resolve_options
 
 pytest.importorskip("tensorflow")
 runner = CliRunner()
@@ -158,6 +157,50 @@ def test_command_line_wins_over_config(tmp_path):
     assert (options.epochs, options.batch_size, options.augment) == (5, 8, "flip,zoom")
 
 
+def _parse_train(*args: str) -> dict:
+    """The train command's parameters as Click resolves them (defaults, --config, command line)."""
+    import typer
+
+    command = typer.main.get_command(app).commands["train"]
+    with command.make_context("train", list(args)) as ctx:
+        return dict(ctx.params)
+
+
+def test_train_cli_options_mirror_train_options_field_for_field():
+    from dataclasses import fields
+
+    from edgecls.cli import _plain
+    from edgecls.train.options import DEFAULTS, TrainOptions
+
+    params = _parse_train()
+    command_only = {"config", "force", "quiet"}
+    assert set(params) - command_only == {f.name for f in fields(TrainOptions)}
+    for f in fields(TrainOptions):
+        assert _plain(params[f.name]) == getattr(DEFAULTS, f.name), f.name
+
+
+def test_train_config_file_feeds_the_cli_defaults_and_the_command_line_wins(tmp_path):
+    (tmp_path / "c.toml").write_text("[train]\nepochs = 3\nbatch-size = 8\ncolor = 'rgb'\naugment = ['flip', 'zoom']\n")
+    params = _parse_train("--config", str(tmp_path / "c.toml"), "--epochs", "5", "--color", "RGB")
+    assert (params["epochs"], params["batch_size"], params["augment"]) == (5, 8, "flip,zoom")
+    assert params["color"].value == "rgb"  # case-insensitive choice
+    (tmp_path / "bad.toml").write_text("learning_rate = 0.1\n")
+    code, err = run_cli_main(["train", "--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "r")])
+    assert code == 2 and "unknown key 'learning_rate'" in err
+
+
+def test_train_refuses_an_existing_out_before_importing_tensorflow(tmp_path):
+    code = ("import sys, time; start = time.perf_counter(); from edgecls.cli import main\n"
+            f"sys.argv = ['edgecls', 'train', '--out', {str(tmp_path)!r}]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+            "print(code, 'tensorflow' in sys.modules, round(time.perf_counter() - start, 2))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    exit_code, imported, seconds = done.stdout.split()
+    assert exit_code == "2" and "already exists" in done.stderr and "--force" in done.stderr
+    assert imported == "False", f"TensorFlow was imported before the --out check ({seconds} s)"
+
+
+@pytest.mark.slow
 def test_mobile_architecture_trains_on_an_rgb_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
     root = make_folder(tmp_path / "photos", per_class=10, size=(50, 40))
@@ -172,6 +215,7 @@ def test_mobile_architecture_trains_on_an_rgb_folder(tmp_path, monkeypatch):
     assert any(type(l).__name__ == "DepthwiseConv2D" for l in model.layers)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     # A fresh process: logical devices must be configured before TensorFlow initialises.
     result = cli_subprocess("train", "--strategy", "mirrored", "--epochs", "1", "--quiet", "--out", str(tmp_path / "m"),

@@ -13,9 +13,10 @@ TensorFlow.
 """
 
 from edgecls.bench.compare import compare
-from edgecls.bench.report import add_section, render_table, write_reports
+from edgecls.bench.report import add_section, render_bench_table, write_reports
 from edgecls.bench.run import BenchOptions, parse_threads, run_bench
-from edgecls.bench.schema import check_report, errors as schema_errors, schema
+from edgecls.bench.schema import check_report, schema
+from edgecls.bench.schema import errors as schema_errors
 
-__all__ = ["BenchOptions", "add_section", "check_report", "compare", "parse_threads", "render_table", "run_bench",
+__all__ = ["BenchOptions", "add_section", "check_report", "compare", "parse_threads", "render_bench_table", "run_bench",
            "schema", "schema_errors", "write_reports"]

@@ -6,11 +6,12 @@ device runtime) is the caller's business.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from edgecls.metrics import classification_metrics
+from edgecls.runtime.metrics import classification_metrics
 
 MAX_TOP_K = 5
 

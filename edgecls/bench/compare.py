@@ -4,8 +4,9 @@ profiles merged into one table (and a plot), each row saying where it was measur
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from edgecls.atomic import write_text_atomic
 from edgecls.bench.report import DASH, markup_cell, markup_lines, md_table, ms_text
@@ -119,7 +120,7 @@ def consistency_warnings(reports: list[tuple[Path, dict[str, Any]]]) -> list[str
     return warnings
 
 
-def render_table(merged: dict[str, Any]) -> Any:
+def render_compare_table(merged: dict[str, Any]) -> Any:
     """The merged table as a rich Table."""
     from rich import box
     from rich.table import Table

@@ -15,14 +15,15 @@ on a device, bench with `--data` pointing at the folder `--save-test-images` wro
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
 from edgecls.errors import EdgeclsError
-from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, RunDir
+from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, SPLIT_FILE, RunDir
 
 SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
 SAVED_FORMAT = "edgecls.test-images/1"
@@ -153,13 +154,14 @@ def metadata_run(path: Path) -> tuple[Optional[Path], Optional[str]]:
     The path in the metadata is only a name (often relative, and reused by every `edgecls train
     --out runs/x`): the run is accepted only when its model.keras has the SHA-256 the export recorded.
     """
-    from edgecls.rundir import MODEL_FILE, sha256_file
-    from edgecls.runtime.classify import read_model_bytes
+    from edgecls.provenance import sha256_file
+    from edgecls.rundir import MODEL_FILE
     from edgecls.runtime.metadata import read_metadata
+    from edgecls.runtime.model import read_model_bytes
 
     source = (read_metadata(read_model_bytes(path)) or {}).get("source") or {}
     run = source.get("run")
-    if not run or not (Path(run) / "split.json").is_file():
+    if not run or not (Path(run) / SPLIT_FILE).is_file():
         return None, None
     expected = source.get("model_sha256")
     try:

@@ -8,28 +8,15 @@ the plots are skipped with a note, and everything else is still written.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import write_bytes_atomic
+from edgecls.plotting import pyplot, save_png
 
 MAX_ANNOTATED_CLASSES = 12  # write the counts in the cells up to this many classes
-
-
-def pyplot() -> Optional[Any]:
-    """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def write_plots(report: dict[str, Any], folder: Path) -> tuple[list[str], Optional[str]]:
@@ -56,11 +43,7 @@ def slug(name: str) -> str:
 
 
 def save(plt: Any, figure: Any, path: Path) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path.name
+    return save_png(plt, figure, path).name
 
 
 def accuracy_latency(plt: Any, models: list[dict[str, Any]]) -> Any:

@@ -12,12 +12,13 @@ import os
 import platform
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
-from edgecls.config import read_toml
 from edgecls.errors import EdgeclsError
+from edgecls.tomlio import read_toml
 
 DEVICES_ENV = "EDGECLS_DEVICES"  # an extra folder of profiles
 EMULATED_ENV = "EDGECLS_EMULATED"  # e.g. qemu-cortex-a76, set by whoever runs us under emulation
@@ -135,7 +136,7 @@ def constrained(profile: Optional[DeviceProfile]) -> Iterator[Optional[list[int]
         os.sched_setaffinity(0, cpus)
 
 
-def default_threads(profile: Optional[DeviceProfile], cpus_used: int) -> list[int]:
+def thread_sweep(profile: Optional[DeviceProfile], cpus_used: int) -> list[int]:
     """Thread counts when --threads is not given: the profile's, else 1 and every CPU used."""
     if profile is not None:
         # More interpreter threads than CPUs only measures the scheduler: cap at the CPUs used.
@@ -186,9 +187,10 @@ def profile_core(profile: DeviceProfile) -> Optional[str]:
 
 def describe_machine(backend: Any) -> dict[str, Any]:
     """The machine section of a report: doctor's machine_info plus what the bench ran with."""
-    from edgecls.runtime.doctor import library_versions, machine_info
+    from edgecls.provenance import device_versions
+    from edgecls.runtime.doctor import machine_info
 
-    versions = {**library_versions(), backend.name: backend.version}
+    versions = {**device_versions(), backend.name: backend.version}
     for heavy in ("tensorflow", "keras"):  # recorded only if already loaded: never imported for this
         module = sys.modules.get(heavy)
         if module is not None and heavy not in versions:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 from edgecls.atomic import check_folder_writable, write_text_atomic
-from edgecls.device import markup_cell  # one implementation for every table of data; compare imports it here
+from edgecls.console import (
+    markup_cell,  # one implementation for every table of data; compare imports it here
+)
 from edgecls.errors import EdgeclsError
 
 JSON_NAME = "bench.json"
@@ -95,7 +98,7 @@ def headline(report: dict[str, Any]) -> list[str]:
     return lines + list(report["device"]["notes"]) + list(report["notes"])
 
 
-def render_table(report: dict[str, Any]) -> Any:
+def render_bench_table(report: dict[str, Any]) -> Any:
     """The main table as a rich Table (the terminal rendering)."""
     from rich import box
     from rich.table import Table
@@ -119,7 +122,7 @@ def print_tables(*tables: Any) -> None:
     """Print rich renderables at least MIN_CONSOLE_WIDTH wide (a pipe or a log gets whole rows)."""
     from rich.console import Console
 
-    from edgecls.device import QuietPipeConsole
+    from edgecls.console import QuietPipeConsole
 
     console = QuietPipeConsole(width=max(MIN_CONSOLE_WIDTH, Console().width))
     for table in tables:

@@ -11,27 +11,46 @@ installed and --no-keras is not given.
 
 from __future__ import annotations
 
-import datetime as _dt
 import importlib.util
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from edgecls.bench import accuracy, latency, memory
-from edgecls.bench.inputs import (BenchModel, TestSet, data_test_set, describe_tflite, exported_files,
-                                  match_classes, metadata_run, run_test_set, save_test_images, split_paths,
-                                  unique_names)
-from edgecls.bench.profiles import constrained, default_threads, describe_machine, load_profile, placement_notes
-from edgecls.bench.report import check_writable
+from edgecls.bench.inputs import (
+    BenchModel,
+    TestSet,
+    data_test_set,
+    describe_tflite,
+    exported_files,
+    match_classes,
+    metadata_run,
+    run_test_set,
+    save_test_images,
+    split_paths,
+    unique_names,
+)
+from edgecls.bench.profiles import (
+    constrained,
+    describe_machine,
+    load_profile,
+    placement_notes,
+    thread_sweep,
+)
+from edgecls.bench.report import check_writable, write_reports
 from edgecls.bench.schema import FORMAT
 from edgecls.errors import EdgeclsError
-from edgecls.rundir import RunDir, open_run
-from edgecls.runtime.classify import Classifier, softmax
+from edgecls.parsing import int_list
+from edgecls.provenance import created_timestamp
+from edgecls.rundir import RunDir, keras_probabilities, open_run
+from edgecls.runtime.classify import Classifier
 from edgecls.runtime.interpreter import find_backend
 from edgecls.runtime.metadata import check_range
+from edgecls.runtime.quant import is_distribution, softmax
 
 KERAS_NAME = "keras"
 
@@ -57,19 +76,7 @@ class BenchOptions:
 
 def parse_threads(text: Optional[str]) -> Optional[list[int]]:
     """'1,2,4' -> [1, 2, 4] (order kept, repeats dropped). One-line errors."""
-    if text is None:
-        return None
-    values: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        try:
-            value = int(part)
-        except ValueError:
-            raise EdgeclsError(f"--threads takes a comma list of whole numbers like 1,2,4 (got {text!r})") from None
-        if value < 1:
-            raise EdgeclsError(f"--threads must be at least 1 (got {value})")
-        if value not in values:
-            values.append(value)
-    return values
+    return int_list(text, "--threads", "1,2,4", unique=True)
 
 
 def validate(options: BenchOptions) -> None:
@@ -92,6 +99,21 @@ def default_report_dir(paths: list[Path]) -> Optional[Path]:
 
 
 # ---------------------------------------------------------------------- the job
+Analysis = Callable[[dict, Optional[Path], Callable[[str], None]], None]  # (report, report_dir, log): adds sections
+
+
+def bench(options: BenchOptions, analyses: Sequence[Analysis] = (), log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole `edgecls bench` job: measure, let each analysis add its section, write the reports.
+
+    Analyses that need TensorFlow (edgecls.export.analyses) are injected by the caller, so this
+    package never imports the workstation side."""
+    result = run_bench(options, log=log)
+    for analysis in analyses:
+        analysis(result, options.report_dir, log)
+    write_reports(result, options.report_dir, options.json_path, log=log)
+    return result
+
+
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure and return the report (not yet written: see report.write_reports)."""
     validate(options)
@@ -106,7 +128,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     float_file = next((m.name for m in models if m.is_float), None)
     plan = latency.Plan(options.warmup, options.runs, options.batch_size)
     with constrained(profile) as cpus, tempfile.TemporaryDirectory(prefix="edgecls-bench-") as tmp:
-        threads = options.threads or default_threads(profile, len(cpus) if cpus else machine["usable_cpus"])
+        threads = options.threads or thread_sweep(profile, len(cpus) if cpus else machine["usable_cpus"])
         timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
         timings = latency.measure(models, threads, test.images, timing_files, file_source, plan,
                                   backend.name, float_file, log, options.input_range)
@@ -128,7 +150,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     is_device, device_notes = placement_notes(profile, machine, cpus, threads)
     return {
         "format": FORMAT,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created": created_timestamp(),
         "command": options.command,
         "machine": machine,
         "device": {"profile": profile.to_json() if profile else None, "cpus_used": cpus, "threads": threads,
@@ -262,8 +284,6 @@ def _keras_reference(run: Optional[RunDir], wanted: bool, test: TestSet, notes: 
         notes.append("TensorFlow is not installed here: the float reference is the float32 .tflite, "
                      "not the Keras model.")
         return None
-    from edgecls.export import is_distribution, keras_probabilities
-
     log("Scoring the Keras float model (TensorFlow)")
     probabilities = keras_probabilities(run.model(), test.images)
     if not is_distribution(probabilities):  # a model that ends in logits

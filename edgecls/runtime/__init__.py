@@ -7,10 +7,11 @@ when a standalone interpreter (LiteRT, tflite_runtime) is installed.
         print(label.index, label.label, label.score)
 """
 
-from edgecls.runtime.classify import Class, Classifier, InputSpec, Prediction
+from edgecls.runtime.classify import Class, Classifier, Prediction
 from edgecls.runtime.interpreter import Backend, find_backend
 from edgecls.runtime.labels import read_labels
 from edgecls.runtime.metadata import ModelFileError, read_metadata
+from edgecls.runtime.model import InputSpec
 from edgecls.runtime.preprocess import ImageError, load_image
 
 __all__ = [

@@ -9,6 +9,7 @@ import struct
 from typing import Any
 
 from edgecls.errors import EdgeclsError
+from edgecls.provenance import device_versions
 from edgecls.runtime.interpreter import ENV_VAR, find_backend, installed_backends
 
 _ARM32 = ("armv6l", "armv7l", "armv8l", "arm")
@@ -28,19 +29,9 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def library_versions() -> dict[str, str]:
-    """edgecls and the device side's libraries (the interpreter backend is reported separately)."""
-    import numpy
-    import PIL
-
-    from edgecls import __version__
-
-    return {"edgecls": __version__, "numpy": numpy.__version__, "pillow": PIL.__version__}
-
-
 def doctor_report() -> dict[str, Any]:
     """Machine, library versions, the interpreter backend found, and warnings about known traps."""
-    versions = library_versions()
+    versions = device_versions()
     report: dict[str, Any] = {"edgecls": versions.pop("edgecls"), **machine_info(), **versions}
     installed = installed_backends()
     report["backends_installed"] = installed

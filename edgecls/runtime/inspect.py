@@ -15,9 +15,14 @@ from typing import Any
 import numpy as np
 
 from edgecls.errors import EdgeclsError
-from edgecls.runtime.classify import check_classifier, output_kind, read_model_bytes, resolve_labels
 from edgecls.runtime.interpreter import create_interpreter, find_backend
 from edgecls.runtime.metadata import read_metadata, schema
+from edgecls.runtime.model import (
+    check_classifier,
+    output_kind,
+    read_model_bytes,
+    resolve_labels,
+)
 
 
 def inspect_model(path: str | os.PathLike, backend: str | None = None) -> dict[str, Any]:

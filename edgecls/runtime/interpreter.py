@@ -15,8 +15,9 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.runtime.metadata import ModelFileError
@@ -72,7 +73,7 @@ LOADERS: dict[str, Callable[[], tuple[type, str]]] = {
 }
 
 
-@functools.lru_cache(maxsize=None)  # each Classifier asks; importlib.metadata scans site-packages
+@functools.cache  # each Classifier asks; importlib.metadata scans site-packages
 def _version(module: str) -> str:
     for distribution in DISTRIBUTIONS[module]:
         try:

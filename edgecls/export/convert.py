@@ -19,9 +19,10 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -157,7 +158,9 @@ def quantize_mixed(calibrated: bytes, mode: str, nodes: Sequence[str] = (), op_t
     (pooling) in integer even when named: kept_float["float_ops"] says what really is float.
     """
     import tensorflow as tf
-    from tensorflow.lite.python.convert import mlir_quantize  # no public API takes denylists
+    from tensorflow.lite.python.convert import (
+        mlir_quantize,  # no public API takes denylists
+    )
 
     io_type = tf.int8 if mode == "int8" else tf.uint8
     try:
@@ -215,7 +218,8 @@ def quantize_litert(float_model: bytes, mode: str, calibration: Optional[np.ndar
     [0, 255] after calibration (pixels are raw bytes by construction).
     """
     try:
-        from ai_edge_quantizer import quantizer as aeq, recipe
+        from ai_edge_quantizer import quantizer as aeq
+        from ai_edge_quantizer import recipe
     except ImportError:
         raise EdgeclsError(f"--quantizer litert needs ai-edge-quantizer, which is not installed: {LITERT_INSTALL}") from None
     from edgecls.runtime.interpreter import default_threads

@@ -12,18 +12,18 @@ to the whole split and the point says so.
 
 from __future__ import annotations
 
-import io
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from edgecls.atomic import write_bytes_atomic
-from edgecls.convert import Converted, convert, saved_model
 from edgecls.errors import EdgeclsError, require_tensorflow
+from edgecls.export.convert import Converted, convert, saved_model
+from edgecls.plotting import pyplot, save_png
 from edgecls.rundir import RunDir
 
 SWEEP_FORMAT = "edgecls.calib-sweep/1"
@@ -49,8 +49,14 @@ class SweepPoint:
 def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converter", mode: str = "int8",
                 log: Callable[[str], None] = lambda m: None) -> list[SweepPoint]:
     """One point per entry of `sizes` (in that order); sizes that cap to the same set share its figures."""
-    from edgecls.export import ExportOptions, build_metadata, device_probabilities, is_distribution, validate_options
+    from edgecls.export.job import (
+        ExportOptions,
+        build_metadata,
+        device_probabilities,
+        validate_options,
+    )
     from edgecls.runtime.metadata import embed_metadata
+    from edgecls.runtime.quant import is_distribution
 
     sizes = [int(n) for n in sizes]
     if not sizes:
@@ -96,7 +102,7 @@ def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converte
 
 
 def _write(folder: Path, name: str, content: bytes) -> Path:
-    from edgecls.export import model_file_name
+    from edgecls.export.job import model_file_name
 
     path = folder / model_file_name(name)
     path.write_bytes(content)
@@ -144,11 +150,9 @@ def render_sweep(points: Sequence[SweepPoint]):
 
 def plot_sweep(points: Sequence[SweepPoint], path: str | Path, title: str = "") -> Path:
     """Accuracy and agreement against calibration size (log axis), float32 accuracy as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never a window
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        raise ImportError("matplotlib is not installed")
     if not points:
         raise EdgeclsError("no sweep points to plot")
     unique = sorted({p.samples: p for p in points}.values(), key=lambda p: p.samples)
@@ -168,7 +172,4 @@ def plot_sweep(points: Sequence[SweepPoint], path: str | Path, title: str = "") 
     axis.grid(True, alpha=0.3)
     axis.legend(loc="lower right", fontsize=8, framealpha=0.8)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    return write_bytes_atomic(path, buffer.getvalue())
+    return save_png(plt, figure, Path(path), dpi=120)

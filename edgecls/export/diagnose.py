@@ -4,7 +4,7 @@
     diagnosis.worst(3)                                          # ranked by RMSE / scale
     Console().print(render_diagnosis(diagnosis))
 
-The model is calibrated exactly as `edgecls export` calibrates it (edgecls.convert.tf_converter,
+The model is calibrated exactly as `edgecls export` calibrates it (edgecls.export.convert.tf_converter,
 train-split images), and the debugger runs the quantised ops beside their float twins on
 validation images. Each row is one quantised op with the Keras layer(s) it comes from.
 
@@ -23,17 +23,24 @@ import re
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.convert import (ConversionError, Converted, _plain_interpreter, calibrate_tf,
-                             quantize_mixed, saved_model, tf_converter)
 from edgecls.errors import EdgeclsError, native_stderr_silenced, require_tensorflow
-from edgecls.config import DEFAULT_CALIB_SAMPLES
-from edgecls.rundir import Calibration, RunDir, stratified_sample
+from edgecls.export.convert import (
+    ConversionError,
+    Converted,
+    _plain_interpreter,
+    calibrate_tf,
+    quantize_mixed,
+    saved_model,
+    tf_converter,
+)
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir, stratified_sample
 
 DIAGNOSIS_FORMAT = "edgecls.diagnosis/1"
 DEFAULT_EVAL = 100

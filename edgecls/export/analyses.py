@@ -1,15 +1,16 @@
 """Quantisation analyses a bench can add to its report (they need TensorFlow and a run directory).
 
-`--diagnose`: TensorFlow's QuantizationDebugger ranks the int8 ops by error (edgecls.diagnose);
+`--diagnose`: TensorFlow's QuantizationDebugger ranks the int8 ops by error (edgecls.export.diagnose);
 the worst are named, with the `edgecls export --keep-float` / `--auto-fallback` command that
 keeps them in float. `--calib-sweep 25,100,300,1000`: int8 exported with each calibration size,
-accuracy and agreement against N (edgecls.sweep), as a table and a plot.
+accuracy and agreement against N (edgecls.export.sweep), as a table and a plot.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 from edgecls.bench.report import add_section
 from edgecls.errors import EdgeclsError
@@ -17,29 +18,28 @@ from edgecls.errors import EdgeclsError
 TOP_LAYERS = 10
 
 
-def parse_sizes(text: Optional[str]) -> Optional[list[int]]:
-    """'25,100,300' -> [25, 100, 300]; one-line errors."""
-    if text is None:
-        return None
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise EdgeclsError(f"--calib-sweep takes a comma list of whole numbers, e.g. 25,100,300,1000 (got {text!r})") from None
-    if not sizes or min(sizes) < 1:
-        raise EdgeclsError(f"--calib-sweep sizes must be at least 1 (got {text!r})")
-    return sizes
+def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Sequence[int]],
+                       data: Optional[str] = None) -> list[Callable[..., None]]:
+    """The analyses asked for, as callables for `edgecls.bench.run.bench(..., analyses=...)`.
 
-
-def check_analyses_possible(run_dir: Optional[Path], diagnose: bool, sweep: Optional[list[int]]) -> None:
-    """Fail before measuring anything when an analysis was asked for but cannot run."""
+    Fails before anything is measured when one was asked for but cannot run (no run directory,
+    no TensorFlow)."""
     if not (diagnose or sweep):
-        return
+        return []
+    from edgecls.bench.inputs import split_paths
+
+    run_dir = split_paths(paths)[0]
     wanted = "--diagnose" if diagnose else "--calib-sweep"
     if run_dir is None:
         raise EdgeclsError(f"{wanted} needs a run directory (its Keras model and train images), not only .tflite files")
     from edgecls.errors import require_tensorflow
 
     require_tensorflow(f"edgecls bench {wanted}")
+
+    def analyse(report: dict[str, Any], report_dir: Optional[Path], log: Callable[[str], None]) -> None:
+        add_analyses(report, run_dir, diagnose, sweep, report_dir, data, log=log)
+
+    return [analyse]
 
 
 def add_analyses(report: dict[str, Any], run_dir: Path, diagnose: bool, sweep: Optional[Sequence[int]],
@@ -50,7 +50,8 @@ def add_analyses(report: dict[str, Any], run_dir: Path, diagnose: bool, sweep: O
 
     run = open_run(run_dir, data)
     if diagnose:
-        from edgecls.diagnose import COLUMNS, diagnose as run_diagnosis, diagnosis_notes, diagnosis_rows
+        from edgecls.export.diagnose import COLUMNS, diagnosis_notes, diagnosis_rows
+        from edgecls.export.diagnose import diagnose as run_diagnosis
 
         log("Diagnosing int8 quantisation (TensorFlow's QuantizationDebugger) ...")
         found = run_diagnosis(run)
@@ -63,7 +64,14 @@ def add_analyses(report: dict[str, Any], run_dir: Path, diagnose: bool, sweep: O
         add_section(report, "diagnosis", "Quantisation diagnosis: int8 ops ranked by RMSE/scale", COLUMNS,
                     diagnosis_rows(found, top=TOP_LAYERS), notes, data=found.to_json())
     if sweep:
-        from edgecls.sweep import COLUMNS, calib_sweep, plot_sweep, sweep_json, sweep_notes, sweep_rows
+        from edgecls.export.sweep import (
+            COLUMNS,
+            calib_sweep,
+            plot_sweep,
+            sweep_json,
+            sweep_notes,
+            sweep_rows,
+        )
 
         log(f"Calibration sweep over {', '.join(map(str, sweep))} images ...")
         points = calib_sweep(run, list(sweep), log=log)

@@ -6,28 +6,19 @@ No TensorFlow here: the CLI reads defaults from this module to build its help te
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 from edgecls.errors import EdgeclsError
+from edgecls.tomlio import read_toml
 
-BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 ARCHITECTURES = ("seed", "mobile")
 AUGMENTATIONS = ("flip", "rotate", "zoom", "translate", "contrast")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multi-worker")
+COLORS = ("grayscale", "rgb")
 MAX_IMG_SIZE = 512
-# Export defaults, here so the CLI's help can show them without importing the export machinery.
-DEFAULT_QUANT = "int8,float32"
-DEFAULT_CALIB_SAMPLES = 500  # the peers' advice is >= 300 where the train split has them
-DEFAULT_MIN_AGREEMENT = 0.95
 
 
 @dataclass
@@ -73,19 +64,6 @@ def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> T
     return options
 
 
-def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
-    """A TOML file as a dict, or a one-line error that names `what` it is (config file, profile ...)."""
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise EdgeclsError(f"{what} not found: {path}") from None
-    except OSError as exc:
-        raise EdgeclsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeclsError(f"{what} {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
-
-
 def read_config(path: Path) -> dict[str, Any]:
     raw = read_toml(path, "config file")
     raw = raw.get("train", raw)  # accept a [train] table or top-level keys
@@ -128,7 +106,7 @@ def validate(o: TrainOptions) -> None:
         bad(f"unknown optimizer {o.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
     if o.strategy not in STRATEGIES:
         bad(f"unknown strategy {o.strategy!r}: use one of {', '.join(STRATEGIES)}")
-    if o.color is not None and o.color not in ("grayscale", "rgb"):
+    if o.color is not None and o.color not in COLORS:
         bad(f"unknown colour mode {o.color!r}: use grayscale or rgb")
     if o.epochs < 1:
         bad(f"--epochs must be at least 1 (got {o.epochs})")

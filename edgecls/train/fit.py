@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -18,11 +17,23 @@ from typing import Optional
 
 import numpy as np
 
-from edgecls.atomic import staged_dir
-from edgecls.config import BUILTIN_DATASETS, TrainOptions, options_table, to_toml
-from edgecls.data import Dataset, load_dataset, make_split
+from edgecls.atomic import check_new_dir, staged_dir
+from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, make_split
 from edgecls.errors import EdgeclsError, require_tensorflow
+from edgecls.plotting import pyplot
+from edgecls.provenance import run_versions
+from edgecls.rundir import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    HISTORY_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    SPLIT_FILE,
+)
 from edgecls.runtime.labels import clean_text, labels_text
+from edgecls.train.options import TrainOptions, options_table, to_toml
+
 
 @dataclass
 class TrainResult:
@@ -41,13 +52,17 @@ def default_run_dir(options: TrainOptions) -> Path:
 
 def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=print) -> TrainResult:
     """Train per `options` and write the run directory; returns its figures."""
+    out = check_new_dir(Path(options.out) if options.out else default_run_dir(options), force)  # before TensorFlow
     tf = require_tensorflow("edgecls train")
     configure_cpu_devices(tf)
     import keras
 
-    from edgecls.model import build_augmentation, build_model, default_augmentations
+    from edgecls.train.model import (
+        build_augmentation,
+        build_model,
+        default_augmentations,
+    )
 
-    out = Path(options.out) if options.out else default_run_dir(options)
     with staged_dir(out, force=force) as tmp:
         dataset = load_dataset(options.data, options.img_size, options.color, progress=not quiet)
         _report_skipped(dataset, log)
@@ -76,7 +91,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         n_classes = len(dataset.class_names)
         train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes, shuffle_seed=options.seed)
         val_data = input_pipeline(tf, dataset, split.val, options.batch_size, n_classes)
-        callbacks = [keras.callbacks.CSVLogger(str(tmp / "history.csv"))]
+        callbacks = [keras.callbacks.CSVLogger(str(tmp / HISTORY_FILE))]
         if options.patience:
             callbacks += [
                 keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=options.patience,
@@ -108,13 +123,13 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
             skipped_files=len(dataset.skipped),
         )
 
-        model.save(tmp / "model.keras")
-        (tmp / "labels.txt").write_text(labels_text(dataset.class_names), encoding="utf-8")
-        (tmp / "config.toml").write_text(to_toml(options_table(resolved), package_versions()), encoding="utf-8")
-        (tmp / "split.json").write_text(json.dumps(split.to_json(dataset, options.seed,
+        model.save(tmp / MODEL_FILE)
+        (tmp / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
+        (tmp / CONFIG_FILE).write_text(to_toml(options_table(resolved), run_versions()), encoding="utf-8")
+        (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
                                                                  (options.val_fraction, options.test_fraction))))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        plot_history(history.history, tmp / "curves.png")
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+        plot_history(history.history, tmp / CURVES_FILE)
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics)
 
 
@@ -148,8 +163,8 @@ def predict_probabilities(model, tf, dataset: Dataset, indices: np.ndarray, batc
     return np.asarray(model.predict(pipeline.map(lambda x, y: x), verbose=0))
 
 
-# Lives in edgecls.metrics (numpy only): a device-side bench must not import this module.
-from edgecls.metrics import classification_metrics  # noqa: E402
+# Lives in edgecls.runtime.metrics (numpy only): a device-side bench must not import this module.
+from edgecls.runtime.metrics import classification_metrics  # noqa: E402
 
 
 def configure_cpu_devices(tf) -> None:
@@ -201,18 +216,8 @@ def _report_skipped(dataset: Dataset, log) -> None:
         log(f"warning: skipped {duplicates} byte-identical duplicate file(s) (they would leak between train and test)")
 
 
-def package_versions() -> dict[str, str]:
-    from edgecls.export import versions
-
-    return {**versions(), "numpy": np.__version__, "python": platform.python_version()}
-
-
 def plot_history(history: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     for ax, key in zip(axes, ("accuracy", "loss")):

@@ -10,8 +10,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
-from typing import IO, Any, Callable, Iterator, Sequence
+from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -21,7 +22,6 @@ from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier, Prediction
 from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.sources import expand_images
-
 
 
 class QuietPipeConsole(Console):

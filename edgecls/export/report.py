@@ -1,0 +1,104 @@
+"""What `edgecls export` records: the metadata embedded in each .tflite, export.json, and the
+table it prints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from edgecls.export.convert import Converted
+from edgecls.export.modes import is_integer
+from edgecls.provenance import created_timestamp, training_versions
+from edgecls.rundir import Calibration, RunDir
+from edgecls.runtime.metadata import METADATA_FORMAT
+
+if TYPE_CHECKING:
+    from edgecls.export.job import ExportOptions, ExportResult
+
+EXPORT_FORMAT = "edgecls.export/1"
+
+
+def build_metadata(source: RunDir, converted: Converted, calibration: Optional[Calibration], output_kind: str,
+                   model_sha256: str) -> dict[str, Any]:
+    """The JSON document embedded in each .tflite (format edgecls.model/1)."""
+    return {
+        "format": METADATA_FORMAT,
+        "labels": list(source.labels),
+        "input": {"height": source.img_size, "width": source.img_size, "color": source.color,
+                  "pixel_range": [0, 255]},
+        "output": output_kind,
+        "quantization": {
+            "mode": converted.mode,
+            "backend": converted.backend,
+            "io": {"input": converted.io["input"]["dtype"], "output": converted.io["output"]["dtype"]},
+            "calibration": calibration.summary() if calibration is not None and is_integer(converted.mode) else None,
+            # only in a mixed model: the ops that compute in float ("float_ops") and why
+            **({"kept_float": converted.kept_float} if converted.mixed else {}),
+        },
+        "versions": training_versions(converted.backend),
+        "source": source_info(source, model_sha256),
+        "created": created_timestamp(),
+    }
+
+
+def source_info(source: RunDir, model_sha256: str) -> dict[str, Any]:
+    # Paths as the user gave them: a model copied to a device should not carry this machine's layout.
+    return {"run": str(source.run_dir) if source.run_dir else None,
+            "model": str(source.model_path), "model_sha256": model_sha256, "data": source.data}
+
+
+def build_report(source: RunDir, options: ExportOptions, result: ExportResult, calibration: Optional[Calibration],
+                 model_sha256: str) -> dict[str, Any]:
+    """export.json: what was made, from what, and how each file scored."""
+    from edgecls.runtime.interpreter import find_backend
+
+    backend = find_backend()
+    return {
+        "format": EXPORT_FORMAT,
+        "created": created_timestamp(),
+        "source": source_info(source, model_sha256),
+        "options": {"modes": options.modes, "quantizer": options.quantizer, "calib_samples": options.calib_samples,
+                    "min_agreement": options.min_agreement, "force": options.force,
+                    "keep_float": options.keep_float, "auto_fallback": options.auto_fallback},
+        "calibration": calibration.summary() if calibration is not None else None,
+        "check": {"split": "val", "images": result.val_images, "keras_accuracy": round(result.keras_accuracy, 6),
+                  "interpreter": {"name": backend.name, "version": backend.version},
+                  "passed": result.passed, "failing": result.failing},
+        "versions": training_versions("ai-edge-quantizer" if options.quantizer == "litert" else ""),
+        "models": [{
+            "file": m.file, "mode": m.mode, "variant": m.variant or m.mode, "backend": m.backend,
+            "size_bytes": m.size_bytes, **({"kept_float": m.kept_float} if m.kept_float else {}),
+            "ratio_to_float32": round(m.ratio_to_float32, 4), "accuracy": round(m.accuracy, 6),
+            "agreement": round(m.agreement, 6), "convert_seconds": m.seconds, "input": m.io["input"],
+            "output": m.io["output"], "sha256": m.sha256,
+        } for m in result.models],
+    }
+
+
+def render_export_table(result: ExportResult):
+    """A rich table of the files and their check figures."""
+    from rich import box
+    from rich.table import Table
+
+    by_litert = [m.mode for m in result.models if m.backend == "ai-edge-quantizer"]
+    made_by = f"{', '.join(by_litert)} by ai-edge-quantizer, the rest" if by_litert else "all"
+    mixed = next((m.kept_float for m in result.models if m.kept_float), None)
+    kept = f" *_mixed: {', '.join(mixed.get('layers') or mixed['float_ops'])} kept in float." if mixed else ""
+    table = Table(box=box.SIMPLE_HEAD, caption=f"Checked on {result.val_images} validation images; Keras float "
+                  f"accuracy {result.keras_accuracy:.4f}; {made_by} by the TFLite converter. input: dtype "
+                  f"scale/zero point; agree: top-1 agreement with the Keras model.{kept}")
+    for column, justify in (("file", "left"), ("input", "left"), ("size", "right"),
+                            ("×f32", "right"), ("accuracy", "right"), ("agree", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    for m in result.models:
+        inp = m.io["input"]
+        spec = inp["dtype"] if inp["scale"] is None else f"{inp['dtype']} {inp['scale']:g}/{inp['zero_point']}"
+        agreement = f"{m.agreement:.4f}"
+        if (m.variant or m.mode) in result.failing:
+            agreement = f"[red]{agreement}[/red]"
+        table.add_row(m.file, spec, _size(m.size_bytes), f"{m.ratio_to_float32:.3f}",
+                      f"{m.accuracy:.4f}", agreement)
+    return table
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f}K" if n < 1 << 20 else f"{n / (1 << 20):.2f}M"

@@ -1,0 +1,163 @@
+"""A .tflite image classifier's file, checked: its bytes, its one image input (InputSpec),
+its one score output (probabilities or logits) and its class labels.
+
+No interpreter is created here; runtime.classify and runtime.inspect pass theirs in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecls.runtime.labels import clean_text, read_labels
+from edgecls.runtime.metadata import ModelFileError, check_range, check_tflite_bytes
+
+LABELS_FILE = "labels.txt"  # looked for beside the model
+_TENSOR_DTYPES = (np.float32, np.uint8, np.int8)  # what a classifier's input and output may be
+_PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE"}  # ops that keep a tensor's meaning
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model takes: one uint8 picture of height x width x channels, fed as `dtype`."""
+
+    height: int
+    width: int
+    channels: int
+    dtype: type  # np.float32, np.uint8 or np.int8
+    scale: float  # 0.0 for a float input
+    zero_point: int
+    pixel_range: tuple[float, float]  # the input value that pixel 0 and pixel 255 become
+
+    @property
+    def color(self) -> str:
+        return "grayscale" if self.channels == 1 else "rgb"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+
+def read_model_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"no such model file: {path}") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a folder, not a .tflite model") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model {path}: {exc.strerror or exc}") from None
+    check_tflite_bytes(data, path.name)
+    return data
+
+
+def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model") -> tuple[dict, dict]:
+    """The input and output details of an NHWC image classifier, or a one-line ModelFileError."""
+    if len(inputs) != 1:
+        raise ModelFileError(f"{name}: has {len(inputs)} inputs; an image classifier has one image input [1, H, W, 1|3]")
+    if len(outputs) != 1:
+        raise ModelFileError(f"{name}: has {len(outputs)} outputs; an image classifier has one output [1, N]")
+    inp, out = inputs[0], outputs[0]
+    shape = [int(d) for d in inp["shape"]]
+    if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3) or min(shape) < 1:
+        raise ModelFileError(f"{name}: input is {shape}, not an NHWC image tensor [1, H, W, 1|3]")
+    if inp["dtype"] not in _TENSOR_DTYPES:
+        raise ModelFileError(f"{name}: input type {np.dtype(inp['dtype']).name} is not supported (float32, uint8 or int8)")
+    oshape = [int(d) for d in out["shape"]]
+    if len(oshape) < 2 or oshape[0] != 1 or any(d != 1 for d in oshape[1:-1]) or oshape[-1] < 1:
+        raise ModelFileError(f"{name}: output is {oshape}, not class scores [1, N]")
+    if out["dtype"] not in _TENSOR_DTYPES:
+        raise ModelFileError(f"{name}: output type {np.dtype(out['dtype']).name} is not supported (float32, uint8 or int8)")
+    return inp, out
+
+
+def per_tensor(details: dict, name: str, what: str) -> tuple[float, int]:
+    params = details.get("quantization_parameters") or {}
+    scales = params.get("scales", ())
+    if len(scales) > 1:
+        raise ModelFileError(f"{name}: {what} is quantised per channel; a classifier's {what} must be per tensor")
+    scale, zero_point = details["quantization"]
+    return float(scale), int(zero_point)
+
+
+def input_spec(details: dict, metadata: dict | None, name: str,
+                input_range: tuple[float, float] | None = None) -> InputSpec:
+    _, height, width, channels = (int(d) for d in details["shape"])
+    dtype = details["dtype"]
+    scale, zero_point = per_tensor(details, name, "input")
+    declared = (metadata or {}).get("input") or {}
+    for key, actual in (("height", height), ("width", width), ("color", "grayscale" if channels == 1 else "rgb")):
+        if declared.get(key) not in (None, actual):
+            raise ModelFileError(f"{name}: metadata says input {key} {declared[key]!r} but the tensor has {actual!r}")
+    pixel_range = declared.get("pixel_range")
+    if input_range is not None:  # the caller knows better (a third-party model); checked by __init__
+        pixel_range = input_range
+    elif pixel_range is not None:
+        pixel_range = check_range(pixel_range, f"{name}: malformed edgecls metadata: input pixel_range")
+    elif dtype != np.float32 and scale > 0:
+        # No metadata: the ecosystem's convention for a quantised input is that it takes the pixel
+        # bytes themselves (uint8 as is, int8 shifted by 128): span the tensor's representable range.
+        low = scale * (np.iinfo(dtype).min - zero_point)
+        pixel_range = (float(low), float(low + 255 * scale))
+    else:
+        pixel_range = (0.0, 255.0)  # edgecls' convention: scaling lives inside the model
+    return InputSpec(height, width, channels, dtype, scale, zero_point, pixel_range)
+
+
+def output_kind(interpreter: Any, output_index: int, metadata: dict | None = None) -> str:
+    """'probabilities', 'logits', or 'unknown' (then decided per batch from the scores).
+
+    The metadata's "output" entry wins; else the graph: an output made by SOFTMAX (perhaps
+    through a QUANTIZE/DEQUANTIZE/RESHAPE) already is a probability distribution.
+    """
+    declared = (metadata or {}).get("output")
+    if declared in ("probabilities", "logits"):
+        return declared
+    try:  # a private but long-stable interpreter API (LiteRT, tflite_runtime and tf.lite have it)
+        ops = interpreter._get_ops_details()
+    except Exception:
+        return "unknown"
+    # DELEGATE nodes stand for the ops they replaced; look at the original ops.
+    producer = {int(t): op for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
+    tensor = output_index
+    for _ in range(8):
+        op = producer.get(tensor)
+        if op is None:
+            break
+        if op["op_name"] == "SOFTMAX":
+            return "probabilities"
+        if op["op_name"] not in _PASS_THROUGH or not len(op["inputs"]):
+            break
+        tensor = int(op["inputs"][0])
+    return "unknown"
+
+
+def resolve_labels(
+    labels: str | os.PathLike | Sequence[str] | None, metadata: dict | None, model_path: Path, num_classes: int
+) -> tuple[list[str], str]:
+    """Class names and where they came from: an explicit labels file or list, the model's
+    metadata, labels.txt beside the model, or else the class indices."""
+    beside = model_path.with_name(LABELS_FILE)
+    if labels is not None:
+        if isinstance(labels, (str, os.PathLike)):
+            found, source = read_labels(labels), str(labels)
+        else:
+            found, source = [clean_text(str(label)) for label in labels], "argument"
+    elif metadata and metadata.get("labels"):
+        found, source = [clean_text(label) for label in metadata["labels"]], "metadata"
+    elif beside.is_file():
+        found, source = read_labels(beside), str(beside)
+    else:
+        return [str(i) for i in range(num_classes)], "index"
+    if len(found) != num_classes:
+        raise ModelFileError(f"{source}: {len(found)} labels but the model has {num_classes} classes")
+    return found, source

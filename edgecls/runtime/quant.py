@@ -1,0 +1,75 @@
+"""The pure conversions between pixels, tensors and scores: quantise, dequantise, softmax.
+
+numpy only (the size of pycoral's `adapters`); one tolerance policy for "is this a probability
+distribution", used by the runtime, export and bench alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgecls.runtime.metadata import ModelFileError
+
+if TYPE_CHECKING:
+    from edgecls.runtime.model import InputSpec
+
+DISTRIBUTION_TOLERANCE = 1e-3  # float rows: a softmax sums to 1 within float32 rounding
+
+
+def quant_tolerance(num_classes: int, output_scale: float) -> float:
+    """The tolerance for a quantised softmax's rows: they sum to 1 only up to half a step per class."""
+    return DISTRIBUTION_TOLERANCE + 0.5 * num_classes * output_scale
+
+
+def input_converter(spec: InputSpec) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 pixels -> the input tensor's values, chosen once per model (the hot path calls it).
+
+    A pixel v becomes the real value lo + v * (hi - lo) / 255, quantised with the model's own
+    scale and zero point. For edgecls models (range 0..255, scale 1, zero point -128) that is
+    exactly v - 128, done as a byte XOR with 0x80.
+    """
+    low, high = spec.pixel_range
+    step = (high - low) / 255.0
+    if spec.dtype == np.float32:
+        if (low, high) == (0.0, 255.0):
+            return lambda batch: batch.astype(np.float32)
+        return lambda batch: batch.astype(np.float32) * np.float32(step) + np.float32(low)
+    info = np.iinfo(spec.dtype)
+    if spec.scale <= 0:
+        raise ModelFileError(f"{spec.dtype.__name__} input has no quantisation scale")
+    real = low + np.arange(256) * step
+    table = np.clip(np.rint(real / spec.scale + spec.zero_point), info.min, info.max).astype(spec.dtype)
+    offset = table.astype(np.int64) - np.arange(256)
+    if np.all(offset == offset[0]):
+        if spec.dtype == np.uint8 and offset[0] == 0:
+            return lambda batch: batch
+        if spec.dtype == np.int8 and offset[0] == -128:
+            return lambda batch: np.bitwise_xor(batch, np.uint8(0x80)).view(np.int8)
+    return lambda batch: table[batch]
+
+
+def output_converter(dtype: type, scale: float, zero_point: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Output tensor -> float32 scores.
+
+    An 8-bit output is looked up in a 256-entry table of (value - zero point) * scale, computed
+    once from the integer values: no int8 wraparound, and one numpy call on the hot path.
+    """
+    if dtype == np.float32:
+        return lambda raw: raw
+    values = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float64)  # every bit pattern
+    table = ((values - zero_point) * scale).astype(np.float32)
+    return lambda raw: table.take(raw.view(np.uint8))
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits, shifted by the row maximum (no overflow)."""
+    shifted = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def is_distribution(scores: np.ndarray, tolerance: float = DISTRIBUTION_TOLERANCE) -> bool:
+    """Whether each row is a probability distribution (no negatives, sums to 1), within `tolerance`."""
+    return bool(scores.min() >= -tolerance and np.all(np.abs(scores.sum(axis=-1) - 1.0) <= tolerance))
