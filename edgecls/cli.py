@@ -129,36 +129,71 @@ def _read_config(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
              "edgecls train --config runs/digits-seed/config.toml --out runs/again")
 def train(
     ctx: typer.Context,
-    data: Annotated[str, typer.Option(help="digits | mnist | fashion_mnist | cifar10 | a folder of class "
-                                      "sub-folders | a folder of IDX files")] = _D.data,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory to create",
-                                                show_default="runs/<data>-<arch>")] = None,
-    arch: Annotated[Arch, typer.Option(help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, "
-                                       "for RGB photos)", **_choice(Arch, "architecture"))] = _D.arch,
-    img_size: Annotated[Optional[int], typer.Option(help="Square input size in pixels",
-                                                    show_default="the dataset's own, 96 for folders")] = None,
-    color: Annotated[Optional[Color], typer.Option(help="Colour mode", show_default="the dataset's own; rgb for folders",
-                                                   **_choice(Color, "colour mode"))] = None,
-    augment: Annotated[Optional[str], typer.Option(help="Comma list of flip,rotate,zoom,translate,contrast, or none",
-                                                   show_default="per dataset; no flip for digits")] = None,
+    data: Annotated[
+        str,
+        typer.Option(
+            help="digits | mnist | fashion_mnist | cifar10 | a folder of class sub-folders | a folder of IDX files"
+        ),
+    ] = _D.data,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Run directory to create", show_default="runs/<data>-<arch>")
+    ] = None,
+    arch: Annotated[
+        Arch,
+        typer.Option(
+            help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos)",
+            **_choice(Arch, "architecture"),
+        ),
+    ] = _D.arch,
+    img_size: Annotated[
+        Optional[int],
+        typer.Option(help="Square input size in pixels", show_default="the dataset's own, 96 for folders"),
+    ] = None,
+    color: Annotated[
+        Optional[Color],
+        typer.Option(
+            help="Colour mode", show_default="the dataset's own; rgb for folders", **_choice(Color, "colour mode")
+        ),
+    ] = None,
+    augment: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma list of flip,rotate,zoom,translate,contrast, or none",
+            show_default="per dataset; no flip for digits",
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping restores the best)")] = _D.epochs,
     batch_size: Annotated[int, typer.Option(help="Training batch size")] = _D.batch_size,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer", **_choice(Optimizer, "optimizer"))] = _D.optimizer,
     lr: Annotated[float, typer.Option(help="Learning rate")] = _D.lr,
     kernel_size: Annotated[int, typer.Option(help="Convolution kernel size (seed architecture)")] = _D.kernel_size,
-    activation: Annotated[str, typer.Option(help="relu | relu6 | elu | gelu | swish | tanh | ... "
-                                            "(seed architecture)")] = _D.activation,
+    activation: Annotated[
+        str, typer.Option(help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)")
+    ] = _D.activation,
     dropout: Annotated[float, typer.Option(help="Dropout before the classifier")] = _D.dropout,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss")] = _D.label_smoothing,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs, on validation loss; the best "
-                                          "epoch's weights are kept (0 disables)")] = _D.patience,
+    patience: Annotated[
+        int,
+        typer.Option(
+            help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept (0 disables)"
+        ),
+    ] = _D.patience,
     val_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for validation")] = _D.val_fraction,
     test_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for the test")] = _D.test_fraction,
-    seed: Annotated[int, typer.Option(help="Seed for the split, weights and augmentation (deterministic on CPU)")] = _D.seed,
-    strategy: Annotated[Strategy, typer.Option(help="tf.distribute strategy",
-                                               **_choice(Strategy, "strategy"))] = _D.strategy,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file whose keys mirror these options (options given "
-                                                   "here win)", is_eager=True, callback=_read_config)] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed for the split, weights and augmentation (deterministic on CPU)")
+    ] = _D.seed,
+    strategy: Annotated[
+        Strategy, typer.Option(help="tf.distribute strategy", **_choice(Strategy, "strategy"))
+    ] = _D.strategy,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="TOML file whose keys mirror these options (options given here win)",
+            is_eager=True,
+            callback=_read_config,
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing run directory", metavar="")] = False,
     quiet: Annotated[bool, typer.Option(help="One line per epoch instead of progress bars", metavar="")] = False,
 ) -> None:
@@ -254,16 +289,24 @@ def predict(
     model: Annotated[Path, typer.Argument(help="A .tflite image classifier (edgecls' own, or any NHWC one)")],
     images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) and glob patterns")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table", metavar="")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="CSV (file,rank,index,label,score,error) instead of a "
-                                         "table", metavar="")] = False,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads",
-                                                   show_default="the CPU count")] = None,
-    labels: Annotated[Optional[Path], typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); "
-                                                   "overrides the model's own labels")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line instead of a table", metavar="")
+    ] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="CSV (file,rank,index,label,score,error) instead of a table", metavar="")
+    ] = False,
+    threads: Annotated[
+        Optional[int], typer.Option(min=1, help="Interpreter threads", show_default="the CPU count")
+    ] = None,
+    labels: Annotated[
+        Optional[Path],
+        typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own labels"),
+    ] = None,
     backend: Backend = None,
-    input_range: Annotated[Optional[str], typer.Option("--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP,
-                                                       show_default=_INPUT_RANGE_DEFAULT)] = None,
+    input_range: Annotated[
+        Optional[str],
+        typer.Option("--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP, show_default=_INPUT_RANGE_DEFAULT),
+    ] = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
@@ -313,7 +356,9 @@ def info(
 
 
 @app.command(epilog="Example: edgecls doctor --json")
-def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON", metavar="")] = False) -> None:
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON", metavar="")] = False,
+) -> None:
     """Check that this machine can run the device side (predict, info, bench of a .tflite).
 
     Reports platform, architecture, Python, numpy, Pillow, the interpreter backend found and its
@@ -515,7 +560,7 @@ def main() -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
-        raise SystemExit(0)
+        raise SystemExit(0) from None
     except MemoryError:
         _fail("out of memory", 1)
     except Exception as exc:  # anything unforeseen: one line, traceback only on request

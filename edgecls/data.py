@@ -23,7 +23,8 @@ import numpy as np
 
 from edgecls import __version__
 from edgecls.errors import EdgeclsError
-from edgecls.runtime.preprocess import ImageError, is_image_file, load_image
+from edgecls.runtime.preprocess import ImageError, load_image
+from edgecls.runtime.sources import walk_images
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 SPLIT_NAMES = ("train", "val", "test")
@@ -112,7 +113,18 @@ _KERAS_FILES = {
     "cifar10": ("cifar-10-batches-py.tar.gz", "cifar-10-batches-py.tar.gz"),
 }
 _CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-_FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+_FASHION_CLASSES = [
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+]
 
 
 def _load_keras(name: str) -> Dataset:
@@ -135,7 +147,9 @@ def _load_keras(name: str) -> Dataset:
         images = images[..., None]
     labels = np.concatenate([y_train, y_test]).reshape(-1).astype(np.int64)
     n_train = len(x_train)
-    classes = {"mnist": [str(i) for i in range(10)], "fashion_mnist": _FASHION_CLASSES, "cifar10": _CIFAR10_CLASSES}[name]
+    classes = {"mnist": [str(i) for i in range(10)], "fashion_mnist": _FASHION_CLASSES, "cifar10": _CIFAR10_CLASSES}[
+        name
+    ]
     return Dataset(images.astype(np.uint8), labels, classes, name, "grayscale" if images.shape[-1] == 1 else "rgb",
                    given_split={"train": np.arange(n_train), "test": np.arange(n_train, len(images))},
                    fingerprint=f"{name}:{len(images)}")
@@ -185,7 +199,9 @@ def _load_idx_folder(folder: Path) -> Dataset:
             continue
         x, y = read_idx(parts[part][0]), read_idx(parts[part][1])
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise EdgeclsError(f"{parts[part][0].name} and {parts[part][1].name} do not match ({x.shape} images, {y.shape} labels)")
+            raise EdgeclsError(
+                f"{parts[part][0].name} and {parts[part][1].name} do not match ({x.shape} images, {y.shape} labels)"
+            )
         images.append(x[..., None])
         labels.append(y.astype(np.int64))
         given[part] = np.arange(start, start + len(x))
@@ -203,11 +219,7 @@ def _class_folders(root: Path) -> list[Path]:
 
 def _image_files(folder: Path) -> list[Path]:
     """Image files below `folder`, recursively, hidden files and folders skipped, links not followed."""
-    files = []
-    for dirpath, dirnames, filenames in os.walk(folder):  # followlinks=False: no symlink loops
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files += [Path(dirpath, f) for f in sorted(filenames) if is_image_file(Path(f))]
-    return files
+    return list(walk_images(folder))
 
 
 def _split_folders(root: Path) -> dict[str, Path]:
@@ -233,7 +245,10 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
             folder = base / name
             files = _image_files(folder) if folder.is_dir() else []
             if not files and split in ("", "train"):
-                raise EdgeclsError(f"class folder {folder} has no images ({', '.join(e[1:] for e in ('.jpg', '.png', '.bmp', '.gif', '.webp'))})")
+                raise EdgeclsError(
+                    f"class folder {folder} has no images "
+                    f"({', '.join(e[1:] for e in ('.jpg', '.png', '.bmp', '.gif', '.webp'))})"
+                )
             entries += [(f, label, split) for f in files]
         extra = [p.name for p in _class_folders(base) if p.name not in classes]
         if extra:
@@ -262,7 +277,9 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("EDGECLS_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "edgecls")
+    base = os.environ.get("EDGECLS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "edgecls"
+    )
     return Path(base) / "datasets"
 
 
@@ -303,7 +320,9 @@ def _build_cache(cache: Path, root: Path, entries, img_size: int, color: str, pr
         content_hash = hashlib.sha256()  # of the kept files' bytes and labels: survives a plain `cp -r`
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             results = pool.map(lambda e: _decode(e[0], img_size, color), entries)
-            for i, (pixels, content, reason) in enumerate(_progress(results, len(entries), f"Decoding {root.name}", progress)):
+            for i, (pixels, content, reason) in enumerate(
+                _progress(results, len(entries), f"Decoding {root.name}", progress)
+            ):
                 rel = str(entries[i][0].relative_to(root))
                 if pixels is None:
                     skipped.append((rel, reason))
@@ -313,7 +332,9 @@ def _build_cache(cache: Path, root: Path, entries, img_size: int, color: str, pr
                     seen[content] = rel
                     buffer[len(keep)] = pixels
                     keep.append(i)
-                    content_hash.update(f"{rel}|{entries[i][1]}|{entries[i][2]}|{content}\n".encode("utf-8", "surrogateescape"))
+                    content_hash.update(
+                        f"{rel}|{entries[i][1]}|{entries[i][2]}|{content}\n".encode("utf-8", "surrogateescape")
+                    )
         images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                            shape=(len(keep), img_size, img_size, channels))
         for start in range(0, len(keep), 1024):  # copy in chunks: never a second full copy in memory
@@ -390,6 +411,8 @@ def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed
 
 
 def _stratified(dataset: Dataset, pool: np.ndarray, fractions: list[float], rng) -> list[np.ndarray]:
+    """The split's partition: each class shuffled and cut into the held-out parts and the rest.
+    (stratified_sample below is the other stratified draw: a fixed-size, proportional sample.)"""
     parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
     labels = dataset.labels[pool]
     for label in range(len(dataset.class_names)):
@@ -412,7 +435,9 @@ def _stratified(dataset: Dataset, pool: np.ndarray, fractions: list[float], rng)
 
 def load_split(doc: dict, dataset: Dataset) -> Split:
     if doc.get("fingerprint") and dataset.fingerprint and doc["fingerprint"] != dataset.fingerprint:
-        raise EdgeclsError(f"the data at {dataset.source} changed since the run was trained (its split no longer applies)")
+        raise EdgeclsError(
+            f"the data at {dataset.source} changed since the run was trained (its split no longer applies)"
+        )
     n = len(dataset.labels)
     parts = [np.asarray(doc[name], dtype=np.int64) for name in SPLIT_NAMES]
     if any(len(p) and (p.min() < 0 or p.max() >= n) for p in parts):
@@ -425,3 +450,28 @@ def _digest(*arrays: np.ndarray) -> str:
     for array in arrays:
         h.update(np.ascontiguousarray(array).tobytes())
     return h.hexdigest()[:24]
+
+
+def stratified_sample(labels: np.ndarray, samples: Optional[int], seed: int) -> np.ndarray:
+    """Positions into `labels`: `samples` of them (all if None or more), each class in proportion.
+
+    Quotas are floor(n * share) plus the largest remainders, and every present class gets at
+    least one image when n allows. The result is in a seeded random order.
+    """
+    labels = np.asarray(labels)
+    total = len(labels)
+    rng = np.random.default_rng(seed)
+    if samples is None or samples >= total:
+        return rng.permutation(total)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = samples * counts / total
+    quota = np.floor(exact).astype(int)
+    if samples >= len(classes):
+        quota = np.maximum(quota, 1)
+    while quota.sum() < samples:  # hand out the rest by largest remainder, where a class has room
+        room = np.where(quota < counts, exact - quota, -np.inf)
+        quota[int(np.argmax(room))] += 1
+    while quota.sum() > samples:  # the minimum of one per class overshot: take from the largest
+        quota[int(np.argmax(quota))] -= 1
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
+    return rng.permutation(np.concatenate(chosen))

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-
 
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's text, or its type's name: for one-line errors."""
@@ -44,6 +40,8 @@ def require_tensorflow(what: str):
     (EDGECLS_DEBUG=1 shows it).
     """
     try:
+        from edgecls.native_stderr import native_stderr_silenced
+
         with native_stderr_silenced():
             import tensorflow as tf
 
@@ -51,22 +49,3 @@ def require_tensorflow(what: str):
     except ImportError:
         raise MissingExtraError(what) from None
     return tf
-
-
-@contextlib.contextmanager
-def native_stderr_silenced():
-    if os.environ.get("EDGECLS_DEBUG"):
-        yield
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.data import SPLIT_NAMES
+from edgecls.data import SPLIT_NAMES, stratified_sample
 from edgecls.errors import EdgeclsError
 from edgecls.provenance import sha256_file
 from edgecls.runtime.labels import read_labels
@@ -279,29 +279,6 @@ def model_num_classes(model, path: Path) -> int:
 
 
 # ---------------------------------------------------------------------- helpers
-def stratified_sample(labels: np.ndarray, samples: Optional[int], seed: int) -> np.ndarray:
-    """Positions into `labels`: `samples` of them (all if None or more), each class in proportion.
-
-    Quotas are floor(n * share) plus the largest remainders, and every present class gets at
-    least one image when n allows. The result is in a seeded random order.
-    """
-    labels = np.asarray(labels)
-    total = len(labels)
-    rng = np.random.default_rng(seed)
-    if samples is None or samples >= total:
-        return rng.permutation(total)
-    classes, counts = np.unique(labels, return_counts=True)
-    exact = samples * counts / total
-    quota = np.floor(exact).astype(int)
-    if samples >= len(classes):
-        quota = np.maximum(quota, 1)
-    while quota.sum() < samples:  # hand out the rest by largest remainder, where a class has room
-        room = np.where(quota < counts, exact - quota, -np.inf)
-        quota[int(np.argmax(room))] += 1
-    while quota.sum() > samples:  # the minimum of one per class overshot: take from the largest
-        quota[int(np.argmax(quota))] -= 1
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
-    return rng.permutation(np.concatenate(chosen))
 
 
 def _read_json(path: Path) -> dict:

@@ -514,7 +514,9 @@ def collect_images(cache: Cache, explicit: list[str], shared: Path | None, max_r
         roots.append(shared)
         catsdogs = shared / "catsdogs"
         if catsdogs.is_dir():
-            photos = [p for cls in sorted(catsdogs.iterdir()) if cls.is_dir() for p in _spread(_image_files(cls), max_real)]
+            photos = [
+                p for cls in sorted(catsdogs.iterdir()) if cls.is_dir() for p in _spread(_image_files(cls), max_real)
+            ]
             files += photos
             groups["catsdogs photos"] = len(photos)
         mnist = shared / "mnist/t10k-images-idx3-ubyte.gz"
@@ -787,7 +789,18 @@ def check_side(side: Side, images: ImageSet, specs: list[tuple[int, int, str]], 
     results["info"], results["predict"] = [], []
     for slot, model in enumerate(side.models):
         results["info"].append(probe_json(side, ["-m", "edgecls", "info", "--json", model], f"info {model.name}"))
-        args = ["-m", "edgecls", "predict", "--json", "--top-k", top_k[slot], "--threads", threads, model, *images.files]
+        args = [
+            "-m",
+            "edgecls",
+            "predict",
+            "--json",
+            "--top-k",
+            top_k[slot],
+            "--threads",
+            threads,
+            model,
+            *images.files,
+        ]
         # exit 1: some images could not be read (the unreadable ones are there on purpose)
         results["predict"].append(probe_json(side, args, f"predict {model.name} ({len(images.files)} images)",
                                              ok_codes=(0, 1), lines=True))
@@ -901,7 +914,9 @@ def compare_predict(host: dict, arm: dict, rule: ScoreRule, short: Callable[[str
             continue
         if "error" in h or "error" in a:
             if h.get("error") != a.get("error"):
-                diffs.append(f"{where}: host {h.get('error') or 'classified it'}; arm {a.get('error') or 'classified it'}")
+                diffs.append(
+                    f"{where}: host {h.get('error') or 'classified it'}; arm {a.get('error') or 'classified it'}"
+                )
             else:
                 same += 1
             continue
@@ -910,7 +925,9 @@ def compare_predict(host: dict, arm: dict, rule: ScoreRule, short: Callable[[str
         h_top, a_top = h["classes"][0], a["classes"][0]
         problems = []
         if h_top["index"] != a_top["index"]:
-            problems.append(f"top-1 host {h_top['label']} ({h_top['score']:.6f}), arm {a_top['label']} ({a_top['score']:.6f})")
+            problems.append(
+                f"top-1 host {h_top['label']} ({h_top['score']:.6f}), arm {a_top['label']} ({a_top['score']:.6f})"
+            )
         if set(hs) != set(as_):
             problems.append(f"classes listed: host {sorted(hs)}, arm {sorted(as_)}")
         gaps = {i: abs(hs[i] - as_[i]) for i in set(hs) & set(as_)}
@@ -1000,7 +1017,9 @@ def compare_bench(host: dict, arm: dict, model_names: list[str], rules: list[Sco
     diffs = emulation_label_problems(a, arm.get("terminal", ""), arm.get("markdown", ""))
     if h["machine"].get("emulated"):
         diffs.append(f"the host's report says it was emulated ({h['machine']['emulated']})")
-    diffs += [f"test images: {path}: host {hv!r}, arm {av!r}" for path, hv, av in json_differences(h["data"], a["data"])]
+    diffs += [
+        f"test images: {path}: host {hv!r}, arm {av!r}" for path, hv, av in json_differences(h["data"], a["data"])
+    ]
     if len(h["models"]) != len(a["models"]):
         diffs.append(f"models: host {[m['name'] for m in h['models']]}, arm {[m['name'] for m in a['models']]}")
     for slot, (hm, am) in enumerate(zip(h["models"], a["models"])):
@@ -1211,7 +1230,7 @@ def run_check(args: argparse.Namespace, cache: Cache) -> int:
 
     say()
     failed = False
-    for cpu, (diffs, summary, seconds) in verdicts.items():
+    for cpu, (diffs, summary, _seconds) in verdicts.items():
         if bench.folder is None:
             summary.append(f"bench skipped ({'--no-bench' if args.no_bench else 'no labelled images'})")
         say(f"{cpu:<12} {'PASS' if not diffs else 'FAIL'}  " + " | ".join(summary))

@@ -51,8 +51,12 @@ def main() -> None:
     args = parser.parse_args()
 
     make_images(args.folder, args.images)
-    process = subprocess.Popen([sys.executable, "-m", "edgecls", "predict", "--json", str(args.model), str(args.folder)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgecls", "predict", "--json", str(args.model), str(args.folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     rows = 0
     samples: list[tuple[int, float]] = []  # (rows done, RSS MB)
     done = threading.Event()

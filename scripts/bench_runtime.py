@@ -175,9 +175,11 @@ def worker_folder(model: str, folder: str, threads: int, rounds: int) -> dict:
     naives, ourses = [], []
     for r in range(rounds):
         if r % 2:
-            ourses.append(ours()); naives.append(naive())
+            ourses.append(ours())
+            naives.append(naive())
         else:
-            naives.append(naive()); ourses.append(ours())
+            naives.append(naive())
+            ourses.append(ours())
     return {"images": len(paths), "naive_images_per_s": statistics.median(naives),
             "edgecls_images_per_s": statistics.median(ourses),
             "speedup": statistics.median(o / n for o, n in zip(ourses, naives))}
@@ -213,10 +215,20 @@ def cold(model: Path, image: Path, rounds: int) -> dict:
     threads = os.cpu_count() or 1
     contenders = {
         "edgecls predict": [sys.executable, "-m", "edgecls", "predict", str(model), str(image), "--json"],
-        "tensorflow (tf.lite.Interpreter)": [sys.executable, "-c", BASELINE.format(
-            import_line="import tensorflow as tf; Interpreter = tf.lite.Interpreter", threads=threads), str(model), str(image)],
-        "bare LiteRT script": [sys.executable, "-c", BASELINE.format(
-            import_line="from ai_edge_litert.interpreter import Interpreter", threads=threads), str(model), str(image)],
+        "tensorflow (tf.lite.Interpreter)": [
+            sys.executable,
+            "-c",
+            BASELINE.format(import_line="import tensorflow as tf; Interpreter = tf.lite.Interpreter", threads=threads),
+            str(model),
+            str(image),
+        ],
+        "bare LiteRT script": [
+            sys.executable,
+            "-c",
+            BASELINE.format(import_line="from ai_edge_litert.interpreter import Interpreter", threads=threads),
+            str(model),
+            str(image),
+        ],
     }
     for command in contenders.values():  # warm the page cache: "cold" is a new process, not a cold disk
         run_measured(command)
@@ -273,12 +285,16 @@ def main() -> None:
     print("1. classify() vs bare loop ...", file=sys.stderr)
     for name, path in models.items():
         for threads in sorted({1, threads_all}):
-            results["hot_path"][f"{name} threads={threads}"] = in_subprocess("hot", str(path), str(threads), str(args.rounds))
+            results["hot_path"][f"{name} threads={threads}"] = in_subprocess(
+                "hot", str(path), str(threads), str(args.rounds)
+            )
     print("2. cold predict of one image ...", file=sys.stderr)
     for name, image in (("seed-int8", digit), ("mobile-int8", photos[0])):
         # From a small worker: a child forked from this process (TensorFlow loaded) would report
         # the parent's memory as its own peak RSS.
-        results["cold_predict"][name] = in_subprocess("cold", str(models[name]), str(image), str(max(3, args.rounds // 2)))
+        results["cold_predict"][name] = in_subprocess(
+            "cold", str(models[name]), str(image), str(max(3, args.rounds // 2))
+        )
     print("3. folder of large JPEGs ...", file=sys.stderr)
     results["folder"] = in_subprocess("folder", str(models["mobile-int8"]), str(work / "photos"),
                                       str(threads_all), str(max(3, args.rounds // 2)))
@@ -294,9 +310,11 @@ def report(results: dict) -> None:
           f"{results['rounds']} interleaved rounds")
     print("\n1. classify(uint8 array) vs bare set_tensor/invoke/get_tensor  (target <= 1.10x)")
     for name, r in results["hot_path"].items():
-        print(f"   {name:28s} bare {r['bare_us']:8.1f} us   classify {r['classify_us']:8.1f} us   ratio {r['ratio']:.3f}"
-              f"   (vs a bare loop that quantises its input, {r['bare_quantising_us']:.1f} us: "
-              f"{r['ratio_vs_quantising_loop']:.3f})")
+        print(
+            f"   {name:28s} bare {r['bare_us']:8.1f} us   classify {r['classify_us']:8.1f} us   ratio {r['ratio']:.3f}"
+            f"   (vs a bare loop that quantises its input, {r['bare_quantising_us']:.1f} us: "
+            f"{r['ratio_vs_quantising_loop']:.3f})"
+        )
     print("\n2. one image, whole cold process  (target: >= 5x faster than TensorFlow, <= 90 MB)")
     for model, r in results["cold_predict"].items():
         for name, v in r.items():
@@ -306,8 +324,10 @@ def report(results: dict) -> None:
     f = results["folder"]
     print(f"\n3. {f['images']} JPEGs of {f['photo_sizes'][0][0]}x{f['photo_sizes'][0][1]} px and similar, "
           f"mobile-int8 96x96  (target >= 2x)")
-    print(f"   naive loop {f['naive_images_per_s']:.1f} images/s   classify_many {f['edgecls_images_per_s']:.1f} images/s"
-          f"   speedup {f['speedup']:.2f}x")
+    print(
+        f"   naive loop {f['naive_images_per_s']:.1f} images/s   classify_many {f['edgecls_images_per_s']:.1f} images/s"
+        f"   speedup {f['speedup']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -152,7 +152,9 @@ def test_integer_model_scores_must_be_identical():
     host = _rows(("/x/a.png", [(3, 0.5), (1, 0.25)]), ("/x/b.png", [(0, 0.75), (1, 0.25)]))
     arm = _rows(("/x/a.png", [(3, 0.5), (1, 0.25)]), ("/x/b.png", [(0, 0.75), (1, 0.246094)]))
     diffs, stats = check.compare_predict(host, arm, rule, short=lambda f: Path(f).name)
-    assert diffs == ["b.png: scores differ (integer model, allowed: identical scores): class 1: host 0.250000 arm 0.246094"]
+    assert diffs == [
+        "b.png: scores differ (integer model, allowed: identical scores): class 1: host 0.250000 arm 0.246094"
+    ]
     assert stats["same"] == 1
 
 
@@ -242,7 +244,7 @@ def bench_pair():
     arm = copy.deepcopy(report)
     arm["machine"].update(arch="aarch64", emulated="qemu-aarch64 -cpu cortex-a72")
     arm["device"].update(is_device=False, notes=[EMULATED_NOTE] + arm["device"]["notes"])
-    terminal = "edgecls bench\n ... \nEmulated (qemu-aarch64 -cpu cortex-a72): latency under emulation is not a device\nfigure; accuracy, agreement and sizes are.\n"
+    terminal = "edgecls bench\n ... \nEmulated (qemu-aarch64 -cpu cortex-a72): latency under emulation is not a device\nfigure; accuracy, agreement and sizes are.\n"  # noqa: E501
     markdown = f"# edgecls bench\n\n- {EMULATED_NOTE}\n"
     names = [model["name"] for model in report["models"]]
     rules = [check.ScoreRule(exact=True, softmax_step=1 / 256) if model["mode"] == "int8"
@@ -259,7 +261,9 @@ def test_an_emulated_bench_like_the_hosts_passes(bench_pair):
     assert diffs == []
     report = host["data"]
     assert summary.startswith(f"bench --device rpi4 on {report['data']['images']} images: top-1 ")
-    assert f"model_int8.tflite {int8['accuracy']['top1']:.4f} (agrees " in summary  # e.g. 0.9944 (agrees 1.0000, 0 flipped)
+    assert (
+        f"model_int8.tflite {int8['accuracy']['top1']:.4f} (agrees " in summary
+    )  # e.g. 0.9944 (agrees 1.0000, 0 flipped)
     assert summary.endswith(", same as host; latency labelled emulated")
 
 
@@ -291,7 +295,11 @@ def test_a_bench_that_differs_gives_a_readable_diff(bench_pair):
 
 def test_an_emulated_bench_must_say_so(bench_pair):
     host, arm, names, rules = bench_pair
-    unlabelled = {"data": copy.deepcopy(host["data"]), "terminal": "edgecls bench\n...", "markdown": "# edgecls bench\n"}
+    unlabelled = {
+        "data": copy.deepcopy(host["data"]),
+        "terminal": "edgecls bench\n...",
+        "markdown": "# edgecls bench\n",
+    }
     diffs, summary = check.compare_bench(host, unlabelled, names, rules, tolerance=1e-5)
     assert summary == "bench DIFFERS"
     assert diffs == [

@@ -187,19 +187,43 @@ def _non_image() -> bytes:
 MODEL_CASES = [
     ("empty .tflite", lambda: b"", "empty file"),
     ("truncated .tflite", lambda: MODEL.read_bytes()[:5000], ""),
-    ("random bytes", lambda: np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes(), "not a .tflite"),
+    (
+        "random bytes",
+        lambda: np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "not a .tflite",
+    ),
     ("valid model with non-image input", _non_image, "not an NHWC image tensor"),
     ("valid model with 3 outputs", _three_outputs, "has 3 outputs"),
-    ("malformed metadata entry", lambda: embed_metadata_bytes(MODEL.read_bytes(), b"{'labels': oops"), "malformed edgecls metadata"),
-    ("metadata that is not an object", lambda: embed_metadata_bytes(MODEL.read_bytes(), b"[1, 2, 3]"), "not a JSON object"),
-    ("metadata quantization a string", lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"quantization": "int8"}'),
-     "malformed edgecls metadata: 'quantization' must be an object"),
-    ("metadata source a string", lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"source": "x"}'),
-     "malformed edgecls metadata: 'source' must be an object"),
-    ("metadata with a 5000-digit integer", lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"n": ' + b"7" * 5000 + b"}"),
-     "malformed edgecls metadata (not JSON"),
-    ("metadata pixel_range NaN", lambda: embed_metadata_bytes(
-        MODEL.read_bytes(), b'{"input": {"pixel_range": [NaN, 255]}}'), "two finite, distinct numbers"),
+    (
+        "malformed metadata entry",
+        lambda: embed_metadata_bytes(MODEL.read_bytes(), b"{'labels': oops"),
+        "malformed edgecls metadata",
+    ),
+    (
+        "metadata that is not an object",
+        lambda: embed_metadata_bytes(MODEL.read_bytes(), b"[1, 2, 3]"),
+        "not a JSON object",
+    ),
+    (
+        "metadata quantization a string",
+        lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"quantization": "int8"}'),
+        "malformed edgecls metadata: 'quantization' must be an object",
+    ),
+    (
+        "metadata source a string",
+        lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"source": "x"}'),
+        "malformed edgecls metadata: 'source' must be an object",
+    ),
+    (
+        "metadata with a 5000-digit integer",
+        lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"n": ' + b"7" * 5000 + b"}"),
+        "malformed edgecls metadata (not JSON",
+    ),
+    (
+        "metadata pixel_range NaN",
+        lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"input": {"pixel_range": [NaN, 255]}}'),
+        "two finite, distinct numbers",
+    ),
 ]
 
 

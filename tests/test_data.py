@@ -18,7 +18,9 @@ from edgecls.runtime.preprocess import load_image
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def make_folder(root: Path, classes=("cats", "dogs"), per_class=6, size=(40, 30), formats=("png", "jpg", "bmp", "gif", "webp")):
+def make_folder(
+    root: Path, classes=("cats", "dogs"), per_class=6, size=(40, 30), formats=("png", "jpg", "bmp", "gif", "webp")
+):
     """Class folders of generated images, each class a distinct colour, in several formats."""
     rng = np.random.default_rng(0)
     for c, name in enumerate(classes):

@@ -150,7 +150,9 @@ def test_check_figures_are_the_device_runtimes(exported, digits_run):
     by_mode = {m["mode"]: m for m in report["models"]}
     assert set(by_mode) == {"float32", "int8", "uint8"}
     assert by_mode["int8"]["agreement"] == pytest.approx(model_of(exported, "int8").agreement, abs=1e-6)
-    assert by_mode["int8"]["sha256"] == hashlib.sha256((exported.out_dir / "model_int8.tflite").read_bytes()).hexdigest()
+    assert (
+        by_mode["int8"]["sha256"] == hashlib.sha256((exported.out_dir / "model_int8.tflite").read_bytes()).hexdigest()
+    )
 
 
 def test_metadata_round_trip(exported, digits_run):
@@ -172,7 +174,9 @@ def test_metadata_round_trip(exported, digits_run):
     assert calibration["seed"] == source.seed and calibration["split"] == "train"
     assert min(calibration["per_class"].values()) >= 18  # stratified: 10 classes of ~20
     assert (exported.out_dir / "labels.txt").read_text().split() == labels
-    assert read_metadata((exported.out_dir / "model_float32.tflite").read_bytes())["quantization"]["calibration"] is None
+    assert (
+        read_metadata((exported.out_dir / "model_float32.tflite").read_bytes())["quantization"]["calibration"] is None
+    )
 
 
 def test_calibration_comes_from_the_train_split_stratified_and_seeded(digits_run):
@@ -240,7 +244,9 @@ def test_an_op_left_in_float_is_named():
 
     with saved_model(tiny_model(keras.layers.Activation("squareplus"))) as saved:
         assert convert(saved, "float32").content  # fine in float
-        with pytest.raises(ConversionError, match=r"int8 export cannot be fully quantised: .* left SQUARE \(") as caught:
+        with pytest.raises(
+            ConversionError, match=r"int8 export cannot be fully quantised: .* left SQUARE \("
+        ) as caught:
             convert(saved, "int8", "converter", np.full((4, 12, 12, 1), 7, np.uint8))
     assert caught.value.exit_code == 1
 

@@ -37,7 +37,9 @@ def test_same_seed_gives_identical_weights_and_identical_int8_bytes(tmp_path):
     run = tmp_path / "run"
     trainings = []
     for attempt in range(2):
-        code, text = finish(edgecls("train", "--epochs", "1", "--seed", "3", "--out", run, "--force", "--quiet", env=env))
+        code, text = finish(
+            edgecls("train", "--epochs", "1", "--seed", "3", "--out", run, "--force", "--quiet", env=env)
+        )
         assert code == 0, text
         exports = []
         for _ in range(2 if attempt == 0 else 1):

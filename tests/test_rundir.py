@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecls.data import stratified_sample
 from edgecls.errors import EdgeclsError
-from edgecls.rundir import open_run, open_source, stratified_sample
+from edgecls.rundir import open_run, open_source
 
 
 # ---------------------------------------------------------------------- stratified sampling (no TF)

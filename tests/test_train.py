@@ -61,8 +61,8 @@ def test_saved_model_takes_raw_pixels_and_has_no_augmentation(digits_run):
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds[0] == "Rescaling" or kinds[1] == "Rescaling"
     assert not any(k.startswith("Random") or k == "Sequential" for k in kinds)
-    assert [type(l).__name__ for l in model.layers if "Conv" in type(l).__name__ or "Dense" in type(l).__name__] == \
-        ["Conv2D", "Conv2D", "Dense", "Dense"]
+    names = [type(layer).__name__ for layer in model.layers]
+    assert [n for n in names if "Conv" in n or "Dense" in n] == ["Conv2D", "Conv2D", "Dense", "Dense"]
     assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
 
 
@@ -75,7 +75,9 @@ def test_resolved_config_reproduces_the_run(digits_run, tmp_path):
     first, second = (json.loads((p / "metrics.json").read_text()) for p in (out, again))
     # same seed, same data, same options on CPU: the same model, hence the same confusion matrix
     assert first["confusion_matrix"] == second["confusion_matrix"]
-    assert json.loads((out / "split.json").read_text())["test"] == json.loads((again / "split.json").read_text())["test"]
+    assert (
+        json.loads((out / "split.json").read_text())["test"] == json.loads((again / "split.json").read_text())["test"]
+    )
 
 
 def test_existing_run_is_not_overwritten_without_force(digits_run):
@@ -212,7 +214,7 @@ def test_mobile_architecture_trains_on_an_rgb_folder(tmp_path, monkeypatch):
 
     model = keras.saving.load_model(out / "model.keras")
     assert model.input_shape == (None, 32, 32, 3)
-    assert any(type(l).__name__ == "DepthwiseConv2D" for l in model.layers)
+    assert any(type(layer).__name__ == "DepthwiseConv2D" for layer in model.layers)
 
 
 @pytest.mark.slow
@@ -225,8 +227,9 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 
 
 def test_without_tensorflow_train_says_how_to_install(tmp_path):
+    out = str(tmp_path / "r")
     code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None; "
-            "sys.argv = ['edgecls', 'train', '--out', %r]; from edgecls.cli import main; main()" % str(tmp_path / "r"))
+            f"sys.argv = ['edgecls', 'train', '--out', {out!r}]; from edgecls.cli import main; main()")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "pip install 'edgecls[train]'" in result.stderr and "Traceback" not in result.stderr

@@ -63,7 +63,7 @@ def where(report: dict[str, Any], short: bool = False) -> str:
 
 def merged_rows(reports: list[tuple[Path, dict[str, Any]]]) -> list[list[str]]:
     rows = []
-    for name, (path, report) in zip(report_labels([p for p, _ in reports]), reports):
+    for name, (_path, report) in zip(report_labels([p for p, _ in reports]), reports):
         label = where(report, short=True)
         for model in report["models"]:
             paired = model["vs_reference"]

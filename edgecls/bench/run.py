@@ -102,7 +102,9 @@ def default_report_dir(paths: list[Path]) -> Optional[Path]:
 Analysis = Callable[[dict, Optional[Path], Callable[[str], None]], None]  # (report, report_dir, log): adds sections
 
 
-def bench(options: BenchOptions, analyses: Sequence[Analysis] = (), log: Callable[[str], None] = print) -> dict[str, Any]:
+def bench(
+    options: BenchOptions, analyses: Sequence[Analysis] = (), log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """The whole `edgecls bench` job: measure, let each analysis add its section, write the reports.
 
     Analyses that need TensorFlow (edgecls.export.analyses) are injected by the caller, so this
@@ -227,8 +229,10 @@ def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchMode
         try:
             test = run_test_set(run)
         except EdgeclsError as exc:  # e.g. digits without scikit-learn, on a device
-            raise EdgeclsError(f"{exc}; on a device, bench the .tflite files with --data FOLDER instead (made "
-                               f"on the workstation by edgecls bench {run.run_dir} --save-test-images FOLDER)") from None
+            raise EdgeclsError(
+                f"{exc}; on a device, bench the .tflite files with --data FOLDER instead (made "
+                f"on the workstation by edgecls bench {run.run_dir} --save-test-images FOLDER)"
+            ) from None
     if problem:
         test.notes.append(f"{problem}; the test images are --data {data}.")
     if named_by_metadata:

@@ -26,17 +26,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.errors import EdgeclsError, first_line, native_stderr_silenced
+from edgecls.errors import EdgeclsError, first_line
+from edgecls.export.modes import EXACT_INPUT, LITERT_INSTALL, check_modes, is_integer, made_by_litert
+from edgecls.native_stderr import native_stderr_silenced
 from edgecls.runtime.metadata import ModelFileError
 
-MODES = ("float32", "float16", "dynamic", "int8", "uint8")
-INTEGER_MODES = ("int8", "uint8")  # full integer: integer-only ops, integer input and output
-QUANTIZERS = ("converter", "litert")
-LITERT_MODES = ("int8", "dynamic")  # what ai-edge-quantizer makes; float32 and float16 are the converter's
-# The input quantisation that makes every pixel value 0..255 one integer: (scale, zero point).
-EXACT_INPUT = {"int8": (1.0, -128), "uint8": (1.0, 0)}
 _NOT_COMPUTING_OPS = {"QUANTIZE", "DEQUANTIZE", "SHAPE"}  # may touch float tensors in an integer model
-LITERT_INSTALL = "pip install 'edgecls[train]'"
 
 
 class ConversionError(EdgeclsError):
@@ -74,7 +69,9 @@ def saved_model(model) -> Iterator[Path]:
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as exc:
-            raise ConversionError(f"cannot export the Keras model for conversion: {_type_and_first_line(exc)}") from None
+            raise ConversionError(
+                f"cannot export the Keras model for conversion: {_type_and_first_line(exc)}"
+            ) from None
         yield folder / "model"
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -88,11 +85,10 @@ def convert(saved_model_dir: Path, mode: str, quantizer: str = "converter",
     model (`float_model`, converted here if not given); float32 and float16 are always the
     TensorFlow converter's.
     """
-    if mode not in MODES:
-        raise EdgeclsError(f"unknown quantisation mode {mode!r}: use {', '.join(MODES)} or all")
-    if mode in INTEGER_MODES and (calibration is None or len(calibration) == 0):
+    check_modes([mode], quantizer)
+    if is_integer(mode) and (calibration is None or len(calibration) == 0):
         raise EdgeclsError(f"{mode} needs calibration images")
-    if quantizer == "litert" and mode in LITERT_MODES:
+    if made_by_litert(mode, quantizer):
         if float_model is None:
             float_model = convert_tf(saved_model_dir, "float32")
         content, backend = quantize_litert(float_model, mode, calibration), "ai-edge-quantizer"
@@ -117,7 +113,7 @@ def tf_converter(saved_model_dir: Path, mode: str, calibration: Optional[np.ndar
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif mode in INTEGER_MODES:
+    elif is_integer(mode):
         images = representative_images(calibration)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([images[i:i + 1]] for i in range(len(images)))
@@ -221,7 +217,9 @@ def quantize_litert(float_model: bytes, mode: str, calibration: Optional[np.ndar
         from ai_edge_quantizer import quantizer as aeq
         from ai_edge_quantizer import recipe
     except ImportError:
-        raise EdgeclsError(f"--quantizer litert needs ai-edge-quantizer, which is not installed: {LITERT_INSTALL}") from None
+        raise EdgeclsError(
+            f"--quantizer litert needs ai-edge-quantizer, which is not installed: {LITERT_INSTALL}"
+        ) from None
     from edgecls.runtime.interpreter import default_threads
 
     try:  # its calibration progress bar writes to sys.stderr: keep it off the user's terminal
@@ -269,7 +267,9 @@ def _signature_input(float_model: bytes) -> tuple[str, str, str]:
 
 
 # ---------------------------------------------------------------------- checks
-def check_converted(content: bytes, mode: str, backend: str = "tflite-converter", mixed: bool = False) -> dict[str, Any]:
+def check_converted(
+    content: bytes, mode: str, backend: str = "tflite-converter", mixed: bool = False
+) -> dict[str, Any]:
     """Load the model with the device-side interpreter and check it keeps our promises.
 
     Returns its input and output tensors (dtype, scale, zero point, shape signature). For int8
@@ -284,9 +284,11 @@ def check_converted(content: bytes, mode: str, backend: str = "tflite-converter"
         raise ConversionError(str(exc)) from None
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
-        raise ConversionError(f"the {mode} model has {len(inputs)} inputs and {len(outputs)} outputs; expected one each")
+        raise ConversionError(
+            f"the {mode} model has {len(inputs)} inputs and {len(outputs)} outputs; expected one each"
+        )
     io = {"input": _tensor_io(inputs[0]), "output": _tensor_io(outputs[0])}
-    if mode in INTEGER_MODES:
+    if is_integer(mode):
         got = io["input"]
         if io["output"]["dtype"] != mode:
             raise ConversionError(f"the {mode} model's output is {io['output']['dtype']}, not {mode}")

@@ -30,7 +30,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.errors import EdgeclsError, native_stderr_silenced, require_tensorflow
+from edgecls.data import stratified_sample
+from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import (
     ConversionError,
     Converted,
@@ -40,7 +41,8 @@ from edgecls.export.convert import (
     saved_model,
     tf_converter,
 )
-from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir, stratified_sample
+from edgecls.native_stderr import native_stderr_silenced
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir
 
 DIAGNOSIS_FORMAT = "edgecls.diagnosis/1"
 DEFAULT_EVAL = 100

@@ -216,11 +216,11 @@ def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibrat
                 converted[mode] = float_model
                 continue
             log(f"Converting {mode} ({_backend_name(options.quantizer, mode)}) ...")
-            converted[mode] = _timed(lambda: convert(saved, mode, options.quantizer, images,
+            converted[mode] = _timed(lambda: convert(saved, mode, options.quantizer, images,  # noqa: B023 (run at once)
                                                      float_model=float_model[0].content))
             if plan is not None and is_integer(mode):
                 log(f"Converting {mode} mixed (TFLite converter, {plan.describe()} in float) ...")
-                converted[mixed_variant(mode)] = _timed(lambda: plan.quantize(mode, log))
+                converted[mixed_variant(mode)] = _timed(lambda: plan.quantize(mode, log))  # noqa: B023 (run at once)
     return converted, float_model[0]
 
 
@@ -228,8 +228,15 @@ def mixed_variant(mode: str) -> str:
     return f"{mode}_mixed"
 
 
-def _check_files(files: dict[str, bytes], converted: dict[str, tuple[Converted, float]], labels: list[str],
-                 images: np.ndarray, truth: np.ndarray, keras_predicted: np.ndarray, float_size: int) -> list[ModelCheck]:
+def _check_files(
+    files: dict[str, bytes],
+    converted: dict[str, tuple[Converted, float]],
+    labels: list[str],
+    images: np.ndarray,
+    truth: np.ndarray,
+    keras_predicted: np.ndarray,
+    float_size: int,
+) -> list[ModelCheck]:
     """Score each file with the device runtime, as it will be written (from a private temp folder)."""
     checks = []
     with _staged(files, labels) as staged:

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
+from edgecls.export.modes import INTEGER_MODES
 from edgecls.plotting import pyplot, save_png
 from edgecls.rundir import RunDir
 
@@ -63,7 +64,7 @@ def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converte
         raise EdgeclsError("the calibration sweep needs at least one size")
     if min(sizes) < 1:
         raise EdgeclsError(f"calibration sizes must be at least 1 (got {min(sizes)})")
-    if mode not in ("int8", "uint8"):
+    if mode not in INTEGER_MODES:
         raise EdgeclsError(f"the calibration sweep makes int8 or uint8 models, not {mode}")
     validate_options(ExportOptions([mode], quantizer))  # the same quantizer checks as export
     require_tensorflow("the calibration sweep")

@@ -49,7 +49,9 @@ def doctor_report() -> dict[str, Any]:
             f"tflite_runtime {installed['tflite_runtime']} is built for numpy 1 and cannot run with numpy "
             f"{report['numpy']}: pip install ai-edge-litert, or pip install 'numpy<2'"
         )
-    if report["arch"].lower() in _ARM32 or (report["arch"].lower() in ("aarch64", "arm64") and report["python_bits"] == 32):
+    if report["arch"].lower() in _ARM32 or (
+        report["arch"].lower() in ("aarch64", "arm64") and report["python_bits"] == 32
+    ):
         warnings.append(
             "32-bit ARM: neither LiteRT (ai-edge-litert) nor tflite-runtime publishes a wheel for armv7l "
             "on Python 3.10+; install the 64-bit Raspberry Pi OS to run edgecls on this board"
@@ -69,7 +71,9 @@ def _cpu_model() -> str:
         return platform.processor() or "unknown"
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     # x86 says "model name"; a Raspberry Pi says "Model" (the board) and no "model name".
-    return fields.get("model name") or fields.get("Model") or fields.get("Hardware") or platform.processor() or "unknown"
+    return (
+        fields.get("model name") or fields.get("Model") or fields.get("Hardware") or platform.processor() or "unknown"
+    )
 
 
 def _memory_mb() -> int | None:

@@ -6,20 +6,19 @@ Keras is ever loaded. `backend=` or the EDGECLS_BACKEND environment variable for
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 import importlib.metadata
 import importlib.util
 import os
 import sys
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from edgecls.errors import EdgeclsError, first_line
+from edgecls.native_stderr import quiet_native_stderr
 from edgecls.runtime.metadata import ModelFileError
 
 ENV_VAR = "EDGECLS_BACKEND"
@@ -57,7 +56,7 @@ def _load_tflite_runtime() -> tuple[type, str]:
 
 
 def _load_tensorflow() -> tuple[type, str]:
-    from edgecls.errors import native_stderr_silenced
+    from edgecls.native_stderr import native_stderr_silenced
 
     with native_stderr_silenced():  # TensorFlow's start-up chatter (oneDNN, CUDA probing)
         import tensorflow as tf
@@ -86,7 +85,9 @@ def _version(module: str) -> str:
 def normalize_backend(name: str, source: str = "--backend") -> str:
     key = name.strip().lower()
     if key not in ALIASES:
-        raise EdgeclsError(f"unknown interpreter backend {name!r} ({source}): use one of litert, tflite_runtime, tensorflow")
+        raise EdgeclsError(
+            f"unknown interpreter backend {name!r} ({source}): use one of litert, tflite_runtime, tensorflow"
+        )
     return ALIASES[key]
 
 
@@ -135,43 +136,6 @@ def create_interpreter(model_content: bytes, backend: Backend, num_threads: int 
         reason = first_line(exc) + (f" ({detail})" if detail and detail not in str(exc) else "")
         raise ModelFileError(f"{name}: {backend.name} cannot load it: {reason}") from None
     return interpreter
-
-
-@contextlib.contextmanager
-def quiet_native_stderr(captured: list[str] | None = None) -> Iterator[None]:
-    """Keep the native runtime's chatter off the terminal.
-
-    C++ prints straight to file descriptor 2 ("INFO: Created TensorFlow Lite XNNPACK delegate",
-    or the real reason a model failed to load). On success the INFO lines are dropped and the
-    rest passed through; on an exception every line goes to `captured` for the error message.
-    """
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured by a test runner)
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    failed = False
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), fd)
-        try:
-            yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            sink.seek(0)
-            lines = sink.read().decode("utf-8", "replace").splitlines(True)
-            if failed and captured is not None:
-                captured.extend(lines)
-            else:
-                kept = "".join(line for line in lines if not line.startswith("INFO: "))
-                if kept:
-                    sys.stderr.write(kept)
 
 
 def installed_backends() -> dict[str, str | None]:

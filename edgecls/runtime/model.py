@@ -63,7 +63,9 @@ def read_model_bytes(path: Path) -> bytes:
 def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model") -> tuple[dict, dict]:
     """The input and output details of an NHWC image classifier, or a one-line ModelFileError."""
     if len(inputs) != 1:
-        raise ModelFileError(f"{name}: has {len(inputs)} inputs; an image classifier has one image input [1, H, W, 1|3]")
+        raise ModelFileError(
+            f"{name}: has {len(inputs)} inputs; an image classifier has one image input [1, H, W, 1|3]"
+        )
     if len(outputs) != 1:
         raise ModelFileError(f"{name}: has {len(outputs)} outputs; an image classifier has one output [1, N]")
     inp, out = inputs[0], outputs[0]
@@ -71,12 +73,16 @@ def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model
     if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3) or min(shape) < 1:
         raise ModelFileError(f"{name}: input is {shape}, not an NHWC image tensor [1, H, W, 1|3]")
     if inp["dtype"] not in _TENSOR_DTYPES:
-        raise ModelFileError(f"{name}: input type {np.dtype(inp['dtype']).name} is not supported (float32, uint8 or int8)")
+        raise ModelFileError(
+            f"{name}: input type {np.dtype(inp['dtype']).name} is not supported (float32, uint8 or int8)"
+        )
     oshape = [int(d) for d in out["shape"]]
     if len(oshape) < 2 or oshape[0] != 1 or any(d != 1 for d in oshape[1:-1]) or oshape[-1] < 1:
         raise ModelFileError(f"{name}: output is {oshape}, not class scores [1, N]")
     if out["dtype"] not in _TENSOR_DTYPES:
-        raise ModelFileError(f"{name}: output type {np.dtype(out['dtype']).name} is not supported (float32, uint8 or int8)")
+        raise ModelFileError(
+            f"{name}: output type {np.dtype(out['dtype']).name} is not supported (float32, uint8 or int8)"
+        )
     return inp, out
 
 

@@ -94,14 +94,23 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         callbacks = [keras.callbacks.CSVLogger(str(tmp / HISTORY_FILE))]
         if options.patience:
             callbacks += [
-                keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=options.patience,
-                                              restore_best_weights=True),
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", mode="min", patience=options.patience, restore_best_weights=True
+                ),
                 # Halve the learning rate when validation loss stalls: small data sets converge further.
-                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, options.patience // 2),
-                                                  min_lr=options.lr / 64, verbose=0),
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_loss",
+                    factor=0.5,
+                    patience=max(1, options.patience // 2),
+                    min_lr=options.lr / 64,
+                    verbose=0,
+                ),
             ]
-        log(f"Training {options.arch} on {dataset.source}: {len(split.train)} train / {len(split.val)} val / "
-            f"{len(split.test)} test images, {h}x{w} {dataset.color}, {n_classes} classes, augment: {','.join(augment) or 'none'}")
+        log(
+            f"Training {options.arch} on {dataset.source}: {len(split.train)} train / {len(split.val)} val / "
+            f"{len(split.test)} test images, {h}x{w} {dataset.color}, {n_classes} classes, "
+            f"augment: {','.join(augment) or 'none'}"
+        )
         start = time.perf_counter()
         history = trainer.fit(train_data, validation_data=val_data, epochs=options.epochs,
                               # progress bars only on a terminal: a log file gets one line per epoch
@@ -195,8 +204,11 @@ def make_strategy(tf, name: str):
 
 
 def _optimizer(keras, name: str, lr: float):
-    return {"adam": keras.optimizers.Adam, "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
-            "rmsprop": keras.optimizers.RMSprop}[name](learning_rate=lr)
+    return {
+        "adam": keras.optimizers.Adam,
+        "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
+        "rmsprop": keras.optimizers.RMSprop,
+    }[name](learning_rate=lr)
 
 
 def _fill_mode(color: str) -> str:

@@ -52,7 +52,9 @@ def _mobile(input_shape, num_classes, dropout) -> keras.Model:
     is what makes MobileNet-style networks quantise well to int8.
     """
     if min(input_shape[:2]) < 32:
-        raise EdgeclsError(f"--img-size {input_shape[0]} is too small for the mobile CNN (use 32 or more; 64-160 suits it)")
+        raise EdgeclsError(
+            f"--img-size {input_shape[0]} is too small for the mobile CNN (use 32 or more; 64-160 suits it)"
+        )
     # Batch-norm statistics must settle within the few hundred steps a small folder gives:
     # Keras' default momentum (0.99) leaves them near their initial values, and inference
     # (which uses them) then predicts one class.
