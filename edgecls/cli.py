@@ -229,7 +229,8 @@ def export_command(
                                                  **_choice(Quantizer, "quantizer"))] = "converter",
     out: Annotated[Optional[Path], typer.Option(help="Output folder", show_default="RUN_DIR/export")] = None,
     data: Annotated[Optional[str], typer.Option(help="The images of a bare .keras file (digits, a folder, ...); "
-                                                "for a run directory, where its data now is")] = None,
+                                                "for a run directory, where its data now is",
+                                                show_default="the run's own data")] = None,
     min_agreement: Annotated[float, typer.Option(help="Least top-1 agreement of int8/uint8 with the float model "
                                                  "on the validation split")] = DEFAULT_MIN_AGREEMENT,
     force: Annotated[bool, typer.Option(help="Write the files even when int8 agreement is below "
@@ -408,42 +409,99 @@ app.add_typer(bench_app, name="bench")
                    "edgecls bench model_int8.tflite --data test-images/ --device rpi4\n\n"
                    "edgecls bench runs/digits-seed --diagnose --calib-sweep 25,100,300")
 def bench_run(
-    paths: Annotated[list[Path], typer.Argument(help="A run directory (its exports, as export.json lists them) "
-                                                "and/or .tflite files")],
-    data: Annotated[Optional[str], typer.Option(help=(
-        "Test images. A run directory: where its data now is (its saved test split is used). .tflite files: a "
-        "folder of class sub-folders, IDX files or digits: its test part if it has one, else all of it; but when "
-        "the model's metadata names a run that is here (its model.keras the one the file was exported from), "
-        "with this data or no --data, that run's test split"))] = None,
-    device: Annotated[Optional[str], typer.Option(help="Device profile (devices/NAME.toml, or a path): its threads "
-                                                  "and cores are applied and recorded")] = None,
-    threads: Annotated[Optional[str], typer.Option(help="Comma list of interpreter thread counts to sweep, e.g. 1,2,4",
-                                                   show_default="the profile's, else 1 and every usable CPU")] = None,
+    paths: Annotated[
+        list[Path], typer.Argument(help="A run directory (its exports, as export.json lists them) and/or .tflite files")
+    ],
+    data: Annotated[
+        Optional[str],
+        typer.Option(
+            help=(
+                "Test images. A run directory: where its data now is (its saved test split is used). .tflite files: a "
+                "folder of class sub-folders, IDX files or digits: its test part if it has one, else all of it; but when "
+                "the model's metadata names a run that is here (its model.keras the one the file was exported from), "
+                "with this data or no --data, that run's test split"
+            )
+        ),
+    ] = None,
+    device: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Device profile (devices/NAME.toml, or a path): its threads and cores are applied and recorded",
+            show_default="none: this machine as it is",
+        ),
+    ] = None,
+    threads: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma list of interpreter thread counts to sweep, e.g. 1,2,4",
+            show_default="the profile's, else 1 and every usable CPU",
+        ),
+    ] = None,
     warmup: Annotated[int, typer.Option(help="Untimed invokes per model and thread count before timing")] = 10,
-    runs: Annotated[int, typer.Option(help="Timed images per model and thread count (batch 1), in interleaved "
-                                      "rounds")] = 200,
+    runs: Annotated[
+        int, typer.Option(help="Timed images per model and thread count (batch 1), in interleaved rounds")
+    ] = 200,
     batch_size: Annotated[int, typer.Option(help="Batch size for the throughput figure")] = 32,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the JSON report here")] = None,
-    report: Annotated[Optional[Path], typer.Option(
-        help="Folder for bench.json, bench.md and the plots",
-        show_default="RUN_DIR/bench for a run directory, none for .tflite files")] = None,
-    keras: Annotated[bool, typer.Option("--keras/--no-keras", help="Score the run's Keras float model as the "
-                                        "reference (needs TensorFlow; without it the float32 .tflite is the "
-                                        "reference)", metavar="")] = True,
-    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory of a device-side process "
-                                         "per model", metavar="")] = True,
-    save_test_images: Annotated[Optional[Path], typer.Option(help="Also write the test images as PNG files in class "
-                                                             "sub-folders: --data for a bench on a device")] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Also write the JSON report here", show_default="none")
+    ] = None,
+    report: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Folder for bench.json, bench.md and the plots",
+            show_default="RUN_DIR/bench for a run directory, none for .tflite files",
+        ),
+    ] = None,
+    keras: Annotated[
+        bool,
+        typer.Option(
+            "--keras/--no-keras",
+            help="Score the run's Keras float model as the "
+            "reference (needs TensorFlow; without it the float32 .tflite is the "
+            "reference)",
+            metavar="",
+        ),
+    ] = True,
+    memory: Annotated[
+        bool,
+        typer.Option("--memory/--no-memory", help="Measure peak memory of a device-side process per model", metavar=""),
+    ] = True,
+    save_test_images: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Also write the test images as PNG files in class sub-folders: --data for a bench on a device",
+            show_default="none",
+        ),
+    ] = None,
     backend: Backend = None,
-    input_range: Annotated[Optional[str], typer.Option("--input-range", metavar="LO,HI",
-                                                       help=_INPUT_RANGE_HELP + "; applies to every .tflite benched",
-                                                       show_default=_INPUT_RANGE_DEFAULT)] = None,
-    diagnose: Annotated[bool, typer.Option("--diagnose", help="Also rank the int8 ops by quantisation error "
-                                           "(TensorFlow's QuantizationDebugger) and name the worst; needs a run "
-                                           "directory", metavar="")] = False,
-    calib_sweep: Annotated[Optional[str], typer.Option(help="Also export int8 with each calibration size, e.g. "
-                                                       "25,100,300,1000: accuracy and agreement against N; needs a "
-                                                       "run directory")] = None,
+    input_range: Annotated[
+        Optional[str],
+        typer.Option(
+            "--input-range",
+            metavar="LO,HI",
+            help=_INPUT_RANGE_HELP + "; applies to every .tflite benched",
+            show_default=_INPUT_RANGE_DEFAULT,
+        ),
+    ] = None,
+    diagnose: Annotated[
+        bool,
+        typer.Option(
+            "--diagnose",
+            help="Also rank the int8 ops by quantisation error "
+            "(TensorFlow's QuantizationDebugger) and name the worst; needs a run "
+            "directory",
+            metavar="",
+        ),
+    ] = False,
+    calib_sweep: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Also export int8 with each calibration size, e.g. "
+            "25,100,300,1000: accuracy and agreement against N; needs a "
+            "run directory",
+            show_default="none",
+        ),
+    ] = None,
 ) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 
@@ -482,10 +540,14 @@ def bench_run(
 
 @bench_app.command("compare", epilog="Example: edgecls bench compare pi4/bench.json pi5/bench.json --report cmp/")
 def bench_compare(
-    reports: Annotated[list[Path], typer.Argument(help="Bench reports (bench.json) from several machines or "
-                                                  "profiles")],
-    report: Annotated[Optional[Path], typer.Option(help="Folder for compare.md, compare.json and compare.png")] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the merged table as JSON here")] = None,
+    reports: Annotated[list[Path], typer.Argument(help="Bench reports (bench.json) from several machines or profiles")],
+    report: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder for compare.md, compare.json and compare.png", show_default="none: the table only"),
+    ] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Write the merged table as JSON here", show_default="none")
+    ] = None,
 ) -> None:
     """Merge bench reports into one table, each row saying where it was measured.
 

@@ -1153,8 +1153,8 @@ def split_paths(values: list[str] | None) -> list[Path]:
     return [Path(p).expanduser() for value in values or [] for p in value.split(",") if p]
 
 
-def run_check(args: argparse.Namespace, cache: Cache) -> int:
-    started = time.perf_counter()
+def _check_models(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """(--models, --arm-models), each file present and as many of one as of the other."""
     models = split_paths(args.models) or list(DEFAULT_MODELS)
     arm_models = split_paths(args.arm_models) or models
     for model in set(models + arm_models):
@@ -1163,22 +1163,23 @@ def run_check(args: argparse.Namespace, cache: Cache) -> int:
             raise UsageError(f"no such model: {model}{hint}")
     if len(arm_models) != len(models):
         raise UsageError(f"--arm-models gives {len(arm_models)} models for {len(models)} --models")
-    cpus = resolve_cpus(args.cpu)
+    return models, arm_models
 
-    setup = set_up(cache, refresh=args.refresh)
+
+def _check_cpus(cache: Cache, cpus: list[str]) -> None:
     known = [cpu for cpu in valid_cpus(cache) if cpu != "max"]
     unknown = [cpu for cpu in cpus if cpu not in known]
     if unknown:
         raise UsageError(f"qemu-aarch64 has no core {', '.join(unknown)}: use one of {', '.join(known)}")
 
+
+def _gather_images(args: argparse.Namespace, cache: Cache, host: Side) -> tuple[ImageSet, BenchImages]:
+    """The images predict compares, and the labelled ones bench runs on (added to predict's too)."""
     shared = Path(args.shared_data) if args.shared_data else None
     shared = shared if shared and shared.is_dir() else None
     images = collect_images(cache, args.images, shared, args.max_real, not args.no_generated)
     if not images.files:
         raise UsageError("no images to check (no --images, no shared data, --no-generated)")
-
-    host = host_side(cache)
-    host.models = [m.resolve() for m in models]
     bench = (BenchImages(None, "--no-bench") if args.no_bench else
              bench_images(host, host.models[0], args.bench_data, cache.work / "images" / "bench"))
     if bench.folder is not None:  # predict compares their scores image by image too
@@ -1186,6 +1187,11 @@ def run_check(args: argparse.Namespace, cache: Cache) -> int:
         images.files += found
         images.groups["bench test images"] = len(found)
         images.roots.append(bench.folder.parent)
+    return images, bench
+
+
+def _announce(args: argparse.Namespace, cpus: list[str], setup: dict, images: ImageSet, bench: BenchImages,
+              models: list[Path], arm_models: list[Path]) -> None:
     say(f"arm64-check: edgecls device side on emulated aarch64 ({', '.join(cpus)}) vs this host "
         f"({platform.machine()}, Python {platform.python_version()}); {setup['qemu']}")
     say(f"  images: {len(images.files)} (" + ", ".join(f"{n} {what}" for what, n in images.groups.items()) + ")")
@@ -1199,8 +1205,11 @@ def run_check(args: argparse.Namespace, cache: Cache) -> int:
         say(f"  NOTE: the emulated side runs {', '.join(m.name for m in arm_models)} in place of "
             f"{', '.join(m.name for m in models)} (--arm-models): it is expected to differ")
 
-    # The host first: it tells each model's input size, class count and kind, and fills the
-    # bytecode cache for the repo's own sources.
+
+def _model_plan(args: argparse.Namespace, host: Side, names: list[str]) -> tuple[list, list[int], list]:
+    """(score rules, top-k, input specs) of the models, from the host's `edgecls info`. The host
+    goes first: it tells each model's input size, class count and kind, and fills the bytecode
+    cache for the repo's own sources."""
     infos = [probe_json(host, ["-m", "edgecls", "info", "--json", m], f"info {m.name}") for m in host.models]
     for model, info in zip(host.models, infos):
         if "failed" in info:
@@ -1210,24 +1219,22 @@ def run_check(args: argparse.Namespace, cache: Cache) -> int:
     specs = sorted({(c["input"]["height"], c["input"]["width"], c["input"]["color"])
                     for c in (info["data"]["classifier"] for info in infos) if c.get("image_classifier")}
                    | set(EXTRA_SIZES))
-    names = [m.name for m in models]
     for name, info, rule in zip(names, infos, rules):
         say(f"  model {name} ({info['data']['quantization']['detected']}): {rule.describe()}")
-    host_results = check_side(host, images, specs, top_k, args.threads, cache.work, bench)
+    return rules, top_k, specs
+
+
+def _check_host_ran(host_results: dict, names: list[str]) -> None:
     for slot, predicted in enumerate(host_results["predict"]):
         if "failed" in predicted:
             raise UsageError(f"the host cannot run predict on {names[slot]}: {predicted['failed']}")
     if "failed" in host_results.get("bench", {}):
         raise UsageError(f"the host cannot run bench: {host_results['bench']['failed']}")
 
-    verdicts: dict[str, tuple[dict[str, list[str]], list[str], float]] = {}
-    for cpu in cpus:
-        side = emulated_side(cache, cpu)
-        side.models = [m.resolve() for m in arm_models]
-        arm_results = check_side(side, images, specs, top_k, args.threads, cache.work, bench)
-        diffs, summary = compare_sides(host_results, arm_results, names, rules, images, args.tolerance)
-        verdicts[cpu] = (diffs, summary, side.seconds)
 
+def _say_verdicts(verdicts: dict[str, tuple[dict[str, list[str]], list[str], float]], args: argparse.Namespace,
+                  bench: BenchImages) -> bool:
+    """One line a core, then its differences; True when any core differs."""
     say()
     failed = False
     for cpu, (diffs, summary, _seconds) in verdicts.items():
@@ -1243,6 +1250,10 @@ def run_check(args: argparse.Namespace, cache: Cache) -> int:
                     say(f"      - {line}")
                 if len(lines) > args.max_diffs:
                     say(f"      ... and {len(lines) - args.max_diffs} more (--max-diffs)")
+    return failed
+
+
+def _say_timings(started: float, setup: dict, host: Side, verdicts: dict, cache: Cache) -> None:
     run_seconds = time.perf_counter() - started - setup["seconds"]
     per_side = ", ".join([f"host {host.seconds:.1f} s"] + [f"{cpu} {v[2]:.1f} s" for cpu, v in verdicts.items()])
     say()
@@ -1251,6 +1262,35 @@ def run_check(args: argparse.Namespace, cache: Cache) -> int:
         f"{setup['from_clean_seconds']:.0f} s) | cache {disk_used(cache.root) / 1e6:.0f} MB in "
         f"{cache.root} | run {run_seconds:.1f} s ({per_side}; emulated times are not device figures)")
     say(f"raw outputs: {cache.work / 'run'}")
+
+
+def run_check(args: argparse.Namespace, cache: Cache) -> int:
+    """The check: the host's answers, then each emulated core's, compared; a verdict a core."""
+    started = time.perf_counter()
+    models, arm_models = _check_models(args)
+    cpus = resolve_cpus(args.cpu)
+    setup = set_up(cache, refresh=args.refresh)
+    _check_cpus(cache, cpus)
+
+    host = host_side(cache)
+    host.models = [m.resolve() for m in models]
+    images, bench = _gather_images(args, cache, host)
+    _announce(args, cpus, setup, images, bench, models, arm_models)
+    names = [m.name for m in models]
+    rules, top_k, specs = _model_plan(args, host, names)
+    host_results = check_side(host, images, specs, top_k, args.threads, cache.work, bench)
+    _check_host_ran(host_results, names)
+
+    verdicts: dict[str, tuple[dict[str, list[str]], list[str], float]] = {}
+    for cpu in cpus:
+        side = emulated_side(cache, cpu)
+        side.models = [m.resolve() for m in arm_models]
+        arm_results = check_side(side, images, specs, top_k, args.threads, cache.work, bench)
+        diffs, summary = compare_sides(host_results, arm_results, names, rules, images, args.tolerance)
+        verdicts[cpu] = (diffs, summary, side.seconds)
+
+    failed = _say_verdicts(verdicts, args, bench)
+    _say_timings(started, setup, host, verdicts, cache)
     say("RESULT: " + ("FAIL: the emulated device side differs from the host" if failed
                       else f"PASS on {', '.join(cpus)}"))
     return EXIT_DIFFERENT if failed else EXIT_OK

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.errors import EdgeclsError
+from edgecls.parsing import split_list
 from edgecls.tomlio import read_toml
 
 ARCHITECTURES = ("seed", "mobile")
@@ -46,7 +47,7 @@ class TrainOptions:
     def augment_list(self) -> list[str]:
         if not self.augment or self.augment == "none":
             return []
-        return [name.strip() for name in self.augment.split(",") if name.strip()]
+        return split_list(self.augment)
 
 
 DEFAULTS = TrainOptions()
