@@ -416,10 +416,10 @@ def bench_run(
         Optional[str],
         typer.Option(
             help=(
-                "Test images. A run directory: where its data now is (its saved test split is used). .tflite files: a "
-                "folder of class sub-folders, IDX files or digits: its test part if it has one, else all of it; but when "
-                "the model's metadata names a run that is here (its model.keras the one the file was exported from), "
-                "with this data or no --data, that run's test split"
+                "Test images. A run directory: where its data now is (its saved test split is used). .tflite "
+                "files: a folder of class sub-folders, IDX files or digits: its test part if it has one, else all "
+                "of it; but when the model's metadata names a run that is here (its model.keras the one the file "
+                "was exported from), with this data or no --data, that run's test split"
             )
         ),
     ] = None,
