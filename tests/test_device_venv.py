@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # installs a fresh venv with pip (a minute or more)
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "models" / "digits-seed"
 NETWORK_TROUBLE = ("Could not find a version", "No matching distribution", "Failed to establish", "Temporary failure",

@@ -280,7 +280,7 @@ def test_parse_modes():
 
 # ---------------------------------------------------------------------- the gate
 def test_agreement_gate_fails_with_advice_and_writes_nothing(digits_run, tmp_path, cli, monkeypatch):
-    import edgecls.export as export_module
+    import edgecls.export.job as export_module
 
     real = export_module.device_probabilities
 

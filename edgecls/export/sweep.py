@@ -50,12 +50,8 @@ class SweepPoint:
 def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converter", mode: str = "int8",
                 log: Callable[[str], None] = lambda m: None) -> list[SweepPoint]:
     """One point per entry of `sizes` (in that order); sizes that cap to the same set share its figures."""
-    from edgecls.export.job import (
-        ExportOptions,
-        build_metadata,
-        device_probabilities,
-        validate_options,
-    )
+    from edgecls.export.job import ExportOptions, device_probabilities, validate_options
+    from edgecls.export.report import build_metadata
     from edgecls.runtime.metadata import embed_metadata
     from edgecls.runtime.quant import is_distribution
 
