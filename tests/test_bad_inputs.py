@@ -358,6 +358,7 @@ def test_usage_errors_are_one_line_too(argv, needle, cli):
     assert result.err.startswith("edgecls: error: ") and len(result.err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # trains
 def test_config_out_key_is_honoured(tmp_path, cli, monkeypatch):
     pytest.importorskip("tensorflow")
     (tmp_path / "c.toml").write_text(f"[train]\nepochs = 1\nout = '{tmp_path / 'from-config'}'\n")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.slow  # every test here converts models with TensorFlow
 
 from edgecls.errors import EdgeclsError  # noqa: E402
 from edgecls.export.convert import (  # noqa: E402
@@ -23,7 +24,7 @@ from edgecls.export.convert import (  # noqa: E402
     saved_model,
 )
 from edgecls.export.job import ExportOptions, export  # noqa: E402
-from edgecls.export.modes import parse_modes
+from edgecls.export.modes import parse_modes  # noqa: E402
 from edgecls.rundir import open_run  # noqa: E402
 from edgecls.runtime.classify import Classifier  # noqa: E402
 from edgecls.runtime.metadata import METADATA_FORMAT, read_metadata  # noqa: E402
