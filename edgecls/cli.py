@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -159,10 +159,36 @@ _INPUT_RANGE_HELP = ("LO,HI: the input values pixels 0 and 255 become, for a mod
                      "quantised one]")
 
 
+# `predict --source`: live input (a camera, video file or stream). One block, so it can move as a whole.
+_LiveSource = Annotated[Optional[str], typer.Option(
+    "--source", metavar="SOURCE", rich_help_panel="Live input",
+    help="Classify live frames instead of IMAGES: camera (camera:0), camera:N, a video file, rtsp://... or "
+         "http(s)://.../stream.mjpg; one row per classified frame with its time, frame number and latency; "
+         "Ctrl-C ends it with a summary")]
+_LiveEvery = Annotated[int, typer.Option("--every", min=1, metavar="N", rich_help_panel="Live input",
+                                         help="Classify every Nth frame")]
+_LiveFps = Annotated[Optional[float], typer.Option(
+    "--fps", min=0.001, metavar="F", rich_help_panel="Live input",
+    help="Classify at most F frames a second (of the video's own time for a file)")]
+_LiveDuration = Annotated[Optional[float], typer.Option(
+    "--duration", min=0.001, metavar="SECONDS", rich_help_panel="Live input",
+    help="Stop after this many seconds of the source (of the video's own time for a file)")]
+_LiveTimeout = Annotated[float, typer.Option(
+    "--timeout", min=0.1, metavar="SECONDS", rich_help_panel="Live input",
+    help="How long to wait for a stream to connect, or for its next frame")]
+_LiveReconnect = Annotated[float, typer.Option(
+    "--reconnect", min=0, metavar="SECONDS", rich_help_panel="Live input",
+    help="After a camera or stream drops, keep reopening it (with back-off) this long; 0: end at once")]
+_LiveCapture = Annotated[Optional[str], typer.Option(
+    "--capture", metavar="BACKEND", rich_help_panel="Live input",
+    help="picamera2 | opencv  \\[default: picamera2 for a camera when installed, else opencv]")]
+
+
 @app.command()
 def predict(
     model: Path = typer.Argument(..., help="A .tflite image classifier (edgecls' own, or any NHWC one)"),
-    images: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) and glob patterns"),
+    images: Optional[List[str]] = typer.Argument(None, help="Image files, folders (searched recursively) and glob "
+                                                 "patterns (or --source for a camera, video or stream)"),
     top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Classes to show per image"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table"),
     as_csv: bool = typer.Option(False, "--csv", help="CSV (file,rank,index,label,score,error) instead of a table"),
@@ -171,22 +197,39 @@ def predict(
                                           "overrides the model's own labels"),
     backend: Optional[str] = typer.Option(None, help=_BACKEND_HELP),
     input_range: Optional[str] = typer.Option(None, "--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP),
+    source: _LiveSource = None,
+    every: _LiveEvery = 1,
+    fps: _LiveFps = None,
+    duration: _LiveDuration = None,
+    timeout: _LiveTimeout = 10.0,
+    reconnect: _LiveReconnect = 10.0,
+    capture: _LiveCapture = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
-    A file that cannot be read becomes an error row with its reason and the run goes on.
+    A file that cannot be read becomes an error row with its reason and the run goes on. With --source, frames of a camera, video file or network stream are classified instead (OpenCV: pip install 'edgecls\\[camera]'; picamera2 on Raspberry Pi OS); when the model is slower than a camera or stream, frames are dropped, never queued.
 
-    Exit codes: 0 every image classified; 1 some images failed (see their error rows); 2 bad model, labels file or arguments (including arguments that name no image).
+    Exit codes: 0 every image classified (or the video / --duration ended); 1 some images failed (see their error rows), or a live source failed mid-way (its rows are kept); 2 bad model, labels file or arguments (including arguments that name no image, a camera or stream that cannot be opened); 130 Ctrl-C (after the summary).
     """
     if as_json and as_csv:
         raise EdgeclsError("choose one of --json and --csv")
-    from edgecls.device import predict as run_predict
     from edgecls.runtime.classify import parse_input_range
 
-    code = run_predict(str(model), images, top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
-                       threads=threads, labels=str(labels) if labels else None, backend=backend,
-                       input_range=parse_input_range(input_range))
-    raise typer.Exit(code)
+    fmt = "json" if as_json else "csv" if as_csv else "table"
+    common = dict(top_k=top_k, fmt=fmt, threads=threads, labels=str(labels) if labels else None, backend=backend,
+                  input_range=parse_input_range(input_range))
+    if source is not None:
+        if images:
+            raise EdgeclsError("give IMAGES or --source, not both")
+        from edgecls.live import predict_stream
+
+        raise typer.Exit(predict_stream(str(model), source, every=every, fps=fps, duration=duration, timeout=timeout,
+                                        reconnect=reconnect, capture=capture, **common))
+    if not images:
+        raise EdgeclsError("give image files, folders or globs to classify, or --source for a camera, video or stream")
+    from edgecls.device import predict as run_predict
+
+    raise typer.Exit(run_predict(str(model), images, **common))
 
 
 @app.command()

@@ -9,6 +9,7 @@ import struct
 from typing import Any
 
 from edgecls.errors import EdgeclsError
+from edgecls.runtime.capture import capture_backends
 from edgecls.runtime.interpreter import ENV_VAR, find_backend, installed_backends
 
 _ARM32 = ("armv6l", "armv7l", "armv8l", "arm")
@@ -46,6 +47,7 @@ def doctor_report() -> dict[str, Any]:
     report["backends_installed"] = installed
     report["tensorflow_installed"] = importlib.util.find_spec("tensorflow") is not None
     report["backend_forced"] = os.environ.get(ENV_VAR) or None
+    report["capture_backends"] = capture_backends()  # live input (predict --source): picamera2, OpenCV
     warnings: list[str] = []
     try:
         backend = find_backend()
