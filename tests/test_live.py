@@ -213,13 +213,15 @@ class MjpegServer:
     `plan` gives the frames each connection gets, in order, before the server closes it (None:
     endless); connections beyond the plan get 404 Not Found. Each connection starts at frame 0."""
 
-    def __init__(self, pictures: list[np.ndarray], plan: list[int | None], interval: float = 0.01):
+    def __init__(self, pictures: list[np.ndarray], plan: list[int | None], interval: float = 0.01,
+                 silent_after: bool = False):
         jpegs = []
         for picture in pictures:
             buffer = io.BytesIO()
             Image.fromarray(picture).save(buffer, "JPEG", quality=95)
             jpegs.append(buffer.getvalue())
         self.connections = 0
+        self.closed = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -240,6 +242,8 @@ class MjpegServer:
                         self.wfile.flush()
                         n += 1
                         time.sleep(interval)
+                    while silent_after and not server.closed.is_set():  # connected, and nothing more comes
+                        server.closed.wait(0.1)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client went away
 
@@ -252,6 +256,7 @@ class MjpegServer:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.closed.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -287,6 +292,19 @@ def test_a_dropped_stream_is_reconnected_with_back_off_then_given_up(cli, frames
                                        "back within 1.5 s (--reconnect)"]
     assert server.connections >= 4  # the first two and at least two retries during the 1.5 s
     assert time.monotonic() - started < 10
+
+
+def test_a_stream_that_goes_silent_is_a_drop_after_the_timeout(cli, frames):
+    server = MjpegServer(frames, [4], silent_after=True)
+    started = time.monotonic()
+    try:
+        result = cli("predict", MODEL, "--source", server.url, "--json", "--reconnect", "0", "--timeout", "1")
+    finally:
+        server.close()
+    assert result.code == 1 and time.monotonic() - started < 8, result.err
+    assert labels_match_frames(rows(result.out)) and 1 <= len(rows(result.out)) <= 4
+    assert error_lines(result.err) == [f"edgecls: error: {server.url} stopped after 4 frames "
+                                       "(--reconnect 0: no reconnection)"]
 
 
 def test_a_stream_that_never_answers_times_out_quickly(cli):
