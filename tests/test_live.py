@@ -396,6 +396,26 @@ def test_a_password_in_a_stream_url_is_never_printed():
     assert spec.display == "rtsp://admin:***@10.0.0.5:554/live" and spec.live
 
 
+def test_a_picamera2_that_does_not_import_falls_back_to_opencv_and_says_why(tmp_path):
+    """Raspberry Pi OS's picamera2 (apt) fails to import beside a venv's numpy 2: a stand-in package
+    that fails the same way, to check what edgecls does about it (not picamera2 itself)."""
+    if Path("/dev/video9").exists():
+        pytest.skip("this machine has a /dev/video9")
+    package = tmp_path / "site" / "picamera2"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('raise ValueError("numpy.dtype size changed, may indicate binary '
+                                         'incompatibility. Expected 96 from C header, got 88 from PyObject")\n')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    run = [sys.executable, "-m", "edgecls"]
+    result = subprocess.run([*run, "predict", str(MODEL), "--source", "camera:9"], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=30)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "cannot open camera 9 with OpenCV" in result.stderr  # it fell back to OpenCV
+    assert "picamera2 is installed but unusable" in result.stderr and "--force-reinstall simplejpeg" in result.stderr
+    doctor = subprocess.run([*run, "doctor", "--json"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=30)
+    assert any("simplejpeg" in warning for warning in json.loads(doctor.stdout)["warnings"])
+
+
 # ---------------------------------------------------------------------- packaging and doctor
 def test_the_base_install_does_not_require_opencv():
     try:

@@ -106,14 +106,21 @@ def open_capture(spec: SourceSpec, backend: str | None = None, timeout: float = 
     if backend not in (None, *CAPTURE_BACKENDS):
         raise SourceError(f"unknown capture backend {backend!r}: use {' or '.join(CAPTURE_BACKENDS)}")
     if backend is None:
-        backend = "picamera2" if spec.kind == "camera" and _importable("picamera2") else "opencv"
+        # picamera2 where it really imports (an apt build may not, beside a venv's numpy 2), else OpenCV.
+        usable = spec.kind == "camera" and _importable("picamera2") and picamera2_problem() is None
+        backend = "picamera2" if usable else "opencv"
     if spec.kind == "frames":
         return IterableCapture(spec.target)
     if backend == "picamera2":
         if spec.kind != "camera":
             raise SourceError(f"picamera2 reads the Pi's cameras only, not {spec.display}: use the opencv backend")
         return Picamera2Capture(spec.target)
-    return OpenCVCapture(spec, timeout)
+    try:
+        return OpenCVCapture(spec, timeout)
+    except SourceError as exc:
+        if spec.kind == "camera" and _importable("picamera2"):  # we came here because picamera2 would not import
+            raise SourceError(f"{exc}; picamera2 is installed but unusable: {picamera2_problem()}") from None
+        raise
 
 
 # ----------------------------------------------------------------------------- OpenCV
@@ -209,11 +216,11 @@ class Picamera2Capture:
     frame_count = None
 
     def __init__(self, index: int):
-        try:
-            from picamera2 import Picamera2
-        except ImportError:
-            raise SourceError("picamera2 is not installed here: on Raspberry Pi OS, sudo apt install "
-                              "python3-picamera2 (and make the venv with --system-site-packages)") from None
+        problem = picamera2_problem()
+        if problem is not None:
+            raise SourceError(problem)
+        from picamera2 import Picamera2
+
         try:
             cameras = Picamera2.global_camera_info()
         except Exception as exc:  # libcamera not running, permissions...
@@ -243,6 +250,23 @@ class Picamera2Capture:
             self._camera.close()
         except Exception:
             pass
+
+
+def picamera2_problem() -> str | None:
+    """Why picamera2 cannot be used here, or None when it imports."""
+    if not _importable("picamera2"):
+        return ("picamera2 is not installed here: on Raspberry Pi OS, sudo apt install python3-picamera2 "
+                "(and make the venv with --system-site-packages)")
+    try:
+        import picamera2  # noqa: F401
+    except Exception as exc:  # ImportError, or ValueError from a C extension built for another numpy
+        text = first_line(exc)
+        if "size changed" in text:  # Raspberry Pi OS builds simplejpeg against its numpy 1; a venv may hold numpy 2
+            return (f"picamera2 does not import ({text}): its apt build needs numpy 1 and this environment has "
+                    f"numpy {np.__version__}; pip install --force-reinstall simplejpeg (a build for this numpy, "
+                    "picamera2 issue #1211), or use --capture opencv")
+        return f"picamera2 does not import: {text}"
+    return None
 
 
 # ----------------------------------------------------------------------------- doctor
