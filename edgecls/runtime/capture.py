@@ -105,10 +105,11 @@ def open_capture(spec: SourceSpec, backend: str | None = None, timeout: float = 
     installed, else OpenCV). `timeout`: seconds to connect to a stream and to wait for a frame of it."""
     if backend not in (None, *CAPTURE_BACKENDS):
         raise SourceError(f"unknown capture backend {backend!r}: use {' or '.join(CAPTURE_BACKENDS)}")
+    unusable = None  # why an installed picamera2 was passed over for OpenCV
     if backend is None:
         # picamera2 where it really imports (an apt build may not, beside a venv's numpy 2), else OpenCV.
-        usable = spec.kind == "camera" and _importable("picamera2") and picamera2_problem() is None
-        backend = "picamera2" if usable else "opencv"
+        unusable = picamera2_problem() if spec.kind == "camera" and _importable("picamera2") else None
+        backend = "picamera2" if spec.kind == "camera" and _importable("picamera2") and not unusable else "opencv"
     if spec.kind == "frames":
         return IterableCapture(spec.target)
     if backend == "picamera2":
@@ -118,8 +119,8 @@ def open_capture(spec: SourceSpec, backend: str | None = None, timeout: float = 
     try:
         return OpenCVCapture(spec, timeout)
     except SourceError as exc:
-        if spec.kind == "camera" and _importable("picamera2"):  # we came here because picamera2 would not import
-            raise SourceError(f"{exc}; picamera2 is installed but unusable: {picamera2_problem()}") from None
+        if unusable:
+            raise SourceError(f"{exc}; picamera2 is installed but unusable: {unusable}") from None
         raise
 
 
