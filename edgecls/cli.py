@@ -32,6 +32,8 @@ import typer
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, MODES_HELP, QUANTIZERS
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
+from edgecls.runtime.capture import CAPTURE_BACKENDS
+from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT
 from edgecls.train.options import ARCHITECTURES, COLORS, DEFAULTS, OPTIMIZERS, STRATEGIES, TrainOptions
 
 app = typer.Typer(
@@ -283,12 +285,44 @@ _INPUT_RANGE_DEFAULT = ("the metadata's range; else 0,255 for a float input (edg
 Backend = Annotated[Optional[str], typer.Option(help=_BACKEND_HELP, show_default=_BACKEND_DEFAULT)]
 
 
+# `predict --source`: live input (a camera, video file or stream). One block, so it can move as a whole.
+Capture = _choices("Capture", CAPTURE_BACKENDS)
+_LIVE = "Live input"
+_LiveSource = Annotated[Optional[str], typer.Option(
+    "--source", metavar="SOURCE", rich_help_panel=_LIVE, show_default="none: classify IMAGES",
+    help="Classify live frames instead of IMAGES: camera (camera:0), camera:N, a video file, rtsp://... or "
+         "http(s)://.../stream.mjpg; one row per classified frame with its time, frame number and latency; "
+         "Ctrl-C ends it with a summary")]
+_LiveEvery = Annotated[int, typer.Option("--every", min=1, metavar="N", rich_help_panel=_LIVE,
+                                         help="Classify every Nth frame")]
+_LiveFps = Annotated[Optional[float], typer.Option(
+    "--fps", min=0.001, metavar="F", rich_help_panel=_LIVE, show_default="no limit",
+    help="Classify at most F frames a second (of the video's own time for a file)")]
+_LiveDuration = Annotated[Optional[float], typer.Option(
+    "--duration", min=0.001, metavar="SECONDS", rich_help_panel=_LIVE,
+    show_default="until the source ends or Ctrl-C",
+    help="Stop after this many seconds of the source (of the video's own time for a file)")]
+_LiveTimeout = Annotated[float, typer.Option(
+    "--timeout", min=0.1, metavar="SECONDS", rich_help_panel=_LIVE,
+    help="How long to wait for a stream to connect, or for its next frame")]
+_LiveReconnect = Annotated[float, typer.Option(
+    "--reconnect", min=0, metavar="SECONDS", rich_help_panel=_LIVE,
+    help="After a camera or stream drops, keep reopening it (with back-off) this long; 0: end at once")]
+_LiveCapture = Annotated[Optional[Capture], typer.Option(
+    "--capture", rich_help_panel=_LIVE, show_default="picamera2 for a camera when installed, else opencv",
+    help="The capture backend", **_choice(Capture, "capture backend"))]
+
+
 @app.command(epilog="Examples:\n\n"
              "edgecls predict runs/digits-seed/export/model_int8.tflite photos/ --top-k 3\n\n"
-             "edgecls predict mobilenet_v1_0.25_128_quant.tflite cat.bmp --labels imagenet_labels.txt --json")
+             "edgecls predict mobilenet_v1_0.25_128_quant.tflite cat.bmp --labels imagenet_labels.txt --json\n\n"
+             "edgecls predict model_int8.tflite --source camera:0 --fps 5 --top-k 3\n\n"
+             "edgecls predict model_int8.tflite --source clip.avi --every 10 --json > frames.jsonl")
 def predict(
     model: Annotated[Path, typer.Argument(help="A .tflite image classifier (edgecls' own, or any NHWC one)")],
-    images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) and glob patterns")],
+    images: Annotated[Optional[list[str]], typer.Argument(
+        help="Image files, folders (searched recursively) and glob patterns (or --source for a camera, video or "
+             "stream)", show_default=False)] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image")] = 1,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per line instead of a table", metavar="")
@@ -308,23 +342,41 @@ def predict(
         Optional[str],
         typer.Option("--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP, show_default=_INPUT_RANGE_DEFAULT),
     ] = None,
+    source: _LiveSource = None,
+    every: _LiveEvery = 1,
+    fps: _LiveFps = None,
+    duration: _LiveDuration = None,
+    timeout: _LiveTimeout = DEFAULT_TIMEOUT,
+    reconnect: _LiveReconnect = DEFAULT_RECONNECT,
+    capture: _LiveCapture = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
     A file that cannot be read becomes an error row with its reason and the run goes on.
 
-    Exit codes: 0 every image classified; 1 some images failed (see their error rows); 2 bad model,
-    labels file or arguments (including arguments that name no image).
-    """
+    With --source, frames of a camera, video file or network stream are classified instead (OpenCV: pip install 'edgecls\\[camera]'; picamera2 on Raspberry Pi OS); when the model is slower than a camera or stream, frames are dropped, never queued.
+
+    Exit codes: 0 every image classified, or the video or --duration ended; 1 some images failed (see their error rows), or a live source failed mid-way (its rows are kept); 2 bad model, labels file or arguments (arguments that name no image, a camera or stream that cannot be opened); 130 Ctrl-C (after the summary).
+    """  # noqa: E501  (one line a paragraph: Typer keeps a docstring's line breaks in --help)
     if as_json and as_csv:
         raise EdgeclsError("choose one of --json and --csv")
-    from edgecls.console import predict as run_predict
+    if source is not None and images:
+        raise EdgeclsError("give IMAGES or --source, not both")
+    if source is None and not images:
+        raise EdgeclsError("give image files, folders or globs to classify, or --source for a camera, video or stream")
     from edgecls.parsing import parse_range
 
-    code = run_predict(str(model), images, top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
-                       threads=threads, labels=str(labels) if labels else None, backend=backend,
-                       input_range=parse_range(input_range))
-    raise typer.Exit(code)
+    common: dict[str, Any] = dict(top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
+                                  threads=threads, labels=str(labels) if labels else None, backend=backend,
+                                  input_range=parse_range(input_range))
+    if source is not None:
+        from edgecls.live import predict_stream
+
+        raise typer.Exit(predict_stream(str(model), source, every=every, fps=fps, duration=duration, timeout=timeout,
+                                        reconnect=reconnect, capture=_plain(capture), **common))
+    from edgecls.console import predict as run_predict
+
+    raise typer.Exit(run_predict(str(model), images, **common))
 
 
 @app.command(epilog="Example: edgecls info runs/digits-seed/export/model_int8.tflite --json")
