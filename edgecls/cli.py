@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -83,11 +83,35 @@ def train(
     config: Optional[Path] = typer.Option(None, help="TOML file whose keys mirror these options (options given here win)"),
     force: bool = typer.Option(False, help="Replace an existing run directory"),
     quiet: bool = typer.Option(False, help="One line per epoch instead of progress bars"),
+    # --- a pretrained .tflite backbone (edgecls.transfer: no TensorFlow, works on a device too)
+    backbone: Annotated[Optional[Path], typer.Option(
+        help="A pretrained NHWC image classifier / feature extractor .tflite (float32, uint8 or int8): cut at its "
+             "embedding, a new head fitted with numpy and grafted on; writes RUN/export/model_<mode>.tflite, "
+             "no TensorFlow needed")] = None,
+    embedding_tensor: Annotated[Optional[str], typer.Option(
+        help="With --backbone: the tensor the head reads  \\[default: the input of the last FULLY_CONNECTED or "
+             "1x1 CONV_2D]")] = None,
+    head: Annotated[str, typer.Option(help="With --backbone: linear (softmax regression) | mlp (one hidden ReLU layer)")] = "linear",
+    views: Annotated[int, typer.Option(help="With --backbone: views per training image, the image itself included; "
+                                            "the others flipped, turned and cropped")] = 1,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="With --backbone: interpreter threads  \\[default: the CPU count]")] = None,
+    input_range: Annotated[Optional[str], typer.Option(
+        metavar="LO,HI", help="With --backbone: what pixels 0 and 255 become for a float backbone (-1,1 for "
+                              "MobileNet style)  \\[default: its metadata's range, else 0,255; quantised: its own]")] = None,
 ) -> None:
-    """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots)."""
+    """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots).
+
+    With --backbone FILE.tflite: a new head on a pretrained .tflite instead, with numpy and LiteRT only (also on a device).
+    """
+    given = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
+    from edgecls.transfer.job import train_from_cli
+
+    summary = train_from_cli(ctx.params, set(given), force=force, quiet=quiet, log=lambda m: typer.echo(m, err=True))
+    if summary is not None:  # the --backbone route ran (it never imports TensorFlow)
+        typer.echo(summary)
+        return
     from edgecls.config import resolve_options
 
-    given = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
     if out is not None:  # a Path on the command line; the TOML's `out` otherwise
         given["out"] = str(out)
     options = resolve_options(given, config_path=config)

@@ -34,7 +34,7 @@ from edgecls.atomic import staged_dir
 from edgecls.config import DEFAULT_MIN_AGREEMENT, to_toml
 from edgecls.errors import EdgeclsError
 from edgecls.metrics import classification_metrics
-from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT
+from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, TRANSFER_FILE
 from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
@@ -48,7 +48,6 @@ from edgecls.data import default_cache_dir, load_dataset, make_split  # noqa: E4
 # Export's file naming and timestamp policy (import-time TF-free): imported here only.
 from edgecls.export import EXPORT_FORMAT, created_timestamp, model_file_name  # noqa: E402
 
-TRANSFER_FILE = "transfer.json"  # marks a run made on a .tflite backbone (it has no model.keras)
 TRANSFER_FORMAT = "edgecls.transfer/1"
 DEFAULT_VIEWS = 1  # measured on catsdogs (scripts/bench_transfer.py): extra views cost time, gained nothing
 RANGE_MARGIN = 0.1  # head outputs on unseen images can go a little past the training range
@@ -96,6 +95,22 @@ class TransferResult:
                 f"Next: edgecls predict {self.model_file} IMAGES, or edgecls bench {self.run_dir}")
 
 
+TRANSFER_ONLY = ("backbone", "embedding_tensor", "head", "views", "threads", "input_range")
+
+
+def train_from_cli(params: dict[str, Any], given: set[str], force: bool, quiet: bool,
+                   log: Callable[[str], None] = print) -> Optional[str]:
+    """`edgecls train`'s --backbone route: the summary line when it ran, None when there is no
+    --backbone (then the Keras route trains); the --backbone options without one are an error."""
+    if params.get("backbone") is None:
+        stray = [name for name in TRANSFER_ONLY if name in given]
+        if stray:
+            raise EdgeclsError(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite")
+        return None
+    result = train_with_backbone(options_from_cli(params, given), force=force, quiet=quiet, log=log)
+    return result.summary()
+
+
 def options_from_cli(params: dict[str, Any], given: set[str]) -> TransferOptions:
     """TransferOptions from `edgecls train`'s parameters; options the user did not give keep the
     head's own defaults (its epochs and patience are not a CNN's)."""
@@ -107,6 +122,10 @@ def options_from_cli(params: dict[str, Any], given: set[str]) -> TransferOptions
               "val_fraction", "test_fraction", "seed", "threads", "input_range")
     values = {k: params[k] for k in shared if k in params and (k in given or k in ("data", "head", "views"))}
     values = {k: (str(v) if k == "out" and v is not None else v) for k, v in values.items() if v is not None}
+    if "input_range" in values:
+        from edgecls.runtime.classify import parse_input_range
+
+        values["input_range"] = parse_input_range(values["input_range"])
     return TransferOptions(backbone=str(params["backbone"]), **values)
 
 
