@@ -163,6 +163,7 @@ _FC_VERSION = {"float32": 1, "uint8": 1, "int8": 4}
 _SOFTMAX_VERSION = {"float32": 1, "uint8": 1, "int8": 2}
 _SOFTMAX_ZERO_POINT = {"uint8": 0, "int8": -128}  # the kernels require scale 1/256 and these
 _SOFTMAX_SCALE = 1.0 / 256.0
+MAX_REQUANT = 128.0  # input scale x weight scale / output scale stays below this (XNNPACK: < 256)
 
 
 def graft(model, layers: list[Layer], output_dtype: str) -> None:
@@ -197,7 +198,8 @@ def graft(model, layers: list[Layer], output_dtype: str) -> None:
             b_scale = in_scale * w_scale
             b_q = np.clip(np.rint(layer.bias / b_scale), -2**31, 2**31 - 1).astype(np.int32)
             b = _const(model, graph, f"{name}/bias", b_q, "int32", b_scale, 0)
-            out_scale, out_zero = _activation_params(layer.out_range, kind)
+            # XNNPACK refuses a requantisation scale (in x w / out) of 256 or more: widen the range then.
+            out_scale, out_zero = _activation_params(layer.out_range, kind, min_scale=b_scale / MAX_REQUANT)
         y = _tensor(graph, f"{name}/{'logits' if last else 'relu'}", [batch, units], kind, out_scale, out_zero, dynamic)
         options = schema().FullyConnectedOptionsT()
         options.fusedActivationFunction = schema().ActivationFunctionType.RELU if layer.relu else 0
@@ -231,12 +233,13 @@ def _quantise_weights(weights: np.ndarray, kind: str) -> tuple[float, np.ndarray
     return scale, (q + 128).astype(np.uint8), 128
 
 
-def _activation_params(value_range: Optional[tuple[float, float]], kind: str) -> tuple[float, int]:
+def _activation_params(value_range: Optional[tuple[float, float]], kind: str,
+                       min_scale: float = 0.0) -> tuple[float, int]:
     """(scale, zero point) that span `value_range` (which must hold 0, as TFLite's do)."""
     if value_range is None:
         raise ValueError("a quantised head needs each layer's output range")
     low, high = min(0.0, float(value_range[0])), max(0.0, float(value_range[1]))
-    scale = (high - low) / 255.0 or 1e-6
+    scale = max((high - low) / 255.0, min_scale) or 1e-6
     qmin = -128 if kind == "int8" else 0
     zero = int(np.clip(np.rint(qmin - low / scale), qmin, qmin + 255))
     return scale, zero

@@ -15,6 +15,7 @@ HEADS = ("linear", "mlp")
 # Weight decays tried by select_head, the one with the lowest validation loss kept. Measured on
 # catsdogs with MobileNet V1 embeddings: 1e-4 overfits (val loss 0.145), 3e-2 is best (0.117).
 L2_GRID = (1e-3, 1e-2, 3e-2, 1e-1)
+STD_FLOOR = 0.05  # of the mean feature spread: the least a feature is divided by when standardising
 
 
 @dataclass
@@ -67,14 +68,19 @@ def fit_head(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
         raise ValueError(f"unknown head {options.kind!r}")
     rng = np.random.default_rng(options.seed)
     x, x_val = np.asarray(x, np.float64), np.asarray(x_val, np.float64)
-    mean, std = x.mean(0), x.std(0) + 1e-6
+    mean, std = x.mean(0), x.std(0)
+    # A (nearly) constant feature, e.g. a ReLU that is never on: dividing by its tiny spread would
+    # blow its folded weight up and, in an 8-bit head, leave every other weight at zero.
+    std = np.maximum(std, STD_FLOOR * std.mean() + 1e-8)
     xs, xv = (x - mean) / std, (x_val - mean) / std
     sizes = [x.shape[1], options.hidden, classes] if options.kind == "mlp" else [x.shape[1], classes]
-    # Glorot-uniform weights, zero biases: what Keras would start from.
+    # Glorot-uniform hidden weights (what Keras starts from); the last layer starts at zero, the
+    # usual start of a softmax regression: every class equally likely, no random tilt to undo.
     params = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         params += [rng.uniform(-limit, limit, (fan_out, fan_in)), np.zeros(fan_out)]
+    params += [np.zeros((classes, sizes[-2])), np.zeros(classes)]
     adam = _Adam(params, options.lr)
     onehot = np.eye(classes)[y]
     best, best_loss, stale, history = [p.copy() for p in params], np.inf, 0, []
