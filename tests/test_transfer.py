@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecls.errors import EdgeclsError
+from conftest import colour_folder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORAL = SHARED / "pretrained" / "mobilenet_v1_0.5_160_quant.tflite"
@@ -29,18 +29,6 @@ CORAL = SHARED / "pretrained" / "mobilenet_v1_0.5_160_quant.tflite"
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
-
-
-def colour_folder(root: Path, per_class: int = 12, size: int = 16) -> Path:
-    """A folder of two classes the tiny random backbones can tell apart: reddish and bluish noise."""
-    rng = np.random.default_rng(3)
-    for name, channel in (("blue", 2), ("red", 0)):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
-            pixels[..., channel] = rng.integers(150, 256, (size, size), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
-    return root
 
 
 def small_catsdogs(root: Path, per_class: int = 8) -> Path:
