@@ -93,6 +93,23 @@ def test_cut_and_graft_gives_a_model_litert_runs_that_agrees_with_the_numpy_head
     assert (check["test_accuracy"] + check["val_accuracy"]) / 2 >= 0.75
 
 
+def test_an_mlp_head_is_grafted_as_two_quantised_fully_connected_layers(models, tmp_path):
+    from edgecls.transfer import graph
+    from edgecls.transfer.job import TransferOptions, train_with_backbone
+
+    result = train_with_backbone(TransferOptions(data=str(colour_folder(tmp_path / "data")), head="mlp", hidden=16,
+                                                 backbone=str(models.rgb_int8), out=str(tmp_path / "run"),
+                                                 threads=1, epochs=40), quiet=True, log=lambda m: None)
+    assert result.metrics["tflite"]["agreement"] >= 0.99
+    model = graph.load_model(result.model_file.read_bytes())
+    g = model.subgraphs[0]
+    head_ops = [graph.op_name(model, op) for op in g.operators
+                if graph.tensor_name(g.tensors[int(op.outputs[0])]).startswith("edgecls_head/")]
+    assert head_ops == ["FULLY_CONNECTED", "FULLY_CONNECTED", "SOFTMAX"]
+    hidden = next(t for t in model.subgraphs[0].tensors if graph.tensor_name(t) == "edgecls_head/dense_0/relu")
+    assert graph.dtype_name(hidden) == "int8" and list(hidden.shape) == [1, 16]
+
+
 def test_a_float_backbone_gets_a_float_head(models, tmp_path):
     from edgecls.transfer import graph
     from edgecls.transfer.job import TransferOptions, train_with_backbone
