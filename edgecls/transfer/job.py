@@ -180,10 +180,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         x_train = np.concatenate([features[split.train], views.reshape(-1, features.shape[1])])
         y_train = np.concatenate([y[split.train], np.repeat(y[split.train], options.views - 1)])
         fit_started = time.perf_counter()
-        head, tries = select_head(x_train, y_train, features[split.val], y[split.val], len(dataset.class_names),
-                                  HeadOptions(options.head, options.hidden, options.epochs, options.patience,
-                                              options.lr, 0.0, options.batch_size, options.seed),
-                                  grid=L2_GRID if options.l2 is None else (options.l2,))
+        head, tries = _fit(x_train, y_train, features[split.val], y[split.val], len(dataset.class_names), options)
         fit_seconds = time.perf_counter() - fit_started
         log(f"Head ({options.head}) fitted on {len(x_train)} embeddings ({len(split.train)} images x {options.views} "
             f"view(s)) in {fit_seconds:.1f} s: weight decay {head.l2:g} (lowest validation loss of "
@@ -191,8 +188,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
 
         metadata_source = _source(out, backbone, dataset.source, options)
         model_bytes, mode = _grafted(cut_bytes, backbone, head, x_train)
-        model_bytes = embed_metadata(model_bytes, _metadata(dataset, embedder, mode, model_bytes, backbone,
-                                                            metadata_source, len(x_train)))
+        model_bytes = embed_metadata(model_bytes, _metadata(dataset, embedder, mode, backbone, metadata_source,
+                                                            len(x_train)))
         export_dir = tmp / EXPORT_DIR
         export_dir.mkdir()
         model_path = export_dir / model_file_name(mode)
@@ -201,8 +198,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         check = _check(model_path, head, features, dataset, split, options.threads)
         if check["agreement"] < DEFAULT_MIN_AGREEMENT:
             notes.append(f"warning: {model_path.name} agrees with the float head on only {check['agreement']:.4f} of "
-                         f"the validation and test images (< {DEFAULT_MIN_AGREEMENT}): its quantised head is not "
-                         "faithful; try --head linear or more --views")
+                         f"the validation and test images (< {DEFAULT_MIN_AGREEMENT}): its 8-bit head is not "
+                         "faithful to the fitted one (try --head linear; please report it)")
 
         float_val = head.probabilities(features[split.val])
         float_test = head.probabilities(features[split.test])
@@ -277,6 +274,14 @@ def _embeddings(embedder: Embedder, backbone: Backbone, dataset, split, options:
     return features, flat.reshape(len(train), extra, d), seconds
 
 
+def _fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, classes: int,
+         options: TransferOptions) -> tuple[Head, list[dict]]:
+    """The head, with the weight decay given or the best of L2_GRID on the validation split."""
+    settings = HeadOptions(options.head, options.hidden, options.epochs, options.patience, options.lr, 0.0,
+                           options.batch_size, options.seed)
+    return select_head(x, y, x_val, y_val, classes, settings, grid=L2_GRID if options.l2 is None else (options.l2,))
+
+
 def _grafted(cut_bytes: bytes, backbone: Backbone, head: Head, x_train: np.ndarray) -> tuple[bytes, str]:
     """The cut backbone with the head on it, and its quantisation mode (float32, uint8 or int8)."""
     outputs = head.hidden(np.asarray(x_train, np.float64))
@@ -329,8 +334,7 @@ def _source(out: Path, backbone: Backbone, data: str, options: TransferOptions) 
             "head": options.head, "views": options.views}
 
 
-def _metadata(dataset, embedder: Embedder, mode: str, model_bytes: bytes, backbone: Backbone, source: dict,
-              samples: int) -> dict[str, Any]:
+def _metadata(dataset, embedder: Embedder, mode: str, backbone: Backbone, source: dict, samples: int) -> dict[str, Any]:
     """The edgecls metadata (format edgecls.model/1), as export writes it."""
     h, w = dataset.image_size
     interpreter = embedder.classifier
