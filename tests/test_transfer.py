@@ -145,6 +145,25 @@ def test_run_directory_keeps_the_contract_and_the_embedding_cache_is_reused(mode
     assert any("from the cache" in line for line in logs)
 
 
+def test_bench_of_the_bare_tflite_finds_its_run_and_uses_its_test_split(cli, models, tmp_path):
+    from edgecls.transfer.job import TransferOptions, train_with_backbone
+
+    result = train_with_backbone(TransferOptions(data=str(colour_folder(tmp_path / "data", per_class=16)),
+                                                 backbone=str(models.rgb_int8), out=str(tmp_path / "run"),
+                                                 threads=1, epochs=5), quiet=True, log=lambda m: None)
+    bench = cli("bench", result.model_file, "--runs", "2", "--warmup", "1", "--no-memory", "--threads", "1",
+                "--json", tmp_path / "bench.json")
+    assert bench.code == 0, bench.err
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["data"]["part"] == "test" and report["data"]["images"] == result.metrics["counts"]["test"]
+    # another file that names the same run is not taken for its model
+    impostor = tmp_path / "other" / "model_int8.tflite"
+    impostor.parent.mkdir()
+    impostor.write_bytes(result.model_file.read_bytes() + b"\0")
+    refused = cli("bench", impostor, "--runs", "2", "--warmup", "1", "--no-memory", "--threads", "1")
+    assert refused.code == 2 and "does not list this file" in refused.err
+
+
 def test_embedding_cache_recomputes_a_file_of_the_wrong_shape(tmp_path):
     from edgecls.transfer.embed import cache_key, cached
 
