@@ -159,6 +159,6 @@ def _named(model, name: str, file: str) -> int:
         if has_data(model, tensor):
             raise EdgeclsError(f"--embedding-tensor {name}: a constant (weights) of {file}, not a feature tensor")
         return index
-    near = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
-    hint = f"; close: {', '.join(near)}" if near else "; see the tensor names with a model viewer such as Netron"
+    near = [n for n in names if name.lower() in n.lower()][:3] or difflib.get_close_matches(name, names, n=3, cutoff=0.4)
+    hint = f"; did you mean {' or '.join(near)}?" if near else "; see the tensor names with a model viewer such as Netron"
     raise EdgeclsError(f"--embedding-tensor {name}: no tensor of that name in {file}{hint}")
