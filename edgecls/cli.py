@@ -34,7 +34,7 @@ from edgecls.export.modes import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, MODES_HEL
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
 from edgecls.runtime.capture import CAPTURE_BACKENDS
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT
-from edgecls.train.options import ARCHITECTURES, COLORS, DEFAULTS, OPTIMIZERS, STRATEGIES, TrainOptions
+from edgecls.train.options import ARCHITECTURES, COLORS, DEFAULTS, HEADS, OPTIMIZERS, STRATEGIES, TrainOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -108,6 +108,7 @@ Color = _choices("Color", COLORS)
 Optimizer = _choices("Optimizer", OPTIMIZERS)
 Strategy = _choices("Strategy", STRATEGIES)
 Quantizer = _choices("Quantizer", QUANTIZERS)
+Head = _choices("Head", HEADS)
 
 
 # ----------------------------------------------------------------------------- train
@@ -128,7 +129,9 @@ def _read_config(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
 @app.command(epilog="Examples:\n\n"
              "edgecls train --epochs 5\n\n"
              "edgecls train --data ../shared/data/catsdogs --arch mobile --img-size 96 --out runs/catsdogs\n\n"
-             "edgecls train --config runs/digits-seed/config.toml --out runs/again")
+             "edgecls train --config runs/digits-seed/config.toml --out runs/again\n\n"
+             "edgecls train --data ../shared/data/catsdogs --backbone ../shared/data/pretrained/"
+             "mobilenet_v1_0.25_128_quant.tflite --out runs/catsdogs-mobilenet")
 def train(
     ctx: typer.Context,
     data: Annotated[
@@ -188,6 +191,25 @@ def train(
     strategy: Annotated[
         Strategy, typer.Option(help="tf.distribute strategy", **_choice(Strategy, "strategy"))
     ] = _D.strategy,
+    # --- a pretrained .tflite backbone (edgecls.transfer: numpy and LiteRT, no TensorFlow, works on a device too)
+    backbone: Annotated[Optional[Path], typer.Option(
+        help="A pretrained NHWC .tflite image classifier or feature extractor (float32, uint8 or int8): cut at its "
+             "embedding, a new head fitted with numpy and grafted on as TFLite ops; writes "
+             "RUN/export/model_<mode>.tflite, no TensorFlow needed. --epochs, --patience, --lr, --batch-size "
+             "then apply to the head, and unset keep the head's own defaults")] = None,
+    embedding_tensor: Annotated[Optional[str], typer.Option(
+        help="With --backbone: the tensor the head reads",
+        show_default="the input of the last FULLY_CONNECTED or 1x1 CONV_2D")] = _D.embedding_tensor,
+    head: Annotated[Head, typer.Option(help="With --backbone: linear (softmax regression) | mlp (one hidden ReLU "
+                                            "layer)", **_choice(Head, "head"))] = _D.head,
+    views: Annotated[int, typer.Option(help="With --backbone: views per training image, the image itself included; "
+                                            "the others flipped, turned and cropped")] = _D.views,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="With --backbone: interpreter threads",
+                                                   show_default="the CPU count")] = _D.threads,
+    input_range: Annotated[Optional[str], typer.Option(
+        metavar="LO,HI", help="With --backbone: what pixels 0 and 255 become for a float backbone (-1,1 for "
+                              "MobileNet style)", show_default="its metadata's range, else 0,255; quantised: its own",
+    )] = _D.input_range,
     config: Annotated[
         Optional[Path],
         typer.Option(
@@ -199,11 +221,20 @@ def train(
     force: Annotated[bool, typer.Option(help="Replace an existing run directory", metavar="")] = False,
     quiet: Annotated[bool, typer.Option(help="One line per epoch instead of progress bars", metavar="")] = False,
 ) -> None:
-    """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots)."""
+    """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots).
+
+    With --backbone FILE.tflite: a new head on a pretrained .tflite, numpy and LiteRT only (also on a device).
+    """
+    options = TrainOptions(**{name: _plain(value) for name, value in ctx.params.items() if name in TRAIN_FIELDS})
+    if options.backbone is not None:  # before any TensorFlow import: this route never needs it
+        from edgecls.transfer.job import train_from_options
+
+        given = {name for name in ctx.params if ctx.get_parameter_source(name).name != "DEFAULT"}
+        typer.echo(train_from_options(options, given, force=force, quiet=quiet, log=_to_stderr).summary())
+        return
     from edgecls.train.fit import train as run_training
     from edgecls.train.options import validate
 
-    options = TrainOptions(**{name: _plain(value) for name, value in ctx.params.items() if name in TRAIN_FIELDS})
     validate(options)
     result = run_training(options, force=force, quiet=quiet, log=_to_stderr)
     m = result.metrics

@@ -19,6 +19,7 @@ AUGMENTATIONS = ("flip", "rotate", "zoom", "translate", "contrast")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 COLORS = ("grayscale", "rgb")
+HEADS = ("linear", "mlp")  # the heads edgecls.transfer fits on a .tflite backbone
 MAX_IMG_SIZE = 512
 
 
@@ -43,6 +44,14 @@ class TrainOptions:
     test_fraction: float = 0.1
     seed: int = 0
     strategy: str = "default"
+    # A pretrained .tflite backbone instead of a CNN: edgecls.transfer.job trains, with numpy and
+    # LiteRT only. Without `backbone` the other five must keep their defaults (validate refuses).
+    backbone: Optional[str] = None
+    embedding_tensor: Optional[str] = None  # None: the input of the last FULLY_CONNECTED or 1x1 CONV_2D
+    head: str = "linear"
+    views: int = 1  # views per training image; measured on catsdogs (scripts/bench_transfer.py): more gained nothing
+    threads: Optional[int] = None  # interpreter threads; None: the CPU count
+    input_range: Optional[str] = None  # "LO,HI": what pixels 0 and 255 become for a float backbone
 
     def augment_list(self) -> list[str]:
         if not self.augment or self.augment == "none":
@@ -51,6 +60,7 @@ class TrainOptions:
 
 
 DEFAULTS = TrainOptions()
+BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range")
 _TYPES = {f.name: f.type for f in fields(TrainOptions)}
 
 
@@ -98,6 +108,9 @@ def validate(o: TrainOptions) -> None:
     def bad(message: str) -> None:
         raise EdgeclsError(message)
 
+    stray = [name for name in BACKBONE_ONLY if o.backbone is None and getattr(o, name) != getattr(DEFAULTS, name)]
+    if stray:
+        bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite")
     if o.arch not in ARCHITECTURES:
         bad(f"unknown architecture {o.arch!r}: use one of {', '.join(ARCHITECTURES)}")
     unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]
