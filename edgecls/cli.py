@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -238,6 +238,44 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the report 
     raise typer.Exit(0 if report["ok"] else 1)
 
 
+# ----------------------------------------------------------------------------- explain
+@app.command()
+def explain(
+    model: Annotated[Optional[Path], typer.Argument(help="A .tflite (any NHWC classifier: a device-side occlusion "
+                                                    "or RISE map, no TensorFlow) or a run directory (Grad-CAM)")] = None,
+    images: Annotated[Optional[List[str]], typer.Argument(help="Image files, folders and glob patterns")] = None,
+    dataset: Annotated[Optional[Path], typer.Option(help="A run directory: map its worst test images (highest "
+                                                    "loss) with Grad-CAM, on one contact sheet")] = None,
+    method: Annotated[Optional[str], typer.Option(help="occlusion | rise (a .tflite) | gradcam (a run directory)  "
+                                                  "\\[default: gradcam for a run, occlusion for a .tflite]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the PNGs and explain.json  "
+                                                "\\[default: explain/MODEL_NAME]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary instead of a table")] = False,
+    target: Annotated[Optional[int], typer.Option(help="Class index to explain  \\[default: each image's top-1]")] = None,
+    masks: Annotated[int, typer.Option(min=1, help="RISE: random masks per image (the cost, in model runs)")] = 500,
+    seed: Annotated[int, typer.Option(help="RISE: mask seed")] = 0,
+    layer: Annotated[Optional[str], typer.Option(help="Grad-CAM: the layer  \\[default: the last conv layer]")] = None,
+    worst: Annotated[int, typer.Option(min=1, help="--dataset: how many test images")] = 16,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads  \\[default: the CPU count]")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Labels file for a .tflite without its own")] = None,
+    backend: Annotated[Optional[str], typer.Option(help=_BACKEND_HELP)] = None,
+    input_range: Annotated[Optional[str], typer.Option("--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP)] = None,
+) -> None:
+    """Saliency maps: where a model looks. PNG overlays (image, map with colour bar, top-3) and explain.json.
+
+    edgecls explain MODEL.tflite IMAGES... maps any .tflite on the device side (occlusion or RISE through the runtime, no TensorFlow); edgecls explain RUN_DIR IMAGES... uses Grad-CAM on the Keras model; edgecls explain --dataset RUN_DIR maps the test images the model gets most wrong.
+
+    Exit codes: 0 ok; 1 some images could not be read (error rows); 2 bad model, option or arguments.
+    """
+    from edgecls.explain.job import ExplainOptions, run_explain
+    from edgecls.runtime.classify import parse_input_range
+
+    options = ExplainOptions(method=method, out=out, target=target, masks=masks, seed=seed, layer=layer,
+                             threads=threads, backend=backend, labels=str(labels) if labels else None,
+                             input_range=parse_input_range(input_range))
+    raise typer.Exit(run_explain(model, images or [], dataset, options, worst, as_json, log=_to_stderr))
+
+
 # ----------------------------------------------------------------------------- bench
 # `edgecls bench RUN_DIR|MODEL.tflite ...` measures; `edgecls bench compare A.json B.json ...` merges
 # reports. The group runs `run` when the first argument is not a sub-command's name.
@@ -294,6 +332,13 @@ def bench_run(
                                   "(TensorFlow's QuantizationDebugger) and name the worst; needs a run directory"),
     calib_sweep: Optional[str] = typer.Option(None, help="Also export int8 with each calibration size, e.g. "
                                               "25,100,300,1000: accuracy and agreement against N; needs a run directory"),
+    # --explain-flips (edgecls.explain): maps and per-layer divergence of the images int8 and float disagree on
+    explain_flips: Annotated[Optional[int], typer.Option(
+        "--explain-flips", metavar="N", help="Also explain every image where the int8 and float32 .tflite disagree, "
+        "plus the N least-confident agreements (0: flips only): both models' maps and top-3, the per-layer SNR and "
+        "the first layer below --explain-threshold; a report section with contact sheets and a flip matrix")] = None,
+    explain_threshold: Annotated[float, typer.Option(help="--explain-flips: SNR (dB) below which a layer counts "
+                                                     "as diverged")] = 20.0,
 ) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 
@@ -312,6 +357,10 @@ def bench_run(
     sweep_sizes = parse_sizes(calib_sweep)
     run_dir = split_paths(paths)[0]
     check_analyses_possible(run_dir, diagnose, sweep_sizes)
+    if explain_flips is not None:
+        from edgecls.explain.job import check_explain_flips
+
+        check_explain_flips(explain_flips, explain_threshold)
     options = BenchOptions(paths=list(paths), data=data, device=device, threads=parse_threads(threads), warmup=warmup,
                            runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
                            input_range=parse_input_range(input_range),
@@ -320,6 +369,11 @@ def bench_run(
     result = run_bench(options, log=_to_stderr)
     if diagnose or sweep_sizes:
         add_analyses(result, run_dir, diagnose, sweep_sizes, report_dir, data, log=_to_stderr)
+    if explain_flips is not None:
+        from edgecls.explain.job import add_explain_flips
+
+        add_explain_flips(result, list(paths), data, report_dir, explain_flips, explain_threshold, backend=backend,
+                          input_range=options.input_range, log=_to_stderr)
     write_reports(result, report_dir, json_path, log=_to_stderr)
     print_tables(render_table(result), *render_sections(result))
     if report_dir is not None:
