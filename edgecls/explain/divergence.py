@@ -7,8 +7,14 @@ name and shape: the TF converter names a tensor after the Keras layers fused int
 ('seed_cnn_1/conv2_1/Relu;...'), identically in the float32 and int8 exports of one model. Ops left
 unmatched (third-party pairs, renamed tensors) are paired in op order by (op type, shape).
 Quantised tensors are dequantised, scale * (q - zero_point), per channel where they are per
-channel, and compared by SNR (dB) and cosine. The divergence point is the first layer whose SNR
-falls below the threshold: errors accumulate, so the first, not the worst, is where to look.
+channel, and compared by SNR (dB) and cosine.
+
+A layer is over the threshold on an image when its SNR is below `threshold_db`, or (once a
+baseline of typical images is measured, see `DivergenceProbe.calibrate`) more than `drop_db`
+below that layer's median SNR: a flip of a healthy model is rarely a broken layer, more often an
+ordinary error that grows unusually at one layer, or a near tie that only the softmax decides.
+The divergence point is the first layer over: errors accumulate, so the first, not the worst,
+is where to look.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.classify import input_converter
 from edgecls.runtime.interpreter import quiet_native_stderr
 
+DEFAULT_DROP_DB = 6.0  # below a layer's typical SNR: 4x its usual error power
+BASELINE_IMAGES = 50  # typical images for the per-layer median SNR
 DEFAULT_THRESHOLD_DB = 20.0  # healthy int8 layers of edgecls models sit at 30-45 dB (scripts/explain_report.py)
 _SKIPPED_OPS = {"QUANTIZE", "DEQUANTIZE", "SHAPE", "STRIDED_SLICE", "PACK", "DELEGATE"}
 _SCOPE_SUFFIX = re.compile(r"_\d+$")  # the SavedModel export names layer `conv1`'s scope `conv1_1`
@@ -50,27 +58,48 @@ class LayerDivergence:
 class Divergence:
     layers: list[LayerDivergence]
     threshold_db: float
+    typical_db: Optional[list[float]] = None  # per layer: the median SNR on typical images
+    drop_db: float = DEFAULT_DROP_DB
+
+    def over(self, i: int) -> Optional[str]:
+        """Why layer i is over the threshold ('below 20 dB', '7.1 dB under its typical 41.3 dB'), or None."""
+        snr = self.layers[i].snr_db
+        if snr < self.threshold_db:
+            return f"{snr:.1f} dB, below {self.threshold_db:g} dB"
+        if self.typical_db is not None and np.isfinite(self.typical_db[i]) and snr < self.typical_db[i] - self.drop_db:
+            return f"{snr:.1f} dB, {self.typical_db[i] - snr:.1f} dB under its typical {self.typical_db[i]:.1f} dB"
+        return None
+
+    @property
+    def first_index(self) -> Optional[int]:
+        return next((i for i in range(len(self.layers)) if self.over(i)), None)
 
     @property
     def first_over(self) -> Optional[LayerDivergence]:
-        """The first layer whose SNR is below the threshold (divergence over it), or None."""
-        return next((row for row in self.layers if row.snr_db < self.threshold_db), None)
+        """The first layer over the threshold (divergence point), or None."""
+        i = self.first_index
+        return None if i is None else self.layers[i]
 
     @property
     def worst(self) -> Optional[LayerDivergence]:
         return min(self.layers, key=lambda row: row.snr_db, default=None)
 
     def to_json(self) -> dict[str, Any]:
-        first = self.first_over
-        return {"threshold_db": self.threshold_db, "first_over": first.layer if first else None,
-                "layers": [{**asdict(row), "snr_db": _finite(row.snr_db)} for row in self.layers]}
+        i = self.first_index
+        return {"threshold_db": self.threshold_db, "drop_db": self.drop_db,
+                "first_over": self.layers[i].layer if i is not None else None,
+                "first_over_reason": self.over(i) if i is not None else None,
+                "layers": [{**asdict(row), "snr_db": _finite(row.snr_db),
+                            "typical_db": _finite(self.typical_db[k]) if self.typical_db else None}
+                           for k, row in enumerate(self.layers)]}
 
 
-def layer_name(tensor: str) -> str:
-    """'seed_cnn_1/conv2_1/Relu;seed_cnn_1/conv2_1/BiasAdd' -> 'conv2'; a name without scopes as is."""
+def layer_name(tensor: str, op: str = "") -> str:
+    """'seed_cnn_1/conv2_1/Relu;seed_cnn_1/conv2_1/BiasAdd' -> 'conv2'. A tensor named without Keras
+    scopes ('StatefulPartitionedCall_1:0', the output) is called by its op ('softmax'), else as it is."""
     parts = tensor.split(";")[0].split("/")
     if len(parts) < 3:  # no model scope / layer scope / op: not a Keras layer name
-        return tensor.split(";")[0]
+        return op.lower() if op else tensor.split(";")[0]
     return _SCOPE_SUFFIX.sub("", parts[1])
 
 
@@ -78,8 +107,10 @@ class DivergenceProbe:
     """A float .tflite and its quantised twin, loaded once, compared layer by layer image after image."""
 
     def __init__(self, float_model: str | os.PathLike, quant_model: str | os.PathLike, backend: Optional[str] = None,
-                 threshold_db: float = DEFAULT_THRESHOLD_DB, input_range: Optional[tuple[float, float]] = None):
-        self.threshold_db = threshold_db
+                 threshold_db: float = DEFAULT_THRESHOLD_DB, input_range: Optional[tuple[float, float]] = None,
+                 drop_db: float = DEFAULT_DROP_DB):
+        self.threshold_db, self.drop_db = threshold_db, drop_db
+        self.typical_db: Optional[list[float]] = None
         self.float_clf = Classifier(float_model, num_threads=1, backend=backend, input_range=input_range)
         self.quant_clf = Classifier(quant_model, num_threads=1, backend=backend, input_range=input_range)
         if self.float_clf.input_spec.shape != self.quant_clf.input_spec.shape:
@@ -98,9 +129,20 @@ class DivergenceProbe:
         rows = []
         for f_op, q_op, how in self.pairs:
             ref, got = self._float.value(f_op), self._quant.value(q_op)
-            rows.append(LayerDivergence(f_op["index"], f_op["op_name"], layer_name(f_op["name"]), f_op["name"],
-                                        list(ref.shape), snr_db(ref, got), cosine(ref, got), how))
-        return Divergence(rows, self.threshold_db)
+            rows.append(LayerDivergence(f_op["index"], f_op["op_name"], layer_name(f_op["name"], f_op["op_name"]),
+                                        f_op["name"], list(ref.shape), snr_db(ref, got), cosine(ref, got), how))
+        return Divergence(rows, self.threshold_db, self.typical_db, self.drop_db)
+
+    def calibrate(self, images: np.ndarray) -> list[float]:
+        """Measure each layer's typical SNR (the median over `images`, uint8 (N, H, W, C)): from then on a
+        layer also counts as over the threshold on an image where it falls `drop_db` below it."""
+        if not len(images):
+            raise EdgeclsError("no images to measure the typical per-layer divergence on")
+        self.typical_db = None
+        table = np.array([[row.snr_db for row in self.compare(image).layers] for image in images])
+        table = np.where(np.isfinite(table), table, 200.0)  # identical outputs: far above any threshold
+        self.typical_db = [float(v) for v in np.median(table, axis=0)]
+        return self.typical_db
 
 
 class _Traced:

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgecls.atomic import write_text_atomic
 from edgecls.errors import EdgeclsError
-from edgecls.explain.divergence import DEFAULT_THRESHOLD_DB, Divergence, DivergenceProbe
+from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, Divergence, DivergenceProbe
 from edgecls.explain.occlusion import METHODS as DEVICE_METHODS, SaliencyMap, device_map
 from edgecls.explain.render import Panel, overlay_png, sheet_png, short, slug, top3_lines
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
@@ -240,6 +240,8 @@ def _explain_pair(report: dict[str, Any], float_entry: dict, quant_entry: dict, 
     agree = np.flatnonzero(f_top == q_top)
     least = agree[np.argsort(np.minimum(f_prob[agree].max(1), q_prob[agree].max(1)), kind="stable")[:extra]]
     chosen = list(flips[:MAX_EXPLAINED_FLIPS]) + list(least)
+    if len(agree):  # each layer's typical SNR, on agreeing images spread over the test set
+        probe.calibrate(test.images[agree[np.linspace(0, len(agree) - 1, min(BASELINE_IMAGES, len(agree))).astype(int)]])
     log(f"Explaining {len(flips)} flip(s) and {len(least)} least-confident agreement(s) of {qname} against {fname} "
         f"({method} maps, per-layer divergence)")
     names = test.class_names
@@ -253,7 +255,8 @@ def _explain_pair(report: dict[str, Any], float_entry: dict, quant_entry: dict, 
         flipped = bool(f_top[i] != q_top[i])
         first, worst = divergence.first_over, divergence.worst
         overlap = focus_overlap(f_map, q_map)
-        where = f"{first.layer} ({_db(first.snr_db)})" if first else f"none (lowest {worst.layer} {_db(worst.snr_db)})"
+        where = (f"{first.layer} ({divergence.over(divergence.first_index)})" if first
+                 else f"none (lowest: {worst.layer}, {_db(worst.snr_db)})")
         rows.append([str(test.ids[i]), "flip" if flipped else "agree", names[test.labels[i]],
                      _top3_text(f_map), _top3_text(q_map), where, f"{overlap:.2f}"])
         records.append({"index": int(i), "id": test.ids[i], "flipped": flipped, "true": names[test.labels[i]],
@@ -268,8 +271,9 @@ def _explain_pair(report: dict[str, Any], float_entry: dict, quant_entry: dict, 
            if len(flips) > MAX_EXPLAINED_FLIPS else "") + f"; {len(least)} least-confident agreements added.",
         f"Maps: {method} through the device runtime, for each model's own top-1. Overlap: the share of the float map's "
         f"top {FOCUS_FRACTION:.0%} pixels that are also in the int8 map's (1 = both look at the same place).",
-        f"Divergence: SNR of each layer's int8 output (dequantised) against float on that image; 'first over' is the first "
-        f"layer below {threshold_db:g} dB (healthy int8 layers sit at about 30-45 dB).",
+        f"Divergence: SNR of each layer's int8 output (dequantised) against float on that image. 'First over threshold': "
+        f"the first layer below {threshold_db:g} dB, or more than {probe.drop_db:g} dB under its typical SNR (the median "
+        f"on {min(BASELINE_IMAGES, len(agree))} agreeing images; grey in the charts).",
         _first_over_tally(over),
         f"{time.perf_counter() - started:.1f} s for {len(chosen)} images.",
     ]
@@ -296,7 +300,8 @@ def _flip_row(pixels: np.ndarray, image_id: str, true: str, flipped: bool, f_map
         Panel(pixels, q_map.normalized(), title=f"int8 → '{short(q_map.label)}'", caption=top3_lines(q_map)),
         Panel(snr={"layers": [row.layer for row in layers],
                    "snr": [row.snr_db if np.isfinite(row.snr_db) else None for row in layers],
-                   "threshold": divergence.threshold_db, "first": layers.index(first) if first else None},
+                   "typical": divergence.typical_db, "threshold": divergence.threshold_db,
+                   "first": divergence.first_index},
               title=f"first over: {first.layer}" if first else "no layer over the threshold"),
     ]
 
@@ -382,6 +387,7 @@ def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[
 def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from edgecls.bench.report import MIN_CONSOLE_WIDTH
     from edgecls.device import QuietPipeConsole, markup_cell
 
     if "worst" in summary:
@@ -402,6 +408,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
                           f"{row['peak_yx'][0]}, {row['peak_yx'][1]}", f"{row['top10_area_mass']:.2f}",
                           str(row["evaluations"]), markup_cell(row["png"]))
         files = f"Summary: {summary['summary_file']}"
-    console = QuietPipeConsole()
+    console = QuietPipeConsole(width=max(MIN_CONSOLE_WIDTH, QuietPipeConsole().width))
     console.print(table)
     console.print(markup_cell(files))

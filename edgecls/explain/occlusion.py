@@ -3,7 +3,7 @@
 Occlusion (Zeiler & Fergus): slide a grey patch over the image; a pixel's saliency is the mean drop
 of the target class's probability over the patches that covered it. RISE (Petsiuk et al. 2018):
 score N random, smoothed, shifted keep-masks; a pixel's saliency is the mask-weighted mean of the
-target's probability. Either way the cost is bounded and known up front (the patch grid or N),
+target's probability, less the mean over all masks. Either way the cost is bounded and known up front (the patch grid or N),
 the masked images go through `Classifier.probabilities` in batches (whole batches when the model
 has a dynamic batch dimension), and RISE is seeded.
 """
@@ -113,7 +113,8 @@ def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, 
 
     Each mask is a random `cells` x `cells` keep-grid, upsampled bilinearly to one cell larger than
     the image and cropped at a random shift (so cell borders fall anywhere); masked-out pixels get
-    the image's mean colour. Same seed, same map."""
+    the image's mean colour. A pixel's value: the mean score of the masks that kept it, less the
+    mean score of all masks. Same seed, same map."""
     if masks < 1 or cells < 1:
         raise EdgeclsError(f"RISE needs at least 1 mask and 1 cell (got {masks} masks, {cells} cells)")
     height, width = pixels.shape[:2]
@@ -143,9 +144,16 @@ def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, 
         return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
     total = np.zeros((height, width), np.float64)
+    kept = np.zeros((height, width), np.float64)
+    score_sum = 0.0
     for chunk, scores in _scored(clf, list(range(masks)), build, target, "RISE", progress):
-        total += np.tensordot(scores.astype(np.float64), made.pop(chunk[0]), axes=1)
-    values = (total / (masks * KEEP_PROBABILITY)).astype(np.float32)
+        keep = made.pop(chunk[0])
+        total += np.tensordot(scores.astype(np.float64), keep, axes=1)
+        kept += keep.sum(axis=0)
+        score_sum += float(scores.sum())
+    # E[score | pixel kept] - E[score]: RISE's estimate with its constant part (the mean score, which
+    # every pixel gets whatever it does) taken away, so that a map shows evidence, not a level
+    values = (total / np.maximum(kept, 1e-9) - score_sum / masks).astype(np.float32)
     return SaliencyMap(values, "rise", target, clf.labels[target], clf.top_classes(base, 3), masks,
                        time.perf_counter() - started, {"masks": masks, "cells": cells, "seed": seed})
 

@@ -35,7 +35,7 @@ class Panel:
     saliency: Optional[np.ndarray] = None  # normalised (H, W)
     title: str = ""
     caption: Sequence[str] = ()
-    snr: Optional[dict[str, Any]] = None  # {"layers": [...], "snr": [...], "threshold": dB, "first": index|None}
+    snr: Optional[dict[str, Any]] = None  # {"layers", "snr", "typical" (or None), "threshold" (dB), "first" (index or None)}
     highlight: bool = False  # a red frame: e.g. a wrong prediction
 
 
@@ -145,15 +145,21 @@ def _snr_chart(ax: Any, snr: dict[str, Any]) -> None:
     top = max(finite + [snr["threshold"]]) + 5
     plotted = [top if not np.isfinite(v) else v for v in values]  # identical (inf) drawn at the top
     xs = np.arange(len(layers))
-    ax.plot(xs, plotted, marker="o", markersize=3, color="C0")
+    if snr.get("typical"):
+        typical = [min(v, top) for v in snr["typical"]]
+        ax.plot(xs, typical, color="grey", linewidth=1, label="typical")
+        finite += typical
+    ax.plot(xs, plotted, marker="o", markersize=3, color="C0", label="this image")
     ax.axhline(snr["threshold"], color="C3", linestyle="--", linewidth=1)
-    ax.text(0, snr["threshold"], f" {snr['threshold']:g} dB", color="C3", fontsize=7, va="bottom")
+    ax.text(len(layers) - 1, snr["threshold"], f"{snr['threshold']:g} dB ", color="C3", fontsize=7, va="top",
+            ha="right")
     first = snr.get("first")
     if first is not None:
         ax.plot([first], [plotted[first]], marker="o", markersize=7, color="C3")
-    ax.set_xticks(xs, [textwrap.shorten(name, 12, placeholder="…") for name in layers], rotation=60, fontsize=6.5,
-                  ha="right")
+    ax.set_xticks(xs, [short(name, 13) for name in layers], rotation=60, fontsize=6.5, ha="right")
     ax.tick_params(axis="y", labelsize=7)
     ax.set_ylabel("SNR dB (int8 vs float)", fontsize=7)
     ax.set_ylim(min(finite + [snr["threshold"]]) - 5, top + 2)
     ax.grid(alpha=0.3)
+    if snr.get("typical"):
+        ax.legend(fontsize=6, loc="lower left")
