@@ -254,6 +254,8 @@ def explain(
     target: Annotated[Optional[int], typer.Option(help="Class index to explain  \\[default: each image's top-1]")] = None,
     masks: Annotated[int, typer.Option(min=1, help="RISE: random masks per image (the cost, in model runs)")] = 500,
     seed: Annotated[int, typer.Option(help="RISE: mask seed")] = 0,
+    fill: Annotated[str, typer.Option(help="Occlusion and RISE: what hidden pixels become: mean (the image's mean "
+                                      "colour) | black (for dark backgrounds, e.g. digits) | blur")] = "mean",
     layer: Annotated[Optional[str], typer.Option(help="Grad-CAM: the layer  \\[default: the last conv layer]")] = None,
     worst: Annotated[int, typer.Option(min=1, help="--dataset: how many test images")] = 16,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads  \\[default: the CPU count]")] = None,
@@ -270,7 +272,7 @@ def explain(
     from edgecls.explain.job import ExplainOptions, run_explain
     from edgecls.runtime.classify import parse_input_range
 
-    options = ExplainOptions(method=method, out=out, target=target, masks=masks, seed=seed, layer=layer,
+    options = ExplainOptions(method=method, out=out, target=target, masks=masks, seed=seed, fill=fill, layer=layer,
                              threads=threads, backend=backend, labels=str(labels) if labels else None,
                              input_range=parse_input_range(input_range))
     raise typer.Exit(run_explain(model, images or [], dataset, options, worst, as_json, log=_to_stderr))

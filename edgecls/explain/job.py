@@ -37,6 +37,7 @@ class ExplainOptions:
     out: Optional[Path] = None  # folder for the PNGs and explain.json
     target: Optional[int] = None  # the class to explain; None: each image's top-1
     masks: int = 500  # RISE
+    fill: str = "mean"  # occlusion and RISE: what hidden pixels become
     seed: int = 0
     layer: Optional[str] = None  # Grad-CAM's layer; None: the last conv layer
     threads: Optional[int] = None
@@ -108,12 +109,13 @@ def _mapper(model: Path, options: ExplainOptions) -> _Mapper:
                      input_range=options.input_range)
     method = method or "occlusion"
     settings = {"masks": options.masks, "seed": options.seed} if method == "rise" else {}
+    settings["fill"] = options.fill
     return _Mapper(clf.path.name, method, clf.preprocess,
                    lambda pixels: device_map(clf, pixels, method, options.target, options.progress, **settings))
 
 
-def _out_dir(out: Optional[Path], model: Path) -> Path:
-    folder = out or Path("explain") / slug(model.stem if model.is_file() else model.name)
+def _out_dir(out: Optional[str | Path], model: Path) -> Path:
+    folder = Path(out) if out else Path("explain") / slug(model.stem if model.is_file() else model.name)
     if folder.exists() and not folder.is_dir():
         raise EdgeclsError(f"--out {folder} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)

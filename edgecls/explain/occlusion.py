@@ -26,6 +26,7 @@ DEFAULT_MASKS = 500  # RISE masks per image: ~1-3 s for a small model on a Pi-cl
 DEFAULT_CELLS = 7  # RISE's coarse grid, cells per side
 KEEP_PROBABILITY = 0.5  # RISE: a cell is kept with this probability
 CHUNK = 64  # masked images built at once: memory stays bounded for large inputs
+FILLS = ("mean", "black", "blur")  # what hidden pixels become (see baseline_image)
 
 
 @dataclass
@@ -69,12 +70,12 @@ def top_area_mass(norm: np.ndarray, fraction: float) -> float:
 
 
 def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, patch: Optional[int] = None,
-                  stride: Optional[int] = None, progress: bool = True) -> SaliencyMap:
+                  stride: Optional[int] = None, fill: str = "mean", progress: bool = True) -> SaliencyMap:
     """Occlusion map of uint8 `pixels` (H, W, C) for class `target` (default: the top-1).
 
     Patch default: 1/8 of the shorter side (at least 2 px), stride half of it: about 15 x 15 = 225
-    evaluations whatever the input size. The patch is filled with the image's mean colour, so it
-    removes structure without adding a bright or dark blob the model might react to."""
+    evaluations whatever the input size. The patch shows `fill` (see baseline_image): by default the
+    image's mean colour, which removes structure without adding a bright or dark blob."""
     height, width = pixels.shape[:2]
     patch = patch or max(2, round(min(height, width) / 8))
     stride = stride or max(1, patch // 2)
@@ -82,7 +83,7 @@ def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = N
         raise EdgeclsError(f"occlusion patch and stride must be at least 1 (got {patch}, {stride})")
     started = time.perf_counter()
     base, target = _base(clf, pixels, target)
-    fill = pixels.reshape(-1, pixels.shape[-1]).mean(axis=0).round().astype(np.uint8)
+    hidden = np.clip(np.rint(baseline_image(pixels, fill)), 0, 255).astype(np.uint8)
     tops = list(range(0, max(1, height - patch) + 1, stride))
     lefts = list(range(0, max(1, width - patch) + 1, stride))
     # the last row / column of patches reaches the edge, so every pixel is covered
@@ -93,7 +94,7 @@ def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = N
     def build(chunk: list[tuple[int, int]]) -> np.ndarray:
         batch = np.repeat(pixels[None], len(chunk), axis=0)
         for image, (y, x) in zip(batch, chunk):
-            image[y:y + patch, x:x + patch] = fill
+            image[y:y + patch, x:x + patch] = hidden[y:y + patch, x:x + patch]
         return batch
 
     drop = np.zeros((height, width), np.float64)
@@ -104,16 +105,16 @@ def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = N
             count[y:y + patch, x:x + patch] += 1
     values = (drop / np.maximum(count, 1)).astype(np.float32)
     return SaliencyMap(values, "occlusion", target, clf.labels[target], clf.top_classes(base, 3), len(boxes),
-                       time.perf_counter() - started, {"patch": patch, "stride": stride})
+                       time.perf_counter() - started, {"patch": patch, "stride": stride, "fill": fill})
 
 
 def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, masks: int = DEFAULT_MASKS,
-             cells: int = DEFAULT_CELLS, seed: int = 0, progress: bool = True) -> SaliencyMap:
+             cells: int = DEFAULT_CELLS, seed: int = 0, fill: str = "mean", progress: bool = True) -> SaliencyMap:
     """RISE map of uint8 `pixels` (H, W, C) for class `target` (default: the top-1): `masks` evaluations.
 
     Each mask is a random `cells` x `cells` keep-grid, upsampled bilinearly to one cell larger than
-    the image and cropped at a random shift (so cell borders fall anywhere); masked-out pixels get
-    the image's mean colour. A pixel's value: the mean score of the masks that kept it, less the
+    the image and cropped at a random shift (so cell borders fall anywhere); masked-out pixels show
+    `fill` (see baseline_image). A pixel's value: the mean score of the masks that kept it, less the
     mean score of all masks. Same seed, same map."""
     if masks < 1 or cells < 1:
         raise EdgeclsError(f"RISE needs at least 1 mask and 1 cell (got {masks} masks, {cells} cells)")
@@ -122,7 +123,7 @@ def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, 
     base, target = _base(clf, pixels, target)
     rng = np.random.default_rng(seed)
     cell_h, cell_w = int(np.ceil(height / cells)), int(np.ceil(width / cells))
-    fill = pixels.reshape(-1, pixels.shape[-1]).mean(axis=0).astype(np.float32)
+    hidden = baseline_image(pixels, fill)
     image = pixels.astype(np.float32)
 
     def make_masks(n: int) -> np.ndarray:
@@ -140,7 +141,7 @@ def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, 
     def build(chunk: list[int]) -> np.ndarray:
         keep = make_masks(len(chunk))
         made[chunk[0]] = keep
-        blended = image[None] * keep[..., None] + fill * (1 - keep[..., None])
+        blended = image[None] * keep[..., None] + hidden[None] * (1 - keep[..., None])
         return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
     total = np.zeros((height, width), np.float64)
@@ -155,7 +156,7 @@ def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, 
     # every pixel gets whatever it does) taken away, so that a map shows evidence, not a level
     values = (total / np.maximum(kept, 1e-9) - score_sum / masks).astype(np.float32)
     return SaliencyMap(values, "rise", target, clf.labels[target], clf.top_classes(base, 3), masks,
-                       time.perf_counter() - started, {"masks": masks, "cells": cells, "seed": seed})
+                       time.perf_counter() - started, {"masks": masks, "cells": cells, "seed": seed, "fill": fill})
 
 
 def device_map(clf: Classifier, pixels: np.ndarray, method: str = "occlusion", target: Optional[int] = None,
@@ -166,6 +167,23 @@ def device_map(clf: Classifier, pixels: np.ndarray, method: str = "occlusion", t
     if method == "rise":
         return rise_map(clf, pixels, target, progress=progress, **settings)
     raise EdgeclsError(f"unknown device-side method {method!r}: use one of {', '.join(METHODS)}")
+
+
+def baseline_image(pixels: np.ndarray, fill: str = "mean") -> np.ndarray:
+    """What a hidden pixel becomes, as a float32 image like `pixels`: the image's mean colour (removes
+    structure, keeps brightness), black (right where the background is dark and grey paint would itself be
+    evidence, as on MNIST), or a strong blur of the image (keeps colour and layout, drops detail)."""
+    if fill == "mean":
+        return np.broadcast_to(pixels.reshape(-1, pixels.shape[-1]).mean(axis=0), pixels.shape).astype(np.float32)
+    if fill == "black":
+        return np.zeros(pixels.shape, np.float32)
+    if fill == "blur":
+        from PIL import ImageFilter
+
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        blurred = np.asarray(image.filter(ImageFilter.GaussianBlur(max(2, min(pixels.shape[:2]) // 8))), np.float32)
+        return blurred.reshape(pixels.shape)
+    raise EdgeclsError(f"unknown fill {fill!r}: use one of {', '.join(FILLS)}")
 
 
 def _base(clf: Classifier, pixels: np.ndarray, target: Optional[int]) -> tuple[np.ndarray, int]:
