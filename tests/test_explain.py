@@ -124,11 +124,12 @@ def test_maps_of_a_trained_model_differ_from_randomised_weights(square_models, m
             clf = Classifier(square_models["paths"][name], num_threads=1)
             maps[name] = [device_map(clf, image, method, target=1, progress=False).values for image in images]
         trained, random = maps["trained"], maps["random"]
-    correlation = np.mean([rank_correlation(a, b) for a, b in zip(trained, random) if a.std() and b.std()] or [0.0])
+    assert all(m.std() > 0 for m in trained + random)  # no flat map: the correlation means something
+    correlation = np.mean([rank_correlation(a, b) for a, b in zip(trained, random)])
     trained_mass = np.mean([object_mass(m, c) for m, c in zip(trained, corners)])
     random_mass = np.mean([object_mass(m, c) for m, c in zip(random, corners)])
     assert correlation < 0.5, correlation
-    assert trained_mass > random_mass + 0.15, (trained_mass, random_mass)
+    assert trained_mass > random_mass + 0.1, (trained_mass, random_mass)
 
 
 def test_quad_map_lies_on_the_deciding_half(models):

@@ -1,5 +1,5 @@
 """Grad-CAM (Selvaraju et al. 2017) of a Keras model: the last conv layer's activations weighted by
-the pooled gradient of the class score, ReLU'd and upsampled to the image. TensorFlow is imported
+the pooled gradient of the class score, upsampled to the image (ReLU'd when drawn). TensorFlow is imported
 inside the functions: the rest of edgecls.explain stays device-side.
 
 The class score is log p(class): gradients of a softmax probability vanish when it saturates,
@@ -69,7 +69,8 @@ def gradcam_map(model: Any, pixels: np.ndarray, target: Optional[int] = None, la
     grads = tape.gradient(score, maps)[0].numpy()
     activations = maps[0].numpy()
     weights = grads.mean(axis=(0, 1))  # global-average-pooled gradients: one weight per channel
-    cam = np.maximum((activations * weights).sum(axis=-1), 0).astype(np.float32)
+    # kept signed (negative = evidence against); the ReLU of Grad-CAM is SaliencyMap.normalized()'s clip
+    cam = (activations * weights).sum(axis=-1).astype(np.float32)
     height, width = pixels.shape[:2]
     values = np.asarray(Image.fromarray(cam).resize((width, height), Image.BILINEAR), np.float32)
     probabilities = scores0.numpy() if distribution else _softmax(scores0.numpy())
