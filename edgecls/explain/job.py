@@ -16,6 +16,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from edgecls.atomic import write_text_atomic
+# bench's test-set loaders (a run's test split with image ids; --data's): internal names, imported here only
+from edgecls.bench.inputs import data_test_set, run_test_set, split_paths
 from edgecls.errors import EdgeclsError
 from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, Divergence, DivergenceProbe
 from edgecls.explain.occlusion import METHODS as DEVICE_METHODS, SaliencyMap, device_map
@@ -136,9 +138,8 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
         raise EdgeclsError(f"--worst must be at least 1 (got {count})")
     run = open_run(run_dir)
     model = run.model()
-    images, labels = run.images("test")
-    if not len(images):
-        raise EdgeclsError(f"{run_dir} has no test images")
+    test = run_test_set(run)  # the test split with bench's image ids (file names, or dataset indices)
+    images, labels, ids = test.images, test.labels, test.ids
     log(f"Scoring {len(images)} test images of {run_dir}")
     probabilities = keras_probabilities(model, images)
     if not is_distribution(probabilities):
@@ -152,11 +153,11 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
         pred_map = gradcam_map(model, images[i], predicted, options.layer, names)
         true_map = gradcam_map(model, images[i], int(labels[i]), options.layer, names)
         wrong = predicted != int(labels[i])
-        rows.append({"test_index": int(i), "true": names[labels[i]], "predicted": names[predicted],
+        rows.append({"test_index": int(i), "id": ids[i], "true": names[labels[i]], "predicted": names[predicted],
                      "loss": round(float(loss[i]), 4), "wrong": wrong, "map_predicted": pred_map.summary(),
                      "map_true": true_map.summary()})
         panels.append([
-            Panel(images[i], title=f"test #{i}", caption=[f"true: {short(names[labels[i]])}",
+            Panel(images[i], title=short(str(ids[i]), 28), caption=[f"true: {short(names[labels[i]])}",
                                                            f"loss {loss[i]:.2f}"], highlight=wrong),
             Panel(images[i], pred_map.normalized(), title=f"predicted '{short(names[predicted])}'",
                   caption=top3_lines(pred_map)),
@@ -208,8 +209,6 @@ def add_explain_flips(report: dict[str, Any], paths: Sequence[Path], data: Optio
 
 def _bench_test_set(report: dict[str, Any], paths: Sequence[Path], data: Optional[str]) -> Any:
     """The images the bench scored, found again the way it found them, and checked by content digest."""
-    # bench's own test-set loaders: imported here only
-    from edgecls.bench.inputs import data_test_set, run_test_set, split_paths
     from edgecls.rundir import open_run
 
     run_dir, _ = split_paths(list(paths))
@@ -393,9 +392,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from edgecls.device import QuietPipeConsole, markup_cell
 
     if "worst" in summary:
-        table = Table("test image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}")
+        table = Table("image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}")
         for row in summary["worst"]:
-            table.add_row(str(row["test_index"]), markup_cell(row["true"]), markup_cell(row["predicted"]),
+            table.add_row(markup_cell(str(row["id"])), markup_cell(row["true"]), markup_cell(row["predicted"]),
                           f"{row['loss']:.3f}")
         files = f"Contact sheet: {summary['sheet']}; summary: {summary['summary_file']}"
     else:

@@ -85,7 +85,8 @@ def sheet_png(rows: Sequence[Sequence[Panel]], path: Path, title: str = "", colu
     rows = list(rows)[:MAX_SHEET_ROWS]
     ncols = max(len(r) for r in rows)
     widths = [1.6 if any(len(r) > c and r[c].snr is not None for r in rows) else 1 for c in range(ncols)]
-    figure, axes = plt.subplots(len(rows), ncols, figsize=(2.6 * sum(widths) + 1.0, 3.0 * len(rows) + 0.6),
+    width = 2.6 * sum(widths) + 1.4  # inches; the last 1.4 hold the colour bar and its label
+    figure, axes = plt.subplots(len(rows), ncols, figsize=(width, 3.0 * len(rows) + 0.6),
                                 squeeze=False, gridspec_kw={"width_ratios": widths})
     shown = None
     for r, row in enumerate(rows):
@@ -111,9 +112,10 @@ def sheet_png(rows: Sequence[Sequence[Panel]], path: Path, title: str = "", colu
                 ax.set_xlabel("\n".join(panel.caption), fontsize=7.5, loc="left")
     if title:
         figure.suptitle(textwrap.shorten(title, 140), fontsize=11)
-    figure.tight_layout(rect=(0, 0, 0.93, 0.98 if title else 1))
+    right = 1 - 1.3 / width
+    figure.tight_layout(rect=(0, 0, right, 0.98 if title else 1))
     if shown is not None:
-        bar_axes = figure.add_axes((0.945, 0.3, 0.012, 0.4))
+        bar_axes = figure.add_axes((right + 0.2 / width, 0.3, 0.15 / width, 0.4))
         bar = figure.colorbar(shown, cax=bar_axes)
         bar.set_label("relative importance (map peak = 1)", fontsize=8)
     return save(plt, figure, path)
