@@ -21,7 +21,7 @@ from edgecls.bench.inputs import data_test_set, run_test_set, split_paths
 from edgecls.errors import EdgeclsError
 from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, Divergence, DivergenceProbe
 from edgecls.explain.occlusion import METHODS as DEVICE_METHODS, SaliencyMap, device_map
-from edgecls.explain.render import Panel, overlay_png, sheet_png, short, slug, top3_lines
+from edgecls.explain.render import Panel, overlay_png, pyplot, sheet_png, short, slug, top3_lines
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
 # expand_images (files, folders, globs -> paths or error Predictions): an internal runtime name, imported here only.
 from edgecls.runtime.sources import expand_images
@@ -75,6 +75,10 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
         raise EdgeclsError("no images to explain: name image files, folders or glob patterns")
     summary = {"model": str(model), "method": mapper.method, "images": rows,
                "failed": sum("error" in row for row in rows)}
+    if pyplot() is None:
+        summary["note"] = ("matplotlib is not installed: the PNGs show the image and its map only (no colour bar, "
+                           "no labels); pip install matplotlib for the full figures")
+        log(f"note: {summary['note']}")
     write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     summary["summary_file"] = str(out / SUMMARY_NAME)
     return summary

@@ -6,8 +6,9 @@ one colour bar per figure; labels are shortened and wrapped so that no text over
 
 from __future__ import annotations
 
+import io
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -23,7 +24,7 @@ ALPHA = 0.55
 LABEL_CHARS = 22  # a label longer than this is cut: ImageNet names run to 40+
 MAX_SHEET_ROWS = 24  # rows on one contact sheet; more go on the next page
 
-__all__ = ["Panel", "overlay_png", "sheet_png", "slug", "top3_lines"]
+__all__ = ["Panel", "overlay_png", "pillow_overlay", "pyplot", "sheet_png", "slug", "top3_lines"]
 
 
 @dataclass
@@ -50,8 +51,11 @@ def top3_lines(smap_or_top: Any) -> list[str]:
 
 
 def overlay_png(pixels: np.ndarray, smap: SaliencyMap, path: Path, title: str = "") -> str:
-    """image | map over it (colour bar) | top-3 bars, written atomically to `path`."""
-    plt = _plt()
+    """image | map over it (colour bar) | top-3 bars, written atomically to `path`. Without matplotlib
+    (a device install) the image and the map over it, side by side, drawn with Pillow alone."""
+    plt = pyplot()
+    if plt is None:
+        return pillow_overlay(pixels, smap.normalized(), path)
     figure, axes = plt.subplots(1, 3, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.2, 1.1]})
     _image(axes[0], pixels)
     axes[0].set_title("input", fontsize=10)
@@ -119,6 +123,32 @@ def sheet_png(rows: Sequence[Sequence[Panel]], path: Path, title: str = "", colu
         bar = figure.colorbar(shown, cax=bar_axes)
         bar.set_label("relative importance (map peak = 1)", fontsize=8)
     return save(plt, figure, path)
+
+
+# inferno at 0, 0.25, 0.5, 0.75, 1 (RGB): the Pillow fallback's colour map, close to matplotlib's
+_INFERNO = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
+PILLOW_MIN_SIDE = 256  # the fallback's picture is scaled up to at least this many pixels a side
+
+
+def pillow_overlay(pixels: np.ndarray, saliency: np.ndarray, path: Path) -> str:
+    """The image and the normalised map over it (inferno, 55 % opaque), side by side, as a PNG made
+    with Pillow alone: what a device without matplotlib writes."""
+    from PIL import Image
+
+    from edgecls.atomic import write_bytes_atomic
+
+    stops = np.linspace(0, 1, len(_INFERNO))
+    colours = np.stack([np.interp(saliency, stops, _INFERNO[:, c]) for c in range(3)], axis=-1)
+    base = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
+    blended = base.astype(np.float32) * (1 - ALPHA) + colours * ALPHA
+    side = np.hstack([base.astype(np.float32), np.full((base.shape[0], 2, 3), 255.0), blended])
+    picture = Image.fromarray(np.clip(np.rint(side), 0, 255).astype(np.uint8))
+    factor = max(1, int(np.ceil(PILLOW_MIN_SIDE / min(base.shape[:2]))))
+    picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    write_bytes_atomic(path, buffer.getvalue())
+    return path.name
 
 
 def _plt() -> Any:
