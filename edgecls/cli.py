@@ -339,8 +339,8 @@ def bench_run(
         "--explain-flips", metavar="N", help="Also explain every image where the int8 and float32 .tflite disagree, "
         "plus the N least-confident agreements (0: flips only): both models' maps and top-3, the per-layer SNR and "
         "the first layer below --explain-threshold; a report section with contact sheets and a flip matrix")] = None,
-    explain_threshold: Annotated[float, typer.Option(help="--explain-flips: SNR (dB) below which a layer counts "
-                                                     "as diverged")] = 20.0,
+    explain_threshold: Annotated[Optional[float], typer.Option(help="--explain-flips: SNR (dB) below which a layer "
+                                                              "counts as diverged  \\[default: 20]")] = None,
 ) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 

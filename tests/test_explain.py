@@ -347,3 +347,34 @@ def test_explain_dataset_maps_the_worst_test_images(digits_run, tmp_path, cli):
     assert len(losses) == 4 and losses == sorted(losses, reverse=True)
     assert summary["worst"][0]["map_predicted"]["settings"]["layer"] == "conv2"
     assert Path(summary["sheet"]).is_file()
+
+
+def test_unmatched_tensors_are_paired_in_op_order_by_type_and_shape():
+    """A third-party pair whose tensor names differ: ops pair up in order, by (op type, shape)."""
+    from edgecls.explain.divergence import _match
+
+    def op(index, name, kind, shape):
+        return {"index": index, "name": name, "op_name": kind, "shape": shape}
+
+    floats = [op(0, "a", "CONV_2D", (1, 8, 8, 4)), op(1, "b", "MAX_POOL_2D", (1, 4, 4, 4)),
+              op(2, "logits", "FULLY_CONNECTED", (1, 3)), op(3, "out", "SOFTMAX", (1, 3))]
+    quants = [op(0, "a", "CONV_2D", (1, 8, 8, 4)), op(1, "b_int8", "MAX_POOL_2D", (1, 4, 4, 4)),
+              op(2, "x", "FULLY_CONNECTED", (1, 3)), op(3, "y", "SOFTMAX", (1, 3))]  # (QUANTIZE/DEQUANTIZE: skipped)
+    pairs = _match(floats, quants)
+    assert [(f["index"], q["index"], how) for f, q, how in pairs] == [(0, 0, "name"), (1, 1, "order"),
+                                                                        (2, 2, "order"), (3, 3, "order")]
+
+
+@pytest.mark.slow
+def test_explain_a_run_directory_uses_gradcam(digits_run, tmp_path, cli):
+    from edgecls.rundir import open_run
+
+    images, labels = open_run(digits_run).images("test")
+    Image.fromarray(images[0][..., 0]).save(tmp_path / "digit.png")
+    result = cli("explain", digits_run, tmp_path / "digit.png", "--out", tmp_path / "maps", "--json")
+    assert result.code == 0, result.err
+    row = json.loads(result.out)["images"][0]
+    assert row["method"] == "gradcam" and row["settings"]["layer"] == "conv2"
+    assert (tmp_path / "maps" / "digit-gradcam.png").is_file()
+    wrong = cli("explain", digits_run, tmp_path / "digit.png", "--layer", "nope", "--out", tmp_path / "maps")
+    assert wrong.code == 2 and "no layer 'nope'" in wrong.err

@@ -8,6 +8,7 @@ directory) and `--dataset` load the Keras model.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,28 +182,33 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
 
 
 # ---------------------------------------------------------------------- edgecls bench --explain-flips N
-def check_explain_flips(extra: Optional[int], threshold_db: float) -> None:
+def check_explain_flips(extra: Optional[int], threshold_db: Optional[float]) -> None:
     """Fail before a bench measures anything when --explain-flips is given badly."""
     if extra is not None and extra < 0:
         raise EdgeclsError(f"--explain-flips takes the number of least-confident agreements to add, 0 or more "
                            f"(got {extra})")
-    if not np.isfinite(threshold_db):
+    if threshold_db is not None and not np.isfinite(threshold_db):
         raise EdgeclsError(f"--explain-threshold must be a number of dB (got {threshold_db})")
 
 
 def add_explain_flips(report: dict[str, Any], paths: Sequence[Path], data: Optional[str], report_dir: Optional[Path],
-                      extra: int = 0, threshold_db: float = DEFAULT_THRESHOLD_DB, method: str = "occlusion",
+                      extra: int = 0, threshold_db: Optional[float] = None, method: str = "occlusion",
                       backend: Optional[str] = None, input_range: Optional[tuple[float, float]] = None,
                       log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """For each quantised .tflite of a bench report and its float32 twin: every image where their
     top-1 differs plus the `extra` least-confident agreements, with both models' maps and top-3 and
-    the per-layer divergence; a report section each (table + contact sheets) and a flip matrix."""
+    the per-layer divergence; a report section each (table + contact sheets) and a flip matrix.
+    Without a float32 and a quantised .tflite, a note says so (the bench's own report is kept)."""
+    threshold_db = DEFAULT_THRESHOLD_DB if threshold_db is None else threshold_db
     models = [m for m in report["models"] if m["kind"] == "tflite"]
     floats = [m for m in models if m["mode"] == "float32"]
     quantised = [m for m in models if m["mode"] not in ("float32", "float16")]
     if not floats or not quantised:
-        raise EdgeclsError("--explain-flips needs a float32 and a quantised .tflite among the benched models "
-                           f"(got: {', '.join(m['name'] + ' ' + m['mode'] for m in models) or 'none'})")
+        note = ("--explain-flips: nothing explained; it needs a float32 and a quantised .tflite among the benched "
+                f"models (got: {', '.join(m['name'] + ' ' + m['mode'] for m in models) or 'none'})")
+        log(f"note: {note}")
+        report["notes"].append(note)
+        return []
     test = _bench_test_set(report, paths, data)
     sections = []
     for model in quantised:
@@ -252,7 +258,7 @@ def _explain_pair(report: dict[str, Any], float_entry: dict, quant_entry: dict, 
     names = test.class_names
     rows, panels, records = [], [], []
     started = time.perf_counter()
-    for i in chosen:
+    for i in _progress(chosen, f"explaining {qname}"):
         pixels = test.images[i]
         f_map = device_map(f_clf, pixels, method, progress=False)
         q_map = device_map(q_clf, pixels, method, progress=False)
@@ -292,6 +298,17 @@ def _explain_pair(report: dict[str, Any], float_entry: dict, quant_entry: dict, 
                                  matrix[0], matrix[1], [f"{len(flips)} flips; classes with no flip are left out."],
                                  data={"pairs": matrix[2]})
     return [section, matrix_section]
+
+
+def _progress(items: list, what: str) -> Any:
+    """`items`, with a rich progress bar (on stderr) while they are worked through, when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield from items
+        return
+    from rich.console import Console
+    from rich.progress import track
+
+    yield from track(items, description=what, transient=True, console=Console(stderr=True))
 
 
 def _flip_row(pixels: np.ndarray, image_id: str, true: str, flipped: bool, f_map: SaliencyMap, q_map: SaliencyMap,

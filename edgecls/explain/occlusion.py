@@ -205,9 +205,10 @@ def _scored(clf: Classifier, items: list, build: Callable[[list], np.ndarray], t
         for chunk in chunks:
             yield chunk, clf.probabilities(build(chunk))[:, target]
         return
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True) as bar:
+    with Progress(transient=True, console=Console(stderr=True)) as bar:  # stdout may carry --json
         task = bar.add_task(f"{what}: {len(items)} evaluations", total=len(items))
         for chunk in chunks:
             yield chunk, clf.probabilities(build(chunk))[:, target]
