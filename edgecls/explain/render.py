@@ -73,8 +73,10 @@ def overlay_png(pixels: np.ndarray, smap: SaliencyMap, path: Path, title: str = 
     axes[2].set_xlim(0, 1)
     axes[2].set_xlabel("probability", fontsize=9)
     axes[2].set_title("top-3 (explained in red)", fontsize=10)
-    for y, score in enumerate(scores):
-        axes[2].text(min(score + 0.02, 0.8), y, f"{score:.3f}", va="center", fontsize=8)
+    for y, score in enumerate(scores):  # beside the bar, or inside it in white when the bar is long
+        inside = score > 0.8
+        axes[2].text(score - 0.02 if inside else score + 0.02, y, f"{score:.3f}", va="center", fontsize=8,
+                     ha="right" if inside else "left", color="white" if inside else "black")
     if title:
         figure.suptitle(textwrap.shorten(title, 110), fontsize=10)
     figure.tight_layout()
