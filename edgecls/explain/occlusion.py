@@ -91,15 +91,15 @@ def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = N
     lefts += [width - patch] if lefts[-1] + patch < width else []
     boxes = [(y, x) for y in tops for x in lefts]
 
-    def build(chunk: list[tuple[int, int]]) -> np.ndarray:
+    def build(chunk: list[tuple[int, int]]) -> tuple[np.ndarray, None]:
         batch = np.repeat(pixels[None], len(chunk), axis=0)
         for image, (y, x) in zip(batch, chunk):
             image[y:y + patch, x:x + patch] = hidden[y:y + patch, x:x + patch]
-        return batch
+        return batch, None
 
     drop = np.zeros((height, width), np.float64)
     count = np.zeros((height, width), np.float64)
-    for chunk, scores in _scored(clf, boxes, build, target, "occlusion", progress):
+    for chunk, _, scores in _scored(clf, boxes, build, target, "occlusion", progress):
         for (y, x), score in zip(chunk, scores):
             drop[y:y + patch, x:x + patch] += base[target] - score
             count[y:y + patch, x:x + patch] += 1
@@ -136,19 +136,15 @@ def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, 
             out[i] = big[dy:dy + height, dx:dx + width]
         return out
 
-    made: dict[int, np.ndarray] = {}
-
-    def build(chunk: list[int]) -> np.ndarray:
+    def build(chunk: list[int]) -> tuple[np.ndarray, np.ndarray]:
         keep = make_masks(len(chunk))
-        made[chunk[0]] = keep
         blended = image[None] * keep[..., None] + hidden[None] * (1 - keep[..., None])
-        return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        return np.clip(np.rint(blended), 0, 255).astype(np.uint8), keep
 
     total = np.zeros((height, width), np.float64)
     kept = np.zeros((height, width), np.float64)
     score_sum = 0.0
-    for chunk, scores in _scored(clf, list(range(masks)), build, target, "RISE", progress):
-        keep = made.pop(chunk[0])
+    for _, keep, scores in _scored(clf, list(range(masks)), build, target, "RISE", progress):
         total += np.tensordot(scores.astype(np.float64), keep, axes=1)
         kept += keep.sum(axis=0)
         score_sum += float(scores.sum())
@@ -196,14 +192,19 @@ def _base(clf: Classifier, pixels: np.ndarray, target: Optional[int]) -> tuple[n
     return base, target
 
 
-def _scored(clf: Classifier, items: list, build: Callable[[list], np.ndarray], target: int, what: str,
-            progress: bool) -> Iterator[tuple[list, np.ndarray]]:
-    """(chunk of items, the target's probability for each) in chunks, with a progress bar on a terminal."""
+def _scored(clf: Classifier, items: list, build: Callable[[list], tuple[np.ndarray, Any]], target: int, what: str,
+            progress: bool) -> Iterator[tuple[list, Any, np.ndarray]]:
+    """(chunk of items, what build gave beside the batch, the target's probability for each image) chunk
+    by chunk, with a progress bar on a terminal. build(chunk) -> (uint8 batch, anything)."""
     step = max(clf.max_batch, min(CHUNK, len(items)))
     chunks = [items[i:i + step] for i in range(0, len(items), step)]
+    def score(chunk: list) -> tuple[list, Any, np.ndarray]:
+        batch, extra = build(chunk)
+        return chunk, extra, clf.probabilities(batch)[:, target]
+
     if not (progress and sys.stderr.isatty()):
         for chunk in chunks:
-            yield chunk, clf.probabilities(build(chunk))[:, target]
+            yield score(chunk)
         return
     from rich.console import Console
     from rich.progress import Progress
@@ -211,5 +212,5 @@ def _scored(clf: Classifier, items: list, build: Callable[[list], np.ndarray], t
     with Progress(transient=True, console=Console(stderr=True)) as bar:  # stdout may carry --json
         task = bar.add_task(f"{what}: {len(items)} evaluations", total=len(items))
         for chunk in chunks:
-            yield chunk, clf.probabilities(build(chunk))[:, target]
+            yield score(chunk)
             bar.advance(task, len(chunk))
