@@ -79,13 +79,14 @@ def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = N
     height, width = pixels.shape[:2]
     patch = patch or max(2, round(min(height, width) / 8))
     stride = stride or max(1, patch // 2)
-    if patch < 1 or stride < 1:
-        raise EdgeclsError(f"occlusion patch and stride must be at least 1 (got {patch}, {stride})")
+    if not (1 <= patch <= min(height, width)) or stride < 1:
+        raise EdgeclsError(f"occlusion patch must be 1..{min(height, width)} px and stride at least 1 "
+                           f"(got {patch}, {stride})")
     started = time.perf_counter()
     base, target = _base(clf, pixels, target)
     hidden = np.clip(np.rint(baseline_image(pixels, fill)), 0, 255).astype(np.uint8)
-    tops = list(range(0, max(1, height - patch) + 1, stride))
-    lefts = list(range(0, max(1, width - patch) + 1, stride))
+    tops = list(range(0, height - patch + 1, stride))
+    lefts = list(range(0, width - patch + 1, stride))
     # the last row / column of patches reaches the edge, so every pixel is covered
     tops += [height - patch] if tops[-1] + patch < height else []
     lefts += [width - patch] if lefts[-1] + patch < width else []
