@@ -30,6 +30,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from edgecls.errors import EdgeclsError
+from edgecls.explain import DEFAULT_THRESHOLD_DB, FILLS, METHODS
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, MODES_HELP, QUANTIZERS
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
 from edgecls.runtime.capture import CAPTURE_BACKENDS
@@ -109,6 +110,8 @@ Optimizer = _choices("Optimizer", OPTIMIZERS)
 Strategy = _choices("Strategy", STRATEGIES)
 Quantizer = _choices("Quantizer", QUANTIZERS)
 Head = _choices("Head", HEADS)
+ExplainMethod = _choices("ExplainMethod", METHODS)
+Fill = _choices("Fill", FILLS)
 
 
 # ----------------------------------------------------------------------------- train
@@ -314,6 +317,11 @@ _INPUT_RANGE_HELP = ("LO,HI: the input values pixels 0 and 255 become, for a mod
 _INPUT_RANGE_DEFAULT = ("the metadata's range; else 0,255 for a float input (edgecls models scale inside), the raw "
                         "bytes for a quantised one")
 Backend = Annotated[Optional[str], typer.Option(help=_BACKEND_HELP, show_default=_BACKEND_DEFAULT)]
+Threads = Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads", show_default="the CPU count")]
+InputRange = Annotated[
+    Optional[str],
+    typer.Option("--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP, show_default=_INPUT_RANGE_DEFAULT),
+]
 
 
 # `predict --source`: live input (a camera, video file or stream). One block, so it can move as a whole.
@@ -361,18 +369,13 @@ def predict(
     as_csv: Annotated[
         bool, typer.Option("--csv", help="CSV (file,rank,index,label,score,error) instead of a table", metavar="")
     ] = False,
-    threads: Annotated[
-        Optional[int], typer.Option(min=1, help="Interpreter threads", show_default="the CPU count")
-    ] = None,
+    threads: Threads = None,
     labels: Annotated[
         Optional[Path],
         typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own labels"),
     ] = None,
     backend: Backend = None,
-    input_range: Annotated[
-        Optional[str],
-        typer.Option("--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP, show_default=_INPUT_RANGE_DEFAULT),
-    ] = None,
+    input_range: InputRange = None,
     source: _LiveSource = None,
     every: _LiveEvery = 1,
     fps: _LiveFps = None,
@@ -464,6 +467,77 @@ def doctor(
     raise typer.Exit(0 if report["ok"] else 1)
 
 
+# ----------------------------------------------------------------------------- explain
+# A .tflite is mapped on the device side (occlusion, RISE: no TensorFlow); a run directory with Grad-CAM.
+@app.command(epilog="Examples:\n\n"
+             "edgecls explain runs/digits-seed/export/model_int8.tflite seven.png --fill black\n\n"
+             "edgecls explain mobilenet_v1_0.25_128_quant.tflite cat.bmp --method rise --labels imagenet_labels.txt\n\n"
+             "edgecls explain runs/digits-seed seven.png\n\n"
+             "edgecls explain --dataset runs/digits-seed --worst 16")
+def explain(
+    model: Annotated[
+        Optional[Path],
+        typer.Argument(help="A .tflite (any NHWC classifier: a device-side occlusion or RISE map, no TensorFlow) "
+                       "or a run directory (Grad-CAM)", show_default=False),
+    ] = None,
+    images: Annotated[
+        Optional[list[str]], typer.Argument(help="Image files, folders and glob patterns", show_default=False)
+    ] = None,
+    dataset: Annotated[
+        Optional[Path],
+        typer.Option(help="A run directory: map its worst test images (highest loss) with Grad-CAM, on one "
+                     "contact sheet (give no MODEL or IMAGES with it)", show_default="none"),
+    ] = None,
+    method: Annotated[
+        Optional[ExplainMethod],
+        typer.Option(help="occlusion | rise (a .tflite) | gradcam (a run directory)",
+                     show_default="gradcam for a run directory, occlusion for a .tflite",
+                     **_choice(ExplainMethod, "method")),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Folder for the PNGs and explain.json", show_default="explain/MODEL_NAME")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the JSON summary instead of a table", metavar="")
+    ] = False,
+    target: Annotated[
+        Optional[int], typer.Option(help="Class index to explain", show_default="each image's top-1")
+    ] = None,
+    masks: Annotated[int, typer.Option(min=1, help="RISE: random masks per image (the cost, in model runs)")] = 500,
+    seed: Annotated[int, typer.Option(help="RISE: mask seed")] = 0,
+    fill: Annotated[
+        Fill,
+        typer.Option(help="Occlusion and RISE: what hidden pixels become: mean (the image's mean colour) | black "
+                     "(for dark backgrounds, e.g. digits) | blur", **_choice(Fill, "fill")),
+    ] = "mean",
+    layer: Annotated[
+        Optional[str], typer.Option(help="Grad-CAM: the layer", show_default="the last conv layer")
+    ] = None,
+    worst: Annotated[int, typer.Option(min=1, help="--dataset: how many test images")] = 16,
+    threads: Threads = None,
+    labels: Annotated[
+        Optional[Path], typer.Option(help="Labels file for a .tflite without its own", show_default="the model's own")
+    ] = None,
+    backend: Backend = None,
+    input_range: InputRange = None,
+) -> None:
+    """Saliency maps: where a model looks. PNG overlays (image, map with colour bar, top-3) and explain.json.
+
+    edgecls explain MODEL.tflite IMAGES... maps any .tflite on the device side (occlusion or RISE
+    through the runtime, no TensorFlow); edgecls explain RUN_DIR IMAGES... uses Grad-CAM on the Keras
+    model; edgecls explain --dataset RUN_DIR maps the test images the model gets most wrong.
+
+    Exit codes: 0 ok; 1 some images could not be read (error rows); 2 bad model, option or arguments.
+    """
+    from edgecls.explain.job import ExplainOptions, run_explain
+    from edgecls.parsing import parse_range
+
+    options = ExplainOptions(method=_plain(method), out=out, target=target,
+                             masks=masks, seed=seed, fill=_plain(fill), layer=layer, threads=threads, backend=backend,
+                             labels=str(labels) if labels else None, input_range=parse_range(input_range))
+    raise typer.Exit(run_explain(model, images or [], dataset, options, worst, as_json, log=_to_stderr))
+
+
 # ----------------------------------------------------------------------------- bench
 # `edgecls bench RUN_DIR|MODEL.tflite ...` measures; `edgecls bench compare A.json B.json ...` merges
 # reports. The group runs `run` when the first argument is not a sub-command's name.
@@ -490,7 +564,8 @@ app.add_typer(bench_app, name="bench")
 @bench_app.command("run", epilog="Examples:\n\n"
                    "edgecls bench runs/digits-seed --threads 1,4\n\n"
                    "edgecls bench model_int8.tflite --data test-images/ --device rpi4\n\n"
-                   "edgecls bench runs/digits-seed --diagnose --calib-sweep 25,100,300")
+                   "edgecls bench runs/digits-seed --diagnose --calib-sweep 25,100,300\n\n"
+                   "edgecls bench runs/digits-seed --explain-flips 5")
 def bench_run(
     paths: Annotated[
         list[Path], typer.Argument(help="A run directory (its exports, as export.json lists them) and/or .tflite files")
@@ -585,6 +660,20 @@ def bench_run(
             show_default="none",
         ),
     ] = None,
+    explain_flips: Annotated[
+        Optional[int],
+        typer.Option(
+            "--explain-flips",
+            metavar="N",
+            help="Also explain every image where the int8 and float32 .tflite disagree, plus the N least-confident "
+            "agreements (0: flips only): both models' maps and top-3, the per-layer SNR and the first layer below "
+            "--explain-threshold; a report section with contact sheets and a flip matrix",
+            show_default="none: no explanation",
+        ),
+    ] = None,
+    explain_threshold: Annotated[
+        float, typer.Option(help="--explain-flips: SNR (dB) below which a layer counts as diverged")
+    ] = DEFAULT_THRESHOLD_DB,
 ) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 
@@ -613,6 +702,10 @@ def bench_run(
                            input_range=parse_range(input_range),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]))
+    if explain_flips is not None:  # device side (two .tflite files through the runtime), injected like the others
+        from edgecls.explain.job import flips_analysis
+
+        analyses.append(flips_analysis(options, explain_flips, explain_threshold))
     result = bench(options, analyses, log=_to_stderr)
     print_tables(render_bench_table(result), *render_sections(result))
     if report_dir is not None:

@@ -142,3 +142,19 @@ def test_train_on_a_tflite_backbone_in_the_device_venv_gives_the_workstations_pr
         expected = host.classify(row["file"])[0]
         assert row["classes"][0]["label"] == expected.label
         assert abs(row["classes"][0]["score"] - expected.score) < 1e-6
+
+
+@pytest.mark.shared_data
+def test_explain_in_the_device_venv_maps_a_third_party_uint8_model(device_venv, tmp_path):
+    """edgecls explain on Google's Coral uint8 MobileNet with no TensorFlow and no matplotlib: the map
+    is made through the runtime and drawn with Pillow."""
+    pretrained = ROOT.parent / "shared" / "data" / "pretrained"
+    model = pretrained / "mobilenet_v1_0.25_128_quant.tflite"
+    if not model.is_file():
+        pytest.skip("../shared/data/pretrained is absent")
+    result = run(device_venv, "explain", str(model), str(pretrained / "cat.bmp"), "--labels",
+                 str(pretrained / "imagenet_labels.txt"), "--out", str(tmp_path / "maps"), "--json", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)["images"][0]
+    assert "cat" in row["label"] and row["evaluations"] == 225
+    assert Path(row["png"]).is_file() and (tmp_path / "maps" / "explain.json").is_file()
