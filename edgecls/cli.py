@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -294,6 +294,22 @@ def bench_run(
                                   "(TensorFlow's QuantizationDebugger) and name the worst; needs a run directory"),
     calib_sweep: Optional[str] = typer.Option(None, help="Also export int8 with each calibration size, e.g. "
                                               "25,100,300,1000: accuracy and agreement against N; needs a run directory"),
+    # --- real devices and sustained runs (edgecls.bench.remote, edgecls.bench.sustain)
+    sustain: Annotated[Optional[str], typer.Option(
+        metavar="DURATION", help="After the bench, run steady inference this long (10m, 90s, 1h), sampling latency, "
+        "CPU temperature, clock and throttling once a second; with --remote, on the devices")] = None,
+    remote: Annotated[Optional[str], typer.Option(
+        metavar="[USER@]HOST[:PORT],...|@FILE", help="Also bench on these devices over SSH (the machine's OpenSSH "
+        "client and its ~/.ssh/config; a comma list, or @FILE with one host a line), in parallel; the reports are "
+        "merged beside this host's")] = None,
+    remote_python: Annotated[str, typer.Option(help="Python (3.10+) on the device that makes its venv")] = "python3",
+    remote_dir: Annotated[str, typer.Option(help="Folder on the device for edgecls' venvs and runs "
+                                                 "(rm -rf it to remove everything)")] = "~/.cache/edgecls-remote",
+    wheels: Annotated[Optional[Path], typer.Option(help="Folder of wheels for an offline device (pip install "
+                                                        "--no-index --find-links there)  \\[default: the device's own "
+                                                        "package index]")] = None,
+    ssh_config: Annotated[Optional[Path], typer.Option("--ssh-config", "-F", help="ssh config file (ssh -F)  "
+                                                        "\\[default: ~/.ssh/config]")] = None,
 ) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 
@@ -308,6 +324,8 @@ def bench_run(
     from edgecls.bench.inputs import split_paths
     from edgecls.runtime.classify import parse_input_range
 
+    from edgecls.bench.sustain import parse_duration
+
     report_dir = report if report is not None else default_report_dir(paths)
     sweep_sizes = parse_sizes(calib_sweep)
     run_dir = split_paths(paths)[0]
@@ -316,7 +334,14 @@ def bench_run(
                            runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
                            input_range=parse_input_range(input_range),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
-                           command=" ".join(["edgecls", *sys.argv[1:]]))
+                           command=" ".join(["edgecls", *sys.argv[1:]]),
+                           sustain=parse_duration(sustain) if sustain and not remote else None)
+    if remote:
+        from edgecls.bench.remote import RemoteOptions, bench_remote
+
+        raise typer.Exit(bench_remote(options, RemoteOptions(remote, remote_python, remote_dir, wheels, ssh_config,
+                                                             parse_duration(sustain) if sustain else None),
+                                      log=_to_stderr))
     result = run_bench(options, log=_to_stderr)
     if diagnose or sweep_sizes:
         add_analyses(result, run_dir, diagnose, sweep_sizes, report_dir, data, log=_to_stderr)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from edgecls.bench import accuracy, latency, memory
+from edgecls.bench import accuracy, advice, latency, memory, sustain
 from edgecls.bench.inputs import (BenchModel, TestSet, data_test_set, describe_tflite, exported_files,
                                   match_classes, metadata_run, run_test_set, save_test_images, split_paths,
                                   unique_names)
@@ -53,6 +53,7 @@ class BenchOptions:
     json_path: Optional[Path] = None  # checked for writability before measuring
     report_dir: Optional[Path] = None
     command: Optional[str] = None
+    sustain: Optional[float] = None  # seconds of steady inference after the bench (bench.sustain)
 
 
 def parse_threads(text: Optional[str]) -> Optional[list[int]]:
@@ -92,13 +93,19 @@ def default_report_dir(paths: list[Path]) -> Optional[Path]:
 
 
 # ---------------------------------------------------------------------- the job
-def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure and return the report (not yet written: see report.write_reports)."""
+def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
+              on_inputs: Optional[Callable[[list[BenchModel], TestSet], None]] = None) -> dict[str, Any]:
+    """Measure and return the report (not yet written: see report.write_reports).
+
+    `on_inputs(models, test)` is called once the models and test images are known, before any
+    timing (bench.remote stages them for a device there)."""
     validate(options)
     profile = load_profile(options.device) if options.device else None
     check_writable(options.json_path, options.report_dir)
     backend = find_backend(options.backend)
     run, models, classifiers, test = _inputs(options, backend.name, log)
+    if on_inputs is not None:
+        on_inputs(models, test)
 
     log(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images")
     probabilities = {m.name: classifiers[m.name].probabilities(test.images) for m in models}
@@ -111,6 +118,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         timings = latency.measure(models, threads, test.images, timing_files, file_source, plan,
                                   backend.name, float_file, log, options.input_range)
         memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, log)
+        sustained = (sustain.run(models, test.images, options.sustain, max(threads), log, backend.name,
+                                 options.input_range) if options.sustain else None)
 
     notes = list(test.notes)
     if options.input_range is not None:
@@ -126,7 +135,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     if reference is None:
         notes.append("No float model among the models: accuracy is reported without Δ and agreement.")
     is_device, device_notes = placement_notes(profile, machine, cpus, threads)
-    return {
+    report = {
         "format": FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "command": options.command,
@@ -145,6 +154,10 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         "sections": [],
         "notes": notes,
     }
+    if sustained is not None:
+        sustain.add_section(report, sustained)
+    advice.add_advice(report)
+    return report
 
 
 def _inputs(options: BenchOptions, backend: str, log: Callable[[str], None]
