@@ -16,6 +16,7 @@ NOT_FASTER = 0.9  # an int8 model whose p50 is above 0.9x float32's is "not fast
 ACCURACY_COST_PT = 1.0  # points of top-1 worth a sentence
 MORE_THREADS_GAIN = 0.9  # more threads "help" when they cut p50 below 0.9x of one thread's
 SUSTAIN_DRIFT = 0.10  # a p50 10 % higher in the last window than in the first
+HEATING_C = 5.0  # a rise that can explain a slow-down
 
 
 def advice(report: dict[str, Any]) -> list[str]:
@@ -67,18 +68,23 @@ def _fastest(report: dict[str, Any], timed: list[dict[str, Any]]) -> str:
 
 def _threads(timed: list[dict[str, Any]]) -> Optional[str]:
     one = {m["name"]: t for m in timed for t in m["latency"] if t["threads"] == 1}
-    gains = []
+    ratios: dict[str, float] = {}
+    threads = 1
     for model in timed:
         most = max(model["latency"], key=lambda t: t["threads"])
         if model["name"] in one and most["threads"] > 1:
-            gains.append(most["invoke_ms"]["p50"] / one[model["name"]]["invoke_ms"]["p50"])
+            ratios[model["name"]] = most["invoke_ms"]["p50"] / one[model["name"]]["invoke_ms"]["p50"]
             threads = most["threads"]
-    if not gains:
+    if not ratios:
         return None
-    if max(gains) >= MORE_THREADS_GAIN:
-        return (f"{threads} threads are no faster than 1 for these models (p50 ratio {min(gains):.2f}–{max(gains):.2f}):"
-                f" a model this small does not fill several cores; use --threads 1 and keep the other cores free.")
-    return f"{threads} threads cut p50 to {min(gains):.2f}–{max(gains):.2f}x of 1 thread: use them if the cores are free."
+    helped = [name for name, ratio in ratios.items() if ratio < MORE_THREADS_GAIN]
+    span = f"p50 at {threads} threads ÷ at 1: " + ", ".join(f"{name} {r:.2f}" for name, r in ratios.items())
+    if not helped:
+        return (f"{threads} threads are no faster than 1 for these models ({span}): a model this small does not "
+                "fill several cores; use --threads 1 and keep the other cores free.")
+    if len(helped) == len(ratios):
+        return f"{threads} threads are faster than 1 ({span}): use them if the cores are free."
+    return f"{threads} threads help {', '.join(helped)} only ({span})."
 
 
 def _int8(report: dict[str, Any], timed: list[dict[str, Any]]) -> list[str]:
@@ -117,11 +123,17 @@ def _sustained(report: dict[str, Any]) -> list[str]:
     if section is None:
         return []
     data = section["data"]
+    temps = [s["temp_c"] for s in data["samples"] if s["temp_c"] is not None]
+    heated = len(temps) > 1 and max(temps) - temps[0] >= HEATING_C
     out = []
     for name, s in data["summary"].items():
         if s["first_p50_ms"] and s["last_p50_ms"] and s["last_p50_ms"] > s["first_p50_ms"] * (1 + SUSTAIN_DRIFT):
-            out.append(f"{name} slowed by {(s['last_p50_ms'] / s['first_p50_ms'] - 1) * 100:.0f}% over the sustained "
-                       f"run: quote the last-minute figure for a board that runs all day, and cool it.")
+            why = (f"as the CPU heated from {temps[0]:.0f} to {max(temps):.0f} °C: quote the last-window figure for a "
+                   "board that runs all day, and cool it" if heated else
+                   "with no temperature rise measured" + ("" if temps else " (none is readable here)")
+                   + ": other load on this machine is the likelier cause")
+            out.append(f"{name} slowed by {(s['last_p50_ms'] / s['first_p50_ms'] - 1) * 100:.0f}% from the first to "
+                       f"the last window of the sustained run, {why}.")
     if data["throttled"]["occurred"]:
         out.append("The firmware throttled the CPU during the sustained run: add a heatsink or fan, check the power "
                    "supply, and bench again.")

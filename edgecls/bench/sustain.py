@@ -139,8 +139,8 @@ def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int,
         bucket[name].append(_invoke(classifiers[name], images[(i // len(names)) % len(images)][None]))
         i += 1
     throttled_end = throttled()
-    window = min(WINDOW_SECONDS, max(interval, seconds / 3))
-    per_window = max(1, int(round(window / interval)))
+    per_window = max(1, int(min(WINDOW_SECONDS, seconds / 3) // interval))
+    window = per_window * interval
     summary = {}
     for n in names:
         first = [v for second in raw[n][:per_window] for v in second]
