@@ -98,9 +98,11 @@ def _int8(report: dict[str, Any], timed: list[dict[str, Any]]) -> list[str]:
         if paired and -paired["delta_accuracy"] * 100 >= ACCURACY_COST_PT:
             out.append(f"{model['name']} loses {-paired['delta_accuracy'] * 100:.2f} pt of top-1 against "
                        f"{paired['reference']}: edgecls export --auto-fallback K keeps the worst ops in float.")
+        per_thread = ", ".join(f"{t['vs_reference']['invoke_p50_ratio']:.2f} at {t['threads']} thread(s)"
+                               for t in model["latency"] if t.get("vs_reference"))
         if not ratios or min(ratios) < NOT_FASTER:
             if ratios:
-                out.append(f"{model['name']} is {1 / min(ratios):.2f}x as fast as float32 here (p50).")
+                out.append(f"{model['name']} is faster than float32 here (p50 ÷ float32's: {per_thread}).")
             continue
         reasons = []
         if (model.get("io") or {}).get("input", {}).get("dtype") == "uint8" or model["mode"].startswith("uint8"):
@@ -113,7 +115,7 @@ def _int8(report: dict[str, Any], timed: list[dict[str, Any]]) -> list[str]:
         if not reasons:
             reasons.append(f"the model is small ({model['size_bytes'] / 1024:.0f} KiB): the per-invoke overhead "
                            "and input quantisation weigh as much as the arithmetic int8 saves")
-        out.append(f"{model['name']} is not faster than float32 here (p50 ratio {min(ratios):.2f}): "
+        out.append(f"{model['name']} is not faster than float32 here (p50 ÷ float32's: {per_thread}): "
                    + "; ".join(reasons) + ".")
     return out
 

@@ -49,6 +49,9 @@ def where(report: dict[str, Any], short: bool = False) -> str:
     profile = device["profile"]
     cpus = len(device["cpus_used"] or []) or machine["usable_cpus"]
     host = f"{machine['arch']}" if short else f"{machine['arch']} host, {cpus} CPUs"
+    if report.get("remote"):  # benched over SSH by bench --remote: the device by the name it was given
+        board = machine.get("board") or f"{machine['arch']}, {cpus} CPUs"
+        host = report["remote"]["target"] if short else f"{report['remote']['target']} ({board})"
     if profile is None:
         text = f"{host} host" if short else host
     elif device["is_device"]:

@@ -45,6 +45,7 @@ CONNECT_TIMEOUT_S = 15
 KEEPALIVE_S = 5  # ServerAliveInterval; 3 unanswered keep-alives end the connection
 MIN_PYTHON = (3, 10)
 MIN_FREE_MB = 400  # numpy, Pillow and LiteRT unpacked
+SETUPTOOLS_NEEDED = 68  # pyproject.toml's build-system requires (an SPDX license string)
 READY = ".edgecls-ready"  # written last into a venv: a half-made one is never reused
 DEVICES_DIR = "devices"
 # Expands a leading ~ of $1 on the device (a quoted path is never expanded by the shell).
@@ -197,14 +198,26 @@ def build_wheel(folder: Path) -> Path:
         if (root / name).is_file():
             shutil.copy2(root / name, source / name)
     out = folder / "wheel"
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                           "-w", str(out), str(source)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    # Without build isolation when this Python's setuptools is new enough for pyproject.toml (faster,
+    # offline); else pip fetches one from the package index into an isolated build environment.
+    isolation = ["--no-build-isolation"] if _setuptools_major() >= SETUPTOOLS_NEEDED else []
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(out),
+                           str(source)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     wheels = sorted(out.glob("edgecls-*.whl"))
     if done.returncode != 0 or not wheels:
         tail = [line for line in done.stderr.splitlines() if line.strip()]
         raise EdgeclsError(f"cannot build the edgecls wheel: {tail[-1] if tail else 'pip wheel failed'}", 1)
     shutil.rmtree(source)
     return wheels[0]
+
+
+def _setuptools_major() -> int:
+    from importlib import metadata
+
+    try:
+        return int(metadata.version("setuptools").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return 0
 
 
 def wheel_key(wheel: Path, extra: list[Path], python: str) -> str:
