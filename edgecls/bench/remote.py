@@ -296,9 +296,11 @@ _UPLOAD = _PRELUDE + 'r=$d/runs/$2; rm -rf -- "$r" && mkdir -p -- "$r" && tar -C
 _VENV = _PRELUDE + r'''py=$2; key=$3; r=$d/runs/$4; mode=$5
 v=$d/venvs/$key
 rm -rf -- "$v" && mkdir -p -- "$d/venvs" && "$py" -m venv -- "$v" || exit 3
-set -- "$r"/wheel/edgecls-*.whl
+# pip reads "; ..." in a requirement as a marker: give it names relative to the wheel's folder.
+cd -- "$r/wheel" || exit 3
+set -- ./edgecls-*.whl
 if [ "$mode" = offline ]; then
-  "$v/bin/python" -m pip install -q --disable-pip-version-check --no-index --find-links "$r/wheels" "$1" || exit 4
+  "$v/bin/python" -m pip install -q --disable-pip-version-check --no-index --find-links ../wheels "$1" || exit 4
 else
   "$v/bin/python" -m pip install -q --disable-pip-version-check "$1" || exit 4
 fi
