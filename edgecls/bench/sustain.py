@@ -228,12 +228,15 @@ def plot(plt: Any, data: dict[str, Any]) -> Any:
         axes[0].plot(t, [s["p50_ms"][name] for s in samples], color=color, label=f"{name} p50")
         axes[0].plot(t, [s["p90_ms"][name] for s in samples], color=color, linestyle="--", linewidth=0.8,
                      label=f"{name} p90")
+    if t:  # the two windows the section compares
+        for low, high in ((0, data["window_s"]), (data["seconds"] - data["window_s"], t[-1])):
+            axes[0].axvspan(low, high, color="0.85", alpha=0.5, linewidth=0)
     axes[0].set_ylabel("invoke ms")
     axes[0].set_ylim(bottom=0)
     axes[0].legend(fontsize=7, ncol=2)
     axes[0].set_title(f"Sustained run, {data['threads']} thread(s)")
     for ax, key, label, missing in ((axes[1], "temp_c", "CPU °C", "no CPU temperature sensor here (VM?)"),
-                                    (axes[2], "mhz", "CPU MHz", "CPU clock not readable here")):
+                                    (axes[2], "mhz", f"CPU MHz ({data['frequency_source']})", "CPU clock not readable here")):
         values = [s[key] for s in samples]
         if any(v is not None for v in values):
             ax.plot(t, [np.nan if v is None else v for v in values], color="C3" if key == "temp_c" else "C2")
