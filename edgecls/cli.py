@@ -345,6 +345,9 @@ def bench_run(
     result = run_bench(options, log=_to_stderr)
     if diagnose or sweep_sizes:
         add_analyses(result, run_dir, diagnose, sweep_sizes, report_dir, data, log=_to_stderr)
+        from edgecls.bench.advice import add_advice
+
+        add_advice(result)  # again, so that the advice stays the last section
     write_reports(result, report_dir, json_path, log=_to_stderr)
     print_tables(render_table(result), *render_sections(result))
     if report_dir is not None:
