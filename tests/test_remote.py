@@ -244,3 +244,54 @@ def test_sustain_gives_a_time_series_section_plot_and_advice(tmp_path):
     advice = next(s for s in report["sections"] if s["key"] == "advice")
     assert advice["rows"][0][0].startswith("Fastest here:")
     assert "cpu_features" in report["machine"] and "Sustained run" in result.stdout
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_the_device_report_fits_the_schema_with_its_remote_and_machine_labels(runs):
+    from edgecls.bench.schema import errors, schema
+
+    _, device = _load(runs["out"] / "first")
+    assert errors(device) == []
+    machine = device["machine"]
+    assert {"board", "governor", "cpu_features"} <= set(machine) and machine["versions"]["edgecls"]
+    jsonschema = pytest.importorskip("jsonschema")
+    assert not list(jsonschema.Draft202012Validator(schema()).iter_errors(device))
+    broken = json.loads(json.dumps(device))
+    broken["remote"]["venv_reused"] = "yes"
+    assert any("venv_reused" in e for e in errors(broken))
+    broken = json.loads(json.dumps(device))
+    broken["machine"]["cpu_features"].pop("dot_product")
+    assert any("dot_product" in e for e in errors(broken))
+
+
+@pytest.mark.slow
+@needs_sshd
+@pytest.mark.parametrize("host, extra, needle", [
+    ("edgecls-dead", [], "edgecls-dead: unreachable"),
+    ("edgecls-test", ["--remote-python", "/no/such/python3"], "edgecls-test: no /no/such/python3 on the device"),
+])
+def test_one_failing_device_is_a_one_line_error_and_no_report(server, device, tmp_path, host, extra, needle):
+    result = edgecls("bench", *MODELS, "--data", DATA, "--runs", 5, "--no-memory", "--report", tmp_path / "r",
+                     "--remote", host, *device["options"], *extra)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and lines[-1].startswith(f"edgecls: error: {needle}"), result.stderr[-1500:]
+    assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".edgecls-remote-*"))
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_a_run_directory_benched_remotely_flips_the_same_images(make_digits_run, server, device, runs, tmp_path):
+    """A run's test split is arrays (digits): it travels as PNG files, and the device's flipped
+    images are given back this host's ids."""
+    run_dir = make_digits_run(1, 3, ("float32", "int8"))
+    result = edgecls("bench", run_dir, "--no-keras", "--runs", 5, "--no-memory", "--report", tmp_path / "r",
+                     "--remote", server.host, *device["options"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    host, remote = _load(tmp_path / "r")
+    assert host["data"]["content_sha256"] == remote["data"]["content_sha256"]
+    assert remote["data"]["part"] == "test"
+    for mine, theirs in zip(host["models"], remote["models"]):
+        assert mine["accuracy"]["top1"] == theirs["accuracy"]["top1"]
+        if mine["vs_reference"]:
+            assert mine["vs_reference"]["flipped"] == theirs["vs_reference"]["flipped"]
