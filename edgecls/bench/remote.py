@@ -37,7 +37,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 from edgecls.errors import EdgeclsError
 
@@ -83,6 +83,7 @@ class Outcome:
     files: Optional[Path] = None  # the device's report folder, brought back
     error: Optional[str] = None
     timings: dict[str, float] = field(default_factory=dict)
+    probe: Optional[dict[str, Any]] = None  # the device's Python, platform, free space, venv state
 
 
 # ---------------------------------------------------------------------- targets
@@ -313,29 +314,40 @@ _DOWNLOAD = _PRELUDE + 'tar -C "$d/runs/$2/out" -cf - .'
 _CLEAN = _PRELUDE + 'rm -rf -- "$d/runs/$2"'
 
 
-def bench_device(target: Target, remote: RemoteOptions, payload: Path, key: str, command: list[str],
-                 out: Path, log: Callable[[str], None]) -> Outcome:
-    """Everything for one device; the error of a failed step is the outcome's one line."""
+def check_device(target: Target, remote: RemoteOptions, key: str, log: Callable[[str], None]) -> Outcome:
+    """Reach the device and check its Python (before the host's bench, so a wrong name or a
+    refused key is said at once); the outcome carries the probe's findings or the error."""
     outcome = Outcome(target)
+    started = time.perf_counter()
+    try:
+        outcome.probe = _probe(Ssh(target, remote.ssh_config), remote, key)
+    except EdgeclsError as exc:
+        outcome.error = str(exc)
+        return outcome
+    outcome.timings["probe_s"] = time.perf_counter() - started
+    info = outcome.probe
+    log(f"[{target.spec}] Python {'.'.join(map(str, info['version']))} on {info['machine']}, {info['free_mb']} MB "
+        f"free in {info['dir']}; venv {'reused' if info['ready'] else 'to make'}")
+    return outcome
+
+
+def bench_device(outcome: Outcome, remote: RemoteOptions, payload: Path, key: str, command: list[str],
+                 out: Path, log: Callable[[str], None]) -> Outcome:
+    """Everything after the probe for one device; the error of a failed step is the outcome's one line."""
+    if outcome.error:
+        return outcome
+    target, info = outcome.target, outcome.probe
     say = lambda message: log(f"[{target.spec}] {message}")  # noqa: E731
     run_id = f"{os.getpid()}-{int(time.time())}-{target.label}"
-    started = time.perf_counter()
     ssh: Optional[Ssh] = None
     uploaded = False
     try:
         ssh = Ssh(target, remote.ssh_config)
-        info = _probe(ssh, remote, key)
-        outcome.timings["probe_s"] = time.perf_counter() - started
-        say(f"Python {'.'.join(map(str, info['version']))} on {info['machine']}, {info['free_mb']} MB free in "
-            f"{info['dir']}; venv {'reused' if info['ready'] else 'to make'}")
         mark = time.perf_counter()
         _upload(ssh, remote, payload, run_id, with_wheels=not info["ready"])
         uploaded = True
         outcome.timings["upload_s"] = time.perf_counter() - mark
         if not info["ready"]:
-            if info["free_mb"] < MIN_FREE_MB:
-                raise EdgeclsError(f"{target.spec}: disk full on the device: {info['free_mb']} MB free in "
-                                   f"{info['dir']}, a venv needs about {MIN_FREE_MB} MB", 1)
             mark = time.perf_counter()
             say("making the venv (python -m venv; pip install edgecls" + (" from --wheels" if remote.wheels else "")
                 + ")")
@@ -352,7 +364,7 @@ def bench_device(target: Target, remote: RemoteOptions, payload: Path, key: str,
 
         check_report(report, f"{target.spec}'s bench.json")
         outcome.report = report
-        outcome.timings["total_s"] = time.perf_counter() - started
+        outcome.timings["total_s"] = sum(outcome.timings.values())
         outcome.report["remote"] = {"target": target.spec, "remote_dir": info["dir"], "python": info["version"],
                                     "venv": key, "venv_reused": bool(info["ready"]),
                                     "seconds": {k: round(v, 2) for k, v in outcome.timings.items()}}
@@ -387,6 +399,9 @@ def _probe(ssh: Ssh, remote: RemoteOptions, key: str) -> dict[str, Any]:
     if is_arm32(info["machine"], info["bits"]):
         raise EdgeclsError(f"{host}: no wheel for its platform ({info['machine']}, {info['bits']}-bit Python): "
                            f"{ARM32_ADVICE}", 1)
+    if not info["ready"] and info["free_mb"] < MIN_FREE_MB:
+        raise EdgeclsError(f"{host}: disk full on the device: {info['free_mb']} MB free in {info['dir']}, a venv "
+                           f"needs about {MIN_FREE_MB} MB (free space there or give another --remote-dir)", 1)
     return info
 
 
@@ -499,23 +514,27 @@ def bench_remote(options: Any, remote: RemoteOptions, log: Callable[[str], None]
         payload.mkdir()
         staged: dict[str, Any] = {}
 
-        def stage(models: list[Any], test: Any) -> None:  # before the host's timing: fails fast
+        def stage(models: list[Any], test: Any) -> None:  # called by run_bench before the host's timing
             staged["names"], staged["ids"] = stage_inputs(models, test, payload)
 
-        report = run_bench(options, log=log, on_inputs=stage)
         wheel = build_wheel(work)
         (payload / "wheel").mkdir()
         shutil.copy2(wheel, payload / "wheel" / wheel.name)
         extra = _offline_wheels(remote.wheels, payload)
         key = wheel_key(wheel, extra, remote.python)
         profile = _profile(options.device, payload)
+        log(f"Checking {len(targets)} device(s) over SSH: {', '.join(t.spec for t in targets)}")
+        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            outcomes = list(pool.map(lambda t: check_device(t, remote, key, log), targets))
+        if len(targets) == 1 and outcomes[0].error:
+            raise EdgeclsError(outcomes[0].error, 1)
+        report = run_bench(options, log=log, on_inputs=stage)  # the host first: the devices' runs do not load it
         command = device_command(options, remote, staged["names"], profile)
         out = work / "out"
         (out / DEVICES_DIR).mkdir(parents=True)
-        log(f"Benching on {len(targets)} device(s) over SSH: {', '.join(t.spec for t in targets)}")
         with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-            outcomes = list(pool.map(lambda t: bench_device(t, remote, payload, key, command, out / DEVICES_DIR,
-                                                            log), targets))
+            outcomes = list(pool.map(lambda o: bench_device(o, remote, payload, key, command, out / DEVICES_DIR,
+                                                            log), outcomes))
         if len(targets) == 1 and outcomes[0].error:
             raise EdgeclsError(outcomes[0].error, 1)
         merged = _write(report, outcomes, staged["ids"], options, out, log)
