@@ -51,8 +51,11 @@ def where(report: dict[str, Any], short: bool = False) -> str:
     host = f"{machine['arch']}" if short else f"{machine['arch']} host, {cpus} CPUs"
     if report.get("remote"):  # benched over SSH by bench --remote: the device by the name it was given
         board = machine.get("board") or f"{machine['arch']}, {cpus} CPUs"
-        host = report["remote"]["target"] if short else f"{report['remote']['target']} ({board})"
-    if profile is None:
+        # the report column names the device already: the cell says what it is
+        text = (machine.get("board") or f"{machine['arch']} device") if short else f"{report['remote']['target']} ({board})"
+        if profile is not None and not device["is_device"]:
+            text += f" under the {profile['key'] if short else profile['name']} profile"
+    elif profile is None:
         text = f"{host} host" if short else host
     elif device["is_device"]:
         text = profile["key"] if short else profile["name"]

@@ -454,7 +454,7 @@ def _bench(ssh: Ssh, remote: RemoteOptions, key: str, run_id: str, command: list
     assert proc.stderr is not None
     for raw in proc.stderr:
         line = raw.decode(errors="replace").rstrip()
-        if line:
+        if line and not line.startswith("note: plots skipped"):  # drawn here from the JSON instead
             tail = (tail + [line])[-20:]
             say(line)
     code = proc.wait()
@@ -528,6 +528,9 @@ def bench_remote(options: Any, remote: RemoteOptions, log: Callable[[str], None]
             outcomes = list(pool.map(lambda t: check_device(t, remote, key, log), targets))
         if len(targets) == 1 and outcomes[0].error:
             raise EdgeclsError(outcomes[0].error, 1)
+        for outcome in outcomes:
+            if outcome.error:
+                log(f"warning: {outcome.error}; the other devices go on")
         report = run_bench(options, log=log, on_inputs=stage)  # the host first: the devices' runs do not load it
         command = device_command(options, remote, staged["names"], profile)
         out = work / "out"
@@ -662,5 +665,5 @@ def _show(report: dict[str, Any], outcomes: list[Outcome], merged: dict[str, Any
             print(f"{outcome.target.spec}: venv {'reused' if r['venv_reused'] else 'made'}; "
                   + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in r["seconds"].items()))
         else:
-            print(f"{outcome.target.spec}: error: {outcome.error}")
+            print(f"error: {outcome.error}")
     print(f"Reports in {report_dir}: bench.md (host), {DEVICES_DIR}/<device>/bench.md, compare.md")
