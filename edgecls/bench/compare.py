@@ -154,7 +154,8 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
         plot_name = None
         plt = pyplot()
         if plt is not None:
-            plot_name = save(plt, latency_bars(plt, merged["_reports"]), report_dir / "compare.png")
+            names = [r["name"] for r in merged["reports"] if r.get("file")]  # as the table names them
+            plot_name = save(plt, latency_bars(plt, merged["_reports"], names), report_dir / "compare.png")
             written.append(report_dir / plot_name)
         lines = ["# edgecls bench compare", ""]
         lines += [f"- **{r['name']}** ({r['created']}): {r['measured_on']}; CPU {r['cpu']}."
@@ -172,11 +173,11 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
     return written
 
 
-def latency_bars(plt: Any, reports: list[tuple[Path, dict[str, Any]]]) -> Any:
+def latency_bars(plt: Any, reports: list[tuple[Path, dict[str, Any]]], names: Optional[list[str]] = None) -> Any:
     """Horizontal bars of p50 invoke latency (to p90), one per report, model and thread count;
     hatched where the figures are not a device's own (a host under a profile, or emulation)."""
     labels, p50s, p90s, colors, hatches = [], [], [], [], []
-    names = report_labels([p for p, _ in reports])
+    names = names or report_labels([p for p, _ in reports])
     for i, (name, (_, report)) in enumerate(zip(names, reports)):
         own = report["device"]["is_device"] or report["device"]["profile"] is None
         own = own and not report["machine"].get("emulated")
