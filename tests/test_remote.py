@@ -8,6 +8,7 @@ from wheels repacked from what is installed here (tests/sshd.py), so no network 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -57,10 +58,10 @@ def device(server, tmp_path_factory):
     return {"home": home, "marker": marker, "remote_dir": remote_dir, "options": options}
 
 
-def with_config(options: list, config: Path) -> list:
-    """The device options with another ssh config file."""
+def with_option(options: list, name: str, value) -> list:
+    """The device options with another value for `name`."""
     options = list(options)
-    options[options.index("--ssh-config") + 1] = config
+    options[options.index(name) + 1] = value
     return options
 
 
@@ -148,7 +149,7 @@ def test_a_wrong_host_key_is_refused_in_one_line(server, device, tmp_path):
     config = tmp_path / "ssh_config"
     ssh_server.write_client_config(config, tmp_path / "known_hosts", server.port, server.user,
                                    server.folder / "client_key")
-    options = with_config(device["options"], config)
+    options = with_option(device["options"], "--ssh-config", config)
     result = edgecls("bench", *MODELS, "--data", DATA, "--runs", 5, "--no-memory", "--report", tmp_path / "r",
                      "--remote", server.host, *options)
     assert result.returncode != 0
@@ -165,7 +166,7 @@ def test_the_server_killed_mid_run_is_a_one_line_error_and_no_report(runs, devic
     report = tmp_path / "report"
     proc = subprocess.Popen([sys.executable, "-m", "edgecls", "bench", *MODELS, "--data", DATA, "--runs", "20",
                              "--no-memory", "--report", str(report), "--remote", server.host, "--sustain", "60s",
-                             *map(str, with_config(device["options"], server.config))],
+                             *map(str, with_option(device["options"], "--ssh-config", server.config))],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     try:
@@ -295,3 +296,22 @@ def test_a_run_directory_benched_remotely_flips_the_same_images(make_digits_run,
         assert mine["accuracy"]["top1"] == theirs["accuracy"]["top1"]
         if mine["vs_reference"]:
             assert mine["vs_reference"]["flipped"] == theirs["vs_reference"]["flipped"]
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_a_full_disk_on_the_device_is_a_one_line_error(server, device, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("a small file system for the device needs root and mount")
+    try:
+        result = edgecls("bench", *MODELS, "--data", DATA, "--runs", 5, "--no-memory", "--report", tmp_path / "r",
+                         "--remote", server.host, *with_option(device["options"], "--remote-dir", small / "edgecls"))
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and lines[-1].startswith("edgecls: error: edgecls-test: disk full on the device"), \
+        result.stderr[-1500:]
+    assert not (tmp_path / "r").exists()
