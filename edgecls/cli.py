@@ -337,6 +337,8 @@ def bench_run(
                            command=" ".join(["edgecls", *sys.argv[1:]]),
                            sustain=parse_duration(sustain) if sustain and not remote else None)
     if remote:
+        if diagnose or sweep_sizes:
+            raise EdgeclsError("--diagnose and --calib-sweep run on the workstation (TensorFlow): run them without --remote")
         from edgecls.bench.remote import RemoteOptions, bench_remote
 
         raise typer.Exit(bench_remote(options, RemoteOptions(remote, remote_python, remote_dir, wheels, ssh_config,

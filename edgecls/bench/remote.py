@@ -190,8 +190,8 @@ def build_wheel(folder: Path) -> Path:
 
     root = Path(edgecls.__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
-        raise EdgeclsError("edgecls is not running from a source checkout, so no wheel can be built here; "
-                           "install edgecls from a checkout (pip install -e .) to bench on devices")
+        raise EdgeclsError("edgecls is not running from a source checkout, so no wheel can be built here: "
+                           "put this version's edgecls wheel in --wheels DIR, or install edgecls from a checkout")
     source = folder / "source"
     shutil.copytree(root / "edgecls", source / "edgecls", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copytree(root / "devices", source / "devices", ignore=shutil.ignore_patterns("*.json", "*.md"))
@@ -210,6 +210,20 @@ def build_wheel(folder: Path) -> Path:
         raise EdgeclsError(f"cannot build the edgecls wheel: {tail[-1] if tail else 'pip wheel failed'}", 1)
     shutil.rmtree(source)
     return wheels[0]
+
+
+def edgecls_wheel(folder: Path, wheels: Optional[Path]) -> Path:
+    """The wheel built from this checkout; where edgecls is not running from one, this version's
+    wheel from --wheels."""
+    from edgecls import __version__
+
+    try:
+        return build_wheel(folder)
+    except EdgeclsError:
+        found = sorted(wheels.glob(f"edgecls-{__version__}-*.whl")) if wheels and wheels.is_dir() else []
+        if not found:
+            raise
+        return found[-1]
 
 
 def _setuptools_major() -> int:
@@ -517,7 +531,7 @@ def bench_remote(options: Any, remote: RemoteOptions, log: Callable[[str], None]
         def stage(models: list[Any], test: Any) -> None:  # called by run_bench before the host's timing
             staged["names"], staged["ids"] = stage_inputs(models, test, payload)
 
-        wheel = build_wheel(work)
+        wheel = edgecls_wheel(work, remote.wheels)
         (payload / "wheel").mkdir()
         shutil.copy2(wheel, payload / "wheel" / wheel.name)
         extra = _offline_wheels(remote.wheels, payload)
