@@ -421,24 +421,13 @@ def _probe(ssh: Ssh, remote: RemoteOptions, key: str) -> dict[str, Any]:
 
 def _upload(ssh: Ssh, remote: RemoteOptions, payload: Path, run_id: str, with_wheels: bool) -> None:
     """The payload folder as one tar stream into the run's folder on the device."""
-    proc = subprocess.Popen(ssh.command(_UPLOAD, remote.remote_dir, run_id), stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
-    reader.start()
-    try:
-        with tarfile.open(fileobj=proc.stdin, mode="w|") as archive:
-            for entry in sorted(payload.iterdir()):
-                if entry.name in ("wheel", "wheels") and not with_wheels:
-                    continue
-                archive.add(entry, arcname=entry.name)
-        proc.stdin.close()
-    except (BrokenPipeError, OSError):
-        pass  # ssh ended early: its exit code and message say why
-    code = proc.wait()
-    reader.join()
-    if code != 0:
-        raise ssh.error("uploading the models and test images", code, b"".join(errors).decode(errors="replace"))
+    def send(archive: tarfile.TarFile) -> None:
+        for entry in sorted(payload.iterdir()):
+            if entry.name in ("wheel", "wheels") and not with_wheels:
+                continue
+            archive.add(entry, arcname=entry.name)
+
+    _tar_stream(ssh, "uploading the models and test images", "w|", send, _UPLOAD, remote.remote_dir, run_id)
 
 
 def _venv(ssh: Ssh, remote: RemoteOptions, key: str, run_id: str, info: dict[str, Any]) -> None:
@@ -484,29 +473,48 @@ def _bench(ssh: Ssh, remote: RemoteOptions, key: str, run_id: str, command: list
 def _download(ssh: Ssh, remote: RemoteOptions, run_id: str, folder: Path) -> Path:
     """The device's report folder, unpacked (files only, no links, nothing outside) into `folder`."""
     folder.mkdir(parents=True)
-    proc = subprocess.Popen(ssh.command(_DOWNLOAD, remote.remote_dir, run_id), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def receive(archive: tarfile.TarFile) -> None:
+        for member in archive:
+            name = Path(member.name)
+            if not member.isfile() or name.is_absolute() or ".." in name.parts:
+                continue
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = archive.extractfile(member)
+            with open(target, "wb") as handle:
+                shutil.copyfileobj(source, handle)
+
+    _tar_stream(ssh, "bringing back the report", "r|", receive, _DOWNLOAD, remote.remote_dir, run_id,
+                complete=lambda: (folder / "bench.json").is_file())
+    return folder
+
+
+def _tar_stream(ssh: Ssh, step: str, mode: str, handle: Callable[[tarfile.TarFile], None], script: str, *args: str,
+                complete: Callable[[], bool] = lambda: True) -> None:
+    """One tar stream to ("w|") or from ("r|") a device script; ssh's stderr is read aside so a
+    full pipe never stalls it, and a failed or cut stream is one error naming `step`."""
+    sending = mode == "w|"
+    proc = subprocess.Popen(ssh.command(script, *args), stdin=subprocess.PIPE if sending else subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL if sending else subprocess.PIPE, stderr=subprocess.PIPE)
     errors: list[bytes] = []
     reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
     reader.start()
     try:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
-            for member in archive:
-                name = Path(member.name)
-                if not member.isfile() or name.is_absolute() or ".." in name.parts:
-                    continue
-                target = folder / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = archive.extractfile(member)
-                with open(target, "wb") as handle:
-                    shutil.copyfileobj(source, handle)
-    except tarfile.TarError:
-        pass  # a cut stream: the exit code says why
+        with tarfile.open(fileobj=proc.stdin if sending else proc.stdout, mode=mode) as archive:
+            handle(archive)
+    except (BrokenPipeError, OSError, tarfile.TarError):
+        pass  # ssh ended early or the stream was cut: its exit code and message say why
+    finally:
+        if sending:
+            try:
+                proc.stdin.close()  # the end of the stream for the device (also after a local failure)
+            except OSError:
+                pass
     code = proc.wait()
     reader.join()
-    if code != 0 or not (folder / "bench.json").is_file():
-        raise ssh.error("bringing back the report", code or 255, b"".join(errors).decode(errors="replace"))
-    return folder
+    if code != 0 or not complete():
+        raise ssh.error(step, code or 255, b"".join(errors).decode(errors="replace"))
 
 
 # ---------------------------------------------------------------------- the whole job
