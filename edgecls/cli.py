@@ -565,7 +565,8 @@ app.add_typer(bench_app, name="bench")
                    "edgecls bench runs/digits-seed --threads 1,4\n\n"
                    "edgecls bench model_int8.tflite --data test-images/ --device rpi4\n\n"
                    "edgecls bench runs/digits-seed --diagnose --calib-sweep 25,100,300\n\n"
-                   "edgecls bench runs/digits-seed --explain-flips 5")
+                   "edgecls bench runs/digits-seed --explain-flips 5\n\n"
+                   "edgecls bench runs/digits-seed --remote pi@raspberrypi.local,pi4 --sustain 10m")
 def bench_run(
     paths: Annotated[
         list[Path], typer.Argument(help="A run directory (its exports, as export.json lists them) and/or .tflite files")
@@ -674,6 +675,40 @@ def bench_run(
     explain_threshold: Annotated[
         float, typer.Option(help="--explain-flips: SNR (dB) below which a layer counts as diverged")
     ] = DEFAULT_THRESHOLD_DB,
+    # --- real devices and sustained runs (edgecls.bench.remote, edgecls.bench.sustain)
+    sustain: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="DURATION",
+            help="After the bench, run steady inference this long (10m, 90s, 1h), sampling latency, CPU temperature, "
+            "clock and throttling once a second; with --remote, on the devices",
+            show_default="none",
+        ),
+    ] = None,
+    remote: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="[USER@]HOST[:PORT],...|@FILE",
+            help="Also bench on these devices over SSH (the machine's OpenSSH client and its ~/.ssh/config; a comma "
+            "list, or @FILE with one host a line), in parallel; the reports are merged beside this host's",
+            show_default="none",
+        ),
+    ] = None,
+    remote_python: Annotated[str, typer.Option(help="Python (3.10+) on the device that makes its venv")] = "python3",
+    remote_dir: Annotated[
+        str, typer.Option(help="Folder on the device for edgecls' venvs and runs (rm -rf it to remove everything)")
+    ] = "~/.cache/edgecls-remote",
+    wheels: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Folder of wheels for an offline device (pip install --no-index --find-links there)",
+            show_default="the device's own package index",
+        ),
+    ] = None,
+    ssh_config: Annotated[
+        Optional[Path],
+        typer.Option("--ssh-config", "-F", help="ssh config file (ssh -F)", show_default="~/.ssh/config"),
+    ] = None,
 ) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 
@@ -683,15 +718,18 @@ def bench_run(
     label, throughput, load and first-inference time, for each thread count; size; peak memory of
     a fresh device-side process. Needs no TensorFlow for .tflite files.
 
-    Exit codes: 0 ok; 2 bad input (no exports, class count mismatch, bad option or profile,
-    unwritable report).
+    Exit codes: 0 ok; 1 a --remote device failed (unreachable, refused, no wheel, disk full);
+    2 bad input (no exports, class count mismatch, bad option or profile, unwritable report).
     """
-    from edgecls.bench.report import print_tables, render_bench_table, render_sections
+    from edgecls.bench.remote import RemoteOptions
     from edgecls.bench.run import BenchOptions, bench, default_report_dir, parse_threads
+    from edgecls.bench.sustain import parse_duration
     from edgecls.parsing import int_list, parse_range
 
     report_dir = report if report is not None else default_report_dir(paths)
     sweep_sizes = int_list(calib_sweep, "--calib-sweep", "25,100,300,1000")
+    sustain_s = parse_duration(sustain) if sustain else None
+    devices = RemoteOptions(remote, remote_python, remote_dir, wheels, ssh_config) if remote else None
     analyses: list = []
     if diagnose or sweep_sizes:  # they need TensorFlow and the workstation side: injected, never imported by bench
         from edgecls.export.analyses import requested_analyses
@@ -701,17 +739,13 @@ def bench_run(
                            runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
                            input_range=parse_range(input_range),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
-                           command=" ".join(["edgecls", *sys.argv[1:]]))
+                           command=" ".join(["edgecls", *sys.argv[1:]]),
+                           sustain=sustain_s, remote=devices)
     if explain_flips is not None:  # device side (two .tflite files through the runtime), injected like the others
         from edgecls.explain.job import flips_analysis
 
         analyses.append(flips_analysis(options, explain_flips, explain_threshold))
-    result = bench(options, analyses, log=_to_stderr)
-    print_tables(render_bench_table(result), *render_sections(result))
-    if report_dir is not None:
-        typer.echo(f"Reports in {report_dir}: {', '.join(result['report_files'])}")
-    if json_path is not None:
-        typer.echo(f"JSON report: {json_path}")
+    bench(options, analyses, log=_to_stderr)
 
 
 @bench_app.command("compare", epilog="Example: edgecls bench compare pi4/bench.json pi5/bench.json --report cmp/")

@@ -229,6 +229,8 @@ def _short(value: Any) -> str:
 
 # ----------------------------------------------------------------------------- doctor
 def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
+    from edgecls.runtime.cpu import features_text
+
     console = QuietPipeConsole(file=out or sys.stdout, highlight=False, soft_wrap=True)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -246,6 +248,8 @@ def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
         ("platform", report["platform"]),
         ("architecture", f"{report['arch']} ({report['python_bits']}-bit Python)"),
         ("cpu", f"{report['cpu']}, {report['cpu_count']} cores"),
+        *([("board", report["board"])] if report.get("board") else []),
+        ("cpu features", features_text(report.get("cpu_features") or {})),
         ("memory", f"{report['memory_mb']} MB" if report["memory_mb"] else "unknown"),
         ("python", report["python"]),
         ("numpy", report["numpy"]),

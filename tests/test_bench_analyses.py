@@ -35,14 +35,16 @@ def test_diagnosis_and_sweep_are_report_sections(run_dir, tmp_path, cli):
     assert (tmp_path / "r" / "calib-sweep.png").is_file()
     markdown = (tmp_path / "r" / "bench.md").read_text()
     assert "Quantisation diagnosis" in markdown and "Calibration sweep" in markdown
+    assert report["sections"][-1]["key"] == "advice"  # the advice stays last, after the analyses
 
 
 @pytest.mark.parametrize("args, needle", [
     (["--diagnose"], "needs a run directory"),
     (["--calib-sweep", "10,x"], "comma list of whole numbers"),
     (["--calib-sweep", "0"], "at least 1"),
+    (["--calib-sweep", "10", "--remote", "pi@nowhere.invalid"], "run them without --remote"),
 ])
 def test_analyses_bad_input(run_dir, args, needle, cli):
-    target = [run_dir / "export" / "model_int8.tflite"] if "--diagnose" in args else [run_dir]
+    target = [run_dir / "export" / "model_int8.tflite"] if args == ["--diagnose"] else [run_dir]
     result = cli("bench", *target, *args, "--runs", "5", "--no-memory")
     assert result.code == 2 and needle in result.err and "Traceback" not in result.err

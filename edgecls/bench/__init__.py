@@ -8,7 +8,9 @@ latency, size, memory — with reports, device profiles and a merge of reports a
 Modules, one concern each: inputs (models and test images), accuracy, latency (interleaved
 timing), memory (peak RSS of a device-side process), profiles (device profiles, the host,
 emulation), schema (the report's JSON Schema and a validator), report (table, Markdown, files),
-plots, compare (merging reports), run (the whole job: `bench(options, analyses)`). Importing this
+plots, compare (merging reports), sustain (steady load sampled once a second: latency,
+temperature, clock, throttling), advice (plain advice from a report's rows), remote (the same
+bench on devices over SSH, merged), run (the whole job: `bench(options, analyses)`). Importing this
 package never imports TensorFlow, and nothing here imports edgecls.train or edgecls.export:
 analyses that need them (--diagnose, --calib-sweep, edgecls.export.analyses) are passed in.
 """

@@ -50,7 +50,14 @@ def where(report: dict[str, Any], short: bool = False) -> str:
     profile = device["profile"]
     cpus = len(device["cpus_used"] or []) or machine["usable_cpus"]
     host = f"{machine['arch']}" if short else f"{machine['arch']} host, {cpus} CPUs"
-    if profile is None:
+    if report.get("remote"):  # benched over SSH by bench --remote: the device by the name it was given
+        board = machine.get("board") or f"{machine['arch']}, {cpus} CPUs"
+        # the report column names the device already: the cell says what it is
+        text = ((machine.get("board") or f"{machine['arch']} device") if short
+                else f"{report['remote']['target']} ({board})")
+        if profile is not None and not device["is_device"]:
+            text += f" under the {profile['key'] if short else profile['name']} profile"
+    elif profile is None:
         text = f"{host} host" if short else host
     elif device["is_device"]:
         text = profile["key"] if short else profile["name"]
@@ -149,7 +156,8 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
         plot_name = None
         plt = pyplot()
         if plt is not None:
-            plot_name = save(plt, latency_bars(plt, merged["_reports"]), report_dir / "compare.png")
+            names = [r["name"] for r in merged["reports"] if r.get("file")]  # as the table names them
+            plot_name = save(plt, latency_bars(plt, merged["_reports"], names), report_dir / "compare.png")
             written.append(report_dir / plot_name)
         lines = ["# edgecls bench compare", ""]
         lines += [f"- **{r['name']}** ({r['created']}): {r['measured_on']}; CPU {r['cpu']}."
@@ -167,11 +175,11 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
     return written
 
 
-def latency_bars(plt: Any, reports: list[tuple[Path, dict[str, Any]]]) -> Any:
+def latency_bars(plt: Any, reports: list[tuple[Path, dict[str, Any]]], names: Optional[list[str]] = None) -> Any:
     """Horizontal bars of p50 invoke latency (to p90), one per report, model and thread count;
     hatched where the figures are not a device's own (a host under a profile, or emulation)."""
     labels, p50s, p90s, colors, hatches = [], [], [], [], []
-    names = report_labels([p for p, _ in reports])
+    names = names or report_labels([p for p, _ in reports])
     for i, (name, (_, report)) in enumerate(zip(names, reports)):
         own = report["device"]["is_device"] or report["device"]["profile"] is None
         own = own and not report["machine"].get("emulated")

@@ -29,6 +29,12 @@ def write_plots(report: dict[str, Any], folder: Path) -> tuple[list[str], Option
     if timed:
         written.append(save(plt, accuracy_latency(plt, timed), folder / "accuracy-latency.png"))
         written.append(save(plt, distributions(plt, timed), folder / "latency.png"))
+    from edgecls.bench import sustain
+
+    for section in report.get("sections", []):
+        if section["key"] == sustain.SECTION:  # drawn from its data, so a device's JSON is plotted here too
+            section["plots"] = [save(plt, sustain.plot(plt, section["data"]), folder / sustain.PLOT_NAME)]
+            written.append(section["plots"][0])
     by_name = {m["name"]: m for m in report["models"]}
     for model in report["models"]:
         paired = model["vs_reference"]

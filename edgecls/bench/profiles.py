@@ -195,9 +195,12 @@ def describe_machine(backend: Any) -> dict[str, Any]:
         module = sys.modules.get(heavy)
         if module is not None and heavy not in versions:
             versions[heavy] = str(getattr(module, "__version__", "unknown"))
-    return {**machine_info(), "arch": normalize_arch(platform.machine()), "usable_cpus": cpu_count(),
+    from edgecls.runtime.cpu import machine_labels
+
+    arch = normalize_arch(platform.machine())
+    return {**machine_info(), "arch": arch, "usable_cpus": cpu_count(),
             "backend": {"name": backend.name, "version": backend.version}, "versions": versions,
-            "emulated": emulation(), "cpu_core": host_core()}
+            "emulated": emulation(), "cpu_core": host_core(), **machine_labels(arch)}
 
 
 def placement_notes(profile: Optional[DeviceProfile], machine: dict[str, Any], cpus_used: Optional[list[int]],

@@ -174,6 +174,8 @@ def markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
                                                                               for row in section["rows"]]) + [""]
         out += [f"- {note}" for note in section.get("notes", [])] + ([""] if section.get("notes") else [])
         out += [f"![{name}]({name})" for name in section.get("plots", [])] + ([""] if section.get("plots") else [])
+    shown = {name for section in report.get("sections", []) for name in section.get("plots", [])}
+    plots = [name for name in plots if name not in shown]  # a section's plot is shown in its section
     if plots:
         out += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     return "\n".join(out).rstrip() + "\n"

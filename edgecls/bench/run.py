@@ -16,11 +16,11 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from edgecls.bench import accuracy, latency, memory
+from edgecls.bench import accuracy, advice, latency, memory, sustain
 from edgecls.bench.inputs import (
     BenchModel,
     TestSet,
@@ -41,7 +41,7 @@ from edgecls.bench.profiles import (
     placement_notes,
     thread_sweep,
 )
-from edgecls.bench.report import check_writable, write_reports
+from edgecls.bench.report import check_writable, print_tables, render_bench_table, render_sections, write_reports
 from edgecls.bench.schema import FORMAT
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import int_list
@@ -51,6 +51,9 @@ from edgecls.runtime.classify import Classifier
 from edgecls.runtime.interpreter import find_backend
 from edgecls.runtime.metadata import check_range
 from edgecls.runtime.quant import is_distribution, softmax
+
+if TYPE_CHECKING:
+    from edgecls.bench.remote import RemoteOptions
 
 KERAS_NAME = "keras"
 
@@ -72,6 +75,9 @@ class BenchOptions:
     json_path: Optional[Path] = None  # checked for writability before measuring
     report_dir: Optional[Path] = None
     command: Optional[str] = None
+    sustain: Optional[float] = None  # seconds of steady inference after the bench (bench.sustain); with remote, there
+    remote: Optional[RemoteOptions] = None  # also bench on these devices over SSH (bench.remote)
+    sustain: Optional[float] = None  # seconds of steady inference after the bench (bench.sustain)
 
 
 def parse_threads(text: Optional[str]) -> Optional[list[int]]:
@@ -105,24 +111,46 @@ Analysis = Callable[[dict, Optional[Path], Callable[[str], None]], None]  # (rep
 def bench(
     options: BenchOptions, analyses: Sequence[Analysis] = (), log: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """The whole `edgecls bench` job: measure, let each analysis add its section, write the reports.
+    """The whole `edgecls bench` job: measure, let each analysis add its section, end with the
+    advice, write the reports and print the tables; returns this host's report.
 
     Analyses that need TensorFlow (edgecls.export.analyses) are injected by the caller, so this
-    package never imports the workstation side."""
+    package never imports the workstation side. With `options.remote` the same bench also runs on
+    those devices over SSH (bench.remote), and the reports are merged."""
+    if options.remote is not None:
+        if analyses:
+            raise EdgeclsError("--diagnose and --calib-sweep run on the workstation (TensorFlow): "
+                               "run them without --remote")
+        from edgecls.bench.remote import bench_remote
+
+        return bench_remote(options, log=log)
     result = run_bench(options, log=log)
     for analysis in analyses:
         analysis(result, options.report_dir, log)
+    if analyses:
+        advice.add_advice(result)  # again, so that the advice stays the last section
     write_reports(result, options.report_dir, options.json_path, log=log)
+    print_tables(render_bench_table(result), *render_sections(result))
+    if options.report_dir is not None:
+        print(f"Reports in {options.report_dir}: {', '.join(result['report_files'])}")
+    if options.json_path is not None:
+        print(f"JSON report: {options.json_path}")
     return result
 
 
-def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure and return the report (not yet written: see report.write_reports)."""
+def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
+              on_inputs: Optional[Callable[[list[BenchModel], TestSet], None]] = None) -> dict[str, Any]:
+    """Measure and return the report (not yet written: see report.write_reports).
+
+    `on_inputs(models, test)` is called once the models and test images are known, before any
+    timing (bench.remote stages them for a device there)."""
     validate(options)
     profile = load_profile(options.device) if options.device else None
     check_writable(options.json_path, options.report_dir)
     backend = find_backend(options.backend)
     run, models, classifiers, test = _inputs(options, backend.name, log)
+    if on_inputs is not None:
+        on_inputs(models, test)
 
     log(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images")
     probabilities = {m.name: classifiers[m.name].probabilities(test.images) for m in models}
@@ -135,6 +163,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         timings = latency.measure(models, threads, test.images, timing_files, file_source, plan,
                                   backend.name, float_file, log, options.input_range)
         memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, log)
+        sustained = (sustain.run(models, test.images, options.sustain, max(threads), log, backend.name,
+                                 options.input_range) if options.sustain else None)
 
     notes = list(test.notes)
     if options.input_range is not None:
@@ -150,7 +180,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     if reference is None:
         notes.append("No float model among the models: accuracy is reported without Δ and agreement.")
     is_device, device_notes = placement_notes(profile, machine, cpus, threads)
-    return {
+    report = {
         "format": FORMAT,
         "created": created_timestamp(),
         "command": options.command,
@@ -169,6 +199,10 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         "sections": [],
         "notes": notes,
     }
+    if sustained is not None:
+        sustain.add_section(report, sustained)
+    advice.add_advice(report)
+    return report
 
 
 def _inputs(options: BenchOptions, backend: str, log: Callable[[str], None]

@@ -14,6 +14,13 @@ from edgecls.runtime.capture import capture_backends, picamera2_problem
 from edgecls.runtime.interpreter import ENV_VAR, find_backend, installed_backends
 
 _ARM32 = ("armv6l", "armv7l", "armv8l", "arm")
+ARM32_ADVICE = ("32-bit ARM: neither LiteRT (ai-edge-litert) nor tflite-runtime publishes a wheel for armv7l "
+                "on Python 3.10+; install the 64-bit Raspberry Pi OS to run edgecls on this board")
+
+
+def is_arm32(arch: str, python_bits: int) -> bool:
+    """A 32-bit ARM Python (a 32-bit OS, also on a 64-bit kernel): no TFLite interpreter wheel exists."""
+    return arch.lower() in _ARM32 or (arch.lower() in ("aarch64", "arm64") and python_bits == 32)
 
 
 def machine_info() -> dict[str, Any]:
@@ -51,18 +58,16 @@ def doctor_report() -> dict[str, Any]:
             f"tflite_runtime {installed['tflite_runtime']} is built for numpy 1 and cannot run with numpy "
             f"{report['numpy']}: pip install ai-edge-litert, or pip install 'numpy<2'"
         )
-    if report["arch"].lower() in _ARM32 or (
-        report["arch"].lower() in ("aarch64", "arm64") and report["python_bits"] == 32
-    ):
-        warnings.append(
-            "32-bit ARM: neither LiteRT (ai-edge-litert) nor tflite-runtime publishes a wheel for armv7l "
-            "on Python 3.10+; install the 64-bit Raspberry Pi OS to run edgecls on this board"
-        )
+    if is_arm32(report["arch"], report["python_bits"]):
+        warnings.append(ARM32_ADVICE)
     camera_problem = picamera2_problem() if report["capture_backends"]["picamera2"] else None
     if camera_problem:  # installed from apt, yet it will not import (numpy 1 builds beside numpy 2)
         warnings.append(camera_problem)
     if report["backend"]["name"] == "tensorflow":
         warnings.append("running on tensorflow.lite (deprecated and heavy): pip install ai-edge-litert")
+    from edgecls.runtime.cpu import machine_labels
+
+    report.update(machine_labels(report["arch"]))  # board, governor, clock range, CPU features
     report["warnings"] = warnings
     report["ok"] = report["backend"]["name"] is not None
     return report

@@ -1,0 +1,256 @@
+"""Sustained runs (`edgecls bench ... --sustain 10m`): steady inference for minutes, sampled once a
+second, to show what a board does as it heats up.
+
+Every model benched is invoked in turn (A B A B ...), so they all see the same temperature. Each
+second gives a sample: the p50/p90 of that second's invokes per model, the CPU temperature
+(/sys/class/thermal), the current clock (cpufreq, else /proc/cpuinfo) and, on a Raspberry Pi,
+`vcgencmd get_throttled`. The report section compares the first and the last window (a minute, or
+a third of a shorter run) and says whether the firmware throttled. A sensor that is not there (a VM
+has no thermal zone, a non-Pi no vcgencmd) is reported as absent, never filled in.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgecls.errors import EdgeclsError
+from edgecls.runtime.cpu import current_mhz
+
+SECTION = "sustained"
+PLOT_NAME = "sustained.png"
+THERMAL = "/sys/class/thermal"
+WINDOW_SECONDS = 60.0  # "first minute vs last minute"
+MIN_SECONDS = 1.0
+MAX_SECONDS = 24 * 3600.0
+# get_throttled bits (Raspberry Pi firmware): now (0-3) and since boot (16-19).
+THROTTLE_BITS = {0: "under-voltage", 1: "ARM clock capped", 2: "throttled", 3: "soft temperature limit"}
+SINCE_BOOT_SHIFT = 16
+CPU_ZONE_TYPES = ("cpu", "soc", "x86_pkg_temp", "k10temp", "coretemp", "package")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'10m' -> 600.0, '90s' or '90' -> 90.0, '1h' -> 3600.0, '1m30s' -> 90.0. One-line errors."""
+    parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?\s*[smh]?\s*)+)", text or "")
+    pieces = re.findall(r"(\d+(?:\.\d+)?)\s*([smh]?)", parts.group(1)) if parts else []
+    if not pieces or (len(pieces) > 1 and not all(unit for _, unit in pieces)):
+        raise EdgeclsError(f"--sustain takes a duration like 10m, 90s or 1h (got {text!r})")
+    seconds = sum(float(value) * _UNITS[unit or "s"] for value, unit in pieces)
+    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        raise EdgeclsError(f"--sustain must be between {MIN_SECONDS:g} s and 24 h (got {text!r})")
+    return seconds
+
+
+# ---------------------------------------------------------------------- sensors
+def thermal_zone(root: str | Path = THERMAL) -> Optional[tuple[Path, str]]:
+    """(the temp file of the CPU's thermal zone, its type), or None when the kernel has none."""
+    zones = []
+    for zone in sorted(Path(root).glob("thermal_zone*")):
+        try:
+            kind = (zone / "type").read_text(encoding="utf-8").strip()
+            int((zone / "temp").read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            continue
+        zones.append((zone / "temp", kind))
+    preferred = [z for z in zones if any(word in z[1].lower() for word in CPU_ZONE_TYPES)]
+    return (preferred or zones or [None])[0]
+
+
+def read_celsius(path: Optional[Path]) -> Optional[float]:
+    if path is None:
+        return None
+    try:
+        return int(path.read_text(encoding="utf-8").strip()) / 1000
+    except (OSError, ValueError):
+        return None
+
+
+def throttled() -> Optional[int]:
+    """`vcgencmd get_throttled` as a number, or None where there is no vcgencmd (not a Pi)."""
+    command = shutil.which("vcgencmd")
+    if command is None:
+        return None
+    try:
+        done = subprocess.run([command, "get_throttled"], capture_output=True, text=True, timeout=5,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"throttled=(0x[0-9a-fA-F]+)", done.stdout)
+    return int(found.group(1), 16) if found else None
+
+
+def throttle_words(value: int) -> list[str]:
+    return [name for bit, name in THROTTLE_BITS.items() if value & (1 << bit)]
+
+
+# ---------------------------------------------------------------------- the run
+def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int,
+        log: Callable[[str], None] = print, backend: Optional[str] = None,
+        input_range: Optional[tuple[float, float]] = None, interval: float = 1.0) -> dict[str, Any]:
+    """Invoke every model (BenchModel) in turn for `seconds` with `threads` interpreter threads;
+    returns the section's data: per-second samples, the sensors' sources and a first/last-window
+    summary."""
+    from edgecls.runtime import Classifier
+
+    classifiers = {m.name: Classifier(m.path, num_threads=threads, backend=backend, input_range=input_range)
+                   for m in models}
+    names = list(classifiers)
+    zone = thermal_zone()
+    log(f"Sustained run: {seconds:g} s of steady inference, {len(names)} model(s) in turn, {threads} thread(s), "
+        f"sampled every {interval:g} s")
+    for name in names:  # warm: the first invokes allocate and fill caches
+        for i in range(3):
+            _invoke(classifiers[name], images[i % len(images)][None])
+    throttled_start = throttled()
+    seen_throttle = 0
+    raw: dict[str, list[list[float]]] = {name: [] for name in names}  # per second, per model
+    bucket: dict[str, list[float]] = {name: [] for name in names}
+    samples: list[dict[str, Any]] = []
+    frequency_source = "none"
+    start = time.perf_counter()
+    next_tick, i = start + interval, 0
+    while True:
+        now = time.perf_counter()
+        if now >= next_tick:
+            mhz, frequency_source = current_mhz()
+            state = throttled()
+            seen_throttle |= state or 0
+            samples.append({"t": round(now - start, 3),
+                            "p50_ms": {n: _percentile(bucket[n], 50) for n in names},
+                            "p90_ms": {n: _percentile(bucket[n], 90) for n in names},
+                            "invokes": {n: len(bucket[n]) for n in names},
+                            "temp_c": read_celsius(zone[0]) if zone else None, "mhz": mhz,
+                            "throttled": None if state is None else hex(state)})
+            for n in names:
+                raw[n].append(bucket[n])
+            bucket = {n: [] for n in names}
+            next_tick += interval
+            if now - start >= seconds:
+                break
+            continue
+        name = names[i % len(names)]
+        bucket[name].append(_invoke(classifiers[name], images[(i // len(names)) % len(images)][None]))
+        i += 1
+    throttled_end = throttled()
+    per_window = max(1, int(min(WINDOW_SECONDS, seconds / 3) // interval))
+    window = per_window * interval
+    summary = {}
+    for n in names:
+        first = [v for second in raw[n][:per_window] for v in second]
+        last = [v for second in raw[n][-per_window:] for v in second]
+        summary[n] = {"first_p50_ms": _percentile(first, 50), "last_p50_ms": _percentile(last, 50),
+                      "first_p99_ms": _percentile(first, 99), "last_p99_ms": _percentile(last, 99),
+                      "invokes": sum(len(s) for s in raw[n])}
+    occurred = None
+    if throttled_start is not None and throttled_end is not None:
+        new_since_boot = (throttled_end >> SINCE_BOOT_SHIFT) & ~(throttled_start >> SINCE_BOOT_SHIFT)
+        occurred = bool((seen_throttle | throttled_end) & 0xF or new_since_boot & 0xF)
+    return {"seconds": seconds, "interval_s": interval, "threads": threads, "window_s": window, "models": names,
+            "temperature_source": f"{zone[0]} ({zone[1]})" if zone else None,
+            "frequency_source": frequency_source, "summary": summary, "samples": samples,
+            "throttled": {"start": None if throttled_start is None else hex(throttled_start),
+                          "end": None if throttled_end is None else hex(throttled_end),
+                          "seen": hex(seen_throttle) if throttled_start is not None else None,
+                          "occurred": occurred}}
+
+
+def _invoke(clf: Any, batch: np.ndarray) -> float:
+    clf.set_input(batch)
+    started = time.perf_counter()
+    clf.invoke()
+    return (time.perf_counter() - started) * 1e3
+
+
+def _percentile(values: Sequence[float], q: float) -> Optional[float]:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+# ---------------------------------------------------------------------- the report
+def add_section(report: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The sustained run as a report section: first vs last window per model, and notes that say
+    what the temperature, the clock and the firmware did (or that they could not be read)."""
+    from edgecls.bench.report import add_section as add
+
+    window = f"{data['window_s']:g} s"
+    rows = []
+    for name in data["models"]:
+        s = data["summary"][name]
+        change = (s["last_p50_ms"] / s["first_p50_ms"] - 1) * 100 if s["first_p50_ms"] and s["last_p50_ms"] else None
+        rows.append([name, s["first_p50_ms"], s["last_p50_ms"], None if change is None else f"{change:+.1f}%",
+                     s["first_p99_ms"], s["last_p99_ms"], s["invokes"]])
+    return add(report, SECTION, f"Sustained run: {data['seconds']:g} s at {data['threads']} thread(s)",
+               ["model", f"p50 first {window}", f"p50 last {window}", "p50 change", f"p99 first {window}",
+                f"p99 last {window}", "invokes"], rows, notes=notes(data), data=data)
+
+
+def notes(data: dict[str, Any]) -> list[str]:
+    samples = data["samples"]
+    temps = [s["temp_c"] for s in samples if s["temp_c"] is not None]
+    if temps:
+        temperature = (f"CPU temperature ({data['temperature_source']}): {temps[0]:.1f} °C at the start, "
+                       f"{temps[-1]:.1f} °C at the end, {max(temps):.1f} °C at most.")
+    else:
+        temperature = ("CPU temperature: not available here (no thermal zone in /sys/class/thermal, as in most VMs): "
+                       "none is reported.")
+    clocks = [s["mhz"] for s in samples if s["mhz"] is not None]
+    if clocks:
+        clock = (f"CPU clock ({data['frequency_source']}): {clocks[0]:.0f} MHz at the start, {clocks[-1]:.0f} MHz at "
+                 f"the end, {min(clocks):.0f}–{max(clocks):.0f} MHz.")
+    else:
+        clock = "CPU clock: not readable here (no cpufreq, no \"cpu MHz\")."
+    t = data["throttled"]
+    if t["occurred"] is None:
+        throttle = "Throttling: unknown (no vcgencmd here: it exists on a Raspberry Pi only)."
+    elif t["occurred"]:
+        words = ", ".join(throttle_words(int(t["seen"], 16) | int(t["end"], 16)
+                                         | (int(t["end"], 16) >> SINCE_BOOT_SHIFT))) or "flags set"
+        throttle = f"Throttling: YES during the run ({words}; vcgencmd get_throttled {t['start']} → {t['end']})."
+    else:
+        throttle = f"Throttling: no (vcgencmd get_throttled {t['start']} at the start, {t['end']} at the end)."
+    return [temperature, clock, throttle,
+            f"p50/p99: invoke alone, batch 1, ms; the models ran in turn; {len(samples)} one-second samples."]
+
+
+def plot(plt: Any, data: dict[str, Any]) -> Any:
+    """Latency (p50 per second, p90 dashed), temperature and clock over time, one panel each."""
+    samples = data["samples"]
+    t = [s["t"] for s in samples]
+    figure, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True)
+    for i, name in enumerate(data["models"]):
+        color = f"C{i % 10}"
+        axes[0].plot(t, [s["p50_ms"][name] for s in samples], color=color, label=f"{name} p50")
+        axes[0].plot(t, [s["p90_ms"][name] for s in samples], color=color, linestyle="--", linewidth=0.8,
+                     label=f"{name} p90")
+    if t:  # the two windows the section compares
+        for low, high in ((0, data["window_s"]), (data["seconds"] - data["window_s"], t[-1])):
+            axes[0].axvspan(low, high, color="0.85", alpha=0.5, linewidth=0)
+    axes[0].set_ylabel("invoke ms")
+    axes[0].set_ylim(bottom=0)
+    axes[0].legend(fontsize=7, ncol=2)
+    axes[0].set_title(f"Sustained run, {data['threads']} thread(s)")
+    rows = ((axes[1], "temp_c", "CPU °C", "no CPU temperature sensor here (VM?)"),
+            (axes[2], "mhz", f"CPU MHz ({data['frequency_source']})", "CPU clock not readable here"))
+    for ax, key, label, missing in rows:
+        values = [s[key] for s in samples]
+        if any(v is not None for v in values):
+            ax.plot(t, [np.nan if v is None else v for v in values], color="C3" if key == "temp_c" else "C2")
+        else:
+            ax.text(0.5, 0.5, missing, ha="center", va="center", transform=ax.transAxes, color="0.4")
+            ax.set_yticks([])
+        ax.set_ylabel(label)
+    throttled_at = [s["t"] for s in samples if s["throttled"] and int(s["throttled"], 16) & 0xF]
+    for x in throttled_at:
+        axes[2].axvline(x, color="C1", alpha=0.3)
+    axes[2].set_xlabel("seconds")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure

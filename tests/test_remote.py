@@ -1,0 +1,317 @@
+"""`edgecls bench --remote` against a real OpenSSH server on 127.0.0.1 (no mocks), sustained runs,
+CPU features and advice.
+
+The "device" is this machine reached through sshd with throw-away keys; its venv is made offline
+from wheels repacked from what is installed here (tests/sshd.py), so no network is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sshd as ssh_server
+
+from edgecls.bench.remote import Target, explain, parse_targets
+from edgecls.bench.sustain import parse_duration
+from edgecls.errors import EdgeclsError
+from edgecls.runtime.cpu import cpu_features
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "models" / "digits-seed"
+MODELS = [str(REFERENCE / "model_float32.tflite"), str(REFERENCE / "model_int8.tflite")]
+DATA = str(REFERENCE / "test-images")
+needs_sshd = pytest.mark.skipif(not ssh_server.has_sshd(), reason="OpenSSH server not installed (apt install "
+                                "openssh-server; .ci/run does it)")
+
+
+def edgecls(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgecls", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = ssh_server.start_sshd(tmp_path_factory.mktemp("sshd"))
+    with open(server.config, "a") as config:  # a second host name whose port nobody listens on
+        config.write(f"Host edgecls-dead\n  HostName 127.0.0.1\n  Port {ssh_server.free_port()}\n"
+                     f"  UserKnownHostsFile {server.known_hosts}\n  BatchMode yes\n")
+    yield server
+    ssh_server.kill_server(server)
+
+
+@pytest.fixture(scope="module")
+def device(server, tmp_path_factory):
+    """Where the device keeps its venvs (a path with spaces and shell syntax in it) and the
+    bench options every remote test uses."""
+    home = tmp_path_factory.mktemp("device")
+    marker = home / "PWNED"
+    remote_dir = f"{home}/edgecls remote $(touch {marker}) `touch {marker}`; touch {marker}"
+    wheels = ssh_server.repack_wheels(home / "wheels")
+    options = ["--ssh-config", server.config, "--wheels", wheels, "--remote-python", _base_python(),
+               "--remote-dir", remote_dir]
+    return {"home": home, "marker": marker, "remote_dir": remote_dir, "options": options}
+
+
+def with_option(options: list, name: str, value) -> list:
+    """The device options with another value for `name`."""
+    options = list(options)
+    options[options.index(name) + 1] = value
+    return options
+
+
+def _base_python() -> str:
+    """A Python with venv and ensurepip (the one this venv was made from)."""
+    return getattr(sys, "_base_executable", sys.executable)
+
+
+@pytest.fixture(scope="module")
+def runs(server, device, tmp_path_factory):
+    """Two runs: one device (venv made), then a fleet of it and a dead host (venv reused)."""
+    out = tmp_path_factory.mktemp("reports")
+    started = time.perf_counter()
+    first = edgecls("bench", *MODELS, "--data", DATA, "--runs", 20, "--no-memory", "--report", out / "first",
+                    "--remote", server.host, *device["options"])
+    first_s = time.perf_counter() - started
+    started = time.perf_counter()
+    second = edgecls("bench", *MODELS, "--data", DATA, "--runs", 20, "--no-memory", "--report", out / "second",
+                     "--remote", f"{server.host},edgecls-dead", *device["options"])
+    second_s = time.perf_counter() - started
+    print(f"\nbench --remote: first run (venv made) {first_s:.1f} s, second run (venv reused, 2 devices) "
+          f"{second_s:.1f} s")
+    return {"first": first, "second": second, "out": out, "seconds": (first_s, second_s)}
+
+
+def _load(folder: Path) -> tuple[dict, dict]:
+    host = json.loads((folder / "bench.json").read_text())
+    device = json.loads((folder / "devices" / "edgecls-test" / "bench.json").read_text())
+    return host, device
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_device_rows_have_the_local_benchs_accuracy_agreement_and_flipped_images(runs):
+    assert runs["first"].returncode == 0, runs["first"].stderr[-2000:]
+    host, device = _load(runs["out"] / "first")
+    assert device["remote"]["target"] == "edgecls-test" and device["remote"]["venv_reused"] is False
+    assert host["data"]["content_sha256"] == device["data"]["content_sha256"]
+    by_name = {m["name"]: m for m in device["models"]}
+    for model in host["models"]:
+        other = by_name[model["name"]]
+        assert other["sha256"] == model["sha256"]
+        assert other["accuracy"]["top1"] == model["accuracy"]["top1"]
+        assert other["accuracy"]["confusion"] == model["accuracy"]["confusion"]
+        if model["vs_reference"]:
+            assert other["vs_reference"]["agreement"] == model["vs_reference"]["agreement"]
+            assert other["vs_reference"]["flipped"] == model["vs_reference"]["flipped"]
+    merged = json.loads((runs["out"] / "first" / "compare.json").read_text())
+    assert {row[0] for row in merged["rows"]} == {"host", "edgecls-test"}
+    assert "edgecls-test" in runs["first"].stdout
+    assert (runs["out"] / "first" / "devices" / "edgecls-test" / "accuracy-latency.png").is_file()  # drawn here
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_a_second_run_reuses_the_venv_and_a_dead_device_is_an_error_row(runs):
+    second = runs["second"]
+    assert second.returncode == 1, second.stderr[-2000:]  # one device of the fleet failed
+    _, device = _load(runs["out"] / "second")
+    assert device["remote"]["venv_reused"] is True
+    assert "venv_s" not in device["remote"]["seconds"]
+    merged = json.loads((runs["out"] / "second" / "compare.json").read_text())
+    errors = [row for row in merged["rows"] if row[0] == "edgecls-dead"]
+    assert len(errors) == 1 and errors[0][1] == "error" and "unreachable" in errors[0][2]
+    assert any(row[0] == "edgecls-test" for row in merged["rows"])
+    first_s, second_s = runs["seconds"]
+    assert second_s < first_s  # no venv made the second time
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_a_remote_dir_with_spaces_and_shell_syntax_runs_nothing(runs, device):
+    assert runs["first"].returncode == 0
+    assert not device["marker"].exists()
+    venvs = Path(device["remote_dir"]) / "venvs"
+    assert venvs.is_dir() and any((v / ".edgecls-ready").is_file() for v in venvs.iterdir())
+    assert list((Path(device["remote_dir"]) / "runs").iterdir()) == []  # each run's folder is removed
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_a_wrong_host_key_is_refused_in_one_line(server, device, tmp_path):
+    impostor = ssh_server.keygen(tmp_path / "other_key")
+    (tmp_path / "known_hosts").write_text(f"edgecls-test {impostor}\n")
+    config = tmp_path / "ssh_config"
+    ssh_server.write_client_config(config, tmp_path / "known_hosts", server.port, server.user,
+                                   server.folder / "client_key")
+    options = with_option(device["options"], "--ssh-config", config)
+    result = edgecls("bench", *MODELS, "--data", DATA, "--runs", 5, "--no-memory", "--report", tmp_path / "r",
+                     "--remote", server.host, *options)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("edgecls: error:")]
+    assert len(errors) == 1 and "host key" in errors[0] and "refused" in errors[0], result.stderr[-1500:]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_the_server_killed_mid_run_is_a_one_line_error_and_no_report(runs, device, tmp_path):
+    assert runs["first"].returncode == 0  # the venv is there: this run goes straight to the bench
+    server = ssh_server.start_sshd(tmp_path / "sshd")
+    report = tmp_path / "report"
+    proc = subprocess.Popen([sys.executable, "-m", "edgecls", "bench", *MODELS, "--data", DATA, "--runs", "20",
+                             "--no-memory", "--report", str(report), "--remote", server.host, "--sustain", "60s",
+                             *map(str, with_option(device["options"], "--ssh-config", server.config))],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("[edgecls-test] Sustained run"):
+                ssh_server.kill_server(server)
+                break
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = [line for line in rest.splitlines() if line.strip()]
+    assert proc.returncode != 0, "".join(seen[-20:]) + rest
+    assert lines[-1].startswith("edgecls: error: edgecls-test: the connection dropped"), rest
+    assert not report.exists() and not list(tmp_path.glob(".edgecls-remote-*"))
+
+
+# ---------------------------------------------------------------------- quick ones
+@pytest.mark.parametrize("spec", ["-oProxyCommand=touch x", "host;rm", "a b", "user@", "host:99999"])
+def test_a_target_that_is_not_user_at_host_port_is_refused(spec):
+    with pytest.raises(EdgeclsError, match="is not|no valid port"):
+        parse_targets(spec)
+
+
+def test_targets_from_a_list_and_a_hosts_file(tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# the lab\npi@pi5.local\npi4:2222  # upstairs\n\n")
+    assert [(t.destination, t.port) for t in parse_targets(f"@{hosts}")] == [("pi@pi5.local", None), ("pi4", 2222)]
+    assert [t.destination for t in parse_targets("a,b@c")] == ["a", "b@c"]
+
+
+def test_ssh_failures_become_one_line_causes():
+    target = Target("pi", "pi", None)
+    assert "unreachable" in explain(target, "probe", 255, "ssh: connect to host pi port 22: Connection refused\n")
+    assert "authentication refused" in explain(target, "probe", 255, "pi@pi: Permission denied (publickey).\n")
+    assert "dropped" in explain(target, "running the bench", 255, "Connection to pi closed by remote host.\n")
+    assert "disk full" in explain(target, "making the venv", 4, "OSError: [Errno 28] No space left on device\n")
+
+
+@pytest.mark.parametrize("text, seconds", [("10m", 600), ("90s", 90), ("3", 3), ("1h", 3600), ("1m30s", 90)])
+def test_sustain_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "ten", "0s", "25h", "1x"])
+def test_a_bad_sustain_duration_is_refused(text):
+    with pytest.raises(EdgeclsError, match="--sustain"):
+        parse_duration(text)
+
+
+def test_cpu_features_of_a_pi5_and_of_a_core_without_dot_product(tmp_path):
+    pi5 = tmp_path / "pi5"
+    pi5.write_text("processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 "
+                   "atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU part\t: 0xd0b\n")
+    found = cpu_features("aarch64", pi5)
+    assert found["dot_product"] is True and found["half_precision"] is True and "i8mm" in found["absent"]
+    pi4 = tmp_path / "pi4"
+    pi4.write_text("Features\t: fp asimd evtstrm crc32 cpuid\nCPU part\t: 0xd08\n")
+    assert cpu_features("aarch64", pi4)["dot_product"] is False
+    assert cpu_features("aarch64", tmp_path / "absent")["dot_product"] is None  # unknown, not "no"
+
+
+@pytest.mark.slow
+def test_sustain_gives_a_time_series_section_plot_and_advice(tmp_path):
+    result = edgecls("bench", *MODELS, "--data", DATA, "--runs", 10, "--no-memory", "--threads", 1,
+                     "--sustain", "3s", "--report", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    section = next(s for s in report["sections"] if s["key"] == "sustained")
+    assert len(section["data"]["samples"]) == 3 and section["plots"] == ["sustained.png"]
+    assert (tmp_path / "sustained.png").stat().st_size > 10_000
+    temps = [s["temp_c"] for s in section["data"]["samples"]]
+    if section["data"]["temperature_source"] is None:  # a VM: said, never invented
+        assert temps == [None] * 3 and any("not available here" in n for n in section["notes"])
+    advice = next(s for s in report["sections"] if s["key"] == "advice")
+    assert advice["rows"][0][0].startswith("Fastest here:")
+    assert "cpu_features" in report["machine"] and "Sustained run" in result.stdout
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_the_device_report_fits_the_schema_with_its_remote_and_machine_labels(runs):
+    from edgecls.bench.schema import errors, schema
+
+    _, device = _load(runs["out"] / "first")
+    assert errors(device) == []
+    machine = device["machine"]
+    assert {"board", "governor", "cpu_features"} <= set(machine) and machine["versions"]["edgecls"]
+    jsonschema = pytest.importorskip("jsonschema")
+    assert not list(jsonschema.Draft202012Validator(schema()).iter_errors(device))
+    broken = json.loads(json.dumps(device))
+    broken["remote"]["venv_reused"] = "yes"
+    assert any("venv_reused" in e for e in errors(broken))
+    broken = json.loads(json.dumps(device))
+    broken["machine"]["cpu_features"].pop("dot_product")
+    assert any("dot_product" in e for e in errors(broken))
+
+
+@pytest.mark.slow
+@needs_sshd
+@pytest.mark.parametrize("host, extra, needle", [
+    ("edgecls-dead", [], "edgecls-dead: unreachable"),
+    ("edgecls-test", ["--remote-python", "/no/such/python3"], "edgecls-test: no /no/such/python3 on the device"),
+])
+def test_one_failing_device_is_a_one_line_error_and_no_report(server, device, tmp_path, host, extra, needle):
+    result = edgecls("bench", *MODELS, "--data", DATA, "--runs", 5, "--no-memory", "--report", tmp_path / "r",
+                     "--remote", host, *device["options"], *extra)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and lines[-1].startswith(f"edgecls: error: {needle}"), result.stderr[-1500:]
+    assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".edgecls-remote-*"))
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_a_run_directory_benched_remotely_flips_the_same_images(make_digits_run, server, device, runs, tmp_path):
+    """A run's test split is arrays (digits): it travels as PNG files, and the device's flipped
+    images are given back this host's ids."""
+    run_dir = make_digits_run(1, 3, ("float32", "int8"))
+    result = edgecls("bench", run_dir, "--no-keras", "--runs", 5, "--no-memory", "--report", tmp_path / "r",
+                     "--remote", server.host, *device["options"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    host, remote = _load(tmp_path / "r")
+    assert host["data"]["content_sha256"] == remote["data"]["content_sha256"]
+    assert remote["data"]["part"] == "test"
+    for mine, theirs in zip(host["models"], remote["models"]):
+        assert mine["accuracy"]["top1"] == theirs["accuracy"]["top1"]
+        if mine["vs_reference"]:
+            assert mine["vs_reference"]["flipped"] == theirs["vs_reference"]["flipped"]
+
+
+@pytest.mark.slow
+@needs_sshd
+def test_a_full_disk_on_the_device_is_a_one_line_error(server, device, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("a small file system for the device needs root and mount")
+    try:
+        result = edgecls("bench", *MODELS, "--data", DATA, "--runs", 5, "--no-memory", "--report", tmp_path / "r",
+                         "--remote", server.host, *with_option(device["options"], "--remote-dir", small / "edgecls"))
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and lines[-1].startswith("edgecls: error: edgecls-test: disk full on the device"), \
+        result.stderr[-1500:]
+    assert not (tmp_path / "r").exists()
