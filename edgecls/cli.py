@@ -32,6 +32,7 @@ import typer
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, MODES_HELP, QUANTIZERS
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
+from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 from edgecls.train.options import ARCHITECTURES, COLORS, DEFAULTS, OPTIMIZERS, STRATEGIES, TrainOptions
 
 app = typer.Typer(
@@ -106,6 +107,8 @@ Color = _choices("Color", COLORS)
 Optimizer = _choices("Optimizer", OPTIMIZERS)
 Strategy = _choices("Strategy", STRATEGIES)
 Quantizer = _choices("Quantizer", QUANTIZERS)
+Resize = _choices("Resize", RESIZE_METHODS)
+Fit = _choices("Fit", FITS)
 
 
 # ----------------------------------------------------------------------------- train
@@ -266,6 +269,13 @@ def export_command(
     Console().print(render_export_table(result))
     if result.written:
         typer.echo(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
+        if result.passed:
+            from edgecls.rundir import EXPORT_DIR
+
+            # bench RUN_DIR reads RUN_DIR/export; files written elsewhere are benched by name
+            default_out = source.is_dir() and Path(result.out_dir).resolve() == (source / EXPORT_DIR).resolve()
+            tflites = " ".join(str(p) for p in result.written if p.suffix == ".tflite")
+            typer.echo(f"Next: edgecls bench {source if default_out else tflites}")
     if not result.passed:
         if not result.written:
             _fail(result.advice(), 1)
@@ -281,6 +291,13 @@ _INPUT_RANGE_HELP = ("LO,HI: the input values pixels 0 and 255 become, for a mod
 _INPUT_RANGE_DEFAULT = ("the metadata's range; else 0,255 for a float input (edgecls models scale inside), the raw "
                         "bytes for a quantised one")
 Backend = Annotated[Optional[str], typer.Option(help=_BACKEND_HELP, show_default=_BACKEND_DEFAULT)]
+_PREPROCESSING_DEFAULT = f"the model's metadata, else {DEFAULT_RESIZE}"
+ResizeOption = Annotated[Optional[Resize], typer.Option(
+    help="How a picture is resized to the model's input: match what the model was trained or evaluated with "
+    "(Google's Coral MobileNets: nearest)", show_default=_PREPROCESSING_DEFAULT, **_choice(Resize, "resize method"))]
+FitOption = Annotated[Optional[Fit], typer.Option(
+    help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's aspect ratio",
+    show_default=f"the model's metadata, else {DEFAULT_FIT}", **_choice(Fit, "fit"))]
 
 
 @app.command(epilog="Examples:\n\n"
@@ -308,6 +325,8 @@ def predict(
         Optional[str],
         typer.Option("--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP, show_default=_INPUT_RANGE_DEFAULT),
     ] = None,
+    resize: ResizeOption = None,
+    fit: FitOption = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
@@ -323,7 +342,7 @@ def predict(
 
     code = run_predict(str(model), images, top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
                        threads=threads, labels=str(labels) if labels else None, backend=backend,
-                       input_range=parse_range(input_range))
+                       input_range=parse_range(input_range), resize=_plain(resize), fit=_plain(fit))
     raise typer.Exit(code)
 
 
@@ -536,6 +555,11 @@ def bench_run(
         typer.echo(f"Reports in {report_dir}: {', '.join(result['report_files'])}")
     if json_path is not None:
         typer.echo(f"JSON report: {json_path}")
+    saved = json_path or (report_dir / "bench.json" if report_dir is not None else None)
+    quantised = next((m["path"] for m in result["models"] if m["kind"] == "tflite" and m["mode"] != "float32"),
+                result["models"][-1]["path"])
+    typer.echo(f"Next: edgecls predict {quantised} IMAGES..."
+               + (f"; with another machine's report: edgecls bench compare {saved} OTHER/bench.json" if saved else ""))
 
 
 @bench_app.command("compare", epilog="Example: edgecls bench compare pi4/bench.json pi5/bench.json --report cmp/")

@@ -30,3 +30,16 @@ def save_png(plt: Any, figure: Any, path: Path, dpi: int = 100) -> Path:
     figure.savefig(buffer, format="png", dpi=dpi)
     plt.close(figure)
     return write_bytes_atomic(Path(path), buffer.getvalue())
+
+
+def cap_fraction_axis(ax: Any) -> None:
+    """An accuracy (fraction) y axis never runs past 1.0 (matplotlib's margin would take it to 1.05)."""
+    low, high = ax.get_ylim()
+    if high > 1.0:
+        ax.set_ylim(min(low, 0.99), 1.0)
+
+
+def text_colour(rgba: Any) -> str:
+    """Black or white, whichever reads on a cell of colour `rgba` (by its relative luminance)."""
+    red, green, blue = rgba[:3]
+    return "black" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.5 else "white"

@@ -92,7 +92,7 @@ def headline(report: dict[str, Any]) -> list[str]:
         f"p50/p90/p99: invoke alone, batch 1, ms per image; {settings['warmup']} warm-up, then "
         f"{settings['rounds']} interleaved rounds of {settings['per_round']} images per model and thread count; "
         f"img/s at batch {settings['batch_size']}; init: ms to load, verify and allocate; peak MB: a fresh "
-        f"device-side process; size in KiB (× the float32 file). "
+        f"device-side process; size: K KiB, M MiB (× the float32 file). "
         f"Interpreter {machine['backend']['name']} {machine['backend']['version']}.",
     ]
     return lines + list(report["device"]["notes"]) + list(report["notes"])

@@ -13,14 +13,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, make_split
 from edgecls.errors import EdgeclsError, require_tensorflow
-from edgecls.plotting import pyplot
+from edgecls.plotting import cap_fraction_axis, pyplot, save_png
 from edgecls.provenance import run_versions
 from edgecls.rundir import (
     CONFIG_FILE,
@@ -138,7 +138,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
                                                                  (options.val_fraction, options.test_fraction))))
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
-        plot_history(history.history, tmp / CURVES_FILE)
+        plot_history(history.history, tmp / CURVES_FILE, metrics["best_epoch"])
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics)
 
 
@@ -228,17 +228,26 @@ def _report_skipped(dataset: Dataset, log) -> None:
         log(f"warning: skipped {duplicates} byte-identical duplicate file(s) (they would leak between train and test)")
 
 
-def plot_history(history: dict, path: Path) -> None:
+def plot_history(history: dict, path: Path, best_epoch: Optional[int] = None) -> None:
     plt = pyplot()
+    save_png(plt, history_figure(plt, history, best_epoch), path)
+
+
+def history_figure(plt: Any, history: dict, best_epoch: Optional[int] = None) -> Any:
+    """Accuracy and loss per epoch, train and validation; `best_epoch` (1-based), the epoch whose
+    weights were kept, marked on both."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     for ax, key in zip(axes, ("accuracy", "loss")):
         ax.plot(epochs, history.get(key, []), label="train")
         ax.plot(epochs, history.get(f"val_{key}", []), label="validation")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="0.4", linestyle="--", linewidth=1, label=f"kept: epoch {best_epoch}")
+        if key == "accuracy":
+            cap_fraction_axis(ax)
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
