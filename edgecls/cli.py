@@ -426,7 +426,10 @@ app.add_typer(bench_app, name="bench")
 @bench_app.command("run", epilog="Examples:\n\n"
                    "edgecls bench runs/digits-seed --threads 1,4\n\n"
                    "edgecls bench model_int8.tflite --data test-images/ --device rpi4\n\n"
-                   "edgecls bench runs/digits-seed --diagnose --calib-sweep 25,100,300")
+                   "edgecls bench runs/digits-seed --diagnose --calib-sweep 25,100,300\n\n"
+                   "edgecls bench mobilenet_v1_0.5_160_quant.tflite --labels imagenet_labels.txt --data photos/ "
+                   "--resize nearest\n\n"
+                   "edgecls bench a.tflite b.tflite --latency-only")
 def bench_run(
     paths: Annotated[
         list[Path], typer.Argument(help="A run directory (its exports, as export.json lists them) and/or .tflite files")
@@ -502,6 +505,15 @@ def bench_run(
             show_default=_INPUT_RANGE_DEFAULT,
         ),
     ] = None,
+    labels: Annotated[Optional[Path], typer.Option(
+        help="Labels file for every .tflite (third-party models): --data is then a folder of class sub-folders "
+        "named by these labels (exactly, case-insensitively, or by a comma part: 'Egyptian cat', 'tabby'); each "
+        "model decodes the images at its own size", show_default="none")] = None,
+    latency_only: Annotated[bool, typer.Option(
+        "--latency-only", help="No accuracy: latency, memory and size only, on the images under --data (any "
+        "layout) or, without --data, random images", metavar="")] = False,
+    resize: ResizeOption = None,
+    fit: FitOption = None,
     diagnose: Annotated[
         bool,
         typer.Option(
@@ -546,7 +558,8 @@ def bench_run(
         analyses = requested_analyses(paths, diagnose, sweep_sizes, data)
     options = BenchOptions(paths=list(paths), data=data, device=device, threads=parse_threads(threads), warmup=warmup,
                            runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
-                           input_range=parse_range(input_range),
+                           input_range=parse_range(input_range), labels=str(labels) if labels else None,
+                           latency_only=latency_only, resize=_plain(resize), fit=_plain(fit),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]))
     result = bench(options, analyses, log=_to_stderr)

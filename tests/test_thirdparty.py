@@ -7,9 +7,7 @@ classes, class 0 "background"); the edgecls model is the committed models/digits
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -18,7 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecls.errors import EdgeclsError
 from edgecls.runtime import Classifier, ImageError, ModelFileError, load_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +98,7 @@ def test_export_records_the_training_resize_in_the_metadata():
     import inspect
 
     from edgecls.export import report
-    from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE
+    from edgecls.runtime.preprocess import DEFAULT_RESIZE
 
     source = inspect.getsource(report.build_metadata)
     assert '"resize": DEFAULT_RESIZE' in source and '"fit": DEFAULT_FIT' in source

@@ -26,8 +26,10 @@ def write_plots(report: dict[str, Any], folder: Path) -> tuple[list[str], Option
         return [], "plots skipped: matplotlib is not installed (pip install matplotlib)"
     written = []
     timed = [m for m in report["models"] if m["latency"]]
+    scored = [m for m in timed if m.get("accuracy") is not None]  # none in a --latency-only bench
+    if scored:
+        written.append(save(plt, accuracy_latency(plt, scored), folder / "accuracy-latency.png"))
     if timed:
-        written.append(save(plt, accuracy_latency(plt, timed), folder / "accuracy-latency.png"))
         written.append(save(plt, distributions(plt, timed), folder / "latency.png"))
     by_name = {m["name"]: m for m in report["models"]}
     for model in report["models"]:
