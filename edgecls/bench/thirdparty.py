@@ -176,4 +176,5 @@ def _match_note(matches: list[FolderMatch], num_labels: int) -> str:
     shown = "; ".join(f"{printable(m.folder)!r} → {m.index} {m.label!r} ({m.how}, {m.images} images)"
                       for m in matches[:MAX_SHOWN])
     more = f"; … {len(matches) - MAX_SHOWN} more in the JSON" if len(matches) > MAX_SHOWN else ""
-    return f"{len(matches)} class folder(s) matched labels of the model ({num_labels} classes): {summary}. {shown}{more}"
+    return (f"{len(matches)} class folder(s) matched labels of the model ({num_labels} classes): {summary}. "
+            f"{shown}{more}")

@@ -76,8 +76,8 @@ def _tflite_hint(run_dir: Path) -> str:
     if not (run_dir / RUN_MODEL).is_file() and not (run_dir / "export").is_dir():
         return ""
     found = next((run_dir / name for name in EXPORTED if (run_dir / name).is_file()), None)
-    if found is None:
-        found = next(iter(sorted((run_dir / "export").glob("*.tflite"))), None) if (run_dir / "export").is_dir() else None
+    if found is None and (run_dir / "export").is_dir():
+        found = next(iter(sorted((run_dir / "export").glob("*.tflite"))), None)
     if found is not None:
         return f": use {found}"
     return f": run edgecls export {run_dir} first, then use {run_dir / EXPORTED[0]}"
