@@ -7,7 +7,9 @@ classes, class 0 "background"); the edgecls model is the committed models/digits
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgecls.errors import EdgeclsError
 from edgecls.runtime import Classifier, ImageError, ModelFileError, load_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,3 +273,146 @@ def test_accuracy_axes_stop_at_one_and_the_kept_epoch_is_marked():
         assert "kept: epoch 2" in [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(figure)
     plt.close(curves)
+
+
+# ---------------------------------------------------------------------- bench any classifier
+def _imagenet_folder(root: Path) -> Path:
+    """Class folders named as a user would: a label exactly, its first comma part, another case."""
+    cat = Image.open(CAT).convert("RGB")
+    layout = {"Egyptian cat": [(0, 0, 512, 341), (40, 0, 470, 341)], "tabby": [(100, 20, 450, 330)],
+              "TIGER CAT": [(0, 0, 341, 341)]}
+    for folder, boxes in layout.items():
+        (root / folder).mkdir(parents=True)
+        for i, box in enumerate(boxes):
+            cat.crop(box).save(root / folder / f"{i}.png")
+    cat.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "Egyptian cat" / "flipped.jpg")
+    return root
+
+
+def _device_side_bench(args: list[str]) -> dict:
+    """`edgecls bench ARGS` in a fresh Python; the report, and which heavy modules got imported."""
+    code = (
+        "import json, sys\n"
+        "from edgecls.cli import main\n"
+        f"sys.argv = ['edgecls', 'bench', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print(json.dumps({'code': code, 'heavy': sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras', 'tf_keras'))}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["code"] in (0, None), done.stderr
+    return {**found, "out": done.stdout, "err": done.stderr}
+
+
+@pytest.mark.shared_data
+def test_bench_a_third_party_model_on_folders_named_by_its_labels_without_tensorflow(tmp_path):
+    data = _imagenet_folder(tmp_path / "photos")
+    found = _device_side_bench([str(MOBILENET_160), "--labels", str(IMAGENET_LABELS), "--data", str(data),
+                                "--resize", "nearest", "--threads", "1", "--runs", "3", "--warmup", "0",
+                                "--no-memory", "--json", str(tmp_path / "r.json")])
+    assert found["heavy"] == []
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert check_report_ok(report)
+    matches = {m["folder"]: (m["index"], m["match"], m["images"]) for m in report["data"]["label_map"]}
+    assert matches == {"Egyptian cat": (286, "exact", 3), "tabby": (282, "first comma part", 1),
+                       "TIGER CAT": (283, "case-insensitive", 1)}
+    model = report["models"][0]
+    assert model["accuracy"]["k"] == 5 and model["accuracy"]["images"] == 5
+    assert 0.4 <= model["accuracy"]["top1"] <= model["accuracy"]["topk"] == 1.0  # cats all, among the top 5
+    assert report["data"]["classes"][-1] == "(other classes)" and len(model["accuracy"]["confusion"]) == 4
+    assert model["latency"][0]["invoke_ms"]["p50"] > 0 and model["size_bytes"] == MOBILENET_160.stat().st_size
+    assert report["settings"]["preprocessing"][MOBILENET_160.name] == {"resize": "nearest", "fit": "stretch"}
+    assert "3 class folder(s) matched labels of the model (1001 classes): 1 exact, 1 case-insensitive, 1 " \
+           "first comma part" in " ".join(report["notes"])
+    assert "top-k" in found["out"] and "1.0000" in found["out"]
+
+
+def check_report_ok(report: dict) -> bool:
+    from edgecls.bench.schema import errors
+
+    problems = errors(report)
+    assert not problems, problems
+    return True
+
+
+@pytest.mark.shared_data
+def test_latency_only_needs_no_data_and_reports_latency_memory_and_size(tmp_path):
+    found = _device_side_bench([str(MOBILENET_128), "--latency-only", "--threads", "1", "--runs", "3", "--warmup",
+                                "0", "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "rep")])
+    assert found["heavy"] == []
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert check_report_ok(report)
+    model = report["models"][0]
+    assert model["accuracy"] is None and report["data"]["part"] == "unlabelled" and report["reference"] is None
+    assert model["latency"][0]["invoke_ms"]["n"] == 3 and model["size_bytes"] == MOBILENET_128.stat().st_size
+    assert model["memory"]["peak_rss_mb"] > 0 and model["memory"]["heavy_modules"] == []
+    markdown = (tmp_path / "rep" / "bench.md").read_text()
+    assert "Latency only: 32 unlabelled images" in markdown and "Per-class accuracy" not in markdown
+    assert (tmp_path / "rep" / "latency.png").is_file()
+
+
+@pytest.mark.shared_data
+def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_preprocessing(tmp_path):
+    from edgecls.bench.run import BenchOptions, run_bench
+
+    data = _imagenet_folder(tmp_path / "photos")
+    report = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(data), labels=str(IMAGENET_LABELS),
+                                    threads=[1], warmup=0, runs=2, memory=False, fit="crop"), log=lambda m: None)
+    assert report["data"]["shapes"] == {MOBILENET_160.name: [160, 160, 3], MOBILENET_128.name: [128, 128, 3]}
+    assert {m["name"]: m["accuracy"]["images"] for m in report["models"]} == {MOBILENET_160.name: 5,
+                                                                            MOBILENET_128.name: 5}
+    assert all(p == {"resize": "bilinear", "fit": "crop"} for p in report["settings"]["preprocessing"].values())
+    assert check_report_ok(report)
+    # --latency-only on given images (a flat folder: no labels needed)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.open(CAT).save(flat / "cat.png")
+    timed = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(flat), latency_only=True, threads=[1],
+                                   warmup=0, runs=2, memory=False), log=lambda m: None)
+    assert timed["data"]["images"] == 1 and timed["data"]["files"] is True
+    assert all(m["latency"] and m["accuracy"] is None for m in timed["models"])
+
+
+def test_folder_names_match_labels_exactly_case_insensitively_by_comma_part_or_index():
+    from edgecls.bench.thirdparty import match_label
+
+    labels = ["background", "tabby, tabby cat", "Egyptian cat", "crane", "crane", "tiger cat"]
+    assert match_label("Egyptian cat", labels) == (2, "exact")
+    assert match_label("egyptian CAT", labels) == (2, "case-insensitive")
+    assert match_label("tabby", labels) == (1, "first comma part")
+    assert match_label("Tabby Cat", labels) == (1, "comma part")
+    assert match_label("4", labels) == (4, "index")
+    with pytest.raises(EdgeclsError, match="matches 2 labels .*rename it to one label, or to its index"):
+        match_label("crane", labels)
+    with pytest.raises(EdgeclsError, match="'kitten' matches no label"):
+        match_label("kitten", labels)
+
+
+@pytest.mark.shared_data
+def test_third_party_bench_refusals_say_what_to_do(tmp_path, cli):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.open(CAT).save(flat / "cat.png")
+    common = ["--threads", "1", "--runs", "1", "--warmup", "0", "--no-memory"]
+    loose = cli("bench", MOBILENET_160, "--labels", IMAGENET_LABELS, "--data", flat, *common)
+    assert loose.code == 2 and "no class sub-folders" in loose.err and "--latency-only" in loose.err
+    sizes = cli("bench", MOBILENET_160, MOBILENET_128, "--data", flat, *common)
+    assert sizes.code == 2 and "give --labels FILE" in sizes.err
+    nodata = cli("bench", MOBILENET_160, "--labels", IMAGENET_LABELS, *common)
+    assert nodata.code == 2 and "--labels needs --data FOLDER" in nodata.err
+    run = cli("bench", ROOT / "models" / "digits-seed", "--latency-only", *common)
+    assert run.code == 2 and "not a run directory" in run.err
+
+
+def test_the_schema_takes_a_latency_only_model_and_checks_the_label_map():
+    from edgecls.bench.schema import errors, schema
+
+    defs = {"$defs": schema()["$defs"]}
+    model_rule = schema()["$defs"]["model"]["properties"]["accuracy"]
+    assert not errors(None, {**defs, **model_rule})
+    assert errors({"top1": 2}, {**defs, **model_rule})
+    bad = {"folder": "x", "index": 1, "label": "x", "match": "fuzzy", "images": 1}
+    data_rule = schema()["properties"]["data"]["properties"]["label_map"]
+    assert any("'fuzzy' is not one of" in e for e in errors([bad], {**defs, **data_rule}))
+    assert not errors([{**bad, "match": "comma part"}], {**defs, **data_rule})
