@@ -96,18 +96,6 @@ def test_the_runtime_uses_the_resize_recorded_in_the_metadata_and_an_argument_ov
         Classifier(bad, num_threads=1)
 
 
-def test_export_records_the_training_resize_in_the_metadata():
-    """The metadata edgecls writes names how training decoded the pictures (load_image's defaults)."""
-    import inspect
-
-    from edgecls.export import report
-    from edgecls.runtime.preprocess import DEFAULT_RESIZE
-
-    source = inspect.getsource(report.build_metadata)
-    assert '"resize": DEFAULT_RESIZE' in source and '"fit": DEFAULT_FIT' in source
-    assert inspect.signature(load_image).parameters["resize"].default == DEFAULT_RESIZE
-
-
 def test_a_nan_pixel_is_a_one_line_image_error_not_a_runtime_warning():
     """The cast of NaN to uint8 ("invalid value encountered in cast") came from float arrays and
     mode "F" images holding NaN; infinities are clipped like any out-of-range value."""
@@ -416,3 +404,20 @@ def test_the_schema_takes_a_latency_only_model_and_checks_the_label_map():
     data_rule = schema()["properties"]["data"]["properties"]["label_map"]
     assert any("'fuzzy' is not one of" in e for e in errors([bad], {**defs, **data_rule}))
     assert not errors([{**bad, "match": "comma part"}], {**defs, **data_rule})
+
+
+@pytest.mark.slow
+def test_export_ends_with_the_next_command_and_records_the_training_resize(make_digits_run, tmp_path, cli):
+    import shutil
+
+    from edgecls.runtime.metadata import read_metadata
+
+    run = tmp_path / "run"
+    shutil.copytree(make_digits_run(1, 0), run)
+    result = cli("export", run, "--calib-samples", "50")
+    assert result.code == 0, result.err
+    assert result.out.strip().splitlines()[-1] == f"Next: edgecls bench {run}"
+    spec = read_metadata((run / "export" / "model_int8.tflite").read_bytes())["input"]
+    assert (spec["resize"], spec["fit"]) == ("bilinear", "stretch")
+    elsewhere = cli("export", run, "--calib-samples", "50", "--quant", "int8", "--out", tmp_path / "other")
+    assert elsewhere.out.strip().splitlines()[-1] == f"Next: edgecls bench {tmp_path / 'other' / 'model_int8.tflite'}"
