@@ -173,8 +173,8 @@ def _match_note(matches: list[FolderMatch], num_labels: int) -> str:
     for m in matches:
         kinds[m.how] = kinds.get(m.how, 0) + 1
     summary = ", ".join(f"{n} {how}" for how, n in kinds.items())
-    shown = "; ".join(f"{printable(m.folder)!r} → {m.index} {m.label!r} ({m.how}, {m.images} image{'' if m.images == 1 else 's'})"
-                      for m in matches[:MAX_SHOWN])
+    shown = "; ".join(f"{printable(m.folder)!r} → {m.index} {m.label!r} ({m.how}, {m.images} "
+                      f"image{'' if m.images == 1 else 's'})" for m in matches[:MAX_SHOWN])
     more = f"; … {len(matches) - MAX_SHOWN} more in the JSON" if len(matches) > MAX_SHOWN else ""
     return (f"{len(matches)} class folder(s) matched labels of the model ({num_labels} classes): {summary}. "
             f"{shown}{more}")
