@@ -389,6 +389,8 @@ def test_third_party_bench_refusals_say_what_to_do(tmp_path, cli):
     assert sizes.code == 2 and "give --labels FILE" in sizes.err
     nodata = cli("bench", MOBILENET_160, "--labels", IMAGENET_LABELS, *common)
     assert nodata.code == 2 and "--labels needs --data FOLDER" in nodata.err
+    fewer = cli("bench", MOBILENET_160, "--data", _imagenet_folder(tmp_path / "photos"), *common)
+    assert fewer.code == 2 and "has 1001 classes but the test data" in fewer.err and "give --labels FILE" in fewer.err
     run = cli("bench", ROOT / "models" / "digits-seed", "--latency-only", *common)
     assert run.code == 2 and "not a run directory" in run.err
 

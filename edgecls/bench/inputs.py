@@ -259,7 +259,8 @@ def match_classes(test: TestSet, labels: list[str], model_name: str) -> TestSet:
     """Put the test labels in the model's class order. One-line error when the counts differ."""
     if len(labels) != len(test.class_names):
         raise EdgeclsError(f"{model_name} has {len(labels)} classes but the test data ({test.source}) has "
-                           f"{len(test.class_names)}: bench a model with the data it was trained on")
+                           f"{len(test.class_names)}: bench a model with the data it was trained on, or, for "
+                           "class folders named by some of the model's labels, give --labels FILE")
     if labels == test.class_names:
         return test
     if sorted(labels) == sorted(test.class_names):  # same names, another order (folder sorting)
