@@ -302,7 +302,8 @@ FitOption = Annotated[Optional[Fit], typer.Option(
 
 @app.command(epilog="Examples:\n\n"
              "edgecls predict runs/digits-seed/export/model_int8.tflite photos/ --top-k 3\n\n"
-             "edgecls predict mobilenet_v1_0.25_128_quant.tflite cat.bmp --labels imagenet_labels.txt --json")
+             "edgecls predict mobilenet_v1_0.5_160_quant.tflite cat.bmp --labels imagenet_labels.txt --resize nearest "
+             "--json")
 def predict(
     model: Annotated[Path, typer.Argument(help="A .tflite image classifier (edgecls' own, or any NHWC one)")],
     images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) and glob patterns")],
