@@ -313,7 +313,7 @@ def test_bench_a_third_party_model_on_folders_named_by_its_labels_without_tensor
     assert report["settings"]["preprocessing"][MOBILENET_160.name] == {"resize": "nearest", "fit": "stretch"}
     assert "3 class folder(s) matched labels of the model (1001 classes): 1 exact, 1 case-insensitive, 1 " \
            "first comma part" in " ".join(report["notes"])
-    assert "top-k" in found["out"] and "1.0000" in found["out"]
+    assert "top-k" in found["out"] and "1.0000" in found["out"], found["out"]
 
 
 def check_report_ok(report: dict) -> bool:
