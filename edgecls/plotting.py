@@ -46,12 +46,16 @@ def text_colour(rgba: Any) -> str:
 
 
 def plot_history(history: dict, path: Path, best_epoch: Optional[int] = None) -> Optional[Path]:
-    """The training curves (accuracy and loss, train and validation, per epoch) as a PNG; None when
-    matplotlib is not installed. `history` maps loss/accuracy/val_loss/val_accuracy to lists;
-    `best_epoch` (1-based), the epoch whose weights were kept, is marked on both panels."""
+    """The training curves as a PNG (see history_figure); None when matplotlib is not installed."""
     plt = pyplot()
     if plt is None:
         return None
+    return save_png(plt, history_figure(plt, history, best_epoch), path)
+
+
+def history_figure(plt: Any, history: dict, best_epoch: Optional[int] = None) -> Any:
+    """Accuracy and loss per epoch, train and validation (`history` maps loss/accuracy/val_loss/
+    val_accuracy to lists); `best_epoch` (1-based), the epoch whose weights were kept, marked on both."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = list(range(1, len(history.get("loss", [])) + 1))
     for ax, key in zip(axes, ("accuracy", "loss")):
@@ -66,4 +70,4 @@ def plot_history(history: dict, path: Path, best_epoch: Optional[int] = None) ->
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    return save_png(plt, fig, path)
+    return fig

@@ -245,8 +245,7 @@ def test_an_all_zero_difference_panel_says_identical():
 
 def test_accuracy_axes_stop_at_one_and_the_kept_epoch_is_marked():
     from edgecls.bench.plots import accuracy_latency
-    from edgecls.plotting import pyplot
-    from edgecls.train.fit import history_figure
+    from edgecls.plotting import history_figure, pyplot
 
     plt = pyplot()
     timing = {"threads": 1, "invoke_ms": {"p50": 1.0, "p90": 1.5}}
