@@ -67,7 +67,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f".{final.name}.partial-*"):
-            if not _owner_alive(stale):
+            if not owner_alive(stale):
                 shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
         tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700; a run folder is as shareable as any other
@@ -87,7 +87,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise
 
 
-def _owner_alive(staging: Path) -> bool:
+def owner_alive(staging: Path) -> bool:
     """Whether the process named in a `.NAME.partial-PID-xxxx` folder is still running."""
     try:
         pid = int(staging.name.rsplit(".partial-", 1)[1].split("-", 1)[0])

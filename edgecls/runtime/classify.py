@@ -14,7 +14,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -47,6 +47,7 @@ from edgecls.runtime.quant import (
 )
 
 MAX_BATCH = 32  # largest batch handed to a model with a dynamic batch dimension
+STREAM_WAIT = 0.25  # seconds an image may keep a partial batch waiting before its rows are given
 
 
 class Class(NamedTuple):
@@ -163,7 +164,13 @@ class Classifier:
         workers = default_threads() if workers is None else workers
         group: list[tuple[Any, np.ndarray | str]] = []
         ready = 0
-        for source, pixels in self._decoded(images, workers, depth=batch_size + 2 * workers):
+        for item in self._decoded(images, workers, depth=batch_size + 2 * workers):
+            if item is None:  # the next image is slow to come: give the rows already decoded now
+                if ready:
+                    yield from self._predict_group(group, top_k)
+                    group, ready = [], 0
+                continue
+            source, pixels = item
             group.append((source, pixels))
             ready += not isinstance(pixels, str)
             # A full batch, or a run of bad files: memory stays bounded and rows keep coming.
@@ -182,8 +189,10 @@ class Classifier:
             else:
                 yield Prediction(source, tuple(self.top_classes(next(rows), top_k)))
 
-    def _decoded(self, sources: Iterable[Any], workers: int, depth: int) -> Iterator[tuple[Any, np.ndarray | str]]:
-        """(source, pixels or error reason) in input order, decoding up to `depth` ahead."""
+    def _decoded(self, sources: Iterable[Any], workers: int,
+                 depth: int) -> Iterator[tuple[Any, np.ndarray | str] | None]:
+        """(source, pixels or error reason) in input order, decoding up to `depth` ahead; None when
+        the next one has kept us waiting STREAM_WAIT seconds (so the caller can flush a partial batch)."""
         pool = ThreadPoolExecutor(workers, thread_name_prefix="edgecls-decode") if workers > 1 else None
         pending: deque = deque()
         try:
@@ -195,12 +204,16 @@ class Classifier:
                 else:
                     pending.append((source, pool.submit(self._decode, source)))
                 while len(pending) >= depth or (pool is None and pending):
-                    yield _ready(*pending.popleft())
+                    yield from _when_ready(pending.popleft())
             while pending:
-                yield _ready(*pending.popleft())
-        finally:
+                yield from _when_ready(pending.popleft())
+        except BaseException:
+            # Ctrl-C or the consumer stopped: do not wait for queued decodes (wait=True ignored the first Ctrl-C).
             if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _decode(self, source: ImageSource) -> np.ndarray | str:
         try:
@@ -249,5 +262,10 @@ class Classifier:
         return scores
 
 
-def _ready(source: Any, pixels: Any) -> tuple[Any, np.ndarray | str]:
-    return source, (pixels.result() if isinstance(pixels, Future) else pixels)
+def _when_ready(item: tuple[Any, Any]) -> Iterator[tuple[Any, np.ndarray | str] | None]:
+    source, pixels = item
+    if isinstance(pixels, Future):
+        if not wait([pixels], timeout=STREAM_WAIT).done:
+            yield None
+        pixels = pixels.result()
+    yield source, pixels

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecls.files import read_capped
 from edgecls.runtime.labels import clean_text, read_labels
 from edgecls.runtime.metadata import ModelFileError, check_range, check_tflite_bytes
 
@@ -47,9 +48,12 @@ class InputSpec:
         return (self.height, self.width, self.channels)
 
 
+MAX_MODEL_BYTES = 2 << 30  # a flatbuffer cannot be larger (32-bit offsets)
+
+
 def read_model_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        data = read_capped(path, MAX_MODEL_BYTES)
     except FileNotFoundError:
         raise ModelFileError(f"no such model file: {path}") from None
     except IsADirectoryError:
