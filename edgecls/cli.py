@@ -603,6 +603,8 @@ def main() -> None:
         # Not standalone: click's usage errors come here and become one line like every other error.
         code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of exiting
     except exits as exc:  # --help, typer.Exit(code)
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # Typer's own Ctrl-C handling: exit 130, silently
+            _fail("interrupted", 130)
         raise SystemExit(exc.exit_code) from None
     except usage_errors as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `edgecls` or `edgecls bench`: help was asked for

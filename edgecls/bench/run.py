@@ -12,7 +12,6 @@ installed and --no-keras is not given.
 from __future__ import annotations
 
 import importlib.util
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecls.atomic import private_tempdir
 from edgecls.bench import accuracy, latency, memory
 from edgecls.bench.inputs import (
     BenchModel,
@@ -129,7 +129,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     machine = describe_machine(backend)  # before the affinity change: the host as it is
     float_file = next((m.name for m in models if m.is_float), None)
     plan = latency.Plan(options.warmup, options.runs, options.batch_size)
-    with constrained(profile) as cpus, tempfile.TemporaryDirectory(prefix="edgecls-bench-") as tmp:
+    with constrained(profile) as cpus, private_tempdir("edgecls-bench") as tmp:
         threads = options.threads or thread_sweep(profile, len(cpus) if cpus else machine["usable_cpus"])
         timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
         timings = latency.measure(models, threads, test.images, timing_files, file_source, plan,
