@@ -60,11 +60,16 @@ def _root(
     """Keeps `edgecls` a group of sub-commands."""
 
 
+MAX_ERROR_CHARS = 2000
+
+
 def _fail(message: str, code: int = 2) -> None:
     from edgecls.runtime.labels import clean_text
 
     # One line, whatever the message carries (file names with newlines or terminal escapes).
     text = " ".join(clean_text(part) for part in str(message).splitlines())
+    if len(text) > MAX_ERROR_CHARS:  # a value echoed back (a 10 MB config string) must not flood the terminal
+        text = f"{text[:MAX_ERROR_CHARS]}... ({len(text)} characters)"
     typer.echo(f"edgecls: error: {text}", err=True)
     raise SystemExit(code)
 

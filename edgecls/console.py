@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import sys
 import time
@@ -136,9 +137,11 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[
         if prediction.error:
             row["error"] = _reason(prediction)
         else:
-            row["classes"] = [{"index": c.index, "label": c.label, "score": round(c.score, 6)}
+            # A model that outputs NaN/inf gets null: bare NaN is not JSON.
+            row["classes"] = [{"index": c.index, "label": c.label,
+                               "score": round(c.score, 6) if math.isfinite(c.score) else None}
                               for c in prediction.classes]
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
 
     return write
 

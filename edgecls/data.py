@@ -533,14 +533,33 @@ def _stratified(dataset: Dataset, pool: np.ndarray, fractions: list[float], rng)
 
 
 def load_split(doc: dict, dataset: Dataset) -> Split:
-    if doc.get("fingerprint") and dataset.fingerprint and doc["fingerprint"] != dataset.fingerprint:
+    """The saved split, checked: it must name this data, and its parts must be disjoint lists of
+    integer indices into it (a held-out accuracy on training images would be a lie)."""
+    fingerprint = doc.get("fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise EdgeclsError("the saved split (split.json) has no fingerprint of its data: it cannot be "
+                           "checked against the dataset; train the run again")
+    if dataset.fingerprint and fingerprint != dataset.fingerprint:
         raise EdgeclsError(
             f"the data at {dataset.source} changed since the run was trained (its split no longer applies)"
         )
     n = len(dataset.labels)
-    parts = [np.asarray(doc[name], dtype=np.int64) for name in SPLIT_NAMES]
-    if any(len(p) and (p.min() < 0 or p.max() >= n) for p in parts):
-        raise EdgeclsError("the saved split refers to images the dataset does not have")
+    parts = []
+    for name in SPLIT_NAMES:
+        values = doc.get(name)
+        # type() is int: bools, floats and strings are not indices
+        if not isinstance(values, list) or not all(type(v) is int for v in values):
+            raise EdgeclsError(f"the saved split (split.json) is malformed: its {name} part must be a list "
+                               "of integer indices")
+        if values and (min(values) < 0 or max(values) >= n):
+            raise EdgeclsError("the saved split refers to images the dataset does not have")
+        parts.append(np.asarray(values, dtype=np.int64))
+    joined = np.concatenate(parts)
+    if len(np.unique(joined)) != len(joined):
+        raise EdgeclsError("the saved split (split.json) is malformed: its train, val and test parts overlap "
+                           "or repeat an image (held-out scores would be measured on training images)")
+    if not len(parts[0]):
+        raise EdgeclsError("the saved split (split.json) is malformed: its train part is empty")
     return Split(*parts)
 
 

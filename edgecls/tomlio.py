@@ -26,5 +26,7 @@ def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
         raise EdgeclsError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise EdgeclsError(f"{what} {path} is not valid TOML: nested too deeply") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EdgeclsError(f"{what} {path} is not valid TOML: {str(exc).splitlines()[0]}") from None

@@ -48,7 +48,7 @@ from edgecls.parsing import int_list
 from edgecls.provenance import created_timestamp
 from edgecls.rundir import RunDir, keras_probabilities, open_run
 from edgecls.runtime.classify import Classifier
-from edgecls.runtime.interpreter import find_backend
+from edgecls.runtime.interpreter import MAX_THREADS, find_backend
 from edgecls.runtime.metadata import check_range
 from edgecls.runtime.quant import is_distribution, softmax
 
@@ -80,8 +80,9 @@ def parse_threads(text: Optional[str]) -> Optional[list[int]]:
 
 
 def validate(options: BenchOptions) -> None:
-    if options.threads is not None and (not options.threads or min(options.threads) < 1):
-        raise EdgeclsError(f"--threads must be at least 1 (got {options.threads})")
+    if options.threads is not None and (not options.threads or min(options.threads) < 1
+                                        or max(options.threads) > MAX_THREADS):
+        raise EdgeclsError(f"--threads must be between 1 and {MAX_THREADS} (got {options.threads})")
     if options.runs < 1:
         raise EdgeclsError(f"--runs must be at least 1 (got {options.runs})")
     if options.warmup < 0:

@@ -71,4 +71,14 @@ def read_labels(path: str | os.PathLike) -> list[str]:
 
 
 def labels_text(labels: list[str]) -> str:
-    return "".join(f"{label}\n" for label in labels)
+    """labels.txt for `labels`, one a line; in the `0 name` index syntax when plain lines would not
+    read back the same (class folders named "0 cat", "3 apples"). A label that no syntax can carry
+    (a line break, a control character, blank, edge spaces) is refused."""
+    for label in labels:
+        if not label or clean_text(label) != label or label != label.strip():
+            raise EdgeclsError(f"class name {printable(label)!r} cannot be written to labels.txt (a line break, "
+                               "control character or leading/trailing space): rename it")
+    plain = "".join(f"{label}\n" for label in labels)
+    if parse_labels(plain) == labels:
+        return plain
+    return "".join(f"{i} {label}\n" for i, label in enumerate(labels))

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgecls.files import read_capped
 from edgecls.runtime.labels import clean_text, read_labels
-from edgecls.runtime.metadata import ModelFileError, check_range, check_tflite_bytes
+from edgecls.runtime.metadata import MAX_INPUT_SIDE, ModelFileError, check_range, check_tflite_bytes
 
 LABELS_FILE = "labels.txt"  # looked for beside the model
 _TENSOR_DTYPES = (np.float32, np.uint8, np.int8)  # what a classifier's input and output may be
@@ -76,6 +76,13 @@ def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model
     shape = [int(d) for d in inp["shape"]]
     if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3) or min(shape) < 1:
         raise ModelFileError(f"{name}: input is {shape}, not an NHWC image tensor [1, H, W, 1|3]")
+    signature = [int(d) for d in inp.get("shape_signature", shape)]
+    if len(signature) == 4 and min(signature[1:3]) < 1:  # allocated as 1x1: every image would be resized to one pixel
+        raise ModelFileError(f"{name}: input height and width are dynamic ({signature}); edgecls needs a fixed "
+                             "input size: convert the model with a fixed height and width")
+    if max(shape[1:3]) > MAX_INPUT_SIDE:
+        raise ModelFileError(f"{name}: input is {shape}: over {MAX_INPUT_SIDE} pixels a side is no image "
+                             "classifier edgecls runs")
     if inp["dtype"] not in _TENSOR_DTYPES:
         raise ModelFileError(
             f"{name}: input type {np.dtype(inp['dtype']).name} is not supported (float32, uint8 or int8)"
