@@ -61,6 +61,7 @@ def _root(
 
 
 MAX_ERROR_CHARS = 2000
+INTERRUPTED = 130  # the exit code of a Ctrl-C
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -608,8 +609,6 @@ def main() -> None:
         # Not standalone: click's usage errors come here and become one line like every other error.
         code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of exiting
     except exits as exc:  # --help, typer.Exit(code)
-        if isinstance(exc.__cause__, KeyboardInterrupt):  # Typer's own Ctrl-C handling: exit 130, silently
-            _fail("interrupted", 130)
         raise SystemExit(exc.exit_code) from None
     except usage_errors as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `edgecls` or `edgecls bench`: help was asked for
@@ -619,11 +618,11 @@ def main() -> None:
         where = f"edgecls {path[1]}" if len(path) == 2 else "edgecls"
         _fail(f"{exc.format_message()} (see {where} --help)", 2)
     except aborts:
-        _fail("interrupted", 130)
+        _fail("interrupted", INTERRUPTED)
     except EdgeclsError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted", INTERRUPTED)
     except BrokenPipeError:  # `edgecls info ... | head`: the reader has what it wanted
         try:  # and Python's flush at exit must not complain either
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -637,6 +636,8 @@ def main() -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
               "(set EDGECLS_DEBUG=1 for the traceback; please report it)", 1)
+    if code == INTERRUPTED:  # Typer turns a KeyboardInterrupt into a silent return of 130 (no command returns it)
+        _fail("interrupted", INTERRUPTED)
     raise SystemExit(code if isinstance(code, int) else 0)  # what click's standalone mode would have done
 
 

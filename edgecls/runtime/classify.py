@@ -11,6 +11,8 @@ A Classifier wraps one interpreter and is not thread-safe: use one per thread.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -164,6 +166,8 @@ class Classifier:
         workers = default_threads() if workers is None else workers
         group: list[tuple[Any, np.ndarray | str]] = []
         ready = 0
+        if batch_size > 1:  # a slow source (a network folder, a camera) must not hold back decoded rows
+            images = _prefetched(images, depth=batch_size)
         for item in self._decoded(images, workers, depth=batch_size + 2 * workers):
             if item is None:  # the next image is slow to come: give the rows already decoded now
                 if ready:
@@ -197,6 +201,11 @@ class Classifier:
         pending: deque = deque()
         try:
             for source in sources:
+                if source is _STALLED:  # nothing new for a while: hand over what is decoded so far
+                    while pending:
+                        yield from _when_ready(pending.popleft())
+                    yield None
+                    continue
                 if isinstance(source, Prediction):
                     pending.append((source.source, source.error))
                 elif pool is None:
@@ -260,6 +269,47 @@ class Classifier:
         if self.output_kind == "logits" or not is_distribution(scores, self._prob_tolerance):
             return softmax(scores)
         return scores
+
+
+_STALLED = object()  # from _prefetched: the source has kept us waiting STREAM_WAIT seconds
+_END = object()
+
+
+def _prefetched(sources: Iterable[Any], depth: int) -> Iterator[Any]:
+    """`sources`, read ahead by a daemon thread, with _STALLED whenever the next item is slow to come."""
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def feed() -> None:
+        try:
+            for item in sources:
+                while not stop.is_set():
+                    try:
+                        ahead.put((item, None), timeout=STREAM_WAIT)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ahead.put((_END, None))
+        except BaseException as exc:  # raised again in the consumer's thread
+            ahead.put((_END, exc))
+
+    threading.Thread(target=feed, name="edgecls-source", daemon=True).start()
+    try:
+        while True:
+            try:
+                item, error = ahead.get(timeout=STREAM_WAIT)
+            except queue.Empty:
+                yield _STALLED
+                continue
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _when_ready(item: tuple[Any, Any]) -> Iterator[tuple[Any, np.ndarray | str] | None]:

@@ -79,6 +79,9 @@ def labels_text(labels: list[str]) -> str:
             raise EdgeclsError(f"class name {printable(label)!r} cannot be written to labels.txt (a line break, "
                                "control character or leading/trailing space): rename it")
     plain = "".join(f"{label}\n" for label in labels)
-    if parse_labels(plain) == labels:
-        return plain
+    try:
+        if parse_labels(plain) == labels:
+            return plain
+    except EdgeclsError:  # plain lines that read as a bad index list ("7: x", "8: y")
+        pass
     return "".join(f"{i} {label}\n" for i, label in enumerate(labels))
