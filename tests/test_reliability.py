@@ -28,7 +28,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "digits-seed" / "model_int8.tflite"  # dynamic batch: takes 32 images an invoke
-HANG = 60  # seconds: every subprocess here finishes in a few; a hang fails instead of blocking the suite
+HANG = float(os.environ.get("EDGECLS_TEST_HANG", 60))  # seconds: every subprocess here finishes in a few
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -115,17 +115,16 @@ def test_dataset_entries_that_are_devices_or_huge_sparse_files_cost_no_memory(tm
     with open(data / "b" / "sparse.png", "wb") as handle:  # 1 GiB of holes, read to hash it
         handle.truncate(1 << 30)
     done = python(f"""
-import resource
-from edgecls.data import load_dataset, read_idx
+from edgecls.data import load_dataset
 from pathlib import Path
 d = load_dataset({str(data)!r}, 16, "rgb", cache_dir=Path({str(tmp_path / 'cache')!r}), progress=False)
 print(len(d.images), sorted(r for _, r in d.skipped))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-""", tmp_path)
+print(next(int(line.split()[1]) // 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+""", tmp_path)  # VmHWM, not ru_maxrss: that one survives exec and would be the pytest process's peak
     assert done.returncode == 0, done.stderr[-800:]
     count, *_, rss_mb = done.stdout.splitlines()
     assert count.startswith("8 ") and "FIFO" in count and "character device" in count, count
-    assert int(rss_mb) < 400, f"peak RSS {rss_mb} MB: the sparse file was read whole"
+    assert int(rss_mb) < 400, (f"peak RSS {rss_mb} MB: the sparse file was read whole", done.stdout, done.stderr[-500:])
 
 
 def test_idx_and_split_files_that_are_fifos_are_errors(tmp_path):
