@@ -178,7 +178,8 @@ def run(root: Path, work: Path, argv, opts: dict, timeout: float) -> str:
     elif "\u202e" in shown:
         shown = shown.replace("\u202e", "**<U+202E>**")
     shown = shown.replace("|", "\\|")
-    return f"exit {done.returncode}: {shown[:230]}{'...' if len(shown) > 230 else ''}"
+    size = f" [{len(done.stderr)} characters on stderr]" if len(done.stderr) > 1000 else ""
+    return f"exit {done.returncode}: {shown[:230]}{'...' if len(shown) > 230 else ''}{size}"
 
 
 def main() -> None:
