@@ -10,6 +10,7 @@ Root reads mode-000 files: those cases drop CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -46,6 +47,21 @@ def ztxt_bomb() -> bytes:
     """A valid small PNG with a zTXt chunk inflating to 80 MB: Pillow's Image.open raises ValueError."""
     good = png()
     return good[:33] + _chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"\0" * (80 << 20), 9)) + good[33:]
+
+
+@contextlib.contextmanager
+def within(seconds: int = 10):
+    """Fail (TimeoutError) instead of hanging when an in-process call blocks, e.g. opening a FIFO."""
+    def expire(signum, frame):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def unprivileged() -> list[str]:
@@ -134,9 +150,9 @@ def test_idx_and_split_files_that_are_fifos_are_errors(tmp_path):
 
     os.mkfifo(tmp_path / "train-images-idx3-ubyte")
     os.mkfifo(tmp_path / "split.json")
-    with pytest.raises(EdgeclsError, match="FIFO"):
+    with within(), pytest.raises(EdgeclsError, match="FIFO"):
         read_idx(tmp_path / "train-images-idx3-ubyte")
-    with pytest.raises(EdgeclsError, match="FIFO"):
+    with within(), pytest.raises(EdgeclsError, match="FIFO"):
         _read_json(tmp_path / "split.json")
 
 
