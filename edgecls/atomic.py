@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -27,9 +28,11 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # a full disk: one line naming the file, nothing half-written left
+            raise EdgeclsError(f"cannot write {path}: {exc.strerror or exc}", exit_code=1) from None
         raise
     return path
 
@@ -67,7 +70,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f".{final.name}.partial-*"):
-            if not _owner_alive(stale):
+            if not owner_alive(stale):
                 shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
         tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700; a run folder is as shareable as any other
@@ -75,22 +78,32 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise EdgeclsError(f"cannot write to {final.parent}: {exc.strerror or exc}") from None
     try:
         yield tmp
-        if final.exists():
+        if final.exists() or final.is_symlink():
+            if not force:  # another run (a second `train --out` at once) got there first: keep theirs
+                raise EdgeclsError(f"{final} appeared while this run was working (another edgecls writing the "
+                                   "same folder?): it was left as it is; pass --force to replace it", exit_code=1)
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, final)
+            try:  # mkdir-like: fails if another process created `final` since the check above
+                os.rename(tmp, final)
+            except OSError as exc:
+                if not (final.exists() and exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR)):
+                    raise
+                raise EdgeclsError(f"{final} appeared while this run was working (another edgecls writing the "
+                                   "same folder?): it was left as it is; pass --force to replace it",
+                                   exit_code=1) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _owner_alive(staging: Path) -> bool:
-    """Whether the process named in a `.NAME.partial-PID-xxxx` folder is still running."""
+def owner_alive(staging: Path, marker: str = ".partial-") -> bool:
+    """Whether the process named in a `.NAME.partial-PID-xxxx` folder (`marker` then the PID) is still running."""
     try:
-        pid = int(staging.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
+        pid = int(staging.name.rsplit(marker, 1)[1].split("-", 1)[0])
     except (IndexError, ValueError):
         return False
     if pid == os.getpid():
@@ -102,6 +115,21 @@ def _owner_alive(staging: Path) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+@contextlib.contextmanager
+def private_tempdir(prefix: str) -> Iterator[Path]:
+    """A temporary folder `/tmp/PREFIX-PID-xxxx`, removed afterwards; first removes the leftovers
+    that killed processes (their PID gone) left under the same prefix."""
+    base = Path(tempfile.gettempdir())
+    for stale in base.glob(f"{prefix}-*"):
+        if stale.is_dir() and not stale.is_symlink() and not owner_alive(stale, f"{prefix}-"):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_folder_writable(option: str, target: Path, folder: Path) -> None:

@@ -64,11 +64,17 @@ def _root(
     """Keeps `edgecls` a group of sub-commands."""
 
 
+MAX_ERROR_CHARS = 2000
+INTERRUPTED = 130  # the exit code of a Ctrl-C
+
+
 def _fail(message: str, code: int = 2) -> None:
     from edgecls.runtime.labels import clean_text
 
     # One line, whatever the message carries (file names with newlines or terminal escapes).
     text = " ".join(clean_text(part) for part in str(message).splitlines())
+    if len(text) > MAX_ERROR_CHARS:  # a value echoed back (a 10 MB config string) must not flood the terminal
+        text = f"{text[:MAX_ERROR_CHARS]}... ({len(text)} characters)"
     typer.echo(f"edgecls: error: {text}", err=True)
     raise SystemExit(code)
 
@@ -858,11 +864,11 @@ def main() -> None:
         where = f"edgecls {path[1]}" if len(path) == 2 else "edgecls"
         _fail(f"{exc.format_message()} (see {where} --help)", 2)
     except aborts:
-        _fail("interrupted", 130)
+        _fail("interrupted", INTERRUPTED)
     except EdgeclsError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted", INTERRUPTED)
     except BrokenPipeError:  # `edgecls info ... | head`: the reader has what it wanted
         try:  # and Python's flush at exit must not complain either
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -876,6 +882,8 @@ def main() -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
               "(set EDGECLS_DEBUG=1 for the traceback; please report it)", 1)
+    if code == INTERRUPTED:  # Typer turns a KeyboardInterrupt into a silent return of 130 (no command returns it)
+        _fail("interrupted", INTERRUPTED)
     raise SystemExit(code if isinstance(code, int) else 0)  # what click's standalone mode would have done
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import sys
 import time
@@ -82,8 +83,10 @@ def silence_closed_pipe(out: IO[str]) -> None:
 
 
 def class_rows(classes: Sequence[Any]) -> list[dict[str, Any]]:
-    """Top-k classes as JSON objects: index, label, score (6 decimals)."""
-    return [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in classes]
+    """Top-k classes as JSON objects: index, label, score (6 decimals; null for a NaN or inf score a
+    broken model gives: bare NaN is not JSON)."""
+    return [{"index": c.index, "label": c.label, "score": round(c.score, 6) if math.isfinite(c.score) else None}
+            for c in classes]
 
 
 def _some_image(stream: Iterator[Any]) -> Iterator[Any]:
@@ -158,7 +161,7 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[
             row["error"] = _reason(prediction)
         else:
             row["classes"] = class_rows(prediction.classes)
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
 
     return write
 

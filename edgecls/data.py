@@ -7,6 +7,7 @@ own `load_image` into a memory-mapped cache); a folder of MNIST-format IDX files
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -22,14 +23,18 @@ from typing import Optional
 import numpy as np
 
 from edgecls import __version__
-from edgecls.errors import EdgeclsError
+from edgecls.atomic import owner_alive
+from edgecls.errors import EdgeclsError, first_line
+from edgecls.files import open_regular, read_capped, sha256_of
+from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.preprocess import ImageError, load_image
-from edgecls.runtime.sources import walk_images
+from edgecls.runtime.sources import folder_error, walk_images
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 SPLIT_NAMES = ("train", "val", "test")
 FOLDER_DEFAULT_SIZE = 96
-CACHE_FORMAT = 2
+MAX_IDX_BYTES = 4 << 30  # 4 GiB: MNIST's largest file is 47 MB
+CACHE_FORMAT = 3  # 3: keyed by content and location, verified on read
 
 
 @dataclass
@@ -172,12 +177,15 @@ def _idx_files(folder: Path) -> dict[str, tuple[Path, Path]]:
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (raw or gzip) as a uint8 array."""
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as handle:
-            data = handle.read()
+        with open_regular(path) as raw:
+            handle = gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw
+            data = handle.read(MAX_IDX_BYTES + 1)  # a gzip bomb or /dev/zero stops here
     except (OSError, EOFError) as exc:
-        raise EdgeclsError(f"cannot read IDX file {path}: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise EdgeclsError(f"cannot read IDX file {path}: {reason}") from None
+    if len(data) > MAX_IDX_BYTES:
+        raise EdgeclsError(f"IDX file {path} holds more than {MAX_IDX_BYTES} bytes")
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise EdgeclsError(f"{path} is not a uint8 IDX file (bad magic number)")
     ndim = data[3]
@@ -214,12 +222,23 @@ def _load_idx_folder(folder: Path) -> Dataset:
 
 # ----------------------------------------------------------------------------- image folders
 def _class_folders(root: Path) -> list[Path]:
-    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    try:
+        return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    except OSError as exc:
+        raise EdgeclsError(f"cannot read dataset folder {root}: {(exc.strerror or str(exc)).lower()}") from None
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files below `folder`, recursively, hidden files and folders skipped, links not followed."""
-    return list(walk_images(folder))
+def _image_files(folder: Path, unreadable: list[OSError]) -> list[Path]:
+    """Image files below `folder`, recursively, hidden files and folders skipped, links not followed;
+    folders that cannot be listed go to `unreadable` (reported as skipped)."""
+    return list(walk_images(folder, unreadable))
+
+
+def check_class_name(name: str, where: Path) -> None:
+    """Refuse a class folder name that labels.txt and a terminal cannot carry unchanged."""
+    if clean_text(name) != name or name != name.strip():
+        raise EdgeclsError(f"class folder name {printable(name)!r} in {where} has a line break, control "
+                           "character or leading/trailing space: rename the folder")
 
 
 def _split_folders(root: Path) -> dict[str, Path]:
@@ -239,15 +258,19 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
     classes = [p.name for p in _class_folders(class_root)]
     if not classes:
         raise EdgeclsError(f"{root} has no class sub-folders: put each class's images in a folder named after it")
+    for name in classes:
+        check_class_name(name, class_root)
     entries: list[tuple[Path, int, str]] = []  # (file, label, split)
+    unreadable: list[OSError] = []
     for split, base in (splits.items() if splits else [("", root)]):
         for label, name in enumerate(classes):
             folder = base / name
-            files = _image_files(folder) if folder.is_dir() else []
+            files = _image_files(folder, unreadable) if folder.is_dir() else []
             if not files and split in ("", "train"):
                 raise EdgeclsError(
                     f"class folder {folder} has no images "
                     f"({', '.join(e[1:] for e in ('.jpg', '.png', '.bmp', '.gif', '.webp'))})"
+                    + (f"; {folder_error(unreadable[-1])}" if unreadable else "")
                 )
             entries += [(f, label, split) for f in files]
         extra = [p.name for p in _class_folders(base) if p.name not in classes]
@@ -256,13 +279,21 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
     if len(classes) < 2:
         raise EdgeclsError(f"{root} has only one class ({classes[0]}): a classifier needs at least two")
 
-    key = _folder_key(root, entries, img_size, color)
-    cache = (cache_dir or default_cache_dir()) / key
-    if not (cache / "index.json").exists():
-        _build_cache(cache, root, entries, img_size, color, progress)
-    index = json.loads((cache / "index.json").read_text())
-    images = np.load(cache / "images.npy", mmap_mode="r")
-    labels = np.load(cache / "labels.npy")
+    hashes = _content_hashes([e[0] for e in entries], progress, root.name)
+    key = _folder_key(root, entries, hashes, img_size, color)
+    base_dir = cache_dir or default_cache_dir()
+    cache = base_dir / key
+    channels = 1 if color == "grayscale" else 3
+    opened = _open_cache(cache, root, entries, img_size, channels)
+    if opened is None:
+        _build_cache(cache, root, entries, hashes, img_size, color, progress)
+        opened = _open_cache(cache, root, entries, img_size, channels)
+        if opened is None:
+            raise EdgeclsError(f"the dataset cache {cache} fails its own check right after being written "
+                               "(a disk problem?): remove it and run again", exit_code=1)
+    index, images, labels = opened
+    skipped = [tuple(s) for s in index["skipped"]]
+    skipped += [(str(exc.filename), folder_error(exc)) for exc in unreadable]
     if len(images) == 0:
         raise EdgeclsError(f"none of the {len(entries)} image files in {root} could be decoded "
                            f"(first: {index['skipped'][0][0]}: {index['skipped'][0][1]})")
@@ -270,10 +301,10 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
     if splits:
         split_of = np.array(index["splits"])
         given = {s: np.flatnonzero(split_of == s) for s in splits}
-    # The split's fingerprint is the files' content, not the cache key (which uses sizes and
-    # modification times): a copy of the folder made elsewhere is still the same data.
+    # The split's fingerprint is the files' content, not the cache key (which includes the folder's
+    # location): a copy of the folder made elsewhere is still the same data.
     return Dataset(images, labels, classes, str(root), color, paths=index["paths"], given_split=given,
-                   fingerprint=index.get("content_fingerprint", key), skipped=[tuple(s) for s in index["skipped"]])
+                   fingerprint=index["content_fingerprint"], skipped=skipped)
 
 
 def default_cache_dir() -> Path:
@@ -283,47 +314,111 @@ def default_cache_dir() -> Path:
     return Path(base) / "datasets"
 
 
-def _folder_key(root: Path, entries: list[tuple[Path, int, str]], img_size: int, color: str) -> str:
-    """A key that changes when any file is added, removed, renamed or modified, or options change."""
-    h = hashlib.sha256(f"{CACHE_FORMAT}|{img_size}|{color}|".encode())
-    for path, label, split in entries:
+def _content_hashes(paths: list[Path], progress: bool, name: str) -> list[str]:
+    """Each file's SHA-256 (chunked reads; regular files only), or "!reason" when it cannot be read."""
+    def one(path: Path) -> str:
         try:
-            st = path.stat()
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "unreadable"
-        h.update(f"{path.relative_to(root)}|{label}|{split}|{stamp}\n".encode("utf-8", "surrogateescape"))
+            return sha256_of(path)
+        except OSError as exc:
+            return f"!cannot read: {exc.strerror or exc}"
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        return list(_progress(pool.map(one, paths), len(paths), f"Reading {name}", progress))
+
+
+def _folder_key(root: Path, entries: list[tuple[Path, int, str]], hashes: list[str], img_size: int,
+                color: str) -> str:
+    """A key that changes with any file's content, name, label or split, the folder's location, or the options.
+
+    (Sizes and times are not enough: unzip and tar give two different folders the same ones.)"""
+    h = hashlib.sha256(f"{CACHE_FORMAT}|{img_size}|{color}|".encode())
+    h.update(os.fsencode(str(root.resolve())) + b"\n")
+    for (path, label, split), content in zip(entries, hashes):
+        h.update(f"{path.relative_to(root)}|{label}|{split}|{content}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:24]
 
 
-def _decode(path: Path, img_size: int, color: str) -> tuple[Optional[np.ndarray], str, str]:
-    """(pixels or None, content hash, reason) for one file; never raises."""
+def _open_cache(cache: Path, root: Path, entries: list[tuple[Path, int, str]], img_size: int,
+                channels: int) -> Optional[tuple[dict, np.ndarray, np.ndarray]]:
+    """(index, images, labels) of a cache entry that passes its checks, else None (and the entry is removed).
+
+    Checked: the index's shape, the arrays' shape and dtype, the images' digest, and that every
+    path's label and split are what the folder says now (a tampered or half-written entry is rebuilt)."""
+    if not cache.is_dir():
+        return None
     try:
-        content = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        return None, "", f"cannot read: {exc.strerror or exc}"
+        index = json.loads(read_capped(cache / "index.json", 1 << 30).decode("utf-8"))
+        n = len(index["paths"])
+        expected = {str(path.relative_to(root)): (label, split) for path, label, split in entries}
+        images = np.load(cache / "images.npy", mmap_mode="r")
+        labels = np.load(cache / "labels.npy")
+        ok = (index["format"] == CACHE_FORMAT and index["img_size"] == img_size
+              and images.dtype == np.uint8 and images.shape == (n, img_size, img_size, channels)
+              and labels.dtype == np.int64 and labels.shape == (n,) and len(index["splits"]) == n
+              and isinstance(index["skipped"], list) and isinstance(index["content_fingerprint"], str)
+              and all(expected.get(p) == (int(y), s) for p, y, s in zip(index["paths"], labels, index["splits"]))
+              and sha256_of(cache / "images.npy") == index["images_sha256"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, EOFError):
+        ok = False
+    if ok:
+        return index, images, labels
+    shutil.rmtree(cache, ignore_errors=True)
+    return None
+
+
+def _decode(path: Path, content: str, img_size: int, color: str) -> tuple[Optional[np.ndarray], str]:
+    """(pixels or None, reason) for one file; never raises (one bad file must not end a job)."""
+    if content.startswith("!"):
+        return None, content[1:]
     try:
-        return load_image(path, (img_size, img_size), color), content, ""
+        return load_image(path, (img_size, img_size), color), ""
     except ImageError as exc:
-        return None, content, str(exc)
+        return None, str(exc)
+    except Exception as exc:  # a Pillow plugin choking on a hostile file
+        return None, f"cannot decode: {type(exc).__name__}: {first_line(exc)}"
 
 
-def _build_cache(cache: Path, root: Path, entries, img_size: int, color: str, progress: bool) -> None:
-    """Decode every file once into cache/images.npy (uint8, memory-mappable); atomic."""
+def _reserve(path: Path) -> None:
+    """Allocate a memory-mapped file's blocks now: on a full disk, writing through the map would
+    kill the process with SIGBUS; here it is an ordinary ENOSPC."""
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+
+
+def _new_memmap(path: Path, count: int, img_size: int, channels: int) -> np.memmap:
+    images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(count, img_size, img_size, channels))
+    _reserve(path)
+    return images
+
+
+def _build_cache(cache: Path, root: Path, entries, hashes: list[str], img_size: int, color: str,
+                 progress: bool) -> None:
+    """Decode every file once into cache/images.npy (uint8, memory-mappable); atomic, and leftovers
+    of killed builds (their process gone) are removed."""
     channels = 1 if color == "grayscale" else 3
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.partial-", dir=cache.parent))
     try:
-        buffer = np.lib.format.open_memmap(tmp / "all.npy", mode="w+", dtype=np.uint8,
-                                           shape=(len(entries), img_size, img_size, channels))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        for stale in cache.parent.glob(".*.partial-*"):
+            if not owner_alive(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.partial-{os.getpid()}-", dir=cache.parent))
+    except OSError as exc:
+        raise EdgeclsError(f"cannot write the dataset cache in {cache.parent}: {exc.strerror or exc}") from None
+    try:
+        buffer = _new_memmap(tmp / "all.npy", len(entries), img_size, channels)
         keep, skipped, seen = [], [], {}
         content_hash = hashlib.sha256()  # of the kept files' bytes and labels: survives a plain `cp -r`
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-            results = pool.map(lambda e: _decode(e[0], img_size, color), entries)
-            for i, (pixels, content, reason) in enumerate(
+            results = pool.map(lambda e: _decode(e[0][0], e[1], img_size, color), zip(entries, hashes))
+            for i, (pixels, reason) in enumerate(
                 _progress(results, len(entries), f"Decoding {root.name}", progress)
             ):
                 rel = str(entries[i][0].relative_to(root))
+                content = hashes[i]
                 if pixels is None:
                     skipped.append((rel, reason))
                 elif content in seen:  # byte-identical duplicates would leak across the split
@@ -335,8 +430,7 @@ def _build_cache(cache: Path, root: Path, entries, img_size: int, color: str, pr
                     content_hash.update(
                         f"{rel}|{entries[i][1]}|{entries[i][2]}|{content}\n".encode("utf-8", "surrogateescape")
                     )
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                           shape=(len(keep), img_size, img_size, channels))
+        images = _new_memmap(tmp / "images.npy", len(keep), img_size, channels)
         for start in range(0, len(keep), 1024):  # copy in chunks: never a second full copy in memory
             images[start:start + 1024] = buffer[keep[start:start + 1024]]
         images.flush()
@@ -349,6 +443,7 @@ def _build_cache(cache: Path, root: Path, entries, img_size: int, color: str, pr
             "splits": [entries[i][2] for i in keep],
             "skipped": skipped,
             "content_fingerprint": content_hash.hexdigest()[:24],
+            "images_sha256": sha256_of(tmp / "images.npy"),
         }
         (tmp / "index.json").write_text(json.dumps(index))
         try:
@@ -357,6 +452,10 @@ def _build_cache(cache: Path, root: Path, entries, img_size: int, color: str, pr
             if not (cache / "index.json").exists():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise EdgeclsError(f"cannot write the dataset cache in {cache.parent}: {exc.strerror or exc} "
+                           "(free some space, or set EDGECLS_CACHE to another disk)", exit_code=1) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -434,14 +533,33 @@ def _stratified(dataset: Dataset, pool: np.ndarray, fractions: list[float], rng)
 
 
 def load_split(doc: dict, dataset: Dataset) -> Split:
-    if doc.get("fingerprint") and dataset.fingerprint and doc["fingerprint"] != dataset.fingerprint:
+    """The saved split, checked: it must name this data, and its parts must be disjoint lists of
+    integer indices into it (a held-out accuracy on training images would be a lie)."""
+    fingerprint = doc.get("fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise EdgeclsError("the saved split (split.json) has no fingerprint of its data: it cannot be "
+                           "checked against the dataset; train the run again")
+    if dataset.fingerprint and fingerprint != dataset.fingerprint:
         raise EdgeclsError(
             f"the data at {dataset.source} changed since the run was trained (its split no longer applies)"
         )
     n = len(dataset.labels)
-    parts = [np.asarray(doc[name], dtype=np.int64) for name in SPLIT_NAMES]
-    if any(len(p) and (p.min() < 0 or p.max() >= n) for p in parts):
-        raise EdgeclsError("the saved split refers to images the dataset does not have")
+    parts = []
+    for name in SPLIT_NAMES:
+        values = doc.get(name)
+        # type() is int: bools, floats and strings are not indices
+        if not isinstance(values, list) or not all(type(v) is int for v in values):
+            raise EdgeclsError(f"the saved split (split.json) is malformed: its {name} part must be a list "
+                               "of integer indices")
+        if values and (min(values) < 0 or max(values) >= n):
+            raise EdgeclsError("the saved split refers to images the dataset does not have")
+        parts.append(np.asarray(values, dtype=np.int64))
+    joined = np.concatenate(parts)
+    if len(np.unique(joined)) != len(joined):
+        raise EdgeclsError("the saved split (split.json) is malformed: its train, val and test parts overlap "
+                           "or repeat an image (held-out scores would be measured on training images)")
+    if not len(parts[0]):
+        raise EdgeclsError("the saved split (split.json) is malformed: its train part is empty")
     return Split(*parts)
 
 

@@ -144,7 +144,7 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveS
     def write(result: FramePrediction) -> None:
         row: dict[str, Any] = {"source": source, "frame": result.frame, "time": iso_time(result.timestamp),
                                "latency_ms": round(result.latency_ms, 3), "classes": class_rows(result.classes)}
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
 
     return write
 

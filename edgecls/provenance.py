@@ -25,11 +25,9 @@ def created_timestamp() -> str:
 
 def sha256_file(path: Path) -> str:
     """The hex SHA-256 of a file, read in 1 MiB blocks (model files can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from edgecls.files import sha256_of
+
+    return sha256_of(path)
 
 
 def dist_version(name: str) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgecls.data import SPLIT_NAMES, stratified_sample
 from edgecls.errors import EdgeclsError
+from edgecls.files import read_capped
 from edgecls.provenance import sha256_file
 from edgecls.runtime.labels import read_labels
 from edgecls.tomlio import read_toml
@@ -39,6 +40,7 @@ DEFAULT_CALIB_SAMPLES = 500  # the peers' advice is >= 300 where the train split
 # A run made by `edgecls train --backbone FILE.tflite` (edgecls.transfer) has this instead of a
 # model.keras: its only model is the .tflite its export/export.json lists.
 TRANSFER_FILE = "transfer.json"
+MAX_JSON_BYTES = 256 << 20  # split.json of a million images is ~8 MB; this only stops /dev/zero
 MIN_CALIB_WARNING = 100  # fewer calibration images than this: ranges may be unstable
 
 
@@ -295,9 +297,11 @@ def model_num_classes(model, path: Path) -> int:
 
 def _read_json(path: Path) -> dict:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EdgeclsError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EdgeclsError(f"{path} is not valid JSON: nested too deeply") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(doc, dict):

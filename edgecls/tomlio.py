@@ -12,16 +12,21 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from edgecls.errors import EdgeclsError
+from edgecls.files import read_capped
+
+MAX_TOML_BYTES = 16 << 20  # a config or profile is a few hundred bytes; this only stops /dev/zero
 
 
 def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
     """A TOML file as a dict, or a one-line error that names `what` it is (config file, profile ...)."""
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
+        text = read_capped(path, MAX_TOML_BYTES).decode("utf-8")
+        return tomllib.loads(text)
     except FileNotFoundError:
         raise EdgeclsError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise EdgeclsError(f"{what} {path} is not valid TOML: nested too deeply") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EdgeclsError(f"{what} {path} is not valid TOML: {str(exc).splitlines()[0]}") from None

@@ -12,8 +12,10 @@ from edgecls.atomic import write_text_atomic
 from edgecls.bench.report import DASH, markup_cell, markup_lines, md_table, ms_text, top1_text
 from edgecls.bench.schema import check_report
 from edgecls.errors import EdgeclsError
+from edgecls.files import read_capped
 
 FORMAT = "edgecls.bench-compare/1"
+MAX_REPORT_BYTES = 64 << 20  # a bench report is tens of kB
 COLUMNS = ("report", "measured on", "model", "format/quant", "top-1", "agree", "p50", "p99", "img/s", "peak MB",
            "thr")  # times in ms
 
@@ -33,8 +35,8 @@ def load_reports(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
         if not path.is_file():
             raise EdgeclsError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            doc = json.loads(read_capped(path, MAX_REPORT_BYTES).decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise EdgeclsError(f"{path} is not an edgecls bench report (not JSON)") from None
         except OSError as exc:
             raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None

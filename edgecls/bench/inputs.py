@@ -23,7 +23,10 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.errors import EdgeclsError
-from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, SPLIT_FILE, TRANSFER_FILE, RunDir
+from edgecls.files import read_capped
+from edgecls.provenance import sha256_file
+from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, MAX_JSON_BYTES, SPLIT_FILE, TRANSFER_FILE, RunDir
+from edgecls.runtime.labels import printable
 
 SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
 SAVED_FORMAT = "edgecls.test-images/1"
@@ -120,19 +123,35 @@ def exported_files(run_dir: Path) -> list[Path]:
     if not report_path.is_file():
         raise EdgeclsError(f"{run_dir} has no exported models ({report_path} is missing): "
                            f"run edgecls export {run_dir} first")
+    again = f"run edgecls export {run_dir} again"
     try:
-        doc = json.loads(report_path.read_text(encoding="utf-8"))
-        names = [entry["file"] for entry in doc["models"]]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise EdgeclsError(f"{report_path} is malformed ({type(exc).__name__}): "
-                           f"run edgecls export {run_dir} again") from None
-    if not names:
-        raise EdgeclsError(f"{report_path} lists no models: run edgecls export {run_dir} again")
-    files = [report_path.parent / str(name) for name in names]
+        doc = json.loads(read_capped(report_path, MAX_JSON_BYTES).decode("utf-8"))
+        entries = [(entry["file"], entry["sha256"]) for entry in doc["models"]]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as exc:
+        raise EdgeclsError(f"{report_path} is malformed ({type(exc).__name__}): {again}") from None
+    except OSError as exc:
+        raise EdgeclsError(f"cannot read {report_path}: {exc.strerror or exc}") from None
+    if not entries:
+        raise EdgeclsError(f"{report_path} lists no models: {again}")
+    files = []
+    for name, _ in entries:
+        # A plain file name inside the export folder: export.json must not point bench anywhere else.
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise EdgeclsError(f"{report_path} lists {printable(str(name))!r}, not a file name in its folder: {again}")
+        files.append(report_path.parent / name)
     missing = [f.name for f in files if not f.is_file()]
     if missing:
-        raise EdgeclsError(f"{report_path} lists {', '.join(missing)} but the file is missing: "
-                           f"run edgecls export {run_dir} again")
+        raise EdgeclsError(f"{report_path} lists {', '.join(missing)} but the file is missing: {again}")
+    # An interrupted export (or a copy over it) can leave models of two trainings side by side:
+    # the report's digests say which files belong to it.
+    for path, (_, digest) in zip(files, entries):
+        try:
+            actual = sha256_file(path)
+        except OSError as exc:
+            raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if actual != digest:
+            raise EdgeclsError(f"{path.name} does not match {report_path} (its SHA-256 differs): the export "
+                               f"folder mixes files of different exports; {again}")
     return files
 
 
@@ -169,7 +188,6 @@ def metadata_run(path: Path) -> tuple[Optional[Path], Optional[str]]:
     The path in the metadata is only a name (often relative, and reused by every `edgecls train
     --out runs/x`): the run is accepted only when its model.keras has the SHA-256 the export recorded.
     """
-    from edgecls.provenance import sha256_file
     from edgecls.rundir import MODEL_FILE
     from edgecls.runtime.metadata import read_metadata
     from edgecls.runtime.model import read_model_bytes
@@ -259,8 +277,8 @@ def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
 
 def _saved_from(folder: Path) -> Optional[dict[str, Any]]:
     try:
-        doc = json.loads((folder / SAVED_TEST_IMAGES).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        doc = json.loads(read_capped(folder / SAVED_TEST_IMAGES, MAX_JSON_BYTES).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) and doc.get("format") == SAVED_FORMAT else None
 

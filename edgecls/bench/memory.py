@@ -25,7 +25,9 @@ from edgecls.runtime.interpreter import ENV_VAR
 TIMEOUT_SECONDS = 300  # generous: under emulation a cold Python start takes tens of seconds
 
 _PROBE = r"""
-import json, sys
+import sys
+sys.path.insert(0, sys.argv[5])  # isolated mode (-I): only edgecls' own location, never the working directory
+import json
 mode, model, image, threads = sys.argv[1:5]
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.interpreter import find_backend
@@ -52,6 +54,12 @@ print(json.dumps({"peak_bytes": peak_bytes, "measure": measure, "top1": top,
 """
 
 
+def _package_parent() -> str:
+    import edgecls
+
+    return str(Path(edgecls.__file__).resolve().parents[1])
+
+
 def supported() -> bool:
     """VmHWM (Linux) or ru_maxrss (POSIX) is there to read."""
     return importlib.util.find_spec("resource") is not None or Path("/proc/self/status").is_file()
@@ -61,10 +69,11 @@ def peak_rss(model: Optional[Path], image: Optional[Path], threads: int, backend
     """{"peak_rss_mb", "heavy_modules", "top1"} of the probe process, or {"error": reason}.
 
     `model` None measures the baseline (runtime and interpreter imported, no model)."""
-    args = ["model" if model else "baseline", str(model or ""), str(image or ""), str(threads)]
+    args = ["model" if model else "baseline", str(model or ""), str(image or ""), str(threads), _package_parent()]
     env = {**os.environ, ENV_VAR: backend}
     try:
-        done = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, env=env,
+        # -I: a json.py (or any module) in the folder bench runs from must not be imported by the probe.
+        done = subprocess.run([sys.executable, "-I", "-c", _PROBE, *args], capture_output=True, text=True, env=env,
                               stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         return {"error": f"the probe process took more than {TIMEOUT_SECONDS} s"}

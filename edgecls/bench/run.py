@@ -12,7 +12,6 @@ installed and --no-keras is not given.
 from __future__ import annotations
 
 import importlib.util
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from edgecls.atomic import private_tempdir
 from edgecls.bench import accuracy, advice, latency, memory, sustain, thirdparty
 from edgecls.bench.inputs import (
     BenchModel,
@@ -48,7 +48,7 @@ from edgecls.parsing import int_list
 from edgecls.provenance import created_timestamp
 from edgecls.rundir import RunDir, keras_probabilities, open_run
 from edgecls.runtime.classify import Classifier
-from edgecls.runtime.interpreter import find_backend
+from edgecls.runtime.interpreter import MAX_THREADS, find_backend
 from edgecls.runtime.metadata import check_range
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, check_preprocessing
 from edgecls.runtime.quant import is_distribution, softmax
@@ -92,8 +92,9 @@ def parse_threads(text: Optional[str]) -> Optional[list[int]]:
 
 
 def validate(options: BenchOptions) -> None:
-    if options.threads is not None and (not options.threads or min(options.threads) < 1):
-        raise EdgeclsError(f"--threads must be at least 1 (got {options.threads})")
+    if options.threads is not None and (not options.threads or min(options.threads) < 1
+                                        or max(options.threads) > MAX_THREADS):
+        raise EdgeclsError(f"--threads must be between 1 and {MAX_THREADS} (got {options.threads})")
     if options.runs < 1:
         raise EdgeclsError(f"--runs must be at least 1 (got {options.runs})")
     if options.warmup < 0:
@@ -190,7 +191,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     machine = describe_machine(backend)  # before the affinity change: the host as it is
     float_file = next((m.name for m in models if m.is_float), None)
     plan = latency.Plan(options.warmup, options.runs, options.batch_size)
-    with constrained(profile) as cpus, tempfile.TemporaryDirectory(prefix="edgecls-bench-") as tmp:
+    with constrained(profile) as cpus, private_tempdir("edgecls-bench") as tmp:
         threads = options.threads or thread_sweep(profile, len(cpus) if cpus else machine["usable_cpus"])
         timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
         timings = latency.measure(models, threads, {m.name: test.images_for(m.name) for m in models}, timing_files,

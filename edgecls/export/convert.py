@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import shutil
-import tempfile
+import signal
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecls.atomic import private_tempdir
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.export.modes import EXACT_INPUT, LITERT_INSTALL, check_modes, is_integer, made_by_litert
 from edgecls.native_stderr import native_stderr_silenced
@@ -60,8 +61,7 @@ class Converted:
 @contextlib.contextmanager
 def saved_model(model) -> Iterator[Path]:
     """Export `model` (inference only) to a temporary SavedModel; removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="edgecls-savedmodel-"))
-    try:
+    with private_tempdir("edgecls-savedmodel") as folder, interrupt_checkpoints():
         try:
             with native_stderr_silenced(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -73,8 +73,38 @@ def saved_model(model) -> Iterator[Path]:
                 f"cannot export the Keras model for conversion: {_type_and_first_line(exc)}"
             ) from None
         yield folder / "model"
+
+
+_interrupted = threading.Event()
+
+
+@contextlib.contextmanager
+def interrupt_checkpoints() -> Iterator[None]:
+    """Remember a Ctrl-C even when TensorFlow swallows the KeyboardInterrupt (raised inside its
+    garbage collection, it is only printed as "Exception ignored"): check_interrupted() re-raises it
+    after each conversion step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def remember(signum, frame):
+        _interrupted.set()
+        raise KeyboardInterrupt
+
+    _interrupted.clear()
+    signal.signal(signal.SIGINT, remember)
+    try:
+        yield
+        check_interrupted()
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        signal.signal(signal.SIGINT, previous)
+        _interrupted.clear()
+
+
+def check_interrupted() -> None:
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 def convert(saved_model_dir: Path, mode: str, quantizer: str = "converter",
@@ -94,6 +124,7 @@ def convert(saved_model_dir: Path, mode: str, quantizer: str = "converter",
         content, backend = quantize_litert(float_model, mode, calibration), "ai-edge-quantizer"
     else:
         content, backend = convert_tf(saved_model_dir, mode, calibration), "tflite-converter"
+    check_interrupted()  # a Ctrl-C the converter swallowed ends the export here
     return Converted(mode, content, backend, check_converted(content, mode, backend))
 
 

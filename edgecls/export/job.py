@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import check_folder_writable, write_bytes_atomic, write_text_atomic
+from edgecls.atomic import check_folder_writable, private_tempdir, write_bytes_atomic, write_text_atomic
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import (
@@ -266,16 +264,13 @@ def _timed(job: Callable[[], Converted]) -> tuple[Converted, float]:
 @contextlib.contextmanager
 def _staged(files: dict[str, bytes], labels: list[str]):
     """The files in a private temporary folder (with labels.txt), for the check; removed after."""
-    folder = Path(tempfile.mkdtemp(prefix="edgecls-export-"))
-    try:
+    with private_tempdir("edgecls-export") as folder:  # a killed export's leftovers go with the next run
         paths = {}
         for mode, content in files.items():
             paths[mode] = folder / model_file_name(mode)
             paths[mode].write_bytes(content)
         (folder / LABELS_FILE).write_text(labels_text(labels), encoding="utf-8")
         yield paths
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- scoring

@@ -12,7 +12,6 @@ to the whole split and the point says so.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecls.atomic import private_tempdir
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import INTEGER_MODES
@@ -71,7 +71,7 @@ def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converte
     sha = source.model_sha256()
     done: dict[int, SweepPoint] = {}  # by images used: a capped size repeats the whole-split point
     points = []
-    with saved_model(model) as saved, tempfile.TemporaryDirectory(prefix="edgecls-sweep-") as tmp:
+    with saved_model(model) as saved, private_tempdir("edgecls-sweep") as tmp:
         float_model = convert(saved, "float32")
         float_probs = device_probabilities(_write(Path(tmp), "float32", float_model.content), images)
         kind = "probabilities" if is_distribution(float_probs) else "logits"

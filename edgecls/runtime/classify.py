@@ -11,10 +11,12 @@ A Classifier wraps one interpreter and is not thread-safe: use one per thread.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -47,6 +49,7 @@ from edgecls.runtime.quant import (
 )
 
 MAX_BATCH = 32  # largest batch handed to a model with a dynamic batch dimension
+STREAM_WAIT = 0.25  # seconds an image may keep a partial batch waiting before its rows are given
 
 
 class Class(NamedTuple):
@@ -181,7 +184,15 @@ class Classifier:
         workers = default_threads() if workers is None else workers
         group: list[tuple[Any, np.ndarray | str]] = []
         ready = 0
-        for source, pixels in self._decoded(images, workers, depth=batch_size + 2 * workers):
+        if batch_size > 1:  # a slow source (a network folder, a camera) must not hold back decoded rows
+            images = _prefetched(images, depth=batch_size)
+        for item in self._decoded(images, workers, depth=batch_size + 2 * workers):
+            if item is None:  # the next image is slow to come: give the rows already decoded now
+                if ready:
+                    yield from self._predict_group(group, top_k)
+                    group, ready = [], 0
+                continue
+            source, pixels = item
             group.append((source, pixels))
             ready += not isinstance(pixels, str)
             # A full batch, or a run of bad files: memory stays bounded and rows keep coming.
@@ -200,12 +211,19 @@ class Classifier:
             else:
                 yield Prediction(source, tuple(self.top_classes(next(rows), top_k)))
 
-    def _decoded(self, sources: Iterable[Any], workers: int, depth: int) -> Iterator[tuple[Any, np.ndarray | str]]:
-        """(source, pixels or error reason) in input order, decoding up to `depth` ahead."""
+    def _decoded(self, sources: Iterable[Any], workers: int,
+                 depth: int) -> Iterator[tuple[Any, np.ndarray | str] | None]:
+        """(source, pixels or error reason) in input order, decoding up to `depth` ahead; None when
+        the next one has kept us waiting STREAM_WAIT seconds (so the caller can flush a partial batch)."""
         pool = ThreadPoolExecutor(workers, thread_name_prefix="edgecls-decode") if workers > 1 else None
         pending: deque = deque()
         try:
             for source in sources:
+                if source is _STALLED:  # nothing new for a while: hand over what is decoded so far
+                    while pending:
+                        yield from _when_ready(pending.popleft())
+                    yield None
+                    continue
                 if isinstance(source, Prediction):
                     pending.append((source.source, source.error))
                 elif pool is None:
@@ -213,12 +231,16 @@ class Classifier:
                 else:
                     pending.append((source, pool.submit(self._decode, source)))
                 while len(pending) >= depth or (pool is None and pending):
-                    yield _ready(*pending.popleft())
+                    yield from _when_ready(pending.popleft())
             while pending:
-                yield _ready(*pending.popleft())
-        finally:
+                yield from _when_ready(pending.popleft())
+        except BaseException:
+            # Ctrl-C or the consumer stopped: do not wait for queued decodes (wait=True ignored the first Ctrl-C).
             if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _decode(self, source: ImageSource) -> np.ndarray | str:
         try:
@@ -267,5 +289,51 @@ class Classifier:
         return scores
 
 
-def _ready(source: Any, pixels: Any) -> tuple[Any, np.ndarray | str]:
-    return source, (pixels.result() if isinstance(pixels, Future) else pixels)
+_STALLED = object()  # from _prefetched: the source has kept us waiting STREAM_WAIT seconds
+_END = object()
+
+
+def _prefetched(sources: Iterable[Any], depth: int) -> Iterator[Any]:
+    """`sources`, read ahead by a daemon thread, with _STALLED whenever the next item is slow to come."""
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def feed() -> None:
+        try:
+            for item in sources:
+                while not stop.is_set():
+                    try:
+                        ahead.put((item, None), timeout=STREAM_WAIT)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ahead.put((_END, None))
+        except BaseException as exc:  # raised again in the consumer's thread
+            ahead.put((_END, exc))
+
+    threading.Thread(target=feed, name="edgecls-source", daemon=True).start()
+    try:
+        while True:
+            try:
+                item, error = ahead.get(timeout=STREAM_WAIT)
+            except queue.Empty:
+                yield _STALLED
+                continue
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+def _when_ready(item: tuple[Any, Any]) -> Iterator[tuple[Any, np.ndarray | str] | None]:
+    source, pixels = item
+    if isinstance(pixels, Future):
+        if not wait([pixels], timeout=STREAM_WAIT).done:
+            yield None
+        pixels = pixels.result()
+    yield source, pixels

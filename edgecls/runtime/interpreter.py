@@ -119,12 +119,15 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
+MAX_THREADS = 256  # more interpreter threads than any CPU has cores; 10**11 would overflow the C int
+
+
 def create_interpreter(model_content: bytes, backend: Backend, num_threads: int | None = None,
                        name: str = "model") -> Any:
     """A ready (allocated) interpreter for `model_content`, or a one-line ModelFileError."""
     threads = default_threads() if num_threads is None else int(num_threads)
-    if threads < 1:
-        raise EdgeclsError(f"--threads must be at least 1, got {threads}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise EdgeclsError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
     native: list[str] = []
     try:
         with quiet_native_stderr(native), warnings.catch_warnings():

@@ -7,14 +7,17 @@ import re
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
+from edgecls.files import FileTooLargeError, read_capped
 
 MAX_LABELS_BYTES = 4 << 20
 _INDEXED = re.compile(r"^\s*(\d+)\s*[:\s]\s*(.*?)\s*$")  # "0 cat" or "0: cat"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters (terminal escapes) and the bidirectional overrides and isolates, which make a
+# printed name read differently from what it is ("gnp.exe" shown as "exe.png").
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_text(text: str) -> str:
-    """Strip control characters (terminal escapes) from a label or file name before printing it.
+    """Strip control characters (terminal escapes) and bidi overrides from a label or file name before printing it.
 
     Undecodable bytes in file names (surrogate escapes) become U+FFFD, which any terminal prints.
     """
@@ -56,9 +59,9 @@ def parse_labels(text: str) -> list[str]:
 def read_labels(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_LABELS_BYTES:
-            raise EdgeclsError(f"labels file {path} is larger than {MAX_LABELS_BYTES} bytes")
-        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+        text = read_capped(path, MAX_LABELS_BYTES).decode("utf-8-sig", errors="replace")
+    except FileTooLargeError:
+        raise EdgeclsError(f"labels file {path} is larger than {MAX_LABELS_BYTES} bytes") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
     try:
@@ -68,4 +71,17 @@ def read_labels(path: str | os.PathLike) -> list[str]:
 
 
 def labels_text(labels: list[str]) -> str:
-    return "".join(f"{label}\n" for label in labels)
+    """labels.txt for `labels`, one a line; in the `0 name` index syntax when plain lines would not
+    read back the same (class folders named "0 cat", "3 apples"). A label that no syntax can carry
+    (a line break, a control character, blank, edge spaces) is refused."""
+    for label in labels:
+        if not label or clean_text(label) != label or label != label.strip():
+            raise EdgeclsError(f"class name {printable(label)!r} cannot be written to labels.txt (a line break, "
+                               "control character or leading/trailing space): rename it")
+    plain = "".join(f"{label}\n" for label in labels)
+    try:
+        if parse_labels(plain) == labels:
+            return plain
+    except EdgeclsError:  # plain lines that read as a bad index list ("7: x", "8: y")
+        pass
+    return "".join(f"{i} {label}\n" for i, label in enumerate(labels))

@@ -17,6 +17,7 @@ from edgecls.errors import EdgeclsError
 METADATA_NAME = "edgecls"
 METADATA_FORMAT = "edgecls.model/1"
 MAX_METADATA_BYTES = 1 << 20  # metadata is parsed from untrusted files: cap what we read
+MAX_INPUT_SIDE = 8192  # pixels: an input height or width beyond this is no image classifier (and takes minutes)
 TFLITE_IDENTIFIER = b"TFL3"
 
 
@@ -144,7 +145,7 @@ def parse_metadata_json(raw: bytes) -> dict[str, Any]:
             raise ModelFileError(f"malformed edgecls metadata: unknown colour {_short(spec.get('color'))}")
         for key in ("height", "width"):
             value = spec.get(key)
-            if value is not None and not (_is_int(value) and 0 < value <= 8192):
+            if value is not None and not (_is_int(value) and 0 < value <= MAX_INPUT_SIDE):
                 raise ModelFileError(f"malformed edgecls metadata: input {key} {_short(value)}")
         if spec.get("pixel_range") is not None:
             check_range(spec["pixel_range"], "malformed edgecls metadata: input pixel_range")

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from edgecls.files import read_capped
 from edgecls.runtime.labels import clean_text, read_labels
-from edgecls.runtime.metadata import ModelFileError, check_range, check_tflite_bytes
+from edgecls.runtime.metadata import MAX_INPUT_SIDE, ModelFileError, check_range, check_tflite_bytes
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS, check_preprocessing
 
 LABELS_FILE = "labels.txt"  # looked for beside the model
@@ -54,11 +55,12 @@ class InputSpec:
 # the runtime does not import the workstation's rundir module).
 EXPORTED = ("export/model_int8.tflite", "export/model_float32.tflite")
 RUN_MODEL = "model.keras"
+MAX_MODEL_BYTES = 2 << 30  # a flatbuffer cannot be larger (32-bit offsets)
 
 
 def read_model_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        data = read_capped(path, MAX_MODEL_BYTES)
     except FileNotFoundError:
         raise ModelFileError(f"no such model file: {path}") from None
     except IsADirectoryError:
@@ -95,6 +97,13 @@ def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model
     shape = [int(d) for d in inp["shape"]]
     if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3) or min(shape) < 1:
         raise ModelFileError(f"{name}: input is {shape}, not an NHWC image tensor [1, H, W, 1|3]")
+    signature = [int(d) for d in inp.get("shape_signature", shape)]
+    if len(signature) == 4 and min(signature[1:3]) < 1:  # allocated as 1x1: every image would be resized to one pixel
+        raise ModelFileError(f"{name}: input height and width are dynamic ({signature}); edgecls needs a fixed "
+                             "input size: convert the model with a fixed height and width")
+    if max(shape[1:3]) > MAX_INPUT_SIDE:
+        raise ModelFileError(f"{name}: input is {shape}: over {MAX_INPUT_SIDE} pixels a side is no image "
+                             "classifier edgecls runs")
     if inp["dtype"] not in _TENSOR_DTYPES:
         raise ModelFileError(
             f"{name}: input type {np.dtype(inp['dtype']).name} is not supported (float32, uint8 or int8)"

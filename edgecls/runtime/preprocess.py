@@ -8,17 +8,30 @@ This is the one implementation used by both training (`edgecls.data`) and the de
 from __future__ import annotations
 
 import os
+import stat
+import struct
 from pathlib import Path
 from typing import Literal, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import (
+    Image,
+    ImageOps,
+    TiffImagePlugin,  # noqa: F401 (Image.open(formats=...) registers only the common plugins itself)
+    UnidentifiedImageError,
+    WebPImagePlugin,  # noqa: F401
+)
 
 from edgecls.errors import EdgeclsError, first_line
+from edgecls.files import kind_of, open_regular
 
 ColorMode = Literal["grayscale", "rgb"]
 COLOR_MODES: tuple[str, ...] = ("grayscale", "rgb")
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# The Pillow decoders edgecls opens a file with, and nothing else is tried (JPEG also opens a phone's
+# multi-picture MPO; TIFF is read when a file is named explicitly, folder walks keep the extensions above).
+PILLOW_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+SUPPORTED_TEXT = "JPEG, PNG, BMP, GIF, WebP, TIFF"
 # Transparent pixels are composited onto white (a photo on paper), not left as whatever
 # colour the transparent pixels happen to store.
 ALPHA_BACKGROUND = 255
@@ -100,7 +113,18 @@ def _centre_box(source_wh: tuple[int, int], target_wh: tuple[int, int]) -> tuple
 
 def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Image:
     try:
-        image = Image.open(path)
+        # stat first: a FIFO would block Image.open forever, /dev/urandom would be read without end.
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"is a folder, not an image: {path}")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"is a {kind_of(st.st_mode)}, not an image file")
+        if st.st_size == 0:
+            raise ImageError("empty file (0 bytes)")
+        # Only the formats edgecls supports: a PostScript file named .jpg must never reach Ghostscript.
+        image = Image.open(path, formats=PILLOW_FORMATS)
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"no such file: {path}") from None
     except IsADirectoryError:
@@ -110,16 +134,18 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
     except Image.DecompressionBombError as exc:
         raise ImageError(f"decompression bomb refused (Pillow's pixel limit): {exc}") from None
     except UnidentifiedImageError:
-        if path.stat().st_size == 0:
-            raise ImageError("empty file (0 bytes)") from None
         kind = _signature(path)
-        if kind:
+        if kind in _SUPPORTED_SIGNATURES:
             raise ImageError(f"corrupt {kind} file (it starts like one, but Pillow cannot parse it)") from None
+        if kind:
+            raise ImageError(f"not a supported image format ({kind}; edgecls reads {SUPPORTED_TEXT})") from None
         raise ImageError("not an image Pillow can decode") from None
     except OSError as exc:
         if "truncated" in str(exc).lower():
             raise ImageError(f"truncated or corrupt image: {first_line(exc)}") from None
-        raise ImageError(f"cannot read: {first_line(exc)}") from None
+        raise ImageError(f"cannot read: {exc.strerror or first_line(exc)}") from None
+    except (ValueError, SyntaxError, struct.error, EOFError) as exc:  # a hostile header (e.g. a zlib-bomb text chunk)
+        raise ImageError(f"corrupt image data: {first_line(exc)}") from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit and image.width * image.height > limit:
         raise ImageError(
@@ -141,14 +167,18 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
     return image
 
 
-_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"RIFF", "WebP"))
+_SUPPORTED_SIGNATURES = ("JPEG", "PNG", "GIF", "BMP", "WebP", "TIFF")
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"RIFF", "WebP"),
+               (b"%!PS", "PostScript"), (b"\xc5\xd0\xd3\xc6", "PostScript"), (b"%PDF", "PDF"),
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
+               (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"))
 
 
 def _signature(path: Path) -> str:
     """The format a file's first bytes announce, or "" (to tell corrupt from not-an-image)."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(4)
+        with open_regular(path) as handle:
+            head = handle.read(8)
     except OSError:
         return ""
     return next((kind for magic, kind in _SIGNATURES if head.startswith(magic)), "")

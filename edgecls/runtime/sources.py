@@ -21,10 +21,15 @@ def expand_images(arguments: Iterable[str]) -> Iterator[Path | Prediction]:
     """
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
-            yield from _or_reason(walk_images(path), argument,
+        try:  # a 300-character name or a path through an unreadable folder: that argument's row
+            kind = "folder" if path.is_dir() else "file" if path.exists() or path.is_symlink() else ""
+        except OSError as exc:
+            yield Prediction(argument, error=f"cannot read: {exc.strerror or exc}")
+            continue
+        if kind == "folder":
+            yield from _or_reason(_walk_rows(path), argument,
                                   f"folder contains no images ({', '.join(IMAGE_EXTENSIONS)})")
-        elif path.exists() or path.is_symlink():
+        elif kind == "file":
             yield path
         elif glob.has_magic(argument):
             yield from _or_reason(_glob_images(argument), argument, "no image matches this pattern")
@@ -32,9 +37,13 @@ def expand_images(arguments: Iterable[str]) -> Iterator[Path | Prediction]:
             yield Prediction(argument, error=f"no such file or folder: {printable(argument)}")
 
 
-def walk_images(folder: Path) -> Iterator[Path]:
-    """Image files under `folder`, recursively, sorted, skipping hidden files and folders."""
-    for root, dirs, files in os.walk(folder):
+def walk_images(folder: Path, unreadable: list[OSError] | None = None) -> Iterator[Path]:
+    """Image files under `folder`, recursively, sorted, skipping hidden files and folders.
+
+    Folders that cannot be listed (the top one included) are appended to `unreadable` as they are
+    met, so a caller can report them; without it they are skipped silently. Non-regular files with
+    an image name (a FIFO, a device) are yielded: the decoder refuses them without opening them."""
+    for root, dirs, files in os.walk(folder, onerror=None if unreadable is None else unreadable.append):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(root, name)
@@ -42,13 +51,33 @@ def walk_images(folder: Path) -> Iterator[Path]:
                 yield path
 
 
-def _glob_images(pattern: str) -> Iterator[Path]:
+def folder_error(exc: OSError) -> str:
+    """The reason a folder could not be listed, for an error row or a skip list."""
+    return f"cannot read folder: {(exc.strerror or str(exc)).lower()}"
+
+
+def _walk_rows(folder: Path) -> Iterator[Path | Prediction]:
+    """walk_images with each unreadable folder as an error row, in walking order."""
+    unreadable: list[OSError] = []
+    for path in walk_images(folder, unreadable):
+        yield from _drain(unreadable)
+        yield path
+    yield from _drain(unreadable)
+
+
+def _drain(unreadable: list[OSError]) -> Iterator[Prediction]:
+    while unreadable:
+        exc = unreadable.pop(0)
+        yield Prediction(exc.filename if exc.filename is not None else "?", error=folder_error(exc))
+
+
+def _glob_images(pattern: str) -> Iterator[Path | Prediction]:
     recursive = "**" in pattern  # then the matches already include every file below a folder
     for match in sorted(glob.iglob(pattern, recursive=True)):
         path = Path(match)
         if path.is_dir():
             if not recursive:
-                yield from walk_images(path)
+                yield from _walk_rows(path)
         elif is_image_file(path):
             yield path
 

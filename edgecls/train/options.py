@@ -6,6 +6,7 @@ No TensorFlow here: the CLI reads defaults from this module to build its help te
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -78,13 +79,15 @@ def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> T
 def read_config(path: Path) -> dict[str, Any]:
     raw = read_toml(path, "config file")
     raw = raw.get("train", raw)  # accept a [train] table or top-level keys
+    if not isinstance(raw, dict):
+        raise EdgeclsError(f"config file {path}: train must be a table ([train]), got {type(raw).__name__}")
     values: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name not in _TYPES:
             if isinstance(value, dict):  # other tables (e.g. [versions] written back by a run)
                 continue
-            raise EdgeclsError(f"config file {path}: unknown key {key!r} (known: {', '.join(sorted(_TYPES))})")
+            raise EdgeclsError(f"config file {path}: unknown key {shown(key)} (known: {', '.join(sorted(_TYPES))})")
         values[name] = _coerce(name, value, path)
     return values
 
@@ -100,8 +103,19 @@ def _coerce(name: str, value: Any, path: Path) -> Any:
     if name == "augment" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return ",".join(value) if value else "none"
     if not ok:
-        raise EdgeclsError(f"config file {path}: {name} must be {wants}, got {type(value).__name__} {value!r}")
+        raise EdgeclsError(f"config file {path}: {name} must be {wants}, got {type(value).__name__} {shown(value)}")
+    if wants == "float" and not math.isfinite(float(value)):
+        raise EdgeclsError(f"config file {path}: {name} must be a finite number, got {value!r}")
     return float(value) if wants == "float" else value
+
+
+MAX_SHOWN = 80  # characters of a bad value quoted back in an error (a 10 MB string is not echoed)
+
+
+def shown(value: Any) -> str:
+    """repr(value), cut to MAX_SHOWN characters, for an error message."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
 
 
 def validate(o: TrainOptions) -> None:
@@ -128,8 +142,10 @@ def validate(o: TrainOptions) -> None:
         bad(f"--img-size must be between 8 and {MAX_IMG_SIZE} pixels (got {o.img_size})")
     if o.batch_size < 1:
         bad(f"--batch-size must be at least 1 (got {o.batch_size})")
-    if not o.lr > 0:
-        bad(f"--lr must be positive (got {o.lr})")
+    if not (math.isfinite(o.lr) and o.lr > 0):
+        bad(f"--lr must be a positive finite number (got {o.lr})")
+    if not 0 <= o.seed < 2**32:  # numpy's and Keras' seeds are unsigned 32-bit
+        bad(f"--seed must be between 0 and {2**32 - 1} (got {o.seed})")
     if o.kernel_size < 1 or o.kernel_size > 11:
         bad(f"--kernel-size must be between 1 and 11 (got {o.kernel_size})")
     if not 0 <= o.dropout < 1:
