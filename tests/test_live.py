@@ -338,8 +338,9 @@ def test_ctrl_c_ends_a_live_stream_with_a_summary(frames):
     found += rows(out)
     assert process.returncode == 130, err
     assert labels_match_frames(found) and "Traceback" not in err
-    summary = err.strip().splitlines()[-1]
+    *_, summary, last = err.strip().splitlines()  # the summary, then the one line every command ends a Ctrl-C with
     assert summary.startswith(f"edgecls: {len(found)} frames from {server.url}") and "stopped by Ctrl-C" in summary
+    assert last == "edgecls: error: interrupted"
 
 
 # ---------------------------------------------------------------------- the API
