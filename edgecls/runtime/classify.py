@@ -14,8 +14,8 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -184,7 +184,16 @@ class Classifier:
 
     def _decoded(self, sources: Iterable[Any], workers: int, depth: int) -> Iterator[tuple[Any, np.ndarray | str]]:
         """(source, pixels or error reason) in input order, decoding up to `depth` ahead."""
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="edgecls-decode") if workers > 1 else None
+        if workers > 1:  # the pool reads `depth` ahead anyway; one image needs no pool, nor its import
+            sources = iter(sources)
+            head = list(islice(sources, 2))
+            workers = workers if len(head) == 2 else 1
+            sources = chain(head, sources)
+        pool = None
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor  # with logging, ~40 ms of a cold start
+
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="edgecls-decode")
         pending: deque = deque()
         try:
             for source in sources:
@@ -193,7 +202,7 @@ class Classifier:
                 elif pool is None:
                     pending.append((source, self._decode(source)))
                 else:
-                    pending.append((source, pool.submit(self._decode, source)))
+                    pending.append((source, pool.submit(self._decode, source).result))
                 while len(pending) >= depth or (pool is None and pending):
                     yield _ready(*pending.popleft())
             while pending:
@@ -250,4 +259,5 @@ class Classifier:
 
 
 def _ready(source: Any, pixels: Any) -> tuple[Any, np.ndarray | str]:
-    return source, (pixels.result() if isinstance(pixels, Future) else pixels)
+    # pixels: an array, an error reason, or (from the pool) the bound result() of a Future of either
+    return source, (pixels() if callable(pixels) else pixels)
