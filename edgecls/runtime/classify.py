@@ -42,6 +42,7 @@ from edgecls.runtime.quant import (
     input_converter,
     is_distribution,
     output_converter,
+    output_scores,
     quant_tolerance,
     softmax,
 )
@@ -115,9 +116,15 @@ class Classifier:
         self._output_index = out["index"]
         self._batch = 1
         self._to_input = input_converter(self.input_spec)
+        self._single = np.empty((1, *self.input_spec.shape), self.input_spec.dtype)  # classify()'s input, reused
         out_scale, out_zero_point = per_tensor(out, self.path.name, "output")
         self._from_output = output_converter(out["dtype"], out_scale, out_zero_point)
         self._prob_tolerance = quant_tolerance(self.num_classes, out_scale)
+        # classify(top_k=1) of a model whose output is probabilities reads the top class straight from
+        # the raw output tensor: the same index and score as output() + top_classes, without either.
+        self._raw_scores = output_scores(out["dtype"], out_scale, out_zero_point)
+        self._raw_top1 = self.output_kind == "probabilities" and (out["dtype"] == np.float32 or
+                                                                  self._raw_scores is not None)
 
     def __repr__(self) -> str:
         s = self.input_spec
@@ -131,9 +138,20 @@ class Classifier:
 
     def classify(self, image: ImageSource, top_k: int = 1) -> list[Class]:
         """The top-k classes of one image, best first. Raises ImageError for a bad image."""
-        pixels = load_image(image, self._size, self._color)  # the array itself when already decoded
-        self.set_input(pixels[None])
+        if type(image) is np.ndarray and image.dtype == np.uint8 and image.shape == self.input_spec.shape:
+            pixels = image  # already decoded: what load_image would return, minus its checks
+        else:
+            pixels = load_image(image, self._size, self._color)
+        if self._batch != 1:
+            self._resize(1)
+        self.interpreter.set_tensor(self._input_index, self._to_input(pixels[None], self._single))
         self.interpreter.invoke()
+        if top_k <= 1 and self._raw_top1:
+            raw = self.interpreter.get_tensor(self._output_index)
+            i = int(raw.argmax())  # batch 1: the flat index is the class
+            value = raw.item(i)
+            score = float(value) if self._raw_scores is None else self._raw_scores[value & 0xFF]
+            return [Class(i, self.labels[i], score)]
         return self.top_classes(self.output()[0], top_k)
 
     def top_classes(self, probabilities: np.ndarray, k: int = 1) -> list[Class]:
@@ -238,10 +256,13 @@ class Classifier:
     def set_input(self, batch: np.ndarray) -> None:
         """Quantise a uint8 batch (at most max_batch images) and copy it into the input tensor."""
         if len(batch) != self._batch:
-            self.interpreter.resize_tensor_input(self._input_index, [len(batch), *self.input_spec.shape])
-            self.interpreter.allocate_tensors()
-            self._batch = len(batch)
+            self._resize(len(batch))
         self.interpreter.set_tensor(self._input_index, self._to_input(batch))
+
+    def _resize(self, batch: int) -> None:
+        self.interpreter.resize_tensor_input(self._input_index, [batch, *self.input_spec.shape])
+        self.interpreter.allocate_tensors()
+        self._batch = batch
 
     def invoke(self) -> None:
         """Run the model on the input set by set_input (time this alone for invoke latency)."""
