@@ -150,21 +150,30 @@ it.set_tensor(d["index"], x); it.invoke(); print(int(it.get_tensor(it.get_output
 """
 
 
-def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: str) -> dict:
-    """P5: whole processes, one image: edgecls predict, a bare LiteRT script, the same through TensorFlow."""
+def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: str, arm64: str = "") -> dict:
+    """P5: whole processes, one image: edgecls predict, a bare LiteRT script, the same through TensorFlow.
+    With `arm64` (a qemu core): both under scripts/arm64-check's emulated Python instead, no TensorFlow."""
     threads = os.cpu_count() or 1
-    env = checkout_env(Path(checkout))
+    env, python = checkout_env(Path(checkout)), [sys.executable]
+    if arm64:
+        from arm64_check import Cache, emulated_side
+
+        cache = Cache((ROOT / ".cache" / "arm64").resolve())
+        side = emulated_side(cache, arm64)
+        python, env = side.python, {**side.env, "PYTHONPATH": f"{cache.site}{os.pathsep}{Path(checkout).resolve()}"}
+        with_tf = False
     commands = {
-        "edgecls predict": [sys.executable, "-m", "edgecls", "predict", model, image],
-        "bare LiteRT": [sys.executable, "-c", BARE_SCRIPT.format(
+        "edgecls predict": [*python, "-m", "edgecls", "predict", model, image],
+        "bare LiteRT": [*python, "-c", BARE_SCRIPT.format(
             import_line="from ai_edge_litert.interpreter import Interpreter", threads=threads), model, image],
     }
     if with_tf:
         commands["TensorFlow"] = [sys.executable, "-c", BARE_SCRIPT.format(
             import_line="import tensorflow as tf; Interpreter = tf.lite.Interpreter", threads=threads), model, image]
+    where = Path(checkout)  # `python -m edgecls` imports the edgecls of its working directory first
     for command in commands.values():  # the page cache: "cold" is a new process, not a cold disk
-        run_process(command, env)
-    runs = paired({name: (lambda c=c: run_process(c, env)) for name, c in commands.items()}, rounds)
+        run_process(command, env, where)
+    runs = paired({name: (lambda c=c: run_process(c, env, where)) for name, c in commands.items()}, rounds)
     wall = {name: [r[0] for r in rs] for name, rs in runs.items()}
     peak = {name: [r[1] for r in rs] for name, rs in runs.items()}
     result = {name: {"wall_s": median(wall[name], 4), "peak_rss_mib": median(peak[name], 1)} for name in commands}
@@ -204,6 +213,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "bench", help="models and photos [%(default)s]")
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the edgecls checkout measured [this one]")
     parser.add_argument("--no-tensorflow", action="store_true", help="leave TensorFlow out of P5")
+    parser.add_argument("--arm64", metavar="CORE", default="",
+                        help="also P5 under the emulated aarch64 Python of scripts/arm64-check (e.g. cortex-a72)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     common_arguments(parser, "runs/perf/runtime.json")
     args = parser.parse_args()
@@ -214,7 +225,7 @@ def main() -> None:
         workers = {"p3": lambda: worker_int8_vs_float(rest[0], rest[1], int(rest[2]), float(rest[3])),
                    "hot": lambda: worker_hot(rest[0], int(rest[1]), float(rest[2])),
                    "folder": lambda: worker_folder(rest[0], rest[1], int(rest[2]), int(rest[3])),
-                   "cold": lambda: worker_cold(rest[0], rest[1], int(rest[2]), rest[3] == "tf", rest[4])}
+                   "cold": lambda: worker_cold(rest[0], rest[1], int(rest[2]), rest[3] == "tf", rest[4], *rest[5:])}
         print(json.dumps(workers[kind]()))
         return
     if args.smoke:
@@ -241,6 +252,14 @@ def main() -> None:
     print("P5 cold predict ...", file=sys.stderr)
     figures["P5 seed-int8"] = in_worker(__file__, "cold", str(models["seed-int8"]), str(digit), rounds,
                                         "no" if args.no_tensorflow else "tf", str(args.checkout.resolve()))
+    if args.arm64:
+        if not (ROOT / ".cache" / "arm64" / "qemu").exists():
+            record.data["skipped"] = {"P5 arm64": "no emulated environment: run scripts/arm64-check setup first"}
+        else:
+            print(f"P5 cold predict, emulated {args.arm64} ...", file=sys.stderr)
+            figures[f"P5 seed-int8 arm64 {args.arm64}"] = in_worker(
+                __file__, "cold", str(models["seed-int8"]), str(digit), str(max(3, args.rounds // 2)), "no",
+                str(args.checkout.resolve()), args.arm64)
     folder_model = models["mobile-int8" if "mobile-int8" in models else "seed-int8"]
     for threads in (1, 2):
         print(f"P6 folder, {threads} thread(s) ...", file=sys.stderr)

@@ -38,8 +38,8 @@ def odd(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("odd")
     for name in ("[bold]x.png", "a:cat:b.png", "back\\slash.png", "wide 猫.png"):
         shutil.copy(FIRST, folder / name)
-    (folder / "labels.txt").write_text("".join(f"{i} {name}\n" for i, name in enumerate(
-        ["zero", "[red]one", ":dog:", "thrée", "四", "five\\", "six", "seven [x]", "eight", "a-very-long-label-name-9"])))
+    names = ["zero", "[red]one", ":dog:", "thrée", "四", "five\\", "six", "seven [x]", "eight", "a-very-long-label-9"]
+    (folder / "labels.txt").write_text("".join(f"{i} {name}\n" for i, name in enumerate(names)))
     (folder / "bad.png").write_bytes(b"not a png")
     return folder
 
