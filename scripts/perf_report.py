@@ -106,7 +106,8 @@ def render(folder: Path, out: Path, compare_label: str | None) -> Path:
              "Figures on record, made by `scripts/perf-report` (the scripts in `scripts/`, each pairing its "
              "contenders round by round: A B, B A, ...). Each ratio is the **median of the per-round ratios**, "
              "with its min–max and the number of rounds. The machine is shared: read the spread, and compare "
-             "ratios rather than absolute times.", "",
+             "ratios rather than absolute times. At a load average above the core count (see Conditions) the "
+             "figures that need an idle core — P3's int8 kernels, P6 at 2 threads — are the least reliable.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     plotted = []
     for kind, figure, key, label, target in ROWS:
@@ -119,7 +120,8 @@ def render(folder: Path, out: Path, compare_label: str | None) -> Path:
             row.append(cell(there) if kind == "runtime" else "(same: not checkout-dependent)")
         lines.append("| " + " | ".join(row) + " |")
         if isinstance(here, dict):
-            plotted.append((label.split(",")[0], here, there if isinstance(there, dict) else None, target))
+            plotted.append((label.replace(", 1 thread", "").replace("`", ""), here,
+                            there if isinstance(there, dict) else None, target))
     lines += ["", "Absolute figures (medians):", ""]
     for side, record in (("this checkout", this), (compare_label or "compared", other)):
         if record is None:
@@ -145,8 +147,8 @@ def render(folder: Path, out: Path, compare_label: str | None) -> Path:
     lines += ["", f"Machine: {m['cpu']}, {m['cpu_count']} cores, {m['arch']}, {m['platform']}. Versions: "
               + ", ".join(f"{k} {x}" for k, x in v.items() if x != "unknown") + ".", "",
               "What each figure is: `python scripts/bench_runtime.py --help` (P3-P6), `scripts/bench_onnx.py` (P9), "
-              "`scripts/bench_train.py` (P7). The JSON records (every round) are written beside the scripts' "
-              "`--json` paths; `scripts/perf-report --render` re-renders this page from them.", ""]
+              "`scripts/bench_train.py` (P7). Every round of every figure is in the JSON records in "
+              f"`{folder.name}/`; `scripts/perf-report --render` re-renders this page from them.", ""]
     png = _plot(plotted, out.with_suffix(".png"), compare_label)
     if png is not None:
         lines[4:4] = [f"![median ratios with their min–max]({png.name})", ""]
@@ -163,7 +165,7 @@ def _plot(rows: list, path: Path, compare_label: str | None) -> Path | None:
     plt = pyplot()
     if plt is None or not rows:
         return None
-    figure, axis = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.2))
+    figure, axis = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.2))
     ys = list(range(len(rows)))[::-1]
     for offset, index, name, colour in ((-0.18, 1, "this checkout", "tab:blue"),
                                         (0.18, 2, compare_label or "compared", "tab:gray")):
@@ -189,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-label", help="its name in the table [its commit]")
     parser.add_argument("--arm64", metavar="CORE", default="", help="also P5 emulated (scripts/arm64-check's Python)")
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--records", type=Path, default=ROOT / "runs" / "perf", help="JSON records [%(default)s]")
+    parser.add_argument("--records", type=Path, default=ROOT / "docs" / "performance",
+                        help="the scripts' JSON records, kept beside the page [docs/performance]")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md", help="[%(default)s]")
     parser.add_argument("--render", action="store_true", help="render from the records of the last run only")
     parser.add_argument("--no-onnx", action="store_true", help="leave out P9")
