@@ -1,3 +1,3 @@
-from edgecls.cli import main
+from edgecls.entry import main
 
 main()

@@ -19,9 +19,7 @@ classified, or int8 agreement fell below --min-agreement); 2 bad input or usage;
 
 from __future__ import annotations
 
-import os
 import sys
-import warnings
 from dataclasses import fields
 from enum import Enum
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from edgecls.entry import fail, guarded, predict_options, prepare_process, run_predict
 from edgecls.errors import EdgeclsError
 from edgecls.explain import DEFAULT_THRESHOLD_DB, FILLS, METHODS
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, MODES_HELP, QUANTIZERS
@@ -64,19 +63,8 @@ def _root(
     """Keeps `edgecls` a group of sub-commands."""
 
 
-MAX_ERROR_CHARS = 2000
 INTERRUPTED = 130  # the exit code of a Ctrl-C
-
-
-def _fail(message: str, code: int = 2) -> None:
-    from edgecls.runtime.labels import clean_text
-
-    # One line, whatever the message carries (file names with newlines or terminal escapes).
-    text = " ".join(clean_text(part) for part in str(message).splitlines())
-    if len(text) > MAX_ERROR_CHARS:  # a value echoed back (a 10 MB config string) must not flood the terminal
-        text = f"{text[:MAX_ERROR_CHARS]}... ({len(text)} characters)"
-    typer.echo(f"edgecls: error: {text}", err=True)
-    raise SystemExit(code)
+_fail = fail  # one line on stderr and the exit code (edgecls.entry: the lean predict path shares it)
 
 
 def _to_stderr(message: str) -> None:
@@ -419,26 +407,20 @@ def predict(
 
     Exit codes: 0 every image classified, or the video or --duration ended; 1 some images failed (see their error rows), or a live source failed mid-way (its rows are kept); 2 bad model, labels file or arguments (arguments that name no image, a camera or stream that cannot be opened); 130 Ctrl-C (after the summary).
     """  # noqa: E501  (one line a paragraph: Typer keeps a docstring's line breaks in --help)
-    if as_json and as_csv:
-        raise EdgeclsError("choose one of --json and --csv")
     if source is not None and images:
         raise EdgeclsError("give IMAGES or --source, not both")
     if source is None and not images:
         raise EdgeclsError("give image files, folders or globs to classify, or --source for a camera, video or stream")
-    from edgecls.parsing import parse_range
-
-    common: dict[str, Any] = dict(top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
-                                  threads=threads, labels=str(labels) if labels else None, backend=backend,
-                                  input_range=parse_range(input_range), resize=_plain(resize),
-                                  fit=_plain(fit))
+    arguments: dict[str, Any] = dict(top_k=top_k, as_json=as_json, as_csv=as_csv, threads=threads,
+                                     labels=str(labels) if labels else None, backend=backend, input_range=input_range,
+                                     resize=_plain(resize), fit=_plain(fit))
     if source is not None:
         from edgecls.live import predict_stream
 
         raise typer.Exit(predict_stream(str(model), source, every=every, fps=fps, duration=duration, timeout=timeout,
-                                        reconnect=reconnect, capture=_plain(capture), **common))
-    from edgecls.console import predict as run_predict
-
-    raise typer.Exit(run_predict(str(model), images, **common))
+                                        reconnect=reconnect, capture=_plain(capture), **predict_options(**arguments)))
+    # The body lives in edgecls.entry, which also runs it without Typer (the lean predict path).
+    raise typer.Exit(run_predict(model=str(model), images=images, **arguments))
 
 
 @app.command(epilog="Example: edgecls info runs/digits-seed/export/model_int8.tflite --json")
@@ -844,47 +826,31 @@ def _cli_exceptions() -> tuple[tuple, tuple, tuple]:
 
 
 def main() -> None:
-    # Pillow warns (once, multi-line) between 1x and 2x its pixel limit; preprocess refuses such
-    # images itself with a one-line reason.
-    from PIL import Image
-
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+    """The Typer app with edgecls' error handling (the console script, edgecls.entry, comes here
+    for everything but its lean `predict`)."""
+    prepare_process()
     exits, usage_errors, aborts = _cli_exceptions()
-    try:
-        # Not standalone: click's usage errors come here and become one line like every other error.
-        code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of exiting
-    except exits as exc:  # --help, typer.Exit(code)
-        raise SystemExit(exc.exit_code) from None
-    except usage_errors as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `edgecls` or `edgecls bench`: help was asked for
-            typer.echo(exc.format_message())  # the help text
-            raise SystemExit(0) from None
-        path = exc.ctx.command_path.split(" ", 1) if exc.ctx else []
-        where = f"edgecls {path[1]}" if len(path) == 2 else "edgecls"
-        _fail(f"{exc.format_message()} (see {where} --help)", 2)
-    except aborts:
-        _fail("interrupted", INTERRUPTED)
-    except EdgeclsError as exc:
-        _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", INTERRUPTED)
-    except BrokenPipeError:  # `edgecls info ... | head`: the reader has what it wanted
-        try:  # and Python's flush at exit must not complain either
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        raise SystemExit(0) from None
-    except MemoryError:
-        _fail("out of memory", 1)
-    except Exception as exc:  # anything unforeseen: one line, traceback only on request
-        if os.environ.get("EDGECLS_DEBUG"):
-            raise
-        _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-              "(set EDGECLS_DEBUG=1 for the traceback; please report it)", 1)
-    if code == INTERRUPTED:  # Typer turns a KeyboardInterrupt into a silent return of 130 (no command returns it)
-        _fail("interrupted", INTERRUPTED)
-    raise SystemExit(code if isinstance(code, int) else 0)  # what click's standalone mode would have done
+
+    def run_app() -> int:
+        try:
+            # Not standalone: click's usage errors come here and become one line like every other error.
+            code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of exiting
+        except exits as exc:  # --help, typer.Exit(code)
+            raise SystemExit(exc.exit_code) from None
+        except usage_errors as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `edgecls` or `edgecls bench`: help was asked for
+                typer.echo(exc.format_message())  # the help text
+                raise SystemExit(0) from None
+            path = exc.ctx.command_path.split(" ", 1) if exc.ctx else []
+            where = f"edgecls {path[1]}" if len(path) == 2 else "edgecls"
+            _fail(f"{exc.format_message()} (see {where} --help)", 2)
+        except aborts:
+            _fail("interrupted", INTERRUPTED)
+        if code == INTERRUPTED:  # Typer turns a KeyboardInterrupt into a silent return of 130 (no command returns it)
+            _fail("interrupted", INTERRUPTED)
+        return code if isinstance(code, int) else 0  # what click's standalone mode would have done
+
+    guarded(run_app)  # edgecls errors, interrupts, a closed pipe, anything unforeseen: one line each
 
 
 if __name__ == "__main__":

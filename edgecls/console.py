@@ -1,23 +1,21 @@
 """The work behind the device-side commands: `predict` (streaming output), `info` and `doctor`.
 
-Imports only the runtime, rich and the standard library: never TensorFlow.
+Imports only the runtime, rich and the standard library: never TensorFlow. rich is imported
+where it is used: `predict` to a pipe or a file writes plain text without it (cold start).
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import builtins
+import functools
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
 from typing import IO, Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier, Prediction
@@ -25,12 +23,32 @@ from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.sources import expand_images
 
 
-class QuietPipeConsole(Console):
-    """A rich Console that ends quietly when the reader of a pipe is gone (`| head`)."""
+@functools.cache
+def _quiet_pipe_console() -> type:
+    from rich.console import Console
 
-    def on_broken_pipe(self) -> None:  # rich would exit 1; predict ends quietly instead (`| head`)
-        self.quiet = True
-        raise BrokenPipeError
+    class QuietPipeConsole(Console):
+        """A rich Console that ends quietly when the reader of a pipe is gone (`| head`)."""
+
+        def on_broken_pipe(self) -> None:  # rich would exit 1; predict ends quietly instead (`| head`)
+            self.quiet = True
+            raise BrokenPipeError
+
+    return QuietPipeConsole
+
+
+def __getattr__(name: str) -> Any:
+    # `from edgecls.console import QuietPipeConsole` still works, without importing rich at import time.
+    if name == "QuietPipeConsole":
+        return _quiet_pipe_console()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def escape(text: str) -> str:
+    """rich.markup.escape, imported on first use."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 # ----------------------------------------------------------------------------- predict
@@ -129,25 +147,79 @@ FILE_ROOM = 30  # columns of predict's table line kept for the file name
 
 
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
-    console = QuietPipeConsole(file=out, highlight=False, soft_wrap=True)
+    print_line = _line_printer(out)
     k = min(top_k, classifier.num_classes)
     longest = max(5, *(len(label) for label in classifier.labels))  # 5: the header 'label'
     # Labels get the line's width (less room for the file name), shared by the k classes; never under
     # LABEL_WIDTH, so a narrow terminal still shows a useful part of each.
-    width = min(longest, max(LABEL_WIDTH, (console.width - FILE_ROOM) // k - 9))
+    width = min(longest, max(LABEL_WIDTH, (_line_width(out) - FILE_ROOM) // k - 9))
     column = 7 + width  # "0.982  " + label
-    console.print(escape("".join(f"{'score':<7}{'label':<{width}}  " for _ in range(k)) + "file"), style="bold")
+    header = "".join(f"{'score':<7}{'label':<{width}}  " for _ in range(k)) + "file"
+    print_line(header, lambda: escape(header), "bold")
 
     def write(prediction: Prediction) -> None:
-        name = escape(clean_text(_name(prediction)))
+        name = clean_text(_name(prediction))
         if prediction.error:
             blank = " " * max(0, (column + 2) * k - 5)
-            console.print(f"[red]error[/]{blank}{name}: [red]{escape(clean_text(_reason(prediction)))}[/]")
+            reason = clean_text(_reason(prediction))
+            print_line(f"error{blank}{name}: {reason}",
+                       lambda: f"[red]error[/]{blank}{escape(name)}: [red]{escape(reason)}[/]")
             return
-        cells = "".join(f"{c.score:<7.3f}{escape(_fit(c.label, width)):<{width}}  " for c in prediction.classes)
-        console.print(cells + name)
+        cells = [(c.score, _fit(c.label, width)) for c in prediction.classes]
+        print_line("".join(f"{score:<7.3f}{label:<{width}}  " for score, label in cells) + name,
+                   lambda: "".join(f"{score:<7.3f}{escape(label):<{width}}  " for score, label in cells)
+                   + escape(name))
 
     return write
+
+
+# Text that rich would not print as it is: markup-like brackets and backslashes (escaped, and the
+# escape counts in the padding) and :name: (an emoji even when escaped). Such a line goes through rich.
+_NOT_PLAIN = re.compile(r"[\[\\]|:\S*:")
+
+
+def _line_printer(out: IO[str]) -> Callable[[str, Callable[[], str], str | None], None]:
+    """print_line(plain, markup, style): one line of the predict table. rich prints it on a terminal
+    (bold header, red errors); to a pipe or a file, where rich would write the plain text anyway, it
+    is written directly, so that `edgecls predict` need not import rich (about 5 MiB and 40 ms)."""
+    console = None
+
+    def print_line(plain: str, markup: Callable[[], str], style: str | None = None) -> None:
+        nonlocal console
+        if console is None and _plain_stream(out) and not _NOT_PLAIN.search(plain):
+            out.write(plain + "\n")
+            return
+        if console is None:
+            console = _quiet_pipe_console()(file=out, highlight=False, soft_wrap=True)
+        console.print(markup(), style=style)
+
+    return print_line
+
+
+def _line_width(out: IO[str]) -> int:
+    """The columns a line of `out` has, as rich would take them: $COLUMNS, else the terminal's, else 80."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if out.isatty():
+            return os.get_terminal_size(out.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        pass
+    return 80
+
+
+def _plain_stream(out: IO[str]) -> bool:
+    """Whether a rich Console on `out` would write plain text: no terminal, and none of the things
+    rich 13-15 take as one (FORCE_COLOR, TTY_COMPATIBLE, a notebook, IDLE)."""
+    if "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ or hasattr(builtins, "get_ipython"):
+        return False
+    if getattr(sys.stdin, "__module__", "").startswith("idlelib"):
+        return False
+    try:
+        return not out.isatty()
+    except (AttributeError, ValueError):
+        return True
 
 
 def _fit(text: str, width: int) -> str:
@@ -155,6 +227,8 @@ def _fit(text: str, width: int) -> str:
 
 
 def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
+    import json
+
     def write(prediction: Prediction) -> None:
         row: dict[str, Any] = {"file": _name(prediction)}
         if prediction.error:
@@ -167,6 +241,8 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[
 
 
 def _csv_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
+    import csv
+
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["file", "rank", "index", "label", "score", "error"])
 
@@ -185,7 +261,9 @@ INFO_LABELS = 12  # labels shown by `edgecls info` (--json has them all)
 
 def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     """Print an `inspect_model` report for a person."""
-    console = QuietPipeConsole(file=out or sys.stdout, highlight=False, soft_wrap=True)
+    from rich.table import Table
+
+    console = _quiet_pipe_console()(file=out or sys.stdout, highlight=False, soft_wrap=True)
     quant = report["quantization"]
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -226,6 +304,8 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     console.print()
     console.print(tensors)
     metadata = report["metadata"]
+    import json
+
     console.print()
     if metadata is None:
         console.print("metadata  none (a third-party model: labels from --labels or labels.txt beside it)")
@@ -249,9 +329,11 @@ def _short(value: Any) -> str:
 
 # ----------------------------------------------------------------------------- doctor
 def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
+    from rich.table import Table
+
     from edgecls.runtime.cpu import features_text
 
-    console = QuietPipeConsole(file=out or sys.stdout, highlight=False, soft_wrap=True)
+    console = _quiet_pipe_console()(file=out or sys.stdout, highlight=False, soft_wrap=True)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()

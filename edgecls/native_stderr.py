@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
+from typing import IO
 
 
 @contextlib.contextmanager
@@ -58,7 +58,7 @@ def quiet_native_stderr(captured: list[str] | None = None) -> Iterator[None]:
         yield
         return
     failed = False
-    with tempfile.TemporaryFile() as sink:
+    with _scratch_file() as sink:
         try:
             with _fd_redirected(sink.fileno(), fd):
                 yield
@@ -74,3 +74,16 @@ def quiet_native_stderr(captured: list[str] | None = None) -> Iterator[None]:
                 kept = "".join(line for line in lines if not line.startswith("INFO: "))
                 if kept:
                     sys.stderr.write(kept)
+
+
+def _scratch_file() -> IO[bytes]:
+    """An anonymous file: in memory on Linux (memfd: no tempfile, shutil, bz2, lzma imports on the
+    predict path's cold start), else tempfile's."""
+    if hasattr(os, "memfd_create"):
+        try:
+            return open(os.memfd_create("edgecls-native-stderr"), "w+b")  # the caller closes it
+        except OSError:
+            pass
+    import tempfile
+
+    return tempfile.TemporaryFile()

@@ -1340,11 +1340,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              f"else made from the model's run: {BENCH_PER_CLASS} held-out test images per class]")
     parser.add_argument("--max-diffs", type=int, default=12, help="differences shown per section [%(default)s]")
     parser.add_argument("--refresh", action="store_true", help="rebuild the whole environment")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the check, small: one core, one real image per source, no generated images, no bench "
+                             "(seconds once the environment is built; building it downloads ~290 MB)")
     python_argv = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if python_argv and args.command != "python":
         parser.error("arguments after -- are for the python command")
     args.argv = python_argv
+    if args.smoke:
+        args.cpu, args.max_real, args.no_generated, args.no_bench = DEFAULT_CPUS[0], 1, True, True
     return args
 
 

@@ -7,6 +7,7 @@ resident memory (VmRSS from /proc) as it goes. Reports RSS after the first 1,000
 end, and the peak; the goal is growth under 10 MB between the first 1,000 and the end.
 
     python scripts/bench_predict_memory.py [--images 10000] [--model models/digits-seed/model_int8.tflite]
+        [--json FILE] [--smoke]
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import ROOT, Record, common_arguments  # noqa: E402
 
 
 def make_images(folder: Path, count: int, size: int = 28) -> None:
@@ -48,7 +50,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "digits-seed" / "model_int8.tflite")
     parser.add_argument("--folder", type=Path, default=Path("/tmp/edgecls-longrun"))
+    common_arguments(parser, "runs/perf/predict_memory.json")
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.folder = 60, args.folder.with_name(args.folder.name + "-smoke")
+    record = Record(__file__, args)
 
     make_images(args.folder, args.images)
     process = subprocess.Popen(
@@ -79,7 +85,7 @@ def main() -> None:
     done.set()
     sampler.join()
     seconds = time.perf_counter() - start
-    after_1000 = next((mb for n, mb in samples if n >= 1000), None)
+    after_1000 = next((mb for n, mb in samples if n >= min(1000, rows // 2)), None)
     at_end = [mb for n, mb in samples if n >= rows - 50][-1] if samples else None
     report = {
         "images": args.images, "rows": rows, "exit_code": process.returncode, "seconds": round(seconds, 2),
@@ -89,7 +95,8 @@ def main() -> None:
         "growth_mb": round(at_end - after_1000, 1) if after_1000 and at_end else None,
         "samples": len(samples),
     }
-    print(json.dumps(report, indent=1))
+    record.data["figures"]["long_run"] = report
+    record.write(args.json)
 
 
 if __name__ == "__main__":

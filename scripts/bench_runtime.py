@@ -1,146 +1,104 @@
 #!/usr/bin/env python3
-"""Measure the device-side runtime's three figures (issue 4). A benchmark, not a test.
+"""The device-side runtime's figures, each paired per round (see benchkit). A benchmark, not a test.
 
-1. classify() of an already-decoded uint8 array vs a bare set_tensor/invoke/get_tensor loop on
-   the same interpreter (target: <= 1.10x).
-2. `edgecls predict MODEL one-image` as a whole cold process: wall time and peak RSS, against
-   the same model loaded and run through TensorFlow (target: >= 5x faster, <= 90 MB).
-3. A folder of large JPEG photos (>= 1000 px side): images/s of classify_many vs a naive loop
-   (open, convert, resize, invoke) (target: >= 2x).
+P3  int8 against float32 invoke latency, seed CNN and mobile CNN, 1 thread.
+P4  Classifier.classify() of a decoded uint8 array against a bare set_tensor/invoke/get_tensor loop
+    on the same interpreter (targets: <= 1.10x seed int8, <= 1.03x mobile int8), 1 thread.
+P5  `edgecls predict MODEL one-image` as a whole cold process against a 10-line LiteRT script and
+    the same through TensorFlow: wall time and peak RSS (targets: <= 1.3x and +8 MiB of LiteRT).
+P6  classify_many over a folder of real JPEG photos against a plain Pillow loop that uses draft(),
+    at 1 and 2 threads (targets: >= 1.2x at two, no slower at one).
 
-Models are made by the toolkit itself (edgecls.train.model + edgecls.export.convert, as `edgecls export`
-does) with untrained weights: latency does not depend on what the weights are. Every
-measurement runs in a fresh device-like subprocess (no TensorFlow loaded unless it is the
-baseline), alternating the two contenders round by round, and reports medians over rounds:
-this machine is shared and noisy. Needs the `train` extra (TensorFlow) to build the models.
+Models are built by the toolkit (benchkit.build_models; needs TensorFlow, once per --work folder);
+the measurements run in fresh device-like processes. `--checkout DIR` measures the edgecls of
+another checkout (e.g. a worktree of an older commit) with these same scripts.
 
-    python scripts/bench_runtime.py [--rounds 7] [--photos 120] [--json results.json]
+    python scripts/bench_runtime.py [--rounds 9] [--photos 200] [--checkout DIR] [--json FILE] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-CATSDOGS = ROOT.parent / "shared" / "data" / "catsdogs"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import (  # noqa: E402  (scripts/ is not a package)
+    CATSDOGS,
+    ROOT,
+    Record,
+    build_models,
+    checkout_env,
+    common_arguments,
+    in_worker,
+    median,
+    paired,
+    ratio,
+    run_process,
+)
 
-
-# ----------------------------------------------------------------------------- models (workstation side)
-def build_models(folder: Path) -> dict[str, Path]:
-    """seed CNN 28x28x1 (the digits reference architecture) and mobile CNN 96x96x3, float32 and int8."""
-    import keras
-    import numpy as np
-
-    from edgecls.export.convert import convert, saved_model
-    from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
-    from edgecls.train.model import build_model
-
-    keras.utils.set_random_seed(0)
-    made = {}
-    for arch, shape, labels in (("seed", (28, 28, 1), [str(i) for i in range(10)]),
-                                ("mobile", (96, 96, 3), ["cat", "dog"])):
-        model = build_model(arch, shape, len(labels))
-        calibration = np.random.default_rng(0).integers(0, 256, (64, *shape), dtype=np.uint8)
-        with saved_model(model) as exported:
-            for mode in ("float32", "int8"):
-                converted = convert(exported, mode, calibration=calibration)
-                meta = {"format": METADATA_FORMAT, "labels": labels, "output": "probabilities",
-                        "input": {"height": shape[0], "width": shape[1],
-                                  "color": "grayscale" if shape[2] == 1 else "rgb", "pixel_range": [0, 255]},
-                        "quantization": {"mode": mode}, "source": "scripts/bench_runtime.py (untrained)"}
-                path = folder / f"{arch}-{mode}.tflite"
-                path.write_bytes(embed_metadata(converted.content, meta))
-                made[f"{arch}-{mode}"] = path
-    return made
-
-
-def make_photos(folder: Path, count: int) -> list[Path]:
-    """Large JPEGs: catsdogs photos scaled up so the short side is 1000-1200 px, else synthetic."""
-    import numpy as np
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    sources = sorted(CATSDOGS.rglob("*.jpg"))[:count] if CATSDOGS.is_dir() else []
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(count):
-        if sources:
-            image = Image.open(sources[i % len(sources)]).convert("RGB")
-        else:  # smooth random colour fields: JPEG-compressible like photos, unlike pure noise
-            image = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((400, 300), Image.BICUBIC)
-        factor = 1000 / min(image.size) * rng.uniform(1.0, 1.2)
-        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.BICUBIC)
-        path = folder / f"photo{i:04d}.jpg"
-        image.save(path, quality=90)
-        paths.append(path)
-    return paths
+TARGETS = {"P4 seed-int8": 1.10, "P4 mobile-int8": 1.03, "P5 wall": 1.3, "P5 peak_mib": 8.0, "P6 2 threads": 1.2,
+           "P6 1 thread": 1.0}
 
 
 # ----------------------------------------------------------------------------- workers (device side)
-def worker_hot(model: str, threads: int, rounds: int) -> dict:
-    """classify(array) vs a bare loop on the same interpreter, alternating each round."""
+def _timed(fn, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+def _calls_per_round(fn, seconds: float) -> int:
+    return max(20, int(seconds / max(_timed(fn, 20), 1e-7)))
+
+
+def worker_int8_vs_float(int8: str, float32: str, rounds: int, seconds: float) -> dict:
+    """P3: invoke latency of the int8 model against the float32 one, 1 thread."""
+    import numpy as np
+
+    from edgecls.runtime import Classifier
+
+    invokes = {}
+    for name, path in (("int8", int8), ("float32", float32)):
+        clf = Classifier(path, num_threads=1)
+        clf.set_input(np.random.default_rng(0).integers(0, 256, (1, *clf.input_spec.shape), dtype=np.uint8))
+        invokes[name] = clf.invoke
+    n = _calls_per_round(invokes["float32"], seconds)
+    runs = paired({name: (lambda f=f: _timed(f, n)) for name, f in invokes.items()}, rounds)
+    return {"int8_us": median(runs["int8"]) * 1e6, "float32_us": median(runs["float32"]) * 1e6,
+            "ratio": ratio(runs["int8"], runs["float32"]), "calls_per_round": n}
+
+
+def worker_hot(model: str, rounds: int, seconds: float) -> dict:
+    """P4: classify(array) against a bare loop on the same interpreter (fed pre-quantised input)."""
     import numpy as np
 
     from edgecls.runtime import Classifier
     from edgecls.runtime.quant import input_converter
 
-    clf = Classifier(model, num_threads=threads)
-    spec = clf.input_spec
-    pixels = np.random.default_rng(0).integers(0, 256, spec.shape, dtype=np.uint8)
-    ready = np.ascontiguousarray(input_converter(spec)(pixels[None]))  # the bare loop gets it pre-quantised
+    clf = Classifier(model, num_threads=1)
+    pixels = np.random.default_rng(0).integers(0, 256, clf.input_spec.shape, dtype=np.uint8)
+    ready = np.ascontiguousarray(input_converter(clf.input_spec)(pixels[None]))
     interpreter = clf.interpreter
     inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
 
-    def bare(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            interpreter.set_tensor(inp, ready)
-            interpreter.invoke()
-            interpreter.get_tensor(out)
-        return (time.perf_counter() - start) / n
+    def bare() -> None:
+        interpreter.set_tensor(inp, ready)
+        interpreter.invoke()
+        interpreter.get_tensor(out)
 
-    to_input = input_converter(spec)
-
-    def bare_quantising(n: int) -> float:
-        """The bare loop as a user must write it for an int8 model: it quantises the pixels too."""
-        start = time.perf_counter()
-        for _ in range(n):
-            interpreter.set_tensor(inp, to_input(pixels[None]))
-            interpreter.invoke()
-            interpreter.get_tensor(out)
-        return (time.perf_counter() - start) / n
-
-    def ours(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            clf.classify(pixels)
-        return (time.perf_counter() - start) / n
-
-    n = max(50, int(0.25 / max(bare(50), 1e-7)))  # about a quarter second per contender per round
-    ours(n)
-    bares, bares_q, ourses = [], [], []
-    for r in range(rounds):
-        order = [(bares, bare), (bares_q, bare_quantising), (ourses, ours)]
-        for times, fn in (order if r % 2 else order[::-1]):
-            times.append(fn(n))
-    return {"bare_us": statistics.median(bares) * 1e6, "bare_quantising_us": statistics.median(bares_q) * 1e6,
-            "classify_us": statistics.median(ourses) * 1e6,
-            "ratio": statistics.median(o / b for o, b in zip(ourses, bares)),
-            "ratio_vs_quantising_loop": statistics.median(o / b for o, b in zip(ourses, bares_q)),
-            "calls_per_round": n}
+    n = _calls_per_round(bare, seconds)
+    runs = paired({"classify": lambda: _timed(lambda: clf.classify(pixels), n), "bare": lambda: _timed(bare, n)},
+                  rounds)
+    return {"bare_us": median(runs["bare"]) * 1e6, "classify_us": median(runs["classify"]) * 1e6,
+            "ratio": ratio(runs["classify"], runs["bare"]), "calls_per_round": n}
 
 
 def worker_folder(model: str, folder: str, threads: int, rounds: int) -> dict:
-    """classify_many over the photos vs a naive loop (open, convert, resize, invoke)."""
+    """P6: classify_many over the photos against a plain loop: open, draft(), convert, resize, invoke."""
     import numpy as np
     from PIL import Image
 
@@ -149,43 +107,38 @@ def worker_folder(model: str, folder: str, threads: int, rounds: int) -> dict:
 
     paths = sorted(Path(folder).glob("*.jpg"))
     clf = Classifier(model, num_threads=threads)
-    naive_interpreter = clf.backend.interpreter_class(model_path=model, num_threads=threads)
-    naive_interpreter.allocate_tensors()
-    inp = naive_interpreter.get_input_details()[0]["index"]
-    out = naive_interpreter.get_output_details()[0]["index"]
+    plain = clf.backend.interpreter_class(model_path=model, num_threads=threads)
+    plain.allocate_tensors()
+    inp, out = plain.get_input_details()[0]["index"], plain.get_output_details()[0]["index"]
     to_input = input_converter(clf.input_spec)
     h, w = clf.input_spec.size
+    mode, shape = ("L" if clf.input_spec.channels == 1 else "RGB"), (1, *clf.input_spec.shape)
 
-    def naive() -> float:
+    def draft_loop() -> float:
         start = time.perf_counter()
         for path in paths:
-            image = Image.open(path).convert("RGB").resize((w, h))
-            naive_interpreter.set_tensor(inp, to_input(np.asarray(image, np.uint8)[None]))
-            naive_interpreter.invoke()
-            naive_interpreter.get_tensor(out).argmax()
+            image = Image.open(path)
+            image.draft(mode, (w, h))
+            image = image.convert(mode).resize((w, h), Image.Resampling.BILINEAR)
+            plain.set_tensor(inp, to_input(np.asarray(image, np.uint8).reshape(shape)))
+            plain.invoke()
+            plain.get_tensor(out).argmax()
         return len(paths) / (time.perf_counter() - start)
 
     def ours() -> float:
         start = time.perf_counter()
-        failed = sum(not p.ok for p in clf.classify_many(paths))
+        failed = sum(not p.ok for p in clf.classify_many(paths, workers=threads))
         assert not failed
         return len(paths) / (time.perf_counter() - start)
 
-    naive(), ours()  # warm the file cache and both interpreters
-    naives, ourses = [], []
-    for r in range(rounds):
-        if r % 2:
-            ourses.append(ours())
-            naives.append(naive())
-        else:
-            naives.append(naive())
-            ourses.append(ours())
-    return {"images": len(paths), "naive_images_per_s": statistics.median(naives),
-            "edgecls_images_per_s": statistics.median(ourses),
-            "speedup": statistics.median(o / n for o, n in zip(ourses, naives))}
+    draft_loop(), ours()  # warm the file cache and both interpreters
+    runs = paired({"classify_many": ours, "draft_loop": draft_loop}, rounds)
+    return {"images": len(paths), "threads": threads, "draft_loop_images_per_s": median(runs["draft_loop"], 2),
+            "classify_many_images_per_s": median(runs["classify_many"], 2),
+            "speedup": ratio(runs["classify_many"], runs["draft_loop"])}
 
 
-BASELINE = """
+BARE_SCRIPT = """
 import sys, numpy as np
 from PIL import Image
 {import_line}
@@ -197,137 +150,123 @@ it.set_tensor(d["index"], x); it.invoke(); print(int(it.get_tensor(it.get_output
 """
 
 
-def run_measured(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=env)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    stderr = child.stderr.read().decode(errors="replace")
-    child.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{stderr}")
-    return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
-
-
-def cold(model: Path, image: Path, rounds: int) -> dict:
+def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: str, arm64: str = "") -> dict:
+    """P5: whole processes, one image: edgecls predict, a bare LiteRT script, the same through TensorFlow.
+    With `arm64` (a qemu core): both under scripts/arm64-check's emulated Python instead, no TensorFlow."""
     threads = os.cpu_count() or 1
-    contenders = {
-        "edgecls predict": [sys.executable, "-m", "edgecls", "predict", str(model), str(image), "--json"],
-        "tensorflow (tf.lite.Interpreter)": [
-            sys.executable,
-            "-c",
-            BASELINE.format(import_line="import tensorflow as tf; Interpreter = tf.lite.Interpreter", threads=threads),
-            str(model),
-            str(image),
-        ],
-        "bare LiteRT script": [
-            sys.executable,
-            "-c",
-            BASELINE.format(import_line="from ai_edge_litert.interpreter import Interpreter", threads=threads),
-            str(model),
-            str(image),
-        ],
+    env, python = checkout_env(Path(checkout)), [sys.executable]
+    if arm64:
+        from arm64_check import Cache, emulated_side
+
+        cache = Cache((ROOT / ".cache" / "arm64").resolve())
+        side = emulated_side(cache, arm64)
+        python, env = side.python, {**side.env, "PYTHONPATH": f"{cache.site}{os.pathsep}{Path(checkout).resolve()}"}
+        with_tf = False
+    commands = {
+        "edgecls predict": [*python, "-m", "edgecls", "predict", model, image],
+        "bare LiteRT": [*python, "-c", BARE_SCRIPT.format(
+            import_line="from ai_edge_litert.interpreter import Interpreter", threads=threads), model, image],
     }
-    for command in contenders.values():  # warm the page cache: "cold" is a new process, not a cold disk
-        run_measured(command)
-    runs = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, command in contenders.items():
-            runs[name].append(run_measured(command))
-    result = {name: {"wall_s": statistics.median(r[0] for r in rs), "peak_rss_mb": statistics.median(r[1] for r in rs)}
-              for name, rs in runs.items()}
-    ours, tf = result["edgecls predict"], result["tensorflow (tf.lite.Interpreter)"]
-    result["speedup_vs_tensorflow"] = tf["wall_s"] / ours["wall_s"]
+    if with_tf:
+        commands["TensorFlow"] = [sys.executable, "-c", BARE_SCRIPT.format(
+            import_line="import tensorflow as tf; Interpreter = tf.lite.Interpreter", threads=threads), model, image]
+    where = Path(checkout)  # `python -m edgecls` imports the edgecls of its working directory first
+    for command in commands.values():  # the page cache: "cold" is a new process, not a cold disk
+        run_process(command, env, where)
+    runs = paired({name: (lambda c=c: run_process(c, env, where)) for name, c in commands.items()}, rounds)
+    wall = {name: [r[0] for r in rs] for name, rs in runs.items()}
+    peak = {name: [r[1] for r in rs] for name, rs in runs.items()}
+    result = {name: {"wall_s": median(wall[name], 4), "peak_rss_mib": median(peak[name], 1)} for name in commands}
+    result["wall_vs_bare"] = ratio(wall["edgecls predict"], wall["bare LiteRT"])
+    result["peak_mib_over_bare"] = round(median(peak["edgecls predict"], 2) - median(peak["bare LiteRT"], 2), 1)
+    if with_tf:
+        result["tensorflow_vs_edgecls"] = ratio(wall["TensorFlow"], wall["edgecls predict"])
     return result
 
 
-def in_subprocess(*args: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+# ----------------------------------------------------------------------------- inputs
+def make_photos(folder: Path, count: int) -> Path:
+    """Real cat/dog JPEGs (../shared/data/catsdogs) as they are; else smooth generated ones."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if len(list(folder.glob("*.jpg"))) >= count:
+        return folder
+    sources = sorted(CATSDOGS.rglob("*.jpg"))[:count] if CATSDOGS.is_dir() else []
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        if sources:
+            image = Image.open(sources[i % len(sources)]).convert("RGB")
+        else:  # smooth random colour fields: JPEG-compressible like photos, unlike pure noise
+            image = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((400, 300))
+        image.save(folder / f"photo{i:04d}.jpg", quality=90)
+    return folder
 
 
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--photos", type=int, default=120)
-    parser.add_argument("--work", type=Path, help="keep models and photos here [default: a temporary folder]")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--photos", type=int, default=200, help="real JPEGs for P6 [%(default)s]")
+    parser.add_argument("--seconds", type=float, default=0.3, help="timed seconds per contender per round (P3, P4)")
+    parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "bench", help="models and photos [%(default)s]")
+    parser.add_argument("--checkout", type=Path, default=ROOT, help="the edgecls checkout measured [this one]")
+    parser.add_argument("--no-tensorflow", action="store_true", help="leave TensorFlow out of P5")
+    parser.add_argument("--arm64", metavar="CORE", default="",
+                        help="also P5 under the emulated aarch64 Python of scripts/arm64-check (e.g. cortex-a72)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    common_arguments(parser, "runs/perf/runtime.json")
     args = parser.parse_args()
     if args.worker:
+        import json
+
         kind, *rest = args.worker
-        workers = {"hot": lambda: worker_hot(rest[0], int(rest[1]), int(rest[2])),
+        workers = {"p3": lambda: worker_int8_vs_float(rest[0], rest[1], int(rest[2]), float(rest[3])),
+                   "hot": lambda: worker_hot(rest[0], int(rest[1]), float(rest[2])),
                    "folder": lambda: worker_folder(rest[0], rest[1], int(rest[2]), int(rest[3])),
-                   "cold": lambda: cold(Path(rest[0]), Path(rest[1]), int(rest[2]))}
-        result = workers[kind]()
-        print(json.dumps(result))
+                   "cold": lambda: worker_cold(rest[0], rest[1], int(rest[2]), rest[3] == "tf", rest[4], *rest[5:])}
+        print(json.dumps(workers[kind]()))
         return
+    if args.smoke:
+        args.rounds, args.photos, args.seconds, args.no_tensorflow = 2, 4, 0.01, True
+    record = Record(__file__, args, args.checkout)
+    env = checkout_env(args.checkout)
+    models = build_models(args.work / "models", ("seed",) if args.smoke else ("seed", "mobile"))
+    photos = make_photos(args.work / (f"photos-{args.photos}"), args.photos)
+    digit = args.work / "digit.png"
+    if not digit.exists():
+        from PIL import Image
 
-    from edgecls.runtime.doctor import machine_info
-
-    work = args.work or Path(tempfile.mkdtemp(prefix="edgecls-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"building models and {args.photos} large JPEGs in {work} ...", file=sys.stderr)
-    models = build_models(work)
-    photos = make_photos(work / "photos", args.photos)
-    digit = work / "digit.png"
-    from PIL import Image
-
-    Image.open(photos[0]).convert("L").resize((28, 28)).save(digit)
-    threads_all = os.cpu_count() or 1
-    results: dict = {"machine": machine_info(), "rounds": args.rounds, "hot_path": {}, "cold_predict": {}}
-
-    print("1. classify() vs bare loop ...", file=sys.stderr)
-    for name, path in models.items():
-        for threads in sorted({1, threads_all}):
-            results["hot_path"][f"{name} threads={threads}"] = in_subprocess(
-                "hot", str(path), str(threads), str(args.rounds)
-            )
-    print("2. cold predict of one image ...", file=sys.stderr)
-    for name, image in (("seed-int8", digit), ("mobile-int8", photos[0])):
-        # From a small worker: a child forked from this process (TensorFlow loaded) would report
-        # the parent's memory as its own peak RSS.
-        results["cold_predict"][name] = in_subprocess(
-            "cold", str(models[name]), str(image), str(max(3, args.rounds // 2))
-        )
-    print("3. folder of large JPEGs ...", file=sys.stderr)
-    results["folder"] = in_subprocess("folder", str(models["mobile-int8"]), str(work / "photos"),
-                                      str(threads_all), str(max(3, args.rounds // 2)))
-    results["folder"]["photo_sizes"] = sorted({Image.open(p).size for p in photos[:5]})
-    report(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str))
-
-
-def report(results: dict) -> None:
-    m = results["machine"]
-    print(f"\nmachine: {m['cpu']}, {m['cpu_count']} cores, {m['arch']}, Python {m['python']}; medians of "
-          f"{results['rounds']} interleaved rounds")
-    print("\n1. classify(uint8 array) vs bare set_tensor/invoke/get_tensor  (target <= 1.10x)")
-    for name, r in results["hot_path"].items():
-        print(
-            f"   {name:28s} bare {r['bare_us']:8.1f} us   classify {r['classify_us']:8.1f} us   ratio {r['ratio']:.3f}"
-            f"   (vs a bare loop that quantises its input, {r['bare_quantising_us']:.1f} us: "
-            f"{r['ratio_vs_quantising_loop']:.3f})"
-        )
-    print("\n2. one image, whole cold process  (target: >= 5x faster than TensorFlow, <= 90 MB)")
-    for model, r in results["cold_predict"].items():
-        for name, v in r.items():
-            if isinstance(v, dict):
-                print(f"   {model:12s} {name:34s} {v['wall_s']:6.2f} s  {v['peak_rss_mb']:7.1f} MB")
-        print(f"   {model:12s} edgecls predict is {r['speedup_vs_tensorflow']:.1f}x faster than TensorFlow")
-    f = results["folder"]
-    print(f"\n3. {f['images']} JPEGs of {f['photo_sizes'][0][0]}x{f['photo_sizes'][0][1]} px and similar, "
-          f"mobile-int8 96x96  (target >= 2x)")
-    print(
-        f"   naive loop {f['naive_images_per_s']:.1f} images/s   classify_many {f['edgecls_images_per_s']:.1f} images/s"
-        f"   speedup {f['speedup']:.2f}x"
-    )
+        Image.open(sorted(photos.glob("*.jpg"))[0]).convert("L").resize((28, 28)).save(digit)
+    archs = sorted({name.split("-")[0] for name in models}, reverse=True)  # seed, mobile
+    figures = record.data["figures"]
+    rounds, seconds = str(args.rounds), str(args.seconds)
+    for arch in archs:
+        print(f"P3 {arch} int8 vs float32 ...", file=sys.stderr)
+        figures[f"P3 {arch}"] = in_worker(__file__, "p3", str(models[f"{arch}-int8"]), str(models[f"{arch}-float32"]),
+                                          rounds, seconds, env=env)
+    for arch in archs:
+        print(f"P4 {arch}-int8 classify vs bare ...", file=sys.stderr)
+        figures[f"P4 {arch}-int8"] = in_worker(__file__, "hot", str(models[f"{arch}-int8"]), rounds, seconds, env=env)
+    print("P5 cold predict ...", file=sys.stderr)
+    figures["P5 seed-int8"] = in_worker(__file__, "cold", str(models["seed-int8"]), str(digit), rounds,
+                                        "no" if args.no_tensorflow else "tf", str(args.checkout.resolve()))
+    if args.arm64:
+        if not (ROOT / ".cache" / "arm64" / "qemu").exists():
+            record.data["skipped"] = {"P5 arm64": "no emulated environment: run scripts/arm64-check setup first"}
+        else:
+            print(f"P5 cold predict, emulated {args.arm64} ...", file=sys.stderr)
+            figures[f"P5 seed-int8 arm64 {args.arm64}"] = in_worker(
+                __file__, "cold", str(models["seed-int8"]), str(digit), str(max(3, args.rounds // 2)), "no",
+                str(args.checkout.resolve()), args.arm64)
+    folder_model = models["mobile-int8" if "mobile-int8" in models else "seed-int8"]
+    for threads in (1, 2):
+        print(f"P6 folder, {threads} thread(s) ...", file=sys.stderr)
+        figures[f"P6 {threads} thread{'s' if threads > 1 else ''}"] = in_worker(
+            __file__, "folder", str(folder_model), str(photos), str(threads), str(max(3, args.rounds // 2)), env=env)
+    record.data["targets"] = TARGETS
+    record.write(args.json)
 
 
 if __name__ == "__main__":

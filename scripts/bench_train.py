@@ -1,42 +1,53 @@
 #!/usr/bin/env python3
-"""Training overhead: edgecls's input pipeline and callbacks versus a plain Keras `fit` on arrays.
+"""P7, training overhead: edgecls's fit (its tf.data input pipeline and callbacks) against a plain
+Keras `fit` on float32 arrays, one epoch against one epoch.
 
-Both sides train the same seed CNN on the same uint8 images with the same batch size and
-optimizer, no augmentation (a plain fit has none). Measured interleaved (edgecls, plain,
-edgecls, plain, ...) in one process, since this machine is shared and noisy; each round
-builds fresh models and fits a few epochs, timing every epoch with a callback. Reported:
-median first epoch (includes tracing) and median steady-state epoch, and their ratios.
+Both sides train the same seed CNN on the same uint8 images, with the same batch size, optimizer,
+augmentation layers in front of the model (edgecls' defaults for the data) and determinism
+(seeded, tf.config.experimental.enable_op_determinism). Paired per round (see benchkit): each round
+builds fresh models and fits a few epochs on each side, in turn; the figure is the median of the
+per-round ratios of the steady epochs (the first epoch, with tracing, is reported apart).
 
-    python scripts/bench_train.py [--data ../shared/data/mnist] [--rounds 3] [--epochs 3]
+    python scripts/bench_train.py [--data ../shared/data/mnist] [--rounds 3] [--epochs 3] [--json FILE] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from edgecls.data import load_dataset, make_split
-from edgecls.errors import require_tensorflow
-from edgecls.train.fit import input_pipeline
-from edgecls.train.model import build_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import SHARED_DATA, Record, common_arguments, median, paired, ratio  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+DEFAULT_DATA = SHARED_DATA / "mnist"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else "digits")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="a dataset edgecls train takes [%(default)s]")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--json", type=Path)
+    common_arguments(parser, "runs/perf/train.json")
     args = parser.parse_args()
+    if args.smoke:
+        args.data, args.rounds, args.epochs = "digits", 1, 2
+    from edgecls.data import BUILTIN_DATASETS
 
+    if args.data not in BUILTIN_DATASETS and not Path(args.data).exists():
+        raise SystemExit(f"no such data: {args.data} (give --data, e.g. digits)")  # never a silent fallback
+
+    from edgecls.data import load_dataset, make_split
+    from edgecls.errors import require_tensorflow
+    from edgecls.train.fit import _fill_mode, input_pipeline
+    from edgecls.train.model import build_augmentation, build_model, default_augmentations
+
+    record = Record(__file__, args)
     tf = require_tensorflow("this benchmark")
     import keras
 
@@ -48,73 +59,55 @@ def main() -> None:
     x_val = dataset.images[split.val].astype(np.float32)
     y_val = keras.utils.to_categorical(dataset.labels[split.val], n_classes)
     shape = dataset.images.shape[1:]
+    augment = default_augmentations(args.data)
+    tf.config.experimental.enable_op_determinism()
 
     class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times: list[float] = []
+
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             self.times.append(time.perf_counter() - self.start)
 
-    def compiled_model(seed: int):
+    def compiled(seed: int):
         keras.utils.set_random_seed(seed)
         model = build_model("seed", shape, n_classes)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.CategoricalCrossentropy(),
-                      metrics=["accuracy"])
-        return model
+        augmentation = build_augmentation(augment, seed, fill_mode=_fill_mode(dataset.color))
+        trainer = keras.Sequential([augmentation, model]) if augmentation else model
+        trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.CategoricalCrossentropy(),
+                        metrics=["accuracy"])
+        return trainer
 
-    def run_edgecls(seed: int) -> list[float]:
-        model = compiled_model(seed)
+    def edgecls_fit(seed: int) -> list[float]:
         timer = EpochTimer()
-        timer.times = []
         callbacks = [timer, keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
                      keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3)]
-        model.fit(input_pipeline(tf, dataset, split.train, args.batch_size, n_classes, shuffle_seed=seed),
-                  validation_data=input_pipeline(tf, dataset, split.val, args.batch_size, n_classes),
-                  epochs=args.epochs, verbose=0, callbacks=callbacks, shuffle=False)
+        compiled(seed).fit(input_pipeline(tf, dataset, split.train, args.batch_size, n_classes, shuffle_seed=seed),
+                           validation_data=input_pipeline(tf, dataset, split.val, args.batch_size, n_classes),
+                           epochs=args.epochs, verbose=0, callbacks=callbacks, shuffle=False)
         return timer.times
 
-    def run_plain(seed: int) -> list[float]:
-        model = compiled_model(seed)
+    def plain_fit(seed: int) -> list[float]:
         timer = EpochTimer()
-        timer.times = []
-        model.fit(x_train, y_train, validation_data=(x_val, y_val), batch_size=args.batch_size,
-                  epochs=args.epochs, verbose=0, callbacks=[timer])
+        compiled(seed).fit(x_train, y_train, validation_data=(x_val, y_val), batch_size=args.batch_size,
+                           epochs=args.epochs, verbose=0, callbacks=[timer])
         return timer.times
 
-    results = {"edgecls": [], "plain": []}
-    for r in range(args.rounds):
-        for name, fn in (("edgecls", run_edgecls), ("plain", run_plain)) if r % 2 == 0 else \
-                (("plain", run_plain), ("edgecls", run_edgecls)):
-            results[name].append(fn(r))
-            print(f"round {r + 1} {name:8s} epochs: {', '.join(f'{t:.2f}s' for t in results[name][-1])}", flush=True)
-
-    summary = {}
-    for name, runs in results.items():
-        summary[name] = {"first_epoch_s": float(np.median([t[0] for t in runs])),
-                         "steady_epoch_s": float(np.median([x for t in runs for x in t[1:]]))}
-    ratio_first = summary["edgecls"]["first_epoch_s"] / summary["plain"]["first_epoch_s"]
-    ratio_steady = summary["edgecls"]["steady_epoch_s"] / summary["plain"]["steady_epoch_s"]
-    report = {
-        "data": args.data, "train_images": int(len(split.train)), "batch_size": args.batch_size,
-        "rounds": args.rounds, "epochs": args.epochs, "summary": summary,
-        "ratio_first_epoch": round(ratio_first, 3), "ratio_steady_epoch": round(ratio_steady, 3),
-        "machine": {"cpu": _cpu_model(), "cores": __import__("os").cpu_count(), "python": platform.python_version(),
-                    "tensorflow": tf.__version__},
+    seeds = iter(range(10_000))
+    runs = paired({"edgecls": lambda: edgecls_fit(next(seeds)), "plain": lambda: plain_fit(next(seeds))}, args.rounds)
+    steady = {name: [statistics.median(t[1:]) if len(t) > 1 else t[0] for t in rs] for name, rs in runs.items()}
+    first = {name: [t[0] for t in rs] for name, rs in runs.items()}
+    record.data["figures"]["P7"] = {
+        "data": args.data, "train_images": int(len(split.train)), "augment": augment, "batch_size": args.batch_size,
+        "epochs": args.epochs, "edgecls_steady_epoch_s": median(steady["edgecls"], 3),
+        "plain_steady_epoch_s": median(steady["plain"], 3), "steady_ratio": ratio(steady["edgecls"], steady["plain"]),
+        "first_epoch_ratio": ratio(first["edgecls"], first["plain"]), "epoch_times": runs,
     }
-    print(json.dumps(report, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    record.write(args.json)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ labels.txt, export.json, the bench report (JSON, Markdown, plots), the held-out 
 (test-images/, for a bench on a device) and the training metrics.
 
     python scripts/make_reference_model.py [--work runs/reference] [--no-bench]
+    python scripts/make_reference_model.py --smoke    # 1 epoch, no bench, into a temporary folder
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,13 +37,22 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs") / "reference-digits-seed",
                         help="run directory, relative to the repository root")
     parser.add_argument("--no-bench", action="store_true", help="train and export only")
+    parser.add_argument("--target", type=Path, default=TARGET, help="where the artifacts go [models/digits-seed]")
+    parser.add_argument("--smoke", action="store_true",
+                        help="1 epoch, no bench, into a temporary folder: checks the script still runs")
     args = parser.parse_args()
+    epochs: tuple[str, ...] = ()
+    if args.smoke:
+        smoke = Path(tempfile.mkdtemp(prefix="edgecls-reference-smoke-"))
+        args.work, args.target, args.no_bench, epochs = smoke / "run", smoke / "digits-seed", True, ("--epochs", "1")
 
     run = args.work
     local = ROOT / run
-    edgecls("train", "--data", "digits", "--arch", "seed", "--seed", "0", "--out", str(run), "--force", "--quiet")
+    target = args.target.resolve()
+    edgecls("train", "--data", "digits", "--arch", "seed", "--seed", "0", "--out", str(run), "--force", "--quiet",
+            *epochs)
     edgecls("export", str(run), "--quant", "float32,int8")
-    staging = TARGET.with_name(TARGET.name + ".partial")
+    staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for name in KEEP_FROM_RUN:
@@ -54,9 +65,9 @@ def main() -> None:
         here = staging.relative_to(ROOT)
         edgecls("bench", str(run), "--threads", "1,2", "--report", str(here / "report"),
                 "--save-test-images", str(here / "test-images"))
-    shutil.rmtree(TARGET, ignore_errors=True)
-    staging.rename(TARGET)
-    print(f"wrote {TARGET}")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

@@ -234,9 +234,9 @@ def unit_range(tmp_path_factory):
 
 @pytest.fixture
 def cli(capsys, monkeypatch):
-    """Run `edgecls ARGS...` in-process through the real entry point (main's error handling
-    included); returns code, out, err."""
-    from edgecls.cli import main
+    """Run `edgecls ARGS...` in-process through the real entry point (the console script's: the lean
+    predict path, else the Typer app; main's error handling included); returns code, out, err."""
+    from edgecls.entry import main
 
     def run(*args) -> SimpleNamespace:
         monkeypatch.setattr(sys, "argv", ["edgecls", *map(str, args)])

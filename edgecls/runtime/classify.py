@@ -16,8 +16,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,6 +44,7 @@ from edgecls.runtime.quant import (
     input_converter,
     is_distribution,
     output_converter,
+    output_scores,
     quant_tolerance,
     softmax,
 )
@@ -126,9 +127,15 @@ class Classifier:
         self._output_index = out["index"]
         self._batch = 1
         self._to_input = input_converter(self.input_spec)
+        self._single = np.empty((1, *self.input_spec.shape), self.input_spec.dtype)  # classify()'s input, reused
         out_scale, out_zero_point = per_tensor(out, self.path.name, "output")
         self._from_output = output_converter(out["dtype"], out_scale, out_zero_point)
         self._prob_tolerance = quant_tolerance(self.num_classes, out_scale)
+        # classify(top_k=1) of a model whose output is probabilities reads the top class straight from
+        # the raw output tensor: the same index and score as output() + top_classes, without either.
+        self._raw_scores = output_scores(out["dtype"], out_scale, out_zero_point)
+        self._raw_top1 = self.output_kind == "probabilities" and (out["dtype"] == np.float32 or
+                                                                  self._raw_scores is not None)
 
     def __repr__(self) -> str:
         s = self.input_spec
@@ -143,9 +150,20 @@ class Classifier:
 
     def classify(self, image: ImageSource, top_k: int = 1) -> list[Class]:
         """The top-k classes of one image, best first. Raises ImageError for a bad image."""
-        pixels = self.preprocess(image)  # the array itself when already decoded
-        self.set_input(pixels[None])
+        if type(image) is np.ndarray and image.dtype == np.uint8 and image.shape == self.input_spec.shape:
+            pixels = image  # already decoded: what load_image would return, minus its checks
+        else:
+            pixels = self.preprocess(image)
+        if self._batch != 1:
+            self._set_batch(1)
+        self.interpreter.set_tensor(self._input_index, self._to_input(pixels[None], self._single))
         self.interpreter.invoke()
+        if top_k <= 1 and self._raw_top1:
+            raw = self.interpreter.get_tensor(self._output_index)
+            i = int(raw.argmax())  # batch 1: the flat index is the class
+            value = raw.item(i)
+            score = float(value) if self._raw_scores is None else self._raw_scores[value & 0xFF]
+            return [Class(i, self.labels[i], score)]
         return self.top_classes(self.output()[0], top_k)
 
     def top_classes(self, probabilities: np.ndarray, k: int = 1) -> list[Class]:
@@ -215,7 +233,16 @@ class Classifier:
                  depth: int) -> Iterator[tuple[Any, np.ndarray | str] | None]:
         """(source, pixels or error reason) in input order, decoding up to `depth` ahead; None when
         the next one has kept us waiting STREAM_WAIT seconds (so the caller can flush a partial batch)."""
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="edgecls-decode") if workers > 1 else None
+        if workers > 1:  # the pool reads `depth` ahead anyway; one image needs no pool, nor its import
+            sources = iter(sources)
+            head = list(islice(sources, 2))
+            workers = workers if len(head) == 2 else 1
+            sources = chain(head, sources)
+        pool = None
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor  # with logging, ~40 ms of a cold start
+
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="edgecls-decode")
         pending: deque = deque()
         try:
             for source in sources:
@@ -269,10 +296,13 @@ class Classifier:
     def set_input(self, batch: np.ndarray) -> None:
         """Quantise a uint8 batch (at most max_batch images) and copy it into the input tensor."""
         if len(batch) != self._batch:
-            self.interpreter.resize_tensor_input(self._input_index, [len(batch), *self.input_spec.shape])
-            self.interpreter.allocate_tensors()
-            self._batch = len(batch)
+            self._set_batch(len(batch))
         self.interpreter.set_tensor(self._input_index, self._to_input(batch))
+
+    def _set_batch(self, batch: int) -> None:
+        self.interpreter.resize_tensor_input(self._input_index, [batch, *self.input_spec.shape])
+        self.interpreter.allocate_tensors()
+        self._batch = batch
 
     def invoke(self) -> None:
         """Run the model on the input set by set_input (time this alone for invoke latency)."""
@@ -332,7 +362,9 @@ def _prefetched(sources: Iterable[Any], depth: int) -> Iterator[Any]:
 
 def _when_ready(item: tuple[Any, Any]) -> Iterator[tuple[Any, np.ndarray | str] | None]:
     source, pixels = item
-    if isinstance(pixels, Future):
+    if not isinstance(pixels, (np.ndarray, str)):  # a Future of the decode pool (imported only with it)
+        from concurrent.futures import wait
+
         if not wait([pixels], timeout=STREAM_WAIT).done:
             yield None
         pixels = pixels.result()

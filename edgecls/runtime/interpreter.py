@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -74,6 +73,11 @@ LOADERS: dict[str, Callable[[], tuple[type, str]]] = {
 
 @functools.cache  # each Classifier asks; importlib.metadata scans site-packages
 def _version(module: str) -> str:
+    loaded = getattr(sys.modules.get(module), "__version__", None)
+    if isinstance(loaded, str) and loaded:  # an imported backend says it: no metadata scan (cold start)
+        return loaded
+    import importlib.metadata  # about 10 ms and 3 MiB of imports (email, zipfile, csv)
+
     for distribution in DISTRIBUTIONS[module]:
         try:
             return importlib.metadata.version(distribution)

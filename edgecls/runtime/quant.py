@@ -24,19 +24,29 @@ def quant_tolerance(num_classes: int, output_scale: float) -> float:
     return DISTRIBUTION_TOLERANCE + 0.5 * num_classes * output_scale
 
 
-def input_converter(spec: InputSpec) -> Callable[[np.ndarray], np.ndarray]:
+def input_converter(spec: InputSpec) -> Callable[..., np.ndarray]:
     """uint8 pixels -> the input tensor's values, chosen once per model (the hot path calls it).
 
     A pixel v becomes the real value lo + v * (hi - lo) / 255, quantised with the model's own
     scale and zero point. For edgecls models (range 0..255, scale 1, zero point -128) that is
-    exactly v - 128, done as a byte XOR with 0x80.
+    exactly v - 128, done as a byte XOR with 0x80. `convert(batch, out)` writes into `out` (an
+    array of the input's shape and dtype, reused call after call: no allocation on the hot path)
+    and returns it, or returns the batch itself when it already is the input (uint8, no shift).
     """
     low, high = spec.pixel_range
     step = (high - low) / 255.0
     if spec.dtype == np.float32:
         if (low, high) == (0.0, 255.0):
-            return lambda batch: batch.astype(np.float32)
-        return lambda batch: batch.astype(np.float32) * np.float32(step) + np.float32(low)
+            return lambda batch, out=None: batch.astype(np.float32) if out is None else _copied(batch, out)
+        scale, offset = np.float32(step), np.float32(low)
+
+        def affine(batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+            if out is None:
+                return batch.astype(np.float32) * scale + offset
+            np.multiply(batch, scale, out=out, dtype=np.float32)  # the same float32 maths, in place
+            return np.add(out, offset, out=out)
+
+        return affine
     info = np.iinfo(spec.dtype)
     if spec.scale <= 0:
         raise ModelFileError(f"{spec.dtype.__name__} input has no quantisation scale")
@@ -45,10 +55,17 @@ def input_converter(spec: InputSpec) -> Callable[[np.ndarray], np.ndarray]:
     offset = table.astype(np.int64) - np.arange(256)
     if np.all(offset == offset[0]):
         if spec.dtype == np.uint8 and offset[0] == 0:
-            return lambda batch: batch
+            return lambda batch, out=None: batch
         if spec.dtype == np.int8 and offset[0] == -128:
-            return lambda batch: np.bitwise_xor(batch, np.uint8(0x80)).view(np.int8)
-    return lambda batch: table[batch]
+            flip = np.uint8(0x80)
+            return lambda batch, out=None: (np.bitwise_xor(batch, flip) if out is None else
+                                            np.bitwise_xor(batch, flip, out=out.view(np.uint8))).view(np.int8)
+    return lambda batch, out=None: table[batch] if out is None else np.take(table, batch, out=out)
+
+
+def _copied(batch: np.ndarray, out: np.ndarray) -> np.ndarray:
+    np.copyto(out, batch)
+    return out
 
 
 def output_converter(dtype: type, scale: float, zero_point: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -59,9 +76,24 @@ def output_converter(dtype: type, scale: float, zero_point: int) -> Callable[[np
     """
     if dtype == np.float32:
         return lambda raw: raw
-    values = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float64)  # every bit pattern
-    table = ((values - zero_point) * scale).astype(np.float32)
+    table = _output_table(dtype, scale, zero_point)
     return lambda raw: table.take(raw.view(np.uint8))
+
+
+def output_scores(dtype: type, scale: float, zero_point: int) -> list[float] | None:
+    """For a top-1 read straight from an 8-bit output: the score of each bit pattern (value & 0xFF)
+    as the Python float output_converter gives, when the scores keep the values' order (so the
+    argmax of the raw tensor is the argmax of the scores, ties to the lower index alike); else None."""
+    if dtype == np.float32:
+        return None
+    table = _output_table(dtype, scale, zero_point)
+    in_value_order = table[np.argsort(np.arange(256, dtype=np.uint8).view(dtype), kind="stable")]
+    return table.tolist() if bool(np.all(np.diff(in_value_order) > 0)) else None
+
+
+def _output_table(dtype: type, scale: float, zero_point: int) -> np.ndarray:
+    values = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float64)  # every bit pattern
+    return ((values - zero_point) * scale).astype(np.float32)
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:

@@ -1,0 +1,179 @@
+"""What the benchmark scripts in scripts/ share: paired rounds, whole-process timing, the models they
+measure, and the JSON record each one writes (machine, load average at start and end, versions, figures).
+
+Pairing: the contenders run in turn within each round (A B, then B A, ...), and a comparison is the
+median of the per-round ratios, with their min and max: this machine is shared and its speed drifts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CATSDOGS = SHARED_DATA / "catsdogs"
+
+
+# ----------------------------------------------------------------------------- pairing
+def paired(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each contender's figure per round, the order rotated every round (A B C, B C A, ...)."""
+    names = list(contenders)
+    values: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            values[name].append(contenders[name]())
+    return values
+
+
+def ratio(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """a/b round by round: the median of the per-round ratios, its spread, and the rounds."""
+    per_round = [x / y for x, y in zip(a, b)]
+    return {"median": round(statistics.median(per_round), 4), "min": round(min(per_round), 4),
+            "max": round(max(per_round), 4), "rounds": len(per_round),
+            "per_round": [round(x, 4) for x in per_round]}
+
+
+def median(values: Sequence[float], digits: int = 6) -> float:
+    return round(statistics.median(values), digits)
+
+
+# ----------------------------------------------------------------------------- whole processes
+def run_process(command: Sequence[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, the kernel's own accounting) of one child process; its
+    output is read and dropped. A failure stops the benchmark with the child's stderr."""
+    started = time.perf_counter()
+    child = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd,
+                             env={**os.environ, **(env or {})})
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    stderr = child.stderr.read().decode(errors="replace")
+    child.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{stderr}")
+    return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+def checkout_env(checkout: Path | None) -> dict[str, str]:
+    """The environment that makes a child import edgecls from `checkout` (None: this one)."""
+    source = Path(checkout or ROOT).resolve()
+    return {"PYTHONPATH": os.pathsep.join([str(source), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def git_commit(checkout: Path | None = None) -> str:
+    done = subprocess.run(["git", "-C", str(checkout or ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(checkout or ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (done.stdout.strip() or "unknown") + ("+changes" if dirty else "")
+
+
+# ----------------------------------------------------------------------------- the record
+def load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+class Record:
+    """The JSON a script writes: start it first (machine, load), add figures, then write()."""
+
+    def __init__(self, script: str, args: Any, checkout: Path | None = None):
+        self.data: dict[str, Any] = {
+            "script": Path(script).name, "arguments": {k: str(v) for k, v in vars(args).items()},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+            "load_average_start": load_average(), "versions": versions(),
+            "checkout": str(Path(checkout or ROOT).resolve()), "commit": git_commit(checkout), "figures": {},
+        }
+
+    def write(self, path: Path | None) -> dict[str, Any]:
+        self.data["load_average_end"] = load_average()
+        text = json.dumps(self.data, indent=1, default=str)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text + "\n")
+            tmp.replace(path)
+        print(text)
+        return self.data
+
+
+def machine() -> dict[str, Any]:
+    from edgecls.runtime.doctor import machine_info
+
+    return machine_info()
+
+
+def versions() -> dict[str, str]:
+    from edgecls.provenance import device_versions, dist_version
+
+    found = {**device_versions(), "python": platform.python_version()}
+    for name in ("ai-edge-litert", "tensorflow", "keras", "onnxruntime", "tf2onnx"):
+        found[name] = dist_version(name)
+    return found
+
+
+def common_arguments(parser: Any, json_default: str) -> None:
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the script still runs")
+    parser.add_argument("--json", type=Path, default=Path(json_default),
+                        help="write the record here [%(default)s]")
+
+
+# ----------------------------------------------------------------------------- models (workstation side)
+ARCHS = {"seed": ((28, 28, 1), [str(i) for i in range(10)]), "mobile": ((96, 96, 3), ["cat", "dog"])}
+
+
+def build_models(folder: Path, archs: Sequence[str] = ("seed", "mobile"), keep_keras: bool = False) -> dict[str, Path]:
+    """float32 and int8 .tflite files (edgecls metadata embedded) of the seed CNN (28x28x1) and the
+    mobile CNN (96x96x3), untrained: latency does not depend on the weights. Built once per folder."""
+    made = {f"{arch}-{mode}": folder / f"{arch}-{mode}.tflite" for arch in archs for mode in ("float32", "int8")}
+    if keep_keras:
+        made.update({f"{arch}-keras": folder / f"{arch}.keras" for arch in archs})
+    if all(path.exists() for path in made.values()):
+        return made
+    import keras
+    import numpy as np
+
+    from edgecls.export.convert import convert, saved_model
+    from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
+    from edgecls.train.model import build_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(0)
+    for arch in archs:
+        shape, labels = ARCHS[arch]
+        model = build_model(arch, shape, len(labels))
+        if keep_keras:
+            model.save(folder / f"{arch}.keras")
+        calibration = np.random.default_rng(0).integers(0, 256, (64, *shape), dtype=np.uint8)
+        with saved_model(model) as exported:
+            for mode in ("float32", "int8"):
+                converted = convert(exported, mode, calibration=calibration)
+                meta = {"format": METADATA_FORMAT, "labels": labels, "output": "probabilities",
+                        "input": {"height": shape[0], "width": shape[1],
+                                  "color": "grayscale" if shape[2] == 1 else "rgb", "pixel_range": [0, 255]},
+                        "quantization": {"mode": mode},
+                        "source": {"run": None, "model": f"{arch} CNN, untrained (scripts/benchkit.py)"}}
+                made[f"{arch}-{mode}"].write_bytes(embed_metadata(converted.content, meta))
+    return made
+
+
+def in_worker(script: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """Run `script --worker ARGS...` in a fresh process (device-like: no TensorFlow loaded unless
+    the worker loads it) and return the JSON it prints last."""
+    done = subprocess.run([sys.executable, script, "--worker", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,0 +1,209 @@
+"""scripts/perf-report: run the benchmark scripts and write docs/performance.md (a table and a plot).
+
+    scripts/perf-report                               # measure this checkout, write docs/performance.md
+    scripts/perf-report --compare /tmp/perf-before    # also the edgecls of another checkout, side by side
+    scripts/perf-report --arm64 cortex-a72            # also the cold start under the emulated aarch64 Python
+    scripts/perf-report --render                      # re-render from the JSON records of the last run
+    scripts/perf-report --smoke                       # tiny sizes, into a temporary folder: the scripts still run
+
+Figures (each a median of per-round ratios, rounds paired A B A B; see scripts/benchkit.py):
+P3 int8/float32 invoke, P4 classify()/bare loop, P5 cold `edgecls predict` against a bare LiteRT
+script and against TensorFlow, P6 classify_many/Pillow draft() loop, P9 ONNX Runtime/LiteRT on the
+same weights, P7 edgecls train epoch/plain Keras epoch. P7 and P9 do not depend on the checkout's
+runtime: they are measured once, with this checkout. Needs the train extra (TensorFlow builds the
+models) and, for P9, the bench extra (tf2onnx, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import ROOT  # noqa: E402
+
+SCRIPTS = Path(__file__).resolve().parent
+# (the record, the figure in it, the value, the row's label, the target)
+ROWS = [
+    ("runtime", "P3 seed", "ratio", "P3 int8 / float32 invoke, seed CNN, 1 thread", "< 1"),
+    ("runtime", "P3 mobile", "ratio", "P3 int8 / float32 invoke, mobile CNN, 1 thread", "< 1"),
+    ("runtime", "P4 seed-int8", "ratio", "P4 classify() / bare set-invoke-get, seed int8, 1 thread", "<= 1.10"),
+    ("runtime", "P4 mobile-int8", "ratio", "P4 classify() / bare set-invoke-get, mobile int8", "<= 1.03"),
+    ("runtime", "P5 seed-int8", "wall_vs_bare", "P5 cold `edgecls predict` / bare LiteRT script, wall", "<= 1.3"),
+    ("runtime", "P5 seed-int8", "peak_mib_over_bare", "P5 cold predict peak RSS over bare LiteRT, MiB", "<= +8"),
+    ("runtime", "P5 seed-int8", "tensorflow_vs_edgecls", "P5 TensorFlow script / cold `edgecls predict`, wall",
+     "> 1"),
+    ("runtime", "P5 seed-int8 arm64", "wall_vs_bare", "P5 the same, emulated aarch64 (qemu), wall", "<= 1.3"),
+    ("runtime", "P5 seed-int8 arm64", "peak_mib_over_bare", "P5 the same, emulated aarch64, peak MiB over bare",
+     "<= +8"),
+    ("runtime", "P6 1 thread", "speedup", "P6 classify_many / Pillow draft() loop, 1 thread", ">= 1.0"),
+    ("runtime", "P6 2 threads", "speedup", "P6 classify_many / Pillow draft() loop, 2 threads", ">= 1.2"),
+    ("onnx", "P9 seed-int8", "onnxruntime_vs_litert", "P9 ONNX Runtime / LiteRT, int8, seed CNN, 1 thread", "> 1"),
+    ("onnx", "P9 mobile-int8", "onnxruntime_vs_litert", "P9 ONNX Runtime / LiteRT, int8, mobile CNN", "> 1"),
+    ("onnx", "P9 seed-float32", "onnxruntime_vs_litert", "P9 ONNX Runtime / LiteRT, float32, seed CNN", ""),
+    ("onnx", "P9 mobile-float32", "onnxruntime_vs_litert", "P9 ONNX Runtime / LiteRT, float32, mobile CNN", ""),
+    ("train", "P7", "steady_ratio", "P7 edgecls train epoch / plain Keras epoch (steady)", "~1"),
+]
+
+
+def run(script: str, out: Path, *args: str) -> None:
+    print(f"$ {script} {' '.join(args)}", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, str(SCRIPTS / script), *args, "--json", str(out)], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+
+
+def measure(args: argparse.Namespace, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    common = ["--smoke"] if args.smoke else ["--rounds", str(args.rounds)]
+    arm64 = ["--arm64", args.arm64] if args.arm64 else []
+    sides = [("this", ROOT)] + ([("compare", args.compare)] if args.compare else [])
+    for name, checkout in sides:  # the runtime figures of both checkouts, one after the other
+        run("bench_runtime.py", folder / f"runtime-{name}.json", *common, *arm64, "--checkout", str(checkout))
+    if not args.no_onnx:
+        run("bench_onnx.py", folder / "onnx-this.json", *common)
+    if not args.no_train:
+        run("bench_train.py", folder / "train-this.json", *(["--smoke"] if args.smoke else []))
+
+
+# ----------------------------------------------------------------------------- rendering
+def load(folder: Path, kind: str, side: str) -> dict[str, Any] | None:
+    path = folder / f"{kind}-{side}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def value(record: dict[str, Any] | None, figure: str, key: str) -> Any:
+    if record is None:
+        return None
+    found = [v for name, v in record["figures"].items() if name == figure or
+             (figure.endswith("arm64") and name.startswith(figure))]
+    return found[0].get(key) if found else None
+
+
+def cell(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, dict):
+        return f"**{v['median']:.3f}** ({v['min']:.2f}–{v['max']:.2f}, {v['rounds']} rounds)"
+    return f"**{v:+.1f}**" if isinstance(v, float) else str(v)
+
+
+def render(folder: Path, out: Path, compare_label: str | None) -> Path:
+    records = {(kind, side): load(folder, kind, side) for kind in ("runtime", "onnx", "train")
+               for side in ("this", "compare")}
+    this = records[("runtime", "this")]
+    other = records[("runtime", "compare")]
+    if this is None:
+        raise SystemExit(f"no runtime record in {folder}: run without --render first")
+    header = ["figure", "target", f"this checkout ({this['commit']})"]
+    if other:
+        header.append(f"{compare_label or 'compared'} ({other['commit']})")
+    lines = ["# Performance", "",
+             "Figures on record, made by `scripts/perf-report` (the scripts in `scripts/`, each pairing its "
+             "contenders round by round: A B, B A, ...). Each ratio is the **median of the per-round ratios**, "
+             "with its min–max and the number of rounds. The machine is shared: read the spread, and compare "
+             "ratios rather than absolute times. At a load average above the core count (see Conditions) the "
+             "figures that need an idle core — P3's int8 kernels, P6 at 2 threads — are the least reliable.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    plotted = []
+    for kind, figure, key, label, target in ROWS:
+        here = value(records[(kind, "this")], figure, key)
+        there = value(records[(kind, "compare")], figure, key) if kind == "runtime" else None
+        if here is None and there is None:
+            continue
+        row = [label, target, cell(here)]
+        if other:
+            row.append(cell(there) if kind == "runtime" else "(same: not checkout-dependent)")
+        lines.append("| " + " | ".join(row) + " |")
+        if isinstance(here, dict):
+            plotted.append((label.replace(", 1 thread", "").replace("`", ""), here,
+                            there if isinstance(there, dict) else None, target))
+    lines += ["", "Absolute figures (medians):", ""]
+    for side, record in (("this checkout", this), (compare_label or "compared", other)):
+        if record is None:
+            continue
+        f = record["figures"]
+        bits = [f"{name}: classify {v['classify_us']:.1f} µs, bare {v['bare_us']:.1f} µs"
+                for name, v in f.items() if name.startswith("P4")]
+        cold = f.get("P5 seed-int8", {})
+        if cold:
+            bits.append("cold predict " + ", ".join(f"{n} {v['wall_s']:.3f} s / {v['peak_rss_mib']:.1f} MiB"
+                                                    for n, v in cold.items() if isinstance(v, dict) and "wall_s" in v))
+        bits += [f"{name}: {v['classify_many_images_per_s']:.0f} vs {v['draft_loop_images_per_s']:.0f} images/s"
+                 for name, v in f.items() if name.startswith("P6")]
+        lines.append(f"- {side}: " + "; ".join(bits))
+    lines += ["", "Conditions (load average 1/5/15 min at the start and the end of each script):", "",
+              "| record | commit | load at start | load at end | started (UTC) |", "|---|---|---|---|---|"]
+    for (kind, side), record in records.items():
+        if record is not None:
+            lines.append(f"| {kind} ({'this' if side == 'this' else compare_label or 'compared'}) | "
+                         f"{record['commit']} | {' '.join(map(str, record['load_average_start']))} | "
+                         f"{' '.join(map(str, record['load_average_end']))} | {record['started']} |")
+    m, v = this["machine"], this["versions"]
+    lines += ["", f"Machine: {m['cpu']}, {m['cpu_count']} cores, {m['arch']}, {m['platform']}. Versions: "
+              + ", ".join(f"{k} {x}" for k, x in v.items() if x != "unknown") + ".", "",
+              "What each figure is: `python scripts/bench_runtime.py --help` (P3-P6), `scripts/bench_onnx.py` (P9), "
+              "`scripts/bench_train.py` (P7). Every round of every figure is in the JSON records in "
+              f"`{folder.name}/`; `scripts/perf-report --render` re-renders this page from them.", ""]
+    png = _plot(plotted, out.with_suffix(".png"), compare_label)
+    if png is not None:
+        lines[4:4] = [f"![median ratios with their min–max]({png.name})", ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(out)
+    return out
+
+
+def _plot(rows: list, path: Path, compare_label: str | None) -> Path | None:
+    from edgecls.plotting import pyplot, save_png
+
+    plt = pyplot()
+    if plt is None or not rows:
+        return None
+    figure, axis = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.2))
+    ys = list(range(len(rows)))[::-1]
+    for offset, index, name, colour in ((-0.18, 1, "this checkout", "tab:blue"),
+                                        (0.18, 2, compare_label or "compared", "tab:gray")):
+        points = [(y + offset, r[index]) for y, r in zip(ys, rows) if r[index] is not None]
+        if not points:
+            continue
+        axis.barh([p[0] for p in points], [p[1]["median"] for p in points], height=0.34, color=colour, label=name,
+                  xerr=[[p[1]["median"] - p[1]["min"] for p in points], [p[1]["max"] - p[1]["median"] for p in points]],
+                  capsize=2)
+    axis.axvline(1.0, color="black", linewidth=0.8)
+    axis.set_yticks(ys)
+    axis.set_yticklabels([r[0] for r in rows], fontsize=8)
+    axis.set_xscale("log")
+    axis.set_xlabel("ratio (median of per-round ratios; bars: min–max)")
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return save_png(plt, figure, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/perf-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--compare", type=Path, help="another checkout of edgecls to measure side by side")
+    parser.add_argument("--compare-label", help="its name in the table [its commit]")
+    parser.add_argument("--arm64", metavar="CORE", default="", help="also P5 emulated (scripts/arm64-check's Python)")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--records", type=Path, default=ROOT / "docs" / "performance",
+                        help="the scripts' JSON records, kept beside the page [docs/performance]")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md", help="[%(default)s]")
+    parser.add_argument("--render", action="store_true", help="render from the records of the last run only")
+    parser.add_argument("--no-onnx", action="store_true", help="leave out P9")
+    parser.add_argument("--no-train", action="store_true", help="leave out P7")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes into a temporary folder, no P7")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        scratch = Path(tempfile.mkdtemp(prefix="edgecls-perf-smoke-"))
+        args.records, args.out, args.no_train = scratch / "records", scratch / "performance.md", True
+    if not args.render:
+        measure(args, args.records)
+    label = args.compare_label or (f"{args.compare}" if args.compare else None)
+    print(f"wrote {render(args.records, args.out, label)}")
+    return 0

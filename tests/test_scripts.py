@@ -1,0 +1,70 @@
+"""Every script in scripts/ has a --smoke mode, and the test suite runs it, so that none of them rots."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+# Importable modules that the scripts share (no command line of their own).
+MODULES = {"benchkit.py", "perf_report.py", "arm64_check.py"}
+# script -> (marks, extra arguments): `slow` when the smoke trains or converts (TensorFlow builds models).
+SMOKES = {
+    "bench_predict_memory.py": ((), ()),
+    "bench_runtime.py": ((pytest.mark.slow,), ("--work", "{work}")),
+    "bench_onnx.py": ((pytest.mark.slow,), ("--work", "{work}")),
+    "bench_train.py": ((pytest.mark.slow,), ()),
+    "make_reference_model.py": ((pytest.mark.slow,), ()),
+    "perf-report": ((pytest.mark.slow,), ()),
+    "arm64-check": ((pytest.mark.arm64,), ()),  # needs the emulated environment (downloads ~290 MB once)
+}
+RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py"}  # write --json
+
+
+def test_every_script_has_a_smoke_test():
+    scripts = {p.name for p in SCRIPTS.iterdir() if p.is_file() and not p.name.startswith(".")} - MODULES
+    assert scripts == set(SMOKES)
+
+
+@pytest.mark.parametrize("name", sorted(SMOKES))
+def test_every_script_offers_smoke(name):
+    done = subprocess.run([sys.executable, str(SCRIPTS / name), "--help"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--smoke" in done.stdout
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench-work")  # models built once for the runtime and ONNX smokes
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=marks) for n, (marks, _) in sorted(SMOKES.items())])
+def test_smoke_runs_and_writes_its_record(name, work, tmp_path):
+    if name == "bench_onnx.py":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("tf2onnx")
+    extra = [arg.format(work=work) for arg in SMOKES[name][1]]
+    record = tmp_path / "record.json"
+    command = [sys.executable, str(SCRIPTS / name), "--smoke", *extra]
+    if name in RECORDS:
+        command += ["--json", str(record)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    if name in RECORDS:
+        data = json.loads(record.read_text())
+        assert data["figures"] and data["machine"]["cpu_count"] >= 1
+        assert len(data["load_average_start"]) == 3 and len(data["load_average_end"]) == 3
+        assert data["versions"]["edgecls"] and data["commit"]
+        for figure in data["figures"].values():  # every comparison is paired: per-round ratios, their median
+            for v in figure.values():
+                if isinstance(v, dict) and "per_round" in v:
+                    assert v["rounds"] == len(v["per_round"]) >= 1
+                    assert v["min"] <= v["median"] <= v["max"]
