@@ -184,12 +184,17 @@ def run(root: Path, work: Path, argv, opts: dict, timeout: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True)
-    parser.add_argument("--after", type=Path, required=True)
+    parser.add_argument("--before", type=Path, help="the checkout before the fixes (--smoke: this one)")
+    parser.add_argument("--after", type=Path, help="the checkout after them (--smoke: this one)")
     parser.add_argument("--smoke", action="store_true", help="the first three cases only")
     parser.add_argument("--timeout", type=float, default=20)
     parser.add_argument("--only", default="", help="comma list of class numbers to run (default: all)")
     args = parser.parse_args()
+    here = Path(__file__).resolve().parents[1]
+    if args.smoke:
+        args.before, args.after = args.before or here, args.after or here
+    elif args.before is None or args.after is None:
+        parser.error("give --before and --after (two checkouts), or --smoke")
     print("| class | input | before | after |\n| --- | --- | --- | --- |")
     only = {int(n) for n in args.only.split(",") if n}
     for number, what, argv, opts in CASES[:3] if args.smoke else CASES:

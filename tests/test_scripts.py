@@ -23,6 +23,11 @@ SMOKES = {
     "make_reference_model.py": ((pytest.mark.slow,), ()),
     "perf-report": ((pytest.mark.slow,), ()),
     "arm64-check": ((pytest.mark.arm64,), ()),  # needs the emulated environment (downloads ~290 MB once)
+    "bench_transfer.py": ((pytest.mark.shared_data,), ()),  # the Coral backbone on 16 photos a class, no TensorFlow
+    "explain_report.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # trains MNIST for one epoch
+    "live_memory_check.py": ((pytest.mark.slow,), ()),  # 15 s of a synthetic camera
+    "resize_figures.py": ((pytest.mark.shared_data,), ()),
+    "reliability_probe.py": ((), ()),  # three cases, this checkout against itself
 }
 RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py"}  # write --json
 
