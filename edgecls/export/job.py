@@ -184,7 +184,7 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     # Sizes are compared with the float32 file as it would be written, metadata included.
     float_size = len(files["float32"]) if "float32" in files else len(
         embed_metadata(float_model.content, build_metadata(source, float_model, None, output_kind, sha)))
-    checks = _check_files(files, converted, source.labels, val_images, val_labels, keras_predicted, float_size)
+    checks = check_files(files, converted, source.labels, val_images, val_labels, keras_predicted, float_size)
 
     failing = [c.variant for c in checks if is_integer(c.mode) and c.agreement < options.min_agreement]
     result = ExportResult(out, checks, keras_accuracy, len(val_images), options.min_agreement, failing)
@@ -229,7 +229,7 @@ def mixed_variant(mode: str) -> str:
     return f"{mode}_mixed"
 
 
-def _check_files(
+def check_files(
     files: dict[str, bytes],
     converted: dict[str, tuple[Converted, float]],
     labels: list[str],
