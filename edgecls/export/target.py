@@ -11,7 +11,7 @@
 The test split is read once, after the choice, so the figures reported for the chosen file are
 not the ones it was selected on. Latency comes from the target: `host` is this machine as it is;
 a profile name (rpi4) is this machine under the profile's constraints (its cores and threads),
-labelled as such; `user@host` is measured on that device (edgecls.bench.remote, when present).
+labelled as such; `user@host` is measured on that device over SSH (edgecls.bench.remote).
 """
 
 from __future__ import annotations
@@ -159,6 +159,7 @@ class TargetOptions:
     runs: int = DEFAULT_RUNS
     out: Optional[Path] = None  # None: RUN_DIR/target-<target>
     progress: bool = True  # a rich progress bar on a terminal
+    remote: Any = None  # edgecls.bench.remote.RemoteOptions for user@host (ssh config, python, ...); None: defaults
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,8 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
         for row in built:
             paths[row.name] = Path(tmp) / f"model_{row.name}.tflite"
             paths[row.name].write_bytes(row.content)
-        placement, threads = _time_on_target(target, built, paths, val_images, options.runs, Path(tmp), log)
+        placement, threads = _time_on_target(target, built, paths, (val_images, val_labels), list(source.labels),
+                                             options, Path(tmp), log)
         chosen = choose(rows, options.max_drop, options.min_agreement)
         if chosen is None:
             raise EdgeclsError(f"no candidate is within the budget (--max-drop {options.max_drop:g}, --min-agreement "
@@ -342,7 +344,8 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
     with _progress(options.progress and sys.stderr.isatty(), len(todo)) as advance:
         for candidate, row in zip(todo, rows):
             elapsed = time.perf_counter() - started
-            if options.budget_s is not None and elapsed > options.budget_s:
+            if options.budget_s is not None and elapsed > options.budget_s and row is not rows[0]:
+                # (the first candidate is always tried: there is always a file to ship)
                 row.status, row.reasons = "skipped", [f"skipped for time (--budget-s {options.budget_s:g} "
                                                       f"spent after {elapsed:.0f} s)"]
                 advance(f"{candidate.name}: skipped for time")
@@ -393,11 +396,13 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[..., None]]:
         yield advance
 
 
-def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], images: np.ndarray, runs: int,
-                    tmp: Path, log: Callable[[str], None]) -> tuple[list[str], int]:
+def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val: tuple, class_names: list[str],
+                    options: TargetOptions, tmp: Path, log: Callable[[str], None]) -> tuple[list[str], int]:
     """Each row's latency on the target (interleaved), and the sentences saying where it was measured."""
+    images, labels, runs, remote = val[0], val[1], options.runs, options.remote
     if target.kind == "remote":
-        timings, placement, threads = remote_latency(target.spec, paths, images, runs, log)
+        timings, placement, threads = remote_latency(target.spec, remote, paths, images, labels, class_names, runs,
+                                                     tmp, log)
     else:
         timings, placement, threads = local_latency(target.profile, paths, images, runs, tmp, log)
     for row in rows:
@@ -429,15 +434,40 @@ def local_latency(profile: Optional[DeviceProfile], paths: dict[str, Path], imag
     return {name: timings[(name, threads)] for name in paths}, notes, threads
 
 
-def remote_latency(spec: str, paths: dict[str, Path], images: np.ndarray, runs: int,
+def remote_latency(spec: str, remote: Any, paths: dict[str, Path], images: np.ndarray, labels: np.ndarray,
+                   class_names: list[str], runs: int, tmp: Path,
                    log: Callable[[str], None]) -> tuple[dict[str, dict], list[str], int]:
-    """The hook for user@host: latency measured on the device itself (edgecls.bench.remote)."""
-    try:
-        from edgecls.bench import remote  # noqa: F401 (ported from the `remote` branch)
-    except ImportError:
-        raise EdgeclsError(f"--target {spec}: timing on a remote device needs edgecls.bench.remote, which is not "
-                           "in this build yet; use --target host or a device profile (rpi5, rpi4, ...)") from None
-    raise EdgeclsError(f"--target {spec}: edgecls.bench.remote is present but not yet wired into --target")
+    """Latency on the device user@host, measured there by edgecls.bench.remote (SSH, a venv on the
+    device). The device scores the validation images it is sent, never the test split; the figures
+    kept are its invoke times at its largest thread count."""
+    from dataclasses import replace
+
+    from edgecls.bench.inputs import TestSet, save_test_images
+    from edgecls.bench.remote import DEVICES_DIR, RemoteOptions, bench_remote, parse_targets
+    from edgecls.bench.run import BenchOptions
+
+    device = parse_targets(spec)[0]
+    remote = replace(remote, targets=spec) if remote is not None else RemoteOptions(spec)
+    data = tmp / "val-images"
+    save_test_images(TestSet(images, labels, class_names, list(range(len(images))), None, "the validation split",
+                             "val"), data)
+    report_dir = tmp / "remote"
+    options = BenchOptions(paths=list(paths.values()), data=str(data), warmup=5, runs=runs, keras=False,
+                           memory=False, report_dir=report_dir, remote=remote)
+    with contextlib.redirect_stdout(sys.stderr):  # its tables are the bench's, not this command's output
+        bench_remote(options, log=log)
+    report = json.loads((report_dir / DEVICES_DIR / device.label / "bench.json").read_text(encoding="utf-8"))
+    by_file = {Path(str(m["path"])).name: m for m in report["models"]}
+    timings, threads = {}, 0
+    for name, path in paths.items():
+        entries = (by_file.get(path.name) or {}).get("latency") or []
+        if entries:
+            best = max(entries, key=lambda t: t["threads"])
+            timings[name], threads = best, best["threads"]
+    machine = report.get("machine") or {}
+    notes = [f"Measured on {spec} over SSH ({machine.get('arch', '?')}, {machine.get('cpu', '?')}), "
+             f"threads {threads}."] + list((report.get("device") or {}).get("notes") or [])
+    return timings, notes, threads
 
 
 def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[Row]:
