@@ -154,10 +154,8 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     check_output_dir(out)
     require_tensorflow("edgecls export")
 
-    model = source.model()
-    val_images, val_labels = source.images("val")
-    if len(val_images) == 0:
-        raise EdgeclsError(f"{source.name} has no validation images to check the export on")
+    model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
+        source, "check the export on")
     calibration = None
     if any(is_integer(m) for m in options.modes):
         calibration = source.calibration(options.calib_samples)
@@ -166,11 +164,6 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
             f"seed {calibration.seed})")
         for warning in calibration.warnings:
             log(f"warning: {warning}")
-
-    keras_probs = keras_probabilities(model, val_images)
-    output_kind = "probabilities" if is_distribution(keras_probs) else "logits"
-    keras_predicted = keras_probs.argmax(1)
-    keras_accuracy = float(np.mean(keras_predicted == val_labels))
 
     mix_images = None
     if options.auto_fallback:
@@ -196,6 +189,19 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
     result.written.append(write_text_atomic(out / EXPORT_REPORT, json.dumps(result.report, indent=1) + "\n"))
     return result
+
+
+def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float, str]:
+    """(Keras model, validation images, labels, the Keras model's predictions, its accuracy, and
+    whether it outputs probabilities or logits): what every exported file is checked against."""
+    model = source.model()
+    images, labels = source.images("val")
+    if len(images) == 0:
+        raise EdgeclsError(f"{source.name} has no validation images to {purpose}")
+    probabilities = keras_probabilities(model, images)
+    predicted = probabilities.argmax(1)
+    kind = "probabilities" if is_distribution(probabilities) else "logits"
+    return model, images, labels, predicted, float(np.mean(predicted == labels)), kind
 
 
 def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], log: Callable[[str], None],

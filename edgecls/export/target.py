@@ -281,7 +281,7 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
     """Build, score and time every candidate, choose, then score the chosen one on test and write.
 
     `extra` candidates (tests, experiments) are tried after the built-in ones."""
-    from edgecls.export.job import check_output_dir, default_out
+    from edgecls.export.job import check_output_dir, default_out, validation_reference
 
     started = time.perf_counter()
     chosen_candidates = validate(options, ()) + list(extra)
@@ -290,16 +290,8 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
     check_output_dir(out)
     require_tensorflow("edgecls export --target")
 
-    model = source.model()
-    val_images, val_labels = source.images("val")
-    if len(val_images) == 0:
-        raise EdgeclsError(f"{source.name} has no validation images to choose on")
-    keras_val = keras_probabilities(model, val_images)
-    from edgecls.runtime.quant import is_distribution
-
-    output_kind = "probabilities" if is_distribution(keras_val) else "logits"
-    keras_predicted = keras_val.argmax(1)
-    keras_accuracy = float(np.mean(keras_predicted == val_labels))
+    model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
+        source, "choose on")
     log(f"Keras float model: {keras_accuracy:.4f} on {len(val_images)} validation images; budget: at most "
         f"{options.max_drop:g} points below it, agreement at least {options.min_agreement:g}")
 
