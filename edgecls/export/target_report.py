@@ -91,11 +91,11 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
                  fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left", framealpha=0.85)
-    key = "\n".join(f"{n:>2}  {r.name:<16} {r.p50_ms:7.3f} ms  {r.check.accuracy:.4f}  {_size(r.check.size_bytes):>7}"
-                     f"{'  <- chosen' if r.status == 'chosen' else ''}" for n, r in enumerate(timed, start=1))
-    figure.text(0.70, 0.5, "    candidate        p50 ms    val acc   size\n" + key, family="monospace", fontsize=8,
-                va="center", ha="left")
-    figure.tight_layout(rect=(0, 0, 0.69, 1))
+    key = "\n".join(f"{'*' if r.status == 'chosen' else ' '}{n:>2}  {r.name:<16} {r.p50_ms:7.3f}  "
+                     f"{r.check.accuracy:.4f}  {_size(r.check.size_bytes):>7}" for n, r in enumerate(timed, start=1))
+    figure.text(0.67, 0.5, "    candidate         p50 ms  val acc     size\n" + key + "\n\n* chosen",
+                family="monospace", fontsize=8, va="center", ha="left")
+    figure.tight_layout(rect=(0, 0, 0.66, 1))
     return save_png(plt, figure, path, dpi=120)
 
 
