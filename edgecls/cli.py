@@ -265,7 +265,8 @@ _MaxDrop = Annotated[float, typer.Option(
     help="Budget: top-1 accuracy points a candidate may lose against the Keras float model on the validation split")]
 _BudgetS = Annotated[Optional[float], typer.Option(
     "--budget-s", min=0.001, metavar="SECONDS", rich_help_panel=_TARGET, show_default="no limit",
-    help="Stop starting new candidates after this many seconds (the rest are listed as skipped for time)")]
+    help="Stop starting new candidates after this many seconds of the search (the first is always tried; the "
+         "rest are listed as skipped for time)")]
 _MaxFallback = Annotated[int, typer.Option(
     "--max-fallback", min=0, metavar="K", rich_help_panel=_TARGET,
     help="Also try int8 with the k = 1..K worst ops (the diagnosis ranking) in float")]

@@ -217,3 +217,33 @@ def test_plain_int8_breaks_an_outlier_model_and_the_search_recovers_it(tmp_path,
     assert rows["int8"].status == "rejected" and rows["int8"].drop_points > 50  # before: plain int8 collapses
     assert rows["int8-pct99.9"].drop_points <= 1.0  # after: the clipped range recovers it
     assert result.chosen.name == "int8-pct99.9" and result.test["drop_points"] <= 2.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("sshd").has_sshd(), reason="OpenSSH server not installed")
+def test_target_user_at_host_is_timed_on_the_device_over_ssh(digits, tmp_path):
+    """A real sshd on 127.0.0.1 is the device (tests/sshd.py, as test_remote.py uses it); its venv is
+    made offline from wheels repacked from this environment."""
+    import sys
+
+    import sshd as ssh_server
+
+    from edgecls.bench.remote import RemoteOptions
+    from edgecls.export.target import TargetOptions, export_for_target
+    from edgecls.rundir import open_run
+
+    server = ssh_server.start_sshd(tmp_path / "sshd")
+    try:
+        spec = f"{server.user}@{server.host}"  # the ssh config's Host alias, with its user
+        remote = RemoteOptions(spec, python=getattr(sys, "_base_executable", sys.executable),
+                               remote_dir=str(tmp_path / "device"), wheels=ssh_server.repack_wheels(tmp_path / "w"),
+                               ssh_config=Path(server.config))
+        options = TargetOptions(spec, only=["float32", "int8"], runs=5, out=tmp_path / "out", progress=False,
+                                remote=remote)
+        result = export_for_target(open_run(digits), options, log=lambda m: None)
+    finally:
+        ssh_server.kill_server(server)
+    assert result.target.kind == "remote" and all(r.p50_ms is not None for r in result.rows)
+    assert result.placement[0].startswith(f"Measured on {spec} over SSH")
+    doc = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert doc["decision"]["target_kind"] == "remote" and doc["decision"]["chosen"]["name"] in ("float32", "int8")

@@ -191,7 +191,7 @@ def resolve_target(spec: str) -> Target:
     return Target(spec, "profile", load_profile(spec))
 
 
-def validate(options: TargetOptions, fallback_names: Sequence[str]) -> list[Candidate]:
+def validate(options: TargetOptions) -> list[Candidate]:
     """The candidates to try, after the option checks (one-line errors)."""
     if options.max_drop < 0:
         raise EdgeclsError(f"--max-drop must be 0 or more points (got {options.max_drop})")
@@ -284,7 +284,7 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
     from edgecls.export.job import check_output_dir, default_out, validation_reference
 
     started = time.perf_counter()
-    chosen_candidates = validate(options, ()) + list(extra)
+    chosen_candidates = validate(options) + list(extra)
     target = resolve_target(options.target)
     out = Path(options.out) if options.out else default_out(source).with_name(f"target-{target.slug}")
     check_output_dir(out)
@@ -315,7 +315,8 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
         if chosen is None:
             raise EdgeclsError(f"no candidate is within the budget (--max-drop {options.max_drop:g}, --min-agreement "
                                f"{options.min_agreement:g}): " + "; ".join(f"{r.name}: {', '.join(r.reasons)}"
-                                                                         for r in rows if r.reasons))
+                                                                         for r in rows if r.reasons),
+                               exit_code=1)  # the job ran; the quality gate found nothing to ship
         log(f"Chose {chosen.name}: {chosen.p50_ms:.3f} ms p50, validation accuracy {chosen.check.accuracy:.4f}")
         test = score_test(source, model, paths[chosen.name], log)  # the first and only read of the test split
     result = TargetResult(out, target, rows, chosen, keras_accuracy, len(val_images), placement, threads, test)
