@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +34,13 @@ TRAIN = {
 
 
 def edgecls(*args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "edgecls", *args], cwd=ROOT, capture_output=True, text=True)
+    # A private TMPDIR: on a shared machine, others' clean-ups of /tmp must not reach our SavedModels.
+    private = Path(tempfile.mkdtemp(prefix="export-target-tmp-"))
+    try:
+        result = subprocess.run([sys.executable, "-m", "edgecls", *args], cwd=ROOT, capture_output=True, text=True,
+                                env={**os.environ, "TMPDIR": str(private)})
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     if result.returncode != 0:
         sys.exit(f"edgecls {' '.join(args)} failed:\n{result.stderr[-3000:]}")
 

@@ -348,21 +348,22 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
             begun = time.perf_counter()
             try:
                 converted = candidate.build(ctx)
-            except ConversionError as exc:
-                row.status, row.reasons = "failed", [f"conversion failed: {exc}"]
+                seconds = time.perf_counter() - begun
+                calibration = ctx.calibration() if candidate.calibrated else None
+                content = embed_metadata(converted.content, build_metadata(ctx.source, converted, calibration,
+                                                                           output_kind, sha))
+                if float_size is None:  # sizes against float32 as it is written, metadata included
+                    float_model = ctx.float_model()
+                    float_size = len(embed_metadata(float_model.content, build_metadata(
+                        ctx.source, float_model, None, output_kind, sha)))
+                row.check = check_files({candidate.name: content}, {candidate.name: (converted, seconds)},
+                                        ctx.source.labels, images, labels, keras_predicted, float_size)[0]
+            except EdgeclsError as exc:  # this candidate cannot be made or loaded: the others go on
+                what = "conversion failed" if isinstance(exc, ConversionError) else "unusable"
+                row.status, row.reasons = "failed", [f"{what}: {exc}"]
                 log(f"  {row.reasons[0]}")
                 advance(f"{candidate.name}: failed")
                 continue
-            seconds = time.perf_counter() - begun
-            calibration = ctx.calibration() if candidate.calibrated else None
-            content = embed_metadata(converted.content, build_metadata(ctx.source, converted, calibration,
-                                                                       output_kind, sha))
-            if float_size is None:  # sizes against float32 as it is written, metadata included
-                float_model = ctx.float_model()
-                float_size = len(embed_metadata(float_model.content, build_metadata(ctx.source, float_model, None,
-                                                                                    output_kind, sha)))
-            row.check = check_files({candidate.name: content}, {candidate.name: (converted, seconds)},
-                                    ctx.source.labels, images, labels, keras_predicted, float_size)[0]
             row.content, row.converted = content, converted
             row.drop_points = 100 * (keras_accuracy - row.check.accuracy)
             log(f"  validation accuracy {row.check.accuracy:.4f} ({-row.drop_points:+.2f} pt), agreement "
