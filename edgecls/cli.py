@@ -35,6 +35,7 @@ from edgecls.export.modes import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, MODES_HEL
 from edgecls.export.target import DEFAULT_FALLBACK, DEFAULT_MAX_DROP, DEFAULT_RUNS
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
 from edgecls.runtime.capture import CAPTURE_BACKENDS
+from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT
 from edgecls.train.options import ARCHITECTURES, COLORS, DEFAULTS, HEADS, OPTIMIZERS, STRATEGIES, TrainOptions
 
@@ -113,6 +114,8 @@ Quantizer = _choices("Quantizer", QUANTIZERS)
 Head = _choices("Head", HEADS)
 ExplainMethod = _choices("ExplainMethod", METHODS)
 Fill = _choices("Fill", FILLS)
+Resize = _choices("Resize", RESIZE_METHODS)
+Fit = _choices("Fit", FITS)
 
 
 # ----------------------------------------------------------------------------- train
@@ -355,6 +358,13 @@ def export_command(
     Console().print(render_export_table(result))
     if result.written:
         typer.echo(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
+        if result.passed:
+            from edgecls.rundir import EXPORT_DIR
+
+            # bench RUN_DIR reads RUN_DIR/export; files written elsewhere are benched by name
+            default_out = source.is_dir() and Path(result.out_dir).resolve() == (source / EXPORT_DIR).resolve()
+            tflites = " ".join(str(p) for p in result.written if p.suffix == ".tflite")
+            typer.echo(f"Next: edgecls bench {source if default_out else tflites}")
     if not result.passed:
         if not result.written:
             _fail(result.advice(), 1)
@@ -404,10 +414,19 @@ _LiveCapture = Annotated[Optional[Capture], typer.Option(
     "--capture", rich_help_panel=_LIVE, show_default="picamera2 for a camera when installed, else opencv",
     help="The capture backend", **_choice(Capture, "capture backend"))]
 
+_PREPROCESSING_DEFAULT = f"the model's metadata, else {DEFAULT_RESIZE}"
+ResizeOption = Annotated[Optional[Resize], typer.Option(
+    help="How a picture is resized to the model's input: match what the model was trained or evaluated with "
+    "(Google's Coral MobileNets: nearest)", show_default=_PREPROCESSING_DEFAULT, **_choice(Resize, "resize method"))]
+FitOption = Annotated[Optional[Fit], typer.Option(
+    help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's aspect ratio",
+    show_default=f"the model's metadata, else {DEFAULT_FIT}", **_choice(Fit, "fit"))]
+
 
 @app.command(epilog="Examples:\n\n"
              "edgecls predict runs/digits-seed/export/model_int8.tflite photos/ --top-k 3\n\n"
-             "edgecls predict mobilenet_v1_0.25_128_quant.tflite cat.bmp --labels imagenet_labels.txt --json\n\n"
+             "edgecls predict mobilenet_v1_0.5_160_quant.tflite cat.bmp --labels imagenet_labels.txt --resize nearest "
+             "--json\n\n"
              "edgecls predict model_int8.tflite --source camera:0 --fps 5 --top-k 3\n\n"
              "edgecls predict model_int8.tflite --source clip.avi --every 10 --json > frames.jsonl")
 def predict(
@@ -436,6 +455,8 @@ def predict(
     timeout: _LiveTimeout = DEFAULT_TIMEOUT,
     reconnect: _LiveReconnect = DEFAULT_RECONNECT,
     capture: _LiveCapture = None,
+    resize: ResizeOption = None,
+    fit: FitOption = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
@@ -455,7 +476,8 @@ def predict(
 
     common: dict[str, Any] = dict(top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
                                   threads=threads, labels=str(labels) if labels else None, backend=backend,
-                                  input_range=parse_range(input_range))
+                                  input_range=parse_range(input_range), resize=_plain(resize),
+                                  fit=_plain(fit))
     if source is not None:
         from edgecls.live import predict_stream
 
@@ -619,7 +641,11 @@ app.add_typer(bench_app, name="bench")
                    "edgecls bench model_int8.tflite --data test-images/ --device rpi4\n\n"
                    "edgecls bench runs/digits-seed --diagnose --calib-sweep 25,100,300\n\n"
                    "edgecls bench runs/digits-seed --explain-flips 5\n\n"
-                   "edgecls bench runs/digits-seed --remote pi@raspberrypi.local,pi4 --sustain 10m")
+                   "edgecls bench runs/digits-seed --remote pi@raspberrypi.local,pi4 --sustain 10m\n\n"
+
+                   "edgecls bench mobilenet_v1_0.5_160_quant.tflite --labels imagenet_labels.txt --data photos/ "
+                   "--resize nearest\n\n"
+                   "edgecls bench a.tflite b.tflite --latency-only")
 def bench_run(
     paths: Annotated[
         list[Path], typer.Argument(help="A run directory (its exports, as export.json lists them) and/or .tflite files")
@@ -695,6 +721,15 @@ def bench_run(
             show_default=_INPUT_RANGE_DEFAULT,
         ),
     ] = None,
+    labels: Annotated[Optional[Path], typer.Option(
+        help="Labels file for every .tflite (third-party models): --data is then a folder of class sub-folders "
+        "named by these labels (exactly, case-insensitively, or by a comma part: 'Egyptian cat', 'tabby'); each "
+        "model decodes the images at its own size", show_default="none")] = None,
+    latency_only: Annotated[bool, typer.Option(
+        "--latency-only", help="No accuracy: latency, memory and size only, on the images under --data (any "
+        "layout) or, without --data, random images", metavar="")] = False,
+    resize: ResizeOption = None,
+    fit: FitOption = None,
     diagnose: Annotated[
         bool,
         typer.Option(
@@ -790,7 +825,8 @@ def bench_run(
         analyses = requested_analyses(paths, diagnose, sweep_sizes, data)
     options = BenchOptions(paths=list(paths), data=data, device=device, threads=parse_threads(threads), warmup=warmup,
                            runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
-                           input_range=parse_range(input_range),
+                           input_range=parse_range(input_range), labels=str(labels) if labels else None,
+                           latency_only=latency_only, resize=_plain(resize), fit=_plain(fit),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]),
                            sustain=sustain_s, remote=devices)

@@ -44,12 +44,15 @@ def predict(
     out: IO[str] | None = None,
     err: IO[str] | None = None,
     input_range: tuple[float, float] | None = None,
+    resize: str | None = None,
+    fit: str | None = None,
 ) -> int:
     """Classify files, folders and globs, writing one row per image as it goes. Returns the exit code:
     0 all classified, 1 some images failed (each has an error row). Raises EdgeclsError (exit 2)
-    for a bad model or when the arguments name no image at all. `input_range`: see Classifier."""
+    for a bad model or when the arguments name no image at all. `input_range`, `resize`, `fit`: see Classifier."""
     out, err = out or sys.stdout, err or sys.stderr
-    classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range)
+    classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
+                            resize=resize, fit=fit)
     stream = _some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
     started, total, failed = time.perf_counter(), 0, 0
@@ -118,10 +121,17 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+LABEL_WIDTH = 24  # the least a label column gets in predict's table (longer labels end in …)
+FILE_ROOM = 30  # columns of predict's table line kept for the file name
+
+
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
     console = QuietPipeConsole(file=out, highlight=False, soft_wrap=True)
     k = min(top_k, classifier.num_classes)
-    width = min(max(5, *(len(label) for label in classifier.labels)), 24)  # 5: the header 'label'
+    longest = max(5, *(len(label) for label in classifier.labels))  # 5: the header 'label'
+    # Labels get the line's width (less room for the file name), shared by the k classes; never under
+    # LABEL_WIDTH, so a narrow terminal still shows a useful part of each.
+    width = min(longest, max(LABEL_WIDTH, (console.width - FILE_ROOM) // k - 9))
     column = 7 + width  # "0.982  " + label
     console.print(escape("".join(f"{'score':<7}{'label':<{width}}  " for _ in range(k)) + "file"), style="bold")
 
@@ -167,6 +177,9 @@ def _csv_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[P
 
 
 # ----------------------------------------------------------------------------- info
+INFO_LABELS = 12  # labels shown by `edgecls info` (--json has them all)
+
+
 def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     """Print an `inspect_model` report for a person."""
     console = QuietPipeConsole(file=out or sys.stdout, highlight=False, soft_wrap=True)
@@ -187,10 +200,14 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     if classifier["image_classifier"]:
         spec = classifier["input"]
         labels = classifier["labels"]
-        shown = ", ".join(labels[:12]) + (f", … ({len(labels)} in all)" if len(labels) > 12 else "")
         facts.add_row("classifier", f"{spec['height']}x{spec['width']} {spec['color']}, batch {spec['batch']}, "
                                     f"{classifier['num_classes']} classes")
-        facts.add_row("labels", escape(f"{shown}   (from {clean_text(classifier['labels_source'])})"))
+        facts.add_row("preprocessing", f"resize {spec['resize']}, {spec['fit']} (from the "
+                                       f"{'metadata' if spec['preprocessing_source'] == 'metadata' else 'defaults'})")
+        # One label a line with its index: ImageNet names hold commas ("tabby, tabby cat").
+        shown = [f"{i:>{len(str(len(labels) - 1))}}  {label}" for i, label in enumerate(labels[:INFO_LABELS])]
+        more = f"… {len(labels) - INFO_LABELS} more; " if len(labels) > INFO_LABELS else ""
+        facts.add_row("labels", escape("\n".join(shown + [f"({more}from {clean_text(classifier['labels_source'])})"])))
     else:
         facts.add_row("classifier", escape(f"not an image classifier edgecls can run: {classifier['reason']}"))
     console.print(facts)

@@ -35,6 +35,8 @@ def predict_stream(
     labels: str | None = None,
     backend: str | None = None,
     input_range: tuple[float, float] | None = None,
+    resize: str | None = None,
+    fit: str | None = None,
     every: int = 1,
     fps: float | None = None,
     duration: float | None = None,
@@ -52,7 +54,8 @@ def predict_stream(
     def log(message: str) -> None:
         print(f"edgecls: {message}", file=err, flush=True)
 
-    classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range)
+    classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
+                            resize=resize, fit=fit)
     stream = classifier.classify_stream(source, top_k=top_k, every=every, fps=fps, duration=duration,
                                         timeout=timeout, reconnect=reconnect, capture=capture, log=log)
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k, stream)

@@ -32,20 +32,42 @@ def save_png(plt: Any, figure: Any, path: Path, dpi: int = 100) -> Path:
     return write_bytes_atomic(Path(path), buffer.getvalue())
 
 
-def plot_history(history: dict, path: Path) -> Optional[Path]:
-    """The training curves (accuracy and loss, train and validation, per epoch) as a PNG; None when
-    matplotlib is not installed. `history` maps loss/accuracy/val_loss/val_accuracy to lists."""
+def cap_fraction_axis(ax: Any) -> None:
+    """An accuracy (fraction) y axis never runs past 1.0 (matplotlib's margin would take it to 1.05)."""
+    low, high = ax.get_ylim()
+    if high > 1.0:
+        ax.set_ylim(min(low, 0.99), 1.0)
+
+
+def text_colour(rgba: Any) -> str:
+    """Black or white, whichever reads on a cell of colour `rgba` (by its relative luminance)."""
+    red, green, blue = rgba[:3]
+    return "black" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.5 else "white"
+
+
+def plot_history(history: dict, path: Path, best_epoch: Optional[int] = None) -> Optional[Path]:
+    """The training curves as a PNG (see history_figure); None when matplotlib is not installed."""
     plt = pyplot()
     if plt is None:
         return None
+    return save_png(plt, history_figure(plt, history, best_epoch), path)
+
+
+def history_figure(plt: Any, history: dict, best_epoch: Optional[int] = None) -> Any:
+    """Accuracy and loss per epoch, train and validation (`history` maps loss/accuracy/val_loss/
+    val_accuracy to lists); `best_epoch` (1-based), the epoch whose weights were kept, marked on both."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = list(range(1, len(history.get("loss", [])) + 1))
     for ax, key in zip(axes, ("accuracy", "loss")):
         ax.plot(epochs, history.get(key, []), label="train")
         ax.plot(epochs, history.get(f"val_{key}", []), label="validation")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="0.4", linestyle="--", linewidth=1, label=f"kept: epoch {best_epoch}")
+        if key == "accuracy":
+            cap_fraction_axis(ax)
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    return save_png(plt, fig, path)
+    return fig

@@ -163,7 +163,8 @@ def test_metadata_round_trip(exported, digits_run):
         meta = read_metadata((exported.out_dir / f"model_{mode}.tflite").read_bytes())
         assert meta["format"] == METADATA_FORMAT
         assert meta["labels"] == labels
-        assert meta["input"] == {"height": 28, "width": 28, "color": "grayscale", "pixel_range": [0, 255]}
+        assert meta["input"] == {"height": 28, "width": 28, "color": "grayscale", "pixel_range": [0, 255],
+                                 "resize": "bilinear", "fit": "stretch"}
         assert meta["output"] == "probabilities"
         assert meta["quantization"]["mode"] == mode and meta["quantization"]["backend"] == "tflite-converter"
         assert meta["source"]["model_sha256"] == hashlib.sha256((digits_run / "model.keras").read_bytes()).hexdigest()

@@ -45,6 +45,8 @@ def _best(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def _accuracy(report: dict[str, Any], model: dict[str, Any]) -> str:
+    if model.get("accuracy") is None:  # --latency-only: no labelled images
+        return "accuracy not measured (--latency-only)"
     text = f"top-1 {model['accuracy']['top1']:.4f}"
     paired = model.get("vs_reference")
     if paired:

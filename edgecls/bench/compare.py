@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.atomic import write_text_atomic
-from edgecls.bench.report import DASH, markup_cell, markup_lines, md_table, ms_text
+from edgecls.bench.report import DASH, markup_cell, markup_lines, md_table, ms_text, top1_text
 from edgecls.bench.schema import check_report
 from edgecls.errors import EdgeclsError
 
@@ -75,7 +75,7 @@ def merged_rows(reports: list[tuple[Path, dict[str, Any]]]) -> list[list[str]]:
         for model in report["models"]:
             paired = model["vs_reference"]
             memory = model.get("memory") or {}
-            own = [name, label, model["name"], f"{model['kind']} {model['mode']}", f"{model['accuracy']['top1']:.4f}",
+            own = [name, label, model["name"], f"{model['kind']} {model['mode']}", top1_text(model),
                    "ref" if model["name"] == report["reference"]
                    else (f"{paired['agreement']:.4f}" if paired else DASH)]
             peak = f"{memory['peak_rss_mb']:.1f}" if "peak_rss_mb" in memory else DASH

@@ -61,11 +61,26 @@ class TestSet:
     part: str  # "test" | "all"
     run: Optional[str] = None
     notes: list[str] = field(default_factory=list)
+    # bench.thirdparty's sets: each model's own decoding of the images (its size, its resize), the
+    # model's class index of each class (scored over all the model's classes), how folders matched
+    per_model: dict[str, np.ndarray] = field(default_factory=dict)
+    class_index: Optional[list[int]] = None
+    label_map: Optional[list[dict[str, Any]]] = None
+    latency_only: bool = False
+
+    def images_for(self, model_name: str) -> np.ndarray:
+        """The images as `model_name` takes them."""
+        return self.per_model.get(model_name, self.images)
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "part": self.part, "run": self.run, "images": int(len(self.labels)),
-                "classes": self.class_names, "shape": list(self.images.shape[1:]),
-                "files": self.files is not None, "content_sha256": self.content_digest()}
+        doc = {"source": self.source, "part": self.part, "run": self.run, "images": int(len(self.labels)),
+               "classes": self.class_names, "shape": list(self.images.shape[1:]),
+               "files": self.files is not None, "content_sha256": self.content_digest()}
+        if self.per_model:
+            doc["shapes"] = {name: list(images.shape[1:]) for name, images in self.per_model.items()}
+        if self.label_map is not None:
+            doc["label_map"] = self.label_map
+        return doc
 
     def content_digest(self) -> str:
         """The labelled pixels, whatever their order or file names: two reports scored the same test
@@ -262,7 +277,8 @@ def match_classes(test: TestSet, labels: list[str], model_name: str) -> TestSet:
     """Put the test labels in the model's class order. One-line error when the counts differ."""
     if len(labels) != len(test.class_names):
         raise EdgeclsError(f"{model_name} has {len(labels)} classes but the test data ({test.source}) has "
-                           f"{len(test.class_names)}: bench a model with the data it was trained on")
+                           f"{len(test.class_names)}: bench a model with the data it was trained on, or, for "
+                           "class folders named by some of the model's labels, give --labels FILE")
     if labels == test.class_names:
         return test
     if sorted(labels) == sorted(test.class_names):  # same names, another order (folder sorting)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -41,6 +41,7 @@ class Contender:
     file_rounds: list[list[float]] = field(default_factory=list)
     batch_ms: list[float] = field(default_factory=list)
     batch: int = 1
+    images: np.ndarray = field(default=None, repr=False)  # uint8 (N, H, W, C) as this model takes them
 
 
 @dataclass(frozen=True)
@@ -67,27 +68,33 @@ def stats(samples_ms: Sequence[float]) -> dict[str, Any]:
             "n": int(values.size), "samples": [round(float(v), SAMPLE_DECIMALS) for v in values]}
 
 
-def measure(models: list[BenchModel], threads: list[int], images: np.ndarray, files: list[Path], file_source: str,
-            plan: Plan, backend: Optional[str] = None, reference: Optional[str] = None,
-            log: Callable[[str], None] = print,
-            input_range: Optional[tuple[float, float]] = None) -> dict[tuple[str, int], dict[str, Any]]:
+def measure(models: list[BenchModel], threads: list[int], images: np.ndarray | Mapping[str, np.ndarray],
+            files: list[Path], file_source: str, plan: Plan, backend: Optional[str] = None,
+            reference: Optional[str] = None, log: Callable[[str], None] = print,
+            input_range: Optional[tuple[float, float]] = None,
+            preprocessing: Optional[dict[str, Optional[str]]] = None) -> dict[tuple[str, int], dict[str, Any]]:
     """Latency figures per (model name, threads) for the .tflite models, interleaved.
 
-    `files` are image files for file -> label (see sample_files); `reference` names the model
-    (a float32 .tflite) that ratios are taken against; `input_range` is Classifier's."""
+    `images`: decoded pixels, one array for all models or one per model name (models of different
+    input sizes); `files` are image files for file -> label (see sample_files); `reference` names
+    the model (a float32 .tflite) that ratios are taken against; `input_range` and `preprocessing`
+    ({"resize", "fit"}) are Classifier's."""
     contenders = [Contender(m, t) for m in models for t in threads]
     if not contenders:
         return {}
+    per_model = images if isinstance(images, Mapping) else {m.name: images for m in models}
+    for c in contenders:
+        c.images = per_model[c.model.name]
     Classifier(models[0].path, num_threads=1, backend=backend)  # import the interpreter before timing
     log(f"Timing {len(models)} model(s) x threads {', '.join(map(str, threads))}: {plan.warmup} warm-up, "
         f"{plan.rounds} interleaved rounds of {plan.per_round} images")
-    _load(contenders, images, backend, input_range)
-    _warm_up(contenders, images, files, plan.warmup)
-    _rounds(contenders, plan, lambda c, j: _time_invoke(c.classifier, images[j % len(images)][None]),
+    _load(contenders, backend, input_range, preprocessing or {})
+    _warm_up(contenders, files, plan.warmup)
+    _rounds(contenders, plan, lambda c, j: _time_invoke(c.classifier, c.images[j % len(c.images)][None]),
             lambda c: c.invoke_rounds)
     _rounds(contenders, plan, lambda c, j: _time_file(c.classifier, files[j % len(files)]),
             lambda c: c.file_rounds)
-    _throughput(contenders, images, plan)
+    _throughput(contenders, plan)
     results = {}
     by_key = {(c.model.name, c.threads): c for c in contenders}
     for c in contenders:
@@ -104,24 +111,24 @@ def _rotated(contenders: list[Contender], r: int) -> list[Contender]:
     return contenders[k:] + contenders[:k]
 
 
-def _load(contenders: list[Contender], images: np.ndarray, backend: Optional[str],
-          input_range: Optional[tuple[float, float]] = None) -> None:
-    one = images[:1]
+def _load(contenders: list[Contender], backend: Optional[str], input_range: Optional[tuple[float, float]],
+          preprocessing: dict[str, Optional[str]]) -> None:
     for r in range(LOAD_REPEATS):
         for c in _rotated(contenders, r):
             c.classifier = None  # the previous instance goes first: one interpreter per contender alive
             started = time.perf_counter()
-            clf = Classifier(c.model.path, num_threads=c.threads, backend=backend, input_range=input_range)
+            clf = Classifier(c.model.path, num_threads=c.threads, backend=backend, input_range=input_range,
+                             **preprocessing)
             c.init_ms.append((time.perf_counter() - started) * 1e3)
             c.load_ms.append(clf.load_seconds * 1e3)
-            c.first_ms.append(_time_invoke(clf, one))
+            c.first_ms.append(_time_invoke(clf, c.images[:1]))
             c.classifier = clf
 
 
-def _warm_up(contenders: list[Contender], images: np.ndarray, files: list[Path], warmup: int) -> None:
+def _warm_up(contenders: list[Contender], files: list[Path], warmup: int) -> None:
     for i in range(warmup):
         for c in contenders:
-            _time_invoke(c.classifier, images[i % len(images)][None])
+            _time_invoke(c.classifier, c.images[i % len(c.images)][None])
     for i in range(min(warmup, 3)):  # decoders and file caches
         for c in contenders:
             c.classifier.classify(files[i % len(files)])
@@ -135,14 +142,14 @@ def _rounds(contenders: list[Contender], plan: Plan, timed: Callable[[Contender,
             rounds_of(c).append([timed(c, start + i) for i in range(plan.per_round)])
 
 
-def _throughput(contenders: list[Contender], images: np.ndarray, plan: Plan) -> None:
+def _throughput(contenders: list[Contender], plan: Plan) -> None:
     for c in contenders:
-        c.batch = max(1, min(plan.batch_size, c.classifier.max_batch, len(images)))
+        c.batch = max(1, min(plan.batch_size, c.classifier.max_batch, len(c.images)))
         for _ in range(2):  # resize the input tensor, then one warm batch
-            c.classifier.probabilities(images[:c.batch])
+            c.classifier.probabilities(c.images[:c.batch])
     for r in range(plan.rounds):
         for c in _rotated(contenders, r):
-            batch = images[:c.batch]
+            batch = c.images[:c.batch]
             started = time.perf_counter()
             c.classifier.probabilities(batch)
             c.batch_ms.append((time.perf_counter() - started) * 1e3)

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.plotting import pyplot, save_png
+from edgecls.plotting import cap_fraction_axis, pyplot, save_png, text_colour
 
 MAX_ANNOTATED_CLASSES = 12  # write the counts in the cells up to this many classes
 
@@ -26,8 +26,10 @@ def write_plots(report: dict[str, Any], folder: Path) -> tuple[list[str], Option
         return [], "plots skipped: matplotlib is not installed (pip install matplotlib)"
     written = []
     timed = [m for m in report["models"] if m["latency"]]
+    scored = [m for m in timed if m.get("accuracy") is not None]  # none in a --latency-only bench
+    if scored:
+        written.append(save(plt, accuracy_latency(plt, scored), folder / "accuracy-latency.png"))
     if timed:
-        written.append(save(plt, accuracy_latency(plt, timed), folder / "accuracy-latency.png"))
         written.append(save(plt, distributions(plt, timed), folder / "latency.png"))
     from edgecls.bench import sustain
 
@@ -64,6 +66,7 @@ def accuracy_latency(plt: Any, models: list[dict[str, Any]]) -> Any:
                         marker=markers[threads.index(t["threads"]) % len(markers)], capsize=3,
                         label=f"{model['name']}, {t['threads']} thread{'s' if t['threads'] > 1 else ''}")
     ax.set_xlim(left=0)
+    cap_fraction_axis(ax)
     ax.set_xlabel("invoke latency per image, ms (p50, bar to p90)")
     ax.set_ylabel("top-1 accuracy")
     ax.set_title("Accuracy against latency")
@@ -110,8 +113,13 @@ def confusions(plt: Any, reference: dict[str, Any], model: dict[str, Any], class
         ax.set_yticks(ticks, classes, fontsize=7)
         if len(classes) <= MAX_ANNOTATED_CLASSES:
             for (row, col), value in np.ndenumerate(matrix):
-                if value:
-                    ax.text(col, row, str(value), ha="center", va="center", fontsize=7)
+                if value:  # dark text on light cells, light on dark
+                    ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
+                            color=text_colour(image.cmap(image.norm(value))))
+        if matrix is diff and not diff.any():
+            ax.set_title(f"{title}: identical", fontsize=10)
+            ax.text(0.5, 0.5, "identical\n(every cell equal)", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=12, color="0.25")
         figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     figure.tight_layout()
     return figure

@@ -21,9 +21,9 @@ from edgecls.errors import EdgeclsError
 
 JSON_NAME = "bench.json"
 MARKDOWN_NAME = "bench.md"
-COLUMNS = ("model", "format/quant", "size", "top-1", "Δ vs float", "agree", "p50", "p90", "p99", "img/s", "init",
-           "peak MB", "thr")  # times in ms (the caption says so)
-MIN_CONSOLE_WIDTH = 132  # never squash the numbers: a narrower terminal wraps the lines instead
+COLUMNS = ("model", "format/quant", "size", "top-1", "top-k", "Δ vs float", "agree", "p50", "p90", "p99", "img/s",
+           "init", "peak MB", "thr")  # times in ms (the caption says so)
+MIN_CONSOLE_WIDTH = 144  # never squash the numbers: a narrower terminal wraps the lines instead
 MAX_FLIPPED_SHOWN = 50
 DASH = "—"
 
@@ -55,7 +55,8 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
             model["name"],
             f"{model['kind']} {model['mode']}",
             size_text(model["size_bytes"]) + (f" ×{model['size_ratio']:.2f}" if model.get("size_ratio") else ""),
-            f"{model['accuracy']['top1']:.4f}",
+            top1_text(model),
+            DASH if model.get("accuracy") is None else f"{model['accuracy']['topk']:.4f}",
             "ref" if is_reference else (f"{paired['delta_accuracy'] * 100:+.2f} pt" if paired else DASH),
             "ref" if is_reference else (f"{paired['agreement']:.4f}" if paired else DASH),
         ]
@@ -74,6 +75,11 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def top1_text(model: dict[str, Any]) -> str:
+    """A model's top-1 as a cell; a dash for a --latency-only bench (no accuracy)."""
+    return DASH if model.get("accuracy") is None else f"{model['accuracy']['top1']:.4f}"
+
+
 def size_text(n: int) -> str:
     return f"{n / 1024:.0f}K" if n < 1 << 20 else f"{n / 2**20:.2f}M"
 
@@ -86,13 +92,16 @@ def headline(report: dict[str, Any]) -> list[str]:
     """The sentences every rendering starts with: what was measured, on what, how."""
     machine, data, settings = report["machine"], report["data"], report["settings"]
     reference = report["reference"] or "none (no float model)"
+    what = (f"{data['images']} {'held-out test' if data['part'] == 'test' else ''} images of {data['source']}"
+            .replace("  ", " ") + f"; float reference: {reference}; top-k is top-{settings['top_k']}.")
+    if data["part"] == "unlabelled":
+        what = f"Latency only: {data['images']} unlabelled images ({data['source']}), no accuracy."
     lines = [
-        f"{data['images']} {'held-out test' if data['part'] == 'test' else ''} images of {data['source']}"
-        .replace("  ", " ") + f"; float reference: {reference}; top-k is top-{settings['top_k']}.",
+        what,
         f"p50/p90/p99: invoke alone, batch 1, ms per image; {settings['warmup']} warm-up, then "
         f"{settings['rounds']} interleaved rounds of {settings['per_round']} images per model and thread count; "
         f"img/s at batch {settings['batch_size']}; init: ms to load, verify and allocate; peak MB: a fresh "
-        f"device-side process; size in KiB (× the float32 file). "
+        f"device-side process; size: K KiB, M MiB (× the float32 file). "
         f"Interpreter {machine['backend']['name']} {machine['backend']['version']}.",
     ]
     return lines + list(report["device"]["notes"]) + list(report["notes"])
@@ -106,7 +115,7 @@ def render_bench_table(report: dict[str, Any]) -> Any:
     table = Table(box=box.SIMPLE_HEAD, title="edgecls bench", caption=markup_lines(headline(report)),
                   caption_justify="left", collapse_padding=True, pad_edge=False)
     for i, column in enumerate(COLUMNS):
-        table.add_column(column, justify="left" if i < 2 else "right", no_wrap=i == 0)
+        table.add_column(column, justify="left" if i < 2 else "right", no_wrap=i < 2)
     for row in table_rows(report):
         table.add_row(*map(markup_cell, row))
     return table
@@ -166,7 +175,8 @@ def markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
     out += [f"- {line}" for line in headline(report)] + [""]
     out += md_table(COLUMNS, table_rows(report)) + [""]
     out += ["## Latency in detail", ""] + md_table(*_latency_details(report)) + [""]
-    out += ["## Per-class accuracy", ""] + md_table(*_per_class(report)) + [""]
+    if report["data"]["classes"]:  # none in a --latency-only bench
+        out += ["## Per-class accuracy", ""] + md_table(*_per_class(report)) + [""]
     out += _flipped(report)
     out += _memory(report)
     for section in report.get("sections", []):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from edgecls.bench import accuracy, advice, latency, memory, sustain
+from edgecls.bench import accuracy, advice, latency, memory, sustain, thirdparty
 from edgecls.bench.inputs import (
     BenchModel,
     TestSet,
@@ -50,6 +50,7 @@ from edgecls.rundir import RunDir, keras_probabilities, open_run
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.interpreter import find_backend
 from edgecls.runtime.metadata import check_range
+from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, check_preprocessing
 from edgecls.runtime.quant import is_distribution, softmax
 
 if TYPE_CHECKING:
@@ -77,7 +78,12 @@ class BenchOptions:
     command: Optional[str] = None
     sustain: Optional[float] = None  # seconds of steady inference after the bench (bench.sustain); with remote, there
     remote: Optional[RemoteOptions] = None  # also bench on these devices over SSH (bench.remote)
-    sustain: Optional[float] = None  # seconds of steady inference after the bench (bench.sustain)
+    # third-party models (bench.thirdparty): a labels file for every .tflite, class folders named by its
+    # labels; or latency only (no labelled data); resize and fit for every model (Classifier's)
+    labels: Optional[str] = None
+    latency_only: bool = False
+    resize: Optional[str] = None
+    fit: Optional[str] = None
 
 
 def parse_threads(text: Optional[str]) -> Optional[list[int]]:
@@ -96,6 +102,15 @@ def validate(options: BenchOptions) -> None:
         raise EdgeclsError(f"--batch-size must be at least 1 (got {options.batch_size})")
     if options.input_range is not None:
         options.input_range = check_range(options.input_range, "--input-range", EdgeclsError)
+    if options.labels is not None or options.latency_only:
+        what = "--labels" if options.labels is not None else "--latency-only"
+        if any(Path(p).is_dir() for p in options.paths):
+            raise EdgeclsError(f"{what} is for .tflite files, not a run directory (its exports know their labels "
+                               "and test split)")
+        if options.save_test_images is not None:
+            raise EdgeclsError(f"--save-test-images is for a run's test split, not with {what}")
+    if options.resize is not None or options.fit is not None:
+        check_preprocessing(options.resize or DEFAULT_RESIZE, options.fit or DEFAULT_FIT)
 
 
 def default_report_dir(paths: list[Path]) -> Optional[Path]:
@@ -135,7 +150,20 @@ def bench(
         print(f"Reports in {options.report_dir}: {', '.join(result['report_files'])}")
     if options.json_path is not None:
         print(f"JSON report: {options.json_path}")
+    print(next_command(result, options))
     return result
+
+
+def next_command(result: dict[str, Any], options: BenchOptions) -> str:
+    """The command a user runs next, as train and export end with theirs: predict with the quantised
+    model; with a saved report, how to set it beside another machine's."""
+    saved = options.json_path or (options.report_dir / "bench.json" if options.report_dir is not None else None)
+    tflite = [m for m in result["models"] if m["kind"] == "tflite"]
+    quantised = next((m["path"] for m in tflite if m["mode"] != "float32"), result["models"][-1]["path"])
+    line = f"Next: edgecls predict {quantised} IMAGES..."
+    if saved:
+        line += f"; with another machine's report: edgecls bench compare {saved} OTHER/bench.json"
+    return line
 
 
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
@@ -152,16 +180,22 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     if on_inputs is not None:
         on_inputs(models, test)
 
-    log(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images")
-    probabilities = {m.name: classifiers[m.name].probabilities(test.images) for m in models}
+    log(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images" if not test.latency_only
+        else f"Latency only: {len(models)} .tflite model(s), {len(test.labels)} images, no accuracy")
+    probabilities = {m.name: classifiers[m.name].probabilities(test.images_for(m.name)) for m in models}
+    full_space: dict[str, dict] = {}  # a labelled third-party set: top-1/top-k over all the model's classes
+    if test.class_index is not None:
+        for name in list(probabilities):
+            probabilities[name], full_space[name] = thirdparty.scores(probabilities[name], test)
     machine = describe_machine(backend)  # before the affinity change: the host as it is
     float_file = next((m.name for m in models if m.is_float), None)
     plan = latency.Plan(options.warmup, options.runs, options.batch_size)
     with constrained(profile) as cpus, tempfile.TemporaryDirectory(prefix="edgecls-bench-") as tmp:
         threads = options.threads or thread_sweep(profile, len(cpus) if cpus else machine["usable_cpus"])
         timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
-        timings = latency.measure(models, threads, test.images, timing_files, file_source, plan,
-                                  backend.name, float_file, log, options.input_range)
+        timings = latency.measure(models, threads, {m.name: test.images_for(m.name) for m in models}, timing_files,
+                                  file_source, plan, backend.name, float_file, log, options.input_range,
+                                  {"resize": options.resize, "fit": options.fit})
         memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, log)
         sustained = (sustain.run(models, test.images, options.sustain, max(threads), log, backend.name,
                                  options.input_range) if options.sustain else None)
@@ -177,7 +211,9 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     keras_model = _keras_reference(run, options.keras, test, notes, log)  # last: TensorFlow after timing
     entries = ([keras_model] if keras_model else []) + [(m, probabilities[m.name]) for m in models]
     reference = KERAS_NAME if keras_model is not None else float_file
-    if reference is None:
+    if test.latency_only:
+        reference = None  # no accuracy to compare
+    elif reference is None:
         notes.append("No float model among the models: accuracy is reported without Δ and agreement.")
     is_device, device_notes = placement_notes(profile, machine, cpus, threads)
     report = {
@@ -189,12 +225,17 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
                    "is_device": is_device, "notes": device_notes},
         "data": test.to_json(),
         "settings": {"warmup": plan.warmup, "runs": plan.runs, "rounds": plan.rounds, "per_round": plan.per_round,
-                     "batch_size": plan.batch_size, "top_k": accuracy.top_k(len(test.class_names)),
+                     "batch_size": plan.batch_size,
+                     "top_k": accuracy.top_k(max(c.num_classes for c in classifiers.values()) if test.per_model
+                                             else len(test.class_names)),
                      "keras": keras_model is not None,
-                     "input_range": list(options.input_range) if options.input_range is not None else None},
+                     "input_range": list(options.input_range) if options.input_range is not None else None,
+                     "latency_only": test.latency_only, "labels": options.labels,
+                     "preprocessing": {m.name: {"resize": classifiers[m.name].input_spec.resize,
+                                                "fit": classifiers[m.name].input_spec.fit} for m in models}},
         "reference": reference,
         "latency_reference": float_file,
-        "models": _model_entries(entries, reference, test, timings, threads, memories, float_file),
+        "models": _model_entries(entries, reference, test, timings, threads, memories, float_file, full_space),
         "memory_baseline": baseline,
         "sections": [],
         "notes": notes,
@@ -215,8 +256,17 @@ def _inputs(options: BenchOptions, backend: str, log: Callable[[str], None]
         files = _unique(exported_files(run_dir) + files)
     models = [describe_tflite(path, backend) for path in files]
     unique_names(models)
-    classifiers = {m.name: Classifier(m.path, backend=backend, input_range=options.input_range) for m in models}
-    test = _test_set(run, options.data, models, classifiers)
+    classifiers = {m.name: Classifier(m.path, backend=backend, input_range=options.input_range, labels=options.labels,
+                                      resize=options.resize, fit=options.fit) for m in models}
+    if options.latency_only:
+        test = thirdparty.unlabelled_test_set(options.data, models, classifiers)
+    elif options.labels is not None:
+        if options.data is None:
+            raise EdgeclsError("--labels needs --data FOLDER: class sub-folders named by the labels (or bench "
+                               "with --latency-only)")
+        test = thirdparty.labelled_test_set(options.data, models, classifiers)
+    else:
+        test = _test_set(run, options.data, models, classifiers)
     if options.save_test_images is not None:
         save_test_images(test, options.save_test_images)
         log(f"Wrote the {len(test.labels)} test images to {options.save_test_images} (bench on a device with "
@@ -245,7 +295,8 @@ def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchMode
         other = classifiers[model.name].input_spec
         if other.shape != spec.shape:
             raise EdgeclsError(f"{model.name} takes {_shape(other.shape)} images but {models[0].name} takes "
-                               f"{_shape(spec.shape)}: bench models of one input size together")
+                               f"{_shape(spec.shape)}: bench models of one input size together, or give --labels "
+                               "FILE with a --data folder (each model then decodes the images at its own size)")
     named_by_metadata, problem = False, None
     if run is None:
         # An edgecls model names its run: when that run is here (its model.keras the one the file was
@@ -335,7 +386,8 @@ def _keras_reference(run: Optional[RunDir], wanted: bool, test: TestSet, notes: 
 
 
 def _model_entries(entries: list[tuple[BenchModel, np.ndarray]], reference: Optional[str], test: TestSet,
-                   timings: dict, threads: list[int], memories: dict, float_file: Optional[str]) -> list[dict]:
+                   timings: dict, threads: list[int], memories: dict, float_file: Optional[str],
+                   full_space: Optional[dict[str, dict]] = None) -> list[dict]:
     by_name = {model.name: probs for model, probs in entries}
     float_size = next((m.size_bytes for m, _ in entries if m.name == float_file), None)
     result = []
@@ -346,7 +398,8 @@ def _model_entries(entries: list[tuple[BenchModel, np.ndarray]], reference: Opti
         result.append({
             **model.to_json(),
             "size_ratio": model.size_bytes / float_size if float_size and model.kind == "tflite" else None,
-            "accuracy": accuracy.model_accuracy(probs, test.labels, test.class_names),
+            "accuracy": None if test.latency_only else {**accuracy.model_accuracy(probs, test.labels, test.class_names),
+                                                        **(full_space or {}).get(model.name, {})},
             "vs_reference": paired,
             "latency": [timings[(model.name, t)] for t in threads if (model.name, t) in timings],
             "memory": memories.get(model.name),

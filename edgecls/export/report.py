@@ -10,6 +10,7 @@ from edgecls.export.modes import is_integer
 from edgecls.provenance import created_timestamp, training_versions
 from edgecls.rundir import EXPORT_FORMAT, Calibration, RunDir
 from edgecls.runtime.metadata import METADATA_FORMAT
+from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE
 
 if TYPE_CHECKING:
     from edgecls.export.job import ExportOptions, ExportResult
@@ -22,7 +23,8 @@ def build_metadata(source: RunDir, converted: Converted, calibration: Optional[C
         "format": METADATA_FORMAT,
         "labels": list(source.labels),
         "input": {"height": source.img_size, "width": source.img_size, "color": source.color,
-                  "pixel_range": [0, 255]},
+                  # training decoded every picture so (data.py uses load_image's defaults): the runtime does the same
+                  "pixel_range": [0, 255], "resize": DEFAULT_RESIZE, "fit": DEFAULT_FIT},
         "output": output_kind,
         "quantization": {
             "mode": converted.mode,

@@ -84,10 +84,17 @@ class Classifier:
         labels: str | os.PathLike | Sequence[str] | None = None,
         backend: str | None = None,
         input_range: tuple[float, float] | None = None,
+        resize: str | None = None,
+        fit: str | None = None,
     ):
         """`input_range` (low, high): the input values that pixels 0 and 255 become, overriding the
         metadata's pixel_range and the default (0..255 for a float input: edgecls models scale inside).
-        Third-party float models usually want (-1, 1) (MobileNet style) or (0, 1)."""
+        Third-party float models usually want (-1, 1) (MobileNet style) or (0, 1).
+
+        `resize` (bilinear, nearest, area, lanczos) and `fit` (stretch, crop: the centre at the model's
+        aspect ratio) say how a picture becomes the input size; by default the metadata's (the resize
+        an edgecls model was trained with), else bilinear and stretch. Match what the model was
+        evaluated with: Google's Coral MobileNets expect nearest."""
         self.path = Path(model_path)
         if input_range is not None:
             input_range = check_range(input_range, "input_range", EdgeclsError)
@@ -104,13 +111,14 @@ class Classifier:
         inp, out = check_classifier(self.interpreter.get_input_details(), self.interpreter.get_output_details(),
                                     self.path.name)
         self.num_classes = int(out["shape"][-1])
-        self.input_spec = input_spec(inp, self.metadata, self.path.name, input_range)
+        self.input_spec = input_spec(inp, self.metadata, self.path.name, input_range, resize, fit)
         self.labels, self.labels_source = resolve_labels(labels, self.metadata, self.path, self.num_classes)
         self.output_kind = output_kind(self.interpreter, out["index"], self.metadata)
         # A model exported with a dynamic batch dimension (shape_signature -1) takes whole batches.
         self.max_batch = MAX_BATCH if int(inp["shape_signature"][0]) == -1 else 1
 
         self._size, self._color = self.input_spec.size, self.input_spec.color
+        self._resize, self._fit = self.input_spec.resize, self.input_spec.fit
         self._input_index = inp["index"]
         self._output_index = out["index"]
         self._batch = 1
@@ -121,17 +129,18 @@ class Classifier:
 
     def __repr__(self) -> str:
         s = self.input_spec
-        return (f"Classifier({str(self.path)!r}, input={s.height}x{s.width}x{s.channels} {np.dtype(s.dtype).name}, "
+        return (f"Classifier({str(self.path)!r}, input={s.height}x{s.width}x{s.channels} {np.dtype(s.dtype).name} "
+                f"({s.resize}, {s.fit}), "
                 f"classes={self.num_classes}, backend={self.backend.name}, threads={self.num_threads})")
 
     # ---------------------------------------------------------------- one image
     def preprocess(self, image: ImageSource) -> np.ndarray:
         """Decode a path / PIL image / array into the uint8 (H, W, C) pixels the model takes."""
-        return load_image(image, self._size, self._color)
+        return load_image(image, self._size, self._color, self._resize, self._fit)
 
     def classify(self, image: ImageSource, top_k: int = 1) -> list[Class]:
         """The top-k classes of one image, best first. Raises ImageError for a bad image."""
-        pixels = load_image(image, self._size, self._color)  # the array itself when already decoded
+        pixels = self.preprocess(image)  # the array itself when already decoded
         self.set_input(pixels[None])
         self.interpreter.invoke()
         return self.top_classes(self.output()[0], top_k)

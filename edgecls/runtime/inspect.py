@@ -19,6 +19,7 @@ from edgecls.runtime.interpreter import create_interpreter, find_backend
 from edgecls.runtime.metadata import read_metadata, schema
 from edgecls.runtime.model import (
     check_classifier,
+    input_spec,
     output_kind,
     read_model_bytes,
     resolve_labels,
@@ -72,13 +73,16 @@ def _classifier(interpreter: Any, metadata: dict | None, path: Path) -> dict[str
         inp, out = check_classifier(interpreter.get_input_details(), interpreter.get_output_details(), path.name)
         num_classes = int(out["shape"][-1])
         labels, source = resolve_labels(None, metadata, path, num_classes)
+        spec = input_spec(inp, metadata, path.name)
     except EdgeclsError as exc:
         return {"image_classifier": False, "reason": str(exc)}
-    _, height, width, channels = (int(d) for d in inp["shape"])
     return {
         "image_classifier": True,
-        "input": {"height": height, "width": width, "color": "grayscale" if channels == 1 else "rgb",
-                  "batch": "dynamic" if int(inp["shape_signature"][0]) == -1 else 1},
+        "input": {"height": spec.height, "width": spec.width, "color": spec.color,
+                  "batch": "dynamic" if int(inp["shape_signature"][0]) == -1 else 1,
+                  "resize": spec.resize, "fit": spec.fit,
+                  "preprocessing_source": "metadata" if ((metadata or {}).get("input") or {}).get("resize")
+                  else "default"},
         "num_classes": num_classes,
         "output": output_kind(interpreter, out["index"], metadata),  # unknown: checked per batch
         "labels_source": source,
@@ -141,7 +145,9 @@ def _graph(content: bytes) -> dict[str, Any]:
 
 def _quant_mode(constants: Counter, activations: Counter, input_types: set) -> str:
     """float32 | float16 | dynamic | int8 | uint8 | int8 (float I/O) | int16x8: where the integers are."""
-    if activations["int16"]:
+    # int16x8 computes (nearly) every activation in int16; an int8 model may keep a few int16
+    # tensors (an LSTM's cell state, a 16-bit softmax), which must not make it int16x8.
+    if activations["int16"] > activations["int8"] + activations["uint8"]:
         return "int16x8"
     if activations["int8"] or activations["uint8"]:  # integer activations: full integer quantisation
         for io_type in ("uint8", "int8"):

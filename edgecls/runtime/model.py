@@ -16,6 +16,7 @@ import numpy as np
 
 from edgecls.runtime.labels import clean_text, read_labels
 from edgecls.runtime.metadata import ModelFileError, check_range, check_tflite_bytes
+from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS, check_preprocessing
 
 LABELS_FILE = "labels.txt"  # looked for beside the model
 _TENSOR_DTYPES = (np.float32, np.uint8, np.int8)  # what a classifier's input and output may be
@@ -33,6 +34,8 @@ class InputSpec:
     scale: float  # 0.0 for a float input
     zero_point: int
     pixel_range: tuple[float, float]  # the input value that pixel 0 and pixel 255 become
+    resize: str = DEFAULT_RESIZE  # how a picture is brought to height x width (preprocess.RESIZE_METHODS)
+    fit: str = DEFAULT_FIT  # "stretch" the whole picture, or "crop" its centre to the model's aspect ratio
 
     @property
     def color(self) -> str:
@@ -47,17 +50,37 @@ class InputSpec:
         return (self.height, self.width, self.channels)
 
 
+# What `edgecls export` writes into a run directory, best first (rundir's EXPORT_DIR and MODEL_FILE:
+# the runtime does not import the workstation's rundir module).
+EXPORTED = ("export/model_int8.tflite", "export/model_float32.tflite")
+RUN_MODEL = "model.keras"
+
+
 def read_model_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise ModelFileError(f"no such model file: {path}") from None
     except IsADirectoryError:
-        raise ModelFileError(f"{path} is a folder, not a .tflite model") from None
+        raise ModelFileError(f"{path} is a folder, not a .tflite model{_tflite_hint(path)}") from None
     except OSError as exc:
         raise ModelFileError(f"cannot read model {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() in (".keras", ".h5"):
+        raise ModelFileError(f"{path} is a Keras model, not a .tflite one{_tflite_hint(path.parent)}")
     check_tflite_bytes(data, path.name)
     return data
+
+
+def _tflite_hint(run_dir: Path) -> str:
+    """Where the .tflite of a run directory is (or how to make it): the file to use instead."""
+    if not (run_dir / RUN_MODEL).is_file() and not (run_dir / "export").is_dir():
+        return ""
+    found = next((run_dir / name for name in EXPORTED if (run_dir / name).is_file()), None)
+    if found is None and (run_dir / "export").is_dir():
+        found = next(iter(sorted((run_dir / "export").glob("*.tflite"))), None)
+    if found is not None:
+        return f": use {found}"
+    return f": run edgecls export {run_dir} first, then use {run_dir / EXPORTED[0]}"
 
 
 def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model") -> tuple[dict, dict]:
@@ -96,7 +119,10 @@ def per_tensor(details: dict, name: str, what: str) -> tuple[float, int]:
 
 
 def input_spec(details: dict, metadata: dict | None, name: str,
-                input_range: tuple[float, float] | None = None) -> InputSpec:
+                input_range: tuple[float, float] | None = None, resize: str | None = None,
+                fit: str | None = None) -> InputSpec:
+    """The model's InputSpec: the tensor's shape and quantisation; the pixel range, resize method and
+    fit from the arguments (the caller knows best), else the edgecls metadata, else the defaults."""
     _, height, width, channels = (int(d) for d in details["shape"])
     dtype = details["dtype"]
     scale, zero_point = per_tensor(details, name, "input")
@@ -116,7 +142,14 @@ def input_spec(details: dict, metadata: dict | None, name: str,
         pixel_range = (float(low), float(low + 255 * scale))
     else:
         pixel_range = (0.0, 255.0)  # edgecls' convention: scaling lives inside the model
-    return InputSpec(height, width, channels, dtype, scale, zero_point, pixel_range)
+    for key, known in (("resize", RESIZE_METHODS), ("fit", FITS)):
+        if declared.get(key) not in (None, *known):
+            raise ModelFileError(f"{name}: malformed edgecls metadata: input {key} {str(declared[key])[:40]!r} "
+                                 f"(known: {', '.join(known)})")
+    resize = resize or declared.get("resize") or DEFAULT_RESIZE
+    fit = fit or declared.get("fit") or DEFAULT_FIT
+    check_preprocessing(resize, fit)
+    return InputSpec(height, width, channels, dtype, scale, zero_point, pixel_range, resize, fit)
 
 
 def output_kind(interpreter: Any, output_index: int, metadata: dict | None = None) -> str:
@@ -165,5 +198,9 @@ def resolve_labels(
     else:
         return [str(i) for i in range(num_classes)], "index"
     if len(found) != num_classes:
-        raise ModelFileError(f"{source}: {len(found)} labels but the model has {num_classes} classes")
+        hint = ""
+        if len(found) + 1 == num_classes:  # ImageNet's 1001-class convention: class 0 is "background"
+            hint = (": the model has one class more, as ImageNet models with a 'background' class 0 do; "
+                    "put a first line 'background' in the labels file")
+        raise ModelFileError(f"{source}: {len(found)} labels but the model has {num_classes} classes{hint}")
     return found, source

@@ -22,7 +22,20 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".
 # Transparent pixels are composited onto white (a photo on paper), not left as whatever
 # colour the transparent pixels happen to store.
 ALPHA_BACKGROUND = 255
-RESAMPLE = Image.Resampling.BILINEAR  # antialiased when shrinking, like tf.image's bilinear with antialias
+# How a picture becomes the model's size. Pillow's filters antialias when shrinking (like tf.image's
+# resize with antialias=True); "area" is Pillow's box filter (the mean of the covered pixels).
+RESIZE_FILTERS: dict[str, Image.Resampling] = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "area": Image.Resampling.BOX,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+RESIZE_METHODS: tuple[str, ...] = tuple(RESIZE_FILTERS)
+DEFAULT_RESIZE = "bilinear"  # edgecls' training resize, and the default for a model that names none
+# "stretch": the whole picture, aspect ratio not kept; "crop": the largest centred region of the
+# model's aspect ratio, then resized (the ImageNet evaluation style).
+FITS: tuple[str, ...] = ("stretch", "crop")
+DEFAULT_FIT = "stretch"
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -31,15 +44,18 @@ class ImageError(EdgeclsError):
     """An image that cannot be turned into pixels; the message says why."""
 
 
-def load_image(source: ImageSource, size: tuple[int, int], color: ColorMode) -> np.ndarray:
+def load_image(source: ImageSource, size: tuple[int, int], color: ColorMode, resize: str = DEFAULT_RESIZE,
+               fit: str = DEFAULT_FIT) -> np.ndarray:
     """Decode `source` and return uint8 pixels of shape (height, width, channels).
 
     `size` is (height, width); `color` is "grayscale" (1 channel) or "rgb" (3 channels).
     Applies EXIF orientation, converts any Pillow mode, decodes large JPEGs at reduced
-    size (draft mode) and resizes with bilinear filtering. Raises ImageError.
+    size (draft mode) and resizes with `resize` (one of RESIZE_METHODS), the whole picture
+    (`fit` "stretch") or its centred region of the model's aspect ratio ("crop"). Raises ImageError.
     """
     if color not in COLOR_MODES:
         raise ImageError(f"unknown colour mode {color!r}: use one of {', '.join(COLOR_MODES)}")
+    check_preprocessing(resize, fit)
     height, width = size
     if isinstance(source, np.ndarray):
         ready = _array_if_ready(source, size, color)
@@ -54,13 +70,32 @@ def load_image(source: ImageSource, size: tuple[int, int], color: ColorMode) -> 
         image = _upright(image)
         image = _to_mode(image, "L" if color == "grayscale" else "RGB")
         if image.size != (width, height):
-            image = image.resize((width, height), RESAMPLE)
+            box = _centre_box(image.size, (width, height)) if fit == "crop" else None
+            image = image.resize((width, height), RESIZE_FILTERS[resize], box=box)
         pixels = np.asarray(image, dtype=np.uint8)
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow reports corrupt data with these
         raise ImageError(f"corrupt image data: {first_line(exc)}") from None
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+def check_preprocessing(resize: str, fit: str) -> None:
+    """Raise ImageError unless `resize` and `fit` are known names."""
+    if resize not in RESIZE_FILTERS:
+        raise ImageError(f"unknown resize method {resize!r}: use one of {', '.join(RESIZE_METHODS)}")
+    if fit not in FITS:
+        raise ImageError(f"unknown fit {fit!r}: use one of {', '.join(FITS)}")
+
+
+def _centre_box(source_wh: tuple[int, int], target_wh: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The largest centred (left, upper, right, lower) region of `source_wh` with the target's aspect ratio."""
+    (w, h), (tw, th) = source_wh, target_wh
+    if w * th > h * tw:  # wider than the target: trim the sides
+        keep = h * tw / th
+        return ((w - keep) / 2, 0.0, (w + keep) / 2, float(h))
+    keep = w * th / tw
+    return (0.0, (h - keep) / 2, float(w), (h + keep) / 2)
 
 
 def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Image:
@@ -145,7 +180,7 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
             wide = wide / 257.0
         image = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8))
     elif image.mode == "F":
-        image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8))
+        image = Image.fromarray(_float_pixels(np.asarray(image)))
     elif image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode == "LAB":  # CIELAB (TIFF, some JPEGs): Pillow converts it only through colour management
@@ -187,10 +222,16 @@ def _image_from_array(array: np.ndarray) -> Image.Image:
     if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
             raise ImageError(f"array of dtype {array.dtype} is not an image")
-        # Raw pixel values are expected (0..255); the model does its own scaling.
-        array = np.clip(np.rint(array.astype(np.float64)), 0, 255).astype(np.uint8)
+        array = _float_pixels(array.astype(np.float64))
     return Image.fromarray(np.ascontiguousarray(array))  # uint8 (H,W) / (H,W,3) / (H,W,4): L / RGB / RGBA
 
+
+def _float_pixels(array: np.ndarray) -> np.ndarray:
+    """Raw pixel values (0..255 expected; the model does its own scaling) as uint8, rounded and
+    clipped (+-inf become 255 and 0). NaN has no pixel value: refused, as casting it is undefined."""
+    if np.isnan(array).any():
+        raise ImageError(f"image data of {array.size} values has {int(np.isnan(array).sum())} NaN: not pixels")
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
 
 
 def is_image_file(path: Path) -> bool:

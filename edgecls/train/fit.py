@@ -141,7 +141,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
                                                                  (options.val_fraction, options.test_fraction))))
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
-        plot_history(history.history, tmp / CURVES_FILE)
+        plot_history(history.history, tmp / CURVES_FILE, metrics["best_epoch"])
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics)
 
 
