@@ -323,9 +323,12 @@ def export_command(
     written: a table of size, accuracy and top-1 agreement with the Keras float model. Writes
     OUT/model_<mode>.tflite, OUT/labels.txt and OUT/export.json; with --keep-float or
     --auto-fallback also OUT/model_int8_mixed.tflite (int8 input and output, the named ops in float).
+    With --target DEVICE: every candidate is made, scored on validation and timed on DEVICE, and the
+    fastest within --max-drop / --min-agreement is written as RUN/target-DEVICE/model.tflite (its test
+    figures are measured only after the choice).
 
     Exit codes: 0 ok; 1 conversion failed, or int8 agreement fell below --min-agreement (nothing
-    written; --force writes anyway); 2 bad input.
+    written; --force writes anyway), or no --target candidate is within the budget; 2 bad input.
     """
     if target is not None:
         given = [name for name, used in (("--quant", quant != DEFAULT_QUANT), ("--quantizer", quantizer.value !=
