@@ -31,8 +31,15 @@ import typer
 
 from edgecls.errors import EdgeclsError
 from edgecls.explain import DEFAULT_THRESHOLD_DB, FILLS, METHODS
-from edgecls.export.modes import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, MODES_HELP, QUANTIZERS
-from edgecls.export.target import DEFAULT_FALLBACK, DEFAULT_MAX_DROP, DEFAULT_RUNS
+from edgecls.export.modes import (
+    DEFAULT_FALLBACK,
+    DEFAULT_MAX_DROP,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_QUANT,
+    DEFAULT_RUNS,
+    MODES_HELP,
+    QUANTIZERS,
+)
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
 from edgecls.runtime.capture import CAPTURE_BACKENDS
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS

@@ -32,16 +32,13 @@ from edgecls.atomic import write_bytes_atomic, write_text_atomic
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import ConversionError, Converted, convert, quantize_litert, saved_model
-from edgecls.export.modes import DEFAULT_MIN_AGREEMENT
+from edgecls.export.modes import DEFAULT_FALLBACK, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT, DEFAULT_RUNS
 from edgecls.parsing import split_list
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES, EXPORT_FORMAT, LABELS_FILE, RunDir, keras_probabilities
 
 TARGET_FORMAT = "edgecls.target/1"
 CHOSEN_FILE = "model.tflite"
 PLOT_FILE = "target.png"
-DEFAULT_MAX_DROP = 0.5  # points of top-1 accuracy below the Keras float model, on the validation split
-DEFAULT_FALLBACK = 3  # int8 with the k = 1..3 worst ops in float
-DEFAULT_RUNS = 100  # timed images per candidate
 PERCENTILES = (99.9, 99.99)
 LATENCY_TIE = 0.05  # p50s this close to the fastest count as tied
 REFERENCE = "float32"  # latency ratios are taken against it
