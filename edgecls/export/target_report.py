@@ -16,9 +16,12 @@ _STATUS_COLOUR = {"chosen": "tab:green", "passed": "tab:blue", "rejected": "tab:
 
 
 def render_target_table(result: TargetResult):
-    """A rich table: one row per candidate, validation figures, target latency, status and why."""
+    """A rich table (one row per candidate: validation figures, target latency, status), then why
+    each candidate that was not chosen lost."""
     from rich import box
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     test = result.test
     test_line = (f" Chosen file on the held-out test split ({test['images']} images, read after the choice): accuracy "
@@ -29,10 +32,8 @@ def render_target_table(result: TargetResult):
                   f"{result.keras_val_accuracy:.4f}); latency: invoke p50 at batch 1, {result.threads} thread(s). "
                   + " ".join(result.placement) + test_line)
     for column, justify in (("candidate", "left"), ("status", "left"), ("val acc", "right"), ("Δ pt", "right"),
-                            ("agree", "right"), ("p50 ms", "right"), ("×f32", "right"), ("size", "right"),
-                            ("why", "left")):
-        table.add_column(column, justify=justify, no_wrap=column != "why", overflow="fold",
-                         min_width=20 if column == "why" else None)
+                            ("agree", "right"), ("p50 ms", "right"), ("×f32", "right"), ("size", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
     for row in result.rows:
         style = _STATUS_STYLE.get(row.status, "")
         cells = [row.name, f"[{style}]{row.status}[/]" if style else row.status]
@@ -45,9 +46,10 @@ def render_target_table(result: TargetResult):
                       _size(m.size_bytes)]
         else:
             cells += ["-"] * 6
-        cells.append("; ".join(row.reasons))
         table.add_row(*cells)
-    return table
+    # Why each one lost, under the table: a column would be squeezed out of an 80-column terminal.
+    why = Text("\n".join(f"{row.name}: {'; '.join(row.reasons)}" for row in result.rows if row.reasons))
+    return Group(table, why) if why.plain else table
 
 
 def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[Path]:
