@@ -361,7 +361,8 @@ def float_ops(content: bytes) -> list[str]:
     return found
 
 
-def _plain_interpreter(content: bytes):
+def _plain_interpreter(content: bytes, preserve_all_tensors: bool = False):
+    """An interpreter without delegates; `preserve_all_tensors` keeps intermediate tensors readable."""
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:  # the workstation has TensorFlow, whose interpreter has the same API
@@ -370,7 +371,7 @@ def _plain_interpreter(content: bytes):
         Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Interpreter(model_content=content,
+        return Interpreter(model_content=content, experimental_preserve_all_tensors=preserve_all_tensors,
                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
 
 

@@ -293,10 +293,24 @@ def plan_mixed(saved: Path, model, calibration: Calibration, keep: Sequence[str]
         log(f"Diagnosis: the {auto_fallback} worst op(s) by RMSE/scale: "
             + ", ".join(f"{r.label} ({r.op}, {r.rmse_scale:.2f})" for r in worst))
         nodes += [r.node for r in worst if r.node not in nodes]
-    chosen = [op for op in graph if op.node in nodes or op.op in op_types]
-    plan = MixedPlan(calibrated, nodes, op_types, list(keep), auto_fallback, chosen, diagnosis)
+    plan = _plan(calibrated, graph, nodes, op_types, list(keep), auto_fallback, diagnosis)
     log(f"Keeping in float: {plan.describe()}")
     return plan
+
+
+def fallback_plan(diagnosis: Diagnosis, k: int) -> MixedPlan:
+    """The plan keeping the `k` worst ops of an existing diagnosis in float (no new calibration or
+    diagnosis: `edgecls export --target` tries k = 1, 2, ... from one diagnosis)."""
+    if not 1 <= k <= len(diagnosis.layers):
+        raise EdgeclsError(f"fallback of {k} op(s): the model has {len(diagnosis.layers)} quantised ops")
+    nodes = [r.node for r in diagnosis.worst(k)]
+    return _plan(diagnosis.calibrated, diagnosis.graph, nodes, [], [], k, diagnosis)
+
+
+def _plan(calibrated: bytes, graph: list[GraphOp], nodes: list[str], op_types: list[str], requested: list[str],
+          auto_fallback: int, diagnosis: Optional[Diagnosis]) -> MixedPlan:
+    chosen = [op for op in graph if op.node in nodes or op.op in op_types]
+    return MixedPlan(calibrated, nodes, op_types, requested, auto_fallback, chosen, diagnosis)
 
 
 def resolve_keep_float(names: Sequence[str], graph: list[GraphOp]) -> tuple[list[str], list[str]]:

@@ -152,10 +152,8 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     check_output_dir(out)
     require_tensorflow("edgecls export")
 
-    model = source.model()
-    val_images, val_labels = source.images("val")
-    if len(val_images) == 0:
-        raise EdgeclsError(f"{source.name} has no validation images to check the export on")
+    model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
+        source, "check the export on")
     calibration = None
     if any(is_integer(m) for m in options.modes):
         calibration = source.calibration(options.calib_samples)
@@ -164,11 +162,6 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
             f"seed {calibration.seed})")
         for warning in calibration.warnings:
             log(f"warning: {warning}")
-
-    keras_probs = keras_probabilities(model, val_images)
-    output_kind = "probabilities" if is_distribution(keras_probs) else "logits"
-    keras_predicted = keras_probs.argmax(1)
-    keras_accuracy = float(np.mean(keras_predicted == val_labels))
 
     mix_images = None
     if options.auto_fallback:
@@ -182,7 +175,7 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     # Sizes are compared with the float32 file as it would be written, metadata included.
     float_size = len(files["float32"]) if "float32" in files else len(
         embed_metadata(float_model.content, build_metadata(source, float_model, None, output_kind, sha)))
-    checks = _check_files(files, converted, source.labels, val_images, val_labels, keras_predicted, float_size)
+    checks = check_files(files, converted, source.labels, val_images, val_labels, keras_predicted, float_size)
 
     failing = [c.variant for c in checks if is_integer(c.mode) and c.agreement < options.min_agreement]
     result = ExportResult(out, checks, keras_accuracy, len(val_images), options.min_agreement, failing)
@@ -194,6 +187,19 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
     result.written.append(write_text_atomic(out / EXPORT_REPORT, json.dumps(result.report, indent=1) + "\n"))
     return result
+
+
+def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float, str]:
+    """(Keras model, validation images, labels, the Keras model's predictions, its accuracy, and
+    whether it outputs probabilities or logits): what every exported file is checked against."""
+    model = source.model()
+    images, labels = source.images("val")
+    if len(images) == 0:
+        raise EdgeclsError(f"{source.name} has no validation images to {purpose}")
+    probabilities = keras_probabilities(model, images)
+    predicted = probabilities.argmax(1)
+    kind = "probabilities" if is_distribution(probabilities) else "logits"
+    return model, images, labels, predicted, float(np.mean(predicted == labels)), kind
 
 
 def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], log: Callable[[str], None],
@@ -227,7 +233,7 @@ def mixed_variant(mode: str) -> str:
     return f"{mode}_mixed"
 
 
-def _check_files(
+def check_files(
     files: dict[str, bytes],
     converted: dict[str, tuple[Converted, float]],
     labels: list[str],

@@ -42,6 +42,10 @@ LITERT_INSTALL = "pip install 'edgecls[train]'"
 # Export defaults, here so the CLI's help can show them without importing the export machinery.
 DEFAULT_QUANT = "int8,float32"
 DEFAULT_MIN_AGREEMENT = 0.95
+# export --target (edgecls.export.target)
+DEFAULT_MAX_DROP = 0.5  # points of top-1 accuracy below the Keras float model, on the validation split
+DEFAULT_FALLBACK = 3  # int8 with the k = 1..3 worst ops in float
+DEFAULT_RUNS = 100  # timed images per candidate
 MODES_HELP = f"Comma list of {', '.join(m.help for m in TABLE)}, or all"
 
 

@@ -191,12 +191,23 @@ def embed_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:
 def embed_metadata_bytes(model_bytes: bytes, raw: bytes) -> bytes:
     """Store `raw` as the METADATA_NAME entry as it is (embed_metadata's JSON, or a test's junk)."""
     import flatbuffers
+    import numpy as np
 
     check_tflite_bytes(model_bytes)
     s = schema()
     model = s.ModelT.InitFromObj(s.Model.GetRootAs(model_bytes, 0))
     model.buffers = model.buffers or []
     model.metadata = model.metadata or []
+    for buffer in model.buffers:
+        # ai-edge-quantizer stores constants after the flatbuffer (offset, size from the file's
+        # start): repacking would drop that tail, so bring them inside as ordinary buffer data.
+        offset, size = int(getattr(buffer, "offset", 0) or 0), int(getattr(buffer, "size", 0) or 0)
+        if offset > 1 and size > 0:
+            if offset + size > len(model_bytes):
+                raise ModelFileError(f"a constant buffer lies past the end of the model ({offset + size} > "
+                                     f"{len(model_bytes)} bytes)")
+            buffer.data = np.frombuffer(model_bytes, np.uint8, size, offset)
+            buffer.offset, buffer.size = 0, 0
     ours = [m for m in model.metadata if (m.name or b"") in (METADATA_NAME, METADATA_NAME.encode())]
     if ours and 0 <= ours[0].buffer < len(model.buffers):
         # Replace in place: appending would leave the old JSON behind in an orphaned buffer.

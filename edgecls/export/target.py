@@ -1,0 +1,571 @@
+"""`edgecls export RUN --target DEVICE --max-drop P`: which file to ship, decided by measurement.
+
+    source -> candidates (float32, float16, dynamic, int8 by each quantiser, int8 with percentile-
+      clipped ranges, int8 with the k worst ops in float), each converted and scored through the
+      device runtime on the VALIDATION split -> latency of every candidate on the target,
+      interleaved -> the fastest candidate within the budget (top-1 drop vs the Keras float model
+      <= P points, agreement >= --min-agreement) -> only then: the chosen file on the TEST split
+      -> OUT/model.tflite (its metadata names the decision), labels.txt, export.json (every
+      candidate's row), target.png (accuracy against p50 latency)
+
+The test split is read once, after the choice, so the figures reported for the chosen file are
+not the ones it was selected on. Latency comes from the target: `host` is this machine as it is;
+a profile name (rpi4) is this machine under the profile's constraints (its cores and threads),
+labelled as such; `user@host` is measured on that device over SSH (edgecls.bench.remote).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgecls.atomic import write_bytes_atomic, write_text_atomic
+from edgecls.bench.profiles import DeviceProfile
+from edgecls.errors import EdgeclsError, require_tensorflow
+from edgecls.export.convert import ConversionError, Converted, convert, quantize_litert, saved_model
+from edgecls.export.modes import DEFAULT_FALLBACK, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT, DEFAULT_RUNS
+from edgecls.parsing import split_list
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, EXPORT_FORMAT, LABELS_FILE, RunDir, keras_probabilities
+
+TARGET_FORMAT = "edgecls.target/1"
+CHOSEN_FILE = "model.tflite"
+PLOT_FILE = "target.png"
+PERCENTILES = (99.9, 99.99)
+LATENCY_TIE = 0.05  # p50s this close to the fastest count as tied
+REFERENCE = "float32"  # latency ratios are taken against it
+
+
+# ---------------------------------------------------------------------- the candidates
+@dataclass
+class Context:
+    """What the candidates are built from; the expensive parts are made once, when first needed."""
+
+    saved: Path
+    model: Any
+    source: RunDir
+    calib_samples: Optional[int]
+    _float: Optional[Converted] = None
+    _calibration: Any = None
+    _calibrated: Optional[bytes] = None
+    _diagnosis: Any = None
+
+    def float_model(self) -> Converted:
+        if self._float is None:
+            self._float = convert(self.saved, "float32")
+        return self._float
+
+    def calibration(self):
+        if self._calibration is None:
+            self._calibration = self.source.calibration(self.calib_samples)
+        return self._calibration
+
+    def calibrated(self) -> bytes:
+        """The float model with the converter's min/max statistics (what percentile clipping narrows)."""
+        from edgecls.export.convert import calibrate_tf
+
+        if self._calibrated is None:
+            self._calibrated = calibrate_tf(self.saved, "int8", self.calibration().images)
+        return self._calibrated
+
+    def diagnosis(self):
+        """TensorFlow's QuantizationDebugger ranking, once, on validation images (never test)."""
+        from edgecls.export.diagnose import DEFAULT_EVAL, diagnose_saved, eval_images
+
+        if self._diagnosis is None:
+            images = eval_images(self.source, DEFAULT_EVAL)
+            self._diagnosis = diagnose_saved(self.saved, self.model, self.calibration(), images, self.source.name)
+        return self._diagnosis
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str  # also its file's variant: model_<name>.tflite while the search runs
+    what: str  # one line for the table and export.json
+    build: Callable[[Context], Converted]
+    calibrated: bool = True  # uses the calibration images (recorded in its metadata)
+
+
+def _converter(mode: str) -> Callable[[Context], Converted]:
+    def build(ctx: Context) -> Converted:
+        if mode == "float32":
+            return ctx.float_model()
+        images = ctx.calibration().images if mode == "int8" else None
+        return convert(ctx.saved, mode, "converter", images)
+    return build
+
+
+def _litert(ctx: Context) -> Converted:
+    from edgecls.export.convert import check_converted
+
+    content = quantize_litert(ctx.float_model().content, "int8", ctx.calibration().images)
+    return Converted("int8", content, "ai-edge-quantizer", check_converted(content, "int8", "ai-edge-quantizer"))
+
+
+def _clipped(percentile: float) -> Callable[[Context], Converted]:
+    def build(ctx: Context) -> Converted:
+        from edgecls.export.clipping import quantize_clipped
+
+        return quantize_clipped(ctx.calibrated(), ctx.calibration().images, percentile)
+    return build
+
+
+def _fallback(k: int) -> Callable[[Context], Converted]:
+    def build(ctx: Context) -> Converted:
+        from edgecls.export.diagnose import fallback_plan
+
+        return fallback_plan(ctx.diagnosis(), k).quantize("int8")
+    return build
+
+
+def candidates(fallback: int = DEFAULT_FALLBACK) -> list[Candidate]:
+    """Every candidate, cheapest and likeliest first (what --budget-s cuts off comes last)."""
+    found = [
+        Candidate("float32", "float32 (TFLite converter)", _converter("float32"), calibrated=False),
+        Candidate("dynamic", "int8 weights, float activations (TFLite converter)", _converter("dynamic"),
+                  calibrated=False),
+        Candidate("int8", "full int8, min/max calibration (TFLite converter)", _converter("int8")),
+        Candidate("float16", "float16 weights (TFLite converter)", _converter("float16"), calibrated=False),
+        Candidate("int8-litert", "full int8, min/max calibration (ai-edge-quantizer)", _litert),
+    ]
+    found += [Candidate(f"int8-pct{p:g}", f"full int8, activations clipped to the {p:g}th percentile "
+                        "(TFLite converter)", _clipped(p)) for p in PERCENTILES]
+    found += [Candidate(f"int8-fallback{k}", f"int8 with the {k} worst op(s) in float (diagnosis ranking)",
+                        _fallback(k)) for k in range(1, fallback + 1)]
+    return found
+
+
+# ---------------------------------------------------------------------- options and target
+@dataclass
+class TargetOptions:
+    target: str  # host | a device profile (rpi5, devices/x.toml) | user@host
+    max_drop: float = DEFAULT_MAX_DROP
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    budget_s: Optional[float] = None  # None: no cap
+    calib_samples: Optional[int] = DEFAULT_CALIB_SAMPLES
+    fallback: int = DEFAULT_FALLBACK
+    only: Optional[list[str]] = None  # candidate names to try (None: all)
+    runs: int = DEFAULT_RUNS
+    out: Optional[Path] = None  # None: RUN_DIR/target-<target>
+    progress: bool = True  # a rich progress bar on a terminal
+    remote: Any = None  # edgecls.bench.remote.RemoteOptions for user@host (ssh config, python, ...); None: defaults
+
+
+@dataclass(frozen=True)
+class Target:
+    spec: str
+    kind: str  # host | profile | remote
+    profile: Optional[DeviceProfile] = None
+
+    @property
+    def slug(self) -> str:
+        name = self.profile.key if self.profile else self.spec
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def resolve_target(spec: str) -> Target:
+    """host | user@host | a device profile name or path. One-line errors."""
+    from edgecls.bench.profiles import load_profile
+
+    spec = (spec or "").strip()
+    if not spec:
+        raise EdgeclsError("--target is empty: use host, a device profile (rpi5, rpi4, ...) or user@host")
+    if spec == "host":
+        return Target(spec, "host")
+    if "@" in spec and not spec.endswith(".toml"):
+        user, _, host = spec.partition("@")
+        if not user or not host:
+            raise EdgeclsError(f"--target {spec!r}: a remote device is user@host")
+        return Target(spec, "remote")
+    return Target(spec, "profile", load_profile(spec))
+
+
+def validate(options: TargetOptions) -> list[Candidate]:
+    """The candidates to try, after the option checks (one-line errors)."""
+    if options.max_drop < 0:
+        raise EdgeclsError(f"--max-drop must be 0 or more points (got {options.max_drop})")
+    if not 0.0 <= options.min_agreement <= 1.0:
+        raise EdgeclsError(f"--min-agreement must be between 0 and 1 (got {options.min_agreement})")
+    if options.budget_s is not None and options.budget_s <= 0:
+        raise EdgeclsError(f"--budget-s must be more than 0 (got {options.budget_s})")
+    if options.fallback < 0:
+        raise EdgeclsError(f"--max-fallback must be 0 or more (got {options.fallback})")
+    if options.runs < 1:
+        raise EdgeclsError(f"--timing-runs must be at least 1 (got {options.runs})")
+    every = candidates(options.fallback)
+    if options.only is None:
+        return every
+    names = {c.name: c for c in every}
+    unknown = [n for n in options.only if n not in names]
+    if unknown:
+        raise EdgeclsError(f"unknown candidate {unknown[0]!r}: use a comma list of {', '.join(names)}")
+    if not options.only:
+        raise EdgeclsError("--candidates is empty")
+    return [c for c in every if c.name in options.only]
+
+
+def parse_candidates(text: Optional[str]) -> Optional[list[str]]:
+    return split_list(text, unique=True) if text is not None else None
+
+
+# ---------------------------------------------------------------------- results
+@dataclass
+class Row:
+    """One candidate: how it was made, how it scored on validation, how fast it ran on the target."""
+
+    name: str
+    what: str
+    status: str = "skipped"  # chosen | passed | rejected | failed | skipped
+    reasons: list[str] = field(default_factory=list)
+    check: Any = None  # edgecls.export.job.ModelCheck (validation figures)
+    drop_points: Optional[float] = None  # Keras float val accuracy - this one's, in points
+    latency: Optional[dict[str, Any]] = None  # edgecls.bench.latency's summary for the target's threads
+    content: Optional[bytes] = field(default=None, repr=False)  # with metadata
+    converted: Optional[Converted] = field(default=None, repr=False)
+
+    @property
+    def p50_ms(self) -> Optional[float]:
+        return self.latency["invoke_ms"]["p50"] if self.latency else None
+
+    @property
+    def built(self) -> bool:
+        return self.check is not None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "what": self.what, "status": self.status, "reasons": self.reasons}
+        if self.check is not None:
+            m = self.check
+            doc.update({"mode": m.mode, "backend": m.backend, "size_bytes": m.size_bytes,
+                        "ratio_to_float32": round(m.ratio_to_float32, 4),
+                        "val": {"accuracy": round(m.accuracy, 6), "agreement": round(m.agreement, 6),
+                                "drop_points": round(self.drop_points, 4)},
+                        "convert_seconds": m.seconds, "input": m.io["input"], "output": m.io["output"],
+                        "sha256": m.sha256, **({"kept_float": m.kept_float} if m.kept_float else {})})
+        if self.latency is not None:
+            doc["latency"] = {k: v for k, v in self.latency.items() if k not in ("invoke_round_medians_ms",)}
+            doc["latency"]["invoke_ms"] = {k: v for k, v in self.latency["invoke_ms"].items() if k != "samples"}
+            doc["latency"]["file_ms"] = {k: v for k, v in self.latency["file_ms"].items() if k != "samples"}
+        return doc
+
+
+@dataclass
+class TargetResult:
+    out_dir: Path
+    target: Target
+    rows: list[Row]
+    chosen: Optional[Row]
+    keras_val_accuracy: float
+    val_images: int
+    placement: list[str]  # where the latency was measured, in sentences
+    threads: int
+    test: dict[str, Any] = field(default_factory=dict)  # the chosen file on the test split (after the choice)
+    written: list[Path] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------- the job
+def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str], None] = print,
+                      extra: Sequence[Candidate] = ()) -> TargetResult:
+    """Build, score and time every candidate, choose, then score the chosen one on test and write.
+
+    `extra` candidates (tests, experiments) are tried after the built-in ones."""
+    from edgecls.export.job import check_output_dir, default_out, validation_reference
+
+    started = time.perf_counter()
+    chosen_candidates = validate(options) + list(extra)
+    target = resolve_target(options.target)
+    out = Path(options.out) if options.out else default_out(source).with_name(f"target-{target.slug}")
+    check_output_dir(out)
+    require_tensorflow("edgecls export --target")
+
+    model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
+        source, "choose on")
+    log(f"Keras float model: {keras_accuracy:.4f} on {len(val_images)} validation images; budget: at most "
+        f"{options.max_drop:g} points below it, agreement at least {options.min_agreement:g}")
+
+    rows = [Row(c.name, c.what) for c in chosen_candidates]
+    sha = source.model_sha256()
+    with saved_model(model) as saved, tempfile.TemporaryDirectory(prefix="edgecls-target-") as tmp:
+        ctx = Context(saved, model, source, options.calib_samples)
+        _build_all(ctx, chosen_candidates, rows, options, started, output_kind, sha,
+                   (val_images, val_labels, keras_predicted, keras_accuracy), log)
+        built = [r for r in rows if r.built]
+        if not built:
+            raise EdgeclsError("no candidate could be built: " + "; ".join(f"{r.name}: {r.reasons[0]}" for r in rows
+                                                                        if r.reasons))
+        paths = {}
+        for row in built:
+            paths[row.name] = Path(tmp) / f"model_{row.name}.tflite"
+            paths[row.name].write_bytes(row.content)
+        placement, threads = _time_on_target(target, built, paths, (val_images, val_labels), list(source.labels),
+                                             options, Path(tmp), log)
+        chosen = choose(rows, options.max_drop, options.min_agreement)
+        if chosen is None:
+            raise EdgeclsError(f"no candidate is within the budget (--max-drop {options.max_drop:g}, --min-agreement "
+                               f"{options.min_agreement:g}): " + "; ".join(f"{r.name}: {', '.join(r.reasons)}"
+                                                                         for r in rows if r.reasons),
+                               exit_code=1)  # the job ran; the quality gate found nothing to ship
+        log(f"Chose {chosen.name}: {chosen.p50_ms:.3f} ms p50, validation accuracy {chosen.check.accuracy:.4f}")
+        test = score_test(source, model, paths[chosen.name], log)  # the first and only read of the test split
+    result = TargetResult(out, target, rows, chosen, keras_accuracy, len(val_images), placement, threads, test)
+    result.seconds = time.perf_counter() - started
+    _write(result, source, options, sha, log)
+    return result
+
+
+def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options: TargetOptions, started: float,
+               output_kind: str, sha: str, val: tuple, log: Callable[[str], None]) -> None:
+    """Convert and score each candidate on validation, within the time budget, with a progress bar."""
+    from edgecls.export.job import check_files
+    from edgecls.export.report import build_metadata
+    from edgecls.runtime.metadata import embed_metadata
+
+    images, labels, keras_predicted, keras_accuracy = val
+    float_size = None
+    with _progress(options.progress and sys.stderr.isatty(), len(todo)) as advance:
+        for candidate, row in zip(todo, rows):
+            elapsed = time.perf_counter() - started
+            if options.budget_s is not None and elapsed > options.budget_s and row is not rows[0]:
+                # (the first candidate is always tried: there is always a file to ship)
+                row.status, row.reasons = "skipped", [f"skipped for time (--budget-s {options.budget_s:g} "
+                                                      f"spent after {elapsed:.0f} s)"]
+                advance(f"{candidate.name}: skipped for time")
+                continue
+            advance(f"{candidate.name} ...", done=False)
+            log(f"Candidate {candidate.name}: {candidate.what}")
+            begun = time.perf_counter()
+            try:
+                converted = candidate.build(ctx)
+                seconds = time.perf_counter() - begun
+                calibration = ctx.calibration() if candidate.calibrated else None
+                content = embed_metadata(converted.content, build_metadata(ctx.source, converted, calibration,
+                                                                           output_kind, sha))
+                if float_size is None:  # sizes against float32 as it is written, metadata included
+                    float_model = ctx.float_model()
+                    float_size = len(embed_metadata(float_model.content, build_metadata(
+                        ctx.source, float_model, None, output_kind, sha)))
+                row.check = check_files({candidate.name: content}, {candidate.name: (converted, seconds)},
+                                        ctx.source.labels, images, labels, keras_predicted, float_size)[0]
+            except EdgeclsError as exc:  # this candidate cannot be made or loaded: the others go on
+                what = "conversion failed" if isinstance(exc, ConversionError) else "unusable"
+                row.status, row.reasons = "failed", [f"{what}: {exc}"]
+                log(f"  {row.reasons[0]}")
+                advance(f"{candidate.name}: failed")
+                continue
+            row.content, row.converted = content, converted
+            row.drop_points = 100 * (keras_accuracy - row.check.accuracy)
+            log(f"  validation accuracy {row.check.accuracy:.4f} ({-row.drop_points:+.2f} pt), agreement "
+                f"{row.check.agreement:.4f}, {row.check.size_bytes / 1024:.1f}K, {seconds:.1f} s")
+            advance(f"{candidate.name} done")
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[..., None]]:
+    """advance(description, done=True): a rich bar of candidates done / to do, on stderr (a terminal only)."""
+    if not enabled:
+        yield lambda description, done=True: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("candidates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("", total=total)
+
+        def advance(description: str, done: bool = True) -> None:
+            bar.update(task, description=description, advance=1 if done else 0)
+
+        yield advance
+
+
+def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val: tuple, class_names: list[str],
+                    options: TargetOptions, tmp: Path, log: Callable[[str], None]) -> tuple[list[str], int]:
+    """Each row's latency on the target (interleaved), and the sentences saying where it was measured."""
+    images, labels, runs, remote = val[0], val[1], options.runs, options.remote
+    if target.kind == "remote":
+        timings, placement, threads = remote_latency(target.spec, remote, paths, images, labels, class_names, runs,
+                                                     tmp, log)
+    else:
+        timings, placement, threads = local_latency(target.profile, paths, images, runs, tmp, log)
+    for row in rows:
+        row.latency = timings.get(row.name)
+    return placement, threads
+
+
+def local_latency(profile: Optional[DeviceProfile], paths: dict[str, Path], images: np.ndarray, runs: int,
+                  tmp: Path, log: Callable[[str], None]) -> tuple[dict[str, dict], list[str], int]:
+    """Latency on this machine, as it is (profile None) or under the profile's cores and threads."""
+    from edgecls.bench import latency
+    from edgecls.bench.inputs import describe_tflite
+    from edgecls.bench.profiles import constrained, describe_machine, placement_notes, thread_sweep
+    from edgecls.runtime.interpreter import find_backend
+
+    backend = find_backend()
+    machine = describe_machine(backend)
+    models = [describe_tflite(path, backend.name) for path in paths.values()]
+    for model, name in zip(models, paths):
+        model.name = name
+    plan = latency.Plan(warmup=5, runs=runs, batch_size=16)
+    with constrained(profile) as cpus:
+        used = len(cpus) if cpus else machine["usable_cpus"]
+        threads = thread_sweep(profile, used)[0] if profile is not None else used
+        files, file_source = latency.sample_files(None, images, tmp)
+        reference = REFERENCE if REFERENCE in paths else None
+        timings = latency.measure(models, [threads], images, files, file_source, plan, backend.name, reference, log)
+    _, notes = placement_notes(profile, machine, cpus, [threads])
+    return {name: timings[(name, threads)] for name in paths}, notes, threads
+
+
+def remote_latency(spec: str, remote: Any, paths: dict[str, Path], images: np.ndarray, labels: np.ndarray,
+                   class_names: list[str], runs: int, tmp: Path,
+                   log: Callable[[str], None]) -> tuple[dict[str, dict], list[str], int]:
+    """Latency on the device user@host, measured there by edgecls.bench.remote (SSH, a venv on the
+    device). The device scores the validation images it is sent, never the test split; the figures
+    kept are its invoke times at its largest thread count."""
+    from dataclasses import replace
+
+    from edgecls.bench.inputs import TestSet, save_test_images
+    from edgecls.bench.remote import DEVICES_DIR, RemoteOptions, bench_remote, parse_targets
+    from edgecls.bench.run import BenchOptions
+
+    device = parse_targets(spec)[0]
+    remote = replace(remote, targets=spec) if remote is not None else RemoteOptions(spec)
+    data = tmp / "val-images"
+    save_test_images(TestSet(images, labels, class_names, list(range(len(images))), None, "the validation split",
+                             "val"), data)
+    report_dir = tmp / "remote"
+    options = BenchOptions(paths=list(paths.values()), data=str(data), warmup=5, runs=runs, keras=False,
+                           memory=False, report_dir=report_dir, remote=remote)
+    with contextlib.redirect_stdout(sys.stderr):  # its tables are the bench's, not this command's output
+        bench_remote(options, log=log)
+    report = json.loads((report_dir / DEVICES_DIR / device.label / "bench.json").read_text(encoding="utf-8"))
+    by_file = {Path(str(m["path"])).name: m for m in report["models"]}
+    timings, threads = {}, 0
+    for name, path in paths.items():
+        entries = (by_file.get(path.name) or {}).get("latency") or []
+        if entries:
+            best = max(entries, key=lambda t: t["threads"])
+            timings[name], threads = best, best["threads"]
+    machine = report.get("machine") or {}
+    notes = [f"Measured on {spec} over SSH ({machine.get('arch', '?')}, {machine.get('cpu', '?')}), "
+             f"threads {threads}."] + list((report.get("device") or {}).get("notes") or [])
+    return timings, notes, threads
+
+
+def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[Row]:
+    """Mark each built row passed or rejected (with why) and return the fastest passing one
+    (within LATENCY_TIE: the most accurate). Only validation figures and target latency are read here."""
+    for row in rows:
+        if not row.built:
+            continue
+        row.reasons = []
+        if row.drop_points > max_drop + 1e-9:
+            row.reasons.append(f"accuracy {row.drop_points:.2f} pt below Keras float on validation "
+                               f"(budget {max_drop:g})")
+        if row.check.agreement < min_agreement:
+            row.reasons.append(f"agreement {row.check.agreement:.4f} below --min-agreement {min_agreement:g}")
+        if row.latency is None:
+            row.reasons.append("not timed on the target")
+        row.status = "rejected" if row.reasons else "passed"
+    passing = [r for r in rows if r.status == "passed"]
+    if not passing:
+        return None
+    # Latencies within LATENCY_TIE of the fastest are noise on a shared CPU: among them the most
+    # accurate (then the best agreeing, then the smallest) file wins.
+    fastest = min(r.p50_ms for r in passing)
+    tied = [r for r in passing if r.p50_ms <= fastest * (1 + LATENCY_TIE)]
+    chosen = min(tied, key=lambda r: (-r.check.accuracy, -r.check.agreement, r.check.size_bytes, r.p50_ms))
+    chosen.status = "chosen"
+    for row in passing:
+        if row is chosen:
+            continue
+        if row in tied:
+            row.reasons = [f"as fast (within {LATENCY_TIE:.0%}) but "
+                           + ("less accurate" if row.check.accuracy < chosen.check.accuracy else
+                              "agrees less" if row.check.agreement < chosen.check.agreement else "not smaller")]
+        else:
+            row.reasons = [f"slower: {row.p50_ms / chosen.p50_ms:.2f}x the chosen one's p50"]
+    return chosen
+
+
+def score_test(source: RunDir, model, path: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """The chosen file and the Keras float model on the held-out test split."""
+    from edgecls.export.job import device_probabilities
+
+    images, labels = source.images("test")
+    if len(images) == 0:
+        log("warning: the run has no test images: no test figures for the chosen file")
+        return {"split": "test", "images": 0}
+    keras_predicted = keras_probabilities(model, images).argmax(1)
+    predicted = device_probabilities(path, images).argmax(1)
+    keras_accuracy = float(np.mean(keras_predicted == labels))
+    accuracy = float(np.mean(predicted == labels))
+    return {"split": "test", "images": int(len(images)), "accuracy": round(accuracy, 6),
+            "keras_accuracy": round(keras_accuracy, 6), "drop_points": round(100 * (keras_accuracy - accuracy), 4),
+            "agreement": round(float(np.mean(predicted == keras_predicted)), 6)}
+
+
+# ---------------------------------------------------------------------- writing
+def decision(result: TargetResult, options: TargetOptions) -> dict[str, Any]:
+    """What the chosen file's metadata says about why it is the one."""
+    chosen = result.chosen
+    return {
+        "format": TARGET_FORMAT, "target": result.target.spec, "target_kind": result.target.kind,
+        "measured": " ".join(result.placement), "threads": result.threads,
+        "budget": {"max_drop_points": options.max_drop, "min_agreement": options.min_agreement,
+                   "split": "val", "reference": "keras float"},
+        "chosen": {"name": chosen.name, "what": chosen.what, "p50_ms": round(chosen.p50_ms, 5),
+                   "val_accuracy": round(chosen.check.accuracy, 6), "val_agreement": round(chosen.check.agreement, 6)},
+        "beat": [{"name": r.name, "status": r.status, "why": "; ".join(r.reasons),
+                  **({"p50_ms": round(r.p50_ms, 5)} if r.p50_ms is not None else {})}
+                 for r in result.rows if r is not chosen],
+        "test": result.test,
+    }
+
+
+def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: str,
+           log: Callable[[str], None]) -> None:
+    from edgecls.export.report import source_info
+    from edgecls.provenance import created_timestamp, sha256_bytes
+    from edgecls.runtime.labels import labels_text
+    from edgecls.runtime.metadata import embed_metadata, read_metadata
+
+    chosen = result.chosen
+    doc = decision(result, options)
+    metadata = {**read_metadata(chosen.content), "decision": doc}
+    content = embed_metadata(chosen.converted.content, metadata)
+    out = result.out_dir
+    result.written.append(write_bytes_atomic(out / CHOSEN_FILE, content))
+    result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
+    m = chosen.check
+    result.report = {
+        "format": EXPORT_FORMAT, "created": created_timestamp(), "source": source_info(source, sha),
+        "options": {"target": options.target, "max_drop": options.max_drop, "min_agreement": options.min_agreement,
+                    "budget_s": options.budget_s, "calib_samples": options.calib_samples,
+                    "fallback": options.fallback, "candidates": options.only, "timing_runs": options.runs},
+        "check": {"split": "val", "images": result.val_images, "keras_accuracy": round(result.keras_val_accuracy, 6)},
+        "decision": doc,
+        # `models` as every export.json has it (what bench reads): the one file written
+        "models": [{"file": CHOSEN_FILE, "mode": m.mode, "variant": chosen.name, "backend": m.backend,
+                    "size_bytes": len(content), "accuracy": round(m.accuracy, 6), "agreement": round(m.agreement, 6),
+                    "input": m.io["input"], "output": m.io["output"], "sha256": sha256_bytes(content)}],
+        "candidates": [r.to_json() for r in result.rows],
+        "seconds": round(result.seconds, 1),
+    }
+    result.written.append(write_text_atomic(out / "export.json", json.dumps(result.report, indent=1) + "\n"))
+    from edgecls.export.target_report import plot_pareto
+
+    plotted = plot_pareto(result, options.max_drop, out / PLOT_FILE)
+    if plotted is not None:
+        result.written.append(plotted)
+    else:
+        log("plot skipped: matplotlib is not installed")

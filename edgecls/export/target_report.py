@@ -1,0 +1,111 @@
+"""What `edgecls export --target` shows: the decision table and the accuracy-latency (Pareto) plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from edgecls.export.report import _size
+from edgecls.plotting import pyplot, save_png
+
+if TYPE_CHECKING:
+    from edgecls.export.target import Row, TargetResult
+
+_STATUS_STYLE = {"chosen": "bold green", "passed": "", "rejected": "red", "failed": "red", "skipped": "dim"}
+_STATUS_COLOUR = {"chosen": "tab:green", "passed": "tab:blue", "rejected": "tab:red"}
+
+
+def render_target_table(result: TargetResult):
+    """A rich table (one row per candidate: validation figures, target latency, status), then why
+    each candidate that was not chosen lost."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    test = result.test
+    test_line = (f" Chosen file on the held-out test split ({test['images']} images, read after the choice): accuracy "
+                 f"{test['accuracy']:.4f} against Keras float {test['keras_accuracy']:.4f} "
+                 f"({-test['drop_points']:+.2f} pt), agreement {test['agreement']:.4f}." if test.get("images") else "")
+    table = Table(box=box.SIMPLE_HEAD, title=f"Which file to ship: --target {result.target.spec}",
+                  caption=f"Chosen on {result.val_images} validation images (Keras float accuracy "
+                  f"{result.keras_val_accuracy:.4f}); latency: invoke p50 at batch 1, {result.threads} thread(s). "
+                  + " ".join(result.placement) + test_line)
+    for column, justify in (("candidate", "left"), ("status", "left"), ("val acc", "right"), ("Δ pt", "right"),
+                            ("agree", "right"), ("p50 ms", "right"), ("×f32", "right"), ("size", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    for row in result.rows:
+        style = _STATUS_STYLE.get(row.status, "")
+        cells = [row.name, f"[{style}]{row.status}[/]" if style else row.status]
+        if row.check is not None:
+            m = row.check
+            ratio = (row.latency or {}).get("vs_reference") or {}
+            cells += [f"{m.accuracy:.4f}", f"{-row.drop_points:+.2f}", f"{m.agreement:.4f}",
+                      f"{row.p50_ms:.3f}" if row.p50_ms is not None else "-",
+                      f"{ratio['invoke_p50_ratio']:.2f}" if ratio else ("1.00" if row.name == "float32" else "-"),
+                      _size(m.size_bytes)]
+        else:
+            cells += ["-"] * 6
+        table.add_row(*cells)
+    # Why each one lost, under the table: a column would be squeezed out of an 80-column terminal.
+    why = Text("\n".join(f"{row.name}: {'; '.join(row.reasons)}" for row in result.rows if row.reasons))
+    return Group(table, why) if why.plain else table
+
+
+def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[Path]:
+    """Validation accuracy against p50 latency on the target; marker area ∝ file size; the budget
+    as a dashed line, the Pareto front as a step line, the chosen file ringed. Points are numbered
+    and named in a key beside the plot (candidates often sit on top of each other). None without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    timed = [r for r in result.rows if r.check is not None and r.p50_ms is not None]
+    figure, ax = plt.subplots(figsize=(11, 5.5))
+    largest = max(r.check.size_bytes for r in timed)
+    for number, row in enumerate(timed, start=1):
+        area = 80 + 900 * row.check.size_bytes / largest
+        colour = _STATUS_COLOUR.get(row.status, "grey")
+        ax.scatter([row.p50_ms], [row.check.accuracy], s=area, color=colour, alpha=0.45, edgecolors="black",
+                   linewidths=0.6, zorder=3)
+        if row.status == "chosen":
+            ax.scatter([row.p50_ms], [row.check.accuracy], s=area * 2.2, facecolors="none", edgecolors="tab:green",
+                       linewidths=2.5, zorder=4)
+        ax.annotate(str(number), (row.p50_ms, row.check.accuracy), ha="center", va="center", fontsize=8,
+                    fontweight="bold", zorder=5)
+    front = _pareto_front(timed)
+    ax.step([r.p50_ms for r in front], [r.check.accuracy for r in front], where="post", color="grey", alpha=0.6,
+            linewidth=1, zorder=2, label="Pareto front")
+    keras = result.keras_val_accuracy
+    ax.axhline(keras, color="black", linestyle=":", linewidth=1, label=f"Keras float {keras:.4f}")
+    ax.axhline(keras - max_drop / 100, color="tab:red", linestyle="--", linewidth=1,
+               label=f"budget: {max_drop:g} pt below Keras float")
+    for status, colour in _STATUS_COLOUR.items():
+        ax.scatter([], [], s=80, color=colour, alpha=0.45, edgecolors="black", label=status)
+    low = min([r.check.accuracy for r in timed] + [keras - max_drop / 100])
+    span = max(keras - low, 0.01)
+    ax.set_ylim(low - 0.12 * span, min(1.0, keras) + 0.12 * span)
+    ax.set_xlim(0, max(r.p50_ms for r in timed) * 1.2)
+    ax.set_xlabel(f"invoke latency p50, ms (batch 1, {result.threads} thread(s))")
+    ax.set_ylabel(f"top-1 accuracy, validation ({result.val_images} images)")
+    where = {"host": "this host", "profile": f"this host under the {result.target.spec} profile's constraints"}.get(
+        result.target.kind, f"measured on {result.target.spec}")
+    ax.set_title(f"Candidates for --target {result.target.spec} (latency: {where}); marker area: file size",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left", framealpha=0.85)
+    key = "\n".join(f"{'*' if r.status == 'chosen' else ' '}{n:>2}  {r.name:<16} {r.p50_ms:7.3f}  "
+                     f"{r.check.accuracy:.4f}  {_size(r.check.size_bytes):>7}" for n, r in enumerate(timed, start=1))
+    figure.text(0.67, 0.5, "    candidate         p50 ms  val acc     size\n" + key + "\n\n* chosen",
+                family="monospace", fontsize=8, va="center", ha="left")
+    figure.tight_layout(rect=(0, 0, 0.66, 1))
+    return save_png(plt, figure, path, dpi=120)
+
+
+def _pareto_front(rows: list[Row]) -> list[Row]:
+    """The rows no other row beats on both latency and accuracy, fastest first."""
+    front, best = [], -1.0
+    for row in sorted(rows, key=lambda r: (r.p50_ms, -r.check.accuracy)):
+        if row.check.accuracy > best:
+            front.append(row)
+            best = row.check.accuracy
+    return front
