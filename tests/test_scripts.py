@@ -27,7 +27,8 @@ SMOKES = {
     "explain_report.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # trains MNIST for one epoch
     "live_memory_check.py": ((pytest.mark.slow,), ()),  # 15 s of a synthetic camera
     "resize_figures.py": ((pytest.mark.shared_data,), ()),
-    "reliability_probe.py": ((), ()),  # three cases, this checkout against itself
+    "reliability_probe.py": ((), ()),
+    "export_target.py": ((pytest.mark.slow,), ()),  # a 1-epoch digits run, two candidates  # three cases, this checkout against itself
 }
 RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py"}  # write --json
 
