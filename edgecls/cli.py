@@ -141,7 +141,8 @@ def train(
     arch: Annotated[
         Arch,
         typer.Option(
-            help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos)",
+            help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos) | "
+            "mobilenet_v2 | mobilenet_v3_small | efficientnet_b0 (keras.applications backbones, see --weights)",
             **_choice(Arch, "architecture"),
         ),
     ] = _D.arch,
@@ -186,6 +187,25 @@ def train(
     strategy: Annotated[
         Strategy, typer.Option(help="tf.distribute strategy", **_choice(Strategy, "strategy"))
     ] = _D.strategy,
+    alpha: Annotated[
+        Optional[float],
+        typer.Option(help="Width multiplier of mobilenet_v2 / mobilenet_v3_small (ImageNet weights exist for "
+                     "0.35, 0.5, 0.75, 1.0, 1.3, 1.4 / 0.75, 1.0)", show_default="1.0"),
+    ] = _D.alpha,
+    weights: Annotated[
+        str,
+        typer.Option(help="Keras backbones: imagenet (downloaded once to ~/.keras/models) | none (random, trained "
+                     "from scratch in one phase) | a weights FILE of the backbone without its top (.h5, .weights.h5)",
+                     metavar="imagenet|none|FILE"),
+    ] = _D.weights,
+    fine_tune_epochs: Annotated[
+        int,
+        typer.Option(help="Keras backbones: epochs of the second phase, the top blocks unfrozen after --epochs "
+                     "with the backbone frozen (0: it stays frozen)"),
+    ] = _D.fine_tune_epochs,
+    fine_tune_lr: Annotated[
+        Optional[float], typer.Option(help="Learning rate of the fine-tuning phase", show_default="--lr / 10")
+    ] = _D.fine_tune_lr,
     config: Annotated[
         Optional[Path],
         typer.Option(
@@ -212,6 +232,11 @@ def train(
         f"(model.keras, labels.txt, split.json, metrics.json, curves.png). "
         f"Next: edgecls export {result.run_dir}"
     )
+    for warning in m.get("warnings", []):
+        typer.echo(f"WARNING: {warning}", err=True)
+    if m.get("collapsed"):
+        typer.echo(f"WARNING: do not ship this model (edgecls export refuses it without --force): "
+                   f"{m['quality']['advice']}", err=True)
 
 
 # ----------------------------------------------------------------------------- export
@@ -234,7 +259,8 @@ def export_command(
     min_agreement: Annotated[float, typer.Option(help="Least top-1 agreement of int8/uint8 with the float model "
                                                  "on the validation split")] = DEFAULT_MIN_AGREEMENT,
     force: Annotated[bool, typer.Option(help="Write the files even when int8 agreement is below "
-                                        "--min-agreement", metavar="")] = False,
+                                        "--min-agreement, or the model is no better than always answering "
+                                        "the majority class", metavar="")] = False,
     keep_float: Annotated[Optional[list[str]], typer.Option(
         "--keep-float", metavar="OP_OR_LAYER", show_default="none", help=(
             "Also write a mixed model_int8_mixed.tflite keeping this Keras layer (conv2), op type (FULLY_CONNECTED) "

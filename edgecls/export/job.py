@@ -48,6 +48,7 @@ from edgecls.rundir import (
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import embed_metadata
 from edgecls.runtime.quant import is_distribution
+from edgecls.train.quality import ADVICE, assess
 
 
 @dataclass
@@ -151,6 +152,8 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     validate_options(options)
     out = Path(options.out) if options.out else default_out(source)
     check_output_dir(out)
+    # The run's own verdict first (no TensorFlow needed); a bare .keras file is judged below.
+    refuse_useless(source.training_metrics(), options.force, source.name, log)
     require_tensorflow("edgecls export")
 
     model = source.model()
@@ -170,6 +173,8 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     output_kind = "probabilities" if is_distribution(keras_probs) else "logits"
     keras_predicted = keras_probs.argmax(1)
     keras_accuracy = float(np.mean(keras_predicted == val_labels))
+    if source.run_dir is None:
+        refuse_useless(assess(keras_predicted, val_labels, source.labels), options.force, source.name, log)
 
     mix_images = None
     if options.auto_fallback:
@@ -195,6 +200,19 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
     result.written.append(write_text_atomic(out / EXPORT_REPORT, json.dumps(result.report, indent=1) + "\n"))
     return result
+
+
+def refuse_useless(verdict: dict, force: bool, name: str, log: Callable[[str], None]) -> None:
+    """Stop (exit code 1) on a model no better than the majority class or collapsed to one class,
+    unless --force (then say it loudly and go on). `verdict` is edgecls.train.quality.assess's."""
+    if not verdict.get("collapsed"):
+        return
+    finding = "; ".join(verdict.get("warnings", [])) or "the model is no better than the majority class"
+    if force:
+        log(f"WARNING: exporting anyway (--force): {finding}")
+        return
+    raise EdgeclsError(f"{name}: {finding}. Not exporting a useless model: "
+                       f"{verdict.get('advice') or ADVICE}; or pass --force to export it anyway", exit_code=1)
 
 
 def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], log: Callable[[str], None],
