@@ -84,7 +84,8 @@ def test_a_collapsed_model_is_flagged_and_export_refuses_it_without_force(tmp_pa
     for name in CLASSES:
         (tmp_path / "noise" / name).mkdir(parents=True)
         for i in range(15):
-            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "noise" / name / f"{i}.png")
+            pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "noise" / name / f"{i}.png")
     run = tmp_path / "run"
     trained = cli("train", "--data", tmp_path / "noise", "--img-size", "16", "--epochs", "2", "--lr", "1000",
                   "--out", run, "--quiet", "--augment", "none")

@@ -107,7 +107,9 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
             augmentation = build_augmentation(augment, options.seed, fill_mode=_fill_mode(dataset.color))
             # Augmentation sits in front of the model only while fitting; the saved model is `model`.
             trainer = keras.Sequential([augmentation, model]) if augmentation else model
-        train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes, shuffle_seed=options.seed)
+        steps = train_steps(len(split.train), options.batch_size)
+        train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes, shuffle_seed=options.seed,
+                                    repeat=steps > -(-len(split.train) // options.batch_size))
         val_data = input_pipeline(tf, dataset, split.val, options.batch_size, n_classes)
         log(
             f"Training {options.arch} on {dataset.source}: {len(split.train)} train / {len(split.val)} val / "
@@ -115,6 +117,9 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
             f"augment: {','.join(augment) or 'none'}"
         )
         log(f"Test images: {split.test_source}")
+        if steps * options.batch_size > len(split.train):
+            log(f"Small train split: an epoch is {steps} batches ({steps * options.batch_size} augmented images, "
+                f"the {len(split.train)} train images repeated), so early stopping sees real progress")
         start = time.perf_counter()
         history: dict[str, list] = {}
         phases = training_phases(options)
@@ -126,7 +131,8 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
                 log(f"Phase {phase.name}: {phase.epochs} epochs at lr {phase.lr:g}"
                     + (f", the top {unfrozen} backbone layers trainable (batch norm frozen)" if unfrozen
                        else ", the backbone frozen"))
-            _fit_phase(keras, strategy, trainer, model, phase, options, train_data, val_data, tmp, history, quiet, log)
+            _fit_phase(keras, strategy, trainer, model, phase, options, train_data, val_data, steps, tmp, history,
+                       quiet, log)
         seconds = time.perf_counter() - start
         write_history(history, tmp / HISTORY_FILE)
 
@@ -160,8 +166,20 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics)
 
 
+# An epoch of fewer optimizer steps than this is too short to judge by: on a small folder (100
+# photos a class, 7 batches) the network from scratch has barely moved after the 6 epochs of
+# patience, early stopping restores epoch 1 and the model answers one class. A short train split
+# is repeated (freshly augmented) to this many batches an epoch.
+MIN_STEPS_PER_EPOCH = 40
+
+
+def train_steps(train_images: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch: one pass over the train split, or MIN_STEPS_PER_EPOCH if more."""
+    return max(-(-train_images // batch_size), MIN_STEPS_PER_EPOCH)
+
+
 def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOptions, train_data, val_data,
-               tmp: Path, history: dict[str, list], quiet: bool, log) -> None:
+               steps: int, tmp: Path, history: dict[str, list], quiet: bool, log) -> None:
     """Fit one phase, appending its epochs to `history` (and history.csv as it goes).
 
     A later phase that never beats the earlier best validation loss is undone: its start
@@ -191,6 +209,7 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
             ),
         ]
     fitted = trainer.fit(train_data, validation_data=val_data, epochs=done + phase.epochs, initial_epoch=done,
+                         steps_per_epoch=steps,
                          # progress bars only on a terminal: a log file gets one line per epoch
                          verbose=2 if quiet or not sys.stdout.isatty() else 1, callbacks=callbacks,
                          shuffle=False)  # the pipeline shuffles, seeded
@@ -214,7 +233,7 @@ def write_history(history: dict[str, list], path: Path) -> None:
 
 
 def input_pipeline(tf, dataset: Dataset, indices: np.ndarray, batch_size: int, n_classes: int,
-                   shuffle_seed: Optional[int] = None):
+                   shuffle_seed: Optional[int] = None, repeat: bool = False):
     """A tf.data pipeline that gathers uint8 batches from the (possibly memory-mapped) arrays.
 
     Only one batch at a time is materialised as float32: a large cached folder is never
@@ -225,6 +244,8 @@ def input_pipeline(tf, dataset: Dataset, indices: np.ndarray, batch_size: int, n
     data = tf.data.Dataset.from_tensor_slices(np.asarray(indices, dtype=np.int64))
     if shuffle_seed is not None:
         data = data.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if repeat:  # endless: fit's steps_per_epoch cuts it into epochs
+        data = data.repeat()
 
     def gather(batch_indices: np.ndarray):
         return np.asarray(images[batch_indices]), labels[batch_indices]
