@@ -30,9 +30,12 @@ from typing import Annotated, Any, Optional
 import typer
 
 from edgecls.errors import EdgeclsError
+from edgecls.explain import DEFAULT_THRESHOLD_DB, FILLS, METHODS
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT, DEFAULT_QUANT, MODES_HELP, QUANTIZERS
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
-from edgecls.train.options import ARCHITECTURES, COLORS, DEFAULTS, OPTIMIZERS, STRATEGIES, TrainOptions
+from edgecls.runtime.capture import CAPTURE_BACKENDS
+from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT
+from edgecls.train.options import ARCHITECTURES, COLORS, DEFAULTS, HEADS, OPTIMIZERS, STRATEGIES, TrainOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -106,6 +109,9 @@ Color = _choices("Color", COLORS)
 Optimizer = _choices("Optimizer", OPTIMIZERS)
 Strategy = _choices("Strategy", STRATEGIES)
 Quantizer = _choices("Quantizer", QUANTIZERS)
+Head = _choices("Head", HEADS)
+ExplainMethod = _choices("ExplainMethod", METHODS)
+Fill = _choices("Fill", FILLS)
 
 
 # ----------------------------------------------------------------------------- train
@@ -126,7 +132,9 @@ def _read_config(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
 @app.command(epilog="Examples:\n\n"
              "edgecls train --epochs 5\n\n"
              "edgecls train --data ../shared/data/catsdogs --arch mobile --img-size 96 --out runs/catsdogs\n\n"
-             "edgecls train --config runs/digits-seed/config.toml --out runs/again")
+             "edgecls train --config runs/digits-seed/config.toml --out runs/again\n\n"
+             "edgecls train --data ../shared/data/catsdogs --backbone ../shared/data/pretrained/"
+             "mobilenet_v1_0.25_128_quant.tflite --out runs/catsdogs-mobilenet")
 def train(
     ctx: typer.Context,
     data: Annotated[
@@ -206,6 +214,25 @@ def train(
     fine_tune_lr: Annotated[
         Optional[float], typer.Option(help="Learning rate of the fine-tuning phase", show_default="--lr / 10")
     ] = _D.fine_tune_lr,
+    # --- a pretrained .tflite backbone (edgecls.transfer: numpy and LiteRT, no TensorFlow, works on a device too)
+    backbone: Annotated[Optional[Path], typer.Option(
+        help="A pretrained NHWC .tflite image classifier or feature extractor (float32, uint8 or int8): cut at its "
+             "embedding, a new head fitted with numpy and grafted on as TFLite ops; writes "
+             "RUN/export/model_<mode>.tflite, no TensorFlow needed. --epochs, --patience, --lr, --batch-size "
+             "then apply to the head, and unset keep the head's own defaults")] = None,
+    embedding_tensor: Annotated[Optional[str], typer.Option(
+        help="With --backbone: the tensor the head reads",
+        show_default="the input of the last FULLY_CONNECTED or 1x1 CONV_2D")] = _D.embedding_tensor,
+    head: Annotated[Head, typer.Option(help="With --backbone: linear (softmax regression) | mlp (one hidden ReLU "
+                                            "layer)", **_choice(Head, "head"))] = _D.head,
+    views: Annotated[int, typer.Option(help="With --backbone: views per training image, the image itself included; "
+                                            "the others flipped, turned and cropped")] = _D.views,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="With --backbone: interpreter threads",
+                                                   show_default="the CPU count")] = _D.threads,
+    input_range: Annotated[Optional[str], typer.Option(
+        metavar="LO,HI", help="With --backbone: what pixels 0 and 255 become for a float backbone (-1,1 for "
+                              "MobileNet style)", show_default="its metadata's range, else 0,255; quantised: its own",
+    )] = _D.input_range,
     config: Annotated[
         Optional[Path],
         typer.Option(
@@ -217,11 +244,20 @@ def train(
     force: Annotated[bool, typer.Option(help="Replace an existing run directory", metavar="")] = False,
     quiet: Annotated[bool, typer.Option(help="One line per epoch instead of progress bars", metavar="")] = False,
 ) -> None:
-    """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots)."""
+    """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots).
+
+    With --backbone FILE.tflite: a new head on a pretrained .tflite, numpy and LiteRT only (also on a device).
+    """
+    options = TrainOptions(**{name: _plain(value) for name, value in ctx.params.items() if name in TRAIN_FIELDS})
+    if options.backbone is not None:  # before any TensorFlow import: this route never needs it
+        from edgecls.transfer.job import train_from_options
+
+        given = {name for name in ctx.params if ctx.get_parameter_source(name).name != "DEFAULT"}
+        typer.echo(train_from_options(options, given, force=force, quiet=quiet, log=_to_stderr).summary())
+        return
     from edgecls.train.fit import train as run_training
     from edgecls.train.options import validate
 
-    options = TrainOptions(**{name: _plain(value) for name, value in ctx.params.items() if name in TRAIN_FIELDS})
     validate(options)
     result = run_training(options, force=force, quiet=quiet, log=_to_stderr)
     m = result.metrics
@@ -307,14 +343,51 @@ _INPUT_RANGE_HELP = ("LO,HI: the input values pixels 0 and 255 become, for a mod
 _INPUT_RANGE_DEFAULT = ("the metadata's range; else 0,255 for a float input (edgecls models scale inside), the raw "
                         "bytes for a quantised one")
 Backend = Annotated[Optional[str], typer.Option(help=_BACKEND_HELP, show_default=_BACKEND_DEFAULT)]
+Threads = Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads", show_default="the CPU count")]
+InputRange = Annotated[
+    Optional[str],
+    typer.Option("--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP, show_default=_INPUT_RANGE_DEFAULT),
+]
+
+
+# `predict --source`: live input (a camera, video file or stream). One block, so it can move as a whole.
+Capture = _choices("Capture", CAPTURE_BACKENDS)
+_LIVE = "Live input"
+_LiveSource = Annotated[Optional[str], typer.Option(
+    "--source", metavar="SOURCE", rich_help_panel=_LIVE, show_default="none: classify IMAGES",
+    help="Classify live frames instead of IMAGES: camera (camera:0), camera:N, a video file, rtsp://... or "
+         "http(s)://.../stream.mjpg; one row per classified frame with its time, frame number and latency; "
+         "Ctrl-C ends it with a summary")]
+_LiveEvery = Annotated[int, typer.Option("--every", min=1, metavar="N", rich_help_panel=_LIVE,
+                                         help="Classify every Nth frame")]
+_LiveFps = Annotated[Optional[float], typer.Option(
+    "--fps", min=0.001, metavar="F", rich_help_panel=_LIVE, show_default="no limit",
+    help="Classify at most F frames a second (of the video's own time for a file)")]
+_LiveDuration = Annotated[Optional[float], typer.Option(
+    "--duration", min=0.001, metavar="SECONDS", rich_help_panel=_LIVE,
+    show_default="until the source ends or Ctrl-C",
+    help="Stop after this many seconds of the source (of the video's own time for a file)")]
+_LiveTimeout = Annotated[float, typer.Option(
+    "--timeout", min=0.1, metavar="SECONDS", rich_help_panel=_LIVE,
+    help="How long to wait for a stream to connect, or for its next frame")]
+_LiveReconnect = Annotated[float, typer.Option(
+    "--reconnect", min=0, metavar="SECONDS", rich_help_panel=_LIVE,
+    help="After a camera or stream drops, keep reopening it (with back-off) this long; 0: end at once")]
+_LiveCapture = Annotated[Optional[Capture], typer.Option(
+    "--capture", rich_help_panel=_LIVE, show_default="picamera2 for a camera when installed, else opencv",
+    help="The capture backend", **_choice(Capture, "capture backend"))]
 
 
 @app.command(epilog="Examples:\n\n"
              "edgecls predict runs/digits-seed/export/model_int8.tflite photos/ --top-k 3\n\n"
-             "edgecls predict mobilenet_v1_0.25_128_quant.tflite cat.bmp --labels imagenet_labels.txt --json")
+             "edgecls predict mobilenet_v1_0.25_128_quant.tflite cat.bmp --labels imagenet_labels.txt --json\n\n"
+             "edgecls predict model_int8.tflite --source camera:0 --fps 5 --top-k 3\n\n"
+             "edgecls predict model_int8.tflite --source clip.avi --every 10 --json > frames.jsonl")
 def predict(
     model: Annotated[Path, typer.Argument(help="A .tflite image classifier (edgecls' own, or any NHWC one)")],
-    images: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) and glob patterns")],
+    images: Annotated[Optional[list[str]], typer.Argument(
+        help="Image files, folders (searched recursively) and glob patterns (or --source for a camera, video or "
+             "stream)", show_default=False)] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image")] = 1,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per line instead of a table", metavar="")
@@ -322,35 +395,48 @@ def predict(
     as_csv: Annotated[
         bool, typer.Option("--csv", help="CSV (file,rank,index,label,score,error) instead of a table", metavar="")
     ] = False,
-    threads: Annotated[
-        Optional[int], typer.Option(min=1, help="Interpreter threads", show_default="the CPU count")
-    ] = None,
+    threads: Threads = None,
     labels: Annotated[
         Optional[Path],
         typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own labels"),
     ] = None,
     backend: Backend = None,
-    input_range: Annotated[
-        Optional[str],
-        typer.Option("--input-range", metavar="LO,HI", help=_INPUT_RANGE_HELP, show_default=_INPUT_RANGE_DEFAULT),
-    ] = None,
+    input_range: InputRange = None,
+    source: _LiveSource = None,
+    every: _LiveEvery = 1,
+    fps: _LiveFps = None,
+    duration: _LiveDuration = None,
+    timeout: _LiveTimeout = DEFAULT_TIMEOUT,
+    reconnect: _LiveReconnect = DEFAULT_RECONNECT,
+    capture: _LiveCapture = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
     A file that cannot be read becomes an error row with its reason and the run goes on.
 
-    Exit codes: 0 every image classified; 1 some images failed (see their error rows); 2 bad model,
-    labels file or arguments (including arguments that name no image).
-    """
+    With --source, frames of a camera, video file or network stream are classified instead (OpenCV: pip install 'edgecls\\[camera]'; picamera2 on Raspberry Pi OS); when the model is slower than a camera or stream, frames are dropped, never queued.
+
+    Exit codes: 0 every image classified, or the video or --duration ended; 1 some images failed (see their error rows), or a live source failed mid-way (its rows are kept); 2 bad model, labels file or arguments (arguments that name no image, a camera or stream that cannot be opened); 130 Ctrl-C (after the summary).
+    """  # noqa: E501  (one line a paragraph: Typer keeps a docstring's line breaks in --help)
     if as_json and as_csv:
         raise EdgeclsError("choose one of --json and --csv")
-    from edgecls.console import predict as run_predict
+    if source is not None and images:
+        raise EdgeclsError("give IMAGES or --source, not both")
+    if source is None and not images:
+        raise EdgeclsError("give image files, folders or globs to classify, or --source for a camera, video or stream")
     from edgecls.parsing import parse_range
 
-    code = run_predict(str(model), images, top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
-                       threads=threads, labels=str(labels) if labels else None, backend=backend,
-                       input_range=parse_range(input_range))
-    raise typer.Exit(code)
+    common: dict[str, Any] = dict(top_k=top_k, fmt="json" if as_json else "csv" if as_csv else "table",
+                                  threads=threads, labels=str(labels) if labels else None, backend=backend,
+                                  input_range=parse_range(input_range))
+    if source is not None:
+        from edgecls.live import predict_stream
+
+        raise typer.Exit(predict_stream(str(model), source, every=every, fps=fps, duration=duration, timeout=timeout,
+                                        reconnect=reconnect, capture=_plain(capture), **common))
+    from edgecls.console import predict as run_predict
+
+    raise typer.Exit(run_predict(str(model), images, **common))
 
 
 @app.command(epilog="Example: edgecls info runs/digits-seed/export/model_int8.tflite --json")
@@ -407,6 +493,77 @@ def doctor(
     raise typer.Exit(0 if report["ok"] else 1)
 
 
+# ----------------------------------------------------------------------------- explain
+# A .tflite is mapped on the device side (occlusion, RISE: no TensorFlow); a run directory with Grad-CAM.
+@app.command(epilog="Examples:\n\n"
+             "edgecls explain runs/digits-seed/export/model_int8.tflite seven.png --fill black\n\n"
+             "edgecls explain mobilenet_v1_0.25_128_quant.tflite cat.bmp --method rise --labels imagenet_labels.txt\n\n"
+             "edgecls explain runs/digits-seed seven.png\n\n"
+             "edgecls explain --dataset runs/digits-seed --worst 16")
+def explain(
+    model: Annotated[
+        Optional[Path],
+        typer.Argument(help="A .tflite (any NHWC classifier: a device-side occlusion or RISE map, no TensorFlow) "
+                       "or a run directory (Grad-CAM)", show_default=False),
+    ] = None,
+    images: Annotated[
+        Optional[list[str]], typer.Argument(help="Image files, folders and glob patterns", show_default=False)
+    ] = None,
+    dataset: Annotated[
+        Optional[Path],
+        typer.Option(help="A run directory: map its worst test images (highest loss) with Grad-CAM, on one "
+                     "contact sheet (give no MODEL or IMAGES with it)", show_default="none"),
+    ] = None,
+    method: Annotated[
+        Optional[ExplainMethod],
+        typer.Option(help="occlusion | rise (a .tflite) | gradcam (a run directory)",
+                     show_default="gradcam for a run directory, occlusion for a .tflite",
+                     **_choice(ExplainMethod, "method")),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Folder for the PNGs and explain.json", show_default="explain/MODEL_NAME")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the JSON summary instead of a table", metavar="")
+    ] = False,
+    target: Annotated[
+        Optional[int], typer.Option(help="Class index to explain", show_default="each image's top-1")
+    ] = None,
+    masks: Annotated[int, typer.Option(min=1, help="RISE: random masks per image (the cost, in model runs)")] = 500,
+    seed: Annotated[int, typer.Option(help="RISE: mask seed")] = 0,
+    fill: Annotated[
+        Fill,
+        typer.Option(help="Occlusion and RISE: what hidden pixels become: mean (the image's mean colour) | black "
+                     "(for dark backgrounds, e.g. digits) | blur", **_choice(Fill, "fill")),
+    ] = "mean",
+    layer: Annotated[
+        Optional[str], typer.Option(help="Grad-CAM: the layer", show_default="the last conv layer")
+    ] = None,
+    worst: Annotated[int, typer.Option(min=1, help="--dataset: how many test images")] = 16,
+    threads: Threads = None,
+    labels: Annotated[
+        Optional[Path], typer.Option(help="Labels file for a .tflite without its own", show_default="the model's own")
+    ] = None,
+    backend: Backend = None,
+    input_range: InputRange = None,
+) -> None:
+    """Saliency maps: where a model looks. PNG overlays (image, map with colour bar, top-3) and explain.json.
+
+    edgecls explain MODEL.tflite IMAGES... maps any .tflite on the device side (occlusion or RISE
+    through the runtime, no TensorFlow); edgecls explain RUN_DIR IMAGES... uses Grad-CAM on the Keras
+    model; edgecls explain --dataset RUN_DIR maps the test images the model gets most wrong.
+
+    Exit codes: 0 ok; 1 some images could not be read (error rows); 2 bad model, option or arguments.
+    """
+    from edgecls.explain.job import ExplainOptions, run_explain
+    from edgecls.parsing import parse_range
+
+    options = ExplainOptions(method=_plain(method), out=out, target=target,
+                             masks=masks, seed=seed, fill=_plain(fill), layer=layer, threads=threads, backend=backend,
+                             labels=str(labels) if labels else None, input_range=parse_range(input_range))
+    raise typer.Exit(run_explain(model, images or [], dataset, options, worst, as_json, log=_to_stderr))
+
+
 # ----------------------------------------------------------------------------- bench
 # `edgecls bench RUN_DIR|MODEL.tflite ...` measures; `edgecls bench compare A.json B.json ...` merges
 # reports. The group runs `run` when the first argument is not a sub-command's name.
@@ -433,7 +590,8 @@ app.add_typer(bench_app, name="bench")
 @bench_app.command("run", epilog="Examples:\n\n"
                    "edgecls bench runs/digits-seed --threads 1,4\n\n"
                    "edgecls bench model_int8.tflite --data test-images/ --device rpi4\n\n"
-                   "edgecls bench runs/digits-seed --diagnose --calib-sweep 25,100,300")
+                   "edgecls bench runs/digits-seed --diagnose --calib-sweep 25,100,300\n\n"
+                   "edgecls bench runs/digits-seed --explain-flips 5")
 def bench_run(
     paths: Annotated[
         list[Path], typer.Argument(help="A run directory (its exports, as export.json lists them) and/or .tflite files")
@@ -528,6 +686,20 @@ def bench_run(
             show_default="none",
         ),
     ] = None,
+    explain_flips: Annotated[
+        Optional[int],
+        typer.Option(
+            "--explain-flips",
+            metavar="N",
+            help="Also explain every image where the int8 and float32 .tflite disagree, plus the N least-confident "
+            "agreements (0: flips only): both models' maps and top-3, the per-layer SNR and the first layer below "
+            "--explain-threshold; a report section with contact sheets and a flip matrix",
+            show_default="none: no explanation",
+        ),
+    ] = None,
+    explain_threshold: Annotated[
+        float, typer.Option(help="--explain-flips: SNR (dB) below which a layer counts as diverged")
+    ] = DEFAULT_THRESHOLD_DB,
 ) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 
@@ -556,6 +728,10 @@ def bench_run(
                            input_range=parse_range(input_range),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]))
+    if explain_flips is not None:  # device side (two .tflite files through the runtime), injected like the others
+        from edgecls.explain.job import flips_analysis
+
+        analyses.append(flips_analysis(options, explain_flips, explain_threshold))
     result = bench(options, analyses, log=_to_stderr)
     print_tables(render_bench_table(result), *render_sections(result))
     if report_dir is not None:

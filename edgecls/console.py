@@ -60,16 +60,27 @@ def predict(
             total += 1
             failed += not prediction.ok
     except BrokenPipeError:  # `edgecls predict ... | head`: the reader has all it wants
-        try:  # and Python's own flush at exit must not complain either
-            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        except (AttributeError, OSError, ValueError):
-            pass
+        silence_closed_pipe(out)
         return 1 if failed else 0
     seconds = time.perf_counter() - started
     rate = f", {total / seconds:.1f} images/s" if seconds > 0 else ""
     note = f"{failed} failed (see the error rows)" if failed else "none failed"
     print(f"edgecls: {total} image{'' if total == 1 else 's'}, {note}, {seconds:.2f} s{rate}", file=err)
     return 1 if failed else 0
+
+
+def silence_closed_pipe(out: IO[str]) -> None:
+    """After the reader of `out` went away: point it at /dev/null, so that Python's own flush at
+    exit does not complain either."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def class_rows(classes: Sequence[Any]) -> list[dict[str, Any]]:
+    """Top-k classes as JSON objects: index, label, score (6 decimals)."""
+    return [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in classes]
 
 
 def _some_image(stream: Iterator[Any]) -> Iterator[Any]:
@@ -136,8 +147,7 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[
         if prediction.error:
             row["error"] = _reason(prediction)
         else:
-            row["classes"] = [{"index": c.index, "label": c.label, "score": round(c.score, 6)}
-                              for c in prediction.classes]
+            row["classes"] = class_rows(prediction.classes)
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     return write
@@ -244,6 +254,7 @@ def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
         ("installed", installed or "no interpreter package"),
         ("tensorflow", "installed (used only by train/export, and as the last-resort interpreter)"
          if report["tensorflow_installed"] else "not installed (not needed on a device)"),
+        ("live input", _capture_row(report.get("capture_backends") or {})),
     ]
     for key, value in rows:
         grid.add_row(key, value if key == "interpreter" else markup_cell(value))
@@ -252,6 +263,15 @@ def show_doctor(report: dict[str, Any], out: IO[str] | None = None) -> None:
         console.print(f"[yellow]warning:[/] {markup_cell(warning)}")
     if report["ok"] and not report["warnings"]:
         console.print("[green]ok[/]: this machine can run edgecls predict and bench on .tflite models")
+
+
+def _capture_row(found: dict[str, Any]) -> str:
+    """What `predict --source` can read with, and how to get what is missing."""
+    parts = [f"picamera2 {found['picamera2']}" if found.get("picamera2") else
+             "no picamera2 (Raspberry Pi OS: sudo apt install python3-picamera2, venv with --system-site-packages)",
+             f"opencv {found['opencv']} (cameras, video files, rtsp/http streams)" if found.get("opencv") else
+             "no OpenCV (pip install 'edgecls[camera]' for cameras, video files and streams)"]
+    return "; ".join(parts)
 
 
 def markup_cell(value: Any) -> str:

@@ -33,9 +33,18 @@ HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
 EXPORT_DIR = "export"  # RUN_DIR/export: what edgecls export writes by default
 EXPORT_REPORT = "export.json"  # its index of the files written, read by bench
+EXPORT_FORMAT = "edgecls.export/1"  # export.json's format (edgecls export and edgecls.transfer write it)
 RUN_FILES = (MODEL_FILE, LABELS_FILE, CONFIG_FILE, SPLIT_FILE)
 DEFAULT_CALIB_SAMPLES = 500  # the peers' advice is >= 300 where the train split has them
+# A run made by `edgecls train --backbone FILE.tflite` (edgecls.transfer) has this instead of a
+# model.keras: its only model is the .tflite its export/export.json lists.
+TRANSFER_FILE = "transfer.json"
 MIN_CALIB_WARNING = 100  # fewer calibration images than this: ranges may be unstable
+
+
+def model_file_name(variant: str) -> str:
+    """An exported model's file name in the export folder: model_<variant>.tflite."""
+    return f"model_{variant}.tflite"
 
 
 @dataclass
@@ -200,13 +209,16 @@ def open_run(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
     path = Path(path)
     if not path.is_dir():
         raise EdgeclsError(f"{path} is not a run directory")
-    present = [name for name in RUN_FILES if (path / name).is_file()]
+    transfer = (path / TRANSFER_FILE).is_file()
+    needed = [name for name in RUN_FILES if not (transfer and name == MODEL_FILE)]
+    present = [name for name in needed if (path / name).is_file()]
     if not present:
         raise EdgeclsError(f"{path} is not a run directory (no {', '.join(RUN_FILES)}; make one with edgecls train)")
-    missing = [name for name in RUN_FILES if name not in present]
+    missing = [name for name in needed if name not in present]
     if missing:
         raise EdgeclsError(f"run directory {path} is incomplete: {', '.join(missing)} missing")
-    check_keras_file(path / MODEL_FILE)
+    if not transfer:
+        check_keras_file(path / MODEL_FILE)
     config = read_toml(path / CONFIG_FILE, "run configuration")
     train = config.get("train", {})
     if not isinstance(train, dict) or not isinstance(train.get("data"), str):

@@ -53,6 +53,20 @@ def quad_image(which: str, size: int = 8, bright: int = 255, dark: int = 0) -> n
     return image
 
 
+def colour_folder(root: Path, per_class: int = 12, size: int = 16) -> Path:
+    """Two classes of noisy PNGs, bluish and reddish, that even a random backbone's features tell apart."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for name, channel in (("blue", 2), ("red", 0)):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
+            pixels[..., channel] = rng.integers(150, 256, (size, size), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
+    return root
+
+
 def _rgb_model(keras):
     keras.utils.set_random_seed(7)
     inputs = keras.Input((16, 16, 3))

@@ -115,3 +115,46 @@ def test_usage_errors_in_the_device_venv_are_one_line(device_venv):
     assert result.returncode == 2 and result.stderr.startswith("edgecls: error: Missing argument")
     assert len(result.stderr.strip().splitlines()) == 1
     assert run(device_venv, "--help").returncode == 0
+
+
+def test_train_on_a_tflite_backbone_in_the_device_venv_gives_the_workstations_predictions(device_venv, models,
+                                                                                          tmp_path):
+    """`edgecls train --backbone` with no TensorFlow installed: the same run as on the workstation."""
+    from conftest import colour_folder
+
+    from edgecls.transfer.job import TransferOptions, train_with_backbone
+
+    data = colour_folder(tmp_path / "photos")
+    here = train_with_backbone(TransferOptions(data=str(data), backbone=str(models.rgb_int8), out=str(tmp_path / "ws"),
+                                               threads=1), quiet=True, log=lambda m: None)
+    result = run(device_venv, "train", "--data", str(data), "--backbone", str(models.rgb_int8), "--out",
+                 str(tmp_path / "device"), "--threads", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "matplotlib is not installed" in result.stderr  # curves.png is skipped, and said so
+    device_model = tmp_path / "device" / "export" / "model_int8.tflite"
+    rows = [json.loads(line) for line in run(device_venv, "predict", "--json", "--threads", "1", str(device_model),
+                                             str(data)).stdout.splitlines()]
+    from edgecls.runtime import Classifier
+
+    host = Classifier(here.model_file, num_threads=1)
+    assert len(rows) == 24
+    for row in rows:
+        expected = host.classify(row["file"])[0]
+        assert row["classes"][0]["label"] == expected.label
+        assert abs(row["classes"][0]["score"] - expected.score) < 1e-6
+
+
+@pytest.mark.shared_data
+def test_explain_in_the_device_venv_maps_a_third_party_uint8_model(device_venv, tmp_path):
+    """edgecls explain on Google's Coral uint8 MobileNet with no TensorFlow and no matplotlib: the map
+    is made through the runtime and drawn with Pillow."""
+    pretrained = ROOT.parent / "shared" / "data" / "pretrained"
+    model = pretrained / "mobilenet_v1_0.25_128_quant.tflite"
+    if not model.is_file():
+        pytest.skip("../shared/data/pretrained is absent")
+    result = run(device_venv, "explain", str(model), str(pretrained / "cat.bmp"), "--labels",
+                 str(pretrained / "imagenet_labels.txt"), "--out", str(tmp_path / "maps"), "--json", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)["images"][0]
+    assert "cat" in row["label"] and row["evaluations"] == 225
+    assert Path(row["png"]).is_file() and (tmp_path / "maps" / "explain.json").is_file()

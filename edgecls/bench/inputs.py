@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.errors import EdgeclsError
-from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, SPLIT_FILE, RunDir
+from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, SPLIT_FILE, TRANSFER_FILE, RunDir
 
 SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
 SAVED_FORMAT = "edgecls.test-images/1"
@@ -159,10 +159,13 @@ def metadata_run(path: Path) -> tuple[Optional[Path], Optional[str]]:
     from edgecls.runtime.metadata import read_metadata
     from edgecls.runtime.model import read_model_bytes
 
-    source = (read_metadata(read_model_bytes(path)) or {}).get("source") or {}
+    content = read_model_bytes(path)
+    source = (read_metadata(content) or {}).get("source") or {}
     run = source.get("run")
     if not run or not (Path(run) / SPLIT_FILE).is_file():
         return None, None
+    if (Path(run) / TRANSFER_FILE).is_file():  # trained on a .tflite backbone: no model.keras to check
+        return _transfer_run(Path(run), path, content)
     expected = source.get("model_sha256")
     try:
         actual = sha256_file(Path(run) / MODEL_FILE)
@@ -175,6 +178,21 @@ def metadata_run(path: Path) -> tuple[Optional[Path], Optional[str]]:
            else f"has another {MODEL_FILE} (SHA-256 {actual[:12]}…, the file was exported from {expected[:12]}…)")
     return None, (f"{path.name}'s metadata names the run {run}, but the run there {why}: "
                   "it is not this model's run, so its test split is not used")
+
+
+def _transfer_run(run: Path, path: Path, content: bytes) -> tuple[Optional[Path], Optional[str]]:
+    """A run made by edgecls.transfer is this model's when its export.json lists this very file."""
+    import hashlib
+
+    digest = hashlib.sha256(content).hexdigest()
+    try:
+        listed = {m.get("sha256") for m in json.loads((run / EXPORT_DIR / EXPORT_REPORT).read_text())["models"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        listed = set()
+    if digest in listed:
+        return run, None
+    return None, (f"{path.name}'s metadata names the run {run}, but its {EXPORT_DIR}/{EXPORT_REPORT} does not list "
+                  "this file: it is not this model's run, so its test split is not used")
 
 
 # ---------------------------------------------------------------------- test images

@@ -284,6 +284,9 @@ def _keras_reference(run: Optional[RunDir], wanted: bool, test: TestSet, notes: 
     """(the Keras float model, its probabilities), or None (noted when it could have been)."""
     if run is None or not wanted:
         return None
+    if not run.model_path.is_file():  # a run on a .tflite backbone (edgecls.transfer): no Keras model
+        notes.append(f"{run.name} has no Keras model (trained on a .tflite backbone): no Keras float reference.")
+        return None
     if importlib.util.find_spec("tensorflow") is None:
         notes.append("TensorFlow is not installed here: the float reference is the float32 .tflite, "
                      "not the Keras model.")

@@ -44,6 +44,7 @@ from edgecls.rundir import (
     Calibration,
     RunDir,
     keras_probabilities,
+    model_file_name,
 )
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import embed_metadata
@@ -269,10 +270,6 @@ def _check_files(
                 seconds=round(seconds, 2), io=result.io, sha256=sha256_bytes(files[variant]),
                 variant=variant, kept_float=result.kept_float))
     return checks
-
-
-def model_file_name(variant: str) -> str:
-    return f"model_{variant}.tflite"
 
 
 def _backend_name(quantizer: str, mode: str) -> str:

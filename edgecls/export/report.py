@@ -8,13 +8,11 @@ from typing import TYPE_CHECKING, Any, Optional
 from edgecls.export.convert import Converted
 from edgecls.export.modes import is_integer
 from edgecls.provenance import created_timestamp, training_versions
-from edgecls.rundir import Calibration, RunDir
+from edgecls.rundir import EXPORT_FORMAT, Calibration, RunDir
 from edgecls.runtime.metadata import METADATA_FORMAT
 
 if TYPE_CHECKING:
     from edgecls.export.job import ExportOptions, ExportResult
-
-EXPORT_FORMAT = "edgecls.export/1"
 
 
 def build_metadata(source: RunDir, converted: Converted, calibration: Optional[Calibration], output_kind: str,

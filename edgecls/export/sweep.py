@@ -25,7 +25,7 @@ from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import INTEGER_MODES
 from edgecls.plotting import pyplot, save_png
-from edgecls.rundir import RunDir
+from edgecls.rundir import RunDir, model_file_name
 
 SWEEP_FORMAT = "edgecls.calib-sweep/1"
 DEFAULT_SIZES = (25, 100, 300, 1000)
@@ -99,8 +99,6 @@ def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converte
 
 
 def _write(folder: Path, name: str, content: bytes) -> Path:
-    from edgecls.export.job import model_file_name
-
     path = folder / model_file_name(name)
     path.write_bytes(content)
     return path

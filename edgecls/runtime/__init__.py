@@ -13,13 +13,16 @@ from edgecls.runtime.labels import read_labels
 from edgecls.runtime.metadata import ModelFileError, read_metadata
 from edgecls.runtime.model import InputSpec
 from edgecls.runtime.preprocess import ImageError, load_image
+from edgecls.runtime.stream import FramePrediction, LiveStream
 
 __all__ = [
     "Backend",
     "Class",
     "Classifier",
+    "FramePrediction",
     "ImageError",
     "InputSpec",
+    "LiveStream",
     "ModelFileError",
     "Prediction",
     "find_backend",

@@ -144,6 +144,15 @@ class Classifier:
         order = np.argsort(-probabilities, kind="stable")[:k]
         return [Class(int(i), self.labels[i], float(probabilities[i])) for i in order]
 
+    def classify_stream(self, source: Any, top_k: int = 1, **options: Any) -> Any:
+        """Classify a camera ("camera:0"), a video file, an rtsp:// or http(s):// stream, or an iterable of
+        frames, frame by frame: an iterable of FramePrediction (frame, timestamp, classes, latency) with a
+        summary(). Options (every, fps, duration, timeout, reconnect, capture, live, log): see
+        edgecls.runtime.stream.LiveStream. Frames go through preprocess() like files."""
+        from edgecls.runtime.stream import LiveStream  # here: stream imports this module's types
+
+        return LiveStream(self, source, top_k=top_k, **options)
+
     # ---------------------------------------------------------------- many images
     def classify_many(
         self,

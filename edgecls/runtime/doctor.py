@@ -10,6 +10,7 @@ from typing import Any
 
 from edgecls.errors import EdgeclsError
 from edgecls.provenance import device_versions
+from edgecls.runtime.capture import capture_backends, picamera2_problem
 from edgecls.runtime.interpreter import ENV_VAR, find_backend, installed_backends
 
 _ARM32 = ("armv6l", "armv7l", "armv8l", "arm")
@@ -37,6 +38,7 @@ def doctor_report() -> dict[str, Any]:
     report["backends_installed"] = installed
     report["tensorflow_installed"] = importlib.util.find_spec("tensorflow") is not None
     report["backend_forced"] = os.environ.get(ENV_VAR) or None
+    report["capture_backends"] = capture_backends()  # live input (predict --source): picamera2, OpenCV
     warnings: list[str] = []
     try:
         backend = find_backend()
@@ -56,6 +58,9 @@ def doctor_report() -> dict[str, Any]:
             "32-bit ARM: neither LiteRT (ai-edge-litert) nor tflite-runtime publishes a wheel for armv7l "
             "on Python 3.10+; install the 64-bit Raspberry Pi OS to run edgecls on this board"
         )
+    camera_problem = picamera2_problem() if report["capture_backends"]["picamera2"] else None
+    if camera_problem:  # installed from apt, yet it will not import (numpy 1 builds beside numpy 2)
+        warnings.append(camera_problem)
     if report["backend"]["name"] == "tensorflow":
         warnings.append("running on tensorflow.lite (deprecated and heavy): pip install ai-edge-litert")
     report["warnings"] = warnings

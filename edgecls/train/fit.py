@@ -20,7 +20,7 @@ import numpy as np
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, make_split
 from edgecls.errors import EdgeclsError, require_tensorflow
-from edgecls.plotting import pyplot
+from edgecls.plotting import plot_history
 from edgecls.provenance import run_versions
 from edgecls.rundir import (
     CONFIG_FILE,
@@ -74,6 +74,9 @@ def default_run_dir(options: TrainOptions) -> Path:
 
 def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=print) -> TrainResult:
     """Train per `options` and write the run directory; returns its figures."""
+    if options.backbone is not None:  # that run is edgecls.transfer.job's (no Keras model to fit)
+        raise EdgeclsError("a .tflite --backbone is trained by edgecls.transfer.job.train_from_options, "
+                           "not the CNN route")
     out = check_new_dir(Path(options.out) if options.out else default_run_dir(options), force)  # before TensorFlow
     tf = require_tensorflow("edgecls train")
     configure_cpu_devices(tf)
@@ -318,24 +321,3 @@ def _report_skipped(dataset: Dataset, log) -> None:
         log(f"warning: skipped {len(unreadable)} unreadable image file(s): {first}")
     if duplicates:
         log(f"warning: skipped {duplicates} byte-identical duplicate file(s) (they would leak between train and test)")
-
-
-def plot_history(history: dict, path: Path) -> None:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    phases = history.get("phase", [])
-    # Where a new phase (fine-tuning a backbone's top blocks) starts: a dashed line, named.
-    starts = [(i + 0.5, phases[i]) for i in range(1, len(phases)) if phases[i] != phases[i - 1]]
-    for ax, key in zip(axes, ("accuracy", "loss")):
-        ax.plot(epochs, history.get(key, []), label="train")
-        ax.plot(epochs, history.get(f"val_{key}", []), label="validation")
-        for x, name in starts:
-            ax.axvline(x, color="grey", linestyle="--", linewidth=1, label=f"{name} starts")
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -22,6 +22,7 @@ AUGMENTATIONS = ("flip", "rotate", "zoom", "translate", "contrast")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 COLORS = ("grayscale", "rgb")
+HEADS = ("linear", "mlp")  # the heads edgecls.transfer fits on a .tflite backbone
 MAX_IMG_SIZE = 512
 
 
@@ -51,6 +52,14 @@ class TrainOptions:
     weights: str = "imagenet"  # imagenet | none | a weights FILE (.h5 / .weights.h5 of the backbone)
     fine_tune_epochs: int = 10  # second phase: the top blocks unfrozen (0: the backbone stays frozen)
     fine_tune_lr: Optional[float] = None  # None: lr / 10
+    # A pretrained .tflite backbone instead of a CNN: edgecls.transfer.job trains, with numpy and
+    # LiteRT only. Without `backbone` the other five must keep their defaults (validate refuses).
+    backbone: Optional[str] = None
+    embedding_tensor: Optional[str] = None  # None: the input of the last FULLY_CONNECTED or 1x1 CONV_2D
+    head: str = "linear"
+    views: int = 1  # views per training image; measured on catsdogs (scripts/bench_transfer.py): more gained nothing
+    threads: Optional[int] = None  # interpreter threads; None: the CPU count
+    input_range: Optional[str] = None  # "LO,HI": what pixels 0 and 255 become for a float backbone
 
     @property
     def is_backbone(self) -> bool:
@@ -63,6 +72,7 @@ class TrainOptions:
 
 
 DEFAULTS = TrainOptions()
+BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range")
 _TYPES = {f.name: f.type for f in fields(TrainOptions)}
 
 
@@ -110,6 +120,9 @@ def validate(o: TrainOptions) -> None:
     def bad(message: str) -> None:
         raise EdgeclsError(message)
 
+    stray = [name for name in BACKBONE_ONLY if o.backbone is None and getattr(o, name) != getattr(DEFAULTS, name)]
+    if stray:
+        bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite")
     if o.arch not in ARCHITECTURES:
         bad(f"unknown architecture {o.arch!r}: use one of {', '.join(ARCHITECTURES)}")
     unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]

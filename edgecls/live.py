@@ -1,0 +1,158 @@
+"""The work behind `edgecls predict MODEL --source SOURCE`: classify a camera, video file or network
+stream and write one row per classified frame (table, JSON lines or CSV), then a summary line.
+
+Imports only the runtime, rich and the standard library: never TensorFlow. Exit codes: 0 the
+source ended (a video's end, --duration); 1 it failed mid-way (a stream that dropped and did not
+come back, a truncated video: the rows so far are kept); 2 it could not be opened; 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from rich.markup import escape
+
+from edgecls.console import QuietPipeConsole, class_rows, json_ready, silence_closed_pipe
+from edgecls.runtime.capture import SourceError
+from edgecls.runtime.classify import Classifier
+from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT, FramePrediction, LiveStream
+
+Writer = Callable[[FramePrediction], None]
+
+
+def predict_stream(
+    model: str,
+    source: str,
+    top_k: int = 1,
+    fmt: str = "table",
+    threads: int | None = None,
+    labels: str | None = None,
+    backend: str | None = None,
+    input_range: tuple[float, float] | None = None,
+    every: int = 1,
+    fps: float | None = None,
+    duration: float | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    reconnect: float = DEFAULT_RECONNECT,
+    capture: str | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> int:
+    """Classify `source` frame by frame, writing a row per frame as it goes and a summary to `err`.
+    Returns the exit code (0, or 130 after Ctrl-C); raises SourceError (exit 2 before the first frame,
+    1 after) when the source cannot be opened or fails, after the summary of the frames done."""
+    out, err = out or sys.stdout, err or sys.stderr
+
+    def log(message: str) -> None:
+        print(f"edgecls: {message}", file=err, flush=True)
+
+    classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range)
+    stream = classifier.classify_stream(source, top_k=top_k, every=every, fps=fps, duration=duration,
+                                        timeout=timeout, reconnect=reconnect, capture=capture, log=log)
+    write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k, stream)
+    try:
+        for result in stream:
+            write(result)
+            out.flush()  # a row reaches a pipe as soon as its frame is classified
+    except KeyboardInterrupt:  # the usual way to end a camera: the rows are kept, the summary follows
+        stream.close("stopped by Ctrl-C")
+        print(summary_line(stream), file=err)
+        return 130
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        stream.close()
+        silence_closed_pipe(out)
+        return 0
+    except SourceError:
+        if stream.frames:  # with no frame done, the error line alone says it all
+            print(summary_line(stream), file=err)
+        raise
+    print(summary_line(stream), file=err)
+    return 0
+
+
+def summary_line(stream: LiveStream) -> str:
+    """'edgecls: 300 frames from camera:0 in 10.0 s (29.9 FPS), latency p50 3.1 ms, p90 4.0 ms; ...'"""
+    s = stream.summary()
+    frames = f"{s['frames']} frame{'' if s['frames'] == 1 else 's'}"
+    rate = f" ({s['fps']:.1f} FPS)" if s["fps"] else ""
+    latency = (f", latency p50 {s['latency_ms']['p50']:.2f} ms, p90 {s['latency_ms']['p90']:.2f} ms"
+               if s["frames"] else "")
+    notes = [f"{s['dropped']} dropped (the model was slower than the source)" if s["dropped"] else "0 dropped"]
+    if s["skipped"]:
+        notes.append(f"{s['skipped']} skipped by --every/--fps")
+    if s["reconnects"]:
+        notes.append(f"{s['reconnects']} reconnect{'' if s['reconnects'] == 1 else 's'}")
+    if s["end"] and s["end"] != "error":
+        notes.append(s["end"])
+    return (f"edgecls: {frames} from {s['source']} in {s['seconds']:.2f} s{rate}{latency}; " + ", ".join(notes))
+
+
+def iso_time(timestamp: float) -> str:
+    """Seconds since the epoch as ISO 8601 UTC with milliseconds: 2026-12-01T09:30:00.123Z."""
+    moment = _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _clock(timestamp: float) -> str:
+    """Local time of day with milliseconds, for the table."""
+    return time.strftime("%H:%M:%S", time.localtime(timestamp)) + f".{int(timestamp * 1000) % 1000:03d}"
+
+
+def _table_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveStream) -> Writer:
+    console = QuietPipeConsole(file=out, highlight=False, soft_wrap=True)
+    k = min(top_k, classifier.num_classes)
+    width = min(max(5, *(len(label) for label in classifier.labels)), 24)  # 5: the header 'label'
+    header = escape(f"{'frame':>7}  {'time':<12}  {'ms':>7}  "
+                    + "".join(f"{'score':<7}{'label':<{width}}  " for _ in range(k))).rstrip()
+
+    def write(result: FramePrediction) -> None:
+        cells = "".join(f"{c.score:<7.3f}{escape(_fit(c.label, width)):<{width}}  " for c in result.classes)
+        console.print(f"{result.frame:>7}  {_clock(result.timestamp):<12}  {result.latency_ms:>7.2f}  {cells}".rstrip())
+
+    return _header_first(lambda: console.print(header, style="bold"), write)
+
+
+def _header_first(header: Callable[[], None], write: Writer) -> Writer:
+    """`write`, with the header written just before the first row: a source that cannot be opened
+    leaves stdout empty and its one error line alone on stderr."""
+    pending = [header]
+
+    def first_then_write(result: FramePrediction) -> None:
+        if pending:
+            pending.pop()()
+        write(result)
+
+    return first_then_write
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _json_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveStream) -> Writer:
+    source = json_ready(stream.source)
+
+    def write(result: FramePrediction) -> None:
+        row: dict[str, Any] = {"source": source, "frame": result.frame, "time": iso_time(result.timestamp),
+                               "latency_ms": round(result.latency_ms, 3), "classes": class_rows(result.classes)}
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    return write
+
+
+def _csv_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveStream) -> Writer:
+    writer = csv.writer(out, lineterminator="\n")
+
+    def write(result: FramePrediction) -> None:
+        for rank, c in enumerate(result.classes, 1):
+            writer.writerow([result.frame, iso_time(result.timestamp), f"{result.latency_ms:.3f}", rank, c.index,
+                             c.label, f"{c.score:.6f}"])
+
+    return _header_first(lambda: writer.writerow(["frame", "time", "latency_ms", "rank", "index", "label", "score"]),
+                         write)

@@ -1,0 +1,433 @@
+"""`edgecls train --backbone FILE.tflite`: a folder of photos -> a new classifier on a pretrained
+.tflite backbone, with no TensorFlow, written as a run directory with ONE checked .tflite.
+
+    backbone: find the embedding -> cut the model there -> load the images (edgecls.data, at the
+    backbone's input size) -> split -> embed (device runtime, cached; + augmented views of the
+    training images) -> fit the head (numpy) -> graft it on as TFLite ops -> embed metadata ->
+    run the written .tflite on the validation and test images and compare with the numpy head
+    -> RUN/{labels.txt, split.json, config.toml, transfer.json, metrics.json, history.csv,
+            curves.png, export/model_<mode>.tflite, export/labels.txt, export/export.json}
+
+The run has no model.keras; export/export.json lists the .tflite, so `edgecls bench RUN` and
+`edgecls predict RUN/export/model_<mode>.tflite` work as for any run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgecls import __version__
+from edgecls.atomic import check_new_dir, staged_dir
+from edgecls.data import default_cache_dir, load_dataset, make_split
+from edgecls.errors import EdgeclsError
+from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
+from edgecls.parsing import parse_range
+from edgecls.plotting import plot_history
+from edgecls.provenance import created_timestamp, device_versions, sha256_file
+from edgecls.rundir import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    EXPORT_DIR,
+    EXPORT_FORMAT,
+    EXPORT_REPORT,
+    HISTORY_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    SPLIT_FILE,
+    TRANSFER_FILE,
+    model_file_name,
+)
+from edgecls.runtime import Classifier, find_backend
+from edgecls.runtime.labels import labels_text
+from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
+from edgecls.runtime.metrics import classification_metrics
+from edgecls.train.options import DEFAULTS, HEADS, TrainOptions, to_toml
+from edgecls.transfer import graph
+from edgecls.transfer.backbone import Backbone, open_backbone
+from edgecls.transfer.embed import VIEW_RECIPE, Embedder, augmented, cached
+from edgecls.transfer.head import L2_GRID, Head, HeadOptions, select_head
+
+TRANSFER_FORMAT = "edgecls.transfer/1"
+RANGE_MARGIN = 0.1  # head outputs on unseen images can go a little past the training range
+# Train options that mean nothing for a head on a .tflite backbone: refused, not ignored.
+NOT_WITH_BACKBONE = ("arch", "img_size", "color", "augment", "optimizer", "kernel_size", "activation", "dropout",
+                     "label_smoothing", "strategy", "config")
+# Train options whose CNN defaults are not the head's (its epochs and patience are not a CNN's):
+# taken from TrainOptions only when the user gave them.
+SHARED_WHEN_GIVEN = ("epochs", "patience", "lr", "batch_size", "val_fraction", "test_fraction", "seed")
+
+
+@dataclass
+class TransferOptions:
+    data: str
+    backbone: str
+    out: Optional[str] = None
+    embedding_tensor: Optional[str] = None
+    head: str = "linear"
+    hidden: int = 128
+    views: int = DEFAULTS.views  # views per training image, the image itself included
+    epochs: int = 200
+    patience: int = 20
+    lr: float = 1e-3
+    l2: Optional[float] = None  # None: the best of head.L2_GRID on the validation split
+    batch_size: int = 64
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    threads: Optional[int] = None
+    input_range: Optional[tuple[float, float]] = None  # what pixels 0 and 255 become for a float backbone
+    cache: bool = True
+
+
+@dataclass
+class TransferResult:
+    run_dir: Path
+    model_file: Path
+    metrics: dict
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        m, t = self.metrics, self.metrics["tflite"]
+        return (f"\n{self.model_file.name}: test accuracy {t['test_accuracy']:.4f} on {m['counts']['test']} held-out "
+                f"images (validation {t['val_accuracy']:.4f}; agreement with the float head {t['agreement']:.4f}; "
+                f"float head test {m['test_accuracy']:.4f}; best epoch {m['best_epoch']} of {m['epochs_run']}; "
+                f"{self.seconds:.0f} s in all). Run directory: {self.run_dir}. "
+                f"Next: edgecls predict {self.model_file} IMAGES, or edgecls bench {self.run_dir}")
+
+
+def train_from_options(options: TrainOptions, given: set[str], force: bool = False, quiet: bool = False,
+                       log: Callable[[str], None] = print) -> TransferResult:
+    """`edgecls train --backbone FILE.tflite`: the run per the command's TrainOptions; `given` names
+    the options the user set (command line or --config), as only those override the head's defaults."""
+    return train_with_backbone(options_from_train(options, given), force=force, quiet=quiet, log=log)
+
+
+def options_from_train(options: TrainOptions, given: set[str]) -> TransferOptions:
+    """TransferOptions from `edgecls train`'s TrainOptions; CNN-only options given are an error."""
+    if options.backbone is None:
+        raise EdgeclsError("no --backbone FILE.tflite given")
+    wrong = [name for name in NOT_WITH_BACKBONE if name in given]
+    if wrong:
+        raise EdgeclsError(f"--{wrong[0].replace('_', '-')} does not apply with --backbone (the backbone fixes the "
+                           "input; the head is fitted with numpy): leave it out")
+    values = {name: getattr(options, name) for name in SHARED_WHEN_GIVEN if name in given}
+    return TransferOptions(data=options.data, backbone=options.backbone, out=options.out,
+                           embedding_tensor=options.embedding_tensor, head=options.head, views=options.views,
+                           threads=options.threads, input_range=parse_range(options.input_range), **values)
+
+
+def validate(o: TransferOptions) -> None:
+    if o.head not in HEADS:
+        raise EdgeclsError(f"unknown --head {o.head!r}: use {' or '.join(HEADS)}")
+    if o.views < 1:
+        raise EdgeclsError(f"--views must be at least 1 (1: the training images alone; got {o.views})")
+    for name, value, low in (("epochs", o.epochs, 1), ("batch_size", o.batch_size, 1), ("patience", o.patience, 0)):
+        if value < low:
+            raise EdgeclsError(f"--{name.replace('_', '-')} must be at least {low} (got {value})")
+    if not o.lr > 0:
+        raise EdgeclsError(f"--lr must be positive (got {o.lr})")
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 < getattr(o, name) < 0.5:
+            raise EdgeclsError(f"--{name.replace('_', '-')} must be between 0 and 0.5 (got {getattr(o, name)})")
+
+
+def default_run_dir(o: TransferOptions) -> Path:
+    return Path("runs") / f"{Path(o.data.rstrip('/')).name}-{Path(o.backbone).stem}"
+
+
+# ---------------------------------------------------------------------- the job
+def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bool = False,
+                        log: Callable[[str], None] = print) -> TransferResult:
+    """Run the whole job per `options` and write the run directory; returns its figures."""
+    started = time.perf_counter()
+    validate(options)
+    out = check_new_dir(Path(options.out) if options.out else default_run_dir(options), force)  # before the work
+    backbone = open_backbone(options.backbone, options.embedding_tensor)
+    h, w, c = backbone.input_shape
+    if h != w:
+        raise EdgeclsError(f"--backbone {backbone.path.name} takes {h}x{w} images: only square inputs are supported")
+    log(f"Backbone {backbone.path.name} ({h}x{w}x{c} {backbone.input_dtype}, SHA-256 {backbone.sha256[:12]}…); "
+        f"embedding: {backbone.embedding.describe()}")
+    dataset = load_dataset(options.data, h, "grayscale" if c == 1 else "rgb", progress=not quiet)
+    if dataset.skipped:
+        log(f"warning: skipped {len(dataset.skipped)} image file(s) (unreadable or byte-identical duplicates; "
+            f"first: {dataset.skipped[0][0]}: {dataset.skipped[0][1]})")
+    split = make_split(dataset, options.val_fraction, options.test_fraction, options.seed)
+    notes: list[str] = []
+    with staged_dir(out, force=force) as tmp, tempfile.TemporaryDirectory(prefix="edgecls-transfer-") as scratch:
+        cut_model = graph.load_model(backbone.content, backbone.path.name)
+        graph.cut(cut_model, backbone.embedding.index)
+        cut_bytes = graph.serialize(cut_model)
+        cut_path = Path(scratch) / "backbone_cut.tflite"
+        cut_path.write_bytes(cut_bytes)
+        embedder = Embedder(cut_path, options.threads, options.input_range or backbone.pixel_range)
+        features, views, embed_seconds = _embeddings(embedder, backbone, dataset, split, options, quiet, log)
+
+        y = dataset.labels
+        x_train = np.concatenate([features[split.train], views.reshape(-1, features.shape[1])])
+        y_train = np.concatenate([y[split.train], np.repeat(y[split.train], options.views - 1)])
+        fit_started = time.perf_counter()
+        head, tries = _fit(x_train, y_train, features[split.val], y[split.val], len(dataset.class_names), options)
+        fit_seconds = time.perf_counter() - fit_started
+        log(f"Head ({options.head}) fitted on {len(x_train)} embeddings ({len(split.train)} images x {options.views} "
+            f"view(s)) in {fit_seconds:.1f} s: weight decay {head.l2:g} (lowest validation loss of "
+            f"{', '.join(format(t['l2'], 'g') for t in tries)}), best epoch {head.best_epoch} of {len(head.history)}")
+
+        metadata_source = _source(out, backbone, dataset.source, options)
+        model_bytes, mode = _grafted(cut_bytes, backbone, head, x_train)
+        model_bytes = embed_metadata(model_bytes, _metadata(dataset, embedder, mode, backbone, metadata_source,
+                                                            len(x_train)))
+        export_dir = tmp / EXPORT_DIR
+        export_dir.mkdir()
+        model_path = export_dir / model_file_name(mode)
+        model_path.write_bytes(model_bytes)
+        (export_dir / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
+        check = _check(model_path, head, features, dataset, split, options.threads)
+        if check["agreement"] < DEFAULT_MIN_AGREEMENT:
+            notes.append(f"warning: {model_path.name} agrees with the float head on only {check['agreement']:.4f} of "
+                         f"the validation and test images (< {DEFAULT_MIN_AGREEMENT}): its 8-bit head is not "
+                         "faithful to the fitted one (try --head linear; please report it)")
+
+        float_val = head.probabilities(features[split.val])
+        float_test = head.probabilities(features[split.test])
+        metrics = classification_metrics(float_test, y[split.test], dataset.class_names)
+        metrics.update(
+            val_accuracy=float(np.mean(float_val.argmax(1) == y[split.val])),
+            reference="float head (numpy, on the embeddings)",
+            tflite=check,
+            epochs_run=len(head.history), best_epoch=head.best_epoch, l2=head.l2, l2_search=tries,
+            counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+            train_embeddings=int(len(x_train)), skipped_files=len(dataset.skipped),
+            seconds={"embed": round(embed_seconds, 2), "fit": round(fit_seconds, 2),
+                     "total": round(time.perf_counter() - started, 2)},
+            threads=embedder.classifier.num_threads,
+        )
+        _write_history(head, tmp / HISTORY_FILE)
+        curves = {k: [row[k] for row in head.history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        if plot_history(curves, tmp / CURVES_FILE) is None:
+            notes.append(f"{CURVES_FILE} not drawn: matplotlib is not installed here (pip install matplotlib)")
+        (tmp / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
+        (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
+                                                               (options.val_fraction, options.test_fraction))))
+        (tmp / CONFIG_FILE).write_text(_config_toml(options, dataset, out, h), encoding="utf-8")
+        (tmp / TRANSFER_FILE).write_text(json.dumps({
+            "format": TRANSFER_FORMAT, "backbone": metadata_source["backbone"],
+            "head": {"kind": options.head, "hidden": options.hidden if options.head == "mlp" else None,
+                     "layers": [list(wt.shape) for wt, _ in head.layers]},
+            "views": {"per_image": options.views, "recipe": list(VIEW_RECIPE) if options.views > 1 else []},
+            "input": {"pixel_range": list(embedder.spec.pixel_range), "dtype": backbone.input_dtype},
+            "options": {k: v for k, v in asdict(options).items()},
+        }, indent=1), encoding="utf-8")
+        metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
+        metrics["notes"] = notes
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+        (export_dir / EXPORT_REPORT).write_text(json.dumps(_export_report(model_path, mode, check, metadata_source),
+                                                           indent=1))
+    for note in notes:
+        log(note)
+    return TransferResult(out, out / EXPORT_DIR / model_path.name, metrics, time.perf_counter() - started, notes)
+
+
+# ---------------------------------------------------------------------- stages
+def _embeddings(embedder: Embedder, backbone: Backbone, dataset, split, options: TransferOptions, quiet: bool,
+                log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, float]:
+    """(features of every image, features of the extra training views (train, views-1, D), seconds)."""
+    started = time.perf_counter()
+    folder = default_cache_dir().parent / "embeddings" if options.cache else None
+    base = {"backbone_sha256": backbone.sha256, "tensor": backbone.embedding.name, "data": dataset.fingerprint,
+            "images": int(len(dataset.labels)), "shape": list(dataset.images.shape[1:]),
+            "pixel_range": list(embedder.spec.pixel_range), "edgecls": __version__}
+    n, d = len(dataset.labels), embedder.size
+    with _progress(not quiet) as advance:
+        features, hit = cached(folder, base, (n, d),
+                               lambda: embedder(iter(dataset.images), n, advance("Embedding images", n)))
+        extra = options.views - 1
+        train = np.asarray(split.train)
+        if extra:
+            keyed = {**base, "views": options.views, "recipe": list(VIEW_RECIPE), "seed": options.seed,
+                     "train": _digest(train)}
+            count = len(train) * extra
+            flat, view_hit = cached(folder, keyed, (count, d),
+                                    lambda: embedder(augmented(dataset.images[train], options.views, options.seed),
+                                                     count, advance("Embedding views", count)))
+        else:
+            flat, view_hit = np.zeros((0, d), np.float32), True
+    seconds = time.perf_counter() - started
+    log(f"Embeddings: {n} images{f' + {len(train) * extra} augmented views' if extra else ''} "
+        f"({'from the cache' if hit and view_hit else f'{seconds:.1f} s'}, {embedder.classifier.num_threads} threads)")
+    return features, flat.reshape(len(train), extra, d), seconds
+
+
+def _fit(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, classes: int,
+         options: TransferOptions) -> tuple[Head, list[dict]]:
+    """The head, with the weight decay given or the best of L2_GRID on the validation split."""
+    settings = HeadOptions(options.head, options.hidden, options.epochs, options.patience, options.lr, 0.0,
+                           options.batch_size, options.seed)
+    return select_head(x, y, x_val, y_val, classes, settings, grid=L2_GRID if options.l2 is None else (options.l2,))
+
+
+def _grafted(cut_bytes: bytes, backbone: Backbone, head: Head, x_train: np.ndarray) -> tuple[bytes, str]:
+    """The cut backbone with the head on it, and its quantisation mode (float32, uint8 or int8)."""
+    outputs = head.hidden(np.asarray(x_train, np.float64))
+    layers = []
+    for n, ((w, b), y) in enumerate(zip(head.layers, outputs)):
+        low, high = float(y.min()), float(y.max())
+        span = (high - low) * RANGE_MARGIN
+        layers.append(graph.Layer(w, b, relu=n < len(head.layers) - 1, out_range=(low - span, high + span)))
+    model = graph.load_model(cut_bytes)
+    kind = backbone.embedding.dtype
+    output = backbone.output_dtype if kind != "float32" else "float32"
+    graph.graft(model, layers, output)
+    mode = "float32" if kind == "float32" else backbone.input_dtype if backbone.input_dtype != "float32" else kind
+    return graph.serialize(model), mode
+
+
+def _check(model_path: Path, head: Head, features: np.ndarray, dataset, split, threads: Optional[int]) -> dict:
+    """The written .tflite through the device runtime on val and test: accuracy, and top-1 agreement
+    with the numpy float head on the same images."""
+    classifier = Classifier(model_path, num_threads=threads)
+    result: dict[str, Any] = {"file": f"{EXPORT_DIR}/{model_path.name}"}
+    agree = []
+    for part in ("val", "test"):
+        indices = np.asarray(getattr(split, part))
+        probabilities = classifier.probabilities(np.asarray(dataset.images[indices]))
+        predicted = probabilities.argmax(1)
+        reference = head.logits(features[indices]).argmax(1)
+        result[f"{part}_accuracy"] = float(np.mean(predicted == dataset.labels[indices]))
+        result[f"{part}_agreement"] = float(np.mean(predicted == reference))
+        agree.append(predicted == reference)
+    result["agreement"] = float(np.mean(np.concatenate(agree)))
+    result["size_bytes"] = model_path.stat().st_size
+    interpreter = classifier.interpreter
+    result["io"] = {"input": _io(interpreter.get_input_details()[0]),
+                    "output": _io(interpreter.get_output_details()[0])}
+    return result
+
+
+def _io(details: dict) -> dict[str, Any]:
+    scale, zero_point = details["quantization"]
+    quantised = details["dtype"] != np.float32
+    return {"dtype": np.dtype(details["dtype"]).name, "scale": float(scale) if quantised else None,
+            "zero_point": int(zero_point) if quantised else None}
+
+
+# ---------------------------------------------------------------------- documents
+def _source(out: Path, backbone: Backbone, data: str, options: TransferOptions) -> dict[str, Any]:
+    return {"run": str(out), "model": str(backbone.path), "model_sha256": backbone.sha256, "data": data,
+            "backbone": {"file": backbone.path.name, "sha256": backbone.sha256, "input_dtype": backbone.input_dtype,
+                         "embedding": backbone.embedding.to_json()},
+            "head": options.head, "views": options.views}
+
+
+def _metadata(dataset, embedder: Embedder, mode: str, backbone: Backbone, source: dict, samples: int) -> dict[str, Any]:
+    """The edgecls metadata (format edgecls.model/1), as export writes it."""
+    h, w = dataset.image_size
+    interpreter = embedder.classifier
+    return {
+        "format": METADATA_FORMAT,
+        "labels": list(dataset.class_names),
+        "input": {"height": h, "width": w, "color": dataset.color,
+                  # the backbone's own: what its quantised input takes pixel 0 and 255 to
+                  "pixel_range": [float(v) for v in interpreter.input_spec.pixel_range]},
+        "output": "probabilities",
+        "quantization": {
+            "mode": mode, "backend": "edgecls.transfer",
+            "io": {"input": backbone.input_dtype, "output": backbone.output_dtype if mode != "float32" else "float32"},
+            # the head's output ranges come from the training embeddings (the backbone keeps its own)
+            "calibration": None if mode == "float32" else {"split": "train", "samples": samples,
+                                                           "of": "embeddings"},
+        },
+        "versions": _versions(),
+        "source": source,
+        "created": created_timestamp(),
+    }
+
+
+def _versions() -> dict[str, str]:
+    backend = find_backend()
+    return {**device_versions(), "python": platform.python_version(), backend.name: backend.version}
+
+
+def _export_report(model_path: Path, mode: str, check: dict, source: dict) -> dict[str, Any]:
+    """export.json, in export's format, so bench finds the model."""
+    return {
+        "format": EXPORT_FORMAT, "created": created_timestamp(), "source": source,
+        "options": {"modes": [mode], "quantizer": "edgecls.transfer"},
+        "check": {"split": "val+test", "reference": "float head (numpy)", "agreement": check["agreement"],
+                  "interpreter": {"name": find_backend().name, "version": find_backend().version}},
+        "versions": _versions(),
+        "models": [{"file": model_path.name, "mode": mode, "variant": mode, "backend": "edgecls.transfer",
+                    "size_bytes": check["size_bytes"], "accuracy": check["val_accuracy"],
+                    "agreement": check["val_agreement"], "input": check["io"]["input"], "output": check["io"]["output"],
+                    "sha256": sha256_file(model_path)}],
+    }
+
+
+def _config_toml(o: TransferOptions, dataset, out: Path, size: int) -> str:
+    data = o.data if not Path(o.data).expanduser().exists() else str(Path(o.data).expanduser().resolve())
+    table = {"data": data, "out": str(out), "img_size": size, "color": dataset.color, "epochs": o.epochs,
+             "batch_size": o.batch_size, "lr": o.lr, "patience": o.patience, "val_fraction": o.val_fraction,
+             "test_fraction": o.test_fraction, "seed": o.seed}
+    extra = {"backbone": str(Path(o.backbone).resolve()), "embedding_tensor": o.embedding_tensor, "head": o.head,
+             "hidden": o.hidden, "views": o.views, "l2": o.l2}  # l2 None: chosen on val (metrics.json)
+    # [transfer] is ignored by `--config` (it reads [train]); json.dumps gives valid TOML scalars here.
+    lines = ["", "[transfer]"] + [f"{k} = {json.dumps(v)}" for k, v in extra.items() if v is not None]
+    return to_toml(table, _versions()) + "\n".join(lines) + "\n"
+
+
+def _write_history(head: Head, path: Path) -> None:
+    """history.csv as Keras' CSVLogger writes it for `edgecls train` (epoch from 0, then sorted keys)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    keys = ["accuracy", "loss", "val_accuracy", "val_loss"]
+    writer.writerow(["epoch", *keys])
+    for row in head.history:
+        writer.writerow([row["epoch"] - 1, *(f"{row[k]:.6f}" for k in keys)])
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def _digest(indices: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()[:24]
+
+
+class _progress:
+    """A rich progress bar on a terminal (nothing otherwise): `advance(description, total)` gives a
+    callback that moves a new task along."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+
+        def advance(description: str, total: int):
+            if self.bar is None:
+                return None
+            task = self.bar.add_task(description, total=total)
+            return lambda n: self.bar.advance(task, n)
+
+        return advance
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
