@@ -184,7 +184,8 @@ def train(
     patience: Annotated[
         int,
         typer.Option(
-            help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept (0 disables)"
+            help="Early-stopping patience in epochs, on validation accuracy; the best epoch's weights are kept "
+            "(0 disables)"
         ),
     ] = _D.patience,
     val_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for validation")] = _D.val_fraction,
