@@ -134,7 +134,8 @@ def _read_config(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
              "edgecls train --data ../shared/data/catsdogs --arch mobile --img-size 96 --out runs/catsdogs\n\n"
              "edgecls train --config runs/digits-seed/config.toml --out runs/again\n\n"
              "edgecls train --data ../shared/data/catsdogs --backbone ../shared/data/pretrained/"
-             "mobilenet_v1_0.25_128_quant.tflite --out runs/catsdogs-mobilenet")
+             "mobilenet_v1_0.25_128_quant.tflite --out runs/catsdogs-mobilenet\n\n"
+             "edgecls train --data photos/ --arch mobilenet_v2 --alpha 0.35 --weights imagenet  # internet once")
 def train(
     ctx: typer.Context,
     data: Annotated[
