@@ -82,6 +82,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
     configure_cpu_devices(tf)
     import keras
 
+    from edgecls.train.batchnorm import REFRESH_IMAGES
     from edgecls.train.model import (
         build_augmentation,
         build_model,
@@ -123,6 +124,9 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         if steps * options.batch_size > len(split.train):
             log(f"Small train split: an epoch is {steps} batches ({steps * options.batch_size} augmented images, "
                 f"the {len(split.train)} train images repeated), so early stopping sees real progress")
+        # Un-augmented train images for the batch-norm statistics (edgecls.train.batchnorm), seeded.
+        bn_images = np.asarray(dataset.images[np.sort(np.random.default_rng(options.seed).permutation(split.train)
+                                                      [:REFRESH_IMAGES])])
         start = time.perf_counter()
         history: dict[str, list] = {}
         phases = training_phases(options)
@@ -134,8 +138,8 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
                 log(f"Phase {phase.name}: {phase.epochs} epochs at lr {phase.lr:g}"
                     + (f", the top {unfrozen} backbone layers trainable (batch norm frozen)" if unfrozen
                        else ", the backbone frozen"))
-            _fit_phase(keras, strategy, trainer, model, phase, options, train_data, val_data, steps, tmp, history,
-                       quiet, log)
+            _fit_phase(keras, strategy, trainer, model, phase, options, train_data, val_data, steps, bn_images, tmp,
+                       history, quiet, log)
         seconds = time.perf_counter() - start
         write_history(history, tmp / HISTORY_FILE)
 
@@ -188,12 +192,14 @@ def train_steps(train_images: int, batch_size: int) -> int:
 
 
 def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOptions, train_data, val_data,
-               steps: int, tmp: Path, history: dict[str, list], quiet: bool, log) -> None:
+               steps: int, bn_images: np.ndarray, tmp: Path, history: dict[str, list], quiet: bool, log) -> None:
     """Fit one phase, appending its epochs to `history` (and history.csv as it goes).
 
     A later phase that never beats the earlier best validation accuracy is undone: its start
     weights (the earlier best) are put back.
     """
+    from edgecls.train.batchnorm import RefreshBatchNorm, trainable_batch_norms
+
     with strategy.scope():  # compile again: what is trainable changed between phases
         trainer.compile(
             optimizer=_optimizer(keras, options.optimizer, phase.lr),
@@ -203,6 +209,8 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     done = len(history.get("loss", []))
     before = model.get_weights() if done else None
     callbacks = [keras.callbacks.CSVLogger(str(tmp / HISTORY_FILE), append=True)]
+    if trainable_batch_norms(model):  # before EarlyStopping: it keeps the weights with the fresh statistics
+        callbacks.append(RefreshBatchNorm(model, bn_images, steps, options.batch_size))
     if options.patience:
         callbacks += [
             keras.callbacks.EarlyStopping(
