@@ -34,7 +34,7 @@ PRETRAINED = SHARED / "pretrained"
 
 def routes(smoke: bool) -> list[tuple[str, list[str]]]:
     """(name, extra `edgecls train` arguments) of every route, in table order."""
-    keras_size = ["--alpha", "0.35"] if smoke else []
+    keras_size = ["--alpha", "0.35"]  # the edge-sized MobileNetV2 (ImageNet weights exist for it)
     out = [("seed", ["--arch", "seed"]), ("mobile", ["--arch", "mobile"])]
     if supports_tflite_backbone():
         for model in sorted(PRETRAINED.glob("*.tflite")) if not smoke else []:
@@ -66,7 +66,7 @@ def run_route(name: str, extra: list[str], data: str, common: list[str], folder:
     row: dict = {"route": name, "command": f"edgecls train --data {data} {' '.join(common + extra)}"}
     start = time.perf_counter()
     if "--backbone" in extra:  # the backbone fixes size and colour; the head has its own epochs
-        common = ["--seed", "0"] + (["--epochs", "5"] if "--epochs" in common else [])
+        common = ["--seed", "0"] + (["--epochs", "5"] if "--epochs" in common and "32" in common else [])
     trained = _edgecls("train", "--data", data, *common, *extra, "--out", run, "--quiet")
     row["train_export_seconds"] = round(time.perf_counter() - start, 1)
     if trained.returncode != 0:
@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--img-size", type=int, default=96)
     parser.add_argument("--out", type=Path, help="Folder for the runs (default: a temporary one, kept)")
     parser.add_argument("--json", type=Path, help="Also write the rows here")
+    parser.add_argument("--epochs", type=int, help="Cap the CNN routes' epochs (default: edgecls' own, 30)")
     parser.add_argument("--smoke", action="store_true", help="Tiny generated data, 1 epoch, 32 px")
     args = parser.parse_args(argv)
 
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         data = str(smoke_folder(folder / "data"))
         common = ["--img-size", "32", "--color", "rgb", "--seed", "0", "--epochs", "1", "--fine-tune-epochs", "0",
                   "--augment", "none", "--batch-size", "8"]
+    if args.epochs and not args.smoke:
+        common += ["--epochs", str(args.epochs)]
     load_before = [round(v, 2) for v in os.getloadavg()]
     rows = []
     for name, extra in routes(args.smoke):
