@@ -35,10 +35,11 @@ PRETRAINED = SHARED / "pretrained"
 def routes(smoke: bool) -> list[tuple[str, list[str]]]:
     """(name, extra `edgecls train` arguments) of every route, in table order."""
     keras_size = ["--alpha", "0.35"]  # the edge-sized MobileNetV2 (ImageNet weights exist for it)
-    out = [("seed", ["--arch", "seed"]), ("mobile", ["--arch", "mobile"])]
-    if supports_tflite_backbone():
+    out = []
+    if supports_tflite_backbone():  # first: the quick routes (a numpy head on cached embeddings)
         for model in sorted(PRETRAINED.glob("*.tflite")) if not smoke else []:
             out.append((f"tflite:{model.stem}", ["--backbone", str(model)]))
+    out += [("seed", ["--arch", "seed"]), ("mobile", ["--arch", "mobile"])]
     out.append(("mobilenet_v2 (--weights none)", ["--arch", "mobilenet_v2", "--weights", "none", *keras_size]))
     out.append(("mobilenet_v2 (--weights imagenet)", ["--arch", "mobilenet_v2", "--weights", "imagenet",
                                                       *keras_size]))
