@@ -2,10 +2,10 @@
 """From scratch against pretrained, side by side in one run: accuracy, int8 size, p50 latency at 1 thread.
 
 Routes, each through the real commands (`edgecls train`, `edgecls export --quant int8`,
-`edgecls bench run --threads 1`) on the same data and split seed:
-  seed, mobile                      from scratch (the README's photo command for mobile)
+`edgecls bench run --threads 1`) on the same data and split seed, quick ones first:
   tflite:<backbone>                 `edgecls train --backbone FILE.tflite` for each Coral model in
                                     ../shared/data/pretrained (when this edgecls has that route)
+  seed, mobile                      from scratch (the README's photo command for mobile)
   mobilenet_v2 (--weights none)     a Keras backbone, random start (this machine has no internet)
   mobilenet_v2 (--weights imagenet) tried; offline it stops with its one-line error, recorded
 A model that export refuses as useless is exported with --force and flagged "collapsed".
