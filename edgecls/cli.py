@@ -185,7 +185,7 @@ def train(
     patience: Annotated[
         int,
         typer.Option(
-            help="Early-stopping patience in epochs, on validation accuracy; the best epoch's weights are kept "
+            help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept "
             "(0 disables)"
         ),
     ] = _D.patience,

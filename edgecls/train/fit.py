@@ -148,11 +148,11 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         metrics = classification_metrics(test_probs, dataset.labels[split.test], dataset.class_names)
         metrics["val_accuracy"] = float(np.mean(val_probs.argmax(1) == dataset.labels[split.val]))
         quality = assess(val_probs.argmax(1), dataset.labels[split.val], dataset.class_names)
-        kept = history.get(MONITOR, [])
+        watched = history.get("val_loss", [])
         metrics.update(
             epochs_run=len(history.get("loss", [])),
-            # Early stopping restores the best validation accuracy (the first such epoch); without it the last.
-            best_epoch=(int(np.argmax(kept)) + 1 if options.patience else len(kept)),
+            # Early stopping restores the lowest validation loss; without it the last epoch is kept.
+            best_epoch=(int(np.argmin(watched)) + 1 if options.patience else len(watched)),
             phases=[{"name": p.name, "epochs_run": history["phase"].count(p.name), "lr": p.lr} for p in phases],
             train_seconds=round(seconds, 2),
             counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
@@ -173,12 +173,6 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics)
 
 
-# What early stopping watches and restores. Not the validation loss: on a small folder it is lowest
-# at epoch 1, where the still-random network answers ~50/50 (loss ln 2), and rises as soon as the
-# network learns but is over-confident on a few images; restoring it shipped a model that answers
-# one class (issue 11). The accuracy is what the user ships; its first best epoch is kept.
-MONITOR = "val_accuracy"
-
 # An epoch of fewer optimizer steps than this is too short to judge by: on a small folder (100
 # photos a class, 7 batches) the network from scratch has barely moved after the 6 epochs of
 # patience, early stopping restores epoch 1 and the model answers one class. A short train split
@@ -195,7 +189,7 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
                steps: int, bn_images: np.ndarray, tmp: Path, history: dict[str, list], quiet: bool, log) -> None:
     """Fit one phase, appending its epochs to `history` (and history.csv as it goes).
 
-    A later phase that never beats the earlier best validation accuracy is undone: its start
+    A later phase that never beats the earlier best validation loss is undone: its start
     weights (the earlier best) are put back.
     """
     from edgecls.train.batchnorm import RefreshBatchNorm, trainable_batch_norms
@@ -214,7 +208,7 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     if options.patience:
         callbacks += [
             keras.callbacks.EarlyStopping(
-                monitor=MONITOR, mode="max", patience=options.patience, restore_best_weights=True
+                monitor="val_loss", mode="min", patience=options.patience, restore_best_weights=True
             ),
             # Halve the learning rate when validation loss stalls: small data sets converge further.
             keras.callbacks.ReduceLROnPlateau(
@@ -230,13 +224,13 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
                          # progress bars only on a terminal: a log file gets one line per epoch
                          verbose=2 if quiet or not sys.stdout.isatty() else 1, callbacks=callbacks,
                          shuffle=False)  # the pipeline shuffles, seeded
-    earlier_best = max(history.get(MONITOR) or [-np.inf])
+    earlier_best = min(history.get("val_loss") or [np.inf])
     for key, values in fitted.history.items():
         history.setdefault(key, []).extend(float(v) for v in values)
     history.setdefault("phase", []).extend([phase.name] * len(fitted.history.get("loss", [])))
-    if before is not None and options.patience and max(fitted.history.get(MONITOR) or [-np.inf]) <= earlier_best:
+    if before is not None and options.patience and min(fitted.history.get("val_loss") or [np.inf]) >= earlier_best:
         model.set_weights(before)
-        log(f"Phase {phase.name} did not raise the validation accuracy: kept the weights of the phase before")
+        log(f"Phase {phase.name} did not lower the validation loss: kept the weights of the phase before")
 
 
 def write_history(history: dict[str, list], path: Path) -> None:
