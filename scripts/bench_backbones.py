@@ -57,8 +57,10 @@ def _edgecls(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
 
 
 def _error_line(done: subprocess.CompletedProcess) -> str:
-    lines = [line for line in done.stderr.splitlines() if line.startswith("edgecls: error:")]
-    return (lines[-1] if lines else done.stderr.strip().splitlines()[-1:] or ["?"])[0][len("edgecls: error: "):]
+    prefix = "edgecls: error: "
+    lines = [line[len(prefix):] for line in done.stderr.splitlines() if line.startswith(prefix)]
+    tail = lines or done.stderr.strip().splitlines() or ["?"]
+    return tail[-1]
 
 
 def run_route(name: str, extra: list[str], data: str, common: list[str], folder: Path) -> dict:
