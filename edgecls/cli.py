@@ -139,7 +139,8 @@ def _read_config(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
              "edgecls train --data ../shared/data/catsdogs --arch mobile --img-size 96 --out runs/catsdogs\n\n"
              "edgecls train --config runs/digits-seed/config.toml --out runs/again\n\n"
              "edgecls train --data ../shared/data/catsdogs --backbone ../shared/data/pretrained/"
-             "mobilenet_v1_0.25_128_quant.tflite --out runs/catsdogs-mobilenet")
+             "mobilenet_v1_0.25_128_quant.tflite --out runs/catsdogs-mobilenet\n\n"
+             "edgecls train --data photos/ --arch mobilenet_v2 --alpha 0.35 --weights imagenet  # internet once")
 def train(
     ctx: typer.Context,
     data: Annotated[
@@ -154,7 +155,8 @@ def train(
     arch: Annotated[
         Arch,
         typer.Option(
-            help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos)",
+            help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos) | "
+            "mobilenet_v2 | mobilenet_v3_small | efficientnet_b0 (keras.applications backbones, see --weights)",
             **_choice(Arch, "architecture"),
         ),
     ] = _D.arch,
@@ -188,7 +190,8 @@ def train(
     patience: Annotated[
         int,
         typer.Option(
-            help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept (0 disables)"
+            help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept "
+            "(0 disables)"
         ),
     ] = _D.patience,
     val_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for validation")] = _D.val_fraction,
@@ -199,6 +202,25 @@ def train(
     strategy: Annotated[
         Strategy, typer.Option(help="tf.distribute strategy", **_choice(Strategy, "strategy"))
     ] = _D.strategy,
+    alpha: Annotated[
+        Optional[float],
+        typer.Option(help="Width multiplier of mobilenet_v2 / mobilenet_v3_small (ImageNet weights exist for "
+                     "0.35, 0.5, 0.75, 1.0, 1.3, 1.4 / 0.75, 1.0)", show_default="1.0"),
+    ] = _D.alpha,
+    weights: Annotated[
+        str,
+        typer.Option(help="Keras backbones: imagenet (downloaded once to ~/.keras/models) | none (random, trained "
+                     "from scratch in one phase) | a weights FILE of the backbone without its top (.h5, .weights.h5)",
+                     metavar="imagenet|none|FILE"),
+    ] = _D.weights,
+    fine_tune_epochs: Annotated[
+        int,
+        typer.Option(help="Keras backbones: epochs of the second phase, the top blocks unfrozen after --epochs "
+                     "with the backbone frozen (0: it stays frozen)"),
+    ] = _D.fine_tune_epochs,
+    fine_tune_lr: Annotated[
+        Optional[float], typer.Option(help="Learning rate of the fine-tuning phase", show_default="--lr / 10")
+    ] = _D.fine_tune_lr,
     # --- a pretrained .tflite backbone (edgecls.transfer: numpy and LiteRT, no TensorFlow, works on a device too)
     backbone: Annotated[Optional[Path], typer.Option(
         help="A pretrained NHWC .tflite image classifier or feature extractor (float32, uint8 or int8): cut at its "
@@ -253,6 +275,11 @@ def train(
         f"(model.keras, labels.txt, split.json, metrics.json, curves.png). "
         f"Next: edgecls export {result.run_dir}"
     )
+    for warning in m.get("warnings", []):
+        typer.echo(f"WARNING: {warning}", err=True)
+    if m.get("collapsed"):
+        typer.echo(f"WARNING: do not ship this model (edgecls export refuses it without --force): "
+                   f"{m['quality']['advice']}", err=True)
 
 
 # ----------------------------------------------------------------------------- export
@@ -303,7 +330,8 @@ def export_command(
     min_agreement: Annotated[float, typer.Option(help="Least top-1 agreement of int8/uint8 with the float model "
                                                  "on the validation split")] = DEFAULT_MIN_AGREEMENT,
     force: Annotated[bool, typer.Option(help="Write the files even when int8 agreement is below "
-                                        "--min-agreement", metavar="")] = False,
+                                        "--min-agreement, or the model is no better than always answering "
+                                        "the majority class", metavar="")] = False,
     keep_float: Annotated[Optional[list[str]], typer.Option(
         "--keep-float", metavar="OP_OR_LAYER", show_default="none", help=(
             "Also write a mixed model_int8_mixed.tflite keeping this Keras layer (conv2), op type (FULLY_CONNECTED) "

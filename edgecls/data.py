@@ -480,6 +480,7 @@ class Split:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    test_source: str = ""  # where the test images came from, in words (the log and metrics.json say it)
 
     def to_json(self, dataset: Dataset, seed: int, fractions: tuple[float, float]) -> dict:
         doc = {
@@ -496,17 +497,22 @@ def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed
     """A stratified, seeded split; a split that comes with the data is kept (val carved from train if needed)."""
     rng = np.random.default_rng(seed)
     given = dataset.given_split or {}
+    own = "the data's own test set" if dataset.paths is None else "the test/ folder"
     if "train" in given and "val" in given and "test" in given:
-        return Split(given["train"], given["val"], given["test"])
+        return Split(given["train"], given["val"], given["test"], f"{len(given['test'])} images of {own}")
     if "train" in given:
         # Keep the part that came with the data; carve the missing one from its train part.
         if "val" in given:
             train, test = _stratified(dataset, given["train"], [test_fraction], rng)
-            return Split(train, given["val"], test)
+            return Split(train, given["val"], test,
+                         f"{len(test)} images carved from the {len(given['train'])} of train/ (--test-fraction "
+                         f"{test_fraction:g}, stratified, seeded; a test/ folder beside train/ and val/ is used "
+                         "instead when present)")
         train, val = _stratified(dataset, given["train"], [val_fraction], rng)
-        return Split(train, val, given["test"])
+        return Split(train, val, given["test"], f"{len(given['test'])} images of {own}")
     train, val, test = _stratified(dataset, np.arange(len(dataset.labels)), [val_fraction, test_fraction], rng)
-    return Split(train, val, test)
+    return Split(train, val, test, f"{len(test)} images drawn from all {len(dataset.labels)} (--test-fraction "
+                                   f"{test_fraction:g}, stratified, seeded)")
 
 
 def _stratified(dataset: Dataset, pool: np.ndarray, fractions: list[float], rng) -> list[np.ndarray]:

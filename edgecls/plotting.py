@@ -55,9 +55,12 @@ def plot_history(history: dict, path: Path, best_epoch: Optional[int] = None) ->
 
 def history_figure(plt: Any, history: dict, best_epoch: Optional[int] = None) -> Any:
     """Accuracy and loss per epoch, train and validation (`history` maps loss/accuracy/val_loss/
-    val_accuracy to lists); `best_epoch` (1-based), the epoch whose weights were kept, marked on both."""
+    val_accuracy to lists, and optionally "phase" to each epoch's phase name: a dashed line marks where
+    a new phase starts); `best_epoch` (1-based), the epoch whose weights were kept, marked on both."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = list(range(1, len(history.get("loss", [])) + 1))
+    phases = history.get("phase", [])
+    starts = [(i + 0.5, phases[i]) for i in range(1, len(phases)) if phases[i] != phases[i - 1]]
     for ax, key in zip(axes, ("accuracy", "loss")):
         ax.plot(epochs, history.get(key, []), label="train")
         ax.plot(epochs, history.get(f"val_{key}", []), label="validation")
@@ -65,6 +68,8 @@ def history_figure(plt: Any, history: dict, best_epoch: Optional[int] = None) ->
             ax.axvline(best_epoch, color="0.4", linestyle="--", linewidth=1, label=f"kept: epoch {best_epoch}")
         if key == "accuracy":
             cap_fraction_axis(ax)
+        for x, name in starts:
+            ax.axvline(x, color="grey", linestyle="--", linewidth=1, label=f"{name} starts")
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)

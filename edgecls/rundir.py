@@ -97,6 +97,12 @@ class RunDir:
     def name(self) -> str:
         return str(self.run_dir or self.model_path)
 
+    def training_metrics(self) -> dict:
+        """metrics.json of the run ({} for a bare .keras file or a run made before it existed)."""
+        if self.run_dir is None or not (self.run_dir / METRICS_FILE).is_file():
+            return {}
+        return _read_json(self.run_dir / METRICS_FILE)
+
     def model_sha256(self) -> str:
         return sha256_file(self.model_path)
 

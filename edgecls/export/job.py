@@ -47,6 +47,7 @@ from edgecls.rundir import (
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import embed_metadata
 from edgecls.runtime.quant import is_distribution
+from edgecls.train.quality import ADVICE, assess
 
 
 @dataclass
@@ -150,6 +151,8 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     validate_options(options)
     out = Path(options.out) if options.out else default_out(source)
     check_output_dir(out)
+    # The run's own verdict first (no TensorFlow needed); a bare .keras file is judged below.
+    refuse_useless(source.training_metrics(), options.force, source.name, log)
     require_tensorflow("edgecls export")
 
     model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
@@ -162,6 +165,9 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
             f"seed {calibration.seed})")
         for warning in calibration.warnings:
             log(f"warning: {warning}")
+
+    if source.run_dir is None:  # a bare .keras file has no training verdict: judge it on validation
+        refuse_useless(assess(keras_predicted, val_labels, source.labels), options.force, source.name, log)
 
     mix_images = None
     if options.auto_fallback:
@@ -200,6 +206,19 @@ def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray,
     predicted = probabilities.argmax(1)
     kind = "probabilities" if is_distribution(probabilities) else "logits"
     return model, images, labels, predicted, float(np.mean(predicted == labels)), kind
+
+
+def refuse_useless(verdict: dict, force: bool, name: str, log: Callable[[str], None]) -> None:
+    """Stop (exit code 1) on a model no better than the majority class or collapsed to one class,
+    unless --force (then say it loudly and go on). `verdict` is edgecls.train.quality.assess's."""
+    if not verdict.get("collapsed"):
+        return
+    finding = "; ".join(verdict.get("warnings", [])) or "the model is no better than the majority class"
+    if force:
+        log(f"WARNING: exporting anyway (--force): {finding}")
+        return
+    raise EdgeclsError(f"{name}: {finding}. Not exporting a useless model: "
+                       f"{verdict.get('advice') or ADVICE}; or pass --force to export it anyway", exit_code=1)
 
 
 def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], log: Callable[[str], None],

@@ -33,6 +33,28 @@ from edgecls.rundir import (
 )
 from edgecls.runtime.labels import clean_text, labels_text
 from edgecls.train.options import TrainOptions, options_table, to_toml
+from edgecls.train.quality import assess
+
+
+@dataclass
+class Phase:
+    """One call of fit: its epochs and learning rate, and what of a Keras backbone trains."""
+
+    name: str
+    epochs: int
+    lr: float
+    freeze: Optional[str] = None  # None: everything trains; "all": the backbone frozen; "top": its top blocks train
+
+
+def training_phases(options: TrainOptions) -> list[Phase]:
+    """One phase from scratch; a pretrained backbone gets a frozen phase (the new head learns), then
+    fine-tuning of its top blocks at a lower learning rate (so the head's start is not wrecked)."""
+    if not options.is_backbone or options.weights == "none":
+        return [Phase("train", options.epochs, options.lr)]
+    phases = [Phase("frozen", options.epochs, options.lr, "all")]
+    if options.fine_tune_epochs:
+        phases.append(Phase("fine-tune", options.fine_tune_epochs, options.fine_tune_lr or options.lr / 10, "top"))
+    return phases
 
 
 @dataclass
@@ -60,6 +82,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
     configure_cpu_devices(tf)
     import keras
 
+    from edgecls.train.batchnorm import REFRESH_IMAGES
     from edgecls.train.model import (
         build_augmentation,
         build_model,
@@ -80,59 +103,64 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         keras.utils.set_random_seed(options.seed)
         tf.config.experimental.enable_op_determinism()
         strategy = make_strategy(tf, options.strategy)
+        n_classes = len(dataset.class_names)
         with strategy.scope():
-            model = build_model(options.arch, (h, w, dataset.images.shape[3]), len(dataset.class_names),
-                                kernel_size=options.kernel_size, activation=options.activation, dropout=options.dropout)
+            model = build_model(options.arch, (h, w, dataset.images.shape[3]), n_classes,
+                                kernel_size=options.kernel_size, activation=options.activation, dropout=options.dropout,
+                                alpha=options.alpha, weights=options.weights)
             augmentation = build_augmentation(augment, options.seed, fill_mode=_fill_mode(dataset.color))
             # Augmentation sits in front of the model only while fitting; the saved model is `model`.
             trainer = keras.Sequential([augmentation, model]) if augmentation else model
-            trainer.compile(
-                optimizer=_optimizer(keras, options.optimizer, options.lr),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
-                metrics=["accuracy"],
-            )
-        n_classes = len(dataset.class_names)
-        train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes, shuffle_seed=options.seed)
+        steps = train_steps(len(split.train), options.batch_size)
+        train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes, shuffle_seed=options.seed,
+                                    repeat=steps > -(-len(split.train) // options.batch_size))
         val_data = input_pipeline(tf, dataset, split.val, options.batch_size, n_classes)
-        callbacks = [keras.callbacks.CSVLogger(str(tmp / HISTORY_FILE))]
-        if options.patience:
-            callbacks += [
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", mode="min", patience=options.patience, restore_best_weights=True
-                ),
-                # Halve the learning rate when validation loss stalls: small data sets converge further.
-                keras.callbacks.ReduceLROnPlateau(
-                    monitor="val_loss",
-                    factor=0.5,
-                    patience=max(1, options.patience // 2),
-                    min_lr=options.lr / 64,
-                    verbose=0,
-                ),
-            ]
         log(
             f"Training {options.arch} on {dataset.source}: {len(split.train)} train / {len(split.val)} val / "
             f"{len(split.test)} test images, {h}x{w} {dataset.color}, {n_classes} classes, "
             f"augment: {','.join(augment) or 'none'}"
         )
+        log(f"Test images: {split.test_source}")
+        if steps * options.batch_size > len(split.train):
+            log(f"Small train split: an epoch is {steps} batches ({steps * options.batch_size} augmented images, "
+                f"the {len(split.train)} train images repeated), so early stopping sees real progress")
+        # Un-augmented train images for the batch-norm statistics (edgecls.train.batchnorm), seeded.
+        bn_images = np.asarray(dataset.images[np.sort(np.random.default_rng(options.seed).permutation(split.train)
+                                                      [:REFRESH_IMAGES])])
         start = time.perf_counter()
-        history = trainer.fit(train_data, validation_data=val_data, epochs=options.epochs,
-                              # progress bars only on a terminal: a log file gets one line per epoch
-                              verbose=2 if quiet or not sys.stdout.isatty() else 1, callbacks=callbacks,
-                              shuffle=False)  # the pipeline shuffles, seeded
+        history: dict[str, list] = {}
+        phases = training_phases(options)
+        for phase in phases:
+            if phase.freeze is not None:
+                from edgecls.train.backbones import set_frozen
+
+                unfrozen = set_frozen(model, options.arch, fine_tune=phase.freeze == "top")
+                log(f"Phase {phase.name}: {phase.epochs} epochs at lr {phase.lr:g}"
+                    + (f", the top {unfrozen} backbone layers trainable (batch norm frozen)" if unfrozen
+                       else ", the backbone frozen"))
+            _fit_phase(keras, strategy, trainer, model, phase, options, train_data, val_data, steps, bn_images, tmp,
+                       history, quiet, log)
         seconds = time.perf_counter() - start
+        write_history(history, tmp / HISTORY_FILE)
 
         val_probs = predict_probabilities(model, tf, dataset, split.val, options.batch_size)
         test_probs = predict_probabilities(model, tf, dataset, split.test, options.batch_size)
         metrics = classification_metrics(test_probs, dataset.labels[split.test], dataset.class_names)
         metrics["val_accuracy"] = float(np.mean(val_probs.argmax(1) == dataset.labels[split.val]))
+        quality = assess(val_probs.argmax(1), dataset.labels[split.val], dataset.class_names)
+        watched = history.get("val_loss", [])
         metrics.update(
-            epochs_run=len(history.history.get("loss", [])),
+            epochs_run=len(history.get("loss", [])),
             # Early stopping restores the lowest validation loss; without it the last epoch is kept.
-            best_epoch=(int(np.argmin(history.history["val_loss"])) + 1 if options.patience
-                        else len(history.history["val_loss"])),
+            best_epoch=(int(np.argmin(watched)) + 1 if options.patience else len(watched)),
+            phases=[{"name": p.name, "epochs_run": history["phase"].count(p.name), "lr": p.lr} for p in phases],
             train_seconds=round(seconds, 2),
             counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+            test_source=split.test_source,
             skipped_files=len(dataset.skipped),
+            collapsed=quality["collapsed"],
+            warnings=quality["warnings"],
+            quality=quality,
         )
 
         model.save(tmp / MODEL_FILE)
@@ -141,12 +169,82 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
                                                                  (options.val_fraction, options.test_fraction))))
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
-        plot_history(history.history, tmp / CURVES_FILE, metrics["best_epoch"])
+        plot_history(history, tmp / CURVES_FILE, metrics["best_epoch"])
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics)
 
 
+# An epoch of fewer optimizer steps than this is too short to judge by: on a small folder (100
+# photos a class, 7 batches) the network from scratch has barely moved after the 6 epochs of
+# patience, early stopping restores epoch 1 and the model answers one class. A short train split
+# is repeated (freshly augmented) to this many batches an epoch.
+MIN_STEPS_PER_EPOCH = 40
+
+
+def train_steps(train_images: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch: one pass over the train split, or MIN_STEPS_PER_EPOCH if more."""
+    return max(-(-train_images // batch_size), MIN_STEPS_PER_EPOCH)
+
+
+def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOptions, train_data, val_data,
+               steps: int, bn_images: np.ndarray, tmp: Path, history: dict[str, list], quiet: bool, log) -> None:
+    """Fit one phase, appending its epochs to `history` (and history.csv as it goes).
+
+    A later phase that never beats the earlier best validation loss is undone: its start
+    weights (the earlier best) are put back.
+    """
+    from edgecls.train.batchnorm import RefreshBatchNorm, trainable_batch_norms
+
+    with strategy.scope():  # compile again: what is trainable changed between phases
+        trainer.compile(
+            optimizer=_optimizer(keras, options.optimizer, phase.lr),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
+            metrics=["accuracy"],
+        )
+    done = len(history.get("loss", []))
+    before = model.get_weights() if done else None
+    callbacks = [keras.callbacks.CSVLogger(str(tmp / HISTORY_FILE), append=True)]
+    if trainable_batch_norms(model):  # before EarlyStopping: it keeps the weights with the fresh statistics
+        callbacks.append(RefreshBatchNorm(model, bn_images, steps, options.batch_size))
+    if options.patience:
+        callbacks += [
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", mode="min", patience=options.patience, restore_best_weights=True
+            ),
+            # Halve the learning rate when validation loss stalls: small data sets converge further.
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=0.5,
+                patience=max(1, options.patience // 2),
+                min_lr=phase.lr / 64,
+                verbose=0,
+            ),
+        ]
+    fitted = trainer.fit(train_data, validation_data=val_data, epochs=done + phase.epochs, initial_epoch=done,
+                         steps_per_epoch=steps,
+                         # progress bars only on a terminal: a log file gets one line per epoch
+                         verbose=2 if quiet or not sys.stdout.isatty() else 1, callbacks=callbacks,
+                         shuffle=False)  # the pipeline shuffles, seeded
+    earlier_best = min(history.get("val_loss") or [np.inf])
+    for key, values in fitted.history.items():
+        history.setdefault(key, []).extend(float(v) for v in values)
+    history.setdefault("phase", []).extend([phase.name] * len(fitted.history.get("loss", [])))
+    if before is not None and options.patience and min(fitted.history.get("val_loss") or [np.inf]) >= earlier_best:
+        model.set_weights(before)
+        log(f"Phase {phase.name} did not lower the validation loss: kept the weights of the phase before")
+
+
+def write_history(history: dict[str, list], path: Path) -> None:
+    """history.csv: one row per epoch over all phases, with the phase's name (CSVLogger has none)."""
+    keys = ["epoch", "phase"] + sorted(k for k in history if k != "phase")
+    rows = [",".join(keys)]
+    for i, phase in enumerate(history.get("phase", [])):
+        rows.append(",".join([str(i), phase] + [repr(history[k][i]) if i < len(history[k]) else ""
+                                                for k in keys[2:]]))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
 def input_pipeline(tf, dataset: Dataset, indices: np.ndarray, batch_size: int, n_classes: int,
-                   shuffle_seed: Optional[int] = None):
+                   shuffle_seed: Optional[int] = None, repeat: bool = False):
     """A tf.data pipeline that gathers uint8 batches from the (possibly memory-mapped) arrays.
 
     Only one batch at a time is materialised as float32: a large cached folder is never
@@ -157,6 +255,8 @@ def input_pipeline(tf, dataset: Dataset, indices: np.ndarray, batch_size: int, n
     data = tf.data.Dataset.from_tensor_slices(np.asarray(indices, dtype=np.int64))
     if shuffle_seed is not None:
         data = data.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if repeat:  # endless: fit's steps_per_epoch cuts it into epochs
+        data = data.repeat()
 
     def gather(batch_indices: np.ndarray):
         return np.asarray(images[batch_indices]), labels[batch_indices]

@@ -11,16 +11,22 @@ import keras
 from keras import layers
 
 from edgecls.errors import EdgeclsError
+from edgecls.train.options import ARCHITECTURES, KERAS_BACKBONES
 
 
 def build_model(arch: str, input_shape: tuple[int, int, int], num_classes: int, *, kernel_size: int = 3,
-                activation: str = "relu", dropout: float = 0.0) -> keras.Model:
-    """The network named by `arch` ("seed" or "mobile"), ending in a softmax over `num_classes`."""
+                activation: str = "relu", dropout: float = 0.0, alpha: float | None = None,
+                weights: str = "none") -> keras.Model:
+    """The network named by `arch` (seed, mobile or a Keras backbone), ending in a softmax over `num_classes`."""
     if arch == "seed":
         return _seed(input_shape, num_classes, kernel_size, activation, dropout)
     if arch == "mobile":
         return _mobile(input_shape, num_classes, dropout)
-    raise EdgeclsError(f"unknown architecture {arch!r}: use seed or mobile")
+    if arch in KERAS_BACKBONES:
+        from edgecls.train.backbones import build_backbone_model
+
+        return build_backbone_model(arch, input_shape, num_classes, alpha=alpha, weights=weights, dropout=dropout)
+    raise EdgeclsError(f"unknown architecture {arch!r}: use one of {', '.join(ARCHITECTURES)}")
 
 
 def _seed(input_shape, num_classes, kernel_size, activation, dropout) -> keras.Model:
@@ -57,7 +63,8 @@ def _mobile(input_shape, num_classes, dropout) -> keras.Model:
         )
     # Batch-norm statistics must settle within the few hundred steps a small folder gives:
     # Keras' default momentum (0.99) leaves them near their initial values, and inference
-    # (which uses them) then predicts one class.
+    # (which uses them) then predicts one class. Training also recomputes them every epoch
+    # (edgecls.train.batchnorm): even at 0.9 they lag the fast-changing weights.
     norm = {"momentum": 0.9}
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_pm1")(inputs)

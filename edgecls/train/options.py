@@ -15,7 +15,10 @@ from edgecls.errors import EdgeclsError
 from edgecls.parsing import split_list
 from edgecls.tomlio import read_toml
 
-ARCHITECTURES = ("seed", "mobile")
+# keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
+KERAS_BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
+ARCHITECTURES = ("seed", "mobile", *KERAS_BACKBONES)
+WEIGHTS_CHOICES = ("imagenet", "none")  # or a weights FILE
 AUGMENTATIONS = ("flip", "rotate", "zoom", "translate", "contrast")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -45,6 +48,11 @@ class TrainOptions:
     test_fraction: float = 0.1
     seed: int = 0
     strategy: str = "default"
+    # Keras backbones only (--arch mobilenet_v2 | mobilenet_v3_small | efficientnet_b0):
+    alpha: Optional[float] = None  # width multiplier of the MobileNets; None: 1.0
+    weights: str = "imagenet"  # imagenet | none | a weights FILE (.h5 / .weights.h5 of the backbone)
+    fine_tune_epochs: int = 10  # second phase: the top blocks unfrozen (0: the backbone stays frozen)
+    fine_tune_lr: Optional[float] = None  # None: lr / 10
     # A pretrained .tflite backbone instead of a CNN: edgecls.transfer.job trains, with numpy and
     # LiteRT only. Without `backbone` the other five must keep their defaults (validate refuses).
     backbone: Optional[str] = None
@@ -53,6 +61,10 @@ class TrainOptions:
     views: int = 1  # views per training image; measured on catsdogs (scripts/bench_transfer.py): more gained nothing
     threads: Optional[int] = None  # interpreter threads; None: the CPU count
     input_range: Optional[str] = None  # "LO,HI": what pixels 0 and 255 become for a float backbone
+
+    @property
+    def is_backbone(self) -> bool:
+        return self.arch in KERAS_BACKBONES
 
     def augment_list(self) -> list[str]:
         if not self.augment or self.augment == "none":
@@ -158,8 +170,27 @@ def validate(o: TrainOptions) -> None:
         value = getattr(o, name)
         if not 0 < value < 0.5:
             bad(f"--{name.replace('_', '-')} must be between 0 and 0.5 (got {value})")
+    _validate_backbone(o)
     if o.activation not in ("relu", "relu6", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "leaky_relu"):
         bad(f"unknown activation {o.activation!r}")
+
+
+def _validate_backbone(o: TrainOptions) -> None:
+    if o.alpha is not None:
+        if o.arch not in ("mobilenet_v2", "mobilenet_v3_small"):
+            raise EdgeclsError(f"--alpha is the width of mobilenet_v2 / mobilenet_v3_small, not of {o.arch}")
+        if not 0 < o.alpha <= 2:
+            raise EdgeclsError(f"--alpha must be in (0, 2] (got {o.alpha})")
+    if o.weights not in WEIGHTS_CHOICES:
+        if not o.is_backbone:
+            raise EdgeclsError(f"--weights applies to the Keras backbones ({', '.join(KERAS_BACKBONES)}), "
+                               f"not to {o.arch}")
+        if not Path(o.weights).expanduser().is_file():
+            raise EdgeclsError(f"--weights {o.weights!r}: use imagenet, none, or an existing weights file")
+    if o.fine_tune_epochs < 0:
+        raise EdgeclsError(f"--fine-tune-epochs must be 0 or more (got {o.fine_tune_epochs})")
+    if o.fine_tune_lr is not None and not o.fine_tune_lr > 0:
+        raise EdgeclsError(f"--fine-tune-lr must be positive (got {o.fine_tune_lr})")
 
 
 def to_toml(table: dict[str, Any], versions: dict[str, str] | None = None) -> str:
