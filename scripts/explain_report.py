@@ -51,7 +51,7 @@ def ensure_run(name: str, given: Path | None, work: Path) -> Path:
     return run
 
 
-def check_flips(name: str, run: Path, extra: int, runs: int) -> dict:
+def check_flips(name: str, run: Path, extra: int, runs: int, need_layer: bool = True) -> dict:
     report_dir = run / "bench-explain"
     started = time.perf_counter()
     edgecls("bench", str(run), "--explain-flips", str(extra), "--no-keras", "--runs", str(runs), "--warmup", "2",
@@ -66,7 +66,10 @@ def check_flips(name: str, run: Path, extra: int, runs: int) -> dict:
     named = {str(r["id"]): r["divergence"]["first_over"] for r in records if r["flipped"]}
     plots_ok = all((report_dir / p).is_file() for p in section["plots"])
     typical = [(layer["layer"], layer["typical_db"]) for layer in records[0]["divergence"]["layers"]] if records else []
-    ok = listed == flipped and all(named.values()) and plots_ok and bool(section["plots"] or not records)
+    # A near-tie flip can cross no layer's threshold: the acceptance sizes require a named layer, --smoke
+    # (one epoch) only that every flip is listed with its maps.
+    ok = (listed == flipped and (all(named.values()) or not need_layer) and plots_ok
+          and bool(section["plots"] or not records))
     print(f"\n== {name}: {run}")
     print(f"test images {report['data']['images']}; int8 top-1 {int8['accuracy']['top1']:.4f}; "
           f"agreement {int8['vs_reference']['agreement']:.4f}; flips {len(flipped)}; listed {len(listed)}; "
@@ -112,7 +115,8 @@ def main() -> None:
     if args.smoke:
         RUNS["mnist"] = [*RUNS["mnist"][:-1], "1"]
         args.work = args.work / "smoke"
-    results = [check_flips("mnist", ensure_run("mnist", args.mnist_run, args.work), extra, runs)]
+    results = [check_flips("mnist", ensure_run("mnist", args.mnist_run, args.work), extra, runs,
+                           need_layer=not args.smoke)]
     if not args.smoke:
         results.append(check_flips("catsdogs", ensure_run("catsdogs", args.catsdogs_run, args.work), extra, runs))
     coral_ok = coral_map(args.work)

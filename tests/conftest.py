@@ -29,10 +29,12 @@ SLOW_FIXTURES = {"make_digits_run", "digits_run"}
 def pytest_collection_modifyitems(config, items):
     """The marker rules in one place: `slow` for tests that train or export (also set by hand on
     tests that run `edgecls train` in a subprocess), `shared_data` skipped without ../shared/data,
-    `arm64` (the emulated aarch64 check, which downloads ~290 MB) opt-in with EDGECLS_ARM64=1."""
+    `arm64` (the emulated aarch64 check, which downloads ~290 MB) opt-in with EDGECLS_ARM64=1, `heavy`
+    (minutes each: full-size backbones, the all-routes benchmark) opt-in with EDGECLS_HEAVY=1."""
     no_data = pytest.mark.skip(reason=f"{SHARED_DATA} is not present")
     no_arm64 = pytest.mark.skip(reason="the emulated aarch64 check is opt-in: set EDGECLS_ARM64=1 "
                                 "(.ci/run does; the first run downloads ~290 MB)")
+    no_heavy = pytest.mark.skip(reason="a heavy test (minutes): opt-in with EDGECLS_HEAVY=1 (.ci/run does)")
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
@@ -40,6 +42,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_data)
         if "arm64" in item.keywords and os.environ.get("EDGECLS_ARM64") != "1":
             item.add_marker(no_arm64)
+        if "heavy" in item.keywords and os.environ.get("EDGECLS_HEAVY") != "1":
+            item.add_marker(no_heavy)
 QUAD_LABELS = ["top", "bottom", "left", "right"]
 
 

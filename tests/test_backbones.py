@@ -104,6 +104,7 @@ def test_a_weights_file_trains_frozen_then_fine_tunes_the_top_blocks_and_exports
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("arch, extra", [("mobilenet_v3_small", ["--alpha", "0.75"]), ("efficientnet_b0", [])])
 def test_a_backbone_from_scratch_exports_full_int8_with_exact_input(photos, tmp_path, cli, arch, extra):
     run = tmp_path / "run"

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_bench_backbones_smoke_reports_every_route_side_by_side(tmp_path):
     dead = "http://127.0.0.1:9"  # the ImageNet route must fail as offline, never download
     env = {**os.environ, "EDGECLS_CACHE": str(tmp_path / "cache"), "KERAS_HOME": str(tmp_path / "kh"),
