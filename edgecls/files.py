@@ -22,6 +22,10 @@ class NotRegularFileError(OSError):
     """A FIFO, device, socket or folder where a file was expected."""
 
 
+class FolderNotFileError(NotRegularFileError, IsADirectoryError):
+    """A folder where a file was expected: also an IsADirectoryError, as open() of a folder raises."""
+
+
 class FileTooLargeError(OSError):
     """More bytes than the caller's cap."""
 
@@ -38,8 +42,9 @@ def kind_of(mode: int) -> str:
 
 def not_regular(path: str | os.PathLike, mode: int) -> NotRegularFileError:
     kind = kind_of(mode)
-    return NotRegularFileError(errno.EISDIR if kind == "folder" else errno.EINVAL,
-                               f"is a {kind}, not a regular file", str(path))
+    if kind == "folder":
+        return FolderNotFileError(errno.EISDIR, "is a folder, not a regular file", str(path))
+    return NotRegularFileError(errno.EINVAL, f"is a {kind}, not a regular file", str(path))
 
 
 def check_regular(path: str | os.PathLike) -> os.stat_result:

@@ -59,12 +59,12 @@ MAX_MODEL_BYTES = 2 << 30  # a flatbuffer cannot be larger (32-bit offsets)
 
 
 def read_model_bytes(path: Path) -> bytes:
-    if path.is_dir():  # a run directory, most often: name the .tflite inside it
-        raise ModelFileError(f"{path} is a folder, not a .tflite model{_tflite_hint(path)}")
     try:
         data = read_capped(path, MAX_MODEL_BYTES)
     except FileNotFoundError:
         raise ModelFileError(f"no such model file: {path}") from None
+    except IsADirectoryError:  # a run directory, most often: name the .tflite inside it
+        raise ModelFileError(f"{path} is a folder, not a .tflite model{_tflite_hint(path)}") from None
     except OSError as exc:
         raise ModelFileError(f"cannot read model {path}: {exc.strerror or exc}") from None
     if path.suffix.lower() in (".keras", ".h5"):
