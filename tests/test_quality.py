@@ -55,6 +55,15 @@ def test_imbalanced_data_predicted_in_proportion_is_not_called_collapsed():
     assert verdict["collapsed"] and "not clearly above" in verdict["warnings"][0]
 
 
+def test_too_few_validation_images_to_judge_is_said_not_called_useless():
+    truth = np.array([0, 1, 0])
+    verdict = assess(truth.copy(), truth, CLASSES)  # all right, but a guesser (p0 = 2/3) gets 3/3 30 % of the time
+    assert not verdict["collapsed"] and "too few" in verdict["warnings"][0]
+    assert not assess(np.zeros(3, int), truth, CLASSES)["collapsed"]  # one class, but no evidence either way
+    six = np.array([0, 1, 0, 1, 0, 1])  # 0.5 ** 6 < 0.05: six images can already be judged
+    assert assess(np.zeros(6, int), six, CLASSES)["collapsed"]
+
+
 def _split_folders(root: Path, parts: tuple[str, ...], per_class: int = 6) -> Path:
     for i, part in enumerate(parts):  # a size per part: make_folder's pixels repeat, and duplicates are dropped
         make_folder(root / part, per_class=per_class, size=(12 + i, 12), formats=("png",))
@@ -83,12 +92,12 @@ def test_a_collapsed_model_is_flagged_and_export_refuses_it_without_force(tmp_pa
     rng = np.random.default_rng(0)
     for name in CLASSES:
         (tmp_path / "noise" / name).mkdir(parents=True)
-        for i in range(15):
+        for i in range(20):
             pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "noise" / name / f"{i}.png")
     run = tmp_path / "run"
     trained = cli("train", "--data", tmp_path / "noise", "--img-size", "16", "--epochs", "2", "--lr", "1000",
-                  "--out", run, "--quiet", "--augment", "none")
+                  "--out", run, "--quiet", "--augment", "none", "--val-fraction", "0.3")
     assert trained.code == 0, trained.err[-2000:]
     assert "WARNING: do not ship this model" in trained.err and "collapsed to one class" in trained.err
     metrics = json.loads((run / "metrics.json").read_text())

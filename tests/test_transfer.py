@@ -280,3 +280,28 @@ def test_the_backbone_route_never_imports_tensorflow(models, tmp_path):
                              str(tmp_path / "r")], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "EDGECLS_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_head_that_learns_nothing_is_refused_unless_forced_and_then_flagged(models, tmp_path):
+    """Two folders of the same noise: no head can tell them apart, so nothing is written without --force."""
+    from PIL import Image
+
+    from edgecls.errors import EdgeclsError
+    from edgecls.transfer.job import TransferOptions, train_with_backbone
+
+    rng = np.random.default_rng(5)
+    for name in ("left", "right"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(20):
+            noise = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(noise).save(tmp_path / "data" / name / f"{i}.png")
+    options = TransferOptions(data=str(tmp_path / "data"), backbone=str(models.rgb_int8), out=str(tmp_path / "run"),
+                              threads=1, epochs=10, val_fraction=0.3, test_fraction=0.2)
+    with pytest.raises(EdgeclsError) as refused:
+        train_with_backbone(options, quiet=True, log=lambda m: None)
+    assert refused.value.exit_code == 1 and "no use" in str(refused.value) and "--force" in str(refused.value)
+    assert not (tmp_path / "run").exists()
+    result = train_with_backbone(options, force=True, quiet=True, log=lambda m: None)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["collapsed"] and metrics["warnings"] and result.model_file.is_file()
+    assert "WARNING: do not ship this model" in result.summary()

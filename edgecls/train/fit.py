@@ -112,8 +112,9 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
             # Augmentation sits in front of the model only while fitting; the saved model is `model`.
             trainer = keras.Sequential([augmentation, model]) if augmentation else model
         steps = train_steps(len(split.train), options.batch_size)
+        repeated = steps > -(-len(split.train) // options.batch_size)  # a short split is repeated to `steps`
         train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes, shuffle_seed=options.seed,
-                                    repeat=steps > -(-len(split.train) // options.batch_size))
+                                    repeat=repeated)
         val_data = input_pipeline(tf, dataset, split.val, options.batch_size, n_classes)
         log(
             f"Training {options.arch} on {dataset.source}: {len(split.train)} train / {len(split.val)} val / "
@@ -121,7 +122,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
             f"augment: {','.join(augment) or 'none'}"
         )
         log(f"Test images: {split.test_source}")
-        if steps * options.batch_size > len(split.train):
+        if repeated:
             log(f"Small train split: an epoch is {steps} batches ({steps * options.batch_size} augmented images, "
                 f"the {len(split.train)} train images repeated), so early stopping sees real progress")
         # Un-augmented train images for the batch-norm statistics (edgecls.train.batchnorm), seeded.

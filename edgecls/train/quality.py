@@ -52,6 +52,13 @@ def assess(predicted: np.ndarray, truth: np.ndarray, class_names: list[str]) -> 
     p_value = binomial_tail(correct, n, float(true_share[majority]))
     top = int(np.argmax(predicted_share))
     warnings = []
+    if binomial_tail(n, n, float(true_share[majority])) >= SIGNIFICANCE:
+        # Even every answer right would be luck this often: too few images to judge, which is not "useless".
+        return {"collapsed": False, "warnings": [
+            f"only {n} validation image(s): too few to tell this model from always answering "
+            f"{class_names[majority]!r} (a larger --val-fraction or more images checks it)"],
+            "val_accuracy": round(correct / n, 4), "majority_class": class_names[majority],
+            "majority_share": round(float(true_share[majority]), 4), "advice": ""}
     if p_value >= SIGNIFICANCE:
         warnings.append(
             f"validation accuracy {correct / n:.3f} ({correct}/{n}) is not clearly above always answering "

@@ -55,12 +55,15 @@ from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
 from edgecls.runtime.metrics import classification_metrics
 from edgecls.train.options import DEFAULTS, HEADS, TrainOptions, to_toml
+from edgecls.train.quality import assess  # numpy only, like everything this route imports
 from edgecls.transfer import graph
 from edgecls.transfer.backbone import Backbone, open_backbone
 from edgecls.transfer.embed import VIEW_RECIPE, Embedder, augmented, cached
 from edgecls.transfer.head import L2_GRID, Head, HeadOptions, select_head
 
 TRANSFER_FORMAT = "edgecls.transfer/1"
+USELESS_HEAD_ADVICE = ("try another backbone (a larger one, or one trained on pictures like yours), --head mlp, "
+                       "more --epochs or --patience, or more images a class")
 RANGE_MARGIN = 0.1  # head outputs on unseen images can go a little past the training range
 # Train options that mean nothing for a head on a .tflite backbone: refused, not ignored.
 NOT_WITH_BACKBONE = ("arch", "img_size", "color", "augment", "optimizer", "kernel_size", "activation", "dropout",
@@ -102,11 +105,14 @@ class TransferResult:
 
     def summary(self) -> str:
         m, t = self.metrics, self.metrics["tflite"]
+        warnings = "".join(f"\nWARNING: {w}" for w in m.get("warnings", []))
+        if m.get("collapsed"):
+            warnings += f"\nWARNING: do not ship this model (written because of --force): {m['quality']['advice']}"
         return (f"\n{self.model_file.name}: test accuracy {t['test_accuracy']:.4f} on {m['counts']['test']} held-out "
                 f"images (validation {t['val_accuracy']:.4f}; agreement with the float head {t['agreement']:.4f}; "
                 f"float head test {m['test_accuracy']:.4f}; best epoch {m['best_epoch']} of {m['epochs_run']}; "
                 f"{self.seconds:.0f} s in all). Run directory: {self.run_dir}. "
-                f"Next: edgecls predict {self.model_file} IMAGES, or edgecls bench {self.run_dir}")
+                f"Next: edgecls predict {self.model_file} IMAGES, or edgecls bench {self.run_dir}{warnings}")
 
 
 def train_from_options(options: TrainOptions, given: set[str], force: bool = False, quiet: bool = False,
@@ -186,6 +192,13 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         log(f"Head ({options.head}) fitted on {len(x_train)} embeddings ({len(split.train)} images x {options.views} "
             f"view(s)) in {fit_seconds:.1f} s: weight decay {head.l2:g} (lowest validation loss of "
             f"{', '.join(format(t['l2'], 'g') for t in tries)}), best epoch {head.best_epoch} of {len(head.history)}")
+        float_val = head.probabilities(features[split.val])
+        quality = assess(float_val.argmax(1), y[split.val], dataset.class_names)
+        if quality["collapsed"]:
+            quality["advice"] = USELESS_HEAD_ADVICE
+            if not force:  # here train is also the export: refuse before anything is written
+                raise EdgeclsError(f"the new head is no use: {quality['warnings'][0]}. Nothing was written; "
+                                   f"{USELESS_HEAD_ADVICE} (--force writes it anyway)", exit_code=1)
 
         metadata_source = _source(out, backbone, dataset.source, options)
         model_bytes, mode = _grafted(cut_bytes, backbone, head, x_train)
@@ -202,7 +215,6 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
                          f"the validation and test images (< {DEFAULT_MIN_AGREEMENT}): its 8-bit head is not "
                          "faithful to the fitted one (try --head linear; please report it)")
 
-        float_val = head.probabilities(features[split.val])
         float_test = head.probabilities(features[split.test])
         metrics = classification_metrics(float_test, y[split.test], dataset.class_names)
         metrics.update(
@@ -215,6 +227,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
             seconds={"embed": round(embed_seconds, 2), "fit": round(fit_seconds, 2),
                      "total": round(time.perf_counter() - started, 2)},
             threads=embedder.classifier.num_threads,
+            collapsed=quality["collapsed"], warnings=quality["warnings"], quality=quality,
         )
         _write_history(head, tmp / HISTORY_FILE)
         curves = {k: [row[k] for row in head.history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
