@@ -252,6 +252,8 @@ def test_cnn_options_with_a_backbone_and_backbone_options_without_one_are_refuse
     data = colour_folder(tmp_path / "d")
     _one_line_error(cli("train", "--data", data, "--backbone", models.rgb_int8, "--arch", "mobile"),
                     "--arch does not apply with --backbone")
+    _one_line_error(cli("train", "--data", data, "--backbone", models.rgb_int8, "--fine-tune-epochs", "3"),
+                    "--fine-tune-epochs does not apply with --backbone")
     _one_line_error(cli("train", "--data", data, "--head", "mlp"), "--head needs --backbone")
 
 
