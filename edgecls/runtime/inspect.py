@@ -1,7 +1,8 @@
 """What is inside a .tflite file (`edgecls info`): tensors, ops, quantisation, metadata.
 
-Works on any .tflite, with or without edgecls metadata. The graph is read with the flatbuffer
-schema module only after the interpreter has loaded (and so verified) the file.
+Works on any .tflite, with or without edgecls metadata. The graph is read with the generic
+flatbuffer reader (no schema module: tflite_runtime has none) only after the interpreter has
+loaded (and so verified) the file.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from edgecls.errors import EdgeclsError
+from edgecls.runtime import flatbuffer as fb
 from edgecls.runtime.interpreter import create_interpreter, find_backend
-from edgecls.runtime.metadata import read_metadata, schema
+from edgecls.runtime.metadata import read_metadata
 from edgecls.runtime.model import (
     check_classifier,
     input_spec,
@@ -24,6 +26,7 @@ from edgecls.runtime.model import (
     read_model_bytes,
     resolve_labels,
 )
+from edgecls.runtime.tflite_names import BUILTIN_OPERATORS, CUSTOM, TENSOR_TYPES
 
 
 def inspect_model(path: str | os.PathLike, backend: str | None = None) -> dict[str, Any]:
@@ -90,52 +93,54 @@ def _classifier(interpreter: Any, metadata: dict | None, path: Path) -> dict[str
     }
 
 
-def _type_names(s) -> dict[int, str]:
-    return {v: k.lower() for k, v in vars(s.TensorType).items() if not k.startswith("_")}
-
-
-def _op_names(model, s) -> list[str]:
-    builtin = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+def _op_names(model: fb.Table) -> list[str]:
+    """The name of each operator code of the model, by opcode index."""
     names = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
+    for code in model.tables(fb.MODEL_OPERATOR_CODES):
         # Old files keep the code in the deprecated int8 field; new ones in both (the larger wins).
-        number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if number == s.BuiltinOperator.CUSTOM:
-            names.append(f"CUSTOM:{(code.CustomCode() or b'?').decode('utf-8', 'replace')}")
+        number = max(code.scalar(fb.OPCODE_BUILTIN, fb.INT32), code.scalar(fb.OPCODE_DEPRECATED_BUILTIN, fb.INT8))
+        if number == CUSTOM:
+            names.append(f"CUSTOM:{(code.string(fb.OPCODE_CUSTOM) or b'?').decode('utf-8', 'replace')}")
         else:
-            names.append(builtin.get(number, f"BUILTIN_{number}"))
+            names.append(BUILTIN_OPERATORS[number] if 0 <= number < len(BUILTIN_OPERATORS) else f"BUILTIN_{number}")
     return names
+
+
+def _type_name(code: int) -> str | None:
+    return TENSOR_TYPES[code].lower() if 0 <= code < len(TENSOR_TYPES) else None
 
 
 def _graph(content: bytes) -> dict[str, Any]:
     """Op histogram, tensor counts and the detected quantisation mode of every subgraph."""
-    s = schema()
-    model = s.Model.GetRootAs(content, 0)
-    op_names, type_names = _op_names(model, s), _type_names(s)
+    model = fb.model_table(content)
+    op_names = _op_names(model)
+    buffer_count = model.count(fb.MODEL_BUFFERS)
     ops: Counter = Counter()
     constants: Counter = Counter()  # dtype of weights and other tensors stored in the file
     activations: Counter = Counter()  # dtype of tensors computed at run time
     per_channel = False
     tensors = 0
-    for g in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(g)
-        for i in range(graph.OperatorsLength()):
-            ops[op_names[graph.Operators(i).OpcodeIndex()]] += 1
-        for i in range(graph.TensorsLength()):
-            tensor = graph.Tensors(i)
+    for graph in model.tables(fb.MODEL_SUBGRAPHS):
+        for op in graph.tables(fb.SUBGRAPH_OPERATORS):
+            ops[op_names[op.scalar(fb.OPERATOR_OPCODE_INDEX, fb.UINT32)]] += 1
+        for tensor in graph.tables(fb.SUBGRAPH_TENSORS):
             tensors += 1
-            dtype = type_names.get(tensor.Type(), str(tensor.Type()))
-            buffer = model.Buffers(tensor.Buffer()) if 0 < tensor.Buffer() < model.BuffersLength() else None
-            stored = buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1)
+            code = tensor.scalar(fb.TENSOR_TYPE, fb.INT8)
+            dtype = _type_name(code) or str(code)
+            index = tensor.scalar(fb.TENSOR_BUFFER, fb.UINT32)
+            buffer = model.at(fb.MODEL_BUFFERS, index) if 0 < index < buffer_count else None  # 0: the empty buffer
+            # Constants live in the buffer's data, or after the flatbuffer at an offset (> 1: 1 is a placeholder).
+            stored = buffer is not None and (buffer.count(fb.BUFFER_DATA) > 0
+                                             or buffer.scalar(fb.BUFFER_OFFSET, fb.UINT64) > 1)
             (constants if stored else activations)[dtype] += 1
-            quant = tensor.Quantization()
-            if stored and quant is not None and quant.ScaleLength() > 1:
+            quant = tensor.table(fb.TENSOR_QUANTIZATION)
+            if stored and quant is not None and quant.count(fb.QUANTIZATION_SCALE) > 1:
                 per_channel = True
-    main = model.Subgraphs(0)  # the interpreter has checked there is one
-    input_types = {type_names.get(main.Tensors(main.Inputs(j)).Type()) for j in range(main.InputsLength())}
+    main = model.at(fb.MODEL_SUBGRAPHS, 0)  # the interpreter has checked there is one
+    input_types = {_type_name(main.at(fb.SUBGRAPH_TENSORS, j).scalar(fb.TENSOR_TYPE, fb.INT8))
+                   for j in main.scalars(fb.SUBGRAPH_INPUTS, fb.INT32)}
     return {
-        "subgraphs": model.SubgraphsLength(),
+        "subgraphs": model.count(fb.MODEL_SUBGRAPHS),
         "tensors": tensors,
         "ops": dict(ops.most_common()),
         "quantization": {"detected": _quant_mode(constants, activations, input_types),

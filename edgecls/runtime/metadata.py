@@ -2,8 +2,9 @@
 
 A TFLite model has a list of named metadata entries, each pointing at a buffer. edgecls
 stores one JSON document there under METADATA_NAME: class names, the input spec, how pixels
-are scaled, the quantisation mode and where the model came from. The flatbuffer schema module
-ships with LiteRT (and with TensorFlow), and `flatbuffers` is a base dependency.
+are scaled, the quantisation mode and where the model came from. Reading needs only `flatbuffers`
+(a base dependency, through `edgecls.runtime.flatbuffer`); writing repacks the model with the
+schema module's object API, which ships with LiteRT (and with TensorFlow): workstation side.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class ModelFileError(EdgeclsError):
 
 
 def schema():
-    """The TFLite flatbuffer schema module, from LiteRT if present, else from TensorFlow."""
+    """The TFLite flatbuffer schema module, from LiteRT if present, else from TensorFlow: for
+    writing a model only (reading goes through edgecls.runtime.flatbuffer, which needs none)."""
     try:
         from ai_edge_litert import schema_py_generated
     except ImportError:
@@ -34,7 +36,7 @@ def schema():
             from tensorflow.lite.python import schema_py_generated
         except ImportError:
             raise EdgeclsError(
-                "reading .tflite metadata needs the flatbuffer schema from ai-edge-litert: pip install ai-edge-litert"
+                "writing a .tflite needs the flatbuffer schema module from ai-edge-litert: pip install ai-edge-litert"
             ) from None
     return schema_py_generated
 
@@ -64,46 +66,17 @@ def read_metadata(model_bytes: bytes) -> dict[str, Any] | None:
     return None if raw is None else parse_metadata_json(raw)
 
 
-# Field slots (vtable offsets) of the TFLite schema tables that hold metadata; fixed by the
-# schema's field order, which TFLite never reorders.
-_MODEL_BUFFERS, _MODEL_METADATA = 12, 16
-_METADATA_NAME, _METADATA_BUFFER = 4, 6
-_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 4, 6, 8
-
-
 def _metadata_entry(data: bytes) -> bytes | None:
-    from flatbuffers import encode, number_types, packer
-    from flatbuffers.table import Table
+    from edgecls.runtime import flatbuffer as fb
 
-    def vector(table: Table, slot: int) -> tuple[int, int]:
-        """(start, length) of a vector field; (0, 0) when absent."""
-        offset = table.Offset(slot)
-        return (table.Vector(offset), table.VectorLen(offset)) if offset else (0, 0)
-
-    def element(start: int, i: int) -> Table:
-        return Table(data, encode.Get(packer.uoffset, data, start + 4 * i) + start + 4 * i)
-
-    def scalar(table: Table, slot: int, flags) -> int:
-        offset = table.Offset(slot)
-        return table.Get(flags, table.Pos + offset) if offset else 0
-
-    model = Table(data, encode.Get(packer.uoffset, data, 0))
-    entries, count = vector(model, _MODEL_METADATA)
-    for i in range(count):
-        entry = element(entries, i)
-        name_offset = entry.Offset(_METADATA_NAME)
-        name = entry.String(name_offset + entry.Pos) if name_offset else b""
-        if name.decode("utf-8", "replace") != METADATA_NAME:
+    model = fb.model_table(data)
+    for entry in model.tables(fb.MODEL_METADATA):
+        if (entry.string(fb.METADATA_NAME) or b"").decode("utf-8", "replace") != METADATA_NAME:
             continue
-        index = scalar(entry, _METADATA_BUFFER, number_types.Uint32Flags)
-        buffers, buffer_count = vector(model, _MODEL_BUFFERS)
-        if index >= buffer_count:
+        index = entry.scalar(fb.METADATA_BUFFER, fb.UINT32)
+        if index >= model.count(fb.MODEL_BUFFERS):
             raise ModelFileError("metadata points at a buffer the model does not have")
-        buffer = element(buffers, index)
-        start, length = vector(buffer, _BUFFER_DATA)
-        if not length:  # large models keep buffers after the flatbuffer, addressed by offset and size
-            start = scalar(buffer, _BUFFER_OFFSET, number_types.Uint64Flags)
-            length = scalar(buffer, _BUFFER_SIZE, number_types.Uint64Flags)
+        start, length = fb.buffer_span(model.at(fb.MODEL_BUFFERS, index))
         if length > MAX_METADATA_BYTES:
             raise ModelFileError(f"metadata entry is {length} bytes, over the {MAX_METADATA_BYTES} limit")
         if start + length > len(data):

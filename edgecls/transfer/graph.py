@@ -2,7 +2,8 @@
 graft a classifier head on as TFLite ops (FULLY_CONNECTED [+ FULLY_CONNECTED] + SOFTMAX, with the
 QUANTIZE / DEQUANTIZE the backbone's I/O type needs), and serialise it again.
 
-The schema module comes from `edgecls.runtime.metadata.schema()`: the one place edgecls imports it.
+The schema module comes from `edgecls.runtime.metadata.schema()`: the one place edgecls imports it
+(op names from `edgecls.runtime.tflite_names`, the table the schema-free reader uses too).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from edgecls.runtime.metadata import TFLITE_IDENTIFIER, ModelFileError, check_tflite_bytes, schema
+from edgecls.runtime.tflite_names import BUILTIN_OPERATORS, CUSTOM
 
 # Metadata entries that describe the original outputs (the TFLite Support library's, with the old
 # labels) or are ours (rewritten by embed_metadata): dropped when the model is cut.
@@ -48,14 +50,9 @@ def op_name(model, op) -> str:
     """The builtin operator's name of `op` (CONV_2D, ...); 'CUSTOM:<code>' for custom ops."""
     code = model.operatorCodes[op.opcodeIndex]
     number = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
-    if number == schema().BuiltinOperator.CUSTOM:
+    if number == CUSTOM:
         return f"CUSTOM:{(code.customCode or b'').decode('utf-8', 'replace')}"
-    return _OP_NAMES().get(number, str(number))
-
-
-def _OP_NAMES() -> dict[int, str]:
-    ops = schema().BuiltinOperator
-    return {v: k for k, v in vars(ops).items() if not k.startswith("_") and isinstance(v, int)}
+    return BUILTIN_OPERATORS[number] if 0 <= number < len(BUILTIN_OPERATORS) else str(number)
 
 
 def tensor_name(tensor) -> str:
