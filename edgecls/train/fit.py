@@ -32,7 +32,7 @@ from edgecls.rundir import (
     SPLIT_FILE,
 )
 from edgecls.runtime.labels import clean_text, labels_text
-from edgecls.train.options import TrainOptions, options_table, to_toml
+from edgecls.train.options import TrainOptions, learning_rate, options_table, to_toml
 from edgecls.train.quality import assess
 
 
@@ -49,11 +49,12 @@ class Phase:
 def training_phases(options: TrainOptions) -> list[Phase]:
     """One phase from scratch; a pretrained backbone gets a frozen phase (the new head learns), then
     fine-tuning of its top blocks at a lower learning rate (so the head's start is not wrecked)."""
+    lr = learning_rate(options)
     if not options.is_backbone or options.weights == "none":
-        return [Phase("train", options.epochs, options.lr)]
-    phases = [Phase("frozen", options.epochs, options.lr, "all")]
+        return [Phase("train", options.epochs, lr)]
+    phases = [Phase("frozen", options.epochs, lr, "all")]
     if options.fine_tune_epochs:
-        phases.append(Phase("fine-tune", options.fine_tune_epochs, options.fine_tune_lr or options.lr / 10, "top"))
+        phases.append(Phase("fine-tune", options.fine_tune_epochs, options.fine_tune_lr or lr / 10, "top"))
     return phases
 
 
@@ -97,7 +98,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         augment = options.augment_list() if options.augment is not None else default_augmentations(options.data)
         data = options.data if options.data in BUILTIN_DATASETS else str(Path(options.data).expanduser().resolve())
         resolved = TrainOptions(**{**options_table(options), "data": data, "out": str(out), "img_size": h,
-                                   "color": dataset.color,
+                                   "color": dataset.color, "lr": learning_rate(options),
                                    "augment": ",".join(augment) or "none"})
 
         keras.utils.set_random_seed(options.seed)
