@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from edgecls.entry import fail
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 
-__all__ = ["Backend", "Command", "FitOption", "Group", "InputRange", "ResizeOption", "Threads", "Typer", "choice",
-           "choices", "fail", "plain", "to_stderr"]  # fail: one line on stderr and the exit code (edgecls.entry's)
+# fail: one line on stderr and the exit code (edgecls.entry's, which the lean predict path shares)
+__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "Backend", "Command", "FitOption", "Group", "InputRange",
+           "ResizeOption", "Threads", "Typer", "choice", "choices", "fail", "plain", "to_stderr"]
 
 
 def to_stderr(message: str) -> None:
@@ -59,11 +60,41 @@ def plain(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- the help's look
-class Command(TyperCommand):
-    pass
+class _Argument(TyperArgument):
+    """A positional argument shown as the usage line names it: MODEL, [IMAGES]..., PATHS... (Click's
+    classic form), with no `<path>`/`<list[Path]>` type column: its help says what it takes."""
+
+    @property
+    def display_name_raw(self) -> str:  # also the name in errors: "Missing argument 'MODEL'"
+        return self.metavar or (self.name or "").upper()
+
+    def display_type_rich(self, ctx: Any) -> None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return f"{name}..." if self.nargs != 1 else name
 
 
-class Group(TyperGroup):
+class _QuietHelpOption:
+    """`--help` is a flag: no `<bool>` beside it (Typer builds it without a metavar)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""  # what the command's own flags say too (metavar="")
+        return option
+
+
+class Command(_QuietHelpOption, TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:  # Typer has no hook for its argument class: swap it here
+                param.__class__ = _Argument
+
+
+class Group(_QuietHelpOption, TyperGroup):
     pass
 
 
