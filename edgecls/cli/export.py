@@ -99,44 +99,33 @@ def export_command(
     Exit codes: 0 ok; 1 conversion failed, or int8 agreement fell below --min-agreement (nothing
     written; --force writes anyway), or no --target candidate is within the budget; 2 bad input.
     """
-    if target is not None:
-        given = [name for name, used in (("--quant", quant != DEFAULT_QUANT), ("--quantizer", quantizer.value !=
-                 "converter"), ("--force", force), ("--keep-float", bool(keep_float)),
-                 ("--auto-fallback", bool(auto_fallback))) if used]
-        if given:
-            fail(f"--target makes and chooses its own candidates: drop {', '.join(given)}")
-        from edgecls.export.target import TargetOptions, export_for_target, parse_candidates
-        from edgecls.export.target_report import render_target_table
-        from edgecls.rundir import open_source
+    from rich.console import Console
 
+    from edgecls.rundir import open_source
+
+    if target is not None:
+        from edgecls.export.target import TargetOptions, export_for_target, parse_candidates, refuse_export_options
+        from edgecls.export.target_report import render_target_table
+
+        refuse_export_options(quant, quantizer.value, force, keep_float, auto_fallback)
         options = TargetOptions(target, max_drop, min_agreement, budget_s, calib_samples, max_fallback,
                                 parse_candidates(candidates), timing_runs, out)
         shipped = export_for_target(open_source(source, data), options, log=to_stderr)
-        from rich.console import Console
-
         Console().print(render_target_table(shipped))
         typer.echo(f"Wrote {', '.join(p.name for p in shipped.written)} to {shipped.out_dir}")
         return
     from edgecls.export.job import ExportOptions, export, parse_names
     from edgecls.export.modes import parse_modes
     from edgecls.export.report import render_export_table
-    from edgecls.rundir import open_source
 
     options = ExportOptions(parse_modes(quant, quantizer.value), quantizer.value, calib_samples, out, min_agreement,
                             force, keep_float=parse_names(keep_float), auto_fallback=auto_fallback)
     result = export(open_source(source, data), options, log=to_stderr)
-    from rich.console import Console
-
     Console().print(render_export_table(result))
     if result.written:
         typer.echo(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
         if result.passed:
-            from edgecls.rundir import EXPORT_DIR
-
-            # bench RUN_DIR reads RUN_DIR/export; files written elsewhere are benched by name
-            default_out = source.is_dir() and Path(result.out_dir).resolve() == (source / EXPORT_DIR).resolve()
-            tflites = " ".join(str(p) for p in result.written if p.suffix == ".tflite")
-            typer.echo(f"Next: edgecls bench {source if default_out else tflites}")
+            typer.echo(f"Next: {result.next_command(source)}")
     if not result.passed:
         if not result.written:
             fail(result.advice(), 1)

@@ -171,16 +171,6 @@ def train(
 
     validate(options)
     result = run_training(options, force=force, quiet=quiet, log=to_stderr)
-    m = result.metrics
-    typer.echo(
-        f"\nTest accuracy {result.test_accuracy:.4f} on {m['counts']['test']} held-out images "
-        f"(validation {result.val_accuracy:.4f}; best epoch {m['best_epoch']} of {result.epochs_run}; "
-        f"{result.seconds:.0f} s of training). Run directory: {result.run_dir} "
-        f"(model.keras, labels.txt, split.json, metrics.json, curves.png). "
-        f"Next: edgecls export {result.run_dir}"
-    )
-    for warning in m.get("warnings", []):
+    typer.echo(result.summary())
+    for warning in result.warnings():
         typer.echo(f"WARNING: {warning}", err=True)
-    if m.get("collapsed"):
-        typer.echo(f"WARNING: do not ship this model (edgecls export refuses it without --force): "
-                   f"{m['quality']['advice']}", err=True)
