@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import pytest
 import typer
 from typer.core import TyperArgument, TyperGroup
 
 from edgecls.cli import app
+from edgecls.cli.common import Typer
 
 
 def _commands() -> list[tuple[tuple[str, ...], object]]:
@@ -64,3 +68,28 @@ def test_every_option_with_a_value_shows_its_default(path, command):
         _, help_text = param.get_help_record(ctx)
         assert "[default: " in help_text, (path, param.name, help_text)
         assert "[default: (" not in help_text or isinstance(param.show_default, str), (path, param.name)
+
+
+def test_a_new_command_gets_the_look_without_metavars(monkeypatch, capsys):
+    """What edgecls.cli.common.Typer does for a command written plainly (no metavar anywhere)."""
+    tiny = Typer()
+
+    @tiny.command(epilog="Example: tiny a.png")
+    def look(files: Annotated[list[Path], typer.Argument(help="Files")],
+             name: Annotated[Optional[str], typer.Argument(help="A name")] = None,
+             loud: Annotated[bool, typer.Option("--loud", help="Shout")] = False) -> None:
+        """A tiny command."""
+
+    @tiny.command()
+    def other() -> None:
+        """Two commands, so `look` is a sub-command with its own usage line."""
+
+    monkeypatch.setenv("COLUMNS", "120")
+    with pytest.raises(SystemExit):
+        tiny(["look", "--help"], prog_name="tiny")
+    out = capsys.readouterr().out
+    assert "Usage: tiny look [OPTIONS] FILES... [NAME]" in out
+    assert "FILES..." in out and "NAME" in out and "<" not in out, out
+    with pytest.raises(SystemExit):
+        tiny(["look"], prog_name="tiny", standalone_mode=True)
+    assert "Missing argument 'FILES'" in capsys.readouterr().err

@@ -14,7 +14,7 @@ Style, so that adding an option is one edit (plus its field, for train):
 - each parameter is `name: Annotated[type, typer.Option(help=...)] = default`; choices are Enums
   made from the library's own tuples by `common.choices` (case-insensitive, one-line errors);
 - a default that is not a plain value is shown with `show_default="..."` (never "[default: ...]"
-  in the help text: Rich markup eats the brackets); flags take `metavar=""` (no `<bool>`);
+  in the help text: Rich markup eats the brackets); `common.Typer` keeps `<bool>` off flags;
 - a command body calls one library function; every command's epilog has at least one example
   (tests/test_cli_help.py checks both the examples and the defaults);
 - `train`'s parameters mirror `TrainOptions` field for field (tests/test_train.py checks it), and

@@ -4,7 +4,7 @@
   one-line "unknown ..." error; `plain` turns what Typer parsed back into what the library takes.
 - `Typer`: a `typer.Typer` whose commands use `Command` and groups `Group`, so that `--help` reads
   like a CLI's: arguments named as in the usage line (`MODEL`, `IMAGES...`, `PATHS...`) without a
-  `<list[Path]>` type column, and the help option without a `<bool>` (Typer 0.29 prints both).
+  `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both).
 - `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`: options of several device-side
   commands (predict, info, explain, bench), declared once.
 """
@@ -92,6 +92,8 @@ class Command(_QuietHelpOption, TyperCommand):
         for param in self.params:
             if type(param) is TyperArgument:  # Typer has no hook for its argument class: swap it here
                 param.__class__ = _Argument
+            elif getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # a flag takes no value: no <bool> (so a new flag needs no metavar="")
 
 
 class Group(_QuietHelpOption, TyperGroup):
