@@ -21,7 +21,7 @@ from typing import Any
 
 from edgecls.errors import EdgeclsError
 
-# `edgecls predict`'s options as edgecls.cli declares them: name -> (kind, the keyword it fills).
+# `edgecls predict`'s options as edgecls.cli.device declares them: name -> (kind, the keyword it fills).
 # An option missing here (a newer one) sends the whole command line to the Typer app.
 _PREDICT_FLAGS = {"--json": "as_json", "--csv": "as_csv"}
 _PREDICT_VALUES = {"--top-k": ("count", "top_k"), "-k": ("count", "top_k"), "--threads": ("count", "threads"),
@@ -104,7 +104,7 @@ def predict_options(as_json: bool, as_csv: bool, input_range: str | None, **argu
 
 
 def run_predict(model: str, images: Sequence[str], **options: Any) -> int:
-    """`edgecls predict MODEL IMAGES...`'s body (edgecls.cli.predict calls it too): the exit code."""
+    """`edgecls predict MODEL IMAGES...`'s body (edgecls.cli.device.predict calls it too): the exit code."""
     from edgecls.console import predict
 
     return predict(model, images, **predict_options(**options))

@@ -346,11 +346,11 @@ def test_bad_keras_files_for_export(kind, needle, tmp_path, cli):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["predict"], "Missing argument 'model'"),
+    (["predict"], "Missing argument 'MODEL'"),
     (["predict", "--top-k", "x", "m.tflite", "a.png"], "'--top-k'"),
     (["train", "--epochs"], "requires an argument"),
     (["frobnicate"], "No such command 'frobnicate'"),
-    (["bench", "compare"], "Missing argument 'reports'"),
+    (["bench", "compare"], "Missing argument 'REPORTS'"),
 ])
 def test_usage_errors_are_one_line_too(argv, needle, cli):
     result = cli(*argv)

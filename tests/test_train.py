@@ -171,7 +171,7 @@ def _parse_train(*args: str) -> dict:
 def test_train_cli_options_mirror_train_options_field_for_field():
     from dataclasses import fields
 
-    from edgecls.cli import _plain
+    from edgecls.cli.common import plain as _plain
     from edgecls.train.options import DEFAULTS, TrainOptions
 
     params = _parse_train()

@@ -118,6 +118,14 @@ class ExportResult:
                 "--diagnose names them), or --quant float16; or pass --force to write the files anyway")
 
 
+    def next_command(self, source: Path) -> str:
+        """The bench to run next: `edgecls bench RUN_DIR` reads RUN_DIR/export, so files written
+        elsewhere (or from a bare .keras file) are benched by name."""
+        default_out = source.is_dir() and Path(self.out_dir).resolve() == (source / EXPORT_DIR).resolve()
+        tflites = " ".join(str(p) for p in self.written if p.suffix == ".tflite")
+        return f"edgecls bench {source if default_out else tflites}"
+
+
 def parse_names(values: Optional[list[str]]) -> list[str]:
     """--keep-float values, each a name or a comma list -> names, in order, without repeats."""
     return split_list(values, unique=True)

@@ -32,7 +32,14 @@ from edgecls.atomic import write_bytes_atomic, write_text_atomic
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import ConversionError, Converted, convert, quantize_litert, saved_model
-from edgecls.export.modes import DEFAULT_FALLBACK, DEFAULT_MAX_DROP, DEFAULT_MIN_AGREEMENT, DEFAULT_RUNS
+from edgecls.export.modes import (
+    DEFAULT_FALLBACK,
+    DEFAULT_MAX_DROP,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_QUANT,
+    DEFAULT_RUNS,
+    QUANTIZERS,
+)
 from edgecls.parsing import split_list
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES, EXPORT_FORMAT, LABELS_FILE, RunDir, keras_probabilities
 
@@ -210,6 +217,17 @@ def validate(options: TargetOptions) -> list[Candidate]:
     if not options.only:
         raise EdgeclsError("--candidates is empty")
     return [c for c in every if c.name in options.only]
+
+
+def refuse_export_options(quant: str, quantizer: str, force: bool, keep_float: Optional[Sequence[str]],
+                          auto_fallback: int) -> None:
+    """`export --target` makes and chooses its own candidates: export's own mode options beside it
+    (any not at its default) are an error, named, before any work."""
+    given = [name for name, used in (("--quant", quant != DEFAULT_QUANT), ("--quantizer", quantizer != QUANTIZERS[0]),
+                                     ("--force", force), ("--keep-float", bool(keep_float)),
+                                     ("--auto-fallback", bool(auto_fallback))) if used]
+    if given:
+        raise EdgeclsError(f"--target makes and chooses its own candidates: drop {', '.join(given)}")
 
 
 def parse_candidates(text: Optional[str]) -> Optional[list[str]]:

@@ -67,6 +67,23 @@ class TrainResult:
     seconds: float
     metrics: dict
 
+    def summary(self) -> str:
+        """The closing lines `edgecls train` prints: the figures, what was written, what to run next."""
+        m = self.metrics
+        written = ", ".join((MODEL_FILE, LABELS_FILE, SPLIT_FILE, METRICS_FILE, CURVES_FILE))
+        return (f"\nTest accuracy {self.test_accuracy:.4f} on {m['counts']['test']} held-out images "
+                f"(validation {self.val_accuracy:.4f}; best epoch {m['best_epoch']} of {self.epochs_run}; "
+                f"{self.seconds:.0f} s of training). Run directory: {self.run_dir} ({written}). "
+                f"Next: edgecls export {self.run_dir}")
+
+    def warnings(self) -> list[str]:
+        """What the quality check found (train.quality), the refusal to ship a collapsed model last."""
+        found = list(self.metrics.get("warnings", []))
+        if self.metrics.get("collapsed"):
+            found.append("do not ship this model (edgecls export refuses it without --force): "
+                         f"{self.metrics['quality']['advice']}")
+        return found
+
 
 def default_run_dir(options: TrainOptions) -> Path:
     name = Path(options.data.rstrip("/")).name  # "digits" for digits, the folder's name for a path

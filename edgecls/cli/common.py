@@ -1,0 +1,136 @@
+"""What every `edgecls` command module shares: Enum choices, the help's look, and the device-side options.
+
+- `choices`/`choice`: an Enum made from the library's own tuple, parsed case-insensitively with a
+  one-line "unknown ..." error; `plain` turns what Typer parsed back into what the library takes.
+- `Typer`: a `typer.Typer` whose commands use `Command` and groups `Group`, so that `--help` reads
+  like a CLI's: arguments named as in the usage line (`MODEL`, `IMAGES...`, `PATHS...`) without a
+  `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both).
+- `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`: options of several device-side
+  commands (predict, info, explain, bench), declared once.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
+
+from edgecls.entry import fail
+from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
+
+# fail: one line on stderr and the exit code (edgecls.entry's, which the lean predict path shares)
+__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "Backend", "Command", "FitOption", "Group", "InputRange",
+           "ResizeOption", "Threads", "Typer", "choice", "choices", "fail", "plain", "to_stderr"]
+
+
+def to_stderr(message: str) -> None:
+    """The `log` of the library's jobs: progress on stderr, so stdout stays the result."""
+    typer.echo(message, err=True)
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """An Enum of the library's own choice tuple: the one list the CLI, the TOML and validation share."""
+    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)  # type: ignore[return-value]
+
+
+def choice(kind: type[Enum], what: str) -> dict[str, Any]:
+    """typer.Option arguments for an Enum choice: case-insensitive (`--color RGB`), a one-line
+    'unknown <what>' error, and the choices as the metavar."""
+    names = [member.value for member in kind]
+
+    def parse(value: Any) -> Enum:
+        if isinstance(value, kind):
+            return value
+        for member in kind:
+            if member.value.lower() == str(value).strip().lower():
+                return member
+        raise typer.BadParameter(f"unknown {what} {value!r}: use one of {', '.join(names)}")
+
+    return {"parser": parse, "metavar": "|".join(names)}
+
+
+def plain(value: Any) -> Any:
+    """What the library takes: Enum members as their strings, paths as strings."""
+    if isinstance(value, Enum):
+        return value.value
+    return str(value) if isinstance(value, Path) else value
+
+
+# ----------------------------------------------------------------------------- the help's look
+class _Argument(TyperArgument):
+    """A positional argument shown as the usage line names it: MODEL, [IMAGES]..., PATHS... (Click's
+    classic form), with no `<path>`/`<list[Path]>` type column: its help says what it takes."""
+
+    @property
+    def display_name_raw(self) -> str:  # also the name in errors: "Missing argument 'MODEL'"
+        return self.metavar or (self.name or "").upper()
+
+    def display_type_rich(self, ctx: Any) -> None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return f"{name}..." if self.nargs != 1 else name
+
+
+class _QuietHelpOption:
+    """`--help` is a flag: no `<bool>` beside it (Typer builds it without a metavar)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""  # what the command's own flags say too (metavar="")
+        return option
+
+
+class Command(_QuietHelpOption, TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:  # Typer has no hook for its argument class: swap it here
+                param.__class__ = _Argument
+            elif getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # a flag takes no value: no <bool> (so a new flag needs no metavar="")
+
+
+class Group(_QuietHelpOption, TyperGroup):
+    pass
+
+
+class Typer(typer.Typer):
+    """typer.Typer with edgecls' help look on every command and group (see Command, Group)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"cls": Group, "pretty_exceptions_enable": False, **kwargs})
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        return super().command(*args, **{"cls": Command, **kwargs})
+
+
+# ----------------------------------------------------------------------------- device-side options
+# predict, info, explain and bench of a .tflite import only edgecls.runtime: never TensorFlow.
+_BACKEND_HELP = "litert | tflite_runtime | tensorflow"
+_BACKEND_DEFAULT = "$EDGECLS_BACKEND, else the first one installed, in that order"
+INPUT_RANGE_HELP = ("LO,HI: the input values pixels 0 and 255 become, for a model that does not scale inside: "
+                    "-1,1 (MobileNet style), 0,1, ...; overrides the model's metadata")
+INPUT_RANGE_DEFAULT = ("the metadata's range; else 0,255 for a float input (edgecls models scale inside), the raw "
+                       "bytes for a quantised one")
+Backend = Annotated[Optional[str], typer.Option(help=_BACKEND_HELP, show_default=_BACKEND_DEFAULT)]
+Threads = Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads", show_default="the CPU count")]
+InputRange = Annotated[
+    Optional[str],
+    typer.Option("--input-range", metavar="LO,HI", help=INPUT_RANGE_HELP, show_default=INPUT_RANGE_DEFAULT),
+]
+
+Resize = choices("Resize", RESIZE_METHODS)
+Fit = choices("Fit", FITS)
+_PREPROCESSING_DEFAULT = f"the model's metadata, else {DEFAULT_RESIZE}"
+ResizeOption = Annotated[Optional[Resize], typer.Option(
+    help="How a picture is resized to the model's input: match what the model was trained or evaluated with "
+    "(Google's Coral MobileNets: nearest)", show_default=_PREPROCESSING_DEFAULT, **choice(Resize, "resize method"))]
+FitOption = Annotated[Optional[Fit], typer.Option(
+    help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's aspect ratio",
+    show_default=f"the model's metadata, else {DEFAULT_FIT}", **choice(Fit, "fit"))]

@@ -1,0 +1,171 @@
+"""The device-side commands, `edgecls predict`, `info` and `doctor`: they import only edgecls.runtime
+(numpy, Pillow, an interpreter), never TensorFlow.
+
+`edgecls predict MODEL IMAGES...` usually never gets here: edgecls.entry runs it without Typer (the
+lean path) and hands over only what it is not sure of; its option table mirrors `predict` below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from edgecls.cli.common import (
+    Backend,
+    FitOption,
+    InputRange,
+    ResizeOption,
+    Threads,
+    Typer,
+    choice,
+    choices,
+    plain,
+)
+from edgecls.entry import predict_options, run_predict
+from edgecls.errors import EdgeclsError
+from edgecls.runtime.capture import CAPTURE_BACKENDS
+from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT
+
+app = Typer()
+
+# `predict --source`: live input (a camera, video file or stream). One block, so it can move as a whole.
+Capture = choices("Capture", CAPTURE_BACKENDS)
+_LIVE = "Live input"
+_LiveSource = Annotated[Optional[str], typer.Option(
+    "--source", metavar="SOURCE", rich_help_panel=_LIVE, show_default="none: classify IMAGES",
+    help="Classify live frames instead of IMAGES: camera (camera:0), camera:N, a video file, rtsp://... or "
+         "http(s)://.../stream.mjpg; one row per classified frame with its time, frame number and latency; "
+         "Ctrl-C ends it with a summary")]
+_LiveEvery = Annotated[int, typer.Option("--every", min=1, metavar="N", rich_help_panel=_LIVE,
+                                         help="Classify every Nth frame")]
+_LiveFps = Annotated[Optional[float], typer.Option(
+    "--fps", min=0.001, metavar="F", rich_help_panel=_LIVE, show_default="no limit",
+    help="Classify at most F frames a second (of the video's own time for a file)")]
+_LiveDuration = Annotated[Optional[float], typer.Option(
+    "--duration", min=0.001, metavar="SECONDS", rich_help_panel=_LIVE,
+    show_default="until the source ends or Ctrl-C",
+    help="Stop after this many seconds of the source (of the video's own time for a file)")]
+_LiveTimeout = Annotated[float, typer.Option(
+    "--timeout", min=0.1, metavar="SECONDS", rich_help_panel=_LIVE,
+    help="How long to wait for a stream to connect, or for its next frame")]
+_LiveReconnect = Annotated[float, typer.Option(
+    "--reconnect", min=0, metavar="SECONDS", rich_help_panel=_LIVE,
+    help="After a camera or stream drops, keep reopening it (with back-off) this long; 0: end at once")]
+_LiveCapture = Annotated[Optional[Capture], typer.Option(
+    "--capture", rich_help_panel=_LIVE, show_default="picamera2 for a camera when installed, else opencv",
+    help="The capture backend", **choice(Capture, "capture backend"))]
+
+
+@app.command(epilog="Examples:\n\n"
+             "edgecls predict runs/digits-seed/export/model_int8.tflite photos/ --top-k 3\n\n"
+             "edgecls predict mobilenet_v1_0.5_160_quant.tflite cat.bmp --labels imagenet_labels.txt --resize nearest "
+             "--json\n\n"
+             "edgecls predict model_int8.tflite --source camera:0 --fps 5 --top-k 3\n\n"
+             "edgecls predict model_int8.tflite --source clip.avi --every 10 --json > frames.jsonl")
+def predict(
+    model: Annotated[Path, typer.Argument(help="A .tflite image classifier (edgecls' own, or any NHWC one)")],
+    images: Annotated[Optional[list[str]], typer.Argument(
+        help="Image files, folders (searched recursively) and glob patterns (or --source for a camera, video or "
+             "stream)", show_default=False)] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image")] = 1,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line instead of a table", metavar="")
+    ] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="CSV (file,rank,index,label,score,error) instead of a table", metavar="")
+    ] = False,
+    threads: Threads = None,
+    labels: Annotated[
+        Optional[Path],
+        typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own labels"),
+    ] = None,
+    backend: Backend = None,
+    input_range: InputRange = None,
+    source: _LiveSource = None,
+    every: _LiveEvery = 1,
+    fps: _LiveFps = None,
+    duration: _LiveDuration = None,
+    timeout: _LiveTimeout = DEFAULT_TIMEOUT,
+    reconnect: _LiveReconnect = DEFAULT_RECONNECT,
+    capture: _LiveCapture = None,
+    resize: ResizeOption = None,
+    fit: FitOption = None,
+) -> None:
+    """Classify images with a .tflite model, one output row per image, streamed as they are done.
+
+    A file that cannot be read becomes an error row with its reason and the run goes on.
+
+    With --source, frames of a camera, video file or network stream are classified instead (OpenCV: pip install 'edgecls\\[camera]'; picamera2 on Raspberry Pi OS); when the model is slower than a camera or stream, frames are dropped, never queued.
+
+    Exit codes: 0 every image classified, or the video or --duration ended; 1 some images failed (see their error rows), or a live source failed mid-way (its rows are kept); 2 bad model, labels file or arguments (arguments that name no image, a camera or stream that cannot be opened); 130 Ctrl-C (after the summary).
+    """  # noqa: E501  (one line a paragraph: Typer keeps a docstring's line breaks in --help)
+    if source is not None and images:
+        raise EdgeclsError("give IMAGES or --source, not both")
+    if source is None and not images:
+        raise EdgeclsError("give image files, folders or globs to classify, or --source for a camera, video or stream")
+    arguments: dict[str, Any] = dict(top_k=top_k, as_json=as_json, as_csv=as_csv, threads=threads,
+                                     labels=str(labels) if labels else None, backend=backend, input_range=input_range,
+                                     resize=plain(resize), fit=plain(fit))
+    if source is not None:
+        from edgecls.live import predict_stream
+
+        raise typer.Exit(predict_stream(str(model), source, every=every, fps=fps, duration=duration, timeout=timeout,
+                                        reconnect=reconnect, capture=plain(capture), **predict_options(**arguments)))
+    # The body lives in edgecls.entry, which also runs it without Typer (the lean predict path).
+    raise typer.Exit(run_predict(model=str(model), images=images, **arguments))
+
+
+@app.command(epilog="Example: edgecls info runs/digits-seed/export/model_int8.tflite --json")
+def info(
+    model: Annotated[Path, typer.Argument(help="Any .tflite file")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON", metavar="")] = False,
+    backend: Backend = None,
+) -> None:
+    """Show a .tflite model: tensors, ops, size, quantisation, metadata.
+
+    Inputs and outputs (shape, dtype, scale, zero point, per-channel or not), the op histogram,
+    the size, the detected quantisation mode, the embedded edgecls metadata and the interpreter
+    backend that read it. Works on third-party models without metadata.
+
+    Exit codes: 0 ok; 2 not a readable .tflite.
+    """
+    from edgecls.runtime.inspect import inspect_model
+
+    report = inspect_model(model, backend=backend)
+    if as_json:
+        import json
+
+        from edgecls.console import json_ready
+
+        typer.echo(json.dumps(json_ready(report), indent=2, ensure_ascii=False))
+    else:
+        from edgecls.console import show_info
+
+        show_info(report)
+
+
+@app.command(epilog="Example: edgecls doctor --json")
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON", metavar="")] = False,
+) -> None:
+    """Check that this machine can run the device side (predict, info, bench of a .tflite).
+
+    Reports platform, architecture, Python, numpy, Pillow, the interpreter backend found and its
+    version, whether TensorFlow is installed, the CPU count, and warnings for known traps.
+
+    Exit codes: 0 an interpreter backend works; 1 none does.
+    """
+    from edgecls.runtime.doctor import doctor_report
+
+    report = doctor_report()
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        from edgecls.console import show_doctor
+
+        show_doctor(report)
+    raise typer.Exit(0 if report["ok"] else 1)

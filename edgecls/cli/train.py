@@ -1,0 +1,176 @@
+"""`edgecls train`: a Keras classifier and its run directory, or a new head on a pretrained .tflite (--backbone).
+
+Its parameters mirror `edgecls.train.options.TrainOptions` field for field (tests/test_train.py
+checks it), and `--config FILE.toml` feeds Click's `default_map`, so the TOML keys are the option
+names for free: adding a train option is a TrainOptions field plus one parameter here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgecls.cli.common import Typer, choice, choices, plain, to_stderr
+from edgecls.train.options import ARCHITECTURES, COLORS, DEFAULTS, HEADS, OPTIMIZERS, STRATEGIES, TrainOptions
+
+app = Typer()
+
+Arch = choices("Arch", ARCHITECTURES)
+Color = choices("Color", COLORS)
+Optimizer = choices("Optimizer", OPTIMIZERS)
+Strategy = choices("Strategy", STRATEGIES)
+Head = choices("Head", HEADS)
+
+_D = DEFAULTS
+TRAIN_FIELDS = {f.name for f in fields(TrainOptions)}
+
+
+def _read_config(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
+    """--config FILE.toml: its keys become the options' defaults (Click's default_map), so options
+    given on the command line win and every key is checked like the option it names."""
+    if path is not None:
+        from edgecls.train.options import read_config
+
+        ctx.default_map = {**(ctx.default_map or {}), **read_config(path)}
+    return path
+
+
+@app.command(epilog="Examples:\n\n"
+             "edgecls train --epochs 5\n\n"
+             "edgecls train --data ../shared/data/catsdogs --arch mobile --img-size 96 --out runs/catsdogs\n\n"
+             "edgecls train --config runs/digits-seed/config.toml --out runs/again\n\n"
+             "edgecls train --data ../shared/data/catsdogs --backbone ../shared/data/pretrained/"
+             "mobilenet_v1_0.25_128_quant.tflite --out runs/catsdogs-mobilenet\n\n"
+             "edgecls train --data photos/ --arch mobilenet_v2 --alpha 0.35 --weights imagenet  # internet once")
+def train(
+    ctx: typer.Context,
+    data: Annotated[
+        str,
+        typer.Option(
+            help="digits | mnist | fashion_mnist | cifar10 | a folder of class sub-folders | a folder of IDX files"
+        ),
+    ] = _D.data,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Run directory to create", show_default="runs/<data>-<arch>")
+    ] = None,
+    arch: Annotated[
+        Arch,
+        typer.Option(
+            help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos) | "
+            "mobilenet_v2 | mobilenet_v3_small | efficientnet_b0 (keras.applications backbones, see --weights)",
+            **choice(Arch, "architecture"),
+        ),
+    ] = _D.arch,
+    img_size: Annotated[
+        Optional[int],
+        typer.Option(help="Square input size in pixels", show_default="the dataset's own, 96 for folders"),
+    ] = None,
+    color: Annotated[
+        Optional[Color],
+        typer.Option(
+            help="Colour mode", show_default="the dataset's own; rgb for folders", **choice(Color, "colour mode")
+        ),
+    ] = None,
+    augment: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma list of flip,rotate,zoom,translate,contrast, or none",
+            show_default="per dataset; no flip for digits",
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping restores the best)")] = _D.epochs,
+    batch_size: Annotated[int, typer.Option(help="Training batch size")] = _D.batch_size,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer", **choice(Optimizer, "optimizer"))] = _D.optimizer,
+    lr: Annotated[float, typer.Option(help="Learning rate")] = _D.lr,
+    kernel_size: Annotated[int, typer.Option(help="Convolution kernel size (seed architecture)")] = _D.kernel_size,
+    activation: Annotated[
+        str, typer.Option(help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)")
+    ] = _D.activation,
+    dropout: Annotated[float, typer.Option(help="Dropout before the classifier")] = _D.dropout,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss")] = _D.label_smoothing,
+    patience: Annotated[
+        int,
+        typer.Option(
+            help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept "
+            "(0 disables)"
+        ),
+    ] = _D.patience,
+    val_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for validation")] = _D.val_fraction,
+    test_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for the test")] = _D.test_fraction,
+    seed: Annotated[
+        int, typer.Option(help="Seed for the split, weights and augmentation (deterministic on CPU)")
+    ] = _D.seed,
+    strategy: Annotated[
+        Strategy, typer.Option(help="tf.distribute strategy", **choice(Strategy, "strategy"))
+    ] = _D.strategy,
+    alpha: Annotated[
+        Optional[float],
+        typer.Option(help="Width multiplier of mobilenet_v2 / mobilenet_v3_small (ImageNet weights exist for "
+                     "0.35, 0.5, 0.75, 1.0, 1.3, 1.4 / 0.75, 1.0)", show_default="1.0"),
+    ] = _D.alpha,
+    weights: Annotated[
+        str,
+        typer.Option(help="Keras backbones: imagenet (downloaded once to ~/.keras/models) | none (random, trained "
+                     "from scratch in one phase) | a weights FILE of the backbone without its top (.h5, .weights.h5)",
+                     metavar="imagenet|none|FILE"),
+    ] = _D.weights,
+    fine_tune_epochs: Annotated[
+        int,
+        typer.Option(help="Keras backbones: epochs of the second phase, the top blocks unfrozen after --epochs "
+                     "with the backbone frozen (0: it stays frozen)"),
+    ] = _D.fine_tune_epochs,
+    fine_tune_lr: Annotated[
+        Optional[float], typer.Option(help="Learning rate of the fine-tuning phase", show_default="--lr / 10")
+    ] = _D.fine_tune_lr,
+    # --- a pretrained .tflite backbone (edgecls.transfer: numpy and LiteRT, no TensorFlow, works on a device too)
+    backbone: Annotated[Optional[Path], typer.Option(
+        help="A pretrained NHWC .tflite image classifier or feature extractor (float32, uint8 or int8): cut at its "
+             "embedding, a new head fitted with numpy and grafted on as TFLite ops; writes "
+             "RUN/export/model_<mode>.tflite, no TensorFlow needed. --epochs, --patience, --lr, --batch-size "
+             "then apply to the head, and unset keep the head's own defaults")] = None,
+    embedding_tensor: Annotated[Optional[str], typer.Option(
+        help="With --backbone: the tensor the head reads",
+        show_default="the input of the last FULLY_CONNECTED or 1x1 CONV_2D")] = _D.embedding_tensor,
+    head: Annotated[Head, typer.Option(help="With --backbone: linear (softmax regression) | mlp (one hidden ReLU "
+                                            "layer)", **choice(Head, "head"))] = _D.head,
+    views: Annotated[int, typer.Option(help="With --backbone: views per training image, the image itself included; "
+                                            "the others flipped, turned and cropped")] = _D.views,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="With --backbone: interpreter threads",
+                                                   show_default="the CPU count")] = _D.threads,
+    input_range: Annotated[Optional[str], typer.Option(
+        metavar="LO,HI", help="With --backbone: what pixels 0 and 255 become for a float backbone (-1,1 for "
+                              "MobileNet style)", show_default="its metadata's range, else 0,255; quantised: its own",
+    )] = _D.input_range,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="TOML file whose keys mirror these options (options given here win)",
+            is_eager=True,
+            callback=_read_config,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing run directory", metavar="")] = False,
+    quiet: Annotated[bool, typer.Option(help="One line per epoch instead of progress bars", metavar="")] = False,
+) -> None:
+    """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots).
+
+    With --backbone FILE.tflite: a new head on a pretrained .tflite, numpy and LiteRT only (also on a device).
+    """
+    options = TrainOptions(**{name: plain(value) for name, value in ctx.params.items() if name in TRAIN_FIELDS})
+    if options.backbone is not None:  # before any TensorFlow import: this route never needs it
+        from edgecls.transfer.job import train_from_options
+
+        given = {name for name in ctx.params if ctx.get_parameter_source(name).name != "DEFAULT"}
+        typer.echo(train_from_options(options, given, force=force, quiet=quiet, log=to_stderr).summary())
+        return
+    from edgecls.train.fit import train as run_training
+    from edgecls.train.options import validate
+
+    validate(options)
+    result = run_training(options, force=force, quiet=quiet, log=to_stderr)
+    typer.echo(result.summary())
+    for warning in result.warnings():
+        typer.echo(f"WARNING: {warning}", err=True)
