@@ -84,7 +84,8 @@ def train(
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping restores the best)")] = _D.epochs,
     batch_size: Annotated[int, typer.Option(help="Training batch size")] = _D.batch_size,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer", **choice(Optimizer, "optimizer"))] = _D.optimizer,
-    lr: Annotated[float, typer.Option(help="Learning rate")] = _D.lr,
+    lr: Annotated[Optional[float], typer.Option(
+        help="Learning rate", show_default="0.003 for --arch mobile, else 0.001")] = _D.lr,
     kernel_size: Annotated[int, typer.Option(help="Convolution kernel size (seed architecture)")] = _D.kernel_size,
     activation: Annotated[
         str, typer.Option(help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)")
