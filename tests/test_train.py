@@ -217,17 +217,21 @@ def test_mobile_architecture_trains_on_an_rgb_folder(tmp_path, monkeypatch):
     assert any(type(layer).__name__ == "DepthwiseConv2D" for layer in model.layers)
     # no --lr: the mobile CNN's own learning rate, recorded so --config reproduces the run
     assert read_config(out / "config.toml")["lr"] == 3e-3
+    assert read_config(out / "config.toml")["patience"] == 12
     assert json.loads((out / "metrics.json").read_text())["phases"][0]["lr"] == 3e-3
 
 
-def test_learning_rate_is_the_architectures_unless_given():
+def test_learning_rate_and_patience_are_the_architectures_unless_given():
     from edgecls.train.fit import training_phases
-    from edgecls.train.options import TrainOptions
+    from edgecls.train.options import TrainOptions, with_arch_defaults
 
     assert [p.lr for p in training_phases(TrainOptions(arch="mobile"))] == [3e-3]
     assert [p.lr for p in training_phases(TrainOptions(arch="seed"))] == [1e-3]
     assert [p.lr for p in training_phases(TrainOptions(arch="mobile", lr=0.02))] == [0.02]
     assert [p.lr for p in training_phases(TrainOptions(arch="mobilenet_v2", weights="imagenet"))] == [1e-3, 1e-4]
+    assert with_arch_defaults(TrainOptions(arch="mobile")).patience == 12
+    assert with_arch_defaults(TrainOptions(arch="seed")).patience == 6
+    assert with_arch_defaults(TrainOptions(arch="mobile", patience=0)).patience == 0  # 0 (off) is given, not unset
 
 
 @pytest.mark.slow

@@ -14,7 +14,17 @@ from typing import Annotated, Optional
 import typer
 
 from edgecls.cli.common import Typer, choice, choices, plain, to_stderr
-from edgecls.train.options import ARCHITECTURES, COLORS, DEFAULTS, HEADS, OPTIMIZERS, STRATEGIES, TrainOptions
+from edgecls.train.options import (
+    ARCH_DEFAULTS,
+    ARCHITECTURES,
+    COLORS,
+    COMMON_DEFAULTS,
+    DEFAULTS,
+    HEADS,
+    OPTIMIZERS,
+    STRATEGIES,
+    TrainOptions,
+)
 
 app = Typer()
 
@@ -25,6 +35,13 @@ Strategy = choices("Strategy", STRATEGIES)
 Head = choices("Head", HEADS)
 
 _D = DEFAULTS
+
+
+def _arch_default(name: str) -> str:
+    """The help's default of an option that depends on --arch, e.g. "0.003 for --arch mobile, else 0.001"."""
+    special = [f"{value:g} for --arch {arch}" for arch, values in ARCH_DEFAULTS.items()
+               if (value := values.get(name)) is not None]
+    return ", ".join(special + [f"else {COMMON_DEFAULTS[name]:g}"])
 TRAIN_FIELDS = {f.name for f in fields(TrainOptions)}
 
 
@@ -85,7 +102,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Training batch size")] = _D.batch_size,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer", **choice(Optimizer, "optimizer"))] = _D.optimizer,
     lr: Annotated[Optional[float], typer.Option(
-        help="Learning rate", show_default="0.003 for --arch mobile, else 0.001")] = _D.lr,
+        help="Learning rate", show_default=_arch_default("lr"))] = _D.lr,
     kernel_size: Annotated[int, typer.Option(help="Convolution kernel size (seed architecture)")] = _D.kernel_size,
     activation: Annotated[
         str, typer.Option(help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)")
@@ -93,10 +110,10 @@ def train(
     dropout: Annotated[float, typer.Option(help="Dropout before the classifier")] = _D.dropout,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss")] = _D.label_smoothing,
     patience: Annotated[
-        int,
+        Optional[int],
         typer.Option(
             help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept "
-            "(0 disables)"
+            "(0 disables)", show_default=_arch_default("patience"),
         ),
     ] = _D.patience,
     val_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for validation")] = _D.val_fraction,

@@ -32,7 +32,7 @@ from edgecls.rundir import (
     SPLIT_FILE,
 )
 from edgecls.runtime.labels import clean_text, labels_text
-from edgecls.train.options import TrainOptions, learning_rate, options_table, to_toml
+from edgecls.train.options import TrainOptions, options_table, to_toml, with_arch_defaults
 from edgecls.train.quality import assess
 
 
@@ -49,7 +49,8 @@ class Phase:
 def training_phases(options: TrainOptions) -> list[Phase]:
     """One phase from scratch; a pretrained backbone gets a frozen phase (the new head learns), then
     fine-tuning of its top blocks at a lower learning rate (so the head's start is not wrecked)."""
-    lr = learning_rate(options)
+    options = with_arch_defaults(options)
+    lr = options.lr
     if not options.is_backbone or options.weights == "none":
         return [Phase("train", options.epochs, lr)]
     phases = [Phase("frozen", options.epochs, lr, "all")]
@@ -96,6 +97,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         raise EdgeclsError("a .tflite --backbone is trained by edgecls.transfer.job.train_from_options, "
                            "not the CNN route")
     out = check_new_dir(Path(options.out) if options.out else default_run_dir(options), force)  # before TensorFlow
+    options = with_arch_defaults(options)
     tf = require_tensorflow("edgecls train")
     configure_cpu_devices(tf)
     import keras
@@ -115,7 +117,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         augment = options.augment_list() if options.augment is not None else default_augmentations(options.data)
         data = options.data if options.data in BUILTIN_DATASETS else str(Path(options.data).expanduser().resolve())
         resolved = TrainOptions(**{**options_table(options), "data": data, "out": str(out), "img_size": h,
-                                   "color": dataset.color, "lr": learning_rate(options),
+                                   "color": dataset.color,
                                    "augment": ",".join(augment) or "none"})
 
         keras.utils.set_random_seed(options.seed)
