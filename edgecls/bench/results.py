@@ -21,7 +21,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any, Optional, TypeVar, Union
 
 R = TypeVar("R", bound="Record")
@@ -51,8 +51,8 @@ class Record:
             value = getattr(self, f.name)
             if value is None and (f.metadata.get(_OMIT) or f.name in self.absent):
                 continue
-            doc[f.name] = _dump(value)
-        doc.update(_dump(self.extra))
+            doc[f.name] = as_json(value)
+        doc.update(as_json(self.extra))
         return doc
 
     @classmethod
@@ -71,18 +71,19 @@ class Record:
         return cls(**values, extra=extra, absent=frozenset(known - set(doc)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _dump(value: Any) -> Any:
+def as_json(value: Any) -> Any:
+    """A value with records in it (a record, a list or dict of them, a plain value) as plain JSON."""
     if isinstance(value, Record):
         return value.to_json()
     if isinstance(value, (list, tuple)):
-        return [_dump(v) for v in value]
+        return [as_json(v) for v in value]
     if isinstance(value, dict):
-        return {k: _dump(v) for k, v in value.items()}
+        return {k: as_json(v) for k, v in value.items()}
     return value
 
 
