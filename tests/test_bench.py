@@ -27,7 +27,8 @@ from edgecls.bench.profiles import (
     placement_notes,
     usable_cpus,
 )
-from edgecls.bench.report import COLUMNS, add_section, markdown, write_reports
+from edgecls.bench.report import COLUMNS, add_section, json_text, markdown, write_reports
+from edgecls.bench.results import BenchReport
 from edgecls.bench.run import BenchOptions, run_bench
 from edgecls.bench.schema import check_report, errors, schema
 from edgecls.errors import EdgeclsError
@@ -148,6 +149,14 @@ def test_json_report_validates_against_the_schema(bench):
     machine = doc["machine"]
     assert {"cpu", "cpu_count", "arch", "platform", "python", "backend", "versions"} <= set(machine)
     assert machine["versions"][machine["backend"]["name"]] == machine["backend"]["version"]
+
+
+def test_the_written_report_reads_back_as_the_bench_made_it(bench):
+    """The Keras reference's entry (accuracy only) too: bench.json is the report's to_json(), byte for byte."""
+    report, folder = bench
+    text = (folder / "bench.json").read_text(encoding="utf-8")
+    read = BenchReport.from_json(json.loads(text))
+    assert read == report and json_text(read) == text
 
 
 def test_the_schema_is_real_json_schema(bench):
