@@ -26,7 +26,7 @@ from typing import Any, Optional, TypeVar, Union
 
 R = TypeVar("R", bound="Record")
 _OMIT = "omit_when_none"
-_BOOKKEEPING = ("extra", "absent")
+_BOOKKEEPING = ("extra", "_absent")
 
 
 def _omitted() -> Any:
@@ -40,7 +40,8 @@ class Record:
 
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     # Keys the JSON read had no value for (an older file): still left out while they are None.
-    absent: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    # Underscored, as no JSON key is, so that no record's own field can take its name.
+    _absent: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """This record as the JSON object bench.json holds (fresh containers: safe to change)."""
@@ -49,7 +50,7 @@ class Record:
             if f.name in _BOOKKEEPING:
                 continue
             value = getattr(self, f.name)
-            if value is None and (f.metadata.get(_OMIT) or f.name in self.absent):
+            if value is None and (f.metadata.get(_OMIT) or f.name in self._absent):
                 continue
             doc[f.name] = as_json(value)
         doc.update(as_json(self.extra))
@@ -68,7 +69,7 @@ class Record:
                    and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         if missing:
             raise ValueError(f"{cls.__name__}: {', '.join(map(repr, missing))} missing")
-        return cls(**values, extra=extra, absent=frozenset(known - set(doc)))
+        return cls(**values, extra=extra, _absent=frozenset(known - set(doc)))
 
 
 @cache
