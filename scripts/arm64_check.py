@@ -65,7 +65,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgecls.bench.results import BenchReport, ModelResult
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_ENV = "EDGECLS_ARM64_CACHE"
@@ -1013,70 +1016,76 @@ def compare_bench(host: dict, arm: dict, model_names: list[str], rules: list[Sco
     The emulated report must label itself (emulation_label_problems). Latency is never compared."""
     if "failed" in host or "failed" in arm:
         return [f"host {host.get('failed', 'ok')}; arm {arm.get('failed', 'ok')}"], "bench FAILED"
-    h, a = host["data"], arm["data"]
+    from edgecls.bench.results import BenchReport  # the reports as the toolkit reads them
+
+    h, a = BenchReport.from_json(host["data"]), BenchReport.from_json(arm["data"])
     diffs = emulation_label_problems(a, arm.get("terminal", ""), arm.get("markdown", ""))
-    if h["machine"].get("emulated"):
-        diffs.append(f"the host's report says it was emulated ({h['machine']['emulated']})")
+    if h.machine.emulated:
+        diffs.append(f"the host's report says it was emulated ({h.machine.emulated})")
     diffs += [
-        f"test images: {path}: host {hv!r}, arm {av!r}" for path, hv, av in json_differences(h["data"], a["data"])
+        f"test images: {path}: host {hv!r}, arm {av!r}"
+        for path, hv, av in json_differences(h.data.to_json(), a.data.to_json())
     ]
-    if len(h["models"]) != len(a["models"]):
-        diffs.append(f"models: host {[m['name'] for m in h['models']]}, arm {[m['name'] for m in a['models']]}")
-    for slot, (hm, am) in enumerate(zip(h["models"], a["models"])):
-        name = model_names[slot] if slot < len(model_names) else hm["name"]
+    if len(h.models) != len(a.models):
+        diffs.append(f"models: host {[m.name for m in h.models]}, arm {[m.name for m in a.models]}")
+    for slot, (hm, am) in enumerate(zip(h.models, a.models)):
+        name = model_names[slot] if slot < len(model_names) else hm.name
         rule = rules[slot] if slot < len(rules) else ScoreRule(exact=False, tolerance=tolerance)
         diffs += [f"{name}: {line}" for line in _compare_bench_model(hm, am, tolerance + rule.softmax_step)]
     if diffs:
         return diffs, "bench DIFFERS"
-    said = [f"{m['name']} {m['accuracy']['top1']:.4f}" + (
-        f" (agrees {m['vs_reference']['agreement']:.4f}, {len(m['vs_reference']['flipped'])} flipped)"
-        if m.get("vs_reference") else "") for m in h["models"]]
+    said = [f"{m.name} {m.accuracy.top1:.4f}" + (
+        f" (agrees {m.vs_reference.agreement:.4f}, {len(m.vs_reference.flipped)} flipped)"
+        if m.vs_reference else "") for m in h.models]
     profile = f" --device {arm['device']}" if arm.get("device") else ""
-    return [], (f"bench{profile} on {h['data']['images']} images: top-1 {', '.join(said)}, same as host; "
+    return [], (f"bench{profile} on {h.data.images} images: top-1 {', '.join(said)}, same as host; "
                 "latency labelled emulated")
 
 
-def _compare_bench_model(host: dict, arm: dict, dprob_allowed: float) -> list[str]:
+def _compare_bench_model(host: ModelResult, arm: ModelResult, dprob_allowed: float) -> list[str]:
+    from edgecls.bench.results import as_json
+
     diffs = [f"{path}: host {hv!r}, arm {av!r}" for key in BENCH_MODEL_KEYS
-             for path, hv, av in json_differences(host.get(key), arm.get(key), key)]
-    hp, ap = host.get("vs_reference"), arm.get("vs_reference")
+             for path, hv, av in json_differences(as_json(getattr(host, key)), as_json(getattr(arm, key)), key)]
+    hp, ap = host.vs_reference, arm.vs_reference
     if hp is None or ap is None:
         if (hp is None) != (ap is None):
-            diffs.append(f"vs_reference: host {'none' if hp is None else hp['reference']}, "
-                         f"arm {'none' if ap is None else ap['reference']}")
+            diffs.append(f"vs_reference: host {'none' if hp is None else hp.reference}, "
+                         f"arm {'none' if ap is None else ap.reference}")
         return diffs
     diffs += [f"vs_reference.{path}: host {hv!r}, arm {av!r}" for key in BENCH_PAIRED_KEYS
-              for path, hv, av in json_differences(hp.get(key), ap.get(key), key)]
+              for path, hv, av in json_differences(as_json(getattr(hp, key)), as_json(getattr(ap, key)), key)]
     for key in ("mean_abs_dprob", "max_abs_dprob"):
-        if abs(hp[key] - ap[key]) > dprob_allowed:
-            diffs.append(f"vs_reference.{key}: host {hp[key]:.6g}, arm {ap[key]:.6g} "
-                         f"(|diff| {abs(hp[key] - ap[key]):.2g} > {dprob_allowed:.3g} allowed)")
-    host_flips = {str(f["id"]): f for f in hp["flipped"]}
-    arm_flips = {str(f["id"]): f for f in ap["flipped"]}
-    reference = hp["reference"]
+        hv, av = getattr(hp, key), getattr(ap, key)
+        if abs(hv - av) > dprob_allowed:
+            diffs.append(f"vs_reference.{key}: host {hv:.6g}, arm {av:.6g} "
+                         f"(|diff| {abs(hv - av):.2g} > {dprob_allowed:.3g} allowed)")
+    host_flips = {str(f.id): f for f in hp.flipped}
+    arm_flips = {str(f.id): f for f in ap.flipped}
+    reference = hp.reference
     for image in sorted(set(host_flips) | set(arm_flips)):
         hf, af = host_flips.get(image), arm_flips.get(image)
         if hf == af:
             continue
         said = {"host": hf, "arm": af}
-        parts = [f"{side}: {reference} says {f['reference']}, this model {f['model']}" if f else
+        parts = [f"{side}: {reference} says {f.reference}, this model {f.model}" if f else
                  f"{side}: agrees with {reference}" for side, f in said.items()]
-        true = (hf or af)["true"]
+        true = (hf or af).true
         diffs.append(f"image {image} (true {true}), top-1 against the float model: " + "; ".join(parts))
     return diffs
 
 
-def emulation_label_problems(report: dict, terminal: str, markdown: str) -> list[str]:
+def emulation_label_problems(report: BenchReport, terminal: str, markdown: str) -> list[str]:
     """How an emulated bench report fails to say so: its JSON (machine.emulated, device.is_device,
     a device note) and its rendered table and Markdown must all tell that its latency is not a
     device figure. Empty: labelled."""
     problems = []
-    if not report.get("machine", {}).get("emulated"):
+    if not report.machine.emulated:
         problems.append("machine.emulated is not set: the report does not say it was measured under emulation")
-    device = report.get("device", {})
-    if device.get("is_device") is not False:
-        problems.append(f"device.is_device is {device.get('is_device')!r}: emulated latency offered as a device figure")
-    if not any(NOT_A_DEVICE_FIGURE in note for note in device.get("notes", [])):
+    device = report.device
+    if device.is_device is not False:
+        problems.append(f"device.is_device is {device.is_device!r}: emulated latency offered as a device figure")
+    if not any(NOT_A_DEVICE_FIGURE in note for note in device.notes):
         problems.append(f"device.notes never say the latency is {NOT_A_DEVICE_FIGURE!r}")
     for what, text in (("terminal table", terminal), ("Markdown report", markdown)):
         flat = " ".join(text.split())  # the table's caption is wrapped at the console width

@@ -27,7 +27,8 @@ from edgecls.bench.profiles import (
     placement_notes,
     usable_cpus,
 )
-from edgecls.bench.report import COLUMNS, add_section, markdown, write_reports
+from edgecls.bench.report import COLUMNS, add_section, json_text, markdown, write_reports
+from edgecls.bench.results import BenchReport
 from edgecls.bench.run import BenchOptions, run_bench
 from edgecls.bench.schema import check_report, errors, schema
 from edgecls.errors import EdgeclsError
@@ -55,88 +56,87 @@ def bench(run_dir, tmp_path_factory):
 
 
 def tflite_models(report):
-    return [m for m in report["models"] if m["kind"] == "tflite"]
+    return report.tflite_models()
 
 
 # ---------------------------------------------------------------------- figures: structure and invariants
 def test_every_exported_model_and_keras_is_benched(bench, run_dir):
     report, _ = bench
     listed = [m["file"] for m in json.loads((run_dir / "export" / "export.json").read_text())["models"]]
-    assert [m["name"] for m in report["models"]] == ["keras"] + listed
-    assert report["reference"] == "keras" and report["latency_reference"] == "model_float32.tflite"
-    assert report["data"]["part"] == "test" and report["data"]["run"] == str(run_dir)
+    assert [m.name for m in report.models] == ["keras"] + listed
+    assert report.reference == "keras" and report.latency_reference == "model_float32.tflite"
+    assert report.data.part == "test" and report.data.run == str(run_dir)
     test_size = len(json.loads((run_dir / "split.json").read_text())["test"])
-    assert report["data"]["images"] == test_size
-    int8 = report["models"][2]
-    assert int8["mode"] == "int8" and int8["io"]["input"]["dtype"] == "int8"
-    assert 0 < int8["size_ratio"] < 0.5 and report["models"][1]["size_ratio"] == 1.0
+    assert report.data.images == test_size
+    int8 = report.models[2]
+    assert int8.mode == "int8" and int8.io["input"]["dtype"] == "int8"
+    assert 0 < int8.size_ratio < 0.5 and report.models[1].size_ratio == 1.0
 
 
 def test_accuracy_figures_are_consistent(bench):
     report, _ = bench
-    n = report["data"]["images"]
-    for model in report["models"]:
-        acc = model["accuracy"]
-        assert acc["images"] == n and acc["k"] == 5
-        assert 0 <= acc["top1"] <= acc["topk"] <= 1 and 0 <= acc["macro_f1"] <= 1
-        per_class = acc["per_class"]
-        assert list(per_class) == report["data"]["classes"]
-        assert sum(c["n"] for c in per_class.values()) == n
-        assert sum(c["correct"] for c in per_class.values()) == round(acc["top1"] * n)
-        confusion = np.array(acc["confusion"])
-        assert confusion.sum() == n and list(confusion.sum(1)) == [c["n"] for c in per_class.values()]
-        assert list(confusion.diagonal()) == [c["correct"] for c in per_class.values()]
+    n = report.data.images
+    for model in report.models:
+        acc = model.accuracy
+        assert acc.images == n and acc.k == 5
+        assert 0 <= acc.top1 <= acc.topk <= 1 and 0 <= acc.macro_f1 <= 1
+        per_class = acc.per_class
+        assert list(per_class) == report.data.classes
+        assert sum(c.n for c in per_class.values()) == n
+        assert sum(c.correct for c in per_class.values()) == round(acc.top1 * n)
+        confusion = np.array(acc.confusion)
+        assert confusion.sum() == n and list(confusion.sum(1)) == [c.n for c in per_class.values()]
+        assert list(confusion.diagonal()) == [c.correct for c in per_class.values()]
 
 
 def test_agreement_and_flipped_list_agree(bench):
     report, _ = bench
-    n = report["data"]["images"]
-    by_name = {m["name"]: m for m in report["models"]}
-    assert by_name["keras"]["vs_reference"] is None
+    n = report.data.images
+    keras = report.model("keras")
+    assert keras.vs_reference is None
     for model in tflite_models(report):
-        paired = model["vs_reference"]
-        assert paired["reference"] == "keras"
-        assert 0 <= paired["agreement"] <= 1 and 0 <= paired["mean_abs_dprob"] <= paired["max_abs_dprob"] <= 1
-        flipped = paired["flipped"]
-        assert len(flipped) == round((1 - paired["agreement"]) * n)
-        assert len({f["index"] for f in flipped}) == len(flipped) and all(0 <= f["index"] < n for f in flipped)
-        assert all(f["reference"] != f["model"] for f in flipped)
-        delta = model["accuracy"]["top1"] - by_name["keras"]["accuracy"]["top1"]
-        assert paired["delta_accuracy"] == pytest.approx(delta)
+        paired = model.vs_reference
+        assert paired.reference == "keras"
+        assert 0 <= paired.agreement <= 1 and 0 <= paired.mean_abs_dprob <= paired.max_abs_dprob <= 1
+        flipped = paired.flipped
+        assert len(flipped) == round((1 - paired.agreement) * n)
+        assert len({f.index for f in flipped}) == len(flipped) and all(0 <= f.index < n for f in flipped)
+        assert all(f.reference != f.model for f in flipped)
+        delta = model.accuracy.top1 - keras.accuracy.top1
+        assert paired.delta_accuracy == pytest.approx(delta)
 
 
 def test_latency_figures_per_model_and_thread_count(bench):
     report, _ = bench
-    settings = report["settings"]
-    assert report["device"]["threads"] == [1, 2]
-    assert settings["rounds"] * settings["per_round"] >= settings["runs"] == FAST["runs"]
-    assert report["models"][0]["latency"] == [] and report["models"][0]["memory"] is None  # Keras: accuracy only
+    settings = report.settings
+    assert report.device.threads == [1, 2]
+    assert settings.rounds * settings.per_round >= settings.runs == FAST["runs"]
+    assert report.models[0].latency == [] and report.models[0].memory is None  # Keras: accuracy only
     for model in tflite_models(report):
-        assert [t["threads"] for t in model["latency"]] == [1, 2]
-        for t in model["latency"]:
-            for key in ("invoke_ms", "file_ms"):
-                s = t[key]
-                assert s["n"] == len(s["samples"]) == settings["rounds"] * settings["per_round"]
-                assert 0 < s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
-            assert len(t["invoke_round_medians_ms"]) == settings["rounds"]
-            assert t["file_ms"]["source"].endswith("written as PNG")  # digits has no files of its own
-            assert t["throughput"]["batch"] == FAST["batch_size"] and t["throughput"]["images_per_s"] > 0
-            assert t["init_ms"] >= t["load_ms"] > 0 and t["first_inference_ms"] > 0
-            ratio = t["vs_reference"]
-            if model["name"] == "model_float32.tflite":
+        assert [t.threads for t in model.latency] == [1, 2]
+        for t in model.latency:
+            for s in (t.invoke_ms, t.file_ms):
+                assert s.n == len(s.samples) == settings.rounds * settings.per_round
+                assert 0 < s.min <= s.p50 <= s.p90 <= s.p99 <= s.max
+            assert len(t.invoke_round_medians_ms) == settings.rounds
+            assert t.file_ms.source.endswith("written as PNG")  # digits has no files of its own
+            assert t.throughput.batch == FAST["batch_size"] and t.throughput.images_per_s > 0
+            assert t.init_ms >= t.load_ms > 0 and t.first_inference_ms > 0
+            ratio = t.vs_reference
+            if model.name == "model_float32.tflite":
                 assert ratio is None
             else:
-                assert ratio["reference"] == "model_float32.tflite" and ratio["invoke_p50_ratio"] > 0
+                assert ratio.reference == "model_float32.tflite" and ratio.invoke_p50_ratio > 0
 
 
 def test_peak_memory_comes_from_a_process_without_tensorflow(bench):
     report, _ = bench
-    assert report["memory_baseline"]["peak_rss_mb"] > 0
+    assert report.memory_baseline.peak_rss_mb > 0
     for model in tflite_models(report):
-        memory = model["memory"]
-        assert memory["peak_rss_mb"] > 0 and memory["threads"] == 1
-        if report["machine"]["backend"]["name"] != "tensorflow":
-            assert memory["heavy_modules"] == []
+        memory = model.memory
+        assert memory.peak_rss_mb > 0 and memory.threads == 1
+        if report.machine.backend.name != "tensorflow":
+            assert memory.heavy_modules == []
 
 
 # ---------------------------------------------------------------------- reports
@@ -149,6 +149,14 @@ def test_json_report_validates_against_the_schema(bench):
     machine = doc["machine"]
     assert {"cpu", "cpu_count", "arch", "platform", "python", "backend", "versions"} <= set(machine)
     assert machine["versions"][machine["backend"]["name"]] == machine["backend"]["version"]
+
+
+def test_the_written_report_reads_back_as_the_bench_made_it(bench):
+    """The Keras reference's entry (accuracy only) too: bench.json is the report's to_json(), byte for byte."""
+    report, folder = bench
+    text = (folder / "bench.json").read_text(encoding="utf-8")
+    read = BenchReport.from_json(json.loads(text))
+    assert read == report and json_text(read) == text
 
 
 def test_the_schema_is_real_json_schema(bench):
@@ -183,7 +191,7 @@ def test_markdown_and_plots(bench):
                     "## Flipped top-1: model_int8.tflite against keras", "## Peak memory"):
         assert heading in text
     assert "| " + " | ".join(COLUMNS) + " |" in text
-    plots = [name for name in report["report_files"] if name.endswith(".png")]
+    plots = [name for name in report.report_files if name.endswith(".png")]
     assert {"accuracy-latency.png", "latency.png", "confusion-model_int8.tflite.png"} <= set(plots)
     for name in plots:
         assert f"]({name})" in text
@@ -198,7 +206,7 @@ def test_extra_sections_reach_every_rendering(bench, tmp_path):
     add_section(report, "calib-sweep", "Calibration sweep", ["samples", "accuracy"], [[25, 0.9], [100, None]],
                 notes=["a note"])
     add_section(report, "calib-sweep", "Calibration sweep", ["samples", "accuracy"], [[25, 0.91]])  # replaces
-    assert [s["key"] for s in report["sections"]].count("calib-sweep") == 1 and errors(report) == []
+    assert [s.key for s in report.sections].count("calib-sweep") == 1 and errors(report.to_json()) == []
     assert "## Calibration sweep" in markdown(report) and "| 25 | 0.91 |" in markdown(report)
     with pytest.raises(ValueError):
         add_section(report, "Bad Key", "x", [], [])
@@ -210,7 +218,7 @@ def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp
     process that must not import TensorFlow, scoring exactly what the run's bench scored."""
     report, folder = bench
     images = folder / "test-images"
-    assert sum(1 for _ in images.rglob("*.png")) == report["data"]["images"]
+    assert sum(1 for _ in images.rglob("*.png")) == report.data.images
     assert json.loads((images / "test-images.json").read_text())["run"] == str(run_dir)
     code = (
         "import json, sys\n"
@@ -220,9 +228,9 @@ def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp
         f"Path({str(run_dir / 'export' / 'model_int8.tflite')!r})], data={str(images)!r}, threads=[1], "
         "warmup=0, runs=2, memory=False), log=lambda m: None)\n"
         "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'keras': 'keras' in sys.modules, "
-        "'top1': [m['accuracy']['top1'] for m in r['models']], 'part': r['data']['part'], "
-        "'files': r['models'][0]['latency'][0]['file_ms']['source'], 'reference': r['reference'], "
-        "'notes': r['notes']}))\n"
+        "'top1': [m.accuracy.top1 for m in r.models], 'part': r.data.part, "
+        "'files': r.models[0].latency[0].file_ms.source, 'reference': r.reference, "
+        "'notes': r.notes}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -230,8 +238,8 @@ def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp
     assert found["tf"] is False and found["keras"] is False
     assert found["part"] == "test" and found["reference"] == "model_float32.tflite"
     assert f"the held-out test split of {run_dir}, saved by edgecls bench --save-test-images" in found["notes"][0]
-    assert found["files"] == f"{report['data']['images']} test image files"
-    assert found["top1"] == [m["accuracy"]["top1"] for m in tflite_models(report)]
+    assert found["files"] == f"{report.data.images} test image files"
+    assert found["top1"] == [m.accuracy.top1 for m in tflite_models(report)]
 
 
 @pytest.mark.parametrize("data", [None, "digits"])
@@ -239,10 +247,10 @@ def test_a_bare_model_is_scored_on_the_test_split_of_the_run_it_names(bench, run
     """Not on every image of the dataset (its training images included)."""
     report = run_bench(BenchOptions([run_dir / "export" / "model_int8.tflite"], data=data, threads=[1], memory=False,
                                     **FAST), log=lambda m: None)
-    assert report["data"]["part"] == "test" and report["data"]["images"] == bench[0]["data"]["images"]
-    assert any("the run named in model_int8.tflite's metadata" in note for note in report["notes"])
-    assert report["models"][0]["accuracy"]["top1"] == bench[0]["models"][2]["accuracy"]["top1"]
-    assert report["reference"] is None and report["models"][0]["vs_reference"] is None
+    assert report.data.part == "test" and report.data.images == bench[0].data.images
+    assert any("the run named in model_int8.tflite's metadata" in note for note in report.notes)
+    assert report.models[0].accuracy.top1 == bench[0].models[2].accuracy.top1
+    assert report.reference is None and report.models[0].vs_reference is None
 
 
 def test_a_bare_model_whose_named_run_is_another_one_needs_data(bench, run_dir, tmp_path, cli):
@@ -258,9 +266,9 @@ def test_a_bare_model_whose_named_run_is_another_one_needs_data(bench, run_dir, 
     result = cli("bench", other, "--no-memory", "--runs", "2", "--warmup", "0", "--threads", "1")
     assert_one_line_error(result, "--data", "another model.keras", "SHA-256")
     report = run_bench(BenchOptions([other], data="digits", threads=[1], memory=False, **FAST), log=lambda m: None)
-    assert report["data"]["part"] == "all" and report["data"]["run"] is None
-    assert any("it is not this model's run" in note and "--data digits" in note for note in report["notes"])
-    assert not any("the run named in" in note for note in report["notes"])
+    assert report.data.part == "all" and report.data.run is None
+    assert any("it is not this model's run" in note and "--data digits" in note for note in report.notes)
+    assert not any("the run named in" in note for note in report.notes)
 
 
 # ---------------------------------------------------------------------- device profiles and emulation
@@ -277,15 +285,15 @@ def test_a_profile_constrains_and_the_report_says_it_is_not_the_device(run_dir, 
     before = usable_cpus()
     report = run_bench(BenchOptions([run_dir], device="rpi-zero2w", keras=False, memory=False, **FAST),
                        log=lambda m: None)
-    device = report["device"]
+    device = report.device
     # the profile's 4 threads, but never more than the CPUs it could use here
-    assert device["profile"]["key"] == "rpi-zero2w" and device["threads"] == [min(4, len(device["cpus_used"]))]
-    if report["machine"]["arch"] == "aarch64":
+    assert device.profile.key == "rpi-zero2w" and device.threads == [min(4, len(device.cpus_used))]
+    if report.machine.arch == "aarch64":
         pytest.skip("this machine may really be the profile's device")
-    assert device["is_device"] is False
-    assert any("not on a Raspberry Pi Zero 2 W" in note for note in device["notes"])
+    assert device.is_device is False
+    assert any("not on a Raspberry Pi Zero 2 W" in note for note in device.notes)
     if before is not None:
-        assert len(device["cpus_used"]) == min(4, len(before))
+        assert len(device.cpus_used) == min(4, len(before))
         assert usable_cpus() == before  # the affinity is restored
 
 
@@ -347,16 +355,16 @@ def test_accuracy_arithmetic_on_known_numbers():
     truth = np.array([0, 0, 1, 1, 2, 2])
     probs = np.array([[.8, .1, .1], [.2, .7, .1], [.1, .8, .1], [.1, .6, .3], [.5, .1, .4], [.1, .2, .7]])
     scores = accuracy.model_accuracy(probs, truth, names)
-    assert scores["top1"] == pytest.approx(4 / 6) and scores["k"] == 3 and scores["topk"] == 1.0
+    assert scores.top1 == pytest.approx(4 / 6) and scores.k == 3 and scores.topk == 1.0
     # F1: a = 2/(2+1+1) = .5 (tp 1, fp 1, fn 1), b = 2*2/(4+1+0) = .8, c = 2/(2+0+1) = 2/3
-    assert scores["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
-    assert scores["per_class"]["a"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert scores.macro_f1 == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert scores.per_class["a"].to_json() == {"n": 2, "correct": 1, "accuracy": 0.5}
     ref = np.eye(3)[truth]  # a perfect reference
     paired = accuracy.paired(ref, probs, truth, ["f0", "f1", "f2", "f3", "f4", "f5"], names, "ref")
-    assert paired["agreement"] == pytest.approx(4 / 6) and paired["delta_accuracy"] == pytest.approx(-2 / 6)
-    assert [(f["id"], f["reference"], f["model"], f["true"]) for f in paired["flipped"]] == [
+    assert paired.agreement == pytest.approx(4 / 6) and paired.delta_accuracy == pytest.approx(-2 / 6)
+    assert [(f.id, f.reference, f.model, f.true) for f in paired.flipped] == [
         ("f1", "a", "b", "a"), ("f4", "c", "a", "c")]
-    assert paired["per_class_delta"] == {"a": -0.5, "b": 0.0, "c": -0.5}
+    assert paired.per_class_delta == {"a": -0.5, "b": 0.0, "c": -0.5}
 
 
 def test_rounds_interleave_and_rotate():
@@ -496,8 +504,8 @@ def test_without_matplotlib_the_plots_are_skipped_with_a_note(bench, tmp_path, m
     report = copy.deepcopy(bench[0])
     write_reports(report, tmp_path / "r", log=lambda m: None)
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["bench.json", "bench.md"]
-    assert report["report_files"] == ["bench.md", "bench.json"]
-    assert any("matplotlib is not installed" in note for note in report["notes"])
+    assert report.report_files == ["bench.md", "bench.json"]
+    assert any("matplotlib is not installed" in note for note in report.notes)
     assert errors(json.loads((tmp_path / "r" / "bench.json").read_text())) == []
 
 
@@ -507,9 +515,9 @@ def test_without_tensorflow_the_float32_file_is_the_reference(run_dir, monkeypat
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
     report = run_bench(BenchOptions([run_dir], threads=[1], memory=False, **FAST), log=lambda m: None)
-    assert report["reference"] == "model_float32.tflite" and report["settings"]["keras"] is False
-    assert [m["name"] for m in report["models"]] == ["model_float32.tflite", "model_int8.tflite"]
-    assert any("TensorFlow is not installed here" in note for note in report["notes"])
+    assert report.reference == "model_float32.tflite" and report.settings.keras is False
+    assert [m.name for m in report.models] == ["model_float32.tflite", "model_int8.tflite"]
+    assert any("TensorFlow is not installed here" in note for note in report.notes)
 
 
 # ---------------------------------------------------------------------- review fixes: names, imports, input range
@@ -570,10 +578,10 @@ def test_bench_input_range_scores_a_float_model_that_wants_0_to_1(unit_range, tm
             Image.fromarray(quad_image(name, bright=bright, dark=dark)).save(data / name / f"{i}.png")
     options = dict(data=str(data), threads=[1], memory=False, **FAST)
     raw = run_bench(BenchOptions([unit_range.path], **options), log=lambda m: None)
-    assert raw["models"][0]["accuracy"]["top1"] < 0.9 and raw["settings"]["input_range"] is None  # saturated
+    assert raw.models[0].accuracy.top1 < 0.9 and raw.settings.input_range is None  # saturated
     scaled = run_bench(BenchOptions([unit_range.path], input_range=(0, 1), **options), log=lambda m: None)
-    assert scaled["models"][0]["accuracy"]["top1"] == 1.0 and scaled["settings"]["input_range"] == [0.0, 1.0]
-    assert any("--input-range 0,1" in note for note in scaled["notes"]) and errors(scaled) == []
+    assert scaled.models[0].accuracy.top1 == 1.0 and scaled.settings.input_range == [0.0, 1.0]
+    assert any("--input-range 0,1" in note for note in scaled.notes) and errors(scaled.to_json()) == []
     result = cli("bench", unit_range.path, "--data", data, "--input-range", "0,1", "--threads", "1", "--runs", "2",
                  "--warmup", "0", "--no-memory", "--json", tmp_path / "r.json")
     assert result.code == 0, result.err

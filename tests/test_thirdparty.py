@@ -131,6 +131,14 @@ def test_an_int8_model_with_one_int16_state_tensor_is_int8_not_int16x8():
     assert _quant_mode(Counter({"int8": 30}), Counter({"int16": 40, "int8": 2}), {"int16"}) == "int16x8"
 
 
+def _shipped_report():
+    """The digits model's bench report that ships in models/ (a real one, made by an earlier edgecls)."""
+    from edgecls.bench.results import BenchReport
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "digits-seed" / "report" / "bench.json"
+    return BenchReport.from_json(json.loads(shipped.read_text(encoding="utf-8")))
+
+
 def test_bench_caption_names_the_units_its_size_cells_use():
     from edgecls.bench.report import size_text
 
@@ -138,10 +146,7 @@ def test_bench_caption_names_the_units_its_size_cells_use():
     assert cells == {"K", "M"}
     from edgecls.bench.report import headline
 
-    report = {"machine": {"backend": {"name": "litert", "version": "2"}}, "reference": None,
-              "data": {"images": 3, "part": "all", "source": "s"}, "device": {"notes": []}, "notes": [],
-              "settings": {"top_k": 1, "warmup": 0, "rounds": 1, "per_round": 1, "batch_size": 1}}
-    caption = " ".join(headline(report))
+    caption = " ".join(headline(_shipped_report()))
     assert "size: K KiB, M MiB" in caption and "size in KiB" not in caption
 
 
@@ -211,8 +216,13 @@ def test_the_venv_the_readme_creates_is_ignored_by_git():
 
 
 # ---------------------------------------------------------------------- plots
-def _accuracy(confusion: list[list[int]], top1: float = 0.5) -> dict:
-    return {"top1": top1, "confusion": confusion}
+def _scored(name: str, confusion: list[list[int]], top1: float = 0.5):
+    """A benched model whose accuracy is this confusion matrix (what the confusion plot reads)."""
+    from edgecls.bench.results import Accuracy, ModelResult
+
+    return ModelResult(name=name, kind="tflite", mode="int8", path=name, size_bytes=1,
+                       accuracy=Accuracy(top1=top1, topk=1.0, k=2, macro_f1=top1, images=sum(map(sum, confusion)),
+                                         per_class={}, confusion=confusion))
 
 
 def test_confusion_counts_are_dark_on_light_cells_and_light_on_dark_ones():
@@ -220,8 +230,8 @@ def test_confusion_counts_are_dark_on_light_cells_and_light_on_dark_ones():
     from edgecls.plotting import pyplot
 
     plt = pyplot()
-    reference = {"name": "ref", "accuracy": _accuracy([[90, 1], [2, 80]])}
-    model = {"name": "m", "accuracy": _accuracy([[88, 3], [2, 80]])}
+    reference = _scored("ref", [[90, 1], [2, 80]])
+    model = _scored("m", [[88, 3], [2, 80]])
     figure = confusions(plt, reference, model, ["a", "b"])
     colours = {text.get_text(): text.get_color() for text in figure.axes[0].texts}
     assert colours["90"] == "white" and colours["1"] == "black"
@@ -233,11 +243,11 @@ def test_an_all_zero_difference_panel_says_identical():
     from edgecls.plotting import pyplot
 
     plt = pyplot()
-    same = {"name": "ref", "accuracy": _accuracy([[5, 1], [0, 4]])}
-    figure = confusions(plt, same, {**same, "name": "m"}, ["a", "b"])
+    same = _scored("ref", [[5, 1], [0, 4]])
+    figure = confusions(plt, same, _scored("m", [[5, 1], [0, 4]]), ["a", "b"])
     diff_axis = figure.axes[2]
     assert "identical" in diff_axis.get_title() and any("identical" in t.get_text() for t in diff_axis.texts)
-    other = confusions(plt, same, {"name": "m", "accuracy": _accuracy([[4, 2], [0, 4]])}, ["a", "b"])
+    other = confusions(plt, same, _scored("m", [[4, 2], [0, 4]]), ["a", "b"])
     assert "identical" not in other.axes[2].get_title()
     plt.close(figure)
     plt.close(other)
@@ -248,8 +258,9 @@ def test_accuracy_axes_stop_at_one_and_the_kept_epoch_is_marked():
     from edgecls.plotting import history_figure, pyplot
 
     plt = pyplot()
-    timing = {"threads": 1, "invoke_ms": {"p50": 1.0, "p90": 1.5}}
-    figure = accuracy_latency(plt, [{"name": "m", "accuracy": {"top1": 1.0}, "latency": [timing]}])
+    model = _shipped_report().models[-1]
+    model.accuracy.top1 = 1.0  # a perfect model: its point sits on the axis' top
+    figure = accuracy_latency(plt, [model])
     assert figure.axes[0].get_ylim()[1] <= 1.0
     history = {"accuracy": [0.8, 0.99, 1.0], "val_accuracy": [0.85, 1.0, 1.0], "loss": [0.5, 0.1, 0.05],
                "val_loss": [0.4, 0.05, 0.06]}
@@ -346,19 +357,18 @@ def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_
     data = _imagenet_folder(tmp_path / "photos")
     report = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(data), labels=str(IMAGENET_LABELS),
                                     threads=[1], warmup=0, runs=2, memory=False, fit="crop"), log=lambda m: None)
-    assert report["data"]["shapes"] == {MOBILENET_160.name: [160, 160, 3], MOBILENET_128.name: [128, 128, 3]}
-    assert {m["name"]: m["accuracy"]["images"] for m in report["models"]} == {MOBILENET_160.name: 5,
-                                                                            MOBILENET_128.name: 5}
-    assert all(p == {"resize": "bilinear", "fit": "crop"} for p in report["settings"]["preprocessing"].values())
-    assert check_report_ok(report)
+    assert report.data.shapes == {MOBILENET_160.name: [160, 160, 3], MOBILENET_128.name: [128, 128, 3]}
+    assert {m.name: m.accuracy.images for m in report.models} == {MOBILENET_160.name: 5, MOBILENET_128.name: 5}
+    assert all(p == {"resize": "bilinear", "fit": "crop"} for p in report.settings.preprocessing.values())
+    assert check_report_ok(report.to_json())
     # --latency-only on given images (a flat folder: no labels needed)
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.open(CAT).save(flat / "cat.png")
     timed = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(flat), latency_only=True, threads=[1],
                                    warmup=0, runs=2, memory=False), log=lambda m: None)
-    assert timed["data"]["images"] == 1 and timed["data"]["files"] is True
-    assert all(m["latency"] and m["accuracy"] is None for m in timed["models"])
+    assert timed.data.images == 1 and timed.data.files is True
+    assert all(m.latency and m.accuracy is None for m in timed.models)
 
 
 def test_folder_names_match_labels_exactly_case_insensitively_by_comma_part_or_index():

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.atomic import write_text_atomic
-from edgecls.bench.report import DASH, markup_cell, markup_lines, md_table, ms_text, top1_text
+from edgecls.bench.report import DASH, markup_cell, markup_lines, md_table, ms_text, peak_text, top1_text
+from edgecls.bench.results import BenchReport
 from edgecls.bench.schema import check_report
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
@@ -26,7 +27,7 @@ def report_labels(paths: Sequence[Path]) -> list[str]:
     return [f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
 
 
-def load_reports(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+def load_reports(paths: Sequence[Path]) -> list[tuple[Path, BenchReport]]:
     """Each file read and checked against the schema. One-line errors."""
     if len(paths) < 1:
         raise EdgeclsError("give the bench reports (JSON) to compare")
@@ -40,53 +41,57 @@ def load_reports(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
             raise EdgeclsError(f"{path} is not an edgecls bench report (not JSON)") from None
         except OSError as exc:
             raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
-        check_report(doc, str(path))
-        loaded.append((path, doc))
+        loaded.append((path, read_report(doc, str(path))))
     return loaded
 
 
-def where(report: dict[str, Any], short: bool = False) -> str:
+def read_report(doc: Any, name: str) -> BenchReport:
+    """A parsed bench.json, checked against the schema, as a BenchReport. One-line errors."""
+    check_report(doc, name)
+    return BenchReport.from_json(doc)
+
+
+def where(report: BenchReport, short: bool = False) -> str:
     """Where a report's figures come from, in words that cannot be mistaken for a device's own
     when they are not. `short` gives a table cell (rpi5 profile on x86_64), else a sentence."""
-    machine, device = report["machine"], report["device"]
-    profile = device["profile"]
-    cpus = len(device["cpus_used"] or []) or machine["usable_cpus"]
-    host = f"{machine['arch']}" if short else f"{machine['arch']} host, {cpus} CPUs"
-    if report.get("remote"):  # benched over SSH by bench --remote: the device by the name it was given
-        board = machine.get("board") or f"{machine['arch']}, {cpus} CPUs"
+    machine, device = report.machine, report.device
+    profile = device.profile
+    cpus = len(device.cpus_used or []) or machine.usable_cpus
+    host = f"{machine.arch}" if short else f"{machine.arch} host, {cpus} CPUs"
+    if report.remote:  # benched over SSH by bench --remote: the device by the name it was given
+        board = machine.board or f"{machine.arch}, {cpus} CPUs"
         # the report column names the device already: the cell says what it is
-        text = ((machine.get("board") or f"{machine['arch']} device") if short
-                else f"{report['remote']['target']} ({board})")
-        if profile is not None and not device["is_device"]:
-            text += f" under the {profile['key'] if short else profile['name']} profile"
+        text = ((machine.board or f"{machine.arch} device") if short
+                else f"{report.remote.target} ({board})")
+        if profile is not None and not device.is_device:
+            text += f" under the {profile.key if short else profile.name} profile"
     elif profile is None:
         text = f"{host} host" if short else host
-    elif device["is_device"]:
-        text = profile["key"] if short else profile["name"]
+    elif device.is_device:
+        text = profile.key if short else profile.name
     else:
-        text = f"{profile['key'] if short else profile['name']} profile on {host}"
-    if machine.get("emulated"):
-        text += " (emulated)" if short else f" (emulated: {machine['emulated']})"
+        text = f"{profile.key if short else profile.name} profile on {host}"
+    if machine.emulated:
+        text += " (emulated)" if short else f" (emulated: {machine.emulated})"
     return text
 
 
-def merged_rows(reports: list[tuple[Path, dict[str, Any]]]) -> list[list[str]]:
+def merged_rows(reports: list[tuple[Path, BenchReport]]) -> list[list[str]]:
     rows = []
     for name, (_path, report) in zip(report_labels([p for p, _ in reports]), reports):
         label = where(report, short=True)
-        for model in report["models"]:
-            paired = model["vs_reference"]
-            memory = model.get("memory") or {}
-            own = [name, label, model["name"], f"{model['kind']} {model['mode']}", top1_text(model),
-                   "ref" if model["name"] == report["reference"]
-                   else (f"{paired['agreement']:.4f}" if paired else DASH)]
-            peak = f"{memory['peak_rss_mb']:.1f}" if "peak_rss_mb" in memory else DASH
-            for t in model["latency"] or [None]:
+        for model in report.models:
+            paired = model.vs_reference
+            own = [name, label, model.name, f"{model.kind} {model.mode}", top1_text(model),
+                   "ref" if model.name == report.reference
+                   else (f"{paired.agreement:.4f}" if paired else DASH)]
+            peak = peak_text(model)
+            for t in model.latency or [None]:
                 if t is None:
                     rows.append(own + [DASH] * 5)
                     continue
-                rows.append(own + [ms_text(t["invoke_ms"]["p50"]), ms_text(t["invoke_ms"]["p99"]),
-                                   f"{t['throughput']['images_per_s']:.0f}", peak, str(t["threads"])])
+                rows.append(own + [ms_text(t.invoke_ms.p50), ms_text(t.invoke_ms.p99),
+                                   f"{t.throughput.images_per_s:.0f}", peak, str(t.threads)])
     return rows
 
 
@@ -95,11 +100,10 @@ def compare(paths: Sequence[Path]) -> dict[str, Any]:
     reports = load_reports(paths)
     return {
         "format": FORMAT,
-        "reports": [{"file": str(path), "name": name, "measured_on": where(r), "is_device": r["device"]["is_device"],
-                     "emulated": r["machine"].get("emulated"), "created": r["created"],
-                     "cpu": r["machine"]["cpu"], "arch": r["machine"]["arch"],
-                     "profile": (r["device"]["profile"] or {}).get("key"),
-                     "notes": r["device"]["notes"]}
+        "reports": [{"file": str(path), "name": name, "measured_on": where(r), "is_device": r.device.is_device,
+                     "emulated": r.machine.emulated, "created": r.created, "cpu": r.machine.cpu,
+                     "arch": r.machine.arch, "profile": r.device.profile.key if r.device.profile else None,
+                     "notes": list(r.device.notes)}
                     for name, (path, r) in zip(report_labels([p for p, _ in reports]), reports)],
         "columns": list(COLUMNS),
         "rows": merged_rows(reports),
@@ -108,16 +112,16 @@ def compare(paths: Sequence[Path]) -> dict[str, Any]:
     }
 
 
-def consistency_warnings(reports: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+def consistency_warnings(reports: list[tuple[Path, BenchReport]]) -> list[str]:
     """Say so when the reports did not bench the same .tflite files on the same test images:
     their rows are then not a like-for-like comparison of machines."""
-    def models(report: dict[str, Any]) -> frozenset:
-        return frozenset(m.get("sha256") for m in report["models"] if m.get("kind") == "tflite")
+    def models(report: BenchReport) -> frozenset:
+        return frozenset(m.sha256 for m in report.tflite_models())
 
-    def data(report: dict[str, Any]) -> tuple:
-        d = report.get("data") or {}
+    def data(report: BenchReport) -> tuple:
+        d = report.data
         # the pixels' digest where the report has one; else what the report does say
-        return d.get("content_sha256") or (d.get("images"), tuple(d.get("classes") or ()), tuple(d.get("shape") or ()))
+        return d.content_sha256 or (d.images, tuple(d.classes), tuple(d.shape or ()))
 
     warnings = []
     if len({models(r) for _, r in reports}) > 1:
@@ -177,19 +181,19 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
     return written
 
 
-def latency_bars(plt: Any, reports: list[tuple[Path, dict[str, Any]]], names: Optional[list[str]] = None) -> Any:
+def latency_bars(plt: Any, reports: list[tuple[Path, BenchReport]], names: Optional[list[str]] = None) -> Any:
     """Horizontal bars of p50 invoke latency (to p90), one per report, model and thread count;
     hatched where the figures are not a device's own (a host under a profile, or emulation)."""
     labels, p50s, p90s, colors, hatches = [], [], [], [], []
     names = names or report_labels([p for p, _ in reports])
     for i, (name, (_, report)) in enumerate(zip(names, reports)):
-        own = report["device"]["is_device"] or report["device"]["profile"] is None
-        own = own and not report["machine"].get("emulated")
-        for model in report["models"]:
-            for t in model["latency"]:
-                labels.append(f"{name} · {model['name']} · {t['threads']} thr")
-                p50s.append(t["invoke_ms"]["p50"])
-                p90s.append(t["invoke_ms"]["p90"])
+        own = report.device.is_device or report.device.profile is None
+        own = own and not report.machine.emulated
+        for model in report.models:
+            for t in model.latency:
+                labels.append(f"{name} · {model.name} · {t.threads} thr")
+                p50s.append(t.invoke_ms.p50)
+                p90s.append(t.invoke_ms.p90)
                 colors.append(f"C{i % 10}")
                 hatches.append("" if own else "//")
     figure, ax = plt.subplots(figsize=(9, 0.35 * max(len(labels), 4) + 1.2))

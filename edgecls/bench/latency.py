@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
 from edgecls.bench.inputs import BenchModel
+from edgecls.bench.results import Latency, LatencyRatio, Throughput, Timing
 from edgecls.runtime.classify import Classifier
 
 LOAD_REPEATS = 3  # fresh loads per contender; the medians are reported
@@ -59,20 +60,20 @@ class Plan:
         return math.ceil(self.runs / self.rounds)
 
 
-def stats(samples_ms: Sequence[float]) -> dict[str, Any]:
+def stats(samples_ms: Sequence[float], source: Optional[str] = None) -> Timing:
     """p50/p90/p99/mean/std/min/max of per-image times in ms (and the samples, rounded)."""
     values = np.asarray(samples_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(values.mean()),
-            "std": float(values.std()), "min": float(values.min()), "max": float(values.max()),
-            "n": int(values.size), "samples": [round(float(v), SAMPLE_DECIMALS) for v in values]}
+    return Timing(p50=float(p50), p90=float(p90), p99=float(p99), mean=float(values.mean()), std=float(values.std()),
+                  min=float(values.min()), max=float(values.max()), n=int(values.size),
+                  samples=[round(float(v), SAMPLE_DECIMALS) for v in values], source=source)
 
 
 def measure(models: list[BenchModel], threads: list[int], images: np.ndarray | Mapping[str, np.ndarray],
             files: list[Path], file_source: str, plan: Plan, backend: Optional[str] = None,
             reference: Optional[str] = None, log: Callable[[str], None] = print,
             input_range: Optional[tuple[float, float]] = None,
-            preprocessing: Optional[dict[str, Optional[str]]] = None) -> dict[tuple[str, int], dict[str, Any]]:
+            preprocessing: Optional[dict[str, Optional[str]]] = None) -> dict[tuple[str, int], Latency]:
     """Latency figures per (model name, threads) for the .tflite models, interleaved.
 
     `images`: decoded pixels, one array for all models or one per model name (models of different
@@ -183,29 +184,29 @@ def sample_files(files: Optional[list[Path]], images: np.ndarray, folder: Path) 
     return written, f"{len(written)} test images written as PNG"
 
 
-def _summary(c: Contender, reference: Optional[Contender], file_source: str) -> dict[str, Any]:
+def _summary(c: Contender, reference: Optional[Contender], file_source: str) -> Latency:
     invoke = [v for block in c.invoke_rounds for v in block]
     files = [v for block in c.file_rounds for v in block]
     batch_ms = float(np.median(c.batch_ms))
-    result = {
-        "threads": c.threads,
-        "init_ms": float(np.median(c.init_ms)),
-        "load_ms": float(np.median(c.load_ms)),
-        "first_inference_ms": float(np.median(c.first_ms)),
-        "invoke_ms": stats(invoke),
-        "invoke_round_medians_ms": [float(np.median(block)) for block in c.invoke_rounds],
-        "file_ms": {**stats(files), "source": file_source},
-        "throughput": {"batch": c.batch, "batch_ms": batch_ms, "images_per_s": c.batch / batch_ms * 1e3},
-        "vs_reference": None,
-    }
+    ratio = None
     if reference is not None and reference is not c:
-        result["vs_reference"] = {
-            "reference": reference.model.name,
-            "invoke_p50_ratio": _paired_ratio(c.invoke_rounds, reference.invoke_rounds),
-            "file_p50_ratio": _paired_ratio(c.file_rounds, reference.file_rounds),
-            "throughput_ratio": float(np.median(np.asarray(reference.batch_ms) / np.asarray(c.batch_ms))),
-        }
-    return result
+        ratio = LatencyRatio(
+            reference=reference.model.name,
+            invoke_p50_ratio=_paired_ratio(c.invoke_rounds, reference.invoke_rounds),
+            file_p50_ratio=_paired_ratio(c.file_rounds, reference.file_rounds),
+            throughput_ratio=float(np.median(np.asarray(reference.batch_ms) / np.asarray(c.batch_ms))),
+        )
+    return Latency(
+        threads=c.threads,
+        init_ms=float(np.median(c.init_ms)),
+        load_ms=float(np.median(c.load_ms)),
+        first_inference_ms=float(np.median(c.first_ms)),
+        invoke_ms=stats(invoke),
+        invoke_round_medians_ms=[float(np.median(block)) for block in c.invoke_rounds],
+        file_ms=stats(files, source=file_source),
+        throughput=Throughput(batch=c.batch, batch_ms=batch_ms, images_per_s=c.batch / batch_ms * 1e3),
+        vs_reference=ratio,
+    )
 
 
 def _paired_ratio(rounds: list[list[float]], reference: list[list[float]]) -> float:

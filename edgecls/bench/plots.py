@@ -14,35 +14,36 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecls.bench.results import BenchReport, ModelResult
 from edgecls.plotting import cap_fraction_axis, pyplot, save_png, text_colour
 
 MAX_ANNOTATED_CLASSES = 12  # write the counts in the cells up to this many classes
 
 
-def write_plots(report: dict[str, Any], folder: Path) -> tuple[list[str], Optional[str]]:
+def write_plots(report: BenchReport, folder: Path) -> tuple[list[str], Optional[str]]:
     """(file names written into `folder`, a note if plots were skipped)."""
     plt = pyplot()
     if plt is None:
         return [], "plots skipped: matplotlib is not installed (pip install matplotlib)"
     written = []
-    timed = [m for m in report["models"] if m["latency"]]
-    scored = [m for m in timed if m.get("accuracy") is not None]  # none in a --latency-only bench
+    timed = [m for m in report.models if m.latency]
+    scored = [m for m in timed if m.accuracy is not None]  # none in a --latency-only bench
     if scored:
         written.append(save(plt, accuracy_latency(plt, scored), folder / "accuracy-latency.png"))
     if timed:
         written.append(save(plt, distributions(plt, timed), folder / "latency.png"))
     from edgecls.bench import sustain
 
-    for section in report.get("sections", []):
-        if section["key"] == sustain.SECTION:  # drawn from its data, so a device's JSON is plotted here too
-            section["plots"] = [save(plt, sustain.plot(plt, section["data"]), folder / sustain.PLOT_NAME)]
-            written.append(section["plots"][0])
-    by_name = {m["name"]: m for m in report["models"]}
-    for model in report["models"]:
-        paired = model["vs_reference"]
-        if paired and paired["reference"] in by_name:
-            figure = confusions(plt, by_name[paired["reference"]], model, report["data"]["classes"])
-            written.append(save(plt, figure, folder / f"confusion-{slug(model['name'])}.png"))
+    for section in report.sections:
+        if section.key == sustain.SECTION:  # drawn from its data, so a device's JSON is plotted here too
+            section.plots = [save(plt, sustain.plot(plt, section.data), folder / sustain.PLOT_NAME)]
+            written.append(section.plots[0])
+    for model in report.models:
+        paired = model.vs_reference
+        reference = report.model(paired.reference) if paired else None
+        if reference is not None:
+            figure = confusions(plt, reference, model, report.data.classes)
+            written.append(save(plt, figure, folder / f"confusion-{slug(model.name)}.png"))
     return written, None
 
 
@@ -54,17 +55,17 @@ def save(plt: Any, figure: Any, path: Path) -> str:
     return save_png(plt, figure, path).name
 
 
-def accuracy_latency(plt: Any, models: list[dict[str, Any]]) -> Any:
+def accuracy_latency(plt: Any, models: list[ModelResult]) -> Any:
     figure, ax = plt.subplots(figsize=(7, 4.5))
     markers = "osD^v<>p"
-    threads = sorted({t["threads"] for m in models for t in m["latency"]})
+    threads = sorted({t.threads for m in models for t in m.latency})
     for i, model in enumerate(models):
         color = f"C{i % 10}"
-        for t in model["latency"]:
-            p50, p90 = t["invoke_ms"]["p50"], t["invoke_ms"]["p90"]
-            ax.errorbar([p50], [model["accuracy"]["top1"]], xerr=[[0], [p90 - p50]], color=color,
-                        marker=markers[threads.index(t["threads"]) % len(markers)], capsize=3,
-                        label=f"{model['name']}, {t['threads']} thread{'s' if t['threads'] > 1 else ''}")
+        for t in model.latency:
+            p50, p90 = t.invoke_ms.p50, t.invoke_ms.p90
+            ax.errorbar([p50], [model.accuracy.top1], xerr=[[0], [p90 - p50]], color=color,
+                        marker=markers[threads.index(t.threads) % len(markers)], capsize=3,
+                        label=f"{model.name}, {t.threads} thread{'s' if t.threads > 1 else ''}")
     ax.set_xlim(left=0)
     cap_fraction_axis(ax)
     ax.set_xlabel("invoke latency per image, ms (p50, bar to p90)")
@@ -76,12 +77,12 @@ def accuracy_latency(plt: Any, models: list[dict[str, Any]]) -> Any:
     return figure
 
 
-def distributions(plt: Any, models: list[dict[str, Any]]) -> Any:
+def distributions(plt: Any, models: list[ModelResult]) -> Any:
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    labels = [f"{m['name']}\n{t['threads']} thr" for m in models for t in m["latency"]]
+    labels = [f"{m.name}\n{t.threads} thr" for m in models for t in m.latency]
     for ax, key, title in ((axes[0], "invoke_ms", "invoke alone, batch 1"),
                            (axes[1], "file_ms", "file → label (decode + preprocess + invoke)")):
-        samples = [t[key]["samples"] for m in models for t in m["latency"]]
+        samples = [getattr(t, key).samples for m in models for t in m.latency]
         try:
             ax.boxplot(samples, orientation="horizontal", showfliers=True, flierprops={"markersize": 2})
         except TypeError:  # matplotlib before 3.10
@@ -94,15 +95,15 @@ def distributions(plt: Any, models: list[dict[str, Any]]) -> Any:
     return figure
 
 
-def confusions(plt: Any, reference: dict[str, Any], model: dict[str, Any], classes: list[str]) -> Any:
-    ref = np.asarray(reference["accuracy"]["confusion"])
-    own = np.asarray(model["accuracy"]["confusion"])
+def confusions(plt: Any, reference: ModelResult, model: ModelResult, classes: list[str]) -> Any:
+    ref = np.asarray(reference.accuracy.confusion)
+    own = np.asarray(model.accuracy.confusion)
     diff = own - ref
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     limit = max(1, int(np.abs(diff).max()))
-    panels = ((ref, f"{reference['name']} (reference)", "Blues", 0, None),
-              (own, model["name"], "Blues", 0, None),
-              (diff, f"{model['name']} − reference", "RdBu_r", -limit, limit))
+    panels = ((ref, f"{reference.name} (reference)", "Blues", 0, None),
+              (own, model.name, "Blues", 0, None),
+              (diff, f"{model.name} − reference", "RdBu_r", -limit, limit))
     for ax, (matrix, title, cmap, vmin, vmax) in zip(axes, panels):
         image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
         ax.set_title(title, fontsize=10)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls.bench.results import BenchReport, RemoteRun
 from edgecls.errors import EdgeclsError
 
 CONNECT_TIMEOUT_S = 15
@@ -79,7 +80,7 @@ class Target:
 @dataclass
 class Outcome:
     target: Target
-    report: Optional[dict[str, Any]] = None
+    report: Optional[BenchReport] = None
     files: Optional[Path] = None  # the device's report folder, brought back
     error: Optional[str] = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -373,15 +374,13 @@ def bench_device(outcome: Outcome, remote: RemoteOptions, payload: Path, key: st
         mark = time.perf_counter()
         outcome.files = _download(ssh, remote, run_id, out / target.label)
         outcome.timings["download_s"] = time.perf_counter() - mark
-        report = json.loads((outcome.files / "bench.json").read_text(encoding="utf-8"))
-        from edgecls.bench.schema import check_report
+        from edgecls.bench.compare import read_report
 
-        check_report(report, f"{target.spec}'s bench.json")
-        outcome.report = report
+        outcome.report = read_report(_read_json(outcome.files / "bench.json", target), f"{target.spec}'s bench.json")
         outcome.timings["total_s"] = sum(outcome.timings.values())
-        outcome.report["remote"] = {"target": target.spec, "remote_dir": info["dir"], "python": info["version"],
-                                    "venv": key, "venv_reused": bool(info["ready"]),
-                                    "seconds": {k: round(v, 2) for k, v in outcome.timings.items()}}
+        outcome.report.remote = RemoteRun(target=target.spec, remote_dir=info["dir"], python=info["version"],
+                                          venv=key, venv_reused=bool(info["ready"]),
+                                          seconds={k: round(v, 2) for k, v in outcome.timings.items()})
     except EdgeclsError as exc:
         outcome.error = str(exc)
     finally:
@@ -391,6 +390,14 @@ def bench_device(outcome: Outcome, remote: RemoteOptions, payload: Path, key: st
             except EdgeclsError:
                 pass  # the connection is gone: a stale run folder stays, the report says what failed
     return outcome
+
+
+def _read_json(path: Path, target: Target) -> Any:
+    """The device's bench.json, parsed; one line if it is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise EdgeclsError(f"{target.spec}: the bench.json brought back is not JSON", 1) from None
 
 
 def _probe(ssh: Ssh, remote: RemoteOptions, key: str) -> dict[str, Any]:
@@ -518,7 +525,7 @@ def _tar_stream(ssh: Ssh, step: str, mode: str, handle: Callable[[tarfile.TarFil
 
 
 # ---------------------------------------------------------------------- the whole job
-def bench_remote(options: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
+def bench_remote(options: Any, log: Callable[[str], None] = print) -> BenchReport:
     """Bench here and on every device of `options.remote`; write the host's, each device's and the
     merged report into --report (all or nothing); print the merged table; return the host's report.
     One device that fails is a one-line error; a device of a fleet that fails is an error row, and
@@ -610,17 +617,17 @@ def _profile(device: Optional[str], payload: Path) -> Optional[str]:
     return device
 
 
-def remap_flipped(report: dict[str, Any], local_ids: list[Any]) -> None:
+def remap_flipped(report: BenchReport, local_ids: list[Any]) -> None:
     """The device read the test images from PNG files named POSITION-ID.png: give its flipped images
     this host's index and id, so the lists compare one to one."""
-    for model in report["models"]:
-        for flip in (model.get("vs_reference") or {}).get("flipped", []):
-            found = re.match(r"(\d{5})-", Path(str(flip["id"])).name)
+    for model in report.models:
+        for flip in model.vs_reference.flipped if model.vs_reference else []:
+            found = re.match(r"(\d{5})-", Path(str(flip.id)).name)
             if found and int(found.group(1)) < len(local_ids):
-                flip["index"], flip["id"] = int(found.group(1)), local_ids[int(found.group(1))]
+                flip.index, flip.id = int(found.group(1)), local_ids[int(found.group(1))]
 
 
-def _write(report: dict[str, Any], outcomes: list[Outcome], local_ids: Optional[list[Any]], options: Any,
+def _write(report: BenchReport, outcomes: list[Outcome], local_ids: Optional[list[Any]], options: Any,
            out: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """The host's report, each device's (re-rendered here) and the merged compare, into `out`."""
     from edgecls.bench.compare import compare, write_outputs
@@ -633,7 +640,7 @@ def _write(report: dict[str, Any], outcomes: list[Outcome], local_ids: Optional[
             continue
         if local_ids is not None:
             remap_flipped(outcome.report, local_ids)
-        outcome.report["notes"] = [n for n in outcome.report["notes"] if not n.startswith("plots skipped")]
+        outcome.report.notes = [n for n in outcome.report.notes if not n.startswith("plots skipped")]
         for stale in outcome.files.glob("*.png"):
             stale.unlink()
         write_reports(outcome.report, outcome.files, log=log)
@@ -681,7 +688,7 @@ def _publish(out: Path, report_dir: Path) -> None:
             os.replace(entry, final)
 
 
-def _show(report: dict[str, Any], outcomes: list[Outcome], merged: dict[str, Any], report_dir: Path) -> None:
+def _show(report: BenchReport, outcomes: list[Outcome], merged: dict[str, Any], report_dir: Path) -> None:
     from edgecls.bench.compare import render_compare_table
     from edgecls.bench.report import print_tables, render_sections
 
@@ -693,9 +700,9 @@ def _show(report: dict[str, Any], outcomes: list[Outcome], merged: dict[str, Any
     print_tables(*tables)
     for outcome in outcomes:
         if outcome.report:
-            r = outcome.report["remote"]
-            print(f"{outcome.target.spec}: venv {'reused' if r['venv_reused'] else 'made'}; "
-                  + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in r["seconds"].items()))
+            r = outcome.report.remote
+            print(f"{outcome.target.spec}: venv {'reused' if r.venv_reused else 'made'}; "
+                  + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in r.seconds.items()))
         else:
             print(f"error: {outcome.error}")
     print(f"Reports in {report_dir}: bench.md (host), {DEVICES_DIR}/<device>/bench.md, compare.md")

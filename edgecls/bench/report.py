@@ -1,4 +1,4 @@
-"""A bench report (the dict run_bench makes) as a terminal table, Markdown and files on disk.
+"""A bench report (bench.results.BenchReport) as a terminal table, Markdown and files on disk.
 
 The terminal table and the Markdown one are made from the same rows. Extra sections (a
 quantisation diagnosis, a calibration sweep: see add_section) are titled tables that both
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.atomic import check_folder_writable, write_text_atomic
+from edgecls.bench.results import BenchReport, ModelResult, Section
 from edgecls.console import (
     markup_cell,  # one implementation for every table of data; compare imports it here
 )
@@ -28,56 +29,58 @@ MAX_FLIPPED_SHOWN = 50
 DASH = "—"
 
 
-def add_section(report: dict[str, Any], key: str, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                notes: Sequence[str] = (), plots: Sequence[str] = (), data: Any = None) -> dict[str, Any]:
+def add_section(report: BenchReport, key: str, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                notes: Sequence[str] = (), plots: Sequence[str] = (), data: Any = None) -> Section:
     """Add (or replace) an extra titled table: how other analyses plug into the bench's report.
 
     `plots` are PNG file names the caller wrote into the report folder; `data` is free-form JSON."""
     if not re.fullmatch(r"[a-z0-9_-]+", key):
         raise ValueError(f"section key {key!r}: use lower-case letters, digits, - and _")
-    section = {"key": key, "title": title, "columns": list(columns), "rows": [list(r) for r in rows],
-               "notes": list(notes), "plots": list(plots)}
-    if data is not None:
-        section["data"] = data
-    report["sections"] = [s for s in report.get("sections", []) if s["key"] != key] + [section]
+    section = Section(key=key, title=title, columns=list(columns), rows=[list(r) for r in rows], notes=list(notes),
+                      plots=list(plots), data=data)
+    report.sections = [s for s in report.sections if s.key != key] + [section]
     return section
 
 
 # ---------------------------------------------------------------------- the main table
-def table_rows(report: dict[str, Any]) -> list[list[str]]:
+def table_rows(report: BenchReport) -> list[list[str]]:
     """One row per model and thread count; a model's own figures only on its first row."""
     rows = []
-    for model in report["models"]:
-        paired = model["vs_reference"]
-        is_reference = model["name"] == report["reference"]
-        memory = model.get("memory") or {}
+    for model in report.models:
+        paired = model.vs_reference
+        is_reference = model.name == report.reference
         own = [
-            model["name"],
-            f"{model['kind']} {model['mode']}",
-            size_text(model["size_bytes"]) + (f" ×{model['size_ratio']:.2f}" if model.get("size_ratio") else ""),
+            model.name,
+            f"{model.kind} {model.mode}",
+            size_text(model.size_bytes) + (f" ×{model.size_ratio:.2f}" if model.size_ratio else ""),
             top1_text(model),
-            DASH if model.get("accuracy") is None else f"{model['accuracy']['topk']:.4f}",
-            "ref" if is_reference else (f"{paired['delta_accuracy'] * 100:+.2f} pt" if paired else DASH),
-            "ref" if is_reference else (f"{paired['agreement']:.4f}" if paired else DASH),
+            DASH if model.accuracy is None else f"{model.accuracy.topk:.4f}",
+            "ref" if is_reference else (f"{paired.delta_accuracy * 100:+.2f} pt" if paired else DASH),
+            "ref" if is_reference else (f"{paired.agreement:.4f}" if paired else DASH),
         ]
-        peak = f"{memory['peak_rss_mb']:.1f}" if "peak_rss_mb" in memory else DASH
-        for i, timing in enumerate(model["latency"] or [None]):
+        peak = peak_text(model)
+        for i, timing in enumerate(model.latency or [None]):
             first = own if i == 0 else [""] * len(own)
             if timing is None:
                 rows.append(first + [DASH] * 6 + [DASH])
                 continue
-            invoke = timing["invoke_ms"]
+            invoke = timing.invoke_ms
             rows.append(first + [
-                ms_text(invoke["p50"]), ms_text(invoke["p90"]), ms_text(invoke["p99"]),
-                f"{timing['throughput']['images_per_s']:.0f}", f"{timing['init_ms']:.1f}",
-                peak if i == 0 else "", str(timing["threads"]),
+                ms_text(invoke.p50), ms_text(invoke.p90), ms_text(invoke.p99),
+                f"{timing.throughput.images_per_s:.0f}", f"{timing.init_ms:.1f}",
+                peak if i == 0 else "", str(timing.threads),
             ])
     return rows
 
 
-def top1_text(model: dict[str, Any]) -> str:
+def top1_text(model: ModelResult) -> str:
     """A model's top-1 as a cell; a dash for a --latency-only bench (no accuracy)."""
-    return DASH if model.get("accuracy") is None else f"{model['accuracy']['top1']:.4f}"
+    return DASH if model.accuracy is None else f"{model.accuracy.top1:.4f}"
+
+
+def peak_text(model: ModelResult) -> str:
+    """A model's peak memory (MB) as a cell; a dash where it was not measured."""
+    return f"{model.memory.peak_rss_mb:.1f}" if model.memory is not None and model.memory.measured else DASH
 
 
 def size_text(n: int) -> str:
@@ -88,26 +91,26 @@ def ms_text(value: float) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
-def headline(report: dict[str, Any]) -> list[str]:
+def headline(report: BenchReport) -> list[str]:
     """The sentences every rendering starts with: what was measured, on what, how."""
-    machine, data, settings = report["machine"], report["data"], report["settings"]
-    reference = report["reference"] or "none (no float model)"
-    what = (f"{data['images']} {'held-out test' if data['part'] == 'test' else ''} images of {data['source']}"
-            .replace("  ", " ") + f"; float reference: {reference}; top-k is top-{settings['top_k']}.")
-    if data["part"] == "unlabelled":
-        what = f"Latency only: {data['images']} unlabelled images ({data['source']}), no accuracy."
+    machine, data, settings = report.machine, report.data, report.settings
+    reference = report.reference or "none (no float model)"
+    what = (f"{data.images} {'held-out test' if data.part == 'test' else ''} images of {data.source}"
+            .replace("  ", " ") + f"; float reference: {reference}; top-k is top-{settings.top_k}.")
+    if data.part == "unlabelled":
+        what = f"Latency only: {data.images} unlabelled images ({data.source}), no accuracy."
     lines = [
         what,
-        f"p50/p90/p99: invoke alone, batch 1, ms per image; {settings['warmup']} warm-up, then "
-        f"{settings['rounds']} interleaved rounds of {settings['per_round']} images per model and thread count; "
-        f"img/s at batch {settings['batch_size']}; init: ms to load, verify and allocate; peak MB: a fresh "
+        f"p50/p90/p99: invoke alone, batch 1, ms per image; {settings.warmup} warm-up, then "
+        f"{settings.rounds} interleaved rounds of {settings.per_round} images per model and thread count; "
+        f"img/s at batch {settings.batch_size}; init: ms to load, verify and allocate; peak MB: a fresh "
         f"device-side process; size: K KiB, M MiB (× the float32 file). "
-        f"Interpreter {machine['backend']['name']} {machine['backend']['version']}.",
+        f"Interpreter {machine.backend.name} {machine.backend.version}.",
     ]
-    return lines + list(report["device"]["notes"]) + list(report["notes"])
+    return lines + list(report.device.notes) + list(report.notes)
 
 
-def render_bench_table(report: dict[str, Any]) -> Any:
+def render_bench_table(report: BenchReport) -> Any:
     """The main table as a rich Table (the terminal rendering)."""
     from rich import box
     from rich.table import Table
@@ -138,17 +141,17 @@ def print_tables(*tables: Any) -> None:
         console.print(table)
 
 
-def render_sections(report: dict[str, Any]) -> list[Any]:
+def render_sections(report: BenchReport) -> list[Any]:
     """Rich tables of the extra sections."""
     from rich import box
     from rich.table import Table
 
     tables = []
-    for section in report.get("sections", []):
-        table = Table(*map(markup_cell, section["columns"]), box=box.SIMPLE_HEAD,
-                      title=markup_cell(section["title"]), caption=markup_lines(section.get("notes", [])) or None,
+    for section in report.sections:
+        table = Table(*map(markup_cell, section.columns), box=box.SIMPLE_HEAD,
+                      title=markup_cell(section.title), caption=markup_lines(section.notes) or None,
                       caption_justify="left")
-        for row in section["rows"]:
+        for row in section.rows:
             table.add_row(*(markup_cell(_cell(v)) for v in row))
         tables.append(table)
     return tables
@@ -163,28 +166,28 @@ def _cell(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------- Markdown
-def markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
+def markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
     """The whole report as Markdown: the main table, latency details, per-class accuracy, flipped
     images, memory, extra sections and the plots."""
-    machine = report["machine"]
+    machine = report.machine
     out = ["# edgecls bench", "",
-           f"Measured {report['created']} on {machine['cpu']} ({machine['arch']}, {machine['usable_cpus']} usable "
-           f"CPUs, {machine['system']}, Python {machine['python']})"
-           + (f", EMULATED ({machine['emulated']}): its latency is not a device figure." if machine.get("emulated")
+           f"Measured {report.created} on {machine.cpu} ({machine.arch}, {machine.usable_cpus} usable "
+           f"CPUs, {machine.system}, Python {machine.python})"
+           + (f", EMULATED ({machine.emulated}): its latency is not a device figure." if machine.emulated
               else "."), ""]
     out += [f"- {line}" for line in headline(report)] + [""]
     out += md_table(COLUMNS, table_rows(report)) + [""]
     out += ["## Latency in detail", ""] + md_table(*_latency_details(report)) + [""]
-    if report["data"]["classes"]:  # none in a --latency-only bench
+    if report.data.classes:  # none in a --latency-only bench
         out += ["## Per-class accuracy", ""] + md_table(*_per_class(report)) + [""]
     out += _flipped(report)
     out += _memory(report)
-    for section in report.get("sections", []):
-        out += [f"## {section['title']}", ""] + md_table(section["columns"], [[_cell(v) for v in row]
-                                                                              for row in section["rows"]]) + [""]
-        out += [f"- {note}" for note in section.get("notes", [])] + ([""] if section.get("notes") else [])
-        out += [f"![{name}]({name})" for name in section.get("plots", [])] + ([""] if section.get("plots") else [])
-    shown = {name for section in report.get("sections", []) for name in section.get("plots", [])}
+    for section in report.sections:
+        out += [f"## {section.title}", ""] + md_table(section.columns, [[_cell(v) for v in row]
+                                                                        for row in section.rows]) + [""]
+        out += [f"- {note}" for note in section.notes] + ([""] if section.notes else [])
+        out += [f"![{name}]({name})" for name in section.plots] + ([""] if section.plots else [])
+    shown = {name for section in report.sections for name in section.plots}
     plots = [name for name in plots if name not in shown]  # a section's plot is shown in its section
     if plots:
         out += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
@@ -198,73 +201,73 @@ def md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     return [line(columns), line(["---"] * len(columns))] + [line(row) for row in rows]
 
 
-def _latency_details(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _latency_details(report: BenchReport) -> tuple[list[str], list[list[str]]]:
     columns = ["model", "threads", "p50", "p90", "p99", "mean", "std", "min", "file→label p50", "p90", "p99",
                "first", "load", "batch", "img/s", "p50 ÷ float32"]
     rows = []
-    for model in report["models"]:
-        for t in model["latency"]:
-            inv, fil, ratio = t["invoke_ms"], t["file_ms"], t["vs_reference"]
-            rows.append([model["name"], str(t["threads"])] + [ms_text(inv[k]) for k in ("p50", "p90", "p99", "mean")]
-                        + [f"{inv['std']:.3f}", ms_text(inv["min"])] + [ms_text(fil[k]) for k in ("p50", "p90", "p99")]
-                        + [ms_text(t["first_inference_ms"]), ms_text(t["load_ms"]), str(t["throughput"]["batch"]),
-                           f"{t['throughput']['images_per_s']:.0f}",
-                           f"{ratio['invoke_p50_ratio']:.3f}" if ratio else DASH])
+    for model in report.models:
+        for t in model.latency:
+            inv, fil, ratio = t.invoke_ms, t.file_ms, t.vs_reference
+            rows.append([model.name, str(t.threads)] + [ms_text(v) for v in (inv.p50, inv.p90, inv.p99, inv.mean)]
+                        + [f"{inv.std:.3f}", ms_text(inv.min)] + [ms_text(v) for v in (fil.p50, fil.p90, fil.p99)]
+                        + [ms_text(t.first_inference_ms), ms_text(t.load_ms), str(t.throughput.batch),
+                           f"{t.throughput.images_per_s:.0f}",
+                           f"{ratio.invoke_p50_ratio:.3f}" if ratio else DASH])
     return columns, rows
 
 
-def _per_class(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    models = report["models"]
-    columns = ["class", "n"] + [m["name"] for m in models]
+def _per_class(report: BenchReport) -> tuple[list[str], list[list[str]]]:
+    models = report.models
+    columns = ["class", "n"] + [m.name for m in models]
     rows = []
-    for name in report["data"]["classes"]:
-        first = models[0]["accuracy"]["per_class"][name]
-        cells = [name, str(first["n"])]
+    for name in report.data.classes:
+        first = models[0].accuracy.per_class[name]
+        cells = [name, str(first.n)]
         for model in models:
-            accuracy = model["accuracy"]["per_class"][name]["accuracy"]
+            accuracy = model.accuracy.per_class[name].accuracy
             cells.append(DASH if accuracy is None else f"{accuracy:.4f}")
         rows.append(cells)
     return columns, rows
 
 
-def _flipped(report: dict[str, Any]) -> list[str]:
+def _flipped(report: BenchReport) -> list[str]:
     out = []
-    for model in report["models"]:
-        paired = model["vs_reference"]
+    for model in report.models:
+        paired = model.vs_reference
         if not paired:
             continue
-        flipped = paired["flipped"]
-        out += [f"## Flipped top-1: {model['name']} against {paired['reference']}", "",
-                f"{len(flipped)} of {model['accuracy']['images']} images (agreement {paired['agreement']:.4f}; "
-                f"mean |Δ probability| {paired['mean_abs_dprob']:.5f}).", ""]
+        flipped = paired.flipped
+        out += [f"## Flipped top-1: {model.name} against {paired.reference}", "",
+                f"{len(flipped)} of {model.accuracy.images} images (agreement {paired.agreement:.4f}; "
+                f"mean |Δ probability| {paired.mean_abs_dprob:.5f}).", ""]
         if flipped:
             shown = flipped[:MAX_FLIPPED_SHOWN]
-            out += md_table(["image", paired["reference"], model["name"], "true"],
-                            [[str(f["id"]), f["reference"], f["model"], f["true"]] for f in shown])
+            out += md_table(["image", paired.reference, model.name, "true"],
+                            [[str(f.id), f.reference, f.model, f.true] for f in shown])
             if len(flipped) > len(shown):
                 out.append(f"\n({len(flipped) - len(shown)} more in the JSON report)")
             out.append("")
     return out
 
 
-def _memory(report: dict[str, Any]) -> list[str]:
-    baseline = report.get("memory_baseline") or {}
+def _memory(report: BenchReport) -> list[str]:
+    baseline = report.memory_baseline
     rows = []
-    for model in report["models"]:
-        memory = model.get("memory")
+    for model in report.models:
+        memory = model.memory
         if memory is None:
             continue
-        if "error" in memory:
-            rows.append([model["name"], DASH, memory["error"]])
+        if not memory.measured:
+            rows.append([model.name, DASH, memory.error])
         else:
-            heavy = ", ".join(memory["heavy_modules"]) or "none"
-            rows.append([model["name"], f"{memory['peak_rss_mb']:.1f}",
-                         f"{memory.get('measure', 'peak RSS')}; TensorFlow/Keras imported: {heavy}"])
+            heavy = ", ".join(memory.heavy_modules or []) or "none"
+            rows.append([model.name, f"{memory.peak_rss_mb:.1f}",
+                         f"{memory.measure or 'peak RSS'}; TensorFlow/Keras imported: {heavy}"])
     if not rows:
         return []
     base = (f"A fresh Python that imports edgecls.runtime and the interpreter, loads the model and classifies "
-            f"one image, with {report['device']['threads'][0]} thread(s). Baseline (the same, no model): "
-            f"{baseline['peak_rss_mb']:.1f} MB." if "peak_rss_mb" in baseline else "")
+            f"one image, with {report.device.threads[0]} thread(s). Baseline (the same, no model): "
+            f"{baseline.peak_rss_mb:.1f} MB." if baseline is not None and baseline.measured else "")
     return (["## Peak memory of a device-side process", "", base, ""]
             + md_table(["model", "peak MB", "notes"], rows) + [""])
 
@@ -282,7 +285,7 @@ def check_writable(json_path: Optional[Path], report_dir: Optional[Path]) -> Non
         check_folder_writable("--json", json_path, json_path.parent)
 
 
-def write_reports(report: dict[str, Any], report_dir: Optional[Path] = None, json_path: Optional[Path] = None,
+def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_path: Optional[Path] = None,
                   log: Callable[[str], None] = print) -> list[Path]:
     """Plots, Markdown and JSON in `report_dir`, and/or the JSON at `json_path`; each file atomic."""
     from edgecls.bench.plots import write_plots
@@ -292,15 +295,16 @@ def write_reports(report: dict[str, Any], report_dir: Optional[Path] = None, jso
         plots, note = write_plots(report, report_dir)
         if note:
             log(f"note: {note}")
-            report["notes"] = [n for n in report["notes"] if n != note] + [note]
-        report["report_files"] = [*plots, MARKDOWN_NAME, JSON_NAME]
+            report.notes = [n for n in report.notes if n != note] + [note]
+        report.report_files = [*plots, MARKDOWN_NAME, JSON_NAME]
         written += [report_dir / name for name in plots]
         written.append(write_text_atomic(report_dir / MARKDOWN_NAME, markdown(report, plots)))
-        written.append(write_text_atomic(report_dir / JSON_NAME, to_json(report)))
+        written.append(write_text_atomic(report_dir / JSON_NAME, json_text(report)))
     if json_path is not None:
-        written.append(write_text_atomic(json_path, to_json(report)))
+        written.append(write_text_atomic(json_path, json_text(report)))
     return written
 
 
-def to_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+def json_text(report: BenchReport) -> str:
+    """bench.json's text: the report's to_json(), one key a line."""
+    return json.dumps(report.to_json(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"

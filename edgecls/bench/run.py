@@ -1,4 +1,4 @@
-"""`edgecls bench`: the whole measurement, from paths to a report dict.
+"""`edgecls bench`: the whole measurement, from paths to a report (bench.results.BenchReport).
 
     inputs (run dir's exports | .tflite files, test images) -> accuracy of every .tflite
       -> under the device profile's constraints: latency (interleaved), peak memory
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -42,6 +42,17 @@ from edgecls.bench.profiles import (
     thread_sweep,
 )
 from edgecls.bench.report import check_writable, print_tables, render_bench_table, render_sections, write_reports
+from edgecls.bench.results import (
+    BenchReport,
+    Device,
+    Latency,
+    Machine,
+    Memory,
+    ModelResult,
+    Profile,
+    Settings,
+    TestData,
+)
 from edgecls.bench.schema import FORMAT
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import int_list
@@ -121,12 +132,13 @@ def default_report_dir(paths: list[Path]) -> Optional[Path]:
 
 
 # ---------------------------------------------------------------------- the job
-Analysis = Callable[[dict, Optional[Path], Callable[[str], None]], None]  # (report, report_dir, log): adds sections
+# (report, report_dir, log): adds its sections to the report
+Analysis = Callable[[BenchReport, Optional[Path], Callable[[str], None]], None]
 
 
 def bench(
     options: BenchOptions, analyses: Sequence[Analysis] = (), log: Callable[[str], None] = print
-) -> dict[str, Any]:
+) -> BenchReport:
     """The whole `edgecls bench` job: measure, let each analysis add its section, end with the
     advice, write the reports and print the tables; returns this host's report.
 
@@ -148,19 +160,18 @@ def bench(
     write_reports(result, options.report_dir, options.json_path, log=log)
     print_tables(render_bench_table(result), *render_sections(result))
     if options.report_dir is not None:
-        print(f"Reports in {options.report_dir}: {', '.join(result['report_files'])}")
+        print(f"Reports in {options.report_dir}: {', '.join(result.report_files or [])}")
     if options.json_path is not None:
         print(f"JSON report: {options.json_path}")
     print(next_command(result, options))
     return result
 
 
-def next_command(result: dict[str, Any], options: BenchOptions) -> str:
+def next_command(result: BenchReport, options: BenchOptions) -> str:
     """The command a user runs next, as train and export end with theirs: predict with the quantised
     model; with a saved report, how to set it beside another machine's."""
     saved = options.json_path or (options.report_dir / "bench.json" if options.report_dir is not None else None)
-    tflite = [m for m in result["models"] if m["kind"] == "tflite"]
-    quantised = next((m["path"] for m in tflite if m["mode"] != "float32"), result["models"][-1]["path"])
+    quantised = next((m.path for m in result.tflite_models() if m.mode != "float32"), result.models[-1].path)
     line = f"Next: edgecls predict {quantised} IMAGES..."
     if saved:
         line += f"; with another machine's report: edgecls bench compare {saved} OTHER/bench.json"
@@ -168,7 +179,7 @@ def next_command(result: dict[str, Any], options: BenchOptions) -> str:
 
 
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
-              on_inputs: Optional[Callable[[list[BenchModel], TestSet], None]] = None) -> dict[str, Any]:
+              on_inputs: Optional[Callable[[list[BenchModel], TestSet], None]] = None) -> BenchReport:
     """Measure and return the report (not yet written: see report.write_reports).
 
     `on_inputs(models, test)` is called once the models and test images are known, before any
@@ -188,7 +199,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     if test.class_index is not None:
         for name in list(probabilities):
             probabilities[name], full_space[name] = thirdparty.scores(probabilities[name], test)
-    machine = describe_machine(backend)  # before the affinity change: the host as it is
+    machine = describe_machine(backend)  # before the affinity change: the host as it is (a dict, as doctor's)
     float_file = next((m.name for m in models if m.is_float), None)
     plan = latency.Plan(options.warmup, options.runs, options.batch_size)
     with constrained(profile) as cpus, private_tempdir("edgecls-bench") as tmp:
@@ -206,7 +217,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
         low, high = options.input_range
         notes.append(f"--input-range {low:g},{high:g}: every .tflite model was fed pixels 0..255 as {low:g}..{high:g}, "
                      "whatever its metadata says.")
-    failed = next((m["error"] for m in [baseline or {}, *memories.values()] if m and "error" in m), None)
+    failed = next((m.error for m in [baseline, *memories.values()] if m is not None and m.error), None)
     if failed:
         notes.append(f"Peak memory not measured: {failed}")
     keras_model = _keras_reference(run, options.keras, test, notes, log)  # last: TensorFlow after timing
@@ -217,30 +228,30 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
     elif reference is None:
         notes.append("No float model among the models: accuracy is reported without Δ and agreement.")
     is_device, device_notes = placement_notes(profile, machine, cpus, threads)
-    report = {
-        "format": FORMAT,
-        "created": created_timestamp(),
-        "command": options.command,
-        "machine": machine,
-        "device": {"profile": profile.to_json() if profile else None, "cpus_used": cpus, "threads": threads,
-                   "is_device": is_device, "notes": device_notes},
-        "data": test.to_json(),
-        "settings": {"warmup": plan.warmup, "runs": plan.runs, "rounds": plan.rounds, "per_round": plan.per_round,
-                     "batch_size": plan.batch_size,
-                     "top_k": accuracy.top_k(max(c.num_classes for c in classifiers.values()) if test.per_model
-                                             else len(test.class_names)),
-                     "keras": keras_model is not None,
-                     "input_range": list(options.input_range) if options.input_range is not None else None,
-                     "latency_only": test.latency_only, "labels": options.labels,
-                     "preprocessing": {m.name: {"resize": classifiers[m.name].input_spec.resize,
-                                                "fit": classifiers[m.name].input_spec.fit} for m in models}},
-        "reference": reference,
-        "latency_reference": float_file,
-        "models": _model_entries(entries, reference, test, timings, threads, memories, float_file, full_space),
-        "memory_baseline": baseline,
-        "sections": [],
-        "notes": notes,
-    }
+    report = BenchReport(
+        format=FORMAT,
+        created=created_timestamp(),
+        command=options.command,
+        machine=Machine.from_json(machine),
+        device=Device(profile=Profile.from_json(profile.to_json()) if profile else None, cpus_used=cpus,
+                      threads=threads, is_device=is_device, notes=device_notes),
+        data=TestData.from_json(test.to_json()),
+        settings=Settings(warmup=plan.warmup, runs=plan.runs, rounds=plan.rounds, per_round=plan.per_round,
+                          batch_size=plan.batch_size,
+                          top_k=accuracy.top_k(max(c.num_classes for c in classifiers.values()) if test.per_model
+                                               else len(test.class_names)),
+                          keras=keras_model is not None,
+                          input_range=list(options.input_range) if options.input_range is not None else None,
+                          latency_only=test.latency_only, labels=options.labels,
+                          preprocessing={m.name: {"resize": classifiers[m.name].input_spec.resize,
+                                                  "fit": classifiers[m.name].input_spec.fit} for m in models}),
+        reference=reference,
+        latency_reference=float_file,
+        models=_model_entries(entries, reference, test, timings, threads, memories, float_file, full_space),
+        memory_baseline=baseline,
+        sections=[],
+        notes=notes,
+    )
     if sustained is not None:
         sustain.add_section(report, sustained)
     advice.add_advice(report)
@@ -352,16 +363,15 @@ def _shape(shape: tuple) -> str:
 
 
 def _memory(models: list[BenchModel], image: Path, threads: int, backend: str, enabled: bool,
-            log: Callable[[str], None]) -> tuple[dict[str, Optional[dict]], Optional[dict]]:
+            log: Callable[[str], None]) -> tuple[dict[str, Optional[Memory]], Optional[Memory]]:
     if not enabled or not memory.supported():
         return {m.name: None for m in models}, None
     log("Measuring peak memory in fresh device-side processes")
-    baseline = memory.peak_rss(None, None, threads, backend)
+    baseline = Memory.from_json(memory.peak_rss(None, None, threads, backend))
     found = {}
     for model in models:
-        found[model.name] = {**memory.peak_rss(model.path, image, threads, backend), "threads": threads}
-        if "error" in found[model.name]:
-            found[model.name].pop("threads")
+        measured = Memory.from_json(memory.peak_rss(model.path, image, threads, backend))
+        found[model.name] = replace(measured, threads=threads) if measured.measured else measured
     return found, baseline
 
 
@@ -387,8 +397,8 @@ def _keras_reference(run: Optional[RunDir], wanted: bool, test: TestSet, notes: 
 
 
 def _model_entries(entries: list[tuple[BenchModel, np.ndarray]], reference: Optional[str], test: TestSet,
-                   timings: dict, threads: list[int], memories: dict, float_file: Optional[str],
-                   full_space: Optional[dict[str, dict]] = None) -> list[dict]:
+                   timings: dict[tuple[str, int], Latency], threads: list[int], memories: dict[str, Optional[Memory]],
+                   float_file: Optional[str], full_space: Optional[dict[str, dict]] = None) -> list[ModelResult]:
     by_name = {model.name: probs for model, probs in entries}
     float_size = next((m.size_bytes for m, _ in entries if m.name == float_file), None)
     result = []
@@ -396,13 +406,16 @@ def _model_entries(entries: list[tuple[BenchModel, np.ndarray]], reference: Opti
         paired = None
         if reference is not None and model.name != reference:
             paired = accuracy.paired(by_name[reference], probs, test.labels, test.ids, test.class_names, reference)
-        result.append({
+        scores = None
+        if not test.latency_only:  # a labelled third-party set: top-1/top-k over all the model's classes
+            scores = replace(accuracy.model_accuracy(probs, test.labels, test.class_names),
+                             **(full_space or {}).get(model.name, {}))
+        result.append(ModelResult(
             **model.to_json(),
-            "size_ratio": model.size_bytes / float_size if float_size and model.kind == "tflite" else None,
-            "accuracy": None if test.latency_only else {**accuracy.model_accuracy(probs, test.labels, test.class_names),
-                                                        **(full_space or {}).get(model.name, {})},
-            "vs_reference": paired,
-            "latency": [timings[(model.name, t)] for t in threads if (model.name, t) in timings],
-            "memory": memories.get(model.name),
-        })
+            size_ratio=model.size_bytes / float_size if float_size and model.kind == "tflite" else None,
+            accuracy=scores,
+            vs_reference=paired,
+            latency=[timings[(model.name, t)] for t in threads if (model.name, t) in timings],
+            memory=memories.get(model.name),
+        ))
     return result

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecls.bench.results import BenchReport, Section
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.cpu import current_mhz
 
@@ -174,7 +175,7 @@ def _percentile(values: Sequence[float], q: float) -> Optional[float]:
 
 
 # ---------------------------------------------------------------------- the report
-def add_section(report: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+def add_section(report: BenchReport, data: dict[str, Any]) -> Section:
     """The sustained run as a report section: first vs last window per model, and notes that say
     what the temperature, the clock and the firmware did (or that they could not be read)."""
     from edgecls.bench.report import add_section as add

@@ -32,6 +32,7 @@ from edgecls.runtime import Classifier, ImageError, Prediction, load_image
 from edgecls.runtime.sources import expand_images
 
 if TYPE_CHECKING:
+    from edgecls.bench.results import BenchReport, ModelResult, Section
     from edgecls.bench.run import Analysis, BenchOptions
 
 SUMMARY_NAME = "explain.json"
@@ -202,30 +203,30 @@ def flips_analysis(options: BenchOptions, extra: int, threshold_db: Optional[flo
     backend and (validated) input range."""
     check_explain_flips(extra, threshold_db)
 
-    def analyse(report: dict[str, Any], report_dir: Optional[Path], log: Callable[[str], None]) -> None:
+    def analyse(report: BenchReport, report_dir: Optional[Path], log: Callable[[str], None]) -> None:
         add_explain_flips(report, options.paths, options.data, report_dir, extra, threshold_db,
                           backend=options.backend, input_range=options.input_range, log=log)
 
     return analyse
 
 
-def add_explain_flips(report: dict[str, Any], paths: Sequence[Path], data: Optional[str], report_dir: Optional[Path],
+def add_explain_flips(report: BenchReport, paths: Sequence[Path], data: Optional[str], report_dir: Optional[Path],
                       extra: int = 0, threshold_db: Optional[float] = None, method: str = "occlusion",
                       backend: Optional[str] = None, input_range: Optional[tuple[float, float]] = None,
-                      log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                      log: Callable[[str], None] = print) -> list[Section]:
     """For each quantised .tflite of a bench report and its float32 twin: every image where their
     top-1 differs plus the `extra` least-confident agreements, with both models' maps and top-3 and
     the per-layer divergence; a report section each (table + contact sheets) and a flip matrix.
     Without a float32 and a quantised .tflite, a note says so (the bench's own report is kept)."""
     threshold_db = DEFAULT_THRESHOLD_DB if threshold_db is None else threshold_db
-    models = [m for m in report["models"] if m["kind"] == "tflite"]
-    floats = [m for m in models if m["mode"] == "float32"]
-    quantised = [m for m in models if m["mode"] not in ("float32", "float16")]
+    models = report.tflite_models()
+    floats = [m for m in models if m.mode == "float32"]
+    quantised = [m for m in models if m.mode not in ("float32", "float16")]
     if not floats or not quantised:
         note = ("--explain-flips: nothing explained; it needs a float32 and a quantised .tflite among the benched "
-                f"models (got: {', '.join(m['name'] + ' ' + m['mode'] for m in models) or 'none'})")
+                f"models (got: {', '.join(m.name + ' ' + m.mode for m in models) or 'none'})")
         log(f"note: {note}")
-        report["notes"].append(note)
+        report.notes.append(note)
         return []
     test = _bench_test_set(report, paths, data)
     sections = []
@@ -235,33 +236,33 @@ def add_explain_flips(report: dict[str, Any], paths: Sequence[Path], data: Optio
     return sections
 
 
-def _bench_test_set(report: dict[str, Any], paths: Sequence[Path], data: Optional[str]) -> Any:
+def _bench_test_set(report: BenchReport, paths: Sequence[Path], data: Optional[str]) -> Any:
     """The images the bench scored, found again the way it found them, and checked by content digest."""
     from edgecls.rundir import open_run
 
     run_dir, _ = split_paths(list(paths))
-    named = report["data"].get("run")
+    named = report.data.run
     if run_dir is None and named and Path(named).is_dir():
         run_dir = Path(named)
     if run_dir is not None:
         test = run_test_set(open_run(run_dir, data))
     elif data is not None:
-        height, width = report["data"]["shape"][:2]
-        test = data_test_set(data, (height, width), "grayscale" if report["data"]["shape"][2] == 1 else "rgb")
+        height, width, channels = report.data.shape
+        test = data_test_set(data, (height, width), "grayscale" if channels == 1 else "rgb")
     else:
         raise EdgeclsError("--explain-flips cannot find the bench's test images again: give a run directory or --data")
-    if test.content_digest() != report["data"]["content_sha256"]:
+    if test.content_digest() != report.data.content_sha256:
         raise EdgeclsError("--explain-flips found different test images from the ones the bench scored")
     return test
 
 
-def _explain_pair(report: dict[str, Any], float_entry: dict, quant_entry: dict, test: Any, report_dir: Optional[Path],
-                  extra: int, threshold_db: float, method: str, backend: Optional[str],
-                  input_range: Optional[tuple[float, float]], log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: ModelResult, test: Any,
+                  report_dir: Optional[Path], extra: int, threshold_db: float, method: str, backend: Optional[str],
+                  input_range: Optional[tuple[float, float]], log: Callable[[str], None]) -> list[Section]:
     from edgecls.bench.report import add_section
 
-    fname, qname = float_entry["name"], quant_entry["name"]
-    probe = DivergenceProbe(float_entry["path"], quant_entry["path"], backend, threshold_db, input_range)
+    fname, qname = float_entry.name, quant_entry.name
+    probe = DivergenceProbe(float_entry.path, quant_entry.path, backend, threshold_db, input_range)
     f_clf, q_clf = probe.float_clf, probe.quant_clf
     f_prob, q_prob = f_clf.probabilities(test.images), q_clf.probabilities(test.images)
     f_top, q_top = f_prob.argmax(1), q_prob.argmax(1)

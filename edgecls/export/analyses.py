@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from edgecls.bench.report import add_section
+from edgecls.bench.results import BenchReport
 from edgecls.errors import EdgeclsError
 
 TOP_LAYERS = 10
@@ -36,13 +37,13 @@ def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Se
 
     require_tensorflow(f"edgecls bench {wanted}")
 
-    def analyse(report: dict[str, Any], report_dir: Optional[Path], log: Callable[[str], None]) -> None:
+    def analyse(report: BenchReport, report_dir: Optional[Path], log: Callable[[str], None]) -> None:
         add_analyses(report, run_dir, diagnose, sweep, report_dir, data, log=log)
 
     return [analyse]
 
 
-def add_analyses(report: dict[str, Any], run_dir: Path, diagnose: bool, sweep: Optional[Sequence[int]],
+def add_analyses(report: BenchReport, run_dir: Path, diagnose: bool, sweep: Optional[Sequence[int]],
                  report_dir: Optional[Path], data: Optional[str] = None,
                  log: Callable[[str], None] = lambda m: None) -> None:
     """Run the requested analyses on `run_dir` and add each as a section of `report`."""

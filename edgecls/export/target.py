@@ -30,6 +30,7 @@ import numpy as np
 
 from edgecls.atomic import write_bytes_atomic, write_text_atomic
 from edgecls.bench.profiles import DeviceProfile
+from edgecls.bench.results import Latency
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import ConversionError, Converted, convert, quantize_litert, saved_model
 from edgecls.export.modes import (
@@ -245,13 +246,13 @@ class Row:
     reasons: list[str] = field(default_factory=list)
     check: Any = None  # edgecls.export.job.ModelCheck (validation figures)
     drop_points: Optional[float] = None  # Keras float val accuracy - this one's, in points
-    latency: Optional[dict[str, Any]] = None  # edgecls.bench.latency's summary for the target's threads
+    latency: Optional[Latency] = None  # edgecls.bench.latency's summary for the target's threads
     content: Optional[bytes] = field(default=None, repr=False)  # with metadata
     converted: Optional[Converted] = field(default=None, repr=False)
 
     @property
     def p50_ms(self) -> Optional[float]:
-        return self.latency["invoke_ms"]["p50"] if self.latency else None
+        return self.latency.invoke_ms.p50 if self.latency else None
 
     @property
     def built(self) -> bool:
@@ -267,10 +268,11 @@ class Row:
                                 "drop_points": round(self.drop_points, 4)},
                         "convert_seconds": m.seconds, "input": m.io["input"], "output": m.io["output"],
                         "sha256": m.sha256, **({"kept_float": m.kept_float} if m.kept_float else {})})
-        if self.latency is not None:
-            doc["latency"] = {k: v for k, v in self.latency.items() if k not in ("invoke_round_medians_ms",)}
-            doc["latency"]["invoke_ms"] = {k: v for k, v in self.latency["invoke_ms"].items() if k != "samples"}
-            doc["latency"]["file_ms"] = {k: v for k, v in self.latency["file_ms"].items() if k != "samples"}
+        if self.latency is not None:  # the summary without its raw samples
+            doc["latency"] = self.latency.to_json()
+            doc["latency"].pop("invoke_round_medians_ms", None)
+            for key in ("invoke_ms", "file_ms"):
+                doc["latency"][key].pop("samples")
         return doc
 
 
@@ -420,7 +422,7 @@ def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val
 
 
 def local_latency(profile: Optional[DeviceProfile], paths: dict[str, Path], images: np.ndarray, runs: int,
-                  tmp: Path, log: Callable[[str], None]) -> tuple[dict[str, dict], list[str], int]:
+                  tmp: Path, log: Callable[[str], None]) -> tuple[dict[str, Latency], list[str], int]:
     """Latency on this machine, as it is (profile None) or under the profile's cores and threads."""
     from edgecls.bench import latency
     from edgecls.bench.inputs import describe_tflite
@@ -445,12 +447,13 @@ def local_latency(profile: Optional[DeviceProfile], paths: dict[str, Path], imag
 
 def remote_latency(spec: str, remote: Any, paths: dict[str, Path], images: np.ndarray, labels: np.ndarray,
                    class_names: list[str], runs: int, tmp: Path,
-                   log: Callable[[str], None]) -> tuple[dict[str, dict], list[str], int]:
+                   log: Callable[[str], None]) -> tuple[dict[str, Latency], list[str], int]:
     """Latency on the device user@host, measured there by edgecls.bench.remote (SSH, a venv on the
     device). The device scores the validation images it is sent, never the test split; the figures
     kept are its invoke times at its largest thread count."""
     from dataclasses import replace
 
+    from edgecls.bench.compare import load_reports
     from edgecls.bench.inputs import TestSet, save_test_images
     from edgecls.bench.remote import DEVICES_DIR, RemoteOptions, bench_remote, parse_targets
     from edgecls.bench.run import BenchOptions
@@ -465,17 +468,16 @@ def remote_latency(spec: str, remote: Any, paths: dict[str, Path], images: np.nd
                            memory=False, report_dir=report_dir, remote=remote)
     with contextlib.redirect_stdout(sys.stderr):  # its tables are the bench's, not this command's output
         bench_remote(options, log=log)
-    report = json.loads((report_dir / DEVICES_DIR / device.label / "bench.json").read_text(encoding="utf-8"))
-    by_file = {Path(str(m["path"])).name: m for m in report["models"]}
+    [(_, report)] = load_reports([report_dir / DEVICES_DIR / device.label / "bench.json"])
+    by_file = {Path(m.path).name: m for m in report.models}
     timings, threads = {}, 0
     for name, path in paths.items():
-        entries = (by_file.get(path.name) or {}).get("latency") or []
+        entries = by_file[path.name].latency if path.name in by_file else []
         if entries:
-            best = max(entries, key=lambda t: t["threads"])
-            timings[name], threads = best, best["threads"]
-    machine = report.get("machine") or {}
-    notes = [f"Measured on {spec} over SSH ({machine.get('arch', '?')}, {machine.get('cpu', '?')}), "
-             f"threads {threads}."] + list((report.get("device") or {}).get("notes") or [])
+            best = max(entries, key=lambda t: t.threads)
+            timings[name], threads = best, best.threads
+    notes = [f"Measured on {spec} over SSH ({report.machine.arch}, {report.machine.cpu}), threads {threads}."
+             ] + list(report.device.notes)
     return timings, notes, threads
 
 

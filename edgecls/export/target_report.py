@@ -39,10 +39,10 @@ def render_target_table(result: TargetResult):
         cells = [row.name, f"[{style}]{row.status}[/]" if style else row.status]
         if row.check is not None:
             m = row.check
-            ratio = (row.latency or {}).get("vs_reference") or {}
+            ratio = row.latency.vs_reference if row.latency else None
             cells += [f"{m.accuracy:.4f}", f"{-row.drop_points:+.2f}", f"{m.agreement:.4f}",
                       f"{row.p50_ms:.3f}" if row.p50_ms is not None else "-",
-                      f"{ratio['invoke_p50_ratio']:.2f}" if ratio else ("1.00" if row.name == "float32" else "-"),
+                      f"{ratio.invoke_p50_ratio:.2f}" if ratio else ("1.00" if row.name == "float32" else "-"),
                       _size(m.size_bytes)]
         else:
             cells += ["-"] * 6
