@@ -59,7 +59,9 @@ def test_too_few_validation_images_to_judge_is_said_not_called_useless():
     truth = np.array([0, 1, 0])
     verdict = assess(truth.copy(), truth, CLASSES)  # all right, but a guesser (p0 = 2/3) gets 3/3 30 % of the time
     assert not verdict["collapsed"] and "too few" in verdict["warnings"][0]
-    assert not assess(np.zeros(3, int), truth, CLASSES)["collapsed"]  # one class, but no evidence either way
+    one_class = assess(np.zeros(3, int), truth, CLASSES)  # one class, but no evidence either way: said, not judged
+    assert not one_class["collapsed"] and "collapsed to one class" in one_class["warnings"][-1]
+    assert set(one_class) == set(verdict) == set(assess(np.array([], int), np.array([], int), CLASSES))
     six = np.array([0, 1, 0, 1, 0, 1])  # 0.5 ** 6 < 0.05: six images can already be judged
     assert assess(np.zeros(6, int), six, CLASSES)["collapsed"]
 

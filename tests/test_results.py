@@ -210,3 +210,13 @@ def test_a_document_that_is_no_report_is_refused_in_one_line():
         read_report(doc, "broken.json")
     with pytest.raises(ValueError, match="'invoke_ms' missing"):  # unchecked, from_json still names the key
         BenchReport.from_json(doc)
+
+
+def test_keys_absent_from_the_file_stay_absent_and_present_ones_stay_present():
+    from edgecls.bench.results import Memory, Section
+
+    bare = {"key": "k", "title": "t", "columns": ["a"], "rows": [[1]]}  # no notes, no plots
+    assert Section.from_json(bare).to_json() == bare
+    unmeasured = {"error": "probe failed", "top1": 3}
+    assert Memory.from_json(unmeasured).to_json() == unmeasured
+    assert Memory.from_json({"error": "probe failed"}).to_json() == {"error": "probe failed"}

@@ -8,7 +8,7 @@ outside); keys no field names — a later minor version's — are kept in `extra
 last, so a report read and written again loses nothing. A field marked `_omitted()` is left out of
 the JSON while it is None (the schema makes it optional and not nullable); every other field is
 always written, None as null — but for a key the file read did not have (an older version's
-file), which stays absent while it is None: a bench.json read and written again is the same JSON.
+file), which stays absent while it keeps its default: a bench.json read and written again is the same JSON.
 
 Free-form parts stay plain JSON: a section's `data`, a model's `io`, the machine's `versions`, the
 data's `label_map` and the per-model `preprocessing` are passed through, not interpreted here.
@@ -50,7 +50,9 @@ class Record:
             if f.name in _BOOKKEEPING:
                 continue
             value = getattr(self, f.name)
-            if value is None and (f.metadata.get(_OMIT) or f.name in self._absent):
+            if value is None and f.metadata.get(_OMIT):
+                continue
+            if f.name in self._absent and value == _default(f):  # still what the file did not have
                 continue
             doc[f.name] = as_json(value)
         doc.update(as_json(self.extra))
@@ -70,6 +72,13 @@ class Record:
         if missing:
             raise ValueError(f"{cls.__name__}: {', '.join(map(repr, missing))} missing")
         return cls(**values, extra=extra, _absent=frozenset(known - set(doc)))
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """The value a field takes when the JSON read lacks its key."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 @cache
@@ -223,7 +232,7 @@ class Memory(Record):
 
     def to_json(self) -> dict[str, Any]:
         doc = super().to_json()
-        if not self.measured:  # the error form: {"error": ...} alone
+        if not self.measured and self.top1 is None:  # the error form: {"error": ...} alone
             doc.pop("top1", None)
         return doc
 

@@ -20,6 +20,7 @@ from edgecls.train.options import (
     COLORS,
     COMMON_DEFAULTS,
     DEFAULTS,
+    HEAD_DEFAULTS,
     HEADS,
     OPTIMIZERS,
     STRATEGIES,
@@ -38,10 +39,15 @@ _D = DEFAULTS
 
 
 def _arch_default(name: str) -> str:
-    """The help's default of an option that depends on --arch, e.g. "0.003 for --arch mobile, else 0.001"."""
+    """The help's default of an option that depends on the route, e.g.
+    "0.003 for --arch mobile, else 0.001; --backbone: 0.001"."""
     special = [f"{value:g} for --arch {arch}" for arch, values in ARCH_DEFAULTS.items()
                if (value := values.get(name)) is not None]
-    return ", ".join(special + [f"else {COMMON_DEFAULTS[name]:g}"])
+    common = COMMON_DEFAULTS.get(name, getattr(_D, name))
+    shown = ", ".join(special + [f"else {common:g}" if special else f"{common:g}"])
+    return f"{shown}; --backbone: {HEAD_DEFAULTS[name]:g}"
+
+
 TRAIN_FIELDS = {f.name for f in fields(TrainOptions)}
 
 
@@ -98,8 +104,10 @@ def train(
             show_default="per dataset; no flip for digits",
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping restores the best)")] = _D.epochs,
-    batch_size: Annotated[int, typer.Option(help="Training batch size")] = _D.batch_size,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping restores the best)",
+                                        show_default=_arch_default("epochs"))] = _D.epochs,
+    batch_size: Annotated[int, typer.Option(help="Training batch size",
+                                            show_default=_arch_default("batch_size"))] = _D.batch_size,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer", **choice(Optimizer, "optimizer"))] = _D.optimizer,
     lr: Annotated[Optional[float], typer.Option(
         help="Learning rate", show_default=_arch_default("lr"))] = _D.lr,
@@ -170,7 +178,9 @@ def train(
             callback=_read_config,
         ),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing run directory", metavar="")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Replace an existing run directory; with --backbone also write a head no better than always answering "
+             "the majority class (there train is the export, which refuses it otherwise)", metavar="")] = False,
     quiet: Annotated[bool, typer.Option(help="One line per epoch instead of progress bars", metavar="")] = False,
 ) -> None:
     """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots).
@@ -182,13 +192,13 @@ def train(
         from edgecls.transfer.job import train_from_options
 
         given = {name for name in ctx.params if ctx.get_parameter_source(name).name != "DEFAULT"}
-        typer.echo(train_from_options(options, given, force=force, quiet=quiet, log=to_stderr).summary())
-        return
-    from edgecls.train.fit import train as run_training
-    from edgecls.train.options import validate
+        result = train_from_options(options, given, force=force, quiet=quiet, log=to_stderr)
+    else:
+        from edgecls.train.fit import train as run_training
+        from edgecls.train.options import validate
 
-    validate(options)
-    result = run_training(options, force=force, quiet=quiet, log=to_stderr)
+        validate(options)
+        result = run_training(options, force=force, quiet=quiet, log=to_stderr)
     typer.echo(result.summary())
     for warning in result.warnings():
         typer.echo(f"WARNING: {warning}", err=True)

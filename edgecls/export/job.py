@@ -47,7 +47,7 @@ from edgecls.rundir import (
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import embed_metadata
 from edgecls.runtime.quant import is_distribution
-from edgecls.train.quality import ADVICE, assess
+from edgecls.train.quality import assess, refuse_useless
 
 
 @dataclass
@@ -214,19 +214,6 @@ def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray,
     predicted = probabilities.argmax(1)
     kind = "probabilities" if is_distribution(probabilities) else "logits"
     return model, images, labels, predicted, float(np.mean(predicted == labels)), kind
-
-
-def refuse_useless(verdict: dict, force: bool, name: str, log: Callable[[str], None]) -> None:
-    """Stop (exit code 1) on a model no better than the majority class or collapsed to one class,
-    unless --force (then say it loudly and go on). `verdict` is edgecls.train.quality.assess's."""
-    if not verdict.get("collapsed"):
-        return
-    finding = "; ".join(verdict.get("warnings", [])) or "the model is no better than the majority class"
-    if force:
-        log(f"WARNING: exporting anyway (--force): {finding}")
-        return
-    raise EdgeclsError(f"{name}: {finding}. Not exporting a useless model: "
-                       f"{verdict.get('advice') or ADVICE}; or pass --force to export it anyway", exit_code=1)
 
 
 def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], log: Callable[[str], None],

@@ -33,7 +33,7 @@ from edgecls.rundir import (
 )
 from edgecls.runtime.labels import clean_text, labels_text
 from edgecls.train.options import TrainOptions, options_table, to_toml, with_arch_defaults
-from edgecls.train.quality import assess
+from edgecls.train.quality import assess, quality_warnings
 
 
 @dataclass
@@ -79,11 +79,7 @@ class TrainResult:
 
     def warnings(self) -> list[str]:
         """What the quality check found (train.quality), the refusal to ship a collapsed model last."""
-        found = list(self.metrics.get("warnings", []))
-        if self.metrics.get("collapsed"):
-            found.append("do not ship this model (edgecls export refuses it without --force): "
-                         f"{self.metrics['quality']['advice']}")
-        return found
+        return quality_warnings(self.metrics, "edgecls export refuses it without --force")
 
 
 def default_run_dir(options: TrainOptions) -> Path:

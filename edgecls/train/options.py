@@ -80,6 +80,10 @@ COMMON_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "patience": 6}
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {"mobile": {"lr": 3e-3, "patience": 12}}
 
 
+# A .tflite --backbone's numpy head (edgecls.transfer) keeps its own defaults for these, unless given.
+HEAD_DEFAULTS: dict[str, Any] = {"epochs": 200, "patience": 20, "lr": 1e-3, "batch_size": 64}
+
+
 def with_arch_defaults(o: TrainOptions) -> TrainOptions:
     """`o` with its unset lr and patience filled in for its architecture."""
     values = {**COMMON_DEFAULTS, **ARCH_DEFAULTS.get(o.arch, {})}

@@ -13,9 +13,12 @@ luck 13 % of the time (it needs 0.65), while on 4,000 images 0.52 is already sig
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from edgecls.errors import EdgeclsError
 
 SIGNIFICANCE = 0.05  # the chance a majority-class guesser scores at least as well
 COLLAPSE_SHARE = 0.90  # one class taking this share of the predictions (or more) ...
@@ -39,43 +42,71 @@ def binomial_tail(k: int, n: int, p: float) -> float:
 
 
 def assess(predicted: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """The verdict on validation predictions: figures, `warnings` (sentences) and `collapsed`."""
+    """The verdict on validation predictions: figures, `warnings` (sentences) and `collapsed`.
+
+    The keys are the same in every case; figures that cannot be had (no images) are None.
+    """
     predicted, truth = np.asarray(predicted), np.asarray(truth)
     n = len(truth)
+    verdict: dict[str, Any] = {"collapsed": False, "warnings": [], "majority_class": None, "majority_share": None,
+                               "val_accuracy": None, "p_value_vs_majority": None, "top_predicted_class": None,
+                               "top_predicted_share": None, "too_few_to_judge": n == 0, "advice": ""}
     if n == 0:
-        return {"collapsed": False, "warnings": ["no validation images: the model could not be checked"]}
+        verdict["warnings"].append("no validation images: the model could not be checked")
+        return verdict
     k = len(class_names)
     true_share = np.bincount(truth, minlength=k) / n
     predicted_share = np.bincount(predicted, minlength=k) / n
-    majority = int(np.argmax(true_share))
+    majority, top = int(np.argmax(true_share)), int(np.argmax(predicted_share))
     correct = int(np.sum(predicted == truth))
     p_value = binomial_tail(correct, n, float(true_share[majority]))
-    top = int(np.argmax(predicted_share))
+    # Even every answer right would be luck this often: too few images to judge, which is not "useless".
+    too_few = float(true_share[majority]) ** n >= SIGNIFICANCE
     warnings = []
-    if binomial_tail(n, n, float(true_share[majority])) >= SIGNIFICANCE:
-        # Even every answer right would be luck this often: too few images to judge, which is not "useless".
-        return {"collapsed": False, "warnings": [
-            f"only {n} validation image(s): too few to tell this model from always answering "
-            f"{class_names[majority]!r} (a larger --val-fraction or more images checks it)"],
-            "val_accuracy": round(correct / n, 4), "majority_class": class_names[majority],
-            "majority_share": round(float(true_share[majority]), 4), "advice": ""}
-    if p_value >= SIGNIFICANCE:
+    if too_few:
+        warnings.append(f"only {n} validation image(s): too few to tell this model from always answering "
+                        f"{class_names[majority]!r} (a larger --val-fraction or more images checks it)")
+    elif p_value >= SIGNIFICANCE:
         warnings.append(
             f"validation accuracy {correct / n:.3f} ({correct}/{n}) is not clearly above always answering "
             f"{class_names[majority]!r} ({true_share[majority]:.3f}; a guesser does as well with probability "
             f"{p_value:.2f}, the bar is {SIGNIFICANCE}): this model has not learned to tell the classes apart")
-    if predicted_share[top] >= COLLAPSE_SHARE and predicted_share[top] >= true_share[top] + COLLAPSE_EXCESS:
+    one_class = predicted_share[top] >= COLLAPSE_SHARE and predicted_share[top] >= true_share[top] + COLLAPSE_EXCESS
+    if one_class:  # said even when too few to judge, as information
         warnings.append(
             f"{predicted_share[top]:.0%} of the validation predictions are {class_names[top]!r} "
             f"(its true share is {true_share[top]:.0%}): the model collapsed to one class")
-    return {
-        "collapsed": bool(warnings),
-        "warnings": warnings,
-        "majority_class": class_names[majority],
-        "majority_share": round(float(true_share[majority]), 4),
-        "val_accuracy": round(correct / n, 4),
-        "p_value_vs_majority": round(p_value, 6),
-        "top_predicted_class": class_names[top],
-        "top_predicted_share": round(float(predicted_share[top]), 4),
-        "advice": ADVICE if warnings else "",
-    }
+    collapsed = bool(warnings) and not too_few
+    verdict.update(
+        collapsed=collapsed, warnings=warnings, majority_class=class_names[majority],
+        majority_share=round(float(true_share[majority]), 4), val_accuracy=round(correct / n, 4),
+        p_value_vs_majority=round(p_value, 6), top_predicted_class=class_names[top],
+        top_predicted_share=round(float(predicted_share[top]), 4), too_few_to_judge=too_few,
+        advice=ADVICE if collapsed else "")
+    return verdict
+
+
+def quality_warnings(metrics: dict[str, Any], shipped: str) -> list[str]:
+    """The WARNING lines of a run's metrics.json: the checks' findings, then "do not ship" with the
+    advice when it collapsed. `shipped` says what happens to such a model on this route."""
+    found = list(metrics.get("warnings", []))
+    if metrics.get("collapsed"):
+        found.append(f"do not ship this model ({shipped}): {metrics['quality']['advice']}")
+    return found
+
+
+_GERUND = {"export": "exporting", "write": "writing"}
+
+
+def refuse_useless(verdict: dict[str, Any], force: bool, name: str, log: Callable[[str], None],
+                   verb: str = "export") -> None:
+    """Stop (exit code 1) on a model no better than the majority class or collapsed to one class,
+    unless --force (then say it loudly and go on). `verb`: what is refused, "export" or "write"."""
+    if not verdict.get("collapsed"):
+        return
+    finding = "; ".join(verdict.get("warnings", [])) or "the model is no better than the majority class"
+    if force:
+        log(f"WARNING: {_GERUND[verb]} it anyway (--force): {finding}")
+        return
+    raise EdgeclsError(f"{name}: {finding}. Not {_GERUND[verb]} a useless model: "
+                       f"{verdict.get('advice') or ADVICE}; or pass --force to {verb} it anyway", exit_code=1)

@@ -54,8 +54,8 @@ from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
 from edgecls.runtime.metrics import classification_metrics
-from edgecls.train.options import DEFAULTS, HEADS, TrainOptions, to_toml
-from edgecls.train.quality import assess  # numpy only, like everything this route imports
+from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions, to_toml
+from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
 from edgecls.transfer import graph
 from edgecls.transfer.backbone import Backbone, open_backbone
 from edgecls.transfer.embed import VIEW_RECIPE, Embedder, augmented, cached
@@ -82,11 +82,11 @@ class TransferOptions:
     head: str = "linear"
     hidden: int = 128
     views: int = DEFAULTS.views  # views per training image, the image itself included
-    epochs: int = 200
-    patience: int = 20
-    lr: float = 1e-3
+    epochs: int = HEAD_DEFAULTS["epochs"]
+    patience: int = HEAD_DEFAULTS["patience"]
+    lr: float = HEAD_DEFAULTS["lr"]
     l2: Optional[float] = None  # None: the best of head.L2_GRID on the validation split
-    batch_size: int = 64
+    batch_size: int = HEAD_DEFAULTS["batch_size"]
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 0
@@ -105,14 +105,15 @@ class TransferResult:
 
     def summary(self) -> str:
         m, t = self.metrics, self.metrics["tflite"]
-        warnings = "".join(f"\nWARNING: {w}" for w in m.get("warnings", []))
-        if m.get("collapsed"):
-            warnings += f"\nWARNING: do not ship this model (written because of --force): {m['quality']['advice']}"
         return (f"\n{self.model_file.name}: test accuracy {t['test_accuracy']:.4f} on {m['counts']['test']} held-out "
                 f"images (validation {t['val_accuracy']:.4f}; agreement with the float head {t['agreement']:.4f}; "
                 f"float head test {m['test_accuracy']:.4f}; best epoch {m['best_epoch']} of {m['epochs_run']}; "
                 f"{self.seconds:.0f} s in all). Run directory: {self.run_dir}. "
-                f"Next: edgecls predict {self.model_file} IMAGES, or edgecls bench {self.run_dir}{warnings}")
+                f"Next: edgecls predict {self.model_file} IMAGES, or edgecls bench {self.run_dir}")
+
+    def warnings(self) -> list[str]:
+        """What the quality check found (train.quality), "do not ship" last if the head is no use."""
+        return quality_warnings(self.metrics, "written because of --force")
 
 
 def train_from_options(options: TrainOptions, given: set[str], force: bool = False, quiet: bool = False,
@@ -196,9 +197,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         quality = assess(float_val.argmax(1), y[split.val], dataset.class_names)
         if quality["collapsed"]:
             quality["advice"] = USELESS_HEAD_ADVICE
-            if not force:  # here train is also the export: refuse before anything is written
-                raise EdgeclsError(f"the new head is no use: {quality['warnings'][0]}. Nothing was written; "
-                                   f"{USELESS_HEAD_ADVICE} (--force writes it anyway)", exit_code=1)
+        # Here train is also the export: refuse before anything is written (staged_dir discards it).
+        refuse_useless(quality, force, f"the head on {backbone.path.name}", log, verb="write")
 
         metadata_source = _source(out, backbone, dataset.source, options)
         model_bytes, mode = _grafted(cut_bytes, backbone, head, x_train)
