@@ -26,7 +26,7 @@ from edgecls.runtime.model import (
     read_model_bytes,
     resolve_labels,
 )
-from edgecls.runtime.tflite_names import BUILTIN_OPERATORS, CUSTOM, TENSOR_TYPES
+from edgecls.runtime.tflite_names import TENSOR_TYPES, op_name
 
 
 def inspect_model(path: str | os.PathLike, backend: str | None = None) -> dict[str, Any]:
@@ -95,15 +95,8 @@ def _classifier(interpreter: Any, metadata: dict | None, path: Path) -> dict[str
 
 def _op_names(model: fb.Table) -> list[str]:
     """The name of each operator code of the model, by opcode index."""
-    names = []
-    for code in model.tables(fb.MODEL_OPERATOR_CODES):
-        # Old files keep the code in the deprecated int8 field; new ones in both (the larger wins).
-        number = max(code.scalar(fb.OPCODE_BUILTIN, fb.INT32), code.scalar(fb.OPCODE_DEPRECATED_BUILTIN, fb.INT8))
-        if number == CUSTOM:
-            names.append(f"CUSTOM:{(code.string(fb.OPCODE_CUSTOM) or b'?').decode('utf-8', 'replace')}")
-        else:
-            names.append(BUILTIN_OPERATORS[number] if 0 <= number < len(BUILTIN_OPERATORS) else f"BUILTIN_{number}")
-    return names
+    return [op_name(code.scalar(fb.OPCODE_BUILTIN, fb.INT32), code.scalar(fb.OPCODE_DEPRECATED_BUILTIN, fb.INT8),
+                    code.string(fb.OPCODE_CUSTOM)) for code in model.tables(fb.MODEL_OPERATOR_CODES)]
 
 
 def _type_name(code: int) -> str | None:

@@ -251,3 +251,13 @@ TENSOR_TYPES: tuple[str, ...] = (
 )
 
 CUSTOM = BUILTIN_OPERATORS.index("CUSTOM")  # 32: the op is named by its custom_code string
+
+
+def op_name(builtin_code: int, deprecated_code: int, custom_code: bytes | None) -> str:
+    """An operator code's name: CONV_2D, ...; "CUSTOM:<custom code>"; "BUILTIN_<n>" for a code this
+    table does not know. Old files keep the code in the deprecated int8 field; new ones in both
+    (the larger wins)."""
+    number = max(int(builtin_code or 0), int(deprecated_code or 0))
+    if number == CUSTOM:
+        return f"CUSTOM:{(custom_code or b'?').decode('utf-8', 'replace')}"
+    return BUILTIN_OPERATORS[number] if 0 <= number < len(BUILTIN_OPERATORS) else f"BUILTIN_{number}"

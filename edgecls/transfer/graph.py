@@ -13,8 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from edgecls.runtime import tflite_names
 from edgecls.runtime.metadata import TFLITE_IDENTIFIER, ModelFileError, check_tflite_bytes, schema
-from edgecls.runtime.tflite_names import BUILTIN_OPERATORS, CUSTOM
 
 # Metadata entries that describe the original outputs (the TFLite Support library's, with the old
 # labels) or are ours (rewritten by embed_metadata): dropped when the model is cut.
@@ -49,10 +49,7 @@ def serialize(model) -> bytes:
 def op_name(model, op) -> str:
     """The builtin operator's name of `op` (CONV_2D, ...); 'CUSTOM:<code>' for custom ops."""
     code = model.operatorCodes[op.opcodeIndex]
-    number = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
-    if number == CUSTOM:
-        return f"CUSTOM:{(code.customCode or b'').decode('utf-8', 'replace')}"
-    return BUILTIN_OPERATORS[number] if 0 <= number < len(BUILTIN_OPERATORS) else str(number)
+    return tflite_names.op_name(code.builtinCode, code.deprecatedBuiltinCode, code.customCode)
 
 
 def tensor_name(tensor) -> str:
