@@ -1016,9 +1016,13 @@ def compare_bench(host: dict, arm: dict, model_names: list[str], rules: list[Sco
     The emulated report must label itself (emulation_label_problems). Latency is never compared."""
     if "failed" in host or "failed" in arm:
         return [f"host {host.get('failed', 'ok')}; arm {arm.get('failed', 'ok')}"], "bench FAILED"
-    from edgecls.bench.results import BenchReport  # the reports as the toolkit reads them
+    from edgecls.bench.compare import read_report  # the reports as the toolkit reads them: schema, then records
+    from edgecls.errors import EdgeclsError
 
-    h, a = BenchReport.from_json(host["data"]), BenchReport.from_json(arm["data"])
+    try:
+        h, a = read_report(host["data"], "the host's bench.json"), read_report(arm["data"], "the arm bench.json")
+    except EdgeclsError as exc:
+        return [str(exc)], "bench DIFFERS"
     diffs = emulation_label_problems(a, arm.get("terminal", ""), arm.get("markdown", ""))
     if h.machine.emulated:
         diffs.append(f"the host's report says it was emulated ({h.machine.emulated})")

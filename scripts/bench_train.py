@@ -46,6 +46,7 @@ def main() -> None:
     from edgecls.errors import require_tensorflow
     from edgecls.train.fit import _fill_mode, input_pipeline
     from edgecls.train.model import build_augmentation, build_model, default_augmentations
+    from edgecls.train.options import TrainOptions, with_arch_defaults
 
     record = Record(__file__, args)
     tf = require_tensorflow("this benchmark")
@@ -73,19 +74,23 @@ def main() -> None:
         def on_epoch_end(self, epoch, logs=None):
             self.times.append(time.perf_counter() - self.start)
 
+    seed_defaults = with_arch_defaults(TrainOptions(arch="seed"))  # what edgecls train uses for it
+
     def compiled(seed: int):
         keras.utils.set_random_seed(seed)
         model = build_model("seed", shape, n_classes)
         augmentation = build_augmentation(augment, seed, fill_mode=_fill_mode(dataset.color))
         trainer = keras.Sequential([augmentation, model]) if augmentation else model
-        trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.CategoricalCrossentropy(),
+        trainer.compile(optimizer=keras.optimizers.Adam(seed_defaults.lr), loss=keras.losses.CategoricalCrossentropy(),
                         metrics=["accuracy"])
         return trainer
 
     def edgecls_fit(seed: int) -> list[float]:
         timer = EpochTimer()
-        callbacks = [timer, keras.callbacks.EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True),
-                     keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3)]
+        callbacks = [timer, keras.callbacks.EarlyStopping(monitor="val_loss", patience=seed_defaults.patience,
+                                                          restore_best_weights=True),
+                     keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                       patience=max(1, seed_defaults.patience // 2))]
         compiled(seed).fit(input_pipeline(tf, dataset, split.train, args.batch_size, n_classes, shuffle_seed=seed),
                            validation_data=input_pipeline(tf, dataset, split.val, args.batch_size, n_classes),
                            epochs=args.epochs, verbose=0, callbacks=callbacks, shuffle=False)

@@ -293,6 +293,14 @@ def test_a_bench_that_differs_gives_a_readable_diff(bench_pair):
     # (run_check exits 1 on any difference: test_the_check_fails_with_a_readable_diff_when_arm_differs)
 
 
+def test_an_emulated_report_that_is_no_bench_report_is_a_diff_line_not_a_traceback(bench_pair):
+    host, arm, names, rules = bench_pair
+    del arm["data"]["models"][0]["accuracy"]  # a partial report from the emulated side
+    diffs, summary = check.compare_bench(host, arm, names, rules, tolerance=1e-5)
+    assert summary == "bench DIFFERS" and len(diffs) == 1
+    assert "the arm bench.json is not a valid bench report" in diffs[0]
+
+
 def test_an_emulated_bench_must_say_so(bench_pair):
     host, arm, names, rules = bench_pair
     unlabelled = {

@@ -2,8 +2,9 @@
 
 The generated TFLite schema module ships with LiteRT and TensorFlow but not with tflite_runtime
 (the only interpreter for 32-bit ARM), and TensorFlow's must not be imported on a device. So the
-device side reads the few fields it needs by their slot. Writing a model (export side) keeps
-using the schema module's object API (`metadata.schema()`).
+device side reads the few fields it needs by their slot. Writing a model (export, and
+`train --backbone`, which may run on a device) keeps using the schema module's object API
+(`metadata.schema()`): it needs ai-edge-litert (or TensorFlow), not tflite_runtime alone.
 """
 
 from __future__ import annotations

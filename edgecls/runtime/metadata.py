@@ -4,7 +4,8 @@ A TFLite model has a list of named metadata entries, each pointing at a buffer. 
 stores one JSON document there under METADATA_NAME: class names, the input spec, how pixels
 are scaled, the quantisation mode and where the model came from. Reading needs only `flatbuffers`
 (a base dependency, through `edgecls.runtime.flatbuffer`); writing repacks the model with the
-schema module's object API, which ships with LiteRT (and with TensorFlow): workstation side.
+schema module's object API, which ships with LiteRT (and with TensorFlow) but not with
+tflite_runtime: export, and `train --backbone` (also on a device with ai-edge-litert).
 """
 
 from __future__ import annotations
