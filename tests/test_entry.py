@@ -125,3 +125,13 @@ def test_lean_predict_imports_no_cli_framework():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_every_package_of_the_source_tree_is_in_the_wheel():
+    """pyproject lists the packages by hand (devices/ ships as edgecls.devices): a new sub-package
+    left out would import here, from the source tree, and fail only where edgecls is installed."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "edgecls").rglob("__init__.py")}
+    assert found - listed == set(), "add them to [tool.setuptools] packages in pyproject.toml"
