@@ -71,6 +71,7 @@ def _export_int8(run, cli):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # a minute on 2 cores: with the other backbone exports, in .ci/run's heavy group
 def test_a_weights_file_trains_frozen_then_fine_tunes_the_top_blocks_and_exports_int8(photos, tmp_path, cli):
     import keras
 

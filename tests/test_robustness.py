@@ -43,7 +43,7 @@ def test_same_seed_gives_identical_weights_and_identical_int8_bytes(tmp_path):
         assert code == 0, text
         exports = []
         for _ in range(2 if attempt == 0 else 1):
-            code, text = finish(edgecls("export", run, "--calib-samples", "100", env=env))
+            code, text = finish(edgecls("export", run, "--quant", "int8", "--calib-samples", "100", env=env))
             assert code == 0, text
             exports.append((run / "export" / "model_int8.tflite").read_bytes())
         import keras
@@ -89,7 +89,7 @@ def test_export_killed_midway_leaves_no_broken_file_and_the_next_export_succeeds
     # Nothing reaches OUT before every file converted and passed its check: killed while
     # converting, the export folder holds no file at all (it need not even exist).
     assert (sorted(p.name for p in out.iterdir()) if out.exists() else []) == []
-    code, text = finish(edgecls("export", run))
+    code, text = finish(edgecls("export", run, "--quant", "int8"))
     assert code == 0, text
     assert _is_complete_tflite(out / "model_int8.tflite")
 
