@@ -31,18 +31,22 @@ def load_reports(paths: Sequence[Path]) -> list[tuple[Path, BenchReport]]:
     """Each file read and checked against the schema. One-line errors."""
     if len(paths) < 1:
         raise EdgeclsError("give the bench reports (JSON) to compare")
-    loaded = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise EdgeclsError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
-        try:
-            doc = json.loads(read_capped(path, MAX_REPORT_BYTES).decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise EdgeclsError(f"{path} is not an edgecls bench report (not JSON)") from None
-        except OSError as exc:
-            raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
-        loaded.append((path, read_report(doc, str(path))))
-    return loaded
+    return [(path, read_report_file(path)) for path in map(Path, paths)]
+
+
+def read_report_file(path: Path, name: str | None = None) -> BenchReport:
+    """The bench report in the file at `path` (size-capped, schema-checked); one-line errors naming
+    `name` (default: the path)."""
+    name = name or str(path)
+    if not path.is_file():
+        raise EdgeclsError(f"{name} does not exist" if not path.exists() else f"{name} is not a file")
+    try:
+        doc = json.loads(read_capped(path, MAX_REPORT_BYTES).decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise EdgeclsError(f"{name} is not an edgecls bench report (not JSON)") from None
+    except OSError as exc:
+        raise EdgeclsError(f"cannot read {name}: {exc.strerror or exc}") from None
+    return read_report(doc, name)
 
 
 def read_report(doc: Any, name: str) -> BenchReport:

@@ -374,9 +374,9 @@ def bench_device(outcome: Outcome, remote: RemoteOptions, payload: Path, key: st
         mark = time.perf_counter()
         outcome.files = _download(ssh, remote, run_id, out / target.label)
         outcome.timings["download_s"] = time.perf_counter() - mark
-        from edgecls.bench.compare import read_report
+        from edgecls.bench.compare import read_report_file
 
-        outcome.report = read_report(_read_json(outcome.files / "bench.json", target), f"{target.spec}'s bench.json")
+        outcome.report = read_report_file(outcome.files / "bench.json", f"{target.spec}'s bench.json")
         outcome.timings["total_s"] = sum(outcome.timings.values())
         outcome.report.remote = RemoteRun(target=target.spec, remote_dir=info["dir"], python=info["version"],
                                           venv=key, venv_reused=bool(info["ready"]),
@@ -390,14 +390,6 @@ def bench_device(outcome: Outcome, remote: RemoteOptions, payload: Path, key: st
             except EdgeclsError:
                 pass  # the connection is gone: a stale run folder stays, the report says what failed
     return outcome
-
-
-def _read_json(path: Path, target: Target) -> Any:
-    """The device's bench.json, parsed; one line if it is not JSON."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise EdgeclsError(f"{target.spec}: the bench.json brought back is not JSON", 1) from None
 
 
 def _probe(ssh: Ssh, remote: RemoteOptions, key: str) -> dict[str, Any]:

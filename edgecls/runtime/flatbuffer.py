@@ -86,3 +86,9 @@ def buffer_span(buffer: Table) -> tuple[int, int]:
     if length:
         return start, length
     return buffer.scalar(BUFFER_OFFSET, UINT64), buffer.scalar(BUFFER_SIZE, UINT64)
+
+
+def holds_data(buffer: Table) -> bool:
+    """Whether a Buffer holds bytes (a constant): inside the flatbuffer, or after it (see buffer_span;
+    an offset of 1 is a placeholder, not data)."""
+    return buffer.count(BUFFER_DATA) > 0 or buffer.scalar(BUFFER_OFFSET, UINT64) > 1

@@ -122,9 +122,7 @@ def _graph(content: bytes) -> dict[str, Any]:
             dtype = _type_name(code) or str(code)
             index = tensor.scalar(fb.TENSOR_BUFFER, fb.UINT32)
             buffer = model.at(fb.MODEL_BUFFERS, index) if 0 < index < buffer_count else None  # 0: the empty buffer
-            # Constants live in the buffer's data, or after the flatbuffer at an offset (> 1: 1 is a placeholder).
-            stored = buffer is not None and (buffer.count(fb.BUFFER_DATA) > 0
-                                             or buffer.scalar(fb.BUFFER_OFFSET, fb.UINT64) > 1)
+            stored = buffer is not None and fb.holds_data(buffer)
             (constants if stored else activations)[dtype] += 1
             quant = tensor.table(fb.TENSOR_QUANTIZATION)
             if stored and quant is not None and quant.count(fb.QUANTIZATION_SCALE) > 1:

@@ -41,8 +41,10 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
 
 
-def assess(predicted: np.ndarray, truth: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """The verdict on validation predictions: figures, `warnings` (sentences) and `collapsed`.
+def assess(predicted: np.ndarray, truth: np.ndarray, class_names: list[str],
+           advice: str = ADVICE) -> dict[str, Any]:
+    """The verdict on validation predictions: figures, `warnings` (sentences) and `collapsed`, with
+    `advice` (what to try instead) when it collapsed.
 
     The keys are the same in every case; figures that cannot be had (no images) are None.
     """
@@ -82,7 +84,7 @@ def assess(predicted: np.ndarray, truth: np.ndarray, class_names: list[str]) -> 
         majority_share=round(float(true_share[majority]), 4), val_accuracy=round(correct / n, 4),
         p_value_vs_majority=round(p_value, 6), top_predicted_class=class_names[top],
         top_predicted_share=round(float(predicted_share[top]), 4), too_few_to_judge=too_few,
-        advice=ADVICE if collapsed else "")
+        advice=advice if collapsed else "")
     return verdict
 
 

@@ -194,9 +194,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
             f"view(s)) in {fit_seconds:.1f} s: weight decay {head.l2:g} (lowest validation loss of "
             f"{', '.join(format(t['l2'], 'g') for t in tries)}), best epoch {head.best_epoch} of {len(head.history)}")
         float_val = head.probabilities(features[split.val])
-        quality = assess(float_val.argmax(1), y[split.val], dataset.class_names)
-        if quality["collapsed"]:
-            quality["advice"] = USELESS_HEAD_ADVICE
+        quality = assess(float_val.argmax(1), y[split.val], dataset.class_names, advice=USELESS_HEAD_ADVICE)
         # Here train is also the export: refuse before anything is written (staged_dir discards it).
         refuse_useless(quality, force, f"the head on {backbone.path.name}", log, verb="write")
 
