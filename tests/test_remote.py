@@ -315,3 +315,86 @@ def test_a_full_disk_on_the_device_is_a_one_line_error(server, device, tmp_path)
     assert result.returncode == 1 and lines[-1].startswith("edgecls: error: edgecls-test: disk full on the device"), \
         result.stderr[-1500:]
     assert not (tmp_path / "r").exists()
+
+
+def test_every_measurement_option_reaches_the_device_command(tmp_path):
+    """Walk BenchOptions' fields: each one marked as describing the measurement, set to a value other
+    than its default, is on the device's command line; host files it names travel in the payload."""
+    from dataclasses import fields
+
+    from edgecls.bench.remote import device_command
+    from edgecls.bench.run import BenchOptions
+
+    labels = tmp_path / "my labels.txt"
+    labels.write_text("a\nb\n")
+    values = {"device": "rpi4", "threads": [1, 3], "warmup": 3, "runs": 7, "batch_size": 5, "backend": "litert",
+              "input_range": (-1.0, 1.0), "memory": False, "sustain": 90.0, "labels": str(labels),
+              "latency_only": True, "resize": "nearest", "fit": "crop"}
+    measured = [f.name for f in fields(BenchOptions) if "measure" in f.metadata]
+    unmarked = [f.name for f in fields(BenchOptions) if "measure" not in f.metadata and "host" not in f.metadata]
+    assert not unmarked, f"mark these BenchOptions fields as measure(...) or host(...): {unmarked}"
+    assert sorted(measured) == sorted(values), "a new measurement option: give it a value in this test"
+    options = BenchOptions(paths=[tmp_path], **values)
+    payload = tmp_path / "payload"
+    args = device_command(options, ["models/m/a.tflite"], "data", payload)
+    for spec in fields(BenchOptions):
+        if "measure" in spec.metadata:
+            assert spec.metadata["measure"] in args, spec.name
+    assert args[args.index("--threads") + 1] == "1,3" and args[args.index("--input-range") + 1] == "-1.0,1.0"
+    assert args[args.index("--resize") + 1] == "nearest" and args[args.index("--fit") + 1] == "crop"
+    sent_labels = args[args.index("--labels") + 1]
+    assert (payload / sent_labels).read_text() == "a\nb\n"
+    sent_profile = args[args.index("--device") + 1]
+    assert sent_profile.endswith("rpi4.toml") and (payload / sent_profile).is_file()
+    from edgecls.bench.profiles import load_profile
+
+    assert load_profile(str(payload / sent_profile)).key == "rpi4"
+    # defaults stay off the line, so the device's own defaults (its CPU count) apply
+    bare = device_command(BenchOptions(paths=[tmp_path]), ["m.tflite"], None, payload)
+    assert not {"--threads", "--labels", "--resize", "--data", "--latency-only"} & set(bare)
+
+
+@pytest.fixture(scope="module")
+def coral_folder(tmp_path_factory):
+    """Class folders named by ImageNet labels: the Coral test image and a generated picture."""
+    from conftest import SHARED_DATA
+    from PIL import Image
+
+    pretrained = SHARED_DATA / "pretrained"
+    if not pretrained.is_dir():
+        pytest.skip(f"{pretrained} is not present")
+    folder = tmp_path_factory.mktemp("coral")
+    (folder / "Egyptian cat").mkdir()
+    (folder / "tabby").mkdir()
+    import shutil
+
+    shutil.copy(pretrained / "cat.bmp", folder / "Egyptian cat" / "cat.bmp")
+    Image.open(pretrained / "cat.bmp").transpose(Image.Transpose.FLIP_LEFT_RIGHT).crop((0, 0, 300, 200)).save(
+        folder / "tabby" / "cat-part.png")
+    return {"model": pretrained / "mobilenet_v1_0.25_128_quant.tflite",
+            "labels": pretrained / "imagenet_labels.txt", "data": folder}
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@needs_sshd
+@pytest.mark.parametrize("mode", ["labelled", "latency-only"])
+def test_a_third_party_model_is_benched_on_the_device_as_on_the_host(server, device, coral_folder, tmp_path,
+                                                                     mode):
+    """--labels, --resize nearest, --fit crop and --latency-only reach the device: its rows equal the host's."""
+    extra = (["--labels", coral_folder["labels"], "--data", coral_folder["data"]] if mode == "labelled"
+             else ["--latency-only"])
+    result = edgecls("bench", coral_folder["model"], *extra, "--resize", "nearest", "--fit", "crop", "--runs", 5,
+                     "--no-memory", "--report", tmp_path / "r", "--remote", server.host, *device["options"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    host, remote = _load(tmp_path / "r")
+    assert remote["settings"]["preprocessing"] == host["settings"]["preprocessing"]
+    assert list(host["settings"]["preprocessing"].values()) == [{"resize": "nearest", "fit": "crop"}]
+    assert remote["settings"]["latency_only"] == host["settings"]["latency_only"] == (mode == "latency-only")
+    assert remote["data"]["content_sha256"] == host["data"]["content_sha256"]
+    for mine, theirs in zip(host["models"], remote["models"]):
+        assert mine["sha256"] == theirs["sha256"]
+        assert mine["accuracy"] == theirs["accuracy"]
+    if mode == "labelled":
+        assert remote["settings"]["labels"] and host["models"][0]["accuracy"]["top1"] is not None
+        assert remote["data"]["classes"] == host["data"]["classes"]

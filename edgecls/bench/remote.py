@@ -36,7 +36,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -251,10 +251,12 @@ def wheel_key(wheel: Path, extra: list[Path], python: str) -> str:
     return f"{__version__}-{digest.hexdigest()[:16]}"
 
 
-def stage_inputs(models: list[Any], test: Any, folder: Path) -> tuple[list[str], Optional[list[Any]]]:
+def stage_inputs(models: list[Any], test: Any, folder: Path, with_data: bool = True
+                 ) -> tuple[list[str], Optional[list[Any]]]:
     """Copy the models and the labelled test images into `folder` (models/, data/): the names the
     device's bench is given, and — when the images had to be written as PNG files — the local id of
-    each position, to translate the device's flipped-image ids back."""
+    each position, to translate the device's flipped-image ids back. Without data (--latency-only
+    on seeded random images) the device makes the same images itself."""
     from edgecls.bench.inputs import SAVED_FORMAT, SAVED_TEST_IMAGES, save_test_images
 
     names = []
@@ -263,6 +265,8 @@ def stage_inputs(models: list[Any], test: Any, folder: Path) -> tuple[list[str],
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model.path, folder / relative)
         names.append(relative.as_posix())
+    if not with_data:
+        return names, None
     data = folder / "data"
     if test.files is not None:  # the real files: the device decodes what this host decoded
         for image_id, path in zip(test.ids, test.files):
@@ -277,23 +281,38 @@ def stage_inputs(models: list[Any], test: Any, folder: Path) -> tuple[list[str],
     return names, list(test.ids)
 
 
-def device_command(options: Any, remote: RemoteOptions, models: list[str], profile: Optional[str]) -> list[str]:
-    """The device's `edgecls bench` arguments: this bench's settings, its own thread defaults."""
-    args = ["bench", *models, "--data", "data", "--json", "out/bench.json", "--report", "out", "--no-keras",
-            "--warmup", str(options.warmup), "--runs", str(options.runs), "--batch-size", str(options.batch_size)]
-    if options.threads:
-        args += ["--threads", ",".join(map(str, options.threads))]
-    if not options.memory:
-        args.append("--no-memory")
-    if options.backend:
-        args += ["--backend", options.backend]
-    if options.input_range is not None:
-        args += ["--input-range", ",".join(f"{v:g}" for v in options.input_range)]
-    if profile:
-        args += ["--device", profile]
-    if options.sustain:  # the steady load runs on the devices, not here
-        args += ["--sustain", f"{options.sustain:g}s"]
+def device_command(options: Any, models: list[str], data: Optional[str], uploads: Path) -> list[str]:
+    """The device's `edgecls bench` arguments, generated from the marks on BenchOptions' fields
+    (bench.run.measure / host): every measurement field that differs from its default reaches the
+    device; a host file it names (a labels file, a profile's .toml) is copied into `uploads` (the
+    payload) and named there. `data` is the staged test folder (None: the device makes its own
+    seeded images, as the host did)."""
+    args = ["bench", *models, "--json", "out/bench.json", "--report", "out", "--no-keras"]
+    if data is not None:
+        args += ["--data", data]
+    for spec in fields(options):
+        flag = spec.metadata.get("measure")
+        value = getattr(options, spec.name)
+        if flag is None or value is None or value == spec.default:
+            continue
+        if isinstance(value, bool):  # the flag says the non-default value (--latency-only, --no-memory)
+            args.append(flag)
+            continue
+        if spec.metadata.get("upload") is not None:
+            source = spec.metadata["upload"](value)
+            folder = uploads / "inputs" / spec.name
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / source.name)
+            value = f"inputs/{spec.name}/{source.name}"
+        args += [flag, _argument(value)]
     return args
+
+
+def _argument(value: Any) -> str:
+    """One option value as the device's command line reads it back: lists comma-joined, floats exact."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(_argument(v) for v in value)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 # ---------------------------------------------------------------------- one device
@@ -538,17 +557,17 @@ def bench_remote(options: Any, log: Callable[[str], None] = print) -> BenchRepor
     try:
         payload = work / "payload"
         payload.mkdir()
-        staged: dict[str, Any] = {}
+        # --latency-only without --data: seeded random images, made alike on the device
+        staged: dict[str, Any] = {"data": None if options.latency_only and options.data is None else "data"}
 
         def stage(models: list[Any], test: Any) -> None:  # called by run_bench before the host's timing
-            staged["names"], staged["ids"] = stage_inputs(models, test, payload)
+            staged["names"], staged["ids"] = stage_inputs(models, test, payload, with_data=staged["data"] is not None)
 
         wheel = edgecls_wheel(work, remote.wheels)
         (payload / "wheel").mkdir()
         shutil.copy2(wheel, payload / "wheel" / wheel.name)
         extra = _offline_wheels(remote.wheels, payload)
         key = wheel_key(wheel, extra, remote.python)
-        profile = _profile(options.device, payload)
         log(f"Checking {len(targets)} device(s) over SSH: {', '.join(t.spec for t in targets)}")
         with ThreadPoolExecutor(max_workers=len(targets)) as pool:
             outcomes = list(pool.map(lambda t: check_device(t, remote, key, log), targets))
@@ -559,7 +578,7 @@ def bench_remote(options: Any, log: Callable[[str], None] = print) -> BenchRepor
                 log(f"warning: {outcome.error}; the other devices go on")
         # the host first (the devices' runs do not load it); the steady load runs on the devices only
         report = run_bench(replace(options, sustain=None), log=log, on_inputs=stage)
-        command = device_command(options, remote, staged["names"], profile)
+        command = device_command(options, staged["names"], staged["data"], payload)
         out = work / "out"
         (out / DEVICES_DIR).mkdir(parents=True)
         with ThreadPoolExecutor(max_workers=len(targets)) as pool:
@@ -594,19 +613,6 @@ def _offline_wheels(folder: Optional[Path], payload: Path) -> list[Path]:
         if not path.name.startswith("edgecls-"):  # the device gets this checkout's edgecls, not an old one
             shutil.copy2(path, payload / "wheels" / path.name)
     return found
-
-
-def _profile(device: Optional[str], payload: Path) -> Optional[str]:
-    """A profile name goes as it is (profiles ship in the wheel); a .toml path is copied along."""
-    if not device:
-        return None
-    from edgecls.bench.profiles import load_profile
-
-    profile = load_profile(device)
-    if device.endswith(".toml") or "/" in device:
-        shutil.copy2(profile.path, payload / f"{profile.key}.toml")
-        return f"{profile.key}.toml"
-    return device
 
 
 def remap_flipped(report: BenchReport, local_ids: list[Any]) -> None:

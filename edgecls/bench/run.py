@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -70,31 +70,47 @@ if TYPE_CHECKING:
 KERAS_NAME = "keras"
 
 
+# Each field of BenchOptions says where it acts (bench.remote builds the device's command from these
+# marks, and a test checks that every measurement field reaches the device):
+#   measure(flag): it describes the measurement, so the device's bench gets it as `flag`;
+#                  upload(value) -> the host file it names, which travels with the models;
+#   host(why):     it only concerns this host (where it writes, which devices it reaches, what it stages).
+def measure(flag: str, upload: Optional[Callable[[Any], Path]] = None, **kwargs) -> Any:
+    return field(metadata={"measure": flag, "upload": upload}, **kwargs)
+
+
+def host(why: str, **kwargs) -> Any:
+    return field(metadata={"host": why}, **kwargs)
+
+
 @dataclass
 class BenchOptions:
-    paths: list[Path]
-    data: Optional[str] = None
-    device: Optional[str] = None  # a profile name or .toml path
-    threads: Optional[list[int]] = None  # None: the profile's, else 1 and all usable CPUs
-    warmup: int = 10
-    runs: int = 200
-    batch_size: int = 32
-    keras: bool = True
-    backend: Optional[str] = None
-    input_range: Optional[tuple[float, float]] = None  # Classifier's: what pixels 0 and 255 become
-    memory: bool = True
-    save_test_images: Optional[Path] = None
-    json_path: Optional[Path] = None  # checked for writability before measuring
-    report_dir: Optional[Path] = None
-    command: Optional[str] = None
-    sustain: Optional[float] = None  # seconds of steady inference after the bench (bench.sustain); with remote, there
-    remote: Optional[RemoteOptions] = None  # also bench on these devices over SSH (bench.remote)
+    paths: list[Path] = host("staged: the models are uploaded and named on the device's command line")
+    data: Optional[str] = host("staged: the test images are uploaded as the device's --data", default=None)
+    # a profile name or .toml path; the device gets the very file this host resolved (a name from
+    # $EDGECLS_DEVICES would not be found there)
+    device: Optional[str] = measure("--device", upload=lambda spec: Path(load_profile(spec).path), default=None)
+    threads: Optional[list[int]] = measure("--threads", default=None)  # None: the profile's, else 1 and all CPUs
+    warmup: int = measure("--warmup", default=10)
+    runs: int = measure("--runs", default=200)
+    batch_size: int = measure("--batch-size", default=32)
+    keras: bool = host("a device has no TensorFlow: its bench is always --no-keras", default=True)
+    backend: Optional[str] = measure("--backend", default=None)
+    input_range: Optional[tuple[float, float]] = measure("--input-range", default=None)  # pixels 0 and 255 become
+    memory: bool = measure("--no-memory", default=True)  # the flag says False
+    save_test_images: Optional[Path] = host("a host folder for the test images", default=None)
+    json_path: Optional[Path] = host("where the host writes its JSON", default=None)  # checked before measuring
+    report_dir: Optional[Path] = host("where the host writes its reports", default=None)
+    command: Optional[str] = host("the host's command line, for the report", default=None)
+    # seconds of steady inference after the bench (bench.sustain); with remote, on the devices only
+    sustain: Optional[float] = measure("--sustain", default=None)
+    remote: Optional[RemoteOptions] = host("which devices to reach", default=None)  # bench.remote
     # third-party models (bench.thirdparty): a labels file for every .tflite, class folders named by its
     # labels; or latency only (no labelled data); resize and fit for every model (Classifier's)
-    labels: Optional[str] = None
-    latency_only: bool = False
-    resize: Optional[str] = None
-    fit: Optional[str] = None
+    labels: Optional[str] = measure("--labels", upload=Path, default=None)
+    latency_only: bool = measure("--latency-only", default=False)
+    resize: Optional[str] = measure("--resize", default=None)
+    fit: Optional[str] = measure("--fit", default=None)
 
 
 def parse_threads(text: Optional[str]) -> Optional[list[int]]:
