@@ -72,7 +72,7 @@ def predict(
     out, err = out or sys.stdout, err or sys.stderr
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
                             resize=resize, fit=fit)
-    stream = _some_image(expand_images(images))
+    stream = some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
     started, total, failed = time.perf_counter(), 0, 0
     try:
@@ -107,8 +107,9 @@ def class_rows(classes: Sequence[Any]) -> list[dict[str, Any]]:
             for c in classes]
 
 
-def _some_image(stream: Iterator[Any]) -> Iterator[Any]:
-    """The stream unchanged, unless it holds no image at all: then a one-line error (exit 2)."""
+def some_image(stream: Iterator[Any], verb: str = "classify") -> Iterator[Any]:
+    """The stream of expand_images unchanged, unless it holds no image at all: then a one-line error
+    (exit 2) naming why, before any model is loaded ("no images to classify: a.png: no such file")."""
     problems = []
     for item in stream:
         if not isinstance(item, Prediction):
@@ -116,7 +117,7 @@ def _some_image(stream: Iterator[Any]) -> Iterator[Any]:
         problems.append(item)
     reasons = "; ".join(f"{printable(str(p.source))}: {printable(str(p.error))}"
                         if p.error and str(p.source) not in p.error else printable(str(p.error)) for p in problems)
-    raise EdgeclsError(f"no images to classify: {reasons or 'no arguments'}")
+    raise EdgeclsError(f"no images to {verb}: {reasons or 'no arguments'}")
 
 
 def _name(prediction: Prediction) -> str:

@@ -299,6 +299,38 @@ def test_explain_command_bad_input(models, tmp_path, cli, args, needle):
     assert result.code == 2 and needle in result.err and "Traceback" not in result.err
 
 
+def test_explain_writes_beside_the_model_and_never_replaces_an_earlier_result(models, tmp_path, cli, monkeypatch):
+    import shutil
+
+    model = tmp_path / "m" / "quad.tflite"
+    model.parent.mkdir()
+    shutil.copy(models.quad_float_meta, model)
+    for name in ("top", "left"):
+        Image.fromarray(quad_image(name)).save(tmp_path / f"{name}.png")
+    monkeypatch.chdir(tmp_path)  # nothing may land in the current folder
+    first = cli("explain", model, tmp_path / "top.png", "--json")
+    second = cli("explain", model, tmp_path / "left.png", "--json")
+    assert first.code == second.code == 0, (first.err, second.err)
+    assert json.loads(first.out)["summary_file"] == str(model.parent / "quad-explain" / "explain.json")
+    assert json.loads(second.out)["summary_file"] == str(model.parent / "quad-explain-2" / "explain.json")
+    kept = json.loads((model.parent / "quad-explain" / "explain.json").read_text())
+    assert [Path(row["image"]).name for row in kept["images"]] == ["top.png"]  # the first result is intact
+    assert not (tmp_path / "explain").exists()
+    # an explicit --out that holds a result is refused, unless --force
+    again = cli("explain", model, tmp_path / "left.png", "--out", model.parent / "quad-explain")
+    assert again.code == 2 and "--force" in again.err
+    forced = cli("explain", model, tmp_path / "left.png", "--out", model.parent / "quad-explain", "--force")
+    assert forced.code == 0, forced.err
+    replaced = json.loads((model.parent / "quad-explain" / "explain.json").read_text())
+    assert [Path(row["image"]).name for row in replaced["images"]] == ["left.png"]
+
+
+def test_explain_with_no_image_is_refused_before_anything_is_loaded_or_written(models, tmp_path, cli):
+    result = cli("explain", models.quad_float_meta, tmp_path / "missing.png")
+    assert result.code == 2 and "no images to explain" in result.err and "missing.png" in result.err
+    assert not any(p.name.endswith("-explain") for p in Path(models.quad_float_meta).parent.iterdir())
+
+
 def test_explain_command_needs_model_or_dataset(cli):
     result = cli("explain")
     assert result.code == 2 and "--dataset RUN" in result.err

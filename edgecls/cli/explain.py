@@ -79,5 +79,5 @@ def explain(
 
     options = ExplainOptions(method=plain(method), out=out, target=target,
                              masks=masks, seed=seed, fill=plain(fill), layer=layer, threads=threads, backend=backend,
-                             labels=str(labels) if labels else None, input_range=parse_range(input_range))
+                             labels=str(labels) if labels else None, input_range=parse_range(input_range), force=force)
     raise typer.Exit(run_explain(model, images or [], dataset, options, worst, as_json, log=to_stderr))

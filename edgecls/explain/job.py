@@ -28,6 +28,8 @@ from edgecls.explain.occlusion import SaliencyMap, device_map
 from edgecls.explain.render import Panel, overlay_png, pyplot, sheet_png, short, slug, top3_lines
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
 
+from edgecls.console import some_image
+
 # expand_images (files, folders, globs -> paths or error Predictions): an internal runtime name, imported here only.
 from edgecls.runtime.sources import expand_images
 
@@ -55,6 +57,7 @@ class ExplainOptions:
     labels: Optional[str] = None
     input_range: Optional[tuple[float, float]] = None
     progress: bool = True
+    force: bool = False  # write into a folder that holds an earlier result (replacing its explain.json)
 
 
 # ---------------------------------------------------------------------- edgecls explain MODEL IMAGES...
@@ -62,10 +65,12 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """A map per image: Grad-CAM for a run directory, occlusion/RISE for a .tflite. A bad image is an
     error row and the rest go on. Returns the JSON summary (also written to OUT/explain.json)."""
+    sources = list(some_image(expand_images(images), "explain"))  # no image at all: refused before the model loads
+    out = _out_dir(options.out, Path(model), options.force)
     mapper = _mapper(Path(model), options)
-    out = _out_dir(options.out, Path(model))
+    out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    for source in expand_images(images):
+    for source in sources:
         if isinstance(source, Prediction):
             rows.append({"image": str(source.source), "error": source.error})
             continue
@@ -128,11 +133,24 @@ def _mapper(model: Path, options: ExplainOptions) -> _Mapper:
                    lambda pixels: device_map(clf, pixels, method, options.target, options.progress, **settings))
 
 
-def _out_dir(out: Optional[str | Path], model: Path) -> Path:
-    folder = Path(out) if out else Path("explain") / slug(model.stem if model.is_file() else model.name)
-    if folder.exists() and not folder.is_dir():
-        raise EdgeclsError(f"--out {folder} is a file, not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+def _out_dir(out: Optional[str | Path], model: Path, force: bool = False) -> Path:
+    """Where the PNGs and explain.json go: --out, else beside what is explained (RUN_DIR/explain for a
+    run directory, MODEL-explain/ beside a .tflite). An earlier result there (its explain.json) is never
+    replaced unless `force`: --out refuses, the default folder takes the next free name (explain-2, ...).
+    Not created here: the caller makes it once the inputs are known to be good."""
+    if out:
+        folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise EdgeclsError(f"--out {folder} is a file, not a folder")
+        if (folder / SUMMARY_NAME).exists() and not force:
+            raise EdgeclsError(f"--out {folder} holds an earlier result ({SUMMARY_NAME}): give another --out, or "
+                               "--force to replace it")
+        return folder
+    base = model / "explain" if model.is_dir() else model.with_name(f"{slug(model.stem)}-explain")
+    folder, n = base, 1
+    while not force and (folder.exists() and (not folder.is_dir() or (folder / SUMMARY_NAME).exists())):
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
     return folder
 
 
@@ -175,7 +193,8 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
             Panel(images[i], true_map.normalized(), title=f"true '{short(names[labels[i]])}'",
                   caption=[f"p(true) {probabilities[i][labels[i]]:.3f}"]),
         ])
-    out = _out_dir(options.out, run_dir)
+    out = _out_dir(options.out, run_dir, options.force)
+    out.mkdir(parents=True, exist_ok=True)
     sheet = sheet_png(panels, out / "worst-test-images.png",
                       title=f"{run_dir.name}: the {len(worst)} test images with the highest loss (Grad-CAM, layer "
                             f"{pred_map.settings['layer']}; red frame = wrong)",
