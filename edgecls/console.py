@@ -267,10 +267,11 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     console = _quiet_pipe_console()(file=out or sys.stdout, highlight=False, soft_wrap=True)
     quant = report["quantization"]
     facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column(overflow="fold")  # a long path or name wraps inside its cell, never cut
     facts.add_row("model", markup_cell(report["file"]))
-    facts.add_row("size", f"{report['size_bytes']:,} bytes   sha256 {report['sha256'][:16]}…")
+    facts.add_row("size", f"{report['size_bytes']:,} bytes")
+    facts.add_row("sha256", report["sha256"])
     facts.add_row("read by", f"{report['backend']['name']} {report['backend']['version']}")
     mode = quant["detected"] + (", weights per channel" if quant["weights_per_channel"] else "")
     if quant.get("declared"):
@@ -286,17 +287,26 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
                                     f"{classifier['num_classes']} classes")
         facts.add_row("preprocessing", f"resize {spec['resize']}, {spec['fit']} (from the "
                                        f"{'metadata' if spec['preprocessing_source'] == 'metadata' else 'defaults'})")
-        # One label a line with its index: ImageNet names hold commas ("tabby, tabby cat").
-        shown = [f"{i:>{len(str(len(labels) - 1))}}  {label}" for i, label in enumerate(labels[:INFO_LABELS])]
-        more = f"… {len(labels) - INFO_LABELS} more; " if len(labels) > INFO_LABELS else ""
-        facts.add_row("labels", escape("\n".join(shown + [f"({more}from {clean_text(classifier['labels_source'])})"])))
+        if classifier["labels_source"] == "index":  # no names anywhere: "0 0, 1 1, ..." would say nothing
+            facts.add_row("labels", f"none: predictions are class indices 0..{len(labels) - 1} (give --labels FILE, "
+                                    "or put a labels.txt beside the model)")
+        else:
+            # One label a line with its index: ImageNet names hold commas ("tabby, tabby cat").
+            listed = Table.grid(padding=(0, 2))
+            listed.add_column(justify="right", no_wrap=True)
+            listed.add_column(overflow="fold")
+            for i, label in enumerate(labels[:INFO_LABELS]):
+                listed.add_row(str(i), escape(label))
+            more = f"{len(labels) - INFO_LABELS} more (--json lists them); " if len(labels) > INFO_LABELS else ""
+            listed.add_row("", escape(f"({more}from {clean_text(classifier['labels_source'])})"))
+            facts.add_row("labels", listed)
     else:
         facts.add_row("classifier", escape(f"not an image classifier edgecls can run: {classifier['reason']}"))
     console.print(facts)
 
     tensors = Table(title=None, show_edge=False, box=None, pad_edge=False)
     for name in ("", "name", "shape", "dtype", "scale", "zero point", "per-channel"):
-        tensors.add_column(name, style="bold" if name == "" else None)
+        tensors.add_column(name, style="bold" if name == "" else None, overflow="fold")
     for kind in ("inputs", "outputs"):
         for t in report[kind]:
             shape = "[" + ", ".join(str(d) if d >= 0 else "?" for d in t["shape_signature"]) + "]"  # ? = dynamic

@@ -136,7 +136,7 @@ def info(
     """
     from edgecls.runtime.inspect import inspect_model
 
-    report = inspect_model(model, backend=backend)
+    report = inspect_model(model, backend=backend, labels=labels)
     if as_json:
         import json
 
