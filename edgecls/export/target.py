@@ -298,10 +298,11 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
     """Build, score and time every candidate, choose, then score the chosen one on test and write.
 
     `extra` candidates (tests, experiments) are tried after the built-in ones."""
-    from edgecls.export.job import check_output_dir, default_out, validation_reference
+    from edgecls.export.job import check_output_dir, default_out, refuse_backbone_run, validation_reference
 
     started = time.perf_counter()
     chosen_candidates = validate(options) + list(extra)
+    refuse_backbone_run(source)
     target = resolve_target(options.target)
     out = Path(options.out) if options.out else default_out(source).with_name(f"target-{target.slug}")
     check_output_dir(out)
