@@ -24,13 +24,32 @@ from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE
 
 # fail: one line on stderr and the exit code (edgecls.entry's, which the lean predict path shares)
 __all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "OUTPUT", "PREPROCESSING", "Backend", "Command",
-           "FitOption", "Group", "InputRange", "ResizeOption", "Threads", "Typer", "choice", "choices", "fail", "plain",
-           "to_stderr"]
+           "FitOption", "Group", "InputRange", "ResizeOption", "Threads", "Typer", "choice", "choices", "echo_wrapped",
+           "fail", "plain", "to_stderr"]
 
 
 def to_stderr(message: str) -> None:
     """The `log` of the library's jobs: progress on stderr, so stdout stays the result."""
     typer.echo(message, err=True)
+
+
+def echo_wrapped(text: str, err: bool = False) -> None:
+    """Closing lines (a summary, "Next: edgecls ...") wrapped to the terminal ($COLUMNS, else its width, else
+    80) by word: a command keeps one shell command, continued with " \\" (edgecls.cli.helpview.command_lines)."""
+    import shutil
+    import textwrap
+
+    from edgecls.cli.helpview import command_lines
+
+    width = shutil.get_terminal_size((80, 24)).columns
+    for line in text.splitlines():
+        if line.startswith("Next: edgecls "):
+            wrapped = command_lines(line, width)
+        else:
+            wrapped = textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False,
+                                    subsequent_indent="  ") or [""]
+        for part in wrapped:
+            typer.echo(part, err=err)
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:

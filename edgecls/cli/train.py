@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import Typer, choice, choices, plain, to_stderr
+from edgecls.cli.common import Typer, choice, choices, echo_wrapped, plain, to_stderr
 from edgecls.train.options import (
     ARCH_DEFAULTS,
     ARCHITECTURES,
@@ -208,6 +208,6 @@ def train(
 
         validate(options)
         result = run_training(options, force=force, quiet=quiet, log=to_stderr)
-    typer.echo(result.summary())
+    echo_wrapped(result.summary())
     for warning in result.warnings():
-        typer.echo(f"WARNING: {warning}", err=True)
+        echo_wrapped(f"WARNING: {warning}", err=True)

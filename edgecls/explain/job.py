@@ -21,14 +21,13 @@ from edgecls.atomic import write_text_atomic
 
 # bench's test-set loaders (a run's test split with image ids; --data's): internal names, imported here only
 from edgecls.bench.inputs import data_test_set, run_test_set, split_paths
+from edgecls.console import some_image
 from edgecls.errors import EdgeclsError
 from edgecls.explain import METHODS
 from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, Divergence, DivergenceProbe
 from edgecls.explain.occlusion import SaliencyMap, device_map
 from edgecls.explain.render import Panel, overlay_png, pyplot, sheet_png, short, slug, top3_lines
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
-
-from edgecls.console import some_image
 
 # expand_images (files, folders, globs -> paths or error Predictions): an internal runtime name, imported here only.
 from edgecls.runtime.sources import expand_images
