@@ -197,6 +197,24 @@ def _line_printer(out: IO[str]) -> Callable[[str, Callable[[], str], str | None]
     return print_line
 
 
+LOG_WIDTH = 200  # a table written to a pipe or a file: wide enough for the widest layout, rows whole
+
+
+def output_width(out: IO[str] | None = None) -> int | None:
+    """The columns to fit output to: $COLUMNS when set, else the terminal's when `out` (stdout) is one;
+    None for a pipe or a file, where lines are kept whole (a log is read with grep, not a terminal)."""
+    out = out or sys.stdout
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if out.isatty():
+            return os.get_terminal_size(out.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        pass
+    return None
+
+
 def _line_width(out: IO[str]) -> int:
     """The columns a line of `out` has, as rich would take them: $COLUMNS, else the terminal's, else 80."""
     columns = os.environ.get("COLUMNS", "")

@@ -34,15 +34,20 @@ def to_stderr(message: str) -> None:
 
 
 def echo_wrapped(text: str, err: bool = False) -> None:
-    """Closing lines (a summary, "Next: edgecls ...") wrapped to the terminal ($COLUMNS, else its width, else
-    80) by word: a command keeps one shell command, continued with " \\" (edgecls.cli.helpview.command_lines)."""
-    import shutil
+    """Closing lines (a summary, "Next: edgecls ...") wrapped by word to the terminal ($COLUMNS, else its
+    width; a pipe or a file gets them whole): a command stays one shell command, continued with " \\"
+    (edgecls.cli.helpview.command_lines)."""
+    import sys
     import textwrap
 
     from edgecls.cli.helpview import command_lines
+    from edgecls.console import output_width
 
-    width = shutil.get_terminal_size((80, 24)).columns
+    width = output_width(sys.stderr if err else sys.stdout)
     for line in text.splitlines():
+        if width is None:
+            typer.echo(line, err=err)
+            continue
         if line.startswith("Next: edgecls "):
             wrapped = command_lines(line, width)
         else:
