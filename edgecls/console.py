@@ -200,6 +200,32 @@ def _line_printer(out: IO[str]) -> Callable[[str, Callable[[], str], str | None]
 LOG_WIDTH = 200  # a table written to a pipe or a file: wide enough for the widest layout, rows whole
 
 
+class Fitted:
+    """A rich renderable drawn as the first of its layouts (renderables, widest first) that fits the width
+    it is given, by rich's own measure; the last when none does. So a table keeps every column in a wide
+    terminal and stacks or drops some in a narrow one, and no row is ever wrapped by the terminal."""
+
+    def __init__(self, *layouts: Any):
+        self.layouts = layouts
+
+    def chosen(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        unbounded = options.update_width(1 << 16)  # Measurement.get clamps to the width it is given
+        for layout in self.layouts[:-1]:
+            if Measurement.get(console, unbounded, layout).maximum <= options.max_width:
+                return layout
+        return self.layouts[-1]
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        yield self.chosen(console, options)
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        return Measurement.get(console, options, self.chosen(console, options))
+
+
 def output_width(out: IO[str] | None = None) -> int | None:
     """The columns to fit output to: $COLUMNS when set, else the terminal's when `out` (stdout) is one;
     None for a pipe or a file, where lines are kept whole (a log is read with grep, not a terminal)."""
@@ -213,6 +239,54 @@ def output_width(out: IO[str] | None = None) -> int | None:
     except (AttributeError, ValueError, OSError):
         pass
     return None
+
+
+def command_lines(command: str, width: int) -> list[str]:
+    """A shell command (and its '# comment') in lines of at most `width` columns where its words allow:
+    each line but the last ends in ' \\' and the next is indented by 4, so that a shell reads one command."""
+    code, hash_, comment = command.partition("  # ")
+    words = code.split()
+    lines, current = [], ""
+    for word in words:
+        candidate = f"{current} {word}" if current else word
+        if current and len(candidate) + 2 > width:  # + " \"
+            lines.append(current + " \\")
+            current = "    " + word
+        else:
+            current = candidate
+    lines.append(current)
+    if hash_:
+        note = f"# {comment}"
+        if len(lines[-1]) + 2 + len(note) <= width:
+            lines[-1] += "  " + note
+        else:
+            lines.insert(0, note)
+    return lines
+
+
+def wrapped_lines(text: str, width: int | None) -> list[str]:
+    """`text`'s lines wrapped by word to `width` (None: kept whole), continuation lines indented; a line
+    "Next: edgecls ..." stays one shell command (command_lines)."""
+    import textwrap
+
+    out: list[str] = []
+    for line in text.splitlines():
+        if width is None:
+            out.append(line)
+        elif line.startswith("Next: edgecls "):
+            out += command_lines(line, width)
+        else:
+            out += textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False,
+                                 subsequent_indent="  ") or [""]
+    return out
+
+
+def print_wrapped(text: str, out: IO[str] | None = None) -> None:
+    """Print closing lines (where reports went, what to run next) wrapped to the terminal (see
+    output_width: a pipe or a file gets them whole)."""
+    out = out or sys.stdout
+    for line in wrapped_lines(text, output_width(out)):
+        print(line, file=out)
 
 
 def _line_width(out: IO[str]) -> int:

@@ -133,7 +133,8 @@ def test_help_examples_use_paths_a_user_has(path, command):
 
 
 def test_help_paragraphs_are_reflowed_and_examples_keep_their_own_lines():
-    from edgecls.cli.helpview import command_lines, flow
+    from edgecls.cli.helpview import flow
+    from edgecls.console import command_lines
 
     source = ("Each file is scored with the device-side runtime on the validation split before anything is\n"
               "written: a table of size, accuracy and top-1 agreement with the Keras float model. Writes\n"

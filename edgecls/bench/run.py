@@ -54,6 +54,7 @@ from edgecls.bench.results import (
     TestData,
 )
 from edgecls.bench.schema import FORMAT
+from edgecls.console import print_wrapped
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import int_list
 from edgecls.provenance import created_timestamp
@@ -176,10 +177,10 @@ def bench(
     write_reports(result, options.report_dir, options.json_path, log=log)
     print_tables(render_bench_table(result), *render_sections(result))
     if options.report_dir is not None:
-        print(f"Reports in {options.report_dir}: {', '.join(result.report_files or [])}")
+        print_wrapped(f"Reports in {options.report_dir}: {', '.join(result.report_files or [])}")
     if options.json_path is not None:
-        print(f"JSON report: {options.json_path}")
-    print(next_command(result, options))
+        print_wrapped(f"JSON report: {options.json_path}")
+    print_wrapped(next_command(result, options))
     return result
 
 

@@ -35,26 +35,13 @@ def to_stderr(message: str) -> None:
 
 def echo_wrapped(text: str, err: bool = False) -> None:
     """Closing lines (a summary, "Next: edgecls ...") wrapped by word to the terminal ($COLUMNS, else its
-    width; a pipe or a file gets them whole): a command stays one shell command, continued with " \\"
-    (edgecls.cli.helpview.command_lines)."""
+    width; a pipe or a file gets them whole): a command stays one shell command, continued with " \\"."""
     import sys
-    import textwrap
 
-    from edgecls.cli.helpview import command_lines
-    from edgecls.console import output_width
+    from edgecls.console import output_width, wrapped_lines
 
-    width = output_width(sys.stderr if err else sys.stdout)
-    for line in text.splitlines():
-        if width is None:
-            typer.echo(line, err=err)
-            continue
-        if line.startswith("Next: edgecls "):
-            wrapped = command_lines(line, width)
-        else:
-            wrapped = textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False,
-                                    subsequent_indent="  ") or [""]
-        for part in wrapped:
-            typer.echo(part, err=err)
+    for line in wrapped_lines(text, output_width(sys.stderr if err else sys.stdout)):
+        typer.echo(line, err=err)
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:

@@ -137,6 +137,8 @@ def flow(text: str, width: int) -> list[str]:
     import inspect
     import textwrap
 
+    from edgecls.console import command_lines
+
     out = []
     for paragraph in inspect.cleandoc(text).split("\n\n"):
         lines: list[str] = []
@@ -157,26 +159,3 @@ def flow(text: str, width: int) -> list[str]:
                                          break_long_words=False) or [""]
         out.append("\n".join(wrapped))
     return out
-
-
-def command_lines(command: str, width: int) -> list[str]:
-    """A shell command (and its '# comment') in lines of at most `width` columns where its words allow:
-    each line but the last ends in ' \\' and the next is indented by 4, so that a shell reads one command."""
-    code, hash_, comment = command.partition("  # ")
-    words = code.split()
-    lines, current = [], ""
-    for word in words:
-        candidate = f"{current} {word}" if current else word
-        if current and len(candidate) + 2 > width:  # + " \"
-            lines.append(current + " \\")
-            current = "    " + word
-        else:
-            current = candidate
-    lines.append(current)
-    if hash_:
-        note = f"# {comment}"
-        if len(lines[-1]) + 2 + len(note) <= width:
-            lines[-1] += "  " + note
-        else:
-            lines.insert(0, note)
-    return lines

@@ -448,8 +448,7 @@ def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[
 def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from edgecls.bench.report import MIN_CONSOLE_WIDTH
-    from edgecls.console import QuietPipeConsole, markup_cell
+    from edgecls.console import LOG_WIDTH, QuietPipeConsole, markup_cell, output_width
 
     if "worst" in summary:
         table = Table("image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}")
@@ -469,6 +468,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
                           f"{row['peak_yx'][0]}, {row['peak_yx'][1]}", f"{row['top10_area_mass']:.2f}",
                           str(row["evaluations"]), markup_cell(row["png"]))
         files = f"Summary: {summary['summary_file']}"
-    console = QuietPipeConsole(width=max(MIN_CONSOLE_WIDTH, QuietPipeConsole().width))
+    for column in table.columns:  # a long path wraps inside its cell, never cut with "…"
+        column.overflow = "fold"
+    console = QuietPipeConsole(width=output_width() or LOG_WIDTH)
     console.print(table)
     console.print(markup_cell(files))
