@@ -27,6 +27,7 @@ from edgecls.files import read_capped
 from edgecls.provenance import sha256_file
 from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, MAX_JSON_BYTES, SPLIT_FILE, TRANSFER_FILE, RunDir
 from edgecls.runtime.labels import printable
+from edgecls.runtime.metrics import few_images_warning
 
 SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
 SAVED_FORMAT = "edgecls.test-images/1"
@@ -237,7 +238,20 @@ def run_test_set(run: RunDir) -> TestSet:
         raise EdgeclsError(f"{run.name} has no test images (its split's test part is empty)")
     images, labels = run.images("test")
     ids, files = _ids_and_files(dataset, indices)
-    return TestSet(images, labels, list(run.labels), ids, files, run.data, "test", run=str(run.run_dir))
+    source = run.training_metrics().get("test_source")  # how train drew them, in its words
+    notes = [f"Test images: the held-out test split of {run.name}: {source}."] if source else []
+    return TestSet(images, labels, list(run.labels), ids, files, run.data, "test", run=str(run.run_dir), notes=notes)
+
+
+def few_images_note(test: TestSet) -> Optional[str]:
+    """A warning for the report when the scored images are too few to say much (see runtime.metrics), with
+    where they came from; None for enough images, or a --latency-only set (no accuracy)."""
+    if test.latency_only:
+        return None
+    where = (f"the held-out test split of {test.run}" if test.run else
+             f"the test part of {test.source}" if test.part == "test" else f"all of {test.source}")
+    few = few_images_warning(len(test.labels), where)
+    return f"Warning: {few}." if few else None
 
 
 def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:

@@ -132,11 +132,12 @@ def legend(report: BenchReport, columns: Sequence[str]) -> list[str]:
     """What each of `columns` means, in the order shown: the lines under a table."""
     settings, machine = report.settings, report.machine
     reference = report.reference or "the float reference"
+    has_keras = any(m.kind == "keras" for m in report.models)
+    ratio = " (× the float32 file" + ("" if "format/quant" in columns else ": bench.md") + ")"
     meaning = {
         "format/quant": "format/quant: the file's kind and quantisation",
-        "quant": "quant: the quantisation (the Keras model is float32)",
-        "size": "size: K KiB, M MiB" + (" (× the float32 file)" if "format/quant" in columns
-                                          else " (× the float32 file: bench.md)"),
+        "quant": "quant: the quantisation" + (" (the Keras model is float32)" if has_keras else ""),
+        "size": "size: K KiB, M MiB" + (ratio if report.latency_reference else ""),
         "top-1": "top-1: the share of the test images whose first answer is right",
         "correct": "correct: how many",
         "95% CI": "95% CI: where the true accuracy lies, by the Wilson interval (— where it is under a point wide)",
@@ -144,17 +145,27 @@ def legend(report: BenchReport, columns: Sequence[str]) -> list[str]:
         "Δ vs float": f"Δ vs float: top-1 points against {reference}",
         "agree": f"agree: the share of images with the same top-1 as {reference}",
         "p50": (f"p50/p90/p99: invoke alone, batch 1, ms per image ({settings.warmup} warm-up, then {settings.rounds} "
-                f"interleaved rounds of {settings.per_round} images per model and thread count)"),
+                f"interleaved rounds of {settings.per_round} image{'' if settings.per_round == 1 else 's'} per model "
+                "and thread count)"),
         "img/s": f"img/s: at batch {settings.batch_size}",
         "init": "init: ms to load, verify and allocate",
         "peak MB": "peak MB: a fresh device-side process",
         "thr": "thr: interpreter threads",
     }
-    if report.data.part == "unlabelled":
-        columns = [c for c in columns if c not in ("top-1", "correct", "95% CI", "top-k", "Δ vs float", "agree")]
-    parts = [meaning[c] for c in columns if c in meaning]
+    parts = [meaning[c] for c in shown_columns(report, columns) if c in meaning]
     timed = "p50" in columns
     return ["; ".join(parts) + (f". Interpreter {machine.backend.name} {machine.backend.version}." if timed else ".")]
+
+
+def shown_columns(report: BenchReport, columns: Sequence[str]) -> list[str]:
+    """`columns` without those that would hold only dashes in this report: no accuracy (--latency-only),
+    or no float reference to pair with (Δ, agreement)."""
+    hidden = set()
+    if report.data.part == "unlabelled":
+        hidden |= {"top-1", "correct", "95% CI", "top-k"}
+    if report.reference is None:
+        hidden |= {"Δ vs float", "agree"}
+    return [c for c in columns if c not in hidden]
 
 
 def render_bench_table(report: BenchReport) -> Any:
@@ -180,9 +191,11 @@ def _table(title: str, columns: Sequence[str], caption: Sequence[str], fold: boo
 
 
 def _wide_table(report: BenchReport) -> Any:
-    table = _table("edgecls bench", COLUMNS, headline(report))
+    columns = shown_columns(report, COLUMNS)
+    table = _table("edgecls bench", columns, headline(report))
+    keep = [COLUMNS.index(c) for c in columns]
     for row in table_rows(report):
-        table.add_row(*map(markup_cell, row))
+        table.add_row(*(markup_cell(row[i]) for i in keep))
     return table
 
 
@@ -196,12 +209,14 @@ def _split_tables(report: BenchReport, fold: bool) -> Any:
                                                                      *notes], fold)
         _latency_rows(report, latency)
         return latency
-    accuracy = _table("edgecls bench: accuracy", ACCURACY_COLUMNS,
+    columns = shown_columns(report, ACCURACY_COLUMNS)
+    accuracy = _table("edgecls bench: accuracy", columns,
                       [measured, *legend(report, ACCURACY_COLUMNS),
                        f"top-{report.settings.top_k}, macro-F1 and per-class accuracy: bench.md and bench.json."], fold)
     for model in report.models:
-        accuracy.add_row(*map(markup_cell, [model.name, model.mode, top1_text(model), correct_text(model),
+        cells = dict(zip(ACCURACY_COLUMNS, [model.name, model.mode, top1_text(model), correct_text(model),
                                             interval_cell(model), *vs_reference_cells(report, model)]))
+        accuracy.add_row(*(markup_cell(cells[c]) for c in columns))
     latency = _table("edgecls bench: latency", LATENCY_COLUMNS, [*legend(report, LATENCY_COLUMNS), *notes], fold)
     _latency_rows(report, latency)
     return Group(accuracy, latency)

@@ -27,6 +27,7 @@ from edgecls.bench.inputs import (
     data_test_set,
     describe_tflite,
     exported_files,
+    few_images_note,
     match_classes,
     metadata_run,
     run_test_set,
@@ -296,6 +297,9 @@ def _inputs(options: BenchOptions, backend: str, log: Callable[[str], None]
         test = thirdparty.labelled_test_set(options.data, models, classifiers)
     else:
         test = _test_set(run, options.data, models, classifiers)
+    few = few_images_note(test)
+    if few:
+        test.notes.insert(0, few)
     if options.save_test_images is not None:
         save_test_images(test, options.save_test_images)
         log(f"Wrote the {len(test.labels)} test images to {options.save_test_images} (bench on a device with "
