@@ -143,35 +143,85 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-LABEL_WIDTH = 24  # the least a label column gets in predict's table (longer labels end in …)
-FILE_ROOM = 30  # columns of predict's table line kept for the file name
+LABEL_WIDTH = 12  # the least a label column gets in a terminal; a longer label wraps onto the next line
+PIPE_LABEL_WIDTH = 24  # labels are padded to this on a pipe (a longer one is written whole, the line longer)
+FILE_ROOM = 30  # the least room of predict's table line kept for the file name (a third of a wide one)
+SCORE = 5  # "0.982"
+GAP = 2
 
 
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
+    """predict's table: a line per image, `score label` for each of the k classes, then the file; where
+    the k classes do not fit the terminal beside the file, a line per class (the file on the first). A
+    label or file name too long for its column wraps onto the next line (never cut); a pipe or a file
+    gets every line whole (see output_width)."""
     print_line = _line_printer(out)
     k = min(top_k, classifier.num_classes)
     longest = max(5, *(len(label) for label in classifier.labels))  # 5: the header 'label'
-    # Labels get the line's width (less room for the file name), shared by the k classes; never under
-    # LABEL_WIDTH, so a narrow terminal still shows a useful part of each.
-    width = min(longest, max(LABEL_WIDTH, (_line_width(out) - FILE_ROOM) // k - 9))
-    column = 7 + width  # "0.982  " + label
-    header = "".join(f"{'score':<7}{'label':<{width}}  " for _ in range(k)) + "file"
-    print_line(header, lambda: escape(header), "bold")
+    total = output_width(out)
+    per_line = k
+    width = min(longest, PIPE_LABEL_WIDTH)
+    if total is not None:
+        room = total - max(FILE_ROOM, total // 3)  # for the classes, beside the file
+        width = min(longest, room // k - SCORE - 2 * GAP)
+        if width < min(longest, LABEL_WIDTH):  # k classes do not fit on one line: one a line
+            per_line, width = 1, min(longest, max(LABEL_WIDTH, room - SCORE - 2 * GAP))
+    file_width = None if total is None else total - per_line * (SCORE + width + 2 * GAP)
+    widths = [SCORE, width] * per_line
+    header = [("score", None), ("label", None)] * per_line + [("file", None)]
+    _print_grid(print_line, [header], widths, file_width, style="bold")
 
     def write(prediction: Prediction) -> None:
         name = clean_text(_name(prediction))
         if prediction.error:
-            blank = " " * max(0, (column + 2) * k - 5)
             reason = clean_text(_reason(prediction))
-            print_line(f"error{blank}{name}: {reason}",
-                       lambda: f"[red]error[/]{blank}{escape(name)}: [red]{escape(reason)}[/]")
+            cells = [("error", "red")] + [("", None)] * (len(widths) - 1) + [(f"{name}: {reason}", None)]
+            _print_grid(print_line, [cells], widths, file_width)
             return
-        cells = [(c.score, _fit(c.label, width)) for c in prediction.classes]
-        print_line("".join(f"{score:<7.3f}{label:<{width}}  " for score, label in cells) + name,
-                   lambda: "".join(f"{score:<7.3f}{escape(label):<{width}}  " for score, label in cells)
-                   + escape(name))
+        classes = [(f"{c.score:.3f}", c.label) for c in prediction.classes]
+        lines = [classes[i:i + per_line] for i in range(0, len(classes), per_line)]
+        rows = [[cell for score, label in line for cell in ((score, None), (label, None))]
+                + [(name if i == 0 else "", None)] for i, line in enumerate(lines)]
+        _print_grid(print_line, rows, widths, file_width)
 
     return write
+
+
+@functools.cache
+def _cell_wrapper(width: int) -> Any:
+    """A textwrap wrapper that breaks at spaces and after a "/" (paths wrap at their folders), and folds a
+    word longer than the width: text in a cell is wrapped, never cut."""
+    import textwrap
+
+    class CellWrapper(textwrap.TextWrapper):
+        wordsep_simple_re = re.compile(r"(\s+|(?<=/)(?=[^\s/]))")
+
+    return CellWrapper(width=width, break_on_hyphens=False)
+
+
+def _print_grid(print_line: Callable[..., None], rows: list[list[tuple[str, str | None]]], widths: list[int],
+                last_width: int | None, style: str | None = None) -> None:
+    """Rows of (text, style) cells as aligned lines: each cell padded to its column's width (the last
+    column to `last_width`, or whole when None), text too long for its column wrapped onto more lines."""
+    for row in rows:
+        columns = widths + [last_width]
+        wrapped = [_cell_wrapper(width).wrap(text) or [""] if width and last_width else [text]
+                   for (text, _), width in zip(row, columns)]  # a pipe (no last width): every cell whole
+        for n in range(max(len(parts) for parts in wrapped)):
+            pieces = [(parts[n] if n < len(parts) else "", cell_style, width)
+                      for parts, (_, cell_style), width in zip(wrapped, row, columns)]
+            plain = "".join(text.ljust(width) + " " * GAP if width and i < len(pieces) - 1 else text
+                            for i, (text, _, width) in enumerate(pieces)).rstrip()
+
+            def markup(pieces=pieces) -> str:
+                cells = []
+                for i, (text, cell_style, width) in enumerate(pieces):
+                    padding = " " * (max(0, width - len(text)) + GAP) if width and i < len(pieces) - 1 else ""
+                    cells.append((f"[{cell_style}]{escape(text)}[/]" if cell_style and text else escape(text))
+                                 + padding)
+                return "".join(cells).rstrip()
+
+            print_line(plain, markup, style)
 
 
 # Text that rich would not print as it is: markup-like brackets and backslashes (escaped, and the
@@ -313,10 +363,6 @@ def _plain_stream(out: IO[str]) -> bool:
         return not out.isatty()
     except (AttributeError, ValueError):
         return True
-
-
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:

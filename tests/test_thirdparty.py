@@ -160,9 +160,16 @@ def test_predict_uses_a_wide_terminal_for_long_labels(tmp_path, cli, monkeypatch
     result = cli("predict", MOBILENET_160, CAT, "--labels", tmp_path / "labels.txt", "--resize", "nearest")
     assert result.code == 0, result.err
     assert long_name in result.out
-    monkeypatch.setenv("COLUMNS", "60")  # narrow: cut, but never below 24 characters
-    narrow = cli("predict", MOBILENET_160, CAT, "--labels", tmp_path / "labels.txt", "--resize", "nearest")
-    assert long_name[:23] + "…" in narrow.out
+    for columns in ("80", "60", "40"):  # narrow: the label wraps inside its column, never cut, no line too long
+        monkeypatch.setenv("COLUMNS", columns)
+        narrow = cli("predict", MOBILENET_160, CAT, "--labels", tmp_path / "labels.txt", "--resize", "nearest",
+                     "--top-k", "3")
+        lines = narrow.out.splitlines()
+        assert "…" not in narrow.out and all(len(line) <= int(columns) for line in lines), narrow.out
+        assert lines[1].startswith("0.680  Egyptian")
+        start, end = lines[0].index("label"), lines[0].index("file")  # the label column, one class a line here
+        assert long_name in " ".join(line[start:end].strip() for line in lines[1:]), narrow.out
+        assert "tiger cat" in narrow.out and "tabby" in narrow.out  # the other two classes, one a line here
 
 
 @pytest.mark.shared_data
