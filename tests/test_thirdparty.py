@@ -8,6 +8,7 @@ classes, class 0 "background"); the edgecls model is the committed models/digits
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -212,8 +213,9 @@ def test_bench_ends_with_the_next_command(tmp_path, cli):
     result = cli("bench", DIGITS_INT8, "--data", DIGITS_INT8.parent / "test-images", "--threads", "1", "--runs", "2",
                  "--warmup", "0", "--no-memory", "--json", tmp_path / "r.json")
     assert result.code == 0, result.err
-    last = result.out.strip().splitlines()[-1]
-    assert last.startswith(f"Next: edgecls predict {DIGITS_INT8}") and "bench compare" in last
+    predict, compare = result.out.strip().splitlines()[-2:]
+    assert predict.startswith(f"Next: edgecls predict {DIGITS_INT8} IMAGES...") and "advice takes" in predict
+    assert compare.startswith(f"Next: edgecls bench compare {tmp_path / 'r.json'} OTHER/bench.json")
 
 
 def test_the_venv_the_readme_creates_is_ignored_by_git():
@@ -304,7 +306,9 @@ def _device_side_bench(args: list[str]) -> dict:
         "print(json.dumps({'code': code, 'heavy': sorted(m for m in sys.modules if m.split('.')[0] in "
         "('tensorflow', 'keras', 'tf_keras'))}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # A wide terminal, said explicitly: under pytest a child can inherit COLUMNS=80 from the C environment.
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"})
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["code"] in (0, None), done.stderr
     return {**found, "out": done.stdout, "err": done.stderr}
@@ -331,6 +335,9 @@ def test_bench_a_third_party_model_on_folders_named_by_its_labels_without_tensor
     assert "3 class folder(s) matched labels of the model (1001 classes): 1 exact, 1 case-insensitive, 1 " \
            "first comma part" in " ".join(report["notes"])
     assert "top-k" in found["out"] and "1.0000" in found["out"], found["out"]
+    # the hint carries what decides the answers: without --labels predict gives class indices (issue 22)
+    hint = next(line for line in found["out"].splitlines() if line.startswith("Next: edgecls predict"))
+    assert f"{MOBILENET_160} IMAGES... --labels {IMAGENET_LABELS} --resize nearest" in hint, hint
 
 
 def check_report_ok(report: dict) -> bool:

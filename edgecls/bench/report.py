@@ -124,7 +124,8 @@ def what_was_measured(report: BenchReport) -> str:
     if data.part == "unlabelled":
         return f"Latency only: {data.images} unlabelled images ({data.source}), no accuracy."
     reference = report.reference or "none (no float model)"
-    return (f"{data.images} {'held-out test' if data.part == 'test' else ''} images of {data.source}"
+    images = f"image{'' if data.images == 1 else 's'}"
+    return (f"{data.images} {'held-out test' if data.part == 'test' else ''} {images} of {data.source}"
             .replace("  ", " ") + f"; float reference: {reference}.")
 
 

@@ -186,14 +186,25 @@ def bench(
 
 
 def next_command(result: BenchReport, options: BenchOptions) -> str:
-    """The command a user runs next, as train and export end with theirs: predict with the quantised
-    model; with a saved report, how to set it beside another machine's."""
+    """The commands a user runs next, as train and export end with theirs: predict with the file the
+    advice chose, with the options that decide what it answers (--labels, --resize, --fit,
+    --input-range: without them a third-party model gives class indices or a skewed resize); with a
+    saved report, how to set it beside another machine's."""
+    import shlex
+
+    chosen = advice.choice(result)
+    model = chosen.path if chosen is not None else result.models[-1].path
+    flags = [("--labels", options.labels), ("--resize", options.resize), ("--fit", options.fit),
+             ("--input-range", ",".join(f"{v:g}" for v in options.input_range) if options.input_range else None)]
+    words = ["edgecls", "predict", str(model), "IMAGES..."] + [w for flag, value in flags if value is not None
+                                                              for w in (flag, str(value))]
+    lines = ["Next: " + " ".join(shlex.quote(w) if w != "IMAGES..." else w for w in words)
+             + ("  # the file the advice takes" if chosen is not None else "")]
     saved = options.json_path or (options.report_dir / "bench.json" if options.report_dir is not None else None)
-    quantised = next((m.path for m in result.tflite_models() if m.mode != "float32"), result.models[-1].path)
-    line = f"Next: edgecls predict {quantised} IMAGES..."
     if saved:
-        line += f"; with another machine's report: edgecls bench compare {saved} OTHER/bench.json"
-    return line
+        lines.append(f"Next: edgecls bench compare {shlex.quote(str(saved))} OTHER/bench.json  # beside another "
+                     "machine's report")
+    return "\n".join(lines)
 
 
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import OUTPUT, Typer, choice, choices, fail, to_stderr
+from edgecls.cli.common import OUTPUT, Typer, choice, choices, echo_wrapped, fail, to_stderr
 from edgecls.export.modes import (
     DEFAULT_FALLBACK,
     DEFAULT_MAX_DROP,
@@ -106,8 +106,7 @@ def export_command(
     Exit codes: 0 ok; 1 conversion failed, or int8 agreement fell below --min-agreement (nothing
     written; --force writes anyway), or no --target candidate is within the budget; 2 bad input.
     """
-    from rich.console import Console
-
+    from edgecls.bench.report import print_tables
     from edgecls.rundir import open_source
 
     if target is not None:
@@ -118,8 +117,8 @@ def export_command(
         options = TargetOptions(target, max_drop, min_agreement, budget_s, calib_samples, max_fallback,
                                 parse_candidates(candidates), timing_runs, out)
         shipped = export_for_target(open_source(source, data), options, log=to_stderr)
-        Console().print(render_target_table(shipped))
-        typer.echo(f"Wrote {', '.join(p.name for p in shipped.written)} to {shipped.out_dir}")
+        print_tables(render_target_table(shipped))
+        echo_wrapped(f"Wrote {', '.join(p.name for p in shipped.written)} to {shipped.out_dir}")
         return
     from edgecls.export.job import ExportOptions, export, parse_names
     from edgecls.export.modes import parse_modes
@@ -128,11 +127,11 @@ def export_command(
     options = ExportOptions(parse_modes(quant, quantizer.value), quantizer.value, calib_samples, out, min_agreement,
                             force, keep_float=parse_names(keep_float), auto_fallback=auto_fallback)
     result = export(open_source(source, data), options, log=to_stderr)
-    Console().print(render_export_table(result))
+    print_tables(render_export_table(result))
     if result.written:
-        typer.echo(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
+        echo_wrapped(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
         if result.passed:
-            typer.echo(f"Next: {result.next_command(source)}")
+            echo_wrapped(f"Next: {result.next_command(source)}")
     if not result.passed:
         if not result.written:
             fail(result.advice(), 1)

@@ -85,6 +85,13 @@ class ModelCheck:
     sha256: str
     variant: str = ""  # the mode, or "<mode>_mixed" for a mixed model (the file's model_<variant>.tflite)
     kept_float: Optional[dict[str, Any]] = None  # a mixed model: what stayed float
+    # per validation image, whether its top-1 is right: two files' accuracies are compared pair by pair
+    right: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    @property
+    def correct(self) -> int:
+        """How many validation images the accuracy stands for."""
+        return int(self.right.sum()) if self.right is not None else 0
 
 
 @dataclass
@@ -283,7 +290,7 @@ def check_files(
                 accuracy=float(np.mean(predicted == truth)),
                 agreement=float(np.mean(predicted == keras_predicted)),
                 seconds=round(seconds, 2), io=result.io, sha256=sha256_bytes(files[variant]),
-                variant=variant, kept_float=result.kept_float))
+                variant=variant, kept_float=result.kept_float, right=predicted == truth))
     return checks
 
 

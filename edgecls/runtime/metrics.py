@@ -62,10 +62,32 @@ def accuracy_text(correct: int, n: int, digits: int = 4) -> str:
     return f"{correct / n:.{digits}f} ({correct}/{n}" + (f"; 95% CI {interval})" if interval else ")")
 
 
-def points_text(delta: float, digits: int = 2) -> str:
+def points_text(delta: float, digits: int = 2, unit: str = " pt") -> str:
     """A difference of accuracies in points, signed: '+0.56 pt', '0.00 pt' (never '-0.00 pt')."""
     points = round(100 * delta, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
-    return f"{points:+.{digits}f} pt" if points else f"{0:.{digits}f} pt"
+    return (f"{points:+.{digits}f}" if points else f"{0:.{digits}f}") + unit
+
+
+SIGNIFICANCE = 0.05  # two accuracies on the same images differ when chance gives their gap less often than this
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """The exact two-sided McNemar p-value of two models on the same images: `only_a` images only the
+    first gets right, `only_b` only the second (a binomial test of the discordant pairs at 1/2)."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def accuracies_tied(correct_a: int, correct_b: int, discordant: tuple[int, int] | None = None) -> bool:
+    """Whether two accuracies on the same images are within chance of each other (McNemar at 5 %).
+    Without the per-image pairs (`discordant`: images only a, only b gets right), the gap alone is
+    judged as if no image went the other way: the most a gap of that size can show (under 6 images
+    is never a difference)."""
+    only_a, only_b = discordant if discordant is not None else (max(0, correct_a - correct_b),
+                                                                max(0, correct_b - correct_a))
+    return mcnemar_p(only_a, only_b) >= SIGNIFICANCE
 
 
 def few_images_warning(n: int, source: str, correct: int | None = None, part: str = "test") -> str | None:
