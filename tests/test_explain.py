@@ -220,6 +220,43 @@ def test_a_healthy_int8_model_stays_under_the_threshold(models):
     assert [r.snr_db for r in same.layers] == [r.snr_db for r in divergence.layers]  # no state leaks between runs
 
 
+def test_a_layer_far_above_any_threshold_is_never_called_diverged():
+    """Issue 22: a softmax at 57.7 dB was called 'over threshold' because its typical SNR was higher; at
+    that SNR its error is a millionth of its signal: the flip was a near tie, not a diverging layer."""
+    from edgecls.explain.divergence import HEALTHY_DB, Divergence, LayerDivergence
+
+    def layer(name: str, snr: float) -> LayerDivergence:
+        return LayerDivergence(0, name.upper(), name, name, [1], snr, 1.0, "name")
+
+    near_tie = Divergence([layer("conv", 38.0), layer("softmax", 57.7)], threshold_db=20.0, typical_db=[39.0, 70.0])
+    assert near_tie.over(1) is None and near_tie.first_over is None and 57.7 > HEALTHY_DB
+    grown = Divergence([layer("conv", 31.0), layer("softmax", 57.7)], threshold_db=20.0, typical_db=[39.0, 70.0])
+    assert grown.first_over.layer == "conv" and "under its typical 39.0 dB" in grown.over(0)
+    assert Divergence([layer("dense", 12.0)], 20.0).over(0) == "12.0 dB, below 20 dB"
+
+
+def test_the_flip_matrix_names_the_quantised_models_kind_and_zero_flips_draw_none(models, tmp_path, cli):
+    from edgecls.explain.job import flip_matrix
+
+    columns, rows, pairs = flip_matrix(np.array([0, 0]), np.array([1, 1]), ["cat", "dog"], "dynamic")
+    assert columns == ["float ↓ / dynamic →", "dog", "total"] and rows == [["cat", "2", "2"]]
+    for name in ("top", "bottom", "left", "right"):  # the quad models agree on every clean picture
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i, bright in enumerate((255, 200)):
+            Image.fromarray(quad_image(name, bright=bright)).save(tmp_path / "data" / name / f"{i}.png")
+    report_dir = tmp_path / "report"
+    result = cli("bench", models.quad_float_meta, models.quad_int8_meta, "--data", tmp_path / "data",
+                 "--explain-flips", "0", "--threads", "1", "--runs", "2", "--warmup", "0", "--no-memory",
+                 "--report", report_dir)
+    assert result.code == 0, result.err
+    report = json.loads((report_dir / "bench.json").read_text())
+    keys = [s["key"] for s in report["sections"]]
+    assert any(k.startswith("explain-flips") for k in keys) and not any(k.endswith("-matrix") for k in keys)
+    section = next(s for s in report["sections"] if s["key"].startswith("explain-flips"))
+    assert section["rows"] == [] and section["notes"][0].startswith("0 of 8 test images flip")
+    assert "Flip matrix" not in (report_dir / "bench.md").read_text()
+
+
 def test_dequantize_per_channel():
     from edgecls.explain.divergence import dequantize, snr_db
 
@@ -411,5 +448,5 @@ def test_explain_a_run_directory_uses_gradcam(digits_run, tmp_path, cli):
     row = json.loads(result.out)["images"][0]
     assert row["method"] == "gradcam" and row["settings"]["layer"] == "conv2"
     assert (tmp_path / "maps" / "digit-gradcam.png").is_file()
-    wrong = cli("explain", digits_run, tmp_path / "digit.png", "--layer", "nope", "--out", tmp_path / "maps")
+    wrong = cli("explain", digits_run, tmp_path / "digit.png", "--layer", "nope", "--out", tmp_path / "maps2")
     assert wrong.code == 2 and "no layer 'nope'" in wrong.err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from edgecls.export.report import _size
 from edgecls.plotting import pyplot, save_png
@@ -91,7 +91,7 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
     timed = [r for r in result.rows if r.check is not None and r.p50_ms is not None]
     figure, ax = plt.subplots(figsize=(11, 5.5))
     largest = max(r.check.size_bytes for r in timed)
-    for number, row in enumerate(timed, start=1):
+    for row in timed:
         area = 80 + 900 * row.check.size_bytes / largest
         colour = _STATUS_COLOUR.get(row.status, "grey")
         ax.scatter([row.p50_ms], [row.check.accuracy], s=area, color=colour, alpha=0.45, edgecolors="black",
@@ -99,8 +99,6 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
         if row.status == "chosen":
             ax.scatter([row.p50_ms], [row.check.accuracy], s=area * 2.2, facecolors="none", edgecolors="tab:green",
                        linewidths=2.5, zorder=4)
-        ax.annotate(str(number), (row.p50_ms, row.check.accuracy), ha="center", va="center", fontsize=8,
-                    fontweight="bold", zorder=5)
     front = _pareto_front(timed)
     ax.step([r.p50_ms for r in front], [r.check.accuracy for r in front], where="post", color="grey", alpha=0.6,
             linewidth=1, zorder=2, label="Pareto front")
@@ -114,6 +112,7 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
     span = max(keras - low, 0.01)
     ax.set_ylim(low - 0.12 * span, min(1.0, keras) + 0.12 * span)
     ax.set_xlim(0, max(r.p50_ms for r in timed) * 1.2)
+    _number_points(figure, ax, [(r.p50_ms, r.check.accuracy) for r in timed])
     ax.set_xlabel(f"invoke latency p50, ms (batch 1, {result.threads} thread(s))")
     ax.set_ylabel(f"top-1 accuracy, validation ({result.val_images} images)")
     where = {"host": "this host", "profile": f"this host under the {result.target.spec} profile's constraints"}.get(
@@ -128,6 +127,30 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
                 family="monospace", fontsize=8, va="center", ha="left")
     figure.tight_layout(rect=(0, 0, 0.66, 1))
     return save_png(plt, figure, path, dpi=120)
+
+
+LABEL_GAP_PX = 18  # the least distance between two numbers' centres
+LABEL_RISE_PX = 34  # numbers sit this far above their points, joined to them by a line
+
+
+def _number_points(figure: Any, ax: Any, points: list[tuple[float, float]]) -> None:
+    """Number the points 1..n above them. Candidates often sit on top of each other (same accuracy,
+    near latencies): numbers that would collide are pushed apart sideways, each joined to its point by
+    a thin line, so that every number reads on its own."""
+    figure.canvas.draw()  # the axes' final limits: data to pixels
+    to_pixels, to_data = ax.transData.transform, ax.transData.inverted().transform
+    placed: list[tuple[float, float]] = []  # label centres in pixels
+    for number, (x, y) in sorted(enumerate(points, start=1), key=lambda item: item[1][0]):
+        px, py = to_pixels((x, y))
+        lx, ly = px, py + LABEL_RISE_PX
+        for qx, qy in placed:  # push right past any label too close on the same height
+            if abs(qy - ly) < LABEL_GAP_PX and lx - qx < LABEL_GAP_PX:
+                lx = qx + LABEL_GAP_PX
+        placed.append((lx, ly))
+        ax.annotate(str(number), (x, y), xytext=tuple(to_data((lx, ly))), textcoords="data", ha="center",
+                    va="center", fontsize=8, fontweight="bold", zorder=5,
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "0.6", "linewidth": 0.5},
+                    arrowprops={"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 2})
 
 
 def _pareto_front(rows: list[Row]) -> list[Row]:

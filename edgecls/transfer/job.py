@@ -242,7 +242,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         )
         _write_history(head, tmp / HISTORY_FILE)
         curves = {k: [row[k] for row in head.history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
-        if plot_history(curves, tmp / CURVES_FILE) is None:
+        if plot_history(curves, tmp / CURVES_FILE, head.best_epoch) is None:  # the kept epoch marked, as train's
             notes.append(f"{CURVES_FILE} not drawn: matplotlib is not installed here (pip install matplotlib)")
         (tmp / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
         (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
