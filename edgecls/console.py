@@ -305,12 +305,9 @@ def command_lines(command: str, width: int) -> list[str]:
         else:
             current = candidate
     lines.append(current)
-    if hash_:
-        note = f"# {comment}"
-        if len(lines[-1]) + 2 + len(note) <= width:
-            lines[-1] += "  " + note
-        else:
-            lines.insert(0, note)
+    note = f"  # {comment}"
+    if hash_ and len(lines[-1]) + len(note) <= width:  # a comment that does not fit is left out: it is an aside
+        lines[-1] += note
     return lines
 
 

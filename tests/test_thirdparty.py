@@ -361,6 +361,8 @@ def test_latency_only_needs_no_data_and_reports_latency_memory_and_size(tmp_path
     assert model["memory"]["peak_rss_mb"] > 0 and model["memory"]["heavy_modules"] == []
     markdown = (tmp_path / "rep" / "bench.md").read_text()
     assert "Latency only: 32 unlabelled images" in markdown and "Per-class accuracy" not in markdown
+    assert markdown.count("32 unlabelled") + markdown.count("32 seeded random images per model") == 1  # said once
+    assert found["out"].count("random images") == 1, found["out"]
     assert (tmp_path / "rep" / "latency.png").is_file()
 
 

@@ -109,16 +109,16 @@ def unlabelled_test_set(data: Optional[str], models: Sequence[Any], classifiers:
             shape = classifiers[model.name].input_spec.shape
             per_model[model.name] = np.random.default_rng(0).integers(0, 256, (RANDOM_IMAGES, *shape), dtype=np.uint8)
         first = per_model[models[0].name]
+        # (the report's headline says "Latency only: N unlabelled images (SOURCE), no accuracy": no note here)
         return TestSet(first, np.zeros(len(first), int), [], list(range(len(first))), None,
-                       "seeded random images", "unlabelled", per_model=per_model, latency_only=True,
-                       notes=[f"--latency-only: {RANDOM_IMAGES} seeded random images per model, no accuracy."])
+                       f"seeded random images, {RANDOM_IMAGES} per model at its own size", "unlabelled",
+                       per_model=per_model, latency_only=True)
     root = _folder(data)
     files = list(walk_images(root))
     if not files:
         raise EdgeclsError(f"{data} holds no images")
     test = _decoded(root, files, np.zeros(len(files), int), models, classifiers, data, "unlabelled")
     test.class_names, test.latency_only = [], True
-    test.notes.insert(0, f"--latency-only: the {len(test.labels)} images of {data}, not scored for accuracy.")
     return test
 
 

@@ -347,7 +347,9 @@ def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: Mo
     matrix = flip_matrix(f_top[flips], q_top[flips], names, mode)
     matrix_title = f"Flip matrix: {fname} top-1 (rows) → {qname} top-1 (columns)"
     matrix_section = add_section(report, key + "-matrix", matrix_title,
-                                 matrix[0], matrix[1], [f"{len(flips)} flips; classes with no flip are left out."],
+                                 matrix[0], matrix[1],
+                                 [f"{len(flips)} flip{'' if len(flips) == 1 else 's'}; classes with no flip are "
+                                  "left out."],
                                  data={"pairs": matrix[2]})
     return [section, matrix_section]
 
@@ -375,8 +377,9 @@ def _flip_row(pixels: np.ndarray, image_id: str, true: str, flipped: bool, f_map
         Panel(snr={"layers": [row.layer for row in layers],
                    "snr": [row.snr_db if np.isfinite(row.snr_db) else None for row in layers],
                    "typical": divergence.typical_db, "threshold": divergence.threshold_db,
-                   "first": divergence.first_index},
-              title=f"first diverging: {first.layer}" if first else "no layer diverges: a near tie"),
+                   "first": divergence.first_index, "mode": mode},
+              title=f"first diverging: {first.layer}" if first else
+              "no layer diverges" + (": a near tie" if flipped else "")),
     ]
 
 

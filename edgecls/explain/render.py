@@ -209,7 +209,7 @@ def _snr_chart(ax: Any, snr: dict[str, Any]) -> None:
         ax.plot([first], [plotted[first]], marker="o", markersize=7, color="C3")
     ax.set_xticks(xs, [short(name, 13) for name in layers], rotation=60, fontsize=6.5, ha="right")
     ax.tick_params(axis="y", labelsize=7)
-    ax.set_ylabel("SNR dB (int8 vs float)", fontsize=7)
+    ax.set_ylabel(f"SNR dB ({snr.get('mode') or 'int8'} vs float)", fontsize=7)
     ax.set_ylim(min(finite + [snr["threshold"]]) - 5, top + 2)
     ax.grid(alpha=0.3)
     if snr.get("typical"):
