@@ -402,6 +402,21 @@ def test_folder_names_match_labels_exactly_case_insensitively_by_comma_part_or_i
         match_label("kitten", labels)
 
 
+def test_a_folder_that_matches_no_label_gets_the_closest_ones_suggested():
+    """Issue 22: a folder `ants` was refused without a word about label 311, 'ant, emmet, pismire'."""
+    from edgecls.bench.thirdparty import closest_labels, match_label
+
+    labels = ["background", "ant, emmet, pismire", "tabby, tabby cat", "Egyptian cat", "tiger cat", "puppy", "box"]
+    with pytest.raises(EdgeclsError, match="did you mean 1 'ant, emmet, pismire'\\? Rename the folder to that label"):
+        match_label("ants", labels)
+    assert closest_labels("puppies", labels) == ([5], 0) and closest_labels("boxes", labels) == ([6], 0)  # plurals
+    assert closest_labels("Egyptain cat", labels) == ([3], 0)  # spelled alike
+    assert closest_labels("cats", labels) == ([2, 3, 4], 0)  # the word inside longer labels
+    assert closest_labels("zebra", labels) == ([], 0)
+    with pytest.raises(EdgeclsError, match="'zebra' matches no label .*: rename it to a label or its index"):
+        match_label("zebra", labels)
+
+
 @pytest.mark.shared_data
 def test_third_party_bench_refusals_say_what_to_do(tmp_path, cli):
     flat = tmp_path / "flat"
