@@ -292,18 +292,25 @@ def output_width(out: IO[str] | None = None) -> int | None:
 
 
 def command_lines(command: str, width: int) -> list[str]:
-    """A shell command (and its '# comment') in lines of at most `width` columns where its words allow:
-    each line but the last ends in ' \\' and the next is indented by 4, so that a shell reads one command."""
+    """A shell command (and its '# comment') in lines of at most `width` columns: each line but the last
+    ends in ' \\' and the next is indented by 4, so that a shell reads one command. A path too long
+    for a line is cut after a '/' with a bare '\\' and goes on at the start of the next line (a shell
+    joins the two halves into one word); a quoted word is never cut."""
     code, hash_, comment = command.partition("  # ")
-    words = code.split()
     lines, current = [], ""
-    for word in words:
+    for word in code.split():
         candidate = f"{current} {word}" if current else word
         if current and len(candidate) + 2 > width:  # + " \"
             lines.append(current + " \\")
             current = "    " + word
         else:
             current = candidate
+        while len(current) + 2 > width and not current.rstrip().endswith(("'", '"')):
+            cut = current.rfind("/", 0, width - 1) + 1  # after a '/', leaving room for the backslash
+            if cut <= len(current) - len(current.lstrip()) or cut >= len(current):
+                break  # no '/' to cut at: the line stays long rather than break the word
+            lines.append(current[:cut] + "\\")
+            current = current[cut:]
     lines.append(current)
     note = f"  # {comment}"
     if hash_ and len(lines[-1]) + len(note) <= width:  # a comment that does not fit is left out: it is an aside

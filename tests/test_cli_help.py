@@ -151,3 +151,20 @@ def test_help_paragraphs_are_reflowed_and_examples_keep_their_own_lines():
     assert all(len(line) <= 40 for line in wrapped) and all(line.endswith(" \\") for line in wrapped[:-1])
     assert " ".join(line.rstrip(" \\").strip() for line in wrapped).split() == (
         "edgecls train --data photos/ --backbone mobilenet_v1_0.25_128_quant.tflite --out runs/x".split())
+
+
+def test_a_wrapped_command_is_still_one_command_for_the_shell():
+    """'Next: edgecls ...' lines wrapped to the terminal: a shell given the lines reads the same words,
+    a path longer than a line included (cut after a '/', joined again by the shell's line continuation)."""
+    import shlex
+    import subprocess
+
+    from edgecls.console import command_lines
+
+    words = ["edgecls", "predict", "/tmp/pytest-of-root/pytest-108/models0/quad_int8_meta/quad_int8_meta.tflite",
+             "IMAGES...", "--labels", "/a b/labels.txt", "--resize", "nearest"]
+    lines = command_lines(" ".join(shlex.quote(w) for w in words) + "  # the file the advice takes", 50)
+    assert all(len(line) <= 50 for line in lines), lines
+    done = subprocess.run(["bash", "-c", "printf '%s\\n' " + "\n".join(lines).split(" ", 1)[1]],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == words[1:]

@@ -171,30 +171,46 @@ def render_compare_table(merged: dict[str, Any]) -> Any:
 
 
 def _compare_table(merged: dict[str, Any], columns: Sequence[str], fold: bool = False) -> Any:
+    """The merged rows under `columns`: one table, or (without a "report" column) one table per report,
+    titled with the report's name and where it was measured, the columns as wide in each."""
     from rich import box
+    from rich.console import Group
     from rich.table import Table
 
     notes = [f"{r['name']}: {r['measured_on']}; CPU {r['cpu']}. " + " ".join(r["notes"])
              for r in merged["reports"]]
     notes += merged.get("warnings", [])
     left_out = [c for c in COLUMNS if c not in columns and c not in ("report", "measured on", "format/quant")]
-    table = Table(box=box.SIMPLE_HEAD, title="edgecls bench compare", caption_justify="left", pad_edge=False,
-                  caption=markup_lines(notes + [LEGEND] + ([f"{' and '.join(left_out)}: compare.md (--report)."]
-                                                           if left_out else [])), collapse_padding=True)
-    for column in columns:
-        text = column in ("report", "measured on", "model", "format/quant", "quant")
-        table.add_column(column, justify="left" if text else "right", overflow="fold",
-                         no_wrap=not text and not fold)
-    grouped = "report" not in columns
-    rows = merged["rows"]
-    for i, row in enumerate(rows):
-        cells = {column: markup_cell(value) for column, value in zip(COLUMNS, row)}
-        cells["quant"] = markup_cell(row[COLUMNS.index("format/quant")].split(" ", 1)[-1])
-        if grouped and (i == 0 or rows[i - 1][:2] != row[:2]):  # a line naming the report and where it ran
-            table.add_row(f"[bold]{cells['report']}[/]: {cells['measured on']}", *[""] * (len(columns) - 1))
-        last = grouped and (i + 1 == len(rows) or rows[i + 1][:2] != row[:2])
-        table.add_row(*(cells[c] for c in columns), end_section=last)
-    return table
+    caption = markup_lines(notes + [LEGEND] + ([f"{' and '.join(left_out)}: compare.md (--report)."]
+                                               if left_out else []))
+
+    def cells(row: list[str]) -> dict[str, str]:
+        found = {column: markup_cell(value) for column, value in zip(COLUMNS, row)}
+        found["quant"] = markup_cell(row[COLUMNS.index("format/quant")].split(" ", 1)[-1])
+        return found
+
+    rows = [cells(row) for row in merged["rows"]]
+    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns}  # the same in every table
+
+    def table(title: str, members: list[dict[str, str]], with_caption: bool) -> Any:
+        shown = Table(box=box.SIMPLE_HEAD, title=title, caption=caption if with_caption else None,
+                      caption_justify="left", collapse_padding=True, pad_edge=False)
+        for column in columns:
+            text = column in ("report", "measured on", "model", "format/quant", "quant")
+            shown.add_column(column, justify="left" if text else "right", overflow="fold",
+                             no_wrap=not text and not fold, min_width=None if fold else widths[column])
+        for member in members:
+            shown.add_row(*(member[c] for c in columns))
+        return shown
+
+    if "report" in columns:
+        return table("edgecls bench compare", rows, True)
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault((row["report"], row["measured on"]), []).append(row)
+    titled = [table(f"{name}: {where}", members, i == len(groups) - 1)
+              for i, ((name, where), members) in enumerate(groups.items())]
+    return Group("[bold]edgecls bench compare[/]", *titled)
 
 
 def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path: Optional[Path]) -> list[Path]:
