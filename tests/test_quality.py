@@ -162,7 +162,7 @@ def test_train_summary_gives_counts_intervals_and_the_test_source():
     options = resolve_options({"data": "photos/", "arch": "mobile", "color": "rgb"})
     result = TrainResult(Path("runs/photos"), 23 / 24, 29 / 40, 14, 60.0, metrics, options)
     text = result.summary()
-    assert "Test accuracy 0.9583 (23/24; 95% CI 0.80–0.99) on the held-out test images (24 images of the test/" in text
+    assert "Test accuracy 0.9583 (23/24; 95% CI 0.80–0.99). Test images: 24 images of the test/ folder." in text
     assert "Validation 0.7250 (29/40; 95% CI" in text and "best epoch 2 of 14" in text
     assert "Next: edgecls export runs/photos" in text
     assert "Or: validation 0.72 from scratch (--arch mobile) is weak for photos" in text

@@ -329,8 +329,8 @@ def _per_class(report: BenchReport) -> tuple[list[str], list[list[str]]]:
         first = models[0].accuracy.per_class[name]
         cells = [name, str(first.n)]
         for model in models:
-            accuracy = model.accuracy.per_class[name].accuracy
-            cells.append(DASH if accuracy is None else f"{accuracy:.4f}")
+            own = model.accuracy.per_class[name]
+            cells.append(DASH if own.accuracy is None else f"{own.accuracy:.4f} ({own.correct}/{own.n})")
         rows.append(cells)
     return columns, rows
 

@@ -110,7 +110,13 @@ def export_command(
     from edgecls.rundir import open_source
 
     if target is not None:
-        from edgecls.export.target import TargetOptions, export_for_target, parse_candidates, refuse_export_options
+        from edgecls.export.target import (
+            CHOSEN_FILE,
+            TargetOptions,
+            export_for_target,
+            parse_candidates,
+            refuse_export_options,
+        )
         from edgecls.export.target_report import render_target_table
 
         refuse_export_options(quant, quantizer.value, force, keep_float, auto_fallback)
@@ -118,7 +124,8 @@ def export_command(
                                 parse_candidates(candidates), timing_runs, out)
         shipped = export_for_target(open_source(source, data), options, log=to_stderr)
         print_tables(render_target_table(shipped))
-        echo_wrapped(f"Wrote {', '.join(p.name for p in shipped.written)} to {shipped.out_dir}")
+        echo_wrapped(f"Wrote {', '.join(p.name for p in shipped.written)} to {shipped.out_dir}\n"
+                     f"Next: edgecls predict {shipped.out_dir / CHOSEN_FILE} IMAGES...")
         return
     from edgecls.export.job import ExportOptions, export, parse_names
     from edgecls.export.modes import parse_modes

@@ -469,14 +469,19 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from edgecls.console import LOG_WIDTH, QuietPipeConsole, markup_cell, output_width
 
     if "worst" in summary:
-        table = Table("image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}")
+        table = Table("image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}",
+                      caption="image: its file or index in the dataset; loss: -log p(true class), highest first.",
+                      caption_justify="left")
         for row in summary["worst"]:
             table.add_row(markup_cell(str(row["id"])), markup_cell(row["true"]), markup_cell(row["predicted"]),
                           f"{row['loss']:.3f}")
         files = f"Contact sheet: {summary['sheet']}; summary: {summary['summary_file']}"
     else:
         table = Table("image", "top-1", "score", "peak (y, x)", "top-10% mass", "evaluations", "PNG",
-                      title=f"{summary['method']} maps of {summary['model']}")
+                      title=f"{summary['method']} maps of {summary['model']}", caption_justify="left",
+                      caption="top-1 and score: the class explained and its probability; peak (y, x): the map's "
+                      "strongest pixel; top-10% mass: the share of the map in its strongest tenth of the pixels "
+                      "(near 1: focused, near 0.1: spread); evaluations: model runs the map took; PNG: the picture.")
         for row in summary["images"]:
             if "error" in row:
                 table.add_row(markup_cell(row["image"]), "[red]error[/red]", markup_cell(row["error"]), "", "", "", "")

@@ -78,8 +78,8 @@ class TrainResult:
         written = ", ".join((MODEL_FILE, LABELS_FILE, SPLIT_FILE, METRICS_FILE, CURVES_FILE))
         lines = [
             "",
-            f"Test accuracy {accuracy_text(correct_count(self.test_accuracy, n_test), n_test)} on the held-out "
-            f"test images ({m.get('test_source') or 'the test split'}).",
+            f"Test accuracy {accuracy_text(correct_count(self.test_accuracy, n_test), n_test)}. Test images: "
+            f"{m.get('test_source') or 'the held-out test split'}.",
             f"Validation {accuracy_text(correct_count(self.val_accuracy, n_val), n_val)}; best epoch "
             f"{m['best_epoch']} of {self.epochs_run}; {self.seconds:.0f} s of training.",
             f"Run directory: {self.run_dir} ({written}).",

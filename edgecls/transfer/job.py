@@ -108,10 +108,11 @@ class TransferResult:
         the test images came from, the float head's, what was written, what to run next."""
         m, t = self.metrics, self.metrics["tflite"]
         n_test, n_val = m["counts"]["test"], m["counts"]["val"]
+        test = accuracy_text(correct_count(t["test_accuracy"], n_test), n_test)
         return "\n".join([
             "",
-            f"{self.model_file.name}: test accuracy {accuracy_text(correct_count(t['test_accuracy'], n_test), n_test)} "
-            f"on the held-out test images ({m.get('test_source') or 'the test split'}).",
+            f"{self.model_file.name}: test accuracy {test}. Test images: "
+            f"{m.get('test_source') or 'the held-out test split'}.",
             f"Validation {accuracy_text(correct_count(t['val_accuracy'], n_val), n_val)}; agreement with the float "
             f"head {t['agreement']:.4f}; float head test {m['test_accuracy']:.4f}; best epoch {m['best_epoch']} of "
             f"{m['epochs_run']}; {self.seconds:.0f} s in all.",
