@@ -85,7 +85,7 @@ def render_export_table(result: ExportResult):
     mixed = next((m.kept_float for m in result.models if m.kept_float), None)
     kept = f" *_mixed: {', '.join(mixed.get('layers') or mixed['float_ops'])} kept in float." if mixed else ""
     keras_correct = int(round(result.keras_accuracy * result.val_images))
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption=(
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption_justify="left", caption=(
         f"Checked on {result.val_images} validation images; Keras float accuracy "
         f"{accuracy_text(keras_correct, result.val_images)}; {made_by} by the TFLite converter. input: dtype "
         "scale/zero point; size: of the file, metadata included; ×f32: that size over float32's; accuracy: top-1 "
