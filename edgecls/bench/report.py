@@ -401,7 +401,8 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
         if note:
             log(f"note: {note}")
             report.notes = [n for n in report.notes if n != note] + [note]
-        report.report_files = [*plots, MARKDOWN_NAME, JSON_NAME]
+        shown = [name for section in report.sections for name in section.plots if name not in plots]
+        report.report_files = [*plots, *shown, MARKDOWN_NAME, JSON_NAME]  # the analyses' PNGs too
         written += [report_dir / name for name in plots]
         written.append(write_text_atomic(report_dir / MARKDOWN_NAME, markdown(report, plots)))
         written.append(write_text_atomic(report_dir / JSON_NAME, json_text(report)))
