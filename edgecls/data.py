@@ -34,7 +34,7 @@ BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 SPLIT_NAMES = ("train", "val", "test")
 FOLDER_DEFAULT_SIZE = 96
 MAX_IDX_BYTES = 4 << 30  # 4 GiB: MNIST's largest file is 47 MB
-CACHE_FORMAT = 3  # 3: keyed by content and location, verified on read
+CACHE_FORMAT = 4  # 3: keyed by content and location, verified on read; 4: pixels in line with paths after a skip
 
 
 @dataclass
@@ -431,8 +431,10 @@ def _build_cache(cache: Path, root: Path, entries, hashes: list[str], img_size: 
                         f"{rel}|{entries[i][1]}|{entries[i][2]}|{content}\n".encode("utf-8", "surrogateescape")
                     )
         images = _new_memmap(tmp / "images.npy", len(keep), img_size, channels)
-        for start in range(0, len(keep), 1024):  # copy in chunks: never a second full copy in memory
-            images[start:start + 1024] = buffer[keep[start:start + 1024]]
+        # The buffer holds the kept images packed in order (row k is the k-th kept file): copy its first
+        # rows, in chunks (never a second full copy in memory).
+        for start in range(0, len(keep), 1024):
+            images[start:start + 1024] = buffer[start:min(start + 1024, len(keep))]
         images.flush()
         del images, buffer
         (tmp / "all.npy").unlink()
