@@ -29,9 +29,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls import __version__
 from edgecls.atomic import check_new_dir, staged_dir
-from edgecls.data import default_cache_dir, load_dataset, make_split
+from edgecls.data import load_dataset, make_split
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
 from edgecls.parsing import parse_range
@@ -58,7 +57,16 @@ from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions, 
 from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
 from edgecls.transfer import graph
 from edgecls.transfer.backbone import Backbone, open_backbone
-from edgecls.transfer.embed import VIEW_RECIPE, Embedder, augmented, cached
+from edgecls.transfer.embed import (
+    VIEW_RECIPE,
+    Embedder,
+    augmented,
+    cached,
+    cut_embedder,
+    dataset_cache_parts,
+    default_cache_folder,
+    embed_dataset,
+)
 from edgecls.transfer.head import L2_GRID, Head, HeadOptions, select_head
 
 TRANSFER_FORMAT = "edgecls.transfer/1"
@@ -176,12 +184,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
     split = make_split(dataset, options.val_fraction, options.test_fraction, options.seed)
     notes: list[str] = []
     with staged_dir(out, force=force) as tmp, tempfile.TemporaryDirectory(prefix="edgecls-transfer-") as scratch:
-        cut_model = graph.load_model(backbone.content, backbone.path.name)
-        graph.cut(cut_model, backbone.embedding.index)
-        cut_bytes = graph.serialize(cut_model)
-        cut_path = Path(scratch) / "backbone_cut.tflite"
-        cut_path.write_bytes(cut_bytes)
-        embedder = Embedder(cut_path, options.threads, options.input_range or backbone.pixel_range)
+        embedder = cut_embedder(backbone, Path(scratch), options.threads, options.input_range)
+        cut_bytes = embedder.classifier.path.read_bytes()
         features, views, embed_seconds = _embeddings(embedder, backbone, dataset, split, options, quiet, log)
 
         y = dataset.labels
@@ -258,19 +262,15 @@ def _embeddings(embedder: Embedder, backbone: Backbone, dataset, split, options:
                 log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, float]:
     """(features of every image, features of the extra training views (train, views-1, D), seconds)."""
     started = time.perf_counter()
-    folder = default_cache_dir().parent / "embeddings" if options.cache else None
-    base = {"backbone_sha256": backbone.sha256, "tensor": backbone.embedding.name, "data": dataset.fingerprint,
-            "images": int(len(dataset.labels)), "shape": list(dataset.images.shape[1:]),
-            "pixel_range": list(embedder.spec.pixel_range), "edgecls": __version__}
+    folder = default_cache_folder() if options.cache else None
     n, d = len(dataset.labels), embedder.size
     with _progress(not quiet) as advance:
-        features, hit = cached(folder, base, (n, d),
-                               lambda: embedder(iter(dataset.images), n, advance("Embedding images", n)))
+        features, hit = embed_dataset(embedder, backbone, dataset, folder, advance("Embedding images", n))
         extra = options.views - 1
         train = np.asarray(split.train)
         if extra:
-            keyed = {**base, "views": options.views, "recipe": list(VIEW_RECIPE), "seed": options.seed,
-                     "train": _digest(train)}
+            keyed = {**dataset_cache_parts(backbone, embedder, dataset), "views": options.views,
+                     "recipe": list(VIEW_RECIPE), "seed": options.seed, "train": _digest(train)}
             count = len(train) * extra
             flat, view_hit = cached(folder, keyed, (count, d),
                                     lambda: embedder(augmented(dataset.images[train], options.views, options.seed),
