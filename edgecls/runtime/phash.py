@@ -186,5 +186,6 @@ def _same_size(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = []
     for picture in (a, b):
         gray = grayscale(picture)
-        out.append(np.asarray(Image.fromarray(np.ascontiguousarray(gray, np.float32)).resize((w, h), Image.Resampling.BILINEAR))[..., None])
+        picture = Image.fromarray(np.ascontiguousarray(gray, np.float32))
+        out.append(np.asarray(picture.resize((w, h), Image.Resampling.BILINEAR))[..., None])
     return np.stack(out)
