@@ -32,6 +32,9 @@ from edgecls.runtime.sources import folder_error, walk_images
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 SPLIT_NAMES = ("train", "val", "test")
+# How `edgecls train` treats near-duplicates when it makes a split (edgecls.audit.duplicates.split_grouping):
+# each group kept on one side (near: confirmed near-duplicates; exact: identical pixels), or not at all.
+DEDUPE_MODES = ("near", "exact", "off")
 FOLDER_DEFAULT_SIZE = 96
 MAX_IDX_BYTES = 4 << 30  # 4 GiB: MNIST's largest file is 47 MB
 CACHE_FORMAT = 4  # 3: keyed by content and location, verified on read; 4: pixels in line with paths after a skip

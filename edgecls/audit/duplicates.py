@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.data import Dataset, load_dataset
+from edgecls.data import DEDUPE_MODES, Dataset, Split, load_dataset, make_split
 from edgecls.runtime import phash
 
 HASH_IMAGE_SIZE = 64  # px: pictures are hashed and compared at 64x64 (a second, small dataset cache)
@@ -39,7 +39,6 @@ PIXEL_CONFIRM = 0.92
 EMBEDDING_CONFIRM = 0.90  # confirms a hash candidate
 EMBEDDING_CANDIDATE = 0.93  # proposes a pair the hash missed (a mirrored or more cropped copy): pixels decide
 GROUP_CAP = 10  # a larger group is reported, not kept together by the split
-DEDUPE_MODES = ("near", "exact", "off")
 
 
 @dataclass
@@ -259,6 +258,60 @@ def split_grouping(dataset: Dataset, mode: Optional[str], progress: bool = False
     return Grouping(mode, used, [g.members for g in groups if g.oversized], cross, dropped)
 
 
-def spanning(groups: list[list[int]], parts: np.ndarray) -> list[list[int]]:
-    """The groups whose members are in two or more parts (Split.part_of), i.e. leaks."""
-    return [g for g in groups if len({parts[i] for i in g if parts[i]}) > 1]
+def grouped_split(dataset: Dataset, mode: Optional[str], val_fraction: float, test_fraction: float, seed: int,
+                  log: Callable[[str], None] = print, progress: bool = False) -> Split:
+    """`train`'s split: make_split with the near-duplicate groups of `--dedupe` kept on one side, what was
+    kept together recorded in split.dedupe (split.json, metrics.json) and said in the log. A split that
+    comes with the data is never cut again: groups spanning its parts are reported as leakage."""
+    grouping = split_grouping(dataset, mode, progress)
+    split = make_split(dataset, val_fraction, test_fraction, seed, groups=grouping.groups)
+    parts = split.part_of(len(dataset.labels))
+    spanning = [g for g in grouping.groups + grouping.oversized if len({parts[i] for i in g if parts[i]}) > 1]
+    split.dedupe = {**grouping.to_json(), "groups_spanning_parts": len(spanning)}
+    if grouping.mode != "off":
+        found = (f"{len(grouping.groups)} groups of {grouping.images} images kept on one side of the split"
+                 if grouping.groups else "none found")
+        extra = [text for text, n in ((f"{len(grouping.oversized)} larger than {GROUP_CAP} not kept together",
+                                       len(grouping.oversized)),
+                                      (f"{grouping.cross_class} filed under two classes (label conflicts)",
+                                       grouping.cross_class)) if n]
+        log(f"Near-duplicates (--dedupe {grouping.mode}): {found}" + (f"; {'; '.join(extra)}" if extra else ""))
+    if spanning:
+        log(f"warning: {len(spanning)} near-duplicate group(s) span the train/val/test parts the data came with "
+            f"(they are never re-split): the held-out figures are flattered; see edgecls data check {dataset.source}")
+    return split
+
+
+def train_test_leaks(dataset: Dataset, split: Split) -> list[int]:
+    """The test images (dataset indices) with a confirmed near-duplicate in the train part: what `bench`
+    notes for a run whose split did not keep its groups together (made before it did, or oversized)."""
+    if dataset.paths is None:  # built-in and IDX data: small glyphs hash alike (see default_dedupe)
+        return []
+    parts = split.part_of(len(dataset.labels))
+    leaked = set()
+    for group in find_duplicates(hash_images(dataset)).groups:
+        if any(parts[i] == "train" for i in group.members):
+            leaked.update(i for i in group.members if parts[i] == "test")
+    return sorted(leaked)
+
+
+def dedupe_metrics(record: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """split.dedupe without its index lists: what metrics.json says."""
+    if record is None:
+        return None
+    return {k: v for k, v in record.items() if k not in ("groups", "oversized")}
+
+
+def check_hint(record: Optional[dict[str, Any]], data: str) -> str:
+    """The sentence `train`'s summary ends with when it kept groups together or dropped duplicates."""
+    if not record:
+        return ""
+    said = [text for text, n in (
+        (f"{record['groups_kept_together']} near-duplicate groups kept together", record["groups_kept_together"]),
+        (f"{record['byte_identical_dropped']} byte-identical files dropped", record["byte_identical_dropped"]),
+        (f"{record['oversized_groups']} groups too large to keep together", record["oversized_groups"]),
+        (f"{record.get('groups_spanning_parts', 0)} groups spanning the data's own parts",
+         record.get("groups_spanning_parts", 0))) if n]
+    if not said:
+        return ""
+    return f" Check your data ({', '.join(said)}): edgecls data check {data}"

@@ -151,4 +151,6 @@ def dataset_facts(dataset: Any, pictures: Optional[np.ndarray] = None) -> Facts:
     for f in files:  # the loader's reason wins: it is the decoder's own
         if f.path in skipped:
             f.error = f.error or skipped[f.path]
+    gray_files = {f.path for f in files if f.mode in GRAYSCALE_MODES}  # listed as grayscale files already
+    gray = [i for i in gray if dataset.paths[i] not in gray_files]
     return Facts(files, class_counts, unreadable, gray, rgb)

@@ -57,7 +57,8 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def _fit(text: str, draw: ImageDraw.ImageDraw, font, width: int) -> str:
-    """`text` cut with "..." in the middle (Pillow's default font has no ellipsis) to fit `width` pixels (file names keep both ends)."""
+    """`text` cut with "..." in the middle to fit `width` pixels (file names keep both ends; Pillow's
+    default font has no ellipsis character)."""
     if draw.textlength(text, font=font) <= width:
         return text
     keep = len(text)
