@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -306,7 +305,8 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     (lambda tmp: (tmp.joinpath("bad.tflite").write_bytes(b"not a model at all" * 10),
                   ["data", "check", "digits", "--backbone", str(tmp / "bad.tflite")])[-1], "--backbone"),
     (lambda tmp: (tmp.joinpath("afile").write_text("x"),
-                  ["data", "check", "digits", "--report", str(tmp / "afile" / "report")])[-1], "cannot write to --report"),
+                  ["data", "check", "digits", "--report", str(tmp / "afile" / "report")])[-1],
+     "cannot write to --report"),
     (lambda tmp: (tmp.joinpath("full").mkdir(), tmp.joinpath("full/x").write_text("x"),
                   ["data", "check", "digits", "--review", str(tmp / "full")])[-1], "not an empty folder"),
 ])
