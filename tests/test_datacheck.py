@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from edgecls.runtime import phash
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORAL_SMALL = SHARED / "pretrained" / "mobilenet_v1_0.25_128_quant.tflite"
+CORAL = SHARED / "pretrained" / "mobilenet_v1_0.5_160_quant.tflite"
 CATSDOGS = SHARED / "catsdogs"
 needs_shared = pytest.mark.skipif(not CORAL_SMALL.is_file() or not CATSDOGS.is_dir(),
                                   reason="needs ../shared/data (the Coral models, catsdogs)")
@@ -315,3 +317,99 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, make, message):
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("edgecls: error:"), result.stderr
+
+
+# ---------------------------------------------------------------------- with a backbone (the small Coral model)
+def photo_folder(root: Path, per_class: int, flip: int = 0, copies: int = 0, odd: bool = False) -> dict:
+    """Real photos (catsdogs), `flip` of them moved to the other class, `copies` half-size re-encoded
+    copies beside their originals, and (odd) three pictures of neither class. Returns what was done."""
+    done: dict = {"flipped": [], "copies": {}, "odd": []}
+    for name in ("cats", "dogs"):
+        (root / name).mkdir(parents=True)
+        for path in sorted((CATSDOGS / name).iterdir())[:per_class]:
+            shutil.copy(path, root / name / path.name)
+    files = sorted(root.rglob("*.jpg"))
+    rng = np.random.default_rng(5)
+    for i in rng.choice(len(files), flip, replace=False):
+        other = "dogs" if files[i].parent.name == "cats" else "cats"
+        files[i].rename(root / other / f"flipped-{files[i].name}")
+        done["flipped"].append(f"{other}/flipped-{files[i].name}")
+    files = sorted(p for p in root.rglob("*.jpg") if not p.name.startswith("flipped-"))
+    for i in rng.choice(len(files), copies, replace=False):
+        image = Image.open(files[i]).convert("RGB")
+        copy = files[i].with_name(f"{files[i].stem}-copy.jpg")
+        copy.write_bytes(jpeg(image.resize((image.width // 2, image.height // 2)), 50))
+        done["copies"][str(copy.relative_to(root))] = str(files[i].relative_to(root))
+    if odd:
+        odd_pictures = {"cats/blank.png": np.full((120, 160, 3), 200, np.uint8),
+                        "dogs/noise.png": rng.integers(0, 256, (120, 160, 3), dtype=np.uint8),
+                        "dogs/text.png": np.asarray(Image.new("RGB", (160, 120), "white"))}
+        for rel, pixels in odd_pictures.items():
+            Image.fromarray(pixels).save(root / rel)
+            done["odd"].append(rel)
+    return done
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, cache_dir):
+    root = tmp_path_factory.mktemp("photos") / "catsdogs"
+    return root, photo_folder(root, per_class=100, flip=10, odd=True)
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_flipped_labels_rank_high_and_odd_pictures_are_outliers(photos, tmp_path):
+    root, done = photos
+    # The 0.5_160 model: with 0.25_128's embeddings 200 photos are too few (4 of the 10 in the top 20).
+    result = run_check(CheckOptions(str(root), backbone=str(CORAL), report_dir=str(tmp_path / "r"),
+                                    review=str(tmp_path / "review")), log=lambda _: None)
+    issues = result.check.label_issues
+    ids = result.check.ids
+    top = {ids[i] for i in issues.ranking()[:2 * len(done["flipped"])]}
+    assert len(top & set(done["flipped"])) >= 6, top  # of 10 flipped among 203 (chance: 1; measured: 8)
+    flagged = [ids[i] for i in issues.candidates]
+    assert flagged and set(flagged) & set(done["flipped"])
+    row = result.document["label_issues"]["candidates"][0]
+    assert row["suggested"] != row["given"] and row["p_suggested"] > row["p_given"]
+    outliers = {o["image"] for o in result.document["outliers"]["images"]}
+    assert {"cats/blank.png", "dogs/noise.png"} <= outliers
+    assert len(outliers - set(done["odd"])) <= 2  # real photos are rarely far from both classes
+    assert (result.report_dir / "labels.png").is_file() and (result.report_dir / "outliers.png").is_file()
+    assert len(list((tmp_path / "review" / "label-issues").iterdir())) == len(flagged)
+    assert result.document["needs_backbone"] is None
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_a_run_split_without_groups_leaks_and_the_check_and_bench_say_so(tmp_path, cache_dir):
+    root = tmp_path / "catsdogs"
+    done = photo_folder(root, per_class=40, copies=16)
+
+    def train(dedupe: str) -> tuple[Path, str]:
+        out = tmp_path / f"run-{dedupe}"
+        command = ["train", "--data", str(root), "--backbone", str(CORAL_SMALL), "--out", str(out), "--quiet",
+                   "--test-fraction", "0.25", "--val-fraction", "0.25"] + (["--dedupe", dedupe] if dedupe else [])
+        trained = _cli(*command, cwd=tmp_path)
+        assert trained.returncode == 0, trained.stderr
+        return out, trained.stdout
+
+    leaky, _ = train("off")
+    result = run_check(CheckOptions(str(leaky)), log=lambda _: None)  # the run's own backbone
+    assert result.check.backbone == CORAL_SMALL.name and "run's own backbone" in result.check.backbone_note
+    leak = result.document["leakage"]
+    assert leak["groups"] >= 1 and leak["leaked_test_images"]
+    row = leak["accuracy"][0]
+    assert row["without_leaked"] == row["test_images"] - len(leak["leaked_test_images"])
+    assert result.report_dir == leaky / "datacheck"
+    bench = _cli("bench", str(leaky), "--runs", "3", "--warmup", "1", "--no-memory", cwd=tmp_path)
+    assert bench.returncode == 0, bench.stderr
+    assert "have a near-duplicate in the run's train part" in bench.stdout + bench.stderr
+
+    grouped, summary = train("")  # the default for a folder: near
+    split = json.loads((grouped / "split.json").read_text())
+    metrics = json.loads((grouped / "metrics.json").read_text())
+    assert metrics["dedupe"]["mode"] == "near" and metrics["dedupe"]["groups_kept_together"] == len(done["copies"])
+    assert sorted(map(len, split["dedupe"]["groups"])) == [2] * len(done["copies"])
+    assert "edgecls data check" in summary
+    clean = run_check(CheckOptions(str(grouped)), log=lambda _: None)
+    assert clean.document["leakage"]["groups"] == 0
