@@ -106,6 +106,10 @@ def check(folder: Path, backbone: Path | None, report: Path, threads: int):
 
 def duplicate_figures(result, injected: dict[str, str]) -> dict:
     groups = [{m["image"] for m in g["members"]} for g in result.document["duplicates"]["groups"]]
+    # An original whose byte-identical twin was kept instead (the loader keeps the first) is that twin.
+    kept = {copy: row["kept"] for row in result.document["duplicates"]["byte_identical"]["groups"]
+            for copy in row["copies"]}
+    injected = {copy: kept.get(original, original) for copy, original in injected.items()}
     found = {copy: any({copy, original} <= g for g in groups) for copy, original in injected.items()}
     per_kind = {kind: float(np.mean([ok for c, ok in found.items() if c.endswith(f"-{kind}.jpg")] or [0]))
                 for kind in TRANSFORMS}
@@ -120,11 +124,14 @@ def duplicate_figures(result, injected: dict[str, str]) -> dict:
 def label_figures(result, flipped: list[str]) -> dict:
     issues = result.check.label_issues
     ids = result.check.ids
+    # A flipped file whose byte-identical twin stayed behind is dropped by the loader (it keeps the first).
+    dropped = [f for f in flipped if f not in set(ids)]
+    flipped = [f for f in flipped if f in set(ids)]
     ranking = [ids[i] for i in issues.ranking()]
     top = set(ranking[:2 * len(flipped)])
     flagged = {ids[i] for i in issues.candidates}
     hits = len(flagged & set(flipped))
-    return {"flipped": len(flipped), "images": len(ids), "in_top_2x": len(top & set(flipped)) / max(1, len(flipped)),
+    return {"flipped": len(flipped), "flipped_dropped_as_duplicates": len(dropped), "images": len(ids), "in_top_2x": len(top & set(flipped)) / max(1, len(flipped)),
             "flagged": len(flagged), "flagged_precision": hits / max(1, len(flagged)),
             "flagged_recall": hits / max(1, len(flipped)), "out_of_fold_accuracy": issues.oof_accuracy}
 

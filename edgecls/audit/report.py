@@ -311,7 +311,7 @@ def contact_sheets(check: Check, doc: dict[str, Any]) -> list[Sheet]:
     names, labels = check.dataset.class_names, check.dataset.labels
     part = (lambda i: f" · {check.parts[i]}" if check.parts is not None and check.parts[i] else "")
     sheets = []
-    groups = Sheet("duplicates", f"Near-duplicate groups of {check.source} (a row is a group)")
+    groups = Sheet("duplicates", f"Near-duplicate groups of {check.source} (each group side by side)")
     by_pair = {}
     for n, group in enumerate(check.duplicates.groups, 1):
         for p in group.pairs:

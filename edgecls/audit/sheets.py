@@ -23,7 +23,7 @@ TITLE_HEIGHT = 20
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
 MARKS = {"conflict": (200, 30, 30), "leak": (220, 120, 0), "note": (40, 90, 200), None: (200, 200, 200)}
-ROWS_PER_SHEET = 12
+ROWS_PER_SHEET = 24  # rows (groups, or runs of tiles) a page; small ones share a line
 MAX_TILES_PER_ROW = 8  # a larger group shows its first members and says how many more
 
 
@@ -70,30 +70,54 @@ def _fit(text: str, draw: ImageDraw.ImageDraw, font, width: int) -> str:
     return text[:3] + "..."
 
 
+def _blocks(rows: Sequence[Row]) -> list[list[Row]]:
+    """Rows flowed into lines of at most MAX_TILES_PER_ROW + 1 tiles: small groups sit side by side."""
+    lines: list[list[Row]] = []
+    used = MAX_TILES_PER_ROW + 2  # start a new line at once
+    for row in rows:
+        width = _width(row)
+        if used + width > MAX_TILES_PER_ROW + 1:
+            lines.append([])
+            used = 0
+        lines[-1].append(row)
+        used += width
+    return lines
+
+
+def _width(row: Row) -> int:
+    """A row's width in tiles (a gap of a third of a tile is added between blocks by `draw`)."""
+    return max(1, min(len(row.tiles), MAX_TILES_PER_ROW) + (1 if row.more else 0))
+
+
 def draw(sheet: Sheet, rows: Sequence[Row], page: int, pages: int) -> Image.Image:
-    """One page of `sheet`: its title, then each row's title over its tiles."""
+    """One page of `sheet`: its title, then each row (a title over its tiles), flowed left to right."""
     font, title_font = _font(12), _font(15)
-    columns = max([min(len(r.tiles), MAX_TILES_PER_ROW) + (1 if r.more else 0) for r in rows] + [1])
     tile_w = THUMB + PAD
+    gap = tile_w // 3
     tile_h = THUMB + PAD + CAPTION_LINES * LINE_HEIGHT
-    width = PAD + columns * tile_w + PAD
-    height = PAD + TITLE_HEIGHT + len(rows) * (TITLE_HEIGHT + tile_h + PAD) + PAD
-    canvas = Image.new("RGB", (max(width, 480), height), BACKGROUND)
+    lines = _blocks(rows)
+    widest = max((sum(_width(r) * tile_w + gap for r in line) - gap for line in lines), default=tile_w)
+    width = max(PAD + widest + PAD, 480)
+    height = PAD + TITLE_HEIGHT + PAD + len(lines) * (TITLE_HEIGHT + tile_h + PAD) + PAD
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
     pen = ImageDraw.Draw(canvas)
     heading = sheet.title + (f" (page {page} of {pages})" if pages > 1 else "")
-    pen.text((PAD, PAD), _fit(heading, pen, title_font, canvas.width - 2 * PAD), fill=INK, font=title_font)
+    pen.text((PAD, PAD), _fit(heading, pen, title_font, width - 2 * PAD), fill=INK, font=title_font)
     y = PAD + TITLE_HEIGHT + PAD
-    for row in rows:
-        pen.text((PAD, y), _fit(row.title, pen, font, canvas.width - 2 * PAD), fill=MARKS.get(row.mark, INK)
-                 if row.mark else INK, font=font)
-        y += TITLE_HEIGHT
+    for line in lines:
         x = PAD
-        for tile in row.tiles[:MAX_TILES_PER_ROW]:
-            _draw_tile(canvas, pen, tile, x, y, font)
-            x += tile_w
-        if row.more:
-            pen.text((x + PAD, y + THUMB // 2), f"+{row.more} more", fill=INK, font=font)
-        y += tile_h + PAD
+        for row in line:
+            block = _width(row) * tile_w
+            pen.text((x, y), _fit(row.title, pen, font, block - PAD), fill=MARKS[row.mark] if row.mark else INK,
+                     font=font)
+            tx = x
+            for tile in row.tiles[:MAX_TILES_PER_ROW]:
+                _draw_tile(canvas, pen, tile, tx, y + TITLE_HEIGHT, font)
+                tx += tile_w
+            if row.more:
+                pen.text((tx + PAD, y + TITLE_HEIGHT + THUMB // 2), f"+{row.more} more", fill=INK, font=font)
+            x += block + gap
+        y += TITLE_HEIGHT + tile_h + PAD
     return canvas
 
 

@@ -11,7 +11,8 @@ import typer
 
 from edgecls.cli.common import Threads, Typer, to_stderr
 
-app = Typer(no_args_is_help=True, help="Audit a dataset before training on it.")
+app = Typer(no_args_is_help=True, help="Audit a dataset before training on it.",
+            epilog="Example: edgecls data check photos/ --backbone mobilenet_v1_0.5_160_quant.tflite")
 
 
 @app.command(epilog="Examples:\n\n"
@@ -19,9 +20,9 @@ app = Typer(no_args_is_help=True, help="Audit a dataset before training on it.")
              "edgecls data check photos/ --backbone mobilenet_v1_0.5_160_quant.tflite --review review/\n\n"
              "edgecls data check runs/photos-mobilenet_v1_0.5_160_quant   # its split: leakage, accuracy without it")
 def check(
-    target: Annotated[str, typer.Argument(
-        metavar="FOLDER|RUN", help="A folder of class sub-folders (or of IDX files), digits, or a run directory "
-                                   "(then its split is checked for leakage too)")],
+    data: Annotated[str, typer.Argument(
+        help="A folder of class sub-folders (or of IDX files), digits, or a run directory (then its split is "
+             "checked for leakage too)")],
     backbone: Annotated[Optional[Path], typer.Option(
         help="A pretrained .tflite image classifier or feature extractor: its embeddings add label-issue "
              "candidates, outliers and look-alike duplicates (cached with train --backbone's)",
@@ -42,7 +43,7 @@ def check(
     """Find near-duplicates, leakage across a split, likely label mistakes, outliers and odd image files."""
     from edgecls.audit.job import CheckOptions, run_check
 
-    options = CheckOptions(target=target, backbone=str(backbone) if backbone else None,
+    options = CheckOptions(target=data, backbone=str(backbone) if backbone else None,
                            embedding_tensor=embedding_tensor, report_dir=str(report) if report else None,
                            review=str(review) if review else None, threads=threads, seed=seed, max_pages=max_pages)
     result = run_check(options, log=to_stderr, progress=not json_out)
