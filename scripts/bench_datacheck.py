@@ -131,7 +131,8 @@ def label_figures(result, flipped: list[str]) -> dict:
     top = set(ranking[:2 * len(flipped)])
     flagged = {ids[i] for i in issues.candidates}
     hits = len(flagged & set(flipped))
-    return {"flipped": len(flipped), "flipped_dropped_as_duplicates": len(dropped), "images": len(ids), "in_top_2x": len(top & set(flipped)) / max(1, len(flipped)),
+    return {"flipped": len(flipped), "flipped_dropped_as_duplicates": len(dropped), "images": len(ids),
+            "in_top_2x": len(top & set(flipped)) / max(1, len(flipped)),
             "flagged": len(flagged), "flagged_precision": hits / max(1, len(flagged)),
             "flagged_recall": hits / max(1, len(flipped)), "out_of_fold_accuracy": issues.oof_accuracy}
 
