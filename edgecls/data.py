@@ -54,6 +54,9 @@ class Dataset:
     # Identifies the content, so a saved split can check it still refers to the same images.
     fingerprint: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    # SHA-256 of the decoded pixels (a folder's cache file): what anything computed from the pixels
+    # (embeddings) must be keyed by; the fingerprint names the files, not how they were decoded.
+    pixels_sha256: str = ""
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -307,7 +310,7 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
     # The split's fingerprint is the files' content, not the cache key (which includes the folder's
     # location): a copy of the folder made elsewhere is still the same data.
     return Dataset(images, labels, classes, str(root), color, paths=index["paths"], given_split=given,
-                   fingerprint=index["content_fingerprint"], skipped=skipped)
+                   fingerprint=index["content_fingerprint"], skipped=skipped, pixels_sha256=index["images_sha256"])
 
 
 def default_cache_dir() -> Path:

@@ -413,3 +413,20 @@ def test_a_run_split_without_groups_leaks_and_the_check_and_bench_say_so(tmp_pat
     assert "edgecls data check" in summary
     clean = run_check(CheckOptions(str(grouped)), log=lambda _: None)
     assert clean.document["leakage"]["groups"] == 0
+
+
+def test_embeddings_are_keyed_by_the_decoded_pixels_not_only_the_files():
+    """A decoder or cache fix changes the pixels of the same files: cached embeddings must not be reused."""
+    from types import SimpleNamespace
+
+    from edgecls.transfer.embed import cache_key, dataset_cache_parts
+
+    backbone = SimpleNamespace(sha256="b" * 64, embedding=SimpleNamespace(name="pool"))
+    embedder = SimpleNamespace(spec=SimpleNamespace(pixel_range=(0.0, 255.0)))
+
+    def dataset(pixels: str):
+        return SimpleNamespace(fingerprint="same-files", labels=np.zeros(3), images=np.zeros((3, 8, 8, 3)),
+                               pixels_sha256=pixels)
+
+    keys = {cache_key(dataset_cache_parts(backbone, embedder, dataset(p))) for p in ("old-decoding", "new-decoding")}
+    assert len(keys) == 2

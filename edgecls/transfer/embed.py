@@ -22,7 +22,7 @@ import numpy as np
 from edgecls.atomic import write_bytes_atomic
 from edgecls.runtime import Classifier
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: keyed by the decoded pixels too (a decoder fix must not reuse old embeddings)
 VIEW_RECIPE = ("flip", "rotate", "crop")  # what every extra view applies, in this order
 MAX_DEGREES = 8.0  # a few degrees: photos are rarely held much crookeder
 CROP_SCALE = (0.72, 0.86)  # of the side; 0.86 stays inside a frame turned by 8 degrees
@@ -119,8 +119,9 @@ def dataset_cache_parts(backbone: Any, embedder: Embedder, dataset: Any) -> dict
     from edgecls import __version__
 
     return {"backbone_sha256": backbone.sha256, "tensor": backbone.embedding.name, "data": dataset.fingerprint,
-            "images": int(len(dataset.labels)), "shape": list(dataset.images.shape[1:]),
-            "pixel_range": list(embedder.spec.pixel_range), "edgecls": __version__}
+            "pixels": getattr(dataset, "pixels_sha256", ""), "images": int(len(dataset.labels)),
+            "shape": list(dataset.images.shape[1:]), "pixel_range": list(embedder.spec.pixel_range),
+            "edgecls": __version__}
 
 
 def embed_dataset(embedder: Embedder, backbone: Any, dataset: Any, folder: Optional[Path],
