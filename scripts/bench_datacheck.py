@@ -145,7 +145,11 @@ def train_accuracy(folder: Path, backbone: Path, dedupe: str, work: Path, thread
     if done.returncode != 0:
         raise SystemExit(f"edgecls train failed:\n{done.stderr[-2000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
+    audit = check(out, None, out / "datacheck", threads).document["leakage"]  # the run's own backbone
+    row = (audit["accuracy"] or [{}])[0]
     return {"data": folder.name, "dedupe": dedupe, "test_accuracy": metrics["tflite"]["test_accuracy"],
+            "leaked_test_images": len(audit["leaked_test_images"]),
+            "accuracy_without_leaked": row.get("accuracy_without_leaked"),
             "float_head_test": metrics["test_accuracy"], "test_images": metrics["counts"]["test"],
             "groups_kept_together": (metrics.get("dedupe") or {}).get("groups_kept_together", 0),
             "summary_points_to_check": "edgecls data check" in done.stdout}
@@ -220,11 +224,13 @@ def main() -> None:
           f"({original_dups['reported_pairs']} pairs), "
           f"{figures['original']['byte_identical']} byte-identical copies, {figures['original']['label_candidates']} "
           f"label candidates, {figures['original']['outliers']} outliers")
-    print("| data | --dedupe | groups kept together | test accuracy (.tflite) | float head | test images |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| data | --dedupe | groups kept together | test accuracy (.tflite) | float head | test images "
+          "| leaked test images | accuracy without them |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in figures["train"].values():
         print(f"| {row['data']} | {row['dedupe']} | {row['groups_kept_together']} | {row['test_accuracy']:.4f} | "
-              f"{row['float_head_test']:.4f} | {row['test_images']} |")
+              f"{row['float_head_test']:.4f} | {row['test_images']} | {row['leaked_test_images']} | "
+              f"{row['accuracy_without_leaked']:.4f} |")
     print(f"digits with --dedupe near: {figures['digits_near']}")
     if not args.smoke:
         met = (labels["in_top_2x"] >= ACCEPTANCE["flipped_in_top_2x"]

@@ -102,7 +102,8 @@ def _duplicates_json(check: Check) -> dict[str, Any]:
 def summary_lines(doc: dict[str, Any], report_dir: Path, files: list[Path], review: Optional[Path]) -> list[str]:
     """The findings, one line each with the next step; then where the report is."""
     lines = [f"Data check of {doc['source']}: {doc['images']} images, {len(doc['classes'])} classes"
-             + (f", backbone {doc['backbone']}" if doc["backbone"] else "")]
+             + (f", backbone {doc['backbone']}" if doc["backbone"] else "")
+             + (f" ({doc['backbone_note']})" if doc["backbone_note"] else "")]
     for finding, count, detail, step in findings(doc):
         mark = "!" if count else "·"
         lines.append(f" {mark} {finding}: {detail}" + (f" → {step}" if count and step else ""))
