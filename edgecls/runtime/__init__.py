@@ -32,7 +32,9 @@ _EXPORTS = {
     "read_labels": "labels",
     "read_metadata": "metadata",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["Backend", "Class", "Classifier", "FramePrediction", "ImageError", "InputSpec", "LiveStream",
+           "ModelFileError", "Prediction", "find_backend", "load_image", "read_labels", "read_metadata"]
+assert sorted(__all__) == sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from edgecls.runtime.classify import Class, Classifier, Prediction
