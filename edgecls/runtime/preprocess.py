@@ -31,6 +31,8 @@ PILLOW_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 # registered, costing a cold `edgecls predict` of one file about 20 ms and 5 MiB.
 _PLUGINS = {"JPEG": "JpegImagePlugin", "PNG": "PngImagePlugin", "BMP": "BmpImagePlugin", "GIF": "GifImagePlugin",
             "WEBP": "WebPImagePlugin", "TIFF": "TiffImagePlugin"}
+_EXTENSION_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF",
+                      ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 SUPPORTED_TEXT = "JPEG, PNG, BMP, GIF, WebP, TIFF"
 # Transparent pixels are composited onto white (a photo on paper), not left as whatever
 # colour the transparent pixels happen to store.
@@ -122,7 +124,7 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
         if st.st_size == 0:
             raise ImageError("empty file (0 bytes)")
         # Only the formats edgecls supports: a PostScript file named .jpg must never reach Ghostscript.
-        image = Image.open(path, formats=_formats_for(path))
+        image = _open_named_format(path) or Image.open(path, formats=_formats_for(path))
     except ImageError:
         raise
     except FileNotFoundError:
@@ -172,6 +174,19 @@ _SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"),
                (b"%!PS", "PostScript"), (b"\xc5\xd0\xd3\xc6", "PostScript"), (b"%PDF", "PDF"),
                (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
                (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"))
+
+
+def _open_named_format(path: Path) -> Image.Image | None:
+    """The file opened as the format its extension names (no extra read: the common case), or None
+    when it has no such extension or is not that format (then its first bytes decide)."""
+    named = _EXTENSION_FORMATS.get(path.suffix.lower())
+    if named is None:
+        return None
+    importlib.import_module(f"PIL.{_PLUGINS[named]}")
+    try:
+        return Image.open(path, formats=(named,))
+    except UnidentifiedImageError:
+        return None
 
 
 def _formats_for(path: Path) -> tuple[str, ...]:
