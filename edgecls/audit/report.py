@@ -286,15 +286,22 @@ class _Pictures:
         def load() -> Optional[Image.Image]:
             from edgecls.runtime.preprocess import ImageError, load_image
 
-            w, h = self.sizes.get(relative, (THUMB, THUMB))
+            root = Path(self.check.dataset.source)
+            w, h = self.sizes.get(relative) or _header_size(root, relative)
             scale = min(1.0, THUMB / max(1, w, h))
             size = (max(1, round(h * scale)), max(1, round(w * scale)))
             try:
-                return Image.fromarray(load_image(Path(self.check.dataset.source) / relative, size, "rgb"))
+                return Image.fromarray(load_image(root / relative, size, "rgb"))
             except (ImageError, OSError):
                 return None
 
         return load
+
+
+def _header_size(root: Path, relative: str) -> tuple[int, int]:
+    """(width, height) upright of a file the facts do not list (a dropped byte-identical copy)."""
+    found = facts_module.file_facts(root, relative)
+    return (found.width, found.height) if found.width and found.height else (THUMB, THUMB)
 
 
 def _from_array(pixels: np.ndarray) -> Image.Image:
@@ -312,7 +319,8 @@ def contact_sheets(check: Check, doc: dict[str, Any]) -> list[Sheet]:
     names, labels = check.dataset.class_names, check.dataset.labels
     part = (lambda i: f" · {check.parts[i]}" if check.parts is not None and check.parts[i] else "")
     sheets = []
-    groups = Sheet("duplicates", f"Near-duplicate groups of {check.source} (each group side by side)")
+    groups = Sheet("duplicates", f"Near-duplicate groups of {check.source} (each group side by side; the title: "
+                                 "group number, then the most alike pair's aligned pixels, hash distance, embedding)")
     by_pair = {}
     for n, group in enumerate(check.duplicates.groups, 1):
         for p in group.pairs:
@@ -321,13 +329,13 @@ def contact_sheets(check: Check, doc: dict[str, Any]) -> list[Sheet]:
         classes = {names[int(labels[i])] for i in group.members}
         parts = {check.parts[i] for i in group.members if check.parts is not None and check.parts[i]}
         best = max(group.pairs, key=lambda p: p.pixels) if group.pairs else None
-        signals = (f"pixels {best.pixels:.3f}" + (f", hash {best.hash_bits} bits" if best.hash_bits is not None else "")
-                   + (f", embedding {best.embedding:.3f}" if best.embedding is not None else "")) if best else ""
+        signals = (f"px {best.pixels:.3f}" + (f", {best.hash_bits} bits" if best.hash_bits is not None else "")
+                   + (f", emb {best.embedding:.2f}" if best.embedding is not None else "")) if best else ""
         mark = "conflict" if len(classes) > 1 else "leak" if len(parts) > 1 else None
-        title = (f"group {n}: {len(group.members)} images, {signals}"
-                 + (" - LABEL CONFLICT: " + " / ".join(sorted(classes)) if len(classes) > 1 else "")
-                 + (" - across " + " / ".join(sorted(parts)) if len(parts) > 1 else "")
-                 + (f" - larger than {dup.GROUP_CAP}: not kept together by train" if group.oversized else ""))
+        flags = (["LABEL CONFLICT " + "/".join(sorted(classes))] if len(classes) > 1 else []) + \
+            (["across " + "/".join(sorted(parts))] if len(parts) > 1 else []) + \
+            ([f"{len(group.members)} images, over {dup.GROUP_CAP}: not kept together"] if group.oversized else [])
+        title = f"{n}: " + "; ".join(flags + [signals])
         tiles = [Tile(pictures.of_index(i), [names[int(labels[i])] + part(i), _short(check.ids[i])], mark)
                  for i in group.members[:MAX_TILES_PER_ROW]]
         groups.rows.append(Row(title, tiles, mark, max(0, len(group.members) - MAX_TILES_PER_ROW)))
@@ -335,8 +343,8 @@ def contact_sheets(check: Check, doc: dict[str, Any]) -> list[Sheet]:
         if len(row["classes"]) > 1:
             tiles = [Tile(pictures.of_file(p), [str(Path(p).parts[0]), _short(p)], "conflict")
                      for p in [row["kept"], *row["copies"]][:MAX_TILES_PER_ROW]]
-            groups.rows.append(Row("byte-identical files filed under " + " / ".join(row["classes"])
-                                   + " (train keeps the first)", tiles, "conflict"))
+            groups.rows.append(Row("SAME FILE in " + "/".join(row["classes"]) + " (train keeps the first)", tiles,
+                                   "conflict"))
     sheets.append(groups)
     if check.duplicates.rejected:
         near = Sheet("near-misses", "Closest candidate pairs the pixel check turned down (not duplicates)")
@@ -376,10 +384,10 @@ def contact_sheets(check: Check, doc: dict[str, Any]) -> list[Sheet]:
 
 def _odd_images_sheet(check: Check, pictures: _Pictures) -> Sheet:
     facts = check.facts
-    sheet = Sheet("images", "Odd image files")
-    kinds = [("tiny (< 32 px)", facts.tiny()), ("extreme aspect ratio (3:1 or more)", facts.extreme_aspect())]
+    sheet = Sheet("images", "Odd image files: tiny, stretched, grayscale in an RGB set")
+    kinds = [("tiny (< 32 px)", facts.tiny()), ("aspect 3:1 or more", facts.extreme_aspect())]
     if facts.rgb_set:
-        kinds.append(("grayscale files in an RGB set", facts.grayscale_files()))
+        kinds.append(("grayscale file", facts.grayscale_files()))
     for title, found in kinds:
         for start in range(0, len(found), TILES_PER_ROW):
             chunk = found[start:start + TILES_PER_ROW]
@@ -389,7 +397,7 @@ def _odd_images_sheet(check: Check, pictures: _Pictures) -> Sheet:
     gray = facts.gray_in_rgb
     if gray and check.dataset.paths is not None:
         chunk = gray[:TILES_PER_ROW]
-        sheet.rows.append(Row(f"gray pictures stored as colour: {len(gray)}",
+        sheet.rows.append(Row(f"gray, stored as colour: {len(gray)}",
                               [Tile(pictures.of_index(i), [_short(check.ids[i])]) for i in chunk]))
     return sheet
 

@@ -56,15 +56,15 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _fit(text: str, draw: ImageDraw.ImageDraw, font, width: int) -> str:
-    """`text` cut with "..." in the middle to fit `width` pixels (file names keep both ends; Pillow's
-    default font has no ellipsis character)."""
+def _fit(text: str, draw: ImageDraw.ImageDraw, font, width: int, middle: bool = True) -> str:
+    """`text` cut with "..." to fit `width` pixels: in the middle (file names keep both ends), or at
+    the end (titles say the most important first). Pillow's default font has no ellipsis character."""
     if draw.textlength(text, font=font) <= width:
         return text
     keep = len(text)
     while keep > 4:
         keep -= 1
-        cut = f"{text[:keep // 2]}...{text[len(text) - (keep - keep // 2):]}"
+        cut = f"{text[:keep // 2]}...{text[len(text) - (keep - keep // 2):]}" if middle else f"{text[:keep]}..."
         if draw.textlength(cut, font=font) <= width:
             return cut
     return text[:3] + "..."
@@ -108,8 +108,8 @@ def draw(sheet: Sheet, rows: Sequence[Row], page: int, pages: int) -> Image.Imag
         x = PAD
         for row in line:
             block = _width(row) * tile_w
-            pen.text((x, y), _fit(row.title, pen, font, block - PAD), fill=MARKS[row.mark] if row.mark else INK,
-                     font=font)
+            pen.text((x, y), _fit(row.title, pen, font, block - PAD, middle=False),
+                     fill=MARKS[row.mark] if row.mark else INK, font=font)
             tx = x
             for tile in row.tiles[:MAX_TILES_PER_ROW]:
                 _draw_tile(canvas, pen, tile, tx, y + TITLE_HEIGHT, font)
