@@ -253,6 +253,8 @@ def test_grouped_split_keeps_each_group_on_one_side(folder):
         assert sorted(map(sorted, split.dedupe["groups"])) == sorted(map(sorted, groups))
     assert any("5 groups of 10 images kept on one side" in line and "1 filed under two classes" in line
                for line in lines)
+    assert any("1 byte-identical file(s) are filed under another class" in line for line in lines)
+    assert split.dedupe["byte_identical_across_classes"] == 1
     off = dup.grouped_split(ds, "off", 0.25, 0.25, 0, lines.append)
     assert off.dedupe["groups"] == [] and np.array_equal(off.test, make_split(ds, 0.25, 0.25, 0).test)
 
@@ -282,10 +284,15 @@ def test_builtin_data_keeps_todays_split_and_the_rule_would_group_digits_falsely
     ds = load_dataset("digits")
     grouping = dup.split_grouping(ds, None)
     assert grouping.mode == "off" and grouping.groups == []
-    # Asked for explicitly, the rule groups digits that are different handwriting (they hash alike):
-    # why it is not the default for built-in data (the README gives the count).
-    asked = dup.split_grouping(ds, "near")
-    assert len(asked.groups) + len(asked.oversized) > 20
+    # The rule groups digits that are different handwriting (they hash alike): why it is not the default
+    # for built-in data (the README gives the count), and asked for, train sees it does not fit.
+    found = dup.find_duplicates(dup.hash_images(ds))
+    assert len(found.groups) > 20 and sum(len(g.members) for g in found.groups) > dup.IMPLAUSIBLE_SHARE * 1797
+    lines = []
+    asked = dup.grouped_split(ds, "near", 0.1, 0.1, 0, lines.append)
+    assert asked.dedupe["groups"] == [] and "does not fit" in asked.dedupe["not_used"]
+    assert np.array_equal(asked.test, make_split(ds, 0.1, 0.1, 0).test)
+    assert any("does not fit this data" in line for line in lines)
 
 
 def test_train_options_refuse_an_unknown_dedupe_mode():

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgecls.atomic import check_folder_writable
 from edgecls.audit import report
-from edgecls.audit.duplicates import Duplicates, find_duplicates, hash_images
+from edgecls.audit.duplicates import IMPLAUSIBLE_SHARE, Duplicates, class_folder, find_duplicates, hash_images
 from edgecls.audit.facts import Facts, dataset_facts
 from edgecls.audit.labels import FOLDS, LabelIssues, find_label_issues, out_of_fold
 from edgecls.audit.leakage import Leakage, find_leakage, recompute_accuracy
@@ -179,9 +179,16 @@ def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Option
     pictures = hash_images(dataset, progress)
     features = _embeddings(backbone, dataset, options, log, progress) if backbone is not None else None
     duplicates = find_duplicates(pictures, features)
+    share = sum(len(g.members) for g in duplicates.groups) / max(1, len(dataset.labels))
+    notes = []
+    if share > IMPLAUSIBLE_SHARE:
+        notes.append(f"{share:.0%} of the images fall into near-duplicate groups, far more than photo folders hold: "
+                     "the pictures are likely small and alike (glyphs), where a hash and a pixel check cannot tell "
+                     "copies from look-alikes; look at duplicates*.png before acting (train does not use these "
+                     "groups)")
     check = Check(source, dataset, ids, duplicates, _copies(dataset),
                   dataset_facts(dataset, pictures if dataset.color == "rgb" else None), run,
-                  backbone.path.name if backbone is not None else None, backbone_note)
+                  backbone.path.name if backbone is not None else None, backbone_note, notes=notes)
     if run is not None:
         check.input_side = int(run.img_size) if run.img_size else None
     elif backbone is not None:
@@ -231,16 +238,9 @@ def _copies(dataset: Dataset) -> list[dict[str, Any]]:
             kept.setdefault(why[len("duplicate of "):], []).append(path)
     rows = []
     for first, copies in kept.items():
-        classes = sorted({_class_of(p) for p in [first, *copies]})
+        classes = sorted({class_folder(p) for p in [first, *copies]})
         rows.append({"kept": first, "copies": copies, "classes": classes})
     return rows
-
-
-def _class_of(path: str) -> str:
-    """The class folder of a file path relative to the dataset (a train/val/test part skipped)."""
-    parts = Path(path).parts
-    return parts[1] if len(parts) > 2 and parts[0] in ("train", "training", "val", "valid", "validation", "test",
-                                                       "testing") else parts[0]
 
 
 def _leakage(check: Check, options: CheckOptions) -> None:
