@@ -438,3 +438,28 @@ def test_embeddings_are_keyed_by_the_decoded_pixels_not_only_the_files():
 
     keys = {cache_key(dataset_cache_parts(backbone, embedder, dataset(p))) for p in ("old-decoding", "new-decoding")}
     assert len(keys) == 2
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_the_data_check_with_a_backbone_never_imports_tensorflow(folder, tmp_path):
+    code = ("import sys\nfrom edgecls.cli.root import main\n"
+            f"sys.argv = ['edgecls', 'data', 'check', {str(folder)!r}, '--backbone', {str(CORAL_SMALL)!r}, "
+            f"'--report', {str(tmp_path / 'r')!r}]\n"
+            "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "label-issue candidates" in done.stdout and (tmp_path / "r" / "datacheck.json").is_file()
+
+
+def test_a_second_check_replaces_its_own_sheets_and_nothing_else(folder, tmp_path):
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "images-of-my-own.png").write_bytes(b"mine")
+    run_check(CheckOptions(str(folder), report_dir=str(report), max_pages=1), log=lambda _: None)
+    first = json.loads((report / "datacheck.json").read_text())["contact_sheets"]
+    assert "duplicates.png" in first
+    run_check(CheckOptions(str(folder), report_dir=str(report), max_pages=0), log=lambda _: None)
+    assert not any((report / name).exists() for name in first)  # its own pages of the first check are gone
+    assert (report / "images-of-my-own.png").read_bytes() == b"mine"

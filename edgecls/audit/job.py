@@ -22,7 +22,14 @@ import numpy as np
 
 from edgecls.atomic import check_folder_writable
 from edgecls.audit import report
-from edgecls.audit.duplicates import IMPLAUSIBLE_SHARE, Duplicates, class_folder, find_duplicates, hash_images
+from edgecls.audit.duplicates import (
+    HASH_IMAGE_SIZE,
+    IMPLAUSIBLE_SHARE,
+    Duplicates,
+    class_folder,
+    find_duplicates,
+    hash_images,
+)
 from edgecls.audit.facts import Facts, dataset_facts
 from edgecls.audit.labels import FOLDS, LabelIssues, find_label_issues, out_of_fold
 from edgecls.audit.leakage import Leakage, find_leakage, recompute_accuracy
@@ -170,8 +177,6 @@ def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Option
         dataset = run.dataset()
     else:
         size, color = native_format(source)
-        from edgecls.audit.duplicates import HASH_IMAGE_SIZE
-
         dataset = load_dataset(source, size or HASH_IMAGE_SIZE, color, progress=progress)
     ids: list[Any] = list(dataset.paths) if dataset.paths is not None else list(range(len(dataset.labels)))
     log(f"Checking {source}: {len(dataset.labels)} images, {len(dataset.class_names)} classes"

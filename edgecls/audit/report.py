@@ -251,15 +251,25 @@ def write(check: Check, doc: dict[str, Any], folder: Path, max_pages: int) -> li
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgeclsError(f"cannot write to --report {folder}: {exc.strerror or exc}") from None
-    for stem in SHEET_NAMES:  # pages of an earlier check into this folder
-        for stale in folder.glob(f"{stem}*.png"):
-            stale.unlink(missing_ok=True)
+    for stale in _earlier_sheets(folder):  # pages of an earlier check into this folder (only those it wrote)
+        stale.unlink(missing_ok=True)
     files: list[Path] = []
     for sheet in contact_sheets(check, doc):
         files += write_sheets(sheet, folder, max_pages if sheet.name != "near-misses" else min(1, max_pages))
+    doc["contact_sheets"] = [f.name for f in files]
     files.append(write_text_atomic(folder / MARKDOWN_NAME, markdown(doc, files)))
     files.append(write_text_atomic(folder / JSON_NAME, json.dumps(doc, indent=1, default=_plain) + "\n"))
     return files
+
+
+def _earlier_sheets(folder: Path) -> list[Path]:
+    """The contact sheets an earlier datacheck.json in `folder` lists (a user's own files are never touched)."""
+    try:
+        names = json.loads((folder / JSON_NAME).read_text(encoding="utf-8")).get("contact_sheets") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [folder / n for n in names if isinstance(n, str) and Path(n).name == n and n.endswith(".png")
+            and n.startswith(SHEET_NAMES)]
 
 
 def _plain(value: Any) -> Any:
