@@ -35,7 +35,7 @@ class Outliers:
     flagged: np.ndarray  # indices, most distant first
 
     def to_json(self, names: list[str], ids: list[Any], limit: Optional[int] = None) -> dict[str, Any]:
-        return {"method": f"least mean cosine distance to the {NEIGHBOURS} nearest images of a class; flagged above "
+        return {"method": f"Least mean cosine distance to the {NEIGHBOURS} nearest images of a class; flagged above "
                           f"median + {ROBUST_Z:g} robust standard deviations of its logarithm",
                 "threshold": round(self.threshold, 4),
                 "median": round(float(np.median(self.scores[np.isfinite(self.scores)])), 4),
