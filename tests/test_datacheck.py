@@ -389,6 +389,7 @@ def test_flipped_labels_rank_high_and_odd_pictures_are_outliers(photos, tmp_path
 
 @needs_shared
 @pytest.mark.shared_data
+@pytest.mark.slow  # trains two runs (the TF-free backbone route) and benches one
 def test_a_run_split_without_groups_leaks_and_the_check_and_bench_say_so(tmp_path, cache_dir):
     root = tmp_path / "catsdogs"
     done = photo_folder(root, per_class=40, copies=16)
