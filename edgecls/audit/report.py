@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -357,39 +358,42 @@ def contact_sheets(check: Check, doc: dict[str, Any]) -> list[Sheet]:
                                    "conflict"))
     sheets.append(groups)
     if check.duplicates.rejected:
-        near = Sheet("near-misses", "Closest candidate pairs the pixel check turned down (not duplicates)")
+        near = Sheet("near-misses", "Closest candidate pairs the pixel check turned down (not duplicates): aligned "
+                                    "pixels, hash distance, embedding")
         for p in check.duplicates.rejected[:12]:
-            near.rows.append(Row(f"pixels {p.pixels:.3f} (below {dup.PIXEL_CONFIRM}), hash {p.hash_bits} bits"
-                                 + (f", embedding {p.embedding:.3f}" if p.embedding is not None else ""),
+            near.rows.append(Row(f"px {p.pixels:.3f} (< {dup.PIXEL_CONFIRM}), {p.hash_bits} bits"
+                                 + (f", emb {p.embedding:.2f}" if p.embedding is not None else ""),
                                  [Tile(pictures.of_index(i), [names[int(labels[i])], _short(check.ids[i])])
                                   for i in (p.a, p.b)]))
         sheets.append(near)
     issues = check.label_issues
     if issues is not None and len(issues.candidates):
-        sheet = Sheet("labels", "Label-issue candidates, most suspicious first (given -> suggested class)")
-        rows = issues.candidates
-        for start in range(0, len(rows), TILES_PER_ROW):
-            chunk = rows[start:start + TILES_PER_ROW]
-            tiles = [Tile(pictures.of_index(int(i)),
-                          [f"{names[int(labels[i])]} -> {names[int(issues.suggested[i])]}",
-                           f"p {issues.probabilities[i, issues.suggested[i]]:.2f} vs "
-                           f"{issues.probabilities[i, labels[i]]:.2f}", _short(check.ids[i])], "note") for i in chunk]
-            sheet.rows.append(Row(f"candidates {start + 1}-{start + len(chunk)}", tiles))
-        sheets.append(sheet)
+        sheets.append(_ranked_sheet(
+            "labels", "Label-issue candidates, most suspicious first (given -> suggested class)", "candidates",
+            issues.candidates, pictures,
+            lambda i: [f"{names[int(labels[i])]} -> {names[int(issues.suggested[i])]}",
+                       f"p {issues.probabilities[i, issues.suggested[i]]:.2f} vs "
+                       f"{issues.probabilities[i, labels[i]]:.2f}",
+                       _short(check.ids[i])]))
     outliers = check.outliers
     if outliers is not None and len(outliers.flagged):
-        sheet = Sheet("outliers", "Outliers: far from every class, most distant first")
-        flagged = outliers.flagged
-        for start in range(0, len(flagged), TILES_PER_ROW):
-            chunk = flagged[start:start + TILES_PER_ROW]
-            tiles = [Tile(pictures.of_index(int(i)), [f"{names[int(labels[i])]} (nearest "
-                                                      f"{names[int(outliers.nearest_class[i])]})",
-                                                      f"score {outliers.scores[i]:.3f}", _short(check.ids[i])], "note")
-                     for i in chunk]
-            sheet.rows.append(Row(f"outliers {start + 1}-{start + len(chunk)}", tiles))
-        sheets.append(sheet)
+        sheets.append(_ranked_sheet(
+            "outliers", "Outliers: far from every class, most distant first", "outliers", outliers.flagged, pictures,
+            lambda i: [f"{names[int(labels[i])]} (nearest {names[int(outliers.nearest_class[i])]})",
+                       f"score {outliers.scores[i]:.3f}", _short(check.ids[i])]))
     sheets.append(_odd_images_sheet(check, pictures))
     return sheets
+
+
+def _ranked_sheet(name: str, title: str, what: str, indices: np.ndarray, pictures: _Pictures,
+                  captions: Callable[[int], list[str]]) -> Sheet:
+    """A sheet of dataset images in their order, TILES_PER_ROW a row, each with its captions."""
+    sheet = Sheet(name, title)
+    for start in range(0, len(indices), TILES_PER_ROW):
+        chunk = [int(i) for i in indices[start:start + TILES_PER_ROW]]
+        sheet.rows.append(Row(f"{what} {start + 1}-{start + len(chunk)}",
+                              [Tile(pictures.of_index(i), captions(i), "note") for i in chunk]))
+    return sheet
 
 
 def _odd_images_sheet(check: Check, pictures: _Pictures) -> Sheet:
