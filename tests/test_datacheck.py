@@ -319,6 +319,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
      "cannot write to --report"),
     (lambda tmp: (tmp.joinpath("full").mkdir(), tmp.joinpath("full/x").write_text("x"),
                   ["data", "check", "digits", "--review", str(tmp / "full")])[-1], "not an empty folder"),
+    (lambda tmp: ["data", "check", "digits", "--review", str(tmp / "new")], "needs a folder of image files"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make, message):
     result = _cli(*make(tmp_path), cwd=tmp_path)

@@ -178,6 +178,8 @@ def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Option
     else:
         size, color = native_format(source)
         dataset = load_dataset(source, size or HASH_IMAGE_SIZE, color, progress=progress)
+    if options.review and dataset.paths is None:  # before the work: there are no files to link
+        raise EdgeclsError(f"--review needs a folder of image files; {source} is not one")
     ids: list[Any] = list(dataset.paths) if dataset.paths is not None else list(range(len(dataset.labels)))
     log(f"Checking {source}: {len(dataset.labels)} images, {len(dataset.class_names)} classes"
         + (f" (run {run.run_dir})" if run is not None else ""))
