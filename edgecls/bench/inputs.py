@@ -240,7 +240,23 @@ def run_test_set(run: RunDir) -> TestSet:
     ids, files = _ids_and_files(dataset, indices)
     source = run.training_metrics().get("test_source")  # how train drew them, in its words
     notes = [f"Test images: the held-out test split of {run.name}: {source}."] if source else []
-    return TestSet(images, labels, list(run.labels), ids, files, run.data, "test", run=str(run.run_dir), notes=notes)
+    return TestSet(images, labels, list(run.labels), ids, files, run.data, "test", run=str(run.run_dir),
+                   notes=notes + _leak_notes(run))
+
+
+def _leak_notes(run: RunDir) -> list[str]:
+    """A note when test images have a near-duplicate in the run's train part (edgecls.audit.duplicates)."""
+    from edgecls.audit.duplicates import train_test_leaks
+
+    try:
+        leaked = train_test_leaks(run.dataset(), run.split())
+    except EdgeclsError:  # the check is a courtesy: a cache that cannot be written must not stop the bench
+        return []
+    if not leaked:
+        return []
+    return [f"{len(leaked)} of the {len(run.split().test)} test images have a near-duplicate in the run's train "
+            f"part (its split did not keep them apart): their accuracy is flattered; edgecls data check "
+            f"{run.run_dir} lists them and gives the accuracy without them."]
 
 
 def few_images_note(test: TestSet) -> Optional[str]:

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgecls.cli.common import Typer, choice, choices, echo_wrapped, plain, to_stderr
+from edgecls.data import DEDUPE_MODES
 from edgecls.train.options import (
     ARCH_DEFAULTS,
     ARCHITECTURES,
@@ -34,6 +35,7 @@ Color = choices("Color", COLORS)
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Strategy = choices("Strategy", STRATEGIES)
 Head = choices("Head", HEADS)
+Dedupe = choices("Dedupe", DEDUPE_MODES)
 
 _D = DEFAULTS
 
@@ -97,6 +99,12 @@ def train(
     test_fraction: Annotated[float, typer.Option(
         rich_help_panel=_DATA, help="Fraction of the data held out for the test (a folder with its own test/ "
                                     "keeps it)")] = _D.test_fraction,
+    dedupe: Annotated[Optional[Dedupe], typer.Option(
+        rich_help_panel=_DATA,
+        help="Keep near-duplicate groups on one side of the split: near (hash confirmed by aligned pixels) | exact "
+             "(identical pixels) | off; a split the data comes with is never re-cut (groups across it are reported)",
+        show_default="near for a folder of images, off for built-in and IDX data", **choice(Dedupe, "dedupe mode"),
+    )] = None,
     # --- model
     arch: Annotated[Arch, typer.Option(
         rich_help_panel=_MODEL,

@@ -18,7 +18,8 @@ from typing import Optional
 import numpy as np
 
 from edgecls.atomic import check_new_dir, staged_dir
-from edgecls.data import BUILTIN_DATASETS, Dataset, check_source, load_dataset, make_split
+from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
+from edgecls.data import BUILTIN_DATASETS, Dataset, check_source, load_dataset
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.plotting import plot_history
 from edgecls.provenance import run_versions
@@ -68,6 +69,7 @@ class TrainResult:
     epochs_run: int
     seconds: float
     metrics: dict
+    data: str = ""  # the data as given (for the summary's data-check hint)
     options: Optional[TrainOptions] = None  # as given (with the architecture's defaults): for the advice
 
     def summary(self) -> str:
@@ -85,6 +87,9 @@ class TrainResult:
             f"Run directory: {self.run_dir} ({written}).",
             f"Next: edgecls export {self.run_dir}",
         ]
+        check = check_hint(m.get("dedupe"), self.data).strip()  # groups kept together, duplicates dropped
+        if check:
+            lines.append(check)
         o = self.options
         hint = o and backbone_hint(self.val_accuracy, o.arch, o.color or "", o.data,
                                    not o.is_backbone or o.weights == "none")
@@ -124,7 +129,8 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
     with staged_dir(out, force=force) as tmp:
         dataset = load_dataset(options.data, options.img_size, options.color, progress=not quiet)
         _report_skipped(dataset, log)
-        split = make_split(dataset, options.val_fraction, options.test_fraction, options.seed)
+        split = grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed, log,
+                              not quiet)
         h, w = dataset.image_size
         augment = options.augment_list() if options.augment is not None else default_augmentations(options.data)
         data = options.data if options.data in BUILTIN_DATASETS else str(Path(options.data).expanduser().resolve())
@@ -193,6 +199,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
                 correct_count(metrics["test_accuracy"], len(split.test)), len(split.test))],
             test_source=split.test_source,
             skipped_files=len(dataset.skipped),
+            dedupe=dedupe_metrics(split.dedupe),
             collapsed=quality["collapsed"],
             warnings=quality["warnings"],
             quality=quality,
@@ -206,7 +213,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
         plot_history(history, tmp / CURVES_FILE, metrics["best_epoch"])
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics,
-                       replace(options, color=dataset.color))
+                       options.data, replace(options, color=dataset.color))
 
 
 # An epoch of fewer optimizer steps than this is too short to judge by: on a small folder (100
