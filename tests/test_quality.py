@@ -160,7 +160,7 @@ def test_train_summary_gives_counts_intervals_and_the_test_source():
     metrics = {"counts": {"train": 300, "val": 40, "test": 24}, "best_epoch": 2, "test_accuracy": 23 / 24,
                "test_source": "24 images of the test/ folder"}
     options = resolve_options({"data": "photos/", "arch": "mobile", "color": "rgb"})
-    result = TrainResult(Path("runs/photos"), 23 / 24, 29 / 40, 14, 60.0, metrics, options)
+    result = TrainResult(Path("runs/photos"), 23 / 24, 29 / 40, 14, 60.0, metrics, "photos/", options)
     text = result.summary()
     assert "Test accuracy 0.9583 (23/24; 95% CI 0.80–0.99). Test images: 24 images of the test/ folder." in text
     assert "Validation 0.7250 (29/40; 95% CI" in text and "best epoch 2 of 14" in text
