@@ -181,17 +181,17 @@ def test_the_readme_first_command_gives_the_reference_figures(tmp_path):
     if (why := _not_the_recorded_machine()) is not None:
         pytest.skip(why)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200"}
-    for step in readme_first_command():  # run as written, from a fresh folder
+    steps = readme_first_command()
+    for step in steps:  # run as written, from a fresh folder
         done = subprocess.run([sys.executable, "-m", "edgecls", *step[1:]], capture_output=True, text=True,
                               cwd=tmp_path, env=env, timeout=1200)
         assert done.returncode == 0, f"{' '.join(step)}: {done.stderr[-3000:]}"
-    run = tmp_path / readme_first_command()[0][readme_first_command()[0].index("--out") + 1]
+    printed = done.stdout  # the bench's table, the command's last step
+    run = tmp_path / steps[0][steps[0].index("--out") + 1]
 
-    config = read_toml(run / "config.toml")
-    assert config["train"] == shipped_config()["train"]
     metrics, shipped = json.loads((run / "metrics.json").read_text(encoding="utf-8")), shipped_metrics()
     for key in ("test_accuracy", "val_accuracy", "epochs_run", "best_epoch", "counts", "confusion_matrix"):
-        assert metrics[key] == shipped[key], key
+        assert metrics[key] == shipped[key], f"{key}: this run {metrics[key]}, models/digits-seed {shipped[key]}"
 
     bench = json.loads((run / "bench" / "bench.json").read_text(encoding="utf-8"))
     reference = shipped_bench()
@@ -203,3 +203,11 @@ def test_the_readme_first_command_gives_the_reference_figures(tmp_path):
         assert got["accuracy"]["confusion"] == model["accuracy"]["confusion"], model["name"]
         assert kib(got["size_bytes"]) == kib(model["size_bytes"]), model["name"]
         assert (got.get("vs_reference") or {}).get("agreement") == (model.get("vs_reference") or {}).get("agreement")
+    header, _, *rows = map(cells, table_lines(SECTION))
+    for row in rows:  # and the command printed them
+        line = next(line for line in printed.splitlines() if line.strip().startswith(row[0]))
+        for name in ("size", "top-1", "agree"):
+            assert row[header.index(name)].split()[0] in line, (name, row, line)
+
+    config = read_toml(run / "config.toml")
+    assert config["train"] == shipped_config()["train"]
