@@ -141,7 +141,8 @@ def test_readme_first_command_is_the_job_the_reference_records():
 @pytest.mark.slow
 def test_reference_config_is_what_todays_train_writes_for_that_job(tmp_path):
     """The script's --smoke (the same job, 1 epoch, in a temporary folder) writes the same config.toml
-    keys in the same order and the same resolved values, but for the epochs it cuts and its folder."""
+    keys in the same order and the same resolved values, but for the epochs it cuts and its folder,
+    and a metrics.json with the same keys."""
     from edgecls.train.options import TrainOptions
 
     done = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, cwd=ROOT,
@@ -156,7 +157,10 @@ def test_reference_config_is_what_todays_train_writes_for_that_job(tmp_path):
     differ = {key for key in shipped["train"] if smoke["train"][key] != shipped["train"][key]}
     assert differ == {"epochs", "out"}, {key: (shipped["train"][key], smoke["train"][key]) for key in differ}
     assert smoke["train"]["epochs"] == 1 and shipped["train"]["epochs"] == TrainOptions().epochs
-    for name in ("metrics.json", "labels.txt", "model_float32.tflite", "model_int8.tflite", "export.json"):
+    # metrics.json too: what today's run records (e.g. the split's dedupe report) the reference has.
+    smoke_metrics = json.loads((target / "metrics.json").read_text(encoding="utf-8"))
+    assert list(smoke_metrics) == list(shipped_metrics()), "run scripts/make_reference_model.py"
+    for name in ("labels.txt", "model_float32.tflite", "model_int8.tflite", "export.json"):
         assert (target / name).is_file() and (REFERENCE / name).is_file(), name
 
 
