@@ -20,7 +20,6 @@ SMOKES = {
     "bench_runtime.py": ((pytest.mark.slow,), ("--work", "{work}")),
     "bench_onnx.py": ((pytest.mark.slow,), ("--work", "{work}")),
     "bench_train.py": ((pytest.mark.slow,), ()),
-    "make_reference_model.py": ((pytest.mark.slow,), ()),
     "perf-report": ((pytest.mark.slow,), ()),
     "arm64-check": ((pytest.mark.arm64,), ()),  # needs the emulated environment (downloads ~290 MB once)
     "bench_transfer.py": ((pytest.mark.shared_data,), ()),  # the Coral backbone on 16 photos a class, no TensorFlow
@@ -33,7 +32,8 @@ SMOKES = {
     "refusal_times.py": ((), ()),  # three refusals; fails if one imports TensorFlow first (test_bad_inputs times them)
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
-SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py"}
+SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py",
+                    "make_reference_model.py": "tests/test_reference.py"}
 RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py",  # write --json
            "bench_datacheck.py"}
 
