@@ -141,8 +141,6 @@ def test_run_directory_keeps_the_contract_and_the_embedding_cache_is_reused(mode
     # where the test images came from, as the from-scratch route says it (issue 22), and how little they show
     assert metrics["test_source"].startswith(f"{metrics['counts']['test']} images drawn from all 24")
     assert any(line.startswith("Split: ") and metrics["test_source"] in line for line in logs)
-    low, high = metrics["test_interval95"]
-    assert 0 <= low <= metrics["tflite"]["test_accuracy"] <= high <= 1
     assert not any("from the cache" in line for line in logs)
     logs.clear()
     train_with_backbone(options, force=True, quiet=True, log=logs.append)

@@ -33,7 +33,7 @@ from edgecls.rundir import (
     SPLIT_FILE,
 )
 from edgecls.runtime.labels import labels_text
-from edgecls.runtime.metrics import accuracy_text, correct_count, wilson_interval
+from edgecls.runtime.metrics import accuracy_text, correct_count
 from edgecls.train.options import TrainOptions, options_table, to_toml, with_arch_defaults
 from edgecls.train.quality import assess, backbone_hint, quality_warnings
 
@@ -195,8 +195,6 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
             phases=[{"name": p.name, "epochs_run": history["phase"].count(p.name), "lr": p.lr} for p in phases],
             train_seconds=round(seconds, 2),
             counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-            test_interval95=[round(v, 4) for v in wilson_interval(
-                correct_count(metrics["test_accuracy"], len(split.test)), len(split.test))],
             test_source=split.test_source,
             skipped_files=len(dataset.skipped),
             dedupe=dedupe_metrics(split.dedupe),

@@ -53,7 +53,7 @@ from edgecls.rundir import (
 from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
-from edgecls.runtime.metrics import accuracy_text, classification_metrics, correct_count, wilson_interval
+from edgecls.runtime.metrics import accuracy_text, classification_metrics, correct_count
 from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions, to_toml
 from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
 from edgecls.transfer import graph
@@ -244,8 +244,6 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
             tflite=check,
             epochs_run=len(head.history), best_epoch=head.best_epoch, l2=head.l2, l2_search=tries,
             counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-            test_interval95=[round(v, 4) for v in wilson_interval(
-                correct_count(check["test_accuracy"], len(split.test)), len(split.test))],  # the .tflite's
             test_source=split.test_source,
             train_embeddings=int(len(x_train)), skipped_files=len(dataset.skipped),
             dedupe=dedupe_metrics(split.dedupe),
