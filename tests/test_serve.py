@@ -92,8 +92,14 @@ def bomb() -> bytes:
 
 @pytest.fixture(scope="module")
 def slow_image() -> bytes:
-    """A 7000 x 7000 gradient PNG: 60 KB to send, ~0.25 s to decode (keeps an interpreter busy)."""
-    return png((np.add.outer(np.arange(7000), np.arange(7000)) % 256).astype(np.uint8))
+    """A 7000 x 7000 grayscale PNG of one gradient row repeated: a few kB to send, ~0.25 s to decode
+    (it keeps an interpreter busy). Written by hand: each row after the first is PNG's "Up" filter of zeros."""
+    side = 7000
+    first = b"\x00" + (np.arange(side) % 256).astype(np.uint8).tobytes()
+    rows = first + (b"\x02" + bytes(side)) * (side - 1)
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, 1)) + \
+        _chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -608,8 +614,9 @@ def test_a_taken_port_or_a_model_that_fails_its_check_ends_the_start_with_exit_2
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed (it makes the test certificate)")
 def test_tls_with_a_certificate_and_key(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"], check=True,
+                   capture_output=True)
     server = ServeProcess(INT8, "--tls-cert", cert, "--tls-key", key, log=tmp_path / "serve.log")
     try:
         assert server.url.startswith("https://")
