@@ -231,8 +231,11 @@ class ModelStore:
                 probe(clf)
         except ModelRefused:
             raise
-        except EdgeclsError as exc:
-            raise ModelRefused(str(exc)) from None
+        except EdgeclsError as exc:  # the server's own paths stay on the server: a client sees file names
+            reason = str(exc)
+            if s.labels is not None:
+                reason = reason.replace(str(s.labels), s.labels.name)
+            raise ModelRefused(reason) from None
         except Exception as exc:  # an interpreter failing in a way the runtime does not foresee
             raise ModelRefused(f"{name}: {type(exc).__name__}: {first_line(exc)}") from None
         loaded = LoadedModel(name, sha256_bytes(content), content, classifiers, time.time(), trigger,

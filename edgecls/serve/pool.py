@@ -68,12 +68,12 @@ class ClassifierPool:
         future: Future = Future()
         with self._lock:
             if self._waiting + self._running >= self.interpreters + self.queue_size:
-                raise QueueFull(self._retry_after())
+                raise QueueFull(self.retry_after())
             self._waiting += 1
         self._jobs.put((task, future))
         return future
 
-    def _retry_after(self) -> int:
+    def retry_after(self) -> int:
         """Seconds until a place is likely free: the queue's work spread over the interpreters, at least 1."""
         backlog = (self._waiting + self._running) / self.interpreters * self._seconds
         return max(1, int(backlog + 0.999))

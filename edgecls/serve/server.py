@@ -25,6 +25,7 @@ import uvicorn
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.serve.app import create_app
 from edgecls.serve.auth import load_token
+from edgecls.serve.limits import set_pixel_limit
 from edgecls.serve.options import ServeOptions
 from edgecls.serve.protocol import guarded_protocol
 from edgecls.serve.service import Service
@@ -45,6 +46,7 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
     token, warnings = load_token(options)
     for warning in warnings:
         log(f"warning: {warning}")
+    set_pixel_limit(options.max_pixels)  # this process's decoded-pixel cap (Pillow's, as predict's)
     service = Service(options, token, log)
     server: Any = None  # the uvicorn server, made below (the lifespan asks it to stop)
 

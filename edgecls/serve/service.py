@@ -15,7 +15,7 @@ from edgecls.console import class_rows
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.runtime.preprocess import ImageError, PixelLimitError
 from edgecls.serve.auth import Auth
-from edgecls.serve.limits import ApiError, set_pixel_limit
+from edgecls.serve.limits import ApiError
 from edgecls.serve.metrics import Metrics
 from edgecls.serve.models import ModelStore
 from edgecls.serve.options import ServeOptions
@@ -59,7 +59,6 @@ class Service:
         self.started_at = time.time()
         self.load_error: str | None = None  # why the first model could not be served (the server then stops)
         self._ready = threading.Event()
-        set_pixel_limit(options.max_pixels)
 
     # ---------------------------------------------------------------- life
     def start(self) -> None:
@@ -93,7 +92,7 @@ class Service:
     def check_capacity(self) -> None:
         """503 before reading a body the queue has no room for."""
         if self.pool.full():
-            raise self._busy(QueueFull(NOT_READY_RETRY_S))
+            raise self._busy(QueueFull(self.pool.retry_after()))
 
     async def classify(self, data: bytes, top_k: int) -> Answer:
         """Classify encoded image bytes on the next free interpreter: ApiError 503 at once when the queue
