@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -639,16 +640,24 @@ def test_a_taken_port_or_a_model_that_fails_its_check_ends_the_start_with_exit_2
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed (it makes the test certificate)")
-def test_tls_with_a_certificate_and_key(tmp_path):
+def test_tls_with_a_certificate_and_key_and_deploy_over_it(tmp_path, cli, monkeypatch):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"], check=True,
-                   capture_output=True)
-    server = ServeProcess(INT8, "--tls-cert", cert, "--tls-key", key, log=tmp_path / "serve.log")
+                    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    model = tmp_path / "model.tflite"
+    shutil.copy(INT8, model)
+    server = ServeProcess(model, "--tls-cert", cert, "--tls-key", key, log=tmp_path / "serve.log")
     try:
         assert server.url.startswith("https://")
-        response = httpx.post(f"{server.url}/v1/classify", content=SEVEN.read_bytes(), headers=PNG, verify=False)
+        trust = ssl.create_default_context(cafile=str(cert))
+        response = httpx.post(f"{server.url}/v1/classify", content=SEVEN.read_bytes(), headers=PNG, verify=trust)
         assert response.status_code == 200 and response.json()["classes"][0]["label"] == "7"
+        untrusted = cli("deploy", FLOAT, "--to", server.url)
+        assert untrusted.code == 1 and "unreachable" in untrusted.out and "CERTIFICATE_VERIFY_FAILED" in untrusted.out
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # your own CA, as any Python client takes it
+        trusted = cli("deploy", FLOAT, "--to", server.url)
+        assert trusted.code == 0 and "accepted" in trusted.out, trusted.out + trusted.err
     finally:
         assert server.stop() == 0
     done = subprocess.run([sys.executable, "-m", "edgecls", "serve", INT8, "--port", "0", "--tls-cert", key,
@@ -675,6 +684,7 @@ def test_the_systemd_unit_runs_this_command_hardened_and_passes_systemd_analyze(
                      "AmbientCapabilities=CAP_NET_BIND_SERVICE", "WantedBy=multi-user.target"):
         assert expected in lines, expected
     assert TOKEN not in unit
+    assert "private /tmp (PrivateTmp=yes) and will not see" in result.err  # this test's model is under /tmp
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed (Debian: apt install systemd): the unit was not verified")
     path = tmp_path / "edgecls.service"
@@ -684,6 +694,18 @@ def test_the_systemd_unit_runs_this_command_hardened_and_passes_systemd_analyze(
     if done.returncode != 0 and not ours:
         pytest.skip(f"systemd-analyze cannot run here: {done.stderr.strip()[:300]}")
     assert done.returncode == 0 and ours == [], done.stdout + done.stderr
+
+
+def test_a_connection_over_the_cap_is_answered_503(digits):
+    """64 connections that have not sent a byte yet (--max-connections' default), then one more."""
+    held = [socket.create_connection(("127.0.0.1", digits.port), timeout=5) for _ in range(64)]
+    try:
+        assert _raw(digits, "", timeout=5).startswith(b"HTTP/1.1 503 ")
+    finally:
+        for sock in held:
+            sock.close()
+    # and served again once the server has seen them go
+    wait_for(lambda: httpx.get(f"{digits.url}/healthz").status_code == 200, timeout=10, what="a free connection")
 
 
 def test_the_unit_is_refused_without_a_token_file_for_another_host(cli, monkeypatch):

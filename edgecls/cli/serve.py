@@ -148,8 +148,11 @@ def serve(
         access_log=access_log).checked()
     if systemd_unit:
         from edgecls.serve.unit import systemd_unit as unit_text
+        from edgecls.serve.unit import unit_warnings
 
         typer.echo(unit_text(options), nl=False)
+        for warning in unit_warnings(options):
+            typer.echo(f"edgecls: warning: {warning}", err=True)
         return
     from edgecls.serve import require_stack
 

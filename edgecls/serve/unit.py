@@ -133,6 +133,20 @@ def systemd_unit(options: ServeOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unit_warnings(options: ServeOptions) -> list[str]:
+    """What would keep the unit from working as written: paths the service's sandbox or user cannot reach."""
+    found = []
+    folder = options.model.parent
+    if any(folder == Path(tmp) or Path(tmp) in folder.parents for tmp in ("/tmp", "/var/tmp")):
+        found.append(f"the service has a private /tmp (PrivateTmp=yes) and will not see {folder}: put the model in "
+                     "a folder of its own, e.g. /var/lib/edgecls")
+    executable = Path(edgecls_command()[0])
+    if Path("/home") in executable.parents:
+        found.append(f"the service runs as user {UNIT_USER}, which may not read {executable.parent} (home folders "
+                     "are private on recent Raspberry Pi OS): make the venv in e.g. /opt/edgecls/venv")
+    return found
+
+
 def _quoted(arg: str, keep_specifiers: bool = False) -> str:
     """One argument as systemd reads it back: % and $ doubled (specifiers, variables), quotes and
     backslashes escaped, and double quotes around it when it holds a space."""
