@@ -127,6 +127,7 @@ class ModelStore:
         self.current: LoadedModel | None = None  # read without the lock: one reference, swapped whole
         self.last_reload: Outcome | None = None
         self._previous: bytes | None = None  # the replaced model's bytes (else the .previous file's)
+        self._previous_sha: str | None = None  # of _previous, else of the .previous file (hashed once)
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- the four ways a model comes in
@@ -162,12 +163,13 @@ class ModelStore:
 
     @property
     def previous_sha256(self) -> str | None:
-        if self._previous is not None:
-            return sha256_bytes(self._previous)
-        try:
-            return sha256_bytes(read_capped(self.previous_path, self.max_model_bytes))
-        except OSError:
-            return None
+        """The SHA-256 of the model a rollback would bring back, or None."""
+        if self._previous_sha is None and self._previous is None:  # a .previous file from an earlier run
+            try:
+                self._previous_sha = sha256_bytes(read_capped(self.previous_path, self.max_model_bytes))
+            except OSError:
+                return None
+        return self._previous_sha
 
     # ---------------------------------------------------------------- the mechanics
     def _take(self, content: Callable[[], bytes], trigger: str, write: bool) -> Outcome:
@@ -196,7 +198,7 @@ class ModelStore:
             write_bytes_atomic(self.previous_path, old.content)
         except EdgeclsError as exc:
             self.log(f"warning: {exc}: rollback will not survive a restart")
-        self._previous = old.content
+        self._previous, self._previous_sha = old.content, old.sha256
         self._serve(loaded)
         self.log(f"{trigger}: now serving sha256 {loaded.sha256[:12]} (checked in {loaded.check_ms:.1f} ms; "
                  f"previous sha256 {old.sha256[:12]} kept for rollback)")
@@ -220,10 +222,9 @@ class ModelStore:
     def _checked(self, content: bytes, trigger: str, compare: bool) -> LoadedModel:
         """A LoadedModel of `content`, or ModelRefused with the first reason it fails the check."""
         started = time.perf_counter()
-        name = self.path.name
+        name, s = self.path.name, self.settings
         try:
             check_tflite_bytes(content, name)
-            s = self.settings
             classifiers = [Classifier(self.path, num_threads=s.threads, labels=s.labels, backend=s.backend,
                                       input_range=s.input_range, resize=s.resize, fit=s.fit, content=content)
                            for _ in range(self.interpreters)]

@@ -53,8 +53,7 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
     async def load_first_model() -> None:
         if await asyncio.to_thread(service.load_first_model):
             log(f"ready: POST {url}/v1/classify")
-        else:
-            log(f"error: cannot serve {options.model.name}: {service.load_error}")
+        else:  # run() ends with the reason as its error line
             server.should_exit = True
 
     async def reload(trigger: str) -> None:
@@ -63,9 +62,13 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
             return
         await asyncio.to_thread(service.models.reload, trigger)
 
+    early_stop: list[int] = []  # a SIGTERM before uvicorn took the signal over (see below)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
+        if early_stop:
+            server.should_exit = True
         service.start()
         tasks = [asyncio.create_task(load_first_model())]
         loop.add_signal_handler(signal.SIGHUP, lambda: tasks.append(asyncio.create_task(reload("sighup"))))
@@ -104,9 +107,10 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
         f"queue {options.queue_size}); loading {options.model.name}")
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
     # uvicorn raises the signal it stopped on once more after shutdown; SIGTERM then lands here, not in
-    # the default handler, which would end the process with 143 instead of 0. SIGHUP before the
+    # the default handler, which would end the process with 143 instead of 0 (and one that comes
+    # before uvicorn's own handler is noted, and stops the server as it starts). SIGHUP before the
     # lifespan has its handler must not kill the server either.
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda sig, frame: early_stop.append(sig))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         server.run(sockets=[listener])
