@@ -33,7 +33,7 @@ class Metrics:
         self.queued = Histogram("edgecls_queue_wait_seconds", "Time a classification waited for an interpreter",
                                 buckets=LATENCY_BUCKETS, registry=registry)
         self.total = Histogram("edgecls_classify_seconds",
-                               "A POST /v1/classify from its first byte of body to its answer",
+                               "A POST /v1/classify from its complete head to its answer (the body upload included)",
                                buckets=LATENCY_BUCKETS, registry=registry)
         self.queue_depth = Gauge("edgecls_queue_depth", "Classifications waiting for an interpreter", registry=registry)
         self.in_flight = Gauge("edgecls_in_flight", "Classifications running on an interpreter", registry=registry)
