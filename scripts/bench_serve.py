@@ -13,7 +13,8 @@ S1  images/s and p50/p99 latency of the server at concurrency 1, 4 and 16, and o
     core; the load generator runs pinned to another. Goal: the Coral model served at concurrency 4
     (its "capacity") >= 0.8x the in-process images/s.
 S2  the per-request overhead of the server on the tiny model: the client's mean latency at
-    concurrency 1 minus in-process classify() of the same encoded image (decode + invoke), in µs.
+    concurrency 1 minus in-process classify() of the same encoded image (decode + invoke), in µs
+    (recorded in the tiny model's S1 figure, `overhead_us`, with the load generator's own ceiling).
 S3  the server's RSS (VmRSS) growth over --rss-requests requests (default 100,000) at concurrency 4,
     after a warm-up of 2,000: goal <= 5 MiB.
 S4  an open-loop load at 2x capacity on a server with the default queue (2 per interpreter):
@@ -29,8 +30,9 @@ tell 503 from a lost request and check that every 200 names the model. Its own c
 against GET /healthz at concurrency 4, on the same core) is measured and printed, so a result
 limited by the client shows as such.
 
-Prints a Markdown table and writes the JSON record (scripts/benchkit.py's). Figures taken above a
-load average of 2.0 on this 2-core machine are not figures: see the record's load averages.
+Prints a Markdown table and writes the JSON record (scripts/benchkit.py's): each figure carries the
+load average at its start and end and is marked not valid when it started on a busy machine
+(benchkit.QUIET_PER_CORE); scripts/perf-report waits for a quiet machine first.
 """
 
 from __future__ import annotations
@@ -309,101 +311,133 @@ def images_file(folder: Path, name: str, paths: list[Path]) -> str:
     return str(path)
 
 
-def measure_model(name: str, spec: dict[str, Any], args: argparse.Namespace, cores: tuple[int, int],
-                  folder: Path) -> dict[str, Any]:
-    server_core, client_core = cores
-    images = images_file(folder, name, spec["images"])
-    options = json.dumps(spec["options"])
-    figures: dict[str, Any] = {}
-    server = Server(spec["model"], spec["options"], server_core, "--queue", str(CLOSED_LOOP_QUEUE))
-    try:
-        run_worker(client_core, "--client", server.url, "--images", images, "--requests", "200", "--concurrency", "4")
+class Bench:
+    """One model's runs: the workers pinned to their cores, the image list they share."""
+
+    def __init__(self, spec: dict[str, Any], args: argparse.Namespace, cores: tuple[int, int], images: str):
+        self.spec, self.args, self.images = spec, args, images
+        self.server_core, self.client_core = cores
+
+    def client(self, url: str, *args: str) -> dict[str, Any]:
+        return run_worker(self.client_core, "--client", url, "--images", self.images, *args)
+
+    def server(self, *extra: str) -> Server:
+        return Server(self.spec["model"], self.spec["options"], self.server_core, *extra)
+
+    def closed_loop(self, server: Server, tiny: bool) -> dict[str, Any]:
+        """S1: in-process classify_many and the server at each concurrency, paired round by round; for the
+        tiny model also S2, the per-request overhead, and the load generator's own ceiling."""
+        args = self.args
+        self.client(server.url, "--requests", "200", "--concurrency", "4")  # warm-up
         runs: dict[str, list[dict[str, Any]]] = {"in-process": []} | {f"c{c}": [] for c in CONCURRENCY}
 
         def contender(key: str) -> Callable[[], float]:
             def measure() -> float:
                 if key == "in-process":
-                    result = run_worker(server_core, "--in-process", str(spec["model"]), "--options", options,
-                                        "--images", images, "--seconds", str(args.seconds))
+                    result = run_worker(self.server_core, "--in-process", str(self.spec["model"]), "--options",
+                                        json.dumps(self.spec["options"]), "--images", self.images, "--seconds",
+                                        str(args.seconds))
                 else:
-                    result = run_worker(client_core, "--client", server.url, "--images", images, "--concurrency",
-                                        key[1:], "--seconds", str(args.seconds))
+                    result = self.client(server.url, "--concurrency", key[1:], "--seconds", str(args.seconds))
                 runs[key].append(result)
                 return result["images_per_s"]
             return measure
 
         values = paired({key: contender(key) for key in runs}, args.rounds)
-        figures["in_process_images_per_s"] = median(values["in-process"], 2)
-        figures["classify_mean_us"] = median([r["classify_mean_us"] for r in runs["in-process"]], 1)
+        figure: dict[str, Any] = {"in_process_images_per_s": median(values["in-process"], 2),
+                                  "classify_mean_us": median([r["classify_mean_us"] for r in runs["in-process"]], 1)}
         for c in CONCURRENCY:
             key = f"c{c}"
-            figures[key] = {"images_per_s": median(values[key], 2),
-                            "p50_ms": median([r["p50_ms"] for r in runs[key]], 3),
-                            "p99_ms": median([r["p99_ms"] for r in runs[key]], 3),
-                            "refused_503": sum(r["refused_503"] for r in runs[key]),
-                            "lost": sum(r["lost"] for r in runs[key])}
-            figures[f"{key}_vs_in_process"] = ratio(values[key], values["in-process"])
-        overheads = [r["mean_us"] - p["classify_mean_us"] for r, p in zip(runs["c1"], runs["in-process"])]
-        figures["overhead_us"] = median(overheads, 1)
-        if name == "reference-int8":
-            figures["client_ceiling_healthz_per_s"] = run_worker(
-                client_core, "--client", server.url, "--route", "/healthz", "--concurrency", "4", "--seconds",
-                str(args.seconds))["images_per_s"]
-            run_worker(client_core, "--client", server.url, "--images", images, "--requests", str(WARMUP_REQUESTS),
-                       "--concurrency", "4")
-            before = server.rss_mib()
-            long_run = run_worker(client_core, "--client", server.url, "--images", images, "--requests",
-                                  str(args.rss_requests), "--concurrency", "4")
-            after = server.rss_mib()
-            figures["rss"] = {"requests": args.rss_requests, "start_mib": round(before, 2), "end_mib": round(after, 2),
-                              "growth_mib": round(after - before, 2), "ok": long_run["ok"], "lost": long_run["lost"]}
-    finally:
-        figures["closed_loop_exit_code"] = server.stop()
-    capacity = figures["c4"]["images_per_s"]
-    server = Server(spec["model"], spec["options"], server_core)  # the default queue
+            figure[key] = {"images_per_s": median(values[key], 2),
+                           "p50_ms": median([r["p50_ms"] for r in runs[key]], 3),
+                           "p99_ms": median([r["p99_ms"] for r in runs[key]], 3),
+                           "refused_503": sum(r["refused_503"] for r in runs[key]),
+                           "lost": sum(r["lost"] for r in runs[key])}
+            figure[f"{key}_vs_in_process"] = ratio(values[key], values["in-process"])
+        # S2: what a request costs beyond decoding and classifying the same bytes in-process
+        figure["overhead_us"] = median([r["mean_us"] - p["classify_mean_us"]
+                                        for r, p in zip(runs["c1"], runs["in-process"])], 1)
+        if tiny:
+            figure["client_ceiling_healthz_per_s"] = self.client(
+                server.url, "--route", "/healthz", "--concurrency", "4", "--seconds", str(args.seconds))["images_per_s"]
+        return figure
+
+    def rss(self, server: Server) -> dict[str, Any]:
+        """S3: the server's RSS before and after --rss-requests requests at concurrency 4 (after a warm-up)."""
+        self.client(server.url, "--requests", str(WARMUP_REQUESTS), "--concurrency", "4")
+        before = server.rss_mib()
+        long_run = self.client(server.url, "--requests", str(self.args.rss_requests), "--concurrency", "4")
+        after = server.rss_mib()
+        return {"requests": self.args.rss_requests, "start_mib": round(before, 2), "end_mib": round(after, 2),
+                "growth_mib": round(after - before, 2), "ok": long_run["ok"], "lost": long_run["lost"]}
+
+    def open_loop(self, capacity: float) -> dict[str, Any]:
+        """S4: a server with the default queue; unloaded (concurrency 1), then an open loop at 2x capacity."""
+        server = self.server()
+        try:
+            unloaded = self.client(server.url, "--concurrency", "1", "--seconds", str(self.args.seconds))
+            loaded = run_worker(self.client_core, "--open", server.url, "--images", self.images, "--rate",
+                                str(OPEN_LOOP_FACTOR * capacity), "--seconds", str(self.args.open_seconds))
+        finally:
+            code = server.stop()
+        return {**loaded, "capacity_images_per_s": capacity, "unloaded_p99_ms": unloaded["p99_ms"],
+                "p99_ratio": round(loaded["p99_ms"] / unloaded["p99_ms"], 3) if loaded["p99_ms"] else None,
+                "exit_code": code}
+
+
+def measure_model(record: Record, name: str, spec: dict[str, Any], args: argparse.Namespace,
+                  cores: tuple[int, int], folder: Path) -> None:
+    """S1 (with S2 for the tiny model), S3 (the tiny model), S4 of one model, each a figure of `record`
+    (with the load at its start: benchkit.Record.figure)."""
+    bench = Bench(spec, args, cores, images_file(folder, name, spec["images"]))
+    tiny = name == "reference-int8"
+    server = bench.server("--queue", str(CLOSED_LOOP_QUEUE))
     try:
-        unloaded = run_worker(client_core, "--client", server.url, "--images", images, "--concurrency", "1",
-                              "--seconds", str(args.seconds))
-        loaded = run_worker(client_core, "--open", server.url, "--images", images, "--rate",
-                            str(OPEN_LOOP_FACTOR * capacity), "--seconds", str(args.open_seconds))
+        s1 = record.figure(f"S1 {name}", lambda: bench.closed_loop(server, tiny))
+        if tiny:
+            record.figure("S3 rss", lambda: bench.rss(server))
     finally:
-        code = server.stop()
-    figures["open_loop"] = {**loaded, "capacity_images_per_s": capacity, "unloaded_p99_ms": unloaded["p99_ms"],
-                            "p99_ratio": round(loaded["p99_ms"] / unloaded["p99_ms"], 3) if loaded["p99_ms"] else None,
-                            "exit_code": code}
-    return figures
+        s1_exit = server.stop()
+    record.data["figures"][f"S1 {name}"]["exit_code"] = s1_exit
+    record.figure(f"S4 open loop {name}", lambda: bench.open_loop(s1["c4"]["images_per_s"]))
+
+
+def _validity(figure: dict[str, Any]) -> str:
+    return "" if figure.get("valid") else f" (NOT VALID: load {figure.get('load_start', ['?'])[0]} at its start)"
 
 
 def markdown(record: dict[str, Any]) -> str:
     lines = ["| model | run | images/s | p50 ms | p99 ms | vs in-process (median of rounds) | 503 | lost |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, f in record["figures"].items():
+    figures = record["figures"]
+    for name, f in figures.items():
         if not name.startswith("S1 "):
             continue
-        model = name[3:]
+        model = name[3:] + _validity(f)
         lines.append(f"| {model} | in-process classify_many | {f['in_process_images_per_s']:.0f} | | | | | |")
         for c in CONCURRENCY:
             run, r = f[f"c{c}"], f[f"c{c}_vs_in_process"]
             lines.append(f"| {model} | serve, concurrency {c} | {run['images_per_s']:.0f} | {run['p50_ms']:.2f} | "
                          f"{run['p99_ms']:.2f} | {r['median']:.3f} ({r['min']:.2f}–{r['max']:.2f}, {r['rounds']}) | "
                          f"{run['refused_503']} | {run['lost']} |")
-    extra = record["figures"]
-    if "S2 overhead reference-int8" in extra:
-        s2 = extra["S2 overhead reference-int8"]
-        lines += ["", f"- S2 per-request overhead, tiny model: **{s2['overhead_us']:.0f} µs** (client mean at "
-                  f"concurrency 1 minus in-process classify() {s2['classify_mean_us']:.0f} µs); the client's own "
-                  f"ceiling (GET /healthz, concurrency 4): {s2['client_ceiling_healthz_per_s']:.0f} requests/s"]
-    if "S3 rss" in extra:
-        s3 = extra["S3 rss"]
+    tiny = figures.get("S1 reference-int8")
+    if tiny:
+        lines += ["", f"- S2 per-request overhead, tiny model: **{tiny['overhead_us']:.0f} µs** (the client's mean at "
+                  f"concurrency 1 minus in-process classify() of the same bytes, {tiny['classify_mean_us']:.0f} µs); "
+                  f"the load generator's own ceiling (GET /healthz, concurrency 4): "
+                  f"{tiny['client_ceiling_healthz_per_s']:.0f} requests/s{_validity(tiny)}"]
+    if "S3 rss" in figures:
+        s3 = figures["S3 rss"]
         lines.append(f"- S3 RSS over {s3['requests']:,} requests: {s3['start_mib']:.1f} → {s3['end_mib']:.1f} MiB, "
-                     f"**{s3['growth_mib']:+.2f} MiB** (goal <= 5); {s3['ok']:,} answered, {s3['lost']} lost")
-    for name, f in extra.items():
+                     f"**{s3['growth_mib']:+.2f} MiB** (goal <= 5); {s3['ok']:,} answered, {s3['lost']} lost"
+                     f"{_validity(s3)}")
+    for name, f in figures.items():
         if name.startswith("S4 "):
             lines.append(
                 f"- {name}: {f['sent']:,} requests at {f['rate_asked']:.0f}/s (sent at {f['rate_sent']:.0f}/s; 2x the "
                 f"capacity {f['capacity_images_per_s']:.0f}/s): {f['ok']:,} accepted, p99 {f['p99_ms'] or 0:.2f} ms "
                 f"vs unloaded {f['unloaded_p99_ms']:.2f} ms = **{f['p99_ratio'] or 0:.2f}x** (goal <= 3); "
-                f"{f['refused_503']:,} answered 503; {f['lost']} lost; other {f['other'] or 'none'}")
+                f"{f['refused_503']:,} answered 503; {f['lost']} lost; other {f['other'] or 'none'}{_validity(f)}")
     return "\n".join(lines)
 
 
@@ -451,13 +485,7 @@ def main() -> None:
     for name, spec in table.items():
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-serve-") as work:  # the workers' image lists
-            f = measure_model(name, spec, args, pinning, Path(work))
-        record.data["figures"][f"S1 {name}"] = {k: v for k, v in f.items() if k not in ("rss", "open_loop")}
-        if name == "reference-int8":
-            record.data["figures"]["S2 overhead reference-int8"] = {
-                k: f[k] for k in ("overhead_us", "classify_mean_us", "client_ceiling_healthz_per_s")}
-            record.data["figures"]["S3 rss"] = f["rss"]
-        record.data["figures"][f"S4 open loop {name}"] = f["open_loop"]
+            measure_model(record, name, spec, args, pinning, Path(work))
     data = record.write(args.json)
     print(markdown(data))
 
