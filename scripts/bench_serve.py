@@ -26,9 +26,10 @@ S4  an open-loop load at 2x capacity on a server with the default queue (2 per i
 The load generator is a client of our own (asyncio, raw HTTP/1.1 keep-alive connections, each
 request pre-encoded), not Debian's wrk: wrk is closed-loop only (the open-loop S4 needs requests
 sent on a schedule, which wrk cannot), and it counts non-2xx answers as one number, where S4 must
-tell 503 from a lost request and check that every 200 names the model. Its own ceiling (requests/s
-against GET /healthz at concurrency 4, on the same core) is measured and printed, so a result
-limited by the client shows as such.
+tell 503 from a lost request and check that every 200 names the model. It is callback-driven
+(asyncio.Protocol, no coroutine a request) so that it stays well ahead of the server; its own
+ceiling (requests/s at concurrency 4 against a canned answer on the server's core) is measured and
+printed, so a result limited by the client shows as such.
 
 Prints a Markdown table and writes the JSON record (scripts/benchkit.py's): each figure carries the
 load average at its start and end and is marked not valid when it started on a busy machine
@@ -48,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,28 +84,52 @@ def content_type(path: Path) -> str:
 
 
 # ============================================================================= the load generator (its own process)
-class Connection:
-    """One HTTP/1.1 keep-alive connection: send a pre-encoded request, read the status and body."""
+_LENGTH = re.compile(rb"content-length: *(\d+)")
+ANSWER_TIMEOUT_S = 60.0  # after the run, how long answers still in flight are waited for (then: lost)
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader, self.writer = reader, writer
 
-    @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
-        return cls(*await asyncio.open_connection(host, port))
+class Wire(asyncio.Protocol):
+    """One HTTP/1.1 keep-alive connection driven by callbacks (no coroutine a request: the client must
+    be much faster than the server it measures): `ask` writes a pre-encoded request, and the answer's
+    status and body go to `answered(wire, status, body, keep)` as soon as its last byte arrives."""
 
-    async def ask(self, payload: bytes) -> tuple[int, bytes, bool]:
-        """(status, body, whether the server keeps the connection)."""
-        self.writer.write(payload)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        length = int(re.search(rb"content-length: *(\d+)", lower).group(1))
-        body = await self.reader.readexactly(length)
-        return status, body, b"connection: close" not in lower
+    def __init__(self, answered: Callable[..., None], gone: Callable[[Wire], None]):
+        self.answered, self.gone = answered, gone
+        self.buffer = bytearray()
+        self.need: int | None = None  # the whole answer's length, once its head is read
+        self.body_at = 0
+        self.status, self.keep = 0, True
+        self.begun = 0.0  # when the request in flight was due (its latency counts from there)
+        self.busy = False
+        self.transport: asyncio.Transport | None = None
 
-    def close(self) -> None:
-        self.writer.close()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def ask(self, payload: bytes, begun: float) -> None:
+        self.begun, self.busy = begun, True
+        self.transport.write(payload)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.need is None:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = bytes(self.buffer[:end]).lower()
+                self.status, self.body_at = int(head[9:12]), end + 4
+                self.need = self.body_at + int(_LENGTH.search(head).group(1))
+                self.keep = b"connection: close" not in head
+            if len(self.buffer) < self.need:
+                return
+            body = bytes(self.buffer[self.body_at:self.need])
+            del self.buffer[:self.need]
+            self.need, self.busy = None, False
+            self.answered(self, self.status, body, self.keep)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gone(self)
 
 
 def payloads(host: str, paths: list[Path], route: str = "/v1/classify") -> list[bytes]:
@@ -141,99 +167,154 @@ class Tally:
                 "mean_us": round(statistics.fmean(ok) * 1e6, 1) if ok else None, "sha256": sorted(self.shas)}
 
 
+class Load:
+    """The requests of one run over a set of Wires: what is sent, what came back, what is still due."""
+
+    def __init__(self, url: str, bodies: list[bytes]):
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        self.host, self.port, self.bodies = host, int(port), bodies
+        self.loop = asyncio.get_running_loop()
+        self.tally, self.sent, self.in_flight = Tally(), 0, 0
+        self.wires: set[Wire] = set()
+        self.quiet = self.loop.create_future()  # set when nothing is in flight and nothing more will be sent
+        self.more = True
+        self.next_for: Callable[[Wire], None] = lambda wire: None  # what a wire does once answered
+
+    async def open(self) -> Wire:
+        _, wire = await self.loop.create_connection(lambda: Wire(self.answered, self.gone), self.host, self.port)
+        self.wires.add(wire)
+        return wire
+
+    def send(self, wire: Wire, begun: float) -> None:
+        self.sent += 1
+        self.in_flight += 1
+        wire.ask(self.bodies[self.sent % len(self.bodies)], begun)
+
+    def answered(self, wire: Wire, status: int, body: bytes, keep: bool) -> None:
+        self.in_flight -= 1
+        self.tally.add(status, body, self.loop.time() - wire.begun)
+        if not keep:
+            wire.transport.close()
+            return
+        self.next_for(wire)
+        self._check_quiet()
+
+    def gone(self, wire: Wire) -> None:
+        self.wires.discard(wire)
+        if wire.busy:  # closed with a request in flight: it never gets an answer
+            self.tally.lost += 1
+            self.in_flight -= 1
+        if self.more:
+            self.loop.create_task(self._replace())
+        self._check_quiet()
+
+    async def _replace(self) -> None:
+        self.next_for(await self.open())
+
+    def _check_quiet(self) -> None:
+        if not self.more and not self.in_flight and not self.quiet.done():
+            self.quiet.set_result(None)
+
+    async def finish(self) -> float:
+        """Stop sending, wait for the answers in flight (those that never come are lost); the end time."""
+        self.more = False
+        self._check_quiet()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.quiet), ANSWER_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self.tally.lost += self.in_flight
+        end = self.loop.time()
+        for wire in list(self.wires):
+            wire.transport.close()
+        return end
+
+
 async def closed_loop(url: str, paths: list[Path], concurrency: int, seconds: float, requests: int | None,
                       route: str) -> dict[str, Any]:
-    """`concurrency` connections, each sending its next request when the last is answered."""
-    host, port = url.split("://", 1)[1].rsplit(":", 1)
-    bodies = payloads(host, paths, route)
-    tally, sent = Tally(), [0]
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    """`concurrency` connections, each sending its next request as soon as the last is answered, for
+    `seconds` (or `requests` requests in all)."""
+    load = Load(url, payloads(url.split("://", 1)[1].rsplit(":", 1)[0], paths, route))
+    started = load.loop.time()
     deadline = started + seconds
 
-    async def worker(offset: int) -> None:
-        connection = await Connection.open(host, int(port))
-        i = offset
-        while (sent[0] < requests) if requests else (loop.time() < deadline):
-            sent[0] += 1
-            begun = loop.time()
-            try:
-                status, body, keep = await asyncio.wait_for(connection.ask(bodies[i % len(bodies)]), 60)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
-                tally.lost += 1
-                connection.close()
-                connection = await Connection.open(host, int(port))
-                continue
-            tally.add(status, body, loop.time() - begun)
-            if not keep:
-                connection.close()
-                connection = await Connection.open(host, int(port))
-            i += concurrency
-        connection.close()
+    def next_for(wire: Wire) -> None:
+        if (load.sent < requests) if requests else (load.loop.time() < deadline):
+            load.send(wire, load.loop.time())
+        elif load.more:
+            load.more = False
+            load.loop.call_soon(load._check_quiet)
 
-    await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    return tally.summary(loop.time() - started)
+    load.next_for = next_for
+    for wire in await asyncio.gather(*(load.open() for _ in range(concurrency))):
+        next_for(wire)
+    while load.more:
+        await asyncio.sleep(0.05)
+    end = await load.finish()
+    return load.tally.summary(end - started)
 
 
 async def open_loop(url: str, paths: list[Path], rate: float, seconds: float) -> dict[str, Any]:
-    """Requests sent at `rate` a second on schedule (a free connection, else a new one up to
-    MAX_OPEN_CONNECTIONS); each latency counted from its scheduled time."""
-    host, port = url.split("://", 1)[1].rsplit(":", 1)
-    bodies = payloads(host, paths)
-    tally = Tally()
-    idle: list[Connection] = []
-    opened = [0]
-    free = asyncio.Condition()
-    loop = asyncio.get_running_loop()
+    """Requests due at `rate` a second, sent on schedule on an idle connection, else a new one (up to
+    MAX_OPEN_CONNECTIONS), else as soon as one is free; each latency counted from when it was due."""
+    load = Load(url, payloads(url.split("://", 1)[1].rsplit(":", 1)[0], paths))
+    idle: list[Wire] = []
+    due: deque[float] = deque()  # requests due and not sent yet (no connection free)
+    opening = [0]
 
-    async def take() -> Connection:
-        async with free:
-            while not idle and opened[0] >= MAX_OPEN_CONNECTIONS:
-                await free.wait()
-            if idle:
-                return idle.pop()
-            opened[0] += 1
-        return await Connection.open(host, int(port))
-
-    async def give(connection: Connection | None) -> None:
-        async with free:
-            if connection is None:
-                opened[0] -= 1
-            else:
-                idle.append(connection)
-            free.notify()
-
-    async def one(i: int, scheduled: float) -> None:
-        connection = await take()
-        try:
-            status, body, keep = await asyncio.wait_for(connection.ask(bodies[i % len(bodies)]), 60)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
-            tally.lost += 1
-            connection.close()
-            await give(None)
-            return
-        tally.add(status, body, loop.time() - scheduled)
-        if keep:
-            await give(connection)
+    def next_for(wire: Wire) -> None:
+        if due:
+            load.send(wire, due.popleft())
         else:
-            connection.close()
-            await give(None)
+            idle.append(wire)
 
+    async def open_one() -> None:
+        opening[0] += 1
+        try:
+            next_for(await load.open())
+        finally:
+            opening[0] -= 1
+
+    load.next_for = next_for
     count = max(1, int(rate * seconds))
-    started = loop.time() + 0.05
-    tasks = []
+    started = load.loop.time() + 0.05
     for i in range(count):
         scheduled = started + i / rate
-        if scheduled > loop.time():
-            await asyncio.sleep(scheduled - loop.time())
-        tasks.append(asyncio.create_task(one(i, scheduled)))
-    sending = loop.time() - started  # how long sending took: longer than planned when the client lags
-    await asyncio.gather(*tasks)
-    for connection in idle:
-        connection.close()
-    summary = tally.summary(loop.time() - started)
+        if scheduled > load.loop.time():
+            await asyncio.sleep(scheduled - load.loop.time())
+        if idle:
+            load.send(idle.pop(), scheduled)
+        else:
+            due.append(scheduled)
+            if len(load.wires) + opening[0] < MAX_OPEN_CONNECTIONS:
+                load.loop.create_task(open_one())
+    sending = load.loop.time() - started  # longer than planned when the client lags
+    while due:
+        await asyncio.sleep(0.01)
+    end = await load.finish()
+    summary = load.tally.summary(end - started)
     summary.update(sent=count, rate_asked=round(rate, 1), rate_sent=round(count / max(sending, 1e-9), 1))
     return summary
+
+
+class Echo(asyncio.Protocol):
+    """A canned `200 {}` for every request head received: the fastest server there is, to measure the
+    load generator's own ceiling (GET requests only: a head is all there is)."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport, self.pending = transport, b""
+
+    def data_received(self, data: bytes) -> None:
+        heads = (self.pending + data).split(b"\r\n\r\n")
+        self.pending = heads.pop()
+        self.transport.write(self.ANSWER * len(heads))  # type: ignore[attr-defined]
+
+
+async def echo_server() -> None:
+    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
 
 
 # ============================================================================= the in-process baseline (a process)
@@ -357,10 +438,23 @@ class Bench:
         # S2: what a request costs beyond decoding and classifying the same bytes in-process
         figure["overhead_us"] = median([r["mean_us"] - p["classify_mean_us"]
                                         for r, p in zip(runs["c1"], runs["in-process"])], 1)
-        if tiny:
-            figure["client_ceiling_healthz_per_s"] = self.client(
-                server.url, "--route", "/healthz", "--concurrency", "4", "--seconds", str(args.seconds))["images_per_s"]
+        if tiny:  # the load generator's own ceiling: against a canned answer, and against serve's cheapest route
+            figure["client_ceiling_per_s"] = self.client_ceiling()
+            figure["healthz_per_s"] = self.client(server.url, "--route", "/healthz", "--concurrency", "4",
+                                                  "--seconds", str(args.seconds))["images_per_s"]
         return figure
+
+    def client_ceiling(self) -> float:
+        echo = subprocess.Popen([sys.executable, __file__, "--echo"], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                                preexec_fn=pinned(self.server_core))
+        try:
+            port = int(echo.stdout.readline())
+            return self.client(f"http://127.0.0.1:{port}", "--route", "/healthz", "--concurrency", "4",
+                               "--seconds", str(self.args.seconds))["images_per_s"]
+        finally:
+            echo.kill()
+            echo.wait()
+            echo.stdout.close()
 
     def rss(self, server: Server) -> dict[str, Any]:
         """S3: the server's RSS before and after --rss-requests requests at concurrency 4 (after a warm-up)."""
@@ -424,8 +518,9 @@ def markdown(record: dict[str, Any]) -> str:
     if tiny:
         lines += ["", f"- S2 per-request overhead, tiny model: **{tiny['overhead_us']:.0f} µs** (the client's mean at "
                   f"concurrency 1 minus in-process classify() of the same bytes, {tiny['classify_mean_us']:.0f} µs); "
-                  f"the load generator's own ceiling (GET /healthz, concurrency 4): "
-                  f"{tiny['client_ceiling_healthz_per_s']:.0f} requests/s{_validity(tiny)}"]
+                  f"the load generator's own ceiling (concurrency 4, a canned answer): "
+                  f"{tiny['client_ceiling_per_s']:.0f} requests/s; serve's GET /healthz: {tiny['healthz_per_s']:.0f} "
+                  f"requests/s{_validity(tiny)}"]
     if "S3 rss" in figures:
         s3 = figures["S3 rss"]
         lines.append(f"- S3 RSS over {s3['requests']:,} requests: {s3['start_mib']:.1f} → {s3['end_mib']:.1f} MiB, "
@@ -452,6 +547,7 @@ def main() -> None:
     parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--open", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--in-process", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--images", help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
@@ -466,6 +562,9 @@ def main() -> None:
         return
     if args.open:
         print(json.dumps(asyncio.run(open_loop(args.open, paths, args.rate, args.seconds))))
+        return
+    if args.echo:
+        asyncio.run(echo_server())
         return
     if args.in_process:
         print(json.dumps(in_process(Path(args.in_process), json.loads(args.options), paths, args.seconds)))

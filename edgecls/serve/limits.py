@@ -66,24 +66,22 @@ async def read_body(headers: Any, stream: AsyncIterator[bytes], limit: int, time
         if int(declared) > limit:
             raise ApiError(413, f"body of {int(declared)} bytes is over the {megabytes(limit)} cap ({option})",
                            {"Connection": "close"})
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    chunks, size = [], 0
-    iterator = stream.__aiter__()
-    while True:
-        try:
-            chunk = await asyncio.wait_for(iterator.__anext__(), max(0.0, deadline - loop.time()))
-        except StopAsyncIteration:
-            break
-        except asyncio.TimeoutError:
-            raise ApiError(408, f"the body did not arrive within {timeout:g} s (--body-timeout-s)",
-                           {"Connection": "close"}) from None
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"body is over the {megabytes(limit)} cap ({option})", {"Connection": "close"})
-        if chunk:
-            chunks.append(chunk)
-    return b"".join(chunks)
+
+    async def collect() -> bytes:
+        chunks, size = [], 0
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"body is over the {megabytes(limit)} cap ({option})", {"Connection": "close"})
+            if chunk:
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:  # one deadline for the whole body: a client trickling it byte by byte gains nothing
+        return await asyncio.wait_for(collect(), timeout)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"the body did not arrive within {timeout:g} s (--body-timeout-s)",
+                       {"Connection": "close"}) from None
 
 
 def top_k(text: str | None, classes: int) -> int:
