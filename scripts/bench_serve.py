@@ -17,7 +17,7 @@ S2  the per-request overhead of the server on the tiny model: the client's mean 
     (recorded in the tiny model's S1 figure, `overhead_us`, with the load generator's own ceiling).
 S3  the server's RSS (VmRSS) growth over --rss-requests requests (default 100,000) at concurrency 4,
     after a warm-up of 2,000: goal <= 5 MiB.
-S4  an open-loop load at 2x capacity on a server with the default queue (2 per interpreter):
+S4  an open-loop load at 2x capacity on a server with the default queue (1 per interpreter):
     requests sent on schedule whatever the answers (latency counted from the scheduled time, so a
     slow server cannot slow the load down), the accepted requests' p99 against the unloaded p99
     (concurrency 1, the same server, just before): goal <= 3x; the rest answered 503; none lost
@@ -125,8 +125,8 @@ class Wire(asyncio.Protocol):
                 return
             body = bytes(self.buffer[self.body_at:self.need])
             del self.buffer[:self.need]
-            self.need, self.busy = None, False
-            self.answered(self, self.status, body, self.keep)
+            asked, self.need, self.busy = self.busy, None, False
+            self.answered(self, self.status, body, self.keep, asked)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gone(self)
@@ -143,6 +143,7 @@ class Tally:
     def __init__(self) -> None:
         self.latencies: list[float] = []  # of 200s
         self.refused = 0  # 503
+        self.unasked = 0  # answers to no request: serve's 503 to a connection over --max-connections
         self.other: dict[int, int] = {}
         self.lost = 0  # connection errors, timeouts: no answer
         self.shas: set[str] = set()
@@ -162,6 +163,7 @@ class Tally:
         ok = sorted(self.latencies)
         pick = (lambda q: ok[min(len(ok) - 1, int(q * len(ok)))] * 1000) if ok else (lambda q: None)
         return {"ok": len(ok), "refused_503": self.refused, "other": self.other, "lost": self.lost,
+                "connections_refused": self.unasked,
                 "seconds": round(seconds, 3), "images_per_s": round(len(ok) / seconds, 2) if seconds else 0,
                 "p50_ms": pick(0.5), "p99_ms": pick(0.99),
                 "mean_us": round(statistics.fmean(ok) * 1e6, 1) if ok else None, "sha256": sorted(self.shas)}
@@ -170,8 +172,9 @@ class Tally:
 class Load:
     """The requests of one run over a set of Wires: what is sent, what came back, what is still due."""
 
-    def __init__(self, url: str, bodies: list[bytes]):
+    def __init__(self, url: str, bodies: list[bytes], replace_closed: bool):
         host, port = url.split("://", 1)[1].rsplit(":", 1)
+        self.replace_closed = replace_closed  # a closed connection is reopened (closed loop: the concurrency stays)
         self.host, self.port, self.bodies = host, int(port), bodies
         self.loop = asyncio.get_running_loop()
         self.tally, self.sent, self.in_flight = Tally(), 0, 0
@@ -190,9 +193,12 @@ class Load:
         self.in_flight += 1
         wire.ask(self.bodies[self.sent % len(self.bodies)], begun)
 
-    def answered(self, wire: Wire, status: int, body: bytes, keep: bool) -> None:
-        self.in_flight -= 1
-        self.tally.add(status, body, self.loop.time() - wire.begun)
+    def answered(self, wire: Wire, status: int, body: bytes, keep: bool, asked: bool) -> None:
+        if not asked:  # the server turned the connection away before a request was sent on it
+            self.tally.unasked += 1
+        else:
+            self.in_flight -= 1
+            self.tally.add(status, body, self.loop.time() - wire.begun)
         if not keep:
             wire.transport.close()
             return
@@ -204,7 +210,7 @@ class Load:
         if wire.busy:  # closed with a request in flight: it never gets an answer
             self.tally.lost += 1
             self.in_flight -= 1
-        if self.more:
+        if self.more and self.replace_closed:
             self.loop.create_task(self._replace())
         self._check_quiet()
 
@@ -233,7 +239,7 @@ async def closed_loop(url: str, paths: list[Path], concurrency: int, seconds: fl
                       route: str) -> dict[str, Any]:
     """`concurrency` connections, each sending its next request as soon as the last is answered, for
     `seconds` (or `requests` requests in all)."""
-    load = Load(url, payloads(url.split("://", 1)[1].rsplit(":", 1)[0], paths, route))
+    load = Load(url, payloads(url.split("://", 1)[1].rsplit(":", 1)[0], paths, route), replace_closed=True)
     started = load.loop.time()
     deadline = started + seconds
 
@@ -256,7 +262,7 @@ async def closed_loop(url: str, paths: list[Path], concurrency: int, seconds: fl
 async def open_loop(url: str, paths: list[Path], rate: float, seconds: float) -> dict[str, Any]:
     """Requests due at `rate` a second, sent on schedule on an idle connection, else a new one (up to
     MAX_OPEN_CONNECTIONS), else as soon as one is free; each latency counted from when it was due."""
-    load = Load(url, payloads(url.split("://", 1)[1].rsplit(":", 1)[0], paths))
+    load = Load(url, payloads(url.split("://", 1)[1].rsplit(":", 1)[0], paths), replace_closed=False)
     idle: list[Wire] = []
     due: deque[float] = deque()  # requests due and not sent yet (no connection free)
     opening = [0]
@@ -281,6 +287,8 @@ async def open_loop(url: str, paths: list[Path], rate: float, seconds: float) ->
         scheduled = started + i / rate
         if scheduled > load.loop.time():
             await asyncio.sleep(scheduled - load.loop.time())
+        while idle and idle[-1].transport.is_closing():  # closed by the server while it waited
+            idle.pop()
         if idle:
             load.send(idle.pop(), scheduled)
         else:
@@ -288,8 +296,11 @@ async def open_loop(url: str, paths: list[Path], rate: float, seconds: float) ->
             if len(load.wires) + opening[0] < MAX_OPEN_CONNECTIONS:
                 load.loop.create_task(open_one())
     sending = load.loop.time() - started  # longer than planned when the client lags
-    while due:
-        await asyncio.sleep(0.01)
+    while due:  # the requests that found no free connection go out as connections free up
+        if not load.wires and not opening[0]:  # every connection was closed: open one for the rest
+            await open_one()
+        else:
+            await asyncio.sleep(0.01)
     end = await load.finish()
     summary = load.tally.summary(end - started)
     summary.update(sent=count, rate_asked=round(rate, 1), rate_sent=round(count / max(sending, 1e-9), 1))

@@ -35,6 +35,7 @@ from edgecls.serve.metrics import CONTENT_TYPE
 from edgecls.serve.models import ModelUnavailable, Outcome
 from edgecls.serve.service import Service
 
+CLASSIFY = "/v1/classify"
 MAX_FORM_FIELDS = 8  # a multipart upload is one file and perhaps a few small fields, never a thousand
 OUTCOME_STATUS = {"accepted": 200, "unchanged": 200, "refused": 422, "failed": 500}
 
@@ -72,6 +73,10 @@ class Guard:
                 response = error_response(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'",
                                           {"WWW-Authenticate": 'Bearer realm="edgecls"'})
                 await response(scope, receive, send_and_count)
+            elif path == CLASSIFY and self.service.ready and self.service.pool.full():
+                # shed here, before routing: under overload a refusal must cost as little as possible
+                busy = self.service.busy()
+                await error_response(busy.status, busy.message, busy.headers)(scope, receive, send_and_count)
             else:
                 await self.app(scope, receive, send_and_count)
         finally:  # a route label per known route (an unknown path is "other": no label per scanned URL)
@@ -149,7 +154,7 @@ def create_app(service: Service, lifespan: Lifespan | None = None, routes: Seque
         return Response(service.metrics.text(), media_type=CONTENT_TYPE)
 
     core = [
-        Route("/v1/classify", classify, methods=["POST"]),
+        Route(CLASSIFY, classify, methods=["POST"]),
         Route("/v1/model", get_model, methods=["GET"]),
         Route("/v1/model", put_model, methods=["PUT"]),
         Route("/v1/model/rollback", rollback, methods=["POST"]),

@@ -92,7 +92,14 @@ class Service:
     def check_capacity(self) -> None:
         """503 before reading a body the queue has no room for."""
         if self.pool.full():
-            raise self._busy(QueueFull(self.pool.retry_after()))
+            raise self.busy()
+
+    def busy(self, retry_after: int | None = None) -> ApiError:
+        """The 503 of a full queue, with its Retry-After."""
+        seconds = self.pool.retry_after() if retry_after is None else retry_after
+        return ApiError(503, f"busy: all {self.options.interpreters} interpreter"
+                        f"{'s are' if self.options.interpreters != 1 else ' is'} working and the queue of "
+                        f"{self.options.queue_size} is full; retry after {seconds} s", {"Retry-After": str(seconds)})
 
     async def classify(self, data: bytes, top_k: int) -> Answer:
         """Classify encoded image bytes on the next free interpreter: ApiError 503 at once when the queue
@@ -113,18 +120,12 @@ class Service:
         try:
             future = self.pool.submit(task)
         except QueueFull as exc:
-            raise self._busy(exc) from None
+            raise self.busy(exc.retry_after) from None
         answer = await asyncio.wrap_future(future)
         self.metrics.queued.observe(answer.queue_s)
         self.metrics.decode.observe(answer.decode_s)
         self.metrics.invoke.observe(answer.invoke_s)
         return answer
-
-    def _busy(self, exc: QueueFull) -> ApiError:
-        return ApiError(503, f"busy: all {self.options.interpreters} interpreter"
-                        f"{'s are' if self.options.interpreters != 1 else ' is'} working and the queue of "
-                        f"{self.options.queue_size} is full; retry after {exc.retry_after} s",
-                        {"Retry-After": str(exc.retry_after)})
 
 
 def decode(clf: Any, data: bytes) -> Any:
