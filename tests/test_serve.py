@@ -131,9 +131,11 @@ def digits(tmp_path_factory, token_file):
 
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory):
-    """One interpreter and no queue (a second request at once is a 503), no token: loopback only."""
+    """One interpreter and no queue (a second request at once is a 503), no token (loopback only), and
+    --allow-input-change."""
     model = _served_copy(tmp_path_factory, "busy")
-    server = ServeProcess(model, "--interpreters", 1, "--queue", 0, "--threads", 1, log=model.with_name("serve.log"))
+    server = ServeProcess(model, "--interpreters", 1, "--queue", 0, "--threads", 1, "--allow-input-change",
+                          log=model.with_name("serve.log"))
     server.model = model
     yield server
     assert server.stop() == 0, server.log
@@ -312,6 +314,10 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read(digits):
     answer = _raw(digits, head)  # no body is sent: the answer comes from the declared length
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert b"over the 1 MB cap (--max-body-mb)" in answer and time.monotonic() - started < 5
+    model_head = (f"PUT /v1/model HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                  f"Content-Length: {200 << 20}\r\n\r\n")
+    answer = _raw(digits, model_head)  # a model upload has its own cap
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"over the 100 MB cap (--max-model-mb)" in answer, answer[:300]
 
 
 def test_a_streamed_body_over_the_cap_is_cut_off(digits):
@@ -485,6 +491,15 @@ def test_rollback_without_a_previous_model_is_409(busy):
     assert response.status_code == 409 and "no previous model" in response.json()["error"]
 
 
+@pytest.mark.shared_data
+def test_allow_input_change_takes_a_model_with_another_input(busy):
+    accepted = _put(busy, CORAL)  # 160x160x3 where 28x28x1 was served; its labels are the class indices
+    assert accepted.status_code == 200 and accepted.json()["outcome"] == "accepted", accepted.text
+    described = httpx.get(f"{busy.url}/v1/model").json()
+    assert described["input"]["height"] == 160 and described["num_classes"] == 1001
+    assert _put(busy, INT8).json()["outcome"] == "accepted"  # back to what the later tests expect
+
+
 def test_sighup_reloads_the_model_file(busy):
     assert _serving(busy) == sha(INT8)
     replace_file(busy.model, FLOAT)
@@ -639,19 +654,28 @@ def test_a_taken_port_or_a_model_that_fails_its_check_ends_the_start_with_exit_2
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed (it makes the test certificate)")
-def test_tls_with_a_certificate_and_key_and_deploy_over_it(tmp_path, cli, monkeypatch):
+def test_tls_with_a_certificate_and_key_metrics_public_and_deploy_over_it(tmp_path, cli, monkeypatch):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                     "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
     model = tmp_path / "model.tflite"
     shutil.copy(INT8, model)
-    server = ServeProcess(model, "--tls-cert", cert, "--tls-key", key, log=tmp_path / "serve.log")
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+    server = ServeProcess(model, "--tls-cert", cert, "--tls-key", key, "--token-file", token, "--metrics-public",
+                          log=tmp_path / "serve.log", token=TOKEN)
     try:
         assert server.url.startswith("https://")
         trust = ssl.create_default_context(cafile=str(cert))
-        response = httpx.post(f"{server.url}/v1/classify", content=SEVEN.read_bytes(), headers=PNG, verify=trust)
+        response = httpx.post(f"{server.url}/v1/classify", content=SEVEN.read_bytes(), headers={**PNG, **AUTH},
+                              verify=trust)
         assert response.status_code == 200 and response.json()["classes"][0]["label"] == "7"
+        # --metrics-public: /metrics answers without the token, the rest still wants it
+        assert httpx.get(f"{server.url}/metrics", verify=trust).status_code == 200
+        assert httpx.get(f"{server.url}/v1/model", verify=trust).status_code == 401
+        monkeypatch.setenv("EDGECLS_TOKEN", TOKEN)
         untrusted = cli("deploy", FLOAT, "--to", server.url)
         assert untrusted.code == 1 and "unreachable" in untrusted.out and "CERTIFICATE_VERIFY_FAILED" in untrusted.out
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # your own CA, as any Python client takes it
