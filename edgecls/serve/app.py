@@ -47,8 +47,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 class Guard:
-    """Outermost ASGI layer: the token check (all routes but /healthz, and /metrics with --metrics-public)
-    and the request counter by route, method and status."""
+    """Outermost ASGI layer: the token check (all routes but /healthz, and /metrics with --metrics-public),
+    the 503 of a full queue (before routing: cheap under overload), and the request counter by route,
+    method and status."""
 
     def __init__(self, app: ASGIApp, service: Service, routes: Sequence[BaseRoute]):
         self.app = app
