@@ -20,10 +20,10 @@ SMOKES = {
     "bench_runtime.py": ((pytest.mark.slow,), ("--work", "{work}")),
     "bench_onnx.py": ((pytest.mark.slow,), ("--work", "{work}")),
     "bench_train.py": ((pytest.mark.slow,), ()),
-    "make_reference_model.py": ((pytest.mark.slow,), ()),
     "perf-report": ((pytest.mark.slow,), ()),
     "arm64-check": ((pytest.mark.arm64,), ()),  # needs the emulated environment (downloads ~290 MB once)
     "bench_transfer.py": ((pytest.mark.shared_data,), ()),  # the Coral backbone on 16 photos a class, no TensorFlow
+    "bench_datacheck.py": ((pytest.mark.shared_data,), ()),  # 20 photos a class, the small Coral backbone
     "explain_report.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # trains MNIST for one epoch
     "live_memory_check.py": ((pytest.mark.slow,), ()),  # 15 s of a synthetic camera
     "resize_figures.py": ((pytest.mark.shared_data,), ()),
@@ -32,9 +32,10 @@ SMOKES = {
     "bench_serve.py": ((pytest.mark.slow,), ()),  # four `edgecls serve` processes and their load
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
-SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py"}
-RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py",
-           "bench_serve.py"}  # write --json
+SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py",
+                    "make_reference_model.py": "tests/test_reference.py"}
+RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py",  # write --json
+           "bench_datacheck.py", "bench_serve.py"}
 
 
 def test_every_script_has_a_smoke_test():
