@@ -6,8 +6,8 @@
   like a CLI's: arguments named as in the usage line (`MODEL`, `IMAGES...`, `PATHS...`) without a
   `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both);
   the help itself is drawn by edgecls.cli.helpview (panels, fits the terminal).
-- `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`: options of several device-side
-  commands (predict, info, explain, bench), declared once.
+- `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`, `Labels`: options of several device-side
+  commands (predict, serve, info, explain, bench), declared once.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE
 
 # fail: one line on stderr and the exit code (edgecls.entry's, which the lean predict path shares)
 __all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "OUTPUT", "PREPROCESSING", "Backend", "Command",
-           "FitOption", "Group", "InputRange", "ResizeOption", "Threads", "Typer", "choice", "choices", "echo_wrapped",
-           "fail", "plain", "to_stderr"]
+           "FitOption", "Group", "InputRange", "Labels", "ResizeOption", "Threads", "Typer", "choice", "choices",
+           "echo_wrapped", "fail", "plain", "to_stderr"]
 
 
 def to_stderr(message: str) -> None:
@@ -149,6 +149,12 @@ InputRange = Annotated[
     Optional[str],
     typer.Option("--input-range", metavar="LO,HI", help=INPUT_RANGE_HELP, show_default=INPUT_RANGE_DEFAULT,
                  rich_help_panel=PREPROCESSING),
+]
+Labels = Annotated[
+    Optional[Path],
+    typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own labels",
+                 show_default="the model's own, else labels.txt beside it, else the class indices",
+                 rich_help_panel=OUTPUT),
 ]
 
 Resize = choices("Resize", RESIZE_METHODS)

@@ -17,6 +17,7 @@ from edgecls.cli.common import (
     Backend,
     FitOption,
     InputRange,
+    Labels,
     ResizeOption,
     Threads,
     Typer,
@@ -76,9 +77,7 @@ def predict(
     as_csv: Annotated[bool, typer.Option(
         "--csv", rich_help_panel=OUTPUT, help="CSV (file,rank,index,label,score,error) instead of a table")] = False,
     threads: Threads = None,
-    labels: Annotated[Optional[Path], typer.Option(
-        rich_help_panel=OUTPUT, show_default="the model's own, else labels.txt beside it, else the class indices",
-        help="Labels file ('0 cat', '0: cat' or one name a line)")] = None,
+    labels: Labels = None,
     backend: Backend = None,
     input_range: InputRange = None,
     source: _LiveSource = None,
