@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import sshd as ssh_server
 
-from edgecls.bench.remote import Target, explain, parse_targets
 from edgecls.bench.sustain import parse_duration
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.cpu import cpu_features
@@ -186,27 +185,6 @@ def test_the_server_killed_mid_run_is_a_one_line_error_and_no_report(runs, devic
 
 
 # ---------------------------------------------------------------------- quick ones
-@pytest.mark.parametrize("spec", ["-oProxyCommand=touch x", "host;rm", "a b", "user@", "host:99999"])
-def test_a_target_that_is_not_user_at_host_port_is_refused(spec):
-    with pytest.raises(EdgeclsError, match="is not|no valid port"):
-        parse_targets(spec)
-
-
-def test_targets_from_a_list_and_a_hosts_file(tmp_path):
-    hosts = tmp_path / "hosts"
-    hosts.write_text("# the lab\npi@pi5.local\npi4:2222  # upstairs\n\n")
-    assert [(t.destination, t.port) for t in parse_targets(f"@{hosts}")] == [("pi@pi5.local", None), ("pi4", 2222)]
-    assert [t.destination for t in parse_targets("a,b@c")] == ["a", "b@c"]
-
-
-def test_ssh_failures_become_one_line_causes():
-    target = Target("pi", "pi", None)
-    assert "unreachable" in explain(target, "probe", 255, "ssh: connect to host pi port 22: Connection refused\n")
-    assert "authentication refused" in explain(target, "probe", 255, "pi@pi: Permission denied (publickey).\n")
-    assert "dropped" in explain(target, "running the bench", 255, "Connection to pi closed by remote host.\n")
-    assert "disk full" in explain(target, "making the venv", 4, "OSError: [Errno 28] No space left on device\n")
-
-
 @pytest.mark.parametrize("text, seconds", [("10m", 600), ("90s", 90), ("3", 3), ("1h", 3600), ("1m30s", 90)])
 def test_sustain_durations(text, seconds):
     assert parse_duration(text) == seconds

@@ -237,9 +237,9 @@ def test_target_user_at_host_is_timed_on_the_device_over_ssh(digits, tmp_path):
 
     import sshd as ssh_server
 
-    from edgecls.bench.remote import RemoteOptions
     from edgecls.export.target import TargetOptions, export_for_target
     from edgecls.rundir import open_run
+    from edgecls.transport import RemoteOptions
 
     server = ssh_server.start_sshd(tmp_path / "sshd")
     try:

@@ -65,7 +65,7 @@ from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, check_prepro
 from edgecls.runtime.quant import is_distribution, softmax
 
 if TYPE_CHECKING:
-    from edgecls.bench.remote import RemoteOptions
+    from edgecls.transport import RemoteOptions
 
 KERAS_NAME = "keras"
 
@@ -104,7 +104,7 @@ class BenchOptions:
     command: Optional[str] = host("the host's command line, for the report", default=None)
     # seconds of steady inference after the bench (bench.sustain); with remote, on the devices only
     sustain: Optional[float] = measure("--sustain", default=None)
-    remote: Optional[RemoteOptions] = host("which devices to reach", default=None)  # bench.remote
+    remote: Optional[RemoteOptions] = host("which devices to reach", default=None)  # bench.remote, edgecls.transport
     # third-party models (bench.thirdparty): a labels file for every .tflite, class folders named by its
     # labels; or latency only (no labelled data); resize and fit for every model (Classifier's)
     labels: Optional[str] = measure("--labels", upload=Path, default=None)

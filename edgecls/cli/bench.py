@@ -25,6 +25,7 @@ from edgecls.cli.common import (
     to_stderr,
 )
 from edgecls.explain import DEFAULT_THRESHOLD_DB
+from edgecls.transport import DEFAULT_PARALLEL, RemoteOptions
 
 
 class _BenchGroup(Group):
@@ -172,7 +173,7 @@ def bench_run(
     explain_threshold: Annotated[
         float, typer.Option(help="--explain-flips: SNR (dB) below which a layer counts as diverged")
     ] = DEFAULT_THRESHOLD_DB,
-    # --- real devices and sustained runs (edgecls.bench.remote, edgecls.bench.sustain)
+    # --- real devices and sustained runs (edgecls.bench.remote over edgecls.transport, edgecls.bench.sustain)
     sustain: Annotated[
         Optional[str],
         typer.Option(
@@ -206,6 +207,7 @@ def bench_run(
         Optional[Path],
         typer.Option("--ssh-config", "-F", help="ssh config file (ssh -F)", show_default="~/.ssh/config"),
     ] = None,
+    parallel: Annotated[int, typer.Option(min=1, help="--remote: devices reached at once")] = DEFAULT_PARALLEL,
 ) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 
@@ -218,7 +220,6 @@ def bench_run(
     Exit codes: 0 ok; 1 a --remote device failed (unreachable, refused, no wheel, disk full);
     2 bad input (no exports, class count mismatch, bad option or profile, unwritable report).
     """
-    from edgecls.bench.remote import RemoteOptions
     from edgecls.bench.run import BenchOptions, bench, default_report_dir, parse_threads
     from edgecls.bench.sustain import parse_duration
     from edgecls.parsing import int_list, parse_range
@@ -226,7 +227,7 @@ def bench_run(
     report_dir = report if report is not None else default_report_dir(paths)
     sweep_sizes = int_list(calib_sweep, "--calib-sweep", "25,100,300,1000")
     sustain_s = parse_duration(sustain) if sustain else None
-    devices = RemoteOptions(remote, remote_python, remote_dir, wheels, ssh_config) if remote else None
+    devices = RemoteOptions(remote, remote_python, remote_dir, wheels, ssh_config, parallel) if remote else None
     analyses: list = []
     if diagnose or sweep_sizes:  # they need TensorFlow and the workstation side: injected, never imported by bench
         from edgecls.export.analyses import requested_analyses

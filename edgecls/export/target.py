@@ -164,7 +164,7 @@ class TargetOptions:
     runs: int = DEFAULT_RUNS
     out: Optional[Path] = None  # None: RUN_DIR/target-<target>
     progress: bool = True  # a rich progress bar on a terminal
-    remote: Any = None  # edgecls.bench.remote.RemoteOptions for user@host (ssh config, python, ...); None: defaults
+    remote: Any = None  # edgecls.transport.RemoteOptions for user@host (ssh config, python, ...); None: defaults
 
 
 @dataclass(frozen=True)
@@ -455,8 +455,9 @@ def remote_latency(spec: str, remote: Any, paths: dict[str, Path], images: np.nd
 
     from edgecls.bench.compare import load_reports
     from edgecls.bench.inputs import TestSet, save_test_images
-    from edgecls.bench.remote import DEVICES_DIR, RemoteOptions, bench_remote, parse_targets
+    from edgecls.bench.remote import DEVICES_DIR, bench_remote
     from edgecls.bench.run import BenchOptions
+    from edgecls.transport import RemoteOptions, parse_targets
 
     device = parse_targets(spec)[0]
     remote = replace(remote, targets=spec) if remote is not None else RemoteOptions(spec)
