@@ -1047,7 +1047,7 @@ def compare_bench(host: dict, arm: dict, model_names: list[str], rules: list[Sco
 
 
 def _compare_bench_model(host: ModelResult, arm: ModelResult, dprob_allowed: float) -> list[str]:
-    from edgecls.bench.results import as_json
+    from edgecls.records import as_json
 
     diffs = [f"{path}: host {hv!r}, arm {av!r}" for key in BENCH_MODEL_KEYS
              for path, hv, av in json_differences(as_json(getattr(host, key)), as_json(getattr(arm, key)), key)]

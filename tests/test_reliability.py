@@ -144,16 +144,16 @@ print(next(int(line.split()[1]) // 1024 for line in open("/proc/self/status") if
 
 
 def test_idx_and_split_files_that_are_fifos_are_errors(tmp_path):
+    from edgecls.artifacts import read_json
     from edgecls.data import read_idx
     from edgecls.errors import EdgeclsError
-    from edgecls.rundir import _read_json
 
     os.mkfifo(tmp_path / "train-images-idx3-ubyte")
     os.mkfifo(tmp_path / "split.json")
     with within(), pytest.raises(EdgeclsError, match="FIFO"):
         read_idx(tmp_path / "train-images-idx3-ubyte")
     with within(), pytest.raises(EdgeclsError, match="FIFO"):
-        _read_json(tmp_path / "split.json")
+        read_json(tmp_path / "split.json")
 
 
 # ----------------------------------------------------------------------------- 2. hangs
@@ -486,14 +486,14 @@ def test_a_tampered_split_is_refused_with_one_line(change, fragment):
 
 
 def test_deeply_nested_run_files_are_one_line_errors(tmp_path):
+    from edgecls.artifacts import read_json
     from edgecls.errors import EdgeclsError
-    from edgecls.rundir import _read_json
     from edgecls.tomlio import read_toml
 
     (tmp_path / "split.json").write_text("[" * 100000 + "]" * 100000)
     (tmp_path / "deep.toml").write_text("a = " + "[" * 100000 + "]" * 100000)
     with pytest.raises(EdgeclsError, match="not valid JSON"):
-        _read_json(tmp_path / "split.json")
+        read_json(tmp_path / "split.json")
     with pytest.raises(EdgeclsError, match="not valid TOML"):
         read_toml(tmp_path / "deep.toml", "config file")
 

@@ -134,7 +134,7 @@ def test_run_directory_keeps_the_contract_and_the_embedding_cache_is_reused(mode
                  "export/export.json", "export/labels.txt", "export/model_int8.tflite"):
         assert (run / name).is_file(), name
     header = (run / "history.csv").read_text().splitlines()[0]
-    assert header == "epoch,accuracy,loss,val_accuracy,val_loss"
+    assert header == "epoch,phase,accuracy,loss,val_accuracy,val_loss"  # as the Keras route writes it
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"test_accuracy", "val_accuracy", "tflite"} <= set(metrics)
     assert metrics["train_embeddings"] == 3 * metrics["counts"]["train"]

@@ -22,10 +22,19 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecls.artifacts import (
+    EXPORT_DIR,
+    EXPORT_REPORT,
+    MAX_JSON_BYTES,
+    MODEL_FILE,
+    SPLIT_FILE,
+    TRANSFER_FILE,
+    ExportIndex,
+)
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
 from edgecls.provenance import sha256_file
-from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, MAX_JSON_BYTES, SPLIT_FILE, TRANSFER_FILE, RunDir
+from edgecls.rundir import RunDir
 from edgecls.runtime.labels import printable
 
 SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
@@ -124,13 +133,7 @@ def exported_files(run_dir: Path) -> list[Path]:
         raise EdgeclsError(f"{run_dir} has no exported models ({report_path} is missing): "
                            f"run edgecls export {run_dir} first")
     again = f"run edgecls export {run_dir} again"
-    try:
-        doc = json.loads(read_capped(report_path, MAX_JSON_BYTES).decode("utf-8"))
-        entries = [(entry["file"], entry["sha256"]) for entry in doc["models"]]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as exc:
-        raise EdgeclsError(f"{report_path} is malformed ({type(exc).__name__}): {again}") from None
-    except OSError as exc:
-        raise EdgeclsError(f"cannot read {report_path}: {exc.strerror or exc}") from None
+    entries = [(entry.file, entry.sha256) for entry in ExportIndex.read(report_path, again).models]
     if not entries:
         raise EdgeclsError(f"{report_path} lists no models: {again}")
     files = []
@@ -188,7 +191,6 @@ def metadata_run(path: Path) -> tuple[Optional[Path], Optional[str]]:
     The path in the metadata is only a name (often relative, and reused by every `edgecls train
     --out runs/x`): the run is accepted only when its model.keras has the SHA-256 the export recorded.
     """
-    from edgecls.rundir import MODEL_FILE
     from edgecls.runtime.metadata import read_metadata
     from edgecls.runtime.model import read_model_bytes
 
@@ -219,8 +221,8 @@ def _transfer_run(run: Path, path: Path, content: bytes) -> tuple[Optional[Path]
 
     digest = hashlib.sha256(content).hexdigest()
     try:
-        listed = {m.get("sha256") for m in json.loads((run / EXPORT_DIR / EXPORT_REPORT).read_text())["models"]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        listed = {m.sha256 for m in ExportIndex.read(run / EXPORT_DIR / EXPORT_REPORT, "").models}
+    except EdgeclsError:
         listed = set()
     if digest in listed:
         return run, None

@@ -13,7 +13,6 @@ written to a temporary name and renamed.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import check_folder_writable, private_tempdir, write_bytes_atomic, write_text_atomic
+from edgecls.artifacts import EXPORT_DIR, LABELS_FILE, ExportIndex, model_file_name, write_export
+from edgecls.atomic import check_folder_writable, private_tempdir
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import (
@@ -34,16 +34,7 @@ from edgecls.export.modes import (
 from edgecls.export.report import build_metadata, build_report
 from edgecls.parsing import split_list
 from edgecls.provenance import sha256_bytes
-from edgecls.rundir import (
-    DEFAULT_CALIB_SAMPLES,
-    EXPORT_DIR,
-    EXPORT_REPORT,
-    LABELS_FILE,
-    Calibration,
-    RunDir,
-    keras_probabilities,
-    model_file_name,
-)
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir, keras_probabilities
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import embed_metadata
 from edgecls.runtime.quant import is_distribution
@@ -95,7 +86,7 @@ class ExportResult:
     min_agreement: float
     failing: list[str]  # variants whose agreement is below min_agreement
     written: list[Path] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
+    report: Optional[ExportIndex] = None  # export.json
 
     @property
     def passed(self) -> bool:
@@ -104,14 +95,14 @@ class ExportResult:
     def advice(self) -> str:
         """What the agreement gate found and, when it stopped the export, what to try."""
         worst = min((m for m in self.models if m.variant in self.failing), key=lambda m: m.agreement)
-        calib = self.report.get("calibration") or {}
+        calib = self.report.calibration or {}
         others = [variant for variant in self.failing if variant != worst.variant]
         also = f" ({', '.join(others)} too)" if others else ""
         finding = (f"{worst.variant} agrees with the float model on {worst.agreement:.2%} of {self.val_images} "
                    f"validation images{also}, below --min-agreement {self.min_agreement:.2f}")
         if self.written:
             return f"{finding} (written anyway: --force)"
-        used = (self.report.get("options") or {}).get("quantizer", "converter")
+        used = (self.report.options or {}).get("quantizer", "converter")
         other = "converter" if used == "litert" else "litert"
         return (f"{finding}: nothing written. Try more --calib-samples (used {calib.get('samples', '?')}), "
                 f"--quantizer {other}, --auto-fallback 2 (keeps the worst layers in float; edgecls bench RUN "
@@ -196,10 +187,8 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     result.report = build_report(source, options, result, calibration, sha)
     if failing and not options.force:
         return result
-    for variant, content in files.items():
-        result.written.append(write_bytes_atomic(out / model_file_name(variant), content))
-    result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
-    result.written.append(write_text_atomic(out / EXPORT_REPORT, json.dumps(result.report, indent=1) + "\n"))
+    named = {model_file_name(variant): content for variant, content in files.items()}
+    result.written += write_export(out, named, source.labels, result.report)
     return result
 
 

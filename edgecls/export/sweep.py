@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from edgecls.artifacts import model_file_name
 from edgecls.atomic import private_tempdir
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import INTEGER_MODES
 from edgecls.plotting import pyplot, save_png
-from edgecls.rundir import RunDir, model_file_name
+from edgecls.rundir import RunDir
 
 SWEEP_FORMAT = "edgecls.calib-sweep/1"
 DEFAULT_SIZES = (25, 100, 300, 1000)

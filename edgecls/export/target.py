@@ -17,18 +17,17 @@ labelled as such; `user@host` is measured on that device over SSH (edgecls.bench
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import write_bytes_atomic, write_text_atomic
+from edgecls.artifacts import ExportEntry, ExportIndex, write_export
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.bench.results import Latency
 from edgecls.errors import EdgeclsError, require_tensorflow
@@ -42,7 +41,8 @@ from edgecls.export.modes import (
     QUANTIZERS,
 )
 from edgecls.parsing import split_list
-from edgecls.rundir import DEFAULT_CALIB_SAMPLES, EXPORT_FORMAT, LABELS_FILE, RunDir, keras_probabilities
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, RunDir, keras_probabilities
+from edgecls.runtime.metadata import ModelMetadata
 
 TARGET_FORMAT = "edgecls.target/1"
 CHOSEN_FILE = "model.tflite"
@@ -249,6 +249,7 @@ class Row:
     latency: Optional[Latency] = None  # edgecls.bench.latency's summary for the target's threads
     content: Optional[bytes] = field(default=None, repr=False)  # with metadata
     converted: Optional[Converted] = field(default=None, repr=False)
+    metadata: Optional[ModelMetadata] = field(default=None, repr=False)  # what `content` carries
 
     @property
     def p50_ms(self) -> Optional[float]:
@@ -288,7 +289,7 @@ class TargetResult:
     threads: int
     test: dict[str, Any] = field(default_factory=dict)  # the chosen file on the test split (after the choice)
     written: list[Path] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
+    report: Optional[ExportIndex] = None  # export.json
     seconds: float = 0.0
 
 
@@ -367,8 +368,8 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
                 converted = candidate.build(ctx)
                 seconds = time.perf_counter() - begun
                 calibration = ctx.calibration() if candidate.calibrated else None
-                content = embed_metadata(converted.content, build_metadata(ctx.source, converted, calibration,
-                                                                           output_kind, sha))
+                metadata = build_metadata(ctx.source, converted, calibration, output_kind, sha)
+                content = embed_metadata(converted.content, metadata)
                 if float_size is None:  # sizes against float32 as it is written, metadata included
                     float_model = ctx.float_model()
                     float_size = len(embed_metadata(float_model.content, build_metadata(
@@ -381,7 +382,7 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
                 log(f"  {row.reasons[0]}")
                 advance(f"{candidate.name}: failed")
                 continue
-            row.content, row.converted = content, converted
+            row.content, row.converted, row.metadata = content, converted, metadata
             row.drop_points = 100 * (keras_accuracy - row.check.accuracy)
             log(f"  validation accuracy {row.check.accuracy:.4f} ({-row.drop_points:+.2f} pt), agreement "
                 f"{row.check.agreement:.4f}, {row.check.size_bytes / 1024:.1f}K, {seconds:.1f} s")
@@ -557,35 +558,30 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
            log: Callable[[str], None]) -> None:
     from edgecls.export.report import source_info
     from edgecls.provenance import created_timestamp, sha256_bytes
-    from edgecls.runtime.labels import labels_text
-    from edgecls.runtime.metadata import embed_metadata, read_metadata
+    from edgecls.runtime.metadata import embed_metadata
 
     chosen = result.chosen
     doc = decision(result, options)
-    metadata = {**read_metadata(chosen.content), "decision": doc}
-    content = embed_metadata(chosen.converted.content, metadata)
-    out = result.out_dir
-    result.written.append(write_bytes_atomic(out / CHOSEN_FILE, content))
-    result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
+    content = embed_metadata(chosen.converted.content, replace(chosen.metadata, decision=doc))
     m = chosen.check
-    result.report = {
-        "format": EXPORT_FORMAT, "created": created_timestamp(), "source": source_info(source, sha),
-        "options": {"target": options.target, "max_drop": options.max_drop, "min_agreement": options.min_agreement,
-                    "budget_s": options.budget_s, "calib_samples": options.calib_samples,
-                    "fallback": options.fallback, "candidates": options.only, "timing_runs": options.runs},
-        "check": {"split": "val", "images": result.val_images, "keras_accuracy": round(result.keras_val_accuracy, 6)},
-        "decision": doc,
+    result.report = ExportIndex(
+        created=created_timestamp(), source=source_info(source, sha),
+        options={"target": options.target, "max_drop": options.max_drop, "min_agreement": options.min_agreement,
+                 "budget_s": options.budget_s, "calib_samples": options.calib_samples,
+                 "fallback": options.fallback, "candidates": options.only, "timing_runs": options.runs},
+        check={"split": "val", "images": result.val_images, "keras_accuracy": round(result.keras_val_accuracy, 6)},
+        decision=doc,
         # `models` as every export.json has it (what bench reads): the one file written
-        "models": [{"file": CHOSEN_FILE, "mode": m.mode, "variant": chosen.name, "backend": m.backend,
-                    "size_bytes": len(content), "accuracy": round(m.accuracy, 6), "agreement": round(m.agreement, 6),
-                    "input": m.io["input"], "output": m.io["output"], "sha256": sha256_bytes(content)}],
-        "candidates": [r.to_json() for r in result.rows],
-        "seconds": round(result.seconds, 1),
-    }
-    result.written.append(write_text_atomic(out / "export.json", json.dumps(result.report, indent=1) + "\n"))
+        models=[ExportEntry(file=CHOSEN_FILE, mode=m.mode, variant=chosen.name, backend=m.backend,
+                            size_bytes=len(content), accuracy=round(m.accuracy, 6), agreement=round(m.agreement, 6),
+                            input=m.io["input"], output=m.io["output"], sha256=sha256_bytes(content))],
+        candidates=[r.to_json() for r in result.rows],
+        seconds=round(result.seconds, 1),
+    )
+    result.written += write_export(result.out_dir, {CHOSEN_FILE: content}, source.labels, result.report)
     from edgecls.export.target_report import plot_pareto
 
-    plotted = plot_pareto(result, options.max_drop, out / PLOT_FILE)
+    plotted = plot_pareto(result, options.max_drop, result.out_dir / PLOT_FILE)
     if plotted is not None:
         result.written.append(plotted)
     else:

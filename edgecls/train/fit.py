@@ -7,7 +7,6 @@ curves.png and metrics.json. It is written to a temporary folder and renamed at 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -17,22 +16,22 @@ from typing import Optional
 
 import numpy as np
 
-from edgecls.atomic import check_new_dir, staged_dir
-from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, make_split
-from edgecls.errors import EdgeclsError, require_tensorflow
-from edgecls.plotting import plot_history
-from edgecls.provenance import run_versions
-from edgecls.rundir import (
-    CONFIG_FILE,
+from edgecls.artifacts import (
     CURVES_FILE,
     HISTORY_FILE,
     LABELS_FILE,
     METRICS_FILE,
     MODEL_FILE,
     SPLIT_FILE,
+    RunConfig,
+    RunRecord,
 )
-from edgecls.runtime.labels import clean_text, labels_text
-from edgecls.train.options import TrainOptions, options_table, to_toml, with_arch_defaults
+from edgecls.atomic import check_new_dir, staged_dir
+from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, make_split
+from edgecls.errors import EdgeclsError, require_tensorflow
+from edgecls.provenance import run_versions
+from edgecls.runtime.labels import clean_text
+from edgecls.train.options import TrainOptions, options_table, with_arch_defaults
 from edgecls.train.quality import assess, quality_warnings
 
 
@@ -158,7 +157,6 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
             _fit_phase(keras, strategy, trainer, model, phase, options, train_data, val_data, steps, bn_images, tmp,
                        history, quiet, log)
         seconds = time.perf_counter() - start
-        write_history(history, tmp / HISTORY_FILE)
 
         val_probs = predict_probabilities(model, tf, dataset, split.val, options.batch_size)
         test_probs = predict_probabilities(model, tf, dataset, split.test, options.batch_size)
@@ -181,12 +179,9 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         )
 
         model.save(tmp / MODEL_FILE)
-        (tmp / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
-        (tmp / CONFIG_FILE).write_text(to_toml(options_table(resolved), run_versions()), encoding="utf-8")
-        (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
-                                                                 (options.val_fraction, options.test_fraction))))
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
-        plot_history(history, tmp / CURVES_FILE, metrics["best_epoch"])
+        RunRecord(labels=list(dataset.class_names), config=RunConfig(options_table(resolved), run_versions()),
+                  split=split.to_json(dataset, options.seed, (options.val_fraction, options.test_fraction)),
+                  metrics=metrics, history=history).write(tmp)
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics)
 
 
@@ -248,16 +243,6 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     if before is not None and options.patience and min(fitted.history.get("val_loss") or [np.inf]) >= earlier_best:
         model.set_weights(before)
         log(f"Phase {phase.name} did not lower the validation loss: kept the weights of the phase before")
-
-
-def write_history(history: dict[str, list], path: Path) -> None:
-    """history.csv: one row per epoch over all phases, with the phase's name (CSVLogger has none)."""
-    keys = ["epoch", "phase"] + sorted(k for k in history if k != "phase")
-    rows = [",".join(keys)]
-    for i, phase in enumerate(history.get("phase", [])):
-        rows.append(",".join([str(i), phase] + [repr(history[k][i]) if i < len(history[k]) else ""
-                                                for k in keys[2:]]))
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
 def input_pipeline(tf, dataset: Dataset, indices: np.ndarray, batch_size: int, n_classes: int,

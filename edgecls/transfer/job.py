@@ -14,10 +14,7 @@ The run has no model.keras; export/export.json lists the .tflite, so `edgecls be
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import platform
 import sys
 import tempfile
@@ -30,31 +27,27 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls import __version__
+from edgecls.artifacts import (
+    CURVES_FILE,
+    EXPORT_DIR,
+    ExportEntry,
+    ExportIndex,
+    RunConfig,
+    RunRecord,
+    model_file_name,
+    write_export,
+)
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.data import default_cache_dir, load_dataset, make_split
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
 from edgecls.parsing import parse_range
-from edgecls.plotting import plot_history
+from edgecls.plotting import pyplot
 from edgecls.provenance import created_timestamp, device_versions, sha256_file
-from edgecls.rundir import (
-    CONFIG_FILE,
-    CURVES_FILE,
-    EXPORT_DIR,
-    EXPORT_FORMAT,
-    EXPORT_REPORT,
-    HISTORY_FILE,
-    LABELS_FILE,
-    METRICS_FILE,
-    SPLIT_FILE,
-    TRANSFER_FILE,
-    model_file_name,
-)
 from edgecls.runtime import Classifier, find_backend
-from edgecls.runtime.labels import labels_text
-from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
+from edgecls.runtime.metadata import ModelInput, ModelMetadata, ModelSource, Quantization, embed_metadata
 from edgecls.runtime.metrics import classification_metrics
-from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions, to_toml
+from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions
 from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
 from edgecls.transfer import graph
 from edgecls.transfer.backbone import Backbone, open_backbone
@@ -67,7 +60,7 @@ USELESS_HEAD_ADVICE = ("try another backbone (a larger one, or one trained on pi
 RANGE_MARGIN = 0.1  # head outputs on unseen images can go a little past the training range
 # Train options that mean nothing for a head on a .tflite backbone: refused, not ignored.
 NOT_WITH_BACKBONE = ("arch", "img_size", "color", "augment", "optimizer", "kernel_size", "activation", "dropout",
-                     "label_smoothing", "strategy", "config", "alpha", "weights", "fine_tune_epochs", "fine_tune_lr")
+                     "label_smoothing", "strategy", "alpha", "weights", "fine_tune_epochs", "fine_tune_lr")
 # Train options whose CNN defaults are not the head's (its epochs and patience are not a CNN's):
 # taken from TrainOptions only when the user gave them.
 SHARED_WHEN_GIVEN = ("epochs", "patience", "lr", "batch_size", "val_fraction", "test_fraction", "seed")
@@ -202,11 +195,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         model_bytes, mode = _grafted(cut_bytes, backbone, head, x_train)
         model_bytes = embed_metadata(model_bytes, _metadata(dataset, embedder, mode, backbone, metadata_source,
                                                             len(x_train)))
-        export_dir = tmp / EXPORT_DIR
-        export_dir.mkdir()
-        model_path = export_dir / model_file_name(mode)
+        model_path = Path(scratch) / model_file_name(mode)  # checked as it will be written
         model_path.write_bytes(model_bytes)
-        (export_dir / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
         check = _check(model_path, head, features, dataset, split, options.threads)
         if check["agreement"] < DEFAULT_MIN_AGREEMENT:
             notes.append(f"warning: {model_path.name} agrees with the float head on only {check['agreement']:.4f} of "
@@ -227,27 +217,25 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
             threads=embedder.classifier.num_threads,
             collapsed=quality["collapsed"], warnings=quality["warnings"], quality=quality,
         )
-        _write_history(head, tmp / HISTORY_FILE)
-        curves = {k: [row[k] for row in head.history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
-        if plot_history(curves, tmp / CURVES_FILE) is None:
+        if pyplot() is None:  # a device install: the run is complete without its curves
             notes.append(f"{CURVES_FILE} not drawn: matplotlib is not installed here (pip install matplotlib)")
-        (tmp / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
-        (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
-                                                               (options.val_fraction, options.test_fraction))))
-        (tmp / CONFIG_FILE).write_text(_config_toml(options, dataset, out, h), encoding="utf-8")
-        (tmp / TRANSFER_FILE).write_text(json.dumps({
-            "format": TRANSFER_FORMAT, "backbone": metadata_source["backbone"],
+        history = {k: [row[k] for row in head.history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        transfer = {
+            "format": TRANSFER_FORMAT, "backbone": metadata_source.backbone,
             "head": {"kind": options.head, "hidden": options.hidden if options.head == "mlp" else None,
                      "layers": [list(wt.shape) for wt, _ in head.layers]},
             "views": {"per_image": options.views, "recipe": list(VIEW_RECIPE) if options.views > 1 else []},
             "input": {"pixel_range": list(embedder.spec.pixel_range), "dtype": backbone.input_dtype},
             "options": {k: v for k, v in asdict(options).items()},
-        }, indent=1), encoding="utf-8")
+        }
         metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
         metrics["notes"] = notes
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
-        (export_dir / EXPORT_REPORT).write_text(json.dumps(_export_report(model_path, mode, check, metadata_source),
-                                                           indent=1))
+        RunRecord(labels=list(dataset.class_names), config=_config(options, dataset, out, h),
+                  split=split.to_json(dataset, options.seed, (options.val_fraction, options.test_fraction)),
+                  metrics=metrics, history={**history, "phase": ["head"] * len(head.history)},
+                  transfer=transfer).write(tmp)
+        write_export(tmp / EXPORT_DIR, {model_path.name: model_bytes}, dataset.class_names,
+                     _export_index(model_path, mode, check, metadata_source))
     for note in notes:
         log(note)
     return TransferResult(out, out / EXPORT_DIR / model_path.name, metrics, time.perf_counter() - started, notes)
@@ -337,35 +325,33 @@ def _io(details: dict) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- documents
-def _source(out: Path, backbone: Backbone, data: str, options: TransferOptions) -> dict[str, Any]:
-    return {"run": str(out), "model": str(backbone.path), "model_sha256": backbone.sha256, "data": data,
-            "backbone": {"file": backbone.path.name, "sha256": backbone.sha256, "input_dtype": backbone.input_dtype,
-                         "embedding": backbone.embedding.to_json()},
-            "head": options.head, "views": options.views}
+def _source(out: Path, backbone: Backbone, data: str, options: TransferOptions) -> ModelSource:
+    return ModelSource(run=str(out), model=str(backbone.path), model_sha256=backbone.sha256, data=data,
+                       backbone={"file": backbone.path.name, "sha256": backbone.sha256,
+                                 "input_dtype": backbone.input_dtype, "embedding": backbone.embedding.to_json()},
+                       head=options.head, views=options.views)
 
 
-def _metadata(dataset, embedder: Embedder, mode: str, backbone: Backbone, source: dict, samples: int) -> dict[str, Any]:
+def _metadata(dataset, embedder: Embedder, mode: str, backbone: Backbone, source: ModelSource,
+              samples: int) -> ModelMetadata:
     """The edgecls metadata (format edgecls.model/1), as export writes it."""
     h, w = dataset.image_size
     interpreter = embedder.classifier
-    return {
-        "format": METADATA_FORMAT,
-        "labels": list(dataset.class_names),
-        "input": {"height": h, "width": w, "color": dataset.color,
-                  # the backbone's own: what its quantised input takes pixel 0 and 255 to
-                  "pixel_range": [float(v) for v in interpreter.input_spec.pixel_range]},
-        "output": "probabilities",
-        "quantization": {
-            "mode": mode, "backend": "edgecls.transfer",
-            "io": {"input": backbone.input_dtype, "output": backbone.output_dtype if mode != "float32" else "float32"},
+    return ModelMetadata(
+        labels=list(dataset.class_names),
+        # the backbone's own: what its quantised input takes pixel 0 and 255 to
+        input=ModelInput(height=h, width=w, color=dataset.color,
+                         pixel_range=[float(v) for v in interpreter.input_spec.pixel_range]),
+        output="probabilities",
+        quantization=Quantization(
+            mode=mode, backend="edgecls.transfer",
+            io={"input": backbone.input_dtype, "output": backbone.output_dtype if mode != "float32" else "float32"},
             # the head's output ranges come from the training embeddings (the backbone keeps its own)
-            "calibration": None if mode == "float32" else {"split": "train", "samples": samples,
-                                                           "of": "embeddings"},
-        },
-        "versions": _versions(),
-        "source": source,
-        "created": created_timestamp(),
-    }
+            calibration=None if mode == "float32" else {"split": "train", "samples": samples, "of": "embeddings"}),
+        versions=_versions(),
+        source=source,
+        created=created_timestamp(),
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -373,42 +359,35 @@ def _versions() -> dict[str, str]:
     return {**device_versions(), "python": platform.python_version(), backend.name: backend.version}
 
 
-def _export_report(model_path: Path, mode: str, check: dict, source: dict) -> dict[str, Any]:
+def _export_index(model_path: Path, mode: str, check: dict, source: ModelSource) -> ExportIndex:
     """export.json, in export's format, so bench finds the model."""
-    return {
-        "format": EXPORT_FORMAT, "created": created_timestamp(), "source": source,
-        "options": {"modes": [mode], "quantizer": "edgecls.transfer"},
-        "check": {"split": "val+test", "reference": "float head (numpy)", "agreement": check["agreement"],
-                  "interpreter": {"name": find_backend().name, "version": find_backend().version}},
-        "versions": _versions(),
-        "models": [{"file": model_path.name, "mode": mode, "variant": mode, "backend": "edgecls.transfer",
-                    "size_bytes": check["size_bytes"], "accuracy": check["val_accuracy"],
-                    "agreement": check["val_agreement"], "input": check["io"]["input"], "output": check["io"]["output"],
-                    "sha256": sha256_file(model_path)}],
-    }
+    backend = find_backend()
+    return ExportIndex(
+        created=created_timestamp(), source=source,
+        options={"modes": [mode], "quantizer": "edgecls.transfer"},
+        check={"split": "val+test", "reference": "float head (numpy)", "agreement": check["agreement"],
+               "interpreter": {"name": backend.name, "version": backend.version}},
+        versions=_versions(),
+        models=[ExportEntry(file=model_path.name, mode=mode, variant=mode, backend="edgecls.transfer",
+                            size_bytes=check["size_bytes"], accuracy=check["val_accuracy"],
+                            agreement=check["val_agreement"], input=check["io"]["input"],
+                            output=check["io"]["output"], sha256=sha256_file(model_path))],
+    )
 
 
-def _config_toml(o: TransferOptions, dataset, out: Path, size: int) -> str:
+# The options of `edgecls train` this route takes, as config.toml records them: `train --config` of it
+# trains the same head on the same backbone. (img_size and color are the backbone's: recorded for the
+# run directory, and left out again by train.options.read_config.)
+CONFIG_KEYS = ("data", "out", "img_size", "color", "epochs", "batch_size", "lr", "patience", "val_fraction",
+               "test_fraction", "seed", "backbone", "embedding_tensor", "head", "views", "threads", "input_range")
+
+
+def _config(o: TransferOptions, dataset, out: Path, size: int) -> RunConfig:
     data = o.data if not Path(o.data).expanduser().exists() else str(Path(o.data).expanduser().resolve())
-    table = {"data": data, "out": str(out), "img_size": size, "color": dataset.color, "epochs": o.epochs,
-             "batch_size": o.batch_size, "lr": o.lr, "patience": o.patience, "val_fraction": o.val_fraction,
-             "test_fraction": o.test_fraction, "seed": o.seed}
-    extra = {"backbone": str(Path(o.backbone).resolve()), "embedding_tensor": o.embedding_tensor, "head": o.head,
-             "hidden": o.hidden, "views": o.views, "l2": o.l2}  # l2 None: chosen on val (metrics.json)
-    # [transfer] is ignored by `--config` (it reads [train]); json.dumps gives valid TOML scalars here.
-    lines = ["", "[transfer]"] + [f"{k} = {json.dumps(v)}" for k, v in extra.items() if v is not None]
-    return to_toml(table, _versions()) + "\n".join(lines) + "\n"
-
-
-def _write_history(head: Head, path: Path) -> None:
-    """history.csv as Keras' CSVLogger writes it for `edgecls train` (epoch from 0, then sorted keys)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    keys = ["accuracy", "loss", "val_accuracy", "val_loss"]
-    writer.writerow(["epoch", *keys])
-    for row in head.history:
-        writer.writerow([row["epoch"] - 1, *(f"{row[k]:.6f}" for k in keys)])
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    values = {**asdict(o), "data": data, "out": str(out), "img_size": size, "color": dataset.color,
+              "backbone": str(Path(o.backbone).resolve()),
+              "input_range": ",".join(f"{v:g}" for v in o.input_range) if o.input_range else None}
+    return RunConfig({key: values[key] for key in CONFIG_KEYS}, _versions())
 
 
 def _digest(indices: np.ndarray) -> str:
