@@ -19,6 +19,7 @@ from PIL import Image
 
 from edgecls.bench import accuracy, latency
 from edgecls.bench.inputs import BenchModel
+from edgecls.bench.job import BenchOptions, run_bench
 from edgecls.bench.profiles import (
     DeviceProfile,
     constrained,
@@ -29,7 +30,6 @@ from edgecls.bench.profiles import (
 )
 from edgecls.bench.report import COLUMNS, add_section, json_text, markdown, write_reports
 from edgecls.bench.results import BenchReport
-from edgecls.bench.run import BenchOptions, run_bench
 from edgecls.bench.schema import check_report, errors, schema
 from edgecls.errors import EdgeclsError
 

@@ -300,8 +300,8 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     than its default, is on the device's command line; host files it names travel in the payload."""
     from dataclasses import fields
 
+    from edgecls.bench.job import BenchOptions
     from edgecls.bench.remote import device_command
-    from edgecls.bench.run import BenchOptions
 
     labels = tmp_path / "my labels.txt"
     labels.write_text("a\nb\n")

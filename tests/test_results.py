@@ -17,6 +17,7 @@ import pytest
 
 from edgecls.bench import results
 from edgecls.bench.compare import read_report
+from edgecls.bench.job import BenchOptions, run_bench
 from edgecls.bench.report import json_text, write_reports
 from edgecls.bench.results import (
     Accuracy,
@@ -29,7 +30,6 @@ from edgecls.bench.results import (
     Section,
     Timing,
 )
-from edgecls.bench.run import BenchOptions, run_bench
 from edgecls.bench.schema import FORMAT, check_report, errors
 from edgecls.errors import EdgeclsError
 

@@ -352,7 +352,7 @@ def test_latency_only_needs_no_data_and_reports_latency_memory_and_size(tmp_path
 
 @pytest.mark.shared_data
 def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_preprocessing(tmp_path):
-    from edgecls.bench.run import BenchOptions, run_bench
+    from edgecls.bench.job import BenchOptions, run_bench
 
     data = _imagenet_folder(tmp_path / "photos")
     report = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(data), labels=str(IMAGENET_LABELS),

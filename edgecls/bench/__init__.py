@@ -18,9 +18,9 @@ analyses that need them (--diagnose, --calib-sweep, edgecls.export.analyses) are
 """
 
 from edgecls.bench.compare import compare
+from edgecls.bench.job import BenchOptions, parse_threads, run_bench
 from edgecls.bench.report import add_section, render_bench_table, write_reports
 from edgecls.bench.results import BenchReport, ModelResult
-from edgecls.bench.run import BenchOptions, parse_threads, run_bench
 from edgecls.bench.schema import check_report, schema
 from edgecls.bench.schema import errors as schema_errors
 

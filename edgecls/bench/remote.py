@@ -80,7 +80,7 @@ def stage_inputs(models: list[Any], test: Any, folder: Path, with_data: bool = T
 
 def device_command(options: Any, models: list[str], data: Optional[str], uploads: Path) -> list[str]:
     """The device's `edgecls bench` arguments, generated from the marks on BenchOptions' fields
-    (bench.run.measure / host): every measurement field that differs from its default reaches the
+    (bench.job.measure / host): every measurement field that differs from its default reaches the
     device; a host file it names (a labels file, a profile's .toml) is copied into `uploads` (the
     payload) and named there. `data` is the staged test folder (None: the device makes its own
     seeded images, as the host did)."""
@@ -158,7 +158,7 @@ def bench_remote(options: Any, log: Callable[[str], None] = print) -> BenchRepor
     the run ends with a one-line error (exit 1) once everything else is written."""
     from dataclasses import replace
 
-    from edgecls.bench.run import run_bench
+    from edgecls.bench.job import run_bench
 
     remote: RemoteOptions = options.remote
     targets = parse_targets(remote.targets)

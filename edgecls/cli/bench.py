@@ -2,7 +2,7 @@
 
 The device side (edgecls.bench) never imports the workstation side: the analyses that need
 TensorFlow (--diagnose, --calib-sweep) and explain's --explain-flips are made here and injected
-into `edgecls.bench.run.bench(options, analyses, log)`.
+into `edgecls.bench.job.bench(options, analyses, log)`.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def bench_run(
     Exit codes: 0 ok; 1 a --remote device failed (unreachable, refused, no wheel, disk full);
     2 bad input (no exports, class count mismatch, bad option or profile, unwritable report).
     """
-    from edgecls.bench.run import BenchOptions, bench, default_report_dir, parse_threads
+    from edgecls.bench.job import BenchOptions, bench, default_report_dir, parse_threads
     from edgecls.bench.sustain import parse_duration
     from edgecls.parsing import int_list, parse_range
 

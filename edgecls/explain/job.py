@@ -32,8 +32,8 @@ from edgecls.runtime import Classifier, ImageError, Prediction, load_image
 from edgecls.runtime.sources import expand_images
 
 if TYPE_CHECKING:
+    from edgecls.bench.job import Analysis, BenchOptions
     from edgecls.bench.results import BenchReport, ModelResult, Section
-    from edgecls.bench.run import Analysis, BenchOptions
 
 SUMMARY_NAME = "explain.json"
 DEFAULT_WORST = 16  # --dataset: images on the contact sheet
@@ -198,7 +198,7 @@ def check_explain_flips(extra: Optional[int], threshold_db: Optional[float]) -> 
 
 
 def flips_analysis(options: BenchOptions, extra: int, threshold_db: Optional[float] = None) -> Analysis:
-    """`bench --explain-flips` as an analysis for `edgecls.bench.run.bench(options, analyses)`: checked
+    """`bench --explain-flips` as an analysis for `edgecls.bench.job.bench(options, analyses)`: checked
     now (before anything is measured), run on the finished report with the bench's own paths, data,
     backend and (validated) input range."""
     check_explain_flips(extra, threshold_db)

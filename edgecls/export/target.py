@@ -456,8 +456,8 @@ def remote_latency(spec: str, remote: Any, paths: dict[str, Path], images: np.nd
 
     from edgecls.bench.compare import load_reports
     from edgecls.bench.inputs import TestSet, save_test_images
+    from edgecls.bench.job import BenchOptions
     from edgecls.bench.remote import DEVICES_DIR, bench_remote
-    from edgecls.bench.run import BenchOptions
     from edgecls.transport import RemoteOptions, parse_targets
 
     device = parse_targets(spec)[0]
