@@ -44,7 +44,7 @@ def main() -> None:
 
     from edgecls.data import load_dataset, make_split
     from edgecls.errors import require_tensorflow
-    from edgecls.train.fit import _fill_mode, input_pipeline
+    from edgecls.train.job import _fill_mode, input_pipeline
     from edgecls.train.model import build_augmentation, build_model, default_augmentations
     from edgecls.train.options import TrainOptions, with_arch_defaults
 

@@ -266,7 +266,7 @@ def make_digits_run(tmp_path_factory):
             pytest.importorskip("tensorflow")
             from edgecls.export.job import ExportOptions, export
             from edgecls.rundir import open_run
-            from edgecls.train.fit import train
+            from edgecls.train.job import train
             from edgecls.train.options import resolve_options
 
             out = tmp_path_factory.mktemp(f"digits-e{epochs}-s{seed}") / "digits"

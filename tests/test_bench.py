@@ -561,7 +561,7 @@ def test_a_device_side_bench_imports_no_workstation_module(tmp_path):
     assert found["code"] in (0, None), done.stderr
     # The workstation modules (after the re-cut: the jobs, not the TensorFlow-free options/modes tables
     # the CLI reads for its help).
-    heavy = {"tensorflow", "keras", "edgecls.train.fit", "edgecls.train.model", "edgecls.export.job",
+    heavy = {"tensorflow", "keras", "edgecls.train.job", "edgecls.train.model", "edgecls.export.job",
              "edgecls.export.convert", "edgecls.export.diagnose", "edgecls.export.sweep", "edgecls.export.analyses",
              "sklearn"}
     assert not heavy & set(found["modules"]), found["modules"]

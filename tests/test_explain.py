@@ -265,7 +265,7 @@ def test_device_side_modules_import_no_tensorflow():
     """Nor the workstation jobs (the re-cut's layering: the device side never imports train/ or export/ jobs)."""
     code = ("import sys, edgecls.explain, edgecls.explain.occlusion, edgecls.explain.divergence, "
             "edgecls.explain.render, edgecls.explain.job, edgecls.cli; "
-            "heavy = {'tensorflow', 'keras', 'edgecls.train.fit', 'edgecls.train.model', 'edgecls.export.job', "
+            "heavy = {'tensorflow', 'keras', 'edgecls.train.job', 'edgecls.train.model', 'edgecls.export.job', "
             "'edgecls.export.convert', 'edgecls.export.analyses', 'edgecls.explain.gradcam'}; "
             "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)

@@ -222,7 +222,7 @@ def test_mobile_architecture_trains_on_an_rgb_folder(tmp_path, monkeypatch):
 
 
 def test_learning_rate_and_patience_are_the_architectures_unless_given():
-    from edgecls.train.fit import training_phases
+    from edgecls.train.job import training_phases
     from edgecls.train.options import TrainOptions, with_arch_defaults
 
     assert [p.lr for p in training_phases(TrainOptions(arch="mobile"))] == [3e-3]

@@ -259,7 +259,7 @@ def test_cnn_options_with_a_backbone_and_backbone_options_without_one_are_refuse
 
 def test_train_options_keep_the_heads_defaults_unless_given_and_the_cnn_route_refuses_a_backbone():
     from edgecls.errors import EdgeclsError
-    from edgecls.train.fit import train
+    from edgecls.train.job import train
     from edgecls.train.options import TrainOptions, validate
     from edgecls.transfer.job import TransferOptions, options_from_train
 

@@ -194,7 +194,7 @@ def train(
         given = {name for name in ctx.params if ctx.get_parameter_source(name).name != "DEFAULT"}
         result = train_from_options(options, given, force=force, quiet=quiet, log=to_stderr)
     else:
-        from edgecls.train.fit import train as run_training
+        from edgecls.train.job import train as run_training
         from edgecls.train.options import validate
 
         validate(options)
