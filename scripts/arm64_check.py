@@ -646,7 +646,7 @@ BENCH_IMAGES_SNIPPET = r"""
 import json, sys, tomllib
 from pathlib import Path
 import numpy as np
-from edgecls.bench.inputs import TestSet, save_test_images
+from edgecls.bench.testset import TestSet, save_test_images
 from edgecls.data import load_dataset, make_split
 job = json.load(open(sys.argv[1]))
 config = tomllib.loads(Path(job["config"]).read_text())["train"]

@@ -300,7 +300,7 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     than its default, is on the device's command line; host files it names travel in the payload."""
     from dataclasses import fields
 
-    from edgecls.bench.job import BenchOptions
+    from edgecls.bench import BenchOptions
     from edgecls.bench.remote import device_command
 
     labels = tmp_path / "my labels.txt"
@@ -330,6 +330,24 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     # defaults stay off the line, so the device's own defaults (its CPU count) apply
     bare = device_command(BenchOptions(paths=[tmp_path]), ["m.tflite"], None, payload)
     assert not {"--threads", "--labels", "--resize", "--data", "--latency-only"} & set(bare)
+
+
+def test_export_target_on_a_device_sends_its_bench_settings_through_the_same_command(tmp_path):
+    """export --target user@host times its candidates with a bench on the device (bench.measure over
+    bench.remote): its settings travel by the same generated command line, none set by hand."""
+    from dataclasses import fields
+
+    from edgecls.bench.remote import device_command
+    from edgecls.export.target import bench_options, resolve_target
+
+    options = bench_options(resolve_target("pi@raspberrypi.local"), [tmp_path / "model_int8.tflite"], 7)
+    args = device_command(options, ["models/t/model_int8.tflite"], "data", tmp_path / "payload")
+    changed = [f for f in fields(options) if "measure" in f.metadata and getattr(options, f.name) != f.default]
+    assert {f.name for f in changed} == {"warmup", "runs", "batch_size", "memory"}
+    for spec in changed:
+        assert spec.metadata["measure"] in args, spec.name
+    assert args[args.index("--runs") + 1] == "7" and args[args.index("--batch-size") + 1] == "16"
+    assert "--threads" not in args  # the device sweeps 1 and all its CPUs; the largest is kept
 
 
 @pytest.fixture(scope="module")

@@ -352,10 +352,10 @@ def test_latency_only_needs_no_data_and_reports_latency_memory_and_size(tmp_path
 
 @pytest.mark.shared_data
 def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_preprocessing(tmp_path):
-    from edgecls.bench.job import BenchOptions, run_bench
+    from edgecls.bench import BenchOptions, measure
 
     data = _imagenet_folder(tmp_path / "photos")
-    report = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(data), labels=str(IMAGENET_LABELS),
+    report = measure(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(data), labels=str(IMAGENET_LABELS),
                                     threads=[1], warmup=0, runs=2, memory=False, fit="crop"), log=lambda m: None)
     assert report.data.shapes == {MOBILENET_160.name: [160, 160, 3], MOBILENET_128.name: [128, 128, 3]}
     assert {m.name: m.accuracy.images for m in report.models} == {MOBILENET_160.name: 5, MOBILENET_128.name: 5}
@@ -365,7 +365,7 @@ def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.open(CAT).save(flat / "cat.png")
-    timed = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(flat), latency_only=True, threads=[1],
+    timed = measure(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(flat), latency_only=True, threads=[1],
                                    warmup=0, runs=2, memory=False), log=lambda m: None)
     assert timed.data.images == 1 and timed.data.files is True
     assert all(m.latency and m.accuracy is None for m in timed.models)

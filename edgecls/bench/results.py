@@ -1,4 +1,4 @@
-"""The bench report as typed records (format edgecls.bench/1, report.schema.json): what run_bench
+"""The bench report as typed records (format edgecls.bench/1, report.schema.json): what measure
 builds, what every renderer, merger and analysis reads, and — through `to_json()` — exactly the
 bench.json that is written.
 

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.bench.inputs import TestSet
+from edgecls.bench.testset import TestSet
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.labels import printable

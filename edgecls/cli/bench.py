@@ -220,7 +220,8 @@ def bench_run(
     Exit codes: 0 ok; 1 a --remote device failed (unreachable, refused, no wheel, disk full);
     2 bad input (no exports, class count mismatch, bad option or profile, unwritable report).
     """
-    from edgecls.bench.job import BenchOptions, bench, default_report_dir, parse_threads
+    from edgecls.bench.job import bench
+    from edgecls.bench.options import BenchOptions, default_report_dir, parse_threads
     from edgecls.bench.sustain import parse_duration
     from edgecls.parsing import int_list, parse_range
 
@@ -232,7 +233,7 @@ def bench_run(
     if diagnose or sweep_sizes:  # they need TensorFlow and the workstation side: injected, never imported by bench
         from edgecls.export.analyses import requested_analyses
 
-        analyses = requested_analyses(paths, diagnose, sweep_sizes, data)
+        analyses = requested_analyses(paths, diagnose, sweep_sizes)
     options = BenchOptions(paths=list(paths), data=data, device=device, threads=parse_threads(threads), warmup=warmup,
                            runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
                            input_range=parse_range(input_range), labels=str(labels) if labels else None,

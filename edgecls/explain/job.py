@@ -19,8 +19,8 @@ import numpy as np
 
 from edgecls.atomic import write_text_atomic
 
-# bench's test-set loaders (a run's test split with image ids; --data's): internal names, imported here only
-from edgecls.bench.inputs import data_test_set, run_test_set, split_paths
+# bench's test-set loader (a run's test split with image ids): an internal name, imported here only
+from edgecls.bench.inputs import run_test_set
 from edgecls.errors import EdgeclsError
 from edgecls.explain import METHODS
 from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, Divergence, DivergenceProbe
@@ -32,8 +32,11 @@ from edgecls.runtime import Classifier, ImageError, Prediction, load_image
 from edgecls.runtime.sources import expand_images
 
 if TYPE_CHECKING:
-    from edgecls.bench.job import Analysis, BenchOptions
+    from edgecls.bench.inputs import Inputs
+    from edgecls.bench.job import Analysis
+    from edgecls.bench.options import BenchOptions
     from edgecls.bench.results import BenchReport, ModelResult, Section
+    from edgecls.bench.testset import TestSet
 
 SUMMARY_NAME = "explain.json"
 DEFAULT_WORST = 16  # --dataset: images on the contact sheet
@@ -199,18 +202,18 @@ def check_explain_flips(extra: Optional[int], threshold_db: Optional[float]) -> 
 
 def flips_analysis(options: BenchOptions, extra: int, threshold_db: Optional[float] = None) -> Analysis:
     """`bench --explain-flips` as an analysis for `edgecls.bench.job.bench(options, analyses)`: checked
-    now (before anything is measured), run on the finished report with the bench's own paths, data,
-    backend and (validated) input range."""
+    now (before anything is measured), run on the finished report and the very test images the bench
+    measured, with its backend and (validated) input range."""
     check_explain_flips(extra, threshold_db)
 
-    def analyse(report: BenchReport, report_dir: Optional[Path], log: Callable[[str], None]) -> None:
-        add_explain_flips(report, options.paths, options.data, report_dir, extra, threshold_db,
+    def analyse(report: BenchReport, inputs: Inputs, report_dir: Optional[Path], log: Callable[[str], None]) -> None:
+        add_explain_flips(report, inputs.test, report_dir, extra, threshold_db,
                           backend=options.backend, input_range=options.input_range, log=log)
 
     return analyse
 
 
-def add_explain_flips(report: BenchReport, paths: Sequence[Path], data: Optional[str], report_dir: Optional[Path],
+def add_explain_flips(report: BenchReport, test: TestSet, report_dir: Optional[Path],
                       extra: int = 0, threshold_db: Optional[float] = None, method: str = "occlusion",
                       backend: Optional[str] = None, input_range: Optional[tuple[float, float]] = None,
                       log: Callable[[str], None] = print) -> list[Section]:
@@ -228,7 +231,6 @@ def add_explain_flips(report: BenchReport, paths: Sequence[Path], data: Optional
         log(f"note: {note}")
         report.notes.append(note)
         return []
-    test = _bench_test_set(report, paths, data)
     sections = []
     for model in quantised:
         sections += _explain_pair(report, floats[0], model, test, report_dir, extra, threshold_db, method, backend,
@@ -236,27 +238,7 @@ def add_explain_flips(report: BenchReport, paths: Sequence[Path], data: Optional
     return sections
 
 
-def _bench_test_set(report: BenchReport, paths: Sequence[Path], data: Optional[str]) -> Any:
-    """The images the bench scored, found again the way it found them, and checked by content digest."""
-    from edgecls.rundir import open_run
-
-    run_dir, _ = split_paths(list(paths))
-    named = report.data.run
-    if run_dir is None and named and Path(named).is_dir():
-        run_dir = Path(named)
-    if run_dir is not None:
-        test = run_test_set(open_run(run_dir, data))
-    elif data is not None:
-        height, width, channels = report.data.shape
-        test = data_test_set(data, (height, width), "grayscale" if channels == 1 else "rgb")
-    else:
-        raise EdgeclsError("--explain-flips cannot find the bench's test images again: give a run directory or --data")
-    if test.content_digest() != report.data.content_sha256:
-        raise EdgeclsError("--explain-flips found different test images from the ones the bench scored")
-    return test
-
-
-def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: ModelResult, test: Any,
+def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: ModelResult, test: TestSet,
                   report_dir: Optional[Path], extra: int, threshold_db: float, method: str, backend: Optional[str],
                   input_range: Optional[tuple[float, float]], log: Callable[[str], None]) -> list[Section]:
     from edgecls.bench.report import add_section

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from edgecls.bench.report import add_section
 from edgecls.bench.results import BenchReport
 from edgecls.errors import EdgeclsError
 
+if TYPE_CHECKING:
+    from edgecls.bench.inputs import Inputs
+    from edgecls.rundir import RunDir
+
 TOP_LAYERS = 10
 
 
-def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Sequence[int]],
-                       data: Optional[str] = None) -> list[Callable[..., None]]:
+def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Sequence[int]]
+                       ) -> list[Callable[..., None]]:
     """The analyses asked for, as callables for `edgecls.bench.job.bench(..., analyses=...)`.
 
     Fails before anything is measured when one was asked for but cannot run (no run directory,
@@ -37,19 +41,16 @@ def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Se
 
     require_tensorflow(f"edgecls bench {wanted}")
 
-    def analyse(report: BenchReport, report_dir: Optional[Path], log: Callable[[str], None]) -> None:
-        add_analyses(report, run_dir, diagnose, sweep, report_dir, data, log=log)
+    def analyse(report: BenchReport, inputs: Inputs, report_dir: Optional[Path], log: Callable[[str], None]) -> None:
+        add_analyses(report, inputs.run, diagnose, sweep, report_dir, log=log)
 
     return [analyse]
 
 
-def add_analyses(report: BenchReport, run_dir: Path, diagnose: bool, sweep: Optional[Sequence[int]],
-                 report_dir: Optional[Path], data: Optional[str] = None,
-                 log: Callable[[str], None] = lambda m: None) -> None:
-    """Run the requested analyses on `run_dir` and add each as a section of `report`."""
-    from edgecls.rundir import open_run
-
-    run = open_run(run_dir, data)
+def add_analyses(report: BenchReport, run: RunDir, diagnose: bool, sweep: Optional[Sequence[int]],
+                 report_dir: Optional[Path], log: Callable[[str], None] = lambda m: None) -> None:
+    """Run the requested analyses on the run the bench opened and add each as a section of `report`."""
+    run_dir = run.run_dir
     if diagnose:
         from edgecls.export.diagnose import COLUMNS, diagnosis_notes, diagnosis_rows
         from edgecls.export.diagnose import diagnose as run_diagnosis

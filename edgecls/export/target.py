@@ -11,7 +11,8 @@
 The test split is read once, after the choice, so the figures reported for the chosen file are
 not the ones it was selected on. Latency comes from the target: `host` is this machine as it is;
 a profile name (rpi4) is this machine under the profile's constraints (its cores and threads),
-labelled as such; `user@host` is measured on that device over SSH (edgecls.bench.remote).
+labelled as such; `user@host` is measured on that device over SSH (edgecls.transport). The timing is
+a bench (edgecls.bench.measure) of the candidates on the validation images, in memory.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ CHOSEN_FILE = "model.tflite"
 PLOT_FILE = "target.png"
 PERCENTILES = (99.9, 99.99)
 LATENCY_TIE = 0.05  # p50s this close to the fastest count as tied
-REFERENCE = "float32"  # latency ratios are taken against it
 
 
 # ---------------------------------------------------------------------- the candidates
@@ -410,77 +410,53 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[..., None]]:
 
 def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val: tuple, class_names: list[str],
                     options: TargetOptions, tmp: Path, log: Callable[[str], None]) -> tuple[list[str], int]:
-    """Each row's latency on the target (interleaved), and the sentences saying where it was measured."""
-    images, labels, runs, remote = val[0], val[1], options.runs, options.remote
-    if target.kind == "remote":
-        timings, placement, threads = remote_latency(target.spec, remote, paths, images, labels, class_names, runs,
-                                                     tmp, log)
-    else:
-        timings, placement, threads = local_latency(target.profile, paths, images, runs, tmp, log)
+    """Each row's latency on the target, every candidate interleaved (a bench: edgecls.bench.measure, in
+    memory), and the sentences saying where it was measured. A device scores the validation images it
+    is sent, never the test split; the figures kept are its invoke times at its largest thread count."""
+    from edgecls.bench import measure
+    from edgecls.bench.inputs import open_inputs
+    from edgecls.bench.testset import TestSet
+
+    images, labels = val
+    bench = bench_options(target, list(paths.values()), options.runs)
+    inputs = open_inputs(bench, TestSet(images, labels, class_names, list(range(len(images))), None,
+                                        "the validation split", "val"))
+    report = measure(bench, target_place(target, options.remote, tmp), inputs, log)
+    by_file = {Path(m.path).name: m for m in report.models}
+    threads = 0
     for row in rows:
-        row.latency = timings.get(row.name)
+        entries = by_file[paths[row.name].name].latency if paths[row.name].name in by_file else []
+        if entries:
+            row.latency = max(entries, key=lambda t: t.threads)
+            threads = row.latency.threads
+    placement = list(report.device.notes)
+    if target.kind == "remote":
+        placement.insert(0, f"Measured on {target.spec} over SSH ({report.machine.arch}, {report.machine.cpu}), "
+                            f"threads {threads}.")
     return placement, threads
 
 
-def local_latency(profile: Optional[DeviceProfile], paths: dict[str, Path], images: np.ndarray, runs: int,
-                  tmp: Path, log: Callable[[str], None]) -> tuple[dict[str, Latency], list[str], int]:
-    """Latency on this machine, as it is (profile None) or under the profile's cores and threads."""
-    from edgecls.bench import latency
-    from edgecls.bench.inputs import describe_tflite
-    from edgecls.bench.profiles import constrained, describe_machine, placement_notes, thread_sweep
-    from edgecls.runtime.interpreter import find_backend
+def bench_options(target: Target, paths: list[Path], runs: int) -> Any:
+    """The bench of the candidates (edgecls.bench.BenchOptions): latency and accuracy, no memory, no
+    Keras; threads: every CPU of the host; a profile's own (the bench's default there); on a device,
+    1 and all of its CPUs (its largest count is kept)."""
+    from edgecls.bench import BenchOptions
+    from edgecls.bench.profiles import cpu_count
 
-    backend = find_backend()
-    machine = describe_machine(backend)
-    models = [describe_tflite(path, backend.name) for path in paths.values()]
-    for model, name in zip(models, paths):
-        model.name = name
-    plan = latency.Plan(warmup=5, runs=runs, batch_size=16)
-    with constrained(profile) as cpus:
-        used = len(cpus) if cpus else machine["usable_cpus"]
-        threads = thread_sweep(profile, used)[0] if profile is not None else used
-        files, file_source = latency.sample_files(None, images, tmp)
-        reference = REFERENCE if REFERENCE in paths else None
-        timings = latency.measure(models, [threads], images, files, file_source, plan, backend.name, reference, log)
-    _, notes = placement_notes(profile, machine, cpus, [threads])
-    return {name: timings[(name, threads)] for name in paths}, notes, threads
+    return BenchOptions(paths=paths, warmup=5, runs=runs, batch_size=16, keras=False, memory=False,
+                        threads=[cpu_count()] if target.kind == "host" else None)
 
 
-def remote_latency(spec: str, remote: Any, paths: dict[str, Path], images: np.ndarray, labels: np.ndarray,
-                   class_names: list[str], runs: int, tmp: Path,
-                   log: Callable[[str], None]) -> tuple[dict[str, Latency], list[str], int]:
-    """Latency on the device user@host, measured there by edgecls.bench.remote (SSH, a venv on the
-    device). The device scores the validation images it is sent, never the test split; the figures
-    kept are its invoke times at its largest thread count."""
-    from dataclasses import replace
+def target_place(target: Target, remote: Any, work: Path) -> Any:
+    """Where the target's bench measures (edgecls.bench.Where): this host, under a profile, or the
+    device user@host reached over SSH (edgecls.transport; `remote` its ssh config, python, ...)."""
+    from edgecls.bench import Where
 
-    from edgecls.bench.compare import load_reports
-    from edgecls.bench.inputs import TestSet, save_test_images
-    from edgecls.bench.job import BenchOptions
-    from edgecls.bench.remote import DEVICES_DIR, bench_remote
-    from edgecls.transport import RemoteOptions, parse_targets
+    if target.kind != "remote":
+        return Where(profile=target.profile)
+    from edgecls.transport import connect
 
-    device = parse_targets(spec)[0]
-    remote = replace(remote, targets=spec) if remote is not None else RemoteOptions(spec)
-    data = tmp / "val-images"
-    save_test_images(TestSet(images, labels, class_names, list(range(len(images))), None, "the validation split",
-                             "val"), data)
-    report_dir = tmp / "remote"
-    options = BenchOptions(paths=list(paths.values()), data=str(data), warmup=5, runs=runs, keras=False,
-                           memory=False, report_dir=report_dir, remote=remote)
-    with contextlib.redirect_stdout(sys.stderr):  # its tables are the bench's, not this command's output
-        bench_remote(options, log=log)
-    [(_, report)] = load_reports([report_dir / DEVICES_DIR / device.label / "bench.json"])
-    by_file = {Path(m.path).name: m for m in report.models}
-    timings, threads = {}, 0
-    for name, path in paths.items():
-        entries = by_file[path.name].latency if path.name in by_file else []
-        if entries:
-            best = max(entries, key=lambda t: t.threads)
-            timings[name], threads = best, best.threads
-    notes = [f"Measured on {spec} over SSH ({report.machine.arch}, {report.machine.cpu}), threads {threads}."
-             ] + list(report.device.notes)
-    return timings, notes, threads
+    return Where(device=connect(target.spec, remote, work / "device"))
 
 
 def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[Row]:

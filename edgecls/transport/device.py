@@ -324,3 +324,17 @@ def probe(target: Target, remote: RemoteOptions, kit: Kit) -> Device:
         raise EdgeclsError(f"{host}: disk full on the device: {info['free_mb']} MB free in {info['dir']}, a venv "
                            f"needs about {MIN_FREE_MB} MB (free space there or give another --remote-dir)", 1)
     return Device(target, remote, kit, info, {"probe_s": time.perf_counter() - started})
+
+
+def connect(spec: str, remote: Optional[RemoteOptions], work: Path) -> Device:
+    """The one device `spec` names ([user@]host[:port]), probed, with this checkout's kit made in
+    `work`; `remote` says how to reach it (its ssh config, Python, ...; None: the defaults)."""
+    from dataclasses import replace
+
+    from edgecls.transport.targets import parse_targets
+
+    remote = replace(remote, targets=spec) if remote is not None else RemoteOptions(spec)
+    targets = parse_targets(spec)
+    if len(targets) != 1:
+        raise EdgeclsError(f"{spec!r} names {len(targets)} devices: name one")
+    return probe(targets[0], remote, make_kit(work / "kit", remote))
