@@ -26,9 +26,9 @@ from edgecls import __version__
 from edgecls.atomic import owner_alive
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.files import open_regular, read_capped, sha256_of
-from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.preprocess import ImageError, load_image
 from edgecls.runtime.sources import folder_error, walk_images
+from edgecls.text import clean_text, printable
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 SPLIT_NAMES = ("train", "val", "test")

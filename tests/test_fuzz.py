@@ -15,9 +15,10 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from edgecls.errors import EdgeclsError
-from edgecls.runtime.labels import clean_text, parse_labels
+from edgecls.runtime.labels import parse_labels
 from edgecls.runtime.metadata import embed_metadata, parse_metadata_json, read_metadata
 from edgecls.runtime.preprocess import load_image
+from edgecls.text import clean_text
 
 REFERENCE_INT8 = Path(__file__).resolve().parents[1] / "models" / "digits-seed" / "model_int8.tflite"
 

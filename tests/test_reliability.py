@@ -441,7 +441,7 @@ def test_unsupported_formats_never_reach_their_decoders(name, content, reason, t
 
 
 def test_bidi_overrides_never_reach_the_terminal(tmp_path):
-    from edgecls.runtime.labels import clean_text
+    from edgecls.text import clean_text
 
     for char in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
         assert clean_text(f"ab{char}cd") == "abcd"

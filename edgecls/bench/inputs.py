@@ -39,7 +39,7 @@ from edgecls.provenance import sha256_file
 from edgecls.rundir import RunDir, open_run
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.interpreter import find_backend
-from edgecls.runtime.labels import printable
+from edgecls.text import printable
 
 if TYPE_CHECKING:
     from edgecls.bench.options import BenchOptions

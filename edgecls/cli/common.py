@@ -18,10 +18,10 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from edgecls.entry import fail
+from edgecls.exits import fail
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 
-# fail: one line on stderr and the exit code (edgecls.entry's, which the lean predict path shares)
+# fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
 __all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "Backend", "Command", "FitOption", "Group", "InputRange",
            "ResizeOption", "Threads", "Typer", "choice", "choices", "fail", "plain", "to_stderr"]
 

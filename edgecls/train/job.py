@@ -30,7 +30,7 @@ from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, make_split
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.provenance import run_versions
-from edgecls.runtime.labels import clean_text
+from edgecls.text import clean_text
 from edgecls.train.options import TrainOptions, options_table, with_arch_defaults
 from edgecls.train.quality import assess, quality_warnings
 
