@@ -27,8 +27,8 @@ from edgecls.bench.profiles import (
     placement_notes,
     usable_cpus,
 )
-from edgecls.bench.report import COLUMNS, add_section, json_text, markdown, write_reports
-from edgecls.bench.results import BenchReport
+from edgecls.bench.report import COLUMNS, json_text, markdown, write_reports
+from edgecls.bench.results import BenchReport, add_section
 from edgecls.bench.schema import check_report, errors, schema
 from edgecls.bench.testset import save_test_images
 from edgecls.errors import EdgeclsError

@@ -19,8 +19,8 @@ nothing here imports edgecls.train or edgecls.export: analyses that need them ar
 from edgecls.bench.compare import compare
 from edgecls.bench.measure import Where, measure
 from edgecls.bench.options import BenchOptions, parse_threads
-from edgecls.bench.report import add_section, render_bench_table, write_reports
-from edgecls.bench.results import BenchReport, ModelResult
+from edgecls.bench.report import render_bench_table, write_reports
+from edgecls.bench.results import BenchReport, ModelResult, add_section
 from edgecls.bench.schema import check_report, schema
 from edgecls.bench.schema import errors as schema_errors
 

@@ -1,20 +1,19 @@
 """A bench report (bench.results.BenchReport) as a terminal table, Markdown and files on disk.
 
 The terminal table and the Markdown one are made from the same rows. Extra sections (a
-quantisation diagnosis, a calibration sweep: see add_section) are titled tables that both
+quantisation diagnosis, a calibration sweep: see results.add_section) are titled tables that both
 renderers show after the main one.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.atomic import check_folder_writable, write_text_atomic
-from edgecls.bench.results import BenchReport, ModelResult, Section
+from edgecls.bench.results import BenchReport, ModelResult
 from edgecls.console import (
     markup_cell,  # one implementation for every table of data; compare imports it here
 )
@@ -27,19 +26,6 @@ COLUMNS = ("model", "format/quant", "size", "top-1", "top-k", "Δ vs float", "ag
 MIN_CONSOLE_WIDTH = 144  # never squash the numbers: a narrower terminal wraps the lines instead
 MAX_FLIPPED_SHOWN = 50
 DASH = "—"
-
-
-def add_section(report: BenchReport, key: str, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                notes: Sequence[str] = (), plots: Sequence[str] = (), data: Any = None) -> Section:
-    """Add (or replace) an extra titled table: how other analyses plug into the bench's report.
-
-    `plots` are PNG file names the caller wrote into the report folder; `data` is free-form JSON."""
-    if not re.fullmatch(r"[a-z0-9_-]+", key):
-        raise ValueError(f"section key {key!r}: use lower-case letters, digits, - and _")
-    section = Section(key=key, title=title, columns=list(columns), rows=[list(r) for r in rows], notes=list(notes),
-                      plots=list(plots), data=data)
-    report.sections = [s for s in report.sections if s.key != key] + [section]
-    return section
 
 
 # ---------------------------------------------------------------------- the main table

@@ -14,6 +14,8 @@ data's `label_map` and the per-model `preprocessing` are passed through, not int
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -270,7 +272,7 @@ class Settings(Record):
 
 @dataclass(kw_only=True)
 class Section(Record):
-    """An extra titled table (report.add_section): a diagnosis, a sweep, the advice, ..."""
+    """An extra titled table (add_section): a diagnosis, a sweep, the advice, ..."""
 
     key: str
     title: str
@@ -324,3 +326,16 @@ class BenchReport(Record):
 
     def tflite_models(self) -> list[ModelResult]:
         return [m for m in self.models if m.is_tflite]
+
+
+def add_section(report: BenchReport, key: str, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                notes: Sequence[str] = (), plots: Sequence[str] = (), data: Any = None) -> Section:
+    """Add (or replace) an extra titled table: how other analyses plug into the bench's report.
+
+    `plots` are PNG file names the caller wrote into the report folder; `data` is free-form JSON."""
+    if not re.fullmatch(r"[a-z0-9_-]+", key):
+        raise ValueError(f"section key {key!r}: use lower-case letters, digits, - and _")
+    section = Section(key=key, title=title, columns=list(columns), rows=[list(r) for r in rows], notes=list(notes),
+                      plots=list(plots), data=data)
+    report.sections = [s for s in report.sections if s.key != key] + [section]
+    return section

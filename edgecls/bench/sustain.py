@@ -178,7 +178,7 @@ def _percentile(values: Sequence[float], q: float) -> Optional[float]:
 def add_section(report: BenchReport, data: dict[str, Any]) -> Section:
     """The sustained run as a report section: first vs last window per model, and notes that say
     what the temperature, the clock and the firmware did (or that they could not be read)."""
-    from edgecls.bench.report import add_section as add
+    from edgecls.bench.results import add_section as add
 
     window = f"{data['window_s']:g} s"
     rows = []

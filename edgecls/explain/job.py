@@ -241,7 +241,7 @@ def add_explain_flips(report: BenchReport, test: TestSet, report_dir: Optional[P
 def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: ModelResult, test: TestSet,
                   report_dir: Optional[Path], extra: int, threshold_db: float, method: str, backend: Optional[str],
                   input_range: Optional[tuple[float, float]], log: Callable[[str], None]) -> list[Section]:
-    from edgecls.bench.report import add_section
+    from edgecls.bench.results import add_section
 
     fname, qname = float_entry.name, quant_entry.name
     probe = DivergenceProbe(float_entry.path, quant_entry.path, backend, threshold_db, input_range)

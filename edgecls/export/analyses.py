@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from edgecls.bench.report import add_section
-from edgecls.bench.results import BenchReport
+from edgecls.bench.results import BenchReport, add_section
 from edgecls.errors import EdgeclsError
 
 if TYPE_CHECKING:
