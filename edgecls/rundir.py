@@ -143,7 +143,7 @@ def load_run_data(data: str, img_size: int, color: str, labels: Optional[list[st
     """The dataset at the model's size and colour, checked against the model's class count."""
     from edgecls.data import load_dataset
 
-    dataset = load_dataset(data, img_size, color, progress=False)
+    dataset = load_dataset(data, img_size, color)
     if labels is not None and len(dataset.class_names) != len(labels):
         raise EdgeclsError(f"{data} has {len(dataset.class_names)} classes but the model has {len(labels)} labels")
     return dataset

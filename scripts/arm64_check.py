@@ -650,7 +650,7 @@ from edgecls.bench.testset import TestSet, save_test_images
 from edgecls.data import load_dataset, make_split
 job = json.load(open(sys.argv[1]))
 config = tomllib.loads(Path(job["config"]).read_text())["train"]
-data = load_dataset(config["data"], config["img_size"], config["color"], progress=False)
+data = load_dataset(config["data"], config["img_size"], config["color"])
 test = make_split(data, config["val_fraction"], config["test_fraction"], config["seed"]).test
 picked = np.concatenate([test[data.labels[test] == c][:job["per_class"]] for c in range(len(data.class_names))])
 ids = [data.paths[i] for i in picked] if data.paths is not None else [int(i) for i in picked]

@@ -52,7 +52,7 @@ def main() -> None:
     tf = require_tensorflow("this benchmark")
     import keras
 
-    dataset = load_dataset(args.data, progress=False)
+    dataset = load_dataset(args.data)
     split = make_split(dataset, 0.1, 0.1, seed=0)
     n_classes = len(dataset.class_names)
     x_train = dataset.images[split.train].astype(np.float32)  # what a plain Keras user holds

@@ -270,10 +270,9 @@ def make_digits_run(tmp_path_factory):
             from edgecls.train.options import resolve_options
 
             out = tmp_path_factory.mktemp(f"digits-e{epochs}-s{seed}") / "digits"
-            train(resolve_options({"out": str(out), "epochs": epochs, "seed": seed}), quiet=True, log=lambda m: None)
+            train(resolve_options({"out": str(out), "epochs": epochs, "seed": seed}))
             if export_modes:
-                export(open_run(out), ExportOptions(list(export_modes), calib_samples=100, force=True),
-                       log=lambda m: None)
+                export(open_run(out), ExportOptions(list(export_modes), calib_samples=100, force=True))
             made[key] = out
         return made[key]
 

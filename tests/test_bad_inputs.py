@@ -303,7 +303,7 @@ def test_symlink_loop_in_a_dataset_folder_is_not_followed(tmp_path, monkeypatch)
     root = _photos(tmp_path / "data")
     (root / "a" / "loop").symlink_to(root, target_is_directory=True)
     (root / "b" / "self.png").symlink_to(root / "b" / "self.png")
-    dataset = load_dataset(str(root), img_size=16, progress=False)
+    dataset = load_dataset(str(root), img_size=16)
     assert len(dataset.labels) == 12  # the twelve images; the loops add nothing
     assert any(path.endswith("self.png") for path, _ in dataset.skipped)
 
@@ -381,14 +381,14 @@ def test_a_copied_dataset_folder_is_the_same_data(tmp_path, monkeypatch):
 
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
     original = _photos(tmp_path / "a")
-    dataset = load_dataset(str(original), img_size=16, progress=False)
+    dataset = load_dataset(str(original), img_size=16)
     doc = make_split(dataset, 0.2, 0.2, seed=0).to_json(dataset, 0, (0.2, 0.2))
     copy = tmp_path / "b"
     shutil.copytree(original, copy)  # new modification times: a new cache, the same content
-    load_split(doc, load_dataset(str(copy), img_size=16, progress=False))  # must not say "changed"
+    load_split(doc, load_dataset(str(copy), img_size=16))  # must not say "changed"
     (copy / "a" / "0.png").write_bytes(_encoded(_photo(seed=999), "PNG"))
     with pytest.raises(Exception, match="changed since the run was trained"):
-        load_split(doc, load_dataset(str(copy), img_size=16, progress=False))
+        load_split(doc, load_dataset(str(copy), img_size=16))
 
 
 def test_a_concurrent_run_keeps_its_staging_folder(tmp_path):

@@ -52,8 +52,8 @@ def bench(run_dir, tmp_path_factory):
     options = BenchOptions([run_dir], threads=[1, 2], **FAST)
     inputs = open_inputs(options)
     save_test_images(inputs.test, folder / "test-images")
-    report = measure(options, inputs=inputs, log=lambda m: None)
-    write_reports(report, folder / "report", folder / "bench.json", log=lambda m: None)
+    report = measure(options, inputs=inputs)
+    write_reports(report, folder / "report", folder / "bench.json")
     return report, folder
 
 
@@ -228,7 +228,7 @@ def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp
         "from edgecls.bench import BenchOptions, measure\n"
         f"r = measure(BenchOptions([Path({str(run_dir / 'export' / 'model_float32.tflite')!r}), "
         f"Path({str(run_dir / 'export' / 'model_int8.tflite')!r})], data={str(images)!r}, threads=[1], "
-        "warmup=0, runs=2, memory=False), log=lambda m: None)\n"
+        "warmup=0, runs=2, memory=False))\n"
         "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'keras': 'keras' in sys.modules, "
         "'top1': [m.accuracy.top1 for m in r.models], 'part': r.data.part, "
         "'files': r.models[0].latency[0].file_ms.source, 'reference': r.reference, "
@@ -248,7 +248,7 @@ def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp
 def test_a_bare_model_is_scored_on_the_test_split_of_the_run_it_names(bench, run_dir, data):
     """Not on every image of the dataset (its training images included)."""
     report = measure(BenchOptions([run_dir / "export" / "model_int8.tflite"], data=data, threads=[1], memory=False,
-                                    **FAST), log=lambda m: None)
+                                    **FAST))
     assert report.data.part == "test" and report.data.images == bench[0].data.images
     assert any("the run named in model_int8.tflite's metadata" in note for note in report.notes)
     assert report.models[0].accuracy.top1 == bench[0].models[2].accuracy.top1
@@ -267,7 +267,7 @@ def test_a_bare_model_whose_named_run_is_another_one_needs_data(bench, run_dir, 
     other.write_bytes(embed_metadata(data, {**meta, "source": {**meta["source"], "model_sha256": "0" * 64}}))
     result = cli("bench", other, "--no-memory", "--runs", "2", "--warmup", "0", "--threads", "1")
     assert_one_line_error(result, "--data", "another model.keras", "SHA-256")
-    report = measure(BenchOptions([other], data="digits", threads=[1], memory=False, **FAST), log=lambda m: None)
+    report = measure(BenchOptions([other], data="digits", threads=[1], memory=False, **FAST))
     assert report.data.part == "all" and report.data.run is None
     assert any("it is not this model's run" in note and "--data digits" in note for note in report.notes)
     assert not any("the run named in" in note for note in report.notes)
@@ -285,8 +285,7 @@ def test_shipped_profiles_load():
 
 def test_a_profile_constrains_and_the_report_says_it_is_not_the_device(run_dir, tmp_path):
     before = usable_cpus()
-    report = measure(BenchOptions([run_dir], device="rpi-zero2w", keras=False, memory=False, **FAST),
-                       log=lambda m: None)
+    report = measure(BenchOptions([run_dir], device="rpi-zero2w", keras=False, memory=False, **FAST))
     device = report.device
     # the profile's 4 threads, but never more than the CPUs it could use here
     assert device.profile.key == "rpi-zero2w" and device.threads == [min(4, len(device.cpus_used))]
@@ -504,7 +503,7 @@ def test_without_matplotlib_the_plots_are_skipped_with_a_note(bench, tmp_path, m
 
     monkeypatch.setattr(plots, "pyplot", lambda: None)
     report = copy.deepcopy(bench[0])
-    write_reports(report, tmp_path / "r", log=lambda m: None)
+    write_reports(report, tmp_path / "r")
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["bench.json", "bench.md"]
     assert report.report_files == ["bench.md", "bench.json"]
     assert any("matplotlib is not installed" in note for note in report.notes)
@@ -516,7 +515,7 @@ def test_without_tensorflow_the_float32_file_is_the_reference(run_dir, monkeypat
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
-    report = measure(BenchOptions([run_dir], threads=[1], memory=False, **FAST), log=lambda m: None)
+    report = measure(BenchOptions([run_dir], threads=[1], memory=False, **FAST))
     assert report.reference == "model_float32.tflite" and report.settings.keras is False
     assert [m.name for m in report.models] == ["model_float32.tflite", "model_int8.tflite"]
     assert any("TensorFlow is not installed here" in note for note in report.notes)
@@ -579,9 +578,9 @@ def test_bench_input_range_scores_a_float_model_that_wants_0_to_1(unit_range, tm
         for i, (bright, dark) in enumerate([(255, 0), (200, 40)]):
             Image.fromarray(quad_image(name, bright=bright, dark=dark)).save(data / name / f"{i}.png")
     options = dict(data=str(data), threads=[1], memory=False, **FAST)
-    raw = measure(BenchOptions([unit_range.path], **options), log=lambda m: None)
+    raw = measure(BenchOptions([unit_range.path], **options))
     assert raw.models[0].accuracy.top1 < 0.9 and raw.settings.input_range is None  # saturated
-    scaled = measure(BenchOptions([unit_range.path], input_range=(0, 1), **options), log=lambda m: None)
+    scaled = measure(BenchOptions([unit_range.path], input_range=(0, 1), **options))
     assert scaled.models[0].accuracy.top1 == 1.0 and scaled.settings.input_range == [0.0, 1.0]
     assert any("--input-range 0,1" in note for note in scaled.notes) and errors(scaled.to_json()) == []
     result = cli("bench", unit_range.path, "--data", data, "--input-range", "0,1", "--threads", "1", "--runs", "2",

@@ -133,7 +133,7 @@ def test_dataset_entries_that_are_devices_or_huge_sparse_files_cost_no_memory(tm
     done = python(f"""
 from edgecls.data import load_dataset
 from pathlib import Path
-d = load_dataset({str(data)!r}, 16, "rgb", cache_dir=Path({str(tmp_path / 'cache')!r}), progress=False)
+d = load_dataset({str(data)!r}, 16, "rgb", cache_dir=Path({str(tmp_path / 'cache')!r}))
 print(len(d.images), sorted(r for _, r in d.skipped))
 print(next(int(line.split()[1]) // 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """, tmp_path)  # VmHWM, not ru_maxrss: that one survives exec and would be the pytest process's peak
@@ -230,7 +230,7 @@ def test_one_bad_file_is_its_row_or_skip_never_the_jobs_end(tmp_path):
     data = class_folder(tmp_path / "data")
     (data / "a" / "bomb.png").write_bytes(ztxt_bomb())
     (data / "b" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\xff" * 40)  # a corrupt header
-    dataset = load_dataset(str(data), 16, "rgb", cache_dir=tmp_path / "cache", progress=False)
+    dataset = load_dataset(str(data), 16, "rgb", cache_dir=tmp_path / "cache")
     assert len(dataset.images) == 8 and len(dataset.skipped) == 2, dataset.skipped
 
 
@@ -260,10 +260,10 @@ def test_the_dataset_cache_is_keyed_by_content_and_checked_on_read(tmp_path):
     for a, b in zip(sorted(first.rglob("*.png")), sorted(second.rglob("*.png"))):  # what unzip/tar give
         assert a.stat().st_size == b.stat().st_size
         os.utime(b, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns))
-    one = load_dataset(str(first), 16, "rgb", cache_dir=cache, progress=False)
-    two = load_dataset(str(second), 16, "rgb", cache_dir=cache, progress=False)
+    one = load_dataset(str(first), 16, "rgb", cache_dir=cache)
+    two = load_dataset(str(second), 16, "rgb", cache_dir=cache)
     assert not np.array_equal(np.asarray(one.images), np.asarray(two.images))  # never the other folder's pixels
-    truth = np.asarray(load_dataset(str(first), 16, "rgb", cache_dir=tmp_path / "fresh", progress=False).images)
+    truth = np.asarray(load_dataset(str(first), 16, "rgb", cache_dir=tmp_path / "fresh").images)
 
     entry = next(p for p in cache.iterdir() if p.is_dir() and np.array_equal(
         np.load(p / "images.npy"), np.asarray(one.images)))
@@ -279,7 +279,7 @@ def test_the_dataset_cache_is_keyed_by_content_and_checked_on_read(tmp_path):
     ]
     for name, tamper in tamperings:
         tamper()
-        again = load_dataset(str(first), 16, "rgb", cache_dir=cache, progress=False)
+        again = load_dataset(str(first), 16, "rgb", cache_dir=cache)
         assert np.array_equal(np.asarray(again.labels), labels), name
         assert np.array_equal(np.asarray(again.images), truth), name
 
@@ -294,7 +294,7 @@ def test_dataset_cache_leftovers_are_removed_and_a_full_disk_is_one_line(tmp_pat
         (cache / name).mkdir(parents=True)
     alive = cache / ".ghi.partial-1-x3"  # pid 1 is always alive
     alive.mkdir()
-    load_dataset(str(class_folder(tmp_path / "data")), 16, "rgb", cache_dir=cache, progress=False)
+    load_dataset(str(class_folder(tmp_path / "data")), 16, "rgb", cache_dir=cache)
     assert sorted(p.name for p in cache.iterdir() if p.name.startswith(".")) == [alive.name]
 
     tiny = tmp_path / "tiny"
@@ -309,7 +309,7 @@ from edgecls.data import load_dataset
 from edgecls.errors import EdgeclsError
 from pathlib import Path
 try:
-    load_dataset({str(data)!r}, 96, "rgb", cache_dir=Path({str(tiny)!r}), progress=False)
+    load_dataset({str(data)!r}, 96, "rgb", cache_dir=Path({str(tiny)!r}))
 except EdgeclsError as exc:
     print("ERROR", exc)
 """, tmp_path)
@@ -539,7 +539,7 @@ def test_class_names_survive_labels_txt_or_are_refused(tmp_path):
             labels_text(bad)
     data = class_folder(tmp_path / "data", classes=("new\nline", "ok"))
     with pytest.raises(EdgeclsError, match="rename the folder") as caught:
-        load_dataset(str(data), 16, "rgb", cache_dir=tmp_path / "cache", progress=False)
+        load_dataset(str(data), 16, "rgb", cache_dir=tmp_path / "cache")
     assert "\n" not in str(caught.value).replace("\\n", "")
 
 
@@ -603,7 +603,7 @@ def test_unreadable_folders_are_reported_by_predict_and_counted_by_the_dataset(t
         counted = python(f"""
 from edgecls.data import load_dataset
 from pathlib import Path
-d = load_dataset({str(data)!r}, 16, "rgb", cache_dir=Path({str(tmp_path / 'cache')!r}), progress=False)
+d = load_dataset({str(data)!r}, 16, "rgb", cache_dir=Path({str(tmp_path / 'cache')!r}))
 print(len(d.images), d.skipped)
 """, tmp_path, prefix=prefix)
     finally:

@@ -45,8 +45,8 @@ def bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     report = measure(BenchOptions([DIGITS / "model_float32.tflite", DIGITS / "model_int8.tflite"],
                                     data=str(DIGITS / "test-images"), threads=[1], warmup=0, runs=2, batch_size=4,
-                                    sustain=1.0), log=lambda m: None)
-    write_reports(report, json_path=out / "bench.json", log=lambda m: None)
+                                    sustain=1.0))
+    write_reports(report, json_path=out / "bench.json")
     return report, out / "bench.json"
 
 

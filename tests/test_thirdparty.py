@@ -356,7 +356,7 @@ def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_
 
     data = _imagenet_folder(tmp_path / "photos")
     report = measure(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(data), labels=str(IMAGENET_LABELS),
-                                    threads=[1], warmup=0, runs=2, memory=False, fit="crop"), log=lambda m: None)
+                                    threads=[1], warmup=0, runs=2, memory=False, fit="crop"))
     assert report.data.shapes == {MOBILENET_160.name: [160, 160, 3], MOBILENET_128.name: [128, 128, 3]}
     assert {m.name: m.accuracy.images for m in report.models} == {MOBILENET_160.name: 5, MOBILENET_128.name: 5}
     assert all(p == {"resize": "bilinear", "fit": "crop"} for p in report.settings.preprocessing.values())
@@ -366,7 +366,7 @@ def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_
     flat.mkdir()
     Image.open(CAT).save(flat / "cat.png")
     timed = measure(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(flat), latency_only=True, threads=[1],
-                                   warmup=0, runs=2, memory=False), log=lambda m: None)
+                                   warmup=0, runs=2, memory=False))
     assert timed.data.images == 1 and timed.data.files is True
     assert all(m.latency and m.accuracy is None for m in timed.models)
 

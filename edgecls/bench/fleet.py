@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -27,6 +26,7 @@ from edgecls.bench.options import BenchOptions
 from edgecls.bench.remote import measure_on_device, stage
 from edgecls.bench.results import BenchReport
 from edgecls.errors import EdgeclsError
+from edgecls.reporter import SILENT, Reporter
 from edgecls.transport import (
     Device,
     Kit,
@@ -50,7 +50,7 @@ class Outcome:
     error: Optional[str] = None
 
 
-def bench_fleet(options: BenchOptions, inputs: Inputs, log: Callable[[str], None] = print) -> BenchReport:
+def bench_fleet(options: BenchOptions, inputs: Inputs, reporter: Reporter = SILENT) -> BenchReport:
     """Bench here and on every device of `options.remote`; write the host's, each device's and the
     merged report into --report (all or nothing); print the merged table; return the host's report."""
     remote: RemoteOptions = options.remote
@@ -62,21 +62,21 @@ def bench_fleet(options: BenchOptions, inputs: Inputs, log: Callable[[str], None
     work = Path(tempfile.mkdtemp(prefix=".edgecls-remote-", dir=options.report_dir.parent))
     try:
         kit = make_kit(work / "kit", remote)
-        log(f"Checking {len(targets)} device(s) over SSH: {', '.join(t.spec for t in targets)}")
-        outcomes = fan_out(targets, lambda t: _probe(t, remote, kit, log), remote.parallel)
+        reporter(f"Checking {len(targets)} device(s) over SSH: {', '.join(t.spec for t in targets)}")
+        outcomes = fan_out(targets, lambda t: _probe(t, remote, kit, reporter), remote.parallel)
         if len(targets) == 1 and outcomes[0].error:
             raise EdgeclsError(outcomes[0].error, 1)
         for outcome in outcomes:
             if outcome.error:
-                log(f"warning: {outcome.error}; the other devices go on")
+                reporter(f"warning: {outcome.error}; the other devices go on")
         # the host first (the devices' runs do not load it); the steady load runs on the devices only
-        report = measure(replace(options, sustain=None), Where.of(options), inputs, log)
+        report = measure(replace(options, sustain=None), Where.of(options), inputs, reporter)
         staged = stage(options, inputs, work / "payload")
-        outcomes = fan_out(outcomes, lambda o: _bench(o, options, inputs, staged, log), remote.parallel)
+        outcomes = fan_out(outcomes, lambda o: _bench(o, options, inputs, staged, reporter), remote.parallel)
         if len(targets) == 1 and outcomes[0].error:
             raise EdgeclsError(outcomes[0].error, 1)
         out = work / "out"
-        merged = _write(report, outcomes, out, log)
+        merged = _write(report, outcomes, out, reporter)
         _publish(out, options.report_dir)
         if options.json_path is not None:
             from edgecls.atomic import write_text_atomic
@@ -92,39 +92,39 @@ def bench_fleet(options: BenchOptions, inputs: Inputs, log: Callable[[str], None
     return report
 
 
-def _probe(target: Target, remote: RemoteOptions, kit: Kit, log: Callable[[str], None]) -> Outcome:
+def _probe(target: Target, remote: RemoteOptions, kit: Kit, reporter: Reporter) -> Outcome:
     outcome = Outcome(target)
     try:
         outcome.device = probe(target, remote, kit)
     except EdgeclsError as exc:
         outcome.error = str(exc)
         return outcome
-    log(f"[{target.spec}] {outcome.device.describe()}")
+    reporter(f"[{target.spec}] {outcome.device.describe()}")
     return outcome
 
 
 def _bench(outcome: Outcome, options: BenchOptions, inputs: Inputs, staged: Any,
-           log: Callable[[str], None]) -> Outcome:
+           reporter: Reporter) -> Outcome:
     if outcome.error is None:
         try:
-            outcome.report = measure_on_device(options, outcome.device, inputs, log, staged)
+            outcome.report = measure_on_device(options, outcome.device, inputs, reporter, staged)
         except EdgeclsError as exc:
             outcome.error = str(exc)
     return outcome
 
 
-def _write(report: BenchReport, outcomes: list[Outcome], out: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def _write(report: BenchReport, outcomes: list[Outcome], out: Path, reporter: Reporter) -> dict[str, Any]:
     """The host's report, each device's (re-rendered here) and the merged compare, into `out`."""
     from edgecls.bench.compare import compare, write_outputs
     from edgecls.bench.report import write_reports
 
-    write_reports(report, out, log=log)
+    write_reports(report, out, reporter=reporter)
     paths = [out / "bench.json"]
     for outcome in outcomes:
         if outcome.report is None:
             continue
         folder = out / DEVICES_DIR / outcome.target.label
-        write_reports(outcome.report, folder, log=log)
+        write_reports(outcome.report, folder, reporter=reporter)
         paths.append(folder / "bench.json")
     merged = compare(paths)
     merged["reports"][0]["name"] = "host"

@@ -209,7 +209,7 @@ def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
     """`--data` for bare models: its test part if it comes with one, else all of it."""
     from edgecls.data import load_dataset
 
-    dataset = load_dataset(data, size[0] if size[0] == size[1] else None, color, progress=False)
+    dataset = load_dataset(data, size[0] if size[0] == size[1] else None, color)
     if dataset.image_size != size:
         raise EdgeclsError(f"the models take {size[0]}x{size[1]} images; {data} gives {dataset.image_size[0]}x"
                            f"{dataset.image_size[1]}")

@@ -20,13 +20,14 @@ from edgecls.bench.report import check_writable, print_tables, render_bench_tabl
 from edgecls.bench.results import BenchReport
 from edgecls.bench.testset import save_test_images
 from edgecls.errors import EdgeclsError
+from edgecls.reporter import SILENT, Reporter
 
-# (report, the inputs it measured, report_dir, log): adds its sections to the report
-Analysis = Callable[[BenchReport, Inputs, Optional[Path], Callable[[str], None]], None]
+# (report, the inputs it measured, report_dir, reporter): adds its sections to the report
+Analysis = Callable[[BenchReport, Inputs, Optional[Path], Reporter], None]
 
 
 def bench(
-    options: BenchOptions, analyses: Sequence[Analysis] = (), log: Callable[[str], None] = print
+    options: BenchOptions, analyses: Sequence[Analysis] = (), reporter: Reporter = SILENT
 ) -> BenchReport:
     """The whole `edgecls bench` job: measure, let each analysis add its section, end with the
     advice, write the reports and print the tables; returns this host's report.
@@ -43,18 +44,18 @@ def bench(
     inputs = open_inputs(options)
     if options.save_test_images is not None:
         save_test_images(inputs.test, options.save_test_images)
-        log(f"Wrote the {len(inputs.test.labels)} test images to {options.save_test_images} (bench on a device "
+        reporter(f"Wrote the {len(inputs.test.labels)} test images to {options.save_test_images} (bench on a device "
             f"with --data {options.save_test_images})")
     if options.remote is not None:
         from edgecls.bench.fleet import bench_fleet
 
-        return bench_fleet(options, inputs, log)
-    result = measure(options, where, inputs, log)
+        return bench_fleet(options, inputs, reporter)
+    result = measure(options, where, inputs, reporter)
     for analysis in analyses:
-        analysis(result, inputs, options.report_dir, log)
+        analysis(result, inputs, options.report_dir, reporter)
     if analyses:
         advice.add_advice(result)  # again, so that the advice stays the last section
-    write_reports(result, options.report_dir, options.json_path, log=log)
+    write_reports(result, options.report_dir, options.json_path, reporter=reporter)
     print_tables(render_bench_table(result), *render_sections(result))
     if options.report_dir is not None:
         print(f"Reports in {options.report_dir}: {', '.join(result.report_files or [])}")

@@ -15,7 +15,6 @@ installed and options.keras is set.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -48,6 +47,7 @@ from edgecls.bench.results import (
 from edgecls.bench.schema import FORMAT
 from edgecls.bench.testset import TestSet
 from edgecls.provenance import created_timestamp
+from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import RunDir, keras_probabilities
 from edgecls.runtime.quant import is_distribution, softmax
 
@@ -73,7 +73,7 @@ class Where:
 
 
 def measure(options: BenchOptions, where: Optional[Where] = None, inputs: Optional[Inputs] = None,
-            log: Callable[[str], None] = print) -> BenchReport:
+            reporter: Reporter = SILENT) -> BenchReport:
     """Measure and return the report, in memory (bench.report writes it). `where`: this host as it is,
     under a device profile, or a device over SSH (default: as `options` say, this host under
     `options.device`'s profile if given); `inputs`: opened by the caller, else here from `options`."""
@@ -83,11 +83,11 @@ def measure(options: BenchOptions, where: Optional[Where] = None, inputs: Option
     if where.device is not None:
         from edgecls.bench.remote import measure_on_device
 
-        return measure_on_device(options, where.device, inputs, log)
+        return measure_on_device(options, where.device, inputs, reporter)
     profile, backend = where.profile, inputs.backend
     run, models, classifiers, test = inputs.run, inputs.models, inputs.classifiers, inputs.test
 
-    log(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images" if not test.latency_only
+    reporter(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images" if not test.latency_only
         else f"Latency only: {len(models)} .tflite model(s), {len(test.labels)} images, no accuracy")
     probabilities = {m.name: classifiers[m.name].probabilities(test.images_for(m.name)) for m in models}
     full_space: dict[str, dict] = {}  # a labelled third-party set: top-1/top-k over all the model's classes
@@ -101,10 +101,10 @@ def measure(options: BenchOptions, where: Optional[Where] = None, inputs: Option
         threads = options.threads or thread_sweep(profile, len(cpus) if cpus else machine["usable_cpus"])
         timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
         timings = latency.measure(models, threads, {m.name: test.images_for(m.name) for m in models}, timing_files,
-                                  file_source, plan, backend.name, float_file, log, options.input_range,
+                                  file_source, plan, backend.name, float_file, reporter, options.input_range,
                                   {"resize": options.resize, "fit": options.fit})
-        memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, log)
-        sustained = (sustain.run(models, test.images, options.sustain, max(threads), log, backend.name,
+        memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, reporter)
+        sustained = (sustain.run(models, test.images, options.sustain, max(threads), reporter, backend.name,
                                  options.input_range) if options.sustain else None)
 
     notes = list(test.notes)
@@ -115,7 +115,7 @@ def measure(options: BenchOptions, where: Optional[Where] = None, inputs: Option
     failed = next((m.error for m in [baseline, *memories.values()] if m is not None and m.error), None)
     if failed:
         notes.append(f"Peak memory not measured: {failed}")
-    keras_model = _keras_reference(run, options.keras, test, notes, log)  # last: TensorFlow after timing
+    keras_model = _keras_reference(run, options.keras, test, notes, reporter)  # last: TensorFlow after timing
     entries = ([keras_model] if keras_model else []) + [(m, probabilities[m.name]) for m in models]
     reference = KERAS_NAME if keras_model is not None else float_file
     if test.latency_only:
@@ -154,10 +154,10 @@ def measure(options: BenchOptions, where: Optional[Where] = None, inputs: Option
 
 
 def _memory(models: list[BenchModel], image: Path, threads: int, backend: str, enabled: bool,
-            log: Callable[[str], None]) -> tuple[dict[str, Optional[Memory]], Optional[Memory]]:
+            reporter: Reporter) -> tuple[dict[str, Optional[Memory]], Optional[Memory]]:
     if not enabled or not memory.supported():
         return {m.name: None for m in models}, None
-    log("Measuring peak memory in fresh device-side processes")
+    reporter("Measuring peak memory in fresh device-side processes")
     baseline = Memory.from_json(memory.peak_rss(None, None, threads, backend))
     found = {}
     for model in models:
@@ -167,7 +167,7 @@ def _memory(models: list[BenchModel], image: Path, threads: int, backend: str, e
 
 
 def _keras_reference(run: Optional[RunDir], wanted: bool, test: TestSet, notes: list[str],
-                     log: Callable[[str], None]) -> Optional[tuple[BenchModel, np.ndarray]]:
+                     reporter: Reporter) -> Optional[tuple[BenchModel, np.ndarray]]:
     """(the Keras float model, its probabilities), or None (noted when it could have been)."""
     if run is None or not wanted:
         return None
@@ -178,7 +178,7 @@ def _keras_reference(run: Optional[RunDir], wanted: bool, test: TestSet, notes: 
         notes.append("TensorFlow is not installed here: the float reference is the float32 .tflite, "
                      "not the Keras model.")
         return None
-    log("Scoring the Keras float model (TensorFlow)")
+    reporter("Scoring the Keras float model (TensorFlow)")
     probabilities = keras_probabilities(run.model(), test.images)
     if not is_distribution(probabilities):  # a model that ends in logits
         probabilities = softmax(probabilities)

@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +20,7 @@ from edgecls.bench.inputs import Inputs
 from edgecls.bench.options import BenchOptions
 from edgecls.bench.results import BenchReport, RemoteRun
 from edgecls.bench.testset import SAVED_FORMAT, SAVED_TEST_IMAGES, save_test_images
+from edgecls.reporter import SILENT, Reporter
 from edgecls.transport import Device
 from edgecls.transport.device import OUT_DIR
 
@@ -46,7 +46,7 @@ def stage(options: BenchOptions, inputs: Inputs, folder: Path) -> Staged:
     return Staged(folder, device_command(options, names, "data" if with_data else None, folder), local_ids)
 
 
-def measure_on_device(options: BenchOptions, device: Device, inputs: Inputs, log: Callable[[str], None] = print,
+def measure_on_device(options: BenchOptions, device: Device, inputs: Inputs, reporter: Reporter = SILENT,
                       staged: Optional[Staged] = None) -> BenchReport:
     """The device's report of the same bench (its inputs staged here unless `staged` is given, as a
     fleet stages them once); one-line errors naming the step that failed."""
@@ -56,7 +56,8 @@ def measure_on_device(options: BenchOptions, device: Device, inputs: Inputs, log
     with tempfile.TemporaryDirectory(prefix="edgecls-device-") as work:
         staged = staged or stage(options, inputs, Path(work) / "payload")
         back = device.run_edgecls(staged.folder, staged.command, Path(work) / "back",
-                                  lambda message: log(f"[{spec}] {message}"), complete=REPORT_NAME, what="the bench")
+                                  lambda message: reporter(f"[{spec}] {message}"), complete=REPORT_NAME,
+                                  what="the bench")
         report = read_report_file(back / REPORT_NAME, f"{spec}'s bench.json")
     if staged.local_ids is not None:
         remap_flipped(report, staged.local_ids)

@@ -8,7 +8,7 @@ renderers show after the main one.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,6 +18,7 @@ from edgecls.console import (
     markup_cell,  # one implementation for every table of data; compare imports it here
 )
 from edgecls.errors import EdgeclsError
+from edgecls.reporter import SILENT, Reporter
 
 JSON_NAME = "bench.json"
 MARKDOWN_NAME = "bench.md"
@@ -272,7 +273,7 @@ def check_writable(json_path: Optional[Path], report_dir: Optional[Path]) -> Non
 
 
 def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_path: Optional[Path] = None,
-                  log: Callable[[str], None] = print) -> list[Path]:
+                  reporter: Reporter = SILENT) -> list[Path]:
     """Plots, Markdown and JSON in `report_dir`, and/or the JSON at `json_path`; each file atomic."""
     from edgecls.bench.plots import write_plots
 
@@ -280,7 +281,7 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
     if report_dir is not None:
         plots, note = write_plots(report, report_dir)
         if note:
-            log(f"note: {note}")
+            reporter(f"note: {note}")
             report.notes = [n for n in report.notes if n != note] + [note]
         report.report_files = [*plots, MARKDOWN_NAME, JSON_NAME]
         written += [report_dir / name for name in plots]

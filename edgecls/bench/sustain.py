@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from edgecls.bench.results import BenchReport, Section
 from edgecls.errors import EdgeclsError
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.cpu import current_mhz
 
 SECTION = "sustained"
@@ -94,7 +95,7 @@ def throttle_words(value: int) -> list[str]:
 
 # ---------------------------------------------------------------------- the run
 def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int,
-        log: Callable[[str], None] = print, backend: Optional[str] = None,
+        reporter: Reporter = SILENT, backend: Optional[str] = None,
         input_range: Optional[tuple[float, float]] = None, interval: float = 1.0) -> dict[str, Any]:
     """Invoke every model (BenchModel) in turn for `seconds` with `threads` interpreter threads;
     returns the section's data: per-second samples, the sensors' sources and a first/last-window
@@ -105,7 +106,7 @@ def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int,
                    for m in models}
     names = list(classifiers)
     zone = thermal_zone()
-    log(f"Sustained run: {seconds:g} s of steady inference, {len(names)} model(s) in turn, {threads} thread(s), "
+    reporter(f"Sustained run: {seconds:g} s of steady inference, {len(names)} model(s) in turn, {threads} thread(s), "
         f"sampled every {interval:g} s")
     for name in names:  # warm: the first invokes allocate and fill caches
         for i in range(3):

@@ -22,9 +22,9 @@ from edgecls.cli.common import (
     ResizeOption,
     Typer,
     plain,
-    to_stderr,
 )
 from edgecls.explain import DEFAULT_THRESHOLD_DB
+from edgecls.reporter import Reporter
 from edgecls.transport import DEFAULT_PARALLEL, RemoteOptions
 
 
@@ -245,7 +245,7 @@ def bench_run(
         from edgecls.explain.job import flips_analysis
 
         analyses.append(flips_analysis(options, explain_flips, explain_threshold))
-    bench(options, analyses, log=to_stderr)
+    bench(options, analyses, Reporter())
 
 
 @app.command("compare", epilog="Example: edgecls bench compare pi4/bench.json pi5/bench.json --report cmp/")

@@ -23,12 +23,7 @@ from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE
 
 # fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
 __all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "Backend", "Command", "FitOption", "Group", "InputRange",
-           "ResizeOption", "Threads", "Typer", "choice", "choices", "fail", "plain", "to_stderr"]
-
-
-def to_stderr(message: str) -> None:
-    """The `log` of the library's jobs: progress on stderr, so stdout stays the result."""
-    typer.echo(message, err=True)
+           "ResizeOption", "Threads", "Typer", "choice", "choices", "fail", "plain"]
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:

@@ -34,6 +34,7 @@ from edgecls.export.modes import (
 from edgecls.export.report import build_metadata, build_report
 from edgecls.parsing import split_list
 from edgecls.provenance import sha256_bytes
+from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir, keras_probabilities
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import embed_metadata
@@ -145,13 +146,13 @@ def validate_options(options: ExportOptions) -> None:
         raise EdgeclsError(f"--auto-fallback must be 0 or more (got {options.auto_fallback})")
 
 # ---------------------------------------------------------------------- the job
-def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = print) -> ExportResult:
+def export(source: RunDir, options: ExportOptions, reporter: Reporter = SILENT) -> ExportResult:
     """Convert, check and (if the check passes or options.force) write the files. See the module doc."""
     validate_options(options)
     out = Path(options.out) if options.out else default_out(source)
     check_output_dir(out)
     # The run's own verdict first (no TensorFlow needed); a bare .keras file is judged below.
-    refuse_useless(source.training_metrics(), options.force, source.name, log)
+    refuse_useless(source.training_metrics(), options.force, source.name, reporter)
     require_tensorflow("edgecls export")
 
     model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
@@ -160,20 +161,20 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     if any(is_integer(m) for m in options.modes):
         calibration = source.calibration(options.calib_samples)
         counts = sorted(calibration.per_class.values())
-        log(f"Calibrating on {len(calibration.images)} train-split images (per class {counts[0]}..{counts[-1]}, "
+        reporter(f"Calibrating on {len(calibration.images)} train-split images (per class {counts[0]}..{counts[-1]}, "
             f"seed {calibration.seed})")
         for warning in calibration.warnings:
-            log(f"warning: {warning}")
+            reporter(f"warning: {warning}")
 
     if source.run_dir is None:  # a bare .keras file has no training verdict: judge it on validation
-        refuse_useless(assess(keras_predicted, val_labels, source.labels), options.force, source.name, log)
+        refuse_useless(assess(keras_predicted, val_labels, source.labels), options.force, source.name, reporter)
 
     mix_images = None
     if options.auto_fallback:
         from edgecls.export.diagnose import DEFAULT_EVAL, eval_images
 
         mix_images = eval_images(source, DEFAULT_EVAL)
-    converted, float_model = _convert_modes(model, options, calibration, log, mix_images)
+    converted, float_model = _convert_modes(model, options, calibration, reporter, mix_images)
     sha = source.model_sha256()
     files = {variant: embed_metadata(result.content, build_metadata(source, result, calibration, output_kind, sha))
              for variant, (result, _) in converted.items()}
@@ -205,7 +206,7 @@ def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray,
     return model, images, labels, predicted, float(np.mean(predicted == labels)), kind
 
 
-def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], log: Callable[[str], None],
+def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], reporter: Reporter,
                    mix_images: Optional[np.ndarray] = None) -> tuple[dict[str, tuple[Converted, float]], Converted]:
     """{variant: (converted, seconds)} for the requested modes (and, with options.mixed, a
     "<mode>_mixed" variant after each integer mode), and the float32 model (always made: it is
@@ -218,17 +219,18 @@ def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibrat
         if options.mixed:
             from edgecls.export.diagnose import plan_mixed
 
-            plan = plan_mixed(saved, model, calibration, options.keep_float, options.auto_fallback, mix_images, log)
+            plan = plan_mixed(saved, model, calibration, options.keep_float, options.auto_fallback, mix_images,
+                              reporter)
         for mode in options.modes:
             if mode == "float32":
                 converted[mode] = float_model
                 continue
-            log(f"Converting {mode} ({_backend_name(options.quantizer, mode)}) ...")
+            reporter(f"Converting {mode} ({_backend_name(options.quantizer, mode)}) ...")
             converted[mode] = _timed(lambda: convert(saved, mode, options.quantizer, images,  # noqa: B023 (run at once)
                                                      float_model=float_model[0].content))
             if plan is not None and is_integer(mode):
-                log(f"Converting {mode} mixed (TFLite converter, {plan.describe()} in float) ...")
-                converted[mixed_variant(mode)] = _timed(lambda: plan.quantize(mode, log))  # noqa: B023 (run at once)
+                reporter(f"Converting {mode} mixed (TFLite converter, {plan.describe()} in float) ...")
+                converted[mixed_variant(mode)] = _timed(lambda: plan.quantize(mode, reporter))  # noqa: B023 (run at once)
     return converted, float_model[0]
 
 

@@ -17,11 +17,9 @@ a bench (edgecls.bench.measure) of the candidates on the validation images, in m
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -42,6 +40,7 @@ from edgecls.export.modes import (
     QUANTIZERS,
 )
 from edgecls.parsing import split_list
+from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES, RunDir, keras_probabilities
 from edgecls.runtime.metadata import ModelMetadata
 
@@ -163,7 +162,6 @@ class TargetOptions:
     only: Optional[list[str]] = None  # candidate names to try (None: all)
     runs: int = DEFAULT_RUNS
     out: Optional[Path] = None  # None: RUN_DIR/target-<target>
-    progress: bool = True  # a rich progress bar on a terminal
     remote: Any = None  # edgecls.transport.RemoteOptions for user@host (ssh config, python, ...); None: defaults
 
 
@@ -294,7 +292,7 @@ class TargetResult:
 
 
 # ---------------------------------------------------------------------- the job
-def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str], None] = print,
+def export_for_target(source: RunDir, options: TargetOptions, reporter: Reporter = SILENT,
                       extra: Sequence[Candidate] = ()) -> TargetResult:
     """Build, score and time every candidate, choose, then score the chosen one on test and write.
 
@@ -310,7 +308,7 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
 
     model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
         source, "choose on")
-    log(f"Keras float model: {keras_accuracy:.4f} on {len(val_images)} validation images; budget: at most "
+    reporter(f"Keras float model: {keras_accuracy:.4f} on {len(val_images)} validation images; budget: at most "
         f"{options.max_drop:g} points below it, agreement at least {options.min_agreement:g}")
 
     rows = [Row(c.name, c.what) for c in chosen_candidates]
@@ -318,7 +316,7 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
     with saved_model(model) as saved, tempfile.TemporaryDirectory(prefix="edgecls-target-") as tmp:
         ctx = Context(saved, model, source, options.calib_samples)
         _build_all(ctx, chosen_candidates, rows, options, started, output_kind, sha,
-                   (val_images, val_labels, keras_predicted, keras_accuracy), log)
+                   (val_images, val_labels, keras_predicted, keras_accuracy), reporter)
         built = [r for r in rows if r.built]
         if not built:
             raise EdgeclsError("no candidate could be built: " + "; ".join(f"{r.name}: {r.reasons[0]}" for r in rows
@@ -328,23 +326,23 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
             paths[row.name] = Path(tmp) / f"model_{row.name}.tflite"
             paths[row.name].write_bytes(row.content)
         placement, threads = _time_on_target(target, built, paths, (val_images, val_labels), list(source.labels),
-                                             options, Path(tmp), log)
+                                             options, Path(tmp), reporter)
         chosen = choose(rows, options.max_drop, options.min_agreement)
         if chosen is None:
             raise EdgeclsError(f"no candidate is within the budget (--max-drop {options.max_drop:g}, --min-agreement "
                                f"{options.min_agreement:g}): " + "; ".join(f"{r.name}: {', '.join(r.reasons)}"
                                                                          for r in rows if r.reasons),
                                exit_code=1)  # the job ran; the quality gate found nothing to ship
-        log(f"Chose {chosen.name}: {chosen.p50_ms:.3f} ms p50, validation accuracy {chosen.check.accuracy:.4f}")
-        test = score_test(source, model, paths[chosen.name], log)  # the first and only read of the test split
+        reporter(f"Chose {chosen.name}: {chosen.p50_ms:.3f} ms p50, validation accuracy {chosen.check.accuracy:.4f}")
+        test = score_test(source, model, paths[chosen.name], reporter)  # the first and only read of the test split
     result = TargetResult(out, target, rows, chosen, keras_accuracy, len(val_images), placement, threads, test)
     result.seconds = time.perf_counter() - started
-    _write(result, source, options, sha, log)
+    _write(result, source, options, sha, reporter)
     return result
 
 
 def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options: TargetOptions, started: float,
-               output_kind: str, sha: str, val: tuple, log: Callable[[str], None]) -> None:
+               output_kind: str, sha: str, val: tuple, reporter: Reporter) -> None:
     """Convert and score each candidate on validation, within the time budget, with a progress bar."""
     from edgecls.export.job import check_files
     from edgecls.export.report import build_metadata
@@ -352,17 +350,17 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
 
     images, labels, keras_predicted, keras_accuracy = val
     float_size = None
-    with _progress(options.progress and sys.stderr.isatty(), len(todo)) as advance:
+    with reporter.task("candidates", len(todo)) as advance:
         for candidate, row in zip(todo, rows):
             elapsed = time.perf_counter() - started
             if options.budget_s is not None and elapsed > options.budget_s and row is not rows[0]:
                 # (the first candidate is always tried: there is always a file to ship)
                 row.status, row.reasons = "skipped", [f"skipped for time (--budget-s {options.budget_s:g} "
                                                       f"spent after {elapsed:.0f} s)"]
-                advance(f"{candidate.name}: skipped for time")
+                advance(1, f"{candidate.name}: skipped for time")
                 continue
-            advance(f"{candidate.name} ...", done=False)
-            log(f"Candidate {candidate.name}: {candidate.what}")
+            advance(0, f"{candidate.name} ...")
+            reporter(f"Candidate {candidate.name}: {candidate.what}")
             begun = time.perf_counter()
             try:
                 converted = candidate.build(ctx)
@@ -379,37 +377,18 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
             except EdgeclsError as exc:  # this candidate cannot be made or loaded: the others go on
                 what = "conversion failed" if isinstance(exc, ConversionError) else "unusable"
                 row.status, row.reasons = "failed", [f"{what}: {exc}"]
-                log(f"  {row.reasons[0]}")
-                advance(f"{candidate.name}: failed")
+                reporter(f"  {row.reasons[0]}")
+                advance(1, f"{candidate.name}: failed")
                 continue
             row.content, row.converted, row.metadata = content, converted, metadata
             row.drop_points = 100 * (keras_accuracy - row.check.accuracy)
-            log(f"  validation accuracy {row.check.accuracy:.4f} ({-row.drop_points:+.2f} pt), agreement "
+            reporter(f"  validation accuracy {row.check.accuracy:.4f} ({-row.drop_points:+.2f} pt), agreement "
                 f"{row.check.agreement:.4f}, {row.check.size_bytes / 1024:.1f}K, {seconds:.1f} s")
-            advance(f"{candidate.name} done")
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Callable[..., None]]:
-    """advance(description, done=True): a rich bar of candidates done / to do, on stderr (a terminal only)."""
-    if not enabled:
-        yield lambda description, done=True: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("candidates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("", total=total)
-
-        def advance(description: str, done: bool = True) -> None:
-            bar.update(task, description=description, advance=1 if done else 0)
-
-        yield advance
+            advance(1, f"{candidate.name} done")
 
 
 def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val: tuple, class_names: list[str],
-                    options: TargetOptions, tmp: Path, log: Callable[[str], None]) -> tuple[list[str], int]:
+                    options: TargetOptions, tmp: Path, reporter: Reporter) -> tuple[list[str], int]:
     """Each row's latency on the target, every candidate interleaved (a bench: edgecls.bench.measure, in
     memory), and the sentences saying where it was measured. A device scores the validation images it
     is sent, never the test split; the figures kept are its invoke times at its largest thread count."""
@@ -421,7 +400,7 @@ def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val
     bench = bench_options(target, list(paths.values()), options.runs)
     inputs = open_inputs(bench, TestSet(images, labels, class_names, list(range(len(images))), None,
                                         "the validation split", "val"))
-    report = measure(bench, target_place(target, options.remote, tmp), inputs, log)
+    report = measure(bench, target_place(target, options.remote, tmp), inputs, reporter)
     by_file = {Path(m.path).name: m for m in report.models}
     threads = 0
     for row in rows:
@@ -495,13 +474,13 @@ def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[R
     return chosen
 
 
-def score_test(source: RunDir, model, path: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def score_test(source: RunDir, model, path: Path, reporter: Reporter) -> dict[str, Any]:
     """The chosen file and the Keras float model on the held-out test split."""
     from edgecls.export.job import device_probabilities
 
     images, labels = source.images("test")
     if len(images) == 0:
-        log("warning: the run has no test images: no test figures for the chosen file")
+        reporter("warning: the run has no test images: no test figures for the chosen file")
         return {"split": "test", "images": 0}
     keras_predicted = keras_probabilities(model, images).argmax(1)
     predicted = device_probabilities(path, images).argmax(1)
@@ -531,7 +510,7 @@ def decision(result: TargetResult, options: TargetOptions) -> dict[str, Any]:
 
 
 def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: str,
-           log: Callable[[str], None]) -> None:
+           reporter: Reporter) -> None:
     from edgecls.export.report import source_info
     from edgecls.provenance import created_timestamp, sha256_bytes
     from edgecls.runtime.metadata import embed_metadata
@@ -561,4 +540,4 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
     if plotted is not None:
         result.written.append(plotted)
     else:
-        log("plot skipped: matplotlib is not installed")
+        reporter("plot skipped: matplotlib is not installed")

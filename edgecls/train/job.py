@@ -30,6 +30,7 @@ from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, make_split
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.provenance import run_versions
+from edgecls.reporter import SILENT, Reporter
 from edgecls.text import clean_text
 from edgecls.train.options import TrainOptions, options_table, with_arch_defaults
 from edgecls.train.quality import assess, quality_warnings
@@ -86,8 +87,9 @@ def default_run_dir(options: TrainOptions) -> Path:
     return Path("runs") / f"{name}-{options.arch}"
 
 
-def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=print) -> TrainResult:
-    """Train per `options` and write the run directory; returns its figures."""
+def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILENT) -> TrainResult:
+    """Train per `options` and write the run directory; returns its figures. `reporter` says what it does
+    (with bars, Keras' epoch bars too; else one line per epoch)."""
     if options.backbone is not None:  # that run is edgecls.transfer.job's (no Keras model to fit)
         raise EdgeclsError("a .tflite --backbone is trained by edgecls.transfer.job.train_from_options, "
                            "not the CNN route")
@@ -105,8 +107,8 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
     )
 
     with staged_dir(out, force=force) as tmp:
-        dataset = load_dataset(options.data, options.img_size, options.color, progress=not quiet)
-        _report_skipped(dataset, log)
+        dataset = load_dataset(options.data, options.img_size, options.color, reporter=reporter)
+        _report_skipped(dataset, reporter)
         split = make_split(dataset, options.val_fraction, options.test_fraction, options.seed)
         h, w = dataset.image_size
         augment = options.augment_list() if options.augment is not None else default_augmentations(options.data)
@@ -131,14 +133,14 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes, shuffle_seed=options.seed,
                                     repeat=repeated)
         val_data = input_pipeline(tf, dataset, split.val, options.batch_size, n_classes)
-        log(
+        reporter(
             f"Training {options.arch} on {dataset.source}: {len(split.train)} train / {len(split.val)} val / "
             f"{len(split.test)} test images, {h}x{w} {dataset.color}, {n_classes} classes, "
             f"augment: {','.join(augment) or 'none'}"
         )
-        log(f"Test images: {split.test_source}")
+        reporter(f"Test images: {split.test_source}")
         if repeated:
-            log(f"Small train split: an epoch is {steps} batches ({steps * options.batch_size} augmented images, "
+            reporter(f"Small train split: an epoch is {steps} batches ({steps * options.batch_size} augmented images, "
                 f"the {len(split.train)} train images repeated), so early stopping sees real progress")
         # Un-augmented train images for the batch-norm statistics (edgecls.train.batchnorm), seeded.
         bn_images = np.asarray(dataset.images[np.sort(np.random.default_rng(options.seed).permutation(split.train)
@@ -151,11 +153,11 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
                 from edgecls.train.backbones import set_frozen
 
                 unfrozen = set_frozen(model, options.arch, fine_tune=phase.freeze == "top")
-                log(f"Phase {phase.name}: {phase.epochs} epochs at lr {phase.lr:g}"
+                reporter(f"Phase {phase.name}: {phase.epochs} epochs at lr {phase.lr:g}"
                     + (f", the top {unfrozen} backbone layers trainable (batch norm frozen)" if unfrozen
                        else ", the backbone frozen"))
             _fit_phase(keras, strategy, trainer, model, phase, options, train_data, val_data, steps, bn_images, tmp,
-                       history, quiet, log)
+                       history, reporter)
         seconds = time.perf_counter() - start
 
         val_probs = predict_probabilities(model, tf, dataset, split.val, options.batch_size)
@@ -198,7 +200,7 @@ def train_steps(train_images: int, batch_size: int) -> int:
 
 
 def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOptions, train_data, val_data,
-               steps: int, bn_images: np.ndarray, tmp: Path, history: dict[str, list], quiet: bool, log) -> None:
+               steps: int, bn_images: np.ndarray, tmp: Path, history: dict[str, list], reporter: Reporter) -> None:
     """Fit one phase, appending its epochs to `history` (and history.csv as it goes).
 
     A later phase that never beats the earlier best validation loss is undone: its start
@@ -234,7 +236,7 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     fitted = trainer.fit(train_data, validation_data=val_data, epochs=done + phase.epochs, initial_epoch=done,
                          steps_per_epoch=steps,
                          # progress bars only on a terminal: a log file gets one line per epoch
-                         verbose=2 if quiet or not sys.stdout.isatty() else 1, callbacks=callbacks,
+                         verbose=1 if reporter.bars and sys.stdout.isatty() else 2, callbacks=callbacks,
                          shuffle=False)  # the pipeline shuffles, seeded
     earlier_best = min(history.get("val_loss") or [np.inf])
     for key, values in fitted.history.items():
@@ -242,7 +244,7 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     history.setdefault("phase", []).extend([phase.name] * len(fitted.history.get("loss", [])))
     if before is not None and options.patience and min(fitted.history.get("val_loss") or [np.inf]) >= earlier_best:
         model.set_weights(before)
-        log(f"Phase {phase.name} did not lower the validation loss: kept the weights of the phase before")
+        reporter(f"Phase {phase.name} did not lower the validation loss: kept the weights of the phase before")
 
 
 def input_pipeline(tf, dataset: Dataset, indices: np.ndarray, batch_size: int, n_classes: int,
@@ -321,13 +323,14 @@ def _fill_mode(color: str) -> str:
     return "constant" if color == "grayscale" else "reflect"
 
 
-def _report_skipped(dataset: Dataset, log) -> None:
+def _report_skipped(dataset: Dataset, reporter) -> None:
     if not dataset.skipped:
         return
     duplicates = sum(1 for _, reason in dataset.skipped if reason.startswith("duplicate"))
     unreadable = [s for s in dataset.skipped if not s[1].startswith("duplicate")]
     if unreadable:
         first = "; ".join(clean_text(f"{p}: {r}") for p, r in unreadable[:3])  # file names can hold escapes
-        log(f"warning: skipped {len(unreadable)} unreadable image file(s): {first}")
+        reporter(f"warning: skipped {len(unreadable)} unreadable image file(s): {first}")
     if duplicates:
-        log(f"warning: skipped {duplicates} byte-identical duplicate file(s) (they would leak between train and test)")
+        reporter(f"warning: skipped {duplicates} byte-identical duplicate file(s) (they would leak between train and "
+                 "test)")

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import platform
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -44,6 +42,7 @@ from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's thre
 from edgecls.parsing import parse_range
 from edgecls.plotting import pyplot
 from edgecls.provenance import created_timestamp, device_versions, sha256_file
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.metadata import ModelInput, ModelMetadata, ModelSource, Quantization, embed_metadata
 from edgecls.runtime.metrics import classification_metrics
@@ -109,11 +108,11 @@ class TransferResult:
         return quality_warnings(self.metrics, "written because of --force")
 
 
-def train_from_options(options: TrainOptions, given: set[str], force: bool = False, quiet: bool = False,
-                       log: Callable[[str], None] = print) -> TransferResult:
+def train_from_options(options: TrainOptions, given: set[str], force: bool = False,
+                       reporter: Reporter = SILENT) -> TransferResult:
     """`edgecls train --backbone FILE.tflite`: the run per the command's TrainOptions; `given` names
     the options the user set (command line or --config), as only those override the head's defaults."""
-    return train_with_backbone(options_from_train(options, given), force=force, quiet=quiet, log=log)
+    return train_with_backbone(options_from_train(options, given), force=force, reporter=reporter)
 
 
 def options_from_train(options: TrainOptions, given: set[str]) -> TransferOptions:
@@ -150,8 +149,8 @@ def default_run_dir(o: TransferOptions) -> Path:
 
 
 # ---------------------------------------------------------------------- the job
-def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bool = False,
-                        log: Callable[[str], None] = print) -> TransferResult:
+def train_with_backbone(options: TransferOptions, force: bool = False,
+                        reporter: Reporter = SILENT) -> TransferResult:
     """Run the whole job per `options` and write the run directory; returns its figures."""
     started = time.perf_counter()
     validate(options)
@@ -160,11 +159,11 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
     h, w, c = backbone.input_shape
     if h != w:
         raise EdgeclsError(f"--backbone {backbone.path.name} takes {h}x{w} images: only square inputs are supported")
-    log(f"Backbone {backbone.path.name} ({h}x{w}x{c} {backbone.input_dtype}, SHA-256 {backbone.sha256[:12]}…); "
+    reporter(f"Backbone {backbone.path.name} ({h}x{w}x{c} {backbone.input_dtype}, SHA-256 {backbone.sha256[:12]}…); "
         f"embedding: {backbone.embedding.describe()}")
-    dataset = load_dataset(options.data, h, "grayscale" if c == 1 else "rgb", progress=not quiet)
+    dataset = load_dataset(options.data, h, "grayscale" if c == 1 else "rgb", reporter=reporter)
     if dataset.skipped:
-        log(f"warning: skipped {len(dataset.skipped)} image file(s) (unreadable or byte-identical duplicates; "
+        reporter(f"warning: skipped {len(dataset.skipped)} image file(s) (unreadable or byte-identical duplicates; "
             f"first: {dataset.skipped[0][0]}: {dataset.skipped[0][1]})")
     split = make_split(dataset, options.val_fraction, options.test_fraction, options.seed)
     notes: list[str] = []
@@ -175,7 +174,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         cut_path = Path(scratch) / "backbone_cut.tflite"
         cut_path.write_bytes(cut_bytes)
         embedder = Embedder(cut_path, options.threads, options.input_range or backbone.pixel_range)
-        features, views, embed_seconds = _embeddings(embedder, backbone, dataset, split, options, quiet, log)
+        features, views, embed_seconds = _embeddings(embedder, backbone, dataset, split, options, reporter)
 
         y = dataset.labels
         x_train = np.concatenate([features[split.train], views.reshape(-1, features.shape[1])])
@@ -183,13 +182,14 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         fit_started = time.perf_counter()
         head, tries = _fit(x_train, y_train, features[split.val], y[split.val], len(dataset.class_names), options)
         fit_seconds = time.perf_counter() - fit_started
-        log(f"Head ({options.head}) fitted on {len(x_train)} embeddings ({len(split.train)} images x {options.views} "
-            f"view(s)) in {fit_seconds:.1f} s: weight decay {head.l2:g} (lowest validation loss of "
-            f"{', '.join(format(t['l2'], 'g') for t in tries)}), best epoch {head.best_epoch} of {len(head.history)}")
+        reporter(f"Head ({options.head}) fitted on {len(x_train)} embeddings ({len(split.train)} images x "
+                 f"{options.views} view(s)) in {fit_seconds:.1f} s: weight decay {head.l2:g} (lowest validation loss "
+                 f"of {', '.join(format(t['l2'], 'g') for t in tries)}), best epoch {head.best_epoch} of "
+                 f"{len(head.history)}")
         float_val = head.probabilities(features[split.val])
         quality = assess(float_val.argmax(1), y[split.val], dataset.class_names, advice=USELESS_HEAD_ADVICE)
         # Here train is also the export: refuse before anything is written (staged_dir discards it).
-        refuse_useless(quality, force, f"the head on {backbone.path.name}", log, verb="write")
+        refuse_useless(quality, force, f"the head on {backbone.path.name}", reporter, verb="write")
 
         metadata_source = _source(out, backbone, dataset.source, options)
         model_bytes, mode = _grafted(cut_bytes, backbone, head, x_train)
@@ -237,13 +237,13 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         write_export(tmp / EXPORT_DIR, {model_path.name: model_bytes}, dataset.class_names,
                      _export_index(model_path, mode, check, metadata_source))
     for note in notes:
-        log(note)
+        reporter(note)
     return TransferResult(out, out / EXPORT_DIR / model_path.name, metrics, time.perf_counter() - started, notes)
 
 
 # ---------------------------------------------------------------------- stages
-def _embeddings(embedder: Embedder, backbone: Backbone, dataset, split, options: TransferOptions, quiet: bool,
-                log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, float]:
+def _embeddings(embedder: Embedder, backbone: Backbone, dataset, split, options: TransferOptions,
+                reporter: Reporter) -> tuple[np.ndarray, np.ndarray, float]:
     """(features of every image, features of the extra training views (train, views-1, D), seconds)."""
     started = time.perf_counter()
     folder = default_cache_dir().parent / "embeddings" if options.cache else None
@@ -251,23 +251,26 @@ def _embeddings(embedder: Embedder, backbone: Backbone, dataset, split, options:
             "images": int(len(dataset.labels)), "shape": list(dataset.images.shape[1:]),
             "pixel_range": list(embedder.spec.pixel_range), "edgecls": __version__}
     n, d = len(dataset.labels), embedder.size
-    with _progress(not quiet) as advance:
-        features, hit = cached(folder, base, (n, d),
-                               lambda: embedder(iter(dataset.images), n, advance("Embedding images", n)))
-        extra = options.views - 1
-        train = np.asarray(split.train)
-        if extra:
-            keyed = {**base, "views": options.views, "recipe": list(VIEW_RECIPE), "seed": options.seed,
-                     "train": _digest(train)}
-            count = len(train) * extra
-            flat, view_hit = cached(folder, keyed, (count, d),
-                                    lambda: embedder(augmented(dataset.images[train], options.views, options.seed),
-                                                     count, advance("Embedding views", count)))
-        else:
-            flat, view_hit = np.zeros((0, d), np.float32), True
+
+    def embed(images: Any, count: int, what: str) -> np.ndarray:  # a cache miss: computed with a bar
+        with reporter.task(what, count) as advance:
+            return embedder(images, count, advance)
+
+    features, hit = cached(folder, base, (n, d), lambda: embed(iter(dataset.images), n, "Embedding images"))
+    extra = options.views - 1
+    train = np.asarray(split.train)
+    if extra:
+        keyed = {**base, "views": options.views, "recipe": list(VIEW_RECIPE), "seed": options.seed,
+                 "train": _digest(train)}
+        count = len(train) * extra
+        flat, view_hit = cached(folder, keyed, (count, d), lambda: embed(
+            augmented(dataset.images[train], options.views, options.seed), count, "Embedding views"))
+    else:
+        flat, view_hit = np.zeros((0, d), np.float32), True
     seconds = time.perf_counter() - started
-    log(f"Embeddings: {n} images{f' + {len(train) * extra} augmented views' if extra else ''} "
-        f"({'from the cache' if hit and view_hit else f'{seconds:.1f} s'}, {embedder.classifier.num_threads} threads)")
+    reporter(f"Embeddings: {n} images{f' + {len(train) * extra} augmented views' if extra else ''} "
+             f"({'from the cache' if hit and view_hit else f'{seconds:.1f} s'}, {embedder.classifier.num_threads} "
+             "threads)")
     return features, flat.reshape(len(train), extra, d), seconds
 
 
@@ -392,32 +395,3 @@ def _config(o: TransferOptions, dataset, out: Path, size: int) -> RunConfig:
 
 def _digest(indices: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()[:24]
-
-
-class _progress:
-    """A rich progress bar on a terminal (nothing otherwise): `advance(description, total)` gives a
-    callback that moves a new task along."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=True)
-            self.bar.start()
-
-        def advance(description: str, total: int):
-            if self.bar is None:
-                return None
-            task = self.bar.add_task(description, total=total)
-            return lambda n: self.bar.advance(task, n)
-
-        return advance
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False
