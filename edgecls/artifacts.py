@@ -25,9 +25,9 @@ from edgecls.atomic import write_bytes_atomic, write_text_atomic
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
 from edgecls.records import Record, omitted
-from edgecls.runtime.labels import labels_text, read_labels
+from edgecls.runtime.labels import MAX_LABELS_BYTES, labels_from_bytes, labels_text
 from edgecls.runtime.metadata import ModelSource
-from edgecls.tomlio import read_toml, toml_text
+from edgecls.tomlio import MAX_TOML_BYTES, parse_toml, toml_text
 
 # The files of a run directory (edgecls train writes them, export and bench read them).
 MODEL_FILE = "model.keras"
@@ -46,6 +46,7 @@ EXPORT_FORMAT = "edgecls.export/1"  # export.json's format
 RUN_FILES = (MODEL_FILE, LABELS_FILE, CONFIG_FILE, SPLIT_FILE)
 SPLIT_PARTS = ("train", "val", "test")
 MAX_JSON_BYTES = 256 << 20  # split.json of a million images is ~8 MB; this only stops /dev/zero
+CONFIG_WHAT = "run configuration"
 CONFIG_HEADER = "edgecls train options, resolved (edgecls train --config this-file reproduces the run)"
 
 
@@ -56,17 +57,28 @@ def model_file_name(variant: str) -> str:
 
 def read_json(path: Path) -> dict:
     """A JSON object from a run's file (size-capped), or a one-line error naming the file."""
+    return parse_json(_read(path), path)
+
+
+def parse_json(data: bytes, path: Path) -> dict:
+    """The bytes of the JSON file `path` as an object, or a one-line error naming the file."""
     try:
-        doc = json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EdgeclsError(f"{path} is not valid JSON: {exc}") from None
     except RecursionError:
         raise EdgeclsError(f"{path} is not valid JSON: nested too deeply") from None
-    except OSError as exc:
-        raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(doc, dict):
         raise EdgeclsError(f"{path} is not a JSON object")
     return doc
+
+
+def _read(path: Path, what: str = "", limit: int = MAX_JSON_BYTES) -> bytes:
+    """A run file's bytes (regular files only, capped), or a one-line error naming it."""
+    try:
+        return read_capped(path, limit)
+    except OSError as exc:
+        raise EdgeclsError(f"cannot read {what + ' ' if what else ''}{path}: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------- config.toml
@@ -104,7 +116,12 @@ class RunConfig:
 
     @classmethod
     def read(cls, path: Path) -> RunConfig:
-        doc = read_toml(path, "run configuration")
+        return cls.parse(_read(path, CONFIG_WHAT, MAX_TOML_BYTES), path)
+
+    @classmethod
+    def parse(cls, data: bytes, path: Path) -> RunConfig:
+        """config.toml's bytes, checked (one-line errors naming `path`)."""
+        doc = parse_toml(data, path, CONFIG_WHAT)
         train = doc.get("train", {})
         if not isinstance(train, dict) or not isinstance(train.get("data"), str):
             raise EdgeclsError(f"{path} has no [train] table naming the data")
@@ -148,8 +165,9 @@ class RunRecord:
         return []
 
     @classmethod
-    def read(cls, folder: Path, history: bool = False) -> RunRecord:
-        """The records of a run directory, checked (one-line errors); history.csv only if asked."""
+    def read(cls, folder: Path) -> RunRecord:
+        """The records of a run directory, checked (one-line errors); history.csv is not read (no reader
+        needs it: read_history reads it back)."""
         if not folder.is_dir():
             raise EdgeclsError(f"{folder} is not a run directory")
         transfer = (folder / TRANSFER_FILE).is_file()
@@ -161,15 +179,19 @@ class RunRecord:
         missing = [name for name in needed if name not in present]
         if missing:
             raise EdgeclsError(f"run directory {folder} is incomplete: {', '.join(missing)} missing")
-        config = RunConfig.read(folder / CONFIG_FILE)
-        split = read_json(folder / SPLIT_FILE)
+        # Every file read once, as bytes (capped, regular files only), then each parsed by its format.
+        caps = {CONFIG_FILE: (CONFIG_WHAT, MAX_TOML_BYTES), LABELS_FILE: ("labels file", MAX_LABELS_BYTES)}
+        wanted = [CONFIG_FILE, SPLIT_FILE, LABELS_FILE, METRICS_FILE, TRANSFER_FILE]
+        raw = {name: _read(folder / name, *caps.get(name, ("", MAX_JSON_BYTES))) for name in wanted
+               if (folder / name).is_file()}
+        split = parse_json(raw[SPLIT_FILE], folder / SPLIT_FILE)
         if not all(isinstance(split.get(part), list) for part in SPLIT_PARTS):
             raise EdgeclsError(f"{folder / SPLIT_FILE} is malformed: it needs train, val and test index lists")
-        labels = read_labels(folder / LABELS_FILE)
-        metrics = read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).is_file() else {}
-        return cls(labels, config, split, metrics,
-                   read_history(folder / HISTORY_FILE) if history and (folder / HISTORY_FILE).is_file() else {},
-                   read_json(folder / TRANSFER_FILE) if transfer else None)
+        metrics = parse_json(raw[METRICS_FILE], folder / METRICS_FILE) if METRICS_FILE in raw else {}
+        extra = parse_json(raw[TRANSFER_FILE], folder / TRANSFER_FILE) if transfer else None
+        config = RunConfig.parse(raw[CONFIG_FILE], folder / CONFIG_FILE)
+        labels = labels_from_bytes(raw[LABELS_FILE], folder / LABELS_FILE)
+        return cls(labels, config, split, metrics, transfer=extra)
 
 
 def history_text(history: dict[str, list]) -> str:

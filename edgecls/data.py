@@ -18,7 +18,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -56,6 +56,26 @@ class Dataset:
     @property
     def image_size(self) -> tuple[int, int]:
         return int(self.images.shape[1]), int(self.images.shape[2])
+
+    def take(self, indices: np.ndarray) -> Part:
+        """The images at `indices`, with their labels, ids (file relative to the data, or index) and files."""
+        indices = np.asarray(indices)
+        if self.paths is None:
+            ids, files = [int(i) for i in indices], None
+        else:
+            ids = [self.paths[i] for i in indices]
+            files = [Path(self.source) / p for p in ids]
+        return Part(np.asarray(self.images[indices]), np.asarray(self.labels[indices]), ids, files)
+
+
+@dataclass
+class Part:
+    """Some images of a dataset (a split part): uint8 pixels, labels, ids and, for a folder, the files."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    ids: list[Any]
+    files: Optional[list[Path]]
 
 
 def native_format(source: str) -> tuple[Optional[int], Optional[str]]:
@@ -480,6 +500,17 @@ class Split:
         if dataset.paths is not None:
             doc["test_files"] = [dataset.paths[i] for i in self.test]
         return doc
+
+
+def split_data(data: str | Dataset, img_size: int, color: str, labels: list[str], saved: Optional[dict],
+               seed: int) -> tuple[Dataset, Split]:
+    """A model's dataset (loaded, unless given, at its size and colour; as many classes as `labels`)
+    and its split: the saved one, checked (a run directory's), else a seeded one as train makes it."""
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, img_size, color)
+    if len(dataset.class_names) != len(labels):
+        raise EdgeclsError(f"{dataset.source} has {len(dataset.class_names)} classes but the model has {len(labels)} "
+                           "labels")
+    return dataset, (load_split(saved, dataset) if saved is not None else make_split(dataset, 0.1, 0.1, seed))
 
 
 def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Split:

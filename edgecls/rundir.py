@@ -64,8 +64,8 @@ class RunDir:
         self.run_dir = run_dir  # None for a bare .keras file
         self.record = record  # the run directory's records; None for a bare .keras file
         self._model = model
-        self._dataset = dataset
-        self._split = None
+        self._dataset = dataset  # a bare .keras file's, loaded when opened (it names the labels)
+        self._loaded = None
 
     @property
     def name(self) -> str:
@@ -88,31 +88,34 @@ class RunDir:
         return self._model
 
     # ------------------------------------------------------------------ data
+    def data_and_split(self):
+        """The dataset at the model's size and colour and its split (the run's saved one, checked; a
+        seeded one for a bare .keras file), loaded once, in one call to edgecls.data."""
+        if self._loaded is None:
+            from edgecls.data import split_data
+
+            self._loaded = split_data(self._dataset or self.data, self.img_size, self.color, self.labels,
+                                      self.record.split if self.record is not None else None, self.seed)
+        return self._loaded
+
     def dataset(self):
-        """The run's dataset as uint8 arrays, at the model's size and colour mode (loaded once)."""
-        if self._dataset is None:
-            self._dataset = load_run_data(self.data, self.img_size, self.color, self.labels)
-        return self._dataset
+        return self.data_and_split()[0]
 
     def split(self):
-        """Indices of the train / val / test parts: the run's saved split, or a seeded one."""
-        if self._split is None:
-            from edgecls.data import load_split, make_split
+        """Indices of the train / val / test parts."""
+        return self.data_and_split()[1]
 
-            dataset = self.dataset()
-            if self.record is not None:
-                self._split = load_split(self.record.split, dataset)
-            else:  # a bare .keras file: the same stratified, seeded split `edgecls train` makes
-                self._split = make_split(dataset, 0.1, 0.1, self.seed)
-        return self._split
+    def part(self, name: str):
+        """One split part — train, val or test — as edgecls.data.Part: images, labels, ids and files."""
+        if name not in SPLIT_NAMES:
+            raise ValueError(f"unknown split part {name!r}")
+        dataset, split = self.data_and_split()
+        return dataset.take(getattr(split, name))
 
     def images(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """uint8 images (N, H, W, C) and int labels of one split part: train, val or test."""
-        if part not in SPLIT_NAMES:
-            raise ValueError(f"unknown split part {part!r}")
-        indices = getattr(self.split(), part)
-        dataset = self.dataset()
-        return np.asarray(dataset.images[indices]), np.asarray(dataset.labels[indices])
+        found = self.part(part)
+        return found.images, found.labels
 
     def calibration(self, samples: Optional[int] = DEFAULT_CALIB_SAMPLES, seed: Optional[int] = None) -> Calibration:
         """Up to `samples` train-split images (all of them if None or fewer), stratified by class, seeded."""
@@ -137,16 +140,6 @@ class RunDir:
         return Calibration(np.asarray(dataset.images[indices]), labels, indices, per_class, seed,
                            samples if samples is not None else len(train), len(train), warnings)
 
-
-
-def load_run_data(data: str, img_size: int, color: str, labels: Optional[list[str]] = None):
-    """The dataset at the model's size and colour, checked against the model's class count."""
-    from edgecls.data import load_dataset
-
-    dataset = load_dataset(data, img_size, color)
-    if labels is not None and len(dataset.class_names) != len(labels):
-        raise EdgeclsError(f"{data} has {len(dataset.class_names)} classes but the model has {len(labels)} labels")
-    return dataset
 
 
 def check_model(model, path: Path, labels: list[str], spec: tuple[int, str], where: str) -> None:
@@ -178,7 +171,9 @@ def open_source(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
     model = load_keras_model(path)
     h, _, c = model_input_shape(model, path)
     color = "grayscale" if c == 1 else "rgb"
-    dataset = load_run_data(data, h, color)
+    from edgecls.data import load_dataset
+
+    dataset = load_dataset(data, h, color)
     labels = list(dataset.class_names)
     check_model(model, path, labels, (h, color), data)
     return RunDir(path, labels, data, h, color, seed=0, model=model, dataset=dataset)

@@ -21,12 +21,18 @@ MAX_TOML_BYTES = 16 << 20  # a config or profile is a few hundred bytes; this on
 def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
     """A TOML file as a dict, or a one-line error that names `what` it is (config file, profile ...)."""
     try:
-        text = read_capped(path, MAX_TOML_BYTES).decode("utf-8")
-        return tomllib.loads(text)
+        data = read_capped(path, MAX_TOML_BYTES)
     except FileNotFoundError:
         raise EdgeclsError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    return parse_toml(data, path, what)
+
+
+def parse_toml(data: bytes, path: Path, what: str = "file") -> dict[str, Any]:
+    """The bytes of a TOML file as a dict, or a one-line error naming `what` it is and its `path`."""
+    try:
+        return tomllib.loads(data.decode("utf-8"))
     except RecursionError:
         raise EdgeclsError(f"{what} {path} is not valid TOML: nested too deeply") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from edgecls.bench import BenchOptions, accuracy, latency, measure
 from edgecls.bench.inputs import BenchModel, open_inputs
+from edgecls.bench.measure import measure_inputs
 from edgecls.bench.profiles import (
     DeviceProfile,
     constrained,
@@ -52,7 +53,7 @@ def bench(run_dir, tmp_path_factory):
     options = BenchOptions([run_dir], threads=[1, 2], **FAST)
     inputs = open_inputs(options)
     save_test_images(inputs.test, folder / "test-images")
-    report = measure(options, inputs=inputs)
+    report = measure_inputs(inputs, options)
     write_reports(report, folder / "report", folder / "bench.json")
     return report, folder
 

@@ -6,6 +6,10 @@ size, memory — as a library (`measure`), with reports, device profiles and a m
     print(report.models[-1].latency[0].invoke_ms.p50)
     write_reports(report, report_dir=Path("runs/digits/bench"))
 
+`measure` is `open_inputs` (bench.inputs: what the options name, opened once and checked) then
+`measure_inputs` (the measurement, here or where `Where` says): callers that hold inputs already — a
+fleet, export --target's validation images in memory — call the second alone.
+
 Modules, one concern each: options (BenchOptions, its checks), inputs (models and test images, opened
 once), testset, thirdparty (labelled folders of third-party models), accuracy, latency (interleaved
 timing), memory (peak RSS of a device-side process), sustain (steady load), profiles (device profiles,
@@ -17,12 +21,14 @@ nothing here imports edgecls.train or edgecls.export: analyses that need them ar
 """
 
 from edgecls.bench.compare import compare
-from edgecls.bench.measure import Where, measure
+from edgecls.bench.inputs import Inputs, open_inputs
+from edgecls.bench.measure import Where, measure, measure_inputs
 from edgecls.bench.options import BenchOptions, parse_threads
 from edgecls.bench.report import render_bench_table, write_reports
 from edgecls.bench.results import BenchReport, ModelResult, add_section
 from edgecls.bench.schema import check_report, schema
 from edgecls.bench.schema import errors as schema_errors
 
-__all__ = ["BenchOptions", "BenchReport", "ModelResult", "Where", "add_section", "check_report", "compare", "measure",
-           "parse_threads", "render_bench_table", "schema", "schema_errors", "write_reports"]
+__all__ = ["BenchOptions", "BenchReport", "Inputs", "ModelResult", "Where", "add_section", "check_report", "compare",
+           "measure", "measure_inputs", "open_inputs", "parse_threads", "render_bench_table", "schema", "schema_errors",
+           "write_reports"]

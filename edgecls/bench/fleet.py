@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.bench.inputs import Inputs
-from edgecls.bench.measure import Where, measure
+from edgecls.bench.measure import Where, measure_inputs
 from edgecls.bench.options import BenchOptions
 from edgecls.bench.remote import measure_on_device, stage
 from edgecls.bench.results import BenchReport
@@ -70,7 +70,7 @@ def bench_fleet(options: BenchOptions, inputs: Inputs, reporter: Reporter = SILE
             if outcome.error:
                 reporter(f"warning: {outcome.error}; the other devices go on")
         # the host first (the devices' runs do not load it); the steady load runs on the devices only
-        report = measure(replace(options, sustain=None), Where.of(options), inputs, reporter)
+        report = measure_inputs(inputs, replace(options, sustain=None), Where.of(options), reporter)
         staged = stage(options, inputs, work / "payload")
         outcomes = fan_out(outcomes, lambda o: _bench(o, options, inputs, staged, reporter), remote.parallel)
         if len(targets) == 1 and outcomes[0].error:

@@ -196,19 +196,18 @@ def _transfer_run(run: Path, path: Path, content: bytes) -> tuple[Optional[Path]
 # ---------------------------------------------------------------------- test images
 def run_test_set(run: RunDir) -> TestSet:
     """The run's held-out test split, with image ids (file or dataset index) and files."""
-    dataset = run.dataset()
-    indices = np.asarray(run.split().test)
-    if len(indices) == 0:
+    test = run.part("test")
+    if len(test.labels) == 0:
         raise EdgeclsError(f"{run.name} has no test images (its split's test part is empty)")
-    images, labels = run.images("test")
-    ids, files = _ids_and_files(dataset, indices)
-    return TestSet(images, labels, list(run.labels), ids, files, run.data, "test", run=str(run.run_dir))
+    return TestSet(test.images, test.labels, list(run.labels), test.ids, test.files, run.data, "test",
+                   run=str(run.run_dir))
 
 
 def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
     """`--data` for bare models: its test part if it comes with one, else all of it."""
     from edgecls.data import load_dataset
 
+    saved = _saved_from(Path(data))  # written by --save-test-images: a run's held-out test split
     dataset = load_dataset(data, size[0] if size[0] == size[1] else None, color)
     if dataset.image_size != size:
         raise EdgeclsError(f"the models take {size[0]}x{size[1]} images; {data} gives {dataset.image_size[0]}x"
@@ -218,8 +217,7 @@ def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
     indices = np.asarray(given["test"]) if part == "test" else np.arange(len(dataset.labels))
     if len(indices) == 0:
         raise EdgeclsError(f"{data} has no images")
-    ids, files = _ids_and_files(dataset, indices)
-    saved = _saved_from(Path(data))
+    taken = dataset.take(indices)
     if saved is not None:  # a run's test split, written by --save-test-images: held out, not "all"
         part = "test"
         notes = [f"Test images: the held-out test split of {saved.get('run') or saved.get('source')}, "
@@ -236,8 +234,8 @@ def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
     duplicates = len(dataset.skipped) - len(unreadable)
     if duplicates:
         notes.append(f"{duplicates} byte-identical duplicate file(s) in {data} were scored once")
-    return TestSet(np.asarray(dataset.images[indices]), np.asarray(dataset.labels[indices]),
-                   list(dataset.class_names), ids, files, data, part, notes=notes)
+    return TestSet(taken.images, taken.labels, list(dataset.class_names), taken.ids, taken.files, data, part,
+                   notes=notes)
 
 
 def _saved_from(folder: Path) -> Optional[dict[str, Any]]:
@@ -246,14 +244,6 @@ def _saved_from(folder: Path) -> Optional[dict[str, Any]]:
     except (OSError, ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) and doc.get("format") == SAVED_FORMAT else None
-
-
-def _ids_and_files(dataset: Any, indices: np.ndarray) -> tuple[list[Any], Optional[list[Path]]]:
-    if dataset.paths is None:
-        return [int(i) for i in indices], None
-    root = Path(dataset.source)
-    relative = [dataset.paths[i] for i in indices]
-    return relative, [root / p for p in relative]
 
 
 # ---------------------------------------------------------------------- everything, checked together

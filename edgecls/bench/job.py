@@ -14,7 +14,7 @@ from typing import Optional
 
 from edgecls.bench import advice
 from edgecls.bench.inputs import Inputs, open_inputs
-from edgecls.bench.measure import Where, measure
+from edgecls.bench.measure import Where, measure_inputs
 from edgecls.bench.options import BenchOptions, validate
 from edgecls.bench.report import check_writable, print_tables, render_bench_table, render_sections, write_reports
 from edgecls.bench.results import BenchReport
@@ -50,7 +50,7 @@ def bench(
         from edgecls.bench.fleet import bench_fleet
 
         return bench_fleet(options, inputs, reporter)
-    result = measure(options, where, inputs, reporter)
+    result = measure_inputs(inputs, options, where, reporter)
     for analysis in analyses:
         analysis(result, inputs, options.report_dir, reporter)
     if analyses:

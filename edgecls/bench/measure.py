@@ -1,6 +1,8 @@
 """A bench as a library: `measure(options, where)` measures and returns the report
 (bench.results.BenchReport) in memory — on this host as it is, on this host under a device
 profile's constraints, or on a device over SSH. Writing it and printing it sit on top (bench.job).
+`measure` opens what the options name (bench.inputs.open_inputs) and hands it to `measure_inputs`,
+which callers holding their inputs already (a fleet, export --target) call alone.
 
     inputs (bench.inputs: a run's exports | .tflite files, the test images) -> accuracy of every .tflite
       -> under the profile's constraints: latency (interleaved), peak memory, steady load (--sustain)
@@ -72,14 +74,19 @@ class Where:
         return cls(profile=load_profile(options.device) if options.device else None)
 
 
-def measure(options: BenchOptions, where: Optional[Where] = None, inputs: Optional[Inputs] = None,
-            reporter: Reporter = SILENT) -> BenchReport:
-    """Measure and return the report, in memory (bench.report writes it). `where`: this host as it is,
-    under a device profile, or a device over SSH (default: as `options` say, this host under
-    `options.device`'s profile if given); `inputs`: opened by the caller, else here from `options`."""
+def measure(options: BenchOptions, where: Optional[Where] = None, reporter: Reporter = SILENT) -> BenchReport:
+    """Measure what `options` name and return the report, in memory (bench.report writes it). `where`:
+    this host as it is, under a device profile, or a device over SSH (default: as `options` say, this
+    host under `options.device`'s profile if given)."""
     validate(options)
+    return measure_inputs(open_inputs(options), options, where, reporter)
+
+
+def measure_inputs(inputs: Inputs, options: BenchOptions, where: Optional[Where] = None,
+                   reporter: Reporter = SILENT) -> BenchReport:
+    """The measurement of `inputs` (opened from `options` by bench.inputs.open_inputs, or made in memory
+    by the caller, as export --target does) with `options`' settings (validated), in memory."""
     where = where if where is not None else Where.of(options)
-    inputs = inputs if inputs is not None else open_inputs(options)
     if where.device is not None:
         from edgecls.bench.remote import measure_on_device
 

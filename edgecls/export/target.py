@@ -392,15 +392,15 @@ def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val
     """Each row's latency on the target, every candidate interleaved (a bench: edgecls.bench.measure, in
     memory), and the sentences saying where it was measured. A device scores the validation images it
     is sent, never the test split; the figures kept are its invoke times at its largest thread count."""
-    from edgecls.bench import measure
     from edgecls.bench.inputs import open_inputs
+    from edgecls.bench.measure import measure_inputs
     from edgecls.bench.testset import TestSet
 
     images, labels = val
     bench = bench_options(target, list(paths.values()), options.runs)
     inputs = open_inputs(bench, TestSet(images, labels, class_names, list(range(len(images))), None,
                                         "the validation split", "val"))
-    report = measure(bench, target_place(target, options.remote, tmp), inputs, reporter)
+    report = measure_inputs(inputs, bench, target_place(target, options.remote, tmp), reporter)
     by_file = {Path(m.path).name: m for m in report.models}
     threads = 0
     for row in rows:

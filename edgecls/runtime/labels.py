@@ -32,13 +32,18 @@ def parse_labels(text: str) -> list[str]:
 def read_labels(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     try:
-        text = read_capped(path, MAX_LABELS_BYTES).decode("utf-8-sig", errors="replace")
+        data = read_capped(path, MAX_LABELS_BYTES)
     except FileTooLargeError:
         raise EdgeclsError(f"labels file {path} is larger than {MAX_LABELS_BYTES} bytes") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    return labels_from_bytes(data, path)
+
+
+def labels_from_bytes(data: bytes, path: str | os.PathLike) -> list[str]:
+    """The labels in the bytes of the labels file `path` (errors name it)."""
     try:
-        return parse_labels(text)
+        return parse_labels(data.decode("utf-8-sig", errors="replace"))
     except EdgeclsError as exc:
         raise EdgeclsError(f"{path}: {exc}") from None
 
