@@ -20,19 +20,14 @@ from PIL import Image
 from edgecls.bench import BenchOptions, accuracy, latency, measure
 from edgecls.bench.inputs import BenchModel, open_inputs
 from edgecls.bench.measure import measure_inputs
-from edgecls.bench.profiles import (
-    DeviceProfile,
-    constrained,
-    describe_machine,
-    load_profile,
-    placement_notes,
-    usable_cpus,
-)
+from edgecls.bench.profiles import DeviceProfile, constrained, load_profile, placement_notes
 from edgecls.bench.report import COLUMNS, json_text, markdown, write_reports
 from edgecls.bench.results import BenchReport, add_section
 from edgecls.bench.schema import check_report, errors, schema
 from edgecls.bench.testset import save_test_images
 from edgecls.errors import EdgeclsError
+from edgecls.runtime.cpu import usable_cpus
+from edgecls.runtime.doctor import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(warmup=1, runs=4, batch_size=8)
@@ -326,7 +321,7 @@ def test_emulation_is_labelled(monkeypatch):
 
 def test_arch_and_core_count_are_not_enough_to_be_the_device(tmp_path):
     """A Pi 5 benched with --device rpi4 has the arch and the 4 cores, not the Cortex-A72."""
-    from edgecls.bench.profiles import host_core
+    from edgecls.runtime.cpu import host_core
 
     cpuinfo, model = tmp_path / "cpuinfo", tmp_path / "model"
     cpuinfo.write_text("processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd0b\n\nprocessor\t: 1\n"

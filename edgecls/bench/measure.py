@@ -30,7 +30,6 @@ from edgecls.bench.options import BenchOptions, validate
 from edgecls.bench.profiles import (
     DeviceProfile,
     constrained,
-    describe_machine,
     load_profile,
     placement_notes,
     thread_sweep,
@@ -51,6 +50,7 @@ from edgecls.bench.testset import TestSet
 from edgecls.provenance import created_timestamp
 from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import RunDir, keras_probabilities
+from edgecls.runtime.doctor import describe_machine
 from edgecls.runtime.quant import is_distribution, softmax
 
 if TYPE_CHECKING:

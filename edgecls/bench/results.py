@@ -186,7 +186,7 @@ class CpuFeatures(Record):
 
 @dataclass(kw_only=True)
 class Machine(Record):
-    """The host the figures were measured on (profiles.describe_machine)."""
+    """The host the figures were measured on (runtime.doctor.describe_machine)."""
 
     platform: str
     system: str

@@ -12,11 +12,8 @@ has no thermal zone, a non-Pi no vcgencmd) is reported as absent, never filled i
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -24,18 +21,13 @@ import numpy as np
 from edgecls.bench.results import BenchReport, Section
 from edgecls.errors import EdgeclsError
 from edgecls.reporter import SILENT, Reporter
-from edgecls.runtime.cpu import current_mhz
+from edgecls.runtime.cpu import SINCE_BOOT_SHIFT, current_mhz, read_celsius, thermal_zone, throttle_words, throttled
 
 SECTION = "sustained"
 PLOT_NAME = "sustained.png"
-THERMAL = "/sys/class/thermal"
 WINDOW_SECONDS = 60.0  # "first minute vs last minute"
 MIN_SECONDS = 1.0
 MAX_SECONDS = 24 * 3600.0
-# get_throttled bits (Raspberry Pi firmware): now (0-3) and since boot (16-19).
-THROTTLE_BITS = {0: "under-voltage", 1: "ARM clock capped", 2: "throttled", 3: "soft temperature limit"}
-SINCE_BOOT_SHIFT = 16
-CPU_ZONE_TYPES = ("cpu", "soc", "x86_pkg_temp", "k10temp", "coretemp", "package")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -51,46 +43,12 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-# ---------------------------------------------------------------------- sensors
-def thermal_zone(root: str | Path = THERMAL) -> Optional[tuple[Path, str]]:
-    """(the temp file of the CPU's thermal zone, its type), or None when the kernel has none."""
-    zones = []
-    for zone in sorted(Path(root).glob("thermal_zone*")):
-        try:
-            kind = (zone / "type").read_text(encoding="utf-8").strip()
-            int((zone / "temp").read_text(encoding="utf-8").strip())
-        except (OSError, ValueError):
-            continue
-        zones.append((zone / "temp", kind))
-    preferred = [z for z in zones if any(word in z[1].lower() for word in CPU_ZONE_TYPES)]
-    return (preferred or zones or [None])[0]
 
 
-def read_celsius(path: Optional[Path]) -> Optional[float]:
-    if path is None:
-        return None
-    try:
-        return int(path.read_text(encoding="utf-8").strip()) / 1000
-    except (OSError, ValueError):
-        return None
 
 
-def throttled() -> Optional[int]:
-    """`vcgencmd get_throttled` as a number, or None where there is no vcgencmd (not a Pi)."""
-    command = shutil.which("vcgencmd")
-    if command is None:
-        return None
-    try:
-        done = subprocess.run([command, "get_throttled"], capture_output=True, text=True, timeout=5,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    found = re.search(r"throttled=(0x[0-9a-fA-F]+)", done.stdout)
-    return int(found.group(1), 16) if found else None
 
 
-def throttle_words(value: int) -> list[str]:
-    return [name for bit, name in THROTTLE_BITS.items() if value & (1 << bit)]
 
 
 # ---------------------------------------------------------------------- the run

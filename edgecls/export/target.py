@@ -420,7 +420,7 @@ def bench_options(target: Target, paths: list[Path], runs: int) -> Any:
     Keras; threads: every CPU of the host; a profile's own (the bench's default there); on a device,
     1 and all of its CPUs (its largest count is kept)."""
     from edgecls.bench import BenchOptions
-    from edgecls.bench.profiles import cpu_count
+    from edgecls.runtime.cpu import cpu_count
 
     return BenchOptions(paths=paths, warmup=5, runs=runs, batch_size=16, keras=False, memory=False,
                         threads=[cpu_count()] if target.kind == "host" else None)
