@@ -1016,7 +1016,7 @@ def compare_bench(host: dict, arm: dict, model_names: list[str], rules: list[Sco
     The emulated report must label itself (emulation_label_problems). Latency is never compared."""
     if "failed" in host or "failed" in arm:
         return [f"host {host.get('failed', 'ok')}; arm {arm.get('failed', 'ok')}"], "bench FAILED"
-    from edgecls.bench.compare import read_report  # the reports as the toolkit reads them: schema, then records
+    from edgecls.bench.schema import read_report  # the reports as the toolkit reads them: schema, then records
     from edgecls.errors import EdgeclsError
 
     try:

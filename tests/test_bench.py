@@ -21,11 +21,11 @@ from edgecls.bench import BenchOptions, accuracy, latency, measure
 from edgecls.bench.inputs import BenchModel, open_inputs
 from edgecls.bench.measure import measure_inputs
 from edgecls.bench.profiles import DeviceProfile, constrained, load_profile, placement_notes
-from edgecls.bench.report import COLUMNS, json_text, markdown, write_reports
 from edgecls.bench.results import BenchReport, add_section
 from edgecls.bench.schema import check_report, errors, schema
 from edgecls.bench.testset import save_test_images
 from edgecls.errors import EdgeclsError
+from edgecls.reports.report import COLUMNS, json_text, markdown, write_reports
 from edgecls.runtime.cpu import usable_cpus
 from edgecls.runtime.doctor import describe_machine
 
@@ -495,7 +495,7 @@ def test_peak_memory_is_the_probes_own_not_the_parents():
 
 
 def test_without_matplotlib_the_plots_are_skipped_with_a_note(bench, tmp_path, monkeypatch):
-    from edgecls.bench import plots
+    from edgecls.reports import plots
 
     monkeypatch.setattr(plots, "pyplot", lambda: None)
     report = copy.deepcopy(bench[0])

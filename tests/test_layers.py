@@ -1,4 +1,4 @@
-"""The device boundary as an allowlist: what runtime/, bench/ and transport/ may import — edgecls
+"""The device boundary as an allowlist: what runtime/, bench/, reports/ and transport/ may import — edgecls
 modules and third-party packages, read from the source with `ast` — and, followed through every
 edgecls module they reach, nothing of the workstation side (train/, export/, transfer/, explain/,
 cli/) ever. A new import that is on no list fails here with its file and line: put it on the
@@ -30,6 +30,12 @@ ALLOWED = {
     "transport": {
         "edgecls": BASE | {"edgecls.transport", "edgecls.runtime.doctor"},
         "packages": set(),
+        "lazily": {},
+    },
+    "reports": {  # the `edgecls bench` command itself runs on a device, over bench
+        "edgecls": BASE | {"edgecls.reports", "edgecls.bench", "edgecls.runtime", "edgecls.transport",
+                           "edgecls.reporter", "edgecls.atomic", "edgecls.plotting", "edgecls.console"},
+        "packages": {"numpy", "rich"},
         "lazily": {},
     },
     "bench": {

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 
 from edgecls.bench import BenchOptions, measure, results
-from edgecls.bench.compare import read_report
-from edgecls.bench.report import json_text, write_reports
 from edgecls.bench.results import (
     Accuracy,
     BenchReport,
@@ -29,8 +27,9 @@ from edgecls.bench.results import (
     Section,
     Timing,
 )
-from edgecls.bench.schema import FORMAT, check_report, errors
+from edgecls.bench.schema import FORMAT, check_report, errors, read_report
 from edgecls.errors import EdgeclsError
+from edgecls.reports.report import json_text, write_reports
 
 DIGITS = Path(__file__).resolve().parents[1] / "models" / "digits-seed"
 OLD_REPORT = DIGITS / "report" / "bench.json"  # written by an earlier edgecls (no board, governor, labels, ...)

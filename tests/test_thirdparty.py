@@ -140,11 +140,11 @@ def _shipped_report():
 
 
 def test_bench_caption_names_the_units_its_size_cells_use():
-    from edgecls.bench.report import size_text
+    from edgecls.reports.report import size_text
 
     cells = {size_text(500 * 1024)[-1], size_text(8 * 2**20)[-1]}
     assert cells == {"K", "M"}
-    from edgecls.bench.report import headline
+    from edgecls.reports.report import headline
 
     caption = " ".join(headline(_shipped_report()))
     assert "size: K KiB, M MiB" in caption and "size in KiB" not in caption
@@ -226,8 +226,8 @@ def _scored(name: str, confusion: list[list[int]], top1: float = 0.5):
 
 
 def test_confusion_counts_are_dark_on_light_cells_and_light_on_dark_ones():
-    from edgecls.bench.plots import confusions
     from edgecls.plotting import pyplot
+    from edgecls.reports.plots import confusions
 
     plt = pyplot()
     reference = _scored("ref", [[90, 1], [2, 80]])
@@ -239,8 +239,8 @@ def test_confusion_counts_are_dark_on_light_cells_and_light_on_dark_ones():
 
 
 def test_an_all_zero_difference_panel_says_identical():
-    from edgecls.bench.plots import confusions
     from edgecls.plotting import pyplot
+    from edgecls.reports.plots import confusions
 
     plt = pyplot()
     same = _scored("ref", [[5, 1], [0, 4]])
@@ -254,8 +254,8 @@ def test_an_all_zero_difference_panel_says_identical():
 
 
 def test_accuracy_axes_stop_at_one_and_the_kept_epoch_is_marked():
-    from edgecls.bench.plots import accuracy_latency
     from edgecls.plotting import history_figure, pyplot
+    from edgecls.reports.plots import accuracy_latency
 
     plt = pyplot()
     model = _shipped_report().models[-1]

@@ -1,7 +1,8 @@
 """`edgecls bench`: quantised against float, on the device runtime — accuracy, agreement, latency,
 size, memory — as a library (`measure`), with reports, device profiles and a merge across machines.
 
-    from edgecls.bench import BenchOptions, measure, write_reports
+    from edgecls.bench import BenchOptions, measure
+    from edgecls.reports import write_reports
     report = measure(BenchOptions([Path("runs/digits")], threads=[1, 2]))  # a BenchReport, in memory
     print(report.models[-1].latency[0].invoke_ms.p50)
     write_reports(report, report_dir=Path("runs/digits/bench"))
@@ -14,21 +15,18 @@ Modules, one concern each: options (BenchOptions, its checks), inputs (models an
 once), testset, thirdparty (labelled folders of third-party models), accuracy, latency (interleaved
 timing), memory (peak RSS of a device-side process), sustain (steady load), profiles (device profiles,
 the host), measure (`measure(options, where)`: here, under a profile, or on a device), remote (the
-device half over SSH), results (the report's typed records; `to_json()` is bench.json), schema,
-advice, report (table, Markdown, files), plots, compare (merging reports), fleet (a bench on many
-devices), job (the `edgecls bench` command). Importing this package never imports TensorFlow, and
-nothing here imports edgecls.train or edgecls.export: analyses that need them are passed in.
+device half over SSH), results (the report's typed records; `to_json()` is bench.json), schema
+(its JSON Schema; reading a bench.json), advice. Writing and printing a report, a fleet's bench and
+the `edgecls bench` command sit on top, in edgecls.reports. Importing this package never imports
+TensorFlow, and nothing here imports edgecls.train or edgecls.export.
 """
 
-from edgecls.bench.compare import compare
 from edgecls.bench.inputs import Inputs, open_inputs
 from edgecls.bench.measure import Where, measure, measure_inputs
 from edgecls.bench.options import BenchOptions, parse_threads
-from edgecls.bench.report import render_bench_table, write_reports
 from edgecls.bench.results import BenchReport, ModelResult, add_section
 from edgecls.bench.schema import check_report, schema
 from edgecls.bench.schema import errors as schema_errors
 
-__all__ = ["BenchOptions", "BenchReport", "Inputs", "ModelResult", "Where", "add_section", "check_report", "compare",
-           "measure", "measure_inputs", "open_inputs", "parse_threads", "render_bench_table", "schema", "schema_errors",
-           "write_reports"]
+__all__ = ["BenchOptions", "BenchReport", "Inputs", "ModelResult", "Where", "add_section", "check_report", "measure",
+           "measure_inputs", "open_inputs", "parse_threads", "schema", "schema_errors"]

@@ -1,6 +1,6 @@
 """A bench as a library: `measure(options, where)` measures and returns the report
 (bench.results.BenchReport) in memory — on this host as it is, on this host under a device
-profile's constraints, or on a device over SSH. Writing it and printing it sit on top (bench.job).
+profile's constraints, or on a device over SSH. Writing it and printing it sit on top (reports.job).
 `measure` opens what the options name (bench.inputs.open_inputs) and hands it to `measure_inputs`,
 which callers holding their inputs already (a fleet, export --target) call alone.
 
@@ -75,7 +75,7 @@ class Where:
 
 
 def measure(options: BenchOptions, where: Optional[Where] = None, reporter: Reporter = SILENT) -> BenchReport:
-    """Measure what `options` name and return the report, in memory (bench.report writes it). `where`:
+    """Measure what `options` name and return the report, in memory (reports.report writes it). `where`:
     this host as it is, under a device profile, or a device over SSH (default: as `options` say, this
     host under `options.device`'s profile if given)."""
     validate(options)

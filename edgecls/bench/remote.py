@@ -50,7 +50,7 @@ def measure_on_device(options: BenchOptions, device: Device, inputs: Inputs, rep
                       staged: Optional[Staged] = None) -> BenchReport:
     """The device's report of the same bench (its inputs staged here unless `staged` is given, as a
     fleet stages them once); one-line errors naming the step that failed."""
-    from edgecls.bench.compare import read_report_file
+    from edgecls.bench.schema import read_report_file
 
     spec = device.target.spec
     with tempfile.TemporaryDirectory(prefix="edgecls-device-") as work:

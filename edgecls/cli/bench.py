@@ -2,7 +2,7 @@
 
 The device side (edgecls.bench) never imports the workstation side: the analyses that need
 TensorFlow (--diagnose, --calib-sweep) and explain's --explain-flips are made here and injected
-into `edgecls.bench.job.bench(options, analyses, log)`.
+into `edgecls.reports.job.bench(options, analyses, log)`.
 """
 
 from __future__ import annotations
@@ -220,10 +220,10 @@ def bench_run(
     Exit codes: 0 ok; 1 a --remote device failed (unreachable, refused, no wheel, disk full);
     2 bad input (no exports, class count mismatch, bad option or profile, unwritable report).
     """
-    from edgecls.bench.job import bench
     from edgecls.bench.options import BenchOptions, default_report_dir, parse_threads
     from edgecls.bench.sustain import parse_duration
     from edgecls.parsing import int_list, parse_range
+    from edgecls.reports.job import bench
 
     report_dir = report if report is not None else default_report_dir(paths)
     sweep_sizes = int_list(calib_sweep, "--calib-sweep", "25,100,300,1000")
@@ -266,8 +266,8 @@ def bench_compare(
     Exit codes: 0 ok; 2 a file is missing or is not a bench report, or the report folder cannot be
     written.
     """
-    from edgecls.bench.compare import compare, render_compare_table, write_outputs
-    from edgecls.bench.report import check_writable, print_tables
+    from edgecls.reports.compare import compare, render_compare_table, write_outputs
+    from edgecls.reports.report import check_writable, print_tables
 
     check_writable(json_path, report)
     merged = compare(reports)

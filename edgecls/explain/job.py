@@ -33,10 +33,10 @@ from edgecls.runtime.sources import expand_images
 
 if TYPE_CHECKING:
     from edgecls.bench.inputs import Inputs
-    from edgecls.bench.job import Analysis
     from edgecls.bench.options import BenchOptions
     from edgecls.bench.results import BenchReport, ModelResult, Section
     from edgecls.bench.testset import TestSet
+    from edgecls.reports.job import Analysis
 
 SUMMARY_NAME = "explain.json"
 DEFAULT_WORST = 16  # --dataset: images on the contact sheet
@@ -200,7 +200,7 @@ def check_explain_flips(extra: Optional[int], threshold_db: Optional[float]) -> 
 
 
 def flips_analysis(options: BenchOptions, extra: int, threshold_db: Optional[float] = None) -> Analysis:
-    """`bench --explain-flips` as an analysis for `edgecls.bench.job.bench(options, analyses)`: checked
+    """`bench --explain-flips` as an analysis for `edgecls.reports.job.bench(options, analyses)`: checked
     now (before anything is measured), run on the finished report and the very test images the bench
     measured, with its backend and (validated) input range."""
     check_explain_flips(extra, threshold_db)
@@ -400,8 +400,8 @@ def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[
 def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from edgecls.bench.report import MIN_CONSOLE_WIDTH
     from edgecls.console import QuietPipeConsole, markup_cell
+    from edgecls.reports.report import MIN_CONSOLE_WIDTH
 
     if "worst" in summary:
         table = Table("image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}")

@@ -25,7 +25,7 @@ TOP_LAYERS = 10
 
 def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Sequence[int]]
                        ) -> list[Callable[..., None]]:
-    """The analyses asked for, as callables for `edgecls.bench.job.bench(..., analyses=...)`.
+    """The analyses asked for, as callables for `edgecls.reports.job.bench(..., analyses=...)`.
 
     Fails before anything is measured when one was asked for but cannot run (no run directory,
     no TensorFlow)."""

@@ -275,7 +275,7 @@ def check_writable(json_path: Optional[Path], report_dir: Optional[Path]) -> Non
 def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_path: Optional[Path] = None,
                   reporter: Reporter = SILENT) -> list[Path]:
     """Plots, Markdown and JSON in `report_dir`, and/or the JSON at `json_path`; each file atomic."""
-    from edgecls.bench.plots import write_plots
+    from edgecls.reports.plots import write_plots
 
     written: list[Path] = []
     if report_dir is not None:

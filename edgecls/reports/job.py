@@ -1,6 +1,6 @@
 """`edgecls bench`: the whole command — measure (bench.measure), let each analysis add its section,
 end with the advice, write the reports and print the tables; with --remote, the same on a fleet of
-devices too (bench.fleet).
+devices too (reports.fleet).
 
 TensorFlow is imported only for the Keras reference of a run directory (bench.measure), and by the
 analyses the caller injects (--diagnose, --calib-sweep: edgecls.export.analyses).
@@ -16,11 +16,11 @@ from edgecls.bench import advice
 from edgecls.bench.inputs import Inputs, open_inputs
 from edgecls.bench.measure import Where, measure_inputs
 from edgecls.bench.options import BenchOptions, validate
-from edgecls.bench.report import check_writable, print_tables, render_bench_table, render_sections, write_reports
 from edgecls.bench.results import BenchReport
 from edgecls.bench.testset import save_test_images
 from edgecls.errors import EdgeclsError
 from edgecls.reporter import SILENT, Reporter
+from edgecls.reports.report import check_writable, print_tables, render_bench_table, render_sections, write_reports
 
 # (report, the inputs it measured, report_dir, reporter): adds its sections to the report
 Analysis = Callable[[BenchReport, Inputs, Optional[Path], Reporter], None]
@@ -34,7 +34,7 @@ def bench(
 
     Analyses that need TensorFlow (edgecls.export.analyses) are injected by the caller, so this
     package never imports the workstation side. With `options.remote` the same bench also runs on
-    those devices over SSH (bench.fleet), and the reports are merged."""
+    those devices over SSH (reports.fleet), and the reports are merged."""
     if options.remote is not None and analyses:
         raise EdgeclsError("--diagnose and --calib-sweep run on the workstation (TensorFlow): "
                            "run them without --remote")
@@ -47,7 +47,7 @@ def bench(
         reporter(f"Wrote the {len(inputs.test.labels)} test images to {options.save_test_images} (bench on a device "
             f"with --data {options.save_test_images})")
     if options.remote is not None:
-        from edgecls.bench.fleet import bench_fleet
+        from edgecls.reports.fleet import bench_fleet
 
         return bench_fleet(options, inputs, reporter)
     result = measure_inputs(inputs, options, where, reporter)

@@ -115,8 +115,8 @@ def _bench(outcome: Outcome, options: BenchOptions, inputs: Inputs, staged: Any,
 
 def _write(report: BenchReport, outcomes: list[Outcome], out: Path, reporter: Reporter) -> dict[str, Any]:
     """The host's report, each device's (re-rendered here) and the merged compare, into `out`."""
-    from edgecls.bench.compare import compare, write_outputs
-    from edgecls.bench.report import write_reports
+    from edgecls.reports.compare import compare, write_outputs
+    from edgecls.reports.report import write_reports
 
     write_reports(report, out, reporter=reporter)
     paths = [out / "bench.json"]
@@ -144,7 +144,7 @@ def _write(report: BenchReport, outcomes: list[Outcome], out: Path, reporter: Re
 
 def _rename_rows(merged: dict[str, Any], names: list[str]) -> None:
     """compare names reports by file stem (all are bench.json): name them host / the device."""
-    from edgecls.bench.compare import report_labels
+    from edgecls.reports.compare import report_labels
 
     files = [Path(r["file"]) for r in merged["reports"]]
     old = dict(zip(report_labels(files), names))
@@ -170,8 +170,8 @@ def _publish(out: Path, report_dir: Path) -> None:
 
 
 def _show(report: BenchReport, outcomes: list[Outcome], merged: dict[str, Any], report_dir: Path) -> None:
-    from edgecls.bench.compare import render_compare_table
-    from edgecls.bench.report import print_tables, render_sections
+    from edgecls.reports.compare import render_compare_table
+    from edgecls.reports.report import print_tables, render_sections
 
     tables = [render_compare_table(merged)]
     for name, doc in [("host", report)] + [(o.target.spec, o.report) for o in outcomes if o.report]:
