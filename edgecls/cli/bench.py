@@ -2,7 +2,7 @@
 
 The device side (edgecls.bench) never imports the workstation side: the analyses that need
 TensorFlow (--diagnose, --calib-sweep) and explain's --explain-flips are made here and injected
-into `edgecls.reports.job.bench(options, analyses, log)`.
+into `edgecls.reports.job.bench(options, analyses, reporter)`.
 """
 
 from __future__ import annotations
