@@ -108,6 +108,12 @@ class RunConfig:
     def seed(self) -> int:
         return self.train.get("seed", 0)
 
+    @property
+    def backbone(self) -> Optional[str]:
+        """The .tflite backbone of a backbone run ([train], or an older run's [transfer] table)."""
+        found = self.train.get("backbone") or (self.transfer or {}).get("backbone")
+        return found if isinstance(found, str) else None
+
     def text(self) -> str:
         tables = {"train": self.train, **({"versions": self.versions} if self.versions else {})}
         if self.transfer is not None:

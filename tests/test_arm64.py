@@ -270,25 +270,29 @@ def test_an_emulated_bench_like_the_hosts_passes(bench_pair):
 def test_a_bench_that_differs_gives_a_readable_diff(bench_pair):
     host, arm, names, rules = bench_pair
     int8 = next(m for m in arm["data"]["models"] if m["mode"] == "int8")
-    # One test image's top-1 turned on arm (3 -> 8): its accuracy, per-class and confusion figures,
-    # its agreement with the float reference and the flipped list all say so.
-    int8["accuracy"]["top1"] = 177 / 179
-    int8["accuracy"]["per_class"]["3"]["correct"] -= 1
-    int8["accuracy"]["confusion"][3][3] -= 1
-    int8["accuracy"]["confusion"][3][8] += 1
-    paired = int8["vs_reference"]
-    paired["agreement"] = 178 / 179
-    paired["flipped"] = [{"index": 4, "id": 63, "reference": "3", "model": "8", "true": "3"}]
+    accuracy, paired, images = int8["accuracy"], int8["vs_reference"], arm["data"]["data"]["images"]
+    # One test image of a class the host got all right turned on arm (c -> 8): its accuracy,
+    # per-class and confusion figures, its agreement with the float reference and the flipped list say so.
+    c = next(k for k, row in enumerate(accuracy["confusion"]) if row[k] == sum(row) and k != 8)
+    top1, agreement, dprob = accuracy["top1"], paired["agreement"], paired["mean_abs_dprob"]
+    accuracy["top1"] = (round(top1 * images) - 1) / images
+    accuracy["per_class"][str(c)]["correct"] -= 1
+    accuracy["confusion"][c][c] -= 1
+    accuracy["confusion"][c][8] += 1
+    paired["agreement"] = (round(agreement * images) - 1) / images
+    image = next(i for i in range(images) if str(i) not in {str(f["id"]) for f in paired["flipped"]})
+    paired["flipped"] = paired["flipped"] + [{"index": 4, "id": image, "reference": str(c), "model": "8",
+                                              "true": str(c)}]
     paired["mean_abs_dprob"] += 0.01  # far more than one SOFTMAX step
     diffs, summary = check.compare_bench(host, arm, names, rules, tolerance=1e-5)
     assert summary == "bench DIFFERS"
-    assert "model_int8.tflite: accuracy.top1: host 0.994413407821229, arm 0.9888268156424581" in diffs
-    assert "model_int8.tflite: accuracy.confusion[3][8]: host 0, arm 1" in diffs
-    assert "model_int8.tflite: vs_reference.agreement: host 1.0, arm 0.994413407821229" in diffs
-    assert ("model_int8.tflite: image 63 (true 3), top-1 against the float model: host: agrees with keras; "
-            "arm: keras says 3, this model 8") in diffs
-    assert any(d.startswith("model_int8.tflite: vs_reference.mean_abs_dprob: host 0.000630819, arm 0.0106308 ")
-               for d in diffs), diffs
+    assert f"model_int8.tflite: accuracy.top1: host {top1!r}, arm {accuracy['top1']!r}" in diffs
+    assert f"model_int8.tflite: accuracy.confusion[{c}][8]: host 0, arm 1" in diffs
+    assert f"model_int8.tflite: vs_reference.agreement: host {agreement!r}, arm {paired['agreement']!r}" in diffs
+    assert (f"model_int8.tflite: image {image} (true {c}), top-1 against the float model: host: agrees with keras; "
+            f"arm: keras says {c}, this model 8") in diffs
+    assert any(d.startswith(f"model_int8.tflite: vs_reference.mean_abs_dprob: host {dprob:.6g}, "
+                            f"arm {dprob + 0.01:.6g} ") for d in diffs), diffs
     assert not any(d.startswith(("model_float32.tflite", "keras:")) for d in diffs), diffs  # they did not change
     # (run_check exits 1 on any difference: test_the_check_fails_with_a_readable_diff_when_arm_differs)
 

@@ -200,7 +200,23 @@ def run_test_set(run: RunDir) -> TestSet:
     if len(test.labels) == 0:
         raise EdgeclsError(f"{run.name} has no test images (its split's test part is empty)")
     return TestSet(test.images, test.labels, list(run.labels), test.ids, test.files, run.data, "test",
-                   run=str(run.run_dir))
+                   run=str(run.run_dir), notes=_leak_notes(run))
+
+
+def _leak_notes(run: RunDir) -> list[str]:
+    """A note when test images have a near-duplicate in the run's train part (edgecls.audit.duplicates)."""
+    from edgecls.audit.duplicates import train_test_leaks
+
+    dataset, split = run.data_and_split()
+    try:
+        leaked = train_test_leaks(dataset, split)
+    except EdgeclsError:  # the check is a courtesy: a cache that cannot be written must not stop the bench
+        return []
+    if not leaked:
+        return []
+    return [f"{len(leaked)} of the {len(split.test)} test images have a near-duplicate in the run's train "
+            f"part (its split did not keep them apart): their accuracy is flattered; edgecls data check "
+            f"{run.run_dir} lists them and gives the accuracy without them."]
 
 
 def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
