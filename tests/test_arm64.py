@@ -90,6 +90,7 @@ def test_emulated_pi4_and_pi5_match_the_host(emulator, model_pair):
     for cpu, profile in (("cortex-a72", "rpi4"), ("cortex-a76", "rpi5")):
         line = next(line for line in report.splitlines() if line.startswith(cpu))
         assert " PASS " in line and "doctor ok" in line and "tensors identical" in line, line
+        assert f"serve {model_pair[-1].name} over HTTP same as host" in line, line
         if with_bench:
             assert f"bench --device {profile} on 100 images: top-1 model_float32.tflite 0." in line, line
             assert "same as host; latency labelled emulated" in line, line
@@ -215,6 +216,23 @@ def test_preprocessing_difference_names_the_image_and_the_pixels(tmp_path):
     assert stats == {"same": 0, "total": 1, "libs": ({}, {})}
     assert diffs == ["/img/a.jpg @ 4x4 grayscale: host sha256 aaaaaaaaaaaa, arm bbbbbbbbbbbb (1 of 16 values "
                      "differ, max |diff| 3; first at (row, col, channel) (2, 1, 0): host 0, arm 3)"]
+
+
+def _served(classes, code=0, sha="ab" * 32):
+    return {"code": code, "image": "/x/seven.png", "data": {"model": {"sha256": sha}, "classes": [
+        {"index": i, "label": str(i), "score": score} for i, score in classes]}}
+
+
+def test_the_emulated_servers_answer_must_be_the_hosts():
+    rule = check.ScoreRule(exact=True)
+    host = _served([(7, 0.99), (1, 0.01)])
+    assert check.compare_serve(host, _served([(7, 0.99), (1, 0.01)]), rule, short=str) == []
+    differs = check.compare_serve(host, _served([(1, 0.6), (7, 0.4)]), rule, short=str)
+    assert len(differs) == 1 and differs[0].startswith("/x/seven.png: top-1 host 7 (0.990000), arm 1 (0.600000)")
+    assert check.compare_serve(host, _served([(7, 0.99), (1, 0.01)], code=-15, sha="cd" * 32), rule, short=str) == [
+        "exit code after SIGTERM: arm -15", f"model sha256: host {'ab' * 6}, arm {'cd' * 6}"]
+    assert check.compare_serve(host, {"failed": "serve did not become ready: no output"}, rule, short=str) == [
+        "host ok; arm serve did not become ready: no output"]
 
 
 def test_info_and_doctor_differences():
@@ -356,3 +374,5 @@ def test_runtime_pins_are_the_hosts_versions_for_aarch64():
     assert f"pillow=={version('pillow')}" in pins
     assert f"ai-edge-litert=={version('ai-edge-litert')}" in pins
     assert not any(pin.startswith(("tomli==", "tensorflow", "keras")) for pin in pins)  # 3.11; device side only
+    for package in ("starlette", "uvicorn", "prometheus-client", "python-multipart"):  # the serve extra too
+        assert f"{package}=={version(package)}" in pins

@@ -29,12 +29,13 @@ SMOKES = {
     "resize_figures.py": ((pytest.mark.shared_data,), ()),
     "reliability_probe.py": ((), ()),  # three cases, this checkout against itself
     "export_target.py": ((pytest.mark.slow,), ()),  # a 1-epoch digits run, two candidates
+    "bench_serve.py": ((pytest.mark.slow,), ()),  # four `edgecls serve` processes and their load
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
 SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py",
                     "make_reference_model.py": "tests/test_reference.py"}
 RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py",  # write --json
-           "bench_datacheck.py"}
+           "bench_datacheck.py", "bench_serve.py"}
 
 
 def test_every_script_has_a_smoke_test():
