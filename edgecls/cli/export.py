@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import OUTPUT, Typer, choice, choices, echo_wrapped, fail, to_stderr
+from edgecls.cli.common import OUTPUT, Typer, choice, choices, echo_wrapped, fail
 from edgecls.export.modes import (
     DEFAULT_FALLBACK,
     DEFAULT_MAX_DROP,
@@ -17,6 +17,7 @@ from edgecls.export.modes import (
     MODES_HELP,
     QUANTIZERS,
 )
+from edgecls.reporter import Reporter
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
 
 app = Typer()
@@ -106,7 +107,7 @@ def export_command(
     Exit codes: 0 ok; 1 conversion failed, or int8 agreement fell below --min-agreement (nothing
     written; --force writes anyway), or no --target candidate is within the budget; 2 bad input.
     """
-    from edgecls.bench.report import print_tables
+    from edgecls.reports.report import print_tables
     from edgecls.rundir import open_source
 
     if target is not None:
@@ -122,7 +123,7 @@ def export_command(
         refuse_export_options(quant, quantizer.value, force, keep_float, auto_fallback)
         options = TargetOptions(target, max_drop, min_agreement, budget_s, calib_samples, max_fallback,
                                 parse_candidates(candidates), timing_runs, out)
-        shipped = export_for_target(open_source(source, data), options, log=to_stderr)
+        shipped = export_for_target(open_source(source, data), options, Reporter())
         print_tables(render_target_table(shipped))
         echo_wrapped(f"Wrote {', '.join(p.name for p in shipped.written)} to {shipped.out_dir}\n"
                      f"Next: edgecls predict {shipped.out_dir / CHOSEN_FILE} IMAGES...")
@@ -133,7 +134,7 @@ def export_command(
 
     options = ExportOptions(parse_modes(quant, quantizer.value), quantizer.value, calib_samples, out, min_agreement,
                             force, keep_float=parse_names(keep_float), auto_fallback=auto_fallback)
-    result = export(open_source(source, data), options, log=to_stderr)
+    result = export(open_source(source, data), options, Reporter())
     print_tables(render_export_table(result))
     if result.written:
         echo_wrapped(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
