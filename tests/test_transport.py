@@ -10,6 +10,7 @@ import pytest
 
 from edgecls.errors import EdgeclsError
 from edgecls.transport import Target, explain, fan_out, parse_targets
+from edgecls.transport.fleet import as_finished
 
 
 @pytest.mark.parametrize("spec", ["-oProxyCommand=touch x", "host;rm", "a b", "user@", "host:99999"])
@@ -51,6 +52,17 @@ def test_fan_out_keeps_the_order_and_never_runs_more_than_parallel_at_once():
     most[0] = 0
     fan_out(list(range(5)), work, parallel=1)
     assert most[0] == 1
+
+
+def test_as_finished_gives_each_answer_when_it_comes_with_its_index():
+    """What deploy streams: a slow first server does not hold back the others' lines."""
+    def work(n: int) -> int:
+        time.sleep(0.3 if n == 0 else 0.0)
+        return n * n
+
+    done = list(as_finished([0, 1, 2], work, parallel=3))
+    assert sorted(done) == [(0, 0), (1, 1), (2, 4)]
+    assert done[-1] == (0, 0)  # the slow one last, not first
 
 
 def test_a_parallel_below_one_is_refused():

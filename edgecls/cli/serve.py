@@ -27,6 +27,7 @@ from edgecls.serve.options import (
     ModelSettings,
     ServeOptions,
 )
+from edgecls.transport.fleet import DEFAULT_PARALLEL
 
 app = Typer()
 
@@ -178,7 +179,7 @@ def deploy(
         "http://HOST:8080), comma separated, or @hosts.txt (one or more a line, # comments)")],
     token_file: Annotated[Optional[Path], typer.Option(
         metavar="FILE", help="File holding the servers' token", show_default="$EDGECLS_TOKEN, else none")] = None,
-    parallel: Annotated[int, typer.Option(min=1, metavar="N", help="Servers reached at once")] = 4,
+    parallel: Annotated[int, typer.Option(min=1, metavar="N", help="Servers reached at once")] = DEFAULT_PARALLEL,
     timeout: Annotated[float, typer.Option(min=0.1, metavar="S", help="Per server: upload, check and answer")] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per server instead of a line")] = False,
 ) -> None:

@@ -14,11 +14,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.parsing import split_list
@@ -26,14 +25,12 @@ from edgecls.provenance import sha256_bytes
 from edgecls.runtime.model import read_model_bytes
 from edgecls.serve.auth import read_token_file
 from edgecls.serve.options import DEFAULT_PORT, TOKEN_ENV
+from edgecls.transport.fleet import DEFAULT_PARALLEL, as_finished, check_parallel
 
-DEFAULT_PARALLEL = 4  # the fleet bench's --parallel default: hosts reached at once
 DEFAULT_TIMEOUT_S = 60.0  # one host: upload, the device's check, the answer
 MAX_HOSTS_FILE_BYTES = 1 << 20
 MAX_ANSWER_BYTES = 1 << 20
 OK_OUTCOMES = ("accepted", "unchanged")
-Item = TypeVar("Item")
-Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -53,18 +50,6 @@ class DeployResult:
 
     def document(self) -> dict[str, Any]:
         return {**asdict(self), "seconds": round(self.seconds, 3)}
-
-
-def fan_out(items: Iterable[Item], work: Callable[[Item], Result], parallel: int) -> Iterator[tuple[Item, Result]]:
-    """(item, work(item)) for every item, at most `parallel` at a time, in the order they finish.
-    `work` reports its own failures in its result (it must not raise)."""
-    items = list(items)
-    if not items:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items))), thread_name_prefix="edgecls-fan") as pool:
-        futures = {pool.submit(work, item): item for item in items}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
 
 
 def parse_targets(text: str) -> list[str]:
@@ -127,11 +112,10 @@ def deploy(model: Path, urls: list[str], token: str | None, parallel: int = DEFA
            timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[DeployResult]:
     """Push `model` to every server, `parallel` at a time: a DeployResult per host as each finishes.
     A model that is not a readable .tflite is a one-line EdgeclsError before anything is sent."""
-    if parallel < 1:
-        raise EdgeclsError(f"--parallel must be at least 1, got {parallel}")
+    check_parallel(parallel)
     content = read_model_bytes(Path(model))
     sha = sha256_bytes(content)
-    for _, result in fan_out(urls, lambda url: push(url, content, sha, token, timeout), parallel):
+    for _, result in as_finished(urls, lambda url: push(url, content, sha, token, timeout), parallel):
         yield result
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TypeVar
 
 from edgecls.errors import EdgeclsError
@@ -23,8 +23,22 @@ def fan_out(items: Sequence[Item], work: Callable[[Item], Result], parallel: int
     """work(item) for every item, at most `parallel` at a time (threads: the work waits on ssh), the
     results in the items' order. `work` reports its own failures in its result: an exception ends
     the fan-out."""
+    results: dict[int, Result] = {}
+    for index, result in as_finished(items, work, parallel):
+        results[index] = result
+    return [results[i] for i in range(len(items))]
+
+
+def as_finished(items: Sequence[Item], work: Callable[[Item], Result],
+                parallel: int = DEFAULT_PARALLEL) -> Iterator[tuple[int, Result]]:
+    """(the item's index, work(item)) for every item, at most `parallel` at a time, as each finishes:
+    for a command that says each device's answer when it comes (deploy)."""
     check_parallel(parallel)
+    items = list(items)
     if len(items) <= 1:
-        return [work(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(parallel, len(items))) as pool:
-        return list(pool.map(work, items))
+        yield from ((i, work(item)) for i, item in enumerate(items))
+        return
+    with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="edgecls-fan") as pool:
+        futures = {pool.submit(work, item): i for i, item in enumerate(items)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
