@@ -33,7 +33,7 @@ from edgecls.text import clean_text, printable
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 SPLIT_NAMES = ("train", "val", "test")
-# How `edgecls train` treats near-duplicates when it makes a split (edgecls.audit.duplicates.split_grouping):
+# How `edgecls train` treats near-duplicates when it makes a split (edgecls.duplicates.split_grouping):
 # each group kept on one side (near: confirmed near-duplicates; exact: identical pixels), or not at all.
 DEDUPE_MODES = ("near", "exact", "off")
 FOLDER_DEFAULT_SIZE = 96
@@ -521,7 +521,7 @@ class Split:
     val: np.ndarray
     test: np.ndarray
     test_source: str = ""  # where the test images came from, in words (the log and metrics.json say it)
-    # What kept near-duplicates together (edgecls.audit.duplicates.Grouping.to_json); None: nothing did.
+    # What kept near-duplicates together (edgecls.duplicates.Grouping.to_json); None: nothing did.
     dedupe: Optional[dict] = None
 
     def to_json(self, dataset: Dataset, seed: int, fractions: tuple[float, float]) -> dict:

@@ -159,8 +159,8 @@ def train_accuracy(folder: Path, backbone: Path, dedupe: str, work: Path, thread
 
 def digits_false_groups() -> dict:
     try:
-        from edgecls.audit.duplicates import find_duplicates, hash_images, split_grouping
         from edgecls.data import load_dataset
+        from edgecls.duplicates import find_duplicates, hash_images, split_grouping
 
         dataset = load_dataset("digits")
         groups = [g.members for g in find_duplicates(hash_images(dataset)).groups]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from edgecls.audit import duplicates as dup
+from edgecls import duplicates as dup
 from edgecls.audit.job import CheckOptions, run_check
 from edgecls.data import load_dataset, make_split
 from edgecls.errors import EdgeclsError

@@ -42,7 +42,7 @@ ALLOWED = {
         "edgecls": BASE | {"edgecls.bench", "edgecls.runtime", "edgecls.transport", "edgecls.reporter",
                            "edgecls.atomic", "edgecls.parsing", "edgecls.plotting", "edgecls.tomlio",
                            "edgecls.console", "edgecls.artifacts", "edgecls.rundir", "edgecls.data",
-                           "edgecls.audit.duplicates"},  # a run's train/test near-duplicates (numpy, Pillow)
+                           "edgecls.duplicates"},  # a run's train/test near-duplicates (numpy, Pillow)
         "packages": {"numpy", "PIL", "rich"},
         "lazily": {},
     },

@@ -22,7 +22,12 @@ import numpy as np
 from edgecls.artifacts import CONFIG_FILE, SPLIT_FILE, TRANSFER_FILE
 from edgecls.atomic import check_folder_writable
 from edgecls.audit import report
-from edgecls.audit.duplicates import (
+from edgecls.audit.facts import Facts, dataset_facts
+from edgecls.audit.labels import FOLDS, LabelIssues, find_label_issues, out_of_fold
+from edgecls.audit.leakage import Leakage, find_leakage, recompute_accuracy
+from edgecls.audit.outliers import Outliers, find_outliers
+from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, native_format
+from edgecls.duplicates import (
     HASH_IMAGE_SIZE,
     IMPLAUSIBLE_SHARE,
     Duplicates,
@@ -30,11 +35,6 @@ from edgecls.audit.duplicates import (
     find_duplicates,
     hash_images,
 )
-from edgecls.audit.facts import Facts, dataset_facts
-from edgecls.audit.labels import FOLDS, LabelIssues, find_label_issues, out_of_fold
-from edgecls.audit.leakage import Leakage, find_leakage, recompute_accuracy
-from edgecls.audit.outliers import Outliers, find_outliers
-from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, native_format
 from edgecls.errors import EdgeclsError
 from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import RunDir, open_run

@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 
 from edgecls import __version__
+from edgecls import duplicates as dup
 from edgecls.atomic import check_folder_writable, write_text_atomic
-from edgecls.audit import duplicates as dup
 from edgecls.audit import facts as facts_module
 from edgecls.audit.sheets import MAX_TILES_PER_ROW, THUMB, Row, Sheet, Tile, write_sheets
 from edgecls.errors import EdgeclsError

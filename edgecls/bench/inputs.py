@@ -207,8 +207,8 @@ def run_test_set(run: RunDir) -> TestSet:
 
 
 def _leak_notes(run: RunDir) -> list[str]:
-    """A note when test images have a near-duplicate in the run's train part (edgecls.audit.duplicates)."""
-    from edgecls.audit.duplicates import train_test_leaks
+    """A note when test images have a near-duplicate in the run's train part (edgecls.duplicates)."""
+    from edgecls.duplicates import train_test_leaks
 
     dataset, split = run.data_and_split()
     try:

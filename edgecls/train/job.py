@@ -27,8 +27,8 @@ from edgecls.artifacts import (
     RunRecord,
 )
 from edgecls.atomic import check_new_dir, staged_dir
-from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.data import BUILTIN_DATASETS, Dataset, check_source, load_dataset
+from edgecls.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.provenance import run_versions
 from edgecls.reporter import SILENT, Reporter

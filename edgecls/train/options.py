@@ -49,7 +49,7 @@ class TrainOptions:
     test_fraction: float = 0.1
     seed: int = 0
     strategy: str = "default"
-    # Near-duplicates kept on one side of the split (edgecls.audit.duplicates): near | exact | off;
+    # Near-duplicates kept on one side of the split (edgecls.duplicates): near | exact | off;
     # None: near for a folder of image files, off for built-in and IDX data (their split as published).
     dedupe: Optional[str] = None
     # Keras backbones only (--arch mobilenet_v2 | mobilenet_v3_small | efficientnet_b0):

@@ -35,8 +35,8 @@ from edgecls.artifacts import (
     write_export,
 )
 from edgecls.atomic import check_new_dir, staged_dir
-from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.data import DEDUPE_MODES, load_dataset
+from edgecls.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
 from edgecls.parsing import parse_range
