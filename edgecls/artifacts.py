@@ -43,6 +43,9 @@ TRANSFER_FILE = "transfer.json"
 EXPORT_DIR = "export"  # RUN_DIR/export: what edgecls export writes by default
 EXPORT_REPORT = "export.json"  # its index of the files written, read by bench
 EXPORT_FORMAT = "edgecls.export/1"  # export.json's format
+# RUN_DIR/datacheck/datacheck.json: what `edgecls data check RUN` found (bench reads its leakage count).
+DATACHECK_DIR = "datacheck"
+DATACHECK_FILE = "datacheck.json"
 RUN_FILES = (MODEL_FILE, LABELS_FILE, CONFIG_FILE, SPLIT_FILE)
 SPLIT_PARTS = ("train", "val", "test")
 MAX_JSON_BYTES = 256 << 20  # split.json of a million images is ~8 MB; this only stops /dev/zero
@@ -150,10 +153,28 @@ class RunRecord:
     metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json: the route's figures
     history: dict[str, list] = field(default_factory=dict)  # history.csv: a list per column; "phase" per epoch
     transfer: Optional[dict[str, Any]] = None  # transfer.json: a .tflite backbone run's backbone and head
+    # datacheck/datacheck.json's leakage, when `edgecls data check RUN` has looked (read, never written here)
+    datacheck_leakage: Optional[dict[str, Any]] = None
 
     @property
     def best_epoch(self) -> Optional[int]:
         return self.metrics.get("best_epoch")
+
+    def leaked_test_images(self) -> Optional[int]:
+        """How many test images have a near-duplicate in the train part, as the run's records say:
+        `edgecls data check`'s finding (which counts the validation part too), else the groups train
+        recorded with its split (those it could not keep on one side: too large, or across the parts
+        the data came with); None when nothing looked (a split made with --dedupe off, or before it)."""
+        found = (self.datacheck_leakage or {}).get("leaked_test_images")
+        if isinstance(found, list):
+            return len(found)
+        dedupe = self.split.get("dedupe")
+        if not isinstance(dedupe, dict) or dedupe.get("mode") in (None, "off"):
+            return None
+        train, test = set(self.split["train"]), set(self.split["test"])
+        groups = [group for key in ("groups", "oversized") for group in dedupe.get(key) or []
+                  if isinstance(group, list)]
+        return len({i for group in groups if train.intersection(group) for i in group if i in test})
 
     def write(self, folder: Path) -> list[str]:
         """Every file into `folder` (a staged run directory); returns notes (curves.png not drawn)."""
@@ -197,7 +218,19 @@ class RunRecord:
         extra = parse_json(raw[TRANSFER_FILE], folder / TRANSFER_FILE) if transfer else None
         config = RunConfig.parse(raw[CONFIG_FILE], folder / CONFIG_FILE)
         labels = labels_from_bytes(raw[LABELS_FILE], folder / LABELS_FILE)
-        return cls(labels, config, split, metrics, transfer=extra)
+        return cls(labels, config, split, metrics, transfer=extra, datacheck_leakage=_datacheck_leakage(folder))
+
+
+def _datacheck_leakage(folder: Path) -> Optional[dict[str, Any]]:
+    """The leakage finding of the run's data check, if one is there and reads (a courtesy: never an error)."""
+    path = folder / DATACHECK_DIR / DATACHECK_FILE
+    if not path.is_file():
+        return None
+    try:
+        found = parse_json(_read(path), path).get("leakage")
+    except EdgeclsError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def history_text(history: dict[str, list]) -> str:

@@ -17,10 +17,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.artifacts import LABELS_FILE, MODEL_FILE, RunRecord
+from edgecls.artifacts import EXPORT_DIR, EXPORT_REPORT, LABELS_FILE, MODEL_FILE, ExportIndex, RunRecord
 from edgecls.data import SPLIT_NAMES, stratified_sample
 from edgecls.errors import EdgeclsError
 from edgecls.provenance import sha256_file
+from edgecls.text import printable
 
 DEFAULT_CALIB_SAMPLES = 500  # the peers' advice is >= 300 where the train split has them
 MIN_CALIB_WARNING = 100  # fewer calibration images than this: ranges may be unstable
@@ -188,6 +189,38 @@ def open_run(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
     config = record.config
     return RunDir(path / MODEL_FILE, record.labels, data or config.data, config.img_size, config.color, config.seed,
                   run_dir=path, record=record)
+
+
+def exported_files(run_dir: Path) -> list[Path]:
+    """The .tflite files a run's export.json lists (stale files in the folder are ignored)."""
+    report_path = run_dir / EXPORT_DIR / EXPORT_REPORT
+    if not report_path.is_file():
+        raise EdgeclsError(f"{run_dir} has no exported models ({report_path} is missing): "
+                           f"run edgecls export {run_dir} first")
+    again = f"run edgecls export {run_dir} again"
+    entries = [(entry.file, entry.sha256) for entry in ExportIndex.read(report_path, again).models]
+    if not entries:
+        raise EdgeclsError(f"{report_path} lists no models: {again}")
+    files = []
+    for name, _ in entries:
+        # A plain file name inside the export folder: export.json must not point bench anywhere else.
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise EdgeclsError(f"{report_path} lists {printable(str(name))!r}, not a file name in its folder: {again}")
+        files.append(report_path.parent / name)
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise EdgeclsError(f"{report_path} lists {', '.join(missing)} but the file is missing: {again}")
+    # An interrupted export (or a copy over it) can leave models of two trainings side by side:
+    # the report's digests say which files belong to it.
+    for path, (_, digest) in zip(files, entries):
+        try:
+            actual = sha256_file(path)
+        except OSError as exc:
+            raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if actual != digest:
+            raise EdgeclsError(f"{path.name} does not match {report_path} (its SHA-256 differs): the export "
+                               f"folder mixes files of different exports; {again}")
+    return files
 
 
 def check_keras_file(path: Path) -> None:

@@ -111,6 +111,28 @@ def test_a_run_record_written_reads_back_equal_and_writes_the_same_bytes(tmp_pat
     assert history_text(record.history) == (tmp_path / "a" / "history.csv").read_text()
 
 
+def test_the_records_say_how_many_test_images_leak_and_when_nothing_looked(tmp_path):
+    """bench's leak note reads the run's records: train's recorded groups (an oversized one spans train and
+    test here), and edgecls data check's finding when it has looked; None when the split did not group."""
+    from dataclasses import replace
+
+    record = run_record()
+    assert record.leaked_test_images() is None  # a split made before --dedupe: nothing looked
+    grouped = {**record.split, "dedupe": {"mode": "near", "groups": [[2, 3]], "oversized": [[0, 3]]}}
+    assert replace(record, split=grouped).leaked_test_images() == 1  # image 3 (test) with 0 (train)
+    apart = {**record.split, "dedupe": {"mode": "near", "groups": [[0, 1]], "oversized": []}}
+    assert replace(record, split=apart).leaked_test_images() == 0
+    off = {**record.split, "dedupe": {"mode": "off", "groups": [], "oversized": []}}
+    assert replace(record, split=off).leaked_test_images() is None
+    record.split = off
+    record.write(tmp_path)
+    (tmp_path / "datacheck").mkdir()
+    (tmp_path / "datacheck" / "datacheck.json").write_text(json.dumps({"leakage": {"leaked_test_images": ["a", "b"]}}))
+    assert RunRecord.read(tmp_path).leaked_test_images() == 2  # data check's finding
+    (tmp_path / "datacheck" / "datacheck.json").write_text("{broken")
+    assert RunRecord.read(tmp_path).leaked_test_images() is None  # a courtesy: never an error
+
+
 def test_a_backbone_runs_config_gives_train_its_route_back_in_both_formats(tmp_path):
     """Today's config.toml names the backbone in [train]; one written before kept it in [transfer]: both
     give `train --config` the backbone and its head options, and not the input size and colour (the

@@ -41,8 +41,7 @@ ALLOWED = {
     "bench": {
         "edgecls": BASE | {"edgecls.bench", "edgecls.runtime", "edgecls.transport", "edgecls.reporter",
                            "edgecls.atomic", "edgecls.parsing", "edgecls.plotting", "edgecls.tomlio",
-                           "edgecls.console", "edgecls.artifacts", "edgecls.rundir", "edgecls.data",
-                           "edgecls.duplicates"},  # a run's train/test near-duplicates (numpy, Pillow)
+                           "edgecls.console", "edgecls.artifacts", "edgecls.rundir", "edgecls.data"},
         "packages": {"numpy", "PIL", "rich"},
         "lazily": {},
     },

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.artifacts import CONFIG_FILE, SPLIT_FILE, TRANSFER_FILE
+from edgecls.artifacts import CONFIG_FILE, DATACHECK_DIR, SPLIT_FILE, TRANSFER_FILE
 from edgecls.atomic import check_folder_writable
 from edgecls.audit import report
 from edgecls.audit.facts import Facts, dataset_facts
@@ -37,7 +37,7 @@ from edgecls.duplicates import (
 )
 from edgecls.errors import EdgeclsError
 from edgecls.reporter import SILENT, Reporter
-from edgecls.rundir import RunDir, open_run
+from edgecls.rundir import RunDir, exported_files, open_run
 
 DEFAULT_MAX_PAGES = 5  # contact-sheet pages per finding (12 rows a page)
 
@@ -105,7 +105,7 @@ def is_run_dir(path: Path) -> bool:
 
 def default_report_dir(options: CheckOptions, run: Optional[RunDir]) -> Path:
     if run is not None:
-        return Path(run.run_dir) / "datacheck"
+        return Path(run.run_dir) / DATACHECK_DIR
     return Path("runs") / f"{Path(options.target.rstrip('/')).name or 'data'}-datacheck"
 
 
@@ -296,8 +296,6 @@ def _index_map(dataset: Dataset, run_dataset: Dataset) -> np.ndarray:
 
 
 def _exported(run: RunDir) -> list[Path]:
-    from edgecls.bench.inputs import exported_files  # the run's export.json, its digests checked
-
     try:
         return exported_files(Path(run.run_dir))
     except EdgeclsError:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from edgecls import __version__
 from edgecls import duplicates as dup
+from edgecls.artifacts import DATACHECK_FILE
 from edgecls.atomic import check_folder_writable, write_text_atomic
 from edgecls.audit import facts as facts_module
 from edgecls.audit.sheets import MAX_TILES_PER_ROW, THUMB, Row, Sheet, Tile, write_sheets
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from edgecls.audit.job import Check
 
 FORMAT = "edgecls.datacheck/1"
-JSON_NAME = "datacheck.json"
+JSON_NAME = DATACHECK_FILE
 MARKDOWN_NAME = "datacheck.md"
 SHOWN = 50  # rows of a finding in the JSON/Markdown lists (counts are always complete)
 TILES_PER_ROW = 6  # label candidates and outliers: tiles in a contact-sheet row

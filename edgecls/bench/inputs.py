@@ -36,11 +36,10 @@ from edgecls.bench.testset import SAVED_FORMAT, SAVED_TEST_IMAGES, TestSet, matc
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
 from edgecls.provenance import sha256_file
-from edgecls.rundir import RunDir, open_run
+from edgecls.rundir import RunDir, exported_files, open_run
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.interpreter import find_backend
 from edgecls.runtime.metrics import few_images_warning
-from edgecls.text import printable
 
 if TYPE_CHECKING:
     from edgecls.bench.options import BenchOptions
@@ -88,38 +87,6 @@ def split_paths(paths: Sequence[Path]) -> tuple[Optional[Path], list[Path]]:
     if len(runs) > 1:
         raise EdgeclsError(f"give one run directory at a time (got {', '.join(map(str, runs))})")
     return (runs[0] if runs else None), files
-
-
-def exported_files(run_dir: Path) -> list[Path]:
-    """The .tflite files a run's export.json lists (stale files in the folder are ignored)."""
-    report_path = run_dir / EXPORT_DIR / EXPORT_REPORT
-    if not report_path.is_file():
-        raise EdgeclsError(f"{run_dir} has no exported models ({report_path} is missing): "
-                           f"run edgecls export {run_dir} first")
-    again = f"run edgecls export {run_dir} again"
-    entries = [(entry.file, entry.sha256) for entry in ExportIndex.read(report_path, again).models]
-    if not entries:
-        raise EdgeclsError(f"{report_path} lists no models: {again}")
-    files = []
-    for name, _ in entries:
-        # A plain file name inside the export folder: export.json must not point bench anywhere else.
-        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-            raise EdgeclsError(f"{report_path} lists {printable(str(name))!r}, not a file name in its folder: {again}")
-        files.append(report_path.parent / name)
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise EdgeclsError(f"{report_path} lists {', '.join(missing)} but the file is missing: {again}")
-    # An interrupted export (or a copy over it) can leave models of two trainings side by side:
-    # the report's digests say which files belong to it.
-    for path, (_, digest) in zip(files, entries):
-        try:
-            actual = sha256_file(path)
-        except OSError as exc:
-            raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if actual != digest:
-            raise EdgeclsError(f"{path.name} does not match {report_path} (its SHA-256 differs): the export "
-                               f"folder mixes files of different exports; {again}")
-    return files
 
 
 def describe_tflite(path: Path, backend: Optional[str] = None) -> BenchModel:
@@ -202,24 +169,26 @@ def run_test_set(run: RunDir) -> TestSet:
         raise EdgeclsError(f"{run.name} has no test images (its split's test part is empty)")
     source = run.training_metrics().get("test_source")  # how train drew them, in its words
     notes = [f"Test images: the held-out test split of {run.name}: {source}."] if source else []
-    return TestSet(test.images, test.labels, list(run.labels), test.ids, test.files, run.data, "test",
-                   run=str(run.run_dir), notes=notes + _leak_notes(run))
+    found = TestSet(test.images, test.labels, list(run.labels), test.ids, test.files, run.data, "test",
+                    run=str(run.run_dir), notes=notes)
+    found.notes += _leak_notes(run, found)
+    return found
 
 
-def _leak_notes(run: RunDir) -> list[str]:
-    """A note when test images have a near-duplicate in the run's train part (edgecls.duplicates)."""
-    from edgecls.duplicates import train_test_leaks
-
-    dataset, split = run.data_and_split()
-    try:
-        leaked = train_test_leaks(dataset, split)
-    except EdgeclsError:  # the check is a courtesy: a cache that cannot be written must not stop the bench
+def _leak_notes(run: RunDir, test: TestSet) -> list[str]:
+    """A note when test images have a near-duplicate in the run's train part, as its records say (train's
+    split, edgecls data check); for a folder of files whose split did not look, how to find out."""
+    if test.files is None:  # built-in and IDX data: small glyphs hash alike (edgecls.duplicates.default_dedupe)
         return []
+    leaked = run.record.leaked_test_images() if run.record is not None else None
+    if leaked is None:
+        return [f"The run's split did not keep near-duplicates apart (--dedupe off, or an earlier edgecls): "
+                f"edgecls data check {run.run_dir} says whether test images have one in the train part."]
     if not leaked:
         return []
-    return [f"{len(leaked)} of the {len(split.test)} test images have a near-duplicate in the run's train "
-            f"part (its split did not keep them apart): their accuracy is flattered; edgecls data check "
-            f"{run.run_dir} lists them and gives the accuracy without them."]
+    return [f"{leaked} of the {len(test.labels)} test images have a near-duplicate in the run's train part (or, "
+            f"as edgecls data check counts, its validation part): the split did not keep them apart, so their "
+            f"accuracy is flattered; edgecls data check {run.run_dir} lists them and gives the accuracy without them."]
 
 
 def few_images_note(test: TestSet) -> Optional[str]:

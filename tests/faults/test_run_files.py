@@ -60,8 +60,8 @@ def test_bad_keras_files_for_export(kind, needle, tmp_path, cli):
 
 
 def test_bench_refuses_an_export_folder_that_mixes_sets_or_points_outside(tmp_path):
-    from edgecls.bench.inputs import exported_files
     from edgecls.provenance import sha256_file
+    from edgecls.rundir import exported_files
 
     run = tmp_path / "run"
     (run / "export").mkdir(parents=True)
