@@ -137,3 +137,87 @@ def test_the_allowlist_check_catches_a_workstation_import(tmp_path, monkeypatch)
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     with pytest.raises(AssertionError, match=r"sneaky.py:1: edgecls.train.quality[\s\S]*sneaky.py:2: torch"):
         test_the_device_side_imports_only_what_its_allowlist_names("bench")
+
+
+# ---------------------------------------------------------------------- one way, the whole package
+def _edgecls_imports(path: Path) -> set[str]:
+    """The edgecls modules `path` imports (module level or in a function; type-only imports left out):
+    `from edgecls.bench import accuracy` is edgecls.bench.accuracy, `from edgecls.bench import X` of a
+    name is the package edgecls.bench."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(
+        node.test) for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found |= {f"{node.module}.{alias.name}" if _file_of(f"{node.module}.{alias.name}") else node.module
+                      for alias in node.names}
+    return {name for name in found if name.startswith("edgecls") and _file_of(name)}
+
+
+def _module_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        graph[name] = _edgecls_imports(path) - {name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected parts of more than one node (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            part = []
+            while True:
+                other = stack.pop()
+                part.append(other)
+                if other == node:
+                    break
+            if len(part) > 1:
+                found.append(sorted(part))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _package(module: str) -> str:
+    """edgecls.bench for edgecls.bench.latency; a top-level module (edgecls.rundir) is its own."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 or (PACKAGE / parts[-1]).is_dir() else module
+
+
+def test_no_import_circle_but_type_only_ones_between_modules_or_packages():
+    """Imports run one way: no module imports, through others, one that imports it (an import under
+    TYPE_CHECKING is no dependency), and no package (bench/, audit/, ...) does either, so a lower
+    package never reaches up to a higher one (bench -> audit -> transfer -> ... -> bench crept in once)."""
+    graph = _module_graph()
+    assert "edgecls.bench.measure" in graph["edgecls.reports.job"]  # the graph is really read
+    assert _circles(graph) == [], "modules that import each other (lazily too): " + repr(_circles(graph))
+    packages: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        packages.setdefault(_package(module), set()).update(_package(other) for other in imported
+                                                             if _package(other) != _package(module))
+    circles = _circles(packages)
+    ties = [f"{module} -> {other}" for circle in circles for module, imported in graph.items()
+            if _package(module) in circle for other in imported
+            if _package(other) in circle and _package(other) != _package(module)]
+    assert circles == [], "packages that import each other:\n" + "\n".join(ties)
