@@ -1,7 +1,8 @@
-"""Parsing what users type into options: comma lists, lists of whole numbers, LO,HI ranges.
+"""Parsing what users type into options: comma lists, lists of whole numbers.
 
-Every comma-list option (--quant, --keep-float, --threads, --calib-sweep, --input-range,
---augment) goes through here, so they all accept the same spelling and fail with one line.
+Every comma-list option (--quant, --keep-float, --threads, --calib-sweep, --augment) goes through
+here, so they all accept the same spelling and fail with one line (LO,HI of --input-range is
+edgecls.runtime.settings.parse_range).
 """
 
 from __future__ import annotations
@@ -40,20 +41,3 @@ def int_list(text: Optional[str], option: str, example: str, unique: bool = Fals
     if min(values) < 1:
         raise EdgeclsError(f"{option} must be at least 1 (got {min(values)})")
     return values
-
-
-def parse_range(text: str | None, option: str = "--input-range") -> tuple[float, float] | None:
-    """'-1,1' -> (-1.0, 1.0): two finite, distinct numbers. One-line EdgeclsError otherwise."""
-    from edgecls.runtime.metadata import check_range
-
-    if text is None:
-        return None
-    parts = text.split(",")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        value = (float(parts[0]), float(parts[1]))
-    except ValueError:
-        raise EdgeclsError(f"{option} takes LO,HI, the values pixels 0 and 255 become, e.g. -1,1 or 0,1 "
-                           f"(got {text!r})") from None
-    return check_range(value, option, EdgeclsError)

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "edgecls"
 
 # The bottom floor every device-side module may use.
-BASE = {"edgecls", "edgecls.errors", "edgecls.files", "edgecls.native_stderr", "edgecls.provenance",
-        "edgecls.records", "edgecls.text"}
+BASE = {"edgecls", "edgecls.errors", "edgecls.files", "edgecls.native_stderr", "edgecls.options",
+        "edgecls.parsing", "edgecls.provenance", "edgecls.records", "edgecls.text"}
 ALLOWED = {
     "runtime": {
         "edgecls": BASE | {"edgecls.runtime"},

@@ -301,6 +301,7 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     from dataclasses import fields
 
     from edgecls.bench import BenchOptions
+    from edgecls.bench.options import device_flag
     from edgecls.bench.remote import device_command
 
     labels = tmp_path / "my labels.txt"
@@ -317,7 +318,7 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     args = device_command(options, ["models/m/a.tflite"], "data", payload)
     for spec in fields(BenchOptions):
         if "measure" in spec.metadata:
-            assert spec.metadata["measure"] in args, spec.name
+            assert device_flag(spec.name) in args, spec.name
     assert args[args.index("--threads") + 1] == "1,3" and args[args.index("--input-range") + 1] == "-1.0,1.0"
     assert args[args.index("--resize") + 1] == "nearest" and args[args.index("--fit") + 1] == "crop"
     sent_labels = args[args.index("--labels") + 1]
@@ -337,6 +338,7 @@ def test_export_target_on_a_device_sends_its_bench_settings_through_the_same_com
     bench.remote): its settings travel by the same generated command line, none set by hand."""
     from dataclasses import fields
 
+    from edgecls.bench.options import device_flag
     from edgecls.bench.remote import device_command
     from edgecls.export.target import bench_options, resolve_target
 
@@ -345,7 +347,7 @@ def test_export_target_on_a_device_sends_its_bench_settings_through_the_same_com
     changed = [f for f in fields(options) if "measure" in f.metadata and getattr(options, f.name) != f.default]
     assert {f.name for f in changed} == {"warmup", "runs", "batch_size", "memory"}
     for spec in changed:
-        assert spec.metadata["measure"] in args, spec.name
+        assert device_flag(spec.name) in args, spec.name
     assert args[args.index("--runs") + 1] == "7" and args[args.index("--batch-size") + 1] == "16"
     assert "--threads" not in args  # the device sweeps 1 and all its CPUs; the largest is kept
 

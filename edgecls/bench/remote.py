@@ -12,7 +12,7 @@ import json
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,6 +20,7 @@ from edgecls.bench.inputs import Inputs
 from edgecls.bench.options import BenchOptions
 from edgecls.bench.results import BenchReport, RemoteRun
 from edgecls.bench.testset import SAVED_FORMAT, SAVED_TEST_IMAGES, save_test_images
+from edgecls.options import argv
 from edgecls.reporter import SILENT, Reporter
 from edgecls.transport import Device
 from edgecls.transport.device import OUT_DIR
@@ -96,38 +97,25 @@ def stage_inputs(models: list[Any], test: Any, folder: Path, with_data: bool = T
     return names, list(test.ids)
 
 
-def device_command(options: Any, models: list[str], data: Optional[str], uploads: Path) -> list[str]:
-    """The device's `edgecls bench` arguments, generated from the marks on BenchOptions' fields
-    (bench.options.measured / host): every measurement field that differs from its default reaches the
-    device; a host file it names (a labels file, a profile's .toml) is copied into `uploads` (the
-    payload) and named there. `data` is the staged test folder (None: the device makes its own
+def device_command(options: BenchOptions, models: list[str], data: Optional[str], uploads: Path) -> list[str]:
+    """The device's `edgecls bench` arguments, generated from BenchOptions' fields (edgecls.options.argv):
+    every field marked as the measurement's (bench.options.measured) that differs from its default
+    reaches the device; a host file it names (a labels file, a profile's .toml) is copied into `uploads`
+    (the payload) and named there. `data` is the staged test folder (None: the device makes its own
     seeded images, as the host did)."""
-    args = ["bench", *models, "--json", f"{OUT_DIR}/{REPORT_NAME}", "--no-keras"]
-    if data is not None:
-        args += ["--data", data]
-    for spec in fields(options):
-        flag = spec.metadata.get("measure")
-        value = getattr(options, spec.name)
-        if flag is None or value is None or value == spec.default:
-            continue
-        if isinstance(value, bool):  # the flag says the non-default value (--latency-only, --no-memory)
-            args.append(flag)
-            continue
-        if spec.metadata.get("upload") is not None:
-            source = spec.metadata["upload"](value)
-            folder = uploads / "inputs" / spec.name
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, folder / source.name)
-            value = f"inputs/{spec.name}/{source.name}"
-        args += [flag, _argument(value)]
-    return args
 
+    def on_device(spec: Field, value: Any) -> Any:
+        if spec.metadata.get("upload") is None:
+            return value
+        source = spec.metadata["upload"](value)
+        folder = uploads / "inputs" / spec.name
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, folder / source.name)
+        return f"inputs/{spec.name}/{source.name}"
 
-def _argument(value: Any) -> str:
-    """One option value as the device's command line reads it back: lists comma-joined, floats exact."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(_argument(v) for v in value)
-    return repr(value) if isinstance(value, float) else str(value)
+    return ["bench", *models, "--json", f"{OUT_DIR}/{REPORT_NAME}", "--no-keras",
+            *(["--data", data] if data is not None else []),
+            *argv(options, skip=lambda spec: not spec.metadata.get("measure"), value_of=on_device)]
 
 
 def remap_flipped(report: BenchReport, local_ids: list[Any]) -> None:

@@ -13,21 +13,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import (
-    INPUT_RANGE_DEFAULT,
-    INPUT_RANGE_HELP,
-    OUTPUT,
-    PREPROCESSING,
-    Backend,
-    FitOption,
-    Group,
-    ResizeOption,
-    Typer,
-    plain,
-)
-from edgecls.explain import DEFAULT_THRESHOLD_DB
+from edgecls.bench.options import ANALYSES, MEASUREMENT, TEST_IMAGES, BenchOptions
+from edgecls.cli.common import Group, Typer
+from edgecls.cli.records import takes
+from edgecls.explain.options import FlipsOptions
+from edgecls.export.options import QuantAnalyses
+from edgecls.options import OUTPUT
 from edgecls.reporter import Reporter
-from edgecls.transport import DEFAULT_PARALLEL, RemoteOptions
+from edgecls.runtime.settings import INTERPRETER, PREPROCESSING
+from edgecls.transport.device import REMOTE
 
 
 class _BenchGroup(Group):
@@ -48,13 +42,6 @@ app = Typer(
 )
 
 
-# The help's panels (a property of each option, see edgecls.cli.helpview), in the order they are shown.
-_DATA = "Test images"
-_MEASURE = "Measurement"
-_ANALYSES = "Analyses (workstation)"
-_REMOTE = "Devices over SSH (--remote)"
-
-
 @app.command("run", epilog="Examples:\n\n"
                    "edgecls bench runs/digits-seed --threads 1,4\n\n"
                    "edgecls bench model_int8.tflite --data test-images/ --device rpi4\n\n"
@@ -63,108 +50,9 @@ _REMOTE = "Devices over SSH (--remote)"
                    "edgecls bench runs/digits-seed --remote pi@raspberrypi.local --sustain 10m\n\n"
                    "edgecls bench mobilenet.tflite --labels labels.txt --data photos/ --resize nearest\n\n"
                    "edgecls bench a.tflite b.tflite --latency-only")
-def bench_run(
-    paths: Annotated[
-        list[Path], typer.Argument(help="A run directory (its exports, as export.json lists them) and/or .tflite files")
-    ],
-    # --- the test images
-    data: Annotated[Optional[str], typer.Option(
-        rich_help_panel=_DATA,
-        help="A run directory: where its data now is (its saved test split is used). .tflite files: a folder of "
-        "class sub-folders, IDX files or digits: its test part if it has one, else all of it; but when the model's "
-        "metadata names a run that is here (its model.keras the one the file was exported from), with this data "
-        "or no --data, that run's test split")] = None,
-    labels: Annotated[Optional[Path], typer.Option(
-        rich_help_panel=_DATA,
-        help="Labels file for every .tflite (third-party models): --data is then a folder of class sub-folders "
-        "named by these labels (exactly, case-insensitively, or by a comma part: 'Egyptian cat', 'tabby'); each "
-        "model decodes the images at its own size", show_default="none")] = None,
-    latency_only: Annotated[bool, typer.Option(
-        "--latency-only", rich_help_panel=_DATA,
-        help="No accuracy: latency, memory and size only, on the images under --data (any layout) or, without "
-        "--data, random images")] = False,
-    save_test_images: Annotated[Optional[Path], typer.Option(
-        rich_help_panel=_DATA,
-        help="Also write the test images as PNG files in class sub-folders: --data for a bench on a device",
-        show_default="none")] = None,
-    input_range: Annotated[Optional[str], typer.Option(
-        "--input-range", metavar="LO,HI", rich_help_panel=PREPROCESSING,
-        help=INPUT_RANGE_HELP + "; applies to every .tflite benched", show_default=INPUT_RANGE_DEFAULT)] = None,
-    resize: ResizeOption = None,
-    fit: FitOption = None,
-    # --- how it measures
-    device: Annotated[Optional[str], typer.Option(
-        rich_help_panel=_MEASURE,
-        help="Device profile (devices/NAME.toml, or a path): its threads and cores are applied and recorded",
-        show_default="none: this machine as it is")] = None,
-    threads: Annotated[Optional[str], typer.Option(
-        rich_help_panel=_MEASURE, help="Comma list of interpreter thread counts to sweep, e.g. 1,2,4",
-        show_default="the profile's, else 1 and every usable CPU")] = None,
-    warmup: Annotated[int, typer.Option(
-        rich_help_panel=_MEASURE, help="Untimed invokes per model and thread count before timing")] = 10,
-    runs: Annotated[int, typer.Option(
-        rich_help_panel=_MEASURE,
-        help="Timed images per model and thread count (batch 1), in interleaved rounds")] = 200,
-    batch_size: Annotated[int, typer.Option(
-        rich_help_panel=_MEASURE, help="Batch size for the throughput figure")] = 32,
-    keras: Annotated[bool, typer.Option(
-        "--keras/--no-keras", rich_help_panel=_MEASURE,
-        help="Score the run's Keras float model as the reference (needs TensorFlow; without it the float32 "
-        ".tflite is the reference)")] = True,
-    memory: Annotated[bool, typer.Option(
-        "--memory/--no-memory", rich_help_panel=_MEASURE,
-        help="Measure peak memory of a device-side process per model")] = True,
-    sustain: Annotated[Optional[str], typer.Option(
-        metavar="DURATION", rich_help_panel=_MEASURE,
-        help="After the bench, run steady inference this long (10m, 90s, 1h), sampling latency, CPU temperature, "
-        "clock and throttling once a second; with --remote, on the devices", show_default="none")] = None,
-    backend: Backend = None,
-    # --- analyses that need the workstation side (TensorFlow) or explain's maps
-    diagnose: Annotated[bool, typer.Option(
-        "--diagnose", rich_help_panel=_ANALYSES,
-        help="Also rank the int8 ops by quantisation error (TensorFlow's QuantizationDebugger) and name the worst; "
-        "needs a run directory")] = False,
-    calib_sweep: Annotated[Optional[str], typer.Option(
-        rich_help_panel=_ANALYSES,
-        help="Also export int8 with each calibration size, e.g. 25,100,300,1000: accuracy and agreement against "
-        "N; needs a run directory", show_default="none")] = None,
-    explain_flips: Annotated[Optional[int], typer.Option(
-        "--explain-flips", metavar="N", rich_help_panel=_ANALYSES,
-        help="Also explain every image where a quantised .tflite and the float32 one disagree, plus the N "
-        "least-confident agreements (0: flips only): both models' maps and top-3, the per-layer SNR and the first "
-        "layer that diverges; a report section with contact sheets and a flip matrix",
-        show_default="none: no explanation")] = None,
-    explain_threshold: Annotated[float, typer.Option(
-        rich_help_panel=_ANALYSES,
-        help="--explain-flips: SNR (dB) below which a layer counts as diverged")] = DEFAULT_THRESHOLD_DB,
-    # --- real devices (edgecls.bench.remote)
-    remote: Annotated[Optional[str], typer.Option(
-        metavar="[USER@]HOST[:PORT],...|@FILE", rich_help_panel=_REMOTE,
-        help="Also bench on these devices over SSH (the machine's OpenSSH client and its ~/.ssh/config; a comma "
-        "list, or @FILE with one host a line), in parallel; the reports are merged beside this host's",
-        show_default="none")] = None,
-    remote_python: Annotated[str, typer.Option(
-        rich_help_panel=_REMOTE, help="Python (3.10+) on the device that makes its venv")] = "python3",
-    remote_dir: Annotated[str, typer.Option(
-        rich_help_panel=_REMOTE,
-        help="Folder on the device for edgecls' venvs and runs (rm -rf it to remove everything)",
-    )] = "~/.cache/edgecls-remote",
-    wheels: Annotated[Optional[Path], typer.Option(
-        rich_help_panel=_REMOTE,
-        help="Folder of wheels for an offline device (pip install --no-index --find-links there)",
-        show_default="the device's own package index")] = None,
-    ssh_config: Annotated[Optional[Path], typer.Option(
-        "--ssh-config", "-F", rich_help_panel=_REMOTE, help="ssh config file (ssh -F)",
-        show_default="~/.ssh/config")] = None,
-    parallel: Annotated[int, typer.Option(
-        min=1, rich_help_panel=_REMOTE, help="--remote: devices reached at once")] = DEFAULT_PARALLEL,
-    # --- where the reports go
-    report: Annotated[Optional[Path], typer.Option(
-        rich_help_panel=OUTPUT, help="Folder for bench.json, bench.md and the plots",
-        show_default="RUN_DIR/bench for a run directory, none for .tflite files")] = None,
-    json_path: Annotated[Optional[Path], typer.Option(
-        "--json", rich_help_panel=OUTPUT, help="Also write the JSON report here", show_default="none")] = None,
-) -> None:
+@takes(BenchOptions, QuantAnalyses, FlipsOptions,
+       panels=(TEST_IMAGES, PREPROCESSING, MEASUREMENT, INTERPRETER, ANALYSES, REMOTE, OUTPUT))
+def bench_run(options: BenchOptions, quant: QuantAnalyses, flips: FlipsOptions) -> None:
     """Benchmark .tflite models (and the run's Keras float model) on the same held-out test images.
 
     Per model: top-1, top-k, macro-F1, per-class accuracy; against the float model: Δ accuracy,
@@ -176,31 +64,21 @@ def bench_run(
     Exit codes: 0 ok; 1 a --remote device failed (unreachable, refused, no wheel, disk full);
     2 bad input (no exports, class count mismatch, bad option or profile, unwritable report).
     """
-    from edgecls.bench.options import BenchOptions, default_report_dir, parse_threads
-    from edgecls.bench.sustain import parse_duration
-    from edgecls.parsing import int_list, parse_range
+    from edgecls.bench.options import default_report_dir
     from edgecls.reports.job import bench
 
-    report_dir = report if report is not None else default_report_dir(paths)
-    sweep_sizes = int_list(calib_sweep, "--calib-sweep", "25,100,300,1000")
-    sustain_s = parse_duration(sustain) if sustain else None
-    devices = RemoteOptions(remote, remote_python, remote_dir, wheels, ssh_config, parallel) if remote else None
+    if options.report_dir is None:
+        options.report_dir = default_report_dir(options.paths)
+    options.command = " ".join(["edgecls", *sys.argv[1:]])
     analyses: list = []
-    if diagnose or sweep_sizes:  # they need TensorFlow and the workstation side: injected, never imported by bench
+    if quant.diagnose or quant.calib_sweep:  # TensorFlow and the workstation side: injected, never imported by bench
         from edgecls.export.analyses import requested_analyses
 
-        analyses = requested_analyses(paths, diagnose, sweep_sizes)
-    options = BenchOptions(paths=list(paths), data=data, device=device, threads=parse_threads(threads), warmup=warmup,
-                           runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
-                           input_range=parse_range(input_range), labels=str(labels) if labels else None,
-                           latency_only=latency_only, resize=plain(resize), fit=plain(fit),
-                           save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
-                           command=" ".join(["edgecls", *sys.argv[1:]]),
-                           sustain=sustain_s, remote=devices)
-    if explain_flips is not None:  # device side (two .tflite files through the runtime), injected like the others
+        analyses = requested_analyses(options.paths, quant.diagnose, quant.calib_sweep)
+    if flips.explain_flips is not None:  # device side (two .tflite files through the runtime), injected likewise
         from edgecls.explain.job import flips_analysis
 
-        analyses.append(flips_analysis(options, explain_flips, explain_threshold))
+        analyses.append(flips_analysis(options, flips.explain_flips, flips.explain_threshold))
     bench(options, analyses, Reporter())
 
 

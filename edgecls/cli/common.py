@@ -1,31 +1,29 @@
-"""What every `edgecls` command module shares: Enum choices, the help's look, and the device-side options.
+"""What every `edgecls` command module shares: the help's look, and the device-side options.
 
-- `choices`/`choice`: an Enum made from the library's own tuple, parsed case-insensitively with a
-  one-line "unknown ..." error; `plain` turns what Typer parsed back into what the library takes.
 - `Typer`: a `typer.Typer` whose commands use `Command` and groups `Group`, so that `--help` reads
   like a CLI's: arguments named as in the usage line (`MODEL`, `IMAGES...`, `PATHS...`) without a
   `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both);
   the help itself is drawn by edgecls.cli.helpview (panels, fits the terminal).
 - `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`, `Labels`: options of several device-side
-  commands (predict, serve, info, explain, bench), declared once.
+  commands (predict, info, ...) that take no record, made from edgecls.runtime.settings where each is declared.
+- Commands that take an options record get their options from it (edgecls.cli.records.takes).
 """
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from edgecls.cli.records import annotated, choice, choices, plain
 from edgecls.exits import fail
-from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
+from edgecls.options import OUTPUT
+from edgecls.runtime.settings import INTERPRETER, PREPROCESSING, ModelSettings
 
 # fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
-__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "OUTPUT", "PREPROCESSING", "Backend", "Command",
-           "FitOption", "Group", "InputRange", "Labels", "ResizeOption", "Threads", "Typer", "choice", "choices",
-           "echo_wrapped", "fail", "plain"]
+__all__ = ["INTERPRETER", "OUTPUT", "PREPROCESSING", "Backend", "Command", "FitOption", "Group", "InputRange",
+           "Labels", "ResizeOption", "Threads", "Typer", "choice", "choices", "echo_wrapped", "fail", "plain"]
 
 
 def echo_wrapped(text: str, err: bool = False) -> None:
@@ -37,34 +35,6 @@ def echo_wrapped(text: str, err: bool = False) -> None:
 
     for line in wrapped_lines(text, output_width(sys.stderr if err else sys.stdout)):
         typer.echo(line, err=err)
-
-
-def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
-    """An Enum of the library's own choice tuple: the one list the CLI, the TOML and validation share."""
-    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)  # type: ignore[return-value]
-
-
-def choice(kind: type[Enum], what: str) -> dict[str, Any]:
-    """typer.Option arguments for an Enum choice: case-insensitive (`--color RGB`), a one-line
-    'unknown <what>' error, and the choices as the metavar."""
-    names = [member.value for member in kind]
-
-    def parse(value: Any) -> Enum:
-        if isinstance(value, kind):
-            return value
-        for member in kind:
-            if member.value.lower() == str(value).strip().lower():
-                return member
-        raise typer.BadParameter(f"unknown {what} {value!r}: use one of {', '.join(names)}")
-
-    return {"parser": parse, "metavar": "|".join(names)}
-
-
-def plain(value: Any) -> Any:
-    """What the library takes: Enum members as their strings, paths as strings."""
-    if isinstance(value, Enum):
-        return value.value
-    return str(value) if isinstance(value, Path) else value
 
 
 # ----------------------------------------------------------------------------- the help's look
@@ -125,40 +95,12 @@ class Typer(typer.Typer):
 
 
 # ----------------------------------------------------------------------------- device-side options
-# predict, info, explain and bench of a .tflite import only edgecls.runtime: never TensorFlow.
-# Their --help panels (a property of each option, see edgecls.cli.helpview):
-INTERPRETER = "Interpreter"
-PREPROCESSING = "Preprocessing (default: what the model's metadata says)"
-OUTPUT = "Output"
-_BACKEND_HELP = "litert | tflite_runtime | tensorflow"
-_BACKEND_DEFAULT = "$EDGECLS_BACKEND, else the first one installed, in that order"
-INPUT_RANGE_HELP = ("LO,HI: the input values pixels 0 and 255 become, for a model that does not scale inside: "
-                    "-1,1 (MobileNet style), 0,1, ...; overrides the model's metadata")
-INPUT_RANGE_DEFAULT = ("the metadata's range; else 0,255 for a float input (edgecls models scale inside), the raw "
-                       "bytes for a quantised one")
-Backend = Annotated[Optional[str], typer.Option(help=_BACKEND_HELP, show_default=_BACKEND_DEFAULT,
-                                                rich_help_panel=INTERPRETER)]
-Threads = Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads", show_default="the CPU count",
-                                                rich_help_panel=INTERPRETER)]
-InputRange = Annotated[
-    Optional[str],
-    typer.Option("--input-range", metavar="LO,HI", help=INPUT_RANGE_HELP, show_default=INPUT_RANGE_DEFAULT,
-                 rich_help_panel=PREPROCESSING),
-]
-Labels = Annotated[
-    Optional[Path],
-    typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own labels",
-                 show_default="the model's own, else labels.txt beside it, else the class indices",
-                 rich_help_panel=OUTPUT),
-]
-
-Resize = choices("Resize", RESIZE_METHODS)
-Fit = choices("Fit", FITS)
-_PREPROCESSING_DEFAULT = f"the model's metadata, else {DEFAULT_RESIZE}"
-ResizeOption = Annotated[Optional[Resize], typer.Option(
-    help="How a picture is resized to the model's input: match what the model was trained or evaluated with "
-    "(Google's Coral MobileNets: nearest)", show_default=_PREPROCESSING_DEFAULT, rich_help_panel=PREPROCESSING,
-    **choice(Resize, "resize method"))]
-FitOption = Annotated[Optional[Fit], typer.Option(
-    help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's aspect ratio",
-    show_default=f"the model's metadata, else {DEFAULT_FIT}", rich_help_panel=PREPROCESSING, **choice(Fit, "fit"))]
+# predict, info, explain, serve and bench of a .tflite import only edgecls.runtime: never TensorFlow. Each
+# option is declared once, in edgecls.runtime.settings (its help, panel and default), and given here as
+# the Typer parameter of a command that takes no record.
+Backend = annotated(ModelSettings, "backend")
+Threads = annotated(ModelSettings, "threads")
+InputRange = annotated(ModelSettings, "input_range")
+Labels = annotated(ModelSettings, "labels")
+ResizeOption = annotated(ModelSettings, "resize")
+FitOption = annotated(ModelSettings, "fit")

@@ -76,7 +76,7 @@ def explain(
     Exit codes: 0 ok; 1 some images could not be read (error rows); 2 bad model, option or arguments.
     """
     from edgecls.explain.job import ExplainOptions, run_explain
-    from edgecls.parsing import parse_range
+    from edgecls.runtime.settings import parse_range
 
     options = ExplainOptions(method=plain(method), out=out, target=target,
                              masks=masks, seed=seed, fill=plain(fill), layer=layer, threads=threads, backend=backend,

@@ -136,7 +136,7 @@ def serve(
 
     Exit codes: 0 stopped by SIGTERM after draining (or --systemd-unit printed); 2 it cannot start (a bad model, token, certificate or option, the port is taken, the serve extra is missing); 130 Ctrl-C.
     """  # noqa: E501  (one line a paragraph: Typer keeps a docstring's line breaks in --help)
-    from edgecls.parsing import parse_range
+    from edgecls.runtime.settings import parse_range
 
     settings = ModelSettings(labels=labels, resize=plain(resize), fit=plain(fit), input_range=parse_range(input_range),
                              threads=threads, backend=backend)

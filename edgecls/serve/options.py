@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
+from edgecls.runtime.settings import ModelSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -26,19 +27,6 @@ DEFAULT_BODY_TIMEOUT_S = 60.0  # 20 MB at ~3 Mbit/s
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_GRACE_S = 10.0
 MB = 1 << 20
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """How a model file becomes Classifiers: `edgecls predict`'s model options, applied to every model
-    the server loads (the first, an upload, a reload, a rollback)."""
-
-    labels: Path | None = None
-    resize: str | None = None
-    fit: str | None = None
-    input_range: tuple[float, float] | None = None
-    threads: int | None = None
-    backend: str | None = None
 
 
 @dataclass(frozen=True)

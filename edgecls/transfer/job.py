@@ -39,13 +39,13 @@ from edgecls.data import DEDUPE_MODES, load_dataset
 from edgecls.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
-from edgecls.parsing import parse_range
 from edgecls.plotting import pyplot
 from edgecls.provenance import created_timestamp, device_versions, sha256_file
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.metadata import ModelInput, ModelMetadata, ModelSource, Quantization, embed_metadata
 from edgecls.runtime.metrics import accuracy_text, classification_metrics, correct_count
+from edgecls.runtime.settings import parse_range
 from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions
 from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
 from edgecls.transfer import graph

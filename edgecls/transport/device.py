@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.errors import EdgeclsError
+from edgecls.options import option
 from edgecls.transport.fleet import DEFAULT_PARALLEL
 from edgecls.transport.ssh import CONNECT_TIMEOUT_S, Ssh
 from edgecls.transport.targets import Target
@@ -40,17 +41,29 @@ OUT_DIR = "out"  # the folder of the payload the device's command writes into; b
 _PRELUDE = 'd=$1; case $d in "~") d=$HOME;; "~/"*) d=$HOME/${d#"~/"};; esac; '
 
 
+REMOTE = "Devices over SSH (--remote)"  # the --help panel of these options
+
+
 @dataclass
 class RemoteOptions:
     """How to reach devices: which ones, their Python, where edgecls lives there, offline wheels,
     the ssh config, how many at once."""
 
-    targets: str  # "a,b,c" or "@hosts.txt"
-    python: str = "python3"
-    remote_dir: str = "~/.cache/edgecls-remote"
-    wheels: Optional[Path] = None  # an offline device's dependencies
-    ssh_config: Optional[Path] = None
-    parallel: int = DEFAULT_PARALLEL
+    targets: Optional[str] = option(  # "a,b,c" or "@hosts.txt"
+        None, flags=("--remote",), metavar="[USER@]HOST[:PORT],...|@FILE", panel=REMOTE, show_default="none",
+        help="Also bench on these devices over SSH (the machine's OpenSSH client and its ~/.ssh/config; a comma "
+        "list, or @FILE with one host a line), in parallel; the reports are merged beside this host's")
+    python: str = option("python3", flags=("--remote-python",), panel=REMOTE,
+                         help="Python (3.10+) on the device that makes its venv")
+    remote_dir: str = option("~/.cache/edgecls-remote", flags=("--remote-dir",), panel=REMOTE,
+                             help="Folder on the device for edgecls' venvs and runs (rm -rf it to remove everything)")
+    wheels: Optional[Path] = option(  # an offline device's dependencies
+        None, panel=REMOTE, show_default="the device's own package index",
+        help="Folder of wheels for an offline device (pip install --no-index --find-links there)")
+    ssh_config: Optional[Path] = option(None, flags=("--ssh-config", "-F"), panel=REMOTE,
+                                        help="ssh config file (ssh -F)", show_default="~/.ssh/config")
+    parallel: int = option(DEFAULT_PARALLEL, low=1, range_in_help=True, panel=REMOTE,
+                           help="--remote: devices reached at once")
 
 
 # ---------------------------------------------------------------------- the kit

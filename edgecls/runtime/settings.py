@@ -1,0 +1,107 @@
+"""How a .tflite file becomes a Classifier: the model settings predict, serve, bench and explain share
+(labels, resize, fit, input range, threads, backend), each declared once as an option (edgecls.options)
+that those commands' records take, in their own words where they need them (bench's --labels).
+
+ModelSettings gathers them for a library that opens models again and again (serve's reloads, a bench's
+fresh loads per thread count): `settings.open(path)` is the Classifier they describe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from edgecls.errors import EdgeclsError
+from edgecls.options import option
+from edgecls.runtime.metadata import check_range
+from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
+
+if TYPE_CHECKING:
+    from edgecls.runtime.classify import Classifier
+
+# Their --help panels:
+INTERPRETER = "Interpreter"
+PREPROCESSING = "Preprocessing (default: what the model's metadata says)"
+OUTPUT = "Output"
+
+INPUT_RANGE_HELP = ("LO,HI: the input values pixels 0 and 255 become, for a model that does not scale inside: "
+                    "-1,1 (MobileNet style), 0,1, ...; overrides the model's metadata")
+INPUT_RANGE_DEFAULT = ("the metadata's range; else 0,255 for a float input (edgecls models scale inside), the raw "
+                       "bytes for a quantised one")
+
+
+def parse_range(text: str | None, option: str = "--input-range") -> tuple[float, float] | None:
+    """'-1,1' -> (-1.0, 1.0): two finite, distinct numbers. One-line EdgeclsError otherwise."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        value = (float(parts[0]), float(parts[1]))
+    except ValueError:
+        raise EdgeclsError(f"{option} takes LO,HI, the values pixels 0 and 255 become, e.g. -1,1 or 0,1 "
+                           f"(got {text!r})") from None
+    return check_range(value, option, EdgeclsError)
+
+
+def range_text(value: tuple[float, float]) -> str:
+    """(-1.0, 1.0) -> '-1.0,1.0': what parse_range reads back exactly."""
+    return ",".join(repr(float(v)) for v in value)
+
+
+def backend_option(**changes: Any) -> Any:
+    return option(None, help="litert | tflite_runtime | tensorflow", panel=INTERPRETER,
+                  show_default="$EDGECLS_BACKEND, else the first one installed, in that order", **changes)
+
+
+def threads_option(**changes: Any) -> Any:
+    return option(None, help="Interpreter threads", low=1, range_in_help=True, show_default="the CPU count",
+                  panel=INTERPRETER, **changes)
+
+
+def input_range_option(**changes: Any) -> Any:
+    return option(None, **{"flags": ("--input-range",), "metavar": "LO,HI", "help": INPUT_RANGE_HELP,
+                           "show_default": INPUT_RANGE_DEFAULT, "panel": PREPROCESSING, "parse": parse_range,
+                           "text": range_text, **changes})
+
+
+def labels_option(**changes: Any) -> Any:
+    return option(None, **{"help": "Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own "
+                                   "labels",
+                           "show_default": "the model's own, else labels.txt beside it, else the class indices",
+                           "panel": OUTPUT, **changes})
+
+
+def resize_option(**changes: Any) -> Any:
+    return option(None, help="How a picture is resized to the model's input: match what the model was trained or "
+                  "evaluated with (Google's Coral MobileNets: nearest)", choices=RESIZE_METHODS, what="resize method",
+                  show_default=f"the model's metadata, else {DEFAULT_RESIZE}", panel=PREPROCESSING, **changes)
+
+
+def fit_option(**changes: Any) -> Any:
+    return option(None, help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's "
+                  "aspect ratio", choices=FITS, what="fit", show_default=f"the model's metadata, else {DEFAULT_FIT}",
+                  panel=PREPROCESSING, **changes)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How a model file becomes Classifiers: `edgecls predict`'s model options."""
+
+    labels: Optional[Path] = labels_option()
+    resize: Optional[str] = resize_option()
+    fit: Optional[str] = fit_option()
+    input_range: Optional[tuple[float, float]] = input_range_option()
+    threads: Optional[int] = threads_option()
+    backend: Optional[str] = backend_option()
+
+    def open(self, path: str | Path, threads: Optional[int] = None, content: Optional[bytes] = None) -> Classifier:
+        """The Classifier of `path` with these settings (`threads` instead of the settings' own, if given;
+        `content`: the file's bytes, already read and checked)."""
+        from edgecls.runtime.classify import Classifier
+
+        return Classifier(path, num_threads=threads if threads is not None else self.threads, labels=self.labels,
+                          backend=self.backend, input_range=self.input_range, resize=self.resize, fit=self.fit,
+                          content=content)
