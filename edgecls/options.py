@@ -186,15 +186,21 @@ def given(record: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------- text forms
+def number_text(value: float) -> str:
+    """The shortest text that reads back as exactly `value`: 20.0 -> '20', 0.1 -> '0.1', 1/3 -> its repr."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def as_text(spec: Option, value: Any) -> Any:
-    """A value as its text form writes it: the Option's own `text`, lists comma-joined, floats exact,
+    """A value as its text form writes it: the Option's own `text`, lists comma-joined (numbers exact),
     paths as strings; numbers, booleans and strings as they are (TOML keeps their type)."""
     if value is None:
         return None
     if spec.text is not None:
         return spec.text(value)
     if isinstance(value, (list, tuple)):
-        return ",".join(repr(v) if isinstance(v, float) else str(v) for v in value)
+        return ",".join(number_text(v) if isinstance(v, float) else str(v) for v in value)
     return str(value) if isinstance(value, Path) else value
 
 
@@ -253,5 +259,6 @@ def argv(record: Any, skip: Callable[[Field], bool] = lambda f: False,
         if isinstance(value, bool):
             words.append(spec.flag(f.name) if value else f"--no-{spec.flag(f.name)[2:]}")
             continue
-        words += [spec.flag(f.name), str(as_text(spec, value_of(f, value)))]
+        text = as_text(spec, value_of(f, value))
+        words += [spec.flag(f.name), number_text(text) if isinstance(text, float) else str(text)]
     return words

@@ -319,7 +319,7 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     for spec in fields(BenchOptions):
         if "measure" in spec.metadata:
             assert device_flag(spec.name) in args, spec.name
-    assert args[args.index("--threads") + 1] == "1,3" and args[args.index("--input-range") + 1] == "-1.0,1.0"
+    assert args[args.index("--threads") + 1] == "1,3" and args[args.index("--input-range") + 1] == "-1,1"
     assert args[args.index("--resize") + 1] == "nearest" and args[args.index("--fit") + 1] == "crop"
     sent_labels = args[args.index("--labels") + 1]
     assert (payload / sent_labels).read_text() == "a\nb\n"

@@ -111,7 +111,7 @@ class BenchOptions:
         True, panel=MEASUREMENT, help="Measure peak memory of a device-side process per model"))
     # seconds of steady inference after the bench (bench.sustain); with remote, on the devices only
     sustain: Optional[float] = measured(option(
-        None, panel=MEASUREMENT, metavar="DURATION", parse=parse_sustain, text=repr, show_default="none",
+        None, panel=MEASUREMENT, metavar="DURATION", parse=parse_sustain, show_default="none",
         help="After the bench, run steady inference this long (10m, 90s, 1h), sampling latency, CPU temperature, "
         "clock and throttling once a second; with --remote, on the devices"))
     backend: Optional[str] = measured(backend_option())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgecls.errors import EdgeclsError
-from edgecls.options import option
+from edgecls.options import number_text, option
 from edgecls.runtime.metadata import check_range
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 
@@ -47,8 +47,8 @@ def parse_range(text: str | None, option: str = "--input-range") -> tuple[float,
 
 
 def range_text(value: tuple[float, float]) -> str:
-    """(-1.0, 1.0) -> '-1.0,1.0': what parse_range reads back exactly."""
-    return ",".join(repr(float(v)) for v in value)
+    """(-1.0, 1.0) -> '-1,1': what parse_range reads back exactly."""
+    return ",".join(number_text(float(v)) for v in value)
 
 
 def backend_option(**changes: Any) -> Any:

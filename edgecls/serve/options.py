@@ -1,6 +1,7 @@
-"""ServeOptions: every setting of `edgecls serve` in one record, checked in one place.
+"""ServeOptions: every setting of `edgecls serve` in one record (the single source of each option:
+edgecls.options), checked in one place.
 
-Standard library only (the CLI builds it before it knows whether the serve extra is installed).
+No web framework here (the CLI builds it before it knows whether the serve extra is installed).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
-from edgecls.runtime.settings import ModelSettings
+from edgecls.options import OUTPUT, argument, check, option
+from edgecls.runtime.settings import INTERPRETER, PREPROCESSING, ModelSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -29,29 +31,66 @@ DEFAULT_GRACE_S = 10.0
 MB = 1 << 20
 
 
+# The help's panels (edgecls serve --help shows them in this order).
+NET, LOAD, LIMITS, UPDATES = "Network and security", "Under load", "Limits", "Model updates"
+PANELS = (NET, OUTPUT, PREPROCESSING, INTERPRETER, LOAD, LIMITS, UPDATES)
+
+
 @dataclass(frozen=True)
 class ServeOptions:
-    model: Path
-    settings: ModelSettings = field(default_factory=ModelSettings)
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    interpreters: int = DEFAULT_INTERPRETERS
-    queue: int | None = None  # None: QUEUE_PER_INTERPRETER per interpreter
-    token_file: Path | None = None
-    insecure_no_auth: bool = False
-    metrics_public: bool = False
-    max_body_mb: float = DEFAULT_MAX_BODY_MB
-    max_model_mb: float = DEFAULT_MAX_MODEL_MB
-    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
-    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
-    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    grace_s: float = DEFAULT_GRACE_S
-    watch: bool = False
-    allow_input_change: bool = False
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    access_log: bool = False
+    """Every option of `edgecls serve` (edgecls.options: the single source of each)."""
+
+    model: Path = argument(help="The .tflite image classifier to serve; models deployed to the server are written "
+                                "over it (the one replaced beside it, as NAME.previous.tflite)")
+    settings: ModelSettings = field(default_factory=ModelSettings)  # predict's model options, every model loaded
+    host: str = option(DEFAULT_HOST, metavar="ADDRESS", panel=NET,
+                       help="Address to listen on: 127.0.0.1 keeps the service to this machine; any other (0.0.0.0: "
+                       "every interface) needs a token")
+    port: int = option(DEFAULT_PORT, low=0, high=65535, range_in_help=True, metavar="PORT", panel=NET,
+                       help="TCP port; 0 picks a free one (the log says which)")
+    interpreters: int = option(DEFAULT_INTERPRETERS, low=1, range_in_help=True, metavar="N", panel=LOAD,
+                               help="Interpreters classifying at once, one thread each (each with --threads; not "
+                               "processes)")
+    queue: int | None = option(  # None: QUEUE_PER_INTERPRETER per interpreter
+        None, low=0, range_in_help=True, metavar="N", panel=LOAD,
+        show_default=f"{QUEUE_PER_INTERPRETER} per interpreter",
+        help="Requests waiting for an interpreter; one more is answered 503 with Retry-After at once. Under overload "
+        "an answer waits for at most about QUEUE/INTERPRETERS others")
+    token_file: Path | None = option(
+        None, metavar="FILE", panel=NET, show_default="$EDGECLS_TOKEN, else none (allowed on 127.0.0.1 only)",
+        help="File holding the API token (one word, 16+ characters); clients send 'Authorization: Bearer TOKEN'. "
+        "Never on the command line")
+    insecure_no_auth: bool = option(False, panel=NET,
+                                    help="Serve a non-loopback --host without a token (warns at every start)")
+    metrics_public: bool = option(False, panel=NET, help="Answer GET /metrics without the token")
+    max_body_mb: float = option(DEFAULT_MAX_BODY_MB, low=0.001, range_in_help=True, metavar="MB", panel=LIMITS,
+                                help="Largest image request body; more is answered 413")
+    max_model_mb: float = option(DEFAULT_MAX_MODEL_MB, low=0.001, range_in_help=True, metavar="MB", panel=LIMITS,
+                                 help="Largest model upload (PUT /v1/model)")
+    max_megapixels: float = option(
+        DEFAULT_MAX_MEGAPIXELS, low=0.001, range_in_help=True, metavar="MP", panel=LIMITS,
+        help="Largest image in megapixels, read from its header before decoding (decompression bombs): more is "
+        "answered 413")
+    header_timeout_s: float = option(DEFAULT_HEADER_TIMEOUT_S, low=0.1, range_in_help=True, metavar="S", panel=LIMITS,
+                                     help="Time a client has to send its request head (408 after)")
+    body_timeout_s: float = option(DEFAULT_BODY_TIMEOUT_S, low=0.1, range_in_help=True, metavar="S", panel=LIMITS,
+                                   help="Time a client has to send its body (408 after)")
+    max_connections: int = option(DEFAULT_MAX_CONNECTIONS, low=1, range_in_help=True, metavar="N", panel=LIMITS,
+                                  help="Open connections at once; one more is answered 503")
+    grace_s: float = option(DEFAULT_GRACE_S, low=0, range_in_help=True, metavar="S", panel=LOAD,
+                            help="On SIGTERM, time to finish the requests in flight before exiting")
+    watch: bool = option(False, panel=UPDATES,
+                         help="Reload MODEL (and --labels) when the file changes on disk (SIGHUP does it on demand)")
+    allow_input_change: bool = option(False, panel=UPDATES,
+                                      help="Accept a new model whose input size or colour differs from the served "
+                                      "one's")
+    tls_cert: Path | None = option(None, metavar="PEM", panel=NET, show_default="none: plain HTTP",
+                                   help="TLS certificate (PEM), with --tls-key: serve HTTPS")
+    tls_key: Path | None = option(None, metavar="PEM", panel=NET, show_default="none",
+                                  help="TLS private key (PEM) of --tls-cert")
+    access_log: bool = option(False, help="Log one line per request")
+    systemd_unit: bool = option(False, toml=False,
+                                help="Print a systemd unit that runs this command as a service, and exit")
 
     @property
     def queue_size(self) -> int:
@@ -83,27 +122,22 @@ class ServeOptions:
         return self.model.with_name(f"{self.model.stem}.previous{self.model.suffix}")
 
     def checked(self) -> ServeOptions:
-        """These options with absolute paths, or a one-line EdgeclsError (exit 2) for the first problem."""
+        """These options with absolute paths, or a one-line EdgeclsError (exit 2) for the first problem: each
+        option's bounds (edgecls.options.check), the files named, what involves several options."""
+        check(self)
         model = Path(self.model)
         _check_file(model, "MODEL")
         if model.suffix.lower() in (".keras", ".h5"):
             raise EdgeclsError(f"{model} is a Keras model: serve its .tflite (edgecls export makes one)")
-        for path, option in ((self.settings.labels, "--labels"), (self.token_file, "--token-file"),
-                             (self.tls_cert, "--tls-cert"), (self.tls_key, "--tls-key")):
+        for path, flag in ((self.settings.labels, "--labels"), (self.token_file, "--token-file"),
+                           (self.tls_cert, "--tls-cert"), (self.tls_key, "--tls-key")):
             if path is not None:
-                _check_file(Path(path), option)
+                _check_file(Path(path), flag)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise EdgeclsError("TLS needs both --tls-cert and --tls-key")
-        if not 0 <= self.port <= 65535:
-            raise EdgeclsError(f"--port must be between 0 and 65535, got {self.port}")
         if self.insecure_no_auth and (self.token_file is not None or os.environ.get(TOKEN_ENV)):
             raise EdgeclsError(f"--insecure-no-auth and a token ({'--token-file' if self.token_file else TOKEN_ENV}) "
                                "contradict each other: choose one")
-        for value, option in ((self.max_body_mb, "--max-body-mb"), (self.max_model_mb, "--max-model-mb"),
-                              (self.max_megapixels, "--max-megapixels"), (self.header_timeout_s, "--header-timeout-s"),
-                              (self.body_timeout_s, "--body-timeout-s")):
-            if not value > 0:
-                raise EdgeclsError(f"{option} must be more than 0, got {value}")
         settings = replace(self.settings, labels=_absolute(self.settings.labels))
         return replace(self, model=model.absolute(), settings=settings, token_file=_absolute(self.token_file),
                        tls_cert=_absolute(self.tls_cert), tls_key=_absolute(self.tls_key))

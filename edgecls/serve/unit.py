@@ -12,30 +12,16 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
-from edgecls.serve.options import TOKEN_ENV, ModelSettings, ServeOptions
+from edgecls.options import argv
+from edgecls.serve.options import TOKEN_ENV, ServeOptions
 
 UNIT_USER = "edgecls"
 CREDENTIAL = "edgecls-token"  # the token file's name in the service's credentials folder (%d)
 PRIVILEGED_PORTS = 1024
 STOP_MARGIN_S = 5  # systemd's stop timeout: the drain (--grace-s) and this much to spare
-# ServeOptions field -> its flag; flags whose value equals the default are left out of ExecStart.
-_FLAGS = {
-    "host": "--host", "port": "--port", "interpreters": "--interpreters", "queue": "--queue",
-    "insecure_no_auth": "--insecure-no-auth", "metrics_public": "--metrics-public",
-    "max_body_mb": "--max-body-mb", "max_model_mb": "--max-model-mb", "max_megapixels": "--max-megapixels",
-    "header_timeout_s": "--header-timeout-s", "body_timeout_s": "--body-timeout-s",
-    "max_connections": "--max-connections", "grace_s": "--grace-s", "watch": "--watch",
-    "allow_input_change": "--allow-input-change", "tls_cert": "--tls-cert", "tls_key": "--tls-key",
-    "access_log": "--access-log",
-}
-_SETTING_FLAGS = {"labels": "--labels", "resize": "--resize", "fit": "--fit", "input_range": "--input-range",
-                  "threads": "--threads", "backend": "--backend"}
-
-
 def edgecls_command() -> list[str]:
     """This environment's `edgecls`, absolute (the venv's console script, else `python -m edgecls`).
     sys.executable is not resolved: a venv's python is a link out of the venv."""
@@ -45,29 +31,11 @@ def edgecls_command() -> list[str]:
 
 
 def serve_arguments(options: ServeOptions) -> list[str]:
-    """`serve MODEL ...`: the options that differ from the defaults (paths absolute), without the token."""
-    arguments = ["serve", str(options.model)]
-    defaults, settings_defaults = ServeOptions(model=options.model), ModelSettings()
-    for name, flag in _SETTING_FLAGS.items():
-        value = getattr(options.settings, name)
-        if value != getattr(settings_defaults, name):
-            arguments += _flag(flag, value)
-    for field in fields(ServeOptions):
-        flag = _FLAGS.get(field.name)
-        value = getattr(options, field.name)
-        if flag is not None and value != getattr(defaults, field.name):
-            arguments += _flag(flag, value)
-    return arguments
-
-
-def _flag(flag: str, value: object) -> list[str]:
-    if value is True:
-        return [flag]
-    if isinstance(value, tuple):  # --input-range
-        return [flag, ",".join(f"{v:g}" for v in value)]
-    if isinstance(value, float):
-        return [flag, f"{value:g}"]
-    return [flag, str(value)]
+    """`serve MODEL ...`: the options that differ from the defaults (paths absolute), without the token,
+    made from ServeOptions' own fields (edgecls.options.argv)."""
+    own = ("token_file", "systemd_unit")  # the token is handed over as a credential; the unit is this output
+    return ["serve", str(options.model), *argv(options.settings),
+            *argv(options, skip=lambda spec: spec.name in own)]
 
 
 def systemd_unit(options: ServeOptions) -> str:
