@@ -25,6 +25,7 @@ from edgecls.audit import report
 from edgecls.audit.facts import Facts, dataset_facts
 from edgecls.audit.labels import FOLDS, LabelIssues, find_label_issues, out_of_fold
 from edgecls.audit.leakage import Leakage, find_leakage, recompute_accuracy
+from edgecls.audit.options import CheckOptions, validate
 from edgecls.audit.outliers import Outliers, find_outliers
 from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, native_format
 from edgecls.duplicates import (
@@ -38,21 +39,6 @@ from edgecls.duplicates import (
 from edgecls.errors import EdgeclsError
 from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import RunDir, exported_files, open_run
-
-DEFAULT_MAX_PAGES = 5  # contact-sheet pages per finding (12 rows a page)
-
-
-@dataclass
-class CheckOptions:
-    target: str  # a folder of class sub-folders, a folder of IDX files, a built-in dataset, or a run directory
-    backbone: Optional[str] = None  # a .tflite image classifier or feature extractor (None: a run's own, if any)
-    embedding_tensor: Optional[str] = None
-    report_dir: Optional[str] = None  # None: RUN/datacheck, or runs/<name>-datacheck
-    review: Optional[str] = None  # a new folder to link the flagged images into, a folder per finding
-    threads: Optional[int] = None
-    seed: int = 0  # the folds of the label check
-    max_pages: int = DEFAULT_MAX_PAGES
-    cache: bool = True  # embeddings cached with the transfer route's
 
 
 @dataclass
@@ -88,15 +74,6 @@ class CheckResult:
 
     def summary(self) -> list[str]:
         return report.summary_lines(self.document, self.report_dir, self.files, self.review_dir)
-
-
-def validate(options: CheckOptions) -> None:
-    if options.threads is not None and options.threads < 1:
-        raise EdgeclsError(f"--threads must be at least 1 (got {options.threads})")
-    if options.max_pages < 0:
-        raise EdgeclsError(f"--max-pages must be 0 or more (got {options.max_pages})")
-    if options.embedding_tensor and not options.backbone:
-        raise EdgeclsError("--embedding-tensor needs --backbone FILE.tflite")
 
 
 def is_run_dir(path: Path) -> bool:

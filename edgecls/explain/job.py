@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -25,6 +24,7 @@ from edgecls.errors import EdgeclsError
 from edgecls.explain import METHODS
 from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, HEALTHY_DB, Divergence, DivergenceProbe
 from edgecls.explain.occlusion import SaliencyMap, device_map
+from edgecls.explain.options import ExplainOptions
 from edgecls.explain.render import Panel, overlay_png, pyplot, sheet_png, short, slug, top3_lines
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
@@ -43,22 +43,6 @@ SUMMARY_NAME = "explain.json"
 DEFAULT_WORST = 16  # --dataset: images on the contact sheet
 MAX_EXPLAINED_FLIPS = 200  # flips mapped per model pair; the rest are counted, not drawn
 FOCUS_FRACTION = 0.10  # "where a map looks": its top 10 % of pixels (for the float/int8 overlap)
-
-
-@dataclass
-class ExplainOptions:
-    method: Optional[str] = None  # None: gradcam for a run directory, occlusion for a .tflite
-    out: Optional[Path] = None  # folder for the PNGs and explain.json
-    target: Optional[int] = None  # the class to explain; None: each image's top-1
-    masks: int = 500  # RISE
-    fill: str = "mean"  # occlusion and RISE: what hidden pixels become
-    seed: int = 0
-    layer: Optional[str] = None  # Grad-CAM's layer; None: the last conv layer
-    threads: Optional[int] = None
-    backend: Optional[str] = None
-    labels: Optional[str] = None
-    input_range: Optional[tuple[float, float]] = None
-    force: bool = False  # write into a folder that holds an earlier result (replacing its explain.json)
 
 
 # ---------------------------------------------------------------------- edgecls explain MODEL IMAGES...

@@ -26,38 +26,20 @@ from edgecls.atomic import check_folder_writable, private_tempdir
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import (
-    DEFAULT_MIN_AGREEMENT,
     check_modes,
     is_integer,
     made_by_litert,
 )
+from edgecls.export.options import ExportOptions
 from edgecls.export.report import build_metadata, build_report
 from edgecls.parsing import split_list
 from edgecls.provenance import sha256_bytes
 from edgecls.reporter import SILENT, Reporter
-from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir, keras_probabilities
+from edgecls.rundir import Calibration, RunDir, keras_probabilities
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import embed_metadata
 from edgecls.runtime.quant import is_distribution
 from edgecls.train.quality import assess, refuse_useless
-
-
-@dataclass
-class ExportOptions:
-    modes: list[str]
-    quantizer: str = "converter"
-    calib_samples: Optional[int] = DEFAULT_CALIB_SAMPLES
-    out: Optional[Path] = None  # None: RUN_DIR/export, or MODEL-export beside a bare .keras
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
-    force: bool = False  # write the files even when the agreement gate fails
-    # A mixed int8 variant beside each integer mode: these layers / op types / nodes kept in float,
-    # plus the `auto_fallback` worst ops by the quantisation diagnosis (edgecls.export.diagnose).
-    keep_float: list[str] = field(default_factory=list)
-    auto_fallback: int = 0
-
-    @property
-    def mixed(self) -> bool:
-        return bool(self.keep_float or self.auto_fallback)
 
 
 @dataclass

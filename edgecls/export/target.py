@@ -34,15 +34,13 @@ from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import ConversionError, Converted, convert, quantize_litert, saved_model
 from edgecls.export.modes import (
     DEFAULT_FALLBACK,
-    DEFAULT_MAX_DROP,
-    DEFAULT_MIN_AGREEMENT,
     DEFAULT_QUANT,
-    DEFAULT_RUNS,
     QUANTIZERS,
 )
+from edgecls.export.options import TargetOptions
 from edgecls.parsing import split_list
 from edgecls.reporter import SILENT, Reporter
-from edgecls.rundir import DEFAULT_CALIB_SAMPLES, RunDir, keras_probabilities
+from edgecls.rundir import RunDir, keras_probabilities
 from edgecls.runtime.metadata import ModelMetadata
 from edgecls.runtime.metrics import points_text
 
@@ -152,20 +150,6 @@ def candidates(fallback: int = DEFAULT_FALLBACK) -> list[Candidate]:
 
 
 # ---------------------------------------------------------------------- options and target
-@dataclass
-class TargetOptions:
-    target: str  # host | a device profile (rpi5, devices/x.toml) | user@host
-    max_drop: float = DEFAULT_MAX_DROP
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
-    budget_s: Optional[float] = None  # None: no cap
-    calib_samples: Optional[int] = DEFAULT_CALIB_SAMPLES
-    fallback: int = DEFAULT_FALLBACK
-    only: Optional[list[str]] = None  # candidate names to try (None: all)
-    runs: int = DEFAULT_RUNS
-    out: Optional[Path] = None  # None: RUN_DIR/target-<target>
-    remote: Any = None  # edgecls.transport.RemoteOptions for user@host (ssh config, python, ...); None: defaults
-
-
 @dataclass(frozen=True)
 class Target:
     spec: str
