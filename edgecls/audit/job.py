@@ -83,14 +83,14 @@ def is_run_dir(path: Path) -> bool:
 def default_report_dir(options: CheckOptions, run: Optional[RunDir]) -> Path:
     if run is not None:
         return Path(run.run_dir) / DATACHECK_DIR
-    return Path("runs") / f"{Path(options.target.rstrip('/')).name or 'data'}-datacheck"
+    return Path("runs") / f"{Path(options.data.rstrip('/')).name or 'data'}-datacheck"
 
 
 def run_check(options: CheckOptions, reporter: Reporter = SILENT) -> CheckResult:
     """The whole check per `options`; the report is written and the result returned."""
     started = time.perf_counter()
     validate(options)
-    run = _open_target(options.target)
+    run = _open_target(options.data)
     report_dir = Path(options.report_dir) if options.report_dir else default_report_dir(options, run)
     _check_report_dir(report_dir)
     review_dir = Path(options.review) if options.review else None
@@ -140,7 +140,7 @@ def _backbone_path(options: CheckOptions, run: Optional[RunDir]) -> tuple[Option
 
 def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Optional[str], backbone_note: str,
              reporter: Reporter) -> Check:
-    source = run.data if run is not None else options.target
+    source = run.data if run is not None else options.data
     backbone = None
     if backbone_path:
         from edgecls.transfer.backbone import open_backbone
