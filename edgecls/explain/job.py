@@ -24,8 +24,9 @@ from edgecls.errors import EdgeclsError
 from edgecls.explain import METHODS
 from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, HEALTHY_DB, Divergence, DivergenceProbe
 from edgecls.explain.occlusion import SaliencyMap, device_map
-from edgecls.explain.options import ExplainOptions
+from edgecls.explain.options import DEFAULT_WORST, ExplainOptions
 from edgecls.explain.render import Panel, overlay_png, pyplot, sheet_png, short, slug, top3_lines
+from edgecls.options import check
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from edgecls.reports.job import Analysis
 
 SUMMARY_NAME = "explain.json"
-DEFAULT_WORST = 16  # --dataset: images on the contact sheet
 MAX_EXPLAINED_FLIPS = 200  # flips mapped per model pair; the rest are counted, not drawn
 FOCUS_FRACTION = 0.10  # "where a map looks": its top 10 % of pixels (for the float/int8 overlap)
 
@@ -396,19 +396,20 @@ def _db(value: float) -> str:
 
 
 # ---------------------------------------------------------------------- the command
-def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[Path], options: ExplainOptions,
-                worst: int = DEFAULT_WORST, as_json: bool = False, reporter: Reporter = SILENT) -> int:
+def run_explain(options: ExplainOptions, reporter: Reporter = SILENT) -> int:
     """`edgecls explain`: maps of MODEL on IMAGES, or of the worst test images of --dataset RUN.
     Prints a table (or the JSON summary) and returns the exit code: 0 ok, 1 some images failed."""
-    if dataset is not None:
+    check(options)
+    model, images = options.model, options.images or []
+    if options.dataset is not None:
         if model is not None or images:
             raise EdgeclsError("--dataset RUN explains a run's own test images: give no MODEL or IMAGES with it")
-        summary = explain_dataset(dataset, options, worst, reporter=reporter)
+        summary = explain_dataset(options.dataset, options, options.worst, reporter=reporter)
     else:
         if model is None or not images:
             raise EdgeclsError("give MODEL (a .tflite or a run directory) and IMAGES, or --dataset RUN")
         summary = explain_images(model, images, options, reporter=reporter)
-    if as_json:
+    if options.as_json:
         print(json.dumps(summary, indent=1, ensure_ascii=False))
     else:
         _print_summary(summary)
