@@ -54,6 +54,8 @@ class Option:
     text: Optional[Callable[[Any], str]] = None  # the value -> the text `parse` reads back
     kind: Any = None  # the command line's type when it is not the field's (Path for a path kept as str)
     argument: bool = False  # positional on the command line
+    required: bool = False  # the command line must give it (the record's own default is for library callers)
+    multiple: bool = False  # the option may be repeated; `parse` then takes the list of its values
     command_line: bool = True  # False: set by the program, never given (the command line itself, say)
     toml: bool = True  # written to and read from a TOML table (False: how a run is made, not what it is)
     eager: Optional[Callable[..., Any]] = None  # a command-line callback run before the others (--config)

@@ -59,20 +59,27 @@ def plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
-def takes(*records: type, panels: Sequence[str] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def takes(*records: type, panels: Sequence[str] = (), optional: Sequence[type] = ()
+          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a command body `body(record, ..., *own)`: Typer sees the records' fields as its options.
+    A field two records share (the same name, declared alike) is one option that fills both. A record
+    in `optional` is None unless its first field, the one that asks for it, is given (export --target).
     --help shows a panel where its first option comes, or in the order `panels` names them."""
 
     def decorate(body: Callable[..., Any]) -> Callable[..., Any]:
-        parameters: list[inspect.Parameter] = []
+        parameters: dict[str, inspect.Parameter] = {}
+        specs: dict[str, Option] = {}
         builds = []
         for record in records:
-            found, build = _parameters(record)
-            parameters += found
-            builds.append(build)
+            found, build = _parameters(record, asked=record in optional)
+            for parameter, spec in found:
+                if parameter.name in specs and spec != specs[parameter.name]:
+                    raise TypeError(f"{body.__name__}: --{parameter.name} is declared differently in two records")
+                parameters.setdefault(parameter.name, parameter)
+                specs.setdefault(parameter.name, spec)
+            builds.append(_optional(record, build) if record in optional else build)
         own = list(inspect.signature(body, eval_str=True).parameters.values())[len(records):]
-        names = [p.name for p in parameters + own]
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        repeated = sorted(p.name for p in own if p.name in parameters)
         if repeated:
             raise TypeError(f"{body.__name__}: options named twice: {', '.join(repeated)}")
 
@@ -81,7 +88,8 @@ def takes(*records: type, panels: Sequence[str] = ()) -> Callable[[Callable[...,
 
         command.__name__, command.__doc__ = body.__name__, body.__doc__
         command.__module__, command.__qualname__ = body.__module__, body.__qualname__
-        command.__signature__ = inspect.Signature(_by_panel(parameters + own, panels))  # type: ignore[attr-defined]
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            _by_panel([*parameters.values(), *own], panels))
         return command
 
     return decorate
@@ -98,21 +106,22 @@ def _by_panel(parameters: list[inspect.Parameter], panels: Sequence[str]) -> lis
     return sorted(parameters, key=rank) if panels else parameters
 
 
-def _parameters(record: type) -> tuple[list[inspect.Parameter], Build]:
-    """The command-line parameters of `record`'s fields and the function that builds it from their values."""
-    parameters: list[inspect.Parameter] = []
+def _parameters(record: type, asked: bool = False) -> tuple[list[tuple[inspect.Parameter, Option]], Build]:
+    """The command-line parameters of `record`'s fields and the function that builds it from their values.
+    `asked`: the record is made only when its first field is given, which the command line may leave out."""
+    parameters: list[tuple[inspect.Parameter, Option]] = []
     parts: list[tuple[str, Build]] = []
     for f in dataclasses.fields(record):
         inner = nested(record, f)
         spec = spec_of(f)
         if inner is not None:  # a record in the record (serve's ModelSettings, bench's RemoteOptions)
-            found, build = _parameters(inner)
+            found, build = _parameters(inner, asked=f.default is None)
             parameters += found
-            parts.append((f.name, _optional(inner, build, f)))
+            parts.append((f.name, _optional(inner, build) if f.default is None else build))
             continue
         if spec is None or not spec.command_line:
             continue
-        parameters.append(_parameter(record, f, spec))
+        parameters.append((_parameter(record, f, spec, asked and not parts), spec))
         parts.append((f.name, _reader(record, f, spec)))
 
     def build(given: dict[str, Any]) -> Any:
@@ -121,11 +130,9 @@ def _parameters(record: type) -> tuple[list[inspect.Parameter], Build]:
     return parameters, build
 
 
-def _optional(record: type, build: Build, f: Field) -> Build:
-    """A nested record; an optional one (`remote: Optional[RemoteOptions]`) is None unless its first
-    field, the one that asks for it (--remote HOSTS), is given."""
-    if f.default is not None:
-        return build
+def _optional(record: type, build: Build) -> Build:
+    """An optional record (`remote: Optional[RemoteOptions]`, export's TargetOptions) is None unless its
+    first field, the one that asks for it (--remote HOSTS, --target DEVICE), is given."""
     first = dataclasses.fields(record)[0].name
     return lambda given: build(given) if given.get(first) is not None else None
 
@@ -137,20 +144,23 @@ def annotated(record: type, name: str) -> Any:
     return _parameter(record, f, spec_of(f)).annotation
 
 
-def _parameter(record: type, f: Field, spec: Option) -> inspect.Parameter:
+def _parameter(record: type, f: Field, spec: Option, asks: bool = False) -> inspect.Parameter:
+    """`asks`: the field that asks for an optional record: None when the command line leaves it out."""
     hint = hints(record)[f.name]
     kind = base_type(hint)
-    default = _default(f)
+    default = None if asks else inspect.Parameter.empty if spec.required else _default(f)
     extra: dict[str, Any] = {}
     if spec.choices:
         kind = choices(f.name.title().replace("_", ""), spec.choices)
         extra = choice(kind, spec.what or spec.flag(f.name))
+    elif spec.multiple:
+        kind, default = list[str], None
     elif spec.parse is not None:
         kind = str
         default = as_text(spec, default) if default is not inspect.Parameter.empty else default
     elif spec.kind is not None:
         kind = spec.kind
-    optional = default is None or (spec.argument and default is not inspect.Parameter.empty)
+    optional = default is None or (spec.argument and default is not inspect.Parameter.empty) or spec.multiple
     python_type = Optional[kind] if optional else kind  # type: ignore[valid-type]
     if spec.argument:
         info = typer.Argument(help=spec.help, **_shown(spec), **({"metavar": spec.metavar} if spec.metavar else {}))
@@ -191,8 +201,9 @@ def _reader(record: type, f: Field, spec: Option) -> Build:
     def read(given: dict[str, Any]) -> Any:
         value = given[f.name]
         value = value.value if isinstance(value, Enum) else value
-        if value is None:
-            return None
+        if value is None:  # left out: the record's own default (a repeated option's empty list)
+            default = _default(f)
+            return None if default is inspect.Parameter.empty else default
         if spec.parse is not None and not spec.choices:
             return spec.parse(value)
         if isinstance(value, Path) and wants_text:

@@ -32,7 +32,7 @@ from edgecls.export.modes import (
 )
 from edgecls.export.options import ExportOptions
 from edgecls.export.report import build_metadata, build_report
-from edgecls.parsing import split_list
+from edgecls.options import check
 from edgecls.provenance import sha256_bytes
 from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import Calibration, RunDir, keras_probabilities
@@ -107,11 +107,6 @@ class ExportResult:
         return f"edgecls bench {source if default_out else tflites}"
 
 
-def parse_names(values: Optional[list[str]]) -> list[str]:
-    """--keep-float values, each a name or a comma list -> names, in order, without repeats."""
-    return split_list(values, unique=True)
-
-
 def default_out(source: RunDir) -> Path:
     if source.run_dir is not None:
         return source.run_dir / EXPORT_DIR
@@ -126,13 +121,10 @@ def check_output_dir(out: Path) -> None:
 
 
 def validate_options(options: ExportOptions) -> None:
+    """Each option's bounds and choices (edgecls.options.check), then the rules between modes, quantizer and a
+    mixed model (export.modes)."""
+    check(options)
     check_modes(options.modes, options.quantizer, options.mixed)
-    if options.calib_samples is not None and options.calib_samples < 1:
-        raise EdgeclsError(f"--calib-samples must be at least 1 (got {options.calib_samples})")
-    if not 0.0 <= options.min_agreement <= 1.0:
-        raise EdgeclsError(f"--min-agreement must be between 0 and 1 (got {options.min_agreement})")
-    if options.auto_fallback < 0:
-        raise EdgeclsError(f"--auto-fallback must be 0 or more (got {options.auto_fallback})")
 
 
 def refuse_backbone_run(source: RunDir) -> None:

@@ -40,7 +40,7 @@ QUANTIZERS = ("converter", "litert")
 LITERT_INSTALL = "pip install 'edgecls[train]'"
 
 # Export defaults, here so the CLI's help can show them without importing the export machinery.
-DEFAULT_QUANT = "int8,float32"
+DEFAULT_QUANT = "float32,int8"
 DEFAULT_MIN_AGREEMENT = 0.95
 # export --target (edgecls.export.target)
 DEFAULT_MAX_DROP = 0.5  # points of top-1 accuracy below the Keras float model, on the validation split

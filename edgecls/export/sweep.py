@@ -65,7 +65,7 @@ def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converte
         raise EdgeclsError(f"calibration sizes must be at least 1 (got {min(sizes)})")
     if mode not in INTEGER_MODES:
         raise EdgeclsError(f"the calibration sweep makes int8 or uint8 models, not {mode}")
-    validate_options(ExportOptions([mode], quantizer))  # the same quantizer checks as export
+    validate_options(ExportOptions([mode], quantizer=quantizer))  # the same quantizer checks as export
     require_tensorflow("the calibration sweep")
     model = source.model()
     images, labels = source.images("test")

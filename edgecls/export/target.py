@@ -34,11 +34,9 @@ from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import ConversionError, Converted, convert, quantize_litert, saved_model
 from edgecls.export.modes import (
     DEFAULT_FALLBACK,
-    DEFAULT_QUANT,
-    QUANTIZERS,
 )
 from edgecls.export.options import TargetOptions
-from edgecls.parsing import split_list
+from edgecls.options import check
 from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import RunDir, keras_probabilities
 from edgecls.runtime.metadata import ModelMetadata
@@ -181,16 +179,7 @@ def resolve_target(spec: str) -> Target:
 
 def validate(options: TargetOptions) -> list[Candidate]:
     """The candidates to try, after the option checks (one-line errors)."""
-    if options.max_drop < 0:
-        raise EdgeclsError(f"--max-drop must be 0 or more points (got {options.max_drop})")
-    if not 0.0 <= options.min_agreement <= 1.0:
-        raise EdgeclsError(f"--min-agreement must be between 0 and 1 (got {options.min_agreement})")
-    if options.budget_s is not None and options.budget_s <= 0:
-        raise EdgeclsError(f"--budget-s must be more than 0 (got {options.budget_s})")
-    if options.fallback < 0:
-        raise EdgeclsError(f"--max-fallback must be 0 or more (got {options.fallback})")
-    if options.runs < 1:
-        raise EdgeclsError(f"--timing-runs must be at least 1 (got {options.runs})")
+    check(options)
     every = candidates(options.fallback)
     if options.only is None:
         return every
@@ -201,21 +190,6 @@ def validate(options: TargetOptions) -> list[Candidate]:
     if not options.only:
         raise EdgeclsError("--candidates is empty")
     return [c for c in every if c.name in options.only]
-
-
-def refuse_export_options(quant: str, quantizer: str, force: bool, keep_float: Optional[Sequence[str]],
-                          auto_fallback: int) -> None:
-    """`export --target` makes and chooses its own candidates: export's own mode options beside it
-    (any not at its default) are an error, named, before any work."""
-    given = [name for name, used in (("--quant", quant != DEFAULT_QUANT), ("--quantizer", quantizer != QUANTIZERS[0]),
-                                     ("--force", force), ("--keep-float", bool(keep_float)),
-                                     ("--auto-fallback", bool(auto_fallback))) if used]
-    if given:
-        raise EdgeclsError(f"--target makes and chooses its own candidates: drop {', '.join(given)}")
-
-
-def parse_candidates(text: Optional[str]) -> Optional[list[str]]:
-    return split_list(text, unique=True) if text is not None else None
 
 
 # ---------------------------------------------------------------------- results
