@@ -175,17 +175,23 @@ def test_train_cli_options_mirror_train_options_field_for_field():
     from edgecls.train.options import DEFAULTS, TrainOptions
 
     params = _parse_train()
-    command_only = {"config", "force", "quiet"}
-    assert set(params) - command_only == {f.name for f in fields(TrainOptions)}
+    assert set(params) == {f.name for f in fields(TrainOptions)}
     for f in fields(TrainOptions):
         assert _plain(params[f.name]) == getattr(DEFAULTS, f.name), f.name
 
 
 def test_train_config_file_feeds_the_cli_defaults_and_the_command_line_wins(tmp_path):
     (tmp_path / "c.toml").write_text("[train]\nepochs = 3\nbatch-size = 8\ncolor = 'rgb'\naugment = ['flip', 'zoom']\n")
+    from edgecls.train.options import TrainOptions, with_config
+
     params = _parse_train("--config", str(tmp_path / "c.toml"), "--epochs", "5", "--color", "RGB")
-    assert (params["epochs"], params["batch_size"], params["augment"]) == (5, 8, "flip,zoom")
     assert params["color"].value == "rgb"  # case-insensitive choice
+    given = {"config", "epochs", "color"}
+    options = TrainOptions(config=tmp_path / "c.toml", epochs=5, batch_size=16, color="grayscale")
+    options, given = with_config(options, given)
+    # the file's values fill what the command line left out; what it gave wins
+    assert (options.epochs, options.batch_size, options.augment, options.color) == (5, 8, "flip,zoom", "grayscale")
+    assert given == {"config", "epochs", "color", "batch_size", "augment"}
     (tmp_path / "bad.toml").write_text("learning_rate = 0.1\n")
     code, err = run_cli_main(["train", "--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "r")])
     assert code == 2 and "unknown key 'learning_rate'" in err

@@ -78,7 +78,8 @@ def takes(*records: type, panels: Sequence[str] = (), optional: Sequence[type] =
                 parameters.setdefault(parameter.name, parameter)
                 specs.setdefault(parameter.name, spec)
             builds.append(_optional(record, build) if record in optional else build)
-        own = list(inspect.signature(body, eval_str=True).parameters.values())[len(records):]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for p in list(inspect.signature(body, eval_str=True).parameters.values())[len(records):]]
         repeated = sorted(p.name for p in own if p.name in parameters)
         if repeated:
             raise TypeError(f"{body.__name__}: options named twice: {', '.join(repeated)}")

@@ -52,13 +52,13 @@ def range_text(value: tuple[float, float]) -> str:
 
 
 def backend_option(**changes: Any) -> Any:
-    return option(None, help="litert | tflite_runtime | tensorflow", panel=INTERPRETER,
-                  show_default="$EDGECLS_BACKEND, else the first one installed, in that order", **changes)
+    return option(None, **{"help": "litert | tflite_runtime | tensorflow", "panel": INTERPRETER,
+                           "show_default": "$EDGECLS_BACKEND, else the first one installed, in that order", **changes})
 
 
 def threads_option(**changes: Any) -> Any:
-    return option(None, help="Interpreter threads", low=1, range_in_help=True, show_default="the CPU count",
-                  panel=INTERPRETER, **changes)
+    return option(None, **{"help": "Interpreter threads", "low": 1, "range_in_help": True,
+                           "show_default": "the CPU count", "panel": INTERPRETER, **changes})
 
 
 def input_range_option(**changes: Any) -> Any:
@@ -75,15 +75,17 @@ def labels_option(**changes: Any) -> Any:
 
 
 def resize_option(**changes: Any) -> Any:
-    return option(None, help="How a picture is resized to the model's input: match what the model was trained or "
-                  "evaluated with (Google's Coral MobileNets: nearest)", choices=RESIZE_METHODS, what="resize method",
-                  show_default=f"the model's metadata, else {DEFAULT_RESIZE}", panel=PREPROCESSING, **changes)
+    return option(None, **{"help": "How a picture is resized to the model's input: match what the model was trained "
+                           "or evaluated with (Google's Coral MobileNets: nearest)", "choices": RESIZE_METHODS,
+                           "what": "resize method", "show_default": f"the model's metadata, else {DEFAULT_RESIZE}",
+                           "panel": PREPROCESSING, **changes})
 
 
 def fit_option(**changes: Any) -> Any:
-    return option(None, help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's "
-                  "aspect ratio", choices=FITS, what="fit", show_default=f"the model's metadata, else {DEFAULT_FIT}",
-                  panel=PREPROCESSING, **changes)
+    return option(None, **{"help": "stretch: the whole picture, aspect ratio not kept; crop: its centre at the "
+                           "model's aspect ratio", "choices": FITS, "what": "fit",
+                           "show_default": f"the model's metadata, else {DEFAULT_FIT}", "panel": PREPROCESSING,
+                           **changes})
 
 
 @dataclass(frozen=True)

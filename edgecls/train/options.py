@@ -1,19 +1,21 @@
-"""Training options: defaults, a TOML file whose keys mirror the CLI options, validation.
+"""What `edgecls train` is asked to do, both routes: TrainOptions (the single source of each option:
+edgecls.options), config.toml read and written from its fields, validation.
 
-No TensorFlow here: the CLI reads defaults from this module to build its help text.
+No TensorFlow here: the CLI imports it to build its help text.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.data import DEDUPE_MODES
 from edgecls.errors import EdgeclsError
+from edgecls.options import OUTPUT, check, from_table, option, to_table, with_spec
 from edgecls.parsing import split_list
+from edgecls.runtime.settings import threads_option
 from edgecls.tomlio import read_toml
 
 # keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
@@ -28,54 +30,6 @@ HEADS = ("linear", "mlp")  # the heads edgecls.transfer fits on a .tflite backbo
 MAX_IMG_SIZE = 512
 
 
-@dataclass
-class TrainOptions:
-    data: str = "digits"
-    out: Optional[str] = None
-    arch: str = "seed"
-    img_size: Optional[int] = None  # None: the dataset's own size (96 for folders)
-    color: Optional[str] = None  # None: the dataset's own colour mode (rgb for folders)
-    augment: Optional[str] = None  # None: the dataset's default list
-    epochs: int = 30
-    batch_size: int = 32
-    optimizer: str = "adam"
-    lr: Optional[float] = None  # None: the architecture's own (ARCH_DEFAULTS)
-    kernel_size: int = 3
-    activation: str = "relu"
-    dropout: float = 0.0
-    label_smoothing: float = 0.0
-    patience: Optional[int] = None  # None: the architecture's own (ARCH_DEFAULTS)
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 0
-    strategy: str = "default"
-    # Near-duplicates kept on one side of the split (edgecls.duplicates): near | exact | off;
-    # None: near for a folder of image files, off for built-in and IDX data (their split as published).
-    dedupe: Optional[str] = None
-    # Keras backbones only (--arch mobilenet_v2 | mobilenet_v3_small | efficientnet_b0):
-    alpha: Optional[float] = None  # width multiplier of the MobileNets; None: 1.0
-    weights: str = "imagenet"  # imagenet | none | a weights FILE (.h5 / .weights.h5 of the backbone)
-    fine_tune_epochs: int = 10  # second phase: the top blocks unfrozen (0: the backbone stays frozen)
-    fine_tune_lr: Optional[float] = None  # None: lr / 10
-    # A pretrained .tflite backbone instead of a CNN: edgecls.transfer.job trains, with numpy and
-    # LiteRT only. Without `backbone` the other five must keep their defaults (validate refuses).
-    backbone: Optional[str] = None
-    embedding_tensor: Optional[str] = None  # None: the input of the last FULLY_CONNECTED or 1x1 CONV_2D
-    head: str = "linear"
-    views: int = 1  # views per training image; measured on catsdogs (scripts/bench_transfer.py): more gained nothing
-    threads: Optional[int] = None  # interpreter threads; None: the CPU count
-    input_range: Optional[str] = None  # "LO,HI": what pixels 0 and 255 become for a float backbone
-
-    @property
-    def is_backbone(self) -> bool:
-        return self.arch in KERAS_BACKBONES
-
-    def augment_list(self) -> list[str]:
-        if not self.augment or self.augment == "none":
-            return []
-        return split_list(self.augment)
-
-
 # What the options left unset (None) become, per architecture. The mobile CNN (batch norm after
 # every convolution) takes larger steps well and needs them, and its validation loss on a small
 # folder is noisy. Measured on catsdogs (1,428 train photos, 96 px, seed 0): lr 0.001, patience 6
@@ -87,6 +41,150 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {"mobile": {"lr": 3e-3, "patience": 1
 
 # A .tflite --backbone's numpy head (edgecls.transfer) keeps its own defaults for these, unless given.
 HEAD_DEFAULTS: dict[str, Any] = {"epochs": 200, "patience": 20, "lr": 1e-3, "batch_size": 64}
+# The CNN's own defaults of those, which TrainOptions' fields hold.
+_CNN_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 32}
+
+
+def _route_default(name: str) -> str:
+    """The help's default of an option that depends on the route, e.g.
+    "0.003 for --arch mobile, else 0.001; --backbone: 0.001"."""
+    special = [f"{value:g} for --arch {arch}" for arch, values in ARCH_DEFAULTS.items()
+               if (value := values.get(name)) is not None]
+    common = COMMON_DEFAULTS.get(name, _CNN_DEFAULTS.get(name))
+    shown = ", ".join(special + [f"else {common:g}" if special else f"{common:g}"])
+    return f"{shown}; --backbone: {HEAD_DEFAULTS[name]:g}"
+
+
+# The help's panels, in the order `edgecls train --help` shows them.
+DATA, MODEL, TRAINING = "Data", "Model", "Training"
+KERAS = "Keras backbones (--arch mobilenet_v2, mobilenet_v3_small, ...)"
+BACKBONE = "Backbone route (--backbone FILE.tflite, no TensorFlow)"
+PANELS = (DATA, MODEL, TRAINING, KERAS, BACKBONE, OUTPUT)
+
+
+# Which route an option belongs to: the Keras CNN's only (refused with --backbone), the backbone route's
+# only (refused without it), or both (the unmarked ones). A backbone run's config.toml records the options
+# of its route (and the input size and colour its backbone fixed).
+def cnn_route(base: Any) -> Any:
+    return with_spec(base, marks={"route": "cnn"})
+
+
+def backbone_route(base: Any) -> Any:
+    return with_spec(base, marks={"route": "backbone"})
+
+
+@dataclass
+class TrainOptions:
+    """Every option of `edgecls train`, both routes (edgecls.options: the single source of each); config.toml
+    is its table."""
+
+    data: str = option("digits", panel=DATA, help="digits | mnist | fashion_mnist | cifar10 | a folder of class "
+                       "sub-folders | a folder of IDX files")
+    out: Optional[str] = option(None, panel=OUTPUT, kind=Path, help="Run directory to create",
+                                show_default="runs/<data>-<arch>, runs/<data>-<backbone>")
+    arch: str = cnn_route(option(
+        "seed", panel=MODEL, choices=ARCHITECTURES, what="architecture",
+        help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos) | mobilenet_v2 | "
+        "mobilenet_v3_small | efficientnet_b0 (keras.applications backbones, see --weights)"))
+    img_size: Optional[int] = cnn_route(option(  # None: the dataset's own size (96 for folders)
+        None, low=8, high=MAX_IMG_SIZE, panel=DATA, help="Square input size in pixels",
+        show_default="the dataset's own, 96 for folders"))
+    color: Optional[str] = cnn_route(option(  # None: the dataset's own colour mode (rgb for folders)
+        None, panel=DATA, choices=COLORS, what="colour mode", help="Colour mode",
+        show_default="the dataset's own; rgb for folders"))
+    augment: Optional[str] = cnn_route(option(  # None: the dataset's default list
+        None, panel=DATA, help="Comma list of flip, rotate, zoom, translate, contrast; or none",
+        show_default="per dataset; no flip for digits"))
+    epochs: int = option(_CNN_DEFAULTS["epochs"], low=1, panel=TRAINING, show_default=_route_default("epochs"),
+                         help="Maximum epochs (early stopping restores the best)")
+    batch_size: int = option(_CNN_DEFAULTS["batch_size"], low=1, panel=TRAINING, help="Training batch size",
+                             show_default=_route_default("batch_size"))
+    optimizer: str = cnn_route(option("adam", panel=TRAINING, choices=OPTIMIZERS, what="optimizer", help="Optimizer"))
+    lr: Optional[float] = option(  # None: the architecture's own (ARCH_DEFAULTS)
+        None, low=0, open_low=True, panel=TRAINING, help="Learning rate", show_default=_route_default("lr"))
+    kernel_size: int = cnn_route(option(3, low=1, high=11, panel=MODEL,
+                                        help="Convolution kernel size (seed architecture)"))
+    activation: str = cnn_route(option("relu", panel=MODEL,
+                                 help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)"))
+    dropout: float = cnn_route(option(0.0, low=0, high=1, open_high=True, panel=MODEL,
+                                      help="Dropout before the classifier"))
+    label_smoothing: float = cnn_route(option(0.0, low=0, high=1, open_high=True, panel=TRAINING,
+                                        help="Label smoothing of the loss"))
+    patience: Optional[int] = option(  # None: the architecture's own (ARCH_DEFAULTS)
+        None, low=0, panel=TRAINING, show_default=_route_default("patience"),
+        help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept (0 disables)")
+    val_fraction: float = option(0.1, low=0, high=0.5, open_low=True, open_high=True, panel=DATA,
+                                 help="Fraction of the data held out for validation")
+    test_fraction: float = option(0.1, low=0, high=0.5, open_low=True, open_high=True, panel=DATA,
+                                  help="Fraction of the data held out for the test (a folder with its own test/ keeps "
+                                  "it)")
+    seed: int = option(0, low=0, high=2**32 - 1, panel=TRAINING,  # numpy's and Keras' seeds are unsigned 32-bit
+                       help="Seed for the split, weights and augmentation (deterministic on CPU)")
+    strategy: str = cnn_route(option("default", panel=TRAINING, choices=STRATEGIES, what="strategy",
+                               help="tf.distribute strategy"))
+    # Near-duplicates kept on one side of the split (edgecls.duplicates): near | exact | off;
+    # None: near for a folder of image files, off for built-in and IDX data (their split as published).
+    dedupe: Optional[str] = option(
+        None, panel=DATA, choices=DEDUPE_MODES, what="--dedupe",
+        help="Keep near-duplicate groups on one side of the split: near (hash confirmed by aligned pixels) | exact "
+        "(identical pixels) | off; a split the data comes with is never re-cut (groups across it are reported)",
+        show_default="near for a folder of images, off for built-in and IDX data")
+    # Keras backbones only (--arch mobilenet_v2 | mobilenet_v3_small | efficientnet_b0):
+    alpha: Optional[float] = cnn_route(option(  # width multiplier of the MobileNets; None: 1.0
+        None, low=0, high=2, open_low=True, panel=KERAS, show_default="1.0",
+        help="Width multiplier of mobilenet_v2 / mobilenet_v3_small (ImageNet weights exist for 0.35, 0.5, 0.75, "
+        "1.0, 1.3, 1.4 / 0.75, 1.0)"))
+    weights: str = cnn_route(option(  # imagenet | none | a weights FILE (.h5 / .weights.h5 of the backbone)
+        "imagenet", panel=KERAS, metavar="imagenet|none|FILE",
+        help="imagenet (downloaded once to ~/.keras/models) | none (random, trained from scratch in one phase) | a "
+        "weights FILE of the backbone without its top (.h5, .weights.h5)"))
+    fine_tune_epochs: int = cnn_route(option(  # second phase: the top blocks unfrozen (0: the backbone stays frozen)
+        10, low=0, panel=KERAS,
+        help="Epochs of the second phase, the top blocks unfrozen after --epochs with the backbone frozen (0: it "
+        "stays frozen)"))
+    fine_tune_lr: Optional[float] = cnn_route(option(  # None: lr / 10
+        None, low=0, open_low=True, panel=KERAS, help="Learning rate of the fine-tuning phase",
+        show_default="--lr / 10"))
+    # A pretrained .tflite backbone instead of a CNN: edgecls.transfer.job trains, with numpy and
+    # LiteRT only. Without `backbone` the other five must keep their defaults (validate refuses).
+    backbone: Optional[str] = backbone_route(option(
+        None, panel=BACKBONE, kind=Path, metavar="FILE.tflite",
+        help="A pretrained NHWC .tflite image classifier or feature extractor (float32, uint8 or int8): cut at its "
+        "embedding, a new head fitted with numpy and grafted on as TFLite ops; writes RUN/export/model_<mode>.tflite. "
+        "--epochs, --patience, --lr, --batch-size then apply to the head, and unset keep the head's own defaults"))
+    # None: the input of the last FULLY_CONNECTED or 1x1 CONV_2D
+    embedding_tensor: Optional[str] = backbone_route(option(
+        None, panel=BACKBONE, help="The tensor the head reads",
+        show_default="the input of the last FULLY_CONNECTED or 1x1 CONV_2D"))
+    head: str = backbone_route(option("linear", panel=BACKBONE, choices=HEADS, what="--head",
+                                help="linear (softmax regression) | mlp (one hidden ReLU layer)"))
+    # views per training image; measured on catsdogs (scripts/bench_transfer.py): more gained nothing
+    views: int = backbone_route(option(
+        1, low=1, panel=BACKBONE,
+        help="Views per training image, the image itself included; the others flipped, turned and cropped"))
+    threads: Optional[int] = backbone_route(threads_option(panel=BACKBONE))  # interpreter threads; None: the CPU count
+    input_range: Optional[str] = backbone_route(option(  # "LO,HI": what pixels 0 and 255 become for a float backbone
+        None, metavar="LO,HI", panel=BACKBONE,
+        help="What pixels 0 and 255 become for a float backbone (-1,1 for MobileNet style)",
+        show_default="its metadata's range, else 0,255; quantised: its own"))
+    # how this run is made, not what it is: not in config.toml
+    force: bool = option(
+        False, panel=OUTPUT, toml=False,
+        help="Replace an existing run directory; with --backbone also write a head no better than always answering "
+        "the majority class (there train is the export, which refuses it otherwise)")
+    quiet: bool = option(False, panel=OUTPUT, toml=False, help="One line per epoch instead of progress bars")
+    config: Optional[Path] = option(
+        None, toml=False, metavar="FILE.toml",
+        help="A TOML file whose keys mirror these options (options given here win), e.g. a run's config.toml")
+
+    @property
+    def is_backbone(self) -> bool:
+        return self.arch in KERAS_BACKBONES
+
+    def augment_list(self) -> list[str]:
+        if not self.augment or self.augment == "none":
+            return []
+        return split_list(self.augment)
 
 
 def with_arch_defaults(o: TrainOptions) -> TrainOptions:
@@ -96,8 +194,17 @@ def with_arch_defaults(o: TrainOptions) -> TrainOptions:
 
 
 DEFAULTS = TrainOptions()
-BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range")
-_TYPES = {f.name: f.type for f in fields(TrainOptions)}
+
+
+def route_of(name: str) -> str:
+    """cnn | backbone | both: which route the option `name` belongs to."""
+    return _FIELDS[name].metadata.get("route", "both")
+
+
+_FIELDS = {f.name: f for f in fields(TrainOptions)}
+BACKBONE_ONLY = tuple(name for name in _FIELDS if route_of(name) == "backbone" and name != "backbone")
+# The options that mean nothing for a head on a .tflite backbone: refused, not ignored.
+NOT_WITH_BACKBONE = tuple(name for name in _FIELDS if route_of(name) == "cnn")
 
 
 def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> TrainOptions:
@@ -105,10 +212,19 @@ def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> T
     values: dict[str, Any] = {}
     if config_path is not None:
         values.update(read_config(config_path))
-    values.update({k: v for k, v in given.items() if k in _TYPES})
+    values.update({k: v for k, v in given.items() if k in _FIELDS})
     options = TrainOptions(**values)
     validate(options)
     return options
+
+
+def with_config(options: TrainOptions, given: set[str]) -> tuple[TrainOptions, set[str]]:
+    """`train --config FILE.toml`: the file's values for the options the command line left out (`given` names
+    those it gave: they win), and the names of all the options now set by the user."""
+    if options.config is None:
+        return options, given
+    values = {name: value for name, value in read_config(options.config).items() if name not in given}
+    return dataclasses.replace(options, **values), given | set(values)
 
 
 # A .tflite backbone run's config.toml once named its backbone in a [transfer] table: these of its keys
@@ -128,109 +244,48 @@ def read_config(path: Path) -> dict[str, Any]:
     older = document.get("transfer") if raw is not document else None
     if isinstance(older, dict) and "backbone" not in raw:
         raw = {**raw, **{key: older[key] for key in TRANSFER_TABLE_OPTIONS if key in older}}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = key.replace("-", "_")
-        if name not in _TYPES:
-            if isinstance(value, dict):  # other tables (e.g. [versions] written back by a run)
-                continue
-            raise EdgeclsError(f"config file {path}: unknown key {shown(key)} (known: {', '.join(sorted(_TYPES))})")
-        values[name] = _coerce(name, value, path)
+    values = from_table(TrainOptions, raw, f"config file {path}")
     if values.get("backbone") is not None:
         values = {name: value for name, value in values.items() if name not in SET_BY_BACKBONE}
     return values
 
 
-def _coerce(name: str, value: Any, path: Path) -> Any:
-    kind = _TYPES[name]
-    wants = kind.replace("Optional[", "").rstrip("]") if isinstance(kind, str) else kind.__name__
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "str": isinstance(value, str),
-    }.get(wants, False)
-    if name == "augment" and isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return ",".join(value) if value else "none"
-    if not ok:
-        raise EdgeclsError(f"config file {path}: {name} must be {wants}, got {type(value).__name__} {shown(value)}")
-    if wants == "float" and not math.isfinite(float(value)):
-        raise EdgeclsError(f"config file {path}: {name} must be a finite number, got {value!r}")
-    return float(value) if wants == "float" else value
-
-
-MAX_SHOWN = 80  # characters of a bad value quoted back in an error (a 10 MB string is not echoed)
-
-
-def shown(value: Any) -> str:
-    """repr(value), cut to MAX_SHOWN characters, for an error message."""
-    text = repr(value)
-    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
+def config_table(o: TrainOptions) -> dict[str, Any]:
+    """What config.toml's [train] table records of a run: its options (those of its route, for a backbone run,
+    with the input size and colour the backbone fixed)."""
+    table = to_table(o)
+    if o.backbone is None:
+        return table
+    return {name: value for name, value in table.items() if route_of(name) != "cnn" or name in SET_BY_BACKBONE}
 
 
 def validate(o: TrainOptions) -> None:
-    def bad(message: str) -> None:
-        raise EdgeclsError(message)
-
+    """The CNN route's options: none of the backbone route's, each option's bounds and choices
+    (edgecls.options.check), then the rules between them."""
     stray = [name for name in BACKBONE_ONLY if o.backbone is None and getattr(o, name) != getattr(DEFAULTS, name)]
     if stray:
-        bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite")
-    if o.arch not in ARCHITECTURES:
-        bad(f"unknown architecture {o.arch!r}: use one of {', '.join(ARCHITECTURES)}")
+        raise EdgeclsError(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite")
+    check(o)
     unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]
     if unknown:
-        bad(f"unknown augmentation {unknown[0]!r}: use a comma list of {', '.join(AUGMENTATIONS)}, or none")
-    if o.optimizer not in OPTIMIZERS:
-        bad(f"unknown optimizer {o.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-    if o.strategy not in STRATEGIES:
-        bad(f"unknown strategy {o.strategy!r}: use one of {', '.join(STRATEGIES)}")
-    if o.dedupe is not None and o.dedupe not in DEDUPE_MODES:
-        bad(f"unknown --dedupe {o.dedupe!r}: use one of {', '.join(DEDUPE_MODES)}")
-    if o.color is not None and o.color not in COLORS:
-        bad(f"unknown colour mode {o.color!r}: use grayscale or rgb")
-    if o.epochs < 1:
-        bad(f"--epochs must be at least 1 (got {o.epochs})")
-    if o.img_size is not None and not 8 <= o.img_size <= MAX_IMG_SIZE:
-        bad(f"--img-size must be between 8 and {MAX_IMG_SIZE} pixels (got {o.img_size})")
-    if o.batch_size < 1:
-        bad(f"--batch-size must be at least 1 (got {o.batch_size})")
-    if o.lr is not None and not (math.isfinite(o.lr) and o.lr > 0):
-        bad(f"--lr must be a positive finite number (got {o.lr})")
-    if not 0 <= o.seed < 2**32:  # numpy's and Keras' seeds are unsigned 32-bit
-        bad(f"--seed must be between 0 and {2**32 - 1} (got {o.seed})")
-    if o.kernel_size < 1 or o.kernel_size > 11:
-        bad(f"--kernel-size must be between 1 and 11 (got {o.kernel_size})")
-    if not 0 <= o.dropout < 1:
-        bad(f"--dropout must be in [0, 1) (got {o.dropout})")
-    if not 0 <= o.label_smoothing < 1:
-        bad(f"--label-smoothing must be in [0, 1) (got {o.label_smoothing})")
-    if o.patience is not None and o.patience < 0:
-        bad(f"--patience must be 0 or more (got {o.patience})")
-    for name in ("val_fraction", "test_fraction"):
-        value = getattr(o, name)
-        if not 0 < value < 0.5:
-            bad(f"--{name.replace('_', '-')} must be between 0 and 0.5 (got {value})")
+        raise EdgeclsError(f"unknown augmentation {unknown[0]!r}: use a comma list of {', '.join(AUGMENTATIONS)}, "
+                           "or none")
     _validate_backbone(o)
     if o.activation not in ("relu", "relu6", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "leaky_relu"):
-        bad(f"unknown activation {o.activation!r}")
+        raise EdgeclsError(f"unknown activation {o.activation!r}")
 
 
 def _validate_backbone(o: TrainOptions) -> None:
-    if o.alpha is not None:
-        if o.arch not in ("mobilenet_v2", "mobilenet_v3_small"):
-            raise EdgeclsError(f"--alpha is the width of mobilenet_v2 / mobilenet_v3_small, not of {o.arch}")
-        if not 0 < o.alpha <= 2:
-            raise EdgeclsError(f"--alpha must be in (0, 2] (got {o.alpha})")
+    if o.alpha is not None and o.arch not in ("mobilenet_v2", "mobilenet_v3_small"):
+        raise EdgeclsError(f"--alpha is the width of mobilenet_v2 / mobilenet_v3_small, not of {o.arch}")
     if o.weights not in WEIGHTS_CHOICES:
         if not o.is_backbone:
             raise EdgeclsError(f"--weights applies to the Keras backbones ({', '.join(KERAS_BACKBONES)}), "
                                f"not to {o.arch}")
         if not Path(o.weights).expanduser().is_file():
             raise EdgeclsError(f"--weights {o.weights!r}: use imagenet, none, or an existing weights file")
-    if o.fine_tune_epochs < 0:
-        raise EdgeclsError(f"--fine-tune-epochs must be 0 or more (got {o.fine_tune_epochs})")
-    if o.fine_tune_lr is not None and not o.fine_tune_lr > 0:
-        raise EdgeclsError(f"--fine-tune-lr must be positive (got {o.fine_tune_lr})")
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:
-    return dataclasses.asdict(o)
+    """The options as config.toml's [train] table keeps them (edgecls.options.to_table)."""
+    return to_table(o)

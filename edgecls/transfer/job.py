@@ -18,7 +18,7 @@ import hashlib
 import platform
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,8 +45,16 @@ from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.metadata import ModelInput, ModelMetadata, ModelSource, Quantization, embed_metadata
 from edgecls.runtime.metrics import accuracy_text, classification_metrics, correct_count
-from edgecls.runtime.settings import parse_range
-from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions
+from edgecls.runtime.settings import parse_range, range_text
+from edgecls.train.options import (
+    DEFAULTS,
+    HEAD_DEFAULTS,
+    HEADS,
+    NOT_WITH_BACKBONE,
+    TrainOptions,
+    config_table,
+    route_of,
+)
 from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
 from edgecls.transfer import graph
 from edgecls.transfer.backbone import Backbone, open_backbone
@@ -63,15 +71,10 @@ from edgecls.transfer.embed import (
 from edgecls.transfer.head import L2_GRID, Head, HeadOptions, select_head
 
 TRANSFER_FORMAT = "edgecls.transfer/1"
+TRAIN_FIELDS = {f.name for f in fields(TrainOptions)}
 USELESS_HEAD_ADVICE = ("try another backbone (a larger one, or one trained on pictures like yours), --head mlp, "
                        "more --epochs or --patience, or more images a class")
 RANGE_MARGIN = 0.1  # head outputs on unseen images can go a little past the training range
-# Train options that mean nothing for a head on a .tflite backbone: refused, not ignored.
-NOT_WITH_BACKBONE = ("arch", "img_size", "color", "augment", "optimizer", "kernel_size", "activation", "dropout",
-                     "label_smoothing", "strategy", "alpha", "weights", "fine_tune_epochs", "fine_tune_lr")
-# Train options whose CNN defaults are not the head's (its epochs and patience are not a CNN's):
-# taken from TrainOptions only when the user gave them.
-SHARED_WHEN_GIVEN = ("epochs", "patience", "lr", "batch_size", "val_fraction", "test_fraction", "seed")
 
 
 @dataclass
@@ -145,11 +148,12 @@ def options_from_train(options: TrainOptions, given: set[str]) -> TransferOption
     if wrong:
         raise EdgeclsError(f"--{wrong[0].replace('_', '-')} does not apply with --backbone (the backbone fixes the "
                            "input; the head is fitted with numpy): leave it out")
-    values = {name: getattr(options, name) for name in SHARED_WHEN_GIVEN if name in given}
-    return TransferOptions(data=options.data, backbone=options.backbone, out=options.out,
-                           embedding_tensor=options.embedding_tensor, head=options.head, views=options.views,
-                           threads=options.threads, input_range=parse_range(options.input_range),
-                           dedupe=options.dedupe, **values)
+    # The options of this route; of those whose CNN defaults are not the head's (HEAD_DEFAULTS: its epochs
+    # and patience are not a CNN's) only the ones the user gave.
+    values = {f.name: getattr(options, f.name) for f in fields(TransferOptions) if f.name in TRAIN_FIELDS
+              and route_of(f.name) != "cnn" and (f.name in given or f.name not in HEAD_DEFAULTS)}
+    values["input_range"] = parse_range(values.get("input_range"))
+    return TransferOptions(**{**values, "data": options.data, "backbone": options.backbone})
 
 
 def validate(o: TransferOptions) -> None:
@@ -402,20 +406,16 @@ def _export_index(model_path: Path, mode: str, check: dict, source: ModelSource)
     )
 
 
-# The options of `edgecls train` this route takes, as config.toml records them: `train --config` of it
-# trains the same head on the same backbone. (img_size and color are the backbone's: recorded for the
-# run directory, and left out again by train.options.read_config.)
-CONFIG_KEYS = ("data", "out", "img_size", "color", "epochs", "batch_size", "lr", "patience", "val_fraction",
-               "test_fraction", "seed", "dedupe", "backbone", "embedding_tensor", "head", "views", "threads",
-               "input_range")
-
-
 def _config(o: TransferOptions, dataset, out: Path, size: int) -> RunConfig:
+    """config.toml: the train options of this route (train.options.config_table), so that `train --config` of it
+    trains the same head on the same backbone. (img_size and color are the backbone's: recorded for the run
+    directory, and left out again by train.options.read_config.)"""
     data = o.data if not Path(o.data).expanduser().exists() else str(Path(o.data).expanduser().resolve())
-    values = {**asdict(o), "data": data, "out": str(out), "img_size": size, "color": dataset.color,
-              "backbone": str(Path(o.backbone).resolve()),
-              "input_range": ",".join(f"{v:g}" for v in o.input_range) if o.input_range else None}
-    return RunConfig({key: values[key] for key in CONFIG_KEYS}, _versions())
+    shared = {name: value for name, value in asdict(o).items() if name in TRAIN_FIELDS}
+    train = TrainOptions(**{**shared, "data": data, "out": str(out), "img_size": size, "color": dataset.color,
+                            "backbone": str(Path(o.backbone).resolve()),
+                            "input_range": range_text(o.input_range) if o.input_range else None})
+    return RunConfig(config_table(train), _versions())
 
 
 def _digest(indices: np.ndarray) -> str:
