@@ -65,28 +65,33 @@ def predict(
     input_range: tuple[float, float] | None = None,
     resize: str | None = None,
     fit: str | None = None,
+    unknown: bool = True,
 ) -> int:
     """Classify files, folders and globs, writing one row per image as it goes. Returns the exit code:
     0 all classified, 1 some images failed (each has an error row). Raises EdgeclsError (exit 2)
-    for a bad model or when the arguments name no image at all. `input_range`, `resize`, `fit`: see Classifier."""
+    for a bad model or when the arguments name no image at all. `input_range`, `resize`, `fit`: see
+    Classifier; `unknown=False` (--no-unknown): the raw answer of a model with an open-set rule."""
     out, err = out or sys.stdout, err or sys.stderr
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
-                            resize=resize, fit=fit)
+                            resize=resize, fit=fit, open_set=unknown)
     stream = _some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
-    started, total, failed = time.perf_counter(), 0, 0
+    started, total, failed, unknowns = time.perf_counter(), 0, 0, 0
     try:
         for prediction in classifier.classify_many(stream, top_k=top_k):
             write(prediction)
             out.flush()  # rows reach a pipe as they are made, not in 8 KB blocks
             total += 1
             failed += not prediction.ok
+            unknowns += prediction.unknown
     except BrokenPipeError:  # `edgecls predict ... | head`: the reader has all it wants
         silence_closed_pipe(out)
         return 1 if failed else 0
     seconds = time.perf_counter() - started
     rate = f", {total / seconds:.1f} images/s" if seconds > 0 else ""
     note = f"{failed} failed (see the error rows)" if failed else "none failed"
+    if classifier.open_set_rule is not None:
+        note += f", {unknowns} unknown"
     print(f"edgecls: {total} image{'' if total == 1 else 's'}, {note}, {seconds:.2f} s{rate}", file=err)
     return 1 if failed else 0
 
@@ -105,6 +110,21 @@ def class_rows(classes: Sequence[Any]) -> list[dict[str, Any]]:
     broken model gives: bare NaN is not JSON)."""
     return [{"index": c.index, "label": c.label, "score": round(c.score, 6) if math.isfinite(c.score) else None}
             for c in classes]
+
+
+UNKNOWN = "unknown"  # the answer shown for an image the model's open-set rule rejects
+
+
+def verdict_fields(result: Any) -> dict[str, Any]:
+    """The open-set verdict of a Prediction or FramePrediction as JSON fields ({} for a model without a rule)."""
+    if result.typicality is None:
+        return {}
+    return {"unknown": bool(result.unknown), "typicality": round(result.typicality, 4)}
+
+
+def answer_text(result: Any) -> str:
+    """What the row answers: "unknown" when the rule rejects the image, else the top label."""
+    return UNKNOWN if result.unknown else result.classes[0].label
 
 
 def _some_image(stream: Iterator[Any]) -> Iterator[Any]:
@@ -150,27 +170,51 @@ def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[
     print_line = _line_printer(out)
     k = min(top_k, classifier.num_classes)
     longest = max(5, *(len(label) for label in classifier.labels))  # 5: the header 'label'
-    # Labels get the line's width (less room for the file name), shared by the k classes; never under
-    # LABEL_WIDTH, so a narrow terminal still shows a useful part of each.
-    width = min(longest, max(LABEL_WIDTH, (_line_width(out) - FILE_ROOM) // k - 9))
+    verdict = verdict_columns(classifier, longest)
+    # Labels get the line's width (less room for the file name and the verdict), shared by the k classes;
+    # never under LABEL_WIDTH, so a narrow terminal still shows a useful part of each.
+    width = min(longest, max(LABEL_WIDTH, (_line_width(out) - FILE_ROOM - verdict.width) // k - 9))
     column = 7 + width  # "0.982  " + label
-    header = "".join(f"{'score':<7}{'label':<{width}}  " for _ in range(k)) + "file"
+    header = verdict.header + "".join(f"{'score':<7}{'label':<{width}}  " for _ in range(k)) + "file"
     print_line(header, lambda: escape(header), "bold")
 
     def write(prediction: Prediction) -> None:
         name = clean_text(_name(prediction))
         if prediction.error:
-            blank = " " * max(0, (column + 2) * k - 5)
+            blank = " " * max(0, (column + 2) * k - 5 + verdict.width)
             reason = clean_text(_reason(prediction))
             print_line(f"error{blank}{name}: {reason}",
                        lambda: f"[red]error[/]{blank}{escape(name)}: [red]{escape(reason)}[/]")
             return
         cells = [(c.score, _fit(c.label, width)) for c in prediction.classes]
-        print_line("".join(f"{score:<7.3f}{label:<{width}}  " for score, label in cells) + name,
-                   lambda: "".join(f"{score:<7.3f}{escape(label):<{width}}  " for score, label in cells)
+        first = verdict.cells(prediction)
+        print_line(first + "".join(f"{score:<7.3f}{label:<{width}}  " for score, label in cells) + name,
+                   lambda: escape(first) + "".join(f"{score:<7.3f}{escape(label):<{width}}  " for score, label in cells)
                    + escape(name))
 
     return write
+
+
+class VerdictColumns:
+    """The table's `answer` and `typical` columns for a model with an open-set rule (none without)."""
+
+    def __init__(self, enabled: bool, answer_width: int):
+        self.enabled, self.answer_width = enabled, answer_width
+        self.header = f"{'answer':<{answer_width}}  typical  " if enabled else ""
+        self.width = len(self.header)
+
+    def cells(self, result: Any) -> str:
+        if not self.enabled:
+            return ""
+        return f"{_fit(clean_text(answer_text(result)), self.answer_width):<{self.answer_width}}  " \
+               f"{result.typicality:<7.3f}  "
+
+
+ANSWER_WIDTH = 16  # the most the answer column takes (longer labels end in …)
+
+
+def verdict_columns(classifier: Classifier, longest_label: int) -> VerdictColumns:
+    return VerdictColumns(classifier.open_set_rule is not None, max(len(UNKNOWN), min(longest_label, ANSWER_WIDTH)))
 
 
 # Text that rich would not print as it is: markup-like brackets and backslashes (escaped, and the
@@ -235,6 +279,7 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[
             row["error"] = _reason(prediction)
         else:
             row["classes"] = class_rows(prediction.classes)
+            row.update(verdict_fields(prediction))
         out.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
 
     return write
@@ -244,13 +289,16 @@ def _csv_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[P
     import csv
 
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["file", "rank", "index", "label", "score", "error"])
+    verdict = classifier.open_set_rule is not None  # two more columns: unknown (0/1), typicality
+    writer.writerow(["file", "rank", "index", "label", "score", "error"]
+                    + (["unknown", "typicality"] if verdict else []))
 
     def write(prediction: Prediction) -> None:
         if prediction.error:
-            writer.writerow([_name(prediction), "", "", "", "", _reason(prediction)])
+            writer.writerow([_name(prediction), "", "", "", "", _reason(prediction)] + (["", ""] if verdict else []))
+        extra = [int(prediction.unknown), f"{prediction.typicality:.4f}"] if verdict and not prediction.error else []
         for rank, c in enumerate(prediction.classes, 1):
-            writer.writerow([_name(prediction), rank, c.index, c.label, f"{c.score:.6f}", ""])
+            writer.writerow([_name(prediction), rank, c.index, c.label, f"{c.score:.6f}", ""] + extra)
 
     return write
 

@@ -23,7 +23,7 @@ from edgecls.errors import EdgeclsError
 
 # `edgecls predict`'s options as edgecls.cli.device declares them: name -> (kind, the keyword it fills).
 # An option missing here (a newer one) sends the whole command line to the Typer app.
-_PREDICT_FLAGS = {"--json": "as_json", "--csv": "as_csv"}
+_PREDICT_FLAGS = {"--json": "as_json", "--csv": "as_csv", "--no-unknown": "no_unknown"}
 _PREDICT_VALUES = {"--top-k": ("count", "top_k"), "-k": ("count", "top_k"), "--threads": ("count", "threads"),
                    "--labels": ("path", "labels"), "--backend": ("text", "backend"),
                    "--input-range": ("text", "input_range")}
@@ -69,7 +69,7 @@ def predict_arguments(argv: Sequence[str]) -> dict[str, Any] | None:
     return {"model": model, "images": positional[1:], "top_k": given.get("top_k", 1),
             "as_json": given.get("as_json", False), "as_csv": given.get("as_csv", False),
             "threads": given.get("threads"), "labels": given.get("labels"), "backend": given.get("backend"),
-            "input_range": given.get("input_range")}
+            "input_range": given.get("input_range"), "unknown": not given.get("no_unknown", False)}
 
 
 def _value(kind: str, text: str) -> Any:

@@ -18,7 +18,14 @@ from typing import IO, Any
 
 from rich.markup import escape
 
-from edgecls.console import QuietPipeConsole, class_rows, json_ready, silence_closed_pipe
+from edgecls.console import (
+    QuietPipeConsole,
+    class_rows,
+    json_ready,
+    silence_closed_pipe,
+    verdict_columns,
+    verdict_fields,
+)
 from edgecls.runtime.capture import SourceError
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT, FramePrediction, LiveStream
@@ -43,6 +50,7 @@ def predict_stream(
     timeout: float = DEFAULT_TIMEOUT,
     reconnect: float = DEFAULT_RECONNECT,
     capture: str | None = None,
+    unknown: bool = True,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
 ) -> int:
@@ -55,7 +63,7 @@ def predict_stream(
         print(f"edgecls: {message}", file=err, flush=True)
 
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
-                            resize=resize, fit=fit)
+                            resize=resize, fit=fit, open_set=unknown)
     stream = classifier.classify_stream(source, top_k=top_k, every=every, fps=fps, duration=duration,
                                         timeout=timeout, reconnect=reconnect, capture=capture, log=log)
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k, stream)
@@ -91,6 +99,8 @@ def summary_line(stream: LiveStream) -> str:
         notes.append(f"{s['skipped']} skipped by --every/--fps")
     if s["reconnects"]:
         notes.append(f"{s['reconnects']} reconnect{'' if s['reconnects'] == 1 else 's'}")
+    if s.get("unknown") is not None:
+        notes.append(f"{s['unknown']} unknown")
     if s["end"] and s["end"] != "error":
         notes.append(s["end"])
     return (f"edgecls: {frames} from {s['source']} in {s['seconds']:.2f} s{rate}{latency}; " + ", ".join(notes))
@@ -110,13 +120,16 @@ def _clock(timestamp: float) -> str:
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveStream) -> Writer:
     console = QuietPipeConsole(file=out, highlight=False, soft_wrap=True)
     k = min(top_k, classifier.num_classes)
-    width = min(max(5, *(len(label) for label in classifier.labels)), 24)  # 5: the header 'label'
-    header = escape(f"{'frame':>7}  {'time':<12}  {'ms':>7}  "
+    longest = max(5, *(len(label) for label in classifier.labels))  # 5: the header 'label'
+    width = min(longest, 24)
+    verdict = verdict_columns(classifier, longest)
+    header = escape(f"{'frame':>7}  {'time':<12}  {'ms':>7}  {verdict.header}"
                     + "".join(f"{'score':<7}{'label':<{width}}  " for _ in range(k))).rstrip()
 
     def write(result: FramePrediction) -> None:
         cells = "".join(f"{c.score:<7.3f}{escape(_fit(c.label, width)):<{width}}  " for c in result.classes)
-        console.print(f"{result.frame:>7}  {_clock(result.timestamp):<12}  {result.latency_ms:>7.2f}  {cells}".rstrip())
+        console.print(f"{result.frame:>7}  {_clock(result.timestamp):<12}  {result.latency_ms:>7.2f}  "
+                      f"{escape(verdict.cells(result))}{cells}".rstrip())
 
     return _header_first(lambda: console.print(header, style="bold"), write)
 
@@ -143,7 +156,8 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveS
 
     def write(result: FramePrediction) -> None:
         row: dict[str, Any] = {"source": source, "frame": result.frame, "time": iso_time(result.timestamp),
-                               "latency_ms": round(result.latency_ms, 3), "classes": class_rows(result.classes)}
+                               "latency_ms": round(result.latency_ms, 3), "classes": class_rows(result.classes),
+                               **verdict_fields(result)}
         out.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
 
     return write
@@ -151,11 +165,13 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveS
 
 def _csv_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveStream) -> Writer:
     writer = csv.writer(out, lineterminator="\n")
+    verdict = classifier.open_set_rule is not None  # two more columns: unknown (0/1), typicality
 
     def write(result: FramePrediction) -> None:
+        extra = [int(result.unknown), f"{result.typicality:.4f}"] if verdict else []
         for rank, c in enumerate(result.classes, 1):
             writer.writerow([result.frame, iso_time(result.timestamp), f"{result.latency_ms:.3f}", rank, c.index,
-                             c.label, f"{c.score:.6f}"])
+                             c.label, f"{c.score:.6f}", *extra])
 
-    return _header_first(lambda: writer.writerow(["frame", "time", "latency_ms", "rank", "index", "label", "score"]),
-                         write)
+    columns = ["frame", "time", "latency_ms", "rank", "index", "label", "score"]
+    return _header_first(lambda: writer.writerow(columns + (["unknown", "typicality"] if verdict else [])), write)

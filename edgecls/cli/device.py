@@ -92,10 +92,16 @@ def predict(
     capture: _LiveCapture = None,
     resize: ResizeOption = None,
     fit: FitOption = None,
+    unknown: Annotated[bool, typer.Option(
+        "--unknown/--no-unknown", metavar="",
+        help="Answer 'unknown' (with the best guess and its typicality) when the model's open-set rule says an "
+             "image is none of its classes; --no-unknown shows the raw answer")] = True,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
     A file that cannot be read becomes an error row with its reason and the run goes on.
+
+    A model calibrated by edgecls (export, train --backbone, edgecls calibrate) answers 'unknown' for an image its open-set rule rejects: the row shows the answer, the typicality (the share of validation images of known classes that looked less typical) and the best guess.
 
     With --source, frames of a camera, video file or network stream are classified instead (OpenCV: pip install 'edgecls\\[camera]'; picamera2 on Raspberry Pi OS); when the model is slower than a camera or stream, frames are dropped, never queued.
 
@@ -107,7 +113,7 @@ def predict(
         raise EdgeclsError("give image files, folders or globs to classify, or --source for a camera, video or stream")
     arguments: dict[str, Any] = dict(top_k=top_k, as_json=as_json, as_csv=as_csv, threads=threads,
                                      labels=str(labels) if labels else None, backend=backend, input_range=input_range,
-                                     resize=plain(resize), fit=plain(fit))
+                                     resize=plain(resize), fit=plain(fit), unknown=unknown)
     if source is not None:
         from edgecls.live import predict_stream
 

@@ -19,3 +19,41 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_
         "confusion_matrix": confusion.tolist(),
         "class_names": class_names,
     }
+
+
+# ---------------------------------------------------------------------- calibration and "unknown"
+CALIBRATION_BINS = 15  # equal-width confidence bins, as Guo et al. (2017) and most reports use
+PROBABILITY_FLOOR = 1e-6  # an 8-bit softmax rounds small probabilities to 0: log(0) would be -inf
+
+
+def calibration_figures(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """Expected calibration error (ECE: the gap between confidence and accuracy, weighted over
+    `bins` equal-width bins of the top probability), negative log-likelihood, and the bins
+    themselves (for a reliability diagram)."""
+    confidence = probabilities.max(1).astype(np.float64)
+    correct = probabilities.argmax(1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)  # (lo, hi] bins
+    table, ece = [], 0.0
+    for b in range(bins):
+        members = which == b
+        count = int(members.sum())
+        if count:
+            gap = abs(float(correct[members].mean()) - float(confidence[members].mean()))
+            ece += count / max(1, len(labels)) * gap
+        table.append({"low": round(float(edges[b]), 4), "high": round(float(edges[b + 1]), 4), "count": count,
+                      "confidence": round(float(confidence[members].mean()), 6) if count else None,
+                      "accuracy": round(float(correct[members].mean()), 6) if count else None})
+    picked = probabilities[np.arange(len(labels)), labels].astype(np.float64)
+    nll = float(-np.mean(np.log(np.maximum(picked, PROBABILITY_FLOOR)))) if len(labels) else 0.0
+    return {"ece": round(ece, 6), "nll": round(nll, 6), "images": int(len(labels)), "bins": table}
+
+
+def selective_figures(probabilities: np.ndarray, labels: np.ndarray, unknown: np.ndarray) -> dict:
+    """What an unknown rule does to images of known classes: the share it accepts, the accuracy on
+    those (selective accuracy) beside the accuracy on all."""
+    correct = probabilities.argmax(1) == labels
+    accepted = ~np.asarray(unknown, bool)
+    return {"accepted": round(float(accepted.mean()), 6) if len(labels) else None,
+            "selective_accuracy": round(float(correct[accepted].mean()), 6) if accepted.any() else None,
+            "accuracy": round(float(correct.mean()), 6) if len(labels) else None}
