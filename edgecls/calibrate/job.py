@@ -27,15 +27,15 @@ from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.interpreter import create_interpreter, find_backend
 from edgecls.runtime.metadata import embed_metadata, read_metadata
-from edgecls.runtime.metrics import calibration_figures
-from edgecls.runtime.openset import OPENSET_FORMAT, OPENSET_KEY, RULES, SIGNATURE
+from edgecls.runtime.metrics import calibration_figures, open_set_figures
+from edgecls.runtime.openset import DEFAULT_ACCEPT, OPENSET_FORMAT, OPENSET_KEY, RULE_CHOICES, SIGNATURE
 from edgecls.runtime.quant import input_converter, softmax
 from edgecls.transfer.graph import load_model
 
-RULE_CHOICES = ("auto", *RULES)
-DEFAULT_ACCEPT = 0.95
 MAX_PROTOTYPE_BYTES = 64 << 10  # or a quarter of the model, if larger: the prototypes are float32 weights
 MIN_VALIDATION = 20  # fewer validation images cannot set a threshold worth the name
+MAX_FIT_IMAGES = 5000  # train images the prototypes are fitted on (a stratified sample of a bigger split)
+MAX_UNKNOWN = 5000  # --unknown-data images read (a seeded sample of a bigger folder)
 
 
 @dataclass
@@ -156,6 +156,75 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
     return calibrated
 
 
+def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, split: Any, options: OpenSetOptions,
+                    unknown_data: Optional[str], name: str, log: Callable[[str], None]) -> tuple[bytes, dict]:
+    """Calibrate a run's .tflite as export and `train --backbone` do: prototypes from (a stratified sample
+    of) the train split, temperature and rule on the validation split, figures on the test split.
+    Returns the calibrated file and its report (metrics.json's and export.json's "openset")."""
+    from edgecls.data import stratified_sample
+
+    train = np.asarray(split.train)[stratified_sample(labels[split.train], MAX_FIT_IMAGES, options.seed)]
+    h, w, c = images.shape[1:]
+    unknown = read_unknown(Path(unknown_data), (h, w), "grayscale" if c == 1 else "rgb", options.seed) \
+        if unknown_data else None
+    data = FitData(np.asarray(images[train]), labels[train], np.asarray(images[split.val]), labels[split.val], unknown,
+                   {"fit": f"train split ({len(train)} images)", "val": "validation split",
+                    **({"unknown": str(unknown_data)} if unknown_data else {})})
+    result = calibrate(content, data, options, name=name, log=log)
+    test = evaluate(result.content, np.asarray(images[split.test]), labels[split.test], threads=options.threads)
+    report = {"rule": result.record["rule"], "accept": options.accept,
+              "temperature": result.record["temperature"]["value"], "chosen_by": result.record["chosen"]["by"],
+              "candidates": result.record["chosen"]["candidates"], "val": result.figures["val"], "test": test}
+    return result.content, report
+
+
+def read_unknown(folder: Path, size: tuple[int, int], color: str, seed: int = 0,
+                 decode: Optional[Callable[[Path], np.ndarray]] = None,
+                 skipped: Optional[list[str]] = None) -> np.ndarray:
+    """The images of an --unknown-data folder (any layout, recursively; a seeded sample of MAX_UNKNOWN
+    of a bigger one), decoded by the runtime's load_image (or `decode`); unreadable ones skipped."""
+    from edgecls.runtime.labels import printable
+    from edgecls.runtime.preprocess import ImageError, load_image
+    from edgecls.runtime.sources import walk_images
+
+    if not folder.is_dir():
+        raise EdgeclsError(f"--unknown-data {folder} is not a folder")
+    paths = list(walk_images(folder))
+    if len(paths) > MAX_UNKNOWN:
+        chosen = np.random.default_rng(seed).choice(len(paths), MAX_UNKNOWN, replace=False)
+        paths = [paths[i] for i in sorted(chosen)]
+    decode = decode or (lambda path: load_image(path, size, color))
+    found = []
+    for path in paths:
+        try:
+            found.append(decode(path))
+        except ImageError as exc:
+            if skipped is not None:
+                skipped.append(f"{printable(str(path))}: {exc}")
+    if not found:
+        raise EdgeclsError(f"--unknown-data {folder} has no readable images")
+    return np.stack(found)
+
+
+def evaluate(content: bytes, images: np.ndarray, labels: np.ndarray, unknown: Optional[np.ndarray] = None,
+             threads: Optional[int] = None) -> dict[str, Any]:
+    """A calibrated model's figures on held-out images, as the device answers: ECE, NLL, accepted share,
+    accuracy on accepted and on all images; with `unknown` images, the share its rule rejects."""
+    with private_tempdir("edgecls-calibrate") as folder:
+        path = folder / "model.tflite"
+        path.write_bytes(content)
+        classifier = Classifier(path, num_threads=threads)
+        probabilities, similarity = classifier.scores(images)
+        flags, _ = classifier.open_set_rule.decide(probabilities.max(1), similarity)
+        rejected = None
+        if unknown is not None and len(unknown):
+            probs, sim = classifier.scores(unknown)
+            rejected = classifier.open_set_rule.decide(probs.max(1), sim)[0]
+    figures = open_set_figures(probabilities, labels, flags, rejected)
+    figures.pop("bins")
+    return figures
+
+
 def _spec(folder: Path, content: bytes, options: OpenSetOptions, input_range: Optional[tuple[float, float]]):
     path = folder / "plain.tflite"
     path.write_bytes(content)
@@ -183,9 +252,10 @@ def _as_probabilities(outputs: np.ndarray, metadata: dict) -> np.ndarray:
 def _prototypes(run: _Probe, data: FitData, classes: int, dims: int, model_bytes: int, options: OpenSetOptions,
                 log: Callable[[str], None]) -> Optional[np.ndarray]:
     budget = max(MAX_PROTOTYPE_BYTES, model_bytes // 4)
-    per_class = min(options.per_class, budget // max(1, classes * dims * 4))
+    present = len(np.unique(data.fit_labels))  # a third-party model calibrated on some of its classes
+    per_class = min(options.per_class, budget // max(1, present * dims * 4))
     if per_class < 1:
-        log(f"no embedding rule: {classes} classes x {dims} dimensions would add more than {budget >> 10} KiB")
+        log(f"no embedding rule: {present} classes x {dims} dimensions would add more than {budget >> 10} KiB")
         return None
     _, _, embeddings = run(data.fit_images)
     return fit.fit_prototypes(embeddings, data.fit_labels, classes, per_class, options.seed)

@@ -6,7 +6,8 @@
   like a CLI's: arguments named as in the usage line (`MODEL`, `IMAGES...`, `PATHS...`) without a
   `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both).
 - `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`: options of several device-side
-  commands (predict, info, explain, bench), declared once.
+  commands (predict, info, explain, bench), declared once; `AcceptOption`, `UnknownDataOption`,
+  `RuleOption`: the unknown answer's (export, train --backbone, calibrate).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from edgecls.entry import fail
+from edgecls.runtime.openset import RULE_CHOICES
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 
 # fail: one line on stderr and the exit code (edgecls.entry's, which the lean predict path shares)
-__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "Backend", "Command", "FitOption", "Group", "InputRange",
-           "ResizeOption", "Threads", "Typer", "choice", "choices", "fail", "plain", "to_stderr"]
+__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "AcceptOption", "Backend", "Command", "FitOption", "Group",
+           "InputRange", "ResizeOption", "RuleOption", "Threads", "Typer", "UnknownDataOption", "choice", "choices",
+           "fail", "plain", "to_stderr"]
 
 
 def to_stderr(message: str) -> None:
@@ -134,3 +137,21 @@ ResizeOption = Annotated[Optional[Resize], typer.Option(
 FitOption = Annotated[Optional[Fit], typer.Option(
     help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's aspect ratio",
     show_default=f"the model's metadata, else {DEFAULT_FIT}", **choice(Fit, "fit"))]
+
+
+# ----------------------------------------------------------------------------- the unknown answer
+# export, train --backbone and calibrate choose an open-set rule (edgecls.calibrate): one block of options.
+
+_UNKNOWN = "Unknown answer"
+Rule = choices("Rule", RULE_CHOICES)
+AcceptOption = Annotated[float, typer.Option(
+    "--accept", min=0.5, max=0.999, metavar="SHARE", rich_help_panel=_UNKNOWN,
+    help="The share of validation images of known classes the unknown rule accepts; below its thresholds an "
+         "image is answered 'unknown'")]
+UnknownDataOption = Annotated[Optional[Path], typer.Option(
+    "--unknown-data", metavar="FOLDER", rich_help_panel=_UNKNOWN, show_default="none",
+    help="Images of none of the classes (any layout): the rule that rejects most of them is chosen")]
+RuleOption = Annotated[Rule, typer.Option(
+    "--rule", rich_help_panel=_UNKNOWN, **choice(Rule, "rule"),
+    help="top: the calibrated top probability; embedding: the similarity to the nearest class prototype; "
+         "both: either low; auto: both where the model has an embedding, or the best on --unknown-data")]

@@ -13,7 +13,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import Typer, choice, choices, plain, to_stderr
+from edgecls.cli.common import (
+    AcceptOption,
+    RuleOption,
+    Typer,
+    UnknownDataOption,
+    choice,
+    choices,
+    plain,
+    to_stderr,
+)
 from edgecls.train.options import (
     ARCH_DEFAULTS,
     ARCHITECTURES,
@@ -170,6 +179,9 @@ def train(
         metavar="LO,HI", help="With --backbone: what pixels 0 and 255 become for a float backbone (-1,1 for "
                               "MobileNet style)", show_default="its metadata's range, else 0,255; quantised: its own",
     )] = _D.input_range,
+    accept: AcceptOption = _D.accept,
+    unknown_data: UnknownDataOption = None,
+    rule: RuleOption = _D.rule,
     config: Annotated[
         Optional[Path],
         typer.Option(

@@ -57,3 +57,15 @@ def selective_figures(probabilities: np.ndarray, labels: np.ndarray, unknown: np
     return {"accepted": round(float(accepted.mean()), 6) if len(labels) else None,
             "selective_accuracy": round(float(correct[accepted].mean()), 6) if accepted.any() else None,
             "accuracy": round(float(correct.mean()), 6) if len(labels) else None}
+
+
+def open_set_figures(probabilities: np.ndarray, labels: np.ndarray, unknown: np.ndarray,
+                     unknown_set: np.ndarray | None = None) -> dict:
+    """Calibration and the unknown rule on labelled images of known classes (ECE, NLL, accepted share,
+    selective accuracy) and, given the rule's flags on images of none of the classes, the share rejected."""
+    figures = calibration_figures(probabilities, labels)
+    figures.update(selective_figures(probabilities, labels, unknown))
+    figures["rejected_unknown"] = (round(float(np.mean(unknown_set)), 6) if unknown_set is not None
+                                   and len(unknown_set) else None)
+    figures["unknown_images"] = int(len(unknown_set)) if unknown_set is not None else None
+    return figures

@@ -37,6 +37,8 @@ SIGNATURE = "edgecls_openset"  # the signature (and subgraph name) of the classi
 PROBABILITIES_OUTPUT = "probabilities"  # the signature's output names
 SIMILARITY_OUTPUT = "similarity"
 RULES = ("top", "embedding", "both")
+RULE_CHOICES = ("auto", *RULES)  # what calibration may be asked for (auto: chosen by the figures)
+DEFAULT_ACCEPT = 0.95  # the share of validation images of known classes a rule accepts, by default
 MAX_QUANTILES = 1001  # validation scores kept for the typicality (interpolated beyond this many)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from edgecls import __version__
 from edgecls.atomic import check_new_dir, staged_dir
+from edgecls.calibrate.job import OpenSetOptions, calibrate_split
 from edgecls.data import default_cache_dir, load_dataset, make_split
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
@@ -93,6 +94,8 @@ class TransferOptions:
     threads: Optional[int] = None
     input_range: Optional[tuple[float, float]] = None  # what pixels 0 and 255 become for a float backbone
     cache: bool = True
+    open_set: OpenSetOptions = field(default_factory=OpenSetOptions)  # the unknown answer (edgecls.calibrate)
+    unknown_data: Optional[str] = None  # a folder of images of none of the classes
 
 
 @dataclass
@@ -132,9 +135,11 @@ def options_from_train(options: TrainOptions, given: set[str]) -> TransferOption
         raise EdgeclsError(f"--{wrong[0].replace('_', '-')} does not apply with --backbone (the backbone fixes the "
                            "input; the head is fitted with numpy): leave it out")
     values = {name: getattr(options, name) for name in SHARED_WHEN_GIVEN if name in given}
+    open_set = OpenSetOptions(accept=options.accept, rule=options.rule, seed=options.seed, threads=options.threads)
     return TransferOptions(data=options.data, backbone=options.backbone, out=options.out,
                            embedding_tensor=options.embedding_tensor, head=options.head, views=options.views,
-                           threads=options.threads, input_range=parse_range(options.input_range), **values)
+                           threads=options.threads, input_range=parse_range(options.input_range), open_set=open_set,
+                           unknown_data=options.unknown_data, **values)
 
 
 def validate(o: TransferOptions) -> None:
@@ -202,6 +207,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         model_bytes, mode = _grafted(cut_bytes, backbone, head, x_train)
         model_bytes = embed_metadata(model_bytes, _metadata(dataset, embedder, mode, backbone, metadata_source,
                                                             len(x_train)))
+        model_bytes, open_set = calibrate_split(model_bytes, dataset.images, dataset.labels, split, options.open_set,
+                                                options.unknown_data, model_file_name(mode), log)
         export_dir = tmp / EXPORT_DIR
         export_dir.mkdir()
         model_path = export_dir / model_file_name(mode)
@@ -226,6 +233,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
                      "total": round(time.perf_counter() - started, 2)},
             threads=embedder.classifier.num_threads,
             collapsed=quality["collapsed"], warnings=quality["warnings"], quality=quality,
+            openset=open_set,
         )
         _write_history(head, tmp / HISTORY_FILE)
         curves = {k: [row[k] for row in head.history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
