@@ -165,6 +165,9 @@ class TargetOptions:
     out: Optional[Path] = None  # None: RUN_DIR/target-<target>
     progress: bool = True  # a rich progress bar on a terminal
     remote: Any = None  # edgecls.bench.remote.RemoteOptions for user@host (ssh config, python, ...); None: defaults
+    # the unknown answer of the chosen file (edgecls.calibrate), fitted after the choice as export does
+    open_set: Any = None  # calibrate.job.OpenSetOptions; None: its defaults
+    unknown_data: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -554,6 +557,7 @@ def decision(result: TargetResult, options: TargetOptions) -> dict[str, Any]:
 
 def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: str,
            log: Callable[[str], None]) -> None:
+    from edgecls.calibrate.job import OpenSetOptions, calibrate_split
     from edgecls.export.report import source_info
     from edgecls.provenance import created_timestamp, sha256_bytes
     from edgecls.runtime.labels import labels_text
@@ -563,6 +567,9 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
     doc = decision(result, options)
     metadata = {**read_metadata(chosen.content), "decision": doc}
     content = embed_metadata(chosen.converted.content, metadata)
+    dataset, split = source.dataset(), source.split()
+    content, open_set = calibrate_split(content, dataset.images, dataset.labels, split,
+                                        options.open_set or OpenSetOptions(), options.unknown_data, CHOSEN_FILE, log)
     out = result.out_dir
     result.written.append(write_bytes_atomic(out / CHOSEN_FILE, content))
     result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
@@ -577,7 +584,8 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
         # `models` as every export.json has it (what bench reads): the one file written
         "models": [{"file": CHOSEN_FILE, "mode": m.mode, "variant": chosen.name, "backend": m.backend,
                     "size_bytes": len(content), "accuracy": round(m.accuracy, 6), "agreement": round(m.agreement, 6),
-                    "input": m.io["input"], "output": m.io["output"], "sha256": sha256_bytes(content)}],
+                    "input": m.io["input"], "output": m.io["output"], "sha256": sha256_bytes(content),
+                    "openset": open_set}],
         "candidates": [r.to_json() for r in result.rows],
         "seconds": round(result.seconds, 1),
     }
