@@ -4,6 +4,7 @@ the plots are skipped with a note, and everything else is still written.
 - accuracy-latency.png: top-1 accuracy against p50 invoke latency, per model and thread count
 - latency.png: the distributions of per-image times (invoke alone; file -> label)
 - confusion-<model>.png: the float reference's confusion matrix, the model's, and the difference
+- reliability.png: accuracy against confidence per bin, each model (bench.calibration)
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ def write_plots(report: BenchReport, folder: Path) -> tuple[list[str], Optional[
         written.append(save(plt, accuracy_latency(plt, scored), folder / "accuracy-latency.png"))
     if timed:
         written.append(save(plt, distributions(plt, timed), folder / "latency.png"))
-    from edgecls.bench import sustain
+    from edgecls.bench import calibration, sustain
 
-    for section in report.sections:
-        if section.key == sustain.SECTION:  # drawn from its data, so a device's JSON is plotted here too
-            section.plots = [save(plt, sustain.plot(plt, section.data), folder / sustain.PLOT_NAME)]
-            written.append(section.plots[0])
+    for section in report.sections:  # drawn from their data, so a device's JSON is plotted here too
+        for kind in (sustain, calibration):
+            if section.key == kind.SECTION and section.data:
+                section.plots = [save(plt, kind.plot(plt, section.data), folder / kind.PLOT_NAME)]
+                written.append(section.plots[0])
     for model in report.models:
         paired = model.vs_reference
         reference = report.model(paired.reference) if paired else None

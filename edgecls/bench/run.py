@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from edgecls.atomic import private_tempdir
-from edgecls.bench import accuracy, advice, latency, memory, sustain, thirdparty
+from edgecls.bench import accuracy, advice, calibration, latency, memory, sustain, thirdparty
 from edgecls.bench.inputs import (
     BenchModel,
     TestSet,
@@ -63,6 +63,7 @@ from edgecls.runtime.interpreter import MAX_THREADS, find_backend
 from edgecls.runtime.metadata import check_range
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, check_preprocessing
 from edgecls.runtime.quant import is_distribution, softmax
+from edgecls.runtime.sources import read_images
 
 if TYPE_CHECKING:
     from edgecls.bench.remote import RemoteOptions
@@ -111,6 +112,8 @@ class BenchOptions:
     latency_only: bool = measure("--latency-only", default=False)
     resize: Optional[str] = measure("--resize", default=None)
     fit: Optional[str] = measure("--fit", default=None)
+    # images of none of the classes (any layout): the share each model's unknown rule rejects
+    unknown_data: Optional[str] = measure("--unknown-data", upload=Path, default=None)
 
 
 def parse_threads(text: Optional[str]) -> Optional[list[int]]:
@@ -139,6 +142,11 @@ def validate(options: BenchOptions) -> None:
             raise EdgeclsError(f"--save-test-images is for a run's test split, not with {what}")
     if options.resize is not None or options.fit is not None:
         check_preprocessing(options.resize or DEFAULT_RESIZE, options.fit or DEFAULT_FIT)
+    if options.unknown_data is not None:
+        if options.latency_only:
+            raise EdgeclsError("--unknown-data measures the unknown rule: not with --latency-only")
+        if not Path(options.unknown_data).is_dir():
+            raise EdgeclsError(f"--unknown-data {options.unknown_data} is not a folder")
 
 
 def default_report_dir(paths: list[Path]) -> Optional[Path]:
@@ -210,7 +218,9 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
 
     log(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images" if not test.latency_only
         else f"Latency only: {len(models)} .tflite model(s), {len(test.labels)} images, no accuracy")
-    probabilities = {m.name: classifiers[m.name].probabilities(test.images_for(m.name)) for m in models}
+    scored = {m.name: classifiers[m.name].scores(test.images_for(m.name)) for m in models}
+    probabilities = {name: probs for name, (probs, _) in scored.items()}
+    calibrated = None if test.latency_only else _calibration(models, classifiers, scored, test, options, log)
     full_space: dict[str, dict] = {}  # a labelled third-party set: top-1/top-k over all the model's classes
     if test.class_index is not None:
         for name in list(probabilities):
@@ -268,10 +278,29 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
         sections=[],
         notes=notes,
     )
+    if calibrated is not None:
+        calibration.add_section(report, calibrated, options.unknown_data)
     if sustained is not None:
         sustain.add_section(report, sustained)
     advice.add_advice(report)
     return report
+
+
+def _calibration(models: list[BenchModel], classifiers: dict[str, Classifier], scored: dict[str, tuple],
+                 test: TestSet, options: BenchOptions, log: Callable[[str], None]) -> dict[str, dict]:
+    """Each model's calibration and unknown-rule figures on the test images (bench.calibration)."""
+    found = {}
+    for m in models:
+        classifier = classifiers[m.name]
+        probs, similarity = scored[m.name]
+        labels = test.labels if test.class_index is None else np.asarray(test.class_index)[test.labels]
+        unknown = None
+        if options.unknown_data is not None:  # each model decodes them at its own size and resize
+            unknown = read_images(Path(options.unknown_data), classifier.preprocess)
+        found[m.name] = calibration.figures(classifier, probs, similarity, labels, unknown)
+    if options.unknown_data is not None:
+        log(f"Scored the unknown rules on {len(unknown)} images of --unknown-data {options.unknown_data}")
+    return found
 
 
 def _inputs(options: BenchOptions, backend: str, log: Callable[[str], None]

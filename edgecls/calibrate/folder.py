@@ -22,7 +22,7 @@ import numpy as np
 
 from edgecls.atomic import write_bytes_atomic
 from edgecls.bench.thirdparty import match_label
-from edgecls.calibrate.job import Calibrated, FitData, OpenSetOptions, calibrate, read_unknown, validate
+from edgecls.calibrate.job import Calibrated, FitData, OpenSetOptions, calibrate, validate
 from edgecls.errors import EdgeclsError
 from edgecls.provenance import created_timestamp, device_versions, sha256_bytes
 from edgecls.runtime.classify import Classifier
@@ -30,7 +30,7 @@ from edgecls.runtime.labels import printable
 from edgecls.runtime.metadata import METADATA_FORMAT
 from edgecls.runtime.model import read_model_bytes
 from edgecls.runtime.preprocess import ImageError
-from edgecls.runtime.sources import walk_images
+from edgecls.runtime.sources import read_images, walk_images
 
 VAL_SHARE = 0.5  # of each class's images, when the folder has no train/ and val/ of its own
 MAX_UNKNOWN = 5000  # unknown images decoded (a sample of a bigger folder, seeded)
@@ -73,8 +73,7 @@ def calibrate_folder(model: Path, data: Path, options: OpenSetOptions, unknown_d
                  "val": f"the other half of {data}"}
     unknown = None
     if unknown_data is not None:
-        unknown = read_unknown(Path(unknown_data), classifier.input_spec.size, classifier.input_spec.color,
-                               options.seed, classifier.preprocess, skipped)
+        unknown = read_images(Path(unknown_data), classifier.preprocess, seed=options.seed, skipped=skipped)
         where["unknown"] = str(unknown_data)
     log(f"Calibrating {Path(model).name} on {len(fit_y)} + {len(val_y)} images of {len(set(val_y.tolist()))} "
         f"classes{f' and {len(unknown)} unknown images' if unknown is not None else ''}")

@@ -29,13 +29,14 @@ from edgecls.runtime.interpreter import create_interpreter, find_backend
 from edgecls.runtime.metadata import embed_metadata, read_metadata
 from edgecls.runtime.metrics import calibration_figures, open_set_figures
 from edgecls.runtime.openset import DEFAULT_ACCEPT, OPENSET_FORMAT, OPENSET_KEY, RULE_CHOICES, SIGNATURE
+from edgecls.runtime.preprocess import load_image
 from edgecls.runtime.quant import input_converter, softmax
+from edgecls.runtime.sources import MAX_UNKNOWN, read_images
 from edgecls.transfer.graph import load_model
 
 MAX_PROTOTYPE_BYTES = 64 << 10  # or a quarter of the model, if larger: the prototypes are float32 weights
 MIN_VALIDATION = 20  # fewer validation images cannot set a threshold worth the name
 MAX_FIT_IMAGES = 5000  # train images the prototypes are fitted on (a stratified sample of a bigger split)
-MAX_UNKNOWN = 5000  # --unknown-data images read (a seeded sample of a bigger folder)
 
 
 @dataclass
@@ -165,8 +166,9 @@ def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, spli
 
     train = np.asarray(split.train)[stratified_sample(labels[split.train], MAX_FIT_IMAGES, options.seed)]
     h, w, c = images.shape[1:]
-    unknown = read_unknown(Path(unknown_data), (h, w), "grayscale" if c == 1 else "rgb", options.seed) \
-        if unknown_data else None
+    color = "grayscale" if c == 1 else "rgb"
+    unknown = (read_images(Path(unknown_data), lambda path: load_image(path, (h, w), color), MAX_UNKNOWN,
+                           options.seed, "--unknown-data") if unknown_data else None)
     data = FitData(np.asarray(images[train]), labels[train], np.asarray(images[split.val]), labels[split.val], unknown,
                    {"fit": f"train split ({len(train)} images)", "val": "validation split",
                     **({"unknown": str(unknown_data)} if unknown_data else {})})
@@ -176,34 +178,6 @@ def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, spli
               "temperature": result.record["temperature"]["value"], "chosen_by": result.record["chosen"]["by"],
               "candidates": result.record["chosen"]["candidates"], "val": result.figures["val"], "test": test}
     return result.content, report
-
-
-def read_unknown(folder: Path, size: tuple[int, int], color: str, seed: int = 0,
-                 decode: Optional[Callable[[Path], np.ndarray]] = None,
-                 skipped: Optional[list[str]] = None) -> np.ndarray:
-    """The images of an --unknown-data folder (any layout, recursively; a seeded sample of MAX_UNKNOWN
-    of a bigger one), decoded by the runtime's load_image (or `decode`); unreadable ones skipped."""
-    from edgecls.runtime.labels import printable
-    from edgecls.runtime.preprocess import ImageError, load_image
-    from edgecls.runtime.sources import walk_images
-
-    if not folder.is_dir():
-        raise EdgeclsError(f"--unknown-data {folder} is not a folder")
-    paths = list(walk_images(folder))
-    if len(paths) > MAX_UNKNOWN:
-        chosen = np.random.default_rng(seed).choice(len(paths), MAX_UNKNOWN, replace=False)
-        paths = [paths[i] for i in sorted(chosen)]
-    decode = decode or (lambda path: load_image(path, size, color))
-    found = []
-    for path in paths:
-        try:
-            found.append(decode(path))
-        except ImageError as exc:
-            if skipped is not None:
-                skipped.append(f"{printable(str(path))}: {exc}")
-    if not found:
-        raise EdgeclsError(f"--unknown-data {folder} has no readable images")
-    return np.stack(found)
 
 
 def evaluate(content: bytes, images: np.ndarray, labels: np.ndarray, unknown: Optional[np.ndarray] = None,

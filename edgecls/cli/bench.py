@@ -139,6 +139,10 @@ def bench_run(
         "layout) or, without --data, random images", metavar="")] = False,
     resize: ResizeOption = None,
     fit: FitOption = None,
+    unknown_data: Annotated[Optional[Path], typer.Option(
+        "--unknown-data", metavar="FOLDER", show_default="none",
+        help="Images of none of the classes (any layout): the share each model's unknown rule rejects, in the "
+             "Calibration and unknown section")] = None,
     diagnose: Annotated[
         bool,
         typer.Option(
@@ -238,7 +242,7 @@ def bench_run(
                            latency_only=latency_only, resize=plain(resize), fit=plain(fit),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]),
-                           sustain=sustain_s, remote=devices)
+                           sustain=sustain_s, remote=devices, unknown_data=str(unknown_data) if unknown_data else None)
     if explain_flips is not None:  # device side (two .tflite files through the runtime), injected like the others
         from edgecls.explain.job import flips_analysis
 
