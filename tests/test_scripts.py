@@ -29,10 +29,12 @@ SMOKES = {
     "resize_figures.py": ((pytest.mark.shared_data,), ()),
     "reliability_probe.py": ((), ()),  # three cases, this checkout against itself
     "export_target.py": ((pytest.mark.slow,), ()),  # a 1-epoch digits run, two candidates
+    "bench_openset.py": ((pytest.mark.slow,), ()),  # digits 0-7 for 2 epochs against 8, 9 and generated scenes
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
 SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py"}
-RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py"}  # write --json
+RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py",  # write --json
+           "bench_openset.py"}
 
 
 def test_every_script_has_a_smoke_test():
