@@ -22,6 +22,7 @@ from edgecls.transfer.backbone import find_embedding
 
 _PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE"}  # between the SOFTMAX and the output
 _EMBEDDING_TYPES = ("float32", "uint8", "int8")
+HYBRID_FC_VERSION = 9  # float input, int8 weights, asymmetric input quantisation (TFLite's dynamic-range FC)
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,19 @@ def _add_similarity(model, tail: Tail, prototypes: np.ndarray) -> int:
     fb.add_op(model, graph, "RESHAPE", 1, [x, new_shape], [flat], s.BuiltinOptions.ReshapeOptions, options)
     unit = fb.add_tensor(graph, "edgecls_openset/normalised", [batch, dims], "float32", dynamic=dynamic)
     fb.add_op(model, graph, "L2_NORMALIZATION", 1, [flat], [unit], s.BuiltinOptions.L2NormOptions, s.L2NormOptionsT())
-    weights = fb.add_const(model, graph, "edgecls_openset/prototypes", np.asarray(prototypes, np.float32), "float32")
-    cosines = fb.add_tensor(graph, "edgecls_openset/cosines", [batch, count], "float32", dynamic=dynamic)
     fc = s.FullyConnectedOptionsT()
-    fb.add_op(model, graph, "FULLY_CONNECTED", 1, [unit, weights, -1], [cosines],
+    if fb.dtype_name(source) == "float32":
+        weights = fb.add_const(model, graph, "edgecls_openset/prototypes", np.asarray(prototypes, np.float32),
+                               "float32")
+        version = 1
+    else:  # a quantised model keeps its prototypes in 8 bits too: a hybrid FULLY_CONNECTED (float in and out)
+        scale = float(np.abs(prototypes).max()) / 127.0 or 1.0
+        q = np.clip(np.rint(np.asarray(prototypes) / scale), -127, 127).astype(np.int8)
+        weights = fb.add_const(model, graph, "edgecls_openset/prototypes", q, "int8", scale, 0)
+        fc.asymmetricQuantizeInputs = True
+        version = HYBRID_FC_VERSION
+    cosines = fb.add_tensor(graph, "edgecls_openset/cosines", [batch, count], "float32", dynamic=dynamic)
+    fb.add_op(model, graph, "FULLY_CONNECTED", version, [unit, weights, -1], [cosines],
               s.BuiltinOptions.FullyConnectedOptions, fc)
     axis = fb.add_const(model, graph, "edgecls_openset/axis", np.array([1], np.int32), "int32")
     best = fb.add_tensor(graph, f"edgecls_openset/{SIMILARITY_OUTPUT}", [batch, 1], "float32", dynamic=dynamic)

@@ -164,6 +164,11 @@ def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, spli
     Returns the calibrated file and its report (metrics.json's and export.json's "openset")."""
     from edgecls.data import stratified_sample
 
+    if len(split.val) < MIN_VALIDATION:  # a tiny run still trains and exports: without the rule, said so
+        why = (f"no temperature and no unknown rule: {len(split.val)} validation images are too few to set them "
+               f"(at least {MIN_VALIDATION})")
+        log(f"warning: {name}: {why}")
+        return content, {"rule": None, "skipped": why}
     train = np.asarray(split.train)[stratified_sample(labels[split.train], MAX_FIT_IMAGES, options.seed)]
     h, w, c = images.shape[1:]
     color = "grayscale" if c == 1 else "rgb"
