@@ -22,7 +22,7 @@ import numpy as np
 
 from edgecls.atomic import write_bytes_atomic
 from edgecls.bench.thirdparty import match_label
-from edgecls.calibrate.job import Calibrated, FitData, OpenSetOptions, calibrate, validate
+from edgecls.calibrate.job import MIN_VALIDATION, Calibrated, FitData, OpenSetOptions, calibrate, validate
 from edgecls.errors import EdgeclsError
 from edgecls.provenance import created_timestamp, device_versions, sha256_bytes
 from edgecls.runtime.classify import Classifier
@@ -71,6 +71,10 @@ def calibrate_folder(model: Path, data: Path, options: OpenSetOptions, unknown_d
         (fit_x, fit_y), (val_x, val_y) = _halves(*parts["all"], rng)
         where = {"fit": f"half of {data} (stratified, seed {options.seed})",
                  "val": f"the other half of {data}"}
+    if len(val_y) < MIN_VALIDATION:
+        raise EdgeclsError(f"{len(val_y)} validation images are too few to calibrate {Path(model).name} on (at "
+                           f"least {MIN_VALIDATION}; {'val/ has' if 'val' in parts else 'half of --data is'} "
+                           f"{len(val_y)}): give more images")
     unknown = None
     if unknown_data is not None:
         unknown = read_images(Path(unknown_data), classifier.preprocess, seed=options.seed, skipped=skipped)
