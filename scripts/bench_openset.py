@@ -232,11 +232,11 @@ def folder_images(folder: Path, size: tuple[int, int], color: str) -> np.ndarray
 def table(name: str, result: dict) -> list[str]:
     sets = list(next(iter(result["rules"].values()))["rejected"])
     lines = [f"### {name} ({result['model']}, {result['test_images']} test images)", "",
-             "| rule | test accepted | accuracy accepted | accuracy all | " + " | ".join(f"rejected: {s}" for s in sets)
-             + " |", "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in sets) + " |"]
+             "| rule | test accepted | accuracy accepted | accuracy all |" + "".join(f" rejected: {s} |" for s in sets),
+             "| --- | ---: | ---: | ---: |" + "".join(" ---: |" for _ in sets)]
     for rule, row in result["rules"].items():
         lines.append(f"| {rule} | {row['test_accepted']:.3f} | {row['test_selective_accuracy']:.4f} | "
-                     f"{row['test_accuracy']:.4f} | " + " | ".join(f"{row['rejected'][s]:.3f}" for s in sets) + " |")
+                     f"{row['test_accuracy']:.4f} |" + "".join(f" {row['rejected'][s]:.3f} |" for s in sets))
     v = result["val"]
     lines += ["", f"Temperature {result['rules']['both']['temperature']:.3f}: validation ECE {v['ece_before']:.4f} -> "
                   f"{v['ece_after']:.4f}, NLL {v['nll_before']:.4f} -> {v['nll_after']:.4f}; test ECE "

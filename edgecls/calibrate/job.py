@@ -118,7 +118,10 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
         temperature, applied = 1.0, "none"
         if tail.softmax is not None or metadata.get("output") == "logits":
             logits = val_logits * tail.beta if tail.softmax is not None else val_logits
-            temperature = fit.fit_temperature(logits, data.val_labels)
+            output = run.outputs[0]  # an 8-bit softmax rounds what it gives: T is fitted on that
+            device = (fit.quantised_output(output["dtype"], *output["quantization"]) if tail.softmax is not None
+                      else None)
+            temperature = fit.fit_temperature(logits, data.val_labels, device)
             applied = "graph" if tail.softmax is not None else "runtime"
         prototypes = None
         if wants_embedding and tail.embedding is not None:
