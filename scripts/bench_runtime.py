@@ -3,9 +3,12 @@
 
 P3  int8 against float32 invoke latency, seed CNN and mobile CNN, 1 thread.
 P4  Classifier.classify() of a decoded uint8 array against a bare set_tensor/invoke/get_tensor loop
-    on the same interpreter (targets: <= 1.10x seed int8, <= 1.03x mobile int8), 1 thread.
+    on the same interpreter (targets: <= 1.10x seed int8, <= 1.03x mobile int8), 1 thread; and
+    classify() of the same model calibrated by edgecls (its unknown rule) against the bare loop and
+    classify() of the plain model: the whole per-call cost of the rule.
 P5  `edgecls predict MODEL one-image` as a whole cold process against a 10-line LiteRT script and
-    the same through TensorFlow: wall time and peak RSS (targets: <= 1.3x and +8 MiB of LiteRT).
+    the same through TensorFlow: wall time and peak RSS (targets: <= 1.3x and +8 MiB of LiteRT); and
+    the calibrated model's cold predict against the plain one's.
 P6  classify_many over a folder of real JPEG photos against a plain Pillow loop that uses draft(),
     at 1 and 2 threads (targets: >= 1.2x at two, no slower at one).
 
@@ -34,6 +37,7 @@ from benchkit import (  # noqa: E402  (scripts/ is not a package)
     common_arguments,
     in_worker,
     median,
+    openset_model,
     paired,
     ratio,
     run_process,
@@ -72,17 +76,20 @@ def worker_int8_vs_float(int8: str, float32: str, rounds: int, seconds: float) -
             "ratio": ratio(runs["int8"], runs["float32"]), "calls_per_round": n}
 
 
-def worker_hot(model: str, rounds: int, seconds: float) -> dict:
-    """P4: classify(array) against a bare loop on the same interpreter (fed pre-quantised input)."""
+def worker_hot(model: str, rounds: int, seconds: float, plain: str = "") -> dict:
+    """P4: classify(array) against a bare loop on the same interpreter (fed pre-quantised input). With
+    `plain` (the same model without its unknown rule): classify() of `model` against the bare loop and
+    classify() of `plain`, so the ratios carry the whole cost of the rule."""
     import numpy as np
 
     from edgecls.runtime import Classifier
     from edgecls.runtime.quant import input_converter
 
     clf = Classifier(model, num_threads=1)
+    base = Classifier(plain, num_threads=1) if plain else clf
     pixels = np.random.default_rng(0).integers(0, 256, clf.input_spec.shape, dtype=np.uint8)
-    ready = np.ascontiguousarray(input_converter(clf.input_spec)(pixels[None]))
-    interpreter = clf.interpreter
+    ready = np.ascontiguousarray(input_converter(base.input_spec)(pixels[None]))
+    interpreter = base.interpreter
     inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
 
     def bare() -> None:
@@ -91,10 +98,16 @@ def worker_hot(model: str, rounds: int, seconds: float) -> dict:
         interpreter.get_tensor(out)
 
     n = _calls_per_round(bare, seconds)
-    runs = paired({"classify": lambda: _timed(lambda: clf.classify(pixels), n), "bare": lambda: _timed(bare, n)},
-                  rounds)
-    return {"bare_us": median(runs["bare"]) * 1e6, "classify_us": median(runs["classify"]) * 1e6,
-            "ratio": ratio(runs["classify"], runs["bare"]), "calls_per_round": n}
+    contenders = {"classify": lambda: _timed(lambda: clf.classify(pixels), n), "bare": lambda: _timed(bare, n)}
+    if plain:
+        contenders["classify plain"] = lambda: _timed(lambda: base.classify(pixels), n)
+    runs = paired(contenders, rounds)
+    result = {"bare_us": median(runs["bare"]) * 1e6, "classify_us": median(runs["classify"]) * 1e6,
+              "ratio": ratio(runs["classify"], runs["bare"]), "calls_per_round": n}
+    if plain:
+        result["classify_plain_us"] = median(runs["classify plain"]) * 1e6
+        result["ratio_to_classify_plain"] = ratio(runs["classify"], runs["classify plain"])
+    return result
 
 
 def worker_folder(model: str, folder: str, threads: int, rounds: int) -> dict:
@@ -164,6 +177,8 @@ def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: st
         with_tf = False
     commands = {
         "edgecls predict": [*python, "-m", "edgecls", "predict", model, image],
+        # the same model calibrated by edgecls (its unknown rule: the IF wrapper, subgraph 1 run directly)
+        "edgecls predict, unknown rule": [*python, "-m", "edgecls", "predict", openset_model(model), image],
         "bare LiteRT": [*python, "-c", BARE_SCRIPT.format(
             import_line="from ai_edge_litert.interpreter import Interpreter", threads=threads), model, image],
     }
@@ -179,6 +194,9 @@ def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: st
     result = {name: {"wall_s": median(wall[name], 4), "peak_rss_mib": median(peak[name], 1)} for name in commands}
     result["wall_vs_bare"] = ratio(wall["edgecls predict"], wall["bare LiteRT"])
     result["peak_mib_over_bare"] = round(median(peak["edgecls predict"], 2) - median(peak["bare LiteRT"], 2), 1)
+    result["unknown_rule_wall_vs_plain"] = ratio(wall["edgecls predict, unknown rule"], wall["edgecls predict"])
+    result["unknown_rule_peak_mib_over_plain"] = round(median(peak["edgecls predict, unknown rule"], 2)
+                                                       - median(peak["edgecls predict"], 2), 1)
     if with_tf:
         result["tensorflow_vs_edgecls"] = ratio(wall["TensorFlow"], wall["edgecls predict"])
     return result
@@ -223,7 +241,7 @@ def main() -> None:
 
         kind, *rest = args.worker
         workers = {"p3": lambda: worker_int8_vs_float(rest[0], rest[1], int(rest[2]), float(rest[3])),
-                   "hot": lambda: worker_hot(rest[0], int(rest[1]), float(rest[2])),
+                   "hot": lambda: worker_hot(rest[0], int(rest[1]), float(rest[2]), *rest[3:]),
                    "folder": lambda: worker_folder(rest[0], rest[1], int(rest[2]), int(rest[3])),
                    "cold": lambda: worker_cold(rest[0], rest[1], int(rest[2]), rest[3] == "tf", rest[4], *rest[5:])}
         print(json.dumps(workers[kind]()))
@@ -249,6 +267,10 @@ def main() -> None:
     for arch in archs:
         print(f"P4 {arch}-int8 classify vs bare ...", file=sys.stderr)
         figures[f"P4 {arch}-int8"] = in_worker(__file__, "hot", str(models[f"{arch}-int8"]), rounds, seconds, env=env)
+        print(f"P4 {arch}-int8 with its unknown rule, classify vs bare and classify of the plain model ...",
+              file=sys.stderr)
+        figures[f"P4 {arch}-int8 unknown rule"] = in_worker(
+            __file__, "hot", str(models[f"{arch}-int8-openset"]), rounds, seconds, str(models[f"{arch}-int8"]), env=env)
     print("P5 cold predict ...", file=sys.stderr)
     figures["P5 seed-int8"] = in_worker(__file__, "cold", str(models["seed-int8"]), str(digit), rounds,
                                         "no" if args.no_tensorflow else "tf", str(args.checkout.resolve()))

@@ -103,8 +103,9 @@ def calibrated(model, tail: Tail, temperature: float, prototypes: Optional[np.nd
 
 
 def _add_similarity(model, tail: Tail, prototypes: np.ndarray) -> int:
-    """Append to subgraph 0: [DEQUANTIZE] > RESHAPE [B, D] > L2_NORMALIZATION > FULLY_CONNECTED by the
-    prototypes > REDUCE_MAX over them: the cosine similarity to the nearest prototype, (B, 1) float32."""
+    """Append to subgraph 0: [DEQUANTIZE] > [RESHAPE to B, D] > L2_NORMALIZATION > FULLY_CONNECTED by the
+    prototypes (8-bit weights in a quantised model) > REDUCE_MAX over them: the cosine similarity to the
+    nearest prototype, (B, 1) float32."""
     s = schema()
     graph = model.subgraphs[0]
     source = graph.tensors[tail.embedding]
@@ -118,13 +119,15 @@ def _add_similarity(model, tail: Tail, prototypes: np.ndarray) -> int:
         y = fb.add_tensor(graph, "edgecls_openset/embedding", shape, "float32", dynamic=dynamic)
         fb.add_op(model, graph, "DEQUANTIZE", 2, [x], [y])
         x = y
-    new_shape = fb.add_const(model, graph, "edgecls_openset/shape", np.array([-1, dims], np.int32), "int32")
-    flat = fb.add_tensor(graph, "edgecls_openset/flat", [batch, dims], "float32", dynamic=dynamic)
-    options = s.ReshapeOptionsT()
-    options.newShape = np.array([-1, dims], np.int32)
-    fb.add_op(model, graph, "RESHAPE", 1, [x, new_shape], [flat], s.BuiltinOptions.ReshapeOptions, options)
+    if len(source.shape) != 2:  # [B, 1, 1, D] (a pooled feature map): [B, D]; every op is time on a small model
+        new_shape = fb.add_const(model, graph, "edgecls_openset/shape", np.array([-1, dims], np.int32), "int32")
+        flat = fb.add_tensor(graph, "edgecls_openset/flat", [batch, dims], "float32", dynamic=dynamic)
+        options = s.ReshapeOptionsT()
+        options.newShape = np.array([-1, dims], np.int32)
+        fb.add_op(model, graph, "RESHAPE", 1, [x, new_shape], [flat], s.BuiltinOptions.ReshapeOptions, options)
+        x = flat
     unit = fb.add_tensor(graph, "edgecls_openset/normalised", [batch, dims], "float32", dynamic=dynamic)
-    fb.add_op(model, graph, "L2_NORMALIZATION", 1, [flat], [unit], s.BuiltinOptions.L2NormOptions, s.L2NormOptionsT())
+    fb.add_op(model, graph, "L2_NORMALIZATION", 1, [x], [unit], s.BuiltinOptions.L2NormOptions, s.L2NormOptionsT())
     fc = s.FullyConnectedOptionsT()
     if fb.dtype_name(source) == "float32":
         weights = fb.add_const(model, graph, "edgecls_openset/prototypes", np.asarray(prototypes, np.float32),
