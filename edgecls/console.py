@@ -337,6 +337,7 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
         shown = [f"{i:>{len(str(len(labels) - 1))}}  {label}" for i, label in enumerate(labels[:INFO_LABELS])]
         more = f"… {len(labels) - INFO_LABELS} more; " if len(labels) > INFO_LABELS else ""
         facts.add_row("labels", escape("\n".join(shown + [f"({more}from {clean_text(classifier['labels_source'])})"])))
+        facts.add_row("unknown", escape(unknown_rule_text((report["metadata"] or {}).get("openset"))))
     else:
         facts.add_row("classifier", escape(f"not an image classifier edgecls can run: {classifier['reason']}"))
     console.print(facts)
@@ -360,8 +361,34 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     else:
         shown = {k: v for k, v in metadata.items() if k != "labels"}
         console.print("[bold]metadata[/]")
-        for line in json.dumps(shown, indent=2, sort_keys=True).splitlines():  # clean_text would eat newlines
-            console.print(escape(clean_text(line)))
+        for line in compact_numbers(json.dumps(shown, indent=2, sort_keys=True)).splitlines():
+            console.print(escape(clean_text(line)))  # line by line: clean_text would eat newlines
+
+
+SHOWN_NUMBERS = 12  # a list of more numbers (an open-set rule's validation scores) is summarised by `info`
+_NUMBER_LIST = re.compile(r"\[\s*(-?[\d.eE+-]+(?:\s*,\s*-?[\d.eE+-]+)*)\s*\]")
+
+
+def compact_numbers(text: str) -> str:
+    """Pretty JSON with each list of numbers on one line, and a long one as its count and range."""
+    def one_line(match: re.Match) -> str:
+        values = [v.strip() for v in match.group(1).split(",")]
+        if len(values) <= SHOWN_NUMBERS:
+            return "[" + ", ".join(values) + "]"
+        return f"[{len(values)} numbers, {values[0]} ... {values[-1]}]"
+
+    return _NUMBER_LIST.sub(one_line, text)
+
+
+def unknown_rule_text(entry: Any) -> str:
+    """One line on a model's open-set rule (its metadata's "openset" entry)."""
+    if not isinstance(entry, dict):
+        return "no unknown rule (edgecls calibrate MODEL --data FOLDER gives one)"
+    parts = [f"rule {entry.get('rule')}, accepts {entry.get('accept', 0):.0%} of validation images"]
+    temperature = entry.get("temperature") or {}
+    if isinstance(temperature, dict) and temperature.get("value") is not None:
+        parts.append(f"temperature {temperature['value']:.3g} ({temperature.get('applied')})")
+    return "; ".join(parts)
 
 
 def _short(value: Any) -> str:

@@ -221,5 +221,18 @@ def plain(model, beta_before: Optional[float] = None) -> None:
         model.subgraphs[0].operators[tail.softmax].builtinOptions.beta = float(beta_before)
 
 
+def plain_bytes(content: bytes) -> bytes:
+    """The classifier a calibrated .tflite was made from (its layers as the converter wrote them, for tools
+    that read intermediate tensors); any other model unchanged."""
+    from edgecls.runtime.metadata import read_metadata
+
+    model = fb.load_model(content)
+    if not is_wrapped(model):
+        return content
+    temperature = ((read_metadata(content) or {}).get("openset") or {}).get("temperature") or {}
+    plain(model, temperature.get("beta_before") if temperature.get("applied") == "graph" else None)
+    return fb.serialize(model)
+
+
 def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
