@@ -32,9 +32,12 @@ from edgecls.runtime.sources import folder_error, walk_images
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 SPLIT_NAMES = ("train", "val", "test")
+# How `edgecls train` treats near-duplicates when it makes a split (edgecls.audit.duplicates.split_grouping):
+# each group kept on one side (near: confirmed near-duplicates; exact: identical pixels), or not at all.
+DEDUPE_MODES = ("near", "exact", "off")
 FOLDER_DEFAULT_SIZE = 96
 MAX_IDX_BYTES = 4 << 30  # 4 GiB: MNIST's largest file is 47 MB
-CACHE_FORMAT = 3  # 3: keyed by content and location, verified on read
+CACHE_FORMAT = 4  # 3: keyed by content and location, verified on read; 4: pixels in line with paths after a skip
 
 
 @dataclass
@@ -51,6 +54,9 @@ class Dataset:
     # Identifies the content, so a saved split can check it still refers to the same images.
     fingerprint: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    # SHA-256 of the decoded pixels (a folder's cache file): what anything computed from the pixels
+    # (embeddings) must be keyed by; the fingerprint names the files, not how they were decoded.
+    pixels_sha256: str = ""
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -304,7 +310,7 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
     # The split's fingerprint is the files' content, not the cache key (which includes the folder's
     # location): a copy of the folder made elsewhere is still the same data.
     return Dataset(images, labels, classes, str(root), color, paths=index["paths"], given_split=given,
-                   fingerprint=index["content_fingerprint"], skipped=skipped)
+                   fingerprint=index["content_fingerprint"], skipped=skipped, pixels_sha256=index["images_sha256"])
 
 
 def default_cache_dir() -> Path:
@@ -431,8 +437,10 @@ def _build_cache(cache: Path, root: Path, entries, hashes: list[str], img_size: 
                         f"{rel}|{entries[i][1]}|{entries[i][2]}|{content}\n".encode("utf-8", "surrogateescape")
                     )
         images = _new_memmap(tmp / "images.npy", len(keep), img_size, channels)
-        for start in range(0, len(keep), 1024):  # copy in chunks: never a second full copy in memory
-            images[start:start + 1024] = buffer[keep[start:start + 1024]]
+        # The buffer holds the kept images packed in order (row k is the k-th kept file): copy its first
+        # rows, in chunks (never a second full copy in memory).
+        for start in range(0, len(keep), 1024):
+            images[start:start + 1024] = buffer[start:min(start + 1024, len(keep))]
         images.flush()
         del images, buffer
         (tmp / "all.npy").unlink()
@@ -481,6 +489,8 @@ class Split:
     val: np.ndarray
     test: np.ndarray
     test_source: str = ""  # where the test images came from, in words (the log and metrics.json say it)
+    # What kept near-duplicates together (edgecls.audit.duplicates.Grouping.to_json); None: nothing did.
+    dedupe: Optional[dict] = None
 
     def to_json(self, dataset: Dataset, seed: int, fractions: tuple[float, float]) -> dict:
         doc = {
@@ -490,11 +500,24 @@ class Split:
         }
         if dataset.paths is not None:
             doc["test_files"] = [dataset.paths[i] for i in self.test]
+        if self.dedupe is not None:
+            doc["dedupe"] = self.dedupe
         return doc
 
+    def part_of(self, count: int) -> np.ndarray:
+        """Each of `count` dataset images' part: "train", "val", "test", or "" (in none)."""
+        parts = np.full(count, "", dtype=object)
+        for name in SPLIT_NAMES:
+            parts[np.asarray(getattr(self, name), dtype=np.int64)] = name
+        return parts
 
-def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Split:
-    """A stratified, seeded split; a split that comes with the data is kept (val carved from train if needed)."""
+
+def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int,
+               groups: Optional[list[list[int]]] = None) -> Split:
+    """A stratified, seeded split; a split that comes with the data is kept (val carved from train if needed).
+
+    `groups` (lists of dataset indices, e.g. near-duplicates) are each put in one part whole, where
+    the split is ours to make; without groups the split is the same as with none given."""
     rng = np.random.default_rng(seed)
     given = dataset.given_split or {}
     own = "the data's own test set" if dataset.paths is None else "the test/ folder"
@@ -503,39 +526,67 @@ def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed
     if "train" in given:
         # Keep the part that came with the data; carve the missing one from its train part.
         if "val" in given:
-            train, test = _stratified(dataset, given["train"], [test_fraction], rng)
+            train, test = _stratified(dataset, given["train"], [test_fraction], rng, groups)
             return Split(train, given["val"], test,
                          f"{len(test)} images carved from the {len(given['train'])} of train/ (--test-fraction "
                          f"{test_fraction:g}, stratified, seeded; a test/ folder beside train/ and val/ is used "
                          "instead when present)")
-        train, val = _stratified(dataset, given["train"], [val_fraction], rng)
+        train, val = _stratified(dataset, given["train"], [val_fraction], rng, groups)
         return Split(train, val, given["test"], f"{len(given['test'])} images of {own}")
-    train, val, test = _stratified(dataset, np.arange(len(dataset.labels)), [val_fraction, test_fraction], rng)
+    train, val, test = _stratified(dataset, np.arange(len(dataset.labels)), [val_fraction, test_fraction], rng,
+                                   groups)
     return Split(train, val, test, f"{len(test)} images drawn from all {len(dataset.labels)} (--test-fraction "
                                    f"{test_fraction:g}, stratified, seeded)")
 
 
-def _stratified(dataset: Dataset, pool: np.ndarray, fractions: list[float], rng) -> list[np.ndarray]:
-    """The split's partition: each class shuffled and cut into the held-out parts and the rest.
-    (stratified_sample below is the other stratified draw: a fixed-size, proportional sample.)"""
-    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
+def _units(pool: np.ndarray, groups: Optional[list[list[int]]]) -> dict[int, list[int]]:
+    """{index: its group's members in `pool`} for the groups with at least two members there."""
+    inside = set(np.asarray(pool).tolist())
+    unit_of: dict[int, list[int]] = {}
+    for group in groups or []:
+        members = sorted(i for i in group if i in inside)
+        if len(members) > 1:
+            unit_of.update((i, members) for i in members)
+    return unit_of
+
+
+def _check_class_size(dataset: Dataset, label: int, count: int, need: int) -> None:
+    if count < need + 1:
+        raise EdgeclsError(
+            f"class {dataset.class_names[label]!r} has {count} usable images: the split needs at least "
+            f"{need + 1} per class (one in each held-out part and at least two to train)"
+        )
+
+
+def _stratified(dataset: Dataset, pool: np.ndarray, fractions: list[float], rng,
+                groups: Optional[list[list[int]]] = None) -> list[np.ndarray]:
+    """The split's partition: each class shuffled, and the held-out parts filled in that order, the
+    rest to train. (stratified_sample below is the other stratified draw: a fixed-size sample.)
+
+    Each of `groups` goes whole where its first member in the shuffled order falls (a group with
+    members in two classes with the class met first), so a held-out part can hold a group's size
+    minus one image more than its share. Without groups this is the plain stratified cut."""
+    unit_of = _units(pool, groups)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
     labels = dataset.labels[pool]
+    placed: set[int] = set()
     for label in range(len(dataset.class_names)):
         members = pool[labels == label]
-        need = len(fractions) + 1
-        if len(members) < need + 1:
-            raise EdgeclsError(
-                f"class {dataset.class_names[label]!r} has {len(members)} usable images: the split needs at least "
-                f"{need + 1} per class (one in each held-out part and at least two to train)"
-            )
-        members = rng.permutation(members)
-        start = 0
-        for i, fraction in enumerate(fractions):
-            take = max(1, int(round(fraction * len(members))))
-            parts[i + 1].append(members[start:start + take])
-            start += take
-        parts[0].append(members[start:])
-    return [np.sort(np.concatenate(p)) for p in parts]
+        _check_class_size(dataset, label, len(members), len(fractions) + 1)
+        takes = [max(1, int(round(fraction * len(members)))) for fraction in fractions]
+        filled = [0] * len(fractions)
+        for index in rng.permutation(members).tolist():
+            if index in placed:
+                continue
+            unit = unit_of.get(index, [index])
+            part = next((p for p in range(len(fractions)) if filled[p] < takes[p]), None)
+            if part is None:
+                parts[0] += unit
+            else:
+                parts[part + 1] += unit
+                filled[part] += len(unit)
+            placed.update(unit)
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
 
 
 def load_split(doc: dict, dataset: Dataset) -> Split:

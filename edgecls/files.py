@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import stat
 from typing import BinaryIO
@@ -81,6 +80,8 @@ def read_capped(path: str | os.PathLike, limit: int) -> bytes:
 
 def sha256_of(path: str | os.PathLike) -> str:
     """The hex SHA-256 of regular file `path`, read in 1 MiB blocks."""
+    import hashlib  # here: its OpenSSL binding costs a cold `edgecls predict` about 3 MiB
+
     digest = hashlib.sha256()
     with open_regular(path) as handle:
         for block in iter(lambda: handle.read(CHUNK), b""):

@@ -117,8 +117,8 @@ def main() -> None:
         onnx = export_onnx(models[f"{arch}-keras"], ARCHS[arch][0], args.work / "models")
         for mode in ("int8",) if args.smoke else ("int8", "float32"):
             print(f"P9 {arch} {mode}: LiteRT vs ONNX Runtime ...", file=sys.stderr)
-            record.data["figures"][f"P9 {arch}-{mode}"] = in_worker(
-                __file__, str(models[f"{arch}-{mode}"]), str(onnx[mode]), str(args.rounds), str(args.seconds))
+            record.figure(f"P9 {arch}-{mode}", lambda arch=arch, mode=mode, onnx=onnx: in_worker(
+                __file__, str(models[f"{arch}-{mode}"]), str(onnx[mode]), str(args.rounds), str(args.seconds)))
     record.write(args.json)
 
 

@@ -57,45 +57,49 @@ def main() -> None:
     record = Record(__file__, args)
 
     make_images(args.folder, args.images)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edgecls", "predict", "--json", str(args.model), str(args.folder)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    rows = 0
-    samples: list[tuple[int, float]] = []  # (rows done, RSS MB)
-    done = threading.Event()
 
-    def sample() -> None:
-        while not done.is_set():
-            value = rss_mb(process.pid)
-            if value is not None:
-                samples.append((rows, value))
-            time.sleep(0.02)
+    def long_run() -> dict:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edgecls", "predict", "--json", str(args.model), str(args.folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        rows = 0
+        samples: list[tuple[int, float]] = []  # (rows done, RSS MB)
+        done = threading.Event()
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    start = time.perf_counter()
-    sampler.start()
-    for line in process.stdout:
-        rows += 1
-        if rows == 1:
-            json.loads(line)
-    process.wait()
-    done.set()
-    sampler.join()
-    seconds = time.perf_counter() - start
-    after_1000 = next((mb for n, mb in samples if n >= min(1000, rows // 2)), None)
-    at_end = [mb for n, mb in samples if n >= rows - 50][-1] if samples else None
-    report = {
-        "images": args.images, "rows": rows, "exit_code": process.returncode, "seconds": round(seconds, 2),
-        "rss_mb_after_1000": round(after_1000, 1) if after_1000 else None,
-        "rss_mb_at_end": round(at_end, 1) if at_end else None,
-        "rss_mb_peak": round(max(mb for _, mb in samples), 1) if samples else None,
-        "growth_mb": round(at_end - after_1000, 1) if after_1000 and at_end else None,
-        "samples": len(samples),
-    }
-    record.data["figures"]["long_run"] = report
+        def sample() -> None:
+            while not done.is_set():
+                value = rss_mb(process.pid)
+                if value is not None:
+                    samples.append((rows, value))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        start = time.perf_counter()
+        sampler.start()
+        for line in process.stdout:
+            rows += 1
+            if rows == 1:
+                json.loads(line)
+        process.wait()
+        done.set()
+        sampler.join()
+        seconds = time.perf_counter() - start
+        after_1000 = next((mb for n, mb in samples if n >= min(1000, rows // 2)), None)
+        at_end = [mb for n, mb in samples if n >= rows - 50][-1] if samples else None
+        report = {
+            "images": args.images, "rows": rows, "exit_code": process.returncode, "seconds": round(seconds, 2),
+            "rss_mb_after_1000": round(after_1000, 1) if after_1000 else None,
+            "rss_mb_at_end": round(at_end, 1) if at_end else None,
+            "rss_mb_peak": round(max(mb for _, mb in samples), 1) if samples else None,
+            "growth_mb": round(at_end - after_1000, 1) if after_1000 and at_end else None,
+            "samples": len(samples),
+        }
+        return report
+
+    record.figure("long_run", long_run)
     record.write(args.json)
 
 

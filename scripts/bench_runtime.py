@@ -6,9 +6,11 @@ P4  Classifier.classify() of a decoded uint8 array against a bare set_tensor/inv
     on the same interpreter (targets: <= 1.10x seed int8, <= 1.03x mobile int8), 1 thread; and
     classify() of the same model calibrated by edgecls (its unknown rule) against the bare loop and
     classify() of the plain model: the whole per-call cost of the rule.
-P5  `edgecls predict MODEL one-image` as a whole cold process against a 10-line LiteRT script and
-    the same through TensorFlow: wall time and peak RSS (targets: <= 1.3x and +8 MiB of LiteRT); and
-    the calibrated model's cold predict against the plain one's.
+P5  `edgecls predict MODEL one-image` as a whole cold process — the console script of a fresh
+    `pip install CHECKOUT` venv, as a user runs it — against a 7-line LiteRT script in the same venv,
+    both at one thread and both at the CPU count; and a TensorFlow script: wall time and peak RSS
+    (targets: <= 1.3x and +8 MiB of LiteRT); and the same model calibrated by edgecls (its unknown
+    rule) against the plain one. --smoke runs `python -m edgecls` of the checkout instead.
 P6  classify_many over a folder of real JPEG photos against a plain Pillow loop that uses draft(),
     at 1 and 2 threads (targets: >= 1.2x at two, no slower at one).
 
@@ -35,6 +37,7 @@ from benchkit import (  # noqa: E402  (scripts/ is not a package)
     build_models,
     checkout_env,
     common_arguments,
+    device_venv,
     in_worker,
     median,
     openset_model,
@@ -163,22 +166,28 @@ it.set_tensor(d["index"], x); it.invoke(); print(int(it.get_tensor(it.get_output
 """
 
 
-def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: str, arm64: str = "") -> dict:
-    """P5: whole processes, one image: edgecls predict, a bare LiteRT script, the same through TensorFlow.
-    With `arm64` (a qemu core): both under scripts/arm64-check's emulated Python instead, no TensorFlow."""
-    threads = os.cpu_count() or 1
+def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: str, threads: int, venv: str = "",
+                arm64: str = "") -> dict:
+    """P5: whole processes, one image, at `threads`: edgecls predict, a bare LiteRT script, the same through
+    TensorFlow. `venv`: the bin folder of a device venv (its console script and its python); else
+    `python -m edgecls` of the checkout. With `arm64` (a qemu core): both under scripts/arm64-check's
+    emulated Python instead, no TensorFlow."""
     env, python = checkout_env(Path(checkout)), [sys.executable]
+    predict = [*python, "-m", "edgecls", "predict"]
+    if venv:  # nothing but the venv's own edgecls
+        env, python = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}, [str(Path(venv) / "python")]
+        predict = [str(Path(venv) / "edgecls"), "predict"]
     if arm64:
         from arm64_check import Cache, emulated_side
 
         cache = Cache((ROOT / ".cache" / "arm64").resolve())
         side = emulated_side(cache, arm64)
         python, env = side.python, {**side.env, "PYTHONPATH": f"{cache.site}{os.pathsep}{Path(checkout).resolve()}"}
-        with_tf = False
+        predict, with_tf = [*python, "-m", "edgecls", "predict"], False
     commands = {
-        "edgecls predict": [*python, "-m", "edgecls", "predict", model, image],
+        "edgecls predict": [*predict, model, image, "--threads", str(threads)],
         # the same model calibrated by edgecls (its unknown rule: the IF wrapper, subgraph 1 run directly)
-        "edgecls predict, unknown rule": [*python, "-m", "edgecls", "predict", openset_model(model), image],
+        "edgecls predict, unknown rule": [*predict, str(openset_model(model)), image, "--threads", str(threads)],
         "bare LiteRT": [*python, "-c", BARE_SCRIPT.format(
             import_line="from ai_edge_litert.interpreter import Interpreter", threads=threads), model, image],
     }
@@ -191,7 +200,9 @@ def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: st
     runs = paired({name: (lambda c=c: run_process(c, env, where)) for name, c in commands.items()}, rounds)
     wall = {name: [r[0] for r in rs] for name, rs in runs.items()}
     peak = {name: [r[1] for r in rs] for name, rs in runs.items()}
-    result = {name: {"wall_s": median(wall[name], 4), "peak_rss_mib": median(peak[name], 1)} for name in commands}
+    result: dict = {name: {"wall_s": median(wall[name], 4), "peak_rss_mib": median(peak[name], 1)} for name in commands}
+    result.update(threads=threads, how="console script of a device venv" if venv else "python -m edgecls",
+                  rounds=rounds)
     result["wall_vs_bare"] = ratio(wall["edgecls predict"], wall["bare LiteRT"])
     result["peak_mib_over_bare"] = round(median(peak["edgecls predict"], 2) - median(peak["bare LiteRT"], 2), 1)
     result["unknown_rule_wall_vs_plain"] = ratio(wall["edgecls predict, unknown rule"], wall["edgecls predict"])
@@ -243,12 +254,14 @@ def main() -> None:
         workers = {"p3": lambda: worker_int8_vs_float(rest[0], rest[1], int(rest[2]), float(rest[3])),
                    "hot": lambda: worker_hot(rest[0], int(rest[1]), float(rest[2]), *rest[3:]),
                    "folder": lambda: worker_folder(rest[0], rest[1], int(rest[2]), int(rest[3])),
-                   "cold": lambda: worker_cold(rest[0], rest[1], int(rest[2]), rest[3] == "tf", rest[4], *rest[5:])}
+                   "cold": lambda: worker_cold(rest[0], rest[1], int(rest[2]), rest[3] == "tf", rest[4], int(rest[5]),
+                                               *rest[6:])}
         print(json.dumps(workers[kind]()))
         return
     if args.smoke:
         args.rounds, args.photos, args.seconds, args.no_tensorflow = 2, 4, 0.01, True
     record = Record(__file__, args, args.checkout)
+    figure = record.figure
     env = checkout_env(args.checkout)
     models = build_models(args.work / "models", ("seed",) if args.smoke else ("seed", "mobile"))
     photos = make_photos(args.work / (f"photos-{args.photos}"), args.photos)
@@ -258,35 +271,39 @@ def main() -> None:
 
         Image.open(sorted(photos.glob("*.jpg"))[0]).convert("L").resize((28, 28)).save(digit)
     archs = sorted({name.split("-")[0] for name in models}, reverse=True)  # seed, mobile
-    figures = record.data["figures"]
     rounds, seconds = str(args.rounds), str(args.seconds)
     for arch in archs:
         print(f"P3 {arch} int8 vs float32 ...", file=sys.stderr)
-        figures[f"P3 {arch}"] = in_worker(__file__, "p3", str(models[f"{arch}-int8"]), str(models[f"{arch}-float32"]),
-                                          rounds, seconds, env=env)
+        figure(f"P3 {arch}", lambda arch=arch: in_worker(__file__, "p3", str(models[f"{arch}-int8"]),
+                                                         str(models[f"{arch}-float32"]), rounds, seconds, env=env))
     for arch in archs:
         print(f"P4 {arch}-int8 classify vs bare ...", file=sys.stderr)
-        figures[f"P4 {arch}-int8"] = in_worker(__file__, "hot", str(models[f"{arch}-int8"]), rounds, seconds, env=env)
-        print(f"P4 {arch}-int8 with its unknown rule, classify vs bare and classify of the plain model ...",
-              file=sys.stderr)
-        figures[f"P4 {arch}-int8 unknown rule"] = in_worker(
-            __file__, "hot", str(models[f"{arch}-int8-openset"]), rounds, seconds, str(models[f"{arch}-int8"]), env=env)
-    print("P5 cold predict ...", file=sys.stderr)
-    figures["P5 seed-int8"] = in_worker(__file__, "cold", str(models["seed-int8"]), str(digit), rounds,
-                                        "no" if args.no_tensorflow else "tf", str(args.checkout.resolve()))
+        figure(f"P4 {arch}-int8", lambda arch=arch: in_worker(__file__, "hot", str(models[f"{arch}-int8"]), rounds,
+                                                              seconds, env=env))
+        figure(f"P4 {arch}-int8 unknown rule", lambda arch=arch: in_worker(
+            __file__, "hot", str(models[f"{arch}-int8-openset"]), rounds, seconds, str(models[f"{arch}-int8"]),
+            env=env))
+    venv = "" if args.smoke else str(device_venv(args.checkout, args.work / "device-venv"))
+    cold_rounds = str(max(args.rounds, 15) if not args.smoke else args.rounds)  # >= 15 paired runs
+    for threads in sorted({1, os.cpu_count() or 1}):
+        print(f"P5 cold predict, {threads} thread(s) ...", file=sys.stderr)
+        name = "P5 seed-int8" + ("" if threads == 1 else " all CPUs")
+        figure(name, lambda threads=threads: in_worker(
+            __file__, "cold", str(models["seed-int8"]), str(digit), cold_rounds,
+            "no" if args.no_tensorflow or threads == 1 else "tf", str(args.checkout.resolve()), str(threads), venv))
     if args.arm64:
         if not (ROOT / ".cache" / "arm64" / "qemu").exists():
             record.data["skipped"] = {"P5 arm64": "no emulated environment: run scripts/arm64-check setup first"}
         else:
             print(f"P5 cold predict, emulated {args.arm64} ...", file=sys.stderr)
-            figures[f"P5 seed-int8 arm64 {args.arm64}"] = in_worker(
+            figure(f"P5 seed-int8 arm64 {args.arm64}", lambda: in_worker(
                 __file__, "cold", str(models["seed-int8"]), str(digit), str(max(3, args.rounds // 2)), "no",
-                str(args.checkout.resolve()), args.arm64)
+                str(args.checkout.resolve()), "1", "", args.arm64))
     folder_model = models["mobile-int8" if "mobile-int8" in models else "seed-int8"]
     for threads in (1, 2):
         print(f"P6 folder, {threads} thread(s) ...", file=sys.stderr)
-        figures[f"P6 {threads} thread{'s' if threads > 1 else ''}"] = in_worker(
-            __file__, "folder", str(folder_model), str(photos), str(threads), str(max(3, args.rounds // 2)), env=env)
+        figure(f"P6 {threads} thread{'s' if threads > 1 else ''}", lambda threads=threads: in_worker(
+            __file__, "folder", str(folder_model), str(photos), str(threads), str(max(3, args.rounds // 2)), env=env))
     record.data["targets"] = TARGETS
     record.write(args.json)
 

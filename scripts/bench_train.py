@@ -102,16 +102,22 @@ def main() -> None:
                            epochs=args.epochs, verbose=0, callbacks=[timer])
         return timer.times
 
-    seeds = iter(range(10_000))
-    runs = paired({"edgecls": lambda: edgecls_fit(next(seeds)), "plain": lambda: plain_fit(next(seeds))}, args.rounds)
-    steady = {name: [statistics.median(t[1:]) if len(t) > 1 else t[0] for t in rs] for name, rs in runs.items()}
-    first = {name: [t[0] for t in rs] for name, rs in runs.items()}
-    record.data["figures"]["P7"] = {
-        "data": args.data, "train_images": int(len(split.train)), "augment": augment, "batch_size": args.batch_size,
-        "epochs": args.epochs, "edgecls_steady_epoch_s": median(steady["edgecls"], 3),
-        "plain_steady_epoch_s": median(steady["plain"], 3), "steady_ratio": ratio(steady["edgecls"], steady["plain"]),
-        "first_epoch_ratio": ratio(first["edgecls"], first["plain"]), "epoch_times": runs,
-    }
+    def p7() -> dict:
+        seeds = iter(range(10_000))
+        runs = paired({"edgecls": lambda: edgecls_fit(next(seeds)), "plain": lambda: plain_fit(next(seeds))},
+                      args.rounds)
+        steady = {name: [statistics.median(t[1:]) if len(t) > 1 else t[0] for t in rs] for name, rs in runs.items()}
+        first = {name: [t[0] for t in rs] for name, rs in runs.items()}
+        return {
+            "data": args.data, "train_images": int(len(split.train)), "augment": augment,
+            "batch_size": args.batch_size, "epochs": args.epochs,
+            "edgecls_steady_epoch_s": median(steady["edgecls"], 3),
+            "plain_steady_epoch_s": median(steady["plain"], 3),
+            "steady_ratio": ratio(steady["edgecls"], steady["plain"]),
+            "first_epoch_ratio": ratio(first["edgecls"], first["plain"]), "epoch_times": runs,
+        }
+
+    record.figure("P7", p7)
     record.write(args.json)
 
 

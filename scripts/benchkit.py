@@ -1,8 +1,13 @@
 """What the benchmark scripts in scripts/ share: paired rounds, whole-process timing, the models they
-measure, and the JSON record each one writes (machine, load average at start and end, versions, figures).
+measure, a device venv, and the JSON record each one writes (machine, versions, figures, and the load
+average at the start and end of every figure).
 
 Pairing: the contenders run in turn within each round (A B, then B A, ...), and a comparison is the
 median of the per-round ratios, with their min and max: this machine is shared and its speed drifts.
+
+A quiet machine: a figure whose 1-minute load average at its start was above QUIET_PER_CORE per core
+is recorded as not valid, and docs/performance.md does not publish it (`wait_for_quiet` waits for
+such a moment first; scripts/perf-report does before each script).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+QUIET_PER_CORE = 0.75  # the 1-minute load average per core below which a figure is valid
+QUIET_WAIT_S = 900  # how long wait_for_quiet waits at most
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CATSDOGS = SHARED_DATA / "catsdogs"
 
@@ -70,6 +77,18 @@ def checkout_env(checkout: Path | None) -> dict[str, str]:
             "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def device_venv(checkout: Path, folder: Path) -> Path:
+    """A new venv in `folder` holding `pip install CHECKOUT` — the device install, no extras — as a user
+    makes it; returns its bin folder (python, edgecls)."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    str(Path(checkout).resolve())], check=True, stdout=subprocess.DEVNULL)
+    return folder / "bin"
+
+
 def git_commit(checkout: Path | None = None) -> str:
     done = subprocess.run(["git", "-C", str(checkout or ROOT), "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True)
@@ -86,6 +105,29 @@ def load_average() -> list[float]:
         return []
 
 
+def quiet_limit() -> float:
+    """The 1-minute load average above which a figure is not valid on this machine."""
+    return QUIET_PER_CORE * (os.cpu_count() or 1)
+
+
+def is_quiet(load: Sequence[float]) -> bool:
+    return bool(load) and load[0] <= quiet_limit()
+
+
+def wait_for_quiet(max_wait_s: float = QUIET_WAIT_S, poll_s: float = 10.0) -> list[float]:
+    """Wait (up to `max_wait_s`) until the 1-minute load average is below quiet_limit(); the load
+    then. When it never is, the caller goes on and its figures are recorded as not valid."""
+    deadline = time.monotonic() + max_wait_s
+    load = load_average()
+    if not is_quiet(load):
+        print(f"waiting for a quiet machine: load {load[0] if load else '?'} > {quiet_limit():.2f} "
+              f"({QUIET_PER_CORE} per core), up to {max_wait_s / 60:.0f} min ...", file=sys.stderr, flush=True)
+    while not is_quiet(load) and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        load = load_average()
+    return load
+
+
 class Record:
     """The JSON a script writes: start it first (machine, load), add figures, then write()."""
 
@@ -96,6 +138,16 @@ class Record:
             "load_average_start": load_average(), "versions": versions(),
             "checkout": str(Path(checkout or ROOT).resolve()), "commit": git_commit(checkout), "figures": {},
         }
+
+    def figure(self, name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Measure one figure, recording the load average at its start and end and whether it is valid
+        (the start load at most quiet_limit(): a figure taken on a saturated machine is not a figure)."""
+        start = load_average()
+        found = dict(measure())
+        found.update(load_start=start, load_end=load_average(), load_limit=round(quiet_limit(), 2),
+                     valid=is_quiet(start))
+        self.data["figures"][name] = found
+        return found
 
     def write(self, path: Path | None) -> dict[str, Any]:
         self.data["load_average_end"] = load_average()

@@ -6,6 +6,11 @@
     scripts/perf-report --render                      # re-render from the JSON records of the last run
     scripts/perf-report --smoke                       # tiny sizes, into a temporary folder: the scripts still run
 
+Before each script it waits (up to 15 minutes) for a 1-minute load average below 0.75 per core; every
+figure records the load at its start and end, and one that started above that limit is shown as not
+valid instead of its value (scripts/benchkit.py). Measure with nothing else running: no training, no
+test suite.
+
 Figures (each a median of per-round ratios, rounds paired A B A B; see scripts/benchkit.py):
 P3 int8/float32 invoke, P4 classify()/bare loop, P5 cold `edgecls predict` against a bare LiteRT
 script and against TensorFlow, P6 classify_many/Pillow draft() loop, P9 ONNX Runtime/LiteRT on the
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import ROOT  # noqa: E402
+from benchkit import ROOT, wait_for_quiet  # noqa: E402
 
 SCRIPTS = Path(__file__).resolve().parent
 # (the record, the figure in it, the value, the row's label, the target)
@@ -35,10 +40,15 @@ ROWS = [
     ("runtime", "P3 mobile", "ratio", "P3 int8 / float32 invoke, mobile CNN, 1 thread", "< 1"),
     ("runtime", "P4 seed-int8", "ratio", "P4 classify() / bare set-invoke-get, seed int8, 1 thread", "<= 1.10"),
     ("runtime", "P4 mobile-int8", "ratio", "P4 classify() / bare set-invoke-get, mobile int8", "<= 1.03"),
-    ("runtime", "P5 seed-int8", "wall_vs_bare", "P5 cold `edgecls predict` / bare LiteRT script, wall", "<= 1.3"),
-    ("runtime", "P5 seed-int8", "peak_mib_over_bare", "P5 cold predict peak RSS over bare LiteRT, MiB", "<= +8"),
-    ("runtime", "P5 seed-int8", "tensorflow_vs_edgecls", "P5 TensorFlow script / cold `edgecls predict`, wall",
-     "> 1"),
+    ("runtime", "P5 seed-int8", "wall_vs_bare", "P5 cold `edgecls predict` / bare LiteRT script, wall, 1 thread",
+     "<= 1.3"),
+    ("runtime", "P5 seed-int8", "peak_mib_over_bare", "P5 cold predict peak RSS over bare LiteRT, MiB, 1 thread",
+     "<= +8"),
+    ("runtime", "P5 seed-int8 all CPUs", "wall_vs_bare", "P5 the same, wall, both at the CPU count", "<= 1.3"),
+    ("runtime", "P5 seed-int8 all CPUs", "peak_mib_over_bare", "P5 the same, peak MiB over bare, at the CPU count",
+     "<= +8"),
+    ("runtime", "P5 seed-int8 all CPUs", "tensorflow_vs_edgecls",
+     "P5 TensorFlow script / cold `edgecls predict`, wall, at the CPU count", "> 1"),
     ("runtime", "P5 seed-int8 arm64", "wall_vs_bare", "P5 the same, emulated aarch64 (qemu), wall", "<= 1.3"),
     ("runtime", "P5 seed-int8 arm64", "peak_mib_over_bare", "P5 the same, emulated aarch64, peak MiB over bare",
      "<= +8"),
@@ -53,6 +63,8 @@ ROWS = [
 
 
 def run(script: str, out: Path, *args: str) -> None:
+    if "--smoke" not in args:  # a figure taken on a saturated machine is not a figure: wait for a quiet one
+        wait_for_quiet()
     print(f"$ {script} {' '.join(args)}", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, str(SCRIPTS / script), *args, "--json", str(out)], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
@@ -79,17 +91,31 @@ def load(folder: Path, kind: str, side: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def value(record: dict[str, Any] | None, figure: str, key: str) -> Any:
+def figure_of(record: dict[str, Any] | None, figure: str) -> dict[str, Any] | None:
     if record is None:
         return None
     found = [v for name, v in record["figures"].items() if name == figure or
              (figure.endswith("arm64") and name.startswith(figure))]
-    return found[0].get(key) if found else None
+    return found[0] if found else None
 
 
-def cell(v: Any) -> str:
+def value(record: dict[str, Any] | None, figure: str, key: str) -> Any:
+    found = figure_of(record, figure)
+    return found.get(key) if found else None
+
+
+def valid(found: dict[str, Any] | None) -> bool:
+    """A figure is published only when its start load was below the quiet limit (benchkit.Record.figure);
+    a record that did not say is not trusted either."""
+    return bool(found) and found.get("valid") is True
+
+
+def cell(v: Any, found: dict[str, Any] | None = None) -> str:
     if v is None:
         return "—"
+    if found is not None and not valid(found):
+        start = (found.get("load_start") or ["?"])[0]
+        return f"not valid: load {start} at start (limit {found.get('load_limit', '?')})"
     if isinstance(v, dict):
         return f"**{v['median']:.3f}** ({v['min']:.2f}–{v['max']:.2f}, {v['rounds']} rounds)"
     return f"**{v:+.1f}**" if isinstance(v, float) else str(v)
@@ -114,38 +140,51 @@ def render(folder: Path, out: Path, compare_label: str | None) -> Path:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     plotted = []
     for kind, figure, key, label, target in ROWS:
-        here = value(records[(kind, "this")], figure, key)
-        there = value(records[(kind, "compare")], figure, key) if kind == "runtime" else None
+        here_figure = figure_of(records[(kind, "this")], figure)
+        there_figure = figure_of(records[(kind, "compare")], figure) if kind == "runtime" else None
+        here = here_figure.get(key) if here_figure else None
+        there = there_figure.get(key) if there_figure else None
         if here is None and there is None:
             continue
-        row = [label, target, cell(here)]
+        row = [label, target, cell(here, here_figure or {})]
         if other:
-            row.append(cell(there) if kind == "runtime" else "(same: not checkout-dependent)")
+            row.append(cell(there, there_figure or {}) if kind == "runtime" else "(same: not checkout-dependent)")
         lines.append("| " + " | ".join(row) + " |")
+        if not valid(here_figure):
+            here = None
+        if not valid(there_figure):
+            there = None
         if isinstance(here, dict):
             plotted.append((label.replace(", 1 thread", "").replace("`", ""), here,
                             there if isinstance(there, dict) else None, target))
-    lines += ["", "Absolute figures (medians):", ""]
+    lines += ["", "Absolute figures (medians; valid figures only):", ""]
     for side, record in (("this checkout", this), (compare_label or "compared", other)):
         if record is None:
             continue
-        f = record["figures"]
+        f = {name: v for name, v in record["figures"].items() if valid(v)}
         bits = [f"{name}: classify {v['classify_us']:.1f} µs, bare {v['bare_us']:.1f} µs"
                 for name, v in f.items() if name.startswith("P4")]
-        cold = f.get("P5 seed-int8", {})
-        if cold:
-            bits.append("cold predict " + ", ".join(f"{n} {v['wall_s']:.3f} s / {v['peak_rss_mib']:.1f} MiB"
-                                                    for n, v in cold.items() if isinstance(v, dict) and "wall_s" in v))
+        for name, cold in f.items():
+            if name.startswith("P5"):
+                bits.append(f"{name} cold predict at {cold.get('threads', '?')} thread(s), {cold.get('how', '')}: "
+                            + ", ".join(f"{n} {v['wall_s']:.3f} s / {v['peak_rss_mib']:.1f} MiB"
+                                        for n, v in cold.items() if isinstance(v, dict) and "wall_s" in v))
         bits += [f"{name}: {v['classify_many_images_per_s']:.0f} vs {v['draft_loop_images_per_s']:.0f} images/s"
                  for name, v in f.items() if name.startswith("P6")]
-        lines.append(f"- {side}: " + "; ".join(bits))
-    lines += ["", "Conditions (load average 1/5/15 min at the start and the end of each script):", "",
-              "| record | commit | load at start | load at end | started (UTC) |", "|---|---|---|---|---|"]
+        lines.append(f"- {side}: " + ("; ".join(bits) or "no valid figure"))
+    lines += ["", "Conditions: the 1-minute load average at the start and the end of every figure. A figure whose "
+              "start load was above 0.75 per core is marked not valid and not published (scripts/benchkit.py; "
+              "scripts/perf-report waits up to 15 minutes for a quiet machine before each script).", "",
+              "| record | figure | commit | load at start | load at end | valid |", "|---|---|---|---|---|---|"]
     for (kind, side), record in records.items():
-        if record is not None:
-            lines.append(f"| {kind} ({'this' if side == 'this' else compare_label or 'compared'}) | "
-                         f"{record['commit']} | {' '.join(map(str, record['load_average_start']))} | "
-                         f"{' '.join(map(str, record['load_average_end']))} | {record['started']} |")
+        if record is None:
+            continue
+        for name, found in record["figures"].items():
+            lines.append(f"| {kind} ({'this' if side == 'this' else compare_label or 'compared'}) | {name} | "
+                         f"{record['commit']} | {' '.join(map(str, found.get('load_start') or ['?']))} | "
+                         f"{' '.join(map(str, found.get('load_end') or ['?']))} | "
+                         f"{'yes' if valid(found) else 'no'} |")
+    lines += ["", *devices_section(ROOT / "devices")]
     m, v = this["machine"], this["versions"]
     lines += ["", f"Machine: {m['cpu']}, {m['cpu_count']} cores, {m['arch']}, {m['platform']}. Versions: "
               + ", ".join(f"{k} {x}" for k, x in v.items() if x != "unknown") + ".", "",
@@ -160,6 +199,62 @@ def render(folder: Path, out: Path, compare_label: str | None) -> Path:
     tmp.write_text("\n".join(lines))
     tmp.replace(out)
     return out
+
+
+# Published figures for real boards, for a like-for-like row beside ours (each cited).
+REFERENCES = [
+    ("Raspberry Pi 4 (BCM2711, 64-bit)", "MobileNet v2 1.0 224, XNNPACK, randomized weights, multi-threaded",
+     "int8 17 ms, float32 46 ms",
+     "google/XNNPACK README, \"Raspberry Pi\" table (benchmarked Feb 8, 2022, end2end-bench): "
+     "https://github.com/google/XNNPACK#raspberry-pi"),
+    ("Raspberry Pi 5", "MobileNetV2, ExecuTorch with XNNPACK, 50 runs after 10 warm-ups",
+     "int8 4.0 ms, float32 10.9 ms (mean)",
+     "Arm Learning Paths, \"Optimize and deploy AI inference with ExecuTorch on Arm\", module 2, \"Compare "
+     "MobileNetV2 deployment results\": https://learn.arm.com/courses/executorch-on-arm/optimize-image-"
+     "classification/evaluate-int8-mobilenetv2/bring-the-runtime-paths-into-one-view/"),
+]
+DEVICE_RESULTS = "*.bench.json"  # devices/rpi4.bench.json beside devices/rpi4.toml: a device's bench.json
+LIKE_FOR_LIKE = ("edgecls bench mobilenet_v2_1.0_224_quant.tflite models/digits-seed/model_int8.tflite "
+                 "--latency-only --device rpi4 --remote pi@raspberrypi.local --report rpi4-bench/")
+
+
+def devices_section(folder: Path) -> list[str]:
+    """Rows recorded on real boards (devices/PROFILE.bench.json, each the device's own bench.json from
+    `bench --remote`) beside the published references; says so plainly when there are none."""
+    lines = ["## Real devices", "",
+             "Every latency above is this x86 host's. Figures recorded on real boards live beside their profile "
+             "in `devices/` (`devices/rpi4.bench.json` beside `devices/rpi4.toml`: the device's own "
+             "`bench.json` from `edgecls bench --remote`, which records the command that made it).", ""]
+    rows = []
+    for path in sorted(folder.glob(DEVICE_RESULTS)):
+        try:
+            from edgecls.bench.compare import read_report_file
+
+            report = read_report_file(path, path.name)
+        except Exception as exc:  # a broken file is a line on the page, not a crash of the report
+            rows.append(f"| {path.name} | — | — | — | unreadable: {exc} |")
+            continue
+        board = report.machine.board or report.machine.platform
+        for model in report.tflite_models():
+            for latency in model.latency or []:
+                rows.append(f"| {path.name.split('.')[0]}: {board} | {model.name} ({model.mode}) | "
+                            f"{latency.threads} | {latency.invoke_ms.p50:.2f} | `{report.command}` |")
+    if rows:
+        lines += ["| board | model | threads | invoke p50, ms | command |", "|---|---|---|---|---|", *rows, ""]
+    else:
+        lines += ["**No real-device rows yet.** None of `devices/*.bench.json` exists: nobody has recorded a real "
+                  "board with this toolkit so far.", ""]
+    lines += ["To add one (a Pi owner, from a workstation with this checkout): bench Google's MobileNet V2 1.0 224 "
+              "quantised model (`mobilenet_v2_1.0_224_quant.tflite`, \"MobileNet V2 (ImageNet)\" on coral.ai/models, "
+              "\"Image classification\", the CPU .tflite) — the network of the references below — and edgecls' own "
+              "reference model, then copy the device's report beside its profile:", "",
+              "```bash", LIKE_FOR_LIKE,
+              "cp rpi4-bench/devices/pi@raspberrypi.local/bench.json devices/rpi4.bench.json", "```", "",
+              "Coral's file is uint8 with per-tensor quantisation; the XNNPACK reference is per-channel int8 with "
+              "random weights: close, not identical. Published references:", "",
+              "| board | model and runtime | figures | source |", "|---|---|---|---|"]
+    lines += [f"| {board} | {what} | {figures} | {source} |" for board, what, figures, source in REFERENCES]
+    return lines + [""]
 
 
 def _plot(rows: list, path: Path, compare_label: str | None) -> Path | None:

@@ -124,6 +124,10 @@ def test_corrupt_files_and_duplicates_are_skipped_with_reasons(tmp_path, cache):
     assert "not an image" in reasons["cats/broken.jpg"]
     assert "empty file" in reasons["cats/empty.png"]
     assert any("duplicate" in r for r in reasons.values())
+    # Every kept image is its own file's pixels, after the skipped ones too (the labels say which file).
+    for path, pixels, label in zip(ds.paths, ds.images, ds.labels):
+        assert np.array_equal(pixels, load_image(root / path, (16, 16), "rgb")), path
+        assert ds.class_names[label] == Path(path).parts[0]
 
 
 @pytest.mark.parametrize("setup, message", [

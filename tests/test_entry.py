@@ -135,3 +135,22 @@ def test_every_package_of_the_source_tree_is_in_the_wheel():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "edgecls").rglob("__init__.py")}
     assert found - listed == set(), "add them to [tool.setuptools] packages in pyproject.toml"
+
+
+@pytest.mark.parametrize("suffix, plugin", [(".png", "PIL.PngImagePlugin"), (".jpg", "PIL.JpegImagePlugin"),
+                                            (".bmp", "PIL.BmpImagePlugin")])
+def test_a_plain_predict_loads_only_what_it_uses(tmp_path, suffix, plugin):
+    """Cold start: one image file loads its own format's Pillow plugin (not Pillow's ~40), and none of
+    live input (runtime.stream, runtime.capture), package metadata (importlib.metadata) or OpenSSL."""
+    from PIL import Image
+
+    image = tmp_path / f"seven{suffix}"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(image)
+    code = (f"import sys\nfrom edgecls.entry import main\nsys.argv = ['edgecls', 'predict', {str(MODEL)!r}, "
+            f"{str(image)!r}, '--threads', '1']\n"
+            "try:\n    main()\nexcept SystemExit as stop:\n    assert stop.code == 0, stop.code\n"
+            "unused = {'edgecls.runtime.stream', 'edgecls.runtime.capture', 'importlib.metadata', '_hashlib', 'cv2'}\n"
+            "print(sorted(m for m in sys.modules if m.endswith('ImagePlugin') or m in unused))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == str([plugin])

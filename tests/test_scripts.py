@@ -24,6 +24,7 @@ SMOKES = {
     "perf-report": ((pytest.mark.slow,), ()),
     "arm64-check": ((pytest.mark.arm64,), ()),  # needs the emulated environment (downloads ~290 MB once)
     "bench_transfer.py": ((pytest.mark.shared_data,), ()),  # the Coral backbone on 16 photos a class, no TensorFlow
+    "bench_datacheck.py": ((pytest.mark.shared_data,), ()),  # 20 photos a class, the small Coral backbone
     "explain_report.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # trains MNIST for one epoch
     "live_memory_check.py": ((pytest.mark.slow,), ()),  # 15 s of a synthetic camera
     "resize_figures.py": ((pytest.mark.shared_data,), ()),
@@ -34,7 +35,7 @@ SMOKES = {
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
 SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py"}
 RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py",  # write --json
-           "bench_openset.py"}
+           "bench_datacheck.py", "bench_openset.py"}
 
 
 def test_every_script_has_a_smoke_test():
@@ -79,3 +80,44 @@ def test_smoke_runs_and_writes_its_record(name, work, tmp_path):
                 if isinstance(v, dict) and "per_round" in v:
                     assert v["rounds"] == len(v["per_round"]) >= 1
                     assert v["min"] <= v["median"] <= v["max"]
+
+
+def _perf_report():
+    sys.path.insert(0, str(SCRIPTS))
+    import perf_report
+
+    return perf_report
+
+
+def _runtime_record(valid: bool) -> dict:
+    ratio = {"median": 1.05, "min": 1.0, "max": 1.1, "rounds": 3, "per_round": [1.0, 1.05, 1.1]}
+    return {"commit": "abc", "started": "t", "load_average_start": [0.1, 0.1, 0.1],
+            "load_average_end": [0.2, 0.1, 0.1], "machine": {"cpu": "x", "cpu_count": 2, "arch": "x86_64",
+                                                             "platform": "p"}, "versions": {"edgecls": "0"},
+            "figures": {"P4 seed-int8": {"classify_us": 29.0, "bare_us": 27.0, "ratio": ratio,
+                                         "load_start": [0.3 if valid else 3.7, 0, 0], "load_end": [0.4, 0, 0],
+                                         "load_limit": 1.5, "valid": valid}}}
+
+
+@pytest.mark.parametrize("valid", [True, False])
+def test_perf_report_publishes_only_figures_taken_on_a_quiet_machine(tmp_path, valid):
+    perf_report = _perf_report()
+    (tmp_path / "runtime-this.json").write_text(json.dumps(_runtime_record(valid)))
+    page = perf_report.render(tmp_path, tmp_path / "performance.md", None).read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| P4 classify()"))
+    assert ("**1.050**" in row) is valid
+    assert ("not valid: load 3.7 at start (limit 1.5)" in row) is not valid
+    assert ("classify 29.0 µs" in page) is valid  # the absolute figures too
+
+
+def test_perf_report_renders_real_device_rows_beside_the_references(tmp_path):
+    perf_report = _perf_report()
+    assert any("No real-device rows yet" in line for line in perf_report.devices_section(tmp_path))
+    report = json.loads((ROOT / "models" / "digits-seed" / "report" / "bench.json").read_text())
+    report["machine"]["board"] = "Raspberry Pi 4 Model B Rev 1.5"
+    (tmp_path / "rpi4.bench.json").write_text(json.dumps(report))
+    lines = perf_report.devices_section(tmp_path)
+    rows = [line for line in lines if line.startswith("| rpi4: Raspberry Pi 4 Model B")]
+    assert rows and not any("No real-device rows yet" in line for line in lines)
+    assert any("model_int8.tflite (int8)" in row for row in rows)
+    assert any("XNNPACK" in line and "17 ms" in line for line in lines)  # the cited references stay

@@ -237,7 +237,23 @@ def run_test_set(run: RunDir) -> TestSet:
         raise EdgeclsError(f"{run.name} has no test images (its split's test part is empty)")
     images, labels = run.images("test")
     ids, files = _ids_and_files(dataset, indices)
-    return TestSet(images, labels, list(run.labels), ids, files, run.data, "test", run=str(run.run_dir))
+    return TestSet(images, labels, list(run.labels), ids, files, run.data, "test", run=str(run.run_dir),
+                   notes=_leak_notes(run))
+
+
+def _leak_notes(run: RunDir) -> list[str]:
+    """A note when test images have a near-duplicate in the run's train part (edgecls.audit.duplicates)."""
+    from edgecls.audit.duplicates import train_test_leaks
+
+    try:
+        leaked = train_test_leaks(run.dataset(), run.split())
+    except EdgeclsError:  # the check is a courtesy: a cache that cannot be written must not stop the bench
+        return []
+    if not leaked:
+        return []
+    return [f"{len(leaked)} of the {len(run.split().test)} test images have a near-duplicate in the run's train "
+            f"part (its split did not keep them apart): their accuracy is flattered; edgecls data check "
+            f"{run.run_dir} lists them and gives the accuracy without them."]
 
 
 def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:

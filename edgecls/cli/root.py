@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgecls.cli import bench, calibrate, device, explain, export, train
+from edgecls.cli import bench, calibrate, data, device, explain, export, train
 from edgecls.cli.common import Typer, fail
 from edgecls.entry import guarded, prepare_process
 
@@ -24,6 +24,7 @@ app = Typer(
 for commands in (train.app, export.app, calibrate.app, device.app, explain.app):
     app.add_typer(commands)
 app.add_typer(bench.app, name="bench")
+app.add_typer(data.app, name="data")
 
 
 def _show_version(value: bool) -> None:

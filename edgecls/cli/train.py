@@ -23,6 +23,7 @@ from edgecls.cli.common import (
     plain,
     to_stderr,
 )
+from edgecls.data import DEDUPE_MODES
 from edgecls.train.options import (
     ARCH_DEFAULTS,
     ARCHITECTURES,
@@ -43,6 +44,7 @@ Color = choices("Color", COLORS)
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Strategy = choices("Strategy", STRATEGIES)
 Head = choices("Head", HEADS)
+Dedupe = choices("Dedupe", DEDUPE_MODES)
 
 _D = DEFAULTS
 
@@ -138,6 +140,11 @@ def train(
     seed: Annotated[
         int, typer.Option(help="Seed for the split, weights and augmentation (deterministic on CPU)")
     ] = _D.seed,
+    dedupe: Annotated[Optional[Dedupe], typer.Option(
+        help="Keep near-duplicate groups on one side of the split: near (hash confirmed by aligned pixels) | exact "
+             "(identical pixels) | off; a split the data comes with is never re-cut (groups across it are reported)",
+        show_default="near for a folder of images, off for built-in and IDX data", **choice(Dedupe, "dedupe mode"),
+    )] = None,
     strategy: Annotated[
         Strategy, typer.Option(help="tf.distribute strategy", **choice(Strategy, "strategy"))
     ] = _D.strategy,

@@ -12,7 +12,6 @@ OpenCV's BGR is converted here, so callers never see the colour order of a backe
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
 import time
@@ -280,6 +279,8 @@ def _importable(module: str) -> bool:
 
 def capture_backends() -> dict[str, str | None]:
     """The version of each capture backend installed here (None when absent), found without importing it."""
+    import importlib.metadata  # here, not at import: a predict of files never asks (cold start)
+
     found: dict[str, str | None] = {}
     for name, module, distributions in (("picamera2", "picamera2", ("picamera2",)),
                                         ("opencv", "cv2", _OPENCV_DISTRIBUTIONS)):

@@ -7,6 +7,7 @@ This is the one implementation used by both training (`edgecls.data`) and the de
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
 import struct
@@ -14,13 +15,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 import numpy as np
-from PIL import (
-    Image,
-    ImageOps,
-    TiffImagePlugin,  # noqa: F401 (Image.open(formats=...) registers only the common plugins itself)
-    UnidentifiedImageError,
-    WebPImagePlugin,  # noqa: F401
-)
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.files import kind_of, open_regular
@@ -31,6 +26,13 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".
 # The Pillow decoders edgecls opens a file with, and nothing else is tried (JPEG also opens a phone's
 # multi-picture MPO; TIFF is read when a file is named explicitly, folder walks keep the extensions above).
 PILLOW_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+# Each format's Pillow plugin, imported when a file of that format is met: Image.open would otherwise
+# import all of Pillow's ~40 plugins (AVIF, PDF, EPS ...) as soon as one asked-for format is not yet
+# registered, costing a cold `edgecls predict` of one file about 20 ms and 5 MiB.
+_PLUGINS = {"JPEG": "JpegImagePlugin", "PNG": "PngImagePlugin", "BMP": "BmpImagePlugin", "GIF": "GifImagePlugin",
+            "WEBP": "WebPImagePlugin", "TIFF": "TiffImagePlugin"}
+_EXTENSION_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF",
+                      ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 SUPPORTED_TEXT = "JPEG, PNG, BMP, GIF, WebP, TIFF"
 # Transparent pixels are composited onto white (a photo on paper), not left as whatever
 # colour the transparent pixels happen to store.
@@ -122,7 +124,7 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
         if st.st_size == 0:
             raise ImageError("empty file (0 bytes)")
         # Only the formats edgecls supports: a PostScript file named .jpg must never reach Ghostscript.
-        image = Image.open(path, formats=PILLOW_FORMATS)
+        image = _open_named_format(path) or Image.open(path, formats=_formats_for(path))
     except ImageError:
         raise
     except FileNotFoundError:
@@ -172,6 +174,30 @@ _SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"),
                (b"%!PS", "PostScript"), (b"\xc5\xd0\xd3\xc6", "PostScript"), (b"%PDF", "PDF"),
                (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
                (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"))
+
+
+def _open_named_format(path: Path) -> Image.Image | None:
+    """The file opened as the format its extension names (no extra read: the common case), or None
+    when it has no such extension or is not that format (then its first bytes decide)."""
+    named = _EXTENSION_FORMATS.get(path.suffix.lower())
+    if named is None:
+        return None
+    importlib.import_module(f"PIL.{_PLUGINS[named]}")
+    try:
+        return Image.open(path, formats=(named,))
+    except UnidentifiedImageError:
+        return None
+
+
+def _formats_for(path: Path) -> tuple[str, ...]:
+    """The Pillow format the file's first bytes announce, its plugin imported; when they announce none
+    of ours, all of PILLOW_FORMATS (all imported), so that Pillow decides exactly as it always has."""
+    kind = _signature(path)
+    found = {"WebP": "WEBP"}.get(kind, kind) if kind in _SUPPORTED_SIGNATURES else None
+    formats = (found,) if found else PILLOW_FORMATS
+    for name in formats:
+        importlib.import_module(f"PIL.{_PLUGINS[name]}")
+    return formats
 
 
 def _signature(path: Path) -> str:

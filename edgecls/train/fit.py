@@ -18,7 +18,8 @@ from typing import Optional
 import numpy as np
 
 from edgecls.atomic import check_new_dir, staged_dir
-from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, make_split
+from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
+from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.plotting import plot_history
 from edgecls.provenance import run_versions
@@ -67,6 +68,7 @@ class TrainResult:
     epochs_run: int
     seconds: float
     metrics: dict
+    data: str = ""  # the data as given (for the summary's data-check hint)
 
     def summary(self) -> str:
         """The closing lines `edgecls train` prints: the figures, what was written, what to run next."""
@@ -75,7 +77,7 @@ class TrainResult:
         return (f"\nTest accuracy {self.test_accuracy:.4f} on {m['counts']['test']} held-out images "
                 f"(validation {self.val_accuracy:.4f}; best epoch {m['best_epoch']} of {self.epochs_run}; "
                 f"{self.seconds:.0f} s of training). Run directory: {self.run_dir} ({written}). "
-                f"Next: edgecls export {self.run_dir}")
+                f"Next: edgecls export {self.run_dir}." + check_hint(m.get("dedupe"), self.data))
 
     def warnings(self) -> list[str]:
         """What the quality check found (train.quality), the refusal to ship a collapsed model last."""
@@ -108,7 +110,8 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
     with staged_dir(out, force=force) as tmp:
         dataset = load_dataset(options.data, options.img_size, options.color, progress=not quiet)
         _report_skipped(dataset, log)
-        split = make_split(dataset, options.val_fraction, options.test_fraction, options.seed)
+        split = grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed, log,
+                              not quiet)
         h, w = dataset.image_size
         augment = options.augment_list() if options.augment is not None else default_augmentations(options.data)
         data = options.data if options.data in BUILTIN_DATASETS else str(Path(options.data).expanduser().resolve())
@@ -175,6 +178,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
             counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
             test_source=split.test_source,
             skipped_files=len(dataset.skipped),
+            dedupe=dedupe_metrics(split.dedupe),
             collapsed=quality["collapsed"],
             warnings=quality["warnings"],
             quality=quality,
@@ -187,7 +191,8 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
                                                                  (options.val_fraction, options.test_fraction))))
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
         plot_history(history, tmp / CURVES_FILE, metrics["best_epoch"])
-    return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics)
+    return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics,
+                       options.data)
 
 
 # An epoch of fewer optimizer steps than this is too short to judge by: on a small folder (100

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls.data import DEDUPE_MODES
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import split_list
 from edgecls.runtime.openset import DEFAULT_ACCEPT, RULE_CHOICES
@@ -49,6 +50,9 @@ class TrainOptions:
     test_fraction: float = 0.1
     seed: int = 0
     strategy: str = "default"
+    # Near-duplicates kept on one side of the split (edgecls.audit.duplicates): near | exact | off;
+    # None: near for a folder of image files, off for built-in and IDX data (their split as published).
+    dedupe: Optional[str] = None
     # Keras backbones only (--arch mobilenet_v2 | mobilenet_v3_small | efficientnet_b0):
     alpha: Optional[float] = None  # width multiplier of the MobileNets; None: 1.0
     weights: str = "imagenet"  # imagenet | none | a weights FILE (.h5 / .weights.h5 of the backbone)
@@ -177,6 +181,8 @@ def validate(o: TrainOptions) -> None:
         bad(f"unknown optimizer {o.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
     if o.strategy not in STRATEGIES:
         bad(f"unknown strategy {o.strategy!r}: use one of {', '.join(STRATEGIES)}")
+    if o.dedupe is not None and o.dedupe not in DEDUPE_MODES:
+        bad(f"unknown --dedupe {o.dedupe!r}: use one of {', '.join(DEDUPE_MODES)}")
     if o.color is not None and o.color not in COLORS:
         bad(f"unknown colour mode {o.color!r}: use grayscale or rgb")
     if o.epochs < 1:

@@ -22,7 +22,7 @@ import numpy as np
 from edgecls.atomic import write_bytes_atomic
 from edgecls.runtime import Classifier
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: keyed by the decoded pixels too (a decoder fix must not reuse old embeddings)
 VIEW_RECIPE = ("flip", "rotate", "crop")  # what every extra view applies, in this order
 MAX_DEGREES = 8.0  # a few degrees: photos are rarely held much crookeder
 CROP_SCALE = (0.72, 0.86)  # of the side; 0.86 stays inside a frame turned by 8 degrees
@@ -98,6 +98,45 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     picture = picture.resize((w, h), Image.Resampling.BILINEAR, box=box)
     out = np.asarray(picture, dtype=np.uint8)
     return out[..., None] if c == 1 else out
+
+
+def cut_embedder(backbone: Any, folder: Path, num_threads: Optional[int],
+                 input_range: Optional[tuple[float, float]] = None) -> Embedder:
+    """An Embedder of `backbone` (transfer.backbone.Backbone) cut at its embedding; the cut model is
+    written to `folder` (a scratch folder the caller removes). `input_range` overrides the backbone's."""
+    from edgecls.transfer import graph
+
+    model = graph.load_model(backbone.content, backbone.path.name)
+    graph.cut(model, backbone.embedding.index)
+    path = Path(folder) / "backbone_cut.tflite"
+    path.write_bytes(graph.serialize(model))
+    return Embedder(path, num_threads, input_range or backbone.pixel_range)
+
+
+def dataset_cache_parts(backbone: Any, embedder: Embedder, dataset: Any) -> dict[str, Any]:
+    """What the embeddings of every image of `dataset` (edgecls.data.Dataset) depend on: the cache
+    key that `edgecls train --backbone` and `edgecls data check --backbone` share."""
+    from edgecls import __version__
+
+    return {"backbone_sha256": backbone.sha256, "tensor": backbone.embedding.name, "data": dataset.fingerprint,
+            "pixels": getattr(dataset, "pixels_sha256", ""), "images": int(len(dataset.labels)),
+            "shape": list(dataset.images.shape[1:]), "pixel_range": list(embedder.spec.pixel_range),
+            "edgecls": __version__}
+
+
+def embed_dataset(embedder: Embedder, backbone: Any, dataset: Any, folder: Optional[Path],
+                  progress: Optional[Callable[[int], None]] = None) -> tuple[np.ndarray, bool]:
+    """(features (N, D) of every image of `dataset`, whether they came from the cache in `folder`)."""
+    n = len(dataset.labels)
+    return cached(folder, dataset_cache_parts(backbone, embedder, dataset), (n, embedder.size),
+                  lambda: embedder(iter(dataset.images), n, progress))
+
+
+def default_cache_folder() -> Path:
+    """Where embeddings are cached: beside the decoded datasets (~/.cache/edgecls/embeddings)."""
+    from edgecls.data import default_cache_dir
+
+    return default_cache_dir().parent / "embeddings"
 
 
 # ---------------------------------------------------------------------- cache

@@ -29,10 +29,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls import __version__
 from edgecls.atomic import check_new_dir, staged_dir
+from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.calibrate.job import OpenSetOptions, calibrate_split
-from edgecls.data import default_cache_dir, load_dataset, make_split
+from edgecls.data import DEDUPE_MODES, load_dataset
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
 from edgecls.parsing import parse_range
@@ -59,7 +59,16 @@ from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions, 
 from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
 from edgecls.transfer import graph
 from edgecls.transfer.backbone import Backbone, open_backbone
-from edgecls.transfer.embed import VIEW_RECIPE, Embedder, augmented, cached
+from edgecls.transfer.embed import (
+    VIEW_RECIPE,
+    Embedder,
+    augmented,
+    cached,
+    cut_embedder,
+    dataset_cache_parts,
+    default_cache_folder,
+    embed_dataset,
+)
 from edgecls.transfer.head import L2_GRID, Head, HeadOptions, select_head
 
 TRANSFER_FORMAT = "edgecls.transfer/1"
@@ -91,6 +100,7 @@ class TransferOptions:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 0
+    dedupe: Optional[str] = None  # near | exact | off; None: near for a folder of images (TrainOptions.dedupe)
     threads: Optional[int] = None
     input_range: Optional[tuple[float, float]] = None  # what pixels 0 and 255 become for a float backbone
     cache: bool = True
@@ -105,6 +115,7 @@ class TransferResult:
     metrics: dict
     seconds: float
     notes: list[str] = field(default_factory=list)
+    data: str = ""  # the data as given (for the summary's data-check hint)
 
     def summary(self) -> str:
         m, t = self.metrics, self.metrics["tflite"]
@@ -112,7 +123,8 @@ class TransferResult:
                 f"images (validation {t['val_accuracy']:.4f}; agreement with the float head {t['agreement']:.4f}; "
                 f"float head test {m['test_accuracy']:.4f}; best epoch {m['best_epoch']} of {m['epochs_run']}; "
                 f"{self.seconds:.0f} s in all). Run directory: {self.run_dir}. "
-                f"Next: edgecls predict {self.model_file} IMAGES, or edgecls bench {self.run_dir}")
+                f"Next: edgecls predict {self.model_file} IMAGES, or edgecls bench {self.run_dir}."
+                + check_hint(m.get("dedupe"), self.data))
 
     def warnings(self) -> list[str]:
         """What the quality check found (train.quality), "do not ship" last if the head is no use."""
@@ -139,12 +151,14 @@ def options_from_train(options: TrainOptions, given: set[str]) -> TransferOption
     return TransferOptions(data=options.data, backbone=options.backbone, out=options.out,
                            embedding_tensor=options.embedding_tensor, head=options.head, views=options.views,
                            threads=options.threads, input_range=parse_range(options.input_range), open_set=open_set,
-                           unknown_data=options.unknown_data, **values)
+                           unknown_data=options.unknown_data, dedupe=options.dedupe, **values)
 
 
 def validate(o: TransferOptions) -> None:
     if o.head not in HEADS:
         raise EdgeclsError(f"unknown --head {o.head!r}: use {' or '.join(HEADS)}")
+    if o.dedupe is not None and o.dedupe not in DEDUPE_MODES:
+        raise EdgeclsError(f"unknown --dedupe {o.dedupe!r}: use one of {', '.join(DEDUPE_MODES)}")
     if o.views < 1:
         raise EdgeclsError(f"--views must be at least 1 (1: the training images alone; got {o.views})")
     for name, value, low in (("epochs", o.epochs, 1), ("batch_size", o.batch_size, 1), ("patience", o.patience, 0)):
@@ -178,15 +192,12 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
     if dataset.skipped:
         log(f"warning: skipped {len(dataset.skipped)} image file(s) (unreadable or byte-identical duplicates; "
             f"first: {dataset.skipped[0][0]}: {dataset.skipped[0][1]})")
-    split = make_split(dataset, options.val_fraction, options.test_fraction, options.seed)
+    split = grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed, log,
+                          not quiet)
     notes: list[str] = []
     with staged_dir(out, force=force) as tmp, tempfile.TemporaryDirectory(prefix="edgecls-transfer-") as scratch:
-        cut_model = graph.load_model(backbone.content, backbone.path.name)
-        graph.cut(cut_model, backbone.embedding.index)
-        cut_bytes = graph.serialize(cut_model)
-        cut_path = Path(scratch) / "backbone_cut.tflite"
-        cut_path.write_bytes(cut_bytes)
-        embedder = Embedder(cut_path, options.threads, options.input_range or backbone.pixel_range)
+        embedder = cut_embedder(backbone, Path(scratch), options.threads, options.input_range)
+        cut_bytes = embedder.classifier.path.read_bytes()
         features, views, embed_seconds = _embeddings(embedder, backbone, dataset, split, options, quiet, log)
 
         y = dataset.labels
@@ -229,6 +240,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
             epochs_run=len(head.history), best_epoch=head.best_epoch, l2=head.l2, l2_search=tries,
             counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
             train_embeddings=int(len(x_train)), skipped_files=len(dataset.skipped),
+            dedupe=dedupe_metrics(split.dedupe),
             seconds={"embed": round(embed_seconds, 2), "fit": round(fit_seconds, 2),
                      "total": round(time.perf_counter() - started, 2)},
             threads=embedder.classifier.num_threads,
@@ -258,7 +270,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
                                                            indent=1))
     for note in notes:
         log(note)
-    return TransferResult(out, out / EXPORT_DIR / model_path.name, metrics, time.perf_counter() - started, notes)
+    return TransferResult(out, out / EXPORT_DIR / model_path.name, metrics, time.perf_counter() - started, notes,
+                          options.data)
 
 
 # ---------------------------------------------------------------------- stages
@@ -266,19 +279,15 @@ def _embeddings(embedder: Embedder, backbone: Backbone, dataset, split, options:
                 log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, float]:
     """(features of every image, features of the extra training views (train, views-1, D), seconds)."""
     started = time.perf_counter()
-    folder = default_cache_dir().parent / "embeddings" if options.cache else None
-    base = {"backbone_sha256": backbone.sha256, "tensor": backbone.embedding.name, "data": dataset.fingerprint,
-            "images": int(len(dataset.labels)), "shape": list(dataset.images.shape[1:]),
-            "pixel_range": list(embedder.spec.pixel_range), "edgecls": __version__}
+    folder = default_cache_folder() if options.cache else None
     n, d = len(dataset.labels), embedder.size
     with _progress(not quiet) as advance:
-        features, hit = cached(folder, base, (n, d),
-                               lambda: embedder(iter(dataset.images), n, advance("Embedding images", n)))
+        features, hit = embed_dataset(embedder, backbone, dataset, folder, advance("Embedding images", n))
         extra = options.views - 1
         train = np.asarray(split.train)
         if extra:
-            keyed = {**base, "views": options.views, "recipe": list(VIEW_RECIPE), "seed": options.seed,
-                     "train": _digest(train)}
+            keyed = {**dataset_cache_parts(backbone, embedder, dataset), "views": options.views,
+                     "recipe": list(VIEW_RECIPE), "seed": options.seed, "train": _digest(train)}
             count = len(train) * extra
             flat, view_hit = cached(folder, keyed, (count, d),
                                     lambda: embedder(augmented(dataset.images[train], options.views, options.seed),
@@ -400,7 +409,7 @@ def _config_toml(o: TransferOptions, dataset, out: Path, size: int) -> str:
     data = o.data if not Path(o.data).expanduser().exists() else str(Path(o.data).expanduser().resolve())
     table = {"data": data, "out": str(out), "img_size": size, "color": dataset.color, "epochs": o.epochs,
              "batch_size": o.batch_size, "lr": o.lr, "patience": o.patience, "val_fraction": o.val_fraction,
-             "test_fraction": o.test_fraction, "seed": o.seed}
+             "test_fraction": o.test_fraction, "seed": o.seed, "dedupe": o.dedupe}
     extra = {"backbone": str(Path(o.backbone).resolve()), "embedding_tensor": o.embedding_tensor, "head": o.head,
              "hidden": o.hidden, "views": o.views, "l2": o.l2}  # l2 None: chosen on val (metrics.json)
     # [transfer] is ignored by `--config` (it reads [train]); json.dumps gives valid TOML scalars here.
