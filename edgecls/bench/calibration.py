@@ -13,7 +13,7 @@ import numpy as np
 
 from edgecls.bench.results import BenchReport, Section
 from edgecls.runtime.classify import Classifier
-from edgecls.runtime.metrics import open_set_figures
+from edgecls.runtime.metrics import nll_floor, open_set_figures
 
 SECTION = "calibration"
 PLOT_NAME = "reliability.png"
@@ -32,7 +32,7 @@ def figures(classifier: Classifier, probabilities: np.ndarray, similarity: Optio
         if unknown_images is not None:
             probs, sim = classifier.scores(unknown_images)
             rejected = rule.decide(probs.max(1), sim)[0]
-    found = open_set_figures(probabilities, labels, flags, rejected)
+    found = open_set_figures(probabilities, labels, flags, rejected, nll_floor(classifier.output_step))
     found["rule"] = rule.rule if rule is not None else None
     found["temperature"] = rule.temperature if rule is not None else None
     return found
@@ -47,7 +47,8 @@ def add_section(report: BenchReport, by_model: dict[str, dict[str, Any]], unknow
         rows.append([name, f["rule"] or "none", f["ece"], f["nll"], f["accepted"] if ruled else None,
                      f["selective_accuracy"] if ruled else None, f["accuracy"], f["rejected_unknown"]])
     notes = ["ECE: the gap between confidence and accuracy over 15 equal-width bins of the top probability "
-             "(0 is perfectly calibrated); NLL: the mean negative log-likelihood of the true class.",
+             "(0 is perfectly calibrated); NLL: the mean negative log-likelihood of the true class (an 8-bit "
+             "output's 0 taken as half its step, 1/512).",
              "accepted: the share of test images the model's unknown rule accepts (set on the validation split by "
              "edgecls calibrate, export or train --backbone); accuracy on them beside the accuracy on all."]
     if unknown_source is not None:

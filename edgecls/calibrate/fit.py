@@ -3,9 +3,9 @@ in the embedding space, and the thresholds that accept a target share of validat
 
 Why these (measured by scripts/bench_openset.py; see its report for the figures):
 - Temperature scaling (Guo et al., 2017): one number T, fitted by minimising the validation
-  negative log-likelihood of softmax(logits / T) as the model outputs it (8-bit outputs rounded:
-  on MNIST 0-7 the float optimum, T 1.27, raised the int8 file's validation NLL and ECE; the rounded
-  optimum, T 0.92, lowers both); it changes no top-1 answer.
+  negative log-likelihood of softmax(logits / T) as the model outputs it (an 8-bit softmax rounds to
+  1/256, and its 0 is taken as half a step: on MNIST 0-7 the float optimum, T 1.27, raised the int8
+  file's validation NLL and ECE; the rounded one, T 0.89, lowers both); it changes no top-1 answer.
 - The embedding score is the cosine similarity to the nearest class prototype (spherical k-means
   centres of each class's L2-normalised training embeddings). On other data (MNIST digits and
   photo-like images against a cats/dogs model) it, Mahalanobis distance and the nearest training
@@ -47,7 +47,8 @@ def nll(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray,
-                    device: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> float:
+                    device: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                    floor: float = PROBABILITY_FLOOR) -> float:
     """The T > 0 that minimises the validation NLL of softmax(logits / T), as the device outputs it:
     `device` maps float probabilities to what the model's output gives (an 8-bit softmax rounds them
     to 1/256: the float optimum can raise the NLL of the rounded ones). A log-spaced grid, then a
@@ -60,7 +61,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray,
         if device is None:
             return nll(logits / np.exp(log_t), labels)
         picked = device(softmax(logits / np.exp(log_t)))[np.arange(len(labels)), labels]
-        return float(-np.mean(np.log(np.maximum(picked, PROBABILITY_FLOOR))))
+        return float(-np.mean(np.log(np.maximum(picked, floor))))
 
     low, high = np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1])
     grid = np.linspace(low, high, 121)
@@ -75,7 +76,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray,
         else:
             a = c
     middle = (a + b) / 2
-    return float(np.exp(middle if loss(middle) <= losses[best] else grid[best]))
+    found = middle if loss(middle) <= losses[best] else grid[best]
+    return float(np.exp(found)) if loss(found) < loss(0.0) else 1.0  # no better than none: none
 
 
 def quantised_output(dtype: type, scale: float, zero_point: int) -> Callable[[np.ndarray], np.ndarray]:

@@ -27,7 +27,7 @@ from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.interpreter import create_interpreter, find_backend
 from edgecls.runtime.metadata import embed_metadata, read_metadata
-from edgecls.runtime.metrics import calibration_figures, open_set_figures
+from edgecls.runtime.metrics import calibration_figures, nll_floor, open_set_figures
 from edgecls.runtime.openset import DEFAULT_ACCEPT, OPENSET_FORMAT, OPENSET_KEY, RULE_CHOICES, SIGNATURE
 from edgecls.runtime.preprocess import load_image
 from edgecls.runtime.quant import input_converter, softmax
@@ -114,14 +114,15 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
         spec = _spec(folder, embed_metadata(_plain_bytes(model), _without_openset(metadata)), options, input_range)
         run = _Probe(probe_path, spec, options.threads)
         val_out, val_logits, val_embeddings = run(data.val_images)
-        before = calibration_figures(_as_probabilities(val_out, metadata), data.val_labels)
+        output = run.outputs[0]  # an 8-bit softmax rounds what it gives: T is fitted, and NLL reported, on that
+        step = float(output["quantization"][0]) if output["dtype"] != np.float32 else 0.0
+        before = calibration_figures(_as_probabilities(val_out, metadata), data.val_labels, floor=nll_floor(step))
         temperature, applied = 1.0, "none"
         if tail.softmax is not None or metadata.get("output") == "logits":
             logits = val_logits * tail.beta if tail.softmax is not None else val_logits
-            output = run.outputs[0]  # an 8-bit softmax rounds what it gives: T is fitted on that
             device = (fit.quantised_output(output["dtype"], *output["quantization"]) if tail.softmax is not None
                       else None)
-            temperature = fit.fit_temperature(logits, data.val_labels, device)
+            temperature = fit.fit_temperature(logits, data.val_labels, device, nll_floor(step))
             applied = "graph" if tail.softmax is not None else "runtime"
         prototypes = None
         if wants_embedding and tail.embedding is not None:
@@ -138,7 +139,7 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
                 unknown_probs = softmax(run(data.unknown_images)[1] / temperature)
         if applied == "runtime":  # a logits output: the device divides by T (Classifier.output)
             val_probs = softmax(val_logits / temperature)
-    after = calibration_figures(val_probs, data.val_labels)
+    after = calibration_figures(val_probs, data.val_labels, floor=nll_floor(step))
     correct = val_probs.argmax(1) == data.val_labels
     candidates = fit.rule_figures(options.accept, val_probs.max(1), correct, val_sim,
                                   None if unknown_probs is None else unknown_probs.max(1), unknown_sim)
@@ -196,13 +197,14 @@ def evaluate(content: bytes, images: np.ndarray, labels: np.ndarray, unknown: Op
         path = folder / "model.tflite"
         path.write_bytes(content)
         classifier = Classifier(path, num_threads=threads)
+        floor = nll_floor(classifier.output_step)
         probabilities, similarity = classifier.scores(images)
         flags, _ = classifier.open_set_rule.decide(probabilities.max(1), similarity)
         rejected = None
         if unknown is not None and len(unknown):
             probs, sim = classifier.scores(unknown)
             rejected = classifier.open_set_rule.decide(probs.max(1), sim)[0]
-    figures = open_set_figures(probabilities, labels, flags, rejected)
+    figures = open_set_figures(probabilities, labels, flags, rejected, floor)
     figures.pop("bins")
     return figures
 

@@ -167,6 +167,8 @@ class Classifier:
         self._to_input = input_converter(self.input_spec)
         self._single = np.empty((1, *self.input_spec.shape), self.input_spec.dtype)  # classify()'s input, reused
         out_scale, out_zero_point = per_tensor(out, self.path.name, "output")
+        #: what the output's probabilities are rounded to (1/256 for an 8-bit softmax; 0.0 for a float output)
+        self.output_step = out_scale if out["dtype"] != np.float32 else 0.0
         self._from_output = output_converter(out["dtype"], out_scale, out_zero_point)
         self._prob_tolerance = quant_tolerance(self.num_classes, out_scale)
         # classify(top_k=1) of a model whose output is probabilities reads the top class straight from

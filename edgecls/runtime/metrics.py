@@ -23,13 +23,20 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_
 
 # ---------------------------------------------------------------------- calibration and "unknown"
 CALIBRATION_BINS = 15  # equal-width confidence bins, as Guo et al. (2017) and most reports use
-PROBABILITY_FLOOR = 1e-6  # an 8-bit softmax rounds small probabilities to 0: log(0) would be -inf
+PROBABILITY_FLOOR = 1e-6  # the least probability the NLL takes the log of: log(0) would be -inf
 
 
-def calibration_figures(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+def nll_floor(output_step: float = 0.0) -> float:
+    """The NLL's floor for a model whose output is rounded to `output_step` (1/256 for an 8-bit softmax):
+    half a step, the most a probability it gives as 0 can be; PROBABILITY_FLOOR for a float output."""
+    return max(PROBABILITY_FLOOR, output_step / 2)
+
+
+def calibration_figures(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS,
+                        floor: float = PROBABILITY_FLOOR) -> dict:
     """Expected calibration error (ECE: the gap between confidence and accuracy, weighted over
-    `bins` equal-width bins of the top probability), negative log-likelihood, and the bins
-    themselves (for a reliability diagram)."""
+    `bins` equal-width bins of the top probability), negative log-likelihood (probabilities below
+    `floor` taken as `floor`: see nll_floor), and the bins themselves (for a reliability diagram)."""
     confidence = probabilities.max(1).astype(np.float64)
     correct = probabilities.argmax(1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -45,7 +52,7 @@ def calibration_figures(probabilities: np.ndarray, labels: np.ndarray, bins: int
                       "confidence": round(float(confidence[members].mean()), 6) if count else None,
                       "accuracy": round(float(correct[members].mean()), 6) if count else None})
     picked = probabilities[np.arange(len(labels)), labels].astype(np.float64)
-    nll = float(-np.mean(np.log(np.maximum(picked, PROBABILITY_FLOOR)))) if len(labels) else 0.0
+    nll = float(-np.mean(np.log(np.maximum(picked, floor)))) if len(labels) else 0.0
     return {"ece": round(ece, 6), "nll": round(nll, 6), "images": int(len(labels)), "bins": table}
 
 
@@ -60,10 +67,10 @@ def selective_figures(probabilities: np.ndarray, labels: np.ndarray, unknown: np
 
 
 def open_set_figures(probabilities: np.ndarray, labels: np.ndarray, unknown: np.ndarray,
-                     unknown_set: np.ndarray | None = None) -> dict:
+                     unknown_set: np.ndarray | None = None, floor: float = PROBABILITY_FLOOR) -> dict:
     """Calibration and the unknown rule on labelled images of known classes (ECE, NLL, accepted share,
     selective accuracy) and, given the rule's flags on images of none of the classes, the share rejected."""
-    figures = calibration_figures(probabilities, labels)
+    figures = calibration_figures(probabilities, labels, floor=floor)
     figures.update(selective_figures(probabilities, labels, unknown))
     figures["rejected_unknown"] = (round(float(np.mean(unknown_set)), 6) if unknown_set is not None
                                    and len(unknown_set) else None)
