@@ -395,3 +395,51 @@ def test_a_model_without_a_classifier_layer_gets_the_top_rule_and_embedding_is_r
         calibrate_folder(flat, data, OpenSetOptions(rule="embedding"), out=tmp_path / "x.tflite")
     result = calibrate_folder(flat, data, OpenSetOptions(), out=tmp_path / "y.tflite", log=lambda m: None)
     assert result.calibrated.record["rule"] == "top" and result.calibrated.record["temperature"]["applied"] == "runtime"
+
+
+def test_live_rows_say_which_frames_are_unknown_and_the_summary_counts_them(calibrated, cli, tmp_path):
+    """A video that alternates a digit and a picture of none: every second frame is unknown."""
+    cv2 = pytest.importorskip("cv2")
+    seven = np.asarray(Image.open(sorted((IMAGES / "7").iterdir())[0]).convert("RGB").resize((56, 56)))
+    blob = np.repeat(not_digits(3, seed=5)[2][..., None], 3, axis=2)
+    noise = np.asarray(Image.fromarray(blob).resize((56, 56)))
+    video = tmp_path / "mixed.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (56, 56))
+    for i in range(8):
+        writer.write(cv2.cvtColor(seven if i % 2 == 0 else noise, cv2.COLOR_RGB2BGR))
+    writer.release()
+    done = cli("predict", calibrated, "--source", video, "--json")
+    assert done.code == 0, done.err
+    rows = [json.loads(line) for line in done.out.splitlines()]
+    assert [r["unknown"] for r in rows] == [False, True] * 4
+    assert all(0 <= r["typicality"] <= 1 for r in rows) and "4 unknown" in done.err.splitlines()[-1]
+    raw = [json.loads(line) for line in cli("predict", calibrated, "--source", video, "--json", "--no-unknown")
+           .out.splitlines()]
+    assert all("unknown" not in r for r in raw) and len(raw) == 8
+
+
+def test_train_with_a_backbone_writes_a_calibrated_file_and_its_figures(models, tmp_path, monkeypatch):
+    from conftest import colour_folder
+
+    from edgecls.transfer.job import TransferOptions, train_with_backbone
+
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    data = colour_folder(tmp_path / "data", per_class=110)
+    green = tmp_path / "green"
+    green.mkdir()
+    rng = np.random.default_rng(9)
+    for i in range(30):  # neither bluish nor reddish
+        pixels = rng.integers(0, 90, (16, 16, 3), dtype=np.uint8)
+        pixels[..., 1] = rng.integers(150, 256, (16, 16), dtype=np.uint8)
+        Image.fromarray(pixels).save(green / f"{i}.png")
+    options = TransferOptions(data=str(data), backbone=str(models.rgb_int8), out=str(tmp_path / "run"), threads=1,
+                              epochs=30, unknown_data=str(green))
+    train_with_backbone(options, quiet=True, log=lambda m: None)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    report = metrics["openset"]
+    assert report["rule"] in ("top", "embedding", "both") and report["test"]["images"] == metrics["counts"]["test"]
+    chosen = next(c for c in report["candidates"] if c["rule"] == report["rule"])
+    assert chosen["rejected_unknown"] is not None and chosen["accepted"] >= 0.95
+    model = tmp_path / "run" / "export" / "model_int8.tflite"
+    assert read_metadata(model.read_bytes())["openset"]["data"]["unknown"] == str(green)
+    assert Classifier(model).open_set_rule.rule == report["rule"]
