@@ -7,6 +7,7 @@ where it is used: `predict` to a pipe or a file writes plain text without it (co
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import functools
 import math
 import os
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
+from pathlib import Path
 from typing import IO, Any
 
 from edgecls.errors import EdgeclsError
@@ -66,19 +68,37 @@ def predict(
     resize: str | None = None,
     fit: str | None = None,
     unknown: bool = True,
+    collect: str | None = None,
+    collect_when: Sequence[str] | None = None,
+    collect_max_mb: float | None = None,
+    collect_reserve_mb: float | None = None,
 ) -> int:
     """Classify files, folders and globs, writing one row per image as it goes. Returns the exit code:
     0 all classified, 1 some images failed (each has an error row). Raises EdgeclsError (exit 2)
     for a bad model or when the arguments name no image at all. `input_range`, `resize`, `fit`: see
-    Classifier; `unknown=False` (--no-unknown): the raw answer of a model with an open-set rule."""
+    Classifier; `unknown=False` (--no-unknown): the raw answer of a model with an open-set rule;
+    `collect` (a folder) and the rest: keep the images the rules pick (edgecls.runtime.collect)."""
     out, err = out or sys.stdout, err or sys.stderr
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
                             resize=resize, fit=fit, open_set=unknown)
+    collector = None
+    if collect is not None or collect_when or collect_max_mb is not None or collect_reserve_mb is not None:
+        from edgecls.runtime.collect import collector_for
+
+        collector = collector_for(classifier, collect, collect_when, collect_max_mb, collect_reserve_mb,
+                                  lambda line: print(f"edgecls: {line}", file=err, flush=True))
     stream = _some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
+    asked = max(top_k, 2) if collector is not None and collector.needs_two else top_k
     started, total, failed, unknowns = time.perf_counter(), 0, 0, 0
     try:
-        for prediction in classifier.classify_many(stream, top_k=top_k):
+        for prediction in classifier.classify_many(stream, top_k=asked):
+            if collector is not None and prediction.ok:
+                collector.consider(prediction.classes, prediction.unknown, prediction.typicality, prediction.source,
+                                   path=Path(prediction.source) if isinstance(prediction.source, (str, Path))
+                                   else None)
+                if asked != top_k:
+                    prediction = dataclasses.replace(prediction, classes=prediction.classes[:top_k])
             write(prediction)
             out.flush()  # rows reach a pipe as they are made, not in 8 KB blocks
             total += 1
@@ -93,6 +113,8 @@ def predict(
     if classifier.open_set_rule is not None:
         note += f", {unknowns} unknown"
     print(f"edgecls: {total} image{'' if total == 1 else 's'}, {note}, {seconds:.2f} s{rate}", file=err)
+    if collector is not None:
+        print(f"edgecls: {collector.summary()}", file=err)
     return 1 if failed else 0
 
 

@@ -9,13 +9,14 @@ come back, a truncated video: the rows so far are kept); 2 it could not be opene
 from __future__ import annotations
 
 import csv
-import datetime as _dt
+import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
+import numpy as np
 from rich.markup import escape
 
 from edgecls.console import (
@@ -26,6 +27,7 @@ from edgecls.console import (
     verdict_columns,
     verdict_fields,
 )
+from edgecls.provenance import iso_time
 from edgecls.runtime.capture import SourceError
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT, FramePrediction, LiveStream
@@ -51,6 +53,10 @@ def predict_stream(
     reconnect: float = DEFAULT_RECONNECT,
     capture: str | None = None,
     unknown: bool = True,
+    collect: str | None = None,
+    collect_when: Sequence[str] | None = None,
+    collect_max_mb: float | None = None,
+    collect_reserve_mb: float | None = None,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
 ) -> int:
@@ -64,16 +70,36 @@ def predict_stream(
 
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
                             resize=resize, fit=fit, open_set=unknown)
-    stream = classifier.classify_stream(source, top_k=top_k, every=every, fps=fps, duration=duration,
-                                        timeout=timeout, reconnect=reconnect, capture=capture, log=log)
+    collector, observe, asked = None, None, top_k
+    if collect is not None or collect_when or collect_max_mb is not None or collect_reserve_mb is not None:
+        from edgecls.runtime.collect import collector_for
+
+        collector = collector_for(classifier, collect, collect_when, collect_max_mb, collect_reserve_mb, log)
+        asked = max(top_k, 2) if collector is not None and collector.needs_two else top_k
+
+        def observe(result: FramePrediction, frame: Any) -> None:
+            collector.consider(result.classes, result.unknown, result.typicality, source, pixels=np.asarray(frame),
+                               frame=result.frame, timestamp=result.timestamp)
+
+    stream = classifier.classify_stream(source, top_k=asked, every=every, fps=fps, duration=duration,
+                                        timeout=timeout, reconnect=reconnect, capture=capture, log=log,
+                                        observe=observe)
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k, stream)
+
+    def summarise() -> None:
+        print(summary_line(stream), file=err)
+        if collector is not None:
+            print(f"edgecls: {collector.summary()}", file=err)
+
     try:
         for result in stream:
+            if asked != top_k:
+                result = dataclasses.replace(result, classes=result.classes[:top_k])
             write(result)
             out.flush()  # a row reaches a pipe as soon as its frame is classified
     except KeyboardInterrupt:  # the usual way to end a camera: the rows are kept, the summary follows
         stream.close("stopped by Ctrl-C")
-        print(summary_line(stream), file=err)
+        summarise()
         return 130
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         stream.close()
@@ -81,9 +107,9 @@ def predict_stream(
         return 0
     except SourceError:
         if stream.frames:  # with no frame done, the error line alone says it all
-            print(summary_line(stream), file=err)
+            summarise()
         raise
-    print(summary_line(stream), file=err)
+    summarise()
     return 0
 
 
@@ -104,12 +130,6 @@ def summary_line(stream: LiveStream) -> str:
     if s["end"] and s["end"] != "error":
         notes.append(s["end"])
     return (f"edgecls: {frames} from {s['source']} in {s['seconds']:.2f} s{rate}{latency}; " + ", ".join(notes))
-
-
-def iso_time(timestamp: float) -> str:
-    """Seconds since the epoch as ISO 8601 UTC with milliseconds: 2026-12-01T09:30:00.123Z."""
-    moment = _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _clock(timestamp: float) -> str:

@@ -58,12 +58,33 @@ _LiveCapture = Annotated[Optional[Capture], typer.Option(
     help="The capture backend", **choice(Capture, "capture backend"))]
 
 
+# `predict --collect`: keep what the model was unsure of (edgecls.runtime.collect). One block, as the live one.
+_COLLECT = "Collect for the next training"
+_Collect = Annotated[Optional[Path], typer.Option(
+    "--collect", metavar="DIR", rich_help_panel=_COLLECT, show_default="none: keep nothing",
+    help="Keep the images or frames a --collect-when rule picks as DIR/<answer>/NAME (the answer: a label or "
+         "unknown) with a JSON sidecar; move each file into the right class folder, then train with them")]
+_CollectWhen = Annotated[Optional[list[str]], typer.Option(
+    "--collect-when", metavar="RULES", rich_help_panel=_COLLECT,
+    show_default="unknown for a model with an unknown rule, else uncertain<0.6",
+    help="unknown, uncertain<0.6 (calibrated top score), margin<0.2 (top minus second), class=NAME, sample=0.01, "
+         "every=600s: a comma list, or repeat the option; the first rule that fires is recorded")]
+_CollectMaxMb = Annotated[Optional[float], typer.Option(
+    "--collect-max-mb", metavar="MB", rich_help_panel=_COLLECT, show_default="no cap",
+    help="Keep nothing more once DIR holds this many MB (said once, and counted in the summary)")]
+_CollectReserveMb = Annotated[Optional[float], typer.Option(
+    "--collect-reserve-mb", metavar="MB", rich_help_panel=_COLLECT, show_default="200",
+    help="Keep nothing that would leave less than this much free space on DIR's disk")]
+
+
 @app.command(epilog="Examples:\n\n"
              "edgecls predict runs/digits-seed/export/model_int8.tflite photos/ --top-k 3\n\n"
              "edgecls predict mobilenet_v1_0.5_160_quant.tflite cat.bmp --labels imagenet_labels.txt --resize nearest "
              "--json\n\n"
              "edgecls predict model_int8.tflite --source camera:0 --fps 5 --top-k 3\n\n"
-             "edgecls predict model_int8.tflite --source clip.avi --every 10 --json > frames.jsonl")
+             "edgecls predict model_int8.tflite --source clip.avi --every 10 --json > frames.jsonl\n\n"
+             "edgecls predict model_int8.tflite --source camera:0 --fps 2 --collect inbox/ --collect-when unknown,"
+             "uncertain<0.6 --collect-max-mb 500")
 def predict(
     model: Annotated[Path, typer.Argument(help="A .tflite image classifier (edgecls' own, or any NHWC one)")],
     images: Annotated[Optional[list[str]], typer.Argument(
@@ -96,6 +117,10 @@ def predict(
         "--unknown/--no-unknown", metavar="",
         help="Answer 'unknown' (with the best guess and its typicality) when the model's open-set rule says an "
              "image is none of its classes; --no-unknown shows the raw answer")] = True,
+    collect: _Collect = None,
+    collect_when: _CollectWhen = None,
+    collect_max_mb: _CollectMaxMb = None,
+    collect_reserve_mb: _CollectReserveMb = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
@@ -113,7 +138,9 @@ def predict(
         raise EdgeclsError("give image files, folders or globs to classify, or --source for a camera, video or stream")
     arguments: dict[str, Any] = dict(top_k=top_k, as_json=as_json, as_csv=as_csv, threads=threads,
                                      labels=str(labels) if labels else None, backend=backend, input_range=input_range,
-                                     resize=plain(resize), fit=plain(fit), unknown=unknown)
+                                     resize=plain(resize), fit=plain(fit), unknown=unknown,
+                                     collect=str(collect) if collect else None, collect_when=collect_when,
+                                     collect_max_mb=collect_max_mb, collect_reserve_mb=collect_reserve_mb)
     if source is not None:
         from edgecls.live import predict_stream
 

@@ -310,12 +310,14 @@ class LiveStream:
         capture: str | None = None,
         live: bool | None = None,
         log: Callable[[str], None] | None = None,
+        observe: Callable[[FramePrediction, Any], None] | None = None,
     ):
         """`source`: "camera[:N]", a video file, an rtsp:// or http(s):// URL, or an iterable of RGB or
         grayscale arrays (or PIL images). `capture`: "picamera2" or "opencv" (default: picamera2 for a
         camera when installed). `live`: drop frames when the model is slower (default: True for cameras
         and streams, False for files and iterables). `log`: called with a line when a stream drops
-        and reconnects."""
+        and reconnects. `observe(result, frame)`: called with each result and the frame as captured
+        (before it is yielded; predict --collect keeps frames with it)."""
         if timeout <= 0 or reconnect < 0:
             raise EdgeclsError(f"--timeout must be positive and --reconnect 0 or more (got {timeout}, {reconnect})")
         if isinstance(source, SourceSpec):
@@ -325,6 +327,7 @@ class LiveStream:
         else:
             self.spec = SourceSpec("frames", "frames", source)
         self.classifier, self.top_k = classifier, top_k
+        self.observe = observe
         self.sampling = Sampling(every, fps, duration)
         self.timeout = timeout
         self.slot = FrameSlot(drop=self.spec.live if live is None else live)
@@ -381,8 +384,11 @@ class LiveStream:
         self._last = time.monotonic()
         if self._first is None:
             self._first = self._last - latency
-        return FramePrediction(frame.number, frame.timestamp, tuple(classes), latency, classes.unknown,
-                               classes.typicality)
+        result = FramePrediction(frame.number, frame.timestamp, tuple(classes), latency, classes.unknown,
+                                 classes.typicality)
+        if self.observe is not None:
+            self.observe(result, frame.pixels)
+        return result
 
     def _check_stalled(self) -> None:
         idle = time.monotonic() - self._reader.last_activity
