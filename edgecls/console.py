@@ -72,6 +72,8 @@ def predict(
     collect_when: Sequence[str] | None = None,
     collect_max_mb: float | None = None,
     collect_reserve_mb: float | None = None,
+    shadow: str | None = None,
+    shadow_every: int | None = None,
 ) -> int:
     """Classify files, folders and globs, writing one row per image as it goes. Returns the exit code:
     0 all classified, 1 some images failed (each has an error row). Raises EdgeclsError (exit 2)
@@ -82,11 +84,11 @@ def predict(
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
                             resize=resize, fit=fit, open_set=unknown)
     collector = None
-    if collect is not None or collect_when or collect_max_mb is not None or collect_reserve_mb is not None:
+    if any(v is not None for v in (collect, collect_when, collect_max_mb, collect_reserve_mb, shadow, shadow_every)):
         from edgecls.runtime.collect import collector_for
 
         collector = collector_for(classifier, collect, collect_when, collect_max_mb, collect_reserve_mb,
-                                  lambda line: print(f"edgecls: {line}", file=err, flush=True))
+                                  lambda line: print(f"edgecls: {line}", file=err, flush=True), shadow, shadow_every)
     stream = _some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
     asked = max(top_k, 2) if collector is not None and collector.needs_two else top_k

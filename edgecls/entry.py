@@ -28,7 +28,8 @@ _PREDICT_VALUES = {"--top-k": ("count", "top_k"), "-k": ("count", "top_k"), "--t
                    "--labels": ("path", "labels"), "--backend": ("text", "backend"),
                    "--input-range": ("text", "input_range"), "--collect": ("path", "collect"),
                    "--collect-when": ("list", "collect_when"), "--collect-max-mb": ("number", "collect_max_mb"),
-                   "--collect-reserve-mb": ("number", "collect_reserve_mb")}
+                   "--collect-reserve-mb": ("number", "collect_reserve_mb"), "--shadow": ("path", "shadow"),
+                   "--shadow-every": ("count", "shadow_every")}
 _COUNT = re.compile(r"[0-9]+")  # click's int() takes more (+3, 1_0, ' 3'): those go to the Typer app
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")  # a plain decimal; click's float() takes more: the Typer app's
 
@@ -74,7 +75,8 @@ def predict_arguments(argv: Sequence[str]) -> dict[str, Any] | None:
             "threads": given.get("threads"), "labels": given.get("labels"), "backend": given.get("backend"),
             "input_range": given.get("input_range"), "unknown": not given.get("no_unknown", False),
             "collect": given.get("collect"), "collect_when": given.get("collect_when"),
-            "collect_max_mb": given.get("collect_max_mb"), "collect_reserve_mb": given.get("collect_reserve_mb")}
+            "collect_max_mb": given.get("collect_max_mb"), "collect_reserve_mb": given.get("collect_reserve_mb"),
+            "shadow": given.get("shadow"), "shadow_every": given.get("shadow_every")}
 
 
 def _value(kind: str, text: str) -> Any:

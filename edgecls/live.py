@@ -57,6 +57,8 @@ def predict_stream(
     collect_when: Sequence[str] | None = None,
     collect_max_mb: float | None = None,
     collect_reserve_mb: float | None = None,
+    shadow: str | None = None,
+    shadow_every: int | None = None,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
 ) -> int:
@@ -71,10 +73,11 @@ def predict_stream(
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
                             resize=resize, fit=fit, open_set=unknown)
     collector, observe, asked = None, None, top_k
-    if collect is not None or collect_when or collect_max_mb is not None or collect_reserve_mb is not None:
+    if any(v is not None for v in (collect, collect_when, collect_max_mb, collect_reserve_mb, shadow, shadow_every)):
         from edgecls.runtime.collect import collector_for
 
-        collector = collector_for(classifier, collect, collect_when, collect_max_mb, collect_reserve_mb, log)
+        collector = collector_for(classifier, collect, collect_when, collect_max_mb, collect_reserve_mb, log, shadow,
+                                  shadow_every)
         asked = max(top_k, 2) if collector is not None and collector.needs_two else top_k
 
         def observe(result: FramePrediction, frame: Any) -> None:

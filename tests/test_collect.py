@@ -175,3 +175,41 @@ def test_a_kill_mid_collection_leaves_no_half_written_picture(model, tmp_path):
             assert json.loads(sidecar.read_text())["rule"] == "unknown"
     Collector(inbox, parse_when(["unknown"]), model, Classifier(model).labels)  # the next run tidies up
     assert not [p for p in inbox.rglob(".*") if p.is_file()]
+
+
+def test_disagree_keeps_what_a_second_model_answers_otherwise(model, cli, tmp_path):
+    """The uncalibrated reference as the shadow agrees with the calibrated model on every 5 (no picture
+    kept); one with other labels is refused; one whose last layer is negated disagrees on every image it
+    runs on (every second one)."""
+    inbox = tmp_path / "inbox"
+    same = cli("predict", model, IMAGES / "5", "--collect", inbox, "--collect-when", "disagree", "--shadow", REFERENCE,
+               "--shadow-every", "1")
+    assert same.code == 0 and not kept(inbox) and "the second model ran on" in same.err
+    from edgecls.runtime.metadata import embed_metadata, read_metadata
+
+    meta = read_metadata(REFERENCE.read_bytes())
+    other = tmp_path / "other" / "model.tflite"
+    other.parent.mkdir()
+    shifted = meta["labels"][1:] + meta["labels"][:1]
+    other.write_bytes(embed_metadata(REFERENCE.read_bytes(), {**meta, "labels": shifted}))
+    done = cli("predict", model, IMAGES / "5", "--collect", tmp_path / "in2", "--collect-when", "disagree",
+               "--shadow", other, "--shadow-every", "2")
+    assert done.code == 2 and "other labels" in done.err  # a shadow must answer in the same classes
+    wrong = tmp_path / "wrong" / "model.tflite"  # same labels, its last layer's weights negated: it disagrees
+    wrong.parent.mkdir()
+    from edgecls.calibrate.graph import find_tail
+    from edgecls.transfer.graph import load_model, producers, serialize
+
+    graph = load_model(REFERENCE.read_bytes())
+    sub = graph.subgraphs[0]
+    last = sub.operators[producers(sub)[find_tail(graph).logits]]  # the FULLY_CONNECTED that makes the logits
+    buffer = graph.buffers[sub.tensors[int(last.inputs[1])].buffer]
+    weights = np.asarray(buffer.data, np.uint8).view(np.int8).astype(np.int16)
+    buffer.data = np.clip(-weights, -127, 127).astype(np.int8).view(np.uint8)
+    wrong.write_bytes(embed_metadata(serialize(graph), meta))
+    count = len(list((IMAGES / "5").iterdir()))
+    done = cli("predict", model, IMAGES / "5", "--collect", tmp_path / "in3", "--collect-when", "disagree",
+               "--shadow", wrong, "--shadow-every", "2")
+    assert done.code == 0 and f"the second model ran on {(count + 1) // 2}" in done.err
+    assert len(kept(tmp_path / "in3")) >= count // 2 - 1  # nearly every image it ran on
+    assert all(json.loads(p.with_suffix(".json").read_text())["rule"] == "disagree" for p in kept(tmp_path / "in3"))

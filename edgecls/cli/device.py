@@ -68,10 +68,18 @@ _CollectWhen = Annotated[Optional[list[str]], typer.Option(
     "--collect-when", metavar="RULES", rich_help_panel=_COLLECT,
     show_default="unknown for a model with an unknown rule, else uncertain<0.6",
     help="unknown, uncertain<0.6 (calibrated top score), margin<0.2 (top minus second), class=NAME, sample=0.01, "
-         "every=600s: a comma list, or repeat the option; the first rule that fires is recorded")]
+         "every=600s, disagree (with --shadow): a comma list, or repeat the option; the first rule that fires is "
+         "recorded")]
 _CollectMaxMb = Annotated[Optional[float], typer.Option(
     "--collect-max-mb", metavar="MB", rich_help_panel=_COLLECT, show_default="no cap",
     help="Keep nothing more once DIR holds this many MB (said once, and counted in the summary)")]
+_Shadow = Annotated[Optional[Path], typer.Option(
+    "--shadow", metavar="OTHER.tflite", rich_help_panel=_COLLECT, show_default="none",
+    help="A second model with the same labels (e.g. the float32 file beside the int8 one) for --collect-when "
+         "disagree: it classifies every --shadow-every-th image too")]
+_ShadowEvery = Annotated[Optional[int], typer.Option(
+    "--shadow-every", min=1, metavar="N", rich_help_panel=_COLLECT, show_default="5",
+    help="Run the --shadow model on every Nth image or frame offered (1: all)")]
 _CollectReserveMb = Annotated[Optional[float], typer.Option(
     "--collect-reserve-mb", metavar="MB", rich_help_panel=_COLLECT, show_default="200",
     help="Keep nothing that would leave less than this much free space on DIR's disk")]
@@ -121,6 +129,8 @@ def predict(
     collect_when: _CollectWhen = None,
     collect_max_mb: _CollectMaxMb = None,
     collect_reserve_mb: _CollectReserveMb = None,
+    shadow: _Shadow = None,
+    shadow_every: _ShadowEvery = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
@@ -140,7 +150,8 @@ def predict(
                                      labels=str(labels) if labels else None, backend=backend, input_range=input_range,
                                      resize=plain(resize), fit=plain(fit), unknown=unknown,
                                      collect=str(collect) if collect else None, collect_when=collect_when,
-                                     collect_max_mb=collect_max_mb, collect_reserve_mb=collect_reserve_mb)
+                                     collect_max_mb=collect_max_mb, collect_reserve_mb=collect_reserve_mb,
+                                     shadow=str(shadow) if shadow else None, shadow_every=shadow_every)
     if source is not None:
         from edgecls.live import predict_stream
 

@@ -12,6 +12,8 @@ Rules (`--collect-when`, a comma list or the option repeated; the first that fir
   class=NAME         the answer is NAME (a label, or unknown)
   sample=0.01        a seeded 1 % of all images
   every=600s         at most one image a period (s, m or h), whatever it shows
+  disagree           a second model (--shadow OTHER.tflite, e.g. the float32 file beside the int8 one)
+                     answers another class; it runs on every Nth image only (--shadow-every)
 
 What keeps the folder useful and the device alive:
 - near-identical consecutive pictures are kept once: a picture whose perceptual hash
@@ -46,8 +48,9 @@ UNKNOWN_FOLDER = "unknown"
 DEDUPE_BITS = 6  # of 64: consecutive frames of a static scene differ by a few bits (noise, JPEG); another scene by ~30
 DEFAULT_RESERVE_MB = 200.0  # free space the collector leaves on the disk
 JPEG_QUALITY = 95  # frames are kept as JPEG (files as their own bytes)
-_RULE = re.compile(r"^(unknown|uncertain<(?P<top>[0-9.]+)|margin<(?P<margin>[0-9.]+)|class=(?P<label>.+)|"
+_RULE = re.compile(r"^(unknown|disagree|uncertain<(?P<top>[0-9.]+)|margin<(?P<margin>[0-9.]+)|class=(?P<label>.+)|"
                    r"sample=(?P<share>[0-9.]+)|every=(?P<period>[0-9.]+)(?P<unit>[smh]?))$")
+DEFAULT_SHADOW_EVERY = 5  # the second model runs on every 5th image offered: a fifth of its cost
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -70,7 +73,7 @@ def parse_when(texts: Sequence[str]) -> list[When]:
             match = _RULE.match(part)
             if match is None:
                 raise EdgeclsError(f"--collect-when {part!r}: use unknown, uncertain<0.6, margin<0.2, class=NAME, "
-                                   "sample=0.01 or every=600s")
+                                   "sample=0.01, every=600s or disagree")
             kind = part.split("<")[0].split("=")[0]
             value: Any = None
             if kind in ("uncertain", "margin", "sample"):
@@ -99,6 +102,7 @@ class Counts:
     kept: int = 0
     similar: int = 0  # near-identical to the picture kept before
     over_quota: int = 0
+    shadow_runs: int = 0  # images the second model classified (disagree)
     bytes: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
 
@@ -108,9 +112,19 @@ class Collector:
 
     def __init__(self, folder: str | os.PathLike, rules: list[When], model: Path, labels: Sequence[str],
                  max_mb: Optional[float] = None, reserve_mb: float = DEFAULT_RESERVE_MB, seed: int = 0,
-                 log: Callable[[str], None] = lambda message: None):
+                 log: Callable[[str], None] = lambda message: None, shadow: Any = None,
+                 shadow_every: int = DEFAULT_SHADOW_EVERY):
+        """`shadow`: a second Classifier for `disagree` (same labels), run on every `shadow_every`th image."""
         self.folder = Path(folder)
         self.rules, self.labels, self.log = rules, list(labels), log
+        if any(rule.kind == "disagree" for rule in rules) and shadow is None:
+            raise EdgeclsError("--collect-when disagree needs a second model: --shadow OTHER.tflite")
+        if shadow is not None and list(shadow.labels) != self.labels:
+            raise EdgeclsError(f"--shadow {shadow.path.name} has other labels than the model: it cannot disagree "
+                               "on the same classes")
+        if shadow_every < 1:
+            raise EdgeclsError(f"--shadow-every must be at least 1 (got {shadow_every})")
+        self.shadow, self.shadow_every, self._offered = shadow, shadow_every, 0
         for rule in rules:
             if rule.kind == "class" and rule.value not in (*self.labels, UNKNOWN_FOLDER):
                 raise EdgeclsError(f"--collect-when {rule.text}: the model has no class {rule.value!r}")
@@ -143,10 +157,16 @@ class Collector:
         return used
 
     # ------------------------------------------------------------------ deciding
-    def fired(self, classes: Sequence[Any], unknown: bool, when: float) -> Optional[When]:
-        """The first rule that picks this answer (top-k classes, best first), or None."""
+    def fired(self, classes: Sequence[Any], unknown: bool, when: float,
+              second_opinion: Callable[[], Optional[str]] = lambda: None) -> Optional[When]:
+        """The first rule that picks this answer (top-k classes, best first), or None. `second_opinion()`:
+        the shadow model's label for the same picture (None when it does not run on this one)."""
         answer = UNKNOWN_FOLDER if unknown else classes[0].label
         for rule in self.rules:
+            if rule.kind == "disagree":
+                other = second_opinion()
+                if other is not None and other != classes[0].label:
+                    return rule
             if rule.kind == "unknown" and unknown:
                 return rule
             if rule.kind == "uncertain" and classes[0].score < rule.value:
@@ -174,7 +194,8 @@ class Collector:
         """Keep this image (its original file at `path`, or the frame `pixels`, RGB uint8) if a rule
         fires and it is no near-copy of the last one kept and there is room; the path written, or None."""
         when = time.time() if timestamp is None else timestamp
-        rule = self.fired(classes, unknown, when)
+        self._offered += 1
+        rule = self.fired(classes, unknown, when, lambda: self._second_opinion(pixels, path))
         if rule is None:
             return None
         picture = pixels if pixels is not None else _decoded(path)
@@ -205,6 +226,12 @@ class Collector:
         self.counts.by_rule[rule.text] = self.counts.by_rule.get(rule.text, 0) + 1
         return written
 
+    def _second_opinion(self, pixels: Optional[np.ndarray], path: Optional[Path]) -> Optional[str]:
+        if self.shadow is None or (self._offered - 1) % self.shadow_every:
+            return None
+        self.counts.shadow_runs += 1
+        return self.shadow.classify(pixels if pixels is not None else path)[0].label
+
     def _room_for(self, size: int) -> bool:
         reason = None
         if self.max_bytes is not None and self._used + size > self.max_bytes:
@@ -228,22 +255,33 @@ class Collector:
             parts.append(f"{c.similar} near-identical to the one before not kept")
         if c.over_quota:
             parts.append(f"{c.over_quota} not kept: the folder is full")
+        if self.shadow is not None:
+            parts.append(f"the second model ran on {c.shadow_runs}")
         return ", ".join(parts)
 
 
 def collector_for(classifier: Any, folder: Optional[str], when: Optional[Sequence[str]], max_mb: Optional[float],
-                  reserve_mb: Optional[float], log: Callable[[str], None]) -> Optional[Collector]:
-    """predict's --collect options as a Collector for `classifier`'s model (None without --collect)."""
+                  reserve_mb: Optional[float], log: Callable[[str], None], shadow: Optional[str] = None,
+                  shadow_every: Optional[int] = None) -> Optional[Collector]:
+    """predict's --collect options as a Collector for `classifier`'s model (None without --collect);
+    `shadow`: the second model's file for `disagree` (loaded like the model, same threads)."""
     if folder is None:
-        if when or max_mb is not None or reserve_mb is not None:
-            raise EdgeclsError("--collect-when, --collect-max-mb and --collect-reserve-mb need --collect DIR")
+        if when or max_mb is not None or reserve_mb is not None or shadow is not None or shadow_every is not None:
+            raise EdgeclsError("--collect-when, --collect-max-mb, --collect-reserve-mb and --shadow need --collect DIR")
         return None
     rules = parse_when(when) if when else default_when(classifier.open_set_rule is not None)
     if any(rule.kind == "unknown" for rule in rules) and classifier.open_set_rule is None:
         raise EdgeclsError(f"--collect-when unknown: {classifier.path.name} has no unknown rule (give it one with "
                            "edgecls calibrate, or collect uncertain<0.6)")
+    second = None
+    if shadow is not None:
+        from edgecls.runtime.classify import Classifier
+
+        second = Classifier(shadow, num_threads=classifier.num_threads, backend=classifier.backend.name,
+                            open_set=False)
     return Collector(folder, rules, classifier.path, classifier.labels, max_mb,
-                     DEFAULT_RESERVE_MB if reserve_mb is None else reserve_mb, log=log)
+                     DEFAULT_RESERVE_MB if reserve_mb is None else reserve_mb, log=log, shadow=second,
+                     shadow_every=DEFAULT_SHADOW_EVERY if shadow_every is None else shadow_every)
 
 
 def _hash(picture: Optional[np.ndarray]) -> Optional[np.ndarray]:
