@@ -138,6 +138,8 @@ def predict(
 
     A model calibrated by edgecls (export, train --backbone, edgecls calibrate) answers 'unknown' for an image its open-set rule rejects: the row shows the answer, the typicality (the share of validation images of known classes that looked less typical) and the best guess.
 
+    With --collect DIR, the images or frames a --collect-when rule picks are kept in DIR/<answer>/ with a JSON sidecar, for the next training (near-identical consecutive ones once, within --collect-max-mb).
+
     With --source, frames of a camera, video file or network stream are classified instead (OpenCV: pip install 'edgecls\\[camera]'; picamera2 on Raspberry Pi OS); when the model is slower than a camera or stream, frames are dropped, never queued.
 
     Exit codes: 0 every image classified, or the video or --duration ended; 1 some images failed (see their error rows), or a live source failed mid-way (its rows are kept); 2 bad model, labels file or arguments (arguments that name no image, a camera or stream that cannot be opened); 130 Ctrl-C (after the summary).
