@@ -252,4 +252,10 @@ def _toml_value(value: Any) -> str:
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:
-    return dataclasses.asdict(o)
+    """The options as config.toml records them; a Keras run leaves out the unknown answer's (its export
+    fits that, with its own options)."""
+    table = dataclasses.asdict(o)
+    if o.backbone is None:
+        for key in EXPORT_TOO:
+            table.pop(key)
+    return table
