@@ -30,6 +30,7 @@ SMOKES = {
     "reliability_probe.py": ((), ()),  # three cases, this checkout against itself
     "export_target.py": ((pytest.mark.slow,), ()),  # a 1-epoch digits run, two candidates
     "bench_openset.py": ((pytest.mark.slow,), ()),  # digits 0-7 for 2 epochs against 8, 9 and generated scenes
+    "refusal_times.py": ((), ()),  # three refusals; fails if one imports TensorFlow first (test_bad_inputs times them)
     "bench_serve.py": ((pytest.mark.slow,), ()),  # four `edgecls serve` processes and their load
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).

@@ -55,6 +55,7 @@ class FramePrediction:
     timestamp: float  # when it was captured: seconds since the epoch (time.time())
     classes: tuple[Class, ...]
     latency: float  # seconds to preprocess, invoke and take the top k of this frame
+    position: float | None = None  # a video file's frame: seconds into the video (its own clock); else None
     unknown: bool = False
     typicality: float | None = None
 
@@ -105,6 +106,7 @@ class _Frame:
     number: int
     timestamp: float
     pixels: Any
+    position: float | None = None  # seconds into a video file
 
 
 @dataclass(frozen=True)
@@ -211,14 +213,15 @@ class _Reader(threading.Thread):
                     return self._dropped(number)
                 self.capture = replacement
                 continue
+            position = None
             if self.spec.kind == "file" and capture.fps:
-                clock = number / capture.fps  # the video's own time: results do not depend on our speed
+                clock = position = number / capture.fps  # the video's own time: results do not depend on our speed
             else:
                 clock = self.last_activity - started
             if self.duration is not None and clock >= self.duration:
                 return _End(f"--duration {self.duration:g} s reached")
             if self.sampler.wants(number, clock):
-                if not self.slot.put(_Frame(number, now, pixels), self.stop):
+                if not self.slot.put(_Frame(number, now, pixels, position), self.stop):
                     break
             else:
                 self.skipped += 1
@@ -384,8 +387,8 @@ class LiveStream:
         self._last = time.monotonic()
         if self._first is None:
             self._first = self._last - latency
-        result = FramePrediction(frame.number, frame.timestamp, tuple(classes), latency, classes.unknown,
-                                 classes.typicality)
+        result = FramePrediction(frame.number, frame.timestamp, tuple(classes), latency, frame.position,
+                                 classes.unknown, classes.typicality)
         if self.observe is not None:
             self.observe(result, frame.pixels)
         return result
