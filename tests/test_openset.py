@@ -337,9 +337,11 @@ def test_bench_reports_calibration_and_the_unknown_rule(calibrated, cli, tmp_pat
     section = next(s for s in data["sections"] if s["key"] == "calibration")
     rows = {row[0]: row for row in section["rows"]}
     ruled, plain = rows[calibrated.name], rows[REFERENCE.name]
-    assert ruled[1] in ("top", "embedding", "both") and plain[1] == "none" and plain[4] is None
-    assert ruled[5] >= ruled[6]  # accuracy on accepted images >= on all
-    assert ruled[7] >= 0.6 and plain[7] is None  # the share of --unknown-data rejected
+    assert section["columns"] == ["model", "rule", "ECE", "accepted", "acc. accepted", "acc. all", "rejected"]
+    assert ruled[1] in ("top", "embedding", "both") and plain[1] == "none" and plain[3] is None
+    assert ruled[4] >= ruled[5]  # accuracy on accepted images >= on all
+    assert ruled[6] >= 0.6 and plain[6] is None  # the share of --unknown-data rejected
+    assert section["data"]["models"][calibrated.name]["nll"] > 0
     assert (report / "reliability.png").is_file() and "reliability.png" in (report / "bench.md").read_text()
 
 

@@ -42,15 +42,17 @@ def add_section(report: BenchReport, by_model: dict[str, dict[str, Any]], unknow
     from edgecls.bench.report import add_section as add
 
     rows = []
-    for name, f in by_model.items():
+    for name, f in by_model.items():  # rounded for the table; the section's data keeps every digit
         ruled = f["rule"] is not None
-        rows.append([name, f["rule"] or "none", f["ece"], f["nll"], f["accepted"] if ruled else None,
-                     f["selective_accuracy"] if ruled else None, f["accuracy"], f["rejected_unknown"]])
+        rows.append([name, f["rule"] or "none", _round(f["ece"], 4), _round(f["accepted"], 3) if ruled else None,
+                     _round(f["selective_accuracy"], 4) if ruled else None, _round(f["accuracy"], 4),
+                     _round(f["rejected_unknown"], 3)])
     notes = ["ECE: the gap between confidence and accuracy over 15 equal-width bins of the top probability "
-             "(0 is perfectly calibrated); NLL: the mean negative log-likelihood of the true class (an 8-bit "
-             "output's 0 taken as half its step, 1/512).",
+             "(0 is perfectly calibrated); the NLL of each model is in bench.json (an 8-bit output's 0 taken as "
+             "half its step, 1/512).",
              "accepted: the share of test images the model's unknown rule accepts (set on the validation split by "
-             "edgecls calibrate, export or train --backbone); accuracy on them beside the accuracy on all."]
+             "edgecls calibrate, export or train --backbone); acc. accepted: the accuracy on them, acc. all: on "
+             "every test image."]
     if unknown_source is not None:
         count = next(iter(by_model.values()))["unknown_images"] if by_model else 0
         notes.append(f"rejected: the share of the {count} images of --unknown-data {unknown_source} (none of the "
@@ -59,8 +61,12 @@ def add_section(report: BenchReport, by_model: dict[str, dict[str, Any]], unknow
         notes.append("No model here has an unknown rule: give one with edgecls calibrate MODEL --data FOLDER "
                      "(or export the run again).")
     return add(report, SECTION, "Calibration and unknown (test split)",
-               ["model", "rule", "ECE", "NLL", "accepted", "accuracy accepted", "accuracy all",
-                "rejected unknown"], rows, notes=notes, data={"models": by_model, "unknown_data": unknown_source})
+               ["model", "rule", "ECE", "accepted", "acc. accepted", "acc. all", "rejected"], rows,
+               notes=notes, data={"models": by_model, "unknown_data": unknown_source})
+
+
+def _round(value: Optional[float], digits: int) -> Optional[float]:
+    return None if value is None else round(float(value), digits)
 
 
 FEW = 5  # a bin with fewer test images than this is drawn faint: its accuracy says little
