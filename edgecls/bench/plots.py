@@ -24,8 +24,13 @@ MAX_ANNOTATED_CLASSES = 12  # write the counts in the cells up to this many clas
 
 def write_plots(report: BenchReport, folder: Path) -> tuple[list[str], Optional[str]]:
     """(file names written into `folder`, a note if plots were skipped)."""
+    from edgecls.bench import calibration, sustain
+
     plt = pyplot()
     if plt is None:
+        for section in report.sections:  # their plots are drawn here: none this time (not a stale name)
+            if section.key in (sustain.SECTION, calibration.SECTION):
+                section.plots = []
         return [], "plots skipped: matplotlib is not installed (pip install matplotlib)"
     written = []
     timed = [m for m in report.models if m.latency]
@@ -34,8 +39,6 @@ def write_plots(report: BenchReport, folder: Path) -> tuple[list[str], Optional[
         written.append(save(plt, accuracy_latency(plt, scored), folder / "accuracy-latency.png"))
     if timed:
         written.append(save(plt, distributions(plt, timed), folder / "latency.png"))
-    from edgecls.bench import calibration, sustain
-
     for section in report.sections:  # drawn from their data, so a device's JSON is plotted here too
         for kind in (sustain, calibration):
             if section.key == kind.SECTION and section.data:
