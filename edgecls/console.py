@@ -21,8 +21,8 @@ from typing import IO, Any
 
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier, Prediction
-from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.sources import expand_images
+from edgecls.text import clean_text, printable
 
 
 @functools.cache
@@ -640,3 +640,19 @@ def markup_cell(value: Any) -> str:
     """Text from data (model and file names, CPU names, notes) as a rich cell: shown as it is, never
     read as markup ([bold] stays "[bold]"), without control characters or undecodable bytes."""
     return escape(clean_text(printable(str(value))))
+
+
+def predict_options(as_json: bool, as_csv: bool, input_range: str | None, **arguments: Any) -> dict[str, Any]:
+    """`edgecls predict`'s options as console.predict (and live.predict_stream) take them: the output
+    format, the parsed input range and the rest as given."""
+    if as_json and as_csv:
+        raise EdgeclsError("choose one of --json and --csv")
+    from edgecls.parsing import parse_range
+
+    return {"fmt": "json" if as_json else "csv" if as_csv else "table", "input_range": parse_range(input_range),
+            **arguments}
+
+
+def run_predict(model: str, images: Sequence[str], **options: Any) -> int:
+    """`edgecls predict MODEL IMAGES...`'s body (edgecls.cli.device.predict calls it too): the exit code."""
+    return predict(model, images, **predict_options(**options))

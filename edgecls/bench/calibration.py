@@ -12,6 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.bench.results import BenchReport, Section
+from edgecls.bench.results import add_section as add
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.metrics import nll_floor, open_set_figures
 
@@ -39,8 +40,6 @@ def figures(classifier: Classifier, probabilities: np.ndarray, similarity: Optio
 
 
 def add_section(report: BenchReport, by_model: dict[str, dict[str, Any]], unknown_source: Optional[str]) -> Section:
-    from edgecls.bench.report import add_section as add
-
     rows = []
     for name, f in by_model.items():  # rounded for the table; the section's data keeps every digit
         ruled = f["rule"] is not None

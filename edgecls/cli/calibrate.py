@@ -16,9 +16,10 @@ from edgecls.cli.common import (
     Threads,
     Typer,
     UnknownDataOption,
+    echo_wrapped,
     plain,
-    to_stderr,
 )
+from edgecls.reporter import Reporter
 from edgecls.runtime.openset import DEFAULT_ACCEPT
 
 app = Typer()
@@ -59,11 +60,11 @@ def calibrate(
     from edgecls.parsing import parse_range
 
     options = OpenSetOptions(accept=accept, rule=plain(rule), seed=seed, threads=threads)
+    reporter = Reporter()
     result = calibrate_folder(model, data, options, unknown_data, out, force, str(labels) if labels else None,
-                              parse_range(input_range), plain(resize), plain(fit), log=to_stderr)
+                              parse_range(input_range), plain(resize), plain(fit), log=reporter)
     for line in result.skipped[:5]:
-        to_stderr(f"skipped {line}")
+        reporter(f"skipped {line}")
     if len(result.skipped) > 5:
-        to_stderr(f"... {len(result.skipped) - 5} more unreadable images skipped")
-    typer.echo(f"Wrote {result.path}: {result.calibrated.summary()}")
-    typer.echo(f"Next: edgecls predict {result.path} IMAGES...")
+        reporter(f"... {len(result.skipped) - 5} more unreadable images skipped")
+    echo_wrapped(f"Wrote {result.path}: {result.calibrated.summary()}\nNext: edgecls predict {result.path} IMAGES...")

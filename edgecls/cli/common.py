@@ -20,19 +20,14 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from edgecls.entry import fail
+from edgecls.exits import fail
 from edgecls.runtime.openset import RULE_CHOICES
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 
-# fail: one line on stderr and the exit code (edgecls.entry's, which the lean predict path shares)
+# fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
 __all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "OUTPUT", "PREPROCESSING", "AcceptOption",
            "Backend", "Command", "FitOption", "Group", "InputRange", "Labels", "ResizeOption", "RuleOption", "Threads",
-           "Typer", "UnknownDataOption", "choice", "choices", "echo_wrapped", "fail", "plain", "to_stderr"]
-
-
-def to_stderr(message: str) -> None:
-    """The `log` of the library's jobs: progress on stderr, so stdout stays the result."""
-    typer.echo(message, err=True)
+           "Typer", "UnknownDataOption", "choice", "choices", "echo_wrapped", "fail", "plain"]
 
 
 def echo_wrapped(text: str, err: bool = False) -> None:

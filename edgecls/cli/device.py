@@ -25,7 +25,7 @@ from edgecls.cli.common import (
     choices,
     plain,
 )
-from edgecls.entry import predict_options, run_predict
+from edgecls.console import predict_options, run_predict
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.capture import CAPTURE_BACKENDS
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT

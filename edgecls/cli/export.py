@@ -18,7 +18,6 @@ from edgecls.cli.common import (
     echo_wrapped,
     fail,
     plain,
-    to_stderr,
 )
 from edgecls.export.modes import (
     DEFAULT_FALLBACK,
@@ -29,6 +28,7 @@ from edgecls.export.modes import (
     MODES_HELP,
     QUANTIZERS,
 )
+from edgecls.reporter import Reporter
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
 from edgecls.runtime.openset import DEFAULT_ACCEPT
 
@@ -124,7 +124,7 @@ def export_command(
     Exit codes: 0 ok; 1 conversion failed, or int8 agreement fell below --min-agreement (nothing
     written; --force writes anyway), or no --target candidate is within the budget; 2 bad input.
     """
-    from edgecls.bench.report import print_tables
+    from edgecls.reports.report import print_tables
     from edgecls.rundir import open_source
 
     if target is not None:
@@ -144,7 +144,7 @@ def export_command(
                                 parse_candidates(candidates), timing_runs, out,
                                 open_set=OpenSetOptions(accept=accept, rule=plain(rule)),
                                 unknown_data=str(unknown_data) if unknown_data else None)
-        shipped = export_for_target(open_source(source, data), options, log=to_stderr)
+        shipped = export_for_target(open_source(source, data), options, Reporter())
         print_tables(render_target_table(shipped))
         echo_wrapped(f"Wrote {', '.join(p.name for p in shipped.written)} to {shipped.out_dir}\n"
                      f"Next: edgecls predict {shipped.out_dir / CHOSEN_FILE} IMAGES...")
@@ -154,11 +154,11 @@ def export_command(
     from edgecls.export.modes import parse_modes
     from edgecls.export.report import render_export_table
 
-    open_set = OpenSetOptions(accept=accept, rule=plain(rule))
     options = ExportOptions(parse_modes(quant, quantizer.value), quantizer.value, calib_samples, out, min_agreement,
-                            force, keep_float=parse_names(keep_float), auto_fallback=auto_fallback, open_set=open_set,
+                            force, keep_float=parse_names(keep_float), auto_fallback=auto_fallback,
+                            open_set=OpenSetOptions(accept=accept, rule=plain(rule)),
                             unknown_data=str(unknown_data) if unknown_data else None)
-    result = export(open_source(source, data), options, log=to_stderr)
+    result = export(open_source(source, data), options, Reporter())
     print_tables(render_export_table(result))
     if result.written:
         echo_wrapped(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")

@@ -9,7 +9,7 @@ import typer
 
 from edgecls.cli import bench, calibrate, data, device, explain, export, serve, train
 from edgecls.cli.common import Typer, fail
-from edgecls.entry import guarded, prepare_process
+from edgecls.exits import guarded, prepare_process
 
 INTERRUPTED = 130  # the exit code of a Ctrl-C
 

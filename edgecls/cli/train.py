@@ -22,9 +22,9 @@ from edgecls.cli.common import (
     choices,
     echo_wrapped,
     plain,
-    to_stderr,
 )
 from edgecls.data import DEDUPE_MODES
+from edgecls.reporter import Reporter
 from edgecls.train.options import (
     ARCH_DEFAULTS,
     ARCHITECTURES,
@@ -218,17 +218,18 @@ def train(
     With --backbone FILE.tflite: a new head on a pretrained .tflite, numpy and LiteRT only (also on a device).
     """
     options = TrainOptions(**{name: plain(value) for name, value in ctx.params.items() if name in TRAIN_FIELDS})
+    reporter = Reporter(bars=False) if quiet else Reporter()  # lines on stderr; bars on a terminal
     if options.backbone is not None:  # before any TensorFlow import: this route never needs it
         from edgecls.transfer.job import train_from_options
 
         given = {name for name in ctx.params if ctx.get_parameter_source(name).name != "DEFAULT"}
-        result = train_from_options(options, given, force=force, quiet=quiet, log=to_stderr)
+        result = train_from_options(options, given, force=force, reporter=reporter)
     else:
-        from edgecls.train.fit import train as run_training
+        from edgecls.train.job import train as run_training
         from edgecls.train.options import validate
 
         validate(options)
-        result = run_training(options, force=force, quiet=quiet, log=to_stderr)
+        result = run_training(options, force=force, reporter=reporter)
     echo_wrapped(result.summary())
     for warning in result.warnings():
         echo_wrapped(f"WARNING: {warning}", err=True)
