@@ -51,7 +51,7 @@ def digits_folders(work: Path, source: str) -> tuple[Path, Path]:
 
     from edgecls.data import load_dataset
 
-    dataset = load_dataset(source, progress=False)
+    dataset = load_dataset(source)
     known, held = work / f"{Path(source).name}-0to7", work / f"{Path(source).name}-8and9"
     for i, (pixels, label) in enumerate(zip(dataset.images, dataset.labels)):
         name = dataset.class_names[label]
