@@ -31,7 +31,7 @@ def finish(process: subprocess.Popen) -> tuple[int, str]:
     return process.returncode, out + err
 
 
-def _kill_when(process: subprocess.Popen, ready, timeout: float = 120) -> None:
+def _kill_when(process: subprocess.Popen, ready, timeout: float = 300) -> None:  # generous: a loaded CI machine
     deadline = time.monotonic() + timeout
     while not ready():
         assert process.poll() is None, "finished before it could be interrupted"
