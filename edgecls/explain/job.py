@@ -21,6 +21,7 @@ from edgecls.atomic import write_text_atomic
 
 # bench's test-set loaders (a run's test split with image ids; --data's): internal names, imported here only
 from edgecls.bench.inputs import data_test_set, run_test_set, split_paths
+from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError
 from edgecls.explain import METHODS
 from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, Divergence, DivergenceProbe
@@ -145,8 +146,7 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
     from edgecls.rundir import keras_probabilities, open_run
     from edgecls.runtime.quant import is_distribution, softmax
 
-    if count < 1:
-        raise EdgeclsError(f"--worst must be at least 1 (got {count})")
+    check_bound("--worst", count)
     run = open_run(run_dir)
     model = run.model()
     test = run_test_set(run)  # the test split with bench's image ids (file names, or dataset indices)
@@ -190,11 +190,10 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
 # ---------------------------------------------------------------------- edgecls bench --explain-flips N
 def check_explain_flips(extra: Optional[int], threshold_db: Optional[float]) -> None:
     """Fail before a bench measures anything when --explain-flips is given badly."""
-    if extra is not None and extra < 0:
-        raise EdgeclsError(f"--explain-flips takes the number of least-confident agreements to add, 0 or more "
-                           f"(got {extra})")
-    if threshold_db is not None and not np.isfinite(threshold_db):
-        raise EdgeclsError(f"--explain-threshold must be a number of dB (got {threshold_db})")
+    if extra is not None:
+        check_bound("--explain-flips", extra)
+    if threshold_db is not None:
+        check_bound("--explain-threshold", threshold_db)
 
 
 def flips_analysis(options: BenchOptions, extra: int, threshold_db: Optional[float] = None) -> Analysis:
@@ -412,7 +411,10 @@ def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[
                 worst: int = DEFAULT_WORST, as_json: bool = False, log: Callable[[str], None] = print) -> int:
     """`edgecls explain`: maps of MODEL on IMAGES, or of the worst test images of --dataset RUN.
     Prints a table (or the JSON summary) and returns the exit code: 0 ok, 1 some images failed."""
+    check_bound("--masks", options.masks)
+    check_bound("--seed", options.seed)
     if dataset is not None:
+        check_bound("--worst", worst)
         if model is not None or images:
             raise EdgeclsError("--dataset RUN explains a run's own test images: give no MODEL or IMAGES with it")
         summary = explain_dataset(dataset, options, worst, log=log)

@@ -23,6 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.atomic import check_folder_writable, private_tempdir, write_bytes_atomic, write_text_atomic
+from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import (
@@ -146,12 +147,10 @@ def check_output_dir(out: Path) -> None:
 
 def validate_options(options: ExportOptions) -> None:
     check_modes(options.modes, options.quantizer, options.mixed)
-    if options.calib_samples is not None and options.calib_samples < 1:
-        raise EdgeclsError(f"--calib-samples must be at least 1 (got {options.calib_samples})")
-    if not 0.0 <= options.min_agreement <= 1.0:
-        raise EdgeclsError(f"--min-agreement must be between 0 and 1 (got {options.min_agreement})")
-    if options.auto_fallback < 0:
-        raise EdgeclsError(f"--auto-fallback must be 0 or more (got {options.auto_fallback})")
+    if options.calib_samples is not None:
+        check_bound("--calib-samples", options.calib_samples)
+    check_bound("--min-agreement", options.min_agreement)
+    check_bound("--auto-fallback", options.auto_fallback)
 
 # ---------------------------------------------------------------------- the job
 def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = print) -> ExportResult:

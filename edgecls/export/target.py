@@ -31,6 +31,7 @@ import numpy as np
 from edgecls.atomic import write_bytes_atomic, write_text_atomic
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.bench.results import Latency
+from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import ConversionError, Converted, convert, quantize_litert, saved_model
 from edgecls.export.modes import (
@@ -198,16 +199,11 @@ def resolve_target(spec: str) -> Target:
 
 def validate(options: TargetOptions) -> list[Candidate]:
     """The candidates to try, after the option checks (one-line errors)."""
-    if options.max_drop < 0:
-        raise EdgeclsError(f"--max-drop must be 0 or more points (got {options.max_drop})")
-    if not 0.0 <= options.min_agreement <= 1.0:
-        raise EdgeclsError(f"--min-agreement must be between 0 and 1 (got {options.min_agreement})")
-    if options.budget_s is not None and options.budget_s <= 0:
-        raise EdgeclsError(f"--budget-s must be more than 0 (got {options.budget_s})")
-    if options.fallback < 0:
-        raise EdgeclsError(f"--max-fallback must be 0 or more (got {options.fallback})")
-    if options.runs < 1:
-        raise EdgeclsError(f"--timing-runs must be at least 1 (got {options.runs})")
+    for option, value in (("--max-drop", options.max_drop), ("--min-agreement", options.min_agreement),
+                          ("--budget-s", options.budget_s), ("--max-fallback", options.fallback),
+                          ("--timing-runs", options.runs), ("--calib-samples", options.calib_samples)):
+        if value is not None:  # --budget-s None: no limit; --calib-samples None: all
+            check_bound(option, value)
     every = candidates(options.fallback)
     if options.only is None:
         return every

@@ -49,6 +49,9 @@ from edgecls.runtime.quant import (
     softmax,
 )
 
+# The reason of an image's error row, and of the error of a batch, when the model's scores are NaN or inf.
+NOT_NUMBERS = ("the model's scores are not numbers (NaN or infinite): its weights, quantisation or input range "
+               "are broken")
 MAX_BATCH = 32  # largest batch handed to a model with a dynamic batch dimension
 STREAM_WAIT = 0.25  # seconds an image may keep a partial batch waiting before its rows are given
 
@@ -162,9 +165,15 @@ class Classifier:
             raw = self.interpreter.get_tensor(self._output_index)
             i = int(raw.argmax())  # batch 1: the flat index is the class
             value = raw.item(i)
-            score = float(value) if self._raw_scores is None else self._raw_scores[value & 0xFF]
-            return [Class(i, self.labels[i], score)]
-        return self.top_classes(self.output()[0], top_k)
+            if self._raw_scores is not None:  # 8-bit: the table's scores are finite (checked at load)
+                return [Class(i, self.labels[i], self._raw_scores[value & 0xFF])]
+            if value - value:  # NaN or inf (x - x is 0.0 for any finite x); argmax stops at the first NaN
+                raise self._not_numbers(1, 1)
+            return [Class(i, self.labels[i], value)]
+        scores = self.output()[0]
+        if not np.isfinite(scores).all():
+            raise self._not_numbers(1, 1)
+        return self.top_classes(scores, top_k)
 
     def top_classes(self, probabilities: np.ndarray, k: int = 1) -> list[Class]:
         """(index, label, score) of the k highest scores of one row; ties go to the lower index."""
@@ -222,12 +231,18 @@ class Classifier:
 
     def _predict_group(self, group: list[tuple[Any, np.ndarray | str]], top_k: int) -> Iterator[Prediction]:
         arrays = [pixels for _, pixels in group if not isinstance(pixels, str)]
-        rows = iter(self.probabilities(np.stack(arrays)) if arrays else ())
+        scores = self.probabilities(np.stack(arrays), check=False) if arrays else np.zeros((0, self.num_classes))
+        finite = np.isfinite(scores).all(axis=1)  # one call a batch: a NaN row is an error row, never a class
+        rows = iter(zip(scores, finite))
         for source, pixels in group:
             if isinstance(pixels, str):
                 yield Prediction(source, error=pixels)
+                continue
+            row, ok = next(rows)
+            if ok:
+                yield Prediction(source, tuple(self.top_classes(row, top_k)))
             else:
-                yield Prediction(source, tuple(self.top_classes(next(rows), top_k)))
+                yield Prediction(source, error=NOT_NUMBERS)
 
     def _decoded(self, sources: Iterable[Any], workers: int,
                  depth: int) -> Iterator[tuple[Any, np.ndarray | str] | None]:
@@ -279,8 +294,11 @@ class Classifier:
             return f"cannot decode: {type(exc).__name__}" + (f": {text[0]}" if text else "")
 
     # ---------------------------------------------------------------- raw scoring (bench uses these)
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities, float32 (B, N), of a uint8 batch (B, H, W, C) of decoded pixels."""
+    def probabilities(self, batch: np.ndarray, check: bool = True) -> np.ndarray:
+        """Class probabilities, float32 (B, N), of a uint8 batch (B, H, W, C) of decoded pixels.
+
+        Scores that are not numbers (NaN, inf: a broken model or input range) raise an EdgeclsError
+        naming how many images had them, unless `check` is False (then the caller looks)."""
         if batch.dtype != np.uint8 or batch.shape[1:] != self.input_spec.shape:
             raise EdgeclsError(f"expected a uint8 batch of shape (B, {', '.join(map(str, self.input_spec.shape))}), "
                                f"got {batch.dtype} {batch.shape}")
@@ -289,9 +307,21 @@ class Classifier:
         if len(batch) <= self.max_batch:
             self.set_input(batch)
             self.invoke()
-            return self.output()
-        step = self.max_batch
-        return np.concatenate([self.probabilities(batch[i:i + step]) for i in range(0, len(batch), step)])
+            scores = self.output()
+        else:
+            step = self.max_batch
+            scores = np.concatenate([self.probabilities(batch[i:i + step], check=False)
+                                     for i in range(0, len(batch), step)])
+        if check:
+            bad = int(np.count_nonzero(~np.isfinite(scores).all(axis=1)))
+            if bad:
+                raise self._not_numbers(bad, len(batch))
+        return scores
+
+    def _not_numbers(self, bad: int, total: int) -> EdgeclsError:
+        low, high = self.input_spec.pixel_range
+        return EdgeclsError(f"{self.path.name}: {NOT_NUMBERS} for {bad} of {total} image(s) (input range "
+                            f"{low:g}..{high:g}); no class is given for them", exit_code=1)
 
     def set_input(self, batch: np.ndarray) -> None:
         """Quantise a uint8 batch (at most max_batch images) and copy it into the input tensor."""

@@ -6,6 +6,7 @@ No interpreter is created here; runtime.classify and runtime.inspect pass theirs
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,16 +95,7 @@ def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model
     if len(outputs) != 1:
         raise ModelFileError(f"{name}: has {len(outputs)} outputs; an image classifier has one output [1, N]")
     inp, out = inputs[0], outputs[0]
-    shape = [int(d) for d in inp["shape"]]
-    if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3) or min(shape) < 1:
-        raise ModelFileError(f"{name}: input is {shape}, not an NHWC image tensor [1, H, W, 1|3]")
-    signature = [int(d) for d in inp.get("shape_signature", shape)]
-    if len(signature) == 4 and min(signature[1:3]) < 1:  # allocated as 1x1: every image would be resized to one pixel
-        raise ModelFileError(f"{name}: input height and width are dynamic ({signature}); edgecls needs a fixed "
-                             "input size: convert the model with a fixed height and width")
-    if max(shape[1:3]) > MAX_INPUT_SIDE:
-        raise ModelFileError(f"{name}: input is {shape}: over {MAX_INPUT_SIDE} pixels a side is no image "
-                             "classifier edgecls runs")
+    check_image_input(inp["shape"], inp.get("shape_signature", inp["shape"]), name)
     if inp["dtype"] not in _TENSOR_DTYPES:
         raise ModelFileError(
             f"{name}: input type {np.dtype(inp['dtype']).name} is not supported (float32, uint8 or int8)"
@@ -118,13 +110,31 @@ def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model
     return inp, out
 
 
+def check_image_input(shape: Sequence[int], signature: Sequence[int], name: str = "model") -> None:
+    """One NHWC image [1, H, W, 1|3] of a fixed size up to MAX_INPUT_SIDE a side, else a one-line
+    ModelFileError: the limits predict, info and the backbone route (train, data check) share."""
+    shape, signature = [int(d) for d in shape], [int(d) for d in signature]
+    if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3) or min(shape) < 1:
+        raise ModelFileError(f"{name}: input is {shape}, not an NHWC image tensor [1, H, W, 1|3]")
+    if len(signature) == 4 and min(signature[1:3]) < 1:  # allocated as 1x1: every image would be resized to one pixel
+        raise ModelFileError(f"{name}: input height and width are dynamic ({signature}); edgecls needs a fixed "
+                             "input size: convert the model with a fixed height and width")
+    if max(shape[1:3]) > MAX_INPUT_SIDE:
+        raise ModelFileError(f"{name}: input is {shape}: over {MAX_INPUT_SIDE} pixels a side is no image "
+                             "classifier edgecls runs")
+
+
 def per_tensor(details: dict, name: str, what: str) -> tuple[float, int]:
     params = details.get("quantization_parameters") or {}
     scales = params.get("scales", ())
     if len(scales) > 1:
         raise ModelFileError(f"{name}: {what} is quantised per channel; a classifier's {what} must be per tensor")
-    scale, zero_point = details["quantization"]
-    return float(scale), int(zero_point)
+    scale, zero_point = float(details["quantization"][0]), int(details["quantization"][1])
+    if not (math.isfinite(scale) and scale >= 0) or details["dtype"] != np.float32 and scale == 0:
+        # NaN or inf here would make every score NaN (or every pixel one value): no class could be trusted
+        raise ModelFileError(f"{name}: {what} quantisation scale {scale:g} is not a finite positive number: the "
+                             "model file is broken")
+    return scale, zero_point
 
 
 def input_spec(details: dict, metadata: dict | None, name: str,

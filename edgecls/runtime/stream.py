@@ -70,12 +70,11 @@ class Sampling:
     duration: float | None = None
 
     def __post_init__(self) -> None:
-        if self.every < 1:
-            raise EdgeclsError(f"--every must be 1 or more (got {self.every})")
-        if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
-            raise EdgeclsError(f"--fps must be a positive number (got {self.fps})")
-        if self.duration is not None and not (self.duration > 0 and math.isfinite(self.duration)):
-            raise EdgeclsError(f"--duration must be a positive number of seconds (got {self.duration})")
+        from edgecls.bounds import check_bound
+
+        for option, value in (("--every", self.every), ("--fps", self.fps), ("--duration", self.duration)):
+            if value is not None:  # None: no limit
+                check_bound(option, value)
         if self.every > 1 and self.fps is not None:
             raise EdgeclsError("choose one of --every and --fps")
 
@@ -313,8 +312,10 @@ class LiveStream:
         camera when installed). `live`: drop frames when the model is slower (default: True for cameras
         and streams, False for files and iterables). `log`: called with a line when a stream drops
         and reconnects."""
-        if timeout <= 0 or reconnect < 0:
-            raise EdgeclsError(f"--timeout must be positive and --reconnect 0 or more (got {timeout}, {reconnect})")
+        from edgecls.bounds import check_bound
+
+        check_bound("--timeout", timeout)
+        check_bound("--reconnect", reconnect)
         if isinstance(source, SourceSpec):
             self.spec = source
         elif isinstance(source, str):

@@ -104,13 +104,19 @@ def cut_embedder(backbone: Any, folder: Path, num_threads: Optional[int],
                  input_range: Optional[tuple[float, float]] = None) -> Embedder:
     """An Embedder of `backbone` (transfer.backbone.Backbone) cut at its embedding; the cut model is
     written to `folder` (a scratch folder the caller removes). `input_range` overrides the backbone's."""
+    from edgecls.errors import EdgeclsError
+    from edgecls.runtime import ModelFileError
     from edgecls.transfer import graph
 
     model = graph.load_model(backbone.content, backbone.path.name)
     graph.cut(model, backbone.embedding.index)
     path = Path(folder) / "backbone_cut.tflite"
     path.write_bytes(graph.serialize(model))
-    return Embedder(path, num_threads, input_range or backbone.pixel_range)
+    try:
+        return Embedder(path, num_threads, input_range or backbone.pixel_range)
+    except ModelFileError as exc:  # name the user's file, not this scratch copy
+        reason = str(exc).removeprefix(f"{path.name}: ")
+        raise EdgeclsError(f"--backbone {backbone.path.name}, cut at {backbone.embedding.name}: {reason}") from None
 
 
 def dataset_cache_parts(backbone: Any, embedder: Embedder, dataset: Any) -> dict[str, Any]:

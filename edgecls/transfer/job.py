@@ -22,7 +22,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -31,6 +31,7 @@ import numpy as np
 
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
+from edgecls.bounds import check_bound
 from edgecls.data import DEDUPE_MODES, load_dataset
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
@@ -76,7 +77,7 @@ USELESS_HEAD_ADVICE = ("try another backbone (a larger one, or one trained on pi
 RANGE_MARGIN = 0.1  # head outputs on unseen images can go a little past the training range
 # Train options that mean nothing for a head on a .tflite backbone: refused, not ignored.
 NOT_WITH_BACKBONE = ("arch", "img_size", "color", "augment", "optimizer", "kernel_size", "activation", "dropout",
-                     "label_smoothing", "strategy", "config", "alpha", "weights", "fine_tune_epochs", "fine_tune_lr")
+                     "label_smoothing", "strategy", "alpha", "weights", "fine_tune_epochs", "fine_tune_lr")
 # Train options whose CNN defaults are not the head's (its epochs and patience are not a CNN's):
 # taken from TrainOptions only when the user gave them.
 SHARED_WHEN_GIVEN = ("epochs", "patience", "lr", "batch_size", "val_fraction", "test_fraction", "seed")
@@ -128,21 +129,30 @@ class TransferResult:
         return quality_warnings(self.metrics, "written because of --force")
 
 
-def train_from_options(options: TrainOptions, given: set[str], force: bool = False, quiet: bool = False,
-                       log: Callable[[str], None] = print) -> TransferResult:
+def train_from_options(options: TrainOptions, given: Collection[str], force: bool = False, quiet: bool = False,
+                       log: Callable[[str], None] = print, config: Optional[str] = None,
+                       from_config: Collection[str] = ()) -> TransferResult:
     """`edgecls train --backbone FILE.tflite`: the run per the command's TrainOptions; `given` names
-    the options the user set (command line or --config), as only those override the head's defaults."""
-    return train_with_backbone(options_from_train(options, given), force=force, quiet=quiet, log=log)
+    the options the user set (command line or --config), as only those override the head's defaults;
+    `from_config` those of them the --config file `config` set."""
+    return train_with_backbone(options_from_train(options, given, config, from_config), force=force, quiet=quiet,
+                               log=log)
 
 
-def options_from_train(options: TrainOptions, given: set[str]) -> TransferOptions:
-    """TransferOptions from `edgecls train`'s TrainOptions; CNN-only options given are an error."""
+def options_from_train(options: TrainOptions, given: Collection[str], config: Optional[str] = None,
+                       from_config: Collection[str] = ()) -> TransferOptions:
+    """TransferOptions from `edgecls train`'s TrainOptions; CNN-only options given are an error that
+    says where they were given (the command line or the --config file)."""
     if options.backbone is None:
         raise EdgeclsError("no --backbone FILE.tflite given")
     wrong = [name for name in NOT_WITH_BACKBONE if name in given]
     if wrong:
-        raise EdgeclsError(f"--{wrong[0].replace('_', '-')} does not apply with --backbone (the backbone fixes the "
-                           "input; the head is fitted with numpy): leave it out")
+        name = wrong[0]
+        where = (f"{name} in the config file {config}" if name in from_config
+                 else f"--{name.replace('_', '-')}")
+        with_what = "backbone in the config file" if "backbone" in from_config else "--backbone"
+        raise EdgeclsError(f"{where} does not apply with {with_what} (the backbone fixes the input; the head is "
+                           "fitted with numpy): leave it out")
     values = {name: getattr(options, name) for name in SHARED_WHEN_GIVEN if name in given}
     return TransferOptions(data=options.data, backbone=options.backbone, out=options.out,
                            embedding_tensor=options.embedding_tensor, head=options.head, views=options.views,
@@ -155,16 +165,10 @@ def validate(o: TransferOptions) -> None:
         raise EdgeclsError(f"unknown --head {o.head!r}: use {' or '.join(HEADS)}")
     if o.dedupe is not None and o.dedupe not in DEDUPE_MODES:
         raise EdgeclsError(f"unknown --dedupe {o.dedupe!r}: use one of {', '.join(DEDUPE_MODES)}")
-    if o.views < 1:
-        raise EdgeclsError(f"--views must be at least 1 (1: the training images alone; got {o.views})")
-    for name, value, low in (("epochs", o.epochs, 1), ("batch_size", o.batch_size, 1), ("patience", o.patience, 0)):
-        if value < low:
-            raise EdgeclsError(f"--{name.replace('_', '-')} must be at least {low} (got {value})")
-    if not o.lr > 0:
-        raise EdgeclsError(f"--lr must be positive (got {o.lr})")
-    for name in ("val_fraction", "test_fraction"):
-        if not 0 < getattr(o, name) < 0.5:
-            raise EdgeclsError(f"--{name.replace('_', '-')} must be between 0 and 0.5 (got {getattr(o, name)})")
+    for option, value in (("--views", o.views), ("--epochs", o.epochs), ("--batch-size", o.batch_size),
+                          ("--patience", o.patience), ("--lr", o.lr), ("--val-fraction", o.val_fraction),
+                          ("--test-fraction", o.test_fraction), ("--seed", o.seed)):
+        check_bound(option, value)
 
 
 def default_run_dir(o: TransferOptions) -> Path:
@@ -309,7 +313,7 @@ def _grafted(cut_bytes: bytes, backbone: Backbone, head: Head, x_train: np.ndarr
         low, high = float(y.min()), float(y.max())
         span = (high - low) * RANGE_MARGIN
         layers.append(graph.Layer(w, b, relu=n < len(head.layers) - 1, out_range=(low - span, high + span)))
-    model = graph.load_model(cut_bytes)
+    model = graph.load_model(cut_bytes, backbone.path.name)
     kind = backbone.embedding.dtype
     output = backbone.output_dtype if kind != "float32" else "float32"
     graph.graft(model, layers, output)
