@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgecls.errors import EdgeclsError
+from edgecls.errors import EdgeclsError, Terminated
 
 # `edgecls predict`'s options as edgecls.cli.device declares them: name -> (kind, the keyword it fills).
 # An option missing here (a newer one) sends the whole command line to the Typer app.
@@ -110,8 +110,41 @@ def run_predict(model: str, images: Sequence[str], **options: Any) -> int:
     return predict(model, images, **predict_options(**options))
 
 
+# Signals treated like Ctrl-C (service managers, `kill`, a closed terminal), by number and name.
+TERMINATING = ((15, "SIGTERM"), (1, "SIGHUP"))
+
+
+_received: list[Terminated] = []  # what _terminated raised: Typer and click turn it into an Abort or a 130
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    _received.append(Terminated(signum, dict(TERMINATING).get(signum, f"signal {signum}")))
+    raise _received[-1]
+
+
+def termination() -> Terminated | None:
+    """The SIGTERM or SIGHUP this process received (as the Terminated it raised), if any."""
+    return _received[-1] if _received else None
+
+
+def treat_termination_like_ctrl_c() -> None:
+    """SIGTERM and SIGHUP raise Terminated (a KeyboardInterrupt) instead of killing the process where
+    it stands, which would leave a half-written run directory or temporary file behind. A signal
+    already ignored (nohup) stays ignored. `_signal` is the C module Python loads at start-up (for
+    SIGINT): `signal` itself would cost predict's cold start an import."""
+    import _signal
+
+    for signum, _ in TERMINATING:
+        try:
+            if _signal.getsignal(signum) == _signal.SIG_DFL:
+                _signal.signal(signum, _terminated)
+        except (ValueError, OSError):  # not the main thread, or a platform without the signal
+            pass
+
+
 def prepare_process() -> None:
     """What every edgecls process sets first, on either path."""
+    treat_termination_like_ctrl_c()
     # Pillow warns (once, multi-line) between 1x and 2x its pixel limit; preprocess refuses such
     # images itself with a one-line reason.
     from PIL import Image
@@ -142,6 +175,8 @@ def guarded(call: Callable[[], int]) -> None:
         code = call()
     except EdgeclsError as exc:
         fail(str(exc), exc.exit_code)
+    except Terminated as exc:
+        fail(f"terminated by {exc.name}", exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except BrokenPipeError:  # `edgecls info ... | head`: the reader has what it wanted

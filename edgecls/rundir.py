@@ -8,7 +8,6 @@ and test splits for scoring.
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 from edgecls.data import SPLIT_NAMES, stratified_sample
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
+from edgecls.jsonio import JSONValueError, parse_json
 from edgecls.provenance import sha256_file
 from edgecls.runtime.labels import read_labels
 from edgecls.tomlio import read_toml
@@ -46,6 +46,10 @@ MAX_JSON_BYTES = 256 << 20  # split.json of a million images is ~8 MB; this only
 MAX_KERAS_CONFIG_BYTES = 64 << 20
 MAX_KERAS_BYTES = 2 << 30
 MIN_CALIB_WARNING = 100  # fewer calibration images than this: ranges may be unstable
+
+
+class RunMismatchError(EdgeclsError):
+    """The run's own files disagree (its labels, its model, its data): no other data or device fixes that."""
 
 
 def model_file_name(variant: str) -> str:
@@ -128,8 +132,9 @@ class RunDir:
 
     def _check_classes(self) -> None:
         if self._num_classes is not None and self.labels and self._num_classes != len(self.labels):
-            raise EdgeclsError(f"{self.model_path} has {self._num_classes} outputs but there are "
-                               f"{len(self.labels)} classes ({LABELS_FILE if self.run_dir else self.data})")
+            where = f"{self.run_dir / LABELS_FILE} names" if self.run_dir else f"its data {self.data} has"
+            raise RunMismatchError(f"{self.model_path} has {self._num_classes} outputs but {where} "
+                                   f"{len(self.labels)} classes")
 
     # ------------------------------------------------------------------ data
     def dataset(self):
@@ -141,8 +146,9 @@ class RunDir:
                 self.model()  # a bare .keras file: the model says what size and colour it takes
             dataset = load_dataset(self.data, self.img_size, self.color, progress=False)
             if self.labels and len(dataset.class_names) != len(self.labels):
-                raise EdgeclsError(f"{self.data} has {len(dataset.class_names)} classes but the model has "
-                                   f"{len(self.labels)} labels")
+                where = self.run_dir / LABELS_FILE if self.run_dir else "the model"
+                raise RunMismatchError(f"{where} names {len(self.labels)} classes but its data {self.data} has "
+                                       f"{len(dataset.class_names)}")
             if not self.labels:  # a bare .keras file: the data names the classes
                 self.labels = list(dataset.class_names)
             self._check_classes()
@@ -323,11 +329,9 @@ def model_num_classes(model, path: Path) -> int:
 
 def _read_json(path: Path) -> dict:
     try:
-        doc = json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        doc = parse_json(read_capped(path, MAX_JSON_BYTES))
+    except JSONValueError as exc:  # not JSON, NaN, an integer of 5000 digits ...
         raise EdgeclsError(f"{path} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise EdgeclsError(f"{path} is not valid JSON: nested too deeply") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(doc, dict):

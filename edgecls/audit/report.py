@@ -20,6 +20,8 @@ from edgecls.audit import duplicates as dup
 from edgecls.audit import facts as facts_module
 from edgecls.audit.sheets import MAX_TILES_PER_ROW, THUMB, Row, Sheet, Tile, write_sheets
 from edgecls.errors import EdgeclsError
+from edgecls.files import read_capped
+from edgecls.jsonio import MAX_JSON_BYTES, parse_json
 from edgecls.provenance import created_timestamp
 
 if TYPE_CHECKING:
@@ -266,7 +268,7 @@ def write(check: Check, doc: dict[str, Any], folder: Path, max_pages: int) -> li
 def _earlier_sheets(folder: Path) -> list[Path]:
     """The contact sheets an earlier datacheck.json in `folder` lists (a user's own files are never touched)."""
     try:
-        names = json.loads((folder / JSON_NAME).read_text(encoding="utf-8")).get("contact_sheets") or []
+        names = parse_json(read_capped(folder / JSON_NAME, MAX_JSON_BYTES)).get("contact_sheets") or []
     except (OSError, ValueError, AttributeError):
         return []
     return [folder / n for n in names if isinstance(n, str) and Path(n).name == n and n.endswith(".png")

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
+from edgecls.jsonio import JSONValueError, parse_json
 from edgecls.provenance import sha256_file
 from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, MAX_JSON_BYTES, SPLIT_FILE, TRANSFER_FILE, RunDir
 from edgecls.runtime.labels import printable
@@ -125,9 +126,11 @@ def exported_files(run_dir: Path) -> list[Path]:
                            f"run edgecls export {run_dir} first")
     again = f"run edgecls export {run_dir} again"
     try:
-        doc = json.loads(read_capped(report_path, MAX_JSON_BYTES).decode("utf-8"))
+        doc = parse_json(read_capped(report_path, MAX_JSON_BYTES))
         entries = [(entry["file"], entry["sha256"]) for entry in doc["models"]]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as exc:
+    except JSONValueError as exc:
+        raise EdgeclsError(f"{report_path} is malformed (not valid JSON: {exc}): {again}") from None
+    except (KeyError, TypeError) as exc:
         raise EdgeclsError(f"{report_path} is malformed ({type(exc).__name__}): {again}") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read {report_path}: {exc.strerror or exc}") from None
@@ -219,7 +222,8 @@ def _transfer_run(run: Path, path: Path, content: bytes) -> tuple[Optional[Path]
 
     digest = hashlib.sha256(content).hexdigest()
     try:
-        listed = {m.get("sha256") for m in json.loads((run / EXPORT_DIR / EXPORT_REPORT).read_text())["models"]}
+        listed = {m.get("sha256") for m in parse_json(read_capped(run / EXPORT_DIR / EXPORT_REPORT,
+                                                                  MAX_JSON_BYTES))["models"]}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         listed = set()
     if digest in listed:
@@ -293,8 +297,8 @@ def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
 
 def _saved_from(folder: Path) -> Optional[dict[str, Any]]:
     try:
-        doc = json.loads(read_capped(folder / SAVED_TEST_IMAGES, MAX_JSON_BYTES).decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
+        doc = parse_json(read_capped(folder / SAVED_TEST_IMAGES, MAX_JSON_BYTES))
+    except (OSError, JSONValueError):
         return None
     return doc if isinstance(doc, dict) and doc.get("format") == SAVED_FORMAT else None
 

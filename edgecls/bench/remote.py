@@ -42,6 +42,7 @@ from typing import Any, Optional
 
 from edgecls.bench.results import BenchReport, RemoteRun
 from edgecls.errors import EdgeclsError
+from edgecls.files import FileTooLargeError, read_capped
 
 CONNECT_TIMEOUT_S = 15
 KEEPALIVE_S = 5  # ServerAliveInterval; 3 unanswered keep-alives end the connection
@@ -87,13 +88,18 @@ class Outcome:
     probe: Optional[dict[str, Any]] = None  # the device's Python, platform, free space, venv state
 
 
+MAX_HOSTS_BYTES = 1 << 20  # a hosts file of a few thousand lines; this only stops /dev/zero
+
 # ---------------------------------------------------------------------- targets
-def parse_targets(text: str) -> list[Target]:
-    """'pi@pi5,pi4:2222' or '@hosts.txt' (one a line, # comments) -> targets. One-line errors."""
+def parse_targets(text: str, option: str = "--remote") -> list[Target]:
+    """'pi@pi5,pi4:2222' or '@hosts.txt' (one a line, # comments) -> targets. One-line errors naming
+    `option` (--remote; export's --target)."""
     if text.startswith("@"):
         path = Path(text[1:]).expanduser()
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = read_capped(path, MAX_HOSTS_BYTES).decode("utf-8", "replace").splitlines()
+        except FileTooLargeError:
+            raise EdgeclsError(f"the hosts file {path} is larger than {MAX_HOSTS_BYTES} bytes") from None
         except OSError as exc:
             raise EdgeclsError(f"cannot read the hosts file {path}: {exc.strerror or exc}") from None
         specs = [line.split("#", 1)[0].strip() for line in lines]
@@ -101,20 +107,20 @@ def parse_targets(text: str) -> list[Target]:
         specs = [part.strip() for part in text.split(",")]
     specs = [s for s in specs if s]
     if not specs:
-        raise EdgeclsError(f"--remote names no device (got {text!r})")
+        raise EdgeclsError(f"{option} names no device (got {text!r})")
     targets = []
     for spec in specs:
         found = _TARGET.match(spec)
         if not found or spec.startswith("-"):  # never let a "host" become an ssh option
-            raise EdgeclsError(f"--remote: {spec!r} is not [user@]host[:port]")
+            raise EdgeclsError(f"{option}: {spec!r} is not [user@]host[:port]")
         port = int(found.group("port")) if found.group("port") else None
         if port is not None and not 0 < port < 65536:
-            raise EdgeclsError(f"--remote: {spec!r} has no valid port")
+            raise EdgeclsError(f"{option}: {spec!r} has no valid port")
         host = found.group("host").strip("[]")
         user = found.group("user")
         targets.append(Target(spec, f"{user}@{host}" if user else host, port))
     if len({t.label for t in targets}) != len(targets):
-        raise EdgeclsError("--remote names a device twice")
+        raise EdgeclsError(f"{option} names a device twice")
     return targets
 
 

@@ -58,7 +58,7 @@ from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import int_list
 from edgecls.provenance import created_timestamp
-from edgecls.rundir import RunDir, keras_probabilities, open_run
+from edgecls.rundir import RunDir, RunMismatchError, keras_probabilities, open_run
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.interpreter import MAX_THREADS, find_backend
 from edgecls.runtime.metadata import check_range
@@ -339,6 +339,8 @@ def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchMode
     else:
         try:
             test = run_test_set(run)
+        except RunMismatchError:  # the run's own files disagree: the hint below would not help
+            raise
         except EdgeclsError as exc:  # e.g. digits without scikit-learn, on a device
             raise EdgeclsError(
                 f"{exc}; on a device, bench the .tflite files with --data FOLDER instead (made "

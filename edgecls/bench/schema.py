@@ -7,6 +7,7 @@ minimum, maximum, pattern, oneOf and local $ref.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from functools import lru_cache
@@ -83,6 +84,9 @@ def _check(value: Any, rule: dict[str, Any], root: dict[str, Any], path: str) ->
         elif matches != 1:
             yield f"{path}: matches {matches} of the allowed forms, not exactly one"
     if _TYPES["number"](value):
+        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range check below
+            yield f"{path}: {value} is not a finite number"
+            return
         if "minimum" in rule and value < rule["minimum"]:
             yield f"{path}: {value} is below the minimum {rule['minimum']}"
         if "maximum" in rule and value > rule["maximum"]:

@@ -190,9 +190,12 @@ def resolve_target(spec: str) -> Target:
     if spec == "host":
         return Target(spec, "host")
     if "@" in spec and not spec.endswith(".toml"):
+        from edgecls.bench.remote import parse_targets
+
         user, _, host = spec.partition("@")
-        if not user or not host:
-            raise EdgeclsError(f"--target {spec!r}: a remote device is user@host")
+        if not user or not host or "," in spec:
+            raise EdgeclsError(f"--target {spec!r}: a remote device is one user@host")
+        parse_targets(spec, "--target")  # the checks --remote makes, now, before any conversion
         return Target(spec, "remote")
     return Target(spec, "profile", load_profile(spec))
 

@@ -357,8 +357,8 @@ class LiveStream:
                     return
                 else:
                     yield self._classify(item)
-        except KeyboardInterrupt:
-            self.end_reason = "stopped by Ctrl-C"
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP under edgecls.entry (Terminated)
+            self.end_reason = f"stopped by {getattr(exc, 'name', 'Ctrl-C')}"
             raise
         finally:
             # Not close(): when a caller's loop ends by an exception, this runs first, and the

@@ -55,6 +55,7 @@ from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
 from edgecls.runtime.metrics import classification_metrics
+from edgecls.runtime.model import read_model_bytes
 from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions, to_toml
 from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
 from edgecls.transfer import graph
@@ -72,8 +73,11 @@ from edgecls.transfer.embed import (
 from edgecls.transfer.head import L2_GRID, Head, HeadOptions, select_head
 
 TRANSFER_FORMAT = "edgecls.transfer/1"
-USELESS_HEAD_ADVICE = ("try another backbone (a larger one, or one trained on pictures like yours), --head mlp, "
-                       "more --epochs or --patience, or more images a class")
+def useless_head_advice(head: str) -> str:
+    """What to try when the head learned nothing: never the head already used."""
+    other = "--head mlp, " if head == "linear" else "--head linear, "
+    return (f"try another backbone (a larger one, or one trained on pictures like yours), {other}more --epochs or "
+            "--patience, or more images a class")
 RANGE_MARGIN = 0.1  # head outputs on unseen images can go a little past the training range
 # Train options that mean nothing for a head on a .tflite backbone: refused, not ignored.
 NOT_WITH_BACKBONE = ("arch", "img_size", "color", "augment", "optimizer", "kernel_size", "activation", "dropout",
@@ -197,7 +201,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
     notes: list[str] = []
     with staged_dir(out, force=force) as tmp, tempfile.TemporaryDirectory(prefix="edgecls-transfer-") as scratch:
         embedder = cut_embedder(backbone, Path(scratch), options.threads, options.input_range)
-        cut_bytes = embedder.classifier.path.read_bytes()
+        cut_bytes = read_model_bytes(embedder.classifier.path)  # the capped reader, like every model read
         features, views, embed_seconds = _embeddings(embedder, backbone, dataset, split, options, quiet, log)
 
         y = dataset.labels
@@ -210,7 +214,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
             f"view(s)) in {fit_seconds:.1f} s: weight decay {head.l2:g} (lowest validation loss of "
             f"{', '.join(format(t['l2'], 'g') for t in tries)}), best epoch {head.best_epoch} of {len(head.history)}")
         float_val = head.probabilities(features[split.val])
-        quality = assess(float_val.argmax(1), y[split.val], dataset.class_names, advice=USELESS_HEAD_ADVICE)
+        quality = assess(float_val.argmax(1), y[split.val], dataset.class_names,
+                         advice=useless_head_advice(options.head))
         # Here train is also the export: refuse before anything is written (staged_dir discards it).
         refuse_useless(quality, force, f"the head on {backbone.path.name}", log, verb="write")
 
@@ -227,7 +232,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         if check["agreement"] < DEFAULT_MIN_AGREEMENT:
             notes.append(f"warning: {model_path.name} agrees with the float head on only {check['agreement']:.4f} of "
                          f"the validation and test images (< {DEFAULT_MIN_AGREEMENT}): its 8-bit head is not "
-                         "faithful to the fitted one (try --head linear; please report it)")
+                         "faithful to the fitted one ("
+                         + ("try --head linear; " if options.head != "linear" else "") + "please report it)")
 
         float_test = head.probabilities(features[split.test])
         metrics = classification_metrics(float_test, y[split.test], dataset.class_names)
