@@ -13,7 +13,8 @@ $EDGECLS_ARM64_CACHE), installing nothing system-wide:
            bookworm's own 7.2 crashes LiteRT and gives wrong int8 results with -cpu max
   rootfs/  an arm64 Debian bookworm with python3.11 (the Pi OS one), from .debs fetched by a
            private apt state (APT_CONFIG, arch arm64, its own lists and status) and `dpkg-deb -x`
-  site/    aarch64 wheels of edgecls' runtime dependencies, at the versions installed on this host
+  site/    aarch64 wheels of edgecls' runtime dependencies and of its serve extra, at the versions
+           installed on this host
   pyc/     bytecode for all of it (PYTHONPYCACHEPREFIX), so an emulated start takes ~2 s, not ~15
   work/    the generated test images and the raw outputs of the last run
 Downloads (.debs, apt lists, wheels) are deleted once their part is built; each part has a
@@ -35,6 +36,10 @@ edgecls source on both sides and EDGECLS_BACKEND=litert:
               agreement with the float model and the images whose top-1 flipped, identical; and the
               emulated report labelled so (machine.emulated, device.is_device false, and its table and
               Markdown saying the latency is not a device figure). Latency is never compared.
+  serve       `python -m edgecls serve MODEL --port 0` (the last model) started on each side, one
+              POST /v1/classify over HTTP from the host of the first image predict classified, then
+              SIGTERM: the same classes as the host's server (compared as predict's rows), the same
+              model SHA-256, and exit 0 on both sides
 on real images (../shared/data: catsdogs photos, MNIST digits) when present, generated ones (JPEG
 draft decoding, EXIF rotation, CMYK, 16-bit, palette and alpha, WebP, unreadable files...), and the
 bench's labelled images (predict compares their scores one by one too). The bench's images are
@@ -85,6 +90,8 @@ BENCH_PER_CLASS = 10  # held-out test images per class for the bench: ~100 for d
 # without binfmt ("Exec format error"), and an emulator's memory would be no device figure either.
 BENCH_SETTINGS = ("--no-memory", "--runs", 4, "--warmup", 1, "--batch-size", 4, "--threads", 1)
 NOT_A_DEVICE_FIGURE = "not a device figure"  # what an emulated bench report must say of its latency
+DEVICE_EXTRAS = ("serve",)  # installed on the emulated side too: `edgecls serve` is checked there
+SERVE_START_TIMEOUT = 300  # seconds for an emulated `edgecls serve` to load and check its model
 
 # --- where things come from ------------------------------------------------------------------
 DEBIAN = "http://deb.debian.org/debian"
@@ -314,9 +321,10 @@ def ensure_rootfs(cache: Cache, refresh: bool) -> dict:
     return read_stamp(cache.rootfs)
 
 
-def runtime_pins(pyproject: Path = REPO / "pyproject.toml") -> list[str]:
-    """name==version of edgecls' runtime dependencies and theirs, for the emulated Python (markers
-    evaluated for aarch64 Linux CPython 3.11), at the versions installed on this host."""
+def runtime_pins(pyproject: Path = REPO / "pyproject.toml", extras: Sequence[str] = DEVICE_EXTRAS) -> list[str]:
+    """name==version of edgecls' runtime dependencies (and those of `extras`) and theirs, for the
+    emulated Python (markers evaluated for aarch64 Linux CPython 3.11), at the versions installed on
+    this host."""
     import importlib.metadata
 
     import tomllib
@@ -326,7 +334,8 @@ def runtime_pins(pyproject: Path = REPO / "pyproject.toml") -> list[str]:
     except ImportError:  # pip vendors it
         from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
 
-    todo = list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
+    project = tomllib.loads(pyproject.read_text())["project"]
+    todo = list(project["dependencies"]) + [r for extra in extras for r in project["optional-dependencies"][extra]]
     pins: dict[str, str] = {}
     while todo:
         requirement = Requirement(todo.pop())
@@ -771,6 +780,69 @@ def probe_bench(side: Side, data: Path, out_dir: Path, device: str | None) -> di
     return {"data": report, "terminal": result.out, "markdown": markdown, "device": device}
 
 
+def probe_serve(side: Side, model: Path, image: Path, threads: int) -> dict:
+    """`edgecls serve MODEL` started on `side` (127.0.0.1, a free port), one POST /v1/classify of
+    `image` from here, then SIGTERM: its answer ("data") and exit code ("code")."""
+    import signal
+    import urllib.request
+
+    started = time.perf_counter()
+    command = side.python + ["-m", "edgecls", "serve", str(model), "--port", "0", "--threads", str(threads)]
+    process = subprocess.Popen(command, env=side.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    said: list[str] = []
+    url = ""
+    try:
+        deadline = time.monotonic() + SERVE_START_TIMEOUT
+        for line in process.stderr:  # "edgecls: listening on http://127.0.0.1:PORT (...", then "edgecls: ready: ..."
+            said.append(line.strip())
+            found = re.search(r"listening on (http://\S+) ", line)
+            url = found.group(1) if found else url
+            if "ready:" in line or "error:" in line or time.monotonic() > deadline:
+                break
+        if not url or "ready:" not in said[-1]:
+            return {"failed": f"serve did not become ready: {' | '.join(said[-3:]) or 'no output'}"}
+        request = urllib.request.Request(f"{url}/v1/classify?top_k=1000", data=image.read_bytes(),
+                                         headers={"Content-Type": "application/octet-stream"})
+        with urllib.request.urlopen(request, timeout=COMMAND_TIMEOUT) as response:  # noqa: S310 (our own server)
+            answer = json.loads(response.read())
+    except OSError as exc:
+        return {"failed": f"POST /v1/classify: {exc}"}
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        process.stderr.close()
+    seconds = time.perf_counter() - started
+    side.seconds += seconds
+    say(f"  [{side.name}] serve {model.name}, POST {image.name}: exit {code} after SIGTERM, {seconds:.1f} s")
+    return {"code": code, "data": answer, "image": str(image)}
+
+
+def serve_image(host_results: dict, slot: int) -> Path:
+    """The first image the host's predict classified with model `slot`: the one serve is asked about."""
+    return Path(next(row["file"] for row in host_results["predict"][slot]["rows"] if row.get("classes")))
+
+
+def compare_serve(host: dict, arm: dict, rule: ScoreRule, short: Callable[[str], str]) -> list[str]:
+    """The emulated server's answer against the host server's (as predict's rows are compared), and
+    both stopped cleanly by SIGTERM (exit 0)."""
+    if "failed" in host or "failed" in arm:
+        return [f"host {host.get('failed', 'ok')}; arm {arm.get('failed', 'ok')}"]
+    diffs = [f"exit code after SIGTERM: {name} {side['code']}" for name, side in (("host", host), ("arm", arm))
+             if side["code"] != 0]
+    served = [side["data"]["model"]["sha256"] for side in (host, arm)]
+    if served[0] != served[1]:
+        diffs.append(f"model sha256: host {served[0][:12]}, arm {served[1][:12]}")
+    rows = [{"code": 0, "rows": [{"file": side["image"], "classes": side["data"]["classes"]}]} for side in (host, arm)]
+    found, _ = compare_predict(rows[0], rows[1], rule, short)
+    return diffs + found
+
+
 def device_profile_for(cpu: str) -> str | None:
     """The first device profile (devices/*.toml, by name) whose qemu_cpu is `cpu`: rpi4 for cortex-a72."""
     import tomllib
@@ -1134,6 +1206,10 @@ def compare_sides(host: dict, arm: dict, model_names: list[str], rules: list[Sco
         diffs["bench"], said = compare_bench(host["bench"], arm.get("bench", {"failed": "not run"}), model_names,
                                              rules, tolerance)
         summary.append(said)
+    if "serve" in host:
+        found = diffs["serve"] = compare_serve(host["serve"], arm.get("serve", {"failed": "not run"}), rules[-1],
+                                               images.short)
+        summary.append(f"serve {model_names[-1]} over HTTP " + ("same as host" if not found else "DIFFERS"))
     return {section: lines for section, lines in diffs.items() if lines}, summary
 
 
@@ -1293,12 +1369,17 @@ def run_check(args: argparse.Namespace, cache: Cache) -> int:
     rules, top_k, specs = _model_plan(args, host, names)
     host_results = check_side(host, images, specs, top_k, args.threads, cache.work, bench)
     _check_host_ran(host_results, names)
+    image = serve_image(host_results, len(names) - 1)
+    host_results["serve"] = probe_serve(host, host.models[-1], image, args.threads)
+    if "failed" in host_results["serve"]:
+        raise UsageError(f"the host cannot run serve on {names[-1]}: {host_results['serve']['failed']}")
 
     verdicts: dict[str, tuple[dict[str, list[str]], list[str], float]] = {}
     for cpu in cpus:
         side = emulated_side(cache, cpu)
         side.models = [m.resolve() for m in arm_models]
         arm_results = check_side(side, images, specs, top_k, args.threads, cache.work, bench)
+        arm_results["serve"] = probe_serve(side, side.models[-1], image, args.threads)
         diffs, summary = compare_sides(host_results, arm_results, names, rules, images, args.tolerance)
         verdicts[cpu] = (diffs, summary, side.seconds)
 

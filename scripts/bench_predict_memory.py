@@ -88,7 +88,8 @@ def main() -> None:
         sampler.join()
         seconds = time.perf_counter() - start
         after_1000 = next((mb for n, mb in samples if n >= min(1000, rows // 2)), None)
-        at_end = [mb for n, mb in samples if n >= rows - 50][-1] if samples else None
+        # the last sample taken (a fast run may end between two samples of its last 50 rows)
+        at_end = samples[-1][1] if samples else None
         report = {
             "images": args.images, "rows": rows, "exit_code": process.returncode, "seconds": round(seconds, 2),
             "rss_mb_after_1000": round(after_1000, 1) if after_1000 else None,

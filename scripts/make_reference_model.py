@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Make models/digits-seed/: the reference model, made by the toolkit itself.
 
-Runs the README's main job on the embedded digits dataset with a fixed seed — train, export
-(float32 and full int8), bench — through the edgecls commands, then copies the device-side
+Runs the README's main job (its first command: `edgecls train --out runs/digits --force`, then
+export float32 and full int8, then bench; the digits dataset, the seed CNN and seed 0 are the
+defaults) through the edgecls commands, in the same run directory, so the reference is what that
+command makes (tests/test_reference.py holds the two together). Then it copies the device-side
 artifacts into models/digits-seed/: the .tflite files (labels and input spec embedded),
 labels.txt, export.json, the bench report (JSON, Markdown, plots), the held-out test images
 (test-images/, for a bench on a device) and the training metrics.
 
-    python scripts/make_reference_model.py [--work runs/reference] [--no-bench]
+    python scripts/make_reference_model.py [--work runs/digits] [--no-bench]
     python scripts/make_reference_model.py --smoke    # 1 epoch, no bench, into a temporary folder
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "models" / "digits-seed"
+README_RUN = Path("runs") / "digits"
 KEEP_FROM_RUN = ("metrics.json", "config.toml", "curves.png", "labels.txt")
 KEEP_FROM_EXPORT = ("model_float32.tflite", "model_int8.tflite", "export.json")
 
@@ -34,8 +37,9 @@ def edgecls(*args: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=Path("runs") / "reference-digits-seed",
-                        help="run directory, relative to the repository root")
+    # The README's run directory: the run's config.toml, which records it, is then the one a user's run writes.
+    parser.add_argument("--work", type=Path, default=README_RUN,
+                        help=f"run directory, relative to the repository root [{README_RUN}]")
     parser.add_argument("--no-bench", action="store_true", help="train and export only")
     parser.add_argument("--target", type=Path, default=TARGET, help="where the artifacts go [models/digits-seed]")
     parser.add_argument("--smoke", action="store_true",

@@ -14,9 +14,10 @@ test suite.
 Figures (each a median of per-round ratios, rounds paired A B A B; see scripts/benchkit.py):
 P3 int8/float32 invoke, P4 classify()/bare loop, P5 cold `edgecls predict` against a bare LiteRT
 script and against TensorFlow, P6 classify_many/Pillow draft() loop, P9 ONNX Runtime/LiteRT on the
-same weights, P7 edgecls train epoch/plain Keras epoch. P7 and P9 do not depend on the checkout's
-runtime: they are measured once, with this checkout. Needs the train extra (TensorFlow builds the
-models) and, for P9, the bench extra (tf2onnx, onnxruntime).
+same weights, P7 edgecls train epoch/plain Keras epoch, S1-S4 `edgecls serve` against in-process
+classify_many, its overhead, memory and overload behaviour (scripts/bench_serve.py). P7, P9 and S1-S4
+are measured once, with this checkout. Needs the train extra (TensorFlow builds the models), for P9
+the bench extra (tf2onnx, onnxruntime), for S1-S4 the serve extra.
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ ROWS = [
     ("onnx", "P9 seed-float32", "onnxruntime_vs_litert", "P9 ONNX Runtime / LiteRT, float32, seed CNN", ""),
     ("onnx", "P9 mobile-float32", "onnxruntime_vs_litert", "P9 ONNX Runtime / LiteRT, float32, mobile CNN", ""),
     ("train", "P7", "steady_ratio", "P7 edgecls train epoch / plain Keras epoch (steady)", "~1"),
+    ("serve", "S1 coral-0.5_160", "c4_vs_in_process", "S1 `edgecls serve` at concurrency 4 / in-process "
+     "classify_many, Coral 0.5_160, 1 core", ">= 0.8"),
+    ("serve", "S1 reference-int8", "c4_vs_in_process", "S1 the same, reference int8 (tiny: the HTTP cost shows)", ""),
+    ("serve", "S1 reference-int8", "overhead_us", "S2 serve's per-request overhead, tiny model, µs", ""),
+    ("serve", "S3 rss", "growth_mib", "S3 serve's RSS growth over 100,000 requests, MiB", "<= 5"),
+    ("serve", "S4 open loop coral-0.5_160", "p99_ratio", "S4 open loop at 2x capacity: accepted p99 / unloaded "
+     "p99, Coral", "<= 3"),
 ]
 
 
@@ -83,6 +91,8 @@ def measure(args: argparse.Namespace, folder: Path) -> None:
         print("P9 left out: pip install 'edgecls[bench]' (tf2onnx, onnxruntime)", file=sys.stderr)
     if not args.no_train:
         run("bench_train.py", folder / "train-this.json", *(["--smoke"] if args.smoke else []))
+    if not args.no_serve:  # S1-S4 (measured once, with this checkout)
+        run("bench_serve.py", folder / "serve-this.json", *common)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -122,7 +132,7 @@ def cell(v: Any, found: dict[str, Any] | None = None) -> str:
 
 
 def render(folder: Path, out: Path, compare_label: str | None) -> Path:
-    records = {(kind, side): load(folder, kind, side) for kind in ("runtime", "onnx", "train")
+    records = {(kind, side): load(folder, kind, side) for kind in ("runtime", "onnx", "train", "serve")
                for side in ("this", "compare")}
     this = records[("runtime", "this")]
     other = records[("runtime", "compare")]
@@ -189,7 +199,8 @@ def render(folder: Path, out: Path, compare_label: str | None) -> Path:
     lines += ["", f"Machine: {m['cpu']}, {m['cpu_count']} cores, {m['arch']}, {m['platform']}. Versions: "
               + ", ".join(f"{k} {x}" for k, x in v.items() if x != "unknown") + ".", "",
               "What each figure is: `python scripts/bench_runtime.py --help` (P3-P6), `scripts/bench_onnx.py` (P9), "
-              "`scripts/bench_train.py` (P7). Every round of every figure is in the JSON records in "
+              "`scripts/bench_train.py` (P7), `scripts/bench_serve.py` (S1-S4). Every round of every figure is in the "
+              "JSON records in "
               f"`{folder.name}/`; `scripts/perf-report --render` re-renders this page from them.", ""]
     png = _plot(plotted, out.with_suffix(".png"), compare_label)
     if png is not None:
@@ -295,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true", help="render from the records of the last run only")
     parser.add_argument("--no-onnx", action="store_true", help="leave out P9")
     parser.add_argument("--no-train", action="store_true", help="leave out P7")
+    parser.add_argument("--no-serve", action="store_true", help="leave out S1-S4 (scripts/bench_serve.py)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes into a temporary folder, no P7")
     args = parser.parse_args(argv)
     if args.smoke:

@@ -90,6 +90,7 @@ def test_emulated_pi4_and_pi5_match_the_host(emulator, model_pair):
     for cpu, profile in (("cortex-a72", "rpi4"), ("cortex-a76", "rpi5")):
         line = next(line for line in report.splitlines() if line.startswith(cpu))
         assert " PASS " in line and "doctor ok" in line and "tensors identical" in line, line
+        assert f"serve {model_pair[-1].name} over HTTP same as host" in line, line
         if with_bench:
             assert f"bench --device {profile} on 100 images: top-1 model_float32.tflite 0." in line, line
             assert "same as host; latency labelled emulated" in line, line
@@ -217,6 +218,23 @@ def test_preprocessing_difference_names_the_image_and_the_pixels(tmp_path):
                      "differ, max |diff| 3; first at (row, col, channel) (2, 1, 0): host 0, arm 3)"]
 
 
+def _served(classes, code=0, sha="ab" * 32):
+    return {"code": code, "image": "/x/seven.png", "data": {"model": {"sha256": sha}, "classes": [
+        {"index": i, "label": str(i), "score": score} for i, score in classes]}}
+
+
+def test_the_emulated_servers_answer_must_be_the_hosts():
+    rule = check.ScoreRule(exact=True)
+    host = _served([(7, 0.99), (1, 0.01)])
+    assert check.compare_serve(host, _served([(7, 0.99), (1, 0.01)]), rule, short=str) == []
+    differs = check.compare_serve(host, _served([(1, 0.6), (7, 0.4)]), rule, short=str)
+    assert len(differs) == 1 and differs[0].startswith("/x/seven.png: top-1 host 7 (0.990000), arm 1 (0.600000)")
+    assert check.compare_serve(host, _served([(7, 0.99), (1, 0.01)], code=-15, sha="cd" * 32), rule, short=str) == [
+        "exit code after SIGTERM: arm -15", f"model sha256: host {'ab' * 6}, arm {'cd' * 6}"]
+    assert check.compare_serve(host, {"failed": "serve did not become ready: no output"}, rule, short=str) == [
+        "host ok; arm serve did not become ready: no output"]
+
+
 def test_info_and_doctor_differences():
     assert check.compare_info({"data": {"a": {"b": [1, 2]}, "c": 1}}, {"data": {"a": {"b": [1, 3]}, "c": 1}}) \
         == ["a.b[1]: host 2, arm 3"]
@@ -270,25 +288,29 @@ def test_an_emulated_bench_like_the_hosts_passes(bench_pair):
 def test_a_bench_that_differs_gives_a_readable_diff(bench_pair):
     host, arm, names, rules = bench_pair
     int8 = next(m for m in arm["data"]["models"] if m["mode"] == "int8")
-    # One test image's top-1 turned on arm (3 -> 8): its accuracy, per-class and confusion figures,
-    # its agreement with the float reference and the flipped list all say so.
-    int8["accuracy"]["top1"] = 177 / 179
-    int8["accuracy"]["per_class"]["3"]["correct"] -= 1
-    int8["accuracy"]["confusion"][3][3] -= 1
-    int8["accuracy"]["confusion"][3][8] += 1
-    paired = int8["vs_reference"]
-    paired["agreement"] = 178 / 179
-    paired["flipped"] = [{"index": 4, "id": 63, "reference": "3", "model": "8", "true": "3"}]
+    accuracy, paired, images = int8["accuracy"], int8["vs_reference"], arm["data"]["data"]["images"]
+    # One test image of a class the host got all right turned on arm (c -> 8): its accuracy,
+    # per-class and confusion figures, its agreement with the float reference and the flipped list say so.
+    c = next(k for k, row in enumerate(accuracy["confusion"]) if row[k] == sum(row) and k != 8)
+    top1, agreement, dprob = accuracy["top1"], paired["agreement"], paired["mean_abs_dprob"]
+    accuracy["top1"] = (round(top1 * images) - 1) / images
+    accuracy["per_class"][str(c)]["correct"] -= 1
+    accuracy["confusion"][c][c] -= 1
+    accuracy["confusion"][c][8] += 1
+    paired["agreement"] = (round(agreement * images) - 1) / images
+    image = next(i for i in range(images) if str(i) not in {str(f["id"]) for f in paired["flipped"]})
+    paired["flipped"] = paired["flipped"] + [{"index": 4, "id": image, "reference": str(c), "model": "8",
+                                              "true": str(c)}]
     paired["mean_abs_dprob"] += 0.01  # far more than one SOFTMAX step
     diffs, summary = check.compare_bench(host, arm, names, rules, tolerance=1e-5)
     assert summary == "bench DIFFERS"
-    assert "model_int8.tflite: accuracy.top1: host 0.994413407821229, arm 0.9888268156424581" in diffs
-    assert "model_int8.tflite: accuracy.confusion[3][8]: host 0, arm 1" in diffs
-    assert "model_int8.tflite: vs_reference.agreement: host 1.0, arm 0.994413407821229" in diffs
-    assert ("model_int8.tflite: image 63 (true 3), top-1 against the float model: host: agrees with keras; "
-            "arm: keras says 3, this model 8") in diffs
-    assert any(d.startswith("model_int8.tflite: vs_reference.mean_abs_dprob: host 0.000630819, arm 0.0106308 ")
-               for d in diffs), diffs
+    assert f"model_int8.tflite: accuracy.top1: host {top1!r}, arm {accuracy['top1']!r}" in diffs
+    assert f"model_int8.tflite: accuracy.confusion[{c}][8]: host 0, arm 1" in diffs
+    assert f"model_int8.tflite: vs_reference.agreement: host {agreement!r}, arm {paired['agreement']!r}" in diffs
+    assert (f"model_int8.tflite: image {image} (true {c}), top-1 against the float model: host: agrees with keras; "
+            f"arm: keras says {c}, this model 8") in diffs
+    assert any(d.startswith(f"model_int8.tflite: vs_reference.mean_abs_dprob: host {dprob:.6g}, "
+                            f"arm {dprob + 0.01:.6g} ") for d in diffs), diffs
     assert not any(d.startswith(("model_float32.tflite", "keras:")) for d in diffs), diffs  # they did not change
     # (run_check exits 1 on any difference: test_the_check_fails_with_a_readable_diff_when_arm_differs)
 
@@ -352,3 +374,5 @@ def test_runtime_pins_are_the_hosts_versions_for_aarch64():
     assert f"pillow=={version('pillow')}" in pins
     assert f"ai-edge-litert=={version('ai-edge-litert')}" in pins
     assert not any(pin.startswith(("tomli==", "tensorflow", "keras")) for pin in pins)  # 3.11; device side only
+    for package in ("starlette", "uvicorn", "prometheus-client", "python-multipart"):  # the serve extra too
+        assert f"{package}=={version(package)}" in pins

@@ -34,7 +34,8 @@ from edgecls.bench.schema import FORMAT, check_report, errors
 from edgecls.errors import EdgeclsError
 
 DIGITS = Path(__file__).resolve().parents[1] / "models" / "digits-seed"
-OLD_REPORT = DIGITS / "report" / "bench.json"  # written by an earlier edgecls (no board, governor, labels, ...)
+# The reference model's report as edgecls wrote it on 2026-11-28 (no board, governor, labels, ...), kept as it was.
+OLD_REPORT = Path(__file__).resolve().parent / "data" / "bench-2026-11-28.json"
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_keys_this_version_does_not_know_survive_a_round_trip(bench):
 
 
 def test_a_file_from_an_earlier_version_is_read_and_written_back_unchanged():
-    """models/digits-seed/report/bench.json predates board, governor, clocks, CPU features and --labels:
+    """A report from 2026-11-28 (models/digits-seed's then) predates board, governor, clocks, CPU features and --labels:
     the keys it lacks stay absent when it is written again."""
     text = OLD_REPORT.read_text(encoding="utf-8")
     doc = json.loads(text)

@@ -20,7 +20,6 @@ SMOKES = {
     "bench_runtime.py": ((pytest.mark.slow,), ("--work", "{work}")),
     "bench_onnx.py": ((pytest.mark.slow,), ("--work", "{work}")),
     "bench_train.py": ((pytest.mark.slow,), ()),
-    "make_reference_model.py": ((pytest.mark.slow,), ()),
     "perf-report": ((pytest.mark.slow,), ()),
     "arm64-check": ((pytest.mark.arm64,), ()),  # needs the emulated environment (downloads ~290 MB once)
     "bench_transfer.py": ((pytest.mark.shared_data,), ()),  # the Coral backbone on 16 photos a class, no TensorFlow
@@ -30,11 +29,13 @@ SMOKES = {
     "resize_figures.py": ((pytest.mark.shared_data,), ()),
     "reliability_probe.py": ((), ()),  # three cases, this checkout against itself
     "export_target.py": ((pytest.mark.slow,), ()),  # a 1-epoch digits run, two candidates
+    "bench_serve.py": ((pytest.mark.slow,), ()),  # four `edgecls serve` processes and their load
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
-SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py"}
+SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py",
+                    "make_reference_model.py": "tests/test_reference.py"}
 RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py",  # write --json
-           "bench_datacheck.py"}
+           "bench_datacheck.py", "bench_serve.py"}
 
 
 def test_every_script_has_a_smoke_test():

@@ -5,8 +5,8 @@
 - `Typer`: a `typer.Typer` whose commands use `Command` and groups `Group`, so that `--help` reads
   like a CLI's: arguments named as in the usage line (`MODEL`, `IMAGES...`, `PATHS...`) without a
   `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both).
-- `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`: options of several device-side
-  commands (predict, info, explain, bench), declared once.
+- `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`, `Labels`: options of several device-side
+  commands (predict, serve, info, explain, bench), declared once.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE
 
 # fail: one line on stderr and the exit code (edgecls.entry's, which the lean predict path shares)
 __all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "Backend", "Command", "FitOption", "Group", "InputRange",
-           "ResizeOption", "Threads", "Typer", "choice", "choices", "fail", "plain", "to_stderr"]
+           "Labels", "ResizeOption", "Threads", "Typer", "choice", "choices", "fail", "plain", "to_stderr"]
 
 
 def to_stderr(message: str) -> None:
@@ -123,6 +123,10 @@ Threads = Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads
 InputRange = Annotated[
     Optional[str],
     typer.Option("--input-range", metavar="LO,HI", help=INPUT_RANGE_HELP, show_default=INPUT_RANGE_DEFAULT),
+]
+Labels = Annotated[
+    Optional[Path],
+    typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own labels"),
 ]
 
 Resize = choices("Resize", RESIZE_METHODS)

@@ -16,6 +16,7 @@ from edgecls.cli.common import (
     Backend,
     FitOption,
     InputRange,
+    Labels,
     ResizeOption,
     Threads,
     Typer,
@@ -77,10 +78,7 @@ def predict(
         bool, typer.Option("--csv", help="CSV (file,rank,index,label,score,error) instead of a table", metavar="")
     ] = False,
     threads: Threads = None,
-    labels: Annotated[
-        Optional[Path],
-        typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own labels"),
-    ] = None,
+    labels: Labels = None,
     backend: Backend = None,
     input_range: InputRange = None,
     source: _LiveSource = None,

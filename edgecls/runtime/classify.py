@@ -93,8 +93,13 @@ class Classifier:
         input_range: tuple[float, float] | None = None,
         resize: str | None = None,
         fit: str | None = None,
+        content: bytes | None = None,
     ):
-        """`input_range` (low, high): the input values that pixels 0 and 255 become, overriding the
+        """`content`: the model's bytes, already read (and checked with check_tflite_bytes); `model_path`
+        then only names the model in messages and says where labels.txt would be (edgecls serve checks an
+        uploaded model as the file it is about to become).
+
+        `input_range` (low, high): the input values that pixels 0 and 255 become, overriding the
         metadata's pixel_range and the default (0..255 for a float input: edgecls models scale inside).
         Third-party float models usually want (-1, 1) (MobileNet style) or (0, 1).
 
@@ -105,7 +110,8 @@ class Classifier:
         self.path = Path(model_path)
         if input_range is not None:
             input_range = check_range(input_range, "input_range", EdgeclsError)
-        content = read_model_bytes(self.path)
+        if content is None:
+            content = read_model_bytes(self.path)
         self.backend: Backend = find_backend(backend)
         self.num_threads = default_threads() if num_threads is None else num_threads
         started = time.perf_counter()
@@ -148,7 +154,7 @@ class Classifier:
 
     # ---------------------------------------------------------------- one image
     def preprocess(self, image: ImageSource) -> np.ndarray:
-        """Decode a path / PIL image / array into the uint8 (H, W, C) pixels the model takes."""
+        """Decode a path / encoded bytes / PIL image / array into the uint8 (H, W, C) pixels the model takes."""
         return load_image(image, self._size, self._color, self._resize, self._fit)
 
     def classify(self, image: ImageSource, top_k: int = 1) -> list[Class]:

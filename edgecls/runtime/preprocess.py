@@ -8,6 +8,7 @@ This is the one implementation used by both training (`edgecls.data`) and the de
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import stat
 import struct
@@ -52,16 +53,23 @@ DEFAULT_RESIZE = "bilinear"  # edgecls' training resize, and the default for a m
 FITS: tuple[str, ...] = ("stretch", "crop")
 DEFAULT_FIT = "stretch"
 
-ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+# bytes: an encoded image file's content (an upload to `edgecls serve`), decoded like a file.
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 
 
 class ImageError(EdgeclsError):
     """An image that cannot be turned into pixels; the message says why."""
 
 
+class PixelLimitError(ImageError):
+    """An image whose header announces more pixels than PIL.Image.MAX_IMAGE_PIXELS: refused before
+    decoding (a decompression bomb). A server answers it 413, not 400."""
+
+
 def load_image(source: ImageSource, size: tuple[int, int], color: ColorMode, resize: str = DEFAULT_RESIZE,
                fit: str = DEFAULT_FIT) -> np.ndarray:
-    """Decode `source` and return uint8 pixels of shape (height, width, channels).
+    """Decode `source` (a file, the encoded bytes of one, a PIL image or an array) and return uint8
+    pixels of shape (height, width, channels).
 
     `size` is (height, width); `color` is "grayscale" (1 channel) or "rgb" (3 channels).
     Applies EXIF orientation, converts any Pillow mode, decodes large JPEGs at reduced
@@ -79,6 +87,8 @@ def load_image(source: ImageSource, size: tuple[int, int], color: ColorMode, res
         image = _image_from_array(source)
     elif isinstance(source, Image.Image):
         image = source
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        image = _open(bytes(source), (width, height), color)
     else:
         image = _open(Path(source), (width, height), color)
     try:
@@ -113,18 +123,24 @@ def _centre_box(source_wh: tuple[int, int], target_wh: tuple[int, int]) -> tuple
     return (0.0, (h - keep) / 2, float(w), (h + keep) / 2)
 
 
-def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Image:
+def _open(path: Path | bytes, target_wh: tuple[int, int], color: ColorMode) -> Image.Image:
+    """Open a file, or the encoded bytes of one, checked up to the pixel limit (nothing decoded yet)."""
     try:
-        # stat first: a FIFO would block Image.open forever, /dev/urandom would be read without end.
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageError(f"is a folder, not an image: {path}")
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageError(f"is a {kind_of(st.st_mode)}, not an image file")
-        if st.st_size == 0:
-            raise ImageError("empty file (0 bytes)")
-        # Only the formats edgecls supports: a PostScript file named .jpg must never reach Ghostscript.
-        image = _open_named_format(path) or Image.open(path, formats=_formats_for(path))
+        if isinstance(path, bytes):
+            if not path:
+                raise ImageError("empty image (0 bytes)")
+            image = Image.open(io.BytesIO(path), formats=_formats_for(path))
+        else:
+            # stat first: a FIFO would block Image.open forever, /dev/urandom would be read without end.
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise ImageError(f"is a folder, not an image: {path}")
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageError(f"is a {kind_of(st.st_mode)}, not an image file")
+            if st.st_size == 0:
+                raise ImageError("empty file (0 bytes)")
+            # Only the formats edgecls supports: a PostScript file named .jpg must never reach Ghostscript.
+            image = _open_named_format(path) or Image.open(path, formats=_formats_for(path))
     except ImageError:
         raise
     except FileNotFoundError:
@@ -134,7 +150,7 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
     except PermissionError:
         raise ImageError(f"permission denied: {path}") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"decompression bomb refused (Pillow's pixel limit): {exc}") from None
+        raise PixelLimitError(f"decompression bomb refused (Pillow's pixel limit): {exc}") from None
     except UnidentifiedImageError:
         kind = _signature(path)
         if kind in _SUPPORTED_SIGNATURES:
@@ -150,7 +166,7 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
         raise ImageError(f"corrupt image data: {first_line(exc)}") from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit and image.width * image.height > limit:
-        raise ImageError(
+        raise PixelLimitError(
             f"decompression bomb refused: {image.width}x{image.height} pixels is over Pillow's "
             f"limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS)"
         )
@@ -163,7 +179,7 @@ def _open(path: Path, target_wh: tuple[int, int], color: ColorMode) -> Image.Ima
     try:
         image.load()
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"decompression bomb refused (Pillow's pixel limit): {exc}") from None
+        raise PixelLimitError(f"decompression bomb refused (Pillow's pixel limit): {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"truncated or corrupt image: {first_line(exc)}") from None
     return image
@@ -189,9 +205,10 @@ def _open_named_format(path: Path) -> Image.Image | None:
         return None
 
 
-def _formats_for(path: Path) -> tuple[str, ...]:
-    """The Pillow format the file's first bytes announce, its plugin imported; when they announce none
-    of ours, all of PILLOW_FORMATS (all imported), so that Pillow decides exactly as it always has."""
+def _formats_for(path: Path | bytes) -> tuple[str, ...]:
+    """The Pillow format the file's (or encoded bytes') first bytes announce, its plugin imported; when
+    they announce none of ours, all of PILLOW_FORMATS (all imported), so that Pillow decides exactly as
+    it always has."""
     kind = _signature(path)
     found = {"WebP": "WEBP"}.get(kind, kind) if kind in _SUPPORTED_SIGNATURES else None
     formats = (found,) if found else PILLOW_FORMATS
@@ -200,13 +217,16 @@ def _formats_for(path: Path) -> tuple[str, ...]:
     return formats
 
 
-def _signature(path: Path) -> str:
-    """The format a file's first bytes announce, or "" (to tell corrupt from not-an-image)."""
-    try:
-        with open_regular(path) as handle:
-            head = handle.read(8)
-    except OSError:
-        return ""
+def _signature(path: Path | bytes) -> str:
+    """The format a file's (or encoded bytes') first bytes announce, or "" (to tell corrupt from not-an-image)."""
+    if isinstance(path, bytes):
+        head = path[:8]
+    else:
+        try:
+            with open_regular(path) as handle:
+                head = handle.read(8)
+        except OSError:
+            return ""
     return next((kind for magic, kind in _SIGNATURES if head.startswith(magic)), "")
 
 

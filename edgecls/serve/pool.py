@@ -1,0 +1,122 @@
+"""N interpreter threads behind a bounded queue.
+
+Each thread owns one slot (0..N-1); a task is `task(slot)` and runs on that thread alone, so it may
+use the slot's interpreter without a lock (an interpreter is not thread-safe). At most `queue` tasks
+wait; one more is refused at once (QueueFull), never queued without bound: under overload an
+accepted request waits for at most `queue / N` classifications.
+
+The HTTP routes submit to it and so can a live loop; `submit` returns a concurrent.futures.Future
+(asyncio.wrap_future awaits it).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+Task = Callable[[int], Any]
+_STOP = object()
+
+
+class QueueFull(Exception):
+    """Every interpreter is busy and the queue is full; `retry_after` is a whole-seconds estimate."""
+
+    def __init__(self, retry_after: int):
+        super().__init__("every interpreter is busy and the queue is full")
+        self.retry_after = retry_after
+
+
+class ClassifierPool:
+    def __init__(self, interpreters: int, queue_size: int, name: str = "edgecls-interpreter"):
+        if interpreters < 1 or queue_size < 0:
+            raise ValueError("interpreters >= 1 and queue_size >= 0")
+        self.interpreters = interpreters
+        self.queue_size = queue_size
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._running = 0
+        self._seconds = 0.0  # a moving average of a task's time, for Retry-After
+        self._threads = [threading.Thread(target=self._work, args=(slot,), name=f"{name}-{slot}", daemon=True)
+                         for slot in range(interpreters)]
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def full(self) -> bool:
+        """Whether a submit now would be refused (a cheap check before reading a large body)."""
+        return self._waiting + self._running >= self.interpreters + self.queue_size
+
+    def submit(self, task: Task) -> Future:
+        """Queue `task(slot)`; raises QueueFull at once when the queue is full."""
+        future: Future = Future()
+        with self._lock:
+            if self._waiting + self._running >= self.interpreters + self.queue_size:
+                raise QueueFull(self.retry_after())
+            self._waiting += 1
+        self._jobs.put((task, future))
+        return future
+
+    def retry_after(self) -> int:
+        """Seconds until a place is likely free: the queue's work spread over the interpreters, at least 1."""
+        backlog = (self._waiting + self._running) / self.interpreters * self._seconds
+        return max(1, int(backlog + 0.999))
+
+    def _work(self, slot: int) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is _STOP:
+                return
+            task, future = item
+            with self._lock:
+                self._waiting -= 1
+                self._running += 1
+            started = time.perf_counter()
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(task(slot))
+                    except BaseException as exc:  # the caller's to handle: the thread goes on
+                        future.set_exception(exc)
+            finally:
+                seconds = time.perf_counter() - started
+                with self._lock:
+                    self._running -= 1
+                    self._seconds = seconds if not self._seconds else 0.9 * self._seconds + 0.1 * seconds
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """Cancel what still waits, let the running tasks end (up to `timeout` s), stop the threads.
+        Returns how many waiting tasks were cancelled."""
+        cancelled = 0
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                with self._lock:
+                    self._waiting -= 1
+                cancelled += item[1].cancel()
+        for _ in self._threads:
+            self._jobs.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return cancelled

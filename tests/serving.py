@@ -1,0 +1,88 @@
+"""A real `edgecls serve` in a subprocess on 127.0.0.1, as a user starts it, for the serve tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 60.0
+_LISTENING = re.compile(r"listening on (https?://\S+) ")
+
+
+class ServeProcess:
+    """`python -m edgecls serve MODEL --port 0 ARGS...`; its URL is read from its log."""
+
+    def __init__(self, model: Path, *args: str, log: Path, token: str | None = None, env: dict | None = None,
+                 wait_ready: bool = True):
+        self.token = token
+        self.log_path = log
+        self._log = open(log, "w")  # noqa: SIM115 (open while the process runs)
+        command = [sys.executable, "-m", "edgecls", "serve", str(model), "--port", "0", *map(str, args)]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=self._log, cwd=ROOT, env={**os.environ, **(env or {})})
+        self.url = self._wait_url()
+        if wait_ready:
+            self.wait_ready()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=30, **kwargs)
+
+    def _wait_url(self) -> str:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            found = _LISTENING.search(self.log)
+            if found:
+                return found.group(1)
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited with {self.process.returncode}: {self.log}")
+            time.sleep(0.05)
+        raise RuntimeError(f"serve did not start: {self.log}")
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with self.client(verify=False) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"serve exited with {self.process.returncode}: {self.log}")
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+        raise RuntimeError(f"serve never became ready: {self.log}")
+
+    def send(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Send `sig` and wait: the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._log.close()
+        return code
