@@ -67,6 +67,18 @@ BOUNDS: dict[str, Bound] = {
     "--duration": Bound(0, 366 * DAY_S, "a year", open_low=True),
     "--timeout": Bound(0.1, DAY_S, "a day"),
     "--reconnect": Bound(0, 366 * DAY_S, "a year"),
+    # serve and deploy
+    "--port": Bound(0, 65_535, "a TCP port; 0 picks a free one"),
+    "--interpreters": Bound(1, 64, "one thread and one copy of the model's tensors each"),
+    "--queue": Bound(0, 10_000, "requests held in memory, each with its image"),
+    "--max-connections": Bound(1, 10_000, "open sockets; the process has about 1,024 file descriptors"),
+    "--max-body-mb": Bound(0, 1_024, "a request body is held in memory", open_low=True),
+    "--max-model-mb": Bound(0, 2_048, "a .tflite flatbuffer stops at 2 GB", open_low=True),
+    "--max-megapixels": Bound(0, 1_000, "decoded pixels, 3 bytes each, in memory", open_low=True),
+    "--header-timeout-s": Bound(0, 3_600, "an hour", open_low=True),
+    "--body-timeout-s": Bound(0, DAY_S, "a day", open_low=True),
+    "--grace-s": Bound(0, 3_600, "an hour"),
+    "--parallel": Bound(1, 256, "servers reached at once, a thread each"),
 }
 
 
