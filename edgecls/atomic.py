@@ -12,6 +12,9 @@ from pathlib import Path
 
 from edgecls.errors import EdgeclsError
 
+# errno values only a write gives: a full disk or quota, a file over RLIMIT_FSIZE, a read-only file system.
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
@@ -79,7 +82,13 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     except OSError as exc:
         raise EdgeclsError(f"cannot write to {final.parent}: {exc.strerror or exc}") from None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno in WRITE_FAILURES:  # a full disk while the run was written: name what, not a temp file
+                raise EdgeclsError(f"cannot write {final}: {exc.strerror or exc}; nothing was left there",
+                                   exit_code=1) from None
+            raise
         if final.exists() or final.is_symlink():
             if not force:  # another run (a second `train --out` at once) got there first: keep theirs
                 raise EdgeclsError(f"{final} appeared while this run was working (another edgecls writing the "

@@ -11,8 +11,10 @@ give an answer the Typer app would not: tests/test_entry.py runs argument vector
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -169,10 +171,48 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _os_error_line(exc: OSError) -> str:
+    """One line for an OSError no writer named (a full disk under a temporary file, standard output
+    on /dev/full): the file if known, else standard output if that is what fails, and the reason."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        return f"{'cannot write' if exc.errno in _WRITE_FAILURES else 'cannot use'} {exc.filename}: {reason}"
+    if _stdout_fails(exc):  # then give it /dev/null, so that Python's flush at exit stays quiet
+        silence_stdout()
+        return f"cannot write to standard output: {reason}"
+    return f"cannot write: {reason}" if exc.errno in _WRITE_FAILURES else f"{type(exc).__name__}: {reason}"
+
+
+def _stdout_fails(exc: OSError) -> bool:
+    """Whether standard output is what refuses writes: a device that refuses even an empty write
+    (/dev/full), or a file on a disk with no space left."""
+    try:
+        fd = sys.stdout.fileno()
+        os.write(fd, b"")
+        if exc.errno == errno.ENOSPC and stat.S_ISREG(os.fstat(fd).st_mode):
+            return os.fstatvfs(fd).f_bavail == 0
+    except (OSError, ValueError, AttributeError):
+        return True
+    return False
+
+
+# errno values only a write gives (edgecls.atomic.WRITE_FAILURES, which predict's cold start does not import;
+# errno itself is loaded at Python's start-up)
+_WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def silence_stdout() -> None:
+    try:  # Python's own flush at exit must not complain either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def guarded(call: Callable[[], int]) -> None:
     """Run a command, turning the errors both paths share into one line and an exit code."""
     try:
         code = call()
+        sys.stdout.flush()  # here, not at exit: a full disk or /dev/full is then one line, not a traceback
     except EdgeclsError as exc:
         fail(str(exc), exc.exit_code)
     except Terminated as exc:
@@ -180,13 +220,12 @@ def guarded(call: Callable[[], int]) -> None:
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except BrokenPipeError:  # `edgecls info ... | head`: the reader has what it wanted
-        try:  # and Python's flush at exit must not complain either
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+        silence_stdout()
         raise SystemExit(0) from None
     except MemoryError:
         fail("out of memory", 1)
+    except OSError as exc:
+        fail(_os_error_line(exc), 1)
     except Exception as exc:  # anything unforeseen: one line, traceback only on request
         if os.environ.get("EDGECLS_DEBUG"):
             raise

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import write_text_atomic
+from edgecls.atomic import check_folder_writable, write_text_atomic
 
 # bench's test-set loaders (a run's test split with image ids; --data's): internal names, imported here only
 from edgecls.bench.inputs import data_test_set, run_test_set, split_paths
@@ -133,6 +133,7 @@ def _out_dir(out: Optional[str | Path], model: Path) -> Path:
     folder = Path(out) if out else Path("explain") / slug(model.stem if model.is_file() else model.name)
     if folder.exists() and not folder.is_dir():
         raise EdgeclsError(f"--out {folder} is a file, not a folder")
+    check_folder_writable("--out", folder, folder)  # read-only, or under a file: one line before any map is made
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
