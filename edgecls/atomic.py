@@ -7,7 +7,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
@@ -50,7 +50,13 @@ UMASK = _read_umask()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    """`text` as UTF-8. A file name's undecodable bytes in it (surrogate escapes) are written as the
+    text \\xNN, as edgecls prints them: the file stays UTF-8 for every reader."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").encode("utf-8")
+    return write_bytes_atomic(path, data)
 
 
 def check_new_dir(final: str | os.PathLike, force: bool = False) -> Path:
@@ -157,3 +163,69 @@ def check_folder_writable(option: str, target: Path, folder: Path) -> None:
             pass
     except OSError as exc:
         raise EdgeclsError(f"cannot write to {option} {target}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold an exclusive lock on `folder` (a flock on the folder itself: no lock file is left in it)
+    while a set of files is made for it: a second edgecls writing `what` there at the same time is
+    refused at once. The folder is made if missing, and removed again if this run leaves it empty.
+    The kernel drops the lock when the process ends, however it ends."""
+    import fcntl
+
+    folder = Path(folder)
+    made = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise EdgeclsError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EdgeclsError(f"another edgecls is writing {what} to {folder} right now: let it finish, or give "
+                               "another --out", exit_code=1) from None
+        try:
+            yield folder
+        finally:
+            if made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty: this run wrote nothing there
+    finally:
+        os.close(fd)
+
+
+def write_set(folder: str | os.PathLike, files: dict[str, bytes], previous: Iterable[str] = ()) -> list[Path]:
+    """Write a set of files that belong together (an export: models, labels.txt, its index last) so
+    that the folder holds the whole new set or the whole old one: every file is written and synced
+    under a staging folder first, then renamed into place, the index (the last name) last; then the
+    files of the `previous` set that this one does not have are removed. A failure while writing
+    leaves the old set untouched. Hold folder_lock around it when another process could write too."""
+    folder = Path(folder)
+    stale = [name for name in previous if name not in files and Path(name).name == name]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-{os.getpid()}-", dir=folder))
+    except OSError as exc:
+        raise EdgeclsError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    try:
+        for name, data in files.items():
+            try:
+                with open(staging / name, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as exc:  # a full disk: named as the file the user will look for
+                raise EdgeclsError(f"cannot write {folder / name}: {exc.strerror or exc}; the folder keeps what "
+                                   "it had", exit_code=1) from None
+        written = []
+        for name in files:  # renames in one folder: no space needed, nothing left half-written
+            os.replace(staging / name, folder / name)
+            written.append(folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+    return written

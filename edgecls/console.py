@@ -72,6 +72,8 @@ def predict(
     out, err = out or sys.stdout, err or sys.stderr
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
                             resize=resize, fit=fit)
+    if classifier.labels_note:
+        print(f"edgecls: warning: {clean_text(classifier.labels_note)}", file=err)
     stream = _some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
     started, total, failed = time.perf_counter(), 0, 0

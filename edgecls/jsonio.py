@@ -98,9 +98,17 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", limit: int = MAX
 
 
 def dumps(doc: Any, **options: Any) -> str:
-    """json.dumps that refuses NaN and infinities (they are not JSON): a ValueError naming where."""
+    """json.dumps that refuses NaN and infinities (they are not JSON): a ValueError naming where.
+    With ensure_ascii=False, a document holding a name that is not UTF-8 (a file name's undecodable
+    bytes) is written with \\u escapes instead, so that it can be written as UTF-8 and reads back."""
     try:
-        return json.dumps(doc, allow_nan=False, **options)
+        text = json.dumps(doc, allow_nan=False, **options)
     except ValueError:
         where = _first_bad(doc, "")
         raise ValueError(f"cannot write JSON: {where or 'a value is not JSON'}") from None
+    if options.get("ensure_ascii") is False:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(doc, allow_nan=False, **{**options, "ensure_ascii": True})
+    return text

@@ -22,7 +22,7 @@ from edgecls.files import read_capped
 from edgecls.jsonio import JSONValueError, parse_json
 from edgecls.provenance import sha256_file
 from edgecls.runtime.labels import read_labels
-from edgecls.tomlio import read_toml
+from edgecls.tomlio import path_from, read_toml
 
 # The files of a run directory (edgecls train writes them, export and bench read them).
 MODEL_FILE = "model.keras"
@@ -233,6 +233,8 @@ def open_run(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
         check_keras_file(path / MODEL_FILE)
     config = read_toml(path / CONFIG_FILE, "run configuration")
     train = config.get("train", {})
+    if isinstance(train, dict):
+        train = {**train, "data": path_from(train.get("data"))}  # a path that is not UTF-8, as written
     if not isinstance(train, dict) or not isinstance(train.get("data"), str):
         raise EdgeclsError(f"{path / CONFIG_FILE} has no [train] table naming the data")
     split_doc = _read_json(path / SPLIT_FILE)

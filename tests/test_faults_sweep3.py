@@ -220,6 +220,106 @@ def test_train_backbone_on_a_corrupt_file_writes_nothing(cli, tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tflite", "data"]
 
 
+# ============================================================================ 2: writing fails
+NOCAP = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
+
+
+def _limited(fsize: int):
+    """preexec_fn: writes past `fsize` bytes fail with EFBIG, as on a full disk (no root needed)."""
+    def apply() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    return apply
+
+
+def _run(argv, cwd: Path, stdout=subprocess.PIPE, prefix=(), **popen) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "-m", "edgecls", *map(str, argv)], cwd=cwd, stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=HANG, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "EDGECLS_CACHE": str(cwd / "cache")}, **popen)
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "--json", INT8, "IMG"], ["predict", "--csv", INT8, "IMG"], ["predict", INT8, "IMG"],
+    ["info", "--json", INT8], ["info", INT8], ["doctor", "--json"], ["bench", "compare", "REPORT"],
+    ["explain", INT8, "IMG", "--json", "--out", "OUT"],
+])
+def test_standard_output_on_dev_full_is_one_line(argv, tmp_path):
+    image = ROOT / "models" / "digits-seed" / "test-images" / "0" / "00012-000079.png"
+    report = ROOT / "models" / "digits-seed" / "report" / "bench.json"
+    argv = [{"IMG": image, "REPORT": report, "OUT": tmp_path / "ex"}.get(a, a) for a in argv]
+    with open("/dev/full", "w") as full:
+        done = _run(argv, tmp_path, stdout=full)
+    assert done.returncode == 1 and one_line(done.stderr) == \
+        "edgecls: error: cannot write to standard output: No space left on device"
+    assert "Exception ignored" not in done.stderr
+
+
+@pytest.mark.parametrize("argv, staged", [
+    (["train", "--backbone", INT8, "--data", "DATA", "--out", "OUT", "--quiet", "--epochs", "3"], True),
+    (["bench", INT8, "--data", "DATA", "--latency-only", "--runs", "2", "--no-memory", "--report", "OUT"], False),
+    (["explain", INT8, "DATA/c0/00.png", "--out", "OUT"], False),
+    (["data", "check", "DATA", "--report", "OUT"], False),
+])
+def test_a_full_disk_is_one_line_naming_what_could_not_be_written(argv, staged, tmp_path):
+    """RLIMIT_FSIZE stands in for a full disk (EFBIG where a disk gives ENOSPC): the same code path."""
+    data = two_classes(tmp_path / "data")
+    (tmp_path / "cache").mkdir()
+    warm = [{"DATA": data, "OUT": tmp_path / "warm"}.get(a, str(a).replace("DATA", str(data))) for a in argv]
+    assert _run(warm, tmp_path).returncode == 0  # the dataset cache is made without the limit
+    argv = [{"DATA": data, "OUT": tmp_path / "out"}.get(a, str(a).replace("DATA", str(data))) for a in argv]
+    done = _run(argv, tmp_path, preexec_fn=_limited(20_000))
+    line = one_line(done.stderr)
+    assert done.returncode == 1 and "File too large" in line and "out" in line, line
+    if staged:
+        assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="a real full disk needs root (tmpfs)")
+def test_a_real_full_disk_under_train_leaves_nothing(tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(full)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        data = two_classes(tmp_path / "data")
+        done = _run(["train", "--backbone", INT8, "--data", data, "--out", full / "run", "--quiet", "--epochs", "3"],
+                    tmp_path)
+        line = one_line(done.stderr)
+        assert done.returncode == 1 and "No space left on device" in line and "full/run" in line
+        assert list(full.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(full)])
+
+
+@pytest.mark.parametrize("argv", [
+    ["explain", INT8, "IMG", "--out", "RO/ex"],
+    ["explain", INT8, "IMG", "--out", "FILE/ex"],
+    ["train", "--backbone", INT8, "--data", "DATA", "--out", "RO/run"],
+    ["train", "--out", "FILE/run"],
+    ["bench", INT8, "--data", "DATA", "--latency-only", "--report", "RO/rep"],
+    ["data", "check", "DATA", "--report", "FILE/dc"],
+    ["data", "check", "DATA", "--review", "RO/rv"],
+])
+def test_an_unwritable_output_is_refused_before_any_work(argv, tmp_path):
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("root writes into read-only folders and setpriv is missing")
+    image = ROOT / "models" / "digits-seed" / "test-images" / "0" / "00012-000079.png"
+    data = two_classes(tmp_path / "data")
+    (tmp_path / "ro").mkdir(mode=0o555)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "cache").mkdir(mode=0o777)
+    values = {"IMG": image, "DATA": data}
+    argv = [values.get(a, str(a).replace("RO/", f"{tmp_path}/ro/").replace("FILE/", f"{tmp_path}/afile/"))
+            for a in argv]
+    started = time.perf_counter()
+    done = _run(argv, tmp_path, prefix=NOCAP)
+    line = one_line(done.stderr)
+    assert done.returncode == 2 and ("Permission denied" in line or "afile is a file" in line), line
+    assert time.perf_counter() - started < HANG / 2 and list((tmp_path / "ro").iterdir()) == []
+
+
 # ============================================================================ 3: unbounded work from small input
 def _numeric_options():
     """(command path, option) for every int or float option of every edgecls command."""

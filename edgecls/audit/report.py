@@ -5,7 +5,6 @@ finding; the user's files are never moved or edited).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 from PIL import Image
 
-from edgecls import __version__
+from edgecls import __version__, jsonio
 from edgecls.atomic import check_folder_writable, write_text_atomic
 from edgecls.audit import duplicates as dup
 from edgecls.audit import facts as facts_module
@@ -261,7 +260,7 @@ def write(check: Check, doc: dict[str, Any], folder: Path, max_pages: int) -> li
         files += write_sheets(sheet, folder, max_pages if sheet.name != "near-misses" else min(1, max_pages))
     doc["contact_sheets"] = [f.name for f in files]
     files.append(write_text_atomic(folder / MARKDOWN_NAME, markdown(doc, files)))
-    files.append(write_text_atomic(folder / JSON_NAME, json.dumps(doc, indent=1, default=_plain) + "\n"))
+    files.append(write_text_atomic(folder / JSON_NAME, jsonio.dumps(doc, indent=1, default=_plain) + "\n"))
     return files
 
 

@@ -14,7 +14,6 @@ on a device, bench with `--data` pointing at the folder `--save-test-images` wro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecls import jsonio
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
 from edgecls.jsonio import JSONValueError, parse_json
@@ -354,7 +354,7 @@ def save_test_images(test: TestSet, folder: Path) -> Path:
             info = PngInfo()
             info.add_text("edgecls-test-image", f"{test.source}:{image_id}")
             image.save(target / f"{position:05d}-{stem}.png", pnginfo=info)
-        (tmp / SAVED_TEST_IMAGES).write_text(json.dumps({
+        (tmp / SAVED_TEST_IMAGES).write_text(jsonio.dumps({
             "format": SAVED_FORMAT, "source": test.source, "run": test.run, "part": test.part,
             "images": int(len(test.labels)), "classes": test.class_names}, indent=1) + "\n", encoding="utf-8")
     return folder

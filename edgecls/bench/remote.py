@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls import jsonio
 from edgecls.bench.results import BenchReport, RemoteRun
 from edgecls.errors import EdgeclsError
 from edgecls.files import FileTooLargeError, read_capped
@@ -279,7 +280,7 @@ def stage_inputs(models: list[Any], test: Any, folder: Path, with_data: bool = T
             target = data / str(image_id)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-        (data / SAVED_TEST_IMAGES).write_text(json.dumps({
+        (data / SAVED_TEST_IMAGES).write_text(jsonio.dumps({
             "format": SAVED_FORMAT, "source": test.source, "run": test.run, "part": test.part,
             "images": int(len(test.labels)), "classes": test.class_names}, indent=1) + "\n", encoding="utf-8")
         return names, None
@@ -597,7 +598,7 @@ def bench_remote(options: Any, log: Callable[[str], None] = print) -> BenchRepor
         if options.json_path is not None:
             from edgecls.atomic import write_text_atomic
 
-            write_text_atomic(options.json_path, json.dumps(merged, indent=1, ensure_ascii=False) + "\n")
+            write_text_atomic(options.json_path, jsonio.dumps(merged, indent=1, ensure_ascii=False) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _show(report, outcomes, merged, options.report_dir)

@@ -7,12 +7,12 @@ renderers show after the main one.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls import jsonio
 from edgecls.atomic import check_folder_writable, write_text_atomic
 from edgecls.bench.results import BenchReport, ModelResult, Section
 from edgecls.console import (
@@ -300,11 +300,13 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
         written += [report_dir / name for name in plots]
         written.append(write_text_atomic(report_dir / MARKDOWN_NAME, markdown(report, plots)))
         written.append(write_text_atomic(report_dir / JSON_NAME, json_text(report)))
-    if json_path is not None:
+    same = report_dir is not None and json_path is not None and \
+        Path(json_path).resolve() == (Path(report_dir) / JSON_NAME).resolve()
+    if json_path is not None and not same:  # --json naming the report's own bench.json: written once
         written.append(write_text_atomic(json_path, json_text(report)))
     return written
 
 
 def json_text(report: BenchReport) -> str:
     """bench.json's text: the report's to_json(), one key a line."""
-    return json.dumps(report.to_json(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    return jsonio.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n"

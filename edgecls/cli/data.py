@@ -3,12 +3,12 @@ outliers, odd files); numpy, Pillow and LiteRT only, so it runs on a device inst
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from edgecls import jsonio
 from edgecls.cli.common import Threads, Typer, to_stderr
 
 app = Typer(no_args_is_help=True, help="Audit a dataset before training on it.",
@@ -48,6 +48,6 @@ def check(
                            review=str(review) if review else None, threads=threads, seed=seed, max_pages=max_pages)
     result = run_check(options, log=to_stderr, progress=not json_out)
     if json_out:
-        typer.echo(json.dumps(result.document, indent=1))
+        typer.echo(jsonio.dumps(result.document, indent=1))
     else:
         typer.echo("\n".join(result.summary()))

@@ -7,7 +7,6 @@ directory) and `--dataset` load the Keras model.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from edgecls import jsonio
 from edgecls.atomic import check_folder_writable, write_text_atomic
 
 # bench's test-set loaders (a run's test split with image ids; --data's): internal names, imported here only
@@ -28,6 +28,7 @@ from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, Di
 from edgecls.explain.occlusion import SaliencyMap, device_map
 from edgecls.explain.render import Panel, overlay_png, pyplot, sheet_png, short, slug, top3_lines
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
+from edgecls.runtime.labels import printable
 
 # expand_images (files, folders, globs -> paths or error Predictions): an internal runtime name, imported here only.
 from edgecls.runtime.sources import expand_images
@@ -66,6 +67,7 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
     mapper = _mapper(Path(model), options)
     out = _out_dir(options.out, Path(model))
     rows: list[dict[str, Any]] = []
+    used: set[str] = set()  # two inputs (a/x.png, b/x.png) must never write the same PNG
     for source in expand_images(images):
         if isinstance(source, Prediction):
             rows.append({"image": str(source.source), "error": source.error})
@@ -76,8 +78,8 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
             rows.append({"image": str(source), "error": str(exc)})
             continue
         smap = mapper.map(pixels)
-        name = f"{slug(Path(source).stem)}-{smap.method}.png"
-        overlay_png(pixels, smap, out / name, title=f"{Path(source).name} — {mapper.name}")
+        name = _unique(f"{slug(Path(source).stem)}-{smap.method}", used)
+        overlay_png(pixels, smap, out / name, title=f"{printable(Path(source).name)} — {mapper.name}")
         rows.append({"image": str(source), "png": str(out / name), **smap.summary()})
         log(f"{Path(source).name}: {smap.label} ({smap.top[0].score:.3f}) -> {out / name}")
     if not rows:
@@ -88,7 +90,7 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
         summary["note"] = ("matplotlib is not installed: the PNGs show the image and its map only (no colour bar, "
                            "no labels); pip install matplotlib for the full figures")
         log(f"note: {summary['note']}")
-    write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(out / SUMMARY_NAME, jsonio.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     summary["summary_file"] = str(out / SUMMARY_NAME)
     return summary
 
@@ -127,6 +129,16 @@ def _mapper(model: Path, options: ExplainOptions) -> _Mapper:
     settings["fill"] = options.fill
     return _Mapper(clf.path.name, method, clf.preprocess,
                    lambda pixels: device_map(clf, pixels, method, options.target, options.progress, **settings))
+
+
+def _unique(stem: str, used: set[str]) -> str:
+    """stem.png, or stem-2.png, stem-3.png ... when an earlier input of this run took the name."""
+    name, n = f"{stem}.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}.png"
+    used.add(name)
+    return name
 
 
 def _out_dir(out: Optional[str | Path], model: Path) -> Path:
@@ -183,7 +195,7 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
                       column_titles=["image", "map: predicted class", "map: true class"])
     summary = {"run": str(run_dir), "method": "gradcam", "test_images": int(len(images)),
                "wrong": int(np.sum(probabilities.argmax(1) != labels)), "worst": rows, "sheet": str(out / sheet)}
-    write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(out / SUMMARY_NAME, jsonio.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     summary["summary_file"] = str(out / SUMMARY_NAME)
     return summary
 
@@ -424,7 +436,7 @@ def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[
             raise EdgeclsError("give MODEL (a .tflite or a run directory) and IMAGES, or --dataset RUN")
         summary = explain_images(model, images, options, log=log)
     if as_json:
-        print(json.dumps(summary, indent=1, ensure_ascii=False))
+        print(jsonio.dumps(summary, indent=1, ensure_ascii=False))
     else:
         _print_summary(summary)
     return 1 if summary.get("failed") else 0

@@ -13,7 +13,6 @@ written to a temporary name and renamed.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import check_folder_writable, private_tempdir, write_bytes_atomic, write_text_atomic
+from edgecls import jsonio
+from edgecls.atomic import check_folder_writable, folder_lock, private_tempdir, write_set
 from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
@@ -33,6 +33,7 @@ from edgecls.export.modes import (
     made_by_litert,
 )
 from edgecls.export.report import build_metadata, build_report
+from edgecls.files import read_capped
 from edgecls.parsing import split_list
 from edgecls.provenance import sha256_bytes
 from edgecls.rundir import (
@@ -158,6 +159,11 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     validate_options(options)
     out = Path(options.out) if options.out else default_out(source)
     check_output_dir(out)
+    with folder_lock(out, "an export"):  # a second export of this run at once is refused, not interleaved
+        return _export(source, options, out, log)
+
+
+def _export(source: RunDir, options: ExportOptions, out: Path, log: Callable[[str], None]) -> ExportResult:
     # The run's own verdict first (no TensorFlow needed); a bare .keras file is judged below.
     refuse_useless(source.training_metrics(), options.force, source.name, log)
     require_tensorflow("edgecls export")
@@ -195,11 +201,21 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     result.report = build_report(source, options, result, calibration, sha)
     if failing and not options.force:
         return result
-    for variant, content in files.items():
-        result.written.append(write_bytes_atomic(out / model_file_name(variant), content))
-    result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
-    result.written.append(write_text_atomic(out / EXPORT_REPORT, json.dumps(result.report, indent=1) + "\n"))
+    # The whole set, export.json last, in place of the previous export's (its files this one lacks removed)
+    result.written += write_set(out, {**{model_file_name(v): content for v, content in files.items()},
+                                      LABELS_FILE: labels_text(source.labels).encode("utf-8"),
+                                      EXPORT_REPORT: (jsonio.dumps(result.report, indent=1) + "\n").encode("utf-8")},
+                                listed_models(out / EXPORT_REPORT))
     return result
+
+
+def listed_models(index: Path) -> list[str]:
+    """The model files an export.json lists (none when it is missing or unreadable)."""
+    try:
+        doc = jsonio.parse_json(read_capped(index, jsonio.MAX_JSON_BYTES))
+        return [m["file"] for m in doc["models"] if isinstance(m.get("file"), str)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float, str]:

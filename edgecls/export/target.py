@@ -17,7 +17,6 @@ labelled as such; `user@host` is measured on that device over SSH (edgecls.bench
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import tempfile
 import time
@@ -28,7 +27,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import write_bytes_atomic, write_text_atomic
+from edgecls import jsonio
+from edgecls.atomic import folder_lock, write_set
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.bench.results import Latency
 from edgecls.bounds import check_bound
@@ -42,6 +42,7 @@ from edgecls.export.modes import (
     DEFAULT_RUNS,
     QUANTIZERS,
 )
+from edgecls.files import read_capped
 from edgecls.parsing import split_list
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES, EXPORT_FORMAT, LABELS_FILE, RunDir, keras_probabilities
 
@@ -297,13 +298,21 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
     """Build, score and time every candidate, choose, then score the chosen one on test and write.
 
     `extra` candidates (tests, experiments) are tried after the built-in ones."""
-    from edgecls.export.job import check_output_dir, default_out, validation_reference
+    from edgecls.export.job import check_output_dir, default_out
 
     started = time.perf_counter()
     chosen_candidates = validate(options) + list(extra)
     target = resolve_target(options.target)
     out = Path(options.out) if options.out else default_out(source).with_name(f"target-{target.slug}")
     check_output_dir(out)
+    with folder_lock(out, "an export --target"):  # a second search into this folder at once is refused
+        return _search(source, options, target, chosen_candidates, out, started, log)
+
+
+def _search(source: RunDir, options: TargetOptions, target: Target, chosen_candidates: list[Candidate], out: Path,
+            started: float, log: Callable[[str], None]) -> TargetResult:
+    from edgecls.export.job import validation_reference
+
     require_tensorflow("edgecls export --target")
 
     model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
@@ -563,8 +572,6 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
     metadata = {**read_metadata(chosen.content), "decision": doc}
     content = embed_metadata(chosen.converted.content, metadata)
     out = result.out_dir
-    result.written.append(write_bytes_atomic(out / CHOSEN_FILE, content))
-    result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
     m = chosen.check
     result.report = {
         "format": EXPORT_FORMAT, "created": created_timestamp(), "source": source_info(source, sha),
@@ -580,11 +587,15 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
         "candidates": [r.to_json() for r in result.rows],
         "seconds": round(result.seconds, 1),
     }
-    result.written.append(write_text_atomic(out / "export.json", json.dumps(result.report, indent=1) + "\n"))
+    from edgecls.export.job import listed_models
     from edgecls.export.target_report import plot_pareto
 
-    plotted = plot_pareto(result, options.max_drop, out / PLOT_FILE)
-    if plotted is not None:
-        result.written.append(plotted)
-    else:
-        log("plot skipped: matplotlib is not installed")
+    files = {CHOSEN_FILE: content, LABELS_FILE: labels_text(source.labels).encode("utf-8")}
+    with tempfile.TemporaryDirectory(prefix="edgecls-target-plot-") as scratch:  # drawn before a file is written
+        plotted = plot_pareto(result, options.max_drop, Path(scratch) / PLOT_FILE)
+        if plotted is not None:
+            files[PLOT_FILE] = read_capped(plotted, 1 << 30)
+        else:
+            log("plot skipped: matplotlib is not installed")
+    files["export.json"] = (jsonio.dumps(result.report, indent=1) + "\n").encode("utf-8")  # the index, last
+    result.written += write_set(out, files, [*listed_models(out / "export.json"), PLOT_FILE])

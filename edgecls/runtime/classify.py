@@ -38,6 +38,7 @@ from edgecls.runtime.model import (
     per_tensor,
     read_model_bytes,
     resolve_labels,
+    unique_labels,
 )
 from edgecls.runtime.preprocess import ImageError, ImageSource, load_image
 from edgecls.runtime.quant import (
@@ -125,7 +126,10 @@ class Classifier:
                                     self.path.name)
         self.num_classes = int(out["shape"][-1])
         self.input_spec = input_spec(inp, self.metadata, self.path.name, input_range, resize, fit)
-        self.labels, self.labels_source = resolve_labels(labels, self.metadata, self.path, self.num_classes)
+        found, self.labels_source = resolve_labels(labels, self.metadata, self.path, self.num_classes)
+        # Repeated names (a labels file with 'a' ten times; ImageNet's two 'crane's) get their index:
+        # an answer must say which class it is. labels_note says so (predict prints it).
+        self.labels, self.labels_note = unique_labels(found, self.labels_source)
         self.output_kind = output_kind(self.interpreter, out["index"], self.metadata)
         # A model exported with a dynamic batch dimension (shape_signature -1) takes whole batches.
         self.max_batch = MAX_BATCH if int(inp["shape_signature"][0]) == -1 else 1

@@ -173,7 +173,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def embed_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:
     """Return the model with `metadata` stored (or replaced) under METADATA_NAME."""
-    raw = json.dumps(metadata, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    raw = json.dumps(metadata, separators=(",", ":"), sort_keys=True, allow_nan=False).encode("utf-8")
     if len(raw) > MAX_METADATA_BYTES:
         raise EdgeclsError(f"metadata is {len(raw)} bytes, over the {MAX_METADATA_BYTES} limit")
     return embed_metadata_bytes(model_bytes, raw)

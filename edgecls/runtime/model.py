@@ -223,3 +223,19 @@ def resolve_labels(
                     "put a first line 'background' in the labels file")
         raise ModelFileError(f"{source}: {len(found)} labels but the model has {num_classes} classes{hint}")
     return found, source
+
+
+def unique_labels(labels: list[str], source: str) -> tuple[list[str], str | None]:
+    """The class names with every repeated one told apart by its index ('crane (134)', 'crane (517)':
+    ImageNet names two classes so), and a sentence saying so; else the names as they are and None."""
+    if len(set(labels)) == len(labels):  # the usual case, one set: cheap for a thousand names
+        return labels, None
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    repeated = [label for label, n in counts.items() if n > 1]
+    named = [f"{label} ({i})" if counts[label] > 1 else label for i, label in enumerate(labels)]
+    shown = ", ".join(f"{label!r} {counts[label]} times" for label in repeated[:3])
+    more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+    return named, (f"{source} repeats {shown}{more}: those classes are named with their index, "
+                   f"e.g. {named[labels.index(repeated[0])]!r}")

@@ -7,7 +7,6 @@ curves.png and metrics.json. It is written to a temporary folder and renamed at 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from edgecls import jsonio
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset
@@ -187,9 +187,9 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         model.save(tmp / MODEL_FILE)
         (tmp / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
         (tmp / CONFIG_FILE).write_text(to_toml(options_table(resolved), run_versions()), encoding="utf-8")
-        (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
+        (tmp / SPLIT_FILE).write_text(jsonio.dumps(split.to_json(dataset, options.seed,
                                                                  (options.val_fraction, options.test_fraction))))
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+        (tmp / METRICS_FILE).write_text(jsonio.dumps(metrics, indent=1))
         plot_history(history, tmp / CURVES_FILE, metrics["best_epoch"])
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics,
                        options.data)

@@ -15,7 +15,7 @@ from edgecls.bounds import check_bound
 from edgecls.data import DEDUPE_MODES
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import split_list
-from edgecls.tomlio import read_toml
+from edgecls.tomlio import path_from, read_toml, toml_text
 
 # keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
 KERAS_BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
@@ -118,6 +118,7 @@ def read_config(path: Path) -> dict[str, Any]:
         raise EdgeclsError(f"config file {path}: train must be a table ([train]), got {type(raw).__name__}")
     values: dict[str, Any] = {}
     for key, value in raw.items():
+        value = path_from(value)  # a path that is not UTF-8, as config.toml writes it
         name = key.replace("-", "_")
         if name not in _TYPES:
             if isinstance(value, dict):  # other tables (e.g. [versions] written back by a run)
@@ -201,25 +202,15 @@ def _validate_backbone(o: TrainOptions) -> None:
         check_bound("--fine-tune-lr", o.fine_tune_lr)
 
 
-def to_toml(table: dict[str, Any], versions: dict[str, str] | None = None) -> str:
-    """A small TOML writer for flat option tables (tomllib reads; the stdlib has no writer)."""
-    lines = ["# edgecls train options, resolved (edgecls train --config this-file reproduces the run)", "[train]"]
-    for key, value in table.items():
-        if value is None:
-            continue
-        lines.append(f"{key} = {_toml_value(value)}")
-    if versions:
-        lines += ["", "[versions]"] + [f"{k} = {_toml_value(v)}" for k, v in versions.items()]
-    return "\n".join(lines) + "\n"
+CONFIG_COMMENT = "edgecls train options, resolved (edgecls train --config this-file reproduces the run)"
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+def to_toml(table: dict[str, Any], versions: dict[str, str] | None = None,
+            extra: dict[str, dict[str, Any]] | None = None) -> str:
+    """config.toml: [train] (the options), [versions], then `extra` tables; written by tomli-w, so any
+    path or name reads back as it was (tomlio.toml_text)."""
+    return toml_text({"train": table, **({"versions": versions} if versions else {}), **(extra or {})},
+                     CONFIG_COMMENT)
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import platform
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecls import jsonio
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.bounds import check_bound
@@ -255,10 +255,10 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         if plot_history(curves, tmp / CURVES_FILE) is None:
             notes.append(f"{CURVES_FILE} not drawn: matplotlib is not installed here (pip install matplotlib)")
         (tmp / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
-        (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
+        (tmp / SPLIT_FILE).write_text(jsonio.dumps(split.to_json(dataset, options.seed,
                                                                (options.val_fraction, options.test_fraction))))
         (tmp / CONFIG_FILE).write_text(_config_toml(options, dataset, out, h), encoding="utf-8")
-        (tmp / TRANSFER_FILE).write_text(json.dumps({
+        (tmp / TRANSFER_FILE).write_text(jsonio.dumps({
             "format": TRANSFER_FORMAT, "backbone": metadata_source["backbone"],
             "head": {"kind": options.head, "hidden": options.hidden if options.head == "mlp" else None,
                      "layers": [list(wt.shape) for wt, _ in head.layers]},
@@ -268,8 +268,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         }, indent=1), encoding="utf-8")
         metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
         metrics["notes"] = notes
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
-        (export_dir / EXPORT_REPORT).write_text(json.dumps(_export_report(model_path, mode, check, metadata_source),
+        (tmp / METRICS_FILE).write_text(jsonio.dumps(metrics, indent=1))
+        (export_dir / EXPORT_REPORT).write_text(jsonio.dumps(_export_report(model_path, mode, check, metadata_source),
                                                            indent=1))
     for note in notes:
         log(note)
@@ -415,9 +415,7 @@ def _config_toml(o: TransferOptions, dataset, out: Path, size: int) -> str:
              "test_fraction": o.test_fraction, "seed": o.seed, "dedupe": o.dedupe}
     extra = {"backbone": str(Path(o.backbone).resolve()), "embedding_tensor": o.embedding_tensor, "head": o.head,
              "hidden": o.hidden, "views": o.views, "l2": o.l2}  # l2 None: chosen on val (metrics.json)
-    # [transfer] is ignored by `--config` (it reads [train]); json.dumps gives valid TOML scalars here.
-    lines = ["", "[transfer]"] + [f"{k} = {json.dumps(v)}" for k, v in extra.items() if v is not None]
-    return to_toml(table, _versions()) + "\n".join(lines) + "\n"
+    return to_toml(table, _versions(), {"transfer": extra})  # [transfer] is ignored by `--config` (it reads [train])
 
 
 def _write_history(head: Head, path: Path) -> None:
