@@ -245,14 +245,18 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[
 def _csv_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
     import csv
 
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["file", "rank", "index", "label", "score", "error"])
+    plain = csv.writer(out, lineterminator="\n")
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)  # csv leaves a lone \r unquoted otherwise
+    plain.writerow(["file", "rank", "index", "label", "score", "error"])
+
+    def row(values: list[Any]) -> None:
+        (quoted if any("\r" in str(v) for v in values) else plain).writerow(values)
 
     def write(prediction: Prediction) -> None:
         if prediction.error:
-            writer.writerow([_name(prediction), "", "", "", "", _reason(prediction)])
+            row([_name(prediction), "", "", "", "", _reason(prediction)])
         for rank, c in enumerate(prediction.classes, 1):
-            writer.writerow([_name(prediction), rank, c.index, c.label, f"{c.score:.6f}", ""])
+            row([_name(prediction), rank, c.index, printable(c.label), f"{c.score:.6f}", ""])
 
     return write
 

@@ -589,6 +589,241 @@ def test_a_schema_range_check_does_not_pass_nan():
     assert any("top1" in problem and "finite" in problem for problem in errors(doc))
 
 
+# ============================================================================ 5: output sets half-written or mixed
+def test_a_second_writer_of_one_folder_is_refused_at_once_and_the_first_keeps_it(tmp_path):
+    from edgecls.atomic import folder_lock
+
+    out = tmp_path / "export"
+    with folder_lock(out, "an export"):
+        script = ("import sys; from edgecls.atomic import folder_lock\n"
+                  "with folder_lock(sys.argv[1], 'an export'): print('got it')")
+        done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True,
+                              timeout=HANG, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 1 and "another edgecls is writing an export" in done.stderr
+    assert not out.exists()  # made for the run, left empty: removed
+    with folder_lock(out, "an export"):  # free again once the holder is done
+        (out / "x").write_text("x")
+    assert (out / "x").is_file()
+
+
+def test_a_set_is_written_whole_or_not_at_all_and_replaces_the_previous_one(tmp_path):
+    from edgecls.atomic import write_set
+
+    out = tmp_path / "export"
+    write_set(out, {"model_float32.tflite": b"f", "model_int8.tflite": b"i", "export.json": b"{}"})
+    (out / "mine.txt").write_text("a file of the user's")
+    write_set(out, {"model_int8.tflite": b"I", "export.json": b"{2}"}, ["model_float32.tflite", "model_int8.tflite"])
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "mine.txt", "model_int8.tflite"]
+    assert (out / "model_int8.tflite").read_bytes() == b"I"
+
+    with pytest.raises(TypeError):  # a failure while the set is written: the old set is untouched
+        write_set(out, {"model_int8.tflite": b"new", "export.json": object()}, ["model_int8.tflite"])
+    assert (out / "model_int8.tflite").read_bytes() == b"I" and (out / "export.json").read_bytes() == b"{2}"
+    assert not list(out.glob(".*partial*"))
+
+
+def test_a_full_disk_while_a_set_is_written_keeps_the_old_set(tmp_path):
+    script = ("import sys, resource, signal; from edgecls.atomic import write_set\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))\n"
+              "write_set(sys.argv[1], {'model_int8.tflite': b'x' * 500, 'big.tflite': b'y' * 5000, "
+              "'export.json': b'{}'}, ['old.tflite'])")
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "old.tflite").write_bytes(b"old")
+    (out / "export.json").write_bytes(b"{old}")
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=HANG,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1 and "cannot write" in done.stderr and "big.tflite" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "old.tflite"]
+    assert (out / "export.json").read_bytes() == b"{old}"
+
+
+@pytest.mark.parametrize("names, shown", [
+    (["a"] * 10, ["a (0)", "a (1)"]),
+    (["crane", "cat", "crane", "dog"], ["crane (0)", "cat", "crane (2)", "dog"]),
+])
+def test_repeated_class_names_are_told_apart_and_said(names, shown, tmp_path):
+    from edgecls.runtime import Classifier
+    from edgecls.runtime.model import unique_labels
+
+    labels, note = unique_labels(names, "labels.txt")
+    assert labels[:len(shown)] == shown and len(set(labels)) == len(labels) and "repeats" in note
+    assert unique_labels(["a", "b"], "x") == (["a", "b"], None)
+    path = tmp_path / "labels.txt"
+    path.write_text("".join(f"{n}\n" for n in (names * 10)[:10]))
+    classifier = Classifier(INT8, labels=path)
+    assert len(set(classifier.labels)) == 10 and "repeats" in classifier.labels_note
+
+
+def test_repeated_labels_are_never_written(tmp_path):
+    from edgecls.runtime.labels import labels_text
+
+    with pytest.raises(EdgeclsError, match="'a' is given to 2 classes"):
+        labels_text(["a", "b", "a"])
+
+
+def test_two_inputs_of_one_name_get_two_outputs(cli, tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "x.png").write_bytes(digit_png(3 if sub == "a" else 6, 1))
+    result = cli("explain", INT8, tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--out", tmp_path / "ex",
+                 "--json")
+    summary = json.loads(result.out)
+    pngs = [row["png"] for row in summary["images"]]
+    assert result.code == 0 and len(set(pngs)) == 2 and all(Path(p).is_file() for p in pngs)
+
+
+def test_json_named_as_the_reports_own_is_written_once(cli, tmp_path):
+    report = ROOT / "models" / "digits-seed" / "report" / "bench.json"
+    result = cli("bench", "compare", report, "--report", tmp_path / "cmp", "--json", tmp_path / "cmp" / "compare.json")
+    assert result.code == 0 and result.out.count("compare.json") == 1
+
+
+@pytest.mark.slow
+def test_two_concurrent_exports_of_one_run_leave_one_whole_set(make_digits_run, tmp_path):
+    import hashlib
+
+    run = tmp_path / "run"
+    shutil.copytree(make_digits_run(1, 0), run)
+    procs = [edgecls_command("export", run, *extra, cwd=tmp_path) for extra in ((), ("--quant", "int8"))]
+    outs = [p.communicate(timeout=HANG * 5) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 1], outs
+    assert any("another edgecls is writing an export" in err for _, err in outs)
+    index = json.loads((run / "export" / "export.json").read_text())
+    listed = {m["file"]: m["sha256"] for m in index["models"]}
+    present = {p.name for p in (run / "export").glob("*.tflite")}
+    assert present == set(listed)
+    assert all(hashlib.sha256((run / "export" / f).read_bytes()).hexdigest() == d for f, d in listed.items())
+
+
+# ============================================================================ 6: what we write, we read back
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Names as users make them: quotes, backslashes, '#', '=', brackets, leading dashes, control characters,
+# any Unicode, and bytes that are not UTF-8 (a Latin-1 folder name arrives as surrogate escapes).
+_TRICKY = st.sampled_from(['"', "'", "\\", "#", "=", "[", "]", "{", "|", "*", ",", "-", "--", " ", "\t", "\n", "\r",
+                           "\x1b[31m", "\u202e", "é", "猫", "\x00", "\udcff", "\udce9"])
+NAMES = st.lists(st.one_of(_TRICKY, st.text(max_size=4)), min_size=1, max_size=8).map("".join)
+FOLDER_NAMES = st.lists(st.one_of(st.sampled_from(['"', "'", "\\", "#", "=", "[", "|", "*", "-", " x", "é",
+                                                    "\udcff", "\udce9", "a"]),
+                                  st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=3)),
+                        min_size=1, max_size=6).map("".join).filter(
+    lambda n: n.strip() == n and n not in (".", "..") and n and "/" not in n and not n.startswith(".")
+    and len(os.fsencode(n)) < 100)
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@PROPERTY
+@given(data=NAMES, out=NAMES, tensor=NAMES)
+def test_config_toml_reads_back_whatever_the_paths(data, out, tensor):
+    from edgecls.tomlio import path_from, toml_text
+    from edgecls.train.options import read_config, to_toml
+
+    text = to_toml({"data": data, "out": out, "epochs": 3, "lr": 0.001},
+                   {"python": "3.11"}, {"transfer": {"embedding_tensor": tensor, "backbone": data}})
+    text.encode("utf-8")  # always writable as UTF-8
+    import tomllib
+
+    doc = tomllib.loads(text)
+    assert path_from(doc["train"]["data"]) == data and path_from(doc["transfer"]["backbone"]) == data
+    assert path_from(doc["transfer"]["embedding_tensor"]) == tensor
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.toml"
+        path.write_text(text, encoding="utf-8")
+        values = read_config(path)  # the next command's reader: edgecls train --config
+    assert values["data"] == data and values["out"] == out and values["epochs"] == 3
+    assert toml_text({"t": {"k": data}}).encode("utf-8")
+
+
+@PROPERTY
+@given(name=NAMES, other=NAMES)
+def test_json_files_read_back_whatever_the_names(name, other, tmp_path):
+    from edgecls import jsonio
+    from edgecls.atomic import write_text_atomic
+
+    doc = {"image": name, "labels": [name, other], name.replace("\udcff", "") or "k": other}
+    for ascii_only in (True, False):
+        path = write_text_atomic(tmp_path / "x.json", jsonio.dumps(doc, ensure_ascii=ascii_only))
+        assert jsonio.read_json(path, "test") == doc
+
+
+@PROPERTY
+@given(names=st.lists(NAMES, min_size=1, max_size=6))
+def test_labels_files_read_back_or_are_refused_with_a_reason(names):
+    from edgecls.runtime.labels import labels_text, parse_labels
+
+    try:
+        text = labels_text(names)
+    except EdgeclsError as exc:
+        assert "labels.txt" in str(exc) or "unique" in str(exc)
+        return
+    text.encode("utf-8")
+    assert parse_labels(text) == names
+
+
+@PROPERTY
+@given(name=NAMES, other=NAMES)
+def test_csv_rows_read_back_whatever_the_file_names(name, other):
+    from edgecls.console import _csv_writer
+    from edgecls.runtime.classify import Class, Prediction
+    from edgecls.runtime.labels import printable
+
+    out = io.StringIO()
+    write = _csv_writer(out, None, 1)
+    write(Prediction(name, (Class(1, other, 0.5),)))
+    write(Prediction(other, error=f"bad: {name}"))
+    out.getvalue().encode("utf-8")
+    rows = list(csv.reader(io.StringIO(out.getvalue())))
+    assert rows[1][0] == printable(name) and rows[1][3] == printable(other) and rows[2][0] == printable(other)
+    assert rows[2][5] == printable(f"bad: {name}")
+
+
+@PROPERTY
+@given(cells=st.lists(NAMES, min_size=1, max_size=5))
+def test_markdown_tables_keep_their_columns_whatever_the_cells(cells):
+    from edgecls.bench.report import md_table
+
+    lines = md_table([f"c{i}" for i in range(len(cells))], [cells])
+    assert len(lines) == 3 and all("\n" not in line for line in lines)
+    for line in lines:  # a | that is not escaped (an odd run of backslashes before it) separates cells
+        separators = [i for i, ch in enumerate(line) if ch == "|"
+                      and (len(line[:i]) - len(line[:i].rstrip("\\"))) % 2 == 0]
+        assert len(separators) == len(cells) + 1, line
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(FOLDER_NAMES, min_size=2, max_size=2, unique_by=lambda n: n.encode("utf-8", "surrogateescape")
+                      .decode("utf-8", "backslashreplace")), data_name=FOLDER_NAMES)
+@pytest.mark.slow
+def test_the_pipeline_works_on_what_it_wrote_whatever_the_names(names, data_name, tmp_path_factory):
+    """train --backbone on class folders and a data folder of generated names, then predict, bench and data check
+    on what train wrote: every file edgecls writes is read back by the next command."""
+    work = tmp_path_factory.mktemp("pipeline")
+    data = work / data_name
+    two_classes(data, names=tuple(names))
+    run = work / f"run {data_name}"
+
+    def edgecls(*argv) -> int:
+        done = subprocess.run([sys.executable, "-m", "edgecls", *map(str, argv)], capture_output=True,
+                              timeout=HANG * 2, cwd=work, errors="surrogateescape", text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "EDGECLS_CACHE": str(work / "cache")})
+        assert done.returncode == 0, (argv, done.stderr[-2000:])
+        return done
+
+    edgecls("train", "--backbone", INT8, "--data", data, "--out", run, "--quiet", "--epochs", "3", "--force")
+    model = run / "export" / "model_int8.tflite"
+    rows = edgecls("predict", "--json", model, data).stdout.splitlines()
+    from edgecls.runtime.labels import printable
+
+    assert {c["label"] for row in rows for c in json.loads(row)["classes"]} <= {printable(n) for n in names}
+    edgecls("bench", run, "--no-memory", "--runs", "2")
+    edgecls("data", "check", run, "--report", work / "dc")
+
+
 # ============================================================================ 7: cheap checks, the real cause
 def test_export_target_refuses_a_bad_host_before_any_conversion():
     from edgecls.export.target import resolve_target

@@ -243,7 +243,9 @@ def markdown(doc: dict[str, Any], files: list[Path]) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    from edgecls.bench.report import md_cell  # one Markdown cell for every report
+
+    return md_cell(text)
 
 
 # ---------------------------------------------------------------------- writing

@@ -19,6 +19,7 @@ from edgecls.console import (
     markup_cell,  # one implementation for every table of data; compare imports it here
 )
 from edgecls.errors import EdgeclsError
+from edgecls.runtime.labels import clean_text, printable
 
 JSON_NAME = "bench.json"
 MARKDOWN_NAME = "bench.md"
@@ -196,9 +197,19 @@ def markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
 
 def md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(md_cell(c) for c in cells) + " |"
 
     return [line(columns), line(["---"] * len(columns))] + [line(row) for row in rows]
+
+
+_LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\t": " ", "\v": " ", "\f": " "})
+
+
+def md_cell(value: Any) -> str:
+    """`value` as one Markdown (GFM) table cell that reads as it is: on one line, without control
+    characters or undecodable bytes (shown as \\xNN), with its backslashes and pipes escaped."""
+    text = clean_text(printable(str(value)).translate(_LINE_BREAKS))
+    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def _latency_details(report: BenchReport) -> tuple[list[str], list[list[str]]]:
