@@ -203,7 +203,7 @@ def run(root: Path, work: Path, argv, opts: dict, timeout: float) -> str:
 # folder (W/...). RUN is a one-epoch digits run trained once per checkout (F/run-before, F/run-after),
 # copied into W when a case writes into it.
 
-VERDICTS = ("ok", "internal", "hang", "oom", "wrong", "misleading")
+VERDICTS = ("ok", "internal", "hang", "oom", "wrong", "misleading", "unreached")
 
 
 @dataclass
@@ -219,7 +219,8 @@ class Case:
     stdout: Optional[str] = None  # "/dev/full"
     disk_kib: Optional[int] = None  # a full disk at W/full: a tmpfs of this size (root), else RLIMIT_FSIZE
     nocap: bool = False  # without CAP_DAC_OVERRIDE (read-only folders bite root too)
-    term: Optional[str] = None  # SIGTERM once this glob exists under W (or "after:SECONDS")
+    term: Optional[str] = None  # the signal once this glob exists under W (or "after:SECONDS")
+    signal: str = "SIGTERM"
     check: Optional[Callable[[dict, Path], Optional[str]]] = None  # extra verdict from the result
     run: bool = False  # needs RUN (copied into W/run)
     second: Optional[list] = None  # started at the same time as argv, in the same folder
@@ -412,6 +413,14 @@ def _noise_classes(w: Path) -> None:
         (w / "noise" / name).mkdir(parents=True)
         for i in range(60):
             Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(w / "noise" / name / f"{i}.png")
+
+
+def _many_images(root: Path, per_class: int) -> None:
+    """Two class folders of `per_class` 28x28 digit-like PNGs each."""
+    for c in range(2):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            (root / f"c{c}" / f"{i:04d}.png").write_bytes(_digits_png(c * 5, c * 10_000 + i))
 
 
 def _copy(source: str, target: str) -> Callable[[Path, Path], None]:
@@ -773,18 +782,28 @@ CASES28: list[Case] = [
          say=("500",), timeout=60),
     Case(7, "export --target 'pi@-oProxyCommand=x'", ["export", "RUN", "--target", "pi@-oProxyCommand=x"],
          run=True, say=("--target",), never=("--remote",), timeout=40),
-    # ---- 8: signals
-    Case(8, "SIGTERM during train", ["train", "--epochs", "50", "--out", "W/r"], term="after:25",
-         say=("terminated",), absent=("r", ".r.partial-*"), timeout=120),
-    Case(8, "SIGTERM during train --backbone", ["train", "--backbone", "M", "--data", DS, "--views", "40",
-                                                "--out", "W/r", "--no-cache" if False else "--quiet"],
-         term=".r.partial-*", say=("terminated",), absent=("r", ".r.partial-*"), timeout=120),
-    Case(8, "SIGTERM during export", ["export", "RUN", "--quant", "all"], run=True, term="after:20",
-         say=("terminated",), absent=("run/export/.*partial*",), timeout=120),
-    Case(8, "SIGTERM during data check --review", ["data", "check", DS, "--report", "W/dc", "--review", "W/rv"],
-         term="after:4", say=("terminated",), absent=(".rv.partial-*", "dc/.*partial*"), timeout=120),
-    Case(8, "SIGTERM during predict", ["predict", "M", "F/ds", "F/ds", "F/ds", "F/ds"], term="after:2",
-         say=("terminated",), timeout=60),
+    # ---- 8: signals (each job is long enough that the signal comes while it works)
+    Case(8, "SIGTERM during train", ["train", "--epochs", "200", "--patience", "0", "--out", "W/r"],
+         term=".r.partial-*", say=("terminated",), absent=("r", ".r.partial-*"), timeout=180),
+    Case(8, "SIGTERM during train --backbone", ["train", "--backbone", "M", "--data", "W/big", "--views", "60",
+                                                "--epochs", "10000", "--patience", "10000", "--out", "W/r", "--quiet"],
+         prep=lambda w, f: _many_images(w / "big", 120), term=".r.partial-*", say=("terminated",),
+         absent=("r", ".r.partial-*"), timeout=180),
+    Case(8, "SIGHUP during train --backbone (the terminal closed)",
+         ["train", "--backbone", "M", "--data", "W/big", "--views", "60", "--epochs", "10000", "--patience", "10000",
+          "--out", "W/r", "--quiet"], prep=lambda w, f: _many_images(w / "big", 120), term=".r.partial-*",
+         signal="SIGHUP", say=("terminated by SIGHUP",), absent=("r", ".r.partial-*"), timeout=180),
+    Case(8, "SIGTERM during export", ["export", "RUN", "--quant", "all"], run=True, term="after:6",
+         say=("terminated",), absent=("run/export/.*partial*",), timeout=180),
+    Case(8, "SIGTERM during data check --review", ["data", "check", "W/big", "--report", "W/dc", "--review", "W/rv"],
+         prep=lambda w, f: _many_images(w / "big", 600), term="after:3", say=("terminated",),
+         absent=(".rv.partial-*", "dc/.*partial*", "rv"), timeout=180),
+    Case(8, "SIGTERM during predict of 4,000 images", ["predict", "M", "W/big"],
+         prep=lambda w, f: _many_images(w / "big", 2000), term="after:3", say=("terminated",), timeout=180),
+    Case(8, "SIGTERM during bench --report", ["bench", "M", "--data", "W/big", "--latency-only", "--runs", "100000",
+                                              "--no-memory", "--report", "W/rep"],
+         prep=lambda w, f: _many_images(w / "big", 50), term="after:4", say=("terminated",),
+         absent=("rep/*.partial", "rep/.*partial*"), timeout=180),
 ]
 
 
@@ -840,8 +859,8 @@ def _run_one(root: Path, work: Path, fixtures: Path, run: Path, argv: list, case
                     break
                 time.sleep(0.2)
             if procs[0].poll() is None:
-                procs[0].send_signal(signal.SIGTERM)
-                result["signalled"] = "SIGTERM"
+                procs[0].send_signal(getattr(signal, case.signal))
+                result["signalled"] = case.signal
         outs = [p.communicate(timeout=max(1.0, timeout - (time.monotonic() - started))) for p in procs]
     except subprocess.TimeoutExpired:
         for p in procs:
@@ -870,8 +889,10 @@ def _mount_full_disk(work: Path, kib: int) -> Optional[Path]:
 def verdict(case: Case, r: dict, work: Path) -> str:
     if r["timeout"]:
         return "hang"
+    if case.term and not r.get("signalled"):  # the job ended before the signal: nothing was tested
+        return "unreached"
     err = r["stderr"]
-    if r["code"] is not None and r["code"] < 0 and r["code"] != -signal.SIGTERM or "out of memory" in err \
+    if r["code"] is not None and r["code"] < 0 and not case.term or "out of memory" in err \
             or "MemoryError" in err:
         return "oom"
     if "internal error" in err or "Traceback (most recent call last)" in err:
@@ -890,7 +911,7 @@ def verdict(case: Case, r: dict, work: Path) -> str:
     message = (lines[-1] if lines else r["stdout"] + err).replace(str(work) + "/", "W/").lower()
     if r["code"] == 0 and not case.refuse:
         return "ok"
-    if case.term and r["code"] == -signal.SIGTERM:  # killed by the signal: said nothing
+    if case.term and r["code"] == -getattr(signal, case.signal):  # killed by the signal: said nothing
         return "misleading"
     if r["code"] != 0 and case.refuse is not None and not lines and not case.term and r["code"] != 1:
         return "misleading"  # a failure without its one line
@@ -945,7 +966,7 @@ def _shown(r: dict, work: Path, fixtures: Path, step: Optional[int]) -> str:
     errors = [line for line in lines if line.startswith("edgecls: error:")]
     lines = errors[-1:] or lines[-2:]
     shown = " / ".join(lines).replace("|", "\\|").encode("utf-8", "backslashreplace").decode("utf-8")
-    signalled = "SIGTERM, " if r.get("signalled") else ""
+    signalled = f"{r['signalled']}, " if r.get("signalled") else ""
     where = f"step {step + 1}, " if step is not None else ""
     return f"{where}{signalled}exit {r['code']}: {shown[:200]}{'...' if len(shown) > 200 else ''}"
 
