@@ -62,6 +62,20 @@ class Dataset:
     def image_size(self) -> tuple[int, int]:
         return int(self.images.shape[1]), int(self.images.shape[2])
 
+    def skipped_warnings(self) -> list[str]:
+        """What was left out, one line a kind: unreadable files (the first few named) and byte-identical
+        duplicates (which would leak between train and test) are different news."""
+        duplicates = sum(1 for _, reason in self.skipped if reason.startswith("duplicate"))
+        unreadable = [s for s in self.skipped if not s[1].startswith("duplicate")]
+        found = []
+        if unreadable:
+            first = "; ".join(clean_text(f"{p}: {r}") for p, r in unreadable[:3])  # file names can hold escapes
+            found.append(f"skipped {len(unreadable)} unreadable image file(s): {first}")
+        if duplicates:
+            found.append(f"skipped {duplicates} byte-identical duplicate file(s) (they would leak between train "
+                         "and test)")
+        return found
+
 
 def native_format(source: str) -> tuple[Optional[int], Optional[str]]:
     """(size, colour) a source has of its own; None where the user must or may choose."""
@@ -73,13 +87,11 @@ def native_format(source: str) -> tuple[Optional[int], Optional[str]]:
     }.get(source, (None, None))
 
 
-def load_dataset(source: str, img_size: Optional[int] = None, color: Optional[str] = None,
-                 cache_dir: Optional[Path] = None, progress: bool = True) -> Dataset:
-    """Load `source` as uint8 images of `img_size` x `img_size` in `color` (defaults per source)."""
+def check_source(source: str) -> None:
+    """A one-line error when `source` names no dataset (neither a built-in name nor a folder): cheap, so
+    that a command refuses it before loading TensorFlow or anything else."""
     if source in BUILTIN_DATASETS:
-        size, native_color = native_format(source)
-        dataset = _load_digits() if source == "digits" else _load_keras(source)
-        return _conform(dataset, img_size or size, color or native_color)
+        return
     path = Path(source).expanduser()
     if not path.exists():
         raise EdgeclsError(
@@ -88,6 +100,17 @@ def load_dataset(source: str, img_size: Optional[int] = None, color: Optional[st
         )
     if not path.is_dir():
         raise EdgeclsError(f"dataset {source!r} is a file: give the folder that holds the class sub-folders")
+
+
+def load_dataset(source: str, img_size: Optional[int] = None, color: Optional[str] = None,
+                 cache_dir: Optional[Path] = None, progress: bool = True) -> Dataset:
+    """Load `source` as uint8 images of `img_size` x `img_size` in `color` (defaults per source)."""
+    check_source(source)
+    if source in BUILTIN_DATASETS:
+        size, native_color = native_format(source)
+        dataset = _load_digits() if source == "digits" else _load_keras(source)
+        return _conform(dataset, img_size or size, color or native_color)
+    path = Path(source).expanduser()
     if _idx_files(path):
         dataset = _load_idx_folder(path)
         return _conform(dataset, img_size or dataset.image_size[0], color or dataset.color)

@@ -253,6 +253,14 @@ def cli(capsys, monkeypatch):
     return run
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_terminal_size(monkeypatch):
+    """pytest-xdist's workers run with COLUMNS=80 and LINES=24 in their environment: output would be
+    wrapped for a terminal there and not in a plain run. A test that wants a width sets COLUMNS itself."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
 @pytest.fixture(scope="session")
 def make_digits_run(tmp_path_factory):
     """make_digits_run(epochs, seed, export_modes=()) -> a seed-CNN digits run directory (exported to

@@ -587,3 +587,73 @@ def test_bench_input_range_scores_a_float_model_that_wants_0_to_1(unit_range, tm
     assert result.code == 0, result.err
     assert json.loads((tmp_path / "r.json").read_text())["models"][0]["accuracy"]["top1"] == 1.0
     assert_one_line_error(cli("bench", unit_range.path, "--data", data, "--input-range", "1,1"), "--input-range")
+
+
+# ---------------------------------------------------------------------- advice that holds (issue 22)
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "digits-seed" / "report" / "bench.json"
+
+
+def _timing(threads: int, p50: float, rounds: list[float] | None = None):
+    from edgecls.bench.results import Latency, Throughput
+
+    return Latency(threads=threads, init_ms=1.0, load_ms=1.0, first_inference_ms=1.0,
+                   invoke_ms=latency.stats([p50] * 3), invoke_round_medians_ms=rounds or [p50] * 10,
+                   file_ms=latency.stats([p50], source="files"),
+                   throughput=Throughput(batch=1, batch_ms=p50, images_per_s=1e3 / p50))
+
+
+def _report_with(timings: dict[str, list], threads: list[int], cpus: list[int]) -> BenchReport:
+    """The shipped digits report with these latencies per model name (a model not named keeps none)."""
+    report = BenchReport.from_json(json.loads(SHIPPED.read_text(encoding="utf-8")))
+    report.device.threads, report.device.cpus_used = threads, cpus
+    for model in report.models:
+        model.latency = timings.get(model.name, [])
+    return report
+
+
+def test_advice_never_recommends_more_threads_than_the_measurement_could_use():
+    """Issue 22: with --device rpi4 on a 2-CPU host, bench said "4 threads are faster than 1 ... use them"
+    although 4 were slower than 2 (and 4 threads on 2 CPUs say nothing about a 4-core Pi)."""
+    from edgecls.bench.advice import advice, best_threads
+
+    report = _report_with({"model_float32.tflite": [_timing(1, 0.030), _timing(2, 0.020), _timing(4, 0.024)],
+                           "model_int8.tflite": [_timing(1, 0.013), _timing(2, 0.009), _timing(4, 0.010)]},
+                          threads=[1, 2, 4], cpus=[0, 1])
+    text = " ".join(advice(report))
+    assert "2 threads are the fastest here for every model" in text and "--threads 2" in text
+    assert "--threads 4" not in text and "4 threads are" not in text
+    assert "Rows at 4 threads ran on the 2 CPUs this measurement could use" in text and "oversubscribed" in text
+    assert best_threads(report, report.model("model_int8.tflite")).threads == 2
+    # 2 threads within the measured spread of 1 (rounds that do not tell them apart): the fewer threads
+    noisy = [0.013, 0.009, 0.014, 0.010, 0.012, 0.015, 0.009, 0.013, 0.011, 0.012]
+    tie = _report_with({"model_int8.tflite": [_timing(1, 0.012, noisy), _timing(2, 0.0105, noisy[::-1])]},
+                       threads=[1, 2], cpus=[0, 1])
+    assert best_threads(tie, tie.model("model_int8.tflite")).threads == 1
+    assert "use --threads 1" in " ".join(advice(tie))
+
+
+def test_advice_treats_the_measured_spread_as_a_tie_and_names_the_simpler_file(tmp_path):
+    from edgecls.bench.advice import advice, choice
+    from edgecls.bench.run import next_command
+
+    report = _report_with({"model_float32.tflite": [_timing(1, 0.030)], "model_int8.tflite": [_timing(1, 0.0131)]},
+                          threads=[1], cpus=[0, 1])
+    dynamic = copy.deepcopy(report.model("model_int8.tflite"))
+    dynamic.name, dynamic.mode, dynamic.size_bytes = "model_dynamic.tflite", "dynamic", 131_800
+    dynamic.path = dynamic.path.replace("int8", "dynamic")
+    dynamic.latency = [_timing(1, 0.0128)]  # 2 % faster: within the spread
+    report.models.append(dynamic)
+    assert choice(report).name == "model_int8.tflite"  # as fast, as accurate, as small: the plainer int8
+    first = advice(report)[0]
+    assert first.startswith("Take model_int8.tflite (int8): 0.013 ms p50 at 1 thread")
+    assert "As fast within the measured spread: model_dynamic.tflite" in first and "interleaved rounds" in first
+    assert "Next: model_float32.tflite at 0.030 ms" in first
+    int8 = report.model("model_int8.tflite").accuracy
+    assert f"({round(int8.top1 * int8.images)}/{int8.images})" in first  # the accuracy with its count
+    # the hint names that file and carries what decides predict's answers
+    options = BenchOptions(paths=[], labels="labels.txt", resize="nearest", fit="crop", input_range=(-1.0, 1.0),
+                           json_path=tmp_path / "b.json")
+    hint, compare = next_command(report, options).splitlines()
+    assert hint.startswith(f"Next: edgecls predict {report.model('model_int8.tflite').path} IMAGES... --labels "
+                           "labels.txt --resize nearest --fit crop --input-range -1,1")
+    assert compare.startswith(f"Next: edgecls bench compare {tmp_path / 'b.json'} OTHER/bench.json")

@@ -220,6 +220,43 @@ def test_a_healthy_int8_model_stays_under_the_threshold(models):
     assert [r.snr_db for r in same.layers] == [r.snr_db for r in divergence.layers]  # no state leaks between runs
 
 
+def test_a_layer_far_above_any_threshold_is_never_called_diverged():
+    """Issue 22: a softmax at 57.7 dB was called 'over threshold' because its typical SNR was higher; at
+    that SNR its error is a millionth of its signal: the flip was a near tie, not a diverging layer."""
+    from edgecls.explain.divergence import HEALTHY_DB, Divergence, LayerDivergence
+
+    def layer(name: str, snr: float) -> LayerDivergence:
+        return LayerDivergence(0, name.upper(), name, name, [1], snr, 1.0, "name")
+
+    near_tie = Divergence([layer("conv", 38.0), layer("softmax", 57.7)], threshold_db=20.0, typical_db=[39.0, 70.0])
+    assert near_tie.over(1) is None and near_tie.first_over is None and 57.7 > HEALTHY_DB
+    grown = Divergence([layer("conv", 31.0), layer("softmax", 57.7)], threshold_db=20.0, typical_db=[39.0, 70.0])
+    assert grown.first_over.layer == "conv" and "under its typical 39.0 dB" in grown.over(0)
+    assert Divergence([layer("dense", 12.0)], 20.0).over(0) == "12.0 dB, below 20 dB"
+
+
+def test_the_flip_matrix_names_the_quantised_models_kind_and_zero_flips_draw_none(models, tmp_path, cli):
+    from edgecls.explain.job import flip_matrix
+
+    columns, rows, pairs = flip_matrix(np.array([0, 0]), np.array([1, 1]), ["cat", "dog"], "dynamic")
+    assert columns == ["float ↓ / dynamic →", "dog", "total"] and rows == [["cat", "2", "2"]]
+    for name in ("top", "bottom", "left", "right"):  # the quad models agree on every clean picture
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i, bright in enumerate((255, 200)):
+            Image.fromarray(quad_image(name, bright=bright)).save(tmp_path / "data" / name / f"{i}.png")
+    report_dir = tmp_path / "report"
+    result = cli("bench", models.quad_float_meta, models.quad_int8_meta, "--data", tmp_path / "data",
+                 "--explain-flips", "0", "--threads", "1", "--runs", "2", "--warmup", "0", "--no-memory",
+                 "--report", report_dir)
+    assert result.code == 0, result.err
+    report = json.loads((report_dir / "bench.json").read_text())
+    keys = [s["key"] for s in report["sections"]]
+    assert any(k.startswith("explain-flips") for k in keys) and not any(k.endswith("-matrix") for k in keys)
+    section = next(s for s in report["sections"] if s["key"].startswith("explain-flips"))
+    assert section["rows"] == [] and section["notes"][0].startswith("0 of 8 test images flip")
+    assert "Flip matrix" not in (report_dir / "bench.md").read_text()
+
+
 def test_dequantize_per_channel():
     from edgecls.explain.divergence import dequantize, snr_db
 
@@ -297,6 +334,38 @@ def test_explain_command_bad_input(models, tmp_path, cli, args, needle):
     Image.fromarray(quad_image("top")).save(tmp_path / "top.png")
     result = cli("explain", models.quad_float_meta, tmp_path / "top.png", "--out", tmp_path / "o", *args)
     assert result.code == 2 and needle in result.err and "Traceback" not in result.err
+
+
+def test_explain_writes_beside_the_model_and_never_replaces_an_earlier_result(models, tmp_path, cli, monkeypatch):
+    import shutil
+
+    model = tmp_path / "m" / "quad.tflite"
+    model.parent.mkdir()
+    shutil.copy(models.quad_float_meta, model)
+    for name in ("top", "left"):
+        Image.fromarray(quad_image(name)).save(tmp_path / f"{name}.png")
+    monkeypatch.chdir(tmp_path)  # nothing may land in the current folder
+    first = cli("explain", model, tmp_path / "top.png", "--json")
+    second = cli("explain", model, tmp_path / "left.png", "--json")
+    assert first.code == second.code == 0, (first.err, second.err)
+    assert json.loads(first.out)["summary_file"] == str(model.parent / "quad-explain" / "explain.json")
+    assert json.loads(second.out)["summary_file"] == str(model.parent / "quad-explain-2" / "explain.json")
+    kept = json.loads((model.parent / "quad-explain" / "explain.json").read_text())
+    assert [Path(row["image"]).name for row in kept["images"]] == ["top.png"]  # the first result is intact
+    assert not (tmp_path / "explain").exists()
+    # an explicit --out that holds a result is refused, unless --force
+    again = cli("explain", model, tmp_path / "left.png", "--out", model.parent / "quad-explain")
+    assert again.code == 2 and "--force" in again.err
+    forced = cli("explain", model, tmp_path / "left.png", "--out", model.parent / "quad-explain", "--force")
+    assert forced.code == 0, forced.err
+    replaced = json.loads((model.parent / "quad-explain" / "explain.json").read_text())
+    assert [Path(row["image"]).name for row in replaced["images"]] == ["left.png"]
+
+
+def test_explain_with_no_image_is_refused_before_anything_is_loaded_or_written(models, tmp_path, cli):
+    result = cli("explain", models.quad_float_meta, tmp_path / "missing.png")
+    assert result.code == 2 and "no images to explain" in result.err and "missing.png" in result.err
+    assert not any(p.name.endswith("-explain") for p in Path(models.quad_float_meta).parent.iterdir())
 
 
 def test_explain_command_needs_model_or_dataset(cli):
@@ -379,5 +448,5 @@ def test_explain_a_run_directory_uses_gradcam(digits_run, tmp_path, cli):
     row = json.loads(result.out)["images"][0]
     assert row["method"] == "gradcam" and row["settings"]["layer"] == "conv2"
     assert (tmp_path / "maps" / "digit-gradcam.png").is_file()
-    wrong = cli("explain", digits_run, tmp_path / "digit.png", "--layer", "nope", "--out", tmp_path / "maps")
+    wrong = cli("explain", digits_run, tmp_path / "digit.png", "--layer", "nope", "--out", tmp_path / "maps2")
     assert wrong.code == 2 and "no layer 'nope'" in wrong.err

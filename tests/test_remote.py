@@ -243,7 +243,7 @@ def test_sustain_gives_a_time_series_section_plot_and_advice(tmp_path):
     if section["data"]["temperature_source"] is None:  # a VM: said, never invented
         assert temps == [None] * 3 and any("not available here" in n for n in section["notes"])
     advice = next(s for s in report["sections"] if s["key"] == "advice")
-    assert advice["rows"][0][0].startswith("Fastest here:")
+    assert advice["rows"][0][0].startswith("Take ")
     assert "cpu_features" in report["machine"] and "Sustained run" in result.stdout
 
 

@@ -57,24 +57,33 @@ def spike_model(keras, root: Path):
 
 
 # ---------------------------------------------------------------------- the choice (no conversion)
-def _row(name: str, accuracy: float, agreement: float, p50: float, size: int = 1000, keras: float = 0.9):
+VAL_IMAGES = 1000
+
+
+def _row(name: str, accuracy: float, agreement: float, p50: float, size: int = 1000, keras: float = 0.9,
+         rounds: list[float] | None = None):
+    """A built candidate: right on the first accuracy x VAL_IMAGES validation images (so a less accurate
+    one is wrong where a more accurate one is too, as McNemar's pairs see it), timed at `p50` ms."""
     from edgecls.export.job import ModelCheck
     from edgecls.export.target import Row
 
+    right = np.arange(VAL_IMAGES) < round(accuracy * VAL_IMAGES)
     check = ModelCheck(file=f"model_{name}.tflite", mode="int8", backend="tflite-converter", size_bytes=size,
                        ratio_to_float32=1.0, accuracy=accuracy, agreement=agreement, seconds=0.0,
-                       io={"input": {}, "output": {}}, sha256="", variant=name)
-    return Row(name, name, status="", check=check, drop_points=100 * (keras - accuracy), latency=_latency(p50))
+                       io={"input": {}, "output": {}}, sha256="", variant=name, right=right)
+    return Row(name, name, status="", check=check, drop_points=100 * (keras - accuracy),
+               latency=_latency(p50, rounds))
 
 
-def _latency(p50: float):
-    """A timing whose invoke p50 is `p50` ms (one sample), as bench.latency summarises a contender."""
+def _latency(p50: float, rounds: list[float] | None = None):
+    """A timing whose invoke p50 is `p50` ms (one sample), as bench.latency summarises a contender; with
+    `rounds`, the medians of its interleaved rounds."""
     from edgecls.bench.latency import stats
     from edgecls.bench.results import Latency, Throughput
 
     return Latency(threads=1, init_ms=p50, load_ms=p50, first_inference_ms=p50, invoke_ms=stats([p50]),
-                   file_ms=stats([p50], source="1 file"), throughput=Throughput(batch=1, batch_ms=p50,
-                                                                              images_per_s=1e3 / p50))
+                   invoke_round_medians_ms=rounds, file_ms=stats([p50], source="1 file"),
+                   throughput=Throughput(batch=1, batch_ms=p50, images_per_s=1e3 / p50))
 
 
 def test_a_faster_candidate_that_breaks_the_budget_is_rejected_and_the_next_one_chosen():
@@ -93,12 +102,33 @@ def test_a_faster_candidate_that_breaks_the_budget_is_rejected_and_the_next_one_
     assert chosen.name == "dynamic" and rows[2].status == "rejected" and "0.30 pt below" in rows[2].reasons[0]
 
 
-def test_latencies_within_noise_are_a_tie_won_by_accuracy():
+def test_latencies_within_noise_are_a_tie_won_by_accuracy_beyond_chance():
     from edgecls.export.target import choose
 
-    rows = [_row("int8", 0.895, 0.99, 0.100), _row("float16", 0.90, 1.0, 0.103)]
-    assert choose(rows, 0.5, 0.95).name == "float16"
-    assert rows[0].reasons == ["as fast (within 5%) but less accurate"]
+    rows = [_row("int8", 0.880, 0.99, 0.100), _row("float16", 0.90, 1.0, 0.103)]
+    assert choose(rows, 2.5, 0.95).name == "float16"  # 20 images more right: beyond chance
+    assert rows[0].reasons[0].startswith("as fast (within the measured spread) but less accurate: 880 against 900")
+    close = [_row("int8", 0.897, 0.99, 0.100), _row("float16", 0.90, 1.0, 0.103)]
+    assert choose(close, 0.5, 0.95).name == "int8"  # 3 images: within chance; then the simpler file
+    assert "the chosen one is simpler" in close[1].reasons[0]
+
+
+def test_a_tie_within_the_measured_spread_ships_the_simpler_and_smaller_file():
+    """Issue 22: --target rpi5 chose int8-fallback2 (two ops in float) over plain int8 on 0.028 against
+    0.031 ms with equal accuracy, on a loaded host whose rounds said the two could not be told apart."""
+    from edgecls.export.target import choose
+
+    noisy = [0.030, 0.034, 0.027, 0.036, 0.029, 0.041, 0.031, 0.026, 0.033, 0.030]  # a loaded machine's rounds
+    rows = [_row("int8", 0.9274, 1.0, 0.031, 129_000, rounds=noisy),
+            _row("int8-fallback2", 0.9274, 1.0, 0.028, 131_900, rounds=[v * 0.97 for v in noisy[3:] + noisy[:3]])]
+    assert choose(rows, 0.5, 0.95).name == "int8" and "simpler" in rows[1].reasons[0]
+    # the same gap, steady in every round: a real difference, the faster one ships
+    steady = [_row("int8", 0.9274, 1.0, 0.031, 129_000, rounds=[0.031] * 10),
+              _row("int8-fallback2", 0.9274, 1.0, 0.028, 131_900, rounds=[0.028] * 10)]
+    assert choose(steady, 0.5, 0.95).name == "int8-fallback2" and steady[0].reasons[0].startswith("slower: 1.11x")
+    # float32 as fast and as accurate as int8: the smaller file ships
+    sizes = [_row("float32", 0.9274, 1.0, 0.030, 481_000), _row("int8", 0.9274, 1.0, 0.031, 129_000)]
+    assert choose(sizes, 0.5, 0.95).name == "int8" and "larger: 3.73x" in sizes[0].reasons[0]
 
 
 def test_nothing_within_the_budget_is_none_and_every_reason_is_kept():

@@ -138,6 +138,9 @@ def test_run_directory_keeps_the_contract_and_the_embedding_cache_is_reused(mode
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"test_accuracy", "val_accuracy", "tflite"} <= set(metrics)
     assert metrics["train_embeddings"] == 3 * metrics["counts"]["train"]
+    # where the test images came from, as the from-scratch route says it (issue 22), and how little they show
+    assert metrics["test_source"].startswith(f"{metrics['counts']['test']} images drawn from all 24")
+    assert any(line.startswith("Split: ") and metrics["test_source"] in line for line in logs)
     assert not any("from the cache" in line for line in logs)
     logs.clear()
     train_with_backbone(options, force=True, quiet=True, log=logs.append)
@@ -200,6 +203,10 @@ def test_coral_backbone_through_the_cli_then_info_predict_and_bench(cli, tmp_pat
     assert "MobilenetV1/Logits/AvgPool_1a/AvgPool [1, 1, 1, 512] uint8" in result.err
     model = run / "export" / "model_uint8.tflite"
     assert "model_uint8.tflite: test accuracy" in result.out
+    assert "WARNING: only" in result.err and "test images (" in result.err  # a small folder's test split
+    assert "the model is already in export/" in result.out and "Next: edgecls bench" in result.out
+    refused = cli("export", run)  # nothing to export: the model was written by train
+    assert refused.code == 2 and "already in export/" in refused.err
     info = cli("info", "--json", model)
     assert info.code == 0, info.err
     doc = json.loads(info.out)

@@ -28,6 +28,7 @@ from edgecls.jsonio import JSONValueError, parse_json
 from edgecls.provenance import sha256_file
 from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, MAX_JSON_BYTES, SPLIT_FILE, TRANSFER_FILE, RunDir
 from edgecls.runtime.labels import printable
+from edgecls.runtime.metrics import few_images_warning
 
 SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
 SAVED_FORMAT = "edgecls.test-images/1"
@@ -241,8 +242,10 @@ def run_test_set(run: RunDir) -> TestSet:
         raise EdgeclsError(f"{run.name} has no test images (its split's test part is empty)")
     images, labels = run.images("test")
     ids, files = _ids_and_files(dataset, indices)
+    source = run.training_metrics().get("test_source")  # how train drew them, in its words
+    notes = [f"Test images: the held-out test split of {run.name}: {source}."] if source else []
     return TestSet(images, labels, list(run.labels), ids, files, run.data, "test", run=str(run.run_dir),
-                   notes=_leak_notes(run))
+                   notes=notes + _leak_notes(run))
 
 
 def _leak_notes(run: RunDir) -> list[str]:
@@ -258,6 +261,17 @@ def _leak_notes(run: RunDir) -> list[str]:
     return [f"{len(leaked)} of the {len(run.split().test)} test images have a near-duplicate in the run's train "
             f"part (its split did not keep them apart): their accuracy is flattered; edgecls data check "
             f"{run.run_dir} lists them and gives the accuracy without them."]
+
+
+def few_images_note(test: TestSet) -> Optional[str]:
+    """A warning for the report when the scored images are too few to say much (see runtime.metrics), with
+    where they came from; None for enough images, or a --latency-only set (no accuracy)."""
+    if test.latency_only:
+        return None
+    where = (f"the held-out test split of {test.run}" if test.run else
+             f"the test part of {test.source}" if test.part == "test" else f"all of {test.source}")
+    few = few_images_warning(len(test.labels), where)
+    return f"Warning: {few}." if few else None
 
 
 def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:

@@ -212,3 +212,28 @@ def _summary(c: Contender, reference: Optional[Contender], file_source: str) -> 
 def _paired_ratio(rounds: list[list[float]], reference: list[list[float]]) -> float:
     """Median over rounds of (this round's median / the reference's median in the same round)."""
     return float(np.median([np.median(a) / np.median(b) for a, b in zip(rounds, reference)]))
+
+
+# ---------------------------------------------------------------------- ties: differences within the measured spread
+LATENCY_TIE = 0.05  # p50s this close count as tied, however steady the rounds
+TIE_QUANTILE = 25  # ... and so do two whose per-round ratio falls at or below 1 in this share of the rounds
+SPREAD_RULE = ("p50s count as tied when within 5 % of each other, or when the slower one was not slower in at "
+               "least 3 of 4 interleaved rounds (the lower quartile of the per-round ratios of the two rounds' "
+               "medians is at or below 1): the spread of the rounds is the noise of this machine")
+
+
+def round_ratios(fast: Latency, other: Latency) -> Optional[list[float]]:
+    """Per interleaved round, `other`'s median over `fast`'s (both measured in the same rounds), or None
+    where the rounds are not known (a report from before they were recorded)."""
+    a, b = fast.invoke_round_medians_ms, other.invoke_round_medians_ms
+    if not a or not b or len(a) != len(b):
+        return None
+    return [y / x for x, y in zip(a, b) if x > 0]
+
+
+def tied(fast: Latency, other: Latency) -> bool:
+    """Whether `other` is as fast as `fast` within the measured spread (SPREAD_RULE)."""
+    if other.invoke_ms.p50 <= fast.invoke_ms.p50 * (1 + LATENCY_TIE):
+        return True
+    ratios = round_ratios(fast, other)
+    return bool(ratios) and float(np.percentile(ratios, TIE_QUANTILE)) <= 1.0

@@ -14,18 +14,21 @@ from typing import Any, Optional
 
 from edgecls import jsonio
 from edgecls.atomic import check_folder_writable, write_text_atomic
-from edgecls.bench.results import BenchReport, ModelResult, Section
+from edgecls.bench.results import BenchReport, Latency, ModelResult, Section
 from edgecls.console import (
     markup_cell,  # one implementation for every table of data; compare imports it here
 )
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.labels import clean_text, printable
+from edgecls.runtime.metrics import correct_count, interval_text, points_text
 
 JSON_NAME = "bench.json"
 MARKDOWN_NAME = "bench.md"
-COLUMNS = ("model", "format/quant", "size", "top-1", "top-k", "Δ vs float", "agree", "p50", "p90", "p99", "img/s",
-           "init", "peak MB", "thr")  # times in ms (the caption says so)
-MIN_CONSOLE_WIDTH = 144  # never squash the numbers: a narrower terminal wraps the lines instead
+COLUMNS = ("model", "format/quant", "size", "top-1", "correct", "95% CI", "top-k", "Δ vs float", "agree", "p50",
+           "p90", "p99", "img/s", "init", "peak MB", "thr")  # times in ms (the legend under the table says so)
+# The narrow layout (a terminal that cannot hold COLUMNS): accuracy and latency as two tables.
+ACCURACY_COLUMNS = ("model", "quant", "top-1", "correct", "95% CI", "Δ vs float", "agree")
+LATENCY_COLUMNS = ("model", "size", "thr", "p50", "p90", "p99", "img/s", "init", "peak MB")
 MAX_FLIPPED_SHOWN = 50
 DASH = "—"
 
@@ -45,33 +48,53 @@ def add_section(report: BenchReport, key: str, title: str, columns: Sequence[str
 
 # ---------------------------------------------------------------------- the main table
 def table_rows(report: BenchReport) -> list[list[str]]:
-    """One row per model and thread count; a model's own figures only on its first row."""
+    """One row per model and thread count under COLUMNS; a model's own figures only on its first row."""
     rows = []
     for model in report.models:
-        paired = model.vs_reference
-        is_reference = model.name == report.reference
-        own = [
-            model.name,
-            f"{model.kind} {model.mode}",
-            size_text(model.size_bytes) + (f" ×{model.size_ratio:.2f}" if model.size_ratio else ""),
-            top1_text(model),
-            DASH if model.accuracy is None else f"{model.accuracy.topk:.4f}",
-            "ref" if is_reference else (f"{paired.delta_accuracy * 100:+.2f} pt" if paired else DASH),
-            "ref" if is_reference else (f"{paired.agreement:.4f}" if paired else DASH),
-        ]
-        peak = peak_text(model)
+        own = [model.name, f"{model.kind} {model.mode}", size_cell(model), top1_text(model), correct_text(model),
+               interval_cell(model), DASH if model.accuracy is None else f"{model.accuracy.topk:.4f}",
+               *vs_reference_cells(report, model)]
         for i, timing in enumerate(model.latency or [None]):
             first = own if i == 0 else [""] * len(own)
-            if timing is None:
-                rows.append(first + [DASH] * 6 + [DASH])
-                continue
-            invoke = timing.invoke_ms
-            rows.append(first + [
-                ms_text(invoke.p50), ms_text(invoke.p90), ms_text(invoke.p99),
-                f"{timing.throughput.images_per_s:.0f}", f"{timing.init_ms:.1f}",
-                peak if i == 0 else "", str(timing.threads),
-            ])
+            rows.append(first + latency_cells(model, timing, first_row=i == 0))
     return rows
+
+
+def size_cell(model: ModelResult) -> str:
+    return size_text(model.size_bytes) + (f" ×{model.size_ratio:.2f}" if model.size_ratio else "")
+
+
+def correct_text(model: ModelResult) -> str:
+    """How many test images the top-1 stands for: '158/179' (a dash without accuracy)."""
+    if model.accuracy is None:
+        return DASH
+    n = model.accuracy.images
+    return f"{correct_count(model.accuracy.top1, n)}/{n}"
+
+
+def interval_cell(model: ModelResult) -> str:
+    """The top-1's 95 % Wilson interval where it is a point or more wide, else a dash."""
+    if model.accuracy is None:
+        return DASH
+    n = model.accuracy.images
+    return interval_text(correct_count(model.accuracy.top1, n), n) or DASH
+
+
+def vs_reference_cells(report: BenchReport, model: ModelResult) -> list[str]:
+    """(Δ vs float, agree) of a model: 'ref' for the reference itself."""
+    if model.name == report.reference:
+        return ["ref", "ref"]
+    paired = model.vs_reference
+    return [points_text(paired.delta_accuracy), f"{paired.agreement:.4f}"] if paired else [DASH, DASH]
+
+
+def latency_cells(model: ModelResult, timing: Optional[Latency], first_row: bool = True) -> list[str]:
+    """(p50, p90, p99, img/s, init, peak MB, thr) of one thread count; peak memory on a model's first row."""
+    if timing is None:
+        return [DASH] * 7
+    invoke = timing.invoke_ms
+    return [ms_text(invoke.p50), ms_text(invoke.p90), ms_text(invoke.p99), f"{timing.throughput.images_per_s:.0f}",
+            f"{timing.init_ms:.1f}", peak_text(model) if first_row else "", str(timing.threads)]
 
 
 def top1_text(model: ModelResult) -> str:
@@ -93,38 +116,120 @@ def ms_text(value: float) -> str:
 
 
 def headline(report: BenchReport) -> list[str]:
-    """The sentences every rendering starts with: what was measured, on what, how."""
-    machine, data, settings = report.machine, report.data, report.settings
-    reference = report.reference or "none (no float model)"
-    what = (f"{data.images} {'held-out test' if data.part == 'test' else ''} images of {data.source}"
-            .replace("  ", " ") + f"; float reference: {reference}; top-k is top-{settings.top_k}.")
+    """The sentences every rendering starts with: what was measured, on what, how; what each column is."""
+    return [what_was_measured(report), *legend(report, COLUMNS), *report.device.notes, *report.notes]
+
+
+def what_was_measured(report: BenchReport) -> str:
+    data = report.data
     if data.part == "unlabelled":
-        what = f"Latency only: {data.images} unlabelled images ({data.source}), no accuracy."
-    lines = [
-        what,
-        f"p50/p90/p99: invoke alone, batch 1, ms per image; {settings.warmup} warm-up, then "
-        f"{settings.rounds} interleaved rounds of {settings.per_round} images per model and thread count; "
-        f"img/s at batch {settings.batch_size}; init: ms to load, verify and allocate; peak MB: a fresh "
-        f"device-side process; size: K KiB, M MiB (× the float32 file). "
-        f"Interpreter {machine.backend.name} {machine.backend.version}.",
-    ]
-    return lines + list(report.device.notes) + list(report.notes)
+        return f"Latency only: {data.images} unlabelled images ({data.source}), no accuracy."
+    reference = report.reference or "none (no float model)"
+    images = f"image{'' if data.images == 1 else 's'}"
+    return (f"{data.images} {'held-out test' if data.part == 'test' else ''} {images} of {data.source}"
+            .replace("  ", " ") + f"; float reference: {reference}.")
+
+
+def legend(report: BenchReport, columns: Sequence[str]) -> list[str]:
+    """What each of `columns` means, in the order shown: the lines under a table."""
+    settings, machine = report.settings, report.machine
+    reference = report.reference or "the float reference"
+    has_keras = any(m.kind == "keras" for m in report.models)
+    ratio = " (× the float32 file" + ("" if "format/quant" in columns else ": bench.md") + ")"
+    meaning = {
+        "format/quant": "format/quant: the file's kind and quantisation",
+        "quant": "quant: the quantisation" + (" (the Keras model is float32)" if has_keras else ""),
+        "size": "size: K KiB, M MiB" + (ratio if report.latency_reference else ""),
+        "top-1": "top-1: the share of the test images whose first answer is right",
+        "correct": "correct: how many",
+        "95% CI": "95% CI: where the true accuracy lies, by the Wilson interval (— where it is under a point wide)",
+        "top-k": f"top-k: the right class among the first {settings.top_k}",
+        "Δ vs float": f"Δ vs float: top-1 points against {reference}",
+        "agree": f"agree: the share of images with the same top-1 as {reference}",
+        "p50": (f"p50/p90/p99: invoke alone, batch 1, ms per image ({settings.warmup} warm-up, then {settings.rounds} "
+                f"interleaved rounds of {settings.per_round} image{'' if settings.per_round == 1 else 's'} per model "
+                "and thread count)"),
+        "img/s": f"img/s: at batch {settings.batch_size}",
+        "init": "init: ms to load, verify and allocate",
+        "peak MB": "peak MB: a fresh device-side process",
+        "thr": "thr: interpreter threads",
+    }
+    parts = [meaning[c] for c in shown_columns(report, columns) if c in meaning]
+    timed = "p50" in columns
+    return ["; ".join(parts) + (f". Interpreter {machine.backend.name} {machine.backend.version}." if timed else ".")]
+
+
+def shown_columns(report: BenchReport, columns: Sequence[str]) -> list[str]:
+    """`columns` without those that would hold only dashes in this report: no accuracy (--latency-only),
+    or no float reference to pair with (Δ, agreement)."""
+    hidden = set()
+    if report.data.part == "unlabelled":
+        hidden |= {"top-1", "correct", "95% CI", "top-k"}
+    if report.reference is None:
+        hidden |= {"Δ vs float", "agree"}
+    return [c for c in columns if c not in hidden]
 
 
 def render_bench_table(report: BenchReport) -> Any:
-    """The main table as a rich Table (the terminal rendering)."""
+    """The main table for the terminal: one table with every column where it fits the width it is drawn
+    at, else an accuracy table and a latency table (model names wrap inside their cells; nothing is cut)."""
+    from edgecls.console import Fitted
+
+    return Fitted(_wide_table(report), _split_tables(report, fold=False), _split_tables(report, fold=True))
+
+
+def _table(title: str, columns: Sequence[str], caption: Sequence[str], fold: bool = False) -> Any:
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, title="edgecls bench", caption=markup_lines(headline(report)),
-                  caption_justify="left", collapse_padding=True, pad_edge=False)
-    for i, column in enumerate(COLUMNS):
-        table.add_column(column, justify="left" if i < 2 else "right", no_wrap=i < 2)
-    for row in table_rows(report):
-        table.add_row(*map(markup_cell, row))
+    table = Table(box=box.SIMPLE_HEAD, title=title, caption=markup_lines(caption), caption_justify="left",
+                  collapse_padding=True, pad_edge=False)
+    for column in columns:
+        text = column in ("model", "format/quant", "quant", "report", "measured on")
+        # names wrap inside their cell (never cut with "…"); figures stay whole unless nothing else fits
+        table.add_column(column, justify="left" if text else "right", overflow="fold",
+                         no_wrap=not (text and column != "quant") and not fold)
     return table
 
 
+def _wide_table(report: BenchReport) -> Any:
+    columns = shown_columns(report, COLUMNS)
+    table = _table("edgecls bench", columns, headline(report))
+    keep = [COLUMNS.index(c) for c in columns]
+    for row in table_rows(report):
+        table.add_row(*(markup_cell(row[i]) for i in keep))
+    return table
+
+
+def _split_tables(report: BenchReport, fold: bool) -> Any:
+    from rich.console import Group
+
+    measured = what_was_measured(report)
+    notes = [*report.device.notes, *report.notes]
+    if report.data.part == "unlabelled":  # no accuracy: the latency table alone
+        latency = _table("edgecls bench: latency", LATENCY_COLUMNS, [measured, *legend(report, LATENCY_COLUMNS),
+                                                                     *notes], fold)
+        _latency_rows(report, latency)
+        return latency
+    columns = shown_columns(report, ACCURACY_COLUMNS)
+    accuracy = _table("edgecls bench: accuracy", columns,
+                      [measured, *legend(report, ACCURACY_COLUMNS),
+                       f"top-{report.settings.top_k}, macro-F1 and per-class accuracy: bench.md and bench.json."], fold)
+    for model in report.models:
+        cells = dict(zip(ACCURACY_COLUMNS, [model.name, model.mode, top1_text(model), correct_text(model),
+                                            interval_cell(model), *vs_reference_cells(report, model)]))
+        accuracy.add_row(*(markup_cell(cells[c]) for c in columns))
+    latency = _table("edgecls bench: latency", LATENCY_COLUMNS, [*legend(report, LATENCY_COLUMNS), *notes], fold)
+    _latency_rows(report, latency)
+    return Group(accuracy, latency)
+
+
+def _latency_rows(report: BenchReport, table: Any) -> None:
+    for model in report.models:
+        for i, timing in enumerate(model.latency or [None]):
+            p50, p90, p99, rate, init, peak, threads = latency_cells(model, timing, first_row=i == 0)
+            first = [model.name, size_text(model.size_bytes)] if i == 0 else ["", ""]
+            table.add_row(*map(markup_cell, [*first, threads, p50, p90, p99, rate, init, peak]))
 
 
 def markup_lines(lines: Sequence[str]) -> str:
@@ -132,12 +237,11 @@ def markup_lines(lines: Sequence[str]) -> str:
 
 
 def print_tables(*tables: Any) -> None:
-    """Print rich renderables at least MIN_CONSOLE_WIDTH wide (a pipe or a log gets whole rows)."""
-    from rich.console import Console
+    """Print rich renderables at the terminal's width ($COLUMNS, else its own; tables that do not fit take
+    their narrow layout, see console.Fitted); a pipe or a log gets the wide layout with whole rows."""
+    from edgecls.console import LOG_WIDTH, QuietPipeConsole, output_width
 
-    from edgecls.console import QuietPipeConsole
-
-    console = QuietPipeConsole(width=max(MIN_CONSOLE_WIDTH, Console().width))
+    console = QuietPipeConsole(width=output_width() or LOG_WIDTH)
     for table in tables:
         console.print(table)
 
@@ -149,9 +253,10 @@ def render_sections(report: BenchReport) -> list[Any]:
 
     tables = []
     for section in report.sections:
-        table = Table(*map(markup_cell, section.columns), box=box.SIMPLE_HEAD,
-                      title=markup_cell(section.title), caption=markup_lines(section.notes) or None,
-                      caption_justify="left")
+        table = Table(box=box.SIMPLE_HEAD, title=markup_cell(section.title),
+                      caption=markup_lines(section.notes) or None, caption_justify="left")
+        for column in section.columns:  # a cell wraps inside its column, never cut with "…"
+            table.add_column(markup_cell(column), overflow="fold")
         for row in section.rows:
             table.add_row(*(markup_cell(_cell(v)) for v in row))
         tables.append(table)
@@ -235,8 +340,8 @@ def _per_class(report: BenchReport) -> tuple[list[str], list[list[str]]]:
         first = models[0].accuracy.per_class[name]
         cells = [name, str(first.n)]
         for model in models:
-            accuracy = model.accuracy.per_class[name].accuracy
-            cells.append(DASH if accuracy is None else f"{accuracy:.4f}")
+            own = model.accuracy.per_class[name]
+            cells.append(DASH if own.accuracy is None else f"{own.accuracy:.4f} ({own.correct}/{own.n})")
         rows.append(cells)
     return columns, rows
 
@@ -307,7 +412,8 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
         if note:
             log(f"note: {note}")
             report.notes = [n for n in report.notes if n != note] + [note]
-        report.report_files = [*plots, MARKDOWN_NAME, JSON_NAME]
+        shown = [name for section in report.sections for name in section.plots if name not in plots]
+        report.report_files = [*plots, *shown, MARKDOWN_NAME, JSON_NAME]  # the analyses' PNGs too
         written += [report_dir / name for name in plots]
         written.append(write_text_atomic(report_dir / MARKDOWN_NAME, markdown(report, plots)))
         written.append(write_text_atomic(report_dir / JSON_NAME, json_text(report)))

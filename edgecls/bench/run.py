@@ -27,6 +27,7 @@ from edgecls.bench.inputs import (
     data_test_set,
     describe_tflite,
     exported_files,
+    few_images_note,
     match_classes,
     metadata_run,
     run_test_set,
@@ -55,6 +56,7 @@ from edgecls.bench.results import (
 )
 from edgecls.bench.schema import FORMAT
 from edgecls.bounds import check_bound
+from edgecls.console import print_wrapped
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import int_list
 from edgecls.provenance import created_timestamp
@@ -174,22 +176,33 @@ def bench(
     write_reports(result, options.report_dir, options.json_path, log=log)
     print_tables(render_bench_table(result), *render_sections(result))
     if options.report_dir is not None:
-        print(f"Reports in {options.report_dir}: {', '.join(result.report_files or [])}")
+        print_wrapped(f"Reports in {options.report_dir}: {', '.join(result.report_files or [])}")
     if options.json_path is not None:
-        print(f"JSON report: {options.json_path}")
-    print(next_command(result, options))
+        print_wrapped(f"JSON report: {options.json_path}")
+    print_wrapped(next_command(result, options))
     return result
 
 
 def next_command(result: BenchReport, options: BenchOptions) -> str:
-    """The command a user runs next, as train and export end with theirs: predict with the quantised
-    model; with a saved report, how to set it beside another machine's."""
+    """The commands a user runs next, as train and export end with theirs: predict with the file the
+    advice chose, with the options that decide what it answers (--labels, --resize, --fit,
+    --input-range: without them a third-party model gives class indices or a skewed resize); with a
+    saved report, how to set it beside another machine's."""
+    import shlex
+
+    chosen = advice.choice(result)
+    model = chosen.path if chosen is not None else result.models[-1].path
+    flags = [("--labels", options.labels), ("--resize", options.resize), ("--fit", options.fit),
+             ("--input-range", ",".join(f"{v:g}" for v in options.input_range) if options.input_range else None)]
+    words = ["edgecls", "predict", str(model), "IMAGES..."] + [w for flag, value in flags if value is not None
+                                                              for w in (flag, str(value))]
+    lines = ["Next: " + " ".join(shlex.quote(w) if w != "IMAGES..." else w for w in words)
+             + ("  # the file the advice takes" if chosen is not None else "")]
     saved = options.json_path or (options.report_dir / "bench.json" if options.report_dir is not None else None)
-    quantised = next((m.path for m in result.tflite_models() if m.mode != "float32"), result.models[-1].path)
-    line = f"Next: edgecls predict {quantised} IMAGES..."
     if saved:
-        line += f"; with another machine's report: edgecls bench compare {saved} OTHER/bench.json"
-    return line
+        lines.append(f"Next: edgecls bench compare {shlex.quote(str(saved))} OTHER/bench.json  # beside another "
+                     "machine's report")
+    return "\n".join(lines)
 
 
 def run_bench(options: BenchOptions, log: Callable[[str], None] = print,
@@ -293,6 +306,9 @@ def _inputs(options: BenchOptions, backend: str, log: Callable[[str], None]
         test = thirdparty.labelled_test_set(options.data, models, classifiers)
     else:
         test = _test_set(run, options.data, models, classifiers)
+    few = few_images_note(test)
+    if few:
+        test.notes.insert(0, few)
     if options.save_test_images is not None:
         save_test_images(test, options.save_test_images)
         log(f"Wrote the {len(test.labels)} test images to {options.save_test_images} (bench on a device with "

@@ -20,11 +20,12 @@ from edgecls import jsonio
 from edgecls.atomic import check_folder_writable, write_text_atomic
 
 # bench's test-set loaders (a run's test split with image ids; --data's): internal names, imported here only
-from edgecls.bench.inputs import data_test_set, run_test_set, split_paths
+from edgecls.bench.inputs import data_test_set, match_classes, run_test_set, split_paths
 from edgecls.bounds import check_bound
+from edgecls.console import some_image
 from edgecls.errors import EdgeclsError
 from edgecls.explain import METHODS
-from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, Divergence, DivergenceProbe
+from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, HEALTHY_DB, Divergence, DivergenceProbe
 from edgecls.explain.occlusion import SaliencyMap, device_map
 from edgecls.explain.render import Panel, overlay_png, pyplot, sheet_png, short, slug, top3_lines
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
@@ -57,6 +58,7 @@ class ExplainOptions:
     labels: Optional[str] = None
     input_range: Optional[tuple[float, float]] = None
     progress: bool = True
+    force: bool = False  # write into a folder that holds an earlier result (replacing its explain.json)
 
 
 # ---------------------------------------------------------------------- edgecls explain MODEL IMAGES...
@@ -64,11 +66,13 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """A map per image: Grad-CAM for a run directory, occlusion/RISE for a .tflite. A bad image is an
     error row and the rest go on. Returns the JSON summary (also written to OUT/explain.json)."""
+    sources = list(some_image(expand_images(images), "explain"))  # no image at all: refused before the model loads
+    out = _out_dir(options.out, Path(model), options.force)
     mapper = _mapper(Path(model), options)
-    out = _out_dir(options.out, Path(model))
+    out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     used: set[str] = set()  # two inputs (a/x.png, b/x.png) must never write the same PNG
-    for source in expand_images(images):
+    for source in sources:
         if isinstance(source, Prediction):
             rows.append({"image": str(source.source), "error": source.error})
             continue
@@ -141,12 +145,26 @@ def _unique(stem: str, used: set[str]) -> str:
     return name
 
 
-def _out_dir(out: Optional[str | Path], model: Path) -> Path:
-    folder = Path(out) if out else Path("explain") / slug(model.stem if model.is_file() else model.name)
-    if folder.exists() and not folder.is_dir():
-        raise EdgeclsError(f"--out {folder} is a file, not a folder")
-    check_folder_writable("--out", folder, folder)  # read-only, or under a file: one line before any map is made
-    folder.mkdir(parents=True, exist_ok=True)
+def _out_dir(out: Optional[str | Path], model: Path, force: bool = False) -> Path:
+    """Where the PNGs and explain.json go: --out, else beside what is explained (RUN_DIR/explain for a
+    run directory, MODEL-explain/ beside a .tflite). An earlier result there (its explain.json) is never
+    replaced unless `force`: --out refuses, the default folder takes the next free name (explain-2, ...).
+    Not created here: the caller makes it once the inputs are known to be good."""
+    if out:
+        folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise EdgeclsError(f"--out {folder} is a file, not a folder")
+        if (folder / SUMMARY_NAME).exists() and not force:
+            raise EdgeclsError(f"--out {folder} holds an earlier result ({SUMMARY_NAME}): give another --out, or "
+                               "--force to replace it")
+        check_folder_writable("--out", folder, folder)  # read-only, or under a file: before any map is made
+        return folder
+    base = model / "explain" if model.is_dir() else model.with_name(f"{slug(model.stem)}-explain")
+    folder, n = base, 1
+    while not force and (folder.exists() and (not folder.is_dir() or (folder / SUMMARY_NAME).exists())):
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    check_folder_writable("the output folder", folder, folder)  # beside a model on a read-only disk, say
     return folder
 
 
@@ -188,11 +206,13 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
             Panel(images[i], true_map.normalized(), title=f"true '{short(names[labels[i]])}'",
                   caption=[f"p(true) {probabilities[i][labels[i]]:.3f}"]),
         ])
-    out = _out_dir(options.out, run_dir)
+    out = _out_dir(options.out, run_dir, options.force)
+    out.mkdir(parents=True, exist_ok=True)
     sheet = sheet_png(panels, out / "worst-test-images.png",
                       title=f"{run_dir.name}: the {len(worst)} test images with the highest loss (Grad-CAM, layer "
                             f"{pred_map.settings['layer']}; red frame = wrong)",
-                      column_titles=["image", "map: predicted class", "map: true class"])
+                      column_titles=["image", "map: predicted class", "map: true class"],
+                      per_row=sheet_groups(len(panels), 3))
     summary = {"run": str(run_dir), "method": "gradcam", "test_images": int(len(images)),
                "wrong": int(np.sum(probabilities.argmax(1) != labels)), "worst": rows, "sheet": str(out / sheet)}
     write_text_atomic(out / SUMMARY_NAME, jsonio.dumps(summary, indent=1, ensure_ascii=False) + "\n")
@@ -201,6 +221,11 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
 
 
 # ---------------------------------------------------------------------- edgecls bench --explain-flips N
+def sheet_groups(images: int, panels: int) -> int:
+    """Images side by side on a contact sheet of `panels` panels each: about as wide as it is tall."""
+    return max(1, min(images, round((images / panels) ** 0.5 * 1.25)))
+
+
 def check_explain_flips(extra: Optional[int], threshold_db: Optional[float]) -> None:
     """Fail before a bench measures anything when --explain-flips is given badly."""
     if extra is not None:
@@ -263,6 +288,8 @@ def _bench_test_set(report: BenchReport, paths: Sequence[Path], data: Optional[s
         test = data_test_set(data, (height, width), "grayscale" if channels == 1 else "rgb")
     else:
         raise EdgeclsError("--explain-flips cannot find the bench's test images again: give a run directory or --data")
+    if sorted(test.class_names) == sorted(report.data.classes):  # in the models' class order, as the bench had them
+        test = match_classes(test, list(report.data.classes), "the bench")
     if test.content_digest() != report.data.content_sha256:
         raise EdgeclsError("--explain-flips found different test images from the ones the bench scored")
     return test
@@ -273,7 +300,7 @@ def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: Mo
                   input_range: Optional[tuple[float, float]], log: Callable[[str], None]) -> list[Section]:
     from edgecls.bench.report import add_section
 
-    fname, qname = float_entry.name, quant_entry.name
+    fname, qname, mode = float_entry.name, quant_entry.name, quant_entry.mode  # mode: int8, dynamic, ...
     probe = DivergenceProbe(float_entry.path, quant_entry.path, backend, threshold_db, input_range)
     f_clf, q_clf = probe.float_clf, probe.quant_clf
     f_prob, q_prob = f_clf.probabilities(test.images), q_clf.probabilities(test.images)
@@ -305,30 +332,37 @@ def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: Mo
         records.append({"index": int(i), "id": test.ids[i], "flipped": flipped, "true": names[test.labels[i]],
                         "float": f_map.summary(), "quantised": q_map.summary(), "focus_overlap": round(overlap, 4),
                         "divergence": divergence.to_json()})
-        panels.append(_flip_row(pixels, str(test.ids[i]), names[test.labels[i]], flipped, f_map, q_map, divergence))
-    plots = _write_sheets(panels, report_dir, qname, fname, method, threshold_db)
+        panels.append(_flip_row(pixels, str(test.ids[i]), names[test.labels[i]], flipped, f_map, q_map, divergence,
+                                quant_entry.mode))
+    plots = _write_sheets(panels, report_dir, qname, fname, method, threshold_db, quant_entry.mode)
     over = [r for r in records if r["divergence"]["first_over"]]
     notes = [
         f"{len(flips)} of {len(test.labels)} test images flip between {fname} and {qname}"
         + (f" ({len(flips) - MAX_EXPLAINED_FLIPS} not mapped: only the first {MAX_EXPLAINED_FLIPS})"
            if len(flips) > MAX_EXPLAINED_FLIPS else "") + f"; {len(least)} least-confident agreements added.",
         f"Maps: {method} through the device runtime, for each model's own top-1. Overlap: the share of the float "
-        f"map's top {FOCUS_FRACTION:.0%} pixels that are also in the int8 map's (1 = both look at the same place).",
-        f"Divergence: SNR of each layer's int8 output (dequantised) against float on that image. 'First over "
-        f"threshold': the first layer below {threshold_db:g} dB, or more than {probe.drop_db:g} dB under its typical "
-        f"SNR (the median on {min(BASELINE_IMAGES, len(agree))} agreeing images; grey in the charts).",
+        f"map's top {FOCUS_FRACTION:.0%} pixels that are also in the {mode} map's (1 = both look at the same place).",
+        f"Divergence: SNR of each layer's {mode} output (dequantised) against float on that image. 'First diverging "
+        f"layer': the first below {threshold_db:g} dB, or more than {probe.drop_db:g} dB under its typical SNR (the "
+        f"median on {min(BASELINE_IMAGES, len(agree))} agreeing images; grey in the charts) while under "
+        f"{HEALTHY_DB:g} dB; none: the flip is a near tie that the last layers decide.",
         _first_over_tally(over),
         f"{time.perf_counter() - started:.1f} s for {len(chosen)} images.",
     ]
     key = f"explain-flips-{slug(qname).lower().replace('.', '-')}"
-    columns = ["image", "kind", "true", f"{fname} top-3", f"{qname} top-3", "first over threshold", "overlap"]
+    columns = ["image", "kind", "true", f"{fname} top-3", f"{qname} top-3", "first diverging layer", "overlap"]
     section = add_section(report, key, f"Explained flips: {qname} against {fname}", columns, rows, notes, plots,
                           data={"float": fname, "quantised": qname, "threshold_db": threshold_db, "method": method,
                                 "flips": int(len(flips)), "images": records})
-    matrix = flip_matrix(f_top[flips], q_top[flips], names)
+    if not len(flips):  # no flip: no matrix to draw (an empty one would only say so less plainly)
+        report.sections = [s for s in report.sections if s.key != key + "-matrix"]
+        return [section]
+    matrix = flip_matrix(f_top[flips], q_top[flips], names, mode)
     matrix_title = f"Flip matrix: {fname} top-1 (rows) → {qname} top-1 (columns)"
     matrix_section = add_section(report, key + "-matrix", matrix_title,
-                                 matrix[0], matrix[1], [f"{len(flips)} flips; classes with no flip are left out."],
+                                 matrix[0], matrix[1],
+                                 [f"{len(flips)} flip{'' if len(flips) == 1 else 's'}; classes with no flip are "
+                                  "left out."],
                                  data={"pairs": matrix[2]})
     return [section, matrix_section]
 
@@ -345,24 +379,25 @@ def _progress(items: list, what: str) -> Any:
 
 
 def _flip_row(pixels: np.ndarray, image_id: str, true: str, flipped: bool, f_map: SaliencyMap, q_map: SaliencyMap,
-              divergence: Divergence) -> list[Panel]:
+              divergence: Divergence, mode: str = "int8") -> list[Panel]:
     first = divergence.first_over
     layers = divergence.layers
     return [
         Panel(pixels, title=short(image_id, 28), caption=[f"true: {short(true)}", "FLIP" if flipped else "agree"],
               highlight=flipped),
         Panel(pixels, f_map.normalized(), title=f"float → '{short(f_map.label)}'", caption=top3_lines(f_map)),
-        Panel(pixels, q_map.normalized(), title=f"int8 → '{short(q_map.label)}'", caption=top3_lines(q_map)),
+        Panel(pixels, q_map.normalized(), title=f"{mode} → '{short(q_map.label)}'", caption=top3_lines(q_map)),
         Panel(snr={"layers": [row.layer for row in layers],
                    "snr": [row.snr_db if np.isfinite(row.snr_db) else None for row in layers],
                    "typical": divergence.typical_db, "threshold": divergence.threshold_db,
-                   "first": divergence.first_index},
-              title=f"first over: {first.layer}" if first else "no layer over the threshold"),
+                   "first": divergence.first_index, "mode": mode},
+              title=f"first diverging: {first.layer}" if first else
+              "no layer diverges" + (": a near tie" if flipped else "")),
     ]
 
 
 def _write_sheets(panels: list[list[Panel]], report_dir: Optional[Path], qname: str, fname: str, method: str,
-                  threshold_db: float) -> list[str]:
+                  threshold_db: float, mode: str = "int8") -> list[str]:
     from edgecls.explain.render import MAX_SHEET_ROWS
 
     if report_dir is None or not panels:
@@ -375,7 +410,7 @@ def _write_sheets(panels: list[list[Panel]], report_dir: Optional[Path], qname: 
         title = (f"{qname} against {fname}: flips and least-confident agreements ({method} maps; SNR threshold "
                  f"{threshold_db:g} dB)" + (f", page {n} of {len(pages)}" if len(pages) > 1 else ""))
         written.append(sheet_png(page, report_dir / f"explain-flips-{slug(qname)}{suffix}.png", title,
-                                 ["image", "float map", "int8 map", "per-layer SNR"]))
+                                 ["image", "float map", f"{mode} map", "per-layer SNR"]))
     return written
 
 
@@ -387,14 +422,16 @@ def focus_overlap(a: SaliencyMap, b: SaliencyMap, fraction: float = FOCUS_FRACTI
     return len(top_a & top_b) / k
 
 
-def flip_matrix(reference: np.ndarray, model: np.ndarray, names: list[str]) -> tuple[list[str], list[list[str]], list]:
-    """(columns, rows, pairs) of flip counts: reference class (rows) to model class (columns), flipped classes only."""
+def flip_matrix(reference: np.ndarray, model: np.ndarray, names: list[str],
+                mode: str = "int8") -> tuple[list[str], list[list[str]], list]:
+    """(columns, rows, pairs) of flip counts: reference class (rows) to model class (columns), flipped classes
+    only; `mode` names the quantised model's kind in the corner cell ("float ↓ / dynamic →")."""
     rows_used = sorted(set(reference.tolist()))
     cols_used = sorted(set(model.tolist()))
     counts: dict[tuple[int, int], int] = {}
     for r, m in zip(reference.tolist(), model.tolist()):
         counts[(r, m)] = counts.get((r, m), 0) + 1
-    columns = ["float ↓ / int8 →"] + [short(names[c]) for c in cols_used] + ["total"]
+    columns = [f"float ↓ / {mode} →"] + [short(names[c]) for c in cols_used] + ["total"]
     rows = [[short(names[r])] + [str(counts.get((r, c), "")) for c in cols_used]
             + [str(sum(counts.get((r, c), 0) for c in cols_used))] for r in rows_used]
     pairs = [{"float": names[r], "quantised": names[m], "count": n} for (r, m), n in sorted(counts.items())]
@@ -403,12 +440,12 @@ def flip_matrix(reference: np.ndarray, model: np.ndarray, names: list[str]) -> t
 
 def _first_over_tally(records: list[dict]) -> str:
     if not records:
-        return "No layer fell below the threshold on any explained image."
+        return "No layer diverged on any explained image: the flips are near ties that the last layers decide."
     tally: dict[str, int] = {}
     for record in records:
         tally[record["divergence"]["first_over"]] = tally.get(record["divergence"]["first_over"], 0) + 1
     text = ", ".join(f"{layer} ({n})" for layer, n in sorted(tally.items(), key=lambda kv: -kv[1]))
-    return f"First layer over the threshold, by images: {text}."
+    return f"First diverging layer, by images: {text}."
 
 
 def _top3_text(smap: SaliencyMap) -> str:
@@ -445,18 +482,22 @@ def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[
 def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from edgecls.bench.report import MIN_CONSOLE_WIDTH
-    from edgecls.console import QuietPipeConsole, markup_cell
+    from edgecls.console import LOG_WIDTH, QuietPipeConsole, markup_cell, output_width
 
     if "worst" in summary:
-        table = Table("image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}")
+        table = Table("image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}",
+                      caption="image: its file or index in the dataset; loss: -log p(true class), highest first.",
+                      caption_justify="left")
         for row in summary["worst"]:
             table.add_row(markup_cell(str(row["id"])), markup_cell(row["true"]), markup_cell(row["predicted"]),
                           f"{row['loss']:.3f}")
         files = f"Contact sheet: {summary['sheet']}; summary: {summary['summary_file']}"
     else:
         table = Table("image", "top-1", "score", "peak (y, x)", "top-10% mass", "evaluations", "PNG",
-                      title=f"{summary['method']} maps of {summary['model']}")
+                      title=f"{summary['method']} maps of {summary['model']}", caption_justify="left",
+                      caption="top-1 and score: the class explained and its probability; peak (y, x): the map's "
+                      "strongest pixel; top-10% mass: the share of the map in its strongest tenth of the pixels "
+                      "(near 1: focused, near 0.1: spread); evaluations: model runs the map took; PNG: the picture.")
         for row in summary["images"]:
             if "error" in row:
                 table.add_row(markup_cell(row["image"]), "[red]error[/red]", markup_cell(row["error"]), "", "", "", "")
@@ -466,6 +507,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
                           f"{row['peak_yx'][0]}, {row['peak_yx'][1]}", f"{row['top10_area_mass']:.2f}",
                           str(row["evaluations"]), markup_cell(row["png"]))
         files = f"Summary: {summary['summary_file']}"
-    console = QuietPipeConsole(width=max(MIN_CONSOLE_WIDTH, QuietPipeConsole().width))
+    for column in table.columns:  # a long path wraps inside its cell, never cut with "…"
+        column.overflow = "fold"
+    console = QuietPipeConsole(width=output_width() or LOG_WIDTH)
     console.print(table)
     console.print(markup_cell(files))

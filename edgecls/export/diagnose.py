@@ -355,8 +355,9 @@ def diagnosis_notes(diagnosis: Diagnosis) -> list[str]:
     """What the figures are, and the whole model's agreement: the table's caption, sentence by sentence."""
     notes = [f"int8 ops against their float twins on {diagnosis.eval_images} {diagnosis.eval_split} images "
              f"(TensorFlow's QuantizationDebugger; calibration {diagnosis.calibration.get('samples')} train images).",
-             f"rmse/scale: error in quantisation steps, about {ROUNDING_ONLY:.2f} from rounding alone; "
-             "bias: mean error; range: the float span of the int8 output."]
+             f"#: rank, worst first; layer and op: where it is; rmse/scale: error in quantisation steps, about "
+             f"{ROUNDING_ONLY:.2f} from rounding alone; rmse: the error in float units; bias: mean error; "
+             "max|err|: the largest; range: the float span of the int8 output."]
     if diagnosis.model:
         notes.append(f"Whole model: top-1 agreement {diagnosis.model.get('top1_agreement', float('nan')):.4f}, "
                      f"mean |Δ output| {diagnosis.model.get('mean_abs_output_error', float('nan')):.5f}.")

@@ -41,6 +41,7 @@ from edgecls.rundir import (
     EXPORT_DIR,
     EXPORT_REPORT,
     LABELS_FILE,
+    TRANSFER_FILE,
     Calibration,
     RunDir,
     keras_probabilities,
@@ -86,6 +87,13 @@ class ModelCheck:
     sha256: str
     variant: str = ""  # the mode, or "<mode>_mixed" for a mixed model (the file's model_<variant>.tflite)
     kept_float: Optional[dict[str, Any]] = None  # a mixed model: what stayed float
+    # per validation image, whether its top-1 is right: two files' accuracies are compared pair by pair
+    right: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    @property
+    def correct(self) -> int:
+        """How many validation images the accuracy stands for."""
+        return int(self.right.sum()) if self.right is not None else 0
 
 
 @dataclass
@@ -153,10 +161,24 @@ def validate_options(options: ExportOptions) -> None:
     check_bound("--min-agreement", options.min_agreement)
     check_bound("--auto-fallback", options.auto_fallback)
 
+
+def refuse_backbone_run(source: RunDir) -> None:
+    """A run trained on a .tflite backbone (edgecls.transfer) has no Keras model to convert: its .tflite
+    was written by train itself. Said before TensorFlow loads, with where the model is."""
+    run = source.run_dir
+    if run is None or source.model_path.is_file() or not (run / TRANSFER_FILE).is_file():
+        return
+    files = sorted(p.name for p in (run / EXPORT_DIR).glob("*.tflite"))
+    where = f"{run / EXPORT_DIR}/{files[0] if len(files) == 1 else ''}" if files else f"{run / EXPORT_DIR}/"
+    raise EdgeclsError(f"{run} was trained on a .tflite backbone: its model is already in {EXPORT_DIR}/ ({where}; "
+                       f"train --backbone writes it, there is no model.keras to export); next: edgecls bench {run}")
+
+
 # ---------------------------------------------------------------------- the job
 def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = print) -> ExportResult:
     """Convert, check and (if the check passes or options.force) write the files. See the module doc."""
     validate_options(options)
+    refuse_backbone_run(source)
     out = Path(options.out) if options.out else default_out(source)
     check_output_dir(out)
     with folder_lock(out, "an export"):  # a second export of this run at once is refused, not interleaved
@@ -283,7 +305,7 @@ def check_files(
                 accuracy=float(np.mean(predicted == truth)),
                 agreement=float(np.mean(predicted == keras_predicted)),
                 seconds=round(seconds, 2), io=result.io, sha256=sha256_bytes(files[variant]),
-                variant=variant, kept_float=result.kept_float))
+                variant=variant, kept_float=result.kept_float, right=predicted == truth))
     return checks
 
 

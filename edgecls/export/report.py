@@ -10,6 +10,7 @@ from edgecls.export.modes import is_integer
 from edgecls.provenance import created_timestamp, training_versions
 from edgecls.rundir import EXPORT_FORMAT, Calibration, RunDir
 from edgecls.runtime.metadata import METADATA_FORMAT
+from edgecls.runtime.metrics import accuracy_text
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def build_report(source: RunDir, options: ExportOptions, result: ExportResult, c
 
 
 def render_export_table(result: ExportResult):
-    """A rich table of the files and their check figures."""
+    """A rich table of the files and their check figures, every column explained under it."""
     from rich import box
     from rich.table import Table
 
@@ -83,20 +84,23 @@ def render_export_table(result: ExportResult):
     made_by = f"{', '.join(by_litert)} by ai-edge-quantizer, the rest" if by_litert else "all"
     mixed = next((m.kept_float for m in result.models if m.kept_float), None)
     kept = f" *_mixed: {', '.join(mixed.get('layers') or mixed['float_ops'])} kept in float." if mixed else ""
-    table = Table(box=box.SIMPLE_HEAD, caption=f"Checked on {result.val_images} validation images; Keras float "
-                  f"accuracy {result.keras_accuracy:.4f}; {made_by} by the TFLite converter. input: dtype "
-                  f"scale/zero point; agree: top-1 agreement with the Keras model.{kept}")
-    for column, justify in (("file", "left"), ("input", "left"), ("size", "right"),
-                            ("×f32", "right"), ("accuracy", "right"), ("agree", "right")):
-        table.add_column(column, justify=justify, no_wrap=True)
+    keras_correct = int(round(result.keras_accuracy * result.val_images))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption_justify="left", caption=(
+        f"Checked on {result.val_images} validation images; Keras float accuracy "
+        f"{accuracy_text(keras_correct, result.val_images)}; {made_by} by the TFLite converter. input: dtype "
+        "scale/zero point; size: of the file, metadata included; ×f32: that size over float32's; accuracy: top-1 "
+        f"on the validation split (correct: how many); agree: top-1 agreement with the Keras model.{kept}"))
+    for column, justify in (("file", "left"), ("input", "left"), ("size", "right"), ("×f32", "right"),
+                            ("accuracy", "right"), ("correct", "right"), ("agree", "right")):
+        table.add_column(column, justify=justify, no_wrap=justify == "right", overflow="fold")
     for m in result.models:
         inp = m.io["input"]
         spec = inp["dtype"] if inp["scale"] is None else f"{inp['dtype']} {inp['scale']:g}/{inp['zero_point']}"
         agreement = f"{m.agreement:.4f}"
         if (m.variant or m.mode) in result.failing:
             agreement = f"[red]{agreement}[/red]"
-        table.add_row(m.file, spec, _size(m.size_bytes), f"{m.ratio_to_float32:.3f}",
-                      f"{m.accuracy:.4f}", agreement)
+        table.add_row(m.file, spec, _size(m.size_bytes), f"{m.ratio_to_float32:.3f}", f"{m.accuracy:.4f}",
+                      f"{m.correct}/{result.val_images}" if m.right is not None else "-", agreement)
     return table
 
 

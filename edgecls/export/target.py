@@ -29,6 +29,7 @@ import numpy as np
 
 from edgecls import jsonio
 from edgecls.atomic import folder_lock, write_set
+from edgecls.bench.latency import tied as latency_tied
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.bench.results import Latency
 from edgecls.bounds import check_bound
@@ -45,12 +46,12 @@ from edgecls.export.modes import (
 from edgecls.files import read_capped
 from edgecls.parsing import split_list
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES, EXPORT_FORMAT, LABELS_FILE, RunDir, keras_probabilities
+from edgecls.runtime.metrics import points_text
 
 TARGET_FORMAT = "edgecls.target/1"
 CHOSEN_FILE = "model.tflite"
 PLOT_FILE = "target.png"
 PERCENTILES = (99.9, 99.99)
-LATENCY_TIE = 0.05  # p50s this close to the fastest count as tied
 REFERENCE = "float32"  # latency ratios are taken against it
 
 
@@ -298,10 +299,11 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
     """Build, score and time every candidate, choose, then score the chosen one on test and write.
 
     `extra` candidates (tests, experiments) are tried after the built-in ones."""
-    from edgecls.export.job import check_output_dir, default_out
+    from edgecls.export.job import check_output_dir, default_out, refuse_backbone_run
 
     started = time.perf_counter()
     chosen_candidates = validate(options) + list(extra)
+    refuse_backbone_run(source)
     target = resolve_target(options.target)
     out = Path(options.out) if options.out else default_out(source).with_name(f"target-{target.slug}")
     check_output_dir(out)
@@ -391,7 +393,7 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
                 continue
             row.content, row.converted = content, converted
             row.drop_points = 100 * (keras_accuracy - row.check.accuracy)
-            log(f"  validation accuracy {row.check.accuracy:.4f} ({-row.drop_points:+.2f} pt), agreement "
+            log(f"  validation accuracy {row.check.accuracy:.4f} ({points_text(-row.drop_points / 100)}), agreement "
                 f"{row.check.agreement:.4f}, {row.check.size_bytes / 1024:.1f}K, {seconds:.1f} s")
             advance(f"{candidate.name} done")
 
@@ -490,8 +492,11 @@ def remote_latency(spec: str, remote: Any, paths: dict[str, Path], images: np.nd
 
 
 def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[Row]:
-    """Mark each built row passed or rejected (with why) and return the fastest passing one
-    (within LATENCY_TIE: the most accurate). Only validation figures and target latency are read here."""
+    """Mark each built row passed or rejected (with why) and return the one to ship: the fastest passing
+    one, where latencies within the measured spread count as tied (bench.latency.tied), and among the tied
+    the most accurate (accuracies within chance, McNemar on the validation images, count as equal), then
+    the clearly smaller, then the simpler (the SIMPLER order). Only validation figures and target latency
+    are read here."""
     for row in rows:
         if not row.built:
             continue
@@ -507,22 +512,48 @@ def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[R
     passing = [r for r in rows if r.status == "passed"]
     if not passing:
         return None
-    # Latencies within LATENCY_TIE of the fastest are noise on a shared CPU: among them the most
-    # accurate (then the best agreeing, then the smallest) file wins.
-    fastest = min(r.p50_ms for r in passing)
-    tied = [r for r in passing if r.p50_ms <= fastest * (1 + LATENCY_TIE)]
-    chosen = min(tied, key=lambda r: (-r.check.accuracy, -r.check.agreement, r.check.size_bytes, r.p50_ms))
+    fastest = min(passing, key=lambda r: r.p50_ms)
+    tied = [r for r in passing if r is fastest or latency_tied(fastest.latency, r.latency)]
+    best = max(tied, key=lambda r: r.check.correct)
+    level = [r for r in tied if r is best or _accuracy_tied(r, best)]
+    smallest = min(r.check.size_bytes for r in level)
+    small = [r for r in level if r.check.size_bytes * SMALLER <= smallest]
+    chosen = min(small, key=_simplicity)
     chosen.status = "chosen"
     for row in passing:
         if row is chosen:
             continue
-        if row in tied:
-            row.reasons = [f"as fast (within {LATENCY_TIE:.0%}) but "
-                           + ("less accurate" if row.check.accuracy < chosen.check.accuracy else
-                              "agrees less" if row.check.agreement < chosen.check.agreement else "not smaller")]
-        else:
+        if row not in tied:
             row.reasons = [f"slower: {row.p50_ms / chosen.p50_ms:.2f}x the chosen one's p50"]
+        elif row not in level:
+            row.reasons = [f"as fast (within the measured spread) but less accurate: {row.check.correct} against "
+                           f"{best.check.correct} of {len(best.check.right)} right, beyond chance"]
+        elif row not in small:
+            row.reasons = [f"as fast and as accurate (within the spread and chance) but larger: "
+                           f"{row.check.size_bytes / chosen.check.size_bytes:.2f}x the chosen one's size"]
+        else:
+            row.reasons = ["as fast, as accurate and as small (within the spread and chance): the chosen one is "
+                           "simpler"]
     return chosen
+
+
+# On a tie, the simpler candidate ships: the plain modes first, then another quantiser, clipped ranges,
+# and ops kept in float last (each a step away from what export writes by default).
+SIMPLER = ("float32", "int8", "dynamic", "float16", "int8-litert", "int8-pct99.9", "int8-pct99.99")
+SMALLER = 0.95  # a file counts as smaller than another below this share of its size
+
+
+def _simplicity(row: Row) -> tuple[int, str]:
+    return (SIMPLER.index(row.name) if row.name in SIMPLER else len(SIMPLER), row.name)
+
+
+def _accuracy_tied(row: Row, other: Row) -> bool:
+    """Whether two candidates' validation accuracies are within chance of each other, pair by pair."""
+    from edgecls.runtime.metrics import accuracies_tied
+
+    a, b = row.check.right, other.check.right
+    discordant = (int(np.sum(a & ~b)), int(np.sum(b & ~a))) if a is not None and b is not None else None
+    return accuracies_tied(row.check.correct, other.check.correct, discordant)
 
 
 def score_test(source: RunDir, model, path: Path, log: Callable[[str], None]) -> dict[str, Any]:

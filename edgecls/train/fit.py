@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +19,7 @@ import numpy as np
 from edgecls import jsonio
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
-from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset
+from edgecls.data import BUILTIN_DATASETS, Dataset, check_source, load_dataset
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.plotting import plot_history
 from edgecls.provenance import run_versions
@@ -32,9 +32,10 @@ from edgecls.rundir import (
     MODEL_FILE,
     SPLIT_FILE,
 )
-from edgecls.runtime.labels import clean_text, labels_text
+from edgecls.runtime.labels import labels_text
+from edgecls.runtime.metrics import accuracy_text, correct_count
 from edgecls.train.options import TrainOptions, options_table, to_toml, with_arch_defaults
-from edgecls.train.quality import assess, quality_warnings
+from edgecls.train.quality import assess, backbone_hint, quality_warnings
 
 
 @dataclass
@@ -69,15 +70,32 @@ class TrainResult:
     seconds: float
     metrics: dict
     data: str = ""  # the data as given (for the summary's data-check hint)
+    options: Optional[TrainOptions] = None  # as given (with the architecture's defaults): for the advice
 
     def summary(self) -> str:
-        """The closing lines `edgecls train` prints: the figures, what was written, what to run next."""
+        """The closing lines `edgecls train` prints: the figures with their weight (count, 95 % interval),
+        what was written, what to run next (and, after a weak from-scratch photo run, a pretrained backbone)."""
         m = self.metrics
+        n_test, n_val = m["counts"]["test"], m["counts"]["val"]
         written = ", ".join((MODEL_FILE, LABELS_FILE, SPLIT_FILE, METRICS_FILE, CURVES_FILE))
-        return (f"\nTest accuracy {self.test_accuracy:.4f} on {m['counts']['test']} held-out images "
-                f"(validation {self.val_accuracy:.4f}; best epoch {m['best_epoch']} of {self.epochs_run}; "
-                f"{self.seconds:.0f} s of training). Run directory: {self.run_dir} ({written}). "
-                f"Next: edgecls export {self.run_dir}." + check_hint(m.get("dedupe"), self.data))
+        lines = [
+            "",
+            f"Test accuracy {accuracy_text(correct_count(self.test_accuracy, n_test), n_test)}. Test images: "
+            f"{m.get('test_source') or 'the held-out test split'}.",
+            f"Validation {accuracy_text(correct_count(self.val_accuracy, n_val), n_val)}; best epoch "
+            f"{m['best_epoch']} of {self.epochs_run}; {self.seconds:.0f} s of training.",
+            f"Run directory: {self.run_dir} ({written}).",
+            f"Next: edgecls export {self.run_dir}",
+        ]
+        check = check_hint(m.get("dedupe"), self.data).strip()  # groups kept together, duplicates dropped
+        if check:
+            lines.append(check)
+        o = self.options
+        hint = o and backbone_hint(self.val_accuracy, o.arch, o.color or "", o.data,
+                                   not o.is_backbone or o.weights == "none")
+        if hint:
+            lines.append(f"Or: {hint}")
+        return "\n".join(lines)
 
     def warnings(self) -> list[str]:
         """What the quality check found (train.quality), the refusal to ship a collapsed model last."""
@@ -95,6 +113,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         raise EdgeclsError("a .tflite --backbone is trained by edgecls.transfer.job.train_from_options, "
                            "not the CNN route")
     out = check_new_dir(Path(options.out) if options.out else default_run_dir(options), force)  # before TensorFlow
+    check_source(options.data)  # so is a --data that names nothing
     options = with_arch_defaults(options)
     tf = require_tensorflow("edgecls train")
     configure_cpu_devices(tf)
@@ -192,7 +211,7 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         (tmp / METRICS_FILE).write_text(jsonio.dumps(metrics, indent=1))
         plot_history(history, tmp / CURVES_FILE, metrics["best_epoch"])
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics,
-                       options.data)
+                       options.data, replace(options, color=dataset.color))
 
 
 # An epoch of fewer optimizer steps than this is too short to judge by: on a small folder (100
@@ -342,12 +361,5 @@ def _fill_mode(color: str) -> str:
 
 
 def _report_skipped(dataset: Dataset, log) -> None:
-    if not dataset.skipped:
-        return
-    duplicates = sum(1 for _, reason in dataset.skipped if reason.startswith("duplicate"))
-    unreadable = [s for s in dataset.skipped if not s[1].startswith("duplicate")]
-    if unreadable:
-        first = "; ".join(clean_text(f"{p}: {r}") for p, r in unreadable[:3])  # file names can hold escapes
-        log(f"warning: skipped {len(unreadable)} unreadable image file(s): {first}")
-    if duplicates:
-        log(f"warning: skipped {duplicates} byte-identical duplicate file(s) (they would leak between train and test)")
+    for line in dataset.skipped_warnings():
+        log(f"warning: {line}")

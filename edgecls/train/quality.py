@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgecls.errors import EdgeclsError
+from edgecls.runtime.metrics import correct_count, few_images_warning
 
 SIGNIFICANCE = 0.05  # the chance a majority-class guesser scores at least as well
 COLLAPSE_SHARE = 0.90  # one class taking this share of the predictions (or more) ...
@@ -89,12 +90,33 @@ def assess(predicted: np.ndarray, truth: np.ndarray, class_names: list[str],
 
 
 def quality_warnings(metrics: dict[str, Any], shipped: str) -> list[str]:
-    """The WARNING lines of a run's metrics.json: the checks' findings, then "do not ship" with the
-    advice when it collapsed. `shipped` says what happens to such a model on this route."""
+    """The WARNING lines of a run's metrics.json: the checks' findings, a test split too small to say
+    much (and where it came from), then "do not ship" with the advice when it collapsed. `shipped`
+    says what happens to such a model on this route."""
     found = list(metrics.get("warnings", []))
+    n = (metrics.get("counts") or {}).get("test", 0)
+    accuracy = (metrics.get("tflite") or {}).get("test_accuracy", metrics.get("test_accuracy"))  # what is shipped
+    few = few_images_warning(n, metrics.get("test_source") or "its source unrecorded",
+                             None if accuracy is None else correct_count(accuracy, n))
+    if few:
+        found.append(few)
     if metrics.get("collapsed"):
         found.append(f"do not ship this model ({shipped}): {metrics['quality']['advice']}")
     return found
+
+
+WEAK_PHOTO_ACCURACY = 0.85  # below this on validation, a from-scratch photo model is worth redoing on a backbone
+BACKBONE_ADVICE = ("a network pretrained on photos does better with few images (catsdogs: 0.69-0.83 from scratch, "
+                   "0.88-0.94 on a backbone): edgecls train --data {data} --backbone FILE.tflite (Coral's "
+                   "mobilenet_v1_*_quant.tflite, see the README), or --arch mobilenet_v2 --weights imagenet")
+
+
+def backbone_hint(val_accuracy: float, arch: str, color: str, data: str, from_scratch: bool) -> str | None:
+    """The advice a weak from-scratch photo run ends with: a pretrained backbone (None when it does not apply)."""
+    if not from_scratch or color != "rgb" or val_accuracy >= WEAK_PHOTO_ACCURACY:
+        return None
+    return (f"validation {val_accuracy:.2f} from scratch (--arch {arch}) is weak for photos; "
+            + BACKBONE_ADVICE.format(data=data))
 
 
 _GERUND = {"export": "exporting", "write": "writing"}

@@ -54,7 +54,7 @@ from edgecls.rundir import (
 from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
-from edgecls.runtime.metrics import classification_metrics
+from edgecls.runtime.metrics import accuracy_text, classification_metrics, correct_count
 from edgecls.runtime.model import read_model_bytes
 from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions, to_toml
 from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
@@ -120,13 +120,23 @@ class TransferResult:
     data: str = ""  # the data as given (for the summary's data-check hint)
 
     def summary(self) -> str:
+        """The closing lines: the written file's figures with their weight (count, 95 % interval) and where
+        the test images came from, the float head's, what was written, what to run next."""
         m, t = self.metrics, self.metrics["tflite"]
-        return (f"\n{self.model_file.name}: test accuracy {t['test_accuracy']:.4f} on {m['counts']['test']} held-out "
-                f"images (validation {t['val_accuracy']:.4f}; agreement with the float head {t['agreement']:.4f}; "
-                f"float head test {m['test_accuracy']:.4f}; best epoch {m['best_epoch']} of {m['epochs_run']}; "
-                f"{self.seconds:.0f} s in all). Run directory: {self.run_dir}. "
-                f"Next: edgecls predict {self.model_file} IMAGES, or edgecls bench {self.run_dir}."
-                + check_hint(m.get("dedupe"), self.data))
+        n_test, n_val = m["counts"]["test"], m["counts"]["val"]
+        test = accuracy_text(correct_count(t["test_accuracy"], n_test), n_test)
+        return "\n".join([
+            "",
+            f"{self.model_file.name}: test accuracy {test}. Test images: "
+            f"{m.get('test_source') or 'the held-out test split'}.",
+            f"Validation {accuracy_text(correct_count(t['val_accuracy'], n_val), n_val)}; agreement with the float "
+            f"head {t['agreement']:.4f}; float head test {m['test_accuracy']:.4f}; best epoch {m['best_epoch']} of "
+            f"{m['epochs_run']}; {self.seconds:.0f} s in all.",
+            f"Run directory: {self.run_dir} (the model is already in {EXPORT_DIR}/: no edgecls export needed).",
+            f"Next: edgecls predict {self.model_file} IMAGES...",
+            f"Next: edgecls bench {self.run_dir}",
+            check_hint(m.get("dedupe"), self.data).strip(),  # groups kept together, duplicates dropped
+        ]).rstrip()
 
     def warnings(self) -> list[str]:
         """What the quality check found (train.quality), "do not ship" last if the head is no use."""
@@ -193,11 +203,12 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
     log(f"Backbone {backbone.path.name} ({h}x{w}x{c} {backbone.input_dtype}, SHA-256 {backbone.sha256[:12]}…); "
         f"embedding: {backbone.embedding.describe()}")
     dataset = load_dataset(options.data, h, "grayscale" if c == 1 else "rgb", progress=not quiet)
-    if dataset.skipped:
-        log(f"warning: skipped {len(dataset.skipped)} image file(s) (unreadable or byte-identical duplicates; "
-            f"first: {dataset.skipped[0][0]}: {dataset.skipped[0][1]})")
+    for line in dataset.skipped_warnings():
+        log(f"warning: {line}")
     split = grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed, log,
                           not quiet)
+    log(f"Split: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test images; test images: "
+        f"{split.test_source}")
     notes: list[str] = []
     with staged_dir(out, force=force) as tmp, tempfile.TemporaryDirectory(prefix="edgecls-transfer-") as scratch:
         embedder = cut_embedder(backbone, Path(scratch), options.threads, options.input_range)
@@ -243,6 +254,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
             tflite=check,
             epochs_run=len(head.history), best_epoch=head.best_epoch, l2=head.l2, l2_search=tries,
             counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+            test_source=split.test_source,
             train_embeddings=int(len(x_train)), skipped_files=len(dataset.skipped),
             dedupe=dedupe_metrics(split.dedupe),
             seconds={"embed": round(embed_seconds, 2), "fit": round(fit_seconds, 2),
@@ -252,7 +264,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         )
         _write_history(head, tmp / HISTORY_FILE)
         curves = {k: [row[k] for row in head.history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
-        if plot_history(curves, tmp / CURVES_FILE) is None:
+        if plot_history(curves, tmp / CURVES_FILE, head.best_epoch) is None:  # the kept epoch marked, as train's
             notes.append(f"{CURVES_FILE} not drawn: matplotlib is not installed here (pip install matplotlib)")
         (tmp / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
         (tmp / SPLIT_FILE).write_text(jsonio.dumps(split.to_json(dataset, options.seed,
