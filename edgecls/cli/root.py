@@ -17,7 +17,8 @@ app = Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Train a small image classifier, quantise it to int8 TFLite, and run and benchmark it on Pi-class CPUs.\n\n"
-    "Exit codes: 0 ok; 1 the job failed (a batch had bad files, a quality gate failed); 2 bad input; 130 interrupted.",
+    "Exit codes: 0 ok; 1 the job failed (a batch had bad files, a quality gate failed); 2 bad input; 130 interrupted "
+    "(143 SIGTERM, 129 SIGHUP).",
     epilog="Example:\n\nedgecls train && edgecls export runs/digits-seed && edgecls bench runs/digits-seed",
 )
 # Without a name each module's commands join the root (in this order in --help); bench is a group.
