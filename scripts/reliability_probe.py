@@ -203,7 +203,7 @@ def run(root: Path, work: Path, argv, opts: dict, timeout: float) -> str:
 # folder (W/...). RUN is a one-epoch digits run trained once per checkout (F/run-before, F/run-after),
 # copied into W when a case writes into it.
 
-VERDICTS = ("ok", "internal", "hang", "oom", "wrong", "misleading", "unreached")
+VERDICTS = ("ok", "internal", "hang", "oom", "crash", "wrong", "misleading", "unreached")
 
 
 @dataclass
@@ -564,6 +564,8 @@ CASES28: list[Case] = [
     Case(1, "data check --backbone (input 2**31-1 px a side)",
          ["data", "check", DS, "--backbone", f"{BB}/side_2e31.tflite", "--report", "W/dc"],
          say=("side_2e31.tflite",), absent=("dc",)),
+    Case(1, "predict a .tflite whose FULLY_CONNECTED has no weights tensor (-1): LiteRT itself",
+         ["predict", f"{BB}/weights_minus1.tflite", "F/img/seven.png"], say=("weights_minus1.tflite",)),
     Case(1, "train --backbone --embedding-tensor on a model with an index of -1",
          ["train", "--backbone", f"{BB}/fc_input_minus1.tflite", "--embedding-tensor", "x", "--data", DS,
           "--out", "W/r", "--quiet"], say=("fc_input_minus1.tflite",), absent=("r",)),
@@ -911,6 +913,8 @@ def verdict(case: Case, r: dict, work: Path) -> str:
     if case.term and not r.get("signalled"):  # the job ended before the signal: nothing was tested
         return "unreached"
     err = r["stderr"]
+    if r["code"] in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS) and not case.term:
+        return "crash"  # the interpreter's native code died
     if r["code"] is not None and r["code"] < 0 and not case.term or "out of memory" in err \
             or "MemoryError" in err:
         return "oom"

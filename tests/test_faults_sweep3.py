@@ -209,6 +209,24 @@ def test_a_cut_that_fails_to_load_names_the_backbone(tmp_path, monkeypatch):
     assert "backbone_cut" not in str(raised.value)
 
 
+def test_a_layer_without_weights_is_refused_before_litert_crashes_on_it(tmp_path):
+    """LiteRT dies (SIGSEGV) loading a FULLY_CONNECTED whose weights tensor is -1: predict (in a
+    subprocess, so a crash fails the test instead of killing it) refuses the file first."""
+    from edgecls.runtime.model import REQUIRED_INPUTS
+    from edgecls.runtime.tflite_names import BUILTIN_OPERATORS
+
+    assert {BUILTIN_OPERATORS[code] for code in REQUIRED_INPUTS} == {
+        "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"}
+    for op, position in (("FULLY_CONNECTED", 1), ("CONV_2D", 1), ("CONV_2D", 0)):
+        path = mutated(INT8, tmp_path / f"{op}-{position}.tflite",
+                       lambda m, s, op=op, position=position: set_index(ops(m, op)[0], "inputs", position, -1))
+        image = ROOT / "models" / "digits-seed" / "test-images" / "0" / "00012-000079.png"
+        done = subprocess.run([sys.executable, "-m", "edgecls", "predict", str(path), str(image)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=HANG,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 2 and f"({op}) has no tensor for its input {position}" in one_line(done.stderr)
+
+
 def test_train_backbone_on_a_corrupt_file_writes_nothing(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
     path = mutated(INT8, tmp_path / "bad.tflite", BAD_INDICES["fc input -1"][0])

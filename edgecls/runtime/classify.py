@@ -33,6 +33,7 @@ from edgecls.runtime.interpreter import (
 from edgecls.runtime.metadata import check_range, read_metadata
 from edgecls.runtime.model import (
     check_classifier,
+    check_required_inputs,
     input_spec,
     output_kind,
     per_tensor,
@@ -115,6 +116,7 @@ class Classifier:
             content = read_model_bytes(self.path)
         self.backend: Backend = find_backend(backend)
         self.num_threads = default_threads() if num_threads is None else num_threads
+        check_required_inputs(content, self.path.name)  # what LiteRT crashes on (SIGSEGV) instead of refusing
         started = time.perf_counter()
         # The interpreter verifies the flatbuffer, so it goes first: the metadata reader trusts it.
         self.interpreter = create_interpreter(content, self.backend, self.num_threads, name=self.path.name)

@@ -110,6 +110,40 @@ def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model
     return inp, out
 
 
+# Inputs that are never optional (-1), beyond each op's first, by builtin operator code (runtime.tflite_names,
+# which predict's cold start does not import): the weights of FULLY_CONNECTED (9), CONV_2D (3),
+# DEPTHWISE_CONV_2D (4) and TRANSPOSE_CONV (67). LiteRT does not refuse a FULLY_CONNECTED whose weights are
+# -1: it crashes (SIGSEGV) while it loads the model.
+REQUIRED_INPUTS = {9: 2, 3: 2, 4: 2, 67: 3}
+
+
+def check_required_inputs(content: bytes, name: str = "model") -> None:
+    """Refuse a model whose layer lacks its weights tensor (an input index of -1 where REQUIRED_INPUTS
+    says none may be): LiteRT crashes on it while it loads the model. So this runs before the
+    interpreter, on bytes not yet verified: a flatbuffer too broken to walk is left to the interpreter
+    to refuse. One pass over the ops' input lists (about 0.1 ms for a MobileNet)."""
+    from edgecls.runtime import flatbuffer as fb
+
+    try:
+        model = fb.model_table(content)
+        codes = [max(c.scalar(fb.OPCODE_BUILTIN, fb.INT32), c.scalar(fb.OPCODE_DEPRECATED_BUILTIN, fb.INT8))
+                 for c in model.tables(fb.MODEL_OPERATOR_CODES)]
+        for graph in model.tables(fb.MODEL_SUBGRAPHS):
+            for k, op in enumerate(graph.tables(fb.SUBGRAPH_OPERATORS)):
+                index = op.scalar(fb.OPERATOR_OPCODE_INDEX, fb.UINT32)
+                required = REQUIRED_INPUTS.get(codes[index] if index < len(codes) else -1, 1)
+                inputs = op.scalars(fb.OPERATOR_INPUTS, fb.INT32)[:required]
+                if any(i < 0 for i in inputs):
+                    from edgecls.runtime.tflite_names import op_name  # only for the message
+
+                    raise ModelFileError(f"{name}: corrupt .tflite: op {k} ({op_name(codes[index], 0, None)}) has no "
+                                         f"tensor for its input {inputs.index(min(inputs))} (-1), which it needs")
+    except ModelFileError:
+        raise
+    except Exception:  # a corrupt flatbuffer (struct.error, IndexError, ...): the interpreter refuses it next
+        return
+
+
 def check_image_input(shape: Sequence[int], signature: Sequence[int], name: str = "model") -> None:
     """One NHWC image [1, H, W, 1|3] of a fixed size up to MAX_INPUT_SIDE a side, else a one-line
     ModelFileError: the limits predict, info and the backbone route (train, data check) share."""

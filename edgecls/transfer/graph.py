@@ -15,6 +15,7 @@ import numpy as np
 
 from edgecls.runtime import tflite_names
 from edgecls.runtime.metadata import TFLITE_IDENTIFIER, ModelFileError, check_tflite_bytes, schema
+from edgecls.runtime.model import REQUIRED_INPUTS
 
 # Metadata entries that describe the original outputs (the TFLite Support library's, with the old
 # labels) or are ours (rewritten by embed_metadata): dropped when the model is cut.
@@ -41,11 +42,6 @@ def load_model(content: bytes, name: str = "model"):
     return model
 
 
-# Inputs that are never optional (-1), beyond the first of every op: the weights of the layers the
-# walk reads (LiteRT itself crashes, at invoke, on a FULLY_CONNECTED without weights).
-_REQUIRED_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "TRANSPOSE_CONV": 3}
-
-
 def check_indices(model, name: str) -> None:
     """Refuse a model with an index that points nowhere: a tensor, buffer or opcode index out of
     range, or -1 where the schema has no optional tensor (Python would read -1 as the last tensor).
@@ -66,7 +62,8 @@ def check_indices(model, name: str) -> None:
             if not 0 <= int(op.opcodeIndex or 0) < opcodes:
                 refuse(f"the opcode index of op {k}", int(op.opcodeIndex or 0), opcodes, "opcodes")
             for field in ("inputs", "outputs", "intermediates"):
-                required = _REQUIRED_INPUTS.get(op_name(model, op), 1)
+                code = model.operatorCodes[op.opcodeIndex]
+                required = REQUIRED_INPUTS.get(max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0)), 1)
                 for position, value in enumerate(ints(getattr(op, field))):
                     optional = field == "inputs" and position >= required  # an absent optional input (a bias) is -1
                     if not (0 <= value < tensors or optional and value == -1):
