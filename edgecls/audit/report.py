@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from edgecls import __version__, jsonio
-from edgecls.atomic import check_folder_writable, write_text_atomic
+from edgecls.atomic import check_folder_writable, staged_dir, write_text_atomic
 from edgecls.audit import duplicates as dup
 from edgecls.audit import facts as facts_module
 from edgecls.audit.sheets import MAX_TILES_PER_ROW, THUMB, Row, Sheet, Tile, write_sheets
@@ -433,15 +433,18 @@ def check_review_dir(folder: Path) -> None:
 
 def link_review(check: Check, folder: Path) -> Path:
     """Links to the flagged files, a folder per finding (symbolic links, hard links where symbolic
-    ones cannot be made). Only for a folder of files."""
+    ones cannot be made). Only for a folder of files. Made in a staging folder renamed into place at
+    the end: a full disk or a Ctrl-C / SIGTERM part-way leaves no half-made review folder."""
     dataset = check.dataset
     if dataset.paths is None:
         raise EdgeclsError(f"--review needs a folder of image files; {check.source} is not one")
     root = Path(dataset.source).resolve()
     names, labels = dataset.class_names, dataset.labels
 
+    staging: list[Path] = []  # the folder being filled (staged_dir's)
+
     def link(relative: str, where: str, prefix: str = "") -> None:
-        target_dir = folder / where
+        target_dir = staging[0] / where
         target_dir.mkdir(parents=True, exist_ok=True)
         name = (prefix + "-" if prefix else "") + relative.replace(os.sep, "__")
         link_path = target_dir / name
@@ -455,10 +458,14 @@ def link_review(check: Check, folder: Path) -> Path:
                 raise EdgeclsError(f"cannot link {source} into --review {folder}: {exc.strerror or exc}",
                                    exit_code=1) from None
 
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EdgeclsError(f"cannot write to --review {folder}: {exc.strerror or exc}") from None
+    with staged_dir(folder, force=folder.is_dir()) as tmp:  # force: the empty folder check_review_dir allowed
+        staging.append(tmp)
+        _link_findings(check, link, dataset, root, names, labels)
+    return folder
+
+
+def _link_findings(check: Check, link: Callable[..., None], dataset: Any, root: Path, names: list[str],
+                   labels: Any) -> None:
     for n, group in enumerate(check.duplicates.groups, 1):
         conflict = len({int(labels[i]) for i in group.members}) > 1
         for i in group.members:
@@ -485,4 +492,3 @@ def link_review(check: Check, folder: Path) -> Path:
     for p, _ in facts.unreadable:
         if (root / p).is_file():
             link(p, "images/unreadable")
-    return folder
