@@ -78,7 +78,7 @@ BOUNDS: dict[str, Bound] = {
     "--header-timeout-s": Bound(0, 3_600, "an hour", open_low=True),
     "--body-timeout-s": Bound(0, DAY_S, "a day", open_low=True),
     "--grace-s": Bound(0, 3_600, "an hour"),
-    "--parallel": Bound(1, 256, "servers reached at once, a thread each"),
+    "--parallel": Bound(1, 256, "devices or servers reached at once, a thread each"),
 }
 
 

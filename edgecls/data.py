@@ -18,7 +18,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -26,9 +26,10 @@ from edgecls import __version__, jsonio
 from edgecls.atomic import owner_alive
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.files import open_regular, read_capped, sha256_of
-from edgecls.runtime.labels import clean_text, printable
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.preprocess import ImageError, load_image
 from edgecls.runtime.sources import folder_error, walk_images
+from edgecls.text import clean_text, printable
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 SPLIT_NAMES = ("train", "val", "test")
@@ -76,6 +77,26 @@ class Dataset:
                          "and test)")
         return found
 
+    def take(self, indices: np.ndarray) -> Part:
+        """The images at `indices`, with their labels, ids (file relative to the data, or index) and files."""
+        indices = np.asarray(indices)
+        if self.paths is None:
+            ids, files = [int(i) for i in indices], None
+        else:
+            ids = [self.paths[i] for i in indices]
+            files = [Path(self.source) / p for p in ids]
+        return Part(np.asarray(self.images[indices]), np.asarray(self.labels[indices]), ids, files)
+
+
+@dataclass
+class Part:
+    """Some images of a dataset (a split part): uint8 pixels, labels, ids and, for a folder, the files."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    ids: list[Any]
+    files: Optional[list[Path]]
+
 
 def native_format(source: str) -> tuple[Optional[int], Optional[str]]:
     """(size, colour) a source has of its own; None where the user must or may choose."""
@@ -103,7 +124,7 @@ def check_source(source: str) -> None:
 
 
 def load_dataset(source: str, img_size: Optional[int] = None, color: Optional[str] = None,
-                 cache_dir: Optional[Path] = None, progress: bool = True) -> Dataset:
+                 cache_dir: Optional[Path] = None, reporter: Reporter = SILENT) -> Dataset:
     """Load `source` as uint8 images of `img_size` x `img_size` in `color` (defaults per source)."""
     check_source(source)
     if source in BUILTIN_DATASETS:
@@ -114,7 +135,7 @@ def load_dataset(source: str, img_size: Optional[int] = None, color: Optional[st
     if _idx_files(path):
         dataset = _load_idx_folder(path)
         return _conform(dataset, img_size or dataset.image_size[0], color or dataset.color)
-    return _load_image_folder(path, img_size or FOLDER_DEFAULT_SIZE, color or "rgb", cache_dir, progress)
+    return _load_image_folder(path, img_size or FOLDER_DEFAULT_SIZE, color or "rgb", cache_dir, reporter)
 
 
 def _conform(dataset: Dataset, img_size: int, color: str) -> Dataset:
@@ -281,7 +302,8 @@ def _split_folders(root: Path) -> dict[str, Path]:
     return found if "train" in found and len(found) >= 2 else {}
 
 
-def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optional[Path], progress: bool) -> Dataset:
+def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optional[Path],
+                       reporter: Reporter) -> Dataset:
     splits = _split_folders(root)
     class_root = splits.get("train", root)
     folders = [p.name for p in _class_folders(class_root)]
@@ -315,14 +337,14 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
     if len(classes) < 2:
         raise EdgeclsError(f"{root} has only one class ({classes[0]}): a classifier needs at least two")
 
-    hashes = _content_hashes([e[0] for e in entries], progress, root.name)
+    hashes = _content_hashes([e[0] for e in entries], reporter, root.name)
     key = _folder_key(root, entries, hashes, img_size, color)
     base_dir = cache_dir or default_cache_dir()
     cache = base_dir / key
     channels = 1 if color == "grayscale" else 3
     opened = _open_cache(cache, root, entries, img_size, channels)
     if opened is None:
-        _build_cache(cache, root, entries, hashes, img_size, color, progress)
+        _build_cache(cache, root, entries, hashes, img_size, color, reporter)
         opened = _open_cache(cache, root, entries, img_size, channels)
         if opened is None:
             raise EdgeclsError(f"the dataset cache {cache} fails its own check right after being written "
@@ -350,7 +372,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "datasets"
 
 
-def _content_hashes(paths: list[Path], progress: bool, name: str) -> list[str]:
+def _content_hashes(paths: list[Path], reporter: Reporter, name: str) -> list[str]:
     """Each file's SHA-256 (chunked reads; regular files only), or "!reason" when it cannot be read."""
     def one(path: Path) -> str:
         try:
@@ -359,7 +381,7 @@ def _content_hashes(paths: list[Path], progress: bool, name: str) -> list[str]:
             return f"!cannot read: {exc.strerror or exc}"
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(_progress(pool.map(one, paths), len(paths), f"Reading {name}", progress))
+        return list(reporter.track(pool.map(one, paths), f"Reading {name}", len(paths)))
 
 
 def _folder_key(root: Path, entries: list[tuple[Path, int, str]], hashes: list[str], img_size: int,
@@ -432,7 +454,7 @@ def _new_memmap(path: Path, count: int, img_size: int, channels: int) -> np.memm
 
 
 def _build_cache(cache: Path, root: Path, entries, hashes: list[str], img_size: int, color: str,
-                 progress: bool) -> None:
+                 reporter: Reporter) -> None:
     """Decode every file once into cache/images.npy (uint8, memory-mappable); atomic, and leftovers
     of killed builds (their process gone) are removed."""
     channels = 1 if color == "grayscale" else 3
@@ -451,7 +473,7 @@ def _build_cache(cache: Path, root: Path, entries, hashes: list[str], img_size: 
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             results = pool.map(lambda e: _decode(e[0][0], e[1], img_size, color), zip(entries, hashes))
             for i, (pixels, reason) in enumerate(
-                _progress(results, len(entries), f"Decoding {root.name}", progress)
+                reporter.track(results, f"Decoding {root.name}", len(entries))
             ):
                 rel = str(entries[i][0].relative_to(root))
                 content = hashes[i]
@@ -499,19 +521,6 @@ def _build_cache(cache: Path, root: Path, entries, hashes: list[str], img_size: 
         raise
 
 
-def _progress(iterable, total: int, description: str, enabled: bool):
-    if not enabled:
-        yield from iterable
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        for item in iterable:
-            yield item
-            bar.advance(task)
-
-
 # ----------------------------------------------------------------------------- split
 @dataclass
 class Split:
@@ -540,6 +549,23 @@ class Split:
         for name in SPLIT_NAMES:
             parts[np.asarray(getattr(self, name), dtype=np.int64)] = name
         return parts
+
+
+class ClassCountError(EdgeclsError):
+    """The data has another number of classes than the labels a model was given: its own files disagree,
+    and no other data or device fixes that."""
+
+
+def split_data(data: str | Dataset, img_size: int, color: str, labels: list[str], saved: Optional[dict],
+               seed: int, labels_source: str = "the model") -> tuple[Dataset, Split]:
+    """A model's dataset (loaded, unless given, at its size and colour; as many classes as `labels`,
+    which come from `labels_source`) and its split: the saved one, checked (a run directory's), else a
+    seeded one as train makes it."""
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, img_size, color)
+    if len(dataset.class_names) != len(labels):
+        raise ClassCountError(f"{labels_source} names {len(labels)} classes but its data {dataset.source} has "
+                              f"{len(dataset.class_names)}")
+    return dataset, (load_split(saved, dataset) if saved is not None else make_split(dataset, 0.1, 0.1, seed))
 
 
 def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int,

@@ -11,25 +11,24 @@ give an answer the Typer app would not: tests/test_entry.py runs argument vector
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import stat
 import sys
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgecls.errors import EdgeclsError, Terminated
-
 # `edgecls predict`'s options as edgecls.cli.device declares them: name -> (kind, the keyword it fills).
 # An option missing here (a newer one) sends the whole command line to the Typer app.
-_PREDICT_FLAGS = {"--json": "as_json", "--csv": "as_csv"}
+_PREDICT_FLAGS = {"--json": "as_json", "--csv": "as_csv", "--no-unknown": "no_unknown"}
 _PREDICT_VALUES = {"--top-k": ("count", "top_k"), "-k": ("count", "top_k"), "--threads": ("count", "threads"),
                    "--labels": ("path", "labels"), "--backend": ("text", "backend"),
-                   "--input-range": ("text", "input_range")}
+                   "--input-range": ("text", "input_range"), "--collect": ("path", "collect"),
+                   "--collect-when": ("list", "collect_when"), "--collect-max-mb": ("number", "collect_max_mb"),
+                   "--collect-reserve-mb": ("number", "collect_reserve_mb"), "--shadow": ("path", "shadow"),
+                   "--shadow-every": ("count", "shadow_every")}
 _COUNT = re.compile(r"[0-9]+")  # click's int() takes more (+3, 1_0, ' 3'): those go to the Typer app
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")  # a plain decimal; click's float() takes more: the Typer app's
 
 
 def predict_arguments(argv: Sequence[str]) -> dict[str, Any] | None:
@@ -71,7 +70,10 @@ def predict_arguments(argv: Sequence[str]) -> dict[str, Any] | None:
     return {"model": model, "images": positional[1:], "top_k": given.get("top_k", 1),
             "as_json": given.get("as_json", False), "as_csv": given.get("as_csv", False),
             "threads": given.get("threads"), "labels": given.get("labels"), "backend": given.get("backend"),
-            "input_range": given.get("input_range")}
+            "input_range": given.get("input_range"), "unknown": not given.get("no_unknown", False),
+            "collect": given.get("collect"), "collect_when": given.get("collect_when"),
+            "collect_max_mb": given.get("collect_max_mb"), "collect_reserve_mb": given.get("collect_reserve_mb"),
+            "shadow": given.get("shadow"), "shadow_every": given.get("shadow_every")}
 
 
 def _value(kind: str, text: str) -> Any:
@@ -79,6 +81,10 @@ def _value(kind: str, text: str) -> Any:
         return int(text) if _COUNT.fullmatch(text) and int(text) >= 1 else None
     if kind == "path":
         return _path(text)
+    if kind == "number":
+        return float(text) if _NUMBER.fullmatch(text) else None
+    if kind == "list":  # click gives a repeatable option as a list; repeated here: the Typer app's case
+        return [text]
     return text
 
 
@@ -92,146 +98,6 @@ def _path(text: str) -> str | None:
     except OSError:
         return str(Path(text))
     return str(Path(text)) if os.access(text, os.R_OK) else None
-
-
-def predict_options(as_json: bool, as_csv: bool, input_range: str | None, **arguments: Any) -> dict[str, Any]:
-    """`edgecls predict`'s options as console.predict (and live.predict_stream) take them: the output
-    format, the parsed input range and the rest as given."""
-    if as_json and as_csv:
-        raise EdgeclsError("choose one of --json and --csv")
-    from edgecls.parsing import parse_range
-
-    return {"fmt": "json" if as_json else "csv" if as_csv else "table", "input_range": parse_range(input_range),
-            **arguments}
-
-
-def run_predict(model: str, images: Sequence[str], **options: Any) -> int:
-    """`edgecls predict MODEL IMAGES...`'s body (edgecls.cli.device.predict calls it too): the exit code."""
-    from edgecls.console import predict
-
-    return predict(model, images, **predict_options(**options))
-
-
-# Signals treated like Ctrl-C (service managers, `kill`, a closed terminal), by number and name.
-TERMINATING = ((15, "SIGTERM"), (1, "SIGHUP"))
-
-
-_received: list[Terminated] = []  # what _terminated raised: Typer and click turn it into an Abort or a 130
-
-
-def _terminated(signum: int, frame: Any) -> None:
-    _received.append(Terminated(signum, dict(TERMINATING).get(signum, f"signal {signum}")))
-    raise _received[-1]
-
-
-def termination() -> Terminated | None:
-    """The SIGTERM or SIGHUP this process received (as the Terminated it raised), if any."""
-    return _received[-1] if _received else None
-
-
-def treat_termination_like_ctrl_c() -> None:
-    """SIGTERM and SIGHUP raise Terminated (a KeyboardInterrupt) instead of killing the process where
-    it stands, which would leave a half-written run directory or temporary file behind. A signal
-    already ignored (nohup) stays ignored. `_signal` is the C module Python loads at start-up (for
-    SIGINT): `signal` itself would cost predict's cold start an import."""
-    import _signal
-
-    for signum, _ in TERMINATING:
-        try:
-            if _signal.getsignal(signum) == _signal.SIG_DFL:
-                _signal.signal(signum, _terminated)
-        except (ValueError, OSError):  # not the main thread, or a platform without the signal
-            pass
-
-
-def prepare_process() -> None:
-    """What every edgecls process sets first, on either path."""
-    treat_termination_like_ctrl_c()
-    # Pillow warns (once, multi-line) between 1x and 2x its pixel limit; preprocess refuses such
-    # images itself with a one-line reason.
-    from PIL import Image
-
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
-
-
-MAX_ERROR_CHARS = 2000  # a value echoed back (a 10 MB config string) must not flood the terminal
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print `edgecls: error: MESSAGE` as one line on stderr and exit with `code`."""
-    from edgecls.runtime.labels import clean_text
-
-    # One line, whatever the message carries (file names with newlines or terminal escapes).
-    text = " ".join(clean_text(part) for part in str(message).splitlines())
-    if len(text) > MAX_ERROR_CHARS:
-        text = f"{text[:MAX_ERROR_CHARS]}... ({len(text)} characters)"
-    sys.stderr.write(f"edgecls: error: {text}\n")
-    sys.stderr.flush()
-    raise SystemExit(code)
-
-
-def _os_error_line(exc: OSError) -> str:
-    """One line for an OSError no writer named (a full disk under a temporary file, standard output
-    on /dev/full): the file if known, else standard output if that is what fails, and the reason."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    if exc.filename is not None:
-        return f"{'cannot write' if exc.errno in _WRITE_FAILURES else 'cannot use'} {exc.filename}: {reason}"
-    if _stdout_fails(exc):  # then give it /dev/null, so that Python's flush at exit stays quiet
-        silence_stdout()
-        return f"cannot write to standard output: {reason}"
-    return f"cannot write: {reason}" if exc.errno in _WRITE_FAILURES else f"{type(exc).__name__}: {reason}"
-
-
-def _stdout_fails(exc: OSError) -> bool:
-    """Whether standard output is what refuses writes: a device that refuses even an empty write
-    (/dev/full), or a file on a disk with no space left."""
-    try:
-        fd = sys.stdout.fileno()
-        os.write(fd, b"")
-        if exc.errno == errno.ENOSPC and stat.S_ISREG(os.fstat(fd).st_mode):
-            return os.fstatvfs(fd).f_bavail == 0
-    except (OSError, ValueError, AttributeError):
-        return True
-    return False
-
-
-# errno values only a write gives (edgecls.atomic.WRITE_FAILURES, which predict's cold start does not import;
-# errno itself is loaded at Python's start-up)
-_WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
-
-
-def silence_stdout() -> None:
-    try:  # Python's own flush at exit must not complain either
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
-def guarded(call: Callable[[], int]) -> None:
-    """Run a command, turning the errors both paths share into one line and an exit code."""
-    try:
-        code = call()
-        sys.stdout.flush()  # here, not at exit: a full disk or /dev/full is then one line, not a traceback
-    except EdgeclsError as exc:
-        fail(str(exc), exc.exit_code)
-    except Terminated as exc:
-        fail(f"terminated by {exc.name}", exc.exit_code)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
-    except BrokenPipeError:  # `edgecls info ... | head`: the reader has what it wanted
-        silence_stdout()
-        raise SystemExit(0) from None
-    except MemoryError:
-        fail("out of memory", 1)
-    except OSError as exc:
-        fail(_os_error_line(exc), 1)
-    except Exception as exc:  # anything unforeseen: one line, traceback only on request
-        if os.environ.get("EDGECLS_DEBUG"):
-            raise
-        fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-             "(set EDGECLS_DEBUG=1 for the traceback; please report it)", 1)
-    raise SystemExit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -250,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.argv = [sys.argv[0] if sys.argv else "edgecls", *argv]
         full_main()
         return
+    from edgecls.console import run_predict
+    from edgecls.exits import guarded, prepare_process
+
     prepare_process()
     guarded(lambda: run_predict(**arguments))
 

@@ -1,4 +1,5 @@
-"""Reading TOML files (train configs, run configs, device profiles) with one-line errors."""
+"""TOML files (train configs, run configs, device profiles): reading with one-line errors, and the
+small writer of flat tables the standard library lacks."""
 
 from __future__ import annotations
 
@@ -22,12 +23,18 @@ MAX_TOML_BYTES = 16 << 20  # a config or profile is a few hundred bytes; this on
 def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
     """A TOML file as a dict, or a one-line error that names `what` it is (config file, profile ...)."""
     try:
-        text = read_capped(path, MAX_TOML_BYTES).decode("utf-8")
-        return tomllib.loads(text)
+        data = read_capped(path, MAX_TOML_BYTES)
     except FileNotFoundError:
         raise EdgeclsError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    return parse_toml(data, path, what)
+
+
+def parse_toml(data: bytes, path: Path, what: str = "file") -> dict[str, Any]:
+    """The bytes of a TOML file as a dict, or a one-line error naming `what` it is and its `path`."""
+    try:
+        return tomllib.loads(data.decode("utf-8"))
     except RecursionError:
         raise EdgeclsError(f"{what} {path} is not valid TOML: nested too deeply") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -40,15 +47,16 @@ def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
 FS_BYTES = "fs_bytes"
 
 
-def toml_text(tables: dict[str, dict[str, Any]], comment: str = "") -> str:
+def toml_text(tables: dict[str, dict[str, Any]], header: str = "") -> str:
     """TOML for {table: {key: value}} by tomli-w (quotes, backslashes and control characters escaped as
-    TOML wants them); None values are left out, paths that are not UTF-8 go through path_value."""
+    TOML wants them), `header` as a comment first; None values are left out (TOML has no null), paths
+    that are not UTF-8 go through path_value."""
     import tomli_w
 
     clean = {name: {key: _writable(value) for key, value in table.items() if value is not None}
              for name, table in tables.items()}
-    header = "".join(f"# {line}\n" for line in comment.splitlines())
-    return header + tomli_w.dumps(clean)
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    return comment + tomli_w.dumps(clean)
 
 
 def _writable(value: Any) -> Any:

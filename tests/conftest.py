@@ -274,14 +274,13 @@ def make_digits_run(tmp_path_factory):
             pytest.importorskip("tensorflow")
             from edgecls.export.job import ExportOptions, export
             from edgecls.rundir import open_run
-            from edgecls.train.fit import train
+            from edgecls.train.job import train
             from edgecls.train.options import resolve_options
 
             out = tmp_path_factory.mktemp(f"digits-e{epochs}-s{seed}") / "digits"
-            train(resolve_options({"out": str(out), "epochs": epochs, "seed": seed}), quiet=True, log=lambda m: None)
+            train(resolve_options({"out": str(out), "epochs": epochs, "seed": seed}))
             if export_modes:
-                export(open_run(out), ExportOptions(list(export_modes), calib_samples=100, force=True),
-                       log=lambda m: None)
+                export(open_run(out), ExportOptions(list(export_modes), calib_samples=100, force=True))
             made[key] = out
         return made[key]
 

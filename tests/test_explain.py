@@ -97,7 +97,7 @@ def test_map_mass_sits_on_the_object(square_models, method):
         assert maps[0].settings["layer"] == "conv2"  # found by itself: the last conv layer
     else:
         clf = Classifier(square_models["paths"]["trained"], num_threads=1)
-        maps = [device_map(clf, image, method, target=1, progress=False) for image in images]
+        maps = [device_map(clf, image, method, target=1) for image in images]
     masses = [object_mass(m.values, corner) for m, corner in zip(maps, corners)]
     # the grown square covers at most 8x8 = 25 % of the image; a map blind to the object puts ~25 % there
     assert np.mean(masses) > 0.6, masses
@@ -121,7 +121,7 @@ def test_maps_of_a_trained_model_differ_from_randomised_weights(square_models, m
         maps = {}
         for name in ("trained", "random"):
             clf = Classifier(square_models["paths"][name], num_threads=1)
-            maps[name] = [device_map(clf, image, method, target=1, progress=False).values for image in images]
+            maps[name] = [device_map(clf, image, method, target=1).values for image in images]
         trained, random = maps["trained"], maps["random"]
     assert all(m.std() > 0 for m in trained + random)  # no flat map: the correlation means something
     correlation = np.mean([rank_correlation(a, b) for a, b in zip(trained, random)])
@@ -140,8 +140,8 @@ def test_quad_map_lies_on_the_deciding_half(models):
     pixels = quad_image("top")[..., None]
     # black fill: quad reads brightness, so grey paint on the dark half would itself be evidence (for "bottom")
     # RISE's masks are smooth (bilinear over 2-pixel cells here): some mass leaks across the border
-    for smap, share in ((occlusion_map(clf, pixels, patch=2, stride=1, fill="black", progress=False), 0.9),
-                        (rise_map(clf, pixels, masks=300, cells=4, fill="black", progress=False), 0.7)):
+    for smap, share in ((occlusion_map(clf, pixels, patch=2, stride=1, fill="black"), 0.9),
+                        (rise_map(clf, pixels, masks=300, cells=4, fill="black"), 0.7)):
         assert smap.label == "top"
         positive = np.clip(smap.values, 0, None)
         assert positive[:4].sum() / positive.sum() > share, smap.method
@@ -153,12 +153,12 @@ def test_rise_is_seeded_and_cost_bounded(models):
 
     clf = Classifier(models.rgb_int8_meta, num_threads=1)
     pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3)).astype(np.uint8)
-    a = rise_map(clf, pixels, masks=64, seed=3, progress=False)
-    b = rise_map(clf, pixels, masks=64, seed=3, progress=False)
-    c = rise_map(clf, pixels, masks=64, seed=4, progress=False)
+    a = rise_map(clf, pixels, masks=64, seed=3)
+    b = rise_map(clf, pixels, masks=64, seed=3)
+    c = rise_map(clf, pixels, masks=64, seed=4)
     assert np.array_equal(a.values, b.values) and not np.array_equal(a.values, c.values)
     assert a.evaluations == 64
-    occluded = occlusion_map(clf, pixels, patch=4, stride=4, progress=False)
+    occluded = occlusion_map(clf, pixels, patch=4, stride=4)
     assert occluded.evaluations == 16 and occluded.values.shape == (16, 16)
 
 
@@ -272,7 +272,7 @@ DEVICE_ONLY = textwrap.dedent("""
     import sys
     from edgecls.explain.job import ExplainOptions, explain_images
     summary = explain_images({model!r}, [{image!r}], ExplainOptions(out={out!r}, labels={labels!r}, threads=1,
-                             method={method!r}, masks=100), log=lambda m: None)
+                             method={method!r}, masks=100))
     assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'
     print(summary['images'][0]['label'])
 """)
@@ -302,7 +302,7 @@ def test_device_side_modules_import_no_tensorflow():
     """Nor the workstation jobs (the re-cut's layering: the device side never imports train/ or export/ jobs)."""
     code = ("import sys, edgecls.explain, edgecls.explain.occlusion, edgecls.explain.divergence, "
             "edgecls.explain.render, edgecls.explain.job, edgecls.cli; "
-            "heavy = {'tensorflow', 'keras', 'edgecls.train.fit', 'edgecls.train.model', 'edgecls.export.job', "
+            "heavy = {'tensorflow', 'keras', 'edgecls.train.job', 'edgecls.train.model', 'edgecls.export.job', "
             "'edgecls.export.convert', 'edgecls.export.analyses', 'edgecls.explain.gradcam'}; "
             "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)

@@ -74,15 +74,13 @@ def _split_folders(root: Path, parts: tuple[str, ...], per_class: int = 6) -> Pa
 
 def test_the_test_images_source_is_stated(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
-    carved = make_split(load_dataset(str(_split_folders(tmp_path / "a", ("train", "val"), 10)), 12, progress=False),
+    carved = make_split(load_dataset(str(_split_folders(tmp_path / "a", ("train", "val"), 10)), 12),
                         0.1, 0.2, 0)
     assert len(carved.test) == 4 and "carved from the 20 of train/" in carved.test_source
     assert "--test-fraction 0.2" in carved.test_source
-    given = make_split(load_dataset(str(_split_folders(tmp_path / "b", ("train", "val", "test"))), 12,
-                                    progress=False), 0.1, 0.2, 0)
+    given = make_split(load_dataset(str(_split_folders(tmp_path / "b", ("train", "val", "test"))), 12), 0.1, 0.2, 0)
     assert given.test_source == "12 images of the test/ folder"
-    flat = make_split(load_dataset(str(make_folder(tmp_path / "c", per_class=10, size=(12, 12))), 12,
-                                   progress=False), 0.1, 0.1, 0)
+    flat = make_split(load_dataset(str(make_folder(tmp_path / "c", per_class=10, size=(12, 12))), 12), 0.1, 0.1, 0)
     assert "drawn from all 20" in flat.test_source
 
 
@@ -154,7 +152,7 @@ def test_a_weak_from_scratch_photo_run_points_to_a_backbone():
 
 
 def test_train_summary_gives_counts_intervals_and_the_test_source():
-    from edgecls.train.fit import TrainResult
+    from edgecls.train.job import TrainResult
     from edgecls.train.options import resolve_options
 
     metrics = {"counts": {"train": 300, "val": 40, "test": 24}, "best_epoch": 2, "test_accuracy": 23 / 24,

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import sshd as ssh_server
 
-from edgecls.bench.remote import Target, explain, parse_targets
 from edgecls.bench.sustain import parse_duration
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.cpu import cpu_features
@@ -186,27 +185,6 @@ def test_the_server_killed_mid_run_is_a_one_line_error_and_no_report(runs, devic
 
 
 # ---------------------------------------------------------------------- quick ones
-@pytest.mark.parametrize("spec", ["-oProxyCommand=touch x", "host;rm", "a b", "user@", "host:99999"])
-def test_a_target_that_is_not_user_at_host_port_is_refused(spec):
-    with pytest.raises(EdgeclsError, match="is not|no valid port"):
-        parse_targets(spec)
-
-
-def test_targets_from_a_list_and_a_hosts_file(tmp_path):
-    hosts = tmp_path / "hosts"
-    hosts.write_text("# the lab\npi@pi5.local\npi4:2222  # upstairs\n\n")
-    assert [(t.destination, t.port) for t in parse_targets(f"@{hosts}")] == [("pi@pi5.local", None), ("pi4", 2222)]
-    assert [t.destination for t in parse_targets("a,b@c")] == ["a", "b@c"]
-
-
-def test_ssh_failures_become_one_line_causes():
-    target = Target("pi", "pi", None)
-    assert "unreachable" in explain(target, "probe", 255, "ssh: connect to host pi port 22: Connection refused\n")
-    assert "authentication refused" in explain(target, "probe", 255, "pi@pi: Permission denied (publickey).\n")
-    assert "dropped" in explain(target, "running the bench", 255, "Connection to pi closed by remote host.\n")
-    assert "disk full" in explain(target, "making the venv", 4, "OSError: [Errno 28] No space left on device\n")
-
-
 @pytest.mark.parametrize("text, seconds", [("10m", 600), ("90s", 90), ("3", 3), ("1h", 3600), ("1m30s", 90)])
 def test_sustain_durations(text, seconds):
     assert parse_duration(text) == seconds
@@ -322,14 +300,17 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     than its default, is on the device's command line; host files it names travel in the payload."""
     from dataclasses import fields
 
+    from edgecls.bench import BenchOptions
     from edgecls.bench.remote import device_command
-    from edgecls.bench.run import BenchOptions
 
     labels = tmp_path / "my labels.txt"
     labels.write_text("a\nb\n")
+    unknown = tmp_path / "not classes"
+    unknown.mkdir()
+    (unknown / "x.png").write_bytes(b"png")
     values = {"device": "rpi4", "threads": [1, 3], "warmup": 3, "runs": 7, "batch_size": 5, "backend": "litert",
               "input_range": (-1.0, 1.0), "memory": False, "sustain": 90.0, "labels": str(labels),
-              "latency_only": True, "resize": "nearest", "fit": "crop"}
+              "latency_only": True, "resize": "nearest", "fit": "crop", "unknown_data": str(unknown)}
     measured = [f.name for f in fields(BenchOptions) if "measure" in f.metadata]
     unmarked = [f.name for f in fields(BenchOptions) if "measure" not in f.metadata and "host" not in f.metadata]
     assert not unmarked, f"mark these BenchOptions fields as measure(...) or host(...): {unmarked}"
@@ -344,6 +325,7 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     assert args[args.index("--resize") + 1] == "nearest" and args[args.index("--fit") + 1] == "crop"
     sent_labels = args[args.index("--labels") + 1]
     assert (payload / sent_labels).read_text() == "a\nb\n"
+    assert (payload / args[args.index("--unknown-data") + 1] / "x.png").read_bytes() == b"png"  # a folder travels
     sent_profile = args[args.index("--device") + 1]
     assert sent_profile.endswith("rpi4.toml") and (payload / sent_profile).is_file()
     from edgecls.bench.profiles import load_profile
@@ -352,6 +334,24 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     # defaults stay off the line, so the device's own defaults (its CPU count) apply
     bare = device_command(BenchOptions(paths=[tmp_path]), ["m.tflite"], None, payload)
     assert not {"--threads", "--labels", "--resize", "--data", "--latency-only"} & set(bare)
+
+
+def test_export_target_on_a_device_sends_its_bench_settings_through_the_same_command(tmp_path):
+    """export --target user@host times its candidates with a bench on the device (bench.measure over
+    bench.remote): its settings travel by the same generated command line, none set by hand."""
+    from dataclasses import fields
+
+    from edgecls.bench.remote import device_command
+    from edgecls.export.target import bench_options, resolve_target
+
+    options = bench_options(resolve_target("pi@raspberrypi.local"), [tmp_path / "model_int8.tflite"], 7)
+    args = device_command(options, ["models/t/model_int8.tflite"], "data", tmp_path / "payload")
+    changed = [f for f in fields(options) if "measure" in f.metadata and getattr(options, f.name) != f.default]
+    assert {f.name for f in changed} == {"warmup", "runs", "batch_size", "memory"}
+    for spec in changed:
+        assert spec.metadata["measure"] in args, spec.name
+    assert args[args.index("--runs") + 1] == "7" and args[args.index("--batch-size") + 1] == "16"
+    assert "--threads" not in args  # the device sweeps 1 and all its CPUs; the largest is kept
 
 
 @pytest.fixture(scope="module")

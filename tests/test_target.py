@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecls.reporter import Reporter
+
 SPIKE = 1000.0  # the outlier unit's value on an outlier image: it sets min/max calibration's scale
 
 
@@ -197,9 +199,8 @@ def test_the_choice_is_made_on_validation_and_never_reads_the_test_split(digits,
 
     source.images = images
     bad = Candidate("int8-dimcal", "int8 calibrated on dimmed images", _bad_calibration)
-    options = TargetOptions("host", max_drop=0.0, only=["float32", "int8"], runs=10, out=tmp_path / "out",
-                            progress=False)
-    result = export_for_target(source, options, log=log, extra=[bad])
+    options = TargetOptions("host", max_drop=0.0, only=["float32", "int8"], runs=10, out=tmp_path / "out")
+    result = export_for_target(source, options, Reporter(log, bars=False), extra=[bad])
     assert events.index("chosen") < events.index("test") and events.count("test") == 1
     rows = {r.name: r for r in result.rows}
     assert rows["int8-dimcal"].status == "rejected", rows["int8-dimcal"].reasons
@@ -246,8 +247,8 @@ def test_plain_int8_breaks_an_outlier_model_and_the_search_recovers_it(tmp_path,
     path = tmp_path / "spike.keras"
     spike_model(keras, data).save(path)
     options = TargetOptions("host", max_drop=1.0, only=["int8", "int8-pct99.9", "int8-pct99.99"], runs=10,
-                            out=tmp_path / "out", progress=False)
-    result = export_for_target(open_source(path, data=str(data)), options, log=lambda m: None)
+                            out=tmp_path / "out")
+    result = export_for_target(open_source(path, data=str(data)), options)
     rows = {r.name: r for r in result.rows}
     with capsys.disabled():
         print("\noutlier-activation model, validation accuracy (Keras float "
@@ -267,9 +268,9 @@ def test_target_user_at_host_is_timed_on_the_device_over_ssh(digits, tmp_path):
 
     import sshd as ssh_server
 
-    from edgecls.bench.remote import RemoteOptions
     from edgecls.export.target import TargetOptions, export_for_target
     from edgecls.rundir import open_run
+    from edgecls.transport import RemoteOptions
 
     server = ssh_server.start_sshd(tmp_path / "sshd")
     try:
@@ -277,9 +278,9 @@ def test_target_user_at_host_is_timed_on_the_device_over_ssh(digits, tmp_path):
         remote = RemoteOptions(spec, python=getattr(sys, "_base_executable", sys.executable),
                                remote_dir=str(tmp_path / "device"), wheels=ssh_server.repack_wheels(tmp_path / "w"),
                                ssh_config=Path(server.config))
-        options = TargetOptions(spec, only=["float32", "int8"], runs=5, out=tmp_path / "out", progress=False,
+        options = TargetOptions(spec, only=["float32", "int8"], runs=5, out=tmp_path / "out",
                                 remote=remote)
-        result = export_for_target(open_run(digits), options, log=lambda m: None)
+        result = export_for_target(open_run(digits), options)
     finally:
         ssh_server.kill_server(server)
     assert result.target.kind == "remote" and all(r.p50_ms is not None for r in result.rows)

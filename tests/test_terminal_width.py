@@ -47,7 +47,7 @@ def shipped_report(long_names: bool = False):
 @pytest.mark.parametrize("long_names", [False, True])
 def test_the_bench_tables_fit_80_columns_and_keep_every_column_when_wide(long_names):
     from edgecls.bench.advice import add_advice
-    from edgecls.bench.report import COLUMNS, render_bench_table, render_sections
+    from edgecls.reports.report import COLUMNS, render_bench_table, render_sections
 
     report = shipped_report(long_names)
     add_advice(report)
@@ -55,7 +55,7 @@ def test_the_bench_tables_fit_80_columns_and_keep_every_column_when_wide(long_na
     fits(narrow)
     for column in ("top-1", "correct", "95% CI", "agree", "p50", "p99", "peak MB", "thr"):
         assert column in narrow  # the narrow layout keeps them (top-k and the size ratio go to bench.md)
-    from edgecls.bench.report import correct_text, interval_cell
+    from edgecls.reports.report import correct_text, interval_cell
 
     for model in report.models:  # each accuracy's count and 95% interval (from the shipped report, as it is)
         assert correct_text(model) in narrow and interval_cell(model) in narrow
@@ -67,7 +67,7 @@ def test_the_bench_tables_fit_80_columns_and_keep_every_column_when_wide(long_na
 
 
 def test_bench_compare_fits_80_columns(tmp_path):
-    from edgecls.bench.compare import COLUMNS, compare, render_compare_table
+    from edgecls.reports.compare import COLUMNS, compare, render_compare_table
 
     first = json.loads(SHIPPED.read_text(encoding="utf-8"))
     second = copy.deepcopy(first)

@@ -141,11 +141,11 @@ def _shipped_report():
 
 
 def test_bench_caption_names_the_units_its_size_cells_use():
-    from edgecls.bench.report import size_text
+    from edgecls.reports.report import size_text
 
     cells = {size_text(500 * 1024)[-1], size_text(8 * 2**20)[-1]}
     assert cells == {"K", "M"}
-    from edgecls.bench.report import headline
+    from edgecls.reports.report import headline
 
     caption = " ".join(headline(_shipped_report()))
     assert "size: K KiB, M MiB" in caption and "size in KiB" not in caption
@@ -235,8 +235,8 @@ def _scored(name: str, confusion: list[list[int]], top1: float = 0.5):
 
 
 def test_confusion_counts_are_dark_on_light_cells_and_light_on_dark_ones():
-    from edgecls.bench.plots import confusions
     from edgecls.plotting import pyplot
+    from edgecls.reports.plots import confusions
 
     plt = pyplot()
     reference = _scored("ref", [[90, 1], [2, 80]])
@@ -248,8 +248,8 @@ def test_confusion_counts_are_dark_on_light_cells_and_light_on_dark_ones():
 
 
 def test_an_all_zero_difference_panel_says_identical():
-    from edgecls.bench.plots import confusions
     from edgecls.plotting import pyplot
+    from edgecls.reports.plots import confusions
 
     plt = pyplot()
     same = _scored("ref", [[5, 1], [0, 4]])
@@ -263,8 +263,8 @@ def test_an_all_zero_difference_panel_says_identical():
 
 
 def test_accuracy_axes_stop_at_one_and_the_kept_epoch_is_marked():
-    from edgecls.bench.plots import accuracy_latency
     from edgecls.plotting import history_figure, pyplot
+    from edgecls.reports.plots import accuracy_latency
 
     plt = pyplot()
     model = _shipped_report().models[-1]
@@ -368,11 +368,11 @@ def test_latency_only_needs_no_data_and_reports_latency_memory_and_size(tmp_path
 
 @pytest.mark.shared_data
 def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_preprocessing(tmp_path):
-    from edgecls.bench.run import BenchOptions, run_bench
+    from edgecls.bench import BenchOptions, measure
 
     data = _imagenet_folder(tmp_path / "photos")
-    report = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(data), labels=str(IMAGENET_LABELS),
-                                    threads=[1], warmup=0, runs=2, memory=False, fit="crop"), log=lambda m: None)
+    report = measure(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(data), labels=str(IMAGENET_LABELS),
+                                    threads=[1], warmup=0, runs=2, memory=False, fit="crop"))
     assert report.data.shapes == {MOBILENET_160.name: [160, 160, 3], MOBILENET_128.name: [128, 128, 3]}
     assert {m.name: m.accuracy.images for m in report.models} == {MOBILENET_160.name: 5, MOBILENET_128.name: 5}
     assert all(p == {"resize": "bilinear", "fit": "crop"} for p in report.settings.preprocessing.values())
@@ -381,8 +381,8 @@ def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.open(CAT).save(flat / "cat.png")
-    timed = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(flat), latency_only=True, threads=[1],
-                                   warmup=0, runs=2, memory=False), log=lambda m: None)
+    timed = measure(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(flat), latency_only=True, threads=[1],
+                                   warmup=0, runs=2, memory=False))
     assert timed.data.images == 1 and timed.data.files is True
     assert all(m.latency and m.accuracy is None for m in timed.models)
 

@@ -41,7 +41,7 @@ def advice(report: BenchReport) -> list[str]:
 
 
 def add_advice(report: BenchReport) -> None:
-    from edgecls.bench.report import add_section
+    from edgecls.bench.results import add_section
 
     sentences = advice(report)
     if sentences:

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgecls.bench.inputs import BenchModel
 from edgecls.bench.results import Latency, LatencyRatio, Throughput, Timing
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.classify import Classifier
 
 LOAD_REPEATS = 3  # fresh loads per contender; the medians are reported
@@ -71,7 +72,7 @@ def stats(samples_ms: Sequence[float], source: Optional[str] = None) -> Timing:
 
 def measure(models: list[BenchModel], threads: list[int], images: np.ndarray | Mapping[str, np.ndarray],
             files: list[Path], file_source: str, plan: Plan, backend: Optional[str] = None,
-            reference: Optional[str] = None, log: Callable[[str], None] = print,
+            reference: Optional[str] = None, reporter: Reporter = SILENT,
             input_range: Optional[tuple[float, float]] = None,
             preprocessing: Optional[dict[str, Optional[str]]] = None) -> dict[tuple[str, int], Latency]:
     """Latency figures per (model name, threads) for the .tflite models, interleaved.
@@ -87,7 +88,7 @@ def measure(models: list[BenchModel], threads: list[int], images: np.ndarray | M
     for c in contenders:
         c.images = per_model[c.model.name]
     Classifier(models[0].path, num_threads=1, backend=backend)  # import the interpreter before timing
-    log(f"Timing {len(models)} model(s) x threads {', '.join(map(str, threads))}: {plan.warmup} warm-up, "
+    reporter(f"Timing {len(models)} model(s) x threads {', '.join(map(str, threads))}: {plan.warmup} warm-up, "
         f"{plan.rounds} interleaved rounds of {plan.per_round} images")
     _load(contenders, backend, input_range, preprocessing or {})
     _warm_up(contenders, files, plan.warmup)

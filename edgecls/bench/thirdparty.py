@@ -17,12 +17,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.bench.inputs import TestSet
+from edgecls.bench.testset import TestSet
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier
-from edgecls.runtime.labels import printable
 from edgecls.runtime.preprocess import ImageError, is_image_file
 from edgecls.runtime.sources import walk_images
+from edgecls.text import printable
 
 OTHER = "(other classes)"  # the confusion matrix's column for every class without a folder
 RANDOM_IMAGES = 32  # --latency-only without --data: this many seeded random pictures per model

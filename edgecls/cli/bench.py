@@ -2,7 +2,7 @@
 
 The device side (edgecls.bench) never imports the workstation side: the analyses that need
 TensorFlow (--diagnose, --calib-sweep) and explain's --explain-flips are made here and injected
-into `edgecls.bench.run.bench(options, analyses, log)`.
+into `edgecls.reports.job.bench(options, analyses, reporter)`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from edgecls.cli.common import (
     ResizeOption,
     Typer,
     plain,
-    to_stderr,
 )
 from edgecls.explain import DEFAULT_THRESHOLD_DB
+from edgecls.reporter import Reporter
+from edgecls.transport import DEFAULT_PARALLEL, RemoteOptions
 
 
 class _BenchGroup(Group):
@@ -101,6 +102,10 @@ def bench_run(
         rich_help_panel=_DATA,
         help="Also write the test images as PNG files in class sub-folders: --data for a bench on a device",
         show_default="none")] = None,
+    unknown_data: Annotated[Optional[Path], typer.Option(
+        "--unknown-data", metavar="FOLDER", rich_help_panel=_DATA, show_default="none",
+        help="Images of none of the classes (any layout): the share each model's unknown rule rejects, in the "
+             "Calibration and unknown section")] = None,
     input_range: Annotated[Optional[str], typer.Option(
         "--input-range", metavar="LO,HI", rich_help_panel=PREPROCESSING,
         help=INPUT_RANGE_HELP + "; applies to every .tflite benched", show_default=INPUT_RANGE_DEFAULT)] = None,
@@ -170,6 +175,8 @@ def bench_run(
     ssh_config: Annotated[Optional[Path], typer.Option(
         "--ssh-config", "-F", rich_help_panel=_REMOTE, help="ssh config file (ssh -F)",
         show_default="~/.ssh/config")] = None,
+    parallel: Annotated[int, typer.Option(
+        min=1, rich_help_panel=_REMOTE, help="--remote: devices reached at once")] = DEFAULT_PARALLEL,
     # --- where the reports go
     report: Annotated[Optional[Path], typer.Option(
         rich_help_panel=OUTPUT, help="Folder for bench.json, bench.md and the plots",
@@ -188,32 +195,32 @@ def bench_run(
     Exit codes: 0 ok; 1 a --remote device failed (unreachable, refused, no wheel, disk full);
     2 bad input (no exports, class count mismatch, bad option or profile, unwritable report).
     """
-    from edgecls.bench.remote import RemoteOptions
-    from edgecls.bench.run import BenchOptions, bench, default_report_dir, parse_threads
+    from edgecls.bench.options import BenchOptions, default_report_dir, parse_threads
     from edgecls.bench.sustain import parse_duration
     from edgecls.parsing import int_list, parse_range
+    from edgecls.reports.job import bench
 
     report_dir = report if report is not None else default_report_dir(paths)
     sweep_sizes = int_list(calib_sweep, "--calib-sweep", "25,100,300,1000")
     sustain_s = parse_duration(sustain) if sustain else None
-    devices = RemoteOptions(remote, remote_python, remote_dir, wheels, ssh_config) if remote else None
+    devices = RemoteOptions(remote, remote_python, remote_dir, wheels, ssh_config, parallel) if remote else None
     analyses: list = []
     if diagnose or sweep_sizes:  # they need TensorFlow and the workstation side: injected, never imported by bench
         from edgecls.export.analyses import requested_analyses
 
-        analyses = requested_analyses(paths, diagnose, sweep_sizes, data)
+        analyses = requested_analyses(paths, diagnose, sweep_sizes)
     options = BenchOptions(paths=list(paths), data=data, device=device, threads=parse_threads(threads), warmup=warmup,
                            runs=runs, batch_size=batch_size, keras=keras, backend=backend, memory=memory,
                            input_range=parse_range(input_range), labels=str(labels) if labels else None,
                            latency_only=latency_only, resize=plain(resize), fit=plain(fit),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]),
-                           sustain=sustain_s, remote=devices)
+                           sustain=sustain_s, remote=devices, unknown_data=str(unknown_data) if unknown_data else None)
     if explain_flips is not None:  # device side (two .tflite files through the runtime), injected like the others
         from edgecls.explain.job import flips_analysis
 
         analyses.append(flips_analysis(options, explain_flips, explain_threshold))
-    bench(options, analyses, log=to_stderr)
+    bench(options, analyses, Reporter())
 
 
 @app.command("compare", epilog="Example:\n\nedgecls bench compare pi4/bench.json pi5/bench.json --report cmp/")
@@ -232,8 +239,8 @@ def bench_compare(
     Exit codes: 0 ok; 2 a file is missing or is not a bench report, or the report folder cannot be
     written.
     """
-    from edgecls.bench.compare import compare, render_compare_table, write_outputs
-    from edgecls.bench.report import check_writable, print_tables
+    from edgecls.reports.compare import compare, render_compare_table, write_outputs
+    from edgecls.reports.report import check_writable, print_tables
 
     check_writable(json_path, report)
     merged = compare(reports)

@@ -7,7 +7,8 @@
   `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both);
   the help itself is drawn by edgecls.cli.helpview (panels, fits the terminal).
 - `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`, `Labels`: options of several device-side
-  commands (predict, serve, info, explain, bench), declared once.
+  commands (predict, serve, info, explain, bench), declared once; `AcceptOption`, `UnknownDataOption`,
+  `RuleOption`: the unknown answer's (export, train --backbone, calibrate).
 """
 
 from __future__ import annotations
@@ -19,18 +20,14 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from edgecls.entry import fail
+from edgecls.exits import fail
+from edgecls.runtime.openset import RULE_CHOICES
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 
-# fail: one line on stderr and the exit code (edgecls.entry's, which the lean predict path shares)
-__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "OUTPUT", "PREPROCESSING", "Backend", "Command",
-           "FitOption", "Group", "InputRange", "Labels", "ResizeOption", "Threads", "Typer", "choice", "choices",
-           "echo_wrapped", "fail", "plain", "to_stderr"]
-
-
-def to_stderr(message: str) -> None:
-    """The `log` of the library's jobs: progress on stderr, so stdout stays the result."""
-    typer.echo(message, err=True)
+# fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
+__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "OUTPUT", "PREPROCESSING", "AcceptOption",
+           "Backend", "Command", "FitOption", "Group", "InputRange", "Labels", "ResizeOption", "RuleOption", "Threads",
+           "Typer", "UnknownDataOption", "choice", "choices", "echo_wrapped", "fail", "plain"]
 
 
 def echo_wrapped(text: str, err: bool = False) -> None:
@@ -167,3 +164,21 @@ ResizeOption = Annotated[Optional[Resize], typer.Option(
 FitOption = Annotated[Optional[Fit], typer.Option(
     help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's aspect ratio",
     show_default=f"the model's metadata, else {DEFAULT_FIT}", rich_help_panel=PREPROCESSING, **choice(Fit, "fit"))]
+
+
+# ----------------------------------------------------------------------------- the unknown answer
+# export, train --backbone and calibrate choose an open-set rule (edgecls.calibrate): one block of options.
+
+_UNKNOWN = "Unknown answer"
+Rule = choices("Rule", RULE_CHOICES)
+AcceptOption = Annotated[float, typer.Option(
+    "--accept", min=0.5, max=0.999, metavar="SHARE", rich_help_panel=_UNKNOWN,
+    help="The share of validation images of known classes the unknown rule accepts; below its thresholds an "
+         "image is answered 'unknown'")]
+UnknownDataOption = Annotated[Optional[Path], typer.Option(
+    "--unknown-data", metavar="FOLDER", rich_help_panel=_UNKNOWN, show_default="none",
+    help="Images of none of the classes (any layout): the rule that rejects most of them is chosen")]
+RuleOption = Annotated[Rule, typer.Option(
+    "--rule", rich_help_panel=_UNKNOWN, **choice(Rule, "rule"),
+    help="top: the calibrated top probability; embedding: the similarity to the nearest class prototype; "
+         "both: either low; auto: both where the model has an embedding, or the best on --unknown-data")]

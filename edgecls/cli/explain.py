@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import OUTPUT, Backend, InputRange, Threads, Typer, choice, choices, plain, to_stderr
+from edgecls.cli.common import OUTPUT, Backend, InputRange, Threads, Typer, choice, choices, plain
 from edgecls.explain import FILLS, METHODS
+from edgecls.reporter import Reporter
 
 app = Typer()
 
@@ -80,4 +81,4 @@ def explain(
     options = ExplainOptions(method=plain(method), out=out, target=target,
                              masks=masks, seed=seed, fill=plain(fill), layer=layer, threads=threads, backend=backend,
                              labels=str(labels) if labels else None, input_range=parse_range(input_range), force=force)
-    raise typer.Exit(run_explain(model, images or [], dataset, options, worst, as_json, log=to_stderr))
+    raise typer.Exit(run_explain(model, images or [], dataset, options, worst, as_json, Reporter()))

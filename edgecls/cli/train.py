@@ -13,8 +13,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import Typer, choice, choices, echo_wrapped, plain, to_stderr
+from edgecls.cli.common import (
+    AcceptOption,
+    RuleOption,
+    Typer,
+    UnknownDataOption,
+    choice,
+    choices,
+    echo_wrapped,
+    plain,
+)
 from edgecls.data import DEDUPE_MODES
+from edgecls.reporter import Reporter
 from edgecls.train.options import (
     ARCH_DEFAULTS,
     ARCHITECTURES,
@@ -185,6 +195,9 @@ def train(
         help="What pixels 0 and 255 become for a float backbone (-1,1 for MobileNet style)",
         show_default="its metadata's range, else 0,255; quantised: its own",
     )] = _D.input_range,
+    accept: AcceptOption = _D.accept,
+    unknown_data: UnknownDataOption = None,
+    rule: RuleOption = _D.rule,
     # --- output
     out: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_OUTPUT, help="Run directory to create",
@@ -205,20 +218,21 @@ def train(
     With --backbone FILE.tflite: a new head on a pretrained .tflite, numpy and LiteRT only (also on a device).
     """
     options = TrainOptions(**{name: plain(value) for name, value in ctx.params.items() if name in TRAIN_FIELDS})
+    reporter = Reporter(bars=False) if quiet else Reporter()  # lines on stderr; bars on a terminal
     if options.backbone is not None:  # before any TensorFlow import: this route never needs it
         from edgecls.transfer.job import train_from_options
 
         sources = {name: ctx.get_parameter_source(name).name for name in ctx.params}
         given = {name for name, source in sources.items() if source != "DEFAULT"}
         from_config = {name for name, source in sources.items() if source == "DEFAULT_MAP"}
-        result = train_from_options(options, given, force=force, quiet=quiet, log=to_stderr,
+        result = train_from_options(options, given, force=force, reporter=reporter,
                                     config=str(config) if config else None, from_config=from_config)
     else:
-        from edgecls.train.fit import train as run_training
+        from edgecls.train.job import train as run_training
         from edgecls.train.options import validate
 
         validate(options)
-        result = run_training(options, force=force, quiet=quiet, log=to_stderr)
+        result = run_training(options, force=force, reporter=reporter)
     echo_wrapped(result.summary())
     for warning in result.warnings():
         echo_wrapped(f"WARNING: {warning}", err=True)

@@ -7,7 +7,6 @@ directory) and `--dataset` load the Keras model.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ import numpy as np
 from edgecls import jsonio
 from edgecls.atomic import check_folder_writable, write_text_atomic
 
-# bench's test-set loaders (a run's test split with image ids; --data's): internal names, imported here only
-from edgecls.bench.inputs import data_test_set, match_classes, run_test_set, split_paths
+# bench's test-set loader (a run's test split with image ids): an internal name, imported here only
+from edgecls.bench.inputs import run_test_set
 from edgecls.bounds import check_bound
 from edgecls.console import some_image
 from edgecls.errors import EdgeclsError
@@ -28,6 +27,7 @@ from edgecls.explain import METHODS
 from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, HEALTHY_DB, Divergence, DivergenceProbe
 from edgecls.explain.occlusion import SaliencyMap, device_map
 from edgecls.explain.render import Panel, overlay_png, pyplot, sheet_png, short, slug, top3_lines
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
 from edgecls.runtime.labels import printable
 
@@ -35,8 +35,11 @@ from edgecls.runtime.labels import printable
 from edgecls.runtime.sources import expand_images
 
 if TYPE_CHECKING:
+    from edgecls.bench.inputs import Inputs
+    from edgecls.bench.options import BenchOptions
     from edgecls.bench.results import BenchReport, ModelResult, Section
-    from edgecls.bench.run import Analysis, BenchOptions
+    from edgecls.bench.testset import TestSet
+    from edgecls.reports.job import Analysis
 
 SUMMARY_NAME = "explain.json"
 DEFAULT_WORST = 16  # --dataset: images on the contact sheet
@@ -57,18 +60,17 @@ class ExplainOptions:
     backend: Optional[str] = None
     labels: Optional[str] = None
     input_range: Optional[tuple[float, float]] = None
-    progress: bool = True
     force: bool = False  # write into a folder that holds an earlier result (replacing its explain.json)
 
 
 # ---------------------------------------------------------------------- edgecls explain MODEL IMAGES...
 def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
+                   reporter: Reporter = SILENT) -> dict[str, Any]:
     """A map per image: Grad-CAM for a run directory, occlusion/RISE for a .tflite. A bad image is an
     error row and the rest go on. Returns the JSON summary (also written to OUT/explain.json)."""
     sources = list(some_image(expand_images(images), "explain"))  # no image at all: refused before the model loads
     out = _out_dir(options.out, Path(model), options.force)
-    mapper = _mapper(Path(model), options)
+    mapper = _mapper(Path(model), options, reporter)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     used: set[str] = set()  # two inputs (a/x.png, b/x.png) must never write the same PNG
@@ -85,7 +87,7 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
         name = _unique(f"{slug(Path(source).stem)}-{smap.method}", used)
         overlay_png(pixels, smap, out / name, title=f"{printable(Path(source).name)} — {mapper.name}")
         rows.append({"image": str(source), "png": str(out / name), **smap.summary()})
-        log(f"{Path(source).name}: {smap.label} ({smap.top[0].score:.3f}) -> {out / name}")
+        reporter(f"{Path(source).name}: {smap.label} ({smap.top[0].score:.3f}) -> {out / name}")
     if not rows:
         raise EdgeclsError("no images to explain: name image files, folders or glob patterns")
     summary = {"model": str(model), "method": mapper.method, "images": rows,
@@ -93,7 +95,7 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
     if pyplot() is None:
         summary["note"] = ("matplotlib is not installed: the PNGs show the image and its map only (no colour bar, "
                            "no labels); pip install matplotlib for the full figures")
-        log(f"note: {summary['note']}")
+        reporter(f"note: {summary['note']}")
     write_text_atomic(out / SUMMARY_NAME, jsonio.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     summary["summary_file"] = str(out / SUMMARY_NAME)
     return summary
@@ -107,7 +109,7 @@ class _Mapper:
         self.name, self.method, self.preprocess, self.map = name, method, preprocess, make
 
 
-def _mapper(model: Path, options: ExplainOptions) -> _Mapper:
+def _mapper(model: Path, options: ExplainOptions, reporter: Reporter) -> _Mapper:
     method = options.method
     if method is not None and method not in METHODS:
         raise EdgeclsError(f"unknown --method {method!r}: use one of {', '.join(METHODS)}")
@@ -132,7 +134,7 @@ def _mapper(model: Path, options: ExplainOptions) -> _Mapper:
     settings = {"masks": options.masks, "seed": options.seed} if method == "rise" else {}
     settings["fill"] = options.fill
     return _Mapper(clf.path.name, method, clf.preprocess,
-                   lambda pixels: device_map(clf, pixels, method, options.target, options.progress, **settings))
+                   lambda pixels: device_map(clf, pixels, method, options.target, reporter, **settings))
 
 
 def _unique(stem: str, used: set[str]) -> str:
@@ -170,7 +172,7 @@ def _out_dir(out: Optional[str | Path], model: Path, force: bool = False) -> Pat
 
 # ---------------------------------------------------------------------- edgecls explain --dataset RUN
 def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT_WORST,
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
+                    reporter: Reporter = SILENT) -> dict[str, Any]:
     """The `count` test images with the highest loss (-log p(true class)), each with Grad-CAM for the
     predicted and for the true class, on one contact sheet: mislabelled or ambiguous data shows."""
     from edgecls.explain.gradcam import gradcam_map
@@ -182,7 +184,7 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
     model = run.model()
     test = run_test_set(run)  # the test split with bench's image ids (file names, or dataset indices)
     images, labels, ids = test.images, test.labels, test.ids
-    log(f"Scoring {len(images)} test images of {run_dir}")
+    reporter(f"Scoring {len(images)} test images of {run_dir}")
     probabilities = keras_probabilities(model, images)
     if not is_distribution(probabilities):
         probabilities = softmax(probabilities)
@@ -235,22 +237,22 @@ def check_explain_flips(extra: Optional[int], threshold_db: Optional[float]) -> 
 
 
 def flips_analysis(options: BenchOptions, extra: int, threshold_db: Optional[float] = None) -> Analysis:
-    """`bench --explain-flips` as an analysis for `edgecls.bench.run.bench(options, analyses)`: checked
-    now (before anything is measured), run on the finished report with the bench's own paths, data,
-    backend and (validated) input range."""
+    """`bench --explain-flips` as an analysis for `edgecls.reports.job.bench(options, analyses)`: checked
+    now (before anything is measured), run on the finished report and the very test images the bench
+    measured, with its backend and (validated) input range."""
     check_explain_flips(extra, threshold_db)
 
-    def analyse(report: BenchReport, report_dir: Optional[Path], log: Callable[[str], None]) -> None:
-        add_explain_flips(report, options.paths, options.data, report_dir, extra, threshold_db,
-                          backend=options.backend, input_range=options.input_range, log=log)
+    def analyse(report: BenchReport, inputs: Inputs, report_dir: Optional[Path], reporter: Reporter) -> None:
+        add_explain_flips(report, inputs.test, report_dir, extra, threshold_db,
+                          backend=options.backend, input_range=options.input_range, reporter=reporter)
 
     return analyse
 
 
-def add_explain_flips(report: BenchReport, paths: Sequence[Path], data: Optional[str], report_dir: Optional[Path],
+def add_explain_flips(report: BenchReport, test: TestSet, report_dir: Optional[Path],
                       extra: int = 0, threshold_db: Optional[float] = None, method: str = "occlusion",
                       backend: Optional[str] = None, input_range: Optional[tuple[float, float]] = None,
-                      log: Callable[[str], None] = print) -> list[Section]:
+                      reporter: Reporter = SILENT) -> list[Section]:
     """For each quantised .tflite of a bench report and its float32 twin: every image where their
     top-1 differs plus the `extra` least-confident agreements, with both models' maps and top-3 and
     the per-layer divergence; a report section each (table + contact sheets) and a flip matrix.
@@ -262,43 +264,20 @@ def add_explain_flips(report: BenchReport, paths: Sequence[Path], data: Optional
     if not floats or not quantised:
         note = ("--explain-flips: nothing explained; it needs a float32 and a quantised .tflite among the benched "
                 f"models (got: {', '.join(m.name + ' ' + m.mode for m in models) or 'none'})")
-        log(f"note: {note}")
+        reporter(f"note: {note}")
         report.notes.append(note)
         return []
-    test = _bench_test_set(report, paths, data)
     sections = []
     for model in quantised:
         sections += _explain_pair(report, floats[0], model, test, report_dir, extra, threshold_db, method, backend,
-                                  input_range, log)
+                                  input_range, reporter)
     return sections
 
 
-def _bench_test_set(report: BenchReport, paths: Sequence[Path], data: Optional[str]) -> Any:
-    """The images the bench scored, found again the way it found them, and checked by content digest."""
-    from edgecls.rundir import open_run
-
-    run_dir, _ = split_paths(list(paths))
-    named = report.data.run
-    if run_dir is None and named and Path(named).is_dir():
-        run_dir = Path(named)
-    if run_dir is not None:
-        test = run_test_set(open_run(run_dir, data))
-    elif data is not None:
-        height, width, channels = report.data.shape
-        test = data_test_set(data, (height, width), "grayscale" if channels == 1 else "rgb")
-    else:
-        raise EdgeclsError("--explain-flips cannot find the bench's test images again: give a run directory or --data")
-    if sorted(test.class_names) == sorted(report.data.classes):  # in the models' class order, as the bench had them
-        test = match_classes(test, list(report.data.classes), "the bench")
-    if test.content_digest() != report.data.content_sha256:
-        raise EdgeclsError("--explain-flips found different test images from the ones the bench scored")
-    return test
-
-
-def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: ModelResult, test: Any,
+def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: ModelResult, test: TestSet,
                   report_dir: Optional[Path], extra: int, threshold_db: float, method: str, backend: Optional[str],
-                  input_range: Optional[tuple[float, float]], log: Callable[[str], None]) -> list[Section]:
-    from edgecls.bench.report import add_section
+                  input_range: Optional[tuple[float, float]], reporter: Reporter) -> list[Section]:
+    from edgecls.bench.results import add_section
 
     fname, qname, mode = float_entry.name, quant_entry.name, quant_entry.mode  # mode: int8, dynamic, ...
     probe = DivergenceProbe(float_entry.path, quant_entry.path, backend, threshold_db, input_range)
@@ -312,15 +291,15 @@ def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: Mo
     if len(agree):  # each layer's typical SNR, on agreeing images spread over the test set
         spread = np.linspace(0, len(agree) - 1, min(BASELINE_IMAGES, len(agree))).astype(int)
         probe.calibrate(test.images[agree[spread]])
-    log(f"Explaining {len(flips)} flip(s) and {len(least)} least-confident agreement(s) of {qname} against {fname} "
-        f"({method} maps, per-layer divergence)")
+    reporter(f"Explaining {len(flips)} flip(s) and {len(least)} least-confident agreement(s) of {qname} against "
+             f"{fname} ({method} maps, per-layer divergence)")
     names = test.class_names
     rows, panels, records = [], [], []
     started = time.perf_counter()
-    for i in _progress(chosen, f"explaining {qname}"):
+    for i in reporter.track(chosen, f"explaining {qname}"):
         pixels = test.images[i]
-        f_map = device_map(f_clf, pixels, method, progress=False)
-        q_map = device_map(q_clf, pixels, method, progress=False)
+        f_map = device_map(f_clf, pixels, method)
+        q_map = device_map(q_clf, pixels, method)
         divergence = probe.compare(pixels)
         flipped = bool(f_top[i] != q_top[i])
         first, worst = divergence.first_over, divergence.worst
@@ -365,17 +344,6 @@ def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: Mo
                                   "left out."],
                                  data={"pairs": matrix[2]})
     return [section, matrix_section]
-
-
-def _progress(items: list, what: str) -> Any:
-    """`items`, with a rich progress bar (on stderr) while they are worked through, when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        yield from items
-        return
-    from rich.console import Console
-    from rich.progress import track
-
-    yield from track(items, description=what, transient=True, console=Console(stderr=True))
 
 
 def _flip_row(pixels: np.ndarray, image_id: str, true: str, flipped: bool, f_map: SaliencyMap, q_map: SaliencyMap,
@@ -458,7 +426,7 @@ def _db(value: float) -> str:
 
 # ---------------------------------------------------------------------- the command
 def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[Path], options: ExplainOptions,
-                worst: int = DEFAULT_WORST, as_json: bool = False, log: Callable[[str], None] = print) -> int:
+                worst: int = DEFAULT_WORST, as_json: bool = False, reporter: Reporter = SILENT) -> int:
     """`edgecls explain`: maps of MODEL on IMAGES, or of the worst test images of --dataset RUN.
     Prints a table (or the JSON summary) and returns the exit code: 0 ok, 1 some images failed."""
     check_bound("--masks", options.masks)
@@ -467,11 +435,11 @@ def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[
         check_bound("--worst", worst)
         if model is not None or images:
             raise EdgeclsError("--dataset RUN explains a run's own test images: give no MODEL or IMAGES with it")
-        summary = explain_dataset(dataset, options, worst, log=log)
+        summary = explain_dataset(dataset, options, worst, reporter=reporter)
     else:
         if model is None or not images:
             raise EdgeclsError("give MODEL (a .tflite or a run directory) and IMAGES, or --dataset RUN")
-        summary = explain_images(model, images, options, log=log)
+        summary = explain_images(model, images, options, reporter=reporter)
     if as_json:
         print(jsonio.dumps(summary, indent=1, ensure_ascii=False))
     else:

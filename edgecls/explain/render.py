@@ -15,11 +15,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-# The file-name slug of the bench's plots: an internal name, imported here only.
-from edgecls.bench.plots import slug
 from edgecls.errors import EdgeclsError
 from edgecls.explain.occlusion import SaliencyMap
 from edgecls.plotting import pyplot, save_png
+
+# The file-name slug of the bench's plots: an internal name, imported here only.
+from edgecls.reports.plots import slug
 
 CMAP = "inferno"
 ALPHA = 0.55

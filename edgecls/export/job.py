@@ -21,9 +21,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls import jsonio
-from edgecls.atomic import check_folder_writable, folder_lock, private_tempdir, write_set
+from edgecls.artifacts import EXPORT_DIR, LABELS_FILE, TRANSFER_FILE, ExportIndex, model_file_name, write_export
+from edgecls.atomic import check_folder_writable, folder_lock, private_tempdir
 from edgecls.bounds import check_bound
+from edgecls.calibrate.job import OpenSetOptions, calibrate_split
+from edgecls.calibrate.job import validate as validate_open_set
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import (
@@ -33,20 +35,10 @@ from edgecls.export.modes import (
     made_by_litert,
 )
 from edgecls.export.report import build_metadata, build_report
-from edgecls.files import read_capped
 from edgecls.parsing import split_list
 from edgecls.provenance import sha256_bytes
-from edgecls.rundir import (
-    DEFAULT_CALIB_SAMPLES,
-    EXPORT_DIR,
-    EXPORT_REPORT,
-    LABELS_FILE,
-    TRANSFER_FILE,
-    Calibration,
-    RunDir,
-    keras_probabilities,
-    model_file_name,
-)
+from edgecls.reporter import SILENT, Reporter
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir, keras_probabilities
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import embed_metadata
 from edgecls.runtime.quant import is_distribution
@@ -65,6 +57,9 @@ class ExportOptions:
     # plus the `auto_fallback` worst ops by the quantisation diagnosis (edgecls.export.diagnose).
     keep_float: list[str] = field(default_factory=list)
     auto_fallback: int = 0
+    # The unknown answer (edgecls.calibrate): every file is calibrated on the run's validation split.
+    open_set: OpenSetOptions = field(default_factory=OpenSetOptions)
+    unknown_data: Optional[str] = None  # a folder of images of none of the classes: they choose the rule
 
     @property
     def mixed(self) -> bool:
@@ -87,6 +82,7 @@ class ModelCheck:
     sha256: str
     variant: str = ""  # the mode, or "<mode>_mixed" for a mixed model (the file's model_<variant>.tflite)
     kept_float: Optional[dict[str, Any]] = None  # a mixed model: what stayed float
+    open_set: Optional[dict[str, Any]] = None  # its calibration and unknown rule (calibrate.job.calibrate_split)
     # per validation image, whether its top-1 is right: two files' accuracies are compared pair by pair
     right: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
@@ -105,7 +101,7 @@ class ExportResult:
     min_agreement: float
     failing: list[str]  # variants whose agreement is below min_agreement
     written: list[Path] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
+    report: Optional[ExportIndex] = None  # export.json
 
     @property
     def passed(self) -> bool:
@@ -114,14 +110,14 @@ class ExportResult:
     def advice(self) -> str:
         """What the agreement gate found and, when it stopped the export, what to try."""
         worst = min((m for m in self.models if m.variant in self.failing), key=lambda m: m.agreement)
-        calib = self.report.get("calibration") or {}
+        calib = self.report.calibration or {}
         others = [variant for variant in self.failing if variant != worst.variant]
         also = f" ({', '.join(others)} too)" if others else ""
         finding = (f"{worst.variant} agrees with the float model on {worst.agreement:.2%} of {self.val_images} "
                    f"validation images{also}, below --min-agreement {self.min_agreement:.2f}")
         if self.written:
             return f"{finding} (written anyway: --force)"
-        used = (self.report.get("options") or {}).get("quantizer", "converter")
+        used = (self.report.options or {}).get("quantizer", "converter")
         other = "converter" if used == "litert" else "litert"
         return (f"{finding}: nothing written. Try more --calib-samples (used {calib.get('samples', '?')}), "
                 f"--quantizer {other}, --auto-fallback 2 (keeps the worst layers in float; edgecls bench RUN "
@@ -156,6 +152,9 @@ def check_output_dir(out: Path) -> None:
 
 def validate_options(options: ExportOptions) -> None:
     check_modes(options.modes, options.quantizer, options.mixed)
+    validate_open_set(options.open_set)
+    if options.unknown_data is not None and not Path(options.unknown_data).is_dir():
+        raise EdgeclsError(f"--unknown-data {options.unknown_data} is not a folder")
     if options.calib_samples is not None:
         check_bound("--calib-samples", options.calib_samples)
     check_bound("--min-agreement", options.min_agreement)
@@ -175,19 +174,19 @@ def refuse_backbone_run(source: RunDir) -> None:
 
 
 # ---------------------------------------------------------------------- the job
-def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = print) -> ExportResult:
+def export(source: RunDir, options: ExportOptions, reporter: Reporter = SILENT) -> ExportResult:
     """Convert, check and (if the check passes or options.force) write the files. See the module doc."""
     validate_options(options)
     refuse_backbone_run(source)
     out = Path(options.out) if options.out else default_out(source)
     check_output_dir(out)
     with folder_lock(out, "an export"):  # a second export of this run at once is refused, not interleaved
-        return _export(source, options, out, log)
+        return _export(source, options, out, reporter)
 
 
-def _export(source: RunDir, options: ExportOptions, out: Path, log: Callable[[str], None]) -> ExportResult:
+def _export(source: RunDir, options: ExportOptions, out: Path, reporter: Reporter) -> ExportResult:
     # The run's own verdict first (no TensorFlow needed); a bare .keras file is judged below.
-    refuse_useless(source.training_metrics(), options.force, source.name, log)
+    refuse_useless(source.training_metrics(), options.force, source.name, reporter)
     require_tensorflow("edgecls export")
 
     model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
@@ -196,48 +195,51 @@ def _export(source: RunDir, options: ExportOptions, out: Path, log: Callable[[st
     if any(is_integer(m) for m in options.modes):
         calibration = source.calibration(options.calib_samples)
         counts = sorted(calibration.per_class.values())
-        log(f"Calibrating on {len(calibration.images)} train-split images (per class {counts[0]}..{counts[-1]}, "
+        reporter(f"Calibrating on {len(calibration.images)} train-split images (per class {counts[0]}..{counts[-1]}, "
             f"seed {calibration.seed})")
         for warning in calibration.warnings:
-            log(f"warning: {warning}")
+            reporter(f"warning: {warning}")
 
     if source.run_dir is None:  # a bare .keras file has no training verdict: judge it on validation
-        refuse_useless(assess(keras_predicted, val_labels, source.labels), options.force, source.name, log)
+        refuse_useless(assess(keras_predicted, val_labels, source.labels), options.force, source.name, reporter)
 
     mix_images = None
     if options.auto_fallback:
         from edgecls.export.diagnose import DEFAULT_EVAL, eval_images
 
         mix_images = eval_images(source, DEFAULT_EVAL)
-    converted, float_model = _convert_modes(model, options, calibration, log, mix_images)
+    converted, float_model = _convert_modes(model, options, calibration, reporter, mix_images)
     sha = source.model_sha256()
     files = {variant: embed_metadata(result.content, build_metadata(source, result, calibration, output_kind, sha))
              for variant, (result, _) in converted.items()}
+    files, open_set = _calibrated(files, source, options, reporter)
     # Sizes are compared with the float32 file as it would be written, metadata included.
     float_size = len(files["float32"]) if "float32" in files else len(
         embed_metadata(float_model.content, build_metadata(source, float_model, None, output_kind, sha)))
     checks = check_files(files, converted, source.labels, val_images, val_labels, keras_predicted, float_size)
+    for check in checks:
+        check.open_set = open_set.get(check.variant)
 
     failing = [c.variant for c in checks if is_integer(c.mode) and c.agreement < options.min_agreement]
     result = ExportResult(out, checks, keras_accuracy, len(val_images), options.min_agreement, failing)
     result.report = build_report(source, options, result, calibration, sha)
     if failing and not options.force:
         return result
-    # The whole set, export.json last, in place of the previous export's (its files this one lacks removed)
-    result.written += write_set(out, {**{model_file_name(v): content for v, content in files.items()},
-                                      LABELS_FILE: labels_text(source.labels).encode("utf-8"),
-                                      EXPORT_REPORT: (jsonio.dumps(result.report, indent=1) + "\n").encode("utf-8")},
-                                listed_models(out / EXPORT_REPORT))
+    named = {model_file_name(variant): content for variant, content in files.items()}
+    result.written += write_export(out, named, source.labels, result.report)
     return result
 
 
-def listed_models(index: Path) -> list[str]:
-    """The model files an export.json lists (none when it is missing or unreadable)."""
-    try:
-        doc = jsonio.parse_json(read_capped(index, jsonio.MAX_JSON_BYTES))
-        return [m["file"] for m in doc["models"] if isinstance(m.get("file"), str)]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return []
+def _calibrated(files: dict[str, bytes], source: RunDir, options: ExportOptions, reporter: Reporter
+                ) -> tuple[dict[str, bytes], dict[str, dict]]:
+    """Each file with its temperature and unknown rule (edgecls.calibrate), and each one's report."""
+    dataset, split = source.dataset(), source.split()
+    calibrated, reports = {}, {}
+    for variant, content in files.items():
+        calibrated[variant], reports[variant] = calibrate_split(
+            content, dataset.images, dataset.labels, split, options.open_set, options.unknown_data,
+            model_file_name(variant), reporter)
+    return calibrated, reports
 
 
 def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float, str]:
@@ -253,7 +255,7 @@ def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray,
     return model, images, labels, predicted, float(np.mean(predicted == labels)), kind
 
 
-def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], log: Callable[[str], None],
+def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], reporter: Reporter,
                    mix_images: Optional[np.ndarray] = None) -> tuple[dict[str, tuple[Converted, float]], Converted]:
     """{variant: (converted, seconds)} for the requested modes (and, with options.mixed, a
     "<mode>_mixed" variant after each integer mode), and the float32 model (always made: it is
@@ -266,17 +268,18 @@ def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibrat
         if options.mixed:
             from edgecls.export.diagnose import plan_mixed
 
-            plan = plan_mixed(saved, model, calibration, options.keep_float, options.auto_fallback, mix_images, log)
+            plan = plan_mixed(saved, model, calibration, options.keep_float, options.auto_fallback, mix_images,
+                              reporter)
         for mode in options.modes:
             if mode == "float32":
                 converted[mode] = float_model
                 continue
-            log(f"Converting {mode} ({_backend_name(options.quantizer, mode)}) ...")
+            reporter(f"Converting {mode} ({_backend_name(options.quantizer, mode)}) ...")
             converted[mode] = _timed(lambda: convert(saved, mode, options.quantizer, images,  # noqa: B023 (run at once)
                                                      float_model=float_model[0].content))
             if plan is not None and is_integer(mode):
-                log(f"Converting {mode} mixed (TFLite converter, {plan.describe()} in float) ...")
-                converted[mixed_variant(mode)] = _timed(lambda: plan.quantize(mode, log))  # noqa: B023 (run at once)
+                reporter(f"Converting {mode} mixed (TFLite converter, {plan.describe()} in float) ...")
+                converted[mixed_variant(mode)] = _timed(lambda: plan.quantize(mode, reporter))  # noqa: B023 (run at once)
     return converted, float_model[0]
 
 

@@ -13,19 +13,21 @@ to the whole split and the point says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecls.artifacts import model_file_name
 from edgecls.atomic import private_tempdir
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import INTEGER_MODES
 from edgecls.plotting import pyplot, save_png
-from edgecls.rundir import RunDir, model_file_name
+from edgecls.reporter import SILENT, Reporter
+from edgecls.rundir import RunDir
 from edgecls.runtime.metrics import correct_count, points_text
 
 SWEEP_FORMAT = "edgecls.calib-sweep/1"
@@ -49,7 +51,7 @@ class SweepPoint:
 
 
 def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converter", mode: str = "int8",
-                log: Callable[[str], None] = lambda m: None) -> list[SweepPoint]:
+                reporter: Reporter = SILENT) -> list[SweepPoint]:
     """One point per entry of `sizes` (in that order); sizes that cap to the same set share its figures."""
     from edgecls.export.job import ExportOptions, device_probabilities, validate_options
     from edgecls.export.report import build_metadata
@@ -82,7 +84,7 @@ def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converte
             calibration = source.calibration(requested)
             used = len(calibration.images)
             if used not in done:
-                log(f"Calibration sweep: {mode} with {used} calibration images"
+                reporter(f"Calibration sweep: {mode} with {used} calibration images"
                     + (f" (capped from {requested}: the whole train split)" if requested > used else ""))
                 started = time.perf_counter()
                 converted: Converted = convert(saved, mode, quantizer, calibration.images,

@@ -11,24 +11,23 @@
 The test split is read once, after the choice, so the figures reported for the chosen file are
 not the ones it was selected on. Latency comes from the target: `host` is this machine as it is;
 a profile name (rpi4) is this machine under the profile's constraints (its cores and threads),
-labelled as such; `user@host` is measured on that device over SSH (edgecls.bench.remote).
+labelled as such; `user@host` is measured on that device over SSH (edgecls.transport). The timing is
+a bench (edgecls.bench.measure) of the candidates on the validation images, in memory.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from edgecls import jsonio
-from edgecls.atomic import folder_lock, write_set
+from edgecls.artifacts import ExportEntry, ExportIndex, write_export
+from edgecls.atomic import folder_lock
 from edgecls.bench.latency import tied as latency_tied
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.bench.results import Latency
@@ -45,14 +44,15 @@ from edgecls.export.modes import (
 )
 from edgecls.files import read_capped
 from edgecls.parsing import split_list
-from edgecls.rundir import DEFAULT_CALIB_SAMPLES, EXPORT_FORMAT, LABELS_FILE, RunDir, keras_probabilities
+from edgecls.reporter import SILENT, Reporter
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, RunDir, keras_probabilities
+from edgecls.runtime.metadata import ModelMetadata
 from edgecls.runtime.metrics import points_text
 
 TARGET_FORMAT = "edgecls.target/1"
 CHOSEN_FILE = "model.tflite"
 PLOT_FILE = "target.png"
 PERCENTILES = (99.9, 99.99)
-REFERENCE = "float32"  # latency ratios are taken against it
 
 
 # ---------------------------------------------------------------------- the candidates
@@ -166,8 +166,10 @@ class TargetOptions:
     only: Optional[list[str]] = None  # candidate names to try (None: all)
     runs: int = DEFAULT_RUNS
     out: Optional[Path] = None  # None: RUN_DIR/target-<target>
-    progress: bool = True  # a rich progress bar on a terminal
-    remote: Any = None  # edgecls.bench.remote.RemoteOptions for user@host (ssh config, python, ...); None: defaults
+    remote: Any = None  # edgecls.transport.RemoteOptions for user@host (ssh config, python, ...); None: defaults
+    # the unknown answer of the chosen file (edgecls.calibrate), fitted after the choice as export does
+    open_set: Any = None  # calibrate.job.OpenSetOptions; None: its defaults
+    unknown_data: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ def resolve_target(spec: str) -> Target:
     if spec == "host":
         return Target(spec, "host")
     if "@" in spec and not spec.endswith(".toml"):
-        from edgecls.bench.remote import parse_targets
+        from edgecls.transport.targets import parse_targets
 
         user, _, host = spec.partition("@")
         if not user or not host or "," in spec:
@@ -250,6 +252,7 @@ class Row:
     latency: Optional[Latency] = None  # edgecls.bench.latency's summary for the target's threads
     content: Optional[bytes] = field(default=None, repr=False)  # with metadata
     converted: Optional[Converted] = field(default=None, repr=False)
+    metadata: Optional[ModelMetadata] = field(default=None, repr=False)  # what `content` carries
 
     @property
     def p50_ms(self) -> Optional[float]:
@@ -289,12 +292,12 @@ class TargetResult:
     threads: int
     test: dict[str, Any] = field(default_factory=dict)  # the chosen file on the test split (after the choice)
     written: list[Path] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
+    report: Optional[ExportIndex] = None  # export.json
     seconds: float = 0.0
 
 
 # ---------------------------------------------------------------------- the job
-def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str], None] = print,
+def export_for_target(source: RunDir, options: TargetOptions, reporter: Reporter = SILENT,
                       extra: Sequence[Candidate] = ()) -> TargetResult:
     """Build, score and time every candidate, choose, then score the chosen one on test and write.
 
@@ -308,18 +311,18 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
     out = Path(options.out) if options.out else default_out(source).with_name(f"target-{target.slug}")
     check_output_dir(out)
     with folder_lock(out, "an export --target"):  # a second search into this folder at once is refused
-        return _search(source, options, target, chosen_candidates, out, started, log)
+        return _search(source, options, target, chosen_candidates, out, started, reporter)
 
 
 def _search(source: RunDir, options: TargetOptions, target: Target, chosen_candidates: list[Candidate], out: Path,
-            started: float, log: Callable[[str], None]) -> TargetResult:
+            started: float, reporter: Reporter) -> TargetResult:
     from edgecls.export.job import validation_reference
 
     require_tensorflow("edgecls export --target")
 
     model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
         source, "choose on")
-    log(f"Keras float model: {keras_accuracy:.4f} on {len(val_images)} validation images; budget: at most "
+    reporter(f"Keras float model: {keras_accuracy:.4f} on {len(val_images)} validation images; budget: at most "
         f"{options.max_drop:g} points below it, agreement at least {options.min_agreement:g}")
 
     rows = [Row(c.name, c.what) for c in chosen_candidates]
@@ -327,7 +330,7 @@ def _search(source: RunDir, options: TargetOptions, target: Target, chosen_candi
     with saved_model(model) as saved, tempfile.TemporaryDirectory(prefix="edgecls-target-") as tmp:
         ctx = Context(saved, model, source, options.calib_samples)
         _build_all(ctx, chosen_candidates, rows, options, started, output_kind, sha,
-                   (val_images, val_labels, keras_predicted, keras_accuracy), log)
+                   (val_images, val_labels, keras_predicted, keras_accuracy), reporter)
         built = [r for r in rows if r.built]
         if not built:
             raise EdgeclsError("no candidate could be built: " + "; ".join(f"{r.name}: {r.reasons[0]}" for r in rows
@@ -337,23 +340,23 @@ def _search(source: RunDir, options: TargetOptions, target: Target, chosen_candi
             paths[row.name] = Path(tmp) / f"model_{row.name}.tflite"
             paths[row.name].write_bytes(row.content)
         placement, threads = _time_on_target(target, built, paths, (val_images, val_labels), list(source.labels),
-                                             options, Path(tmp), log)
+                                             options, Path(tmp), reporter)
         chosen = choose(rows, options.max_drop, options.min_agreement)
         if chosen is None:
             raise EdgeclsError(f"no candidate is within the budget (--max-drop {options.max_drop:g}, --min-agreement "
                                f"{options.min_agreement:g}): " + "; ".join(f"{r.name}: {', '.join(r.reasons)}"
                                                                          for r in rows if r.reasons),
                                exit_code=1)  # the job ran; the quality gate found nothing to ship
-        log(f"Chose {chosen.name}: {chosen.p50_ms:.3f} ms p50, validation accuracy {chosen.check.accuracy:.4f}")
-        test = score_test(source, model, paths[chosen.name], log)  # the first and only read of the test split
+        reporter(f"Chose {chosen.name}: {chosen.p50_ms:.3f} ms p50, validation accuracy {chosen.check.accuracy:.4f}")
+        test = score_test(source, model, paths[chosen.name], reporter)  # the first and only read of the test split
     result = TargetResult(out, target, rows, chosen, keras_accuracy, len(val_images), placement, threads, test)
     result.seconds = time.perf_counter() - started
-    _write(result, source, options, sha, log)
+    _write(result, source, options, sha, reporter)
     return result
 
 
 def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options: TargetOptions, started: float,
-               output_kind: str, sha: str, val: tuple, log: Callable[[str], None]) -> None:
+               output_kind: str, sha: str, val: tuple, reporter: Reporter) -> None:
     """Convert and score each candidate on validation, within the time budget, with a progress bar."""
     from edgecls.export.job import check_files
     from edgecls.export.report import build_metadata
@@ -361,24 +364,24 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
 
     images, labels, keras_predicted, keras_accuracy = val
     float_size = None
-    with _progress(options.progress and sys.stderr.isatty(), len(todo)) as advance:
+    with reporter.task("candidates", len(todo)) as advance:
         for candidate, row in zip(todo, rows):
             elapsed = time.perf_counter() - started
             if options.budget_s is not None and elapsed > options.budget_s and row is not rows[0]:
                 # (the first candidate is always tried: there is always a file to ship)
                 row.status, row.reasons = "skipped", [f"skipped for time (--budget-s {options.budget_s:g} "
                                                       f"spent after {elapsed:.0f} s)"]
-                advance(f"{candidate.name}: skipped for time")
+                advance(1, f"{candidate.name}: skipped for time")
                 continue
-            advance(f"{candidate.name} ...", done=False)
-            log(f"Candidate {candidate.name}: {candidate.what}")
+            advance(0, f"{candidate.name} ...")
+            reporter(f"Candidate {candidate.name}: {candidate.what}")
             begun = time.perf_counter()
             try:
                 converted = candidate.build(ctx)
                 seconds = time.perf_counter() - begun
                 calibration = ctx.calibration() if candidate.calibrated else None
-                content = embed_metadata(converted.content, build_metadata(ctx.source, converted, calibration,
-                                                                           output_kind, sha))
+                metadata = build_metadata(ctx.source, converted, calibration, output_kind, sha)
+                content = embed_metadata(converted.content, metadata)
                 if float_size is None:  # sizes against float32 as it is written, metadata included
                     float_model = ctx.float_model()
                     float_size = len(embed_metadata(float_model.content, build_metadata(
@@ -388,107 +391,66 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
             except EdgeclsError as exc:  # this candidate cannot be made or loaded: the others go on
                 what = "conversion failed" if isinstance(exc, ConversionError) else "unusable"
                 row.status, row.reasons = "failed", [f"{what}: {exc}"]
-                log(f"  {row.reasons[0]}")
-                advance(f"{candidate.name}: failed")
+                reporter(f"  {row.reasons[0]}")
+                advance(1, f"{candidate.name}: failed")
                 continue
-            row.content, row.converted = content, converted
+            row.content, row.converted, row.metadata = content, converted, metadata
             row.drop_points = 100 * (keras_accuracy - row.check.accuracy)
-            log(f"  validation accuracy {row.check.accuracy:.4f} ({points_text(-row.drop_points / 100)}), agreement "
+            reporter(f"  validation accuracy {row.check.accuracy:.4f} ({points_text(-row.drop_points / 100)}), "
+                     f"agreement "
                 f"{row.check.agreement:.4f}, {row.check.size_bytes / 1024:.1f}K, {seconds:.1f} s")
-            advance(f"{candidate.name} done")
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Callable[..., None]]:
-    """advance(description, done=True): a rich bar of candidates done / to do, on stderr (a terminal only)."""
-    if not enabled:
-        yield lambda description, done=True: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("candidates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("", total=total)
-
-        def advance(description: str, done: bool = True) -> None:
-            bar.update(task, description=description, advance=1 if done else 0)
-
-        yield advance
+            advance(1, f"{candidate.name} done")
 
 
 def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val: tuple, class_names: list[str],
-                    options: TargetOptions, tmp: Path, log: Callable[[str], None]) -> tuple[list[str], int]:
-    """Each row's latency on the target (interleaved), and the sentences saying where it was measured."""
-    images, labels, runs, remote = val[0], val[1], options.runs, options.remote
-    if target.kind == "remote":
-        timings, placement, threads = remote_latency(target.spec, remote, paths, images, labels, class_names, runs,
-                                                     tmp, log)
-    else:
-        timings, placement, threads = local_latency(target.profile, paths, images, runs, tmp, log)
+                    options: TargetOptions, tmp: Path, reporter: Reporter) -> tuple[list[str], int]:
+    """Each row's latency on the target, every candidate interleaved (a bench: edgecls.bench.measure, in
+    memory), and the sentences saying where it was measured. A device scores the validation images it
+    is sent, never the test split; the figures kept are its invoke times at its largest thread count."""
+    from edgecls.bench.inputs import open_inputs
+    from edgecls.bench.measure import measure_inputs
+    from edgecls.bench.testset import TestSet
+
+    images, labels = val
+    bench = bench_options(target, list(paths.values()), options.runs)
+    inputs = open_inputs(bench, TestSet(images, labels, class_names, list(range(len(images))), None,
+                                        "the validation split", "val"))
+    report = measure_inputs(inputs, bench, target_place(target, options.remote, tmp), reporter)
+    by_file = {Path(m.path).name: m for m in report.models}
+    threads = 0
     for row in rows:
-        row.latency = timings.get(row.name)
+        entries = by_file[paths[row.name].name].latency if paths[row.name].name in by_file else []
+        if entries:
+            row.latency = max(entries, key=lambda t: t.threads)
+            threads = row.latency.threads
+    placement = list(report.device.notes)
+    if target.kind == "remote":
+        placement.insert(0, f"Measured on {target.spec} over SSH ({report.machine.arch}, {report.machine.cpu}), "
+                            f"threads {threads}.")
     return placement, threads
 
 
-def local_latency(profile: Optional[DeviceProfile], paths: dict[str, Path], images: np.ndarray, runs: int,
-                  tmp: Path, log: Callable[[str], None]) -> tuple[dict[str, Latency], list[str], int]:
-    """Latency on this machine, as it is (profile None) or under the profile's cores and threads."""
-    from edgecls.bench import latency
-    from edgecls.bench.inputs import describe_tflite
-    from edgecls.bench.profiles import constrained, describe_machine, placement_notes, thread_sweep
-    from edgecls.runtime.interpreter import find_backend
+def bench_options(target: Target, paths: list[Path], runs: int) -> Any:
+    """The bench of the candidates (edgecls.bench.BenchOptions): latency and accuracy, no memory, no
+    Keras; threads: every CPU of the host; a profile's own (the bench's default there); on a device,
+    1 and all of its CPUs (its largest count is kept)."""
+    from edgecls.bench import BenchOptions
+    from edgecls.runtime.cpu import cpu_count
 
-    backend = find_backend()
-    machine = describe_machine(backend)
-    models = [describe_tflite(path, backend.name) for path in paths.values()]
-    for model, name in zip(models, paths):
-        model.name = name
-    plan = latency.Plan(warmup=5, runs=runs, batch_size=16)
-    with constrained(profile) as cpus:
-        used = len(cpus) if cpus else machine["usable_cpus"]
-        threads = thread_sweep(profile, used)[0] if profile is not None else used
-        files, file_source = latency.sample_files(None, images, tmp)
-        reference = REFERENCE if REFERENCE in paths else None
-        timings = latency.measure(models, [threads], images, files, file_source, plan, backend.name, reference, log)
-    _, notes = placement_notes(profile, machine, cpus, [threads])
-    return {name: timings[(name, threads)] for name in paths}, notes, threads
+    return BenchOptions(paths=paths, warmup=5, runs=runs, batch_size=16, keras=False, memory=False,
+                        threads=[cpu_count()] if target.kind == "host" else None)
 
 
-def remote_latency(spec: str, remote: Any, paths: dict[str, Path], images: np.ndarray, labels: np.ndarray,
-                   class_names: list[str], runs: int, tmp: Path,
-                   log: Callable[[str], None]) -> tuple[dict[str, Latency], list[str], int]:
-    """Latency on the device user@host, measured there by edgecls.bench.remote (SSH, a venv on the
-    device). The device scores the validation images it is sent, never the test split; the figures
-    kept are its invoke times at its largest thread count."""
-    from dataclasses import replace
+def target_place(target: Target, remote: Any, work: Path) -> Any:
+    """Where the target's bench measures (edgecls.bench.Where): this host, under a profile, or the
+    device user@host reached over SSH (edgecls.transport; `remote` its ssh config, python, ...)."""
+    from edgecls.bench import Where
 
-    from edgecls.bench.compare import load_reports
-    from edgecls.bench.inputs import TestSet, save_test_images
-    from edgecls.bench.remote import DEVICES_DIR, RemoteOptions, bench_remote, parse_targets
-    from edgecls.bench.run import BenchOptions
+    if target.kind != "remote":
+        return Where(profile=target.profile)
+    from edgecls.transport import connect
 
-    device = parse_targets(spec)[0]
-    remote = replace(remote, targets=spec) if remote is not None else RemoteOptions(spec)
-    data = tmp / "val-images"
-    save_test_images(TestSet(images, labels, class_names, list(range(len(images))), None, "the validation split",
-                             "val"), data)
-    report_dir = tmp / "remote"
-    options = BenchOptions(paths=list(paths.values()), data=str(data), warmup=5, runs=runs, keras=False,
-                           memory=False, report_dir=report_dir, remote=remote)
-    with contextlib.redirect_stdout(sys.stderr):  # its tables are the bench's, not this command's output
-        bench_remote(options, log=log)
-    [(_, report)] = load_reports([report_dir / DEVICES_DIR / device.label / "bench.json"])
-    by_file = {Path(m.path).name: m for m in report.models}
-    timings, threads = {}, 0
-    for name, path in paths.items():
-        entries = by_file[path.name].latency if path.name in by_file else []
-        if entries:
-            best = max(entries, key=lambda t: t.threads)
-            timings[name], threads = best, best.threads
-    notes = [f"Measured on {spec} over SSH ({report.machine.arch}, {report.machine.cpu}), threads {threads}."
-             ] + list(report.device.notes)
-    return timings, notes, threads
+    return Where(device=connect(target.spec, remote, work / "device"))
 
 
 def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[Row]:
@@ -556,13 +518,13 @@ def _accuracy_tied(row: Row, other: Row) -> bool:
     return accuracies_tied(row.check.correct, other.check.correct, discordant)
 
 
-def score_test(source: RunDir, model, path: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def score_test(source: RunDir, model, path: Path, reporter: Reporter) -> dict[str, Any]:
     """The chosen file and the Keras float model on the held-out test split."""
     from edgecls.export.job import device_probabilities
 
     images, labels = source.images("test")
     if len(images) == 0:
-        log("warning: the run has no test images: no test figures for the chosen file")
+        reporter("warning: the run has no test images: no test figures for the chosen file")
         return {"split": "test", "images": 0}
     keras_predicted = keras_probabilities(model, images).argmax(1)
     predicted = device_probabilities(path, images).argmax(1)
@@ -592,41 +554,42 @@ def decision(result: TargetResult, options: TargetOptions) -> dict[str, Any]:
 
 
 def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: str,
-           log: Callable[[str], None]) -> None:
+           reporter: Reporter) -> None:
+    from edgecls.calibrate.job import OpenSetOptions, calibrate_split
     from edgecls.export.report import source_info
     from edgecls.provenance import created_timestamp, sha256_bytes
-    from edgecls.runtime.labels import labels_text
-    from edgecls.runtime.metadata import embed_metadata, read_metadata
+    from edgecls.runtime.metadata import embed_metadata
 
     chosen = result.chosen
     doc = decision(result, options)
-    metadata = {**read_metadata(chosen.content), "decision": doc}
-    content = embed_metadata(chosen.converted.content, metadata)
-    out = result.out_dir
+    content = embed_metadata(chosen.converted.content, replace(chosen.metadata, decision=doc))
+    dataset, split = source.dataset(), source.split()
+    content, open_set = calibrate_split(content, dataset.images, dataset.labels, split,
+                                        options.open_set or OpenSetOptions(), options.unknown_data, CHOSEN_FILE,
+                                        reporter)
     m = chosen.check
-    result.report = {
-        "format": EXPORT_FORMAT, "created": created_timestamp(), "source": source_info(source, sha),
-        "options": {"target": options.target, "max_drop": options.max_drop, "min_agreement": options.min_agreement,
-                    "budget_s": options.budget_s, "calib_samples": options.calib_samples,
-                    "fallback": options.fallback, "candidates": options.only, "timing_runs": options.runs},
-        "check": {"split": "val", "images": result.val_images, "keras_accuracy": round(result.keras_val_accuracy, 6)},
-        "decision": doc,
+    result.report = ExportIndex(
+        created=created_timestamp(), source=source_info(source, sha),
+        options={"target": options.target, "max_drop": options.max_drop, "min_agreement": options.min_agreement,
+                 "budget_s": options.budget_s, "calib_samples": options.calib_samples,
+                 "fallback": options.fallback, "candidates": options.only, "timing_runs": options.runs},
+        check={"split": "val", "images": result.val_images, "keras_accuracy": round(result.keras_val_accuracy, 6)},
+        decision=doc,
         # `models` as every export.json has it (what bench reads): the one file written
-        "models": [{"file": CHOSEN_FILE, "mode": m.mode, "variant": chosen.name, "backend": m.backend,
-                    "size_bytes": len(content), "accuracy": round(m.accuracy, 6), "agreement": round(m.agreement, 6),
-                    "input": m.io["input"], "output": m.io["output"], "sha256": sha256_bytes(content)}],
-        "candidates": [r.to_json() for r in result.rows],
-        "seconds": round(result.seconds, 1),
-    }
-    from edgecls.export.job import listed_models
+        models=[ExportEntry(file=CHOSEN_FILE, mode=m.mode, variant=chosen.name, backend=m.backend,
+                            size_bytes=len(content), accuracy=round(m.accuracy, 6), agreement=round(m.agreement, 6),
+                            input=m.io["input"], output=m.io["output"], sha256=sha256_bytes(content),
+                            openset=open_set)],
+        candidates=[r.to_json() for r in result.rows],
+        seconds=round(result.seconds, 1),
+    )
     from edgecls.export.target_report import plot_pareto
 
-    files = {CHOSEN_FILE: content, LABELS_FILE: labels_text(source.labels).encode("utf-8")}
+    files = {CHOSEN_FILE: content}
     with tempfile.TemporaryDirectory(prefix="edgecls-target-plot-") as scratch:  # drawn before a file is written
         plotted = plot_pareto(result, options.max_drop, Path(scratch) / PLOT_FILE)
         if plotted is not None:
             files[PLOT_FILE] = read_capped(plotted, 1 << 30)
         else:
-            log("plot skipped: matplotlib is not installed")
-    files["export.json"] = (jsonio.dumps(result.report, indent=1) + "\n").encode("utf-8")  # the index, last
-    result.written += write_set(out, files, [*listed_models(out / "export.json"), PLOT_FILE])
+            reporter("plot skipped: matplotlib is not installed")
+    result.written += write_export(result.out_dir, files, source.labels, result.report)

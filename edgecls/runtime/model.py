@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from edgecls.files import read_capped
-from edgecls.runtime.labels import clean_text, read_labels
+from edgecls.runtime.labels import read_labels
 from edgecls.runtime.metadata import MAX_INPUT_SIDE, ModelFileError, check_range, check_tflite_bytes
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS, check_preprocessing
+from edgecls.text import clean_text
 
 LABELS_FILE = "labels.txt"  # looked for beside the model
 _TENSOR_DTYPES = (np.float32, np.uint8, np.int8)  # what a classifier's input and output may be
@@ -156,6 +157,16 @@ def check_image_input(shape: Sequence[int], signature: Sequence[int], name: str 
     if max(shape[1:3]) > MAX_INPUT_SIDE:
         raise ModelFileError(f"{name}: input is {shape}: over {MAX_INPUT_SIDE} pixels a side is no image "
                              "classifier edgecls runs")
+def check_outputs_match(inp: dict, out: dict, scored_input: dict, scored_output: dict, name: str) -> None:
+    """A calibrated model's scoring subgraph must take and give what its subgraph 0 does (a one-line
+    ModelFileError otherwise: a file edited by hand, or corrupt)."""
+    for what, first, second in (("input", inp, scored_input), ("output", out, scored_output)):
+        same = (list(first["shape"]) == list(second["shape"]) and first["dtype"] == second["dtype"]
+                and tuple(first["quantization"]) == tuple(second["quantization"]))
+        if not same:
+            raise ModelFileError(f"{name}: the {what} of its edgecls_openset subgraph differs from the model's "
+                                 f"({list(second['shape'])} {np.dtype(second['dtype']).name} against "
+                                 f"{list(first['shape'])} {np.dtype(first['dtype']).name})")
 
 
 def per_tensor(details: dict, name: str, what: str) -> tuple[float, int]:

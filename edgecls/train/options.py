@@ -15,7 +15,8 @@ from edgecls.bounds import check_bound
 from edgecls.data import DEDUPE_MODES
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import split_list
-from edgecls.tomlio import path_from, read_toml, toml_text
+from edgecls.runtime.openset import DEFAULT_ACCEPT, RULE_CHOICES
+from edgecls.tomlio import path_from, read_toml
 
 # keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
 KERAS_BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
@@ -65,6 +66,11 @@ class TrainOptions:
     views: int = 1  # views per training image; measured on catsdogs (scripts/bench_transfer.py): more gained nothing
     threads: Optional[int] = None  # interpreter threads; None: the CPU count
     input_range: Optional[str] = None  # "LO,HI": what pixels 0 and 255 become for a float backbone
+    # The unknown answer (edgecls.calibrate), fitted where the .tflite is written: here for --backbone;
+    # a Keras run gets it from `edgecls export`, which takes the same options.
+    accept: float = DEFAULT_ACCEPT  # the share of validation images of known classes the rule accepts
+    unknown_data: Optional[str] = None  # a folder of images of none of the classes: they choose the rule
+    rule: str = "auto"  # auto | top | embedding | both
 
     @property
     def is_backbone(self) -> bool:
@@ -96,7 +102,8 @@ def with_arch_defaults(o: TrainOptions) -> TrainOptions:
 
 
 DEFAULTS = TrainOptions()
-BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range")
+BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range", "accept", "unknown_data", "rule")
+EXPORT_TOO = ("accept", "unknown_data", "rule")  # a Keras run takes these at export
 _TYPES = {f.name: f.type for f in fields(TrainOptions)}
 
 
@@ -111,11 +118,23 @@ def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> T
     return options
 
 
+# A .tflite backbone run's config.toml once named its backbone in a [transfer] table: these of its keys
+# are train options. (The backbone fixes the input size and colour: a backbone run records them for its
+# run directory, and they are no options of that route.)
+TRANSFER_TABLE_OPTIONS = ("backbone", "embedding_tensor", "head", "views")
+SET_BY_BACKBONE = ("img_size", "color")
+
+
 def read_config(path: Path) -> dict[str, Any]:
-    raw = read_toml(path, "config file")
-    raw = raw.get("train", raw)  # accept a [train] table or top-level keys
+    """The option values of a config file: a [train] table (or top-level keys), as a run's config.toml
+    has them, so `train --config RUN/config.toml` reproduces that run, whichever route made it."""
+    document = read_toml(path, "config file")
+    raw = document.get("train", document)  # accept a [train] table or top-level keys
     if not isinstance(raw, dict):
         raise EdgeclsError(f"config file {path}: train must be a table ([train]), got {type(raw).__name__}")
+    older = document.get("transfer") if raw is not document else None
+    if isinstance(older, dict) and "backbone" not in raw:
+        raw = {**raw, **{key: older[key] for key in TRANSFER_TABLE_OPTIONS if key in older}}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         value = path_from(value)  # a path that is not UTF-8, as config.toml writes it
@@ -125,6 +144,8 @@ def read_config(path: Path) -> dict[str, Any]:
                 continue
             raise EdgeclsError(f"config file {path}: unknown key {shown(key)} (known: {', '.join(sorted(_TYPES))})")
         values[name] = _coerce(name, value, path)
+    if values.get("backbone") is not None:
+        values = {name: value for name, value in values.items() if name not in SET_BY_BACKBONE}
     return values
 
 
@@ -160,7 +181,12 @@ def validate(o: TrainOptions) -> None:
 
     stray = [name for name in BACKBONE_ONLY if o.backbone is None and getattr(o, name) != getattr(DEFAULTS, name)]
     if stray:
-        bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite")
+        where = " (a Keras run takes it at export: edgecls export RUN ...)" if stray[0] in EXPORT_TOO else ""
+        bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite{where}")
+    if o.rule not in RULE_CHOICES:
+        bad(f"unknown rule {o.rule!r}: use one of {', '.join(RULE_CHOICES)}")
+    if not 0.5 <= o.accept < 1.0:
+        bad(f"--accept must be at least 0.5 and below 1 (got {o.accept})")
     if o.arch not in ARCHITECTURES:
         bad(f"unknown architecture {o.arch!r}: use one of {', '.join(ARCHITECTURES)}")
     unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]
@@ -202,16 +228,11 @@ def _validate_backbone(o: TrainOptions) -> None:
         check_bound("--fine-tune-lr", o.fine_tune_lr)
 
 
-CONFIG_COMMENT = "edgecls train options, resolved (edgecls train --config this-file reproduces the run)"
-
-
-def to_toml(table: dict[str, Any], versions: dict[str, str] | None = None,
-            extra: dict[str, dict[str, Any]] | None = None) -> str:
-    """config.toml: [train] (the options), [versions], then `extra` tables; written by tomli-w, so any
-    path or name reads back as it was (tomlio.toml_text)."""
-    return toml_text({"train": table, **({"versions": versions} if versions else {}), **(extra or {})},
-                     CONFIG_COMMENT)
-
-
 def options_table(o: TrainOptions) -> dict[str, Any]:
-    return dataclasses.asdict(o)
+    """The options as config.toml records them; a Keras run leaves out the unknown answer's (its export
+    fits that, with its own options)."""
+    table = dataclasses.asdict(o)
+    if o.backbone is None:
+        for key in EXPORT_TOO:
+            table.pop(key)
+    return table

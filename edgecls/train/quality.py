@@ -13,12 +13,12 @@ luck 13 % of the time (it needs 0.65), while on 4,000 images 0.52 is already sig
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from edgecls.errors import EdgeclsError
+from edgecls.reporter import Reporter
 from edgecls.runtime.metrics import correct_count, few_images_warning
 
 SIGNIFICANCE = 0.05  # the chance a majority-class guesser scores at least as well
@@ -122,7 +122,7 @@ def backbone_hint(val_accuracy: float, arch: str, color: str, data: str, from_sc
 _GERUND = {"export": "exporting", "write": "writing"}
 
 
-def refuse_useless(verdict: dict[str, Any], force: bool, name: str, log: Callable[[str], None],
+def refuse_useless(verdict: dict[str, Any], force: bool, name: str, reporter: Reporter,
                    verb: str = "export") -> None:
     """Stop (exit code 1) on a model no better than the majority class or collapsed to one class,
     unless --force (then say it loudly and go on). `verb`: what is refused, "export" or "write"."""
@@ -130,7 +130,7 @@ def refuse_useless(verdict: dict[str, Any], force: bool, name: str, log: Callabl
         return
     finding = "; ".join(verdict.get("warnings", [])) or "the model is no better than the majority class"
     if force:
-        log(f"WARNING: {_GERUND[verb]} it anyway (--force): {finding}")
+        reporter(f"WARNING: {_GERUND[verb]} it anyway (--force): {finding}")
         return
     raise EdgeclsError(f"{name}: {finding}. Not {_GERUND[verb]} a useless model: "
                        f"{verdict.get('advice') or ADVICE}; or pass --force to {verb} it anyway", exit_code=1)

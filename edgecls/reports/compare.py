@@ -9,7 +9,10 @@ from typing import Any, Optional
 
 from edgecls import jsonio
 from edgecls.atomic import write_text_atomic
-from edgecls.bench.report import (
+from edgecls.bench.results import BenchReport
+from edgecls.bench.schema import read_report_file
+from edgecls.errors import EdgeclsError
+from edgecls.reports.report import (
     DASH,
     correct_text,
     markup_cell,
@@ -19,14 +22,8 @@ from edgecls.bench.report import (
     peak_text,
     top1_text,
 )
-from edgecls.bench.results import BenchReport
-from edgecls.bench.schema import check_report
-from edgecls.errors import EdgeclsError
-from edgecls.files import read_capped
-from edgecls.jsonio import JSONValueError, parse_json
 
 FORMAT = "edgecls.bench-compare/1"
-MAX_REPORT_BYTES = 64 << 20  # a bench report is tens of kB
 COLUMNS = ("report", "measured on", "model", "format/quant", "top-1", "correct", "agree", "p50", "p99", "img/s",
            "peak MB", "thr")  # times in ms
 # The narrow layout: each report's rows under a line naming it and where it was measured; the
@@ -57,27 +54,6 @@ def load_reports(paths: Sequence[Path]) -> list[tuple[Path, BenchReport]]:
     if len(paths) < 1:
         raise EdgeclsError("give the bench reports (JSON) to compare")
     return [(path, read_report_file(path)) for path in map(Path, paths)]
-
-
-def read_report_file(path: Path, name: str | None = None) -> BenchReport:
-    """The bench report in the file at `path` (size-capped, schema-checked); one-line errors naming
-    `name` (default: the path)."""
-    name = name or str(path)
-    if not path.is_file():
-        raise EdgeclsError(f"{name} does not exist" if not path.exists() else f"{name} is not a file")
-    try:
-        doc = parse_json(read_capped(path, MAX_REPORT_BYTES))
-    except JSONValueError as exc:  # not JSON, or NaN, Infinity, an integer of 10,000 digits: named
-        raise EdgeclsError(f"{name} is not an edgecls bench report (not valid JSON: {exc})") from None
-    except OSError as exc:
-        raise EdgeclsError(f"cannot read {name}: {exc.strerror or exc}") from None
-    return read_report(doc, name)
-
-
-def read_report(doc: Any, name: str) -> BenchReport:
-    """A parsed bench.json, checked against the schema, as a BenchReport. One-line errors."""
-    check_report(doc, name)
-    return BenchReport.from_json(doc)
 
 
 def where(report: BenchReport, short: bool = False) -> str:
@@ -219,7 +195,7 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
     text = jsonio.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     written = []
     if report_dir is not None:
-        from edgecls.bench.plots import pyplot, save
+        from edgecls.reports.plots import pyplot, save
 
         plot_name = None
         plt = pyplot()

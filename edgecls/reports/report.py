@@ -1,24 +1,24 @@
 """A bench report (bench.results.BenchReport) as a terminal table, Markdown and files on disk.
 
 The terminal table and the Markdown one are made from the same rows. Extra sections (a
-quantisation diagnosis, a calibration sweep: see add_section) are titled tables that both
+quantisation diagnosis, a calibration sweep: see results.add_section) are titled tables that both
 renderers show after the main one.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 from edgecls import jsonio
 from edgecls.atomic import check_folder_writable, write_text_atomic
-from edgecls.bench.results import BenchReport, Latency, ModelResult, Section
+from edgecls.bench.results import BenchReport, Latency, ModelResult
 from edgecls.console import (
     markup_cell,  # one implementation for every table of data; compare imports it here
 )
 from edgecls.errors import EdgeclsError
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.metrics import correct_count, interval_text, points_text
 
@@ -31,19 +31,6 @@ ACCURACY_COLUMNS = ("model", "quant", "top-1", "correct", "95% CI", "Δ vs float
 LATENCY_COLUMNS = ("model", "size", "thr", "p50", "p90", "p99", "img/s", "init", "peak MB")
 MAX_FLIPPED_SHOWN = 50
 DASH = "—"
-
-
-def add_section(report: BenchReport, key: str, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                notes: Sequence[str] = (), plots: Sequence[str] = (), data: Any = None) -> Section:
-    """Add (or replace) an extra titled table: how other analyses plug into the bench's report.
-
-    `plots` are PNG file names the caller wrote into the report folder; `data` is free-form JSON."""
-    if not re.fullmatch(r"[a-z0-9_-]+", key):
-        raise ValueError(f"section key {key!r}: use lower-case letters, digits, - and _")
-    section = Section(key=key, title=title, columns=list(columns), rows=[list(r) for r in rows], notes=list(notes),
-                      plots=list(plots), data=data)
-    report.sections = [s for s in report.sections if s.key != key] + [section]
-    return section
 
 
 # ---------------------------------------------------------------------- the main table
@@ -402,15 +389,15 @@ def check_writable(json_path: Optional[Path], report_dir: Optional[Path]) -> Non
 
 
 def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_path: Optional[Path] = None,
-                  log: Callable[[str], None] = print) -> list[Path]:
+                  reporter: Reporter = SILENT) -> list[Path]:
     """Plots, Markdown and JSON in `report_dir`, and/or the JSON at `json_path`; each file atomic."""
-    from edgecls.bench.plots import write_plots
+    from edgecls.reports.plots import write_plots
 
     written: list[Path] = []
     if report_dir is not None:
         plots, note = write_plots(report, report_dir)
         if note:
-            log(f"note: {note}")
+            reporter(f"note: {note}")
             report.notes = [n for n in report.notes if n != note] + [note]
         shown = [name for section in report.sections for name in section.plots if name not in plots]
         report.report_files = [*plots, *shown, MARKDOWN_NAME, JSON_NAME]  # the analyses' PNGs too
