@@ -16,6 +16,14 @@ from edgecls.errors import EdgeclsError
 WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
+class WriteError(EdgeclsError):
+    """A file could not be written (a full disk, a read-only folder): one line naming it, exit 1."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"cannot write {path}: {reason}", exit_code=1)
+        self.path, self.reason = Path(path), reason
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
     path = Path(path)
@@ -35,7 +43,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):  # a full disk: one line naming the file, nothing half-written left
-            raise EdgeclsError(f"cannot write {path}: {exc.strerror or exc}", exit_code=1) from None
+            raise WriteError(path, exc.strerror or str(exc)) from None
         raise
     return path
 
@@ -95,6 +103,10 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
                 raise EdgeclsError(f"cannot write {final}: {exc.strerror or exc}; nothing was left there",
                                    exit_code=1) from None
             raise
+        except WriteError as exc:  # a file of the staged folder (curves.png): named as the folder it was for
+            if tmp not in exc.path.parents:
+                raise
+            raise EdgeclsError(f"cannot write {final}: {exc.reason}; nothing was left there", exit_code=1) from None
         if final.exists() or final.is_symlink():
             if not force:  # another run (a second `train --out` at once) got there first: keep theirs
                 raise EdgeclsError(f"{final} appeared while this run was working (another edgecls writing the "

@@ -67,6 +67,11 @@ BOUNDS: dict[str, Bound] = {
     "--duration": Bound(0, 366 * DAY_S, "a year", open_low=True),
     "--timeout": Bound(0.1, DAY_S, "a day"),
     "--reconnect": Bound(0, 366 * DAY_S, "a year"),
+    # the open-set rule, and predict --collect (the field loop)
+    "--accept": Bound(0.5, 1, "the share of known-class images the unknown rule accepts", open_high=True),
+    "--collect-max-mb": Bound(0, 1_000_000, "megabytes of kept images: a terabyte at most", open_low=True),
+    "--collect-reserve-mb": Bound(0, 1_000_000, "megabytes of the disk left free"),
+    "--shadow-every": Bound(1, 1_000_000, "images between two runs of the second model"),
     # serve and deploy
     "--port": Bound(0, 65_535, "a TCP port; 0 picks a free one"),
     "--interpreters": Bound(1, 64, "one thread and one copy of the model's tensors each"),

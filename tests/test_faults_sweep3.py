@@ -22,6 +22,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -459,7 +460,7 @@ def test_user_named_files_are_never_read_past_a_cap(tmp_path):
 
 
 def test_a_hosts_file_that_never_ends_is_one_line(cli, tmp_path):
-    from edgecls.bench.remote import parse_targets
+    from edgecls.transport.targets import parse_targets
 
     for target, words in (("@/dev/zero", "not a regular file"), ("@" + str(tmp_path), "folder")):
         with pytest.raises(EdgeclsError, match=words):
@@ -570,9 +571,9 @@ def test_json_readers_are_strict_and_say_where(text, where):
 
 
 def test_every_json_reader_of_a_user_file_refuses_nan_and_huge_integers(cli, tmp_path):
-    from edgecls.bench.compare import read_report_file
+    from edgecls.artifacts import read_json as read_run_json
+    from edgecls.bench.schema import read_report_file
     from edgecls.jsonio import read_json
-    from edgecls.rundir import _read_json
 
     report = json.loads((ROOT / "models" / "digits-seed" / "report" / "bench.json").read_text())
     report["models"][1]["accuracy"]["top1"] = float("nan")
@@ -586,7 +587,7 @@ def test_every_json_reader_of_a_user_file_refuses_nan_and_huge_integers(cli, tmp
         assert result.code == 2 and where in one_line(result.err)
     (tmp_path / "split.json").write_text('{"train": [1, NaN]}')
     with pytest.raises(EdgeclsError, match=r"train\[1\] is NaN"):
-        _read_json(tmp_path / "split.json")
+        read_run_json(tmp_path / "split.json")
     with pytest.raises(EdgeclsError, match="not a regular file"):
         read_json("/dev/zero", "report")
 
@@ -736,11 +737,13 @@ PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 @PROPERTY
 @given(data=NAMES, out=NAMES, tensor=NAMES)
 def test_config_toml_reads_back_whatever_the_paths(data, out, tensor):
+    from edgecls.artifacts import RunConfig
     from edgecls.tomlio import path_from, toml_text
-    from edgecls.train.options import read_config, to_toml
+    from edgecls.train.options import read_config
 
-    text = to_toml({"data": data, "out": out, "epochs": 3, "lr": 0.001},
-                   {"python": "3.11"}, {"transfer": {"embedding_tensor": tensor, "backbone": data}})
+    config = RunConfig({"data": data, "out": out, "epochs": 3, "lr": 0.001, "img_size": 28, "color": "rgb"},
+                       {"python": "3.11"}, {"embedding_tensor": tensor, "backbone": data})
+    text = config.text()
     text.encode("utf-8")  # always writable as UTF-8
     import tomllib
 
@@ -753,7 +756,9 @@ def test_config_toml_reads_back_whatever_the_paths(data, out, tensor):
         path = Path(folder) / "config.toml"
         path.write_text(text, encoding="utf-8")
         values = read_config(path)  # the next command's reader: edgecls train --config
+        back = RunConfig.parse(text.encode("utf-8"), path)  # the run directory's reader
     assert values["data"] == data and values["out"] == out and values["epochs"] == 3
+    assert back.data == data and back.transfer["embedding_tensor"] == tensor and back.text() == text
     assert toml_text({"t": {"k": data}}).encode("utf-8")
 
 
@@ -791,7 +796,7 @@ def test_csv_rows_read_back_whatever_the_file_names(name, other):
     from edgecls.runtime.labels import printable
 
     out = io.StringIO()
-    write = _csv_writer(out, None, 1)
+    write = _csv_writer(out, SimpleNamespace(open_set_rule=None), 1)
     write(Prediction(name, (Class(1, other, 0.5),)))
     write(Prediction(other, error=f"bad: {name}"))
     out.getvalue().encode("utf-8")
@@ -803,7 +808,7 @@ def test_csv_rows_read_back_whatever_the_file_names(name, other):
 @PROPERTY
 @given(cells=st.lists(NAMES, min_size=1, max_size=5))
 def test_markdown_tables_keep_their_columns_whatever_the_cells(cells):
-    from edgecls.bench.report import md_table
+    from edgecls.reports.report import md_table
 
     lines = md_table([f"c{i}" for i in range(len(cells))], [cells])
     assert len(lines) == 3 and all("\n" not in line for line in lines)
@@ -875,24 +880,25 @@ def test_a_run_directory_named_like_a_bench_subcommand_is_benched(cli, tmp_path,
 
 
 def test_labels_that_disagree_with_the_run_name_the_file_and_give_no_device_advice(tmp_path):
-    from edgecls.rundir import RunDir, RunMismatchError
+    from edgecls.data import ClassCountError
+    from edgecls.rundir import RunDir
 
     run = RunDir(tmp_path / "model.keras", ["a"] * 10**6, "digits", 28, "grayscale", 0, run_dir=tmp_path)
-    with pytest.raises(RunMismatchError) as raised:
+    with pytest.raises(ClassCountError) as raised:
         run.dataset()
     assert str(raised.value) == f"{tmp_path / 'labels.txt'} names 1000000 classes but its data digits has 10"
-    source = (ROOT / "edgecls" / "bench" / "run.py").read_text()
-    assert "except RunMismatchError:" in source.split("on a device, bench the .tflite")[0][-600:]
+    source = (ROOT / "edgecls" / "bench" / "inputs.py").read_text()
+    assert "except ClassCountError:" in source.split("on a device, bench the .tflite")[0][-600:]
 
 
 def test_a_backbone_in_a_config_file_is_not_blamed_on_config(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
     data = two_classes(tmp_path / "data")
     config = tmp_path / "c.toml"
-    config.write_text(f'[train]\nbackbone = "{INT8}"\ndata = "{data}"\nepochs = 3\nimg_size = 28\n')
+    config.write_text(f'[train]\nbackbone = "{INT8}"\ndata = "{data}"\nepochs = 3\nkernel_size = 5\n')
     result = cli("train", "--config", config, "--out", tmp_path / "r", "--quiet")
     line = one_line(result.err)
-    assert result.code == 2 and f"img_size in the config file {config}" in line and "--config does not" not in line
+    assert result.code == 2 and f"kernel_size in the config file {config}" in line and "--config does not" not in line
     config.write_text(f'[train]\nbackbone = "{INT8}"\ndata = "{data}"\nepochs = 3\n')
     result = cli("train", "--config", config, "--out", tmp_path / "r", "--quiet")
     assert result.code == 0, result.err
@@ -968,8 +974,8 @@ def test_an_ignored_sighup_stays_ignored(tmp_path):
 
 
 def test_a_sigterm_swallowed_by_tensorflow_is_raised_again_after_the_step():
-    from edgecls.entry import treat_termination_like_ctrl_c
     from edgecls.errors import Terminated
+    from edgecls.exits import treat_termination_like_ctrl_c
     from edgecls.export.convert import check_interrupted, interrupt_checkpoints
 
     previous = signal.getsignal(signal.SIGTERM)

@@ -247,7 +247,7 @@ def markdown(doc: dict[str, Any], files: list[Path]) -> str:
 
 
 def _cell(text: str) -> str:
-    from edgecls.bench.report import md_cell  # one Markdown cell for every report
+    from edgecls.reports.report import md_cell  # one Markdown cell for every report
 
     return md_cell(text)
 
