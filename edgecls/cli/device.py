@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from edgecls import jsonio
 from edgecls.cli.common import (
     OUTPUT,
     Backend,
@@ -183,11 +184,10 @@ def info(
 
     report = inspect_model(model, backend=backend, labels=labels)
     if as_json:
-        import json
 
         from edgecls.console import json_ready
 
-        typer.echo(json.dumps(json_ready(report), indent=2, ensure_ascii=False))
+        typer.echo(jsonio.dumps(json_ready(report), indent=2, ensure_ascii=False))
     else:
         from edgecls.console import show_info
 
@@ -209,9 +209,8 @@ def doctor(
 
     report = doctor_report()
     if as_json:
-        import json
 
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(jsonio.dumps(report, indent=2))
     else:
         from edgecls.console import show_doctor
 

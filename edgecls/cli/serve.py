@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgecls import jsonio
 from edgecls.cli.common import Backend, FitOption, InputRange, Labels, ResizeOption, Threads, Typer, plain
 from edgecls.serve.options import (
     DEFAULT_BODY_TIMEOUT_S,
@@ -196,9 +197,8 @@ def deploy(
     for result in push_all(model, urls, deploy_token(token_file), parallel=parallel, timeout=timeout):
         results.append(result)
         if as_json:
-            import json
 
-            typer.echo(json.dumps(result.document(), ensure_ascii=False))
+            typer.echo(jsonio.dumps(result.document(), ensure_ascii=False))
         else:
             typer.echo(report_line(result, width=max(len(url) for url in urls)))
     typer.echo(summary_line(results), err=True)

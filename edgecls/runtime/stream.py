@@ -74,12 +74,11 @@ class Sampling:
     duration: float | None = None
 
     def __post_init__(self) -> None:
-        if self.every < 1:
-            raise EdgeclsError(f"--every must be 1 or more (got {self.every})")
-        if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
-            raise EdgeclsError(f"--fps must be a positive number (got {self.fps})")
-        if self.duration is not None and not (self.duration > 0 and math.isfinite(self.duration)):
-            raise EdgeclsError(f"--duration must be a positive number of seconds (got {self.duration})")
+        from edgecls.bounds import check_bound
+
+        for option, value in (("--every", self.every), ("--fps", self.fps), ("--duration", self.duration)):
+            if value is not None:  # None: no limit
+                check_bound(option, value)
         if self.every > 1 and self.fps is not None:
             raise EdgeclsError("choose one of --every and --fps")
 
@@ -321,8 +320,10 @@ class LiveStream:
         and streams, False for files and iterables). `log`: called with a line when a stream drops
         and reconnects. `observe(result, frame)`: called with each result and the frame as captured
         (before it is yielded; predict --collect keeps frames with it)."""
-        if timeout <= 0 or reconnect < 0:
-            raise EdgeclsError(f"--timeout must be positive and --reconnect 0 or more (got {timeout}, {reconnect})")
+        from edgecls.bounds import check_bound
+
+        check_bound("--timeout", timeout)
+        check_bound("--reconnect", reconnect)
         if isinstance(source, SourceSpec):
             self.spec = source
         elif isinstance(source, str):
@@ -366,8 +367,8 @@ class LiveStream:
                     return
                 else:
                     yield self._classify(item)
-        except KeyboardInterrupt:
-            self.end_reason = "stopped by Ctrl-C"
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP under edgecls.entry (Terminated)
+            self.end_reason = f"stopped by {getattr(exc, 'name', 'Ctrl-C')}"
             raise
         finally:
             # Not close(): when a caller's loop ends by an exception, this runs first, and the

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -106,16 +107,17 @@ class ServeOptions:
                 _check_file(Path(path), option)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise EdgeclsError("TLS needs both --tls-cert and --tls-key")
-        if not 0 <= self.port <= 65535:
-            raise EdgeclsError(f"--port must be between 0 and 65535, got {self.port}")
+        for option, value in (("--port", self.port), ("--interpreters", self.interpreters), ("--queue", self.queue),
+                              ("--max-connections", self.max_connections), ("--grace-s", self.grace_s),
+                              ("--max-body-mb", self.max_body_mb), ("--max-model-mb", self.max_model_mb),
+                              ("--max-megapixels", self.max_megapixels),
+                              ("--header-timeout-s", self.header_timeout_s),
+                              ("--body-timeout-s", self.body_timeout_s)):
+            if value is not None:  # --queue None: QUEUE_PER_INTERPRETER per interpreter
+                check_bound(option, value)
         if self.insecure_no_auth and (self.token_file is not None or os.environ.get(TOKEN_ENV)):
             raise EdgeclsError(f"--insecure-no-auth and a token ({'--token-file' if self.token_file else TOKEN_ENV}) "
                                "contradict each other: choose one")
-        for value, option in ((self.max_body_mb, "--max-body-mb"), (self.max_model_mb, "--max-model-mb"),
-                              (self.max_megapixels, "--max-megapixels"), (self.header_timeout_s, "--header-timeout-s"),
-                              (self.body_timeout_s, "--body-timeout-s")):
-            if not value > 0:
-                raise EdgeclsError(f"{option} must be more than 0, got {value}")
         settings = replace(self.settings, labels=_absolute(self.settings.labels))
         return replace(self, model=model.absolute(), settings=settings, token_file=_absolute(self.token_file),
                        tls_cert=_absolute(self.tls_cert), tls_key=_absolute(self.tls_key))
