@@ -160,10 +160,11 @@ class _Reader(threading.Thread):
     """The capture thread: open, read, sample, hand frames to the slot, reopen after a drop."""
 
     def __init__(self, spec: SourceSpec, slot: FrameSlot, sampling: Sampling, capture: str | None, timeout: float,
-                 reconnect: float, log: Callable[[str], None]):
+                 reconnect: float, log: Callable[[str], None], paced: bool = False):
         super().__init__(name="edgecls-capture", daemon=True)  # daemon: a capture call stuck in C cannot hold exit
         self.spec, self.slot, self.sampler, self.duration = spec, slot, _Sampler(sampling), sampling.duration
         self.backend, self.timeout, self.reconnect, self.log = capture, timeout, reconnect, log
+        self.paced = paced
         self.stop = threading.Event()
         self.last_activity = time.monotonic()  # for the stall guard
         self.skipped = self.reconnects = 0
@@ -210,6 +211,8 @@ class _Reader(threading.Thread):
                 continue
             if self.spec.kind == "file" and capture.fps:
                 clock = number / capture.fps  # the video's own time: results do not depend on our speed
+                if self.paced:
+                    started = self._pace(started, clock, 1.0 / capture.fps)
             else:
                 clock = self.last_activity - started
             if self.duration is not None and clock >= self.duration:
@@ -221,6 +224,17 @@ class _Reader(threading.Thread):
                 self.skipped += 1
             number += 1
         return _End("stopped")
+
+    def _pace(self, started: float, clock: float, period: float) -> float:
+        """Wait until the frame at `clock` seconds of the video is due on the wall clock (a file played as a
+        camera delivers it); returns the start of the schedule, moved on when the reader fell behind by
+        more than a frame (no burst to catch up)."""
+        late = time.monotonic() - (started + clock)
+        if late > period:
+            return started + late
+        if late < 0:
+            self.stop.wait(-late)
+        return started
 
     def _file_end(self, capture: Capture, number: int) -> _End:
         expected = capture.frame_count
@@ -307,12 +321,14 @@ class LiveStream:
         capture: str | None = None,
         live: bool | None = None,
         log: Callable[[str], None] | None = None,
+        paced: bool = False,
     ):
         """`source`: "camera[:N]", a video file, an rtsp:// or http(s):// URL, or an iterable of RGB or
         grayscale arrays (or PIL images). `capture`: "picamera2" or "opencv" (default: picamera2 for a
         camera when installed). `live`: drop frames when the model is slower (default: True for cameras
         and streams, False for files and iterables). `log`: called with a line when a stream drops
-        and reconnects."""
+        and reconnects. `paced`: read a video file at its own frame rate, as a camera would deliver it
+        (edgecls serve), instead of as fast as the model takes it."""
         if timeout <= 0 or reconnect < 0:
             raise EdgeclsError(f"--timeout must be positive and --reconnect 0 or more (got {timeout}, {reconnect})")
         if isinstance(source, SourceSpec):
@@ -326,7 +342,7 @@ class LiveStream:
         self.timeout = timeout
         self.slot = FrameSlot(drop=self.spec.live if live is None else live)
         self._reader = _Reader(self.spec, self.slot, self.sampling, capture, timeout, reconnect,
-                               log or (lambda _: None))
+                               log or (lambda _: None), paced)
         self.latency = LatencyHistogram()
         self.frames = 0
         self.end_reason: str | None = None  # how it ended; None while it runs
