@@ -22,7 +22,7 @@ import io
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any
@@ -118,13 +118,10 @@ class LiveMetrics(Collector):
 class LiveLoop:
     """Classifies `options.source` in a thread of its own and hands each prediction to the sinks."""
 
-    def __init__(self, service: Service, options: LiveOptions, hub: Hub,
-                 publish: Callable[[str, bool], None] | None = None):
-        """`publish(json_text, changed)`: a further sink (MQTT), called in the loop's thread."""
-        self.service, self.options, self.hub = service, options, hub
+    def __init__(self, service: Service, options: LiveOptions, hub: Hub, mqtt: MqttPublisher | None = None):
+        self.service, self.options, self.hub, self.mqtt = service, options, hub, mqtt
         self.spec: SourceSpec = parse_source(options.source)  # a one-line SourceError now, not in the thread
         self.source = self.spec.display
-        self.publish_more = publish
         self.log = service.log
         self.latest: Latest | None = None
         self.state, self.reason = "starting", ""
@@ -225,15 +222,15 @@ class LiveLoop:
         self.latency.observe(prediction.latency)
         if change.changed or not self.options.on_change:
             self._hand_over(Event(self._seq, "prediction", text))
-            if self.publish_more is not None:
-                self.publish_more(text, change.changed)
+            if self.mqtt is not None:
+                self.mqtt.publish(text)
 
     def _set_state(self, state: str, reason: str = "") -> None:
         if (state, reason) == (self.state, self.reason):
             return
         self.state, self.reason = state, reason
         self._seq += 1
-        self._hand_over(Event(self._seq, "status", to_json(self.status())))
+        self._hand_over(Event(self._seq, "status", to_json(self.state_document())))
 
     def _hand_over(self, event: Event) -> None:
         loop = self._event_loop
@@ -244,13 +241,19 @@ class LiveLoop:
                 pass
 
     # ---------------------------------------------------------------- what the routes read
+    def state_document(self) -> dict[str, Any]:
+        """A status event: the source's state (starting, connecting, running, down, ended, stopped) and why."""
+        return {"source": self.source, "state": self.state, "reason": self.reason or None, "at": iso_time(time.time())}
+
     def status(self) -> dict[str, Any]:
+        """GET /v1/live: the state, the options that shape the events, the newest frame and the counts."""
         latest = self.latest
-        return {"source": self.source, "state": self.state, "reason": self.reason or None,
-                "on_change": self.options.on_change, "min_stable": self.options.min_stable,
+        totals, fps, up = self.figures()
+        return {**self.state_document(), "on_change": self.options.on_change, "min_stable": self.options.min_stable,
                 "top_k": self.options.top_k, "stable": self._detector.stable,
                 "frame": None if latest is None else latest.document["frame"],
-                "time": None if latest is None else latest.document["time"], "at": iso_time(time.time())}
+                "time": None if latest is None else latest.document["time"], **totals, "fps": round(fps, 2),
+                "mqtt": None if self.mqtt is None else self.mqtt.state()}
 
     def figures(self) -> tuple[dict[str, int], float, int]:
         """(totals of frames, dropped, skipped, reconnects; achieved FPS; 1 if the source is up)."""
@@ -297,8 +300,7 @@ class LiveMode:
                           f"{EVENT_BUFFER} events behind", registry=registry)
         self.hub = Hub(clients.set, dropped.inc, log=service.log)
         self.mqtt = None if options.mqtt is None else MqttPublisher(options.mqtt, registry, service.log)
-        publish = None if self.mqtt is None else (lambda text, changed: self.mqtt.publish(text))
-        self.loop = LiveLoop(service, options.live, self.hub, publish)
+        self.loop = LiveLoop(service, options.live, self.hub, self.mqtt)
         self._event_loop: asyncio.AbstractEventLoop | None = None
 
     def routes(self) -> list[BaseRoute]:
@@ -313,10 +315,7 @@ class LiveMode:
         o = self.loop.options
         sampling = f"every {o.every} frames" if o.every > 1 else f"at most {o.fps:g} FPS" if o.fps else "every frame"
         events = f"changes after {o.min_stable} stable frames" if o.on_change else "every prediction"
-        self.service_log(f"live: classifying {self.loop.source} ({sampling}, top {o.top_k}); events: {events}")
-
-    def service_log(self, message: str) -> None:
-        self.loop.log(message)
+        self.loop.log(f"live: classifying {self.loop.source} ({sampling}, top {o.top_k}); events: {events}")
 
     def closing(self) -> None:
         """The server is about to stop (SIGTERM, Ctrl-C): end the event streams so the drain need not wait."""

@@ -116,6 +116,11 @@ class MqttPublisher:
     def where(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
 
+    def state(self) -> dict[str, Any]:
+        """For GET /v1/live: where, and whether the broker is connected now."""
+        return {"broker": self.where, "topic": self.topic, "status_topic": self.options.status_topic,
+                "connected": self.connected}
+
     def start(self) -> None:
         """Connect in paho's thread (a broker that is down now is retried with back-off)."""
         self.client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)

@@ -118,7 +118,7 @@ def parse_mqtt_url(url: str) -> tuple[str, str, int, str]:
     if not parts.hostname or not topic:
         raise EdgeclsError(f"--mqtt wants a broker and a topic: {scheme}://HOST[:PORT]/TOPIC, e.g. "
                            f"{scheme}://localhost/edgecls/camera")
-    if any(c in topic for c in "+#\0") or parts.query or parts.fragment:
+    if any(c in topic for c in "+\0") or "#" in url or parts.query:  # (a '#' ends a URL's path: look at all of it)
         raise EdgeclsError(f"--mqtt topic {topic!r}: a topic to publish to has no wildcards (+, #), query or fragment")
     return scheme, parts.hostname, port or MQTT_SCHEMES[scheme], topic
 

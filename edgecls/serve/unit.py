@@ -5,7 +5,8 @@ service runs as a dedicated user, restarts on failure, reloads the model on `sys
 (SIGHUP), stops with SIGTERM's drain, and is hardened: no new privileges, the whole file system
 read-only (ProtectSystem=strict) but for the model's folder (where deployed models are written),
 private /tmp, no capabilities, kernel and control groups protected; the `video` group for cameras.
-A token file is handed over with LoadCredential (it may stay root-only; the service reads its copy).
+A token file (and an MQTT credentials file) is handed over with LoadCredential (it may stay root-only;
+the service reads its copy).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
-from edgecls.serve.options import TOKEN_ENV, ModelSettings, ServeOptions
+from edgecls.serve.options import TOKEN_ENV, LiveOptions, ModelSettings, ServeOptions
 
 UNIT_USER = "edgecls"
 CREDENTIAL = "edgecls-token"  # the token file's name in the service's credentials folder (%d)
@@ -34,6 +35,10 @@ _FLAGS = {
 }
 _SETTING_FLAGS = {"labels": "--labels", "resize": "--resize", "fit": "--fit", "input_range": "--input-range",
                   "threads": "--threads", "backend": "--backend"}
+_LIVE_FLAGS = {"every": "--every", "fps": "--fps", "top_k": "--top-k", "on_change": "--on-change",
+               "min_stable": "--min-stable", "loop": "--loop", "capture": "--capture", "timeout": "--timeout",
+               "reconnect": "--reconnect", "frame_max_side": "--frame-max-side"}
+MQTT_CREDENTIAL = "edgecls-mqtt"  # the MQTT credentials file's name in the credentials folder
 
 
 def edgecls_command() -> list[str]:
@@ -57,6 +62,16 @@ def serve_arguments(options: ServeOptions) -> list[str]:
         value = getattr(options, field.name)
         if flag is not None and value != getattr(defaults, field.name):
             arguments += _flag(flag, value)
+    if options.live is not None:
+        arguments += ["--source", options.live.source]
+        live_defaults = LiveOptions(source=options.live.source)
+        for name, flag in _LIVE_FLAGS.items():
+            value = getattr(options.live, name)
+            if value != getattr(live_defaults, name):
+                arguments += _flag(flag, value)
+    if options.mqtt is not None:
+        arguments += ["--mqtt", options.mqtt.url] + ([] if options.mqtt.ca_file is None else
+                                                     ["--mqtt-ca", str(options.mqtt.ca_file)])
     return arguments
 
 
@@ -79,7 +94,10 @@ def systemd_unit(options: ServeOptions) -> str:
     credentials = []
     if options.token_file is not None:
         command += ["--token-file", f"%d/{CREDENTIAL}"]
-        credentials = [f"LoadCredential={CREDENTIAL}:{_quoted(str(options.token_file))}"]
+        credentials.append(f"LoadCredential={CREDENTIAL}:{_quoted(str(options.token_file))}")
+    if options.mqtt is not None and options.mqtt.credentials_file is not None:
+        command += ["--mqtt-credentials", f"%d/{MQTT_CREDENTIAL}"]
+        credentials.append(f"LoadCredential={MQTT_CREDENTIAL}:{_quoted(str(options.mqtt.credentials_file))}")
     folder = options.model.parent
     privileged = 0 < options.port < PRIVILEGED_PORTS
     capabilities = ["AmbientCapabilities=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE"] \
