@@ -4,6 +4,7 @@ writes), and a real paho subscriber that collects what it receives and reconnect
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -32,7 +33,9 @@ class Mosquitto:
         self.folder = folder
         self.port = port or free_port()
         self.config = folder / "mosquitto.conf"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\npersistence false\nlog_dest stderr\n{config}")
+        # Started as root, mosquitto would become user `mosquitto`, who cannot read the test's private folders.
+        stay = "user root\n" if os.geteuid() == 0 else ""
+        self.config.write_text(f"listener {self.port} 127.0.0.1\npersistence false\nlog_dest stderr\n{stay}{config}")
         self.log_path = folder / "mosquitto.log"
         self.process: subprocess.Popen | None = None
         self.start()
@@ -77,13 +80,15 @@ class Subscriber:
     """A paho client subscribed to `topic` (a filter: 'edgecls/#'), collecting every message; it
     reconnects on its own (a broker restarted) and subscribes again."""
 
-    def __init__(self, port: int, topic: str, **tls: str):
+    def __init__(self, port: int, topic: str, ca: Path | None = None, credentials: tuple[str, str] | None = None):
         self.messages: list[Message] = []
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-        if tls:
-            self.client.tls_set(**tls)
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
+        if credentials is not None:
+            self.client.username_pw_set(*credentials)
         self.client.reconnect_delay_set(1, 2)
 
         def on_connect(client, userdata, flags, reason, properties):

@@ -401,8 +401,127 @@ def test_the_systemd_unit_keeps_the_live_options_and_hands_over_the_mqtt_credent
     assert f"--source {scenes}" in start and "--on-change" in start and "--min-stable 5" in start
     assert "--mqtt mqtts://broker.lan/home/feeder" in start and "--mqtt-credentials %d/edgecls-mqtt" in start
     assert f"LoadCredential=edgecls-mqtt:{credentials}" in result.out and "secret" not in result.out
-    if shutil.which("systemd-analyze"):
-        unit = tmp_path / "edgecls.service"
-        unit.write_text(result.out)
-        check = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True)
-        assert "edgecls.service:" not in check.stderr or "Failed" not in check.stderr, check.stderr
+
+
+# ----------------------------------------------------------------------------- MQTT (a real mosquitto)
+needs_mosquitto = pytest.mark.skipif(shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
+                                     reason="mosquitto is not installed (Debian: apt install mosquitto)")
+TOPIC = "edgecls/test"
+STATUS = f"{TOPIC}/status"
+
+
+def iso(seconds: float) -> str:
+    from edgecls.live import iso_time
+
+    return iso_time(seconds)
+
+
+@needs_mosquitto
+def test_mqtt_gets_every_prediction_and_outlives_a_broker_restart(tmp_path, scenes):
+    from mqttkit import Mosquitto, Subscriber
+
+    broker = Mosquitto(tmp_path)
+    early = Subscriber(broker.port, f"{TOPIC}/#")
+    model = tmp_path / "model.tflite"
+    shutil.copy(MODEL, model)
+    server = ServeProcess(model, "--source", scenes, "--loop", "--every", EVERY, "--min-stable", MIN_STABLE, "--mqtt",
+                          f"mqtt://127.0.0.1:{broker.port}/{TOPIC}", "--threads", 1, log=tmp_path / "serve.log")
+    late = None
+    try:
+        wait_for(lambda: [m.payload for m in early.on(STATUS)] == [b"online"], what="online")
+        whole = wait_for(lambda: one_pass([m.json() for m in early.on(TOPIC)]), what="a whole pass over MQTT")
+        assert [p["label"] for p in whole] == [PATTERN[frame] for frame in SAMPLED]
+        validator = schema_validator()
+        for message in early.on(TOPIC):
+            validator.validate(message.json())
+        late = Subscriber(broker.port, f"{TOPIC}/#")  # a client that comes later gets the state (retained)
+        wait_for(lambda: late.on(STATUS) and late.on(TOPIC), what="the retained status and state")
+        assert late.on(STATUS)[0].retain and late.on(STATUS)[0].payload == b"online" and late.on(TOPIC)[0].retain
+
+        broker.stop()  # ... classification goes on without it, and nothing piles up
+        down_at = time.time()
+        with server.client() as client:
+            first = client.get("/v1/latest").json()["frame"]
+            wait_for(lambda: metrics(server)["edgecls_mqtt_connected"] == 0, what="the server to see it gone")
+            wait_for(lambda: client.get("/v1/latest").json()["frame"] not in (first, first + EVERY), timeout=10,
+                     what="frames classified while the broker is down")
+            time.sleep(1.5)
+            assert metrics(server)["edgecls_mqtt_messages_total{outcome=dropped}"] >= 5
+            assert client.get("/v1/live").json()["mqtt"]["connected"] is False
+        up_at = time.time()
+        broker.start()
+        restarted = time.monotonic()
+        wait_for(lambda: len(early.on(TOPIC, since=restarted)) >= 5, timeout=30, what="messages after the restart")
+        assert [m.payload for m in early.on(STATUS, since=restarted)][-1:] == [b"online"]
+        assert metrics(server)["edgecls_mqtt_connected"] == 1
+        # Not a backlog: of the frames captured while the broker was away, only the newest (republished on
+        # connecting, retained) may arrive.
+        during = [m.json() for m in early.on(TOPIC, since=restarted) if iso(down_at) < m.json()["time"] < iso(up_at)]
+        assert len(during) <= 2, during
+        assert "mqtt: lost" in server.log and "mqtt: reconnected" in server.log
+    finally:
+        assert server.stop() == 0, server.log
+        for subscriber in (early, late):
+            if subscriber is not None:
+                subscriber.close()
+        broker.stop()
+    assert [m.payload for m in early.on(STATUS)][-1] == b"offline"  # said by the server as it stopped
+
+
+@needs_mosquitto
+def test_the_last_will_says_offline_when_the_server_vanishes(tmp_path, scenes):
+    from mqttkit import Mosquitto, Subscriber
+
+    broker = Mosquitto(tmp_path)
+    subscriber = Subscriber(broker.port, STATUS)
+    model = tmp_path / "model.tflite"
+    shutil.copy(MODEL, model)
+    server = ServeProcess(model, "--source", scenes, "--loop", "--mqtt", f"mqtt://127.0.0.1:{broker.port}/{TOPIC}",
+                          log=tmp_path / "serve.log")
+    try:
+        wait_for(lambda: [m.payload for m in subscriber.on(STATUS)] == [b"online"], what="online")
+        server.process.kill()  # no goodbye: the broker publishes the last will
+        wait_for(lambda: [m.payload for m in subscriber.on(STATUS)] == [b"online", b"offline"], timeout=10,
+                 what="the last will")
+    finally:
+        server.stop()
+        subscriber.close()
+        broker.stop()
+
+
+@needs_mosquitto
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed (it makes the test certificate)")
+def test_mqtts_with_credentials_from_a_file_and_a_refusal_that_stops_nothing(tmp_path, scenes):
+    from mqttkit import Mosquitto, Subscriber
+
+    cert, key, passwords = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "passwd"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    subprocess.run(["mosquitto_passwd", "-b", "-c", passwords, "edgecls", "s3cret:with:colons"], check=True,
+                   capture_output=True)
+    broker = Mosquitto(tmp_path, f"allow_anonymous false\npassword_file {passwords}\ncertfile {cert}\nkeyfile {key}\n")
+    subscriber = Subscriber(broker.port, f"{TOPIC}/#", ca=cert, credentials=("edgecls", "s3cret:with:colons"))
+    credentials = tmp_path / "mqtt-credentials"
+    credentials.write_text("edgecls:s3cret:with:colons\n")
+    credentials.chmod(0o600)
+    model = tmp_path / "model.tflite"
+    shutil.copy(MODEL, model)
+    url = f"mqtts://127.0.0.1:{broker.port}/{TOPIC}"
+    server = ServeProcess(model, "--source", scenes, "--loop", "--mqtt", url, "--mqtt-ca", cert, "--mqtt-credentials",
+                          credentials, log=tmp_path / "serve.log")
+    wrong = ServeProcess(model, "--source", scenes, "--loop", "--mqtt", url, "--mqtt-ca", cert,
+                         log=tmp_path / "wrong.log", env={"EDGECLS_MQTT_USERNAME": "edgecls",
+                                                          "EDGECLS_MQTT_PASSWORD": "wrong"})
+    try:
+        wait_for(lambda: len(subscriber.on(TOPIC)) >= 5, what="predictions over TLS")
+        assert all(m.json()["label"] == PATTERN[m.json()["frame"]] for m in subscriber.on(TOPIC))
+        wait_for(lambda: "refused the connection" in wrong.log, what="the refusal in the log")
+        frame = httpx.get(f"{wrong.url}/v1/latest").json()["frame"]
+        wait_for(lambda: httpx.get(f"{wrong.url}/v1/latest").json()["frame"] != frame, what="classification going on")
+        assert "s3cret" not in server.log + wrong.log
+    finally:
+        assert server.stop() == 0, server.log
+        assert wrong.stop() == 0, wrong.log
+        subscriber.close()
+        broker.stop()
