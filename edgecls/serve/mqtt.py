@@ -91,7 +91,8 @@ class MqttPublisher:
         self._pending: deque[Any] = deque()  # MQTTMessageInfo of QoS 0 messages not yet written
         self._lock = threading.Lock()
         self._was_down = False
-        self._said_unreachable = False  # one line for a broker that cannot be reached, not one per retry
+        self._complained = False  # one line for a broker that cannot be reached or refuses us, not one per retry
+        self._stopping = False
         credentials, warnings = read_credentials(options)
         for warning in warnings:
             log(f"warning: {warning}")
@@ -145,6 +146,7 @@ class MqttPublisher:
 
     def stop(self) -> None:
         """Say "offline" (retained), disconnect cleanly (no last will then), stop paho's thread."""
+        self._stopping = True
         if self.connected:
             info = self.client.publish(self.options.status_topic, OFFLINE, qos=1, retain=True)
             try:
@@ -158,7 +160,10 @@ class MqttPublisher:
     # ---------------------------------------------------------------- paho's thread
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
-            self.log(f"mqtt: {self.where} refused the connection: {reason} (retrying with back-off)")
+            if not self._complained:
+                self._complained = True
+                self.log(f"mqtt: {self.where} refused the connection: {reason} (retrying with back-off, up to "
+                         f"{RECONNECT_MAX_S} s apart)")
             return
         with self._lock:
             self.connected = True
@@ -166,14 +171,14 @@ class MqttPublisher:
             client.publish(self.options.status_topic, ONLINE, qos=1, retain=True)
             if self._latest is not None:  # the current state, not the backlog
                 self._pending.append(client.publish(self.topic, self._latest, qos=0, retain=True))
-        self._said_unreachable = False
+        self._complained = False
         self.metrics.connected.set(1)
         self.metrics.connects.inc()
         self.log(f"mqtt: {'reconnected to' if self._was_down else 'connected to'} {self.where}")
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        if not self._said_unreachable:
-            self._said_unreachable = True
+        if not self._complained:
+            self._complained = True
             self.log(f"mqtt: cannot reach {self.where}; retrying with back-off (up to {RECONNECT_MAX_S} s apart), "
                      "predictions dropped until it answers")
 
@@ -183,7 +188,7 @@ class MqttPublisher:
             self.connected = False
             self._pending.clear()
         self.metrics.connected.set(0)
-        if was:
+        if was and not self._stopping:
             self._was_down = True
             self.log(f"mqtt: lost {self.where} ({reason}); reconnecting with back-off, predictions dropped until "
                      "it is back")
