@@ -44,7 +44,9 @@ class MjpegServer:
     """A real HTTP MJPEG server (multipart/x-mixed-replace) on 127.0.0.1, in a thread.
 
     `plan` gives the frames each connection gets, in order, before the server closes it (None:
-    endless); connections beyond the plan get 404 Not Found. Each connection starts at frame 0."""
+    endless, until close()); connections beyond the plan get 404 Not Found. Each connection starts at
+    frame 0; frames go out every `interval` seconds (on a schedule: a slow write is caught up), and
+    `sent` counts them over all connections (scripts/live_memory_check.py uses it as a 30 FPS camera)."""
 
     def __init__(self, pictures: list[np.ndarray], plan: list[int | None], interval: float = 0.01,
                  silent_after: bool = False):
@@ -54,6 +56,7 @@ class MjpegServer:
             Image.fromarray(picture).save(buffer, "JPEG", quality=95)
             jpegs.append(buffer.getvalue())
         self.connections = 0
+        self.sent = 0
         self.closed = threading.Event()
         server = self
 
@@ -66,15 +69,16 @@ class MjpegServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
-                n = 0
+                n, started = 0, time.monotonic()
                 try:
-                    while plan[index] is None or n < plan[index]:
+                    while (plan[index] is None and not server.closed.is_set()) or n < (plan[index] or 0):
                         jpeg = jpegs[n % len(jpegs)]
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
                                          % len(jpeg) + jpeg + b"\r\n")
                         self.wfile.flush()
                         n += 1
-                        time.sleep(interval)
+                        server.sent += 1
+                        time.sleep(max(0.0, started + n * interval - time.monotonic()))
                     while silent_after and not server.closed.is_set():  # connected, and nothing more comes
                         server.closed.wait(0.1)
                 except (BrokenPipeError, ConnectionResetError):

@@ -18,14 +18,15 @@ _LISTENING = re.compile(r"listening on (https?://\S+) ")
 
 
 class ServeProcess:
-    """`python -m edgecls serve MODEL --port 0 ARGS...`; its URL is read from its log."""
+    """`python -m edgecls serve MODEL --port 0 ARGS...`; its URL is read from its log. `launch` replaces
+    `-m edgecls` (e.g. `-c CODE` that changes something first, then runs edgecls' main)."""
 
     def __init__(self, model: Path, *args: str, log: Path, token: str | None = None, env: dict | None = None,
-                 wait_ready: bool = True):
+                 wait_ready: bool = True, launch: tuple[str, ...] = ("-m", "edgecls")):
         self.token = token
         self.log_path = log
         self._log = open(log, "w")  # noqa: SIM115 (open while the process runs)
-        command = [sys.executable, "-m", "edgecls", "serve", str(model), "--port", "0", *map(str, args)]
+        command = [sys.executable, *launch, "serve", str(model), "--port", "0", *map(str, args)]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=self._log, cwd=ROOT, env={**os.environ, **(env or {})})
         self.url = self._wait_url()
