@@ -16,7 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-START_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 30.0  # a loaded machine can take its time
 
 
 def free_port() -> int:
