@@ -19,8 +19,8 @@ from typing import IO, Any
 
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier, Prediction
-from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.sources import expand_images
+from edgecls.text import clean_text, printable
 
 
 @functools.cache
@@ -72,7 +72,7 @@ def predict(
     out, err = out or sys.stdout, err or sys.stderr
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
                             resize=resize, fit=fit)
-    stream = _some_image(expand_images(images))
+    stream = some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
     started, total, failed = time.perf_counter(), 0, 0
     try:
@@ -107,8 +107,9 @@ def class_rows(classes: Sequence[Any]) -> list[dict[str, Any]]:
             for c in classes]
 
 
-def _some_image(stream: Iterator[Any]) -> Iterator[Any]:
-    """The stream unchanged, unless it holds no image at all: then a one-line error (exit 2)."""
+def some_image(stream: Iterator[Any], verb: str = "classify") -> Iterator[Any]:
+    """The stream of expand_images unchanged, unless it holds no image at all: then a one-line error
+    (exit 2) naming why, before any model is loaded ("no images to classify: a.png: no such file")."""
     problems = []
     for item in stream:
         if not isinstance(item, Prediction):
@@ -116,7 +117,7 @@ def _some_image(stream: Iterator[Any]) -> Iterator[Any]:
         problems.append(item)
     reasons = "; ".join(f"{printable(str(p.source))}: {printable(str(p.error))}"
                         if p.error and str(p.source) not in p.error else printable(str(p.error)) for p in problems)
-    raise EdgeclsError(f"no images to classify: {reasons or 'no arguments'}")
+    raise EdgeclsError(f"no images to {verb}: {reasons or 'no arguments'}")
 
 
 def _name(prediction: Prediction) -> str:
@@ -142,35 +143,85 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-LABEL_WIDTH = 24  # the least a label column gets in predict's table (longer labels end in …)
-FILE_ROOM = 30  # columns of predict's table line kept for the file name
+LABEL_WIDTH = 12  # the least a label column gets in a terminal; a longer label wraps onto the next line
+PIPE_LABEL_WIDTH = 24  # labels are padded to this on a pipe (a longer one is written whole, the line longer)
+FILE_ROOM = 30  # the least room of predict's table line kept for the file name (a third of a wide one)
+SCORE = 5  # "0.982"
+GAP = 2
 
 
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
+    """predict's table: a line per image, `score label` for each of the k classes, then the file; where
+    the k classes do not fit the terminal beside the file, a line per class (the file on the first). A
+    label or file name too long for its column wraps onto the next line (never cut); a pipe or a file
+    gets every line whole (see output_width)."""
     print_line = _line_printer(out)
     k = min(top_k, classifier.num_classes)
     longest = max(5, *(len(label) for label in classifier.labels))  # 5: the header 'label'
-    # Labels get the line's width (less room for the file name), shared by the k classes; never under
-    # LABEL_WIDTH, so a narrow terminal still shows a useful part of each.
-    width = min(longest, max(LABEL_WIDTH, (_line_width(out) - FILE_ROOM) // k - 9))
-    column = 7 + width  # "0.982  " + label
-    header = "".join(f"{'score':<7}{'label':<{width}}  " for _ in range(k)) + "file"
-    print_line(header, lambda: escape(header), "bold")
+    total = output_width(out)
+    per_line = k
+    width = min(longest, PIPE_LABEL_WIDTH)
+    if total is not None:
+        room = total - max(FILE_ROOM, total // 3)  # for the classes, beside the file
+        width = min(longest, room // k - SCORE - 2 * GAP)
+        if width < min(longest, LABEL_WIDTH):  # k classes do not fit on one line: one a line
+            per_line, width = 1, min(longest, max(LABEL_WIDTH, room - SCORE - 2 * GAP))
+    file_width = None if total is None else total - per_line * (SCORE + width + 2 * GAP)
+    widths = [SCORE, width] * per_line
+    header = [("score", None), ("label", None)] * per_line + [("file", None)]
+    _print_grid(print_line, [header], widths, file_width, style="bold")
 
     def write(prediction: Prediction) -> None:
         name = clean_text(_name(prediction))
         if prediction.error:
-            blank = " " * max(0, (column + 2) * k - 5)
             reason = clean_text(_reason(prediction))
-            print_line(f"error{blank}{name}: {reason}",
-                       lambda: f"[red]error[/]{blank}{escape(name)}: [red]{escape(reason)}[/]")
+            cells = [("error", "red")] + [("", None)] * (len(widths) - 1) + [(f"{name}: {reason}", None)]
+            _print_grid(print_line, [cells], widths, file_width)
             return
-        cells = [(c.score, _fit(c.label, width)) for c in prediction.classes]
-        print_line("".join(f"{score:<7.3f}{label:<{width}}  " for score, label in cells) + name,
-                   lambda: "".join(f"{score:<7.3f}{escape(label):<{width}}  " for score, label in cells)
-                   + escape(name))
+        classes = [(f"{c.score:.3f}", c.label) for c in prediction.classes]
+        lines = [classes[i:i + per_line] for i in range(0, len(classes), per_line)]
+        rows = [[cell for score, label in line for cell in ((score, None), (label, None))]
+                + [(name if i == 0 else "", None)] for i, line in enumerate(lines)]
+        _print_grid(print_line, rows, widths, file_width)
 
     return write
+
+
+@functools.cache
+def _cell_wrapper(width: int) -> Any:
+    """A textwrap wrapper that breaks at spaces and after a "/" (paths wrap at their folders), and folds a
+    word longer than the width: text in a cell is wrapped, never cut."""
+    import textwrap
+
+    class CellWrapper(textwrap.TextWrapper):
+        wordsep_simple_re = re.compile(r"(\s+|(?<=/)(?=[^\s/]))")
+
+    return CellWrapper(width=width, break_on_hyphens=False)
+
+
+def _print_grid(print_line: Callable[..., None], rows: list[list[tuple[str, str | None]]], widths: list[int],
+                last_width: int | None, style: str | None = None) -> None:
+    """Rows of (text, style) cells as aligned lines: each cell padded to its column's width (the last
+    column to `last_width`, or whole when None), text too long for its column wrapped onto more lines."""
+    for row in rows:
+        columns = widths + [last_width]
+        wrapped = [_cell_wrapper(width).wrap(text) or [""] if width and last_width else [text]
+                   for (text, _), width in zip(row, columns)]  # a pipe (no last width): every cell whole
+        for n in range(max(len(parts) for parts in wrapped)):
+            pieces = [(parts[n] if n < len(parts) else "", cell_style, width)
+                      for parts, (_, cell_style), width in zip(wrapped, row, columns)]
+            plain = "".join(text.ljust(width) + " " * GAP if width and i < len(pieces) - 1 else text
+                            for i, (text, _, width) in enumerate(pieces)).rstrip()
+
+            def markup(pieces=pieces) -> str:
+                cells = []
+                for i, (text, cell_style, width) in enumerate(pieces):
+                    padding = " " * (max(0, width - len(text)) + GAP) if width and i < len(pieces) - 1 else ""
+                    cells.append((f"[{cell_style}]{escape(text)}[/]" if cell_style and text else escape(text))
+                                 + padding)
+                return "".join(cells).rstrip()
+
+            print_line(plain, markup, style)
 
 
 # Text that rich would not print as it is: markup-like brackets and backslashes (escaped, and the
@@ -194,6 +245,102 @@ def _line_printer(out: IO[str]) -> Callable[[str, Callable[[], str], str | None]
         console.print(markup(), style=style)
 
     return print_line
+
+
+LOG_WIDTH = 200  # a table written to a pipe or a file: wide enough for the widest layout, rows whole
+
+
+class Fitted:
+    """A rich renderable drawn as the first of its layouts (renderables, widest first) that fits the width
+    it is given, by rich's own measure; the last when none does. So a table keeps every column in a wide
+    terminal and stacks or drops some in a narrow one, and no row is ever wrapped by the terminal."""
+
+    def __init__(self, *layouts: Any):
+        self.layouts = layouts
+
+    def chosen(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        unbounded = options.update_width(1 << 16)  # Measurement.get clamps to the width it is given
+        for layout in self.layouts[:-1]:
+            if Measurement.get(console, unbounded, layout).maximum <= options.max_width:
+                return layout
+        return self.layouts[-1]
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        yield self.chosen(console, options)
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        return Measurement.get(console, options, self.chosen(console, options))
+
+
+def output_width(out: IO[str] | None = None) -> int | None:
+    """The columns to fit output to: $COLUMNS when set, else the terminal's when `out` (stdout) is one;
+    None for a pipe or a file, where lines are kept whole (a log is read with grep, not a terminal)."""
+    out = out or sys.stdout
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if out.isatty():
+            return os.get_terminal_size(out.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        pass
+    return None
+
+
+def command_lines(command: str, width: int) -> list[str]:
+    """A shell command (and its '# comment') in lines of at most `width` columns: each line but the last
+    ends in ' \\' and the next is indented by 4, so that a shell reads one command. A path too long
+    for a line is cut after a '/' with a bare '\\' and goes on at the start of the next line (a shell
+    joins the two halves into one word); a quoted word is never cut."""
+    code, hash_, comment = command.partition("  # ")
+    lines, current = [], ""
+    for word in code.split():
+        candidate = f"{current} {word}" if current else word
+        if current and len(candidate) + 2 > width:  # + " \"
+            lines.append(current + " \\")
+            current = "    " + word
+        else:
+            current = candidate
+        while len(current) + 2 > width and not current.rstrip().endswith(("'", '"')):
+            cut = current.rfind("/", 0, width - 1) + 1  # after a '/', leaving room for the backslash
+            if cut <= len(current) - len(current.lstrip()) or cut >= len(current):
+                break  # no '/' to cut at: the line stays long rather than break the word
+            lines.append(current[:cut] + "\\")
+            current = current[cut:]
+    lines.append(current)
+    note = f"  # {comment}"
+    if hash_ and len(lines[-1]) + len(note) <= width:  # a comment that does not fit is left out: it is an aside
+        lines[-1] += note
+    return lines
+
+
+def wrapped_lines(text: str, width: int | None) -> list[str]:
+    """`text`'s lines wrapped by word to `width` (None: kept whole), continuation lines indented; a line
+    "Next: edgecls ..." stays one shell command (command_lines)."""
+    import textwrap
+
+    out: list[str] = []
+    for line in text.splitlines():
+        if width is None:
+            out.append(line)
+        elif line.startswith("Next: edgecls "):
+            out += command_lines(line, width)
+        else:
+            out += textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False,
+                                 subsequent_indent="  ") or [""]
+    return out
+
+
+def print_wrapped(text: str, out: IO[str] | None = None) -> None:
+    """Print closing lines (where reports went, what to run next) wrapped to the terminal (see
+    output_width: a pipe or a file gets them whole)."""
+    out = out or sys.stdout
+    for line in wrapped_lines(text, output_width(out)):
+        print(line, file=out)
 
 
 def _line_width(out: IO[str]) -> int:
@@ -220,10 +367,6 @@ def _plain_stream(out: IO[str]) -> bool:
         return not out.isatty()
     except (AttributeError, ValueError):
         return True
-
-
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
@@ -266,10 +409,11 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     console = _quiet_pipe_console()(file=out or sys.stdout, highlight=False, soft_wrap=True)
     quant = report["quantization"]
     facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column(overflow="fold")  # a long path or name wraps inside its cell, never cut
     facts.add_row("model", markup_cell(report["file"]))
-    facts.add_row("size", f"{report['size_bytes']:,} bytes   sha256 {report['sha256'][:16]}…")
+    facts.add_row("size", f"{report['size_bytes']:,} bytes")
+    facts.add_row("sha256", report["sha256"])
     facts.add_row("read by", f"{report['backend']['name']} {report['backend']['version']}")
     mode = quant["detected"] + (", weights per channel" if quant["weights_per_channel"] else "")
     if quant.get("declared"):
@@ -285,17 +429,26 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
                                     f"{classifier['num_classes']} classes")
         facts.add_row("preprocessing", f"resize {spec['resize']}, {spec['fit']} (from the "
                                        f"{'metadata' if spec['preprocessing_source'] == 'metadata' else 'defaults'})")
-        # One label a line with its index: ImageNet names hold commas ("tabby, tabby cat").
-        shown = [f"{i:>{len(str(len(labels) - 1))}}  {label}" for i, label in enumerate(labels[:INFO_LABELS])]
-        more = f"… {len(labels) - INFO_LABELS} more; " if len(labels) > INFO_LABELS else ""
-        facts.add_row("labels", escape("\n".join(shown + [f"({more}from {clean_text(classifier['labels_source'])})"])))
+        if classifier["labels_source"] == "index":  # no names anywhere: "0 0, 1 1, ..." would say nothing
+            facts.add_row("labels", f"none: predictions are class indices 0..{len(labels) - 1} (give --labels FILE, "
+                                    "or put a labels.txt beside the model)")
+        else:
+            # One label a line with its index: ImageNet names hold commas ("tabby, tabby cat").
+            listed = Table.grid(padding=(0, 2))
+            listed.add_column(justify="right", no_wrap=True)
+            listed.add_column(overflow="fold")
+            for i, label in enumerate(labels[:INFO_LABELS]):
+                listed.add_row(str(i), escape(label))
+            more = f"{len(labels) - INFO_LABELS} more (--json lists them); " if len(labels) > INFO_LABELS else ""
+            listed.add_row("", escape(f"({more}from {clean_text(classifier['labels_source'])})"))
+            facts.add_row("labels", listed)
     else:
         facts.add_row("classifier", escape(f"not an image classifier edgecls can run: {classifier['reason']}"))
     console.print(facts)
 
     tensors = Table(title=None, show_edge=False, box=None, pad_edge=False)
     for name in ("", "name", "shape", "dtype", "scale", "zero point", "per-channel"):
-        tensors.add_column(name, style="bold" if name == "" else None)
+        tensors.add_column(name, style="bold" if name == "" else None, overflow="fold")
     for kind in ("inputs", "outputs"):
         for t in report[kind]:
             shape = "[" + ", ".join(str(d) if d >= 0 else "?" for d in t["shape_signature"]) + "]"  # ? = dynamic
@@ -384,3 +537,19 @@ def markup_cell(value: Any) -> str:
     """Text from data (model and file names, CPU names, notes) as a rich cell: shown as it is, never
     read as markup ([bold] stays "[bold]"), without control characters or undecodable bytes."""
     return escape(clean_text(printable(str(value))))
+
+
+def predict_options(as_json: bool, as_csv: bool, input_range: str | None, **arguments: Any) -> dict[str, Any]:
+    """`edgecls predict`'s options as console.predict (and live.predict_stream) take them: the output
+    format, the parsed input range and the rest as given."""
+    if as_json and as_csv:
+        raise EdgeclsError("choose one of --json and --csv")
+    from edgecls.parsing import parse_range
+
+    return {"fmt": "json" if as_json else "csv" if as_csv else "table", "input_range": parse_range(input_range),
+            **arguments}
+
+
+def run_predict(model: str, images: Sequence[str], **options: Any) -> int:
+    """`edgecls predict MODEL IMAGES...`'s body (edgecls.cli.device.predict calls it too): the exit code."""
+    return predict(model, images, **predict_options(**options))

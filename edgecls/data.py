@@ -18,7 +18,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -26,9 +26,10 @@ from edgecls import __version__
 from edgecls.atomic import owner_alive
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.files import open_regular, read_capped, sha256_of
-from edgecls.runtime.labels import clean_text, printable
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.preprocess import ImageError, load_image
 from edgecls.runtime.sources import folder_error, walk_images
+from edgecls.text import clean_text, printable
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 SPLIT_NAMES = ("train", "val", "test")
@@ -62,6 +63,40 @@ class Dataset:
     def image_size(self) -> tuple[int, int]:
         return int(self.images.shape[1]), int(self.images.shape[2])
 
+    def skipped_warnings(self) -> list[str]:
+        """What was left out, one line a kind: unreadable files (the first few named) and byte-identical
+        duplicates (which would leak between train and test) are different news."""
+        duplicates = sum(1 for _, reason in self.skipped if reason.startswith("duplicate"))
+        unreadable = [s for s in self.skipped if not s[1].startswith("duplicate")]
+        found = []
+        if unreadable:
+            first = "; ".join(clean_text(f"{p}: {r}") for p, r in unreadable[:3])  # file names can hold escapes
+            found.append(f"skipped {len(unreadable)} unreadable image file(s): {first}")
+        if duplicates:
+            found.append(f"skipped {duplicates} byte-identical duplicate file(s) (they would leak between train "
+                         "and test)")
+        return found
+
+    def take(self, indices: np.ndarray) -> Part:
+        """The images at `indices`, with their labels, ids (file relative to the data, or index) and files."""
+        indices = np.asarray(indices)
+        if self.paths is None:
+            ids, files = [int(i) for i in indices], None
+        else:
+            ids = [self.paths[i] for i in indices]
+            files = [Path(self.source) / p for p in ids]
+        return Part(np.asarray(self.images[indices]), np.asarray(self.labels[indices]), ids, files)
+
+
+@dataclass
+class Part:
+    """Some images of a dataset (a split part): uint8 pixels, labels, ids and, for a folder, the files."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    ids: list[Any]
+    files: Optional[list[Path]]
+
 
 def native_format(source: str) -> tuple[Optional[int], Optional[str]]:
     """(size, colour) a source has of its own; None where the user must or may choose."""
@@ -73,13 +108,11 @@ def native_format(source: str) -> tuple[Optional[int], Optional[str]]:
     }.get(source, (None, None))
 
 
-def load_dataset(source: str, img_size: Optional[int] = None, color: Optional[str] = None,
-                 cache_dir: Optional[Path] = None, progress: bool = True) -> Dataset:
-    """Load `source` as uint8 images of `img_size` x `img_size` in `color` (defaults per source)."""
+def check_source(source: str) -> None:
+    """A one-line error when `source` names no dataset (neither a built-in name nor a folder): cheap, so
+    that a command refuses it before loading TensorFlow or anything else."""
     if source in BUILTIN_DATASETS:
-        size, native_color = native_format(source)
-        dataset = _load_digits() if source == "digits" else _load_keras(source)
-        return _conform(dataset, img_size or size, color or native_color)
+        return
     path = Path(source).expanduser()
     if not path.exists():
         raise EdgeclsError(
@@ -88,10 +121,21 @@ def load_dataset(source: str, img_size: Optional[int] = None, color: Optional[st
         )
     if not path.is_dir():
         raise EdgeclsError(f"dataset {source!r} is a file: give the folder that holds the class sub-folders")
+
+
+def load_dataset(source: str, img_size: Optional[int] = None, color: Optional[str] = None,
+                 cache_dir: Optional[Path] = None, reporter: Reporter = SILENT) -> Dataset:
+    """Load `source` as uint8 images of `img_size` x `img_size` in `color` (defaults per source)."""
+    check_source(source)
+    if source in BUILTIN_DATASETS:
+        size, native_color = native_format(source)
+        dataset = _load_digits() if source == "digits" else _load_keras(source)
+        return _conform(dataset, img_size or size, color or native_color)
+    path = Path(source).expanduser()
     if _idx_files(path):
         dataset = _load_idx_folder(path)
         return _conform(dataset, img_size or dataset.image_size[0], color or dataset.color)
-    return _load_image_folder(path, img_size or FOLDER_DEFAULT_SIZE, color or "rgb", cache_dir, progress)
+    return _load_image_folder(path, img_size or FOLDER_DEFAULT_SIZE, color or "rgb", cache_dir, reporter)
 
 
 def _conform(dataset: Dataset, img_size: int, color: str) -> Dataset:
@@ -258,7 +302,8 @@ def _split_folders(root: Path) -> dict[str, Path]:
     return found if "train" in found and len(found) >= 2 else {}
 
 
-def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optional[Path], progress: bool) -> Dataset:
+def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optional[Path],
+                       reporter: Reporter) -> Dataset:
     splits = _split_folders(root)
     class_root = splits.get("train", root)
     classes = [p.name for p in _class_folders(class_root)]
@@ -285,14 +330,14 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
     if len(classes) < 2:
         raise EdgeclsError(f"{root} has only one class ({classes[0]}): a classifier needs at least two")
 
-    hashes = _content_hashes([e[0] for e in entries], progress, root.name)
+    hashes = _content_hashes([e[0] for e in entries], reporter, root.name)
     key = _folder_key(root, entries, hashes, img_size, color)
     base_dir = cache_dir or default_cache_dir()
     cache = base_dir / key
     channels = 1 if color == "grayscale" else 3
     opened = _open_cache(cache, root, entries, img_size, channels)
     if opened is None:
-        _build_cache(cache, root, entries, hashes, img_size, color, progress)
+        _build_cache(cache, root, entries, hashes, img_size, color, reporter)
         opened = _open_cache(cache, root, entries, img_size, channels)
         if opened is None:
             raise EdgeclsError(f"the dataset cache {cache} fails its own check right after being written "
@@ -320,7 +365,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "datasets"
 
 
-def _content_hashes(paths: list[Path], progress: bool, name: str) -> list[str]:
+def _content_hashes(paths: list[Path], reporter: Reporter, name: str) -> list[str]:
     """Each file's SHA-256 (chunked reads; regular files only), or "!reason" when it cannot be read."""
     def one(path: Path) -> str:
         try:
@@ -329,7 +374,7 @@ def _content_hashes(paths: list[Path], progress: bool, name: str) -> list[str]:
             return f"!cannot read: {exc.strerror or exc}"
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(_progress(pool.map(one, paths), len(paths), f"Reading {name}", progress))
+        return list(reporter.track(pool.map(one, paths), f"Reading {name}", len(paths)))
 
 
 def _folder_key(root: Path, entries: list[tuple[Path, int, str]], hashes: list[str], img_size: int,
@@ -402,7 +447,7 @@ def _new_memmap(path: Path, count: int, img_size: int, channels: int) -> np.memm
 
 
 def _build_cache(cache: Path, root: Path, entries, hashes: list[str], img_size: int, color: str,
-                 progress: bool) -> None:
+                 reporter: Reporter) -> None:
     """Decode every file once into cache/images.npy (uint8, memory-mappable); atomic, and leftovers
     of killed builds (their process gone) are removed."""
     channels = 1 if color == "grayscale" else 3
@@ -421,7 +466,7 @@ def _build_cache(cache: Path, root: Path, entries, hashes: list[str], img_size: 
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             results = pool.map(lambda e: _decode(e[0][0], e[1], img_size, color), zip(entries, hashes))
             for i, (pixels, reason) in enumerate(
-                _progress(results, len(entries), f"Decoding {root.name}", progress)
+                reporter.track(results, f"Decoding {root.name}", len(entries))
             ):
                 rel = str(entries[i][0].relative_to(root))
                 content = hashes[i]
@@ -469,19 +514,6 @@ def _build_cache(cache: Path, root: Path, entries, hashes: list[str], img_size: 
         raise
 
 
-def _progress(iterable, total: int, description: str, enabled: bool):
-    if not enabled:
-        yield from iterable
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        for item in iterable:
-            yield item
-            bar.advance(task)
-
-
 # ----------------------------------------------------------------------------- split
 @dataclass
 class Split:
@@ -510,6 +542,17 @@ class Split:
         for name in SPLIT_NAMES:
             parts[np.asarray(getattr(self, name), dtype=np.int64)] = name
         return parts
+
+
+def split_data(data: str | Dataset, img_size: int, color: str, labels: list[str], saved: Optional[dict],
+               seed: int) -> tuple[Dataset, Split]:
+    """A model's dataset (loaded, unless given, at its size and colour; as many classes as `labels`)
+    and its split: the saved one, checked (a run directory's), else a seeded one as train makes it."""
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, img_size, color)
+    if len(dataset.class_names) != len(labels):
+        raise EdgeclsError(f"{dataset.source} has {len(dataset.class_names)} classes but the model has {len(labels)} "
+                           "labels")
+    return dataset, (load_split(saved, dataset) if saved is not None else make_split(dataset, 0.1, 0.1, seed))
 
 
 def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int,

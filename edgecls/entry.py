@@ -14,12 +14,9 @@ from __future__ import annotations
 import os
 import re
 import sys
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from edgecls.errors import EdgeclsError
 
 # `edgecls predict`'s options as edgecls.cli.device declares them: name -> (kind, the keyword it fills).
 # An option missing here (a newer one) sends the whole command line to the Typer app.
@@ -92,74 +89,6 @@ def _path(text: str) -> str | None:
     return str(Path(text)) if os.access(text, os.R_OK) else None
 
 
-def predict_options(as_json: bool, as_csv: bool, input_range: str | None, **arguments: Any) -> dict[str, Any]:
-    """`edgecls predict`'s options as console.predict (and live.predict_stream) take them: the output
-    format, the parsed input range and the rest as given."""
-    if as_json and as_csv:
-        raise EdgeclsError("choose one of --json and --csv")
-    from edgecls.parsing import parse_range
-
-    return {"fmt": "json" if as_json else "csv" if as_csv else "table", "input_range": parse_range(input_range),
-            **arguments}
-
-
-def run_predict(model: str, images: Sequence[str], **options: Any) -> int:
-    """`edgecls predict MODEL IMAGES...`'s body (edgecls.cli.device.predict calls it too): the exit code."""
-    from edgecls.console import predict
-
-    return predict(model, images, **predict_options(**options))
-
-
-def prepare_process() -> None:
-    """What every edgecls process sets first, on either path."""
-    # Pillow warns (once, multi-line) between 1x and 2x its pixel limit; preprocess refuses such
-    # images itself with a one-line reason.
-    from PIL import Image
-
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
-
-
-MAX_ERROR_CHARS = 2000  # a value echoed back (a 10 MB config string) must not flood the terminal
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print `edgecls: error: MESSAGE` as one line on stderr and exit with `code`."""
-    from edgecls.runtime.labels import clean_text
-
-    # One line, whatever the message carries (file names with newlines or terminal escapes).
-    text = " ".join(clean_text(part) for part in str(message).splitlines())
-    if len(text) > MAX_ERROR_CHARS:
-        text = f"{text[:MAX_ERROR_CHARS]}... ({len(text)} characters)"
-    sys.stderr.write(f"edgecls: error: {text}\n")
-    sys.stderr.flush()
-    raise SystemExit(code)
-
-
-def guarded(call: Callable[[], int]) -> None:
-    """Run a command, turning the errors both paths share into one line and an exit code."""
-    try:
-        code = call()
-    except EdgeclsError as exc:
-        fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
-    except BrokenPipeError:  # `edgecls info ... | head`: the reader has what it wanted
-        try:  # and Python's flush at exit must not complain either
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        raise SystemExit(0) from None
-    except MemoryError:
-        fail("out of memory", 1)
-    except Exception as exc:  # anything unforeseen: one line, traceback only on request
-        if os.environ.get("EDGECLS_DEBUG"):
-            raise
-        fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-             "(set EDGECLS_DEBUG=1 for the traceback; please report it)", 1)
-    raise SystemExit(code)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script. `argv` defaults to sys.argv[1:]."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -176,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.argv = [sys.argv[0] if sys.argv else "edgecls", *argv]
         full_main()
         return
+    from edgecls.console import run_predict
+    from edgecls.exits import guarded, prepare_process
+
     prepare_process()
     guarded(lambda: run_predict(**arguments))
 

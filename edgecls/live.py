@@ -16,9 +16,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from rich.markup import escape
-
-from edgecls.console import QuietPipeConsole, class_rows, json_ready, silence_closed_pipe
+from edgecls.console import class_rows, json_ready, silence_closed_pipe
 from edgecls.runtime.capture import SourceError
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT, FramePrediction, LiveStream
@@ -107,18 +105,50 @@ def _clock(timestamp: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(timestamp)) + f".{int(timestamp * 1000) % 1000:03d}"
 
 
+def position_text(seconds: float) -> str:
+    """Seconds into a video as m:ss.mmm (1:02.300), or h:mm:ss.mmm past an hour."""
+    millis = int(round(seconds * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    text = f"{minutes:02d}:{rest / 1000:06.3f}" if hours else f"{minutes}:{rest / 1000:06.3f}"
+    return f"{hours}:{text}" if hours else text
+
+
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveStream) -> Writer:
-    console = QuietPipeConsole(file=out, highlight=False, soft_wrap=True)
+    """A line per classified frame: frame number, where it is (a video file: its position in the video;
+    a camera or stream: the local time it was captured), latency, top-k; fitted to the terminal as
+    predict's table is (labels wrap in their column, k classes one a line where they do not fit)."""
+    from edgecls.console import GAP, LABEL_WIDTH, PIPE_LABEL_WIDTH, SCORE, _line_printer, _print_grid, output_width
+
+    print_line = _line_printer(out)
     k = min(top_k, classifier.num_classes)
-    width = min(max(5, *(len(label) for label in classifier.labels)), 24)  # 5: the header 'label'
-    header = escape(f"{'frame':>7}  {'time':<12}  {'ms':>7}  "
-                    + "".join(f"{'score':<7}{'label':<{width}}  " for _ in range(k))).rstrip()
+    longest = max(5, *(len(label) for label in classifier.labels))  # 5: the header 'label'
+    in_video = stream.spec.kind == "file"
+    fixed = [7, 12, 7]  # frame, time or position, ms
+    total = output_width(out)
+    per_line, width = k, min(longest, PIPE_LABEL_WIDTH)
+    if total is not None:
+        room = total - sum(fixed) - GAP * len(fixed)
+        width = min(longest, room // k - SCORE - 2 * GAP)
+        if width < min(longest, LABEL_WIDTH):  # k classes do not fit on one line: one a line
+            per_line, width = 1, min(longest, max(LABEL_WIDTH, room - SCORE - 2 * GAP))
+    widths = fixed + [SCORE, width] * per_line
+    header = [("frame".rjust(7), None), ("position" if in_video else "time", None), ("ms".rjust(7), None)]
+    header += [("score", None), ("label", None)] * per_line
 
     def write(result: FramePrediction) -> None:
-        cells = "".join(f"{c.score:<7.3f}{escape(_fit(c.label, width)):<{width}}  " for c in result.classes)
-        console.print(f"{result.frame:>7}  {_clock(result.timestamp):<12}  {result.latency_ms:>7.2f}  {cells}".rstrip())
+        at = position_text(result.position) if result.position is not None else _clock(result.timestamp)
+        first = [(f"{result.frame:>7}", None), (at, None), (f"{result.latency_ms:>7.2f}", None)]
+        classes = [(f"{c.score:.3f}", c.label) for c in result.classes]
+        rows = []
+        for i in range(0, len(classes), per_line):
+            lead = first if i == 0 else [("", None)] * len(fixed)
+            rows.append(lead + [cell for score, label in classes[i:i + per_line]
+                                for cell in ((score, None), (label, None))])
+        _print_grid(print_line, rows, widths[:-1], last_width)
 
-    return _header_first(lambda: console.print(header, style="bold"), write)
+    last_width = None if total is None else width  # the last label: whole on a pipe
+    return _header_first(lambda: _print_grid(print_line, [header], widths[:-1], last_width, style="bold"), write)
 
 
 def _header_first(header: Callable[[], None], write: Writer) -> Writer:
@@ -134,16 +164,14 @@ def _header_first(header: Callable[[], None], write: Writer) -> Writer:
     return first_then_write
 
 
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _json_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveStream) -> Writer:
     source = json_ready(stream.source)
 
     def write(result: FramePrediction) -> None:
         row: dict[str, Any] = {"source": source, "frame": result.frame, "time": iso_time(result.timestamp),
                                "latency_ms": round(result.latency_ms, 3), "classes": class_rows(result.classes)}
+        if result.position is not None:  # a video file: where in the video (its own clock), as well as when
+            row["position_s"] = round(result.position, 3)
         out.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
 
     return write

@@ -1,14 +1,14 @@
 """A trained model and its data, opened and checked: a run directory or a bare `.keras` file.
 
-Export and bench start here. Opening checks the files without TensorFlow; the Keras model is
-loaded (always in Keras' safe mode) only when asked for. Images come back as uint8 arrays:
-calibration images from the train split only (stratified by class, seeded), the validation
-and test splits for scoring.
+Export and bench start here. Opening reads the run's records once (edgecls.artifacts: labels,
+config, split, metrics) and checks them without TensorFlow; what the model takes and which classes
+it names are known from then on. The Keras model and the dataset are loaded (the model always in
+Keras' safe mode) when first asked for. Images come back as uint8 arrays: calibration images from
+the train split only (stratified by class, seeded), the validation and test splits for scoring.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -17,36 +17,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecls.artifacts import LABELS_FILE, MODEL_FILE, RunRecord
 from edgecls.data import SPLIT_NAMES, stratified_sample
 from edgecls.errors import EdgeclsError
-from edgecls.files import read_capped
 from edgecls.provenance import sha256_file
-from edgecls.runtime.labels import read_labels
-from edgecls.tomlio import read_toml
 
-# The files of a run directory (edgecls train writes them, export and bench read them).
-MODEL_FILE = "model.keras"
-LABELS_FILE = "labels.txt"
-CONFIG_FILE = "config.toml"
-SPLIT_FILE = "split.json"
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.csv"
-CURVES_FILE = "curves.png"
-EXPORT_DIR = "export"  # RUN_DIR/export: what edgecls export writes by default
-EXPORT_REPORT = "export.json"  # its index of the files written, read by bench
-EXPORT_FORMAT = "edgecls.export/1"  # export.json's format (edgecls export and edgecls.transfer write it)
-RUN_FILES = (MODEL_FILE, LABELS_FILE, CONFIG_FILE, SPLIT_FILE)
 DEFAULT_CALIB_SAMPLES = 500  # the peers' advice is >= 300 where the train split has them
-# A run made by `edgecls train --backbone FILE.tflite` (edgecls.transfer) has this instead of a
-# model.keras: its only model is the .tflite its export/export.json lists.
-TRANSFER_FILE = "transfer.json"
-MAX_JSON_BYTES = 256 << 20  # split.json of a million images is ~8 MB; this only stops /dev/zero
 MIN_CALIB_WARNING = 100  # fewer calibration images than this: ranges may be unstable
-
-
-def model_file_name(variant: str) -> str:
-    """An exported model's file name in the export folder: model_<variant>.tflite."""
-    return f"model_{variant}.tflite"
 
 
 @dataclass
@@ -70,15 +47,14 @@ class Calibration:
 
 
 class RunDir:
-    """A model to export or bench, with its labels, input spec and data.
-
-    Use `open_source(path, data=...)`: it accepts a run directory (made by `edgecls train`) or a
-    bare `.keras` file plus `data` naming its images.
+    """A model to export or bench: its labels, input size and colour, data and seed are settled when
+    it is opened (use `open_source(path, data=...)`: a run directory made by `edgecls train`, or a
+    bare `.keras` file plus `data` naming its images); the model, dataset and split load once, on demand.
     """
 
-    def __init__(self, model_path: Path, labels: list[str], data: str, img_size: Optional[int],
-                 color: Optional[str], seed: int, run_dir: Optional[Path] = None,
-                 config: Optional[dict] = None, split_doc: Optional[dict] = None):
+    def __init__(self, model_path: Path, labels: list[str], data: str, img_size: int, color: str, seed: int,
+                 run_dir: Optional[Path] = None, record: Optional[RunRecord] = None, model: Any = None,
+                 dataset: Any = None):
         self.model_path = model_path
         self.labels = labels
         self.data = data
@@ -86,12 +62,10 @@ class RunDir:
         self.color = color
         self.seed = seed
         self.run_dir = run_dir  # None for a bare .keras file
-        self.config = config or {}
-        self.split_doc = split_doc  # None: a seeded split is made from the data
-        self._model = None
-        self._num_classes: Optional[int] = None
-        self._dataset = None
-        self._split = None
+        self.record = record  # the run directory's records; None for a bare .keras file
+        self._model = model
+        self._dataset = dataset  # a bare .keras file's, loaded when opened (it names the labels)
+        self._loaded = None
 
     @property
     def name(self) -> str:
@@ -99,71 +73,49 @@ class RunDir:
 
     def training_metrics(self) -> dict:
         """metrics.json of the run ({} for a bare .keras file or a run made before it existed)."""
-        if self.run_dir is None or not (self.run_dir / METRICS_FILE).is_file():
-            return {}
-        return _read_json(self.run_dir / METRICS_FILE)
+        return self.record.metrics if self.record is not None else {}
 
     def model_sha256(self) -> str:
         return sha256_file(self.model_path)
 
     # ------------------------------------------------------------------ model
     def model(self):
-        """The Keras model, loaded once (safe mode), checked against the labels."""
+        """The Keras model, loaded once (safe mode), checked against the labels and the input spec."""
         if self._model is None:
-            model = load_keras_model(self.model_path)
-            h, w, c = model_input_shape(model, self.model_path)
-            self._num_classes = model_num_classes(model, self.model_path)
-            self._check_classes()
-            if self.img_size is None:
-                self.img_size, self.color = h, "grayscale" if c == 1 else "rgb"
-            elif (h, w) != (self.img_size, self.img_size) or c != (1 if self.color == "grayscale" else 3):
-                raise EdgeclsError(f"{self.model_path} takes {h}x{w}x{c} images but the run says "
-                                   f"{self.img_size}x{self.img_size} {self.color}")
-            self._model = model
+            self._model = load_keras_model(self.model_path)
+            check_model(self._model, self.model_path, self.labels, (self.img_size, self.color),
+                        LABELS_FILE if self.run_dir else self.data)
         return self._model
 
-    def _check_classes(self) -> None:
-        if self._num_classes is not None and self.labels and self._num_classes != len(self.labels):
-            raise EdgeclsError(f"{self.model_path} has {self._num_classes} outputs but there are "
-                               f"{len(self.labels)} classes ({LABELS_FILE if self.run_dir else self.data})")
-
     # ------------------------------------------------------------------ data
-    def dataset(self):
-        """The run's dataset as uint8 arrays, at the model's size and colour mode (loaded once)."""
-        if self._dataset is None:
-            from edgecls.data import load_dataset
+    def data_and_split(self):
+        """The dataset at the model's size and colour and its split (the run's saved one, checked; a
+        seeded one for a bare .keras file), loaded once, in one call to edgecls.data."""
+        if self._loaded is None:
+            from edgecls.data import split_data
 
-            if self.img_size is None:
-                self.model()  # a bare .keras file: the model says what size and colour it takes
-            dataset = load_dataset(self.data, self.img_size, self.color, progress=False)
-            if self.labels and len(dataset.class_names) != len(self.labels):
-                raise EdgeclsError(f"{self.data} has {len(dataset.class_names)} classes but the model has "
-                                   f"{len(self.labels)} labels")
-            if not self.labels:  # a bare .keras file: the data names the classes
-                self.labels = list(dataset.class_names)
-            self._check_classes()
-            self._dataset = dataset
-        return self._dataset
+            self._loaded = split_data(self._dataset or self.data, self.img_size, self.color, self.labels,
+                                      self.record.split if self.record is not None else None, self.seed)
+        return self._loaded
+
+    def dataset(self):
+        return self.data_and_split()[0]
 
     def split(self):
-        """Indices of the train / val / test parts: the run's saved split, or a seeded one."""
-        if self._split is None:
-            from edgecls.data import load_split, make_split
+        """Indices of the train / val / test parts."""
+        return self.data_and_split()[1]
 
-            dataset = self.dataset()
-            if self.split_doc is not None:
-                self._split = load_split(self.split_doc, dataset)
-            else:  # a bare .keras file: the same stratified, seeded split `edgecls train` makes
-                self._split = make_split(dataset, 0.1, 0.1, self.seed)
-        return self._split
+    def part(self, name: str):
+        """One split part — train, val or test — as edgecls.data.Part: images, labels, ids and files."""
+        if name not in SPLIT_NAMES:
+            raise ValueError(f"unknown split part {name!r}")
+        dataset, split = self.data_and_split()
+        return dataset.take(getattr(split, name))
 
     def images(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """uint8 images (N, H, W, C) and int labels of one split part: train, val or test."""
-        if part not in SPLIT_NAMES:
-            raise ValueError(f"unknown split part {part!r}")
-        indices = getattr(self.split(), part)
-        dataset = self.dataset()
-        return np.asarray(dataset.images[indices]), np.asarray(dataset.labels[indices])
+        found = self.part(part)
+        return found.images, found.labels
 
     def calibration(self, samples: Optional[int] = DEFAULT_CALIB_SAMPLES, seed: Optional[int] = None) -> Calibration:
         """Up to `samples` train-split images (all of them if None or fewer), stratified by class, seeded."""
@@ -189,6 +141,18 @@ class RunDir:
                            samples if samples is not None else len(train), len(train), warnings)
 
 
+
+def check_model(model, path: Path, labels: list[str], spec: tuple[int, str], where: str) -> None:
+    """The Keras model takes the run's input and answers its classes (`where` names the labels' source)."""
+    h, w, c = model_input_shape(model, path)
+    size, color = spec
+    if (h, w) != (size, size) or c != (1 if color == "grayscale" else 3):
+        raise EdgeclsError(f"{path} takes {h}x{w}x{c} images but the run says {size}x{size} {color}")
+    classes = model_num_classes(model, path)
+    if classes != len(labels):
+        raise EdgeclsError(f"{path} has {classes} outputs but there are {len(labels)} classes ({where})")
+
+
 # ---------------------------------------------------------------------- opening
 def open_source(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
     """A run directory, or a bare `.keras` file (then `data` names its images). One-line errors."""
@@ -203,37 +167,27 @@ def open_source(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
     if not data:
         raise EdgeclsError(f"{path} is a bare model: name its images with --data (digits, a folder, ...) "
                            "for calibration and the check")
-    return RunDir(path, [], data, None, None, seed=0)
+    # A bare model says what it takes only when loaded, and its data names the classes: both now, once.
+    model = load_keras_model(path)
+    h, _, c = model_input_shape(model, path)
+    color = "grayscale" if c == 1 else "rgb"
+    from edgecls.data import load_dataset
+
+    dataset = load_dataset(data, h, color)
+    labels = list(dataset.class_names)
+    check_model(model, path, labels, (h, color), data)
+    return RunDir(path, labels, data, h, color, seed=0, model=model, dataset=dataset)
 
 
 def open_run(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
     """Open and check a run directory; `data` overrides where its images are (e.g. moved)."""
     path = Path(path)
-    if not path.is_dir():
-        raise EdgeclsError(f"{path} is not a run directory")
-    transfer = (path / TRANSFER_FILE).is_file()
-    needed = [name for name in RUN_FILES if not (transfer and name == MODEL_FILE)]
-    present = [name for name in needed if (path / name).is_file()]
-    if not present:
-        raise EdgeclsError(f"{path} is not a run directory (no {', '.join(RUN_FILES)}; make one with edgecls train)")
-    missing = [name for name in needed if name not in present]
-    if missing:
-        raise EdgeclsError(f"run directory {path} is incomplete: {', '.join(missing)} missing")
-    if not transfer:
+    record = RunRecord.read(path)
+    if record.transfer is None:
         check_keras_file(path / MODEL_FILE)
-    config = read_toml(path / CONFIG_FILE, "run configuration")
-    train = config.get("train", {})
-    if not isinstance(train, dict) or not isinstance(train.get("data"), str):
-        raise EdgeclsError(f"{path / CONFIG_FILE} has no [train] table naming the data")
-    split_doc = _read_json(path / SPLIT_FILE)
-    if not all(isinstance(split_doc.get(part), list) for part in SPLIT_NAMES):
-        raise EdgeclsError(f"{path / SPLIT_FILE} is malformed: it needs train, val and test index lists")
-    labels = read_labels(path / LABELS_FILE)
-    img_size, color, seed = train.get("img_size"), train.get("color"), train.get("seed", 0)
-    if not (isinstance(img_size, int) and color in ("grayscale", "rgb") and isinstance(seed, int)):
-        raise EdgeclsError(f"{path / CONFIG_FILE} is malformed: img_size, color or seed missing or wrong")
-    return RunDir(path / MODEL_FILE, labels, data or train["data"], img_size, color, seed,
-                  run_dir=path, config=config, split_doc=split_doc)
+    config = record.config
+    return RunDir(path / MODEL_FILE, record.labels, data or config.data, config.img_size, config.color, config.seed,
+                  run_dir=path, record=record)
 
 
 def check_keras_file(path: Path) -> None:
@@ -296,20 +250,3 @@ def model_num_classes(model, path: Path) -> int:
     if isinstance(shape, list) or len(shape) != 2 or not isinstance(shape[1], int):
         raise EdgeclsError(f"{path}: output shape {shape} is not class scores (None, N)")
     return int(shape[1])
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        doc = json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeclsError(f"{path} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise EdgeclsError(f"{path} is not valid JSON: nested too deeply") from None
-    except OSError as exc:
-        raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not isinstance(doc, dict):
-        raise EdgeclsError(f"{path} is not a JSON object")
-    return doc

@@ -1,4 +1,5 @@
-"""Reading TOML files (train configs, run configs, device profiles) with one-line errors."""
+"""TOML files (train configs, run configs, device profiles): reading with one-line errors, and the
+small writer of flat tables the standard library lacks."""
 
 from __future__ import annotations
 
@@ -20,13 +21,38 @@ MAX_TOML_BYTES = 16 << 20  # a config or profile is a few hundred bytes; this on
 def read_toml(path: Path, what: str = "file") -> dict[str, Any]:
     """A TOML file as a dict, or a one-line error that names `what` it is (config file, profile ...)."""
     try:
-        text = read_capped(path, MAX_TOML_BYTES).decode("utf-8")
-        return tomllib.loads(text)
+        data = read_capped(path, MAX_TOML_BYTES)
     except FileNotFoundError:
         raise EdgeclsError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    return parse_toml(data, path, what)
+
+
+def parse_toml(data: bytes, path: Path, what: str = "file") -> dict[str, Any]:
+    """The bytes of a TOML file as a dict, or a one-line error naming `what` it is and its `path`."""
+    try:
+        return tomllib.loads(data.decode("utf-8"))
     except RecursionError:
         raise EdgeclsError(f"{what} {path} is not valid TOML: nested too deeply") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise EdgeclsError(f"{what} {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+
+
+def toml_text(tables: dict[str, dict[str, Any]], header: str = "") -> str:
+    """Flat tables as TOML (tomllib reads it back): `# header`, then each [table] and its keys, a blank
+    line between tables; None values are left out (TOML has no null)."""
+    lines = [f"# {header}"] if header else []
+    for n, (name, table) in enumerate(tables.items()):
+        lines += ([""] if n else []) + [f"[{name}]"]
+        lines += [f"{key} = {toml_value(value)}" for key, value in table.items() if value is not None]
+    return "\n".join(lines) + "\n"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

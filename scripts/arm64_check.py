@@ -655,11 +655,11 @@ BENCH_IMAGES_SNIPPET = r"""
 import json, sys, tomllib
 from pathlib import Path
 import numpy as np
-from edgecls.bench.inputs import TestSet, save_test_images
+from edgecls.bench.testset import TestSet, save_test_images
 from edgecls.data import load_dataset, make_split
 job = json.load(open(sys.argv[1]))
 config = tomllib.loads(Path(job["config"]).read_text())["train"]
-data = load_dataset(config["data"], config["img_size"], config["color"], progress=False)
+data = load_dataset(config["data"], config["img_size"], config["color"])
 test = make_split(data, config["val_fraction"], config["test_fraction"], config["seed"]).test
 picked = np.concatenate([test[data.labels[test] == c][:job["per_class"]] for c in range(len(data.class_names))])
 ids = [data.paths[i] for i in picked] if data.paths is not None else [int(i) for i in picked]
@@ -1088,7 +1088,7 @@ def compare_bench(host: dict, arm: dict, model_names: list[str], rules: list[Sco
     The emulated report must label itself (emulation_label_problems). Latency is never compared."""
     if "failed" in host or "failed" in arm:
         return [f"host {host.get('failed', 'ok')}; arm {arm.get('failed', 'ok')}"], "bench FAILED"
-    from edgecls.bench.compare import read_report  # the reports as the toolkit reads them: schema, then records
+    from edgecls.bench.schema import read_report  # the reports as the toolkit reads them: schema, then records
     from edgecls.errors import EdgeclsError
 
     try:
@@ -1119,7 +1119,7 @@ def compare_bench(host: dict, arm: dict, model_names: list[str], rules: list[Sco
 
 
 def _compare_bench_model(host: ModelResult, arm: ModelResult, dprob_allowed: float) -> list[str]:
-    from edgecls.bench.results import as_json
+    from edgecls.records import as_json
 
     diffs = [f"{path}: host {hv!r}, arm {av!r}" for key in BENCH_MODEL_KEYS
              for path, hv, av in json_differences(as_json(getattr(host, key)), as_json(getattr(arm, key)), key)]

@@ -99,9 +99,11 @@ def inject(folder: Path, per_transform: int, seed: int) -> dict[str, str]:
 
 def check(folder: Path, backbone: Path | None, report: Path, threads: int):
     from edgecls.audit.job import CheckOptions, run_check
+    from edgecls.reporter import Reporter
 
+    lines = Reporter(lambda line: print(f"  {line}", flush=True), bars=False)
     return run_check(CheckOptions(str(folder), backbone=str(backbone) if backbone else None, report_dir=str(report),
-                                  threads=threads, max_pages=40), log=lambda line: print(f"  {line}", flush=True))
+                                  threads=threads, max_pages=40), lines)
 
 
 def duplicate_figures(result, injected: dict[str, str]) -> dict:

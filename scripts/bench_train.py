@@ -44,7 +44,7 @@ def main() -> None:
 
     from edgecls.data import load_dataset, make_split
     from edgecls.errors import require_tensorflow
-    from edgecls.train.fit import _fill_mode, input_pipeline
+    from edgecls.train.job import _fill_mode, input_pipeline
     from edgecls.train.model import build_augmentation, build_model, default_augmentations
     from edgecls.train.options import TrainOptions, with_arch_defaults
 
@@ -52,7 +52,7 @@ def main() -> None:
     tf = require_tensorflow("this benchmark")
     import keras
 
-    dataset = load_dataset(args.data, progress=False)
+    dataset = load_dataset(args.data)
     split = make_split(dataset, 0.1, 0.1, seed=0)
     n_classes = len(dataset.class_names)
     x_train = dataset.images[split.train].astype(np.float32)  # what a plain Keras user holds

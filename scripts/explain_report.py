@@ -90,7 +90,7 @@ def coral_map(work: Path) -> bool:
         return True
     started = time.perf_counter()
     done = edgecls("explain", str(model), str(DATA / "pretrained" / "cat.bmp"), "--labels",
-                   str(DATA / "pretrained" / "imagenet_labels.txt"), "--out", str(work / "coral"), "--json",
+                   str(DATA / "pretrained" / "imagenet_labels.txt"), "--out", str(work / "coral"), "--force", "--json",
                    "--threads", "1")
     row = json.loads(done.stdout)["images"][0]
     print(f"\n== Coral uint8 MobileNet 0.25/128 on cat.bmp: {row['label']} {row['top'][0]['score']:.3f}; "

@@ -239,7 +239,7 @@ def devices_section(folder: Path) -> list[str]:
     rows = []
     for path in sorted(folder.glob(DEVICE_RESULTS)):
         try:
-            from edgecls.bench.compare import read_report_file
+            from edgecls.bench.schema import read_report_file
 
             report = read_report_file(path, path.name)
         except Exception as exc:  # a broken file is a line on the page, not a crash of the report

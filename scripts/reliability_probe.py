@@ -87,8 +87,7 @@ def setup(w: Path) -> None:
 
 def dataset(folder: str) -> str:
     return ("from edgecls.data import load_dataset; from pathlib import Path; import sys\n"
-            f"d = load_dataset(sys.argv[1] + '/{folder}', 16, 'rgb', cache_dir=Path(sys.argv[1]) / 'cache',\n"
-            "                 progress=False)\n"
+            f"d = load_dataset(sys.argv[1] + '/{folder}', 16, 'rgb', cache_dir=Path(sys.argv[1]) / 'cache')\n"
             "print(len(d.images), 'images, skipped:', d.skipped)")
 
 

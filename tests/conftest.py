@@ -253,6 +253,14 @@ def cli(capsys, monkeypatch):
     return run
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_terminal_size(monkeypatch):
+    """pytest-xdist's workers run with COLUMNS=80 and LINES=24 in their environment: output would be
+    wrapped for a terminal there and not in a plain run. A test that wants a width sets COLUMNS itself."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
 @pytest.fixture(scope="session")
 def make_digits_run(tmp_path_factory):
     """make_digits_run(epochs, seed, export_modes=()) -> a seed-CNN digits run directory (exported to
@@ -266,14 +274,13 @@ def make_digits_run(tmp_path_factory):
             pytest.importorskip("tensorflow")
             from edgecls.export.job import ExportOptions, export
             from edgecls.rundir import open_run
-            from edgecls.train.fit import train
+            from edgecls.train.job import train
             from edgecls.train.options import resolve_options
 
             out = tmp_path_factory.mktemp(f"digits-e{epochs}-s{seed}") / "digits"
-            train(resolve_options({"out": str(out), "epochs": epochs, "seed": seed}), quiet=True, log=lambda m: None)
+            train(resolve_options({"out": str(out), "epochs": epochs, "seed": seed}))
             if export_modes:
-                export(open_run(out), ExportOptions(list(export_modes), calib_samples=100, force=True),
-                       log=lambda m: None)
+                export(open_run(out), ExportOptions(list(export_modes), calib_samples=100, force=True))
             made[key] = out
         return made[key]
 

@@ -17,21 +17,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecls.bench import accuracy, latency
-from edgecls.bench.inputs import BenchModel
-from edgecls.bench.profiles import (
-    DeviceProfile,
-    constrained,
-    describe_machine,
-    load_profile,
-    placement_notes,
-    usable_cpus,
-)
-from edgecls.bench.report import COLUMNS, add_section, json_text, markdown, write_reports
-from edgecls.bench.results import BenchReport
-from edgecls.bench.run import BenchOptions, run_bench
+from edgecls.bench import BenchOptions, accuracy, latency, measure
+from edgecls.bench.inputs import BenchModel, open_inputs
+from edgecls.bench.measure import measure_inputs
+from edgecls.bench.profiles import DeviceProfile, constrained, load_profile, placement_notes
+from edgecls.bench.results import BenchReport, add_section
 from edgecls.bench.schema import check_report, errors, schema
+from edgecls.bench.testset import save_test_images
 from edgecls.errors import EdgeclsError
+from edgecls.reports.report import COLUMNS, json_text, markdown, write_reports
+from edgecls.runtime.cpu import usable_cpus
+from edgecls.runtime.doctor import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(warmup=1, runs=4, batch_size=8)
@@ -49,9 +45,11 @@ def run_dir(make_digits_run) -> Path:
 def bench(run_dir, tmp_path_factory):
     """A full bench of the run (Keras reference, threads 1 and 2, memory, test images saved), reports written."""
     folder = tmp_path_factory.mktemp("bench-report")
-    report = run_bench(BenchOptions([run_dir], threads=[1, 2], save_test_images=folder / "test-images", **FAST),
-                       log=lambda m: None)
-    write_reports(report, folder / "report", folder / "bench.json", log=lambda m: None)
+    options = BenchOptions([run_dir], threads=[1, 2], **FAST)
+    inputs = open_inputs(options)
+    save_test_images(inputs.test, folder / "test-images")
+    report = measure_inputs(inputs, options)
+    write_reports(report, folder / "report", folder / "bench.json")
     return report, folder
 
 
@@ -223,10 +221,10 @@ def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from edgecls.bench import BenchOptions, run_bench\n"
-        f"r = run_bench(BenchOptions([Path({str(run_dir / 'export' / 'model_float32.tflite')!r}), "
+        "from edgecls.bench import BenchOptions, measure\n"
+        f"r = measure(BenchOptions([Path({str(run_dir / 'export' / 'model_float32.tflite')!r}), "
         f"Path({str(run_dir / 'export' / 'model_int8.tflite')!r})], data={str(images)!r}, threads=[1], "
-        "warmup=0, runs=2, memory=False), log=lambda m: None)\n"
+        "warmup=0, runs=2, memory=False))\n"
         "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'keras': 'keras' in sys.modules, "
         "'top1': [m.accuracy.top1 for m in r.models], 'part': r.data.part, "
         "'files': r.models[0].latency[0].file_ms.source, 'reference': r.reference, "
@@ -245,8 +243,8 @@ def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp
 @pytest.mark.parametrize("data", [None, "digits"])
 def test_a_bare_model_is_scored_on_the_test_split_of_the_run_it_names(bench, run_dir, data):
     """Not on every image of the dataset (its training images included)."""
-    report = run_bench(BenchOptions([run_dir / "export" / "model_int8.tflite"], data=data, threads=[1], memory=False,
-                                    **FAST), log=lambda m: None)
+    report = measure(BenchOptions([run_dir / "export" / "model_int8.tflite"], data=data, threads=[1], memory=False,
+                                    **FAST))
     assert report.data.part == "test" and report.data.images == bench[0].data.images
     assert any("the run named in model_int8.tflite's metadata" in note for note in report.notes)
     assert report.models[0].accuracy.top1 == bench[0].models[2].accuracy.top1
@@ -265,7 +263,7 @@ def test_a_bare_model_whose_named_run_is_another_one_needs_data(bench, run_dir, 
     other.write_bytes(embed_metadata(data, {**meta, "source": {**meta["source"], "model_sha256": "0" * 64}}))
     result = cli("bench", other, "--no-memory", "--runs", "2", "--warmup", "0", "--threads", "1")
     assert_one_line_error(result, "--data", "another model.keras", "SHA-256")
-    report = run_bench(BenchOptions([other], data="digits", threads=[1], memory=False, **FAST), log=lambda m: None)
+    report = measure(BenchOptions([other], data="digits", threads=[1], memory=False, **FAST))
     assert report.data.part == "all" and report.data.run is None
     assert any("it is not this model's run" in note and "--data digits" in note for note in report.notes)
     assert not any("the run named in" in note for note in report.notes)
@@ -283,8 +281,7 @@ def test_shipped_profiles_load():
 
 def test_a_profile_constrains_and_the_report_says_it_is_not_the_device(run_dir, tmp_path):
     before = usable_cpus()
-    report = run_bench(BenchOptions([run_dir], device="rpi-zero2w", keras=False, memory=False, **FAST),
-                       log=lambda m: None)
+    report = measure(BenchOptions([run_dir], device="rpi-zero2w", keras=False, memory=False, **FAST))
     device = report.device
     # the profile's 4 threads, but never more than the CPUs it could use here
     assert device.profile.key == "rpi-zero2w" and device.threads == [min(4, len(device.cpus_used))]
@@ -324,7 +321,7 @@ def test_emulation_is_labelled(monkeypatch):
 
 def test_arch_and_core_count_are_not_enough_to_be_the_device(tmp_path):
     """A Pi 5 benched with --device rpi4 has the arch and the 4 cores, not the Cortex-A72."""
-    from edgecls.bench.profiles import host_core
+    from edgecls.runtime.cpu import host_core
 
     cpuinfo, model = tmp_path / "cpuinfo", tmp_path / "model"
     cpuinfo.write_text("processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd0b\n\nprocessor\t: 1\n"
@@ -498,11 +495,11 @@ def test_peak_memory_is_the_probes_own_not_the_parents():
 
 
 def test_without_matplotlib_the_plots_are_skipped_with_a_note(bench, tmp_path, monkeypatch):
-    from edgecls.bench import plots
+    from edgecls.reports import plots
 
     monkeypatch.setattr(plots, "pyplot", lambda: None)
     report = copy.deepcopy(bench[0])
-    write_reports(report, tmp_path / "r", log=lambda m: None)
+    write_reports(report, tmp_path / "r")
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["bench.json", "bench.md"]
     assert report.report_files == ["bench.md", "bench.json"]
     assert any("matplotlib is not installed" in note for note in report.notes)
@@ -514,7 +511,7 @@ def test_without_tensorflow_the_float32_file_is_the_reference(run_dir, monkeypat
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
-    report = run_bench(BenchOptions([run_dir], threads=[1], memory=False, **FAST), log=lambda m: None)
+    report = measure(BenchOptions([run_dir], threads=[1], memory=False, **FAST))
     assert report.reference == "model_float32.tflite" and report.settings.keras is False
     assert [m.name for m in report.models] == ["model_float32.tflite", "model_int8.tflite"]
     assert any("TensorFlow is not installed here" in note for note in report.notes)
@@ -561,7 +558,7 @@ def test_a_device_side_bench_imports_no_workstation_module(tmp_path):
     assert found["code"] in (0, None), done.stderr
     # The workstation modules (after the re-cut: the jobs, not the TensorFlow-free options/modes tables
     # the CLI reads for its help).
-    heavy = {"tensorflow", "keras", "edgecls.train.fit", "edgecls.train.model", "edgecls.export.job",
+    heavy = {"tensorflow", "keras", "edgecls.train.job", "edgecls.train.model", "edgecls.export.job",
              "edgecls.export.convert", "edgecls.export.diagnose", "edgecls.export.sweep", "edgecls.export.analyses",
              "sklearn"}
     assert not heavy & set(found["modules"]), found["modules"]
@@ -577,9 +574,9 @@ def test_bench_input_range_scores_a_float_model_that_wants_0_to_1(unit_range, tm
         for i, (bright, dark) in enumerate([(255, 0), (200, 40)]):
             Image.fromarray(quad_image(name, bright=bright, dark=dark)).save(data / name / f"{i}.png")
     options = dict(data=str(data), threads=[1], memory=False, **FAST)
-    raw = run_bench(BenchOptions([unit_range.path], **options), log=lambda m: None)
+    raw = measure(BenchOptions([unit_range.path], **options))
     assert raw.models[0].accuracy.top1 < 0.9 and raw.settings.input_range is None  # saturated
-    scaled = run_bench(BenchOptions([unit_range.path], input_range=(0, 1), **options), log=lambda m: None)
+    scaled = measure(BenchOptions([unit_range.path], input_range=(0, 1), **options))
     assert scaled.models[0].accuracy.top1 == 1.0 and scaled.settings.input_range == [0.0, 1.0]
     assert any("--input-range 0,1" in note for note in scaled.notes) and errors(scaled.to_json()) == []
     result = cli("bench", unit_range.path, "--data", data, "--input-range", "0,1", "--threads", "1", "--runs", "2",
@@ -587,3 +584,73 @@ def test_bench_input_range_scores_a_float_model_that_wants_0_to_1(unit_range, tm
     assert result.code == 0, result.err
     assert json.loads((tmp_path / "r.json").read_text())["models"][0]["accuracy"]["top1"] == 1.0
     assert_one_line_error(cli("bench", unit_range.path, "--data", data, "--input-range", "1,1"), "--input-range")
+
+
+# ---------------------------------------------------------------------- advice that holds (issue 22)
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "digits-seed" / "report" / "bench.json"
+
+
+def _timing(threads: int, p50: float, rounds: list[float] | None = None):
+    from edgecls.bench.results import Latency, Throughput
+
+    return Latency(threads=threads, init_ms=1.0, load_ms=1.0, first_inference_ms=1.0,
+                   invoke_ms=latency.stats([p50] * 3), invoke_round_medians_ms=rounds or [p50] * 10,
+                   file_ms=latency.stats([p50], source="files"),
+                   throughput=Throughput(batch=1, batch_ms=p50, images_per_s=1e3 / p50))
+
+
+def _report_with(timings: dict[str, list], threads: list[int], cpus: list[int]) -> BenchReport:
+    """The shipped digits report with these latencies per model name (a model not named keeps none)."""
+    report = BenchReport.from_json(json.loads(SHIPPED.read_text(encoding="utf-8")))
+    report.device.threads, report.device.cpus_used = threads, cpus
+    for model in report.models:
+        model.latency = timings.get(model.name, [])
+    return report
+
+
+def test_advice_never_recommends_more_threads_than_the_measurement_could_use():
+    """Issue 22: with --device rpi4 on a 2-CPU host, bench said "4 threads are faster than 1 ... use them"
+    although 4 were slower than 2 (and 4 threads on 2 CPUs say nothing about a 4-core Pi)."""
+    from edgecls.bench.advice import advice, best_threads
+
+    report = _report_with({"model_float32.tflite": [_timing(1, 0.030), _timing(2, 0.020), _timing(4, 0.024)],
+                           "model_int8.tflite": [_timing(1, 0.013), _timing(2, 0.009), _timing(4, 0.010)]},
+                          threads=[1, 2, 4], cpus=[0, 1])
+    text = " ".join(advice(report))
+    assert "2 threads are the fastest here for every model" in text and "--threads 2" in text
+    assert "--threads 4" not in text and "4 threads are" not in text
+    assert "Rows at 4 threads ran on the 2 CPUs this measurement could use" in text and "oversubscribed" in text
+    assert best_threads(report, report.model("model_int8.tflite")).threads == 2
+    # 2 threads within the measured spread of 1 (rounds that do not tell them apart): the fewer threads
+    noisy = [0.013, 0.009, 0.014, 0.010, 0.012, 0.015, 0.009, 0.013, 0.011, 0.012]
+    tie = _report_with({"model_int8.tflite": [_timing(1, 0.012, noisy), _timing(2, 0.0105, noisy[::-1])]},
+                       threads=[1, 2], cpus=[0, 1])
+    assert best_threads(tie, tie.model("model_int8.tflite")).threads == 1
+    assert "use --threads 1" in " ".join(advice(tie))
+
+
+def test_advice_treats_the_measured_spread_as_a_tie_and_names_the_simpler_file(tmp_path):
+    from edgecls.bench.advice import advice, choice
+    from edgecls.reports.job import next_command
+
+    report = _report_with({"model_float32.tflite": [_timing(1, 0.030)], "model_int8.tflite": [_timing(1, 0.0131)]},
+                          threads=[1], cpus=[0, 1])
+    dynamic = copy.deepcopy(report.model("model_int8.tflite"))
+    dynamic.name, dynamic.mode, dynamic.size_bytes = "model_dynamic.tflite", "dynamic", 131_800
+    dynamic.path = dynamic.path.replace("int8", "dynamic")
+    dynamic.latency = [_timing(1, 0.0128)]  # 2 % faster: within the spread
+    report.models.append(dynamic)
+    assert choice(report).name == "model_int8.tflite"  # as fast, as accurate, as small: the plainer int8
+    first = advice(report)[0]
+    assert first.startswith("Take model_int8.tflite (int8): 0.013 ms p50 at 1 thread")
+    assert "As fast within the measured spread: model_dynamic.tflite" in first and "interleaved rounds" in first
+    assert "Next: model_float32.tflite at 0.030 ms" in first
+    int8 = report.model("model_int8.tflite").accuracy
+    assert f"({round(int8.top1 * int8.images)}/{int8.images})" in first  # the accuracy with its count
+    # the hint names that file and carries what decides predict's answers
+    options = BenchOptions(paths=[], labels="labels.txt", resize="nearest", fit="crop", input_range=(-1.0, 1.0),
+                           json_path=tmp_path / "b.json")
+    hint, compare = next_command(report, options).splitlines()
+    assert hint.startswith(f"Next: edgecls predict {report.model('model_int8.tflite').path} IMAGES... --labels "
+                           "labels.txt --resize nearest --fit crop --input-range -1,1")
+    assert compare.startswith(f"Next: edgecls bench compare {tmp_path / 'b.json'} OTHER/bench.json")

@@ -93,3 +93,78 @@ def test_a_new_command_gets_the_look_without_metavars(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         tiny(["look"], prog_name="tiny", standalone_mode=True)
     assert "Missing argument 'FILES'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- 80 columns (issue 22)
+@pytest.mark.parametrize("path, command", COMMANDS, ids=IDS)
+def test_help_fits_80_columns_with_nothing_cut(path, command, cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli(*path, "--help")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert [line for line in lines if len(line) > 80] == [], result.out
+    assert "…" not in result.out, result.out
+    for param in command.params:  # every option's name is there whole (a name is never cut or folded)
+        for name in getattr(param, "opts", []):
+            if name.startswith("--"):
+                assert any(name in line for line in lines), (name, result.out)
+
+
+def test_train_help_groups_its_options_in_panels_declared_with_each_option(cli, monkeypatch):
+    train = dict(COMMANDS)[("train",)]
+    panels = {param.name: getattr(param, "rich_help_panel", None) for param in train.params}
+    # the panel is a property of the option itself (so it goes wherever the option is declared)
+    assert panels["data"] == panels["img_size"] == panels["val_fraction"] == "Data"
+    assert panels["arch"] == panels["dropout"] == "Model"
+    assert panels["epochs"] == panels["lr"] == panels["patience"] == "Training"
+    assert panels["backbone"] == panels["views"] and panels["backbone"].startswith("Backbone route")
+    assert panels["alpha"] == panels["weights"] and panels["alpha"].startswith("Keras backbones")
+    assert panels["out"] == panels["force"] == "Output"
+    monkeypatch.setenv("COLUMNS", "80")
+    out = cli("train", "--help").out
+    titles = [line.split("─ ", 1)[1].split(" ─")[0] for line in out.splitlines() if line.startswith("╭─ ")]
+    assert titles[:3] == ["Data", "Model", "Training"] and titles[-2:] == ["Output", "Options"], titles
+    assert len(out.splitlines()) < 150  # was 235 lines at 80 columns
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=IDS)
+def test_help_examples_use_paths_a_user_has(path, command):
+    assert "shared/data" not in (command.epilog or "") and "shared/data" not in (command.help or "")
+
+
+def test_help_paragraphs_are_reflowed_and_examples_keep_their_own_lines():
+    from edgecls.cli.helpview import flow
+    from edgecls.console import command_lines
+
+    source = ("Each file is scored with the device-side runtime on the validation split before anything is\n"
+              "written: a table of size, accuracy and top-1 agreement with the Keras float model. Writes\n"
+              "OUT/model_<mode>.tflite.")
+    [paragraph] = flow(source, 60)
+    lines = paragraph.splitlines()
+    assert all(len(line) <= 60 for line in lines)
+    # filled lines, not the source's 95-column lines cut in two (ragged: 60, 35, 60, 30 ...)
+    assert all(len(line) > 48 for line in lines[:-1]), lines
+    examples = flow("Examples:\n\nedgecls bench a.tflite\nedgecls bench b.tflite --threads 1,2", 60)
+    assert examples == ["Examples:", "edgecls bench a.tflite\nedgecls bench b.tflite --threads 1,2"]
+    wrapped = command_lines("edgecls train --data photos/ --backbone mobilenet_v1_0.25_128_quant.tflite --out runs/x",
+                            40)
+    assert all(len(line) <= 40 for line in wrapped) and all(line.endswith(" \\") for line in wrapped[:-1])
+    assert " ".join(line.rstrip(" \\").strip() for line in wrapped).split() == (
+        "edgecls train --data photos/ --backbone mobilenet_v1_0.25_128_quant.tflite --out runs/x".split())
+
+
+def test_a_wrapped_command_is_still_one_command_for_the_shell():
+    """'Next: edgecls ...' lines wrapped to the terminal: a shell given the lines reads the same words,
+    a path longer than a line included (cut after a '/', joined again by the shell's line continuation)."""
+    import shlex
+    import subprocess
+
+    from edgecls.console import command_lines
+
+    words = ["edgecls", "predict", "/tmp/pytest-of-root/pytest-108/models0/quad_int8_meta/quad_int8_meta.tflite",
+             "IMAGES...", "--labels", "/a b/labels.txt", "--resize", "nearest"]
+    lines = command_lines(" ".join(shlex.quote(w) for w in words) + "  # the file the advice takes", 50)
+    assert all(len(line) <= 50 for line in lines), lines
+    done = subprocess.run(["bash", "-c", "printf '%s\\n' " + "\n".join(lines).split(" ", 1)[1]],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == words[1:]

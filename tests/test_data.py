@@ -79,7 +79,7 @@ def test_folder_dataset_decodes_all_formats_recursively_and_ignores_hidden(tmp_p
     (root / "cats" / ".hidden.png").write_bytes(b"junk")
     (root / ".git").mkdir()
     (root / "cats" / "notes.txt").write_text("not an image")
-    ds = load_dataset(str(root), img_size=24, color="rgb", progress=False)
+    ds = load_dataset(str(root), img_size=24, color="rgb")
     assert ds.class_names == ["cats", "dogs"]
     assert ds.images.shape == (12, 24, 24, 3) and ds.images.dtype == np.uint8
     assert any(p.startswith("cats/nested/") for p in ds.paths)
@@ -90,26 +90,26 @@ def test_folder_dataset_decodes_all_formats_recursively_and_ignores_hidden(tmp_p
 
 def test_training_path_and_runtime_path_give_the_same_tensor(tmp_path, cache):
     root = make_folder(tmp_path / "photos")
-    ds = load_dataset(str(root), img_size=20, color="grayscale", progress=False)
+    ds = load_dataset(str(root), img_size=20, color="grayscale")
     for i, rel in enumerate(ds.paths):
         assert np.array_equal(ds.images[i], load_image(root / rel, (20, 20), "grayscale")), rel
 
 
 def test_folder_cache_is_reused_then_invalidated_when_a_file_changes(tmp_path, cache, monkeypatch):
     root = make_folder(tmp_path / "photos")
-    first = load_dataset(str(root), img_size=16, progress=False)
+    first = load_dataset(str(root), img_size=16)
     assert isinstance(first.images, np.memmap)  # large folders are memory-mapped, not loaded twice
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again although the cache is valid")
 
     monkeypatch.setattr(data_module, "load_image", no_decoding)
-    second = load_dataset(str(root), img_size=16, progress=False)
+    second = load_dataset(str(root), img_size=16)
     assert np.array_equal(first.images, second.images)
     monkeypatch.undo()
     monkeypatch.setenv("EDGECLS_CACHE", str(cache))
     Image.new("RGB", (10, 10), (0, 0, 255)).save(root / "dogs" / "new.png")
-    third = load_dataset(str(root), img_size=16, progress=False)
+    third = load_dataset(str(root), img_size=16)
     assert len(third.labels) == len(first.labels) + 1
 
 
@@ -118,7 +118,7 @@ def test_corrupt_files_and_duplicates_are_skipped_with_reasons(tmp_path, cache):
     (root / "cats" / "broken.jpg").write_bytes(b"this is text, not a jpeg")
     (root / "cats" / "empty.png").write_bytes(b"")
     (root / "dogs" / "copy.png").write_bytes((root / "dogs" / "img1.jpg").read_bytes())
-    ds = load_dataset(str(root), img_size=16, progress=False)
+    ds = load_dataset(str(root), img_size=16)
     reasons = dict(ds.skipped)
     assert len(ds.labels) == 12
     assert "not an image" in reasons["cats/broken.jpg"]
@@ -140,7 +140,7 @@ def test_bad_folders_get_one_line_errors(tmp_path, cache, setup, message):
     root = tmp_path / "data"
     setup(root)
     with pytest.raises(EdgeclsError, match=message) as info:
-        load_dataset(str(root), img_size=16, progress=False)
+        load_dataset(str(root), img_size=16)
     assert "\n" not in str(info.value)
 
 
@@ -149,12 +149,12 @@ def test_folder_where_no_file_decodes_fails(tmp_path, cache):
         (tmp_path / "d" / name).mkdir(parents=True)
         (tmp_path / "d" / name / "x.jpg").write_bytes(b"nope")
     with pytest.raises(EdgeclsError, match="none of the 2 image files"):
-        load_dataset(str(tmp_path / "d"), img_size=16, progress=False)
+        load_dataset(str(tmp_path / "d"), img_size=16)
 
 
 def test_class_too_small_for_the_split(tmp_path, cache):
     make_folder(tmp_path / "d", per_class=3)
-    ds = load_dataset(str(tmp_path / "d"), img_size=16, progress=False)
+    ds = load_dataset(str(tmp_path / "d"), img_size=16)
     with pytest.raises(EdgeclsError, match="needs at least 4 per class"):
         make_split(ds, 0.1, 0.1, seed=0)
 
@@ -162,7 +162,7 @@ def test_class_too_small_for_the_split(tmp_path, cache):
 def test_existing_train_val_folders_keep_their_split(tmp_path, cache):
     make_folder(tmp_path / "d" / "train", per_class=8)
     make_folder(tmp_path / "d" / "val", per_class=3)
-    ds = load_dataset(str(tmp_path / "d"), img_size=16, progress=False)
+    ds = load_dataset(str(tmp_path / "d"), img_size=16)
     split = make_split(ds, 0.1, 0.2, seed=0)
     val_files = {ds.paths[i] for i in split.val}
     assert val_files == {p for p in ds.paths if p.startswith("val/")}
@@ -218,7 +218,7 @@ def test_real_mnist_idx_test_set():
 
 @pytest.mark.shared_data
 def test_real_catsdogs_photos_decode_and_duplicates_are_dropped(cache):
-    ds = load_dataset(str(SHARED / "catsdogs"), img_size=64, color="rgb", progress=False)
+    ds = load_dataset(str(SHARED / "catsdogs"), img_size=64, color="rgb")
     assert ds.class_names == ["cats", "dogs"]
     assert len(ds.labels) + len(ds.skipped) == 1802
     assert sum("duplicate" in reason for _, reason in ds.skipped) == 18

@@ -245,6 +245,20 @@ def test_info_table_and_a_model_that_is_no_classifier(models, cli):
     assert_one_line_error(cli("info", models.not_tflite), 2, "not a .tflite model")
 
 
+def test_info_labels_option_and_a_model_with_no_labels(models, tmp_path, cli):
+    bare = cli("info", models.rgb_float)  # a third-party model: no metadata, no labels.txt beside it
+    assert bare.code == 0, bare.err
+    assert "none: predictions are class indices 0..2" in bare.out and "0  0" not in bare.out
+    (tmp_path / "names.txt").write_text("apple\nbanana\ncherry\n")
+    named = cli("info", models.rgb_float, "--labels", tmp_path / "names.txt", "--json")
+    classifier = json.loads(named.out)["classifier"]
+    assert classifier["labels"] == ["apple", "banana", "cherry"]
+    assert classifier["labels_source"] == str(tmp_path / "names.txt")
+    (tmp_path / "two.txt").write_text("apple\nbanana\n")
+    assert_one_line_error(cli("info", models.rgb_float, "--labels", tmp_path / "two.txt"), 2,
+                          "2 labels but the model has 3 classes")
+
+
 # ----------------------------------------------------------------------------- doctor
 def test_doctor_reports_backend_and_tensorflow(cli):
     result = cli("doctor", "--json")

@@ -126,7 +126,7 @@ def test_train_on_a_tflite_backbone_in_the_device_venv_gives_the_workstations_pr
 
     data = colour_folder(tmp_path / "photos")
     here = train_with_backbone(TransferOptions(data=str(data), backbone=str(models.rgb_int8), out=str(tmp_path / "ws"),
-                                               threads=1), quiet=True, log=lambda m: None)
+                                               threads=1))
     result = run(device_venv, "train", "--data", str(data), "--backbone", str(models.rgb_int8), "--out",
                  str(tmp_path / "device"), "--threads", "1", "--quiet")
     assert result.returncode == 0, result.stderr

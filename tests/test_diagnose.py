@@ -63,8 +63,7 @@ def mixed(run, tmp_path_factory):
     from edgecls.rundir import open_run
 
     out = tmp_path_factory.mktemp("mixed")
-    return export(open_run(run), ExportOptions(["float32", "int8"], calib_samples=100, out=out, keep_float=["dense"]),
-                  log=lambda m: None)
+    return export(open_run(run), ExportOptions(["float32", "int8"], calib_samples=100, out=out, keep_float=["dense"]))
 
 
 def plain_ops(path: Path) -> list[dict]:

@@ -97,7 +97,7 @@ def test_map_mass_sits_on_the_object(square_models, method):
         assert maps[0].settings["layer"] == "conv2"  # found by itself: the last conv layer
     else:
         clf = Classifier(square_models["paths"]["trained"], num_threads=1)
-        maps = [device_map(clf, image, method, target=1, progress=False) for image in images]
+        maps = [device_map(clf, image, method, target=1) for image in images]
     masses = [object_mass(m.values, corner) for m, corner in zip(maps, corners)]
     # the grown square covers at most 8x8 = 25 % of the image; a map blind to the object puts ~25 % there
     assert np.mean(masses) > 0.6, masses
@@ -121,7 +121,7 @@ def test_maps_of_a_trained_model_differ_from_randomised_weights(square_models, m
         maps = {}
         for name in ("trained", "random"):
             clf = Classifier(square_models["paths"][name], num_threads=1)
-            maps[name] = [device_map(clf, image, method, target=1, progress=False).values for image in images]
+            maps[name] = [device_map(clf, image, method, target=1).values for image in images]
         trained, random = maps["trained"], maps["random"]
     assert all(m.std() > 0 for m in trained + random)  # no flat map: the correlation means something
     correlation = np.mean([rank_correlation(a, b) for a, b in zip(trained, random)])
@@ -140,8 +140,8 @@ def test_quad_map_lies_on_the_deciding_half(models):
     pixels = quad_image("top")[..., None]
     # black fill: quad reads brightness, so grey paint on the dark half would itself be evidence (for "bottom")
     # RISE's masks are smooth (bilinear over 2-pixel cells here): some mass leaks across the border
-    for smap, share in ((occlusion_map(clf, pixels, patch=2, stride=1, fill="black", progress=False), 0.9),
-                        (rise_map(clf, pixels, masks=300, cells=4, fill="black", progress=False), 0.7)):
+    for smap, share in ((occlusion_map(clf, pixels, patch=2, stride=1, fill="black"), 0.9),
+                        (rise_map(clf, pixels, masks=300, cells=4, fill="black"), 0.7)):
         assert smap.label == "top"
         positive = np.clip(smap.values, 0, None)
         assert positive[:4].sum() / positive.sum() > share, smap.method
@@ -153,12 +153,12 @@ def test_rise_is_seeded_and_cost_bounded(models):
 
     clf = Classifier(models.rgb_int8_meta, num_threads=1)
     pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3)).astype(np.uint8)
-    a = rise_map(clf, pixels, masks=64, seed=3, progress=False)
-    b = rise_map(clf, pixels, masks=64, seed=3, progress=False)
-    c = rise_map(clf, pixels, masks=64, seed=4, progress=False)
+    a = rise_map(clf, pixels, masks=64, seed=3)
+    b = rise_map(clf, pixels, masks=64, seed=3)
+    c = rise_map(clf, pixels, masks=64, seed=4)
     assert np.array_equal(a.values, b.values) and not np.array_equal(a.values, c.values)
     assert a.evaluations == 64
-    occluded = occlusion_map(clf, pixels, patch=4, stride=4, progress=False)
+    occluded = occlusion_map(clf, pixels, patch=4, stride=4)
     assert occluded.evaluations == 16 and occluded.values.shape == (16, 16)
 
 
@@ -220,6 +220,43 @@ def test_a_healthy_int8_model_stays_under_the_threshold(models):
     assert [r.snr_db for r in same.layers] == [r.snr_db for r in divergence.layers]  # no state leaks between runs
 
 
+def test_a_layer_far_above_any_threshold_is_never_called_diverged():
+    """Issue 22: a softmax at 57.7 dB was called 'over threshold' because its typical SNR was higher; at
+    that SNR its error is a millionth of its signal: the flip was a near tie, not a diverging layer."""
+    from edgecls.explain.divergence import HEALTHY_DB, Divergence, LayerDivergence
+
+    def layer(name: str, snr: float) -> LayerDivergence:
+        return LayerDivergence(0, name.upper(), name, name, [1], snr, 1.0, "name")
+
+    near_tie = Divergence([layer("conv", 38.0), layer("softmax", 57.7)], threshold_db=20.0, typical_db=[39.0, 70.0])
+    assert near_tie.over(1) is None and near_tie.first_over is None and 57.7 > HEALTHY_DB
+    grown = Divergence([layer("conv", 31.0), layer("softmax", 57.7)], threshold_db=20.0, typical_db=[39.0, 70.0])
+    assert grown.first_over.layer == "conv" and "under its typical 39.0 dB" in grown.over(0)
+    assert Divergence([layer("dense", 12.0)], 20.0).over(0) == "12.0 dB, below 20 dB"
+
+
+def test_the_flip_matrix_names_the_quantised_models_kind_and_zero_flips_draw_none(models, tmp_path, cli):
+    from edgecls.explain.job import flip_matrix
+
+    columns, rows, pairs = flip_matrix(np.array([0, 0]), np.array([1, 1]), ["cat", "dog"], "dynamic")
+    assert columns == ["float ↓ / dynamic →", "dog", "total"] and rows == [["cat", "2", "2"]]
+    for name in ("top", "bottom", "left", "right"):  # the quad models agree on every clean picture
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i, bright in enumerate((255, 200)):
+            Image.fromarray(quad_image(name, bright=bright)).save(tmp_path / "data" / name / f"{i}.png")
+    report_dir = tmp_path / "report"
+    result = cli("bench", models.quad_float_meta, models.quad_int8_meta, "--data", tmp_path / "data",
+                 "--explain-flips", "0", "--threads", "1", "--runs", "2", "--warmup", "0", "--no-memory",
+                 "--report", report_dir)
+    assert result.code == 0, result.err
+    report = json.loads((report_dir / "bench.json").read_text())
+    keys = [s["key"] for s in report["sections"]]
+    assert any(k.startswith("explain-flips") for k in keys) and not any(k.endswith("-matrix") for k in keys)
+    section = next(s for s in report["sections"] if s["key"].startswith("explain-flips"))
+    assert section["rows"] == [] and section["notes"][0].startswith("0 of 8 test images flip")
+    assert "Flip matrix" not in (report_dir / "bench.md").read_text()
+
+
 def test_dequantize_per_channel():
     from edgecls.explain.divergence import dequantize, snr_db
 
@@ -235,7 +272,7 @@ DEVICE_ONLY = textwrap.dedent("""
     import sys
     from edgecls.explain.job import ExplainOptions, explain_images
     summary = explain_images({model!r}, [{image!r}], ExplainOptions(out={out!r}, labels={labels!r}, threads=1,
-                             method={method!r}, masks=100), log=lambda m: None)
+                             method={method!r}, masks=100))
     assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'
     print(summary['images'][0]['label'])
 """)
@@ -265,7 +302,7 @@ def test_device_side_modules_import_no_tensorflow():
     """Nor the workstation jobs (the re-cut's layering: the device side never imports train/ or export/ jobs)."""
     code = ("import sys, edgecls.explain, edgecls.explain.occlusion, edgecls.explain.divergence, "
             "edgecls.explain.render, edgecls.explain.job, edgecls.cli; "
-            "heavy = {'tensorflow', 'keras', 'edgecls.train.fit', 'edgecls.train.model', 'edgecls.export.job', "
+            "heavy = {'tensorflow', 'keras', 'edgecls.train.job', 'edgecls.train.model', 'edgecls.export.job', "
             "'edgecls.export.convert', 'edgecls.export.analyses', 'edgecls.explain.gradcam'}; "
             "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
@@ -297,6 +334,38 @@ def test_explain_command_bad_input(models, tmp_path, cli, args, needle):
     Image.fromarray(quad_image("top")).save(tmp_path / "top.png")
     result = cli("explain", models.quad_float_meta, tmp_path / "top.png", "--out", tmp_path / "o", *args)
     assert result.code == 2 and needle in result.err and "Traceback" not in result.err
+
+
+def test_explain_writes_beside_the_model_and_never_replaces_an_earlier_result(models, tmp_path, cli, monkeypatch):
+    import shutil
+
+    model = tmp_path / "m" / "quad.tflite"
+    model.parent.mkdir()
+    shutil.copy(models.quad_float_meta, model)
+    for name in ("top", "left"):
+        Image.fromarray(quad_image(name)).save(tmp_path / f"{name}.png")
+    monkeypatch.chdir(tmp_path)  # nothing may land in the current folder
+    first = cli("explain", model, tmp_path / "top.png", "--json")
+    second = cli("explain", model, tmp_path / "left.png", "--json")
+    assert first.code == second.code == 0, (first.err, second.err)
+    assert json.loads(first.out)["summary_file"] == str(model.parent / "quad-explain" / "explain.json")
+    assert json.loads(second.out)["summary_file"] == str(model.parent / "quad-explain-2" / "explain.json")
+    kept = json.loads((model.parent / "quad-explain" / "explain.json").read_text())
+    assert [Path(row["image"]).name for row in kept["images"]] == ["top.png"]  # the first result is intact
+    assert not (tmp_path / "explain").exists()
+    # an explicit --out that holds a result is refused, unless --force
+    again = cli("explain", model, tmp_path / "left.png", "--out", model.parent / "quad-explain")
+    assert again.code == 2 and "--force" in again.err
+    forced = cli("explain", model, tmp_path / "left.png", "--out", model.parent / "quad-explain", "--force")
+    assert forced.code == 0, forced.err
+    replaced = json.loads((model.parent / "quad-explain" / "explain.json").read_text())
+    assert [Path(row["image"]).name for row in replaced["images"]] == ["left.png"]
+
+
+def test_explain_with_no_image_is_refused_before_anything_is_loaded_or_written(models, tmp_path, cli):
+    result = cli("explain", models.quad_float_meta, tmp_path / "missing.png")
+    assert result.code == 2 and "no images to explain" in result.err and "missing.png" in result.err
+    assert not any(p.name.endswith("-explain") for p in Path(models.quad_float_meta).parent.iterdir())
 
 
 def test_explain_command_needs_model_or_dataset(cli):
@@ -379,5 +448,5 @@ def test_explain_a_run_directory_uses_gradcam(digits_run, tmp_path, cli):
     row = json.loads(result.out)["images"][0]
     assert row["method"] == "gradcam" and row["settings"]["layer"] == "conv2"
     assert (tmp_path / "maps" / "digit-gradcam.png").is_file()
-    wrong = cli("explain", digits_run, tmp_path / "digit.png", "--layer", "nope", "--out", tmp_path / "maps")
+    wrong = cli("explain", digits_run, tmp_path / "digit.png", "--layer", "nope", "--out", tmp_path / "maps2")
     assert wrong.code == 2 and "no layer 'nope'" in wrong.err

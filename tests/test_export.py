@@ -40,8 +40,7 @@ def digits_run(make_digits_run) -> Path:
 @pytest.fixture(scope="session")
 def exported(digits_run):
     """float32, int8 and uint8 by the TFLite converter, into RUN/export (the default)."""
-    result = export(open_run(digits_run), ExportOptions(["float32", "int8", "uint8"], calib_samples=200),
-                    log=lambda m: None)
+    result = export(open_run(digits_run), ExportOptions(["float32", "int8", "uint8"], calib_samples=200))
     return result
 
 
@@ -50,8 +49,7 @@ def litert_exported(digits_run, tmp_path_factory):
     pytest.importorskip("ai_edge_quantizer")
     out = tmp_path_factory.mktemp("litert")
     return export(open_run(digits_run), ExportOptions(["float32", "int8"], quantizer="litert", calib_samples=150,
-                                                              out=out),
-                  log=lambda m: None)
+                                                              out=out))
 
 
 def tiny_model(extra=None, size: int = 12, classes: int = 3, seed: int = 0):

@@ -69,6 +69,7 @@ def test_every_frame_of_a_video_gets_its_digit_and_the_summary_counts_them(cli, 
     assert [row["frame"] for row in found] == list(range(20))
     assert labels_match_frames(found) and all(row["classes"][0]["score"] > 0.9 for row in found)
     assert all(len(row["classes"]) == 2 and row["latency_ms"] > 0 and row["time"].endswith("Z") for row in found)
+    assert [row["position_s"] for row in found] == [round(i / 10, 3) for i in range(20)]  # the video is 10 FPS
     assert found[0]["source"] == str(video)
     summary = result.err.strip().splitlines()[-1]
     assert summary.startswith("edgecls: 20 frames from") and "FPS" in summary and "p50" in summary
@@ -94,8 +95,10 @@ def test_table_and_csv_rows_carry_frame_time_latency_and_classes(cli, video):
     table = cli("predict", MODEL, "--source", video, "--every", "10")
     assert table.code == 0, table.err
     lines = table.out.splitlines()
-    assert lines[0].split() == ["frame", "time", "ms", "score", "label"]
+    # a video file's rows say where in the video the frame is (its 10 FPS clock), not the wall clock
+    assert lines[0].split() == ["frame", "position", "ms", "score", "label"]
     assert [line.split()[0] for line in lines[1:]] == ["0", "10"]
+    assert [line.split()[1] for line in lines[1:]] == ["0:00.000", "0:01.000"]
     assert [line.split()[-1] for line in lines[1:]] == ["3", "3"]
     result = cli("predict", MODEL, "--source", video, "--csv", "--top-k", "3", "--every", "10")
     lines = result.out.splitlines()

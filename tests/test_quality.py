@@ -74,15 +74,13 @@ def _split_folders(root: Path, parts: tuple[str, ...], per_class: int = 6) -> Pa
 
 def test_the_test_images_source_is_stated(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
-    carved = make_split(load_dataset(str(_split_folders(tmp_path / "a", ("train", "val"), 10)), 12, progress=False),
+    carved = make_split(load_dataset(str(_split_folders(tmp_path / "a", ("train", "val"), 10)), 12),
                         0.1, 0.2, 0)
     assert len(carved.test) == 4 and "carved from the 20 of train/" in carved.test_source
     assert "--test-fraction 0.2" in carved.test_source
-    given = make_split(load_dataset(str(_split_folders(tmp_path / "b", ("train", "val", "test"))), 12,
-                                    progress=False), 0.1, 0.2, 0)
+    given = make_split(load_dataset(str(_split_folders(tmp_path / "b", ("train", "val", "test"))), 12), 0.1, 0.2, 0)
     assert given.test_source == "12 images of the test/ folder"
-    flat = make_split(load_dataset(str(make_folder(tmp_path / "c", per_class=10, size=(12, 12))), 12,
-                                   progress=False), 0.1, 0.1, 0)
+    flat = make_split(load_dataset(str(make_folder(tmp_path / "c", per_class=10, size=(12, 12))), 12), 0.1, 0.1, 0)
     assert "drawn from all 20" in flat.test_source
 
 
@@ -111,3 +109,58 @@ def test_a_collapsed_model_is_flagged_and_export_refuses_it_without_force(tmp_pa
     assert "Not exporting a useless model" in refused.err and "--force" in refused.err
     assert "--patience" in refused.err and "backbone" in refused.err and "--lr" in refused.err
     assert len(refused.err.strip().splitlines()) == 1 and not (run / "export").exists()
+
+
+# ---------------------------------------------------------------------- an accuracy with its weight (issue 22)
+def test_wilson_interval_matches_the_textbook_values_and_the_text_carries_count_and_interval():
+    from edgecls.runtime.metrics import accuracy_text, interval_text, points_text, wilson_interval
+
+    # Wilson (1927) / Newcombe (1998), table I: 81/263 -> 0.2553-0.3662; 15/148 -> 0.0624-0.1605; 0/10 -> 0-0.2775
+    for (k, n), (low, high) in {(81, 263): (0.2553, 0.3662), (15, 148): (0.0624, 0.1605),
+                                (0, 10): (0.0, 0.2775)}.items():
+        got = wilson_interval(k, n)
+        assert abs(got[0] - low) < 5e-4 and abs(got[1] - high) < 5e-4, (k, n, got)
+    assert accuracy_text(23, 24) == "0.9583 (23/24; 95% CI 0.80–0.99)"
+    assert accuracy_text(9850, 10000) == "0.9850 (9850/10000)"  # narrower than a point: the count alone
+    assert interval_text(9850, 10000) == "" and interval_text(158, 179) == "0.83–0.92"
+    assert points_text(-0.0) == points_text(-1e-12) == "0.00 pt"  # never "-0.00 pt"
+    assert points_text(1 / 179) == "+0.56 pt" and points_text(-2 / 179) == "-1.12 pt"
+
+
+def test_a_small_test_split_is_warned_about_with_where_it_came_from():
+    from edgecls.train.quality import quality_warnings
+
+    source = "24 images carved from the 398 of train/ (--test-fraction 0.1, stratified, seeded)"
+    small = {"counts": {"test": 24}, "test_source": source, "test_accuracy": 0.9583, "warnings": []}
+    [warning] = quality_warnings(small, "refused")
+    assert warning.startswith("only 24 test images (24 images carved from the 398 of train/")
+    assert "23/24 right" in warning and "0.80 to 0.99" in warning and "--test-fraction" in warning
+    backbone = {**small, "tflite": {"test_accuracy": 22 / 24}}  # the written .tflite's figure is the one shipped
+    assert "22/24 right" in quality_warnings(backbone, "refused")[0]
+    assert quality_warnings({**small, "counts": {"test": 179}}, "refused") == []
+
+
+def test_a_weak_from_scratch_photo_run_points_to_a_backbone():
+    from edgecls.train.quality import backbone_hint
+
+    hint = backbone_hint(0.71, "mobile", "rgb", "photos/", from_scratch=True)
+    assert "validation 0.71" in hint and "--backbone" in hint and "--data photos/" in hint
+    assert "--arch mobilenet_v2 --weights imagenet" in hint
+    assert backbone_hint(0.93, "mobile", "rgb", "photos/", True) is None  # good enough
+    assert backbone_hint(0.71, "seed", "grayscale", "digits", True) is None  # not photos
+    assert backbone_hint(0.71, "mobilenet_v2", "rgb", "photos/", False) is None  # already on a backbone
+
+
+def test_train_summary_gives_counts_intervals_and_the_test_source():
+    from edgecls.train.job import TrainResult
+    from edgecls.train.options import resolve_options
+
+    metrics = {"counts": {"train": 300, "val": 40, "test": 24}, "best_epoch": 2, "test_accuracy": 23 / 24,
+               "test_source": "24 images of the test/ folder"}
+    options = resolve_options({"data": "photos/", "arch": "mobile", "color": "rgb"})
+    result = TrainResult(Path("runs/photos"), 23 / 24, 29 / 40, 14, 60.0, metrics, "photos/", options)
+    text = result.summary()
+    assert "Test accuracy 0.9583 (23/24; 95% CI 0.80–0.99). Test images: 24 images of the test/ folder." in text
+    assert "Validation 0.7250 (29/40; 95% CI" in text and "best epoch 2 of 14" in text
+    assert "Next: edgecls export runs/photos" in text
+    assert "Or: validation 0.72 from scratch (--arch mobile) is weak for photos" in text

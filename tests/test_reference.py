@@ -75,7 +75,7 @@ def readme_first_command() -> list[list[str]]:
 
 def kib(n: int) -> str:
     """A size cell as bench prints it (K KiB below 1 MiB)."""
-    from edgecls.bench.report import size_text
+    from edgecls.reports.report import size_text
 
     return size_text(n)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import sshd as ssh_server
 
-from edgecls.bench.remote import Target, explain, parse_targets
 from edgecls.bench.sustain import parse_duration
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.cpu import cpu_features
@@ -186,27 +185,6 @@ def test_the_server_killed_mid_run_is_a_one_line_error_and_no_report(runs, devic
 
 
 # ---------------------------------------------------------------------- quick ones
-@pytest.mark.parametrize("spec", ["-oProxyCommand=touch x", "host;rm", "a b", "user@", "host:99999"])
-def test_a_target_that_is_not_user_at_host_port_is_refused(spec):
-    with pytest.raises(EdgeclsError, match="is not|no valid port"):
-        parse_targets(spec)
-
-
-def test_targets_from_a_list_and_a_hosts_file(tmp_path):
-    hosts = tmp_path / "hosts"
-    hosts.write_text("# the lab\npi@pi5.local\npi4:2222  # upstairs\n\n")
-    assert [(t.destination, t.port) for t in parse_targets(f"@{hosts}")] == [("pi@pi5.local", None), ("pi4", 2222)]
-    assert [t.destination for t in parse_targets("a,b@c")] == ["a", "b@c"]
-
-
-def test_ssh_failures_become_one_line_causes():
-    target = Target("pi", "pi", None)
-    assert "unreachable" in explain(target, "probe", 255, "ssh: connect to host pi port 22: Connection refused\n")
-    assert "authentication refused" in explain(target, "probe", 255, "pi@pi: Permission denied (publickey).\n")
-    assert "dropped" in explain(target, "running the bench", 255, "Connection to pi closed by remote host.\n")
-    assert "disk full" in explain(target, "making the venv", 4, "OSError: [Errno 28] No space left on device\n")
-
-
 @pytest.mark.parametrize("text, seconds", [("10m", 600), ("90s", 90), ("3", 3), ("1h", 3600), ("1m30s", 90)])
 def test_sustain_durations(text, seconds):
     assert parse_duration(text) == seconds
@@ -243,7 +221,7 @@ def test_sustain_gives_a_time_series_section_plot_and_advice(tmp_path):
     if section["data"]["temperature_source"] is None:  # a VM: said, never invented
         assert temps == [None] * 3 and any("not available here" in n for n in section["notes"])
     advice = next(s for s in report["sections"] if s["key"] == "advice")
-    assert advice["rows"][0][0].startswith("Fastest here:")
+    assert advice["rows"][0][0].startswith("Take ")
     assert "cpu_features" in report["machine"] and "Sustained run" in result.stdout
 
 
@@ -322,8 +300,8 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     than its default, is on the device's command line; host files it names travel in the payload."""
     from dataclasses import fields
 
+    from edgecls.bench import BenchOptions
     from edgecls.bench.remote import device_command
-    from edgecls.bench.run import BenchOptions
 
     labels = tmp_path / "my labels.txt"
     labels.write_text("a\nb\n")
@@ -352,6 +330,24 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     # defaults stay off the line, so the device's own defaults (its CPU count) apply
     bare = device_command(BenchOptions(paths=[tmp_path]), ["m.tflite"], None, payload)
     assert not {"--threads", "--labels", "--resize", "--data", "--latency-only"} & set(bare)
+
+
+def test_export_target_on_a_device_sends_its_bench_settings_through_the_same_command(tmp_path):
+    """export --target user@host times its candidates with a bench on the device (bench.measure over
+    bench.remote): its settings travel by the same generated command line, none set by hand."""
+    from dataclasses import fields
+
+    from edgecls.bench.remote import device_command
+    from edgecls.export.target import bench_options, resolve_target
+
+    options = bench_options(resolve_target("pi@raspberrypi.local"), [tmp_path / "model_int8.tflite"], 7)
+    args = device_command(options, ["models/t/model_int8.tflite"], "data", tmp_path / "payload")
+    changed = [f for f in fields(options) if "measure" in f.metadata and getattr(options, f.name) != f.default]
+    assert {f.name for f in changed} == {"warmup", "runs", "batch_size", "memory"}
+    for spec in changed:
+        assert spec.metadata["measure"] in args, spec.name
+    assert args[args.index("--runs") + 1] == "7" and args[args.index("--batch-size") + 1] == "16"
+    assert "--threads" not in args  # the device sweeps 1 and all its CPUs; the largest is kept
 
 
 @pytest.fixture(scope="module")

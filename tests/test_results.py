@@ -1,4 +1,4 @@
-"""The bench report's typed records (edgecls.bench.results): what run_bench builds is written as
+"""The bench report's typed records (edgecls.bench.results): what measure builds is written as
 exactly the JSON the schema describes, reads back equal, and a file from another version — older,
 or newer with keys this one does not know — is read and written again without losing anything.
 
@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecls.bench import results
-from edgecls.bench.compare import read_report
-from edgecls.bench.report import json_text, write_reports
+from edgecls.bench import BenchOptions, measure, results
 from edgecls.bench.results import (
     Accuracy,
     BenchReport,
@@ -29,9 +27,9 @@ from edgecls.bench.results import (
     Section,
     Timing,
 )
-from edgecls.bench.run import BenchOptions, run_bench
-from edgecls.bench.schema import FORMAT, check_report, errors
+from edgecls.bench.schema import FORMAT, check_report, errors, read_report
 from edgecls.errors import EdgeclsError
+from edgecls.reports.report import json_text, write_reports
 
 DIGITS = Path(__file__).resolve().parents[1] / "models" / "digits-seed"
 # The reference model's report as edgecls wrote it on 2026-11-28 (no board, governor, labels, ...), kept as it was.
@@ -45,14 +43,14 @@ def bench(tmp_path_factory):
     if not (DIGITS / "test-images").is_dir():
         pytest.skip(f"{DIGITS} is not here")
     out = tmp_path_factory.mktemp("results")
-    report = run_bench(BenchOptions([DIGITS / "model_float32.tflite", DIGITS / "model_int8.tflite"],
+    report = measure(BenchOptions([DIGITS / "model_float32.tflite", DIGITS / "model_int8.tflite"],
                                     data=str(DIGITS / "test-images"), threads=[1], warmup=0, runs=2, batch_size=4,
-                                    sustain=1.0), log=lambda m: None)
-    write_reports(report, json_path=out / "bench.json", log=lambda m: None)
+                                    sustain=1.0))
+    write_reports(report, json_path=out / "bench.json")
     return report, out / "bench.json"
 
 
-def test_run_bench_builds_typed_records(bench):
+def test_measure_builds_typed_records(bench):
     report, _ = bench
     assert isinstance(report, BenchReport) and report.format == FORMAT
     float32, int8 = report.models

@@ -39,8 +39,8 @@ def fake_run(tmp_path_factory) -> Path:
     pytest.importorskip("tensorflow")
     import keras
 
+    from edgecls.artifacts import RunConfig
     from edgecls.data import load_dataset, make_split
-    from edgecls.train.options import to_toml
 
     run = tmp_path_factory.mktemp("rundir") / "run"
     run.mkdir()
@@ -51,7 +51,8 @@ def fake_run(tmp_path_factory) -> Path:
     split = make_split(dataset, 0.1, 0.1, 4)
     (run / "split.json").write_text(json.dumps(split.to_json(dataset, 4, (0.1, 0.1))))
     (run / "labels.txt").write_text("".join(f"{n}\n" for n in dataset.class_names))
-    (run / "config.toml").write_text(to_toml({"data": "digits", "img_size": 28, "color": "grayscale", "seed": 4}))
+    config = RunConfig({"data": "digits", "img_size": 28, "color": "grayscale", "seed": 4})
+    (run / "config.toml").write_text(config.text())
     return run
 
 
@@ -96,13 +97,14 @@ def test_labels_that_do_not_match_the_model_are_refused(fake_run, tmp_path):
         source.model()
 
 
-def test_bare_keras_file_takes_its_spec_from_the_model_and_labels_from_the_data(fake_run):
+def test_bare_keras_file_takes_its_spec_from_the_model_and_labels_from_the_data_when_opened(fake_run):
     with pytest.raises(EdgeclsError, match="--data"):
         open_source(fake_run / "model.keras")
     source = open_source(fake_run / "model.keras", data="digits")
-    assert source.run_dir is None and source.labels == []
+    # settled when opened, before any image or model is asked for: nothing fills itself in later
+    assert source.run_dir is None and source.labels == [str(i) for i in range(10)]
+    assert (source.img_size, source.color) == (28, "grayscale")
     assert len(source.images("val")[0]) > 0  # a seeded split of the data is made
-    assert (source.img_size, source.color) == (28, "grayscale") and len(source.labels) == 10
 
 
 def test_bare_keras_file_with_data_of_another_class_count(fake_run, tmp_path, monkeypatch):
@@ -110,9 +112,8 @@ def test_bare_keras_file_with_data_of_another_class_count(fake_run, tmp_path, mo
 
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
     folder = make_folder(tmp_path / "photos", classes=("a", "b", "c"), per_class=6)
-    source = open_source(fake_run / "model.keras", data=str(folder))
     with pytest.raises(EdgeclsError, match="10 outputs but there are 3 classes"):
-        source.images("val")
+        open_source(fake_run / "model.keras", data=str(folder))
 
 
 def test_unsafe_keras_file_is_refused_without_enabling_unsafe_loading(tmp_path):

@@ -29,6 +29,7 @@ SMOKES = {
     "resize_figures.py": ((pytest.mark.shared_data,), ()),
     "reliability_probe.py": ((), ()),  # three cases, this checkout against itself
     "export_target.py": ((pytest.mark.slow,), ()),  # a 1-epoch digits run, two candidates
+    "refusal_times.py": ((), ()),  # three refusals; fails if one imports TensorFlow first (test_bad_inputs times them)
     "bench_serve.py": ((pytest.mark.slow,), ()),  # four `edgecls serve` processes and their load
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).

@@ -8,6 +8,7 @@ classes, class 0 "background"); the edgecls model is the committed models/digits
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -140,11 +141,11 @@ def _shipped_report():
 
 
 def test_bench_caption_names_the_units_its_size_cells_use():
-    from edgecls.bench.report import size_text
+    from edgecls.reports.report import size_text
 
     cells = {size_text(500 * 1024)[-1], size_text(8 * 2**20)[-1]}
     assert cells == {"K", "M"}
-    from edgecls.bench.report import headline
+    from edgecls.reports.report import headline
 
     caption = " ".join(headline(_shipped_report()))
     assert "size: K KiB, M MiB" in caption and "size in KiB" not in caption
@@ -160,9 +161,16 @@ def test_predict_uses_a_wide_terminal_for_long_labels(tmp_path, cli, monkeypatch
     result = cli("predict", MOBILENET_160, CAT, "--labels", tmp_path / "labels.txt", "--resize", "nearest")
     assert result.code == 0, result.err
     assert long_name in result.out
-    monkeypatch.setenv("COLUMNS", "60")  # narrow: cut, but never below 24 characters
-    narrow = cli("predict", MOBILENET_160, CAT, "--labels", tmp_path / "labels.txt", "--resize", "nearest")
-    assert long_name[:23] + "…" in narrow.out
+    for columns in ("80", "60", "40"):  # narrow: the label wraps inside its column, never cut, no line too long
+        monkeypatch.setenv("COLUMNS", columns)
+        narrow = cli("predict", MOBILENET_160, CAT, "--labels", tmp_path / "labels.txt", "--resize", "nearest",
+                     "--top-k", "3")
+        lines = narrow.out.splitlines()
+        assert "…" not in narrow.out and all(len(line) <= int(columns) for line in lines), narrow.out
+        assert lines[1].startswith("0.680  Egyptian")
+        start, end = lines[0].index("label"), lines[0].index("file")  # the label column, one class a line here
+        assert long_name in " ".join(line[start:end].strip() for line in lines[1:]), narrow.out
+        assert "tiger cat" in narrow.out and "tabby" in narrow.out  # the other two classes, one a line here
 
 
 @pytest.mark.shared_data
@@ -205,8 +213,9 @@ def test_bench_ends_with_the_next_command(tmp_path, cli):
     result = cli("bench", DIGITS_INT8, "--data", DIGITS_INT8.parent / "test-images", "--threads", "1", "--runs", "2",
                  "--warmup", "0", "--no-memory", "--json", tmp_path / "r.json")
     assert result.code == 0, result.err
-    last = result.out.strip().splitlines()[-1]
-    assert last.startswith(f"Next: edgecls predict {DIGITS_INT8}") and "bench compare" in last
+    predict, compare = result.out.strip().splitlines()[-2:]
+    assert predict.startswith(f"Next: edgecls predict {DIGITS_INT8} IMAGES...") and "advice takes" in predict
+    assert compare.startswith(f"Next: edgecls bench compare {tmp_path / 'r.json'} OTHER/bench.json")
 
 
 def test_the_venv_the_readme_creates_is_ignored_by_git():
@@ -226,8 +235,8 @@ def _scored(name: str, confusion: list[list[int]], top1: float = 0.5):
 
 
 def test_confusion_counts_are_dark_on_light_cells_and_light_on_dark_ones():
-    from edgecls.bench.plots import confusions
     from edgecls.plotting import pyplot
+    from edgecls.reports.plots import confusions
 
     plt = pyplot()
     reference = _scored("ref", [[90, 1], [2, 80]])
@@ -239,8 +248,8 @@ def test_confusion_counts_are_dark_on_light_cells_and_light_on_dark_ones():
 
 
 def test_an_all_zero_difference_panel_says_identical():
-    from edgecls.bench.plots import confusions
     from edgecls.plotting import pyplot
+    from edgecls.reports.plots import confusions
 
     plt = pyplot()
     same = _scored("ref", [[5, 1], [0, 4]])
@@ -254,8 +263,8 @@ def test_an_all_zero_difference_panel_says_identical():
 
 
 def test_accuracy_axes_stop_at_one_and_the_kept_epoch_is_marked():
-    from edgecls.bench.plots import accuracy_latency
     from edgecls.plotting import history_figure, pyplot
+    from edgecls.reports.plots import accuracy_latency
 
     plt = pyplot()
     model = _shipped_report().models[-1]
@@ -297,7 +306,9 @@ def _device_side_bench(args: list[str]) -> dict:
         "print(json.dumps({'code': code, 'heavy': sorted(m for m in sys.modules if m.split('.')[0] in "
         "('tensorflow', 'keras', 'tf_keras'))}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # A wide terminal, said explicitly: under pytest a child can inherit COLUMNS=80 from the C environment.
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"})
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["code"] in (0, None), done.stderr
     return {**found, "out": done.stdout, "err": done.stderr}
@@ -324,6 +335,9 @@ def test_bench_a_third_party_model_on_folders_named_by_its_labels_without_tensor
     assert "3 class folder(s) matched labels of the model (1001 classes): 1 exact, 1 case-insensitive, 1 " \
            "first comma part" in " ".join(report["notes"])
     assert "top-k" in found["out"] and "1.0000" in found["out"], found["out"]
+    # the hint carries what decides the answers: without --labels predict gives class indices (issue 22)
+    hint = next(line for line in found["out"].splitlines() if line.startswith("Next: edgecls predict"))
+    assert f"{MOBILENET_160} IMAGES... --labels {IMAGENET_LABELS} --resize nearest" in hint, hint
 
 
 def check_report_ok(report: dict) -> bool:
@@ -347,16 +361,18 @@ def test_latency_only_needs_no_data_and_reports_latency_memory_and_size(tmp_path
     assert model["memory"]["peak_rss_mb"] > 0 and model["memory"]["heavy_modules"] == []
     markdown = (tmp_path / "rep" / "bench.md").read_text()
     assert "Latency only: 32 unlabelled images" in markdown and "Per-class accuracy" not in markdown
+    assert markdown.count("32 unlabelled") + markdown.count("32 seeded random images per model") == 1  # said once
+    assert found["out"].count("random images") == 1, found["out"]
     assert (tmp_path / "rep" / "latency.png").is_file()
 
 
 @pytest.mark.shared_data
 def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_preprocessing(tmp_path):
-    from edgecls.bench.run import BenchOptions, run_bench
+    from edgecls.bench import BenchOptions, measure
 
     data = _imagenet_folder(tmp_path / "photos")
-    report = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(data), labels=str(IMAGENET_LABELS),
-                                    threads=[1], warmup=0, runs=2, memory=False, fit="crop"), log=lambda m: None)
+    report = measure(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(data), labels=str(IMAGENET_LABELS),
+                                    threads=[1], warmup=0, runs=2, memory=False, fit="crop"))
     assert report.data.shapes == {MOBILENET_160.name: [160, 160, 3], MOBILENET_128.name: [128, 128, 3]}
     assert {m.name: m.accuracy.images for m in report.models} == {MOBILENET_160.name: 5, MOBILENET_128.name: 5}
     assert all(p == {"resize": "bilinear", "fit": "crop"} for p in report.settings.preprocessing.values())
@@ -365,8 +381,8 @@ def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.open(CAT).save(flat / "cat.png")
-    timed = run_bench(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(flat), latency_only=True, threads=[1],
-                                   warmup=0, runs=2, memory=False), log=lambda m: None)
+    timed = measure(BenchOptions([MOBILENET_160, MOBILENET_128], data=str(flat), latency_only=True, threads=[1],
+                                   warmup=0, runs=2, memory=False))
     assert timed.data.images == 1 and timed.data.files is True
     assert all(m.latency and m.accuracy is None for m in timed.models)
 
@@ -384,6 +400,21 @@ def test_folder_names_match_labels_exactly_case_insensitively_by_comma_part_or_i
         match_label("crane", labels)
     with pytest.raises(EdgeclsError, match="'kitten' matches no label"):
         match_label("kitten", labels)
+
+
+def test_a_folder_that_matches_no_label_gets_the_closest_ones_suggested():
+    """Issue 22: a folder `ants` was refused without a word about label 311, 'ant, emmet, pismire'."""
+    from edgecls.bench.thirdparty import closest_labels, match_label
+
+    labels = ["background", "ant, emmet, pismire", "tabby, tabby cat", "Egyptian cat", "tiger cat", "puppy", "box"]
+    with pytest.raises(EdgeclsError, match="did you mean 1 'ant, emmet, pismire'\\? Rename the folder to that label"):
+        match_label("ants", labels)
+    assert closest_labels("puppies", labels) == ([5], 0) and closest_labels("boxes", labels) == ([6], 0)  # plurals
+    assert closest_labels("Egyptain cat", labels) == ([3], 0)  # spelled alike
+    assert closest_labels("cats", labels) == ([2, 3, 4], 0)  # the word inside longer labels
+    assert closest_labels("zebra", labels) == ([], 0)
+    with pytest.raises(EdgeclsError, match="'zebra' matches no label .*: rename it to a label or its index"):
+        match_label("zebra", labels)
 
 
 @pytest.mark.shared_data

@@ -222,7 +222,7 @@ def test_mobile_architecture_trains_on_an_rgb_folder(tmp_path, monkeypatch):
 
 
 def test_learning_rate_and_patience_are_the_architectures_unless_given():
-    from edgecls.train.fit import training_phases
+    from edgecls.train.job import training_phases
     from edgecls.train.options import TrainOptions, with_arch_defaults
 
     assert [p.lr for p in training_phases(TrainOptions(arch="mobile"))] == [3e-3]
@@ -250,3 +250,42 @@ def test_without_tensorflow_train_says_how_to_install(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "pip install 'edgecls[train]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def _start(*args, env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edgecls", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def _finish(process: subprocess.Popen) -> tuple[int, str]:
+    out, err = process.communicate(timeout=300)
+    return process.returncode, out + err
+
+
+@pytest.mark.slow  # trains twice (in subprocesses)
+def test_same_seed_gives_identical_weights_and_identical_int8_bytes(tmp_path):
+    """Same seed, data and options on CPU: bit-identical weights, and int8 files that are the same
+    bytes. The one field that differs between two trainings is the SHA-256 of model.keras, whose zip
+    records when it was saved: with that metadata made equal, train + export gave the same bytes
+    twice, so the export of one model.keras is deterministic too."""
+    keras = pytest.importorskip("keras")
+
+    from edgecls.runtime.metadata import embed_metadata, read_metadata
+
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    run = tmp_path / "run"
+    trainings = []
+    for _ in range(2):
+        code, text = _finish(
+            _start("train", "--epochs", "1", "--seed", "3", "--out", run, "--force", "--quiet", env=env)
+        )
+        assert code == 0, text
+        code, text = _finish(_start("export", run, "--quant", "int8", "--calib-samples", "100", env=env))
+        assert code == 0, text
+        weights = keras.saving.load_model(run / "model.keras").get_weights()
+        trainings.append((weights, (run / "export" / "model_int8.tflite").read_bytes()))
+    (w1, first), (w2, retrained) = trainings
+    assert len(w1) == len(w2) and all((a == b).all() for a, b in zip(w1, w2))
+    assert read_metadata(first) != read_metadata(retrained)  # the model.keras digests differ ...
+    same = read_metadata(first)
+    assert embed_metadata(retrained, same) == embed_metadata(first, same)  # ... and all else is the same bytes

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from conftest import colour_folder
 
+from edgecls.reporter import Reporter
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORAL = SHARED / "pretrained" / "mobilenet_v1_0.5_160_quant.tflite"
 
@@ -76,8 +78,7 @@ def test_cut_and_graft_gives_a_model_litert_runs_that_agrees_with_the_numpy_head
 
     data = colour_folder(tmp_path / "data")
     result = train_with_backbone(TransferOptions(data=str(data), backbone=str(getattr(models, which)),
-                                                 out=str(tmp_path / "run"), threads=1, epochs=60),
-                                 quiet=True, log=lambda m: None)
+                                                 out=str(tmp_path / "run"), threads=1, epochs=60))
     assert result.model_file.name == f"model_{mode}.tflite"
     check = result.metrics["tflite"]
     assert check["agreement"] >= 0.99  # the TFLite head is the numpy head, quantised
@@ -98,7 +99,7 @@ def test_an_mlp_head_is_grafted_as_two_quantised_fully_connected_layers(models, 
 
     result = train_with_backbone(TransferOptions(data=str(colour_folder(tmp_path / "data")), head="mlp", hidden=16,
                                                  backbone=str(models.rgb_int8), out=str(tmp_path / "run"),
-                                                 threads=1, epochs=40), quiet=True, log=lambda m: None)
+                                                 threads=1, epochs=40))
     assert result.metrics["tflite"]["agreement"] >= 0.99
     model = graph.load_model(result.model_file.read_bytes())
     g = model.subgraphs[0]
@@ -115,7 +116,7 @@ def test_a_float_backbone_gets_a_float_head(models, tmp_path):
 
     result = train_with_backbone(TransferOptions(data=str(colour_folder(tmp_path / "data")),
                                                  backbone=str(models.rgb_float), out=str(tmp_path / "run"),
-                                                 threads=1, epochs=30), quiet=True, log=lambda m: None)
+                                                 threads=1, epochs=30))
     model = graph.load_model(result.model_file.read_bytes())
     head = [t for t in model.subgraphs[0].tensors if graph.tensor_name(t).startswith("edgecls_head/")]
     assert head and all(graph.dtype_name(t) == "float32" for t in head)
@@ -128,19 +129,22 @@ def test_run_directory_keeps_the_contract_and_the_embedding_cache_is_reused(mode
     logs: list[str] = []
     options = TransferOptions(data=str(data), backbone=str(models.rgb_int8), out=str(tmp_path / "run"), threads=1,
                               epochs=20, views=3)
-    train_with_backbone(options, quiet=True, log=logs.append)
+    train_with_backbone(options, reporter=Reporter(logs.append, bars=False))
     run = tmp_path / "run"
     for name in ("labels.txt", "split.json", "metrics.json", "history.csv", "config.toml", "transfer.json",
                  "export/export.json", "export/labels.txt", "export/model_int8.tflite"):
         assert (run / name).is_file(), name
     header = (run / "history.csv").read_text().splitlines()[0]
-    assert header == "epoch,accuracy,loss,val_accuracy,val_loss"
+    assert header == "epoch,phase,accuracy,loss,val_accuracy,val_loss"  # as the Keras route writes it
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"test_accuracy", "val_accuracy", "tflite"} <= set(metrics)
     assert metrics["train_embeddings"] == 3 * metrics["counts"]["train"]
+    # where the test images came from, as the from-scratch route says it (issue 22), and how little they show
+    assert metrics["test_source"].startswith(f"{metrics['counts']['test']} images drawn from all 24")
+    assert any(line.startswith("Split: ") and metrics["test_source"] in line for line in logs)
     assert not any("from the cache" in line for line in logs)
     logs.clear()
-    train_with_backbone(options, force=True, quiet=True, log=logs.append)
+    train_with_backbone(options, force=True, reporter=Reporter(logs.append, bars=False))
     assert any("from the cache" in line for line in logs)
 
 
@@ -149,7 +153,7 @@ def test_bench_of_the_bare_tflite_finds_its_run_and_uses_its_test_split(cli, mod
 
     result = train_with_backbone(TransferOptions(data=str(colour_folder(tmp_path / "data", per_class=16)),
                                                  backbone=str(models.rgb_int8), out=str(tmp_path / "run"),
-                                                 threads=1, epochs=5), quiet=True, log=lambda m: None)
+                                                 threads=1, epochs=5))
     bench = cli("bench", result.model_file, "--runs", "2", "--warmup", "1", "--no-memory", "--threads", "1",
                 "--json", tmp_path / "bench.json")
     assert bench.code == 0, bench.err
@@ -200,6 +204,10 @@ def test_coral_backbone_through_the_cli_then_info_predict_and_bench(cli, tmp_pat
     assert "MobilenetV1/Logits/AvgPool_1a/AvgPool [1, 1, 1, 512] uint8" in result.err
     model = run / "export" / "model_uint8.tflite"
     assert "model_uint8.tflite: test accuracy" in result.out
+    assert "WARNING: only" in result.err and "test images (" in result.err  # a small folder's test split
+    assert "the model is already in export/" in result.out and "Next: edgecls bench" in result.out
+    refused = cli("export", run)  # nothing to export: the model was written by train
+    assert refused.code == 2 and "already in export/" in refused.err
     info = cli("info", "--json", model)
     assert info.code == 0, info.err
     doc = json.loads(info.out)
@@ -259,7 +267,7 @@ def test_cnn_options_with_a_backbone_and_backbone_options_without_one_are_refuse
 
 def test_train_options_keep_the_heads_defaults_unless_given_and_the_cnn_route_refuses_a_backbone():
     from edgecls.errors import EdgeclsError
-    from edgecls.train.fit import train
+    from edgecls.train.job import train
     from edgecls.train.options import TrainOptions, validate
     from edgecls.transfer.job import TransferOptions, options_from_train
 
@@ -300,11 +308,11 @@ def test_a_head_that_learns_nothing_is_refused_unless_forced_and_then_flagged(mo
     options = TransferOptions(data=str(tmp_path / "data"), backbone=str(models.rgb_int8), out=str(tmp_path / "run"),
                               threads=1, epochs=10, val_fraction=0.3, test_fraction=0.2)
     with pytest.raises(EdgeclsError) as refused:
-        train_with_backbone(options, quiet=True, log=lambda m: None)
+        train_with_backbone(options)
     message = str(refused.value)
     assert refused.value.exit_code == 1 and "Not writing a useless model" in message and "--force" in message
     assert not (tmp_path / "run").exists()
-    result = train_with_backbone(options, force=True, quiet=True, log=lambda m: None)
+    result = train_with_backbone(options, force=True)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["collapsed"] and metrics["warnings"] and result.model_file.is_file()
     assert any(w.startswith("do not ship this model") for w in result.warnings())

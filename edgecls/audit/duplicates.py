@@ -24,6 +24,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.data import DEDUPE_MODES, Dataset, Split, load_dataset, make_split
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import phash
 
 HASH_IMAGE_SIZE = 64  # px: pictures are hashed and compared at 64x64 (a second, small dataset cache)
@@ -191,12 +192,12 @@ def _components(n: int, pairs: list[Pair]) -> list[list[int]]:
 
 
 # ---------------------------------------------------------------------- pictures at the hash size
-def hash_images(dataset: Dataset, progress: bool = False) -> np.ndarray:
+def hash_images(dataset: Dataset, reporter: Reporter = SILENT) -> np.ndarray:
     """`dataset`'s pictures at HASH_IMAGE_SIZE (same order and count), decoded through the dataset
     cache; a folder's picture that decodes there but not here (never seen) would be black."""
     if dataset.image_size == (HASH_IMAGE_SIZE, HASH_IMAGE_SIZE):
         return np.asarray(dataset.images)
-    small = load_dataset(dataset.source, HASH_IMAGE_SIZE, dataset.color, progress=progress)
+    small = load_dataset(dataset.source, HASH_IMAGE_SIZE, dataset.color, reporter=reporter)
     if dataset.paths is None or small.paths == dataset.paths:
         if len(small.labels) != len(dataset.labels):
             raise ValueError(f"{dataset.source}: {len(small.labels)} images at {HASH_IMAGE_SIZE} px, "
@@ -243,7 +244,7 @@ def default_dedupe(source: str, dataset: Dataset) -> str:
     return "near" if dataset.paths is not None else "off"
 
 
-def split_grouping(dataset: Dataset, mode: Optional[str], progress: bool = False) -> Grouping:
+def split_grouping(dataset: Dataset, mode: Optional[str], reporter: Reporter = SILENT) -> Grouping:
     """The groups `train` keeps on one side of its split, per `--dedupe` (None: default_dedupe).
 
     exact: images with the same pixels (at HASH_IMAGE_SIZE); near: also confirmed near-duplicates
@@ -256,7 +257,7 @@ def split_grouping(dataset: Dataset, mode: Optional[str], progress: bool = False
         return Grouping(mode, [], dropped_exact=dropped, dropped_across_classes=across)
     if mode not in DEDUPE_MODES:
         raise ValueError(f"unknown dedupe mode {mode!r}")
-    images = hash_images(dataset, progress)
+    images = hash_images(dataset, reporter)
     if mode == "exact":
         pairs = [Pair(a, b, "identical", 0, 1.0, confirmed=True) for a, b in _identical_pairs(images)]
         groups = [Group(m, [], len(m) > GROUP_CAP) for m in _components(len(images), pairs)]
@@ -283,20 +284,20 @@ _PART_FOLDERS = ("train", "training", "val", "valid", "validation", "test", "tes
 
 
 def grouped_split(dataset: Dataset, mode: Optional[str], val_fraction: float, test_fraction: float, seed: int,
-                  log: Callable[[str], None] = print, progress: bool = False) -> Split:
+                  reporter: Reporter = SILENT) -> Split:
     """`train`'s split: make_split with the near-duplicate groups of `--dedupe` kept on one side, what was
     kept together recorded in split.dedupe (split.json, metrics.json) and said in the log. A split that
     comes with the data is never cut again: groups spanning its parts are reported as leakage."""
-    grouping = split_grouping(dataset, mode, progress)
+    grouping = split_grouping(dataset, mode, reporter)
     split = make_split(dataset, val_fraction, test_fraction, seed, groups=grouping.groups)
     parts = split.part_of(len(dataset.labels))
     spanning = [g for g in grouping.groups + grouping.oversized if len({parts[i] for i in g if parts[i]}) > 1]
     split.dedupe = {**grouping.to_json(), "groups_spanning_parts": len(spanning)}
     if grouping.dropped_across_classes:
-        log(f"warning: {grouping.dropped_across_classes} byte-identical file(s) are filed under another class than "
-            f"the copy kept: label conflicts, see edgecls data check {dataset.source}")
+        reporter(f"warning: {grouping.dropped_across_classes} byte-identical file(s) are filed under another class "
+                 f"than the copy kept: label conflicts, see edgecls data check {dataset.source}")
     if grouping.not_used:
-        log(f"warning: near-duplicates (--dedupe {grouping.mode}): {grouping.not_used}")
+        reporter(f"warning: near-duplicates (--dedupe {grouping.mode}): {grouping.not_used}")
     elif grouping.mode != "off":
         found = (f"{len(grouping.groups)} groups of {grouping.images} images kept on one side of the split"
                  if grouping.groups else "none found")
@@ -304,9 +305,9 @@ def grouped_split(dataset: Dataset, mode: Optional[str], val_fraction: float, te
                                        len(grouping.oversized)),
                                       (f"{grouping.cross_class} filed under two classes (label conflicts)",
                                        grouping.cross_class)) if n]
-        log(f"Near-duplicates (--dedupe {grouping.mode}): {found}" + (f"; {'; '.join(extra)}" if extra else ""))
+        reporter(f"Near-duplicates (--dedupe {grouping.mode}): {found}" + (f"; {'; '.join(extra)}" if extra else ""))
     if spanning:
-        log(f"warning: {len(spanning)} near-duplicate group(s) span the train/val/test parts the data came with "
+        reporter(f"warning: {len(spanning)} near-duplicate group(s) span the train/val/test parts the data came with "
             f"(they are never re-split): the held-out figures are flattered; see edgecls data check {dataset.source}")
     return split
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from edgecls.artifacts import CONFIG_FILE, SPLIT_FILE, TRANSFER_FILE
 from edgecls.atomic import check_folder_writable
 from edgecls.audit import report
 from edgecls.audit.duplicates import (
@@ -36,7 +36,8 @@ from edgecls.audit.leakage import Leakage, find_leakage, recompute_accuracy
 from edgecls.audit.outliers import Outliers, find_outliers
 from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, native_format
 from edgecls.errors import EdgeclsError
-from edgecls.rundir import CONFIG_FILE, SPLIT_FILE, TRANSFER_FILE, RunDir, open_run
+from edgecls.reporter import SILENT, Reporter
+from edgecls.rundir import RunDir, open_run
 
 DEFAULT_MAX_PAGES = 5  # contact-sheet pages per finding (12 rows a page)
 
@@ -108,7 +109,7 @@ def default_report_dir(options: CheckOptions, run: Optional[RunDir]) -> Path:
     return Path("runs") / f"{Path(options.target.rstrip('/')).name or 'data'}-datacheck"
 
 
-def run_check(options: CheckOptions, log: Callable[[str], None] = print, progress: bool = False) -> CheckResult:
+def run_check(options: CheckOptions, reporter: Reporter = SILENT) -> CheckResult:
     """The whole check per `options`; the report is written and the result returned."""
     started = time.perf_counter()
     validate(options)
@@ -119,7 +120,7 @@ def run_check(options: CheckOptions, log: Callable[[str], None] = print, progres
     if review_dir is not None:
         report.check_review_dir(review_dir)
     backbone_path, backbone_note = _backbone_path(options, run)
-    check = _inspect(options, run, backbone_path, backbone_note, log, progress)
+    check = _inspect(options, run, backbone_path, backbone_note, reporter)
     check.seconds = time.perf_counter() - started
     document = report.document(check)
     files = report.write(check, document, report_dir, options.max_pages)
@@ -154,14 +155,14 @@ def _backbone_path(options: CheckOptions, run: Optional[RunDir]) -> tuple[Option
         return options.backbone, ""
     if run is None or not (Path(run.run_dir) / TRANSFER_FILE).is_file():
         return None, ""
-    backbone = (run.config.get("transfer") or {}).get("backbone")
+    backbone = run.record.config.backbone
     if isinstance(backbone, str) and Path(backbone).is_file():
         return backbone, f"the run's own backbone, {Path(backbone).name} (give --backbone to use another)"
     return None, ""
 
 
 def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Optional[str], backbone_note: str,
-             log: Callable[[str], None], progress: bool) -> Check:
+             reporter: Reporter) -> Check:
     source = run.data if run is not None else options.target
     backbone = None
     if backbone_path:
@@ -172,19 +173,19 @@ def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Option
         if h != w:
             raise EdgeclsError(f"--backbone {backbone.path.name} takes {h}x{w} images: only square inputs are "
                                "supported")
-        dataset = load_dataset(source, h, "grayscale" if c == 1 else "rgb", progress=progress)
+        dataset = load_dataset(source, h, "grayscale" if c == 1 else "rgb", reporter=reporter)
     elif run is not None:
         dataset = run.dataset()
     else:
         size, color = native_format(source)
-        dataset = load_dataset(source, size or HASH_IMAGE_SIZE, color, progress=progress)
+        dataset = load_dataset(source, size or HASH_IMAGE_SIZE, color, reporter=reporter)
     if options.review and dataset.paths is None:  # before the work: there are no files to link
         raise EdgeclsError(f"--review needs a folder of image files; {source} is not one")
     ids: list[Any] = list(dataset.paths) if dataset.paths is not None else list(range(len(dataset.labels)))
-    log(f"Checking {source}: {len(dataset.labels)} images, {len(dataset.class_names)} classes"
+    reporter(f"Checking {source}: {len(dataset.labels)} images, {len(dataset.class_names)} classes"
         + (f" (run {run.run_dir})" if run is not None else ""))
-    pictures = hash_images(dataset, progress)
-    features = _embeddings(backbone, dataset, options, log, progress) if backbone is not None else None
+    pictures = hash_images(dataset, reporter)
+    features = _embeddings(backbone, dataset, options, reporter) if backbone is not None else None
     duplicates = find_duplicates(pictures, features)
     share = sum(len(g.members) for g in duplicates.groups) / max(1, len(dataset.labels))
     notes = []
@@ -201,26 +202,25 @@ def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Option
     elif backbone is not None:
         check.input_side = int(backbone.input_shape[0])
     if features is not None:
-        _embedding_findings(check, features, options, log)
+        _embedding_findings(check, features, options, reporter)
     _leakage(check, options)
     return check
 
 
-def _embeddings(backbone, dataset: Dataset, options: CheckOptions, log: Callable[[str], None],
-                progress: bool) -> np.ndarray:
+def _embeddings(backbone, dataset: Dataset, options: CheckOptions, reporter: Reporter) -> np.ndarray:
     from edgecls.transfer.embed import cut_embedder, default_cache_folder, embed_dataset
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgecls-datacheck-") as scratch:
         embedder = cut_embedder(backbone, Path(scratch), options.threads)
         features, hit = embed_dataset(embedder, backbone, dataset, default_cache_folder() if options.cache else None)
-    log(f"Embeddings of {backbone.path.name} ({backbone.embedding.name}): "
+    reporter(f"Embeddings of {backbone.path.name} ({backbone.embedding.name}): "
         + ("from the cache" if hit else f"{time.perf_counter() - started:.1f} s"))
     return features
 
 
 def _embedding_findings(check: Check, features: np.ndarray, options: CheckOptions,
-                        log: Callable[[str], None]) -> None:
+                        reporter: Reporter) -> None:
     dataset = check.dataset
     classes = len(dataset.class_names)
     counts = np.bincount(dataset.labels, minlength=classes)
@@ -228,7 +228,7 @@ def _embedding_findings(check: Check, features: np.ndarray, options: CheckOption
         started = time.perf_counter()
         probabilities, l2 = out_of_fold(features, dataset.labels, classes, options.seed)
         check.label_issues = find_label_issues(probabilities, dataset.labels, l2)
-        log(f"Label check: {FOLDS}-fold out-of-fold probabilities in {time.perf_counter() - started:.1f} s")
+        reporter(f"Label check: {FOLDS}-fold out-of-fold probabilities in {time.perf_counter() - started:.1f} s")
     else:
         small = dataset.class_names[int(counts.argmin())]
         check.notes.append(f"label check skipped: class {small!r} has {counts.min()} images, fewer than the "

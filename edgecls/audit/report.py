@@ -21,6 +21,7 @@ from edgecls.audit import facts as facts_module
 from edgecls.audit.sheets import MAX_TILES_PER_ROW, THUMB, Row, Sheet, Tile, write_sheets
 from edgecls.errors import EdgeclsError
 from edgecls.provenance import created_timestamp
+from edgecls.runtime.metrics import accuracy_text, correct_count
 
 if TYPE_CHECKING:
     from edgecls.audit.job import Check
@@ -144,9 +145,12 @@ def findings(doc: dict[str, Any]) -> list[tuple[str, int, str, str]]:
             if leak["groups"] else "no group spans the parts"
         if leak["leaked_test_images"]:
             detail += f"; {len(leak['leaked_test_images'])} test images have a near-duplicate in train or val"
-        for row in leak["accuracy"]:
-            detail += (f"; {row['model']}: test accuracy {row['accuracy']:.4f}, without the leaked images "
-                       f"{row['accuracy_without_leaked']:.4f}" if row["accuracy_without_leaked"] is not None else "")
+        for row in leak["accuracy"]:  # each with its weight: count and 95 % interval (runtime.metrics)
+            n, kept = row["test_images"], row["without_leaked"]
+            detail += (f"; {row['model']}: test accuracy {accuracy_text(correct_count(row['accuracy'], n), n)}, "
+                       "without the leaked images "
+                       f"{accuracy_text(correct_count(row['accuracy_without_leaked'], kept), kept)}"
+                       if row["accuracy_without_leaked"] is not None else "")
         step = ("retrain: edgecls train keeps near-duplicate groups on one side of a split it makes; a folder's own "
                 "train/val/test is never re-split: move the copies yourself")
         out.append(("leakage across the split", leak["groups"], detail, step))

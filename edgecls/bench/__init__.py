@@ -1,28 +1,32 @@
-"""`edgecls bench`: quantised against float, on the device runtime — accuracy, agreement,
-latency, size, memory — with reports, device profiles and a merge of reports across machines.
+"""`edgecls bench`: quantised against float, on the device runtime — accuracy, agreement, latency,
+size, memory — as a library (`measure`), with reports, device profiles and a merge across machines.
 
-    from edgecls.bench import BenchOptions, run_bench, write_reports
-    report = run_bench(BenchOptions([Path("runs/digits")], threads=[1, 2]))  # a BenchReport
+    from edgecls.bench import BenchOptions, measure
+    from edgecls.reports import write_reports
+    report = measure(BenchOptions([Path("runs/digits")], threads=[1, 2]))  # a BenchReport, in memory
     print(report.models[-1].latency[0].invoke_ms.p50)
     write_reports(report, report_dir=Path("runs/digits/bench"))
 
-Modules, one concern each: inputs (models and test images), accuracy, latency (interleaved
-timing), memory (peak RSS of a device-side process), profiles (device profiles, the host,
-emulation), results (the report as typed records: BenchReport, ModelResult, ...; `to_json()` is
-bench.json, `from_json()` reads one), schema (the report's JSON Schema and a validator), report
-(table, Markdown, files), plots, compare (merging reports), sustain (steady load sampled once a second: latency,
-temperature, clock, throttling), advice (plain advice from a report's rows), remote (the same
-bench on devices over SSH, merged), run (the whole job: `bench(options, analyses)`). Importing this
-package never imports TensorFlow, and nothing here imports edgecls.train or edgecls.export:
-analyses that need them (--diagnose, --calib-sweep, edgecls.export.analyses) are passed in.
+`measure` is `open_inputs` (bench.inputs: what the options name, opened once and checked) then
+`measure_inputs` (the measurement, here or where `Where` says): callers that hold inputs already — a
+fleet, export --target's validation images in memory — call the second alone.
+
+Modules, one concern each: options (BenchOptions, its checks), inputs (models and test images, opened
+once), testset, thirdparty (labelled folders of third-party models), accuracy, latency (interleaved
+timing), memory (peak RSS of a device-side process), sustain (steady load), profiles (device profiles,
+the host), measure (`measure(options, where)`: here, under a profile, or on a device), remote (the
+device half over SSH), results (the report's typed records; `to_json()` is bench.json), schema
+(its JSON Schema; reading a bench.json), advice. Writing and printing a report, a fleet's bench and
+the `edgecls bench` command sit on top, in edgecls.reports. Importing this package never imports
+TensorFlow, and nothing here imports edgecls.train or edgecls.export.
 """
 
-from edgecls.bench.compare import compare
-from edgecls.bench.report import add_section, render_bench_table, write_reports
-from edgecls.bench.results import BenchReport, ModelResult
-from edgecls.bench.run import BenchOptions, parse_threads, run_bench
+from edgecls.bench.inputs import Inputs, open_inputs
+from edgecls.bench.measure import Where, measure, measure_inputs
+from edgecls.bench.options import BenchOptions, parse_threads
+from edgecls.bench.results import BenchReport, ModelResult, add_section
 from edgecls.bench.schema import check_report, schema
 from edgecls.bench.schema import errors as schema_errors
 
-__all__ = ["BenchOptions", "BenchReport", "ModelResult", "add_section", "check_report", "compare", "parse_threads",
-           "render_bench_table", "run_bench", "schema", "schema_errors", "write_reports"]
+__all__ = ["BenchOptions", "BenchReport", "Inputs", "ModelResult", "Where", "add_section", "check_report", "measure",
+           "measure_inputs", "open_inputs", "parse_threads", "schema", "schema_errors"]

@@ -11,30 +11,37 @@ from __future__ import annotations
 
 from typing import Optional
 
+from edgecls.bench import latency
 from edgecls.bench.results import BenchReport, Latency, ModelResult
+from edgecls.runtime.metrics import accuracies_tied, correct_count, points_text
 
 SECTION = "advice"
 NOT_FASTER = 0.9  # an int8 model whose p50 is above 0.9x float32's is "not faster"
 ACCURACY_COST_PT = 1.0  # points of top-1 worth a sentence
-MORE_THREADS_GAIN = 0.9  # more threads "help" when they cut p50 below 0.9x of one thread's
 SUSTAIN_DRIFT = 0.10  # a p50 10 % higher in the last window than in the first
 HEATING_C = 5.0  # a rise that can explain a slow-down
 
 
+# On a tie (latency within the measured spread, accuracy within chance), the simpler file is advised:
+# the plain modes before the others, a mixed int8 (some ops kept in float) last.
+SIMPLER = ("float32", "int8", "uint8", "dynamic", "float16")
+SMALLER = 0.95  # a file counts as smaller than another below this share of its size
+
+
 def advice(report: BenchReport) -> list[str]:
     """The sentences, most useful first."""
-    timed = [m for m in report.models if m.latency]
+    timed = [m for m in report.models if within_cpus(report, m.latency)]
     if not timed:
         return []
     out = [_fastest(report, timed)]
-    out += filter(None, [_threads(timed)])
+    out += filter(None, [_threads(report, timed)])
     out += _int8(report, timed)
     out += _sustained(report)
     return out
 
 
 def add_advice(report: BenchReport) -> None:
-    from edgecls.bench.report import add_section
+    from edgecls.bench.results import add_section
 
     sentences = advice(report)
     if sentences:
@@ -42,53 +49,120 @@ def add_advice(report: BenchReport) -> None:
                     [[s] for s in sentences], data=sentences)
 
 
-def _best(model: ModelResult) -> Latency:
-    return min(model.latency, key=lambda t: t.invoke_ms.p50)
+def usable_cpus(report: BenchReport) -> int:
+    """The CPUs the measurement could use: the host's, within the device profile's cores."""
+    return len(report.device.cpus_used or []) or report.machine.usable_cpus
+
+
+def within_cpus(report: BenchReport, timings: list[Latency]) -> list[Latency]:
+    """The thread counts that fit the CPUs the measurement could use (more only measure the scheduler)."""
+    return [t for t in timings if t.threads <= usable_cpus(report)]
+
+
+def best_threads(report: BenchReport, model: ModelResult) -> Latency:
+    """A model's fastest thread count within the CPUs; on a tie (the measured spread), the fewest threads."""
+    usable = sorted(within_cpus(report, model.latency), key=lambda t: t.threads)
+    fastest = min(usable, key=lambda t: t.invoke_ms.p50)
+    return next(t for t in usable if t is fastest or latency.tied(fastest, t))
+
+
+def choice(report: BenchReport) -> Optional[ModelResult]:
+    """The .tflite file the advice names: the fastest here (at its best thread count); among those tied
+    with it within the measured spread, the most accurate (accuracies within chance are tied too), then
+    the clearly smaller, then the simpler file (SIMPLER). None when no .tflite was timed."""
+    timed = [m for m in report.tflite_models() if within_cpus(report, m.latency)]
+    if not timed:
+        return None
+    ranked = sorted(timed, key=lambda m: best_threads(report, m).invoke_ms.p50)
+    fastest = best_threads(report, ranked[0])
+    ties = [m for m in ranked if m is ranked[0] or latency.tied(fastest, best_threads(report, m))]
+    scored = [m for m in ties if m.accuracy is not None]
+    if scored:
+        top = max(scored, key=lambda m: m.accuracy.top1)
+        ties = [m for m in scored if accuracies_tied(_correct(m), _correct(top))]
+    smallest = min(m.size_bytes for m in ties)
+    ties = [m for m in ties if m.size_bytes * SMALLER <= smallest]
+    return min(ties, key=_simplicity)
+
+
+def _simplicity(model: ModelResult) -> tuple[bool, int]:
+    mixed = "mixed" in model.name
+    return mixed, SIMPLER.index(model.mode) if model.mode in SIMPLER else len(SIMPLER)
+
+
+def _correct(model: ModelResult) -> int:
+    return correct_count(model.accuracy.top1, model.accuracy.images)
 
 
 def _accuracy(report: BenchReport, model: ModelResult) -> str:
     if model.accuracy is None:  # --latency-only: no labelled images
         return "accuracy not measured (--latency-only)"
-    text = f"top-1 {model.accuracy.top1:.4f}"
+    text = f"top-1 {model.accuracy.top1:.4f} ({_correct(model)}/{model.accuracy.images})"
     paired = model.vs_reference
     if paired:
-        text += f", {paired.delta_accuracy * 100:+.2f} pt against {paired.reference}"
+        text += f", {points_text(paired.delta_accuracy)} against {paired.reference}"
     elif model.name == report.reference:
         text += ", the float reference"
     return text
 
 
+def _threads_text(t: Latency) -> str:
+    return f"{t.threads} thread{'' if t.threads == 1 else 's'}"
+
+
 def _fastest(report: BenchReport, timed: list[ModelResult]) -> str:
-    ranked = sorted(timed, key=lambda m: _best(m).invoke_ms.p50)
-    fastest, best = ranked[0], _best(ranked[0])
-    text = (f"Fastest here: {fastest.name} ({fastest.mode}), {best.invoke_ms.p50:.3f} ms p50 at "
-            f"{best.threads} thread(s), {_accuracy(report, fastest)}.")
-    if len(ranked) > 1:
-        runner, other = ranked[1], _best(ranked[1])
+    chosen = choice(report)
+    ranked = sorted(timed, key=lambda m: best_threads(report, m).invoke_ms.p50)
+    if chosen is None:
+        chosen = ranked[0]
+    best = best_threads(report, chosen)
+    text = (f"Take {chosen.name} ({chosen.mode}): {best.invoke_ms.p50:.3f} ms p50 at {_threads_text(best)}, "
+            f"{_accuracy(report, chosen)}.")
+    fastest = best_threads(report, ranked[0])
+    ties = [m for m in ranked if m is not chosen and latency.tied(fastest, best_threads(report, m))]
+    if ties:
+        shown = ", ".join(f"{m.name} {best_threads(report, m).invoke_ms.p50:.3f} ms" for m in ties)
+        text += (f" As fast within the measured spread: {shown}; of files this close, the advice takes the most "
+                 "accurate (within chance counts as equal), then the clearly smaller, then the simpler one. "
+                 f"Ties: {latency.SPREAD_RULE}.")
+    rest = [m for m in ranked if m is not chosen and m not in ties]
+    if rest:
+        runner, other = rest[0], best_threads(report, rest[0])
         text += (f" Next: {runner.name} at {other.invoke_ms.p50:.3f} ms "
                  f"({other.invoke_ms.p50 / best.invoke_ms.p50:.2f}x), {_accuracy(report, runner)}.")
     return text
 
 
-def _threads(timed: list[ModelResult]) -> Optional[str]:
+def _threads(report: BenchReport, timed: list[ModelResult]) -> Optional[str]:
+    """Which thread count to run at, among those within the CPUs the measurement could use, and why
+    rows beyond them say nothing about a device with more cores."""
+    cpus = usable_cpus(report)
+    counts = sorted({t.threads for m in report.models for t in m.latency})
+    beyond = [n for n in counts if n > cpus]
+    note = (f" Rows at {', '.join(map(str, beyond))} threads ran on the {cpus} CPU{'s' if cpus > 1 else ''} this "
+            "measurement could use (the host's, within the device profile's): oversubscribed, they are not what a "
+            "device with that many cores does, and are left out of this advice." if beyond else "")
     one = {m.name: t for m in timed for t in m.latency if t.threads == 1}
-    ratios: dict[str, float] = {}
-    threads = 1
-    for model in timed:
-        most = max(model.latency, key=lambda t: t.threads)
-        if model.name in one and most.threads > 1:
-            ratios[model.name] = most.invoke_ms.p50 / one[model.name].invoke_ms.p50
-            threads = most.threads
-    if not ratios:
-        return None
-    helped = [name for name, ratio in ratios.items() if ratio < MORE_THREADS_GAIN]
-    span = f"p50 at {threads} threads ÷ at 1: " + ", ".join(f"{name} {r:.2f}" for name, r in ratios.items())
-    if not helped:
-        return (f"{threads} threads are no faster than 1 for these models ({span}): a model this small does not "
-                "fill several cores; use --threads 1 and keep the other cores free.")
-    if len(helped) == len(ratios):
-        return f"{threads} threads are faster than 1 ({span}): use them if the cores are free."
-    return f"{threads} threads help {', '.join(helped)} only ({span})."
+    swept = [m for m in timed if m.name in one and len(within_cpus(report, m.latency)) > 1]
+    if not swept:
+        return note.strip() or None
+    best = {m.name: best_threads(report, m) for m in swept}
+    most = max(t.threads for m in swept for t in within_cpus(report, m.latency))
+    span = (f"p50 at {most} threads ÷ at 1: " + ", ".join(
+        f"{m.name} {next(t for t in m.latency if t.threads == most).invoke_ms.p50 / one[m.name].invoke_ms.p50:.2f}"
+        for m in swept))
+    counts_best = {t.threads for t in best.values()}
+    if counts_best == {1}:
+        text = (f"More threads are no faster than 1 for these models within the measured spread ({span}): a model "
+                "this small does not fill several cores; use --threads 1 and keep the other cores free.")
+    elif len(counts_best) == 1:
+        n = counts_best.pop()
+        text = f"{n} threads are the fastest here for every model ({span}): use --threads {n} if the cores are free."
+    else:
+        text = ("The fastest thread count differs by model (" + ", ".join(f"{name} {t.threads}"
+                                                                         for name, t in best.items())
+                + f"; {span}).")
+    return text + note
 
 
 def _int8(report: BenchReport, timed: list[ModelResult]) -> list[str]:
@@ -97,13 +171,14 @@ def _int8(report: BenchReport, timed: list[ModelResult]) -> list[str]:
     for model in timed:
         if not model.mode.startswith(("int8", "uint8")):
             continue
-        ratios = [t.vs_reference.invoke_p50_ratio for t in model.latency if t.vs_reference]
+        usable = within_cpus(report, model.latency)
+        ratios = [t.vs_reference.invoke_p50_ratio for t in usable if t.vs_reference]
         paired = model.vs_reference
         if paired and -paired.delta_accuracy * 100 >= ACCURACY_COST_PT:
             out.append(f"{model.name} loses {-paired.delta_accuracy * 100:.2f} pt of top-1 against "
                        f"{paired.reference}: edgecls export --auto-fallback K keeps the worst ops in float.")
-        per_thread = ", ".join(f"{t.vs_reference.invoke_p50_ratio:.2f} at {t.threads} thread(s)"
-                               for t in model.latency if t.vs_reference)
+        per_thread = ", ".join(f"{t.vs_reference.invoke_p50_ratio:.2f} at {_threads_text(t)}"
+                               for t in usable if t.vs_reference)
         if not ratios or min(ratios) < NOT_FASTER:
             if ratios:
                 out.append(f"{model.name} is faster than float32 here (p50 ÷ float32's: {per_thread}).")

@@ -18,18 +18,33 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from edgecls.artifacts import (
+    EXPORT_DIR,
+    EXPORT_REPORT,
+    MAX_JSON_BYTES,
+    MODEL_FILE,
+    SPLIT_FILE,
+    TRANSFER_FILE,
+    ExportIndex,
+)
+from edgecls.bench import thirdparty
+from edgecls.bench.testset import SAVED_FORMAT, SAVED_TEST_IMAGES, TestSet, match_classes
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
 from edgecls.provenance import sha256_file
-from edgecls.rundir import EXPORT_DIR, EXPORT_REPORT, MAX_JSON_BYTES, SPLIT_FILE, TRANSFER_FILE, RunDir
-from edgecls.runtime.labels import printable
+from edgecls.rundir import RunDir, open_run
+from edgecls.runtime.classify import Classifier
+from edgecls.runtime.interpreter import find_backend
+from edgecls.runtime.metrics import few_images_warning
+from edgecls.text import printable
 
-SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
-SAVED_FORMAT = "edgecls.test-images/1"
+if TYPE_CHECKING:
+    from edgecls.bench.options import BenchOptions
+
 
 
 @dataclass
@@ -51,48 +66,6 @@ class BenchModel:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "mode": self.mode, "path": str(self.path),
                 "size_bytes": self.size_bytes, "sha256": self.sha256, "io": self.io}
-
-
-@dataclass
-class TestSet:
-    images: np.ndarray  # uint8 (N, H, W, C)
-    labels: np.ndarray  # int (N,), in the models' class order
-    class_names: list[str]
-    ids: list[Any]  # per image: its file (relative to the data) or its index in the dataset
-    files: Optional[list[Path]]  # the real files, when the data is a folder of them
-    source: str  # the data, as named
-    part: str  # "test" | "all"
-    run: Optional[str] = None
-    notes: list[str] = field(default_factory=list)
-    # bench.thirdparty's sets: each model's own decoding of the images (its size, its resize), the
-    # model's class index of each class (scored over all the model's classes), how folders matched
-    per_model: dict[str, np.ndarray] = field(default_factory=dict)
-    class_index: Optional[list[int]] = None
-    label_map: Optional[list[dict[str, Any]]] = None
-    latency_only: bool = False
-
-    def images_for(self, model_name: str) -> np.ndarray:
-        """The images as `model_name` takes them."""
-        return self.per_model.get(model_name, self.images)
-
-    def to_json(self) -> dict[str, Any]:
-        doc = {"source": self.source, "part": self.part, "run": self.run, "images": int(len(self.labels)),
-               "classes": self.class_names, "shape": list(self.images.shape[1:]),
-               "files": self.files is not None, "content_sha256": self.content_digest()}
-        if self.per_model:
-            doc["shapes"] = {name: list(images.shape[1:]) for name, images in self.per_model.items()}
-        if self.label_map is not None:
-            doc["label_map"] = self.label_map
-        return doc
-
-    def content_digest(self) -> str:
-        """The labelled pixels, whatever their order or file names: two reports scored the same test
-        images exactly when their digests match (bench compare checks it)."""
-        import hashlib
-
-        per_image = sorted(hashlib.sha256(np.ascontiguousarray(image).tobytes() + int(label).to_bytes(4, "little"))
-                           .hexdigest() for image, label in zip(self.images, self.labels))
-        return hashlib.sha256("".join(per_image).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------- models
@@ -124,13 +97,7 @@ def exported_files(run_dir: Path) -> list[Path]:
         raise EdgeclsError(f"{run_dir} has no exported models ({report_path} is missing): "
                            f"run edgecls export {run_dir} first")
     again = f"run edgecls export {run_dir} again"
-    try:
-        doc = json.loads(read_capped(report_path, MAX_JSON_BYTES).decode("utf-8"))
-        entries = [(entry["file"], entry["sha256"]) for entry in doc["models"]]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as exc:
-        raise EdgeclsError(f"{report_path} is malformed ({type(exc).__name__}): {again}") from None
-    except OSError as exc:
-        raise EdgeclsError(f"cannot read {report_path}: {exc.strerror or exc}") from None
+    entries = [(entry.file, entry.sha256) for entry in ExportIndex.read(report_path, again).models]
     if not entries:
         raise EdgeclsError(f"{report_path} lists no models: {again}")
     files = []
@@ -188,7 +155,6 @@ def metadata_run(path: Path) -> tuple[Optional[Path], Optional[str]]:
     The path in the metadata is only a name (often relative, and reused by every `edgecls train
     --out runs/x`): the run is accepted only when its model.keras has the SHA-256 the export recorded.
     """
-    from edgecls.rundir import MODEL_FILE
     from edgecls.runtime.metadata import read_metadata
     from edgecls.runtime.model import read_model_bytes
 
@@ -219,8 +185,8 @@ def _transfer_run(run: Path, path: Path, content: bytes) -> tuple[Optional[Path]
 
     digest = hashlib.sha256(content).hexdigest()
     try:
-        listed = {m.get("sha256") for m in json.loads((run / EXPORT_DIR / EXPORT_REPORT).read_text())["models"]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        listed = {m.sha256 for m in ExportIndex.read(run / EXPORT_DIR / EXPORT_REPORT, "").models}
+    except EdgeclsError:
         listed = set()
     if digest in listed:
         return run, None
@@ -231,36 +197,48 @@ def _transfer_run(run: Path, path: Path, content: bytes) -> tuple[Optional[Path]
 # ---------------------------------------------------------------------- test images
 def run_test_set(run: RunDir) -> TestSet:
     """The run's held-out test split, with image ids (file or dataset index) and files."""
-    dataset = run.dataset()
-    indices = np.asarray(run.split().test)
-    if len(indices) == 0:
+    test = run.part("test")
+    if len(test.labels) == 0:
         raise EdgeclsError(f"{run.name} has no test images (its split's test part is empty)")
-    images, labels = run.images("test")
-    ids, files = _ids_and_files(dataset, indices)
-    return TestSet(images, labels, list(run.labels), ids, files, run.data, "test", run=str(run.run_dir),
-                   notes=_leak_notes(run))
+    source = run.training_metrics().get("test_source")  # how train drew them, in its words
+    notes = [f"Test images: the held-out test split of {run.name}: {source}."] if source else []
+    return TestSet(test.images, test.labels, list(run.labels), test.ids, test.files, run.data, "test",
+                   run=str(run.run_dir), notes=notes + _leak_notes(run))
 
 
 def _leak_notes(run: RunDir) -> list[str]:
     """A note when test images have a near-duplicate in the run's train part (edgecls.audit.duplicates)."""
     from edgecls.audit.duplicates import train_test_leaks
 
+    dataset, split = run.data_and_split()
     try:
-        leaked = train_test_leaks(run.dataset(), run.split())
+        leaked = train_test_leaks(dataset, split)
     except EdgeclsError:  # the check is a courtesy: a cache that cannot be written must not stop the bench
         return []
     if not leaked:
         return []
-    return [f"{len(leaked)} of the {len(run.split().test)} test images have a near-duplicate in the run's train "
+    return [f"{len(leaked)} of the {len(split.test)} test images have a near-duplicate in the run's train "
             f"part (its split did not keep them apart): their accuracy is flattered; edgecls data check "
             f"{run.run_dir} lists them and gives the accuracy without them."]
+
+
+def few_images_note(test: TestSet) -> Optional[str]:
+    """A warning for the report when the scored images are too few to say much (see runtime.metrics), with
+    where they came from; None for enough images, or a --latency-only set (no accuracy)."""
+    if test.latency_only:
+        return None
+    where = (f"the held-out test split of {test.run}" if test.run else
+             f"the test part of {test.source}" if test.part == "test" else f"all of {test.source}")
+    few = few_images_warning(len(test.labels), where)
+    return f"Warning: {few}." if few else None
 
 
 def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
     """`--data` for bare models: its test part if it comes with one, else all of it."""
     from edgecls.data import load_dataset
 
-    dataset = load_dataset(data, size[0] if size[0] == size[1] else None, color, progress=False)
+    saved = _saved_from(Path(data))  # written by --save-test-images: a run's held-out test split
+    dataset = load_dataset(data, size[0] if size[0] == size[1] else None, color)
     if dataset.image_size != size:
         raise EdgeclsError(f"the models take {size[0]}x{size[1]} images; {data} gives {dataset.image_size[0]}x"
                            f"{dataset.image_size[1]}")
@@ -269,8 +247,7 @@ def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
     indices = np.asarray(given["test"]) if part == "test" else np.arange(len(dataset.labels))
     if len(indices) == 0:
         raise EdgeclsError(f"{data} has no images")
-    ids, files = _ids_and_files(dataset, indices)
-    saved = _saved_from(Path(data))
+    taken = dataset.take(indices)
     if saved is not None:  # a run's test split, written by --save-test-images: held out, not "all"
         part = "test"
         notes = [f"Test images: the held-out test split of {saved.get('run') or saved.get('source')}, "
@@ -287,8 +264,8 @@ def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
     duplicates = len(dataset.skipped) - len(unreadable)
     if duplicates:
         notes.append(f"{duplicates} byte-identical duplicate file(s) in {data} were scored once")
-    return TestSet(np.asarray(dataset.images[indices]), np.asarray(dataset.labels[indices]),
-                   list(dataset.class_names), ids, files, data, part, notes=notes)
+    return TestSet(taken.images, taken.labels, list(dataset.class_names), taken.ids, taken.files, data, part,
+                   notes=notes)
 
 
 def _saved_from(folder: Path) -> Optional[dict[str, Any]]:
@@ -299,63 +276,133 @@ def _saved_from(folder: Path) -> Optional[dict[str, Any]]:
     return doc if isinstance(doc, dict) and doc.get("format") == SAVED_FORMAT else None
 
 
-def _ids_and_files(dataset: Any, indices: np.ndarray) -> tuple[list[Any], Optional[list[Path]]]:
-    if dataset.paths is None:
-        return [int(i) for i in indices], None
-    root = Path(dataset.source)
-    relative = [dataset.paths[i] for i in indices]
-    return relative, [root / p for p in relative]
+# ---------------------------------------------------------------------- everything, checked together
+@dataclass
+class Inputs:
+    """What a bench measures, opened once and checked against each other: the run (if any), the
+    .tflite models, a loaded Classifier for each (by model name), the test images, the interpreter."""
+
+    run: Optional[RunDir]
+    models: list[BenchModel]
+    classifiers: dict[str, Classifier]
+    test: TestSet
+    backend: Any  # runtime.interpreter's Backend: name and version
 
 
-def match_classes(test: TestSet, labels: list[str], model_name: str) -> TestSet:
-    """Put the test labels in the model's class order. One-line error when the counts differ."""
-    if len(labels) != len(test.class_names):
-        raise EdgeclsError(f"{model_name} has {len(labels)} classes but the test data ({test.source}) has "
-                           f"{len(test.class_names)}: bench a model with the data it was trained on, or, for "
-                           "class folders named by some of the model's labels, give --labels FILE")
-    if labels == test.class_names:
-        return test
-    if sorted(labels) == sorted(test.class_names):  # same names, another order (folder sorting)
-        position = {name: i for i, name in enumerate(labels)}
-        order = np.array([position[name] for name in test.class_names])
-        test.labels = order[test.labels]
-        test.class_names = list(labels)
-        return test
-    test.notes.append(f"the data's class names ({', '.join(test.class_names[:4])}...) differ from the model's "
-                      f"({', '.join(labels[:4])}...): classes are matched by position")
-    test.class_names = list(labels)
+def open_inputs(options: BenchOptions, test: Optional[TestSet] = None) -> Inputs:
+    """The inputs `options` name (a run directory's exports and/or .tflite files); the test images are
+    found as the module doc says, or `test` when the caller has them in memory (export --target's
+    validation images)."""
+    backend = find_backend(options.backend)
+    run_dir, files = split_paths(options.paths)
+    run = open_run(run_dir, options.data) if run_dir else None
+    if run_dir is not None:
+        files = _unique(exported_files(run_dir) + files)
+    models = [describe_tflite(path, backend.name) for path in files]
+    unique_names(models)
+    classifiers = {m.name: Classifier(m.path, backend=backend.name, input_range=options.input_range,
+                                      labels=options.labels, resize=options.resize, fit=options.fit) for m in models}
+    if test is not None:  # the caller's own images (export --target: validation), with its own notes
+        return Inputs(run, models, classifiers, _fitting(test, models, classifiers), backend)
+    if options.latency_only:
+        test = thirdparty.unlabelled_test_set(options.data, models, classifiers)
+    elif options.labels is not None:
+        if options.data is None:
+            raise EdgeclsError("--labels needs --data FOLDER: class sub-folders named by the labels (or bench "
+                               "with --latency-only)")
+        test = thirdparty.labelled_test_set(options.data, models, classifiers)
+    else:
+        test = _test_set(run, options.data, models, classifiers)
+    few = few_images_note(test)
+    if few:
+        test.notes.insert(0, few)
+    return Inputs(run, models, classifiers, test, backend)
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    seen, kept = set(), []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    return kept
+
+
+def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchModel],
+              classifiers: dict[str, Classifier]) -> TestSet:
+    """The test images, checked against every model's input and class count."""
+    spec = _one_input(models, classifiers)
+    named_by_metadata, problem = False, None
+    if run is None:
+        # An edgecls model names its run: when that run is here (its model.keras the one the file was
+        # exported from, and --data, if given, its data), its saved test split is the honest choice,
+        # not every image of the dataset.
+        run, problem = _metadata_run(models[0].path, data)
+        named_by_metadata = run is not None
+        if run is None and data is None:
+            reason = problem or f"{models[0].name} does not name a run directory that is here"
+            raise EdgeclsError(f"name the test images with --data (a folder of class sub-folders, a folder of IDX "
+                               f"files, digits, ...): {reason}")
+    if run is None:
+        test = data_test_set(data, spec.size, spec.color)
+    else:
+        try:
+            test = run_test_set(run)
+        except EdgeclsError as exc:  # e.g. digits without scikit-learn, on a device
+            raise EdgeclsError(
+                f"{exc}; on a device, bench the .tflite files with --data FOLDER instead (made "
+                f"on the workstation by edgecls bench {run.run_dir} --save-test-images FOLDER)"
+            ) from None
+    if problem:
+        test.notes.append(f"{problem}; the test images are --data {data}.")
+    if named_by_metadata:
+        test.notes.append(f"Test images: the held-out test split of {run.run_dir}, the run named in "
+                          f"{models[0].name}'s metadata.")
+    return _fitting(test, models, classifiers)
+
+
+def _one_input(models: list[BenchModel], classifiers: dict[str, Classifier]) -> Any:
+    """The input spec every model shares (one-line errors: no models, two input sizes)."""
+    if not models:
+        raise EdgeclsError("no .tflite models to bench")
+    spec = classifiers[models[0].name].input_spec
+    for model in models[1:]:
+        other = classifiers[model.name].input_spec
+        if other.shape != spec.shape:
+            raise EdgeclsError(f"{model.name} takes {_shape(other.shape)} images but {models[0].name} takes "
+                               f"{_shape(spec.shape)}: bench models of one input size together, or give --labels "
+                               "FILE with a --data folder (each model then decodes the images at its own size)")
+    return spec
+
+
+def _fitting(test: TestSet, models: list[BenchModel], classifiers: dict[str, Classifier]) -> TestSet:
+    """`test`, checked against the models' input and put in their class order."""
+    spec = _one_input(models, classifiers)
+    if tuple(test.images.shape[1:]) != spec.shape:
+        raise EdgeclsError(f"{models[0].name} takes {_shape(spec.shape)} images but the test images ({test.source}) "
+                           f"are {_shape(test.images.shape[1:])}")
+    for model in models:
+        test = match_classes(test, classifiers[model.name].labels, model.name)
     return test
 
 
-def save_test_images(test: TestSet, folder: Path) -> Path:
-    """Write the test images as PNG files in class sub-folders (a folder --data reads back exactly):
-    how the test split of a run travels to a device without the training data or scikit-learn."""
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    from edgecls.atomic import staged_dir
-
-    if folder.exists() and any(folder.iterdir()):
-        raise EdgeclsError(f"--save-test-images {folder} exists and is not empty: choose a new folder")
-    with staged_dir(folder, force=True) as tmp:
-        for position, (pixels, label) in enumerate(zip(test.images, test.labels)):
-            name = test.class_names[int(label)]
-            target = tmp / _safe_folder(name)
-            target.mkdir(exist_ok=True)
-            image_id = test.ids[position]
-            stem = Path(str(image_id)).stem if not isinstance(image_id, int) else f"{image_id:06d}"
-            image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-            # The id in a text chunk keeps two identical pictures two files: the folder loader
-            # drops byte-identical duplicates, and the device must score every test image.
-            info = PngInfo()
-            info.add_text("edgecls-test-image", f"{test.source}:{image_id}")
-            image.save(target / f"{position:05d}-{stem}.png", pnginfo=info)
-        (tmp / SAVED_TEST_IMAGES).write_text(json.dumps({
-            "format": SAVED_FORMAT, "source": test.source, "run": test.run, "part": test.part,
-            "images": int(len(test.labels)), "classes": test.class_names}, indent=1) + "\n", encoding="utf-8")
-    return folder
+def _metadata_run(model: Path, data: Optional[str]) -> tuple[Optional[RunDir], Optional[str]]:
+    """(the run the model's metadata names, if it is here, verified and fits --data; else None and
+    why not, when a run of that name is here but is not this model's)."""
+    found, problem = metadata_run(model)
+    if found is None:
+        return None, problem
+    try:
+        run = open_run(found)
+    except EdgeclsError:  # a broken run is no better than none: --data decides
+        return None, None
+    if data is not None and data != run.data and Path(data).resolve() != Path(run.data).resolve():
+        return None, None
+    return run, None
 
 
-def _safe_folder(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_. " else "_" for c in name).strip(". ") or "class"
-    return cleaned
+def _shape(shape: tuple) -> str:
+    return "x".join(map(str, shape))
+
+

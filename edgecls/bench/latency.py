@@ -22,6 +22,7 @@ import numpy as np
 
 from edgecls.bench.inputs import BenchModel
 from edgecls.bench.results import Latency, LatencyRatio, Throughput, Timing
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.classify import Classifier
 
 LOAD_REPEATS = 3  # fresh loads per contender; the medians are reported
@@ -71,7 +72,7 @@ def stats(samples_ms: Sequence[float], source: Optional[str] = None) -> Timing:
 
 def measure(models: list[BenchModel], threads: list[int], images: np.ndarray | Mapping[str, np.ndarray],
             files: list[Path], file_source: str, plan: Plan, backend: Optional[str] = None,
-            reference: Optional[str] = None, log: Callable[[str], None] = print,
+            reference: Optional[str] = None, reporter: Reporter = SILENT,
             input_range: Optional[tuple[float, float]] = None,
             preprocessing: Optional[dict[str, Optional[str]]] = None) -> dict[tuple[str, int], Latency]:
     """Latency figures per (model name, threads) for the .tflite models, interleaved.
@@ -87,7 +88,7 @@ def measure(models: list[BenchModel], threads: list[int], images: np.ndarray | M
     for c in contenders:
         c.images = per_model[c.model.name]
     Classifier(models[0].path, num_threads=1, backend=backend)  # import the interpreter before timing
-    log(f"Timing {len(models)} model(s) x threads {', '.join(map(str, threads))}: {plan.warmup} warm-up, "
+    reporter(f"Timing {len(models)} model(s) x threads {', '.join(map(str, threads))}: {plan.warmup} warm-up, "
         f"{plan.rounds} interleaved rounds of {plan.per_round} images")
     _load(contenders, backend, input_range, preprocessing or {})
     _warm_up(contenders, files, plan.warmup)
@@ -212,3 +213,28 @@ def _summary(c: Contender, reference: Optional[Contender], file_source: str) -> 
 def _paired_ratio(rounds: list[list[float]], reference: list[list[float]]) -> float:
     """Median over rounds of (this round's median / the reference's median in the same round)."""
     return float(np.median([np.median(a) / np.median(b) for a, b in zip(rounds, reference)]))
+
+
+# ---------------------------------------------------------------------- ties: differences within the measured spread
+LATENCY_TIE = 0.05  # p50s this close count as tied, however steady the rounds
+TIE_QUANTILE = 25  # ... and so do two whose per-round ratio falls at or below 1 in this share of the rounds
+SPREAD_RULE = ("p50s count as tied when within 5 % of each other, or when the slower one was not slower in at "
+               "least 3 of 4 interleaved rounds (the lower quartile of the per-round ratios of the two rounds' "
+               "medians is at or below 1): the spread of the rounds is the noise of this machine")
+
+
+def round_ratios(fast: Latency, other: Latency) -> Optional[list[float]]:
+    """Per interleaved round, `other`'s median over `fast`'s (both measured in the same rounds), or None
+    where the rounds are not known (a report from before they were recorded)."""
+    a, b = fast.invoke_round_medians_ms, other.invoke_round_medians_ms
+    if not a or not b or len(a) != len(b):
+        return None
+    return [y / x for x, y in zip(a, b) if x > 0]
+
+
+def tied(fast: Latency, other: Latency) -> bool:
+    """Whether `other` is as fast as `fast` within the measured spread (SPREAD_RULE)."""
+    if other.invoke_ms.p50 <= fast.invoke_ms.p50 * (1 + LATENCY_TIE):
+        return True
+    ratios = round_ratios(fast, other)
+    return bool(ratios) and float(np.percentile(ratios, TIE_QUANTILE)) <= 1.0

@@ -1,4 +1,6 @@
-"""Where a figure is measured: the device profile asked for, the host it really ran on, emulation.
+"""Where a figure is measured: the device profile asked for, applied to this host, and the sentences
+that say whether the figures are the device's (the host itself, its cores and emulation are
+edgecls.runtime.cpu's and runtime.doctor's).
 
 A profile (devices/NAME.toml) names a device's arch, cores and threads. On another machine the
 bench applies what it can (the thread count, CPU affinity to the first `cores` CPUs) and the
@@ -9,30 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.errors import EdgeclsError
+from edgecls.runtime.cpu import normalize_arch, usable_cpus
 from edgecls.tomlio import read_toml
 
 DEVICES_ENV = "EDGECLS_DEVICES"  # an extra folder of profiles
-EMULATED_ENV = "EDGECLS_EMULATED"  # e.g. qemu-cortex-a76, set by whoever runs us under emulation
 _REQUIRED = {"name": str, "arch": str, "cores": int, "threads": int}
 _OPTIONAL = {"cpu": str, "qemu_cpu": str, "memory_mb": int, "notes": str}
-_ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
-# Arm's "CPU part" numbers (/proc/cpuinfo, implementer 0x41) of the cores in Pi-class boards.
-CPU_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
-             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0b": "Cortex-A76"}
-# /proc/device-tree/model prefixes -> the board's core, where the kernel names no CPU part.
-BOARD_CORES = (("Raspberry Pi 5", "Cortex-A76"), ("Raspberry Pi Compute Module 5", "Cortex-A76"),
-               ("Raspberry Pi 500", "Cortex-A76"), ("Raspberry Pi 4", "Cortex-A72"),
-               ("Raspberry Pi Compute Module 4", "Cortex-A72"), ("Raspberry Pi 400", "Cortex-A72"),
-               ("Raspberry Pi 3", "Cortex-A53"), ("Raspberry Pi Zero 2", "Cortex-A53"))
 
 
 @dataclass(frozen=True)
@@ -99,22 +90,10 @@ def load_profile(spec: str) -> DeviceProfile:
     return DeviceProfile(key=path.stem, path=str(path), **values)
 
 
-# ---------------------------------------------------------------------- the host
-def normalize_arch(arch: str) -> str:
-    arch = arch.strip().lower()
-    return _ARCH_ALIASES.get(arch, arch)
 
 
-def usable_cpus() -> Optional[list[int]]:
-    """The CPUs this process may run on, or None where affinity is not supported (macOS)."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None
-    return sorted(os.sched_getaffinity(0))
 
 
-def cpu_count() -> int:
-    cpus = usable_cpus()
-    return len(cpus) if cpus is not None else (os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
@@ -144,39 +123,8 @@ def thread_sweep(profile: Optional[DeviceProfile], cpus_used: int) -> list[int]:
     return sorted({1, cpus_used})
 
 
-def emulation() -> Optional[str]:
-    """How this process is emulated ("qemu-cortex-a76"), or None on real hardware.
-
-    $EDGECLS_EMULATED says it; otherwise qemu user mode is recognised by the process name it
-    cannot hide (/proc/self/comm is qemu-aarch64 while platform.machine() says aarch64)."""
-    declared = os.environ.get(EMULATED_ENV, "").strip()
-    if declared:
-        return declared
-    try:
-        comm = Path("/proc/self/comm").read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return None
-    if comm.startswith("qemu-"):
-        cpu = os.environ.get("QEMU_CPU")
-        return f"{comm}" + (f" -cpu {cpu}" if cpu else "") + " (detected)"
-    return None
 
 
-def host_core(cpuinfo: str = "/proc/cpuinfo", model: str = "/proc/device-tree/model") -> Optional[str]:
-    """The core type of this machine's CPU ("Cortex-A76"), from /proc/cpuinfo's "CPU part", else
-    from the device-tree board model; None where neither says (x86, macOS, an unknown board)."""
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    parts = {m.group(1).lower() for m in re.finditer(r"^CPU part\s*:\s*(0x[0-9a-fA-F]+)", text, re.MULTILINE)}
-    if parts:  # big.LITTLE boards list two kinds: name them all
-        return "+".join(sorted(CPU_PARTS.get(p, f"CPU part {p}") for p in parts))
-    try:
-        board = Path(model).read_text(encoding="utf-8", errors="replace").strip("\x00 \n")
-    except OSError:
-        return None
-    return next((core for prefix, core in BOARD_CORES if board.startswith(prefix)), None)
 
 
 def profile_core(profile: DeviceProfile) -> Optional[str]:
@@ -185,22 +133,6 @@ def profile_core(profile: DeviceProfile) -> Optional[str]:
     return f"Cortex-{found.group(1).upper()}" if found else None
 
 
-def describe_machine(backend: Any) -> dict[str, Any]:
-    """The machine section of a report: doctor's machine_info plus what the bench ran with."""
-    from edgecls.provenance import device_versions
-    from edgecls.runtime.doctor import machine_info
-
-    versions = {**device_versions(), backend.name: backend.version}
-    for heavy in ("tensorflow", "keras"):  # recorded only if already loaded: never imported for this
-        module = sys.modules.get(heavy)
-        if module is not None and heavy not in versions:
-            versions[heavy] = str(getattr(module, "__version__", "unknown"))
-    from edgecls.runtime.cpu import machine_labels
-
-    arch = normalize_arch(platform.machine())
-    return {**machine_info(), "arch": arch, "usable_cpus": cpu_count(),
-            "backend": {"name": backend.name, "version": backend.version}, "versions": versions,
-            "emulated": emulation(), "cpu_core": host_core(), **machine_labels(arch)}
 
 
 def placement_notes(profile: Optional[DeviceProfile], machine: dict[str, Any], cpus_used: Optional[list[int]],

@@ -1,14 +1,12 @@
-"""The bench report as typed records (format edgecls.bench/1, report.schema.json): what run_bench
+"""The bench report as typed records (format edgecls.bench/1, report.schema.json): what measure
 builds, what every renderer, merger and analysis reads, and — through `to_json()` — exactly the
 bench.json that is written.
 
 Each record is a dataclass whose fields are the JSON keys, in the order they are written.
 `from_json(doc)` reads a bench.json (checked by schema.check_report first, where it comes from
-outside); keys no field names — a later minor version's — are kept in `extra` and written back
-last, so a report read and written again loses nothing. A field marked `_omitted()` is left out of
-the JSON while it is None (the schema makes it optional and not nullable); every other field is
-always written, None as null — but for a key the file read did not have (an older version's
-file), which stays absent while it keeps its default: a bench.json read and written again is the same JSON.
+outside); the rules of edgecls.records apply (keys no field names are kept, a field marked
+`omitted()` is absent while None, a key an older file lacked stays absent): a bench.json read and
+written again is the same JSON.
 
 Free-form parts stay plain JSON: a section's `data`, a model's `io`, the machine's `versions`, the
 data's `label_map` and the per-model `preprocessing` are passed through, not interpreted here.
@@ -16,104 +14,12 @@ data's `label_map` and the per-model `preprocessing` are passed through, not int
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import types
-import typing
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, Optional, Union
 
-R = TypeVar("R", bound="Record")
-_OMIT = "omit_when_none"
-_BOOKKEEPING = ("extra", "_absent")
-
-
-def _omitted() -> Any:
-    """A field that is absent from the JSON while None (optional, not nullable, in the schema)."""
-    return field(default=None, metadata={_OMIT: True})
-
-
-@dataclass(kw_only=True)
-class Record:
-    """to_json/from_json from the dataclass fields; unknown keys kept in `extra`."""
-
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
-    # Keys the JSON read had no value for (an older file): still left out while they are None.
-    # Underscored, as no JSON key is, so that no record's own field can take its name.
-    _absent: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        """This record as the JSON object bench.json holds (fresh containers: safe to change)."""
-        doc: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name in _BOOKKEEPING:
-                continue
-            value = getattr(self, f.name)
-            if value is None and f.metadata.get(_OMIT):
-                continue
-            if f.name in self._absent and value == _default(f):  # still what the file did not have
-                continue
-            doc[f.name] = as_json(value)
-        doc.update(as_json(self.extra))
-        return doc
-
-    @classmethod
-    def from_json(cls: type[R], doc: dict[str, Any]) -> R:
-        """The record of a JSON object; a missing key takes the field's default (an error if it has none)."""
-        if not isinstance(doc, dict):
-            raise TypeError(f"{cls.__name__}: expected a JSON object, got {type(doc).__name__}")
-        hints = _hints(cls)
-        known = {f.name for f in dataclasses.fields(cls) if f.name not in _BOOKKEEPING}
-        values = {name: _load(hints[name], doc[name]) for name in known if name in doc}
-        extra = {key: copy.deepcopy(value) for key, value in doc.items() if key not in known}
-        missing = [f.name for f in dataclasses.fields(cls) if f.name in known and f.name not in values
-                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-        if missing:
-            raise ValueError(f"{cls.__name__}: {', '.join(map(repr, missing))} missing")
-        return cls(**values, extra=extra, _absent=frozenset(known - set(doc)))
-
-
-def _default(f: dataclasses.Field) -> Any:
-    """The value a field takes when the JSON read lacks its key."""
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None if f.default is dataclasses.MISSING else f.default
-
-
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def as_json(value: Any) -> Any:
-    """A value with records in it (a record, a list or dict of them, a plain value) as plain JSON."""
-    if isinstance(value, Record):
-        return value.to_json()
-    if isinstance(value, (list, tuple)):
-        return [as_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: as_json(v) for k, v in value.items()}
-    return value
-
-
-def _load(hint: Any, value: Any) -> Any:
-    """A JSON value as the field's type says: records, lists and dicts of records; the rest copied as is."""
-    if value is None:
-        return None
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        kinds = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _load(kinds[0], value) if len(kinds) == 1 else copy.deepcopy(value)
-    if isinstance(hint, type) and issubclass(hint, Record):
-        return hint.from_json(value)
-    if origin is list and isinstance(value, list):
-        (item,) = typing.get_args(hint)
-        return [_load(item, v) for v in value]
-    if origin is dict and isinstance(value, dict):
-        _, item = typing.get_args(hint)
-        return {k: _load(item, v) for k, v in value.items()}
-    return copy.deepcopy(value)
+from edgecls.records import Record, omitted
 
 
 # ---------------------------------------------------------------------- latency ($defs/latency)
@@ -130,7 +36,7 @@ class Timing(Record):
     max: float
     n: int
     samples: list[float]
-    source: Optional[str] = _omitted()  # file -> label: where its image files came from
+    source: Optional[str] = omitted()  # file -> label: where its image files came from
 
 
 @dataclass(kw_only=True)
@@ -161,7 +67,7 @@ class Latency(Record):
     load_ms: float
     first_inference_ms: float
     invoke_ms: Timing
-    invoke_round_medians_ms: Optional[list[float]] = _omitted()
+    invoke_round_medians_ms: Optional[list[float]] = omitted()
     file_ms: Timing
     throughput: Throughput
     vs_reference: Optional[LatencyRatio] = None
@@ -209,7 +115,7 @@ class Paired(Record):
     delta_accuracy: float
     agreement: float
     mean_abs_dprob: float
-    max_abs_dprob: Optional[float] = _omitted()
+    max_abs_dprob: Optional[float] = omitted()
     per_class_delta: dict[str, float]
     flipped: list[Flip]
 
@@ -219,12 +125,12 @@ class Paired(Record):
 class Memory(Record):
     """Peak RSS of a fresh device-side process (bench.memory), or why it could not be measured."""
 
-    peak_rss_mb: Optional[float] = _omitted()
-    measure: Optional[str] = _omitted()  # VmHWM | ru_maxrss
-    heavy_modules: Optional[list[str]] = _omitted()
+    peak_rss_mb: Optional[float] = omitted()
+    measure: Optional[str] = omitted()  # VmHWM | ru_maxrss
+    heavy_modules: Optional[list[str]] = omitted()
     top1: Optional[int] = None  # the probe's top-1 class index (None for the baseline)
-    threads: Optional[int] = _omitted()
-    error: Optional[str] = _omitted()
+    threads: Optional[int] = omitted()
+    error: Optional[str] = omitted()
 
     @property
     def measured(self) -> bool:
@@ -248,7 +154,7 @@ class ModelResult(Record):
     path: str
     size_bytes: int
     sha256: Optional[str] = None
-    io: Optional[dict[str, Any]] = _omitted()  # input/output dtype, scale, zero point (bench.inputs)
+    io: Optional[dict[str, Any]] = omitted()  # input/output dtype, scale, zero point (bench.inputs)
     size_ratio: Optional[float] = None  # size over the float32 .tflite's
     accuracy: Optional[Accuracy] = None  # None in a --latency-only bench
     vs_reference: Optional[Paired] = None
@@ -280,12 +186,12 @@ class CpuFeatures(Record):
 
 @dataclass(kw_only=True)
 class Machine(Record):
-    """The host the figures were measured on (profiles.describe_machine)."""
+    """The host the figures were measured on (runtime.doctor.describe_machine)."""
 
     platform: str
     system: str
     arch: str
-    python_bits: Optional[int] = _omitted()
+    python_bits: Optional[int] = omitted()
     cpu: str
     cpu_count: Optional[int]
     memory_mb: Optional[int] = None
@@ -299,7 +205,7 @@ class Machine(Record):
     governor: Optional[str] = None
     max_mhz: Optional[float] = None
     min_mhz: Optional[float] = None
-    cpu_features: Optional[CpuFeatures] = _omitted()
+    cpu_features: Optional[CpuFeatures] = omitted()
 
 
 @dataclass(kw_only=True)
@@ -307,15 +213,15 @@ class Profile(Record):
     """A device profile as the report records it (profiles.DeviceProfile.to_json)."""
 
     key: str
-    path: Optional[str] = _omitted()
+    path: Optional[str] = omitted()
     name: str
     arch: str
     cores: int
     threads: int
-    cpu: Optional[str] = _omitted()
-    qemu_cpu: Optional[str] = _omitted()
-    memory_mb: Optional[int] = _omitted()
-    notes: Optional[str] = _omitted()
+    cpu: Optional[str] = omitted()
+    qemu_cpu: Optional[str] = omitted()
+    memory_mb: Optional[int] = omitted()
+    notes: Optional[str] = omitted()
 
 
 @dataclass(kw_only=True)
@@ -340,11 +246,11 @@ class TestData(Record):
     run: Optional[str] = None
     images: int
     classes: list[str]
-    shape: Optional[list[int]] = _omitted()
-    files: Optional[bool] = _omitted()
-    content_sha256: Optional[str] = _omitted()
-    shapes: Optional[dict[str, list[int]]] = _omitted()  # per model, when each decodes at its own size
-    label_map: Optional[list[dict[str, Any]]] = _omitted()  # --labels: how each class folder matched
+    shape: Optional[list[int]] = omitted()
+    files: Optional[bool] = omitted()
+    content_sha256: Optional[str] = omitted()
+    shapes: Optional[dict[str, list[int]]] = omitted()  # per model, when each decodes at its own size
+    label_map: Optional[list[dict[str, Any]]] = omitted()  # --labels: how each class folder matched
 
 
 @dataclass(kw_only=True)
@@ -357,16 +263,16 @@ class Settings(Record):
     per_round: int
     batch_size: int
     top_k: int
-    keras: Optional[bool] = _omitted()
+    keras: Optional[bool] = omitted()
     input_range: Optional[list[float]] = None
-    latency_only: Optional[bool] = _omitted()
+    latency_only: Optional[bool] = omitted()
     labels: Optional[str] = None
-    preprocessing: Optional[dict[str, dict[str, str]]] = _omitted()  # per model: {"resize", "fit"}
+    preprocessing: Optional[dict[str, dict[str, str]]] = omitted()  # per model: {"resize", "fit"}
 
 
 @dataclass(kw_only=True)
 class Section(Record):
-    """An extra titled table (report.add_section): a diagnosis, a sweep, the advice, ..."""
+    """An extra titled table (add_section): a diagnosis, a sweep, the advice, ..."""
 
     key: str
     title: str
@@ -374,7 +280,7 @@ class Section(Record):
     rows: list[list[Any]]
     notes: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)  # PNG names in the report folder
-    data: Any = _omitted()  # free-form JSON, the analysis' own
+    data: Any = omitted()  # free-form JSON, the analysis' own
 
 
 @dataclass(kw_only=True)
@@ -383,7 +289,7 @@ class RemoteRun(Record):
 
     target: str
     remote_dir: str
-    python: Optional[list[int]] = _omitted()
+    python: Optional[list[int]] = omitted()
     venv: str
     venv_reused: bool
     seconds: dict[str, float]
@@ -407,8 +313,8 @@ class BenchReport(Record):
     memory_baseline: Optional[Memory] = None
     sections: list[Section] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    report_files: Optional[list[str]] = _omitted()
-    remote: Optional[RemoteRun] = _omitted()
+    report_files: Optional[list[str]] = omitted()
+    remote: Optional[RemoteRun] = omitted()
 
     def model(self, name: str) -> Optional[ModelResult]:
         """The model of that name, or None."""
@@ -420,3 +326,16 @@ class BenchReport(Record):
 
     def tflite_models(self) -> list[ModelResult]:
         return [m for m in self.models if m.is_tflite]
+
+
+def add_section(report: BenchReport, key: str, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                notes: Sequence[str] = (), plots: Sequence[str] = (), data: Any = None) -> Section:
+    """Add (or replace) an extra titled table: how other analyses plug into the bench's report.
+
+    `plots` are PNG file names the caller wrote into the report folder; `data` is free-form JSON."""
+    if not re.fullmatch(r"[a-z0-9_-]+", key):
+        raise ValueError(f"section key {key!r}: use lower-case letters, digits, - and _")
+    section = Section(key=key, title=title, columns=list(columns), rows=[list(r) for r in rows], notes=list(notes),
+                      plots=list(plots), data=data)
+    report.sections = [s for s in report.sections if s.key != key] + [section]
+    return section

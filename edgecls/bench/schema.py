@@ -1,7 +1,7 @@
-"""The bench report's JSON Schema (report.schema.json, shipped with the package) and a small
-validator for the subset of JSON Schema it uses, so that no dependency is needed to check a
-report: type, const, enum, required, properties, additionalProperties, items, minItems,
-minimum, maximum, pattern, oneOf and local $ref.
+"""The bench report's JSON Schema (report.schema.json, shipped with the package), reading a
+bench.json through it (read_report_file), and a small validator for the subset of JSON Schema it
+uses, so that no dependency is needed to check a report: type, const, enum, required, properties,
+additionalProperties, items, minItems, minimum, maximum, pattern, oneOf and local $ref.
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
+from edgecls.bench.results import BenchReport
 from edgecls.errors import EdgeclsError
+from edgecls.files import read_capped
 
 FORMAT = "edgecls.bench/1"
 SCHEMA_FILE = "report.schema.json"
+MAX_REPORT_BYTES = 64 << 20  # a bench report is tens of kB
 _TYPES = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
@@ -50,6 +54,27 @@ def check_report(doc: Any, name: str) -> None:
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise EdgeclsError(f"{name} is not a valid bench report: {found[0]}{more}")
+
+
+def read_report_file(path: Path, name: str | None = None) -> BenchReport:
+    """The bench report in the file at `path` (size-capped, schema-checked); one-line errors naming
+    `name` (default: the path)."""
+    name = name or str(path)
+    if not path.is_file():
+        raise EdgeclsError(f"{name} does not exist" if not path.exists() else f"{name} is not a file")
+    try:
+        doc = json.loads(read_capped(path, MAX_REPORT_BYTES).decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise EdgeclsError(f"{name} is not an edgecls bench report (not JSON)") from None
+    except OSError as exc:
+        raise EdgeclsError(f"cannot read {name}: {exc.strerror or exc}") from None
+    return read_report(doc, name)
+
+
+def read_report(doc: Any, name: str) -> BenchReport:
+    """A parsed bench.json, checked against the schema, as a BenchReport. One-line errors."""
+    check_report(doc, name)
+    return BenchReport.from_json(doc)
 
 
 def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:

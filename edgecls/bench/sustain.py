@@ -12,29 +12,22 @@ has no thermal zone, a non-Pi no vcgencmd) is reported as absent, never filled i
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import numpy as np
 
 from edgecls.bench.results import BenchReport, Section
 from edgecls.errors import EdgeclsError
-from edgecls.runtime.cpu import current_mhz
+from edgecls.reporter import SILENT, Reporter
+from edgecls.runtime.cpu import SINCE_BOOT_SHIFT, current_mhz, read_celsius, thermal_zone, throttle_words, throttled
 
 SECTION = "sustained"
 PLOT_NAME = "sustained.png"
-THERMAL = "/sys/class/thermal"
 WINDOW_SECONDS = 60.0  # "first minute vs last minute"
 MIN_SECONDS = 1.0
 MAX_SECONDS = 24 * 3600.0
-# get_throttled bits (Raspberry Pi firmware): now (0-3) and since boot (16-19).
-THROTTLE_BITS = {0: "under-voltage", 1: "ARM clock capped", 2: "throttled", 3: "soft temperature limit"}
-SINCE_BOOT_SHIFT = 16
-CPU_ZONE_TYPES = ("cpu", "soc", "x86_pkg_temp", "k10temp", "coretemp", "package")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -50,51 +43,17 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-# ---------------------------------------------------------------------- sensors
-def thermal_zone(root: str | Path = THERMAL) -> Optional[tuple[Path, str]]:
-    """(the temp file of the CPU's thermal zone, its type), or None when the kernel has none."""
-    zones = []
-    for zone in sorted(Path(root).glob("thermal_zone*")):
-        try:
-            kind = (zone / "type").read_text(encoding="utf-8").strip()
-            int((zone / "temp").read_text(encoding="utf-8").strip())
-        except (OSError, ValueError):
-            continue
-        zones.append((zone / "temp", kind))
-    preferred = [z for z in zones if any(word in z[1].lower() for word in CPU_ZONE_TYPES)]
-    return (preferred or zones or [None])[0]
 
 
-def read_celsius(path: Optional[Path]) -> Optional[float]:
-    if path is None:
-        return None
-    try:
-        return int(path.read_text(encoding="utf-8").strip()) / 1000
-    except (OSError, ValueError):
-        return None
 
 
-def throttled() -> Optional[int]:
-    """`vcgencmd get_throttled` as a number, or None where there is no vcgencmd (not a Pi)."""
-    command = shutil.which("vcgencmd")
-    if command is None:
-        return None
-    try:
-        done = subprocess.run([command, "get_throttled"], capture_output=True, text=True, timeout=5,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    found = re.search(r"throttled=(0x[0-9a-fA-F]+)", done.stdout)
-    return int(found.group(1), 16) if found else None
 
 
-def throttle_words(value: int) -> list[str]:
-    return [name for bit, name in THROTTLE_BITS.items() if value & (1 << bit)]
 
 
 # ---------------------------------------------------------------------- the run
 def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int,
-        log: Callable[[str], None] = print, backend: Optional[str] = None,
+        reporter: Reporter = SILENT, backend: Optional[str] = None,
         input_range: Optional[tuple[float, float]] = None, interval: float = 1.0) -> dict[str, Any]:
     """Invoke every model (BenchModel) in turn for `seconds` with `threads` interpreter threads;
     returns the section's data: per-second samples, the sensors' sources and a first/last-window
@@ -105,7 +64,7 @@ def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int,
                    for m in models}
     names = list(classifiers)
     zone = thermal_zone()
-    log(f"Sustained run: {seconds:g} s of steady inference, {len(names)} model(s) in turn, {threads} thread(s), "
+    reporter(f"Sustained run: {seconds:g} s of steady inference, {len(names)} model(s) in turn, {threads} thread(s), "
         f"sampled every {interval:g} s")
     for name in names:  # warm: the first invokes allocate and fill caches
         for i in range(3):
@@ -178,7 +137,7 @@ def _percentile(values: Sequence[float], q: float) -> Optional[float]:
 def add_section(report: BenchReport, data: dict[str, Any]) -> Section:
     """The sustained run as a report section: first vs last window per model, and notes that say
     what the temperature, the clock and the firmware did (or that they could not be read)."""
-    from edgecls.bench.report import add_section as add
+    from edgecls.bench.results import add_section as add
 
     window = f"{data['window_s']:g} s"
     rows = []

@@ -17,12 +17,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.bench.inputs import TestSet
+from edgecls.bench.testset import TestSet
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier
-from edgecls.runtime.labels import printable
 from edgecls.runtime.preprocess import ImageError, is_image_file
 from edgecls.runtime.sources import walk_images
+from edgecls.text import printable
 
 OTHER = "(other classes)"  # the confusion matrix's column for every class without a folder
 RANDOM_IMAGES = 32  # --latency-only without --data: this many seeded random pictures per model
@@ -62,8 +62,39 @@ def match_label(folder: str, labels: Sequence[str]) -> tuple[int, str]:
                                f"rename it to one label, or to its index (e.g. {hits[0]})")
     if folder.isdigit() and int(folder) < len(labels):
         return int(folder), "index"
+    close, more = closest_labels(folder, labels)
+    listed = " or ".join(f"{i} {labels[i]!r}" for i in close) + (f" (or {more} more)" if more else "")
+    which = "that label" if len(close) == 1 and not more else "one of those labels"
+    hint = (f": did you mean {listed}? Rename the folder to {which}, a comma part of it or its index"
+            if close else ": rename it to a label or its index")
     raise EdgeclsError(f"class folder {printable(folder)!r} matches no label of the model (exactly, case-insensitively "
-                       f"or by a comma part of a label like 'tabby, tabby cat'): rename it to a label or its index")
+                       f"or by a comma part of a label like 'tabby, tabby cat'){hint}")
+
+
+MAX_SUGGESTED = 3
+
+
+def closest_labels(folder: str, labels: Sequence[str]) -> tuple[list[int], int]:
+    """(the indices of the labels a folder name most likely means, at most MAX_SUGGESTED; how many more
+    there are), best first: a comma part that is its singular or plural ('ants' -> 'ant, emmet,
+    pismire'), else comma parts spelled alike ('Egyptain cat'), else labels with the word in them
+    ('cats' -> 'tiger cat', 'Egyptian cat', ...)."""
+    import difflib
+
+    name = folder.strip().casefold()
+    forms = {name, name + "s", name + "es"}
+    for end, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ves", "f")):
+        if name.endswith(end) and len(name) > len(end) + 1:
+            forms.add(name[: -len(end)] + repl)
+    parts = [(i, p.strip().casefold()) for i, label in enumerate(labels) for p in label.split(",")]
+    found = [i for i, part in parts if part in forms]
+    if not found:  # spelled alike: the closest comma parts first
+        close = difflib.get_close_matches(name, [part for _, part in parts], n=MAX_SUGGESTED, cutoff=0.8)
+        found = [i for word in close for i, part in parts if part == word]
+    if not found:  # the word inside longer labels
+        found = [i for i, part in parts if forms & set(part.split())]
+    found = list(dict.fromkeys(found))
+    return found[:MAX_SUGGESTED], max(0, len(found) - MAX_SUGGESTED)
 
 
 def labelled_test_set(data: str, models: Sequence[Any], classifiers: dict[str, Classifier]) -> TestSet:
@@ -109,16 +140,16 @@ def unlabelled_test_set(data: Optional[str], models: Sequence[Any], classifiers:
             shape = classifiers[model.name].input_spec.shape
             per_model[model.name] = np.random.default_rng(0).integers(0, 256, (RANDOM_IMAGES, *shape), dtype=np.uint8)
         first = per_model[models[0].name]
+        # (the report's headline says "Latency only: N unlabelled images (SOURCE), no accuracy": no note here)
         return TestSet(first, np.zeros(len(first), int), [], list(range(len(first))), None,
-                       "seeded random images", "unlabelled", per_model=per_model, latency_only=True,
-                       notes=[f"--latency-only: {RANDOM_IMAGES} seeded random images per model, no accuracy."])
+                       f"seeded random images, {RANDOM_IMAGES} per model at its own size", "unlabelled",
+                       per_model=per_model, latency_only=True)
     root = _folder(data)
     files = list(walk_images(root))
     if not files:
         raise EdgeclsError(f"{data} holds no images")
     test = _decoded(root, files, np.zeros(len(files), int), models, classifiers, data, "unlabelled")
     test.class_names, test.latency_only = [], True
-    test.notes.insert(0, f"--latency-only: the {len(test.labels)} images of {data}, not scored for accuracy.")
     return test
 
 

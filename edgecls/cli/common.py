@@ -4,7 +4,8 @@
   one-line "unknown ..." error; `plain` turns what Typer parsed back into what the library takes.
 - `Typer`: a `typer.Typer` whose commands use `Command` and groups `Group`, so that `--help` reads
   like a CLI's: arguments named as in the usage line (`MODEL`, `IMAGES...`, `PATHS...`) without a
-  `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both).
+  `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both);
+  the help itself is drawn by edgecls.cli.helpview (panels, fits the terminal).
 - `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`, `Labels`: options of several device-side
   commands (predict, serve, info, explain, bench), declared once; `LiveEvery`, `LiveFps`, `LiveTimeout`,
   `LiveReconnect`, `LiveCapture`: the live input options of `predict --source` and `serve --source`.
@@ -19,19 +20,26 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from edgecls.entry import fail
+from edgecls.exits import fail
 from edgecls.runtime.capture import CAPTURE_BACKENDS
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 
-# fail: one line on stderr and the exit code (edgecls.entry's, which the lean predict path shares)
-__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "LIVE_PANEL", "Backend", "Capture", "Command", "FitOption",
-           "Group", "InputRange", "Labels", "LiveCapture", "LiveEvery", "LiveFps", "LiveReconnect", "LiveTimeout",
-           "ResizeOption", "Threads", "Typer", "choice", "choices", "fail", "plain", "to_stderr"]
+# fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
+__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "LIVE_PANEL", "OUTPUT", "PREPROCESSING", "Backend",
+           "Capture", "Command", "FitOption", "Group", "InputRange", "Labels", "LiveCapture", "LiveEvery", "LiveFps",
+           "LiveReconnect", "LiveTimeout", "ResizeOption", "Threads", "Typer", "choice", "choices", "echo_wrapped",
+           "fail", "plain"]
 
 
-def to_stderr(message: str) -> None:
-    """The `log` of the library's jobs: progress on stderr, so stdout stays the result."""
-    typer.echo(message, err=True)
+def echo_wrapped(text: str, err: bool = False) -> None:
+    """Closing lines (a summary, "Next: edgecls ...") wrapped by word to the terminal ($COLUMNS, else its
+    width; a pipe or a file gets them whole): a command stays one shell command, continued with " \\"."""
+    import sys
+
+    from edgecls.console import output_width, wrapped_lines
+
+    for line in wrapped_lines(text, output_width(sys.stderr if err else sys.stdout)):
+        typer.echo(line, err=err)
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -80,13 +88,19 @@ class _Argument(TyperArgument):
 
 
 class _QuietHelpOption:
-    """`--help` is a flag: no `<bool>` beside it (Typer builds it without a metavar)."""
+    """`--help` is a flag: no `<bool>` beside it (Typer builds it without a metavar); and the help is
+    edgecls' own layout (edgecls.cli.helpview: panels, wrapped to the terminal, nothing cut)."""
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)  # type: ignore[misc]
         if option is not None:
             option.metavar = ""  # what the command's own flags say too (metavar="")
         return option
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from edgecls.cli.helpview import print_help
+
+        print_help(self, ctx)
 
 
 class Command(_QuietHelpOption, TyperCommand):
@@ -115,21 +129,30 @@ class Typer(typer.Typer):
 
 # ----------------------------------------------------------------------------- device-side options
 # predict, info, explain and bench of a .tflite import only edgecls.runtime: never TensorFlow.
+# Their --help panels (a property of each option, see edgecls.cli.helpview):
+INTERPRETER = "Interpreter"
+PREPROCESSING = "Preprocessing (default: what the model's metadata says)"
+OUTPUT = "Output"
 _BACKEND_HELP = "litert | tflite_runtime | tensorflow"
 _BACKEND_DEFAULT = "$EDGECLS_BACKEND, else the first one installed, in that order"
 INPUT_RANGE_HELP = ("LO,HI: the input values pixels 0 and 255 become, for a model that does not scale inside: "
                     "-1,1 (MobileNet style), 0,1, ...; overrides the model's metadata")
 INPUT_RANGE_DEFAULT = ("the metadata's range; else 0,255 for a float input (edgecls models scale inside), the raw "
                        "bytes for a quantised one")
-Backend = Annotated[Optional[str], typer.Option(help=_BACKEND_HELP, show_default=_BACKEND_DEFAULT)]
-Threads = Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads", show_default="the CPU count")]
+Backend = Annotated[Optional[str], typer.Option(help=_BACKEND_HELP, show_default=_BACKEND_DEFAULT,
+                                                rich_help_panel=INTERPRETER)]
+Threads = Annotated[Optional[int], typer.Option(min=1, help="Interpreter threads", show_default="the CPU count",
+                                                rich_help_panel=INTERPRETER)]
 InputRange = Annotated[
     Optional[str],
-    typer.Option("--input-range", metavar="LO,HI", help=INPUT_RANGE_HELP, show_default=INPUT_RANGE_DEFAULT),
+    typer.Option("--input-range", metavar="LO,HI", help=INPUT_RANGE_HELP, show_default=INPUT_RANGE_DEFAULT,
+                 rich_help_panel=PREPROCESSING),
 ]
 Labels = Annotated[
     Optional[Path],
-    typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own labels"),
+    typer.Option(help="Labels file ('0 cat', '0: cat' or one name a line); overrides the model's own labels",
+                 show_default="the model's own, else labels.txt beside it, else the class indices",
+                 rich_help_panel=OUTPUT),
 ]
 
 Resize = choices("Resize", RESIZE_METHODS)
@@ -137,10 +160,11 @@ Fit = choices("Fit", FITS)
 _PREPROCESSING_DEFAULT = f"the model's metadata, else {DEFAULT_RESIZE}"
 ResizeOption = Annotated[Optional[Resize], typer.Option(
     help="How a picture is resized to the model's input: match what the model was trained or evaluated with "
-    "(Google's Coral MobileNets: nearest)", show_default=_PREPROCESSING_DEFAULT, **choice(Resize, "resize method"))]
+    "(Google's Coral MobileNets: nearest)", show_default=_PREPROCESSING_DEFAULT, rich_help_panel=PREPROCESSING,
+    **choice(Resize, "resize method"))]
 FitOption = Annotated[Optional[Fit], typer.Option(
     help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's aspect ratio",
-    show_default=f"the model's metadata, else {DEFAULT_FIT}", **choice(Fit, "fit"))]
+    show_default=f"the model's metadata, else {DEFAULT_FIT}", rich_help_panel=PREPROCESSING, **choice(Fit, "fit"))]
 
 
 # Live input (a camera, video file or stream): `predict --source` and `serve --source`.

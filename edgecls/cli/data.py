@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import Threads, Typer, to_stderr
+from edgecls.cli.common import Threads, Typer
+from edgecls.reporter import Reporter
 
 app = Typer(no_args_is_help=True, help="Audit a dataset before training on it.",
             epilog="Example: edgecls data check photos/ --backbone mobilenet_v1_0.5_160_quant.tflite")
@@ -46,7 +47,7 @@ def check(
     options = CheckOptions(target=data, backbone=str(backbone) if backbone else None,
                            embedding_tensor=embedding_tensor, report_dir=str(report) if report else None,
                            review=str(review) if review else None, threads=threads, seed=seed, max_pages=max_pages)
-    result = run_check(options, log=to_stderr, progress=not json_out)
+    result = run_check(options, Reporter(bars=False) if json_out else Reporter())
     if json_out:
         typer.echo(json.dumps(result.document, indent=1))
     else:

@@ -14,6 +14,7 @@ import typer
 
 from edgecls.cli.common import (
     LIVE_PANEL,
+    OUTPUT,
     Backend,
     FitOption,
     InputRange,
@@ -28,7 +29,7 @@ from edgecls.cli.common import (
     Typer,
     plain,
 )
-from edgecls.entry import predict_options, run_predict
+from edgecls.console import predict_options, run_predict
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT
 
@@ -48,8 +49,7 @@ _LiveDuration = Annotated[Optional[float], typer.Option(
 
 @app.command(epilog="Examples:\n\n"
              "edgecls predict runs/digits-seed/export/model_int8.tflite photos/ --top-k 3\n\n"
-             "edgecls predict mobilenet_v1_0.5_160_quant.tflite cat.bmp --labels imagenet_labels.txt --resize nearest "
-             "--json\n\n"
+             "edgecls predict mobilenet.tflite cat.jpg --labels labels.txt --resize nearest --json\n\n"
              "edgecls predict model_int8.tflite --source camera:0 --fps 5 --top-k 3\n\n"
              "edgecls predict model_int8.tflite --source clip.avi --every 10 --json > frames.jsonl")
 def predict(
@@ -57,13 +57,12 @@ def predict(
     images: Annotated[Optional[list[str]], typer.Argument(
         help="Image files, folders (searched recursively) and glob patterns (or --source for a camera, video or "
              "stream)", show_default=False)] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes to show per image")] = 1,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per line instead of a table", metavar="")
-    ] = False,
-    as_csv: Annotated[
-        bool, typer.Option("--csv", help="CSV (file,rank,index,label,score,error) instead of a table", metavar="")
-    ] = False,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, rich_help_panel=OUTPUT,
+                                       help="Classes to show per image")] = 1,
+    as_json: Annotated[bool, typer.Option(
+        "--json", rich_help_panel=OUTPUT, help="One JSON object per line instead of a table")] = False,
+    as_csv: Annotated[bool, typer.Option(
+        "--csv", rich_help_panel=OUTPUT, help="CSV (file,rank,index,label,score,error) instead of a table")] = False,
     threads: Threads = None,
     labels: Labels = None,
     backend: Backend = None,
@@ -102,10 +101,15 @@ def predict(
     raise typer.Exit(run_predict(model=str(model), images=images, **arguments))
 
 
-@app.command(epilog="Example: edgecls info runs/digits-seed/export/model_int8.tflite --json")
+@app.command(epilog="Examples:\n\n"
+             "edgecls info runs/digits-seed/export/model_int8.tflite --json\n\n"
+             "edgecls info mobilenet_v1_0.25_128_quant.tflite --labels imagenet_labels.txt")
 def info(
     model: Annotated[Path, typer.Argument(help="Any .tflite file")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON", metavar="")] = False,
+    labels: Annotated[Optional[Path], typer.Option(
+        rich_help_panel=OUTPUT, show_default="the model's own, else labels.txt beside it, else the class indices",
+        help="Labels file ('0 cat', '0: cat' or one name a line), as predict and bench would use it")] = None,
+    as_json: Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="Print the report as JSON")] = False,
     backend: Backend = None,
 ) -> None:
     """Show a .tflite model: tensors, ops, size, quantisation, metadata.
@@ -118,7 +122,7 @@ def info(
     """
     from edgecls.runtime.inspect import inspect_model
 
-    report = inspect_model(model, backend=backend)
+    report = inspect_model(model, backend=backend, labels=labels)
     if as_json:
         import json
 
@@ -131,9 +135,9 @@ def info(
         show_info(report)
 
 
-@app.command(epilog="Example: edgecls doctor --json")
+@app.command(epilog="Example:\n\nedgecls doctor --json")
 def doctor(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON", metavar="")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Check that this machine can run the device side (predict, info, bench of a .tflite).
 

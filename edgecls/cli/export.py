@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import Typer, choice, choices, fail, to_stderr
+from edgecls.cli.common import OUTPUT, Typer, choice, choices, echo_wrapped, fail
 from edgecls.export.modes import (
     DEFAULT_FALLBACK,
     DEFAULT_MAX_DROP,
@@ -17,6 +17,7 @@ from edgecls.export.modes import (
     MODES_HELP,
     QUANTIZERS,
 )
+from edgecls.reporter import Reporter
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
 
 app = Typer()
@@ -50,6 +51,9 @@ _TimingRuns = Annotated[int, typer.Option(
     help="Timed images per candidate on the target (interleaved rounds)")]
 
 
+_QUANT = "Quantisation"
+
+
 @app.command("export", epilog="Examples:\n\n"
              "edgecls export runs/digits-seed\n\n"
              "edgecls export runs/digits-seed --quant all --calib-samples 300\n\n"
@@ -57,28 +61,32 @@ _TimingRuns = Annotated[int, typer.Option(
              "edgecls export runs/digits-seed --target rpi5 --max-drop 0.5 --budget-s 300")
 def export_command(
     source: Annotated[Path, typer.Argument(help="A run directory (made by edgecls train) or a bare .keras file")],
-    quant: Annotated[str, typer.Option(help=MODES_HELP)] = DEFAULT_QUANT,
-    calib_samples: Annotated[int, typer.Option(help="Calibration images from the train split, stratified by class "
-                                               "(all of them if the split has fewer)")] = DEFAULT_CALIB_SAMPLES,
-    quantizer: Annotated[Quantizer, typer.Option(help="converter (TensorFlow's TFLite converter) | litert "
-                                                 "(ai-edge-quantizer, static int8 recipe, on the float32 model)",
-                                                 **choice(Quantizer, "quantizer"))] = "converter",
-    out: Annotated[Optional[Path], typer.Option(help="Output folder", show_default="RUN_DIR/export")] = None,
-    data: Annotated[Optional[str], typer.Option(help="The images of a bare .keras file (digits, a folder, ...); "
-                                                "for a run directory, where its data now is",
-                                                show_default="the run's own data")] = None,
-    min_agreement: Annotated[float, typer.Option(help="Least top-1 agreement of int8/uint8 with the float model "
-                                                 "on the validation split")] = DEFAULT_MIN_AGREEMENT,
-    force: Annotated[bool, typer.Option(help="Write the files even when int8 agreement is below "
-                                        "--min-agreement, or the model is no better than always answering "
-                                        "the majority class", metavar="")] = False,
+    quant: Annotated[str, typer.Option(rich_help_panel=_QUANT, help=MODES_HELP)] = DEFAULT_QUANT,
+    calib_samples: Annotated[int, typer.Option(
+        rich_help_panel=_QUANT, help="Calibration images from the train split, stratified by class (all of them "
+        "if the split has fewer)")] = DEFAULT_CALIB_SAMPLES,
+    quantizer: Annotated[Quantizer, typer.Option(
+        rich_help_panel=_QUANT, help="converter (TensorFlow's TFLite converter) | litert (ai-edge-quantizer, "
+        "static int8 recipe, on the float32 model)", **choice(Quantizer, "quantizer"))] = "converter",
+    min_agreement: Annotated[float, typer.Option(
+        rich_help_panel=_QUANT,
+        help="Least top-1 agreement of int8/uint8 with the float model on the validation split")
+    ] = DEFAULT_MIN_AGREEMENT,
     keep_float: Annotated[Optional[list[str]], typer.Option(
-        "--keep-float", metavar="OP_OR_LAYER", show_default="none", help=(
+        "--keep-float", metavar="OP_OR_LAYER", show_default="none", rich_help_panel=_QUANT, help=(
             "Also write a mixed model_int8_mixed.tflite keeping this Keras layer (conv2), op type (FULLY_CONNECTED) "
             "or node in float; repeat the option or give a comma list"))] = None,
-    auto_fallback: Annotated[int, typer.Option("--auto-fallback", metavar="K", min=0, help=(
+    auto_fallback: Annotated[int, typer.Option("--auto-fallback", metavar="K", min=0, rich_help_panel=_QUANT, help=(
         "Also write model_int8_mixed.tflite keeping the K ops that int8 hurts most (RMSE/scale, TensorFlow's "
         "QuantizationDebugger) in float"))] = 0,
+    data: Annotated[Optional[str], typer.Option(
+        rich_help_panel="Data", help="The images of a bare .keras file (digits, a folder, ...); for a run "
+        "directory, where its data now is", show_default="the run's own data")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        rich_help_panel=OUTPUT, help="Output folder", show_default="RUN_DIR/export")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", rich_help_panel=OUTPUT, help="Write the files even when int8 agreement is below "
+        "--min-agreement, or the model is no better than always answering the majority class")] = False,
     target: _TargetSpec = None,
     max_drop: _MaxDrop = DEFAULT_MAX_DROP,
     budget_s: _BudgetS = None,
@@ -99,20 +107,26 @@ def export_command(
     Exit codes: 0 ok; 1 conversion failed, or int8 agreement fell below --min-agreement (nothing
     written; --force writes anyway), or no --target candidate is within the budget; 2 bad input.
     """
-    from rich.console import Console
-
+    from edgecls.reports.report import print_tables
     from edgecls.rundir import open_source
 
     if target is not None:
-        from edgecls.export.target import TargetOptions, export_for_target, parse_candidates, refuse_export_options
+        from edgecls.export.target import (
+            CHOSEN_FILE,
+            TargetOptions,
+            export_for_target,
+            parse_candidates,
+            refuse_export_options,
+        )
         from edgecls.export.target_report import render_target_table
 
         refuse_export_options(quant, quantizer.value, force, keep_float, auto_fallback)
         options = TargetOptions(target, max_drop, min_agreement, budget_s, calib_samples, max_fallback,
                                 parse_candidates(candidates), timing_runs, out)
-        shipped = export_for_target(open_source(source, data), options, log=to_stderr)
-        Console().print(render_target_table(shipped))
-        typer.echo(f"Wrote {', '.join(p.name for p in shipped.written)} to {shipped.out_dir}")
+        shipped = export_for_target(open_source(source, data), options, Reporter())
+        print_tables(render_target_table(shipped))
+        echo_wrapped(f"Wrote {', '.join(p.name for p in shipped.written)} to {shipped.out_dir}\n"
+                     f"Next: edgecls predict {shipped.out_dir / CHOSEN_FILE} IMAGES...")
         return
     from edgecls.export.job import ExportOptions, export, parse_names
     from edgecls.export.modes import parse_modes
@@ -120,12 +134,12 @@ def export_command(
 
     options = ExportOptions(parse_modes(quant, quantizer.value), quantizer.value, calib_samples, out, min_agreement,
                             force, keep_float=parse_names(keep_float), auto_fallback=auto_fallback)
-    result = export(open_source(source, data), options, log=to_stderr)
-    Console().print(render_export_table(result))
+    result = export(open_source(source, data), options, Reporter())
+    print_tables(render_export_table(result))
     if result.written:
-        typer.echo(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
+        echo_wrapped(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
         if result.passed:
-            typer.echo(f"Next: {result.next_command(source)}")
+            echo_wrapped(f"Next: {result.next_command(source)}")
     if not result.passed:
         if not result.written:
             fail(result.advice(), 1)

@@ -9,7 +9,7 @@ import typer
 
 from edgecls.cli import bench, data, device, explain, export, serve, train
 from edgecls.cli.common import Typer, fail
-from edgecls.entry import guarded, prepare_process
+from edgecls.exits import guarded, prepare_process
 
 INTERRUPTED = 130  # the exit code of a Ctrl-C
 
@@ -18,7 +18,7 @@ app = Typer(
     no_args_is_help=True,
     help="Train a small image classifier, quantise it to int8 TFLite, and run and benchmark it on Pi-class CPUs.\n\n"
     "Exit codes: 0 ok; 1 the job failed (a batch had bad files, a quality gate failed); 2 bad input; 130 interrupted.",
-    epilog="Example: edgecls train && edgecls export runs/digits-seed && edgecls bench runs/digits-seed",
+    epilog="Example:\n\nedgecls train && edgecls export runs/digits-seed && edgecls bench runs/digits-seed",
 )
 # Without a name each module's commands join the root (in this order in --help); bench is a group.
 for commands in (train.app, export.app, device.app, explain.app, serve.app):

@@ -13,8 +13,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import Typer, choice, choices, plain, to_stderr
+from edgecls.cli.common import Typer, choice, choices, echo_wrapped, plain
 from edgecls.data import DEDUPE_MODES
+from edgecls.reporter import Reporter
 from edgecls.train.options import (
     ARCH_DEFAULTS,
     ARCHITECTURES,
@@ -63,149 +64,160 @@ def _read_config(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
     return path
 
 
+# The help's panels: a property of each option (rich_help_panel), in the order they are shown.
+_DATA, _MODEL, _TRAINING = "Data", "Model", "Training"
+_KERAS = "Keras backbones (--arch mobilenet_v2, mobilenet_v3_small, ...)"
+_BACKBONE = "Backbone route (--backbone FILE.tflite, no TensorFlow)"
+_OUTPUT = "Output"
+
+
 @app.command(epilog="Examples:\n\n"
              "edgecls train --epochs 5\n\n"
-             "edgecls train --data ../shared/data/catsdogs --arch mobile --img-size 96 --out runs/catsdogs\n\n"
+             "edgecls train --data photos/ --arch mobile --img-size 96 --out runs/photos\n\n"
              "edgecls train --config runs/digits-seed/config.toml --out runs/again\n\n"
-             "edgecls train --data ../shared/data/catsdogs --backbone ../shared/data/pretrained/"
-             "mobilenet_v1_0.25_128_quant.tflite --out runs/catsdogs-mobilenet\n\n"
-             "edgecls train --data photos/ --arch mobilenet_v2 --alpha 0.35 --weights imagenet  # internet once")
+             "edgecls train --data photos/ --backbone mobilenet_v1_0.25_128_quant.tflite\n\n"
+             "edgecls train --data photos/ --arch mobilenet_v2 --alpha 0.35  # internet once")
 def train(
     ctx: typer.Context,
-    data: Annotated[
-        str,
-        typer.Option(
-            help="digits | mnist | fashion_mnist | cifar10 | a folder of class sub-folders | a folder of IDX files"
-        ),
-    ] = _D.data,
-    out: Annotated[
-        Optional[Path], typer.Option(help="Run directory to create", show_default="runs/<data>-<arch>")
-    ] = None,
-    arch: Annotated[
-        Arch,
-        typer.Option(
-            help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos) | "
-            "mobilenet_v2 | mobilenet_v3_small | efficientnet_b0 (keras.applications backbones, see --weights)",
-            **choice(Arch, "architecture"),
-        ),
-    ] = _D.arch,
-    img_size: Annotated[
-        Optional[int],
-        typer.Option(help="Square input size in pixels", show_default="the dataset's own, 96 for folders"),
-    ] = None,
-    color: Annotated[
-        Optional[Color],
-        typer.Option(
-            help="Colour mode", show_default="the dataset's own; rgb for folders", **choice(Color, "colour mode")
-        ),
-    ] = None,
-    augment: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Comma list of flip,rotate,zoom,translate,contrast, or none",
-            show_default="per dataset; no flip for digits",
-        ),
-    ] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping restores the best)",
-                                        show_default=_arch_default("epochs"))] = _D.epochs,
-    batch_size: Annotated[int, typer.Option(help="Training batch size",
-                                            show_default=_arch_default("batch_size"))] = _D.batch_size,
-    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer", **choice(Optimizer, "optimizer"))] = _D.optimizer,
-    lr: Annotated[Optional[float], typer.Option(
-        help="Learning rate", show_default=_arch_default("lr"))] = _D.lr,
-    kernel_size: Annotated[int, typer.Option(help="Convolution kernel size (seed architecture)")] = _D.kernel_size,
-    activation: Annotated[
-        str, typer.Option(help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)")
-    ] = _D.activation,
-    dropout: Annotated[float, typer.Option(help="Dropout before the classifier")] = _D.dropout,
-    label_smoothing: Annotated[float, typer.Option(help="Label smoothing of the loss")] = _D.label_smoothing,
-    patience: Annotated[
-        Optional[int],
-        typer.Option(
-            help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept "
-            "(0 disables)", show_default=_arch_default("patience"),
-        ),
-    ] = _D.patience,
-    val_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for validation")] = _D.val_fraction,
-    test_fraction: Annotated[float, typer.Option(help="Fraction of the data held out for the test")] = _D.test_fraction,
-    seed: Annotated[
-        int, typer.Option(help="Seed for the split, weights and augmentation (deterministic on CPU)")
-    ] = _D.seed,
+    # --- data
+    data: Annotated[str, typer.Option(
+        rich_help_panel=_DATA,
+        help="digits | mnist | fashion_mnist | cifar10 | a folder of class sub-folders | a folder of IDX files",
+    )] = _D.data,
+    img_size: Annotated[Optional[int], typer.Option(
+        rich_help_panel=_DATA, help="Square input size in pixels", show_default="the dataset's own, 96 for folders",
+    )] = None,
+    color: Annotated[Optional[Color], typer.Option(
+        rich_help_panel=_DATA, help="Colour mode", show_default="the dataset's own; rgb for folders",
+        **choice(Color, "colour mode"),
+    )] = None,
+    augment: Annotated[Optional[str], typer.Option(
+        rich_help_panel=_DATA, help="Comma list of flip, rotate, zoom, translate, contrast; or none",
+        show_default="per dataset; no flip for digits",
+    )] = None,
+    val_fraction: Annotated[float, typer.Option(
+        rich_help_panel=_DATA, help="Fraction of the data held out for validation")] = _D.val_fraction,
+    test_fraction: Annotated[float, typer.Option(
+        rich_help_panel=_DATA, help="Fraction of the data held out for the test (a folder with its own test/ "
+                                    "keeps it)")] = _D.test_fraction,
     dedupe: Annotated[Optional[Dedupe], typer.Option(
+        rich_help_panel=_DATA,
         help="Keep near-duplicate groups on one side of the split: near (hash confirmed by aligned pixels) | exact "
              "(identical pixels) | off; a split the data comes with is never re-cut (groups across it are reported)",
         show_default="near for a folder of images, off for built-in and IDX data", **choice(Dedupe, "dedupe mode"),
     )] = None,
-    strategy: Annotated[
-        Strategy, typer.Option(help="tf.distribute strategy", **choice(Strategy, "strategy"))
-    ] = _D.strategy,
-    alpha: Annotated[
-        Optional[float],
-        typer.Option(help="Width multiplier of mobilenet_v2 / mobilenet_v3_small (ImageNet weights exist for "
-                     "0.35, 0.5, 0.75, 1.0, 1.3, 1.4 / 0.75, 1.0)", show_default="1.0"),
-    ] = _D.alpha,
-    weights: Annotated[
-        str,
-        typer.Option(help="Keras backbones: imagenet (downloaded once to ~/.keras/models) | none (random, trained "
-                     "from scratch in one phase) | a weights FILE of the backbone without its top (.h5, .weights.h5)",
-                     metavar="imagenet|none|FILE"),
-    ] = _D.weights,
-    fine_tune_epochs: Annotated[
-        int,
-        typer.Option(help="Keras backbones: epochs of the second phase, the top blocks unfrozen after --epochs "
-                     "with the backbone frozen (0: it stays frozen)"),
-    ] = _D.fine_tune_epochs,
-    fine_tune_lr: Annotated[
-        Optional[float], typer.Option(help="Learning rate of the fine-tuning phase", show_default="--lr / 10")
-    ] = _D.fine_tune_lr,
+    # --- model
+    arch: Annotated[Arch, typer.Option(
+        rich_help_panel=_MODEL,
+        help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos) | "
+        "mobilenet_v2 | mobilenet_v3_small | efficientnet_b0 (keras.applications backbones, see --weights)",
+        **choice(Arch, "architecture"),
+    )] = _D.arch,
+    kernel_size: Annotated[int, typer.Option(
+        rich_help_panel=_MODEL, help="Convolution kernel size (seed architecture)")] = _D.kernel_size,
+    activation: Annotated[str, typer.Option(
+        rich_help_panel=_MODEL, help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)",
+    )] = _D.activation,
+    dropout: Annotated[float, typer.Option(rich_help_panel=_MODEL, help="Dropout before the classifier")] = _D.dropout,
+    # --- training
+    epochs: Annotated[int, typer.Option(
+        rich_help_panel=_TRAINING, help="Maximum epochs (early stopping restores the best)",
+        show_default=_arch_default("epochs"))] = _D.epochs,
+    batch_size: Annotated[int, typer.Option(
+        rich_help_panel=_TRAINING, help="Training batch size", show_default=_arch_default("batch_size"),
+    )] = _D.batch_size,
+    optimizer: Annotated[Optimizer, typer.Option(
+        rich_help_panel=_TRAINING, help="Optimizer", **choice(Optimizer, "optimizer"))] = _D.optimizer,
+    lr: Annotated[Optional[float], typer.Option(
+        rich_help_panel=_TRAINING, help="Learning rate", show_default=_arch_default("lr"))] = _D.lr,
+    label_smoothing: Annotated[float, typer.Option(
+        rich_help_panel=_TRAINING, help="Label smoothing of the loss")] = _D.label_smoothing,
+    patience: Annotated[Optional[int], typer.Option(
+        rich_help_panel=_TRAINING,
+        help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept (0 disables)",
+        show_default=_arch_default("patience"),
+    )] = _D.patience,
+    seed: Annotated[int, typer.Option(
+        rich_help_panel=_TRAINING, help="Seed for the split, weights and augmentation (deterministic on CPU)",
+    )] = _D.seed,
+    strategy: Annotated[Strategy, typer.Option(
+        rich_help_panel=_TRAINING, help="tf.distribute strategy", **choice(Strategy, "strategy"))] = _D.strategy,
+    # --- a Keras application as the backbone
+    alpha: Annotated[Optional[float], typer.Option(
+        rich_help_panel=_KERAS,
+        help="Width multiplier of mobilenet_v2 / mobilenet_v3_small (ImageNet weights exist for 0.35, 0.5, 0.75, "
+        "1.0, 1.3, 1.4 / 0.75, 1.0)", show_default="1.0",
+    )] = _D.alpha,
+    weights: Annotated[str, typer.Option(
+        rich_help_panel=_KERAS,
+        help="imagenet (downloaded once to ~/.keras/models) | none (random, trained from scratch in one phase) | "
+        "a weights FILE of the backbone without its top (.h5, .weights.h5)", metavar="imagenet|none|FILE",
+    )] = _D.weights,
+    fine_tune_epochs: Annotated[int, typer.Option(
+        rich_help_panel=_KERAS,
+        help="Epochs of the second phase, the top blocks unfrozen after --epochs with the backbone frozen "
+        "(0: it stays frozen)",
+    )] = _D.fine_tune_epochs,
+    fine_tune_lr: Annotated[Optional[float], typer.Option(
+        rich_help_panel=_KERAS, help="Learning rate of the fine-tuning phase", show_default="--lr / 10",
+    )] = _D.fine_tune_lr,
     # --- a pretrained .tflite backbone (edgecls.transfer: numpy and LiteRT, no TensorFlow, works on a device too)
     backbone: Annotated[Optional[Path], typer.Option(
+        rich_help_panel=_BACKBONE, metavar="FILE.tflite",
         help="A pretrained NHWC .tflite image classifier or feature extractor (float32, uint8 or int8): cut at its "
              "embedding, a new head fitted with numpy and grafted on as TFLite ops; writes "
-             "RUN/export/model_<mode>.tflite, no TensorFlow needed. --epochs, --patience, --lr, --batch-size "
-             "then apply to the head, and unset keep the head's own defaults")] = None,
+             "RUN/export/model_<mode>.tflite. --epochs, --patience, --lr, --batch-size then apply to the head, "
+             "and unset keep the head's own defaults")] = None,
     embedding_tensor: Annotated[Optional[str], typer.Option(
-        help="With --backbone: the tensor the head reads",
+        rich_help_panel=_BACKBONE, help="The tensor the head reads",
         show_default="the input of the last FULLY_CONNECTED or 1x1 CONV_2D")] = _D.embedding_tensor,
-    head: Annotated[Head, typer.Option(help="With --backbone: linear (softmax regression) | mlp (one hidden ReLU "
-                                            "layer)", **choice(Head, "head"))] = _D.head,
-    views: Annotated[int, typer.Option(help="With --backbone: views per training image, the image itself included; "
-                                            "the others flipped, turned and cropped")] = _D.views,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="With --backbone: interpreter threads",
-                                                   show_default="the CPU count")] = _D.threads,
+    head: Annotated[Head, typer.Option(
+        rich_help_panel=_BACKBONE, help="linear (softmax regression) | mlp (one hidden ReLU layer)",
+        **choice(Head, "head"))] = _D.head,
+    views: Annotated[int, typer.Option(
+        rich_help_panel=_BACKBONE,
+        help="Views per training image, the image itself included; the others flipped, turned and cropped",
+    )] = _D.views,
+    threads: Annotated[Optional[int], typer.Option(
+        min=1, rich_help_panel=_BACKBONE, help="Interpreter threads", show_default="the CPU count",
+    )] = _D.threads,
     input_range: Annotated[Optional[str], typer.Option(
-        metavar="LO,HI", help="With --backbone: what pixels 0 and 255 become for a float backbone (-1,1 for "
-                              "MobileNet style)", show_default="its metadata's range, else 0,255; quantised: its own",
+        metavar="LO,HI", rich_help_panel=_BACKBONE,
+        help="What pixels 0 and 255 become for a float backbone (-1,1 for MobileNet style)",
+        show_default="its metadata's range, else 0,255; quantised: its own",
     )] = _D.input_range,
-    config: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="TOML file whose keys mirror these options (options given here win)",
-            is_eager=True,
-            callback=_read_config,
-        ),
-    ] = None,
+    # --- output
+    out: Annotated[Optional[Path], typer.Option(
+        rich_help_panel=_OUTPUT, help="Run directory to create",
+        show_default="runs/<data>-<arch>, runs/<data>-<backbone>")] = None,
     force: Annotated[bool, typer.Option(
+        "--force", rich_help_panel=_OUTPUT,
         help="Replace an existing run directory; with --backbone also write a head no better than always answering "
-             "the majority class (there train is the export, which refuses it otherwise)", metavar="")] = False,
-    quiet: Annotated[bool, typer.Option(help="One line per epoch instead of progress bars", metavar="")] = False,
+             "the majority class (there train is the export, which refuses it otherwise)")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", rich_help_panel=_OUTPUT, help="One line per epoch instead of progress bars")] = False,
+    config: Annotated[Optional[Path], typer.Option(
+        metavar="FILE.toml", help="A TOML file whose keys mirror these options (options given here win), e.g. a "
+        "run's config.toml", is_eager=True, callback=_read_config,
+    )] = None,
 ) -> None:
     """Train a classifier and write a run directory (model.keras, labels, split, metrics, plots).
 
     With --backbone FILE.tflite: a new head on a pretrained .tflite, numpy and LiteRT only (also on a device).
     """
     options = TrainOptions(**{name: plain(value) for name, value in ctx.params.items() if name in TRAIN_FIELDS})
+    reporter = Reporter(bars=False) if quiet else Reporter()  # lines on stderr; bars on a terminal
     if options.backbone is not None:  # before any TensorFlow import: this route never needs it
         from edgecls.transfer.job import train_from_options
 
         given = {name for name in ctx.params if ctx.get_parameter_source(name).name != "DEFAULT"}
-        result = train_from_options(options, given, force=force, quiet=quiet, log=to_stderr)
+        result = train_from_options(options, given, force=force, reporter=reporter)
     else:
-        from edgecls.train.fit import train as run_training
+        from edgecls.train.job import train as run_training
         from edgecls.train.options import validate
 
         validate(options)
-        result = run_training(options, force=force, quiet=quiet, log=to_stderr)
-    typer.echo(result.summary())
+        result = run_training(options, force=force, reporter=reporter)
+    echo_wrapped(result.summary())
     for warning in result.warnings():
-        typer.echo(f"WARNING: {warning}", err=True)
+        echo_wrapped(f"WARNING: {warning}", err=True)

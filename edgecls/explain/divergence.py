@@ -11,7 +11,8 @@ channel, and compared by SNR (dB) and cosine.
 
 A layer is over the threshold on an image when its SNR is below `threshold_db`, or (once a
 baseline of typical images is measured, see `DivergenceProbe.calibrate`) more than `drop_db`
-below that layer's median SNR: a flip of a healthy model is rarely a broken layer, more often an
+below that layer's median SNR while under HEALTHY_DB (40 dB: an error that small is no divergence):
+a flip of a healthy model is rarely a broken layer, more often an
 ordinary error that grows unusually at one layer, or a near tie that only the softmax decides.
 The divergence point is the first layer over: errors accumulate, so the first, not the worst,
 is where to look.
@@ -35,6 +36,10 @@ from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.quant import input_converter
 
 DEFAULT_DROP_DB = 6.0  # below a layer's typical SNR: 4x its usual error power
+# A layer at this SNR or more is healthy whatever its typical SNR: its error is under 1/10,000 of its
+# signal. (A softmax that is usually saturated can drop from 70 to 58 dB on a near tie: that is the tie,
+# not a diverging layer.)
+HEALTHY_DB = 40.0
 BASELINE_IMAGES = 50  # typical images for the per-layer median SNR
 DEFAULT_THRESHOLD_DB = 20.0  # healthy int8 layers of edgecls models sit at 30-45 dB (scripts/explain_report.py)
 _SKIPPED_OPS = {"QUANTIZE", "DEQUANTIZE", "SHAPE", "STRIDED_SLICE", "PACK", "DELEGATE"}
@@ -67,7 +72,8 @@ class Divergence:
         snr = self.layers[i].snr_db
         if snr < self.threshold_db:
             return f"{snr:.1f} dB, below {self.threshold_db:g} dB"
-        if self.typical_db is not None and np.isfinite(self.typical_db[i]) and snr < self.typical_db[i] - self.drop_db:
+        if (self.typical_db is not None and np.isfinite(self.typical_db[i]) and snr < HEALTHY_DB
+                and snr < self.typical_db[i] - self.drop_db):
             return f"{snr:.1f} dB, {self.typical_db[i] - snr:.1f} dB under its typical {self.typical_db[i]:.1f} dB"
         return None
 

@@ -8,7 +8,6 @@ directory) and `--dataset` load the Keras model.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,21 +18,26 @@ import numpy as np
 
 from edgecls.atomic import write_text_atomic
 
-# bench's test-set loaders (a run's test split with image ids; --data's): internal names, imported here only
-from edgecls.bench.inputs import data_test_set, run_test_set, split_paths
+# bench's test-set loader (a run's test split with image ids): an internal name, imported here only
+from edgecls.bench.inputs import run_test_set
+from edgecls.console import some_image
 from edgecls.errors import EdgeclsError
 from edgecls.explain import METHODS
-from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, Divergence, DivergenceProbe
+from edgecls.explain.divergence import BASELINE_IMAGES, DEFAULT_THRESHOLD_DB, HEALTHY_DB, Divergence, DivergenceProbe
 from edgecls.explain.occlusion import SaliencyMap, device_map
 from edgecls.explain.render import Panel, overlay_png, pyplot, sheet_png, short, slug, top3_lines
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
 
 # expand_images (files, folders, globs -> paths or error Predictions): an internal runtime name, imported here only.
 from edgecls.runtime.sources import expand_images
 
 if TYPE_CHECKING:
+    from edgecls.bench.inputs import Inputs
+    from edgecls.bench.options import BenchOptions
     from edgecls.bench.results import BenchReport, ModelResult, Section
-    from edgecls.bench.run import Analysis, BenchOptions
+    from edgecls.bench.testset import TestSet
+    from edgecls.reports.job import Analysis
 
 SUMMARY_NAME = "explain.json"
 DEFAULT_WORST = 16  # --dataset: images on the contact sheet
@@ -54,18 +58,20 @@ class ExplainOptions:
     backend: Optional[str] = None
     labels: Optional[str] = None
     input_range: Optional[tuple[float, float]] = None
-    progress: bool = True
+    force: bool = False  # write into a folder that holds an earlier result (replacing its explain.json)
 
 
 # ---------------------------------------------------------------------- edgecls explain MODEL IMAGES...
 def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
+                   reporter: Reporter = SILENT) -> dict[str, Any]:
     """A map per image: Grad-CAM for a run directory, occlusion/RISE for a .tflite. A bad image is an
     error row and the rest go on. Returns the JSON summary (also written to OUT/explain.json)."""
-    mapper = _mapper(Path(model), options)
-    out = _out_dir(options.out, Path(model))
+    sources = list(some_image(expand_images(images), "explain"))  # no image at all: refused before the model loads
+    out = _out_dir(options.out, Path(model), options.force)
+    mapper = _mapper(Path(model), options, reporter)
+    out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    for source in expand_images(images):
+    for source in sources:
         if isinstance(source, Prediction):
             rows.append({"image": str(source.source), "error": source.error})
             continue
@@ -78,7 +84,7 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
         name = f"{slug(Path(source).stem)}-{smap.method}.png"
         overlay_png(pixels, smap, out / name, title=f"{Path(source).name} — {mapper.name}")
         rows.append({"image": str(source), "png": str(out / name), **smap.summary()})
-        log(f"{Path(source).name}: {smap.label} ({smap.top[0].score:.3f}) -> {out / name}")
+        reporter(f"{Path(source).name}: {smap.label} ({smap.top[0].score:.3f}) -> {out / name}")
     if not rows:
         raise EdgeclsError("no images to explain: name image files, folders or glob patterns")
     summary = {"model": str(model), "method": mapper.method, "images": rows,
@@ -86,7 +92,7 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
     if pyplot() is None:
         summary["note"] = ("matplotlib is not installed: the PNGs show the image and its map only (no colour bar, "
                            "no labels); pip install matplotlib for the full figures")
-        log(f"note: {summary['note']}")
+        reporter(f"note: {summary['note']}")
     write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     summary["summary_file"] = str(out / SUMMARY_NAME)
     return summary
@@ -100,7 +106,7 @@ class _Mapper:
         self.name, self.method, self.preprocess, self.map = name, method, preprocess, make
 
 
-def _mapper(model: Path, options: ExplainOptions) -> _Mapper:
+def _mapper(model: Path, options: ExplainOptions, reporter: Reporter) -> _Mapper:
     method = options.method
     if method is not None and method not in METHODS:
         raise EdgeclsError(f"unknown --method {method!r}: use one of {', '.join(METHODS)}")
@@ -125,20 +131,33 @@ def _mapper(model: Path, options: ExplainOptions) -> _Mapper:
     settings = {"masks": options.masks, "seed": options.seed} if method == "rise" else {}
     settings["fill"] = options.fill
     return _Mapper(clf.path.name, method, clf.preprocess,
-                   lambda pixels: device_map(clf, pixels, method, options.target, options.progress, **settings))
+                   lambda pixels: device_map(clf, pixels, method, options.target, reporter, **settings))
 
 
-def _out_dir(out: Optional[str | Path], model: Path) -> Path:
-    folder = Path(out) if out else Path("explain") / slug(model.stem if model.is_file() else model.name)
-    if folder.exists() and not folder.is_dir():
-        raise EdgeclsError(f"--out {folder} is a file, not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+def _out_dir(out: Optional[str | Path], model: Path, force: bool = False) -> Path:
+    """Where the PNGs and explain.json go: --out, else beside what is explained (RUN_DIR/explain for a
+    run directory, MODEL-explain/ beside a .tflite). An earlier result there (its explain.json) is never
+    replaced unless `force`: --out refuses, the default folder takes the next free name (explain-2, ...).
+    Not created here: the caller makes it once the inputs are known to be good."""
+    if out:
+        folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise EdgeclsError(f"--out {folder} is a file, not a folder")
+        if (folder / SUMMARY_NAME).exists() and not force:
+            raise EdgeclsError(f"--out {folder} holds an earlier result ({SUMMARY_NAME}): give another --out, or "
+                               "--force to replace it")
+        return folder
+    base = model / "explain" if model.is_dir() else model.with_name(f"{slug(model.stem)}-explain")
+    folder, n = base, 1
+    while not force and (folder.exists() and (not folder.is_dir() or (folder / SUMMARY_NAME).exists())):
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
     return folder
 
 
 # ---------------------------------------------------------------------- edgecls explain --dataset RUN
 def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT_WORST,
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
+                    reporter: Reporter = SILENT) -> dict[str, Any]:
     """The `count` test images with the highest loss (-log p(true class)), each with Grad-CAM for the
     predicted and for the true class, on one contact sheet: mislabelled or ambiguous data shows."""
     from edgecls.explain.gradcam import gradcam_map
@@ -151,7 +170,7 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
     model = run.model()
     test = run_test_set(run)  # the test split with bench's image ids (file names, or dataset indices)
     images, labels, ids = test.images, test.labels, test.ids
-    log(f"Scoring {len(images)} test images of {run_dir}")
+    reporter(f"Scoring {len(images)} test images of {run_dir}")
     probabilities = keras_probabilities(model, images)
     if not is_distribution(probabilities):
         probabilities = softmax(probabilities)
@@ -175,11 +194,13 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
             Panel(images[i], true_map.normalized(), title=f"true '{short(names[labels[i]])}'",
                   caption=[f"p(true) {probabilities[i][labels[i]]:.3f}"]),
         ])
-    out = _out_dir(options.out, run_dir)
+    out = _out_dir(options.out, run_dir, options.force)
+    out.mkdir(parents=True, exist_ok=True)
     sheet = sheet_png(panels, out / "worst-test-images.png",
                       title=f"{run_dir.name}: the {len(worst)} test images with the highest loss (Grad-CAM, layer "
                             f"{pred_map.settings['layer']}; red frame = wrong)",
-                      column_titles=["image", "map: predicted class", "map: true class"])
+                      column_titles=["image", "map: predicted class", "map: true class"],
+                      per_row=sheet_groups(len(panels), 3))
     summary = {"run": str(run_dir), "method": "gradcam", "test_images": int(len(images)),
                "wrong": int(np.sum(probabilities.argmax(1) != labels)), "worst": rows, "sheet": str(out / sheet)}
     write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
@@ -188,6 +209,11 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
 
 
 # ---------------------------------------------------------------------- edgecls bench --explain-flips N
+def sheet_groups(images: int, panels: int) -> int:
+    """Images side by side on a contact sheet of `panels` panels each: about as wide as it is tall."""
+    return max(1, min(images, round((images / panels) ** 0.5 * 1.25)))
+
+
 def check_explain_flips(extra: Optional[int], threshold_db: Optional[float]) -> None:
     """Fail before a bench measures anything when --explain-flips is given badly."""
     if extra is not None and extra < 0:
@@ -198,22 +224,22 @@ def check_explain_flips(extra: Optional[int], threshold_db: Optional[float]) -> 
 
 
 def flips_analysis(options: BenchOptions, extra: int, threshold_db: Optional[float] = None) -> Analysis:
-    """`bench --explain-flips` as an analysis for `edgecls.bench.run.bench(options, analyses)`: checked
-    now (before anything is measured), run on the finished report with the bench's own paths, data,
-    backend and (validated) input range."""
+    """`bench --explain-flips` as an analysis for `edgecls.reports.job.bench(options, analyses)`: checked
+    now (before anything is measured), run on the finished report and the very test images the bench
+    measured, with its backend and (validated) input range."""
     check_explain_flips(extra, threshold_db)
 
-    def analyse(report: BenchReport, report_dir: Optional[Path], log: Callable[[str], None]) -> None:
-        add_explain_flips(report, options.paths, options.data, report_dir, extra, threshold_db,
-                          backend=options.backend, input_range=options.input_range, log=log)
+    def analyse(report: BenchReport, inputs: Inputs, report_dir: Optional[Path], reporter: Reporter) -> None:
+        add_explain_flips(report, inputs.test, report_dir, extra, threshold_db,
+                          backend=options.backend, input_range=options.input_range, reporter=reporter)
 
     return analyse
 
 
-def add_explain_flips(report: BenchReport, paths: Sequence[Path], data: Optional[str], report_dir: Optional[Path],
+def add_explain_flips(report: BenchReport, test: TestSet, report_dir: Optional[Path],
                       extra: int = 0, threshold_db: Optional[float] = None, method: str = "occlusion",
                       backend: Optional[str] = None, input_range: Optional[tuple[float, float]] = None,
-                      log: Callable[[str], None] = print) -> list[Section]:
+                      reporter: Reporter = SILENT) -> list[Section]:
     """For each quantised .tflite of a bench report and its float32 twin: every image where their
     top-1 differs plus the `extra` least-confident agreements, with both models' maps and top-3 and
     the per-layer divergence; a report section each (table + contact sheets) and a flip matrix.
@@ -225,43 +251,22 @@ def add_explain_flips(report: BenchReport, paths: Sequence[Path], data: Optional
     if not floats or not quantised:
         note = ("--explain-flips: nothing explained; it needs a float32 and a quantised .tflite among the benched "
                 f"models (got: {', '.join(m.name + ' ' + m.mode for m in models) or 'none'})")
-        log(f"note: {note}")
+        reporter(f"note: {note}")
         report.notes.append(note)
         return []
-    test = _bench_test_set(report, paths, data)
     sections = []
     for model in quantised:
         sections += _explain_pair(report, floats[0], model, test, report_dir, extra, threshold_db, method, backend,
-                                  input_range, log)
+                                  input_range, reporter)
     return sections
 
 
-def _bench_test_set(report: BenchReport, paths: Sequence[Path], data: Optional[str]) -> Any:
-    """The images the bench scored, found again the way it found them, and checked by content digest."""
-    from edgecls.rundir import open_run
-
-    run_dir, _ = split_paths(list(paths))
-    named = report.data.run
-    if run_dir is None and named and Path(named).is_dir():
-        run_dir = Path(named)
-    if run_dir is not None:
-        test = run_test_set(open_run(run_dir, data))
-    elif data is not None:
-        height, width, channels = report.data.shape
-        test = data_test_set(data, (height, width), "grayscale" if channels == 1 else "rgb")
-    else:
-        raise EdgeclsError("--explain-flips cannot find the bench's test images again: give a run directory or --data")
-    if test.content_digest() != report.data.content_sha256:
-        raise EdgeclsError("--explain-flips found different test images from the ones the bench scored")
-    return test
-
-
-def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: ModelResult, test: Any,
+def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: ModelResult, test: TestSet,
                   report_dir: Optional[Path], extra: int, threshold_db: float, method: str, backend: Optional[str],
-                  input_range: Optional[tuple[float, float]], log: Callable[[str], None]) -> list[Section]:
-    from edgecls.bench.report import add_section
+                  input_range: Optional[tuple[float, float]], reporter: Reporter) -> list[Section]:
+    from edgecls.bench.results import add_section
 
-    fname, qname = float_entry.name, quant_entry.name
+    fname, qname, mode = float_entry.name, quant_entry.name, quant_entry.mode  # mode: int8, dynamic, ...
     probe = DivergenceProbe(float_entry.path, quant_entry.path, backend, threshold_db, input_range)
     f_clf, q_clf = probe.float_clf, probe.quant_clf
     f_prob, q_prob = f_clf.probabilities(test.images), q_clf.probabilities(test.images)
@@ -273,15 +278,15 @@ def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: Mo
     if len(agree):  # each layer's typical SNR, on agreeing images spread over the test set
         spread = np.linspace(0, len(agree) - 1, min(BASELINE_IMAGES, len(agree))).astype(int)
         probe.calibrate(test.images[agree[spread]])
-    log(f"Explaining {len(flips)} flip(s) and {len(least)} least-confident agreement(s) of {qname} against {fname} "
-        f"({method} maps, per-layer divergence)")
+    reporter(f"Explaining {len(flips)} flip(s) and {len(least)} least-confident agreement(s) of {qname} against "
+             f"{fname} ({method} maps, per-layer divergence)")
     names = test.class_names
     rows, panels, records = [], [], []
     started = time.perf_counter()
-    for i in _progress(chosen, f"explaining {qname}"):
+    for i in reporter.track(chosen, f"explaining {qname}"):
         pixels = test.images[i]
-        f_map = device_map(f_clf, pixels, method, progress=False)
-        q_map = device_map(q_clf, pixels, method, progress=False)
+        f_map = device_map(f_clf, pixels, method)
+        q_map = device_map(q_clf, pixels, method)
         divergence = probe.compare(pixels)
         flipped = bool(f_top[i] != q_top[i])
         first, worst = divergence.first_over, divergence.worst
@@ -293,64 +298,61 @@ def _explain_pair(report: BenchReport, float_entry: ModelResult, quant_entry: Mo
         records.append({"index": int(i), "id": test.ids[i], "flipped": flipped, "true": names[test.labels[i]],
                         "float": f_map.summary(), "quantised": q_map.summary(), "focus_overlap": round(overlap, 4),
                         "divergence": divergence.to_json()})
-        panels.append(_flip_row(pixels, str(test.ids[i]), names[test.labels[i]], flipped, f_map, q_map, divergence))
-    plots = _write_sheets(panels, report_dir, qname, fname, method, threshold_db)
+        panels.append(_flip_row(pixels, str(test.ids[i]), names[test.labels[i]], flipped, f_map, q_map, divergence,
+                                quant_entry.mode))
+    plots = _write_sheets(panels, report_dir, qname, fname, method, threshold_db, quant_entry.mode)
     over = [r for r in records if r["divergence"]["first_over"]]
     notes = [
         f"{len(flips)} of {len(test.labels)} test images flip between {fname} and {qname}"
         + (f" ({len(flips) - MAX_EXPLAINED_FLIPS} not mapped: only the first {MAX_EXPLAINED_FLIPS})"
            if len(flips) > MAX_EXPLAINED_FLIPS else "") + f"; {len(least)} least-confident agreements added.",
         f"Maps: {method} through the device runtime, for each model's own top-1. Overlap: the share of the float "
-        f"map's top {FOCUS_FRACTION:.0%} pixels that are also in the int8 map's (1 = both look at the same place).",
-        f"Divergence: SNR of each layer's int8 output (dequantised) against float on that image. 'First over "
-        f"threshold': the first layer below {threshold_db:g} dB, or more than {probe.drop_db:g} dB under its typical "
-        f"SNR (the median on {min(BASELINE_IMAGES, len(agree))} agreeing images; grey in the charts).",
+        f"map's top {FOCUS_FRACTION:.0%} pixels that are also in the {mode} map's (1 = both look at the same place).",
+        f"Divergence: SNR of each layer's {mode} output (dequantised) against float on that image. 'First diverging "
+        f"layer': the first below {threshold_db:g} dB, or more than {probe.drop_db:g} dB under its typical SNR (the "
+        f"median on {min(BASELINE_IMAGES, len(agree))} agreeing images; grey in the charts) while under "
+        f"{HEALTHY_DB:g} dB; none: the flip is a near tie that the last layers decide.",
         _first_over_tally(over),
         f"{time.perf_counter() - started:.1f} s for {len(chosen)} images.",
     ]
     key = f"explain-flips-{slug(qname).lower().replace('.', '-')}"
-    columns = ["image", "kind", "true", f"{fname} top-3", f"{qname} top-3", "first over threshold", "overlap"]
+    columns = ["image", "kind", "true", f"{fname} top-3", f"{qname} top-3", "first diverging layer", "overlap"]
     section = add_section(report, key, f"Explained flips: {qname} against {fname}", columns, rows, notes, plots,
                           data={"float": fname, "quantised": qname, "threshold_db": threshold_db, "method": method,
                                 "flips": int(len(flips)), "images": records})
-    matrix = flip_matrix(f_top[flips], q_top[flips], names)
+    if not len(flips):  # no flip: no matrix to draw (an empty one would only say so less plainly)
+        report.sections = [s for s in report.sections if s.key != key + "-matrix"]
+        return [section]
+    matrix = flip_matrix(f_top[flips], q_top[flips], names, mode)
     matrix_title = f"Flip matrix: {fname} top-1 (rows) → {qname} top-1 (columns)"
     matrix_section = add_section(report, key + "-matrix", matrix_title,
-                                 matrix[0], matrix[1], [f"{len(flips)} flips; classes with no flip are left out."],
+                                 matrix[0], matrix[1],
+                                 [f"{len(flips)} flip{'' if len(flips) == 1 else 's'}; classes with no flip are "
+                                  "left out."],
                                  data={"pairs": matrix[2]})
     return [section, matrix_section]
 
 
-def _progress(items: list, what: str) -> Any:
-    """`items`, with a rich progress bar (on stderr) while they are worked through, when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        yield from items
-        return
-    from rich.console import Console
-    from rich.progress import track
-
-    yield from track(items, description=what, transient=True, console=Console(stderr=True))
-
-
 def _flip_row(pixels: np.ndarray, image_id: str, true: str, flipped: bool, f_map: SaliencyMap, q_map: SaliencyMap,
-              divergence: Divergence) -> list[Panel]:
+              divergence: Divergence, mode: str = "int8") -> list[Panel]:
     first = divergence.first_over
     layers = divergence.layers
     return [
         Panel(pixels, title=short(image_id, 28), caption=[f"true: {short(true)}", "FLIP" if flipped else "agree"],
               highlight=flipped),
         Panel(pixels, f_map.normalized(), title=f"float → '{short(f_map.label)}'", caption=top3_lines(f_map)),
-        Panel(pixels, q_map.normalized(), title=f"int8 → '{short(q_map.label)}'", caption=top3_lines(q_map)),
+        Panel(pixels, q_map.normalized(), title=f"{mode} → '{short(q_map.label)}'", caption=top3_lines(q_map)),
         Panel(snr={"layers": [row.layer for row in layers],
                    "snr": [row.snr_db if np.isfinite(row.snr_db) else None for row in layers],
                    "typical": divergence.typical_db, "threshold": divergence.threshold_db,
-                   "first": divergence.first_index},
-              title=f"first over: {first.layer}" if first else "no layer over the threshold"),
+                   "first": divergence.first_index, "mode": mode},
+              title=f"first diverging: {first.layer}" if first else
+              "no layer diverges" + (": a near tie" if flipped else "")),
     ]
 
 
 def _write_sheets(panels: list[list[Panel]], report_dir: Optional[Path], qname: str, fname: str, method: str,
-                  threshold_db: float) -> list[str]:
+                  threshold_db: float, mode: str = "int8") -> list[str]:
     from edgecls.explain.render import MAX_SHEET_ROWS
 
     if report_dir is None or not panels:
@@ -363,7 +365,7 @@ def _write_sheets(panels: list[list[Panel]], report_dir: Optional[Path], qname: 
         title = (f"{qname} against {fname}: flips and least-confident agreements ({method} maps; SNR threshold "
                  f"{threshold_db:g} dB)" + (f", page {n} of {len(pages)}" if len(pages) > 1 else ""))
         written.append(sheet_png(page, report_dir / f"explain-flips-{slug(qname)}{suffix}.png", title,
-                                 ["image", "float map", "int8 map", "per-layer SNR"]))
+                                 ["image", "float map", f"{mode} map", "per-layer SNR"]))
     return written
 
 
@@ -375,14 +377,16 @@ def focus_overlap(a: SaliencyMap, b: SaliencyMap, fraction: float = FOCUS_FRACTI
     return len(top_a & top_b) / k
 
 
-def flip_matrix(reference: np.ndarray, model: np.ndarray, names: list[str]) -> tuple[list[str], list[list[str]], list]:
-    """(columns, rows, pairs) of flip counts: reference class (rows) to model class (columns), flipped classes only."""
+def flip_matrix(reference: np.ndarray, model: np.ndarray, names: list[str],
+                mode: str = "int8") -> tuple[list[str], list[list[str]], list]:
+    """(columns, rows, pairs) of flip counts: reference class (rows) to model class (columns), flipped classes
+    only; `mode` names the quantised model's kind in the corner cell ("float ↓ / dynamic →")."""
     rows_used = sorted(set(reference.tolist()))
     cols_used = sorted(set(model.tolist()))
     counts: dict[tuple[int, int], int] = {}
     for r, m in zip(reference.tolist(), model.tolist()):
         counts[(r, m)] = counts.get((r, m), 0) + 1
-    columns = ["float ↓ / int8 →"] + [short(names[c]) for c in cols_used] + ["total"]
+    columns = [f"float ↓ / {mode} →"] + [short(names[c]) for c in cols_used] + ["total"]
     rows = [[short(names[r])] + [str(counts.get((r, c), "")) for c in cols_used]
             + [str(sum(counts.get((r, c), 0) for c in cols_used))] for r in rows_used]
     pairs = [{"float": names[r], "quantised": names[m], "count": n} for (r, m), n in sorted(counts.items())]
@@ -391,12 +395,12 @@ def flip_matrix(reference: np.ndarray, model: np.ndarray, names: list[str]) -> t
 
 def _first_over_tally(records: list[dict]) -> str:
     if not records:
-        return "No layer fell below the threshold on any explained image."
+        return "No layer diverged on any explained image: the flips are near ties that the last layers decide."
     tally: dict[str, int] = {}
     for record in records:
         tally[record["divergence"]["first_over"]] = tally.get(record["divergence"]["first_over"], 0) + 1
     text = ", ".join(f"{layer} ({n})" for layer, n in sorted(tally.items(), key=lambda kv: -kv[1]))
-    return f"First layer over the threshold, by images: {text}."
+    return f"First diverging layer, by images: {text}."
 
 
 def _top3_text(smap: SaliencyMap) -> str:
@@ -409,17 +413,17 @@ def _db(value: float) -> str:
 
 # ---------------------------------------------------------------------- the command
 def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[Path], options: ExplainOptions,
-                worst: int = DEFAULT_WORST, as_json: bool = False, log: Callable[[str], None] = print) -> int:
+                worst: int = DEFAULT_WORST, as_json: bool = False, reporter: Reporter = SILENT) -> int:
     """`edgecls explain`: maps of MODEL on IMAGES, or of the worst test images of --dataset RUN.
     Prints a table (or the JSON summary) and returns the exit code: 0 ok, 1 some images failed."""
     if dataset is not None:
         if model is not None or images:
             raise EdgeclsError("--dataset RUN explains a run's own test images: give no MODEL or IMAGES with it")
-        summary = explain_dataset(dataset, options, worst, log=log)
+        summary = explain_dataset(dataset, options, worst, reporter=reporter)
     else:
         if model is None or not images:
             raise EdgeclsError("give MODEL (a .tflite or a run directory) and IMAGES, or --dataset RUN")
-        summary = explain_images(model, images, options, log=log)
+        summary = explain_images(model, images, options, reporter=reporter)
     if as_json:
         print(json.dumps(summary, indent=1, ensure_ascii=False))
     else:
@@ -430,18 +434,22 @@ def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[
 def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from edgecls.bench.report import MIN_CONSOLE_WIDTH
-    from edgecls.console import QuietPipeConsole, markup_cell
+    from edgecls.console import LOG_WIDTH, QuietPipeConsole, markup_cell, output_width
 
     if "worst" in summary:
-        table = Table("image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}")
+        table = Table("image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}",
+                      caption="image: its file or index in the dataset; loss: -log p(true class), highest first.",
+                      caption_justify="left")
         for row in summary["worst"]:
             table.add_row(markup_cell(str(row["id"])), markup_cell(row["true"]), markup_cell(row["predicted"]),
                           f"{row['loss']:.3f}")
         files = f"Contact sheet: {summary['sheet']}; summary: {summary['summary_file']}"
     else:
         table = Table("image", "top-1", "score", "peak (y, x)", "top-10% mass", "evaluations", "PNG",
-                      title=f"{summary['method']} maps of {summary['model']}")
+                      title=f"{summary['method']} maps of {summary['model']}", caption_justify="left",
+                      caption="top-1 and score: the class explained and its probability; peak (y, x): the map's "
+                      "strongest pixel; top-10% mass: the share of the map in its strongest tenth of the pixels "
+                      "(near 1: focused, near 0.1: spread); evaluations: model runs the map took; PNG: the picture.")
         for row in summary["images"]:
             if "error" in row:
                 table.add_row(markup_cell(row["image"]), "[red]error[/red]", markup_cell(row["error"]), "", "", "", "")
@@ -451,6 +459,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
                           f"{row['peak_yx'][0]}, {row['peak_yx'][1]}", f"{row['top10_area_mass']:.2f}",
                           str(row["evaluations"]), markup_cell(row["png"]))
         files = f"Summary: {summary['summary_file']}"
-    console = QuietPipeConsole(width=max(MIN_CONSOLE_WIDTH, QuietPipeConsole().width))
+    for column in table.columns:  # a long path wraps inside its cell, never cut with "…"
+        column.overflow = "fold"
+    console = QuietPipeConsole(width=output_width() or LOG_WIDTH)
     console.print(table)
     console.print(markup_cell(files))

@@ -10,7 +10,6 @@ front (the patch grid or N), the masked images go through `Classifier.probabilit
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from edgecls.errors import EdgeclsError
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Class, Classifier
 
 METHODS = ("occlusion", "rise")
@@ -71,7 +71,7 @@ def top_area_mass(norm: np.ndarray, fraction: float) -> float:
 
 
 def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, patch: Optional[int] = None,
-                  stride: Optional[int] = None, fill: str = "mean", progress: bool = True) -> SaliencyMap:
+                  stride: Optional[int] = None, fill: str = "mean", reporter: Reporter = SILENT) -> SaliencyMap:
     """Occlusion map of uint8 `pixels` (H, W, C) for class `target` (default: the top-1).
 
     Patch default: 1/8 of the shorter side (at least 2 px), stride half of it: about 15 x 15 = 225
@@ -101,7 +101,7 @@ def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = N
 
     drop = np.zeros((height, width), np.float64)
     count = np.zeros((height, width), np.float64)
-    for chunk, _, scores in _scored(clf, boxes, build, target, "occlusion", progress):
+    for chunk, _, scores in _scored(clf, boxes, build, target, "occlusion", reporter):
         for (y, x), score in zip(chunk, scores):
             drop[y:y + patch, x:x + patch] += base[target] - score
             count[y:y + patch, x:x + patch] += 1
@@ -111,7 +111,7 @@ def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = N
 
 
 def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, masks: int = DEFAULT_MASKS,
-             cells: int = DEFAULT_CELLS, seed: int = 0, fill: str = "mean", progress: bool = True) -> SaliencyMap:
+             cells: int = DEFAULT_CELLS, seed: int = 0, fill: str = "mean", reporter: Reporter = SILENT) -> SaliencyMap:
     """RISE map of uint8 `pixels` (H, W, C) for class `target` (default: the top-1): `masks` evaluations.
 
     Each mask is a random `cells` x `cells` keep-grid, upsampled bilinearly to one cell larger than
@@ -146,7 +146,7 @@ def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, 
     total = np.zeros((height, width), np.float64)
     kept = np.zeros((height, width), np.float64)
     score_sum = 0.0
-    for _, keep, scores in _scored(clf, list(range(masks)), build, target, "RISE", progress):
+    for _, keep, scores in _scored(clf, list(range(masks)), build, target, "RISE", reporter):
         total += np.tensordot(scores.astype(np.float64), keep, axes=1)
         kept += keep.sum(axis=0)
         score_sum += float(scores.sum())
@@ -158,12 +158,12 @@ def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, 
 
 
 def device_map(clf: Classifier, pixels: np.ndarray, method: str = "occlusion", target: Optional[int] = None,
-               progress: bool = True, **settings: Any) -> SaliencyMap:
+               reporter: Reporter = SILENT, **settings: Any) -> SaliencyMap:
     """The device-side map by name: 'occlusion' or 'rise'."""
     if method == "occlusion":
-        return occlusion_map(clf, pixels, target, progress=progress, **settings)
+        return occlusion_map(clf, pixels, target, reporter=reporter, **settings)
     if method == "rise":
-        return rise_map(clf, pixels, target, progress=progress, **settings)
+        return rise_map(clf, pixels, target, reporter=reporter, **settings)
     raise EdgeclsError(f"unknown device-side method {method!r}: use one of {', '.join(METHODS)}")
 
 
@@ -195,24 +195,13 @@ def _base(clf: Classifier, pixels: np.ndarray, target: Optional[int]) -> tuple[n
 
 
 def _scored(clf: Classifier, items: list, build: Callable[[list], tuple[np.ndarray, Any]], target: int, what: str,
-            progress: bool) -> Iterator[tuple[list, Any, np.ndarray]]:
+            reporter: Reporter) -> Iterator[tuple[list, Any, np.ndarray]]:
     """(chunk of items, what build gave beside the batch, the target's probability for each image) chunk
-    by chunk, with a progress bar on a terminal. build(chunk) -> (uint8 batch, anything)."""
+    by chunk, with the reporter's progress bar. build(chunk) -> (uint8 batch, anything)."""
     step = max(clf.max_batch, min(CHUNK, len(items)))
-    chunks = [items[i:i + step] for i in range(0, len(items), step)]
-    def score(chunk: list) -> tuple[list, Any, np.ndarray]:
-        batch, extra = build(chunk)
-        return chunk, extra, clf.probabilities(batch)[:, target]
-
-    if not (progress and sys.stderr.isatty()):
-        for chunk in chunks:
-            yield score(chunk)
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(transient=True, console=Console(stderr=True)) as bar:  # stdout may carry --json
-        task = bar.add_task(f"{what}: {len(items)} evaluations", total=len(items))
-        for chunk in chunks:
-            yield score(chunk)
-            bar.advance(task, len(chunk))
+    with reporter.task(f"{what}: {len(items)} evaluations", len(items)) as advance:
+        for i in range(0, len(items), step):
+            chunk = items[i:i + step]
+            batch, extra = build(chunk)
+            yield chunk, extra, clf.probabilities(batch)[:, target]
+            advance(len(chunk))

@@ -15,11 +15,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-# The file-name slug of the bench's plots: an internal name, imported here only.
-from edgecls.bench.plots import slug
 from edgecls.errors import EdgeclsError
 from edgecls.explain.occlusion import SaliencyMap
 from edgecls.plotting import pyplot, save_png
+
+# The file-name slug of the bench's plots: an internal name, imported here only.
+from edgecls.reports.plots import slug
 
 CMAP = "inferno"
 ALPHA = 0.55
@@ -86,25 +87,38 @@ def overlay_png(pixels: np.ndarray, smap: SaliencyMap, path: Path, title: str = 
     return save_png(plt, figure, path).name
 
 
-def sheet_png(rows: Sequence[Sequence[Panel]], path: Path, title: str = "", column_titles: Sequence[str] = ()) -> str:
-    """A grid of panels (one row per image), one shared colour bar, written atomically to `path`."""
+PANEL_IN = 2.4  # inches a side of an image panel on a contact sheet
+ROW_IN = 3.0  # inches a row of panels takes, its title and caption included
+TOP_IN = 1.05  # the title and, under it, the colour bar (fixed inches: at the top whatever the sheet's height)
+GROUP_GAP = 0.25  # between two images' groups of panels, in panel widths
+
+
+def sheet_png(rows: Sequence[Sequence[Panel]], path: Path, title: str = "", column_titles: Sequence[str] = (),
+              per_row: int = 1) -> str:
+    """A grid of panels, one group of panels per image (`per_row` groups side by side, so that a sheet of
+    many images is a page, not one tall column), written atomically to `path`. One colour bar for all the
+    maps, horizontal under the title, where it is seen first on any sheet."""
     if not rows:
         raise EdgeclsError("nothing to draw: no rows for the contact sheet")
     plt = _plt()
     rows = list(rows)[:MAX_SHEET_ROWS]
-    ncols = max(len(r) for r in rows)
-    widths = [1.6 if any(len(r) > c and r[c].snr is not None for r in rows) else 1 for c in range(ncols)]
-    width = 2.6 * sum(widths) + 1.4  # inches; the last 1.4 hold the colour bar and its label
-    figure, axes = plt.subplots(len(rows), ncols, figsize=(width, 3.0 * len(rows) + 0.6),
-                                squeeze=False, gridspec_kw={"width_ratios": widths})
+    per_row = max(1, min(per_row, len(rows)))
+    group = max(len(r) for r in rows)
+    widths = [1.6 if any(len(r) > c and r[c].snr is not None for r in rows) else 1 for c in range(group)]
+    ratios = [w for g in range(per_row) for w in (widths + ([GROUP_GAP] if g < per_row - 1 else []))]
+    lines = -(-len(rows) // per_row)
+    width = PANEL_IN * sum(ratios) + 0.6
+    height = ROW_IN * lines + TOP_IN
+    figure, axes = plt.subplots(lines, len(ratios), figsize=(width, height), squeeze=False,
+                                gridspec_kw={"width_ratios": ratios})
+    for ax in axes.flat:
+        ax.axis("off")
     shown = None
-    for r, row in enumerate(rows):
-        for c in range(ncols):
-            ax = axes[r][c]
-            if c >= len(row):
-                ax.axis("off")
-                continue
-            panel = row[c]
+    for n, row in enumerate(rows):
+        line, first = divmod(n, per_row)
+        for c, panel in enumerate(row):
+            ax = axes[line][first * (group + 1) + c]
+            ax.axis("on")
             if panel.snr is not None:
                 _snr_chart(ax, panel.snr)
             else:
@@ -115,18 +129,19 @@ def sheet_png(rows: Sequence[Sequence[Panel]], path: Path, title: str = "", colu
                         spine.set_visible(True)
                         spine.set_edgecolor("red")
                         spine.set_linewidth(2.5)
-            heading = (column_titles[c] + "\n" if r == 0 and c < len(column_titles) else "") + panel.title
+            heading = (column_titles[c] + "\n" if line == 0 and c < len(column_titles) else "") + panel.title
             ax.set_title(heading, fontsize=8)
             if panel.caption:
                 ax.set_xlabel("\n".join(panel.caption), fontsize=7.5, loc="left")
+    top = 1 - TOP_IN / height
     if title:
-        figure.suptitle(textwrap.shorten(title, 140), fontsize=11)
-    right = 1 - 1.3 / width
-    figure.tight_layout(rect=(0, 0, right, 0.98 if title else 1))
+        figure.suptitle(textwrap.shorten(title, 160), fontsize=11, y=1 - 0.25 / height)
+    figure.tight_layout(rect=(0, 0, 1, top))
     if shown is not None:
-        bar_axes = figure.add_axes((right + 0.2 / width, 0.3, 0.15 / width, 0.4))
-        bar = figure.colorbar(shown, cax=bar_axes)
+        bar_axes = figure.add_axes((0.3, 1 - 0.78 / height, 0.4, 0.13 / height))
+        bar = figure.colorbar(shown, cax=bar_axes, orientation="horizontal")
         bar.set_label("relative importance (map peak = 1)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     return save_png(plt, figure, path).name
 
 
@@ -195,7 +210,7 @@ def _snr_chart(ax: Any, snr: dict[str, Any]) -> None:
         ax.plot([first], [plotted[first]], marker="o", markersize=7, color="C3")
     ax.set_xticks(xs, [short(name, 13) for name in layers], rotation=60, fontsize=6.5, ha="right")
     ax.tick_params(axis="y", labelsize=7)
-    ax.set_ylabel("SNR dB (int8 vs float)", fontsize=7)
+    ax.set_ylabel(f"SNR dB ({snr.get('mode') or 'int8'} vs float)", fontsize=7)
     ax.set_ylim(min(finite + [snr["threshold"]]) - 5, top + 2)
     ax.grid(alpha=0.3)
     if snr.get("typical"):

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from edgecls.bench.report import add_section
-from edgecls.bench.results import BenchReport
+from edgecls.bench.results import BenchReport, add_section
 from edgecls.errors import EdgeclsError
+from edgecls.reporter import SILENT, Reporter
+
+if TYPE_CHECKING:
+    from edgecls.bench.inputs import Inputs
+    from edgecls.rundir import RunDir
 
 TOP_LAYERS = 10
 
 
-def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Sequence[int]],
-                       data: Optional[str] = None) -> list[Callable[..., None]]:
-    """The analyses asked for, as callables for `edgecls.bench.run.bench(..., analyses=...)`.
+def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Sequence[int]]
+                       ) -> list[Callable[..., None]]:
+    """The analyses asked for, as callables for `edgecls.reports.job.bench(..., analyses=...)`.
 
     Fails before anything is measured when one was asked for but cannot run (no run directory,
     no TensorFlow)."""
@@ -37,24 +41,21 @@ def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Se
 
     require_tensorflow(f"edgecls bench {wanted}")
 
-    def analyse(report: BenchReport, report_dir: Optional[Path], log: Callable[[str], None]) -> None:
-        add_analyses(report, run_dir, diagnose, sweep, report_dir, data, log=log)
+    def analyse(report: BenchReport, inputs: Inputs, report_dir: Optional[Path], reporter: Reporter) -> None:
+        add_analyses(report, inputs.run, diagnose, sweep, report_dir, reporter=reporter)
 
     return [analyse]
 
 
-def add_analyses(report: BenchReport, run_dir: Path, diagnose: bool, sweep: Optional[Sequence[int]],
-                 report_dir: Optional[Path], data: Optional[str] = None,
-                 log: Callable[[str], None] = lambda m: None) -> None:
-    """Run the requested analyses on `run_dir` and add each as a section of `report`."""
-    from edgecls.rundir import open_run
-
-    run = open_run(run_dir, data)
+def add_analyses(report: BenchReport, run: RunDir, diagnose: bool, sweep: Optional[Sequence[int]],
+                 report_dir: Optional[Path], reporter: Reporter = SILENT) -> None:
+    """Run the requested analyses on the run the bench opened and add each as a section of `report`."""
+    run_dir = run.run_dir
     if diagnose:
         from edgecls.export.diagnose import COLUMNS, diagnosis_notes, diagnosis_rows
         from edgecls.export.diagnose import diagnose as run_diagnosis
 
-        log("Diagnosing int8 quantisation (TensorFlow's QuantizationDebugger) ...")
+        reporter("Diagnosing int8 quantisation (TensorFlow's QuantizationDebugger) ...")
         found = run_diagnosis(run)
         # --keep-float takes Keras layer names: the worst ops' layers, each once
         worst = list(dict.fromkeys(layer for row in found.worst(3) for layer in row.layers))[:2] or \
@@ -74,8 +75,8 @@ def add_analyses(report: BenchReport, run_dir: Path, diagnose: bool, sweep: Opti
             sweep_rows,
         )
 
-        log(f"Calibration sweep over {', '.join(map(str, sweep))} images ...")
-        points = calib_sweep(run, list(sweep), log=log)
+        reporter(f"Calibration sweep over {', '.join(map(str, sweep))} images ...")
+        points = calib_sweep(run, list(sweep), reporter=reporter)
         plots = []
         if report_dir is not None:
             try:

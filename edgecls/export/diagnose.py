@@ -23,7 +23,7 @@ import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -42,6 +42,7 @@ from edgecls.export.convert import (
     tf_converter,
 )
 from edgecls.native_stderr import native_stderr_silenced
+from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir
 
 DIAGNOSIS_FORMAT = "edgecls.diagnosis/1"
@@ -231,7 +232,7 @@ class MixedPlan:
     chosen: list[GraphOp]  # the ops named by nodes or op types
     diagnosis: Optional[Diagnosis] = None
 
-    def quantize(self, mode: str, log: Callable[[str], None] = lambda m: None) -> Converted:
+    def quantize(self, mode: str, reporter: Reporter = SILENT) -> Converted:
         """The mixed `mode` model; what stayed float (and what was asked) is in its kept_float."""
         converted = quantize_mixed(self.calibrated, mode, self.nodes, self.op_types)
         # The quantiser may keep a named op integer (pooling stays at its input's scale): compare
@@ -248,7 +249,7 @@ class MixedPlan:
                 f"nothing could be kept in float: the TFLite quantiser left {_describe(stayed)} in integer "
                 "(it keeps value-moving ops such as pooling at their input's scale); name a layer with weights")
         if stayed:
-            log(f"warning: the TFLite quantiser left {_describe(stayed)} in integer")
+            reporter(f"warning: the TFLite quantiser left {_describe(stayed)} in integer")
         converted.kept_float.update(self.record())
         converted.kept_float["layers"] = sorted({name for op in self.chosen if op not in stayed for name in op.layers})
         return converted
@@ -270,7 +271,7 @@ class MixedPlan:
 
 
 def plan_mixed(saved: Path, model, calibration: Calibration, keep: Sequence[str] = (), auto_fallback: int = 0,
-               images: Optional[np.ndarray] = None, log: Callable[[str], None] = lambda m: None) -> MixedPlan:
+               images: Optional[np.ndarray] = None, reporter: Reporter = SILENT) -> MixedPlan:
     """Calibrate (and, for auto_fallback, diagnose on `images`) and resolve `keep`: Keras layer
     names, op types (FULLY_CONNECTED) or node names. One-line EdgeclsError for a name that is none."""
     if auto_fallback < 0:
@@ -290,11 +291,11 @@ def plan_mixed(saved: Path, model, calibration: Calibration, keep: Sequence[str]
     nodes, op_types = resolve_keep_float(keep, graph)
     if diagnosis is not None:
         worst = diagnosis.worst(auto_fallback)
-        log(f"Diagnosis: the {auto_fallback} worst op(s) by RMSE/scale: "
+        reporter(f"Diagnosis: the {auto_fallback} worst op(s) by RMSE/scale: "
             + ", ".join(f"{r.label} ({r.op}, {r.rmse_scale:.2f})" for r in worst))
         nodes += [r.node for r in worst if r.node not in nodes]
     plan = _plan(calibrated, graph, nodes, op_types, list(keep), auto_fallback, diagnosis)
-    log(f"Keeping in float: {plan.describe()}")
+    reporter(f"Keeping in float: {plan.describe()}")
     return plan
 
 
@@ -355,8 +356,9 @@ def diagnosis_notes(diagnosis: Diagnosis) -> list[str]:
     """What the figures are, and the whole model's agreement: the table's caption, sentence by sentence."""
     notes = [f"int8 ops against their float twins on {diagnosis.eval_images} {diagnosis.eval_split} images "
              f"(TensorFlow's QuantizationDebugger; calibration {diagnosis.calibration.get('samples')} train images).",
-             f"rmse/scale: error in quantisation steps, about {ROUNDING_ONLY:.2f} from rounding alone; "
-             "bias: mean error; range: the float span of the int8 output."]
+             f"#: rank, worst first; layer and op: where it is; rmse/scale: error in quantisation steps, about "
+             f"{ROUNDING_ONLY:.2f} from rounding alone; rmse: the error in float units; bias: mean error; "
+             "max|err|: the largest; range: the float span of the int8 output."]
     if diagnosis.model:
         notes.append(f"Whole model: top-1 agreement {diagnosis.model.get('top1_agreement', float('nan')):.4f}, "
                      f"mean |Δ output| {diagnosis.model.get('mean_abs_output_error', float('nan')):.5f}.")

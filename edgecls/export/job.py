@@ -13,7 +13,6 @@ written to a temporary name and renamed.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import check_folder_writable, private_tempdir, write_bytes_atomic, write_text_atomic
+from edgecls.artifacts import EXPORT_DIR, LABELS_FILE, TRANSFER_FILE, ExportIndex, model_file_name, write_export
+from edgecls.atomic import check_folder_writable, private_tempdir
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import (
@@ -34,16 +34,8 @@ from edgecls.export.modes import (
 from edgecls.export.report import build_metadata, build_report
 from edgecls.parsing import split_list
 from edgecls.provenance import sha256_bytes
-from edgecls.rundir import (
-    DEFAULT_CALIB_SAMPLES,
-    EXPORT_DIR,
-    EXPORT_REPORT,
-    LABELS_FILE,
-    Calibration,
-    RunDir,
-    keras_probabilities,
-    model_file_name,
-)
+from edgecls.reporter import SILENT, Reporter
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, Calibration, RunDir, keras_probabilities
 from edgecls.runtime.labels import labels_text
 from edgecls.runtime.metadata import embed_metadata
 from edgecls.runtime.quant import is_distribution
@@ -84,6 +76,13 @@ class ModelCheck:
     sha256: str
     variant: str = ""  # the mode, or "<mode>_mixed" for a mixed model (the file's model_<variant>.tflite)
     kept_float: Optional[dict[str, Any]] = None  # a mixed model: what stayed float
+    # per validation image, whether its top-1 is right: two files' accuracies are compared pair by pair
+    right: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    @property
+    def correct(self) -> int:
+        """How many validation images the accuracy stands for."""
+        return int(self.right.sum()) if self.right is not None else 0
 
 
 @dataclass
@@ -95,7 +94,7 @@ class ExportResult:
     min_agreement: float
     failing: list[str]  # variants whose agreement is below min_agreement
     written: list[Path] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
+    report: Optional[ExportIndex] = None  # export.json
 
     @property
     def passed(self) -> bool:
@@ -104,14 +103,14 @@ class ExportResult:
     def advice(self) -> str:
         """What the agreement gate found and, when it stopped the export, what to try."""
         worst = min((m for m in self.models if m.variant in self.failing), key=lambda m: m.agreement)
-        calib = self.report.get("calibration") or {}
+        calib = self.report.calibration or {}
         others = [variant for variant in self.failing if variant != worst.variant]
         also = f" ({', '.join(others)} too)" if others else ""
         finding = (f"{worst.variant} agrees with the float model on {worst.agreement:.2%} of {self.val_images} "
                    f"validation images{also}, below --min-agreement {self.min_agreement:.2f}")
         if self.written:
             return f"{finding} (written anyway: --force)"
-        used = (self.report.get("options") or {}).get("quantizer", "converter")
+        used = (self.report.options or {}).get("quantizer", "converter")
         other = "converter" if used == "litert" else "litert"
         return (f"{finding}: nothing written. Try more --calib-samples (used {calib.get('samples', '?')}), "
                 f"--quantizer {other}, --auto-fallback 2 (keeps the worst layers in float; edgecls bench RUN "
@@ -153,14 +152,28 @@ def validate_options(options: ExportOptions) -> None:
     if options.auto_fallback < 0:
         raise EdgeclsError(f"--auto-fallback must be 0 or more (got {options.auto_fallback})")
 
+
+def refuse_backbone_run(source: RunDir) -> None:
+    """A run trained on a .tflite backbone (edgecls.transfer) has no Keras model to convert: its .tflite
+    was written by train itself. Said before TensorFlow loads, with where the model is."""
+    run = source.run_dir
+    if run is None or source.model_path.is_file() or not (run / TRANSFER_FILE).is_file():
+        return
+    files = sorted(p.name for p in (run / EXPORT_DIR).glob("*.tflite"))
+    where = f"{run / EXPORT_DIR}/{files[0] if len(files) == 1 else ''}" if files else f"{run / EXPORT_DIR}/"
+    raise EdgeclsError(f"{run} was trained on a .tflite backbone: its model is already in {EXPORT_DIR}/ ({where}; "
+                       f"train --backbone writes it, there is no model.keras to export); next: edgecls bench {run}")
+
+
 # ---------------------------------------------------------------------- the job
-def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = print) -> ExportResult:
+def export(source: RunDir, options: ExportOptions, reporter: Reporter = SILENT) -> ExportResult:
     """Convert, check and (if the check passes or options.force) write the files. See the module doc."""
     validate_options(options)
+    refuse_backbone_run(source)
     out = Path(options.out) if options.out else default_out(source)
     check_output_dir(out)
     # The run's own verdict first (no TensorFlow needed); a bare .keras file is judged below.
-    refuse_useless(source.training_metrics(), options.force, source.name, log)
+    refuse_useless(source.training_metrics(), options.force, source.name, reporter)
     require_tensorflow("edgecls export")
 
     model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
@@ -169,20 +182,20 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     if any(is_integer(m) for m in options.modes):
         calibration = source.calibration(options.calib_samples)
         counts = sorted(calibration.per_class.values())
-        log(f"Calibrating on {len(calibration.images)} train-split images (per class {counts[0]}..{counts[-1]}, "
+        reporter(f"Calibrating on {len(calibration.images)} train-split images (per class {counts[0]}..{counts[-1]}, "
             f"seed {calibration.seed})")
         for warning in calibration.warnings:
-            log(f"warning: {warning}")
+            reporter(f"warning: {warning}")
 
     if source.run_dir is None:  # a bare .keras file has no training verdict: judge it on validation
-        refuse_useless(assess(keras_predicted, val_labels, source.labels), options.force, source.name, log)
+        refuse_useless(assess(keras_predicted, val_labels, source.labels), options.force, source.name, reporter)
 
     mix_images = None
     if options.auto_fallback:
         from edgecls.export.diagnose import DEFAULT_EVAL, eval_images
 
         mix_images = eval_images(source, DEFAULT_EVAL)
-    converted, float_model = _convert_modes(model, options, calibration, log, mix_images)
+    converted, float_model = _convert_modes(model, options, calibration, reporter, mix_images)
     sha = source.model_sha256()
     files = {variant: embed_metadata(result.content, build_metadata(source, result, calibration, output_kind, sha))
              for variant, (result, _) in converted.items()}
@@ -196,10 +209,8 @@ def export(source: RunDir, options: ExportOptions, log: Callable[[str], None] = 
     result.report = build_report(source, options, result, calibration, sha)
     if failing and not options.force:
         return result
-    for variant, content in files.items():
-        result.written.append(write_bytes_atomic(out / model_file_name(variant), content))
-    result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
-    result.written.append(write_text_atomic(out / EXPORT_REPORT, json.dumps(result.report, indent=1) + "\n"))
+    named = {model_file_name(variant): content for variant, content in files.items()}
+    result.written += write_export(out, named, source.labels, result.report)
     return result
 
 
@@ -216,7 +227,7 @@ def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray,
     return model, images, labels, predicted, float(np.mean(predicted == labels)), kind
 
 
-def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], log: Callable[[str], None],
+def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibration], reporter: Reporter,
                    mix_images: Optional[np.ndarray] = None) -> tuple[dict[str, tuple[Converted, float]], Converted]:
     """{variant: (converted, seconds)} for the requested modes (and, with options.mixed, a
     "<mode>_mixed" variant after each integer mode), and the float32 model (always made: it is
@@ -229,17 +240,18 @@ def _convert_modes(model, options: ExportOptions, calibration: Optional[Calibrat
         if options.mixed:
             from edgecls.export.diagnose import plan_mixed
 
-            plan = plan_mixed(saved, model, calibration, options.keep_float, options.auto_fallback, mix_images, log)
+            plan = plan_mixed(saved, model, calibration, options.keep_float, options.auto_fallback, mix_images,
+                              reporter)
         for mode in options.modes:
             if mode == "float32":
                 converted[mode] = float_model
                 continue
-            log(f"Converting {mode} ({_backend_name(options.quantizer, mode)}) ...")
+            reporter(f"Converting {mode} ({_backend_name(options.quantizer, mode)}) ...")
             converted[mode] = _timed(lambda: convert(saved, mode, options.quantizer, images,  # noqa: B023 (run at once)
                                                      float_model=float_model[0].content))
             if plan is not None and is_integer(mode):
-                log(f"Converting {mode} mixed (TFLite converter, {plan.describe()} in float) ...")
-                converted[mixed_variant(mode)] = _timed(lambda: plan.quantize(mode, log))  # noqa: B023 (run at once)
+                reporter(f"Converting {mode} mixed (TFLite converter, {plan.describe()} in float) ...")
+                converted[mixed_variant(mode)] = _timed(lambda: plan.quantize(mode, reporter))  # noqa: B023 (run at once)
     return converted, float_model[0]
 
 
@@ -268,7 +280,7 @@ def check_files(
                 accuracy=float(np.mean(predicted == truth)),
                 agreement=float(np.mean(predicted == keras_predicted)),
                 seconds=round(seconds, 2), io=result.io, sha256=sha256_bytes(files[variant]),
-                variant=variant, kept_float=result.kept_float))
+                variant=variant, kept_float=result.kept_float, right=predicted == truth))
     return checks
 
 

@@ -13,19 +13,22 @@ to the whole split and the point says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecls.artifacts import model_file_name
 from edgecls.atomic import private_tempdir
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import INTEGER_MODES
 from edgecls.plotting import pyplot, save_png
-from edgecls.rundir import RunDir, model_file_name
+from edgecls.reporter import SILENT, Reporter
+from edgecls.rundir import RunDir
+from edgecls.runtime.metrics import correct_count, points_text
 
 SWEEP_FORMAT = "edgecls.calib-sweep/1"
 DEFAULT_SIZES = (25, 100, 300, 1000)
@@ -48,7 +51,7 @@ class SweepPoint:
 
 
 def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converter", mode: str = "int8",
-                log: Callable[[str], None] = lambda m: None) -> list[SweepPoint]:
+                reporter: Reporter = SILENT) -> list[SweepPoint]:
     """One point per entry of `sizes` (in that order); sizes that cap to the same set share its figures."""
     from edgecls.export.job import ExportOptions, device_probabilities, validate_options
     from edgecls.export.report import build_metadata
@@ -81,7 +84,7 @@ def calib_sweep(source: RunDir, sizes: Sequence[int], quantizer: str = "converte
             calibration = source.calibration(requested)
             used = len(calibration.images)
             if used not in done:
-                log(f"Calibration sweep: {mode} with {used} calibration images"
+                reporter(f"Calibration sweep: {mode} with {used} calibration images"
                     + (f" (capped from {requested}: the whole train split)" if requested > used else ""))
                 started = time.perf_counter()
                 converted: Converted = convert(saved, mode, quantizer, calibration.images,
@@ -114,8 +117,9 @@ COLUMNS = ("calib N", "used", "accuracy", "Δ float", "agree", "size")
 
 def sweep_rows(points: Sequence[SweepPoint]) -> list[list[str]]:
     """Text cells under COLUMNS: the terminal table's rows, and what a bench report section takes."""
-    return [[str(p.requested), f"{p.samples} (all)" if p.capped else str(p.samples), f"{p.accuracy:.4f}",
-             f"{100 * (p.accuracy - p.float_accuracy):+.2f} pt", f"{p.agreement:.4f}", f"{p.size_bytes / 1024:.1f}K"]
+    return [[str(p.requested), f"{p.samples} (all)" if p.capped else str(p.samples),
+             f"{p.accuracy:.4f} ({correct_count(p.accuracy, p.test_images)}/{p.test_images})",
+             points_text(p.accuracy - p.float_accuracy), f"{p.agreement:.4f}", f"{p.size_bytes / 1024:.1f}K"]
             for p in points]
 
 
@@ -124,7 +128,9 @@ def sweep_notes(points: Sequence[SweepPoint]) -> list[str]:
         return []
     p = points[0]
     notes = [f"{p.mode} by {p.backend}, scored on {p.test_images} test images through the device runtime; "
-             f"float32 accuracy {p.float_accuracy:.4f}; agree: top-1 agreement with float32."]
+             f"float32 accuracy {p.float_accuracy:.4f}. calib N: calibration images asked for; used: how many the "
+             "train split gave; accuracy: top-1 (correct/images); Δ float: against float32, in points; agree: top-1 "
+             "agreement with float32; size: of the file."]
     if any(q.capped for q in points):
         notes.append("(all): more than the train split holds was asked for; the whole split was used.")
     return notes
@@ -137,7 +143,7 @@ def render_sweep(points: Sequence[SweepPoint]):
 
     table = Table(box=box.SIMPLE_HEAD, caption=" ".join(sweep_notes(points)))
     for column in COLUMNS:
-        table.add_column(column, justify="right", no_wrap=True)
+        table.add_column(column, justify="right", overflow="fold")
     for cells in sweep_rows(points):
         table.add_row(*cells)
     return table

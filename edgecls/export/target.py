@@ -11,24 +11,23 @@
 The test split is read once, after the choice, so the figures reported for the chosen file are
 not the ones it was selected on. Latency comes from the target: `host` is this machine as it is;
 a profile name (rpi4) is this machine under the profile's constraints (its cores and threads),
-labelled as such; `user@host` is measured on that device over SSH (edgecls.bench.remote).
+labelled as such; `user@host` is measured on that device over SSH (edgecls.transport). The timing is
+a bench (edgecls.bench.measure) of the candidates on the validation images, in memory.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import write_bytes_atomic, write_text_atomic
+from edgecls.artifacts import ExportEntry, ExportIndex, write_export
+from edgecls.bench.latency import tied as latency_tied
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.bench.results import Latency
 from edgecls.errors import EdgeclsError, require_tensorflow
@@ -42,14 +41,15 @@ from edgecls.export.modes import (
     QUANTIZERS,
 )
 from edgecls.parsing import split_list
-from edgecls.rundir import DEFAULT_CALIB_SAMPLES, EXPORT_FORMAT, LABELS_FILE, RunDir, keras_probabilities
+from edgecls.reporter import SILENT, Reporter
+from edgecls.rundir import DEFAULT_CALIB_SAMPLES, RunDir, keras_probabilities
+from edgecls.runtime.metadata import ModelMetadata
+from edgecls.runtime.metrics import points_text
 
 TARGET_FORMAT = "edgecls.target/1"
 CHOSEN_FILE = "model.tflite"
 PLOT_FILE = "target.png"
 PERCENTILES = (99.9, 99.99)
-LATENCY_TIE = 0.05  # p50s this close to the fastest count as tied
-REFERENCE = "float32"  # latency ratios are taken against it
 
 
 # ---------------------------------------------------------------------- the candidates
@@ -163,8 +163,7 @@ class TargetOptions:
     only: Optional[list[str]] = None  # candidate names to try (None: all)
     runs: int = DEFAULT_RUNS
     out: Optional[Path] = None  # None: RUN_DIR/target-<target>
-    progress: bool = True  # a rich progress bar on a terminal
-    remote: Any = None  # edgecls.bench.remote.RemoteOptions for user@host (ssh config, python, ...); None: defaults
+    remote: Any = None  # edgecls.transport.RemoteOptions for user@host (ssh config, python, ...); None: defaults
 
 
 @dataclass(frozen=True)
@@ -249,6 +248,7 @@ class Row:
     latency: Optional[Latency] = None  # edgecls.bench.latency's summary for the target's threads
     content: Optional[bytes] = field(default=None, repr=False)  # with metadata
     converted: Optional[Converted] = field(default=None, repr=False)
+    metadata: Optional[ModelMetadata] = field(default=None, repr=False)  # what `content` carries
 
     @property
     def p50_ms(self) -> Optional[float]:
@@ -288,20 +288,21 @@ class TargetResult:
     threads: int
     test: dict[str, Any] = field(default_factory=dict)  # the chosen file on the test split (after the choice)
     written: list[Path] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
+    report: Optional[ExportIndex] = None  # export.json
     seconds: float = 0.0
 
 
 # ---------------------------------------------------------------------- the job
-def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str], None] = print,
+def export_for_target(source: RunDir, options: TargetOptions, reporter: Reporter = SILENT,
                       extra: Sequence[Candidate] = ()) -> TargetResult:
     """Build, score and time every candidate, choose, then score the chosen one on test and write.
 
     `extra` candidates (tests, experiments) are tried after the built-in ones."""
-    from edgecls.export.job import check_output_dir, default_out, validation_reference
+    from edgecls.export.job import check_output_dir, default_out, refuse_backbone_run, validation_reference
 
     started = time.perf_counter()
     chosen_candidates = validate(options) + list(extra)
+    refuse_backbone_run(source)
     target = resolve_target(options.target)
     out = Path(options.out) if options.out else default_out(source).with_name(f"target-{target.slug}")
     check_output_dir(out)
@@ -309,7 +310,7 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
 
     model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
         source, "choose on")
-    log(f"Keras float model: {keras_accuracy:.4f} on {len(val_images)} validation images; budget: at most "
+    reporter(f"Keras float model: {keras_accuracy:.4f} on {len(val_images)} validation images; budget: at most "
         f"{options.max_drop:g} points below it, agreement at least {options.min_agreement:g}")
 
     rows = [Row(c.name, c.what) for c in chosen_candidates]
@@ -317,7 +318,7 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
     with saved_model(model) as saved, tempfile.TemporaryDirectory(prefix="edgecls-target-") as tmp:
         ctx = Context(saved, model, source, options.calib_samples)
         _build_all(ctx, chosen_candidates, rows, options, started, output_kind, sha,
-                   (val_images, val_labels, keras_predicted, keras_accuracy), log)
+                   (val_images, val_labels, keras_predicted, keras_accuracy), reporter)
         built = [r for r in rows if r.built]
         if not built:
             raise EdgeclsError("no candidate could be built: " + "; ".join(f"{r.name}: {r.reasons[0]}" for r in rows
@@ -327,23 +328,23 @@ def export_for_target(source: RunDir, options: TargetOptions, log: Callable[[str
             paths[row.name] = Path(tmp) / f"model_{row.name}.tflite"
             paths[row.name].write_bytes(row.content)
         placement, threads = _time_on_target(target, built, paths, (val_images, val_labels), list(source.labels),
-                                             options, Path(tmp), log)
+                                             options, Path(tmp), reporter)
         chosen = choose(rows, options.max_drop, options.min_agreement)
         if chosen is None:
             raise EdgeclsError(f"no candidate is within the budget (--max-drop {options.max_drop:g}, --min-agreement "
                                f"{options.min_agreement:g}): " + "; ".join(f"{r.name}: {', '.join(r.reasons)}"
                                                                          for r in rows if r.reasons),
                                exit_code=1)  # the job ran; the quality gate found nothing to ship
-        log(f"Chose {chosen.name}: {chosen.p50_ms:.3f} ms p50, validation accuracy {chosen.check.accuracy:.4f}")
-        test = score_test(source, model, paths[chosen.name], log)  # the first and only read of the test split
+        reporter(f"Chose {chosen.name}: {chosen.p50_ms:.3f} ms p50, validation accuracy {chosen.check.accuracy:.4f}")
+        test = score_test(source, model, paths[chosen.name], reporter)  # the first and only read of the test split
     result = TargetResult(out, target, rows, chosen, keras_accuracy, len(val_images), placement, threads, test)
     result.seconds = time.perf_counter() - started
-    _write(result, source, options, sha, log)
+    _write(result, source, options, sha, reporter)
     return result
 
 
 def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options: TargetOptions, started: float,
-               output_kind: str, sha: str, val: tuple, log: Callable[[str], None]) -> None:
+               output_kind: str, sha: str, val: tuple, reporter: Reporter) -> None:
     """Convert and score each candidate on validation, within the time budget, with a progress bar."""
     from edgecls.export.job import check_files
     from edgecls.export.report import build_metadata
@@ -351,24 +352,24 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
 
     images, labels, keras_predicted, keras_accuracy = val
     float_size = None
-    with _progress(options.progress and sys.stderr.isatty(), len(todo)) as advance:
+    with reporter.task("candidates", len(todo)) as advance:
         for candidate, row in zip(todo, rows):
             elapsed = time.perf_counter() - started
             if options.budget_s is not None and elapsed > options.budget_s and row is not rows[0]:
                 # (the first candidate is always tried: there is always a file to ship)
                 row.status, row.reasons = "skipped", [f"skipped for time (--budget-s {options.budget_s:g} "
                                                       f"spent after {elapsed:.0f} s)"]
-                advance(f"{candidate.name}: skipped for time")
+                advance(1, f"{candidate.name}: skipped for time")
                 continue
-            advance(f"{candidate.name} ...", done=False)
-            log(f"Candidate {candidate.name}: {candidate.what}")
+            advance(0, f"{candidate.name} ...")
+            reporter(f"Candidate {candidate.name}: {candidate.what}")
             begun = time.perf_counter()
             try:
                 converted = candidate.build(ctx)
                 seconds = time.perf_counter() - begun
                 calibration = ctx.calibration() if candidate.calibrated else None
-                content = embed_metadata(converted.content, build_metadata(ctx.source, converted, calibration,
-                                                                           output_kind, sha))
+                metadata = build_metadata(ctx.source, converted, calibration, output_kind, sha)
+                content = embed_metadata(converted.content, metadata)
                 if float_size is None:  # sizes against float32 as it is written, metadata included
                     float_model = ctx.float_model()
                     float_size = len(embed_metadata(float_model.content, build_metadata(
@@ -378,112 +379,74 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
             except EdgeclsError as exc:  # this candidate cannot be made or loaded: the others go on
                 what = "conversion failed" if isinstance(exc, ConversionError) else "unusable"
                 row.status, row.reasons = "failed", [f"{what}: {exc}"]
-                log(f"  {row.reasons[0]}")
-                advance(f"{candidate.name}: failed")
+                reporter(f"  {row.reasons[0]}")
+                advance(1, f"{candidate.name}: failed")
                 continue
-            row.content, row.converted = content, converted
+            row.content, row.converted, row.metadata = content, converted, metadata
             row.drop_points = 100 * (keras_accuracy - row.check.accuracy)
-            log(f"  validation accuracy {row.check.accuracy:.4f} ({-row.drop_points:+.2f} pt), agreement "
+            reporter(f"  validation accuracy {row.check.accuracy:.4f} ({points_text(-row.drop_points / 100)}), "
+                     f"agreement "
                 f"{row.check.agreement:.4f}, {row.check.size_bytes / 1024:.1f}K, {seconds:.1f} s")
-            advance(f"{candidate.name} done")
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Callable[..., None]]:
-    """advance(description, done=True): a rich bar of candidates done / to do, on stderr (a terminal only)."""
-    if not enabled:
-        yield lambda description, done=True: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("candidates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("", total=total)
-
-        def advance(description: str, done: bool = True) -> None:
-            bar.update(task, description=description, advance=1 if done else 0)
-
-        yield advance
+            advance(1, f"{candidate.name} done")
 
 
 def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val: tuple, class_names: list[str],
-                    options: TargetOptions, tmp: Path, log: Callable[[str], None]) -> tuple[list[str], int]:
-    """Each row's latency on the target (interleaved), and the sentences saying where it was measured."""
-    images, labels, runs, remote = val[0], val[1], options.runs, options.remote
-    if target.kind == "remote":
-        timings, placement, threads = remote_latency(target.spec, remote, paths, images, labels, class_names, runs,
-                                                     tmp, log)
-    else:
-        timings, placement, threads = local_latency(target.profile, paths, images, runs, tmp, log)
+                    options: TargetOptions, tmp: Path, reporter: Reporter) -> tuple[list[str], int]:
+    """Each row's latency on the target, every candidate interleaved (a bench: edgecls.bench.measure, in
+    memory), and the sentences saying where it was measured. A device scores the validation images it
+    is sent, never the test split; the figures kept are its invoke times at its largest thread count."""
+    from edgecls.bench.inputs import open_inputs
+    from edgecls.bench.measure import measure_inputs
+    from edgecls.bench.testset import TestSet
+
+    images, labels = val
+    bench = bench_options(target, list(paths.values()), options.runs)
+    inputs = open_inputs(bench, TestSet(images, labels, class_names, list(range(len(images))), None,
+                                        "the validation split", "val"))
+    report = measure_inputs(inputs, bench, target_place(target, options.remote, tmp), reporter)
+    by_file = {Path(m.path).name: m for m in report.models}
+    threads = 0
     for row in rows:
-        row.latency = timings.get(row.name)
+        entries = by_file[paths[row.name].name].latency if paths[row.name].name in by_file else []
+        if entries:
+            row.latency = max(entries, key=lambda t: t.threads)
+            threads = row.latency.threads
+    placement = list(report.device.notes)
+    if target.kind == "remote":
+        placement.insert(0, f"Measured on {target.spec} over SSH ({report.machine.arch}, {report.machine.cpu}), "
+                            f"threads {threads}.")
     return placement, threads
 
 
-def local_latency(profile: Optional[DeviceProfile], paths: dict[str, Path], images: np.ndarray, runs: int,
-                  tmp: Path, log: Callable[[str], None]) -> tuple[dict[str, Latency], list[str], int]:
-    """Latency on this machine, as it is (profile None) or under the profile's cores and threads."""
-    from edgecls.bench import latency
-    from edgecls.bench.inputs import describe_tflite
-    from edgecls.bench.profiles import constrained, describe_machine, placement_notes, thread_sweep
-    from edgecls.runtime.interpreter import find_backend
+def bench_options(target: Target, paths: list[Path], runs: int) -> Any:
+    """The bench of the candidates (edgecls.bench.BenchOptions): latency and accuracy, no memory, no
+    Keras; threads: every CPU of the host; a profile's own (the bench's default there); on a device,
+    1 and all of its CPUs (its largest count is kept)."""
+    from edgecls.bench import BenchOptions
+    from edgecls.runtime.cpu import cpu_count
 
-    backend = find_backend()
-    machine = describe_machine(backend)
-    models = [describe_tflite(path, backend.name) for path in paths.values()]
-    for model, name in zip(models, paths):
-        model.name = name
-    plan = latency.Plan(warmup=5, runs=runs, batch_size=16)
-    with constrained(profile) as cpus:
-        used = len(cpus) if cpus else machine["usable_cpus"]
-        threads = thread_sweep(profile, used)[0] if profile is not None else used
-        files, file_source = latency.sample_files(None, images, tmp)
-        reference = REFERENCE if REFERENCE in paths else None
-        timings = latency.measure(models, [threads], images, files, file_source, plan, backend.name, reference, log)
-    _, notes = placement_notes(profile, machine, cpus, [threads])
-    return {name: timings[(name, threads)] for name in paths}, notes, threads
+    return BenchOptions(paths=paths, warmup=5, runs=runs, batch_size=16, keras=False, memory=False,
+                        threads=[cpu_count()] if target.kind == "host" else None)
 
 
-def remote_latency(spec: str, remote: Any, paths: dict[str, Path], images: np.ndarray, labels: np.ndarray,
-                   class_names: list[str], runs: int, tmp: Path,
-                   log: Callable[[str], None]) -> tuple[dict[str, Latency], list[str], int]:
-    """Latency on the device user@host, measured there by edgecls.bench.remote (SSH, a venv on the
-    device). The device scores the validation images it is sent, never the test split; the figures
-    kept are its invoke times at its largest thread count."""
-    from dataclasses import replace
+def target_place(target: Target, remote: Any, work: Path) -> Any:
+    """Where the target's bench measures (edgecls.bench.Where): this host, under a profile, or the
+    device user@host reached over SSH (edgecls.transport; `remote` its ssh config, python, ...)."""
+    from edgecls.bench import Where
 
-    from edgecls.bench.compare import load_reports
-    from edgecls.bench.inputs import TestSet, save_test_images
-    from edgecls.bench.remote import DEVICES_DIR, RemoteOptions, bench_remote, parse_targets
-    from edgecls.bench.run import BenchOptions
+    if target.kind != "remote":
+        return Where(profile=target.profile)
+    from edgecls.transport import connect
 
-    device = parse_targets(spec)[0]
-    remote = replace(remote, targets=spec) if remote is not None else RemoteOptions(spec)
-    data = tmp / "val-images"
-    save_test_images(TestSet(images, labels, class_names, list(range(len(images))), None, "the validation split",
-                             "val"), data)
-    report_dir = tmp / "remote"
-    options = BenchOptions(paths=list(paths.values()), data=str(data), warmup=5, runs=runs, keras=False,
-                           memory=False, report_dir=report_dir, remote=remote)
-    with contextlib.redirect_stdout(sys.stderr):  # its tables are the bench's, not this command's output
-        bench_remote(options, log=log)
-    [(_, report)] = load_reports([report_dir / DEVICES_DIR / device.label / "bench.json"])
-    by_file = {Path(m.path).name: m for m in report.models}
-    timings, threads = {}, 0
-    for name, path in paths.items():
-        entries = by_file[path.name].latency if path.name in by_file else []
-        if entries:
-            best = max(entries, key=lambda t: t.threads)
-            timings[name], threads = best, best.threads
-    notes = [f"Measured on {spec} over SSH ({report.machine.arch}, {report.machine.cpu}), threads {threads}."
-             ] + list(report.device.notes)
-    return timings, notes, threads
+    return Where(device=connect(target.spec, remote, work / "device"))
 
 
 def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[Row]:
-    """Mark each built row passed or rejected (with why) and return the fastest passing one
-    (within LATENCY_TIE: the most accurate). Only validation figures and target latency are read here."""
+    """Mark each built row passed or rejected (with why) and return the one to ship: the fastest passing
+    one, where latencies within the measured spread count as tied (bench.latency.tied), and among the tied
+    the most accurate (accuracies within chance, McNemar on the validation images, count as equal), then
+    the clearly smaller, then the simpler (the SIMPLER order). Only validation figures and target latency
+    are read here."""
     for row in rows:
         if not row.built:
             continue
@@ -499,31 +462,57 @@ def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[R
     passing = [r for r in rows if r.status == "passed"]
     if not passing:
         return None
-    # Latencies within LATENCY_TIE of the fastest are noise on a shared CPU: among them the most
-    # accurate (then the best agreeing, then the smallest) file wins.
-    fastest = min(r.p50_ms for r in passing)
-    tied = [r for r in passing if r.p50_ms <= fastest * (1 + LATENCY_TIE)]
-    chosen = min(tied, key=lambda r: (-r.check.accuracy, -r.check.agreement, r.check.size_bytes, r.p50_ms))
+    fastest = min(passing, key=lambda r: r.p50_ms)
+    tied = [r for r in passing if r is fastest or latency_tied(fastest.latency, r.latency)]
+    best = max(tied, key=lambda r: r.check.correct)
+    level = [r for r in tied if r is best or _accuracy_tied(r, best)]
+    smallest = min(r.check.size_bytes for r in level)
+    small = [r for r in level if r.check.size_bytes * SMALLER <= smallest]
+    chosen = min(small, key=_simplicity)
     chosen.status = "chosen"
     for row in passing:
         if row is chosen:
             continue
-        if row in tied:
-            row.reasons = [f"as fast (within {LATENCY_TIE:.0%}) but "
-                           + ("less accurate" if row.check.accuracy < chosen.check.accuracy else
-                              "agrees less" if row.check.agreement < chosen.check.agreement else "not smaller")]
-        else:
+        if row not in tied:
             row.reasons = [f"slower: {row.p50_ms / chosen.p50_ms:.2f}x the chosen one's p50"]
+        elif row not in level:
+            row.reasons = [f"as fast (within the measured spread) but less accurate: {row.check.correct} against "
+                           f"{best.check.correct} of {len(best.check.right)} right, beyond chance"]
+        elif row not in small:
+            row.reasons = [f"as fast and as accurate (within the spread and chance) but larger: "
+                           f"{row.check.size_bytes / chosen.check.size_bytes:.2f}x the chosen one's size"]
+        else:
+            row.reasons = ["as fast, as accurate and as small (within the spread and chance): the chosen one is "
+                           "simpler"]
     return chosen
 
 
-def score_test(source: RunDir, model, path: Path, log: Callable[[str], None]) -> dict[str, Any]:
+# On a tie, the simpler candidate ships: the plain modes first, then another quantiser, clipped ranges,
+# and ops kept in float last (each a step away from what export writes by default).
+SIMPLER = ("float32", "int8", "dynamic", "float16", "int8-litert", "int8-pct99.9", "int8-pct99.99")
+SMALLER = 0.95  # a file counts as smaller than another below this share of its size
+
+
+def _simplicity(row: Row) -> tuple[int, str]:
+    return (SIMPLER.index(row.name) if row.name in SIMPLER else len(SIMPLER), row.name)
+
+
+def _accuracy_tied(row: Row, other: Row) -> bool:
+    """Whether two candidates' validation accuracies are within chance of each other, pair by pair."""
+    from edgecls.runtime.metrics import accuracies_tied
+
+    a, b = row.check.right, other.check.right
+    discordant = (int(np.sum(a & ~b)), int(np.sum(b & ~a))) if a is not None and b is not None else None
+    return accuracies_tied(row.check.correct, other.check.correct, discordant)
+
+
+def score_test(source: RunDir, model, path: Path, reporter: Reporter) -> dict[str, Any]:
     """The chosen file and the Keras float model on the held-out test split."""
     from edgecls.export.job import device_probabilities
 
     images, labels = source.images("test")
     if len(images) == 0:
-        log("warning: the run has no test images: no test figures for the chosen file")
+        reporter("warning: the run has no test images: no test figures for the chosen file")
         return {"split": "test", "images": 0}
     keras_predicted = keras_probabilities(model, images).argmax(1)
     predicted = device_probabilities(path, images).argmax(1)
@@ -553,39 +542,34 @@ def decision(result: TargetResult, options: TargetOptions) -> dict[str, Any]:
 
 
 def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: str,
-           log: Callable[[str], None]) -> None:
+           reporter: Reporter) -> None:
     from edgecls.export.report import source_info
     from edgecls.provenance import created_timestamp, sha256_bytes
-    from edgecls.runtime.labels import labels_text
-    from edgecls.runtime.metadata import embed_metadata, read_metadata
+    from edgecls.runtime.metadata import embed_metadata
 
     chosen = result.chosen
     doc = decision(result, options)
-    metadata = {**read_metadata(chosen.content), "decision": doc}
-    content = embed_metadata(chosen.converted.content, metadata)
-    out = result.out_dir
-    result.written.append(write_bytes_atomic(out / CHOSEN_FILE, content))
-    result.written.append(write_text_atomic(out / LABELS_FILE, labels_text(source.labels)))
+    content = embed_metadata(chosen.converted.content, replace(chosen.metadata, decision=doc))
     m = chosen.check
-    result.report = {
-        "format": EXPORT_FORMAT, "created": created_timestamp(), "source": source_info(source, sha),
-        "options": {"target": options.target, "max_drop": options.max_drop, "min_agreement": options.min_agreement,
-                    "budget_s": options.budget_s, "calib_samples": options.calib_samples,
-                    "fallback": options.fallback, "candidates": options.only, "timing_runs": options.runs},
-        "check": {"split": "val", "images": result.val_images, "keras_accuracy": round(result.keras_val_accuracy, 6)},
-        "decision": doc,
+    result.report = ExportIndex(
+        created=created_timestamp(), source=source_info(source, sha),
+        options={"target": options.target, "max_drop": options.max_drop, "min_agreement": options.min_agreement,
+                 "budget_s": options.budget_s, "calib_samples": options.calib_samples,
+                 "fallback": options.fallback, "candidates": options.only, "timing_runs": options.runs},
+        check={"split": "val", "images": result.val_images, "keras_accuracy": round(result.keras_val_accuracy, 6)},
+        decision=doc,
         # `models` as every export.json has it (what bench reads): the one file written
-        "models": [{"file": CHOSEN_FILE, "mode": m.mode, "variant": chosen.name, "backend": m.backend,
-                    "size_bytes": len(content), "accuracy": round(m.accuracy, 6), "agreement": round(m.agreement, 6),
-                    "input": m.io["input"], "output": m.io["output"], "sha256": sha256_bytes(content)}],
-        "candidates": [r.to_json() for r in result.rows],
-        "seconds": round(result.seconds, 1),
-    }
-    result.written.append(write_text_atomic(out / "export.json", json.dumps(result.report, indent=1) + "\n"))
+        models=[ExportEntry(file=CHOSEN_FILE, mode=m.mode, variant=chosen.name, backend=m.backend,
+                            size_bytes=len(content), accuracy=round(m.accuracy, 6), agreement=round(m.agreement, 6),
+                            input=m.io["input"], output=m.io["output"], sha256=sha256_bytes(content))],
+        candidates=[r.to_json() for r in result.rows],
+        seconds=round(result.seconds, 1),
+    )
+    result.written += write_export(result.out_dir, {CHOSEN_FILE: content}, source.labels, result.report)
     from edgecls.export.target_report import plot_pareto
 
-    plotted = plot_pareto(result, options.max_drop, out / PLOT_FILE)
+    plotted = plot_pareto(result, options.max_drop, result.out_dir / PLOT_FILE)
     if plotted is not None:
         result.written.append(plotted)
     else:
-        log("plot skipped: matplotlib is not installed")
+        reporter("plot skipped: matplotlib is not installed")

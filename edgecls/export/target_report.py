@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from edgecls.export.report import _size
 from edgecls.plotting import pyplot, save_png
@@ -16,40 +16,69 @@ _STATUS_COLOUR = {"chosen": "tab:green", "passed": "tab:blue", "rejected": "tab:
 
 
 def render_target_table(result: TargetResult):
-    """A rich table (one row per candidate: validation figures, target latency, status), then why
-    each candidate that was not chosen lost."""
-    from rich import box
+    """The decision for the terminal: one row per candidate (validation figures with their count, target
+    latency, status), a legend under it that explains every column and how ties are judged, then why
+    each candidate that was not chosen lost. Fitted to the width (see console.Fitted); nothing is cut."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
+    from edgecls.console import Fitted
+
+    # Why each one lost, under the table: a column would be squeezed out of an 80-column terminal.
+    why = Text("\n".join(f"{row.name}: {'; '.join(row.reasons)}" for row in result.rows if row.reasons))
+    tables = Fitted(_target_table(result, COLUMNS), _target_table(result, COLUMNS, fold=True))
+    return Group(tables, why) if why.plain else tables
+
+
+COLUMNS = ("candidate", "status", "val acc", "correct", "Δ pt", "agree", "p50 ms", "×f32", "size")
+
+
+def _target_table(result: TargetResult, columns: tuple[str, ...], fold: bool = False):
+    from rich import box
+    from rich.table import Table
+
+    from edgecls.bench.latency import SPREAD_RULE
+    from edgecls.runtime.metrics import accuracy_text, few_images_warning, points_text
+
     test = result.test
-    test_line = (f" Chosen file on the held-out test split ({test['images']} images, read after the choice): accuracy "
-                 f"{test['accuracy']:.4f} against Keras float {test['keras_accuracy']:.4f} "
-                 f"({-test['drop_points']:+.2f} pt), agreement {test['agreement']:.4f}." if test.get("images") else "")
+    lines = [f"Chosen on {result.val_images} validation images (Keras float accuracy "
+             f"{result.keras_val_accuracy:.4f}); latency: invoke p50 at batch 1, {result.threads} thread(s). "
+             + " ".join(result.placement),
+             "val acc: top-1 on the validation split (correct: how many); Δ pt: against the Keras float model; agree: "
+             "top-1 agreement with it; p50 ms: invoke, batch 1, on the target; ×f32: p50 over float32's, the median "
+             "of the interleaved rounds' ratios (steadier under load than the ratio of the two p50s); size: of the "
+             "file, metadata included. Chosen: the fastest within the budget; " + SPREAD_RULE
+             + "; among tied files the most accurate (within chance counts as equal), then the clearly smaller, "
+             "then the simpler one."]
+    if test.get("images"):
+        n = test["images"]
+        correct = int(round(test["accuracy"] * n))
+        lines.append(f"Chosen file on the held-out test split ({n} images, read after the choice): accuracy "
+                     f"{accuracy_text(correct, n)} against Keras float {test['keras_accuracy']:.4f} "
+                     f"({points_text(-test['drop_points'] / 100)}), agreement {test['agreement']:.4f}.")
+        few = few_images_warning(n, "the run's test split", correct)
+        if few:
+            lines.append(f"Warning: {few}.")
     table = Table(box=box.SIMPLE_HEAD, title=f"Which file to ship: --target {result.target.spec}",
-                  caption=f"Chosen on {result.val_images} validation images (Keras float accuracy "
-                  f"{result.keras_val_accuracy:.4f}); latency: invoke p50 at batch 1, {result.threads} thread(s). "
-                  + " ".join(result.placement) + test_line)
-    for column, justify in (("candidate", "left"), ("status", "left"), ("val acc", "right"), ("Δ pt", "right"),
-                            ("agree", "right"), ("p50 ms", "right"), ("×f32", "right"), ("size", "right")):
-        table.add_column(column, justify=justify, no_wrap=True)
+                  caption="\n".join(lines), caption_justify="left", collapse_padding=True, pad_edge=False)
+    for column in columns:
+        text = column in ("candidate", "status")
+        table.add_column(column, justify="left" if text else "right", overflow="fold", no_wrap=not fold)
     for row in result.rows:
         style = _STATUS_STYLE.get(row.status, "")
         cells = [row.name, f"[{style}]{row.status}[/]" if style else row.status]
         if row.check is not None:
             m = row.check
             ratio = row.latency.vs_reference if row.latency else None
-            cells += [f"{m.accuracy:.4f}", f"{-row.drop_points:+.2f}", f"{m.agreement:.4f}",
+            cells += [f"{m.accuracy:.4f}", f"{m.correct}/{len(m.right)}" if m.right is not None else "-",
+                      points_text(-row.drop_points / 100, unit=""), f"{m.agreement:.4f}",
                       f"{row.p50_ms:.3f}" if row.p50_ms is not None else "-",
                       f"{ratio.invoke_p50_ratio:.2f}" if ratio else ("1.00" if row.name == "float32" else "-"),
                       _size(m.size_bytes)]
         else:
-            cells += ["-"] * 6
+            cells += ["-"] * (len(columns) - 2)
         table.add_row(*cells)
-    # Why each one lost, under the table: a column would be squeezed out of an 80-column terminal.
-    why = Text("\n".join(f"{row.name}: {'; '.join(row.reasons)}" for row in result.rows if row.reasons))
-    return Group(table, why) if why.plain else table
+    return table
 
 
 def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[Path]:
@@ -62,7 +91,7 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
     timed = [r for r in result.rows if r.check is not None and r.p50_ms is not None]
     figure, ax = plt.subplots(figsize=(11, 5.5))
     largest = max(r.check.size_bytes for r in timed)
-    for number, row in enumerate(timed, start=1):
+    for row in timed:
         area = 80 + 900 * row.check.size_bytes / largest
         colour = _STATUS_COLOUR.get(row.status, "grey")
         ax.scatter([row.p50_ms], [row.check.accuracy], s=area, color=colour, alpha=0.45, edgecolors="black",
@@ -70,8 +99,6 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
         if row.status == "chosen":
             ax.scatter([row.p50_ms], [row.check.accuracy], s=area * 2.2, facecolors="none", edgecolors="tab:green",
                        linewidths=2.5, zorder=4)
-        ax.annotate(str(number), (row.p50_ms, row.check.accuracy), ha="center", va="center", fontsize=8,
-                    fontweight="bold", zorder=5)
     front = _pareto_front(timed)
     ax.step([r.p50_ms for r in front], [r.check.accuracy for r in front], where="post", color="grey", alpha=0.6,
             linewidth=1, zorder=2, label="Pareto front")
@@ -85,6 +112,7 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
     span = max(keras - low, 0.01)
     ax.set_ylim(low - 0.12 * span, min(1.0, keras) + 0.12 * span)
     ax.set_xlim(0, max(r.p50_ms for r in timed) * 1.2)
+    _number_points(figure, ax, [(r.p50_ms, r.check.accuracy) for r in timed])
     ax.set_xlabel(f"invoke latency p50, ms (batch 1, {result.threads} thread(s))")
     ax.set_ylabel(f"top-1 accuracy, validation ({result.val_images} images)")
     where = {"host": "this host", "profile": f"this host under the {result.target.spec} profile's constraints"}.get(
@@ -99,6 +127,30 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
                 family="monospace", fontsize=8, va="center", ha="left")
     figure.tight_layout(rect=(0, 0, 0.66, 1))
     return save_png(plt, figure, path, dpi=120)
+
+
+LABEL_GAP_PX = 18  # the least distance between two numbers' centres
+LABEL_RISE_PX = 34  # numbers sit this far above their points, joined to them by a line
+
+
+def _number_points(figure: Any, ax: Any, points: list[tuple[float, float]]) -> None:
+    """Number the points 1..n above them. Candidates often sit on top of each other (same accuracy,
+    near latencies): numbers that would collide are pushed apart sideways, each joined to its point by
+    a thin line, so that every number reads on its own."""
+    figure.canvas.draw()  # the axes' final limits: data to pixels
+    to_pixels, to_data = ax.transData.transform, ax.transData.inverted().transform
+    placed: list[tuple[float, float]] = []  # label centres in pixels
+    for number, (x, y) in sorted(enumerate(points, start=1), key=lambda item: item[1][0]):
+        px, py = to_pixels((x, y))
+        lx, ly = px, py + LABEL_RISE_PX
+        for qx, qy in placed:  # push right past any label too close on the same height
+            if abs(qy - ly) < LABEL_GAP_PX and lx - qx < LABEL_GAP_PX:
+                lx = qx + LABEL_GAP_PX
+        placed.append((lx, ly))
+        ax.annotate(str(number), (x, y), xytext=tuple(to_data((lx, ly))), textcoords="data", ha="center",
+                    va="center", fontsize=8, fontweight="bold", zorder=5,
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "0.6", "linewidth": 0.5},
+                    arrowprops={"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 2})
 
 
 def _pareto_front(rows: list[Row]) -> list[Row]:

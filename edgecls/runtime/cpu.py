@@ -1,5 +1,7 @@
 """What this CPU is, as far as the kernel says: the instruction-set features that decide which
-TFLite (XNNPACK / ruy) kernels run, the board model, the frequency governor and the current clock.
+TFLite (XNNPACK / ruy) kernels run, the board model and its core type, the CPUs this process may
+use, emulation, the frequency governor and the current clock, the temperature and (on a Raspberry
+Pi) the firmware's throttling.
 
 Everything is read from /proc and /sys; where a file is absent (macOS, a VM without cpufreq)
 the value is None — never guessed. The functions take their paths as arguments so that tests
@@ -8,7 +10,10 @@ can point them at recorded copies of a Pi's files.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, Optional
 
@@ -127,3 +132,119 @@ def features_text(features: dict[str, Any]) -> str:
     present = " ".join(features["present"]) or "none of the known ones"
     return (f"{present} (int8 dot product: {yes(features['dot_product'])}; "
             f"fp16 arithmetic: {yes(features['half_precision'])})")
+
+
+# ---------------------------------------------------------------------- the host, its cores, emulation
+EMULATED_ENV = "EDGECLS_EMULATED"  # e.g. qemu-cortex-a76, set by whoever runs us under emulation
+_ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
+# Arm's "CPU part" numbers (/proc/cpuinfo, implementer 0x41) of the cores in Pi-class boards.
+CPU_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0b": "Cortex-A76"}
+# /proc/device-tree/model prefixes -> the board's core, where the kernel names no CPU part.
+BOARD_CORES = (("Raspberry Pi 5", "Cortex-A76"), ("Raspberry Pi Compute Module 5", "Cortex-A76"),
+               ("Raspberry Pi 500", "Cortex-A76"), ("Raspberry Pi 4", "Cortex-A72"),
+               ("Raspberry Pi Compute Module 4", "Cortex-A72"), ("Raspberry Pi 400", "Cortex-A72"),
+               ("Raspberry Pi 3", "Cortex-A53"), ("Raspberry Pi Zero 2", "Cortex-A53"))
+
+
+# ---------------------------------------------------------------------- the host
+def normalize_arch(arch: str) -> str:
+    arch = arch.strip().lower()
+    return _ARCH_ALIASES.get(arch, arch)
+
+
+def usable_cpus() -> Optional[list[int]]:
+    """The CPUs this process may run on, or None where affinity is not supported (macOS)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return sorted(os.sched_getaffinity(0))
+
+
+def cpu_count() -> int:
+    cpus = usable_cpus()
+    return len(cpus) if cpus is not None else (os.cpu_count() or 1)
+
+
+def emulation() -> Optional[str]:
+    """How this process is emulated ("qemu-cortex-a76"), or None on real hardware.
+
+    $EDGECLS_EMULATED says it; otherwise qemu user mode is recognised by the process name it
+    cannot hide (/proc/self/comm is qemu-aarch64 while platform.machine() says aarch64)."""
+    declared = os.environ.get(EMULATED_ENV, "").strip()
+    if declared:
+        return declared
+    try:
+        comm = Path("/proc/self/comm").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    if comm.startswith("qemu-"):
+        cpu = os.environ.get("QEMU_CPU")
+        return f"{comm}" + (f" -cpu {cpu}" if cpu else "") + " (detected)"
+    return None
+
+
+def host_core(cpuinfo: str = "/proc/cpuinfo", model: str = "/proc/device-tree/model") -> Optional[str]:
+    """The core type of this machine's CPU ("Cortex-A76"), from /proc/cpuinfo's "CPU part", else
+    from the device-tree board model; None where neither says (x86, macOS, an unknown board)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    parts = {m.group(1).lower() for m in re.finditer(r"^CPU part\s*:\s*(0x[0-9a-fA-F]+)", text, re.MULTILINE)}
+    if parts:  # big.LITTLE boards list two kinds: name them all
+        return "+".join(sorted(CPU_PARTS.get(p, f"CPU part {p}") for p in parts))
+    try:
+        board = Path(model).read_text(encoding="utf-8", errors="replace").strip("\x00 \n")
+    except OSError:
+        return None
+    return next((core for prefix, core in BOARD_CORES if board.startswith(prefix)), None)
+
+
+# ---------------------------------------------------------------------- temperature and throttling
+THERMAL = "/sys/class/thermal"
+# get_throttled bits (Raspberry Pi firmware): now (0-3) and since boot (16-19).
+THROTTLE_BITS = {0: "under-voltage", 1: "ARM clock capped", 2: "throttled", 3: "soft temperature limit"}
+SINCE_BOOT_SHIFT = 16
+CPU_ZONE_TYPES = ("cpu", "soc", "x86_pkg_temp", "k10temp", "coretemp", "package")
+
+
+# ---------------------------------------------------------------------- sensors
+def thermal_zone(root: str | Path = THERMAL) -> Optional[tuple[Path, str]]:
+    """(the temp file of the CPU's thermal zone, its type), or None when the kernel has none."""
+    zones = []
+    for zone in sorted(Path(root).glob("thermal_zone*")):
+        try:
+            kind = (zone / "type").read_text(encoding="utf-8").strip()
+            int((zone / "temp").read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            continue
+        zones.append((zone / "temp", kind))
+    preferred = [z for z in zones if any(word in z[1].lower() for word in CPU_ZONE_TYPES)]
+    return (preferred or zones or [None])[0]
+
+
+def read_celsius(path: Optional[Path]) -> Optional[float]:
+    if path is None:
+        return None
+    try:
+        return int(path.read_text(encoding="utf-8").strip()) / 1000
+    except (OSError, ValueError):
+        return None
+
+
+def throttled() -> Optional[int]:
+    """`vcgencmd get_throttled` as a number, or None where there is no vcgencmd (not a Pi)."""
+    command = shutil.which("vcgencmd")
+    if command is None:
+        return None
+    try:
+        done = subprocess.run([command, "get_throttled"], capture_output=True, text=True, timeout=5,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"throttled=(0x[0-9a-fA-F]+)", done.stdout)
+    return int(found.group(1), 16) if found else None
+
+
+def throttle_words(value: int) -> list[str]:
+    return [name for bit, name in THROTTLE_BITS.items() if value & (1 << bit)]

@@ -6,11 +6,13 @@ import importlib.util
 import os
 import platform
 import struct
+import sys
 from typing import Any
 
 from edgecls.errors import EdgeclsError
 from edgecls.provenance import device_versions
 from edgecls.runtime.capture import capture_backends, picamera2_problem
+from edgecls.runtime.cpu import cpu_count, emulation, host_core, machine_labels, normalize_arch
 from edgecls.runtime.interpreter import ENV_VAR, find_backend, installed_backends
 
 _ARM32 = ("armv6l", "armv7l", "armv8l", "arm")
@@ -65,8 +67,6 @@ def doctor_report() -> dict[str, Any]:
         warnings.append(camera_problem)
     if report["backend"]["name"] == "tensorflow":
         warnings.append("running on tensorflow.lite (deprecated and heavy): pip install ai-edge-litert")
-    from edgecls.runtime.cpu import machine_labels
-
     report.update(machine_labels(report["arch"]))  # board, governor, clock range, CPU features
     report["warnings"] = warnings
     report["ok"] = report["backend"]["name"] is not None
@@ -95,3 +95,16 @@ def _memory_mb() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def describe_machine(backend: Any) -> dict[str, Any]:
+    """The machine section of a report: doctor's machine_info plus what the bench ran with."""
+    versions = {**device_versions(), backend.name: backend.version}
+    for heavy in ("tensorflow", "keras"):  # recorded only if already loaded: never imported for this
+        module = sys.modules.get(heavy)
+        if module is not None and heavy not in versions:
+            versions[heavy] = str(getattr(module, "__version__", "unknown"))
+    arch = normalize_arch(platform.machine())
+    return {**machine_info(), "arch": arch, "usable_cpus": cpu_count(),
+            "backend": {"name": backend.name, "version": backend.version}, "versions": versions,
+            "emulated": emulation(), "cpu_core": host_core(), **machine_labels(arch)}

@@ -29,8 +29,11 @@ from edgecls.runtime.model import (
 from edgecls.runtime.tflite_names import TENSOR_TYPES, op_name
 
 
-def inspect_model(path: str | os.PathLike, backend: str | None = None) -> dict[str, Any]:
-    """A JSON-ready description of the model at `path`. Raises ModelFileError for a bad file."""
+def inspect_model(path: str | os.PathLike, backend: str | None = None,
+                  labels: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A JSON-ready description of the model at `path`; `labels`: a labels file, as predict's --labels
+    (else the model's own, else labels.txt beside it, else the class indices). Raises ModelFileError
+    for a bad file (or a labels file that does not fit the model)."""
     path = Path(path)
     content = read_model_bytes(path)
     chosen = find_backend(backend)
@@ -46,7 +49,7 @@ def inspect_model(path: str | os.PathLike, backend: str | None = None) -> dict[s
         "inputs": [_tensor(d) for d in inputs],
         "outputs": [_tensor(d) for d in outputs],
         **graph,
-        "classifier": _classifier(interpreter, metadata, path),
+        "classifier": _classifier(interpreter, metadata, path, labels),
         "metadata": metadata,
     }
     declared = ((metadata or {}).get("quantization") or {}).get("mode")
@@ -71,14 +74,15 @@ def _tensor(details: dict) -> dict[str, Any]:
     }
 
 
-def _classifier(interpreter: Any, metadata: dict | None, path: Path) -> dict[str, Any]:
+def _classifier(interpreter: Any, metadata: dict | None, path: Path,
+                labels_file: str | os.PathLike | None = None) -> dict[str, Any]:
     try:
         inp, out = check_classifier(interpreter.get_input_details(), interpreter.get_output_details(), path.name)
         num_classes = int(out["shape"][-1])
-        labels, source = resolve_labels(None, metadata, path, num_classes)
         spec = input_spec(inp, metadata, path.name)
     except EdgeclsError as exc:
         return {"image_classifier": False, "reason": str(exc)}
+    labels, source = resolve_labels(labels_file, metadata, path, num_classes)  # a bad --labels file: an error
     return {
         "image_classifier": True,
         "input": {"height": spec.height, "width": spec.width, "color": spec.color,

@@ -8,37 +8,10 @@ from pathlib import Path
 
 from edgecls.errors import EdgeclsError
 from edgecls.files import FileTooLargeError, read_capped
+from edgecls.text import clean_text, printable
 
 MAX_LABELS_BYTES = 4 << 20
 _INDEXED = re.compile(r"^\s*(\d+)\s*[:\s]\s*(.*?)\s*$")  # "0 cat" or "0: cat"
-# Control characters (terminal escapes) and the bidirectional overrides and isolates, which make a
-# printed name read differently from what it is ("gnp.exe" shown as "exe.png").
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def clean_text(text: str) -> str:
-    """Strip control characters (terminal escapes) and bidi overrides from a label or file name before printing it.
-
-    Undecodable bytes in file names (surrogate escapes) become U+FFFD, which any terminal prints.
-    """
-    text = _utf8(text, "replace")
-    return _CONTROL.sub("", text)
-
-
-def printable(text: str) -> str:
-    """`text` as valid UTF-8 for any stream or JSON: a file name's undecodable bytes (surrogate
-    escapes) become the text \\xNN, so the name stays recognisable. Control characters are kept
-    (JSON and CSV quote them); pass the result through clean_text for a terminal."""
-    return _utf8(text, "backslashreplace")
-
-
-def _utf8(text: str, errors: str) -> str:
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", errors)
-    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (from a JSON \ud800 escape)
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def parse_labels(text: str) -> list[str]:
     """Labels from `0 cat` / `0: cat` lines or one name a line; blank lines skipped, BOM dropped."""
     lines = [line.strip() for line in text.lstrip("\ufeff").splitlines()]
@@ -59,13 +32,18 @@ def parse_labels(text: str) -> list[str]:
 def read_labels(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     try:
-        text = read_capped(path, MAX_LABELS_BYTES).decode("utf-8-sig", errors="replace")
+        data = read_capped(path, MAX_LABELS_BYTES)
     except FileTooLargeError:
         raise EdgeclsError(f"labels file {path} is larger than {MAX_LABELS_BYTES} bytes") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    return labels_from_bytes(data, path)
+
+
+def labels_from_bytes(data: bytes, path: str | os.PathLike) -> list[str]:
+    """The labels in the bytes of the labels file `path` (errors name it)."""
     try:
-        return parse_labels(text)
+        return parse_labels(data.decode("utf-8-sig", errors="replace"))
     except EdgeclsError as exc:
         raise EdgeclsError(f"{path}: {exc}") from None
 

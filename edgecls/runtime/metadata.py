@@ -6,15 +6,21 @@ are scaled, the quantisation mode and where the model came from. Reading needs o
 (a base dependency, through `edgecls.runtime.flatbuffer`); writing repacks the model with the
 schema module's object API, which ships with LiteRT (and with TensorFlow) but not with
 tflite_runtime: export, and `train --backbone` (also on a device with ai-edge-litert).
+
+What edgecls writes there is one typed record, ModelMetadata (edgecls.records), whatever made the
+file: export, export --target (which adds its `decision`) and the .tflite backbone route. Reading
+stays a validated dict (`read_metadata`): a device reads any file, partial or hostile, field by field.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from edgecls.errors import EdgeclsError
+from edgecls.records import Record, omitted
 
 METADATA_NAME = "edgecls"
 METADATA_FORMAT = "edgecls.model/1"
@@ -25,6 +31,56 @@ TFLITE_IDENTIFIER = b"TFL3"
 
 class ModelFileError(EdgeclsError):
     """A file that is not a usable .tflite model; the message says why."""
+
+
+# ---------------------------------------------------------------------- the record (format edgecls.model/1)
+@dataclass(kw_only=True)
+class ModelInput(Record):
+    """What the model takes: its size and colour, what pixels 0..255 become, how pictures are resized."""
+
+    height: int
+    width: int
+    color: str  # grayscale | rgb
+    pixel_range: list[float]
+    resize: Optional[str] = omitted()  # the training decode's (edgecls export); absent: the runtime's default
+    fit: Optional[str] = omitted()
+
+
+@dataclass(kw_only=True)
+class Quantization(Record):
+    mode: str  # float32, int8, uint8, ...
+    backend: str  # converter | ai-edge-quantizer | edgecls.transfer
+    io: dict[str, str]  # input and output dtypes
+    calibration: Optional[dict[str, Any]] = None  # what the ranges were calibrated on; None without
+    kept_float: Optional[dict[str, Any]] = omitted()  # a mixed model: the ops that compute in float and why
+
+
+@dataclass(kw_only=True)
+class ModelSource(Record):
+    """Where the model came from (paths as the user gave them: a copy on a device carries no layout)."""
+
+    run: Optional[str]
+    model: str
+    model_sha256: str
+    data: str
+    backbone: Optional[dict[str, Any]] = omitted()  # a .tflite backbone run: the backbone and its embedding
+    head: Optional[str] = omitted()
+    views: Optional[int] = omitted()
+
+
+@dataclass(kw_only=True)
+class ModelMetadata(Record):
+    """The document embedded in every .tflite edgecls writes."""
+
+    format: str = METADATA_FORMAT
+    labels: list[str]
+    input: ModelInput
+    output: str  # probabilities | logits
+    quantization: Quantization
+    versions: dict[str, str]
+    source: ModelSource
+    created: str
+    decision: Optional[dict[str, Any]] = omitted()  # export --target: why this file was chosen
 
 
 def schema():
@@ -154,9 +210,11 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def embed_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:
-    """Return the model with `metadata` stored (or replaced) under METADATA_NAME."""
-    raw = json.dumps(metadata, separators=(",", ":"), sort_keys=True).encode("utf-8")
+def embed_metadata(model_bytes: bytes, metadata: ModelMetadata | dict[str, Any]) -> bytes:
+    """Return the model with `metadata` stored (or replaced) under METADATA_NAME (a dict: a test's or
+    a third party's document, written as it is)."""
+    document = metadata.to_json() if isinstance(metadata, Record) else metadata
+    raw = json.dumps(document, separators=(",", ":"), sort_keys=True).encode("utf-8")
     if len(raw) > MAX_METADATA_BYTES:
         raise EdgeclsError(f"metadata is {len(raw)} bytes, over the {MAX_METADATA_BYTES} limit")
     return embed_metadata_bytes(model_bytes, raw)

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from edgecls.files import read_capped
-from edgecls.runtime.labels import clean_text, read_labels
+from edgecls.runtime.labels import read_labels
 from edgecls.runtime.metadata import MAX_INPUT_SIDE, ModelFileError, check_range, check_tflite_bytes
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS, check_preprocessing
+from edgecls.text import clean_text
 
 LABELS_FILE = "labels.txt"  # looked for beside the model
 _TENSOR_DTYPES = (np.float32, np.uint8, np.int8)  # what a classifier's input and output may be

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from edgecls.runtime.classify import Prediction
-from edgecls.runtime.labels import printable
 from edgecls.runtime.preprocess import IMAGE_EXTENSIONS, is_image_file
+from edgecls.text import printable
 
 
 def expand_images(arguments: Iterable[str]) -> Iterator[Path | Prediction]:

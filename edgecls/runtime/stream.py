@@ -54,6 +54,7 @@ class FramePrediction:
     timestamp: float  # when it was captured: seconds since the epoch (time.time())
     classes: tuple[Class, ...]
     latency: float  # seconds to preprocess, invoke and take the top k of this frame
+    position: float | None = None  # a video file's frame: seconds into the video (its own clock); else None
 
     @property
     def latency_ms(self) -> float:
@@ -102,6 +103,7 @@ class _Frame:
     number: int
     timestamp: float
     pixels: Any
+    position: float | None = None  # seconds into a video file
 
 
 @dataclass(frozen=True)
@@ -209,8 +211,9 @@ class _Reader(threading.Thread):
                     return self._dropped(number)
                 self.capture = replacement
                 continue
+            position = None
             if self.spec.kind == "file" and capture.fps:
-                clock = number / capture.fps  # the video's own time: results do not depend on our speed
+                clock = position = number / capture.fps  # the video's own time: results do not depend on our speed
                 if self.paced:
                     started = self._pace(started, clock, 1.0 / capture.fps)
             else:
@@ -218,7 +221,7 @@ class _Reader(threading.Thread):
             if self.duration is not None and clock >= self.duration:
                 return _End(f"--duration {self.duration:g} s reached")
             if self.sampler.wants(number, clock):
-                if not self.slot.put(_Frame(number, now, pixels), self.stop):
+                if not self.slot.put(_Frame(number, now, pixels, position), self.stop):
                     break
             else:
                 self.skipped += 1
@@ -392,7 +395,7 @@ class LiveStream:
         self._last = time.monotonic()
         if self._first is None:
             self._first = self._last - latency
-        return FramePrediction(frame.number, frame.timestamp, tuple(classes), latency)
+        return FramePrediction(frame.number, frame.timestamp, tuple(classes), latency, frame.position)
 
     def _check_stalled(self) -> None:
         idle = time.monotonic() - self._reader.last_activity

@@ -111,11 +111,23 @@ def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> T
     return options
 
 
+# A .tflite backbone run's config.toml once named its backbone in a [transfer] table: these of its keys
+# are train options. (The backbone fixes the input size and colour: a backbone run records them for its
+# run directory, and they are no options of that route.)
+TRANSFER_TABLE_OPTIONS = ("backbone", "embedding_tensor", "head", "views")
+SET_BY_BACKBONE = ("img_size", "color")
+
+
 def read_config(path: Path) -> dict[str, Any]:
-    raw = read_toml(path, "config file")
-    raw = raw.get("train", raw)  # accept a [train] table or top-level keys
+    """The option values of a config file: a [train] table (or top-level keys), as a run's config.toml
+    has them, so `train --config RUN/config.toml` reproduces that run, whichever route made it."""
+    document = read_toml(path, "config file")
+    raw = document.get("train", document)  # accept a [train] table or top-level keys
     if not isinstance(raw, dict):
         raise EdgeclsError(f"config file {path}: train must be a table ([train]), got {type(raw).__name__}")
+    older = document.get("transfer") if raw is not document else None
+    if isinstance(older, dict) and "backbone" not in raw:
+        raw = {**raw, **{key: older[key] for key in TRANSFER_TABLE_OPTIONS if key in older}}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
@@ -124,6 +136,8 @@ def read_config(path: Path) -> dict[str, Any]:
                 continue
             raise EdgeclsError(f"config file {path}: unknown key {shown(key)} (known: {', '.join(sorted(_TYPES))})")
         values[name] = _coerce(name, value, path)
+    if values.get("backbone") is not None:
+        values = {name: value for name, value in values.items() if name not in SET_BY_BACKBONE}
     return values
 
 
@@ -216,27 +230,6 @@ def _validate_backbone(o: TrainOptions) -> None:
         raise EdgeclsError(f"--fine-tune-epochs must be 0 or more (got {o.fine_tune_epochs})")
     if o.fine_tune_lr is not None and not o.fine_tune_lr > 0:
         raise EdgeclsError(f"--fine-tune-lr must be positive (got {o.fine_tune_lr})")
-
-
-def to_toml(table: dict[str, Any], versions: dict[str, str] | None = None) -> str:
-    """A small TOML writer for flat option tables (tomllib reads; the stdlib has no writer)."""
-    lines = ["# edgecls train options, resolved (edgecls train --config this-file reproduces the run)", "[train]"]
-    for key, value in table.items():
-        if value is None:
-            continue
-        lines.append(f"{key} = {_toml_value(value)}")
-    if versions:
-        lines += ["", "[versions]"] + [f"{k} = {_toml_value(v)}" for k, v in versions.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:

@@ -13,12 +13,13 @@ luck 13 % of the time (it needs 0.65), while on 4,000 images 0.52 is already sig
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from edgecls.errors import EdgeclsError
+from edgecls.reporter import Reporter
+from edgecls.runtime.metrics import correct_count, few_images_warning
 
 SIGNIFICANCE = 0.05  # the chance a majority-class guesser scores at least as well
 COLLAPSE_SHARE = 0.90  # one class taking this share of the predictions (or more) ...
@@ -89,18 +90,39 @@ def assess(predicted: np.ndarray, truth: np.ndarray, class_names: list[str],
 
 
 def quality_warnings(metrics: dict[str, Any], shipped: str) -> list[str]:
-    """The WARNING lines of a run's metrics.json: the checks' findings, then "do not ship" with the
-    advice when it collapsed. `shipped` says what happens to such a model on this route."""
+    """The WARNING lines of a run's metrics.json: the checks' findings, a test split too small to say
+    much (and where it came from), then "do not ship" with the advice when it collapsed. `shipped`
+    says what happens to such a model on this route."""
     found = list(metrics.get("warnings", []))
+    n = (metrics.get("counts") or {}).get("test", 0)
+    accuracy = (metrics.get("tflite") or {}).get("test_accuracy", metrics.get("test_accuracy"))  # what is shipped
+    few = few_images_warning(n, metrics.get("test_source") or "its source unrecorded",
+                             None if accuracy is None else correct_count(accuracy, n))
+    if few:
+        found.append(few)
     if metrics.get("collapsed"):
         found.append(f"do not ship this model ({shipped}): {metrics['quality']['advice']}")
     return found
 
 
+WEAK_PHOTO_ACCURACY = 0.85  # below this on validation, a from-scratch photo model is worth redoing on a backbone
+BACKBONE_ADVICE = ("a network pretrained on photos does better with few images (catsdogs: 0.69-0.83 from scratch, "
+                   "0.88-0.94 on a backbone): edgecls train --data {data} --backbone FILE.tflite (Coral's "
+                   "mobilenet_v1_*_quant.tflite, see the README), or --arch mobilenet_v2 --weights imagenet")
+
+
+def backbone_hint(val_accuracy: float, arch: str, color: str, data: str, from_scratch: bool) -> str | None:
+    """The advice a weak from-scratch photo run ends with: a pretrained backbone (None when it does not apply)."""
+    if not from_scratch or color != "rgb" or val_accuracy >= WEAK_PHOTO_ACCURACY:
+        return None
+    return (f"validation {val_accuracy:.2f} from scratch (--arch {arch}) is weak for photos; "
+            + BACKBONE_ADVICE.format(data=data))
+
+
 _GERUND = {"export": "exporting", "write": "writing"}
 
 
-def refuse_useless(verdict: dict[str, Any], force: bool, name: str, log: Callable[[str], None],
+def refuse_useless(verdict: dict[str, Any], force: bool, name: str, reporter: Reporter,
                    verb: str = "export") -> None:
     """Stop (exit code 1) on a model no better than the majority class or collapsed to one class,
     unless --force (then say it loudly and go on). `verb`: what is refused, "export" or "write"."""
@@ -108,7 +130,7 @@ def refuse_useless(verdict: dict[str, Any], force: bool, name: str, log: Callabl
         return
     finding = "; ".join(verdict.get("warnings", [])) or "the model is no better than the majority class"
     if force:
-        log(f"WARNING: {_GERUND[verb]} it anyway (--force): {finding}")
+        reporter(f"WARNING: {_GERUND[verb]} it anyway (--force): {finding}")
         return
     raise EdgeclsError(f"{name}: {finding}. Not {_GERUND[verb]} a useless model: "
                        f"{verdict.get('advice') or ADVICE}; or pass --force to {verb} it anyway", exit_code=1)

@@ -14,47 +14,39 @@ The run has no model.keras; export/export.json lists the .tflite, so `edgecls be
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import platform
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from edgecls.artifacts import (
+    CURVES_FILE,
+    EXPORT_DIR,
+    ExportEntry,
+    ExportIndex,
+    RunConfig,
+    RunRecord,
+    model_file_name,
+    write_export,
+)
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.data import DEDUPE_MODES, load_dataset
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
 from edgecls.parsing import parse_range
-from edgecls.plotting import plot_history
+from edgecls.plotting import pyplot
 from edgecls.provenance import created_timestamp, device_versions, sha256_file
-from edgecls.rundir import (
-    CONFIG_FILE,
-    CURVES_FILE,
-    EXPORT_DIR,
-    EXPORT_FORMAT,
-    EXPORT_REPORT,
-    HISTORY_FILE,
-    LABELS_FILE,
-    METRICS_FILE,
-    SPLIT_FILE,
-    TRANSFER_FILE,
-    model_file_name,
-)
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Classifier, find_backend
-from edgecls.runtime.labels import labels_text
-from edgecls.runtime.metadata import METADATA_FORMAT, embed_metadata
-from edgecls.runtime.metrics import classification_metrics
-from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions, to_toml
+from edgecls.runtime.metadata import ModelInput, ModelMetadata, ModelSource, Quantization, embed_metadata
+from edgecls.runtime.metrics import accuracy_text, classification_metrics, correct_count
+from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions
 from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
 from edgecls.transfer import graph
 from edgecls.transfer.backbone import Backbone, open_backbone
@@ -76,7 +68,7 @@ USELESS_HEAD_ADVICE = ("try another backbone (a larger one, or one trained on pi
 RANGE_MARGIN = 0.1  # head outputs on unseen images can go a little past the training range
 # Train options that mean nothing for a head on a .tflite backbone: refused, not ignored.
 NOT_WITH_BACKBONE = ("arch", "img_size", "color", "augment", "optimizer", "kernel_size", "activation", "dropout",
-                     "label_smoothing", "strategy", "config", "alpha", "weights", "fine_tune_epochs", "fine_tune_lr")
+                     "label_smoothing", "strategy", "alpha", "weights", "fine_tune_epochs", "fine_tune_lr")
 # Train options whose CNN defaults are not the head's (its epochs and patience are not a CNN's):
 # taken from TrainOptions only when the user gave them.
 SHARED_WHEN_GIVEN = ("epochs", "patience", "lr", "batch_size", "val_fraction", "test_fraction", "seed")
@@ -115,24 +107,34 @@ class TransferResult:
     data: str = ""  # the data as given (for the summary's data-check hint)
 
     def summary(self) -> str:
+        """The closing lines: the written file's figures with their weight (count, 95 % interval) and where
+        the test images came from, the float head's, what was written, what to run next."""
         m, t = self.metrics, self.metrics["tflite"]
-        return (f"\n{self.model_file.name}: test accuracy {t['test_accuracy']:.4f} on {m['counts']['test']} held-out "
-                f"images (validation {t['val_accuracy']:.4f}; agreement with the float head {t['agreement']:.4f}; "
-                f"float head test {m['test_accuracy']:.4f}; best epoch {m['best_epoch']} of {m['epochs_run']}; "
-                f"{self.seconds:.0f} s in all). Run directory: {self.run_dir}. "
-                f"Next: edgecls predict {self.model_file} IMAGES, or edgecls bench {self.run_dir}."
-                + check_hint(m.get("dedupe"), self.data))
+        n_test, n_val = m["counts"]["test"], m["counts"]["val"]
+        test = accuracy_text(correct_count(t["test_accuracy"], n_test), n_test)
+        return "\n".join([
+            "",
+            f"{self.model_file.name}: test accuracy {test}. Test images: "
+            f"{m.get('test_source') or 'the held-out test split'}.",
+            f"Validation {accuracy_text(correct_count(t['val_accuracy'], n_val), n_val)}; agreement with the float "
+            f"head {t['agreement']:.4f}; float head test {m['test_accuracy']:.4f}; best epoch {m['best_epoch']} of "
+            f"{m['epochs_run']}; {self.seconds:.0f} s in all.",
+            f"Run directory: {self.run_dir} (the model is already in {EXPORT_DIR}/: no edgecls export needed).",
+            f"Next: edgecls predict {self.model_file} IMAGES...",
+            f"Next: edgecls bench {self.run_dir}",
+            check_hint(m.get("dedupe"), self.data).strip(),  # groups kept together, duplicates dropped
+        ]).rstrip()
 
     def warnings(self) -> list[str]:
         """What the quality check found (train.quality), "do not ship" last if the head is no use."""
         return quality_warnings(self.metrics, "written because of --force")
 
 
-def train_from_options(options: TrainOptions, given: set[str], force: bool = False, quiet: bool = False,
-                       log: Callable[[str], None] = print) -> TransferResult:
+def train_from_options(options: TrainOptions, given: set[str], force: bool = False,
+                       reporter: Reporter = SILENT) -> TransferResult:
     """`edgecls train --backbone FILE.tflite`: the run per the command's TrainOptions; `given` names
     the options the user set (command line or --config), as only those override the head's defaults."""
-    return train_with_backbone(options_from_train(options, given), force=force, quiet=quiet, log=log)
+    return train_with_backbone(options_from_train(options, given), force=force, reporter=reporter)
 
 
 def options_from_train(options: TrainOptions, given: set[str]) -> TransferOptions:
@@ -172,8 +174,8 @@ def default_run_dir(o: TransferOptions) -> Path:
 
 
 # ---------------------------------------------------------------------- the job
-def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bool = False,
-                        log: Callable[[str], None] = print) -> TransferResult:
+def train_with_backbone(options: TransferOptions, force: bool = False,
+                        reporter: Reporter = SILENT) -> TransferResult:
     """Run the whole job per `options` and write the run directory; returns its figures."""
     started = time.perf_counter()
     validate(options)
@@ -182,19 +184,20 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
     h, w, c = backbone.input_shape
     if h != w:
         raise EdgeclsError(f"--backbone {backbone.path.name} takes {h}x{w} images: only square inputs are supported")
-    log(f"Backbone {backbone.path.name} ({h}x{w}x{c} {backbone.input_dtype}, SHA-256 {backbone.sha256[:12]}…); "
+    reporter(f"Backbone {backbone.path.name} ({h}x{w}x{c} {backbone.input_dtype}, SHA-256 {backbone.sha256[:12]}…); "
         f"embedding: {backbone.embedding.describe()}")
-    dataset = load_dataset(options.data, h, "grayscale" if c == 1 else "rgb", progress=not quiet)
-    if dataset.skipped:
-        log(f"warning: skipped {len(dataset.skipped)} image file(s) (unreadable or byte-identical duplicates; "
-            f"first: {dataset.skipped[0][0]}: {dataset.skipped[0][1]})")
-    split = grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed, log,
-                          not quiet)
+    dataset = load_dataset(options.data, h, "grayscale" if c == 1 else "rgb", reporter=reporter)
+    for line in dataset.skipped_warnings():
+        reporter(f"warning: {line}")
+    split = grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed,
+                          reporter)
+    reporter(f"Split: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test images; test images: "
+             f"{split.test_source}")
     notes: list[str] = []
     with staged_dir(out, force=force) as tmp, tempfile.TemporaryDirectory(prefix="edgecls-transfer-") as scratch:
         embedder = cut_embedder(backbone, Path(scratch), options.threads, options.input_range)
         cut_bytes = embedder.classifier.path.read_bytes()
-        features, views, embed_seconds = _embeddings(embedder, backbone, dataset, split, options, quiet, log)
+        features, views, embed_seconds = _embeddings(embedder, backbone, dataset, split, options, reporter)
 
         y = dataset.labels
         x_train = np.concatenate([features[split.train], views.reshape(-1, features.shape[1])])
@@ -202,23 +205,21 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
         fit_started = time.perf_counter()
         head, tries = _fit(x_train, y_train, features[split.val], y[split.val], len(dataset.class_names), options)
         fit_seconds = time.perf_counter() - fit_started
-        log(f"Head ({options.head}) fitted on {len(x_train)} embeddings ({len(split.train)} images x {options.views} "
-            f"view(s)) in {fit_seconds:.1f} s: weight decay {head.l2:g} (lowest validation loss of "
-            f"{', '.join(format(t['l2'], 'g') for t in tries)}), best epoch {head.best_epoch} of {len(head.history)}")
+        reporter(f"Head ({options.head}) fitted on {len(x_train)} embeddings ({len(split.train)} images x "
+                 f"{options.views} view(s)) in {fit_seconds:.1f} s: weight decay {head.l2:g} (lowest validation loss "
+                 f"of {', '.join(format(t['l2'], 'g') for t in tries)}), best epoch {head.best_epoch} of "
+                 f"{len(head.history)}")
         float_val = head.probabilities(features[split.val])
         quality = assess(float_val.argmax(1), y[split.val], dataset.class_names, advice=USELESS_HEAD_ADVICE)
         # Here train is also the export: refuse before anything is written (staged_dir discards it).
-        refuse_useless(quality, force, f"the head on {backbone.path.name}", log, verb="write")
+        refuse_useless(quality, force, f"the head on {backbone.path.name}", reporter, verb="write")
 
         metadata_source = _source(out, backbone, dataset.source, options)
         model_bytes, mode = _grafted(cut_bytes, backbone, head, x_train)
         model_bytes = embed_metadata(model_bytes, _metadata(dataset, embedder, mode, backbone, metadata_source,
                                                             len(x_train)))
-        export_dir = tmp / EXPORT_DIR
-        export_dir.mkdir()
-        model_path = export_dir / model_file_name(mode)
+        model_path = Path(scratch) / model_file_name(mode)  # checked as it will be written
         model_path.write_bytes(model_bytes)
-        (export_dir / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
         check = _check(model_path, head, features, dataset, split, options.threads)
         if check["agreement"] < DEFAULT_MIN_AGREEMENT:
             notes.append(f"warning: {model_path.name} agrees with the float head on only {check['agreement']:.4f} of "
@@ -233,6 +234,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
             tflite=check,
             epochs_run=len(head.history), best_epoch=head.best_epoch, l2=head.l2, l2_search=tries,
             counts={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+            test_source=split.test_source,
             train_embeddings=int(len(x_train)), skipped_files=len(dataset.skipped),
             dedupe=dedupe_metrics(split.dedupe),
             seconds={"embed": round(embed_seconds, 2), "fit": round(fit_seconds, 2),
@@ -240,56 +242,59 @@ def train_with_backbone(options: TransferOptions, force: bool = False, quiet: bo
             threads=embedder.classifier.num_threads,
             collapsed=quality["collapsed"], warnings=quality["warnings"], quality=quality,
         )
-        _write_history(head, tmp / HISTORY_FILE)
-        curves = {k: [row[k] for row in head.history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
-        if plot_history(curves, tmp / CURVES_FILE) is None:
+        if pyplot() is None:  # a device install: the run is complete without its curves
             notes.append(f"{CURVES_FILE} not drawn: matplotlib is not installed here (pip install matplotlib)")
-        (tmp / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
-        (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
-                                                               (options.val_fraction, options.test_fraction))))
-        (tmp / CONFIG_FILE).write_text(_config_toml(options, dataset, out, h), encoding="utf-8")
-        (tmp / TRANSFER_FILE).write_text(json.dumps({
-            "format": TRANSFER_FORMAT, "backbone": metadata_source["backbone"],
+        history = {k: [row[k] for row in head.history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        transfer = {
+            "format": TRANSFER_FORMAT, "backbone": metadata_source.backbone,
             "head": {"kind": options.head, "hidden": options.hidden if options.head == "mlp" else None,
                      "layers": [list(wt.shape) for wt, _ in head.layers]},
             "views": {"per_image": options.views, "recipe": list(VIEW_RECIPE) if options.views > 1 else []},
             "input": {"pixel_range": list(embedder.spec.pixel_range), "dtype": backbone.input_dtype},
             "options": {k: v for k, v in asdict(options).items()},
-        }, indent=1), encoding="utf-8")
+        }
         metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
         metrics["notes"] = notes
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
-        (export_dir / EXPORT_REPORT).write_text(json.dumps(_export_report(model_path, mode, check, metadata_source),
-                                                           indent=1))
+        RunRecord(labels=list(dataset.class_names), config=_config(options, dataset, out, h),
+                  split=split.to_json(dataset, options.seed, (options.val_fraction, options.test_fraction)),
+                  metrics=metrics, history={**history, "phase": ["head"] * len(head.history)},
+                  transfer=transfer).write(tmp)
+        write_export(tmp / EXPORT_DIR, {model_path.name: model_bytes}, dataset.class_names,
+                     _export_index(model_path, mode, check, metadata_source))
     for note in notes:
-        log(note)
+        reporter(note)
     return TransferResult(out, out / EXPORT_DIR / model_path.name, metrics, time.perf_counter() - started, notes,
                           options.data)
 
 
 # ---------------------------------------------------------------------- stages
-def _embeddings(embedder: Embedder, backbone: Backbone, dataset, split, options: TransferOptions, quiet: bool,
-                log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, float]:
+def _embeddings(embedder: Embedder, backbone: Backbone, dataset, split, options: TransferOptions,
+                reporter: Reporter) -> tuple[np.ndarray, np.ndarray, float]:
     """(features of every image, features of the extra training views (train, views-1, D), seconds)."""
     started = time.perf_counter()
     folder = default_cache_folder() if options.cache else None
     n, d = len(dataset.labels), embedder.size
-    with _progress(not quiet) as advance:
-        features, hit = embed_dataset(embedder, backbone, dataset, folder, advance("Embedding images", n))
-        extra = options.views - 1
-        train = np.asarray(split.train)
-        if extra:
-            keyed = {**dataset_cache_parts(backbone, embedder, dataset), "views": options.views,
-                     "recipe": list(VIEW_RECIPE), "seed": options.seed, "train": _digest(train)}
-            count = len(train) * extra
-            flat, view_hit = cached(folder, keyed, (count, d),
-                                    lambda: embedder(augmented(dataset.images[train], options.views, options.seed),
-                                                     count, advance("Embedding views", count)))
-        else:
-            flat, view_hit = np.zeros((0, d), np.float32), True
+
+    def embed(images: Any, count: int, what: str) -> np.ndarray:  # a cache miss: computed with a bar
+        with reporter.task(what, count) as advance:
+            return embedder(images, count, advance)
+
+    with reporter.task("Embedding images", n) as advance:
+        features, hit = embed_dataset(embedder, backbone, dataset, folder, advance)
+    extra = options.views - 1
+    train = np.asarray(split.train)
+    if extra:
+        keyed = {**dataset_cache_parts(backbone, embedder, dataset), "views": options.views,
+                 "recipe": list(VIEW_RECIPE), "seed": options.seed, "train": _digest(train)}
+        count = len(train) * extra
+        flat, view_hit = cached(folder, keyed, (count, d), lambda: embed(
+            augmented(dataset.images[train], options.views, options.seed), count, "Embedding views"))
+    else:
+        flat, view_hit = np.zeros((0, d), np.float32), True
     seconds = time.perf_counter() - started
-    log(f"Embeddings: {n} images{f' + {len(train) * extra} augmented views' if extra else ''} "
-        f"({'from the cache' if hit and view_hit else f'{seconds:.1f} s'}, {embedder.classifier.num_threads} threads)")
+    reporter(f"Embeddings: {n} images{f' + {len(train) * extra} augmented views' if extra else ''} "
+             f"({'from the cache' if hit and view_hit else f'{seconds:.1f} s'}, {embedder.classifier.num_threads} "
+             "threads)")
     return features, flat.reshape(len(train), extra, d), seconds
 
 
@@ -347,35 +352,33 @@ def _io(details: dict) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- documents
-def _source(out: Path, backbone: Backbone, data: str, options: TransferOptions) -> dict[str, Any]:
-    return {"run": str(out), "model": str(backbone.path), "model_sha256": backbone.sha256, "data": data,
-            "backbone": {"file": backbone.path.name, "sha256": backbone.sha256, "input_dtype": backbone.input_dtype,
-                         "embedding": backbone.embedding.to_json()},
-            "head": options.head, "views": options.views}
+def _source(out: Path, backbone: Backbone, data: str, options: TransferOptions) -> ModelSource:
+    return ModelSource(run=str(out), model=str(backbone.path), model_sha256=backbone.sha256, data=data,
+                       backbone={"file": backbone.path.name, "sha256": backbone.sha256,
+                                 "input_dtype": backbone.input_dtype, "embedding": backbone.embedding.to_json()},
+                       head=options.head, views=options.views)
 
 
-def _metadata(dataset, embedder: Embedder, mode: str, backbone: Backbone, source: dict, samples: int) -> dict[str, Any]:
+def _metadata(dataset, embedder: Embedder, mode: str, backbone: Backbone, source: ModelSource,
+              samples: int) -> ModelMetadata:
     """The edgecls metadata (format edgecls.model/1), as export writes it."""
     h, w = dataset.image_size
     interpreter = embedder.classifier
-    return {
-        "format": METADATA_FORMAT,
-        "labels": list(dataset.class_names),
-        "input": {"height": h, "width": w, "color": dataset.color,
-                  # the backbone's own: what its quantised input takes pixel 0 and 255 to
-                  "pixel_range": [float(v) for v in interpreter.input_spec.pixel_range]},
-        "output": "probabilities",
-        "quantization": {
-            "mode": mode, "backend": "edgecls.transfer",
-            "io": {"input": backbone.input_dtype, "output": backbone.output_dtype if mode != "float32" else "float32"},
+    return ModelMetadata(
+        labels=list(dataset.class_names),
+        # the backbone's own: what its quantised input takes pixel 0 and 255 to
+        input=ModelInput(height=h, width=w, color=dataset.color,
+                         pixel_range=[float(v) for v in interpreter.input_spec.pixel_range]),
+        output="probabilities",
+        quantization=Quantization(
+            mode=mode, backend="edgecls.transfer",
+            io={"input": backbone.input_dtype, "output": backbone.output_dtype if mode != "float32" else "float32"},
             # the head's output ranges come from the training embeddings (the backbone keeps its own)
-            "calibration": None if mode == "float32" else {"split": "train", "samples": samples,
-                                                           "of": "embeddings"},
-        },
-        "versions": _versions(),
-        "source": source,
-        "created": created_timestamp(),
-    }
+            calibration=None if mode == "float32" else {"split": "train", "samples": samples, "of": "embeddings"}),
+        versions=_versions(),
+        source=source,
+        created=created_timestamp(),
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -383,72 +386,37 @@ def _versions() -> dict[str, str]:
     return {**device_versions(), "python": platform.python_version(), backend.name: backend.version}
 
 
-def _export_report(model_path: Path, mode: str, check: dict, source: dict) -> dict[str, Any]:
+def _export_index(model_path: Path, mode: str, check: dict, source: ModelSource) -> ExportIndex:
     """export.json, in export's format, so bench finds the model."""
-    return {
-        "format": EXPORT_FORMAT, "created": created_timestamp(), "source": source,
-        "options": {"modes": [mode], "quantizer": "edgecls.transfer"},
-        "check": {"split": "val+test", "reference": "float head (numpy)", "agreement": check["agreement"],
-                  "interpreter": {"name": find_backend().name, "version": find_backend().version}},
-        "versions": _versions(),
-        "models": [{"file": model_path.name, "mode": mode, "variant": mode, "backend": "edgecls.transfer",
-                    "size_bytes": check["size_bytes"], "accuracy": check["val_accuracy"],
-                    "agreement": check["val_agreement"], "input": check["io"]["input"], "output": check["io"]["output"],
-                    "sha256": sha256_file(model_path)}],
-    }
+    backend = find_backend()
+    return ExportIndex(
+        created=created_timestamp(), source=source,
+        options={"modes": [mode], "quantizer": "edgecls.transfer"},
+        check={"split": "val+test", "reference": "float head (numpy)", "agreement": check["agreement"],
+               "interpreter": {"name": backend.name, "version": backend.version}},
+        versions=_versions(),
+        models=[ExportEntry(file=model_path.name, mode=mode, variant=mode, backend="edgecls.transfer",
+                            size_bytes=check["size_bytes"], accuracy=check["val_accuracy"],
+                            agreement=check["val_agreement"], input=check["io"]["input"],
+                            output=check["io"]["output"], sha256=sha256_file(model_path))],
+    )
 
 
-def _config_toml(o: TransferOptions, dataset, out: Path, size: int) -> str:
+# The options of `edgecls train` this route takes, as config.toml records them: `train --config` of it
+# trains the same head on the same backbone. (img_size and color are the backbone's: recorded for the
+# run directory, and left out again by train.options.read_config.)
+CONFIG_KEYS = ("data", "out", "img_size", "color", "epochs", "batch_size", "lr", "patience", "val_fraction",
+               "test_fraction", "seed", "dedupe", "backbone", "embedding_tensor", "head", "views", "threads",
+               "input_range")
+
+
+def _config(o: TransferOptions, dataset, out: Path, size: int) -> RunConfig:
     data = o.data if not Path(o.data).expanduser().exists() else str(Path(o.data).expanduser().resolve())
-    table = {"data": data, "out": str(out), "img_size": size, "color": dataset.color, "epochs": o.epochs,
-             "batch_size": o.batch_size, "lr": o.lr, "patience": o.patience, "val_fraction": o.val_fraction,
-             "test_fraction": o.test_fraction, "seed": o.seed, "dedupe": o.dedupe}
-    extra = {"backbone": str(Path(o.backbone).resolve()), "embedding_tensor": o.embedding_tensor, "head": o.head,
-             "hidden": o.hidden, "views": o.views, "l2": o.l2}  # l2 None: chosen on val (metrics.json)
-    # [transfer] is ignored by `--config` (it reads [train]); json.dumps gives valid TOML scalars here.
-    lines = ["", "[transfer]"] + [f"{k} = {json.dumps(v)}" for k, v in extra.items() if v is not None]
-    return to_toml(table, _versions()) + "\n".join(lines) + "\n"
-
-
-def _write_history(head: Head, path: Path) -> None:
-    """history.csv as Keras' CSVLogger writes it for `edgecls train` (epoch from 0, then sorted keys)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    keys = ["accuracy", "loss", "val_accuracy", "val_loss"]
-    writer.writerow(["epoch", *keys])
-    for row in head.history:
-        writer.writerow([row["epoch"] - 1, *(f"{row[k]:.6f}" for k in keys)])
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    values = {**asdict(o), "data": data, "out": str(out), "img_size": size, "color": dataset.color,
+              "backbone": str(Path(o.backbone).resolve()),
+              "input_range": ",".join(f"{v:g}" for v in o.input_range) if o.input_range else None}
+    return RunConfig({key: values[key] for key in CONFIG_KEYS}, _versions())
 
 
 def _digest(indices: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()[:24]
-
-
-class _progress:
-    """A rich progress bar on a terminal (nothing otherwise): `advance(description, total)` gives a
-    callback that moves a new task along."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=True)
-            self.bar.start()
-
-        def advance(description: str, total: int):
-            if self.bar is None:
-                return None
-            task = self.bar.add_task(description, total=total)
-            return lambda n: self.bar.advance(task, n)
-
-        return advance
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False

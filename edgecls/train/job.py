@@ -7,34 +7,34 @@ curves.png and metrics.json. It is written to a temporary folder and renamed at 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from edgecls.atomic import check_new_dir, staged_dir
-from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
-from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset
-from edgecls.errors import EdgeclsError, require_tensorflow
-from edgecls.plotting import plot_history
-from edgecls.provenance import run_versions
-from edgecls.rundir import (
-    CONFIG_FILE,
+from edgecls.artifacts import (
     CURVES_FILE,
     HISTORY_FILE,
     LABELS_FILE,
     METRICS_FILE,
     MODEL_FILE,
     SPLIT_FILE,
+    RunConfig,
+    RunRecord,
 )
-from edgecls.runtime.labels import clean_text, labels_text
-from edgecls.train.options import TrainOptions, options_table, to_toml, with_arch_defaults
-from edgecls.train.quality import assess, quality_warnings
+from edgecls.atomic import check_new_dir, staged_dir
+from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
+from edgecls.data import BUILTIN_DATASETS, Dataset, check_source, load_dataset
+from edgecls.errors import EdgeclsError, require_tensorflow
+from edgecls.provenance import run_versions
+from edgecls.reporter import SILENT, Reporter
+from edgecls.runtime.metrics import accuracy_text, correct_count
+from edgecls.train.options import TrainOptions, options_table, with_arch_defaults
+from edgecls.train.quality import assess, backbone_hint, quality_warnings
 
 
 @dataclass
@@ -69,15 +69,32 @@ class TrainResult:
     seconds: float
     metrics: dict
     data: str = ""  # the data as given (for the summary's data-check hint)
+    options: Optional[TrainOptions] = None  # as given (with the architecture's defaults): for the advice
 
     def summary(self) -> str:
-        """The closing lines `edgecls train` prints: the figures, what was written, what to run next."""
+        """The closing lines `edgecls train` prints: the figures with their weight (count, 95 % interval),
+        what was written, what to run next (and, after a weak from-scratch photo run, a pretrained backbone)."""
         m = self.metrics
+        n_test, n_val = m["counts"]["test"], m["counts"]["val"]
         written = ", ".join((MODEL_FILE, LABELS_FILE, SPLIT_FILE, METRICS_FILE, CURVES_FILE))
-        return (f"\nTest accuracy {self.test_accuracy:.4f} on {m['counts']['test']} held-out images "
-                f"(validation {self.val_accuracy:.4f}; best epoch {m['best_epoch']} of {self.epochs_run}; "
-                f"{self.seconds:.0f} s of training). Run directory: {self.run_dir} ({written}). "
-                f"Next: edgecls export {self.run_dir}." + check_hint(m.get("dedupe"), self.data))
+        lines = [
+            "",
+            f"Test accuracy {accuracy_text(correct_count(self.test_accuracy, n_test), n_test)}. Test images: "
+            f"{m.get('test_source') or 'the held-out test split'}.",
+            f"Validation {accuracy_text(correct_count(self.val_accuracy, n_val), n_val)}; best epoch "
+            f"{m['best_epoch']} of {self.epochs_run}; {self.seconds:.0f} s of training.",
+            f"Run directory: {self.run_dir} ({written}).",
+            f"Next: edgecls export {self.run_dir}",
+        ]
+        check = check_hint(m.get("dedupe"), self.data).strip()  # groups kept together, duplicates dropped
+        if check:
+            lines.append(check)
+        o = self.options
+        hint = o and backbone_hint(self.val_accuracy, o.arch, o.color or "", o.data,
+                                   not o.is_backbone or o.weights == "none")
+        if hint:
+            lines.append(f"Or: {hint}")
+        return "\n".join(lines)
 
     def warnings(self) -> list[str]:
         """What the quality check found (train.quality), the refusal to ship a collapsed model last."""
@@ -89,12 +106,14 @@ def default_run_dir(options: TrainOptions) -> Path:
     return Path("runs") / f"{name}-{options.arch}"
 
 
-def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=print) -> TrainResult:
-    """Train per `options` and write the run directory; returns its figures."""
+def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILENT) -> TrainResult:
+    """Train per `options` and write the run directory; returns its figures. `reporter` says what it does
+    (with bars, Keras' epoch bars too; else one line per epoch)."""
     if options.backbone is not None:  # that run is edgecls.transfer.job's (no Keras model to fit)
         raise EdgeclsError("a .tflite --backbone is trained by edgecls.transfer.job.train_from_options, "
                            "not the CNN route")
     out = check_new_dir(Path(options.out) if options.out else default_run_dir(options), force)  # before TensorFlow
+    check_source(options.data)  # so is a --data that names nothing
     options = with_arch_defaults(options)
     tf = require_tensorflow("edgecls train")
     configure_cpu_devices(tf)
@@ -108,10 +127,10 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
     )
 
     with staged_dir(out, force=force) as tmp:
-        dataset = load_dataset(options.data, options.img_size, options.color, progress=not quiet)
-        _report_skipped(dataset, log)
-        split = grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed, log,
-                              not quiet)
+        dataset = load_dataset(options.data, options.img_size, options.color, reporter=reporter)
+        _report_skipped(dataset, reporter)
+        split = grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed,
+                              reporter)
         h, w = dataset.image_size
         augment = options.augment_list() if options.augment is not None else default_augmentations(options.data)
         data = options.data if options.data in BUILTIN_DATASETS else str(Path(options.data).expanduser().resolve())
@@ -135,14 +154,14 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes, shuffle_seed=options.seed,
                                     repeat=repeated)
         val_data = input_pipeline(tf, dataset, split.val, options.batch_size, n_classes)
-        log(
+        reporter(
             f"Training {options.arch} on {dataset.source}: {len(split.train)} train / {len(split.val)} val / "
             f"{len(split.test)} test images, {h}x{w} {dataset.color}, {n_classes} classes, "
             f"augment: {','.join(augment) or 'none'}"
         )
-        log(f"Test images: {split.test_source}")
+        reporter(f"Test images: {split.test_source}")
         if repeated:
-            log(f"Small train split: an epoch is {steps} batches ({steps * options.batch_size} augmented images, "
+            reporter(f"Small train split: an epoch is {steps} batches ({steps * options.batch_size} augmented images, "
                 f"the {len(split.train)} train images repeated), so early stopping sees real progress")
         # Un-augmented train images for the batch-norm statistics (edgecls.train.batchnorm), seeded.
         bn_images = np.asarray(dataset.images[np.sort(np.random.default_rng(options.seed).permutation(split.train)
@@ -155,13 +174,12 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
                 from edgecls.train.backbones import set_frozen
 
                 unfrozen = set_frozen(model, options.arch, fine_tune=phase.freeze == "top")
-                log(f"Phase {phase.name}: {phase.epochs} epochs at lr {phase.lr:g}"
+                reporter(f"Phase {phase.name}: {phase.epochs} epochs at lr {phase.lr:g}"
                     + (f", the top {unfrozen} backbone layers trainable (batch norm frozen)" if unfrozen
                        else ", the backbone frozen"))
             _fit_phase(keras, strategy, trainer, model, phase, options, train_data, val_data, steps, bn_images, tmp,
-                       history, quiet, log)
+                       history, reporter)
         seconds = time.perf_counter() - start
-        write_history(history, tmp / HISTORY_FILE)
 
         val_probs = predict_probabilities(model, tf, dataset, split.val, options.batch_size)
         test_probs = predict_probabilities(model, tf, dataset, split.test, options.batch_size)
@@ -185,14 +203,11 @@ def train(options: TrainOptions, force: bool = False, quiet: bool = False, log=p
         )
 
         model.save(tmp / MODEL_FILE)
-        (tmp / LABELS_FILE).write_text(labels_text(dataset.class_names), encoding="utf-8")
-        (tmp / CONFIG_FILE).write_text(to_toml(options_table(resolved), run_versions()), encoding="utf-8")
-        (tmp / SPLIT_FILE).write_text(json.dumps(split.to_json(dataset, options.seed,
-                                                                 (options.val_fraction, options.test_fraction))))
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
-        plot_history(history, tmp / CURVES_FILE, metrics["best_epoch"])
+        RunRecord(labels=list(dataset.class_names), config=RunConfig(options_table(resolved), run_versions()),
+                  split=split.to_json(dataset, options.seed, (options.val_fraction, options.test_fraction)),
+                  metrics=metrics, history=history).write(tmp)
     return TrainResult(out, metrics["test_accuracy"], metrics["val_accuracy"], metrics["epochs_run"], seconds, metrics,
-                       options.data)
+                       options.data, replace(options, color=dataset.color))
 
 
 # An epoch of fewer optimizer steps than this is too short to judge by: on a small folder (100
@@ -208,7 +223,7 @@ def train_steps(train_images: int, batch_size: int) -> int:
 
 
 def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOptions, train_data, val_data,
-               steps: int, bn_images: np.ndarray, tmp: Path, history: dict[str, list], quiet: bool, log) -> None:
+               steps: int, bn_images: np.ndarray, tmp: Path, history: dict[str, list], reporter: Reporter) -> None:
     """Fit one phase, appending its epochs to `history` (and history.csv as it goes).
 
     A later phase that never beats the earlier best validation loss is undone: its start
@@ -244,7 +259,7 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     fitted = trainer.fit(train_data, validation_data=val_data, epochs=done + phase.epochs, initial_epoch=done,
                          steps_per_epoch=steps,
                          # progress bars only on a terminal: a log file gets one line per epoch
-                         verbose=2 if quiet or not sys.stdout.isatty() else 1, callbacks=callbacks,
+                         verbose=1 if reporter.bars and sys.stdout.isatty() else 2, callbacks=callbacks,
                          shuffle=False)  # the pipeline shuffles, seeded
     earlier_best = min(history.get("val_loss") or [np.inf])
     for key, values in fitted.history.items():
@@ -252,17 +267,7 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     history.setdefault("phase", []).extend([phase.name] * len(fitted.history.get("loss", [])))
     if before is not None and options.patience and min(fitted.history.get("val_loss") or [np.inf]) >= earlier_best:
         model.set_weights(before)
-        log(f"Phase {phase.name} did not lower the validation loss: kept the weights of the phase before")
-
-
-def write_history(history: dict[str, list], path: Path) -> None:
-    """history.csv: one row per epoch over all phases, with the phase's name (CSVLogger has none)."""
-    keys = ["epoch", "phase"] + sorted(k for k in history if k != "phase")
-    rows = [",".join(keys)]
-    for i, phase in enumerate(history.get("phase", [])):
-        rows.append(",".join([str(i), phase] + [repr(history[k][i]) if i < len(history[k]) else ""
-                                                for k in keys[2:]]))
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+        reporter(f"Phase {phase.name} did not lower the validation loss: kept the weights of the phase before")
 
 
 def input_pipeline(tf, dataset: Dataset, indices: np.ndarray, batch_size: int, n_classes: int,
@@ -341,13 +346,6 @@ def _fill_mode(color: str) -> str:
     return "constant" if color == "grayscale" else "reflect"
 
 
-def _report_skipped(dataset: Dataset, log) -> None:
-    if not dataset.skipped:
-        return
-    duplicates = sum(1 for _, reason in dataset.skipped if reason.startswith("duplicate"))
-    unreadable = [s for s in dataset.skipped if not s[1].startswith("duplicate")]
-    if unreadable:
-        first = "; ".join(clean_text(f"{p}: {r}") for p, r in unreadable[:3])  # file names can hold escapes
-        log(f"warning: skipped {len(unreadable)} unreadable image file(s): {first}")
-    if duplicates:
-        log(f"warning: skipped {duplicates} byte-identical duplicate file(s) (they would leak between train and test)")
+def _report_skipped(dataset: Dataset, reporter: Reporter) -> None:
+    for line in dataset.skipped_warnings():
+        reporter(f"warning: {line}")

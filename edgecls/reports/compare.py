@@ -9,22 +9,44 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.atomic import write_text_atomic
-from edgecls.bench.report import DASH, markup_cell, markup_lines, md_table, ms_text, peak_text, top1_text
 from edgecls.bench.results import BenchReport
-from edgecls.bench.schema import check_report
+from edgecls.bench.schema import read_report_file
 from edgecls.errors import EdgeclsError
-from edgecls.files import read_capped
+from edgecls.reports.report import (
+    DASH,
+    correct_text,
+    markup_cell,
+    markup_lines,
+    md_table,
+    ms_text,
+    peak_text,
+    top1_text,
+)
 
 FORMAT = "edgecls.bench-compare/1"
-MAX_REPORT_BYTES = 64 << 20  # a bench report is tens of kB
-COLUMNS = ("report", "measured on", "model", "format/quant", "top-1", "agree", "p50", "p99", "img/s", "peak MB",
-           "thr")  # times in ms
+COLUMNS = ("report", "measured on", "model", "format/quant", "top-1", "correct", "agree", "p50", "p99", "img/s",
+           "peak MB", "thr")  # times in ms
+# The narrow layout: each report's rows under a line naming it and where it was measured; the
+# quantisation alone; img/s and peak MB left to compare.md.
+NARROW = ("model", "quant", "top-1", "correct", "agree", "p50", "p99", "thr")
+LEGEND = ("top-1: the share of the report's test images whose first answer is right (correct: how many); agree: "
+          "top-1 agreement with the report's float reference; p50/p99: invoke alone, batch 1, ms per image; img/s: "
+          "throughput at the report's batch size; peak MB: a fresh device-side process; thr: interpreter threads.")
 
 
 def report_labels(paths: Sequence[Path]) -> list[str]:
-    """Short names for the reports: the file stem, with its folder when stems repeat (bench.json)."""
-    stems = [p.stem for p in paths]
-    return [f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+    """Short names for the reports: the file stem, with as many of its folders as it takes to tell
+    them apart when stems repeat (runs/a/bench/bench.json and runs/b/bench/bench.json: a/bench/bench)."""
+    def label(path: Path, depth: int) -> str:
+        parts = path.with_suffix("").parts
+        return "/".join(parts[-(depth + 1):])
+
+    labels = [label(p, 0) for p in paths]
+    for depth in range(1, max((len(p.parts) for p in paths), default=1)):
+        if len(set(labels)) == len(labels):
+            break
+        labels = [label(p, depth) if labels.count(labels[i]) > 1 else labels[i] for i, p in enumerate(paths)]
+    return labels
 
 
 def load_reports(paths: Sequence[Path]) -> list[tuple[Path, BenchReport]]:
@@ -32,27 +54,6 @@ def load_reports(paths: Sequence[Path]) -> list[tuple[Path, BenchReport]]:
     if len(paths) < 1:
         raise EdgeclsError("give the bench reports (JSON) to compare")
     return [(path, read_report_file(path)) for path in map(Path, paths)]
-
-
-def read_report_file(path: Path, name: str | None = None) -> BenchReport:
-    """The bench report in the file at `path` (size-capped, schema-checked); one-line errors naming
-    `name` (default: the path)."""
-    name = name or str(path)
-    if not path.is_file():
-        raise EdgeclsError(f"{name} does not exist" if not path.exists() else f"{name} is not a file")
-    try:
-        doc = json.loads(read_capped(path, MAX_REPORT_BYTES).decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise EdgeclsError(f"{name} is not an edgecls bench report (not JSON)") from None
-    except OSError as exc:
-        raise EdgeclsError(f"cannot read {name}: {exc.strerror or exc}") from None
-    return read_report(doc, name)
-
-
-def read_report(doc: Any, name: str) -> BenchReport:
-    """A parsed bench.json, checked against the schema, as a BenchReport. One-line errors."""
-    check_report(doc, name)
-    return BenchReport.from_json(doc)
 
 
 def where(report: BenchReport, short: bool = False) -> str:
@@ -86,13 +87,13 @@ def merged_rows(reports: list[tuple[Path, BenchReport]]) -> list[list[str]]:
         label = where(report, short=True)
         for model in report.models:
             paired = model.vs_reference
-            own = [name, label, model.name, f"{model.kind} {model.mode}", top1_text(model),
+            own = [name, label, model.name, f"{model.kind} {model.mode}", top1_text(model), correct_text(model),
                    "ref" if model.name == report.reference
                    else (f"{paired.agreement:.4f}" if paired else DASH)]
             peak = peak_text(model)
             for t in model.latency or [None]:
                 if t is None:
-                    rows.append(own + [DASH] * 5)
+                    rows.append(own + [DASH] * 5)  # p50, p99, img/s, peak MB, thr
                     continue
                 rows.append(own + [ms_text(t.invoke_ms.p50), ms_text(t.invoke_ms.p99),
                                    f"{t.throughput.images_per_s:.0f}", peak, str(t.threads)])
@@ -138,22 +139,55 @@ def consistency_warnings(reports: list[tuple[Path, BenchReport]]) -> list[str]:
 
 
 def render_compare_table(merged: dict[str, Any]) -> Any:
-    """The merged table as a rich Table."""
+    """The merged table for the terminal: every column where it fits the width, else the narrow layout
+    (NARROW: where it was measured stacked under the report's name); cells wrap, nothing is cut."""
+    from edgecls.console import Fitted
+
+    return Fitted(_compare_table(merged, COLUMNS), _compare_table(merged, NARROW),
+                  _compare_table(merged, NARROW, fold=True))
+
+
+def _compare_table(merged: dict[str, Any], columns: Sequence[str], fold: bool = False) -> Any:
+    """The merged rows under `columns`: one table, or (without a "report" column) one table per report,
+    titled with the report's name and where it was measured, the columns as wide in each."""
     from rich import box
+    from rich.console import Group
     from rich.table import Table
 
     notes = [f"{r['name']}: {r['measured_on']}; CPU {r['cpu']}. " + " ".join(r["notes"])
              for r in merged["reports"]]
     notes += merged.get("warnings", [])
-    table = Table(box=box.SIMPLE_HEAD, title="edgecls bench compare", caption=markup_lines(notes + [
-        "p50/p99: invoke alone, batch 1, ms per image; img/s: throughput at the report's batch size; agree: top-1 "
-        "agreement with the report's float reference."]), caption_justify="left", collapse_padding=True,
-        pad_edge=False)
-    for i, column in enumerate(COLUMNS):
-        table.add_column(column, justify="left" if i < 4 else "right")
-    for row in merged["rows"]:
-        table.add_row(*map(markup_cell, row))
-    return table
+    left_out = [c for c in COLUMNS if c not in columns and c not in ("report", "measured on", "format/quant")]
+    caption = markup_lines(notes + [LEGEND] + ([f"{' and '.join(left_out)}: compare.md (--report)."]
+                                               if left_out else []))
+
+    def cells(row: list[str]) -> dict[str, str]:
+        found = {column: markup_cell(value) for column, value in zip(COLUMNS, row)}
+        found["quant"] = markup_cell(row[COLUMNS.index("format/quant")].split(" ", 1)[-1])
+        return found
+
+    rows = [cells(row) for row in merged["rows"]]
+    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns}  # the same in every table
+
+    def table(title: str, members: list[dict[str, str]], with_caption: bool) -> Any:
+        shown = Table(box=box.SIMPLE_HEAD, title=title, caption=caption if with_caption else None,
+                      caption_justify="left", collapse_padding=True, pad_edge=False)
+        for column in columns:
+            text = column in ("report", "measured on", "model", "format/quant", "quant")
+            shown.add_column(column, justify="left" if text else "right", overflow="fold",
+                             no_wrap=not text and not fold, min_width=None if fold else widths[column])
+        for member in members:
+            shown.add_row(*(member[c] for c in columns))
+        return shown
+
+    if "report" in columns:
+        return table("edgecls bench compare", rows, True)
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault((row["report"], row["measured on"]), []).append(row)
+    titled = [table(f"{name}: {where}", members, i == len(groups) - 1)
+              for i, ((name, where), members) in enumerate(groups.items())]
+    return Group("[bold]edgecls bench compare[/]", *titled)
 
 
 def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path: Optional[Path]) -> list[Path]:
@@ -161,7 +195,7 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
     text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     written = []
     if report_dir is not None:
-        from edgecls.bench.plots import pyplot, save
+        from edgecls.reports.plots import pyplot, save
 
         plot_name = None
         plt = pyplot()
@@ -173,8 +207,7 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
         lines += [f"- **{r['name']}** ({r['created']}): {r['measured_on']}; CPU {r['cpu']}."
                   + "".join(f" {n}" for n in r["notes"]) for r in doc["reports"]]
         lines += [f"- {w}" for w in doc.get("warnings", [])]
-        lines += ["", "p50/p99: invoke alone, batch 1, ms per image; agree: top-1 agreement with the report's float "
-                  "reference."]
+        lines += ["", LEGEND]
         lines += [""] + md_table(COLUMNS, doc["rows"]) + [""]
         lines += ([f"![p50 invoke latency]({plot_name})", ""] if plot_name
                   else ["(plot skipped: matplotlib is not installed)", ""])

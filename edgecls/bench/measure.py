@@ -1,0 +1,219 @@
+"""A bench as a library: `measure(options, where)` measures and returns the report
+(bench.results.BenchReport) in memory — on this host as it is, on this host under a device
+profile's constraints, or on a device over SSH. Writing it and printing it sit on top (reports.job).
+`measure` opens what the options name (bench.inputs.open_inputs) and hands it to `measure_inputs`,
+which callers holding their inputs already (a fleet, export --target) call alone.
+
+    inputs (bench.inputs: a run's exports | .tflite files, the test images) -> accuracy of every .tflite
+      -> under the profile's constraints: latency (interleaved), peak memory, steady load (--sustain)
+      -> the Keras float model's accuracy (last: TensorFlow is never loaded while timing)
+      -> paired comparisons with the float reference -> the report, its advice the last section
+    on a device: the same bench there (bench.remote), its report brought back
+
+TensorFlow is imported only for the Keras reference of a run directory, and only when it is
+installed and options.keras is set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from edgecls.atomic import private_tempdir
+from edgecls.bench import accuracy, advice, latency, memory, sustain, thirdparty
+from edgecls.bench.inputs import BenchModel, Inputs, open_inputs
+from edgecls.bench.options import BenchOptions, validate
+from edgecls.bench.profiles import (
+    DeviceProfile,
+    constrained,
+    load_profile,
+    placement_notes,
+    thread_sweep,
+)
+from edgecls.bench.results import (
+    BenchReport,
+    Device,
+    Latency,
+    Machine,
+    Memory,
+    ModelResult,
+    Profile,
+    Settings,
+    TestData,
+)
+from edgecls.bench.schema import FORMAT
+from edgecls.bench.testset import TestSet
+from edgecls.provenance import created_timestamp
+from edgecls.reporter import SILENT, Reporter
+from edgecls.rundir import RunDir, keras_probabilities
+from edgecls.runtime.doctor import describe_machine
+from edgecls.runtime.quant import is_distribution, softmax
+
+if TYPE_CHECKING:
+    from edgecls import transport
+
+KERAS_NAME = "keras"
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a bench measures: this host as it is (neither), this host under a device profile's cores
+    and threads (`profile`), or a device reached over SSH (`device`; a profile in the options is
+    applied there)."""
+
+    profile: Optional[DeviceProfile] = None
+    device: Optional[transport.Device] = None
+
+    @classmethod
+    def of(cls, options: BenchOptions) -> Where:
+        """This host, under the profile `options.device` names, if any."""
+        return cls(profile=load_profile(options.device) if options.device else None)
+
+
+def measure(options: BenchOptions, where: Optional[Where] = None, reporter: Reporter = SILENT) -> BenchReport:
+    """Measure what `options` name and return the report, in memory (reports.report writes it). `where`:
+    this host as it is, under a device profile, or a device over SSH (default: as `options` say, this
+    host under `options.device`'s profile if given)."""
+    validate(options)
+    return measure_inputs(open_inputs(options), options, where, reporter)
+
+
+def measure_inputs(inputs: Inputs, options: BenchOptions, where: Optional[Where] = None,
+                   reporter: Reporter = SILENT) -> BenchReport:
+    """The measurement of `inputs` (opened from `options` by bench.inputs.open_inputs, or made in memory
+    by the caller, as export --target does) with `options`' settings (validated), in memory."""
+    where = where if where is not None else Where.of(options)
+    if where.device is not None:
+        from edgecls.bench.remote import measure_on_device
+
+        return measure_on_device(options, where.device, inputs, reporter)
+    profile, backend = where.profile, inputs.backend
+    run, models, classifiers, test = inputs.run, inputs.models, inputs.classifiers, inputs.test
+
+    reporter(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images" if not test.latency_only
+        else f"Latency only: {len(models)} .tflite model(s), {len(test.labels)} images, no accuracy")
+    probabilities = {m.name: classifiers[m.name].probabilities(test.images_for(m.name)) for m in models}
+    full_space: dict[str, dict] = {}  # a labelled third-party set: top-1/top-k over all the model's classes
+    if test.class_index is not None:
+        for name in list(probabilities):
+            probabilities[name], full_space[name] = thirdparty.scores(probabilities[name], test)
+    machine = describe_machine(backend)  # before the affinity change: the host as it is (a dict, as doctor's)
+    float_file = next((m.name for m in models if m.is_float), None)
+    plan = latency.Plan(options.warmup, options.runs, options.batch_size)
+    with constrained(profile) as cpus, private_tempdir("edgecls-bench") as tmp:
+        threads = options.threads or thread_sweep(profile, len(cpus) if cpus else machine["usable_cpus"])
+        timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
+        timings = latency.measure(models, threads, {m.name: test.images_for(m.name) for m in models}, timing_files,
+                                  file_source, plan, backend.name, float_file, reporter, options.input_range,
+                                  {"resize": options.resize, "fit": options.fit})
+        memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, reporter)
+        sustained = (sustain.run(models, test.images, options.sustain, max(threads), reporter, backend.name,
+                                 options.input_range) if options.sustain else None)
+
+    notes = list(test.notes)
+    if options.input_range is not None:
+        low, high = options.input_range
+        notes.append(f"--input-range {low:g},{high:g}: every .tflite model was fed pixels 0..255 as {low:g}..{high:g}, "
+                     "whatever its metadata says.")
+    failed = next((m.error for m in [baseline, *memories.values()] if m is not None and m.error), None)
+    if failed:
+        notes.append(f"Peak memory not measured: {failed}")
+    keras_model = _keras_reference(run, options.keras, test, notes, reporter)  # last: TensorFlow after timing
+    entries = ([keras_model] if keras_model else []) + [(m, probabilities[m.name]) for m in models]
+    reference = KERAS_NAME if keras_model is not None else float_file
+    if test.latency_only:
+        reference = None  # no accuracy to compare
+    elif reference is None:
+        notes.append("No float model among the models: accuracy is reported without Δ and agreement.")
+    is_device, device_notes = placement_notes(profile, machine, cpus, threads)
+    report = BenchReport(
+        format=FORMAT,
+        created=created_timestamp(),
+        command=options.command,
+        machine=Machine.from_json(machine),
+        device=Device(profile=Profile.from_json(profile.to_json()) if profile else None, cpus_used=cpus,
+                      threads=threads, is_device=is_device, notes=device_notes),
+        data=TestData.from_json(test.to_json()),
+        settings=Settings(warmup=plan.warmup, runs=plan.runs, rounds=plan.rounds, per_round=plan.per_round,
+                          batch_size=plan.batch_size,
+                          top_k=accuracy.top_k(max(c.num_classes for c in classifiers.values()) if test.per_model
+                                               else len(test.class_names)),
+                          keras=keras_model is not None,
+                          input_range=list(options.input_range) if options.input_range is not None else None,
+                          latency_only=test.latency_only, labels=options.labels,
+                          preprocessing={m.name: {"resize": classifiers[m.name].input_spec.resize,
+                                                  "fit": classifiers[m.name].input_spec.fit} for m in models}),
+        reference=reference,
+        latency_reference=float_file,
+        models=_model_entries(entries, reference, test, timings, threads, memories, float_file, full_space),
+        memory_baseline=baseline,
+        sections=[],
+        notes=notes,
+    )
+    if sustained is not None:
+        sustain.add_section(report, sustained)
+    advice.add_advice(report)
+    return report
+
+
+def _memory(models: list[BenchModel], image: Path, threads: int, backend: str, enabled: bool,
+            reporter: Reporter) -> tuple[dict[str, Optional[Memory]], Optional[Memory]]:
+    if not enabled or not memory.supported():
+        return {m.name: None for m in models}, None
+    reporter("Measuring peak memory in fresh device-side processes")
+    baseline = Memory.from_json(memory.peak_rss(None, None, threads, backend))
+    found = {}
+    for model in models:
+        measured = Memory.from_json(memory.peak_rss(model.path, image, threads, backend))
+        found[model.name] = replace(measured, threads=threads) if measured.measured else measured
+    return found, baseline
+
+
+def _keras_reference(run: Optional[RunDir], wanted: bool, test: TestSet, notes: list[str],
+                     reporter: Reporter) -> Optional[tuple[BenchModel, np.ndarray]]:
+    """(the Keras float model, its probabilities), or None (noted when it could have been)."""
+    if run is None or not wanted:
+        return None
+    if not run.model_path.is_file():  # a run on a .tflite backbone (edgecls.transfer): no Keras model
+        notes.append(f"{run.name} has no Keras model (trained on a .tflite backbone): no Keras float reference.")
+        return None
+    if importlib.util.find_spec("tensorflow") is None:
+        notes.append("TensorFlow is not installed here: the float reference is the float32 .tflite, "
+                     "not the Keras model.")
+        return None
+    reporter("Scoring the Keras float model (TensorFlow)")
+    probabilities = keras_probabilities(run.model(), test.images)
+    if not is_distribution(probabilities):  # a model that ends in logits
+        probabilities = softmax(probabilities)
+    model = BenchModel(name=KERAS_NAME, kind="keras", mode="float32", path=run.model_path,
+                       size_bytes=run.model_path.stat().st_size, sha256=run.model_sha256())
+    return model, probabilities
+
+
+def _model_entries(entries: list[tuple[BenchModel, np.ndarray]], reference: Optional[str], test: TestSet,
+                   timings: dict[tuple[str, int], Latency], threads: list[int], memories: dict[str, Optional[Memory]],
+                   float_file: Optional[str], full_space: Optional[dict[str, dict]] = None) -> list[ModelResult]:
+    by_name = {model.name: probs for model, probs in entries}
+    float_size = next((m.size_bytes for m, _ in entries if m.name == float_file), None)
+    result = []
+    for model, probs in entries:
+        paired = None
+        if reference is not None and model.name != reference:
+            paired = accuracy.paired(by_name[reference], probs, test.labels, test.ids, test.class_names, reference)
+        scores = None
+        if not test.latency_only:  # a labelled third-party set: top-1/top-k over all the model's classes
+            scores = replace(accuracy.model_accuracy(probs, test.labels, test.class_names),
+                             **(full_space or {}).get(model.name, {}))
+        result.append(ModelResult(
+            **model.to_json(),
+            size_ratio=model.size_bytes / float_size if float_size and model.kind == "tflite" else None,
+            accuracy=scores,
+            vs_reference=paired,
+            latency=[timings[(model.name, t)] for t in threads if (model.name, t) in timings],
+            memory=memories.get(model.name),
+        ))
+    return result

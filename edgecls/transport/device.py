@@ -1,0 +1,340 @@
+"""A device reached over SSH that runs this checkout's edgecls in a venv of its own.
+
+    kit (once per run: an edgecls wheel built from this checkout, --wheels for an offline device,
+         the venv's key = the wheel's content)
+    -> probe (python >= 3.10, 64-bit, free space, is a venv for this key there?)
+    -> upload a payload folder (and, for a new venv, the wheels) as one tar stream
+    -> make the venv if needed (python -m venv; pip install the wheel, its dependencies from the
+       device's index or --wheels) — reused next time
+    -> `python -m edgecls ARGS...` in the payload's folder there, its stderr relayed line by line
+    -> bring back its out/ folder -> delete the run's folder there (the venv stays).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from edgecls.errors import EdgeclsError
+from edgecls.transport.fleet import DEFAULT_PARALLEL
+from edgecls.transport.ssh import CONNECT_TIMEOUT_S, Ssh
+from edgecls.transport.targets import Target
+
+MIN_PYTHON = (3, 10)
+MIN_FREE_MB = 400  # numpy, Pillow and LiteRT unpacked
+SETUPTOOLS_NEEDED = 68  # pyproject.toml's build-system requires (an SPDX license string)
+OUT_DIR = "out"  # the folder of the payload the device's command writes into; brought back
+# Expands a leading ~ of $1 on the device (a quoted path is never expanded by the shell).
+_PRELUDE = 'd=$1; case $d in "~") d=$HOME;; "~/"*) d=$HOME/${d#"~/"};; esac; '
+
+
+@dataclass
+class RemoteOptions:
+    """How to reach devices: which ones, their Python, where edgecls lives there, offline wheels,
+    the ssh config, how many at once."""
+
+    targets: str  # "a,b,c" or "@hosts.txt"
+    python: str = "python3"
+    remote_dir: str = "~/.cache/edgecls-remote"
+    wheels: Optional[Path] = None  # an offline device's dependencies
+    ssh_config: Optional[Path] = None
+    parallel: int = DEFAULT_PARALLEL
+
+
+# ---------------------------------------------------------------------- the kit
+@dataclass(frozen=True)
+class Kit:
+    """What every device of a run installs: `folder` holds wheel/ (this checkout's edgecls) and,
+    for an offline device, wheels/; `key` names the venv that holds exactly this code."""
+
+    folder: Path
+    key: str
+    offline: bool
+
+
+def make_kit(folder: Path, remote: RemoteOptions) -> Kit:
+    """Build this checkout's wheel (or take this version's from --wheels) into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = edgecls_wheel(folder / "build", remote.wheels)
+    (folder / "wheel").mkdir()
+    shutil.copy2(wheel, folder / "wheel" / wheel.name)
+    extra = _offline_wheels(remote.wheels, folder)
+    return Kit(folder, wheel_key(wheel, extra, remote.python), remote.wheels is not None)
+
+
+def build_wheel(folder: Path) -> Path:
+    """An edgecls wheel of the code running here (this checkout), so the device runs the same code."""
+    import edgecls
+
+    root = Path(edgecls.__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise EdgeclsError("edgecls is not running from a source checkout, so no wheel can be built here: "
+                           "put this version's edgecls wheel in --wheels DIR, or install edgecls from a checkout")
+    source = folder / "source"
+    shutil.copytree(root / "edgecls", source / "edgecls", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(root / "devices", source / "devices", ignore=shutil.ignore_patterns("*.json", "*.md"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (root / name).is_file():
+            shutil.copy2(root / name, source / name)
+    out = folder / "wheel"
+    # Without build isolation when this Python's setuptools is new enough for pyproject.toml (faster,
+    # offline); else pip fetches one from the package index into an isolated build environment.
+    isolation = ["--no-build-isolation"] if _setuptools_major() >= SETUPTOOLS_NEEDED else []
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(out),
+                           str(source)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    wheels = sorted(out.glob("edgecls-*.whl"))
+    if done.returncode != 0 or not wheels:
+        tail = [line for line in done.stderr.splitlines() if line.strip()]
+        raise EdgeclsError(f"cannot build the edgecls wheel: {tail[-1] if tail else 'pip wheel failed'}", 1)
+    shutil.rmtree(source)
+    return wheels[0]
+
+
+def edgecls_wheel(folder: Path, wheels: Optional[Path]) -> Path:
+    """The wheel built from this checkout; where edgecls is not running from one, this version's
+    wheel from --wheels."""
+    from edgecls import __version__
+
+    try:
+        return build_wheel(folder)
+    except EdgeclsError:
+        found = sorted(wheels.glob(f"edgecls-{__version__}-*.whl")) if wheels and wheels.is_dir() else []
+        if not found:
+            raise
+        return found[-1]
+
+
+def _setuptools_major() -> int:
+    from importlib import metadata
+
+    try:
+        return int(metadata.version("setuptools").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return 0
+
+
+def wheel_key(wheel: Path, extra: list[Path], python: str) -> str:
+    """The venv's name: the wheel's content (not its zip timestamps), the offline wheels and the
+    device's python, so a venv is reused exactly when it holds this code."""
+    digest = hashlib.sha256(python.encode())
+    with zipfile.ZipFile(wheel) as archive:
+        for name in sorted(archive.namelist()):
+            if not name.endswith("/RECORD"):
+                digest.update(name.encode() + b"\0" + archive.read(name))
+    for path in sorted(extra):
+        digest.update(path.name.encode())
+    from edgecls import __version__
+
+    return f"{__version__}-{digest.hexdigest()[:16]}"
+
+
+def _offline_wheels(folder: Optional[Path], kit: Path) -> list[Path]:
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise EdgeclsError(f"--wheels {folder} is not a folder of wheels")
+    found = sorted(folder.glob("*.whl"))
+    (kit / "wheels").mkdir()
+    for path in found:
+        if not path.name.startswith("edgecls-"):  # the device gets this checkout's edgecls, not an old one
+            shutil.copy2(path, kit / "wheels" / path.name)
+    return found
+
+
+# ---------------------------------------------------------------------- the device's scripts
+_PROBE = _PRELUDE + r'''py=$2; key=$3
+command -v "$py" >/dev/null 2>&1 || { echo "EDGECLS-NOPYTHON"; exit 0; }
+mkdir -p -- "$d" || exit 1
+v=$d/venvs/$key
+ready=no
+if [ -f "$v/.edgecls-ready" ] && "$v/bin/python" -c "import edgecls" >/dev/null 2>&1; then ready=yes; fi
+"$py" -c 'import json, platform, shutil, struct, sys
+print(json.dumps({"version": list(sys.version_info[:3]), "bits": struct.calcsize("P") * 8,
+                  "machine": platform.machine(), "free_mb": shutil.disk_usage(sys.argv[1]).free // 1048576,
+                  "dir": sys.argv[1], "ready": sys.argv[2] == "yes"}))' "$d" "$ready"
+'''
+_UPLOAD = _PRELUDE + 'r=$d/runs/$2; rm -rf -- "$r" && mkdir -p -- "$r" && tar -C "$r" -xf -'
+# .edgecls-ready is written last into a venv: a half-made one is never reused
+_VENV = _PRELUDE + r'''py=$2; key=$3; r=$d/runs/$4; mode=$5
+v=$d/venvs/$key
+rm -rf -- "$v" && mkdir -p -- "$d/venvs" && "$py" -m venv -- "$v" || exit 3
+# pip reads "; ..." in a requirement as a marker: give it names relative to the wheel's folder.
+cd -- "$r/wheel" || exit 3
+set -- ./edgecls-*.whl
+if [ "$mode" = offline ]; then
+  "$v/bin/python" -m pip install -q --disable-pip-version-check --no-index --find-links ../wheels "$1" || exit 4
+else
+  "$v/bin/python" -m pip install -q --disable-pip-version-check "$1" || exit 4
+fi
+touch -- "$v/.edgecls-ready"
+'''
+_RUN = _PRELUDE + r'''key=$2; r=$d/runs/$3; shift 3
+cd -- "$r" && mkdir -p out && exec "$d/venvs/$key/bin/python" -m edgecls "$@"
+'''
+_DOWNLOAD = _PRELUDE + 'tar -C "$d/runs/$2/out" -cf - .'
+_CLEAN = _PRELUDE + 'rm -rf -- "$d/runs/$2"'
+
+
+# ---------------------------------------------------------------------- one device
+@dataclass
+class Device:
+    """A probed device: its Python, platform, free space and whether its venv for `kit` is ready."""
+
+    target: Target
+    remote: RemoteOptions
+    kit: Kit
+    info: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # probe_s, upload_s, venv_s, <command>_s, download_s
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.info.get("ready"))
+
+    def describe(self) -> str:
+        info = self.info
+        return (f"Python {'.'.join(map(str, info['version']))} on {info['machine']}, {info['free_mb']} MB free in "
+                f"{info['dir']}; venv {'reused' if info['ready'] else 'to make'}")
+
+    def ssh(self) -> Ssh:
+        return Ssh(self.target, self.remote.ssh_config)
+
+    def run_edgecls(self, payload: Path, argv: list[str], folder: Path, say: Callable[[str], None],
+                    keep: Callable[[str], bool] = lambda line: True, complete: Optional[str] = None,
+                    what: str = "edgecls") -> Path:
+        """Upload `payload` (and the kit, for a new venv), make the venv if needed, run `python -m
+        edgecls ARGV...` in the payload's folder there (its stderr lines that `keep` accepts relayed
+        through `say`), bring its out/ folder back into `folder` (which must hold `complete`, when
+        named) and delete the run's folder there. One-line errors naming the step (`what` names the
+        command: "the bench")."""
+        run_id = f"{os.getpid()}-{int(time.time())}-{self.target.label}"
+        ssh = self.ssh()
+        uploaded = False
+        try:
+            mark = time.perf_counter()
+            self._upload(ssh, payload, run_id)
+            uploaded = True
+            self.seconds["upload_s"] = time.perf_counter() - mark
+            if not self.ready:
+                mark = time.perf_counter()
+                say("making the venv (python -m venv; pip install edgecls"
+                    + (" from --wheels" if self.kit.offline else "") + ")")
+                self._venv(ssh, run_id)
+                self.seconds["venv_s"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            ssh.lines(what, _RUN, self.remote.remote_dir, self.kit.key, run_id, *argv, say=say,
+                      keep=keep)
+            self.seconds[f"{argv[0]}_s"] = time.perf_counter() - mark  # bench_s for `edgecls bench ...`
+            mark = time.perf_counter()
+            self._download(ssh, run_id, folder, complete)
+            self.seconds["download_s"] = time.perf_counter() - mark
+        finally:
+            if uploaded:
+                try:
+                    ssh.run("cleaning up", _CLEAN, self.remote.remote_dir, run_id, timeout=60)
+                except EdgeclsError:
+                    pass  # the connection is gone: a stale run folder stays, the caller says what failed
+        return folder
+
+    def _upload(self, ssh: Ssh, payload: Path, run_id: str) -> None:
+        """The payload folder (and the kit, for a new venv) as one tar stream into the run's folder."""
+        def send(archive: tarfile.TarFile) -> None:
+            for entry in sorted(payload.iterdir()):
+                archive.add(entry, arcname=entry.name)
+            if not self.ready:
+                for entry in sorted(self.kit.folder.iterdir()):
+                    if entry.name in ("wheel", "wheels"):
+                        archive.add(entry, arcname=entry.name)
+
+        ssh.tar_stream("uploading the models and test images", "w|", send, _UPLOAD, self.remote.remote_dir, run_id)
+
+    def _venv(self, ssh: Ssh, run_id: str) -> None:
+        remote, info = self.remote, self.info
+        try:
+            ssh.run("making the venv", _VENV, remote.remote_dir, remote.python, self.kit.key, run_id,
+                    "offline" if self.kit.offline else "index")
+        except EdgeclsError as exc:
+            text = str(exc)
+            if "No matching distribution" in text or "Could not find a version" in text:
+                where = "in --wheels" if self.kit.offline else "on the device's package index"
+                package = re.search(r"for ([A-Za-z0-9_.-]+)", text)
+                raise EdgeclsError(f"{self.target.spec}: no wheel for its platform ({info['machine']}, Python "
+                                   f"{'.'.join(map(str, info['version'][:2]))}) {where}"
+                                   + (f": {package.group(1)}" if package else "") + " (see edgecls doctor there)",
+                                   1) from None
+            if "ensurepip" in text or "venv" in text and "No module named" in text:
+                raise EdgeclsError(f"{self.target.spec}: {remote.python} there cannot make a venv: "
+                                   f"apt install python3-venv", 1) from None
+            raise
+
+    def _download(self, ssh: Ssh, run_id: str, folder: Path, complete: Optional[str]) -> None:
+        """The device's out/ folder, unpacked (files only, no links, nothing outside) into `folder`."""
+        folder.mkdir(parents=True)
+
+        def receive(archive: tarfile.TarFile) -> None:
+            for member in archive:
+                name = Path(member.name)
+                if not member.isfile() or name.is_absolute() or ".." in name.parts:
+                    continue
+                target = folder / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = archive.extractfile(member)
+                with open(target, "wb") as handle:
+                    shutil.copyfileobj(source, handle)
+
+        ssh.tar_stream("bringing back the report", "r|", receive, _DOWNLOAD, self.remote.remote_dir, run_id,
+                       complete=lambda: complete is None or (folder / complete).is_file())
+
+
+def probe(target: Target, remote: RemoteOptions, kit: Kit) -> Device:
+    """Reach the device and check its Python, platform and free space (one-line errors)."""
+    from edgecls.runtime.doctor import ARM32_ADVICE, is_arm32
+
+    started = time.perf_counter()
+    ssh = Ssh(target, remote.ssh_config)
+    done = ssh.run("probe", _PROBE, remote.remote_dir, remote.python, kit.key, timeout=CONNECT_TIMEOUT_S * 4)
+    text = done.stdout.decode(errors="replace")
+    host = target.spec
+    if "EDGECLS-NOPYTHON" in text:
+        raise EdgeclsError(f"{host}: no {remote.python} on the device: install Python 3.10+ (apt install python3 "
+                           f"python3-venv) or give --remote-python", 1)
+    try:
+        info = json.loads(text.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise EdgeclsError(f"{host}: {remote.python} on the device did not answer the probe: "
+                           f"{' '.join(text.split())[:200] or 'no output'}", 1) from None
+    if tuple(info["version"][:2]) < MIN_PYTHON:
+        raise EdgeclsError(f"{host}: {remote.python} there is Python {'.'.join(map(str, info['version']))}; edgecls "
+                           f"needs 3.10 or newer (give --remote-python)", 1)
+    if is_arm32(info["machine"], info["bits"]):
+        raise EdgeclsError(f"{host}: no wheel for its platform ({info['machine']}, {info['bits']}-bit Python): "
+                           f"{ARM32_ADVICE}", 1)
+    if not info["ready"] and info["free_mb"] < MIN_FREE_MB:
+        raise EdgeclsError(f"{host}: disk full on the device: {info['free_mb']} MB free in {info['dir']}, a venv "
+                           f"needs about {MIN_FREE_MB} MB (free space there or give another --remote-dir)", 1)
+    return Device(target, remote, kit, info, {"probe_s": time.perf_counter() - started})
+
+
+def connect(spec: str, remote: Optional[RemoteOptions], work: Path) -> Device:
+    """The one device `spec` names ([user@]host[:port]), probed, with this checkout's kit made in
+    `work`; `remote` says how to reach it (its ssh config, Python, ...; None: the defaults)."""
+    from dataclasses import replace
+
+    from edgecls.transport.targets import parse_targets
+
+    remote = replace(remote, targets=spec) if remote is not None else RemoteOptions(spec)
+    targets = parse_targets(spec)
+    if len(targets) != 1:
+        raise EdgeclsError(f"{spec!r} names {len(targets)} devices: name one")
+    return probe(targets[0], remote, make_kit(work / "kit", remote))

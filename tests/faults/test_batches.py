@@ -1,0 +1,103 @@
+"""One bad file in a batch: its own row (predict) or a counted skip (a dataset), never the end of the
+job; rows stream as they are done."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from faultkit import MODEL, class_folder, edgecls, png, python, rows, unprivileged, ztxt_bomb
+
+
+def test_rows_stream_while_a_batch_is_not_full():
+    """A dynamic-batch model (32 an invoke): the rows of images already decoded come out while the
+    next image keeps the batch waiting (before: nothing until 32 images or the end)."""
+    from edgecls.runtime import Classifier
+
+    clf = Classifier(MODEL, num_threads=1)
+    assert clf.max_batch > 1
+    pixels = np.zeros((28, 28, 1), np.uint8)
+    started = time.monotonic()
+
+    def slow_source():
+        yield from (pixels, pixels)
+        time.sleep(3)  # a slow network folder, a camera
+        yield pixels
+
+    arrivals = [time.monotonic() - started for _ in clf.classify_many(slow_source(), workers=2)]
+    assert len(arrivals) == 3 and arrivals[0] < 2.5 and arrivals[1] < 2.5, arrivals
+
+
+def test_one_bad_file_is_its_row_or_skip_never_the_jobs_end(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "bomb.png").write_bytes(ztxt_bomb())
+    (photos / "good.png").write_bytes(png())
+    long_name = photos / ("y" * 300 + ".png")
+    through_file = photos / "good.png" / "x.png"
+    done = edgecls("predict", "--json", MODEL, photos, long_name, through_file, cwd=tmp_path)
+    found = rows(done.stdout)
+    assert done.returncode == 1 and found["good.png"]["classes"], done.stderr
+    assert "corrupt image data" in found["bomb.png"]["error"]
+    assert "too long" in found[long_name.name]["error"].lower()
+    assert "internal error" not in done.stderr
+
+    from edgecls.data import load_dataset
+
+    data = class_folder(tmp_path / "data")
+    (data / "a" / "bomb.png").write_bytes(ztxt_bomb())
+    (data / "b" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\xff" * 40)  # a corrupt header
+    dataset = load_dataset(str(data), 16, "rgb", cache_dir=tmp_path / "cache")
+    assert len(dataset.images) == 8 and len(dataset.skipped) == 2, dataset.skipped
+
+
+def test_a_file_in_an_unreadable_folder_is_a_row(tmp_path):
+    prefix = unprivileged()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "a.png").write_bytes(png())
+    (tmp_path / "good.png").write_bytes(png(1))
+    locked.chmod(0)
+    try:
+        done = edgecls("predict", "--json", MODEL, locked / "a.png", tmp_path / "good.png", cwd=tmp_path,
+                       prefix=prefix)
+    finally:
+        locked.chmod(0o755)
+    found = rows(done.stdout)
+    assert done.returncode == 1 and found["good.png"]["classes"], done.stderr
+    assert "ermission denied" in found["a.png"]["error"]
+
+
+def test_unreadable_folders_are_reported_by_predict_and_counted_by_the_dataset(tmp_path):
+    prefix = unprivileged()
+    photos = tmp_path / "photos"
+    (photos / "locked").mkdir(parents=True)
+    (photos / "locked" / "x.png").write_bytes(png())
+    (photos / "ok.png").write_bytes(png(1))
+    data = class_folder(tmp_path / "data")
+    (data / "a" / "locked").mkdir()
+    (data / "a" / "locked" / "x.png").write_bytes(png(9))
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "x.png").write_bytes(png())
+    for folder in (photos / "locked", data / "a" / "locked", lonely):
+        folder.chmod(0)
+    try:
+        whole = edgecls("predict", "--json", MODEL, lonely, cwd=tmp_path, prefix=prefix)
+        part = edgecls("predict", "--json", MODEL, photos, cwd=tmp_path, prefix=prefix)
+        counted = python(f"""
+from edgecls.data import load_dataset
+from pathlib import Path
+d = load_dataset({str(data)!r}, 16, "rgb", cache_dir=Path({str(tmp_path / 'cache')!r}))
+print(len(d.images), d.skipped)
+""", tmp_path, prefix=prefix)
+    finally:
+        for folder in (photos / "locked", data / "a" / "locked", lonely):
+            folder.chmod(0o755)
+    # nothing at all to classify: one line naming the cause (before: "folder contains no images")
+    assert whole.returncode == 2 and "lonely: cannot read folder: permission denied" in whole.stderr, whole.stderr
+    assert "folder contains no images" not in whole.stderr
+    found = rows(part.stdout)
+    assert part.returncode == 1 and found["ok.png"]["classes"] and "permission denied" in found["locked"]["error"]
+    assert counted.returncode == 0 and counted.stdout.startswith("8 ") and "permission denied" in counted.stdout, (
+        counted.stdout, counted.stderr[-300:])

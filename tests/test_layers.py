@@ -1,0 +1,140 @@
+"""The device boundary as an allowlist: what runtime/, bench/, reports/ and transport/ may import — edgecls
+modules and third-party packages, read from the source with `ast` — and, followed through every
+edgecls module they reach, nothing of the workstation side (train/, export/, transfer/, explain/,
+cli/) ever. A new import that is on no list fails here with its file and line: put it on the
+list only if a device can run it (numpy, Pillow and LiteRT, no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "edgecls"
+
+# The bottom floor every device-side module may use.
+BASE = {"edgecls", "edgecls.errors", "edgecls.files", "edgecls.native_stderr", "edgecls.provenance",
+        "edgecls.records", "edgecls.text"}
+ALLOWED = {
+    "runtime": {
+        "edgecls": BASE | {"edgecls.runtime"},
+        "packages": {"numpy", "PIL", "flatbuffers", "ai_edge_litert", "tflite_runtime"},
+        # imported inside the one function that needs them, in these files only
+        "lazily": {"cv2": {"capture.py"}, "picamera2": {"capture.py"},
+                   "tensorflow": {"interpreter.py", "metadata.py"}},  # the last-resort interpreter / schema
+    },
+    "transport": {
+        "edgecls": BASE | {"edgecls.transport", "edgecls.runtime.doctor"},
+        "packages": set(),
+        "lazily": {},
+    },
+    "reports": {  # the `edgecls bench` command itself runs on a device, over bench
+        "edgecls": BASE | {"edgecls.reports", "edgecls.bench", "edgecls.runtime", "edgecls.transport",
+                           "edgecls.reporter", "edgecls.atomic", "edgecls.plotting", "edgecls.console"},
+        "packages": {"numpy", "rich"},
+        "lazily": {},
+    },
+    "bench": {
+        "edgecls": BASE | {"edgecls.bench", "edgecls.runtime", "edgecls.transport", "edgecls.reporter",
+                           "edgecls.atomic", "edgecls.parsing", "edgecls.plotting", "edgecls.tomlio",
+                           "edgecls.console", "edgecls.artifacts", "edgecls.rundir", "edgecls.data",
+                           "edgecls.audit.duplicates"},  # a run's train/test near-duplicates (numpy, Pillow)
+        "packages": {"numpy", "PIL", "rich"},
+        "lazily": {},
+    },
+}
+# What the edgecls modules the device side reaches (rundir, data, console, ...) may import in turn.
+REACHABLE = set().union(*(rules["edgecls"] for rules in ALLOWED.values()))
+WORKSTATION = ("edgecls.train", "edgecls.export", "edgecls.transfer", "edgecls.explain", "edgecls.cli",
+               "edgecls.entry", "edgecls.live")
+
+
+def imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(module, line, at module level?) of every import in `path`; type-only imports left out."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(
+        node.test) for n in ast.walk(node)}
+    top = {id(n) for n in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno, id(node) in top) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, node.lineno, id(node) in top))
+    return found
+
+
+def _within(module: str, allowed: set[str]) -> bool:
+    return any(module == name or module.startswith(name + ".") for name in allowed
+               if name != "edgecls") or module == "edgecls"
+
+
+def _file_of(module: str) -> Path | None:
+    path = ROOT / Path(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_the_device_side_imports_only_what_its_allowlist_names(package):
+    rules = ALLOWED[package]
+    wrong = []
+    for path in sorted((PACKAGE / package).rglob("*.py")):
+        for module, line, at_top in imports(path):
+            top = module.split(".")[0]
+            where = f"{path.relative_to(ROOT)}:{line}: {module}"
+            if top == "edgecls":
+                if not _within(module, rules["edgecls"]):
+                    wrong.append(where)
+            elif top in sys.stdlib_module_names or top == "__future__" or top in rules["packages"]:
+                continue
+            elif path.name in rules["lazily"].get(top, ()):
+                if at_top:
+                    wrong.append(f"{where} (only inside the function that needs it)")
+            else:
+                wrong.append(where)
+    assert not wrong, f"{package}/ imports what a device must not need:\n" + "\n".join(wrong)
+
+
+def test_nothing_the_device_side_reaches_imports_the_workstation_side():
+    """Followed through every edgecls module runtime/, bench/ and transport/ import (at module level or
+    in a function), no import leads to train/, export/, transfer/, explain/ or the CLI."""
+    seen: set[str] = set()
+    todo = [".".join(p.relative_to(ROOT).with_suffix("").parts)
+            for package in ALLOWED for p in (PACKAGE / package).rglob("*.py")]
+    wrong = []
+    while todo:
+        module = todo.pop().removesuffix(".__init__")
+        if module in seen:
+            continue
+        seen.add(module)
+        path = _file_of(module)
+        if path is None:
+            continue
+        for imported, line, _ in imports(path):
+            if not imported.startswith("edgecls"):
+                continue
+            if imported.startswith(WORKSTATION) or not _within(imported, REACHABLE):
+                wrong.append(f"{path.relative_to(ROOT)}:{line}: {imported}")
+            todo.append(imported)
+    assert not wrong, "the device side reaches the workstation side:\n" + "\n".join(wrong)
+    assert "edgecls.rundir" in seen and "edgecls.data" in seen  # the walk really went past the packages
+
+
+def test_the_allowlist_check_catches_a_workstation_import(tmp_path, monkeypatch):
+    """The check itself: a bench module that imported train.quality would be named."""
+    fake = tmp_path / "edgecls" / "bench"
+    fake.mkdir(parents=True)
+    (fake / "sneaky.py").write_text("from edgecls.train.quality import assess\nimport torch\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "edgecls")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    with pytest.raises(AssertionError, match=r"sneaky.py:1: edgecls.train.quality[\s\S]*sneaky.py:2: torch"):
+        test_the_device_side_imports_only_what_its_allowlist_names("bench")

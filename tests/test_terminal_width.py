@@ -1,0 +1,138 @@
+"""What a user reads fits an 80-column terminal (issue 22): bench, compare, target and predict output
+at COLUMNS=80 has no line over 80 columns and no cell cut with "…" (text wraps inside its cell), and
+a wide terminal still gets every column in one table."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import QUAD_LABELS, quad_image
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "digits-seed" / "report" / "bench.json"
+LONG = "mobilenet_v1_0.5_160_quant_with_a_long_name.tflite"
+
+
+def fits(text: str, width: int = 80) -> None:
+    too_long = [line for line in text.splitlines() if len(line) > width]
+    assert not too_long, "\n".join(too_long)
+    assert "…" not in text, text
+
+
+def rendered(*renderables, width: int = 80) -> str:
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open("/dev/null", "w"), color_system=None)  # noqa: SIM115
+    for renderable in renderables:
+        console.print(renderable)
+    return console.export_text()
+
+
+def shipped_report(long_names: bool = False):
+    from edgecls.bench.results import BenchReport
+
+    report = BenchReport.from_json(json.loads(SHIPPED.read_text(encoding="utf-8")))
+    if long_names:  # a third-party file name: the model column has to wrap
+        extra = copy.deepcopy(report.models[-1])
+        extra.name = LONG
+        report.models.append(extra)
+    return report
+
+
+@pytest.mark.parametrize("long_names", [False, True])
+def test_the_bench_tables_fit_80_columns_and_keep_every_column_when_wide(long_names):
+    from edgecls.bench.advice import add_advice
+    from edgecls.reports.report import COLUMNS, render_bench_table, render_sections
+
+    report = shipped_report(long_names)
+    add_advice(report)
+    narrow = rendered(render_bench_table(report), *render_sections(report))
+    fits(narrow)
+    for column in ("top-1", "correct", "95% CI", "agree", "p50", "p99", "peak MB", "thr"):
+        assert column in narrow  # the narrow layout keeps them (top-k and the size ratio go to bench.md)
+    from edgecls.reports.report import correct_text, interval_cell
+
+    for model in report.models:  # each accuracy's count and 95% interval (from the shipped report, as it is)
+        assert correct_text(model) in narrow and interval_cell(model) in narrow
+    if long_names:
+        assert "mobilenet_v1_0.5_160" in narrow and "with_a_long_name" in narrow.replace("\n", "")
+    wide = rendered(render_bench_table(report), width=200)
+    header = next(line for line in wide.splitlines() if "format/quant" in line)
+    assert all(column in header for column in COLUMNS)  # one table with every column
+
+
+def test_bench_compare_fits_80_columns(tmp_path):
+    from edgecls.reports.compare import COLUMNS, compare, render_compare_table
+
+    first = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    second = copy.deepcopy(first)
+    second["device"]["profile"] = {"key": "rpi5", "name": "Raspberry Pi 5", "arch": "aarch64", "cores": 4,
+                                   "threads": 4}
+    second["device"]["is_device"] = False
+    for name, doc in (("pi5", second), ("host", first)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "bench.json").write_text(json.dumps(doc))
+    merged = compare([tmp_path / "pi5" / "bench.json", tmp_path / "host" / "bench.json"])
+    narrow = rendered(render_compare_table(merged))
+    fits(narrow)
+    assert "pi5/bench: rpi5 profile on x86_64" in narrow and "host/bench" in narrow
+    assert merged["rows"][0][COLUMNS.index("correct")] in narrow  # e.g. 178/179
+    wide = rendered(render_compare_table(merged), width=200)
+    assert "measured on" in wide and "img/s" in wide
+
+
+def test_the_target_table_fits_80_columns_and_explains_its_columns():
+    from edgecls.bench.latency import stats
+    from edgecls.bench.results import Latency, LatencyRatio, Throughput
+    from edgecls.export.target_report import render_target_table
+
+    def row(name: str, status: str, p50: float, accuracy: float, reasons: list[str]):
+        import numpy as np
+
+        check = SimpleNamespace(accuracy=accuracy, agreement=1.0, size_bytes=130_000, correct=int(accuracy * 179),
+                                right=np.zeros(179, bool))
+        latency = Latency(threads=2, init_ms=1, load_ms=1, first_inference_ms=1, invoke_ms=stats([p50]),
+                          file_ms=stats([p50]), throughput=Throughput(batch=1, batch_ms=p50, images_per_s=1 / p50),
+                          vs_reference=LatencyRatio(reference="float32", invoke_p50_ratio=0.5, file_p50_ratio=0.5,
+                                                    throughput_ratio=2.0))
+        return SimpleNamespace(name=name, status=status, check=check, latency=latency, p50_ms=p50,
+                               drop_points=0.0, reasons=reasons)
+
+    rows = [row("float32", "passed", 0.031, 0.9274, ["slower: 2.2x the chosen one's p50"]),
+            row("int8", "chosen", 0.014, 0.9274, []),
+            row("int8-fallback2", "passed", 0.013, 0.9274, ["as fast, as accurate and as small (within the spread "
+                                                            "and chance): the chosen one is simpler"])]
+    result = SimpleNamespace(rows=rows, val_images=179, keras_val_accuracy=0.9274, threads=2,
+                             placement=["Measured on this x86_64 host under the Raspberry Pi 5 profile's constraints."],
+                             target=SimpleNamespace(spec="rpi5"),
+                             test={"images": 24, "accuracy": 23 / 24, "keras_accuracy": 0.9583, "drop_points": 0.0,
+                                   "agreement": 1.0})
+    text = rendered(render_target_table(result))
+    fits(text)
+    assert "0.00" in text and "-0.00" not in text and "166/179" in text
+    assert "×f32: p50 over float32's, the median of the interleaved rounds' ratios" in " ".join(text.split())
+    assert "95% CI 0.80–0.99" in text and "only 24 test images" in " ".join(text.split())
+
+
+def test_predict_and_bench_output_fit_an_80_column_terminal(models, tmp_path, cli, monkeypatch):
+    for name in QUAD_LABELS:
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i, bright in enumerate((255, 220, 190)):
+            Image.fromarray(quad_image(name, bright=bright)).save(tmp_path / "data" / name / f"{i}-{'x' * 40}.png")
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.chdir(tmp_path)  # paths as a user types them: a temporary folder's own name cannot wrap
+    predicted = cli("predict", models.quad_int8_meta, "data", "missing.png", "--top-k", "4")
+    assert predicted.code == 1  # the missing file is an error row; the rest are classified
+    fits(predicted.out)
+    assert predicted.out.count("error") == 1 and predicted.out.count("0.") >= 12
+    benched = cli("bench", models.quad_float_meta, models.quad_int8_meta, "--data", "data",
+                  "--threads", "1", "--runs", "3", "--warmup", "0", "--no-memory", "--report", "report")
+    assert benched.code == 0, benched.err
+    fits(benched.out)
+    assert "edgecls bench: accuracy" in benched.out and "edgecls bench: latency" in benched.out
+    assert "12/12" in benched.out and "Next: edgecls predict" in benched.out
