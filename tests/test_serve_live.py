@@ -351,6 +351,7 @@ def test_an_mjpeg_stream_that_drops_is_classified_on_after_it_comes_back(tmp_pat
     (["--source", "camera:x"], "bad camera source"),
     (["--source", "no-such.avi"], "no such video file"),
     (["--source", "{video}", "--every", "2", "--fps", "5"], "choose one of --every and --fps"),
+    (["--source", "http://127.0.0.1:9/stream.mjpg", "--loop"], "--loop plays a video file again"),
 ])
 def test_bad_live_arguments_are_one_line_and_exit_2(cli, scenes, argv, message):
     result = cli("serve", MODEL, "--port", "0", *(a.format(video=scenes) for a in argv))
@@ -391,14 +392,17 @@ def test_an_unknown_prediction_has_the_label_unknown():
     assert verdict(Flagged(0, 0.0, guess, 0.001)) == "3"
 
 
-def test_the_systemd_unit_keeps_the_live_options_and_hands_over_the_mqtt_credentials(cli, scenes, tmp_path):
+def test_the_systemd_unit_keeps_the_live_options_and_hands_over_the_mqtt_credentials(cli, scenes, tmp_path,
+                                                                                    monkeypatch):
     credentials = tmp_path / "mqtt"
     credentials.write_text("edgecls:secret\n")
-    result = cli("serve", MODEL, "--source", scenes, "--on-change", "--min-stable", "5", "--mqtt",
+    monkeypatch.chdir(scenes.parent)  # --source as a user types it: a relative path
+    result = cli("serve", MODEL, "--source", scenes.name, "--on-change", "--min-stable", "5", "--mqtt",
                  "mqtts://broker.lan/home/feeder", "--mqtt-credentials", credentials, "--systemd-unit")
     assert result.code == 0, result.err
     start = next(line for line in result.out.splitlines() if line.startswith("ExecStart="))
     assert f"--source {scenes}" in start and "--on-change" in start and "--min-stable 5" in start
+    assert "will not see the --source video" in result.err  # the test's video is under /tmp
     assert "--mqtt mqtts://broker.lan/home/feeder" in start and "--mqtt-credentials %d/edgecls-mqtt" in start
     assert f"LoadCredential=edgecls-mqtt:{credentials}" in result.out and "secret" not in result.out
 

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from edgecls.errors import first_line
+from edgecls.errors import EdgeclsError, first_line
 from edgecls.live import iso_time
 from edgecls.runtime.capture import SourceError, SourceSpec, parse_source
 from edgecls.runtime.stream import FramePrediction, LiveStream
@@ -121,6 +121,8 @@ class LiveLoop:
     def __init__(self, service: Service, options: LiveOptions, hub: Hub, mqtt: MqttPublisher | None = None):
         self.service, self.options, self.hub, self.mqtt = service, options, hub, mqtt
         self.spec: SourceSpec = parse_source(options.source)  # a one-line SourceError now, not in the thread
+        if options.loop and self.spec.live:
+            raise EdgeclsError(f"--loop plays a video file again; {self.spec.display} is a live source")
         self.source = self.spec.display
         self.log = service.log
         self.latest: Latest | None = None

@@ -63,7 +63,7 @@ def serve_arguments(options: ServeOptions) -> list[str]:
         if flag is not None and value != getattr(defaults, field.name):
             arguments += _flag(flag, value)
     if options.live is not None:
-        arguments += ["--source", options.live.source]
+        arguments += ["--source", live_source(options.live.source)]
         live_defaults = LiveOptions(source=options.live.source)
         for name, flag in _LIVE_FLAGS.items():
             value = getattr(options.live, name)
@@ -73,6 +73,13 @@ def serve_arguments(options: ServeOptions) -> list[str]:
         arguments += ["--mqtt", options.mqtt.url] + ([] if options.mqtt.ca_file is None else
                                                      ["--mqtt-ca", str(options.mqtt.ca_file)])
     return arguments
+
+
+def live_source(source: str) -> str:
+    """--source as the service must get it: a video file's path made absolute (a unit runs in /)."""
+    if source == "camera" or source.startswith("camera:") or "://" in source:
+        return source
+    return str(Path(source).absolute())
 
 
 def _flag(flag: str, value: object) -> list[str]:
@@ -158,6 +165,10 @@ def unit_warnings(options: ServeOptions) -> list[str]:
     if any(folder == Path(tmp) or Path(tmp) in folder.parents for tmp in ("/tmp", "/var/tmp")):
         found.append(f"the service has a private /tmp (PrivateTmp=yes) and will not see {folder}: put the model in "
                      "a folder of its own, e.g. /var/lib/edgecls")
+    source = None if options.live is None else live_source(options.live.source)
+    if source is not None and source.startswith("/") and any(
+            Path(source).parent == Path(tmp) or Path(tmp) in Path(source).parents for tmp in ("/tmp", "/var/tmp")):
+        found.append(f"the service will not see the --source video {source} in its private /tmp: move it")
     executable = Path(edgecls_command()[0])
     if Path("/home") in executable.parents:
         found.append(f"the service runs as user {UNIT_USER}, which may not read {executable.parent} (home folders "
