@@ -364,6 +364,8 @@ def live_routes(live: LiveLoop | None, hub: Hub | None) -> list[BaseRoute]:
         assert hub is not None
         if hub.closed:
             raise ApiError(503, "the server is stopping", {"Retry-After": "1"})
+        if request.method == "HEAD":  # the headers of a stream, not a stream that never ends
+            return Response(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store"})
         first = [event for event in (hub.status, hub.latest) if event is not None]
         return _Stream(hub, first)
 
