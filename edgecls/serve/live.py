@@ -38,7 +38,7 @@ from starlette.routing import BaseRoute, Route
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.live import iso_time
-from edgecls.runtime.capture import SourceError, SourceSpec, parse_source
+from edgecls.runtime.capture import SourceError, SourceSpec, open_capture, parse_source
 from edgecls.runtime.stream import FramePrediction, LiveStream
 from edgecls.serve.events import EVENT_BUFFER, ChangeDetector, Event, Hub, prediction_document, to_json, verdict
 from edgecls.serve.limits import ApiError
@@ -123,6 +123,8 @@ class LiveLoop:
         self.spec: SourceSpec = parse_source(options.source)  # a one-line SourceError now, not in the thread
         if options.loop and self.spec.live:
             raise EdgeclsError(f"--loop plays a video file again; {self.spec.display} is a live source")
+        if self.spec.kind == "file":  # a file that is no video is a mistake to say now (a camera may come later)
+            open_capture(self.spec, options.capture, options.timeout).close()
         self.source = self.spec.display
         self.log = service.log
         self.latest: Latest | None = None
