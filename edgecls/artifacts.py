@@ -240,6 +240,7 @@ class ExportEntry(Record):
     input: Optional[dict[str, Any]] = None  # dtype, scale, zero point
     output: Optional[dict[str, Any]] = None
     sha256: str
+    openset: Optional[dict[str, Any]] = omitted()  # its temperature and unknown rule, figures on val and test
 
 
 @dataclass(kw_only=True)

@@ -21,7 +21,7 @@ BASE = {"edgecls", "edgecls.errors", "edgecls.files", "edgecls.native_stderr", "
         "edgecls.records", "edgecls.text"}
 ALLOWED = {
     "runtime": {
-        "edgecls": BASE | {"edgecls.runtime"},
+        "edgecls": BASE | {"edgecls.runtime", "edgecls.atomic"},  # atomic: predict --collect's pictures (stdlib)
         "packages": {"numpy", "PIL", "flatbuffers", "ai_edge_litert", "tflite_runtime"},
         # imported inside the one function that needs them, in these files only
         "lazily": {"cv2": {"capture.py"}, "picamera2": {"capture.py"},

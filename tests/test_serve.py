@@ -756,3 +756,29 @@ def test_serve_without_the_extra_says_the_pip_command(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("edgecls: error: edgecls serve needs the serve extra, which is not installed here: "
                            "pip install 'edgecls[serve]' (missing: starlette, uvicorn)\n")
+
+
+def test_a_calibrated_model_answers_unknown_over_http_as_predict_does(tmp_path, cli):
+    """The unknown rule reaches the service through Classifier.classify: `unknown` and `typicality`
+    beside the classes, equal to predict's row for the same picture."""
+    from edgecls.calibrate.folder import calibrate_folder
+    from edgecls.calibrate.job import OpenSetOptions
+
+    model = tmp_path / "model.tflite"
+    calibrate_folder(INT8, DIGITS / "test-images", OpenSetOptions(), out=model, log=lambda m: None)
+    stripes = tmp_path / "stripes.png"
+    rng, x = np.random.default_rng(0), np.arange(56)  # grey stripes (tests/test_collect.py's scene 0)
+    slant = x[None, :] * rng.uniform(0.3, 1.5) + x[:, None] * rng.uniform(0, 1)
+    stripes.write_bytes(png(((np.sin(slant) + 1) * 127).astype(np.uint8)))
+    server = ServeProcess(model, "--interpreters", 1, "--threads", 1, log=tmp_path / "serve.log")
+    try:
+        with server.client() as client:
+            answers = [client.post("/v1/classify", content=p.read_bytes(), headers={"Content-Type": "image/png"})
+                       .json() for p in (SEVEN, stripes)]
+    finally:
+        assert server.stop() == 0, server.log
+    assert [a["unknown"] for a in answers] == [False, True]
+    for answer, picture in zip(answers, (SEVEN, stripes)):
+        row = json.loads(cli("predict", model, picture, "--json").out)
+        assert (answer["classes"], answer["unknown"], answer["typicality"]) == \
+            (row["classes"], row["unknown"], row["typicality"])

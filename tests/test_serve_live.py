@@ -416,7 +416,7 @@ STATUS = f"{TOPIC}/status"
 
 
 def iso(seconds: float) -> str:
-    from edgecls.live import iso_time
+    from edgecls.provenance import iso_time
 
     return iso_time(seconds)
 

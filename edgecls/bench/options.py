@@ -60,6 +60,8 @@ class BenchOptions:
     latency_only: bool = measured("--latency-only", default=False)
     resize: Optional[str] = measured("--resize", default=None)
     fit: Optional[str] = measured("--fit", default=None)
+    # images of none of the classes (any layout): the share each model's unknown rule rejects (bench.calibration)
+    unknown_data: Optional[str] = measured("--unknown-data", upload=Path, default=None)
 
 
 def parse_threads(text: Optional[str]) -> Optional[list[int]]:
@@ -88,6 +90,11 @@ def validate(options: BenchOptions) -> None:
             raise EdgeclsError(f"--save-test-images is for a run's test split, not with {what}")
     if options.resize is not None or options.fit is not None:
         check_preprocessing(options.resize or DEFAULT_RESIZE, options.fit or DEFAULT_FIT)
+    if options.unknown_data is not None:
+        if options.latency_only:
+            raise EdgeclsError("--unknown-data measures the unknown rule: not with --latency-only")
+        if not Path(options.unknown_data).is_dir():
+            raise EdgeclsError(f"--unknown-data {options.unknown_data} is not a folder")
 
 
 def default_report_dir(paths: list[Path]) -> Optional[Path]:

@@ -117,7 +117,10 @@ def device_command(options: Any, models: list[str], data: Optional[str], uploads
             source = spec.metadata["upload"](value)
             folder = uploads / "inputs" / spec.name
             folder.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, folder / source.name)
+            if source.is_dir():  # a folder of images (--unknown-data)
+                shutil.copytree(source, folder / source.name)
+            else:
+                shutil.copy2(source, folder / source.name)
             value = f"inputs/{spec.name}/{source.name}"
         args += [flag, _argument(value)]
     return args

@@ -87,6 +87,10 @@ def bench_run(
         rich_help_panel=_DATA,
         help="Also write the test images as PNG files in class sub-folders: --data for a bench on a device",
         show_default="none")] = None,
+    unknown_data: Annotated[Optional[Path], typer.Option(
+        "--unknown-data", metavar="FOLDER", rich_help_panel=_DATA, show_default="none",
+        help="Images of none of the classes (any layout): the share each model's unknown rule rejects, in the "
+             "Calibration and unknown section")] = None,
     input_range: Annotated[Optional[str], typer.Option(
         "--input-range", metavar="LO,HI", rich_help_panel=PREPROCESSING,
         help=INPUT_RANGE_HELP + "; applies to every .tflite benched", show_default=INPUT_RANGE_DEFAULT)] = None,
@@ -196,7 +200,7 @@ def bench_run(
                            latency_only=latency_only, resize=plain(resize), fit=plain(fit),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]),
-                           sustain=sustain_s, remote=devices)
+                           sustain=sustain_s, remote=devices, unknown_data=str(unknown_data) if unknown_data else None)
     if explain_flips is not None:  # device side (two .tflite files through the runtime), injected like the others
         from edgecls.explain.job import flips_analysis
 

@@ -13,7 +13,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import Typer, choice, choices, echo_wrapped, plain
+from edgecls.cli.common import (
+    AcceptOption,
+    RuleOption,
+    Typer,
+    UnknownDataOption,
+    choice,
+    choices,
+    echo_wrapped,
+    plain,
+)
 from edgecls.data import DEDUPE_MODES
 from edgecls.reporter import Reporter
 from edgecls.train.options import (
@@ -186,6 +195,9 @@ def train(
         help="What pixels 0 and 255 become for a float backbone (-1,1 for MobileNet style)",
         show_default="its metadata's range, else 0,255; quantised: its own",
     )] = _D.input_range,
+    accept: AcceptOption = _D.accept,
+    unknown_data: UnknownDataOption = None,
+    rule: RuleOption = _D.rule,
     # --- output
     out: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_OUTPUT, help="Run directory to create",

@@ -162,9 +162,14 @@ class _Traced:
         resolver = getattr(module, "OpResolverType", None)
         if resolver is not None:  # XNNPACK fuses ops and keeps no intermediate tensor
             extra["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        content = clf.path.read_bytes()
+        if (clf.metadata or {}).get("openset"):
+            from edgecls.calibrate.graph import plain_bytes  # a calibrated model: its classifier's own layers
+
+            content = plain_bytes(content)
         try:
             with quiet_native_stderr():
-                self.interpreter = cls(model_path=str(clf.path), num_threads=1, **extra)
+                self.interpreter = cls(model_content=content, num_threads=1, **extra)
         except TypeError:
             raise EdgeclsError(f"the {find_backend(backend).name} interpreter cannot keep intermediate tensors "
                                "(experimental_preserve_all_tensors): use LiteRT (pip install ai-edge-litert)") from None

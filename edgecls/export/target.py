@@ -164,6 +164,9 @@ class TargetOptions:
     runs: int = DEFAULT_RUNS
     out: Optional[Path] = None  # None: RUN_DIR/target-<target>
     remote: Any = None  # edgecls.transport.RemoteOptions for user@host (ssh config, python, ...); None: defaults
+    # the unknown answer of the chosen file (edgecls.calibrate), fitted after the choice as export does
+    open_set: Any = None  # calibrate.job.OpenSetOptions; None: its defaults
+    unknown_data: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -543,6 +546,7 @@ def decision(result: TargetResult, options: TargetOptions) -> dict[str, Any]:
 
 def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: str,
            reporter: Reporter) -> None:
+    from edgecls.calibrate.job import OpenSetOptions, calibrate_split
     from edgecls.export.report import source_info
     from edgecls.provenance import created_timestamp, sha256_bytes
     from edgecls.runtime.metadata import embed_metadata
@@ -550,6 +554,10 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
     chosen = result.chosen
     doc = decision(result, options)
     content = embed_metadata(chosen.converted.content, replace(chosen.metadata, decision=doc))
+    dataset, split = source.dataset(), source.split()
+    content, open_set = calibrate_split(content, dataset.images, dataset.labels, split,
+                                        options.open_set or OpenSetOptions(), options.unknown_data, CHOSEN_FILE,
+                                        reporter)
     m = chosen.check
     result.report = ExportIndex(
         created=created_timestamp(), source=source_info(source, sha),
@@ -561,7 +569,8 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
         # `models` as every export.json has it (what bench reads): the one file written
         models=[ExportEntry(file=CHOSEN_FILE, mode=m.mode, variant=chosen.name, backend=m.backend,
                             size_bytes=len(content), accuracy=round(m.accuracy, 6), agreement=round(m.agreement, 6),
-                            input=m.io["input"], output=m.io["output"], sha256=sha256_bytes(content))],
+                            input=m.io["input"], output=m.io["output"], sha256=sha256_bytes(content),
+                            openset=open_set)],
         candidates=[r.to_json() for r in result.rows],
         seconds=round(result.seconds, 1),
     )

@@ -81,6 +81,8 @@ class ModelMetadata(Record):
     source: ModelSource
     created: str
     decision: Optional[dict[str, Any]] = omitted()  # export --target: why this file was chosen
+    # the temperature and the unknown rule: edgecls.calibrate writes it, edgecls.runtime.openset reads it
+    openset: Optional[dict[str, Any]] = omitted()
 
 
 def schema():

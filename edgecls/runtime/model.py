@@ -119,6 +119,18 @@ def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model
     return inp, out
 
 
+def check_outputs_match(inp: dict, out: dict, scored_input: dict, scored_output: dict, name: str) -> None:
+    """A calibrated model's scoring subgraph must take and give what its subgraph 0 does (a one-line
+    ModelFileError otherwise: a file edited by hand, or corrupt)."""
+    for what, first, second in (("input", inp, scored_input), ("output", out, scored_output)):
+        same = (list(first["shape"]) == list(second["shape"]) and first["dtype"] == second["dtype"]
+                and tuple(first["quantization"]) == tuple(second["quantization"]))
+        if not same:
+            raise ModelFileError(f"{name}: the {what} of its edgecls_openset subgraph differs from the model's "
+                                 f"({list(second['shape'])} {np.dtype(second['dtype']).name} against "
+                                 f"{list(first['shape'])} {np.dtype(first['dtype']).name})")
+
+
 def per_tensor(details: dict, name: str, what: str) -> tuple[float, int]:
     params = details.get("quantization_parameters") or {}
     scales = params.get("scales", ())

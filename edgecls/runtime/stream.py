@@ -48,13 +48,16 @@ _POLL = 0.1  # the classifier's longest wait on the slot, so that Ctrl-C and sta
 
 @dataclass(frozen=True)
 class FramePrediction:
-    """The top-k classes of one frame of a live source."""
+    """The top-k classes of one frame of a live source (and, with a model's open-set rule, whether the
+    frame is unknown and how typical: see edgecls.runtime.openset.Answer)."""
 
     frame: int  # the frame's index in the source, from 0, counting every frame it delivered
     timestamp: float  # when it was captured: seconds since the epoch (time.time())
     classes: tuple[Class, ...]
     latency: float  # seconds to preprocess, invoke and take the top k of this frame
     position: float | None = None  # a video file's frame: seconds into the video (its own clock); else None
+    unknown: bool = False
+    typicality: float | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -324,14 +327,16 @@ class LiveStream:
         capture: str | None = None,
         live: bool | None = None,
         log: Callable[[str], None] | None = None,
+        observe: Callable[[FramePrediction, Any], None] | None = None,
         paced: bool = False,
     ):
         """`source`: "camera[:N]", a video file, an rtsp:// or http(s):// URL, or an iterable of RGB or
         grayscale arrays (or PIL images). `capture`: "picamera2" or "opencv" (default: picamera2 for a
         camera when installed). `live`: drop frames when the model is slower (default: True for cameras
         and streams, False for files and iterables). `log`: called with a line when a stream drops
-        and reconnects. `paced`: read a video file at its own frame rate, as a camera would deliver it
-        (edgecls serve), instead of as fast as the model takes it."""
+        and reconnects. `observe(result, frame)`: called with each result and the frame as captured
+        (before it is yielded; predict --collect keeps frames with it). `paced`: read a video file at its own
+        frame rate, as a camera would deliver it (edgecls serve), instead of as fast as the model takes it."""
         if timeout <= 0 or reconnect < 0:
             raise EdgeclsError(f"--timeout must be positive and --reconnect 0 or more (got {timeout}, {reconnect})")
         if isinstance(source, SourceSpec):
@@ -341,6 +346,7 @@ class LiveStream:
         else:
             self.spec = SourceSpec("frames", "frames", source)
         self.classifier, self.top_k = classifier, top_k
+        self.observe = observe
         self.sampling = Sampling(every, fps, duration)
         self.timeout = timeout
         self.slot = FrameSlot(drop=self.spec.live if live is None else live)
@@ -348,6 +354,7 @@ class LiveStream:
                                log or (lambda _: None), paced)
         self.latency = LatencyHistogram()
         self.frames = 0
+        self.unknown = 0  # frames the model's open-set rule called unknown
         self.end_reason: str | None = None  # how it ended; None while it runs
         self.error: SourceError | None = None
         self._first: float | None = None  # monotonic time of the first classified frame
@@ -392,10 +399,15 @@ class LiveStream:
         latency = time.perf_counter() - started
         self.latency.add(latency)
         self.frames += 1
+        self.unknown += classes.unknown
         self._last = time.monotonic()
         if self._first is None:
             self._first = self._last - latency
-        return FramePrediction(frame.number, frame.timestamp, tuple(classes), latency, frame.position)
+        result = FramePrediction(frame.number, frame.timestamp, tuple(classes), latency, frame.position,
+                                 classes.unknown, classes.typicality)
+        if self.observe is not None:
+            self.observe(result, frame.pixels)
+        return result
 
     def _check_stalled(self) -> None:
         idle = time.monotonic() - self._reader.last_activity
@@ -425,7 +437,8 @@ class LiveStream:
         self.close()
 
     def summary(self) -> dict[str, Any]:
-        """Frames classified, achieved FPS, latency p50/p90 (ms), dropped and skipped frames, reconnects, end."""
+        """Frames classified, achieved FPS, latency p50/p90 (ms), dropped and skipped frames, reconnects, end;
+        frames answered unknown (None for a model without an open-set rule)."""
         seconds = (self._last - self._first) if self._first is not None and self._last is not None else 0.0
         p50, p90 = self.latency.percentile(50), self.latency.percentile(90)
         return {
@@ -439,6 +452,7 @@ class LiveStream:
             "dropped": self.slot.dropped,
             "skipped": self._reader.skipped,
             "reconnects": self._reader.reconnects,
+            "unknown": self.unknown if self.classifier.open_set_rule is not None else None,
             "end": self.end_reason or ("stopped" if self._reader.stop.is_set() else None),
             "error": str(self.error) if self.error else None,
         }

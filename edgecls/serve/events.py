@@ -32,7 +32,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from edgecls.console import class_rows, json_ready
-from edgecls.live import iso_time
+from edgecls.provenance import iso_time
 from edgecls.runtime.stream import FramePrediction
 
 UNKNOWN = "unknown"  # the label of a prediction the model's open-set rule rejects

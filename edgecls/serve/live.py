@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from edgecls.errors import EdgeclsError, first_line
-from edgecls.live import iso_time
+from edgecls.provenance import iso_time
 from edgecls.runtime.capture import SourceError, SourceSpec, open_capture, parse_source
 from edgecls.runtime.stream import FramePrediction, LiveStream
 from edgecls.serve.events import EVENT_BUFFER, ChangeDetector, Event, Hub, prediction_document, to_json, verdict

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from edgecls.data import DEDUPE_MODES
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import split_list
+from edgecls.runtime.openset import DEFAULT_ACCEPT, RULE_CHOICES
 from edgecls.tomlio import read_toml
 
 # keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
@@ -65,6 +66,11 @@ class TrainOptions:
     views: int = 1  # views per training image; measured on catsdogs (scripts/bench_transfer.py): more gained nothing
     threads: Optional[int] = None  # interpreter threads; None: the CPU count
     input_range: Optional[str] = None  # "LO,HI": what pixels 0 and 255 become for a float backbone
+    # The unknown answer (edgecls.calibrate), fitted where the .tflite is written: here for --backbone;
+    # a Keras run gets it from `edgecls export`, which takes the same options.
+    accept: float = DEFAULT_ACCEPT  # the share of validation images of known classes the rule accepts
+    unknown_data: Optional[str] = None  # a folder of images of none of the classes: they choose the rule
+    rule: str = "auto"  # auto | top | embedding | both
 
     @property
     def is_backbone(self) -> bool:
@@ -96,7 +102,8 @@ def with_arch_defaults(o: TrainOptions) -> TrainOptions:
 
 
 DEFAULTS = TrainOptions()
-BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range")
+BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range", "accept", "unknown_data", "rule")
+EXPORT_TOO = ("accept", "unknown_data", "rule")  # a Keras run takes these at export
 _TYPES = {f.name: f.type for f in fields(TrainOptions)}
 
 
@@ -173,7 +180,12 @@ def validate(o: TrainOptions) -> None:
 
     stray = [name for name in BACKBONE_ONLY if o.backbone is None and getattr(o, name) != getattr(DEFAULTS, name)]
     if stray:
-        bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite")
+        where = " (a Keras run takes it at export: edgecls export RUN ...)" if stray[0] in EXPORT_TOO else ""
+        bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite{where}")
+    if o.rule not in RULE_CHOICES:
+        bad(f"unknown rule {o.rule!r}: use one of {', '.join(RULE_CHOICES)}")
+    if not 0.5 <= o.accept < 1.0:
+        bad(f"--accept must be at least 0.5 and below 1 (got {o.accept})")
     if o.arch not in ARCHITECTURES:
         bad(f"unknown architecture {o.arch!r}: use one of {', '.join(ARCHITECTURES)}")
     unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]
@@ -233,4 +245,10 @@ def _validate_backbone(o: TrainOptions) -> None:
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:
-    return dataclasses.asdict(o)
+    """The options as config.toml records them; a Keras run leaves out the unknown answer's (its export
+    fits that, with its own options)."""
+    table = dataclasses.asdict(o)
+    if o.backbone is None:
+        for key in EXPORT_TOO:
+            table.pop(key)
+    return table

@@ -21,7 +21,7 @@ from edgecls.runtime.metadata import TFLITE_IDENTIFIER, ModelFileError, check_tf
 _STALE_METADATA = {"TFLITE_METADATA", "edgecls"}
 
 # TensorType values of the schema, by numpy dtype name.
-_TYPES = {"float32": 0, "int32": 2, "uint8": 3, "int8": 9}
+_TYPES = {"float32": 0, "int32": 2, "uint8": 3, "bool": 6, "int8": 9}
 _DTYPES = {v: k for k, v in _TYPES.items()}
 
 
@@ -83,9 +83,10 @@ def has_data(model, tensor) -> bool:
 
 
 # ---------------------------------------------------------------------- cut
-def cut(model, tensor: int) -> None:
+def cut(model, tensor: int, keep_metadata: bool = False) -> None:
     """Make `tensor` the only output of subgraph 0 (in place): ops not needed for it go, and so do
-    the tensors and buffers nobody refers to any more, and the metadata about the old outputs."""
+    the tensors and buffers nobody refers to any more, and (unless `keep_metadata`: the outputs keep
+    their meaning) the metadata about the old outputs."""
     graph = model.subgraphs[0]
     made_by = producers(graph)
     keep, todo = set(), [tensor]
@@ -100,7 +101,8 @@ def cut(model, tensor: int) -> None:
     graph.outputs = np.array([tensor], dtype=np.int32)
     _drop_unused_tensors(graph)
     model.signatureDefs = []  # they name the old outputs; the interpreter needs none
-    model.metadata = [m for m in (model.metadata or []) if _text(m.name) not in _STALE_METADATA]
+    if not keep_metadata:
+        model.metadata = [m for m in (model.metadata or []) if _text(m.name) not in _STALE_METADATA]
     _drop_unused_buffers(model)
 
 
@@ -185,37 +187,39 @@ def graft(model, layers: list[Layer], output_dtype: str) -> None:
         last = n == len(layers) - 1
         name = f"edgecls_head/dense_{n}"
         if kind == "float32":
-            w = _const(model, graph, f"{name}/weights", layer.weights.astype(np.float32), "float32")
-            b = _const(model, graph, f"{name}/bias", layer.bias.astype(np.float32), "float32")
+            w = add_const(model, graph, f"{name}/weights", layer.weights.astype(np.float32), "float32")
+            b = add_const(model, graph, f"{name}/bias", layer.bias.astype(np.float32), "float32")
             out_scale = out_zero = None
         else:
             w_scale, w_q, w_zero = _quantise_weights(layer.weights, kind)
-            w = _const(model, graph, f"{name}/weights", w_q, kind, w_scale, w_zero)
+            w = add_const(model, graph, f"{name}/weights", w_q, kind, w_scale, w_zero)
             b_scale = in_scale * w_scale
             b_q = np.clip(np.rint(layer.bias / b_scale), -2**31, 2**31 - 1).astype(np.int32)
-            b = _const(model, graph, f"{name}/bias", b_q, "int32", b_scale, 0)
+            b = add_const(model, graph, f"{name}/bias", b_q, "int32", b_scale, 0)
             # XNNPACK refuses a requantisation scale (in x w / out) of 256 or more: widen the range then.
             out_scale, out_zero = _activation_params(layer.out_range, kind, min_scale=b_scale / MAX_REQUANT)
-        y = _tensor(graph, f"{name}/{'logits' if last else 'relu'}", [batch, units], kind, out_scale, out_zero, dynamic)
+        y = add_tensor(graph, f"{name}/{'logits' if last else 'relu'}", [batch, units], kind, out_scale, out_zero,
+                       dynamic)
         options = schema().FullyConnectedOptionsT()
         options.fusedActivationFunction = schema().ActivationFunctionType.RELU if layer.relu else 0
-        _op(model, graph, "FULLY_CONNECTED", _FC_VERSION[kind], [x, w, b], [y],
+        add_op(model, graph, "FULLY_CONNECTED", _FC_VERSION[kind], [x, w, b], [y],
             schema().BuiltinOptions.FullyConnectedOptions, options)
         x, in_scale = y, out_scale
     classes = int(layers[-1].weights.shape[0])
-    probs = _tensor(graph, "edgecls_head/probabilities", [batch, classes], kind,
+    probs = add_tensor(graph, "edgecls_head/probabilities", [batch, classes], kind,
                     None if kind == "float32" else _SOFTMAX_SCALE, _SOFTMAX_ZERO_POINT.get(kind), dynamic)
     options = schema().SoftmaxOptionsT()
     options.beta = 1.0
-    _op(model, graph, "SOFTMAX", _SOFTMAX_VERSION[kind], [x], [probs], schema().BuiltinOptions.SoftmaxOptions, options)
+    add_op(model, graph, "SOFTMAX", _SOFTMAX_VERSION[kind], [x], [probs], schema().BuiltinOptions.SoftmaxOptions,
+           options)
     if output_dtype != kind:  # the backbone's I/O type: uint8 <-> int8 requantise, or float out
-        final = _tensor(graph, "edgecls_head/output", [batch, classes], output_dtype,
+        final = add_tensor(graph, "edgecls_head/output", [batch, classes], output_dtype,
                         None if output_dtype == "float32" else _SOFTMAX_SCALE, _SOFTMAX_ZERO_POINT.get(output_dtype),
                         dynamic)
         if output_dtype == "float32":
-            _op(model, graph, "DEQUANTIZE", 2, [probs], [final])
+            add_op(model, graph, "DEQUANTIZE", 2, [probs], [final])
         else:
-            _op(model, graph, "QUANTIZE", 2, [probs], [final])
+            add_op(model, graph, "QUANTIZE", 2, [probs], [final])
         probs = final
     graph.outputs = np.array([probs], dtype=np.int32)
 
@@ -241,7 +245,7 @@ def _activation_params(value_range: Optional[tuple[float, float]], kind: str,
     return scale, zero
 
 
-def _tensor(graph, name: str, shape: list[int], kind: str, scale: Optional[float] = None,
+def add_tensor(graph, name: str, shape: list[int], kind: str, scale: Optional[float] = None,
             zero_point: Optional[int] = None, dynamic: bool = False, buffer: int = 0) -> int:
     s = schema()
     t = s.TensorT()
@@ -261,15 +265,15 @@ def _tensor(graph, name: str, shape: list[int], kind: str, scale: Optional[float
     return len(graph.tensors) - 1
 
 
-def _const(model, graph, name: str, values: np.ndarray, kind: str, scale: Optional[float] = None,
+def add_const(model, graph, name: str, values: np.ndarray, kind: str, scale: Optional[float] = None,
            zero_point: Optional[int] = None) -> int:
     buffer = schema().BufferT()
     buffer.data = np.frombuffer(np.ascontiguousarray(values).tobytes(), dtype=np.uint8)
     model.buffers.append(buffer)
-    return _tensor(graph, name, list(values.shape), kind, scale, zero_point, buffer=len(model.buffers) - 1)
+    return add_tensor(graph, name, list(values.shape), kind, scale, zero_point, buffer=len(model.buffers) - 1)
 
 
-def _op(model, graph, name: str, version: int, inputs: list[int], outputs: list[int],
+def add_op(model, graph, name: str, version: int, inputs: list[int], outputs: list[int],
         options_type: int = 0, options=None) -> None:
     s = schema()
     op = s.OperatorT()

@@ -36,6 +36,7 @@ from edgecls.artifacts import (
 )
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
+from edgecls.calibrate.job import OpenSetOptions, calibrate_split
 from edgecls.data import DEDUPE_MODES, load_dataset
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
@@ -95,6 +96,8 @@ class TransferOptions:
     threads: Optional[int] = None
     input_range: Optional[tuple[float, float]] = None  # what pixels 0 and 255 become for a float backbone
     cache: bool = True
+    open_set: OpenSetOptions = field(default_factory=OpenSetOptions)  # the unknown answer (edgecls.calibrate)
+    unknown_data: Optional[str] = None  # a folder of images of none of the classes
 
 
 @dataclass
@@ -146,10 +149,11 @@ def options_from_train(options: TrainOptions, given: set[str]) -> TransferOption
         raise EdgeclsError(f"--{wrong[0].replace('_', '-')} does not apply with --backbone (the backbone fixes the "
                            "input; the head is fitted with numpy): leave it out")
     values = {name: getattr(options, name) for name in SHARED_WHEN_GIVEN if name in given}
+    open_set = OpenSetOptions(accept=options.accept, rule=options.rule, seed=options.seed, threads=options.threads)
     return TransferOptions(data=options.data, backbone=options.backbone, out=options.out,
                            embedding_tensor=options.embedding_tensor, head=options.head, views=options.views,
-                           threads=options.threads, input_range=parse_range(options.input_range),
-                           dedupe=options.dedupe, **values)
+                           threads=options.threads, input_range=parse_range(options.input_range), open_set=open_set,
+                           unknown_data=options.unknown_data, dedupe=options.dedupe, **values)
 
 
 def validate(o: TransferOptions) -> None:
@@ -218,6 +222,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False,
         model_bytes, mode = _grafted(cut_bytes, backbone, head, x_train)
         model_bytes = embed_metadata(model_bytes, _metadata(dataset, embedder, mode, backbone, metadata_source,
                                                             len(x_train)))
+        model_bytes, open_set = calibrate_split(model_bytes, dataset.images, dataset.labels, split, options.open_set,
+                                                options.unknown_data, model_file_name(mode), reporter)
         model_path = Path(scratch) / model_file_name(mode)  # checked as it will be written
         model_path.write_bytes(model_bytes)
         check = _check(model_path, head, features, dataset, split, options.threads)
@@ -241,6 +247,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False,
                      "total": round(time.perf_counter() - started, 2)},
             threads=embedder.classifier.num_threads,
             collapsed=quality["collapsed"], warnings=quality["warnings"], quality=quality,
+            openset=open_set,
         )
         if pyplot() is None:  # a device install: the run is complete without its curves
             notes.append(f"{CURVES_FILE} not drawn: matplotlib is not installed here (pip install matplotlib)")
