@@ -28,6 +28,15 @@ def digit_frame(digit: str, size: int = SIZE) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.Resampling.NEAREST))
 
 
+def no_digit(seed: int, size: int = SIZE) -> np.ndarray:
+    """An RGB size x size picture of no digit: grey stripes of a seeded frequency and slant (the reference
+    model calibrated on its test images answers it 'unknown')."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(size)
+    grey = ((np.sin(x[None, :] * rng.uniform(0.3, 1.5) + x[:, None] * rng.uniform(0, 1)) + 1) * 127).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def write_video(path: Path, pictures: list[np.ndarray], count: int, fps: float = 10.0) -> Path:
     """An MJPG AVI of `count` frames cycling through `pictures` (RGB), written by OpenCV."""
     cv2 = import_cv2()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from livekit import MODEL, REFERENCE, MjpegServer, digit_frame, write_video
+from livekit import MODEL, REFERENCE, MjpegServer, digit_frame, no_digit, write_video
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from serving import ServeProcess
@@ -307,6 +307,30 @@ def test_without_a_source_the_live_routes_say_how_to_get_one(tmp_path, cli):
         assert httpx.get(f"{server.url}/").status_code == 200
     finally:
         assert server.stop() == 0
+
+
+def test_an_unknown_scene_is_a_change_to_unknown(tmp_path):
+    """A model with an unknown rule (the reference model calibrated on its test images): frames of no digit
+    are answered `unknown` in the live documents, and that is a class change like any other."""
+    from edgecls.calibrate.folder import calibrate_folder
+    from edgecls.calibrate.job import OpenSetOptions
+
+    model = tmp_path / "model.tflite"
+    calibrate_folder(MODEL, REFERENCE / "test-images", OpenSetOptions(), out=model, log=lambda m: None)
+    pictures = [digit_frame("3")] * 6 + [no_digit(1)] * 6
+    video = write_video(tmp_path / "mixed.avi", pictures, len(pictures), fps=FPS)
+    server = ServeProcess(model, "--source", video, "--loop", "--on-change", "--min-stable", MIN_STABLE, "--threads", 1,
+                          log=tmp_path / "serve.log")
+    try:
+        found = predictions(read_events(server, lambda events: len(predictions(events)) >= 4))
+    finally:
+        assert server.stop() == 0, server.log
+    validator = schema_validator()
+    for document in found:
+        validator.validate(document)
+    assert {p["stable"] for p in found} == {"3", "unknown"} and all(p["changed"] for p in found)
+    assert all(p["unknown"] == (p["label"] == "unknown") and 0 <= p["typicality"] <= 1 for p in found)
+    assert all((p["frame"] < 6) == (p["label"] == "3") for p in found)
 
 
 # ----------------------------------------------------------------------------- a network stream

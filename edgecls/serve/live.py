@@ -67,6 +67,11 @@ class PoolClassifier:
         self.stopped = stopped
         self.last: tuple[LoadedModel, Any] | None = None
 
+    @property
+    def open_set_rule(self) -> Any:
+        """The served model's unknown rule (None without one), as a Classifier has it."""
+        return self.service.models.current.classifiers[0].open_set_rule
+
     def classify(self, pixels: Any, top_k: int = 1) -> Any:
         def task(slot: int) -> tuple[LoadedModel, Any]:
             model = self.service.models.current  # a swap applies from the next frame on
@@ -163,6 +168,19 @@ class LiveLoop:
             self._thread.join(STOP_JOIN_S)
 
     def _run(self) -> None:
+        """The thread: the loop, started again should it ever fail (around the clock, and one line, not a
+        traceback, says why)."""
+        while not self._stopped.is_set():
+            try:
+                self._loop()
+                return
+            except Exception as exc:
+                self.log(f"live: the loop failed ({type(exc).__name__}: {first_line(exc)}); starting it again in "
+                         f"{RESTART_MAX_S:g} s")
+                self._set_state("down", f"{type(exc).__name__}: {first_line(exc)}")
+                self._stopped.wait(RESTART_MAX_S)
+
+    def _loop(self) -> None:
         delay, offset = RESTART_FIRST_S, 0
         while not self._stopped.is_set():
             if self.spec.live or self.latest is None:
