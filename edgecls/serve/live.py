@@ -214,8 +214,8 @@ class LiveLoop:
                         self._done[key] += summary[key]
             if self._stopped.is_set():
                 break
-            if self.spec.live:  # frame numbers go on counting across a reopening, as across a reconnect
-                offset = 0 if self.latest is None else self.latest.document["frame"] + 1
+            if self.spec.live:  # frame numbers go on counting every frame delivered, as across a reconnect
+                offset += summary["frames"] + summary["dropped"] + summary["skipped"]
             if error is None and not self.spec.live:
                 if self.options.loop:
                     continue
