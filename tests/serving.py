@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
@@ -87,3 +88,24 @@ class ServeProcess:
             code = self.process.wait()
         self._log.close()
         return code
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "the condition"):
+    """The first true value of `condition()`, polled every 0.1 s; AssertionError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def metric(server: ServeProcess, name: str, **labels: str) -> float | None:
+    """The value of one sample of the server's /metrics (parsed by prometheus_client's own parser)."""
+    text = httpx.get(f"{server.url}/metrics", headers=server.headers).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None

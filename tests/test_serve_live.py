@@ -24,8 +24,7 @@ import httpx
 import pytest
 from livekit import MODEL, REFERENCE, MjpegServer, digit_frame, no_digit, write_video
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
-from serving import ServeProcess
+from serving import ServeProcess, metric, wait_for
 
 from edgecls.runtime.capture import SourceError, import_cv2
 from edgecls.serve.events import ChangeDetector, verdict
@@ -56,26 +55,10 @@ def schema_validator():
     return jsonschema.Draft202012Validator(schema)
 
 
-def metrics(server: ServeProcess) -> dict[str, float]:
-    """Every sample of the server's /metrics (parsed by prometheus_client's own parser): name, or
-    name{label=value,...}."""
-    found = {}
-    text = httpx.get(f"{server.url}/metrics", headers=server.headers).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return found
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def latest(server: ServeProcess) -> dict:
+    """GET /v1/latest once there is a prediction (it answers 503 until the first frame is classified)."""
+    return wait_for(lambda: (r := httpx.get(f"{server.url}/v1/latest", headers=server.headers)).status_code == 200
+                    and r.json(), what="a first prediction")
 
 
 def read_events(server: ServeProcess, enough, timeout: float = EVENT_TIMEOUT_S) -> list[tuple[str, dict]]:
@@ -180,8 +163,9 @@ def test_latest_shows_every_sampled_frame_in_turn(live):
     deadline = time.monotonic() + EVENT_TIMEOUT_S
     with live.client() as client:
         while set(seen) != set(SAMPLED) and time.monotonic() < deadline:
-            document = client.get("/v1/latest").json()
-            seen[document["frame"]] = document["label"]
+            response = client.get("/v1/latest")  # 503 until the first frame
+            if response.status_code == 200:
+                seen[response.json()["frame"]] = response.json()["label"]
             time.sleep(0.02)
     assert seen == {frame: PATTERN[frame] for frame in SAMPLED}
 
@@ -195,7 +179,7 @@ def test_on_change_sends_only_changes_of_the_stable_class(changes):
     assert all(b["stable"] != a["stable"] and b["previous"] == a["stable"] for a, b in zip(found, found[1:]))
     # GET /v1/latest still follows every frame.
     frames = set()
-    wait_for(lambda: frames.add(httpx.get(f"{changes.url}/v1/latest").json()["frame"]) or len(frames) >= 4,
+    wait_for(lambda: frames.add(latest(changes)["frame"]) or len(frames) >= 4,
              what="/v1/latest to move on")
 
 
@@ -224,11 +208,12 @@ def test_live_routes_want_the_token_and_the_page_does_not(live):
 
 
 def test_live_metrics_count_frames_skipped_and_the_rate(live):
-    figures = wait_for(lambda: (m := metrics(live)) and m["edgecls_live_frames_total"] >= 6 and m, what="frames")
-    assert figures["edgecls_live_skipped_frames_total"] >= figures["edgecls_live_frames_total"] - 2  # --every 2
-    assert figures["edgecls_live_dropped_frames_total"] == 0  # a file: every sampled frame is classified
-    assert 2 < figures["edgecls_live_fps"] < 8  # 10 FPS, every 2nd frame: 5 a second
-    assert figures["edgecls_live_up"] == 1 and figures["edgecls_live_frame_seconds_count"] >= 6
+    wait_for(lambda: metric(live, "edgecls_live_frames_total") >= 6, what="frames")
+    frames = metric(live, "edgecls_live_frames_total")
+    assert metric(live, "edgecls_live_skipped_frames_total") >= frames - 2  # --every 2
+    assert metric(live, "edgecls_live_dropped_frames_total") == 0  # a file: every sampled frame is classified
+    assert 2 < metric(live, "edgecls_live_fps") < 8  # 10 FPS, every 2nd frame: 5 a second
+    assert metric(live, "edgecls_live_up") == 1 and metric(live, "edgecls_live_frame_seconds_count") >= 6
     status = httpx.get(f"{live.url}/v1/live", headers=live.headers).json()
     assert status["state"] == "running" and status["min_stable"] == MIN_STABLE and status["mqtt"] is None
 
@@ -238,19 +223,19 @@ def test_a_hot_swap_applies_to_the_live_loop(live):
         before = client.get("/v1/model").json()["sha256"]
         other = FLOAT if before != sha(FLOAT) else MODEL
         assert client.put("/v1/model", content=other.read_bytes()).status_code == 200
-        after = wait_for(lambda: (d := client.get("/v1/latest").json())["model"]["sha256"] == sha(other) and d,
+        after = wait_for(lambda: (d := latest(live))["model"]["sha256"] == sha(other) and d,
                          what="a live prediction of the new model")
         assert after["label"] == PATTERN[after["frame"]]
         assert client.post("/v1/model/rollback").status_code == 200
-        wait_for(lambda: client.get("/v1/latest").json()["model"]["sha256"] == before, what="the rollback")
+        wait_for(lambda: latest(live)["model"]["sha256"] == before, what="the rollback")
 
 
 def test_clients_that_disconnect_cost_nothing(live):
     for _ in range(12):
         with httpx.stream("GET", f"{live.url}/v1/events", headers=live.headers, timeout=10) as response:
             next(response.iter_text())
-    wait_for(lambda: metrics(live)["edgecls_events_clients"] == 0, what="every client to be forgotten")
-    assert metrics(live)["edgecls_events_dropped_clients_total"] == 0  # they left: nobody was dropped
+    wait_for(lambda: metric(live, "edgecls_events_clients") == 0, what="every client to be forgotten")
+    assert metric(live, "edgecls_events_dropped_clients_total") == 0  # they left: nobody was dropped
 
 
 def test_a_slow_events_client_is_dropped_not_buffered(tmp_path, scenes):
@@ -266,9 +251,9 @@ def test_a_slow_events_client_is_dropped_not_buffered(tmp_path, scenes):
         slow.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
         slow.connect(("127.0.0.1", server.port))
         slow.sendall(b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        wait_for(lambda: metrics(server)["edgecls_events_dropped_clients_total"] == 1, timeout=30,
+        wait_for(lambda: metric(server, "edgecls_events_dropped_clients_total") == 1, timeout=30,
                  what="the slow client to be dropped")
-        assert metrics(server)["edgecls_events_clients"] == 0
+        assert metric(server, "edgecls_events_clients") == 0
         slow.settimeout(10)
         received = 0
         while chunk := slow.recv(65536):  # what was in the socket buffers, then the server's close
@@ -347,12 +332,12 @@ def test_an_mjpeg_stream_that_drops_is_classified_on_after_it_comes_back(tmp_pat
                           log=tmp_path / "serve.log")
     try:
         with server.client() as client:
-            after = wait_for(lambda: (d := client.get("/v1/latest").json())["frame"] >= plan[0] + 4 and d,
+            after = wait_for(lambda: (d := latest(server))["frame"] >= plan[0] + 4 and d,
                              what="frames after the drop")
             assert after["label"] == "37"[after["frame"] % 2]  # both connections start at a 3: plan[0] is even
-            figures = metrics(server)
-            assert figures["edgecls_live_reconnects_total"] >= 1 and figures["edgecls_live_up"] == 1
-            assert figures["edgecls_live_frames_total"] + figures["edgecls_live_dropped_frames_total"] >= plan[0]
+            assert metric(server, "edgecls_live_reconnects_total") >= 1 and metric(server, "edgecls_live_up") == 1
+            assert metric(server, "edgecls_live_frames_total") + metric(server, "edgecls_live_dropped_frames_total") \
+                >= plan[0]
             assert client.get("/v1/live").json()["state"] == "running"
     finally:
         assert server.stop() == 0, server.log
@@ -470,11 +455,11 @@ def test_mqtt_gets_every_prediction_and_outlives_a_broker_restart(tmp_path, scen
         broker.stop()  # ... classification goes on without it, and nothing piles up
         down_at = time.time()
         with server.client() as client:
-            first = client.get("/v1/latest").json()["frame"]
-            wait_for(lambda: metrics(server)["edgecls_mqtt_connected"] == 0, what="the server to see it gone")
-            wait_for(lambda: client.get("/v1/latest").json()["frame"] not in (first, first + EVERY), timeout=10,
+            first = latest(server)["frame"]
+            wait_for(lambda: metric(server, "edgecls_mqtt_connected") == 0, what="the server to see it gone")
+            wait_for(lambda: latest(server)["frame"] not in (first, first + EVERY), timeout=10,
                      what="frames classified while the broker is down")
-            wait_for(lambda: metrics(server)["edgecls_mqtt_messages_total{outcome=dropped}"] >= 5, timeout=10,
+            wait_for(lambda: metric(server, "edgecls_mqtt_messages_total", outcome="dropped") >= 5, timeout=10,
                      what="predictions dropped (not queued) while the broker is away")
             assert client.get("/v1/live").json()["mqtt"]["connected"] is False
         up_at = time.time()
@@ -482,7 +467,7 @@ def test_mqtt_gets_every_prediction_and_outlives_a_broker_restart(tmp_path, scen
         restarted = time.monotonic()
         wait_for(lambda: len(early.on(TOPIC, since=restarted)) >= 5, timeout=30, what="messages after the restart")
         assert [m.payload for m in early.on(STATUS, since=restarted)][-1:] == [b"online"]
-        assert metrics(server)["edgecls_mqtt_connected"] == 1
+        assert metric(server, "edgecls_mqtt_connected") == 1
         # Not a backlog: of the frames captured while the broker was away, only the newest (republished on
         # connecting, retained) may arrive.
         during = [m.json() for m in early.on(TOPIC, since=restarted) if iso(down_at) < m.json()["time"] < iso(up_at)]
@@ -546,8 +531,8 @@ def test_mqtts_with_credentials_from_a_file_and_a_refusal_that_stops_nothing(tmp
         wait_for(lambda: len(subscriber.on(TOPIC)) >= 5, what="predictions over TLS")
         assert all(m.json()["label"] == PATTERN[m.json()["frame"]] for m in subscriber.on(TOPIC))
         wait_for(lambda: "refused the connection" in wrong.log, what="the refusal in the log")
-        frame = httpx.get(f"{wrong.url}/v1/latest").json()["frame"]
-        wait_for(lambda: httpx.get(f"{wrong.url}/v1/latest").json()["frame"] != frame, what="classification going on")
+        frame = latest(wrong)["frame"]
+        wait_for(lambda: latest(wrong)["frame"] != frame, what="classification going on")
         assert "s3cret" not in server.log + wrong.log
     finally:
         assert server.stop() == 0, server.log
