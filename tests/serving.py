@@ -109,3 +109,11 @@ def metric(server: ServeProcess, name: str, **labels: str) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return None
+
+
+def write_token(folder: Path, token: str) -> Path:
+    """A token file as a careful user keeps one: FOLDER/token, readable by its owner only."""
+    path = folder / "token"
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return path

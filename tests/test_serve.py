@@ -31,7 +31,7 @@ import pytest
 from conftest import SHARED_DATA
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from serving import ROOT, ServeProcess, metric, wait_for
+from serving import ROOT, ServeProcess, metric, wait_for, write_token
 
 DIGITS = ROOT / "models" / "digits-seed"
 INT8, FLOAT = DIGITS / "model_int8.tflite", DIGITS / "model_float32.tflite"
@@ -85,10 +85,7 @@ def slow_image() -> bytes:
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("token") / "token"
-    path.write_text(TOKEN + "\n")
-    path.chmod(0o600)
-    return path
+    return write_token(tmp_path_factory.mktemp("token"), TOKEN)
 
 
 def _served_copy(tmp_path_factory, name: str, model: Path = INT8) -> Path:

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from livekit import MODEL, REFERENCE, MjpegServer, digit_frame, no_digit, write_video
 from PIL import Image
-from serving import ServeProcess, metric, wait_for
+from serving import ServeProcess, metric, wait_for, write_token
 
 from edgecls.runtime.capture import SourceError, import_cv2
 from edgecls.serve.events import ChangeDetector, verdict
@@ -105,10 +105,7 @@ def scenes(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("token") / "token"
-    path.write_text(TOKEN + "\n")
-    path.chmod(0o600)
-    return path
+    return write_token(tmp_path_factory.mktemp("token"), TOKEN)
 
 
 def served_copy(tmp_path_factory, name: str) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from livekit import MODEL, REFERENCE, digit_frame, write_video
-from serving import ServeProcess
+from serving import ServeProcess, write_token
 
 from edgecls.runtime.capture import SourceError, import_cv2
 
@@ -47,11 +47,8 @@ def server(tmp_path_factory):
     video = write_video(folder / "scenes.avi", [pictures[d] for d in SCENES], len(SCENES), fps=10)
     model = folder / "model.tflite"
     shutil.copy(MODEL, model)
-    token = folder / "token"
-    token.write_text(TOKEN)
-    token.chmod(0o600)
-    served = ServeProcess(model, "--source", video, "--loop", "--token-file", token, "--threads", 1,
-                          log=folder / "serve.log", token=TOKEN)
+    served = ServeProcess(model, "--source", video, "--loop", "--token-file", write_token(folder, TOKEN),
+                          "--threads", 1, log=folder / "serve.log", token=TOKEN)
     yield served
     assert served.stop() == 0, served.log
 
