@@ -83,6 +83,9 @@ BOUNDS: dict[str, Bound] = {
     "--header-timeout-s": Bound(0, 3_600, "an hour", open_low=True),
     "--body-timeout-s": Bound(0, DAY_S, "a day", open_low=True),
     "--grace-s": Bound(0, 3_600, "an hour"),
+    # serve --source (the live service)
+    "--min-stable": Bound(1, 100_000, "frames a new class must hold before it is a change"),
+    "--frame-max-side": Bound(16, 8_192, "pixels a side of the frame GET /v1/frame.jpg sends, as predict's input limit"),
     "--parallel": Bound(1, 256, "devices or servers reached at once, a thread each"),
 }
 

@@ -165,8 +165,14 @@ def check_outputs_match(inp: dict, out: dict, scored_input: dict, scored_output:
                 and tuple(first["quantization"]) == tuple(second["quantization"]))
         if not same:
             raise ModelFileError(f"{name}: the {what} of its edgecls_openset subgraph differs from the model's "
-                                 f"({list(second['shape'])} {np.dtype(second['dtype']).name} against "
-                                 f"{list(first['shape'])} {np.dtype(first['dtype']).name})")
+                                 f"({_tensor_text(second)} against {_tensor_text(first)})")
+
+
+def _tensor_text(details: dict) -> str:
+    """'[1, 10] int8 (scale 0.00390625, zero point -128)': what check_outputs_match compares."""
+    scale, zero_point = details["quantization"]
+    return (f"{[int(d) for d in details['shape']]} {np.dtype(details['dtype']).name} "
+            f"(scale {float(scale):g}, zero point {int(zero_point)})")
 
 
 def per_tensor(details: dict, name: str, what: str) -> tuple[float, int]:

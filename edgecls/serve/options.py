@@ -60,11 +60,11 @@ class LiveOptions:
             raise EdgeclsError(f"--fps must be a positive number, got {self.fps}")
         if self.every > 1 and self.fps is not None:
             raise EdgeclsError("choose one of --every and --fps")
-        if self.top_k < 1 or self.min_stable < 1 or self.frame_max_side < 16:
-            raise EdgeclsError("--top-k and --min-stable must be 1 or more, --frame-max-side 16 or more")
-        if not self.timeout > 0 or self.reconnect < 0:
-            raise EdgeclsError(f"--timeout must be positive and --reconnect 0 or more (got {self.timeout}, "
-                               f"{self.reconnect})")
+        if self.top_k < 1:
+            raise EdgeclsError(f"--top-k must be 1 or more, got {self.top_k}")
+        for option, value in (("--min-stable", self.min_stable), ("--frame-max-side", self.frame_max_side),
+                              ("--timeout", self.timeout), ("--reconnect", self.reconnect)):
+            check_bound(option, value)
         return self
 
 
