@@ -85,7 +85,7 @@ BOUNDS: dict[str, Bound] = {
     "--grace-s": Bound(0, 3_600, "an hour"),
     # serve --source (the live service)
     "--min-stable": Bound(1, 100_000, "frames a new class must hold before it is a change"),
-    "--frame-max-side": Bound(16, 8_192, "pixels a side of the frame GET /v1/frame.jpg sends, as predict's input limit"),
+    "--frame-max-side": Bound(16, 8_192, "pixels a side of the frame /v1/frame.jpg sends (predict's input limit)"),
     "--parallel": Bound(1, 256, "devices or servers reached at once, a thread each"),
 }
 
