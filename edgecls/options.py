@@ -8,7 +8,8 @@ text and help panel, and how it reads from and writes back to text (a command li
 
 - edgecls.cli.records makes a command's Typer parameters from its record (adding an option is a field);
 - `check(record)` checks every field's bounds and choices with one-line errors naming the option (each
-  record's own validate calls it, then checks what involves several fields);
+  record's own validate calls it, then checks what involves several fields); a number's bounds are
+  edgecls.bounds' (the one documented table) where it names the flag, else the Option's own low/high;
 - `to_table(record)` and `from_table(cls, table, where)` write and read the record as TOML values
   (config.toml), `argv(record, ...)` as a command line (a device's).
 
@@ -26,6 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from edgecls.bounds import BOUNDS, check_bound
 from edgecls.errors import EdgeclsError
 
 SPEC = "option"  # the key of a field's Option in its metadata
@@ -136,7 +138,11 @@ def check(record: Any) -> None:
                 raise EdgeclsError(f"unknown {name} {shown(item)}: use one of {', '.join(spec.choices)}")
         numbers = [v for v in (value if isinstance(value, (list, tuple)) else [value])
                    if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        flag = spec.flag(f.name)
         for number in numbers:
+            if flag in BOUNDS:  # the documented range of every numeric option, one table (edgecls.bounds)
+                check_bound(flag, number)
+                continue
             if isinstance(number, float) and not math.isfinite(number):
                 raise EdgeclsError(f"{spec.flag(f.name)} must be a finite number (got {number})")
             if not _within(number, spec):

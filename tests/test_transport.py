@@ -66,5 +66,5 @@ def test_as_finished_gives_each_answer_when_it_comes_with_its_index():
 
 
 def test_a_parallel_below_one_is_refused():
-    with pytest.raises(EdgeclsError, match="--parallel must be at least 1"):
+    with pytest.raises(EdgeclsError, match="--parallel must be between 1 and 256"):
         fan_out([1, 2], lambda n: n, parallel=0)

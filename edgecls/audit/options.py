@@ -33,7 +33,7 @@ class CheckOptions:
         help="A new folder to link the flagged images into, a folder per finding (your files are never moved)")
     threads: Optional[int] = threads_option()
     seed: int = option(0, help="Seed of the label check's folds")
-    max_pages: int = option(DEFAULT_MAX_PAGES, low=0, help="Contact-sheet pages per finding (12 rows a page)")
+    max_pages: int = option(DEFAULT_MAX_PAGES, help="Contact-sheet pages per finding (12 rows a page)")
     as_json: bool = option(False, flags=("--json",), toml=False,
                            help="Print the JSON report on stdout instead of the summary")
     cache: bool = option(True, command_line=False)  # embeddings cached with the transfer route's

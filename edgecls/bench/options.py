@@ -81,6 +81,11 @@ class BenchOptions:
     save_test_images: Optional[Path] = host("a host folder for the test images", option(
         None, panel=TEST_IMAGES, show_default="none",
         help="Also write the test images as PNG files in class sub-folders: --data for a bench on a device"))
+    # images of none of the classes (any layout): the share each model's unknown rule rejects (bench.calibration)
+    unknown_data: Optional[str] = measured(option(
+        None, panel=TEST_IMAGES, kind=Path, metavar="FOLDER", show_default="none",
+        help="Images of none of the classes (any layout): the share each model's unknown rule rejects, in the "
+        "Calibration and unknown section"), upload=Path)
     # how every model decodes (Classifier's): pixels 0 and 255 become, resize and fit
     input_range: Optional[tuple[float, float]] = measured(input_range_option(
         help=INPUT_RANGE_HELP + "; applies to every .tflite benched"))
@@ -98,11 +103,11 @@ class BenchOptions:
         show_default="the profile's, else 1 and every usable CPU",
         help="Comma list of interpreter thread counts to sweep, e.g. 1,2,4"))
     warmup: int = measured(option(
-        10, panel=MEASUREMENT, low=0, help="Untimed invokes per model and thread count before timing"))
+        10, panel=MEASUREMENT, help="Untimed invokes per model and thread count before timing"))
     runs: int = measured(option(
-        200, panel=MEASUREMENT, low=1,
+        200, panel=MEASUREMENT,
         help="Timed images per model and thread count (batch 1), in interleaved rounds"))
-    batch_size: int = measured(option(32, panel=MEASUREMENT, low=1, help="Batch size for the throughput figure"))
+    batch_size: int = measured(option(32, panel=MEASUREMENT, help="Batch size for the throughput figure"))
     keras: bool = host("a device has no TensorFlow: its bench is always --no-keras", option(
         True, panel=MEASUREMENT,
         help="Score the run's Keras float model as the reference (needs TensorFlow; without it the float32 "
@@ -151,6 +156,11 @@ def validate(options: BenchOptions) -> None:
                                "and test split)")
         if options.save_test_images is not None:
             raise EdgeclsError(f"--save-test-images is for a run's test split, not with {what}")
+    if options.unknown_data is not None:
+        if options.latency_only:
+            raise EdgeclsError("--unknown-data measures the unknown rule: not with --latency-only")
+        if not Path(options.unknown_data).is_dir():
+            raise EdgeclsError(f"--unknown-data {options.unknown_data} is not a folder")
 
 
 def default_report_dir(paths: list[Path]) -> Optional[Path]:

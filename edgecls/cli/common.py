@@ -5,7 +5,10 @@
   `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both);
   the help itself is drawn by edgecls.cli.helpview (panels, fits the terminal).
 - `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`, `Labels`: options of several device-side
-  commands (predict, info, ...) that take no record, made from edgecls.runtime.settings where each is declared.
+  commands (predict, info, calibrate, ...) that take no record, made from edgecls.runtime.settings where each is
+  declared; `LiveEvery`, `LiveFps`, `LiveTimeout`, `LiveReconnect`, `LiveCapture`: the live input options
+  `predict --source` shares with `serve --source` (declared in edgecls.serve.options.LiveOptions);
+  `AcceptOption`, `UnknownDataOption`, `RuleOption`: the unknown answer's (runtime.settings.UnknownAnswer).
 - Commands that take an options record get their options from it (edgecls.cli.records.takes).
 """
 
@@ -19,11 +22,14 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from edgecls.cli.records import annotated, choice, choices, plain
 from edgecls.exits import fail
 from edgecls.options import OUTPUT
-from edgecls.runtime.settings import INTERPRETER, PREPROCESSING, ModelSettings
+from edgecls.runtime.settings import INTERPRETER, PREPROCESSING, ModelSettings, UnknownAnswer
+from edgecls.serve.options import LIVE_PANEL, LiveOptions
 
 # fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
-__all__ = ["INTERPRETER", "OUTPUT", "PREPROCESSING", "Backend", "Command", "FitOption", "Group", "InputRange",
-           "Labels", "ResizeOption", "Threads", "Typer", "choice", "choices", "echo_wrapped", "fail", "plain"]
+__all__ = ["INTERPRETER", "LIVE_PANEL", "OUTPUT", "PREPROCESSING", "AcceptOption", "Backend", "Command", "FitOption",
+           "Group", "InputRange", "Labels", "LiveCapture", "LiveEvery", "LiveFps", "LiveReconnect", "LiveTimeout",
+           "ResizeOption", "RuleOption", "Threads", "Typer", "UnknownDataOption", "choice", "choices", "echo_wrapped",
+           "fail", "plain"]
 
 
 def echo_wrapped(text: str, err: bool = False) -> None:
@@ -104,3 +110,15 @@ InputRange = annotated(ModelSettings, "input_range")
 Labels = annotated(ModelSettings, "labels")
 ResizeOption = annotated(ModelSettings, "resize")
 FitOption = annotated(ModelSettings, "fit")
+
+# Live input (a camera, video file or stream): `predict --source` takes serve's LiveOptions' fields.
+LiveEvery = annotated(LiveOptions, "every")
+LiveFps = annotated(LiveOptions, "fps")
+LiveTimeout = annotated(LiveOptions, "timeout")
+LiveReconnect = annotated(LiveOptions, "reconnect")
+LiveCapture = annotated(LiveOptions, "capture")
+
+# The unknown answer: calibrate chooses an open-set rule as export and train --backbone do.
+AcceptOption = annotated(UnknownAnswer, "accept")
+UnknownDataOption = annotated(UnknownAnswer, "unknown_data")
+RuleOption = annotated(UnknownAnswer, "rule")

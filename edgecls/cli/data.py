@@ -3,10 +3,9 @@ outliers, odd files); numpy, Pillow and LiteRT only, so it runs on a device inst
 
 from __future__ import annotations
 
-import json
-
 import typer
 
+from edgecls import jsonio
 from edgecls.audit.options import CheckOptions
 from edgecls.cli.common import Typer
 from edgecls.cli.records import takes
@@ -27,6 +26,6 @@ def check(options: CheckOptions) -> None:
 
     result = run_check(options, Reporter(bars=False) if options.as_json else Reporter())
     if options.as_json:
-        typer.echo(json.dumps(result.document, indent=1))
+        typer.echo(jsonio.dumps(result.document, indent=1))
     else:
         typer.echo("\n".join(result.summary()))

@@ -8,7 +8,7 @@ import typer
 
 from edgecls.cli.common import Typer, echo_wrapped, fail
 from edgecls.cli.records import takes
-from edgecls.export.options import ExportOptions, TargetOptions
+from edgecls.export.options import PANELS, ExportOptions, TargetOptions
 from edgecls.reporter import Reporter
 
 app = Typer()
@@ -19,11 +19,13 @@ app = Typer()
              "edgecls export runs/digits-seed --quant all --calib-samples 300\n\n"
              "edgecls export runs/digits-seed --auto-fallback 2 --out runs/digits-seed/mixed\n\n"
              "edgecls export runs/digits-seed --target rpi5 --max-drop 0.5 --budget-s 300")
-@takes(ExportOptions, TargetOptions, optional=(TargetOptions,))
+@takes(ExportOptions, TargetOptions, optional=(TargetOptions,), panels=PANELS)
 def export_command(options: ExportOptions, target: Optional[TargetOptions]) -> None:
     """Convert a trained model to .tflite files (float32 and int8 by default) that carry their labels and input spec.
 
-    Each file is scored with the device-side runtime on the validation split before anything is
+    Each file is calibrated (a temperature folded into its SOFTMAX, an open-set rule that answers
+    'unknown': prototypes from the train split, thresholds at --accept of the validation split) and
+    scored with the device-side runtime on the validation split before anything is
     written: a table of size, accuracy and top-1 agreement with the Keras float model. Writes
     OUT/model_<mode>.tflite, OUT/labels.txt and OUT/export.json; with --keep-float or
     --auto-fallback also OUT/model_int8_mixed.tflite (int8 input and output, the named ops in float).

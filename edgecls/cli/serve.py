@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgecls import jsonio
 from edgecls.cli.common import Typer
 from edgecls.cli.records import takes
 from edgecls.serve.options import PANELS, ServeOptions
@@ -24,6 +25,7 @@ SERVE_EXAMPLES = (
     "curl --data-binary @seven.png -H 'Content-Type: image/png' 'localhost:8080/v1/classify?top_k=3'\n\n"
     "edgecls serve model.tflite --host 0.0.0.0 --token-file /etc/edgecls/token --interpreters 2 --threads 2\n\n"
     "edgecls serve mobilenet_v1_0.5_160_quant.tflite --labels imagenet_labels.txt --resize nearest --watch\n\n"
+    "edgecls serve model.tflite --source camera:0 --fps 5 --on-change --mqtt mqtt://localhost/edgecls/feeder\n\n"
     "edgecls serve model.tflite --host 0.0.0.0 --token-file token --systemd-unit > edgecls.service"
 )
 
@@ -34,6 +36,8 @@ def serve(options: ServeOptions) -> None:
     """Serve a .tflite classifier over HTTP: POST an image, get its classes as JSON.
 
     Routes: POST /v1/classify (an image as the body, or a multipart field 'image'; ?top_k=), GET and PUT /v1/model (the model, or a new one: checked, then swapped in without dropping a request), POST /v1/model/rollback, GET /healthz, /readyz, /metrics (Prometheus). Answers are predict's, with the SHA-256 of the model that gave them.
+
+    Live mode (--source): a camera, video file or stream is classified continuously as well; each prediction goes to GET /v1/latest, the events (GET /v1/events, Server-Sent Events) and MQTT (--mqtt), with --on-change only the changes. A web page at / shows the model, classifies an uploaded image, and follows the live source.
 
     Safe by default: 127.0.0.1 only unless --host; any other address needs a token. Bodies, pixels, read times, connections and the queue are capped (413, 408, 503 with Retry-After). SIGTERM drains, SIGHUP reloads the model. Needs pip install 'edgecls\\[serve]'.
 
@@ -90,9 +94,8 @@ def deploy(
     for result in push_all(model, urls, deploy_token(token_file), parallel=parallel, timeout=timeout):
         results.append(result)
         if as_json:
-            import json
 
-            typer.echo(json.dumps(result.document(), ensure_ascii=False))
+            typer.echo(jsonio.dumps(result.document(), ensure_ascii=False))
         else:
             typer.echo(report_line(result, width=max(len(url) for url in urls)))
     typer.echo(summary_line(results), err=True)

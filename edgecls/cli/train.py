@@ -32,12 +32,14 @@ def train(options: TrainOptions, ctx: typer.Context) -> None:
 
     # --config FILE.toml: its values for the options not given here (given ones win), checked as they are
     given = {name for name in ctx.params if ctx.get_parameter_source(name).name != "DEFAULT"}
-    options, given = with_config(options, given)
+    options, from_config = with_config(options, given)
+    given |= from_config
     reporter = Reporter(bars=False) if options.quiet else Reporter()  # lines on stderr; bars on a terminal
     if options.backbone is not None:  # before any TensorFlow import: this route never needs it
         from edgecls.transfer.job import train_from_options
 
-        result = train_from_options(options, given, force=options.force, reporter=reporter)
+        result = train_from_options(options, given, force=options.force, reporter=reporter,
+                                    config=str(options.config) if options.config else None, from_config=from_config)
     else:
         from edgecls.train.job import train as run_training
         from edgecls.train.options import validate

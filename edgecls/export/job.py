@@ -22,7 +22,9 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.artifacts import EXPORT_DIR, LABELS_FILE, TRANSFER_FILE, ExportIndex, model_file_name, write_export
-from edgecls.atomic import check_folder_writable, private_tempdir
+from edgecls.atomic import check_folder_writable, folder_lock, private_tempdir
+from edgecls.calibrate.job import calibrate_split
+from edgecls.calibrate.job import validate as validate_open_set
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import (
@@ -58,6 +60,7 @@ class ModelCheck:
     sha256: str
     variant: str = ""  # the mode, or "<mode>_mixed" for a mixed model (the file's model_<variant>.tflite)
     kept_float: Optional[dict[str, Any]] = None  # a mixed model: what stayed float
+    open_set: Optional[dict[str, Any]] = None  # its calibration and unknown rule (calibrate.job.calibrate_split)
     # per validation image, whether its top-1 is right: two files' accuracies are compared pair by pair
     right: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
@@ -125,6 +128,9 @@ def validate_options(options: ExportOptions) -> None:
     mixed model (export.modes)."""
     check(options)
     check_modes(options.modes, options.quantizer, options.mixed)
+    validate_open_set(options.open_set)
+    if options.unknown_data is not None and not Path(options.unknown_data).is_dir():
+        raise EdgeclsError(f"--unknown-data {options.unknown_data} is not a folder")
 
 
 def refuse_backbone_run(source: RunDir) -> None:
@@ -146,6 +152,11 @@ def export(source: RunDir, options: ExportOptions, reporter: Reporter = SILENT) 
     refuse_backbone_run(source)
     out = Path(options.out) if options.out else default_out(source)
     check_output_dir(out)
+    with folder_lock(out, "an export"):  # a second export of this run at once is refused, not interleaved
+        return _export(source, options, out, reporter)
+
+
+def _export(source: RunDir, options: ExportOptions, out: Path, reporter: Reporter) -> ExportResult:
     # The run's own verdict first (no TensorFlow needed); a bare .keras file is judged below.
     refuse_useless(source.training_metrics(), options.force, source.name, reporter)
     require_tensorflow("edgecls export")
@@ -173,10 +184,13 @@ def export(source: RunDir, options: ExportOptions, reporter: Reporter = SILENT) 
     sha = source.model_sha256()
     files = {variant: embed_metadata(result.content, build_metadata(source, result, calibration, output_kind, sha))
              for variant, (result, _) in converted.items()}
+    files, open_set = _calibrated(files, source, options, reporter)
     # Sizes are compared with the float32 file as it would be written, metadata included.
     float_size = len(files["float32"]) if "float32" in files else len(
         embed_metadata(float_model.content, build_metadata(source, float_model, None, output_kind, sha)))
     checks = check_files(files, converted, source.labels, val_images, val_labels, keras_predicted, float_size)
+    for scored in checks:
+        scored.open_set = open_set.get(scored.variant)
 
     failing = [c.variant for c in checks if is_integer(c.mode) and c.agreement < options.min_agreement]
     result = ExportResult(out, checks, keras_accuracy, len(val_images), options.min_agreement, failing)
@@ -186,6 +200,18 @@ def export(source: RunDir, options: ExportOptions, reporter: Reporter = SILENT) 
     named = {model_file_name(variant): content for variant, content in files.items()}
     result.written += write_export(out, named, source.labels, result.report)
     return result
+
+
+def _calibrated(files: dict[str, bytes], source: RunDir, options: ExportOptions, reporter: Reporter
+                ) -> tuple[dict[str, bytes], dict[str, dict]]:
+    """Each file with its temperature and unknown rule (edgecls.calibrate), and each one's report."""
+    dataset, split = source.dataset(), source.split()
+    calibrated, reports = {}, {}
+    for variant, content in files.items():
+        calibrated[variant], reports[variant] = calibrate_split(
+            content, dataset.images, dataset.labels, split, options.open_set, options.unknown_data,
+            model_file_name(variant), reporter)
+    return calibrated, reports
 
 
 def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float, str]:

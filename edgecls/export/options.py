@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from edgecls.bench.options import ANALYSES
 from edgecls.errors import EdgeclsError
@@ -22,6 +22,10 @@ from edgecls.export.modes import (
 from edgecls.options import OUTPUT, argument, given, option, options_of
 from edgecls.parsing import int_list, split_list
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
+from edgecls.runtime.settings import UNKNOWN, accept_option, rule_option, unknown_data_option
+
+if TYPE_CHECKING:
+    from edgecls.calibrate.job import OpenSetOptions
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -37,13 +41,14 @@ class QuantAnalyses:
         help="Also rank the int8 ops by quantisation error (TensorFlow's QuantizationDebugger) and name the worst; "
         "needs a run directory")
     calib_sweep: Optional[list[int]] = option(
-        None, panel=ANALYSES, parse=parse_sizes, low=1, show_default="none",
+        None, panel=ANALYSES, parse=parse_sizes, show_default="none",
         help="Also export int8 with each calibration size, e.g. 25,100,300,1000: accuracy and agreement against "
         "N; needs a run directory")
 
 
 # The help's panels, in the order `edgecls export --help` shows them.
 QUANT, DATA, TARGET = "Quantisation", "Data", "Which file to ship (--target)"
+PANELS = (QUANT, DATA, OUTPUT, TARGET, UNKNOWN)
 
 
 def parse_names(values: Optional[list[str]]) -> list[str]:
@@ -64,13 +69,13 @@ def parse_quant(text: str) -> list[str]:
 
 # Options of both jobs (export, export --target): one field each, declared once.
 def calib_samples_option() -> Any:
-    return option(DEFAULT_CALIB_SAMPLES, low=1, panel=QUANT,
+    return option(DEFAULT_CALIB_SAMPLES, panel=QUANT,
                   help="Calibration images from the train split, stratified by class (all of them if the split has "
                   "fewer)")
 
 
 def min_agreement_option() -> Any:
-    return option(DEFAULT_MIN_AGREEMENT, low=0.0, high=1.0, panel=QUANT,
+    return option(DEFAULT_MIN_AGREEMENT, panel=QUANT,
                   help="Least top-1 agreement of int8/uint8 with the float model on the validation split")
 
 
@@ -110,6 +115,14 @@ class ExportOptions:
     force: bool = option(  # write the files even when the agreement gate fails
         False, panel=OUTPUT, help="Write the files even when int8 agreement is below --min-agreement, or the model "
         "is no better than always answering the majority class")
+    # The unknown answer (edgecls.calibrate): every file is calibrated on the run's validation split.
+    accept: float = accept_option()
+    unknown_data: Optional[str] = unknown_data_option()  # a folder of images of none of the classes
+    rule: str = rule_option()
+
+    @property
+    def open_set(self) -> OpenSetOptions:
+        return open_set_of(self)
 
     def __post_init__(self) -> None:
         if "all" in self.modes:  # every mode the quantizer can make
@@ -150,7 +163,22 @@ class TargetOptions:
     runs: int = option(DEFAULT_RUNS, flags=("--timing-runs",), low=1, range_in_help=True, metavar="N", panel=TARGET,
                        help="Timed images per candidate on the target (interleaved rounds)")
     out: Optional[Path] = out_option()  # None: RUN_DIR/target-<target>
+    # the unknown answer of the chosen file (edgecls.calibrate), fitted after the choice as export does
+    accept: float = accept_option()
+    unknown_data: Optional[str] = unknown_data_option()
+    rule: str = rule_option()
     remote: Any = None  # edgecls.transport.RemoteOptions for user@host (ssh config, python, ...); None: defaults
+
+    @property
+    def open_set(self) -> OpenSetOptions:
+        return open_set_of(self)
+
+
+def open_set_of(options: ExportOptions | TargetOptions) -> OpenSetOptions:
+    """How the written file's unknown answer is fitted (edgecls.calibrate, imported only when asked)."""
+    from edgecls.calibrate.job import OpenSetOptions
+
+    return OpenSetOptions(accept=options.accept, rule=options.rule)
 
 
 def refuse_with_target(options: ExportOptions) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.artifacts import ExportEntry, ExportIndex, write_export
+from edgecls.atomic import folder_lock
 from edgecls.bench.latency import tied as latency_tied
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.bench.results import Latency
@@ -36,6 +37,7 @@ from edgecls.export.modes import (
     DEFAULT_FALLBACK,
 )
 from edgecls.export.options import TargetOptions
+from edgecls.files import read_capped
 from edgecls.options import check
 from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import RunDir, keras_probabilities
@@ -170,9 +172,12 @@ def resolve_target(spec: str) -> Target:
     if spec == "host":
         return Target(spec, "host")
     if "@" in spec and not spec.endswith(".toml"):
+        from edgecls.transport.targets import parse_targets
+
         user, _, host = spec.partition("@")
-        if not user or not host:
-            raise EdgeclsError(f"--target {spec!r}: a remote device is user@host")
+        if not user or not host or "," in spec:
+            raise EdgeclsError(f"--target {spec!r}: a remote device is one user@host")
+        parse_targets(spec, "--target")  # the checks --remote makes, now, before any conversion
         return Target(spec, "remote")
     return Target(spec, "profile", load_profile(spec))
 
@@ -256,7 +261,7 @@ def export_for_target(source: RunDir, options: TargetOptions, reporter: Reporter
     """Build, score and time every candidate, choose, then score the chosen one on test and write.
 
     `extra` candidates (tests, experiments) are tried after the built-in ones."""
-    from edgecls.export.job import check_output_dir, default_out, refuse_backbone_run, validation_reference
+    from edgecls.export.job import check_output_dir, default_out, refuse_backbone_run
 
     started = time.perf_counter()
     chosen_candidates = validate(options) + list(extra)
@@ -264,6 +269,14 @@ def export_for_target(source: RunDir, options: TargetOptions, reporter: Reporter
     target = resolve_target(options.target)
     out = Path(options.out) if options.out else default_out(source).with_name(f"target-{target.slug}")
     check_output_dir(out)
+    with folder_lock(out, "an export --target"):  # a second search into this folder at once is refused
+        return _search(source, options, target, chosen_candidates, out, started, reporter)
+
+
+def _search(source: RunDir, options: TargetOptions, target: Target, chosen_candidates: list[Candidate], out: Path,
+            started: float, reporter: Reporter) -> TargetResult:
+    from edgecls.export.job import validation_reference
+
     require_tensorflow("edgecls export --target")
 
     model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
@@ -501,6 +514,7 @@ def decision(result: TargetResult, options: TargetOptions) -> dict[str, Any]:
 
 def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: str,
            reporter: Reporter) -> None:
+    from edgecls.calibrate.job import OpenSetOptions, calibrate_split
     from edgecls.export.report import source_info
     from edgecls.provenance import created_timestamp, sha256_bytes
     from edgecls.runtime.metadata import embed_metadata
@@ -508,6 +522,10 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
     chosen = result.chosen
     doc = decision(result, options)
     content = embed_metadata(chosen.converted.content, replace(chosen.metadata, decision=doc))
+    dataset, split = source.dataset(), source.split()
+    content, open_set = calibrate_split(content, dataset.images, dataset.labels, split,
+                                        options.open_set or OpenSetOptions(), options.unknown_data, CHOSEN_FILE,
+                                        reporter)
     m = chosen.check
     result.report = ExportIndex(
         created=created_timestamp(), source=source_info(source, sha),
@@ -519,15 +537,18 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
         # `models` as every export.json has it (what bench reads): the one file written
         models=[ExportEntry(file=CHOSEN_FILE, mode=m.mode, variant=chosen.name, backend=m.backend,
                             size_bytes=len(content), accuracy=round(m.accuracy, 6), agreement=round(m.agreement, 6),
-                            input=m.io["input"], output=m.io["output"], sha256=sha256_bytes(content))],
+                            input=m.io["input"], output=m.io["output"], sha256=sha256_bytes(content),
+                            openset=open_set)],
         candidates=[r.to_json() for r in result.rows],
         seconds=round(result.seconds, 1),
     )
-    result.written += write_export(result.out_dir, {CHOSEN_FILE: content}, source.labels, result.report)
     from edgecls.export.target_report import plot_pareto
 
-    plotted = plot_pareto(result, options.max_drop, result.out_dir / PLOT_FILE)
-    if plotted is not None:
-        result.written.append(plotted)
-    else:
-        reporter("plot skipped: matplotlib is not installed")
+    files = {CHOSEN_FILE: content}
+    with tempfile.TemporaryDirectory(prefix="edgecls-target-plot-") as scratch:  # drawn before a file is written
+        plotted = plot_pareto(result, options.max_drop, Path(scratch) / PLOT_FILE)
+        if plotted is not None:
+            files[PLOT_FILE] = read_capped(plotted, 1 << 30)
+        else:
+            reporter("plot skipped: matplotlib is not installed")
+    result.written += write_export(result.out_dir, files, source.labels, result.report)

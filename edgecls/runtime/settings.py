@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from edgecls.errors import EdgeclsError
 from edgecls.options import number_text, option
 from edgecls.runtime.metadata import check_range
+from edgecls.runtime.openset import DEFAULT_ACCEPT, RULE_CHOICES
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 
 if TYPE_CHECKING:
@@ -86,6 +87,39 @@ def fit_option(**changes: Any) -> Any:
                            "model's aspect ratio", "choices": FITS, "what": "fit",
                            "show_default": f"the model's metadata, else {DEFAULT_FIT}", "panel": PREPROCESSING,
                            **changes})
+
+
+# The unknown answer (edgecls.calibrate): export, train --backbone and calibrate choose an open-set rule.
+UNKNOWN = "Unknown answer"
+
+
+def accept_option(**changes: Any) -> Any:
+    return option(DEFAULT_ACCEPT, **{"low": 0.5, "high": 0.999, "range_in_help": True, "metavar": "SHARE",
+                                     "panel": UNKNOWN, "help": "The share of validation images of known classes the "
+                                     "unknown rule accepts; below its thresholds an image is answered 'unknown'",
+                                     **changes})
+
+
+def unknown_data_option(**changes: Any) -> Any:
+    return option(None, **{"kind": Path, "metavar": "FOLDER", "panel": UNKNOWN, "show_default": "none",
+                           "help": "Images of none of the classes (any layout): the rule that rejects most of them is "
+                           "chosen", **changes})
+
+
+def rule_option(**changes: Any) -> Any:
+    return option("auto", **{"choices": RULE_CHOICES, "what": "rule", "panel": UNKNOWN,
+                             "help": "top: the calibrated top probability; embedding: the similarity to the nearest "
+                             "class prototype; both: either low; auto: both where the model has an embedding, or the "
+                             "best on --unknown-data", **changes})
+
+
+@dataclass(frozen=True)
+class UnknownAnswer:
+    """How the unknown answer is chosen: the options of every command that calibrates."""
+
+    accept: float = accept_option()
+    unknown_data: Optional[str] = unknown_data_option()
+    rule: str = rule_option()
 
 
 @dataclass(frozen=True)

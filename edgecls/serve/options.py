@@ -10,9 +10,11 @@ import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from edgecls.errors import EdgeclsError
 from edgecls.options import OUTPUT, argument, check, option
+from edgecls.runtime.capture import CAPTURE_BACKENDS
 from edgecls.runtime.settings import INTERPRETER, PREPROCESSING, ModelSettings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -29,11 +31,128 @@ DEFAULT_BODY_TIMEOUT_S = 60.0  # 20 MB at ~3 Mbit/s
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_GRACE_S = 10.0
 MB = 1 << 20
+# Live mode (--source): what a live prediction carries and how a change of class is decided.
+DEFAULT_LIVE_TOP_K = 3
+DEFAULT_MIN_STABLE = 3  # frames a new class must hold before it is a change: one odd frame does not flap
+DEFAULT_FRAME_MAX_SIDE = 640  # GET /v1/frame.jpg: the longest side in pixels (a 4K camera frame is not sent whole)
+MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+MQTT_USERNAME_ENV, MQTT_PASSWORD_ENV = "EDGECLS_MQTT_USERNAME", "EDGECLS_MQTT_PASSWORD"
+
+
+# The help's panels of the live service (edgecls serve --source; predict --source shares LIVE_PANEL).
+LIVE_PANEL, MQTT_PANEL = "Live input", "MQTT"
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """`--source` and how it is classified: `predict --source`'s options, and what events and MQTT send."""
+
+    source: str = option(
+        flags=("--source",), metavar="SOURCE", panel=LIVE_PANEL, show_default="none: classify what is POSTed",
+        help="Also classify a live source around the clock: camera (camera:0), camera:N, a video file (played at its "
+        "own frame rate) or rtsp://..., http(s)://.../stream.mjpg. Adds GET /v1/latest, /v1/events (SSE), "
+        "/v1/frame.jpg, /v1/live and the live view of the page")
+    every: int = option(1, low=1, range_in_help=True, metavar="N", panel=LIVE_PANEL, help="Classify every Nth frame")
+    fps: float | None = option(
+        None, low=0.001, range_in_help=True, metavar="F", panel=LIVE_PANEL, show_default="no limit",
+        help="Classify at most F frames a second (of the video's own time for a file)")
+    top_k: int = option(DEFAULT_LIVE_TOP_K, low=1, range_in_help=True, metavar="K", panel=LIVE_PANEL,
+                        help="Classes in each live prediction")
+    on_change: bool = option(
+        False, panel=LIVE_PANEL,
+        help="Events and MQTT carry only changes of the stable class (GET /v1/latest still has every frame)")
+    min_stable: int = option(
+        DEFAULT_MIN_STABLE, low=1, range_in_help=True, metavar="N", panel=LIVE_PANEL,
+        help="Frames in a row a new class needs before it is the stable one (one odd frame does not flap)")
+    loop: bool = option(False, panel=LIVE_PANEL, help="Play a video file --source again from the start when it ends")
+    timeout: float = option(  # edgecls.runtime.stream.DEFAULT_TIMEOUT
+        10.0, low=0.1, range_in_help=True, metavar="SECONDS", panel=LIVE_PANEL,
+        help="How long to wait for a stream to connect, or for its next frame")
+    reconnect: float = option(  # edgecls.runtime.stream.DEFAULT_RECONNECT
+        10.0, low=0, range_in_help=True, metavar="SECONDS", panel=LIVE_PANEL,
+        help="After a camera or stream drops, keep reopening it (with back-off) this long; 0: end at once")
+    capture: str | None = option(
+        None, choices=CAPTURE_BACKENDS, what="capture backend", panel=LIVE_PANEL,
+        show_default="picamera2 for a camera when installed, else opencv", help="The capture backend")
+    frame_max_side: int = option(
+        DEFAULT_FRAME_MAX_SIDE, low=16, range_in_help=True, metavar="PX", panel=LIVE_PANEL,
+        help="GET /v1/frame.jpg is scaled down to at most this many pixels on its longest side")
+
+    def checked(self) -> LiveOptions:
+        """Each option's bounds (edgecls.options.check: edgecls.bounds'), then what involves two."""
+        check(self)
+        if self.every > 1 and self.fps is not None:
+            raise EdgeclsError("choose one of --every and --fps")
+        return self
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    """`--mqtt mqtt[s]://HOST[:PORT]/TOPIC`: where live predictions are published. Credentials never come
+    from the URL (ps shows a command line to every user): `--mqtt-credentials FILE` or the environment."""
+
+    url: str = option(
+        flags=("--mqtt",), metavar="URL", panel=MQTT_PANEL, show_default="none",
+        help="Publish live predictions as JSON to mqtt://BROKER[:PORT]/TOPIC (mqtts:// for TLS), retained; "
+        "TOPIC/status says online/offline. Never put a password in the URL")
+    credentials_file: Path | None = option(
+        None, flags=("--mqtt-credentials",), metavar="FILE", panel=MQTT_PANEL,
+        show_default=f"${MQTT_USERNAME_ENV} and ${MQTT_PASSWORD_ENV}, else none",
+        help="File holding USER:PASSWORD (one line) for the broker")
+    ca_file: Path | None = option(None, flags=("--mqtt-ca",), metavar="PEM", panel=MQTT_PANEL,
+                                  show_default="the system's CAs", help="CA certificate that signed the broker's "
+                                  "(mqtts://)")
+
+    @property
+    def parts(self) -> tuple[str, str, int, str]:
+        """(scheme, host, port, topic) of the URL; a one-line EdgeclsError for a URL that is not one."""
+        return parse_mqtt_url(self.url)
+
+    @property
+    def tls(self) -> bool:
+        return self.parts[0] == "mqtts"
+
+    @property
+    def status_topic(self) -> str:
+        """Retained "online"/"offline" (the last will says offline when the server vanishes)."""
+        return f"{self.parts[3]}/status"
+
+    def checked(self) -> MqttOptions:
+        self.parts  # noqa: B018  (parsing is the check)
+        for path, flag in ((self.credentials_file, "--mqtt-credentials"), (self.ca_file, "--mqtt-ca")):
+            if path is not None:
+                _check_file(Path(path), flag)
+        if self.ca_file is not None and not self.tls:
+            raise EdgeclsError("--mqtt-ca is for TLS: use an mqtts:// URL")
+        return replace(self, credentials_file=_absolute(self.credentials_file), ca_file=_absolute(self.ca_file))
+
+
+def parse_mqtt_url(url: str) -> tuple[str, str, int, str]:
+    """'mqtt://broker:1883/home/feeder' -> ('mqtt', 'broker', 1883, 'home/feeder'); refuses credentials
+    in the URL, a missing topic, wildcards, other schemes."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise EdgeclsError(f"--mqtt {url!r} is not a URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in MQTT_SCHEMES:
+        raise EdgeclsError(f"--mqtt wants mqtt://HOST[:PORT]/TOPIC or mqtts://... (TLS), not {scheme or 'no'}://")
+    if parts.username is not None or parts.password is not None:
+        raise EdgeclsError("--mqtt: no user or password in the URL (ps shows it to every user): use "
+                           f"--mqtt-credentials FILE or ${MQTT_USERNAME_ENV} and ${MQTT_PASSWORD_ENV}")
+    topic = unquote(parts.path.lstrip("/")).rstrip("/")
+    if not parts.hostname or not topic:
+        raise EdgeclsError(f"--mqtt wants a broker and a topic: {scheme}://HOST[:PORT]/TOPIC, e.g. "
+                           f"{scheme}://localhost/edgecls/camera")
+    if any(c in topic for c in "+\0") or "#" in url or parts.query:  # (a '#' ends a URL's path: look at all of it)
+        raise EdgeclsError(f"--mqtt topic {topic!r}: a topic to publish to has no wildcards (+, #), query or fragment")
+    return scheme, parts.hostname, port or MQTT_SCHEMES[scheme], topic
 
 
 # The help's panels (edgecls serve --help shows them in this order).
 NET, LOAD, LIMITS, UPDATES = "Network and security", "Under load", "Limits", "Model updates"
-PANELS = (NET, OUTPUT, PREPROCESSING, INTERPRETER, LOAD, LIMITS, UPDATES)
+PANELS = (NET, OUTPUT, PREPROCESSING, INTERPRETER, LOAD, LIMITS, UPDATES, LIVE_PANEL, MQTT_PANEL)
 
 
 @dataclass(frozen=True)
@@ -88,6 +207,8 @@ class ServeOptions:
                                    help="TLS certificate (PEM), with --tls-key: serve HTTPS")
     tls_key: Path | None = option(None, metavar="PEM", panel=NET, show_default="none",
                                   help="TLS private key (PEM) of --tls-cert")
+    live: LiveOptions | None = None  # --source: classify a camera, file or stream continuously
+    mqtt: MqttOptions | None = None  # --mqtt: publish the live predictions
     access_log: bool = option(False, help="Log one line per request")
     systemd_unit: bool = option(False, toml=False,
                                 help="Print a systemd unit that runs this command as a service, and exit")
@@ -138,9 +259,13 @@ class ServeOptions:
         if self.insecure_no_auth and (self.token_file is not None or os.environ.get(TOKEN_ENV)):
             raise EdgeclsError(f"--insecure-no-auth and a token ({'--token-file' if self.token_file else TOKEN_ENV}) "
                                "contradict each other: choose one")
+        if self.mqtt is not None and self.live is None:
+            raise EdgeclsError("--mqtt publishes live predictions: give --source (a camera, video file or stream)")
         settings = replace(self.settings, labels=_absolute(self.settings.labels))
+        live = None if self.live is None else self.live.checked()
+        mqtt = None if self.mqtt is None else self.mqtt.checked()
         return replace(self, model=model.absolute(), settings=settings, token_file=_absolute(self.token_file),
-                       tls_cert=_absolute(self.tls_cert), tls_key=_absolute(self.tls_key))
+                       tls_cert=_absolute(self.tls_cert), tls_key=_absolute(self.tls_key), live=live, mqtt=mqtt)
 
 
 TOKEN_ENV = "EDGECLS_TOKEN"

@@ -5,7 +5,8 @@ service runs as a dedicated user, restarts on failure, reloads the model on `sys
 (SIGHUP), stops with SIGTERM's drain, and is hardened: no new privileges, the whole file system
 read-only (ProtectSystem=strict) but for the model's folder (where deployed models are written),
 private /tmp, no capabilities, kernel and control groups protected; the `video` group for cameras.
-A token file is handed over with LoadCredential (it may stay root-only; the service reads its copy).
+A token file (and an MQTT credentials file) is handed over with LoadCredential (it may stay root-only;
+the service reads its copy).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ UNIT_USER = "edgecls"
 CREDENTIAL = "edgecls-token"  # the token file's name in the service's credentials folder (%d)
 PRIVILEGED_PORTS = 1024
 STOP_MARGIN_S = 5  # systemd's stop timeout: the drain (--grace-s) and this much to spare
+MQTT_CREDENTIAL = "edgecls-mqtt"  # the MQTT credentials file's name in the credentials folder
+
+
 def edgecls_command() -> list[str]:
     """This environment's `edgecls`, absolute (the venv's console script, else `python -m edgecls`).
     sys.executable is not resolved: a venv's python is a link out of the venv."""
@@ -31,11 +35,22 @@ def edgecls_command() -> list[str]:
 
 
 def serve_arguments(options: ServeOptions) -> list[str]:
-    """`serve MODEL ...`: the options that differ from the defaults (paths absolute), without the token,
-    made from ServeOptions' own fields (edgecls.options.argv)."""
+    """`serve MODEL ...`: the options that differ from the defaults (paths absolute), without the token or the
+    MQTT credentials, made from the records' own fields (edgecls.options.argv)."""
     own = ("token_file", "systemd_unit")  # the token is handed over as a credential; the unit is this output
-    return ["serve", str(options.model), *argv(options.settings),
-            *argv(options, skip=lambda spec: spec.name in own)]
+    words = ["serve", str(options.model), *argv(options.settings), *argv(options, skip=lambda f: f.name in own)]
+    if options.live is not None:
+        words += argv(options.live, value_of=lambda f, value: live_source(value) if f.name == "source" else value)
+    if options.mqtt is not None:  # its credentials file is handed over as a credential too
+        words += argv(options.mqtt, skip=lambda f: f.name == "credentials_file")
+    return words
+
+
+def live_source(source: str) -> str:
+    """--source as the service must get it: a video file's path made absolute (a unit runs in /)."""
+    if source == "camera" or source.startswith("camera:") or "://" in source:
+        return source
+    return str(Path(source).absolute())
 
 
 def systemd_unit(options: ServeOptions) -> str:
@@ -47,7 +62,10 @@ def systemd_unit(options: ServeOptions) -> str:
     credentials = []
     if options.token_file is not None:
         command += ["--token-file", f"%d/{CREDENTIAL}"]
-        credentials = [f"LoadCredential={CREDENTIAL}:{_quoted(str(options.token_file))}"]
+        credentials.append(f"LoadCredential={CREDENTIAL}:{_quoted(str(options.token_file))}")
+    if options.mqtt is not None and options.mqtt.credentials_file is not None:
+        command += ["--mqtt-credentials", f"%d/{MQTT_CREDENTIAL}"]
+        credentials.append(f"LoadCredential={MQTT_CREDENTIAL}:{_quoted(str(options.mqtt.credentials_file))}")
     folder = options.model.parent
     privileged = 0 < options.port < PRIVILEGED_PORTS
     capabilities = ["AmbientCapabilities=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE"] \
@@ -108,6 +126,10 @@ def unit_warnings(options: ServeOptions) -> list[str]:
     if any(folder == Path(tmp) or Path(tmp) in folder.parents for tmp in ("/tmp", "/var/tmp")):
         found.append(f"the service has a private /tmp (PrivateTmp=yes) and will not see {folder}: put the model in "
                      "a folder of its own, e.g. /var/lib/edgecls")
+    source = None if options.live is None else live_source(options.live.source)
+    if source is not None and source.startswith("/") and any(
+            Path(source).parent == Path(tmp) or Path(tmp) in Path(source).parents for tmp in ("/tmp", "/var/tmp")):
+        found.append(f"the service will not see the --source video {source} in its private /tmp: move it")
     executable = Path(edgecls_command()[0])
     if Path("/home") in executable.parents:
         found.append(f"the service runs as user {UNIT_USER}, which may not read {executable.parent} (home folders "

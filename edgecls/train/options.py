@@ -15,8 +15,8 @@ from edgecls.data import DEDUPE_MODES
 from edgecls.errors import EdgeclsError
 from edgecls.options import OUTPUT, check, from_table, option, to_table, with_spec
 from edgecls.parsing import split_list
-from edgecls.runtime.settings import threads_option
-from edgecls.tomlio import read_toml
+from edgecls.runtime.settings import UNKNOWN, accept_option, rule_option, threads_option, unknown_data_option
+from edgecls.tomlio import path_from, read_toml
 
 # keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
 KERAS_BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
@@ -27,7 +27,6 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 COLORS = ("grayscale", "rgb")
 HEADS = ("linear", "mlp")  # the heads edgecls.transfer fits on a .tflite backbone
-MAX_IMG_SIZE = 512
 
 
 # What the options left unset (None) become, per architecture. The mobile CNN (batch norm after
@@ -59,7 +58,7 @@ def _route_default(name: str) -> str:
 DATA, MODEL, TRAINING = "Data", "Model", "Training"
 KERAS = "Keras backbones (--arch mobilenet_v2, mobilenet_v3_small, ...)"
 BACKBONE = "Backbone route (--backbone FILE.tflite, no TensorFlow)"
-PANELS = (DATA, MODEL, TRAINING, KERAS, BACKBONE, OUTPUT)
+PANELS = (DATA, MODEL, TRAINING, KERAS, BACKBONE, UNKNOWN, OUTPUT)
 
 
 # Which route an option belongs to: the Keras CNN's only (refused with --backbone), the backbone route's
@@ -87,7 +86,7 @@ class TrainOptions:
         help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos) | mobilenet_v2 | "
         "mobilenet_v3_small | efficientnet_b0 (keras.applications backbones, see --weights)"))
     img_size: Optional[int] = cnn_route(option(  # None: the dataset's own size (96 for folders)
-        None, low=8, high=MAX_IMG_SIZE, panel=DATA, help="Square input size in pixels",
+        None, panel=DATA, help="Square input size in pixels",
         show_default="the dataset's own, 96 for folders"))
     color: Optional[str] = cnn_route(option(  # None: the dataset's own colour mode (rgb for folders)
         None, panel=DATA, choices=COLORS, what="colour mode", help="Colour mode",
@@ -95,30 +94,29 @@ class TrainOptions:
     augment: Optional[str] = cnn_route(option(  # None: the dataset's default list
         None, panel=DATA, help="Comma list of flip, rotate, zoom, translate, contrast; or none",
         show_default="per dataset; no flip for digits"))
-    epochs: int = option(_CNN_DEFAULTS["epochs"], low=1, panel=TRAINING, show_default=_route_default("epochs"),
+    epochs: int = option(_CNN_DEFAULTS["epochs"], panel=TRAINING, show_default=_route_default("epochs"),
                          help="Maximum epochs (early stopping restores the best)")
-    batch_size: int = option(_CNN_DEFAULTS["batch_size"], low=1, panel=TRAINING, help="Training batch size",
+    batch_size: int = option(_CNN_DEFAULTS["batch_size"], panel=TRAINING, help="Training batch size",
                              show_default=_route_default("batch_size"))
     optimizer: str = cnn_route(option("adam", panel=TRAINING, choices=OPTIMIZERS, what="optimizer", help="Optimizer"))
     lr: Optional[float] = option(  # None: the architecture's own (ARCH_DEFAULTS)
-        None, low=0, open_low=True, panel=TRAINING, help="Learning rate", show_default=_route_default("lr"))
-    kernel_size: int = cnn_route(option(3, low=1, high=11, panel=MODEL,
+        None, panel=TRAINING, help="Learning rate", show_default=_route_default("lr"))
+    kernel_size: int = cnn_route(option(3, panel=MODEL,
                                         help="Convolution kernel size (seed architecture)"))
     activation: str = cnn_route(option("relu", panel=MODEL,
                                  help="relu | relu6 | elu | gelu | swish | tanh | ... (seed architecture)"))
-    dropout: float = cnn_route(option(0.0, low=0, high=1, open_high=True, panel=MODEL,
+    dropout: float = cnn_route(option(0.0, panel=MODEL,
                                       help="Dropout before the classifier"))
-    label_smoothing: float = cnn_route(option(0.0, low=0, high=1, open_high=True, panel=TRAINING,
+    label_smoothing: float = cnn_route(option(0.0, panel=TRAINING,
                                         help="Label smoothing of the loss"))
     patience: Optional[int] = option(  # None: the architecture's own (ARCH_DEFAULTS)
-        None, low=0, panel=TRAINING, show_default=_route_default("patience"),
+        None, panel=TRAINING, show_default=_route_default("patience"),
         help="Early-stopping patience in epochs, on validation loss; the best epoch's weights are kept (0 disables)")
-    val_fraction: float = option(0.1, low=0, high=0.5, open_low=True, open_high=True, panel=DATA,
-                                 help="Fraction of the data held out for validation")
-    test_fraction: float = option(0.1, low=0, high=0.5, open_low=True, open_high=True, panel=DATA,
+    val_fraction: float = option(0.1, panel=DATA, help="Fraction of the data held out for validation")
+    test_fraction: float = option(0.1, panel=DATA,
                                   help="Fraction of the data held out for the test (a folder with its own test/ keeps "
                                   "it)")
-    seed: int = option(0, low=0, high=2**32 - 1, panel=TRAINING,  # numpy's and Keras' seeds are unsigned 32-bit
+    seed: int = option(0, panel=TRAINING,  # edgecls.bounds: numpy's and Keras' seeds are unsigned 32-bit
                        help="Seed for the split, weights and augmentation (deterministic on CPU)")
     strategy: str = cnn_route(option("default", panel=TRAINING, choices=STRATEGIES, what="strategy",
                                help="tf.distribute strategy"))
@@ -131,7 +129,7 @@ class TrainOptions:
         show_default="near for a folder of images, off for built-in and IDX data")
     # Keras backbones only (--arch mobilenet_v2 | mobilenet_v3_small | efficientnet_b0):
     alpha: Optional[float] = cnn_route(option(  # width multiplier of the MobileNets; None: 1.0
-        None, low=0, high=2, open_low=True, panel=KERAS, show_default="1.0",
+        None, panel=KERAS, show_default="1.0",
         help="Width multiplier of mobilenet_v2 / mobilenet_v3_small (ImageNet weights exist for 0.35, 0.5, 0.75, "
         "1.0, 1.3, 1.4 / 0.75, 1.0)"))
     weights: str = cnn_route(option(  # imagenet | none | a weights FILE (.h5 / .weights.h5 of the backbone)
@@ -139,11 +137,11 @@ class TrainOptions:
         help="imagenet (downloaded once to ~/.keras/models) | none (random, trained from scratch in one phase) | a "
         "weights FILE of the backbone without its top (.h5, .weights.h5)"))
     fine_tune_epochs: int = cnn_route(option(  # second phase: the top blocks unfrozen (0: the backbone stays frozen)
-        10, low=0, panel=KERAS,
+        10, panel=KERAS,
         help="Epochs of the second phase, the top blocks unfrozen after --epochs with the backbone frozen (0: it "
         "stays frozen)"))
     fine_tune_lr: Optional[float] = cnn_route(option(  # None: lr / 10
-        None, low=0, open_low=True, panel=KERAS, help="Learning rate of the fine-tuning phase",
+        None, panel=KERAS, help="Learning rate of the fine-tuning phase",
         show_default="--lr / 10"))
     # A pretrained .tflite backbone instead of a CNN: edgecls.transfer.job trains, with numpy and
     # LiteRT only. Without `backbone` the other five must keep their defaults (validate refuses).
@@ -160,13 +158,18 @@ class TrainOptions:
                                 help="linear (softmax regression) | mlp (one hidden ReLU layer)"))
     # views per training image; measured on catsdogs (scripts/bench_transfer.py): more gained nothing
     views: int = backbone_route(option(
-        1, low=1, panel=BACKBONE,
+        1, panel=BACKBONE,
         help="Views per training image, the image itself included; the others flipped, turned and cropped"))
     threads: Optional[int] = backbone_route(threads_option(panel=BACKBONE))  # interpreter threads; None: the CPU count
     input_range: Optional[str] = backbone_route(option(  # "LO,HI": what pixels 0 and 255 become for a float backbone
         None, metavar="LO,HI", panel=BACKBONE,
         help="What pixels 0 and 255 become for a float backbone (-1,1 for MobileNet style)",
         show_default="its metadata's range, else 0,255; quantised: its own"))
+    # The unknown answer (edgecls.calibrate), fitted where the .tflite is written: here for --backbone;
+    # a Keras run gets it from `edgecls export`, which takes the same options.
+    accept: float = backbone_route(accept_option())  # the share of validation images of known classes accepted
+    unknown_data: Optional[str] = backbone_route(unknown_data_option())  # images of none of the classes
+    rule: str = backbone_route(rule_option())  # auto | top | embedding | both
     # how this run is made, not what it is: not in config.toml
     force: bool = option(
         False, panel=OUTPUT, toml=False,
@@ -203,6 +206,7 @@ def route_of(name: str) -> str:
 
 _FIELDS = {f.name: f for f in fields(TrainOptions)}
 BACKBONE_ONLY = tuple(name for name in _FIELDS if route_of(name) == "backbone" and name != "backbone")
+EXPORT_TOO = ("accept", "unknown_data", "rule")  # a Keras run takes these at export
 # The options that mean nothing for a head on a .tflite backbone: refused, not ignored.
 NOT_WITH_BACKBONE = tuple(name for name in _FIELDS if route_of(name) == "cnn")
 
@@ -220,11 +224,11 @@ def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> T
 
 def with_config(options: TrainOptions, given: set[str]) -> tuple[TrainOptions, set[str]]:
     """`train --config FILE.toml`: the file's values for the options the command line left out (`given` names
-    those it gave: they win), and the names of all the options now set by the user."""
+    those it gave: they win), and the names of the options the file set."""
     if options.config is None:
-        return options, given
+        return options, set()
     values = {name: value for name, value in read_config(options.config).items() if name not in given}
-    return dataclasses.replace(options, **values), given | set(values)
+    return dataclasses.replace(options, **values), set(values)
 
 
 # A .tflite backbone run's config.toml once named its backbone in a [transfer] table: these of its keys
@@ -244,7 +248,8 @@ def read_config(path: Path) -> dict[str, Any]:
     older = document.get("transfer") if raw is not document else None
     if isinstance(older, dict) and "backbone" not in raw:
         raw = {**raw, **{key: older[key] for key in TRANSFER_TABLE_OPTIONS if key in older}}
-    values = from_table(TrainOptions, raw, f"config file {path}")
+    # a path that is not UTF-8, as config.toml writes it
+    values = from_table(TrainOptions, {key: path_from(value) for key, value in raw.items()}, f"config file {path}")
     if values.get("backbone") is not None:
         values = {name: value for name, value in values.items() if name not in SET_BY_BACKBONE}
     return values
@@ -253,7 +258,7 @@ def read_config(path: Path) -> dict[str, Any]:
 def config_table(o: TrainOptions) -> dict[str, Any]:
     """What config.toml's [train] table records of a run: its options (those of its route, for a backbone run,
     with the input size and colour the backbone fixed)."""
-    table = to_table(o)
+    table = options_table(o)
     if o.backbone is None:
         return table
     return {name: value for name, value in table.items() if route_of(name) != "cnn" or name in SET_BY_BACKBONE}
@@ -264,7 +269,8 @@ def validate(o: TrainOptions) -> None:
     (edgecls.options.check), then the rules between them."""
     stray = [name for name in BACKBONE_ONLY if o.backbone is None and getattr(o, name) != getattr(DEFAULTS, name)]
     if stray:
-        raise EdgeclsError(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite")
+        where = " (a Keras run takes it at export: edgecls export RUN ...)" if stray[0] in EXPORT_TOO else ""
+        raise EdgeclsError(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite{where}")
     check(o)
     unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]
     if unknown:
@@ -287,5 +293,10 @@ def _validate_backbone(o: TrainOptions) -> None:
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:
-    """The options as config.toml's [train] table keeps them (edgecls.options.to_table)."""
-    return to_table(o)
+    """The options as config.toml's [train] table keeps them (edgecls.options.to_table); a Keras run leaves out
+    the unknown answer's (its export fits that, with its own options)."""
+    table = to_table(o)
+    if o.backbone is None:
+        for key in EXPORT_TOO:
+            table.pop(key)
+    return table
