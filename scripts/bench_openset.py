@@ -181,7 +181,7 @@ def measure(run_dir: Path, model_file: str, negatives: dict[str, np.ndarray], ac
     from edgecls.rundir import open_run
     from edgecls.runtime.metadata import embed_metadata, read_metadata
     from edgecls.runtime.metrics import calibration_figures
-    from edgecls.transfer.graph import load_model, serialize
+    from edgecls.tflite.graph import load_model, serialize
 
     run = open_run(run_dir)
     dataset, split = run.dataset(), run.split()

@@ -191,7 +191,7 @@ def test_disagree_keeps_what_a_second_model_answers_otherwise(model, cli, tmp_pa
     wrong = tmp_path / "wrong" / "model.tflite"  # same labels, its last layer's weights negated: it disagrees
     wrong.parent.mkdir()
     from edgecls.calibrate.graph import find_tail
-    from edgecls.transfer.graph import load_model, producers, serialize
+    from edgecls.tflite.graph import load_model, producers, serialize
 
     graph = load_model(REFERENCE.read_bytes())
     sub = graph.subgraphs[0]

@@ -165,7 +165,7 @@ BAD_INDICES = {  # name -> (change, words the message must hold)
 
 @pytest.mark.parametrize("name", sorted(BAD_INDICES))
 def test_backbone_indices_out_of_range_are_one_line_naming_the_users_file(name, tmp_path):
-    from edgecls.transfer.backbone import open_backbone
+    from edgecls.tflite.backbone import open_backbone
 
     change, words = BAD_INDICES[name]
     path = mutated(INT8, tmp_path / "my backbone.tflite", change)
@@ -187,7 +187,7 @@ def test_backbone_indices_out_of_range_are_one_line_naming_the_users_file(name, 
 def test_backbone_inputs_meet_predicts_limits_before_anything_is_allocated(shape, signature, words, tmp_path):
     from edgecls.runtime.metadata import ModelFileError
     from edgecls.runtime.model import check_image_input
-    from edgecls.transfer.backbone import open_backbone
+    from edgecls.tflite.backbone import open_backbone
 
     def change(m, s):
         t = m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]]
@@ -203,7 +203,7 @@ def test_backbone_inputs_meet_predicts_limits_before_anything_is_allocated(shape
 
 
 def test_what_the_interpreter_refuses_in_a_backbone_names_the_users_file_not_a_temp_file(tmp_path):
-    from edgecls.transfer.backbone import open_backbone
+    from edgecls.tflite.backbone import open_backbone
 
     def custom(m, s):
         code = m.operatorCodes[ops(m, "MAX_POOL_2D")[0].opcodeIndex]
@@ -220,8 +220,8 @@ def test_what_the_interpreter_refuses_in_a_backbone_names_the_users_file_not_a_t
 def test_a_cut_that_fails_to_load_names_the_backbone(tmp_path, monkeypatch):
     """Whatever the runtime says about the cut model, the user reads it about the file they gave."""
     from edgecls.runtime import ModelFileError
+    from edgecls.tflite.backbone import open_backbone
     from edgecls.transfer import embed
-    from edgecls.transfer.backbone import open_backbone
 
     backbone = open_backbone(INT8)
 

@@ -23,7 +23,7 @@ from edgecls.runtime import Classifier, ModelFileError
 from edgecls.runtime.metadata import embed_metadata, parse_metadata_json, read_metadata
 from edgecls.runtime.model import check_classifier
 from edgecls.runtime.openset import OpenSetRule, answer
-from edgecls.transfer.graph import load_model
+from edgecls.tflite.graph import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "models" / "digits-seed" / "model_int8.tflite"
@@ -102,7 +102,7 @@ def test_the_uncalibrated_graph_comes_back_exactly(calibrated):
     assert not surgery.is_wrapped(model) and len(model.subgraphs) == 1
     before, after = Classifier(REFERENCE), None
     path = calibrated.with_name("plain.tflite")
-    from edgecls.transfer.graph import serialize
+    from edgecls.tflite.graph import serialize
 
     path.write_bytes(embed_metadata(serialize(model), {k: v for k, v in meta.items() if k != "openset"}))
     after = Classifier(path)
@@ -374,7 +374,7 @@ def test_too_few_validation_images_export_without_a_rule():
 def test_a_model_without_a_classifier_layer_gets_the_top_rule_and_embedding_is_refused(tmp_path):
     """Cut the reference model before its dense layers: its output is made by no classifier layer, so
     there is no embedding to read; auto falls back to the top score, a forced embedding rule is an error."""
-    from edgecls.transfer.graph import cut, producers, serialize
+    from edgecls.tflite.graph import cut, producers, serialize
 
     model = load_model(REFERENCE.read_bytes())
     tail = surgery.find_tail(model)

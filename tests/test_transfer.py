@@ -43,7 +43,7 @@ def small_catsdogs(root: Path, per_class: int = 8) -> Path:
 @pytest.mark.shared_data
 @pytest.mark.skipif(not CORAL.exists(), reason="../shared/data is not present")
 def test_coral_embedding_is_the_average_pool_before_the_1x1_logits_conv():
-    from edgecls.transfer.backbone import open_backbone
+    from edgecls.tflite.backbone import open_backbone
 
     backbone = open_backbone(CORAL)
     e = backbone.embedding
@@ -54,7 +54,7 @@ def test_coral_embedding_is_the_average_pool_before_the_1x1_logits_conv():
 
 
 def test_embedding_of_a_keras_classifier_is_the_input_of_its_last_dense(models):
-    from edgecls.transfer.backbone import open_backbone
+    from edgecls.tflite.backbone import open_backbone
 
     backbone = open_backbone(models.rgb_int8)
     assert backbone.embedding.shape == (1, 8) and backbone.embedding.dtype == "int8"
@@ -62,7 +62,7 @@ def test_embedding_of_a_keras_classifier_is_the_input_of_its_last_dense(models):
 
 
 def test_embedding_tensor_option_picks_the_named_tensor(models):
-    from edgecls.transfer.backbone import open_backbone
+    from edgecls.tflite.backbone import open_backbone
 
     found = open_backbone(models.rgb_float).embedding
     again = open_backbone(models.rgb_float, embedding_tensor=found.name).embedding
@@ -94,7 +94,7 @@ def test_cut_and_graft_gives_a_model_litert_runs_that_agrees_with_the_numpy_head
 
 
 def test_an_mlp_head_is_grafted_as_two_quantised_fully_connected_layers(models, tmp_path):
-    from edgecls.transfer import graph
+    from edgecls.tflite import graph
     from edgecls.transfer.job import TransferOptions, train_with_backbone
 
     result = train_with_backbone(TransferOptions(data=str(colour_folder(tmp_path / "data")), head="mlp", hidden=16,
@@ -111,7 +111,7 @@ def test_an_mlp_head_is_grafted_as_two_quantised_fully_connected_layers(models, 
 
 
 def test_a_float_backbone_gets_a_float_head(models, tmp_path):
-    from edgecls.transfer import graph
+    from edgecls.tflite import graph
     from edgecls.transfer.job import TransferOptions, train_with_backbone
 
     result = train_with_backbone(TransferOptions(data=str(colour_folder(tmp_path / "data")),

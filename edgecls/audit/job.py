@@ -143,7 +143,7 @@ def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Option
     source = run.data if run is not None else options.data
     backbone = None
     if backbone_path:
-        from edgecls.transfer.backbone import open_backbone
+        from edgecls.tflite.backbone import open_backbone
 
         backbone = open_backbone(backbone_path, options.embedding_tensor)
         h, w, c = backbone.input_shape

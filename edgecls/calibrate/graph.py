@@ -17,8 +17,8 @@ import numpy as np
 
 from edgecls.runtime.metadata import ModelFileError, schema
 from edgecls.runtime.openset import PROBABILITIES_OUTPUT, SIGNATURE, SIMILARITY_OUTPUT
-from edgecls.transfer import graph as fb
-from edgecls.transfer.backbone import find_embedding
+from edgecls.tflite import graph as fb
+from edgecls.tflite.backbone import find_embedding
 
 _PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE"}  # between the SOFTMAX and the output
 _EMBEDDING_TYPES = ("float32", "uint8", "int8")
@@ -39,7 +39,7 @@ class Tail:
 
 def find_tail(model) -> Tail:
     """The SOFTMAX (walking back from the output through QUANTIZE/DEQUANTIZE/RESHAPE/SQUEEZE), the
-    logits and the embedding (edgecls.transfer.backbone's search: the input of the last
+    logits and the embedding (edgecls.tflite.backbone's search: the input of the last
     FULLY_CONNECTED or 1x1 CONV_2D) of subgraph 0."""
     graph = model.subgraphs[0]
     made_by = fb.producers(graph)

@@ -34,7 +34,7 @@ from edgecls.runtime.openset import DEFAULT_ACCEPT, OPENSET_FORMAT, OPENSET_KEY,
 from edgecls.runtime.preprocess import load_image
 from edgecls.runtime.quant import input_converter, softmax
 from edgecls.runtime.sources import MAX_UNKNOWN, read_images
-from edgecls.transfer.graph import load_model
+from edgecls.tflite.graph import load_model
 
 MAX_PROTOTYPE_BYTES = 64 << 10  # or a quarter of the model, if larger: the prototypes are float32 weights
 MIN_VALIDATION = 20  # fewer validation images cannot set a threshold worth the name
@@ -216,7 +216,7 @@ def _spec(folder: Path, content: bytes, options: OpenSetOptions, input_range: Op
 
 
 def _plain_bytes(model) -> bytes:
-    from edgecls.transfer.graph import serialize
+    from edgecls.tflite.graph import serialize
 
     return serialize(model)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import split_list
+from edgecls.train import quality
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ LITERT_INSTALL = "pip install 'edgecls[train]'"
 
 # Export defaults, here so the CLI's help can show them without importing the export machinery.
 DEFAULT_QUANT = "float32,int8"
-DEFAULT_MIN_AGREEMENT = 0.95
+DEFAULT_MIN_AGREEMENT = quality.DEFAULT_MIN_AGREEMENT  # the gate, declared with the quality checks (train.quality)
 # export --target (edgecls.export.target)
 DEFAULT_MAX_DROP = 0.5  # points of top-1 accuracy below the Keras float model, on the validation split
 DEFAULT_FALLBACK = 3  # int8 with the k = 1..3 worst ops in float

@@ -21,6 +21,9 @@ from edgecls.errors import EdgeclsError
 from edgecls.reporter import Reporter
 from edgecls.runtime.metrics import correct_count, few_images_warning
 
+# The export gate: the least top-1 agreement of an 8-bit file with its float model on the validation split
+# (edgecls export's --min-agreement default; the backbone route, which writes its own .tflite, applies it too).
+DEFAULT_MIN_AGREEMENT = 0.95
 SIGNIFICANCE = 0.05  # the chance a majority-class guesser scores at least as well
 COLLAPSE_SHARE = 0.90  # one class taking this share of the predictions (or more) ...
 COLLAPSE_EXCESS = 0.05  # ... and this much more than its true share: the model answers one class

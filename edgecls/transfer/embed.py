@@ -112,11 +112,11 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def cut_embedder(backbone: Any, folder: Path, num_threads: Optional[int],
                  input_range: Optional[tuple[float, float]] = None) -> Embedder:
-    """An Embedder of `backbone` (transfer.backbone.Backbone) cut at its embedding; the cut model is
+    """An Embedder of `backbone` (tflite.backbone.Backbone) cut at its embedding; the cut model is
     written to `folder` (a scratch folder the caller removes). `input_range` overrides the backbone's."""
     from edgecls.errors import EdgeclsError
     from edgecls.runtime import ModelFileError
-    from edgecls.transfer import graph
+    from edgecls.tflite import graph
 
     model = graph.load_model(backbone.content, backbone.path.name)
     graph.cut(model, backbone.embedding.index)

@@ -41,7 +41,6 @@ from edgecls.calibrate.job import OpenSetOptions, calibrate_split
 from edgecls.data import DEDUPE_MODES, load_dataset
 from edgecls.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.errors import EdgeclsError
-from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
 from edgecls.plotting import pyplot
 from edgecls.provenance import created_timestamp, device_versions, sha256_file
 from edgecls.reporter import SILENT, Reporter
@@ -50,6 +49,8 @@ from edgecls.runtime.metadata import ModelInput, ModelMetadata, ModelSource, Qua
 from edgecls.runtime.metrics import accuracy_text, classification_metrics, correct_count
 from edgecls.runtime.model import read_model_bytes
 from edgecls.runtime.settings import parse_range, range_text
+from edgecls.tflite import graph
+from edgecls.tflite.backbone import Backbone, open_backbone
 from edgecls.train.options import (
     DEFAULTS,
     HEAD_DEFAULTS,
@@ -59,9 +60,12 @@ from edgecls.train.options import (
     config_table,
     route_of,
 )
-from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
-from edgecls.transfer import graph
-from edgecls.transfer.backbone import Backbone, open_backbone
+from edgecls.train.quality import (  # numpy only, like this route
+    DEFAULT_MIN_AGREEMENT,
+    assess,
+    quality_warnings,
+    refuse_useless,
+)
 from edgecls.transfer.embed import (
     VIEW_RECIPE,
     Embedder,

@@ -19,7 +19,7 @@ from edgecls.errors import EdgeclsError
 from edgecls.runtime import ModelFileError, read_metadata
 from edgecls.runtime.interpreter import create_interpreter, find_backend
 from edgecls.runtime.model import check_image_input, read_model_bytes
-from edgecls.transfer.graph import (
+from edgecls.tflite.graph import (
     dtype_name,
     has_data,
     ints,
