@@ -57,7 +57,7 @@ def calibrate(
     """  # noqa: E501  (one line a paragraph: Typer keeps a docstring's line breaks in --help)
     from edgecls.calibrate.folder import calibrate_folder
     from edgecls.calibrate.job import OpenSetOptions
-    from edgecls.parsing import parse_range
+    from edgecls.runtime.settings import parse_range
 
     options = OpenSetOptions(accept=accept, rule=plain(rule), seed=seed, threads=threads)
     reporter = Reporter()
