@@ -25,7 +25,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 SSHD = "/usr/sbin/sshd"
-DEVICE_REQUIREMENTS = ("numpy", "pillow", "typer", "rich", "flatbuffers", "ai-edge-litert")
+DEVICE_REQUIREMENTS = ("numpy", "pillow", "typer", "rich", "flatbuffers", "ai-edge-litert", "tomli-w")
 
 
 def free_port() -> int:
