@@ -19,7 +19,7 @@ class FlipsOptions:
     """`bench --explain-flips N`: maps of the images a quantised model and the float one disagree on."""
 
     explain_flips: Optional[int] = option(
-        None, flags=("--explain-flips",), metavar="N", panel=ANALYSES, low=0, what="--explain-flips",
+        None, flags=("--explain-flips",), metavar="N", panel=ANALYSES, what="--explain-flips",
         show_default="none: no explanation",
         help="Also explain every image where a quantised .tflite and the float32 one disagree, plus the N "
         "least-confident agreements (0: flips only): both models' maps and top-3, the per-layer SNR and the first "
