@@ -85,10 +85,11 @@ def predict(
                             resize=resize, fit=fit, open_set=unknown)
     collector = None
     if any(v is not None for v in (collect, collect_when, collect_max_mb, collect_reserve_mb, shadow, shadow_every)):
-        from edgecls.runtime.collect import collector_for
+        from edgecls.runtime.collect import collect_options, collector_for
 
-        collector = collector_for(classifier, collect, collect_when, collect_max_mb, collect_reserve_mb,
-                                  lambda line: print(f"edgecls: {line}", file=err, flush=True), shadow, shadow_every)
+        collector = collector_for(classifier, collect_options(collect, collect_when, collect_max_mb, collect_reserve_mb,
+                                                              shadow, shadow_every),
+                                  lambda line: print(f"edgecls: {line}", file=err, flush=True))
     stream = some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
     asked = max(top_k, 2) if collector is not None and collector.needs_two else top_k

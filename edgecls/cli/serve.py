@@ -11,9 +11,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import Backend, FitOption, InputRange, Labels, ResizeOption, Threads, Typer, plain
+from edgecls.cli.common import (
+    Backend,
+    CollectDir,
+    CollectMaxMb,
+    CollectReserveMb,
+    CollectWhen,
+    FitOption,
+    InputRange,
+    Labels,
+    ResizeOption,
+    Shadow,
+    ShadowEvery,
+    Threads,
+    Typer,
+    plain,
+)
 from edgecls.serve.options import (
     DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_DRIFT_WINDOW,
     DEFAULT_GRACE_S,
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_HOST,
@@ -81,6 +97,10 @@ _Watch = Annotated[bool, typer.Option(
 _AllowInputChange = Annotated[bool, typer.Option(
     "--allow-input-change", rich_help_panel=_UPDATES,
     help="Accept a new model whose input size or colour differs from the served one's")]
+_DriftWindow = Annotated[int, typer.Option(
+    "--drift-window", min=1, metavar="N", rich_help_panel="Collect for the next training",
+    help="The last N answers /metrics compares with the training split: class mix (Jensen-Shannon divergence), "
+         "mean calibrated confidence, unknown rate")]
 _AccessLog = Annotated[bool, typer.Option("--access-log", help="Log one line per request")]
 _SystemdUnit = Annotated[bool, typer.Option(
     "--systemd-unit", help="Print a systemd unit that runs this command as a service, and exit")]
@@ -91,7 +111,9 @@ SERVE_EXAMPLES = (
     "curl --data-binary @seven.png -H 'Content-Type: image/png' 'localhost:8080/v1/classify?top_k=3'\n\n"
     "edgecls serve model.tflite --host 0.0.0.0 --token-file /etc/edgecls/token --interpreters 2 --threads 2\n\n"
     "edgecls serve mobilenet_v1_0.5_160_quant.tflite --labels imagenet_labels.txt --resize nearest --watch\n\n"
-    "edgecls serve model.tflite --host 0.0.0.0 --token-file token --systemd-unit > edgecls.service"
+    "edgecls serve model.tflite --host 0.0.0.0 --token-file token --systemd-unit > edgecls.service\n\n"
+    "edgecls serve model_int8.tflite --collect /var/lib/edgecls/inbox --collect-when unknown,uncertain<0.6 "
+    "--collect-max-mb 500"
 )
 
 
@@ -124,6 +146,13 @@ def serve(
     max_connections: _MaxConnections = DEFAULT_MAX_CONNECTIONS,
     watch: _Watch = False,
     allow_input_change: _AllowInputChange = False,
+    collect: CollectDir = None,
+    collect_when: CollectWhen = None,
+    collect_max_mb: CollectMaxMb = None,
+    collect_reserve_mb: CollectReserveMb = None,
+    shadow: Shadow = None,
+    shadow_every: ShadowEvery = None,
+    drift_window: _DriftWindow = DEFAULT_DRIFT_WINDOW,
     access_log: _AccessLog = False,
     systemd_unit: _SystemdUnit = False,
 ) -> None:
@@ -131,11 +160,14 @@ def serve(
 
     Routes: POST /v1/classify (an image as the body, or a multipart field 'image'; ?top_k=), GET and PUT /v1/model (the model, or a new one: checked, then swapped in without dropping a request), POST /v1/model/rollback, GET /healthz, /readyz, /metrics (Prometheus). Answers are predict's, with the SHA-256 of the model that gave them.
 
+    With --collect DIR, the answers a --collect-when rule picks are kept as predict --collect keeps them (uploads as they came). /metrics also tracks drift: the class mix of the last --drift-window answers against the training split's, the mean calibrated confidence and the unknown rate.
+
     Safe by default: 127.0.0.1 only unless --host; any other address needs a token. Bodies, pixels, read times, connections and the queue are capped (413, 408, 503 with Retry-After). SIGTERM drains, SIGHUP reloads the model. Needs pip install 'edgecls\\[serve]'.
 
     Exit codes: 0 stopped by SIGTERM after draining (or --systemd-unit printed); 2 it cannot start (a bad model, token, certificate or option, the port is taken, the serve extra is missing); 130 Ctrl-C.
     """  # noqa: E501  (one line a paragraph: Typer keeps a docstring's line breaks in --help)
     from edgecls.parsing import parse_range
+    from edgecls.runtime.collect import collect_options
 
     settings = ModelSettings(labels=labels, resize=plain(resize), fit=plain(fit), input_range=parse_range(input_range),
                              threads=threads, backend=backend)
@@ -145,7 +177,9 @@ def serve(
         max_body_mb=max_body_mb, max_model_mb=max_model_mb, max_megapixels=max_megapixels,
         header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s, max_connections=max_connections,
         grace_s=grace_s, watch=watch, allow_input_change=allow_input_change, tls_cert=tls_cert, tls_key=tls_key,
-        access_log=access_log).checked()
+        access_log=access_log, drift_window=drift_window,
+        collect=collect_options(collect, collect_when, collect_max_mb, collect_reserve_mb, shadow, shadow_every),
+    ).checked()
     if systemd_unit:
         from edgecls.serve.unit import systemd_unit as unit_text
         from edgecls.serve.unit import unit_warnings

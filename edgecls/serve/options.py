@@ -9,8 +9,12 @@ import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecls.errors import EdgeclsError
+
+if TYPE_CHECKING:  # numpy's module: only its type here (this module is stdlib only)
+    from edgecls.runtime.collect import CollectOptions
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -25,6 +29,7 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 60.0  # 20 MB at ~3 Mbit/s
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_GRACE_S = 10.0
+DEFAULT_DRIFT_WINDOW = 500  # answers (edgecls.runtime.drift.DEFAULT_WINDOW; not imported: stdlib only here)
 MB = 1 << 20
 
 
@@ -64,6 +69,8 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     access_log: bool = False
+    collect: CollectOptions | None = None  # --collect DIR and its rules (edgecls.serve.field)
+    drift_window: int = DEFAULT_DRIFT_WINDOW  # answers in the rolling window /metrics compares with training
 
     @property
     def queue_size(self) -> int:
@@ -116,9 +123,17 @@ class ServeOptions:
                               (self.body_timeout_s, "--body-timeout-s")):
             if not value > 0:
                 raise EdgeclsError(f"{option} must be more than 0, got {value}")
+        if self.drift_window < 1:
+            raise EdgeclsError(f"--drift-window must be 1 or more, got {self.drift_window}")
+        collect = self.collect
+        if collect is not None:
+            if collect.shadow is not None:
+                _check_file(Path(collect.shadow), "--shadow")
+            collect = replace(collect, folder=str(Path(collect.folder).absolute()),
+                              shadow=None if collect.shadow is None else str(Path(collect.shadow).absolute()))
         settings = replace(self.settings, labels=_absolute(self.settings.labels))
         return replace(self, model=model.absolute(), settings=settings, token_file=_absolute(self.token_file),
-                       tls_cert=_absolute(self.tls_cert), tls_key=_absolute(self.tls_key))
+                       tls_cert=_absolute(self.tls_cert), tls_key=_absolute(self.tls_key), collect=collect)
 
 
 TOKEN_ENV = "EDGECLS_TOKEN"
