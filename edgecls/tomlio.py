@@ -50,6 +50,8 @@ def toml_text(tables: dict[str, dict[str, Any]], header: str = "") -> str:
 
 
 def toml_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

@@ -162,10 +162,13 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
 
 
 def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, split: Any, options: OpenSetOptions,
-                    unknown_data: Optional[str], name: str, log: Callable[[str], None]) -> tuple[bytes, dict]:
+                    unknown_data: Optional[str], name: str, log: Callable[[str], None],
+                    negatives: Optional[np.ndarray] = None) -> tuple[bytes, dict]:
     """Calibrate a run's .tflite as export and `train --backbone` do: prototypes from (a stratified sample
-    of) the train split, temperature and rule on the validation split, figures on the test split.
-    Returns the calibrated file and its report (metrics.json's and export.json's "openset")."""
+    of) the train split, temperature and rule on the validation split, figures on the test split;
+    `negatives` (images of none of the classes, at the model's size, e.g. a retrained run's unknown/
+    images) join --unknown-data's. Returns the calibrated file and its report (metrics.json's and
+    export.json's "openset")."""
     from edgecls.data import stratified_sample
 
     if len(split.val) < MIN_VALIDATION:  # a tiny run still trains and exports: without the rule, said so
@@ -178,9 +181,13 @@ def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, spli
     color = "grayscale" if c == 1 else "rgb"
     unknown = (read_images(Path(unknown_data), lambda path: load_image(path, (h, w), color), MAX_UNKNOWN,
                            options.seed, "--unknown-data") if unknown_data else None)
+    where = [str(unknown_data)] if unknown_data else []
+    if negatives is not None and len(negatives):
+        unknown = negatives if unknown is None else np.concatenate([unknown, negatives])
+        where.append(f"{len(negatives)} images of the run's added unknown/ folders")
     data = FitData(np.asarray(images[train]), labels[train], np.asarray(images[split.val]), labels[split.val], unknown,
                    {"fit": f"train split ({len(train)} images)", "val": "validation split",
-                    **({"unknown": str(unknown_data)} if unknown_data else {})})
+                    **({"unknown": " and ".join(where)} if where else {})})
     result = calibrate(content, data, options, name=name, log=log)
     test = evaluate(result.content, np.asarray(images[split.test]), labels[split.test], threads=options.threads)
     report = {"rule": result.record["rule"], "accept": options.accept,

@@ -65,9 +65,11 @@ def choice(kind: type[Enum], what: str) -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
-    """What the library takes: Enum members as their strings, paths as strings."""
+    """What the library takes: Enum members as their strings, paths as strings (a list's too)."""
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, list):
+        return [plain(v) for v in value]
     return str(value) if isinstance(value, Path) else value
 
 
