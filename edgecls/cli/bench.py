@@ -219,6 +219,10 @@ def bench_compare(
         help="Run directories: images of none of the classes, the share each model's unknown rule rejects")] = None,
     threads: Annotated[Optional[int], typer.Option(
         min=1, help="Run directories: interpreter threads", show_default="the CPU count")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        metavar="FOLDER", show_default="the first run's test split",
+        help="Run directories: score them on these labelled images instead (class sub-folders; a test/ part if it "
+             "has one, else all)")] = None,
     report: Annotated[Optional[Path], typer.Option(
         rich_help_panel=OUTPUT, help="Folder for compare.md, compare.json (and compare.png of reports)",
         show_default="none: the table only")] = None,
@@ -240,7 +244,7 @@ def bench_compare(
         from edgecls.reports.runs import compare_runs, render
         from edgecls.reports.runs import write_outputs as write_runs
 
-        doc = compare_runs(reports, str(unknown_data) if unknown_data else None, threads, Reporter())
+        doc = compare_runs(reports, str(unknown_data) if unknown_data else None, threads, data, Reporter())
         print_tables(render(doc))
         written = write_runs(doc, report, json_path)
         if written:
@@ -250,10 +254,11 @@ def bench_compare(
         from edgecls.errors import EdgeclsError
 
         raise EdgeclsError("give bench reports (JSON files) or run directories to compare, not both")
-    if unknown_data is not None or threads is not None:
+    if unknown_data is not None or threads is not None or data is not None:
         from edgecls.errors import EdgeclsError
 
-        raise EdgeclsError("--unknown-data and --threads are for run directories (bench reports are measured already)")
+        raise EdgeclsError("--unknown-data, --threads and --data are for run directories (bench reports are measured "
+                           "already)")
     from edgecls.reports.compare import compare, render_compare_table, write_outputs
 
     merged = compare(reports)

@@ -1,4 +1,4 @@
-"""`edgecls bench compare RUN RUN2 ...`: runs side by side on the first run's test split.
+"""`edgecls bench compare RUN RUN2 ...`: runs side by side on the first run's test split (or on --data).
 
 Did the retrained run get better? Every .tflite each run exported (as its export.json lists them) is
 scored through the device runtime on the same images — RUN's held-out test split, which a run made
@@ -8,7 +8,8 @@ change and its exact McNemar p-value (paired: the same images, so a small test s
 whether a gap is more than chance); calibration (ECE) and the unknown rule (the share accepted, the
 accuracy on those, and with --unknown-data the share of other images rejected); the classes whose
 accuracy moved. A run whose training split holds some of RUN's test images is said to be flattered.
-Latency is not measured (`edgecls bench RUN2` does: the same architecture runs alike).
+`--data FOLDER` scores them on other labelled images instead (e.g. field pictures labelled and kept out
+of training: where a retrained run should gain). Latency is not measured (`edgecls bench RUN2` does).
 
 A form of `bench compare` rather than a command of its own: comparing is what that command does, and a
 run directory cannot be mistaken for a bench.json. Unlike merging two bench reports, it guarantees
@@ -40,7 +41,7 @@ FORMAT = "edgecls.runs-compare/1"
 COLUMNS = ("model", "run", "top-1", "95% CI", "correct", "Δ", "p", "ECE", "accepted", "acc. accepted", "rejected")
 NARROW = ("run", "top-1", "correct", "Δ", "p", "ECE", "accepted")  # under a line naming the model
 CHANGED_CLASSES = 5  # classes listed per pair whose accuracy moved most
-LEGEND = ("top-1: the share of the first run's test images answered right (correct: how many; 95% CI: Wilson); "
+LEGEND = ("top-1: the share of the test images answered right (correct: how many; 95% CI: Wilson); "
           "Δ: against the first run's file of the same name, in points; p: the exact McNemar test on the images "
           f"where the two differ (below {SIGNIFICANCE:g}: more than chance); ECE: calibration error; accepted: the "
           "share the model's unknown rule accepts, acc. accepted: the accuracy on those; rejected: the share of "
@@ -48,8 +49,9 @@ LEGEND = ("top-1: the share of the first run's test images answered right (corre
 
 
 def compare_runs(paths: Sequence[Path], unknown_data: Optional[str] = None, threads: Optional[int] = None,
-                 reporter: Reporter = SILENT) -> dict[str, Any]:
-    """The comparison document: the runs, every model's figures on the first run's test split, the pairs."""
+                 data: Optional[str] = None, reporter: Reporter = SILENT) -> dict[str, Any]:
+    """The comparison document: the runs, every model's figures on the first run's test split (or on `data`,
+    labelled images of the same classes: its test part if it has one, else all of it), the pairs."""
     if len(paths) < 2:
         raise EdgeclsError("give two run directories or more: the first one's test split scores them all")
     runs = [open_run(path) for path in paths]
@@ -58,9 +60,18 @@ def compare_runs(paths: Sequence[Path], unknown_data: Optional[str] = None, thre
         if list(run.labels) != list(first.labels):
             raise EdgeclsError(f"{run.name} has other classes than {first.name} ({', '.join(run.labels[:5])} ... "
                                f"against {', '.join(first.labels[:5])} ...): their models answer different questions")
-    test = run_test_set(first)
+    if data is None:
+        test = run_test_set(first)
+    else:  # e.g. newly labelled field pictures, kept out of training: where the retrained run should gain
+        from edgecls.bench.inputs import data_test_set
+        from edgecls.bench.testset import match_classes
+
+        test = match_classes(data_test_set(data, (first.img_size, first.img_size), first.color), list(first.labels),
+                             first.name)
     names = report_labels([Path(p) for p in paths])
-    reporter(f"Scoring the models of {len(runs)} runs on the {len(test.labels)} test images of {first.name}")
+    where = f"the {len(test.labels)} test images of {first.name}" if data is None else \
+        f"{len(test.labels)} images of {data}"
+    reporter(f"Scoring the models of {len(runs)} runs on {where}")
     digests = set(image_digests(test.images))
     unknown = None
     if unknown_data is not None:
@@ -92,9 +103,11 @@ def compare_runs(paths: Sequence[Path], unknown_data: Optional[str] = None, thre
     models.sort(key=lambda m: (order[m["model"]], names.index(m["run"])))  # each file's runs together
     pairs = _pairs(models, probabilities, names, test)
     digest = part_digest(test.images, np.arange(len(test.labels)))
-    return {"format": FORMAT, "test": {"run": first.name, "images": int(len(test.labels)), "digest": digest,
-                                       "source": test.notes[0] if test.notes else None},
-            "runs": [_run_entry(name, run, i == 0, digest, digests) for i, (name, run) in enumerate(zip(names, runs))],
+    first_test = digest if data is None else _test_digest(first)
+    return {"format": FORMAT, "test": {"run": first.name if data is None else None, "data": data,
+                                       "images": int(len(test.labels)), "digest": digest, "notes": list(test.notes)},
+            "runs": [_run_entry(name, run, i == 0, first_test, digests)
+                     for i, (name, run) in enumerate(zip(names, runs))],
             "unknown_data": unknown_data, "columns": list(COLUMNS), "models": models, "pairs": pairs}
 
 
@@ -105,21 +118,26 @@ def _sha(path: Path) -> str:
 
 
 def _run_entry(name: str, run: RunDir, is_first: bool, test_digest: str, test_images: set[str]) -> dict[str, Any]:
-    """What a run is beside the first: whether its own test split is the first's (by content digest),
-    and how many of the first's test images it trained on."""
+    """What a run is beside the first: whether its own test split is the first's (`test_digest`), and how
+    many of the images scored (`test_images`, their digests) it trained on."""
     split = run.record.split if run.record is not None else {}
     origin = split.get("from") or {}
     entry: dict[str, Any] = {"name": name, "run_dir": str(run.run_dir), "from": origin.get("run"),
                              "train": len(split.get("train") or []), "added": (origin.get("added") or {}).get("train")}
+    entry["test_images_in_train"] = sum(1 for d in image_digests(run.part("train").images) if d in test_images)
     if is_first:
         return entry
-    own = (split.get("digests") or {}).get("test")
-    if own is None:  # a run made before split.json recorded its digests
-        theirs = run.part("test")
-        own = part_digest(theirs.images, np.arange(len(theirs.labels)))
-    entry["same_test"] = own == test_digest
-    entry["test_images_in_train"] = sum(1 for d in image_digests(run.part("train").images) if d in test_images)
+    entry["same_test"] = _test_digest(run) == test_digest
     return entry
+
+
+def _test_digest(run: RunDir) -> str:
+    """The content digest of a run's test split: split.json's, or computed (a run made before it was recorded)."""
+    recorded = ((run.record.split if run.record is not None else {}).get("digests") or {}).get("test")
+    if recorded:
+        return recorded
+    theirs = run.part("test")
+    return part_digest(theirs.images, np.arange(len(theirs.labels)))
 
 
 def _pairs(models: list[dict[str, Any]], probabilities: dict, names: list[str], test: Any) -> list[dict[str, Any]]:
@@ -165,13 +183,19 @@ def p_text(p: float) -> str:
 
 def notes(doc: dict[str, Any]) -> list[str]:
     """The lines under the table: what each run is, what changed, what to make of it."""
-    lines = [f"Test images: the {doc['test']['images']} held-out test images of {doc['test']['run']}."]
-    for run in doc["runs"][1:]:
-        what = (f"{run['name']}: its test split is {doc['runs'][0]['name']}'s (the same images by content digest)"
-                if run["same_test"] else f"{run['name']}: its own test split is another one")
+    test = doc["test"]
+    lines = ([f"Test images: the {test['images']} held-out test images of {test['run']}."] if test["run"]
+             else [f"Test images: {test['images']} images of {test['data']}."] + test["notes"])
+    first = doc["runs"][0]["name"]
+    for run in doc["runs"]:
+        what = []
+        if "same_test" in run:
+            what.append(f"its test split is {first}'s (the same images by content digest)" if run["same_test"]
+                        else f"its own test split is not {first}'s")
         if run.get("from"):
-            what += f"; trained from {run['from']} with {run['added']} added images ({run['train']} in train)"
-        lines.append(what + ".")
+            what.append(f"trained from {run['from']} with {run['added']} added images ({run['train']} in train)")
+        if what:
+            lines.append(f"{run['name']}: {'; '.join(what)}.")
         if run.get("test_images_in_train"):
             lines.append(f"warning: {run['test_images_in_train']} of these test images are in {run['name']}'s "
                          "training split: its figures on them are flattered.")
