@@ -90,6 +90,8 @@ def predict(
         collector = collector_for(classifier, collect_options(collect, collect_when, collect_max_mb, collect_reserve_mb,
                                                               shadow, shadow_every),
                                   lambda line: print(f"edgecls: {line}", file=err, flush=True))
+    if classifier.labels_note:
+        print(f"edgecls: warning: {clean_text(classifier.labels_note)}", file=err)
     stream = some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
     asked = max(top_k, 2) if collector is not None and collector.needs_two else top_k
@@ -460,17 +462,21 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[
 def _csv_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
     import csv
 
-    writer = csv.writer(out, lineterminator="\n")
+    plain = csv.writer(out, lineterminator="\n")
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)  # csv leaves a lone \r unquoted otherwise
     verdict = classifier.open_set_rule is not None  # two more columns: unknown (0/1), typicality
-    writer.writerow(["file", "rank", "index", "label", "score", "error"]
-                    + (["unknown", "typicality"] if verdict else []))
+    plain.writerow(["file", "rank", "index", "label", "score", "error"]
+                   + (["unknown", "typicality"] if verdict else []))
+
+    def row(values: list[Any]) -> None:
+        (quoted if any("\r" in str(v) for v in values) else plain).writerow(values)
 
     def write(prediction: Prediction) -> None:
         if prediction.error:
-            writer.writerow([_name(prediction), "", "", "", "", _reason(prediction)] + (["", ""] if verdict else []))
+            row([_name(prediction), "", "", "", "", _reason(prediction)] + (["", ""] if verdict else []))
         extra = [int(prediction.unknown), f"{prediction.typicality:.4f}"] if verdict and not prediction.error else []
         for rank, c in enumerate(prediction.classes, 1):
-            writer.writerow([_name(prediction), rank, c.index, c.label, f"{c.score:.6f}", ""] + extra)
+            row([_name(prediction), rank, c.index, printable(c.label), f"{c.score:.6f}", ""] + extra)
 
     return write
 

@@ -92,10 +92,11 @@ def predict_stream(
                 result = dataclasses.replace(result, classes=result.classes[:top_k])
             write(result)
             out.flush()  # a row reaches a pipe as soon as its frame is classified
-    except KeyboardInterrupt:  # the usual way to end a camera: the rows are kept, the summary follows
-        stream.close("stopped by Ctrl-C")
+    except KeyboardInterrupt as exc:  # the usual way to end a camera: the rows are kept, the summary follows
+        # (SIGTERM from a service manager, or SIGHUP, arrive as edgecls.errors.Terminated: said so)
+        stream.close(f"stopped by {getattr(exc, 'name', 'Ctrl-C')}")
         summarise()
-        return 130
+        return getattr(exc, "exit_code", 130)
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         stream.close()
         silence_closed_pipe(out)

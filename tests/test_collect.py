@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from livekit import digit_frame, no_digit
+from livekit import write_video as write_frames
 from PIL import Image
 
 from edgecls.calibrate.folder import calibrate_folder
@@ -37,26 +39,17 @@ def model(tmp_path_factory) -> Path:
     return out
 
 
-def digit(name: str = "7", n: int = 0) -> np.ndarray:
-    path = sorted((IMAGES / name).iterdir())[n]
-    return np.asarray(Image.open(path).convert("RGB").resize((SIDE, SIDE), Image.Resampling.NEAREST))
+def digit(name: str = "7") -> np.ndarray:
+    return digit_frame(name, SIDE)
 
 
 def scene(seed: int) -> np.ndarray:
-    """A picture of no digit: grey stripes of a seeded frequency and slant."""
-    rng = np.random.default_rng(seed)
-    x = np.arange(SIDE)
-    grey = ((np.sin(x[None, :] * rng.uniform(0.3, 1.5) + x[:, None] * rng.uniform(0, 1)) + 1) * 127).astype(np.uint8)
-    return np.repeat(grey[..., None], 3, axis=2)
+    return no_digit(seed, SIDE)
 
 
 def write_video(path: Path, pictures: list[np.ndarray], fps: float = 10.0) -> Path:
-    cv2 = pytest.importorskip("cv2")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (SIDE, SIDE))
-    for picture in pictures:
-        writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+    pytest.importorskip("cv2")
+    return write_frames(path, pictures, len(pictures), fps)
 
 
 def kept(folder: Path) -> list[Path]:

@@ -18,7 +18,7 @@ PACKAGE = ROOT / "edgecls"
 
 # The bottom floor every device-side module may use.
 BASE = {"edgecls", "edgecls.errors", "edgecls.files", "edgecls.native_stderr", "edgecls.provenance",
-        "edgecls.records", "edgecls.text"}
+        "edgecls.records", "edgecls.text", "edgecls.jsonio", "edgecls.bounds"}  # strict JSON; option ranges
 ALLOWED = {
     "runtime": {
         "edgecls": BASE | {"edgecls.runtime", "edgecls.atomic"},  # atomic: predict --collect's pictures (stdlib)

@@ -31,7 +31,7 @@ import pytest
 from conftest import SHARED_DATA
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from serving import ROOT, ServeProcess
+from serving import ROOT, ServeProcess, metric, wait_for, write_token
 
 DIGITS = ROOT / "models" / "digits-seed"
 INT8, FLOAT = DIGITS / "model_int8.tflite", DIGITS / "model_float32.tflite"
@@ -52,26 +52,6 @@ def replace_file(target: Path, source: Path | bytes) -> None:
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_bytes(source if isinstance(source, bytes) else source.read_bytes())
     os.replace(tmp, target)
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def metric(server: ServeProcess, name: str, **labels: str) -> float | None:
-    """The value of one sample of the server's /metrics (parsed by prometheus_client's own parser)."""
-    text = httpx.get(f"{server.url}/metrics", headers=server.headers).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return None
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -105,10 +85,7 @@ def slow_image() -> bytes:
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("token") / "token"
-    path.write_text(TOKEN + "\n")
-    path.chmod(0o600)
-    return path
+    return write_token(tmp_path_factory.mktemp("token"), TOKEN)
 
 
 def _served_copy(tmp_path_factory, name: str, model: Path = INT8) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgecls.bench.profiles import load_profile
+from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import int_list
 from edgecls.runtime.interpreter import MAX_THREADS
@@ -73,12 +74,9 @@ def validate(options: BenchOptions) -> None:
     if options.threads is not None and (not options.threads or min(options.threads) < 1
                                         or max(options.threads) > MAX_THREADS):
         raise EdgeclsError(f"--threads must be between 1 and {MAX_THREADS} (got {options.threads})")
-    if options.runs < 1:
-        raise EdgeclsError(f"--runs must be at least 1 (got {options.runs})")
-    if options.warmup < 0:
-        raise EdgeclsError(f"--warmup must be 0 or more (got {options.warmup})")
-    if options.batch_size < 1:
-        raise EdgeclsError(f"--batch-size must be at least 1 (got {options.batch_size})")
+    for option, value in (("--runs", options.runs), ("--warmup", options.warmup),
+                          ("--batch-size", options.batch_size)):
+        check_bound(option, value)
     if options.input_range is not None:
         options.input_range = check_range(options.input_range, "--input-range", EdgeclsError)
     if options.labels is not None or options.latency_only:

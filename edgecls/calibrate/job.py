@@ -21,6 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.atomic import private_tempdir
+from edgecls.bounds import check_bound
 from edgecls.calibrate import fit
 from edgecls.calibrate import graph as surgery
 from edgecls.errors import EdgeclsError
@@ -28,6 +29,7 @@ from edgecls.runtime.classify import Classifier
 from edgecls.runtime.interpreter import create_interpreter, find_backend
 from edgecls.runtime.metadata import embed_metadata, read_metadata
 from edgecls.runtime.metrics import calibration_figures, nll_floor, open_set_figures
+from edgecls.runtime.model import read_model_bytes
 from edgecls.runtime.openset import DEFAULT_ACCEPT, OPENSET_FORMAT, OPENSET_KEY, RULE_CHOICES, SIGNATURE
 from edgecls.runtime.preprocess import load_image
 from edgecls.runtime.quant import input_converter, softmax
@@ -79,9 +81,7 @@ class Calibrated:
 
 
 def validate(options: OpenSetOptions) -> None:
-    if not 0.5 <= options.accept < 1.0:
-        raise EdgeclsError(f"--accept must be at least 0.5 and below 1 (the share of images of known classes to "
-                           f"accept), got {options.accept}")
+    check_bound("--accept", options.accept)
     if options.rule not in RULE_CHOICES:
         raise EdgeclsError(f"unknown --rule {options.rule!r}: use one of {', '.join(RULE_CHOICES)}")
     if options.per_class < 1:
@@ -283,7 +283,7 @@ class _Probe:
     with the model's own input conversion; outputs dequantised to float32."""
 
     def __init__(self, path: Path, spec: Any, threads: Optional[int]):
-        self.interpreter = create_interpreter(path.read_bytes(), find_backend(), threads, name=path.name)
+        self.interpreter = create_interpreter(read_model_bytes(path), find_backend(), threads, name=path.name)
         self.input = self.interpreter.get_input_details()[0]
         self.outputs = self.interpreter.get_output_details()
         self.convert = input_converter(spec)

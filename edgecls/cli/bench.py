@@ -31,12 +31,27 @@ from edgecls.transport import DEFAULT_PARALLEL, RemoteOptions
 
 
 class _BenchGroup(Group):
-    """`edgecls bench ARGS...` runs `run` when the first argument is not a sub-command's name."""
+    """`edgecls bench ARGS...` runs `run` when the first argument is not a sub-command's name, or is
+    one but also an existing path given no arguments of its own (a run directory named `run`)."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+        if args and args[0] not in ctx.help_option_names and (
+                args[0] not in self.commands or self._a_path_not_a_command(ctx, args)):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def _a_path_not_a_command(self, ctx: typer.Context, args: list[str]) -> bool:
+        if not Path(args[0]).exists():
+            return False
+        command = self.commands[args[0]]
+        positional = next((p for p in command.params if p.param_type_name == "argument"), None)
+        if positional is None:
+            return False
+        try:
+            parsed = command.make_context(args[0], list(args[1:]), parent=ctx, resilient_parsing=True)
+        except Exception:  # a usage error: let the sub-command report it as it always has
+            return False
+        return not parsed.params.get(positional.name)
 
 
 app = Typer(

@@ -7,9 +7,11 @@
   `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both);
   the help itself is drawn by edgecls.cli.helpview (panels, fits the terminal).
 - `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`, `Labels`: options of several device-side
-  commands (predict, serve, info, explain, bench), declared once; `AcceptOption`, `UnknownDataOption`,
-  `RuleOption`: the unknown answer's (export, train --backbone, calibrate); `CollectDir`, `CollectWhen`,
-  `CollectMaxMb`, `CollectReserveMb`, `Shadow`, `ShadowEvery`: what `predict --collect` and `serve --collect` keep.
+  commands (predict, serve, info, explain, bench), declared once; `LiveEvery`, `LiveFps`, `LiveTimeout`,
+  `LiveReconnect`, `LiveCapture`: the live input options of `predict --source` and `serve --source`;
+  `AcceptOption`, `UnknownDataOption`, `RuleOption`: the unknown answer's (export, train --backbone, calibrate);
+  `CollectDir`, `CollectWhen`, `CollectMaxMb`, `CollectReserveMb`, `Shadow`, `ShadowEvery`: what
+  `predict --collect` and `serve --collect` keep.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from edgecls.exits import fail
+from edgecls.runtime.capture import CAPTURE_BACKENDS
 from edgecls.runtime.openset import RULE_CHOICES
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 
 # fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
-__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "OUTPUT", "PREPROCESSING", "AcceptOption",
-           "Backend", "CollectDir", "CollectMaxMb", "CollectReserveMb", "CollectWhen", "Command", "FitOption", "Group",
-           "InputRange", "Labels", "ResizeOption", "RuleOption", "Shadow", "ShadowEvery", "Threads", "Typer",
+__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "LIVE_PANEL", "OUTPUT", "PREPROCESSING",
+           "AcceptOption", "Backend", "Capture", "CollectDir", "CollectMaxMb", "CollectReserveMb", "CollectWhen",
+           "Command", "FitOption", "Group", "InputRange", "Labels", "LiveCapture", "LiveEvery", "LiveFps",
+           "LiveReconnect", "LiveTimeout", "ResizeOption", "RuleOption", "Shadow", "ShadowEvery", "Threads", "Typer",
            "UnknownDataOption", "choice", "choices", "echo_wrapped", "fail", "plain"]
 
 
@@ -168,6 +172,25 @@ ResizeOption = Annotated[Optional[Resize], typer.Option(
 FitOption = Annotated[Optional[Fit], typer.Option(
     help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's aspect ratio",
     show_default=f"the model's metadata, else {DEFAULT_FIT}", rich_help_panel=PREPROCESSING, **choice(Fit, "fit"))]
+
+
+# Live input (a camera, video file or stream): `predict --source` and `serve --source`.
+Capture = choices("Capture", CAPTURE_BACKENDS)
+LIVE_PANEL = "Live input"
+LiveEvery = Annotated[int, typer.Option("--every", min=1, metavar="N", rich_help_panel=LIVE_PANEL,
+                                        help="Classify every Nth frame")]
+LiveFps = Annotated[Optional[float], typer.Option(
+    "--fps", min=0.001, metavar="F", rich_help_panel=LIVE_PANEL, show_default="no limit",
+    help="Classify at most F frames a second (of the video's own time for a file)")]
+LiveTimeout = Annotated[float, typer.Option(
+    "--timeout", min=0.1, metavar="SECONDS", rich_help_panel=LIVE_PANEL,
+    help="How long to wait for a stream to connect, or for its next frame")]
+LiveReconnect = Annotated[float, typer.Option(
+    "--reconnect", min=0, metavar="SECONDS", rich_help_panel=LIVE_PANEL,
+    help="After a camera or stream drops, keep reopening it (with back-off) this long; 0: end at once")]
+LiveCapture = Annotated[Optional[Capture], typer.Option(
+    "--capture", rich_help_panel=LIVE_PANEL, show_default="picamera2 for a camera when installed, else opencv",
+    help="The capture backend", **choice(Capture, "capture backend"))]
 
 
 # ----------------------------------------------------------------------------- the unknown answer

@@ -12,7 +12,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from edgecls import jsonio
 from edgecls.cli.common import (
+    LIVE_PANEL,
     OUTPUT,
     Backend,
     CollectDir,
@@ -22,48 +24,34 @@ from edgecls.cli.common import (
     FitOption,
     InputRange,
     Labels,
+    LiveCapture,
+    LiveEvery,
+    LiveFps,
+    LiveReconnect,
+    LiveTimeout,
     ResizeOption,
     Shadow,
     ShadowEvery,
     Threads,
     Typer,
-    choice,
-    choices,
     plain,
 )
 from edgecls.console import predict_options, run_predict
 from edgecls.errors import EdgeclsError
-from edgecls.runtime.capture import CAPTURE_BACKENDS
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT
 
 app = Typer()
 
-# `predict --source`: live input (a camera, video file or stream). One block, so it can move as a whole.
-Capture = choices("Capture", CAPTURE_BACKENDS)
-_LIVE = "Live input"
+# `predict --source`: live input (a camera, video file or stream); the options serve shares are in common.
 _LiveSource = Annotated[Optional[str], typer.Option(
-    "--source", metavar="SOURCE", rich_help_panel=_LIVE, show_default="none: classify IMAGES",
+    "--source", metavar="SOURCE", rich_help_panel=LIVE_PANEL, show_default="none: classify IMAGES",
     help="Classify live frames instead of IMAGES: camera (camera:0), camera:N, a video file, rtsp://... or "
          "http(s)://.../stream.mjpg; one row per classified frame with its time, frame number and latency; "
          "Ctrl-C ends it with a summary")]
-_LiveEvery = Annotated[int, typer.Option("--every", min=1, metavar="N", rich_help_panel=_LIVE,
-                                         help="Classify every Nth frame")]
-_LiveFps = Annotated[Optional[float], typer.Option(
-    "--fps", min=0.001, metavar="F", rich_help_panel=_LIVE, show_default="no limit",
-    help="Classify at most F frames a second (of the video's own time for a file)")]
 _LiveDuration = Annotated[Optional[float], typer.Option(
-    "--duration", min=0.001, metavar="SECONDS", rich_help_panel=_LIVE,
+    "--duration", min=0.001, metavar="SECONDS", rich_help_panel=LIVE_PANEL,
     show_default="until the source ends or Ctrl-C",
     help="Stop after this many seconds of the source (of the video's own time for a file)")]
-_LiveTimeout = Annotated[float, typer.Option(
-    "--timeout", min=0.1, metavar="SECONDS", rich_help_panel=_LIVE,
-    help="How long to wait for a stream to connect, or for its next frame")]
-_LiveReconnect = Annotated[float, typer.Option(
-    "--reconnect", min=0, metavar="SECONDS", rich_help_panel=_LIVE,
-    help="After a camera or stream drops, keep reopening it (with back-off) this long; 0: end at once")]
-_LiveCapture = Annotated[Optional[Capture], typer.Option(
-    "--capture", rich_help_panel=_LIVE, show_default="picamera2 for a camera when installed, else opencv",
-    help="The capture backend", **choice(Capture, "capture backend"))]
 
 
 @app.command(epilog="Examples:\n\n"
@@ -89,12 +77,12 @@ def predict(
     backend: Backend = None,
     input_range: InputRange = None,
     source: _LiveSource = None,
-    every: _LiveEvery = 1,
-    fps: _LiveFps = None,
+    every: LiveEvery = 1,
+    fps: LiveFps = None,
     duration: _LiveDuration = None,
-    timeout: _LiveTimeout = DEFAULT_TIMEOUT,
-    reconnect: _LiveReconnect = DEFAULT_RECONNECT,
-    capture: _LiveCapture = None,
+    timeout: LiveTimeout = DEFAULT_TIMEOUT,
+    reconnect: LiveReconnect = DEFAULT_RECONNECT,
+    capture: LiveCapture = None,
     resize: ResizeOption = None,
     fit: FitOption = None,
     unknown: Annotated[bool, typer.Option(
@@ -162,11 +150,10 @@ def info(
 
     report = inspect_model(model, backend=backend, labels=labels)
     if as_json:
-        import json
 
         from edgecls.console import json_ready
 
-        typer.echo(json.dumps(json_ready(report), indent=2, ensure_ascii=False))
+        typer.echo(jsonio.dumps(json_ready(report), indent=2, ensure_ascii=False))
     else:
         from edgecls.console import show_info
 
@@ -188,9 +175,8 @@ def doctor(
 
     report = doctor_report()
     if as_json:
-        import json
 
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(jsonio.dumps(report, indent=2))
     else:
         from edgecls.console import show_doctor
 

@@ -259,8 +259,11 @@ def train(
     if options.backbone is not None:  # before any TensorFlow import: this route never needs it
         from edgecls.transfer.job import train_from_options
 
-        given = {name for name in ctx.params if ctx.get_parameter_source(name).name != "DEFAULT"}
-        result = train_from_options(options, given, force=force, reporter=reporter)
+        sources = {name: ctx.get_parameter_source(name).name for name in ctx.params}
+        given = {name for name, source in sources.items() if source != "DEFAULT"}
+        from_config = {name for name, source in sources.items() if source == "DEFAULT_MAP"}
+        result = train_from_options(options, given, force=force, reporter=reporter,
+                                    config=str(config) if config else None, from_config=from_config)
     else:
         from edgecls.train.job import train as run_training
         from edgecls.train.options import validate

@@ -22,7 +22,8 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.artifacts import EXPORT_DIR, LABELS_FILE, TRANSFER_FILE, ExportIndex, model_file_name, write_export
-from edgecls.atomic import check_folder_writable, private_tempdir
+from edgecls.atomic import check_folder_writable, folder_lock, private_tempdir
+from edgecls.bounds import check_bound
 from edgecls.calibrate.job import OpenSetOptions, calibrate_split
 from edgecls.calibrate.job import validate as validate_open_set
 from edgecls.errors import EdgeclsError, require_tensorflow
@@ -154,12 +155,10 @@ def validate_options(options: ExportOptions) -> None:
     validate_open_set(options.open_set)
     if options.unknown_data is not None and not Path(options.unknown_data).is_dir():
         raise EdgeclsError(f"--unknown-data {options.unknown_data} is not a folder")
-    if options.calib_samples is not None and options.calib_samples < 1:
-        raise EdgeclsError(f"--calib-samples must be at least 1 (got {options.calib_samples})")
-    if not 0.0 <= options.min_agreement <= 1.0:
-        raise EdgeclsError(f"--min-agreement must be between 0 and 1 (got {options.min_agreement})")
-    if options.auto_fallback < 0:
-        raise EdgeclsError(f"--auto-fallback must be 0 or more (got {options.auto_fallback})")
+    if options.calib_samples is not None:
+        check_bound("--calib-samples", options.calib_samples)
+    check_bound("--min-agreement", options.min_agreement)
+    check_bound("--auto-fallback", options.auto_fallback)
 
 
 def refuse_backbone_run(source: RunDir) -> None:
@@ -181,6 +180,11 @@ def export(source: RunDir, options: ExportOptions, reporter: Reporter = SILENT) 
     refuse_backbone_run(source)
     out = Path(options.out) if options.out else default_out(source)
     check_output_dir(out)
+    with folder_lock(out, "an export"):  # a second export of this run at once is refused, not interleaved
+        return _export(source, options, out, reporter)
+
+
+def _export(source: RunDir, options: ExportOptions, out: Path, reporter: Reporter) -> ExportResult:
     # The run's own verdict first (no TensorFlow needed); a bare .keras file is judged below.
     refuse_useless(source.training_metrics(), options.force, source.name, reporter)
     require_tensorflow("edgecls export")

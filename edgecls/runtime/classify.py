@@ -34,11 +34,13 @@ from edgecls.runtime.metadata import ModelFileError, check_range, read_metadata
 from edgecls.runtime.model import (
     check_classifier,
     check_outputs_match,
+    check_required_inputs,
     input_spec,
     output_kind,
     per_tensor,
     read_model_bytes,
     resolve_labels,
+    unique_labels,
 )
 from edgecls.runtime.openset import Answer, OpenSetRule, answer, primary, scoring_subgraph
 from edgecls.runtime.preprocess import ImageError, ImageSource, load_image
@@ -51,6 +53,9 @@ from edgecls.runtime.quant import (
     softmax,
 )
 
+# The reason of an image's error row, and of the error of a batch, when the model's scores are NaN or inf.
+NOT_NUMBERS = ("the model's scores are not numbers (NaN or infinite): its weights, quantisation or input range "
+               "are broken")
 MAX_BATCH = 32  # largest batch handed to a model with a dynamic batch dimension
 STREAM_WAIT = 0.25  # seconds an image may keep a partial batch waiting before its rows are given
 
@@ -123,6 +128,7 @@ class Classifier:
             content = read_model_bytes(self.path)
         self.backend: Backend = find_backend(backend)
         self.num_threads = default_threads() if num_threads is None else num_threads
+        check_required_inputs(content, self.path.name)  # what LiteRT crashes on (SIGSEGV) instead of refusing
         started = time.perf_counter()
         # The interpreter verifies the flatbuffer, so it goes first: the metadata reader trusts it. A
         # calibrated model runs its subgraph 1 (probabilities and the open-set similarity in one pass);
@@ -146,6 +152,8 @@ class Classifier:
         self.output_kind = output_kind(self.interpreter, out["index"], self.metadata)  # subgraph 0's ops
         graph = scoring[0]
         if graph is not None:
+            per_tensor(inp, self.path.name, "input")  # a broken scale named as one, before the two graphs differ
+            per_tensor(out, self.path.name, "output")
             check_outputs_match(inp, out, graph.input, graph.output, self.path.name)
             inp, out = graph.input, graph.output
         else:
@@ -161,7 +169,10 @@ class Classifier:
         self._temperature = 1.0 if rule is None or rule.temperature_in_graph else rule.temperature
         self.num_classes = int(out["shape"][-1])
         self.input_spec = input_spec(inp, self.metadata, self.path.name, input_range, resize, fit)
-        self.labels, self.labels_source = resolve_labels(labels, self.metadata, self.path, self.num_classes)
+        found, self.labels_source = resolve_labels(labels, self.metadata, self.path, self.num_classes)
+        # Repeated names (a labels file with 'a' ten times; ImageNet's two 'crane's) get their index:
+        # an answer must say which class it is. labels_note says so (predict prints it).
+        self.labels, self.labels_note = unique_labels(found, self.labels_source)
         # A model exported with a dynamic batch dimension (shape_signature -1) takes whole batches.
         self.max_batch = MAX_BATCH if int(inp["shape_signature"][0]) == -1 else 1
 
@@ -210,10 +221,18 @@ class Classifier:
             raw = self._get_tensor(self._output_index)
             i = int(raw.argmax())  # batch 1: the flat index is the class
             value = raw.item(i)
-            score = float(value) if self._raw_scores is None else self._raw_scores[value & 0xFF]
+            if self._raw_scores is not None:  # 8-bit: the table's scores are finite (checked at load)
+                score = self._raw_scores[value & 0xFF]
+            elif value - value:  # NaN or inf (x - x is 0.0 for any finite x); argmax stops at the first NaN
+                raise self._not_numbers(1, 1)
+            else:
+                score = value
             classes = [Class(i, self.labels[i], score)]
         else:
-            classes = self.top_classes(self.output()[0], top_k)
+            scores = self.output()[0]
+            if not np.isfinite(scores).all():
+                raise self._not_numbers(1, 1)
+            classes = self.top_classes(scores, top_k)
         if self.open_set_rule is None:
             return Answer(classes)
         similarity = self._get_tensor(self._similarity_index).item(0) if self._needs_similarity else None
@@ -279,10 +298,15 @@ class Classifier:
         rule = self.open_set_rule
         unknown, typicality = (rule.decide(probabilities.max(1, initial=0.0), similarity) if rule is not None
                                else (None, None))
+        finite = np.isfinite(probabilities).all(axis=1)  # one call a batch: a NaN row is an error row, never a class
         row = 0
         for source, pixels in group:
             if isinstance(pixels, str):
                 yield Prediction(source, error=pixels)
+                continue
+            if not finite[row]:
+                yield Prediction(source, error=NOT_NUMBERS)
+                row += 1
                 continue
             classes = tuple(self.top_classes(probabilities[row], top_k))
             if rule is None:
@@ -341,9 +365,22 @@ class Classifier:
             return f"cannot decode: {type(exc).__name__}" + (f": {text[0]}" if text else "")
 
     # ---------------------------------------------------------------- raw scoring (bench uses these)
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities, float32 (B, N), of a uint8 batch (B, H, W, C) of decoded pixels."""
-        return self.scores(batch)[0]
+    def probabilities(self, batch: np.ndarray, check: bool = True) -> np.ndarray:
+        """Class probabilities, float32 (B, N), of a uint8 batch (B, H, W, C) of decoded pixels.
+
+        Scores that are not numbers (NaN, inf: a broken model or input range) raise an EdgeclsError
+        naming how many images had them, unless `check` is False (then the caller looks)."""
+        scores = self.scores(batch)[0]
+        if check:
+            bad = int(np.count_nonzero(~np.isfinite(scores).all(axis=1)))
+            if bad:
+                raise self._not_numbers(bad, len(batch))
+        return scores
+
+    def _not_numbers(self, bad: int, total: int) -> EdgeclsError:
+        low, high = self.input_spec.pixel_range
+        return EdgeclsError(f"{self.path.name}: {NOT_NUMBERS} for {bad} of {total} image(s) (input range "
+                            f"{low:g}..{high:g}); no class is given for them", exit_code=1)
 
     def scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(class probabilities (B, N), the open-set similarity (B,) or None) of a uint8 batch; with

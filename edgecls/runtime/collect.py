@@ -26,9 +26,7 @@ What keeps the folder useful and the device alive:
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -40,8 +38,11 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgecls import jsonio
 from edgecls.atomic import write_bytes_atomic
+from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError
+from edgecls.files import read_capped, sha256_of
 from edgecls.provenance import iso_time
 
 UNKNOWN_FOLDER = "unknown"
@@ -50,6 +51,7 @@ DEFAULT_RESERVE_MB = 200.0  # free space the collector leaves on the disk
 JPEG_QUALITY = 95  # frames are kept as JPEG (files as their own bytes)
 _RULE = re.compile(r"^(unknown|disagree|uncertain<(?P<top>[0-9.]+)|margin<(?P<margin>[0-9.]+)|class=(?P<label>.+)|"
                    r"sample=(?P<share>[0-9.]+)|every=(?P<period>[0-9.]+)(?P<unit>[smh]?))$")
+MAX_KEPT_BYTES = 1 << 30  # an image file copied whole into the collect folder; more is no image edgecls decodes
 DEFAULT_SHADOW_EVERY = 5  # the second model runs on every 5th image offered: a fifth of its cost
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -122,17 +124,17 @@ class Collector:
         if shadow is not None and list(shadow.labels) != self.labels:
             raise EdgeclsError(f"--shadow {shadow.path.name} has other labels than the model: it cannot disagree "
                                "on the same classes")
-        if shadow_every < 1:
-            raise EdgeclsError(f"--shadow-every must be at least 1 (got {shadow_every})")
+        check_bound("--shadow-every", shadow_every)
         self.shadow, self.shadow_every, self._offered = shadow, shadow_every, 0
         for rule in rules:
             if rule.kind == "class" and rule.value not in (*self.labels, UNKNOWN_FOLDER):
                 raise EdgeclsError(f"--collect-when {rule.text}: the model has no class {rule.value!r}")
-        if max_mb is not None and max_mb <= 0:
-            raise EdgeclsError(f"--collect-max-mb must be positive (got {max_mb})")
+        if max_mb is not None:
+            check_bound("--collect-max-mb", max_mb)
+        check_bound("--collect-reserve-mb", reserve_mb)
         self.max_bytes = None if max_mb is None else int(max_mb * 1e6)
         self.reserve_bytes = int(max(0.0, reserve_mb) * 1e6)
-        self.model = {"file": model.name, "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+        self.model = {"file": model.name, "sha256": sha256_of(model)}  # read in 1 MiB blocks
         self.counts = Counts()
         self._rng = np.random.default_rng(seed)
         self._last_kept_at: dict[str, float] = {}
@@ -212,11 +214,15 @@ class Collector:
         if content is not None:
             suffix = _suffix_of(content)
         elif path is not None:
-            content, suffix = Path(path).read_bytes(), Path(path).suffix.lower()
+            try:  # the file was just decoded, but it may have changed since, or be huge
+                content, suffix = read_capped(path, MAX_KEPT_BYTES), Path(path).suffix.lower()
+            except OSError as exc:
+                self.log(f"not kept: {path}: {exc.strerror or exc}")
+                return None
         else:
             content, suffix = _encoded(pixels), ".jpg"
         answer = UNKNOWN_FOLDER if unknown else classes[0].label
-        sidecar = json.dumps({
+        sidecar = jsonio.dumps({
             "time": iso_time(when), "source": str(source), "file": str(path) if path is not None else None,
             "frame": frame, "model": model or self.model, "answer": answer, "unknown": bool(unknown),
             "typicality": None if typicality is None else round(float(typicality), 4),

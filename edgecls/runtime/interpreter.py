@@ -142,7 +142,7 @@ def create_interpreter(model_content: bytes, backend: Backend, num_threads: int 
             interpreter = backend.interpreter_class(model_content=model_content, num_threads=threads)
             (allocate or _allocate_primary)(interpreter)
     except (ValueError, RuntimeError) as exc:  # the interpreter verifies the flatbuffer first
-        detail = next((line.strip() for line in native if line.strip()), "")
+        detail = next((line.strip() for line in native if line.strip() and not line.startswith("INFO: ")), "")
         reason = first_line(exc) + (f" ({detail})" if detail and detail not in str(exc) else "")
         raise ModelFileError(f"{name}: {backend.name} cannot load it: {reason}") from None
     return interpreter

@@ -11,11 +11,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls.bounds import check_bound
 from edgecls.data import DEDUPE_MODES
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import split_list
 from edgecls.runtime.openset import DEFAULT_ACCEPT, RULE_CHOICES
-from edgecls.tomlio import read_toml
+from edgecls.tomlio import path_from, read_toml
 
 # keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
 KERAS_BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
@@ -26,7 +27,6 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 COLORS = ("grayscale", "rgb")
 HEADS = ("linear", "mlp")  # the heads edgecls.transfer fits on a .tflite backbone
-MAX_IMG_SIZE = 512
 
 
 @dataclass
@@ -142,6 +142,7 @@ def read_config(path: Path) -> dict[str, Any]:
         raw = {**raw, **{key: older[key] for key in TRANSFER_TABLE_OPTIONS if key in older}}
     values: dict[str, Any] = {}
     for key, value in raw.items():
+        value = path_from(value)  # a path that is not UTF-8, as config.toml writes it
         name = key.replace("-", "_")
         if name not in _TYPES:
             if isinstance(value, dict):  # other tables (e.g. [versions] written back by a run)
@@ -226,28 +227,13 @@ def validate(o: TrainOptions) -> None:
         bad(f"unknown --dedupe {o.dedupe!r}: use one of {', '.join(DEDUPE_MODES)}")
     if o.color is not None and o.color not in COLORS:
         bad(f"unknown colour mode {o.color!r}: use grayscale or rgb")
-    if o.epochs < 1:
-        bad(f"--epochs must be at least 1 (got {o.epochs})")
-    if o.img_size is not None and not 8 <= o.img_size <= MAX_IMG_SIZE:
-        bad(f"--img-size must be between 8 and {MAX_IMG_SIZE} pixels (got {o.img_size})")
-    if o.batch_size < 1:
-        bad(f"--batch-size must be at least 1 (got {o.batch_size})")
-    if o.lr is not None and not (math.isfinite(o.lr) and o.lr > 0):
-        bad(f"--lr must be a positive finite number (got {o.lr})")
-    if not 0 <= o.seed < 2**32:  # numpy's and Keras' seeds are unsigned 32-bit
-        bad(f"--seed must be between 0 and {2**32 - 1} (got {o.seed})")
-    if o.kernel_size < 1 or o.kernel_size > 11:
-        bad(f"--kernel-size must be between 1 and 11 (got {o.kernel_size})")
-    if not 0 <= o.dropout < 1:
-        bad(f"--dropout must be in [0, 1) (got {o.dropout})")
-    if not 0 <= o.label_smoothing < 1:
-        bad(f"--label-smoothing must be in [0, 1) (got {o.label_smoothing})")
-    if o.patience is not None and o.patience < 0:
-        bad(f"--patience must be 0 or more (got {o.patience})")
-    for name in ("val_fraction", "test_fraction"):
-        value = getattr(o, name)
-        if not 0 < value < 0.5:
-            bad(f"--{name.replace('_', '-')} must be between 0 and 0.5 (got {value})")
+    for option, value in (("--epochs", o.epochs), ("--batch-size", o.batch_size), ("--seed", o.seed),
+                          ("--kernel-size", o.kernel_size), ("--dropout", o.dropout),
+                          ("--label-smoothing", o.label_smoothing), ("--val-fraction", o.val_fraction),
+                          ("--test-fraction", o.test_fraction), ("--img-size", o.img_size), ("--lr", o.lr),
+                          ("--patience", o.patience), ("--views", o.views)):
+        if value is not None:  # None: the dataset's or the architecture's own
+            check_bound(option, value)
     _validate_backbone(o)
     if o.activation not in ("relu", "relu6", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "leaky_relu"):
         bad(f"unknown activation {o.activation!r}")
@@ -257,18 +243,16 @@ def _validate_backbone(o: TrainOptions) -> None:
     if o.alpha is not None:
         if o.arch not in ("mobilenet_v2", "mobilenet_v3_small"):
             raise EdgeclsError(f"--alpha is the width of mobilenet_v2 / mobilenet_v3_small, not of {o.arch}")
-        if not 0 < o.alpha <= 2:
-            raise EdgeclsError(f"--alpha must be in (0, 2] (got {o.alpha})")
+        check_bound("--alpha", o.alpha)
     if o.weights not in WEIGHTS_CHOICES:
         if not o.is_backbone:
             raise EdgeclsError(f"--weights applies to the Keras backbones ({', '.join(KERAS_BACKBONES)}), "
                                f"not to {o.arch}")
         if not Path(o.weights).expanduser().is_file():
             raise EdgeclsError(f"--weights {o.weights!r}: use imagenet, none, or an existing weights file")
-    if o.fine_tune_epochs < 0:
-        raise EdgeclsError(f"--fine-tune-epochs must be 0 or more (got {o.fine_tune_epochs})")
-    if o.fine_tune_lr is not None and not o.fine_tune_lr > 0:
-        raise EdgeclsError(f"--fine-tune-lr must be positive (got {o.fine_tune_lr})")
+    check_bound("--fine-tune-epochs", o.fine_tune_epochs)
+    if o.fine_tune_lr is not None:
+        check_bound("--fine-tune-lr", o.fine_tune_lr)
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgecls.runtime import tflite_names
 from edgecls.runtime.metadata import TFLITE_IDENTIFIER, ModelFileError, check_tflite_bytes, schema
+from edgecls.runtime.model import REQUIRED_INPUTS
 
 # Metadata entries that describe the original outputs (the TFLite Support library's, with the old
 # labels) or are ours (rewritten by embed_metadata): dropped when the model is cut.
@@ -26,7 +27,9 @@ _DTYPES = {v: k for k, v in _TYPES.items()}
 
 
 def load_model(content: bytes, name: str = "model"):
-    """The ModelT of a .tflite's bytes; one-line ModelFileError for anything unreadable."""
+    """The ModelT of a .tflite's bytes, every index in it checked (check_indices); one-line
+    ModelFileError naming `name` for anything unreadable. The one reader of the backbone route:
+    what it returns can be walked by hand without an IndexError or a wrong tensor."""
     check_tflite_bytes(content, name)
     s = schema()
     try:
@@ -35,7 +38,52 @@ def load_model(content: bytes, name: str = "model"):
         raise ModelFileError(f"{name}: corrupt .tflite flatbuffer ({type(exc).__name__})") from None
     if not model.subgraphs:
         raise ModelFileError(f"{name}: the model has no subgraph")
+    check_indices(model, name)
     return model
+
+
+def check_indices(model, name: str) -> None:
+    """Refuse a model with an index that points nowhere: a tensor, buffer or opcode index out of
+    range, or -1 where the schema has no optional tensor (Python would read -1 as the last tensor).
+    LiteRT refuses such files too (`info` and `predict` say so); this says which index, and where."""
+    def refuse(what: str, value: int, count: int, kind: str) -> None:
+        valid = f" (0..{count - 1})" if count else ""
+        raise ModelFileError(f"{name}: corrupt .tflite: {what} is {value}, but the model has {count} {kind}{valid}")
+
+    buffers, opcodes = len(model.buffers or []), len(model.operatorCodes or [])
+    for g, subgraph in enumerate(model.subgraphs):
+        tensors = len(subgraph.tensors or [])
+        where = f"subgraph {g}" if g else "the graph"
+        for field in ("inputs", "outputs"):
+            for value in ints(getattr(subgraph, field)):
+                if not 0 <= value < tensors:
+                    refuse(f"an {field[:-1]} tensor index of {where}", value, tensors, "tensors")
+        for k, op in enumerate(subgraph.operators or []):
+            if not 0 <= int(op.opcodeIndex or 0) < opcodes:
+                refuse(f"the opcode index of op {k}", int(op.opcodeIndex or 0), opcodes, "opcodes")
+            for field in ("inputs", "outputs", "intermediates"):
+                code = model.operatorCodes[op.opcodeIndex]
+                required = REQUIRED_INPUTS.get(max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0)), 1)
+                for position, value in enumerate(ints(getattr(op, field))):
+                    optional = field == "inputs" and position >= required  # an absent optional input (a bias) is -1
+                    if not (0 <= value < tensors or optional and value == -1):
+                        refuse(f"{field[:-1]} {position} of op {k} ({op_name(model, op)})", value, tensors,
+                               "tensors")
+        for t, tensor in enumerate(subgraph.tensors or []):
+            if not 0 <= int(tensor.buffer or 0) < max(buffers, 1):
+                refuse(f"the buffer index of tensor {t} ({tensor_name(tensor)})", int(tensor.buffer), buffers,
+                       "buffers")
+            if any(d < 0 for d in ints(tensor.shape)) or any(d < -1 for d in ints(tensor.shapeSignature)):
+                raise ModelFileError(f"{name}: corrupt .tflite: tensor {t} ({tensor_name(tensor)}) has the shape "
+                                     f"{ints(tensor.shape)}")
+    for entry in model.metadata or []:
+        if not 0 <= int(entry.buffer or 0) < buffers:
+            refuse(f"the buffer index of metadata {_text(entry.name)!r}", int(entry.buffer), buffers, "buffers")
+
+
+def ints(values) -> list[int]:
+    """A schema vector (numpy array, list or None) as a list of Python ints."""
+    return [] if values is None else [int(v) for v in values]
 
 
 def serialize(model) -> bytes:
