@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from serving import ServeProcess
-from test_collect import IMAGES, REFERENCE, digit, kept, scene
+from test_collect import IMAGES, REFERENCE, digit, kept, scene, without_rule
 
 from edgecls.calibrate.folder import calibrate_folder
 from edgecls.calibrate.job import OpenSetOptions
@@ -122,8 +122,7 @@ def test_serve_collect_stops_at_a_tiny_quota_and_says_so_once(model, tmp_path):
 
 def test_a_rule_the_served_model_cannot_follow_stops_the_start(tmp_path):
     """The uncalibrated reference has no unknown rule: serve --collect-when unknown ends at once, exit 2."""
-    copy = tmp_path / "model.tflite"
-    copy.write_bytes(REFERENCE.read_bytes())
+    copy = without_rule(tmp_path)
     server = ServeProcess(copy, "--collect", tmp_path / "inbox", "--collect-when", "unknown",
                           log=tmp_path / "serve.log", wait_ready=False)
     code = server.process.wait(60)
@@ -232,3 +231,68 @@ def test_metrics_show_the_class_mix_drifting_away_from_training(model, tmp_path)
     assert shifted[("edgecls_class_share", (("class", "1"), ("of", "training")))] == pytest.approx(0.1, abs=0.01)
     assert strange[("edgecls_unknown_rate", ())] > shifted[("edgecls_unknown_rate", ())] + 0.3, (shifted, strange)
     assert strange[("edgecls_mean_confidence", ())] < shifted[("edgecls_mean_confidence", ())]
+
+
+def test_a_live_source_of_one_class_drifts_and_its_unknown_frames_are_kept(model, tmp_path):
+    """serve --source a video OpenCV wrote: 40 frames of a 1, then 20 of distinct scenes of no digit. Each
+    live frame joins the drift window and is offered to --collect as an upload is: /v1/live's summary and
+    /metrics show the class mix far from training (all 1s), the unknown rate at the scenes' share, and the
+    scenes are kept as JPEG frames under unknown/ with the frame number in their sidecars."""
+    pytest.importorskip("cv2")
+    from livekit import digit_frame, no_digit, write_video
+
+    pictures = [digit_frame("1")] * 40 + [no_digit(seed) for seed in range(20)]
+    video = write_video(tmp_path / "ones.avi", pictures, len(pictures), fps=20)
+    inbox = tmp_path / "inbox"
+    server = served(model, tmp_path, "--source", video, "--drift-window", 100, "--collect", inbox)
+    try:
+        with server.client() as client:
+            def summary() -> dict:
+                return client.get("/v1/live").json()
+
+            deadline = time.monotonic() + 60
+            while (live := summary())["state"] not in ("ended", "down") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            live = summary()
+            found = settled(server, lambda m: m.get(KEPT, 0) + m.get(SIMILAR, 0) >= 20)
+    finally:
+        assert server.stop() == 0, server.log
+    assert live["state"] == "ended" and live["frames"] == 60, live
+    drift = live["drift"]
+    assert drift["answers"] == 60 and drift["window"] == 100 and drift["divergence_kind"] == "jensen-shannon (bits)"
+    assert drift["divergence"] > 0.6 and drift["noise"] < 0.05
+    assert drift["unknown_rate"] == pytest.approx(20 / 60) and 0 < drift["mean_confidence"] <= 1
+    assert drift["classes"]["1"]["window"] == 1.0 and drift["classes"]["1"]["training"] == pytest.approx(0.1, abs=0.01)
+    assert found[("edgecls_drift_divergence", ())] == pytest.approx(drift["divergence"], abs=1e-6)
+    assert found[("edgecls_unknown_rate", ())] == pytest.approx(20 / 60)
+    pictures_kept = kept(inbox)
+    assert live["collect"]["folder"] == str(inbox) and found[KEPT] == len(pictures_kept) >= 10
+    assert {p.parent.name for p in pictures_kept} == {"unknown"} and {p.suffix for p in pictures_kept} == {".jpg"}
+    sides = [json.loads(p.with_suffix(".json").read_text()) for p in pictures_kept]
+    assert all(s["frame"] >= 40 and s["source"] == str(video) and s["rule"] == "unknown" for s in sides), sides[:2]
+
+
+def test_export_records_the_whole_train_splits_class_counts_for_drift():
+    """The calibration of a run's file (export, train --backbone) writes the train split's class counts
+    into the metadata, which serve's drift reads as the training mix; a skewed train split shows in it."""
+    from edgecls.calibrate.job import OpenSetOptions, calibrate_split
+    from edgecls.runtime.metadata import read_metadata
+
+    files = sorted(IMAGES.glob("*/*.png"))
+    images = np.stack([np.asarray(Image.open(p).convert("L"))[..., None] for p in files])
+    labels = np.array([int(p.parent.name) for p in files])
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(files))
+    val, test, rest = order[:60], order[60:80], order[80:]
+    train = np.concatenate([rest[labels[rest] < 5], rest[labels[rest] >= 5][:10]])  # mostly 0-4
+
+    class Split:
+        pass
+
+    Split.train, Split.val, Split.test = train, val, test
+    content, report = calibrate_split(REFERENCE.read_bytes(), images, labels, Split(), OpenSetOptions(), None,
+                                      "m.tflite", lambda m: None)
+    metadata = read_metadata(content)
+    expected = np.bincount(labels[train], minlength=10)
+    assert metadata["openset"]["class_counts"]["train"] == expected.tolist()
+    assert training_distribution(metadata, 10) == pytest.approx(expected / expected.sum())

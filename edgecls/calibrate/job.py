@@ -60,6 +60,7 @@ class FitData:
     val_labels: np.ndarray
     unknown_images: Optional[np.ndarray] = None  # images of none of the classes (--unknown-data)
     source: dict[str, Any] = field(default_factory=dict)  # {"fit": "...", "val": "...", "unknown": "..."}
+    train_labels: Optional[np.ndarray] = None  # the whole train split's, when fit_images are a sample of it
 
 
 @dataclass
@@ -187,7 +188,7 @@ def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, spli
         where.append(f"{len(negatives)} images of the run's added unknown/ folders")
     data = FitData(np.asarray(images[train]), labels[train], np.asarray(images[split.val]), labels[split.val], unknown,
                    {"fit": f"train split ({len(train)} images)", "val": "validation split",
-                    **({"unknown": " and ".join(where)} if where else {})})
+                    **({"unknown": " and ".join(where)} if where else {})}, train_labels=labels[split.train])
     result = calibrate(content, data, options, name=name, log=log)
     test = evaluate(result.content, np.asarray(images[split.test]), labels[split.test], threads=options.threads)
     report = {"rule": result.record["rule"], "accept": options.accept,
@@ -274,6 +275,8 @@ def _record(chosen: fit.RuleFigures, why: str, candidates: list[fit.RuleFigures]
                         "candidates": [c.to_json() for c in candidates]}
     record["class_counts"] = {"fit": np.bincount(data.fit_labels, minlength=classes).tolist(),
                               "val": np.bincount(data.val_labels, minlength=classes).tolist()}
+    if data.train_labels is not None:  # the training mix, which serve's drift figures compare the answers with
+        record["class_counts"]["train"] = np.bincount(data.train_labels, minlength=classes).tolist()
     record["data"] = data.source
     return record
 

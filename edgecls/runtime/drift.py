@@ -7,13 +7,14 @@ what `edgecls serve` exposes at /metrics (and its live summary), so a dashboard 
   threshold right for a camera at 10 frames a second and an upload endpoint at one image an hour.
 - **The divergence** is Jensen–Shannon, in bits (log base 2: 0 for the same mix, 1 for no class in
   common), between the share of each class among the window's answers that are not unknown and the
-  training split's share (the model's metadata: `openset.class_counts.fit`, counted on a stratified
-  sample of the train split). Chosen over the population stability index and Kullback–Leibler: both
-  are infinite when a class is absent from one side — common in a window of a few hundred answers —
-  unless a smoothing constant is picked, which then sets the figure; JS needs none, is symmetric and
-  bounded, so a threshold means the same for every model. Sampling alone makes it non-zero: with n
-  answers over K classes drawn from the training mix, about (K - 1) / (8 n ln 2) (`noise`): 0.003
-  for 10 classes and 500 answers. It is left out (None) below MIN_ANSWERS known answers.
+  training split's share (the model's metadata: `openset.class_counts.train`, or `.fit` for a
+  model calibrated before the whole split was counted: a stratified sample of it). Chosen over the
+  population stability index and Kullback–Leibler: both are infinite when a class is absent from
+  one side — common in a window of a few hundred answers — unless a smoothing constant is picked,
+  which then sets the figure; JS needs none, is symmetric and bounded, so a threshold means the same
+  for every model. Sampling alone makes it non-zero: with n answers over K classes drawn from the
+  training mix, about (K - 1) / (8 n ln 2) (`noise`): 0.003 for 10 classes and 500 answers. It is
+  left out (None) below MIN_ANSWERS known answers.
 - **Confidence** is the mean calibrated top probability of every answer in the window; the
   **unknown rate** the share answered unknown (None for a model without an unknown rule).
 
@@ -37,9 +38,13 @@ DIVERGENCE = "jensen-shannon (bits)"
 
 
 def training_distribution(metadata: Optional[dict[str, Any]], classes: int) -> Optional[np.ndarray]:
-    """The training split's class shares from an edgecls model's metadata (`openset.class_counts.fit`),
-    or None when the model does not carry them (third-party, or made before they were recorded)."""
-    counts = (((metadata or {}).get("openset") or {}).get("class_counts") or {}).get("fit")
+    """The training split's class shares from an edgecls model's metadata: `openset.class_counts.train`
+    (the whole train split, written by export and train --backbone), else `.fit` (the images the
+    calibration fitted on: a stratified sample of the train split, or half of `edgecls calibrate`'s
+    --data); None when the model carries neither (third-party, or made before they were recorded)."""
+    openset = metadata.get("openset") if isinstance(metadata, dict) else None
+    found = openset.get("class_counts") if isinstance(openset, dict) else None
+    counts = found.get("train", found.get("fit")) if isinstance(found, dict) else None
     if not isinstance(counts, list) or len(counts) != classes or not all(
             isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and c >= 0 for c in counts):
         return None

@@ -1,5 +1,5 @@
 """The field loop inside `edgecls serve`: every answer the service makes (POST /v1/classify, a live
-frame) is offered here once, by `FieldWatch.observe`, from the interpreter thread that made it.
+frame of --source) is offered here once, by `FieldWatch.observe`, from the thread that made it.
 
 - **Collect** (`--collect DIR`, `--collect-when`, ...): the answers a rule picks are kept for the next
   training exactly as `predict --collect` keeps them (edgecls.runtime.collect: the same rules,
@@ -13,7 +13,7 @@ frame) is offered here once, by `FieldWatch.observe`, from the interpreter threa
   starts a new window, against the new model's training split.
 
 Both are read as Prometheus metrics from the service's one registry when /metrics is scraped, and
-as a JSON document (`document()`) for a live summary.
+as a JSON document (`document()`) in the live summary, GET /v1/live.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ class Offered:
     """One answer offered to the collect thread."""
 
     model: Any  # serve.models.LoadedModel
-    classes: Any  # the Answer (top-k, best first; unknown and typicality)
+    classes: Any  # top-k, best first
+    unknown: bool
+    typicality: Optional[float]
     source: str
     pixels: Optional[np.ndarray]  # the picture as decoded for the model (for the hash), or a frame
     content: Optional[bytes]  # an upload's bytes, kept as they came
@@ -104,14 +106,18 @@ class FieldWatch:
     # ---------------------------------------------------------------- each answer
     def observe(self, model: Any, classes: Any, source: str, pixels: Optional[np.ndarray] = None,
                 content: Optional[bytes] = None, frame: Optional[int] = None,
-                timestamp: Optional[float] = None) -> None:
+                timestamp: Optional[float] = None, unknown: Optional[bool] = None,
+                typicality: Optional[float] = None) -> None:
         """One answer of `model` (a LoadedModel): counted into its window, offered to the collector.
-        Cheap (a lock and a queue): called on the interpreter thread that made the answer."""
-        self._watch(model).add(classes[0].index, classes[0].score, bool(getattr(classes, "unknown", False)))
+        `classes`: top-k, best first (an Answer carries unknown and typicality; a live frame's classes
+        come with them given). Cheap (a lock and a queue): called on the thread that made the answer."""
+        if unknown is None:
+            unknown, typicality = bool(getattr(classes, "unknown", False)), getattr(classes, "typicality", None)
+        self._watch(model).add(classes[0].index, classes[0].score, unknown)
         if self._thread is None:
             return
         try:
-            self._queue.put_nowait(Offered(model, classes, source, pixels, content, frame,
+            self._queue.put_nowait(Offered(model, classes, unknown, typicality, source, pixels, content, frame,
                                            time.time() if timestamp is None else timestamp))
         except queue.Full:
             with self._lock:
@@ -137,8 +143,7 @@ class FieldWatch:
             try:
                 collector = self._collector_of(item.model)
                 if collector is not None:
-                    collector.consider(item.classes, bool(getattr(item.classes, "unknown", False)),
-                                       getattr(item.classes, "typicality", None), item.source, pixels=item.pixels,
+                    collector.consider(item.classes, item.unknown, item.typicality, item.source, pixels=item.pixels,
                                        content=item.content, frame=item.frame, timestamp=item.timestamp,
                                        model={"file": item.model.name, "sha256": item.model.sha256})
             except Exception as exc:  # a full disk, a folder made read-only: said once a kind, the server goes on
