@@ -114,8 +114,8 @@ _AllowInputChange = Annotated[bool, typer.Option(
     help="Accept a new model whose input size or colour differs from the served one's")]
 _DriftWindow = Annotated[int, typer.Option(
     "--drift-window", min=1, metavar="N", rich_help_panel="Collect for the next training",
-    help="The last N answers /metrics compares with the training split: class mix (Jensen-Shannon divergence), "
-         "mean calibrated confidence, unknown rate")]
+    help="The last N answers (uploads and live frames) /metrics and /v1/live compare with the training split: "
+         "class mix (Jensen-Shannon divergence), mean calibrated confidence, unknown rate")]
 _Source = Annotated[Optional[str], typer.Option(
     "--source", metavar="SOURCE", rich_help_panel=LIVE_PANEL, show_default="none: classify what is POSTed",
     help="Also classify a live source around the clock: camera (camera:0), camera:N, a video file (played at its "
@@ -222,7 +222,7 @@ def serve(
 
     Live mode (--source): a camera, video file or stream is classified continuously as well; each prediction goes to GET /v1/latest, the events (GET /v1/events, Server-Sent Events) and MQTT (--mqtt), with --on-change only the changes. A web page at / shows the model, classifies an uploaded image, and follows the live source.
 
-    With --collect DIR, the answers a --collect-when rule picks are kept as predict --collect keeps them (uploads as they came). /metrics also tracks drift: the class mix of the last --drift-window answers against the training split's, the mean calibrated confidence and the unknown rate.
+    With --collect DIR, the answers a --collect-when rule picks are kept as predict --collect keeps them (uploads as they came). /metrics (and /v1/live) also track drift: the class mix of the last --drift-window answers against the training split's, the mean calibrated confidence and the unknown rate.
 
     Safe by default: 127.0.0.1 only unless --host; any other address needs a token. Bodies, pixels, read times, connections and the queue are capped (413, 408, 503 with Retry-After). SIGTERM drains, SIGHUP reloads the model. Needs pip install 'edgecls\\[serve]'.
 
