@@ -296,3 +296,28 @@ def test_export_records_the_whole_train_splits_class_counts_for_drift():
     expected = np.bincount(labels[train], minlength=10)
     assert metadata["openset"]["class_counts"]["train"] == expected.tolist()
     assert training_distribution(metadata, 10) == pytest.approx(expected / expected.sum())
+
+
+def test_a_live_margin_rule_reads_two_classes_while_the_documents_keep_top_k(model, tmp_path):
+    """--collect-when margin<x reads the second class: live frames are classified for two even with
+    --top-k 1, the kept frames' sidecars carry both, the live documents only the one asked for."""
+    pytest.importorskip("cv2")
+    from livekit import digit_frame, no_digit, write_video
+
+    pictures = [digit_frame("4")] * 5 + [no_digit(seed) for seed in range(5)]
+    video = write_video(tmp_path / "mixed.avi", pictures, len(pictures), fps=20)
+    inbox = tmp_path / "inbox"
+    server = served(model, tmp_path, "--source", video, "--top-k", 1, "--collect", inbox, "--collect-when",
+                    "margin<1")
+    try:
+        with server.client() as client:
+            deadline = time.monotonic() + 60
+            while client.get("/v1/live").json()["state"] != "ended" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            latest = client.get("/v1/latest").json()
+            settled(server, lambda m: m.get(("edgecls_collect_kept_total", (("rule", "margin<1"),)), 0) >= 2)
+    finally:
+        assert server.stop() == 0, server.log
+    assert len(latest["classes"]) == 1
+    sides = [json.loads(p.with_suffix(".json").read_text()) for p in kept(inbox)]
+    assert sides and all(len(s["classes"]) == 2 and s["rule"] == "margin<1" for s in sides), sides[:2]

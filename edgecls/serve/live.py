@@ -185,7 +185,8 @@ class LiveLoop:
         while not self._stopped.is_set():
             if self.spec.live or self.latest is None:
                 self._set_state("connecting")
-            stream = LiveStream(self._classifier, self.spec, top_k=self.options.top_k, every=self.options.every,
+            asked = max(self.options.top_k, 2) if self.service.field.wants_two else self.options.top_k  # margin<x
+            stream = LiveStream(self._classifier, self.spec, top_k=asked, every=self.options.every,
                                 fps=self.options.fps, timeout=self.options.timeout,
                                 reconnect=self.options.reconnect, capture=self.options.capture,
                                 log=lambda message: self.log(f"live: {message}"), paced=True)
@@ -238,6 +239,8 @@ class LiveLoop:
         self.service.field.observe(model, prediction.classes, self.source, pixels=pixels, frame=prediction.frame,
                                    timestamp=prediction.timestamp, unknown=prediction.unknown,
                                    typicality=prediction.typicality)  # --collect and the drift window
+        if len(prediction.classes) > self.options.top_k:  # a second class asked for --collect-when margin<x only
+            prediction = dataclasses.replace(prediction, classes=prediction.classes[:self.options.top_k])
         change = self._detector.observe(verdict(prediction))
         document = prediction_document(prediction, change, self.source, model.sha256, model.name)
         text = to_json(document)
