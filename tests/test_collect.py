@@ -39,18 +39,16 @@ def model(tmp_path_factory) -> Path:
     return out
 
 
-def without_rule(folder: Path) -> Path:
-    """The reference model as it was before calibration (the shipped one carries an unknown rule): the
-    IF wrapper, tail and temperature taken off, the metadata without its "openset" entry."""
-    from edgecls.calibrate import graph as surgery
+def plain_reference(folder: Path) -> Path:
+    """The reference classifier without its unknown rule (the graph calibrate wrapped, the metadata
+    without "openset"): a model as an install before the field loop made it."""
+    from edgecls.calibrate.graph import plain_bytes
     from edgecls.runtime.metadata import embed_metadata, read_metadata
-    from edgecls.transfer.graph import load_model, serialize
 
     meta = read_metadata(REFERENCE.read_bytes())
-    model = load_model(REFERENCE.read_bytes())
-    surgery.plain(model, meta["openset"]["temperature"]["beta_before"])
+    meta.pop("openset")
     path = folder / "plain.tflite"
-    path.write_bytes(embed_metadata(serialize(model), {k: v for k, v in meta.items() if k != "openset"}))
+    path.write_bytes(embed_metadata(plain_bytes(REFERENCE.read_bytes()), meta))
     return path
 
 
@@ -149,8 +147,8 @@ def test_bad_rules_are_one_line_errors(model, cli, tmp_path, rule):
 def test_collect_options_without_a_folder_and_unknown_without_a_rule_are_refused(cli, tmp_path):
     done = cli("predict", REFERENCE, IMAGES / "1", "--collect-when", "unknown")
     assert done.code == 2 and "need --collect DIR" in done.err
-    done = cli("predict", without_rule(tmp_path), IMAGES / "1", "--collect", tmp_path / "inbox", "--collect-when",
-               "unknown")
+    done = cli("predict", plain_reference(tmp_path), IMAGES / "1", "--collect", tmp_path / "inbox",
+               "--collect-when", "unknown")
     assert done.code == 2 and "has no unknown rule" in done.err
 
 
@@ -213,14 +211,15 @@ def test_disagree_keeps_what_a_second_model_answers_otherwise(model, cli, tmp_pa
     from edgecls.calibrate.graph import find_tail
     from edgecls.transfer.graph import load_model, producers, serialize
 
-    plain = without_rule(tmp_path).read_bytes()  # the shipped reference's IF wrapper taken off: one subgraph
-    graph = load_model(plain)
+    plain = plain_reference(tmp_path)
+    meta = read_metadata(plain.read_bytes())
+    graph = load_model(plain.read_bytes())
     sub = graph.subgraphs[0]
     last = sub.operators[producers(sub)[find_tail(graph).logits]]  # the FULLY_CONNECTED that makes the logits
     buffer = graph.buffers[sub.tensors[int(last.inputs[1])].buffer]
     weights = np.asarray(buffer.data, np.uint8).view(np.int8).astype(np.int16)
     buffer.data = np.clip(-weights, -127, 127).astype(np.int8).view(np.uint8)
-    wrong.write_bytes(embed_metadata(serialize(graph), read_metadata(plain)))
+    wrong.write_bytes(embed_metadata(serialize(graph), meta))
     count = len(list((IMAGES / "5").iterdir()))
     done = cli("predict", model, IMAGES / "5", "--collect", tmp_path / "in3", "--collect-when", "disagree",
                "--shadow", wrong, "--shadow-every", "2")

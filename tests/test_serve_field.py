@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from serving import ServeProcess
-from test_collect import IMAGES, REFERENCE, digit, kept, scene, without_rule
+from test_collect import IMAGES, REFERENCE, digit, kept, plain_reference, scene
 
 from edgecls.calibrate.folder import calibrate_folder
 from edgecls.calibrate.job import OpenSetOptions
@@ -122,7 +122,7 @@ def test_serve_collect_stops_at_a_tiny_quota_and_says_so_once(model, tmp_path):
 
 def test_a_rule_the_served_model_cannot_follow_stops_the_start(tmp_path):
     """The uncalibrated reference has no unknown rule: serve --collect-when unknown ends at once, exit 2."""
-    copy = without_rule(tmp_path)
+    copy = plain_reference(tmp_path)
     server = ServeProcess(copy, "--collect", tmp_path / "inbox", "--collect-when", "unknown",
                           log=tmp_path / "serve.log", wait_ready=False)
     code = server.process.wait(60)
