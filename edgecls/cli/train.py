@@ -225,19 +225,16 @@ def train(
     # --- retraining (edgecls.retraining)
     from_run: Annotated[Optional[Path], typer.Option(
         "--from", metavar="RUN", rich_help_panel=_RETRAIN, is_eager=True, callback=_read_run,
-        help="Train again as RUN was trained: its options (options given here win, but none that changes its "
-             "held-out images), its validation and test images (checked by content digest), so that the new run "
-             "compares with RUN (edgecls bench compare RUN NEW)", show_default="none")] = None,
+        help="Train again as RUN was: its options and its validation and test images (by content digest), so "
+             "edgecls bench compare RUN NEW compares the two", show_default="none")] = None,
     add: Annotated[Optional[list[Path]], typer.Option(
         "--add", metavar="DIR", rich_help_panel=_RETRAIN,
-        help="With --from: a folder of class sub-folders named as RUN's classes (e.g. predict --collect's folder, "
-             "labelled by moving files), joined to the train split only; its unknown/ images are negatives for the "
-             "unknown answer; a copy of one of RUN's images or a near-duplicate of a validation or test image is "
-             "left out and counted. Repeat for more folders", show_default="none")] = None,
+        help="With --from: class folders (predict --collect's, labelled) joined to train only; unknown/ as "
+             "negatives; near-duplicates of RUN's held-out images left out. Repeatable", show_default="none")] = None,
     # --- output
     out: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_OUTPUT, help="Run directory to create",
-        show_default="runs/<data>-<arch>, runs/<data>-<backbone>; with --from RUN: RUN-2 (the first free number)",
+        show_default="runs/<data>-<arch>, runs/<data>-<backbone>; --from RUN: RUN-2",
     )] = None,
     force: Annotated[bool, typer.Option(
         "--force", rich_help_panel=_OUTPUT,
