@@ -215,7 +215,14 @@ def as_text(spec: Option, value: Any) -> Any:
 def to_table(record: Any) -> dict[str, Any]:
     """The record as a TOML table: every field with an Option that TOML keeps, in the record's order
     (None left for the writer to leave out)."""
-    return {f.name: as_text(spec, getattr(record, f.name)) for f, spec in options_of(type(record)) if spec.toml}
+    return {f.name: _toml_value(spec, getattr(record, f.name)) for f, spec in options_of(type(record)) if spec.toml}
+
+
+def _toml_value(spec: Option, value: Any) -> Any:
+    """A repeatable option's values stay a TOML array (train --add); the rest as their text form writes them."""
+    if spec.multiple and spec.parse is None and value is not None:
+        return [str(v) for v in value]
+    return as_text(spec, value)
 
 
 def from_table(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
@@ -236,6 +243,10 @@ def from_table(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _from_toml(name: str, kind: Any, spec: Option, value: Any, where: str) -> Any:
+    if spec.multiple and spec.parse is None:  # a repeatable option: an array of text (or one text)
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return [value] if isinstance(value, str) else list(value)
+        raise EdgeclsError(f"{where}: {name} must be a list of {spec.metavar or 'text'} values, got {shown(value)}")
     if isinstance(value, list) and all(isinstance(v, str) for v in value) and (kind is str or spec.parse):
         value = ",".join(value) if value else "none"  # a TOML list for a comma-list option
     if spec.parse is not None and isinstance(value, str):

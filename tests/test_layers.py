@@ -35,14 +35,17 @@ ALLOWED = {
     },
     "reports": {  # the `edgecls bench` command itself runs on a device, over bench
         "edgecls": BASE | {"edgecls.reports", "edgecls.bench", "edgecls.runtime", "edgecls.transport",
-                           "edgecls.reporter", "edgecls.atomic", "edgecls.plotting", "edgecls.console"},
+                           "edgecls.reporter", "edgecls.atomic", "edgecls.plotting", "edgecls.console",
+                           "edgecls.rundir", "edgecls.data"},  # bench compare RUN RUN2: runs read as bench reads one
         "packages": {"numpy", "rich"},
         "lazily": {},
     },
     "bench": {
         "edgecls": BASE | {"edgecls.bench", "edgecls.runtime", "edgecls.transport", "edgecls.reporter",
                            "edgecls.atomic", "edgecls.parsing", "edgecls.plotting", "edgecls.tomlio",
-                           "edgecls.console", "edgecls.artifacts", "edgecls.rundir", "edgecls.data"},
+                           "edgecls.console", "edgecls.artifacts", "edgecls.rundir", "edgecls.data",
+                           "edgecls.duplicates",  # a run's train/test near-duplicates (numpy, Pillow)
+                           "edgecls.retraining"},  # a run of train --from RUN --add reads its added folders back
         "packages": {"numpy", "PIL", "rich"},
         "lazily": {},
     },

@@ -8,7 +8,9 @@
   commands (predict, info, calibrate, ...) that take no record, made from edgecls.runtime.settings where each is
   declared; `LiveEvery`, `LiveFps`, `LiveTimeout`, `LiveReconnect`, `LiveCapture`: the live input options
   `predict --source` shares with `serve --source` (declared in edgecls.serve.options.LiveOptions);
-  `AcceptOption`, `UnknownDataOption`, `RuleOption`: the unknown answer's (runtime.settings.UnknownAnswer).
+  `AcceptOption`, `UnknownDataOption`, `RuleOption`: the unknown answer's (runtime.settings.UnknownAnswer);
+  `CollectDir`, `CollectWhen`, `CollectMaxMb`, `CollectReserveMb`, `Shadow`, `ShadowEvery`: what
+  `predict --collect` keeps (runtime.settings.CollectSettings, which serve takes as a record).
 - Commands that take an options record get their options from it (edgecls.cli.records.takes).
 """
 
@@ -22,13 +24,14 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from edgecls.cli.records import annotated, choice, choices, plain
 from edgecls.exits import fail
 from edgecls.options import OUTPUT
-from edgecls.runtime.settings import INTERPRETER, PREPROCESSING, ModelSettings, UnknownAnswer
+from edgecls.runtime.settings import INTERPRETER, PREPROCESSING, CollectSettings, ModelSettings, UnknownAnswer
 from edgecls.serve.options import LIVE_PANEL, LiveOptions
 
 # fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
-__all__ = ["INTERPRETER", "LIVE_PANEL", "OUTPUT", "PREPROCESSING", "AcceptOption", "Backend", "Command", "FitOption",
-           "Group", "InputRange", "Labels", "LiveCapture", "LiveEvery", "LiveFps", "LiveReconnect", "LiveTimeout",
-           "ResizeOption", "RuleOption", "Threads", "Typer", "UnknownDataOption", "choice", "choices", "echo_wrapped",
+__all__ = ["INTERPRETER", "LIVE_PANEL", "OUTPUT", "PREPROCESSING", "AcceptOption", "Backend", "CollectDir",
+           "CollectMaxMb", "CollectReserveMb", "CollectWhen", "Command", "FitOption", "Group", "InputRange", "Labels",
+           "LiveCapture", "LiveEvery", "LiveFps", "LiveReconnect", "LiveTimeout", "ResizeOption", "RuleOption",
+           "Shadow", "ShadowEvery", "Threads", "Typer", "UnknownDataOption", "choice", "choices", "echo_wrapped",
            "fail", "plain"]
 
 
@@ -122,3 +125,11 @@ LiveCapture = annotated(LiveOptions, "capture")
 AcceptOption = annotated(UnknownAnswer, "accept")
 UnknownDataOption = annotated(UnknownAnswer, "unknown_data")
 RuleOption = annotated(UnknownAnswer, "rule")
+
+# `predict --collect`: what it keeps (serve takes the same fields as a record).
+CollectDir = annotated(CollectSettings, "collect")
+CollectWhen = annotated(CollectSettings, "collect_when")
+CollectMaxMb = annotated(CollectSettings, "collect_max_mb")
+CollectReserveMb = annotated(CollectSettings, "collect_reserve_mb")
+Shadow = annotated(CollectSettings, "shadow")
+ShadowEvery = annotated(CollectSettings, "shadow_every")

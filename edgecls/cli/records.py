@@ -53,9 +53,11 @@ def choice(kind: type[Enum], what: str) -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
-    """What the library takes: Enum members as their strings, paths as strings."""
+    """What the library takes: Enum members as their strings, paths as strings (a list's too)."""
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, list):
+        return [plain(v) for v in value]
     return str(value) if isinstance(value, Path) else value
 
 
@@ -202,7 +204,7 @@ def _reader(record: type, f: Field, spec: Option) -> Build:
     def read(given: dict[str, Any]) -> Any:
         value = given[f.name]
         value = value.value if isinstance(value, Enum) else value
-        if value is None:  # left out: the record's own default (a repeated option's empty list)
+        if value is None or (spec.multiple and not value):  # left out: the record's own default
             default = _default(f)
             return None if default is inspect.Parameter.empty else default
         if spec.parse is not None and not spec.choices:

@@ -26,7 +26,9 @@ SERVE_EXAMPLES = (
     "edgecls serve model.tflite --host 0.0.0.0 --token-file /etc/edgecls/token --interpreters 2 --threads 2\n\n"
     "edgecls serve mobilenet_v1_0.5_160_quant.tflite --labels imagenet_labels.txt --resize nearest --watch\n\n"
     "edgecls serve model.tflite --source camera:0 --fps 5 --on-change --mqtt mqtt://localhost/edgecls/feeder\n\n"
-    "edgecls serve model.tflite --host 0.0.0.0 --token-file token --systemd-unit > edgecls.service"
+    "edgecls serve model.tflite --host 0.0.0.0 --token-file token --systemd-unit > edgecls.service\n\n"
+    "edgecls serve model_int8.tflite --collect /var/lib/edgecls/inbox --collect-when unknown,uncertain<0.6 "
+    "--collect-max-mb 500"
 )
 
 
@@ -38,6 +40,8 @@ def serve(options: ServeOptions) -> None:
     Routes: POST /v1/classify (an image as the body, or a multipart field 'image'; ?top_k=), GET and PUT /v1/model (the model, or a new one: checked, then swapped in without dropping a request), POST /v1/model/rollback, GET /healthz, /readyz, /metrics (Prometheus). Answers are predict's, with the SHA-256 of the model that gave them.
 
     Live mode (--source): a camera, video file or stream is classified continuously as well; each prediction goes to GET /v1/latest, the events (GET /v1/events, Server-Sent Events) and MQTT (--mqtt), with --on-change only the changes. A web page at / shows the model, classifies an uploaded image, and follows the live source.
+
+    With --collect DIR, the answers a --collect-when rule picks are kept as predict --collect keeps them (uploads as they came). /metrics (and /v1/live) also track drift: the class mix of the last --drift-window answers against the training split's, the mean calibrated confidence and the unknown rate.
 
     Safe by default: 127.0.0.1 only unless --host; any other address needs a token. Bodies, pixels, read times, connections and the queue are capped (413, 408, 503 with Retry-After). SIGTERM drains, SIGHUP reloads the model. Needs pip install 'edgecls\\[serve]'.
 

@@ -21,6 +21,7 @@ app = Typer()
              "edgecls train --data photos/ --arch mobile --img-size 96 --out runs/photos\n\n"
              "edgecls train --config runs/digits-seed/config.toml --out runs/again\n\n"
              "edgecls train --data photos/ --backbone mobilenet_v1_0.25_128_quant.tflite\n\n"
+             "edgecls train --from runs/photos --add inbox/ --out runs/photos-2\n\n"
              "edgecls train --data photos/ --arch mobilenet_v2 --alpha 0.35  # internet once")
 @takes(TrainOptions, panels=PANELS)
 def train(options: TrainOptions, ctx: typer.Context) -> None:

@@ -122,6 +122,46 @@ class UnknownAnswer:
     rule: str = rule_option()
 
 
+# What `predict --collect` and `serve --collect` keep (edgecls.runtime.collect).
+COLLECT = "Collect for the next training"
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    """The --collect options as given; `options()` is the checked CollectOptions (None without --collect)."""
+
+    collect: Optional[str] = option(
+        None, kind=Path, metavar="DIR", panel=COLLECT, show_default="none: keep nothing",
+        help="Keep the images or frames a --collect-when rule picks as DIR/<answer>/NAME (the answer: a label or "
+        "unknown) with a JSON sidecar; move each file into the right class folder, then train with them")
+    collect_when: Optional[list[str]] = option(
+        None, multiple=True, metavar="RULES", panel=COLLECT,
+        show_default="unknown for a model with an unknown rule, else uncertain<0.6",
+        help="unknown, uncertain<0.6 (calibrated top score), margin<0.2 (top minus second), class=NAME, sample=0.01, "
+        "every=600s, disagree (with --shadow): a comma list, or repeat the option; the first rule that fires is "
+        "recorded")
+    collect_max_mb: Optional[float] = option(
+        None, metavar="MB", panel=COLLECT, show_default="no cap",
+        help="Keep nothing more once DIR holds this many MB (said once, and counted in the summary)")
+    collect_reserve_mb: Optional[float] = option(
+        None, metavar="MB", panel=COLLECT, show_default="200",
+        help="Keep nothing that would leave less than this much free space on DIR's disk")
+    shadow: Optional[str] = option(
+        None, kind=Path, metavar="OTHER.tflite", panel=COLLECT, show_default="none",
+        help="A second model with the same labels (e.g. the float32 file beside the int8 one) for --collect-when "
+        "disagree: it classifies every --shadow-every-th image too")
+    shadow_every: Optional[int] = option(
+        None, low=1, range_in_help=True, metavar="N", panel=COLLECT, show_default="5",
+        help="Run the --shadow model on every Nth image or frame offered (1: all)")
+
+    def options(self) -> Any:
+        """edgecls.runtime.collect's CollectOptions of these (None without --collect); one-line errors."""
+        from edgecls.runtime.collect import collect_options
+
+        return collect_options(self.collect, self.collect_when, self.collect_max_mb, self.collect_reserve_mb,
+                               self.shadow, self.shadow_every)
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """How a model file becomes Classifiers: `edgecls predict`'s model options."""

@@ -10,12 +10,13 @@ import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from edgecls.errors import EdgeclsError
 from edgecls.options import OUTPUT, argument, check, option
 from edgecls.runtime.capture import CAPTURE_BACKENDS
-from edgecls.runtime.settings import INTERPRETER, PREPROCESSING, ModelSettings
+from edgecls.runtime.settings import COLLECT, INTERPRETER, PREPROCESSING, CollectSettings, ModelSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -30,6 +31,7 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 60.0  # 20 MB at ~3 Mbit/s
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_GRACE_S = 10.0
+DEFAULT_DRIFT_WINDOW = 500  # answers (edgecls.runtime.drift.DEFAULT_WINDOW; not imported: stdlib only here)
 MB = 1 << 20
 # Live mode (--source): what a live prediction carries and how a change of class is decided.
 DEFAULT_LIVE_TOP_K = 3
@@ -152,7 +154,7 @@ def parse_mqtt_url(url: str) -> tuple[str, str, int, str]:
 
 # The help's panels (edgecls serve --help shows them in this order).
 NET, LOAD, LIMITS, UPDATES = "Network and security", "Under load", "Limits", "Model updates"
-PANELS = (NET, OUTPUT, PREPROCESSING, INTERPRETER, LOAD, LIMITS, UPDATES, LIVE_PANEL, MQTT_PANEL)
+PANELS = (NET, OUTPUT, PREPROCESSING, INTERPRETER, LOAD, LIMITS, UPDATES, LIVE_PANEL, MQTT_PANEL, COLLECT)
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,14 @@ class ServeOptions:
                                   help="TLS private key (PEM) of --tls-cert")
     live: LiveOptions | None = None  # --source: classify a camera, file or stream continuously
     mqtt: MqttOptions | None = None  # --mqtt: publish the live predictions
+    collecting: CollectSettings = field(default_factory=CollectSettings)  # --collect DIR and its rules, as given
+    drift_window: int = option(  # answers in the rolling window /metrics compares with training
+        DEFAULT_DRIFT_WINDOW, low=1, range_in_help=True, metavar="N", panel=COLLECT,
+        help="The last N answers (uploads and live frames) /metrics and /v1/live compare with the training split: "
+        "class mix (Jensen-Shannon divergence), mean calibrated confidence, unknown rate")
+    # the checked --collect options (edgecls.runtime.collect.CollectOptions; edgecls.serve.field), made by
+    # checked() from `collecting`, or handed in by a library caller
+    collect: Any = None
     access_log: bool = option(False, help="Log one line per request")
     systemd_unit: bool = option(False, toml=False,
                                 help="Print a systemd unit that runs this command as a service, and exit")
@@ -261,11 +271,21 @@ class ServeOptions:
                                "contradict each other: choose one")
         if self.mqtt is not None and self.live is None:
             raise EdgeclsError("--mqtt publishes live predictions: give --source (a camera, video file or stream)")
+        collect = self.collect if self.collect is not None else self.collecting.options()
+        if collect is not None:
+            if collect.shadow is not None:
+                _check_file(Path(collect.shadow), "--shadow")
+            collect = replace(collect, folder=str(Path(collect.folder).absolute()),
+                              shadow=None if collect.shadow is None else str(Path(collect.shadow).absolute()))
+        # the unit's command line gives the folders as the service must find them (absolute)
+        collecting = self.collecting if collect is None else replace(
+            self.collecting, collect=collect.folder, shadow=collect.shadow)
         settings = replace(self.settings, labels=_absolute(self.settings.labels))
         live = None if self.live is None else self.live.checked()
         mqtt = None if self.mqtt is None else self.mqtt.checked()
         return replace(self, model=model.absolute(), settings=settings, token_file=_absolute(self.token_file),
-                       tls_cert=_absolute(self.tls_cert), tls_key=_absolute(self.tls_key), live=live, mqtt=mqtt)
+                       tls_cert=_absolute(self.tls_cert), tls_key=_absolute(self.tls_key), live=live, mqtt=mqtt,
+                       collect=collect, collecting=collecting)
 
 
 TOKEN_ENV = "EDGECLS_TOKEN"

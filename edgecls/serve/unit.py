@@ -3,7 +3,8 @@
 ExecStart is this venv's own `edgecls` (absolute) with the command's options and absolute paths; the
 service runs as a dedicated user, restarts on failure, reloads the model on `systemctl reload`
 (SIGHUP), stops with SIGTERM's drain, and is hardened: no new privileges, the whole file system
-read-only (ProtectSystem=strict) but for the model's folder (where deployed models are written),
+read-only (ProtectSystem=strict) but for the model's folder (where deployed models are written) and
+the --collect folder,
 private /tmp, no capabilities, kernel and control groups protected; the `video` group for cameras.
 A token file (and an MQTT credentials file) is handed over with LoadCredential (it may stay root-only;
 the service reads its copy).
@@ -38,7 +39,8 @@ def serve_arguments(options: ServeOptions) -> list[str]:
     """`serve MODEL ...`: the options that differ from the defaults (paths absolute), without the token or the
     MQTT credentials, made from the records' own fields (edgecls.options.argv)."""
     own = ("token_file", "systemd_unit")  # the token is handed over as a credential; the unit is this output
-    words = ["serve", str(options.model), *argv(options.settings), *argv(options, skip=lambda f: f.name in own)]
+    words = ["serve", str(options.model), *argv(options.settings), *argv(options, skip=lambda f: f.name in own),
+             *argv(options.collecting)]
     if options.live is not None:
         words += argv(options.live, value_of=lambda f, value: live_source(value) if f.name == "source" else value)
     if options.mqtt is not None:  # its credentials file is handed over as a credential too
@@ -76,6 +78,8 @@ def systemd_unit(options: ServeOptions) -> str:
         "# Install it (devices/README.md, \"Run it as a service\"):",
         f"#   sudo useradd --system --no-create-home --shell /usr/sbin/nologin {UNIT_USER}",
         f"#   sudo chown -R {UNIT_USER}: {_quoted(str(folder))}",
+        *([f"#   sudo mkdir -p {_quoted(options.collect.folder)} && sudo chown -R {UNIT_USER}: "
+           f"{_quoted(options.collect.folder)}"] if options.collect is not None else []),
         "#   sudo tee /etc/systemd/system/edgecls.service < this-file",
         "#   sudo systemctl daemon-reload && sudo systemctl enable --now edgecls",
         "[Unit]",
@@ -98,6 +102,7 @@ def systemd_unit(options: ServeOptions) -> str:
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         f"ReadWritePaths={_quoted(str(folder))}",  # uploads and NAME.previous.tflite are written there
+        *([f"ReadWritePaths={_quoted(options.collect.folder)}"] if options.collect is not None else []),
         "ProtectHome=read-only",
         "PrivateTmp=yes",
         "ProtectKernelTunables=yes",
@@ -122,10 +127,12 @@ def systemd_unit(options: ServeOptions) -> str:
 def unit_warnings(options: ServeOptions) -> list[str]:
     """What would keep the unit from working as written: paths the service's sandbox or user cannot reach."""
     found = []
-    folder = options.model.parent
-    if any(folder == Path(tmp) or Path(tmp) in folder.parents for tmp in ("/tmp", "/var/tmp")):
-        found.append(f"the service has a private /tmp (PrivateTmp=yes) and will not see {folder}: put the model in "
-                     "a folder of its own, e.g. /var/lib/edgecls")
+    folders = [(options.model.parent, "the model"),
+               *([(Path(options.collect.folder), "--collect")] if options.collect is not None else [])]
+    for folder, what in folders:
+        if any(folder == Path(tmp) or Path(tmp) in folder.parents for tmp in ("/tmp", "/var/tmp")):
+            found.append(f"the service has a private /tmp (PrivateTmp=yes) and will not see {folder}: put {what} in "
+                         "a folder of its own, e.g. /var/lib/edgecls")
     source = None if options.live is None else live_source(options.live.source)
     if source is not None and source.startswith("/") and any(
             Path(source).parent == Path(tmp) or Path(tmp) in Path(source).parents for tmp in ("/tmp", "/var/tmp")):

@@ -58,7 +58,8 @@ def _route_default(name: str) -> str:
 DATA, MODEL, TRAINING = "Data", "Model", "Training"
 KERAS = "Keras backbones (--arch mobilenet_v2, mobilenet_v3_small, ...)"
 BACKBONE = "Backbone route (--backbone FILE.tflite, no TensorFlow)"
-PANELS = (DATA, MODEL, TRAINING, KERAS, BACKBONE, UNKNOWN, OUTPUT)
+RETRAIN = "Retrain with new images (--from RUN --add DIR)"
+PANELS = (DATA, MODEL, TRAINING, KERAS, BACKBONE, UNKNOWN, RETRAIN, OUTPUT)
 
 
 # Which route an option belongs to: the Keras CNN's only (refused with --backbone), the backbone route's
@@ -80,7 +81,7 @@ class TrainOptions:
     data: str = option("digits", panel=DATA, help="digits | mnist | fashion_mnist | cifar10 | a folder of class "
                        "sub-folders | a folder of IDX files")
     out: Optional[str] = option(None, panel=OUTPUT, kind=Path, help="Run directory to create",
-                                show_default="runs/<data>-<arch>, runs/<data>-<backbone>")
+                                show_default="runs/<data>-<arch>, runs/<data>-<backbone>; --from RUN: RUN-2")
     arch: str = cnn_route(option(
         "seed", panel=MODEL, choices=ARCHITECTURES, what="architecture",
         help="seed (the classic conv/pool/dense CNN) | mobile (depthwise-separable, for RGB photos) | mobilenet_v2 | "
@@ -170,6 +171,17 @@ class TrainOptions:
     accept: float = backbone_route(accept_option())  # the share of validation images of known classes accepted
     unknown_data: Optional[str] = backbone_route(unknown_data_option())  # images of none of the classes
     rule: str = backbone_route(rule_option())  # auto | top | embedding | both
+    # Retraining (edgecls.retraining): RUN's options as defaults, its validation and test images kept, the
+    # images of the `add` folders joined to the train split only. A run's config.toml lists in `add` every
+    # folder added since the original data.
+    from_run: Optional[str] = option(
+        None, flags=("--from",), kind=Path, metavar="RUN", panel=RETRAIN, show_default="none",
+        help="Train again as RUN was: its options and its validation and test images (by content digest), so "
+        "edgecls bench compare RUN NEW compares the two")
+    add: Optional[list[str]] = option(
+        None, multiple=True, metavar="DIR", panel=RETRAIN, show_default="none",
+        help="With --from: class folders (predict --collect's, labelled) joined to train only; unknown/ as "
+        "negatives; near-duplicates of RUN's held-out images left out. Repeatable")
     # how this run is made, not what it is: not in config.toml
     force: bool = option(
         False, panel=OUTPUT, toml=False,
@@ -223,11 +235,18 @@ def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> T
 
 
 def with_config(options: TrainOptions, given: set[str]) -> tuple[TrainOptions, set[str]]:
-    """`train --config FILE.toml`: the file's values for the options the command line left out (`given` names
-    those it gave: they win), and the names of the options the file set."""
-    if options.config is None:
+    """`train --config FILE.toml` or `--from RUN` (RUN's config.toml, run_options): its values for the options
+    the command line left out (`given` names those it gave: they win), and the names of the options it set.
+    (A --config file's own from_run is a retrained run's record: not read again as RUN's options.)"""
+    if options.config is not None and "from_run" in given:
+        raise EdgeclsError("give --config or --from, not both: --from RUN takes RUN's config.toml")
+    if options.config is not None:
+        defaults = read_config(options.config)
+    elif options.from_run is not None:
+        defaults = run_options(Path(options.from_run))
+    else:
         return options, set()
-    values = {name: value for name, value in read_config(options.config).items() if name not in given}
+    values = {name: value for name, value in defaults.items() if name not in given}
     return dataclasses.replace(options, **values), set(values)
 
 
@@ -264,6 +283,20 @@ def config_table(o: TrainOptions) -> dict[str, Any]:
     return {name: value for name, value in table.items() if route_of(name) != "cnn" or name in SET_BY_BACKBONE}
 
 
+# What `--from RUN` does not take from RUN's config.toml: where RUN was written, and what RUN itself was
+# retrained from and with (retraining.retraining_data adds RUN's own folders before the new ones).
+NOT_FROM_RUN = ("out", "from_run", "add")
+
+
+def run_options(run: Path) -> dict[str, Any]:
+    """RUN's options (its config.toml), as `train --from RUN` takes them: the defaults of the new run."""
+    from edgecls.artifacts import CONFIG_FILE
+
+    if not (Path(run) / CONFIG_FILE).is_file():
+        raise EdgeclsError(f"--from {run}: not a run directory (no {CONFIG_FILE}; make one with edgecls train)")
+    return {name: value for name, value in read_config(Path(run) / CONFIG_FILE).items() if name not in NOT_FROM_RUN}
+
+
 def validate(o: TrainOptions) -> None:
     """The CNN route's options: none of the backbone route's, each option's bounds and choices
     (edgecls.options.check), then the rules between them."""
@@ -271,6 +304,11 @@ def validate(o: TrainOptions) -> None:
     if stray:
         where = " (a Keras run takes it at export: edgecls export RUN ...)" if stray[0] in EXPORT_TOO else ""
         raise EdgeclsError(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite{where}")
+    if o.add and o.from_run is None:
+        raise EdgeclsError("--add needs --from RUN: the run whose options, validation and test images the new run "
+                           "keeps")
+    if o.from_run is not None and o.out is not None and Path(o.out).resolve() == Path(o.from_run).resolve():
+        raise EdgeclsError(f"--out {o.out} is the run given to --from: write the new run elsewhere")
     check(o)
     unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]
     if unknown:
