@@ -84,7 +84,7 @@ def test_the_systemd_units_command_line_reads_back_as_the_same_options(tmp_path)
     import typer.main
 
     from edgecls.cli import app
-    from edgecls.runtime.settings import ModelSettings
+    from edgecls.runtime.settings import CollectSettings, ModelSettings
     from edgecls.serve.options import LiveOptions, MqttOptions, ServeOptions
     from edgecls.serve.unit import serve_arguments
 
@@ -92,7 +92,9 @@ def test_the_systemd_units_command_line_reads_back_as_the_same_options(tmp_path)
     options = ServeOptions(
         model=tmp_path / "m.tflite", port=9000, max_body_mb=2.5, settings=ModelSettings(resize="nearest"),
         live=LiveOptions(source="camera:1", every=2, on_change=True, capture="opencv", reconnect=0.5),
-        mqtt=MqttOptions(url="mqtt://broker/home/feeder", credentials_file=tmp_path / "secret", ca_file=ca))
+        mqtt=MqttOptions(url="mqtt://broker/home/feeder", credentials_file=tmp_path / "secret", ca_file=ca),
+        collecting=CollectSettings(collect=str(tmp_path / "inbox"), collect_when=["unknown", "margin<0.2"],
+                                   shadow_every=3), drift_window=100)
     words = serve_arguments(options)
     assert "--mqtt-credentials" not in words and str(tmp_path / "secret") not in words
     command = typer.main.get_command(app).commands["serve"]
@@ -103,5 +105,8 @@ def test_the_systemd_units_command_line_reads_back_as_the_same_options(tmp_path)
     assert (params["source"], params["every"], params["on_change"], params["capture"], params["reconnect"]) == (
         "camera:1", 2, True, "opencv", 0.5)
     assert (params["url"], Path(params["ca_file"])) == ("mqtt://broker/home/feeder", ca)
+    assert (Path(params["collect"]), ",".join(params["collect_when"]), params["shadow_every"]) == (
+        tmp_path / "inbox", "unknown,margin<0.2", 3)
+    assert params["drift_window"] == 100
     defaults = {f.name: f.default for f in dataclasses.fields(LiveOptions)}
     assert params["min_stable"] == defaults["min_stable"]  # left at its default: not on the command line
