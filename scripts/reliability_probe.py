@@ -19,6 +19,7 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -251,12 +252,19 @@ def _mutate(source: Path, target: Path, change: Callable[[Any, Any], None]) -> N
 
 
 def _op(model, name: str):
+    """The ops named `name` in every subgraph: a calibrated export's subgraph 0 is one IF around the classifier."""
     from edgecls.runtime import tflite_names
 
-    for op in model.subgraphs[0].operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if tflite_names.op_name(code.builtinCode, code.deprecatedBuiltinCode, code.customCode) == name:
-            yield op
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if tflite_names.op_name(code.builtinCode, code.deprecatedBuiltinCode, code.customCode) == name:
+                yield op
+
+
+def _graph_of(model, op):
+    """The subgraph that holds `op`."""
+    return next(graph for graph in model.subgraphs if any(o is op for o in graph.operators))
 
 
 def _set(op, field: str, k: int, value: int) -> None:
@@ -275,7 +283,7 @@ def _custom_pool(model, s) -> None:
 def _nan_bias(model, s) -> None:
     """The first CONV_2D's bias made NaN: what a diverged training exports."""
     conv = next(_op(model, "CONV_2D"))
-    buffer = model.buffers[model.subgraphs[0].tensors[conv.inputs[2]].buffer]
+    buffer = model.buffers[_graph_of(model, conv).tensors[conv.inputs[2]].buffer]
     count = len(buffer.data) // 4
     buffer.data = np.frombuffer(np.full(count, np.nan, np.float32).tobytes(), np.uint8)
 
@@ -307,7 +315,7 @@ def build_fixtures(F: Path, log: Callable[[str], None]) -> None:
         "fc_input_1e6": lambda m, s: _set(last_fc(m), "inputs", 0, 10**6),
         "fc_input_minus1": lambda m, s: _set(last_fc(m), "inputs", 0, -1),
         "opcode_1e6": lambda m, s: setattr(list(_op(m, "SOFTMAX"))[0], "opcodeIndex", 10**6),
-        "buffer_1e6": lambda m, s: setattr(m.subgraphs[0].tensors[last_fc(m).inputs[1]], "buffer", 10**6),
+        "buffer_1e6": lambda m, s: setattr(_graph_of(m, last_fc(m)).tensors[last_fc(m).inputs[1]], "buffer", 10**6),
         "output_1e6": lambda m, s: setattr(m.subgraphs[0], "outputs", np.array([10**6], np.int32)),
         "input_minus1": lambda m, s: setattr(m.subgraphs[0], "inputs", np.array([-1], np.int32)),
         "side_2e31": _set_input_shape([1, 2**31 - 1, 2**31 - 1, 1]),
@@ -1003,9 +1011,16 @@ def main() -> None:
                         help="seconds a case may take (default: 20 for sweep 14, 90 for 28: TensorFlow's import "
                              "alone takes 10-30 s on a loaded machine)")
     parser.add_argument("--only", default="", help="comma list of class numbers to run (default: all)")
-    parser.add_argument("--match", default="", help="only the cases whose description holds this text")
+    parser.add_argument("--match", default="", help="only the cases whose description matches this regular "
+                                                     "expression (sweep 28; sweep 14: holds this text)")
     parser.add_argument("--fixtures", type=Path, help="keep the issue-28 fixtures here (made once, reused)")
+    parser.add_argument("--model", type=Path, default=MODEL,
+                        help="the int8 digits model the issue-28 cases use and mutate (its folder also gives "
+                             "model_float32.tflite, labels.txt, report/bench.json; default: this checkout's "
+                             "models/digits-seed). The baseline's own uncalibrated model keeps the comparison "
+                             "about the faults: an older checkout may not know a newer file's layout")
     args = parser.parse_args()
+    globals()["MODEL"] = args.model.resolve()
     here = Path(__file__).resolve().parents[1]
     if args.smoke:
         args.before, args.after = args.before or here, args.after or here
@@ -1041,7 +1056,7 @@ def sweep14(args: argparse.Namespace, only: set[int]) -> None:
 
 
 def sweep28(args: argparse.Namespace, only: set[int]) -> None:
-    cases = [c for c in CASES28 if (not only or c.cls in only) and args.match in c.what]
+    cases = [c for c in CASES28 if (not only or c.cls in only) and re.search(args.match, c.what)]
     if args.smoke:
         cases = cases[:3]
     roots = {label: root.resolve() for label, root in (("before", args.before), ("after", args.after))
