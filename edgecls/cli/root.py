@@ -91,8 +91,7 @@ def main() -> None:
             if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `edgecls` or `edgecls bench`: help was asked for
                 typer.echo(exc.format_message())  # the help text
                 raise SystemExit(0) from None
-            path = exc.ctx.command_path.split(" ", 1) if exc.ctx else []
-            where = f"edgecls {path[1]}" if len(path) == 2 else "edgecls"
+            where = " ".join(["edgecls", *_subcommands(exc.ctx)])
             fail(f"{exc.format_message()} (see {where} --help)", 2)
         except aborts:
             _interrupted()
@@ -101,6 +100,16 @@ def main() -> None:
         return code if isinstance(code, int) else 0  # what click's standalone mode would have done
 
     guarded(run_app)  # edgecls errors, interrupts, a closed pipe, anything unforeseen: one line each
+
+
+def _subcommands(ctx) -> list[str]:
+    """The subcommand names of a click context ("bench", "compare"), without the program's own name, which
+    is "python -m edgecls" when run that way."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    return names
 
 
 if __name__ == "__main__":

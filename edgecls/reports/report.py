@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgecls import jsonio
-from edgecls.atomic import check_folder_writable, write_text_atomic
+from edgecls.atomic import check_file_writable, check_folder_writable, write_text_atomic
 from edgecls.bench.results import BenchReport, Latency, ModelResult
 from edgecls.console import (
     markup_cell,  # one implementation for every table of data; compare imports it here
@@ -383,9 +383,7 @@ def check_writable(json_path: Optional[Path], report_dir: Optional[Path]) -> Non
             raise EdgeclsError(f"cannot write to --report {report_dir}: it is a file, not a folder")
         check_folder_writable("--report", report_dir, report_dir)
     if json_path is not None:
-        if json_path.is_dir():
-            raise EdgeclsError(f"cannot write to --json {json_path}: it is a folder; give a file name")
-        check_folder_writable("--json", json_path, json_path.parent)
+        check_file_writable("--json", json_path)
 
 
 def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_path: Optional[Path] = None,
