@@ -345,6 +345,10 @@ def test_a_real_full_disk_under_train_leaves_nothing(tmp_path):
     ["bench", INT8, "--data", "DATA", "--latency-only", "--report", "RO/rep"],
     ["data", "check", "DATA", "--report", "FILE/dc"],
     ["data", "check", "DATA", "--review", "RO/rv"],
+    ["calibrate", INT8, "--data", "DATA", "--out", "FILE/c.tflite"],
+    ["calibrate", INT8, "--data", "DATA", "--out", "RO/c.tflite"],
+    ["predict", INT8, "IMG", "--collect", "FILE/inbox"],
+    ["predict", INT8, "IMG", "--collect", "RO/inbox"],
 ])
 def test_an_unwritable_output_is_refused_before_any_work(argv, tmp_path):
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
@@ -937,6 +941,38 @@ def test_an_out_under_a_file_says_so_before_any_work(tmp_path):
         done = bounded_run([*argv, "--out", tmp_path / "afile" / "run"], tmp_path, timeout=90)
         line = one_line(done.stderr)
         assert done.returncode == 2 and "afile is a file" in line and "File exists" not in line
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["predict", INT8, "IMG", "--collect", "FILE"], "afile is a file, not a folder"),
+    (["calibrate", INT8, "--data", "DATA", "--out", "DIR", "--force"], "it is a folder; give a file name"),
+    (["bench", INT8, "--data", "DATA", "--latency-only", "--json", "DIR"], "it is a folder; give a file name"),
+])
+def test_an_output_that_is_the_wrong_kind_of_file_is_named_before_any_work(argv, words, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "adir" / "keep.txt").write_text("mine")
+    values = {"IMG": INT8.parent / "test-images" / "0" / "00012-000079.png", "DATA": two_classes(tmp_path / "data"),
+              "FILE": tmp_path / "afile", "DIR": tmp_path / "adir"}
+    done = bounded_run([values.get(a, a) for a in argv], tmp_path, timeout=HANG)
+    line = one_line(done.stderr)
+    assert done.returncode == 2 and words in line and "File exists" not in line, line
+    assert (tmp_path / "afile").read_text() == "x" and (tmp_path / "adir" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("report, review", [("dc", "dc"), ("dc", "dc/review"), ("dc/report", "dc")])
+def test_data_check_refuses_a_review_folder_that_would_replace_its_report(report, review, tmp_path):
+    data = two_classes(tmp_path / "data", per_class=4)
+    done = bounded_run(["data", "check", data, "--report", tmp_path / report, "--review", tmp_path / review],
+                       tmp_path, timeout=HANG)
+    line = one_line(done.stderr)
+    assert done.returncode == 2 and "overlap" in line and not (tmp_path / "dc").exists(), line
+
+
+def test_a_usage_error_names_the_command_as_typed_without_python_m():
+    done = subprocess.run([sys.executable, "-m", "edgecls", "bench", "compare", "--no-such"], capture_output=True,
+                          text=True, timeout=HANG)
+    assert done.returncode == 2 and "(see edgecls bench compare --help)" in done.stderr, done.stderr
 
 
 def test_head_advice_never_suggests_the_head_in_use():
