@@ -203,7 +203,7 @@ def run(root: Path, work: Path, argv, opts: dict, timeout: float) -> str:
 # folder (W/...). RUN is a one-epoch digits run trained once per checkout (F/run-before, F/run-after),
 # copied into W when a case writes into it.
 
-VERDICTS = ("ok", "internal", "hang", "oom", "crash", "wrong", "misleading", "unreached")
+VERDICTS = ("ok", "internal", "hang", "oom", "crash", "wrong", "misleading", "unreached", "n/a")
 
 
 @dataclass
@@ -447,6 +447,35 @@ def _readonly(name: str) -> Callable[[Path, Path], None]:
         (w / name).mkdir()
         (w / name).chmod(0o555)
     return prep
+
+
+def _calibration_data(w: Path, f: Path) -> None:
+    """W/cal: 30 digit-like images in each of the model's classes 0 and 5 (enough to calibrate on)."""
+    for digit in (0, 5):
+        (w / "cal" / str(digit)).mkdir(parents=True)
+        for i in range(30):
+            (w / "cal" / str(digit) / f"{i:02d}.png").write_bytes(_digits_png(digit, digit * 100 + i))
+
+
+def _folder_kept(name: str) -> Callable[[Path, Path], None]:
+    """W/NAME: a folder holding the user's file keep.txt (that must survive)."""
+    def prep(w: Path, f: Path) -> None:
+        (w / name).mkdir()
+        (w / name / "keep.txt").write_text("mine")
+    return prep
+
+
+def _still_there(name: str) -> Callable[[dict, Path], Optional[str]]:
+    def check(r: dict, w: Path) -> Optional[str]:
+        return None if (w / name / "keep.txt").is_file() else "wrong"
+    return check
+
+
+def _report_kept(r: dict, w: Path) -> Optional[str]:
+    """Wrong when data check said it wrote a report that is not there (the review folder replaced it)."""
+    if r["code"] == 0 and not list(w.glob("dc*/**/datacheck.md")):
+        return "wrong"
+    return None
 
 
 def _no_rows_of_class(words: str) -> Callable[[dict, Path], Optional[str]]:
@@ -810,6 +839,137 @@ CASES28: list[Case] = [
     Case(7, "predict --source camera:x", ["predict", "M", "--source", "camera:x"], say=("camera:x",)),
     Case(7, "export --target 'pi@-oProxyCommand=x'", ["export", "RUN", "--target", "pi@-oProxyCommand=x"],
          run=True, say=("--target",), never=("--remote",), timeout=40),
+    # ---- the field-loop and live surface, new since the baseline (calibrate, predict --collect, data check,
+    # serve's live options): "n/a" where the baseline has no such command or option
+    Case(2, "calibrate --out under a file", ["calibrate", "M", "--data", "W/cal", "--out", "W/afile/c.tflite"],
+         prep=_all(_calibration_data, _copy("afile", "afile")), say=("afile is a file",), never=("File exists",)),
+    Case(2, "calibrate --out in a read-only folder", ["calibrate", "M", "--data", "W/cal", "--out", "W/ro/c.tflite"],
+         prep=_all(_calibration_data, _readonly("ro")), nocap=True, say=("W/ro",)),
+    Case(2, "calibrate --out on a full disk", ["calibrate", "M", "--data", "W/cal", "--out", "W/full/c.tflite"],
+         prep=_calibration_data, disk_kib=64, say=("space|too large",), absent=("full/c.tflite", "full/.*partial*")),
+    Case(2, "calibrate > /dev/full", ["calibrate", "M", "--data", "W/cal", "--out", "W/c.tflite"],
+         prep=_calibration_data, stdout="/dev/full", say=("standard output",)),
+    Case(2, "predict --collect under a file", ["predict", "M", "F/img/seven.png", "--collect", "W/afile/in"],
+         prep=_copy("afile", "afile"), say=("afile is a file",)),
+    Case(2, "predict --collect naming a file", ["predict", "M", "F/img/seven.png", "--collect", "W/afile"],
+         prep=_copy("afile", "afile"), say=("afile is a file",), never=("File exists",)),
+    Case(2, "predict --collect in a read-only folder", ["predict", "M", "F/img/seven.png", "--collect", "W/ro/in"],
+         prep=_readonly("ro"), nocap=True, say=("W/ro",)),
+    Case(2, "data check --report in a read-only folder", ["data", "check", DS, "--report", "W/ro/dc"],
+         prep=_readonly("ro"), nocap=True, say=("W/ro",)),
+    Case(2, "serve --systemd-unit > /dev/full", ["serve", "M", "--systemd-unit"], stdout="/dev/full",
+         say=("standard output",), timeout=40),
+    Case(3, "calibrate --threads 10**9", ["calibrate", "M", "--data", "W/cal", "--threads", str(10**9)],
+         prep=_calibration_data, say=("--threads",)),
+    Case(3, "predict --collect --collect-max-mb 1e300", ["predict", "M", "F/img/seven.png", "--collect", "W/in",
+                                                        "--collect-max-mb", "1e300"], say=("--collect-max-mb",)),
+    Case(3, "predict --collect --collect-reserve-mb 1e300", ["predict", "M", "F/img/seven.png", "--collect", "W/in",
+                                                            "--collect-reserve-mb", "1e300"],
+         say=("--collect-reserve-mb",)),
+    Case(3, "predict --collect --shadow-every 10**21",
+         ["predict", "M", "F/img/seven.png", "--collect", "W/in", "--collect-when", "disagree", "--shadow", "MF",
+          "--shadow-every", str(10**21)], say=("--shadow-every",)),
+    Case(3, "predict --source --duration 1e300", ["predict", "M", "--source", "F/img/seven.png", "--duration",
+                                                 "1e300"], say=("--duration",)),
+    Case(3, "data check --max-pages -1", ["data", "check", DS, "--max-pages", "-1", "--report", "W/dc"],
+         say=("--max-pages",), absent=("dc",)),
+    Case(3, "serve --queue 10**12", ["serve", "M", "--port", "0", "--queue", str(10**12)], say=("--queue",),
+         timeout=40),
+    Case(3, "serve --interpreters 10**5", ["serve", "M", "--port", "0", "--interpreters", str(10**5)],
+         say=("--interpreters",), timeout=40),
+    Case(3, "serve --max-connections 10**9", ["serve", "M", "--port", "0", "--max-connections", str(10**9)],
+         say=("--max-connections",), timeout=40),
+    Case(3, "serve --max-body-mb 1e300", ["serve", "M", "--port", "0", "--max-body-mb", "1e300"],
+         say=("--max-body-mb",), timeout=40),
+    Case(3, "serve --grace-s 1e300", ["serve", "M", "--port", "0", "--grace-s", "1e300"], say=("--grace-s",),
+         timeout=40),
+    Case(3, "serve --source --frame-max-side 10**9", ["serve", "M", "--port", "0", "--source", "F/img/seven.png",
+                                                      "--frame-max-side", str(10**9)], say=("--frame-max-side",),
+         timeout=40),
+    Case(3, "serve --source --reconnect 1e300", ["serve", "M", "--port", "0", "--source", "F/img/seven.png",
+                                                 "--reconnect", "1e300"], say=("--reconnect",), timeout=40),
+    Case(3, "serve --source --min-stable 10**12", ["serve", "M", "--port", "0", "--source", "F/img/seven.png",
+                                                   "--min-stable", str(10**12)], say=("--min-stable",), timeout=40),
+    Case(3, "serve --token-file /dev/zero", ["serve", "M", "--port", "0", "--token-file", "/dev/zero"],
+         say=("/dev/zero", "not a regular file"), timeout=40),
+    Case(3, "serve --mqtt-credentials /dev/zero", ["serve", "M", "--port", "0", "--source", "F/img/seven.png",
+                                                   "--mqtt", "mqtt://127.0.0.1:1/t", "--mqtt-credentials",
+                                                   "/dev/zero"], say=("/dev/zero",), timeout=40),
+    Case(3, "serve --tls-cert /dev/zero", ["serve", "M", "--port", "0", "--tls-cert", "/dev/zero", "--tls-key",
+                                           "/dev/zero"], say=("/dev/zero",), timeout=40),
+    Case(4, "calibrate --accept nan", ["calibrate", "M", "--data", "W/cal", "--accept", "nan"],
+         prep=_calibration_data, say=("--accept",)),
+    Case(4, "predict --collect --collect-max-mb nan", ["predict", "M", "F/img/seven.png", "--collect", "W/in",
+                                                      "--collect-max-mb", "nan"], say=("--collect-max-mb",)),
+    Case(4, "predict --collect --collect-reserve-mb nan", ["predict", "M", "F/img/seven.png", "--collect", "W/in",
+                                                          "--collect-reserve-mb", "nan"],
+         say=("--collect-reserve-mb",)),
+    Case(4, "predict --collect-when 'uncertain<nan'", ["predict", "M", "F/img/seven.png", "--collect", "W/in",
+                                                      "--collect-when", "uncertain<nan"], say=("--collect-when",)),
+    Case(4, "predict --collect-when 'every=1e400s' (infinite)", ["predict", "M", "F/img/seven.png", "--collect",
+                                                                "W/in", "--collect-when", "every=1e400s"],
+         say=("--collect-when",)),
+    Case(4, "predict --collect-when 'sample=2'", ["predict", "M", "F/img/seven.png", "--collect", "W/in",
+                                                 "--collect-when", "sample=2"], say=("sample=2",)),
+    Case(4, "predict --source --duration nan", ["predict", "M", "--source", "F/img/seven.png", "--duration", "nan"],
+         say=("--duration",)),
+    Case(4, "serve --max-megapixels inf", ["serve", "M", "--port", "0", "--max-megapixels", "inf"],
+         say=("--max-megapixels",), timeout=40),
+    Case(4, "serve --max-body-mb nan", ["serve", "M", "--port", "0", "--max-body-mb", "nan"],
+         say=("--max-body-mb",), timeout=40),
+    Case(4, "serve --grace-s nan", ["serve", "M", "--port", "0", "--grace-s", "nan"], say=("--grace-s",), timeout=40),
+    Case(4, "serve --header-timeout-s inf", ["serve", "M", "--port", "0", "--header-timeout-s", "inf"],
+         say=("--header-timeout-s",), timeout=40),
+    Case(4, "serve --source --fps nan", ["serve", "M", "--port", "0", "--source", "F/img/seven.png", "--fps", "nan"],
+         say=("--fps",), timeout=40),
+    Case(5, "data check with --review the same folder as --report", ["data", "check", DS, "--report", "W/dc",
+                                                                    "--review", "W/dc"],
+         refuse=False, check=_report_kept),
+    Case(5, "data check with --review around --report", ["data", "check", DS, "--report", "W/dc/report",
+                                                        "--review", "W/dc"], refuse=False, check=_report_kept),
+    Case(5, "calibrate --out the model itself --force", ["calibrate", "W/m.tflite", "--data", "W/cal", "--out",
+                                                         "W/m.tflite", "--force"],
+         prep=_all(_calibration_data, lambda w, f: shutil.copy(MODEL, w / "m.tflite")), say=("--out",)),
+    Case(5, "calibrate --out an existing folder --force", ["calibrate", "M", "--data", "W/cal", "--out", "W/keep",
+                                                           "--force"],
+         prep=_all(_calibration_data, _folder_kept("keep")), say=("W/keep",), check=_still_there("keep")),
+    Case(5, "bench --json naming a folder", ["bench", "M", "--data", DS, "--latency-only", "--runs", "2",
+                                             "--no-memory", "--json", "W/keep"],
+         prep=_folder_kept("keep"), say=("W/keep",), check=_still_there("keep")),
+    Case(7, "predict --collect-when without --collect", ["predict", "M", "F/img/seven.png", "--collect-when",
+                                                        "unknown"], say=("--collect",)),
+    Case(7, "predict --collect-when disagree without --shadow", ["predict", "M", "F/img/seven.png", "--collect", "W/in",
+                                                                "--collect-when", "disagree"], say=("--shadow",)),
+    Case(7, "predict --collect-when class=NAME the model lacks", ["predict", "M", "F/img/seven.png", "--collect",
+                                                                 "W/in", "--collect-when", "class=nosuch"],
+         say=("nosuch",)),
+    Case(7, "predict --shadow with other labels", ["predict", "M", "F/img/seven.png", "--collect", "W/in",
+                                                  "--collect-when", "disagree", "--shadow", "W/other.tflite"],
+         prep=lambda w, f: _with_metadata(MODEL, w / "other.tflite",
+                                          lambda m: m.__setitem__("labels", [f"x{i}" for i in range(10)])),
+         say=("--shadow",)),
+    Case(7, "calibrate --data /dev/zero", ["calibrate", "M", "--data", "/dev/zero"], say=("--data",)),
+    Case(7, "calibrate --unknown-data /dev/zero", ["calibrate", "M", "--data", "W/cal", "--unknown-data", "/dev/zero"],
+         prep=_calibration_data, say=("--unknown-data",)),
+    Case(7, "calibrate --data of folders that name no label", ["calibrate", "M", "--data", DS], say=("c0",)),
+    Case(7, "data check of an image file", ["data", "check", "F/img/seven.png", "--report", "W/dc"],
+         say=("seven.png",)),
+    Case(7, "data check --embedding-tensor without --backbone", ["data", "check", DS, "--embedding-tensor", "x",
+                                                                "--report", "W/dc"], say=("--backbone",)),
+    Case(7, "serve --source ''", ["serve", "M", "--port", "0", "--source", ""], say=("--source",),
+         never=(" is a folder",), timeout=40),
+    Case(7, "serve --mqtt 'mqtt://' (no broker, no topic)", ["serve", "M", "--port", "0", "--source",
+                                                             "F/img/seven.png", "--mqtt", "mqtt://"],
+         say=("--mqtt",), timeout=40),
+    Case(7, "serve --mqtt with a password in the URL", ["serve", "M", "--port", "0", "--source", "F/img/seven.png",
+                                                        "--mqtt", "mqtt://u:secret@127.0.0.1/t"],
+         say=("--mqtt",), never=("secret",), timeout=40),
+    Case(7, "a usage error under python -m names the command as typed", ["predict", "--top-k", "x", "M"],
+         say=("edgecls predict --help",), never=("-m edgecls",)),
+    Case(8, "SIGTERM during predict --collect of 4,000 images",
+         ["predict", "M", "W/big", "--collect", "W/in", "--collect-when", "sample=1"],
+         prep=lambda w, f: _many_images(w / "big", 2000), term="after:4", say=("terminated",),
+         absent=("in/**/.*.partial",), timeout=180),
     # ---- 8: signals (each job is long enough that the signal comes while it works)
     Case(8, "SIGTERM during train", ["train", "--epochs", "200", "--patience", "0", "--out", "W/r"],
          term=".r.partial-*", say=("terminated",), absent=("r", ".r.partial-*"), timeout=180),
@@ -833,6 +993,28 @@ CASES28: list[Case] = [
          prep=lambda w, f: _many_images(w / "big", 50), term="after:4", say=("terminated",),
          absent=("rep/*.partial", "rep/.*partial*"), timeout=180),
 ]
+
+
+# The instances issue 28 itself names; every other case is one of the sweep's own, beyond the issue's list.
+ISSUE_NAMED = {
+    "train --backbone (fc input 1e6)", "train --backbone (fc input minus1)", "train --backbone (opcode 1e6)",
+    "train --backbone (buffer 1e6)", "train --backbone (side 2e31)", "train --backbone (side 1e5)",
+    "train --backbone (dynamic hw)",
+    "explain --out on a read-only folder", "explain --out under a file", "train --out on a full disk (CNN)",
+    "train --backbone --out on a full disk", "predict --json > /dev/full",
+    "export a 4.6 MB model.keras whose config.json inflates to 4 GiB",
+    "predict a model whose metadata pixel_range is [0, 1e300]",
+    "bench a model whose metadata pixel_range is [0, 1e300]",
+    "export --target host --max-drop inf", "bench compare a report whose top-1 is NaN",
+    "bench compare a report with a 10,000-digit integer",
+    "train --backbone on a float backbone whose weights are NaN (NaN embeddings)",
+    "predict --top-k 3 with labels.txt holding 'a' ten times",
+    "two concurrent exports of one run directory (default modes, and --quant int8)",
+    "export --target 'pi@rasp berry'", "predict --source ''", "bench a run directory named run",
+    "bench a run whose labels.txt has 10**6 lines", "train --config with backbone under [train]",
+    "train --out afile/run",
+    "train --backbone --head mlp on classes of pure noise: the advice", "SIGTERM during train",
+}
 
 
 def _expand(arg: str, work: Path, fixtures: Path, run: Path) -> str:
@@ -920,6 +1102,8 @@ def verdict(case: Case, r: dict, work: Path) -> str:
     if case.term and not r.get("signalled"):  # the job ended before the signal: nothing was tested
         return "unreached"
     err = r["stderr"]
+    if r["code"] == 2 and ("No such command" in err or "No such option" in err):
+        return "n/a"  # that checkout has no such command or option (the new surface, before it existed)
     if r["code"] in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS) and not case.term:
         return "crash"  # the interpreter's native code died
     if r["code"] is not None and r["code"] < 0 and not case.term or "out of memory" in err \
@@ -1086,6 +1270,8 @@ def sweep28(args: argparse.Namespace, only: set[int]) -> None:
         for name in VERDICTS:
             print(f"| {name} | {' | '.join(str(counts[label][name]) for label in roots)} |")
         print(f"| cases | {' | '.join(str(len(cases)) for _ in roots)} |")
+        named = sum(c.what in ISSUE_NAMED for c in cases)
+        print(f"\n{len(cases)} cases: {named} the issue names, {len(cases) - named} beyond its list.")
     finally:
         if holder is not None:
             holder.cleanup()
