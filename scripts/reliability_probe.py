@@ -218,6 +218,7 @@ class Case:
     prep: Optional[Callable[[Path, Path], None]] = None  # (W, F): case-specific files
     stdout: Optional[str] = None  # "/dev/full"
     disk_kib: Optional[int] = None  # a full disk at W/full: a tmpfs of this size (root), else RLIMIT_FSIZE
+    disk_inodes: Optional[int] = None  # and of this many inodes (root): symbolic links take no data blocks
     nocap: bool = False  # without CAP_DAC_OVERRIDE (read-only folders bite root too)
     term: Optional[str] = None  # the signal once this glob exists under W (or "after:SECONDS")
     signal: str = "SIGTERM"
@@ -644,7 +645,7 @@ CASES28: list[Case] = [
     Case(2, "train (CNN) --out in a read-only folder", ["train", "--epochs", "1", "--out", "W/ro/r"],
          prep=_readonly("ro"), nocap=True, say=("W/ro",)),
     Case(2, "data check --review on a full disk", ["data", "check", DS, "--report", "W/dc", "--review", "W/full/rv"],
-         disk_kib=4, say=("space|full",), absent=("full/rv", "full/.rv.partial-*")),
+         disk_kib=4, disk_inodes=8, say=("space|full",), absent=("full/rv", "full/.rv.partial-*")),
     Case(2, "doctor --json > /dev/full", ["doctor", "--json"], stdout="/dev/full", say=("space",)),
     # ---- 3: unbounded work from small input
     Case(3, "export a 4.6 MB model.keras whose config.json inflates to 4 GiB",
@@ -1086,13 +1087,14 @@ def _run_one(root: Path, work: Path, fixtures: Path, run: Path, argv: list, case
     return result
 
 
-def _mount_full_disk(work: Path, kib: int) -> Optional[Path]:
-    """A tmpfs of `kib` KiB at W/full when root (a real ENOSPC); else RLIMIT_FSIZE stands in (EFBIG)."""
+def _mount_full_disk(work: Path, kib: int, inodes: Optional[int] = None) -> Optional[Path]:
+    """A tmpfs of `kib` KiB (and `inodes` inodes) at W/full when root (a real ENOSPC); else RLIMIT_FSIZE
+    stands in (EFBIG)."""
     (work / "full").mkdir()
     if os.geteuid() != 0:
         return None
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(work / "full")],
-                          capture_output=True)
+    size = f"size={kib}k" + (f",nr_inodes={inodes}" if inodes else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", size, "tmpfs", str(work / "full")], capture_output=True)
     return work / "full" if done.returncode == 0 else None
 
 
@@ -1147,7 +1149,7 @@ def run_case28(case: Case, root: Path, fixtures: Path, label: str, timeout: floa
                 shutil.copytree(run, work / "run")
                 run = work / "run"
             if case.disk_kib:
-                mounted = _mount_full_disk(work, case.disk_kib)
+                mounted = _mount_full_disk(work, case.disk_kib, case.disk_inodes)
             if case.prep:
                 case.prep(work, fixtures)
             steps = case.argv if isinstance(case.argv[0], list) else [case.argv]
@@ -1160,7 +1162,7 @@ def run_case28(case: Case, root: Path, fixtures: Path, label: str, timeout: floa
             if len(steps) > 1 and found == "ok" and r["code"] != 0:
                 found = "wrong"
             shown = _shown(r, work, fixtures, steps.index(argv) if len(steps) > 1 else None)
-            return f"{'**' + found + '**' if found != 'ok' else 'ok'}: {shown}"
+            return f"{found if found in ('ok', 'n/a') else '**' + found + '**'}: {shown}"
         finally:
             if mounted is not None:
                 subprocess.run(["umount", "-l", str(mounted)], capture_output=True)

@@ -337,6 +337,26 @@ def test_a_real_full_disk_under_train_leaves_nothing(tmp_path):
         subprocess.run(["umount", "-l", str(full)])
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="a real full disk needs root (tmpfs)")
+def test_a_disk_out_of_inodes_under_the_review_links_is_named_and_leaves_nothing(tmp_path):
+    """Symbolic links take no data blocks: only a disk without free inodes refuses them. The reason is
+    that disk's (no space), not the hard link's fallback across disks ("Invalid cross-device link")."""
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=8", "tmpfs", str(full)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        data = two_classes(tmp_path / "data", per_class=6)
+        for c in ("c0", "c1"):  # byte-identical copies: findings to link whatever the checks decide
+            shutil.copy(data / c / "00.png", data / c / "dup.png")
+        done = _run(["data", "check", data, "--report", tmp_path / "dc", "--review", full / "rv"], tmp_path)
+        line = one_line(done.stderr)
+        assert done.returncode == 1 and "No space left on device" in line and "full/rv" in line, line
+        assert list(full.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(full)])
+
+
 @pytest.mark.parametrize("argv", [
     ["explain", INT8, "IMG", "--out", "RO/ex"],
     ["explain", INT8, "IMG", "--out", "FILE/ex"],

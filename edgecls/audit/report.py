@@ -5,6 +5,7 @@ finding; the user's files are never moved or edited).
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from edgecls import __version__, jsonio
-from edgecls.atomic import check_folder_writable, staged_dir, write_text_atomic
+from edgecls.atomic import WRITE_FAILURES, check_folder_writable, staged_dir, write_text_atomic
 from edgecls.audit import duplicates as dup
 from edgecls.audit import facts as facts_module
 from edgecls.audit.sheets import MAX_TILES_PER_ROW, THUMB, Row, Sheet, Tile, write_sheets
@@ -451,11 +452,14 @@ def link_review(check: Check, folder: Path) -> Path:
         source = root / relative
         try:
             os.symlink(source, link_path)
-        except OSError:
-            try:
+        except OSError as first:
+            if first.errno in WRITE_FAILURES:  # a full disk: staged_dir names the folder and leaves nothing
+                raise
+            try:  # a file system without symbolic links
                 os.link(source, link_path)
             except OSError as exc:
-                raise EdgeclsError(f"cannot link {source} into --review {folder}: {exc.strerror or exc}",
+                cause = first if exc.errno == errno.EXDEV else exc  # another disk: the symbolic link's reason
+                raise EdgeclsError(f"cannot link {source} into --review {folder}: {cause.strerror or cause}",
                                    exit_code=1) from None
 
     with staged_dir(folder, force=folder.is_dir()) as tmp:  # force: the empty folder check_review_dir allowed
