@@ -1101,11 +1101,11 @@ def _mount_full_disk(work: Path, kib: int, inodes: Optional[int] = None) -> Opti
 def verdict(case: Case, r: dict, work: Path) -> str:
     if r["timeout"]:
         return "hang"
+    if r["code"] == 2 and ("No such command" in r["stderr"] or "No such option" in r["stderr"]):
+        return "n/a"  # that checkout has no such command or option (the new surface, before it existed)
     if case.term and not r.get("signalled"):  # the job ended before the signal: nothing was tested
         return "unreached"
     err = r["stderr"]
-    if r["code"] == 2 and ("No such command" in err or "No such option" in err):
-        return "n/a"  # that checkout has no such command or option (the new surface, before it existed)
     if r["code"] in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS) and not case.term:
         return "crash"  # the interpreter's native code died
     if r["code"] is not None and r["code"] < 0 and not case.term or "out of memory" in err \
