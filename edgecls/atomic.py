@@ -95,7 +95,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
         tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700; a run folder is as shareable as any other
     except OSError as exc:
-        raise EdgeclsError(f"cannot write to {final.parent}: {exc.strerror or exc}") from None
+        raise EdgeclsError(f"cannot write to {final.parent}: {_why_not_a_folder(final.parent, exc)}") from None
     try:
         try:
             yield tmp
@@ -253,7 +253,7 @@ def write_set(folder: str | os.PathLike, files: dict[str, bytes], previous: Iter
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-{os.getpid()}-", dir=folder))
     except OSError as exc:
-        raise EdgeclsError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+        raise EdgeclsError(f"cannot write to {folder}: {_why_not_a_folder(folder, exc)}") from None
     try:
         for name, data in files.items():
             try:
