@@ -685,7 +685,8 @@ CASES28: list[Case] = [
                                             "--explain-flips", str(10**9)], run=True, say=("--explain-flips",)),
     Case(3, "bench --calib-sweep 10**12", ["bench", "RUN", "--calib-sweep", str(10**12)], run=True,
          say=("--calib-sweep",)),
-    Case(3, "bench --remote @/dev/zero (hosts file)", ["bench", "M", "--data", DS, "--remote", "@/dev/zero"],
+    Case(3, "bench --remote @/dev/zero (hosts file)", ["bench", "M", "--data", DS, "--latency-only", "--remote",
+                                                     "@/dev/zero"],
          say=("/dev/zero", "not a regular file")),
     # ---- 4: numbers that are not numbers
     Case(4, "predict a model whose metadata pixel_range is [0, 1e300]", ["predict", f"{NAN}/range_1e300.tflite",
