@@ -741,6 +741,17 @@ def test_two_inputs_of_one_name_get_two_outputs(cli, tmp_path):
     assert result.code == 0 and len(set(pngs)) == 2 and all(Path(p).is_file() for p in pngs)
 
 
+def test_bench_json_named_as_the_reports_own_is_listed_once(cli, tmp_path):
+    data = two_classes(tmp_path / "data", per_class=3)
+    common = ("bench", INT8, "--data", data, "--latency-only", "--runs", "2", "--no-memory",
+              "--report", tmp_path / "rep")
+    same = cli(*common, "--json", tmp_path / "rep" / "bench.json")
+    assert same.code == 0 and "JSON report:" not in same.out and "bench.json" in same.out, same.out
+    assert json.loads((tmp_path / "rep" / "bench.json").read_text())["models"]
+    other = cli(*common, "--json", tmp_path / "other.json")
+    assert other.code == 0 and f"JSON report: {tmp_path / 'other.json'}" in other.out
+
+
 def test_json_named_as_the_reports_own_is_written_once(cli, tmp_path):
     report = ROOT / "models" / "digits-seed" / "report" / "bench.json"
     result = cli("bench", "compare", report, "--report", tmp_path / "cmp", "--json", tmp_path / "cmp" / "compare.json")

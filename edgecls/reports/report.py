@@ -402,11 +402,15 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
         written += [report_dir / name for name in plots]
         written.append(write_text_atomic(report_dir / MARKDOWN_NAME, markdown(report, plots)))
         written.append(write_text_atomic(report_dir / JSON_NAME, json_text(report)))
-    same = report_dir is not None and json_path is not None and \
-        Path(json_path).resolve() == (Path(report_dir) / JSON_NAME).resolve()
-    if json_path is not None and not same:  # --json naming the report's own bench.json: written once
+    if json_path is not None and not json_is_the_reports(report_dir, json_path):  # else written once, above
         written.append(write_text_atomic(json_path, json_text(report)))
     return written
+
+
+def json_is_the_reports(report_dir: Optional[Path], json_path: Optional[Path]) -> bool:
+    """Whether --json names the report folder's own bench.json (one file, written and listed once)."""
+    return report_dir is not None and json_path is not None and \
+        Path(json_path).resolve() == (Path(report_dir) / JSON_NAME).resolve()
 
 
 def json_text(report: BenchReport) -> str:
