@@ -309,8 +309,12 @@ def _with_metadata(source: Path, target: Path, update: Callable[[dict], None]) -
 
 def build_fixtures(F: Path, log: Callable[[str], None]) -> None:
     """What the cases read, made once: mutated backbones, odd metadata and reports, images, labels, configs."""
+    from edgecls.calibrate.graph import plain_bytes
+
     int8, float32 = MODEL, MODEL.with_name("model_float32.tflite")
     (F / "bb").mkdir(parents=True)
+    plain = F / "bb" / "plain.tflite"  # the classifier the shipped (calibrated) reference wraps: one subgraph
+    plain.write_bytes(plain_bytes(int8.read_bytes()))
     last_fc = lambda m: list(_op(m, "FULLY_CONNECTED"))[-1]  # noqa: E731
     mutations = {
         "fc_input_1e6": lambda m, s: _set(last_fc(m), "inputs", 0, 10**6),
@@ -328,7 +332,7 @@ def build_fixtures(F: Path, log: Callable[[str], None]) -> None:
         "cycle": lambda m, s: _set(last_fc(m), "inputs", 0, int(last_fc(m).outputs[0])),
     }
     for name, change in mutations.items():
-        _mutate(int8, F / "bb" / f"{name}.tflite", change)
+        _mutate(plain, F / "bb" / f"{name}.tflite", change)
     (F / "bb" / "truncated.tflite").write_bytes(int8.read_bytes()[: len(int8.read_bytes()) // 2])
     # Numbers that are not numbers
     (F / "nan").mkdir()

@@ -32,6 +32,7 @@ SMOKES = {
     "bench_openset.py": ((pytest.mark.slow,), ()),  # digits 0-7 for 2 epochs against 8, 9 and generated scenes
     "refusal_times.py": ((), ()),  # three refusals; fails if one imports TensorFlow first (test_bad_inputs times them)
     "bench_serve.py": ((pytest.mark.slow,), ()),  # four `edgecls serve` processes and their load
+    "printed_digits.py": ((), ()),  # the README field loop's pictures: 40 written and read back
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
 SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py",
