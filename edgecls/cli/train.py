@@ -68,6 +68,7 @@ def _read_config(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
 _DATA, _MODEL, _TRAINING = "Data", "Model", "Training"
 _KERAS = "Keras backbones (--arch mobilenet_v2, mobilenet_v3_small, ...)"
 _BACKBONE = "Backbone route (--backbone FILE.tflite, no TensorFlow)"
+_DISTILL = "Distillation (--teacher MODEL.tflite)"
 _OUTPUT = "Output"
 
 
@@ -144,9 +145,10 @@ def train(
         rich_help_panel=_TRAINING, help="tf.distribute strategy", **choice(Strategy, "strategy"))] = _D.strategy,
     # --- a Keras application as the backbone
     alpha: Annotated[Optional[float], typer.Option(
-        rich_help_panel=_KERAS,
-        help="Width multiplier of mobilenet_v2 / mobilenet_v3_small (ImageNet weights exist for 0.35, 0.5, 0.75, "
-        "1.0, 1.3, 1.4 / 0.75, 1.0)", show_default="1.0",
+        rich_help_panel=_MODEL,
+        help="Width multiplier: the filters of seed / mobile (rounded to multiples of 8), or of mobilenet_v2 / "
+        "mobilenet_v3_small (ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 / 0.75, 1.0)",
+        show_default="1.0",
     )] = _D.alpha,
     weights: Annotated[str, typer.Option(
         rich_help_panel=_KERAS,
@@ -186,6 +188,28 @@ def train(
         help="What pixels 0 and 255 become for a float backbone (-1,1 for MobileNet style)",
         show_default="its metadata's range, else 0,255; quantised: its own",
     )] = _D.input_range,
+    # --- distillation: a teacher .tflite labels every training view (edgecls.train.distill)
+    teacher: Annotated[Optional[Path], typer.Option(
+        rich_help_panel=_DISTILL, metavar="MODEL.tflite",
+        help="A classifier .tflite with the data's classes (e.g. RUN/export/model_uint8.tflite of a --backbone run) "
+             "that labels each augmented view the student trains on, run on the fly (LiteRT, in the input "
+             "pipeline); the loss mixes the labels with its softened probabilities")] = None,
+    distill_alpha: Annotated[float, typer.Option(
+        rich_help_panel=_DISTILL,
+        help="Weight of the labels in the loss; the teacher's term gets 1 - alpha (0: the teacher only)",
+    )] = _D.distill_alpha,
+    distill_temperature: Annotated[float, typer.Option(
+        rich_help_panel=_DISTILL, metavar="T",
+        help="Temperature that softens the teacher's and the student's probabilities in the teacher's term",
+    )] = _D.distill_temperature,
+    unlabeled: Annotated[Optional[Path], typer.Option(
+        rich_help_panel=_DISTILL, metavar="FOLDER",
+        help="Pictures without labels (searched recursively) that only the teacher labels: training only; copies "
+             "of validation or test pictures are left out")] = None,
+    mixup: Annotated[float, typer.Option(
+        rich_help_panel=_DISTILL, metavar="A",
+        help="Mix pairs of training views with a Beta(A, A) weight (labels mixed too; the teacher labels the "
+             "mixed view); 0: off. Also without --teacher")] = _D.mixup,
     # --- output
     out: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_OUTPUT, help="Run directory to create",

@@ -19,6 +19,7 @@ from edgecls.tomlio import read_toml
 # keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
 KERAS_BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
 ARCHITECTURES = ("seed", "mobile", *KERAS_BACKBONES)
+WIDTH_ARCHS = ("seed", "mobile", "mobilenet_v2", "mobilenet_v3_small")  # the ones --alpha scales
 WEIGHTS_CHOICES = ("imagenet", "none")  # or a weights FILE
 AUGMENTATIONS = ("flip", "rotate", "zoom", "translate", "contrast")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -65,6 +66,12 @@ class TrainOptions:
     views: int = 1  # views per training image; measured on catsdogs (scripts/bench_transfer.py): more gained nothing
     threads: Optional[int] = None  # interpreter threads; None: the CPU count
     input_range: Optional[str] = None  # "LO,HI": what pixels 0 and 255 become for a float backbone
+    # Distillation (edgecls.train.distill): a teacher .tflite labels each augmented view the student sees.
+    teacher: Optional[str] = None  # a classifier .tflite with the data's classes (e.g. a --backbone run's model)
+    distill_alpha: float = 0.0  # weight of the labels' loss; the teacher's gets 1 - alpha
+    distill_temperature: float = 1.0  # both sides' probabilities softened by this temperature
+    unlabeled: Optional[str] = None  # a folder of images only the teacher labels (train only)
+    mixup: float = 0.0  # Beta(mixup, mixup) mixing of pairs of training views; 0: off
 
     @property
     def is_backbone(self) -> bool:
@@ -97,6 +104,7 @@ def with_arch_defaults(o: TrainOptions) -> TrainOptions:
 
 DEFAULTS = TrainOptions()
 BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range")
+TEACHER_ONLY = ("distill_alpha", "distill_temperature", "unlabeled")
 _TYPES = {f.name: f.type for f in fields(TrainOptions)}
 
 
@@ -174,6 +182,9 @@ def validate(o: TrainOptions) -> None:
     stray = [name for name in BACKBONE_ONLY if o.backbone is None and getattr(o, name) != getattr(DEFAULTS, name)]
     if stray:
         bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite")
+    stray = [name for name in TEACHER_ONLY if o.teacher is None and getattr(o, name) != getattr(DEFAULTS, name)]
+    if stray:
+        bad(f"--{stray[0].replace('_', '-')} needs --teacher MODEL.tflite")
     if o.arch not in ARCHITECTURES:
         bad(f"unknown architecture {o.arch!r}: use one of {', '.join(ARCHITECTURES)}")
     unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]
@@ -210,14 +221,15 @@ def validate(o: TrainOptions) -> None:
         if not 0 < value < 0.5:
             bad(f"--{name.replace('_', '-')} must be between 0 and 0.5 (got {value})")
     _validate_backbone(o)
+    _validate_distillation(o)
     if o.activation not in ("relu", "relu6", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "leaky_relu"):
         bad(f"unknown activation {o.activation!r}")
 
 
 def _validate_backbone(o: TrainOptions) -> None:
     if o.alpha is not None:
-        if o.arch not in ("mobilenet_v2", "mobilenet_v3_small"):
-            raise EdgeclsError(f"--alpha is the width of mobilenet_v2 / mobilenet_v3_small, not of {o.arch}")
+        if o.arch not in WIDTH_ARCHS:
+            raise EdgeclsError(f"--alpha is the width of {', '.join(WIDTH_ARCHS)}, not of {o.arch}")
         if not 0 < o.alpha <= 2:
             raise EdgeclsError(f"--alpha must be in (0, 2] (got {o.alpha})")
     if o.weights not in WEIGHTS_CHOICES:
@@ -230,6 +242,29 @@ def _validate_backbone(o: TrainOptions) -> None:
         raise EdgeclsError(f"--fine-tune-epochs must be 0 or more (got {o.fine_tune_epochs})")
     if o.fine_tune_lr is not None and not o.fine_tune_lr > 0:
         raise EdgeclsError(f"--fine-tune-lr must be positive (got {o.fine_tune_lr})")
+
+
+def _validate_distillation(o: TrainOptions) -> None:
+    """The checks that need no file opened (the teacher's classes are checked against the data when it loads)."""
+    if o.teacher is not None:
+        if o.backbone is not None:
+            raise EdgeclsError("--teacher trains a Keras model: it does not apply with --backbone (a head fitted with "
+                               "numpy)")
+        path = Path(o.teacher).expanduser()
+        if path.suffix.lower() != ".tflite" or not path.is_file():
+            raise EdgeclsError(f"--teacher {o.teacher!r}: give an existing classifier .tflite (e.g. "
+                               "RUN/export/model_uint8.tflite of a --backbone run)")
+    if not 0 <= o.distill_alpha <= 1:
+        raise EdgeclsError(f"--distill-alpha must be between 0 (the teacher only) and 1 (the labels only) "
+                           f"(got {o.distill_alpha})")
+    if not (math.isfinite(o.distill_temperature) and 0.1 <= o.distill_temperature <= 100):
+        raise EdgeclsError(f"--distill-temperature must be between 0.1 and 100 (got {o.distill_temperature})")
+    if o.unlabeled is not None and not Path(o.unlabeled).expanduser().is_dir():
+        raise EdgeclsError(f"--unlabeled {o.unlabeled!r} is not a folder of images")
+    if not (math.isfinite(o.mixup) and 0 <= o.mixup <= 10):
+        raise EdgeclsError(f"--mixup must be between 0 (off) and 10 (got {o.mixup})")
+    if o.mixup and o.backbone is not None:
+        raise EdgeclsError("--mixup mixes the training views of a Keras model: it does not apply with --backbone")
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:
