@@ -89,7 +89,7 @@ class CandidateRecord(Record):
             return None
         try:
             doc = read_json(path)
-            record = cls.from_json({**doc, "files": [VariantFile.from_json(f) for f in doc.get("files", [])]})
+            record = cls.from_json(doc)
         except (EdgeclsError, KeyError, TypeError, ValueError):
             return None
         return record if record.format == CANDIDATE_FORMAT else None
@@ -135,9 +135,8 @@ def _train_keras(plan: Plan, folder: Path, data: str, split: dict, time_limit_s:
     from edgecls.train.job import train
     from edgecls.train.options import TrainOptions, validate
 
-    s = plan.settings
-    values = {k: v for k, v in s.items() if k not in ("teacher_sha256",)}
-    options = TrainOptions(data=data, out=str(folder), **values)
+    values = {k: v for k, v in plan.settings.items() if k not in ("teacher", "teacher_sha256")}
+    options = TrainOptions(data=data, out=str(folder), teacher=str(plan.teacher) if plan.teacher else None, **values)
     validate(options)
     result = train(options, force=True, reporter=reporter.quiet(), split=split, score_test=False,
                    time_limit_s=time_limit_s)

@@ -215,8 +215,8 @@ def search(options: SearchOptions, reporter: Reporter = SILENT) -> SearchResult:
         path = (out / CANDIDATES_DIR / entry.candidate.name / entry.file.file).resolve()
         return student_plan(options, shape, path, entry.candidate.name, entry.file.sha256 or "")
 
-    for shape in grid:  # cheapest first; the shapes over the budget stay untrained
-        if shape not in fitting:  # over the budget, or cannot be built
+    for shape in grid:  # cheapest first; the shapes over the budget stay untrained (unless trained before)
+        if shape not in fitting and not _finished(scratch_plan(options, shape), out):
             rows.append(shape_rows[shape.key])
             continue
         reserve = 0.0
@@ -281,8 +281,8 @@ def _candidate(plan: Plan, out: Path, options: SearchOptions, split: dict, clock
                reporter: Reporter, reserve: float = 0.0, why_reserve: str = "") -> Row:
     """A candidate's row: its finished record reused, or made now if the budget allows."""
     folder = out / CANDIDATES_DIR / plan.name
-    record = CandidateRecord.read(folder)
-    if record is not None and record.settings == json.loads(json.dumps(plan.settings)):
+    record = _finished(plan, out)
+    if record is not None:
         reporter(f"{plan.name}: reused ({record.status})")
         costs.learn(plan, record)
         return _row(plan, record, reused=True)
@@ -312,6 +312,12 @@ def _candidate(plan: Plan, out: Path, options: SearchOptions, split: dict, clock
     else:
         reporter(f"{plan.name}: failed: {record.reason}")
     return _row(plan, record)
+
+
+def _finished(plan: Plan, out: Path) -> Optional[CandidateRecord]:
+    """The record of `plan` made before with the same settings, if any."""
+    record = CandidateRecord.read(out / CANDIDATES_DIR / plan.name)
+    return record if record is not None and record.settings == json.loads(json.dumps(plan.settings)) else None
 
 
 def _row(plan: Plan, record: CandidateRecord, reused: bool = False) -> Row:
@@ -403,14 +409,20 @@ def _time_all(rows: list[Row], out: Path, options: SearchOptions, target: Any, r
     for entry in entries:
         entry.latency = timing.latency.get(entry.key)
         entry.p50_ms = entry.latency.invoke_ms.p50 if entry.latency else None
+    apply_budget(rows, options.max_latency_ms, options.max_size_kb)
+    return timing
+
+
+def apply_budget(rows: list[Row], max_latency_ms: float, max_size_kb: Optional[float]) -> None:
+    """Each timed entry's `over`: the budgets it breaks, in words (none: it may be chosen)."""
+    for entry in (e for r in rows for e in r.entries):
         entry.over = []
         if entry.p50_ms is None:
             entry.over.append("not timed on the target")
-        elif entry.p50_ms > options.max_latency_ms:
-            entry.over.append(f"p50 {entry.p50_ms:.3f} ms over the budget of {options.max_latency_ms:g} ms")
-        if options.max_size_kb and entry.file.size_bytes / 1000 > options.max_size_kb:
-            entry.over.append(f"{entry.file.size_bytes / 1000:.0f} KB over --max-size-kb {options.max_size_kb:g}")
-    return timing
+        elif entry.p50_ms > max_latency_ms:
+            entry.over.append(f"p50 {entry.p50_ms:.3f} ms over the budget of {max_latency_ms:g} ms")
+        if max_size_kb and entry.file.size_bytes / 1000 > max_size_kb:
+            entry.over.append(f"{entry.file.size_bytes / 1000:.0f} KB over --max-size-kb {max_size_kb:g}")
 
 
 def choose(rows: list[Row], max_latency_ms: float, max_size_kb: Optional[float]) -> Optional[Entry]:

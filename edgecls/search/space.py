@@ -47,6 +47,7 @@ class Plan:
     settings: dict[str, Any] = field(hash=False)  # the train options that define it
     shape: Optional[Shape] = None  # scratch and student
     backbone: Optional[Path] = None  # backbone
+    teacher: Optional[Path] = None  # student: the teacher's file (settings name it by candidate and SHA-256)
 
     @property
     def epochs(self) -> int:
@@ -81,13 +82,15 @@ def scratch_plan(options: SearchOptions, shape: Shape) -> Plan:
 
 
 def student_plan(options: SearchOptions, shape: Shape, teacher: Path, teacher_name: str, teacher_sha256: str) -> Plan:
+    """A student of `shape` taught by `teacher` (the file of the backbone candidate `teacher_name`): named in
+    the settings by candidate and digest, not by path, so a search folder moved elsewhere still resumes."""
     settings = {"arch": shape.arch, "img_size": shape.size, "alpha": shape.width, "epochs": options.student_epochs,
-                "patience": options.student_patience, "teacher": str(teacher), "teacher_sha256": teacher_sha256,
+                "patience": options.student_patience, "teacher": teacher_name, "teacher_sha256": teacher_sha256,
                 "distill_alpha": options.distill_alpha, "distill_temperature": options.distill_temperature,
                 "mixup": options.mixup, **_common(options)}
     return Plan(f"student-{shape.key}", "student",
                 f"{shape.arch} CNN, {shape.size} px, width {shape.width:g}, distilled from {teacher_name}", settings,
-                shape=shape)
+                shape=shape, teacher=teacher)
 
 
 def _common(options: SearchOptions) -> dict[str, Any]:
