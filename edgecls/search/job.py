@@ -178,10 +178,12 @@ class Costs:
 # ---------------------------------------------------------------------- the job
 def search(options: SearchOptions, reporter: Reporter = SILENT) -> SearchResult:
     """Run the search per `options` (see the module doc) and write its folder; returns its result."""
+    from edgecls.data import check_source
     from edgecls.export.target import resolve_target
 
     clock = Clock(options.budget_s)
     validate(options)
+    check_source(options.data)
     target = resolve_target(options.target)
     files = backbone_files(options)
     out = Path(options.out) if options.out else default_out(options)

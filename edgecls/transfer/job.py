@@ -68,7 +68,8 @@ USELESS_HEAD_ADVICE = ("try another backbone (a larger one, or one trained on pi
 RANGE_MARGIN = 0.1  # head outputs on unseen images can go a little past the training range
 # Train options that mean nothing for a head on a .tflite backbone: refused, not ignored.
 NOT_WITH_BACKBONE = ("arch", "img_size", "color", "augment", "optimizer", "kernel_size", "activation", "dropout",
-                     "label_smoothing", "strategy", "alpha", "weights", "fine_tune_epochs", "fine_tune_lr")
+                     "label_smoothing", "strategy", "alpha", "weights", "fine_tune_epochs", "fine_tune_lr", "teacher",
+                     "distill_alpha", "distill_temperature", "unlabeled", "mixup")
 # Train options whose CNN defaults are not the head's (its epochs and patience are not a CNN's):
 # taken from TrainOptions only when the user gave them.
 SHARED_WHEN_GIVEN = ("epochs", "patience", "lr", "batch_size", "val_fraction", "test_fraction", "seed")
