@@ -118,7 +118,8 @@ def test_train_help_groups_its_options_in_panels_declared_with_each_option(cli, 
     assert panels["arch"] == panels["dropout"] == "Model"
     assert panels["epochs"] == panels["lr"] == panels["patience"] == "Training"
     assert panels["backbone"] == panels["views"] and panels["backbone"].startswith("Backbone route")
-    assert panels["alpha"] == panels["weights"] and panels["alpha"].startswith("Keras backbones")
+    assert panels["alpha"] == "Model" and panels["weights"].startswith("Keras backbones")  # alpha: seed/mobile too
+    assert panels["teacher"] == panels["mixup"] and panels["teacher"].startswith("Distillation")
     assert panels["out"] == panels["force"] == "Output"
     monkeypatch.setenv("COLUMNS", "80")
     out = cli("train", "--help").out

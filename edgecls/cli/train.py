@@ -146,8 +146,8 @@ def train(
     # --- a Keras application as the backbone
     alpha: Annotated[Optional[float], typer.Option(
         rich_help_panel=_MODEL,
-        help="Width multiplier: the filters of seed / mobile (rounded to multiples of 8), or of mobilenet_v2 / "
-        "mobilenet_v3_small (ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 / 0.75, 1.0)",
+        help="Width multiplier of seed, mobile (filters, multiples of 8), mobilenet_v2 / mobilenet_v3_small "
+        "(ImageNet weights: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 / 0.75, 1.0)",
         show_default="1.0",
     )] = _D.alpha,
     weights: Annotated[str, typer.Option(
@@ -191,25 +191,22 @@ def train(
     # --- distillation: a teacher .tflite labels every training view (edgecls.train.distill)
     teacher: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_DISTILL, metavar="MODEL.tflite",
-        help="A classifier .tflite with the data's classes (e.g. RUN/export/model_uint8.tflite of a --backbone run) "
-             "that labels each augmented view the student trains on, run on the fly (LiteRT, in the input "
-             "pipeline); the loss mixes the labels with its softened probabilities")] = None,
+        help="A classifier .tflite with the data's classes (e.g. a --backbone run's model): it labels each "
+             "training view the student sees, on the fly")] = None,
     distill_alpha: Annotated[float, typer.Option(
         rich_help_panel=_DISTILL,
-        help="Weight of the labels in the loss; the teacher's term gets 1 - alpha (0: the teacher only)",
+        help="Weight of the labels in the loss (the teacher's: 1 - alpha)",
     )] = _D.distill_alpha,
     distill_temperature: Annotated[float, typer.Option(
         rich_help_panel=_DISTILL, metavar="T",
-        help="Temperature that softens the teacher's and the student's probabilities in the teacher's term",
+        help="Softens both sides' probabilities in the teacher's term",
     )] = _D.distill_temperature,
     unlabeled: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_DISTILL, metavar="FOLDER",
-        help="Pictures without labels (searched recursively) that only the teacher labels: training only; copies "
-             "of validation or test pictures are left out")] = None,
+        help="Pictures only the teacher labels (training only; copies of val/test pictures left out)")] = None,
     mixup: Annotated[float, typer.Option(
         rich_help_panel=_DISTILL, metavar="A",
-        help="Mix pairs of training views with a Beta(A, A) weight (labels mixed too; the teacher labels the "
-             "mixed view); 0: off. Also without --teacher")] = _D.mixup,
+        help="Mix pairs of training views, Beta(A, A) weights (labels too); 0: off")] = _D.mixup,
     # --- output
     out: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_OUTPUT, help="Run directory to create",
