@@ -21,8 +21,10 @@ the smaller, then the simpler (int8 first).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,15 +166,18 @@ class Costs:
         if "export" in record.seconds:
             self.export_seconds.append(record.seconds["export"])
 
+    def export_estimate(self, plan: Plan) -> float:
+        """Seconds the export of a Keras candidate takes (the median so far; 0 before the first)."""
+        return float(np.median(self.export_seconds)) if self.export_seconds and plan.kind != "backbone" else 0.0
+
     def estimate(self, plan: Plan) -> Optional[float]:
         if plan.kind == "backbone":
             return max(self.backbone_seconds) if self.backbone_seconds else None
         if not self.keras_rate:
             return None
         overhead = TEACHER_OVERHEAD if plan.kind == "student" else 1.0
-        export = float(np.median(self.export_seconds)) if self.export_seconds else 0.0
         return (float(np.median(self.keras_rate)) * plan.epochs * self.train_pictures * plan.shape.work * overhead
-                + export)
+                + self.export_estimate(plan))
 
 
 # ---------------------------------------------------------------------- the job
@@ -294,9 +299,11 @@ def _candidate(plan: Plan, out: Path, options: SearchOptions, split: dict, clock
         return Row(plan, "skipped", refusal)
     reporter(f"{plan.name}: {plan.what} ...")
     limit = clock.left(reserve)
+    if limit is not None:  # training stops in time for its export
+        limit = max(limit - costs.export_estimate(plan), 1.0)
     try:
-        record = build_candidate(plan, folder, options.data, split, options.variant_list,
-                                 None if limit is None else max(limit, 1.0), reporter)
+        with contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines are the log, not the result
+            record = build_candidate(plan, folder, options.data, split, options.variant_list, limit, reporter)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - one candidate's surprise must not end an hour's search

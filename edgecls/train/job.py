@@ -300,14 +300,14 @@ class Taught:
         what it cost, the unlabeled pictures."""
         doc: dict[str, Any] = {"mode": "on the fly (tf.data + LiteRT)", "unlabeled": None}
         if self.teacher is not None:
-            from edgecls.train.distill import teacher_op
+            from edgecls.train.distill import open_teacher, teacher_op
 
             t = self.teacher
             images, labels = np.asarray(dataset.images[val]), dataset.labels[val]
-            label = teacher_op(tf, t, len(dataset.class_names), images.shape[3])
-            seen, spent = t.images, t.seconds
+            # a second interpreter: the training pipeline's may still be prefetching in its own thread
+            scorer = open_teacher(t.path, list(dataset.class_names))
+            label = teacher_op(tf, scorer, len(dataset.class_names), images.shape[3])
             teacher_val = np.asarray(label(tf.constant(images, tf.float32))).argmax(1)
-            t.images, t.seconds = seen, spent  # the figures below are the training's
             doc.update(teacher=str(t.path), teacher_sha256=sha256_file(t.path), classes_from=t.labels_source,
                        teacher_val_accuracy=float(np.mean(teacher_val == labels)),
                        val_agreement_with_teacher=float(np.mean(val_probs.argmax(1) == teacher_val)),
