@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from edgecls.atomic import write_bytes_atomic, write_text_atomic
+from edgecls import jsonio
+from edgecls.atomic import write_set, write_text_atomic
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
 from edgecls.records import Record, omitted
 from edgecls.runtime.labels import MAX_LABELS_BYTES, labels_from_bytes, labels_text
 from edgecls.runtime.metadata import ModelSource
-from edgecls.tomlio import MAX_TOML_BYTES, parse_toml, toml_text
+from edgecls.tomlio import MAX_TOML_BYTES, parse_toml, path_from, toml_text
 
 # The files of a run directory (edgecls train writes them, export and bench read them).
 MODEL_FILE = "model.keras"
@@ -61,13 +61,12 @@ def read_json(path: Path) -> dict:
 
 
 def parse_json(data: bytes, path: Path) -> dict:
-    """The bytes of the JSON file `path` as an object, or a one-line error naming the file."""
+    """The bytes of the JSON file `path` as an object, or a one-line error naming the file (strict:
+    NaN, Infinity or a 5,000-digit integer is refused with the field it is in, as jsonio does)."""
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        doc = jsonio.parse_json(data)
+    except jsonio.JSONValueError as exc:
         raise EdgeclsError(f"{path} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise EdgeclsError(f"{path} is not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise EdgeclsError(f"{path} is not a JSON object")
     return doc
@@ -129,12 +128,16 @@ class RunConfig:
         """config.toml's bytes, checked (one-line errors naming `path`)."""
         doc = parse_toml(data, path, CONFIG_WHAT)
         train = doc.get("train", {})
+        if isinstance(train, dict):  # a path that is not UTF-8, as toml_text writes it ({fs_bytes = ...})
+            train = {key: path_from(value) for key, value in train.items()}
         if not isinstance(train, dict) or not isinstance(train.get("data"), str):
             raise EdgeclsError(f"{path} has no [train] table naming the data")
         img_size, color, seed = train.get("img_size"), train.get("color"), train.get("seed", 0)
         if not (isinstance(img_size, int) and color in ("grayscale", "rgb") and isinstance(seed, int)):
             raise EdgeclsError(f"{path} is malformed: img_size, color or seed missing or wrong")
         versions, transfer = doc.get("versions", {}), doc.get("transfer")
+        if isinstance(transfer, dict):
+            transfer = {key: path_from(value) for key, value in transfer.items()}
         return cls(train, versions if isinstance(versions, dict) else {},
                    transfer if isinstance(transfer, dict) else None)
 
@@ -161,11 +164,11 @@ class RunRecord:
 
         write_text_atomic(folder / LABELS_FILE, labels_text(self.labels))
         write_text_atomic(folder / CONFIG_FILE, self.config.text())
-        write_text_atomic(folder / SPLIT_FILE, json.dumps(self.split))
+        write_text_atomic(folder / SPLIT_FILE, jsonio.dumps(self.split))
         write_text_atomic(folder / HISTORY_FILE, history_text(self.history))
         if self.transfer is not None:
-            write_text_atomic(folder / TRANSFER_FILE, json.dumps(self.transfer, indent=1))
-        write_text_atomic(folder / METRICS_FILE, json.dumps(self.metrics, indent=1))
+            write_text_atomic(folder / TRANSFER_FILE, jsonio.dumps(self.transfer, indent=1))
+        write_text_atomic(folder / METRICS_FILE, jsonio.dumps(self.metrics, indent=1))
         if plot_history(self.history, folder / CURVES_FILE, self.best_epoch) is None:
             return [f"{CURVES_FILE} not drawn: matplotlib is not installed here (pip install matplotlib)"]
         return []
@@ -240,6 +243,7 @@ class ExportEntry(Record):
     input: Optional[dict[str, Any]] = None  # dtype, scale, zero point
     output: Optional[dict[str, Any]] = None
     sha256: str
+    openset: Optional[dict[str, Any]] = omitted()  # its temperature and unknown rule, figures on val and test
 
 
 @dataclass(kw_only=True)
@@ -261,27 +265,38 @@ class ExportIndex(Record):
     seconds: Optional[float] = omitted()
 
     def text(self) -> str:
-        return json.dumps(self.to_json(), indent=1) + "\n"
+        return jsonio.dumps(self.to_json(), indent=1) + "\n"
 
     @classmethod
     def read(cls, path: Path, again: str) -> ExportIndex:
         """export.json, checked as far as bench relies on it; `again` is the advice a malformed file gets."""
         try:
-            doc = json.loads(read_capped(path, MAX_JSON_BYTES).decode("utf-8"))
+            doc = jsonio.parse_json(read_capped(path, MAX_JSON_BYTES))
             if not isinstance(doc, dict) or not isinstance(doc.get("models"), list) or not all(
                     isinstance(m, dict) for m in doc["models"]):
                 raise TypeError("models is not a list of objects")
             return cls.from_json(doc)
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
+        except jsonio.JSONValueError as exc:
+            raise EdgeclsError(f"{path} is malformed (not valid JSON: {exc}): {again}") from None
+        except (KeyError, TypeError, ValueError) as exc:
             raise EdgeclsError(f"{path} is malformed ({type(exc).__name__}): {again}") from None
         except OSError as exc:
             raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def write_export(folder: Path, files: dict[str, bytes], labels: list[str], index: ExportIndex) -> list[Path]:
-    """The .tflite files (by file name), labels.txt and export.json into `folder`, each atomically,
-    export.json last (a reader never finds it listing a file not yet there)."""
-    written = [write_bytes_atomic(folder / name, content) for name, content in files.items()]
-    written.append(write_text_atomic(folder / LABELS_FILE, labels_text(labels)))
-    written.append(write_text_atomic(folder / EXPORT_REPORT, index.text()))
-    return written
+    """The .tflite files (by file name; other files of the set too, a plot), labels.txt and export.json
+    into `folder` as one set (atomic.write_set): all written and synced under a staging folder, then
+    renamed into place, export.json last; the previous export's files this one lacks are removed (a
+    user's own files stay). Callers hold atomic.folder_lock, so two exports never interleave."""
+    return write_set(folder, {**files, LABELS_FILE: labels_text(labels).encode("utf-8"),
+                              EXPORT_REPORT: index.text().encode("utf-8")}, listed_models(folder / EXPORT_REPORT))
+
+
+def listed_models(index: Path) -> list[str]:
+    """The files an export.json lists (none when it is missing or unreadable)."""
+    try:
+        doc = jsonio.parse_json(read_capped(index, MAX_JSON_BYTES))
+        return [m["file"] for m in doc["models"] if isinstance(m.get("file"), str)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []

@@ -7,10 +7,21 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
+
+# errno values only a write gives: a full disk or quota, a file over RLIMIT_FSIZE, a read-only file system.
+WRITE_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+class WriteError(EdgeclsError):
+    """A file could not be written (a full disk, a read-only folder): one line naming it, exit 1."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"cannot write {path}: {reason}", exit_code=1)
+        self.path, self.reason = Path(path), reason
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -32,7 +43,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):  # a full disk: one line naming the file, nothing half-written left
-            raise EdgeclsError(f"cannot write {path}: {exc.strerror or exc}", exit_code=1) from None
+            raise WriteError(path, exc.strerror or str(exc)) from None
         raise
     return path
 
@@ -47,14 +58,22 @@ UMASK = _read_umask()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    """`text` as UTF-8. A file name's undecodable bytes in it (surrogate escapes) are written as the
+    text \\xNN, as edgecls prints them: the file stays UTF-8 for every reader."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").encode("utf-8")
+    return write_bytes_atomic(path, data)
 
 
 def check_new_dir(final: str | os.PathLike, force: bool = False) -> Path:
-    """Refuse an existing `final` unless `force` (cheap: call it before any heavy work)."""
+    """Refuse an existing `final` unless `force`, and a `final` that cannot be made (under a file, on a
+    read-only disk): cheap, so call it before any heavy work."""
     final = Path(final)
     if final.exists() and not force:
         raise EdgeclsError(f"{final} already exists: choose another --out or pass --force to replace it")
+    check_folder_writable("--out", final, final.parent)
     return final
 
 
@@ -77,7 +96,17 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     except OSError as exc:
         raise EdgeclsError(f"cannot write to {final.parent}: {exc.strerror or exc}") from None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno in WRITE_FAILURES:  # a full disk while the run was written: name what, not a temp file
+                raise EdgeclsError(f"cannot write {final}: {exc.strerror or exc}; nothing was left there",
+                                   exit_code=1) from None
+            raise
+        except WriteError as exc:  # a file of the staged folder (curves.png): named as the folder it was for
+            if tmp not in exc.path.parents:
+                raise
+            raise EdgeclsError(f"cannot write {final}: {exc.reason}; nothing was left there", exit_code=1) from None
         if final.exists() or final.is_symlink():
             if not force:  # another run (a second `train --out` at once) got there first: keep theirs
                 raise EdgeclsError(f"{final} appeared while this run was working (another edgecls writing the "
@@ -146,3 +175,69 @@ def check_folder_writable(option: str, target: Path, folder: Path) -> None:
             pass
     except OSError as exc:
         raise EdgeclsError(f"cannot write to {option} {target}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold an exclusive lock on `folder` (a flock on the folder itself: no lock file is left in it)
+    while a set of files is made for it: a second edgecls writing `what` there at the same time is
+    refused at once. The folder is made if missing, and removed again if this run leaves it empty.
+    The kernel drops the lock when the process ends, however it ends."""
+    import fcntl
+
+    folder = Path(folder)
+    made = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise EdgeclsError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EdgeclsError(f"another edgecls is writing {what} to {folder} right now: let it finish, or give "
+                               "another --out", exit_code=1) from None
+        try:
+            yield folder
+        finally:
+            if made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty: this run wrote nothing there
+    finally:
+        os.close(fd)
+
+
+def write_set(folder: str | os.PathLike, files: dict[str, bytes], previous: Iterable[str] = ()) -> list[Path]:
+    """Write a set of files that belong together (an export: models, labels.txt, its index last) so
+    that the folder holds the whole new set or the whole old one: every file is written and synced
+    under a staging folder first, then renamed into place, the index (the last name) last; then the
+    files of the `previous` set that this one does not have are removed. A failure while writing
+    leaves the old set untouched. Hold folder_lock around it when another process could write too."""
+    folder = Path(folder)
+    stale = [name for name in previous if name not in files and Path(name).name == name]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-{os.getpid()}-", dir=folder))
+    except OSError as exc:
+        raise EdgeclsError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    try:
+        for name, data in files.items():
+            try:
+                with open(staging / name, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as exc:  # a full disk: named as the file the user will look for
+                raise EdgeclsError(f"cannot write {folder / name}: {exc.strerror or exc}; the folder keeps what "
+                                   "it had", exit_code=1) from None
+        written = []
+        for name in files:  # renames in one folder: no space needed, nothing left half-written
+            os.replace(staging / name, folder / name)
+            written.append(folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+    return written

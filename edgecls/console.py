@@ -7,6 +7,7 @@ where it is used: `predict` to a pipe or a file writes plain text without it (co
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import functools
 import math
 import os
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
+from pathlib import Path
 from typing import IO, Any
 
 from edgecls.errors import EdgeclsError
@@ -65,29 +67,58 @@ def predict(
     input_range: tuple[float, float] | None = None,
     resize: str | None = None,
     fit: str | None = None,
+    unknown: bool = True,
+    collect: str | None = None,
+    collect_when: Sequence[str] | None = None,
+    collect_max_mb: float | None = None,
+    collect_reserve_mb: float | None = None,
+    shadow: str | None = None,
+    shadow_every: int | None = None,
 ) -> int:
     """Classify files, folders and globs, writing one row per image as it goes. Returns the exit code:
     0 all classified, 1 some images failed (each has an error row). Raises EdgeclsError (exit 2)
-    for a bad model or when the arguments name no image at all. `input_range`, `resize`, `fit`: see Classifier."""
+    for a bad model or when the arguments name no image at all. `input_range`, `resize`, `fit`: see
+    Classifier; `unknown=False` (--no-unknown): the raw answer of a model with an open-set rule;
+    `collect` (a folder) and the rest: keep the images the rules pick (edgecls.runtime.collect)."""
     out, err = out or sys.stdout, err or sys.stderr
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
-                            resize=resize, fit=fit)
+                            resize=resize, fit=fit, open_set=unknown)
+    collector = None
+    if any(v is not None for v in (collect, collect_when, collect_max_mb, collect_reserve_mb, shadow, shadow_every)):
+        from edgecls.runtime.collect import collector_for
+
+        collector = collector_for(classifier, collect, collect_when, collect_max_mb, collect_reserve_mb,
+                                  lambda line: print(f"edgecls: {line}", file=err, flush=True), shadow, shadow_every)
+    if classifier.labels_note:
+        print(f"edgecls: warning: {clean_text(classifier.labels_note)}", file=err)
     stream = some_image(expand_images(images))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
-    started, total, failed = time.perf_counter(), 0, 0
+    asked = max(top_k, 2) if collector is not None and collector.needs_two else top_k
+    started, total, failed, unknowns = time.perf_counter(), 0, 0, 0
     try:
-        for prediction in classifier.classify_many(stream, top_k=top_k):
+        for prediction in classifier.classify_many(stream, top_k=asked):
+            if collector is not None and prediction.ok:
+                collector.consider(prediction.classes, prediction.unknown, prediction.typicality, prediction.source,
+                                   path=Path(prediction.source) if isinstance(prediction.source, (str, Path))
+                                   else None)
+                if asked != top_k:
+                    prediction = dataclasses.replace(prediction, classes=prediction.classes[:top_k])
             write(prediction)
             out.flush()  # rows reach a pipe as they are made, not in 8 KB blocks
             total += 1
             failed += not prediction.ok
+            unknowns += prediction.unknown
     except BrokenPipeError:  # `edgecls predict ... | head`: the reader has all it wants
         silence_closed_pipe(out)
         return 1 if failed else 0
     seconds = time.perf_counter() - started
     rate = f", {total / seconds:.1f} images/s" if seconds > 0 else ""
     note = f"{failed} failed (see the error rows)" if failed else "none failed"
+    if classifier.open_set_rule is not None:
+        note += f", {unknowns} unknown"
     print(f"edgecls: {total} image{'' if total == 1 else 's'}, {note}, {seconds:.2f} s{rate}", file=err)
+    if collector is not None:
+        print(f"edgecls: {collector.summary()}", file=err)
     return 1 if failed else 0
 
 
@@ -105,6 +136,21 @@ def class_rows(classes: Sequence[Any]) -> list[dict[str, Any]]:
     broken model gives: bare NaN is not JSON)."""
     return [{"index": c.index, "label": c.label, "score": round(c.score, 6) if math.isfinite(c.score) else None}
             for c in classes]
+
+
+UNKNOWN = "unknown"  # the answer shown for an image the model's open-set rule rejects
+
+
+def verdict_fields(result: Any) -> dict[str, Any]:
+    """The open-set verdict of a Prediction or FramePrediction as JSON fields ({} for a model without a rule)."""
+    if result.typicality is None:
+        return {}
+    return {"unknown": bool(result.unknown), "typicality": round(result.typicality, 4)}
+
+
+def answer_text(result: Any) -> str:
+    """What the row answers: "unknown" when the rule rejects the image, else the top label."""
+    return UNKNOWN if result.unknown else result.classes[0].label
 
 
 def some_image(stream: Iterator[Any], verb: str = "classify") -> Iterator[Any]:
@@ -158,17 +204,18 @@ def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[
     print_line = _line_printer(out)
     k = min(top_k, classifier.num_classes)
     longest = max(5, *(len(label) for label in classifier.labels))  # 5: the header 'label'
+    verdict = verdict_columns(classifier, longest)
     total = output_width(out)
     per_line = k
     width = min(longest, PIPE_LABEL_WIDTH)
     if total is not None:
-        room = total - max(FILE_ROOM, total // 3)  # for the classes, beside the file
+        room = total - max(FILE_ROOM, total // 3) - verdict.width  # for the classes, beside the file
         width = min(longest, room // k - SCORE - 2 * GAP)
         if width < min(longest, LABEL_WIDTH):  # k classes do not fit on one line: one a line
             per_line, width = 1, min(longest, max(LABEL_WIDTH, room - SCORE - 2 * GAP))
-    file_width = None if total is None else total - per_line * (SCORE + width + 2 * GAP)
-    widths = [SCORE, width] * per_line
-    header = [("score", None), ("label", None)] * per_line + [("file", None)]
+    file_width = None if total is None else total - verdict.width - per_line * (SCORE + width + 2 * GAP)
+    widths = verdict.widths + [SCORE, width] * per_line
+    header = verdict.header + [("score", None), ("label", None)] * per_line + [("file", None)]
     _print_grid(print_line, [header], widths, file_width, style="bold")
 
     def write(prediction: Prediction) -> None:
@@ -180,11 +227,38 @@ def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[
             return
         classes = [(f"{c.score:.3f}", c.label) for c in prediction.classes]
         lines = [classes[i:i + per_line] for i in range(0, len(classes), per_line)]
-        rows = [[cell for score, label in line for cell in ((score, None), (label, None))]
+        rows = [(verdict.cells(prediction) if i == 0 else verdict.blank())
+                + [cell for score, label in line for cell in ((score, None), (label, None))]
                 + [(name if i == 0 else "", None)] for i, line in enumerate(lines)]
         _print_grid(print_line, rows, widths, file_width)
 
     return write
+
+
+class VerdictColumns:
+    """The table's `answer` and `typical` columns for a model with an open-set rule (none without)."""
+
+    def __init__(self, enabled: bool, answer_width: int):
+        self.enabled = enabled
+        self.widths = [answer_width, TYPICAL_WIDTH] if enabled else []
+        self.header: list[tuple[str, str | None]] = [("answer", None), ("typical", None)] if enabled else []
+        self.width = sum(self.widths) + GAP * len(self.widths)  # the columns they take, gaps included
+
+    def cells(self, result: Any) -> list[tuple[str, str | None]]:
+        if not self.enabled:
+            return []
+        return [(answer_text(result), "yellow" if result.unknown else None), (f"{result.typicality:.3f}", None)]
+
+    def blank(self) -> list[tuple[str, str | None]]:
+        return [("", None)] * len(self.widths)
+
+
+ANSWER_WIDTH = 16  # the most the answer column takes (a longer label wraps in it)
+TYPICAL_WIDTH = 7  # "typical" and 0.000
+
+
+def verdict_columns(classifier: Classifier, longest_label: int) -> VerdictColumns:
+    return VerdictColumns(classifier.open_set_rule is not None, max(len(UNKNOWN), min(longest_label, ANSWER_WIDTH)))
 
 
 @functools.cache
@@ -378,6 +452,7 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[
             row["error"] = _reason(prediction)
         else:
             row["classes"] = class_rows(prediction.classes)
+            row.update(verdict_fields(prediction))
         out.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
 
     return write
@@ -386,14 +461,21 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[
 def _csv_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
     import csv
 
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["file", "rank", "index", "label", "score", "error"])
+    plain = csv.writer(out, lineterminator="\n")
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)  # csv leaves a lone \r unquoted otherwise
+    verdict = classifier.open_set_rule is not None  # two more columns: unknown (0/1), typicality
+    plain.writerow(["file", "rank", "index", "label", "score", "error"]
+                   + (["unknown", "typicality"] if verdict else []))
+
+    def row(values: list[Any]) -> None:
+        (quoted if any("\r" in str(v) for v in values) else plain).writerow(values)
 
     def write(prediction: Prediction) -> None:
         if prediction.error:
-            writer.writerow([_name(prediction), "", "", "", "", _reason(prediction)])
+            row([_name(prediction), "", "", "", "", _reason(prediction)] + (["", ""] if verdict else []))
+        extra = [int(prediction.unknown), f"{prediction.typicality:.4f}"] if verdict and not prediction.error else []
         for rank, c in enumerate(prediction.classes, 1):
-            writer.writerow([_name(prediction), rank, c.index, c.label, f"{c.score:.6f}", ""])
+            row([_name(prediction), rank, c.index, printable(c.label), f"{c.score:.6f}", ""] + extra)
 
     return write
 
@@ -442,6 +524,7 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
             more = f"{len(labels) - INFO_LABELS} more (--json lists them); " if len(labels) > INFO_LABELS else ""
             listed.add_row("", escape(f"({more}from {clean_text(classifier['labels_source'])})"))
             facts.add_row("labels", listed)
+        facts.add_row("unknown", escape(unknown_rule_text((report["metadata"] or {}).get("openset"))))
     else:
         facts.add_row("classifier", escape(f"not an image classifier edgecls can run: {classifier['reason']}"))
     console.print(facts)
@@ -465,8 +548,34 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
     else:
         shown = {k: v for k, v in metadata.items() if k != "labels"}
         console.print("[bold]metadata[/]")
-        for line in json.dumps(shown, indent=2, sort_keys=True).splitlines():  # clean_text would eat newlines
-            console.print(escape(clean_text(line)))
+        for line in compact_numbers(json.dumps(shown, indent=2, sort_keys=True)).splitlines():
+            console.print(escape(clean_text(line)))  # line by line: clean_text would eat newlines
+
+
+SHOWN_NUMBERS = 12  # a list of more numbers (an open-set rule's validation scores) is summarised by `info`
+_NUMBER_LIST = re.compile(r"\[\s*(-?[\d.eE+-]+(?:\s*,\s*-?[\d.eE+-]+)*)\s*\]")
+
+
+def compact_numbers(text: str) -> str:
+    """Pretty JSON with each list of numbers on one line, and a long one as its count and range."""
+    def one_line(match: re.Match) -> str:
+        values = [v.strip() for v in match.group(1).split(",")]
+        if len(values) <= SHOWN_NUMBERS:
+            return "[" + ", ".join(values) + "]"
+        return f"[{len(values)} numbers, {values[0]} ... {values[-1]}]"
+
+    return _NUMBER_LIST.sub(one_line, text)
+
+
+def unknown_rule_text(entry: Any) -> str:
+    """One line on a model's open-set rule (its metadata's "openset" entry)."""
+    if not isinstance(entry, dict):
+        return "no unknown rule (edgecls calibrate MODEL --data FOLDER gives one)"
+    parts = [f"rule {entry.get('rule')}, accepts {entry.get('accept', 0):.0%} of validation images"]
+    temperature = entry.get("temperature") or {}
+    if isinstance(temperature, dict) and temperature.get("value") is not None:
+        parts.append(f"temperature {temperature['value']:.3g} ({temperature.get('applied')})")
+    return "; ".join(parts)
 
 
 def _short(value: Any) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls import __version__
+from edgecls import __version__, jsonio
 from edgecls.atomic import owner_alive
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.files import open_regular, read_capped, sha256_of
@@ -306,15 +306,22 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
                        reporter: Reporter) -> Dataset:
     splits = _split_folders(root)
     class_root = splits.get("train", root)
-    classes = [p.name for p in _class_folders(class_root)]
-    if not classes:
+    folders = [p.name for p in _class_folders(class_root)]
+    if not folders:
         raise EdgeclsError(f"{root} has no class sub-folders: put each class's images in a folder named after it")
+    # A folder name that is not UTF-8 (Latin-1 'caf\xe9') is named by its printable text: what labels.txt,
+    # the metadata and every report can carry and read back; the folder itself is still found by its name.
+    classes = [printable(name) for name in folders]
     for name in classes:
         check_class_name(name, class_root)
+    if len(set(classes)) != len(classes):
+        twice = next(name for name in classes if classes.count(name) > 1)
+        raise EdgeclsError(f"two class folders in {class_root} are both named {twice!r} once printed (one of them "
+                           "is not UTF-8): rename one")
     entries: list[tuple[Path, int, str]] = []  # (file, label, split)
     unreadable: list[OSError] = []
     for split, base in (splits.items() if splits else [("", root)]):
-        for label, name in enumerate(classes):
+        for label, name in enumerate(folders):
             folder = base / name
             files = _image_files(folder, unreadable) if folder.is_dir() else []
             if not files and split in ("", "train"):
@@ -324,7 +331,7 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
                     + (f"; {folder_error(unreadable[-1])}" if unreadable else "")
                 )
             entries += [(f, label, split) for f in files]
-        extra = [p.name for p in _class_folders(base) if p.name not in classes]
+        extra = [printable(p.name) for p in _class_folders(base) if p.name not in folders]
         if extra:
             raise EdgeclsError(f"{base} has class folders not in {class_root}: {', '.join(extra[:5])}")
     if len(classes) < 2:
@@ -498,7 +505,7 @@ def _build_cache(cache: Path, root: Path, entries, hashes: list[str], img_size: 
             "content_fingerprint": content_hash.hexdigest()[:24],
             "images_sha256": sha256_of(tmp / "images.npy"),
         }
-        (tmp / "index.json").write_text(json.dumps(index))
+        (tmp / "index.json").write_text(jsonio.dumps(index))
         try:
             os.replace(tmp, cache)
         except OSError:  # another process built the same cache meanwhile: theirs is as good as ours
@@ -544,14 +551,20 @@ class Split:
         return parts
 
 
+class ClassCountError(EdgeclsError):
+    """The data has another number of classes than the labels a model was given: its own files disagree,
+    and no other data or device fixes that."""
+
+
 def split_data(data: str | Dataset, img_size: int, color: str, labels: list[str], saved: Optional[dict],
-               seed: int) -> tuple[Dataset, Split]:
-    """A model's dataset (loaded, unless given, at its size and colour; as many classes as `labels`)
-    and its split: the saved one, checked (a run directory's), else a seeded one as train makes it."""
+               seed: int, labels_source: str = "the model") -> tuple[Dataset, Split]:
+    """A model's dataset (loaded, unless given, at its size and colour; as many classes as `labels`,
+    which come from `labels_source`) and its split: the saved one, checked (a run directory's), else a
+    seeded one as train makes it."""
     dataset = data if isinstance(data, Dataset) else load_dataset(data, img_size, color)
     if len(dataset.class_names) != len(labels):
-        raise EdgeclsError(f"{dataset.source} has {len(dataset.class_names)} classes but the model has {len(labels)} "
-                           "labels")
+        raise ClassCountError(f"{labels_source} names {len(labels)} classes but its data {dataset.source} has "
+                              f"{len(dataset.class_names)}")
     return dataset, (load_split(saved, dataset) if saved is not None else make_split(dataset, 0.1, 0.1, seed))
 
 

@@ -20,11 +20,15 @@ from typing import Any
 
 # `edgecls predict`'s options as edgecls.cli.device declares them: name -> (kind, the keyword it fills).
 # An option missing here (a newer one) sends the whole command line to the Typer app.
-_PREDICT_FLAGS = {"--json": "as_json", "--csv": "as_csv"}
+_PREDICT_FLAGS = {"--json": "as_json", "--csv": "as_csv", "--no-unknown": "no_unknown"}
 _PREDICT_VALUES = {"--top-k": ("count", "top_k"), "-k": ("count", "top_k"), "--threads": ("count", "threads"),
                    "--labels": ("path", "labels"), "--backend": ("text", "backend"),
-                   "--input-range": ("text", "input_range")}
+                   "--input-range": ("text", "input_range"), "--collect": ("path", "collect"),
+                   "--collect-when": ("list", "collect_when"), "--collect-max-mb": ("number", "collect_max_mb"),
+                   "--collect-reserve-mb": ("number", "collect_reserve_mb"), "--shadow": ("path", "shadow"),
+                   "--shadow-every": ("count", "shadow_every")}
 _COUNT = re.compile(r"[0-9]+")  # click's int() takes more (+3, 1_0, ' 3'): those go to the Typer app
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")  # a plain decimal; click's float() takes more: the Typer app's
 
 
 def predict_arguments(argv: Sequence[str]) -> dict[str, Any] | None:
@@ -66,7 +70,10 @@ def predict_arguments(argv: Sequence[str]) -> dict[str, Any] | None:
     return {"model": model, "images": positional[1:], "top_k": given.get("top_k", 1),
             "as_json": given.get("as_json", False), "as_csv": given.get("as_csv", False),
             "threads": given.get("threads"), "labels": given.get("labels"), "backend": given.get("backend"),
-            "input_range": given.get("input_range")}
+            "input_range": given.get("input_range"), "unknown": not given.get("no_unknown", False),
+            "collect": given.get("collect"), "collect_when": given.get("collect_when"),
+            "collect_max_mb": given.get("collect_max_mb"), "collect_reserve_mb": given.get("collect_reserve_mb"),
+            "shadow": given.get("shadow"), "shadow_every": given.get("shadow_every")}
 
 
 def _value(kind: str, text: str) -> Any:
@@ -74,6 +81,10 @@ def _value(kind: str, text: str) -> Any:
         return int(text) if _COUNT.fullmatch(text) and int(text) >= 1 else None
     if kind == "path":
         return _path(text)
+    if kind == "number":
+        return float(text) if _NUMBER.fullmatch(text) else None
+    if kind == "list":  # click gives a repeatable option as a list; repeated here: the Typer app's case
+        return [text]
     return text
 
 

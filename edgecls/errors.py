@@ -20,6 +20,19 @@ class EdgeclsError(Exception):
         self.exit_code = exit_code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C's KeyboardInterrupt would be, so that everything that
+    cleans up after Ctrl-C (a staged run directory, a temporary file) cleans up after them too."""
+
+    def __init__(self, signum: int, name: str):
+        super().__init__(name)
+        self.signum, self.name = signum, name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 143 for SIGTERM, 129 for SIGHUP
+
+
 class MissingExtraError(EdgeclsError):
     """A workstation-side command was run where TensorFlow is not installed."""
 

@@ -9,14 +9,17 @@ come back, a truncated video: the rows so far are kept); 2 it could not be opene
 from __future__ import annotations
 
 import csv
-import datetime as _dt
+import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from edgecls.console import class_rows, json_ready, silence_closed_pipe
+import numpy as np
+
+from edgecls.console import class_rows, json_ready, silence_closed_pipe, verdict_columns, verdict_fields
+from edgecls.provenance import iso_time
 from edgecls.runtime.capture import SourceError
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT, FramePrediction, LiveStream
@@ -41,6 +44,13 @@ def predict_stream(
     timeout: float = DEFAULT_TIMEOUT,
     reconnect: float = DEFAULT_RECONNECT,
     capture: str | None = None,
+    unknown: bool = True,
+    collect: str | None = None,
+    collect_when: Sequence[str] | None = None,
+    collect_max_mb: float | None = None,
+    collect_reserve_mb: float | None = None,
+    shadow: str | None = None,
+    shadow_every: int | None = None,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
 ) -> int:
@@ -53,27 +63,49 @@ def predict_stream(
         print(f"edgecls: {message}", file=err, flush=True)
 
     classifier = Classifier(model, num_threads=threads, labels=labels, backend=backend, input_range=input_range,
-                            resize=resize, fit=fit)
-    stream = classifier.classify_stream(source, top_k=top_k, every=every, fps=fps, duration=duration,
-                                        timeout=timeout, reconnect=reconnect, capture=capture, log=log)
+                            resize=resize, fit=fit, open_set=unknown)
+    collector, observe, asked = None, None, top_k
+    if any(v is not None for v in (collect, collect_when, collect_max_mb, collect_reserve_mb, shadow, shadow_every)):
+        from edgecls.runtime.collect import collector_for
+
+        collector = collector_for(classifier, collect, collect_when, collect_max_mb, collect_reserve_mb, log, shadow,
+                                  shadow_every)
+        asked = max(top_k, 2) if collector is not None and collector.needs_two else top_k
+
+        def observe(result: FramePrediction, frame: Any) -> None:
+            collector.consider(result.classes, result.unknown, result.typicality, source, pixels=np.asarray(frame),
+                               frame=result.frame, timestamp=result.timestamp)
+
+    stream = classifier.classify_stream(source, top_k=asked, every=every, fps=fps, duration=duration,
+                                        timeout=timeout, reconnect=reconnect, capture=capture, log=log,
+                                        observe=observe)
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k, stream)
+
+    def summarise() -> None:
+        print(summary_line(stream), file=err)
+        if collector is not None:
+            print(f"edgecls: {collector.summary()}", file=err)
+
     try:
         for result in stream:
+            if asked != top_k:
+                result = dataclasses.replace(result, classes=result.classes[:top_k])
             write(result)
             out.flush()  # a row reaches a pipe as soon as its frame is classified
-    except KeyboardInterrupt:  # the usual way to end a camera: the rows are kept, the summary follows
-        stream.close("stopped by Ctrl-C")
-        print(summary_line(stream), file=err)
-        return 130
+    except KeyboardInterrupt as exc:  # the usual way to end a camera: the rows are kept, the summary follows
+        # (SIGTERM from a service manager, or SIGHUP, arrive as edgecls.errors.Terminated: said so)
+        stream.close(f"stopped by {getattr(exc, 'name', 'Ctrl-C')}")
+        summarise()
+        return getattr(exc, "exit_code", 130)
     except BrokenPipeError:  # `... | head`: the reader has what it wanted
         stream.close()
         silence_closed_pipe(out)
         return 0
     except SourceError:
         if stream.frames:  # with no frame done, the error line alone says it all
-            print(summary_line(stream), file=err)
+            summarise()
         raise
-    print(summary_line(stream), file=err)
+    summarise()
     return 0
 
 
@@ -89,15 +121,11 @@ def summary_line(stream: LiveStream) -> str:
         notes.append(f"{s['skipped']} skipped by --every/--fps")
     if s["reconnects"]:
         notes.append(f"{s['reconnects']} reconnect{'' if s['reconnects'] == 1 else 's'}")
+    if s.get("unknown") is not None:
+        notes.append(f"{s['unknown']} unknown")
     if s["end"] and s["end"] != "error":
         notes.append(s["end"])
     return (f"edgecls: {frames} from {s['source']} in {s['seconds']:.2f} s{rate}{latency}; " + ", ".join(notes))
-
-
-def iso_time(timestamp: float) -> str:
-    """Seconds since the epoch as ISO 8601 UTC with milliseconds: 2026-12-01T09:30:00.123Z."""
-    moment = _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _clock(timestamp: float) -> str:
@@ -123,8 +151,9 @@ def _table_writer(out: IO[str], classifier: Classifier, top_k: int, stream: Live
     print_line = _line_printer(out)
     k = min(top_k, classifier.num_classes)
     longest = max(5, *(len(label) for label in classifier.labels))  # 5: the header 'label'
+    verdict = verdict_columns(classifier, longest)
     in_video = stream.spec.kind == "file"
-    fixed = [7, 12, 7]  # frame, time or position, ms
+    fixed = [7, 12, 7] + verdict.widths  # frame, time or position, ms; answer and typicality with a rule
     total = output_width(out)
     per_line, width = k, min(longest, PIPE_LABEL_WIDTH)
     if total is not None:
@@ -134,11 +163,12 @@ def _table_writer(out: IO[str], classifier: Classifier, top_k: int, stream: Live
             per_line, width = 1, min(longest, max(LABEL_WIDTH, room - SCORE - 2 * GAP))
     widths = fixed + [SCORE, width] * per_line
     header = [("frame".rjust(7), None), ("position" if in_video else "time", None), ("ms".rjust(7), None)]
-    header += [("score", None), ("label", None)] * per_line
+    header += verdict.header + [("score", None), ("label", None)] * per_line
 
     def write(result: FramePrediction) -> None:
         at = position_text(result.position) if result.position is not None else _clock(result.timestamp)
         first = [(f"{result.frame:>7}", None), (at, None), (f"{result.latency_ms:>7.2f}", None)]
+        first += verdict.cells(result)
         classes = [(f"{c.score:.3f}", c.label) for c in result.classes]
         rows = []
         for i in range(0, len(classes), per_line):
@@ -169,7 +199,8 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveS
 
     def write(result: FramePrediction) -> None:
         row: dict[str, Any] = {"source": source, "frame": result.frame, "time": iso_time(result.timestamp),
-                               "latency_ms": round(result.latency_ms, 3), "classes": class_rows(result.classes)}
+                               "latency_ms": round(result.latency_ms, 3), "classes": class_rows(result.classes),
+                               **verdict_fields(result)}
         if result.position is not None:  # a video file: where in the video (its own clock), as well as when
             row["position_s"] = round(result.position, 3)
         out.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
@@ -179,11 +210,13 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveS
 
 def _csv_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveStream) -> Writer:
     writer = csv.writer(out, lineterminator="\n")
+    verdict = classifier.open_set_rule is not None  # two more columns: unknown (0/1), typicality
 
     def write(result: FramePrediction) -> None:
+        extra = [int(result.unknown), f"{result.typicality:.4f}"] if verdict else []
         for rank, c in enumerate(result.classes, 1):
             writer.writerow([result.frame, iso_time(result.timestamp), f"{result.latency_ms:.3f}", rank, c.index,
-                             c.label, f"{c.score:.6f}"])
+                             c.label, f"{c.score:.6f}", *extra])
 
-    return _header_first(lambda: writer.writerow(["frame", "time", "latency_ms", "rank", "index", "label", "score"]),
-                         write)
+    columns = ["frame", "time", "latency_ms", "rank", "index", "label", "score"]
+    return _header_first(lambda: writer.writerow(columns + (["unknown", "typicality"] if verdict else [])), write)

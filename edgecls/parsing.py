@@ -43,7 +43,7 @@ def int_list(text: Optional[str], option: str, example: str, unique: bool = Fals
 
 
 def parse_range(text: str | None, option: str = "--input-range") -> tuple[float, float] | None:
-    """'-1,1' -> (-1.0, 1.0): two finite, distinct numbers. One-line EdgeclsError otherwise."""
+    """'-1,1' -> (-1.0, 1.0), as runtime.metadata.check_range accepts it. One-line EdgeclsError otherwise."""
     from edgecls.runtime.metadata import check_range
 
     if text is None:

@@ -23,6 +23,10 @@ from edgecls.errors import EdgeclsError
 from edgecls.provenance import sha256_file
 
 DEFAULT_CALIB_SAMPLES = 500  # the peers' advice is >= 300 where the train split has them
+# A .keras archive, unpacked: its config.json of a large model is a few MB; its weights are what a
+# .tflite of it can hold (a flatbuffer stops at 2 GB).
+MAX_KERAS_CONFIG_BYTES = 64 << 20
+MAX_KERAS_BYTES = 2 << 30
 MIN_CALIB_WARNING = 100  # fewer calibration images than this: ranges may be unstable
 
 
@@ -95,7 +99,8 @@ class RunDir:
             from edgecls.data import split_data
 
             self._loaded = split_data(self._dataset or self.data, self.img_size, self.color, self.labels,
-                                      self.record.split if self.record is not None else None, self.seed)
+                                      self.record.split if self.record is not None else None, self.seed,
+                                      str(self.run_dir / LABELS_FILE) if self.run_dir else "the model")
         return self._loaded
 
     def dataset(self):
@@ -198,12 +203,28 @@ def check_keras_file(path: Path) -> None:
         if path.stat().st_size == 0:
             raise EdgeclsError(f"{path} is empty (0 bytes)")
         with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
+            members = archive.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a zip archive"
         raise EdgeclsError(f"{path} is corrupt or not a Keras .keras file ({reason})") from None
-    if "config.json" not in names:
+    sizes = {m.filename: m.file_size for m in members}
+    if "config.json" not in sizes:
         raise EdgeclsError(f"{path} is corrupt or not a Keras .keras file (no config.json inside)")
+    # Keras reads config.json whole and parses it: a 4 MB file can inflate it to gigabytes. Zip members
+    # decompress to no more than their declared size (a lie fails the CRC), so the declared sizes bound it.
+    for name, size in sizes.items():
+        limit = MAX_KERAS_CONFIG_BYTES if name.endswith(".json") else MAX_KERAS_BYTES
+        if size > limit:
+            raise EdgeclsError(f"{path} is not a Keras model edgecls can load: its {name} inflates to {_mib(size)} "
+                               f"(over the {_mib(limit)} a {'Keras config' if name.endswith('.json') else 'model'} "
+                               "needs; a zip bomb?)")
+    if sum(sizes.values()) > MAX_KERAS_BYTES:
+        raise EdgeclsError(f"{path} is not a Keras model edgecls can load: it inflates to {_mib(sum(sizes.values()))} "
+                           f"(over {_mib(MAX_KERAS_BYTES)})")
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 30):.1f} GiB" if size >= 1 << 30 else f"{size / (1 << 20):.0f} MiB"
 
 
 def load_keras_model(path: str | os.PathLike):

@@ -3,6 +3,8 @@ small writer of flat tables the standard library lacks."""
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,20 +41,49 @@ def parse_toml(data: bytes, path: Path, what: str = "file") -> dict[str, Any]:
         raise EdgeclsError(f"{what} {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
 
 
+# ---------------------------------------------------------------------- writing
+# A path that is not valid UTF-8 (a folder name in Latin-1, say) has no TOML string: it is written as
+# a one-key table, {fs_bytes = "caf\xe9"}, its bytes with \\ and \xNN escapes, which path_from reads back.
+FS_BYTES = "fs_bytes"
+
+
 def toml_text(tables: dict[str, dict[str, Any]], header: str = "") -> str:
-    """Flat tables as TOML (tomllib reads it back): `# header`, then each [table] and its keys, a blank
-    line between tables; None values are left out (TOML has no null)."""
-    lines = [f"# {header}"] if header else []
-    for n, (name, table) in enumerate(tables.items()):
-        lines += ([""] if n else []) + [f"[{name}]"]
-        lines += [f"{key} = {toml_value(value)}" for key, value in table.items() if value is not None]
-    return "\n".join(lines) + "\n"
+    """TOML for {table: {key: value}} by tomli-w (quotes, backslashes and control characters escaped as
+    TOML wants them), `header` as a comment first; None values are left out (TOML has no null), paths
+    that are not UTF-8 go through path_value."""
+    import tomli_w
+
+    clean = {name: {key: _writable(value) for key, value in table.items() if value is not None}
+             for name, table in tables.items()}
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    return comment + tomli_w.dumps(clean)
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+def _writable(value: Any) -> Any:
+    if isinstance(value, str):
+        return path_value(value)
+    if isinstance(value, (list, tuple)):
+        return [_writable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _writable(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def path_value(text: str) -> str | dict[str, str]:
+    """`text` itself when it is valid UTF-8, else {FS_BYTES: its bytes, escaped}."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = os.fsencode(text).replace(b"\\", b"\\\\")
+        return {FS_BYTES: raw.decode("utf-8", "backslashreplace")}
+
+
+def path_from(value: Any) -> Any:
+    """What path_value wrote, back as the str the path was (other values unchanged)."""
+    if isinstance(value, dict) and set(value) == {FS_BYTES} and isinstance(value[FS_BYTES], str):
+        raw = re.sub(rb"\\\\|\\x([0-9a-fA-F]{2})",
+                     lambda m: bytes([int(m.group(1), 16)]) if m.group(1) else b"\\",
+                     value[FS_BYTES].encode("utf-8"))
+        return os.fsdecode(raw)
+    return value

@@ -3,11 +3,14 @@
 
 P3  int8 against float32 invoke latency, seed CNN and mobile CNN, 1 thread.
 P4  Classifier.classify() of a decoded uint8 array against a bare set_tensor/invoke/get_tensor loop
-    on the same interpreter (targets: <= 1.10x seed int8, <= 1.03x mobile int8), 1 thread.
+    on the same interpreter (targets: <= 1.10x seed int8, <= 1.03x mobile int8), 1 thread; and
+    classify() of the same model calibrated by edgecls (its unknown rule) against the bare loop and
+    classify() of the plain model: the whole per-call cost of the rule.
 P5  `edgecls predict MODEL one-image` as a whole cold process — the console script of a fresh
     `pip install CHECKOUT` venv, as a user runs it — against a 7-line LiteRT script in the same venv,
     both at one thread and both at the CPU count; and a TensorFlow script: wall time and peak RSS
-    (targets: <= 1.3x and +8 MiB of LiteRT). --smoke runs `python -m edgecls` of the checkout instead.
+    (targets: <= 1.3x and +8 MiB of LiteRT); and the same model calibrated by edgecls (its unknown
+    rule) against the plain one. --smoke runs `python -m edgecls` of the checkout instead.
 P6  classify_many over a folder of real JPEG photos against a plain Pillow loop that uses draft(),
     at 1 and 2 threads (targets: >= 1.2x at two, no slower at one).
 
@@ -37,6 +40,7 @@ from benchkit import (  # noqa: E402  (scripts/ is not a package)
     device_venv,
     in_worker,
     median,
+    openset_model,
     paired,
     ratio,
     run_process,
@@ -75,17 +79,20 @@ def worker_int8_vs_float(int8: str, float32: str, rounds: int, seconds: float) -
             "ratio": ratio(runs["int8"], runs["float32"]), "calls_per_round": n}
 
 
-def worker_hot(model: str, rounds: int, seconds: float) -> dict:
-    """P4: classify(array) against a bare loop on the same interpreter (fed pre-quantised input)."""
+def worker_hot(model: str, rounds: int, seconds: float, plain: str = "") -> dict:
+    """P4: classify(array) against a bare loop on the same interpreter (fed pre-quantised input). With
+    `plain` (the same model without its unknown rule): classify() of `model` against the bare loop and
+    classify() of `plain`, so the ratios carry the whole cost of the rule."""
     import numpy as np
 
     from edgecls.runtime import Classifier
     from edgecls.runtime.quant import input_converter
 
     clf = Classifier(model, num_threads=1)
+    base = Classifier(plain, num_threads=1) if plain else clf
     pixels = np.random.default_rng(0).integers(0, 256, clf.input_spec.shape, dtype=np.uint8)
-    ready = np.ascontiguousarray(input_converter(clf.input_spec)(pixels[None]))
-    interpreter = clf.interpreter
+    ready = np.ascontiguousarray(input_converter(base.input_spec)(pixels[None]))
+    interpreter = base.interpreter
     inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
 
     def bare() -> None:
@@ -94,10 +101,16 @@ def worker_hot(model: str, rounds: int, seconds: float) -> dict:
         interpreter.get_tensor(out)
 
     n = _calls_per_round(bare, seconds)
-    runs = paired({"classify": lambda: _timed(lambda: clf.classify(pixels), n), "bare": lambda: _timed(bare, n)},
-                  rounds)
-    return {"bare_us": median(runs["bare"]) * 1e6, "classify_us": median(runs["classify"]) * 1e6,
-            "ratio": ratio(runs["classify"], runs["bare"]), "calls_per_round": n}
+    contenders = {"classify": lambda: _timed(lambda: clf.classify(pixels), n), "bare": lambda: _timed(bare, n)}
+    if plain:
+        contenders["classify plain"] = lambda: _timed(lambda: base.classify(pixels), n)
+    runs = paired(contenders, rounds)
+    result = {"bare_us": median(runs["bare"]) * 1e6, "classify_us": median(runs["classify"]) * 1e6,
+              "ratio": ratio(runs["classify"], runs["bare"]), "calls_per_round": n}
+    if plain:
+        result["classify_plain_us"] = median(runs["classify plain"]) * 1e6
+        result["ratio_to_classify_plain"] = ratio(runs["classify"], runs["classify plain"])
+    return result
 
 
 def worker_folder(model: str, folder: str, threads: int, rounds: int) -> dict:
@@ -173,6 +186,8 @@ def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: st
         predict, with_tf = [*python, "-m", "edgecls", "predict"], False
     commands = {
         "edgecls predict": [*predict, model, image, "--threads", str(threads)],
+        # the same model calibrated by edgecls (its unknown rule: the IF wrapper, subgraph 1 run directly)
+        "edgecls predict, unknown rule": [*predict, str(openset_model(model)), image, "--threads", str(threads)],
         "bare LiteRT": [*python, "-c", BARE_SCRIPT.format(
             import_line="from ai_edge_litert.interpreter import Interpreter", threads=threads), model, image],
     }
@@ -190,6 +205,9 @@ def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: st
                   rounds=rounds)
     result["wall_vs_bare"] = ratio(wall["edgecls predict"], wall["bare LiteRT"])
     result["peak_mib_over_bare"] = round(median(peak["edgecls predict"], 2) - median(peak["bare LiteRT"], 2), 1)
+    result["unknown_rule_wall_vs_plain"] = ratio(wall["edgecls predict, unknown rule"], wall["edgecls predict"])
+    result["unknown_rule_peak_mib_over_plain"] = round(median(peak["edgecls predict, unknown rule"], 2)
+                                                       - median(peak["edgecls predict"], 2), 1)
     if with_tf:
         result["tensorflow_vs_edgecls"] = ratio(wall["TensorFlow"], wall["edgecls predict"])
     return result
@@ -234,7 +252,7 @@ def main() -> None:
 
         kind, *rest = args.worker
         workers = {"p3": lambda: worker_int8_vs_float(rest[0], rest[1], int(rest[2]), float(rest[3])),
-                   "hot": lambda: worker_hot(rest[0], int(rest[1]), float(rest[2])),
+                   "hot": lambda: worker_hot(rest[0], int(rest[1]), float(rest[2]), *rest[3:]),
                    "folder": lambda: worker_folder(rest[0], rest[1], int(rest[2]), int(rest[3])),
                    "cold": lambda: worker_cold(rest[0], rest[1], int(rest[2]), rest[3] == "tf", rest[4], int(rest[5]),
                                                *rest[6:])}
@@ -262,6 +280,9 @@ def main() -> None:
         print(f"P4 {arch}-int8 classify vs bare ...", file=sys.stderr)
         figure(f"P4 {arch}-int8", lambda arch=arch: in_worker(__file__, "hot", str(models[f"{arch}-int8"]), rounds,
                                                               seconds, env=env))
+        figure(f"P4 {arch}-int8 unknown rule", lambda arch=arch: in_worker(
+            __file__, "hot", str(models[f"{arch}-int8-openset"]), rounds, seconds, str(models[f"{arch}-int8"]),
+            env=env))
     venv = "" if args.smoke else str(device_venv(args.checkout, args.work / "device-venv"))
     cold_rounds = str(max(args.rounds, 15) if not args.smoke else args.rounds)  # >= 15 paired runs
     for threads in sorted({1, os.cpu_count() or 1}):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
@@ -18,14 +19,15 @@ _LISTENING = re.compile(r"listening on (https?://\S+) ")
 
 
 class ServeProcess:
-    """`python -m edgecls serve MODEL --port 0 ARGS...`; its URL is read from its log."""
+    """`python -m edgecls serve MODEL --port 0 ARGS...`; its URL is read from its log. `launch` replaces
+    `-m edgecls` (e.g. `-c CODE` that changes something first, then runs edgecls' main)."""
 
     def __init__(self, model: Path, *args: str, log: Path, token: str | None = None, env: dict | None = None,
-                 wait_ready: bool = True):
+                 wait_ready: bool = True, launch: tuple[str, ...] = ("-m", "edgecls")):
         self.token = token
         self.log_path = log
         self._log = open(log, "w")  # noqa: SIM115 (open while the process runs)
-        command = [sys.executable, "-m", "edgecls", "serve", str(model), "--port", "0", *map(str, args)]
+        command = [sys.executable, *launch, "serve", str(model), "--port", "0", *map(str, args)]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=self._log, cwd=ROOT, env={**os.environ, **(env or {})})
         self.url = self._wait_url()
@@ -86,3 +88,32 @@ class ServeProcess:
             code = self.process.wait()
         self._log.close()
         return code
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "the condition"):
+    """The first true value of `condition()`, polled every 0.1 s; AssertionError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def metric(server: ServeProcess, name: str, **labels: str) -> float | None:
+    """The value of one sample of the server's /metrics (parsed by prometheus_client's own parser)."""
+    text = httpx.get(f"{server.url}/metrics", headers=server.headers).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+def write_token(folder: Path, token: str) -> Path:
+    """A token file as a careful user keeps one: FOLDER/token, readable by its owner only."""
+    path = folder / "token"
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return path

@@ -36,10 +36,10 @@ def photos(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("given, message", [
     ({"arch": "efficientnet_b0", "alpha": 0.5}, "--alpha is the width of mobilenet_v2"),
-    ({"arch": "mobilenet_v2", "alpha": 3.0}, "--alpha must be in (0, 2]"),
+    ({"arch": "mobilenet_v2", "alpha": 3.0}, "--alpha must be more than 0 and at most 2"),
     ({"arch": "mobilenet_v2", "weights": "no/such.h5"}, "use imagenet, none, or an existing weights file"),
     ({"arch": "seed", "weights": "no/such.h5"}, "--weights applies to the Keras backbones"),
-    ({"arch": "mobilenet_v2", "fine_tune_epochs": -1}, "--fine-tune-epochs must be 0 or more"),
+    ({"arch": "mobilenet_v2", "fine_tune_epochs": -1}, "--fine-tune-epochs must be between 0 and"),
 ])
 def test_backbone_options_are_checked(given, message):
     with pytest.raises(EdgeclsError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):

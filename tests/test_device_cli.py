@@ -306,7 +306,7 @@ def test_predict_input_range_feeds_a_third_party_float_model_what_it_expects(uni
 
 
 @pytest.mark.parametrize("value, message", [("1", "takes LO,HI"), ("a,b", "takes LO,HI"), ("nan,1", "finite"),
-                                            ("1,1", "distinct"), ("0,inf", "finite")])
+                                            ("1,1", "apart"), ("0,inf", "finite")])
 def test_predict_bad_input_range_is_one_line(models, photos, cli, value, message):
     assert_one_line_error(cli("predict", models.quad_float, photos, f"--input-range={value}"), 2, message)
 

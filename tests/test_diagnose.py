@@ -67,17 +67,25 @@ def mixed(run, tmp_path_factory):
 
 
 def plain_ops(path: Path) -> list[dict]:
-    """(op name, weight dtype, output dtype) of each op, read without delegates (XNNPACK would hide them)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    """(op name, weight dtype, output name) of each computing op, read from the flatbuffer of every
+    subgraph: a calibrated model's subgraph 0 is one IF around the classifier (runtime/openset.py),
+    and the interpreter lists subgraph 0's ops only."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
 
-    interpreter = Interpreter(model_path=str(path),
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    model = flatbuffer_utils.read_model(str(path))
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    dtype_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     rows = []
-    for op in interpreter._get_ops_details():
-        inputs = [tensors[int(i)] for i in op["inputs"] if int(i) in tensors]
-        rows.append({"op": op["op_name"], "weights": np.dtype(inputs[1]["dtype"]).name if len(inputs) > 1 else None,
-                     "out": tensors[int(op["outputs"][0])]["name"]})
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+            if name == "IF":
+                continue
+            inputs = [graph.tensors[i] for i in op.inputs if i >= 0]
+            rows.append({"op": name, "weights": dtype_names[inputs[1].type] if len(inputs) > 1 else None,
+                         "out": graph.tensors[op.outputs[0]].name.decode()})
     return rows
 
 

@@ -66,6 +66,12 @@ def _vectors(odd: Path) -> list[tuple[list[str], bool]]:
         (["predict", str(odd / "missing.tflite"), a], True),
         (["predict", labels, a], True),
         (["predict", m, a, "--top-k", "007"], True),
+        (["predict", m, a, "--no-unknown"], True),
+        (["predict", m, a, b, "--collect", str(odd / "inbox"), "--collect-when", "uncertain<0.999,sample=0.5",
+          "--collect-max-mb", "1", "--json"], True),
+        (["predict", m, a, "--collect-when", "unknown"], True),  # without --collect: the same one-line error
+        (["predict", m, a, "--collect", str(odd / "inbox"), "--collect-when", "sometimes"], True),
+        (["predict", m, a, "--collect", str(odd / "inbox"), "--collect-max-mb", "1e3"], False),
         (["predict", m, a, "--top-k", "0"], False),
         (["predict", m, a, "--top-k", "x"], False),
         (["predict", m, a, "-k3"], False),

@@ -271,7 +271,7 @@ def test_parse_modes():
 
     with pytest.raises(EdgeclsError, match="litert makes int8 input and output only"):
         validate_options(ExportOptions(parse_modes("uint8", "litert"), quantizer="litert"))
-    for bad, message in (({"calib_samples": 0}, "--calib-samples must be at least 1"),
+    for bad, message in (({"calib_samples": 0}, "--calib-samples must be between 1 and"),
                          ({"min_agreement": 1.5}, "--min-agreement must be between 0 and 1"),
                          ({"quantizer": "onnx"}, "unknown quantizer 'onnx'"), ({"modes": []}, "no quantisation mode")):
         with pytest.raises(EdgeclsError, match=message):
@@ -347,7 +347,7 @@ def bad_models(tmp_path_factory, digits_run):
     # --force: the untrained model is also a useless one, which export refuses before converting
     ("bicubic.keras --data digits --force", 1, ["TFLite converter failed", "ResizeBicubic"]),
     ("RUN --quant int4", 2, ["unknown quantisation mode 'int4'"]),
-    ("RUN --calib-samples 0", 2, ["--calib-samples must be at least 1"]),
+    ("RUN --calib-samples 0", 2, ["--calib-samples must be between 1 and"]),
     ("RUN --quantizer onnx", 2, ["unknown quantizer 'onnx'"]),
     ("RUN --out FILE/sub", 2, ["cannot write to", "is a file"]),
     ("RUN --out /proc/edgecls-export", 2, ["cannot write to --out /proc/edgecls-export"]),

@@ -18,10 +18,10 @@ PACKAGE = ROOT / "edgecls"
 
 # The bottom floor every device-side module may use.
 BASE = {"edgecls", "edgecls.errors", "edgecls.files", "edgecls.native_stderr", "edgecls.provenance",
-        "edgecls.records", "edgecls.text"}
+        "edgecls.records", "edgecls.text", "edgecls.jsonio", "edgecls.bounds"}  # strict JSON; option ranges
 ALLOWED = {
     "runtime": {
-        "edgecls": BASE | {"edgecls.runtime"},
+        "edgecls": BASE | {"edgecls.runtime", "edgecls.atomic"},  # atomic: predict --collect's pictures (stdlib)
         "packages": {"numpy", "PIL", "flatbuffers", "ai_edge_litert", "tflite_runtime"},
         # imported inside the one function that needs them, in these files only
         "lazily": {"cv2": {"capture.py"}, "picamera2": {"capture.py"},

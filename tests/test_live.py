@@ -5,23 +5,19 @@ answers. The model is the reference digits model: frames alternate between a kno
 from __future__ import annotations
 
 import faulthandler
-import http.server
 import importlib.util
-import io
 import json
 import os
 import signal
 import socket
-import socketserver
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from livekit import MODEL, ROOT, MjpegServer, digit_frame, write_video
 
 from edgecls.runtime import Classifier
 from edgecls.runtime.capture import SourceError, import_cv2, open_capture, parse_source
@@ -32,11 +28,7 @@ try:
 except SourceError:
     pytest.skip("OpenCV is not installed (pip install 'edgecls[camera]')", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "models" / "digits-seed"
-MODEL = REFERENCE / "model_int8.tflite"
 DIGITS = ("3", "7")  # frame i shows DIGITS[i % 2]
-SIZE = 112  # frames are larger than the model's 28x28: load_image resizes them as it does files
 HANG_LIMIT = 40  # seconds: a test that hangs fails instead of holding the suite
 
 
@@ -47,26 +39,9 @@ def hang_guard():
     faulthandler.cancel_dump_traceback_later()
 
 
-def digit_frame(digit: str) -> np.ndarray:
-    """An RGB SIZE x SIZE picture of the first test image of `digit` (one the model gets right)."""
-    path = sorted((REFERENCE / "test-images" / digit).glob("*.png"))[0]
-    return np.asarray(Image.open(path).convert("RGB").resize((SIZE, SIZE), Image.Resampling.NEAREST))
-
-
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
     return [digit_frame(d) for d in DIGITS]
-
-
-def write_video(path: Path, pictures: list[np.ndarray], count: int, fps: float = 10.0) -> Path:
-    """An MJPG AVI of `count` frames cycling through `pictures` (RGB), written by OpenCV."""
-    height, width = pictures[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    assert writer.isOpened()
-    for i in range(count):
-        writer.write(cv2.cvtColor(pictures[i % len(pictures)], cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -211,60 +186,6 @@ def test_picamera2_reads_cameras_only_and_says_how_to_get_it(cli, video):
 
 
 # ---------------------------------------------------------------------- network streams
-class MjpegServer:
-    """A real HTTP MJPEG server (multipart/x-mixed-replace) on 127.0.0.1, in a thread.
-
-    `plan` gives the frames each connection gets, in order, before the server closes it (None:
-    endless); connections beyond the plan get 404 Not Found. Each connection starts at frame 0."""
-
-    def __init__(self, pictures: list[np.ndarray], plan: list[int | None], interval: float = 0.01,
-                 silent_after: bool = False):
-        jpegs = []
-        for picture in pictures:
-            buffer = io.BytesIO()
-            Image.fromarray(picture).save(buffer, "JPEG", quality=95)
-            jpegs.append(buffer.getvalue())
-        self.connections = 0
-        self.closed = threading.Event()
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                index, server.connections = server.connections, server.connections + 1
-                if index >= len(plan):
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                n = 0
-                try:
-                    while plan[index] is None or n < plan[index]:
-                        jpeg = jpegs[n % len(jpegs)]
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
-                                         % len(jpeg) + jpeg + b"\r\n")
-                        self.wfile.flush()
-                        n += 1
-                        time.sleep(interval)
-                    while silent_after and not server.closed.is_set():  # connected, and nothing more comes
-                        server.closed.wait(0.1)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client went away
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/stream.mjpg"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.closed.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-
 def test_a_stream_that_drops_mid_way_keeps_its_rows_and_ends_with_one_line(cli, frames):
     server = MjpegServer(frames, [12])
     try:

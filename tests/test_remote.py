@@ -305,9 +305,12 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
 
     labels = tmp_path / "my labels.txt"
     labels.write_text("a\nb\n")
+    unknown = tmp_path / "not classes"
+    unknown.mkdir()
+    (unknown / "x.png").write_bytes(b"png")
     values = {"device": "rpi4", "threads": [1, 3], "warmup": 3, "runs": 7, "batch_size": 5, "backend": "litert",
               "input_range": (-1.0, 1.0), "memory": False, "sustain": 90.0, "labels": str(labels),
-              "latency_only": True, "resize": "nearest", "fit": "crop"}
+              "latency_only": True, "resize": "nearest", "fit": "crop", "unknown_data": str(unknown)}
     measured = [f.name for f in fields(BenchOptions) if "measure" in f.metadata]
     unmarked = [f.name for f in fields(BenchOptions) if "measure" not in f.metadata and "host" not in f.metadata]
     assert not unmarked, f"mark these BenchOptions fields as measure(...) or host(...): {unmarked}"
@@ -322,6 +325,7 @@ def test_every_measurement_option_reaches_the_device_command(tmp_path):
     assert args[args.index("--resize") + 1] == "nearest" and args[args.index("--fit") + 1] == "crop"
     sent_labels = args[args.index("--labels") + 1]
     assert (payload / sent_labels).read_text() == "a\nb\n"
+    assert (payload / args[args.index("--unknown-data") + 1] / "x.png").read_bytes() == b"png"  # a folder travels
     sent_profile = args[args.index("--device") + 1]
     assert sent_profile.endswith("rpi4.toml") and (payload / sent_profile).is_file()
     from edgecls.bench.profiles import load_profile

@@ -62,7 +62,7 @@ def test_measure_builds_typed_records(bench):
     assert timing.vs_reference.reference == float32.name and float32.latency[0].vs_reference is None
     assert isinstance(int8.memory, Memory) and int8.memory.measured and int8.memory.threads == 1
     assert report.memory_baseline.measured and report.memory_baseline.top1 is None
-    assert [s.key for s in report.sections] == ["sustained", "advice"]
+    assert [s.key for s in report.sections] == ["calibration", "sustained", "advice"]
     assert all(isinstance(s, Section) for s in report.sections)
     assert report.section("sustained").data["models"] == [float32.name, int8.name]  # free-form JSON, kept as is
 

@@ -112,7 +112,7 @@ def test_the_choice_is_the_most_accurate_file_within_the_budget(searched):
     assert chosen in fitting and chosen.p50_ms <= 1000.0
     assert chosen.file.val_correct == max(e.file.val_correct for e in fitting)
     kinds = {r.plan.kind for r in result.rows}
-    assert kinds == {"backbone", "scratch", "student"}
+    assert kinds == {"backbone", "scratch", "student"}, [(r.plan.name, r.status, r.reason) for r in result.rows]
     assert [r.status for r in result.rows].count("chosen") == 1
     for row in result.rows:
         assert row.status in ("chosen", "lost", "failed", "skipped") and (row.reason or row.status == "chosen")
@@ -199,6 +199,38 @@ def test_the_chosen_run_directory_is_ready_for_predict_and_bench(searched):
     from edgecls.bench.inputs import exported_files
 
     assert [p.name for p in exported_files(chosen)] == files  # what `edgecls bench chosen/` reads
+
+
+def test_a_keras_candidate_chosen_is_calibrated_after_the_choice(searched, tmp_path):
+    """Keras candidates are exported and timed plain; the chosen one ships with its calibration and unknown
+    rule (as `export --target`'s chosen file), fitted on the candidate's train and validation splits."""
+    from dataclasses import replace
+
+    from edgecls.artifacts import ExportIndex
+    from edgecls.reporter import Reporter
+    from edgecls.runtime.classify import Classifier
+    from edgecls.runtime.metadata import read_metadata
+    from edgecls.search.job import CANDIDATES_DIR, _write_chosen
+
+    result, _, _ = searched
+    copy = tmp_path / "search"
+    shutil.copytree(result.out_dir, copy)
+    row = next(r for r in result.rows if r.plan.kind == "scratch" and r.best is not None)
+    plain = copy / CANDIDATES_DIR / row.plan.name / row.best.file.file
+    assert read_metadata(plain.read_bytes()).get("openset") is None  # made plain
+    moved = replace(result, out_dir=copy, chosen=row.best)
+    log: list[str] = []
+    _write_chosen(moved, Reporter(log.append, bars=False))
+    shipped = moved.chosen_file
+    assert read_metadata(shipped.read_bytes())["openset"]["rule"]
+    assert Classifier(shipped).open_set_rule is not None
+    entry = ExportIndex.read(moved.chosen_dir / "export" / "export.json", "again").models[0]
+    assert entry.openset["test"]["accuracy"] is not None  # the test figures, read after the choice
+    assert any("unknown rule" in line for line in log)
+    # the calibrated file answers as the plain one did
+    images = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
+    answers = [Classifier(path).probabilities(images).argmax(1) for path in (shipped, plain)]
+    assert np.array_equal(*answers)
 
 
 def test_the_table_and_the_pareto_plot_are_written(searched):

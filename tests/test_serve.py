@@ -31,7 +31,7 @@ import pytest
 from conftest import SHARED_DATA
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from serving import ROOT, ServeProcess
+from serving import ROOT, ServeProcess, metric, wait_for, write_token
 
 DIGITS = ROOT / "models" / "digits-seed"
 INT8, FLOAT = DIGITS / "model_int8.tflite", DIGITS / "model_float32.tflite"
@@ -52,26 +52,6 @@ def replace_file(target: Path, source: Path | bytes) -> None:
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_bytes(source if isinstance(source, bytes) else source.read_bytes())
     os.replace(tmp, target)
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def metric(server: ServeProcess, name: str, **labels: str) -> float | None:
-    """The value of one sample of the server's /metrics (parsed by prometheus_client's own parser)."""
-    text = httpx.get(f"{server.url}/metrics", headers=server.headers).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return None
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -105,10 +85,7 @@ def slow_image() -> bytes:
 
 @pytest.fixture(scope="module")
 def token_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("token") / "token"
-    path.write_text(TOKEN + "\n")
-    path.chmod(0o600)
-    return path
+    return write_token(tmp_path_factory.mktemp("token"), TOKEN)
 
 
 def _served_copy(tmp_path_factory, name: str, model: Path = INT8) -> Path:
@@ -756,3 +733,29 @@ def test_serve_without_the_extra_says_the_pip_command(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("edgecls: error: edgecls serve needs the serve extra, which is not installed here: "
                            "pip install 'edgecls[serve]' (missing: starlette, uvicorn)\n")
+
+
+def test_a_calibrated_model_answers_unknown_over_http_as_predict_does(tmp_path, cli):
+    """The unknown rule reaches the service through Classifier.classify: `unknown` and `typicality`
+    beside the classes, equal to predict's row for the same picture."""
+    from edgecls.calibrate.folder import calibrate_folder
+    from edgecls.calibrate.job import OpenSetOptions
+
+    model = tmp_path / "model.tflite"
+    calibrate_folder(INT8, DIGITS / "test-images", OpenSetOptions(), out=model, log=lambda m: None)
+    stripes = tmp_path / "stripes.png"
+    rng, x = np.random.default_rng(0), np.arange(56)  # grey stripes (tests/test_collect.py's scene 0)
+    slant = x[None, :] * rng.uniform(0.3, 1.5) + x[:, None] * rng.uniform(0, 1)
+    stripes.write_bytes(png(((np.sin(slant) + 1) * 127).astype(np.uint8)))
+    server = ServeProcess(model, "--interpreters", 1, "--threads", 1, log=tmp_path / "serve.log")
+    try:
+        with server.client() as client:
+            answers = [client.post("/v1/classify", content=p.read_bytes(), headers={"Content-Type": "image/png"})
+                       .json() for p in (SEVEN, stripes)]
+    finally:
+        assert server.stop() == 0, server.log
+    assert [a["unknown"] for a in answers] == [False, True]
+    for answer, picture in zip(answers, (SEVEN, stripes)):
+        row = json.loads(cli("predict", model, picture, "--json").out)
+        assert (answer["classes"], answer["unknown"], answer["typicality"]) == \
+            (row["classes"], row["unknown"], row["typicality"])

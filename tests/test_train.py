@@ -92,11 +92,11 @@ def test_existing_run_is_not_overwritten_without_force(digits_run):
     (["--data", "imagenet"], "not found"),
     (["--arch", "resnet"], "unknown architecture"),
     (["--augment", "flip,warp"], "unknown augmentation 'warp'"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--epochs", "0"], "--epochs must be between 1 and"),
     (["--img-size", "0"], "--img-size must be between"),
     (["--img-size", "100000"], "--img-size must be between"),
     (["--optimizer", "lbfgs"], "unknown optimizer"),
-    (["--val-fraction", "0.7"], "--val-fraction must be between"),
+    (["--val-fraction", "0.7"], "--val-fraction must be strictly between"),
     (["--strategy", "multi-worker"], "TF_CONFIG"),
 ])
 def test_bad_options_get_one_line_errors(tmp_path, args, message):

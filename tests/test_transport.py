@@ -54,5 +54,5 @@ def test_fan_out_keeps_the_order_and_never_runs_more_than_parallel_at_once():
 
 
 def test_a_parallel_below_one_is_refused():
-    with pytest.raises(EdgeclsError, match="--parallel must be at least 1"):
+    with pytest.raises(EdgeclsError, match="--parallel must be between 1 and 256"):
         fan_out([1, 2], lambda n: n, parallel=0)

@@ -34,6 +34,7 @@ from edgecls.audit.facts import Facts, dataset_facts
 from edgecls.audit.labels import FOLDS, LabelIssues, find_label_issues, out_of_fold
 from edgecls.audit.leakage import Leakage, find_leakage, recompute_accuracy
 from edgecls.audit.outliers import Outliers, find_outliers
+from edgecls.bounds import check_bound
 from edgecls.data import BUILTIN_DATASETS, Dataset, load_dataset, native_format
 from edgecls.errors import EdgeclsError
 from edgecls.reporter import SILENT, Reporter
@@ -93,8 +94,8 @@ class CheckResult:
 def validate(options: CheckOptions) -> None:
     if options.threads is not None and options.threads < 1:
         raise EdgeclsError(f"--threads must be at least 1 (got {options.threads})")
-    if options.max_pages < 0:
-        raise EdgeclsError(f"--max-pages must be 0 or more (got {options.max_pages})")
+    check_bound("--max-pages", options.max_pages)
+    check_bound("--seed", options.seed)
     if options.embedding_tensor and not options.backbone:
         raise EdgeclsError("--embedding-tensor needs --backbone FILE.tflite")
 

@@ -5,7 +5,6 @@ finding; the user's files are never moved or edited).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +13,14 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 from PIL import Image
 
-from edgecls import __version__
-from edgecls.atomic import check_folder_writable, write_text_atomic
+from edgecls import __version__, jsonio
+from edgecls.atomic import check_folder_writable, staged_dir, write_text_atomic
 from edgecls.audit import duplicates as dup
 from edgecls.audit import facts as facts_module
 from edgecls.audit.sheets import MAX_TILES_PER_ROW, THUMB, Row, Sheet, Tile, write_sheets
 from edgecls.errors import EdgeclsError
+from edgecls.files import read_capped
+from edgecls.jsonio import MAX_JSON_BYTES, parse_json
 from edgecls.provenance import created_timestamp
 from edgecls.runtime.metrics import accuracy_text, correct_count
 
@@ -246,7 +247,9 @@ def markdown(doc: dict[str, Any], files: list[Path]) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    from edgecls.reports.report import md_cell  # one Markdown cell for every report
+
+    return md_cell(text)
 
 
 # ---------------------------------------------------------------------- writing
@@ -263,14 +266,14 @@ def write(check: Check, doc: dict[str, Any], folder: Path, max_pages: int) -> li
         files += write_sheets(sheet, folder, max_pages if sheet.name != "near-misses" else min(1, max_pages))
     doc["contact_sheets"] = [f.name for f in files]
     files.append(write_text_atomic(folder / MARKDOWN_NAME, markdown(doc, files)))
-    files.append(write_text_atomic(folder / JSON_NAME, json.dumps(doc, indent=1, default=_plain) + "\n"))
+    files.append(write_text_atomic(folder / JSON_NAME, jsonio.dumps(doc, indent=1, default=_plain) + "\n"))
     return files
 
 
 def _earlier_sheets(folder: Path) -> list[Path]:
     """The contact sheets an earlier datacheck.json in `folder` lists (a user's own files are never touched)."""
     try:
-        names = json.loads((folder / JSON_NAME).read_text(encoding="utf-8")).get("contact_sheets") or []
+        names = parse_json(read_capped(folder / JSON_NAME, MAX_JSON_BYTES)).get("contact_sheets") or []
     except (OSError, ValueError, AttributeError):
         return []
     return [folder / n for n in names if isinstance(n, str) and Path(n).name == n and n.endswith(".png")
@@ -430,15 +433,18 @@ def check_review_dir(folder: Path) -> None:
 
 def link_review(check: Check, folder: Path) -> Path:
     """Links to the flagged files, a folder per finding (symbolic links, hard links where symbolic
-    ones cannot be made). Only for a folder of files."""
+    ones cannot be made). Only for a folder of files. Made in a staging folder renamed into place at
+    the end: a full disk or a Ctrl-C / SIGTERM part-way leaves no half-made review folder."""
     dataset = check.dataset
     if dataset.paths is None:
         raise EdgeclsError(f"--review needs a folder of image files; {check.source} is not one")
     root = Path(dataset.source).resolve()
     names, labels = dataset.class_names, dataset.labels
 
+    staging: list[Path] = []  # the folder being filled (staged_dir's)
+
     def link(relative: str, where: str, prefix: str = "") -> None:
-        target_dir = folder / where
+        target_dir = staging[0] / where
         target_dir.mkdir(parents=True, exist_ok=True)
         name = (prefix + "-" if prefix else "") + relative.replace(os.sep, "__")
         link_path = target_dir / name
@@ -452,10 +458,14 @@ def link_review(check: Check, folder: Path) -> Path:
                 raise EdgeclsError(f"cannot link {source} into --review {folder}: {exc.strerror or exc}",
                                    exit_code=1) from None
 
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EdgeclsError(f"cannot write to --review {folder}: {exc.strerror or exc}") from None
+    with staged_dir(folder, force=folder.is_dir()) as tmp:  # force: the empty folder check_review_dir allowed
+        staging.append(tmp)
+        _link_findings(check, link, dataset, root, names, labels)
+    return folder
+
+
+def _link_findings(check: Check, link: Callable[..., None], dataset: Any, root: Path, names: list[str],
+                   labels: Any) -> None:
     for n, group in enumerate(check.duplicates.groups, 1):
         conflict = len({int(labels[i]) for i in group.members}) > 1
         for i in group.members:
@@ -482,4 +492,3 @@ def link_review(check: Check, folder: Path) -> Path:
     for p, _ in facts.unreadable:
         if (root / p).is_file():
             link(p, "images/unreadable")
-    return folder

@@ -14,7 +14,6 @@ on a device, bench with `--data` pointing at the folder `--save-test-images` wro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +32,10 @@ from edgecls.artifacts import (
 )
 from edgecls.bench import thirdparty
 from edgecls.bench.testset import SAVED_FORMAT, SAVED_TEST_IMAGES, TestSet, match_classes
+from edgecls.data import ClassCountError
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
+from edgecls.jsonio import JSONValueError, parse_json
 from edgecls.provenance import sha256_file
 from edgecls.rundir import RunDir, open_run
 from edgecls.runtime.classify import Classifier
@@ -270,8 +271,8 @@ def data_test_set(data: str, size: tuple[int, int], color: str) -> TestSet:
 
 def _saved_from(folder: Path) -> Optional[dict[str, Any]]:
     try:
-        doc = json.loads(read_capped(folder / SAVED_TEST_IMAGES, MAX_JSON_BYTES).decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
+        doc = parse_json(read_capped(folder / SAVED_TEST_IMAGES, MAX_JSON_BYTES))
+    except (OSError, JSONValueError):
         return None
     return doc if isinstance(doc, dict) and doc.get("format") == SAVED_FORMAT else None
 
@@ -349,6 +350,8 @@ def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchMode
     else:
         try:
             test = run_test_set(run)
+        except ClassCountError:  # the run's own files disagree: the hint below would not help
+            raise
         except EdgeclsError as exc:  # e.g. digits without scikit-learn, on a device
             raise EdgeclsError(
                 f"{exc}; on a device, bench the .tflite files with --data FOLDER instead (made "

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from edgecls.atomic import private_tempdir
-from edgecls.bench import accuracy, advice, latency, memory, sustain, thirdparty
+from edgecls.bench import accuracy, advice, calibration, latency, memory, sustain, thirdparty
 from edgecls.bench.inputs import BenchModel, Inputs, open_inputs
 from edgecls.bench.options import BenchOptions, validate
 from edgecls.bench.profiles import (
@@ -96,7 +96,9 @@ def measure_inputs(inputs: Inputs, options: BenchOptions, where: Optional[Where]
 
     reporter(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images" if not test.latency_only
         else f"Latency only: {len(models)} .tflite model(s), {len(test.labels)} images, no accuracy")
-    probabilities = {m.name: classifiers[m.name].probabilities(test.images_for(m.name)) for m in models}
+    scored = {m.name: classifiers[m.name].scores(test.images_for(m.name)) for m in models}
+    probabilities = {name: probs for name, (probs, _) in scored.items()}
+    calibrated = None if test.latency_only else _calibration(models, classifiers, scored, test, options, reporter)
     full_space: dict[str, dict] = {}  # a labelled third-party set: top-1/top-k over all the model's classes
     if test.class_index is not None:
         for name in list(probabilities):
@@ -154,6 +156,8 @@ def measure_inputs(inputs: Inputs, options: BenchOptions, where: Optional[Where]
         sections=[],
         notes=notes,
     )
+    if calibrated is not None:
+        calibration.add_section(report, calibrated, options.unknown_data)
     if sustained is not None:
         sustain.add_section(report, sustained)
     advice.add_advice(report)
@@ -217,3 +221,24 @@ def _model_entries(entries: list[tuple[BenchModel, np.ndarray]], reference: Opti
             memory=memories.get(model.name),
         ))
     return result
+
+
+def _calibration(models: list[BenchModel], classifiers: dict, scored: dict[str, tuple], test: TestSet,
+                 options: BenchOptions, reporter: Reporter) -> dict[str, dict]:
+    """Each model's calibration and unknown-rule figures on the test images (bench.calibration); with
+    --unknown-data, each model decodes those images at its own size and resize."""
+    from edgecls.runtime.sources import read_images
+
+    found, count = {}, 0
+    for m in models:
+        classifier = classifiers[m.name]
+        probs, similarity = scored[m.name]
+        labels = test.labels if test.class_index is None else np.asarray(test.class_index)[test.labels]
+        unknown = None
+        if options.unknown_data is not None:
+            unknown = read_images(Path(options.unknown_data), classifier.preprocess)
+            count = len(unknown)
+        found[m.name] = calibration.figures(classifier, probs, similarity, labels, unknown)
+    if options.unknown_data is not None:
+        reporter(f"Scored the unknown rules on {count} images of --unknown-data {options.unknown_data}")
+    return found

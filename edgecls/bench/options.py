@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgecls.bench.profiles import load_profile
+from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import int_list
 from edgecls.runtime.interpreter import MAX_THREADS
@@ -60,6 +61,8 @@ class BenchOptions:
     latency_only: bool = measured("--latency-only", default=False)
     resize: Optional[str] = measured("--resize", default=None)
     fit: Optional[str] = measured("--fit", default=None)
+    # images of none of the classes (any layout): the share each model's unknown rule rejects (bench.calibration)
+    unknown_data: Optional[str] = measured("--unknown-data", upload=Path, default=None)
 
 
 def parse_threads(text: Optional[str]) -> Optional[list[int]]:
@@ -71,12 +74,9 @@ def validate(options: BenchOptions) -> None:
     if options.threads is not None and (not options.threads or min(options.threads) < 1
                                         or max(options.threads) > MAX_THREADS):
         raise EdgeclsError(f"--threads must be between 1 and {MAX_THREADS} (got {options.threads})")
-    if options.runs < 1:
-        raise EdgeclsError(f"--runs must be at least 1 (got {options.runs})")
-    if options.warmup < 0:
-        raise EdgeclsError(f"--warmup must be 0 or more (got {options.warmup})")
-    if options.batch_size < 1:
-        raise EdgeclsError(f"--batch-size must be at least 1 (got {options.batch_size})")
+    for option, value in (("--runs", options.runs), ("--warmup", options.warmup),
+                          ("--batch-size", options.batch_size)):
+        check_bound(option, value)
     if options.input_range is not None:
         options.input_range = check_range(options.input_range, "--input-range", EdgeclsError)
     if options.labels is not None or options.latency_only:
@@ -88,6 +88,11 @@ def validate(options: BenchOptions) -> None:
             raise EdgeclsError(f"--save-test-images is for a run's test split, not with {what}")
     if options.resize is not None or options.fit is not None:
         check_preprocessing(options.resize or DEFAULT_RESIZE, options.fit or DEFAULT_FIT)
+    if options.unknown_data is not None:
+        if options.latency_only:
+            raise EdgeclsError("--unknown-data measures the unknown rule: not with --latency-only")
+        if not Path(options.unknown_data).is_dir():
+            raise EdgeclsError(f"--unknown-data {options.unknown_data} is not a folder")
 
 
 def default_report_dir(paths: list[Path]) -> Optional[Path]:

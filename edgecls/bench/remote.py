@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -16,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls import jsonio
 from edgecls.bench.inputs import Inputs
 from edgecls.bench.options import BenchOptions
 from edgecls.bench.results import BenchReport, RemoteRun
@@ -88,7 +88,7 @@ def stage_inputs(models: list[Any], test: Any, folder: Path, with_data: bool = T
             target = data / str(image_id)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-        (data / SAVED_TEST_IMAGES).write_text(json.dumps({
+        (data / SAVED_TEST_IMAGES).write_text(jsonio.dumps({
             "format": SAVED_FORMAT, "source": test.source, "run": test.run, "part": test.part,
             "images": int(len(test.labels)), "classes": test.class_names}, indent=1) + "\n", encoding="utf-8")
         return names, None
@@ -117,7 +117,10 @@ def device_command(options: Any, models: list[str], data: Optional[str], uploads
             source = spec.metadata["upload"](value)
             folder = uploads / "inputs" / spec.name
             folder.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, folder / source.name)
+            if source.is_dir():  # a folder of images (--unknown-data)
+                shutil.copytree(source, folder / source.name)
+            else:
+                shutil.copy2(source, folder / source.name)
             value = f"inputs/{spec.name}/{source.name}"
         args += [flag, _argument(value)]
     return args

@@ -7,6 +7,7 @@ additionalProperties, items, minItems, minimum, maximum, pattern, oneOf and loca
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from functools import lru_cache
@@ -17,6 +18,7 @@ from typing import Any
 from edgecls.bench.results import BenchReport
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
+from edgecls.jsonio import JSONValueError, parse_json
 
 FORMAT = "edgecls.bench/1"
 SCHEMA_FILE = "report.schema.json"
@@ -63,9 +65,9 @@ def read_report_file(path: Path, name: str | None = None) -> BenchReport:
     if not path.is_file():
         raise EdgeclsError(f"{name} does not exist" if not path.exists() else f"{name} is not a file")
     try:
-        doc = json.loads(read_capped(path, MAX_REPORT_BYTES).decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise EdgeclsError(f"{name} is not an edgecls bench report (not JSON)") from None
+        doc = parse_json(read_capped(path, MAX_REPORT_BYTES))
+    except JSONValueError as exc:  # not JSON, or NaN, Infinity, an integer of 10,000 digits: named
+        raise EdgeclsError(f"{name} is not an edgecls bench report (not valid JSON: {exc})") from None
     except OSError as exc:
         raise EdgeclsError(f"cannot read {name}: {exc.strerror or exc}") from None
     return read_report(doc, name)
@@ -108,6 +110,9 @@ def _check(value: Any, rule: dict[str, Any], root: dict[str, Any], path: str) ->
         elif matches != 1:
             yield f"{path}: matches {matches} of the allowed forms, not exactly one"
     if _TYPES["number"](value):
+        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range check below
+            yield f"{path}: {value} is not a finite number"
+            return
         if "minimum" in rule and value < rule["minimum"]:
             yield f"{path}: {value} is below the minimum {rule['minimum']}"
         if "maximum" in rule and value > rule["maximum"]:

@@ -3,13 +3,13 @@ from; putting them in a model's class order; writing them as PNG files a device 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from edgecls import jsonio
 from edgecls.errors import EdgeclsError
 
 SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
@@ -101,7 +101,7 @@ def save_test_images(test: TestSet, folder: Path) -> Path:
             info = PngInfo()
             info.add_text("edgecls-test-image", f"{test.source}:{image_id}")
             image.save(target / f"{position:05d}-{stem}.png", pnginfo=info)
-        (tmp / SAVED_TEST_IMAGES).write_text(json.dumps({
+        (tmp / SAVED_TEST_IMAGES).write_text(jsonio.dumps({
             "format": SAVED_FORMAT, "source": test.source, "run": test.run, "part": test.part,
             "images": int(len(test.labels)), "classes": test.class_names}, indent=1) + "\n", encoding="utf-8")
     return folder

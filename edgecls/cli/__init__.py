@@ -21,7 +21,8 @@ Style, so that adding an option is one edit (plus its field, for train):
   `--config FILE.toml` feeds Click's `default_map`, so the TOML keys are the option names for free.
 
 Exit codes: 0 success; 1 the job ran but failed (e.g. some files in a batch could not be
-classified, or int8 agreement fell below --min-agreement); 2 bad input or usage; 130 interrupted.
+classified, or int8 agreement fell below --min-agreement); 2 bad input or usage; 130 interrupted
+(143 SIGTERM, 129 SIGHUP: treated like Ctrl-C by edgecls.entry).
 """
 
 from edgecls.cli.root import app, main

@@ -31,12 +31,27 @@ from edgecls.transport import DEFAULT_PARALLEL, RemoteOptions
 
 
 class _BenchGroup(Group):
-    """`edgecls bench ARGS...` runs `run` when the first argument is not a sub-command's name."""
+    """`edgecls bench ARGS...` runs `run` when the first argument is not a sub-command's name, or is
+    one but also an existing path given no arguments of its own (a run directory named `run`)."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+        if args and args[0] not in ctx.help_option_names and (
+                args[0] not in self.commands or self._a_path_not_a_command(ctx, args)):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def _a_path_not_a_command(self, ctx: typer.Context, args: list[str]) -> bool:
+        if not Path(args[0]).exists():
+            return False
+        command = self.commands[args[0]]
+        positional = next((p for p in command.params if p.param_type_name == "argument"), None)
+        if positional is None:
+            return False
+        try:
+            parsed = command.make_context(args[0], list(args[1:]), parent=ctx, resilient_parsing=True)
+        except Exception:  # a usage error: let the sub-command report it as it always has
+            return False
+        return not parsed.params.get(positional.name)
 
 
 app = Typer(
@@ -87,6 +102,10 @@ def bench_run(
         rich_help_panel=_DATA,
         help="Also write the test images as PNG files in class sub-folders: --data for a bench on a device",
         show_default="none")] = None,
+    unknown_data: Annotated[Optional[Path], typer.Option(
+        "--unknown-data", metavar="FOLDER", rich_help_panel=_DATA, show_default="none",
+        help="Images of none of the classes (any layout): the share each model's unknown rule rejects, in the "
+             "Calibration and unknown section")] = None,
     input_range: Annotated[Optional[str], typer.Option(
         "--input-range", metavar="LO,HI", rich_help_panel=PREPROCESSING,
         help=INPUT_RANGE_HELP + "; applies to every .tflite benched", show_default=INPUT_RANGE_DEFAULT)] = None,
@@ -196,7 +215,7 @@ def bench_run(
                            latency_only=latency_only, resize=plain(resize), fit=plain(fit),
                            save_test_images=save_test_images, json_path=json_path, report_dir=report_dir,
                            command=" ".join(["edgecls", *sys.argv[1:]]),
-                           sustain=sustain_s, remote=devices)
+                           sustain=sustain_s, remote=devices, unknown_data=str(unknown_data) if unknown_data else None)
     if explain_flips is not None:  # device side (two .tflite files through the runtime), injected like the others
         from edgecls.explain.job import flips_analysis
 

@@ -7,7 +7,9 @@
   `<list[Path]>` type column, and flags (`--help` too) without a `<bool>` (Typer 0.29 prints both);
   the help itself is drawn by edgecls.cli.helpview (panels, fits the terminal).
 - `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`, `Labels`: options of several device-side
-  commands (predict, serve, info, explain, bench), declared once.
+  commands (predict, serve, info, explain, bench), declared once; `LiveEvery`, `LiveFps`, `LiveTimeout`,
+  `LiveReconnect`, `LiveCapture`: the live input options of `predict --source` and `serve --source`;
+  `AcceptOption`, `UnknownDataOption`, `RuleOption`: the unknown answer's (export, train --backbone, calibrate).
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from edgecls.exits import fail
+from edgecls.runtime.capture import CAPTURE_BACKENDS
+from edgecls.runtime.openset import RULE_CHOICES
 from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE_METHODS
 
 # fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
-__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "OUTPUT", "PREPROCESSING", "Backend", "Command",
-           "FitOption", "Group", "InputRange", "Labels", "ResizeOption", "Threads", "Typer", "choice", "choices",
-           "echo_wrapped", "fail", "plain"]
+__all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "LIVE_PANEL", "OUTPUT", "PREPROCESSING",
+           "AcceptOption", "Backend", "Capture", "Command", "FitOption", "Group", "InputRange", "Labels", "LiveCapture",
+           "LiveEvery", "LiveFps", "LiveReconnect", "LiveTimeout", "ResizeOption", "RuleOption", "Threads", "Typer",
+           "UnknownDataOption", "choice", "choices", "echo_wrapped", "fail", "plain"]
 
 
 def echo_wrapped(text: str, err: bool = False) -> None:
@@ -162,3 +167,40 @@ ResizeOption = Annotated[Optional[Resize], typer.Option(
 FitOption = Annotated[Optional[Fit], typer.Option(
     help="stretch: the whole picture, aspect ratio not kept; crop: its centre at the model's aspect ratio",
     show_default=f"the model's metadata, else {DEFAULT_FIT}", rich_help_panel=PREPROCESSING, **choice(Fit, "fit"))]
+
+
+# Live input (a camera, video file or stream): `predict --source` and `serve --source`.
+Capture = choices("Capture", CAPTURE_BACKENDS)
+LIVE_PANEL = "Live input"
+LiveEvery = Annotated[int, typer.Option("--every", min=1, metavar="N", rich_help_panel=LIVE_PANEL,
+                                        help="Classify every Nth frame")]
+LiveFps = Annotated[Optional[float], typer.Option(
+    "--fps", min=0.001, metavar="F", rich_help_panel=LIVE_PANEL, show_default="no limit",
+    help="Classify at most F frames a second (of the video's own time for a file)")]
+LiveTimeout = Annotated[float, typer.Option(
+    "--timeout", min=0.1, metavar="SECONDS", rich_help_panel=LIVE_PANEL,
+    help="How long to wait for a stream to connect, or for its next frame")]
+LiveReconnect = Annotated[float, typer.Option(
+    "--reconnect", min=0, metavar="SECONDS", rich_help_panel=LIVE_PANEL,
+    help="After a camera or stream drops, keep reopening it (with back-off) this long; 0: end at once")]
+LiveCapture = Annotated[Optional[Capture], typer.Option(
+    "--capture", rich_help_panel=LIVE_PANEL, show_default="picamera2 for a camera when installed, else opencv",
+    help="The capture backend", **choice(Capture, "capture backend"))]
+
+
+# ----------------------------------------------------------------------------- the unknown answer
+# export, train --backbone and calibrate choose an open-set rule (edgecls.calibrate): one block of options.
+
+_UNKNOWN = "Unknown answer"
+Rule = choices("Rule", RULE_CHOICES)
+AcceptOption = Annotated[float, typer.Option(
+    "--accept", min=0.5, max=0.999, metavar="SHARE", rich_help_panel=_UNKNOWN,
+    help="The share of validation images of known classes the unknown rule accepts; below its thresholds an "
+         "image is answered 'unknown'")]
+UnknownDataOption = Annotated[Optional[Path], typer.Option(
+    "--unknown-data", metavar="FOLDER", rich_help_panel=_UNKNOWN, show_default="none",
+    help="Images of none of the classes (any layout): the rule that rejects most of them is chosen")]
+RuleOption = Annotated[Rule, typer.Option(
+    "--rule", rich_help_panel=_UNKNOWN, **choice(Rule, "rule"),
+    help="top: the calibrated top probability; embedding: the similarity to the nearest class prototype; "
+         "both: either low; auto: both where the model has an embedding, or the best on --unknown-data")]

@@ -3,12 +3,12 @@ outliers, odd files); numpy, Pillow and LiteRT only, so it runs on a device inst
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from edgecls import jsonio
 from edgecls.cli.common import Threads, Typer
 from edgecls.reporter import Reporter
 
@@ -49,6 +49,6 @@ def check(
                            review=str(review) if review else None, threads=threads, seed=seed, max_pages=max_pages)
     result = run_check(options, Reporter(bars=False) if json_out else Reporter())
     if json_out:
-        typer.echo(json.dumps(result.document, indent=1))
+        typer.echo(jsonio.dumps(result.document, indent=1))
     else:
         typer.echo("\n".join(result.summary()))

@@ -12,59 +12,76 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from edgecls import jsonio
 from edgecls.cli.common import (
+    LIVE_PANEL,
     OUTPUT,
     Backend,
     FitOption,
     InputRange,
     Labels,
+    LiveCapture,
+    LiveEvery,
+    LiveFps,
+    LiveReconnect,
+    LiveTimeout,
     ResizeOption,
     Threads,
     Typer,
-    choice,
-    choices,
     plain,
 )
 from edgecls.console import predict_options, run_predict
 from edgecls.errors import EdgeclsError
-from edgecls.runtime.capture import CAPTURE_BACKENDS
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT
 
 app = Typer()
 
-# `predict --source`: live input (a camera, video file or stream). One block, so it can move as a whole.
-Capture = choices("Capture", CAPTURE_BACKENDS)
-_LIVE = "Live input"
+# `predict --source`: live input (a camera, video file or stream); the options serve shares are in common.
 _LiveSource = Annotated[Optional[str], typer.Option(
-    "--source", metavar="SOURCE", rich_help_panel=_LIVE, show_default="none: classify IMAGES",
+    "--source", metavar="SOURCE", rich_help_panel=LIVE_PANEL, show_default="none: classify IMAGES",
     help="Classify live frames instead of IMAGES: camera (camera:0), camera:N, a video file, rtsp://... or "
          "http(s)://.../stream.mjpg; one row per classified frame with its time, frame number and latency; "
          "Ctrl-C ends it with a summary")]
-_LiveEvery = Annotated[int, typer.Option("--every", min=1, metavar="N", rich_help_panel=_LIVE,
-                                         help="Classify every Nth frame")]
-_LiveFps = Annotated[Optional[float], typer.Option(
-    "--fps", min=0.001, metavar="F", rich_help_panel=_LIVE, show_default="no limit",
-    help="Classify at most F frames a second (of the video's own time for a file)")]
 _LiveDuration = Annotated[Optional[float], typer.Option(
-    "--duration", min=0.001, metavar="SECONDS", rich_help_panel=_LIVE,
+    "--duration", min=0.001, metavar="SECONDS", rich_help_panel=LIVE_PANEL,
     show_default="until the source ends or Ctrl-C",
     help="Stop after this many seconds of the source (of the video's own time for a file)")]
-_LiveTimeout = Annotated[float, typer.Option(
-    "--timeout", min=0.1, metavar="SECONDS", rich_help_panel=_LIVE,
-    help="How long to wait for a stream to connect, or for its next frame")]
-_LiveReconnect = Annotated[float, typer.Option(
-    "--reconnect", min=0, metavar="SECONDS", rich_help_panel=_LIVE,
-    help="After a camera or stream drops, keep reopening it (with back-off) this long; 0: end at once")]
-_LiveCapture = Annotated[Optional[Capture], typer.Option(
-    "--capture", rich_help_panel=_LIVE, show_default="picamera2 for a camera when installed, else opencv",
-    help="The capture backend", **choice(Capture, "capture backend"))]
+
+
+# `predict --collect`: keep what the model was unsure of (edgecls.runtime.collect). One block, as the live one.
+_COLLECT = "Collect for the next training"
+_Collect = Annotated[Optional[Path], typer.Option(
+    "--collect", metavar="DIR", rich_help_panel=_COLLECT, show_default="none: keep nothing",
+    help="Keep the images or frames a --collect-when rule picks as DIR/<answer>/NAME (the answer: a label or "
+         "unknown) with a JSON sidecar; move each file into the right class folder, then train with them")]
+_CollectWhen = Annotated[Optional[list[str]], typer.Option(
+    "--collect-when", metavar="RULES", rich_help_panel=_COLLECT,
+    show_default="unknown for a model with an unknown rule, else uncertain<0.6",
+    help="unknown, uncertain<0.6 (calibrated top score), margin<0.2 (top minus second), class=NAME, sample=0.01, "
+         "every=600s, disagree (with --shadow): a comma list, or repeat the option; the first rule that fires is "
+         "recorded")]
+_CollectMaxMb = Annotated[Optional[float], typer.Option(
+    "--collect-max-mb", metavar="MB", rich_help_panel=_COLLECT, show_default="no cap",
+    help="Keep nothing more once DIR holds this many MB (said once, and counted in the summary)")]
+_Shadow = Annotated[Optional[Path], typer.Option(
+    "--shadow", metavar="OTHER.tflite", rich_help_panel=_COLLECT, show_default="none",
+    help="A second model with the same labels (e.g. the float32 file beside the int8 one) for --collect-when "
+         "disagree: it classifies every --shadow-every-th image too")]
+_ShadowEvery = Annotated[Optional[int], typer.Option(
+    "--shadow-every", min=1, metavar="N", rich_help_panel=_COLLECT, show_default="5",
+    help="Run the --shadow model on every Nth image or frame offered (1: all)")]
+_CollectReserveMb = Annotated[Optional[float], typer.Option(
+    "--collect-reserve-mb", metavar="MB", rich_help_panel=_COLLECT, show_default="200",
+    help="Keep nothing that would leave less than this much free space on DIR's disk")]
 
 
 @app.command(epilog="Examples:\n\n"
              "edgecls predict runs/digits-seed/export/model_int8.tflite photos/ --top-k 3\n\n"
              "edgecls predict mobilenet.tflite cat.jpg --labels labels.txt --resize nearest --json\n\n"
              "edgecls predict model_int8.tflite --source camera:0 --fps 5 --top-k 3\n\n"
-             "edgecls predict model_int8.tflite --source clip.avi --every 10 --json > frames.jsonl")
+             "edgecls predict model_int8.tflite --source clip.avi --every 10 --json > frames.jsonl\n\n"
+             "edgecls predict model_int8.tflite --source camera:0 --fps 2 --collect inbox/ --collect-when unknown,"
+             "uncertain<0.6 --collect-max-mb 500")
 def predict(
     model: Annotated[Path, typer.Argument(help="A .tflite image classifier (edgecls' own, or any NHWC one)")],
     images: Annotated[Optional[list[str]], typer.Argument(
@@ -81,18 +98,32 @@ def predict(
     backend: Backend = None,
     input_range: InputRange = None,
     source: _LiveSource = None,
-    every: _LiveEvery = 1,
-    fps: _LiveFps = None,
+    every: LiveEvery = 1,
+    fps: LiveFps = None,
     duration: _LiveDuration = None,
-    timeout: _LiveTimeout = DEFAULT_TIMEOUT,
-    reconnect: _LiveReconnect = DEFAULT_RECONNECT,
-    capture: _LiveCapture = None,
+    timeout: LiveTimeout = DEFAULT_TIMEOUT,
+    reconnect: LiveReconnect = DEFAULT_RECONNECT,
+    capture: LiveCapture = None,
     resize: ResizeOption = None,
     fit: FitOption = None,
+    unknown: Annotated[bool, typer.Option(
+        "--unknown/--no-unknown", metavar="",
+        help="Answer 'unknown' (with the best guess and its typicality) when the model's open-set rule says an "
+             "image is none of its classes; --no-unknown shows the raw answer")] = True,
+    collect: _Collect = None,
+    collect_when: _CollectWhen = None,
+    collect_max_mb: _CollectMaxMb = None,
+    collect_reserve_mb: _CollectReserveMb = None,
+    shadow: _Shadow = None,
+    shadow_every: _ShadowEvery = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 
     A file that cannot be read becomes an error row with its reason and the run goes on.
+
+    A model calibrated by edgecls (export, train --backbone, edgecls calibrate) answers 'unknown' for an image its open-set rule rejects: the row shows the answer, the typicality (the share of validation images of known classes that looked less typical) and the best guess.
+
+    With --collect DIR, the images or frames a --collect-when rule picks are kept in DIR/<answer>/ with a JSON sidecar, for the next training (near-identical consecutive ones once, within --collect-max-mb).
 
     With --source, frames of a camera, video file or network stream are classified instead (OpenCV: pip install 'edgecls\\[camera]'; picamera2 on Raspberry Pi OS); when the model is slower than a camera or stream, frames are dropped, never queued.
 
@@ -104,7 +135,10 @@ def predict(
         raise EdgeclsError("give image files, folders or globs to classify, or --source for a camera, video or stream")
     arguments: dict[str, Any] = dict(top_k=top_k, as_json=as_json, as_csv=as_csv, threads=threads,
                                      labels=str(labels) if labels else None, backend=backend, input_range=input_range,
-                                     resize=plain(resize), fit=plain(fit))
+                                     resize=plain(resize), fit=plain(fit), unknown=unknown,
+                                     collect=str(collect) if collect else None, collect_when=collect_when,
+                                     collect_max_mb=collect_max_mb, collect_reserve_mb=collect_reserve_mb,
+                                     shadow=str(shadow) if shadow else None, shadow_every=shadow_every)
     if source is not None:
         from edgecls.live import predict_stream
 
@@ -137,11 +171,10 @@ def info(
 
     report = inspect_model(model, backend=backend, labels=labels)
     if as_json:
-        import json
 
         from edgecls.console import json_ready
 
-        typer.echo(json.dumps(json_ready(report), indent=2, ensure_ascii=False))
+        typer.echo(jsonio.dumps(json_ready(report), indent=2, ensure_ascii=False))
     else:
         from edgecls.console import show_info
 
@@ -163,9 +196,8 @@ def doctor(
 
     report = doctor_report()
     if as_json:
-        import json
 
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(jsonio.dumps(report, indent=2))
     else:
         from edgecls.console import show_doctor
 

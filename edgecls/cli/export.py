@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import OUTPUT, Typer, choice, choices, echo_wrapped, fail
+from edgecls.cli.common import (
+    OUTPUT,
+    AcceptOption,
+    RuleOption,
+    Typer,
+    UnknownDataOption,
+    choice,
+    choices,
+    echo_wrapped,
+    fail,
+    plain,
+)
 from edgecls.export.modes import (
     DEFAULT_FALLBACK,
     DEFAULT_MAX_DROP,
@@ -19,6 +30,7 @@ from edgecls.export.modes import (
 )
 from edgecls.reporter import Reporter
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES
+from edgecls.runtime.openset import DEFAULT_ACCEPT
 
 app = Typer()
 
@@ -93,10 +105,15 @@ def export_command(
     max_fallback: _MaxFallback = DEFAULT_FALLBACK,
     candidates: _Candidates = None,
     timing_runs: _TimingRuns = DEFAULT_RUNS,
+    accept: AcceptOption = DEFAULT_ACCEPT,
+    unknown_data: UnknownDataOption = None,
+    rule: RuleOption = "auto",
 ) -> None:
     """Convert a trained model to .tflite files (float32 and int8 by default) that carry their labels and input spec.
 
-    Each file is scored with the device-side runtime on the validation split before anything is
+    Each file is calibrated (a temperature folded into its SOFTMAX, an open-set rule that answers
+    'unknown': prototypes from the train split, thresholds at --accept of the validation split) and
+    scored with the device-side runtime on the validation split before anything is
     written: a table of size, accuracy and top-1 agreement with the Keras float model. Writes
     OUT/model_<mode>.tflite, OUT/labels.txt and OUT/export.json; with --keep-float or
     --auto-fallback also OUT/model_int8_mixed.tflite (int8 input and output, the named ops in float).
@@ -121,19 +138,26 @@ def export_command(
         from edgecls.export.target_report import render_target_table
 
         refuse_export_options(quant, quantizer.value, force, keep_float, auto_fallback)
+        from edgecls.calibrate.job import OpenSetOptions
+
         options = TargetOptions(target, max_drop, min_agreement, budget_s, calib_samples, max_fallback,
-                                parse_candidates(candidates), timing_runs, out)
+                                parse_candidates(candidates), timing_runs, out,
+                                open_set=OpenSetOptions(accept=accept, rule=plain(rule)),
+                                unknown_data=str(unknown_data) if unknown_data else None)
         shipped = export_for_target(open_source(source, data), options, Reporter())
         print_tables(render_target_table(shipped))
         echo_wrapped(f"Wrote {', '.join(p.name for p in shipped.written)} to {shipped.out_dir}\n"
                      f"Next: edgecls predict {shipped.out_dir / CHOSEN_FILE} IMAGES...")
         return
+    from edgecls.calibrate.job import OpenSetOptions
     from edgecls.export.job import ExportOptions, export, parse_names
     from edgecls.export.modes import parse_modes
     from edgecls.export.report import render_export_table
 
     options = ExportOptions(parse_modes(quant, quantizer.value), quantizer.value, calib_samples, out, min_agreement,
-                            force, keep_float=parse_names(keep_float), auto_fallback=auto_fallback)
+                            force, keep_float=parse_names(keep_float), auto_fallback=auto_fallback,
+                            open_set=OpenSetOptions(accept=accept, rule=plain(rule)),
+                            unknown_data=str(unknown_data) if unknown_data else None)
     result = export(open_source(source, data), options, Reporter())
     print_tables(render_export_table(result))
     if result.written:

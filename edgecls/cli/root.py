@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from edgecls.cli import bench, data, device, explain, export, search, serve, train
+from edgecls.cli import bench, calibrate, data, device, explain, export, search, serve, train
 from edgecls.cli.common import Typer, fail
-from edgecls.exits import guarded, prepare_process
+from edgecls.exits import guarded, prepare_process, termination
 
 INTERRUPTED = 130  # the exit code of a Ctrl-C
 
@@ -17,11 +17,12 @@ app = Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Train a small image classifier, quantise it to int8 TFLite, and run and benchmark it on Pi-class CPUs.\n\n"
-    "Exit codes: 0 ok; 1 the job failed (a batch had bad files, a quality gate failed); 2 bad input; 130 interrupted.",
+    "Exit codes: 0 ok; 1 the job failed (a batch had bad files, a quality gate failed); 2 bad input; 130 interrupted "
+    "(143 SIGTERM, 129 SIGHUP).",
     epilog="Example:\n\nedgecls train && edgecls export runs/digits-seed && edgecls bench runs/digits-seed",
 )
 # Without a name each module's commands join the root (in this order in --help); bench is a group.
-for commands in (train.app, export.app, search.app, device.app, explain.app, serve.app):
+for commands in (train.app, export.app, calibrate.app, search.app, device.app, explain.app, serve.app):
     app.add_typer(commands)
 app.add_typer(bench.app, name="bench")
 app.add_typer(data.app, name="data")
@@ -66,6 +67,14 @@ def _cli_exceptions() -> tuple[tuple, tuple, tuple]:
     return tuple(exits), tuple(usage), tuple(aborts)
 
 
+def _interrupted() -> None:
+    """Ctrl-C, or SIGTERM / SIGHUP (which Typer and click report as a Ctrl-C): one line each."""
+    terminated = termination()
+    if terminated is not None:
+        raise terminated  # guarded says which signal, with its exit code
+    fail("interrupted", INTERRUPTED)
+
+
 def main() -> None:
     """The Typer app with edgecls' error handling (the console script, edgecls.entry, comes here
     for everything but its lean `predict`)."""
@@ -86,9 +95,9 @@ def main() -> None:
             where = f"edgecls {path[1]}" if len(path) == 2 else "edgecls"
             fail(f"{exc.format_message()} (see {where} --help)", 2)
         except aborts:
-            fail("interrupted", INTERRUPTED)
+            _interrupted()
         if code == INTERRUPTED:  # Typer turns a KeyboardInterrupt into a silent return of 130 (no command returns it)
-            fail("interrupted", INTERRUPTED)
+            _interrupted()
         return code if isinstance(code, int) else 0  # what click's standalone mode would have done
 
     guarded(run_app)  # edgecls errors, interrupts, a closed pipe, anything unforeseen: one line each

@@ -11,20 +11,44 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import Backend, FitOption, InputRange, Labels, ResizeOption, Threads, Typer, plain
+from edgecls import jsonio
+from edgecls.cli.common import (
+    LIVE_PANEL,
+    Backend,
+    FitOption,
+    InputRange,
+    Labels,
+    LiveCapture,
+    LiveEvery,
+    LiveFps,
+    LiveReconnect,
+    LiveTimeout,
+    ResizeOption,
+    Threads,
+    Typer,
+    plain,
+)
+from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT
 from edgecls.serve.options import (
     DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_FRAME_MAX_SIDE,
     DEFAULT_GRACE_S,
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_HOST,
     DEFAULT_INTERPRETERS,
+    DEFAULT_LIVE_TOP_K,
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MEGAPIXELS,
     DEFAULT_MAX_MODEL_MB,
+    DEFAULT_MIN_STABLE,
     DEFAULT_PORT,
+    MQTT_PASSWORD_ENV,
+    MQTT_USERNAME_ENV,
     QUEUE_PER_INTERPRETER,
+    LiveOptions,
     ModelSettings,
+    MqttOptions,
     ServeOptions,
 )
 
@@ -81,6 +105,36 @@ _Watch = Annotated[bool, typer.Option(
 _AllowInputChange = Annotated[bool, typer.Option(
     "--allow-input-change", rich_help_panel=_UPDATES,
     help="Accept a new model whose input size or colour differs from the served one's")]
+_Source = Annotated[Optional[str], typer.Option(
+    "--source", metavar="SOURCE", rich_help_panel=LIVE_PANEL, show_default="none: classify what is POSTed",
+    help="Also classify a live source around the clock: camera (camera:0), camera:N, a video file (played at its "
+         "own frame rate) or rtsp://..., http(s)://.../stream.mjpg. Adds GET /v1/latest, /v1/events (SSE), "
+         "/v1/frame.jpg, /v1/live and the live view of the page")]
+_LiveTopK = Annotated[int, typer.Option(
+    "--top-k", min=1, metavar="K", rich_help_panel=LIVE_PANEL, help="Classes in each live prediction")]
+_OnChange = Annotated[bool, typer.Option(
+    "--on-change", rich_help_panel=LIVE_PANEL,
+    help="Events and MQTT carry only changes of the stable class (GET /v1/latest still has every frame)")]
+_MinStable = Annotated[int, typer.Option(
+    "--min-stable", min=1, metavar="N", rich_help_panel=LIVE_PANEL,
+    help="Frames in a row a new class needs before it is the stable one (one odd frame does not flap)")]
+_Loop = Annotated[bool, typer.Option("--loop", rich_help_panel=LIVE_PANEL,
+                                     help="Play a video file --source again from the start when it ends")]
+_FrameMaxSide = Annotated[int, typer.Option(
+    "--frame-max-side", min=16, metavar="PX", rich_help_panel=LIVE_PANEL,
+    help="GET /v1/frame.jpg is scaled down to at most this many pixels on its longest side")]
+_MQTT = "MQTT"
+_Mqtt = Annotated[Optional[str], typer.Option(
+    "--mqtt", metavar="URL", rich_help_panel=_MQTT, show_default="none",
+    help="Publish live predictions as JSON to mqtt://BROKER[:PORT]/TOPIC (mqtts:// for TLS), retained; "
+         "TOPIC/status says online/offline. Never put a password in the URL")]
+_MqttCredentials = Annotated[Optional[Path], typer.Option(
+    "--mqtt-credentials", metavar="FILE", rich_help_panel=_MQTT,
+    show_default=f"${MQTT_USERNAME_ENV} and ${MQTT_PASSWORD_ENV}, else none",
+    help="File holding USER:PASSWORD (one line) for the broker")]
+_MqttCa = Annotated[Optional[Path], typer.Option(
+    "--mqtt-ca", metavar="PEM", rich_help_panel=_MQTT, show_default="the system's CAs",
+    help="CA certificate that signed the broker's (mqtts://)")]
 _AccessLog = Annotated[bool, typer.Option("--access-log", help="Log one line per request")]
 _SystemdUnit = Annotated[bool, typer.Option(
     "--systemd-unit", help="Print a systemd unit that runs this command as a service, and exit")]
@@ -91,6 +145,7 @@ SERVE_EXAMPLES = (
     "curl --data-binary @seven.png -H 'Content-Type: image/png' 'localhost:8080/v1/classify?top_k=3'\n\n"
     "edgecls serve model.tflite --host 0.0.0.0 --token-file /etc/edgecls/token --interpreters 2 --threads 2\n\n"
     "edgecls serve mobilenet_v1_0.5_160_quant.tflite --labels imagenet_labels.txt --resize nearest --watch\n\n"
+    "edgecls serve model.tflite --source camera:0 --fps 5 --on-change --mqtt mqtt://localhost/edgecls/feeder\n\n"
     "edgecls serve model.tflite --host 0.0.0.0 --token-file token --systemd-unit > edgecls.service"
 )
 
@@ -124,12 +179,28 @@ def serve(
     max_connections: _MaxConnections = DEFAULT_MAX_CONNECTIONS,
     watch: _Watch = False,
     allow_input_change: _AllowInputChange = False,
+    source: _Source = None,
+    every: LiveEvery = 1,
+    fps: LiveFps = None,
+    live_top_k: _LiveTopK = DEFAULT_LIVE_TOP_K,
+    on_change: _OnChange = False,
+    min_stable: _MinStable = DEFAULT_MIN_STABLE,
+    loop: _Loop = False,
+    timeout: LiveTimeout = DEFAULT_TIMEOUT,
+    reconnect: LiveReconnect = DEFAULT_RECONNECT,
+    capture: LiveCapture = None,
+    frame_max_side: _FrameMaxSide = DEFAULT_FRAME_MAX_SIDE,
+    mqtt: _Mqtt = None,
+    mqtt_credentials: _MqttCredentials = None,
+    mqtt_ca: _MqttCa = None,
     access_log: _AccessLog = False,
     systemd_unit: _SystemdUnit = False,
 ) -> None:
     """Serve a .tflite classifier over HTTP: POST an image, get its classes as JSON.
 
     Routes: POST /v1/classify (an image as the body, or a multipart field 'image'; ?top_k=), GET and PUT /v1/model (the model, or a new one: checked, then swapped in without dropping a request), POST /v1/model/rollback, GET /healthz, /readyz, /metrics (Prometheus). Answers are predict's, with the SHA-256 of the model that gave them.
+
+    Live mode (--source): a camera, video file or stream is classified continuously as well; each prediction goes to GET /v1/latest, the events (GET /v1/events, Server-Sent Events) and MQTT (--mqtt), with --on-change only the changes. A web page at / shows the model, classifies an uploaded image, and follows the live source.
 
     Safe by default: 127.0.0.1 only unless --host; any other address needs a token. Bodies, pixels, read times, connections and the queue are capped (413, 408, 503 with Retry-After). SIGTERM drains, SIGHUP reloads the model. Needs pip install 'edgecls\\[serve]'.
 
@@ -139,13 +210,17 @@ def serve(
 
     settings = ModelSettings(labels=labels, resize=plain(resize), fit=plain(fit), input_range=parse_range(input_range),
                              threads=threads, backend=backend)
+    live = None if source is None else LiveOptions(
+        source=source, every=every, fps=fps, top_k=live_top_k, on_change=on_change, min_stable=min_stable, loop=loop,
+        capture=plain(capture), timeout=timeout, reconnect=reconnect, frame_max_side=frame_max_side)
+    published = None if mqtt is None else MqttOptions(url=mqtt, credentials_file=mqtt_credentials, ca_file=mqtt_ca)
     options = ServeOptions(
         model=model, settings=settings, host=host, port=port, interpreters=interpreters, queue=queue,
         token_file=token_file, insecure_no_auth=insecure_no_auth, metrics_public=metrics_public,
         max_body_mb=max_body_mb, max_model_mb=max_model_mb, max_megapixels=max_megapixels,
         header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s, max_connections=max_connections,
         grace_s=grace_s, watch=watch, allow_input_change=allow_input_change, tls_cert=tls_cert, tls_key=tls_key,
-        access_log=access_log).checked()
+        access_log=access_log, live=live, mqtt=published).checked()
     if systemd_unit:
         from edgecls.serve.unit import systemd_unit as unit_text
         from edgecls.serve.unit import unit_warnings
@@ -196,9 +271,8 @@ def deploy(
     for result in push_all(model, urls, deploy_token(token_file), parallel=parallel, timeout=timeout):
         results.append(result)
         if as_json:
-            import json
 
-            typer.echo(json.dumps(result.document(), ensure_ascii=False))
+            typer.echo(jsonio.dumps(result.document(), ensure_ascii=False))
         else:
             typer.echo(report_line(result, width=max(len(url) for url in urls)))
     typer.echo(summary_line(results), err=True)

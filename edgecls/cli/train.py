@@ -13,7 +13,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgecls.cli.common import Typer, choice, choices, echo_wrapped, plain
+from edgecls.cli.common import (
+    AcceptOption,
+    RuleOption,
+    Typer,
+    UnknownDataOption,
+    choice,
+    choices,
+    echo_wrapped,
+    plain,
+)
 from edgecls.data import DEDUPE_MODES
 from edgecls.reporter import Reporter
 from edgecls.train.options import (
@@ -188,6 +197,9 @@ def train(
         help="What pixels 0 and 255 become for a float backbone (-1,1 for MobileNet style)",
         show_default="its metadata's range, else 0,255; quantised: its own",
     )] = _D.input_range,
+    accept: AcceptOption = _D.accept,
+    unknown_data: UnknownDataOption = None,
+    rule: RuleOption = _D.rule,
     # --- distillation: a teacher .tflite labels every training view (edgecls.train.distill)
     teacher: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_DISTILL, metavar="MODEL.tflite",
@@ -231,8 +243,11 @@ def train(
     if options.backbone is not None:  # before any TensorFlow import: this route never needs it
         from edgecls.transfer.job import train_from_options
 
-        given = {name for name in ctx.params if ctx.get_parameter_source(name).name != "DEFAULT"}
-        result = train_from_options(options, given, force=force, reporter=reporter)
+        sources = {name: ctx.get_parameter_source(name).name for name in ctx.params}
+        given = {name for name, source in sources.items() if source != "DEFAULT"}
+        from_config = {name for name, source in sources.items() if source == "DEFAULT_MAP"}
+        result = train_from_options(options, given, force=force, reporter=reporter,
+                                    config=str(config) if config else None, from_config=from_config)
     else:
         from edgecls.train.job import train as run_training
         from edgecls.train.options import validate

@@ -33,6 +33,7 @@ from edgecls.errors import EdgeclsError
 # The native-stderr guard and the quantiser of an input batch: internal names, imported here only.
 from edgecls.native_stderr import quiet_native_stderr
 from edgecls.runtime import Classifier, find_backend
+from edgecls.runtime.model import read_model_bytes
 from edgecls.runtime.quant import input_converter
 
 DEFAULT_DROP_DB = 6.0  # below a layer's typical SNR: 4x its usual error power
@@ -162,9 +163,14 @@ class _Traced:
         resolver = getattr(module, "OpResolverType", None)
         if resolver is not None:  # XNNPACK fuses ops and keeps no intermediate tensor
             extra["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        content = read_model_bytes(clf.path)  # the capped reader, as the Classifier read it
+        if (clf.metadata or {}).get("openset"):
+            from edgecls.calibrate.graph import plain_bytes  # a calibrated model: its classifier's own layers
+
+            content = plain_bytes(content)
         try:
             with quiet_native_stderr():
-                self.interpreter = cls(model_path=str(clf.path), num_threads=1, **extra)
+                self.interpreter = cls(model_content=content, num_threads=1, **extra)
         except TypeError:
             raise EdgeclsError(f"the {find_backend(backend).name} interpreter cannot keep intermediate tensors "
                                "(experimental_preserve_all_tensors): use LiteRT (pip install ai-edge-litert)") from None

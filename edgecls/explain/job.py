@@ -7,7 +7,6 @@ directory) and `--dataset` load the Keras model.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,10 +15,12 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import write_text_atomic
+from edgecls import jsonio
+from edgecls.atomic import check_folder_writable, write_text_atomic
 
 # bench's test-set loader (a run's test split with image ids): an internal name, imported here only
 from edgecls.bench.inputs import run_test_set
+from edgecls.bounds import check_bound
 from edgecls.console import some_image
 from edgecls.errors import EdgeclsError
 from edgecls.explain import METHODS
@@ -28,6 +29,7 @@ from edgecls.explain.occlusion import SaliencyMap, device_map
 from edgecls.explain.render import Panel, overlay_png, pyplot, sheet_png, short, slug, top3_lines
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Classifier, ImageError, Prediction, load_image
+from edgecls.runtime.labels import printable
 
 # expand_images (files, folders, globs -> paths or error Predictions): an internal runtime name, imported here only.
 from edgecls.runtime.sources import expand_images
@@ -71,6 +73,7 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
     mapper = _mapper(Path(model), options, reporter)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    used: set[str] = set()  # two inputs (a/x.png, b/x.png) must never write the same PNG
     for source in sources:
         if isinstance(source, Prediction):
             rows.append({"image": str(source.source), "error": source.error})
@@ -81,8 +84,8 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
             rows.append({"image": str(source), "error": str(exc)})
             continue
         smap = mapper.map(pixels)
-        name = f"{slug(Path(source).stem)}-{smap.method}.png"
-        overlay_png(pixels, smap, out / name, title=f"{Path(source).name} — {mapper.name}")
+        name = _unique(f"{slug(Path(source).stem)}-{smap.method}", used)
+        overlay_png(pixels, smap, out / name, title=f"{printable(Path(source).name)} — {mapper.name}")
         rows.append({"image": str(source), "png": str(out / name), **smap.summary()})
         reporter(f"{Path(source).name}: {smap.label} ({smap.top[0].score:.3f}) -> {out / name}")
     if not rows:
@@ -93,7 +96,7 @@ def explain_images(model: Path, images: Sequence[str], options: ExplainOptions,
         summary["note"] = ("matplotlib is not installed: the PNGs show the image and its map only (no colour bar, "
                            "no labels); pip install matplotlib for the full figures")
         reporter(f"note: {summary['note']}")
-    write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(out / SUMMARY_NAME, jsonio.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     summary["summary_file"] = str(out / SUMMARY_NAME)
     return summary
 
@@ -134,6 +137,16 @@ def _mapper(model: Path, options: ExplainOptions, reporter: Reporter) -> _Mapper
                    lambda pixels: device_map(clf, pixels, method, options.target, reporter, **settings))
 
 
+def _unique(stem: str, used: set[str]) -> str:
+    """stem.png, or stem-2.png, stem-3.png ... when an earlier input of this run took the name."""
+    name, n = f"{stem}.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}.png"
+    used.add(name)
+    return name
+
+
 def _out_dir(out: Optional[str | Path], model: Path, force: bool = False) -> Path:
     """Where the PNGs and explain.json go: --out, else beside what is explained (RUN_DIR/explain for a
     run directory, MODEL-explain/ beside a .tflite). An earlier result there (its explain.json) is never
@@ -146,12 +159,14 @@ def _out_dir(out: Optional[str | Path], model: Path, force: bool = False) -> Pat
         if (folder / SUMMARY_NAME).exists() and not force:
             raise EdgeclsError(f"--out {folder} holds an earlier result ({SUMMARY_NAME}): give another --out, or "
                                "--force to replace it")
+        check_folder_writable("--out", folder, folder)  # read-only, or under a file: before any map is made
         return folder
     base = model / "explain" if model.is_dir() else model.with_name(f"{slug(model.stem)}-explain")
     folder, n = base, 1
     while not force and (folder.exists() and (not folder.is_dir() or (folder / SUMMARY_NAME).exists())):
         n += 1
         folder = base.with_name(f"{base.name}-{n}")
+    check_folder_writable("the output folder", folder, folder)  # beside a model on a read-only disk, say
     return folder
 
 
@@ -164,8 +179,7 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
     from edgecls.rundir import keras_probabilities, open_run
     from edgecls.runtime.quant import is_distribution, softmax
 
-    if count < 1:
-        raise EdgeclsError(f"--worst must be at least 1 (got {count})")
+    check_bound("--worst", count)
     run = open_run(run_dir)
     model = run.model()
     test = run_test_set(run)  # the test split with bench's image ids (file names, or dataset indices)
@@ -203,7 +217,7 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
                       per_row=sheet_groups(len(panels), 3))
     summary = {"run": str(run_dir), "method": "gradcam", "test_images": int(len(images)),
                "wrong": int(np.sum(probabilities.argmax(1) != labels)), "worst": rows, "sheet": str(out / sheet)}
-    write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(out / SUMMARY_NAME, jsonio.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     summary["summary_file"] = str(out / SUMMARY_NAME)
     return summary
 
@@ -216,11 +230,10 @@ def sheet_groups(images: int, panels: int) -> int:
 
 def check_explain_flips(extra: Optional[int], threshold_db: Optional[float]) -> None:
     """Fail before a bench measures anything when --explain-flips is given badly."""
-    if extra is not None and extra < 0:
-        raise EdgeclsError(f"--explain-flips takes the number of least-confident agreements to add, 0 or more "
-                           f"(got {extra})")
-    if threshold_db is not None and not np.isfinite(threshold_db):
-        raise EdgeclsError(f"--explain-threshold must be a number of dB (got {threshold_db})")
+    if extra is not None:
+        check_bound("--explain-flips", extra)
+    if threshold_db is not None:
+        check_bound("--explain-threshold", threshold_db)
 
 
 def flips_analysis(options: BenchOptions, extra: int, threshold_db: Optional[float] = None) -> Analysis:
@@ -416,7 +429,10 @@ def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[
                 worst: int = DEFAULT_WORST, as_json: bool = False, reporter: Reporter = SILENT) -> int:
     """`edgecls explain`: maps of MODEL on IMAGES, or of the worst test images of --dataset RUN.
     Prints a table (or the JSON summary) and returns the exit code: 0 ok, 1 some images failed."""
+    check_bound("--masks", options.masks)
+    check_bound("--seed", options.seed)
     if dataset is not None:
+        check_bound("--worst", worst)
         if model is not None or images:
             raise EdgeclsError("--dataset RUN explains a run's own test images: give no MODEL or IMAGES with it")
         summary = explain_dataset(dataset, options, worst, reporter=reporter)
@@ -425,7 +441,7 @@ def run_explain(model: Optional[Path], images: Sequence[str], dataset: Optional[
             raise EdgeclsError("give MODEL (a .tflite or a run directory) and IMAGES, or --dataset RUN")
         summary = explain_images(model, images, options, reporter=reporter)
     if as_json:
-        print(json.dumps(summary, indent=1, ensure_ascii=False))
+        print(jsonio.dumps(summary, indent=1, ensure_ascii=False))
     else:
         _print_summary(summary)
     return 1 if summary.get("failed") else 0

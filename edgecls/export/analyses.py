@@ -32,6 +32,10 @@ def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Se
     if not (diagnose or sweep):
         return []
     from edgecls.bench.inputs import split_paths
+    from edgecls.bounds import check_bound
+
+    for size in sweep or ():
+        check_bound("--calib-sweep", size)
 
     run_dir = split_paths(paths)[0]
     wanted = "--diagnose" if diagnose else "--calib-sweep"

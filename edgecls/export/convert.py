@@ -75,36 +75,46 @@ def saved_model(model) -> Iterator[Path]:
         yield folder / "model"
 
 
-_interrupted = threading.Event()
+_interrupted: list[BaseException] = []  # the interrupt a signal raised, kept in case TensorFlow swallowed it
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
 def interrupt_checkpoints() -> Iterator[None]:
-    """Remember a Ctrl-C even when TensorFlow swallows the KeyboardInterrupt (raised inside its
-    garbage collection, it is only printed as "Exception ignored"): check_interrupted() re-raises it
-    after each conversion step."""
+    """Remember a Ctrl-C (or a SIGTERM or SIGHUP, which edgecls.entry treats alike) even when
+    TensorFlow swallows the exception it raises (raised inside its garbage collection, it is only
+    printed as "Exception ignored"): check_interrupted() raises it again after each conversion step."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
 
     def remember(signum, frame):
-        _interrupted.set()
-        raise KeyboardInterrupt
+        try:
+            previous[signum](signum, frame)  # raises: KeyboardInterrupt, or edgecls' Terminated
+            raise KeyboardInterrupt
+        except BaseException as exc:
+            _interrupted.append(exc)
+            raise
 
+    # Only signals Python handles (SIGINT; SIGTERM and SIGHUP under edgecls.entry): a default or
+    # ignored one keeps what it does.
+    previous = {signum: handler for signum, handler in previous.items() if callable(handler)}
     _interrupted.clear()
-    signal.signal(signal.SIGINT, remember)
+    for signum in previous:
+        signal.signal(signum, remember)
     try:
         yield
         check_interrupted()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         _interrupted.clear()
 
 
 def check_interrupted() -> None:
-    if _interrupted.is_set():
-        raise KeyboardInterrupt
+    if _interrupted:
+        raise _interrupted[-1]
 
 
 def convert(saved_model_dir: Path, mode: str, quantizer: str = "converter",

@@ -22,7 +22,10 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.artifacts import EXPORT_DIR, LABELS_FILE, TRANSFER_FILE, ExportIndex, model_file_name, write_export
-from edgecls.atomic import check_folder_writable, private_tempdir
+from edgecls.atomic import check_folder_writable, folder_lock, private_tempdir
+from edgecls.bounds import check_bound
+from edgecls.calibrate.job import OpenSetOptions, calibrate_split
+from edgecls.calibrate.job import validate as validate_open_set
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import (
@@ -54,6 +57,9 @@ class ExportOptions:
     # plus the `auto_fallback` worst ops by the quantisation diagnosis (edgecls.export.diagnose).
     keep_float: list[str] = field(default_factory=list)
     auto_fallback: int = 0
+    # The unknown answer (edgecls.calibrate): every file is calibrated on the run's validation split.
+    open_set: OpenSetOptions = field(default_factory=OpenSetOptions)
+    unknown_data: Optional[str] = None  # a folder of images of none of the classes: they choose the rule
 
     @property
     def mixed(self) -> bool:
@@ -76,6 +82,7 @@ class ModelCheck:
     sha256: str
     variant: str = ""  # the mode, or "<mode>_mixed" for a mixed model (the file's model_<variant>.tflite)
     kept_float: Optional[dict[str, Any]] = None  # a mixed model: what stayed float
+    open_set: Optional[dict[str, Any]] = None  # its calibration and unknown rule (calibrate.job.calibrate_split)
     # per validation image, whether its top-1 is right: two files' accuracies are compared pair by pair
     right: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
@@ -145,12 +152,13 @@ def check_output_dir(out: Path) -> None:
 
 def validate_options(options: ExportOptions) -> None:
     check_modes(options.modes, options.quantizer, options.mixed)
-    if options.calib_samples is not None and options.calib_samples < 1:
-        raise EdgeclsError(f"--calib-samples must be at least 1 (got {options.calib_samples})")
-    if not 0.0 <= options.min_agreement <= 1.0:
-        raise EdgeclsError(f"--min-agreement must be between 0 and 1 (got {options.min_agreement})")
-    if options.auto_fallback < 0:
-        raise EdgeclsError(f"--auto-fallback must be 0 or more (got {options.auto_fallback})")
+    validate_open_set(options.open_set)
+    if options.unknown_data is not None and not Path(options.unknown_data).is_dir():
+        raise EdgeclsError(f"--unknown-data {options.unknown_data} is not a folder")
+    if options.calib_samples is not None:
+        check_bound("--calib-samples", options.calib_samples)
+    check_bound("--min-agreement", options.min_agreement)
+    check_bound("--auto-fallback", options.auto_fallback)
 
 
 def refuse_backbone_run(source: RunDir) -> None:
@@ -172,6 +180,11 @@ def export(source: RunDir, options: ExportOptions, reporter: Reporter = SILENT) 
     refuse_backbone_run(source)
     out = Path(options.out) if options.out else default_out(source)
     check_output_dir(out)
+    with folder_lock(out, "an export"):  # a second export of this run at once is refused, not interleaved
+        return _export(source, options, out, reporter)
+
+
+def _export(source: RunDir, options: ExportOptions, out: Path, reporter: Reporter) -> ExportResult:
     # The run's own verdict first (no TensorFlow needed); a bare .keras file is judged below.
     refuse_useless(source.training_metrics(), options.force, source.name, reporter)
     require_tensorflow("edgecls export")
@@ -199,10 +212,13 @@ def export(source: RunDir, options: ExportOptions, reporter: Reporter = SILENT) 
     sha = source.model_sha256()
     files = {variant: embed_metadata(result.content, build_metadata(source, result, calibration, output_kind, sha))
              for variant, (result, _) in converted.items()}
+    files, open_set = _calibrated(files, source, options, reporter)
     # Sizes are compared with the float32 file as it would be written, metadata included.
     float_size = len(files["float32"]) if "float32" in files else len(
         embed_metadata(float_model.content, build_metadata(source, float_model, None, output_kind, sha)))
     checks = check_files(files, converted, source.labels, val_images, val_labels, keras_predicted, float_size)
+    for check in checks:
+        check.open_set = open_set.get(check.variant)
 
     failing = [c.variant for c in checks if is_integer(c.mode) and c.agreement < options.min_agreement]
     result = ExportResult(out, checks, keras_accuracy, len(val_images), options.min_agreement, failing)
@@ -212,6 +228,18 @@ def export(source: RunDir, options: ExportOptions, reporter: Reporter = SILENT) 
     named = {model_file_name(variant): content for variant, content in files.items()}
     result.written += write_export(out, named, source.labels, result.report)
     return result
+
+
+def _calibrated(files: dict[str, bytes], source: RunDir, options: ExportOptions, reporter: Reporter
+                ) -> tuple[dict[str, bytes], dict[str, dict]]:
+    """Each file with its temperature and unknown rule (edgecls.calibrate), and each one's report."""
+    dataset, split = source.dataset(), source.split()
+    calibrated, reports = {}, {}
+    for variant, content in files.items():
+        calibrated[variant], reports[variant] = calibrate_split(
+            content, dataset.images, dataset.labels, split, options.open_set, options.unknown_data,
+            model_file_name(variant), reporter)
+    return calibrated, reports
 
 
 def validation_reference(source: RunDir, purpose: str) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, float, str]:

@@ -68,7 +68,7 @@ def build_report(source: RunDir, options: ExportOptions, result: ExportResult, c
             size_bytes=m.size_bytes, kept_float=m.kept_float or None,
             ratio_to_float32=round(m.ratio_to_float32, 4), accuracy=round(m.accuracy, 6),
             agreement=round(m.agreement, 6), convert_seconds=m.seconds, input=m.io["input"],
-            output=m.io["output"], sha256=m.sha256,
+            output=m.io["output"], sha256=m.sha256, openset=m.open_set,
         ) for m in result.models],
     )
 

@@ -27,9 +27,11 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.artifacts import ExportEntry, ExportIndex, write_export
+from edgecls.atomic import folder_lock
 from edgecls.bench.latency import tied as latency_tied
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.bench.results import Latency
+from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import ConversionError, Converted, convert, quantize_litert, saved_model
 from edgecls.export.modes import (
@@ -40,6 +42,7 @@ from edgecls.export.modes import (
     DEFAULT_RUNS,
     QUANTIZERS,
 )
+from edgecls.files import read_capped
 from edgecls.parsing import split_list
 from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import DEFAULT_CALIB_SAMPLES, RunDir, keras_probabilities
@@ -165,6 +168,9 @@ class TargetOptions:
     runs: int = DEFAULT_RUNS
     out: Optional[Path] = None  # None: RUN_DIR/target-<target>
     remote: Any = None  # edgecls.transport.RemoteOptions for user@host (ssh config, python, ...); None: defaults
+    # the unknown answer of the chosen file (edgecls.calibrate), fitted after the choice as export does
+    open_set: Any = None  # calibrate.job.OpenSetOptions; None: its defaults
+    unknown_data: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -189,25 +195,23 @@ def resolve_target(spec: str) -> Target:
     if spec == "host":
         return Target(spec, "host")
     if "@" in spec and not spec.endswith(".toml"):
+        from edgecls.transport.targets import parse_targets
+
         user, _, host = spec.partition("@")
-        if not user or not host:
-            raise EdgeclsError(f"--target {spec!r}: a remote device is user@host")
+        if not user or not host or "," in spec:
+            raise EdgeclsError(f"--target {spec!r}: a remote device is one user@host")
+        parse_targets(spec, "--target")  # the checks --remote makes, now, before any conversion
         return Target(spec, "remote")
     return Target(spec, "profile", load_profile(spec))
 
 
 def validate(options: TargetOptions) -> list[Candidate]:
     """The candidates to try, after the option checks (one-line errors)."""
-    if options.max_drop < 0:
-        raise EdgeclsError(f"--max-drop must be 0 or more points (got {options.max_drop})")
-    if not 0.0 <= options.min_agreement <= 1.0:
-        raise EdgeclsError(f"--min-agreement must be between 0 and 1 (got {options.min_agreement})")
-    if options.budget_s is not None and options.budget_s <= 0:
-        raise EdgeclsError(f"--budget-s must be more than 0 (got {options.budget_s})")
-    if options.fallback < 0:
-        raise EdgeclsError(f"--max-fallback must be 0 or more (got {options.fallback})")
-    if options.runs < 1:
-        raise EdgeclsError(f"--timing-runs must be at least 1 (got {options.runs})")
+    for option, value in (("--max-drop", options.max_drop), ("--min-agreement", options.min_agreement),
+                          ("--budget-s", options.budget_s), ("--max-fallback", options.fallback),
+                          ("--timing-runs", options.runs), ("--calib-samples", options.calib_samples)):
+        if value is not None:  # --budget-s None: no limit; --calib-samples None: all
+            check_bound(option, value)
     every = candidates(options.fallback)
     if options.only is None:
         return every
@@ -299,7 +303,7 @@ def export_for_target(source: RunDir, options: TargetOptions, reporter: Reporter
     """Build, score and time every candidate, choose, then score the chosen one on test and write.
 
     `extra` candidates (tests, experiments) are tried after the built-in ones."""
-    from edgecls.export.job import check_output_dir, default_out, refuse_backbone_run, validation_reference
+    from edgecls.export.job import check_output_dir, default_out, refuse_backbone_run
 
     started = time.perf_counter()
     chosen_candidates = validate(options) + list(extra)
@@ -307,6 +311,14 @@ def export_for_target(source: RunDir, options: TargetOptions, reporter: Reporter
     target = resolve_target(options.target)
     out = Path(options.out) if options.out else default_out(source).with_name(f"target-{target.slug}")
     check_output_dir(out)
+    with folder_lock(out, "an export --target"):  # a second search into this folder at once is refused
+        return _search(source, options, target, chosen_candidates, out, started, reporter)
+
+
+def _search(source: RunDir, options: TargetOptions, target: Target, chosen_candidates: list[Candidate], out: Path,
+            started: float, reporter: Reporter) -> TargetResult:
+    from edgecls.export.job import validation_reference
+
     require_tensorflow("edgecls export --target")
 
     model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
@@ -563,6 +575,7 @@ def decision(result: TargetResult, options: TargetOptions) -> dict[str, Any]:
 
 def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: str,
            reporter: Reporter) -> None:
+    from edgecls.calibrate.job import OpenSetOptions, calibrate_split
     from edgecls.export.report import source_info
     from edgecls.provenance import created_timestamp, sha256_bytes
     from edgecls.runtime.metadata import embed_metadata
@@ -570,6 +583,10 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
     chosen = result.chosen
     doc = decision(result, options)
     content = embed_metadata(chosen.converted.content, replace(chosen.metadata, decision=doc))
+    dataset, split = source.dataset(), source.split()
+    content, open_set = calibrate_split(content, dataset.images, dataset.labels, split,
+                                        options.open_set or OpenSetOptions(), options.unknown_data, CHOSEN_FILE,
+                                        reporter)
     m = chosen.check
     result.report = ExportIndex(
         created=created_timestamp(), source=source_info(source, sha),
@@ -581,15 +598,18 @@ def _write(result: TargetResult, source: RunDir, options: TargetOptions, sha: st
         # `models` as every export.json has it (what bench reads): the one file written
         models=[ExportEntry(file=CHOSEN_FILE, mode=m.mode, variant=chosen.name, backend=m.backend,
                             size_bytes=len(content), accuracy=round(m.accuracy, 6), agreement=round(m.agreement, 6),
-                            input=m.io["input"], output=m.io["output"], sha256=sha256_bytes(content))],
+                            input=m.io["input"], output=m.io["output"], sha256=sha256_bytes(content),
+                            openset=open_set)],
         candidates=[r.to_json() for r in result.rows],
         seconds=round(result.seconds, 1),
     )
-    result.written += write_export(result.out_dir, {CHOSEN_FILE: content}, source.labels, result.report)
     from edgecls.export.target_report import plot_pareto
 
-    plotted = plot_pareto(result, options.max_drop, result.out_dir / PLOT_FILE)
-    if plotted is not None:
-        result.written.append(plotted)
-    else:
-        reporter("plot skipped: matplotlib is not installed")
+    files = {CHOSEN_FILE: content}
+    with tempfile.TemporaryDirectory(prefix="edgecls-target-plot-") as scratch:  # drawn before a file is written
+        plotted = plot_pareto(result, options.max_drop, Path(scratch) / PLOT_FILE)
+        if plotted is not None:
+            files[PLOT_FILE] = read_capped(plotted, 1 << 30)
+        else:
+            reporter("plot skipped: matplotlib is not installed")
+    result.written += write_export(result.out_dir, files, source.labels, result.report)

@@ -3,11 +3,11 @@ profiles merged into one table (and a plot), each row saying where it was measur
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls import jsonio
 from edgecls.atomic import write_text_atomic
 from edgecls.bench.results import BenchReport
 from edgecls.bench.schema import read_report_file
@@ -192,7 +192,7 @@ def _compare_table(merged: dict[str, Any], columns: Sequence[str], fold: bool = 
 
 def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path: Optional[Path]) -> list[Path]:
     doc = {k: v for k, v in merged.items() if not k.startswith("_")}
-    text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    text = jsonio.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     written = []
     if report_dir is not None:
         from edgecls.reports.plots import pyplot, save
@@ -213,7 +213,9 @@ def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path:
                   else ["(plot skipped: matplotlib is not installed)", ""])
         written.append(write_text_atomic(report_dir / "compare.md", "\n".join(lines)))
         written.append(write_text_atomic(report_dir / "compare.json", text))
-    if json_path is not None:
+    same = report_dir is not None and json_path is not None and \
+        Path(json_path).resolve() == (Path(report_dir) / "compare.json").resolve()
+    if json_path is not None and not same:  # --json naming the report's own compare.json: written once
         written.append(write_text_atomic(json_path, text))
     return written
 

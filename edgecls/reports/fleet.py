@@ -12,7 +12,6 @@ ends with a one-line error (exit 1) once everything else is written.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls import jsonio
 from edgecls.bench.inputs import Inputs
 from edgecls.bench.measure import Where, measure_inputs
 from edgecls.bench.options import BenchOptions
@@ -81,7 +81,7 @@ def bench_fleet(options: BenchOptions, inputs: Inputs, reporter: Reporter = SILE
         if options.json_path is not None:
             from edgecls.atomic import write_text_atomic
 
-            write_text_atomic(options.json_path, json.dumps(merged, indent=1, ensure_ascii=False) + "\n")
+            write_text_atomic(options.json_path, jsonio.dumps(merged, indent=1, ensure_ascii=False) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _show(report, outcomes, merged, options.report_dir)

@@ -4,7 +4,8 @@ the plots are skipped with a note, and everything else is still written.
 - accuracy-latency.png: top-1 accuracy against p50 invoke latency, per model and thread count
 - latency.png: the distributions of per-image times (invoke alone; file -> label)
 - confusion-<model>.png: the float reference's confusion matrix, the model's, and the difference
-- a section's own figure (SECTION_FIGURES): sustained.png, the sustained run over time
+- a section's own figure (SECTION_FIGURES): sustained.png, the sustained run over time; reliability.png,
+  accuracy against confidence per bin for each model (bench.calibration)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.bench import sustain
+from edgecls.bench import calibration, sustain
 from edgecls.bench.results import BenchReport, ModelResult
 from edgecls.plotting import pyplot, save_png, text_colour
 from edgecls.runtime.metrics import correct_count, wilson_interval
@@ -23,13 +24,17 @@ from edgecls.runtime.metrics import correct_count, wilson_interval
 MAX_ANNOTATED_CLASSES = 12  # write the counts in the cells up to this many classes
 # The sections that draw a figure of their own data: key -> (file name, figure(plt, data)); the
 # module that makes the section draws it.
-SECTION_FIGURES = {sustain.SECTION: (sustain.PLOT_NAME, sustain.plot)}
+SECTION_FIGURES = {sustain.SECTION: (sustain.PLOT_NAME, sustain.plot),
+                   calibration.SECTION: (calibration.PLOT_NAME, calibration.plot)}
 
 
 def write_plots(report: BenchReport, folder: Path) -> tuple[list[str], Optional[str]]:
     """(file names written into `folder`, a note if plots were skipped)."""
     plt = pyplot()
     if plt is None:
+        for section in report.sections:  # their figures are drawn here: none this time (not a stale name)
+            if section.key in SECTION_FIGURES:
+                section.plots = []
         return [], "plots skipped: matplotlib is not installed (pip install matplotlib)"
     written = []
     timed = [m for m in report.models if m.latency]
@@ -39,7 +44,7 @@ def write_plots(report: BenchReport, folder: Path) -> tuple[list[str], Optional[
     if timed:
         written.append(save(plt, distributions(plt, timed), folder / "latency.png"))
     for section in report.sections:
-        if section.key in SECTION_FIGURES:  # drawn from its data, so a device's JSON is plotted here too
+        if section.key in SECTION_FIGURES and section.data:  # drawn from its data: a device's JSON is plotted too
             name, figure = SECTION_FIGURES[section.key]
             section.plots = [save(plt, figure(plt, section.data), folder / name)]
             written.append(section.plots[0])

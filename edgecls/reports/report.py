@@ -7,11 +7,11 @@ renderers show after the main one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls import jsonio
 from edgecls.atomic import check_folder_writable, write_text_atomic
 from edgecls.bench.results import BenchReport, Latency, ModelResult
 from edgecls.console import (
@@ -19,6 +19,7 @@ from edgecls.console import (
 )
 from edgecls.errors import EdgeclsError
 from edgecls.reporter import SILENT, Reporter
+from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.metrics import correct_count, interval_text, points_text
 
 JSON_NAME = "bench.json"
@@ -288,9 +289,19 @@ def markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
 
 def md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(md_cell(c) for c in cells) + " |"
 
     return [line(columns), line(["---"] * len(columns))] + [line(row) for row in rows]
+
+
+_LINE_BREAKS = str.maketrans({"\r": " ", "\n": " ", "\t": " ", "\v": " ", "\f": " "})
+
+
+def md_cell(value: Any) -> str:
+    """`value` as one Markdown (GFM) table cell that reads as it is: on one line, without control
+    characters or undecodable bytes (shown as \\xNN), with its backslashes and pipes escaped."""
+    text = clean_text(printable(str(value)).translate(_LINE_BREAKS))
+    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def _latency_details(report: BenchReport) -> tuple[list[str], list[list[str]]]:
@@ -393,11 +404,13 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
         written += [report_dir / name for name in plots]
         written.append(write_text_atomic(report_dir / MARKDOWN_NAME, markdown(report, plots)))
         written.append(write_text_atomic(report_dir / JSON_NAME, json_text(report)))
-    if json_path is not None:
+    same = report_dir is not None and json_path is not None and \
+        Path(json_path).resolve() == (Path(report_dir) / JSON_NAME).resolve()
+    if json_path is not None and not same:  # --json naming the report's own bench.json: written once
         written.append(write_text_atomic(json_path, json_text(report)))
     return written
 
 
 def json_text(report: BenchReport) -> str:
     """bench.json's text: the report's to_json(), one key a line."""
-    return json.dumps(report.to_json(), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    return jsonio.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n"

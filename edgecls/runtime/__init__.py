@@ -3,7 +3,8 @@ when a standalone interpreter (LiteRT, tflite_runtime) is installed.
 
     from edgecls.runtime import Classifier
     clf = Classifier("model.tflite", num_threads=4)
-    for label in clf.classify("cat.jpg", top_k=3):
+    answer = clf.classify("cat.jpg", top_k=3)  # an Answer: the classes, and beside them .unknown, .typicality
+    for label in answer:
         print(label.index, label.label, label.score)
 
 The names below are imported on first use (PEP 562): importing one runtime module must not load
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 # name -> the module that defines it
 _EXPORTS = {
+    "Answer": "openset",
     "Backend": "interpreter",
     "Class": "classify",
     "Classifier": "classify",
@@ -32,7 +34,7 @@ _EXPORTS = {
     "read_labels": "labels",
     "read_metadata": "metadata",
 }
-__all__ = ["Backend", "Class", "Classifier", "FramePrediction", "ImageError", "InputSpec", "LiveStream",
+__all__ = ["Answer", "Backend", "Class", "Classifier", "FramePrediction", "ImageError", "InputSpec", "LiveStream",
            "ModelFileError", "Prediction", "find_backend", "load_image", "read_labels", "read_metadata"]
 assert sorted(__all__) == sorted(_EXPORTS)
 
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from edgecls.runtime.labels import read_labels
     from edgecls.runtime.metadata import ModelFileError, read_metadata
     from edgecls.runtime.model import InputSpec
+    from edgecls.runtime.openset import Answer
     from edgecls.runtime.preprocess import ImageError, load_image
     from edgecls.runtime.stream import FramePrediction, LiveStream
 

@@ -64,6 +64,8 @@ class SourceSpec:
 
 def parse_source(text: str) -> SourceSpec:
     """'camera', 'camera:1', a video file or a stream URL -> SourceSpec; a one-line SourceError otherwise."""
+    if not text.strip():  # Path("") is the working folder: "is a folder" would name the wrong cause
+        raise SourceError(f"--source is empty ({text!r}): give camera, camera:N, a video file or a stream URL")
     if text == "camera" or text.startswith("camera:"):
         index = text.partition(":")[2] or "0"
         if not index.isdigit():

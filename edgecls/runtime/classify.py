@@ -30,15 +30,19 @@ from edgecls.runtime.interpreter import (
     default_threads,
     find_backend,
 )
-from edgecls.runtime.metadata import check_range, read_metadata
+from edgecls.runtime.metadata import ModelFileError, check_range, read_metadata
 from edgecls.runtime.model import (
     check_classifier,
+    check_outputs_match,
+    check_required_inputs,
     input_spec,
     output_kind,
     per_tensor,
     read_model_bytes,
     resolve_labels,
+    unique_labels,
 )
+from edgecls.runtime.openset import Answer, OpenSetRule, answer, primary, scoring_subgraph
 from edgecls.runtime.preprocess import ImageError, ImageSource, load_image
 from edgecls.runtime.quant import (
     input_converter,
@@ -49,6 +53,9 @@ from edgecls.runtime.quant import (
     softmax,
 )
 
+# The reason of an image's error row, and of the error of a batch, when the model's scores are NaN or inf.
+NOT_NUMBERS = ("the model's scores are not numbers (NaN or infinite): its weights, quantisation or input range "
+               "are broken")
 MAX_BATCH = 32  # largest batch handed to a model with a dynamic batch dimension
 STREAM_WAIT = 0.25  # seconds an image may keep a partial batch waiting before its rows are given
 
@@ -63,11 +70,14 @@ class Class(NamedTuple):
 
 @dataclass(frozen=True)
 class Prediction:
-    """The result for one image of `classify_many`: its classes, or why it could not be read."""
+    """The result for one image of `classify_many`: its classes, or why it could not be read; with a
+    model that has an open-set rule, also whether it is unknown and how typical (see Answer)."""
 
     source: Any
     classes: tuple[Class, ...] = ()
     error: str | None = None
+    unknown: bool = False
+    typicality: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -75,11 +85,17 @@ class Prediction:
 
     def __repr__(self) -> str:
         source = self.source if isinstance(self.source, (str, os.PathLike)) else type(self.source).__name__
-        return f"Prediction({source!r}, {self.classes!r}" + (f", error={self.error!r})" if self.error else ")")
+        verdict = f", unknown={self.unknown}, typicality={self.typicality:.3f}" if self.typicality is not None else ""
+        return (f"Prediction({source!r}, {self.classes!r}{verdict}" +
+                (f", error={self.error!r})" if self.error else ")"))
 
 
 class Classifier:
-    """A TFLite image classifier: input [1, H, W, 1|3] (float32, uint8 or int8), one output [1, N]."""
+    """A TFLite image classifier: input [1, H, W, 1|3] (float32, uint8 or int8), one output [1, N].
+
+    A model calibrated by edgecls (export, `train --backbone`, `edgecls calibrate`) also answers
+    "unknown" when its open-set rule says an image is none of its classes: see Answer and
+    edgecls.runtime.openset. `open_set=False` gives the raw answer (never unknown)."""
 
     def __init__(
         self,
@@ -90,6 +106,7 @@ class Classifier:
         input_range: tuple[float, float] | None = None,
         resize: str | None = None,
         fit: str | None = None,
+        open_set: bool = True,
         content: bytes | None = None,
     ):
         """`content`: the model's bytes, already read (and checked with check_tflite_bytes); `model_path`
@@ -111,19 +128,51 @@ class Classifier:
             content = read_model_bytes(self.path)
         self.backend: Backend = find_backend(backend)
         self.num_threads = default_threads() if num_threads is None else num_threads
+        check_required_inputs(content, self.path.name)  # what LiteRT crashes on (SIGSEGV) instead of refusing
         started = time.perf_counter()
-        # The interpreter verifies the flatbuffer, so it goes first: the metadata reader trusts it.
-        self.interpreter = create_interpreter(content, self.backend, self.num_threads, name=self.path.name)
+        # The interpreter verifies the flatbuffer, so it goes first: the metadata reader trusts it. A
+        # calibrated model runs its subgraph 1 (probabilities and the open-set similarity in one pass);
+        # any other its subgraph 0.
+        scoring: list[Any] = []
+
+        def allocate(interpreter: Any) -> None:
+            scoring.append(scoring_subgraph(interpreter))
+            if scoring[0] is None:
+                interpreter.allocate_tensors()
+
+        self.interpreter = create_interpreter(content, self.backend, self.num_threads, name=self.path.name,
+                                              allocate=allocate)
         self.load_seconds = time.perf_counter() - started
         self.size_bytes = len(content)
         self.metadata: dict[str, Any] | None = read_metadata(content)
 
         inp, out = check_classifier(self.interpreter.get_input_details(), self.interpreter.get_output_details(),
                                     self.path.name)
+        rule = OpenSetRule.from_metadata(self.metadata, self.path.name)
+        self.output_kind = output_kind(self.interpreter, out["index"], self.metadata)  # subgraph 0's ops
+        graph = scoring[0]
+        if graph is not None:
+            per_tensor(inp, self.path.name, "input")  # a broken scale named as one, before the two graphs differ
+            per_tensor(out, self.path.name, "output")
+            check_outputs_match(inp, out, graph.input, graph.output, self.path.name)
+            inp, out = graph.input, graph.output
+        else:
+            graph = primary(self.interpreter)
+        if rule is not None and rule.needs_similarity and graph.similarity is None:
+            raise ModelFileError(f"{self.path.name}: its open-set rule needs the similarity output of the "
+                                 f"edgecls_openset subgraph, which {self.backend.name} cannot run or the file lacks")
+        #: the rule this classifier applies (None: none, or open_set=False); the model's own is in metadata
+        self.open_set_rule = rule if open_set else None
+        self._graph = graph
+        self._similarity_index = graph.similarity["index"] if graph.similarity is not None else None
+        self._needs_similarity = self.open_set_rule is not None and self.open_set_rule.needs_similarity
+        self._temperature = 1.0 if rule is None or rule.temperature_in_graph else rule.temperature
         self.num_classes = int(out["shape"][-1])
         self.input_spec = input_spec(inp, self.metadata, self.path.name, input_range, resize, fit)
-        self.labels, self.labels_source = resolve_labels(labels, self.metadata, self.path, self.num_classes)
-        self.output_kind = output_kind(self.interpreter, out["index"], self.metadata)
+        found, self.labels_source = resolve_labels(labels, self.metadata, self.path, self.num_classes)
+        # Repeated names (a labels file with 'a' ten times; ImageNet's two 'crane's) get their index:
+        # an answer must say which class it is. labels_note says so (predict prints it).
+        self.labels, self.labels_note = unique_labels(found, self.labels_source)
         # A model exported with a dynamic batch dimension (shape_signature -1) takes whole batches.
         self.max_batch = MAX_BATCH if int(inp["shape_signature"][0]) == -1 else 1
 
@@ -135,6 +184,8 @@ class Classifier:
         self._to_input = input_converter(self.input_spec)
         self._single = np.empty((1, *self.input_spec.shape), self.input_spec.dtype)  # classify()'s input, reused
         out_scale, out_zero_point = per_tensor(out, self.path.name, "output")
+        #: what the output's probabilities are rounded to (1/256 for an 8-bit softmax; 0.0 for a float output)
+        self.output_step = out_scale if out["dtype"] != np.float32 else 0.0
         self._from_output = output_converter(out["dtype"], out_scale, out_zero_point)
         self._prob_tolerance = quant_tolerance(self.num_classes, out_scale)
         # classify(top_k=1) of a model whose output is probabilities reads the top class straight from
@@ -142,6 +193,7 @@ class Classifier:
         self._raw_scores = output_scores(out["dtype"], out_scale, out_zero_point)
         self._raw_top1 = self.output_kind == "probabilities" and (out["dtype"] == np.float32 or
                                                                   self._raw_scores is not None)
+        self._set_tensor, self._invoke, self._get_tensor = graph.set_tensor, graph.invoke, graph.get_tensor
 
     def __repr__(self) -> str:
         s = self.input_spec
@@ -154,23 +206,37 @@ class Classifier:
         """Decode a path / encoded bytes / PIL image / array into the uint8 (H, W, C) pixels the model takes."""
         return load_image(image, self._size, self._color, self._resize, self._fit)
 
-    def classify(self, image: ImageSource, top_k: int = 1) -> list[Class]:
-        """The top-k classes of one image, best first. Raises ImageError for a bad image."""
+    def classify(self, image: ImageSource, top_k: int = 1) -> Answer:
+        """The top-k classes of one image, best first (an Answer: a list of Class with `unknown` and
+        `typicality` beside it). Raises ImageError for a bad image."""
         if type(image) is np.ndarray and image.dtype == np.uint8 and image.shape == self.input_spec.shape:
             pixels = image  # already decoded: what load_image would return, minus its checks
         else:
             pixels = self.preprocess(image)
         if self._batch != 1:
             self._set_batch(1)
-        self.interpreter.set_tensor(self._input_index, self._to_input(pixels[None], self._single))
-        self.interpreter.invoke()
+        self._set_tensor(self._input_index, self._to_input(pixels[None], self._single))
+        self._invoke()
         if top_k <= 1 and self._raw_top1:
-            raw = self.interpreter.get_tensor(self._output_index)
+            raw = self._get_tensor(self._output_index)
             i = int(raw.argmax())  # batch 1: the flat index is the class
             value = raw.item(i)
-            score = float(value) if self._raw_scores is None else self._raw_scores[value & 0xFF]
-            return [Class(i, self.labels[i], score)]
-        return self.top_classes(self.output()[0], top_k)
+            if self._raw_scores is not None:  # 8-bit: the table's scores are finite (checked at load)
+                score = self._raw_scores[value & 0xFF]
+            elif value - value:  # NaN or inf (x - x is 0.0 for any finite x); argmax stops at the first NaN
+                raise self._not_numbers(1, 1)
+            else:
+                score = value
+            classes = [Class(i, self.labels[i], score)]
+        else:
+            scores = self.output()[0]
+            if not np.isfinite(scores).all():
+                raise self._not_numbers(1, 1)
+            classes = self.top_classes(scores, top_k)
+        if self.open_set_rule is None:
+            return Answer(classes)
+        similarity = self._get_tensor(self._similarity_index).item(0) if self._needs_similarity else None
+        return answer(classes, self.open_set_rule, classes[0].score, similarity)
 
     def top_classes(self, probabilities: np.ndarray, k: int = 1) -> list[Class]:
         """(index, label, score) of the k highest scores of one row; ties go to the lower index."""
@@ -228,12 +294,26 @@ class Classifier:
 
     def _predict_group(self, group: list[tuple[Any, np.ndarray | str]], top_k: int) -> Iterator[Prediction]:
         arrays = [pixels for _, pixels in group if not isinstance(pixels, str)]
-        rows = iter(self.probabilities(np.stack(arrays)) if arrays else ())
+        probabilities, similarity = self.scores(np.stack(arrays)) if arrays else (np.zeros((0, 0)), None)
+        rule = self.open_set_rule
+        unknown, typicality = (rule.decide(probabilities.max(1, initial=0.0), similarity) if rule is not None
+                               else (None, None))
+        finite = np.isfinite(probabilities).all(axis=1)  # one call a batch: a NaN row is an error row, never a class
+        row = 0
         for source, pixels in group:
             if isinstance(pixels, str):
                 yield Prediction(source, error=pixels)
+                continue
+            if not finite[row]:
+                yield Prediction(source, error=NOT_NUMBERS)
+                row += 1
+                continue
+            classes = tuple(self.top_classes(probabilities[row], top_k))
+            if rule is None:
+                yield Prediction(source, classes)
             else:
-                yield Prediction(source, tuple(self.top_classes(next(rows), top_k)))
+                yield Prediction(source, classes, unknown=bool(unknown[row]), typicality=float(typicality[row]))
+            row += 1
 
     def _decoded(self, sources: Iterable[Any], workers: int,
                  depth: int) -> Iterator[tuple[Any, np.ndarray | str] | None]:
@@ -285,44 +365,70 @@ class Classifier:
             return f"cannot decode: {type(exc).__name__}" + (f": {text[0]}" if text else "")
 
     # ---------------------------------------------------------------- raw scoring (bench uses these)
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities, float32 (B, N), of a uint8 batch (B, H, W, C) of decoded pixels."""
+    def probabilities(self, batch: np.ndarray, check: bool = True) -> np.ndarray:
+        """Class probabilities, float32 (B, N), of a uint8 batch (B, H, W, C) of decoded pixels.
+
+        Scores that are not numbers (NaN, inf: a broken model or input range) raise an EdgeclsError
+        naming how many images had them, unless `check` is False (then the caller looks)."""
+        scores = self.scores(batch)[0]
+        if check:
+            bad = int(np.count_nonzero(~np.isfinite(scores).all(axis=1)))
+            if bad:
+                raise self._not_numbers(bad, len(batch))
+        return scores
+
+    def _not_numbers(self, bad: int, total: int) -> EdgeclsError:
+        low, high = self.input_spec.pixel_range
+        return EdgeclsError(f"{self.path.name}: {NOT_NUMBERS} for {bad} of {total} image(s) (input range "
+                            f"{low:g}..{high:g}); no class is given for them", exit_code=1)
+
+    def scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(class probabilities (B, N), the open-set similarity (B,) or None) of a uint8 batch; with
+        Classifier.open_set_rule.decide they give each image's unknown flag and typicality."""
         if batch.dtype != np.uint8 or batch.shape[1:] != self.input_spec.shape:
             raise EdgeclsError(f"expected a uint8 batch of shape (B, {', '.join(map(str, self.input_spec.shape))}), "
                                f"got {batch.dtype} {batch.shape}")
         if len(batch) == 0:
-            return np.zeros((0, self.num_classes), np.float32)
+            return np.zeros((0, self.num_classes), np.float32), None if self._similarity_index is None else np.zeros(0)
         if len(batch) <= self.max_batch:
             self.set_input(batch)
             self.invoke()
-            return self.output()
+            return self.output(), self.similarity()
         step = self.max_batch
-        return np.concatenate([self.probabilities(batch[i:i + step]) for i in range(0, len(batch), step)])
+        parts = [self.scores(batch[i:i + step]) for i in range(0, len(batch), step)]
+        similarity = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
+        return np.concatenate([p[0] for p in parts]), similarity
 
     def set_input(self, batch: np.ndarray) -> None:
         """Quantise a uint8 batch (at most max_batch images) and copy it into the input tensor."""
         if len(batch) != self._batch:
             self._set_batch(len(batch))
-        self.interpreter.set_tensor(self._input_index, self._to_input(batch))
+        self._set_tensor(self._input_index, self._to_input(batch))
 
     def _set_batch(self, batch: int) -> None:
-        self.interpreter.resize_tensor_input(self._input_index, [batch, *self.input_spec.shape])
-        self.interpreter.allocate_tensors()
+        self._graph.resize_input(self._input_index, [batch, *self.input_spec.shape])
         self._batch = batch
 
     def invoke(self) -> None:
         """Run the model on the input set by set_input (time this alone for invoke latency)."""
-        self.interpreter.invoke()
+        self._invoke()
 
     def output(self) -> np.ndarray:
         """The last invoke's output as probabilities, float32 (B, N)."""
-        raw = self.interpreter.get_tensor(self._output_index)
+        raw = self._get_tensor(self._output_index)
         scores = self._from_output(raw if raw.ndim == 2 else raw.reshape(self._batch, -1))
         if self.output_kind == "probabilities":
             return scores
         if self.output_kind == "logits" or not is_distribution(scores, self._prob_tolerance):
-            return softmax(scores)
+            # a temperature the graph could not take (no SOFTMAX to fold it into) is applied here
+            return softmax(scores / self._temperature if self._temperature != 1.0 else scores)
         return scores
+
+    def similarity(self) -> np.ndarray | None:
+        """The last invoke's open-set similarity, float32 (B,), or None for a model without one."""
+        if self._similarity_index is None:
+            return None
+        return self._get_tensor(self._similarity_index).reshape(self._batch).astype(np.float32, copy=False)
 
 
 _STALLED = object()  # from _prefetched: the source has kept us waiting STREAM_WAIT seconds

@@ -127,8 +127,11 @@ MAX_THREADS = 256  # more interpreter threads than any CPU has cores; 10**11 wou
 
 
 def create_interpreter(model_content: bytes, backend: Backend, num_threads: int | None = None,
-                       name: str = "model") -> Any:
-    """A ready (allocated) interpreter for `model_content`, or a one-line ModelFileError."""
+                       name: str = "model", allocate: Callable[[Any], None] | None = None) -> Any:
+    """A ready (allocated) interpreter for `model_content`, or a one-line ModelFileError.
+
+    `allocate(interpreter)` allocates instead of allocate_tensors() (subgraph 0): a calibrated model
+    runs its subgraph 1 alone (edgecls.runtime.openset)."""
     threads = default_threads() if num_threads is None else int(num_threads)
     if not 1 <= threads <= MAX_THREADS:
         raise EdgeclsError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
@@ -137,12 +140,16 @@ def create_interpreter(model_content: bytes, backend: Backend, num_threads: int 
         with quiet_native_stderr(native), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             interpreter = backend.interpreter_class(model_content=model_content, num_threads=threads)
-            interpreter.allocate_tensors()
+            (allocate or _allocate_primary)(interpreter)
     except (ValueError, RuntimeError) as exc:  # the interpreter verifies the flatbuffer first
-        detail = next((line.strip() for line in native if line.strip()), "")
+        detail = next((line.strip() for line in native if line.strip() and not line.startswith("INFO: ")), "")
         reason = first_line(exc) + (f" ({detail})" if detail and detail not in str(exc) else "")
         raise ModelFileError(f"{name}: {backend.name} cannot load it: {reason}") from None
     return interpreter
+
+
+def _allocate_primary(interpreter: Any) -> None:
+    interpreter.allocate_tensors()
 
 
 def installed_backends() -> dict[str, str | None]:

@@ -56,6 +56,10 @@ def labels_text(labels: list[str]) -> str:
         if not label or clean_text(label) != label or label != label.strip():
             raise EdgeclsError(f"class name {printable(label)!r} cannot be written to labels.txt (a line break, "
                                "control character or leading/trailing space): rename it")
+    if len(set(labels)) != len(labels):  # an answer must say which class it is
+        twice = next(label for label in labels if labels.count(label) > 1)
+        raise EdgeclsError(f"class name {printable(twice)!r} is given to {labels.count(twice)} classes: class names "
+                           "must be unique")
     plain = "".join(f"{label}\n" for label in labels)
     try:
         if parse_labels(plain) == labels:

@@ -27,6 +27,11 @@ METADATA_FORMAT = "edgecls.model/1"
 MAX_METADATA_BYTES = 1 << 20  # metadata is parsed from untrusted files: cap what we read
 MAX_INPUT_SIDE = 8192  # pixels: an input height or width beyond this is no image classifier (and takes minutes)
 TFLITE_IDENTIFIER = b"TFL3"
+# A pixel range [low, high] (what pixels 0 and 255 become): image models take -1..1, 0..1, 0..255 or a
+# mean-subtracted 0..255. Beyond 1e6, float32 maths in the model overflows to inf and NaN (1e300 is
+# finite in float64 but inf in float32); a span under 1e-6 maps every pixel to the same float32 value.
+MAX_PIXEL_VALUE = 1e6
+MIN_PIXEL_SPAN = 1e-6
 
 
 class ModelFileError(EdgeclsError):
@@ -81,6 +86,8 @@ class ModelMetadata(Record):
     source: ModelSource
     created: str
     decision: Optional[dict[str, Any]] = omitted()  # export --target: why this file was chosen
+    # the temperature and the unknown rule: edgecls.calibrate writes it, edgecls.runtime.openset reads it
+    openset: Optional[dict[str, Any]] = omitted()
 
 
 def schema():
@@ -151,9 +158,10 @@ def parse_metadata_json(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_METADATA_BYTES:
         raise ModelFileError(f"metadata is {len(raw)} bytes, over the {MAX_METADATA_BYTES} limit")
     try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit integer
-        raise ModelFileError(f"malformed edgecls metadata (not JSON: {exc.__class__.__name__})") from None
+        meta = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit integer, NaN
+        why = str(exc) if isinstance(exc, _NotJSON) else exc.__class__.__name__
+        raise ModelFileError(f"malformed edgecls metadata (not JSON: {why})") from None
     if not isinstance(meta, dict):
         raise ModelFileError("malformed edgecls metadata (not a JSON object)")
     labels = meta.get("labels")
@@ -183,7 +191,9 @@ def parse_metadata_json(raw: bytes) -> dict[str, Any]:
 
 
 def check_range(value: Any, what: str, error: type[EdgeclsError] = ModelFileError) -> tuple[float, float]:
-    """(low, high) from two finite, distinct numbers, else a one-line `error` naming `what`."""
+    """(low, high): what pixels 0 and 255 become, two numbers within +-MAX_PIXEL_VALUE and at least
+    MIN_PIXEL_SPAN apart (so that float32 keeps them finite and tells the 256 pixel values apart), else a
+    one-line `error` naming `what`."""
     if not (isinstance(value, (list, tuple)) and len(value) == 2
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise error(f"{what} {_short(value)} is not two numbers [low, high]")
@@ -191,9 +201,18 @@ def check_range(value: Any, what: str, error: type[EdgeclsError] = ModelFileErro
         low, high = float(value[0]), float(value[1])
     except OverflowError:  # an integer too big for a float
         low = high = math.inf
-    if not (math.isfinite(low) and math.isfinite(high)) or low == high:
-        raise error(f"{what} {_short(value)} must be two finite, distinct numbers")
+    if not (abs(low) <= MAX_PIXEL_VALUE and abs(high) <= MAX_PIXEL_VALUE and abs(high - low) >= MIN_PIXEL_SPAN):
+        raise error(f"{what} {_short(value)} must be two finite numbers within +-{MAX_PIXEL_VALUE:g}, at least "
+                    f"{MIN_PIXEL_SPAN:g} apart (what pixels 0 and 255 become: -1,1, 0,1 or 0,255)")
     return low, high
+
+
+class _NotJSON(ValueError):
+    """NaN, Infinity or -Infinity: Python's json reads them, but they are not JSON."""
+
+
+def _not_json(token: str) -> Any:
+    raise _NotJSON(f"{token} is not a JSON number")
 
 
 def _is_int(value: Any) -> bool:
@@ -214,7 +233,7 @@ def embed_metadata(model_bytes: bytes, metadata: ModelMetadata | dict[str, Any])
     """Return the model with `metadata` stored (or replaced) under METADATA_NAME (a dict: a test's or
     a third party's document, written as it is)."""
     document = metadata.to_json() if isinstance(metadata, Record) else metadata
-    raw = json.dumps(document, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    raw = json.dumps(document, separators=(",", ":"), sort_keys=True, allow_nan=False).encode("utf-8")
     if len(raw) > MAX_METADATA_BYTES:
         raise EdgeclsError(f"metadata is {len(raw)} bytes, over the {MAX_METADATA_BYTES} limit")
     return embed_metadata_bytes(model_bytes, raw)

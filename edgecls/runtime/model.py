@@ -6,6 +6,7 @@ No interpreter is created here; runtime.classify and runtime.inspect pass theirs
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,16 +96,7 @@ def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model
     if len(outputs) != 1:
         raise ModelFileError(f"{name}: has {len(outputs)} outputs; an image classifier has one output [1, N]")
     inp, out = inputs[0], outputs[0]
-    shape = [int(d) for d in inp["shape"]]
-    if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3) or min(shape) < 1:
-        raise ModelFileError(f"{name}: input is {shape}, not an NHWC image tensor [1, H, W, 1|3]")
-    signature = [int(d) for d in inp.get("shape_signature", shape)]
-    if len(signature) == 4 and min(signature[1:3]) < 1:  # allocated as 1x1: every image would be resized to one pixel
-        raise ModelFileError(f"{name}: input height and width are dynamic ({signature}); edgecls needs a fixed "
-                             "input size: convert the model with a fixed height and width")
-    if max(shape[1:3]) > MAX_INPUT_SIDE:
-        raise ModelFileError(f"{name}: input is {shape}: over {MAX_INPUT_SIDE} pixels a side is no image "
-                             "classifier edgecls runs")
+    check_image_input(inp["shape"], inp.get("shape_signature", inp["shape"]), name)
     if inp["dtype"] not in _TENSOR_DTYPES:
         raise ModelFileError(
             f"{name}: input type {np.dtype(inp['dtype']).name} is not supported (float32, uint8 or int8)"
@@ -119,13 +111,81 @@ def check_classifier(inputs: list[dict], outputs: list[dict], name: str = "model
     return inp, out
 
 
+# Inputs that are never optional (-1), beyond each op's first, by builtin operator code (runtime.tflite_names,
+# which predict's cold start does not import): the weights of FULLY_CONNECTED (9), CONV_2D (3),
+# DEPTHWISE_CONV_2D (4) and TRANSPOSE_CONV (67). LiteRT does not refuse a FULLY_CONNECTED whose weights are
+# -1: it crashes (SIGSEGV) while it loads the model.
+REQUIRED_INPUTS = {9: 2, 3: 2, 4: 2, 67: 3}
+
+
+def check_required_inputs(content: bytes, name: str = "model") -> None:
+    """Refuse a model whose layer lacks its weights tensor (an input index of -1 where REQUIRED_INPUTS
+    says none may be): LiteRT crashes on it while it loads the model. So this runs before the
+    interpreter, on bytes not yet verified: a flatbuffer too broken to walk is left to the interpreter
+    to refuse. One pass over the ops' input lists (about 0.1 ms for a MobileNet)."""
+    from edgecls.runtime import flatbuffer as fb
+
+    try:
+        model = fb.model_table(content)
+        codes = [max(c.scalar(fb.OPCODE_BUILTIN, fb.INT32), c.scalar(fb.OPCODE_DEPRECATED_BUILTIN, fb.INT8))
+                 for c in model.tables(fb.MODEL_OPERATOR_CODES)]
+        for graph in model.tables(fb.MODEL_SUBGRAPHS):
+            for k, op in enumerate(graph.tables(fb.SUBGRAPH_OPERATORS)):
+                index = op.scalar(fb.OPERATOR_OPCODE_INDEX, fb.UINT32)
+                required = REQUIRED_INPUTS.get(codes[index] if index < len(codes) else -1, 1)
+                inputs = op.scalars(fb.OPERATOR_INPUTS, fb.INT32)[:required]
+                if any(i < 0 for i in inputs):
+                    from edgecls.runtime.tflite_names import op_name  # only for the message
+
+                    raise ModelFileError(f"{name}: corrupt .tflite: op {k} ({op_name(codes[index], 0, None)}) has no "
+                                         f"tensor for its input {inputs.index(min(inputs))} (-1), which it needs")
+    except ModelFileError:
+        raise
+    except Exception:  # a corrupt flatbuffer (struct.error, IndexError, ...): the interpreter refuses it next
+        return
+
+
+def check_image_input(shape: Sequence[int], signature: Sequence[int], name: str = "model") -> None:
+    """One NHWC image [1, H, W, 1|3] of a fixed size up to MAX_INPUT_SIDE a side, else a one-line
+    ModelFileError: the limits predict, info and the backbone route (train, data check) share."""
+    shape, signature = [int(d) for d in shape], [int(d) for d in signature]
+    if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3) or min(shape) < 1:
+        raise ModelFileError(f"{name}: input is {shape}, not an NHWC image tensor [1, H, W, 1|3]")
+    if len(signature) == 4 and min(signature[1:3]) < 1:  # allocated as 1x1: every image would be resized to one pixel
+        raise ModelFileError(f"{name}: input height and width are dynamic ({signature}); edgecls needs a fixed "
+                             "input size: convert the model with a fixed height and width")
+    if max(shape[1:3]) > MAX_INPUT_SIDE:
+        raise ModelFileError(f"{name}: input is {shape}: over {MAX_INPUT_SIDE} pixels a side is no image "
+                             "classifier edgecls runs")
+def check_outputs_match(inp: dict, out: dict, scored_input: dict, scored_output: dict, name: str) -> None:
+    """A calibrated model's scoring subgraph must take and give what its subgraph 0 does (a one-line
+    ModelFileError otherwise: a file edited by hand, or corrupt)."""
+    for what, first, second in (("input", inp, scored_input), ("output", out, scored_output)):
+        same = (list(first["shape"]) == list(second["shape"]) and first["dtype"] == second["dtype"]
+                and tuple(first["quantization"]) == tuple(second["quantization"]))
+        if not same:
+            raise ModelFileError(f"{name}: the {what} of its edgecls_openset subgraph differs from the model's "
+                                 f"({_tensor_text(second)} against {_tensor_text(first)})")
+
+
+def _tensor_text(details: dict) -> str:
+    """'[1, 10] int8 (scale 0.00390625, zero point -128)': what check_outputs_match compares."""
+    scale, zero_point = details["quantization"]
+    return (f"{[int(d) for d in details['shape']]} {np.dtype(details['dtype']).name} "
+            f"(scale {float(scale):g}, zero point {int(zero_point)})")
+
+
 def per_tensor(details: dict, name: str, what: str) -> tuple[float, int]:
     params = details.get("quantization_parameters") or {}
     scales = params.get("scales", ())
     if len(scales) > 1:
         raise ModelFileError(f"{name}: {what} is quantised per channel; a classifier's {what} must be per tensor")
-    scale, zero_point = details["quantization"]
-    return float(scale), int(zero_point)
+    scale, zero_point = float(details["quantization"][0]), int(details["quantization"][1])
+    if not (math.isfinite(scale) and scale >= 0) or details["dtype"] != np.float32 and scale == 0:
+        # NaN or inf here would make every score NaN (or every pixel one value): no class could be trusted
+        raise ModelFileError(f"{name}: {what} quantisation scale {scale:g} is not a finite positive number: the "
+                             "model file is broken")
+    return scale, zero_point
 
 
 def input_spec(details: dict, metadata: dict | None, name: str,
@@ -214,3 +274,19 @@ def resolve_labels(
                     "put a first line 'background' in the labels file")
         raise ModelFileError(f"{source}: {len(found)} labels but the model has {num_classes} classes{hint}")
     return found, source
+
+
+def unique_labels(labels: list[str], source: str) -> tuple[list[str], str | None]:
+    """The class names with every repeated one told apart by its index ('crane (134)', 'crane (517)':
+    ImageNet names two classes so), and a sentence saying so; else the names as they are and None."""
+    if len(set(labels)) == len(labels):  # the usual case, one set: cheap for a thousand names
+        return labels, None
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    repeated = [label for label, n in counts.items() if n > 1]
+    named = [f"{label} ({i})" if counts[label] > 1 else label for i, label in enumerate(labels)]
+    shown = ", ".join(f"{label!r} {counts[label]} times" for label in repeated[:3])
+    more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+    return named, (f"{source} repeats {shown}{more}: those classes are named with their index, "
+                   f"e.g. {named[labels.index(repeated[0])]!r}")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
+from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Prediction
 from edgecls.runtime.preprocess import IMAGE_EXTENSIONS, is_image_file
 from edgecls.text import printable
@@ -89,3 +92,30 @@ def _or_reason(paths: Iterator[Path], argument: str, reason: str) -> Iterator[Pa
         yield path
     if empty:
         yield Prediction(argument, error=reason)
+
+
+MAX_UNKNOWN = 5000  # images read from an --unknown-data folder (a seeded sample of a bigger one)
+
+
+def read_images(folder: Path, decode: Callable[[Path], np.ndarray], limit: int = MAX_UNKNOWN, seed: int = 0,
+                what: str = "--unknown-data", skipped: list[str] | None = None) -> np.ndarray:
+    """The decoded images of a folder, any layout, recursively (a seeded sample of `limit` of a bigger
+    one): unreadable ones are left out (listed in `skipped`); none readable is a one-line error."""
+    from edgecls.runtime.preprocess import ImageError
+
+    if not folder.is_dir():
+        raise EdgeclsError(f"{what} {folder} is not a folder")
+    paths = list(walk_images(folder))
+    if len(paths) > limit:
+        chosen = np.random.default_rng(seed).choice(len(paths), limit, replace=False)
+        paths = [paths[i] for i in sorted(chosen)]
+    found = []
+    for path in paths:
+        try:
+            found.append(decode(path))
+        except ImageError as exc:
+            if skipped is not None:
+                skipped.append(f"{printable(str(path))}: {exc}")
+    if not found:
+        raise EdgeclsError(f"{what} {folder} has no readable images")
+    return np.stack(found)

@@ -48,13 +48,16 @@ _POLL = 0.1  # the classifier's longest wait on the slot, so that Ctrl-C and sta
 
 @dataclass(frozen=True)
 class FramePrediction:
-    """The top-k classes of one frame of a live source."""
+    """The top-k classes of one frame of a live source (and, with a model's open-set rule, whether the
+    frame is unknown and how typical: see edgecls.runtime.openset.Answer)."""
 
     frame: int  # the frame's index in the source, from 0, counting every frame it delivered
     timestamp: float  # when it was captured: seconds since the epoch (time.time())
     classes: tuple[Class, ...]
     latency: float  # seconds to preprocess, invoke and take the top k of this frame
     position: float | None = None  # a video file's frame: seconds into the video (its own clock); else None
+    unknown: bool = False
+    typicality: float | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -71,12 +74,11 @@ class Sampling:
     duration: float | None = None
 
     def __post_init__(self) -> None:
-        if self.every < 1:
-            raise EdgeclsError(f"--every must be 1 or more (got {self.every})")
-        if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
-            raise EdgeclsError(f"--fps must be a positive number (got {self.fps})")
-        if self.duration is not None and not (self.duration > 0 and math.isfinite(self.duration)):
-            raise EdgeclsError(f"--duration must be a positive number of seconds (got {self.duration})")
+        from edgecls.bounds import check_bound
+
+        for option, value in (("--every", self.every), ("--fps", self.fps), ("--duration", self.duration)):
+            if value is not None:  # None: no limit
+                check_bound(option, value)
         if self.every > 1 and self.fps is not None:
             raise EdgeclsError("choose one of --every and --fps")
 
@@ -162,10 +164,11 @@ class _Reader(threading.Thread):
     """The capture thread: open, read, sample, hand frames to the slot, reopen after a drop."""
 
     def __init__(self, spec: SourceSpec, slot: FrameSlot, sampling: Sampling, capture: str | None, timeout: float,
-                 reconnect: float, log: Callable[[str], None]):
+                 reconnect: float, log: Callable[[str], None], paced: bool = False):
         super().__init__(name="edgecls-capture", daemon=True)  # daemon: a capture call stuck in C cannot hold exit
         self.spec, self.slot, self.sampler, self.duration = spec, slot, _Sampler(sampling), sampling.duration
         self.backend, self.timeout, self.reconnect, self.log = capture, timeout, reconnect, log
+        self.paced = paced
         self.stop = threading.Event()
         self.last_activity = time.monotonic()  # for the stall guard
         self.skipped = self.reconnects = 0
@@ -213,6 +216,8 @@ class _Reader(threading.Thread):
             position = None
             if self.spec.kind == "file" and capture.fps:
                 clock = position = number / capture.fps  # the video's own time: results do not depend on our speed
+                if self.paced:
+                    started = self._pace(started, clock, 1.0 / capture.fps)
             else:
                 clock = self.last_activity - started
             if self.duration is not None and clock >= self.duration:
@@ -224,6 +229,17 @@ class _Reader(threading.Thread):
                 self.skipped += 1
             number += 1
         return _End("stopped")
+
+    def _pace(self, started: float, clock: float, period: float) -> float:
+        """Wait until the frame at `clock` seconds of the video is due on the wall clock (a file played as a
+        camera delivers it); returns the start of the schedule, moved on when the reader fell behind by
+        more than a frame (no burst to catch up)."""
+        late = time.monotonic() - (started + clock)
+        if late > period:
+            return started + late
+        if late < 0:
+            self.stop.wait(-late)
+        return started
 
     def _file_end(self, capture: Capture, number: int) -> _End:
         expected = capture.frame_count
@@ -310,14 +326,20 @@ class LiveStream:
         capture: str | None = None,
         live: bool | None = None,
         log: Callable[[str], None] | None = None,
+        observe: Callable[[FramePrediction, Any], None] | None = None,
+        paced: bool = False,
     ):
         """`source`: "camera[:N]", a video file, an rtsp:// or http(s):// URL, or an iterable of RGB or
         grayscale arrays (or PIL images). `capture`: "picamera2" or "opencv" (default: picamera2 for a
         camera when installed). `live`: drop frames when the model is slower (default: True for cameras
         and streams, False for files and iterables). `log`: called with a line when a stream drops
-        and reconnects."""
-        if timeout <= 0 or reconnect < 0:
-            raise EdgeclsError(f"--timeout must be positive and --reconnect 0 or more (got {timeout}, {reconnect})")
+        and reconnects. `observe(result, frame)`: called with each result and the frame as captured
+        (before it is yielded; predict --collect keeps frames with it). `paced`: read a video file at its own
+        frame rate, as a camera would deliver it (edgecls serve), instead of as fast as the model takes it."""
+        from edgecls.bounds import check_bound
+
+        check_bound("--timeout", timeout)
+        check_bound("--reconnect", reconnect)
         if isinstance(source, SourceSpec):
             self.spec = source
         elif isinstance(source, str):
@@ -325,13 +347,15 @@ class LiveStream:
         else:
             self.spec = SourceSpec("frames", "frames", source)
         self.classifier, self.top_k = classifier, top_k
+        self.observe = observe
         self.sampling = Sampling(every, fps, duration)
         self.timeout = timeout
         self.slot = FrameSlot(drop=self.spec.live if live is None else live)
         self._reader = _Reader(self.spec, self.slot, self.sampling, capture, timeout, reconnect,
-                               log or (lambda _: None))
+                               log or (lambda _: None), paced)
         self.latency = LatencyHistogram()
         self.frames = 0
+        self.unknown = 0  # frames the model's open-set rule called unknown
         self.end_reason: str | None = None  # how it ended; None while it runs
         self.error: SourceError | None = None
         self._first: float | None = None  # monotonic time of the first classified frame
@@ -359,8 +383,8 @@ class LiveStream:
                     return
                 else:
                     yield self._classify(item)
-        except KeyboardInterrupt:
-            self.end_reason = "stopped by Ctrl-C"
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP under edgecls.entry (Terminated)
+            self.end_reason = f"stopped by {getattr(exc, 'name', 'Ctrl-C')}"
             raise
         finally:
             # Not close(): when a caller's loop ends by an exception, this runs first, and the
@@ -376,10 +400,15 @@ class LiveStream:
         latency = time.perf_counter() - started
         self.latency.add(latency)
         self.frames += 1
+        self.unknown += classes.unknown
         self._last = time.monotonic()
         if self._first is None:
             self._first = self._last - latency
-        return FramePrediction(frame.number, frame.timestamp, tuple(classes), latency, frame.position)
+        result = FramePrediction(frame.number, frame.timestamp, tuple(classes), latency, frame.position,
+                                 classes.unknown, classes.typicality)
+        if self.observe is not None:
+            self.observe(result, frame.pixels)
+        return result
 
     def _check_stalled(self) -> None:
         idle = time.monotonic() - self._reader.last_activity
@@ -409,7 +438,8 @@ class LiveStream:
         self.close()
 
     def summary(self) -> dict[str, Any]:
-        """Frames classified, achieved FPS, latency p50/p90 (ms), dropped and skipped frames, reconnects, end."""
+        """Frames classified, achieved FPS, latency p50/p90 (ms), dropped and skipped frames, reconnects, end;
+        frames answered unknown (None for a model without an open-set rule)."""
         seconds = (self._last - self._first) if self._first is not None and self._last is not None else 0.0
         p50, p90 = self.latency.percentile(50), self.latency.percentile(90)
         return {
@@ -423,6 +453,7 @@ class LiveStream:
             "dropped": self.slot.dropped,
             "skipped": self._reader.skipped,
             "reconnects": self._reader.reconnects,
+            "unknown": self.unknown if self.classifier.open_set_rule is not None else None,
             "end": self.end_reason or ("stopped" if self._reader.stop.is_set() else None),
             "error": str(self.error) if self.error else None,
         }

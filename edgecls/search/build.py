@@ -12,7 +12,6 @@ a failed file of a built candidate. A folder without candidate.json (a killed se
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from edgecls.artifacts import EXPORT_DIR, ExportEntry, ExportIndex, model_file_name, read_json, write_export
 from edgecls.atomic import write_text_atomic
 from edgecls.errors import EdgeclsError
+from edgecls.jsonio import dumps
 from edgecls.records import Record, omitted
 from edgecls.reporter import Reporter
 from edgecls.search.space import Plan
@@ -79,7 +79,7 @@ class CandidateRecord(Record):
         return [f for f in self.files if f.status == "built"]
 
     def write(self, folder: Path) -> None:
-        write_text_atomic(folder / CANDIDATE_FILE, json.dumps(self.to_json(), indent=1) + "\n")
+        write_text_atomic(folder / CANDIDATE_FILE, dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
     def read(cls, folder: Path) -> Optional[CandidateRecord]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from edgecls.atomic import check_folder_writable, staged_dir, write_text_atomic
 from edgecls.errors import EdgeclsError
+from edgecls.jsonio import dumps
 from edgecls.reporter import SILENT, Reporter
 from edgecls.search.build import CandidateRecord, VariantFile, build_candidate
 from edgecls.search.options import SearchOptions, backbone_files, default_out, options_table, validate
@@ -250,7 +251,7 @@ def search(options: SearchOptions, reporter: Reporter = SILENT) -> SearchResult:
     reporter(f"Chose {chosen.candidate.name} ({chosen.file.variant}): {chosen.p50_ms:.3f} ms p50, validation "
              f"{chosen.file.val_correct}/{chosen.file.val_images}")
     result.test = score_test(out / CANDIDATES_DIR / chosen.candidate.name, chosen.file)  # the first test read
-    _write_chosen(result)
+    _write_chosen(result, reporter)
     result.seconds = clock.elapsed()
     _write_records(result, split)
     return result
@@ -280,7 +281,7 @@ def _split(out: Path, options: SearchOptions, reporter: Reporter) -> dict:
                           reporter)
     doc = {**split.to_json(dataset, options.seed, (options.val_fraction, options.test_fraction)),
            "test_source": split.test_source}
-    write_text_atomic(path, json.dumps(doc))
+    write_text_atomic(path, dumps(doc))
     return doc
 
 
@@ -326,7 +327,7 @@ def _candidate(plan: Plan, out: Path, options: SearchOptions, split: dict, clock
 def _finished(plan: Plan, out: Path) -> Optional[CandidateRecord]:
     """The record of `plan` made before with the same settings, if any."""
     record = CandidateRecord.read(out / CANDIDATES_DIR / plan.name)
-    return record if record is not None and record.settings == json.loads(json.dumps(plan.settings)) else None
+    return record if record is not None and record.settings == json.loads(dumps(plan.settings)) else None
 
 
 def _row(plan: Plan, record: CandidateRecord, reused: bool = False) -> Row:
@@ -524,24 +525,36 @@ def decision(result: SearchResult) -> dict[str, Any]:
             "candidates": len(result.rows), "test": result.test}
 
 
-def _write_chosen(result: SearchResult) -> None:
+def _write_chosen(result: SearchResult, reporter: Reporter) -> None:
     """SEARCH/chosen/: the chosen candidate's run directory with only the chosen file in export/ (its metadata
-    names the decision), so predict, serve and bench take it as it is."""
+    names the decision), so predict, serve and bench take it as it is. A Keras candidate's file is calibrated
+    here, after the choice, as `export --target` calibrates its chosen file (a backbone candidate's was
+    calibrated on validation when it was made)."""
     from dataclasses import replace
 
     from edgecls.artifacts import EXPORT_DIR, EXPORT_REPORT, ExportEntry, ExportIndex, write_export
     from edgecls.provenance import created_timestamp, sha256_bytes
     from edgecls.runtime.labels import read_labels
     from edgecls.runtime.metadata import ModelMetadata, embed_metadata, read_metadata
+    from edgecls.runtime.model import read_model_bytes
 
     chosen = result.chosen
     source = result.out_dir / CANDIDATES_DIR / chosen.candidate.name
-    content = (source / chosen.file.file).read_bytes()
+    content = read_model_bytes(source / chosen.file.file)
     metadata = read_metadata(content)
     doc = decision(result)
     if metadata is not None:
         content = embed_metadata(content, replace(ModelMetadata.from_json(metadata), decision=doc))
     name = Path(chosen.file.file).name
+    open_set = None
+    if metadata is not None and metadata.get("openset") is None:
+        from edgecls.calibrate.job import OpenSetOptions, calibrate_split
+        from edgecls.rundir import open_run
+
+        run = open_run(source)
+        dataset = run.dataset()
+        content, open_set = calibrate_split(content, dataset.images, dataset.labels, run.split(),
+                                            OpenSetOptions(seed=result.options.seed), None, name, reporter)
     with staged_dir(result.chosen_dir, force=True) as tmp:
         for item in source.iterdir():
             if item.name in (EXPORT_DIR, "candidate.json") or item.name.startswith("."):
@@ -552,6 +565,8 @@ def _write_chosen(result: SearchResult) -> None:
         entry = replace(entry, size_bytes=len(content), sha256=sha256_bytes(content)) if entry else ExportEntry(
             file=name, mode=chosen.file.mode, variant=chosen.file.variant, size_bytes=len(content),
             sha256=sha256_bytes(content))
+        if open_set is not None:
+            entry = replace(entry, openset=open_set)
         index = replace(old, created=created_timestamp(), decision=doc, models=[entry])
         write_export(tmp / EXPORT_DIR, {name: content}, read_labels(source / "labels.txt"), index)
 
@@ -567,7 +582,7 @@ def _write_records(result: SearchResult, split: dict) -> None:
                      "test_source": split.get("test_source")},
            "chosen": decision(result) if result.chosen else None,
            "candidates": [_row_json(r) for r in result.rows]}
-    result.written.append(write_text_atomic(out / SEARCH_FILE, json.dumps(doc, indent=1) + "\n"))
+    result.written.append(write_text_atomic(out / SEARCH_FILE, dumps(doc, indent=1) + "\n"))
     result.written.append(write_text_atomic(out / TABLE_FILE, markdown_table(result)))
     plotted = plot_pareto(result, out / PLOT_FILE)
     if plotted is not None:

@@ -7,16 +7,16 @@ on each, edgecls.transfer); the from-scratch CNNs --archs × --sizes × --widths
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls.bounds import BOUNDS, check_bound
 from edgecls.data import DEDUPE_MODES
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_RUNS
 from edgecls.parsing import split_list
-from edgecls.train.options import HEADS, MAX_IMG_SIZE
+from edgecls.train.options import HEADS
 
 SCRATCH_ARCHS = ("mobile", "seed")  # the from-scratch CNNs of edgecls.train.model
 # The quantisation variants of a Keras candidate (export --target's, without the diagnosis fallbacks).
@@ -114,30 +114,29 @@ def validate(o: SearchOptions) -> None:
     def bad(message: str) -> None:
         raise EdgeclsError(message)
 
-    if not (math.isfinite(o.max_latency_ms) and o.max_latency_ms > 0):
-        bad(f"--max-latency-ms must be a positive number of milliseconds (got {o.max_latency_ms})")
-    if o.max_size_kb is not None and not (math.isfinite(o.max_size_kb) and o.max_size_kb > 0):
-        bad(f"--max-size-kb must be positive (got {o.max_size_kb})")
-    if o.budget_s is not None and not (math.isfinite(o.budget_s) and o.budget_s > 0):
-        bad(f"--budget-s must be more than 0 (got {o.budget_s})")
-    if not 0 <= o.seed < 2**32:
-        bad(f"--seed must be between 0 and {2**32 - 1} (got {o.seed})")
-    for name in ("val_fraction", "test_fraction"):
-        if not 0 < getattr(o, name) < 0.5:
-            bad(f"--{name.replace('_', '-')} must be between 0 and 0.5 (got {getattr(o, name)})")
+    for option, value in (("--max-latency-ms", o.max_latency_ms), ("--max-size-kb", o.max_size_kb),
+                          ("--budget-s", o.budget_s), ("--seed", o.seed), ("--val-fraction", o.val_fraction),
+                          ("--test-fraction", o.test_fraction), ("--epochs", o.epochs),
+                          ("--student-epochs", o.student_epochs), ("--students", o.students),
+                          ("--student-patience", o.student_patience), ("--distill-alpha", o.distill_alpha),
+                          ("--distill-temperature", o.distill_temperature), ("--mixup", o.mixup),
+                          ("--timing-runs", o.timing_runs)):
+        if value is not None:  # None: no limit
+            check_bound(option, value)
     if o.dedupe is not None and o.dedupe not in DEDUPE_MODES:
         bad(f"unknown --dedupe {o.dedupe!r}: use one of {', '.join(DEDUPE_MODES)}")
     for head in o.head_list:
         if head not in HEADS:
             bad(f"unknown head {shown(head)} in --heads: use a comma list of {', '.join(HEADS)}")
-    if any(v < 1 for v in o.view_list):
-        bad(f"--views must be whole numbers of at least 1 (got {o.views})")
+    for views in o.view_list:
+        check_bound("--views", views)
     for arch in o.arch_list:
         if arch not in SCRATCH_ARCHS:
             bad(f"unknown architecture {shown(arch)} in --archs: use a comma list of {', '.join(SCRATCH_ARCHS)}")
     for size in o.size_list:
-        if not 8 <= size <= MAX_IMG_SIZE:
-            bad(f"--sizes must be between 8 and {MAX_IMG_SIZE} pixels (got {size})")
+        low, high = BOUNDS["--img-size"].low, BOUNDS["--img-size"].high  # train's --img-size
+        if not low <= size <= high:
+            bad(f"--sizes must be between {low:g} and {high:g} pixels (got {size})")
     for width in o.width_list:
         if not 0 < width <= 2:
             bad(f"--widths must be in (0, 2] (got {width:g})")
@@ -148,18 +147,6 @@ def validate(o: SearchOptions) -> None:
         bad("--variants is empty: name at least one (int8 is the usual choice)")
     if not (o.head_list and o.view_list) and o.backbones is not None:
         bad("--heads and --views must each name at least one value with --backbones")
-    if o.epochs < 1 or o.student_epochs < 1:
-        bad("--epochs and --student-epochs must be at least 1")
-    if o.students < 0 or o.student_patience < 0:
-        bad("--students and --student-patience must be 0 or more")
-    if not 0 <= o.distill_alpha <= 1:
-        bad(f"--distill-alpha must be between 0 and 1 (got {o.distill_alpha})")
-    if not 0.1 <= o.distill_temperature <= 100:
-        bad(f"--distill-temperature must be between 0.1 and 100 (got {o.distill_temperature})")
-    if not 0 <= o.mixup <= 10:
-        bad(f"--mixup must be between 0 (off) and 10 (got {o.mixup})")
-    if o.timing_runs < 1:
-        bad(f"--timing-runs must be at least 1 (got {o.timing_runs})")
     if not (o.arch_list and o.size_list and o.width_list) and o.backbones is None:
         bad("nothing to search: give --backbones, or --archs, --sizes and --widths")
     backbone_files(o)

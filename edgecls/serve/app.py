@@ -7,6 +7,7 @@
     GET  /healthz                alive (no token)
     GET  /readyz                 a checked model is being served (200), else 503
     GET  /metrics                Prometheus text (no token with --metrics-public)
+    GET  /                       the web page (no token: it asks for it, and holds no data; see page.py)
 
 create_app(service, routes=...) takes further routes (a live page, events), which get the same token
 check, error format and metrics. Blocking work (decoding, invoking, loading a model) never runs on
@@ -33,6 +34,7 @@ from edgecls.serve.auth import OPEN_ROUTES
 from edgecls.serve.limits import IMAGE_FIELD, ApiError, body_kind, read_body, top_k
 from edgecls.serve.metrics import CONTENT_TYPE
 from edgecls.serve.models import ModelUnavailable, Outcome
+from edgecls.serve.page import page_route
 from edgecls.serve.service import Service
 
 CLASSIFY = "/v1/classify"
@@ -162,6 +164,7 @@ def create_app(service: Service, lifespan: Lifespan | None = None, routes: Seque
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        page_route(),
     ]
     every = [*core, *routes]
     app = Starlette(routes=every, lifespan=lifespan, exception_handlers={

@@ -20,7 +20,9 @@ from edgecls.serve.options import TOKEN_ENV, ServeOptions
 MIN_TOKEN_CHARS = 16
 MAX_TOKEN_BYTES = 4096
 MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > token && chmod 600 token"
-OPEN_ROUTES = frozenset({"/healthz"})  # answered without a token (a liveness probe knows no secrets)
+# Answered without a token: a liveness probe knows no secrets, and the page at / holds no data (it asks
+# for the token and fetches everything with it).
+OPEN_ROUTES = frozenset({"/healthz", "/"})
 
 
 class Auth:

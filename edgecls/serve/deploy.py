@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.parsing import split_list
 from edgecls.provenance import sha256_bytes
@@ -127,8 +128,7 @@ def deploy(model: Path, urls: list[str], token: str | None, parallel: int = DEFA
            timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[DeployResult]:
     """Push `model` to every server, `parallel` at a time: a DeployResult per host as each finishes.
     A model that is not a readable .tflite is a one-line EdgeclsError before anything is sent."""
-    if parallel < 1:
-        raise EdgeclsError(f"--parallel must be at least 1, got {parallel}")
+    check_bound("--parallel", parallel)
     content = read_model_bytes(Path(model))
     sha = sha256_bytes(content)
     for _, result in fan_out(urls, lambda url: push(url, content, sha, token, timeout), parallel):

@@ -7,6 +7,8 @@
   Ctrl-C does the same, then exits 130.
 - SIGHUP (systemd's reload): reload the model file from disk, checked like an upload.
 - --watch: the same when the model (or --labels) file changes.
+- --source: the live mode (edgecls.serve.live) starts once the model is ready; SIGTERM first ends its
+  event streams (they never end by themselves), then the drain, then the loop and MQTT stop.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import uvicorn
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.serve.app import create_app
 from edgecls.serve.auth import load_token
+from edgecls.serve.events import QuietCutOff
 from edgecls.serve.limits import set_pixel_limit
+from edgecls.serve.live import LiveMode, live_routes
 from edgecls.serve.options import ServeOptions
 from edgecls.serve.protocol import guarded_protocol
 from edgecls.serve.service import Service
@@ -49,10 +53,14 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
     set_pixel_limit(options.max_pixels)  # this process's decoded-pixel cap (Pillow's, as predict's)
     service = Service(options, token, log)
     server: Any = None  # the uvicorn server, made below (the lifespan asks it to stop)
+    # Here, so that a bad --source or --mqtt is a one-line error before the port is taken.
+    live = LiveMode(service, options) if options.live is not None else None
 
     async def load_first_model() -> None:
         if await asyncio.to_thread(service.load_first_model):
-            log(f"ready: POST {url}/v1/classify")
+            log(f"ready: POST {url}/v1/classify, the page at {url}/")
+            if live is not None:
+                live.start(asyncio.get_running_loop())
         else:  # run() ends with the reason as its error line
             server.should_exit = True
 
@@ -81,6 +89,8 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
             loop.remove_signal_handler(signal.SIGHUP)
             for task in tasks:
                 task.cancel()
+            if live is not None:
+                await asyncio.to_thread(live.stop)
             cancelled = await asyncio.to_thread(service.stop, POOL_STOP_S)
             if cancelled:
                 log(f"{cancelled} queued classification{'s' if cancelled != 1 else ''} cancelled at shutdown")
@@ -88,8 +98,9 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
     listener = bind(options.host, options.port)
     host, port = listener.getsockname()[:2]
     url = f"{options.scheme}://{_url_host(host)}:{port}"
+    routes = live.routes() if live is not None else live_routes(None, None)
     config = uvicorn.Config(
-        create_app(service, lifespan), interface="asgi3", lifespan="on", log_config=None,
+        create_app(service, lifespan, routes), interface="asgi3", lifespan="on", log_config=None,
         http=guarded_protocol(options.header_timeout_s, options.max_connections),  # type: ignore[arg-type]
         access_log=options.access_log, timeout_keep_alive=KEEP_ALIVE_S, server_header=False,
         timeout_graceful_shutdown=options.grace_s,  # type: ignore[arg-type]  (a float works: asyncio.timeout)
@@ -100,7 +111,7 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
         listener.close()
         raise EdgeclsError(f"cannot use --tls-cert/--tls-key: {first_line(exc)}") from None
     _route_uvicorn_logs(options.access_log)
-    server = _Server(config, options.grace_s, log)
+    server = _Server(config, options.grace_s, log, on_exit=live.closing if live is not None else None)
     auth = "a token required on every route but /healthz" + ("" if not options.metrics_public else " and /metrics") \
         if service.auth.enabled else "no token"
     log(f"listening on {url} ({auth}; {options.interpreters} interpreter{'s' if options.interpreters != 1 else ''}, "
@@ -153,6 +164,7 @@ def _route_uvicorn_logs(access_log: bool) -> None:
     """uvicorn's warnings and errors (and, with --access-log, one line per request) as edgecls log lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("edgecls: %(message)s"))
+    handler.addFilter(QuietCutOff())
     for name, level in (("uvicorn.error", logging.WARNING), ("uvicorn.access", logging.INFO)):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
@@ -163,13 +175,17 @@ def _route_uvicorn_logs(access_log: bool) -> None:
 class _Server(uvicorn.Server):
     """uvicorn's server, saying when and why it stops."""
 
-    def __init__(self, config: uvicorn.Config, grace_s: float, log: Callable[[str], None]):
+    def __init__(self, config: uvicorn.Config, grace_s: float, log: Callable[[str], None],
+                 on_exit: Callable[[], None] | None = None):
         super().__init__(config)
         self.grace_s = grace_s
         self.log = log
+        self.on_exit = on_exit  # the live mode's: end the event streams, which never finish by themselves
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if not self.should_exit:
             self.log(f"{signal.Signals(sig).name}: no new connections; finishing the requests in flight (up to "
                      f"{self.grace_s:g} s, --grace-s)")
+            if self.on_exit is not None:
+                self.on_exit()
         super().handle_exit(sig, frame)

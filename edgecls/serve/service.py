@@ -8,10 +8,10 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from edgecls.console import class_rows
+from edgecls.console import class_rows, verdict_fields
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.runtime.preprocess import ImageError, PixelLimitError
 from edgecls.serve.auth import Auth
@@ -34,9 +34,10 @@ class Answer:
     queue_s: float
     decode_s: float
     invoke_s: float
+    verdict: dict[str, Any] = field(default_factory=dict)  # unknown and typicality, for a model with a rule
 
     def document(self, total_s: float) -> dict[str, Any]:
-        return {"classes": self.classes, "model": {"sha256": self.sha256, "name": self.name},
+        return {"classes": self.classes, **self.verdict, "model": {"sha256": self.sha256, "name": self.name},
                 "timings_ms": {"queue": _ms(self.queue_s), "decode": _ms(self.decode_s),
                                "invoke": _ms(self.invoke_s), "total": _ms(total_s)}}
 
@@ -115,7 +116,7 @@ class Service:
             classes = clf.classify(pixels, top_k)
             done = time.perf_counter()
             return Answer(class_rows(classes), model.sha256, model.name, started - submitted, decoded - started,
-                          done - decoded)
+                          done - decoded, verdict_fields(classes))
 
         try:
             future = self.pool.submit(task)

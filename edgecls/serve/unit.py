@@ -5,7 +5,8 @@ service runs as a dedicated user, restarts on failure, reloads the model on `sys
 (SIGHUP), stops with SIGTERM's drain, and is hardened: no new privileges, the whole file system
 read-only (ProtectSystem=strict) but for the model's folder (where deployed models are written),
 private /tmp, no capabilities, kernel and control groups protected; the `video` group for cameras.
-A token file is handed over with LoadCredential (it may stay root-only; the service reads its copy).
+A token file (and an MQTT credentials file) is handed over with LoadCredential (it may stay root-only;
+the service reads its copy).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
-from edgecls.serve.options import TOKEN_ENV, ModelSettings, ServeOptions
+from edgecls.serve.options import TOKEN_ENV, LiveOptions, ModelSettings, ServeOptions
 
 UNIT_USER = "edgecls"
 CREDENTIAL = "edgecls-token"  # the token file's name in the service's credentials folder (%d)
@@ -34,6 +35,10 @@ _FLAGS = {
 }
 _SETTING_FLAGS = {"labels": "--labels", "resize": "--resize", "fit": "--fit", "input_range": "--input-range",
                   "threads": "--threads", "backend": "--backend"}
+_LIVE_FLAGS = {"every": "--every", "fps": "--fps", "top_k": "--top-k", "on_change": "--on-change",
+               "min_stable": "--min-stable", "loop": "--loop", "capture": "--capture", "timeout": "--timeout",
+               "reconnect": "--reconnect", "frame_max_side": "--frame-max-side"}
+MQTT_CREDENTIAL = "edgecls-mqtt"  # the MQTT credentials file's name in the credentials folder
 
 
 def edgecls_command() -> list[str]:
@@ -57,7 +62,24 @@ def serve_arguments(options: ServeOptions) -> list[str]:
         value = getattr(options, field.name)
         if flag is not None and value != getattr(defaults, field.name):
             arguments += _flag(flag, value)
+    if options.live is not None:
+        arguments += ["--source", live_source(options.live.source)]
+        live_defaults = LiveOptions(source=options.live.source)
+        for name, flag in _LIVE_FLAGS.items():
+            value = getattr(options.live, name)
+            if value != getattr(live_defaults, name):
+                arguments += _flag(flag, value)
+    if options.mqtt is not None:
+        arguments += ["--mqtt", options.mqtt.url] + ([] if options.mqtt.ca_file is None else
+                                                     ["--mqtt-ca", str(options.mqtt.ca_file)])
     return arguments
+
+
+def live_source(source: str) -> str:
+    """--source as the service must get it: a video file's path made absolute (a unit runs in /)."""
+    if source == "camera" or source.startswith("camera:") or "://" in source:
+        return source
+    return str(Path(source).absolute())
 
 
 def _flag(flag: str, value: object) -> list[str]:
@@ -79,7 +101,10 @@ def systemd_unit(options: ServeOptions) -> str:
     credentials = []
     if options.token_file is not None:
         command += ["--token-file", f"%d/{CREDENTIAL}"]
-        credentials = [f"LoadCredential={CREDENTIAL}:{_quoted(str(options.token_file))}"]
+        credentials.append(f"LoadCredential={CREDENTIAL}:{_quoted(str(options.token_file))}")
+    if options.mqtt is not None and options.mqtt.credentials_file is not None:
+        command += ["--mqtt-credentials", f"%d/{MQTT_CREDENTIAL}"]
+        credentials.append(f"LoadCredential={MQTT_CREDENTIAL}:{_quoted(str(options.mqtt.credentials_file))}")
     folder = options.model.parent
     privileged = 0 < options.port < PRIVILEGED_PORTS
     capabilities = ["AmbientCapabilities=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE"] \
@@ -140,6 +165,10 @@ def unit_warnings(options: ServeOptions) -> list[str]:
     if any(folder == Path(tmp) or Path(tmp) in folder.parents for tmp in ("/tmp", "/var/tmp")):
         found.append(f"the service has a private /tmp (PrivateTmp=yes) and will not see {folder}: put the model in "
                      "a folder of its own, e.g. /var/lib/edgecls")
+    source = None if options.live is None else live_source(options.live.source)
+    if source is not None and source.startswith("/") and any(
+            Path(source).parent == Path(tmp) or Path(tmp) in Path(source).parents for tmp in ("/tmp", "/var/tmp")):
+        found.append(f"the service will not see the --source video {source} in its private /tmp: move it")
     executable = Path(edgecls_command()[0])
     if Path("/home") in executable.parents:
         found.append(f"the service runs as user {UNIT_USER}, which may not read {executable.parent} (home folders "

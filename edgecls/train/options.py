@@ -11,10 +11,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls.bounds import check_bound
 from edgecls.data import DEDUPE_MODES
 from edgecls.errors import EdgeclsError
 from edgecls.parsing import split_list
-from edgecls.tomlio import read_toml
+from edgecls.runtime.openset import DEFAULT_ACCEPT, RULE_CHOICES
+from edgecls.tomlio import path_from, read_toml
 
 # keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
 KERAS_BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
@@ -26,7 +28,6 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 COLORS = ("grayscale", "rgb")
 HEADS = ("linear", "mlp")  # the heads edgecls.transfer fits on a .tflite backbone
-MAX_IMG_SIZE = 512
 
 
 @dataclass
@@ -66,6 +67,11 @@ class TrainOptions:
     views: int = 1  # views per training image; measured on catsdogs (scripts/bench_transfer.py): more gained nothing
     threads: Optional[int] = None  # interpreter threads; None: the CPU count
     input_range: Optional[str] = None  # "LO,HI": what pixels 0 and 255 become for a float backbone
+    # The unknown answer (edgecls.calibrate), fitted where the .tflite is written: here for --backbone;
+    # a Keras run gets it from `edgecls export`, which takes the same options.
+    accept: float = DEFAULT_ACCEPT  # the share of validation images of known classes the rule accepts
+    unknown_data: Optional[str] = None  # a folder of images of none of the classes: they choose the rule
+    rule: str = "auto"  # auto | top | embedding | both
     # Distillation (edgecls.train.distill): a teacher .tflite labels each augmented view the student sees.
     teacher: Optional[str] = None  # a classifier .tflite with the data's classes (e.g. a --backbone run's model)
     distill_alpha: float = 0.0  # weight of the labels' loss; the teacher's gets 1 - alpha
@@ -103,7 +109,8 @@ def with_arch_defaults(o: TrainOptions) -> TrainOptions:
 
 
 DEFAULTS = TrainOptions()
-BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range")
+BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range", "accept", "unknown_data", "rule")
+EXPORT_TOO = ("accept", "unknown_data", "rule")  # a Keras run takes these at export
 TEACHER_ONLY = ("distill_alpha", "distill_temperature", "unlabeled")
 _TYPES = {f.name: f.type for f in fields(TrainOptions)}
 
@@ -138,6 +145,7 @@ def read_config(path: Path) -> dict[str, Any]:
         raw = {**raw, **{key: older[key] for key in TRANSFER_TABLE_OPTIONS if key in older}}
     values: dict[str, Any] = {}
     for key, value in raw.items():
+        value = path_from(value)  # a path that is not UTF-8, as config.toml writes it
         name = key.replace("-", "_")
         if name not in _TYPES:
             if isinstance(value, dict):  # other tables (e.g. [versions] written back by a run)
@@ -181,7 +189,12 @@ def validate(o: TrainOptions) -> None:
 
     stray = [name for name in BACKBONE_ONLY if o.backbone is None and getattr(o, name) != getattr(DEFAULTS, name)]
     if stray:
-        bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite")
+        where = " (a Keras run takes it at export: edgecls export RUN ...)" if stray[0] in EXPORT_TOO else ""
+        bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite{where}")
+    if o.rule not in RULE_CHOICES:
+        bad(f"unknown rule {o.rule!r}: use one of {', '.join(RULE_CHOICES)}")
+    if not 0.5 <= o.accept < 1.0:
+        bad(f"--accept must be at least 0.5 and below 1 (got {o.accept})")
     stray = [name for name in TEACHER_ONLY if o.teacher is None and getattr(o, name) != getattr(DEFAULTS, name)]
     if stray:
         bad(f"--{stray[0].replace('_', '-')} needs --teacher MODEL.tflite")
@@ -198,28 +211,13 @@ def validate(o: TrainOptions) -> None:
         bad(f"unknown --dedupe {o.dedupe!r}: use one of {', '.join(DEDUPE_MODES)}")
     if o.color is not None and o.color not in COLORS:
         bad(f"unknown colour mode {o.color!r}: use grayscale or rgb")
-    if o.epochs < 1:
-        bad(f"--epochs must be at least 1 (got {o.epochs})")
-    if o.img_size is not None and not 8 <= o.img_size <= MAX_IMG_SIZE:
-        bad(f"--img-size must be between 8 and {MAX_IMG_SIZE} pixels (got {o.img_size})")
-    if o.batch_size < 1:
-        bad(f"--batch-size must be at least 1 (got {o.batch_size})")
-    if o.lr is not None and not (math.isfinite(o.lr) and o.lr > 0):
-        bad(f"--lr must be a positive finite number (got {o.lr})")
-    if not 0 <= o.seed < 2**32:  # numpy's and Keras' seeds are unsigned 32-bit
-        bad(f"--seed must be between 0 and {2**32 - 1} (got {o.seed})")
-    if o.kernel_size < 1 or o.kernel_size > 11:
-        bad(f"--kernel-size must be between 1 and 11 (got {o.kernel_size})")
-    if not 0 <= o.dropout < 1:
-        bad(f"--dropout must be in [0, 1) (got {o.dropout})")
-    if not 0 <= o.label_smoothing < 1:
-        bad(f"--label-smoothing must be in [0, 1) (got {o.label_smoothing})")
-    if o.patience is not None and o.patience < 0:
-        bad(f"--patience must be 0 or more (got {o.patience})")
-    for name in ("val_fraction", "test_fraction"):
-        value = getattr(o, name)
-        if not 0 < value < 0.5:
-            bad(f"--{name.replace('_', '-')} must be between 0 and 0.5 (got {value})")
+    for option, value in (("--epochs", o.epochs), ("--batch-size", o.batch_size), ("--seed", o.seed),
+                          ("--kernel-size", o.kernel_size), ("--dropout", o.dropout),
+                          ("--label-smoothing", o.label_smoothing), ("--val-fraction", o.val_fraction),
+                          ("--test-fraction", o.test_fraction), ("--img-size", o.img_size), ("--lr", o.lr),
+                          ("--patience", o.patience), ("--views", o.views)):
+        if value is not None:  # None: the dataset's or the architecture's own
+            check_bound(option, value)
     _validate_backbone(o)
     _validate_distillation(o)
     if o.activation not in ("relu", "relu6", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "leaky_relu"):
@@ -230,18 +228,16 @@ def _validate_backbone(o: TrainOptions) -> None:
     if o.alpha is not None:
         if o.arch not in WIDTH_ARCHS:
             raise EdgeclsError(f"--alpha is the width of {', '.join(WIDTH_ARCHS)}, not of {o.arch}")
-        if not 0 < o.alpha <= 2:
-            raise EdgeclsError(f"--alpha must be in (0, 2] (got {o.alpha})")
+        check_bound("--alpha", o.alpha)
     if o.weights not in WEIGHTS_CHOICES:
         if not o.is_backbone:
             raise EdgeclsError(f"--weights applies to the Keras backbones ({', '.join(KERAS_BACKBONES)}), "
                                f"not to {o.arch}")
         if not Path(o.weights).expanduser().is_file():
             raise EdgeclsError(f"--weights {o.weights!r}: use imagenet, none, or an existing weights file")
-    if o.fine_tune_epochs < 0:
-        raise EdgeclsError(f"--fine-tune-epochs must be 0 or more (got {o.fine_tune_epochs})")
-    if o.fine_tune_lr is not None and not o.fine_tune_lr > 0:
-        raise EdgeclsError(f"--fine-tune-lr must be positive (got {o.fine_tune_lr})")
+    check_bound("--fine-tune-epochs", o.fine_tune_epochs)
+    if o.fine_tune_lr is not None:
+        check_bound("--fine-tune-lr", o.fine_tune_lr)
 
 
 def _validate_distillation(o: TrainOptions) -> None:
@@ -254,18 +250,20 @@ def _validate_distillation(o: TrainOptions) -> None:
         if path.suffix.lower() != ".tflite" or not path.is_file():
             raise EdgeclsError(f"--teacher {o.teacher!r}: give an existing classifier .tflite (e.g. "
                                "RUN/export/model_uint8.tflite of a --backbone run)")
-    if not 0 <= o.distill_alpha <= 1:
-        raise EdgeclsError(f"--distill-alpha must be between 0 (the teacher only) and 1 (the labels only) "
-                           f"(got {o.distill_alpha})")
-    if not (math.isfinite(o.distill_temperature) and 0.1 <= o.distill_temperature <= 100):
-        raise EdgeclsError(f"--distill-temperature must be between 0.1 and 100 (got {o.distill_temperature})")
+    check_bound("--distill-alpha", o.distill_alpha)
+    check_bound("--distill-temperature", o.distill_temperature)
     if o.unlabeled is not None and not Path(o.unlabeled).expanduser().is_dir():
         raise EdgeclsError(f"--unlabeled {o.unlabeled!r} is not a folder of images")
-    if not (math.isfinite(o.mixup) and 0 <= o.mixup <= 10):
-        raise EdgeclsError(f"--mixup must be between 0 (off) and 10 (got {o.mixup})")
+    check_bound("--mixup", o.mixup)
     if o.mixup and o.backbone is not None:
         raise EdgeclsError("--mixup mixes the training views of a Keras model: it does not apply with --backbone")
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:
-    return dataclasses.asdict(o)
+    """The options as config.toml records them; a Keras run leaves out the unknown answer's (its export
+    fits that, with its own options)."""
+    table = dataclasses.asdict(o)
+    if o.backbone is None:
+        for key in EXPORT_TOO:
+            table.pop(key)
+    return table

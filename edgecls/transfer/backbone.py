@@ -17,8 +17,18 @@ from typing import Any, Optional
 
 from edgecls.errors import EdgeclsError
 from edgecls.runtime import ModelFileError, read_metadata
-from edgecls.runtime.model import read_model_bytes
-from edgecls.transfer.graph import dtype_name, has_data, load_model, op_name, producers, quant_params, tensor_name
+from edgecls.runtime.interpreter import create_interpreter, find_backend
+from edgecls.runtime.model import check_image_input, read_model_bytes
+from edgecls.transfer.graph import (
+    dtype_name,
+    has_data,
+    ints,
+    load_model,
+    op_name,
+    producers,
+    quant_params,
+    tensor_name,
+)
 
 PASS_THROUGH = {"SOFTMAX", "RESHAPE", "SQUEEZE", "QUANTIZE", "DEQUANTIZE"}
 IMAGE_TYPES = ("float32", "uint8", "int8")
@@ -71,17 +81,27 @@ def open_backbone(path: str | Path, embedding_tensor: Optional[str] = None) -> B
     """Read and check a backbone .tflite and find its embedding. One-line errors (exit 2)."""
     path = Path(path)
     try:
-        content = read_model_bytes(path)  # the device runtime's reading and file checks
-        model = load_model(content, path.name)
+        from edgecls.calibrate.graph import plain_bytes  # here: calibrate.graph imports this module
+
+        file_content = read_model_bytes(path)  # the device runtime's reading and file checks
+        # A calibrated model (every edgecls export) is one IF around its classifier's subgraph: the
+        # classifier alone is cut and grafted (cutting the wrapper crashed LiteRT: SIGSEGV).
+        content = plain_bytes(file_content)
+        model = load_model(content, path.name)  # every index checked
+        graph = model.subgraphs[0]
+        inputs = [graph.tensors[int(i)] for i in graph.inputs]
+        if len(inputs) != 1:
+            shapes = [ints(t.shape) for t in inputs]
+            raise ModelFileError(f"{path.name}: inputs {shapes} are not one NHWC image [1, H, W, 1|3]")
+        # predict's limits (fixed size, at most MAX_INPUT_SIDE a side), before anything is allocated
+        check_image_input(ints(inputs[0].shape), ints(inputs[0].shapeSignature) or ints(inputs[0].shape),
+                          path.name)
+        # What predict and info refuse (an op no interpreter has, a graph LiteRT cannot prepare) is refused
+        # here too, naming this file: the interpreter checks the whole model, as it does for them.
+        create_interpreter(content, find_backend(), 1, path.name)
         metadata = read_metadata(content)
     except ModelFileError as exc:
         raise EdgeclsError(f"--backbone {exc}") from None
-    graph = model.subgraphs[0]
-    inputs = [graph.tensors[int(i)] for i in graph.inputs]
-    shape = inputs[0].shape if len(inputs) == 1 else None
-    if shape is None or len(shape) != 4 or int(shape[3]) not in (1, 3):
-        shapes = [list(map(int, t.shape)) if t.shape is not None else [] for t in inputs]
-        raise EdgeclsError(f"--backbone {path.name}: inputs {shapes} are not one NHWC image [1, H, W, 1|3]")
     image = inputs[0]
     if dtype_name(image) not in IMAGE_TYPES:
         raise EdgeclsError(f"--backbone {path.name}: input type {dtype_name(image)} is not float32, uint8 or int8")
@@ -106,7 +126,7 @@ def open_backbone(path: str | Path, embedding_tensor: Optional[str] = None) -> B
     except ModelFileError as exc:
         raise EdgeclsError(f"--backbone {path.name}: {exc}") from None
     embedding = Embedding(index, tensor_name(tensor), shape, dtype_name(tensor), scale, zero, reason)
-    return Backbone(path, content, hashlib.sha256(content).hexdigest(),
+    return Backbone(path, content, hashlib.sha256(file_content).hexdigest(),
                     tuple(int(d) for d in image.shape[1:]), dtype_name(image), dtype_name(output), embedding, metadata)
 
 
@@ -121,6 +141,8 @@ def find_embedding(model) -> tuple[int, str]:
         if i is None:
             break
         op = graph.operators[i]
+        if op.inputs is None or not len(op.inputs):
+            break
         name = op_name(model, op)
         if name in PASS_THROUGH:
             walked.append(name)
@@ -138,6 +160,8 @@ def _after(walked: list[str]) -> str:
 
 def _one_by_one(model, graph, op) -> bool:
     """A CONV_2D with a 1x1 kernel on a 1x1 map: a fully connected layer in disguise."""
+    if len(op.inputs) < 2 or int(op.inputs[1]) < 0:  # no weights tensor (load_model checked the indices)
+        return False
     x, w = graph.tensors[int(op.inputs[0])], graph.tensors[int(op.inputs[1])]
     if x.shape is None or w.shape is None or len(x.shape) != 4 or len(w.shape) != 4 or not has_data(model, w):
         return False

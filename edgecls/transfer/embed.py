@@ -20,6 +20,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.atomic import write_bytes_atomic
+from edgecls.errors import EdgeclsError
 from edgecls.runtime import Classifier
 
 CACHE_FORMAT = 2  # 2: keyed by the decoded pixels too (a decoder fix must not reuse old embeddings)
@@ -31,8 +32,10 @@ CROP_SCALE = (0.72, 0.86)  # of the side; 0.86 stays inside a frame turned by 8 
 class Embedder:
     """Pooled features (float32, dequantised) of uint8 images, through the cut model's one output."""
 
-    def __init__(self, cut_model: Path, num_threads: Optional[int], input_range: Optional[tuple[float, float]] = None):
+    def __init__(self, cut_model: Path, num_threads: Optional[int], input_range: Optional[tuple[float, float]] = None,
+                 name: Optional[str] = None):
         self.classifier = Classifier(cut_model, num_threads=num_threads, input_range=input_range)
+        self.name = name or self.classifier.path.name  # the backbone as the user named it, for messages
         self.spec = self.classifier.input_spec
         out = self.classifier.interpreter.get_output_details()[0]
         self._index = out["index"]
@@ -69,9 +72,16 @@ class Embedder:
         self.classifier.set_input(batch)
         self.classifier.invoke()
         raw = self.classifier.interpreter.get_tensor(self._index).reshape(len(batch), -1)
-        if not self._scale:
-            return raw.astype(np.float32)
-        return ((raw.astype(np.float32) - self._zero_point) * self._scale).astype(np.float32)
+        if self._scale:
+            return ((raw.astype(np.float32) - self._zero_point) * self._scale).astype(np.float32)
+        features = raw.astype(np.float32)
+        bad = int(np.count_nonzero(~np.isfinite(features).all(axis=1)))
+        if bad:  # a float backbone fed the wrong range overflows: a head fitted on NaN would look "collapsed"
+            low, high = self.spec.pixel_range
+            raise EdgeclsError(f"--backbone {self.name}: its embeddings are not numbers (NaN or infinite) for {bad} of "
+                               f"{len(batch)} image(s) at the input range {low:g}..{high:g}: give the range it was "
+                               "trained with (--input-range -1,1 or 0,1), or its weights are broken")
+        return features
 
 
 def augmented(images: np.ndarray, views: int, seed: int) -> Iterator[np.ndarray]:
@@ -104,13 +114,19 @@ def cut_embedder(backbone: Any, folder: Path, num_threads: Optional[int],
                  input_range: Optional[tuple[float, float]] = None) -> Embedder:
     """An Embedder of `backbone` (transfer.backbone.Backbone) cut at its embedding; the cut model is
     written to `folder` (a scratch folder the caller removes). `input_range` overrides the backbone's."""
+    from edgecls.errors import EdgeclsError
+    from edgecls.runtime import ModelFileError
     from edgecls.transfer import graph
 
     model = graph.load_model(backbone.content, backbone.path.name)
     graph.cut(model, backbone.embedding.index)
     path = Path(folder) / "backbone_cut.tflite"
     path.write_bytes(graph.serialize(model))
-    return Embedder(path, num_threads, input_range or backbone.pixel_range)
+    try:
+        return Embedder(path, num_threads, input_range or backbone.pixel_range, name=backbone.path.name)
+    except ModelFileError as exc:  # name the user's file, not this scratch copy
+        reason = str(exc).removeprefix(f"{path.name}: ")
+        raise EdgeclsError(f"--backbone {backbone.path.name}, cut at {backbone.embedding.name}: {reason}") from None
 
 
 def dataset_cache_parts(backbone: Any, embedder: Embedder, dataset: Any) -> dict[str, Any]:

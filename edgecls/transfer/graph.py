@@ -15,18 +15,21 @@ import numpy as np
 
 from edgecls.runtime import tflite_names
 from edgecls.runtime.metadata import TFLITE_IDENTIFIER, ModelFileError, check_tflite_bytes, schema
+from edgecls.runtime.model import REQUIRED_INPUTS
 
 # Metadata entries that describe the original outputs (the TFLite Support library's, with the old
 # labels) or are ours (rewritten by embed_metadata): dropped when the model is cut.
 _STALE_METADATA = {"TFLITE_METADATA", "edgecls"}
 
 # TensorType values of the schema, by numpy dtype name.
-_TYPES = {"float32": 0, "int32": 2, "uint8": 3, "int8": 9}
+_TYPES = {"float32": 0, "int32": 2, "uint8": 3, "bool": 6, "int8": 9}
 _DTYPES = {v: k for k, v in _TYPES.items()}
 
 
 def load_model(content: bytes, name: str = "model"):
-    """The ModelT of a .tflite's bytes; one-line ModelFileError for anything unreadable."""
+    """The ModelT of a .tflite's bytes, every index in it checked (check_indices); one-line
+    ModelFileError naming `name` for anything unreadable. The one reader of the backbone route:
+    what it returns can be walked by hand without an IndexError or a wrong tensor."""
     check_tflite_bytes(content, name)
     s = schema()
     try:
@@ -35,7 +38,52 @@ def load_model(content: bytes, name: str = "model"):
         raise ModelFileError(f"{name}: corrupt .tflite flatbuffer ({type(exc).__name__})") from None
     if not model.subgraphs:
         raise ModelFileError(f"{name}: the model has no subgraph")
+    check_indices(model, name)
     return model
+
+
+def check_indices(model, name: str) -> None:
+    """Refuse a model with an index that points nowhere: a tensor, buffer or opcode index out of
+    range, or -1 where the schema has no optional tensor (Python would read -1 as the last tensor).
+    LiteRT refuses such files too (`info` and `predict` say so); this says which index, and where."""
+    def refuse(what: str, value: int, count: int, kind: str) -> None:
+        valid = f" (0..{count - 1})" if count else ""
+        raise ModelFileError(f"{name}: corrupt .tflite: {what} is {value}, but the model has {count} {kind}{valid}")
+
+    buffers, opcodes = len(model.buffers or []), len(model.operatorCodes or [])
+    for g, subgraph in enumerate(model.subgraphs):
+        tensors = len(subgraph.tensors or [])
+        where = f"subgraph {g}" if g else "the graph"
+        for field in ("inputs", "outputs"):
+            for value in ints(getattr(subgraph, field)):
+                if not 0 <= value < tensors:
+                    refuse(f"an {field[:-1]} tensor index of {where}", value, tensors, "tensors")
+        for k, op in enumerate(subgraph.operators or []):
+            if not 0 <= int(op.opcodeIndex or 0) < opcodes:
+                refuse(f"the opcode index of op {k}", int(op.opcodeIndex or 0), opcodes, "opcodes")
+            for field in ("inputs", "outputs", "intermediates"):
+                code = model.operatorCodes[op.opcodeIndex]
+                required = REQUIRED_INPUTS.get(max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0)), 1)
+                for position, value in enumerate(ints(getattr(op, field))):
+                    optional = field == "inputs" and position >= required  # an absent optional input (a bias) is -1
+                    if not (0 <= value < tensors or optional and value == -1):
+                        refuse(f"{field[:-1]} {position} of op {k} ({op_name(model, op)})", value, tensors,
+                               "tensors")
+        for t, tensor in enumerate(subgraph.tensors or []):
+            if not 0 <= int(tensor.buffer or 0) < max(buffers, 1):
+                refuse(f"the buffer index of tensor {t} ({tensor_name(tensor)})", int(tensor.buffer), buffers,
+                       "buffers")
+            if any(d < 0 for d in ints(tensor.shape)) or any(d < -1 for d in ints(tensor.shapeSignature)):
+                raise ModelFileError(f"{name}: corrupt .tflite: tensor {t} ({tensor_name(tensor)}) has the shape "
+                                     f"{ints(tensor.shape)}")
+    for entry in model.metadata or []:
+        if not 0 <= int(entry.buffer or 0) < buffers:
+            refuse(f"the buffer index of metadata {_text(entry.name)!r}", int(entry.buffer), buffers, "buffers")
+
+
+def ints(values) -> list[int]:
+    """A schema vector (numpy array, list or None) as a list of Python ints."""
+    return [] if values is None else [int(v) for v in values]
 
 
 def serialize(model) -> bytes:
@@ -83,9 +131,10 @@ def has_data(model, tensor) -> bool:
 
 
 # ---------------------------------------------------------------------- cut
-def cut(model, tensor: int) -> None:
+def cut(model, tensor: int, keep_metadata: bool = False) -> None:
     """Make `tensor` the only output of subgraph 0 (in place): ops not needed for it go, and so do
-    the tensors and buffers nobody refers to any more, and the metadata about the old outputs."""
+    the tensors and buffers nobody refers to any more, and (unless `keep_metadata`: the outputs keep
+    their meaning) the metadata about the old outputs."""
     graph = model.subgraphs[0]
     made_by = producers(graph)
     keep, todo = set(), [tensor]
@@ -100,7 +149,8 @@ def cut(model, tensor: int) -> None:
     graph.outputs = np.array([tensor], dtype=np.int32)
     _drop_unused_tensors(graph)
     model.signatureDefs = []  # they name the old outputs; the interpreter needs none
-    model.metadata = [m for m in (model.metadata or []) if _text(m.name) not in _STALE_METADATA]
+    if not keep_metadata:
+        model.metadata = [m for m in (model.metadata or []) if _text(m.name) not in _STALE_METADATA]
     _drop_unused_buffers(model)
 
 
@@ -185,37 +235,39 @@ def graft(model, layers: list[Layer], output_dtype: str) -> None:
         last = n == len(layers) - 1
         name = f"edgecls_head/dense_{n}"
         if kind == "float32":
-            w = _const(model, graph, f"{name}/weights", layer.weights.astype(np.float32), "float32")
-            b = _const(model, graph, f"{name}/bias", layer.bias.astype(np.float32), "float32")
+            w = add_const(model, graph, f"{name}/weights", layer.weights.astype(np.float32), "float32")
+            b = add_const(model, graph, f"{name}/bias", layer.bias.astype(np.float32), "float32")
             out_scale = out_zero = None
         else:
             w_scale, w_q, w_zero = _quantise_weights(layer.weights, kind)
-            w = _const(model, graph, f"{name}/weights", w_q, kind, w_scale, w_zero)
+            w = add_const(model, graph, f"{name}/weights", w_q, kind, w_scale, w_zero)
             b_scale = in_scale * w_scale
             b_q = np.clip(np.rint(layer.bias / b_scale), -2**31, 2**31 - 1).astype(np.int32)
-            b = _const(model, graph, f"{name}/bias", b_q, "int32", b_scale, 0)
+            b = add_const(model, graph, f"{name}/bias", b_q, "int32", b_scale, 0)
             # XNNPACK refuses a requantisation scale (in x w / out) of 256 or more: widen the range then.
             out_scale, out_zero = _activation_params(layer.out_range, kind, min_scale=b_scale / MAX_REQUANT)
-        y = _tensor(graph, f"{name}/{'logits' if last else 'relu'}", [batch, units], kind, out_scale, out_zero, dynamic)
+        y = add_tensor(graph, f"{name}/{'logits' if last else 'relu'}", [batch, units], kind, out_scale, out_zero,
+                       dynamic)
         options = schema().FullyConnectedOptionsT()
         options.fusedActivationFunction = schema().ActivationFunctionType.RELU if layer.relu else 0
-        _op(model, graph, "FULLY_CONNECTED", _FC_VERSION[kind], [x, w, b], [y],
+        add_op(model, graph, "FULLY_CONNECTED", _FC_VERSION[kind], [x, w, b], [y],
             schema().BuiltinOptions.FullyConnectedOptions, options)
         x, in_scale = y, out_scale
     classes = int(layers[-1].weights.shape[0])
-    probs = _tensor(graph, "edgecls_head/probabilities", [batch, classes], kind,
+    probs = add_tensor(graph, "edgecls_head/probabilities", [batch, classes], kind,
                     None if kind == "float32" else _SOFTMAX_SCALE, _SOFTMAX_ZERO_POINT.get(kind), dynamic)
     options = schema().SoftmaxOptionsT()
     options.beta = 1.0
-    _op(model, graph, "SOFTMAX", _SOFTMAX_VERSION[kind], [x], [probs], schema().BuiltinOptions.SoftmaxOptions, options)
+    add_op(model, graph, "SOFTMAX", _SOFTMAX_VERSION[kind], [x], [probs], schema().BuiltinOptions.SoftmaxOptions,
+           options)
     if output_dtype != kind:  # the backbone's I/O type: uint8 <-> int8 requantise, or float out
-        final = _tensor(graph, "edgecls_head/output", [batch, classes], output_dtype,
+        final = add_tensor(graph, "edgecls_head/output", [batch, classes], output_dtype,
                         None if output_dtype == "float32" else _SOFTMAX_SCALE, _SOFTMAX_ZERO_POINT.get(output_dtype),
                         dynamic)
         if output_dtype == "float32":
-            _op(model, graph, "DEQUANTIZE", 2, [probs], [final])
+            add_op(model, graph, "DEQUANTIZE", 2, [probs], [final])
         else:
-            _op(model, graph, "QUANTIZE", 2, [probs], [final])
+            add_op(model, graph, "QUANTIZE", 2, [probs], [final])
         probs = final
     graph.outputs = np.array([probs], dtype=np.int32)
 
@@ -241,7 +293,7 @@ def _activation_params(value_range: Optional[tuple[float, float]], kind: str,
     return scale, zero
 
 
-def _tensor(graph, name: str, shape: list[int], kind: str, scale: Optional[float] = None,
+def add_tensor(graph, name: str, shape: list[int], kind: str, scale: Optional[float] = None,
             zero_point: Optional[int] = None, dynamic: bool = False, buffer: int = 0) -> int:
     s = schema()
     t = s.TensorT()
@@ -261,15 +313,15 @@ def _tensor(graph, name: str, shape: list[int], kind: str, scale: Optional[float
     return len(graph.tensors) - 1
 
 
-def _const(model, graph, name: str, values: np.ndarray, kind: str, scale: Optional[float] = None,
+def add_const(model, graph, name: str, values: np.ndarray, kind: str, scale: Optional[float] = None,
            zero_point: Optional[int] = None) -> int:
     buffer = schema().BufferT()
     buffer.data = np.frombuffer(np.ascontiguousarray(values).tobytes(), dtype=np.uint8)
     model.buffers.append(buffer)
-    return _tensor(graph, name, list(values.shape), kind, scale, zero_point, buffer=len(model.buffers) - 1)
+    return add_tensor(graph, name, list(values.shape), kind, scale, zero_point, buffer=len(model.buffers) - 1)
 
 
-def _op(model, graph, name: str, version: int, inputs: list[int], outputs: list[int],
+def add_op(model, graph, name: str, version: int, inputs: list[int], outputs: list[int],
         options_type: int = 0, options=None) -> None:
     s = schema()
     op = s.OperatorT()

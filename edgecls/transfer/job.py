@@ -18,6 +18,7 @@ import hashlib
 import platform
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -36,6 +37,8 @@ from edgecls.artifacts import (
 )
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.audit.duplicates import check_hint, dedupe_metrics, grouped_split
+from edgecls.bounds import check_bound
+from edgecls.calibrate.job import OpenSetOptions, calibrate_split
 from edgecls.data import DEDUPE_MODES, load_dataset, reuse_split
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_MIN_AGREEMENT  # the export gate's threshold (export.modes: no TensorFlow)
@@ -46,6 +49,7 @@ from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Classifier, find_backend
 from edgecls.runtime.metadata import ModelInput, ModelMetadata, ModelSource, Quantization, embed_metadata
 from edgecls.runtime.metrics import accuracy_text, classification_metrics, correct_count
+from edgecls.runtime.model import read_model_bytes
 from edgecls.train.options import DEFAULTS, HEAD_DEFAULTS, HEADS, TrainOptions
 from edgecls.train.quality import assess, quality_warnings, refuse_useless  # numpy only, like this route
 from edgecls.transfer import graph
@@ -63,8 +67,11 @@ from edgecls.transfer.embed import (
 from edgecls.transfer.head import L2_GRID, Head, HeadOptions, select_head
 
 TRANSFER_FORMAT = "edgecls.transfer/1"
-USELESS_HEAD_ADVICE = ("try another backbone (a larger one, or one trained on pictures like yours), --head mlp, "
-                       "more --epochs or --patience, or more images a class")
+def useless_head_advice(head: str) -> str:
+    """What to try when the head learned nothing: never the head already used."""
+    other = "--head mlp, " if head == "linear" else "--head linear, "
+    return (f"try another backbone (a larger one, or one trained on pictures like yours), {other}more --epochs or "
+            "--patience, or more images a class")
 RANGE_MARGIN = 0.1  # head outputs on unseen images can go a little past the training range
 # Train options that mean nothing for a head on a .tflite backbone: refused, not ignored.
 NOT_WITH_BACKBONE = ("arch", "img_size", "color", "augment", "optimizer", "kernel_size", "activation", "dropout",
@@ -96,6 +103,8 @@ class TransferOptions:
     threads: Optional[int] = None
     input_range: Optional[tuple[float, float]] = None  # what pixels 0 and 255 become for a float backbone
     cache: bool = True
+    open_set: OpenSetOptions = field(default_factory=OpenSetOptions)  # the unknown answer (edgecls.calibrate)
+    unknown_data: Optional[str] = None  # a folder of images of none of the classes
 
 
 @dataclass
@@ -132,26 +141,36 @@ class TransferResult:
         return quality_warnings(self.metrics, "written because of --force")
 
 
-def train_from_options(options: TrainOptions, given: set[str], force: bool = False,
-                       reporter: Reporter = SILENT) -> TransferResult:
+def train_from_options(options: TrainOptions, given: Collection[str], force: bool = False,
+                       reporter: Reporter = SILENT, config: Optional[str] = None,
+                       from_config: Collection[str] = ()) -> TransferResult:
     """`edgecls train --backbone FILE.tflite`: the run per the command's TrainOptions; `given` names
-    the options the user set (command line or --config), as only those override the head's defaults."""
-    return train_with_backbone(options_from_train(options, given), force=force, reporter=reporter)
+    the options the user set (command line or --config), as only those override the head's defaults;
+    `from_config` those of them the --config file `config` set."""
+    return train_with_backbone(options_from_train(options, given, config, from_config), force=force,
+                               reporter=reporter)
 
 
-def options_from_train(options: TrainOptions, given: set[str]) -> TransferOptions:
-    """TransferOptions from `edgecls train`'s TrainOptions; CNN-only options given are an error."""
+def options_from_train(options: TrainOptions, given: Collection[str], config: Optional[str] = None,
+                       from_config: Collection[str] = ()) -> TransferOptions:
+    """TransferOptions from `edgecls train`'s TrainOptions; CNN-only options given are an error that
+    says where they were given (the command line or the --config file)."""
     if options.backbone is None:
         raise EdgeclsError("no --backbone FILE.tflite given")
     wrong = [name for name in NOT_WITH_BACKBONE if name in given]
     if wrong:
-        raise EdgeclsError(f"--{wrong[0].replace('_', '-')} does not apply with --backbone (the backbone fixes the "
-                           "input; the head is fitted with numpy): leave it out")
+        name = wrong[0]
+        where = (f"{name} in the config file {config}" if name in from_config
+                 else f"--{name.replace('_', '-')}")
+        with_what = "backbone in the config file" if "backbone" in from_config else "--backbone"
+        raise EdgeclsError(f"{where} does not apply with {with_what} (the backbone fixes the input; the head is "
+                           "fitted with numpy): leave it out")
     values = {name: getattr(options, name) for name in SHARED_WHEN_GIVEN if name in given}
+    open_set = OpenSetOptions(accept=options.accept, rule=options.rule, seed=options.seed, threads=options.threads)
     return TransferOptions(data=options.data, backbone=options.backbone, out=options.out,
                            embedding_tensor=options.embedding_tensor, head=options.head, views=options.views,
-                           threads=options.threads, input_range=parse_range(options.input_range),
-                           dedupe=options.dedupe, **values)
+                           threads=options.threads, input_range=parse_range(options.input_range), open_set=open_set,
+                           unknown_data=options.unknown_data, dedupe=options.dedupe, **values)
 
 
 def validate(o: TransferOptions) -> None:
@@ -159,16 +178,10 @@ def validate(o: TransferOptions) -> None:
         raise EdgeclsError(f"unknown --head {o.head!r}: use {' or '.join(HEADS)}")
     if o.dedupe is not None and o.dedupe not in DEDUPE_MODES:
         raise EdgeclsError(f"unknown --dedupe {o.dedupe!r}: use one of {', '.join(DEDUPE_MODES)}")
-    if o.views < 1:
-        raise EdgeclsError(f"--views must be at least 1 (1: the training images alone; got {o.views})")
-    for name, value, low in (("epochs", o.epochs, 1), ("batch_size", o.batch_size, 1), ("patience", o.patience, 0)):
-        if value < low:
-            raise EdgeclsError(f"--{name.replace('_', '-')} must be at least {low} (got {value})")
-    if not o.lr > 0:
-        raise EdgeclsError(f"--lr must be positive (got {o.lr})")
-    for name in ("val_fraction", "test_fraction"):
-        if not 0 < getattr(o, name) < 0.5:
-            raise EdgeclsError(f"--{name.replace('_', '-')} must be between 0 and 0.5 (got {getattr(o, name)})")
+    for option, value in (("--views", o.views), ("--epochs", o.epochs), ("--batch-size", o.batch_size),
+                          ("--patience", o.patience), ("--lr", o.lr), ("--val-fraction", o.val_fraction),
+                          ("--test-fraction", o.test_fraction), ("--seed", o.seed)):
+        check_bound(option, value)
 
 
 def default_run_dir(o: TransferOptions) -> Path:
@@ -201,7 +214,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, reporter:
     notes: list[str] = []
     with staged_dir(out, force=force) as tmp, tempfile.TemporaryDirectory(prefix="edgecls-transfer-") as scratch:
         embedder = cut_embedder(backbone, Path(scratch), options.threads, options.input_range)
-        cut_bytes = embedder.classifier.path.read_bytes()
+        cut_bytes = read_model_bytes(embedder.classifier.path)  # the capped reader, like every model read
         features, views, embed_seconds = _embeddings(embedder, backbone, dataset, split, options, reporter)
 
         y = dataset.labels
@@ -215,7 +228,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, reporter:
                  f"of {', '.join(format(t['l2'], 'g') for t in tries)}), best epoch {head.best_epoch} of "
                  f"{len(head.history)}")
         float_val = head.probabilities(features[split.val])
-        quality = assess(float_val.argmax(1), y[split.val], dataset.class_names, advice=USELESS_HEAD_ADVICE)
+        quality = assess(float_val.argmax(1), y[split.val], dataset.class_names,
+                         advice=useless_head_advice(options.head))
         # Here train is also the export: refuse before anything is written (staged_dir discards it).
         refuse_useless(quality, force, f"the head on {backbone.path.name}", reporter, verb="write")
 
@@ -223,6 +237,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, reporter:
         model_bytes, mode = _grafted(cut_bytes, backbone, head, x_train)
         model_bytes = embed_metadata(model_bytes, _metadata(dataset, embedder, mode, backbone, metadata_source,
                                                             len(x_train)))
+        model_bytes, open_set = calibrate_split(model_bytes, dataset.images, dataset.labels, split, options.open_set,
+                                                options.unknown_data, model_file_name(mode), reporter, score_test)
         model_path = Path(scratch) / model_file_name(mode)  # checked as it will be written
         model_path.write_bytes(model_bytes)
         check = _check(model_path, head, features, dataset, split, options.threads,
@@ -230,7 +246,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, reporter:
         if check["agreement"] < DEFAULT_MIN_AGREEMENT:
             notes.append(f"warning: {model_path.name} agrees with the float head on only {check['agreement']:.4f} of "
                          f"the validation and test images (< {DEFAULT_MIN_AGREEMENT}): its 8-bit head is not "
-                         "faithful to the fitted one (try --head linear; please report it)")
+                         "faithful to the fitted one ("
+                         + ("try --head linear; " if options.head != "linear" else "") + "please report it)")
 
         if score_test:
             metrics = classification_metrics(head.probabilities(features[split.test]), y[split.test],
@@ -250,6 +267,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, reporter:
                      "total": round(time.perf_counter() - started, 2)},
             threads=embedder.classifier.num_threads,
             collapsed=quality["collapsed"], warnings=quality["warnings"], quality=quality,
+            openset=open_set,
         )
         if pyplot() is None:  # a device install: the run is complete without its curves
             notes.append(f"{CURVES_FILE} not drawn: matplotlib is not installed here (pip install matplotlib)")
@@ -323,7 +341,7 @@ def _grafted(cut_bytes: bytes, backbone: Backbone, head: Head, x_train: np.ndarr
         low, high = float(y.min()), float(y.max())
         span = (high - low) * RANGE_MARGIN
         layers.append(graph.Layer(w, b, relu=n < len(head.layers) - 1, out_range=(low - span, high + span)))
-    model = graph.load_model(cut_bytes)
+    model = graph.load_model(cut_bytes, backbone.path.name)
     kind = backbone.embedding.dtype
     output = backbone.output_dtype if kind != "float32" else "float32"
     graph.graft(model, layers, output)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from edgecls.errors import EdgeclsError
+from edgecls.bounds import check_bound
 
 DEFAULT_PARALLEL = 4  # devices reached at once: 500 hosts must not start 500 ssh processes
 Item = TypeVar("Item")
@@ -14,8 +14,7 @@ Result = TypeVar("Result")
 
 
 def check_parallel(parallel: int) -> int:
-    if parallel < 1:
-        raise EdgeclsError(f"--parallel must be at least 1 (got {parallel})")
+    check_bound("--parallel", parallel)  # edgecls.bounds: at least 1, and not 10**9 threads
     return parallel
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from edgecls.errors import EdgeclsError
+from edgecls.files import FileTooLargeError, read_capped
 
 _TARGET = re.compile(r"^(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?(?P<host>[A-Za-z0-9_.%-]+|\[[0-9A-Fa-f:.]+\])"
                      r"(?::(?P<port>\d{1,5}))?$")
@@ -25,12 +26,17 @@ class Target:
         return re.sub(r"[^A-Za-z0-9._@-]+", "_", self.spec).strip("_") or "device"
 
 
+MAX_HOSTS_BYTES = 1 << 20  # a hosts file of a few thousand lines; this only stops /dev/zero
+
+
 def parse_targets(text: str, option: str = "--remote") -> list[Target]:
     """'pi@pi5,pi4:2222' or '@hosts.txt' (one a line, # comments) -> targets. One-line errors naming `option`."""
     if text.startswith("@"):
         path = Path(text[1:]).expanduser()
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = read_capped(path, MAX_HOSTS_BYTES).decode("utf-8", "replace").splitlines()
+        except FileTooLargeError:
+            raise EdgeclsError(f"the hosts file {path} is larger than {MAX_HOSTS_BYTES} bytes") from None
         except OSError as exc:
             raise EdgeclsError(f"cannot read the hosts file {path}: {exc.strerror or exc}") from None
         specs = [line.split("#", 1)[0].strip() for line in lines]

@@ -77,7 +77,7 @@ MODEL_CASES = [
     (
         "metadata pixel_range NaN",
         lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"input": {"pixel_range": [NaN, 255]}}'),
-        "two finite, distinct numbers",
+        "NaN is not a JSON number",
     ),
 ]
 
