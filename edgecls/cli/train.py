@@ -203,22 +203,21 @@ def train(
     # --- distillation: a teacher .tflite labels every training view (edgecls.train.distill)
     teacher: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_DISTILL, metavar="MODEL.tflite",
-        help="A classifier .tflite with the data's classes (e.g. a --backbone run's model): it labels each "
-             "training view the student sees, on the fly")] = None,
+        help="A classifier .tflite with the data's classes: it labels each training view, on the fly")] = None,
     distill_alpha: Annotated[float, typer.Option(
         rich_help_panel=_DISTILL,
-        help="Weight of the labels in the loss (the teacher's: 1 - alpha)",
+        metavar="W", help="The labels' share of the loss",
     )] = _D.distill_alpha,
     distill_temperature: Annotated[float, typer.Option(
         rich_help_panel=_DISTILL, metavar="T",
-        help="Softens both sides' probabilities in the teacher's term",
+        help="Softens both probabilities",
     )] = _D.distill_temperature,
     unlabeled: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_DISTILL, metavar="FOLDER",
-        help="Pictures only the teacher labels (training only; copies of val/test pictures left out)")] = None,
+        help="Pictures only the teacher labels")] = None,
     mixup: Annotated[float, typer.Option(
         rich_help_panel=_DISTILL, metavar="A",
-        help="Mix pairs of training views, Beta(A, A) weights (labels too); 0: off")] = _D.mixup,
+        help="Mix view pairs, Beta(A, A)")] = _D.mixup,
     # --- output
     out: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_OUTPUT, help="Run directory to create",
