@@ -247,7 +247,8 @@ class VerdictColumns:
     def cells(self, result: Any) -> list[tuple[str, str | None]]:
         if not self.enabled:
             return []
-        return [(answer_text(result), "yellow" if result.unknown else None), (f"{result.typicality:.3f}", None)]
+        typical = "—" if result.typicality is None else f"{result.typicality:.3f}"
+        return [(answer_text(result), "yellow" if result.unknown else None), (typical, None)]
 
     def blank(self) -> list[tuple[str, str | None]]:
         return [("", None)] * len(self.widths)

@@ -25,7 +25,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 SSHD = "/usr/sbin/sshd"
-DEVICE_REQUIREMENTS = ("numpy", "pillow", "typer", "rich", "flatbuffers", "ai-edge-litert")
+
+
+def device_requirements() -> tuple[str, ...]:
+    """The distributions a plain `pip install edgecls` installs here: edgecls' requirements without an
+    extra, read from its installed metadata (pyproject.toml), so a new dependency reaches the device."""
+    from packaging.requirements import Requirement
+
+    found = []
+    for text in metadata.requires("edgecls") or []:
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            found.append(requirement.name)
+    return tuple(found)
 
 
 def free_port() -> int:
@@ -139,9 +151,11 @@ def _requirements(name: str, seen: dict[str, metadata.Distribution]) -> None:
         _requirements(requirement.name, seen)
 
 
-def repack_wheels(folder: Path, names=DEVICE_REQUIREMENTS) -> Path:
-    """Wheels of the installed distributions `names` need (recursively), in `folder`."""
+def repack_wheels(folder: Path, names: tuple[str, ...] | None = None) -> Path:
+    """Wheels of the installed distributions `names` (default: edgecls' own requirements) need
+    (recursively), in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
+    names = device_requirements() if names is None else names
     found: dict[str, metadata.Distribution] = {}
     for name in names:
         _requirements(name, found)

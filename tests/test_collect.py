@@ -39,6 +39,19 @@ def model(tmp_path_factory) -> Path:
     return out
 
 
+def plain_reference(folder: Path) -> Path:
+    """The reference classifier without its unknown rule (the graph calibrate wrapped, the metadata
+    without "openset"): a model as an install before the field loop made it."""
+    from edgecls.calibrate.graph import plain_bytes
+    from edgecls.runtime.metadata import embed_metadata, read_metadata
+
+    meta = read_metadata(REFERENCE.read_bytes())
+    meta.pop("openset")
+    path = folder / "plain.tflite"
+    path.write_bytes(embed_metadata(plain_bytes(REFERENCE.read_bytes()), meta))
+    return path
+
+
 def digit(name: str = "7") -> np.ndarray:
     return digit_frame(name, SIDE)
 
@@ -130,7 +143,8 @@ def test_bad_rules_are_one_line_errors(model, cli, tmp_path, rule):
 def test_collect_options_without_a_folder_and_unknown_without_a_rule_are_refused(cli, tmp_path):
     done = cli("predict", REFERENCE, IMAGES / "1", "--collect-when", "unknown")
     assert done.code == 2 and "need --collect DIR" in done.err
-    done = cli("predict", REFERENCE, IMAGES / "1", "--collect", tmp_path / "inbox", "--collect-when", "unknown")
+    done = cli("predict", plain_reference(tmp_path), IMAGES / "1", "--collect", tmp_path / "inbox",
+               "--collect-when", "unknown")
     assert done.code == 2 and "has no unknown rule" in done.err
 
 
@@ -193,7 +207,9 @@ def test_disagree_keeps_what_a_second_model_answers_otherwise(model, cli, tmp_pa
     from edgecls.calibrate.graph import find_tail
     from edgecls.transfer.graph import load_model, producers, serialize
 
-    graph = load_model(REFERENCE.read_bytes())
+    plain = plain_reference(tmp_path)
+    meta = read_metadata(plain.read_bytes())
+    graph = load_model(plain.read_bytes())
     sub = graph.subgraphs[0]
     last = sub.operators[producers(sub)[find_tail(graph).logits]]  # the FULLY_CONNECTED that makes the logits
     buffer = graph.buffers[sub.tensors[int(last.inputs[1])].buffer]

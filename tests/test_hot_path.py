@@ -34,7 +34,14 @@ def _same_as_general_path(clf: Classifier) -> None:
             assert [np.float64(c.score).tobytes() for c in clf.classify(pixels, top_k=k)] == \
                 [np.float64(c.score).tobytes() for c in general]
     many = [p.classes for p in clf.classify_many(images, top_k=2, workers=2)]
-    assert many == [tuple(clf.classify(p, top_k=2)) for p in images]
+    single = [tuple(clf.classify(p, top_k=2)) for p in images]
+    if clf.output_step or clf.max_batch == 1:  # 8-bit outputs, or one image an invoke: the very same values
+        assert many == single
+    else:  # a float model run on a batch of 32: its kernels may round the last bit otherwise (the calibrated
+        # reference float32 does on 6 of these 26 images), never the classes
+        assert [[c.index for c in row] for row in many] == [[c.index for c in row] for row in single]
+        assert np.allclose([[c.score for c in row] for row in many], [[c.score for c in row] for row in single],
+                           rtol=1e-6, atol=1e-7)
     assert [p.classes for p in clf.classify_many(images[:1], workers=2)] == [tuple(clf.classify(images[0]))]
     if clf.max_batch > 1:  # after a batch (the input resized), a single image again
         clf.probabilities(np.stack(images[:5]))
