@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -176,7 +177,7 @@ def test_a_distilled_run_records_its_teacher_and_is_deterministic(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_time_limit_stops_training_after_the_epoch_that_passes_it(tmp_path):
+def test_a_time_limit_stops_training_and_says_so(tmp_path):
     pytest.importorskip("tensorflow")
     from edgecls.train.job import train
     from edgecls.train.options import resolve_options
@@ -185,6 +186,25 @@ def test_a_time_limit_stops_training_after_the_epoch_that_passes_it(tmp_path):
                    score_test=False)
     assert result.epochs_run == 1 and result.metrics["stopped_for_time"]
     assert result.test_accuracy is None and "held back" in result.summary()
+
+
+def test_the_time_limit_stops_before_an_epoch_that_would_not_end_in_time(monkeypatch):
+    """The epoch just run estimates the next: with 10 s and 4 s epochs, two run (the third would end at 12 s)."""
+    keras = pytest.importorskip("keras")
+    import edgecls.train.job as job
+
+    now = [100.0]
+    monkeypatch.setattr(job.time, "perf_counter", lambda: now[0])
+    clock = job._TimeLimit(keras, 10.0)
+    model = SimpleNamespace(stop_training=False)
+    clock._model = model
+    ended = 0
+    while not model.stop_training:
+        clock.on_epoch_begin(ended)
+        now[0] += 4.0
+        clock.on_epoch_end(ended)
+        ended += 1
+    assert ended == 2 and clock.stopped and now[0] <= 110.0
 
 
 def test_width_scales_the_from_scratch_cnns():

@@ -114,8 +114,8 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
 
     For a caller that compares runs (edgecls.search): `split` is a split.json document to train on instead
     of making one (checked against the data), `score_test=False` leaves the test split unread (its figures
-    come after the caller's choice), and `time_limit_s` stops fitting after the epoch that passes it (the
-    best epoch's weights are kept)."""
+    come after the caller's choice), and `time_limit_s` stops fitting before an epoch that would pass it
+    (the best epoch's weights are kept)."""
     if options.backbone is not None:  # that run is edgecls.transfer.job's (no Keras model to fit)
         raise EdgeclsError("a .tflite --backbone is trained by edgecls.transfer.job.train_from_options, "
                            "not the CNN route")
@@ -184,6 +184,7 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
         start = time.perf_counter()
         history: dict[str, list] = {}
         phases = training_phases(options)
+        stopped_for_time = False
         for phase in phases:
             if phase.freeze is not None:
                 from edgecls.train.backbones import set_frozen
@@ -193,9 +194,12 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
                     + (f", the top {unfrozen} backbone layers trainable (batch norm frozen)" if unfrozen
                        else ", the backbone frozen"))
             limit = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
-            _fit_phase(keras, strategy, trainer, model, phase, options, train_data, val_data, steps, bn_images, tmp,
-                       history, reporter, loss=taught.loss(options, n_classes) if taught else None,
-                       metrics=[taught.accuracy(n_classes)] if taught else None, time_limit_s=limit)
+            stopped_for_time = _fit_phase(
+                keras, strategy, trainer, model, phase, options, train_data, val_data, steps, bn_images, tmp, history,
+                reporter, loss=taught.loss(options, n_classes) if taught else None,
+                metrics=[taught.accuracy(n_classes)] if taught else None, time_limit_s=limit)
+            if stopped_for_time:
+                break  # no time for a later phase either
         seconds = time.perf_counter() - start
 
         val_probs = predict_probabilities(model, tf, dataset, split.val, options.batch_size)
@@ -207,7 +211,7 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
         metrics["val_accuracy"] = float(np.mean(val_probs.argmax(1) == dataset.labels[split.val]))
         if taught is not None:
             metrics["distillation"] = taught.record(tf, dataset, split.val, val_probs, seconds)
-        if time_limit_s is not None and seconds > time_limit_s:
+        if stopped_for_time:
             metrics["stopped_for_time"] = {"limit_s": round(time_limit_s, 1)}
         quality = assess(val_probs.argmax(1), dataset.labels[split.val], dataset.class_names)
         watched = history.get("val_loss", [])
@@ -339,8 +343,9 @@ def train_steps(train_images: int, batch_size: int) -> int:
 
 def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOptions, train_data, val_data,
                steps: int, bn_images: np.ndarray, tmp: Path, history: dict[str, list], reporter: Reporter,
-               loss: Any = None, metrics: Optional[list] = None, time_limit_s: Optional[float] = None) -> None:
-    """Fit one phase, appending its epochs to `history` (and history.csv as it goes).
+               loss: Any = None, metrics: Optional[list] = None, time_limit_s: Optional[float] = None) -> bool:
+    """Fit one phase, appending its epochs to `history` (and history.csv as it goes). True when
+    `time_limit_s` stopped it.
 
     A later phase that never beats the earlier best validation loss is undone: its start
     weights (the earlier best) are put back.
@@ -372,8 +377,9 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
                 verbose=0,
             ),
         ]
-    if time_limit_s is not None:
-        callbacks.append(_TimeLimit(keras, time_limit_s))
+    clock = _TimeLimit(keras, time_limit_s) if time_limit_s is not None else None
+    if clock is not None:
+        callbacks.append(clock)
     fitted = trainer.fit(train_data, validation_data=val_data, epochs=done + phase.epochs, initial_epoch=done,
                          steps_per_epoch=steps,
                          # progress bars only on a terminal: a log file gets one line per epoch
@@ -386,18 +392,26 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     if before is not None and options.patience and min(fitted.history.get("val_loss") or [np.inf]) >= earlier_best:
         model.set_weights(before)
         reporter(f"Phase {phase.name} did not lower the validation loss: kept the weights of the phase before")
+    return clock is not None and clock.stopped
 
 
 def _TimeLimit(keras, seconds: float):
-    """A callback that stops fitting after the epoch that ends past `seconds` from now."""
+    """A callback that stops fitting before an epoch that would end past `seconds` from now (the epoch
+    just run is the estimate of the next; the first epoch always runs)."""
     class TimeLimit(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.until = time.perf_counter() + seconds
+            self.started = time.perf_counter()
+            self.stopped = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            if time.perf_counter() > self.until:
-                self.model.stop_training = True
+            now = time.perf_counter()
+            if now + (now - self.started) > self.until:
+                self.model.stop_training = self.stopped = True
 
     return TimeLimit()
 
