@@ -93,6 +93,7 @@ BOUNDS: dict[str, Bound] = {
     "--header-timeout-s": Bound(0, 3_600, "an hour", open_low=True),
     "--body-timeout-s": Bound(0, DAY_S, "a day", open_low=True),
     "--grace-s": Bound(0, 3_600, "an hour"),
+    "--drift-window": Bound(1, 1_000_000, "answers held in memory, a few bytes each"),
     # serve --source (the live service)
     "--min-stable": Bound(1, 100_000, "frames a new class must hold before it is a change"),
     "--frame-max-side": Bound(16, 8_192, "pixels a side of the frame /v1/frame.jpg sends (predict's input limit)"),

@@ -85,10 +85,11 @@ def predict(
                             resize=resize, fit=fit, open_set=unknown)
     collector = None
     if any(v is not None for v in (collect, collect_when, collect_max_mb, collect_reserve_mb, shadow, shadow_every)):
-        from edgecls.runtime.collect import collector_for
+        from edgecls.runtime.collect import collect_options, collector_for
 
-        collector = collector_for(classifier, collect, collect_when, collect_max_mb, collect_reserve_mb,
-                                  lambda line: print(f"edgecls: {line}", file=err, flush=True), shadow, shadow_every)
+        collector = collector_for(classifier, collect_options(collect, collect_when, collect_max_mb, collect_reserve_mb,
+                                                              shadow, shadow_every),
+                                  lambda line: print(f"edgecls: {line}", file=err, flush=True))
     if classifier.labels_note:
         print(f"edgecls: warning: {clean_text(classifier.labels_note)}", file=err)
     stream = some_image(expand_images(images))

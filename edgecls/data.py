@@ -530,17 +530,23 @@ class Split:
     test_source: str = ""  # where the test images came from, in words (the log and metrics.json say it)
     # What kept near-duplicates together (edgecls.audit.duplicates.Grouping.to_json); None: nothing did.
     dedupe: Optional[dict] = None
+    # A split taken from another run, grown by added images (edgecls.retraining); None: made here.
+    origin: Optional[dict] = None
 
     def to_json(self, dataset: Dataset, seed: int, fractions: tuple[float, float]) -> dict:
         doc = {
             "format": "edgecls.split/1", "source": dataset.source, "fingerprint": dataset.fingerprint,
             "seed": seed, "val_fraction": fractions[0], "test_fraction": fractions[1],
             "train": self.train.tolist(), "val": self.val.tolist(), "test": self.test.tolist(),
+            # what the held-out parts are, by content: another run's parts compare equal when they are the same
+            "digests": {part: part_digest(dataset.images, getattr(self, part)) for part in ("val", "test")},
         }
         if dataset.paths is not None:
             doc["test_files"] = [dataset.paths[i] for i in self.test]
         if self.dedupe is not None:
             doc["dedupe"] = self.dedupe
+        if self.origin is not None:
+            doc["from"] = self.origin
         return doc
 
     def part_of(self, count: int) -> np.ndarray:
@@ -683,6 +689,18 @@ def reuse_split(doc: dict, dataset: Dataset) -> Split:
     found.test_source = doc.get("test_source") or f"{len(found.test)} images of the given split"
     found.dedupe = doc.get("dedupe")
     return found
+
+
+def image_digests(images: np.ndarray) -> list[str]:
+    """The SHA-256 of each image's pixels (uint8, as decoded at the run's size and colour): what says two
+    splits hold the same images, whatever files or indices they came from."""
+    return [hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest() for image in images]
+
+
+def part_digest(images: np.ndarray, indices: np.ndarray) -> str:
+    """One digest of a split part's content: the SHA-256 of its images' sorted digests (order-free)."""
+    digests = sorted(image_digests(np.asarray(images[np.asarray(indices, dtype=np.int64)])))
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 def _digest(*arrays: np.ndarray) -> str:

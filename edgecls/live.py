@@ -66,10 +66,10 @@ def predict_stream(
                             resize=resize, fit=fit, open_set=unknown)
     collector, observe, asked = None, None, top_k
     if any(v is not None for v in (collect, collect_when, collect_max_mb, collect_reserve_mb, shadow, shadow_every)):
-        from edgecls.runtime.collect import collector_for
+        from edgecls.runtime.collect import collect_options, collector_for
 
-        collector = collector_for(classifier, collect, collect_when, collect_max_mb, collect_reserve_mb, log, shadow,
-                                  shadow_every)
+        collector = collector_for(classifier, collect_options(collect, collect_when, collect_max_mb, collect_reserve_mb,
+                                                              shadow, shadow_every), log)
         asked = max(top_k, 2) if collector is not None and collector.needs_two else top_k
 
         def observe(result: FramePrediction, frame: Any) -> None:

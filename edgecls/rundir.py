@@ -98,10 +98,29 @@ class RunDir:
         if self._loaded is None:
             from edgecls.data import split_data
 
-            self._loaded = split_data(self._dataset or self.data, self.img_size, self.color, self.labels,
+            data = self._dataset or self.data
+            if self.added:  # a run trained with --from RUN --add: its data, then the folders it added
+                from edgecls.retraining import load_grown
+
+                data = load_grown(self.data, self.added, self.img_size, self.color, self.labels)
+            self._loaded = split_data(data, self.img_size, self.color, self.labels,
                                       self.record.split if self.record is not None else None, self.seed,
                                       str(self.run_dir / LABELS_FILE) if self.run_dir else "the model")
         return self._loaded
+
+    @property
+    def added(self) -> list[str]:
+        """The folders of new images a `train --from RUN --add` run added to its data, in order ([]: none)."""
+        return list(self.record.config.train.get("add") or []) if self.record is not None else []
+
+    def negatives(self) -> Optional[np.ndarray]:
+        """The images of the unknown/ sub-folders of the folders this run added (negatives for the unknown
+        answer's rule, as --unknown-data's), at the model's size and colour; None without any."""
+        if not self.added:
+            return None
+        from edgecls.retraining import negative_files, read_negatives
+
+        return read_negatives(negative_files(self.added, self.labels), self.img_size, self.color, self.seed)
 
     def dataset(self):
         return self.data_and_split()[0]

@@ -251,12 +251,15 @@ def _mutate(source: Path, target: Path, change: Callable[[Any, Any], None]) -> N
 
 
 def _op(model, name: str):
+    """The ops named `name` in every subgraph: an exported model is calibrated, its subgraph 0 one IF
+    around the classifier's subgraph (runtime/openset.py)."""
     from edgecls.runtime import tflite_names
 
-    for op in model.subgraphs[0].operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if tflite_names.op_name(code.builtinCode, code.deprecatedBuiltinCode, code.customCode) == name:
-            yield op
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if tflite_names.op_name(code.builtinCode, code.deprecatedBuiltinCode, code.customCode) == name:
+                yield op
 
 
 def _set(op, field: str, k: int, value: int) -> None:
@@ -300,8 +303,12 @@ def _with_metadata(source: Path, target: Path, update: Callable[[dict], None]) -
 
 def build_fixtures(F: Path, log: Callable[[str], None]) -> None:
     """What the cases read, made once: mutated backbones, odd metadata and reports, images, labels, configs."""
+    from edgecls.calibrate.graph import plain_bytes
+
     int8, float32 = MODEL, MODEL.with_name("model_float32.tflite")
     (F / "bb").mkdir(parents=True)
+    plain = F / "bb" / "plain.tflite"  # the classifier the shipped (calibrated) reference wraps: one subgraph
+    plain.write_bytes(plain_bytes(int8.read_bytes()))
     last_fc = lambda m: list(_op(m, "FULLY_CONNECTED"))[-1]  # noqa: E731
     mutations = {
         "fc_input_1e6": lambda m, s: _set(last_fc(m), "inputs", 0, 10**6),
@@ -319,7 +326,7 @@ def build_fixtures(F: Path, log: Callable[[str], None]) -> None:
         "cycle": lambda m, s: _set(last_fc(m), "inputs", 0, int(last_fc(m).outputs[0])),
     }
     for name, change in mutations.items():
-        _mutate(int8, F / "bb" / f"{name}.tflite", change)
+        _mutate(plain, F / "bb" / f"{name}.tflite", change)
     (F / "bb" / "truncated.tflite").write_bytes(int8.read_bytes()[: len(int8.read_bytes()) // 2])
     # Numbers that are not numbers
     (F / "nan").mkdir()

@@ -52,8 +52,12 @@ def plain_reference(folder: Path) -> Path:
     return path
 
 
-def digit(name: str = "7") -> np.ndarray:
-    return digit_frame(name, SIDE)
+def digit(name: str = "7", n: int = 0) -> np.ndarray:
+    """An RGB picture of the n-th test image of digit `name` (the first: one the model gets right)."""
+    if n == 0:
+        return digit_frame(name, SIDE)
+    path = sorted((IMAGES / name).iterdir())[n]
+    return np.asarray(Image.open(path).convert("RGB").resize((SIDE, SIDE), Image.Resampling.NEAREST))
 
 
 def scene(seed: int) -> np.ndarray:

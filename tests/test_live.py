@@ -96,13 +96,14 @@ def test_table_and_csv_rows_carry_frame_time_latency_and_classes(cli, video):
     assert table.code == 0, table.err
     lines = table.out.splitlines()
     # a video file's rows say where in the video the frame is (its 10 FPS clock), not the wall clock
-    assert lines[0].split() == ["frame", "position", "ms", "score", "label"]
+    # the reference carries an unknown rule: the answer and how typical the frame is come first
+    assert lines[0].split() == ["frame", "position", "ms", "answer", "typical", "score", "label"]
     assert [line.split()[0] for line in lines[1:]] == ["0", "10"]
     assert [line.split()[1] for line in lines[1:]] == ["0:00.000", "0:01.000"]
     assert [line.split()[-1] for line in lines[1:]] == ["3", "3"]
     result = cli("predict", MODEL, "--source", video, "--csv", "--top-k", "3", "--every", "10")
     lines = result.out.splitlines()
-    assert lines[0] == "frame,time,latency_ms,rank,index,label,score" and len(lines) == 1 + 2 * 3
+    assert lines[0] == "frame,time,latency_ms,rank,index,label,score,unknown,typicality" and len(lines) == 1 + 2 * 3
     assert lines[1].startswith("0,") and lines[1].split(",")[3:6] == ["1", "3", "3"]
 
 

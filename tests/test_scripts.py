@@ -33,6 +33,7 @@ SMOKES = {
     "refusal_times.py": ((), ()),  # three refusals; fails if one imports TensorFlow first (test_bad_inputs times them)
     "bench_serve.py": ((pytest.mark.slow,), ()),  # four `edgecls serve` processes and their load
     "bench_distill.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # 20 photos a class, 2 epochs, 3 runs
+    "printed_digits.py": ((), ()),  # the README field loop's pictures: 40 written and read back
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
 SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py",

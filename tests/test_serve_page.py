@@ -119,6 +119,9 @@ def test_the_live_label_follows_the_scene(server, browser, shots):
     WebDriverWait(browser, WAIT_S).until(
         lambda d: d.execute_script("return document.getElementById('live-frame').naturalWidth") > 0)
     assert "running" in text_of(browser, "live-state")
+    # The drift line: the last answers' class mix against training, read from GET /v1/live.
+    WebDriverWait(browser, WAIT_S).until(lambda d: "class mix vs training" in text_of(d, "live-drift"))
+    assert "unknown" in text_of(browser, "live-drift") and "mean confidence" in text_of(browser, "live-drift")
     assert browser.execute_script("return document.documentElement.scrollWidth") <= DESKTOP[0]
     browser.save_screenshot(str(shots / "page-desktop.png"))
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)

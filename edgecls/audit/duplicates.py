@@ -133,6 +133,36 @@ def find_duplicates(images: np.ndarray, embeddings: Optional[np.ndarray] = None,
     return Duplicates(groups, len(pairs), rejected)
 
 
+def near_copies(originals: np.ndarray, others: np.ndarray, mode: str = "near") -> dict[int, Pair]:
+    """{i: the pair} for each of `others` that is a copy of one of `originals` (both uint8 pictures at
+    HASH_IMAGE_SIZE): find_duplicates' rule, across the two sets only (a pair's `a` is the
+    original's index, `b` the other's). exact: identical pixels only; near: also a hash candidate
+    confirmed by the aligned pixels. Where an image is a copy of several, the most alike is given."""
+    originals, others = np.asarray(originals), np.asarray(others)
+    n = len(originals)
+    found: dict[int, Pair] = {}
+    first = {hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest(): i for i, image in enumerate(originals)}
+    for j, image in enumerate(others):
+        i = first.get(hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest())
+        if i is not None:
+            found[j] = Pair(i, j, "identical", 0, 1.0, confirmed=True)
+    if mode != "near" or not n or not len(others):
+        return found
+    both = np.concatenate([originals, others])
+    candidates = [(a, b - n, bits) for a, b, bits in phash.close_pairs(phash.crop_hashes(both), CANDIDATE_BITS)
+                  if a < n <= b and b - n not in found]
+    if not candidates:
+        return found
+    involved = sorted({a for a, _, _ in candidates} | {n + j for _, j, _ in candidates})
+    at = {index: k for k, index in enumerate(involved)}
+    thumbs = phash.Thumbnails(both[involved])  # only the pictures in a candidate pair: the pixel check is the cost
+    for a, j, bits in candidates:
+        pixels = thumbs.similarity(at[a], at[n + j])
+        if pixels >= PIXEL_CONFIRM and (j not in found or pixels > found[j].pixels):
+            found[j] = Pair(a, j, "hash", bits, pixels, confirmed=True)
+    return found
+
+
 def _identical_pairs(images: np.ndarray) -> list[tuple[int, int]]:
     """(first, other) for every image whose pixels equal an earlier one's."""
     first: dict[bytes, int] = {}

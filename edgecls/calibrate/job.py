@@ -60,6 +60,7 @@ class FitData:
     val_labels: np.ndarray
     unknown_images: Optional[np.ndarray] = None  # images of none of the classes (--unknown-data)
     source: dict[str, Any] = field(default_factory=dict)  # {"fit": "...", "val": "...", "unknown": "..."}
+    train_labels: Optional[np.ndarray] = None  # the whole train split's, when fit_images are a sample of it
 
 
 @dataclass
@@ -163,11 +164,13 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
 
 def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, split: Any, options: OpenSetOptions,
                     unknown_data: Optional[str], name: str, log: Callable[[str], None],
-                    score_test: bool = True) -> tuple[bytes, dict]:
+                    negatives: Optional[np.ndarray] = None, score_test: bool = True) -> tuple[bytes, dict]:
     """Calibrate a run's .tflite as export and `train --backbone` do: prototypes from (a stratified sample
     of) the train split, temperature and rule on the validation split, figures on the test split (unless
-    `score_test` is False: a caller that chooses among runs on validation reads the test split after).
-    Returns the calibrated file and its report (metrics.json's and export.json's "openset")."""
+    `score_test` is False: a caller that chooses among runs on validation reads the test split after);
+    `negatives` (images of none of the classes, at the model's size, e.g. a retrained run's unknown/
+    images) join --unknown-data's. Returns the calibrated file and its report (metrics.json's and
+    export.json's "openset")."""
     from edgecls.data import stratified_sample
 
     if len(split.val) < MIN_VALIDATION:  # a tiny run still trains and exports: without the rule, said so
@@ -180,9 +183,13 @@ def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, spli
     color = "grayscale" if c == 1 else "rgb"
     unknown = (read_images(Path(unknown_data), lambda path: load_image(path, (h, w), color), MAX_UNKNOWN,
                            options.seed, "--unknown-data") if unknown_data else None)
+    where = [str(unknown_data)] if unknown_data else []
+    if negatives is not None and len(negatives):
+        unknown = negatives if unknown is None else np.concatenate([unknown, negatives])
+        where.append(f"{len(negatives)} images of the run's added unknown/ folders")
     data = FitData(np.asarray(images[train]), labels[train], np.asarray(images[split.val]), labels[split.val], unknown,
                    {"fit": f"train split ({len(train)} images)", "val": "validation split",
-                    **({"unknown": str(unknown_data)} if unknown_data else {})})
+                    **({"unknown": " and ".join(where)} if where else {})}, train_labels=labels[split.train])
     result = calibrate(content, data, options, name=name, log=log)
     test = (evaluate(result.content, np.asarray(images[split.test]), labels[split.test], threads=options.threads)
             if score_test else None)
@@ -270,6 +277,8 @@ def _record(chosen: fit.RuleFigures, why: str, candidates: list[fit.RuleFigures]
                         "candidates": [c.to_json() for c in candidates]}
     record["class_counts"] = {"fit": np.bincount(data.fit_labels, minlength=classes).tolist(),
                               "val": np.bincount(data.val_labels, minlength=classes).tolist()}
+    if data.train_labels is not None:  # the training mix, which serve's drift figures compare the answers with
+        record["class_counts"]["train"] = np.bincount(data.train_labels, minlength=classes).tolist()
     record["data"] = data.source
     return record
 

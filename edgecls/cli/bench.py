@@ -223,26 +223,59 @@ def bench_run(
     bench(options, analyses, Reporter())
 
 
-@app.command("compare", epilog="Example:\n\nedgecls bench compare pi4/bench.json pi5/bench.json --report cmp/")
+@app.command("compare", epilog="Examples:\n\nedgecls bench compare pi4/bench.json pi5/bench.json --report cmp/\n\n"
+                              "edgecls bench compare runs/photos runs/photos-2")
 def bench_compare(
-    reports: Annotated[list[Path], typer.Argument(help="Bench reports (bench.json) from several machines or profiles")],
+    reports: Annotated[list[Path], typer.Argument(
+        help="Bench reports (bench.json) from several machines or profiles; or run directories RUN RUN2 ...: "
+             "their exported models side by side on RUN's test split")],
+    unknown_data: Annotated[Optional[Path], typer.Option(
+        "--unknown-data", metavar="FOLDER", show_default="none",
+        help="Run directories: images of none of the classes, the share each model's unknown rule rejects")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        min=1, help="Run directories: interpreter threads", show_default="the CPU count")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        metavar="FOLDER", show_default="the first run's test split",
+        help="Run directories: score them on these labelled images instead (class sub-folders; a test/ part if it "
+             "has one, else all)")] = None,
     report: Annotated[Optional[Path], typer.Option(
-        rich_help_panel=OUTPUT, help="Folder for compare.md, compare.json and compare.png",
+        rich_help_panel=OUTPUT, help="Folder for compare.md, compare.json (and compare.png of reports)",
         show_default="none: the table only")] = None,
     json_path: Annotated[Optional[Path], typer.Option(
         "--json", rich_help_panel=OUTPUT, help="Write the merged table as JSON here", show_default="none")] = None,
 ) -> None:
-    """Merge bench reports into one table, each row saying where it was measured.
+    """Merge bench reports into one table, each row saying where it was measured; or put runs side by side.
 
-    Where: a device, a host under a device profile's constraints, or emulation.
+    Reports: where each was measured: a device, a host under a device profile's constraints, or emulation.
 
-    Exit codes: 0 ok; 2 a file is missing or is not a bench report, or the report folder cannot be
-    written.
-    """
-    from edgecls.reports.compare import compare, render_compare_table, write_outputs
+    Run directories (e.g. a run and the one train --from it made): each exported .tflite scored on the first run's held-out test images, with its accuracy and interval, the change against the first run's file of the same name and its McNemar p-value, calibration and the unknown rule; a run that trained on some of those images is named.
+
+    Exit codes: 0 ok; 2 a file is missing or is not a bench report, a run has no exports or other classes, or the report folder cannot be written.
+    """  # noqa: E501
     from edgecls.reports.report import check_writable, print_tables
 
     check_writable(json_path, report)
+    if reports and all(path.is_dir() for path in reports):
+        from edgecls.reports.runs import compare_runs, render
+        from edgecls.reports.runs import write_outputs as write_runs
+
+        doc = compare_runs(reports, str(unknown_data) if unknown_data else None, threads, data, Reporter())
+        print_tables(render(doc))
+        written = write_runs(doc, report, json_path)
+        if written:
+            typer.echo(f"Wrote {', '.join(str(p) for p in written)}")
+        return
+    if any(path.is_dir() for path in reports):
+        from edgecls.errors import EdgeclsError
+
+        raise EdgeclsError("give bench reports (JSON files) or run directories to compare, not both")
+    if unknown_data is not None or threads is not None or data is not None:
+        from edgecls.errors import EdgeclsError
+
+        raise EdgeclsError("--unknown-data, --threads and --data are for run directories (bench reports are measured "
+                           "already)")
+    from edgecls.reports.compare import compare, render_compare_table, write_outputs
+
     merged = compare(reports)
     print_tables(render_compare_table(merged))
     written = write_outputs(merged, report, json_path)

@@ -9,7 +9,9 @@
 - `Backend`, `Threads`, `InputRange`, `ResizeOption`, `FitOption`, `Labels`: options of several device-side
   commands (predict, serve, info, explain, bench), declared once; `LiveEvery`, `LiveFps`, `LiveTimeout`,
   `LiveReconnect`, `LiveCapture`: the live input options of `predict --source` and `serve --source`;
-  `AcceptOption`, `UnknownDataOption`, `RuleOption`: the unknown answer's (export, train --backbone, calibrate).
+  `AcceptOption`, `UnknownDataOption`, `RuleOption`: the unknown answer's (export, train --backbone, calibrate);
+  `CollectDir`, `CollectWhen`, `CollectMaxMb`, `CollectReserveMb`, `Shadow`, `ShadowEvery`: what
+  `predict --collect` and `serve --collect` keep.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from edgecls.runtime.preprocess import DEFAULT_FIT, DEFAULT_RESIZE, FITS, RESIZE
 
 # fail: one line on stderr and the exit code (edgecls.exits', which the lean predict path shares)
 __all__ = ["INPUT_RANGE_DEFAULT", "INPUT_RANGE_HELP", "INTERPRETER", "LIVE_PANEL", "OUTPUT", "PREPROCESSING",
-           "AcceptOption", "Backend", "Capture", "Command", "FitOption", "Group", "InputRange", "Labels", "LiveCapture",
-           "LiveEvery", "LiveFps", "LiveReconnect", "LiveTimeout", "ResizeOption", "RuleOption", "Threads", "Typer",
+           "AcceptOption", "Backend", "Capture", "CollectDir", "CollectMaxMb", "CollectReserveMb", "CollectWhen",
+           "Command", "FitOption", "Group", "InputRange", "Labels", "LiveCapture", "LiveEvery", "LiveFps",
+           "LiveReconnect", "LiveTimeout", "ResizeOption", "RuleOption", "Shadow", "ShadowEvery", "Threads", "Typer",
            "UnknownDataOption", "choice", "choices", "echo_wrapped", "fail", "plain"]
 
 
@@ -66,9 +69,11 @@ def choice(kind: type[Enum], what: str) -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
-    """What the library takes: Enum members as their strings, paths as strings."""
+    """What the library takes: Enum members as their strings, paths as strings (a list's too)."""
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, list):
+        return [plain(v) for v in value]
     return str(value) if isinstance(value, Path) else value
 
 
@@ -204,3 +209,32 @@ RuleOption = Annotated[Rule, typer.Option(
     "--rule", rich_help_panel=_UNKNOWN, **choice(Rule, "rule"),
     help="top: the calibrated top probability; embedding: the similarity to the nearest class prototype; "
          "both: either low; auto: both where the model has an embedding, or the best on --unknown-data")]
+
+
+# ----------------------------------------------------------------------------- collect
+# `predict --collect` and `serve --collect`: keep what the model was unsure of (edgecls.runtime.collect).
+
+_COLLECT = "Collect for the next training"
+CollectDir = Annotated[Optional[Path], typer.Option(
+    "--collect", metavar="DIR", rich_help_panel=_COLLECT, show_default="none: keep nothing",
+    help="Keep the images or frames a --collect-when rule picks as DIR/<answer>/NAME (the answer: a label or "
+         "unknown) with a JSON sidecar; move each file into the right class folder, then train with them")]
+CollectWhen = Annotated[Optional[list[str]], typer.Option(
+    "--collect-when", metavar="RULES", rich_help_panel=_COLLECT,
+    show_default="unknown for a model with an unknown rule, else uncertain<0.6",
+    help="unknown, uncertain<0.6 (calibrated top score), margin<0.2 (top minus second), class=NAME, sample=0.01, "
+         "every=600s, disagree (with --shadow): a comma list, or repeat the option; the first rule that fires is "
+         "recorded")]
+CollectMaxMb = Annotated[Optional[float], typer.Option(
+    "--collect-max-mb", metavar="MB", rich_help_panel=_COLLECT, show_default="no cap",
+    help="Keep nothing more once DIR holds this many MB (said once, and counted in the summary)")]
+CollectReserveMb = Annotated[Optional[float], typer.Option(
+    "--collect-reserve-mb", metavar="MB", rich_help_panel=_COLLECT, show_default="200",
+    help="Keep nothing that would leave less than this much free space on DIR's disk")]
+Shadow = Annotated[Optional[Path], typer.Option(
+    "--shadow", metavar="OTHER.tflite", rich_help_panel=_COLLECT, show_default="none",
+    help="A second model with the same labels (e.g. the float32 file beside the int8 one) for --collect-when "
+         "disagree: it classifies every --shadow-every-th image too")]
+ShadowEvery = Annotated[Optional[int], typer.Option(
+    "--shadow-every", min=1, metavar="N", rich_help_panel=_COLLECT, show_default="5",
+    help="Run the --shadow model on every Nth image or frame offered (1: all)")]

@@ -17,6 +17,10 @@ from edgecls.cli.common import (
     LIVE_PANEL,
     OUTPUT,
     Backend,
+    CollectDir,
+    CollectMaxMb,
+    CollectReserveMb,
+    CollectWhen,
     FitOption,
     InputRange,
     Labels,
@@ -26,6 +30,8 @@ from edgecls.cli.common import (
     LiveReconnect,
     LiveTimeout,
     ResizeOption,
+    Shadow,
+    ShadowEvery,
     Threads,
     Typer,
     plain,
@@ -46,33 +52,6 @@ _LiveDuration = Annotated[Optional[float], typer.Option(
     "--duration", min=0.001, metavar="SECONDS", rich_help_panel=LIVE_PANEL,
     show_default="until the source ends or Ctrl-C",
     help="Stop after this many seconds of the source (of the video's own time for a file)")]
-
-
-# `predict --collect`: keep what the model was unsure of (edgecls.runtime.collect). One block, as the live one.
-_COLLECT = "Collect for the next training"
-_Collect = Annotated[Optional[Path], typer.Option(
-    "--collect", metavar="DIR", rich_help_panel=_COLLECT, show_default="none: keep nothing",
-    help="Keep the images or frames a --collect-when rule picks as DIR/<answer>/NAME (the answer: a label or "
-         "unknown) with a JSON sidecar; move each file into the right class folder, then train with them")]
-_CollectWhen = Annotated[Optional[list[str]], typer.Option(
-    "--collect-when", metavar="RULES", rich_help_panel=_COLLECT,
-    show_default="unknown for a model with an unknown rule, else uncertain<0.6",
-    help="unknown, uncertain<0.6 (calibrated top score), margin<0.2 (top minus second), class=NAME, sample=0.01, "
-         "every=600s, disagree (with --shadow): a comma list, or repeat the option; the first rule that fires is "
-         "recorded")]
-_CollectMaxMb = Annotated[Optional[float], typer.Option(
-    "--collect-max-mb", metavar="MB", rich_help_panel=_COLLECT, show_default="no cap",
-    help="Keep nothing more once DIR holds this many MB (said once, and counted in the summary)")]
-_Shadow = Annotated[Optional[Path], typer.Option(
-    "--shadow", metavar="OTHER.tflite", rich_help_panel=_COLLECT, show_default="none",
-    help="A second model with the same labels (e.g. the float32 file beside the int8 one) for --collect-when "
-         "disagree: it classifies every --shadow-every-th image too")]
-_ShadowEvery = Annotated[Optional[int], typer.Option(
-    "--shadow-every", min=1, metavar="N", rich_help_panel=_COLLECT, show_default="5",
-    help="Run the --shadow model on every Nth image or frame offered (1: all)")]
-_CollectReserveMb = Annotated[Optional[float], typer.Option(
-    "--collect-reserve-mb", metavar="MB", rich_help_panel=_COLLECT, show_default="200",
-    help="Keep nothing that would leave less than this much free space on DIR's disk")]
 
 
 @app.command(epilog="Examples:\n\n"
@@ -110,12 +89,12 @@ def predict(
         "--unknown/--no-unknown", metavar="",
         help="Answer 'unknown' (with the best guess and its typicality) when the model's open-set rule says an "
              "image is none of its classes; --no-unknown shows the raw answer")] = True,
-    collect: _Collect = None,
-    collect_when: _CollectWhen = None,
-    collect_max_mb: _CollectMaxMb = None,
-    collect_reserve_mb: _CollectReserveMb = None,
-    shadow: _Shadow = None,
-    shadow_every: _ShadowEvery = None,
+    collect: CollectDir = None,
+    collect_when: CollectWhen = None,
+    collect_max_mb: CollectMaxMb = None,
+    collect_reserve_mb: CollectReserveMb = None,
+    shadow: Shadow = None,
+    shadow_every: ShadowEvery = None,
 ) -> None:
     """Classify images with a .tflite model, one output row per image, streamed as they are done.
 

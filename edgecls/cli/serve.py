@@ -15,6 +15,10 @@ from edgecls import jsonio
 from edgecls.cli.common import (
     LIVE_PANEL,
     Backend,
+    CollectDir,
+    CollectMaxMb,
+    CollectReserveMb,
+    CollectWhen,
     FitOption,
     InputRange,
     Labels,
@@ -24,6 +28,8 @@ from edgecls.cli.common import (
     LiveReconnect,
     LiveTimeout,
     ResizeOption,
+    Shadow,
+    ShadowEvery,
     Threads,
     Typer,
     plain,
@@ -31,6 +37,7 @@ from edgecls.cli.common import (
 from edgecls.runtime.stream import DEFAULT_RECONNECT, DEFAULT_TIMEOUT
 from edgecls.serve.options import (
     DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_DRIFT_WINDOW,
     DEFAULT_FRAME_MAX_SIDE,
     DEFAULT_GRACE_S,
     DEFAULT_HEADER_TIMEOUT_S,
@@ -105,6 +112,10 @@ _Watch = Annotated[bool, typer.Option(
 _AllowInputChange = Annotated[bool, typer.Option(
     "--allow-input-change", rich_help_panel=_UPDATES,
     help="Accept a new model whose input size or colour differs from the served one's")]
+_DriftWindow = Annotated[int, typer.Option(
+    "--drift-window", min=1, metavar="N", rich_help_panel="Collect for the next training",
+    help="The last N answers (uploads and live frames) /metrics and /v1/live compare with the training split: "
+         "class mix (Jensen-Shannon divergence), mean calibrated confidence, unknown rate")]
 _Source = Annotated[Optional[str], typer.Option(
     "--source", metavar="SOURCE", rich_help_panel=LIVE_PANEL, show_default="none: classify what is POSTed",
     help="Also classify a live source around the clock: camera (camera:0), camera:N, a video file (played at its "
@@ -146,7 +157,9 @@ SERVE_EXAMPLES = (
     "edgecls serve model.tflite --host 0.0.0.0 --token-file /etc/edgecls/token --interpreters 2 --threads 2\n\n"
     "edgecls serve mobilenet_v1_0.5_160_quant.tflite --labels imagenet_labels.txt --resize nearest --watch\n\n"
     "edgecls serve model.tflite --source camera:0 --fps 5 --on-change --mqtt mqtt://localhost/edgecls/feeder\n\n"
-    "edgecls serve model.tflite --host 0.0.0.0 --token-file token --systemd-unit > edgecls.service"
+    "edgecls serve model.tflite --host 0.0.0.0 --token-file token --systemd-unit > edgecls.service\n\n"
+    "edgecls serve model_int8.tflite --collect /var/lib/edgecls/inbox --collect-when unknown,uncertain<0.6 "
+    "--collect-max-mb 500"
 )
 
 
@@ -179,6 +192,13 @@ def serve(
     max_connections: _MaxConnections = DEFAULT_MAX_CONNECTIONS,
     watch: _Watch = False,
     allow_input_change: _AllowInputChange = False,
+    collect: CollectDir = None,
+    collect_when: CollectWhen = None,
+    collect_max_mb: CollectMaxMb = None,
+    collect_reserve_mb: CollectReserveMb = None,
+    shadow: Shadow = None,
+    shadow_every: ShadowEvery = None,
+    drift_window: _DriftWindow = DEFAULT_DRIFT_WINDOW,
     source: _Source = None,
     every: LiveEvery = 1,
     fps: LiveFps = None,
@@ -202,11 +222,14 @@ def serve(
 
     Live mode (--source): a camera, video file or stream is classified continuously as well; each prediction goes to GET /v1/latest, the events (GET /v1/events, Server-Sent Events) and MQTT (--mqtt), with --on-change only the changes. A web page at / shows the model, classifies an uploaded image, and follows the live source.
 
+    With --collect DIR, the answers a --collect-when rule picks are kept as predict --collect keeps them (uploads as they came). /metrics (and /v1/live) also track drift: the class mix of the last --drift-window answers against the training split's, the mean calibrated confidence and the unknown rate.
+
     Safe by default: 127.0.0.1 only unless --host; any other address needs a token. Bodies, pixels, read times, connections and the queue are capped (413, 408, 503 with Retry-After). SIGTERM drains, SIGHUP reloads the model. Needs pip install 'edgecls\\[serve]'.
 
     Exit codes: 0 stopped by SIGTERM after draining (or --systemd-unit printed); 2 it cannot start (a bad model, token, certificate or option, the port is taken, the serve extra is missing); 130 Ctrl-C.
     """  # noqa: E501  (one line a paragraph: Typer keeps a docstring's line breaks in --help)
     from edgecls.parsing import parse_range
+    from edgecls.runtime.collect import collect_options
 
     settings = ModelSettings(labels=labels, resize=plain(resize), fit=plain(fit), input_range=parse_range(input_range),
                              threads=threads, backend=backend)
@@ -220,7 +243,9 @@ def serve(
         max_body_mb=max_body_mb, max_model_mb=max_model_mb, max_megapixels=max_megapixels,
         header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s, max_connections=max_connections,
         grace_s=grace_s, watch=watch, allow_input_change=allow_input_change, tls_cert=tls_cert, tls_key=tls_key,
-        access_log=access_log, live=live, mqtt=published).checked()
+        access_log=access_log, live=live, mqtt=published, drift_window=drift_window,
+        collect=collect_options(collect, collect_when, collect_max_mb, collect_reserve_mb, shadow, shadow_every),
+    ).checked()
     if systemd_unit:
         from edgecls.serve.unit import systemd_unit as unit_text
         from edgecls.serve.unit import unit_warnings

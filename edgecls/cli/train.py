@@ -69,8 +69,30 @@ def _read_config(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
     if path is not None:
         from edgecls.train.options import read_config
 
-        ctx.default_map = {**(ctx.default_map or {}), **read_config(path)}
+        _defaults_from(ctx, "--config", read_config(path))
     return path
+
+
+def _read_run(ctx: typer.Context, path: Optional[Path]) -> Optional[Path]:
+    """--from RUN: RUN's config.toml as the defaults, as --config reads a file (but where RUN was written
+    and what RUN added: see train.options.run_options)."""
+    source = ctx.get_parameter_source("from_run")
+    if path is not None and source is not None and source.name != "DEFAULT_MAP":  # not a --config file's from_run
+        from edgecls.train.options import run_options
+
+        _defaults_from(ctx, "--from", run_options(path))
+    return path
+
+
+def _defaults_from(ctx: typer.Context, option: str, values: dict) -> None:
+    """Options' defaults from one place only: --config FILE or --from RUN, not both."""
+    other = ctx.meta.get("edgecls_defaults_from")
+    if other is not None and other != option:
+        from edgecls.errors import EdgeclsError
+
+        raise EdgeclsError(f"give {other} or {option}, not both: --from RUN takes RUN's config.toml")
+    ctx.meta["edgecls_defaults_from"] = option
+    ctx.default_map = {**(ctx.default_map or {}), **values}
 
 
 # The help's panels: a property of each option (rich_help_panel), in the order they are shown.
@@ -78,6 +100,7 @@ _DATA, _MODEL, _TRAINING = "Data", "Model", "Training"
 _KERAS = "Keras backbones (--arch mobilenet_v2, mobilenet_v3_small, ...)"
 _BACKBONE = "Backbone route (--backbone FILE.tflite, no TensorFlow)"
 _DISTILL = "Distillation (--teacher MODEL.tflite)"
+_RETRAIN = "Retrain with new images (--from RUN --add DIR)"
 _OUTPUT = "Output"
 
 
@@ -86,6 +109,7 @@ _OUTPUT = "Output"
              "edgecls train --data photos/ --arch mobile --img-size 96 --out runs/photos\n\n"
              "edgecls train --config runs/digits-seed/config.toml --out runs/again\n\n"
              "edgecls train --data photos/ --backbone mobilenet_v1_0.25_128_quant.tflite\n\n"
+             "edgecls train --from runs/photos --add inbox/ --out runs/photos-2\n\n"
              "edgecls train --data photos/ --arch mobilenet_v2 --alpha 0.35  # internet once")
 def train(
     ctx: typer.Context,
@@ -218,10 +242,20 @@ def train(
     mixup: Annotated[float, typer.Option(
         rich_help_panel=_DISTILL, metavar="A",
         help="Mix view pairs, Beta(A, A)")] = _D.mixup,
+    # --- retraining (edgecls.retraining)
+    from_run: Annotated[Optional[Path], typer.Option(
+        "--from", metavar="RUN", rich_help_panel=_RETRAIN, is_eager=True, callback=_read_run,
+        help="Train again as RUN was: its options and its validation and test images (by content digest), so "
+             "edgecls bench compare RUN NEW compares the two", show_default="none")] = None,
+    add: Annotated[Optional[list[Path]], typer.Option(
+        "--add", metavar="DIR", rich_help_panel=_RETRAIN,
+        help="With --from: class folders (predict --collect's, labelled) joined to train only; unknown/ as "
+             "negatives; near-duplicates of RUN's held-out images left out. Repeatable", show_default="none")] = None,
     # --- output
     out: Annotated[Optional[Path], typer.Option(
         rich_help_panel=_OUTPUT, help="Run directory to create",
-        show_default="runs/<data>-<arch>, runs/<data>-<backbone>")] = None,
+        show_default="runs/<data>-<arch>, runs/<data>-<backbone>; --from RUN: RUN-2",
+    )] = None,
     force: Annotated[bool, typer.Option(
         "--force", rich_help_panel=_OUTPUT,
         help="Replace an existing run directory; with --backbone also write a head no better than always answering "

@@ -234,11 +234,15 @@ def _calibrated(files: dict[str, bytes], source: RunDir, options: ExportOptions,
                 ) -> tuple[dict[str, bytes], dict[str, dict]]:
     """Each file with its temperature and unknown rule (edgecls.calibrate), and each one's report."""
     dataset, split = source.dataset(), source.split()
+    negatives = source.negatives()  # a retrained run's unknown/ images (train --from RUN --add)
+    if negatives is not None:
+        reporter(f"{len(negatives)} images of the unknown/ folders this run added are negatives for the unknown rule"
+                 + (f", with --unknown-data {options.unknown_data}" if options.unknown_data else ""))
     calibrated, reports = {}, {}
     for variant, content in files.items():
         calibrated[variant], reports[variant] = calibrate_split(
             content, dataset.images, dataset.labels, split, options.open_set, options.unknown_data,
-            model_file_name(variant), reporter)
+            model_file_name(variant), reporter, negatives)
     return calibrated, reports
 
 

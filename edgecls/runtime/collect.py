@@ -192,31 +192,39 @@ class Collector:
     # ------------------------------------------------------------------ keeping
     def consider(self, classes: Sequence[Any], unknown: bool, typicality: Optional[float], source: Any,
                  pixels: Optional[np.ndarray] = None, path: Optional[Path] = None, frame: Optional[int] = None,
-                 timestamp: Optional[float] = None) -> Optional[Path]:
-        """Keep this image (its original file at `path`, or the frame `pixels`, RGB uint8) if a rule
-        fires and it is no near-copy of the last one kept and there is room; the path written, or None."""
+                 timestamp: Optional[float] = None, content: Optional[bytes] = None,
+                 model: Optional[dict[str, str]] = None) -> Optional[Path]:
+        """Keep this image if a rule fires and it is no near-copy of the last one kept and there is room;
+        the path written, or None. The image: its original file at `path`, or encoded bytes as they came
+        (`content`, e.g. an upload to edgecls serve; `pixels`, its decoded picture, then only hashes it),
+        or a frame `pixels` (RGB uint8, kept as JPEG). `model` ({"file", "sha256"}): the model that
+        answered, when it is not the one the collector was made for (a server's model after a swap)."""
         when = time.time() if timestamp is None else timestamp
         self._offered += 1
-        rule = self.fired(classes, unknown, when, lambda: self._second_opinion(pixels, path))
+        original = content if content is not None else path
+        rule = self.fired(classes, unknown, when,
+                          lambda: self._second_opinion(pixels if original is None else original))
         if rule is None:
             return None
-        picture = pixels if pixels is not None else _decoded(path)
+        picture = pixels if pixels is not None else _decoded(original)
         digest = _hash(picture)
         if digest is not None and self._last_hash is not None and _bits(digest, self._last_hash) <= DEDUPE_BITS:
             self.counts.similar += 1
             return None
-        if pixels is not None:
-            content, suffix = _encoded(pixels), ".jpg"
-        else:
+        if content is not None:
+            suffix = _suffix_of(content)
+        elif path is not None:
             try:  # the file was just decoded, but it may have changed since, or be huge
                 content, suffix = read_capped(path, MAX_KEPT_BYTES), Path(path).suffix.lower()
             except OSError as exc:
                 self.log(f"not kept: {path}: {exc.strerror or exc}")
                 return None
+        else:
+            content, suffix = _encoded(pixels), ".jpg"
         answer = UNKNOWN_FOLDER if unknown else classes[0].label
         sidecar = jsonio.dumps({
             "time": iso_time(when), "source": str(source), "file": str(path) if path is not None else None,
-            "frame": frame, "model": self.model, "answer": answer, "unknown": bool(unknown),
+            "frame": frame, "model": model or self.model, "answer": answer, "unknown": bool(unknown),
             "typicality": None if typicality is None else round(float(typicality), 4),
             "classes": [{"index": c.index, "label": c.label, "score": round(float(c.score), 6)} for c in classes],
             "rule": rule.text}, indent=1, ensure_ascii=False).encode("utf-8")
@@ -234,11 +242,12 @@ class Collector:
         self.counts.by_rule[rule.text] = self.counts.by_rule.get(rule.text, 0) + 1
         return written
 
-    def _second_opinion(self, pixels: Optional[np.ndarray], path: Optional[Path]) -> Optional[str]:
+    def _second_opinion(self, image: Any) -> Optional[str]:
+        """The shadow model's label for `image` (a path, encoded bytes or pixels), on every Nth image offered."""
         if self.shadow is None or (self._offered - 1) % self.shadow_every:
             return None
         self.counts.shadow_runs += 1
-        return self.shadow.classify(pixels if pixels is not None else path)[0].label
+        return self.shadow.classify(image)[0].label
 
     def _room_for(self, size: int) -> bool:
         reason = None
@@ -268,28 +277,54 @@ class Collector:
         return ", ".join(parts)
 
 
-def collector_for(classifier: Any, folder: Optional[str], when: Optional[Sequence[str]], max_mb: Optional[float],
-                  reserve_mb: Optional[float], log: Callable[[str], None], shadow: Optional[str] = None,
-                  shadow_every: Optional[int] = None) -> Optional[Collector]:
-    """predict's --collect options as a Collector for `classifier`'s model (None without --collect);
-    `shadow`: the second model's file for `disagree` (loaded like the model, same threads)."""
+@dataclass(frozen=True)
+class CollectOptions:
+    """`--collect DIR` and the options that shape it, as `predict` and `serve` take them."""
+
+    folder: str
+    when: tuple[str, ...] = ()  # --collect-when values as given (each a rule or a comma list); none: the default
+    max_mb: Optional[float] = None
+    reserve_mb: Optional[float] = None
+    shadow: Optional[str] = None  # the second model's file, for disagree
+    shadow_every: Optional[int] = None
+
+
+def collect_options(folder: Optional[str | os.PathLike], when: Optional[Sequence[str]] = None,
+                    max_mb: Optional[float] = None, reserve_mb: Optional[float] = None,
+                    shadow: Optional[str | os.PathLike] = None,
+                    shadow_every: Optional[int] = None) -> Optional[CollectOptions]:
+    """The --collect options given, checked as far as they can be without the model (None without
+    --collect); one-line errors: an option without --collect DIR, a rule that does not parse."""
     if folder is None:
         if when or max_mb is not None or reserve_mb is not None or shadow is not None or shadow_every is not None:
             raise EdgeclsError("--collect-when, --collect-max-mb, --collect-reserve-mb and --shadow need --collect DIR")
         return None
-    rules = parse_when(when) if when else default_when(classifier.open_set_rule is not None)
+    if when:
+        parse_when(when)
+    return CollectOptions(str(folder), tuple(when or ()), max_mb, reserve_mb,
+                          None if shadow is None else str(shadow), shadow_every)
+
+
+def collector_for(classifier: Any, options: Optional[CollectOptions],
+                  log: Callable[[str], None]) -> Optional[Collector]:
+    """A Collector for `classifier`'s model per `options` (None without them); the shadow model of
+    `disagree` is loaded like the model (same threads and interpreter). One-line errors for rules the
+    model cannot follow."""
+    if options is None:
+        return None
+    rules = parse_when(options.when) if options.when else default_when(classifier.open_set_rule is not None)
     if any(rule.kind == "unknown" for rule in rules) and classifier.open_set_rule is None:
         raise EdgeclsError(f"--collect-when unknown: {classifier.path.name} has no unknown rule (give it one with "
                            "edgecls calibrate, or collect uncertain<0.6)")
     second = None
-    if shadow is not None:
+    if options.shadow is not None:
         from edgecls.runtime.classify import Classifier
 
-        second = Classifier(shadow, num_threads=classifier.num_threads, backend=classifier.backend.name,
+        second = Classifier(options.shadow, num_threads=classifier.num_threads, backend=classifier.backend.name,
                             open_set=False)
-    return Collector(folder, rules, classifier.path, classifier.labels, max_mb,
-                     DEFAULT_RESERVE_MB if reserve_mb is None else reserve_mb, log=log, shadow=second,
-                     shadow_every=DEFAULT_SHADOW_EVERY if shadow_every is None else shadow_every)
+    return Collector(options.folder, rules, classifier.path, classifier.labels, options.max_mb,
+                     DEFAULT_RESERVE_MB if options.reserve_mb is None else options.reserve_mb, log=log, shadow=second,
+                     shadow_every=DEFAULT_SHADOW_EVERY if options.shadow_every is None else options.shadow_every)
 
 
 def _hash(picture: Optional[np.ndarray]) -> Optional[np.ndarray]:
@@ -306,16 +341,32 @@ def _bits(a: np.ndarray, b: np.ndarray) -> int:
     return int(hamming(a, b))
 
 
-def _decoded(path: Optional[Path]) -> Optional[np.ndarray]:
-    """A file's pixels for its hash (small: the hash shrinks it to 32x32 anyway); None if unreadable."""
-    if path is None:
+def _decoded(image: Optional[Path | bytes]) -> Optional[np.ndarray]:
+    """A file's (or encoded bytes') pixels for its hash (small: the hash shrinks it to 32x32 anyway);
+    None if unreadable."""
+    if image is None:
         return None
     from edgecls.runtime.preprocess import ImageError, load_image
 
     try:
-        return load_image(path, (64, 64), "rgb")
+        return load_image(image, (64, 64), "rgb")
     except (ImageError, OSError):
         return None
+
+
+_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif", "WEBP": ".webp", "TIFF": ".tif"}
+
+
+def _suffix_of(content: bytes) -> str:
+    """The file extension of encoded image bytes, by their format (read from the header only)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            found = image.format or ""
+    except (UnidentifiedImageError, OSError, ValueError):
+        found = ""
+    return _SUFFIXES.get(found, f".{found.lower()}" if found.isalnum() else ".img")
 
 
 def _encoded(pixels: np.ndarray) -> bytes:
@@ -337,9 +388,11 @@ def _folder_name(answer: str) -> str:
 def _stem(source: Any, path: Optional[Path], frame: Optional[int], when: float) -> str:
     if path is not None:
         return re.sub(r"[^\w.-]+", "_", Path(path).stem)[:80] or "image"
-    base = re.sub(r"[^\w.-]+", "_", Path(str(source)).stem if "://" not in str(source) else "stream")[:40]
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(when))
-    return f"{base or 'frame'}-{stamp}-f{frame if frame is not None else 0:07d}"
+    if frame is None:  # an image without a file or a frame number (an upload): the time, to the millisecond
+        return f"image-{stamp}-{int(when * 1000) % 1000:03d}"
+    base = re.sub(r"[^\w.-]+", "_", Path(str(source)).stem if "://" not in str(source) else "stream")[:40]
+    return f"{base or 'frame'}-{stamp}-f{frame:07d}"
 
 
 def _unique(folder: Path, stem: str, suffix: str) -> str:

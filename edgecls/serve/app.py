@@ -110,7 +110,8 @@ def create_app(service: Service, lifespan: Lifespan | None = None, routes: Seque
         if not data:
             raise ApiError(400, f"empty body: send the image as the request body, or as a multipart field "
                                 f"'{IMAGE_FIELD}'")
-        answer = await service.classify(data, k)
+        client = request.client.host if request.client is not None else "a client"
+        answer = await service.classify(data, k, f"POST {CLASSIFY} from {client}")
         total = time.perf_counter() - started
         service.metrics.total.observe(total)
         return JSONResponse(answer.document(total))

@@ -185,7 +185,8 @@ class LiveLoop:
         while not self._stopped.is_set():
             if self.spec.live or self.latest is None:
                 self._set_state("connecting")
-            stream = LiveStream(self._classifier, self.spec, top_k=self.options.top_k, every=self.options.every,
+            asked = max(self.options.top_k, 2) if self.service.field.wants_two else self.options.top_k  # margin<x
+            stream = LiveStream(self._classifier, self.spec, top_k=asked, every=self.options.every,
                                 fps=self.options.fps, timeout=self.options.timeout,
                                 reconnect=self.options.reconnect, capture=self.options.capture,
                                 log=lambda message: self.log(f"live: {message}"), paced=True)
@@ -235,6 +236,11 @@ class LiveLoop:
     # ---------------------------------------------------------------- each prediction
     def _take(self, prediction: FramePrediction) -> None:
         model, pixels = self._classifier.last  # the frame's own: set by the classify call that made `prediction`
+        self.service.field.observe(model, prediction.classes, self.source, pixels=pixels, frame=prediction.frame,
+                                   timestamp=prediction.timestamp, unknown=prediction.unknown,
+                                   typicality=prediction.typicality)  # --collect and the drift window
+        if len(prediction.classes) > self.options.top_k:  # a second class asked for --collect-when margin<x only
+            prediction = dataclasses.replace(prediction, classes=prediction.classes[:self.options.top_k])
         change = self._detector.observe(verdict(prediction))
         document = prediction_document(prediction, change, self.source, model.sha256, model.name)
         text = to_json(document)
@@ -268,14 +274,15 @@ class LiveLoop:
         return {"source": self.source, "state": self.state, "reason": self.reason or None, "at": iso_time(time.time())}
 
     def status(self) -> dict[str, Any]:
-        """GET /v1/live: the state, the options that shape the events, the newest frame and the counts."""
+        """GET /v1/live: the state, the options that shape the events, the newest frame and the counts; the
+        drift of the last answers from the training mix, and what --collect kept (edgecls.serve.field)."""
         latest = self.latest
         totals, fps, up = self.figures()
         return {**self.state_document(), "on_change": self.options.on_change, "min_stable": self.options.min_stable,
                 "top_k": self.options.top_k, "stable": self._detector.stable,
                 "frame": None if latest is None else latest.document["frame"],
                 "time": None if latest is None else latest.document["time"], **totals, "fps": round(fps, 2),
-                "mqtt": None if self.mqtt is None else self.mqtt.state()}
+                "mqtt": None if self.mqtt is None else self.mqtt.state(), **self.service.field.document()}
 
     def figures(self) -> tuple[dict[str, int], float, int]:
         """(totals of frames, dropped, skipped, reconnects; achieved FPS; 1 if the source is up)."""

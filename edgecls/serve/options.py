@@ -10,10 +10,14 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError
+
+if TYPE_CHECKING:  # numpy's module: only its type here (this module is stdlib only)
+    from edgecls.runtime.collect import CollectOptions
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -28,6 +32,7 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 60.0  # 20 MB at ~3 Mbit/s
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_GRACE_S = 10.0
+DEFAULT_DRIFT_WINDOW = 500  # answers (edgecls.runtime.drift.DEFAULT_WINDOW; not imported: stdlib only here)
 MB = 1 << 20
 # Live mode (--source): what a live prediction carries and how a change of class is decided.
 DEFAULT_LIVE_TOP_K = 3
@@ -160,6 +165,8 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     access_log: bool = False
+    collect: CollectOptions | None = None  # --collect DIR and its rules (edgecls.serve.field)
+    drift_window: int = DEFAULT_DRIFT_WINDOW  # answers in the rolling window /metrics compares with training
     live: LiveOptions | None = None  # --source: classify a camera, file or stream continuously
     mqtt: MqttOptions | None = None  # --mqtt: publish the live predictions
 
@@ -217,11 +224,19 @@ class ServeOptions:
                                "contradict each other: choose one")
         if self.mqtt is not None and self.live is None:
             raise EdgeclsError("--mqtt publishes live predictions: give --source (a camera, video file or stream)")
+        check_bound("--drift-window", self.drift_window)
+        collect = self.collect
+        if collect is not None:
+            if collect.shadow is not None:
+                _check_file(Path(collect.shadow), "--shadow")
+            collect = replace(collect, folder=str(Path(collect.folder).absolute()),
+                              shadow=None if collect.shadow is None else str(Path(collect.shadow).absolute()))
         settings = replace(self.settings, labels=_absolute(self.settings.labels))
         live = None if self.live is None else self.live.checked()
         mqtt = None if self.mqtt is None else self.mqtt.checked()
         return replace(self, model=model.absolute(), settings=settings, token_file=_absolute(self.token_file),
-                       tls_cert=_absolute(self.tls_cert), tls_key=_absolute(self.tls_key), live=live, mqtt=mqtt)
+                       tls_cert=_absolute(self.tls_cert), tls_key=_absolute(self.tls_key), live=live, mqtt=mqtt,
+                       collect=collect)
 
 
 TOKEN_ENV = "EDGECLS_TOKEN"

@@ -15,6 +15,7 @@ from edgecls.console import class_rows, verdict_fields
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.runtime.preprocess import ImageError, PixelLimitError
 from edgecls.serve.auth import Auth
+from edgecls.serve.field import FieldWatch
 from edgecls.serve.limits import ApiError
 from edgecls.serve.metrics import Metrics
 from edgecls.serve.models import ModelStore
@@ -57,6 +58,8 @@ class Service:
                                 options.interpreters)
         self.models = ModelStore(options.model, options.previous_model, options.settings, options.interpreters,
                                  options.max_model_bytes, options.allow_input_change, self.metrics, log)
+        # every answer is offered here once: --collect and the drift figures (edgecls.serve.field)
+        self.field = FieldWatch(options.collect, options.drift_window, self.metrics.registry, log)
         self.started_at = time.time()
         self.load_error: str | None = None  # why the first model could not be served (the server then stops)
         self._ready = threading.Event()
@@ -69,7 +72,7 @@ class Service:
     def load_first_model(self) -> bool:
         """Load and check MODEL (blocking); False, with load_error set, when it fails its check."""
         try:
-            self.models.load_initial()
+            self.field.start(self.models.load_initial())
         except EdgeclsError as exc:
             self.load_error = str(exc)
             return False
@@ -81,8 +84,11 @@ class Service:
         return self._ready.is_set() and self.models.current is not None
 
     def stop(self, timeout: float) -> int:
-        """Stop the interpreter threads; returns how many queued classifications were cancelled."""
-        return self.pool.stop(timeout)
+        """Stop the interpreter threads, then write what --collect still has queued; returns how many
+        queued classifications were cancelled."""
+        cancelled = self.pool.stop(timeout)
+        self.field.stop()
+        return cancelled
 
     def require_ready(self) -> None:
         if not self.ready:
@@ -102,9 +108,10 @@ class Service:
                         f"{'s are' if self.options.interpreters != 1 else ' is'} working and the queue of "
                         f"{self.options.queue_size} is full; retry after {seconds} s", {"Retry-After": str(seconds)})
 
-    async def classify(self, data: bytes, top_k: int) -> Answer:
+    async def classify(self, data: bytes, top_k: int, source: str = "upload") -> Answer:
         """Classify encoded image bytes on the next free interpreter: ApiError 503 at once when the queue
-        is full, 400 for a broken image or a non-image, 413 for one over the pixel cap."""
+        is full, 400 for a broken image or a non-image, 413 for one over the pixel cap. The answer is
+        offered to --collect and the drift window (`source`: who sent it, for a kept picture's sidecar)."""
         submitted = time.perf_counter()
 
         def task(slot: int) -> Answer:
@@ -113,10 +120,12 @@ class Service:
             clf = model.classifiers[slot]
             pixels = decode(clf, data)
             decoded = time.perf_counter()
-            classes = clf.classify(pixels, top_k)
+            asked = min(max(top_k, 2), clf.num_classes) if self.field.wants_two else top_k  # margin<x reads two
+            classes = clf.classify(pixels, asked)
             done = time.perf_counter()
-            return Answer(class_rows(classes), model.sha256, model.name, started - submitted, decoded - started,
-                          done - decoded, verdict_fields(classes))
+            self.field.observe(model, classes, source, pixels=pixels, content=data)
+            return Answer(class_rows(classes[:top_k]), model.sha256, model.name, started - submitted,
+                          decoded - started, done - decoded, verdict_fields(classes))
 
         try:
             future = self.pool.submit(task)

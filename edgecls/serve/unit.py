@@ -3,7 +3,8 @@
 ExecStart is this venv's own `edgecls` (absolute) with the command's options and absolute paths; the
 service runs as a dedicated user, restarts on failure, reloads the model on `systemctl reload`
 (SIGHUP), stops with SIGTERM's drain, and is hardened: no new privileges, the whole file system
-read-only (ProtectSystem=strict) but for the model's folder (where deployed models are written),
+read-only (ProtectSystem=strict) but for the model's folder (where deployed models are written) and
+the --collect folder,
 private /tmp, no capabilities, kernel and control groups protected; the `video` group for cameras.
 A token file (and an MQTT credentials file) is handed over with LoadCredential (it may stay root-only;
 the service reads its copy).
@@ -31,8 +32,10 @@ _FLAGS = {
     "header_timeout_s": "--header-timeout-s", "body_timeout_s": "--body-timeout-s",
     "max_connections": "--max-connections", "grace_s": "--grace-s", "watch": "--watch",
     "allow_input_change": "--allow-input-change", "tls_cert": "--tls-cert", "tls_key": "--tls-key",
-    "access_log": "--access-log",
+    "access_log": "--access-log", "drift_window": "--drift-window",
 }
+_COLLECT_FLAGS = {"folder": "--collect", "max_mb": "--collect-max-mb", "reserve_mb": "--collect-reserve-mb",
+                  "shadow": "--shadow", "shadow_every": "--shadow-every"}
 _SETTING_FLAGS = {"labels": "--labels", "resize": "--resize", "fit": "--fit", "input_range": "--input-range",
                   "threads": "--threads", "backend": "--backend"}
 _LIVE_FLAGS = {"every": "--every", "fps": "--fps", "top_k": "--top-k", "on_change": "--on-change",
@@ -62,6 +65,13 @@ def serve_arguments(options: ServeOptions) -> list[str]:
         value = getattr(options, field.name)
         if flag is not None and value != getattr(defaults, field.name):
             arguments += _flag(flag, value)
+    if options.collect is not None:
+        for name, flag in _COLLECT_FLAGS.items():
+            value = getattr(options.collect, name)
+            if value is not None:
+                arguments += _flag(flag, value)
+        for rules in options.collect.when:
+            arguments += ["--collect-when", rules]
     if options.live is not None:
         arguments += ["--source", live_source(options.live.source)]
         live_defaults = LiveOptions(source=options.live.source)
@@ -115,6 +125,8 @@ def systemd_unit(options: ServeOptions) -> str:
         "# Install it (devices/README.md, \"Run it as a service\"):",
         f"#   sudo useradd --system --no-create-home --shell /usr/sbin/nologin {UNIT_USER}",
         f"#   sudo chown -R {UNIT_USER}: {_quoted(str(folder))}",
+        *([f"#   sudo mkdir -p {_quoted(options.collect.folder)} && sudo chown -R {UNIT_USER}: "
+           f"{_quoted(options.collect.folder)}"] if options.collect is not None else []),
         "#   sudo tee /etc/systemd/system/edgecls.service < this-file",
         "#   sudo systemctl daemon-reload && sudo systemctl enable --now edgecls",
         "[Unit]",
@@ -137,6 +149,7 @@ def systemd_unit(options: ServeOptions) -> str:
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         f"ReadWritePaths={_quoted(str(folder))}",  # uploads and NAME.previous.tflite are written there
+        *([f"ReadWritePaths={_quoted(options.collect.folder)}"] if options.collect is not None else []),
         "ProtectHome=read-only",
         "PrivateTmp=yes",
         "ProtectKernelTunables=yes",
@@ -161,10 +174,12 @@ def systemd_unit(options: ServeOptions) -> str:
 def unit_warnings(options: ServeOptions) -> list[str]:
     """What would keep the unit from working as written: paths the service's sandbox or user cannot reach."""
     found = []
-    folder = options.model.parent
-    if any(folder == Path(tmp) or Path(tmp) in folder.parents for tmp in ("/tmp", "/var/tmp")):
-        found.append(f"the service has a private /tmp (PrivateTmp=yes) and will not see {folder}: put the model in "
-                     "a folder of its own, e.g. /var/lib/edgecls")
+    folders = [(options.model.parent, "the model"),
+               *([(Path(options.collect.folder), "--collect")] if options.collect is not None else [])]
+    for folder, what in folders:
+        if any(folder == Path(tmp) or Path(tmp) in folder.parents for tmp in ("/tmp", "/var/tmp")):
+            found.append(f"the service has a private /tmp (PrivateTmp=yes) and will not see {folder}: put {what} in "
+                         "a folder of its own, e.g. /var/lib/edgecls")
     source = None if options.live is None else live_source(options.live.source)
     if source is not None and source.startswith("/") and any(
             Path(source).parent == Path(tmp) or Path(tmp) in Path(source).parents for tmp in ("/tmp", "/var/tmp")):

@@ -87,6 +87,10 @@ class TrainResult:
             f"Run directory: {self.run_dir} ({written}).",
             f"Next: edgecls export {self.run_dir}",
         ]
+        origin = m.get("from")
+        if origin:  # a retrained run: its figures are comparable with RUN's, on the same test images
+            run = self.options.from_run if self.options is not None and self.options.from_run else origin["run"]
+            lines.append(f"Then: edgecls bench compare {run} {self.run_dir}")
         check = check_hint(m.get("dedupe"), self.data).strip()  # groups kept together, duplicates dropped
         if check:
             lines.append(check)
@@ -103,6 +107,10 @@ class TrainResult:
 
 
 def default_run_dir(options: TrainOptions) -> Path:
+    if options.from_run is not None:  # beside RUN: RUN-2, RUN-3, ...
+        from edgecls.retraining import next_run_dir
+
+        return next_run_dir(options.from_run)
     name = Path(options.data.rstrip("/")).name  # "digits" for digits, the folder's name for a path
     return Path("runs") / f"{name}-{options.arch}"
 
@@ -121,6 +129,8 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
                            "not the CNN route")
     out = check_new_dir(Path(options.out) if options.out else default_run_dir(options), force)  # before TensorFlow
     check_source(options.data)  # so is a --data that names nothing
+    if options.from_run is not None:  # read RUN's records now: a run that is none is refused before TensorFlow
+        RunRecord.read(Path(options.from_run))
     options = with_arch_defaults(options)
     tf = require_tensorflow("edgecls train")
     configure_cpu_devices(tf)
@@ -134,17 +144,27 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
     )
 
     with staged_dir(out, force=force) as tmp:
-        dataset = load_dataset(options.data, options.img_size, options.color, reporter=reporter)
-        _report_skipped(dataset, reporter)
-        split = (reuse_split(split, dataset) if split is not None else
-                 grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed,
-                               reporter))
+        retrain = None
+        if options.from_run is not None:  # RUN's data and split, grown by the --add folders' images
+            from edgecls.retraining import retraining_data
+
+            retrain = retraining_data(options.from_run, options.add or [], options.data, options.img_size,
+                                      options.color, options.dedupe, (options.val_fraction, options.test_fraction),
+                                      reporter)
+            dataset, split = retrain.dataset, retrain.split
+        else:
+            dataset = load_dataset(options.data, options.img_size, options.color, reporter=reporter)
+            _report_skipped(dataset, reporter)
+            split = (reuse_split(split, dataset) if split is not None else
+                     grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction,
+                                   options.seed, reporter))
         h, w = dataset.image_size
         augment = options.augment_list() if options.augment is not None else default_augmentations(options.data)
         data = options.data if options.data in BUILTIN_DATASETS else str(Path(options.data).expanduser().resolve())
         resolved = TrainOptions(**{**options_table(options), "data": data, "out": str(out), "img_size": h,
                                    "color": dataset.color,
-                                   "augment": ",".join(augment) or "none"})
+                                   "augment": ",".join(augment) or "none",
+                                   **(retrain.options() if retrain is not None else {})})
 
         keras.utils.set_random_seed(options.seed)
         tf.config.experimental.enable_op_determinism()
@@ -229,6 +249,8 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
             warnings=quality["warnings"],
             quality=quality,
         )
+        if retrain is not None:
+            metrics["from"] = retrain.metrics()
 
         model.save(tmp / MODEL_FILE)
         RunRecord(labels=list(dataset.class_names), config=RunConfig(options_table(resolved), run_versions()),

@@ -78,6 +78,11 @@ class TrainOptions:
     distill_temperature: float = 1.0  # both sides' probabilities softened by this temperature
     unlabeled: Optional[str] = None  # a folder of images only the teacher labels (train only)
     mixup: float = 0.0  # Beta(mixup, mixup) mixing of pairs of training views; 0: off
+    # Retraining (edgecls.retraining): RUN's options as defaults, its validation and test images kept, the
+    # images of the `add` folders joined to the train split only. A run's config.toml lists in `add` every
+    # folder added since the original data.
+    from_run: Optional[str] = None
+    add: Optional[list[str]] = None
 
     @property
     def is_backbone(self) -> bool:
@@ -167,6 +172,10 @@ def _coerce(name: str, value: Any, path: Path) -> Any:
     }.get(wants, False)
     if name == "augment" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return ",".join(value) if value else "none"
+    if name == "add":  # a list of folders (or one)
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return [value] if isinstance(value, str) else list(value)
+        raise EdgeclsError(f"config file {path}: add must be a list of folders, got {shown(value)}")
     if not ok:
         raise EdgeclsError(f"config file {path}: {name} must be {wants}, got {type(value).__name__} {shown(value)}")
     if wants == "float" and not math.isfinite(float(value)):
@@ -175,6 +184,20 @@ def _coerce(name: str, value: Any, path: Path) -> Any:
 
 
 MAX_SHOWN = 80  # characters of a bad value quoted back in an error (a 10 MB string is not echoed)
+
+
+# What `--from RUN` does not take from RUN's config.toml: where RUN was written, and what RUN itself was
+# retrained from and with (retraining.retraining_data adds RUN's own folders before the new ones).
+NOT_FROM_RUN = ("out", "from_run", "add")
+
+
+def run_options(run: Path) -> dict[str, Any]:
+    """RUN's options (its config.toml), as `train --from RUN` takes them: the defaults of the new run."""
+    from edgecls.artifacts import CONFIG_FILE
+
+    if not (Path(run) / CONFIG_FILE).is_file():
+        raise EdgeclsError(f"--from {run}: not a run directory (no {CONFIG_FILE}; make one with edgecls train)")
+    return {name: value for name, value in read_config(Path(run) / CONFIG_FILE).items() if name not in NOT_FROM_RUN}
 
 
 def shown(value: Any) -> str:
@@ -191,6 +214,10 @@ def validate(o: TrainOptions) -> None:
     if stray:
         where = " (a Keras run takes it at export: edgecls export RUN ...)" if stray[0] in EXPORT_TOO else ""
         bad(f"--{stray[0].replace('_', '-')} needs --backbone FILE.tflite{where}")
+    if o.add and o.from_run is None:
+        bad("--add needs --from RUN: the run whose options, validation and test images the new run keeps")
+    if o.from_run is not None and o.out is not None and Path(o.out).resolve() == Path(o.from_run).resolve():
+        bad(f"--out {o.out} is the run given to --from: write the new run elsewhere")
     if o.rule not in RULE_CHOICES:
         bad(f"unknown rule {o.rule!r}: use one of {', '.join(RULE_CHOICES)}")
     if not 0.5 <= o.accept < 1.0:

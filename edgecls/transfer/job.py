@@ -19,7 +19,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -105,6 +105,8 @@ class TransferOptions:
     cache: bool = True
     open_set: OpenSetOptions = field(default_factory=OpenSetOptions)  # the unknown answer (edgecls.calibrate)
     unknown_data: Optional[str] = None  # a folder of images of none of the classes
+    from_run: Optional[str] = None  # train --from RUN: RUN's validation and test images kept (edgecls.retraining)
+    add: list[str] = field(default_factory=list)  # --add folders: their images join the train split only
 
 
 @dataclass
@@ -115,6 +117,7 @@ class TransferResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     data: str = ""  # the data as given (for the summary's data-check hint)
+    from_run: Optional[str] = None  # --from RUN as given (for the summary's compare command)
 
     def summary(self) -> str:
         """The closing lines: the written file's figures with their weight (count, 95 % interval) and where
@@ -133,6 +136,8 @@ class TransferResult:
             f"Run directory: {self.run_dir} (the model is already in {EXPORT_DIR}/: no edgecls export needed).",
             f"Next: edgecls predict {self.model_file} IMAGES...",
             f"Next: edgecls bench {self.run_dir}",
+            *([f"Or: edgecls bench compare {self.from_run or m['from']['run']} {self.run_dir}"]
+              if m.get("from") else []),
             check_hint(m.get("dedupe"), self.data).strip(),  # groups kept together, duplicates dropped
         ]).rstrip()
 
@@ -157,6 +162,9 @@ def options_from_train(options: TrainOptions, given: Collection[str], config: Op
     says where they were given (the command line or the --config file)."""
     if options.backbone is None:
         raise EdgeclsError("no --backbone FILE.tflite given")
+    if options.add and options.from_run is None:
+        raise EdgeclsError("--add needs --from RUN: the run whose options, validation and test images the new run "
+                           "keeps")
     wrong = [name for name in NOT_WITH_BACKBONE if name in given]
     if wrong:
         name = wrong[0]
@@ -170,7 +178,8 @@ def options_from_train(options: TrainOptions, given: Collection[str], config: Op
     return TransferOptions(data=options.data, backbone=options.backbone, out=options.out,
                            embedding_tensor=options.embedding_tensor, head=options.head, views=options.views,
                            threads=options.threads, input_range=parse_range(options.input_range), open_set=open_set,
-                           unknown_data=options.unknown_data, dedupe=options.dedupe, **values)
+                           unknown_data=options.unknown_data, dedupe=options.dedupe, from_run=options.from_run,
+                           add=list(options.add or []), **values)
 
 
 def validate(o: TransferOptions) -> None:
@@ -185,6 +194,10 @@ def validate(o: TransferOptions) -> None:
 
 
 def default_run_dir(o: TransferOptions) -> Path:
+    if o.from_run is not None:  # beside RUN: RUN-2, RUN-3, ...
+        from edgecls.retraining import next_run_dir
+
+        return next_run_dir(o.from_run)
     return Path("runs") / f"{Path(o.data.rstrip('/')).name}-{Path(o.backbone).stem}"
 
 
@@ -203,12 +216,21 @@ def train_with_backbone(options: TransferOptions, force: bool = False, reporter:
         raise EdgeclsError(f"--backbone {backbone.path.name} takes {h}x{w} images: only square inputs are supported")
     reporter(f"Backbone {backbone.path.name} ({h}x{w}x{c} {backbone.input_dtype}, SHA-256 {backbone.sha256[:12]}…); "
         f"embedding: {backbone.embedding.describe()}")
-    dataset = load_dataset(options.data, h, "grayscale" if c == 1 else "rgb", reporter=reporter)
-    for line in dataset.skipped_warnings():
-        reporter(f"warning: {line}")
-    split = (reuse_split(split, dataset) if split is not None else
-             grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed,
-                           reporter))
+    retrain, negatives = None, None
+    if options.from_run is not None:  # RUN's data and split, grown by the --add folders' images
+        from edgecls.retraining import read_negatives, retraining_data
+
+        retrain = retraining_data(options.from_run, options.add, options.data, h, "grayscale" if c == 1 else "rgb",
+                                  options.dedupe, (options.val_fraction, options.test_fraction), reporter)
+        dataset, split = retrain.dataset, retrain.split
+        negatives = read_negatives(retrain.negatives, h, dataset.color, options.seed)
+    else:
+        dataset = load_dataset(options.data, h, "grayscale" if c == 1 else "rgb", reporter=reporter)
+        for line in dataset.skipped_warnings():
+            reporter(f"warning: {line}")
+        split = (reuse_split(split, dataset) if split is not None else
+                 grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed,
+                               reporter))
     reporter(f"Split: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test images; test images: "
              f"{split.test_source}")
     notes: list[str] = []
@@ -238,7 +260,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, reporter:
         model_bytes = embed_metadata(model_bytes, _metadata(dataset, embedder, mode, backbone, metadata_source,
                                                             len(x_train)))
         model_bytes, open_set = calibrate_split(model_bytes, dataset.images, dataset.labels, split, options.open_set,
-                                                options.unknown_data, model_file_name(mode), reporter, score_test)
+                                                options.unknown_data, model_file_name(mode), reporter, negatives,
+                                                score_test=score_test)
         model_path = Path(scratch) / model_file_name(mode)  # checked as it will be written
         model_path.write_bytes(model_bytes)
         check = _check(model_path, head, features, dataset, split, options.threads,
@@ -268,6 +291,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, reporter:
             threads=embedder.classifier.num_threads,
             collapsed=quality["collapsed"], warnings=quality["warnings"], quality=quality,
             openset=open_set,
+            **({"from": retrain.metrics()} if retrain is not None else {}),
         )
         if pyplot() is None:  # a device install: the run is complete without its curves
             notes.append(f"{CURVES_FILE} not drawn: matplotlib is not installed here (pip install matplotlib)")
@@ -282,7 +306,8 @@ def train_with_backbone(options: TransferOptions, force: bool = False, reporter:
         }
         metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
         metrics["notes"] = notes
-        RunRecord(labels=list(dataset.class_names), config=_config(options, dataset, out, h),
+        config = _config(options if retrain is None else replace(options, **retrain.options()), dataset, out, h)
+        RunRecord(labels=list(dataset.class_names), config=config,
                   split=split.to_json(dataset, options.seed, (options.val_fraction, options.test_fraction)),
                   metrics=metrics, history={**history, "phase": ["head"] * len(head.history)},
                   transfer=transfer).write(tmp)
@@ -291,7 +316,7 @@ def train_with_backbone(options: TransferOptions, force: bool = False, reporter:
     for note in notes:
         reporter(note)
     return TransferResult(out, out / EXPORT_DIR / model_path.name, metrics, time.perf_counter() - started, notes,
-                          options.data)
+                          options.data, options.from_run)
 
 
 # ---------------------------------------------------------------------- stages
@@ -435,14 +460,15 @@ def _export_index(model_path: Path, mode: str, check: dict, source: ModelSource)
 # run directory, and left out again by train.options.read_config.)
 CONFIG_KEYS = ("data", "out", "img_size", "color", "epochs", "batch_size", "lr", "patience", "val_fraction",
                "test_fraction", "seed", "dedupe", "backbone", "embedding_tensor", "head", "views", "threads",
-               "input_range")
+               "input_range", "from_run", "add")
 
 
 def _config(o: TransferOptions, dataset, out: Path, size: int) -> RunConfig:
     data = o.data if not Path(o.data).expanduser().exists() else str(Path(o.data).expanduser().resolve())
     values = {**asdict(o), "data": data, "out": str(out), "img_size": size, "color": dataset.color,
               "backbone": str(Path(o.backbone).resolve()),
-              "input_range": ",".join(f"{v:g}" for v in o.input_range) if o.input_range else None}
+              "input_range": ",".join(f"{v:g}" for v in o.input_range) if o.input_range else None,
+              "add": list(o.add) or None}
     return RunConfig({key: values[key] for key in CONFIG_KEYS}, _versions())
 
 
