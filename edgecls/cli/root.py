@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgecls.cli import bench, calibrate, data, device, explain, export, serve, train
+from edgecls.cli import bench, calibrate, data, device, explain, export, search, serve, train
 from edgecls.cli.common import Typer, fail
 from edgecls.exits import guarded, prepare_process, termination
 
@@ -22,7 +22,7 @@ app = Typer(
     epilog="Example:\n\nedgecls train && edgecls export runs/digits-seed && edgecls bench runs/digits-seed",
 )
 # Without a name each module's commands join the root (in this order in --help); bench is a group.
-for commands in (train.app, export.app, calibrate.app, device.app, explain.app, serve.app):
+for commands in (train.app, export.app, calibrate.app, search.app, device.app, explain.app, serve.app):
     app.add_typer(commands)
 app.add_typer(bench.app, name="bench")
 app.add_typer(data.app, name="data")

@@ -99,6 +99,7 @@ def _defaults_from(ctx: typer.Context, option: str, values: dict) -> None:
 _DATA, _MODEL, _TRAINING = "Data", "Model", "Training"
 _KERAS = "Keras backbones (--arch mobilenet_v2, mobilenet_v3_small, ...)"
 _BACKBONE = "Backbone route (--backbone FILE.tflite, no TensorFlow)"
+_DISTILL = "Distillation (--teacher MODEL.tflite)"
 _RETRAIN = "Retrain with new images (--from RUN --add DIR)"
 _OUTPUT = "Output"
 
@@ -177,9 +178,10 @@ def train(
         rich_help_panel=_TRAINING, help="tf.distribute strategy", **choice(Strategy, "strategy"))] = _D.strategy,
     # --- a Keras application as the backbone
     alpha: Annotated[Optional[float], typer.Option(
-        rich_help_panel=_KERAS,
-        help="Width multiplier of mobilenet_v2 / mobilenet_v3_small (ImageNet weights exist for 0.35, 0.5, 0.75, "
-        "1.0, 1.3, 1.4 / 0.75, 1.0)", show_default="1.0",
+        rich_help_panel=_MODEL,
+        help="Width multiplier of seed, mobile (filters, multiples of 8), mobilenet_v2 / mobilenet_v3_small "
+        "(ImageNet weights: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 / 0.75, 1.0)",
+        show_default="1.0",
     )] = _D.alpha,
     weights: Annotated[str, typer.Option(
         rich_help_panel=_KERAS,
@@ -222,6 +224,24 @@ def train(
     accept: AcceptOption = _D.accept,
     unknown_data: UnknownDataOption = None,
     rule: RuleOption = _D.rule,
+    # --- distillation: a teacher .tflite labels every training view (edgecls.train.distill)
+    teacher: Annotated[Optional[Path], typer.Option(
+        rich_help_panel=_DISTILL, metavar="MODEL.tflite",
+        help="A classifier .tflite with the data's classes: it labels each training view, on the fly")] = None,
+    distill_alpha: Annotated[float, typer.Option(
+        rich_help_panel=_DISTILL,
+        metavar="W", help="The labels' share of the loss",
+    )] = _D.distill_alpha,
+    distill_temperature: Annotated[float, typer.Option(
+        rich_help_panel=_DISTILL, metavar="T",
+        help="Softens both probabilities",
+    )] = _D.distill_temperature,
+    unlabeled: Annotated[Optional[Path], typer.Option(
+        rich_help_panel=_DISTILL, metavar="FOLDER",
+        help="Pictures only the teacher labels")] = None,
+    mixup: Annotated[float, typer.Option(
+        rich_help_panel=_DISTILL, metavar="A",
+        help="Mix view pairs, Beta(A, A)")] = _D.mixup,
     # --- retraining (edgecls.retraining)
     from_run: Annotated[Optional[Path], typer.Option(
         "--from", metavar="RUN", rich_help_panel=_RETRAIN, is_eager=True, callback=_read_run,

@@ -21,6 +21,7 @@ from edgecls.tomlio import path_from, read_toml
 # keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
 KERAS_BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
 ARCHITECTURES = ("seed", "mobile", *KERAS_BACKBONES)
+WIDTH_ARCHS = ("seed", "mobile", "mobilenet_v2", "mobilenet_v3_small")  # the ones --alpha scales
 WEIGHTS_CHOICES = ("imagenet", "none")  # or a weights FILE
 AUGMENTATIONS = ("flip", "rotate", "zoom", "translate", "contrast")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -71,6 +72,12 @@ class TrainOptions:
     accept: float = DEFAULT_ACCEPT  # the share of validation images of known classes the rule accepts
     unknown_data: Optional[str] = None  # a folder of images of none of the classes: they choose the rule
     rule: str = "auto"  # auto | top | embedding | both
+    # Distillation (edgecls.train.distill): a teacher .tflite labels each augmented view the student sees.
+    teacher: Optional[str] = None  # a classifier .tflite with the data's classes (e.g. a --backbone run's model)
+    distill_alpha: float = 0.0  # weight of the labels' loss; the teacher's gets 1 - alpha
+    distill_temperature: float = 1.0  # both sides' probabilities softened by this temperature
+    unlabeled: Optional[str] = None  # a folder of images only the teacher labels (train only)
+    mixup: float = 0.0  # Beta(mixup, mixup) mixing of pairs of training views; 0: off
     # Retraining (edgecls.retraining): RUN's options as defaults, its validation and test images kept, the
     # images of the `add` folders joined to the train split only. A run's config.toml lists in `add` every
     # folder added since the original data.
@@ -109,6 +116,7 @@ def with_arch_defaults(o: TrainOptions) -> TrainOptions:
 DEFAULTS = TrainOptions()
 BACKBONE_ONLY = ("embedding_tensor", "head", "views", "threads", "input_range", "accept", "unknown_data", "rule")
 EXPORT_TOO = ("accept", "unknown_data", "rule")  # a Keras run takes these at export
+TEACHER_ONLY = ("distill_alpha", "distill_temperature", "unlabeled")
 _TYPES = {f.name: f.type for f in fields(TrainOptions)}
 
 
@@ -214,6 +222,9 @@ def validate(o: TrainOptions) -> None:
         bad(f"unknown rule {o.rule!r}: use one of {', '.join(RULE_CHOICES)}")
     if not 0.5 <= o.accept < 1.0:
         bad(f"--accept must be at least 0.5 and below 1 (got {o.accept})")
+    stray = [name for name in TEACHER_ONLY if o.teacher is None and getattr(o, name) != getattr(DEFAULTS, name)]
+    if stray:
+        bad(f"--{stray[0].replace('_', '-')} needs --teacher MODEL.tflite")
     if o.arch not in ARCHITECTURES:
         bad(f"unknown architecture {o.arch!r}: use one of {', '.join(ARCHITECTURES)}")
     unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]
@@ -235,14 +246,15 @@ def validate(o: TrainOptions) -> None:
         if value is not None:  # None: the dataset's or the architecture's own
             check_bound(option, value)
     _validate_backbone(o)
+    _validate_distillation(o)
     if o.activation not in ("relu", "relu6", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "leaky_relu"):
         bad(f"unknown activation {o.activation!r}")
 
 
 def _validate_backbone(o: TrainOptions) -> None:
     if o.alpha is not None:
-        if o.arch not in ("mobilenet_v2", "mobilenet_v3_small"):
-            raise EdgeclsError(f"--alpha is the width of mobilenet_v2 / mobilenet_v3_small, not of {o.arch}")
+        if o.arch not in WIDTH_ARCHS:
+            raise EdgeclsError(f"--alpha is the width of {', '.join(WIDTH_ARCHS)}, not of {o.arch}")
         check_bound("--alpha", o.alpha)
     if o.weights not in WEIGHTS_CHOICES:
         if not o.is_backbone:
@@ -253,6 +265,25 @@ def _validate_backbone(o: TrainOptions) -> None:
     check_bound("--fine-tune-epochs", o.fine_tune_epochs)
     if o.fine_tune_lr is not None:
         check_bound("--fine-tune-lr", o.fine_tune_lr)
+
+
+def _validate_distillation(o: TrainOptions) -> None:
+    """The checks that need no file opened (the teacher's classes are checked against the data when it loads)."""
+    if o.teacher is not None:
+        if o.backbone is not None:
+            raise EdgeclsError("--teacher trains a Keras model: it does not apply with --backbone (a head fitted with "
+                               "numpy)")
+        path = Path(o.teacher).expanduser()
+        if path.suffix.lower() != ".tflite" or not path.is_file():
+            raise EdgeclsError(f"--teacher {o.teacher!r}: give an existing classifier .tflite (e.g. "
+                               "RUN/export/model_uint8.tflite of a --backbone run)")
+    check_bound("--distill-alpha", o.distill_alpha)
+    check_bound("--distill-temperature", o.distill_temperature)
+    if o.unlabeled is not None and not Path(o.unlabeled).expanduser().is_dir():
+        raise EdgeclsError(f"--unlabeled {o.unlabeled!r} is not a folder of images")
+    check_bound("--mixup", o.mixup)
+    if o.mixup and o.backbone is not None:
+        raise EdgeclsError("--mixup mixes the training views of a Keras model: it does not apply with --backbone")
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:
