@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Optional
 
 from edgecls.errors import EdgeclsError
 
@@ -31,7 +32,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     except OSError as exc:
-        raise EdgeclsError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
+        raise EdgeclsError(f"cannot write to {path.parent}: {_why_not_a_folder(path.parent, exc)}") from None
     try:
         os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; a model is meant to be copied and shared
         with os.fdopen(fd, "wb") as handle:
@@ -94,7 +95,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
         tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700; a run folder is as shareable as any other
     except OSError as exc:
-        raise EdgeclsError(f"cannot write to {final.parent}: {exc.strerror or exc}") from None
+        raise EdgeclsError(f"cannot write to {final.parent}: {_why_not_a_folder(final.parent, exc)}") from None
     try:
         try:
             yield tmp
@@ -161,6 +162,38 @@ def private_tempdir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _file_in_the_way(folder: Path) -> Optional[Path]:
+    """The file that stands where `folder` or a folder above it should be, if any."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def _why_not_a_folder(folder: Path, exc: OSError) -> str:
+    """Why `folder` could not be made, in the user's terms: "File exists" from mkdir means a file is in the way."""
+    blocker = _file_in_the_way(Path(folder))
+    return f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
+
+
+def make_folder(option: str, folder: str | os.PathLike) -> Path:
+    """Create `folder` (and the folders above it) for `option`; one line naming the cause if that fails."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgeclsError(f"cannot use {option} {folder}: {_why_not_a_folder(folder, exc)}") from None
+    return folder
+
+
+def check_file_writable(option: str, target: Path) -> None:
+    """Fail before any work if the file `target` cannot be written: a folder there, a file above it, a
+    read-only folder. Leaves nothing behind."""
+    if Path(target).is_dir():
+        raise EdgeclsError(f"cannot write to {option} {target}: it is a folder; give a file name")
+    check_folder_writable(option, target, Path(target).parent)
+
+
 def check_folder_writable(option: str, target: Path, folder: Path) -> None:
     """Fail before any work if `folder` (or the first existing folder above it) cannot be written.
 
@@ -169,7 +202,7 @@ def check_folder_writable(option: str, target: Path, folder: Path) -> None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise EdgeclsError(f"cannot write to {option} {target}: {existing} is a file")
+        raise EdgeclsError(f"cannot write to {option} {target}: {existing} is a file, not a folder")
     try:  # os.access says yes to root even on a read-only file system: try it
         with tempfile.TemporaryFile(dir=existing):
             pass
@@ -220,7 +253,7 @@ def write_set(folder: str | os.PathLike, files: dict[str, bytes], previous: Iter
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-{os.getpid()}-", dir=folder))
     except OSError as exc:
-        raise EdgeclsError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+        raise EdgeclsError(f"cannot write to {folder}: {_why_not_a_folder(folder, exc)}") from None
     try:
         for name, data in files.items():
             try:

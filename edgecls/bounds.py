@@ -34,7 +34,7 @@ BOUNDS: dict[str, Bound] = {
     "--label-smoothing": Bound(0, 1, "a fraction of the target", open_high=True),
     "--val-fraction": Bound(0, 0.5, "of the images; the rest trains", open_low=True, open_high=True),
     "--test-fraction": Bound(0, 0.5, "of the images; the rest trains", open_low=True, open_high=True),
-    "--alpha": Bound(0, 2, "the MobileNets' width multiplier", open_low=True),
+    "--alpha": Bound(0, 2, "the width multiplier of the MobileNets, seed and mobile", open_low=True),
     "--epochs": Bound(1, 10_000, "early stopping ends real runs long before"),
     "--batch-size": Bound(1, 4_096, "a larger batch of images does not fit a workstation's memory"),
     "--patience": Bound(0, 10_000, "at most --epochs"),
@@ -42,6 +42,16 @@ BOUNDS: dict[str, Bound] = {
     "--lr": Bound(0, 10, "a larger step diverges", open_low=True),
     "--fine-tune-lr": Bound(0, 10, "a larger step diverges", open_low=True),
     "--views": Bound(1, 64, "each view is one more pass of the backbone over the training images"),
+    # train --teacher (distillation) and search's students
+    "--distill-alpha": Bound(0, 1, "the labels' share of the loss; the teacher has the rest"),
+    "--distill-temperature": Bound(0.1, 100, "softer than 100 every class is equally likely"),
+    "--mixup": Bound(0, 10, "Beta(A, A) weights; past 10 every mix is nearly half and half"),
+    # search
+    "--max-latency-ms": Bound(0, 3_600_000, "milliseconds a picture: an hour", open_low=True),
+    "--max-size-kb": Bound(0, 2_097_152, "a .tflite flatbuffer stops at 2 GB", open_low=True),
+    "--students": Bound(0, 64, "each is a long training run"),
+    "--student-epochs": Bound(1, 10_000, "early stopping ends real runs long before"),
+    "--student-patience": Bound(0, 10_000, "at most --student-epochs"),
     # export and export --target
     "--min-agreement": Bound(0, 1, "a fraction of the validation images"),
     "--calib-samples": Bound(1, 100_000, "calibration images are held in memory; 300-1,000 is plenty"),

@@ -682,6 +682,15 @@ def load_split(doc: dict, dataset: Dataset) -> Split:
     return Split(*parts)
 
 
+def reuse_split(doc: dict, dataset: Dataset) -> Split:
+    """A split made before (a split.json document: edgecls search makes one for all its candidates), checked
+    against `dataset` as loaded now: the same files (indices do not depend on the decoded picture size)."""
+    found = load_split(doc, dataset)
+    found.test_source = doc.get("test_source") or f"{len(found.test)} images of the given split"
+    found.dedupe = doc.get("dedupe")
+    return found
+
+
 def image_digests(images: np.ndarray) -> list[str]:
     """The SHA-256 of each image's pixels (uint8, as decoded at the run's size and colour): what says two
     splits hold the same images, whatever files or indices they came from."""

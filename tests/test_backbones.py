@@ -35,7 +35,7 @@ def photos(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("given, message", [
-    ({"arch": "efficientnet_b0", "alpha": 0.5}, "--alpha is the width of mobilenet_v2"),
+    ({"arch": "efficientnet_b0", "alpha": 0.5}, "--alpha is the width of seed, mobile, mobilenet_v2"),
     ({"arch": "mobilenet_v2", "alpha": 3.0}, "--alpha must be more than 0 and at most 2"),
     ({"arch": "mobilenet_v2", "weights": "no/such.h5"}, "use imagenet, none, or an existing weights file"),
     ({"arch": "seed", "weights": "no/such.h5"}, "--weights applies to the Keras backbones"),

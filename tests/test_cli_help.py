@@ -118,13 +118,14 @@ def test_train_help_groups_its_options_in_panels_declared_with_each_option(cli, 
     assert panels["arch"] == panels["dropout"] == "Model"
     assert panels["epochs"] == panels["lr"] == panels["patience"] == "Training"
     assert panels["backbone"] == panels["views"] and panels["backbone"].startswith("Backbone route")
-    assert panels["alpha"] == panels["weights"] and panels["alpha"].startswith("Keras backbones")
+    assert panels["alpha"] == "Model" and panels["weights"].startswith("Keras backbones")  # alpha: seed/mobile too
+    assert panels["teacher"] == panels["mixup"] and panels["teacher"].startswith("Distillation")
     assert panels["out"] == panels["force"] == "Output"
     monkeypatch.setenv("COLUMNS", "80")
     out = cli("train", "--help").out
     titles = [line.split("─ ", 1)[1].split(" ─")[0] for line in out.splitlines() if line.startswith("╭─ ")]
     assert titles[:3] == ["Data", "Model", "Training"] and titles[-2:] == ["Output", "Options"], titles
-    assert len(out.splitlines()) < 165  # was 235 lines at 80 columns; 148 before --from and --add
+    assert len(out.splitlines()) < 175  # was 235 at 80 columns; 148 before --from/--add, 162 before --teacher's panel
 
 
 @pytest.mark.parametrize("path, command", COMMANDS, ids=IDS)

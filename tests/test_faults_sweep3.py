@@ -337,6 +337,26 @@ def test_a_real_full_disk_under_train_leaves_nothing(tmp_path):
         subprocess.run(["umount", "-l", str(full)])
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="a real full disk needs root (tmpfs)")
+def test_a_disk_out_of_inodes_under_the_review_links_is_named_and_leaves_nothing(tmp_path):
+    """Symbolic links take no data blocks: only a disk without free inodes refuses them. The reason is
+    that disk's (no space), not the hard link's fallback across disks ("Invalid cross-device link")."""
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=8", "tmpfs", str(full)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        data = two_classes(tmp_path / "data", per_class=6)
+        for c in ("c0", "c1"):  # byte-identical copies: findings to link whatever the checks decide
+            shutil.copy(data / c / "00.png", data / c / "dup.png")
+        done = _run(["data", "check", data, "--report", tmp_path / "dc", "--review", full / "rv"], tmp_path)
+        line = one_line(done.stderr)
+        assert done.returncode == 1 and "No space left on device" in line and "full/rv" in line, line
+        assert list(full.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(full)])
+
+
 @pytest.mark.parametrize("argv", [
     ["explain", INT8, "IMG", "--out", "RO/ex"],
     ["explain", INT8, "IMG", "--out", "FILE/ex"],
@@ -345,6 +365,10 @@ def test_a_real_full_disk_under_train_leaves_nothing(tmp_path):
     ["bench", INT8, "--data", "DATA", "--latency-only", "--report", "RO/rep"],
     ["data", "check", "DATA", "--report", "FILE/dc"],
     ["data", "check", "DATA", "--review", "RO/rv"],
+    ["calibrate", INT8, "--data", "DATA", "--out", "FILE/c.tflite"],
+    ["calibrate", INT8, "--data", "DATA", "--out", "RO/c.tflite"],
+    ["predict", INT8, "IMG", "--collect", "FILE/inbox"],
+    ["predict", INT8, "IMG", "--collect", "RO/inbox"],
 ])
 def test_an_unwritable_output_is_refused_before_any_work(argv, tmp_path):
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
@@ -717,6 +741,17 @@ def test_two_inputs_of_one_name_get_two_outputs(cli, tmp_path):
     assert result.code == 0 and len(set(pngs)) == 2 and all(Path(p).is_file() for p in pngs)
 
 
+def test_bench_json_named_as_the_reports_own_is_listed_once(cli, tmp_path):
+    data = two_classes(tmp_path / "data", per_class=3)
+    common = ("bench", INT8, "--data", data, "--latency-only", "--runs", "2", "--no-memory",
+              "--report", tmp_path / "rep")
+    same = cli(*common, "--json", tmp_path / "rep" / "bench.json")
+    assert same.code == 0 and "JSON report:" not in same.out and "bench.json" in same.out, same.out
+    assert json.loads((tmp_path / "rep" / "bench.json").read_text())["models"]
+    other = cli(*common, "--json", tmp_path / "other.json")
+    assert other.code == 0 and f"JSON report: {tmp_path / 'other.json'}" in other.out
+
+
 def test_json_named_as_the_reports_own_is_written_once(cli, tmp_path):
     report = ROOT / "models" / "digits-seed" / "report" / "bench.json"
     result = cli("bench", "compare", report, "--report", tmp_path / "cmp", "--json", tmp_path / "cmp" / "compare.json")
@@ -937,6 +972,38 @@ def test_an_out_under_a_file_says_so_before_any_work(tmp_path):
         done = bounded_run([*argv, "--out", tmp_path / "afile" / "run"], tmp_path, timeout=90)
         line = one_line(done.stderr)
         assert done.returncode == 2 and "afile is a file" in line and "File exists" not in line
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["predict", INT8, "IMG", "--collect", "FILE"], "afile is a file, not a folder"),
+    (["calibrate", INT8, "--data", "DATA", "--out", "DIR", "--force"], "it is a folder; give a file name"),
+    (["bench", INT8, "--data", "DATA", "--latency-only", "--json", "DIR"], "it is a folder; give a file name"),
+])
+def test_an_output_that_is_the_wrong_kind_of_file_is_named_before_any_work(argv, words, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "adir" / "keep.txt").write_text("mine")
+    values = {"IMG": INT8.parent / "test-images" / "0" / "00012-000079.png", "DATA": two_classes(tmp_path / "data"),
+              "FILE": tmp_path / "afile", "DIR": tmp_path / "adir"}
+    done = bounded_run([values.get(a, a) for a in argv], tmp_path, timeout=HANG)
+    line = one_line(done.stderr)
+    assert done.returncode == 2 and words in line and "File exists" not in line, line
+    assert (tmp_path / "afile").read_text() == "x" and (tmp_path / "adir" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("report, review", [("dc", "dc"), ("dc", "dc/review"), ("dc/report", "dc")])
+def test_data_check_refuses_a_review_folder_that_would_replace_its_report(report, review, tmp_path):
+    data = two_classes(tmp_path / "data", per_class=4)
+    done = bounded_run(["data", "check", data, "--report", tmp_path / report, "--review", tmp_path / review],
+                       tmp_path, timeout=HANG)
+    line = one_line(done.stderr)
+    assert done.returncode == 2 and "overlap" in line and not (tmp_path / "dc").exists(), line
+
+
+def test_a_usage_error_names_the_command_as_typed_without_python_m():
+    done = subprocess.run([sys.executable, "-m", "edgecls", "bench", "compare", "--no-such"], capture_output=True,
+                          text=True, timeout=HANG)
+    assert done.returncode == 2 and "(see edgecls bench compare --help)" in done.stderr, done.stderr
 
 
 def test_head_advice_never_suggests_the_head_in_use():

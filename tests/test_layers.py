@@ -53,7 +53,7 @@ ALLOWED = {
 # What the edgecls modules the device side reaches (rundir, data, console, ...) may import in turn.
 REACHABLE = set().union(*(rules["edgecls"] for rules in ALLOWED.values()))
 WORKSTATION = ("edgecls.train", "edgecls.export", "edgecls.transfer", "edgecls.explain", "edgecls.cli",
-               "edgecls.entry", "edgecls.live")
+               "edgecls.entry", "edgecls.live", "edgecls.search")
 
 
 def imports(path: Path) -> list[tuple[str, int, bool]]:

@@ -184,8 +184,8 @@ _GOOD = b'{"labels": ["a"], "input": {"height": 8, "width": 8, "color": "graysca
     (b'{"quantization": {"mode": 8}}', "quantization.mode must be a string"),
     (b'{"source": {"run": ["x"]}}', "source.run must be a string"),
     (b'{"source": {"model_sha256": 1}}', "source.model_sha256 must be a string"),
-    (b'{"input": {"pixel_range": [NaN, 255]}}', "not JSON: NaN is not a JSON number"),
-    (b'{"input": {"pixel_range": [0, Infinity]}}', "not JSON: Infinity is not a JSON number"),
+    (b'{"input": {"pixel_range": [NaN, 255]}}', "not JSON: input.pixel_range[0] is NaN, not a finite number"),
+    (b'{"input": {"pixel_range": [0, Infinity]}}', "input.pixel_range[1] is Infinity, not a finite number"),
     (b'{"input": {"pixel_range": [0, 1e999]}}', "must be two finite numbers"),
     (b'{"input": {"pixel_range": [0, 1' + b'0' * 400 + b']}}', "must be two finite numbers"),
     (b'{"input": {"pixel_range": [1, 1]}}', "must be two finite numbers"),
@@ -193,7 +193,7 @@ _GOOD = b'{"labels": ["a"], "input": {"height": 8, "width": 8, "color": "graysca
     (b'{"input": {"pixel_range": [true, 255]}}', "is not two numbers"),
     (b'{"input": {"pixel_range": [0, 128, 255]}}', "is not two numbers"),
     (b'{"input": {"height": true}}', "input height"),
-    (b'{"labels": [' + b'9' * 5000 + b']}', "not JSON"),  # int() refuses over 4300 digits: ValueError
+    (b'{"labels": [' + b'9' * 5000 + b']}', "labels[0] is an integer of 5000 digits"),
     (b'{"labels": "\xff"}', "not JSON"),
     (b'[' * 100000, "not JSON"),
 ])

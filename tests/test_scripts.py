@@ -32,13 +32,14 @@ SMOKES = {
     "bench_openset.py": ((pytest.mark.slow,), ()),  # digits 0-7 for 2 epochs against 8, 9 and generated scenes
     "refusal_times.py": ((), ()),  # three refusals; fails if one imports TensorFlow first (test_bad_inputs times them)
     "bench_serve.py": ((pytest.mark.slow,), ()),  # four `edgecls serve` processes and their load
+    "bench_distill.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # 20 photos a class, 2 epochs, 3 runs
     "printed_digits.py": ((), ()),  # the README field loop's pictures: 40 written and read back
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
 SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py",
                     "make_reference_model.py": "tests/test_reference.py"}
 RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py",  # write --json
-           "bench_datacheck.py", "bench_openset.py", "bench_serve.py"}
+           "bench_datacheck.py", "bench_openset.py", "bench_serve.py", "bench_distill.py"}
 
 
 def test_every_script_has_a_smoke_test():

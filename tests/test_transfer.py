@@ -316,3 +316,18 @@ def test_a_head_that_learns_nothing_is_refused_unless_forced_and_then_flagged(mo
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["collapsed"] and metrics["warnings"] and result.model_file.is_file()
     assert any(w.startswith("do not ship this model") for w in result.warnings())
+
+
+def test_a_calibrated_edgecls_model_is_a_backbone(tmp_path):
+    """Every edgecls export is calibrated (subgraph 0 one IF around the classifier): its classifier is cut
+    and grafted. Cutting the wrapper itself made LiteRT crash (SIGSEGV), so this runs in a subprocess."""
+    calibrated = Path(__file__).resolve().parents[1] / "models" / "digits-seed" / "model_int8.tflite"
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "edgecls", "train", "--data", "digits", "--backbone", str(calibrated),
+                           "--epochs", "20", "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "EDGECLS_DEBUG": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.9  # the digits model's own features separate digits
+    transfer = json.loads((out / "transfer.json").read_text())
+    assert transfer["backbone"]["sha256"] == hashlib.sha256(calibrated.read_bytes()).hexdigest()  # the file's

@@ -96,6 +96,7 @@ def run_check(options: CheckOptions, reporter: Reporter = SILENT) -> CheckResult
     review_dir = Path(options.review) if options.review else None
     if review_dir is not None:
         report.check_review_dir(review_dir)
+        _check_apart(report_dir, review_dir)
     backbone_path, backbone_note = _backbone_path(options, run)
     check = _inspect(options, run, backbone_path, backbone_note, reporter)
     check.seconds = time.perf_counter() - started
@@ -118,6 +119,15 @@ def _open_target(target: str) -> Optional[RunDir]:
     if is_run_dir(path):
         return open_run(path)  # one-line errors for an incomplete run (e.g. no split.json)
     return None
+
+
+def _check_apart(report_dir: Path, review_dir: Path) -> None:
+    """--review is made whole at the end (a staged folder renamed into place): inside --report, or around
+    it, it would replace the report just written."""
+    ours, theirs = report_dir.resolve(), review_dir.resolve()
+    if ours == theirs or ours in theirs.parents or theirs in ours.parents:
+        raise EdgeclsError(f"--review {review_dir} and --report {report_dir} overlap: give the review links a "
+                           "folder of their own, outside the report's")
 
 
 def _check_report_dir(folder: Path) -> None:

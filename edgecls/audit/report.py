@@ -5,6 +5,7 @@ finding; the user's files are never moved or edited).
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from PIL import Image
 from edgecls import __version__, jsonio
 from edgecls import duplicates as dup
 from edgecls.artifacts import DATACHECK_FILE
-from edgecls.atomic import check_folder_writable, staged_dir, write_text_atomic
+from edgecls.atomic import WRITE_FAILURES, check_folder_writable, staged_dir, write_text_atomic
 from edgecls.audit import facts as facts_module
 from edgecls.audit.sheets import MAX_TILES_PER_ROW, THUMB, Row, Sheet, Tile, write_sheets
 from edgecls.errors import EdgeclsError
@@ -452,11 +453,14 @@ def link_review(check: Check, folder: Path) -> Path:
         source = root / relative
         try:
             os.symlink(source, link_path)
-        except OSError:
-            try:
+        except OSError as first:
+            if first.errno in WRITE_FAILURES:  # a full disk: staged_dir names the folder and leaves nothing
+                raise
+            try:  # a file system without symbolic links
                 os.link(source, link_path)
             except OSError as exc:
-                raise EdgeclsError(f"cannot link {source} into --review {folder}: {exc.strerror or exc}",
+                cause = first if exc.errno == errno.EXDEV else exc  # another disk: the symbolic link's reason
+                raise EdgeclsError(f"cannot link {source} into --review {folder}: {cause.strerror or cause}",
                                    exit_code=1) from None
 
     with staged_dir(folder, force=folder.is_dir()) as tmp:  # force: the empty folder check_review_dir allowed

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.atomic import write_bytes_atomic
+from edgecls.atomic import check_file_writable, write_bytes_atomic
 from edgecls.bench.thirdparty import match_label
 from edgecls.calibrate.job import MIN_VALIDATION, Calibrated, FitData, OpenSetOptions, calibrate, validate
 from edgecls.errors import EdgeclsError
@@ -58,6 +58,7 @@ def calibrate_folder(model: Path, data: Path, options: OpenSetOptions, unknown_d
         raise EdgeclsError(f"--out {out} is the model itself: write the calibrated model to a new file")
     if out.exists() and not force:
         raise EdgeclsError(f"{out} already exists: choose another --out or pass --force to replace it")
+    check_file_writable("--out", out)  # a folder there, a file above it, a read-only folder: before any work
     content = read_model_bytes(Path(model))
     classifier = Classifier(model, num_threads=options.threads, labels=labels, input_range=input_range,
                             resize=resize, fit=fit, open_set=False)

@@ -164,9 +164,10 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
 
 def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, split: Any, options: OpenSetOptions,
                     unknown_data: Optional[str], name: str, log: Callable[[str], None],
-                    negatives: Optional[np.ndarray] = None) -> tuple[bytes, dict]:
+                    negatives: Optional[np.ndarray] = None, score_test: bool = True) -> tuple[bytes, dict]:
     """Calibrate a run's .tflite as export and `train --backbone` do: prototypes from (a stratified sample
-    of) the train split, temperature and rule on the validation split, figures on the test split;
+    of) the train split, temperature and rule on the validation split, figures on the test split (unless
+    `score_test` is False: a caller that chooses among runs on validation reads the test split after);
     `negatives` (images of none of the classes, at the model's size, e.g. a retrained run's unknown/
     images) join --unknown-data's. Returns the calibrated file and its report (metrics.json's and
     export.json's "openset")."""
@@ -190,7 +191,8 @@ def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, spli
                    {"fit": f"train split ({len(train)} images)", "val": "validation split",
                     **({"unknown": " and ".join(where)} if where else {})}, train_labels=labels[split.train])
     result = calibrate(content, data, options, name=name, log=log)
-    test = evaluate(result.content, np.asarray(images[split.test]), labels[split.test], threads=options.threads)
+    test = (evaluate(result.content, np.asarray(images[split.test]), labels[split.test], threads=options.threads)
+            if score_test else None)
     report = {"rule": result.record["rule"], "accept": options.accept,
               "temperature": result.record["temperature"]["value"], "chosen_by": result.record["chosen"]["by"],
               "candidates": result.record["chosen"]["candidates"], "val": result.figures["val"], "test": test}

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgecls.cli import bench, calibrate, data, device, explain, export, serve, train
+from edgecls.cli import bench, calibrate, data, device, explain, export, search, serve, train
 from edgecls.cli.common import Typer, fail
 from edgecls.exits import guarded, prepare_process, termination
 
@@ -22,7 +22,7 @@ app = Typer(
     epilog="Example:\n\nedgecls train && edgecls export runs/digits-seed && edgecls bench runs/digits-seed",
 )
 # Without a name each module's commands join the root (in this order in --help); bench is a group.
-for commands in (train.app, export.app, calibrate.app, device.app, explain.app, serve.app):
+for commands in (train.app, export.app, calibrate.app, search.app, device.app, explain.app, serve.app):
     app.add_typer(commands)
 app.add_typer(bench.app, name="bench")
 app.add_typer(data.app, name="data")
@@ -91,8 +91,7 @@ def main() -> None:
             if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `edgecls` or `edgecls bench`: help was asked for
                 typer.echo(exc.format_message())  # the help text
                 raise SystemExit(0) from None
-            path = exc.ctx.command_path.split(" ", 1) if exc.ctx else []
-            where = f"edgecls {path[1]}" if len(path) == 2 else "edgecls"
+            where = " ".join(["edgecls", *_subcommands(exc.ctx)])
             fail(f"{exc.format_message()} (see {where} --help)", 2)
         except aborts:
             _interrupted()
@@ -101,6 +100,16 @@ def main() -> None:
         return code if isinstance(code, int) else 0  # what click's standalone mode would have done
 
     guarded(run_app)  # edgecls errors, interrupts, a closed pipe, anything unforeseen: one line each
+
+
+def _subcommands(ctx) -> list[str]:
+    """The subcommand names of a click context ("bench", "compare"), without the program's own name, which
+    is "python -m edgecls" when run that way."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    return names
 
 
 if __name__ == "__main__":

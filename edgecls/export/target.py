@@ -63,6 +63,7 @@ class Context:
     _calibration: Any = None
     _calibrated: Optional[bytes] = None
     _diagnosis: Any = None
+    _float_size: Optional[int] = None  # the float32 file's size as written (metadata included)
 
     def float_model(self) -> Converted:
         if self._float is None:
@@ -314,15 +315,44 @@ def _search(source: RunDir, options: TargetOptions, target: Target, chosen_candi
     return result
 
 
-def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options: TargetOptions, started: float,
-               output_kind: str, sha: str, val: tuple, reporter: Reporter) -> None:
-    """Convert and score each candidate on validation, within the time budget, with a progress bar."""
+@dataclass
+class Built:
+    """A candidate made: its bytes with metadata, what the converter returned, and its validation check."""
+
+    content: bytes
+    converted: Converted
+    metadata: ModelMetadata
+    check: Any  # edgecls.export.job.ModelCheck
+
+
+def build_checked(ctx: Context, candidate: Candidate, output_kind: str, sha: str, val: tuple) -> Built:
+    """Convert one candidate, embed its metadata and score it on the validation images `val` (images,
+    labels, the Keras model's predictions, ...) with the device runtime. Raises EdgeclsError
+    (ConversionError when the converter fails) when it cannot be made or loaded."""
     from edgecls.export.job import check_files
     from edgecls.export.report import build_metadata
     from edgecls.runtime.metadata import embed_metadata
 
-    images, labels, keras_predicted, keras_accuracy = val
-    float_size = None
+    images, labels, keras_predicted = val[:3]
+    begun = time.perf_counter()
+    converted = candidate.build(ctx)
+    seconds = time.perf_counter() - begun
+    calibration = ctx.calibration() if candidate.calibrated else None
+    metadata = build_metadata(ctx.source, converted, calibration, output_kind, sha)
+    content = embed_metadata(converted.content, metadata)
+    if ctx._float_size is None:  # sizes against float32 as it is written, metadata included
+        float_model = ctx.float_model()
+        ctx._float_size = len(embed_metadata(float_model.content, build_metadata(ctx.source, float_model, None,
+                                                                                 output_kind, sha)))
+    check = check_files({candidate.name: content}, {candidate.name: (converted, seconds)}, ctx.source.labels, images,
+                        labels, keras_predicted, ctx._float_size)[0]
+    return Built(content, converted, metadata, check)
+
+
+def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options: TargetOptions, started: float,
+               output_kind: str, sha: str, val: tuple, reporter: Reporter) -> None:
+    """Convert and score each candidate on validation, within the time budget, with a progress bar."""
+    keras_accuracy = val[3]
     with reporter.task("candidates", len(todo)) as advance:
         for candidate, row in zip(todo, rows):
             elapsed = time.perf_counter() - started
@@ -334,30 +364,20 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
                 continue
             advance(0, f"{candidate.name} ...")
             reporter(f"Candidate {candidate.name}: {candidate.what}")
-            begun = time.perf_counter()
             try:
-                converted = candidate.build(ctx)
-                seconds = time.perf_counter() - begun
-                calibration = ctx.calibration() if candidate.calibrated else None
-                metadata = build_metadata(ctx.source, converted, calibration, output_kind, sha)
-                content = embed_metadata(converted.content, metadata)
-                if float_size is None:  # sizes against float32 as it is written, metadata included
-                    float_model = ctx.float_model()
-                    float_size = len(embed_metadata(float_model.content, build_metadata(
-                        ctx.source, float_model, None, output_kind, sha)))
-                row.check = check_files({candidate.name: content}, {candidate.name: (converted, seconds)},
-                                        ctx.source.labels, images, labels, keras_predicted, float_size)[0]
+                built = build_checked(ctx, candidate, output_kind, sha, val)
             except EdgeclsError as exc:  # this candidate cannot be made or loaded: the others go on
                 what = "conversion failed" if isinstance(exc, ConversionError) else "unusable"
                 row.status, row.reasons = "failed", [f"{what}: {exc}"]
                 reporter(f"  {row.reasons[0]}")
                 advance(1, f"{candidate.name}: failed")
                 continue
-            row.content, row.converted, row.metadata = content, converted, metadata
+            row.content, row.converted, row.metadata = built.content, built.converted, built.metadata
+            row.check = built.check
             row.drop_points = 100 * (keras_accuracy - row.check.accuracy)
             reporter(f"  validation accuracy {row.check.accuracy:.4f} ({points_text(-row.drop_points / 100)}), "
                      f"agreement "
-                f"{row.check.agreement:.4f}, {row.check.size_bytes / 1024:.1f}K, {seconds:.1f} s")
+                f"{row.check.agreement:.4f}, {row.check.size_bytes / 1024:.1f}K, {row.check.seconds:.1f} s")
             advance(1, f"{candidate.name} done")
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from edgecls.export.report import _size
 from edgecls.plotting import pyplot, save_png
 
 if TYPE_CHECKING:
-    from edgecls.export.target import Row, TargetResult
+    from edgecls.export.target import TargetResult
+
+Item = TypeVar("Item")
 
 _STATUS_STYLE = {"chosen": "bold green", "passed": "", "rejected": "red", "failed": "red", "skipped": "dim"}
 _STATUS_COLOUR = {"chosen": "tab:green", "passed": "tab:blue", "rejected": "tab:red"}
@@ -99,7 +102,7 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
         if row.status == "chosen":
             ax.scatter([row.p50_ms], [row.check.accuracy], s=area * 2.2, facecolors="none", edgecolors="tab:green",
                        linewidths=2.5, zorder=4)
-    front = _pareto_front(timed)
+    front = pareto_front(timed, lambda r: r.p50_ms, lambda r: r.check.accuracy)
     ax.step([r.p50_ms for r in front], [r.check.accuracy for r in front], where="post", color="grey", alpha=0.6,
             linewidth=1, zorder=2, label="Pareto front")
     keras = result.keras_val_accuracy
@@ -112,7 +115,7 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
     span = max(keras - low, 0.01)
     ax.set_ylim(low - 0.12 * span, min(1.0, keras) + 0.12 * span)
     ax.set_xlim(0, max(r.p50_ms for r in timed) * 1.2)
-    _number_points(figure, ax, [(r.p50_ms, r.check.accuracy) for r in timed])
+    number_points(figure, ax, [(r.p50_ms, r.check.accuracy) for r in timed])
     ax.set_xlabel(f"invoke latency p50, ms (batch 1, {result.threads} thread(s))")
     ax.set_ylabel(f"top-1 accuracy, validation ({result.val_images} images)")
     where = {"host": "this host", "profile": f"this host under the {result.target.spec} profile's constraints"}.get(
@@ -133,7 +136,7 @@ LABEL_GAP_PX = 18  # the least distance between two numbers' centres
 LABEL_RISE_PX = 34  # numbers sit this far above their points, joined to them by a line
 
 
-def _number_points(figure: Any, ax: Any, points: list[tuple[float, float]]) -> None:
+def number_points(figure: Any, ax: Any, points: list[tuple[float, float]]) -> None:
     """Number the points 1..n above them. Candidates often sit on top of each other (same accuracy,
     near latencies): numbers that would collide are pushed apart sideways, each joined to its point by
     a thin line, so that every number reads on its own."""
@@ -153,11 +156,11 @@ def _number_points(figure: Any, ax: Any, points: list[tuple[float, float]]) -> N
                     arrowprops={"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 2})
 
 
-def _pareto_front(rows: list[Row]) -> list[Row]:
-    """The rows no other row beats on both latency and accuracy, fastest first."""
+def pareto_front(items: list[Item], latency: Callable[[Item], float], accuracy: Callable[[Item], float]) -> list[Item]:
+    """The items no other item beats on both latency and accuracy, fastest first."""
     front, best = [], -1.0
-    for row in sorted(rows, key=lambda r: (r.p50_ms, -r.check.accuracy)):
-        if row.check.accuracy > best:
-            front.append(row)
-            best = row.check.accuracy
+    for item in sorted(items, key=lambda i: (latency(i), -accuracy(i))):
+        if accuracy(item) > best:
+            front.append(item)
+            best = accuracy(item)
     return front

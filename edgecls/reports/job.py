@@ -21,7 +21,14 @@ from edgecls.bench.testset import save_test_images
 from edgecls.console import print_wrapped
 from edgecls.errors import EdgeclsError
 from edgecls.reporter import SILENT, Reporter
-from edgecls.reports.report import check_writable, print_tables, render_bench_table, render_sections, write_reports
+from edgecls.reports.report import (
+    check_writable,
+    json_is_the_reports,
+    print_tables,
+    render_bench_table,
+    render_sections,
+    write_reports,
+)
 
 # (report, the inputs it measured, report_dir, reporter): adds its sections to the report
 Analysis = Callable[[BenchReport, Inputs, Optional[Path], Reporter], None]
@@ -60,7 +67,7 @@ def bench(
     print_tables(render_bench_table(result), *render_sections(result))
     if options.report_dir is not None:
         print_wrapped(f"Reports in {options.report_dir}: {', '.join(result.report_files or [])}")
-    if options.json_path is not None:
+    if options.json_path is not None and not json_is_the_reports(options.report_dir, options.json_path):
         print_wrapped(f"JSON report: {options.json_path}")
     print_wrapped(next_command(result, options))
     return result

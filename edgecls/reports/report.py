@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgecls import jsonio
-from edgecls.atomic import check_folder_writable, write_text_atomic
+from edgecls.atomic import check_file_writable, check_folder_writable, write_text_atomic
 from edgecls.bench.results import BenchReport, Latency, ModelResult
 from edgecls.console import (
     markup_cell,  # one implementation for every table of data; compare imports it here
@@ -383,9 +383,7 @@ def check_writable(json_path: Optional[Path], report_dir: Optional[Path]) -> Non
             raise EdgeclsError(f"cannot write to --report {report_dir}: it is a file, not a folder")
         check_folder_writable("--report", report_dir, report_dir)
     if json_path is not None:
-        if json_path.is_dir():
-            raise EdgeclsError(f"cannot write to --json {json_path}: it is a folder; give a file name")
-        check_folder_writable("--json", json_path, json_path.parent)
+        check_file_writable("--json", json_path)
 
 
 def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_path: Optional[Path] = None,
@@ -404,11 +402,15 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
         written += [report_dir / name for name in plots]
         written.append(write_text_atomic(report_dir / MARKDOWN_NAME, markdown(report, plots)))
         written.append(write_text_atomic(report_dir / JSON_NAME, json_text(report)))
-    same = report_dir is not None and json_path is not None and \
-        Path(json_path).resolve() == (Path(report_dir) / JSON_NAME).resolve()
-    if json_path is not None and not same:  # --json naming the report's own bench.json: written once
+    if json_path is not None and not json_is_the_reports(report_dir, json_path):  # else written once, above
         written.append(write_text_atomic(json_path, json_text(report)))
     return written
+
+
+def json_is_the_reports(report_dir: Optional[Path], json_path: Optional[Path]) -> bool:
+    """Whether --json names the report folder's own bench.json (one file, written and listed once)."""
+    return report_dir is not None and json_path is not None and \
+        Path(json_path).resolve() == (Path(report_dir) / JSON_NAME).resolve()
 
 
 def json_text(report: BenchReport) -> str:

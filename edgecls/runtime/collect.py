@@ -39,7 +39,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls import jsonio
-from edgecls.atomic import write_bytes_atomic
+from edgecls.atomic import make_folder, write_bytes_atomic
 from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped, sha256_of
@@ -140,7 +140,7 @@ class Collector:
         self._last_kept_at: dict[str, float] = {}
         self._last_hash: Optional[np.ndarray] = None
         self._full = False
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder("--collect", self.folder)
         self._used = self._tidy_and_measure()
 
     def _tidy_and_measure(self) -> int:

@@ -160,8 +160,7 @@ def parse_metadata_json(raw: bytes) -> dict[str, Any]:
     try:
         meta = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit integer, NaN
-        why = str(exc) if isinstance(exc, _NotJSON) else exc.__class__.__name__
-        raise ModelFileError(f"malformed edgecls metadata (not JSON: {why})") from None
+        raise ModelFileError(f"malformed edgecls metadata (not JSON: {_why_not_json(raw, exc)})") from None
     if not isinstance(meta, dict):
         raise ModelFileError("malformed edgecls metadata (not a JSON object)")
     labels = meta.get("labels")
@@ -205,6 +204,18 @@ def check_range(value: Any, what: str, error: type[EdgeclsError] = ModelFileErro
         raise error(f"{what} {_short(value)} must be two finite numbers within +-{MAX_PIXEL_VALUE:g}, at least "
                     f"{MIN_PIXEL_SPAN:g} apart (what pixels 0 and 255 become: -1,1, 0,1 or 0,255)")
     return low, high
+
+
+def _why_not_json(raw: bytes, exc: BaseException) -> str:
+    """The field that holds NaN, Infinity or a huge integer (edgecls.jsonio names it), else the parser's
+    reason. Only on this error path: predict's start-up does not import jsonio."""
+    from edgecls.jsonio import JSONValueError, parse_json
+
+    try:
+        parse_json(raw)
+    except JSONValueError as found:
+        return str(found)
+    return str(exc) if isinstance(exc, _NotJSON) else exc.__class__.__name__
 
 
 class _NotJSON(ValueError):

@@ -77,24 +77,38 @@ class Backbone:
         return tuple(declared) if declared else None
 
 
+def _image_inputs(model, name: str) -> list:
+    """Subgraph 0's input tensors, refused unless one image within predict's limits (fixed size, at most
+    MAX_INPUT_SIDE a side), before anything is allocated."""
+    graph = model.subgraphs[0]
+    inputs = [graph.tensors[int(i)] for i in graph.inputs]
+    if len(inputs) != 1:
+        shapes = [ints(t.shape) for t in inputs]
+        raise ModelFileError(f"{name}: inputs {shapes} are not one NHWC image [1, H, W, 1|3]")
+    check_image_input(ints(inputs[0].shape), ints(inputs[0].shapeSignature) or ints(inputs[0].shape), name)
+    return inputs
+
+
 def open_backbone(path: str | Path, embedding_tensor: Optional[str] = None) -> Backbone:
     """Read and check a backbone .tflite and find its embedding. One-line errors (exit 2)."""
     path = Path(path)
     try:
-        content = read_model_bytes(path)  # the device runtime's reading and file checks
-        model = load_model(content, path.name)  # every index checked
-        graph = model.subgraphs[0]
-        inputs = [graph.tensors[int(i)] for i in graph.inputs]
-        if len(inputs) != 1:
-            shapes = [ints(t.shape) for t in inputs]
-            raise ModelFileError(f"{path.name}: inputs {shapes} are not one NHWC image [1, H, W, 1|3]")
-        # predict's limits (fixed size, at most MAX_INPUT_SIDE a side), before anything is allocated
-        check_image_input(ints(inputs[0].shape), ints(inputs[0].shapeSignature) or ints(inputs[0].shape),
-                          path.name)
+        from edgecls.calibrate.graph import plain_bytes  # here: calibrate.graph imports this module
+
+        file_content = read_model_bytes(path)  # the device runtime's reading and file checks
+        model = load_model(file_content, path.name)  # every index checked, the user's file named
+        inputs = _image_inputs(model, path.name)
         # What predict and info refuse (an op no interpreter has, a graph LiteRT cannot prepare) is refused
         # here too, naming this file: the interpreter checks the whole model, as it does for them.
-        create_interpreter(content, find_backend(), 1, path.name)
-        metadata = read_metadata(content)
+        create_interpreter(file_content, find_backend(), 1, path.name)
+        metadata = read_metadata(file_content)
+        # A calibrated model (every edgecls export) is one IF around its classifier's subgraph: the
+        # classifier alone is cut and grafted (cutting the wrapper crashed LiteRT: SIGSEGV).
+        content = plain_bytes(file_content)
+        if content is not file_content:
+            model = load_model(content, path.name)
+            inputs = _image_inputs(model, path.name)
+        graph = model.subgraphs[0]
     except ModelFileError as exc:
         raise EdgeclsError(f"--backbone {exc}") from None
     image = inputs[0]
@@ -121,7 +135,7 @@ def open_backbone(path: str | Path, embedding_tensor: Optional[str] = None) -> B
     except ModelFileError as exc:
         raise EdgeclsError(f"--backbone {path.name}: {exc}") from None
     embedding = Embedding(index, tensor_name(tensor), shape, dtype_name(tensor), scale, zero, reason)
-    return Backbone(path, content, hashlib.sha256(content).hexdigest(),
+    return Backbone(path, content, hashlib.sha256(file_content).hexdigest(),
                     tuple(int(d) for d in image.shape[1:]), dtype_name(image), dtype_name(output), embedding, metadata)
 
 

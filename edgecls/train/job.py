@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -27,10 +27,10 @@ from edgecls.artifacts import (
     RunRecord,
 )
 from edgecls.atomic import check_new_dir, staged_dir
-from edgecls.data import BUILTIN_DATASETS, Dataset, check_source, load_dataset
+from edgecls.data import BUILTIN_DATASETS, Dataset, Split, check_source, load_dataset, reuse_split
 from edgecls.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.errors import EdgeclsError, require_tensorflow
-from edgecls.provenance import run_versions
+from edgecls.provenance import run_versions, sha256_file
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.metrics import accuracy_text, correct_count
 from edgecls.train.options import TrainOptions, options_table, with_arch_defaults
@@ -63,7 +63,7 @@ def training_phases(options: TrainOptions) -> list[Phase]:
 @dataclass
 class TrainResult:
     run_dir: Path
-    test_accuracy: float
+    test_accuracy: Optional[float]  # None: the test split was held back (score_test=False)
     val_accuracy: float
     epochs_run: int
     seconds: float
@@ -77,10 +77,11 @@ class TrainResult:
         m = self.metrics
         n_test, n_val = m["counts"]["test"], m["counts"]["val"]
         written = ", ".join((MODEL_FILE, LABELS_FILE, SPLIT_FILE, METRICS_FILE, CURVES_FILE))
+        tested = (f"Test accuracy {accuracy_text(correct_count(self.test_accuracy, n_test), n_test)}"
+                  if self.test_accuracy is not None else "Test split not scored (held back for a later choice)")
         lines = [
             "",
-            f"Test accuracy {accuracy_text(correct_count(self.test_accuracy, n_test), n_test)}. Test images: "
-            f"{m.get('test_source') or 'the held-out test split'}.",
+            f"{tested}. Test images: {m.get('test_source') or 'the held-out test split'}.",
             f"Validation {accuracy_text(correct_count(self.val_accuracy, n_val), n_val)}; best epoch "
             f"{m['best_epoch']} of {self.epochs_run}; {self.seconds:.0f} s of training.",
             f"Run directory: {self.run_dir} ({written}).",
@@ -114,9 +115,15 @@ def default_run_dir(options: TrainOptions) -> Path:
     return Path("runs") / f"{name}-{options.arch}"
 
 
-def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILENT) -> TrainResult:
+def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILENT, *, split: Optional[dict] = None,
+          score_test: bool = True, time_limit_s: Optional[float] = None) -> TrainResult:
     """Train per `options` and write the run directory; returns its figures. `reporter` says what it does
-    (with bars, Keras' epoch bars too; else one line per epoch)."""
+    (with bars, Keras' epoch bars too; else one line per epoch).
+
+    For a caller that compares runs (edgecls.search): `split` is a split.json document to train on instead
+    of making one (checked against the data), `score_test=False` leaves the test split unread (its figures
+    come after the caller's choice), and `time_limit_s` stops fitting before an epoch that would pass it
+    (the best epoch's weights are kept)."""
     if options.backbone is not None:  # that run is edgecls.transfer.job's (no Keras model to fit)
         raise EdgeclsError("a .tflite --backbone is trained by edgecls.transfer.job.train_from_options, "
                            "not the CNN route")
@@ -148,8 +155,9 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
         else:
             dataset = load_dataset(options.data, options.img_size, options.color, reporter=reporter)
             _report_skipped(dataset, reporter)
-            split = grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed,
-                                  reporter)
+            split = (reuse_split(split, dataset) if split is not None else
+                     grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction,
+                                   options.seed, reporter))
         h, w = dataset.image_size
         augment = options.augment_list() if options.augment is not None else default_augmentations(options.data)
         data = options.data if options.data in BUILTIN_DATASETS else str(Path(options.data).expanduser().resolve())
@@ -167,13 +175,20 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
                                 kernel_size=options.kernel_size, activation=options.activation, dropout=options.dropout,
                                 alpha=options.alpha, weights=options.weights)
             augmentation = build_augmentation(augment, options.seed, fill_mode=_fill_mode(dataset.color))
-            # Augmentation sits in front of the model only while fitting; the saved model is `model`.
-            trainer = keras.Sequential([augmentation, model]) if augmentation else model
-        steps = train_steps(len(split.train), options.batch_size)
-        repeated = steps > -(-len(split.train) // options.batch_size)  # a short split is repeated to `steps`
-        train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes, shuffle_seed=options.seed,
-                                    repeat=repeated)
-        val_data = input_pipeline(tf, dataset, split.val, options.batch_size, n_classes)
+            # Augmentation sits in front of the model only while fitting; the saved model is `model`. A teacher
+            # must see the student's view, so distillation (and mixup) augment in the input pipeline instead.
+            trainer = keras.Sequential([augmentation, model]) if augmentation and not distilling(options) else model
+        taught = Taught.prepare(options, dataset, split, reporter) if distilling(options) else None
+        pictures = len(split.train) + (taught.unlabeled_count if taught else 0)
+        steps = train_steps(pictures, options.batch_size)
+        repeated = steps > -(-pictures // options.batch_size)  # a short split is repeated to `steps`
+        if taught is not None:
+            train_data = taught.pipeline(tf, dataset, split.train, options, augmentation)
+            val_data = taught.validation(tf, input_pipeline(tf, dataset, split.val, options.batch_size, n_classes))
+        else:
+            train_data = input_pipeline(tf, dataset, split.train, options.batch_size, n_classes,
+                                        shuffle_seed=options.seed, repeat=repeated)
+            val_data = input_pipeline(tf, dataset, split.val, options.batch_size, n_classes)
         reporter(
             f"Training {options.arch} on {dataset.source}: {len(split.train)} train / {len(split.val)} val / "
             f"{len(split.test)} test images, {h}x{w} {dataset.color}, {n_classes} classes, "
@@ -189,6 +204,7 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
         start = time.perf_counter()
         history: dict[str, list] = {}
         phases = training_phases(options)
+        stopped_for_time = False
         for phase in phases:
             if phase.freeze is not None:
                 from edgecls.train.backbones import set_frozen
@@ -197,14 +213,26 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
                 reporter(f"Phase {phase.name}: {phase.epochs} epochs at lr {phase.lr:g}"
                     + (f", the top {unfrozen} backbone layers trainable (batch norm frozen)" if unfrozen
                        else ", the backbone frozen"))
-            _fit_phase(keras, strategy, trainer, model, phase, options, train_data, val_data, steps, bn_images, tmp,
-                       history, reporter)
+            limit = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
+            stopped_for_time = _fit_phase(
+                keras, strategy, trainer, model, phase, options, train_data, val_data, steps, bn_images, tmp, history,
+                reporter, loss=taught.loss(options, n_classes) if taught else None,
+                metrics=[taught.accuracy(n_classes)] if taught else None, time_limit_s=limit)
+            if stopped_for_time:
+                break  # no time for a later phase either
         seconds = time.perf_counter() - start
 
         val_probs = predict_probabilities(model, tf, dataset, split.val, options.batch_size)
-        test_probs = predict_probabilities(model, tf, dataset, split.test, options.batch_size)
-        metrics = classification_metrics(test_probs, dataset.labels[split.test], dataset.class_names)
+        if score_test:
+            test_probs = predict_probabilities(model, tf, dataset, split.test, options.batch_size)
+            metrics = classification_metrics(test_probs, dataset.labels[split.test], dataset.class_names)
+        else:  # the caller chooses among runs on validation first: the test split is not read here
+            metrics = {"test_accuracy": None, "test_scored": False}
         metrics["val_accuracy"] = float(np.mean(val_probs.argmax(1) == dataset.labels[split.val]))
+        if taught is not None:
+            metrics["distillation"] = taught.record(tf, dataset, split.val, val_probs, seconds)
+        if stopped_for_time:
+            metrics["stopped_for_time"] = {"limit_s": round(time_limit_s, 1)}
         quality = assess(val_probs.argmax(1), dataset.labels[split.val], dataset.class_names)
         watched = history.get("val_loss", [])
         metrics.update(
@@ -232,6 +260,97 @@ def train(options: TrainOptions, force: bool = False, reporter: Reporter = SILEN
                        options.data, replace(options, color=dataset.color))
 
 
+def distilling(options: TrainOptions) -> bool:
+    """Whether the views are made in the input pipeline (a teacher labels them, or mixup mixes them)."""
+    return options.teacher is not None or options.mixup > 0
+
+
+@dataclass
+class Taught:
+    """What distillation (edgecls.train.distill) adds to a run: the teacher, the unlabeled pictures."""
+
+    teacher: Any = None
+    unlabeled: Any = None
+
+    @classmethod
+    def prepare(cls, options: TrainOptions, dataset: Dataset, split: Split, reporter: Reporter) -> Taught:
+        from edgecls.train.distill import load_unlabeled, open_teacher
+
+        teacher = None
+        if options.teacher is not None:
+            teacher = open_teacher(options.teacher, list(dataset.class_names), TEACHER_THREADS)
+            reporter(f"Teacher {teacher.path.name}: {teacher.size[0]}x{teacher.size[1]} {teacher.color}, classes from "
+                     f"{teacher.labels_source}; it labels every training view as the student sees it (alpha "
+                     f"{options.distill_alpha:g}, temperature {options.distill_temperature:g}"
+                     f"{f', mixup {options.mixup:g}' if options.mixup else ''})")
+        unlabeled = None
+        if options.unlabeled is not None:
+            from edgecls.duplicates import hash_images
+
+            held_out = hash_images(dataset)[np.concatenate([split.val, split.test])]
+            unlabeled = load_unlabeled(options.unlabeled, dataset.image_size, dataset.color, held_out, reporter)
+            reporter(f"Unlabeled: {len(unlabeled.files)} of {unlabeled.found} pictures in {options.unlabeled} join the "
+                     f"training stream, labelled by the teacher only ({len(unlabeled.copies_of_held_out)} copies of "
+                     f"validation or test pictures left out, {len(unlabeled.unreadable)} unreadable)")
+        return cls(teacher, unlabeled)
+
+    @property
+    def unlabeled_count(self) -> int:
+        return len(self.unlabeled.files) if self.unlabeled is not None else 0
+
+    def pipeline(self, tf, dataset: Dataset, train: np.ndarray, options: TrainOptions, augmentation: Any):
+        from edgecls.train.distill import training_pipeline
+
+        return training_pipeline(tf, dataset.images, dataset.labels, train, options.batch_size,
+                                 len(dataset.class_names), options.seed, augmentation, self.teacher, options.mixup,
+                                 self.unlabeled.images if self.unlabeled is not None else None)
+
+    def validation(self, tf, data):
+        from edgecls.train.distill import validation_targets
+
+        return validation_targets(tf, data)
+
+    def loss(self, options: TrainOptions, n_classes: int):
+        from edgecls.train.distill import distillation_loss
+
+        alpha = options.distill_alpha if self.teacher is not None else 1.0  # mixup alone: the labels only
+        return distillation_loss(n_classes, alpha, options.distill_temperature, options.label_smoothing)
+
+    def accuracy(self, n_classes: int):
+        from edgecls.train.distill import label_accuracy
+
+        return label_accuracy(n_classes)
+
+    def record(self, tf, dataset: Dataset, val: np.ndarray, val_probs: np.ndarray, train_seconds: float) -> dict:
+        """metrics.json's distillation entry: the teacher, on validation too (the student's agreement with it),
+        what it cost, the unlabeled pictures."""
+        doc: dict[str, Any] = {"mode": "on the fly (tf.data + LiteRT)", "unlabeled": None}
+        if self.teacher is not None:
+            from edgecls.train.distill import open_teacher, teacher_op
+
+            t = self.teacher
+            images, labels = np.asarray(dataset.images[val]), dataset.labels[val]
+            # a second interpreter: the training pipeline's may still be prefetching in its own thread
+            scorer = open_teacher(t.path, list(dataset.class_names))
+            label = teacher_op(tf, scorer, len(dataset.class_names), images.shape[3])
+            teacher_val = np.asarray(label(tf.constant(images, tf.float32))).argmax(1)
+            doc.update(teacher=str(t.path), teacher_sha256=sha256_file(t.path), classes_from=t.labels_source,
+                       teacher_val_accuracy=float(np.mean(teacher_val == labels)),
+                       val_agreement_with_teacher=float(np.mean(val_probs.argmax(1) == teacher_val)),
+                       teacher_images=t.images, teacher_seconds=round(t.seconds, 2),
+                       teacher_images_per_s=round(t.images_per_second or 0.0, 1),
+                       teacher_share_of_training=round(t.seconds / train_seconds, 3) if train_seconds else None,
+                       teacher_threads=t.classifier.num_threads)
+        if self.unlabeled is not None:
+            doc["unlabeled"] = self.unlabeled.to_json()
+        return doc
+
+
+# The teacher's interpreter threads: it runs in the input pipeline beside the training step, which
+# keeps the CPUs busy; one thread overlaps with it instead of contending.
+TEACHER_THREADS = 1
+
+
 # An epoch of fewer optimizer steps than this is too short to judge by: on a small folder (100
 # photos a class, 7 batches) the network from scratch has barely moved after the 6 epochs of
 # patience, early stopping restores epoch 1 and the model answers one class. A short train split
@@ -245,8 +364,10 @@ def train_steps(train_images: int, batch_size: int) -> int:
 
 
 def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOptions, train_data, val_data,
-               steps: int, bn_images: np.ndarray, tmp: Path, history: dict[str, list], reporter: Reporter) -> None:
-    """Fit one phase, appending its epochs to `history` (and history.csv as it goes).
+               steps: int, bn_images: np.ndarray, tmp: Path, history: dict[str, list], reporter: Reporter,
+               loss: Any = None, metrics: Optional[list] = None, time_limit_s: Optional[float] = None) -> bool:
+    """Fit one phase, appending its epochs to `history` (and history.csv as it goes). True when
+    `time_limit_s` stopped it.
 
     A later phase that never beats the earlier best validation loss is undone: its start
     weights (the earlier best) are put back.
@@ -256,8 +377,8 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     with strategy.scope():  # compile again: what is trainable changed between phases
         trainer.compile(
             optimizer=_optimizer(keras, options.optimizer, phase.lr),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
-            metrics=["accuracy"],
+            loss=loss or keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
+            metrics=metrics or ["accuracy"],
         )
     done = len(history.get("loss", []))
     before = model.get_weights() if done else None
@@ -278,6 +399,9 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
                 verbose=0,
             ),
         ]
+    clock = _TimeLimit(keras, time_limit_s) if time_limit_s is not None else None
+    if clock is not None:
+        callbacks.append(clock)
     fitted = trainer.fit(train_data, validation_data=val_data, epochs=done + phase.epochs, initial_epoch=done,
                          steps_per_epoch=steps,
                          # progress bars only on a terminal: a log file gets one line per epoch
@@ -290,6 +414,28 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     if before is not None and options.patience and min(fitted.history.get("val_loss") or [np.inf]) >= earlier_best:
         model.set_weights(before)
         reporter(f"Phase {phase.name} did not lower the validation loss: kept the weights of the phase before")
+    return clock is not None and clock.stopped
+
+
+def _TimeLimit(keras, seconds: float):
+    """A callback that stops fitting before an epoch that would end past `seconds` from now (the epoch
+    just run is the estimate of the next; the first epoch always runs)."""
+    class TimeLimit(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.until = time.perf_counter() + seconds
+            self.started = time.perf_counter()
+            self.stopped = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            if now + (now - self.started) > self.until:
+                self.model.stop_training = self.stopped = True
+
+    return TimeLimit()
 
 
 def input_pipeline(tf, dataset: Dataset, indices: np.ndarray, batch_size: int, n_classes: int,

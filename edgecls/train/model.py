@@ -19,9 +19,9 @@ def build_model(arch: str, input_shape: tuple[int, int, int], num_classes: int, 
                 weights: str = "none") -> keras.Model:
     """The network named by `arch` (seed, mobile or a Keras backbone), ending in a softmax over `num_classes`."""
     if arch == "seed":
-        return _seed(input_shape, num_classes, kernel_size, activation, dropout)
+        return _seed(input_shape, num_classes, kernel_size, activation, dropout, alpha or 1.0)
     if arch == "mobile":
-        return _mobile(input_shape, num_classes, dropout)
+        return _mobile(input_shape, num_classes, dropout, alpha or 1.0)
     if arch in KERAS_BACKBONES:
         from edgecls.train.backbones import build_backbone_model
 
@@ -29,18 +29,24 @@ def build_model(arch: str, input_shape: tuple[int, int, int], num_classes: int, 
     raise EdgeclsError(f"unknown architecture {arch!r}: use one of {', '.join(ARCHITECTURES)}")
 
 
-def _seed(input_shape, num_classes, kernel_size, activation, dropout) -> keras.Model:
-    """The seed text's network: Conv32-Pool-Conv64-Pool-Flatten-Dense64-DenseN."""
+def scaled(filters: int, alpha: float) -> int:
+    """`filters` times the width multiplier, rounded to a multiple of 8 (at least 8), as MobileNet does: SIMD
+    kernels work on 8 or 16 channels at a time. alpha 1 keeps the network as it was."""
+    return filters if alpha == 1 else max(8, int(filters * alpha + 4) // 8 * 8)
+
+
+def _seed(input_shape, num_classes, kernel_size, activation, dropout, alpha: float = 1.0) -> keras.Model:
+    """The seed text's network: Conv32-Pool-Conv64-Pool-Flatten-Dense64-DenseN (widths times `alpha`)."""
     if min(input_shape[:2]) < 2 * (kernel_size - 1) + 6:
         raise EdgeclsError(f"--img-size {input_shape[0]} is too small for the seed CNN with kernel {kernel_size}")
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1.0 / 255, name="scale_0_1")(inputs)
-    x = layers.Conv2D(32, kernel_size, activation=activation, name="conv1")(x)
+    x = layers.Conv2D(scaled(32, alpha), kernel_size, activation=activation, name="conv1")(x)
     x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(64, kernel_size, activation=activation, name="conv2")(x)
+    x = layers.Conv2D(scaled(64, alpha), kernel_size, activation=activation, name="conv2")(x)
     x = layers.MaxPooling2D(2, name="pool2")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(64, activation=activation, name="dense")(x)
+    x = layers.Dense(scaled(64, alpha), activation=activation, name="dense")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
@@ -51,8 +57,8 @@ def _seed(input_shape, num_classes, kernel_size, activation, dropout) -> keras.M
 _MOBILE_BLOCKS = ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1))
 
 
-def _mobile(input_shape, num_classes, dropout) -> keras.Model:
-    """A small depthwise-separable CNN for RGB photos at 64-160 px.
+def _mobile(input_shape, num_classes, dropout, alpha: float = 1.0) -> keras.Model:
+    """A small depthwise-separable CNN for RGB photos at 64-160 px (widths times `alpha`).
 
     ReLU6 and batch norm (folded away at conversion) keep activation ranges tight, which
     is what makes MobileNet-style networks quantise well to int8.
@@ -68,14 +74,14 @@ def _mobile(input_shape, num_classes, dropout) -> keras.Model:
     norm = {"momentum": 0.9}
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_pm1")(inputs)
-    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(x)
+    x = layers.Conv2D(scaled(16, alpha), 3, strides=2, padding="same", use_bias=False, name="stem")(x)
     x = layers.BatchNormalization(**norm, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
     for i, (filters, stride) in enumerate(_MOBILE_BLOCKS, start=1):
         x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"dw{i}")(x)
         x = layers.BatchNormalization(**norm, name=f"dw{i}_bn")(x)
         x = layers.ReLU(6.0, name=f"dw{i}_relu")(x)
-        x = layers.Conv2D(filters, 1, use_bias=False, name=f"pw{i}")(x)
+        x = layers.Conv2D(scaled(filters, alpha), 1, use_bias=False, name=f"pw{i}")(x)
         x = layers.BatchNormalization(**norm, name=f"pw{i}_bn")(x)
         x = layers.ReLU(6.0, name=f"pw{i}_relu")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)

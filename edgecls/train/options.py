@@ -21,6 +21,7 @@ from edgecls.tomlio import path_from, read_toml
 # keras.applications backbones (ImageNet weights for users with internet; see edgecls.train.backbones).
 KERAS_BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
 ARCHITECTURES = ("seed", "mobile", *KERAS_BACKBONES)
+WIDTH_ARCHS = ("seed", "mobile", "mobilenet_v2", "mobilenet_v3_small")  # the ones --alpha scales
 WEIGHTS_CHOICES = ("imagenet", "none")  # or a weights FILE
 AUGMENTATIONS = ("flip", "rotate", "zoom", "translate", "contrast")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -58,13 +59,14 @@ def _route_default(name: str) -> str:
 DATA, MODEL, TRAINING = "Data", "Model", "Training"
 KERAS = "Keras backbones (--arch mobilenet_v2, mobilenet_v3_small, ...)"
 BACKBONE = "Backbone route (--backbone FILE.tflite, no TensorFlow)"
+DISTILL = "Distillation (--teacher MODEL.tflite)"
 RETRAIN = "Retrain with new images (--from RUN --add DIR)"
-PANELS = (DATA, MODEL, TRAINING, KERAS, BACKBONE, UNKNOWN, RETRAIN, OUTPUT)
+PANELS = (DATA, MODEL, TRAINING, KERAS, BACKBONE, UNKNOWN, DISTILL, RETRAIN, OUTPUT)
 
 
-# Which route an option belongs to: the Keras CNN's only (refused with --backbone), the backbone route's
-# only (refused without it), or both (the unmarked ones). A backbone run's config.toml records the options
-# of its route (and the input size and colour its backbone fixed).
+# Which route an option belongs to: the Keras CNN's only (refused with --backbone; a teacher's too), the
+# backbone route's only (refused without it), or both (the unmarked ones). A backbone run's config.toml
+# records the options of its route (and the input size and colour its backbone fixed).
 def cnn_route(base: Any) -> Any:
     return with_spec(base, marks={"route": "cnn"})
 
@@ -128,11 +130,11 @@ class TrainOptions:
         help="Keep near-duplicate groups on one side of the split: near (hash confirmed by aligned pixels) | exact "
         "(identical pixels) | off; a split the data comes with is never re-cut (groups across it are reported)",
         show_default="near for a folder of images, off for built-in and IDX data")
+    alpha: Optional[float] = cnn_route(option(  # width multiplier (WIDTH_ARCHS); None: 1.0
+        None, panel=MODEL, show_default="1.0",
+        help="Width multiplier of seed, mobile (filters, multiples of 8), mobilenet_v2 / mobilenet_v3_small "
+        "(ImageNet weights: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 / 0.75, 1.0)"))
     # Keras backbones only (--arch mobilenet_v2 | mobilenet_v3_small | efficientnet_b0):
-    alpha: Optional[float] = cnn_route(option(  # width multiplier of the MobileNets; None: 1.0
-        None, panel=KERAS, show_default="1.0",
-        help="Width multiplier of mobilenet_v2 / mobilenet_v3_small (ImageNet weights exist for 0.35, 0.5, 0.75, "
-        "1.0, 1.3, 1.4 / 0.75, 1.0)"))
     weights: str = cnn_route(option(  # imagenet | none | a weights FILE (.h5 / .weights.h5 of the backbone)
         "imagenet", panel=KERAS, metavar="imagenet|none|FILE",
         help="imagenet (downloaded once to ~/.keras/models) | none (random, trained from scratch in one phase) | a "
@@ -171,6 +173,18 @@ class TrainOptions:
     accept: float = backbone_route(accept_option())  # the share of validation images of known classes accepted
     unknown_data: Optional[str] = backbone_route(unknown_data_option())  # images of none of the classes
     rule: str = backbone_route(rule_option())  # auto | top | embedding | both
+    # Distillation (edgecls.train.distill): a teacher .tflite labels each augmented view the Keras student sees.
+    teacher: Optional[str] = cnn_route(option(  # e.g. a --backbone run's model
+        None, panel=DISTILL, kind=Path, metavar="MODEL.tflite",
+        help="A classifier .tflite with the data's classes: it labels each training view, on the fly"))
+    distill_alpha: float = cnn_route(option(  # the teacher's share of the loss is 1 - alpha
+        0.0, panel=DISTILL, metavar="W", help="The labels' share of the loss"))
+    distill_temperature: float = cnn_route(option(
+        1.0, panel=DISTILL, metavar="T", help="Softens both probabilities"))
+    unlabeled: Optional[str] = cnn_route(option(  # train only
+        None, panel=DISTILL, kind=Path, metavar="FOLDER", help="Pictures only the teacher labels"))
+    mixup: float = cnn_route(option(  # 0: off
+        0.0, panel=DISTILL, metavar="A", help="Mix view pairs, Beta(A, A)"))
     # Retraining (edgecls.retraining): RUN's options as defaults, its validation and test images kept, the
     # images of the `add` folders joined to the train split only. A run's config.toml lists in `add` every
     # folder added since the original data.
@@ -221,6 +235,7 @@ BACKBONE_ONLY = tuple(name for name in _FIELDS if route_of(name) == "backbone" a
 EXPORT_TOO = ("accept", "unknown_data", "rule")  # a Keras run takes these at export
 # The options that mean nothing for a head on a .tflite backbone: refused, not ignored.
 NOT_WITH_BACKBONE = tuple(name for name in _FIELDS if route_of(name) == "cnn")
+TEACHER_ONLY = ("distill_alpha", "distill_temperature", "unlabeled")  # refused without --teacher
 
 
 def resolve_options(given: dict[str, Any], config_path: Path | None = None) -> TrainOptions:
@@ -309,25 +324,45 @@ def validate(o: TrainOptions) -> None:
                            "keeps")
     if o.from_run is not None and o.out is not None and Path(o.out).resolve() == Path(o.from_run).resolve():
         raise EdgeclsError(f"--out {o.out} is the run given to --from: write the new run elsewhere")
+    stray = [name for name in TEACHER_ONLY if o.teacher is None and getattr(o, name) != getattr(DEFAULTS, name)]
+    if stray:
+        raise EdgeclsError(f"--{stray[0].replace('_', '-')} needs --teacher MODEL.tflite")
     check(o)
     unknown = [a for a in o.augment_list() if a not in AUGMENTATIONS]
     if unknown:
         raise EdgeclsError(f"unknown augmentation {unknown[0]!r}: use a comma list of {', '.join(AUGMENTATIONS)}, "
                            "or none")
     _validate_backbone(o)
+    _validate_distillation(o)
     if o.activation not in ("relu", "relu6", "elu", "selu", "tanh", "sigmoid", "gelu", "swish", "leaky_relu"):
         raise EdgeclsError(f"unknown activation {o.activation!r}")
 
 
 def _validate_backbone(o: TrainOptions) -> None:
-    if o.alpha is not None and o.arch not in ("mobilenet_v2", "mobilenet_v3_small"):
-        raise EdgeclsError(f"--alpha is the width of mobilenet_v2 / mobilenet_v3_small, not of {o.arch}")
+    if o.alpha is not None and o.arch not in WIDTH_ARCHS:
+        raise EdgeclsError(f"--alpha is the width of {', '.join(WIDTH_ARCHS)}, not of {o.arch}")
     if o.weights not in WEIGHTS_CHOICES:
         if not o.is_backbone:
             raise EdgeclsError(f"--weights applies to the Keras backbones ({', '.join(KERAS_BACKBONES)}), "
                                f"not to {o.arch}")
         if not Path(o.weights).expanduser().is_file():
             raise EdgeclsError(f"--weights {o.weights!r}: use imagenet, none, or an existing weights file")
+
+
+def _validate_distillation(o: TrainOptions) -> None:
+    """The checks that need no file opened (the teacher's classes are checked against the data when it loads)."""
+    if o.teacher is not None:
+        if o.backbone is not None:
+            raise EdgeclsError("--teacher trains a Keras model: it does not apply with --backbone (a head fitted with "
+                               "numpy)")
+        path = Path(o.teacher).expanduser()
+        if path.suffix.lower() != ".tflite" or not path.is_file():
+            raise EdgeclsError(f"--teacher {o.teacher!r}: give an existing classifier .tflite (e.g. "
+                               "RUN/export/model_uint8.tflite of a --backbone run)")
+    if o.unlabeled is not None and not Path(o.unlabeled).expanduser().is_dir():
+        raise EdgeclsError(f"--unlabeled {o.unlabeled!r} is not a folder of images")
+    if o.mixup and o.backbone is not None:
+        raise EdgeclsError("--mixup mixes the training views of a Keras model: it does not apply with --backbone")
 
 
 def options_table(o: TrainOptions) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from edgecls.artifacts import (
 from edgecls.atomic import check_new_dir, staged_dir
 from edgecls.bounds import check_bound
 from edgecls.calibrate.job import OpenSetOptions, calibrate_split
-from edgecls.data import DEDUPE_MODES, load_dataset
+from edgecls.data import DEDUPE_MODES, load_dataset, reuse_split
 from edgecls.duplicates import check_hint, dedupe_metrics, grouped_split
 from edgecls.errors import EdgeclsError
 from edgecls.plotting import pyplot
@@ -134,13 +134,14 @@ class TransferResult:
         the test images came from, the float head's, what was written, what to run next."""
         m, t = self.metrics, self.metrics["tflite"]
         n_test, n_val = m["counts"]["test"], m["counts"]["val"]
-        test = accuracy_text(correct_count(t["test_accuracy"], n_test), n_test)
+        tested = "test split not scored (held back for a later choice)" if t.get("test_accuracy") is None else (
+            f"test accuracy {accuracy_text(correct_count(t['test_accuracy'], n_test), n_test)}")
+        float_test = f"; float head test {m['test_accuracy']:.4f}" if m.get("test_accuracy") is not None else ""
         return "\n".join([
             "",
-            f"{self.model_file.name}: test accuracy {test}. Test images: "
-            f"{m.get('test_source') or 'the held-out test split'}.",
+            f"{self.model_file.name}: {tested}. Test images: {m.get('test_source') or 'the held-out test split'}.",
             f"Validation {accuracy_text(correct_count(t['val_accuracy'], n_val), n_val)}; agreement with the float "
-            f"head {t['agreement']:.4f}; float head test {m['test_accuracy']:.4f}; best epoch {m['best_epoch']} of "
+            f"head {t['agreement']:.4f}{float_test}; best epoch {m['best_epoch']} of "
             f"{m['epochs_run']}; {self.seconds:.0f} s in all.",
             f"Run directory: {self.run_dir} (the model is already in {EXPORT_DIR}/: no edgecls export needed).",
             f"Next: edgecls predict {self.model_file} IMAGES...",
@@ -212,9 +213,11 @@ def default_run_dir(o: TransferOptions) -> Path:
 
 
 # ---------------------------------------------------------------------- the job
-def train_with_backbone(options: TransferOptions, force: bool = False,
-                        reporter: Reporter = SILENT) -> TransferResult:
-    """Run the whole job per `options` and write the run directory; returns its figures."""
+def train_with_backbone(options: TransferOptions, force: bool = False, reporter: Reporter = SILENT, *,
+                        split: Optional[dict] = None, score_test: bool = True) -> TransferResult:
+    """Run the whole job per `options` and write the run directory; returns its figures. `split` (a split.json
+    document) and `score_test=False` are for a caller that compares runs (edgecls.search): train on its
+    split, and leave the test split unscored until it has chosen."""
     started = time.perf_counter()
     validate(options)
     out = check_new_dir(Path(options.out) if options.out else default_run_dir(options), force)  # before the work
@@ -236,8 +239,9 @@ def train_with_backbone(options: TransferOptions, force: bool = False,
         dataset = load_dataset(options.data, h, "grayscale" if c == 1 else "rgb", reporter=reporter)
         for line in dataset.skipped_warnings():
             reporter(f"warning: {line}")
-        split = grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed,
-                              reporter)
+        split = (reuse_split(split, dataset) if split is not None else
+                 grouped_split(dataset, options.dedupe, options.val_fraction, options.test_fraction, options.seed,
+                               reporter))
     reporter(f"Split: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test images; test images: "
              f"{split.test_source}")
     notes: list[str] = []
@@ -267,18 +271,23 @@ def train_with_backbone(options: TransferOptions, force: bool = False,
         model_bytes = embed_metadata(model_bytes, _metadata(dataset, embedder, mode, backbone, metadata_source,
                                                             len(x_train)))
         model_bytes, open_set = calibrate_split(model_bytes, dataset.images, dataset.labels, split, options.open_set,
-                                                options.unknown_data, model_file_name(mode), reporter, negatives)
+                                                options.unknown_data, model_file_name(mode), reporter, negatives,
+                                                score_test=score_test)
         model_path = Path(scratch) / model_file_name(mode)  # checked as it will be written
         model_path.write_bytes(model_bytes)
-        check = _check(model_path, head, features, dataset, split, options.threads)
+        check = _check(model_path, head, features, dataset, split, options.threads,
+                       ("val", "test") if score_test else ("val",))
         if check["agreement"] < DEFAULT_MIN_AGREEMENT:
             notes.append(f"warning: {model_path.name} agrees with the float head on only {check['agreement']:.4f} of "
                          f"the validation and test images (< {DEFAULT_MIN_AGREEMENT}): its 8-bit head is not "
                          "faithful to the fitted one ("
                          + ("try --head linear; " if options.head != "linear" else "") + "please report it)")
 
-        float_test = head.probabilities(features[split.test])
-        metrics = classification_metrics(float_test, y[split.test], dataset.class_names)
+        if score_test:
+            metrics = classification_metrics(head.probabilities(features[split.test]), y[split.test],
+                                             dataset.class_names)
+        else:  # the caller chooses on validation first: no test figure is computed here
+            metrics = {"test_accuracy": None, "test_scored": False}
         metrics.update(
             val_accuracy=float(np.mean(float_val.argmax(1) == y[split.val])),
             reference="float head (numpy, on the embeddings)",
@@ -376,13 +385,14 @@ def _grafted(cut_bytes: bytes, backbone: Backbone, head: Head, x_train: np.ndarr
     return graph.serialize(model), mode
 
 
-def _check(model_path: Path, head: Head, features: np.ndarray, dataset, split, threads: Optional[int]) -> dict:
-    """The written .tflite through the device runtime on val and test: accuracy, and top-1 agreement
-    with the numpy float head on the same images."""
+def _check(model_path: Path, head: Head, features: np.ndarray, dataset, split, threads: Optional[int],
+           parts: tuple[str, ...] = ("val", "test")) -> dict:
+    """The written .tflite through the device runtime on `parts` (val and test): accuracy, and top-1
+    agreement with the numpy float head on the same images."""
     classifier = Classifier(model_path, num_threads=threads)
-    result: dict[str, Any] = {"file": f"{EXPORT_DIR}/{model_path.name}"}
+    result: dict[str, Any] = {"file": f"{EXPORT_DIR}/{model_path.name}", "split": "+".join(parts)}
     agree = []
-    for part in ("val", "test"):
+    for part in parts:
         indices = np.asarray(getattr(split, part))
         probabilities = classifier.probabilities(np.asarray(dataset.images[indices]))
         predicted = probabilities.argmax(1)
@@ -446,7 +456,7 @@ def _export_index(model_path: Path, mode: str, check: dict, source: ModelSource)
     return ExportIndex(
         created=created_timestamp(), source=source,
         options={"modes": [mode], "quantizer": "edgecls.transfer"},
-        check={"split": "val+test", "reference": "float head (numpy)", "agreement": check["agreement"],
+        check={"split": check["split"], "reference": "float head (numpy)", "agreement": check["agreement"],
                "interpreter": {"name": backend.name, "version": backend.version}},
         versions=_versions(),
         models=[ExportEntry(file=model_path.name, mode=mode, variant=mode, backend="edgecls.transfer",

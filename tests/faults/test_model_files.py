@@ -77,7 +77,7 @@ MODEL_CASES = [
     (
         "metadata pixel_range NaN",
         lambda: embed_metadata_bytes(MODEL.read_bytes(), b'{"input": {"pixel_range": [NaN, 255]}}'),
-        "NaN is not a JSON number",
+        "input.pixel_range[0] is NaN, not a finite number",
     ),
 ]
 

@@ -43,6 +43,18 @@ def test_absurd_option_values_are_one_line_errors(tmp_path):
         (["train", "--config", tmp_path / "inf.toml", *out], "finite"),
         (["train", "--config", tmp_path / "huge.toml", *out], "arch"),
         (["train", "--config", tmp_path / "hugekey.toml", *out], "unknown key"),
+        (["train", "--distill-alpha", "0.5", *out], "--distill-alpha needs --teacher"),
+        (["train", "--teacher", tmp_path / "missing.tflite", *out], "--teacher"),
+        (["train", "--teacher", MODEL, "--distill-temperature", "0", *out], "--distill-temperature"),
+        (["train", "--unlabeled", tmp_path, *out], "--unlabeled needs --teacher"),
+        (["train", "--teacher", MODEL, "--backbone", MODEL, *out], "does not apply with --backbone"),
+        (["search", "--data", "digits", "--target", "host", "--max-latency-ms", "0"], "--max-latency-ms"),
+        (["search", "--data", "digits", "--target", "host", "--max-latency-ms", "5", "--archs", "resnet"],
+         "unknown architecture 'resnet' in --archs"),
+        (["search", "--data", "digits", "--target", "nosuch", "--max-latency-ms", "5"], "unknown device profile"),
+        (["search", "--data", tmp_path / "nothing", "--target", "host", "--max-latency-ms", "5"], "nothing"),
+        (["search", "--data", "digits", "--target", "host", "--max-latency-ms", "5", "--backbones", tmp_path],
+         "no .tflite files"),
     ]
     for argv, fragment in cases:
         done = edgecls(*argv, cwd=tmp_path)
