@@ -176,11 +176,11 @@ def backbone_run(out: Path, env: dict[str, str]) -> Path:
 def measure(run_dir: Path, model_file: str, negatives: dict[str, np.ndarray], accept: float) -> dict:
     """Every rule fitted on the run (seed 0) and measured on its test split and on each negative set,
     plus the temperature's effect (validation from the fit, test before and after)."""
-    from edgecls.calibrate import graph as surgery
     from edgecls.calibrate.job import OpenSetOptions, calibrate_split, evaluate
     from edgecls.rundir import open_run
     from edgecls.runtime.metadata import embed_metadata, read_metadata
     from edgecls.runtime.metrics import calibration_figures
+    from edgecls.tflite.classifier import plain as unwrapped
     from edgecls.tflite.graph import load_model, serialize
 
     run = open_run(run_dir)
@@ -204,7 +204,7 @@ def measure(run_dir: Path, model_file: str, negatives: dict[str, np.ndarray], ac
     # the test split before the temperature: the plain classifier the calibration started from
     metadata = read_metadata(content)
     model = load_model(content)
-    surgery.plain(model, (metadata.get("openset") or {}).get("temperature", {}).get("beta_before"))
+    unwrapped(model, (metadata.get("openset") or {}).get("temperature", {}).get("beta_before"))
     plain = embed_metadata(serialize(model), {k: v for k, v in metadata.items() if k != "openset"})
     before = _probabilities(plain, test_x)
     figures = calibration_figures(before, test_y)

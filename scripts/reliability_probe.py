@@ -309,7 +309,7 @@ def _with_metadata(source: Path, target: Path, update: Callable[[dict], None]) -
 
 def build_fixtures(F: Path, log: Callable[[str], None]) -> None:
     """What the cases read, made once: mutated backbones, odd metadata and reports, images, labels, configs."""
-    from edgecls.calibrate.graph import plain_bytes
+    from edgecls.tflite.classifier import plain_bytes
 
     int8, float32 = MODEL, MODEL.with_name("model_float32.tflite")
     (F / "bb").mkdir(parents=True)

@@ -42,8 +42,8 @@ def model(tmp_path_factory) -> Path:
 def plain_reference(folder: Path) -> Path:
     """The reference classifier without its unknown rule (the graph calibrate wrapped, the metadata
     without "openset"): a model as an install before the field loop made it."""
-    from edgecls.calibrate.graph import plain_bytes
     from edgecls.runtime.metadata import embed_metadata, read_metadata
+    from edgecls.tflite.classifier import plain_bytes
 
     meta = read_metadata(REFERENCE.read_bytes())
     meta.pop("openset")

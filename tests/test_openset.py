@@ -23,6 +23,7 @@ from edgecls.runtime import Classifier, ModelFileError
 from edgecls.runtime.metadata import embed_metadata, parse_metadata_json, read_metadata
 from edgecls.runtime.model import check_classifier
 from edgecls.runtime.openset import OpenSetRule, answer
+from edgecls.tflite import classifier as unwrap
 from edgecls.tflite.graph import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def plain_reference(tmp_path_factory) -> Path:
     it was made from, as a model of an install before the field loop: the graph calibrate wrapped taken off,
     the metadata without "openset", under the shipped file's name."""
     global REFERENCE
-    from edgecls.calibrate.graph import plain_bytes
+    from edgecls.tflite.classifier import plain_bytes
 
     meta = read_metadata(SHIPPED.read_bytes())
     meta.pop("openset", None)
@@ -113,9 +114,9 @@ def test_the_uncalibrated_graph_comes_back_exactly(calibrated):
     come off, and what remains computes what the model did before."""
     meta = read_metadata(calibrated.read_bytes())
     model = load_model(calibrated.read_bytes())
-    assert surgery.is_wrapped(model)
-    surgery.plain(model, meta["openset"]["temperature"]["beta_before"])
-    assert not surgery.is_wrapped(model) and len(model.subgraphs) == 1
+    assert unwrap.is_wrapped(model)
+    unwrap.plain(model, meta["openset"]["temperature"]["beta_before"])
+    assert not unwrap.is_wrapped(model) and len(model.subgraphs) == 1
     before, after = Classifier(REFERENCE), None
     path = calibrated.with_name("plain.tflite")
     from edgecls.tflite.graph import serialize

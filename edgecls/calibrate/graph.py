@@ -4,7 +4,7 @@ result so that subgraph 0 stays a one-output classifier (see edgecls.runtime.ope
 
     plain classifier --(probe)--> outputs [probabilities, logits, embedding] for fitting
     plain classifier --(calibrated)--> SOFTMAX beta = beta / T  [+ tail + IF wrapper]
-    calibrated model --(plain)--> the classifier as it was (re-calibrating starts from it)
+    calibrated model --(plain: edgecls.tflite.classifier)--> the classifier as it was
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Optional
 
 import numpy as np
 
-from edgecls.runtime.metadata import ModelFileError, schema
+from edgecls.runtime.metadata import schema
 from edgecls.runtime.openset import PROBABILITIES_OUTPUT, SIGNATURE, SIMILARITY_OUTPUT
 from edgecls.tflite import graph as fb
 from edgecls.tflite.backbone import find_embedding
+from edgecls.tflite.classifier import find_softmax
 
-_PASS_THROUGH = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE"}  # between the SOFTMAX and the output
 _EMBEDDING_TYPES = ("float32", "uint8", "int8")
 HYBRID_FC_VERSION = 9  # float input, int8 weights, asymmetric input quantisation (TFLite's dynamic-range FC)
 
@@ -38,28 +38,10 @@ class Tail:
 
 
 def find_tail(model) -> Tail:
-    """The SOFTMAX (walking back from the output through QUANTIZE/DEQUANTIZE/RESHAPE/SQUEEZE), the
-    logits and the embedding (edgecls.tflite.backbone's search: the input of the last
-    FULLY_CONNECTED or 1x1 CONV_2D) of subgraph 0."""
+    """The SOFTMAX and the logits (edgecls.tflite.classifier.find_softmax) and the embedding
+    (edgecls.tflite.backbone's search: the input of the last FULLY_CONNECTED or 1x1 CONV_2D) of subgraph 0."""
+    softmax, beta, logits = find_softmax(model)
     graph = model.subgraphs[0]
-    made_by = fb.producers(graph)
-    tensor, softmax = int(graph.outputs[0]), None
-    for _ in range(8):
-        i = made_by.get(tensor)
-        if i is None:
-            break
-        name = fb.op_name(model, graph.operators[i])
-        if name == "SOFTMAX":
-            softmax = i
-            break
-        if name not in _PASS_THROUGH:
-            break
-        tensor = int(graph.operators[i].inputs[0])
-    beta, logits = 1.0, int(graph.outputs[0])
-    if softmax is not None:
-        op = graph.operators[softmax]
-        beta = float(op.builtinOptions.beta) if op.builtinOptions is not None else 1.0
-        logits = int(op.inputs[0])
     index, reason = find_embedding(model)
     embedding = None
     if not reason.startswith("the model's own output"):  # a classifier layer was found: its input
@@ -191,48 +173,3 @@ def _wrap(model, similarity: int) -> None:
     ours.inputs = [entry(fb.tensor_name(inner.tensors[int(inner.inputs[0])]), int(inner.inputs[0]))]
     ours.outputs = [entry(PROBABILITIES_OUTPUT, probabilities), entry(SIMILARITY_OUTPUT, similarity)]
     model.signatureDefs = kept + [ours]
-
-
-# ---------------------------------------------------------------------- back to the plain classifier
-def is_wrapped(model) -> bool:
-    return (len(model.subgraphs) == 2 and len(model.subgraphs[0].operators or []) == 1
-            and fb.op_name(model, model.subgraphs[0].operators[0]) == "IF"
-            and _text(model.subgraphs[1].name) == SIGNATURE)
-
-
-def plain(model, beta_before: Optional[float] = None) -> None:
-    """Undo `calibrated` in place: the wrapped classifier alone again (its tail cut off), and the
-    SOFTMAX's beta as it was before (when the metadata recorded it)."""
-    if is_wrapped(model):
-        inner = model.subgraphs[1]
-        signatures = [sig for sig in model.signatureDefs or [] if _text(sig.signatureKey) != SIGNATURE]
-        outer = model.subgraphs[0]
-        model.subgraphs = [inner]
-        inner.name = outer.name = None
-        fb.cut(model, int(inner.outputs[0]), keep_metadata=True)
-        for signature in signatures:  # the wrapper's serving_default: the classifier's again
-            signature.inputs[0].tensorIndex = int(inner.inputs[0])
-            signature.outputs[0].tensorIndex = int(inner.outputs[0])
-        model.signatureDefs = signatures
-    if beta_before is not None:
-        tail = find_tail(model)
-        if tail.softmax is None:
-            raise ModelFileError("the metadata records a temperature folded into a SOFTMAX the model does not have")
-        model.subgraphs[0].operators[tail.softmax].builtinOptions.beta = float(beta_before)
-
-
-def plain_bytes(content: bytes) -> bytes:
-    """The classifier a calibrated .tflite was made from (its layers as the converter wrote them, for tools
-    that read intermediate tensors); any other model unchanged."""
-    from edgecls.runtime.metadata import read_metadata
-
-    model = fb.load_model(content)
-    if not is_wrapped(model):
-        return content
-    temperature = ((read_metadata(content) or {}).get("openset") or {}).get("temperature") or {}
-    plain(model, temperature.get("beta_before") if temperature.get("applied") == "graph" else None)
-    return fb.serialize(model)
-
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")

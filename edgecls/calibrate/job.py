@@ -34,6 +34,7 @@ from edgecls.runtime.openset import DEFAULT_ACCEPT, OPENSET_FORMAT, OPENSET_KEY,
 from edgecls.runtime.preprocess import load_image
 from edgecls.runtime.quant import input_converter, softmax
 from edgecls.runtime.sources import MAX_UNKNOWN, read_images
+from edgecls.tflite.classifier import plain
 from edgecls.tflite.graph import load_model
 
 MAX_PROTOTYPE_BYTES = 64 << 10  # or a quarter of the model, if larger: the prototypes are float32 weights
@@ -101,7 +102,7 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
                            f"(at least {MIN_VALIDATION}): give more images")
     previous = (metadata.get(OPENSET_KEY) or {}).get("temperature") or {}
     model = load_model(content, name)
-    surgery.plain(model, previous.get("beta_before") if previous.get("applied") == "graph" else None)
+    plain(model, previous.get("beta_before") if previous.get("applied") == "graph" else None)
     tail = surgery.find_tail(model)
     classes = len(metadata.get("labels") or []) or int(data.val_labels.max()) + 1
     wants_embedding = options.rule in ("auto", "embedding", "both")

@@ -165,7 +165,7 @@ class _Traced:
             extra["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         content = read_model_bytes(clf.path)  # the capped reader, as the Classifier read it
         if (clf.metadata or {}).get("openset"):
-            from edgecls.calibrate.graph import plain_bytes  # a calibrated model: its classifier's own layers
+            from edgecls.tflite.classifier import plain_bytes  # a calibrated model: its classifier's own layers
 
             content = plain_bytes(content)
         try:

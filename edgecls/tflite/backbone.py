@@ -19,6 +19,7 @@ from edgecls.errors import EdgeclsError
 from edgecls.runtime import ModelFileError, read_metadata
 from edgecls.runtime.interpreter import create_interpreter, find_backend
 from edgecls.runtime.model import check_image_input, read_model_bytes
+from edgecls.tflite.classifier import plain_bytes
 from edgecls.tflite.graph import (
     dtype_name,
     has_data,
@@ -93,8 +94,6 @@ def open_backbone(path: str | Path, embedding_tensor: Optional[str] = None) -> B
     """Read and check a backbone .tflite and find its embedding. One-line errors (exit 2)."""
     path = Path(path)
     try:
-        from edgecls.calibrate.graph import plain_bytes  # here: calibrate.graph imports this module
-
         file_content = read_model_bytes(path)  # the device runtime's reading and file checks
         model = load_model(file_content, path.name)  # every index checked, the user's file named
         inputs = _image_inputs(model, path.name)
