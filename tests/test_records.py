@@ -18,12 +18,14 @@ def _records() -> list[type]:
     from edgecls.explain.options import ExplainOptions, FlipsOptions
     from edgecls.export.options import ExportOptions, QuantAnalyses, TargetOptions
     from edgecls.runtime.settings import ModelSettings, UnknownAnswer
+    from edgecls.search.options import SearchOptions
     from edgecls.serve.options import LiveOptions, MqttOptions, ServeOptions
     from edgecls.train.options import TrainOptions
     from edgecls.transport.device import RemoteOptions
 
     return [BenchOptions, CheckOptions, ExplainOptions, ExportOptions, FlipsOptions, LiveOptions, ModelSettings,
-            MqttOptions, QuantAnalyses, RemoteOptions, ServeOptions, TargetOptions, TrainOptions, UnknownAnswer]
+            MqttOptions, QuantAnalyses, RemoteOptions, SearchOptions, ServeOptions, TargetOptions, TrainOptions,
+            UnknownAnswer]
 
 
 def test_a_numbers_bounds_have_one_home_in_edgecls_bounds():

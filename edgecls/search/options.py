@@ -1,4 +1,5 @@
-"""`edgecls search` options: one record, its defaults and its checks (no TensorFlow: the CLI reads them).
+"""`edgecls search` options: one record (edgecls.options), its defaults and its checks (no TensorFlow: the CLI
+reads them).
 
 The search space is three grids: the .tflite backbones in --backbones × --heads × --views (a new head
 on each, edgecls.transfer); the from-scratch CNNs --archs × --sizes × --widths (edgecls.train); and
@@ -15,7 +16,7 @@ from edgecls.bounds import BOUNDS, check_bound
 from edgecls.data import DEDUPE_MODES
 from edgecls.errors import EdgeclsError
 from edgecls.export.modes import DEFAULT_RUNS
-from edgecls.options import shown
+from edgecls.options import OUTPUT, check, option, shown
 from edgecls.parsing import split_list
 from edgecls.train.options import HEADS
 
@@ -24,33 +25,64 @@ SCRATCH_ARCHS = ("mobile", "seed")  # the from-scratch CNNs of edgecls.train.mod
 VARIANTS = ("int8", "float32", "dynamic", "float16", "int8-litert", "int8-pct99.9", "int8-pct99.99")
 
 
+# The help's panels, in the order `edgecls search --help` shows them.
+DATA, BUDGET, SPACE = "Data", "Budget", "Search space"
+STUDENTS = "Students (distilled from the best backbone)"
+PANELS = (DATA, BUDGET, SPACE, STUDENTS, OUTPUT)
+
+
 @dataclass
 class SearchOptions:
-    data: str
-    target: str  # host | a device profile (rpi4, ...) | user@host
-    max_latency_ms: float
-    max_size_kb: Optional[float] = None
-    backbones: Optional[str] = None  # a folder of pretrained .tflite backbones (or one file)
-    budget_s: Optional[float] = None  # None: no limit
-    out: Optional[str] = None  # None: runs/<data>-search
-    seed: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    dedupe: Optional[str] = None  # as train's
-    heads: str = "linear,mlp"
-    views: str = "1,4"
-    archs: str = "mobile,seed"
-    sizes: str = "64,96,128"
-    widths: str = "0.5,1"
-    epochs: int = 30  # from-scratch candidates (early stopping on validation)
-    students: int = 1  # from-scratch shapes that fit, each distilled from the best backbone candidate
-    student_epochs: int = 120
-    student_patience: int = 30
-    distill_alpha: float = 0.0
-    distill_temperature: float = 1.0
-    mixup: float = 0.4
-    variants: str = ",".join(VARIANTS)
-    timing_runs: int = DEFAULT_RUNS
+    """Every option of `edgecls search` (edgecls.options: the single source of each; bounds from edgecls.bounds)."""
+
+    data: str = option(required=True, panel=DATA,
+                       help="A folder of class sub-folders (or digits, an IDX folder, ...)")
+    target: str = option(  # host | a device profile (rpi4, ...) | user@host
+        required=True, panel=BUDGET, metavar="DEVICE",
+        help="Where latency is measured: host (this machine), a device profile (rpi4, rpi5, ...: this machine under "
+        "its constraints) or user@host (the device itself, over SSH)")
+    max_latency_ms: float = option(required=True, panel=BUDGET, metavar="MS",
+                                   help="Latency budget: invoke p50 at batch 1 on the target")
+    max_size_kb: Optional[float] = option(None, panel=BUDGET, metavar="KB", show_default="no limit",
+                                          help="Size budget of the .tflite file (1 KB = 1000 bytes)")
+    backbones: Optional[str] = option(  # a folder of pretrained .tflite backbones (or one file)
+        None, panel=SPACE, kind=Path, metavar="DIR", show_default="none: from-scratch candidates only",
+        help="A folder of pretrained .tflite backbones (or one file): a new head on each; the best one teaches the "
+        "students")
+    budget_s: Optional[float] = option(  # None: no limit
+        None, panel=BUDGET, metavar="SECONDS", show_default="no limit",
+        help="Time for the whole search: cheap candidates first; a candidate whose estimated time does not fit is "
+        "skipped (listed with why); training stops at the end; 60 s are kept for the last timing")
+    out: Optional[str] = option(  # None: runs/<data>-search
+        None, panel=OUTPUT, kind=Path, show_default="runs/<data>-search",
+        help="The search folder; a search run again into it reuses its finished candidates")
+    seed: int = option(0, panel=DATA, help="Seed of the split and of every candidate")
+    val_fraction: float = option(0.1, panel=DATA, help="Validation share: the choice is made on it")
+    test_fraction: float = option(0.1, panel=DATA, help="Test share: scored only for the chosen file, after the choice")
+    dedupe: Optional[str] = option(None, choices=DEDUPE_MODES, what="--dedupe", command_line=False)  # as train's
+    heads: str = option("linear,mlp", panel=SPACE, help="Heads on each backbone: comma list of linear, mlp")
+    views: str = option("1,4", panel=SPACE, help="Views per training picture for the backbone heads: comma list")
+    archs: str = option("mobile,seed", panel=SPACE,
+                        help=f"From-scratch CNNs: comma list of {', '.join(SCRATCH_ARCHS)}")
+    sizes: str = option("64,96,128", panel=SPACE, help="Input sizes of the from-scratch CNNs, px: comma list")
+    widths: str = option("0.5,1", panel=SPACE,
+                         help="Width multipliers of the from-scratch CNNs (train's --alpha): comma list")
+    epochs: int = option(30, panel=SPACE,  # from-scratch candidates (early stopping on validation)
+                         help="Epochs of a from-scratch candidate (early stopping on validation)")
+    students: int = option(  # from-scratch shapes that fit, each distilled from the best backbone candidate
+        1, panel=STUDENTS,
+        help="How many from-scratch shapes within the budget are also distilled (the best from scratch first)")
+    student_epochs: int = option(120, panel=STUDENTS, help="Epochs of a student")
+    student_patience: int = option(30, panel=STUDENTS, help="Early-stopping patience of a student, epochs")
+    distill_alpha: float = option(0.0, panel=STUDENTS, help="As train's --distill-alpha")
+    distill_temperature: float = option(1.0, panel=STUDENTS, help="As train's --distill-temperature")
+    mixup: float = option(0.4, panel=STUDENTS, help="As train's --mixup")
+    variants: str = option(
+        ",".join(VARIANTS), panel=SPACE,
+        help=f"The .tflite files made of each Keras candidate: comma list of {', '.join(VARIANTS)} (a backbone "
+        "candidate keeps its backbone's quantisation)")
+    timing_runs: int = option(DEFAULT_RUNS, panel=BUDGET, metavar="N",
+                              help="Timed images per file on the target (interleaved rounds)")
     remote: Any = field(default=None, repr=False)  # edgecls.transport.RemoteOptions for user@host
 
     @property
@@ -113,17 +145,7 @@ def validate(o: SearchOptions) -> None:
     def bad(message: str) -> None:
         raise EdgeclsError(message)
 
-    for option, value in (("--max-latency-ms", o.max_latency_ms), ("--max-size-kb", o.max_size_kb),
-                          ("--budget-s", o.budget_s), ("--seed", o.seed), ("--val-fraction", o.val_fraction),
-                          ("--test-fraction", o.test_fraction), ("--epochs", o.epochs),
-                          ("--student-epochs", o.student_epochs), ("--students", o.students),
-                          ("--student-patience", o.student_patience), ("--distill-alpha", o.distill_alpha),
-                          ("--distill-temperature", o.distill_temperature), ("--mixup", o.mixup),
-                          ("--timing-runs", o.timing_runs)):
-        if value is not None:  # None: no limit
-            check_bound(option, value)
-    if o.dedupe is not None and o.dedupe not in DEDUPE_MODES:
-        bad(f"unknown --dedupe {o.dedupe!r}: use one of {', '.join(DEDUPE_MODES)}")
+    check(o)  # every number within edgecls.bounds, --dedupe's choices
     for head in o.head_list:
         if head not in HEADS:
             bad(f"unknown head {shown(head)} in --heads: use a comma list of {', '.join(HEADS)}")
