@@ -55,6 +55,9 @@ def test_a_numbers_bounds_have_one_home_in_edgecls_bounds():
     ("TrainOptions", {"epochs": 10**12}, "--epochs"),
     ("TrainOptions", {"accept": 1.0}, "--accept"),
     ("BenchOptions", {"paths": [], "runs": 10**400}, "--runs"),
+    ("TrainOptions", {"teacher": "t.tflite", "distill_temperature": 0.0}, "--distill-temperature"),
+    ("SearchOptions", {"data": "photos", "target": "host", "max_latency_ms": 0.0}, "--max-latency-ms"),
+    ("SearchOptions", {"data": "photos", "target": "host", "max_latency_ms": 5.0, "students": 65}, "--students"),
 ])
 def test_check_refuses_a_value_outside_the_documented_bound_in_its_words(record, changes, flag):
     from edgecls.bounds import BOUNDS
@@ -78,6 +81,10 @@ def test_train_options_read_back_from_the_table_config_toml_keeps():
     assert again == given
     keras_run = options_table(TrainOptions(data="photos", accept=0.9))
     assert not {"accept", "rule", "unknown_data"} & set(keras_run)  # its export fits the unknown answer
+    taught = TrainOptions(data="photos", arch="mobile", alpha=0.5, teacher="t.tflite", distill_alpha=0.3,
+                          distill_temperature=2.0, unlabeled="more/", mixup=0.4)
+    table = {key: value for key, value in options_table(taught).items() if value is not None}
+    assert TrainOptions(**from_table(TrainOptions, table, "config.toml")) == taught
 
 
 def test_the_systemd_units_command_line_reads_back_as_the_same_options(tmp_path):
