@@ -127,8 +127,9 @@ def cell(v: Any, found: dict[str, Any] | None = None, signed: bool = False) -> s
     if v is None:
         return "—"
     if found is not None and not valid(found):
-        start = (found.get("load_start") or ["?"])[0]
-        return f"not valid: load {start} at start (limit {found.get('load_limit', '?')})"
+        if not found.get("load_start"):
+            return "not valid: an older record without the load it was taken at"
+        return f"not valid: load {found['load_start'][0]} at start (limit {found.get('load_limit', '?')})"
     if isinstance(v, dict):
         return f"**{v['median']:.3f}** ({v['min']:.2f}–{v['max']:.2f}, {v['rounds']} rounds)"
     if isinstance(v, float):
