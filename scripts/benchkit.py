@@ -138,11 +138,14 @@ class Record:
             "load_average_start": load_average(), "versions": versions(),
             "checkout": str(Path(checkout or ROOT).resolve()), "commit": git_commit(checkout), "figures": {},
         }
+        # Each figure waits for a quiet machine first (not in a smoke run): a script whose figures load
+        # both cores (bench_serve's server and client) would otherwise start the next one on its own load.
+        self.wait_for_quiet = not getattr(args, "smoke", False)
 
     def figure(self, name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Measure one figure, recording the load average at its start and end and whether it is valid
         (the start load at most quiet_limit(): a figure taken on a saturated machine is not a figure)."""
-        start = load_average()
+        start = wait_for_quiet() if self.wait_for_quiet else load_average()
         found = dict(measure())
         found.update(load_start=start, load_end=load_average(), load_limit=round(quiet_limit(), 2),
                      valid=is_quiet(start))

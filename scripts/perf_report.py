@@ -120,15 +120,21 @@ def valid(found: dict[str, Any] | None) -> bool:
     return bool(found) and found.get("valid") is True
 
 
-def cell(v: Any, found: dict[str, Any] | None = None) -> str:
+SIGNED = ("peak_mib_over_bare", "growth_mib", "overhead_us")  # differences, shown with their sign
+
+
+def cell(v: Any, found: dict[str, Any] | None = None, signed: bool = False) -> str:
     if v is None:
         return "—"
     if found is not None and not valid(found):
-        start = (found.get("load_start") or ["?"])[0]
-        return f"not valid: load {start} at start (limit {found.get('load_limit', '?')})"
+        if not found.get("load_start"):
+            return "not valid: an older record without the load it was taken at"
+        return f"not valid: load {found['load_start'][0]} at start (limit {found.get('load_limit', '?')})"
     if isinstance(v, dict):
         return f"**{v['median']:.3f}** ({v['min']:.2f}–{v['max']:.2f}, {v['rounds']} rounds)"
-    return f"**{v:+.1f}**" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"**{v:+.1f}**" if signed else f"**{v:.2f}**"
+    return str(v)
 
 
 def render(folder: Path, out: Path, compare_label: str | None) -> Path:
@@ -156,9 +162,10 @@ def render(folder: Path, out: Path, compare_label: str | None) -> Path:
         there = there_figure.get(key) if there_figure else None
         if here is None and there is None:
             continue
-        row = [label, target, cell(here, here_figure or {})]
+        row = [label, target, cell(here, here_figure or {}, key in SIGNED)]
         if other:
-            row.append(cell(there, there_figure or {}) if kind == "runtime" else "(same: not checkout-dependent)")
+            row.append(cell(there, there_figure or {}, key in SIGNED) if kind == "runtime"
+                       else "(same: not checkout-dependent)")
         lines.append("| " + " | ".join(row) + " |")
         if not valid(here_figure):
             here = None

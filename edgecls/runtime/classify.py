@@ -50,6 +50,7 @@ from edgecls.runtime.quant import (
     output_converter,
     output_scores,
     quant_tolerance,
+    single_writer,
     softmax,
 )
 
@@ -183,6 +184,8 @@ class Classifier:
         self._batch = 1
         self._to_input = input_converter(self.input_spec)
         self._single = np.empty((1, *self.input_spec.shape), self.input_spec.dtype)  # classify()'s input, reused
+        self._shape = self.input_spec.shape  # a property: classify() compares with it on every call
+        self._write_single = single_writer(self.input_spec, self._single)
         out_scale, out_zero_point = per_tensor(out, self.path.name, "output")
         #: what the output's probabilities are rounded to (1/256 for an 8-bit softmax; 0.0 for a float output)
         self.output_step = out_scale if out["dtype"] != np.float32 else 0.0
@@ -209,13 +212,13 @@ class Classifier:
     def classify(self, image: ImageSource, top_k: int = 1) -> Answer:
         """The top-k classes of one image, best first (an Answer: a list of Class with `unknown` and
         `typicality` beside it). Raises ImageError for a bad image."""
-        if type(image) is np.ndarray and image.dtype == np.uint8 and image.shape == self.input_spec.shape:
+        if type(image) is np.ndarray and image.dtype == np.uint8 and image.shape == self._shape:
             pixels = image  # already decoded: what load_image would return, minus its checks
         else:
             pixels = self.preprocess(image)
         if self._batch != 1:
             self._set_batch(1)
-        self._set_tensor(self._input_index, self._to_input(pixels[None], self._single))
+        self._set_tensor(self._input_index, self._write_single(pixels))
         self._invoke()
         if top_k <= 1 and self._raw_top1:
             raw = self._get_tensor(self._output_index)

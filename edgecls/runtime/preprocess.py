@@ -238,6 +238,8 @@ def _orientation(image: Image.Image) -> int:
 
 
 def _upright(image: Image.Image) -> Image.Image:
+    if _orientation(image) not in range(2, 9):  # upright already: exif_transpose would copy it whole
+        return image
     try:
         return ImageOps.exif_transpose(image)
     except Exception:  # malformed EXIF: keep the pixels as stored

@@ -57,10 +57,35 @@ def input_converter(spec: InputSpec) -> Callable[..., np.ndarray]:
         if spec.dtype == np.uint8 and offset[0] == 0:
             return lambda batch, out=None: batch
         if spec.dtype == np.int8 and offset[0] == -128:
-            flip = np.uint8(0x80)
-            return lambda batch, out=None: (np.bitwise_xor(batch, flip) if out is None else
-                                            np.bitwise_xor(batch, flip, out=out.view(np.uint8))).view(np.int8)
+            return _flip_sign
     return lambda batch, out=None: table[batch] if out is None else np.take(table, batch, out=out)
+
+
+_FLIP = np.uint8(0x80)
+
+
+def _flip_sign(batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """v - 128 for uint8 v, as int8: a byte XOR with 0x80 (edgecls' own int8 models)."""
+    if out is None:
+        return np.bitwise_xor(batch, _FLIP).view(np.int8)
+    return np.bitwise_xor(batch, _FLIP, out=out.view(np.uint8)).view(np.int8)
+
+
+def single_writer(spec: InputSpec, out: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """classify()'s input step: one image's uint8 pixels (H, W, C) as the input tensor (1, H, W, C),
+    written into `out` (reused) where a conversion is needed. For edgecls' own int8 models the XOR goes
+    straight into out's bytes: half the time of input_converter's batch form (no views made per call),
+    which is a tenth of a small model's invoke."""
+    convert = input_converter(spec)
+    if convert is _flip_sign:
+        target, xor = out.view(np.uint8)[0], np.bitwise_xor
+
+        def write(pixels: np.ndarray) -> np.ndarray:
+            xor(pixels, _FLIP, out=target)
+            return out
+
+        return write
+    return lambda pixels: convert(pixels[None], out)
 
 
 def _copied(batch: np.ndarray, out: np.ndarray) -> np.ndarray:
