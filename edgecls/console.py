@@ -420,16 +420,8 @@ def print_wrapped(text: str, out: IO[str] | None = None) -> None:
 
 
 def _line_width(out: IO[str]) -> int:
-    """The columns a line of `out` has, as rich would take them: $COLUMNS, else the terminal's, else 80."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    try:
-        if out.isatty():
-            return os.get_terminal_size(out.fileno()).columns
-    except (AttributeError, ValueError, OSError):
-        pass
-    return 80
+    """The columns a line of `out` has, as rich would take them: output_width's, else 80."""
+    return output_width(out) or 80
 
 
 def _plain_stream(out: IO[str]) -> bool:

@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from model_edits import graph_of, ops, set_index  # noqa: E402  (the fault tests' own edits)
 from PIL import Image
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "digits-seed" / "model_int8.tflite"
@@ -252,39 +255,17 @@ def _mutate(source: Path, target: Path, change: Callable[[Any, Any], None]) -> N
     target.write_bytes(bytes(builder.Output()))
 
 
-def _op(model, name: str):
-    """The ops named `name` in every subgraph: a calibrated export's subgraph 0 is one IF around the classifier."""
-    from edgecls.runtime import tflite_names
-
-    for graph in model.subgraphs:
-        for op in graph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if tflite_names.op_name(code.builtinCode, code.deprecatedBuiltinCode, code.customCode) == name:
-                yield op
-
-
-def _graph_of(model, op):
-    """The subgraph that holds `op`."""
-    return next(graph for graph in model.subgraphs if any(o is op for o in graph.operators))
-
-
-def _set(op, field: str, k: int, value: int) -> None:
-    values = np.array(getattr(op, field), np.int32)
-    values[k] = value
-    setattr(op, field, values)
-
-
 def _custom_pool(model, s) -> None:
     """MAX_POOL_2D's opcode turned into a custom op no interpreter knows."""
-    code = model.operatorCodes[next(_op(model, "MAX_POOL_2D")).opcodeIndex]
+    code = model.operatorCodes[ops(model, "MAX_POOL_2D")[0].opcodeIndex]
     code.builtinCode = code.deprecatedBuiltinCode = 32  # CUSTOM
     code.customCode = "EdgeclsNoSuchOp"
 
 
 def _nan_bias(model, s) -> None:
     """The first CONV_2D's bias made NaN: what a diverged training exports."""
-    conv = next(_op(model, "CONV_2D"))
-    buffer = model.buffers[_graph_of(model, conv).tensors[conv.inputs[2]].buffer]
+    conv = ops(model, "CONV_2D")[0]
+    buffer = model.buffers[graph_of(model, conv).tensors[conv.inputs[2]].buffer]
     count = len(buffer.data) // 4
     buffer.data = np.frombuffer(np.full(count, np.nan, np.float32).tobytes(), np.uint8)
 
@@ -315,21 +296,21 @@ def build_fixtures(F: Path, log: Callable[[str], None]) -> None:
     (F / "bb").mkdir(parents=True)
     plain = F / "bb" / "plain.tflite"  # the classifier the shipped (calibrated) reference wraps: one subgraph
     plain.write_bytes(plain_bytes(int8.read_bytes()))
-    last_fc = lambda m: list(_op(m, "FULLY_CONNECTED"))[-1]  # noqa: E731
+    last_fc = lambda m: ops(m, "FULLY_CONNECTED")[-1]  # noqa: E731
     mutations = {
-        "fc_input_1e6": lambda m, s: _set(last_fc(m), "inputs", 0, 10**6),
-        "fc_input_minus1": lambda m, s: _set(last_fc(m), "inputs", 0, -1),
-        "opcode_1e6": lambda m, s: setattr(list(_op(m, "SOFTMAX"))[0], "opcodeIndex", 10**6),
-        "buffer_1e6": lambda m, s: setattr(_graph_of(m, last_fc(m)).tensors[last_fc(m).inputs[1]], "buffer", 10**6),
+        "fc_input_1e6": lambda m, s: set_index(last_fc(m), "inputs", 0, 10**6),
+        "fc_input_minus1": lambda m, s: set_index(last_fc(m), "inputs", 0, -1),
+        "opcode_1e6": lambda m, s: setattr(ops(m, "SOFTMAX")[0], "opcodeIndex", 10**6),
+        "buffer_1e6": lambda m, s: setattr(graph_of(m, last_fc(m)).tensors[last_fc(m).inputs[1]], "buffer", 10**6),
         "output_1e6": lambda m, s: setattr(m.subgraphs[0], "outputs", np.array([10**6], np.int32)),
         "input_minus1": lambda m, s: setattr(m.subgraphs[0], "inputs", np.array([-1], np.int32)),
         "side_2e31": _set_input_shape([1, 2**31 - 1, 2**31 - 1, 1]),
         "side_1e5": _set_input_shape([1, 100000, 100000, 1]),
         "dynamic_hw": _set_input_shape([1, 1, 1, 1], [-1, -1, -1, 1]),
         "zero_dim": _set_input_shape([1, 0, 28, 1]),
-        "weights_minus1": lambda m, s: _set(last_fc(m), "inputs", 1, -1),
+        "weights_minus1": lambda m, s: set_index(last_fc(m), "inputs", 1, -1),
         "custom_op": _custom_pool,
-        "cycle": lambda m, s: _set(last_fc(m), "inputs", 0, int(last_fc(m).outputs[0])),
+        "cycle": lambda m, s: set_index(last_fc(m), "inputs", 0, int(last_fc(m).outputs[0])),
     }
     for name, change in mutations.items():
         _mutate(plain, F / "bb" / f"{name}.tflite", change)

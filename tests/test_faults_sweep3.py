@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from model_edits import graph_of, ops, set_index
 from PIL import Image
 
 from edgecls.errors import EdgeclsError
@@ -67,31 +68,6 @@ def mutated(source: Path, target: Path, change) -> Path:
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     target.write_bytes(bytes(builder.Output()))
     return target
-
-
-def ops(model, name: str) -> list:
-    """The ops named `name` in every subgraph: an exported model is calibrated, its subgraph 0 one IF
-    around the classifier's subgraph (runtime/openset.py)."""
-    from edgecls.runtime import tflite_names
-
-    found = []
-    for graph in model.subgraphs:
-        for op in graph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if tflite_names.op_name(code.builtinCode, code.deprecatedBuiltinCode, code.customCode) == name:
-                found.append(op)
-    return found
-
-
-def graph_of(model, op):
-    """The subgraph that holds `op`."""
-    return next(graph for graph in model.subgraphs if any(o is op for o in graph.operators))
-
-
-def set_index(op, field: str, k: int, value: int) -> None:
-    values = np.array(getattr(op, field), np.int32)
-    values[k] = value
-    setattr(op, field, values)
 
 
 def with_metadata(source: Path, target: Path, **input_fields) -> Path:
