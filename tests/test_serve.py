@@ -380,6 +380,31 @@ def test_a_full_queue_is_answered_503_at_once(busy, slow_image):
     assert outcome[0].status_code == 200
 
 
+def _nice_values(pid: int) -> dict[int, int]:
+    """Each thread of a process and its nice value (/proc/PID/task/TID/stat, the 19th field)."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        found[int(task.name)] = int(fields[16])
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
+def test_the_interpreter_threads_yield_to_the_event_loop(busy, slow_image):
+    from edgecls.serve.service import INTERPRETER_NICE
+
+    thread = threading.Thread(target=lambda: httpx.post(f"{busy.url}/v1/classify", content=slow_image,
+                                                         headers=PNG, timeout=30))
+    thread.start()
+    wait_for(lambda: metric(busy, "edgecls_in_flight") == 1, what="the slow request to be running")
+    nice = _nice_values(busy.process.pid)
+    thread.join(30)
+    main = nice[busy.process.pid]  # the event loop runs on the main thread
+    lowered = [tid for tid, value in nice.items() if value == main + INTERPRETER_NICE]
+    assert INTERPRETER_NICE > 0 and lowered, nice  # the interpreter thread (and LiteRT's, if any)
+    assert len(lowered) < len(nice) - 1, nice  # not the whole process: the event loop keeps its priority
+
+
 # ----------------------------------------------------------------------------- model updates
 def _put(server: ServeProcess, model: Path | bytes) -> httpx.Response:
     content = model if isinstance(model, bytes) else model.read_bytes()

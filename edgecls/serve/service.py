@@ -23,6 +23,7 @@ from edgecls.serve.options import ServeOptions
 from edgecls.serve.pool import ClassifierPool, QueueFull
 
 NOT_READY_RETRY_S = 1
+INTERPRETER_NICE = 5  # the interpreter threads yield to the event loop (edgecls.serve.pool's docstring)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Service:
         self.log = log
         self.auth = Auth(token)
         self.metrics = Metrics()
-        self.pool = ClassifierPool(options.interpreters, options.queue_size)
+        self.pool = ClassifierPool(options.interpreters, options.queue_size, nice=INTERPRETER_NICE)
         self.metrics.watch_pool(lambda: self.pool.waiting, lambda: self.pool.running, options.queue_size,
                                 options.interpreters)
         self.models = ModelStore(options.model, options.previous_model, options.settings, options.interpreters,
