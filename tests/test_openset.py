@@ -227,6 +227,32 @@ def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_with():
     assert fit.fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.08)
 
 
+def test_a_temperature_is_kept_only_where_it_lowers_both_validation_nll_and_ece():
+    from edgecls.runtime.metrics import calibration_figures
+
+    def figures(logits, labels, t):
+        return calibration_figures(fit.softmax(logits / t), labels)
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 5))  # overconfident by 2.5x: T lowers both, far
+    labels = np.array([rng.choice(5, p=p) for p in fit.softmax(logits / 2.5)])
+    t = fit.calibrating_temperature(logits, labels)
+    assert t == pytest.approx(2.5, rel=0.08)
+    assert figures(logits, labels, t)["ece"] < figures(logits, labels, 1.0)["ece"] / 3
+    ece_raised = 0
+    for seed in range(40):  # already calibrated, few images: the NLL optimum moves the ECE either way
+        rng = np.random.default_rng(seed)
+        logits = rng.normal(0, 4, (150, 2))
+        labels = np.array([rng.choice(2, p=p) for p in fit.softmax(logits)])
+        optimum, t = fit.fit_temperature(logits, labels), fit.calibrating_temperature(logits, labels)
+        none, kept = figures(logits, labels, 1.0), figures(logits, labels, t)
+        ece_raised += figures(logits, labels, optimum)["ece"] > none["ece"]
+        if t != 1.0:
+            assert kept["ece"] < none["ece"] and kept["nll"] < none["nll"], seed
+            assert abs(np.log(t)) <= abs(np.log(optimum)) and np.sign(np.log(t)) == np.sign(np.log(optimum))
+    assert ece_raised >= 3  # the case the guard is for did occur
+
+
 def test_thresholds_accept_at_least_the_target_share():
     rng = np.random.default_rng(1)
     top, sim = rng.uniform(0.3, 1.0, 500), rng.uniform(0, 1, 500)

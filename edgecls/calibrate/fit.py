@@ -6,6 +6,10 @@ Why these (measured by scripts/bench_openset.py; see its report for the figures)
   negative log-likelihood of softmax(logits / T) as the model outputs it (an 8-bit softmax rounds to
   1/256, and its 0 is taken as half a step: on MNIST 0-7 the float optimum, T 1.27, raised the int8
   file's validation NLL and ECE; the rounded one, T 0.89, lowers both); it changes no top-1 answer.
+  A T is kept only where it lowers the validation ECE as well as the NLL: on a model that is already
+  calibrated the NLL optimum sits near 1 and can move the ECE either way (catsdogs on the 0.5_160
+  backbone: T 0.95 lowered the NLL, 0.1224 -> 0.1205, and raised the ECE, 0.0281 -> 0.0292). Then the
+  T between that optimum and 1 nearest the optimum that lowers both is taken, else none (T 1).
 - The embedding score is the cosine similarity to the nearest class prototype (spherical k-means
   centres of each class's L2-normalised training embeddings). On other data (MNIST digits and
   photo-like images against a cats/dogs model) it, Mahalanobis distance and the nearest training
@@ -25,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgecls.runtime.metrics import PROBABILITY_FLOOR
+from edgecls.runtime.metrics import PROBABILITY_FLOOR, calibration_figures
 from edgecls.runtime.openset import MAX_QUANTILES, RULES
 
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -78,6 +82,28 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray,
     middle = (a + b) / 2
     found = middle if loss(middle) <= losses[best] else grid[best]
     return float(np.exp(found)) if loss(found) < loss(0.0) else 1.0  # no better than none: none
+
+
+def calibrating_temperature(logits: np.ndarray, labels: np.ndarray,
+                            device: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                            floor: float = PROBABILITY_FLOOR, steps: int = 40) -> float:
+    """fit_temperature's T where it lowers both the validation NLL and ECE of what the device outputs;
+    else the T on the way from it to 1 nearest to it (`steps` log-spaced) that does; else 1.0."""
+    optimum = fit_temperature(logits, labels, device, floor)
+    if optimum == 1.0:
+        return 1.0
+    logits = np.asarray(logits, np.float64)
+    as_output = device or (lambda p: p)
+
+    def figures(t: float) -> dict:
+        return calibration_figures(as_output(softmax(logits / t)), labels, floor=floor)
+
+    none = figures(1.0)
+    for t in [optimum, *np.exp(np.linspace(np.log(optimum), 0.0, steps + 1))[1:-1]]:
+        found = figures(float(t))
+        if found["nll"] < none["nll"] and found["ece"] < none["ece"]:
+            return float(t)
+    return 1.0
 
 
 def quantised_output(dtype: type, scale: float, zero_point: int) -> Callable[[np.ndarray], np.ndarray]:

@@ -124,7 +124,7 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
             logits = val_logits * tail.beta if tail.softmax is not None else val_logits
             device = (fit.quantised_output(output["dtype"], *output["quantization"]) if tail.softmax is not None
                       else None)
-            temperature = fit.fit_temperature(logits, data.val_labels, device, nll_floor(step))
+            temperature = fit.calibrating_temperature(logits, data.val_labels, device, nll_floor(step))
             applied = "graph" if tail.softmax is not None else "runtime"
         prototypes = None
         if wants_embedding and tail.embedding is not None:
@@ -270,7 +270,7 @@ def _record(chosen: fit.RuleFigures, why: str, candidates: list[fit.RuleFigures]
             "scores": fit.score_table(sim), "tensor": tail.embedding_name, "dims": tail.dims,
             "prototypes": int(len(prototypes)), "per_class": int(min(options.per_class, len(prototypes))),
             "seed": options.seed, "signature": SIGNATURE}
-    record["temperature"] = {"value": round(temperature, 6), "applied": applied, "fitted_on": "val (NLL)"}
+    record["temperature"] = {"value": round(temperature, 6), "applied": applied, "fitted_on": "val (NLL, kept where the ECE falls too)"}
     if applied == "graph":
         record["temperature"].update(beta_before=tail.beta, softmax_beta=tail.beta / temperature)
     record["chosen"] = {"by": why, "split": "val", "images": int(len(data.val_labels)),
