@@ -49,6 +49,7 @@ from edgecls.runtime.quant import (
     output_converter,
     output_scores,
     quant_tolerance,
+    row_writer,
     single_writer,
     softmax,
 )
@@ -276,37 +277,43 @@ class Classifier:
         """
         batch_size = max(1, min(batch_size or self.max_batch, self.max_batch))
         workers = default_threads() if workers is None else workers
-        group: list[tuple[Any, np.ndarray | str]] = []
+        rows = np.empty((batch_size, *self.input_spec.shape), self.input_spec.dtype)  # the input, row by row
+        write_row = row_writer(self.input_spec, rows)
+        group: list[tuple[Any, str | None]] = []  # (source, None: its row is in `rows` | the error reason)
         ready = 0
         if batch_size > 1:  # a slow source (a network folder, a camera) must not hold back decoded rows
             images = _prefetched(images, depth=batch_size)
         for item in self._decoded(images, workers, depth=batch_size + 2 * workers):
             if item is None:  # the next image is slow to come: give the rows already decoded now
                 if ready:
-                    yield from self._predict_group(group, top_k)
+                    yield from self._predict_group(group, rows[:ready], top_k)
                     group, ready = [], 0
                 continue
             source, pixels = item
-            group.append((source, pixels))
-            ready += not isinstance(pixels, str)
+            if isinstance(pixels, str):
+                group.append((source, pixels))
+            else:
+                write_row(pixels, ready)
+                group.append((source, None))
+                ready += 1
             # A full batch, or a run of bad files: memory stays bounded and rows keep coming.
             if ready == batch_size or len(group) >= 2 * batch_size:
-                yield from self._predict_group(group, top_k)
+                yield from self._predict_group(group, rows[:ready], top_k)
                 group, ready = [], 0
         if group:
-            yield from self._predict_group(group, top_k)
+            yield from self._predict_group(group, rows[:ready], top_k)
 
-    def _predict_group(self, group: list[tuple[Any, np.ndarray | str]], top_k: int) -> Iterator[Prediction]:
-        arrays = [pixels for _, pixels in group if not isinstance(pixels, str)]
-        probabilities, similarity = self.scores(np.stack(arrays)) if arrays else (np.zeros((0, 0)), None)
+    def _predict_group(self, group: list[tuple[Any, str | None]], inputs: np.ndarray,
+                       top_k: int) -> Iterator[Prediction]:
+        probabilities, similarity = self._run(inputs) if len(inputs) else (np.zeros((0, 0)), None)
         rule = self.open_set_rule
         unknown, typicality = (rule.decide(probabilities.max(1, initial=0.0), similarity) if rule is not None
                                else (None, None))
         finite = np.isfinite(probabilities).all(axis=1)  # one call a batch: a NaN row is an error row, never a class
         row = 0
-        for source, pixels in group:
-            if isinstance(pixels, str):
-                yield Prediction(source, error=pixels)
+        for source, error in group:
+            if error is not None:
+                yield Prediction(source, error=error)
                 continue
             if not finite[row]:
                 yield Prediction(source, error=NOT_NUMBERS)
@@ -395,9 +402,7 @@ class Classifier:
         if len(batch) == 0:
             return np.zeros((0, self.num_classes), np.float32), None if self._similarity_index is None else np.zeros(0)
         if len(batch) <= self.max_batch:
-            self.set_input(batch)
-            self.invoke()
-            return self.output(), self.similarity()
+            return self._run(self._to_input(batch))
         step = self.max_batch
         parts = [self.scores(batch[i:i + step]) for i in range(0, len(batch), step)]
         similarity = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
@@ -405,9 +410,19 @@ class Classifier:
 
     def set_input(self, batch: np.ndarray) -> None:
         """Quantise a uint8 batch (at most max_batch images) and copy it into the input tensor."""
-        if len(batch) != self._batch:
-            self._set_batch(len(batch))
-        self._set_tensor(self._input_index, self._to_input(batch))
+        self._set_inputs(self._to_input(batch))
+
+    def _set_inputs(self, inputs: np.ndarray) -> None:
+        """Copy a batch already in the input's dtype (at most max_batch images) into the input tensor."""
+        if len(inputs) != self._batch:
+            self._set_batch(len(inputs))
+        self._set_tensor(self._input_index, inputs)
+
+    def _run(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, similarity or None) of a batch already in the input's dtype."""
+        self._set_inputs(inputs)
+        self._invoke()
+        return self.output(), self.similarity()
 
     def _set_batch(self, batch: int) -> None:
         self._graph.resize_input(self._input_index, [batch, *self.input_spec.shape])

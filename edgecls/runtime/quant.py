@@ -89,6 +89,22 @@ def single_writer(spec: InputSpec, out: np.ndarray) -> Callable[[np.ndarray], np
     return lambda pixels: convert(pixels[None], out)
 
 
+def row_writer(spec: InputSpec, rows: np.ndarray) -> Callable[[np.ndarray, int], None]:
+    """classify_many's input step: one image's uint8 pixels (H, W, C) converted into row i of `rows` (a batch
+    of the input's dtype, reused), right after it is decoded, while its pixels are still in the cache:
+    one pass, where stacking a batch and then converting it made two over memory (~18 us an image on
+    the 96x96 mobile CNN)."""
+    convert = input_converter(spec)
+    if convert is _flip_sign:
+        target, xor = rows.view(np.uint8), np.bitwise_xor
+        flips = np.full(target.shape[1:], _FLIP)
+        return lambda pixels, i: xor(pixels, flips, out=target[i])
+    probe = np.zeros((1, *spec.shape), np.uint8)
+    if convert(probe, rows[:1]) is probe:  # the pixels are the input already (uint8, no shift)
+        return lambda pixels, i: np.copyto(rows[i], pixels)
+    return lambda pixels, i: convert(pixels[None], rows[i:i + 1])
+
+
 def _copied(batch: np.ndarray, out: np.ndarray) -> np.ndarray:
     np.copyto(out, batch)
     return out
