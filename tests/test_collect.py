@@ -21,7 +21,7 @@ from livekit import write_video as write_frames
 from PIL import Image
 
 from edgecls.calibrate.folder import calibrate_folder
-from edgecls.calibrate.job import OpenSetOptions
+from edgecls.calibrate.options import CalibrateOptions
 from edgecls.errors import EdgeclsError
 from edgecls.runtime import Classifier
 from edgecls.runtime.collect import Collector, parse_when
@@ -35,7 +35,7 @@ SIDE = 56
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model") / "digits_calibrated.tflite"
-    calibrate_folder(REFERENCE, IMAGES, OpenSetOptions(), out=out, log=lambda m: None)
+    calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=out), log=lambda m: None)
     return out
 
 

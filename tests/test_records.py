@@ -15,6 +15,7 @@ from edgecls.errors import EdgeclsError
 def _records() -> list[type]:
     from edgecls.audit.options import CheckOptions
     from edgecls.bench.options import BenchOptions
+    from edgecls.calibrate.options import CalibrateOptions
     from edgecls.explain.options import ExplainOptions, FlipsOptions
     from edgecls.export.options import ExportOptions, QuantAnalyses, TargetOptions
     from edgecls.runtime.settings import ModelSettings, UnknownAnswer
@@ -23,9 +24,9 @@ def _records() -> list[type]:
     from edgecls.train.options import TrainOptions
     from edgecls.transport.device import RemoteOptions
 
-    return [BenchOptions, CheckOptions, ExplainOptions, ExportOptions, FlipsOptions, LiveOptions, ModelSettings,
-            MqttOptions, QuantAnalyses, RemoteOptions, SearchOptions, ServeOptions, TargetOptions, TrainOptions,
-            UnknownAnswer]
+    return [BenchOptions, CalibrateOptions, CheckOptions, ExplainOptions, ExportOptions, FlipsOptions, LiveOptions,
+            ModelSettings, MqttOptions, QuantAnalyses, RemoteOptions, SearchOptions, ServeOptions, TargetOptions,
+            TrainOptions, UnknownAnswer]
 
 
 def test_a_numbers_bounds_have_one_home_in_edgecls_bounds():
@@ -68,6 +69,17 @@ def test_check_refuses_a_value_outside_the_documented_bound_in_its_words(record,
         check(cls(**changes))
     message = str(raised.value)
     assert message.startswith(f"{flag} must be ") and BOUNDS[flag].why in message, message
+
+
+def test_calibrate_checks_its_nested_unknown_answer_before_any_work(tmp_path):
+    from edgecls.calibrate.folder import calibrate_folder
+    from edgecls.calibrate.options import CalibrateOptions
+    from edgecls.runtime.settings import UnknownAnswer
+
+    options = CalibrateOptions(tmp_path / "none.tflite", tmp_path, unknown=UnknownAnswer(accept=1.0))
+    with pytest.raises(EdgeclsError, match=r"^--accept must be "):
+        calibrate_folder(options)  # the bound, not the missing model: checked first
+    assert CalibrateOptions("a/m.tflite", "photos").target == Path("a/m_calibrated.tflite")
 
 
 def test_train_options_read_back_from_the_table_config_toml_keeps():

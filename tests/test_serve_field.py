@@ -25,6 +25,7 @@ from test_collect import IMAGES, REFERENCE, digit, kept, plain_reference, scene
 
 from edgecls.calibrate.folder import calibrate_folder
 from edgecls.calibrate.job import OpenSetOptions
+from edgecls.calibrate.options import CalibrateOptions
 from edgecls.runtime.collect import Collector, parse_when
 from edgecls.runtime.drift import Drift, jensen_shannon, sampling_noise, training_distribution
 
@@ -32,7 +33,7 @@ from edgecls.runtime.drift import Drift, jensen_shannon, sampling_noise, trainin
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model") / "digits_calibrated.tflite"
-    calibrate_folder(REFERENCE, IMAGES, OpenSetOptions(), out=out, log=lambda m: None)
+    calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=out), log=lambda m: None)
     return out
 
 
@@ -275,7 +276,7 @@ def test_a_live_source_of_one_class_drifts_and_its_unknown_frames_are_kept(model
 def test_export_records_the_whole_train_splits_class_counts_for_drift():
     """The calibration of a run's file (export, train --backbone) writes the train split's class counts
     into the metadata, which serve's drift reads as the training mix; a skewed train split shows in it."""
-    from edgecls.calibrate.job import OpenSetOptions, calibrate_split
+    from edgecls.calibrate.job import calibrate_split
     from edgecls.runtime.metadata import read_metadata
 
     files = sorted(IMAGES.glob("*/*.png"))

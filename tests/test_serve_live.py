@@ -295,10 +295,10 @@ def test_an_unknown_scene_is_a_change_to_unknown(tmp_path):
     """A model with an unknown rule (the reference model calibrated on its test images): frames of no digit
     are answered `unknown` in the live documents, and that is a class change like any other."""
     from edgecls.calibrate.folder import calibrate_folder
-    from edgecls.calibrate.job import OpenSetOptions
+    from edgecls.calibrate.options import CalibrateOptions
 
     model = tmp_path / "model.tflite"
-    calibrate_folder(MODEL, REFERENCE / "test-images", OpenSetOptions(), out=model, log=lambda m: None)
+    calibrate_folder(CalibrateOptions(MODEL, REFERENCE / "test-images", out=model), log=lambda m: None)
     pictures = [digit_frame("3")] * 6 + [no_digit(1)] * 6
     video = write_video(tmp_path / "mixed.avi", pictures, len(pictures), fps=FPS)
     server = ServeProcess(model, "--source", video, "--loop", "--on-change", "--min-stable", MIN_STABLE, "--threads", 1,

@@ -22,7 +22,8 @@ import numpy as np
 
 from edgecls.atomic import check_file_writable, write_bytes_atomic
 from edgecls.bench.thirdparty import match_label
-from edgecls.calibrate.job import MIN_VALIDATION, Calibrated, FitData, OpenSetOptions, calibrate, validate
+from edgecls.calibrate.job import MIN_VALIDATION, Calibrated, FitData, calibrate, validate
+from edgecls.calibrate.options import CalibrateOptions
 from edgecls.errors import EdgeclsError
 from edgecls.provenance import created_timestamp, device_versions, sha256_bytes
 from edgecls.runtime.classify import Classifier
@@ -43,48 +44,45 @@ class FolderResult:
     skipped: list[str]  # images that could not be read, with the reason
 
 
-def default_out(model: Path) -> Path:
-    return model.with_name(f"{model.stem}_calibrated.tflite")
-
-
-def calibrate_folder(model: Path, data: Path, options: OpenSetOptions, unknown_data: Optional[Path] = None,
-                     out: Optional[Path] = None, force: bool = False, labels: Optional[str] = None,
-                     input_range: Optional[tuple[float, float]] = None, resize: Optional[str] = None,
-                     fit: Optional[str] = None, log: Callable[[str], None] = print) -> FolderResult:
-    """Calibrate `model` on the images of `data` (see the module doc) and write OUT atomically."""
-    validate(options)
-    out = Path(out) if out is not None else default_out(model)
-    if out.resolve() == Path(model).resolve():
+def calibrate_folder(options: CalibrateOptions, log: Callable[[str], None] = print) -> FolderResult:
+    """Calibrate `options.model` on the images of `options.data` (see the module doc) and write the new
+    .tflite atomically (options.target)."""
+    open_set = options.open_set()
+    validate(open_set)
+    model, data, out, settings = Path(options.model), Path(options.data), options.target, options.settings
+    unknown_data = options.unknown.unknown_data
+    if out.resolve() == model.resolve():
         raise EdgeclsError(f"--out {out} is the model itself: write the calibrated model to a new file")
-    if out.exists() and not force:
+    if out.exists() and not options.force:
         raise EdgeclsError(f"{out} already exists: choose another --out or pass --force to replace it")
     check_file_writable("--out", out)  # a folder there, a file above it, a read-only folder: before any work
-    content = read_model_bytes(Path(model))
-    classifier = Classifier(model, num_threads=options.threads, labels=labels, input_range=input_range,
-                            resize=resize, fit=fit, open_set=False)
+    content = read_model_bytes(model)
+    classifier = Classifier(model, num_threads=settings.threads, labels=settings.labels, backend=settings.backend,
+                            input_range=settings.input_range, resize=settings.resize, fit=settings.fit,
+                            open_set=False, content=content)
     skipped: list[str] = []
     parts = _labelled(Path(data), classifier, skipped)
-    rng = np.random.default_rng(options.seed)
+    rng = np.random.default_rng(open_set.seed)
     if "val" in parts:
         (fit_x, fit_y), (val_x, val_y) = parts["train"], parts["val"]
         where = {"fit": f"{data}/train", "val": f"{data}/val"}
     else:
         (fit_x, fit_y), (val_x, val_y) = _halves(*parts["all"], rng)
-        where = {"fit": f"half of {data} (stratified, seed {options.seed})",
+        where = {"fit": f"half of {data} (stratified, seed {open_set.seed})",
                  "val": f"the other half of {data}"}
     if len(val_y) < MIN_VALIDATION:
-        raise EdgeclsError(f"{len(val_y)} validation images are too few to calibrate {Path(model).name} on (at "
+        raise EdgeclsError(f"{len(val_y)} validation images are too few to calibrate {model.name} on (at "
                            f"least {MIN_VALIDATION}; {'val/ has' if 'val' in parts else 'half of --data is'} "
                            f"{len(val_y)}): give more images")
     unknown = None
     if unknown_data is not None:
-        unknown = read_images(Path(unknown_data), classifier.preprocess, seed=options.seed, skipped=skipped)
+        unknown = read_images(Path(unknown_data), classifier.preprocess, seed=open_set.seed, skipped=skipped)
         where["unknown"] = str(unknown_data)
-    log(f"Calibrating {Path(model).name} on {len(fit_y)} + {len(val_y)} images of {len(set(val_y.tolist()))} "
+    log(f"Calibrating {model.name} on {len(fit_y)} + {len(val_y)} images of {len(set(val_y.tolist()))} "
         f"classes{f' and {len(unknown)} unknown images' if unknown is not None else ''}")
     metadata = classifier.metadata or _third_party_metadata(classifier, content)
-    result = calibrate(content, FitData(fit_x, fit_y, val_x, val_y, unknown, where), options, metadata,
-                       Path(model).name, input_range, log)
+    result = calibrate(content, FitData(fit_x, fit_y, val_x, val_y, unknown, where), open_set, metadata,
+                       model.name, settings.input_range, log)
     return FolderResult(write_bytes_atomic(out, result.content), result, skipped)
 
 

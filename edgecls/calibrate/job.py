@@ -270,7 +270,8 @@ def _record(chosen: fit.RuleFigures, why: str, candidates: list[fit.RuleFigures]
             "scores": fit.score_table(sim), "tensor": tail.embedding_name, "dims": tail.dims,
             "prototypes": int(len(prototypes)), "per_class": int(min(options.per_class, len(prototypes))),
             "seed": options.seed, "signature": SIGNATURE}
-    record["temperature"] = {"value": round(temperature, 6), "applied": applied, "fitted_on": "val (NLL, kept where the ECE falls too)"}
+    record["temperature"] = {"value": round(temperature, 6), "applied": applied,
+                             "fitted_on": "val (NLL, kept where the ECE falls too)"}
     if applied == "graph":
         record["temperature"].update(beta_before=tail.beta, softmax_beta=tail.beta / temperature)
     record["chosen"] = {"by": why, "split": "val", "images": int(len(data.val_labels)),
