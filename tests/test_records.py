@@ -20,13 +20,13 @@ def _records() -> list[type]:
     from edgecls.export.options import ExportOptions, QuantAnalyses, TargetOptions
     from edgecls.runtime.settings import ModelSettings, UnknownAnswer
     from edgecls.search.options import SearchOptions
-    from edgecls.serve.options import LiveOptions, MqttOptions, ServeOptions
+    from edgecls.serve.options import DeployOptions, LiveOptions, MqttOptions, ServeOptions
     from edgecls.train.options import TrainOptions
     from edgecls.transport.device import RemoteOptions
 
-    return [BenchOptions, CalibrateOptions, CheckOptions, ExplainOptions, ExportOptions, FlipsOptions, LiveOptions,
-            ModelSettings, MqttOptions, QuantAnalyses, RemoteOptions, SearchOptions, ServeOptions, TargetOptions,
-            TrainOptions, UnknownAnswer]
+    return [BenchOptions, CalibrateOptions, CheckOptions, DeployOptions, ExplainOptions, ExportOptions, FlipsOptions,
+            LiveOptions, ModelSettings, MqttOptions, QuantAnalyses, RemoteOptions, SearchOptions, ServeOptions,
+            TargetOptions, TrainOptions, UnknownAnswer]
 
 
 def test_a_numbers_bounds_have_one_home_in_edgecls_bounds():
@@ -59,6 +59,7 @@ def test_a_numbers_bounds_have_one_home_in_edgecls_bounds():
     ("TrainOptions", {"teacher": "t.tflite", "distill_temperature": 0.0}, "--distill-temperature"),
     ("SearchOptions", {"data": "photos", "target": "host", "max_latency_ms": 0.0}, "--max-latency-ms"),
     ("SearchOptions", {"data": "photos", "target": "host", "max_latency_ms": 5.0, "students": 65}, "--students"),
+    ("DeployOptions", {"model": "m.tflite", "to": "pi", "parallel": 0}, "--parallel"),
 ])
 def test_check_refuses_a_value_outside_the_documented_bound_in_its_words(record, changes, flag):
     from edgecls.bounds import BOUNDS

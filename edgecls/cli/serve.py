@@ -6,16 +6,12 @@ prometheus_client), loaded only when it runs; deploy needs nothing beyond the ba
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
-
 import typer
 
 from edgecls import jsonio
 from edgecls.cli.common import Typer
 from edgecls.cli.records import takes
-from edgecls.serve.options import PANELS, ServeOptions
-from edgecls.transport.fleet import DEFAULT_PARALLEL
+from edgecls.serve.options import PANELS, DeployOptions, ServeOptions
 
 app = Typer()
 
@@ -73,17 +69,8 @@ DEPLOY_EXAMPLES = (
 
 
 @app.command(epilog=DEPLOY_EXAMPLES)
-def deploy(
-    model: Annotated[Path, typer.Argument(help="The .tflite to push")],
-    to: Annotated[str, typer.Option(
-        "--to", metavar="URLS", help="Running `edgecls serve` servers: http://pi:8080 (a bare HOST or HOST:PORT means "
-        "http://HOST:8080), comma separated, or @hosts.txt (one or more a line, # comments)")],
-    token_file: Annotated[Optional[Path], typer.Option(
-        metavar="FILE", help="File holding the servers' token", show_default="$EDGECLS_TOKEN, else none")] = None,
-    parallel: Annotated[int, typer.Option(min=1, metavar="N", help="Servers reached at once")] = DEFAULT_PARALLEL,
-    timeout: Annotated[float, typer.Option(min=0.1, metavar="S", help="Per server: upload, check and answer")] = 60.0,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per server instead of a line")] = False,
-) -> None:
+@takes(DeployOptions)
+def deploy(options: DeployOptions) -> None:
     """Push a model to running `edgecls serve` servers; report each one's answer.
 
     Each server checks the model as it checks any new one (it loads, a test inference gives valid scores, its labels fit, its input is the served one's) and swaps it in without dropping a request, or refuses it with its reason and keeps serving the old one. One line per server as it answers: accepted, unchanged (already serving it), refused (the server's reason), unreachable, or failed.
@@ -91,13 +78,14 @@ def deploy(
     Exit codes: 0 every server took the model (or already had it); 1 any refused it, was unreachable or failed; 2 bad arguments (no such model, not a .tflite, a bad --to).
     """  # noqa: E501
     from edgecls.serve.deploy import deploy as push_all
-    from edgecls.serve.deploy import deploy_token, parse_targets, report_line, summary_line
+    from edgecls.serve.deploy import deploy_token, report_line, summary_line
 
-    urls = parse_targets(to)
+    urls = options.urls()
     results = []
-    for result in push_all(model, urls, deploy_token(token_file), parallel=parallel, timeout=timeout):
+    for result in push_all(options.model, urls, deploy_token(options.token_file), parallel=options.parallel,
+                           timeout=options.timeout):
         results.append(result)
-        if as_json:
+        if options.as_json:
 
             typer.echo(jsonio.dumps(result.document(), ensure_ascii=False))
         else:

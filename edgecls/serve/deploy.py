@@ -24,10 +24,9 @@ from edgecls.parsing import split_list
 from edgecls.provenance import sha256_bytes
 from edgecls.runtime.model import read_model_bytes
 from edgecls.serve.auth import read_token_file
-from edgecls.serve.options import DEFAULT_PORT, TOKEN_ENV
+from edgecls.serve.options import DEFAULT_DEPLOY_TIMEOUT_S, DEFAULT_PORT, TOKEN_ENV
 from edgecls.transport.fleet import DEFAULT_PARALLEL, as_finished, check_parallel
 
-DEFAULT_TIMEOUT_S = 60.0  # one host: upload, the device's check, the answer
 MAX_HOSTS_FILE_BYTES = 1 << 20
 MAX_ANSWER_BYTES = 1 << 20
 OK_OUTCOMES = ("accepted", "unchanged")
@@ -109,7 +108,7 @@ def deploy_token(token_file: Path | None) -> str | None:
 
 
 def deploy(model: Path, urls: list[str], token: str | None, parallel: int = DEFAULT_PARALLEL,
-           timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[DeployResult]:
+           timeout: float = DEFAULT_DEPLOY_TIMEOUT_S) -> Iterator[DeployResult]:
     """Push `model` to every server, `parallel` at a time: a DeployResult per host as each finishes.
     A model that is not a readable .tflite is a one-line EdgeclsError before anything is sent."""
     check_parallel(parallel)

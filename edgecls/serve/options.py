@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from edgecls.errors import EdgeclsError
-from edgecls.options import OUTPUT, argument, check, option
+from edgecls.options import OUTPUT, argument, check, option, with_spec
 from edgecls.runtime.capture import CAPTURE_BACKENDS
 from edgecls.runtime.settings import COLLECT, INTERPRETER, PREPROCESSING, CollectSettings, ModelSettings
+from edgecls.transport.device import RemoteOptions
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -31,6 +32,7 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 60.0  # 20 MB at ~3 Mbit/s
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_GRACE_S = 10.0
+DEFAULT_DEPLOY_TIMEOUT_S = 60.0  # deploy, one host: upload, the device's check, the answer
 DEFAULT_DRIFT_WINDOW = 500  # answers (edgecls.runtime.drift.DEFAULT_WINDOW; not imported: stdlib only here)
 MB = 1 << 20
 # Live mode (--source): what a live prediction carries and how a change of class is decided.
@@ -312,3 +314,28 @@ def _check_file(path: Path, option: str) -> None:
 
 def _absolute(path: Path | None) -> Path | None:
     return None if path is None else Path(path).absolute()
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """Every option of `edgecls deploy` (edgecls.options: the single source of each)."""
+
+    model: Path = argument(help="The .tflite to push")
+    to: str = option(required=True, flags=("--to",), metavar="URLS",
+                     help="Running `edgecls serve` servers: http://pi:8080 (a bare HOST or HOST:PORT means "
+                     "http://HOST:8080), comma separated, or @hosts.txt (one or more a line, # comments)")
+    token_file: Path | None = option(None, metavar="FILE", help="File holding the servers' token",
+                                     show_default="$EDGECLS_TOKEN, else none")
+    # the fleet bench's --parallel (bench --remote), its name, default and bounds, in deploy's words
+    parallel: int = with_spec(next(f for f in fields(RemoteOptions) if f.name == "parallel"), panel=None,
+                              metavar="N", help="Servers reached at once")
+    timeout: float = option(DEFAULT_DEPLOY_TIMEOUT_S, low=0.1, range_in_help=True, metavar="S",
+                            help="Per server: upload, check and answer")
+    as_json: bool = option(False, flags=("--json",), help="One JSON object per server instead of a line")
+
+    def urls(self) -> list[str]:
+        """The servers --to names, after every option's check; one-line EdgeclsError otherwise."""
+        from edgecls.serve.deploy import parse_targets  # urllib.request: not for every command's start
+
+        check(self)
+        return parse_targets(self.to)
