@@ -256,6 +256,21 @@ def test_a_temperature_is_kept_only_where_it_lowers_both_validation_nll_and_ece(
     assert ece_raised >= 3  # the case the guard is for did occur
 
 
+def test_the_summary_says_when_no_temperature_was_kept():
+    from edgecls.calibrate.job import Calibrated
+
+    candidate = {"rule": "top", "accepted": 0.955, "selective_accuracy": 0.99, "rejected_unknown": None}
+    figures = {"val": {"images": 178, "accuracy": 0.98, "ece_before": 0.0408, "ece_after": 0.0409,
+                       "nll_before": 0.259, "nll_after": 0.2587}}
+
+    def summary(t: float) -> str:
+        record = {"rule": "top", "chosen": {"candidates": [candidate]}, "temperature": {"value": t}}
+        return Calibrated(b"", record, figures).summary()
+
+    assert "no temperature (none lowered both the validation ECE, 0.0408, and NLL, 0.2590)" in summary(1.0)
+    assert "temperature 0.900: validation ECE 0.0408 -> 0.0409" in summary(0.9)
+
+
 def test_thresholds_accept_at_least_the_target_share():
     rng = np.random.default_rng(1)
     top, sim = rng.uniform(0.3, 1.0, 500), rng.uniform(0, 1, 500)

@@ -75,11 +75,16 @@ class Calibrated:
         chosen = next(c for c in r["chosen"]["candidates"] if c["rule"] == r["rule"])
         rejected = (f", rejects {chosen['rejected_unknown']:.1%} of {r['chosen']['unknown_images']} unknown images"
                     if chosen["rejected_unknown"] is not None else "")
+        if r["temperature"]["value"] == 1.0:  # the probabilities as they were (the same up to the output's rounding)
+            temperature = (f"no temperature (none lowered both the validation ECE, {f['val']['ece_before']:.4f}, "
+                           f"and NLL, {f['val']['nll_before']:.4f})")
+        else:
+            temperature = (f"temperature {r['temperature']['value']:.3f}: validation ECE {f['val']['ece_before']:.4f} "
+                           f"-> {f['val']['ece_after']:.4f}, NLL {f['val']['nll_before']:.4f} -> "
+                           f"{f['val']['nll_after']:.4f}")
         return (f"unknown rule '{r['rule']}' accepts {chosen['accepted']:.1%} of {f['val']['images']} validation "
                 f"images (accuracy on them {chosen['selective_accuracy']:.4f}, on all {f['val']['accuracy']:.4f})"
-                f"{rejected}; temperature {r['temperature']['value']:.3f}: validation ECE "
-                f"{f['val']['ece_before']:.4f} -> {f['val']['ece_after']:.4f}, NLL {f['val']['nll_before']:.4f} -> "
-                f"{f['val']['nll_after']:.4f}")
+                f"{rejected}; {temperature}")
 
 
 def validate(options: OpenSetOptions) -> None:
