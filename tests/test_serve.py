@@ -390,19 +390,24 @@ def _nice_values(pid: int) -> dict[int, int]:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
-def test_the_interpreter_threads_yield_to_the_event_loop(busy, slow_image):
+@pytest.mark.skipif(os.getpriority(os.PRIO_PROCESS, 0) > 14, reason="run at nice > 14: no room below to see +5")
+def test_the_interpreter_threads_yield_to_the_event_loop(tmp_path_factory):
+    """The pool's threads and LiteRT's own workers (made where the interpreters are built) run 5 nice
+    steps below the event loop; the event loop and the rest keep their priority."""
     from edgecls.serve.service import INTERPRETER_NICE
 
-    thread = threading.Thread(target=lambda: httpx.post(f"{busy.url}/v1/classify", content=slow_image,
-                                                         headers=PNG, timeout=30))
-    thread.start()
-    wait_for(lambda: metric(busy, "edgecls_in_flight") == 1, what="the slow request to be running")
-    nice = _nice_values(busy.process.pid)
-    thread.join(30)
-    main = nice[busy.process.pid]  # the event loop runs on the main thread
+    model = _served_copy(tmp_path_factory, "nice")
+    server = ServeProcess(model, "--interpreters", 1, "--threads", 2, log=model.with_name("serve.log"))
+    try:
+        answer = httpx.post(f"{server.url}/v1/classify", content=SEVEN.read_bytes(), headers=PNG, timeout=30)
+        nice = _nice_values(server.process.pid)
+    finally:
+        assert server.stop() == 0, server.log
+    assert answer.status_code == 200, answer.text
+    main = nice[server.process.pid]  # the event loop runs on the main thread
     lowered = [tid for tid, value in nice.items() if value == main + INTERPRETER_NICE]
-    assert INTERPRETER_NICE > 0 and lowered, nice  # the interpreter thread (and LiteRT's, if any)
-    assert len(lowered) < len(nice) - 1, nice  # not the whole process: the event loop keeps its priority
+    # the pool's thread and LiteRT's worker of a 2-thread interpreter; not the whole process
+    assert INTERPRETER_NICE > 0 and len(lowered) >= 2 and len(lowered) < len(nice) - 1, nice
 
 
 # ----------------------------------------------------------------------------- model updates

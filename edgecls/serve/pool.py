@@ -8,7 +8,9 @@ accepted request waits for at most `queue / N` classifications.
 The HTTP routes submit to it and so can a live loop; `submit` returns a concurrent.futures.Future
 (asyncio.wrap_future awaits it).
 
-The threads run `nice` steps below the thread that starts them (Linux; the server's event loop). On a
+The threads run `nice` steps below the thread that starts them (Linux; the server's event loop), and
+so do the interpreters' own worker threads (LiteRT makes them where an interpreter is built: the
+models are built on a thread at that priority, `run_lowered`). On a
 core the two share, the scheduler then lets the front door run first: under overload it answers the
 503s at once and reads the next request, while the interpreter gets the rest of the core. Without it
 the event loop's share stretches every invoke: measured with scripts/bench_serve.py's open loop at 2x
@@ -24,9 +26,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 Task = Callable[[int], Any]
+T = TypeVar("T")
 _STOP = object()
 
 
@@ -143,3 +146,26 @@ def lower_priority(steps: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + steps)
     except OSError:
         pass
+
+
+def run_lowered(steps: int, work: Callable[[], T]) -> T:
+    """`work()` on a new thread `steps` nice steps down (lower_priority): its result, or its exception
+    raised here. Threads it starts inherit the value, LiteRT's workers made with an interpreter too."""
+    if steps <= 0 or sys.platform != "linux":
+        return work()
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        lower_priority(steps)
+        try:
+            outcome.append((True, work()))
+        except BaseException as exc:  # raised again on the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="edgecls-load", daemon=True)
+    thread.start()
+    thread.join()
+    done, value = outcome[0]
+    if not done:
+        raise value
+    return value

@@ -58,7 +58,8 @@ class Service:
         self.metrics.watch_pool(lambda: self.pool.waiting, lambda: self.pool.running, options.queue_size,
                                 options.interpreters)
         self.models = ModelStore(options.model, options.previous_model, options.settings, options.interpreters,
-                                 options.max_model_bytes, options.allow_input_change, self.metrics, log)
+                                 options.max_model_bytes, options.allow_input_change, self.metrics, log,
+                                 nice=INTERPRETER_NICE)
         # every answer is offered here once: --collect and the drift figures (edgecls.serve.field)
         self.field = FieldWatch(options.collect, options.drift_window, self.metrics.registry, log)
         self.started_at = time.time()
