@@ -191,10 +191,11 @@ def test_classify_many_gives_each_image_the_verdict_classify_gives(calibrated):
         assert prediction.typicality == pytest.approx(one.typicality)
 
 
-def test_the_temperature_changes_no_top1_and_lowers_validation_nll(tmp_path):
+def test_the_temperature_changes_no_top1_and_lowers_validation_nll_and_ece(tmp_path):
     result = calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=tmp_path / "m.tflite"), log=lambda m: None)
     val = result.calibrated.figures["val"]
-    assert val["nll_after"] < val["nll_before"]
+    assert result.calibrated.record["temperature"]["value"] != 1.0  # a temperature was kept: it lowered both
+    assert val["nll_after"] < val["nll_before"] and val["ece_after"] < val["ece_before"]  # on the file written
     images = np.stack([Classifier(REFERENCE).preprocess(p) for p in sorted(IMAGES.rglob("*.png"))])
     assert np.array_equal(Classifier(REFERENCE).probabilities(images).argmax(1),
                           Classifier(result.path, open_set=False).probabilities(images).argmax(1))
@@ -242,7 +243,7 @@ def test_a_temperature_is_kept_only_where_it_lowers_both_validation_nll_and_ece(
     t = fit.calibrating_temperature(logits, labels)
     assert t == pytest.approx(2.5, rel=0.08)
     assert figures(logits, labels, t)["ece"] < figures(logits, labels, 1.0)["ece"] / 3
-    ece_raised = 0
+    ece_raised = between = 0
     for seed in range(40):  # already calibrated, few images: the NLL optimum moves the ECE either way
         rng = np.random.default_rng(seed)
         logits = rng.normal(0, 4, (150, 2))
@@ -253,7 +254,9 @@ def test_a_temperature_is_kept_only_where_it_lowers_both_validation_nll_and_ece(
         if t != 1.0:
             assert kept["ece"] < none["ece"] and kept["nll"] < none["nll"], seed
             assert abs(np.log(t)) <= abs(np.log(optimum)) and np.sign(np.log(t)) == np.sign(np.log(optimum))
+        between += t not in (1.0, optimum)
     assert ece_raised >= 3  # the case the guard is for did occur
+    assert between >= 1  # and the way from the optimum towards 1 was taken, not only "optimum or none"
 
 
 def test_the_summary_says_when_no_temperature_was_kept():
@@ -263,12 +266,14 @@ def test_the_summary_says_when_no_temperature_was_kept():
     figures = {"val": {"images": 178, "accuracy": 0.98, "ece_before": 0.0408, "ece_after": 0.0409,
                        "nll_before": 0.259, "nll_after": 0.2587}}
 
-    def summary(t: float) -> str:
-        record = {"rule": "top", "chosen": {"candidates": [candidate]}, "temperature": {"value": t}}
+    def summary(t: float, applied: str = "graph") -> str:
+        record = {"rule": "top", "chosen": {"candidates": [candidate]}, "temperature": {"value": t, "applied": applied}}
         return Calibrated(b"", record, figures).summary()
 
     assert "no temperature (none lowered both the validation ECE, 0.0408, and NLL, 0.2590)" in summary(1.0)
+    assert "no temperature (the model's output is neither a SOFTMAX nor logits)" in summary(1.0, "none")
     assert "temperature 0.900: validation ECE 0.0408 -> 0.0409" in summary(0.9)
+    assert "temperature 1.00040: validation" in summary(1.0004)
 
 
 def test_thresholds_accept_at_least_the_target_share():

@@ -57,9 +57,7 @@ def calibrate_folder(options: CalibrateOptions, log: Callable[[str], None] = pri
         raise EdgeclsError(f"{out} already exists: choose another --out or pass --force to replace it")
     check_file_writable("--out", out)  # a folder there, a file above it, a read-only folder: before any work
     content = read_model_bytes(model)
-    classifier = Classifier(model, num_threads=settings.threads, labels=settings.labels, backend=settings.backend,
-                            input_range=settings.input_range, resize=settings.resize, fit=settings.fit,
-                            open_set=False, content=content)
+    classifier = settings.open(model, content=content, open_set=False)
     skipped: list[str] = []
     parts = _labelled(Path(data), classifier, skipped)
     rng = np.random.default_rng(open_set.seed)

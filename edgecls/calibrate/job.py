@@ -49,6 +49,7 @@ class OpenSetOptions:
     per_class: int = fit.PER_CLASS  # prototypes per class
     seed: int = 0
     threads: Optional[int] = None
+    backend: Optional[str] = None  # the interpreter backend (find_backend's names; None: the first installed)
 
 
 @dataclass
@@ -75,12 +76,16 @@ class Calibrated:
         chosen = next(c for c in r["chosen"]["candidates"] if c["rule"] == r["rule"])
         rejected = (f", rejects {chosen['rejected_unknown']:.1%} of {r['chosen']['unknown_images']} unknown images"
                     if chosen["rejected_unknown"] is not None else "")
-        if r["temperature"]["value"] == 1.0:  # the probabilities as they were (the same up to the output's rounding)
+        t, applied = r["temperature"]["value"], r["temperature"]["applied"]
+        if applied == "none":
+            temperature = "no temperature (the model's output is neither a SOFTMAX nor logits)"
+        elif t == 1.0:  # the probabilities as they were (the same up to the output's rounding)
             temperature = (f"no temperature (none lowered both the validation ECE, {f['val']['ece_before']:.4f}, "
                            f"and NLL, {f['val']['nll_before']:.4f})")
         else:
-            temperature = (f"temperature {r['temperature']['value']:.3f}: validation ECE {f['val']['ece_before']:.4f} "
-                           f"-> {f['val']['ece_after']:.4f}, NLL {f['val']['nll_before']:.4f} -> "
+            shown = f"{t:.3f}" if round(t, 3) != 1.0 else f"{t:.5f}"  # a T near 1 is not printed as 1.000
+            temperature = (f"temperature {shown}: validation ECE {f['val']['ece_before']:.4f} -> "
+                           f"{f['val']['ece_after']:.4f}, NLL {f['val']['nll_before']:.4f} -> "
                            f"{f['val']['nll_after']:.4f}")
         return (f"unknown rule '{r['rule']}' accepts {chosen['accepted']:.1%} of {f['val']['images']} validation "
                 f"images (accuracy on them {chosen['selective_accuracy']:.4f}, on all {f['val']['accuracy']:.4f})"
@@ -119,7 +124,7 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
         probe_path.write_bytes(surgery.probe(model, tail))
         # The spec (input size, scale, pixel range) of the model as the device reads it.
         spec = _spec(folder, embed_metadata(_plain_bytes(model), _without_openset(metadata)), options, input_range)
-        run = _Probe(probe_path, spec, options.threads)
+        run = _Probe(probe_path, spec, options.threads, options.backend)
         val_out, val_logits, val_embeddings = run(data.val_images)
         output = run.outputs[0]  # an 8-bit softmax rounds what it gives: T is fitted, and NLL reported, on that
         step = float(output["quantization"][0]) if output["dtype"] != np.float32 else 0.0
@@ -137,7 +142,8 @@ def calibrate(content: bytes, data: FitData, options: OpenSetOptions, metadata: 
         graph_bytes = surgery.calibrated(model, tail, temperature, prototypes)
         candidate_path = folder / "candidate.tflite"
         candidate_path.write_bytes(embed_metadata(graph_bytes, _without_openset(metadata)))
-        scorer = Classifier(candidate_path, num_threads=options.threads, input_range=input_range, open_set=False)
+        scorer = Classifier(candidate_path, num_threads=options.threads, backend=options.backend,
+                            input_range=input_range, open_set=False)
         val_probs, val_sim = scorer.scores(data.val_images)
         unknown_probs = unknown_sim = None
         if data.unknown_images is not None and len(data.unknown_images):
@@ -197,7 +203,8 @@ def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, spli
                    {"fit": f"train split ({len(train)} images)", "val": "validation split",
                     **({"unknown": " and ".join(where)} if where else {})}, train_labels=labels[split.train])
     result = calibrate(content, data, options, name=name, log=log)
-    test = (evaluate(result.content, np.asarray(images[split.test]), labels[split.test], threads=options.threads)
+    test = (evaluate(result.content, np.asarray(images[split.test]), labels[split.test], threads=options.threads,
+                     backend=options.backend)
             if score_test else None)
     report = {"rule": result.record["rule"], "accept": options.accept,
               "temperature": result.record["temperature"]["value"], "chosen_by": result.record["chosen"]["by"],
@@ -206,13 +213,13 @@ def calibrate_split(content: bytes, images: np.ndarray, labels: np.ndarray, spli
 
 
 def evaluate(content: bytes, images: np.ndarray, labels: np.ndarray, unknown: Optional[np.ndarray] = None,
-             threads: Optional[int] = None) -> dict[str, Any]:
+             threads: Optional[int] = None, backend: Optional[str] = None) -> dict[str, Any]:
     """A calibrated model's figures on held-out images, as the device answers: ECE, NLL, accepted share,
     accuracy on accepted and on all images; with `unknown` images, the share its rule rejects."""
     with private_tempdir("edgecls-calibrate") as folder:
         path = folder / "model.tflite"
         path.write_bytes(content)
-        classifier = Classifier(path, num_threads=threads)
+        classifier = Classifier(path, num_threads=threads, backend=backend)
         floor = nll_floor(classifier.output_step)
         probabilities, similarity = classifier.scores(images)
         flags, _ = classifier.open_set_rule.decide(probabilities.max(1), similarity)
@@ -228,7 +235,7 @@ def evaluate(content: bytes, images: np.ndarray, labels: np.ndarray, unknown: Op
 def _spec(folder: Path, content: bytes, options: OpenSetOptions, input_range: Optional[tuple[float, float]]):
     path = folder / "plain.tflite"
     path.write_bytes(content)
-    return Classifier(path, num_threads=options.threads, input_range=input_range).input_spec
+    return Classifier(path, num_threads=options.threads, backend=options.backend, input_range=input_range).input_spec
 
 
 def _plain_bytes(model) -> bytes:
@@ -294,8 +301,8 @@ class _Probe:
     """The probe model (outputs: the model's output, its logits, its embedding), run on uint8 images
     with the model's own input conversion; outputs dequantised to float32."""
 
-    def __init__(self, path: Path, spec: Any, threads: Optional[int]):
-        self.interpreter = create_interpreter(read_model_bytes(path), find_backend(), threads, name=path.name)
+    def __init__(self, path: Path, spec: Any, threads: Optional[int], backend: Optional[str] = None):
+        self.interpreter = create_interpreter(read_model_bytes(path), find_backend(backend), threads, name=path.name)
         self.input = self.interpreter.get_input_details()[0]
         self.outputs = self.interpreter.get_output_details()
         self.convert = input_converter(spec)

@@ -3,16 +3,21 @@ source of each option, its help, bounds and checks; the command line is made fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from edgecls.calibrate.job import OpenSetOptions
-from edgecls.options import OUTPUT, argument, check, option
+from edgecls.options import OUTPUT, argument, check, option, with_spec
 from edgecls.runtime.settings import INTERPRETER, PREPROCESSING, UNKNOWN, ModelSettings, UnknownAnswer
 
 DATA = "Data"
 PANELS = (DATA, UNKNOWN, OUTPUT, PREPROCESSING, INTERPRETER)  # the order of `edgecls calibrate --help`
+
+
+def _model_option(name: str, **changes: Any) -> Any:
+    """predict's model option `name` (edgecls.runtime.settings.ModelSettings), in calibrate's words."""
+    return with_spec(next(f for f in fields(ModelSettings) if f.name == name), **changes)
 
 
 @dataclass(frozen=True)
@@ -24,12 +29,25 @@ class CalibrateOptions:
         required=True, flags=("--data",), kind=Path, metavar="FOLDER", panel=DATA,
         help="Images of the model's classes: FOLDER/<class>/... (halved: prototypes on one half, temperature and "
         "thresholds on the other) or FOLDER/train/<class>/... and FOLDER/val/<class>/...")
+    labels: Optional[Path] = _model_option(
+        "labels", panel=DATA, help="Labels file ('0 cat', '0: cat' or one name a line): FOLDER's class folders are "
+        "named by these; overrides the model's own labels")
+    seed: int = option(0, panel=DATA, help="Seeds the halving of FOLDER and the prototypes")
     unknown: UnknownAnswer = field(default_factory=UnknownAnswer)  # --accept, --unknown-data, --rule
     out: Optional[Path] = option(None, kind=Path, panel=OUTPUT, help="The calibrated .tflite to write",
                                  show_default="MODEL_calibrated.tflite beside MODEL")
     force: bool = option(False, panel=OUTPUT, help="Replace --out if it exists")
-    settings: ModelSettings = field(default_factory=ModelSettings)  # predict's model options
-    seed: int = option(0, panel=DATA, help="Seeds the halving of FOLDER and the prototypes")
+    resize: Optional[str] = _model_option("resize")
+    fit: Optional[str] = _model_option("fit")
+    input_range: Optional[tuple[float, float]] = _model_option("input_range")
+    threads: Optional[int] = _model_option("threads")
+    backend: Optional[str] = _model_option("backend")
+
+    @property
+    def settings(self) -> ModelSettings:
+        """How the model is opened to decode FOLDER's images (predict's model options)."""
+        return ModelSettings(labels=self.labels, resize=self.resize, fit=self.fit, input_range=self.input_range,
+                             threads=self.threads, backend=self.backend)
 
     @property
     def target(self) -> Path:
@@ -41,4 +59,4 @@ class CalibrateOptions:
         """The calibration's own settings (edgecls.calibrate.job), as export and train --backbone give them."""
         check(self)
         return OpenSetOptions(accept=self.unknown.accept, rule=self.unknown.rule, seed=self.seed,
-                              threads=self.settings.threads)
+                              threads=self.threads, backend=self.backend)

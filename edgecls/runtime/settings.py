@@ -173,11 +173,12 @@ class ModelSettings:
     threads: Optional[int] = threads_option()
     backend: Optional[str] = backend_option()
 
-    def open(self, path: str | Path, threads: Optional[int] = None, content: Optional[bytes] = None) -> Classifier:
+    def open(self, path: str | Path, threads: Optional[int] = None, content: Optional[bytes] = None,
+             open_set: bool = True) -> Classifier:
         """The Classifier of `path` with these settings (`threads` instead of the settings' own, if given;
-        `content`: the file's bytes, already read and checked)."""
+        `content`: the file's bytes, already read and checked; `open_set=False`: never 'unknown')."""
         from edgecls.runtime.classify import Classifier
 
         return Classifier(path, num_threads=threads if threads is not None else self.threads, labels=self.labels,
                           backend=self.backend, input_range=self.input_range, resize=self.resize, fit=self.fit,
-                          content=content)
+                          open_set=open_set, content=content)

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from edgecls.errors import EdgeclsError
-from edgecls.options import OUTPUT, argument, check, option, with_spec
+from edgecls.options import OUTPUT, argument, check, option
 from edgecls.runtime.capture import CAPTURE_BACKENDS
 from edgecls.runtime.settings import COLLECT, INTERPRETER, PREPROCESSING, CollectSettings, ModelSettings
-from edgecls.transport.device import RemoteOptions
+from edgecls.transport.fleet import parallel_option
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -326,9 +326,7 @@ class DeployOptions:
                      "http://HOST:8080), comma separated, or @hosts.txt (one or more a line, # comments)")
     token_file: Path | None = option(None, metavar="FILE", help="File holding the servers' token",
                                      show_default="$EDGECLS_TOKEN, else none")
-    # the fleet bench's --parallel (bench --remote), its name, default and bounds, in deploy's words
-    parallel: int = with_spec(next(f for f in fields(RemoteOptions) if f.name == "parallel"), panel=None,
-                              metavar="N", help="Servers reached at once")
+    parallel: int = parallel_option(metavar="N", help="Servers reached at once")  # bench --remote's, in these words
     timeout: float = option(DEFAULT_DEPLOY_TIMEOUT_S, low=0.1, range_in_help=True, metavar="S",
                             help="Per server: upload, check and answer")
     as_json: bool = option(False, flags=("--json",), help="One JSON object per server instead of a line")

@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 from edgecls.errors import EdgeclsError
 from edgecls.options import option
-from edgecls.transport.fleet import DEFAULT_PARALLEL
+from edgecls.transport.fleet import parallel_option
 from edgecls.transport.ssh import CONNECT_TIMEOUT_S, Ssh
 from edgecls.transport.targets import Target
 
@@ -62,8 +62,7 @@ class RemoteOptions:
         help="Folder of wheels for an offline device (pip install --no-index --find-links there)")
     ssh_config: Optional[Path] = option(None, flags=("--ssh-config", "-F"), panel=REMOTE,
                                         help="ssh config file (ssh -F)", show_default="~/.ssh/config")
-    parallel: int = option(DEFAULT_PARALLEL, low=1, range_in_help=True, panel=REMOTE,
-                           help="--remote: devices reached at once")
+    parallel: int = parallel_option(panel=REMOTE, help="--remote: devices reached at once")
 
 
 # ---------------------------------------------------------------------- the kit

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from edgecls.bounds import check_bound
+from edgecls.options import option
 
 DEFAULT_PARALLEL = 4  # devices reached at once: 500 hosts must not start 500 ssh processes
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+
+def parallel_option(**changes: Any) -> Any:
+    """--parallel, the one option of every command that reaches many devices (bench --remote, deploy):
+    its name, default and bounds, in each command's words (`changes`)."""
+    return option(DEFAULT_PARALLEL, **{"low": 1, "range_in_help": True, **changes})
 
 
 def check_parallel(parallel: int) -> int:
