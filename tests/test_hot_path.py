@@ -10,7 +10,7 @@ import pytest
 
 from edgecls.runtime import Classifier
 from edgecls.runtime.model import InputSpec
-from edgecls.runtime.quant import input_converter, output_converter, output_scores
+from edgecls.runtime.quant import input_converter, output_converter, output_scores, row_writer
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "models" / "digits-seed"
@@ -83,6 +83,13 @@ def test_the_input_written_in_place_is_the_input_made_anew(dtype, scale, zero_po
     out = np.empty((1, 5, 4, 3), dtype)
     fresh, in_place = convert(batch), convert(batch, out)
     assert in_place.dtype == fresh.dtype == dtype and in_place.tobytes() == fresh.tobytes()
+    # classify_many's rows: each image written into its row of a reused batch, in any order
+    images = np.random.default_rng(2).integers(0, 256, (4, 5, 4, 3), dtype=np.uint8)
+    rows = np.full((4, 5, 4, 3), 7, dtype)
+    write_row = row_writer(spec, rows)
+    for i in (2, 0, 3, 1):
+        write_row(images[i], i)
+    assert rows.tobytes() == convert(images).tobytes()
 
 
 @pytest.mark.parametrize("dtype, scale, zero_point", [(np.int8, 1 / 256, -128), (np.uint8, 1 / 255, 0),

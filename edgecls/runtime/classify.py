@@ -283,7 +283,15 @@ class Classifier:
         ready = 0
         if batch_size > 1:  # a slow source (a network folder, a camera) must not hold back decoded rows
             images = _prefetched(images, depth=batch_size)
-        for item in self._decoded(images, workers, depth=batch_size + 2 * workers):
+        items, failure = self._decoded(images, workers, depth=batch_size + 2 * workers), None
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                break
+            except Exception as exc:  # the source failed: the rows it gave before come first, then its error
+                failure = exc
+                break
             if item is None:  # the next image is slow to come: give the rows already decoded now
                 if ready:
                     yield from self._predict_group(group, rows[:ready], top_k)
@@ -302,6 +310,8 @@ class Classifier:
                 group, ready = [], 0
         if group:
             yield from self._predict_group(group, rows[:ready], top_k)
+        if failure is not None:
+            raise failure
 
     def _predict_group(self, group: list[tuple[Any, str | None]], inputs: np.ndarray,
                        top_k: int) -> Iterator[Prediction]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 from faultkit import MODEL, class_folder, edgecls, png, python, rows, unprivileged, ztxt_bomb
 
 
@@ -26,6 +27,34 @@ def test_rows_stream_while_a_batch_is_not_full():
 
     arrivals = [time.monotonic() - started for _ in clf.classify_many(slow_source(), workers=2)]
     assert len(arrivals) == 3 and arrivals[0] < 2.5 and arrivals[1] < 2.5, arrivals
+
+
+def test_a_source_that_fails_midway_gives_its_rows_first_then_its_error():
+    """The read-ahead of a lazy source hands over what came before a failure, in order, then raises it
+    on the caller's thread; a consumer that stops early leaves no reader behind."""
+    import threading
+
+    from edgecls.runtime import Classifier
+
+    clf = Classifier(MODEL, num_threads=1)
+    images = [np.full((28, 28, 1), v, np.uint8) for v in range(0, 250, 5)]
+
+    def failing():
+        yield from images
+        raise OSError("the share went away")
+
+    given = []
+    with pytest.raises(OSError, match="the share went away"):
+        for prediction in clf.classify_many(failing(), batch_size=4, workers=1):
+            given.append(prediction)
+    assert len(given) == len(images) and all(p.source is image for p, image in zip(given, images))
+    many = clf.classify_many(iter(images * 20), batch_size=4, workers=1)
+    next(many)
+    many.close()  # the consumer stops: the reader thread ends
+    deadline = time.monotonic() + 5
+    while any(t.name == "edgecls-source" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "edgecls-source" for t in threading.enumerate())
 
 
 def test_one_bad_file_is_its_row_or_skip_never_the_jobs_end(tmp_path):
