@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import logging
+
 
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's text, or its type's name: for one-line errors."""
@@ -61,4 +66,12 @@ def require_tensorflow(what: str):
             tf.config.list_logical_devices()  # initialise devices now, quietly
     except ImportError:
         raise MissingExtraError(what) from None
+    tf.get_logger().addFilter(_no_retracing_hint)
     return tf
+
+
+def _no_retracing_hint(record: logging.LogRecord) -> bool:
+    """False for TensorFlow's "N out of the last N calls ... triggered tf.function retracing" warning: a
+    hint to TensorFlow's own callers (Keras' predict makes a function per model, and search and export
+    predict with many models in one process), ten lines of noise to a user."""
+    return "triggered tf.function retracing" not in record.getMessage()

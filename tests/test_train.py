@@ -296,3 +296,23 @@ def test_same_seed_gives_identical_weights_and_identical_int8_bytes(tmp_path):
     assert read_metadata(first) != read_metadata(retrained)  # the model.keras digests differ ...
     same = read_metadata(first)
     assert embed_metadata(retrained, same) == embed_metadata(first, same)  # ... and all else is the same bytes
+
+
+def test_tensorflows_retracing_hint_is_not_shown_and_its_other_warnings_are(capsys):
+    """Keras' predict makes a tf.function per model: search and export, predicting with many models in
+    one process, made TensorFlow print its retracing hint (ten lines a time); other warnings still show."""
+    from edgecls.errors import require_tensorflow
+
+    tf = require_tensorflow("this test")
+    import logging
+
+    shown: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: shown.append(record.getMessage())
+    tf.get_logger().addHandler(handler)
+    try:
+        tf.get_logger().warning("5 out of the last 5 calls to <function f> triggered tf.function retracing. ...")
+        tf.get_logger().warning("a warning a user should read")
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert shown == ["a warning a user should read"]
