@@ -320,6 +320,10 @@ class Classifier:
         unknown, typicality = (rule.decide(probabilities.max(1, initial=0.0), similarity) if rule is not None
                                else (None, None))
         finite = np.isfinite(probabilities).all(axis=1)  # one call a batch: a NaN row is an error row, never a class
+        if top_k <= 1 and len(probabilities):  # the common case: each row's top class, one numpy call a batch
+            best = probabilities.argmax(1)
+            tops = [(_new_class(Class, (i, self.labels[i], score)),)
+                    for i, score in zip(best.tolist(), probabilities[np.arange(len(best)), best].tolist())]
         row = 0
         for source, error in group:
             if error is not None:
@@ -329,7 +333,7 @@ class Classifier:
                 yield Prediction(source, error=NOT_NUMBERS)
                 row += 1
                 continue
-            classes = tuple(self.top_classes(probabilities[row], top_k))
+            classes = tops[row] if top_k <= 1 else tuple(self.top_classes(probabilities[row], top_k))
             if rule is None:
                 yield Prediction(source, classes)
             else:
@@ -358,13 +362,15 @@ class Classifier:
                         yield from _when_ready(pending.popleft())
                     yield None
                     continue
+                if pool is None:  # in order, nothing ahead: no queue (a folder at one thread pays per image)
+                    yield (source.source, source.error) if isinstance(source, Prediction) else (
+                        source, self._decode(source))
+                    continue
                 if isinstance(source, Prediction):
                     pending.append((source.source, source.error))
-                elif pool is None:
-                    pending.append((source, self._decode(source)))
                 else:
                     pending.append((source, pool.submit(self._decode, source)))
-                while len(pending) >= depth or (pool is None and pending):
+                while len(pending) >= depth:
                     yield from _when_ready(pending.popleft())
             while pending:
                 yield from _when_ready(pending.popleft())
