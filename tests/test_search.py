@@ -280,3 +280,18 @@ def test_a_search_folder_of_another_split_is_refused(searched, tmp_path):
     shutil.copytree(result.out_dir, out)
     with pytest.raises(EdgeclsError, match="another split"):
         search(_options(out, seed=1))
+
+
+def test_a_shape_is_screened_by_its_fastest_round_not_a_busy_one():
+    """A 2-thread invoke waits for its slowest thread: a moment of load on one core made an untrained
+    shape time 4x its quiet p50 in the catsdogs acceptance run and kept it from being trained."""
+    from types import SimpleNamespace
+
+    from edgecls.search.timing import Timing
+
+    def latency(p50, rounds):
+        return SimpleNamespace(invoke_ms=SimpleNamespace(p50=p50), invoke_round_medians_ms=rounds)
+
+    timing = Timing(latency={"busy": latency(0.171, [0.171, 0.031, 0.20]), "old": latency(0.05, None)})
+    assert timing.fastest_round_ms("busy") == 0.031 and timing.p50_ms("busy") == 0.171
+    assert timing.fastest_round_ms("old") == 0.05 and timing.fastest_round_ms("none") is None

@@ -30,6 +30,14 @@ class Timing:
         found = self.latency.get(key)
         return found.invoke_ms.p50 if found else None
 
+    def fastest_round_ms(self, key: str) -> Optional[float]:
+        """The median of the file's fastest interleaved round: what it takes when nothing else runs (a
+        multi-threaded invoke waits for its slowest thread, so one busy core slows a whole round)."""
+        found = self.latency.get(key)
+        if found is None:
+            return None
+        return min(found.invoke_round_medians_ms) if found.invoke_round_medians_ms else found.invoke_ms.p50
+
 
 def time_files(files: dict[str, Path], target: Any, runs: int, remote: Any, work: Path,
                reporter: Reporter) -> Timing:
