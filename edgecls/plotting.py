@@ -39,6 +39,18 @@ def cap_fraction_axis(ax: Any) -> None:
         ax.set_ylim(min(low, 0.99), 1.0)
 
 
+def plain_log_axis(axis: Any, which: str = "x") -> None:
+    """A log-scale axis ticked at 1, 2 and 5 of each decade, labelled as plain numbers (0.05, 0.1, 0.2):
+    matplotlib's own labels a latency axis 2x10^-2, 3x10^-2 ... and runs them into each other."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ticks = axis.xaxis if which == "x" else axis.yaxis
+    (axis.set_xscale if which == "x" else axis.set_yscale)("log")
+    ticks.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ticks.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ticks.set_minor_formatter(NullFormatter())
+
+
 def text_colour(rgba: Any) -> str:
     """Black or white, whichever reads on a cell of colour `rgba` (by its relative luminance)."""
     red, green, blue = rgba[:3]

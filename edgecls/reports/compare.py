@@ -242,7 +242,9 @@ def latency_bars(plt: Any, reports: list[tuple[Path, BenchReport]], names: Optio
     for bar, hatch in zip(bars, hatches):
         bar.set_hatch(hatch)
     if p50s and max(p50s) > 20 * max(min(p50s), 1e-9):  # e.g. emulated beside native: keep both readable
-        ax.set_xscale("log")
+        from edgecls.plotting import plain_log_axis
+
+        plain_log_axis(ax)
     ax.set_yticks(positions, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("invoke latency per image, ms (p50, bar to p90)")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgecls.export.target_report import number_points, pareto_front
-from edgecls.plotting import pyplot, save_png
+from edgecls.plotting import plain_log_axis, pyplot, save_png
 
 if TYPE_CHECKING:
     from edgecls.search.job import Row, SearchResult
@@ -101,6 +101,11 @@ def markdown_table(result: SearchResult) -> str:
     return "\n".join(lines)
 
 
+def _short(name: str, width: int = 32) -> str:
+    """A candidate's name in `width` characters, its end kept (the head and views tell backbone heads apart)."""
+    return name if len(name) <= width else f"{name[:8]}…{name[-(width - 9):]}"
+
+
 def plot_pareto(result: SearchResult, path: Path) -> Optional[Path]:
     """Validation accuracy against p50 latency on the target (log scale), marker area ∝ file size, colour by
     kind; every file a faint dot, each candidate's best file numbered (the key beside the plot); the
@@ -134,7 +139,7 @@ def plot_pareto(result: SearchResult, path: Path) -> Optional[Path]:
     ax.axvline(budget, color="tab:red", linestyle="--", linewidth=1, label=f"latency budget {budget:g} ms")
     for kind, colour in _KIND_COLOUR.items():
         ax.scatter([], [], s=80, color=colour, alpha=0.55, edgecolors="black", label=kind)
-    ax.set_xscale("log")
+    plain_log_axis(ax)
     lows = [e.p50_ms for e in timed] + [budget]
     ax.set_xlim(min(lows) / 1.6, max(lows) * 1.6)
     accuracies = [e.file.val_accuracy for e in timed]
@@ -150,9 +155,9 @@ def plot_pareto(result: SearchResult, path: Path) -> Optional[Path]:
                  fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right", framealpha=0.85)
-    key = "\n".join(f"{'*' if r.status == 'chosen' else ' '}{n:>2}  {r.plan.name[:26]:<26} {r.best.file.variant:<9}"
+    key = "\n".join(f"{'*' if r.status == 'chosen' else ' '}{n:>2}  {_short(r.plan.name):<32} {r.best.file.variant:<9}"
                     f"{r.best.p50_ms:8.3f} {r.best.file.val_accuracy:.3f}" for n, r in enumerate(best_rows, start=1))
-    figure.text(0.64, 0.5, "    candidate                  file        p50 ms  val acc\n" + key + "\n\n* chosen",
+    figure.text(0.64, 0.5, "    candidate                        file        p50 ms  val acc\n" + key + "\n\n* chosen",
                 family="monospace", fontsize=7.5, va="center", ha="left")
     figure.tight_layout(rect=(0, 0, 0.63, 1))
     return save_png(plt, figure, path, dpi=120)
