@@ -78,9 +78,9 @@ def deploy(options: DeployOptions) -> None:
     Exit codes: 0 every server took the model (or already had it); 1 any refused it, was unreachable or failed; 2 bad arguments (no such model, not a .tflite, a bad --to).
     """  # noqa: E501
     from edgecls.serve.deploy import deploy as push_all
-    from edgecls.serve.deploy import deploy_token, report_line, summary_line
+    from edgecls.serve.deploy import deploy_token, report_line, servers, summary_line
 
-    urls = options.urls()
+    urls = servers(options)
     results = []
     for result in push_all(options.model, urls, deploy_token(options.token_file), parallel=options.parallel,
                            timeout=options.timeout):

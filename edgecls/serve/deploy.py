@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from edgecls.errors import EdgeclsError, first_line
+from edgecls.options import check
 from edgecls.parsing import split_list
 from edgecls.provenance import sha256_bytes
 from edgecls.runtime.model import read_model_bytes
 from edgecls.serve.auth import read_token_file
-from edgecls.serve.options import DEFAULT_DEPLOY_TIMEOUT_S, DEFAULT_PORT, TOKEN_ENV
+from edgecls.serve.options import DEFAULT_DEPLOY_TIMEOUT_S, DEFAULT_PORT, TOKEN_ENV, DeployOptions
 from edgecls.transport.fleet import DEFAULT_PARALLEL, as_finished, check_parallel
 
 MAX_HOSTS_FILE_BYTES = 1 << 20
@@ -49,6 +50,12 @@ class DeployResult:
 
     def document(self) -> dict[str, Any]:
         return {**asdict(self), "seconds": round(self.seconds, 3)}
+
+
+def servers(options: DeployOptions) -> list[str]:
+    """The servers `edgecls deploy --to` names, after every option's check; one-line EdgeclsError otherwise."""
+    check(options)
+    return parse_targets(options.to)
 
 
 def parse_targets(text: str) -> list[str]:

@@ -330,10 +330,3 @@ class DeployOptions:
     timeout: float = option(DEFAULT_DEPLOY_TIMEOUT_S, low=0.1, range_in_help=True, metavar="S",
                             help="Per server: upload, check and answer")
     as_json: bool = option(False, flags=("--json",), help="One JSON object per server instead of a line")
-
-    def urls(self) -> list[str]:
-        """The servers --to names, after every option's check; one-line EdgeclsError otherwise."""
-        from edgecls.serve.deploy import parse_targets  # urllib.request: not for every command's start
-
-        check(self)
-        return parse_targets(self.to)
