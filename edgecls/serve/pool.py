@@ -101,17 +101,21 @@ class ClassifierPool:
                 self._waiting -= 1
                 self._running += 1
             started = time.perf_counter()
-            try:
-                if future.set_running_or_notify_cancel():
-                    try:
-                        future.set_result(task(slot))
-                    except BaseException as exc:  # the caller's to handle: the thread goes on
-                        future.set_exception(exc)
-            finally:
-                seconds = time.perf_counter() - started
-                with self._lock:
-                    self._running -= 1
-                    self._seconds = seconds if not self._seconds else 0.9 * self._seconds + 0.1 * seconds
+            ran, result, error = future.set_running_or_notify_cancel(), None, None
+            if ran:
+                try:
+                    result = task(slot)
+                except BaseException as exc:  # the caller's to handle: the thread goes on
+                    error = exc
+            seconds = time.perf_counter() - started
+            with self._lock:  # before the answer goes out: a client that has it sees this task gone (/metrics)
+                self._running -= 1
+                self._seconds = seconds if not self._seconds else 0.9 * self._seconds + 0.1 * seconds
+            if ran:
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
 
     def stop(self, timeout: float = 5.0) -> int:
         """Cancel what still waits, let the running tasks end (up to `timeout` s), stop the threads.
