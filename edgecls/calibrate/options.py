@@ -3,21 +3,28 @@ source of each option, its help, bounds and checks; the command line is made fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from edgecls.calibrate.job import OpenSetOptions
-from edgecls.options import OUTPUT, argument, check, option, with_spec
-from edgecls.runtime.settings import INTERPRETER, PREPROCESSING, UNKNOWN, ModelSettings, UnknownAnswer
+from edgecls.options import OUTPUT, argument, check, option
+from edgecls.runtime.settings import (
+    INTERPRETER,
+    PREPROCESSING,
+    UNKNOWN,
+    ModelSettings,
+    UnknownAnswer,
+    backend_option,
+    fit_option,
+    input_range_option,
+    labels_option,
+    resize_option,
+    threads_option,
+)
 
 DATA = "Data"
 PANELS = (DATA, UNKNOWN, OUTPUT, PREPROCESSING, INTERPRETER)  # the order of `edgecls calibrate --help`
-
-
-def _model_option(name: str, **changes: Any) -> Any:
-    """predict's model option `name` (edgecls.runtime.settings.ModelSettings), in calibrate's words."""
-    return with_spec(next(f for f in fields(ModelSettings) if f.name == name), **changes)
 
 
 @dataclass(frozen=True)
@@ -29,19 +36,19 @@ class CalibrateOptions:
         required=True, flags=("--data",), kind=Path, metavar="FOLDER", panel=DATA,
         help="Images of the model's classes: FOLDER/<class>/... (halved: prototypes on one half, temperature and "
         "thresholds on the other) or FOLDER/train/<class>/... and FOLDER/val/<class>/...")
-    labels: Optional[Path] = _model_option(
-        "labels", panel=DATA, help="Labels file ('0 cat', '0: cat' or one name a line): FOLDER's class folders are "
+    labels: Optional[Path] = labels_option(  # predict's model options, in calibrate's words where they differ
+        panel=DATA, help="Labels file ('0 cat', '0: cat' or one name a line): FOLDER's class folders are "
         "named by these; overrides the model's own labels")
     seed: int = option(0, panel=DATA, help="Seeds the halving of FOLDER and the prototypes")
     unknown: UnknownAnswer = field(default_factory=UnknownAnswer)  # --accept, --unknown-data, --rule
     out: Optional[Path] = option(None, kind=Path, panel=OUTPUT, help="The calibrated .tflite to write",
                                  show_default="MODEL_calibrated.tflite beside MODEL")
     force: bool = option(False, panel=OUTPUT, help="Replace --out if it exists")
-    resize: Optional[str] = _model_option("resize")
-    fit: Optional[str] = _model_option("fit")
-    input_range: Optional[tuple[float, float]] = _model_option("input_range")
-    threads: Optional[int] = _model_option("threads")
-    backend: Optional[str] = _model_option("backend")
+    resize: Optional[str] = resize_option()
+    fit: Optional[str] = fit_option()
+    input_range: Optional[tuple[float, float]] = input_range_option()
+    threads: Optional[int] = threads_option()
+    backend: Optional[str] = backend_option()
 
     @property
     def settings(self) -> ModelSettings:

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 Task = Callable[[int], Any]
@@ -155,21 +155,7 @@ def lower_priority(steps: int) -> None:
 def run_lowered(steps: int, work: Callable[[], T]) -> T:
     """`work()` on a new thread `steps` nice steps down (lower_priority): its result, or its exception
     raised here. Threads it starts inherit the value, LiteRT's workers made with an interpreter too."""
-    if steps <= 0 or sys.platform != "linux":
+    if steps <= 0:
         return work()
-    outcome: list[tuple[bool, Any]] = []
-
-    def run() -> None:
-        lower_priority(steps)
-        try:
-            outcome.append((True, work()))
-        except BaseException as exc:  # raised again on the caller's thread
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=run, name="edgecls-load", daemon=True)
-    thread.start()
-    thread.join()
-    done, value = outcome[0]
-    if not done:
-        raise value
-    return value
+    with ThreadPoolExecutor(1, "edgecls-load", initializer=lower_priority, initargs=(steps,)) as lowered:
+        return lowered.submit(work).result()
