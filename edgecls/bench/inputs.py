@@ -39,7 +39,6 @@ from edgecls.jsonio import JSONValueError, parse_json
 from edgecls.provenance import sha256_file
 from edgecls.rundir import RunDir, exported_files, open_run
 from edgecls.runtime.classify import Classifier
-from edgecls.runtime.interpreter import find_backend
 from edgecls.runtime.metrics import few_images_warning
 
 if TYPE_CHECKING:
@@ -116,50 +115,16 @@ def unique_names(models: list[BenchModel]) -> None:
             model.name = f"{model.path.parent.name}/{model.path.name}"
 
 
-def metadata_run(path: Path) -> tuple[Optional[Path], Optional[str]]:
-    """(the run directory an edgecls .tflite says it came from, if it is here and really is that run;
-    else None and, when a run of that name is here but is another one, a sentence saying so).
-
-    The path in the metadata is only a name (often relative, and reused by every `edgecls train
-    --out runs/x`): the run is accepted only when its model.keras has the SHA-256 the export recorded.
-    """
-    from edgecls.runtime.metadata import read_metadata
-    from edgecls.runtime.model import read_model_bytes
-
-    content = read_model_bytes(path)
-    source = (read_metadata(content) or {}).get("source") or {}
-    run = source.get("run")
-    if not run or not (Path(run) / SPLIT_FILE).is_file():
-        return None, None
-    if (Path(run) / TRANSFER_FILE).is_file():  # trained on a .tflite backbone: no model.keras to check
-        return _transfer_run(Path(run), path, content)
-    expected = source.get("model_sha256")
-    try:
-        actual = sha256_file(Path(run) / MODEL_FILE)
-    except OSError:
-        actual = None
-    if expected and actual == expected:
-        return Path(run), None
-    why = ("records no model digest to check it by" if not expected
-           else f"has no readable {MODEL_FILE}" if actual is None
-           else f"has another {MODEL_FILE} (SHA-256 {actual[:12]}…, the file was exported from {expected[:12]}…)")
-    return None, (f"{path.name}'s metadata names the run {run}, but the run there {why}: "
-                  "it is not this model's run, so its test split is not used")
-
-
-def _transfer_run(run: Path, path: Path, content: bytes) -> tuple[Optional[Path], Optional[str]]:
+def _transfer_run(run: Path, model: BenchModel) -> tuple[Optional[Path], Optional[str]]:
     """A run made by edgecls.transfer is this model's when its export.json lists this very file."""
-    import hashlib
-
-    digest = hashlib.sha256(content).hexdigest()
     try:
         listed = {m.sha256 for m in ExportIndex.read(run / EXPORT_DIR / EXPORT_REPORT, "").models}
     except EdgeclsError:
         listed = set()
-    if digest in listed:
+    if model.sha256 in listed:
         return run, None
-    return None, (f"{path.name}'s metadata names the run {run}, but its {EXPORT_DIR}/{EXPORT_REPORT} does not list "
-                  "this file: it is not this model's run, so its test split is not used")
+    return None, (f"{model.path.name}'s metadata names the run {run}, but its {EXPORT_DIR}/{EXPORT_REPORT} does "
+                  "not list this file: it is not this model's run, so its test split is not used")
 
 
 # ---------------------------------------------------------------------- test images
@@ -262,16 +227,18 @@ class Inputs:
 def open_inputs(options: BenchOptions, test: Optional[TestSet] = None) -> Inputs:
     """The inputs `options` name (a run directory's exports and/or .tflite files); the test images are
     found as the module doc says, or `test` when the caller has them in memory (export --target's
-    validation images)."""
-    backend = find_backend(options.backend)
+    validation images).
+
+    Each source is read once, whole, in turn: the run (its records and the exports its export.json
+    lists), then every model (described and opened on the interpreter backend), then the test images."""
     run_dir, files = split_paths(options.paths)
-    run = open_run(run_dir, options.data) if run_dir else None
-    if run_dir is not None:
-        files = _unique(exported_files(run_dir) + files)
-    models = [describe_tflite(path, backend.name) for path in files]
+    run = open_run(run_dir, options.data) if run_dir is not None else None
+    exported = exported_files(run_dir) if run_dir is not None else []
+    models = [describe_tflite(path, options.backend) for path in _unique(exported + files)]
     unique_names(models)
-    classifiers = {m.name: Classifier(m.path, backend=backend.name, input_range=options.input_range,
+    classifiers = {m.name: Classifier(m.path, backend=options.backend, input_range=options.input_range,
                                       labels=options.labels, resize=options.resize, fit=options.fit) for m in models}
+    backend = classifiers[models[0].name].backend  # the one every model runs on
     if test is not None:  # the caller's own images (export --target: validation), with its own notes
         return Inputs(run, models, classifiers, _fitting(test, models, classifiers), backend)
     if options.latency_only:
@@ -308,7 +275,7 @@ def _test_set(run: Optional[RunDir], data: Optional[str], models: list[BenchMode
         # An edgecls model names its run: when that run is here (its model.keras the one the file was
         # exported from, and --data, if given, its data), its saved test split is the honest choice,
         # not every image of the dataset.
-        run, problem = _metadata_run(models[0].path, data)
+        run, problem = _metadata_run(models[0], classifiers[models[0].name].metadata, data)
         named_by_metadata = run is not None
         if run is None and data is None:
             reason = problem or f"{models[0].name} does not name a run directory that is here"
@@ -359,10 +326,23 @@ def _fitting(test: TestSet, models: list[BenchModel], classifiers: dict[str, Cla
     return test
 
 
-def _metadata_run(model: Path, data: Optional[str]) -> tuple[Optional[RunDir], Optional[str]]:
-    """(the run the model's metadata names, if it is here, verified and fits --data; else None and
-    why not, when a run of that name is here but is not this model's)."""
-    found, problem = metadata_run(model)
+def _metadata_run(model: BenchModel, metadata: Optional[dict[str, Any]], data: Optional[str]
+                  ) -> tuple[Optional[RunDir], Optional[str]]:
+    """(the run directory an edgecls .tflite says it came from — from its metadata, already read when
+    the model was opened — if it is here, really is that run and fits --data; else None and, when a run
+    of that name is here but is another one, a sentence saying so).
+
+    The path in the metadata is only a name (often relative, and reused by every `edgecls train
+    --out runs/x`): the run is accepted only when its model.keras has the SHA-256 the export recorded.
+    """
+    source = (metadata or {}).get("source") or {}
+    named = source.get("run")
+    if not named or not (Path(named) / SPLIT_FILE).is_file():
+        return None, None
+    if (Path(named) / TRANSFER_FILE).is_file():  # trained on a .tflite backbone: no model.keras to check
+        found, problem = _transfer_run(Path(named), model)
+    else:
+        found, problem = _keras_run(named, model, source.get("model_sha256"))
     if found is None:
         return None, problem
     try:
@@ -372,6 +352,21 @@ def _metadata_run(model: Path, data: Optional[str]) -> tuple[Optional[RunDir], O
     if data is not None and data != run.data and Path(data).resolve() != Path(run.data).resolve():
         return None, None
     return run, None
+
+
+def _keras_run(run: str, model: BenchModel, expected: Optional[str]) -> tuple[Optional[Path], Optional[str]]:
+    """A run made by edgecls train is this model's when its model.keras has the digest the export recorded."""
+    try:
+        actual = sha256_file(Path(run) / MODEL_FILE)
+    except OSError:
+        actual = None
+    if expected and actual == expected:
+        return Path(run), None
+    why = ("records no model digest to check it by" if not expected
+           else f"has no readable {MODEL_FILE}" if actual is None
+           else f"has another {MODEL_FILE} (SHA-256 {actual[:12]}…, the file was exported from {expected[:12]}…)")
+    return None, (f"{model.path.name}'s metadata names the run {run}, but the run there {why}: "
+                  "it is not this model's run, so its test split is not used")
 
 
 def _shape(shape: tuple) -> str:
