@@ -238,7 +238,8 @@ def open_inputs(options: BenchOptions, test: Optional[TestSet] = None) -> Inputs
     unique_names(models)
     classifiers = {m.name: Classifier(m.path, backend=options.backend, input_range=options.input_range,
                                       labels=options.labels, resize=options.resize, fit=options.fit) for m in models}
-    backend = classifiers[models[0].name].backend  # the one every model runs on
+    # the backend every model runs on (split_paths and exported_files leave at least one model)
+    backend = classifiers[models[0].name].backend
     if test is not None:  # the caller's own images (export --target: validation), with its own notes
         return Inputs(run, models, classifiers, _fitting(test, models, classifiers), backend)
     if options.latency_only:
