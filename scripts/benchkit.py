@@ -92,8 +92,9 @@ def device_venv(checkout: Path, folder: Path) -> Path:
 def git_commit(checkout: Path | None = None) -> str:
     done = subprocess.run(["git", "-C", str(checkout or ROOT), "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(checkout or ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+    # the records themselves are outputs, not code: one script's fresh record must not mark the next one's
+    dirty = subprocess.run(["git", "-C", str(checkout or ROOT), "status", "--porcelain", "--untracked-files=no",
+                            "--", ".", ":(exclude)docs/performance"], capture_output=True, text=True).stdout.strip()
     return (done.stdout.strip() or "unknown") + ("+changes" if dirty else "")
 
 

@@ -147,7 +147,9 @@ def test_every_package_of_the_source_tree_is_in_the_wheel():
                                             (".bmp", "PIL.BmpImagePlugin")])
 def test_a_plain_predict_loads_only_what_it_uses(tmp_path, suffix, plugin):
     """Cold start: one image file loads its own format's Pillow plugin (not Pillow's ~40), and none of
-    live input (runtime.stream, runtime.capture), package metadata (importlib.metadata) or OpenSSL."""
+    live input (runtime.stream, runtime.capture), package metadata (importlib.metadata), OpenSSL, the
+    options records (runtime.settings: only for --input-range), glob (only for a pattern) or ImageOps
+    (only for a rotated photo)."""
     from PIL import Image
 
     image = tmp_path / f"seven{suffix}"
@@ -155,7 +157,8 @@ def test_a_plain_predict_loads_only_what_it_uses(tmp_path, suffix, plugin):
     code = (f"import sys\nfrom edgecls.entry import main\nsys.argv = ['edgecls', 'predict', {str(MODEL)!r}, "
             f"{str(image)!r}, '--threads', '1']\n"
             "try:\n    main()\nexcept SystemExit as stop:\n    assert stop.code == 0, stop.code\n"
-            "unused = {'edgecls.runtime.stream', 'edgecls.runtime.capture', 'importlib.metadata', '_hashlib', 'cv2'}\n"
+            "unused = {'edgecls.runtime.stream', 'edgecls.runtime.capture', 'importlib.metadata', '_hashlib', 'cv2',\n"
+            "          'edgecls.runtime.settings', 'edgecls.options', 'glob', 'PIL.ImageOps'}\n"
             "print(sorted(m for m in sys.modules if m.endswith('ImagePlugin') or m in unused))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr

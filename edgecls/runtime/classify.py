@@ -11,7 +11,6 @@ A Classifier wraps one interpreter and is not thread-safe: use one per thread.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -477,6 +476,15 @@ def _prefetched(sources: Iterable[Any], depth: int) -> Iterator[Any]:
     The hand-over is a deque (its append and popleft are atomic) and two Events that are touched only
     when a side has to wait: a fast source costs no lock per item and the reader wakes once per half
     `depth`, where a queue.Queue cost ~40 us an image (a lock, a condition, a thread switch each)."""
+    sources = iter(sources)
+    for count, item in enumerate(sources):  # the first two in this thread: one image needs no thread nor its import
+        yield item
+        if count == 1:
+            break
+    else:
+        return
+    import threading
+
     ahead: deque = deque()
     has_items, has_room, stop = threading.Event(), threading.Event(), threading.Event()
     has_items.set()

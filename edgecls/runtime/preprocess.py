@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.files import kind_of, open_regular
@@ -240,6 +240,8 @@ def _orientation(image: Image.Image) -> int:
 def _upright(image: Image.Image) -> Image.Image:
     if _orientation(image) not in range(2, 9):  # upright already: exif_transpose would copy it whole
         return image
+    from PIL import ImageOps  # rotated photos only: with its palette modules, ~1 ms of a cold start
+
     try:
         return ImageOps.exif_transpose(image)
     except Exception:  # malformed EXIF: keep the pixels as stored

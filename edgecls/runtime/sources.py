@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ def expand_images(arguments: Iterable[str]) -> Iterator[Path | Prediction]:
                                   f"folder contains no images ({', '.join(IMAGE_EXTENSIONS)})")
         elif kind == "file":
             yield path
-        elif glob.has_magic(argument):
+        elif _has_magic(argument):
             yield from _or_reason(_glob_images(argument), argument, "no image matches this pattern")
         else:
             yield Prediction(argument, error=f"no such file or folder: {printable(argument)}")
@@ -74,7 +73,14 @@ def _drain(unreadable: list[OSError]) -> Iterator[Prediction]:
         yield Prediction(exc.filename if exc.filename is not None else "?", error=folder_error(exc))
 
 
+def _has_magic(argument: str) -> bool:
+    """glob.has_magic's test, without importing glob on every predict (~0.6 ms of a cold start)."""
+    return any(c in argument for c in "*?[")
+
+
 def _glob_images(pattern: str) -> Iterator[Path | Prediction]:
+    import glob
+
     recursive = "**" in pattern  # then the matches already include every file below a folder
     for match in sorted(glob.iglob(pattern, recursive=True)):
         path = Path(match)

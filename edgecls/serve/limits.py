@@ -78,6 +78,9 @@ async def read_body(headers: Any, stream: AsyncIterator[bytes], limit: int, time
         return b"".join(chunks)
 
     try:  # one deadline for the whole body: a client trickling it byte by byte gains nothing
+        if hasattr(asyncio, "timeout"):  # Python 3.11+: no task of its own (wait_for's made every request
+            async with asyncio.timeout(timeout):  # wait one more turn of a busy event loop)
+                return await collect()
         return await asyncio.wait_for(collect(), timeout)
     except asyncio.TimeoutError:
         raise ApiError(408, f"the body did not arrive within {timeout:g} s (--body-timeout-s)",

@@ -57,6 +57,31 @@ def test_a_source_that_fails_midway_gives_its_rows_first_then_its_error():
     assert not any(t.name == "edgecls-source" for t in threading.enumerate())
 
 
+def test_the_read_ahead_thread_starts_only_for_a_third_image():
+    """One image (a cold `predict a.jpg`) is read in the caller's thread, no reader thread started;
+    a longer stream is read ahead by the edgecls-source thread from its third item on."""
+    import threading
+
+    from edgecls.runtime import Classifier
+
+    clf = Classifier(MODEL, num_threads=1)
+    assert clf.max_batch > 1
+    pixels = np.zeros((28, 28, 1), np.uint8)
+
+    def source(count, readers):
+        for _ in range(count):
+            readers.append(threading.current_thread().name)
+            yield pixels
+        readers.append(threading.current_thread().name)  # who found the end
+
+    one, five = [], []
+    assert len(list(clf.classify_many(source(1, one), workers=1))) == 1
+    assert len(list(clf.classify_many(source(5, five), workers=1))) == 5
+    caller = threading.current_thread().name
+    assert one == [caller, caller]
+    assert five[:2] == [caller, caller] and set(five[2:]) == {"edgecls-source"}, five
+
+
 def test_one_bad_file_is_its_row_or_skip_never_the_jobs_end(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
