@@ -477,10 +477,9 @@ def _prefetched(sources: Iterable[Any], depth: int) -> Iterator[Any]:
     when a side has to wait: a fast source costs no lock per item and the reader wakes once per half
     `depth`, where a queue.Queue cost ~40 us an image (a lock, a condition, a thread switch each)."""
     sources = iter(sources)
-    for count, item in enumerate(sources):  # the first two in this thread: one image needs no thread nor its import
+    for item in sources:  # the first here (nothing is decoded yet that it could hold back); the rest read ahead
         yield item
-        if count == 1:
-            break
+        break
     else:
         return
     import threading

@@ -57,9 +57,10 @@ def test_a_source_that_fails_midway_gives_its_rows_first_then_its_error():
     assert not any(t.name == "edgecls-source" for t in threading.enumerate())
 
 
-def test_the_read_ahead_thread_starts_only_for_a_third_image():
-    """One image (a cold `predict a.jpg`) is read in the caller's thread, no reader thread started;
-    a longer stream is read ahead by the edgecls-source thread from its third item on."""
+def test_the_first_image_is_read_here_the_rest_ahead_and_a_slow_second_holds_nothing_back():
+    """A lazy source's first item is read in the caller's thread (no reader thread exists until a second
+    is asked for), the rest by the edgecls-source thread; the first image's row comes out while the
+    second is slow to come (a network folder being listed)."""
     import threading
 
     from edgecls.runtime import Classifier
@@ -68,18 +69,20 @@ def test_the_read_ahead_thread_starts_only_for_a_third_image():
     assert clf.max_batch > 1
     pixels = np.zeros((28, 28, 1), np.uint8)
 
-    def source(count, readers):
-        for _ in range(count):
+    def source(count, readers, pause=0.0):
+        for i in range(count):
+            if i == 1:
+                time.sleep(pause)
             readers.append(threading.current_thread().name)
             yield pixels
         readers.append(threading.current_thread().name)  # who found the end
 
-    one, five = [], []
-    assert len(list(clf.classify_many(source(1, one), workers=1))) == 1
+    five = []
     assert len(list(clf.classify_many(source(5, five), workers=1))) == 5
-    caller = threading.current_thread().name
-    assert one == [caller, caller]
-    assert five[:2] == [caller, caller] and set(five[2:]) == {"edgecls-source"}, five
+    assert five[0] == threading.current_thread().name and set(five[1:]) == {"edgecls-source"}, five
+    started = time.monotonic()
+    arrivals = [time.monotonic() - started for _ in clf.classify_many(source(2, [], pause=3.0), workers=1)]
+    assert len(arrivals) == 2 and arrivals[0] < 2.5 < arrivals[1], arrivals
 
 
 def test_one_bad_file_is_its_row_or_skip_never_the_jobs_end(tmp_path):
