@@ -311,7 +311,7 @@ def main() -> None:
         print(f"P6 folder, {threads} thread(s) ...", file=sys.stderr)
         figure(f"P6 {threads} thread{'s' if threads > 1 else ''}", lambda threads=threads: in_worker(
             __file__, "folder", str(folder_model), str(photos), str(threads), str(max(3, args.rounds)),
-            str(max(args.seconds, FOLDER_SECONDS if not args.smoke else 0.0)), env=env))
+            str(args.seconds if args.smoke else max(args.seconds, FOLDER_SECONDS)), env=env))
     record.data["targets"] = TARGETS
     record.write(args.json)
 

@@ -169,19 +169,19 @@ class Tally:
             self.other[status] = self.other.get(status, 0) + 1
 
     def summary(self, seconds: float) -> dict[str, Any]:
-        ok = sorted(self.latencies)
-        pick = (lambda q: ok[min(len(ok) - 1, int(q * len(ok)))] * 1000) if ok else (lambda q: None)
+        ok = self.latencies
         return {"ok": len(ok), "refused_503": self.refused, "other": self.other, "lost": self.lost,
                 "connections_refused": self.unasked,
                 "seconds": round(seconds, 3), "images_per_s": round(len(ok) / seconds, 2) if seconds else 0,
-                "p50_ms": pick(0.5), "p99_ms": pick(0.99),
+                "p50_ms": _quantile_ms(ok, 0.5), "p99_ms": _quantile_ms(ok, 0.99),
                 "sent_late_p50_ms": _quantile_ms(self.late, 0.5), "sent_late_p99_ms": _quantile_ms(self.late, 0.99),
                 "mean_us": round(statistics.fmean(ok) * 1e6, 1) if ok else None, "sha256": sorted(self.shas)}
 
 
-def _quantile_ms(values: list[float], q: float) -> float | None:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3) if ordered else None
+def _quantile_ms(seconds: list[float], q: float) -> float | None:
+    """The q-quantile (nearest rank) of `seconds`, in ms; None for none."""
+    ordered = sorted(seconds)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else None
 
 
 class Load:

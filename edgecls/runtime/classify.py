@@ -477,11 +477,10 @@ def _prefetched(sources: Iterable[Any], depth: int) -> Iterator[Any]:
     when a side has to wait: a fast source costs no lock per item and the reader wakes once per half
     `depth`, where a queue.Queue cost ~40 us an image (a lock, a condition, a thread switch each)."""
     sources = iter(sources)
-    for item in sources:  # the first here (nothing is decoded yet that it could hold back); the rest read ahead
-        yield item
-        break
-    else:
+    first = next(sources, _END)  # read here (nothing is decoded yet that it could hold back); the rest read ahead
+    if first is _END:
         return
+    yield first
     import threading
 
     ahead: deque = deque()
