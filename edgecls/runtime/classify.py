@@ -280,7 +280,9 @@ class Classifier:
         write_row = row_writer(self.input_spec, rows)
         group: list[tuple[Any, str | None]] = []  # (source, None: its row is in `rows` | the error reason)
         ready = 0
-        if batch_size > 1:  # a slow source (a network folder, a camera) must not hold back decoded rows
+        if batch_size > 1 and not isinstance(images, (list, tuple)):
+            # A slow source (a network folder, a camera) must not hold back decoded rows; a list in
+            # memory is never slow to give its next item, and a reader thread would only cost it time.
             images = _prefetched(images, depth=batch_size)
         items, failure = self._decoded(images, workers, depth=batch_size + 2 * workers), None
         while True:

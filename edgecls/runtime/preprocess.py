@@ -55,6 +55,7 @@ DEFAULT_FIT = "stretch"
 
 # bytes: an encoded image file's content (an upload to `edgecls serve`), decoded like a file.
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
+_PATH_TYPE = type(Path())  # PosixPath or WindowsPath: Path(path) would build a copy, ~1 us an image
 
 
 class ImageError(EdgeclsError):
@@ -90,7 +91,7 @@ def load_image(source: ImageSource, size: tuple[int, int], color: ColorMode, res
     elif isinstance(source, (bytes, bytearray, memoryview)):
         image = _open(bytes(source), (width, height), color)
     else:
-        image = _open(Path(source), (width, height), color)
+        image = _open(source if type(source) is _PATH_TYPE else Path(source), (width, height), color)
     try:
         image = _upright(image)
         image = _to_mode(image, "L" if color == "grayscale" else "RGB")
