@@ -24,6 +24,12 @@ RGB_LABELS = ["cat", "dog", "bird"]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Fixtures that train or export a real run: a test using one (directly or through another fixture) is slow.
 SLOW_FIXTURES = {"make_digits_run", "digits_run"}
+# The files that take longest, handed to the two workers first (with --no-loadscope-reorder in pyproject's
+# addopts): xdist otherwise queues files by their number of tests, and test_scripts.py (a dozen tests,
+# ~2.5 minutes of smoke runs) started last and held one worker while the other had finished.
+LONGEST_FIRST = ("tests/test_scripts.py", "tests/test_remote.py", "tests/faults/test_interruptions.py",
+                 "tests/test_export.py", "tests/test_train.py", "tests/test_diagnose.py",
+                 "tests/faults/test_options.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -44,6 +50,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_arm64)
         if "heavy" in item.keywords and os.environ.get("EDGECLS_HEAVY") != "1":
             item.add_marker(no_heavy)
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: a file keeps its order
 QUAD_LABELS = ["top", "bottom", "left", "right"]
 
 
