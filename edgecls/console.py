@@ -326,32 +326,6 @@ def _line_printer(out: IO[str]) -> Callable[[str, Callable[[], str], str | None]
 LOG_WIDTH = 200  # a table written to a pipe or a file: wide enough for the widest layout, rows whole
 
 
-class Fitted:
-    """A rich renderable drawn as the first of its layouts (renderables, widest first) that fits the width
-    it is given, by rich's own measure; the last when none does. So a table keeps every column in a wide
-    terminal and stacks or drops some in a narrow one, and no row is ever wrapped by the terminal."""
-
-    def __init__(self, *layouts: Any):
-        self.layouts = layouts
-
-    def chosen(self, console: Any, options: Any) -> Any:
-        from rich.measure import Measurement
-
-        unbounded = options.update_width(1 << 16)  # Measurement.get clamps to the width it is given
-        for layout in self.layouts[:-1]:
-            if Measurement.get(console, unbounded, layout).maximum <= options.max_width:
-                return layout
-        return self.layouts[-1]
-
-    def __rich_console__(self, console: Any, options: Any) -> Any:
-        yield self.chosen(console, options)
-
-    def __rich_measure__(self, console: Any, options: Any) -> Any:
-        from rich.measure import Measurement
-
-        return Measurement.get(console, options, self.chosen(console, options))
-
-
 def output_width(out: IO[str] | None = None) -> int | None:
     """The columns to fit output to: $COLUMNS when set, else the terminal's when `out` (stdout) is one;
     None for a pipe or a file, where lines are kept whole (a log is read with grep, not a terminal)."""

@@ -136,3 +136,62 @@ def test_predict_and_bench_output_fit_an_80_column_terminal(models, tmp_path, cl
     fits(benched.out)
     assert "edgecls bench: accuracy" in benched.out and "edgecls bench: latency" in benched.out
     assert "12/12" in benched.out and "Next: edgecls predict" in benched.out
+
+
+# ----------------------------------------------------------------- names, paths and numbers whole (80 columns)
+CORAL = ("mobilenet_v1_0.25_128_quant.tflite", "mobilenet_v1_0.5_160_quant.tflite")
+
+
+def whole_on_a_line(text: str, *words: str) -> None:
+    """Each of `words` appears whole on one line of `text` (not folded or cut across two)."""
+    lines = text.splitlines()
+    missing = [word for word in words if not any(word in line for line in lines)]
+    assert not missing, f"not whole on a line: {missing}\n{text}"
+
+
+def test_the_bench_sections_keep_names_whole_and_a_column_s_decimals_alike_at_80_columns():
+    from edgecls.reports.report import markdown, render_sections
+
+    report = shipped_report()
+    calibration = next(s for s in report.sections if s.key == "calibration")
+    calibration.rows[0][5] = 0.933  # a figure rounded to 4 digits that ends in 0 ("0.933" beside "0.9441")
+    text = rendered(*render_sections(report))
+    fits(text)
+    whole_on_a_line(text, "model_float32.tflite", "model_int8.tflite")
+    assert "0.9330" in text and "0.933 " not in text
+    assert "| 0.9330 |" in markdown(report)  # bench.md: the same figures
+
+
+def test_the_diagnosis_section_keeps_layer_and_op_names_and_headers_whole_at_80_columns():
+    from edgecls.bench.results import add_section
+    from edgecls.export.diagnose import COLUMNS
+    from edgecls.reports.report import render_sections
+
+    report = shipped_report()
+    report.sections = []
+    rows = [["1", "probabilities", "FULLY_CONNECTED", "0.353", "0.031", "-0.004", "0.056", "22.6"],
+            ["2", "pool2", "MAX_POOL_2D", "0.000", "1.8e-08", "+5e-10", "1.2e-07", "1.77"],
+            ["3", "conv2", "DEPTHWISE_CONV_2D", "0.259", "0.0018", "+8e-05", "0.0078", "1.77"]]
+    add_section(report, "diagnosis", "Quantisation diagnosis: int8 ops ranked by RMSE/scale", COLUMNS, rows)
+    text = rendered(*render_sections(report))
+    fits(text)
+    whole_on_a_line(text, "probabilities", "FULLY_CONNECTED", "MAX_POOL_2D", "DEPTHWISE_CONV_2D", "1.2e-07")
+    assert "rmse/scal\n" not in text and "scale" in text  # the header breaks after its "/", not mid-word
+
+
+def test_a_latency_only_bench_of_long_file_names_keeps_them_whole_at_80_columns():
+    from edgecls.reports.report import render_bench_table
+
+    report = shipped_report()
+    report.data.part = "unlabelled"
+    report.reference = None
+    for model, name in zip(report.models[1:], CORAL):
+        model.name = name
+    report.models = report.models[1:]
+    narrow = rendered(render_bench_table(report))
+    fits(narrow)
+    whole_on_a_line(narrow, *CORAL)
+    for column in ("p50", "p99", "img/s", "init", "thr"):
+        assert column in narrow  # stacked, not dropped
+    wide = rendered(render_bench_table(report), width=200)
+    assert max(len(line) for line in wide.splitlines()) > 80 and "peak MB" in wide  # one table when it fits

@@ -21,11 +21,11 @@ _STATUS_COLOUR = {"chosen": "tab:green", "passed": "tab:blue", "rejected": "tab:
 def render_target_table(result: TargetResult):
     """The decision for the terminal: one row per candidate (validation figures with their count, target
     latency, status), a legend under it that explains every column and how ties are judged, then why
-    each candidate that was not chosen lost. Fitted to the width (see console.Fitted); nothing is cut."""
+    each candidate that was not chosen lost. Fitted to the width (see tables.Fitted); nothing is cut."""
     from rich.console import Group
     from rich.text import Text
 
-    from edgecls.console import Fitted
+    from edgecls.tables import Fitted
 
     # Why each one lost, under the table: a column would be squeezed out of an 80-column terminal.
     why = Text("\n".join(f"{row.name}: {'; '.join(row.reasons)}" for row in result.rows if row.reasons))

@@ -141,7 +141,7 @@ def consistency_warnings(reports: list[tuple[Path, BenchReport]]) -> list[str]:
 def render_compare_table(merged: dict[str, Any]) -> Any:
     """The merged table for the terminal: every column where it fits the width, else the narrow layout
     (NARROW: where it was measured stacked under the report's name); cells wrap, nothing is cut."""
-    from edgecls.console import Fitted
+    from edgecls.tables import Fitted
 
     return Fitted(_compare_table(merged, COLUMNS), _compare_table(merged, NARROW),
                   _compare_table(merged, NARROW, fold=True))

@@ -159,64 +159,60 @@ def shown_columns(report: BenchReport, columns: Sequence[str]) -> list[str]:
 
 def render_bench_table(report: BenchReport) -> Any:
     """The main table for the terminal: one table with every column where it fits the width it is drawn
-    at, else an accuracy table and a latency table (model names wrap inside their cells; nothing is cut)."""
-    from edgecls.console import Fitted
+    at, else an accuracy table and a latency table (each stacked further where it still does not fit:
+    tables.data_table); names and figures are never cut or folded."""
+    from edgecls.tables import Fitted
 
-    return Fitted(_wide_table(report), _split_tables(report, fold=False), _split_tables(report, fold=True))
+    return Fitted(_wide_table(report), _split_tables(report))
 
 
-def _table(title: str, columns: Sequence[str], caption: Sequence[str], fold: bool = False) -> Any:
-    from rich import box
-    from rich.table import Table
+TEXT_COLUMNS = ("model", "format/quant", "quant")
+KEY_COLUMNS = ("model", "thr")  # repeated in each stacked table: a row's model and thread count
 
-    table = Table(box=box.SIMPLE_HEAD, title=title, caption=markup_lines(caption), caption_justify="left",
-                  collapse_padding=True, pad_edge=False)
-    for column in columns:
-        text = column in ("model", "format/quant", "quant", "report", "measured on")
-        # names wrap inside their cell (never cut with "…"); figures stay whole unless nothing else fits
-        table.add_column(column, justify="left" if text else "right", overflow="fold",
-                         no_wrap=not (text and column != "quant") and not fold)
-    return table
+
+def _table(title: str, columns: Sequence[str], caption: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
+    from edgecls.tables import data_table
+
+    return data_table(columns, [[markup_cell(cell) for cell in row] for row in rows], title=title,
+                      caption=markup_lines(caption), names=TEXT_COLUMNS, key=KEY_COLUMNS)
 
 
 def _wide_table(report: BenchReport) -> Any:
     columns = shown_columns(report, COLUMNS)
-    table = _table("edgecls bench", columns, headline(report))
     keep = [COLUMNS.index(c) for c in columns]
-    for row in table_rows(report):
-        table.add_row(*(markup_cell(row[i]) for i in keep))
-    return table
+    return _table("edgecls bench", columns, headline(report), [[row[i] for i in keep] for row in table_rows(report)])
 
 
-def _split_tables(report: BenchReport, fold: bool) -> Any:
+def _split_tables(report: BenchReport) -> Any:
     from rich.console import Group
 
     measured = what_was_measured(report)
     notes = [*report.device.notes, *report.notes]
     if report.data.part == "unlabelled":  # no accuracy: the latency table alone
-        latency = _table("edgecls bench: latency", LATENCY_COLUMNS, [measured, *legend(report, LATENCY_COLUMNS),
-                                                                     *notes], fold)
-        _latency_rows(report, latency)
-        return latency
+        return _table("edgecls bench: latency", LATENCY_COLUMNS,
+                      [measured, *legend(report, LATENCY_COLUMNS), *notes], _latency_rows(report))
     columns = shown_columns(report, ACCURACY_COLUMNS)
-    accuracy = _table("edgecls bench: accuracy", columns,
-                      [measured, *legend(report, ACCURACY_COLUMNS),
-                       f"top-{report.settings.top_k}, macro-F1 and per-class accuracy: bench.md and bench.json."], fold)
+    rows = []
     for model in report.models:
         cells = dict(zip(ACCURACY_COLUMNS, [model.name, model.mode, top1_text(model), correct_text(model),
                                             interval_cell(model), *vs_reference_cells(report, model)]))
-        accuracy.add_row(*(markup_cell(cells[c]) for c in columns))
-    latency = _table("edgecls bench: latency", LATENCY_COLUMNS, [*legend(report, LATENCY_COLUMNS), *notes], fold)
-    _latency_rows(report, latency)
+        rows.append([cells[c] for c in columns])
+    accuracy = _table("edgecls bench: accuracy", columns,
+                      [measured, *legend(report, ACCURACY_COLUMNS),
+                       f"top-{report.settings.top_k}, macro-F1 and per-class accuracy: bench.md and bench.json."], rows)
+    latency = _table("edgecls bench: latency", LATENCY_COLUMNS, [*legend(report, LATENCY_COLUMNS), *notes],
+                     _latency_rows(report))
     return Group(accuracy, latency)
 
 
-def _latency_rows(report: BenchReport, table: Any) -> None:
+def _latency_rows(report: BenchReport) -> list[list[str]]:
+    rows = []
     for model in report.models:
         for i, timing in enumerate(model.latency or [None]):
             p50, p90, p99, rate, init, peak, threads = latency_cells(model, timing, first_row=i == 0)
             first = [model.name, size_text(model.size_bytes)] if i == 0 else ["", ""]
-            table.add_row(*map(markup_cell, [*first, threads, p50, p90, p99, rate, init, peak]))
+            rows.append([*first, threads, p50, p90, p99, rate, init, peak])
+    return rows
 
 
 def markup_lines(lines: Sequence[str]) -> str:
@@ -225,7 +221,7 @@ def markup_lines(lines: Sequence[str]) -> str:
 
 def print_tables(*tables: Any) -> None:
     """Print rich renderables at the terminal's width ($COLUMNS, else its own; tables that do not fit take
-    their narrow layout, see console.Fitted); a pipe or a log gets the wide layout with whole rows."""
+    their narrow layout, see tables.Fitted); a pipe or a log gets the wide layout with whole rows."""
     from edgecls.console import LOG_WIDTH, QuietPipeConsole, output_width
 
     console = QuietPipeConsole(width=output_width() or LOG_WIDTH)
@@ -234,27 +230,55 @@ def print_tables(*tables: Any) -> None:
 
 
 def render_sections(report: BenchReport) -> list[Any]:
-    """Rich tables of the extra sections."""
-    from rich import box
-    from rich.table import Table
+    """The extra sections as terminal tables (tables.data_table: names whole, sentences wrapped, stacked
+    where the section is wider than the terminal)."""
+    from edgecls.tables import data_table, text_kinds
 
     tables = []
     for section in report.sections:
-        table = Table(box=box.SIMPLE_HEAD, title=markup_cell(section.title),
-                      caption=markup_lines(section.notes) or None, caption_justify="left")
-        for column in section.columns:  # a cell wraps inside its column, never cut with "…"
-            table.add_column(markup_cell(column), overflow="fold")
-        for row in section.rows:
-            table.add_row(*(markup_cell(_cell(v)) for v in row))
-        tables.append(table)
+        rows = section_cells(section)
+        names, prose = text_kinds(section.columns, rows)
+        tables.append(data_table([markup_cell(c) for c in section.columns],
+                                 [[markup_cell(cell) for cell in row] for row in rows],
+                                 title=markup_cell(section.title), caption=markup_lines(section.notes) or None,
+                                 names=[markup_cell(c) for c in names], prose=[markup_cell(c) for c in prose]))
     return tables
 
 
-def _cell(value: Any) -> str:
+def section_cells(section: Any) -> list[list[str]]:
+    """A section's rows as text, each column's numbers with one number of decimals (the most any of them
+    needs, at SIGNIFICANT digits): 0.9940 above 0.9939, not 0.994."""
+    columns = list(zip(*section.rows)) if section.rows else []
+    formats = [_column_format(values) for values in columns]
+    return [[_cell(value, fmt) for value, fmt in zip(row, formats)] for row in section.rows]
+
+
+SIGNIFICANT = 4  # digits of a float in a section's cell (the smallest number of its column sets the decimals)
+MOST_DECIMALS = 6  # past this, a column's numbers are written in scientific notation
+
+
+def _column_format(values: Sequence[Any]) -> str:
+    import math
+
+    floats = [abs(v) for v in values if isinstance(v, float) and math.isfinite(v)]
+    if not floats:
+        return f".{SIGNIFICANT}g"
+    decimals = 0
+    for value in floats:
+        text = f"{value:.{SIGNIFICANT}g}"
+        if "e" in text:
+            if value and value < 1:
+                return f".{SIGNIFICANT - 1}e"
+            continue
+        decimals = max(decimals, len(text.partition(".")[2]))
+    return f".{SIGNIFICANT - 1}e" if decimals > MOST_DECIMALS else f".{decimals}f"
+
+
+def _cell(value: Any, fmt: str = f".{SIGNIFICANT}g") -> str:
     if value is None:
         return DASH
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return format(value, fmt)
     return str(value)
 
 
@@ -276,8 +300,7 @@ def markdown(report: BenchReport, plots: Sequence[str] = ()) -> str:
     out += _flipped(report)
     out += _memory(report)
     for section in report.sections:
-        out += [f"## {section.title}", ""] + md_table(section.columns, [[_cell(v) for v in row]
-                                                                        for row in section.rows]) + [""]
+        out += [f"## {section.title}", ""] + md_table(section.columns, section_cells(section)) + [""]
         out += [f"- {note}" for note in section.notes] + ([""] if section.notes else [])
         out += [f"![{name}]({name})" for name in section.plots] + ([""] if section.plots else [])
     shown = {name for section in report.sections for name in section.plots}

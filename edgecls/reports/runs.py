@@ -214,7 +214,7 @@ def render(doc: dict[str, Any]) -> Any:
     from rich.console import Group
     from rich.table import Table
 
-    from edgecls.console import Fitted
+    from edgecls.tables import Fitted
 
     rows = [_cells(model) for model in doc["models"]]
     caption = markup_lines(notes(doc) + [LEGEND])

@@ -61,13 +61,13 @@ def caption(result: SearchResult) -> list[str]:
 
 
 def render_search_table(result: SearchResult):
-    """The table for the terminal, fitted to its width (console.Fitted), why each candidate lost under it."""
+    """The table for the terminal, fitted to its width (tables.Fitted), why each candidate lost under it."""
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    from edgecls.console import Fitted
+    from edgecls.tables import Fitted
 
     def table(fold: bool) -> Table:
         found = Table(box=box.SIMPLE_HEAD, title=f"edgecls search: --target {result.options.target}",
