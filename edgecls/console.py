@@ -497,14 +497,17 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
         facts.add_row("classifier", escape(f"not an image classifier edgecls can run: {classifier['reason']}"))
     console.print(facts)
 
-    tensors = Table(title=None, show_edge=False, box=None, pad_edge=False)
-    for name in ("", "name", "shape", "dtype", "scale", "zero point", "per-channel"):
-        tensors.add_column(name, style="bold" if name == "" else None, overflow="fold")
+    from edgecls.tables import data_table
+
+    rows = []
     for kind in ("inputs", "outputs"):
         for t in report[kind]:
             shape = "[" + ", ".join(str(d) if d >= 0 else "?" for d in t["shape_signature"]) + "]"  # ? = dynamic
-            tensors.add_row(kind[:-1], escape(clean_text(t["name"])), escape(shape), t["dtype"],
-                            _short(t["scale"]), _short(t["zero_point"]), "yes" if t["per_channel"] else "no")
+            rows.append([kind[:-1], markup_cell(t["name"]), escape(shape), t["dtype"], _short(t["scale"]),
+                         _short(t["zero_point"]), "yes" if t["per_channel"] else "no"])
+    # names whole on one line (a tensor name is what a user greps and types); stacked where too wide
+    tensors = data_table(("", "name", "shape", "dtype", "scale", "zero point", "per-channel"), rows,
+                         names=("", "name", "shape", "dtype", "per-channel"), key=("", "name"), styles={"": "bold"})
     console.print()
     console.print(tensors)
     metadata = report["metadata"]
@@ -512,7 +515,7 @@ def show_info(report: dict[str, Any], out: IO[str] | None = None) -> None:
 
     console.print()
     if metadata is None:
-        console.print("metadata  none (a third-party model: labels from --labels or labels.txt beside it)")
+        console.print("metadata  none: a third-party model (labels: --labels, or labels.txt beside it)")
     else:
         shown = {k: v for k, v in metadata.items() if k != "labels"}
         console.print("[bold]metadata[/]")

@@ -154,14 +154,14 @@ def data_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: 
 
 def header_lines(header: str, width: int) -> str:
     """`header` on lines of `width` columns (or of its longest part), broken at its spaces and after a
-    "/": a figure's column need not be as wide as its name ("acc.\\naccepted", "rmse/\\nscale")."""
+    "/" or "-" between words: a figure's column need not be as wide as its name ("acc.\\naccepted", "rmse/\\nscale")."""
     import re
 
-    parts = [p for p in re.split(r"(?<=[^\W\d_]{3}/)(?=[^\W\d_]{3})|\s+", header) if p]
+    parts = [p for p in re.split(r"(?<=[^\W\d_]{3}[/-])(?=[^\W\d_]{3})|\s+", header) if p]
     width = max([width] + [len(p) for p in parts])
     lines: list[str] = []
     for part in parts:
-        joined = f"{lines[-1]}{'' if lines[-1].endswith('/') else ' '}{part}" if lines else part
+        joined = f"{lines[-1]}{'' if lines[-1].endswith(('/', '-')) else ' '}{part}" if lines else part
         if lines and len(joined) <= width:
             lines[-1] = joined
         else:

@@ -195,3 +195,36 @@ def test_a_latency_only_bench_of_long_file_names_keeps_them_whole_at_80_columns(
         assert column in narrow  # stacked, not dropped
     wide = rendered(render_bench_table(report), width=200)
     assert max(len(line) for line in wide.splitlines()) > 80 and "peak MB" in wide  # one table when it fits
+
+
+def test_the_search_table_keeps_candidate_names_whole_at_80_columns():
+    from edgecls.search.report import render_search_table
+
+    def row(name: str, kind: str, status: str, variant: str, p50: float):
+        file = SimpleNamespace(variant=variant, val_accuracy=0.9441, val_correct=169, val_images=179, size_bytes=150_000)
+        return SimpleNamespace(plan=SimpleNamespace(name=name, kind=kind), reused=False, status=status,
+                               record=SimpleNamespace(seconds={"train": 12.0}), best=SimpleNamespace(file=file,
+                                                                                                    p50_ms=p50),
+                               shape_p50_ms=None, reason="" if status == "chosen" else "slower")
+
+    names = ("seed-28-a0.5", "mobile-28-a0.75", "mobilenet_v1_0.25_128_quant-mlp-v4")
+    result = SimpleNamespace(options=SimpleNamespace(target="rpi4", max_latency_ms=0.3, max_size_kb=None),
+                             timing=SimpleNamespace(threads=1, placement=["Measured on this host."], load_average=None),
+                             val_images=179, test={},
+                             rows=[row(names[0], "scratch", "chosen", "int8", 0.012),
+                                   row(names[1], "scratch", "lost", "int8-pct99.99", 0.02),
+                                   row(names[2], "backbone", "lost", "int8-litert", 0.2)])
+    text = rendered(render_search_table(result))
+    fits(text)
+    whole_on_a_line(text, *names, "int8-pct99.99", "int8-litert")
+
+
+def test_info_keeps_tensor_names_whole_at_80_columns(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    shown = cli("info", str(ROOT / "models" / "digits-seed" / "model_int8.tflite"))
+    assert shown.code == 0, shown.err
+    table = shown.out.split("\nmetadata")[0]
+    fits(table)
+    whole_on_a_line(table, "serving_default_pixels:0", "StatefulPartitionedCall_1:0", "[?, 28, 28, 1]")
+    for column in ("dtype", "scale", "per-channel"):
+        assert column in table.replace("-\n", "-")

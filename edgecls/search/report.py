@@ -61,32 +61,24 @@ def caption(result: SearchResult) -> list[str]:
 
 
 def render_search_table(result: SearchResult):
-    """The table for the terminal, fitted to its width (tables.Fitted), why each candidate lost under it."""
-    from rich import box
+    """The table for the terminal, fitted to its width (tables.data_table), why each candidate lost under it."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
-    from edgecls.tables import Fitted
+    from edgecls.console import markup_cell
+    from edgecls.tables import data_table
 
-    def table(fold: bool) -> Table:
-        found = Table(box=box.SIMPLE_HEAD, title=f"edgecls search: --target {result.options.target}",
-                      caption="\n".join(caption(result)), caption_justify="left", collapse_padding=True,
-                      pad_edge=False)
-        for column in COLUMNS:
-            text = column in ("candidate", "kind", "status", "file")
-            found.add_column(column, justify="left" if text else "right", overflow="fold", no_wrap=not fold)
-        for row in result.rows:
-            cells = _cells(row)
-            style = _STATUS_STYLE.get(row.status, "")
-            if style:
-                cells[2] = f"[{style}]{cells[2]}[/]"
-            found.add_row(*cells)
-        return found
-
+    rows = []
+    for row in result.rows:
+        cells = [markup_cell(cell) for cell in _cells(row)]
+        style = _STATUS_STYLE.get(row.status, "")
+        if style:
+            cells[2] = f"[{style}]{cells[2]}[/]"
+        rows.append(cells)
+    table = data_table(COLUMNS, rows, title=f"edgecls search: --target {markup_cell(result.options.target)}",
+                       caption="\n".join(markup_cell(line) for line in caption(result)), names=("candidate", "kind", "status", "file"))
     why = Text("\n".join(f"{row.plan.name}: {row.reason}" for row in result.rows if row.reason))
-    tables = Fitted(table(False), table(True))
-    return Group(tables, why) if why.plain else tables
+    return Group(table, why) if why.plain else table
 
 
 def markdown_table(result: SearchResult) -> str:
