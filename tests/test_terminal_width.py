@@ -201,7 +201,8 @@ def test_the_search_table_keeps_candidate_names_whole_at_80_columns():
     from edgecls.search.report import render_search_table
 
     def row(name: str, kind: str, status: str, variant: str, p50: float):
-        file = SimpleNamespace(variant=variant, val_accuracy=0.9441, val_correct=169, val_images=179, size_bytes=150_000)
+        file = SimpleNamespace(variant=variant, val_accuracy=0.9441, val_correct=169, val_images=179,
+                               size_bytes=150_000)
         return SimpleNamespace(plan=SimpleNamespace(name=name, kind=kind), reused=False, status=status,
                                record=SimpleNamespace(seconds={"train": 12.0}), best=SimpleNamespace(file=file,
                                                                                                     p50_ms=p50),

@@ -76,7 +76,8 @@ def render_search_table(result: SearchResult):
             cells[2] = f"[{style}]{cells[2]}[/]"
         rows.append(cells)
     table = data_table(COLUMNS, rows, title=f"edgecls search: --target {markup_cell(result.options.target)}",
-                       caption="\n".join(markup_cell(line) for line in caption(result)), names=("candidate", "kind", "status", "file"))
+                       caption="\n".join(markup_cell(line) for line in caption(result)),
+                       names=("candidate", "kind", "status", "file"))
     why = Text("\n".join(f"{row.plan.name}: {row.reason}" for row in result.rows if row.reason))
     return Group(table, why) if why.plain else table
 
