@@ -229,3 +229,19 @@ def test_info_keeps_tensor_names_whole_at_80_columns(cli, monkeypatch):
     whole_on_a_line(table, "serving_default_pixels:0", "StatefulPartitionedCall_1:0", "[?, 28, 28, 1]")
     for column in ("dtype", "scale", "per-channel"):
         assert column in table.replace("-\n", "-")
+
+
+def test_explain_s_table_keeps_image_and_png_names_whole_at_80_columns(capsys, monkeypatch, tmp_path):
+    from edgecls.explain.job import _print_summary
+
+    out = tmp_path / "explain-out"
+    images = [{"image": f"photos/cat/{i:05d}-000079.png", "top": [{"label": "tabby, tabby cat", "score": 0.996}],
+               "peak_yx": [8, 16], "top10_area_mass": 0.92, "evaluations": 169,
+               "png": str(out / f"{i:05d}-000079-occlusion.png")} for i in (12, 8)]
+    monkeypatch.setenv("COLUMNS", "80")
+    _print_summary({"method": "occlusion", "model": "models/digits-seed/model_int8.tflite", "images": images,
+                    "summary_file": str(out / "explain.json")})
+    text = capsys.readouterr().out
+    fits(text)
+    whole_on_a_line(text, "00012-000079.png", "00012-000079-occlusion.png", "evaluations", "tabby, tabby cat",
+                    str(out))

@@ -430,35 +430,41 @@ def run_explain(options: ExplainOptions, reporter: Reporter = SILENT) -> int:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.table import Table
-
     from edgecls.console import LOG_WIDTH, QuietPipeConsole, markup_cell, output_width
+    from edgecls.tables import data_table
 
     if "worst" in summary:
-        table = Table("image", "true", "predicted", "loss", title=f"Worst test images of {summary['run']}",
-                      caption="image: its file or index in the dataset; loss: -log p(true class), highest first.",
-                      caption_justify="left")
-        for row in summary["worst"]:
-            table.add_row(markup_cell(str(row["id"])), markup_cell(row["true"]), markup_cell(row["predicted"]),
-                          f"{row['loss']:.3f}")
+        rows = [[markup_cell(str(row["id"])), markup_cell(row["true"]), markup_cell(row["predicted"]),
+                 f"{row['loss']:.3f}"] for row in summary["worst"]]
+        table = data_table(("image", "true", "predicted", "loss"), rows, names=("image", "true", "predicted"),
+                           title=markup_cell(f"Worst test images of {summary['run']}"),
+                           caption="image: its file or index in the dataset; loss: -log p(true class), highest first.")
         files = f"Contact sheet: {summary['sheet']}; summary: {summary['summary_file']}"
     else:
-        table = Table("image", "top-1", "score", "peak (y, x)", "top-10% mass", "evaluations", "PNG",
-                      title=f"{summary['method']} maps of {summary['model']}", caption_justify="left",
-                      caption="top-1 and score: the class explained and its probability; peak (y, x): the map's "
-                      "strongest pixel; top-10% mass: the share of the map in its strongest tenth of the pixels "
-                      "(near 1: focused, near 0.1: spread); evaluations: model runs the map took; PNG: the picture.")
+        pngs = [Path(row["png"]) for row in summary["images"] if "error" not in row]
+        folders = {png.parent for png in pngs}
+        # One folder for every PNG (--out): the table names the files, the caption the folder once.
+        folder = folders.pop() if len(folders) == 1 else None
+        rows = []
         for row in summary["images"]:
             if "error" in row:
-                table.add_row(markup_cell(row["image"]), "[red]error[/red]", markup_cell(row["error"]), "", "", "", "")
+                rows.append([markup_cell(row["image"]), "[red]error[/red]", markup_cell(row["error"]), "", "", "", ""])
                 continue
             top = row["top"][0]
-            table.add_row(markup_cell(Path(row["image"]).name), markup_cell(top["label"]), f"{top['score']:.3f}",
-                          f"{row['peak_yx'][0]}, {row['peak_yx'][1]}", f"{row['top10_area_mass']:.2f}",
-                          str(row["evaluations"]), markup_cell(row["png"]))
+            png = Path(row["png"]).name if folder is not None else row["png"]
+            rows.append([markup_cell(Path(row["image"]).name), markup_cell(top["label"]), f"{top['score']:.3f}",
+                         f"{row['peak_yx'][0]}, {row['peak_yx'][1]}", f"{row['top10_area_mass']:.2f}",
+                         str(row["evaluations"]), markup_cell(png)])
+        where = f", in {folder}" if folder is not None else ""
+        table = data_table(("image", "top-1", "score", "peak (y, x)", "top-10% mass", "evaluations", "PNG"), rows,
+                           names=("image", "top-1", "PNG"), title=markup_cell(f"{summary['method']} maps of "
+                                                                              f"{summary['model']}"),
+                           caption=markup_cell("top-1 and score: the class explained and its probability; peak "
+                                               "(y, x): the map's strongest pixel; top-10% mass: the share of the map "
+                                               "in its strongest tenth of the pixels (near 1: focused, near 0.1: "
+                                               "spread); evaluations: model runs the map took; PNG: the picture"
+                                               f"{where}."))
         files = f"Summary: {summary['summary_file']}"
-    for column in table.columns:  # a long path wraps inside its cell, never cut with "…"
-        column.overflow = "fold"
     console = QuietPipeConsole(width=output_width() or LOG_WIDTH)
     console.print(table)
     console.print(markup_cell(files))
