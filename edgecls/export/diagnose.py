@@ -366,18 +366,13 @@ def diagnosis_notes(diagnosis: Diagnosis) -> list[str]:
 
 
 def render_diagnosis(diagnosis: Diagnosis, top: Optional[int] = None):
-    """A rich table of the ranked ops (all, or the `top` worst); far-above-rounding errors in red."""
-    from rich import box
-    from rich.table import Table
+    """A table of the ranked ops (all, or the `top` worst) for the terminal (tables.data_table: names
+    whole); far-above-rounding errors in red."""
+    from edgecls.tables import data_table
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption=" ".join(diagnosis_notes(diagnosis)))
-    widest = max([len(r.label) for r in diagnosis.layers] + [5])
-    for column in COLUMNS:
-        text = column in _TEXT_COLUMNS
-        table.add_column(column, justify="left" if text else "right", no_wrap=column != "layer", overflow="fold",
-                         min_width=min(24, widest) if column == "layer" else None)
+    rows = []
     for row, cells in zip(diagnosis.layers, diagnosis_rows(diagnosis, top)):
         if row.rmse_scale > 2 * ROUNDING_ONLY:
             cells[3] = f"[red]{cells[3]}[/red]"
-        table.add_row(*cells)
-    return table
+        rows.append(cells)
+    return data_table(COLUMNS, rows, names=_TEXT_COLUMNS, caption=" ".join(diagnosis_notes(diagnosis)))

@@ -75,30 +75,30 @@ def build_report(source: RunDir, options: ExportOptions, result: ExportResult, c
 
 def render_export_table(result: ExportResult):
     """A rich table of the files and their check figures, every column explained under it."""
-    from rich import box
-    from rich.table import Table
+    from edgecls.console import markup_cell
+    from edgecls.tables import data_table
 
     by_litert = [m.mode for m in result.models if m.backend == "ai-edge-quantizer"]
     made_by = f"{', '.join(by_litert)} by ai-edge-quantizer, the rest" if by_litert else "all"
     mixed = next((m.kept_float for m in result.models if m.kept_float), None)
     kept = f" *_mixed: {', '.join(mixed.get('layers') or mixed['float_ops'])} kept in float." if mixed else ""
     keras_correct = int(round(result.keras_accuracy * result.val_images))
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption_justify="left", caption=(
-        f"Checked on {result.val_images} validation images; Keras float accuracy "
-        f"{accuracy_text(keras_correct, result.val_images)}; {made_by} by the TFLite converter. input: dtype "
-        "scale/zero point; size: of the file, metadata included; ×f32: that size over float32's; accuracy: top-1 "
-        f"on the validation split (correct: how many); agree: top-1 agreement with the Keras model.{kept}"))
-    for column, justify in (("file", "left"), ("input", "left"), ("size", "right"), ("×f32", "right"),
-                            ("accuracy", "right"), ("correct", "right"), ("agree", "right")):
-        table.add_column(column, justify=justify, no_wrap=justify == "right", overflow="fold")
+    caption = (f"Checked on {result.val_images} validation images; Keras float accuracy "
+               f"{accuracy_text(keras_correct, result.val_images)}; {made_by} by the TFLite converter. input: dtype "
+               "scale/zero point; size: of the file, metadata included; ×f32: that size over float32's; accuracy: "
+               "top-1 on the validation split (correct: how many); agree: top-1 agreement with the Keras model."
+               f"{kept}")
+    rows = []
     for m in result.models:
         inp = m.io["input"]
         spec = inp["dtype"] if inp["scale"] is None else f"{inp['dtype']} {inp['scale']:g}/{inp['zero_point']}"
         agreement = f"{m.agreement:.4f}"
         if (m.variant or m.mode) in result.failing:
             agreement = f"[red]{agreement}[/red]"
-        table.add_row(m.file, spec, _size(m.size_bytes), f"{m.ratio_to_float32:.3f}", f"{m.accuracy:.4f}",
-                      f"{m.correct}/{result.val_images}" if m.right is not None else "-", agreement)
+        rows.append([markup_cell(m.file), spec, _size(m.size_bytes), f"{m.ratio_to_float32:.3f}", f"{m.accuracy:.4f}",
+                     f"{m.correct}/{result.val_images}" if m.right is not None else "-", agreement])
+    table = data_table(("file", "input", "size", "×f32", "accuracy", "correct", "agree"), rows,
+                       names=("file", "input"), caption=markup_cell(caption))
     return table
 
 

@@ -137,16 +137,10 @@ def sweep_notes(points: Sequence[SweepPoint]) -> list[str]:
 
 
 def render_sweep(points: Sequence[SweepPoint]):
-    """A rich table: N asked / used, accuracy, Δ vs float, agreement, size."""
-    from rich import box
-    from rich.table import Table
+    """A table for the terminal (tables.data_table): N asked / used, accuracy, Δ vs float, agreement, size."""
+    from edgecls.tables import data_table
 
-    table = Table(box=box.SIMPLE_HEAD, caption=" ".join(sweep_notes(points)))
-    for column in COLUMNS:
-        table.add_column(column, justify="right", overflow="fold")
-    for cells in sweep_rows(points):
-        table.add_row(*cells)
-    return table
+    return data_table(COLUMNS, sweep_rows(points), caption=" ".join(sweep_notes(points)))
 
 
 def plot_sweep(points: Sequence[SweepPoint], path: str | Path, title: str = "") -> Path:
