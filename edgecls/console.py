@@ -200,13 +200,14 @@ GAP = 2
 def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[[Prediction], None]:
     """predict's table: a line per image, `score label` for each of the k classes, then the file; where
     the k classes do not fit the terminal beside the file, a line per class (the file on the first). A
-    label or file name too long for its column wraps onto the next line (never cut); a pipe or a file
-    gets every line whole (see output_width)."""
+    label too long for its column wraps onto the next line (never cut); a file name too long for its
+    column goes whole on a line of its own under the row. A pipe or a file gets a line per image, whole,
+    whatever $COLUMNS says (grep reads it, not a person)."""
     print_line = _line_printer(out)
     k = min(top_k, classifier.num_classes)
     longest = max(5, *(len(label) for label in classifier.labels))  # 5: the header 'label'
     verdict = verdict_columns(classifier, longest)
-    total = output_width(out)
+    total = terminal_width(out)
     per_line = k
     width = min(longest, PIPE_LABEL_WIDTH)
     if total is not None:
@@ -228,12 +229,32 @@ def _table_writer(out: IO[str], classifier: Classifier, top_k: int) -> Callable[
             return
         classes = [(f"{c.score:.3f}", c.label) for c in prediction.classes]
         lines = [classes[i:i + per_line] for i in range(0, len(classes), per_line)]
+        beside = file_width is None or len(name) <= file_width
         rows = [(verdict.cells(prediction) if i == 0 else verdict.blank())
                 + [cell for score, label in line for cell in ((score, None), (label, None))]
-                + [(name if i == 0 else "", None)] for i, line in enumerate(lines)]
+                + [(name if i == 0 and beside else "", None)] for i, line in enumerate(lines)]
         _print_grid(print_line, rows, widths, file_width)
+        if not beside:  # whole on a line of its own under the row (a path is copied, not read in pieces)
+            _print_own_line(print_line, name, total, total - file_width)
 
     return write
+
+
+def _print_own_line(print_line: Callable[..., None], text: str, total: int, column: int) -> None:
+    """`text` on a line of its own: at `column` where it fits from there, else indented by GAP, else from the
+    first column; wrapped after a "/" only when it is wider than the terminal itself."""
+    indent = next((at for at in (column, GAP) if at + len(text) <= total), 0)
+    for part in _cell_wrapper(total).wrap(text) if len(text) > total else [text]:
+        print_line(" " * indent + part, lambda part=part: " " * indent + escape(part))
+
+
+def terminal_width(out: IO[str]) -> int | None:
+    """output_width when `out` is a terminal, else None: a pipe or a file gets whole lines even with
+    $COLUMNS set (a shell exports it to scripts too)."""
+    try:
+        return output_width(out) if out.isatty() else None
+    except (AttributeError, ValueError):
+        return None
 
 
 class VerdictColumns:

@@ -146,7 +146,7 @@ def _table_writer(out: IO[str], classifier: Classifier, top_k: int, stream: Live
     """A line per classified frame: frame number, where it is (a video file: its position in the video;
     a camera or stream: the local time it was captured), latency, top-k; fitted to the terminal as
     predict's table is (labels wrap in their column, k classes one a line where they do not fit)."""
-    from edgecls.console import GAP, LABEL_WIDTH, PIPE_LABEL_WIDTH, SCORE, _line_printer, _print_grid, output_width
+    from edgecls.console import GAP, LABEL_WIDTH, PIPE_LABEL_WIDTH, SCORE, _line_printer, _print_grid, terminal_width
 
     print_line = _line_printer(out)
     k = min(top_k, classifier.num_classes)
@@ -154,7 +154,7 @@ def _table_writer(out: IO[str], classifier: Classifier, top_k: int, stream: Live
     verdict = verdict_columns(classifier, longest)
     in_video = stream.spec.kind == "file"
     fixed = [7, 12, 7] + verdict.widths  # frame, time or position, ms; answer and typicality with a rule
-    total = output_width(out)
+    total = terminal_width(out)
     per_line, width = k, min(longest, PIPE_LABEL_WIDTH)
     if total is not None:
         room = total - sum(fixed) - GAP * len(fixed)

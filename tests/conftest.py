@@ -293,3 +293,36 @@ def make_digits_run(tmp_path_factory):
         return made[key]
 
     return make
+
+
+def in_a_terminal(args: list[str], columns: int = 80, cwd: Path | None = None) -> str:
+    """What `edgecls ARGS` shows in a real terminal (a pseudo-terminal) of `columns` columns, $COLUMNS unset."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    done = subprocess.run([sys.executable, "-m", "edgecls", *args], stdout=follower, stderr=subprocess.DEVNULL,
+                          cwd=cwd, env=env, timeout=120)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal is closed and read to its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode()).replace("\r\n", "\n")
+    assert done.returncode == 0, text
+    return text

@@ -36,6 +36,7 @@ ALLOWED = {
     "reports": {  # the `edgecls bench` command itself runs on a device, over bench
         "edgecls": BASE | {"edgecls.reports", "edgecls.bench", "edgecls.runtime", "edgecls.transport",
                            "edgecls.reporter", "edgecls.atomic", "edgecls.plotting", "edgecls.console",
+                           "edgecls.tables",
                            "edgecls.rundir", "edgecls.data"},  # bench compare RUN RUN2: runs read as bench reads one
         "packages": {"numpy", "rich"},
         "lazily": {},
@@ -43,8 +44,8 @@ ALLOWED = {
     "bench": {
         "edgecls": BASE | {"edgecls.bench", "edgecls.runtime", "edgecls.transport", "edgecls.reporter",
                            "edgecls.atomic", "edgecls.parsing", "edgecls.plotting", "edgecls.tomlio",
-                           "edgecls.console", "edgecls.artifacts", "edgecls.rundir", "edgecls.data",
-                           "edgecls.duplicates",  # a run's train/test near-duplicates (numpy, Pillow)
+                           "edgecls.console", "edgecls.tables", "edgecls.artifacts", "edgecls.rundir",
+                           "edgecls.data", "edgecls.duplicates",  # a run's train/test near-duplicates (numpy, Pillow)
                            "edgecls.retraining"},  # a run of train --from RUN --add reads its added folders back
         "packages": {"numpy", "PIL", "rich"},
         "lazily": {},

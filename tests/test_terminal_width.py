@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import QUAD_LABELS, quad_image
+from conftest import QUAD_LABELS, in_a_terminal, quad_image
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,8 +128,10 @@ def test_predict_and_bench_output_fit_an_80_column_terminal(models, tmp_path, cl
     monkeypatch.chdir(tmp_path)  # paths as a user types them: a temporary folder's own name cannot wrap
     predicted = cli("predict", models.quad_int8_meta, "data", "missing.png", "--top-k", "4")
     assert predicted.code == 1  # the missing file is an error row; the rest are classified
-    fits(predicted.out)
-    assert predicted.out.count("error") == 1 and predicted.out.count("0.") >= 12
+    # a pipe, even with $COLUMNS set: a line per image, its file name whole (grep reads it)
+    rows = predicted.out.splitlines()[1:]
+    assert len(rows) == 13 and sum("error" in row for row in rows) == 1
+    assert all(row.count("0.") >= 4 and row.endswith(".png") for row in rows if "error" not in row)
     benched = cli("bench", models.quad_float_meta, models.quad_int8_meta, "--data", "data",
                   "--threads", "1", "--runs", "3", "--warmup", "0", "--no-memory", "--report", "report")
     assert benched.code == 0, benched.err
@@ -231,10 +233,10 @@ def test_info_keeps_tensor_names_whole_at_80_columns(cli, monkeypatch):
         assert column in table.replace("-\n", "-")
 
 
-def test_explain_s_table_keeps_image_and_png_names_whole_at_80_columns(capsys, monkeypatch, tmp_path):
+def test_explain_s_table_keeps_image_and_png_names_whole_at_80_columns(capsys, monkeypatch):
     from edgecls.explain.job import _print_summary
 
-    out = tmp_path / "explain-out"
+    out = Path("runs/digits/explain-out")  # as a user types it (a temporary folder's name can be wider)
     images = [{"image": f"photos/cat/{i:05d}-000079.png", "top": [{"label": "tabby, tabby cat", "score": 0.996}],
                "peak_yx": [8, 16], "top10_area_mass": 0.92, "evaluations": 169,
                "png": str(out / f"{i:05d}-000079-occlusion.png")} for i in (12, 8)]
@@ -245,3 +247,13 @@ def test_explain_s_table_keeps_image_and_png_names_whole_at_80_columns(capsys, m
     fits(text)
     whole_on_a_line(text, "00012-000079.png", "00012-000079-occlusion.png", "evaluations", "tabby, tabby cat",
                     str(out))
+
+
+def test_predict_in_an_80_column_terminal_puts_a_long_file_name_whole_on_its_own_line(models, tmp_path):
+    folder = tmp_path / "some_folder_name" / "another_folder"
+    folder.mkdir(parents=True)
+    Image.fromarray(quad_image(QUAD_LABELS[0])).save(folder / "digit_zero_sample_abc.png")
+    name = "some_folder_name/another_folder/digit_zero_sample_abc.png"  # longer than the file column
+    text = in_a_terminal(["predict", str(models.quad_int8_meta), name, "--top-k", "2"], cwd=tmp_path)
+    fits(text)
+    whole_on_a_line(text, name)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import in_a_terminal
 from PIL import Image
 
 from edgecls.errors import EdgeclsError
@@ -161,16 +162,18 @@ def test_predict_uses_a_wide_terminal_for_long_labels(tmp_path, cli, monkeypatch
     result = cli("predict", MOBILENET_160, CAT, "--labels", tmp_path / "labels.txt", "--resize", "nearest")
     assert result.code == 0, result.err
     assert long_name in result.out
-    for columns in ("80", "60", "40"):  # narrow: the label wraps inside its column, never cut, no line too long
-        monkeypatch.setenv("COLUMNS", columns)
-        narrow = cli("predict", MOBILENET_160, CAT, "--labels", tmp_path / "labels.txt", "--resize", "nearest",
-                     "--top-k", "3")
-        lines = narrow.out.splitlines()
-        assert "…" not in narrow.out and all(len(line) <= int(columns) for line in lines), narrow.out
+    monkeypatch.setenv("COLUMNS", "80")  # a pipe, even with $COLUMNS set: a line per image, whole
+    piped = cli("predict", MOBILENET_160, CAT, "--labels", tmp_path / "labels.txt", "--top-k", "3")
+    assert len(piped.out.splitlines()) == 2 and long_name in piped.out
+    for columns in (80, 60, 40):  # a narrow terminal: the label wraps inside its column, never cut, no line too long
+        shown = in_a_terminal(["predict", str(MOBILENET_160), str(CAT), "--labels", str(tmp_path / "labels.txt"),
+                               "--resize", "nearest", "--top-k", "3"], columns, cwd=CAT.parent)
+        lines = shown.splitlines()
+        assert "…" not in shown and all(len(line) <= columns for line in lines), shown
         assert lines[1].startswith("0.680  Egyptian")
         start, end = lines[0].index("label"), lines[0].index("file")  # the label column, one class a line here
-        assert long_name in " ".join(line[start:end].strip() for line in lines[1:]), narrow.out
-        assert "tiger cat" in narrow.out and "tabby" in narrow.out  # the other two classes, one a line here
+        assert long_name in " ".join(line[start:end].strip() for line in lines[1:]), shown
+        assert "tiger cat" in shown and "tabby" in shown  # the other two classes, one a line here
 
 
 @pytest.mark.shared_data
