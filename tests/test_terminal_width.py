@@ -257,3 +257,24 @@ def test_predict_in_an_80_column_terminal_puts_a_long_file_name_whole_on_its_own
     text = in_a_terminal(["predict", str(models.quad_int8_meta), name, "--top-k", "2"], cwd=tmp_path)
     fits(text)
     whole_on_a_line(text, name)
+
+
+def test_bench_compare_of_runs_says_where_the_columns_it_leaves_out_at_80_columns_are():
+    from edgecls.reports.runs import COLUMNS, NARROW, render
+
+    def model(name: str, run: str, **more):
+        return {"model": name, "run": run, "top1": 0.9441, "interval": "0.90–0.97", "correct": 169, "images": 179,
+                "ece": 0.0471, "rule": "both", "accepted": 0.939, "selective_accuracy": 0.9702,
+                "rejected_unknown": 0.5, **more}
+
+    doc = {"test": {"run": "runs/digits", "images": 179}, "runs": [{"name": "digits"}, {"name": "digits-2"}],
+           "pairs": [], "models": [model(CORAL[0], "digits", reference=True), model(CORAL[0], "digits-2", delta=0.0,
+                                                                                     p=1.0)]}
+    narrow = rendered(render(doc))
+    fits(narrow)
+    whole_on_a_line(narrow, CORAL[0])
+    left_out = [c for c in COLUMNS if c not in NARROW and c != "model"]
+    assert " ".join(narrow.split()).endswith(f"{', '.join(left_out[:-1])} and {left_out[-1]}: compare.md "
+                                             "(--report FOLDER) and --json.")
+    wide = rendered(render(doc), width=200)
+    assert "compare.md" not in wide and all(column in wide for column in COLUMNS)

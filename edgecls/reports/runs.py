@@ -209,37 +209,34 @@ def notes(doc: dict[str, Any]) -> list[str]:
 
 
 def render(doc: dict[str, Any]) -> Any:
-    """The table for the terminal: every column where it fits, else one table per model (NARROW)."""
-    from rich import box
+    """The table for the terminal: every column where it fits, else one table per model (NARROW), whose
+    caption says where the columns it leaves out are."""
     from rich.console import Group
-    from rich.table import Table
+    from rich.text import Text
 
-    from edgecls.tables import Fitted
+    from edgecls.tables import Fitted, data_table
 
     rows = [_cells(model) for model in doc["models"]]
-    caption = markup_lines(notes(doc) + [LEGEND])
+    left_out = [c for c in COLUMNS if c not in NARROW and c != "model"]
 
-    def table(columns: Sequence[str], members: list[dict[str, str]], title: Optional[str], with_caption: bool,
-              fold: bool = False) -> Any:
-        shown = Table(box=box.SIMPLE_HEAD, title=title, caption=caption if with_caption else None,
-                      caption_justify="left", collapse_padding=True, pad_edge=False)
-        for column in columns:
-            text = column in ("model", "run")
-            shown.add_column(column, justify="left" if text else "right", overflow="fold",
-                             no_wrap=not text and not fold)
-        for member in members:
-            shown.add_row(*(markup_cell(member[c]) for c in columns))
-        return shown
+    def table(columns: Sequence[str], members: list[dict[str, str]], title: Optional[str],
+              caption: Optional[list[str]]) -> Any:
+        return data_table(columns, [[markup_cell(member[c]) for c in columns] for member in members],
+                          title=title, caption=markup_lines(caption) if caption else None, names=("model", "run"),
+                          key=("model", "run"))
 
-    def per_model(fold: bool) -> Any:
-        groups: dict[str, list[dict[str, str]]] = {}
-        for row in rows:
-            groups.setdefault(row["model"], []).append(row)
-        return Group("[bold]edgecls bench compare[/]",
-                     *(table(NARROW, members, name, i == len(groups) - 1, fold)
-                       for i, (name, members) in enumerate(groups.items())))
+    groups: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault(row["model"], []).append(row)
+    narrow_caption = notes(doc) + [LEGEND, f"{_and(left_out)}: compare.md (--report FOLDER) and --json."]
+    per_model = Group("[bold]edgecls bench compare[/]",  # the caption under them all, as wide as the terminal
+                      *(table(NARROW, members, markup_cell(name), None) for name, members in groups.items()),
+                      Text.from_markup(markup_lines(narrow_caption)))
+    return Fitted(table(COLUMNS, rows, "edgecls bench compare", notes(doc) + [LEGEND]), per_model)
 
-    return Fitted(table(COLUMNS, rows, "edgecls bench compare", True), per_model(False), per_model(True))
+
+def _and(names: Sequence[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def markdown(doc: dict[str, Any]) -> str:
