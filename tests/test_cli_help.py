@@ -169,3 +169,45 @@ def test_a_wrapped_command_is_still_one_command_for_the_shell():
     done = subprocess.run(["bash", "-c", "printf '%s\\n' " + "\n".join(lines).split(" ", 1)[1]],
                           capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == words[1:]
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=IDS)
+def test_help_examples_and_defaults_copy_whole_at_80_columns(path, command, cli, monkeypatch):
+    """An example that takes more than a line goes on after ' \\' (a shell reads one command), and a comma
+    list default is broken after a comma, never inside an item."""
+    import shlex
+
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli(*path, "--help")
+    assert result.code == 0, result.err
+    blocks: list[list[str]] = [[]]
+    for line in result.out.split("╰")[-1].splitlines():  # the epilog: paragraphs between blank lines
+        if line.strip():
+            blocks[-1].append(line.strip().removeprefix("Example: "))
+        elif blocks[-1]:
+            blocks.append([])
+    shown = []
+    for block in blocks:
+        if block and block[0].startswith(("edgecls ", "curl ")):
+            text = ""
+            for line in block:  # as a shell joins them: " \\" goes on with a space, a bare "\\" without
+                text = text[:-1] + line if text.endswith("\\") else (text + " " + line).strip()
+            shown.append(text.split("  # ")[0])
+        for line in block[:-1]:
+            if block[0].startswith(("edgecls ", "curl ")):
+                assert line.endswith("\\"), (line, block)  # a line of a command that goes on ends in a backslash
+    examples = [line.strip().removeprefix("Example: ") for line in (command.epilog or "").splitlines()
+                if line.strip().removeprefix("Example: ").startswith(("edgecls ", "curl "))]
+    for example in examples:
+        assert any(shlex.split(text) == shlex.split(example.split("  # ")[0]) for text in shown), (example, shown)
+    import re
+
+    cells = "\n".join(line.strip(" │") for line in result.out.splitlines())
+    for param in command.params:
+        default = getattr(param, "default", None)
+        if isinstance(default, str) and "," in default and param.show_default is not False:
+            found = [m.group(1).split("\n") for m in re.finditer(r"\[default:\s*([^\]]*)\]", cells)
+                     if re.sub(r"\s+", "", m.group(1)) == default]
+            assert found, (default, result.out)
+            for pieces in found:  # each line of the list ends after a comma: no item is split
+                assert all(piece.strip().endswith(",") for piece in pieces[:-1] if piece.strip()), pieces

@@ -12,7 +12,7 @@ from edgecls.cli.records import takes
 from edgecls.reporter import Reporter
 
 app = Typer(no_args_is_help=True, help="Audit a dataset before training on it.",
-            epilog="Example: edgecls data check photos/ --backbone mobilenet_v1_0.5_160_quant.tflite")
+            epilog="Example:\n\nedgecls data check photos/ --backbone mobilenet_v1_0.5_160_quant.tflite")
 
 
 @app.command(epilog="Examples:\n\n"

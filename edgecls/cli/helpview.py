@@ -9,7 +9,7 @@ own) and its help, wrapped by word, then its default. Text is wrapped to the wid
 - A panel is the option's own `rich_help_panel` (declared with the option, so it goes wherever the
   option goes); options without one are in "Options", shown last with --help.
 - Paragraphs (separated by a blank line) are re-flowed to the width: a line break inside one is
-  where the source was wrapped. Lines that start with "- " (a list) or with "edgecls " (an
+  where the source was wrapped. Lines that start with "- " (a list) or with "edgecls " or "curl " (an
   example) keep their own line; an example too long for the width continues after " \\" on
   the next line, indented, as a shell reads it.
 - Only public click attributes are read (params, opts, help, get_help_record, get_usage), so a
@@ -24,6 +24,7 @@ ARGUMENTS = "Arguments"
 OPTIONS = "Options"  # the panel of options that name none (and --help): shown last
 COMMANDS = "Commands"
 NAMES_WIDTH = 28  # the names column at most; longer names take a line of their own
+SHELL_COMMANDS = ("edgecls ", "curl ")  # an epilog line that starts so is a shell command: wrapped with " \\"
 GAP = 2
 NAME_STYLE, VALUE_STYLE, DEFAULT_STYLE = "bold cyan", "yellow", "dim"
 
@@ -117,10 +118,12 @@ def _panel(title: str, rows: list[tuple[Any, Any]], width: int, names_width: int
     from rich.table import Table
 
     lines: list[Any] = []
+    help_width = width - 4 - names_width - GAP  # the panel's borders and padding take 4
     for names, help_text in rows:
         if names.cell_len > names_width:  # e.g. --remote [USER@]HOST[:PORT],...|@FILE: a line of its own
             lines.append(names)
             names = ""
+        help_text = break_lists(help_text, help_width)
         row = Table.grid(padding=(0, GAP, 0, 0), expand=True)  # one grid a row: same columns in each
         row.add_column(width=names_width, no_wrap=True)
         row.add_column(ratio=1, overflow="fold")
@@ -129,6 +132,28 @@ def _panel(title: str, rows: list[tuple[Any, Any]], width: int, names_width: int
     # A panel never wider than the terminal: rich wraps the help inside its column instead.
     return Panel(Group(*lines), title=title, title_align="left", box=box.ROUNDED, border_style="dim", width=width,
                  padding=(0, 1))
+
+
+def break_lists(text: Any, width: int) -> Any:
+    """`text` (rich Text) with each comma list wider than `width` ("int8,float32,...") broken after a comma
+    onto lines of at most `width`: rich would fold it mid-word, as it does any word wider than its column."""
+    import re
+
+    cuts: list[int] = []
+    for word in re.finditer(r"\S+", text.plain):
+        if word.end() - word.start() <= width:
+            continue
+        line_start, last_comma = word.start(), None
+        for at in [m.end() + word.start() for m in re.finditer(",", word.group())] + [word.end()]:
+            if at - line_start > width and last_comma is not None:  # the line so far ends at the last comma
+                cuts.append(last_comma)
+                line_start = last_comma
+            last_comma = at if at < word.end() else last_comma
+    if not cuts:
+        return text
+    from rich.text import Text
+
+    return Text("\n").join(text.divide(cuts))
 
 
 def flow(text: str, width: int) -> list[str]:
@@ -144,14 +169,14 @@ def flow(text: str, width: int) -> list[str]:
         lines: list[str] = []
         for line in paragraph.splitlines():
             line = line.rstrip()
-            keeps_place = line.startswith(("- ", "edgecls ", "  ")) or not lines
+            keeps_place = line.startswith(("- ", "  ", *SHELL_COMMANDS)) or not lines
             if keeps_place:
                 lines.append(line)
             else:
                 lines[-1] += " " + line.strip()
         wrapped = []
         for line in lines:
-            if line.startswith("edgecls "):
+            if line.startswith(SHELL_COMMANDS):
                 wrapped += command_lines(line, width)
             else:
                 indent = "  " if line.startswith("- ") else ""
