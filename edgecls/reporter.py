@@ -2,8 +2,9 @@
 export, --target, bench, explain) — its log lines, and rich progress bars while it works through
 something long.
 
-The default writes lines to stderr and draws bars only when stderr is a terminal, so stdout stays
-the result (a table, --json) and a log file gets lines, not bar frames. `SILENT` says nothing: the
+The default writes lines to stderr (wrapped to a terminal's width, whole in a log) and draws bars only
+when stderr is a terminal, so stdout stays the result (a table, --json) and a log file gets lines, not
+bar frames. `SILENT` says nothing: the
 library's callers and tests that only want the result.
 
     reporter = Reporter()                       # what the CLI passes
@@ -23,6 +24,15 @@ Item = TypeVar("Item")
 
 
 def _to_stderr(line: str) -> None:
+    """A log line on stderr: wrapped by word to a terminal's width (continuation lines indented), whole
+    in a pipe or a log file, where a line is a record that scripts read."""
+    if sys.stderr.isatty():
+        from edgecls.console import print_wrapped, terminal_width
+
+        if len(line) > (terminal_width(sys.stderr) or len(line)):
+            print_wrapped(line, sys.stderr)
+            sys.stderr.flush()
+            return
     print(line, file=sys.stderr, flush=True)
 
 

@@ -278,3 +278,28 @@ def test_bench_compare_of_runs_says_where_the_columns_it_leaves_out_at_80_column
                                              "(--report FOLDER) and --json.")
     wide = rendered(render(doc), width=200)
     assert "compare.md" not in wide and all(column in wide for column in COLUMNS)
+
+
+def test_log_lines_wrap_to_a_terminal_and_stay_whole_in_a_pipe(capsys, monkeypatch):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from edgecls.reporter import Reporter
+
+    line = ("Training seed on digits: 1439 train / 179 val / 179 test images, 28x28 grayscale, 10 classes, "
+            "augment: rotate,zoom,translate")
+    Reporter(bars=False)(line)  # a pipe (pytest's capture): one line, a record
+    assert capsys.readouterr().err == line + "\n"
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    with os.fdopen(follower, "w") as terminal:
+        monkeypatch.setattr("sys.stderr", terminal)
+        Reporter(bars=False)(line)
+    shown = os.read(leader, 65536).decode().replace("\r\n", "\n")
+    os.close(leader)
+    fits(shown)
+    assert " ".join(shown.split()) == line and len(shown.splitlines()) == 2
+    whole_on_a_line(shown, "rotate,zoom,translate")

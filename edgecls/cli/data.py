@@ -28,4 +28,6 @@ def check(options: CheckOptions) -> None:
     if options.as_json:
         typer.echo(jsonio.dumps(result.document, indent=1))
     else:
-        typer.echo("\n".join(result.summary()))
+        from edgecls.console import print_wrapped
+
+        print_wrapped("\n".join(result.summary()))  # to the terminal's width; whole lines in a pipe
