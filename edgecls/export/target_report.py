@@ -21,27 +21,24 @@ _STATUS_COLOUR = {"chosen": "tab:green", "passed": "tab:blue", "rejected": "tab:
 def render_target_table(result: TargetResult):
     """The decision for the terminal: one row per candidate (validation figures with their count, target
     latency, status), a legend under it that explains every column and how ties are judged, then why
-    each candidate that was not chosen lost. Fitted to the width (see tables.Fitted); nothing is cut."""
+    each candidate that was not chosen lost. Fitted to the width (tables.data_table); nothing is cut."""
     from rich.console import Group
     from rich.text import Text
 
-    from edgecls.tables import Fitted
-
     # Why each one lost, under the table: a column would be squeezed out of an 80-column terminal.
     why = Text("\n".join(f"{row.name}: {'; '.join(row.reasons)}" for row in result.rows if row.reasons))
-    tables = Fitted(_target_table(result, COLUMNS), _target_table(result, COLUMNS, fold=True))
-    return Group(tables, why) if why.plain else tables
+    table = _target_table(result, COLUMNS)
+    return Group(table, why) if why.plain else table
 
 
 COLUMNS = ("candidate", "status", "val acc", "correct", "Δ pt", "agree", "p50 ms", "×f32", "size")
 
 
-def _target_table(result: TargetResult, columns: tuple[str, ...], fold: bool = False):
-    from rich import box
-    from rich.table import Table
-
+def _target_table(result: TargetResult, columns: tuple[str, ...]):
     from edgecls.bench.latency import SPREAD_RULE
+    from edgecls.console import markup_cell
     from edgecls.runtime.metrics import accuracy_text, few_images_warning, points_text
+    from edgecls.tables import data_table
 
     test = result.test
     lines = [f"Chosen on {result.val_images} validation images (Keras float accuracy "
@@ -62,14 +59,10 @@ def _target_table(result: TargetResult, columns: tuple[str, ...], fold: bool = F
         few = few_images_warning(n, "the run's test split", correct)
         if few:
             lines.append(f"Warning: {few}.")
-    table = Table(box=box.SIMPLE_HEAD, title=f"Which file to ship: --target {result.target.spec}",
-                  caption="\n".join(lines), caption_justify="left", collapse_padding=True, pad_edge=False)
-    for column in columns:
-        text = column in ("candidate", "status")
-        table.add_column(column, justify="left" if text else "right", overflow="fold", no_wrap=not fold)
+    rows = []
     for row in result.rows:
         style = _STATUS_STYLE.get(row.status, "")
-        cells = [row.name, f"[{style}]{row.status}[/]" if style else row.status]
+        cells = [markup_cell(row.name), f"[{style}]{row.status}[/]" if style else row.status]
         if row.check is not None:
             m = row.check
             ratio = row.latency.vs_reference if row.latency else None
@@ -80,8 +73,9 @@ def _target_table(result: TargetResult, columns: tuple[str, ...], fold: bool = F
                       _size(m.size_bytes)]
         else:
             cells += ["-"] * (len(columns) - 2)
-        table.add_row(*cells)
-    return table
+        rows.append(cells)
+    return data_table(columns, rows, title=markup_cell(f"Which file to ship: --target {result.target.spec}"),
+                      caption="\n".join(markup_cell(line) for line in lines), names=("candidate", "status"))
 
 
 def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[Path]:
