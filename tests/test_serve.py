@@ -89,7 +89,11 @@ def token_file(tmp_path_factory) -> Path:
 
 
 def _served_copy(tmp_path_factory, name: str, model: Path = INT8) -> Path:
-    folder = tmp_path_factory.mktemp(name)
+    return _served_copy_to(tmp_path_factory.mktemp(name), model)
+
+
+def _served_copy_to(folder: Path, model: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(model, folder / "model.tflite")
     return folder / "model.tflite"
 
@@ -618,6 +622,30 @@ def test_deploy_reports_the_servers_refusal(digits, token_file, tmp_path, cli, m
     assert local.code == 2 and "not a .tflite model" in local.err and local.out == ""  # nothing was sent
 
 
+def test_a_large_model_refused_before_it_is_all_sent_is_refused_not_unreachable(digits, tmp_path, cli):
+    """The server answers a wrong token (or a body over its cap) before it has read the body: it reads the
+    rest first, so the client, still sending, gets that answer rather than a broken pipe (which deploy
+    took for an unreachable host, 7 times in 20 with a 0.5 MB model)."""
+    large = tmp_path / "large.tflite"  # a .tflite to the client's check, 8 MB: far more than a socket buffer
+    large.write_bytes(FLOAT.read_bytes() + bytes(8 << 20))
+    (tmp_path / "wrong").mkdir()
+    wrong = write_token(tmp_path / "wrong", "not-the-servers-token-0123456789")
+    for _ in range(3):
+        result = cli("deploy", large, "--to", digits.url, "--token-file", wrong)
+        assert result.code == 1 and result.out.split()[1] == "refused", result.out
+        assert "missing or wrong token" in result.out and "(HTTP 401)" in result.out
+    capped = ServeProcess(_served_copy_to(tmp_path / "capped", INT8), "--max-model-mb", 1,
+                          log=tmp_path / "capped.log")
+    try:
+        for _ in range(3):
+            result = cli("deploy", large, "--to", capped.url)
+            assert result.code == 1 and result.out.split()[1] == "refused", result.out
+            assert "over the 1 MB cap (--max-model-mb) (HTTP 413)" in result.out
+        assert httpx.get(f"{capped.url}/readyz").status_code == 200  # and it goes on serving
+    finally:
+        assert capped.stop() == 0, capped.log
+
+
 # ----------------------------------------------------------------------------- starting
 def test_bad_arguments_stop_serve_with_one_line(tmp_path, cli, monkeypatch):
     monkeypatch.delenv("EDGECLS_TOKEN", raising=False)
@@ -684,7 +712,7 @@ def test_tls_with_a_certificate_and_key_metrics_public_and_deploy_over_it(tmp_pa
         assert httpx.get(f"{server.url}/v1/model", verify=trust).status_code == 401
         monkeypatch.setenv("EDGECLS_TOKEN", TOKEN)
         untrusted = cli("deploy", FLOAT, "--to", server.url)
-        assert untrusted.code == 1 and "unreachable" in untrusted.out and "CERTIFICATE_VERIFY_FAILED" in untrusted.out
+        assert untrusted.code == 1 and "unreachable  TLS certificate verify failed: self-signed" in untrusted.out
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # your own CA, as any Python client takes it
         trusted = cli("deploy", FLOAT, "--to", server.url)
         assert trusted.code == 0 and "accepted" in trusted.out, trusted.out + trusted.err
