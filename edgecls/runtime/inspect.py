@@ -17,7 +17,7 @@ import numpy as np
 
 from edgecls.errors import EdgeclsError
 from edgecls.runtime import flatbuffer as fb
-from edgecls.runtime.interpreter import create_interpreter, find_backend
+from edgecls.runtime.interpreter import Backend, create_interpreter, find_backend
 from edgecls.runtime.metadata import read_metadata
 from edgecls.runtime.model import (
     check_classifier,
@@ -37,18 +37,24 @@ def inspect_model(path: str | os.PathLike, backend: str | None = None,
     path = Path(path)
     content = read_model_bytes(path)
     chosen = find_backend(backend)
-    interpreter = create_interpreter(content, chosen, num_threads=1, name=path.name)
+    return describe_model(path, content, create_interpreter(content, chosen, num_threads=1, name=path.name), chosen,
+                    labels)
+
+
+def describe_model(path: Path, content: bytes, interpreter: Any, backend: Backend,
+             labels: str | os.PathLike | None = None) -> dict[str, Any]:
+    """inspect_model's description of `content` (the bytes of the model at `path`), already opened as
+    `interpreter` on `backend`: inspect_model's own, or a Classifier's (bench describes the model it
+    opened to measure, not a second copy of it)."""
     metadata = read_metadata(content)
-    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-    graph = _graph(content)
     report: dict[str, Any] = {
         "file": str(path),
         "size_bytes": len(content),
         "sha256": hashlib.sha256(content).hexdigest(),
-        "backend": {"name": chosen.name, "version": chosen.version},
-        "inputs": [_tensor(d) for d in inputs],
-        "outputs": [_tensor(d) for d in outputs],
-        **graph,
+        "backend": {"name": backend.name, "version": backend.version},
+        "inputs": [_tensor(d) for d in interpreter.get_input_details()],
+        "outputs": [_tensor(d) for d in interpreter.get_output_details()],
+        **_graph(content),
         "classifier": _classifier(interpreter, metadata, path, labels),
         "metadata": metadata,
     }
