@@ -94,11 +94,11 @@ def split_paths(paths: Sequence[Path]) -> tuple[Optional[Path], list[Path]]:
 def open_model(path: Path, settings: ModelSettings) -> tuple[BenchModel, Classifier]:
     """A .tflite to bench, opened once: its Classifier (with the bench's model settings) and its
     size, digest and quantisation mode (its metadata's mode, else detected) read from that same opening."""
-    from edgecls.runtime.inspect import describe_model
+    from edgecls.runtime.inspect import describe_classifier
 
     content = read_model_bytes(path)
     classifier = settings.open(path, content=content)  # refuses what is not an image classifier
-    info = describe_model(path, content, classifier.interpreter, classifier.backend)
+    info = describe_classifier(classifier, content)
     quant = info["quantization"]
     io = {side: {k: info[f"{side}s"][0][k] for k in ("dtype", "scale", "zero_point")} for side in ("input", "output")}
     mode = quant.get("declared") or quant["detected"]
