@@ -95,18 +95,17 @@ class RunDir:
     # ------------------------------------------------------------------ data
     def data_and_split(self):
         """The dataset at the model's size and colour and its split (the run's saved one, checked; a
-        seeded one for a bare .keras file), loaded once, in one call to edgecls.data."""
+        seeded one for a bare .keras file), loaded once."""
         if self._loaded is None:
             from edgecls.data import split_data
+            from edgecls.retraining import load_grown
 
-            data = self._dataset or self.data
-            if self.added:  # a run trained with --from RUN --add: its data, then the folders it added
-                from edgecls.retraining import load_grown
-
-                data = load_grown(self.data, self.added, self.img_size, self.color, self.labels)
-            self._loaded = split_data(data, self.img_size, self.color, self.labels,
-                                      self.record.split if self.record is not None else None, self.seed,
-                                      str(self.run_dir / LABELS_FILE) if self.run_dir else "the model")
+            # its data, then the folders a run trained with --from RUN --add added (a bare .keras file's
+            # dataset was loaded when it was opened)
+            dataset = self._dataset or load_grown(self.data, self.added, self.img_size, self.color, self.labels)
+            self._loaded = dataset, split_data(dataset, self.labels,
+                                               self.record.split if self.record is not None else None, self.seed,
+                                               str(self.run_dir / LABELS_FILE) if self.run_dir else "the model")
         return self._loaded
 
     @property
