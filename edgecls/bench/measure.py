@@ -109,12 +109,12 @@ def measure_inputs(inputs: Inputs, options: BenchOptions, where: Optional[Where]
     with constrained(profile) as cpus, private_tempdir("edgecls-bench") as tmp:
         threads = options.threads or thread_sweep(profile, len(cpus) if cpus else machine["usable_cpus"])
         timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
+        settings = options.model_settings()  # every model opened as open_inputs opened it
         timings = latency.measure(models, threads, {m.name: test.images_for(m.name) for m in models}, timing_files,
-                                  file_source, plan, backend.name, float_file, reporter, options.input_range,
-                                  {"resize": options.resize, "fit": options.fit})
+                                  file_source, plan, settings, float_file, reporter)
         memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, reporter)
-        sustained = (sustain.run(models, test.images, options.sustain, max(threads), reporter, backend.name,
-                                 options.input_range) if options.sustain else None)
+        sustained = (sustain.run(models, test.images, options.sustain, max(threads), settings, reporter)
+                     if options.sustain else None)
 
     notes = list(test.notes)
     if options.input_range is not None:
