@@ -92,6 +92,14 @@ class RunDir:
                         LABELS_FILE if self.run_dir else self.data)
         return self._model
 
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """The Keras float model's class probabilities on uint8 images (a softmax over the outputs of a
+        model that ends in logits)."""
+        from edgecls.runtime.quant import is_distribution, softmax
+
+        outputs = keras_probabilities(self.model(), images)
+        return outputs if is_distribution(outputs) else softmax(outputs)
+
     # ------------------------------------------------------------------ data
     def data_and_split(self):
         """The dataset at the model's size and colour and its split (the run's saved one, checked; a

@@ -49,9 +49,8 @@ from edgecls.bench.schema import FORMAT
 from edgecls.bench.testset import TestSet
 from edgecls.provenance import created_timestamp
 from edgecls.reporter import SILENT, Reporter
-from edgecls.rundir import RunDir, keras_probabilities
+from edgecls.rundir import RunDir
 from edgecls.runtime.doctor import describe_machine
-from edgecls.runtime.quant import is_distribution, softmax
 
 if TYPE_CHECKING:
     from edgecls import transport
@@ -190,9 +189,7 @@ def _keras_reference(run: Optional[RunDir], wanted: bool, test: TestSet, notes: 
                      "not the Keras model.")
         return None
     reporter("Scoring the Keras float model (TensorFlow)")
-    probabilities = keras_probabilities(run.model(), test.images)
-    if not is_distribution(probabilities):  # a model that ends in logits
-        probabilities = softmax(probabilities)
+    probabilities = run.probabilities(test.images)
     model = BenchModel(name=KERAS_NAME, kind="keras", mode="float32", path=run.model_path,
                        size_bytes=run.model_path.stat().st_size, sha256=run.model_sha256())
     return model, probabilities
