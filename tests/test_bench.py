@@ -78,6 +78,8 @@ def test_each_model_is_opened_once_and_described_from_that_opening(run_dir, monk
     from edgecls.runtime.interpreter import find_backend
 
     backend = find_backend()
+    if backend.name == "tensorflow":  # tf.lite.Interpreter is not looked up on its own module
+        pytest.skip("counts the interpreters of LiteRT or tflite_runtime")
     made = []
 
     class Counted(backend.interpreter_class):
