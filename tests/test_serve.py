@@ -637,6 +637,7 @@ def test_a_large_model_refused_before_it_is_all_sent_is_refused_not_unreachable(
     capped = ServeProcess(_served_copy_to(tmp_path / "capped", INT8), "--max-model-mb", 1,
                           log=tmp_path / "capped.log")
     try:
+        assert metric(capped, "edgecls_model_last_reload_success") == 1  # the first load passed its check
         for _ in range(3):
             result = cli("deploy", large, "--to", capped.url)
             assert result.code == 1 and result.out.split()[1] == "refused", result.out
@@ -661,7 +662,12 @@ def test_bad_arguments_stop_serve_with_one_line(tmp_path, cli, monkeypatch):
         result = cli("serve", INT8, *args)
         assert result.code == 2 and fragment in result.err and result.err.count("\n") == 1, (args, result.err)
     missing = cli("serve", tmp_path / "nothing.tflite")
-    assert missing.code == 2 and "no such file" in missing.err
+    assert missing.code == 2 and "no such model file" in missing.err
+    text = tmp_path / "photo.jpg"
+    text.write_text("not a model\n")
+    for model, fragment in ((text, "not a .tflite model"), (tmp_path, "is a folder, not a .tflite model")):
+        refused = cli("serve", model)  # refused as predict refuses it, before it says it listens
+        assert refused.code == 2 and fragment in refused.err and "listening" not in refused.err, refused.err
 
 
 def test_insecure_no_auth_warns_at_every_start():
