@@ -644,7 +644,8 @@ def test_a_large_model_refused_before_it_is_all_sent_is_refused_not_unreachable(
             assert "over the 1 MB cap (--max-model-mb) (HTTP 413)" in result.out
         assert httpx.get(f"{capped.url}/readyz").status_code == 200  # and it goes on serving
     finally:
-        assert capped.stop() == 0, capped.log
+        assert capped.stop(signal.SIGINT) == 130, capped.log  # Ctrl-C drains as SIGTERM does: 130, no error line
+    assert capped.log.rstrip().endswith("edgecls: stopped (Ctrl-C)") and "error" not in capped.log, capped.log
 
 
 # ----------------------------------------------------------------------------- starting
@@ -668,6 +669,17 @@ def test_bad_arguments_stop_serve_with_one_line(tmp_path, cli, monkeypatch):
     for model, fragment in ((text, "not a .tflite model"), (tmp_path, "is a folder, not a .tflite model")):
         refused = cli("serve", model)  # refused as predict refuses it, before it says it listens
         assert refused.code == 2 and fragment in refused.err and "listening" not in refused.err, refused.err
+
+
+def test_every_interface_is_shown_as_this_machines_name_not_0_0_0_0(tmp_path, token_file):
+    server = ServeProcess(INT8, "--host", "0.0.0.0", "--token-file", token_file, log=tmp_path / "serve.log",
+                          token=TOKEN)
+    try:
+        assert server.url.startswith(f"http://{socket.gethostname()}:"), server.log  # an address others can open
+        assert "(every interface)" in server.log and "0.0.0.0" not in server.log
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+    finally:
+        assert server.stop() == 0, server.log
 
 
 def test_insecure_no_auth_warns_at_every_start():

@@ -57,7 +57,9 @@ def serve(options: ServeOptions) -> None:
     require_stack()
     from edgecls.serve.server import run
 
-    raise typer.Exit(run(options))
+    code = run(options)
+    if code:  # 130 after a Ctrl-C that drained cleanly: exit with it (typer.Exit(130) reads as an interruption)
+        raise SystemExit(code)
 
 
 DEPLOY_EXAMPLES = (
