@@ -23,7 +23,7 @@ SERVE_EXAMPLES = (
     "edgecls serve mobilenet_v1_0.5_160_quant.tflite --labels imagenet_labels.txt --resize nearest --watch\n\n"
     "edgecls serve model.tflite --source camera:0 --fps 5 --on-change --mqtt mqtt://localhost/edgecls/feeder\n\n"
     "edgecls serve model.tflite --host 0.0.0.0 --token-file token --systemd-unit > edgecls.service\n\n"
-    "edgecls serve model_int8.tflite --collect /var/lib/edgecls/inbox --collect-when unknown,uncertain<0.6 "
+    "edgecls serve model_int8.tflite --collect /var/lib/edgecls/inbox --collect-when 'unknown,uncertain<0.6' "
     "--collect-max-mb 500"
 )
 
