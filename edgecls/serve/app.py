@@ -141,6 +141,7 @@ def create_app(service: Service, lifespan: Lifespan | None = None, routes: Seque
         document = service.models.current.describe()
         document["previous_sha256"] = service.models.previous_sha256
         document["last_reload"] = _last_reload(service)
+        document["live"] = options.live is not None  # the page asks GET /v1/live only then (no 404 in its console)
         return JSONResponse(json_ready(document))
 
     async def put_model(request: Request) -> Response:
@@ -163,7 +164,8 @@ def create_app(service: Service, lifespan: Lifespan | None = None, routes: Seque
         return _outcome_response(outcome)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "alive", "uptime_s": round(time.time() - service.started_at, 3)})
+        return JSONResponse({"status": "alive", "uptime_s": round(time.time() - service.started_at, 3),
+                             "token_required": service.auth.enabled})  # the page signs in first, without a 401
 
     async def readyz(request: Request) -> Response:
         current = service.models.current
