@@ -17,7 +17,7 @@ app = Typer()
 
 SERVE_EXAMPLES = (
     "Examples:\n\n"
-    "edgecls serve models/digits-seed/model_int8.tflite\n\n"
+    "edgecls serve model_int8.tflite\n\n"
     "curl --data-binary @seven.png -H 'Content-Type: image/png' 'localhost:8080/v1/classify?top_k=3'\n\n"
     "edgecls serve model.tflite --host 0.0.0.0 --token-file /etc/edgecls/token --interpreters 2 --threads 2\n\n"
     "edgecls serve mobilenet_v1_0.5_160_quant.tflite --labels imagenet_labels.txt --resize nearest --watch\n\n"
