@@ -40,6 +40,9 @@ from edgecls.serve.service import Service
 CLASSIFY = "/v1/classify"
 MAX_FORM_FIELDS = 8  # a multipart upload is one file and perhaps a few small fields, never a thousand
 OUTCOME_STATUS = {"accepted": 200, "unchanged": 200, "refused": 422, "failed": 500}
+# A body up to this size is read by uvicorn with the request head and kept (its HIGH_WATER_LIMIT): an early
+# answer leaves the connection usable without reading it. A larger one may still be on its way.
+BUFFERED_BODY = 64 * 1024
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -64,13 +67,15 @@ class Guard:
             await self.app(scope, receive, send)
             return
         status = [500]
-        unread = [_declares_body(scope)]  # the request body, until it has been read to its end
+        unread = [_large_body(scope)]  # such a body, until it has been read to its end
+        receive_and_note = receive
+        if unread[0]:  # (a small body came with the head: uvicorn has it all, and nothing is wrapped per request)
 
-        async def receive_and_note() -> Message:
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                unread[0] = False
-            return message
+            async def receive_and_note() -> Message:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    unread[0] = False
+                return message
 
         async def send_and_count(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -98,12 +103,12 @@ class Guard:
             self.service.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
 
 
-def _declares_body(scope: Scope) -> bool:
-    """The request has a body to read: a Content-Length above 0 (up to DRAIN_LIMIT: a larger one is not
-    drained), or a chunked one."""
+def _large_body(scope: Scope) -> bool:
+    """The request has a body that an early answer must drain first: a Content-Length over what uvicorn
+    buffers unasked (64 KiB; up to DRAIN_LIMIT: a larger one is not drained), or a chunked one."""
     length = _header(scope, b"content-length")
     if length is not None:
-        return length.strip().isdigit() and 0 < int(length) <= DRAIN_LIMIT
+        return length.strip().isdigit() and BUFFERED_BODY < int(length) <= DRAIN_LIMIT
     return "chunked" in (_header(scope, b"transfer-encoding") or "").lower()
 
 
