@@ -4,6 +4,7 @@ that plain int8 breaks."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +258,23 @@ def test_plain_int8_breaks_an_outlier_model_and_the_search_recovers_it(tmp_path,
     assert rows["int8"].status == "rejected" and rows["int8"].drop_points > 50  # before: plain int8 collapses
     assert rows["int8-pct99.9"].drop_points <= 1.0  # after: the clipped range recovers it
     assert result.chosen.name == "int8-pct99.9" and result.test["drop_points"] <= 2.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="no ssh client")
+def test_an_unreachable_target_device_is_said_before_any_candidate_is_converted(digits, tmp_path, cli):
+    """The device is probed first, as bench --remote does: nothing listens on this port of 127.0.0.1, so the
+    export ends there, before the Keras model is scored or a single candidate converted."""
+    import sshd as ssh_server
+
+    spec = f"edgecls@127.0.0.1:{ssh_server.free_port()}"
+    result = cli("export", digits, "--target", spec, "--out", tmp_path / "t")
+    said = result.out + result.err
+    assert result.code == 1, said
+    assert result.err.strip().splitlines()[-1].startswith(f"edgecls: error: {spec}: unreachable"), said
+    assert f"Checking the device over SSH: {spec}" in said
+    assert "Keras float model" not in said and "Candidate" not in said, said
+    assert not (tmp_path / "t").exists()
 
 
 @pytest.mark.slow
