@@ -57,6 +57,8 @@ def document(check: Check) -> dict[str, Any]:
         "leakage": check.leakage.to_json(ids) if check.leakage is not None else None,
         "needs_backbone": None if check.backbone else needs_backbone_command(check),
         "notes": check.notes, "seconds": round(check.seconds, 1),
+        # what `edgecls train` does with such groups (audit.job.train_groups), and what the run's split used
+        "train_groups": check.train_groups, "run_dedupe": check.run_dedupe,
     }
     if doc["facts"]["files"] == 0:
         doc["facts"]["note"] = "not a folder of files: sizes, modes and EXIF do not apply"
@@ -138,10 +140,17 @@ def findings(doc: dict[str, Any]) -> list[tuple[str, int, str, str]]:
     parts = f", {d['across_parts']} across the split's parts" if d["across_parts"] else ""
     big = (f", {d['oversized']} larger than {d['rule']['group_cap']} (not kept together by train)"
            if d["oversized"] else "")
+    keeps = doc.get("train_groups", "kept")
+    group_step = {
+        "kept": "look at duplicates*.png; keep one picture of each group, or let train keep each group on one side "
+                "of its split (--dedupe near, the default for folders)",
+        "not_by_default": "look at duplicates*.png; keep one picture of each group, or train with --dedupe near to "
+                          "keep each group on one side of its split (built-in and IDX data keep the plain split by "
+                          "default)",
+        "not_used": "look at duplicates*.png before removing any: groups this widespread are look-alikes more than "
+                    "copies (see the note), and train does not keep them together"}[keeps]
     out.append(("near-duplicate groups", d["count"],
-                f"{d['count']} groups of {d['images_in_groups']} images{conflict}{parts}{big}",
-                "look at duplicates*.png; keep one picture of each group, or let train keep each group on one "
-                "side of its split (--dedupe near, the default for folders)"))
+                f"{d['count']} groups of {d['images_in_groups']} images{conflict}{parts}{big}", group_step))
     leak = doc["leakage"]
     if leak is not None:
         detail = f"{leak['groups']} groups span parts ({', '.join(f'{k} {v}' for k, v in leak['by_parts'].items())})" \
@@ -154,9 +163,7 @@ def findings(doc: dict[str, Any]) -> list[tuple[str, int, str, str]]:
                        "without the leaked images "
                        f"{accuracy_text(correct_count(row['accuracy_without_leaked'], kept), kept)}"
                        if row["accuracy_without_leaked"] is not None else "")
-        step = ("retrain: edgecls train keeps near-duplicate groups on one side of a split it makes; a folder's own "
-                "train/val/test is never re-split: move the copies yourself")
-        out.append(("leakage across the split", leak["groups"], detail, step))
+        out.append(("leakage across the split", leak["groups"], detail, _leakage_step(doc)))
     labels = doc["label_issues"]
     if labels is not None:
         out.append(("label-issue candidates", labels["count"],
@@ -192,6 +199,23 @@ def findings(doc: dict[str, Any]) -> list[tuple[str, int, str, str]]:
     out.append(("image files", odd_count, detail,
                 "look at images*.png; re-export or remove unreadable, tiny and stretched files"))
     return out
+
+
+def _leakage_step(doc: dict[str, Any]) -> str:
+    """What to do about groups across the split, as train really treats them (doc["train_groups"])."""
+    if (doc.get("parts") or "").startswith("the folder's own parts"):
+        return "a folder's own train/val/test is never re-split: move the copies yourself"
+    keeps, used = doc.get("train_groups", "kept"), doc.get("run_dedupe")
+    if keeps == "not_used":
+        return ("no retrain changes this: train makes the plain split for this data (groups this widespread are "
+                "look-alikes more than copies, see the note); the accuracy without them shows how much the "
+                "look-alikes help the test figure")
+    if keeps == "not_by_default":
+        return ("retrain with --dedupe near: train then keeps near-duplicate groups on one side of its split "
+                "(built-in and IDX data keep the plain split by default)")
+    if used in ("off", "exact"):
+        return f"retrain with --dedupe near (the default for folders; this run's split used --dedupe {used})"
+    return "retrain: edgecls train keeps near-duplicate groups on one side of a split it makes (--dedupe near)"
 
 
 # ---------------------------------------------------------------------- Markdown
