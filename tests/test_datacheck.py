@@ -502,3 +502,20 @@ def test_a_second_check_replaces_its_own_sheets_and_nothing_else(folder, tmp_pat
     run_check(CheckOptions(str(folder), report_dir=str(report), max_pages=0))
     assert not any((report / name).exists() for name in first)  # its own pages of the first check are gone
     assert (report / "images-of-my-own.png").read_bytes() == b"mine"
+
+
+def test_the_check_says_what_it_loaded_once_and_counts_in_the_right_number(tmp_path, cli, cache_dir):
+    """The progress line and the summary used to repeat '12 images, 2 classes'; one copy read '1 copies'."""
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    shutil.copy(root / "cats" / "0.png", root / "cats" / "copy.png")
+    result = cli("data", "check", root, "--report", tmp_path / "report")
+    assert result.code == 0, result.err
+    said = " ".join((result.err + result.out).split())
+    assert said.count("12 images, 2 classes") == 1, said
+    assert "1 copy (train drops it) → delete the copy;" in said and "1 copies" not in said
+    assert "near-duplicate groups: none" in said

@@ -173,8 +173,8 @@ def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Option
     if options.review and dataset.paths is None:  # before the work: there are no files to link
         raise EdgeclsError(f"--review needs a folder of image files; {source} is not one")
     ids: list[Any] = list(dataset.paths) if dataset.paths is not None else list(range(len(dataset.labels)))
-    reporter(f"Checking {source}: {len(dataset.labels)} images, {len(dataset.class_names)} classes"
-        + (f" (run {run.run_dir})" if run is not None else ""))
+    # what was loaded is said once, in the summary's first line (report.summary_lines)
+    reporter(f"Checking {source}" + (f" (run {run.run_dir})" if run is not None else "") + " ...")
     pictures = hash_images(dataset, reporter)
     features = _embeddings(backbone, dataset, options, reporter) if backbone is not None else None
     duplicates = find_duplicates(pictures, features)
