@@ -28,6 +28,7 @@ import numpy as np
 
 from edgecls.artifacts import ExportEntry, ExportIndex, write_export
 from edgecls.atomic import folder_lock
+from edgecls.bench.latency import ms_decimals
 from edgecls.bench.latency import tied as latency_tied
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.bench.results import Latency
@@ -473,7 +474,7 @@ def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[R
         if row is chosen:
             continue
         if row not in tied:
-            row.reasons = [f"slower: {row.p50_ms / chosen.p50_ms:.2f}x the chosen one's p50"]
+            row.reasons = [_slower(row, chosen, fastest)]
         elif row not in level:
             row.reasons = [f"as fast (within the measured spread) but less accurate: {row.check.correct} against "
                            f"{best.check.correct} of {len(best.check.right)} right, beyond chance"]
@@ -484,6 +485,17 @@ def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[R
             row.reasons = ["as fast, as accurate and as small (within the spread and chance): the chosen one is "
                            "simpler"]
     return chosen
+
+
+def _slower(row: Row, chosen: Row, fastest: Row) -> str:
+    """Why a passing row outside the fastest one's tie lost. Ties are not transitive: a row can be as fast as
+    the chosen one within the spread and still outside the fastest's tie; it is not called slower then."""
+    places = ms_decimals(row.p50_ms, chosen.p50_ms, fastest.p50_ms)
+    versus = f"{row.p50_ms:.{places}f} against {chosen.p50_ms:.{places}f} ms"
+    if row.p50_ms <= chosen.p50_ms or latency_tied(chosen.latency, row.latency):
+        return (f"as fast as the chosen one within the measured spread (p50 {versus}), but not as fast as the "
+                f"fastest, {fastest.name} ({fastest.p50_ms:.{places}f} ms), whose ties the choice is made among")
+    return f"slower: {row.p50_ms / chosen.p50_ms:.2f}x the chosen one's p50 ({versus})"
 
 
 # On a tie, the simpler candidate ships: the plain modes first, then another quantiser, clipped ranges,

@@ -40,7 +40,7 @@ def _target_table(result: TargetResult, columns: tuple[str, ...], fold: bool = F
     from rich import box
     from rich.table import Table
 
-    from edgecls.bench.latency import SPREAD_RULE
+    from edgecls.bench.latency import SPREAD_RULE, ms_decimals
     from edgecls.runtime.metrics import accuracy_text, few_images_warning, points_text
 
     test = result.test
@@ -67,6 +67,7 @@ def _target_table(result: TargetResult, columns: tuple[str, ...], fold: bool = F
     for column in columns:
         text = column in ("candidate", "status")
         table.add_column(column, justify="left" if text else "right", overflow="fold", no_wrap=not fold)
+    places = ms_decimals(*(row.p50_ms for row in result.rows))
     for row in result.rows:
         style = _STATUS_STYLE.get(row.status, "")
         cells = [row.name, f"[{style}]{row.status}[/]" if style else row.status]
@@ -75,7 +76,7 @@ def _target_table(result: TargetResult, columns: tuple[str, ...], fold: bool = F
             ratio = row.latency.vs_reference if row.latency else None
             cells += [f"{m.accuracy:.4f}", f"{m.correct}/{len(m.right)}" if m.right is not None else "-",
                       points_text(-row.drop_points / 100, unit=""), f"{m.agreement:.4f}",
-                      f"{row.p50_ms:.3f}" if row.p50_ms is not None else "-",
+                      f"{row.p50_ms:.{places}f}" if row.p50_ms is not None else "-",
                       f"{ratio.invoke_p50_ratio:.2f}" if ratio else ("1.00" if row.name == "float32" else "-"),
                       _size(m.size_bytes)]
         else:
