@@ -562,16 +562,14 @@ class ClassCountError(EdgeclsError):
     and no other data or device fixes that."""
 
 
-def split_data(data: str | Dataset, img_size: int, color: str, labels: list[str], saved: Optional[dict],
-               seed: int, labels_source: str = "the model") -> tuple[Dataset, Split]:
-    """A model's dataset (loaded, unless given, at its size and colour; as many classes as `labels`,
-    which come from `labels_source`) and its split: the saved one, checked (a run directory's), else a
-    seeded one as train makes it."""
-    dataset = data if isinstance(data, Dataset) else load_dataset(data, img_size, color)
+def split_data(dataset: Dataset, labels: list[str], saved: Optional[dict], seed: int,
+               labels_source: str = "the model") -> Split:
+    """The split of a model's dataset (which must have as many classes as `labels`, which come from
+    `labels_source`): the saved one, checked (a run directory's), else a seeded one as train makes it."""
     if len(dataset.class_names) != len(labels):
         raise ClassCountError(f"{labels_source} names {len(labels)} classes but its data {dataset.source} has "
                               f"{len(dataset.class_names)}")
-    return dataset, (load_split(saved, dataset) if saved is not None else make_split(dataset, 0.1, 0.1, seed))
+    return load_split(saved, dataset) if saved is not None else make_split(dataset, 0.1, 0.1, seed)
 
 
 def make_split(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int,

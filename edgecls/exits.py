@@ -16,6 +16,7 @@ from edgecls.text import clean_text
 
 # Signals treated like Ctrl-C (service managers, `kill`, a closed terminal), by number and name.
 TERMINATING = ((15, "SIGTERM"), (1, "SIGHUP"))
+INTERRUPTED = 130  # the exit code of a Ctrl-C
 _received: list[Terminated] = []  # what _terminated raised: Typer and click turn it into an Abort or a 130
 
 
@@ -116,7 +117,7 @@ def guarded(call: Callable[[], int]) -> None:
     except Terminated as exc:
         fail(f"terminated by {exc.name}", exc.exit_code)
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        fail("interrupted", INTERRUPTED)
     except BrokenPipeError:  # `edgecls info ... | head`: the reader has what it wanted
         silence_stdout()
         raise SystemExit(0) from None

@@ -143,7 +143,8 @@ def grown_fingerprint(base: str, keys: Sequence[str]) -> str:
 
 def load_grown(data: str, folders: Sequence[str], size: int, color: str, class_names: Sequence[str],
                reporter: Reporter = SILENT) -> Dataset:
-    """A run's dataset: its data and the folders it added, in order (what RunDir loads for a --from run)."""
+    """A run's dataset (what RunDir loads): its data, then the folders a --from run added, in order (none:
+    the data as it is)."""
     base = load_dataset(data, size, color, reporter=reporter)
     if not folders:
         return base

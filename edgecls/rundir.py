@@ -92,21 +92,28 @@ class RunDir:
                         LABELS_FILE if self.run_dir else self.data)
         return self._model
 
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """The Keras float model's class probabilities on uint8 images (a softmax over the outputs of a
+        model that ends in logits)."""
+        from edgecls.runtime.quant import is_distribution, softmax
+
+        outputs = keras_probabilities(self.model(), images)
+        return outputs if is_distribution(outputs) else softmax(outputs)
+
     # ------------------------------------------------------------------ data
     def data_and_split(self):
         """The dataset at the model's size and colour and its split (the run's saved one, checked; a
-        seeded one for a bare .keras file), loaded once, in one call to edgecls.data."""
+        seeded one for a bare .keras file), loaded once."""
         if self._loaded is None:
             from edgecls.data import split_data
+            from edgecls.retraining import load_grown
 
-            data = self._dataset or self.data
-            if self.added:  # a run trained with --from RUN --add: its data, then the folders it added
-                from edgecls.retraining import load_grown
-
-                data = load_grown(self.data, self.added, self.img_size, self.color, self.labels)
-            self._loaded = split_data(data, self.img_size, self.color, self.labels,
-                                      self.record.split if self.record is not None else None, self.seed,
-                                      str(self.run_dir / LABELS_FILE) if self.run_dir else "the model")
+            # its data, then the folders a run trained with --from RUN --add added (a bare .keras file's
+            # dataset was loaded when it was opened)
+            dataset = self._dataset or load_grown(self.data, self.added, self.img_size, self.color, self.labels)
+            self._loaded = dataset, split_data(dataset, self.labels,
+                                               self.record.split if self.record is not None else None, self.seed,
+                                               str(self.run_dir / LABELS_FILE) if self.run_dir else "the model")
         return self._loaded
 
     @property

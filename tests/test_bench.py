@@ -71,6 +71,33 @@ def test_every_exported_model_and_keras_is_benched(bench, run_dir):
     assert 0 < int8.size_ratio < 0.5 and report.models[1].size_ratio == 1.0
 
 
+def test_each_model_is_opened_once_and_described_from_that_opening(run_dir, monkeypatch):
+    """open_inputs builds one interpreter per model (its Classifier) and describes the model from it: the
+    description is inspect_model's, which opens a model of its own."""
+    from edgecls.runtime.inspect import inspect_model
+    from edgecls.runtime.interpreter import find_backend
+
+    backend = find_backend()
+    if backend.name == "tensorflow":  # tf.lite.Interpreter is not looked up on its own module
+        pytest.skip("counts the interpreters of LiteRT or tflite_runtime")
+    made = []
+
+    class Counted(backend.interpreter_class):
+        def __init__(self, *args, **kwargs):
+            made.append(type(self))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sys.modules[backend.interpreter_class.__module__], "Interpreter", Counted)
+    inputs = open_inputs(BenchOptions([run_dir]))
+    assert len(made) == len(inputs.models) == 2
+    assert all(type(c.interpreter) is Counted for c in inputs.classifiers.values())
+    for model in inputs.models:
+        info = inspect_model(model.path)
+        assert (model.size_bytes, model.sha256) == (info["size_bytes"], info["sha256"])
+        assert model.mode == info["quantization"]["declared"] == model.path.stem.split("_")[-1]
+        assert model.io["input"] == {k: info["inputs"][0][k] for k in ("dtype", "scale", "zero_point")}
+
+
 def test_accuracy_figures_are_consistent(bench):
     report, _ = bench
     n = report.data.images

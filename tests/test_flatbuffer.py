@@ -206,6 +206,7 @@ def test_info_and_the_bench_description_run_without_a_schema_module(models, tmp_
     assert report["quantization"] == {"detected": "int8", "weights_per_channel": True, "declared": "int8"}
     table = run("-m", "edgecls", "info", str(model))
     assert table.returncode == 0 and "FULLY_CONNECTED" in table.stdout, table.stderr
-    bench = run("-c", "from pathlib import Path; from edgecls.bench.inputs import describe_tflite; "
-                f"print(describe_tflite(Path({str(models.rgb_dynamic)!r})).mode)")
+    bench = run("-c", "from pathlib import Path; from edgecls.bench.inputs import open_model; "
+                "from edgecls.runtime.settings import ModelSettings; "
+                f"print(open_model(Path({str(models.rgb_dynamic)!r}), ModelSettings())[0].mode)")
     assert bench.returncode == 0 and bench.stdout.split() == ["dynamic"], bench.stderr

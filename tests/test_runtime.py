@@ -219,14 +219,15 @@ def test_a_nan_pixel_range_is_refused_even_past_the_parser(models):
 
 
 def test_info_and_bench_of_a_model_with_wrong_typed_metadata_are_one_line(models, tmp_path):
-    from edgecls.bench.inputs import describe_tflite
+    from edgecls.bench.inputs import open_model
     from edgecls.runtime.inspect import inspect_model
     from edgecls.runtime.metadata import embed_metadata_bytes
+    from edgecls.runtime.settings import ModelSettings
 
     for raw in (b'{"quantization": "int8"}', b'{"source": "x"}'):
         bad = tmp_path / "bad.tflite"
         bad.write_bytes(embed_metadata_bytes(models.quad_int8_meta.read_bytes(), raw))
-        for read in (inspect_model, describe_tflite, Classifier):
+        for read in (inspect_model, lambda path: open_model(path, ModelSettings()), Classifier):
             with pytest.raises(ModelFileError, match="malformed edgecls metadata"):
                 read(bad)
 

@@ -89,7 +89,11 @@ def token_file(tmp_path_factory) -> Path:
 
 
 def _served_copy(tmp_path_factory, name: str, model: Path = INT8) -> Path:
-    folder = tmp_path_factory.mktemp(name)
+    return _served_copy_to(tmp_path_factory.mktemp(name), model)
+
+
+def _served_copy_to(folder: Path, model: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(model, folder / "model.tflite")
     return folder / "model.tflite"
 
@@ -531,6 +535,9 @@ def test_watch_reloads_a_model_file_that_changed(digits):
 
 
 def test_metrics_are_prometheus_text_with_requests_latency_queue_and_model(digits):
+    # Each count this test reads, it makes itself (the test passes alone and in any order).
+    assert httpx.post(f"{digits.url}/v1/classify", content=SEVEN.read_bytes(), headers=PNG).status_code == 401
+    assert _put(digits, digits.model.read_bytes()).status_code == 200  # the served file again: a reload, unchanged
     with digits.client() as client:
         assert client.post("/v1/classify", content=SEVEN.read_bytes(), headers=PNG).status_code == 200
         text = client.get("/metrics").text
@@ -549,7 +556,7 @@ def test_metrics_are_prometheus_text_with_requests_latency_queue_and_model(digit
     assert families["edgecls_queue_capacity"].samples[0].value == 64
     assert families["edgecls_model_info"].samples[0].labels["sha256"] == served
     assert families["edgecls_ready"].samples[0].value == 1
-    assert metric(digits, "edgecls_model_reloads_total", trigger="upload", outcome="accepted") >= 1
+    assert metric(digits, "edgecls_model_reloads_total", trigger="upload") >= 1
 
 
 # ----------------------------------------------------------------------------- stopping
@@ -618,6 +625,32 @@ def test_deploy_reports_the_servers_refusal(digits, token_file, tmp_path, cli, m
     assert local.code == 2 and "not a .tflite model" in local.err and local.out == ""  # nothing was sent
 
 
+def test_a_large_model_refused_before_it_is_all_sent_is_refused_not_unreachable(digits, tmp_path, cli):
+    """The server answers a wrong token (or a body over its cap) before it has read the body: it reads the
+    rest first, so the client, still sending, gets that answer rather than a broken pipe (which deploy
+    took for an unreachable host, 7 times in 20 with a 0.5 MB model)."""
+    large = tmp_path / "large.tflite"  # a .tflite to the client's check, 8 MB: far more than a socket buffer
+    large.write_bytes(FLOAT.read_bytes() + bytes(8 << 20))
+    (tmp_path / "wrong").mkdir()
+    wrong = write_token(tmp_path / "wrong", "not-the-servers-token-0123456789")
+    for _ in range(3):
+        result = cli("deploy", large, "--to", digits.url, "--token-file", wrong)
+        assert result.code == 1 and result.out.split()[1] == "refused", result.out
+        assert "missing or wrong token" in result.out and "(HTTP 401)" in result.out
+    capped = ServeProcess(_served_copy_to(tmp_path / "capped", INT8), "--max-model-mb", 1,
+                          log=tmp_path / "capped.log")
+    try:
+        assert metric(capped, "edgecls_model_last_reload_success") == 1  # the first load passed its check
+        for _ in range(3):
+            result = cli("deploy", large, "--to", capped.url)
+            assert result.code == 1 and result.out.split()[1] == "refused", result.out
+            assert "over the 1 MB cap (--max-model-mb) (HTTP 413)" in result.out
+        assert httpx.get(f"{capped.url}/readyz").status_code == 200  # and it goes on serving
+    finally:
+        assert capped.stop(signal.SIGINT) == 130, capped.log  # Ctrl-C drains as SIGTERM does: 130, no error line
+    assert capped.log.rstrip().endswith("edgecls: stopped (Ctrl-C)") and "error" not in capped.log, capped.log
+
+
 # ----------------------------------------------------------------------------- starting
 def test_bad_arguments_stop_serve_with_one_line(tmp_path, cli, monkeypatch):
     monkeypatch.delenv("EDGECLS_TOKEN", raising=False)
@@ -633,7 +666,23 @@ def test_bad_arguments_stop_serve_with_one_line(tmp_path, cli, monkeypatch):
         result = cli("serve", INT8, *args)
         assert result.code == 2 and fragment in result.err and result.err.count("\n") == 1, (args, result.err)
     missing = cli("serve", tmp_path / "nothing.tflite")
-    assert missing.code == 2 and "no such file" in missing.err
+    assert missing.code == 2 and "no such model file" in missing.err
+    text = tmp_path / "photo.jpg"
+    text.write_text("not a model\n")
+    for model, fragment in ((text, "not a .tflite model"), (tmp_path, "is a folder, not a .tflite model")):
+        refused = cli("serve", model)  # refused as predict refuses it, before it says it listens
+        assert refused.code == 2 and fragment in refused.err and "listening" not in refused.err, refused.err
+
+
+def test_every_interface_is_shown_as_this_machines_name_not_0_0_0_0(tmp_path, token_file):
+    server = ServeProcess(INT8, "--host", "0.0.0.0", "--token-file", token_file, log=tmp_path / "serve.log",
+                          token=TOKEN)
+    try:
+        assert server.url.startswith(f"http://{socket.gethostname()}:"), server.log  # an address others can open
+        assert "(every interface)" in server.log and "0.0.0.0" not in server.log
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+    finally:
+        assert server.stop() == 0, server.log
 
 
 def test_insecure_no_auth_warns_at_every_start():
@@ -684,7 +733,7 @@ def test_tls_with_a_certificate_and_key_metrics_public_and_deploy_over_it(tmp_pa
         assert httpx.get(f"{server.url}/v1/model", verify=trust).status_code == 401
         monkeypatch.setenv("EDGECLS_TOKEN", TOKEN)
         untrusted = cli("deploy", FLOAT, "--to", server.url)
-        assert untrusted.code == 1 and "unreachable" in untrusted.out and "CERTIFICATE_VERIFY_FAILED" in untrusted.out
+        assert untrusted.code == 1 and "unreachable  TLS certificate verify failed: self-signed" in untrusted.out
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # your own CA, as any Python client takes it
         trusted = cli("deploy", FLOAT, "--to", server.url)
         assert trusted.code == 0 and "accepted" in trusted.out, trusted.out + trusted.err

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from livekit import MODEL, REFERENCE, digit_frame, write_video
-from serving import ServeProcess, write_token
+from serving import ServeProcess, metric, write_token
 
 from edgecls.runtime.capture import SourceError, import_cv2
 
@@ -87,6 +87,8 @@ def test_sign_in_then_the_model_card_and_an_upload(server, browser, shots):
     browser.get(f"{server.url}/")
     WebDriverWait(browser, WAIT_S).until(lambda d: d.find_element(By.ID, "login").is_displayed())
     assert not browser.find_element(By.ID, "app").is_displayed()  # nothing without the token
+    # It asked /healthz whether a token is needed: no request was refused 401 before the user signed in.
+    assert [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
     browser.find_element(By.ID, "token").send_keys("not-the-token-0123456789")
     browser.find_element(By.ID, "signin").click()
     wait_text(browser, "login-error", "That token is not accepted.")
@@ -138,3 +140,18 @@ def test_the_live_label_follows_the_scene(server, browser, shots):
     refused = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in
                entry["message"]]
     assert refused == []
+
+
+def test_without_a_live_source_the_page_asks_for_no_live_route(browser, tmp_path):
+    model = tmp_path / "model.tflite"
+    shutil.copy(MODEL, model)
+    plain = ServeProcess(model, "--threads", 1, log=tmp_path / "serve.log")
+    try:
+        browser.get(f"{plain.url}/")
+        wait_text(browser, "model-sha", plain.client().get("/v1/model").json()["sha256"])
+        assert not browser.find_element(By.ID, "live").is_displayed()
+        assert [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+        assert metric(plain, "edgecls_http_requests_total", route="/v1/model", method="GET", status="200") >= 1
+        assert metric(plain, "edgecls_http_requests_total", route="/v1/live", method="GET", status="404") is None
+    finally:
+        assert plain.stop() == 0, plain.log

@@ -387,6 +387,25 @@ def test_two_models_of_different_input_sizes_are_benched_together_each_with_its_
     assert all(m.latency and m.accuracy is None for m in timed.models)
 
 
+@pytest.mark.shared_data
+def test_bench_opens_the_model_with_its_labels_in_every_phase_not_a_labels_txt_beside_it(tmp_path):
+    """--labels is how every phase opens the model (scoring, latency, the sustained run), as predict
+    does: another model's labels.txt beside the file is never read (the latency phase failed on it)."""
+    from edgecls.bench import BenchOptions, measure
+
+    data = _imagenet_folder(tmp_path / "photos")
+    (tmp_path / "model").mkdir()
+    model = tmp_path / "model" / MOBILENET_128.name
+    model.write_bytes(MOBILENET_128.read_bytes())
+    (tmp_path / "model" / "labels.txt").write_text("cat\ndog\n")
+    with pytest.raises(ModelFileError, match="2 labels but the model has 1001 classes"):
+        Classifier(model)  # what a phase that forgot the labels would meet
+    report = measure(BenchOptions([model], data=str(data), labels=str(IMAGENET_LABELS), threads=[1], warmup=0,
+                                  runs=2, memory=False, sustain=1.0))
+    assert report.models[0].accuracy.images == 5 and report.models[0].latency[0].invoke_ms.n == 2
+    assert report.section("sustained") is not None
+
+
 def test_folder_names_match_labels_exactly_case_insensitively_by_comma_part_or_index():
     from edgecls.bench.thirdparty import match_label
 

@@ -40,9 +40,11 @@ from edgecls.provenance import sha256_file
 from edgecls.rundir import RunDir, exported_files, open_run
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.metrics import few_images_warning
+from edgecls.runtime.model import read_model_bytes
 
 if TYPE_CHECKING:
     from edgecls.bench.options import BenchOptions
+    from edgecls.runtime.settings import ModelSettings
 
 
 
@@ -89,20 +91,21 @@ def split_paths(paths: Sequence[Path]) -> tuple[Optional[Path], list[Path]]:
     return (runs[0] if runs else None), files
 
 
-def describe_tflite(path: Path, backend: Optional[str] = None) -> BenchModel:
-    """Size, digest and quantisation mode of a .tflite (its metadata's mode, else detected)."""
-    from edgecls.runtime.inspect import inspect_model
+def open_model(path: Path, settings: ModelSettings) -> tuple[BenchModel, Classifier]:
+    """A .tflite to bench, opened once: its Classifier (with the bench's model settings) and its
+    size, digest and quantisation mode (its metadata's mode, else detected) read from that same opening."""
+    from edgecls.runtime.inspect import describe_classifier
 
-    info = inspect_model(path, backend=backend)
-    if not info["classifier"].get("image_classifier"):
-        raise EdgeclsError(f"{path}: {info['classifier']['reason']}")
+    content = read_model_bytes(path)
+    classifier = settings.open(path, content=content)  # refuses what is not an image classifier
+    info = describe_classifier(classifier, content)
     quant = info["quantization"]
     io = {side: {k: info[f"{side}s"][0][k] for k in ("dtype", "scale", "zero_point")} for side in ("input", "output")}
     mode = quant.get("declared") or quant["detected"]
     if ((info.get("metadata") or {}).get("quantization") or {}).get("kept_float"):
         mode += "-mixed"  # some ops kept in float by export --keep-float / --auto-fallback
     return BenchModel(name=path.name, kind="tflite", mode=mode, path=path,
-                      size_bytes=info["size_bytes"], sha256=info["sha256"], io=io)
+                      size_bytes=info["size_bytes"], sha256=info["sha256"], io=io), classifier
 
 
 def unique_names(models: list[BenchModel]) -> None:
@@ -230,14 +233,16 @@ def open_inputs(options: BenchOptions, test: Optional[TestSet] = None) -> Inputs
     validation images).
 
     Each source is read once, whole, in turn: the run (its records and the exports its export.json
-    lists), then every model (described and opened on the interpreter backend), then the test images."""
+    lists), then every model (opened once on the interpreter backend, and described from that opening),
+    then the test images."""
     run_dir, files = split_paths(options.paths)
     run = open_run(run_dir, options.data) if run_dir is not None else None
     exported = exported_files(run_dir) if run_dir is not None else []
-    models = [describe_tflite(path, options.backend) for path in _unique(exported + files)]
-    unique_names(models)
-    classifiers = {m.name: Classifier(m.path, backend=options.backend, input_range=options.input_range,
-                                      labels=options.labels, resize=options.resize, fit=options.fit) for m in models}
+    settings = options.model_settings()
+    opened = [open_model(path, settings) for path in _unique(exported + files)]
+    models = [model for model, _ in opened]
+    unique_names(models)  # renames in place, before the classifiers are keyed by name
+    classifiers = {model.name: classifier for model, classifier in opened}
     # the backend every model runs on (split_paths and exported_files leave at least one model)
     backend = classifiers[models[0].name].backend
     if test is not None:  # the caller's own images (export --target: validation), with its own notes

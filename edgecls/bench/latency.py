@@ -24,6 +24,7 @@ from edgecls.bench.inputs import BenchModel
 from edgecls.bench.results import Latency, LatencyRatio, Throughput, Timing
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.classify import Classifier
+from edgecls.runtime.settings import ModelSettings
 
 LOAD_REPEATS = 3  # fresh loads per contender; the medians are reported
 MAX_ROUNDS = 10
@@ -71,26 +72,24 @@ def stats(samples_ms: Sequence[float], source: Optional[str] = None) -> Timing:
 
 
 def measure(models: list[BenchModel], threads: list[int], images: np.ndarray | Mapping[str, np.ndarray],
-            files: list[Path], file_source: str, plan: Plan, backend: Optional[str] = None,
-            reference: Optional[str] = None, reporter: Reporter = SILENT,
-            input_range: Optional[tuple[float, float]] = None,
-            preprocessing: Optional[dict[str, Optional[str]]] = None) -> dict[tuple[str, int], Latency]:
+            files: list[Path], file_source: str, plan: Plan, settings: ModelSettings,
+            reference: Optional[str] = None, reporter: Reporter = SILENT) -> dict[tuple[str, int], Latency]:
     """Latency figures per (model name, threads) for the .tflite models, interleaved.
 
     `images`: decoded pixels, one array for all models or one per model name (models of different
-    input sizes); `files` are image files for file -> label (see sample_files); `reference` names
-    the model (a float32 .tflite) that ratios are taken against; `input_range` and `preprocessing`
-    ({"resize", "fit"}) are Classifier's."""
+    input sizes); `files` are image files for file -> label (see sample_files); `settings`: how each
+    model is opened (the bench's, as bench.inputs opened it: backend, labels, input range, resize, fit);
+    `reference` names the model (a float32 .tflite) that ratios are taken against."""
     contenders = [Contender(m, t) for m in models for t in threads]
     if not contenders:
         return {}
     per_model = images if isinstance(images, Mapping) else {m.name: images for m in models}
     for c in contenders:
         c.images = per_model[c.model.name]
-    Classifier(models[0].path, num_threads=1, backend=backend)  # import the interpreter before timing
+    settings.open(models[0].path, threads=1)  # import the interpreter before timing
     reporter(f"Timing {len(models)} model(s) x threads {', '.join(map(str, threads))}: {plan.warmup} warm-up, "
         f"{plan.rounds} interleaved rounds of {plan.per_round} images")
-    _load(contenders, backend, input_range, preprocessing or {})
+    _load(contenders, settings)
     _warm_up(contenders, files, plan.warmup)
     _rounds(contenders, plan, lambda c, j: _time_invoke(c.classifier, c.images[j % len(c.images)][None]),
             lambda c: c.invoke_rounds)
@@ -113,14 +112,12 @@ def _rotated(contenders: list[Contender], r: int) -> list[Contender]:
     return contenders[k:] + contenders[:k]
 
 
-def _load(contenders: list[Contender], backend: Optional[str], input_range: Optional[tuple[float, float]],
-          preprocessing: dict[str, Optional[str]]) -> None:
+def _load(contenders: list[Contender], settings: ModelSettings) -> None:
     for r in range(LOAD_REPEATS):
         for c in _rotated(contenders, r):
             c.classifier = None  # the previous instance goes first: one interpreter per contender alive
             started = time.perf_counter()
-            clf = Classifier(c.model.path, num_threads=c.threads, backend=backend, input_range=input_range,
-                             **preprocessing)
+            clf = settings.open(c.model.path, threads=c.threads)
             c.init_ms.append((time.perf_counter() - started) * 1e3)
             c.load_ms.append(clf.load_seconds * 1e3)
             c.first_ms.append(_time_invoke(clf, c.images[:1]))

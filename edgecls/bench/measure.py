@@ -49,9 +49,8 @@ from edgecls.bench.schema import FORMAT
 from edgecls.bench.testset import TestSet
 from edgecls.provenance import created_timestamp
 from edgecls.reporter import SILENT, Reporter
-from edgecls.rundir import RunDir, keras_probabilities
+from edgecls.rundir import RunDir
 from edgecls.runtime.doctor import describe_machine
-from edgecls.runtime.quant import is_distribution, softmax
 
 if TYPE_CHECKING:
     from edgecls import transport
@@ -109,12 +108,12 @@ def measure_inputs(inputs: Inputs, options: BenchOptions, where: Optional[Where]
     with constrained(profile) as cpus, private_tempdir("edgecls-bench") as tmp:
         threads = options.threads or thread_sweep(profile, len(cpus) if cpus else machine["usable_cpus"])
         timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
+        settings = options.model_settings()  # every model opened as open_inputs opened it
         timings = latency.measure(models, threads, {m.name: test.images_for(m.name) for m in models}, timing_files,
-                                  file_source, plan, backend.name, float_file, reporter, options.input_range,
-                                  {"resize": options.resize, "fit": options.fit})
+                                  file_source, plan, settings, float_file, reporter)
         memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, reporter)
-        sustained = (sustain.run(models, test.images, options.sustain, max(threads), reporter, backend.name,
-                                 options.input_range) if options.sustain else None)
+        sustained = (sustain.run(models, test.images, options.sustain, max(threads), settings, reporter)
+                     if options.sustain else None)
 
     notes = list(test.notes)
     if options.input_range is not None:
@@ -190,9 +189,7 @@ def _keras_reference(run: Optional[RunDir], wanted: bool, test: TestSet, notes: 
                      "not the Keras model.")
         return None
     reporter("Scoring the Keras float model (TensorFlow)")
-    probabilities = keras_probabilities(run.model(), test.images)
-    if not is_distribution(probabilities):  # a model that ends in logits
-        probabilities = softmax(probabilities)
+    probabilities = run.probabilities(test.images)
     model = BenchModel(name=KERAS_NAME, kind="keras", mode="float32", path=run.model_path,
                        size_bytes=run.model_path.stat().st_size, sha256=run.model_sha256())
     return model, probabilities

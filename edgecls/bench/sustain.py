@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from edgecls.bench.results import BenchReport, Section
 from edgecls.errors import EdgeclsError
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.cpu import SINCE_BOOT_SHIFT, current_mhz, read_celsius, thermal_zone, throttle_words, throttled
+
+if TYPE_CHECKING:
+    from edgecls.runtime.settings import ModelSettings
 
 SECTION = "sustained"
 PLOT_NAME = "sustained.png"
@@ -52,16 +55,12 @@ def parse_duration(text: str) -> float:
 
 
 # ---------------------------------------------------------------------- the run
-def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int,
-        reporter: Reporter = SILENT, backend: Optional[str] = None,
-        input_range: Optional[tuple[float, float]] = None, interval: float = 1.0) -> dict[str, Any]:
-    """Invoke every model (BenchModel) in turn for `seconds` with `threads` interpreter threads;
-    returns the section's data: per-second samples, the sensors' sources and a first/last-window
-    summary."""
-    from edgecls.runtime import Classifier
-
-    classifiers = {m.name: Classifier(m.path, num_threads=threads, backend=backend, input_range=input_range)
-                   for m in models}
+def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int, settings: ModelSettings,
+        reporter: Reporter = SILENT, interval: float = 1.0) -> dict[str, Any]:
+    """Invoke every model (BenchModel) in turn for `seconds` with `threads` interpreter threads, each
+    opened with `settings` (the bench's); returns the section's data: per-second samples, the sensors'
+    sources and a first/last-window summary."""
+    classifiers = {m.name: settings.open(m.path, threads=threads) for m in models}
     names = list(classifiers)
     zone = thermal_zone()
     reporter(f"Sustained run: {seconds:g} s of steady inference, {len(names)} model(s) in turn, {threads} thread(s), "

@@ -59,8 +59,8 @@ _LiveDuration = Annotated[Optional[float], typer.Option(
              "edgecls predict mobilenet.tflite cat.jpg --labels labels.txt --resize nearest --json\n\n"
              "edgecls predict model_int8.tflite --source camera:0 --fps 5 --top-k 3\n\n"
              "edgecls predict model_int8.tflite --source clip.avi --every 10 --json > frames.jsonl\n\n"
-             "edgecls predict model_int8.tflite --source camera:0 --fps 2 --collect inbox/ --collect-when unknown,"
-             "uncertain<0.6 --collect-max-mb 500")
+             "edgecls predict model_int8.tflite --source camera:0 --fps 2 --collect inbox/ --collect-when "
+             "'unknown,uncertain<0.6' --collect-max-mb 500")
 def predict(
     model: Annotated[Path, typer.Argument(help="A .tflite image classifier (edgecls' own, or any NHWC one)")],
     images: Annotated[Optional[list[str]], typer.Argument(
@@ -71,7 +71,8 @@ def predict(
     as_json: Annotated[bool, typer.Option(
         "--json", rich_help_panel=OUTPUT, help="One JSON object per line instead of a table")] = False,
     as_csv: Annotated[bool, typer.Option(
-        "--csv", rich_help_panel=OUTPUT, help="CSV (file,rank,index,label,score,error) instead of a table")] = False,
+        "--csv", rich_help_panel=OUTPUT, help="CSV (file,rank,index,label,score,error; then "
+        "unknown,typicality for a model with an unknown rule) instead of a table")] = False,
     threads: Threads = None,
     labels: Labels = None,
     backend: Backend = None,

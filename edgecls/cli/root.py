@@ -9,9 +9,7 @@ import typer
 
 from edgecls.cli import bench, calibrate, data, device, explain, export, search, serve, train
 from edgecls.cli.common import Typer, fail
-from edgecls.exits import guarded, prepare_process, termination
-
-INTERRUPTED = 130  # the exit code of a Ctrl-C
+from edgecls.exits import INTERRUPTED, guarded, prepare_process, termination
 
 app = Typer(
     add_completion=False,

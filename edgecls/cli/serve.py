@@ -23,7 +23,7 @@ SERVE_EXAMPLES = (
     "edgecls serve mobilenet_v1_0.5_160_quant.tflite --labels imagenet_labels.txt --resize nearest --watch\n\n"
     "edgecls serve model.tflite --source camera:0 --fps 5 --on-change --mqtt mqtt://localhost/edgecls/feeder\n\n"
     "edgecls serve model.tflite --host 0.0.0.0 --token-file token --systemd-unit > edgecls.service\n\n"
-    "edgecls serve model_int8.tflite --collect /var/lib/edgecls/inbox --collect-when unknown,uncertain<0.6 "
+    "edgecls serve model_int8.tflite --collect /var/lib/edgecls/inbox --collect-when 'unknown,uncertain<0.6' "
     "--collect-max-mb 500"
 )
 
@@ -57,7 +57,9 @@ def serve(options: ServeOptions) -> None:
     require_stack()
     from edgecls.serve.server import run
 
-    raise typer.Exit(run(options))
+    code = run(options)
+    if code:  # 130 after a Ctrl-C that drained cleanly: exit with it (typer.Exit(130) reads as an interruption)
+        raise SystemExit(code)
 
 
 DEPLOY_EXAMPLES = (

@@ -160,8 +160,7 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
     """The `count` test images with the highest loss (-log p(true class)), each with Grad-CAM for the
     predicted and for the true class, on one contact sheet: mislabelled or ambiguous data shows."""
     from edgecls.explain.gradcam import gradcam_map
-    from edgecls.rundir import keras_probabilities, open_run
-    from edgecls.runtime.quant import is_distribution, softmax
+    from edgecls.rundir import open_run
 
     check_bound("--worst", count)
     run = open_run(run_dir)
@@ -169,9 +168,7 @@ def explain_dataset(run_dir: Path, options: ExplainOptions, count: int = DEFAULT
     test = run_test_set(run)  # the test split with bench's image ids (file names, or dataset indices)
     images, labels, ids = test.images, test.labels, test.ids
     reporter(f"Scoring {len(images)} test images of {run_dir}")
-    probabilities = keras_probabilities(model, images)
-    if not is_distribution(probabilities):
-        probabilities = softmax(probabilities)
+    probabilities = run.probabilities(images)
     loss = -np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1))
     worst = np.argsort(-loss, kind="stable")[:count]
     names = list(run.labels)

@@ -30,12 +30,8 @@ from edgecls.runtime.interpreter import (
 )
 from edgecls.runtime.metadata import ModelFileError, check_range, read_metadata
 from edgecls.runtime.model import (
-    check_classifier,
-    check_outputs_match,
+    check_io,
     check_required_inputs,
-    input_spec,
-    output_kind,
-    per_tensor,
     read_model_bytes,
     resolve_labels,
     unique_labels,
@@ -148,17 +144,12 @@ class Classifier:
         self.size_bytes = len(content)
         self.metadata: dict[str, Any] | None = read_metadata(content)
 
-        inp, out = check_classifier(self.interpreter.get_input_details(), self.interpreter.get_output_details(),
-                                    self.path.name)
-        rule = OpenSetRule.from_metadata(self.metadata, self.path.name)
-        self.output_kind = output_kind(self.interpreter, out["index"], self.metadata)  # subgraph 0's ops
         graph = scoring[0]
-        if graph is not None:
-            per_tensor(inp, self.path.name, "input")  # a broken scale named as one, before the two graphs differ
-            per_tensor(out, self.path.name, "output")
-            check_outputs_match(inp, out, graph.input, graph.output, self.path.name)
-            inp, out = graph.input, graph.output
-        else:
+        #: the checked input and output (the scoring subgraph's, for a calibrated model)
+        self.io = check_io(self.interpreter, self.metadata, self.path.name,
+                           (graph.input, graph.output) if graph is not None else None, input_range, resize, fit)
+        rule = OpenSetRule.from_metadata(self.metadata, self.path.name)
+        if graph is None:
             graph = primary(self.interpreter)
         if rule is not None and rule.needs_similarity and graph.similarity is None:
             raise ModelFileError(f"{self.path.name}: its open-set rule needs the similarity output of the "
@@ -169,33 +160,33 @@ class Classifier:
         self._similarity_index = graph.similarity["index"] if graph.similarity is not None else None
         self._needs_similarity = self.open_set_rule is not None and self.open_set_rule.needs_similarity
         self._temperature = 1.0 if rule is None or rule.temperature_in_graph else rule.temperature
-        self.num_classes = int(out["shape"][-1])
-        self.input_spec = input_spec(inp, self.metadata, self.path.name, input_range, resize, fit)
+        self.output_kind = self.io.output_kind
+        self.num_classes = self.io.num_classes
+        self.input_spec = self.io.spec
         found, self.labels_source = resolve_labels(labels, self.metadata, self.path, self.num_classes)
         # Repeated names (a labels file with 'a' ten times; ImageNet's two 'crane's) get their index:
         # an answer must say which class it is. labels_note says so (predict prints it).
         self.labels, self.labels_note = unique_labels(found, self.labels_source)
-        # A model exported with a dynamic batch dimension (shape_signature -1) takes whole batches.
-        self.max_batch = MAX_BATCH if int(inp["shape_signature"][0]) == -1 else 1
+        self.max_batch = MAX_BATCH if self.io.dynamic_batch else 1
 
         self._size, self._color = self.input_spec.size, self.input_spec.color
         self._resize, self._fit = self.input_spec.resize, self.input_spec.fit
-        self._input_index = inp["index"]
-        self._output_index = out["index"]
+        self._input_index = self.io.input["index"]
+        self._output_index = self.io.output["index"]
         self._batch = 1
         self._to_input = input_converter(self.input_spec)
         self._single = np.empty((1, *self.input_spec.shape), self.input_spec.dtype)  # classify()'s input, reused
         self._shape = self.input_spec.shape  # a property: classify() compares with it on every call
         self._write_single = single_writer(self.input_spec, self._single)
-        out_scale, out_zero_point = per_tensor(out, self.path.name, "output")
+        out_dtype, out_scale, out_zero_point = self.io.output["dtype"], self.io.output_scale, self.io.output_zero_point
         #: what the output's probabilities are rounded to (1/256 for an 8-bit softmax; 0.0 for a float output)
-        self.output_step = out_scale if out["dtype"] != np.float32 else 0.0
-        self._from_output = output_converter(out["dtype"], out_scale, out_zero_point)
+        self.output_step = out_scale if out_dtype != np.float32 else 0.0
+        self._from_output = output_converter(out_dtype, out_scale, out_zero_point)
         self._prob_tolerance = quant_tolerance(self.num_classes, out_scale)
         # classify(top_k=1) of a model whose output is probabilities reads the top class straight from
         # the raw output tensor: the same index and score as output() + top_classes, without either.
-        self._raw_scores = output_scores(out["dtype"], out_scale, out_zero_point)
-        self._raw_top1 = self.output_kind == "probabilities" and (out["dtype"] == np.float32 or
+        self._raw_scores = output_scores(out_dtype, out_scale, out_zero_point)
+        self._raw_top1 = self.output_kind == "probabilities" and (out_dtype == np.float32 or
                                                                   self._raw_scores is not None)
         self._set_tensor, self._invoke, self._get_tensor = graph.set_tensor, graph.invoke, graph.get_tensor
 

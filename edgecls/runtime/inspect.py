@@ -11,22 +11,19 @@ import hashlib
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgecls.errors import EdgeclsError
 from edgecls.runtime import flatbuffer as fb
-from edgecls.runtime.interpreter import create_interpreter, find_backend
+from edgecls.runtime.interpreter import Backend, create_interpreter, find_backend
 from edgecls.runtime.metadata import read_metadata
-from edgecls.runtime.model import (
-    check_classifier,
-    input_spec,
-    output_kind,
-    read_model_bytes,
-    resolve_labels,
-)
+from edgecls.runtime.model import ModelIO, check_io, read_model_bytes, resolve_labels
 from edgecls.runtime.tflite_names import TENSOR_TYPES, op_name
+
+if TYPE_CHECKING:
+    from edgecls.runtime.classify import Classifier
 
 
 def inspect_model(path: str | os.PathLike, backend: str | None = None,
@@ -39,17 +36,35 @@ def inspect_model(path: str | os.PathLike, backend: str | None = None,
     chosen = find_backend(backend)
     interpreter = create_interpreter(content, chosen, num_threads=1, name=path.name)
     metadata = read_metadata(content)
-    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-    graph = _graph(content)
+    try:
+        io = check_io(interpreter, metadata, path.name)
+    except EdgeclsError as exc:  # any .tflite is described; this one is not an image classifier edgecls runs
+        classifier = {"image_classifier": False, "reason": str(exc)}
+    else:
+        found, source = resolve_labels(labels, metadata, path, io.num_classes)  # a bad --labels file: an error
+        classifier = _classifier(io, metadata, found, source)
+    return _report(path, content, interpreter, chosen, metadata, classifier)
+
+
+def describe_classifier(classifier: Classifier, content: bytes) -> dict[str, Any]:
+    """inspect_model's description of a model already opened as `classifier` from `content` (the file's
+    bytes): its checks, settings and labels are the Classifier's, not made again (bench describes the
+    models it measures so; the labels are the Classifier's, repeated names told apart)."""
+    return _report(classifier.path, content, classifier.interpreter, classifier.backend, classifier.metadata,
+                   _classifier(classifier.io, classifier.metadata, classifier.labels, classifier.labels_source))
+
+
+def _report(path: Path, content: bytes, interpreter: Any, backend: Backend, metadata: dict | None,
+            classifier: dict[str, Any]) -> dict[str, Any]:
     report: dict[str, Any] = {
         "file": str(path),
         "size_bytes": len(content),
         "sha256": hashlib.sha256(content).hexdigest(),
-        "backend": {"name": chosen.name, "version": chosen.version},
-        "inputs": [_tensor(d) for d in inputs],
-        "outputs": [_tensor(d) for d in outputs],
-        **graph,
-        "classifier": _classifier(interpreter, metadata, path, labels),
+        "backend": {"name": backend.name, "version": backend.version},
+        "inputs": [_tensor(d) for d in interpreter.get_input_details()],
+        "outputs": [_tensor(d) for d in interpreter.get_output_details()],
+        **_graph(content),
+        "classifier": classifier,
         "metadata": metadata,
     }
     declared = ((metadata or {}).get("quantization") or {}).get("mode")
@@ -74,25 +89,18 @@ def _tensor(details: dict) -> dict[str, Any]:
     }
 
 
-def _classifier(interpreter: Any, metadata: dict | None, path: Path,
-                labels_file: str | os.PathLike | None = None) -> dict[str, Any]:
-    try:
-        inp, out = check_classifier(interpreter.get_input_details(), interpreter.get_output_details(), path.name)
-        num_classes = int(out["shape"][-1])
-        spec = input_spec(inp, metadata, path.name)
-    except EdgeclsError as exc:
-        return {"image_classifier": False, "reason": str(exc)}
-    labels, source = resolve_labels(labels_file, metadata, path, num_classes)  # a bad --labels file: an error
+def _classifier(io: ModelIO, metadata: dict | None, labels: list[str], labels_source: str) -> dict[str, Any]:
+    spec = io.spec
     return {
         "image_classifier": True,
         "input": {"height": spec.height, "width": spec.width, "color": spec.color,
-                  "batch": "dynamic" if int(inp["shape_signature"][0]) == -1 else 1,
+                  "batch": "dynamic" if io.dynamic_batch else 1,
                   "resize": spec.resize, "fit": spec.fit,
                   "preprocessing_source": "metadata" if ((metadata or {}).get("input") or {}).get("resize")
                   else "default"},
-        "num_classes": num_classes,
-        "output": output_kind(interpreter, out["index"], metadata),  # unknown: checked per batch
-        "labels_source": source,
+        "num_classes": io.num_classes,
+        "output": io.output_kind,  # unknown: checked per batch
+        "labels_source": labels_source,
         "labels": labels,
     }
 

@@ -222,6 +222,44 @@ def input_spec(details: dict, metadata: dict | None, name: str,
     return InputSpec(height, width, channels, dtype, scale, zero_point, pixel_range, resize, fit)
 
 
+@dataclass(frozen=True)
+class ModelIO:
+    """An image classifier's input and output, checked (check_io): the tensors it is fed and read through,
+    what it takes (InputSpec) and what its output holds."""
+
+    input: dict  # the tensor details of the graph that runs: subgraph 0's, or a calibrated model's scoring subgraph's
+    output: dict
+    spec: InputSpec
+    num_classes: int
+    output_kind: str  # probabilities | logits | unknown (then decided per batch from the scores)
+    output_scale: float  # 0.0 for a float output
+    output_zero_point: int
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """Exported with a dynamic batch dimension (shape_signature -1): it takes whole batches."""
+        return int(self.input["shape_signature"][0]) == -1
+
+
+def check_io(interpreter: Any, metadata: dict | None, name: str, scoring: tuple[dict, dict] | None = None,
+             input_range: tuple[float, float] | None = None, resize: str | None = None,
+             fit: str | None = None) -> ModelIO:
+    """The input and output of the image classifier loaded in `interpreter`, checked, or a one-line
+    ModelFileError. `scoring`: the (input, output) details of a calibrated model's scoring subgraph
+    (runtime.openset), which must take and give what subgraph 0 does, and is the one that runs;
+    `input_range`, `resize`, `fit`: the caller's, over the metadata's (see input_spec)."""
+    inp, out = check_classifier(interpreter.get_input_details(), interpreter.get_output_details(), name)
+    kind = output_kind(interpreter, out["index"], metadata)  # subgraph 0's ops
+    if scoring is not None:
+        per_tensor(inp, name, "input")  # a broken scale named as one, before the two graphs differ
+        per_tensor(out, name, "output")
+        check_outputs_match(inp, out, *scoring, name)
+        inp, out = scoring
+    spec = input_spec(inp, metadata, name, input_range, resize, fit)
+    scale, zero_point = per_tensor(out, name, "output")
+    return ModelIO(inp, out, spec, int(out["shape"][-1]), kind, scale, zero_point)
+
+
 def output_kind(interpreter: Any, output_index: int, metadata: dict | None = None) -> str:
     """'probabilities', 'logits', or 'unknown' (then decided per batch from the scores).
 

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from edgecls.console import json_ready
 from edgecls.serve.auth import OPEN_ROUTES
-from edgecls.serve.limits import IMAGE_FIELD, ApiError, body_kind, read_body, top_k
+from edgecls.serve.limits import DRAIN_LIMIT, IMAGE_FIELD, ApiError, body_kind, drain, read_body, top_k
 from edgecls.serve.metrics import CONTENT_TYPE
 from edgecls.serve.models import ModelUnavailable, Outcome
 from edgecls.serve.page import page_route
@@ -64,10 +64,20 @@ class Guard:
             await self.app(scope, receive, send)
             return
         status = [500]
+        unread = [_declares_body(scope)]  # the request body, until it has been read to its end
+
+        async def receive_and_note() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                unread[0] = False
+            return message
 
         async def send_and_count(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                if unread[0] and status[0] != 408:  # an answer before the whole body (not a body too slow to
+                    unread[0] = False                  # come): read the rest first, or the client gets a reset
+                    await drain(receive_and_note, DRAIN_LIMIT, self.service.options.body_timeout_s)
             await send(message)
 
         path = scope["path"]
@@ -75,16 +85,26 @@ class Guard:
             if path not in self.open and not self.service.auth.allows(_header(scope, b"authorization")):
                 response = error_response(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'",
                                           {"WWW-Authenticate": 'Bearer realm="edgecls"'})
-                await response(scope, receive, send_and_count)
+                await response(scope, receive_and_note, send_and_count)
             elif path == CLASSIFY and self.service.ready and self.service.pool.full():
                 # shed here, before routing: under overload a refusal must cost as little as possible
                 busy = self.service.busy()
-                await error_response(busy.status, busy.message, busy.headers)(scope, receive, send_and_count)
+                await error_response(busy.status, busy.message, busy.headers)(scope, receive_and_note,
+                                                                              send_and_count)
             else:
-                await self.app(scope, receive, send_and_count)
+                await self.app(scope, receive_and_note, send_and_count)
         finally:  # a route label per known route (an unknown path is "other": no label per scanned URL)
             route = path if path in self.known else "other"
             self.service.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
+
+
+def _declares_body(scope: Scope) -> bool:
+    """The request has a body to read: a Content-Length above 0 (up to DRAIN_LIMIT: a larger one is not
+    drained), or a chunked one."""
+    length = _header(scope, b"content-length")
+    if length is not None:
+        return length.strip().isdigit() and 0 < int(length) <= DRAIN_LIMIT
+    return "chunked" in (_header(scope, b"transfer-encoding") or "").lower()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -121,6 +141,7 @@ def create_app(service: Service, lifespan: Lifespan | None = None, routes: Seque
         document = service.models.current.describe()
         document["previous_sha256"] = service.models.previous_sha256
         document["last_reload"] = _last_reload(service)
+        document["live"] = options.live is not None  # the page asks GET /v1/live only then (no 404 in its console)
         return JSONResponse(json_ready(document))
 
     async def put_model(request: Request) -> Response:
@@ -143,7 +164,8 @@ def create_app(service: Service, lifespan: Lifespan | None = None, routes: Seque
         return _outcome_response(outcome)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "alive", "uptime_s": round(time.time() - service.started_at, 3)})
+        return JSONResponse({"status": "alive", "uptime_s": round(time.time() - service.started_at, 3),
+                             "token_required": service.auth.enabled})  # the page signs in first, without a 401
 
     async def readyz(request: Request) -> Response:
         current = service.models.current

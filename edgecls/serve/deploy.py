@@ -7,13 +7,13 @@ is unreachable. Standard library HTTP only: deploying needs no extra on the work
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
+import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -131,21 +131,30 @@ def push(url: str, content: bytes, sha: str, token: str | None, timeout: float) 
     headers = {"Content-Type": "application/octet-stream", "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(f"{url}/v1/model", data=content, headers=headers, method="PUT")
+    parts = urllib.parse.urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname or "", parts.port, timeout=timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https only)
-            status, body = response.status, response.read(MAX_ANSWER_BYTES)
-    except urllib.error.HTTPError as exc:  # the server answered, with an error status
-        status, body = exc.code, exc.read(MAX_ANSWER_BYTES)
-    except (TimeoutError, urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return DeployResult(url, "unreachable", _reason(reason), seconds=time.perf_counter() - started)
+        try:
+            connection.request("PUT", f"{parts.path}/v1/model", body=content, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered before the whole model was sent (a wrong token, over its cap): read that
+        response = connection.getresponse()
+        status, body = response.status, response.read(MAX_ANSWER_BYTES)
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        return DeployResult(url, "unreachable", _reason(exc), seconds=time.perf_counter() - started)
+    finally:
+        connection.close()
     return _result(url, status, body, sha, time.perf_counter() - started)
 
 
 def _reason(reason: Any) -> str:
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return "timed out"
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"TLS certificate verify failed: {reason.verify_message or first_line(reason)}"
+    if isinstance(reason, socket.gaierror):
+        return f"the host name does not resolve ({reason.strerror})"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
     return first_line(reason) if isinstance(reason, BaseException) else str(reason)

@@ -95,7 +95,8 @@ def prediction_document(prediction: FramePrediction, change: Change, source: str
     for item in dataclasses.fields(prediction):  # e.g. an open-set flag and score: as they come
         if item.name not in _SHOWN:
             value = getattr(prediction, item.name)
-            document[item.name] = json_ready(value.item() if hasattr(value, "item") else value)  # numpy scalars
+            value = value.item() if hasattr(value, "item") else value  # numpy scalars
+            document[item.name] = json_ready(round(value, 4) if isinstance(value, float) else value)  # as classify's
     return document
 
 

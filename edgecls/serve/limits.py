@@ -13,6 +13,9 @@ from typing import Any
 from PIL import Image
 
 MB = 1 << 20
+# An early answer first reads the rest of a body up to this size (drain); a larger one is cut off. It covers
+# a model file pushed with a wrong token or over --max-model-mb, and any image.
+DRAIN_LIMIT = 32 * MB
 # Content types of a raw image body. Anything Pillow can then not decode is a 400, not a 415.
 IMAGE_TYPES = frozenset({
     "image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/bmp", "image/x-bmp", "image/x-ms-bmp",
@@ -78,13 +81,41 @@ async def read_body(headers: Any, stream: AsyncIterator[bytes], limit: int, time
         return b"".join(chunks)
 
     try:  # one deadline for the whole body: a client trickling it byte by byte gains nothing
-        if hasattr(asyncio, "timeout"):  # Python 3.11+: no task of its own (wait_for's made every request
-            async with asyncio.timeout(timeout):  # wait one more turn of a busy event loop)
-                return await collect()
-        return await asyncio.wait_for(collect(), timeout)
+        return await _within(timeout, collect())
     except asyncio.TimeoutError:
         raise ApiError(408, f"the body did not arrive within {timeout:g} s (--body-timeout-s)",
                        {"Connection": "close"}) from None
+
+
+async def drain(receive: Any, limit: int, timeout: float) -> bool:
+    """Read and drop the rest of a request body (at most `limit` bytes, within `timeout` seconds) before an
+    early answer (a wrong token, a body over its cap, a full queue): a client still sending its body then
+    reads that answer, where a server that answered and closed gave it a broken pipe (nginx's lingering
+    close). False when it gave up (a larger or slower body, a client gone): the connection then closes."""
+
+    async def read_to_end() -> bool:
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+            if size > limit:
+                return False
+
+    try:
+        return await _within(timeout, read_to_end())
+    except asyncio.TimeoutError:
+        return False
+
+
+async def _within(timeout: float, work: Any) -> Any:
+    if hasattr(asyncio, "timeout"):  # Python 3.11+: no task of its own (wait_for's made every request
+        async with asyncio.timeout(timeout):  # wait one more turn of a busy event loop)
+            return await work
+    return await asyncio.wait_for(work, timeout)
 
 
 def top_k(text: str | None, classes: int) -> int:

@@ -47,8 +47,9 @@ class Metrics:
         self.reloads = Counter("edgecls_model_reloads", "Model loads after the first, by trigger and outcome",
                                ("trigger", "outcome"), registry=registry)
         self.last_reload_ok = Gauge("edgecls_model_last_reload_success",
-                                    "1 if the last reload was accepted, 0 if refused", registry=registry)
-        self.last_reload_time = Gauge("edgecls_model_last_reload_timestamp_seconds", "When the last reload ended",
+                                    "1 if the last load (the first, or a reload) was accepted, 0 if refused",
+                                    registry=registry)
+        self.last_reload_time = Gauge("edgecls_model_last_reload_timestamp_seconds", "When the last load ended",
                                       registry=registry)
 
     def watch_pool(self, waiting: Callable[[], float], running: Callable[[], float], capacity: int,

@@ -261,6 +261,9 @@ class ModelStore:
                                      "input": _shape(loaded.input_key), "backend": clf.backend.name})
             self.metrics.model_loaded.set(loaded.loaded_at)
             self.metrics.ready.set(1)
+            if self.last_reload is None:  # the first load passed its check: an alert on "== 0" must not fire at start
+                self.metrics.last_reload_ok.set(1)
+                self.metrics.last_reload_time.set(loaded.loaded_at)
 
     def _record(self, outcome: Outcome) -> Outcome:
         self.last_reload = outcome

@@ -258,10 +258,10 @@ class ServeOptions:
         """These options with absolute paths, or a one-line EdgeclsError (exit 2) for the first problem: each
         option's bounds (edgecls.options.check), the files named, what involves several options."""
         check(self)
+        from edgecls.runtime.model import read_model_bytes  # numpy and the model readers: not for --help
+
         model = Path(self.model)
-        _check_file(model, "MODEL")
-        if model.suffix.lower() in (".keras", ".h5"):
-            raise EdgeclsError(f"{model} is a Keras model: serve its .tflite (edgecls export makes one)")
+        read_model_bytes(model)  # predict's check and its messages (a folder names the .tflite in it), before listening
         for path, flag in ((self.settings.labels, "--labels"), (self.token_file, "--token-file"),
                            (self.tls_cert, "--tls-cert"), (self.tls_key, "--tls-key")):
             if path is not None:

@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 
 from edgecls.errors import EdgeclsError, first_line
+from edgecls.exits import INTERRUPTED
 from edgecls.serve.app import create_app
 from edgecls.serve.auth import load_token
 from edgecls.serve.events import QuietCutOff
@@ -97,7 +98,9 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
 
     listener = bind(options.host, options.port)
     host, port = listener.getsockname()[:2]
-    url = f"{options.scheme}://{_url_host(host)}:{port}"
+    # 0.0.0.0 or :: is every interface, not an address to open: show this machine's name in its place
+    everywhere = host in ("0.0.0.0", "::")
+    url = f"{options.scheme}://{_url_host(socket.gethostname() if everywhere else host)}:{port}"
     routes = live.routes() if live is not None else live_routes(None, None)
     config = uvicorn.Config(
         create_app(service, lifespan, routes), interface="asgi3", lifespan="on", log_config=None,
@@ -114,14 +117,16 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
     server = _Server(config, options.grace_s, log, on_exit=live.closing if live is not None else None)
     auth = "a token required on every route but /healthz" + ("" if not options.metrics_public else " and /metrics") \
         if service.auth.enabled else "no token"
-    log(f"listening on {url} ({auth}; {options.interpreters} interpreter{'s' if options.interpreters != 1 else ''}, "
+    interpreters = f"{options.interpreters} interpreter{'s' if options.interpreters != 1 else ''}"
+    log(f"listening on {url}{' (every interface)' if everywhere else ''} ({auth}; {interpreters}, "
         f"queue {options.queue_size}); loading {options.model.name}")
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     # uvicorn raises the signal it stopped on once more after shutdown; SIGTERM then lands here, not in
     # the default handler, which would end the process with 143 instead of 0 (and one that comes
     # before uvicorn's own handler is noted, and stops the server as it starts). SIGHUP before the
     # lifespan has its handler must not kill the server either.
     signal.signal(signal.SIGTERM, lambda sig, frame: early_stop.append(sig))
+    signal.signal(signal.SIGINT, lambda sig, frame: early_stop.append(sig))  # Ctrl-C: drain and stop too, no traceback
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         server.run(sockets=[listener])
@@ -131,6 +136,9 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
         listener.close()
     if service.load_error is not None:
         raise EdgeclsError(f"cannot serve {options.model.name}: {service.load_error}")
+    if server.stopped_by == signal.SIGINT or signal.SIGINT in early_stop:
+        log("stopped (Ctrl-C)")
+        return INTERRUPTED
     log("stopped")
     return 0
 
@@ -181,9 +189,11 @@ class _Server(uvicorn.Server):
         self.grace_s = grace_s
         self.log = log
         self.on_exit = on_exit  # the live mode's: end the event streams, which never finish by themselves
+        self.stopped_by: int | None = None  # the signal that stopped it
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if not self.should_exit:
+            self.stopped_by = sig
             self.log(f"{signal.Signals(sig).name}: no new connections; finishing the requests in flight (up to "
                      f"{self.grace_s:g} s, --grace-s)")
             if self.on_exit is not None:
