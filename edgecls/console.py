@@ -92,7 +92,14 @@ def predict(
                                   lambda line: print(f"edgecls: {line}", file=err, flush=True))
     if classifier.labels_note:
         print(f"edgecls: warning: {clean_text(classifier.labels_note)}", file=err)
-    stream = some_image(expand_images(images))
+    named_none = [0]  # arguments that named no image (missing, an empty folder, a pattern matching nothing)
+
+    def counted(items: Iterator[Any]) -> Iterator[Any]:
+        for item in items:
+            named_none[0] += isinstance(item, Prediction)
+            yield item
+
+    stream = counted(some_image(expand_images(images)))
     write = {"table": _table_writer, "json": _json_writer, "csv": _csv_writer}[fmt](out, classifier, top_k)
     asked = max(top_k, 2) if collector is not None and collector.needs_two else top_k
     started, total, failed, unknowns = time.perf_counter(), 0, 0, 0
@@ -112,15 +119,30 @@ def predict(
     except BrokenPipeError:  # `edgecls predict ... | head`: the reader has all it wants
         silence_closed_pipe(out)
         return 1 if failed else 0
-    seconds = time.perf_counter() - started
-    rate = f", {total / seconds:.1f} images/s" if seconds > 0 else ""
-    note = f"{failed} failed (see the error rows)" if failed else "none failed"
-    if classifier.open_set_rule is not None:
-        note += f", {unknowns} unknown"
-    print(f"edgecls: {total} image{'' if total == 1 else 's'}, {note}, {seconds:.2f} s{rate}", file=err)
+    unknown_count = unknowns if classifier.open_set_rule is not None else None
+    print(f"edgecls: {batch_summary(total, failed, named_none[0], time.perf_counter() - started, unknown_count)}",
+          file=err)
     if collector is not None:
         print(f"edgecls: {collector.summary()}", file=err)
     return 1 if failed else 0
+
+
+def batch_summary(rows: int, failed: int, named_none: int, seconds: float, unknowns: int | None = None) -> str:
+    """predict's closing line: the images (an argument that named no image, a missing file, an empty folder or
+    a pattern matching nothing, is an error row but no image), how many failed, how many were not found, the
+    unknowns (None: a model without the rule) and the rate: '1 image, none failed, 1 not found (see the error
+    rows), 0.01 s, ...'."""
+    images, failed_images = rows - named_none, failed - named_none
+    parts = [f"{images} image{'' if images == 1 else 's'}",
+             f"{failed_images} failed" if failed_images else "none failed"]
+    if named_none:
+        parts.append(f"{named_none} not found")
+    if failed:
+        parts[-1] += " (see the error rows)"
+    if unknowns is not None:
+        parts.append(f"{unknowns} unknown")
+    parts.append(f"{seconds:.2f} s" + (f", {images / seconds:.1f} images/s" if seconds > 0 else ""))
+    return ", ".join(parts)
 
 
 def silence_closed_pipe(out: IO[str]) -> None:
@@ -174,8 +196,12 @@ def _name(prediction: Prediction) -> str:
 
 
 def _reason(prediction: Prediction) -> str:
-    # Error reasons quote file names too (no such file: NAME): cleaned the same way.
-    return printable(str(prediction.error))
+    """A row's error without its own file name: the row names the file once (a decoder's message ends with
+    the path it was given, 'no such file: NAME', for callers without rows). Cleaned as names are (printable)."""
+    reason, source = str(prediction.error), str(prediction.source)
+    if reason.endswith(f": {source}"):
+        reason = reason[:-len(source) - 2]
+    return printable(reason)
 
 
 def json_ready(value: Any) -> Any:

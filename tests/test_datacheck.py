@@ -295,6 +295,36 @@ def test_builtin_data_keeps_todays_split_and_the_rule_would_group_digits_falsely
     assert any("does not fit this data" in line for line in lines)
 
 
+def _steps(document) -> dict[str, str]:
+    from edgecls.audit.report import findings
+
+    return {name: step for name, _, _, step in findings(document)}
+
+
+def test_the_check_of_digits_advises_what_train_really_does_with_its_groups(tmp_path):
+    """digits: train keeps the plain split (its default; --dedupe near finds more than half of the images in
+    groups and falls back to it). The check must not tell the user train would keep the groups together."""
+    ds = load_dataset("digits")
+    assert dup.split_grouping(ds, None).groups == [] and dup.split_grouping(ds, "near").not_used  # the truth
+    result = run_check(CheckOptions("digits", report_dir=str(tmp_path / "report")))
+    doc = result.document
+    step = _steps(doc)["near-duplicate groups"]
+    assert "train does not keep them together" in step and "let train keep" not in step
+    assert doc["train_groups"] == "not_used"
+    note = next(n for n in doc["notes"] if "near-duplicate groups" in n)
+    assert "--dedupe near, too, finds more than half of the images in groups and makes the plain split" in note
+
+
+@pytest.mark.slow
+def test_the_leakage_advice_on_a_digits_run_does_not_send_the_user_to_retrain(make_digits_run):
+    result = run_check(CheckOptions(str(make_digits_run(1, 0))))
+    doc = result.document
+    step = _steps(doc)["leakage across the split"]
+    assert step.startswith("no retrain changes this: train makes the plain split for this data"), step
+    assert "keeps near-duplicate groups on one side" not in step
+    assert doc["leakage"]["groups"] > 0 and doc["run_dedupe"] in (None, "off")  # digits: no grouping recorded
+
+
 def test_train_options_refuse_an_unknown_dedupe_mode():
     from edgecls.train.options import TrainOptions, validate
 
@@ -419,6 +449,8 @@ def test_a_run_split_without_groups_leaks_and_the_check_and_bench_say_so(tmp_pat
 
     said = next(text for name, _, text, _ in findings(result.document) if name == "leakage across the split")
     assert f"/{row['test_images']}" in said and f"/{row['without_leaked']}" in said  # each accuracy with its count
+    assert _steps(result.document)["leakage across the split"] == (
+        "retrain with --dedupe near (the default for folders; this run's split used --dedupe off)")
 
     grouped, summary = train("")  # the default for a folder: near
     split = json.loads((grouped / "split.json").read_text())
@@ -470,3 +502,20 @@ def test_a_second_check_replaces_its_own_sheets_and_nothing_else(folder, tmp_pat
     run_check(CheckOptions(str(folder), report_dir=str(report), max_pages=0))
     assert not any((report / name).exists() for name in first)  # its own pages of the first check are gone
     assert (report / "images-of-my-own.png").read_bytes() == b"mine"
+
+
+def test_the_check_says_what_it_loaded_once_and_counts_in_the_right_number(tmp_path, cli, cache_dir):
+    """The progress line and the summary used to repeat '12 images, 2 classes'; one copy read '1 copies'."""
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    shutil.copy(root / "cats" / "0.png", root / "cats" / "copy.png")
+    result = cli("data", "check", root, "--report", tmp_path / "report")
+    assert result.code == 0, result.err
+    said = " ".join((result.err + result.out).split())
+    assert said.count("12 images, 2 classes") == 1, said
+    assert "1 copy (train drops it) → delete the copy;" in said and "1 copies" not in said
+    assert "near-duplicate groups: none" in said

@@ -163,6 +163,19 @@ def test_predict_globs_files_and_missing_arguments(models, photos, cli):
     assert "no such file or folder" in rows[3]["error"] and "no image matches" in rows[4]["error"]
 
 
+def test_predict_names_a_missing_file_once_and_does_not_count_it_as_an_image(models, photos, tmp_path, cli):
+    """'nosuch.png: no such file or folder: nosuch.png' and '2 images, 1 failed' for one image and one typo."""
+    os.symlink(tmp_path / "gone.png", tmp_path / "dangling.png")
+    result = cli("predict", models.quad_int8_meta, photos / "top.png", tmp_path / "nosuch.png",
+                 tmp_path / "dangling.png")
+    assert result.code == 1
+    errors = [line.split(None, 1)[1] for line in result.out.splitlines() if line.startswith("error")]
+    assert errors == [f"{tmp_path / 'nosuch.png'}: no such file or folder",
+                      f"{tmp_path / 'dangling.png'}: no such file"]
+    summary = result.err.strip().splitlines()[-1]
+    assert summary.startswith("edgecls: 2 images, 1 failed, 1 not found (see the error rows), "), summary
+
+
 def test_predict_labels_file_for_a_third_party_model(models, photos, tmp_path, cli):
     labels = tmp_path / "labels.txt"
     labels.write_text("".join(f"{i}: {name.upper()}\n" for i, name in enumerate(QUAD_LABELS)))

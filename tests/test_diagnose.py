@@ -108,6 +108,23 @@ def test_diagnosis_has_a_ranked_row_per_quantised_op(diagnosis):
     assert diagnosis.calibration["samples"] == 100 and diagnosis.calibration["split"] == "train"
 
 
+def test_the_advice_suggests_keeping_layers_in_float_only_when_int8_changes_an_answer(diagnosis, run):
+    """bench --diagnose said 'To keep the worst in float: --keep-float ...' right after 'Whole model: top-1
+    agreement 1.0000': a fix for a model that needs none."""
+    from dataclasses import replace
+
+    from edgecls.export.diagnose import fix_advice
+
+    agreeing = replace(diagnosis, model={**diagnosis.model, "top1_agreement": 1.0})
+    advice = fix_advice(agreeing, run)
+    assert advice.startswith("No fix needed: int8 gives the float model's top-1 on all 100 ") and "--keep-float" \
+        not in advice
+    flipping = replace(diagnosis, model={**diagnosis.model, "top1_agreement": 0.97})
+    worst = diagnosis.layers[0].layers[0]
+    suggested = fix_advice(flipping, run)
+    assert suggested.startswith(f"To keep the worst in float: edgecls export {run} --keep-float {worst}"), suggested
+
+
 def test_diagnosis_json_and_table(diagnosis):
     from rich.console import Console
 

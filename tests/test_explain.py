@@ -147,6 +147,44 @@ def test_quad_map_lies_on_the_deciding_half(models):
         assert positive[:4].sum() / positive.sum() > share, smap.method
 
 
+REFERENCE = REPO / "models" / "digits-seed"  # the committed reference digits run's exports
+
+
+def test_int8_occlusion_map_looks_where_the_float_one_does(tmp_path):
+    """The reference int8 model answers 0.996 (its softmax's top step) for a clear seven and keeps answering it
+    under every 4 px patch: measured on that rounded output the map was flat (peak reported at 0, 0). Scored
+    on the float softmax of its int8 logits, it finds the part of the seven the float model's map finds."""
+    from edgecls.explain.occlusion import occlusion_map
+    from edgecls.runtime import Classifier
+
+    seven = sorted((REFERENCE / "test-images" / "7").iterdir())[0]
+    q_clf = Classifier(REFERENCE / "model_int8.tflite", num_threads=1)
+    f_clf = Classifier(REFERENCE / "model_float32.tflite", num_threads=1)
+    pixels = q_clf.preprocess(seven)
+    assert q_clf.output_step == 1 / 256 and q_clf.probabilities(pixels[None])[0].max() == 255 / 256
+    q_map, f_map = occlusion_map(q_clf, pixels), occlusion_map(f_clf, pixels)
+    q, f = q_map.summary(), f_map.summary()
+    assert q["top10_area_mass"] > 0.5 and "warning" not in q
+    assert np.abs(np.subtract(q["peak_yx"], f["peak_yx"])).max() <= 2, (q["peak_yx"], f["peak_yx"])
+    assert np.abs(np.subtract(q["centre_of_mass_yx"], f["centre_of_mass_yx"])).max() < 2
+    assert q_map.settings["scores"] == "from logits" and "scores" not in f_map.settings
+
+
+def test_a_flat_map_says_so_and_reports_no_peak(models, tmp_path, cli):
+    """Explaining `bottom` on a `top` picture: the class is already at its floor, no patch can lower it, so the
+    map is flat. The table says flat (not a peak at 0, 0), a warning says why and what to try instead."""
+    Image.fromarray(quad_image("top")).save(tmp_path / "top.png")
+    result = cli("explain", models.quad_float_meta, tmp_path / "top.png", "--target", "1", "--out", tmp_path / "m")
+    assert result.code == 0, result.err
+    row = json.loads((tmp_path / "m" / "explain.json").read_text())["images"][0]
+    assert row["peak_yx"] is None and row["centre_of_mass_yx"] is None and row["top10_area_mass"] is None
+    assert row["warning"].startswith("flat map: no 2 px patch lowered the score of 'bottom'")
+    assert "--method rise" in row["warning"]
+    text = " ".join(result.out.split())
+    assert "flat" in text and "0, 0" not in text
+    assert f"! top.png: {row['warning']}" in text
+
+
 def test_rise_is_seeded_and_cost_bounded(models):
     from edgecls.explain.occlusion import occlusion_map, rise_map
     from edgecls.runtime import Classifier

@@ -295,3 +295,20 @@ def test_a_shape_is_screened_by_its_fastest_round_not_a_busy_one():
     timing = Timing(latency={"busy": latency(0.171, [0.171, 0.031, 0.20]), "old": latency(0.05, None)})
     assert timing.fastest_round_ms("busy") == 0.031 and timing.p50_ms("busy") == 0.171
     assert timing.fastest_round_ms("old") == 0.05 and timing.fastest_round_ms("none") is None
+
+
+def test_a_search_where_nothing_fits_shows_its_table_and_says_how_it_was_timed(tmp_path, cli):
+    """A budget no shape can meet: nothing is trained. The table is on the terminal (not only in search.md), the
+    error names the nearest shape and the table's file, and the note gives the threads the shapes were timed at."""
+    out = tmp_path / "s"
+    result = cli("search", "--data", "digits", "--target", "host", "--max-latency-ms", "0.0001", "--archs", "seed",
+                 "--sizes", "28", "--widths", "0.5", "--variants", "int8", "--timing-runs", "5", "--out", out)
+    assert result.code == 1, result.err
+    assert "seed-28-a0.5" in result.out and "skipped" in result.out  # the table, on the terminal
+    error = result.err.strip().splitlines()[-1]
+    assert error.startswith("edgecls: error: no candidate fits the budget: no candidate was trained: the fastest "
+                            "shape, seed-28-a0.5, takes ") and error.endswith(f"(the table: {out / 'search.md'})")
+    note = next(line for line in (out / "search.md").read_text().splitlines() if line.startswith("Budget:"))
+    threads = json.loads((out / "search.json").read_text())["threads"]
+    assert threads >= 1 and f"{threads} thread(s)" in note and "0 thread(s)" not in note
+    assert note.endswith(".") and not note.rstrip().endswith(";"), note

@@ -4,6 +4,7 @@ that plain int8 breaks."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +99,7 @@ def test_a_faster_candidate_that_breaks_the_budget_is_rejected_and_the_next_one_
     bad = rows[1]
     assert bad.status == "rejected" and "5.00 pt below" in bad.reasons[0] and "agreement 0.9000" in bad.reasons[1]
     assert [r.status for r in rows] == ["passed", "rejected", "chosen", "passed"]
-    assert rows[0].reasons == ["slower: 3.33x the chosen one's p50"]
+    assert rows[0].reasons == ["slower: 3.33x the chosen one's p50 (1.000 against 0.300 ms)"]
     # --max-drop 0: int8's 0.3 point is too much; dynamic, the fastest lossless one, is chosen
     chosen = choose(rows, max_drop=0.0, min_agreement=0.95)
     assert chosen.name == "dynamic" and rows[2].status == "rejected" and "0.30 pt below" in rows[2].reasons[0]
@@ -131,6 +132,24 @@ def test_a_tie_within_the_measured_spread_ships_the_simpler_and_smaller_file():
     # float32 as fast and as accurate as int8: the smaller file ships
     sizes = [_row("float32", 0.9274, 1.0, 0.030, 481_000), _row("int8", 0.9274, 1.0, 0.031, 129_000)]
     assert choose(sizes, 0.5, 0.95).name == "int8" and "larger: 3.73x" in sizes[0].reasons[0]
+
+
+def test_a_file_as_fast_as_the_chosen_one_is_not_called_slower():
+    """--target rpi5 said 'int8-fallback1: slower: 1.00x the chosen one's p50' with 0.014 ms for both in the
+    table: it was outside the tie of the fastest file (int8-litert), not slower than the chosen int8."""
+    from edgecls.export.target import choose
+
+    rows = [_row("int8", 0.9274, 1.0, 0.01400, 129_000, rounds=[0.01400] * 10),
+            _row("int8-fallback1", 0.9274, 1.0, 0.01407, 131_000, rounds=[0.01407] * 10),
+            _row("int8-litert", 0.9274, 1.0, 0.01335, 129_000, rounds=[0.01335] * 10)]
+    assert choose(rows, 0.5, 0.95).name == "int8"  # tied with the fastest, and the simpler of the two
+    reason = rows[1].reasons[0]
+    assert not reason.startswith("slower"), reason
+    assert reason.startswith("as fast as the chosen one within the measured spread (p50 0.0141 against 0.0140 ms)")
+    assert "the fastest, int8-litert (0.0134 ms)" in reason
+    from edgecls.bench.latency import ms_decimals  # the table prints sub-0.1 ms latencies to 3 significant digits
+
+    assert (ms_decimals(0.014, 0.5), ms_decimals(1.5), ms_decimals(0.0014), ms_decimals(None)) == (4, 3, 5, 3)
 
 
 def test_nothing_within_the_budget_is_none_and_every_reason_is_kept():
@@ -257,6 +276,23 @@ def test_plain_int8_breaks_an_outlier_model_and_the_search_recovers_it(tmp_path,
     assert rows["int8"].status == "rejected" and rows["int8"].drop_points > 50  # before: plain int8 collapses
     assert rows["int8-pct99.9"].drop_points <= 1.0  # after: the clipped range recovers it
     assert result.chosen.name == "int8-pct99.9" and result.test["drop_points"] <= 2.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="no ssh client")
+def test_an_unreachable_target_device_is_said_before_any_candidate_is_converted(digits, tmp_path, cli):
+    """The device is probed first, as bench --remote does: nothing listens on this port of 127.0.0.1, so the
+    export ends there, before the Keras model is scored or a single candidate converted."""
+    import sshd as ssh_server
+
+    spec = f"edgecls@127.0.0.1:{ssh_server.free_port()}"
+    result = cli("export", digits, "--target", spec, "--out", tmp_path / "t")
+    said = result.out + result.err
+    assert result.code == 1, said
+    assert result.err.strip().splitlines()[-1].startswith(f"edgecls: error: {spec}: unreachable"), said
+    assert f"Checking the device over SSH: {spec}" in said
+    assert "Keras float model" not in said and "Candidate" not in said, said
+    assert not (tmp_path / "t").exists()
 
 
 @pytest.mark.slow

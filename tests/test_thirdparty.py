@@ -471,6 +471,24 @@ def test_the_schema_takes_a_latency_only_model_and_checks_the_label_map():
 
 
 @pytest.mark.slow
+def test_export_of_a_bare_keras_file_ends_with_a_bench_command_that_runs(make_digits_run, tmp_path, cli):
+    """A bare .keras file's exports name no run: the bench it suggests must carry the --data it was exported with."""
+    import shlex
+    import shutil
+
+    bare = tmp_path / "x" / "bare.keras"
+    bare.parent.mkdir()
+    shutil.copy(make_digits_run(1, 0) / "model.keras", bare)
+    result = cli("export", bare, "--data", "digits", "--calib-samples", "50", "--quant", "int8")
+    assert result.code == 0, result.err
+    next_line = result.out.strip().splitlines()[-1]
+    assert next_line == f"Next: edgecls bench {tmp_path / 'x' / 'bare-export' / 'model_int8.tflite'} --data digits"
+    bench = cli(*shlex.split(next_line.removeprefix("Next: edgecls ")), "--runs", "5", "--warmup", "1", "--no-memory",
+                "--report", tmp_path / "report")
+    assert bench.code == 0, bench.err
+
+
+@pytest.mark.slow
 def test_export_ends_with_the_next_command_and_records_the_training_resize(make_digits_run, tmp_path, cli):
     import shutil
 

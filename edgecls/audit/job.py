@@ -33,6 +33,7 @@ from edgecls.duplicates import (
     IMPLAUSIBLE_SHARE,
     Duplicates,
     class_folder,
+    default_dedupe,
     find_duplicates,
     hash_images,
 )
@@ -60,6 +61,9 @@ class Check:
     label_issues: Optional[LabelIssues] = None
     outliers: Optional[Outliers] = None
     input_side: Optional[int] = None  # the model's input side (a run's or the backbone's)
+    # whether `edgecls train` keeps these groups on one side of a split it makes (split_rule)
+    train_groups: str = "kept"  # kept | not_by_default | not_used
+    run_dedupe: Optional[str] = None  # the --dedupe the run's split was made with (None: not recorded, no run)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -169,8 +173,8 @@ def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Option
     if options.review and dataset.paths is None:  # before the work: there are no files to link
         raise EdgeclsError(f"--review needs a folder of image files; {source} is not one")
     ids: list[Any] = list(dataset.paths) if dataset.paths is not None else list(range(len(dataset.labels)))
-    reporter(f"Checking {source}: {len(dataset.labels)} images, {len(dataset.class_names)} classes"
-        + (f" (run {run.run_dir})" if run is not None else ""))
+    # what was loaded is said once, in the summary's first line (report.summary_lines)
+    reporter(f"Checking {source}" + (f" (run {run.run_dir})" if run is not None else "") + " ...")
     pictures = hash_images(dataset, reporter)
     features = _embeddings(backbone, dataset, options, reporter) if backbone is not None else None
     duplicates = find_duplicates(pictures, features)
@@ -179,11 +183,13 @@ def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Option
     if share > IMPLAUSIBLE_SHARE:
         notes.append(f"{share:.0%} of the images fall into near-duplicate groups, far more than photo folders hold: "
                      "the pictures are likely small and alike (glyphs), where a hash and a pixel check cannot tell "
-                     "copies from look-alikes; look at duplicates*.png before acting (train does not use these "
-                     "groups)")
+                     "copies from look-alikes; look at duplicates*.png before acting (train does not keep these "
+                     "groups together: --dedupe near, too, finds more than half of the images in groups and makes "
+                     "the plain split)")
     check = Check(source, dataset, ids, duplicates, _copies(dataset),
                   dataset_facts(dataset, pictures if dataset.color == "rgb" else None), run,
-                  backbone.path.name if backbone is not None else None, backbone_note, notes=notes)
+                  backbone.path.name if backbone is not None else None, backbone_note, notes=notes,
+                  train_groups=train_groups(dataset, share))
     if run is not None:
         check.input_side = int(run.img_size) if run.img_size else None
     elif backbone is not None:
@@ -192,6 +198,15 @@ def _inspect(options: CheckOptions, run: Optional[RunDir], backbone_path: Option
         _embedding_findings(check, features, options, reporter)
     _leakage(check, options)
     return check
+
+
+def train_groups(dataset: Dataset, share: float) -> str:
+    """What `edgecls train` does with groups like these (edgecls.duplicates.split_grouping's rule): not_used
+    (more than IMPLAUSIBLE_SHARE of the images in groups: the plain split, whatever --dedupe), not_by_default
+    (built-in and IDX data: the plain split unless --dedupe near), or kept (a folder: --dedupe near, its default)."""
+    if share > IMPLAUSIBLE_SHARE:
+        return "not_used"
+    return "kept" if default_dedupe(dataset.source, dataset) == "near" else "not_by_default"
 
 
 def _embeddings(backbone, dataset: Dataset, options: CheckOptions, reporter: Reporter) -> np.ndarray:
@@ -253,6 +268,7 @@ def _leakage(check: Check, options: CheckOptions) -> None:
         return
     run_dataset = run.dataset()
     split = run.split()
+    check.run_dedupe = ((run.record.split if run.record is not None else {}).get("dedupe") or {}).get("mode")
     to_run = _index_map(dataset, run_dataset)
     run_parts = split.part_of(len(run_dataset.labels))
     check.parts = np.array([run_parts[j] if j >= 0 else "" for j in to_run], dtype=object)

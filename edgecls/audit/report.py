@@ -57,6 +57,8 @@ def document(check: Check) -> dict[str, Any]:
         "leakage": check.leakage.to_json(ids) if check.leakage is not None else None,
         "needs_backbone": None if check.backbone else needs_backbone_command(check),
         "notes": check.notes, "seconds": round(check.seconds, 1),
+        # what `edgecls train` does with such groups (audit.job.train_groups), and what the run's split used
+        "train_groups": check.train_groups, "run_dedupe": check.run_dedupe,
     }
     if doc["facts"]["files"] == 0:
         doc["facts"]["note"] = "not a folder of files: sizes, modes and EXIF do not apply"
@@ -106,7 +108,8 @@ def _duplicates_json(check: Check) -> dict[str, Any]:
 # ---------------------------------------------------------------------- the terminal summary
 def summary_lines(doc: dict[str, Any], report_dir: Path, files: list[Path], review: Optional[Path]) -> list[str]:
     """The findings, one line each with the next step; then where the report is."""
-    lines = [f"Data check of {doc['source']}: {doc['images']} images, {len(doc['classes'])} classes"
+    lines = [f"Data check of {doc['source']}" + (f" (run {doc['run']})" if doc["run"] else "")
+             + f": {_counted(doc['images'], 'image')}, {_counted(len(doc['classes']), 'class', 'classes')}"
              + (f", backbone {doc['backbone']}" if doc["backbone"] else "")
              + (f" ({doc['backbone_note']})" if doc["backbone_note"] else "")]
     for finding, count, detail, step in findings(doc):
@@ -129,34 +132,44 @@ def findings(doc: dict[str, Any]) -> list[tuple[str, int, str, str]]:
     d, facts = doc["duplicates"], doc["facts"]
     out = []
     copies = d["byte_identical"]
+    one = copies["files"] == 1
     out.append(("byte-identical files", copies["files"],
-                f"{copies['files']} copies" + (f", {copies['across_classes']} filed under two classes"
-                                               if copies["across_classes"] else "")
-                + (" (train drops the copies)" if copies["files"] else ""),
-                "delete the copies; a picture filed under two classes is kept under the first by train: file it once"))
+                _counted(copies["files"], "copy", "copies")
+                + (f", {copies['across_classes']} filed under two classes" if copies["across_classes"] else "")
+                + (f" (train drops {'it' if one else 'them'})" if copies["files"] else ""),
+                f"delete the {'copy' if one else 'copies'}; a picture filed under two classes is kept under the first "
+                "by train: file it once"))
     conflict = f", {d['across_classes']} across classes (label conflicts)" if d["across_classes"] else ""
     parts = f", {d['across_parts']} across the split's parts" if d["across_parts"] else ""
     big = (f", {d['oversized']} larger than {d['rule']['group_cap']} (not kept together by train)"
            if d["oversized"] else "")
+    keeps = doc.get("train_groups", "kept")
+    group_step = {
+        "kept": "look at duplicates*.png; keep one picture of each group, or let train keep each group on one side "
+                "of its split (--dedupe near, the default for folders)",
+        "not_by_default": "look at duplicates*.png; keep one picture of each group, or train with --dedupe near to "
+                          "keep each group on one side of its split (built-in and IDX data keep the plain split by "
+                          "default)",
+        "not_used": "look at duplicates*.png before removing any: groups this widespread are look-alikes more than "
+                    "copies (see the note), and train does not keep them together"}[keeps]
     out.append(("near-duplicate groups", d["count"],
-                f"{d['count']} groups of {d['images_in_groups']} images{conflict}{parts}{big}",
-                "look at duplicates*.png; keep one picture of each group, or let train keep each group on one "
-                "side of its split (--dedupe near, the default for folders)"))
+                f"{_counted(d['count'], 'group')} of {_counted(d['images_in_groups'], 'image')}{conflict}{parts}{big}"
+                if d["count"] else "none", group_step))
     leak = doc["leakage"]
     if leak is not None:
-        detail = f"{leak['groups']} groups span parts ({', '.join(f'{k} {v}' for k, v in leak['by_parts'].items())})" \
-            if leak["groups"] else "no group spans the parts"
+        by_parts = ", ".join(f"{k} {v}" for k, v in leak["by_parts"].items())
+        detail = (f"{_counted(leak['groups'], 'group spans', 'groups span')} parts ({by_parts})" if leak["groups"]
+                  else "no group spans the parts")
         if leak["leaked_test_images"]:
-            detail += f"; {len(leak['leaked_test_images'])} test images have a near-duplicate in train or val"
+            leaked = _counted(len(leak["leaked_test_images"]), "test image has", "test images have")
+            detail += f"; {leaked} a near-duplicate in train or val"
         for row in leak["accuracy"]:  # each with its weight: count and 95 % interval (runtime.metrics)
             n, kept = row["test_images"], row["without_leaked"]
             detail += (f"; {row['model']}: test accuracy {accuracy_text(correct_count(row['accuracy'], n), n)}, "
                        "without the leaked images "
                        f"{accuracy_text(correct_count(row['accuracy_without_leaked'], kept), kept)}"
                        if row["accuracy_without_leaked"] is not None else "")
-        step = ("retrain: edgecls train keeps near-duplicate groups on one side of a split it makes; a folder's own "
-                "train/val/test is never re-split: move the copies yourself")
-        out.append(("leakage across the split", leak["groups"], detail, step))
+        out.append(("leakage across the split", leak["groups"], detail, _leakage_step(doc)))
     labels = doc["label_issues"]
     if labels is not None:
         out.append(("label-issue candidates", labels["count"],
@@ -192,6 +205,28 @@ def findings(doc: dict[str, Any]) -> list[tuple[str, int, str, str]]:
     out.append(("image files", odd_count, detail,
                 "look at images*.png; re-export or remove unreadable, tiny and stretched files"))
     return out
+
+
+def _counted(n: int, singular: str, plural: Optional[str] = None) -> str:
+    """'1 copy', '2 copies': a count with its noun (phrase) in the right number."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
+def _leakage_step(doc: dict[str, Any]) -> str:
+    """What to do about groups across the split, as train really treats them (doc["train_groups"])."""
+    if (doc.get("parts") or "").startswith("the folder's own parts"):
+        return "a folder's own train/val/test is never re-split: move the copies yourself"
+    keeps, used = doc.get("train_groups", "kept"), doc.get("run_dedupe")
+    if keeps == "not_used":
+        return ("no retrain changes this: train makes the plain split for this data (groups this widespread are "
+                "look-alikes more than copies, see the note); the accuracy without them shows how much the "
+                "look-alikes help the test figure")
+    if keeps == "not_by_default":
+        return ("retrain with --dedupe near: train then keeps near-duplicate groups on one side of its split "
+                "(built-in and IDX data keep the plain split by default)")
+    if used in ("off", "exact"):
+        return f"retrain with --dedupe near (the default for folders; this run's split used --dedupe {used})"
+    return "retrain: edgecls train keeps near-duplicate groups on one side of a split it makes (--dedupe near)"
 
 
 # ---------------------------------------------------------------------- Markdown

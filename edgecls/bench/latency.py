@@ -235,3 +235,10 @@ def tied(fast: Latency, other: Latency) -> bool:
         return True
     ratios = round_ratios(fast, other)
     return bool(ratios) and float(np.percentile(ratios, TIE_QUANTILE)) <= 1.0
+
+
+def ms_decimals(*values: Optional[float]) -> int:
+    """Decimals that show the smallest of `values` (ms) to 3 significant digits, at least 3: two sub-0.1 ms
+    latencies printed alike (0.014 and 0.014) would hide the difference a decision was made on."""
+    smallest = min((v for v in values if v is not None and v > 0), default=1.0)
+    return max(3, 2 - int(np.floor(np.log10(smallest))))

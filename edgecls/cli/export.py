@@ -58,7 +58,7 @@ def export_command(options: ExportOptions, target: Optional[TargetOptions]) -> N
     if result.written:
         echo_wrapped(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
         if result.passed:
-            echo_wrapped(f"Next: {result.next_command(options.source)}")
+            echo_wrapped(f"Next: {result.next_command(options.source, options.data)}")
     if not result.passed:
         if not result.written:
             fail(result.advice(), 1)

@@ -6,7 +6,7 @@ library function.
 
 from __future__ import annotations
 
-from edgecls.cli.common import Typer, echo_wrapped
+from edgecls.cli.common import Typer, echo_wrapped, fail
 from edgecls.cli.records import takes
 from edgecls.search.options import PANELS, SearchOptions
 
@@ -35,6 +35,8 @@ def search(options: SearchOptions) -> None:
     from edgecls.reports.report import print_tables
 
     print_tables(render_search_table(result))
+    if result.chosen is None:
+        fail(result.advice(), 1)
     echo_wrapped(f"Wrote {', '.join(p.name for p in result.written)} and chosen/ to {result.out_dir}\n"
                  f"Next: edgecls predict {result.chosen_file} IMAGES...\n"
                  f"Next: edgecls serve {result.chosen_file}")

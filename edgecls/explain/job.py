@@ -447,21 +447,24 @@ def _print_summary(summary: dict[str, Any]) -> None:
             if "error" in row:
                 rows.append([markup_cell(row["image"]), "[red]error[/red]", markup_cell(row["error"]), "", "", "", ""])
                 continue
-            top = row["top"][0]
+            top, peak = row["top"][0], row["peak_yx"]
             png = Path(row["png"]).name if folder is not None else row["png"]
             rows.append([markup_cell(Path(row["image"]).name), markup_cell(top["label"]), f"{top['score']:.3f}",
-                         f"{row['peak_yx'][0]}, {row['peak_yx'][1]}", f"{row['top10_area_mass']:.2f}",
+                         "[yellow]flat[/yellow]" if peak is None else f"{peak[0]}, {peak[1]}",
+                         "-" if row["top10_area_mass"] is None else f"{row['top10_area_mass']:.2f}",
                          str(row["evaluations"]), markup_cell(png)])
         where = f", in {folder}" if folder is not None else ""
         table = data_table(("image", "top-1", "score", "peak (y, x)", "top-10% mass", "evaluations", "PNG"), rows,
                            names=("image", "top-1", "PNG"), title=markup_cell(f"{summary['method']} maps of "
                                                                               f"{summary['model']}"),
                            caption=markup_cell("top-1 and score: the class explained and its probability; peak "
-                                               "(y, x): the map's strongest pixel; top-10% mass: the share of the map "
-                                               "in its strongest tenth of the pixels (near 1: focused, near 0.1: "
-                                               "spread); evaluations: model runs the map took; PNG: the picture"
-                                               f"{where}."))
-        files = f"Summary: {summary['summary_file']}"
+                                               "(y, x): the map's strongest pixel (flat: none, the map points "
+                                               "nowhere); top-10% mass: the share of the map in its strongest tenth "
+                                               "of the pixels (near 1: focused, near 0.1: spread); evaluations: model "
+                                               f"runs the map took; PNG: the picture{where}."))
+        flat = [row for row in summary["images"] if row.get("warning")]
+        files = "".join(f"! {Path(row['image']).name}: {row['warning']}\n" for row in flat)
+        files += f"Summary: {summary['summary_file']}"
     console = QuietPipeConsole(width=output_width() or LOG_WIDTH)
     console.print(table)
     console.print(markup_cell(files))

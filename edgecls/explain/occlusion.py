@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from edgecls.errors import EdgeclsError
+from edgecls.explain.scores import Scores, map_scores
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime import Class, Classifier
 
@@ -49,18 +50,41 @@ class SaliencyMap:
         peak = float(clipped.max())
         return clipped / peak if peak > 0 else clipped
 
+    @property
+    def flat(self) -> bool:
+        """No pixel with positive evidence: the score never fell (occlusion) or rose with a pixel kept (RISE)."""
+        return not bool((self.values > 0).any())
+
+    def flat_warning(self) -> Optional[str]:
+        """Why a flat map shows nothing, and what to try instead; None for a map with a peak."""
+        if not self.flat:
+            return None
+        if self.method == "occlusion":
+            how = (f"no {self.settings.get('patch')} px patch lowered the score of {self.label!r} "
+                   f"({self.top[0].score:.3f} on the intact image)")
+            instead = "--method rise (several patches hidden at once), --fill black, or the float32 model"
+        else:
+            how = f"the score of {self.label!r} did not depend on which cells were kept"
+            instead = "more --masks, --fill black, or the float32 model"
+        return f"flat map: {how}, so it points nowhere; try {instead}"
+
     def summary(self) -> dict[str, Any]:
-        """JSON-ready: where the mass of the map sits, not the map itself."""
+        """JSON-ready: where the mass of the map sits, not the map itself. A flat map has no peak, centre
+        or mass (None) and says why (`warning`)."""
         norm = self.normalized()
         total = float(norm.sum())
         ys, xs = np.indices(norm.shape)
-        peak = np.unravel_index(int(np.argmax(self.values)), self.values.shape)
+        flat = self.flat
+        peak = None if flat else [int(v) for v in np.unravel_index(int(np.argmax(self.values)), self.values.shape)]
         centre = ([float((ys * norm).sum() / total), float((xs * norm).sum() / total)] if total > 0 else None)
-        return {"method": self.method, "target": self.target, "label": self.label,
-                "top": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in self.top],
-                "peak_yx": [int(peak[0]), int(peak[1])], "centre_of_mass_yx": centre,
-                "top10_area_mass": round(top_area_mass(norm, 0.10), 4),
-                "evaluations": self.evaluations, "seconds": round(self.seconds, 3), "settings": self.settings}
+        summary = {"method": self.method, "target": self.target, "label": self.label,
+                   "top": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in self.top],
+                   "peak_yx": peak, "centre_of_mass_yx": centre,
+                   "top10_area_mass": None if flat else round(top_area_mass(norm, 0.10), 4),
+                   "evaluations": self.evaluations, "seconds": round(self.seconds, 3), "settings": self.settings}
+        if flat:
+            summary["warning"] = self.flat_warning()
+        return summary
 
 
 def top_area_mass(norm: np.ndarray, fraction: float) -> float:
@@ -85,6 +109,8 @@ def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = N
                            f"(got {patch}, {stride})")
     started = time.perf_counter()
     base, target = _base(clf, pixels, target)
+    scores, scored_on = map_scores(clf)
+    intact = float(scores(pixels[None])[0, target])
     hidden = np.clip(np.rint(baseline_image(pixels, fill)), 0, 255).astype(np.uint8)
     tops = list(range(0, height - patch + 1, stride))
     lefts = list(range(0, width - patch + 1, stride))
@@ -101,13 +127,14 @@ def occlusion_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = N
 
     drop = np.zeros((height, width), np.float64)
     count = np.zeros((height, width), np.float64)
-    for chunk, _, scores in _scored(clf, boxes, build, target, "occlusion", reporter):
-        for (y, x), score in zip(chunk, scores):
-            drop[y:y + patch, x:x + patch] += base[target] - score
+    for chunk, _, occluded in _scored(clf, scores, boxes, build, target, "occlusion", reporter):
+        for (y, x), score in zip(chunk, occluded):
+            drop[y:y + patch, x:x + patch] += intact - score
             count[y:y + patch, x:x + patch] += 1
     values = (drop / np.maximum(count, 1)).astype(np.float32)
     return SaliencyMap(values, "occlusion", target, clf.labels[target], clf.top_classes(base, 3), len(boxes),
-                       time.perf_counter() - started, {"patch": patch, "stride": stride, "fill": fill})
+                       time.perf_counter() - started,
+                       {"patch": patch, "stride": stride, "fill": fill, **_scored_on(scored_on)})
 
 
 def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, masks: int = DEFAULT_MASKS,
@@ -123,6 +150,7 @@ def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, 
     height, width = pixels.shape[:2]
     started = time.perf_counter()
     base, target = _base(clf, pixels, target)
+    scores, scored_on = map_scores(clf)
     rng = np.random.default_rng(seed)
     cell_h, cell_w = int(np.ceil(height / cells)), int(np.ceil(width / cells))
     hidden = baseline_image(pixels, fill)
@@ -146,15 +174,16 @@ def rise_map(clf: Classifier, pixels: np.ndarray, target: Optional[int] = None, 
     total = np.zeros((height, width), np.float64)
     kept = np.zeros((height, width), np.float64)
     score_sum = 0.0
-    for _, keep, scores in _scored(clf, list(range(masks)), build, target, "RISE", reporter):
-        total += np.tensordot(scores.astype(np.float64), keep, axes=1)
+    for _, keep, masked in _scored(clf, scores, list(range(masks)), build, target, "RISE", reporter):
+        total += np.tensordot(masked.astype(np.float64), keep, axes=1)
         kept += keep.sum(axis=0)
-        score_sum += float(scores.sum())
+        score_sum += float(masked.sum())
     # E[score | pixel kept] - E[score]: RISE's estimate with its constant part (the mean score, which
     # every pixel gets whatever it does) taken away, so that a map shows evidence, not a level
     values = (total / np.maximum(kept, 1e-9) - score_sum / masks).astype(np.float32)
     return SaliencyMap(values, "rise", target, clf.labels[target], clf.top_classes(base, 3), masks,
-                       time.perf_counter() - started, {"masks": masks, "cells": cells, "seed": seed, "fill": fill})
+                       time.perf_counter() - started,
+                       {"masks": masks, "cells": cells, "seed": seed, "fill": fill, **_scored_on(scored_on)})
 
 
 def device_map(clf: Classifier, pixels: np.ndarray, method: str = "occlusion", target: Optional[int] = None,
@@ -194,14 +223,19 @@ def _base(clf: Classifier, pixels: np.ndarray, target: Optional[int]) -> tuple[n
     return base, target
 
 
-def _scored(clf: Classifier, items: list, build: Callable[[list], tuple[np.ndarray, Any]], target: int, what: str,
-            reporter: Reporter) -> Iterator[tuple[list, Any, np.ndarray]]:
-    """(chunk of items, what build gave beside the batch, the target's probability for each image) chunk
-    by chunk, with the reporter's progress bar. build(chunk) -> (uint8 batch, anything)."""
+def _scored_on(scored_on: Optional[str]) -> dict[str, str]:
+    """The settings entry that says a map measured other scores than the model's output (none: its own)."""
+    return {"scores": scored_on} if scored_on else {}
+
+
+def _scored(clf: Classifier, scores: Scores, items: list, build: Callable[[list], tuple[np.ndarray, Any]], target: int,
+            what: str, reporter: Reporter) -> Iterator[tuple[list, Any, np.ndarray]]:
+    """(chunk of items, what build gave beside the batch, the target's probability for each image by `scores`)
+    chunk by chunk, with the reporter's progress bar. build(chunk) -> (uint8 batch, anything)."""
     step = max(clf.max_batch, min(CHUNK, len(items)))
     with reporter.task(f"{what}: {len(items)} evaluations", len(items)) as advance:
         for i in range(0, len(items), step):
             chunk = items[i:i + step]
             batch, extra = build(chunk)
-            yield chunk, extra, clf.probabilities(batch)[:, target]
+            yield chunk, extra, scores(batch)[:, target]
             advance(len(chunk))

@@ -56,17 +56,12 @@ def add_analyses(report: BenchReport, run: RunDir, diagnose: bool, sweep: Option
     """Run the requested analyses on the run the bench opened and add each as a section of `report`."""
     run_dir = run.run_dir
     if diagnose:
-        from edgecls.export.diagnose import COLUMNS, diagnosis_notes, diagnosis_rows
+        from edgecls.export.diagnose import COLUMNS, diagnosis_notes, diagnosis_rows, fix_advice
         from edgecls.export.diagnose import diagnose as run_diagnosis
 
         reporter("Diagnosing int8 quantisation (TensorFlow's QuantizationDebugger) ...")
         found = run_diagnosis(run)
-        # --keep-float takes Keras layer names: the worst ops' layers, each once
-        worst = list(dict.fromkeys(layer for row in found.worst(3) for layer in row.layers))[:2] or \
-            [row.op for row in found.worst(1)]
-        notes = diagnosis_notes(found) + [
-            f"To keep the worst in float: edgecls export {run_dir} --keep-float {','.join(worst)} "
-            f"(or --auto-fallback 2), then bench again to see the accuracy recovered and the latency it costs."]
+        notes = diagnosis_notes(found) + [fix_advice(found, run_dir)]
         add_section(report, "diagnosis", "Quantisation diagnosis: int8 ops ranked by RMSE/scale", COLUMNS,
                     diagnosis_rows(found, top=TOP_LAYERS), notes, data=found.to_json())
     if sweep:

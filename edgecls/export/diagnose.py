@@ -365,6 +365,20 @@ def diagnosis_notes(diagnosis: Diagnosis) -> list[str]:
     return notes
 
 
+def fix_advice(diagnosis: Diagnosis, run_dir: Any) -> str:
+    """The next step: which layers to keep in float, or (int8 gives the float model's top-1 on every evaluation
+    image) that the model needs no fix."""
+    agreement = diagnosis.model.get("top1_agreement")
+    if agreement is not None and agreement >= 1.0:
+        return (f"No fix needed: int8 gives the float model's top-1 on all {diagnosis.eval_images} "
+                f"{diagnosis.eval_split} images; keeping ops in float would only cost latency.")
+    # --keep-float takes Keras layer names: the worst ops' layers, each once
+    worst = list(dict.fromkeys(layer for row in diagnosis.worst(3) for layer in row.layers))[:2] or \
+        [row.op for row in diagnosis.worst(1)]
+    return (f"To keep the worst in float: edgecls export {run_dir} --keep-float {','.join(worst)} "
+            "(or --auto-fallback 2), then bench again to see the accuracy recovered and the latency it costs.")
+
+
 def render_diagnosis(diagnosis: Diagnosis, top: Optional[int] = None):
     """A table of the ranked ops (all, or the `top` worst) for the terminal (tables.data_table: names
     whole); far-above-rounding errors in red."""

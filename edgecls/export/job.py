@@ -102,12 +102,17 @@ class ExportResult:
                 "--diagnose names them), or --quant float16; or pass --force to write the files anyway")
 
 
-    def next_command(self, source: Path) -> str:
+    def next_command(self, source: Path, data: Optional[str] = None) -> str:
         """The bench to run next: `edgecls bench RUN_DIR` reads RUN_DIR/export, so files written
-        elsewhere (or from a bare .keras file) are benched by name."""
+        elsewhere (or from a bare .keras file) are benched by name. A run's files name their run (bench
+        finds its test split); a bare .keras file's do not, so its --data goes with them."""
+        import shlex
+
         default_out = source.is_dir() and Path(self.out_dir).resolve() == (source / EXPORT_DIR).resolve()
-        tflites = " ".join(str(p) for p in self.written if p.suffix == ".tflite")
-        return f"edgecls bench {source if default_out else tflites}"
+        words = [str(source)] if default_out else [str(p) for p in self.written if p.suffix == ".tflite"]
+        if not source.is_dir() and data:
+            words += ["--data", data]
+        return "edgecls bench " + " ".join(shlex.quote(word) for word in words)
 
 
 def default_out(source: RunDir) -> Path:

@@ -28,6 +28,7 @@ import numpy as np
 
 from edgecls.artifacts import ExportEntry, ExportIndex, write_export
 from edgecls.atomic import folder_lock
+from edgecls.bench.latency import ms_decimals
 from edgecls.bench.latency import tied as latency_tied
 from edgecls.bench.profiles import DeviceProfile
 from edgecls.bench.results import Latency
@@ -280,35 +281,40 @@ def _search(source: RunDir, options: TargetOptions, target: Target, chosen_candi
 
     require_tensorflow("edgecls export --target")
 
-    model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
-        source, "choose on")
-    reporter(f"Keras float model: {keras_accuracy:.4f} on {len(val_images)} validation images; budget: at most "
-        f"{options.max_drop:g} points below it, agreement at least {options.min_agreement:g}")
-
-    rows = [Row(c.name, c.what) for c in chosen_candidates]
-    sha = source.model_sha256()
-    with saved_model(model) as saved, tempfile.TemporaryDirectory(prefix="edgecls-target-") as tmp:
-        ctx = Context(saved, model, source, options.calib_samples)
-        _build_all(ctx, chosen_candidates, rows, options, started, output_kind, sha,
-                   (val_images, val_labels, keras_predicted, keras_accuracy), reporter)
-        built = [r for r in rows if r.built]
-        if not built:
-            raise EdgeclsError("no candidate could be built: " + "; ".join(f"{r.name}: {r.reasons[0]}" for r in rows
-                                                                        if r.reasons))
-        paths = {}
-        for row in built:
-            paths[row.name] = Path(tmp) / f"model_{row.name}.tflite"
-            paths[row.name].write_bytes(row.content)
-        placement, threads = _time_on_target(target, built, paths, (val_images, val_labels), list(source.labels),
-                                             options, Path(tmp), reporter)
-        chosen = choose(rows, options.max_drop, options.min_agreement)
-        if chosen is None:
-            raise EdgeclsError(f"no candidate is within the budget (--max-drop {options.max_drop:g}, --min-agreement "
-                               f"{options.min_agreement:g}): " + "; ".join(f"{r.name}: {', '.join(r.reasons)}"
-                                                                         for r in rows if r.reasons),
-                               exit_code=1)  # the job ran; the quality gate found nothing to ship
-        reporter(f"Chose {chosen.name}: {chosen.p50_ms:.3f} ms p50, validation accuracy {chosen.check.accuracy:.4f}")
-        test = score_test(source, model, paths[chosen.name], reporter)  # the first and only read of the test split
+    with tempfile.TemporaryDirectory(prefix="edgecls-target-") as tmp:
+        # the device first (bench --remote's probe): a wrong name, a refused key or no Python on it is said
+        # in seconds, before any candidate is converted
+        place = target_place(target, options.remote, Path(tmp), reporter)
+        model, val_images, val_labels, keras_predicted, keras_accuracy, output_kind = validation_reference(
+            source, "choose on")
+        reporter(f"Keras float model: {keras_accuracy:.4f} on {len(val_images)} validation images; budget: at "
+                 f"most {options.max_drop:g} points below it, agreement at least {options.min_agreement:g}")
+        rows = [Row(c.name, c.what) for c in chosen_candidates]
+        sha = source.model_sha256()
+        with saved_model(model) as saved:
+            ctx = Context(saved, model, source, options.calib_samples)
+            _build_all(ctx, chosen_candidates, rows, options, started, output_kind, sha,
+                       (val_images, val_labels, keras_predicted, keras_accuracy), reporter)
+            built = [r for r in rows if r.built]
+            if not built:
+                raise EdgeclsError("no candidate could be built: " + "; ".join(f"{r.name}: {r.reasons[0]}"
+                                                                            for r in rows if r.reasons))
+            paths = {}
+            for row in built:
+                paths[row.name] = Path(tmp) / f"model_{row.name}.tflite"
+                paths[row.name].write_bytes(row.content)
+            placement, threads = _time_on_target(target, place, built, paths, (val_images, val_labels),
+                                                 list(source.labels), options, reporter)
+            chosen = choose(rows, options.max_drop, options.min_agreement)
+            if chosen is None:
+                raise EdgeclsError(f"no candidate is within the budget (--max-drop {options.max_drop:g}, "
+                                   f"--min-agreement {options.min_agreement:g}): "
+                                   + "; ".join(f"{r.name}: {', '.join(r.reasons)}" for r in rows if r.reasons),
+                                   exit_code=1)  # the job ran; the quality gate found nothing to ship
+            reporter(f"Chose {chosen.name}: {chosen.p50_ms:.3f} ms p50, validation accuracy "
+                     f"{chosen.check.accuracy:.4f}")
+            # the first and only read of the test split
+            test = score_test(source, model, paths[chosen.name], reporter)
     result = TargetResult(out, target, rows, chosen, keras_accuracy, len(val_images), placement, threads, test)
     result.seconds = time.perf_counter() - started
     _write(result, source, options, sha, reporter)
@@ -381,8 +387,8 @@ def _build_all(ctx: Context, todo: Sequence[Candidate], rows: list[Row], options
             advance(1, f"{candidate.name} done")
 
 
-def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val: tuple, class_names: list[str],
-                    options: TargetOptions, tmp: Path, reporter: Reporter) -> tuple[list[str], int]:
+def _time_on_target(target: Target, place: Any, rows: list[Row], paths: dict[str, Path], val: tuple,
+                    class_names: list[str], options: TargetOptions, reporter: Reporter) -> tuple[list[str], int]:
     """Each row's latency on the target, every candidate interleaved (a bench: edgecls.bench.measure, in
     memory), and the sentences saying where it was measured. A device scores the validation images it
     is sent, never the test split; the figures kept are its invoke times at its largest thread count."""
@@ -394,7 +400,7 @@ def _time_on_target(target: Target, rows: list[Row], paths: dict[str, Path], val
     bench = bench_options(target, list(paths.values()), options.runs)
     inputs = open_inputs(bench, TestSet(images, labels, class_names, list(range(len(images))), None,
                                         "the validation split", "val"))
-    report = measure_inputs(inputs, bench, target_place(target, options.remote, tmp), reporter)
+    report = measure_inputs(inputs, bench, place, reporter)
     by_file = {Path(m.path).name: m for m in report.models}
     threads = 0
     for row in rows:
@@ -420,16 +426,19 @@ def bench_options(target: Target, paths: list[Path], runs: int) -> Any:
                         threads=[cpu_count()] if target.kind == "host" else None)
 
 
-def target_place(target: Target, remote: Any, work: Path) -> Any:
+def target_place(target: Target, remote: Any, work: Path, reporter: Reporter = SILENT) -> Any:
     """Where the target's bench measures (edgecls.bench.Where): this host, under a profile, or the
-    device user@host reached over SSH (edgecls.transport; `remote` its ssh config, python, ...)."""
+    device user@host reached over SSH and probed (edgecls.transport; `remote` its ssh config, python, ...)."""
     from edgecls.bench import Where
 
     if target.kind != "remote":
         return Where(profile=target.profile)
     from edgecls.transport import connect
 
-    return Where(device=connect(target.spec, remote, work / "device"))
+    reporter(f"Checking the device over SSH: {target.spec}")
+    device = connect(target.spec, remote, work / "device")
+    reporter(f"[{target.spec}] {device.describe()}")
+    return Where(device=device)
 
 
 def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[Row]:
@@ -465,7 +474,7 @@ def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[R
         if row is chosen:
             continue
         if row not in tied:
-            row.reasons = [f"slower: {row.p50_ms / chosen.p50_ms:.2f}x the chosen one's p50"]
+            row.reasons = [_slower(row, chosen, fastest)]
         elif row not in level:
             row.reasons = [f"as fast (within the measured spread) but less accurate: {row.check.correct} against "
                            f"{best.check.correct} of {len(best.check.right)} right, beyond chance"]
@@ -476,6 +485,17 @@ def choose(rows: list[Row], max_drop: float, min_agreement: float) -> Optional[R
             row.reasons = ["as fast, as accurate and as small (within the spread and chance): the chosen one is "
                            "simpler"]
     return chosen
+
+
+def _slower(row: Row, chosen: Row, fastest: Row) -> str:
+    """Why a passing row outside the fastest one's tie lost. Ties are not transitive: a row can be as fast as
+    the chosen one within the spread and still outside the fastest's tie; it is not called slower then."""
+    places = ms_decimals(row.p50_ms, chosen.p50_ms, fastest.p50_ms)
+    versus = f"{row.p50_ms:.{places}f} against {chosen.p50_ms:.{places}f} ms"
+    if row.p50_ms <= chosen.p50_ms or latency_tied(chosen.latency, row.latency):
+        return (f"as fast as the chosen one within the measured spread (p50 {versus}), but not as fast as the "
+                f"fastest, {fastest.name} ({fastest.p50_ms:.{places}f} ms), whose ties the choice is made among")
+    return f"slower: {row.p50_ms / chosen.p50_ms:.2f}x the chosen one's p50 ({versus})"
 
 
 # On a tie, the simpler candidate ships: the plain modes first, then another quantiser, clipped ranges,

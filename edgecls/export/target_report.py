@@ -35,7 +35,7 @@ COLUMNS = ("candidate", "status", "val acc", "correct", "Δ pt", "agree", "p50 m
 
 
 def _target_table(result: TargetResult, columns: tuple[str, ...]):
-    from edgecls.bench.latency import SPREAD_RULE
+    from edgecls.bench.latency import SPREAD_RULE, ms_decimals
     from edgecls.console import markup_cell
     from edgecls.runtime.metrics import accuracy_text, few_images_warning, points_text
     from edgecls.tables import data_table
@@ -60,6 +60,7 @@ def _target_table(result: TargetResult, columns: tuple[str, ...]):
         if few:
             lines.append(f"Warning: {few}.")
     rows = []
+    places = ms_decimals(*(row.p50_ms for row in result.rows))
     for row in result.rows:
         style = _STATUS_STYLE.get(row.status, "")
         cells = [markup_cell(row.name), f"[{style}]{row.status}[/]" if style else row.status]
@@ -68,7 +69,7 @@ def _target_table(result: TargetResult, columns: tuple[str, ...]):
             ratio = row.latency.vs_reference if row.latency else None
             cells += [f"{m.accuracy:.4f}", f"{m.correct}/{len(m.right)}" if m.right is not None else "-",
                       points_text(-row.drop_points / 100, unit=""), f"{m.agreement:.4f}",
-                      f"{row.p50_ms:.3f}" if row.p50_ms is not None else "-",
+                      f"{row.p50_ms:.{places}f}" if row.p50_ms is not None else "-",
                       f"{ratio.invoke_p50_ratio:.2f}" if ratio else ("1.00" if row.name == "float32" else "-"),
                       _size(m.size_bytes)]
         else:

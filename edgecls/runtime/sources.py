@@ -36,7 +36,7 @@ def expand_images(arguments: Iterable[str]) -> Iterator[Path | Prediction]:
         elif _has_magic(argument):
             yield from _or_reason(_glob_images(argument), argument, "no image matches this pattern")
         else:
-            yield Prediction(argument, error=f"no such file or folder: {printable(argument)}")
+            yield Prediction(argument, error="no such file or folder")  # the row names the argument
 
 
 def walk_images(folder: Path, unreadable: list[OSError] | None = None) -> Iterator[Path]:

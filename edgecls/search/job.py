@@ -107,6 +107,17 @@ class SearchResult:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    shape_timing: Timing = field(default_factory=Timing)  # the untrained shapes' int8 files, timed before training
+
+    def advice(self) -> str:
+        """Why nothing was chosen (chosen is None), and what to try; where the table is."""
+        return (f"no candidate fits the budget: {_closest(self.rows, self.options, self.shape_timing)} "
+                f"(the table: {self.out_dir / TABLE_FILE})")
+
+    @property
+    def latency_timing(self) -> Timing:
+        """The timing the latency figures come from: the trained files', else (none trained) the shapes'."""
+        return self.timing if self.timing.latency else self.shape_timing
 
     @property
     def chosen_dir(self) -> Path:
@@ -213,7 +224,7 @@ def search(options: SearchOptions, reporter: Reporter = SILENT) -> SearchResult:
     for plan in backbone_plans(options, files):
         rows.append(_candidate(plan, out, options, split, clock, costs, reporter))
 
-    shape_rows, fitting = _shapes(grid, out, options, target, reporter)
+    shape_rows, fitting, shape_timing = _shapes(grid, out, options, target, reporter)
     teacher = _teacher(rows)
     students = min(options.students, len(fitting)) if teacher is not None else 0
     if options.students and teacher is None:
@@ -244,11 +255,11 @@ def search(options: SearchOptions, reporter: Reporter = SILENT) -> SearchResult:
 
     timing = _time_all(rows, out, options, target, reporter)
     chosen = choose(rows, options.max_latency_ms, options.max_size_kb)
-    result = SearchResult(out, options, target, rows, chosen, timing, len(split["val"]))
-    if chosen is None:
+    result = SearchResult(out, options, target, rows, chosen, timing, len(split["val"]), shape_timing=shape_timing)
+    if chosen is None:  # the caller shows the table and result.advice() (the job ran; nothing fits)
         result.seconds = clock.elapsed()
         _write_records(result, split)
-        raise EdgeclsError("no candidate fits the budget: " + _closest(rows, options), exit_code=1)
+        return result
     reporter(f"Chose {chosen.candidate.name} ({chosen.file.variant}): {chosen.p50_ms:.3f} ms p50, validation "
              f"{chosen.file.val_correct}/{chosen.file.val_images}")
     result.test = score_test(out / CANDIDATES_DIR / chosen.candidate.name, chosen.file)  # the first test read
@@ -353,10 +364,10 @@ def _scratch_rank(shape: Shape, rows: list[Row]) -> tuple:
 
 # ---------------------------------------------------------------------- shapes, timed untrained
 def _shapes(grid: list[Shape], out: Path, options: SearchOptions, target: Any,
-            reporter: Reporter) -> tuple[dict[str, Row], list[Shape]]:
-    """Each shape's untrained int8 file timed on the target: (a row per shape, the shapes that fit)."""
+            reporter: Reporter) -> tuple[dict[str, Row], list[Shape], Timing]:
+    """Each shape's untrained int8 file timed on the target: (a row per shape, the shapes that fit, the timing)."""
     if not grid:
-        return {}, []
+        return {}, [], Timing()
     files, broken = {}, {}
     for shape in grid:
         try:
@@ -387,7 +398,7 @@ def _shapes(grid: list[Shape], out: Path, options: SearchOptions, target: Any,
             fitting.append(shape)
         rows[shape.key] = row
     reporter(f"Shapes that fit: {', '.join(s.key for s in fitting) or 'none'}")
-    return rows, fitting
+    return rows, fitting, timing
 
 
 def shape_file(shape: Shape, folder: Path, options: SearchOptions, reporter: Reporter) -> Path:
@@ -416,7 +427,8 @@ def _time_all(rows: list[Row], out: Path, options: SearchOptions, target: Any, r
     """Every built file timed on the target in one interleaved bench; each entry gets its p50 and what it breaks."""
     entries = [e for r in rows for e in r.entries]
     files = {e.key: out / CANDIDATES_DIR / e.candidate.name / e.file.file for e in entries}
-    reporter(f"Timing {len(files)} files of {sum(1 for r in rows if r.entries)} candidates on {options.target}")
+    if files:
+        reporter(f"Timing {len(files)} files of {sum(1 for r in rows if r.entries)} candidates on {options.target}")
     timing = time_files(files, target, options.timing_runs, options.remote, out, reporter)
     for entry in entries:
         entry.latency = timing.latency.get(entry.key)
@@ -491,14 +503,23 @@ def _simplicity(variant: str) -> int:
     return SIMPLER.index(variant) if variant in SIMPLER else len(SIMPLER)
 
 
-def _closest(rows: list[Row], options: SearchOptions) -> str:
+def _closest(rows: list[Row], options: SearchOptions, shape_timing: Optional[Timing] = None) -> str:
+    """The candidate nearest the budget and what to try: the fastest trained file, else (nothing trained) the
+    fastest untrained shape."""
     timed = [e for r in rows for e in r.entries if e.p50_ms is not None]
-    if not timed:
-        return "no file was built and timed (see the table)"
-    fastest = min(timed, key=lambda e: e.p50_ms)
-    return (f"the fastest file, {fastest.candidate.name} ({fastest.file.variant}), takes {fastest.p50_ms:.3f} ms p50 "
-            f"against --max-latency-ms {options.max_latency_ms:g}; try a larger budget, smaller --sizes or "
-            "--widths, or a smaller backbone")
+    budget = (f"against --max-latency-ms {options.max_latency_ms:g}; try a larger budget, smaller --sizes or "
+              "--widths, or a smaller backbone")
+    if timed:
+        fastest = min(timed, key=lambda e: e.p50_ms)
+        return (f"the fastest file, {fastest.candidate.name} ({fastest.file.variant}), takes {fastest.p50_ms:.3f} "
+                f"ms p50 {budget}")
+    shapes = [r for r in rows if r.shape_p50_ms is not None]
+    if shapes:
+        fastest_shape = min(shapes, key=lambda r: r.shape_p50_ms)
+        threads = f", {shape_timing.threads} thread(s)" if shape_timing and shape_timing.threads else ""
+        return (f"no candidate was trained: the fastest shape, {fastest_shape.plan.name}, takes "
+                f"{fastest_shape.shape_p50_ms:.3f} ms p50 untrained (int8{threads}) {budget}")
+    return "no file could be built and timed (the table says why for each candidate)"
 
 
 def score_test(run_dir: Path, file: VariantFile) -> dict[str, Any]:
@@ -519,7 +540,7 @@ def decision(result: SearchResult) -> dict[str, Any]:
     """Why the chosen file is the one: what its metadata and search.json say."""
     chosen, o = result.chosen, result.options
     return {"format": SEARCH_FORMAT, "target": o.target, "target_kind": result.target.kind,
-            "measured": " ".join(result.timing.placement), "threads": result.timing.threads,
+            "measured": " ".join(result.latency_timing.placement), "threads": result.latency_timing.threads,
             "budget": {"max_latency_ms": o.max_latency_ms, "max_size_kb": o.max_size_kb, "split": "val"},
             "chosen": {"candidate": chosen.candidate.name, "variant": chosen.file.variant,
                        "p50_ms": round(chosen.p50_ms, 5), "val_correct": chosen.file.val_correct,
@@ -579,7 +600,7 @@ def _write_records(result: SearchResult, split: dict) -> None:
     out = result.out_dir
     doc = {"format": SEARCH_FORMAT, "options": options_table(result.options),
            "seconds": round(result.seconds, 1), "load_average": result.timing.load_average,
-           "measured": " ".join(result.timing.placement), "threads": result.timing.threads,
+           "measured": " ".join(result.latency_timing.placement), "threads": result.latency_timing.threads,
            "split": {"train": len(split["train"]), "val": len(split["val"]), "test": len(split["test"]),
                      "test_source": split.get("test_source")},
            "chosen": decision(result) if result.chosen else None,

@@ -40,10 +40,15 @@ def caption(result: SearchResult) -> list[str]:
     """The sentences under the table: what every figure is, the budget, and the test figures after the choice."""
     from edgecls.runtime.metrics import accuracy_text, few_images_warning
 
-    o, t = result.options, result.timing
+    o, t = result.options, result.latency_timing
     budget = f"p50 <= {o.max_latency_ms:g} ms" + (f", size <= {o.max_size_kb:g} KB" if o.max_size_kb else "")
-    lines = [f"Budget: {budget} on --target {o.target}. Latency: invoke p50 at batch 1, {t.threads} thread(s), every "
-             "file timed in one interleaved bench; " + " ".join(t.placement),
+    if not t.latency:
+        latency = "Latency: nothing was timed."
+    else:
+        which = "" if t is result.timing else "no candidate was trained; its untrained shapes' int8 files: "
+        latency = " ".join([f"Latency: {which}invoke p50 at batch 1, {t.threads} thread(s), every file timed in one "
+                            "interleaved bench.", *t.placement])
+    lines = [f"Budget: {budget} on --target {o.target}. {latency}",
              f"val acc / right: top-1 on the {result.val_images} validation pictures (the choice is made on them); "
              "file: the candidate's best file within the budget (else its fastest); p50 in parentheses: the "
              "untrained shape's int8 file, timed before training. Chosen: the most validation pictures right within "
@@ -139,7 +144,7 @@ def plot_pareto(result: SearchResult, path: Path) -> Optional[Path]:
     span = max(max(accuracies) - min(accuracies), 0.02)
     ax.set_ylim(min(accuracies) - 0.12 * span, min(1.0, max(accuracies) + 0.15 * span))
     number_points(figure, ax, [(r.best.p50_ms, r.best.file.val_accuracy) for r in best_rows])
-    t = result.timing
+    t = result.latency_timing
     ax.set_xlabel(f"invoke latency p50, ms, log scale (batch 1, {t.threads} thread(s))")
     ax.set_ylabel(f"top-1 accuracy, validation ({result.val_images} pictures)")
     where = {"host": "this host", "profile": f"this host under the {result.options.target} profile's constraints"

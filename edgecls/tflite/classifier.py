@@ -82,5 +82,22 @@ def plain_bytes(content: bytes) -> bytes:
     return fb.serialize(model)
 
 
+def rounded_logits(content: bytes) -> Optional[tuple[bytes, float]]:
+    """(the classifier cut at its SOFTMAX input, that SOFTMAX's beta) when its probabilities are rounded
+    (a quantised SOFTMAX output: steps of 1/256 for int8, so a confident score sits at 0.996 whatever small
+    change an image gets), else None. softmax(beta * dequantised logits) is the probability before rounding.
+    A calibrated model: its classifier with the calibrated beta, the one that answers."""
+    model = fb.load_model(content)
+    plain(model)  # no beta_before: the SOFTMAX keeps the beta the calibrated model runs with
+    softmax, beta, logits = find_softmax(model)
+    if softmax is None:
+        return None
+    graph = model.subgraphs[0]
+    if fb.dtype_name(graph.tensors[int(graph.operators[softmax].outputs[0])]) == "float32":
+        return None  # a float SOFTMAX: its output is not rounded to a few steps
+    fb.cut(model, logits)
+    return fb.serialize(model), beta
+
+
 def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
