@@ -211,9 +211,9 @@ def test_the_search_table_keeps_candidate_names_whole_at_80_columns():
                                shape_p50_ms=None, reason="" if status == "chosen" else "slower")
 
     names = ("seed-28-a0.5", "mobile-28-a0.75", "mobilenet_v1_0.25_128_quant-mlp-v4")
+    timing = SimpleNamespace(threads=1, placement=["Measured on this host."], load_average=None, latency={"x": 1})
     result = SimpleNamespace(options=SimpleNamespace(target="rpi4", max_latency_ms=0.3, max_size_kb=None),
-                             timing=SimpleNamespace(threads=1, placement=["Measured on this host."], load_average=None),
-                             val_images=179, test={},
+                             timing=timing, latency_timing=timing, val_images=179, test={},
                              rows=[row(names[0], "scratch", "chosen", "int8", 0.012),
                                    row(names[1], "scratch", "lost", "int8-pct99.99", 0.02),
                                    row(names[2], "backbone", "lost", "int8-litert", 0.2)])
