@@ -27,7 +27,7 @@ SLOW_FIXTURES = {"make_digits_run", "digits_run"}
 # The files that take longest, handed to the two workers first (with --no-loadscope-reorder in pyproject's
 # addopts): xdist otherwise queues files by their number of tests, and test_scripts.py (a dozen tests,
 # ~2.5 minutes of smoke runs) started last and held one worker while the other had finished. The heavy and
-# arm64 files (opt-in; .ci/run runs them in the same session) come early too: minutes each.
+# arm64 files (opt-in groups; .ci/run runs each in a session of its own) lead their groups likewise.
 LONGEST_FIRST = ("tests/test_scripts.py", "tests/test_backbones.py", "tests/test_arm64.py",
                  "tests/test_bench_backbones.py", "tests/test_remote.py", "tests/faults/test_interruptions.py",
                  "tests/test_export.py", "tests/test_train.py", "tests/test_diagnose.py",
