@@ -55,6 +55,17 @@ class DataTable:
         self.title, self.caption, self.show_header = title, caption, show_header
         self.names, self.prose, self.styles = set(names), set(prose), styles
         self.key = [c for c in self.columns if c in set(key)] or self.columns[:1]
+        self._cell_widths: list[int] | None = None
+
+    def cell_width(self, column: str) -> int:
+        """The widest cell of `column`, as drawn (markup taken out); measured once for all columns, where
+        laying the table out asks for it again for every trial layout."""
+        if self._cell_widths is None:
+            from rich.text import Text
+
+            self._cell_widths = [max([Text.from_markup(row[i]).cell_len for row in self.rows] or [0])
+                                 for i in range(len(self.columns))]
+        return self._cell_widths[self.columns.index(column)]
 
     def table(self, columns: Sequence[str], title: str | None, caption: str | None, fold: bool = False,
               short_headers: Collection[str] = ()) -> Any:
@@ -64,14 +75,13 @@ class DataTable:
         terminal folds (the last resort)."""
         from rich import box
         from rich.table import Table
-        from rich.text import Text
 
         table = Table(box=box.SIMPLE_HEAD, title=title, caption=caption, caption_justify="left",
                       collapse_padding=True, pad_edge=False, show_header=self.show_header)
         at = [self.columns.index(c) for c in columns]
-        for column, i in zip(columns, at):
+        for column in columns:
             whole = column not in self.prose
-            widest = max([Text.from_markup(row[i]).cell_len for row in self.rows] or [0])
+            widest = self.cell_width(column)
             header = header_lines(column, widest) if column in short_headers else column
             widest = max([widest] + ([len(line) for line in header.splitlines()] if self.show_header else []))
             table.add_column(header, justify="left" if column in self.names or column in self.prose else "right",
@@ -99,11 +109,9 @@ class DataTable:
         """The headers to put on several lines for a table of `columns` to fit `width` (the fewest, those
         widest over their cells first), or None where it does not fit even so."""
         from rich.measure import Measurement
-        from rich.text import Text
 
         def excess(column: str) -> int:
-            i = self.columns.index(column)
-            return len(column) - max([Text.from_markup(row[i]).cell_len for row in self.rows] or [0])
+            return len(column) - self.cell_width(column)
 
         options = console.options.update_width(UNBOUNDED)
         shortened: list[str] = []
