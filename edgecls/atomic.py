@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import shutil
 import tempfile
@@ -89,7 +90,8 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     final = check_new_dir(final, force)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        for stale in final.parent.glob(f".{final.name}.partial-*"):
+        # the name escaped: a folder called "run **" or "[a]" is a name, not a pattern (** raised ValueError)
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.partial-*"):
             if not owner_alive(stale):
                 shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
@@ -152,7 +154,7 @@ def private_tempdir(prefix: str) -> Iterator[Path]:
     """A temporary folder `/tmp/PREFIX-PID-xxxx`, removed afterwards; first removes the leftovers
     that killed processes (their PID gone) left under the same prefix."""
     base = Path(tempfile.gettempdir())
-    for stale in base.glob(f"{prefix}-*"):
+    for stale in base.glob(f"{glob.escape(prefix)}-*"):
         if stale.is_dir() and not stale.is_symlink() and not owner_alive(stale, f"{prefix}-"):
             shutil.rmtree(stale, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-"))

@@ -158,6 +158,21 @@ def test_a_run_folder_that_appears_meanwhile_is_not_replaced_without_force(tmp_p
     assert (final / "model.keras").read_text() == "mine"
 
 
+def test_a_run_folder_named_like_a_glob_pattern_is_staged_and_its_dead_leftovers_cleared(tmp_path):
+    """'run **' and 'run [1]' are names: the stale-staging scan escapes them (** raised ValueError, found by
+    the pipeline property test with a data folder named '**')."""
+    from edgecls.atomic import staged_dir
+
+    for name in ("run **", "run [1]", "run ?*"):
+        final = tmp_path / name
+        dead = tmp_path / f".{name}.partial-999999999-x"  # a killed run's leftover: no such pid
+        dead.mkdir()
+        with staged_dir(final) as tmp:
+            (tmp / "model.keras").write_text("mine")
+        assert (final / "model.keras").read_text() == "mine"
+        assert not dead.exists()
+
+
 def test_a_concurrent_run_keeps_its_staging_folder(tmp_path):
     import subprocess
     import sys
