@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from edgecls.console import json_ready
 from edgecls.serve.auth import OPEN_ROUTES
-from edgecls.serve.limits import DRAIN_LIMIT, IMAGE_FIELD, ApiError, body_kind, drain, read_body, top_k
+from edgecls.serve.limits import DRAIN_LIMIT, IMAGE_FIELD, ApiError, body_kind, drain, error_body, read_body, top_k
 from edgecls.serve.metrics import CONTENT_TYPE
 from edgecls.serve.models import ModelUnavailable, Outcome
 from edgecls.serve.page import page_route
@@ -45,10 +45,9 @@ OUTCOME_STATUS = {"accepted": 200, "unchanged": 200, "refused": 422, "failed": 5
 BUFFERED_BODY = 64 * 1024
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """Every error the service answers: {"error": "<one line>", "status": <code>}."""
-    line = " ".join(str(message).split())
-    return JSONResponse({"error": line, "status": status}, status_code=status, headers=headers)
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """Every error the service answers: {"error": "<one line>", "status": <code>} (limits.error_body)."""
+    return Response(error_body(status, message), status_code=status, headers=headers, media_type="application/json")
 
 
 class Guard:

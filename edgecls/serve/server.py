@@ -32,7 +32,7 @@ from edgecls.serve.events import QuietCutOff
 from edgecls.serve.limits import set_pixel_limit
 from edgecls.serve.live import LiveMode, live_routes
 from edgecls.serve.options import ServeOptions
-from edgecls.serve.protocol import guarded_protocol
+from edgecls.serve.protocol import PARSER, guarded_protocol
 from edgecls.serve.service import Service
 from edgecls.serve.watch import watch_files
 
@@ -119,7 +119,7 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
         if service.auth.enabled else "no token"
     interpreters = f"{options.interpreters} interpreter{'s' if options.interpreters != 1 else ''}"
     log(f"listening on {url}{' (every interface)' if everywhere else ''} ({auth}; {interpreters}, "
-        f"queue {options.queue_size}); loading {options.model.name}")
+        f"queue {options.queue_size}; HTTP parser {PARSER}); loading {options.model.name}")
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     # uvicorn raises the signal it stopped on once more after shutdown; SIGTERM then lands here, not in
     # the default handler, which would end the process with 143 instead of 0 (and one that comes
