@@ -14,13 +14,17 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
-from serving import ServeProcess, metric, wait_for, write_token
+from serving import ServeProcess, metric, slow_png, wait_for, write_token
 from test_serve import FLOAT, INT8, SEVEN, TOKEN
+
+T = TypeVar("T")
 
 PARSERS = ("httptools", "h11")
 # `python -c` in place of `-m edgecls`: httptools cannot be imported, so uvicorn's h11 parses
@@ -369,3 +373,112 @@ def test_a_large_model_refused_before_it_is_all_sent_is_refused_not_unreachable(
     finally:
         assert capped.stop(signal.SIGINT) == 130, capped.log  # Ctrl-C drains as SIGTERM does: 130, no error line
     assert capped.log.rstrip().endswith("edgecls: stopped (Ctrl-C)") and "error" not in capped.log, capped.log
+
+
+# ----------------------------------------------------------------------------- a full queue, refused on the head
+@pytest.fixture(scope="module")
+def slow_image() -> bytes:
+    return slow_png()
+
+
+def while_full(server: ServeProcess, slow_image: bytes, probe: Callable[[], T]) -> T:
+    """`probe()` run while the server's one interpreter decodes a slow image (its queue of 0 then full),
+    and its result, once the slow classification has been answered. Tried again (3 times at most) when
+    that classification ended before the probe did: then the queue was not full all along."""
+    for _ in range(3):
+        answered: list[httpx.Response] = []
+        slow = threading.Thread(target=lambda into=answered: into.append(httpx.post(
+            f"{server.url}/v1/classify", content=slow_image, headers={**server.headers, "Content-Type": "image/png"},
+            timeout=60)))
+        slow.start()
+        try:
+            wait_for(lambda: metric(server, "edgecls_in_flight") == 1, what="the slow classification to run")
+            result = probe()
+            held = metric(server, "edgecls_in_flight") == 1
+        finally:
+            slow.join(60)
+        assert answered and answered[0].status_code == 200, answered
+        if held:
+            return result
+    raise AssertionError(f"the slow image was classified before the probe ended, 3 times (no full queue all "
+                         f"along; a probe that waits on the server?): the last probe gave {result!r}")
+
+
+def refusals(server: ServeProcess) -> float:
+    return metric(server, "edgecls_http_requests_total", route="/v1/classify", method="POST", status="503") or 0
+
+
+def test_a_classification_on_a_full_queue_is_refused_on_its_head_and_the_connection_goes_on(guarded,
+                                                                                               slow_image):
+    """The 503 comes as soon as the head is read, before any of the 200 KB body is sent (the app would
+    read that body first, up to --body-timeout-s: 2 s here); the body that follows is read and dropped,
+    and the next request on the same connection is served."""
+    before = refusals(guarded)
+
+    def probe() -> tuple[Wire, Answer, float]:
+        wire = Wire(guarded)
+        started = time.monotonic()
+        wire.send(post_head(200_000))
+        refused = wire.answer()
+        seconds = time.monotonic() - started
+        wire.send(bytes(200_000))  # the body after all: dropped, not read as the next request
+        return wire, refused, seconds
+
+    wire, refused, seconds = while_full(guarded, slow_image, probe)
+    seven = SEVEN.read_bytes()
+    with wire:
+        wire.send(post_head(len(seven)).encode() + seven)
+        served = wire.answer()
+    assert refused.status == 503 and seconds < 1, (refused, seconds)
+    assert refused.json() == {"status": 503, "error": refused.json()["error"]}
+    assert refused.json()["error"].startswith("busy: all 1 interpreter is working and the queue of 0 is full")
+    assert int(refused.headers["retry-after"]) >= 1 and "connection" not in refused.headers
+    assert served.status == 200 and served.json()["classes"][0]["label"] == "7"
+    assert refusals(guarded) >= before + 1  # counted as the app counts its answers (the slow one may add)
+
+
+def test_a_full_queue_refuses_each_pipelined_classification_in_order(guarded, slow_image):
+    seven = SEVEN.read_bytes()
+    request = post_head(len(seven)).encode() + seven
+
+    def probe() -> list[Answer]:
+        with Wire(guarded) as wire:
+            wire.send(request * 3 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            return [wire.answer() for _ in range(4)]
+
+    answers = while_full(guarded, slow_image, probe)
+    assert [a.status for a in answers] == [503, 503, 503, 200], answers
+    assert all(a.json()["error"].startswith("busy: ") for a in answers[:3])
+    assert answers[3].json()["status"] == "alive"
+
+
+def test_a_full_queue_refuses_a_client_that_waits_for_100_continue_and_closes(guarded, slow_image):
+    """No 100 Continue for a body that would be dropped: the 503 at once, and the connection closed (the
+    client may send its body or not). An HTTP/1.0 request is refused and closed too."""
+    seven = SEVEN.read_bytes()
+
+    def probe() -> list[tuple[Answer, bool]]:
+        seen = []
+        for head in (post_head(len(seven), "Expect: 100-continue").encode(),
+                     post_head(len(seven), version="1.0").encode() + seven):
+            with Wire(guarded) as wire:
+                wire.send(head)
+                seen.append((wire.answer(), wire.closed()))
+        return seen
+
+    for answer, closed in while_full(guarded, slow_image, probe):
+        assert answer.status == 503 and answer.json()["error"].startswith("busy: "), answer
+        assert answer.headers["connection"] == "close" and closed
+
+
+def test_a_full_queue_still_answers_a_wrong_token_401(guarded, slow_image):
+    """The head rule refuses only a request the app would have let through: no token, no hint of the load."""
+    seven = SEVEN.read_bytes()
+
+    def probe() -> Answer:
+        with Wire(guarded) as wire:
+            wire.send(post_head(len(seven), token="wrong-token-0123456789abcdef").encode() + seven)
+            return wire.answer()
+
+    answer = while_full(guarded, slow_image, probe)
+    assert answer.status == 401 and "missing or wrong token" in answer.json()["error"]

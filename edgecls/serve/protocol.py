@@ -1,8 +1,8 @@
-"""uvicorn's HTTP/1.1 protocol with guards uvicorn does not have, on either of its parsers.
+"""uvicorn's HTTP/1.1 protocol with what uvicorn does not have, on either of its parsers.
 
 The parser is httptools (llhttp, in C) when it is installed, as uvicorn's own `http="auto"` chooses, and
 h11 (pure Python) otherwise: `edgecls[serve]` installs httptools where it has wheels (x86_64, aarch64),
-and a machine without them still serves, only with a slower parser. The guards are one class,
+and a machine without them still serves, only with a slower parser. What follows is one class,
 `_Guards`, over either protocol; a parser's class adds only how it tells that a request head is awaited.
 
 - A deadline for the request head: a client that opens a connection, or starts a request, and then
@@ -16,6 +16,10 @@ and a machine without them still serves, only with a slower parser. The guards a
 - A request the parser cannot read (a bad request line, header or chunk; Content-Length beside
   Transfer-Encoding, which h11 reads by the latter and then closes) is answered 400 in the service's JSON
   error form, naming the parser's reason, where uvicorn answers in plain text.
+- The head rule (`head_rule`, given by the app: edgecls.serve.app.head_rule): asked on every request as
+  soon as its head is read, it may answer at once instead of the app; under overload a refusal then costs
+  the parse and a write, not the app's stack. uvicorn drops the body that follows such an answer and
+  the connection goes on (or closes: `_close_after`).
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from __future__ import annotations
 import asyncio
 import http
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from edgecls.errors import first_line
-from edgecls.serve.limits import ApiError, error_body
+from edgecls.serve.limits import DRAIN_LIMIT, ApiError, error_body
 
 try:
     import httptools
@@ -41,6 +47,8 @@ MAX_HEAD_BYTES = 16 * 1024  # the request line and headers (h11's own default ca
 # h11 caps an incomplete head too; ours is checked after each read (asyncio reads up to 256 KiB at once),
 # so h11's is set a read above ours, for our 431 to answer first.
 _H11_BUFFER_BYTES = MAX_HEAD_BYTES + (1 << 20)
+# Given a request's scope as soon as its head has been read: an answer to give at once instead of the app's.
+HeadRule = Callable[[dict[str, Any]], "ApiError | None"]
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -63,17 +71,76 @@ def raw_response(error: ApiError) -> bytes:
     return _head(error.status, _error_headers(error, body, close=True)) + body
 
 
+class _Answer:
+    """An answer given on a request's head instead of the app's. It is an ASGI app, which uvicorn runs as
+    any other (h11); httptools' class writes it at once instead (`write`), without a task."""
+
+    def __init__(self, error: ApiError, close: bool):
+        self.status = error.status
+        self.body = error_body(error.status, error.message)
+        self.close = close
+        self.headers = _error_headers(error, self.body, close)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+    def write(self, cycle: Any) -> None:
+        """Answer on a uvicorn (httptools) request cycle now, as its send() would: uvicorn's default headers
+        (the date), the access log line, the connection closed or the next pipelined request begun."""
+        close = self.close or not cycle.keep_alive
+        headers = cycle.default_headers + self.headers
+        if close and not self.close:
+            headers = headers + [(b"connection", b"close")]
+        cycle.response_started = cycle.response_complete = True  # the body that follows is dropped
+        if cycle.access_log:
+            scope = cycle.scope
+            cycle.access_logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(scope), scope["method"],
+                                     get_path_with_query_string(scope), scope["http_version"], self.status)
+        cycle.transport.write(_head(self.status, headers) + self.body)
+        if close:
+            cycle.transport.close()
+        cycle.on_response()
+
+
+def _close_after(headers: Headers) -> bool:
+    """Whether an answer given before the body must close the connection: when the client waits for
+    100 Continue (its body may follow or not: the answer tells it not to send it) or declares a body too
+    large to read only to drop it (DRAIN_LIMIT). Otherwise uvicorn reads the body and drops it."""
+    for name, value in headers:
+        if name == b"expect" and value.lower() == b"100-continue":
+            return True
+        if name == b"content-length" and (not value.strip().isdigit() or int(value) > DRAIN_LIMIT):
+            return True
+    return False
+
+
 class _Guards:
-    """The guards, over H11Protocol or HttpToolsProtocol (the next class in the MRO).
+    """The guards and the head rule, over H11Protocol or HttpToolsProtocol (the next class in the MRO).
     `guarded_protocol` sets the class attributes; a parser's class says whether a request head is awaited."""
 
     head_timeout: float
     max_connections: int
+    head_rule: HeadRule | None = None
     too_slow: bytes
     too_large: bytes
     too_many: bytes
     _head_timer: asyncio.TimerHandle | None = None  # set while a head is awaited
     _head_bytes = 0  # read of the head being awaited
+
+    # Both uvicorn protocols read `self.app` once a request, when its head has been parsed and its scope
+    # made, to pick the ASGI app that answers it: there the head rule may answer instead.
+    @property
+    def app(self) -> Any:
+        if self.head_rule is not None:
+            error = self.head_rule(self.scope)
+            if error is not None:
+                return _Answer(error, _close_after(self.scope["headers"]))
+        return self._app
+
+    @app.setter
+    def app(self, app: Any) -> None:
+        self._app = app
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)  # type: ignore[misc]
@@ -188,6 +255,12 @@ if HttpToolsProtocol is not None:
             super().on_message_complete()
             self._reading_head = True
 
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            if isinstance(app, _Answer):  # the head rule's answer: written now, no task to run it
+                app.write(cycle)
+            else:
+                super()._start_asgi_task(cycle, app)
+
         def _parse_error(self, error: BaseException) -> str:
             # an error raised in uvicorn's own callback (a CONNECT's target read as a URL) is the reason,
             # not llhttp's "User callback error"
@@ -200,12 +273,14 @@ if HttpToolsProtocol is not None:
 PARSER = "httptools" if "httptools" in PROTOCOLS else "h11"  # what `guarded_protocol()` uses
 
 
-def guarded_protocol(head_timeout: float, max_connections: int, parser: str = PARSER) -> type:
+def guarded_protocol(head_timeout: float, max_connections: int, head_rule: HeadRule | None = None,
+                     parser: str = PARSER) -> type:
     """The protocol class for uvicorn's `http=`: `parser`'s (by default httptools when it is installed,
-    else h11) with the guards."""
+    else h11) with the guards, and `head_rule` asked on every request's head."""
     return type(f"Guarded{parser.capitalize()}Protocol", (PROTOCOLS[parser],), {
         "head_timeout": head_timeout,
         "max_connections": max_connections,
+        "head_rule": staticmethod(head_rule) if head_rule is not None else None,
         "too_slow": raw_response(ApiError(408, f"the request head did not arrive within {head_timeout:g} s "
                                                "(--header-timeout-s)")),
         "too_large": raw_response(ApiError(431, f"the request head is over the {MAX_HEAD_BYTES // 1024} KiB cap")),

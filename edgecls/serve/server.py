@@ -26,7 +26,7 @@ import uvicorn
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.exits import INTERRUPTED
-from edgecls.serve.app import create_app
+from edgecls.serve.app import create_app, head_rule
 from edgecls.serve.auth import load_token
 from edgecls.serve.events import QuietCutOff
 from edgecls.serve.limits import set_pixel_limit
@@ -102,9 +102,10 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
     everywhere = host in ("0.0.0.0", "::")
     url = f"{options.scheme}://{_url_host(socket.gethostname() if everywhere else host)}:{port}"
     routes = live.routes() if live is not None else live_routes(None, None)
+    protocol = guarded_protocol(options.header_timeout_s, options.max_connections, head_rule(service))
     config = uvicorn.Config(
         create_app(service, lifespan, routes), interface="asgi3", lifespan="on", log_config=None,
-        http=guarded_protocol(options.header_timeout_s, options.max_connections),  # type: ignore[arg-type]
+        http=protocol,  # type: ignore[arg-type]
         access_log=options.access_log, timeout_keep_alive=KEEP_ALIVE_S, server_header=False,
         timeout_graceful_shutdown=options.grace_s,  # type: ignore[arg-type]  (a float works: asyncio.timeout)
         ssl_certfile=options.tls_cert, ssl_keyfile=options.tls_key, backlog=LISTEN_BACKLOG)
