@@ -47,11 +47,11 @@ def start(parser: str, folder: Path, *args: str, token: str | None = None) -> Se
 @pytest.fixture(scope="module", params=PARSERS)
 def guarded(request, tmp_path_factory):
     """A token, one interpreter and no queue (one slow request fills it), a 1 MB body cap, a 1 s head and a
-    2 s body deadline."""
+    2 s body deadline, and a log line for every answer (--access-log)."""
     folder = tmp_path_factory.mktemp(f"guarded-{request.param}")
     server = start(request.param, folder, "--token-file", str(write_token(folder, TOKEN)), "--interpreters", "1",
                    "--queue", "0", "--threads", "1", "--max-body-mb", "1", "--header-timeout-s", "1",
-                   "--body-timeout-s", "2", token=TOKEN)
+                   "--body-timeout-s", "2", "--access-log", token=TOKEN)
     server.parser = request.param
     yield server
     assert server.stop() == 0, server.log
@@ -434,7 +434,8 @@ def test_a_classification_on_a_full_queue_is_refused_on_its_head_and_the_connect
     assert refused.json()["error"].startswith("busy: all 1 interpreter is working and the queue of 0 is full")
     assert int(refused.headers["retry-after"]) >= 1 and "connection" not in refused.headers
     assert served.status == 200 and served.json()["classes"][0]["label"] == "7"
-    assert refusals(guarded) >= before + 1  # counted as the app counts its answers (the slow one may add)
+    assert refusals(guarded) >= before + 1  # counted as the app counts its answers
+    assert '"POST /v1/classify HTTP/1.1" 503' in guarded.log  # and logged as uvicorn logs them
 
 
 def test_a_full_queue_refuses_each_pipelined_classification_in_order(guarded, slow_image):
