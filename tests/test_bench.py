@@ -20,6 +20,7 @@ from PIL import Image
 from edgecls.bench import BenchOptions, accuracy, latency, measure
 from edgecls.bench.inputs import BenchModel, open_inputs
 from edgecls.bench.measure import measure_inputs
+from edgecls.bench.plan import resolve_plan
 from edgecls.bench.profiles import DeviceProfile, constrained, load_profile, placement_notes
 from edgecls.bench.results import BenchReport, add_section
 from edgecls.bench.schema import check_report, errors, schema
@@ -45,10 +46,10 @@ def run_dir(make_digits_run) -> Path:
 def bench(run_dir, tmp_path_factory):
     """A full bench of the run (Keras reference, threads 1 and 2, memory, test images saved), reports written."""
     folder = tmp_path_factory.mktemp("bench-report")
-    options = BenchOptions([run_dir], threads=[1, 2], **FAST)
-    inputs = open_inputs(options)
+    plan = resolve_plan(BenchOptions([run_dir], threads=[1, 2], **FAST))
+    inputs = open_inputs(plan.sources, plan.settings)
     save_test_images(inputs.test, folder / "test-images")
-    report = measure_inputs(inputs, options)
+    report = measure_inputs(inputs, plan)
     write_reports(report, folder / "report", folder / "bench.json")
     return report, folder
 
@@ -88,7 +89,8 @@ def test_each_model_is_opened_once_and_described_from_that_opening(run_dir, monk
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(sys.modules[backend.interpreter_class.__module__], "Interpreter", Counted)
-    inputs = open_inputs(BenchOptions([run_dir]))
+    plan = resolve_plan(BenchOptions([run_dir]))
+    inputs = open_inputs(plan.sources, plan.settings)
     assert len(made) == len(inputs.models) == 2
     assert all(type(c.interpreter) is Counted for c in inputs.classifiers.values())
     for model in inputs.models:
@@ -395,7 +397,7 @@ def test_rounds_interleave_and_rotate():
     """Each round gives every contender the same images; the first contender rotates."""
     calls = []
     contenders = [latency.Contender(BenchModel(n, "tflite", "float32", Path(n), 1), 1) for n in "ABC"]
-    plan = latency.Plan(warmup=0, runs=6, batch_size=1)  # 6 rounds of 1 image
+    plan = latency.Schedule(warmup=0, runs=6, batch_size=1)  # 6 rounds of 1 image
     latency._rounds(contenders, plan, lambda c, j: calls.append((c.model.name, j)) or 1.0,
                     lambda c: c.invoke_rounds)
     firsts = [calls[i][0] for i in range(0, len(calls), 3)]

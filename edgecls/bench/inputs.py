@@ -14,7 +14,7 @@ on a device, bench with `--data` pointing at the folder `--save-test-images` wro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -31,21 +31,20 @@ from edgecls.artifacts import (
     ExportIndex,
 )
 from edgecls.bench import thirdparty
+from edgecls.bench.plan import LABELLED, UNLABELLED, Sources
 from edgecls.bench.testset import SAVED_FORMAT, SAVED_TEST_IMAGES, TestSet, match_classes
 from edgecls.data import ClassCountError
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
 from edgecls.jsonio import JSONValueError, parse_json
 from edgecls.provenance import sha256_file
-from edgecls.rundir import RunDir, exported_files, open_run
+from edgecls.rundir import RunDir, check_exported, export_listing, open_run
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.metrics import few_images_warning
 from edgecls.runtime.model import read_model_bytes
 
 if TYPE_CHECKING:
-    from edgecls.bench.options import BenchOptions
     from edgecls.runtime.settings import ModelSettings
-
 
 
 @dataclass
@@ -70,33 +69,15 @@ class BenchModel:
 
 
 # ---------------------------------------------------------------------- models
-def split_paths(paths: Sequence[Path]) -> tuple[Optional[Path], list[Path]]:
-    """(the run directory, if one is given; the .tflite files). One-line errors."""
-    if not paths:
-        raise EdgeclsError("give a run directory (made by edgecls train and edgecls export) or .tflite files")
-    runs, files = [], []
-    for path in map(Path, paths):
-        if path.is_dir():
-            runs.append(path)
-        elif not path.exists():
-            raise EdgeclsError(f"{path} does not exist: give a run directory or .tflite files")
-        elif path.suffix.lower() == ".tflite":
-            files.append(path)
-        elif path.suffix.lower() == ".json":
-            raise EdgeclsError(f"{path} is a JSON file: to merge bench reports use edgecls bench compare A.json B.json")
-        else:
-            raise EdgeclsError(f"{path} is not a run directory or a .tflite file")
-    if len(runs) > 1:
-        raise EdgeclsError(f"give one run directory at a time (got {', '.join(map(str, runs))})")
-    return (runs[0] if runs else None), files
-
-
-def open_model(path: Path, settings: ModelSettings) -> tuple[BenchModel, Classifier]:
-    """A .tflite to bench, opened once: its Classifier (with the bench's model settings) and its
-    size, digest and quantisation mode (its metadata's mode, else detected) read from that same opening."""
+def open_model(path: Path, settings: ModelSettings, listed: Optional[str] = None) -> tuple[BenchModel, Classifier]:
+    """A .tflite to bench, read once: its Classifier (with the bench's model settings) and its size,
+    digest and quantisation mode (its metadata's mode, else detected) from that same opening; `listed`,
+    the digest a run's export.json records for the file, is checked against the bytes read."""
     from edgecls.runtime.inspect import describe_classifier
 
     content = read_model_bytes(path)
+    if listed is not None:
+        check_exported(path, listed, hashlib.sha256(content).hexdigest())
     classifier = settings.open(path, content=content)  # refuses what is not an image classifier
     info = describe_classifier(classifier, content)
     quant = info["quantization"]
@@ -227,35 +208,33 @@ class Inputs:
     backend: Any  # runtime.interpreter's Backend: name and version
 
 
-def open_inputs(options: BenchOptions, test: Optional[TestSet] = None) -> Inputs:
-    """The inputs `options` name (a run directory's exports and/or .tflite files); the test images are
-    found as the module doc says, or `test` when the caller has them in memory (export --target's
-    validation images).
+def open_inputs(sources: Sources, settings: ModelSettings, test: Optional[TestSet] = None) -> Inputs:
+    """The inputs `sources` name (a run directory's exports and/or .tflite files), every model opened
+    with `settings`; the test images are found as the module doc says, or `test` when the caller has
+    them in memory (export --target's validation images).
 
-    Each source is read once, whole, in turn: the run (its records and the exports its export.json
-    lists), then every model (opened once on the interpreter backend, and described from that opening),
-    then the test images."""
-    run_dir, files = split_paths(options.paths)
-    run = open_run(run_dir, options.data) if run_dir is not None else None
-    exported = exported_files(run_dir) if run_dir is not None else []
-    settings = options.model_settings()
-    opened = [open_model(path, settings) for path in _unique(exported + files)]
+    Each source is read once, whole, in turn: the run (its records and export.json), then every model
+    (its bytes read once: checked against export.json's digest, opened on the interpreter backend and
+    described from that opening), then the test images."""
+    run = open_run(sources.run_dir, sources.data) if sources.run_dir is not None else None
+    listed = dict(export_listing(sources.run_dir)) if sources.run_dir is not None else {}
+    opened = [open_model(path, settings, listed.get(path)) for path in _unique([*listed, *sources.files])]
     models = [model for model, _ in opened]
     unique_names(models)  # renames in place, before the classifiers are keyed by name
     classifiers = {model.name: classifier for model, classifier in opened}
-    # the backend every model runs on (split_paths and exported_files leave at least one model)
+    # the backend every model runs on (split_paths and export_listing leave at least one model)
     backend = classifiers[models[0].name].backend
     if test is not None:  # the caller's own images (export --target: validation), with its own notes
         return Inputs(run, models, classifiers, _fitting(test, models, classifiers), backend)
-    if options.latency_only:
-        test = thirdparty.unlabelled_test_set(options.data, models, classifiers)
-    elif options.labels is not None:
-        if options.data is None:
+    if sources.route == UNLABELLED:
+        test = thirdparty.unlabelled_test_set(sources.data, models, classifiers)
+    elif sources.route == LABELLED:
+        if sources.data is None:
             raise EdgeclsError("--labels needs --data FOLDER: class sub-folders named by the labels (or bench "
                                "with --latency-only)")
-        test = thirdparty.labelled_test_set(options.data, models, classifiers)
+        test = thirdparty.labelled_test_set(sources.data, models, classifiers)
     else:
-        test = _test_set(run, options.data, models, classifiers)
+        test = _test_set(run, sources.data, models, classifiers)
     few = few_images_note(test)
     if few:
         test.notes.insert(0, few)

@@ -15,11 +15,10 @@ from dataclasses import Field, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from edgecls import jsonio
 from edgecls.bench.inputs import Inputs
 from edgecls.bench.options import BenchOptions
 from edgecls.bench.results import BenchReport, RemoteRun
-from edgecls.bench.testset import SAVED_FORMAT, SAVED_TEST_IMAGES, save_test_images
+from edgecls.bench.testset import save_test_images, write_saved_index
 from edgecls.options import argv
 from edgecls.reporter import SILENT, Reporter
 from edgecls.transport import Device
@@ -89,9 +88,7 @@ def stage_inputs(models: list[Any], test: Any, folder: Path, with_data: bool = T
             target = data / str(image_id)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-        (data / SAVED_TEST_IMAGES).write_text(jsonio.dumps({
-            "format": SAVED_FORMAT, "source": test.source, "run": test.run, "part": test.part,
-            "images": int(len(test.labels)), "classes": test.class_names}, indent=1) + "\n", encoding="utf-8")
+        write_saved_index(test, data)
         return names, None
     save_test_images(test, data)
     return names, list(test.ids)

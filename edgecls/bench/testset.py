@@ -101,10 +101,16 @@ def save_test_images(test: TestSet, folder: Path) -> Path:
             info = PngInfo()
             info.add_text("edgecls-test-image", f"{test.source}:{image_id}")
             image.save(target / f"{position:05d}-{stem}.png", pnginfo=info)
-        (tmp / SAVED_TEST_IMAGES).write_text(jsonio.dumps({
-            "format": SAVED_FORMAT, "source": test.source, "run": test.run, "part": test.part,
-            "images": int(len(test.labels)), "classes": test.class_names}, indent=1) + "\n", encoding="utf-8")
+        write_saved_index(test, tmp)
     return folder
+
+
+def write_saved_index(test: TestSet, folder: Path) -> None:
+    """test-images.json in `folder`: where its test images came from (bench --data reads it back: a run's
+    held-out split, not "all")."""
+    (folder / SAVED_TEST_IMAGES).write_text(jsonio.dumps({
+        "format": SAVED_FORMAT, "source": test.source, "run": test.run, "part": test.part,
+        "images": int(len(test.labels)), "classes": test.class_names}, indent=1) + "\n", encoding="utf-8")
 
 
 def _safe_folder(name: str) -> str:
