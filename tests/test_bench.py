@@ -100,6 +100,26 @@ def test_each_model_is_opened_once_and_described_from_that_opening(run_dir, monk
         assert model.io["input"] == {k: info["inputs"][0][k] for k in ("dtype", "scale", "zero_point")}
 
 
+def test_open_inputs_reads_each_model_file_once(run_dir):
+    """A run's exports are read once each: export.json's digest is checked on the bytes that are opened
+    (each file was read whole for its digest, then again to be opened)."""
+    from collections import Counter
+
+    opened, watching = [], [True]
+
+    def count(event: str, args: tuple) -> None:  # an audit hook stays for the process: it is switched off after
+        if watching[0] and event == "open" and isinstance(args[0], (str, Path)) and str(args[0]).endswith(".tflite"):
+            opened.append(Path(args[0]).name)
+
+    sys.addaudithook(count)
+    try:
+        plan = resolve_plan(BenchOptions([run_dir]))
+        inputs = open_inputs(plan.sources, plan.settings)
+    finally:
+        watching[0] = False
+    assert Counter(opened) == {model.path.name: 1 for model in inputs.models}
+
+
 def test_accuracy_figures_are_consistent(bench):
     report, _ = bench
     n = report.data.images
@@ -510,6 +530,22 @@ def test_a_probe_that_cannot_start_is_reported_not_fatal(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "executable", str(not_a_program))
     found = memory.peak_rss(None, None, 1, "ai_edge_litert")
     assert set(found) == {"error"} and "probe process" in found["error"]
+
+
+def test_the_memory_probe_opens_each_model_with_the_benchs_model_settings():
+    """The probe process answers on its image what the bench's own Classifier answers: --input-range (and
+    --labels, --resize, --fit) reach it (it opened every model with the defaults)."""
+    from edgecls.runtime import Classifier
+
+    model = ROOT / "models" / "digits-seed" / "model_float32.tflite"
+    plan = resolve_plan(BenchOptions([model], data=str(ROOT / "models" / "digits-seed" / "test-images"),
+                                     input_range=(0.0, 1.0), threads=[1], **FAST))
+    inputs = open_inputs(plan.sources, plan.settings)
+    image = inputs.test.files[0]  # the probe's image: the first file timed
+    as_benched = Classifier(model, input_range=(0.0, 1.0)).classify(image)[0].index
+    assert as_benched != Classifier(model).classify(image)[0].index  # the setting changes the answer here
+    report = measure_inputs(inputs, plan)
+    assert report.models[0].memory.top1 == as_benched
 
 
 def test_peak_memory_is_the_probes_own_not_the_parents():
