@@ -70,11 +70,13 @@ def comparable(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("memory_baseline"):
         doc["memory_baseline"].pop("peak_rss_mb", None)
     for section in doc.get("sections", []):
-        if section.get("key") in ("advice", "sustained"):
-            section["rows"] = len(section.get("rows") or [])
-            section["notes"] = len(section.get("notes") or [])
-            data = section.get("data")
-            section["data"] = sorted(data) if isinstance(data, dict) else type(data).__name__
+        if section.get("key") == "advice":  # which file is fastest, by how much: timings, all of it
+            section["rows"] = section["notes"] = section["data"] = "timings"
+        elif section.get("key") == "sustained":  # the models run and the keys recorded; the samples are timings
+            data = section.get("data") or {}
+            section["rows"] = [row[0] for row in section.get("rows") or []]
+            section["notes"] = "timings"
+            section["data"] = {"keys": sorted(data), "models": data.get("models")}
     return doc
 
 
