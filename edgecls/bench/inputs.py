@@ -7,12 +7,13 @@ named by --labels, or any images for --latency-only).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgecls.bench import testset, thirdparty
 from edgecls.bench.plan import LABELLED, UNLABELLED, Sources
+from edgecls.bench.results import BenchModel
 from edgecls.bench.testset import TestSet
 from edgecls.errors import EdgeclsError
 from edgecls.rundir import RunDir, check_exported, export_listing, open_run
@@ -21,27 +22,6 @@ from edgecls.runtime.model import read_model_bytes
 
 if TYPE_CHECKING:
     from edgecls.runtime.settings import ModelSettings
-
-
-@dataclass
-class BenchModel:
-    """One model to bench: an exported .tflite, or the run's Keras float model."""
-
-    name: str  # shown in tables
-    kind: str  # "tflite" | "keras"
-    mode: str  # float32, int8, ... (keras: float32)
-    path: Path
-    size_bytes: int
-    sha256: Optional[str] = None
-    io: dict[str, Any] = field(default_factory=dict)  # input/output dtype, scale, zero point
-
-    @property
-    def is_float(self) -> bool:
-        return self.mode == "float32"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "mode": self.mode, "path": str(self.path),
-                "size_bytes": self.size_bytes, "sha256": self.sha256, "io": self.io}
 
 
 # ---------------------------------------------------------------------- models

@@ -16,17 +16,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 
-from edgecls.bench.results import Latency, LatencyRatio, Throughput, Timing
+from edgecls.bench.results import BenchModel, Latency, LatencyRatio, Throughput, Timing
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.settings import ModelSettings
-
-if TYPE_CHECKING:
-    from edgecls.bench.inputs import BenchModel
 
 LOAD_REPEATS = 3  # fresh loads per contender; the medians are reported
 MAX_ROUNDS = 10

@@ -28,11 +28,12 @@ import numpy as np
 
 from edgecls.atomic import private_tempdir
 from edgecls.bench import accuracy, advice, calibration, latency, memory, sustain, thirdparty
-from edgecls.bench.inputs import BenchModel, Inputs, open_inputs
+from edgecls.bench.inputs import Inputs, open_inputs
 from edgecls.bench.options import BenchOptions
 from edgecls.bench.plan import Plan, Where, resolve_plan
 from edgecls.bench.profiles import constrained, placement_notes, thread_sweep
 from edgecls.bench.results import (
+    BenchModel,
     BenchReport,
     Device,
     Latency,

@@ -23,12 +23,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from edgecls.bench.results import Memory
+from edgecls.bench.results import BenchModel, Memory
 from edgecls.reporter import Reporter
 from edgecls.runtime.interpreter import ENV_VAR
 
 if TYPE_CHECKING:
-    from edgecls.bench.inputs import BenchModel
     from edgecls.runtime.settings import ModelSettings
 
 TIMEOUT_SECONDS = 300  # generous: under emulation a cold Python start takes tens of seconds

@@ -41,7 +41,7 @@ from edgecls.rundir import RunDir, open_run
 from edgecls.runtime.metrics import few_images_warning
 
 if TYPE_CHECKING:
-    from edgecls.bench.inputs import BenchModel
+    from edgecls.bench.results import BenchModel
     from edgecls.runtime.classify import Classifier
 
 SAVED_TEST_IMAGES = "test-images.json"  # written by save_test_images: where the images came from
