@@ -319,44 +319,49 @@ def _shape(shape: tuple) -> str:
 def save_test_images(test: TestSet, folder: Path) -> Path:
     """Write the test images as PNG files in class sub-folders (a folder --data reads back exactly):
     how the test split of a run travels to a device without the training data or scikit-learn."""
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
     from edgecls.atomic import staged_dir
 
     if folder.exists() and any(folder.iterdir()):
         raise EdgeclsError(f"--save-test-images {folder} exists and is not empty: choose a new folder")
     with staged_dir(folder, force=True) as tmp:
-        for position, (pixels, label) in enumerate(zip(test.images, test.labels)):
-            name = test.class_names[int(label)]
-            target = tmp / _safe_folder(name)
-            target.mkdir(exist_ok=True)
-            image_id = test.ids[position]
-            stem = Path(str(image_id)).stem if not isinstance(image_id, int) else f"{image_id:06d}"
-            image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-            # The id in a text chunk keeps two identical pictures two files: the folder loader
-            # drops byte-identical duplicates, and the device must score every test image.
-            info = PngInfo()
-            info.add_text("edgecls-test-image", f"{test.source}:{image_id}")
-            image.save(target / f"{position:05d}-{stem}.png", pnginfo=info)
+        _write_png_files(test, tmp)
         write_saved_index(test, tmp)
     return folder
 
 
 def stage_test_images(test: TestSet, folder: Path) -> Optional[list[Any]]:
-    """The test images as files a device's bench reads as --data (`folder`): the real files when there
-    are some (the device decodes what this host decoded) with test-images.json, else PNG files
-    (save_test_images); for PNG files, this host's id of each position (the device's flipped images
-    name their position), else None."""
-    if test.files is None:
-        save_test_images(test, folder)
-        return list(test.ids)
-    for image_id, path in zip(test.ids, test.files):
-        target = folder / str(image_id)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+    """The test images as files a device's bench reads as --data (`folder`), with test-images.json: the
+    real files when there are some (the device decodes what this host decoded), else PNG files as
+    save_test_images writes them; for PNG files, this host's id of each position (the device's flipped
+    images name their position), else None."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if test.files is not None:
+        for image_id, path in zip(test.ids, test.files):
+            target = folder / str(image_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    else:
+        _write_png_files(test, folder)
     write_saved_index(test, folder)
-    return None
+    return None if test.files is not None else list(test.ids)
+
+
+def _write_png_files(test: TestSet, folder: Path) -> None:
+    """Each test image as FOLDER/CLASS/POSITION-ID.png."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    for position, (pixels, label) in enumerate(zip(test.images, test.labels)):
+        target = folder / _safe_folder(test.class_names[int(label)])
+        target.mkdir(parents=True, exist_ok=True)
+        image_id = test.ids[position]
+        stem = Path(str(image_id)).stem if not isinstance(image_id, int) else f"{image_id:06d}"
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        # The id in a text chunk keeps two identical pictures two files: the folder loader
+        # drops byte-identical duplicates, and the device must score every test image.
+        info = PngInfo()
+        info.add_text("edgecls-test-image", f"{test.source}:{image_id}")
+        image.save(target / f"{position:05d}-{stem}.png", pnginfo=info)
 
 
 def write_saved_index(test: TestSet, folder: Path) -> None:
