@@ -46,14 +46,6 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-
-
-
-
-
-
-
-
 # ---------------------------------------------------------------------- the run
 def run(models: Sequence[Any], images: Mapping[str, np.ndarray], seconds: float, threads: int,
         settings: ModelSettings, reporter: Reporter = SILENT, interval: float = 1.0) -> dict[str, Any]:

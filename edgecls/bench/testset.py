@@ -314,7 +314,6 @@ def _shape(shape: tuple) -> str:
     return "x".join(map(str, shape))
 
 
-
 # ---------------------------------------------------------------------- as files
 def save_test_images(test: TestSet, folder: Path) -> Path:
     """Write the test images as PNG files in class sub-folders (a folder --data reads back exactly):
