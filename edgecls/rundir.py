@@ -223,7 +223,22 @@ def open_run(path: str | os.PathLike, data: Optional[str] = None) -> RunDir:
 
 
 def exported_files(run_dir: Path) -> list[Path]:
-    """The .tflite files a run's export.json lists (stale files in the folder are ignored)."""
+    """The .tflite files a run's export.json lists (stale files in the folder are ignored), each checked
+    against the digest export.json records."""
+    files = []
+    for path, digest in export_listing(run_dir):
+        try:
+            actual = sha256_file(path)
+        except OSError as exc:
+            raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
+        check_exported(path, digest, actual)
+        files.append(path)
+    return files
+
+
+def export_listing(run_dir: Path) -> list[tuple[Path, str]]:
+    """(file, the SHA-256 export.json records for it) of every .tflite a run's export.json lists, each there;
+    the files themselves are not read (check_exported checks a digest taken where the file is read)."""
     report_path = run_dir / EXPORT_DIR / EXPORT_REPORT
     if not report_path.is_file():
         raise EdgeclsError(f"{run_dir} has no exported models ({report_path} is missing): "
@@ -232,26 +247,26 @@ def exported_files(run_dir: Path) -> list[Path]:
     entries = [(entry.file, entry.sha256) for entry in ExportIndex.read(report_path, again).models]
     if not entries:
         raise EdgeclsError(f"{report_path} lists no models: {again}")
-    files = []
-    for name, _ in entries:
+    listing = []
+    for name, digest in entries:
         # A plain file name inside the export folder: export.json must not point bench anywhere else.
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise EdgeclsError(f"{report_path} lists {printable(str(name))!r}, not a file name in its folder: {again}")
-        files.append(report_path.parent / name)
-    missing = [f.name for f in files if not f.is_file()]
+        listing.append((report_path.parent / name, digest))
+    missing = [path.name for path, _ in listing if not path.is_file()]
     if missing:
         raise EdgeclsError(f"{report_path} lists {', '.join(missing)} but the file is missing: {again}")
-    # An interrupted export (or a copy over it) can leave models of two trainings side by side:
-    # the report's digests say which files belong to it.
-    for path, (_, digest) in zip(files, entries):
-        try:
-            actual = sha256_file(path)
-        except OSError as exc:
-            raise EdgeclsError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if actual != digest:
-            raise EdgeclsError(f"{path.name} does not match {report_path} (its SHA-256 differs): the export "
-                               f"folder mixes files of different exports; {again}")
-    return files
+    return listing
+
+
+def check_exported(path: Path, listed: str, actual: str) -> None:
+    """An exported file (RUN/export/NAME) has the digest (`actual`) its export.json records (`listed`). An
+    interrupted export (or a copy over it) can leave models of two trainings side by side: the digests say
+    which files belong to it."""
+    if actual != listed:
+        raise EdgeclsError(f"{path.name} does not match {path.parent / EXPORT_REPORT} (its SHA-256 differs): the "
+                           f"export folder mixes files of different exports; run edgecls export "
+                           f"{path.parent.parent} again")
 
 
 def check_keras_file(path: Path) -> None:

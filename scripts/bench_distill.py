@@ -107,8 +107,7 @@ def accuracy_figures(runs: dict[str, Path]) -> dict:
 
 def latency_figures(runs: dict[str, Path], runs_per_model: int) -> dict:
     """p50 invoke latency of the student, the scratch CNN (int8 both) and the teacher, interleaved, on this host."""
-    from edgecls.bench import BenchOptions
-    from edgecls.bench.measure import Where, measure
+    from edgecls.bench import BenchOptions, Where, measure
 
     files = {"student": runs["student"] / "export" / "model_int8.tflite",
              "scratch": runs["scratch"] / "export" / "model_int8.tflite", "teacher": runs["teacher_file"]}

@@ -20,6 +20,7 @@ from PIL import Image
 from edgecls.bench import BenchOptions, accuracy, latency, measure
 from edgecls.bench.inputs import BenchModel, open_inputs
 from edgecls.bench.measure import measure_inputs
+from edgecls.bench.plan import resolve_plan
 from edgecls.bench.profiles import DeviceProfile, constrained, load_profile, placement_notes
 from edgecls.bench.results import BenchReport, add_section
 from edgecls.bench.schema import check_report, errors, schema
@@ -45,10 +46,10 @@ def run_dir(make_digits_run) -> Path:
 def bench(run_dir, tmp_path_factory):
     """A full bench of the run (Keras reference, threads 1 and 2, memory, test images saved), reports written."""
     folder = tmp_path_factory.mktemp("bench-report")
-    options = BenchOptions([run_dir], threads=[1, 2], **FAST)
-    inputs = open_inputs(options)
+    plan = resolve_plan(BenchOptions([run_dir], threads=[1, 2], **FAST))
+    inputs = open_inputs(plan.sources, plan.settings)
     save_test_images(inputs.test, folder / "test-images")
-    report = measure_inputs(inputs, options)
+    report = measure_inputs(inputs, plan)
     write_reports(report, folder / "report", folder / "bench.json")
     return report, folder
 
@@ -88,7 +89,8 @@ def test_each_model_is_opened_once_and_described_from_that_opening(run_dir, monk
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(sys.modules[backend.interpreter_class.__module__], "Interpreter", Counted)
-    inputs = open_inputs(BenchOptions([run_dir]))
+    plan = resolve_plan(BenchOptions([run_dir]))
+    inputs = open_inputs(plan.sources, plan.settings)
     assert len(made) == len(inputs.models) == 2
     assert all(type(c.interpreter) is Counted for c in inputs.classifiers.values())
     for model in inputs.models:
@@ -96,6 +98,26 @@ def test_each_model_is_opened_once_and_described_from_that_opening(run_dir, monk
         assert (model.size_bytes, model.sha256) == (info["size_bytes"], info["sha256"])
         assert model.mode == info["quantization"]["declared"] == model.path.stem.split("_")[-1]
         assert model.io["input"] == {k: info["inputs"][0][k] for k in ("dtype", "scale", "zero_point")}
+
+
+def test_open_inputs_reads_each_model_file_once(run_dir):
+    """A run's exports are read once each: export.json's digest is checked on the bytes that are opened
+    (each file was read whole for its digest, then again to be opened)."""
+    from collections import Counter
+
+    opened, watching = [], [True]
+
+    def count(event: str, args: tuple) -> None:  # an audit hook stays for the process: it is switched off after
+        if watching[0] and event == "open" and isinstance(args[0], (str, Path)) and str(args[0]).endswith(".tflite"):
+            opened.append(Path(args[0]).name)
+
+    sys.addaudithook(count)
+    try:
+        plan = resolve_plan(BenchOptions([run_dir]))
+        inputs = open_inputs(plan.sources, plan.settings)
+    finally:
+        watching[0] = False
+    assert Counter(opened) == {model.path.name: 1 for model in inputs.models}
 
 
 def test_accuracy_figures_are_consistent(bench):
@@ -395,7 +417,7 @@ def test_rounds_interleave_and_rotate():
     """Each round gives every contender the same images; the first contender rotates."""
     calls = []
     contenders = [latency.Contender(BenchModel(n, "tflite", "float32", Path(n), 1), 1) for n in "ABC"]
-    plan = latency.Plan(warmup=0, runs=6, batch_size=1)  # 6 rounds of 1 image
+    plan = latency.Schedule(warmup=0, runs=6, batch_size=1)  # 6 rounds of 1 image
     latency._rounds(contenders, plan, lambda c, j: calls.append((c.model.name, j)) or 1.0,
                     lambda c: c.invoke_rounds)
     firsts = [calls[i][0] for i in range(0, len(calls), 3)]
@@ -508,6 +530,22 @@ def test_a_probe_that_cannot_start_is_reported_not_fatal(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "executable", str(not_a_program))
     found = memory.peak_rss(None, None, 1, "ai_edge_litert")
     assert set(found) == {"error"} and "probe process" in found["error"]
+
+
+def test_the_memory_probe_opens_each_model_with_the_benchs_model_settings():
+    """The probe process answers on its image what the bench's own Classifier answers: --input-range (and
+    --labels, --resize, --fit) reach it (it opened every model with the defaults)."""
+    from edgecls.runtime import Classifier
+
+    model = ROOT / "models" / "digits-seed" / "model_float32.tflite"
+    plan = resolve_plan(BenchOptions([model], data=str(ROOT / "models" / "digits-seed" / "test-images"),
+                                     input_range=(0.0, 1.0), threads=[1], **FAST))
+    inputs = open_inputs(plan.sources, plan.settings)
+    image = inputs.test.files[0]  # the probe's image: the first file timed
+    as_benched = Classifier(model, input_range=(0.0, 1.0)).classify(image)[0].index
+    assert as_benched != Classifier(model).classify(image)[0].index  # the setting changes the answer here
+    report = measure_inputs(inputs, plan)
+    assert report.models[0].memory.top1 == as_benched
 
 
 def test_peak_memory_is_the_probes_own_not_the_parents():

@@ -925,7 +925,7 @@ def test_labels_that_disagree_with_the_run_name_the_file_and_give_no_device_advi
     with pytest.raises(ClassCountError) as raised:
         run.dataset()
     assert str(raised.value) == f"{tmp_path / 'labels.txt'} names 1000000 classes but its data digits has 10"
-    source = (ROOT / "edgecls" / "bench" / "inputs.py").read_text()
+    source = (ROOT / "edgecls" / "bench" / "testset.py").read_text()
     assert "except ClassCountError:" in source.split("on a device, bench the .tflite")[0][-600:]
 
 

@@ -36,6 +36,7 @@ SMOKES = {
     "bench_serve.py": ((pytest.mark.slow,), ()),  # four `edgecls serve` processes and their load
     "bench_distill.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # 20 photos a class, 2 epochs, 3 runs
     "printed_digits.py": ((), ()),  # the README field loop's pictures: 40 written and read back
+    "bench_same.py": ((), ("--before", "HEAD")),  # two benches with HEAD's package and two with this tree's
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
 SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py",

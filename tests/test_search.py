@@ -196,7 +196,7 @@ def test_the_chosen_run_directory_is_ready_for_predict_and_bench(searched):
     assert classifier.labels == [str(i) for i in range(10)]
     decision = read_metadata(result.chosen_file.read_bytes())["decision"]
     assert decision["budget"]["max_latency_ms"] == 1000.0 and decision["test"]["images"] == 179
-    from edgecls.bench.inputs import exported_files
+    from edgecls.rundir import exported_files
 
     assert [p.name for p in exported_files(chosen)] == files  # what `edgecls bench chosen/` reads
 

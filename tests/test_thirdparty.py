@@ -409,6 +409,36 @@ def test_bench_opens_the_model_with_its_labels_in_every_phase_not_a_labels_txt_b
     assert report.section("sustained") is not None
 
 
+@pytest.mark.shared_data
+def test_the_memory_probe_opens_the_model_with_its_labels_not_a_labels_txt_beside_it(tmp_path):
+    """Peak memory is measured on the model opened as the bench opens it: with --labels (the probe
+    process opened it bare, met the wrong labels.txt beside it and measured nothing)."""
+    from edgecls.bench import BenchOptions, measure
+
+    (tmp_path / "model").mkdir()
+    model = tmp_path / "model" / MOBILENET_128.name
+    model.write_bytes(MOBILENET_128.read_bytes())
+    (tmp_path / "model" / "labels.txt").write_text("cat\ndog\n")
+    report = measure(BenchOptions([model], labels=str(IMAGENET_LABELS), latency_only=True, threads=[1], warmup=0,
+                                  runs=2))
+    memory = report.models[0].memory
+    assert memory.error is None and memory.peak_rss_mb > 0, memory
+    assert not any("Peak memory not measured" in note for note in report.notes), report.notes
+
+
+@pytest.mark.shared_data
+def test_the_sustained_run_feeds_each_model_its_own_decoding_of_the_images():
+    """Two models of different input sizes under --sustain: each is invoked on the images at its own size
+    (both were fed the first model's)."""
+    from edgecls.bench import BenchOptions, measure
+
+    report = measure(BenchOptions([MOBILENET_160, MOBILENET_128], latency_only=True, threads=[1], warmup=0, runs=2,
+                                  memory=False, sustain=1.0))
+    data = report.section("sustained").data
+    assert data["models"] == [MOBILENET_160.name, MOBILENET_128.name]
+    assert all(data["summary"][name]["invokes"] > 0 for name in data["models"]), data["summary"]
+
+
 def test_folder_names_match_labels_exactly_case_insensitively_by_comma_part_or_index():
     from edgecls.bench.thirdparty import match_label
 

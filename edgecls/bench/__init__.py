@@ -7,26 +7,28 @@ size, memory — as a library (`measure`), with reports, device profiles and a m
     print(report.models[-1].latency[0].invoke_ms.p50)
     write_reports(report, report_dir=Path("runs/digits/bench"))
 
-`measure` is `open_inputs` (bench.inputs: what the options name, opened once and checked) then
-`measure_inputs` (the measurement, here or where `Where` says): callers that hold inputs already — a
-fleet, export --target's validation images in memory — call the second alone.
+`measure` is `resolve_plan` (bench.plan: the options checked and resolved once into a Plan, each
+step's values), `open_inputs` (bench.inputs: what the plan names, opened once and checked) then
+`measure_inputs` (the measurement, here or where the plan's `Where` says): callers that hold inputs
+already — a fleet, export --target's validation images in memory — call the last alone.
 
-Modules, one concern each: options (BenchOptions, its checks), inputs (models and test images, opened
-once), testset, thirdparty (labelled folders of third-party models), accuracy, latency (interleaved
-timing), memory (peak RSS of a device-side process), sustain (steady load), profiles (device profiles,
-the host), measure (`measure(options, where)`: here, under a profile, or on a device), remote (the
-device half over SSH), results (the report's typed records; `to_json()` is bench.json), schema
-(its JSON Schema; reading a bench.json), advice. Writing and printing a report, a fleet's bench and
-the `edgecls bench` command sit on top, in edgecls.reports. Importing this package never imports
-TensorFlow, and nothing here imports edgecls.train or edgecls.export.
+Modules, one concern each: options (BenchOptions, its checks), plan (the options resolved), inputs
+(models and test images, opened once), testset, thirdparty (labelled folders of third-party models),
+accuracy, latency (interleaved timing), memory (peak RSS of a device-side process), sustain (steady
+load), profiles (device profiles, the host), measure (`measure(options, where)`: here, under a
+profile, or on a device), remote (the device half over SSH), results (the report's typed records;
+`to_json()` is bench.json), schema (its JSON Schema; reading a bench.json), advice. Writing and
+printing a report, a fleet's bench and the `edgecls bench` command sit on top, in edgecls.reports.
+Importing this package never imports TensorFlow, and nothing here imports edgecls.train or edgecls.export.
 """
 
 from edgecls.bench.inputs import Inputs, open_inputs
-from edgecls.bench.measure import Where, measure, measure_inputs
+from edgecls.bench.measure import measure, measure_inputs
 from edgecls.bench.options import BenchOptions, parse_threads
+from edgecls.bench.plan import Plan, Where, resolve_plan
 from edgecls.bench.results import BenchReport, ModelResult, add_section
 from edgecls.bench.schema import check_report, schema
 from edgecls.bench.schema import errors as schema_errors
 
-__all__ = ["BenchOptions", "BenchReport", "Inputs", "ModelResult", "Where", "add_section", "check_report", "measure",
-           "measure_inputs", "open_inputs", "parse_threads", "schema", "schema_errors"]
+__all__ = ["BenchOptions", "BenchReport", "Inputs", "ModelResult", "Plan", "Where", "add_section", "check_report",
+           "measure", "measure_inputs", "open_inputs", "parse_threads", "resolve_plan", "schema", "schema_errors"]

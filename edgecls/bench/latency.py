@@ -20,8 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgecls.bench.inputs import BenchModel
-from edgecls.bench.results import Latency, LatencyRatio, Throughput, Timing
+from edgecls.bench.results import BenchModel, Latency, LatencyRatio, Throughput, Timing
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.settings import ModelSettings
@@ -48,7 +47,9 @@ class Contender:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Schedule:
+    """How much each contender is timed."""
+
     warmup: int
     runs: int  # timed images per contender, for invoke and again for file -> label
     batch_size: int
@@ -72,7 +73,7 @@ def stats(samples_ms: Sequence[float], source: Optional[str] = None) -> Timing:
 
 
 def measure(models: list[BenchModel], threads: list[int], images: np.ndarray | Mapping[str, np.ndarray],
-            files: list[Path], file_source: str, plan: Plan, settings: ModelSettings,
+            files: list[Path], file_source: str, schedule: Schedule, settings: ModelSettings,
             reference: Optional[str] = None, reporter: Reporter = SILENT) -> dict[tuple[str, int], Latency]:
     """Latency figures per (model name, threads) for the .tflite models, interleaved.
 
@@ -87,15 +88,15 @@ def measure(models: list[BenchModel], threads: list[int], images: np.ndarray | M
     for c in contenders:
         c.images = per_model[c.model.name]
     settings.open(models[0].path, threads=1)  # import the interpreter before timing
-    reporter(f"Timing {len(models)} model(s) x threads {', '.join(map(str, threads))}: {plan.warmup} warm-up, "
-        f"{plan.rounds} interleaved rounds of {plan.per_round} images")
+    reporter(f"Timing {len(models)} model(s) x threads {', '.join(map(str, threads))}: {schedule.warmup} warm-up, "
+        f"{schedule.rounds} interleaved rounds of {schedule.per_round} images")
     _load(contenders, settings)
-    _warm_up(contenders, files, plan.warmup)
-    _rounds(contenders, plan, lambda c, j: _time_invoke(c.classifier, c.images[j % len(c.images)][None]),
+    _warm_up(contenders, files, schedule.warmup)
+    _rounds(contenders, schedule, lambda c, j: _time_invoke(c.classifier, c.images[j % len(c.images)][None]),
             lambda c: c.invoke_rounds)
-    _rounds(contenders, plan, lambda c, j: _time_file(c.classifier, files[j % len(files)]),
+    _rounds(contenders, schedule, lambda c, j: _time_file(c.classifier, files[j % len(files)]),
             lambda c: c.file_rounds)
-    _throughput(contenders, plan)
+    _throughput(contenders, schedule)
     results = {}
     by_key = {(c.model.name, c.threads): c for c in contenders}
     for c in contenders:
@@ -133,20 +134,20 @@ def _warm_up(contenders: list[Contender], files: list[Path], warmup: int) -> Non
             c.classifier.classify(files[i % len(files)])
 
 
-def _rounds(contenders: list[Contender], plan: Plan, timed: Callable[[Contender, int], float],
+def _rounds(contenders: list[Contender], schedule: Schedule, timed: Callable[[Contender, int], float],
             rounds_of: Callable[[Contender], list[list[float]]]) -> None:
-    for r in range(plan.rounds):
+    for r in range(schedule.rounds):
         for c in _rotated(contenders, r):
-            start = r * plan.per_round  # every contender sees the same images in the same order
-            rounds_of(c).append([timed(c, start + i) for i in range(plan.per_round)])
+            start = r * schedule.per_round  # every contender sees the same images in the same order
+            rounds_of(c).append([timed(c, start + i) for i in range(schedule.per_round)])
 
 
-def _throughput(contenders: list[Contender], plan: Plan) -> None:
+def _throughput(contenders: list[Contender], schedule: Schedule) -> None:
     for c in contenders:
-        c.batch = max(1, min(plan.batch_size, c.classifier.max_batch, len(c.images)))
+        c.batch = max(1, min(schedule.batch_size, c.classifier.max_batch, len(c.images)))
         for _ in range(2):  # resize the input tensor, then one warm batch
             c.classifier.probabilities(c.images[:c.batch])
-    for r in range(plan.rounds):
+    for r in range(schedule.rounds):
         for c in _rotated(contenders, r):
             batch = c.images[:c.batch]
             started = time.perf_counter()

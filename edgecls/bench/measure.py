@@ -1,40 +1,39 @@
 """A bench as a library: `measure(options, where)` measures and returns the report
 (bench.results.BenchReport) in memory — on this host as it is, on this host under a device
 profile's constraints, or on a device over SSH. Writing it and printing it sit on top (reports.job).
-`measure` opens what the options name (bench.inputs.open_inputs) and hands it to `measure_inputs`,
-which callers holding their inputs already (a fleet, export --target) call alone.
+`measure` resolves the options once (bench.plan.resolve_plan: a Plan), opens what they name
+(bench.inputs.open_inputs) and hands both to `measure_inputs`, which callers holding their inputs
+already (a fleet, export --target) call alone.
 
-    inputs (bench.inputs: a run's exports | .tflite files, the test images) -> accuracy of every .tflite
-      -> under the profile's constraints: latency (interleaved), peak memory, steady load (--sustain)
+    the Plan, the inputs (bench.inputs: a run's exports | .tflite files, the test images)
+      -> accuracy of every .tflite
+      -> under the profile's constraints: latency (interleaved), peak memory, steady load (--sustain),
+         every model opened with the plan's model settings
       -> the Keras float model's accuracy (last: TensorFlow is never loaded while timing)
       -> paired comparisons with the float reference -> the report, its advice the last section
     on a device: the same bench there (bench.remote), its report brought back
 
 TensorFlow is imported only for the Keras reference of a run directory, and only when it is
-installed and options.keras is set.
+installed and the plan asks for it.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 
 from edgecls.atomic import private_tempdir
 from edgecls.bench import accuracy, advice, calibration, latency, memory, sustain, thirdparty
-from edgecls.bench.inputs import BenchModel, Inputs, open_inputs
-from edgecls.bench.options import BenchOptions, validate
-from edgecls.bench.profiles import (
-    DeviceProfile,
-    constrained,
-    load_profile,
-    placement_notes,
-    thread_sweep,
-)
+from edgecls.bench.inputs import Inputs, open_inputs
+from edgecls.bench.options import BenchOptions
+from edgecls.bench.plan import Plan, Where, resolve_plan
+from edgecls.bench.profiles import constrained, placement_notes, thread_sweep
 from edgecls.bench.results import (
+    BenchModel,
     BenchReport,
     Device,
     Latency,
@@ -52,78 +51,59 @@ from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import RunDir
 from edgecls.runtime.doctor import describe_machine
 
-if TYPE_CHECKING:
-    from edgecls import transport
-
 KERAS_NAME = "keras"
-
-
-@dataclass(frozen=True)
-class Where:
-    """Where a bench measures: this host as it is (neither), this host under a device profile's cores
-    and threads (`profile`), or a device reached over SSH (`device`; a profile in the options is
-    applied there)."""
-
-    profile: Optional[DeviceProfile] = None
-    device: Optional[transport.Device] = None
-
-    @classmethod
-    def of(cls, options: BenchOptions) -> Where:
-        """This host, under the profile `options.device` names, if any."""
-        return cls(profile=load_profile(options.device) if options.device else None)
 
 
 def measure(options: BenchOptions, where: Optional[Where] = None, reporter: Reporter = SILENT) -> BenchReport:
     """Measure what `options` name and return the report, in memory (reports.report writes it). `where`:
     this host as it is, under a device profile, or a device over SSH (default: as `options` say, this
     host under `options.device`'s profile if given)."""
-    validate(options)
-    return measure_inputs(open_inputs(options), options, where, reporter)
+    plan = resolve_plan(options, where)
+    inputs = open_inputs(plan.sources, plan.settings)
+    return measure_inputs(inputs, plan, reporter)
 
 
-def measure_inputs(inputs: Inputs, options: BenchOptions, where: Optional[Where] = None,
-                   reporter: Reporter = SILENT) -> BenchReport:
-    """The measurement of `inputs` (opened from `options` by bench.inputs.open_inputs, or made in memory
-    by the caller, as export --target does) with `options`' settings (validated), in memory."""
-    where = where if where is not None else Where.of(options)
-    if where.device is not None:
+def measure_inputs(inputs: Inputs, plan: Plan, reporter: Reporter = SILENT) -> BenchReport:
+    """The measurement of `inputs` (opened by bench.inputs.open_inputs, or made in memory by the caller,
+    as export --target does) as `plan` says (bench.plan.resolve_plan), in memory."""
+    if plan.where.device is not None:
         from edgecls.bench.remote import measure_on_device
 
-        return measure_on_device(options, where.device, inputs, reporter)
-    profile, backend = where.profile, inputs.backend
+        return measure_on_device(plan.options, plan.where.device, inputs, reporter)
     run, models, classifiers, test = inputs.run, inputs.models, inputs.classifiers, inputs.test
+    profile, settings = plan.where.profile, plan.settings
 
     reporter(f"Scoring {len(models)} .tflite model(s) on {len(test.labels)} images" if not test.latency_only
         else f"Latency only: {len(models)} .tflite model(s), {len(test.labels)} images, no accuracy")
-    scored = {m.name: classifiers[m.name].scores(test.images_for(m.name)) for m in models}
+    images = {m.name: test.images_for(m.name) for m in models}  # each model's own decoding
+    scored = {m.name: classifiers[m.name].scores(images[m.name]) for m in models}
     probabilities = {name: probs for name, (probs, _) in scored.items()}
-    calibrated = None if test.latency_only else _calibration(models, classifiers, scored, test, options, reporter)
+    calibrated = None if test.latency_only else _calibration(models, classifiers, scored, test, plan.unknown_data,
+                                                             reporter)
     full_space: dict[str, dict] = {}  # a labelled third-party set: top-1/top-k over all the model's classes
     if test.class_index is not None:
         for name in list(probabilities):
             probabilities[name], full_space[name] = thirdparty.scores(probabilities[name], test)
-    machine = describe_machine(backend)  # before the affinity change: the host as it is (a dict, as doctor's)
+    machine = describe_machine(inputs.backend)  # before the affinity change: the host as it is (a dict, as doctor's)
     float_file = next((m.name for m in models if m.is_float), None)
-    plan = latency.Plan(options.warmup, options.runs, options.batch_size)
+    schedule = plan.schedule
     with constrained(profile) as cpus, private_tempdir("edgecls-bench") as tmp:
-        threads = options.threads or thread_sweep(profile, len(cpus) if cpus else machine["usable_cpus"])
+        threads = plan.threads or thread_sweep(profile, len(cpus) if cpus else machine["usable_cpus"])
         timing_files, file_source = latency.sample_files(test.files, test.images, Path(tmp))
-        settings = options.model_settings()  # every model opened as open_inputs opened it
-        timings = latency.measure(models, threads, {m.name: test.images_for(m.name) for m in models}, timing_files,
-                                  file_source, plan, settings, float_file, reporter)
-        memories, baseline = _memory(models, timing_files[0], threads[0], backend.name, options.memory, reporter)
-        sustained = (sustain.run(models, test.images, options.sustain, max(threads), settings, reporter)
-                     if options.sustain else None)
+        timings = latency.measure(models, threads, images, timing_files, file_source, schedule, settings, float_file,
+                                  reporter)
+        memories, baseline = ({m.name: None for m in models}, None)
+        if plan.memory and memory.supported():
+            memories, baseline = memory.peak_memory(models, timing_files[0], threads[0], inputs.backend.name,
+                                                    settings, reporter)
+        sustained = (sustain.run(models, images, plan.sustain, max(threads), settings, reporter)
+                     if plan.sustain else None)
 
-    notes = list(test.notes)
-    if options.input_range is not None:
-        low, high = options.input_range
-        notes.append(f"--input-range {low:g},{high:g}: every .tflite model was fed pixels 0..255 as {low:g}..{high:g}, "
-                     "whatever its metadata says.")
+    notes = list(test.notes) + plan.notes
     failed = next((m.error for m in [baseline, *memories.values()] if m is not None and m.error), None)
     if failed:
         notes.append(f"Peak memory not measured: {failed}")
-    keras_model = _keras_reference(run, options.keras, test, notes, reporter)  # last: TensorFlow after timing
+    keras_model = _keras_reference(run, plan.keras, test, notes, reporter)  # last: TensorFlow after timing
     entries = ([keras_model] if keras_model else []) + [(m, probabilities[m.name]) for m in models]
     reference = KERAS_NAME if keras_model is not None else float_file
     if test.latency_only:
@@ -134,18 +114,18 @@ def measure_inputs(inputs: Inputs, options: BenchOptions, where: Optional[Where]
     report = BenchReport(
         format=FORMAT,
         created=created_timestamp(),
-        command=options.command,
+        command=plan.options.command,
         machine=Machine.from_json(machine),
         device=Device(profile=Profile.from_json(profile.to_json()) if profile else None, cpus_used=cpus,
                       threads=threads, is_device=is_device, notes=device_notes),
         data=TestData.from_json(test.to_json()),
-        settings=Settings(warmup=plan.warmup, runs=plan.runs, rounds=plan.rounds, per_round=plan.per_round,
-                          batch_size=plan.batch_size,
+        settings=Settings(warmup=schedule.warmup, runs=schedule.runs, rounds=schedule.rounds,
+                          per_round=schedule.per_round, batch_size=schedule.batch_size,
                           top_k=accuracy.top_k(max(c.num_classes for c in classifiers.values()) if test.per_model
                                                else len(test.class_names)),
                           keras=keras_model is not None,
-                          input_range=list(options.input_range) if options.input_range is not None else None,
-                          latency_only=test.latency_only, labels=options.labels,
+                          input_range=list(settings.input_range) if settings.input_range is not None else None,
+                          latency_only=test.latency_only, labels=settings.labels,
                           preprocessing={m.name: {"resize": classifiers[m.name].input_spec.resize,
                                                   "fit": classifiers[m.name].input_spec.fit} for m in models}),
         reference=reference,
@@ -156,24 +136,11 @@ def measure_inputs(inputs: Inputs, options: BenchOptions, where: Optional[Where]
         notes=notes,
     )
     if calibrated is not None:
-        calibration.add_section(report, calibrated, options.unknown_data)
+        calibration.add_section(report, calibrated, plan.unknown_data)
     if sustained is not None:
         sustain.add_section(report, sustained)
     advice.add_advice(report)
     return report
-
-
-def _memory(models: list[BenchModel], image: Path, threads: int, backend: str, enabled: bool,
-            reporter: Reporter) -> tuple[dict[str, Optional[Memory]], Optional[Memory]]:
-    if not enabled or not memory.supported():
-        return {m.name: None for m in models}, None
-    reporter("Measuring peak memory in fresh device-side processes")
-    baseline = Memory.from_json(memory.peak_rss(None, None, threads, backend))
-    found = {}
-    for model in models:
-        measured = Memory.from_json(memory.peak_rss(model.path, image, threads, backend))
-        found[model.name] = replace(measured, threads=threads) if measured.measured else measured
-    return found, baseline
 
 
 def _keras_reference(run: Optional[RunDir], wanted: bool, test: TestSet, notes: list[str],
@@ -221,7 +188,7 @@ def _model_entries(entries: list[tuple[BenchModel, np.ndarray]], reference: Opti
 
 
 def _calibration(models: list[BenchModel], classifiers: dict, scored: dict[str, tuple], test: TestSet,
-                 options: BenchOptions, reporter: Reporter) -> dict[str, dict]:
+                 unknown_data: Optional[str], reporter: Reporter) -> dict[str, dict]:
     """Each model's calibration and unknown-rule figures on the test images (bench.calibration); with
     --unknown-data, each model decodes those images at its own size and resize."""
     from edgecls.runtime.sources import read_images
@@ -232,10 +199,10 @@ def _calibration(models: list[BenchModel], classifiers: dict, scored: dict[str, 
         probs, similarity = scored[m.name]
         labels = test.labels if test.class_index is None else np.asarray(test.class_index)[test.labels]
         unknown = None
-        if options.unknown_data is not None:
-            unknown = read_images(Path(options.unknown_data), classifier.preprocess)
+        if unknown_data is not None:
+            unknown = read_images(Path(unknown_data), classifier.preprocess)
             count = len(unknown)
         found[m.name] = calibration.figures(classifier, probs, similarity, labels, unknown)
-    if options.unknown_data is not None:
-        reporter(f"Scored the unknown rules on {count} images of --unknown-data {options.unknown_data}")
+    if unknown_data is not None:
+        reporter(f"Scored the unknown rules on {count} images of --unknown-data {unknown_data}")
     return found

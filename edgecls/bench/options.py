@@ -17,7 +17,6 @@ from edgecls.runtime.interpreter import MAX_THREADS
 from edgecls.runtime.metadata import check_range
 from edgecls.runtime.settings import (
     INPUT_RANGE_HELP,
-    ModelSettings,
     backend_option,
     fit_option,
     input_range_option,
@@ -129,11 +128,6 @@ class BenchOptions:
     json_path: Optional[Path] = host("where the host writes its JSON", option(  # checked before measuring
         None, flags=("--json",), panel=OUTPUT, help="Also write the JSON report here", show_default="none"))
     command: Optional[str] = host("the host's command line, for the report", option(None, command_line=False))
-
-    def model_settings(self) -> ModelSettings:
-        """How every model is opened (Classifier's settings; threads are the bench's sweep)."""
-        return ModelSettings(labels=self.labels, resize=self.resize, fit=self.fit, input_range=self.input_range,
-                             backend=self.backend)
 
 
 def device_flag(name: str) -> str:

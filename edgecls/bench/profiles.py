@@ -90,12 +90,6 @@ def load_profile(spec: str) -> DeviceProfile:
     return DeviceProfile(key=path.stem, path=str(path), **values)
 
 
-
-
-
-
-
-
 @contextlib.contextmanager
 def constrained(profile: Optional[DeviceProfile]) -> Iterator[Optional[list[int]]]:
     """Run the block on the first `profile.cores` usable CPUs (all of them without a profile,
@@ -123,16 +117,10 @@ def thread_sweep(profile: Optional[DeviceProfile], cpus_used: int) -> list[int]:
     return sorted({1, cpus_used})
 
 
-
-
-
-
 def profile_core(profile: DeviceProfile) -> Optional[str]:
     """The core type a profile names in its cpu ("4x Cortex-A76 @ 2.4 GHz" -> "Cortex-A76"), or None."""
     found = re.search(r"Cortex-?([AX]\d+)", profile.cpu, re.IGNORECASE)
     return f"Cortex-{found.group(1).upper()}" if found else None
-
-
 
 
 def placement_notes(profile: Optional[DeviceProfile], machine: dict[str, Any], cpus_used: Optional[list[int]],

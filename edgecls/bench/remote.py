@@ -15,11 +15,10 @@ from dataclasses import Field, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from edgecls import jsonio
 from edgecls.bench.inputs import Inputs
 from edgecls.bench.options import BenchOptions
 from edgecls.bench.results import BenchReport, RemoteRun
-from edgecls.bench.testset import SAVED_FORMAT, SAVED_TEST_IMAGES, save_test_images
+from edgecls.bench.testset import stage_test_images
 from edgecls.options import argv
 from edgecls.reporter import SILENT, Reporter
 from edgecls.transport import Device
@@ -71,30 +70,17 @@ def measure_on_device(options: BenchOptions, device: Device, inputs: Inputs, rep
 
 def stage_inputs(models: list[Any], test: Any, folder: Path, with_data: bool = True
                  ) -> tuple[list[str], Optional[list[Any]]]:
-    """Copy the models and the labelled test images into `folder` (models/, data/): the names the
-    device's bench is given, and — when the images had to be written as PNG files — the local id of
-    each position, to translate the device's flipped-image ids back. Without data (--latency-only
-    on seeded random images) the device makes the same images itself."""
+    """Copy the models (models/) and the test images (data/: bench.testset.stage_test_images) into
+    `folder`: the names the device's bench is given, and — when the images had to be written as PNG
+    files — the local id of each position, to translate the device's flipped-image ids back. Without
+    data (--latency-only on seeded random images) the device makes the same images itself."""
     names = []
     for model in models:
         relative = Path("models") / (model.path.parent.name or "model") / model.path.name
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model.path, folder / relative)
         names.append(relative.as_posix())
-    if not with_data:
-        return names, None
-    data = folder / "data"
-    if test.files is not None:  # the real files: the device decodes what this host decoded
-        for image_id, path in zip(test.ids, test.files):
-            target = data / str(image_id)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-        (data / SAVED_TEST_IMAGES).write_text(jsonio.dumps({
-            "format": SAVED_FORMAT, "source": test.source, "run": test.run, "part": test.part,
-            "images": int(len(test.labels)), "classes": test.class_names}, indent=1) + "\n", encoding="utf-8")
-        return names, None
-    save_test_images(test, data)
-    return names, list(test.ids)
+    return names, stage_test_images(test, folder / "data") if with_data else None
 
 
 def device_command(options: BenchOptions, models: list[str], data: Optional[str], uploads: Path) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Union
 
 from edgecls.records import Record, omitted
@@ -141,6 +142,28 @@ class Memory(Record):
         if not self.measured and self.top1 is None:  # the error form: {"error": ...} alone
             doc.pop("top1", None)
         return doc
+
+
+@dataclass
+class BenchModel:
+    """One model to bench, as bench.inputs opened it (an exported .tflite, or the run's Keras float model):
+    what its ModelResult says before the figures."""
+
+    name: str  # shown in tables
+    kind: str  # "tflite" | "keras"
+    mode: str  # float32, int8, ... (keras: float32)
+    path: Path
+    size_bytes: int
+    sha256: Optional[str] = None
+    io: dict[str, Any] = field(default_factory=dict)  # input/output dtype, scale, zero point
+
+    @property
+    def is_float(self) -> bool:
+        return self.mode == "float32"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "mode": self.mode, "path": str(self.path),
+                "size_bytes": self.size_bytes, "sha256": self.sha256, "io": self.io}
 
 
 @dataclass(kw_only=True)

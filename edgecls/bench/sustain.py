@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -46,20 +46,13 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-
-
-
-
-
-
-
-
 # ---------------------------------------------------------------------- the run
-def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int, settings: ModelSettings,
-        reporter: Reporter = SILENT, interval: float = 1.0) -> dict[str, Any]:
+def run(models: Sequence[Any], images: Mapping[str, np.ndarray], seconds: float, threads: int,
+        settings: ModelSettings, reporter: Reporter = SILENT, interval: float = 1.0) -> dict[str, Any]:
     """Invoke every model (BenchModel) in turn for `seconds` with `threads` interpreter threads, each
-    opened with `settings` (the bench's); returns the section's data: per-second samples, the sensors'
-    sources and a first/last-window summary."""
+    opened with `settings` (the bench's) and fed its own decoding of the test images (`images`, by model
+    name: models of different input sizes run together); returns the section's data: per-second
+    samples, the sensors' sources and a first/last-window summary."""
     classifiers = {m.name: settings.open(m.path, threads=threads) for m in models}
     names = list(classifiers)
     zone = thermal_zone()
@@ -67,7 +60,7 @@ def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int,
         f"sampled every {interval:g} s")
     for name in names:  # warm: the first invokes allocate and fill caches
         for i in range(3):
-            _invoke(classifiers[name], images[i % len(images)][None])
+            _invoke(classifiers[name], images[name][i % len(images[name])][None])
     throttled_start = throttled()
     seen_throttle = 0
     raw: dict[str, list[list[float]]] = {name: [] for name in names}  # per second, per model
@@ -96,7 +89,8 @@ def run(models: Sequence[Any], images: np.ndarray, seconds: float, threads: int,
                 break
             continue
         name = names[i % len(names)]
-        bucket[name].append(_invoke(classifiers[name], images[(i // len(names)) % len(images)][None]))
+        own = images[name]
+        bucket[name].append(_invoke(classifiers[name], own[(i // len(names)) % len(own)][None]))
         i += 1
     throttled_end = throttled()
     per_window = max(1, int(min(WINDOW_SECONDS, seconds / 3) // interval))

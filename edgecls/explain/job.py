@@ -18,7 +18,7 @@ from edgecls import jsonio
 from edgecls.atomic import check_folder_writable, write_text_atomic
 
 # bench's test-set loader (a run's test split with image ids): an internal name, imported here only
-from edgecls.bench.inputs import run_test_set
+from edgecls.bench.testset import run_test_set
 from edgecls.bounds import check_bound
 from edgecls.console import some_image
 from edgecls.errors import EdgeclsError

@@ -31,7 +31,7 @@ def requested_analyses(paths: Sequence[Path], diagnose: bool, sweep: Optional[Se
     no TensorFlow)."""
     if not (diagnose or sweep):
         return []
-    from edgecls.bench.inputs import split_paths
+    from edgecls.bench.plan import split_paths
     from edgecls.bounds import check_bound
 
     for size in sweep or ():

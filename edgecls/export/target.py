@@ -394,13 +394,14 @@ def _time_on_target(target: Target, place: Any, rows: list[Row], paths: dict[str
     is sent, never the test split; the figures kept are its invoke times at its largest thread count."""
     from edgecls.bench.inputs import open_inputs
     from edgecls.bench.measure import measure_inputs
+    from edgecls.bench.plan import resolve_plan
     from edgecls.bench.testset import TestSet
 
     images, labels = val
-    bench = bench_options(target, list(paths.values()), options.runs)
-    inputs = open_inputs(bench, TestSet(images, labels, class_names, list(range(len(images))), None,
-                                        "the validation split", "val"))
-    report = measure_inputs(inputs, bench, place, reporter)
+    plan = resolve_plan(bench_options(target, list(paths.values()), options.runs), place)
+    inputs = open_inputs(plan.sources, plan.settings, TestSet(images, labels, class_names, list(range(len(images))),
+                                                              None, "the validation split", "val"))
+    report = measure_inputs(inputs, plan, reporter)
     by_file = {Path(m.path).name: m for m in report.models}
     threads = 0
     for row in rows:

@@ -21,8 +21,9 @@ from typing import Any, Optional
 
 from edgecls import jsonio
 from edgecls.bench.inputs import Inputs
-from edgecls.bench.measure import Where, measure_inputs
+from edgecls.bench.measure import measure_inputs
 from edgecls.bench.options import BenchOptions
+from edgecls.bench.plan import Plan
 from edgecls.bench.remote import measure_on_device, stage
 from edgecls.bench.results import BenchReport
 from edgecls.errors import EdgeclsError
@@ -50,9 +51,10 @@ class Outcome:
     error: Optional[str] = None
 
 
-def bench_fleet(options: BenchOptions, inputs: Inputs, reporter: Reporter = SILENT) -> BenchReport:
-    """Bench here and on every device of `options.remote`; write the host's, each device's and the
-    merged report into --report (all or nothing); print the merged table; return the host's report."""
+def bench_fleet(plan: Plan, inputs: Inputs, reporter: Reporter = SILENT) -> BenchReport:
+    """Bench here and on every device of the plan's `options.remote`; write the host's, each device's and
+    the merged report into --report (all or nothing); print the merged table; return the host's report."""
+    options = plan.options
     remote: RemoteOptions = options.remote
     targets = parse_targets(remote.targets)
     check_parallel(remote.parallel)
@@ -70,7 +72,7 @@ def bench_fleet(options: BenchOptions, inputs: Inputs, reporter: Reporter = SILE
             if outcome.error:
                 reporter(f"warning: {outcome.error}; the other devices go on")
         # the host first (the devices' runs do not load it); the steady load runs on the devices only
-        report = measure_inputs(inputs, replace(options, sustain=None), Where.of(options), reporter)
+        report = measure_inputs(inputs, replace(plan, sustain=None), reporter)
         staged = stage(options, inputs, work / "payload")
         outcomes = fan_out(outcomes, lambda o: _bench(o, options, inputs, staged, reporter), remote.parallel)
         if len(targets) == 1 and outcomes[0].error:

@@ -14,8 +14,9 @@ from typing import Optional
 
 from edgecls.bench import advice
 from edgecls.bench.inputs import Inputs, open_inputs
-from edgecls.bench.measure import Where, measure_inputs
-from edgecls.bench.options import BenchOptions, validate
+from edgecls.bench.measure import measure_inputs
+from edgecls.bench.options import BenchOptions
+from edgecls.bench.plan import resolve_plan
 from edgecls.bench.results import BenchReport
 from edgecls.bench.testset import save_test_images
 from edgecls.console import print_wrapped
@@ -46,10 +47,9 @@ def bench(
     if options.remote is not None and analyses:
         raise EdgeclsError("--diagnose and --calib-sweep run on the workstation (TensorFlow): "
                            "run them without --remote")
-    validate(options)
-    where = Where.of(options)  # a wrong profile is said before any image is read
+    plan = resolve_plan(options)  # a wrong option or profile is said before any image is read
     check_writable(options.json_path, options.report_dir)
-    inputs = open_inputs(options)
+    inputs = open_inputs(plan.sources, plan.settings)
     if options.save_test_images is not None:
         save_test_images(inputs.test, options.save_test_images)
         reporter(f"Wrote the {len(inputs.test.labels)} test images to {options.save_test_images} (bench on a device "
@@ -57,8 +57,8 @@ def bench(
     if options.remote is not None:
         from edgecls.reports.fleet import bench_fleet
 
-        return bench_fleet(options, inputs, reporter)
-    result = measure_inputs(inputs, options, where, reporter)
+        return bench_fleet(plan, inputs, reporter)
+    result = measure_inputs(inputs, plan, reporter)
     for analysis in analyses:
         analysis(result, inputs, options.report_dir, reporter)
     if analyses:

@@ -27,13 +27,13 @@ import numpy as np
 
 from edgecls.atomic import write_text_atomic
 from edgecls.bench import accuracy, calibration
-from edgecls.bench.inputs import exported_files, run_test_set
+from edgecls.bench.testset import run_test_set
 from edgecls.data import image_digests, part_digest
 from edgecls.errors import EdgeclsError
 from edgecls.reporter import SILENT, Reporter
 from edgecls.reports.compare import report_labels
 from edgecls.reports.report import markup_cell, markup_lines, md_table
-from edgecls.rundir import RunDir, open_run
+from edgecls.rundir import RunDir, exported_files, open_run
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.metrics import SIGNIFICANCE, interval_text, mcnemar_p, points_text
 
@@ -63,8 +63,7 @@ def compare_runs(paths: Sequence[Path], unknown_data: Optional[str] = None, thre
     if data is None:
         test = run_test_set(first)
     else:  # e.g. newly labelled field pictures, kept out of training: where the retrained run should gain
-        from edgecls.bench.inputs import data_test_set
-        from edgecls.bench.testset import match_classes
+        from edgecls.bench.testset import data_test_set, match_classes
 
         test = match_classes(data_test_set(data, (first.img_size, first.img_size), first.color), list(first.labels),
                              first.name)

@@ -179,6 +179,12 @@ class ModelSettings:
         `content`: the file's bytes, already read and checked; `open_set=False`: never 'unknown')."""
         from edgecls.runtime.classify import Classifier
 
-        return Classifier(path, num_threads=threads if threads is not None else self.threads, labels=self.labels,
-                          backend=self.backend, input_range=self.input_range, resize=self.resize, fit=self.fit,
-                          open_set=open_set, content=content)
+        return Classifier(path, num_threads=threads if threads is not None else self.threads, open_set=open_set,
+                          content=content, **self.classifier_args())
+
+    def classifier_args(self) -> dict[str, Any]:
+        """The Classifier's keyword arguments these settings give (threads aside), as JSON values: what
+        a fresh process opens a model with (bench's peak-memory probe) to open it as this one does."""
+        return {"labels": None if self.labels is None else str(self.labels), "backend": self.backend,
+                "input_range": None if self.input_range is None else list(self.input_range),
+                "resize": self.resize, "fit": self.fit}

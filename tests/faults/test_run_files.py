@@ -60,8 +60,10 @@ def test_bad_keras_files_for_export(kind, needle, tmp_path, cli):
 
 
 def test_bench_refuses_an_export_folder_that_mixes_sets_or_points_outside(tmp_path):
+    from edgecls.bench.inputs import open_model
     from edgecls.provenance import sha256_file
     from edgecls.rundir import exported_files
+    from edgecls.runtime.settings import ModelSettings
 
     run = tmp_path / "run"
     (run / "export").mkdir(parents=True)
@@ -80,6 +82,8 @@ def test_bench_refuses_an_export_folder_that_mixes_sets_or_points_outside(tmp_pa
         (run / "export" / "export.json").write_text(json.dumps(doc))
         with pytest.raises(EdgeclsError, match=fragment):
             exported_files(run)
+    with pytest.raises(EdgeclsError, match="does not match"):  # bench checks the digest on the bytes it opens
+        open_model(run / "export" / "model_int8.tflite", ModelSettings(), "0" * 64)
 
 
 SPLIT_CASES = [  # what replaces a valid split.json's fields, the error fragment
