@@ -86,6 +86,31 @@ def test_bench_compare_fits_80_columns(tmp_path):
     assert "measured on" in wide and "img/s" in wide
 
 
+
+def test_bench_compare_keeps_long_model_names_whole_at_80_columns(tmp_path):
+    """A report of third-party files with long names: each name whole on one line at 80 columns (the
+    per-report tables stack their figures beside the name, as bench's own tables do), never folded."""
+    from edgecls.reports.compare import compare, render_compare_table
+
+    first = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    second = copy.deepcopy(first)
+    for model, name in zip(second["models"][1:], (LONG, CORAL[1])):
+        model["name"] = name
+    for name, doc in (("pi5", second), ("host", first)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "bench.json").write_text(json.dumps(doc))
+    merged = compare([tmp_path / "pi5" / "bench.json", tmp_path / "host" / "bench.json"])
+    narrow = rendered(render_compare_table(merged))
+    fits(narrow)
+    whole_on_a_line(narrow, LONG, CORAL[1], "model_float32.tflite", "pi5/bench: x86_64 host")
+    for column in ("top-1", "correct", "agree", "p50", "p99", "thr"):
+        assert column in narrow
+    assert "img/s and peak MB: compare.md (--report)." in " ".join(narrow.split())
+    wide = rendered(render_compare_table(merged), width=250)
+    header = next(line for line in wide.splitlines() if "measured on" in line)
+    assert all(column in header for column in ("report", "model", "img/s", "peak MB"))  # one table when it fits
+    whole_on_a_line(wide, LONG)
+
 def test_the_target_table_fits_80_columns_and_explains_its_columns():
     from edgecls.bench.latency import stats
     from edgecls.bench.results import Latency, LatencyRatio, Throughput
