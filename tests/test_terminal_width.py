@@ -328,3 +328,37 @@ def test_log_lines_wrap_to_a_terminal_and_stay_whole_in_a_pipe(capsys, monkeypat
     fits(shown)
     assert " ".join(shown.split()) == line and len(shown.splitlines()) == 2
     whole_on_a_line(shown, "rotate,zoom,translate")
+
+
+@pytest.mark.slow  # trains (2 epochs of the digits)
+def test_train_s_epoch_lines_and_bar_fit_an_80_column_terminal(tmp_path):
+    """Each frame a terminal draws while `edgecls train` runs (a progress bar redraws itself after a carriage
+    return) is at most 80 columns wide, and each epoch ends with one line of its figures. Keras's own bar was
+    ~130 columns, redrawn with backspaces: an 80-column terminal folded it into fragments."""
+    import re
+
+    raw = in_a_terminal(["train", "--out", str(tmp_path / "run"), "--epochs", "2"], stderr=True, raw=True)
+    frames = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frame).replace("\b", "")
+              for line in raw.split("\n") for frame in line.split("\r")]
+    assert "/step" not in raw  # Keras's own bar is off
+    fits("\n".join(frames))
+    epochs = [frame for frame in frames if re.match(r"Epoch [12]/2  loss \d\.\d{4}  acc", frame)]
+    assert len(epochs) == 2 and all(" val loss " in line and " val acc " in line for line in epochs), frames
+
+
+@pytest.mark.slow  # trains (2 epochs of the digits)
+def test_train_in_a_pipe_writes_one_line_per_epoch_to_stderr_and_none_to_stdout(tmp_path):
+    """A log gets the epoch lines whole (stderr, the reporter's), and stdout stays the result."""
+    import re
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "edgecls", "train", "--out", str(tmp_path / "run"), "--epochs", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Epoch" not in done.stdout and "/step" not in done.stdout
+    epochs = [line for line in done.stderr.splitlines() if line.startswith("Epoch ")]
+    assert len(epochs) == 2, done.stderr
+    for n, line in enumerate(epochs, start=1):
+        assert re.fullmatch(rf"Epoch {n}/2  loss \d\.\d{{4}}  acc \d\.\d{{4}}  val loss \d\.\d{{4}}  "
+                            r"val acc \d\.\d{4}  [\d.]+ s", line), line
