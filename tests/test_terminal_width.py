@@ -66,18 +66,25 @@ def test_the_bench_tables_fit_80_columns_and_keep_every_column_when_wide(long_na
     assert all(column in header for column in COLUMNS)  # one table with every column
 
 
+def compared(folder: Path, pi5: dict, host: dict) -> dict:
+    """`bench compare` of two reports, saved as pi5/bench.json and host/bench.json in `folder`."""
+    from edgecls.reports.compare import compare
+
+    for name, doc in (("pi5", pi5), ("host", host)):
+        (folder / name).mkdir()
+        (folder / name / "bench.json").write_text(json.dumps(doc))
+    return compare([folder / "pi5" / "bench.json", folder / "host" / "bench.json"])
+
+
 def test_bench_compare_fits_80_columns(tmp_path):
-    from edgecls.reports.compare import COLUMNS, compare, render_compare_table
+    from edgecls.reports.compare import COLUMNS, render_compare_table
 
     first = json.loads(SHIPPED.read_text(encoding="utf-8"))
     second = copy.deepcopy(first)
     second["device"]["profile"] = {"key": "rpi5", "name": "Raspberry Pi 5", "arch": "aarch64", "cores": 4,
                                    "threads": 4}
     second["device"]["is_device"] = False
-    for name, doc in (("pi5", second), ("host", first)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "bench.json").write_text(json.dumps(doc))
-    merged = compare([tmp_path / "pi5" / "bench.json", tmp_path / "host" / "bench.json"])
+    merged = compared(tmp_path, second, first)
     narrow = rendered(render_compare_table(merged))
     fits(narrow)
     assert "pi5/bench: rpi5 profile on x86_64" in narrow and "host/bench" in narrow
@@ -86,20 +93,16 @@ def test_bench_compare_fits_80_columns(tmp_path):
     assert "measured on" in wide and "img/s" in wide
 
 
-
 def test_bench_compare_keeps_long_model_names_whole_at_80_columns(tmp_path):
     """A report of third-party files with long names: each name whole on one line at 80 columns (the
     per-report tables stack their figures beside the name, as bench's own tables do), never folded."""
-    from edgecls.reports.compare import compare, render_compare_table
+    from edgecls.reports.compare import render_compare_table
 
     first = json.loads(SHIPPED.read_text(encoding="utf-8"))
     second = copy.deepcopy(first)
     for model, name in zip(second["models"][1:], (LONG, CORAL[1])):
         model["name"] = name
-    for name, doc in (("pi5", second), ("host", first)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "bench.json").write_text(json.dumps(doc))
-    merged = compare([tmp_path / "pi5" / "bench.json", tmp_path / "host" / "bench.json"])
+    merged = compared(tmp_path, second, first)
     narrow = rendered(render_compare_table(merged))
     fits(narrow)
     whole_on_a_line(narrow, LONG, CORAL[1], "model_float32.tflite", "pi5/bench: x86_64 host")
