@@ -16,7 +16,8 @@ $EDGECLS_ARM64_CACHE), installing nothing system-wide:
   site/    aarch64 wheels of edgecls' runtime dependencies and of its serve extra, at the versions
            installed on this host
   pyc/     bytecode for all of it (PYTHONPYCACHEPREFIX), so an emulated start takes ~2 s, not ~15
-  work/    the generated test images and the raw outputs of the last run
+  work/    one folder a run (the generated test images and the raw outputs); a finished run's
+           folder is removed when the next run starts
 Downloads (.debs, apt lists, wheels) are deleted once their part is built; each part has a
 STAMP.json and is rebuilt only when what it was built from changes (or with --refresh).
 
@@ -66,6 +67,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +124,10 @@ class UsageError(Exception):
     """Bad arguments, or the host cannot run edgecls (exit 2)."""
 
 
+class NeedsBuild(Exception):
+    """A part of the environment is missing, found where nothing may be built (a shared lock)."""
+
+
 def say(message: str = "") -> None:
     print(message, flush=True)
 
@@ -132,6 +138,8 @@ def say(message: str = "") -> None:
 @dataclass
 class Cache:
     root: Path
+    run_folder: Path | None = None  # this run's own folder under work/ (own_run)
+    may_build: bool = True  # False under the shared lock: a missing part raises NeedsBuild
 
     @property
     def qemu(self) -> Path:
@@ -155,17 +163,100 @@ class Cache:
 
     @property
     def work(self) -> Path:
-        return self.root / "work"
+        return self.run_folder or self.root / "work"
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """One run at a time per cache folder (a test and a developer may share it)."""
+    def locked(self, shared: bool = False) -> Iterator[None]:
+        """The environment's lock: exclusive to build it, shared to use it (checks run side by side,
+        each in its own work folder; a rebuild waits until they end)."""
         import fcntl
 
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with open(self.root / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
+
+    @contextlib.contextmanager
+    def own_run(self) -> Iterator[None]:
+        """A fresh folder under work/ for this run, locked while it runs; the folders of runs that have
+        ended (and the single work folder of older versions) are removed first."""
+        import fcntl
+
+        base = self.root / "work"
+        base.mkdir(parents=True, exist_ok=True)
+        for old in base.iterdir():
+            if old.is_dir() and not _still_running(old):
+                shutil.rmtree(old, ignore_errors=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"run-{time.strftime('%Y%m%d-%H%M%S')}-", dir=base))
+        with open(folder / RUNNING, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            self.run_folder = folder
+            try:
+                yield
+            finally:
+                self.run_folder = None
+
+    @contextlib.contextmanager
+    def building(self, folder: Path, key: Any, **details: Any) -> Iterator[tuple[Path, dict]]:
+        """Build into FOLDER.tmp, then stamp it and move it into place (a killed build leaves no
+        half-made folder that looks finished). The body may add to the details dict."""
+        if not self.may_build:
+            raise NeedsBuild(folder.name)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        started = time.perf_counter()
+        extra: dict = dict(details)
+        try:
+            yield tmp, extra
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        stamp = {"key": key, "built_seconds": round(time.perf_counter() - started, 1),
+                 "built_at": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
+        (tmp / "STAMP.json").write_text(json.dumps(stamp, indent=2) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+
+RUNNING = ".running"  # in a run's work folder, locked by the run while it lasts
+
+
+def _still_running(folder: Path) -> bool:
+    import fcntl
+
+    try:
+        with open(folder / RUNNING, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False  # not a run's folder (an older version's images/ or run/)
+    except BlockingIOError:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def environment(cache: Cache, refresh: bool) -> Iterator[dict]:
+    """The environment, ready and held (shared lock) for the body: built first under the exclusive
+    lock when a part is missing or out of date, or with --refresh. The set-up dict says what was built."""
+    built = None
+    if refresh:
+        with cache.locked():
+            built = set_up(cache, refresh=True)
+    while True:
+        with cache.locked(shared=True):
+            cache.may_build = False
+            try:
+                setup = set_up(cache)
+            except NeedsBuild:
+                setup = None
+            finally:
+                cache.may_build = True
+            if setup is not None:
+                yield built or setup
+                return
+        with cache.locked():
+            built = set_up(cache)
 
 
 def read_stamp(folder: Path) -> dict | None:
@@ -178,27 +269,6 @@ def read_stamp(folder: Path) -> dict | None:
 def stamp_matches(folder: Path, key: Any) -> bool:
     stamp = read_stamp(folder)
     return stamp is not None and stamp.get("key") == json.loads(json.dumps(key))  # tuples read back as lists
-
-
-@contextlib.contextmanager
-def building(folder: Path, key: Any, **details: Any) -> Iterator[tuple[Path, dict]]:
-    """Build into FOLDER.tmp, then stamp it and move it into place (a killed build leaves no
-    half-made folder that looks finished). The body may add to the details dict."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    started = time.perf_counter()
-    extra: dict = dict(details)
-    try:
-        yield tmp, extra
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    stamp = {"key": key, "built_seconds": round(time.perf_counter() - started, 1),
-             "built_at": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
-    (tmp / "STAMP.json").write_text(json.dumps(stamp, indent=2) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
 
 
 def run_tool(argv: Sequence[Any], what: str, timeout: float = 600, **kwargs: Any) -> str:
@@ -277,7 +347,7 @@ def ensure_qemu(cache: Cache, refresh: bool) -> dict:
         return read_stamp(folder)
     say(f"[setup] qemu-aarch64: downloading {QEMU_PACKAGE} from bookworm-backports")
     apt = PrivateApt(cache.root / "apt-amd64", "amd64", QEMU_SOURCES)
-    with building(folder, key) as (tmp, details):
+    with cache.building(folder, key) as (tmp, details):
         apt.update()
         deb = apt.download_one(QEMU_PACKAGE)
         extract_one_file(deb, QEMU_MEMBER, tmp / "qemu-aarch64")
@@ -311,7 +381,7 @@ def ensure_rootfs(cache: Cache, refresh: bool) -> dict:
         return read_stamp(cache.rootfs)
     say(f"[setup] arm64 root file system: {', '.join(ROOTFS_PACKAGES)} and their dependencies from bookworm")
     apt = PrivateApt(cache.root / "apt-arm64", "arm64", ROOTFS_SOURCES)
-    with building(cache.rootfs, key) as (tmp, details):
+    with cache.building(cache.rootfs, key) as (tmp, details):
         apt.update()
         debs = apt.download_with_dependencies(ROOTFS_PACKAGES)
         for deb in debs:
@@ -364,7 +434,7 @@ def ensure_site(cache: Cache, pins: list[str], refresh: bool) -> dict:
     wheels = cache.root / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    with building(cache.site, key) as (tmp, details):
+    with cache.building(cache.site, key) as (tmp, details):
         run_tool(pip + ["download", "--no-deps", "--no-cache-dir", "--timeout", "20", "--retries", "1",
                         "-d", wheels, *target, *pins], "pip download (aarch64 wheels)")
         files = sorted(wheels.glob("*.whl"))
@@ -386,7 +456,7 @@ def ensure_bytecode(cache: Cache, parts: list[dict], refresh: bool) -> dict | No
             "the emulated Python compiles its own on first use (slower first run)")
         return None
     say("[setup] bytecode for the emulated Python")
-    with building(cache.pyc, key) as (tmp, _details):
+    with cache.building(cache.pyc, key) as (tmp, _details):
         env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp)}
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         lib = cache.rootfs / "usr/lib" / f"python{TARGET_PYTHON}"
@@ -1353,12 +1423,10 @@ def _say_timings(started: float, setup: dict, host: Side, verdicts: dict, cache:
     say(f"raw outputs: {cache.work / 'run'}")
 
 
-def run_check(args: argparse.Namespace, cache: Cache) -> int:
+def run_check(args: argparse.Namespace, cache: Cache, setup: dict, started: float) -> int:
     """The check: the host's answers, then each emulated core's, compared; a verdict a core."""
-    started = time.perf_counter()
     models, arm_models = _check_models(args)
     cpus = resolve_cpus(args.cpu)
-    setup = set_up(cache, refresh=args.refresh)
     _check_cpus(cache, cpus)
 
     host = host_side(cache)
@@ -1392,7 +1460,6 @@ def run_check(args: argparse.Namespace, cache: Cache) -> int:
 
 def run_python(args: argparse.Namespace, cache: Cache) -> int:
     """`scripts/arm64-check python -- ARGS`: the emulated Python with edgecls on its path."""
-    set_up(cache, refresh=False)
     side = emulated_side(cache, resolve_cpus(args.cpu)[0])
     return subprocess.call(side.python + args.argv, env=side.env)
 
@@ -1450,16 +1517,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     cache = Cache(Path(args.cache).resolve())
+    started = time.perf_counter()
     try:
-        with cache.locked():
+        with environment(cache, args.refresh) as setup:
             if args.command == "setup":
-                setup = set_up(cache, refresh=args.refresh)
                 say(f"ready: {setup['qemu']}; {len(setup['pins'])} packages; set-up {setup['seconds']:.1f} s; "
                     f"cache {disk_used(cache.root) / 1e6:.0f} MB in {cache.root}")
                 return EXIT_OK
-            if args.command == "python":
-                return run_python(args, cache)
-            return run_check(args, cache)
+            with cache.own_run():
+                if args.command == "python":
+                    return run_python(args, cache)
+                return run_check(args, cache, setup, started)
     except SetupError as exc:
         say(f"arm64-check: cannot set up the emulated environment: {exc}")
         return EXIT_SETUP

@@ -3,7 +3,7 @@ scratch and taught by the 0.5_160 backbone model (`edgecls train --teacher`), pa
 
     python scripts/bench_distill.py --work /tmp/distill               # seeds 0-2: trains what --work lacks
     python scripts/bench_distill.py --work /tmp/distill --seeds 0,1,2,3 --mixup 0 --json distill.json
-    python scripts/bench_distill.py --smoke                            # 20 photos a class, 2 epochs: runs?
+    python scripts/bench_distill.py --smoke                            # 20 photos a class, 48 px, 2 epochs: runs?
 
 Per seed s, three runs with `--seed s` (one split): the teacher (edgecls train --backbone 0.5_160), the
 CNN from scratch (edgecls train --arch mobile) and the student (the same and --teacher, the teacher's
@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=120, help="both CNNs' epochs")
     parser.add_argument("--patience", type=int, default=30, help="both CNNs' early-stopping patience")
-    parser.add_argument("--img-size", type=int, default=96)
+    parser.add_argument("--img-size", type=int, help="[96; --smoke: 48]")
     parser.add_argument("--alpha", type=float, default=0.0, help="the student's --distill-alpha")
     parser.add_argument("--temperature", type=float, default=1.0, help="the student's --distill-temperature")
     parser.add_argument("--mixup", type=float, default=0.4, help="the student's --mixup")
@@ -168,6 +168,7 @@ def main() -> None:
         raise SystemExit(f"needs {benchkit.SHARED_DATA} (catsdogs and the Coral models)")
     if args.smoke:
         args.seeds, args.epochs, args.patience, args.timing_runs = "0", 2, 2, 10
+    args.img_size = args.img_size or (48 if args.smoke else 96)
     record = benchkit.Record(__file__, args)
     with tempfile.TemporaryDirectory(prefix="bench-distill-") as tmp:
         work = args.work or Path(tmp)

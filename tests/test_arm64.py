@@ -376,3 +376,49 @@ def test_runtime_pins_are_the_hosts_versions_for_aarch64():
     assert not any(pin.startswith(("tomli==", "tensorflow", "keras")) for pin in pins)  # 3.11; device side only
     for package in ("starlette", "uvicorn", "prometheus-client", "python-multipart"):  # the serve extra too
         assert f"{package}=={version(package)}" in pins
+
+
+# ----------------------------------------------------------------------------- runs side by side
+def test_runs_side_by_side_each_get_their_own_work_folder_and_ended_ones_are_removed(tmp_path):
+    first, second = check.Cache(tmp_path), check.Cache(tmp_path)
+    (tmp_path / "work" / "images").mkdir(parents=True)  # an older version's single work folder
+    with first.own_run():
+        mine = first.work
+        assert mine.parent == tmp_path / "work" and not (tmp_path / "work" / "images").exists()
+        with second.own_run():  # a second check while the first runs: each its own folder
+            theirs = second.work
+            assert theirs != mine and theirs.parent == mine.parent
+        assert theirs.is_dir()  # an ended run's outputs stay until the next run starts
+        with check.Cache(tmp_path).own_run():  # ... which removes them, never a running one's
+            assert mine.is_dir() and not theirs.exists()
+    third = check.Cache(tmp_path)
+    with third.own_run():
+        assert [p.name for p in (tmp_path / "work").iterdir()] == [third.work.name]
+
+
+def test_a_missing_part_is_built_under_the_exclusive_lock_then_used_under_the_shared_one(tmp_path, monkeypatch):
+    import fcntl
+
+    cache, seen = check.Cache(tmp_path), []
+
+    def set_up(cache, refresh=False):  # one part, built when its stamp is missing (like ensure_site)
+        part = tmp_path / "part"
+        if refresh or not check.stamp_matches(part, "v1"):
+            with cache.building(part, "v1"):
+                pass
+        with open(tmp_path / ".lock", "a") as probe:  # is the lock held exclusively right now?
+            try:
+                fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                seen.append("shared")
+            except BlockingIOError:
+                seen.append("exclusive")
+        return {"seconds": 0.0, "built": []}
+
+    monkeypatch.setattr(check, "set_up", set_up)
+    with check.environment(cache, refresh=False):
+        assert seen == ["exclusive", "shared"]  # tried shared: NeedsBuild; built exclusively; held shared
+        with check.environment(check.Cache(tmp_path), refresh=False):  # a second user shares it at once
+            assert seen == ["exclusive", "shared", "shared"]
+    with pytest.raises(check.NeedsBuild):
+        with check.Cache(tmp_path, may_build=False).building(tmp_path / "other", "v1"):
+            pass

@@ -20,7 +20,9 @@ SMOKES = {
     "bench_runtime.py": ((pytest.mark.slow,), ("--work", "{work}")),
     "bench_onnx.py": ((pytest.mark.slow,), ("--work", "{work}")),
     "bench_train.py": ((pytest.mark.slow,), ()),
-    "perf-report": ((pytest.mark.slow,), ()),
+    # Its own part: run the scripts, then render. bench_serve's and bench_onnx's smokes run above; the
+    # page of every record, serve's and ONNX's included, is checked against docs/ below.
+    "perf-report": ((pytest.mark.slow,), ("--no-serve", "--no-onnx")),
     "arm64-check": ((pytest.mark.arm64,), ()),  # needs the emulated environment (downloads ~290 MB once)
     "bench_transfer.py": ((pytest.mark.shared_data,), ()),  # the Coral backbone on 16 photos a class, no TensorFlow
     "bench_datacheck.py": ((pytest.mark.shared_data,), ()),  # 20 photos a class, the small Coral backbone
@@ -125,3 +127,11 @@ def test_perf_report_renders_real_device_rows_beside_the_references(tmp_path):
     assert rows and not any("No real-device rows yet" in line for line in lines)
     assert any("model_int8.tflite (int8)" in row for row in rows)
     assert any("XNNPACK" in line and "17 ms" in line for line in lines)  # the cited references stay
+
+
+def test_perf_report_renders_the_records_on_record_into_the_page_on_record(tmp_path):
+    """docs/performance.md is what its records render to, every section (serve, ONNX, train) included."""
+    perf_report = _perf_report()
+    out = perf_report.render(ROOT / "docs" / "performance", tmp_path / "performance.md", None)
+    assert out.read_text() == (ROOT / "docs" / "performance.md").read_text()
+    assert (tmp_path / "performance.png").stat().st_size > 0
