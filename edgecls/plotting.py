@@ -63,20 +63,33 @@ def legend_outside(figure: Any, handles: list, labels: list[str], side: str = "l
     return legend
 
 
+def swatch(colour: str) -> Any:
+    """A legend handle that is a patch of `colour` (a model drawn in that colour in several ways)."""
+    from matplotlib.patches import Patch
+
+    return Patch(color=colour)
+
+
+def line_handle(**style: Any) -> Any:
+    """A legend handle that is a line of `style` (Line2D's color, marker, linestyle, linewidth ...), drawn
+    nowhere else: what a marker or a dash means across models."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], **style)
+
+
 def numbered_key(figure: Any, columns: Sequence[str], rows: list[list[str]], right: Sequence[str] = (),
                  starred: Optional[int] = None, note: str = "chosen", fontsize: float = 8) -> Any:
     """A key right of the plot: a table in monospace whose row i is numbered i + 1 (as number_points numbers
     the points), the `starred` row (an index) marked "*" with `note` under the table; columns named in
     `right` right-aligned (figures), each as wide as its widest cell. It is a legend without handles, so the
     layout makes room for it (legend_outside)."""
-    from matplotlib.lines import Line2D
-
     table = [["", *columns]] + [[f"{'*' if i == starred else ' '}{i + 1:>2}", *row] for i, row in enumerate(rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     header, *lines = ["  ".join(cell.rjust(w) if name in right else cell.ljust(w)
                                 for cell, w, name in zip(line, widths, ["", *columns])).rstrip() for line in table]
     lines += ["", f"* {note}"] if starred is not None else []
-    blank = [Line2D([], [], linestyle="none") for _ in lines]
+    blank = [line_handle(linestyle="none") for _ in lines]
     font = {"family": "monospace", "size": fontsize}
     return legend_outside(figure, blank, lines, "right center", title=header, prop=font, title_fontproperties=font,
                           alignment="left", handlelength=0, handletextpad=0, frameon=False)

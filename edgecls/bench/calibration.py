@@ -75,9 +75,7 @@ def plot(plt: Any, data: dict[str, Any]) -> Any:
     """Reliability diagram: each model's accuracy per confidence bin as bars beside the diagonal a
     perfectly calibrated model would follow (faint: bins of fewer than FEW images), and below it how
     many test images each bin holds."""
-    from matplotlib.patches import Patch
-
-    from edgecls.plotting import legend_outside, short_label
+    from edgecls.plotting import legend_outside, short_label, swatch
 
     models = data["models"]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True, height_ratios=[3, 1],
@@ -89,7 +87,7 @@ def plot(plt: Any, data: dict[str, Any]) -> Any:
     handles, labels = [diagonal], ["perfectly calibrated"]
     for i, (name, f) in enumerate(models.items()):
         color = f"C{i % 10}"
-        handles.append(Patch(color=color))
+        handles.append(swatch(color))
         labels.append(f"{short_label(name)} (ECE {f['ece']:.3f})")
         for b in f["bins"]:
             x = b["low"] + (i + 1) * width

@@ -182,9 +182,7 @@ def plot(plt: Any, data: dict[str, Any]) -> Any:
     """Latency (p50 per second, p90 dashed), temperature and clock over time, one panel each."""
     samples = data["samples"]
     t = [s["t"] for s in samples]
-    from matplotlib.lines import Line2D
-
-    from edgecls.plotting import legend_outside, short_label
+    from edgecls.plotting import legend_outside, line_handle, short_label, swatch
 
     figure, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True, layout="constrained")
     handles, labels = [], []
@@ -192,10 +190,10 @@ def plot(plt: Any, data: dict[str, Any]) -> Any:
         color = f"C{i % 10}"
         axes[0].plot(t, [s["p50_ms"][name] for s in samples], color=color)
         axes[0].plot(t, [s["p90_ms"][name] for s in samples], color=color, linestyle="--", linewidth=0.8)
-        handles.append(Line2D([], [], color=color, linewidth=6))
+        handles.append(swatch(color))
         labels.append(short_label(name))
     # a colour per model, a line style per percentile: under the panels, not on the lines
-    handles += [Line2D([], [], color="0.3"), Line2D([], [], color="0.3", linestyle="--", linewidth=0.8)]
+    handles += [line_handle(color="0.3"), line_handle(color="0.3", linestyle="--", linewidth=0.8)]
     labels += ["p50", "p90"]
     if t:  # the two windows the section compares
         for low, high in ((0, data["window_s"]), (data["seconds"] - data["window_s"], t[-1])):

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgecls.bench import calibration, sustain
 from edgecls.bench.results import BenchReport, ModelResult
-from edgecls.plotting import legend_outside, pyplot, save_png, short_label, text_colour
+from edgecls.plotting import legend_outside, line_handle, pyplot, save_png, short_label, swatch, text_colour
 from edgecls.runtime.metrics import correct_count, wilson_interval
 
 MAX_ANNOTATED_CLASSES = 12  # write the counts in the cells up to this many classes
@@ -75,9 +75,6 @@ def accuracy_latency(plt: Any, models: list[ModelResult]) -> Any:
     vertical one is the accuracy's 95 % Wilson interval, and the y axis spans every interval, so that a
     one-image difference looks as small as it is (on 179 images it is 0.56 points in a 9-point interval).
     The legend sits under the plot, never on a bar: a colour per model, a marker per thread count."""
-    from matplotlib.lines import Line2D
-
-
     figure, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     markers = "osD^v<>p"
     threads = sorted({t.threads for m in models for t in m.latency})
@@ -101,8 +98,8 @@ def accuracy_latency(plt: Any, models: list[ModelResult]) -> Any:
     ax.set_ylabel(f"top-1 accuracy (bar: 95% interval, {' / '.join(map(str, images))} images)")
     ax.set_title("Accuracy against latency")
     ax.grid(alpha=0.3)
-    handles = [Line2D([], [], color=f"C{i % 10}", linewidth=6) for i in range(len(models))]
-    handles += [Line2D([], [], color="0.3", marker=markers[i % len(markers)], linestyle="none")
+    handles = [swatch(f"C{i % 10}") for i in range(len(models))]
+    handles += [line_handle(color="0.3", marker=markers[i % len(markers)], linestyle="none")
                 for i in range(len(threads))]
     labels = [short_label(m.name) for m in models]
     labels += [f"{t} thread{'s' if t > 1 else ''}" for t in threads]
