@@ -407,10 +407,12 @@ class Server:
                    "--threads", "1", *flags, *extra]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                         cwd=ROOT, preexec_fn=pinned(core))
-        self.url = ""
+        self.url, self.parser = "", "?"
         for line in self.process.stderr:  # "edgecls: listening on http://127.0.0.1:PORT (...", then "ready"
             found = re.search(r"listening on (http://\S+) ", line)
             self.url = found.group(1) if found else self.url
+            parser = re.search(r"HTTP parser (\w+)", line)  # httptools, or h11 where it is not installed
+            self.parser = parser.group(1) if parser else self.parser
             if "ready:" in line or "error:" in line:
                 break
         if not self.url or self.process.poll() is not None:
@@ -539,6 +541,7 @@ def measure_model(record: Record, name: str, spec: dict[str, Any], args: argpars
     bench = Bench(spec, args, cores, images_file(folder, name, spec["images"]))
     tiny = name == "reference-int8"
     server = bench.server("--queue", str(CLOSED_LOOP_QUEUE))
+    record.data["http_parser"] = server.parser
     try:
         s1 = record.figure(f"S1 {name}", lambda: bench.closed_loop(server, tiny))
         if tiny:
@@ -567,9 +570,10 @@ def markdown(record: dict[str, Any]) -> str:
             lines.append(f"| {model} | serve, concurrency {c} | {run['images_per_s']:.0f} | {run['p50_ms']:.2f} | "
                          f"{run['p99_ms']:.2f} | {r['median']:.3f} ({r['min']:.2f}–{r['max']:.2f}, {r['rounds']}) | "
                          f"{run['refused_503']} | {run['lost']} |")
+    lines += ["", f"- serve's HTTP parser: {record.get('http_parser', '?')}"]
     tiny = figures.get("S1 reference-int8")
     if tiny:
-        lines += ["", f"- S2 per-request overhead, tiny model: **{tiny['overhead_us']:.0f} µs** (the client's mean at "
+        lines += [f"- S2 per-request overhead, tiny model: **{tiny['overhead_us']:.0f} µs** (the client's mean at "
                   f"concurrency 1 minus in-process classify() of the same bytes, {tiny['classify_mean_us']:.0f} µs); "
                   f"the load generator's own ceiling (concurrency 4, a canned answer): "
                   f"{tiny['client_ceiling_per_s']:.0f} requests/s; serve's GET /healthz: {tiny['healthz_per_s']:.0f} "

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import httpx
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,3 +120,18 @@ def write_token(folder: Path, token: str) -> Path:
     path.write_text(token + "\n")
     path.chmod(0o600)
     return path
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def slow_png() -> bytes:
+    """A 7000 x 7000 RGB PNG of one gradient row repeated: 0.7 MB to send, ~0.7 s to decode (it keeps
+    an interpreter busy). Written by hand: each row after the first is PNG's Paeth filter of zeros."""
+    side, channels = 7000, 3
+    first = b"\x00" + (np.arange(side * channels) % 256).astype(np.uint8).tobytes()
+    rows = first + (b"\x04" + bytes(side * channels)) * (side - 1)
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(rows, 1)) + \
+        png_chunk(b"IEND", b"")

@@ -17,7 +17,7 @@ the event loop: classifications go to the interpreter pool, model loads to a wor
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from edgecls.console import json_ready
 from edgecls.serve.auth import OPEN_ROUTES
-from edgecls.serve.limits import DRAIN_LIMIT, IMAGE_FIELD, ApiError, body_kind, drain, read_body, top_k
+from edgecls.serve.limits import DRAIN_LIMIT, IMAGE_FIELD, ApiError, body_kind, drain, error_body, read_body, top_k
 from edgecls.serve.metrics import CONTENT_TYPE
 from edgecls.serve.models import ModelUnavailable, Outcome
 from edgecls.serve.page import page_route
@@ -45,16 +45,15 @@ OUTCOME_STATUS = {"accepted": 200, "unchanged": 200, "refused": 422, "failed": 5
 BUFFERED_BODY = 64 * 1024
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """Every error the service answers: {"error": "<one line>", "status": <code>}."""
-    line = " ".join(str(message).split())
-    return JSONResponse({"error": line, "status": status}, status_code=status, headers=headers)
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """Every error the service answers: {"error": "<one line>", "status": <code>} (limits.error_body)."""
+    return Response(error_body(status, message), status_code=status, headers=headers, media_type="application/json")
 
 
 class Guard:
-    """Outermost ASGI layer: the token check (all routes but /healthz, and /metrics with --metrics-public),
-    the 503 of a full queue (before routing: cheap under overload), and the request counter by route,
-    method and status."""
+    """Outermost ASGI layer: the token check (all routes but /healthz, and /metrics with --metrics-public)
+    and the request counter by route, method and status. (The 503 of a full queue comes before it, on the
+    request head: head_rule.)"""
 
     def __init__(self, app: ASGIApp, service: Service, routes: Sequence[BaseRoute]):
         self.app = app
@@ -91,16 +90,29 @@ class Guard:
                 response = error_response(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'",
                                           {"WWW-Authenticate": 'Bearer realm="edgecls"'})
                 await response(scope, receive_and_note, send_and_count)
-            elif path == CLASSIFY and self.service.ready and self.service.pool.full():
-                # shed here, before routing: under overload a refusal must cost as little as possible
-                busy = self.service.busy()
-                await error_response(busy.status, busy.message, busy.headers)(scope, receive_and_note,
-                                                                              send_and_count)
             else:
                 await self.app(scope, receive_and_note, send_and_count)
         finally:  # a route label per known route (an unknown path is "other": no label per scanned URL)
             route = path if path in self.known else "other"
             self.service.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
+
+
+def head_rule(service: Service) -> Callable[[Scope], ApiError | None]:
+    """The answer given on a request's head, before the app (edgecls.serve.protocol asks it on every
+    request): a classification while every interpreter is busy and the queue is full is refused 503 at
+    once, for the least a refusal can cost under overload (its request counted here: the app never sees
+    it). A request without the token goes on to the app's 401. (The route checks the queue again before
+    it reads the body, and the pool at submit: either may have filled since the head.)"""
+    refused = service.metrics.requests.labels(CLASSIFY, "POST", "503")
+
+    def refuse(scope: Scope) -> ApiError | None:
+        if scope["path"] != CLASSIFY or scope["method"] != "POST" or not service.pool.full() \
+                or not service.auth.allows(_header(scope, b"authorization")):
+            return None
+        refused.inc()
+        return service.busy()
+
+    return refuse
 
 
 def _large_body(scope: Scope) -> bool:

@@ -7,6 +7,7 @@ The request head's own deadline lives in edgecls.serve.protocol (it is over befo
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,12 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+
+def error_body(status: int, message: str) -> bytes:
+    """The body of every error the service answers: {"error": "<one line>", "status": <code>}."""
+    return json.dumps({"error": " ".join(str(message).split()), "status": status}, ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8")
 
 
 def set_pixel_limit(max_pixels: int) -> None:

@@ -26,13 +26,13 @@ import uvicorn
 
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.exits import INTERRUPTED
-from edgecls.serve.app import create_app
+from edgecls.serve.app import create_app, head_rule
 from edgecls.serve.auth import load_token
 from edgecls.serve.events import QuietCutOff
 from edgecls.serve.limits import set_pixel_limit
 from edgecls.serve.live import LiveMode, live_routes
 from edgecls.serve.options import ServeOptions
-from edgecls.serve.protocol import guarded_protocol
+from edgecls.serve.protocol import PARSER, guarded_protocol
 from edgecls.serve.service import Service
 from edgecls.serve.watch import watch_files
 
@@ -102,9 +102,10 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
     everywhere = host in ("0.0.0.0", "::")
     url = f"{options.scheme}://{_url_host(socket.gethostname() if everywhere else host)}:{port}"
     routes = live.routes() if live is not None else live_routes(None, None)
+    protocol = guarded_protocol(options.header_timeout_s, options.max_connections, head_rule(service))
     config = uvicorn.Config(
         create_app(service, lifespan, routes), interface="asgi3", lifespan="on", log_config=None,
-        http=guarded_protocol(options.header_timeout_s, options.max_connections),  # type: ignore[arg-type]
+        http=protocol,  # type: ignore[arg-type]
         access_log=options.access_log, timeout_keep_alive=KEEP_ALIVE_S, server_header=False,
         timeout_graceful_shutdown=options.grace_s,  # type: ignore[arg-type]  (a float works: asyncio.timeout)
         ssl_certfile=options.tls_cert, ssl_keyfile=options.tls_key, backlog=LISTEN_BACKLOG)
@@ -119,7 +120,7 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
         if service.auth.enabled else "no token"
     interpreters = f"{options.interpreters} interpreter{'s' if options.interpreters != 1 else ''}"
     log(f"listening on {url}{' (every interface)' if everywhere else ''} ({auth}; {interpreters}, "
-        f"queue {options.queue_size}); loading {options.model.name}")
+        f"queue {options.queue_size}; HTTP parser {PARSER}); loading {options.model.name}")
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     # uvicorn raises the signal it stopped on once more after shutdown; SIGTERM then lands here, not in
     # the default handler, which would end the process with 143 instead of 0 (and one that comes
