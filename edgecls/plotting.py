@@ -6,6 +6,7 @@ matplotlib is optional on the device side: `pyplot()` returns None when it is no
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,11 +26,84 @@ def pyplot() -> Optional[Any]:
 
 
 def save_png(plt: Any, figure: Any, path: Path, dpi: int = 100) -> Path:
-    """Write `figure` as a PNG (temporary name, then rename) and close it."""
+    """Write `figure` as a PNG (temporary name, then rename) and close it. The image is cut to what is
+    drawn (bbox_inches="tight"): no text at a figure's edge is ever cut off, and no empty margin kept."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.1)
     plt.close(figure)
     return write_bytes_atomic(Path(path), buffer.getvalue())
+
+
+# Legends outside the plot: a legend inside the axes covers data sooner or later (a long model name,
+# six models, two thread counts), wherever matplotlib puts it.
+LEGEND_MARGIN_IN = 0.15  # between an outside legend and the figure's edge
+
+
+def legend_outside(figure: Any, handles: list, labels: list[str], side: str = "lower center", **options: Any) -> Any:
+    """A figure legend outside the plot: below it (`side` "lower center", in as many columns as the figure's
+    width holds) or right of it ("right center"). The figure needs layout="constrained" (it makes the room);
+    the figure grows by the legend's size, so the plot keeps its own."""
+    renderer = figure.canvas.get_renderer()
+    width, height = figure.get_size_inches()
+    rows = 1 if side == "lower center" else len(labels)
+    while True:
+        columns = -(-len(labels) // rows)  # the entries spread evenly over the rows
+        legend = figure.legend(handles, labels, loc=f"outside {side}", ncols=columns, **options)
+        box = legend.get_window_extent(renderer)
+        if columns == 1 or box.width / figure.dpi <= width - 2 * LEGEND_MARGIN_IN:
+            break
+        legend.remove()
+        rows += 1
+    if side == "lower center":
+        figure.set_size_inches(max(width, box.width / figure.dpi + 2 * LEGEND_MARGIN_IN),
+                               height + box.height / figure.dpi)
+    else:
+        figure.set_size_inches(width + box.width / figure.dpi + LEGEND_MARGIN_IN,
+                               max(height, box.height / figure.dpi + 2 * LEGEND_MARGIN_IN))
+    return legend
+
+
+def swatch(colour: str) -> Any:
+    """A legend handle that is a patch of `colour` (a model drawn in that colour in several ways)."""
+    from matplotlib.patches import Patch
+
+    return Patch(color=colour)
+
+
+def line_handle(**style: Any) -> Any:
+    """A legend handle that is a line of `style` (Line2D's color, marker, linestyle, linewidth ...), drawn
+    nowhere else: what a marker or a dash means across models."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], **style)
+
+
+def numbered_key(figure: Any, columns: Sequence[str], rows: list[list[str]], right: Sequence[str] = (),
+                 starred: Optional[int] = None, note: str = "chosen", fontsize: float = 8) -> Any:
+    """A key right of the plot: a table in monospace whose row i is numbered i + 1 (as number_points numbers
+    the points), the `starred` row (an index) marked "*" with `note` under the table; columns named in
+    `right` right-aligned (figures), each as wide as its widest cell. It is a legend without handles, so the
+    layout makes room for it (legend_outside)."""
+    table = [["", *columns]] + [[f"{'*' if i == starred else ' '}{i + 1:>2}", *row] for i, row in enumerate(rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    header, *lines = ["  ".join(cell.rjust(w) if name in right else cell.ljust(w)
+                                for cell, w, name in zip(line, widths, ["", *columns])).rstrip() for line in table]
+    lines += ["", f"* {note}"] if starred is not None else []
+    blank = [line_handle(linestyle="none") for _ in lines]
+    font = {"family": "monospace", "size": fontsize}
+    return legend_outside(figure, blank, lines, "right center", title=header, prop=font, title_fontproperties=font,
+                          alignment="left", handlelength=0, handletextpad=0, frameon=False)
+
+
+LABEL_WIDTH = 64  # characters of a model's name in a plot's legend or labels (the tables have it whole)
+
+
+def short_label(name: str, width: int = LABEL_WIDTH) -> str:
+    """`name` in at most `width` characters: its head and its end kept (file names differ at both)."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 3
+    return f"{name[:head]}…{name[-(width - 1 - head):]}"
 
 
 def cap_fraction_axis(ax: Any) -> None:

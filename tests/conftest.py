@@ -297,8 +297,11 @@ def make_digits_run(tmp_path_factory):
     return make
 
 
-def in_a_terminal(args: list[str], columns: int = 80, cwd: Path | None = None) -> str:
-    """What `edgecls ARGS` shows in a real terminal (a pseudo-terminal) of `columns` columns, $COLUMNS unset."""
+def in_a_terminal(args: list[str], columns: int = 80, cwd: Path | None = None, stderr: bool = False,
+                  raw: bool = False) -> str:
+    """What `edgecls ARGS` shows in a real terminal (a pseudo-terminal) of `columns` columns, $COLUMNS unset:
+    its stdout (and its stderr too with `stderr`), colours taken out; with `raw`, every byte as written
+    (carriage returns, backspaces and cursor moves of progress bars kept)."""
     import fcntl
     import os
     import pty
@@ -310,8 +313,8 @@ def in_a_terminal(args: list[str], columns: int = 80, cwd: Path | None = None) -
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    done = subprocess.run([sys.executable, "-m", "edgecls", *args], stdout=follower, stderr=subprocess.DEVNULL,
-                          cwd=cwd, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "edgecls", *args], stdout=follower,
+                          stderr=follower if stderr else subprocess.DEVNULL, cwd=cwd, env=env, timeout=300)
     os.close(follower)
     chunks = []
     while True:
@@ -325,6 +328,8 @@ def in_a_terminal(args: list[str], columns: int = 80, cwd: Path | None = None) -
     os.close(leader)
     import re
 
-    text = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode()).replace("\r\n", "\n")
+    text = b"".join(chunks).decode()
+    if not raw:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", text).replace("\r\n", "\n")
     assert done.returncode == 0, text
     return text

@@ -400,3 +400,71 @@ def test_a_third_party_model_is_benched_on_the_device_as_on_the_host(server, dev
     if mode == "labelled":
         assert remote["settings"]["labels"] and host["models"][0]["accuracy"]["top1"] is not None
         assert remote["data"]["classes"] == host["data"]["classes"]
+
+
+# ---------------------------------------------------------------------- search --target user@host: the device first
+def _search_options(out: Path, target: str, remote=None):
+    from edgecls.search.options import SearchOptions
+
+    # one backbone head (numpy) and one from-scratch shape of one epoch: both timings (shapes, then files) run
+    return SearchOptions(data="digits", target=target, max_latency_ms=1000.0, backbones=MODELS[1], heads="linear",
+                         views="1", archs="seed", sizes="28", widths="0.5", epochs=1, students=0, variants="int8",
+                         timing_runs=5, out=str(out), remote=remote)
+
+
+def test_search_says_an_unreachable_target_before_it_splits_or_trains(tmp_path):
+    """Nothing listens on this port of 127.0.0.1: the search ends at the probe, before the split is made or a
+    candidate trained (it used to reach the device only to time the first files, minutes in)."""
+    import shutil
+
+    if shutil.which("ssh") is None:
+        pytest.skip("no ssh client")
+    spec = f"edgecls@127.0.0.1:{ssh_server.free_port()}"
+    out = tmp_path / "search"
+    result = edgecls("search", "--data", "digits", "--target", spec, "--max-latency-ms", 1, "--backbones", MODELS[1],
+                     "--archs", "", "--out", out, timeout=300)  # a backbone head only: no TensorFlow to import
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and lines[-1].startswith(f"edgecls: error: {spec}: unreachable"), result.stderr
+    assert f"Checking the device over SSH: {spec}" in result.stderr
+    assert "Search on digits" not in result.stderr and not (out / "candidates").exists() and \
+        not (out / "split.json").exists()
+
+
+@needs_sshd
+def test_search_says_a_device_without_the_python_it_needs_before_it_splits_or_trains(server, tmp_path):
+    """The real sshd, reached, but no such Python there: said by the probe, before any work."""
+    from edgecls.reporter import Reporter
+    from edgecls.search.job import search
+    from edgecls.transport import RemoteOptions
+
+    spec = f"{server.user}@{server.host}"
+    remote = RemoteOptions(spec, python="/no/such/python3", remote_dir=str(tmp_path / "device"),
+                           ssh_config=Path(server.config))
+    log: list[str] = []
+    with pytest.raises(EdgeclsError, match=f"{spec}: no /no/such/python3 on the device"):
+        search(_search_options(tmp_path / "search", spec, remote), Reporter(log.append, bars=False))
+    assert log == [f"Checking the device over SSH: {spec}"]  # nothing before it, nothing after
+    assert not (tmp_path / "search" / "candidates").exists()
+
+
+@pytest.mark.slow  # trains one epoch, converts, makes the device's venv
+@needs_sshd
+def test_search_on_a_device_probes_it_once_first_and_times_every_file_there(server, device, tmp_path):
+    from edgecls.reporter import Reporter
+    from edgecls.search.job import search
+    from edgecls.transport import RemoteOptions
+
+    given = dict(zip(device["options"][::2], device["options"][1::2]))
+    spec = f"{server.user}@{server.host}"
+    remote = RemoteOptions(spec, python=given["--remote-python"], remote_dir=given["--remote-dir"],
+                           wheels=Path(given["--wheels"]), ssh_config=Path(server.config))
+    log: list[str] = []
+    result = search(_search_options(tmp_path / "search", spec, remote), Reporter(log.append, bars=False))
+    checks = [i for i, line in enumerate(log) if line.startswith("Checking the device over SSH")]
+    first_work = next(i for i, line in enumerate(log) if line.startswith("Search on digits"))
+    assert len(checks) == 1 and checks[0] < first_work, log  # once, before the split
+    assert sum("making the venv" in line for line in log) <= 1, log  # the second timing reuses what the first made
+    assert result.shape_timing.placement[0].startswith(f"Measured on {spec} over SSH")
+    assert result.timing.placement[0].startswith(f"Measured on {spec} over SSH")
+    assert result.chosen is not None and result.chosen.p50_ms is not None
+    assert not device["marker"].exists()

@@ -66,18 +66,25 @@ def test_the_bench_tables_fit_80_columns_and_keep_every_column_when_wide(long_na
     assert all(column in header for column in COLUMNS)  # one table with every column
 
 
+def compared(folder: Path, pi5: dict, host: dict) -> dict:
+    """`bench compare` of two reports, saved as pi5/bench.json and host/bench.json in `folder`."""
+    from edgecls.reports.compare import compare
+
+    for name, doc in (("pi5", pi5), ("host", host)):
+        (folder / name).mkdir()
+        (folder / name / "bench.json").write_text(json.dumps(doc))
+    return compare([folder / "pi5" / "bench.json", folder / "host" / "bench.json"])
+
+
 def test_bench_compare_fits_80_columns(tmp_path):
-    from edgecls.reports.compare import COLUMNS, compare, render_compare_table
+    from edgecls.reports.compare import COLUMNS, render_compare_table
 
     first = json.loads(SHIPPED.read_text(encoding="utf-8"))
     second = copy.deepcopy(first)
     second["device"]["profile"] = {"key": "rpi5", "name": "Raspberry Pi 5", "arch": "aarch64", "cores": 4,
                                    "threads": 4}
     second["device"]["is_device"] = False
-    for name, doc in (("pi5", second), ("host", first)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "bench.json").write_text(json.dumps(doc))
-    merged = compare([tmp_path / "pi5" / "bench.json", tmp_path / "host" / "bench.json"])
+    merged = compared(tmp_path, second, first)
     narrow = rendered(render_compare_table(merged))
     fits(narrow)
     assert "pi5/bench: rpi5 profile on x86_64" in narrow and "host/bench" in narrow
@@ -85,6 +92,27 @@ def test_bench_compare_fits_80_columns(tmp_path):
     wide = rendered(render_compare_table(merged), width=200)
     assert "measured on" in wide and "img/s" in wide
 
+
+def test_bench_compare_keeps_long_model_names_whole_at_80_columns(tmp_path):
+    """A report of third-party files with long names: each name whole on one line at 80 columns (the
+    per-report tables stack their figures beside the name, as bench's own tables do), never folded."""
+    from edgecls.reports.compare import render_compare_table
+
+    first = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    second = copy.deepcopy(first)
+    for model, name in zip(second["models"][1:], (LONG, CORAL[1])):
+        model["name"] = name
+    merged = compared(tmp_path, second, first)
+    narrow = rendered(render_compare_table(merged))
+    fits(narrow)
+    whole_on_a_line(narrow, LONG, CORAL[1], "model_float32.tflite", "pi5/bench: x86_64 host")
+    for column in ("top-1", "correct", "agree", "p50", "p99", "thr"):
+        assert column in narrow
+    assert "img/s and peak MB: compare.md (--report)." in " ".join(narrow.split())
+    wide = rendered(render_compare_table(merged), width=250)
+    header = next(line for line in wide.splitlines() if "measured on" in line)
+    assert all(column in header for column in ("report", "model", "img/s", "peak MB"))  # one table when it fits
+    whole_on_a_line(wide, LONG)
 
 def test_the_target_table_fits_80_columns_and_explains_its_columns():
     from edgecls.bench.latency import stats
@@ -303,3 +331,37 @@ def test_log_lines_wrap_to_a_terminal_and_stay_whole_in_a_pipe(capsys, monkeypat
     fits(shown)
     assert " ".join(shown.split()) == line and len(shown.splitlines()) == 2
     whole_on_a_line(shown, "rotate,zoom,translate")
+
+
+@pytest.mark.slow  # trains (2 epochs of the digits)
+def test_train_s_epoch_lines_and_bar_fit_an_80_column_terminal(tmp_path):
+    """Each frame a terminal draws while `edgecls train` runs (a progress bar redraws itself after a carriage
+    return) is at most 80 columns wide, and each epoch ends with one line of its figures. Keras's own bar was
+    ~130 columns, redrawn with backspaces: an 80-column terminal folded it into fragments."""
+    import re
+
+    raw = in_a_terminal(["train", "--out", str(tmp_path / "run"), "--epochs", "2"], stderr=True, raw=True)
+    frames = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frame).replace("\b", "")
+              for line in raw.split("\n") for frame in line.split("\r")]
+    assert "/step" not in raw  # Keras's own bar is off
+    fits("\n".join(frames))
+    epochs = [frame for frame in frames if re.match(r"Epoch [12]/2  loss \d\.\d{4}  acc", frame)]
+    assert len(epochs) == 2 and all(" val loss " in line and " val acc " in line for line in epochs), frames
+
+
+@pytest.mark.slow  # trains (2 epochs of the digits)
+def test_train_in_a_pipe_writes_one_line_per_epoch_to_stderr_and_none_to_stdout(tmp_path):
+    """A log gets the epoch lines whole (stderr, the reporter's), and stdout stays the result."""
+    import re
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "edgecls", "train", "--out", str(tmp_path / "run"), "--epochs", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Epoch" not in done.stdout and "/step" not in done.stdout
+    epochs = [line for line in done.stderr.splitlines() if line.startswith("Epoch ")]
+    assert len(epochs) == 2, done.stderr
+    for n, line in enumerate(epochs, start=1):
+        assert re.fullmatch(rf"Epoch {n}/2  loss \d\.\d{{4}}  acc \d\.\d{{4}}  val loss \d\.\d{{4}}  "
+                            r"val acc \d\.\d{4}  [\d.]+ s", line), line

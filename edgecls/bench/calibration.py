@@ -75,15 +75,20 @@ def plot(plt: Any, data: dict[str, Any]) -> Any:
     """Reliability diagram: each model's accuracy per confidence bin as bars beside the diagonal a
     perfectly calibrated model would follow (faint: bins of fewer than FEW images), and below it how
     many test images each bin holds."""
+    from edgecls.plotting import legend_outside, short_label, swatch
+
     models = data["models"]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True, height_ratios=[3, 1])
-    top.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1, label="perfectly calibrated")
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True, height_ratios=[3, 1],
+                                         layout="constrained")
+    diagonal = top.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1)[0]
     first = next(iter(models.values()))["bins"]
     step = (first[0]["high"] - first[0]["low"]) if first else 1.0
     width = step / (len(models) + 1)
+    handles, labels = [diagonal], ["perfectly calibrated"]
     for i, (name, f) in enumerate(models.items()):
         color = f"C{i % 10}"
-        top.bar([], [], color=color, label=f"{name} (ECE {f['ece']:.3f})")  # the legend's entry
+        handles.append(swatch(color))
+        labels.append(f"{short_label(name)} (ECE {f['ece']:.3f})")
         for b in f["bins"]:
             x = b["low"] + (i + 1) * width
             if b["count"]:
@@ -92,12 +97,12 @@ def plot(plt: Any, data: dict[str, Any]) -> Any:
     top.set_ylabel("accuracy in the bin")
     top.set_xlim(0, 1.0)
     top.set_ylim(0, 1.02)
-    top.legend(fontsize=8, loc="upper left")
     top.set_title(f"Reliability on the test split (faint: bins of fewer than {FEW} images)")
     top.grid(alpha=0.3)
     bottom.set_xlabel("confidence (top probability)")
     bottom.set_ylabel("images")
     bottom.set_yscale("symlog", linthresh=1)
     bottom.grid(alpha=0.3)
-    figure.tight_layout()
+    legend_outside(figure, handles, labels, fontsize=8)  # under the plots: the bars of a confident model sit
+    # where a legend inside would go
     return figure

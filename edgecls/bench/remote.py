@@ -63,7 +63,7 @@ def measure_on_device(options: BenchOptions, device: Device, inputs: Inputs, rep
         remap_flipped(report, staged.local_ids)
     seconds = {**device.seconds, "total_s": sum(device.seconds.values())}
     report.remote = RemoteRun(target=spec, remote_dir=device.info["dir"], python=device.info["version"],
-                              venv=device.kit.key, venv_reused=device.ready,
+                              venv=device.kit.key, venv_reused=not device.made_venv,
                               seconds={k: round(v, 2) for k, v in seconds.items()})
     return report
 

@@ -176,18 +176,24 @@ def plot(plt: Any, data: dict[str, Any]) -> Any:
     """Latency (p50 per second, p90 dashed), temperature and clock over time, one panel each."""
     samples = data["samples"]
     t = [s["t"] for s in samples]
-    figure, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True)
+    from edgecls.plotting import legend_outside, line_handle, short_label, swatch
+
+    figure, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True, layout="constrained")
+    handles, labels = [], []
     for i, name in enumerate(data["models"]):
         color = f"C{i % 10}"
-        axes[0].plot(t, [s["p50_ms"][name] for s in samples], color=color, label=f"{name} p50")
-        axes[0].plot(t, [s["p90_ms"][name] for s in samples], color=color, linestyle="--", linewidth=0.8,
-                     label=f"{name} p90")
+        axes[0].plot(t, [s["p50_ms"][name] for s in samples], color=color)
+        axes[0].plot(t, [s["p90_ms"][name] for s in samples], color=color, linestyle="--", linewidth=0.8)
+        handles.append(swatch(color))
+        labels.append(short_label(name))
+    # a colour per model, a line style per percentile: under the panels, not on the lines
+    handles += [line_handle(color="0.3"), line_handle(color="0.3", linestyle="--", linewidth=0.8)]
+    labels += ["p50", "p90"]
     if t:  # the two windows the section compares
         for low, high in ((0, data["window_s"]), (data["seconds"] - data["window_s"], t[-1])):
             axes[0].axvspan(low, high, color="0.85", alpha=0.5, linewidth=0)
     axes[0].set_ylabel("invoke ms")
     axes[0].set_ylim(bottom=0)
-    axes[0].legend(fontsize=7, ncol=2)
     axes[0].set_title(f"Sustained run, {data['threads']} thread(s)")
     rows = ((axes[1], "temp_c", "CPU °C", "no CPU temperature sensor here (VM?)"),
             (axes[2], "mhz", f"CPU MHz ({data['frequency_source']})", "CPU clock not readable here"))
@@ -205,5 +211,5 @@ def plot(plt: Any, data: dict[str, Any]) -> Any:
     axes[2].set_xlabel("seconds")
     for ax in axes:
         ax.grid(alpha=0.3)
-    figure.tight_layout()
+    legend_outside(figure, handles, labels, fontsize=8)
     return figure

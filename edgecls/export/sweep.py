@@ -25,7 +25,7 @@ from edgecls.atomic import private_tempdir
 from edgecls.errors import EdgeclsError, require_tensorflow
 from edgecls.export.convert import Converted, convert, saved_model
 from edgecls.export.modes import INTEGER_MODES
-from edgecls.plotting import pyplot, save_png
+from edgecls.plotting import legend_outside, pyplot, save_png
 from edgecls.reporter import SILENT, Reporter
 from edgecls.rundir import RunDir
 from edgecls.runtime.metrics import correct_count, points_text
@@ -144,15 +144,21 @@ def render_sweep(points: Sequence[SweepPoint]):
 
 
 def plot_sweep(points: Sequence[SweepPoint], path: str | Path, title: str = "") -> Path:
-    """Accuracy and agreement against calibration size (log axis), float32 accuracy as a line."""
+    """The sweep's plot (sweep_figure) as a PNG."""
     plt = pyplot()
     if plt is None:
         raise ImportError("matplotlib is not installed")
     if not points:
         raise EdgeclsError("no sweep points to plot")
+    return save_png(plt, sweep_figure(plt, points, title), Path(path), dpi=120)
+
+
+def sweep_figure(plt: Any, points: Sequence[SweepPoint], title: str = "") -> Any:
+    """Accuracy and agreement against calibration size (log axis), float32 accuracy as a line; the legend
+    under the plot."""
     unique = sorted({p.samples: p for p in points}.values(), key=lambda p: p.samples)
     x = [p.samples for p in unique]
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
     axis.plot(x, [p.accuracy for p in unique], "o-", label=f"{unique[0].mode} accuracy (test)")
     axis.plot(x, [p.agreement for p in unique], "s--", label="top-1 agreement with float32")
     axis.axhline(unique[0].float_accuracy, color="grey", linestyle=":", label="float32 accuracy")
@@ -165,6 +171,6 @@ def plot_sweep(points: Sequence[SweepPoint], path: str | Path, title: str = "") 
     axis.set_ylabel("fraction of test images")
     axis.set_title(title or f"Calibration size sweep ({unique[0].test_images} test images)")
     axis.grid(True, alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8, framealpha=0.8)
-    figure.tight_layout()
-    return save_png(plt, figure, Path(path), dpi=120)
+    handles, labels = axis.get_legend_handles_labels()
+    legend_outside(figure, handles, labels, fontsize=8)  # under the plot: inside, it sat on the last point
+    return figure

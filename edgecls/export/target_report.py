@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from edgecls.export.report import _size
-from edgecls.plotting import pyplot, save_png
+from edgecls.plotting import legend_outside, numbered_key, pyplot, save_png
 
 if TYPE_CHECKING:
     from edgecls.export.target import TargetResult
@@ -80,14 +80,20 @@ def _target_table(result: TargetResult, columns: tuple[str, ...]):
 
 
 def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[Path]:
-    """Validation accuracy against p50 latency on the target; marker area ∝ file size; the budget
-    as a dashed line, the Pareto front as a step line, the chosen file ringed. Points are numbered
-    and named in a key beside the plot (candidates often sit on top of each other). None without matplotlib."""
+    """The Pareto plot (pareto_figure) as a PNG; None without matplotlib."""
     plt = pyplot()
     if plt is None:
         return None
+    return save_png(plt, pareto_figure(plt, result, max_drop), path, dpi=120)
+
+
+def pareto_figure(plt: Any, result: TargetResult, max_drop: float) -> Any:
+    """Validation accuracy against p50 latency on the target; marker area ∝ file size; the budget
+    as a dashed line, the Pareto front as a step line, the chosen file ringed. Points are numbered
+    and named in a key beside the plot (candidates often sit on top of each other); the legend sits
+    under the plot: neither covers a point."""
     timed = [r for r in result.rows if r.check is not None and r.p50_ms is not None]
-    figure, ax = plt.subplots(figsize=(11, 5.5))
+    figure, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
     largest = max(r.check.size_bytes for r in timed)
     for row in timed:
         area = 80 + 900 * row.check.size_bytes / largest
@@ -110,21 +116,21 @@ def plot_pareto(result: TargetResult, max_drop: float, path: Path) -> Optional[P
     span = max(keras - low, 0.01)
     ax.set_ylim(low - 0.12 * span, min(1.0, keras) + 0.12 * span)
     ax.set_xlim(0, max(r.p50_ms for r in timed) * 1.2)
-    number_points(figure, ax, [(r.p50_ms, r.check.accuracy) for r in timed])
     ax.set_xlabel(f"invoke latency p50, ms (batch 1, {result.threads} thread(s))")
     ax.set_ylabel(f"top-1 accuracy, validation ({result.val_images} images)")
     where = {"host": "this host", "profile": f"this host under the {result.target.spec} profile's constraints"}.get(
         result.target.kind, f"measured on {result.target.spec}")
     ax.set_title(f"Candidates for --target {result.target.spec} (latency: {where}); marker area: file size",
-                 fontsize=10)
+                 fontsize=10, wrap=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left", framealpha=0.85)
-    key = "\n".join(f"{'*' if r.status == 'chosen' else ' '}{n:>2}  {r.name:<16} {r.p50_ms:7.3f}  "
-                     f"{r.check.accuracy:.4f}  {_size(r.check.size_bytes):>7}" for n, r in enumerate(timed, start=1))
-    figure.text(0.67, 0.5, "    candidate         p50 ms  val acc     size\n" + key + "\n\n* chosen",
-                family="monospace", fontsize=8, va="center", ha="left")
-    figure.tight_layout(rect=(0, 0, 0.66, 1))
-    return save_png(plt, figure, path, dpi=120)
+    handles, labels = ax.get_legend_handles_labels()
+    legend_outside(figure, handles, labels, fontsize=8)
+    chosen = next((i for i, r in enumerate(timed) if r.status == "chosen"), None)
+    numbered_key(figure, ("candidate", "p50 ms", "val acc", "size"),
+                 [[r.name, f"{r.p50_ms:.3f}", f"{r.check.accuracy:.4f}", _size(r.check.size_bytes)] for r in timed],
+                 right=("p50 ms", "val acc", "size"), starred=chosen)
+    number_points(figure, ax, [(r.p50_ms, r.check.accuracy) for r in timed])
+    return figure
 
 
 LABEL_GAP_PX = 18  # the least distance between two numbers' centres
@@ -135,12 +141,13 @@ def number_points(figure: Any, ax: Any, points: list[tuple[float, float]]) -> No
     """Number the points 1..n above them. Candidates often sit on top of each other (same accuracy,
     near latencies): numbers that would collide are pushed apart sideways, each joined to its point by
     a thin line, so that every number reads on its own."""
-    figure.canvas.draw()  # the axes' final limits: data to pixels
+    figure.canvas.draw()  # the axes' final limits and place: data to pixels
     to_pixels, to_data = ax.transData.transform, ax.transData.inverted().transform
+    top = ax.bbox.y1 - LABEL_GAP_PX / 2  # a number above this would sit on the axes' edge or the title
     placed: list[tuple[float, float]] = []  # label centres in pixels
     for number, (x, y) in sorted(enumerate(points, start=1), key=lambda item: item[1][0]):
         px, py = to_pixels((x, y))
-        lx, ly = px, py + LABEL_RISE_PX
+        lx, ly = px, py + LABEL_RISE_PX if py + LABEL_RISE_PX <= top else py - LABEL_RISE_PX
         for qx, qy in placed:  # push right past any label too close on the same height
             if abs(qy - ly) < LABEL_GAP_PX and lx - qx < LABEL_GAP_PX:
                 lx = qx + LABEL_GAP_PX
@@ -148,7 +155,8 @@ def number_points(figure: Any, ax: Any, points: list[tuple[float, float]]) -> No
         ax.annotate(str(number), (x, y), xytext=tuple(to_data((lx, ly))), textcoords="data", ha="center",
                     va="center", fontsize=8, fontweight="bold", zorder=5,
                     bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "0.6", "linewidth": 0.5},
-                    arrowprops={"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 2})
+                    arrowprops={"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 2}
+                    ).set_in_layout(False)  # placed in pixels of the layout drawn: the layout must not move for it
 
 
 def pareto_front(items: list[Item], latency: Callable[[Item], float], accuracy: Callable[[Item], float]) -> list[Item]:

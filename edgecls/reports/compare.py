@@ -139,55 +139,44 @@ def consistency_warnings(reports: list[tuple[Path, BenchReport]]) -> list[str]:
 
 
 def render_compare_table(merged: dict[str, Any]) -> Any:
-    """The merged table for the terminal: every column where it fits the width, else the narrow layout
-    (NARROW: where it was measured stacked under the report's name); cells wrap, nothing is cut."""
-    from edgecls.tables import Fitted
-
-    return Fitted(_compare_table(merged, COLUMNS), _compare_table(merged, NARROW),
-                  _compare_table(merged, NARROW, fold=True))
-
-
-def _compare_table(merged: dict[str, Any], columns: Sequence[str], fold: bool = False) -> Any:
-    """The merged rows under `columns`: one table, or (without a "report" column) one table per report,
-    titled with the report's name and where it was measured, the columns as wide in each."""
-    from rich import box
+    """The merged table for the terminal: every column where it fits the width, else one table per report
+    (NARROW, titled with the report's name and where it was measured), whose caption says where the columns
+    it leaves out are. tables.data_table draws each: names and figures whole, a table still too wide
+    stacked (the model and thread count repeated), never a name folded."""
     from rich.console import Group
-    from rich.table import Table
+    from rich.text import Text
+
+    from edgecls.tables import Fitted, data_table
 
     notes = [f"{r['name']}: {r['measured_on']}; CPU {r['cpu']}. " + " ".join(r["notes"])
              for r in merged["reports"]]
     notes += merged.get("warnings", [])
-    left_out = [c for c in COLUMNS if c not in columns and c not in ("report", "measured on", "format/quant")]
-    caption = markup_lines(notes + [LEGEND] + ([f"{' and '.join(left_out)}: compare.md (--report)."]
-                                               if left_out else []))
+    rows = [_cells(row) for row in merged["rows"]]
 
-    def cells(row: list[str]) -> dict[str, str]:
-        found = {column: markup_cell(value) for column, value in zip(COLUMNS, row)}
-        found["quant"] = markup_cell(row[COLUMNS.index("format/quant")].split(" ", 1)[-1])
-        return found
+    def table(columns: Sequence[str], members: list[dict[str, str]], title: str, caption: Optional[list[str]]) -> Any:
+        return data_table(columns, [[member[c] for c in columns] for member in members], title=title,
+                          caption=markup_lines(caption) if caption else None, names=TEXT_COLUMNS, key=KEY_COLUMNS)
 
-    rows = [cells(row) for row in merged["rows"]]
-    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns}  # the same in every table
-
-    def table(title: str, members: list[dict[str, str]], with_caption: bool) -> Any:
-        shown = Table(box=box.SIMPLE_HEAD, title=title, caption=caption if with_caption else None,
-                      caption_justify="left", collapse_padding=True, pad_edge=False)
-        for column in columns:
-            text = column in ("report", "measured on", "model", "format/quant", "quant")
-            shown.add_column(column, justify="left" if text else "right", overflow="fold",
-                             no_wrap=not text and not fold, min_width=None if fold else widths[column])
-        for member in members:
-            shown.add_row(*(member[c] for c in columns))
-        return shown
-
-    if "report" in columns:
-        return table("edgecls bench compare", rows, True)
     groups: dict[tuple[str, str], list[dict[str, str]]] = {}
     for row in rows:
         groups.setdefault((row["report"], row["measured on"]), []).append(row)
-    titled = [table(f"{name}: {where}", members, i == len(groups) - 1)
-              for i, ((name, where), members) in enumerate(groups.items())]
-    return Group("[bold]edgecls bench compare[/]", *titled)
+    left_out = [c for c in COLUMNS if c not in NARROW and c not in ("report", "measured on", "format/quant")]
+    per_report = Group("[bold]edgecls bench compare[/]",  # the caption under them all, as wide as the terminal
+                       *(table(NARROW, members, f"{name}: {where}", None) for (name, where), members in groups.items()),
+                       Text.from_markup(markup_lines(notes + [LEGEND, f"{' and '.join(left_out)}: compare.md "
+                                                                       "(--report)."])))
+    return Fitted(table(COLUMNS, rows, "edgecls bench compare", notes + [LEGEND]), per_report)
+
+
+TEXT_COLUMNS = ("report", "measured on", "model", "format/quant", "quant")
+KEY_COLUMNS = ("model", "thr")  # repeated in each stacked table: a row's model and thread count
+
+
+def _cells(row: list[str]) -> dict[str, str]:
+    """A merged row's cells by column (rich markup), with the quantisation alone ("quant") for NARROW."""
+    found = {column: markup_cell(value) for column, value in zip(COLUMNS, row)}
+    found["quant"] = markup_cell(row[COLUMNS.index("format/quant")].split(" ", 1)[-1])
+    return found
 
 
 def write_outputs(merged: dict[str, Any], report_dir: Optional[Path], json_path: Optional[Path]) -> list[Path]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgecls.bench import calibration, sustain
 from edgecls.bench.results import BenchReport, ModelResult
-from edgecls.plotting import pyplot, save_png, text_colour
+from edgecls.plotting import legend_outside, line_handle, pyplot, save_png, short_label, swatch, text_colour
 from edgecls.runtime.metrics import correct_count, wilson_interval
 
 MAX_ANNOTATED_CLASSES = 12  # write the counts in the cells up to this many classes
@@ -73,8 +73,9 @@ def save(plt: Any, figure: Any, path: Path) -> str:
 def accuracy_latency(plt: Any, models: list[ModelResult]) -> Any:
     """top-1 against p50 latency, a point per model and thread count: the horizontal bar runs to p90, the
     vertical one is the accuracy's 95 % Wilson interval, and the y axis spans every interval, so that a
-    one-image difference looks as small as it is (on 179 images it is 0.56 points in a 9-point interval)."""
-    figure, ax = plt.subplots(figsize=(7, 4.5))
+    one-image difference looks as small as it is (on 179 images it is 0.56 points in a 9-point interval).
+    The legend sits under the plot, never on a bar: a colour per model, a marker per thread count."""
+    figure, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     markers = "osD^v<>p"
     threads = sorted({t.threads for m in models for t in m.latency})
     lows, highs = [], []
@@ -88,8 +89,7 @@ def accuracy_latency(plt: Any, models: list[ModelResult]) -> Any:
         for t in model.latency:
             p50, p90 = t.invoke_ms.p50, t.invoke_ms.p90
             ax.errorbar([p50], [top1], xerr=[[0], [p90 - p50]], yerr=[[top1 - low], [high - top1]], color=color,
-                        marker=markers[threads.index(t.threads) % len(markers)], capsize=3, elinewidth=1,
-                        label=f"{model.name}, {t.threads} thread{'s' if t.threads > 1 else ''}")
+                        marker=markers[threads.index(t.threads) % len(markers)], capsize=3, elinewidth=1)
     ax.set_xlim(left=0)
     span = max(highs) - min(lows)
     ax.set_ylim(max(0.0, min(lows) - 0.08 * span), min(1.0, max(highs) + 0.08 * span))
@@ -98,14 +98,21 @@ def accuracy_latency(plt: Any, models: list[ModelResult]) -> Any:
     ax.set_ylabel(f"top-1 accuracy (bar: 95% interval, {' / '.join(map(str, images))} images)")
     ax.set_title("Accuracy against latency")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    figure.tight_layout()
+    handles = [swatch(f"C{i % 10}") for i in range(len(models))]
+    handles += [line_handle(color="0.3", marker=markers[i % len(markers)], linestyle="none")
+                for i in range(len(threads))]
+    labels = [short_label(m.name) for m in models]
+    labels += [f"{t} thread{'s' if t > 1 else ''}" for t in threads]
+    legend_outside(figure, handles, labels, fontsize=8)
     return figure
 
 
 def distributions(plt: Any, models: list[ModelResult]) -> Any:
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    labels = [f"{m.name}\n{t.threads} thr" for m in models for t in m.latency]
+    """Box plots of the per-image times, a row per model and thread count, named once on the left (the two
+    panels share the rows), the figure as tall as its rows need."""
+    labels = [f"{short_label(m.name)}\n{t.threads} thr" for m in models for t in m.latency]
+    figure, axes = plt.subplots(1, 2, figsize=(11, max(4.5, 0.4 * len(labels) + 1.2)), sharey=True,
+                                layout="constrained")
     for ax, key, title in ((axes[0], "invoke_ms", "invoke alone, batch 1"),
                            (axes[1], "file_ms", "file → label (decode + preprocess + invoke)")):
         samples = [getattr(t, key).samples for m in models for t in m.latency]
@@ -113,12 +120,15 @@ def distributions(plt: Any, models: list[ModelResult]) -> Any:
             ax.boxplot(samples, orientation="horizontal", showfliers=True, flierprops={"markersize": 2})
         except TypeError:  # matplotlib before 3.10
             ax.boxplot(samples, vert=False, showfliers=True, flierprops={"markersize": 2})
-        ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
         ax.set_xlabel("ms per image")
         ax.set_title(title)
         ax.grid(alpha=0.3, axis="x")
-    figure.tight_layout()
+    axes[0].set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
+    axes[0].invert_yaxis()  # the first model on top, as in the tables
     return figure
+
+
+PANEL_TITLE_WIDTH = 44  # a model's name over a confusion panel: three panels side by side must not meet
 
 
 def confusions(plt: Any, reference: Optional[ModelResult], model: ModelResult, classes: list[str]) -> Any:
@@ -128,16 +138,18 @@ def confusions(plt: Any, reference: Optional[ModelResult], model: ModelResult, c
     if reference is None:
         figure, axes = plt.subplots(1, 1, figsize=(6.2, 5.2))
         axes = [axes]
-        panels = ((own, f"{model.name} (no float reference to compare with)", "Blues", 0, None),)
+        panels = ((own, f"{short_label(model.name, PANEL_TITLE_WIDTH)}\n(no float reference to compare with)", "Blues",
+                   0, None),)
         diff = None
     else:
         ref = np.asarray(reference.accuracy.confusion)
         diff = own - ref
         figure, axes = plt.subplots(1, 3, figsize=(15, 4.8))
         limit = max(1, int(np.abs(diff).max()))
-        panels = ((ref, f"{reference.name} (reference)", "Blues", 0, None),
-                  (own, model.name, "Blues", 0, None),
-                  (diff, f"{model.name} − reference", "RdBu_r", -limit, limit))
+        ref_name, own_name = (short_label(m.name, PANEL_TITLE_WIDTH) for m in (reference, model))
+        panels = ((ref, f"{ref_name}\n(reference)", "Blues", 0, None),
+                  (own, f"{own_name}\n(this model)", "Blues", 0, None),
+                  (diff, f"{own_name}\n− reference", "RdBu_r", -limit, limit))
     for ax, (matrix, title, cmap, vmin, vmax) in zip(axes, panels):
         image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
         ax.set_title(title, fontsize=10)

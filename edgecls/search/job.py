@@ -25,6 +25,7 @@ import contextlib
 import json
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,7 +198,7 @@ class Costs:
 def search(options: SearchOptions, reporter: Reporter = SILENT) -> SearchResult:
     """Run the search per `options` (see the module doc) and write its folder; returns its result."""
     from edgecls.data import check_source
-    from edgecls.export.target import resolve_target
+    from edgecls.export.target import resolve_target, target_place
 
     clock = Clock(options.budget_s)
     validate(options)
@@ -211,6 +212,17 @@ def search(options: SearchOptions, reporter: Reporter = SILENT) -> SearchResult:
         from edgecls.errors import require_tensorflow
 
         require_tensorflow("edgecls search (from-scratch candidates)")
+    with tempfile.TemporaryDirectory(prefix="edgecls-search-") as scratch:
+        # the device first (export --target's probe): a wrong name, a refused key or no usable Python there is
+        # said in seconds, before the split is made or a candidate trained; its connection serves every timing
+        place = target_place(target, options.remote, Path(scratch), reporter)
+        return _search(options, target, place, files, grid, out, clock, reporter)
+
+
+def _search(options: SearchOptions, target: Any, place: Any, files: list[Path], grid: list[Shape], out: Path,
+            clock: Clock, reporter: Reporter) -> SearchResult:
+    """The search once its target is reached (`place`, its edgecls.bench.Where): split, candidates, timing,
+    the choice, the test split, the files."""
     (out / CANDIDATES_DIR).mkdir(parents=True, exist_ok=True)
     split = _split(out, options, reporter)
     costs = Costs(len(split["train"]))
@@ -224,7 +236,7 @@ def search(options: SearchOptions, reporter: Reporter = SILENT) -> SearchResult:
     for plan in backbone_plans(options, files):
         rows.append(_candidate(plan, out, options, split, clock, costs, reporter))
 
-    shape_rows, fitting, shape_timing = _shapes(grid, out, options, target, reporter)
+    shape_rows, fitting, shape_timing = _shapes(grid, out, options, target, place, reporter)
     teacher = _teacher(rows)
     students = min(options.students, len(fitting)) if teacher is not None else 0
     if options.students and teacher is None:
@@ -253,7 +265,7 @@ def search(options: SearchOptions, reporter: Reporter = SILENT) -> SearchResult:
         row.shape_p50_ms = shape_rows[shape.key].shape_p50_ms
         rows.append(row)
 
-    timing = _time_all(rows, out, options, target, reporter)
+    timing = _time_all(rows, out, options, target, place, reporter)
     chosen = choose(rows, options.max_latency_ms, options.max_size_kb)
     result = SearchResult(out, options, target, rows, chosen, timing, len(split["val"]), shape_timing=shape_timing)
     if chosen is None:  # the caller shows the table and result.advice() (the job ran; nothing fits)
@@ -363,7 +375,7 @@ def _scratch_rank(shape: Shape, rows: list[Row]) -> tuple:
 
 
 # ---------------------------------------------------------------------- shapes, timed untrained
-def _shapes(grid: list[Shape], out: Path, options: SearchOptions, target: Any,
+def _shapes(grid: list[Shape], out: Path, options: SearchOptions, target: Any, place: Any,
             reporter: Reporter) -> tuple[dict[str, Row], list[Shape], Timing]:
     """Each shape's untrained int8 file timed on the target: (a row per shape, the shapes that fit, the timing)."""
     if not grid:
@@ -375,7 +387,7 @@ def _shapes(grid: list[Shape], out: Path, options: SearchOptions, target: Any,
         except EdgeclsError as exc:  # e.g. an input too small for the architecture
             broken[shape.key] = " ".join(str(exc).split())
     reporter(f"Timing {len(files)} untrained from-scratch shapes on {options.target} (int8)")
-    timing = time_files(files, target, options.timing_runs, options.remote, out / SHAPES_DIR, reporter)
+    timing = time_files(files, target, place, options.timing_runs, out / SHAPES_DIR, reporter)
     rows, fitting = {}, []
     budget = options.max_latency_ms * SHAPE_TOLERANCE
     for shape in grid:
@@ -423,13 +435,14 @@ def shape_file(shape: Shape, folder: Path, options: SearchOptions, reporter: Rep
 
 
 # ---------------------------------------------------------------------- timing, choice, test
-def _time_all(rows: list[Row], out: Path, options: SearchOptions, target: Any, reporter: Reporter) -> Timing:
+def _time_all(rows: list[Row], out: Path, options: SearchOptions, target: Any, place: Any,
+              reporter: Reporter) -> Timing:
     """Every built file timed on the target in one interleaved bench; each entry gets its p50 and what it breaks."""
     entries = [e for r in rows for e in r.entries]
     files = {e.key: out / CANDIDATES_DIR / e.candidate.name / e.file.file for e in entries}
     if files:
         reporter(f"Timing {len(files)} files of {sum(1 for r in rows if r.entries)} candidates on {options.target}")
-    timing = time_files(files, target, options.timing_runs, options.remote, out, reporter)
+    timing = time_files(files, target, place, options.timing_runs, out, reporter)
     for entry in entries:
         entry.latency = timing.latency.get(entry.key)
         entry.p50_ms = entry.latency.invoke_ms.p50 if entry.latency else None

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgecls.export.target_report import number_points, pareto_front
-from edgecls.plotting import plain_log_axis, pyplot, save_png
+from edgecls.plotting import legend_outside, numbered_key, plain_log_axis, pyplot, save_png, short_label
 
 if TYPE_CHECKING:
     from edgecls.search.job import Row, SearchResult
@@ -99,21 +99,24 @@ def markdown_table(result: SearchResult) -> str:
     return "\n".join(lines)
 
 
-def _short(name: str, width: int = 32) -> str:
-    """A candidate's name in `width` characters, its end kept (the head and views tell backbone heads apart)."""
-    return name if len(name) <= width else f"{name[:8]}…{name[-(width - 9):]}"
+KEY_NAME_WIDTH = 40  # characters of a candidate's name in the plot's key (search.md has it whole)
 
 
 def plot_pareto(result: SearchResult, path: Path) -> Optional[Path]:
-    """Validation accuracy against p50 latency on the target (log scale), marker area ∝ file size, colour by
-    kind; every file a faint dot, each candidate's best file numbered (the key beside the plot); the
-    latency budget as a dashed line, the Pareto front over all files as a step line, the chosen one ringed.
-    None without matplotlib or with nothing timed."""
+    """The Pareto plot (pareto_figure) as a PNG; None without matplotlib or with nothing timed."""
     plt = pyplot()
-    timed = [e for r in result.rows for e in r.entries if e.p50_ms is not None]
-    if plt is None or not timed:
+    if plt is None or not any(e.p50_ms is not None for r in result.rows for e in r.entries):
         return None
-    figure, ax = plt.subplots(figsize=(12, 6))
+    return save_png(plt, pareto_figure(plt, result), path, dpi=120)
+
+
+def pareto_figure(plt: Any, result: SearchResult) -> Any:
+    """Validation accuracy against p50 latency on the target (log scale), marker area ∝ file size, colour by
+    kind; every file a faint dot, each candidate's best file numbered (the key beside the plot, the legend
+    under it: neither covers a point); the latency budget as a dashed line, the Pareto front over all files
+    as a step line, the chosen one ringed."""
+    timed = [e for r in result.rows for e in r.entries if e.p50_ms is not None]
+    figure, ax = plt.subplots(figsize=(8, 5.5), layout="constrained")
     largest = max(e.file.size_bytes for e in timed)
 
     def area(entry: Any) -> float:
@@ -143,19 +146,20 @@ def plot_pareto(result: SearchResult, path: Path) -> Optional[Path]:
     accuracies = [e.file.val_accuracy for e in timed]
     span = max(max(accuracies) - min(accuracies), 0.02)
     ax.set_ylim(min(accuracies) - 0.12 * span, min(1.0, max(accuracies) + 0.15 * span))
-    number_points(figure, ax, [(r.best.p50_ms, r.best.file.val_accuracy) for r in best_rows])
     t = result.latency_timing
     ax.set_xlabel(f"invoke latency p50, ms, log scale (batch 1, {t.threads} thread(s))")
     ax.set_ylabel(f"top-1 accuracy, validation ({result.val_images} pictures)")
     where = {"host": "this host", "profile": f"this host under the {result.options.target} profile's constraints"
              }.get(result.target.kind, f"measured on {result.options.target}")
     ax.set_title(f"edgecls search, --target {result.options.target} (latency: {where}); marker area: file size",
-                 fontsize=10)
+                 fontsize=10, wrap=True)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right", framealpha=0.85)
-    key = "\n".join(f"{'*' if r.status == 'chosen' else ' '}{n:>2}  {_short(r.plan.name):<32} {r.best.file.variant:<9}"
-                    f"{r.best.p50_ms:8.3f} {r.best.file.val_accuracy:.3f}" for n, r in enumerate(best_rows, start=1))
-    figure.text(0.64, 0.5, "    candidate                        file        p50 ms  val acc\n" + key + "\n\n* chosen",
-                family="monospace", fontsize=7.5, va="center", ha="left")
-    figure.tight_layout(rect=(0, 0, 0.63, 1))
-    return save_png(plt, figure, path, dpi=120)
+    handles, labels = ax.get_legend_handles_labels()
+    legend_outside(figure, handles, labels, fontsize=8)
+    chosen = next((i for i, r in enumerate(best_rows) if r.status == "chosen"), None)
+    numbered_key(figure, ("candidate", "file", "p50 ms", "val acc"),
+                 [[short_label(r.plan.name, KEY_NAME_WIDTH), r.best.file.variant, f"{r.best.p50_ms:.3f}",
+                   f"{r.best.file.val_accuracy:.3f}"] for r in best_rows], right=("p50 ms", "val acc"),
+                 starred=chosen, fontsize=7.5)
+    number_points(figure, ax, [(r.best.p50_ms, r.best.file.val_accuracy) for r in best_rows])
+    return figure

@@ -39,14 +39,15 @@ class Timing:
         return min(found.invoke_round_medians_ms) if found.invoke_round_medians_ms else found.invoke_ms.p50
 
 
-def time_files(files: dict[str, Path], target: Any, runs: int, remote: Any, work: Path,
+def time_files(files: dict[str, Path], target: Any, place: Any, runs: int, work: Path,
                reporter: Reporter) -> Timing:
-    """Each of `files` (by key) timed on `target` (edgecls.export.target.Target) in one interleaved bench;
-    the figures kept are each file's at the largest thread count measured."""
+    """Each of `files` (by key) timed on `target` (edgecls.export.target.Target) in one interleaved bench,
+    measured at `place` (its edgecls.bench.Where: a device already probed, for a remote target); the figures
+    kept are each file's at the largest thread count measured."""
     import os
 
     from edgecls.bench.measure import measure
-    from edgecls.export.target import bench_options, target_place
+    from edgecls.export.target import bench_options
 
     if not files:
         return Timing()
@@ -59,7 +60,7 @@ def time_files(files: dict[str, Path], target: Any, runs: int, remote: Any, work
         shutil.copyfile(path, paths[key])
     options = replace(bench_options(target, list(paths.values()), runs), latency_only=True)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    report = measure(options, target_place(target, remote, work), reporter.quiet())
+    report = measure(options, place, reporter.quiet())
     by_file = {Path(m.path).name: m for m in report.models}
     timing = Timing(placement=list(report.device.notes), load_average=load)
     for key, path in paths.items():

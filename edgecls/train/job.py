@@ -8,7 +8,6 @@ curves.png and metrics.json. It is written to a temporary folder and renamed at 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -373,6 +372,7 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     weights (the earlier best) are put back.
     """
     from edgecls.train.batchnorm import RefreshBatchNorm, trainable_batch_norms
+    from edgecls.train.progress import epoch_progress
 
     with strategy.scope():  # compile again: what is trainable changed between phases
         trainer.compile(
@@ -402,11 +402,11 @@ def _fit_phase(keras, strategy, trainer, model, phase: Phase, options: TrainOpti
     clock = _TimeLimit(keras, time_limit_s) if time_limit_s is not None else None
     if clock is not None:
         callbacks.append(clock)
-    fitted = trainer.fit(train_data, validation_data=val_data, epochs=done + phase.epochs, initial_epoch=done,
-                         steps_per_epoch=steps,
-                         # progress bars only on a terminal: a log file gets one line per epoch
-                         verbose=1 if reporter.bars and sys.stdout.isatty() else 2, callbacks=callbacks,
-                         shuffle=False)  # the pipeline shuffles, seeded
+    # our own line per epoch (and a bar on a terminal), after ReduceLROnPlateau: Keras's own is off (verbose=0)
+    with epoch_progress(keras, reporter, done + phase.epochs, steps) as progress:
+        fitted = trainer.fit(train_data, validation_data=val_data, epochs=done + phase.epochs, initial_epoch=done,
+                             steps_per_epoch=steps, verbose=0, callbacks=[*callbacks, progress],
+                             shuffle=False)  # the pipeline shuffles, seeded
     earlier_best = min(history.get("val_loss") or [np.inf])
     for key, values in fitted.history.items():
         history.setdefault(key, []).extend(float(v) for v in values)

@@ -212,7 +212,13 @@ class Device:
 
     @property
     def ready(self) -> bool:
+        """Whether the venv for the kit is there (found by the probe, or made by an earlier run)."""
         return bool(self.info.get("ready"))
+
+    @property
+    def made_venv(self) -> bool:
+        """Whether the last run made the venv (its venv_s figure)."""
+        return "venv_s" in self.seconds
 
     def describe(self) -> str:
         info = self.info
@@ -233,6 +239,7 @@ class Device:
         run_id = f"{os.getpid()}-{int(time.time())}-{self.target.label}"
         ssh = self.ssh()
         uploaded = False
+        self.seconds.pop("venv_s", None)  # this run's: set only when this run makes the venv
         try:
             mark = time.perf_counter()
             self._upload(ssh, payload, run_id)
@@ -244,6 +251,7 @@ class Device:
                     + (" from --wheels" if self.kit.offline else "") + ")")
                 self._venv(ssh, run_id)
                 self.seconds["venv_s"] = time.perf_counter() - mark
+                self.info["ready"] = True  # a later run on this Device (search times twice) reuses it
             mark = time.perf_counter()
             ssh.lines(what, _RUN, self.remote.remote_dir, self.kit.key, run_id, *argv, say=say,
                       keep=keep)
