@@ -422,3 +422,9 @@ def test_a_missing_part_is_built_under_the_exclusive_lock_then_used_under_the_sh
     with pytest.raises(check.NeedsBuild):
         with check.Cache(tmp_path, may_build=False).building(tmp_path / "other", "v1"):
             pass
+
+
+def test_smoke_is_the_check_made_small():
+    args = check.parse_args(["--smoke"])
+    assert (args.cpu, args.max_real, args.no_generated, args.no_bench) == (check.DEFAULT_CPUS[0], 1, True, True)
+    assert check.parse_args([]).cpu == ",".join(check.DEFAULT_CPUS)

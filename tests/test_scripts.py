@@ -23,7 +23,6 @@ SMOKES = {
     # Its own part: run the scripts, then render. bench_serve's and bench_onnx's smokes run above; the
     # page of every record, serve's and ONNX's included, is checked against docs/ below.
     "perf-report": ((pytest.mark.slow,), ("--no-serve", "--no-onnx")),
-    "arm64-check": ((pytest.mark.arm64,), ()),  # needs the emulated environment (downloads ~290 MB once)
     "bench_transfer.py": ((pytest.mark.shared_data,), ()),  # the Coral backbone on 16 photos a class, no TensorFlow
     "bench_datacheck.py": ((pytest.mark.shared_data,), ()),  # 20 photos a class, the small Coral backbone
     "explain_report.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # trains MNIST for one epoch
@@ -40,6 +39,7 @@ SMOKES = {
 }
 # Scripts whose --smoke has a test file of its own (which checks more than the exit code).
 SMOKED_ELSEWHERE = {"bench_backbones.py": "tests/test_bench_backbones.py",
+                    "arm64-check": "tests/test_arm64.py",  # the whole check, emulated (its --smoke is a subset)
                     "make_reference_model.py": "tests/test_reference.py"}
 RECORDS = {"bench_predict_memory.py", "bench_runtime.py", "bench_onnx.py", "bench_train.py",  # write --json
            "bench_datacheck.py", "bench_openset.py", "bench_serve.py", "bench_distill.py"}
