@@ -226,7 +226,7 @@ def _still_running(folder: Path) -> bool:
     import fcntl
 
     try:
-        with open(folder / RUNNING, "a") as handle:
+        with open(folder / RUNNING, "rb") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except FileNotFoundError:
         return False  # not a run's folder (an older version's images/ or run/)
