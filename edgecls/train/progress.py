@@ -61,13 +61,6 @@ def epoch_progress(keras: Any, reporter: Reporter, epochs: int, steps: int) -> I
                 self.bar = reporter.task(f"Epoch {epoch + 1}/{epochs}", total=steps)
                 self.advance = self.bar.__enter__()
 
-        def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
-            loss = (logs or {}).get("loss")
-            if self.advance is not None and loss is not None:
-                self.advance(1, description=f"Epoch {self.epoch + 1}/{epochs}  loss {float(loss):.4f}")
-            elif self.advance is not None:
-                self.advance(1)
-
         def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
             self.close()
             figures = {k: float(v) for k, v in (logs or {}).items()}
@@ -87,7 +80,17 @@ def epoch_progress(keras: Any, reporter: Reporter, epochs: int, steps: int) -> I
                 bar, self.bar, self.advance = self.bar, None, None
                 bar.__exit__(None, None, None)
 
-    progress = EpochProgress()
+    class EpochProgressBar(EpochProgress):
+        # Only where a bar is drawn: a batch hook makes Keras hand over each batch's logs at once, where it
+        # otherwise dispatches them in the background (CallbackList's async_train).
+        def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+            loss = (logs or {}).get("loss")
+            if self.advance is not None and loss is not None:
+                self.advance(1, description=f"Epoch {self.epoch + 1}/{epochs}  loss {float(loss):.4f}")
+            elif self.advance is not None:
+                self.advance(1)
+
+    progress = EpochProgressBar() if reporter.bars else EpochProgress()
     try:
         yield progress
     finally:
