@@ -38,6 +38,8 @@ from edgecls.serve.page import page_route
 from edgecls.serve.service import Service
 
 CLASSIFY = "/v1/classify"
+RESERVATION = "edgecls.reservation"  # the scope key of a classification's place in the queue, taken on its head
+RESERVATION_S = 0.05  # how long that place waits for the body (then a request finding the queue full takes it)
 MAX_FORM_FIELDS = 8  # a multipart upload is one file and perhaps a few small fields, never a thousand
 OUTCOME_STATUS = {"accepted": 200, "unchanged": 200, "refused": 422, "failed": 500}
 # A body up to this size is read by uvicorn with the request head and kept (its HIGH_WATER_LIMIT): an early
@@ -93,6 +95,8 @@ class Guard:
             else:
                 await self.app(scope, receive_and_note, send_and_count)
         finally:  # a route label per known route (an unknown path is "other": no label per scanned URL)
+            if RESERVATION in scope:  # the request's place in the queue, held until its answer has gone
+                scope[RESERVATION].release()
             route = path if path in self.known else "other"
             self.service.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
 
@@ -101,14 +105,26 @@ def head_rule(service: Service) -> Callable[[Scope], ApiError | None]:
     """The answer given on a request's head, before the app (edgecls.serve.protocol asks it on every
     request): a classification while every interpreter is busy and the queue is full is refused 503 at
     once, for the least a refusal can cost under overload (its request counted here: the app never sees
-    it). A request without the token goes on to the app's 401. (The route checks the queue again before
-    it reads the body, and the pool at submit: either may have filled since the head.)"""
+    it). One that is let through takes its place in the queue here (a reservation: see
+    edgecls.serve.pool), so that the next head of the same pass already finds it taken, and holds it
+    until its answer has gone. A body slow to come loses its place after RESERVATION_S to a request that
+    finds the queue full, and goes through the checks below. A request without the token goes on to the
+    app's 401. (The route checks the queue again before it reads a large body, and the pool at submit:
+    either may have filled since the head.)"""
     refused = service.metrics.requests.labels(CLASSIFY, "POST", "503")
 
     def refuse(scope: Scope) -> ApiError | None:
-        if scope["path"] != CLASSIFY or scope["method"] != "POST" or not service.pool.full() \
+        if scope["path"] != CLASSIFY or scope["method"] != "POST" \
                 or not service.auth.allows(_header(scope, b"authorization")):
             return None
+        if _large_body(scope):  # read in parts over time: no place is held for it while it comes
+            if not service.pool.full():
+                return None
+        else:
+            reservation = service.pool.reserve(RESERVATION_S)
+            if reservation is not None:
+                scope[RESERVATION] = reservation
+                return None
         refused.inc()
         return service.busy()
 
@@ -140,7 +156,9 @@ def create_app(service: Service, lifespan: Lifespan | None = None, routes: Seque
         service.require_ready()
         kind = body_kind(request.headers.get("content-type"))
         k = top_k(request.query_params.get("top_k"), service.models.current.classifiers[0].num_classes)
-        service.check_capacity()
+        reservation = request.scope.get(RESERVATION)
+        if reservation is None or not reservation.held:
+            service.check_capacity()
         body = await read_body(request.headers, request.stream(), options.max_body_bytes, options.body_timeout_s,
                                "--max-body-mb")
         data = await _multipart_image(request, body) if kind == "multipart" else body
@@ -148,7 +166,7 @@ def create_app(service: Service, lifespan: Lifespan | None = None, routes: Seque
             raise ApiError(400, f"empty body: send the image as the request body, or as a multipart field "
                                 f"'{IMAGE_FIELD}'")
         client = request.client.host if request.client is not None else "a client"
-        answer = await service.classify(data, k, f"POST {CLASSIFY} from {client}")
+        answer = await service.classify(data, k, f"POST {CLASSIFY} from {client}", reservation)
         total = time.perf_counter() - started
         service.metrics.total.observe(total)
         return JSONResponse(answer.document(total))

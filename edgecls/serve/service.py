@@ -20,7 +20,7 @@ from edgecls.serve.limits import ApiError
 from edgecls.serve.metrics import Metrics
 from edgecls.serve.models import ModelStore
 from edgecls.serve.options import ServeOptions
-from edgecls.serve.pool import ClassifierPool, QueueFull
+from edgecls.serve.pool import ClassifierPool, QueueFull, Reservation
 
 NOT_READY_RETRY_S = 1
 INTERPRETER_NICE = 5  # the interpreter threads yield to the event loop (edgecls.serve.pool's docstring)
@@ -110,10 +110,12 @@ class Service:
                         f"{'s are' if self.options.interpreters != 1 else ' is'} working and the queue of "
                         f"{self.options.queue_size} is full; retry after {seconds} s", {"Retry-After": str(seconds)})
 
-    async def classify(self, data: bytes, top_k: int, source: str = "upload") -> Answer:
-        """Classify encoded image bytes on the next free interpreter: ApiError 503 at once when the queue
-        is full, 400 for a broken image or a non-image, 413 for one over the pixel cap. The answer is
-        offered to --collect and the drift window (`source`: who sent it, for a kept picture's sidecar)."""
+    async def classify(self, data: bytes, top_k: int, source: str = "upload",
+                       reservation: Reservation | None = None) -> Answer:
+        """Classify encoded image bytes on the next free interpreter (in the place `reservation` holds, if
+        it still does): ApiError 503 at once when the queue is full, 400 for a broken image or a non-image,
+        413 for one over the pixel cap. The answer is offered to --collect and the drift window (`source`:
+        who sent it, for a kept picture's sidecar)."""
         submitted = time.perf_counter()
 
         def task(slot: int) -> Answer:
@@ -130,7 +132,7 @@ class Service:
                           decoded - started, done - decoded, verdict_fields(classes))
 
         try:
-            future = self.pool.submit(task)
+            future = self.pool.submit(task, reservation)
         except QueueFull as exc:
             raise self.busy(exc.retry_after) from None
         answer = await asyncio.wrap_future(future)
