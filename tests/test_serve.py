@@ -274,36 +274,6 @@ def test_a_full_queue_is_answered_503_at_once(busy, slow_image):
     assert outcome[0].status_code == 200
 
 
-def _nice_values(pid: int) -> dict[int, int]:
-    """Each thread of a process and its nice value (/proc/PID/task/TID/stat, the 19th field)."""
-    found = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        found[int(task.name)] = int(fields[16])
-    return found
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
-@pytest.mark.skipif(os.getpriority(os.PRIO_PROCESS, 0) > 14, reason="run at nice > 14: no room below to see +5")
-def test_the_interpreter_threads_yield_to_the_event_loop(tmp_path_factory):
-    """The pool's threads and LiteRT's own workers (made where the interpreters are built) run 5 nice
-    steps below the event loop; the event loop and the rest keep their priority."""
-    from edgecls.serve.service import INTERPRETER_NICE
-
-    model = _served_copy(tmp_path_factory, "nice")
-    server = ServeProcess(model, "--interpreters", 1, "--threads", 2, log=model.with_name("serve.log"))
-    try:
-        answer = httpx.post(f"{server.url}/v1/classify", content=SEVEN.read_bytes(), headers=PNG, timeout=30)
-        nice = _nice_values(server.process.pid)
-    finally:
-        assert server.stop() == 0, server.log
-    assert answer.status_code == 200, answer.text
-    main = nice[server.process.pid]  # the event loop runs on the main thread
-    lowered = [tid for tid, value in nice.items() if value == main + INTERPRETER_NICE]
-    # the pool's thread and LiteRT's worker of a 2-thread interpreter; not the whole process
-    assert INTERPRETER_NICE > 0 and len(lowered) >= 2 and len(lowered) < len(nice) - 1, nice
-
-
 # ----------------------------------------------------------------------------- model updates
 def _put(server: ServeProcess, model: Path | bytes) -> httpx.Response:
     content = model if isinstance(model, bytes) else model.read_bytes()

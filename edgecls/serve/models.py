@@ -34,7 +34,6 @@ from edgecls.runtime.model import read_model_bytes
 from edgecls.runtime.quant import DISTRIBUTION_TOLERANCE, is_distribution, quant_tolerance
 from edgecls.serve.metrics import Metrics
 from edgecls.serve.options import ModelSettings
-from edgecls.serve.pool import run_lowered
 
 PROBE_SEED = 0  # the generated image of the check: seeded noise, the same for every model
 
@@ -116,7 +115,7 @@ class ModelStore:
 
     def __init__(self, path: Path, previous_path: Path, settings: ModelSettings, interpreters: int,
                  max_model_bytes: int, allow_input_change: bool = False, metrics: Metrics | None = None,
-                 log: Callable[[str], None] = lambda message: None, nice: int = 0):
+                 log: Callable[[str], None] = lambda message: None):
         self.path = path
         self.previous_path = previous_path
         self.settings = settings
@@ -125,7 +124,6 @@ class ModelStore:
         self.allow_input_change = allow_input_change
         self.metrics = metrics
         self.log = log
-        self.nice = nice  # the interpreters (and LiteRT's threads) are built this many nice steps down
         self.current: LoadedModel | None = None  # read without the lock: one reference, swapped whole
         self.last_reload: Outcome | None = None
         self._previous: bytes | None = None  # the replaced model's bytes (else the .previous file's)
@@ -227,7 +225,7 @@ class ModelStore:
         name, s = self.path.name, self.settings
         try:
             check_tflite_bytes(content, name)
-            classifiers = run_lowered(self.nice, lambda: self._built(content))
+            classifiers = self._built(content)
         except ModelRefused:
             raise
         except EdgeclsError as exc:  # the server's own paths stay on the server: a client sees file names

@@ -13,32 +13,26 @@ overload about one request more was in flight than the queue allows (measured wi
 scripts/bench_serve.py's open loop at 2x capacity, tiny model on one core: the accepted requests' p99
 4.0-4.6x the unloaded one that way, 2.9-3.3x with places held to the end).
 
+The threads run at the event loop's priority. They ran 5 nice steps below it while the queue counted
+only its tasks (the front door then answered its 503s first); with places held to the end, the same
+measure gave the tiny model 2.4-2.6x at equal priority against 2.7-3.2x lowered, and Coral 0.5_160
+2.4-2.5x either way.
+
 The HTTP routes submit to it and so can a live loop; `submit` returns a concurrent.futures.Future
 (asyncio.wrap_future awaits it).
-
-The threads run `nice` steps below the thread that starts them (Linux; the server's event loop), and
-so do the interpreters' own worker threads (LiteRT makes them where an interpreter is built: the
-models are built on a thread at that priority, `run_lowered`). On a
-core the two share, the scheduler then lets the front door run first: under overload it answers the
-503s at once and reads the next request, while the interpreter gets the rest of the core. Without it
-the event loop's share stretches every invoke: measured with scripts/bench_serve.py's open loop at 2x
-capacity on one core, the accepted requests' p99 fell from 6.6-7.0 ms to 5.4 ms (Coral 0.5_160).
 """
 
 from __future__ import annotations
 
-import os
 import queue
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from concurrent.futures import Future
+from typing import Any
 
 Task = Callable[[int], Any]
-T = TypeVar("T")
 _STOP = object()
 
 
@@ -51,12 +45,11 @@ class QueueFull(Exception):
 
 
 class ClassifierPool:
-    def __init__(self, interpreters: int, queue_size: int, name: str = "edgecls-interpreter", nice: int = 0):
+    def __init__(self, interpreters: int, queue_size: int, name: str = "edgecls-interpreter"):
         if interpreters < 1 or queue_size < 0:
             raise ValueError("interpreters >= 1 and queue_size >= 0")
         self.interpreters = interpreters
         self.queue_size = queue_size
-        self.nice = nice
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._waiting = 0
@@ -139,7 +132,6 @@ class ClassifierPool:
         return self._reserved + self._unreserved
 
     def _work(self, slot: int) -> None:
-        lower_priority(self.nice)
         while True:
             item = self._jobs.get()
             if item is _STOP:
@@ -202,25 +194,3 @@ class Reservation:
             if self.held:
                 self.held = False
                 self.pool._reserved -= 1
-
-
-def lower_priority(steps: int) -> None:
-    """Raise the calling thread's nice value by `steps` (Linux, where a thread has its own; elsewhere, or
-    where the system refuses, the thread keeps its priority). Threads it starts inherit the value,
-    LiteRT's own worker threads included."""
-    if steps <= 0 or sys.platform != "linux":  # elsewhere setpriority(PRIO_PROCESS, tid) names a process
-        return
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + steps)
-    except OSError:
-        pass
-
-
-def run_lowered(steps: int, work: Callable[[], T]) -> T:
-    """`work()` on a new thread `steps` nice steps down (lower_priority): its result, or its exception
-    raised here. Threads it starts inherit the value, LiteRT's workers made with an interpreter too."""
-    if steps <= 0:
-        return work()
-    with ThreadPoolExecutor(1, "edgecls-load", initializer=lower_priority, initargs=(steps,)) as lowered:
-        return lowered.submit(work).result()

@@ -23,7 +23,6 @@ from edgecls.serve.options import ServeOptions
 from edgecls.serve.pool import ClassifierPool, QueueFull, Reservation
 
 NOT_READY_RETRY_S = 1
-INTERPRETER_NICE = 5  # the interpreter threads yield to the event loop (edgecls.serve.pool's docstring)
 
 
 @dataclass(frozen=True)
@@ -54,12 +53,11 @@ class Service:
         self.log = log
         self.auth = Auth(token)
         self.metrics = Metrics()
-        self.pool = ClassifierPool(options.interpreters, options.queue_size, nice=INTERPRETER_NICE)
+        self.pool = ClassifierPool(options.interpreters, options.queue_size)
         self.metrics.watch_pool(lambda: self.pool.waiting, lambda: self.pool.running, options.queue_size,
                                 options.interpreters)
         self.models = ModelStore(options.model, options.previous_model, options.settings, options.interpreters,
-                                 options.max_model_bytes, options.allow_input_change, self.metrics, log,
-                                 nice=INTERPRETER_NICE)
+                                 options.max_model_bytes, options.allow_input_change, self.metrics, log)
         # every answer is offered here once: --collect and the drift figures (edgecls.serve.field)
         self.field = FieldWatch(options.collect, options.drift_window, self.metrics.registry, log)
         self.started_at = time.time()
