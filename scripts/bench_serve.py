@@ -323,25 +323,31 @@ async def open_loop(url: str, paths: list[Path], rate: float, seconds: float) ->
         (call_soon_threadsafe) fought the loop for the GIL: answers were read late, and at 9,000
         requests/s against a canned answer the client alone added 0.2-0.5 ms to the p99."""
         now = time.monotonic()  # the loop's clock (asyncio: time.monotonic)
-        while sent[0] < count and started + sent[0] / rate <= now:
-            fire(started + sent[0] / rate)
-            sent[0] += 1
+        try:
+            while sent[0] < count and started + sent[0] / rate <= now:
+                fire(started + sent[0] / rate)
+                sent[0] += 1
+        except Exception as exc:  # the run ends with it, not waiting for what is never sent
+            fired.set_exception(exc)
+            return
         if sent[0] < count:
             load.loop.call_soon(metronome)
         else:
             fired.set_result(None)
 
-    gc.disable()  # a collection's pause in the client would count as the server's latency (on again below)
-    load.loop.call_soon(metronome)
-    await fired
-    sending = load.loop.time() - started  # longer than planned when the client lags
-    while due:  # the requests that found no free connection go out as connections free up
-        if not load.wires and not opening[0]:  # every connection was closed: open one for the rest
-            await open_one()
-        else:
-            await asyncio.sleep(0.01)
-    end = await load.finish()
-    gc.enable()
+    gc.disable()  # a collection's pause in the client would count as the server's latency
+    try:
+        load.loop.call_soon(metronome)
+        await fired
+        sending = load.loop.time() - started  # longer than planned when the client lags
+        while due:  # the requests that found no free connection go out as connections free up
+            if not load.wires and not opening[0]:  # every connection was closed: open one for the rest
+                await open_one()
+            else:
+                await asyncio.sleep(0.01)
+        end = await load.finish()
+    finally:
+        gc.enable()
     summary = load.tally.summary(end - started)
     summary.update(sent=count, rate_asked=round(rate, 1), rate_sent=round(count / max(sending, 1e-9), 1))
     return summary

@@ -38,8 +38,8 @@ from edgecls.serve.page import page_route
 from edgecls.serve.service import Service
 
 CLASSIFY = "/v1/classify"
-RESERVATION = "edgecls.reservation"  # the scope key of a classification's place in the queue, taken on its head
-RESERVATION_S = 0.05  # how long that place waits for the body (then a request finding the queue full takes it)
+RESERVATION = "edgecls.reservation"  # the scope key of a classification's place in the queue (Guard takes it)
+RESERVATION_S = 0.05  # how long that place waits for the task (then a request finding the queue full takes it)
 MAX_FORM_FIELDS = 8  # a multipart upload is one file and perhaps a few small fields, never a thousand
 OUTCOME_STATUS = {"accepted": 200, "unchanged": 200, "refused": 422, "failed": 500}
 # A body up to this size is read by uvicorn with the request head and kept (its HIGH_WATER_LIMIT): an early
@@ -53,9 +53,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 class Guard:
-    """Outermost ASGI layer: the token check (all routes but /healthz, and /metrics with --metrics-public)
-    and the request counter by route, method and status. (The 503 of a full queue comes before it, on the
-    request head: head_rule.)"""
+    """Outermost ASGI layer: the token check (all routes but /healthz, and /metrics with --metrics-public),
+    a classification's place in the queue, and the request counter by route, method and status. (The 503
+    of a queue already full comes before it, on the request head: head_rule.)"""
 
     def __init__(self, app: ASGIApp, service: Service, routes: Sequence[BaseRoute]):
         self.app = app
@@ -87,16 +87,26 @@ class Guard:
             await send(message)
 
         path = scope["path"]
+        reservation = None
         try:
             if path not in self.open and not self.service.auth.allows(_header(scope, b"authorization")):
                 response = error_response(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'",
                                           {"WWW-Authenticate": 'Bearer realm="edgecls"'})
                 await response(scope, receive_and_note, send_and_count)
-            else:
-                await self.app(scope, receive_and_note, send_and_count)
+                return
+            if path == CLASSIFY and scope["method"] == "POST" and not unread[0]:
+                # its place in the queue, from now until its answer has gone (edgecls.serve.pool); a large
+                # body, read in parts over time, holds none while it comes
+                reservation = scope[RESERVATION] = self.service.pool.reserve(RESERVATION_S)
+                if reservation is None:
+                    busy = self.service.busy()
+                    await error_response(busy.status, busy.message, busy.headers)(scope, receive_and_note,
+                                                                                  send_and_count)
+                    return
+            await self.app(scope, receive_and_note, send_and_count)
         finally:  # a route label per known route (an unknown path is "other": no label per scanned URL)
-            if RESERVATION in scope:  # the request's place in the queue, held until its answer has gone
-                scope[RESERVATION].release()
+            if reservation is not None:
+                reservation.release()
             route = path if path in self.known else "other"
             self.service.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
 
@@ -105,26 +115,14 @@ def head_rule(service: Service) -> Callable[[Scope], ApiError | None]:
     """The answer given on a request's head, before the app (edgecls.serve.protocol asks it on every
     request): a classification while every interpreter is busy and the queue is full is refused 503 at
     once, for the least a refusal can cost under overload (its request counted here: the app never sees
-    it). One that is let through takes its place in the queue here (a reservation: see
-    edgecls.serve.pool), so that the next head of the same pass already finds it taken, and holds it
-    until its answer has gone. A body slow to come loses its place after RESERVATION_S to a request that
-    finds the queue full, and goes through the checks below. A request without the token goes on to the
-    app's 401. (The route checks the queue again before it reads a large body, and the pool at submit:
-    either may have filled since the head.)"""
+    it). A request without the token goes on to the app's 401. (One let through takes its place in the
+    queue when the app starts, in Guard: a head read ahead on a pipelining connection may never start.)"""
     refused = service.metrics.requests.labels(CLASSIFY, "POST", "503")
 
     def refuse(scope: Scope) -> ApiError | None:
-        if scope["path"] != CLASSIFY or scope["method"] != "POST" \
+        if scope["path"] != CLASSIFY or scope["method"] != "POST" or not service.pool.full() \
                 or not service.auth.allows(_header(scope, b"authorization")):
             return None
-        if _large_body(scope):  # read in parts over time: no place is held for it while it comes
-            if not service.pool.full():
-                return None
-        else:
-            reservation = service.pool.reserve(RESERVATION_S)
-            if reservation is not None:
-                scope[RESERVATION] = reservation
-                return None
         refused.inc()
         return service.busy()
 

@@ -6,12 +6,12 @@ wait; one more is refused at once (QueueFull), never queued without bound: under
 accepted request waits for at most `queue / N` classifications.
 
 A place can be reserved before its task exists (`reserve`) and held after the task has run, until
-`release`: the server takes one on a request's head and gives it back once the answer has gone, so
-that a request counts from the moment it is let in until it is done. Counting only the pool's own
-tasks let the next request in while an answer that was ready still waited for the event loop: under
-overload about one request more was in flight than the queue allows (measured with
-scripts/bench_serve.py's open loop at 2x capacity, tiny model on one core: the accepted requests' p99
-4.0-4.6x the unloaded one that way, 2.9-3.3x with places held to the end).
+the request ends: the server takes one when a classification request starts (edgecls.serve.app.Guard)
+and gives it back once the answer has gone, so that a request counts from the moment it is let in
+until it is done. Counting only the pool's own tasks let the next request in while an answer that was
+ready still waited for the event loop: under overload about one request more was in flight than the
+queue allows (measured with scripts/bench_serve.py's open loop at 2x capacity, tiny model on one core:
+the accepted requests' p99 4.0-4.6x the unloaded one that way, 2.9-3.3x with places held to the end).
 
 The threads run at the event loop's priority. They ran 5 nice steps below it while the queue counted
 only its tasks (the front door then answered its 503s first); with places held to the end, the same
@@ -27,7 +27,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -55,7 +54,7 @@ class ClassifierPool:
         self._waiting = 0
         self._running = 0
         self._reserved = 0  # places held by Reservations
-        self._unsubmitted: deque[Reservation] = deque()  # held ones with no task yet, oldest first (to expire)
+        self._unsubmitted: dict[Reservation, None] = {}  # held ones with no task yet, oldest first (to expire)
         self._unreserved = 0  # tasks waiting or running that hold no reservation
         self._seconds = 0.0  # a moving average of a task's time, for Retry-After
         self._threads = [threading.Thread(target=self._work, args=(slot,), name=f"{name}-{slot}", daemon=True)
@@ -78,50 +77,66 @@ class ClassifierPool:
 
     def full(self) -> bool:
         """Whether a submit now would be refused (a cheap check before reading a large body)."""
-        return self._taken() >= self.interpreters + self.queue_size
+        with self._lock:
+            return not self._room()
 
     def reserve(self, expire_s: float) -> Reservation | None:
-        """A place for a request's task, held until `release` (the task submitted with it takes no other
-        place), or None when there is none. One that has no task submitted after `expire_s` seconds (a
-        body slow to come) gives its place up to the next reservation that finds the pool full."""
+        """A place for a request's task, held until the request has ended (`Reservation.release`) and its
+        task, if it has one, has run; None when there is none. A reservation with no task submitted
+        after `expire_s` seconds (a body slow to come) gives its place up to a request that finds the pool
+        full."""
         with self._lock:
-            capacity = self.interpreters + self.queue_size
-            self._prune(expire=self._taken() >= capacity)
-            if self._taken() >= capacity:
+            if not self._room():
                 return None
             self._reserved += 1
             reservation = Reservation(self, time.monotonic() + expire_s)
-            self._unsubmitted.append(reservation)
+            self._unsubmitted[reservation] = None
         return reservation
-
-    def _prune(self, expire: bool) -> None:
-        """Forget the oldest reservations that have their task or are released; with `expire`, also give up
-        the places of those past their time. (Under the lock.)"""
-        now = time.monotonic()
-        while self._unsubmitted:
-            oldest = self._unsubmitted[0]
-            if oldest.held and not oldest.submitted:
-                if not expire or oldest.expires > now:
-                    return
-                oldest.held = False
-                self._reserved -= 1
-            self._unsubmitted.popleft()
 
     def submit(self, task: Task, reservation: Reservation | None = None) -> Future:
         """Queue `task(slot)` (in the place `reservation` holds, if it still does); raises QueueFull at once
         when the queue is full."""
         future: Future = Future()
         with self._lock:
-            placed = reservation is not None and reservation.held
+            placed = reservation is not None and reservation.held and not reservation.submitted
             if placed:
                 reservation.submitted = True
-            elif self._taken() >= self.interpreters + self.queue_size:
+                del self._unsubmitted[reservation]
+            elif not self._room():
                 raise QueueFull(self.retry_after())
             else:
                 self._unreserved += 1
             self._waiting += 1
-        self._jobs.put((task, future, placed))
+        self._jobs.put((task, future, reservation if placed else None))
         return future
+
+    def _room(self) -> bool:
+        """Whether a place is free, after giving up the place of the oldest reservation past its time
+        when none is. (Under the lock.)"""
+        if self._taken() < self.interpreters + self.queue_size:
+            return True
+        oldest = next(iter(self._unsubmitted), None)  # all wait the same time: the oldest expires first
+        if oldest is None or oldest.expires > time.monotonic():
+            return False
+        self._free(oldest)
+        return True
+
+    def _free(self, reservation: Reservation) -> None:
+        """(Under the lock.)"""
+        if reservation.held:
+            reservation.held = False
+            self._reserved -= 1
+            self._unsubmitted.pop(reservation, None)
+
+    def _task_ended(self, reservation: Reservation | None) -> None:
+        """A task has run or was cancelled: its place is free, unless its request has not ended yet.
+        (Under the lock.)"""
+        if reservation is None:
+            self._unreserved -= 1
+            return
+        reservation.task_ended = True
+        if reservation.request_ended:
+            self._free(reservation)
 
     def retry_after(self) -> int:
         """Seconds until a place is likely free: the queue's work spread over the interpreters, at least 1."""
@@ -136,7 +151,7 @@ class ClassifierPool:
             item = self._jobs.get()
             if item is _STOP:
                 return
-            task, future, placed = item
+            task, future, reservation = item
             with self._lock:
                 self._waiting -= 1
                 self._running += 1
@@ -150,7 +165,7 @@ class ClassifierPool:
             seconds = time.perf_counter() - started
             with self._lock:  # before the answer goes out: a client that has it sees this task gone (/metrics)
                 self._running -= 1
-                self._unreserved -= not placed
+                self._task_ended(reservation)
                 self._seconds = seconds if not self._seconds else 0.9 * self._seconds + 0.1 * seconds
             if ran:
                 if error is not None:
@@ -170,7 +185,7 @@ class ClassifierPool:
             if item is not _STOP:
                 with self._lock:
                     self._waiting -= 1
-                    self._unreserved -= not item[2]
+                    self._task_ended(item[2])
                 cancelled += item[1].cancel()
         for _ in self._threads:
             self._jobs.put(_STOP)
@@ -182,15 +197,17 @@ class ClassifierPool:
 
 
 class Reservation:
-    """A place in a ClassifierPool held for one request, from before its task is submitted until the
-    request ends (`release`; a no-op after the first)."""
+    """A place in a ClassifierPool held for one request: taken before its task is submitted, given back
+    once the request has ended (`release`, at most once) and its task, if it was submitted, has run."""
 
     def __init__(self, pool: ClassifierPool, expires: float):
         self.pool, self.expires = pool, expires
         self.held, self.submitted = True, False
+        self.request_ended = self.task_ended = False
 
     def release(self) -> None:
+        """The request has ended (answered, failed or cancelled)."""
         with self.pool._lock:
-            if self.held:
-                self.held = False
-                self.pool._reserved -= 1
+            self.request_ended = True
+            if not self.submitted or self.task_ended:
+                self.pool._free(self)
