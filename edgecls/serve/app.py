@@ -155,8 +155,7 @@ def create_app(service: Service, lifespan: Lifespan | None = None, routes: Seque
         kind = body_kind(request.headers.get("content-type"))
         k = top_k(request.query_params.get("top_k"), service.models.current.classifiers[0].num_classes)
         reservation = request.scope.get(RESERVATION)
-        if reservation is None or not reservation.held:
-            service.check_capacity()
+        service.check_capacity(reservation)
         body = await read_body(request.headers, request.stream(), options.max_body_bytes, options.body_timeout_s,
                                "--max-body-mb")
         data = await _multipart_image(request, body) if kind == "multipart" else body

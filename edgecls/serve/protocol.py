@@ -45,8 +45,8 @@ except ImportError:  # httptools is not installed (no wheel for this machine): h
 
 MAX_HEAD_BYTES = 16 * 1024  # the request line and headers (h11's own default cap, and Node's)
 # h11 caps an incomplete head too; ours is checked after each read (asyncio reads up to 256 KiB at once),
-# so h11's is set a read above ours, for our 431 to answer first.
-_H11_BUFFER_BYTES = MAX_HEAD_BYTES + (1 << 20)
+# so h11's is set a read above ours, for our 431 to answer first (uvicorn's h11_max_incomplete_event_size).
+H11_BUFFER_BYTES = MAX_HEAD_BYTES + (1 << 20)
 # Given a request's scope as soon as its head has been read: an answer to give at once instead of the app's.
 HeadRule = Callable[[dict[str, Any]], "ApiError | None"]
 Headers = list[tuple[bytes, bytes]]
@@ -121,7 +121,7 @@ class _Guards:
 
     head_timeout: float
     max_connections: int
-    head_rule: HeadRule | None = None
+    head_rule: HeadRule
     too_slow: bytes
     too_large: bytes
     too_many: bytes
@@ -132,10 +132,9 @@ class _Guards:
     # made, to pick the ASGI app that answers it: there the head rule may answer instead.
     @property
     def app(self) -> Any:
-        if self.head_rule is not None:
-            error = self.head_rule(self.scope)
-            if error is not None:
-                return _Answer(error, _close_after(self.scope["headers"]))
+        error = self.head_rule(self.scope)
+        if error is not None:
+            return _Answer(error, _close_after(self.scope["headers"]))
         return self._app
 
     @app.setter
@@ -210,10 +209,6 @@ class _Guards:
 
 
 class _GuardedH11(_Guards, H11Protocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_H11_BUFFER_BYTES)
-
     def _awaiting_head(self) -> bool:
         return self.conn.their_state is h11.IDLE  # (DONE from its request's end until the answer's)
 
@@ -234,7 +229,7 @@ def _framed_twice(headers: Headers) -> bool:
     return b"content-length" in names and b"transfer-encoding" in names
 
 
-PROTOCOLS: dict[str, type] = {"h11": _GuardedH11}
+_Guarded: type = _GuardedH11  # the parser's class the guards go over: httptools' where it is installed
 
 if HttpToolsProtocol is not None:
 
@@ -268,19 +263,18 @@ if HttpToolsProtocol is not None:
                 error = error.__context__
             return first_line(error)
 
-    PROTOCOLS["httptools"] = _GuardedHttpTools
+    _Guarded = _GuardedHttpTools
 
-PARSER = "httptools" if "httptools" in PROTOCOLS else "h11"  # what `guarded_protocol()` uses
+PARSER = "httptools" if HttpToolsProtocol is not None else "h11"  # what `guarded_protocol()` parses with
 
 
-def guarded_protocol(head_timeout: float, max_connections: int, head_rule: HeadRule | None = None,
-                     parser: str = PARSER) -> type:
-    """The protocol class for uvicorn's `http=`: `parser`'s (by default httptools when it is installed,
-    else h11) with the guards, and `head_rule` asked on every request's head."""
-    return type(f"Guarded{parser.capitalize()}Protocol", (PROTOCOLS[parser],), {
+def guarded_protocol(head_timeout: float, max_connections: int, head_rule: HeadRule) -> type:
+    """The protocol class for uvicorn's `http=`: httptools' when it is installed, else h11's, with the
+    guards, and `head_rule` asked on every request's head."""
+    return type(f"Guarded{PARSER.capitalize()}Protocol", (_Guarded,), {
         "head_timeout": head_timeout,
         "max_connections": max_connections,
-        "head_rule": staticmethod(head_rule) if head_rule is not None else None,
+        "head_rule": staticmethod(head_rule),
         "too_slow": raw_response(ApiError(408, f"the request head did not arrive within {head_timeout:g} s "
                                                "(--header-timeout-s)")),
         "too_large": raw_response(ApiError(431, f"the request head is over the {MAX_HEAD_BYTES // 1024} KiB cap")),

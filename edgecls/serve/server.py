@@ -32,7 +32,7 @@ from edgecls.serve.events import QuietCutOff
 from edgecls.serve.limits import set_pixel_limit
 from edgecls.serve.live import LiveMode, live_routes
 from edgecls.serve.options import ServeOptions
-from edgecls.serve.protocol import PARSER, guarded_protocol
+from edgecls.serve.protocol import H11_BUFFER_BYTES, PARSER, guarded_protocol
 from edgecls.serve.service import Service
 from edgecls.serve.watch import watch_files
 
@@ -105,7 +105,7 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
     protocol = guarded_protocol(options.header_timeout_s, options.max_connections, head_rule(service))
     config = uvicorn.Config(
         create_app(service, lifespan, routes), interface="asgi3", lifespan="on", log_config=None,
-        http=protocol,  # type: ignore[arg-type]
+        http=protocol, h11_max_incomplete_event_size=H11_BUFFER_BYTES,  # type: ignore[arg-type]
         access_log=options.access_log, timeout_keep_alive=KEEP_ALIVE_S, server_header=False,
         timeout_graceful_shutdown=options.grace_s,  # type: ignore[arg-type]  (a float works: asyncio.timeout)
         ssl_certfile=options.tls_cert, ssl_keyfile=options.tls_key, backlog=LISTEN_BACKLOG)

@@ -96,9 +96,9 @@ class Service:
                            {"Retry-After": str(NOT_READY_RETRY_S)})
 
     # ---------------------------------------------------------------- one classification
-    def check_capacity(self) -> None:
-        """503 before reading a body the queue has no room for."""
-        if self.pool.full():
+    def check_capacity(self, reservation: Reservation | None = None) -> None:
+        """503 before reading a body the queue has no room for (none while `reservation` holds a place)."""
+        if (reservation is None or not reservation.held) and self.pool.full():
             raise self.busy()
 
     def busy(self, retry_after: int | None = None) -> ApiError:
