@@ -19,6 +19,7 @@ Prints one line a case (same / DIFFERENT, with the differing fields) and exits 1
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
@@ -28,7 +29,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import ROOT, checkout_env  # noqa: E402
+
 SEED = ROOT / "models" / "digits-seed"
 FAST = ["--threads", "1", "--warmup", "1", "--runs", "4", "--batch-size", "4"]
 
@@ -99,13 +102,13 @@ def package_of(before: str, scratch: Path) -> Path:
     target.mkdir()
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", before, "edgecls"],
                              capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")
     return target
 
 
 def bench(package: Path, args: list[str], out: Path, scratch: Path) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(package), "COLUMNS": "200"}
+    env = {**os.environ, **checkout_env(package), "COLUMNS": "200"}
     done = subprocess.run([sys.executable, "-m", "edgecls", "bench", *args, "--json", str(out)], cwd=scratch,
                           env=env, capture_output=True, text=True)
     if done.returncode != 0:
