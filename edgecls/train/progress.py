@@ -85,10 +85,9 @@ def epoch_progress(keras: Any, reporter: Reporter, epochs: int, steps: int) -> I
         # otherwise dispatches them in the background (CallbackList's async_train).
         def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
             loss = (logs or {}).get("loss")
-            if self.advance is not None and loss is not None:
-                self.advance(1, description=f"Epoch {self.epoch + 1}/{epochs}  loss {float(loss):.4f}")
-            elif self.advance is not None:
-                self.advance(1)
+            if self.advance is not None:
+                self.advance(1, description=None if loss is None else
+                             f"Epoch {self.epoch + 1}/{epochs}  loss {float(loss):.4f}")
 
     progress = EpochProgressBar() if reporter.bars else EpochProgress()
     try:
