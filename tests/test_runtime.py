@@ -27,6 +27,7 @@ from edgecls.runtime import interpreter as backends
 from edgecls.runtime.metadata import embed_metadata, read_metadata
 from edgecls.runtime.model import InputSpec
 from edgecls.runtime.quant import input_converter, output_converter
+from edgecls.runtime.preprocess import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -365,6 +366,31 @@ def test_exif_rotated_photo_is_classified_upright(models, tmp_path):
     stored.save(untagged, quality=95)
     assert clf.classify(untagged)[0].label == "left"  # the stored pixels really are sideways
     assert clf.classify(tagged)[0].label == "top"
+
+
+XMP_ORIENTATION_6 = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                     b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+                     b"</rdf:RDF></x:xmpmeta>")
+
+
+@pytest.mark.parametrize("name, save", [
+    ("exif.jpg", lambda image, path, exif: image.save(path, exif=exif, quality=95)),
+    ("xmp.jpg", lambda image, path, exif: image.save(path, xmp=XMP_ORIENTATION_6, quality=95)),
+    ("exif.png", lambda image, path, exif: image.save(path, exif=exif)),
+    ("exif.webp", lambda image, path, exif: image.save(path, exif=exif, lossless=True)),
+    ("tag.tif", lambda image, path, exif: image.save(path, tiffinfo={0x0112: 6})),
+])
+def test_orientation_is_read_wherever_pillow_keeps_it(tmp_path, name, save):
+    # Upright: a bright top half over a dark bottom half. Stored sideways, with the orientation that
+    # turns it back in each place a format keeps it (load_image skips the EXIF parse when none is there).
+    upright = np.zeros((64, 96, 3), np.uint8)
+    upright[:32] = 230
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / name
+    save(Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90), path, exif)
+    pixels = load_image(path, (64, 96), "rgb").astype(int)
+    assert pixels[:32].mean() > 200 and pixels[32:].mean() < 30, name
 
 
 # ----------------------------------------------------------------------------- many images
