@@ -244,6 +244,15 @@ def test_a_request_head_over_16_kib_is_answered_431(guarded):
         assert answer.status == 431 and answer.json() == {"error": "the request head is over the 16 KiB cap",
                                                           "status": 431}
         assert answer.headers["connection"] == "close" and wire.closed()
+    for size in (17_000, 100_000):  # a head that comes whole, in one read: the same 431
+        with Wire(guarded) as wire:
+            wire.send(f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * size}\r\n\r\n")
+            answer = wire.answer()
+            assert answer.status == 431 and "16 KiB cap" in answer.json()["error"], size
+            assert wire.closed()
+    with Wire(guarded) as wire:  # 15 KiB of headers in one read: served
+        wire.send(f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 15_000}\r\n\r\n")
+        assert wire.answer().status == 200
     with Wire(guarded) as wire:  # 15 KiB of headers, sent in three reads: served
         wire.send("GET /healthz HTTP/1.1\r\nHost: x\r\n")
         for n in range(3):

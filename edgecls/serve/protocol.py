@@ -9,8 +9,9 @@ and a machine without them still serves, only with a slower parser. What follows
   sends its headers a byte at a time (slowloris) is answered 408 and dropped after `head_timeout`
   seconds. uvicorn's keep-alive timeout covers only an idle connection between requests; the body's
   read time is bounded by the app (edgecls.serve.limits.read_body).
-- A cap on the request head: one still incomplete after MAX_HEAD_BYTES is answered 431 and dropped
-  (llhttp has no cap of its own; h11's, a plain-text 400 at 16 KiB, is moved out of the way).
+- A cap on the request head: one over MAX_HEAD_BYTES is answered 431 and dropped, whether it is still
+  incomplete after a read or came whole (llhttp has no cap of its own; h11's, a plain-text 400 at 16 KiB,
+  is moved out of the way).
 - A cap on open connections: one more is answered 503 and closed at once, so idle sockets cannot
   use up the process's file descriptors.
 - A request the parser cannot read (a bad request line, header or chunk; Content-Length beside
@@ -47,6 +48,7 @@ MAX_HEAD_BYTES = 16 * 1024  # the request line and headers (h11's own default ca
 # h11 caps an incomplete head too; ours is checked after each read (asyncio reads up to 256 KiB at once),
 # so h11's is set a read above ours, for our 431 to answer first (uvicorn's h11_max_incomplete_event_size).
 H11_BUFFER_BYTES = MAX_HEAD_BYTES + (1 << 20)
+HEAD_TOO_LARGE = ApiError(431, f"the request head is over the {MAX_HEAD_BYTES // 1024} KiB cap")
 # Given a request's scope as soon as its head has been read: an answer to give at once instead of the app's.
 HeadRule = Callable[[dict[str, Any]], "ApiError | None"]
 Headers = list[tuple[bytes, bytes]]
@@ -103,6 +105,13 @@ class _Answer:
         cycle.on_response()
 
 
+def _head_size(scope: dict[str, Any]) -> int:
+    """The bytes of a parsed request head: its request line and header lines as sent (give or take the
+    spaces a client puts around a header's value)."""
+    line = len(scope["method"]) + len(scope["raw_path"]) + len(scope["query_string"]) + 13  # " ?" " HTTP/1.1\r\n"
+    return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"]) + 2
+
+
 def _close_after(headers: Headers) -> bool:
     """Whether an answer given before the body must close the connection: when the client waits for
     100 Continue (its body may follow or not: the answer tells it not to send it) or declares a body too
@@ -132,6 +141,8 @@ class _Guards:
     # made, to pick the ASGI app that answers it: there the head rule may answer instead.
     @property
     def app(self) -> Any:
+        if _head_size(self.scope) > MAX_HEAD_BYTES:  # a head that came whole, in one read or its last
+            return _Answer(HEAD_TOO_LARGE, close=True)
         error = self.head_rule(self.scope)
         if error is not None:
             return _Answer(error, _close_after(self.scope["headers"]))
@@ -277,7 +288,7 @@ def guarded_protocol(head_timeout: float, max_connections: int, head_rule: HeadR
         "head_rule": staticmethod(head_rule),
         "too_slow": raw_response(ApiError(408, f"the request head did not arrive within {head_timeout:g} s "
                                                "(--header-timeout-s)")),
-        "too_large": raw_response(ApiError(431, f"the request head is over the {MAX_HEAD_BYTES // 1024} KiB cap")),
+        "too_large": raw_response(HEAD_TOO_LARGE),
         "too_many": raw_response(ApiError(503, f"too many open connections (--max-connections {max_connections})",
                                           {"Retry-After": "1"})),
     })
