@@ -26,8 +26,8 @@ from edgecls.runtime import (
 from edgecls.runtime import interpreter as backends
 from edgecls.runtime.metadata import embed_metadata, read_metadata
 from edgecls.runtime.model import InputSpec
-from edgecls.runtime.quant import input_converter, output_converter
 from edgecls.runtime.preprocess import load_image
+from edgecls.runtime.quant import input_converter, output_converter
 
 ROOT = Path(__file__).resolve().parents[1]
 

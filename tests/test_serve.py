@@ -625,15 +625,28 @@ def test_the_base_install_imports_none_of_the_serve_stack():
     assert done.stdout.strip() == "[]"
 
 
-def test_serve_without_the_extra_says_the_pip_command(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--systemd-unit"]])  # a unit of this environment could never start
+def test_serve_without_the_extra_says_the_pip_command(tmp_path, extra):
     code = ("import sys; sys.modules['starlette'] = None; sys.modules['uvicorn'] = None\n"
-            "sys.argv = ['edgecls', 'serve', sys.argv[1], '--port', '0']\n"
+            "sys.argv = ['edgecls', 'serve', *sys.argv[1:], '--port', '0']\n"
             "from edgecls.entry import main; main()")
-    done = subprocess.run([sys.executable, "-c", code, str(INT8)], capture_output=True, text=True, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-c", code, str(INT8), *extra], capture_output=True, text=True, cwd=ROOT,
                           timeout=60)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("edgecls: error: edgecls serve needs the serve extra, which is not installed here: "
                            "pip install 'edgecls[serve]' (missing: starlette, uvicorn)\n")
+
+
+def test_the_unit_warns_of_a_home_folder_given_away_and_a_venv_the_private_tmp_hides(monkeypatch):
+    from edgecls.serve import unit
+    from edgecls.serve.options import ServeOptions
+
+    monkeypatch.setattr(unit, "edgecls_command", lambda: ["/tmp/venv/bin/edgecls"])
+    warnings = unit.unit_warnings(ServeOptions(model=Path("/home/pi/model_int8.tflite")))
+    assert any("give /home/pi (all of it) to user edgecls" in w for w in warnings), warnings
+    assert any("will not see /tmp/venv/bin/edgecls in its private /tmp" in w for w in warnings), warnings
+    monkeypatch.setattr(unit, "edgecls_command", lambda: ["/opt/edgecls/venv/bin/edgecls"])
+    assert unit.unit_warnings(ServeOptions(model=Path("/var/lib/edgecls/model_int8.tflite"))) == []
 
 
 def test_a_calibrated_model_answers_unknown_over_http_as_predict_does(tmp_path, cli):

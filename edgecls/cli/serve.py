@@ -44,6 +44,9 @@ def serve(options: ServeOptions) -> None:
     Exit codes: 0 stopped by SIGTERM after draining (or --systemd-unit printed); 2 it cannot start (a bad model, token, certificate or option, the port is taken, the serve extra is missing); 130 Ctrl-C.
     """  # noqa: E501  (one line a paragraph: Typer keeps a docstring's line breaks in --help)
     options = options.checked()
+    from edgecls.serve import require_stack
+
+    require_stack()  # a unit runs this environment's `edgecls serve`: without the extra it could never start
     if options.systemd_unit:
         from edgecls.serve.unit import systemd_unit as unit_text
         from edgecls.serve.unit import unit_warnings
@@ -52,9 +55,6 @@ def serve(options: ServeOptions) -> None:
         for warning in unit_warnings(options):
             typer.echo(f"edgecls: warning: {warning}", err=True)
         return
-    from edgecls.serve import require_stack
-
-    require_stack()
     from edgecls.serve.server import run
 
     code = run(options)

@@ -130,18 +130,29 @@ def unit_warnings(options: ServeOptions) -> list[str]:
     folders = [(options.model.parent, "the model"),
                *([(Path(options.collect.folder), "--collect")] if options.collect is not None else [])]
     for folder, what in folders:
-        if any(folder == Path(tmp) or Path(tmp) in folder.parents for tmp in ("/tmp", "/var/tmp")):
+        if _under(folder, "/tmp", "/var/tmp"):
             found.append(f"the service has a private /tmp (PrivateTmp=yes) and will not see {folder}: put {what} in "
                          "a folder of its own, e.g. /var/lib/edgecls")
+    if _under(options.model.parent, "/home", "/root"):
+        found.append(f"the install steps give {options.model.parent} (all of it) to user {UNIT_USER} and the "
+                     "service writes there: copy the model into a folder of its own, e.g. /var/lib/edgecls, and make "
+                     "the unit from there")
     source = None if options.live is None else live_source(options.live.source)
-    if source is not None and source.startswith("/") and any(
-            Path(source).parent == Path(tmp) or Path(tmp) in Path(source).parents for tmp in ("/tmp", "/var/tmp")):
+    if source is not None and source.startswith("/") and _under(Path(source).parent, "/tmp", "/var/tmp"):
         found.append(f"the service will not see the --source video {source} in its private /tmp: move it")
     executable = Path(edgecls_command()[0])
-    if Path("/home") in executable.parents:
+    if _under(executable.parent, "/tmp", "/var/tmp"):
+        found.append(f"the service will not see {executable} in its private /tmp: make the venv in e.g. "
+                     "/opt/edgecls/venv")
+    elif _under(executable.parent, "/home"):
         found.append(f"the service runs as user {UNIT_USER}, which may not read {executable.parent} (home folders "
                      "are private on recent Raspberry Pi OS): make the venv in e.g. /opt/edgecls/venv")
     return found
+
+
+def _under(folder: Path, *roots: str) -> bool:
+    """`folder` is one of `roots` or inside one."""
+    return any(folder == Path(root) or Path(root) in folder.parents for root in roots)
 
 
 def _quoted(arg: str, keep_specifiers: bool = False) -> str:
