@@ -171,6 +171,8 @@ def test_a_camera_that_does_not_exist_is_one_line_and_exit_2(cli):
     ([], "or --source"),
     (["--source", "camera", "--every", "2", "--fps", "5"], "choose one of --every and --fps"),
     (["--source", "camera", "--capture", "gstreamer"], "unknown capture backend"),
+    (["a.png", "--every", "5"], "--every: for --source"),  # a live option with image files: never ignored
+    (["a.png", "--fps", "1", "--duration", "2", "--reconnect", "3"], "--fps, --duration, --reconnect: for --source"),
 ])
 def test_bad_live_arguments_are_one_line_and_exit_2(cli, argv, message):
     result = cli("predict", MODEL, *argv)

@@ -62,6 +62,7 @@ _LiveDuration = Annotated[Optional[float], typer.Option(
              "edgecls predict model_int8.tflite --source camera:0 --fps 2 --collect inbox/ --collect-when "
              "'unknown,uncertain<0.6' --collect-max-mb 500")
 def predict(
+    ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="A .tflite image classifier (edgecls' own, or any NHWC one)")],
     images: Annotated[Optional[list[str]], typer.Argument(
         help="Image files, folders (searched recursively) and glob patterns (or --source for a camera, video or "
@@ -113,6 +114,11 @@ def predict(
         raise EdgeclsError("give IMAGES or --source, not both")
     if source is None and not images:
         raise EdgeclsError("give image files, folders or globs to classify, or --source for a camera, video or stream")
+    if source is None:
+        live_only = [f"--{name}" for name in ("every", "fps", "duration", "timeout", "reconnect", "capture")
+                     if _given(ctx, name)]
+        if live_only:
+            raise EdgeclsError(f"{', '.join(live_only)}: for --source (a camera, video or stream), not image files")
     arguments: dict[str, Any] = dict(top_k=top_k, as_json=as_json, as_csv=as_csv, threads=threads,
                                      labels=str(labels) if labels else None, backend=backend, input_range=input_range,
                                      resize=plain(resize), fit=plain(fit), unknown=unknown,
@@ -126,6 +132,12 @@ def predict(
                                         reconnect=reconnect, capture=plain(capture), **predict_options(**arguments)))
     # The body lives in edgecls.entry, which also runs it without Typer (the lean predict path).
     raise typer.Exit(run_predict(model=str(model), images=images, **arguments))
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Option `name` is on the command line (not its default). By the source's name: Typer carries its own click."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 @app.command(epilog="Examples:\n\n"
