@@ -720,3 +720,26 @@ def test_advice_treats_the_measured_spread_as_a_tie_and_names_the_simpler_file(t
     assert hint.startswith(f"Next: edgecls predict {report.model('model_int8.tflite').path} IMAGES... --labels "
                            "labels.txt --resize nearest --fit crop --input-range -1,1")
     assert compare.startswith(f"Next: edgecls bench compare {tmp_path / 'b.json'} OTHER/bench.json")
+
+
+def test_advice_never_takes_a_file_clearly_less_accurate_and_says_when_few_images_cannot_tell():
+    """A new user's bench of two third-party models on 4 photos was told to take the faster one at 0/4 against
+    2/4, with nothing saying why; a file less accurate beyond chance is passed over, and named."""
+    from edgecls.bench.advice import advice, choice
+
+    report = _report_with({"model_float32.tflite": [_timing(1, 0.030)], "model_int8.tflite": [_timing(1, 0.013)]},
+                          threads=[1], cpus=[0, 1])
+    int8 = report.model("model_int8.tflite")
+    int8.accuracy.top1 = 120 / 179  # 120/179 against float32's 174/179: beyond chance
+    assert choice(report).name == "model_float32.tflite"
+    first = advice(report)[0]
+    assert first.startswith("Take model_float32.tflite (float32): 0.030 ms")
+    assert "Faster, but less accurate beyond chance: model_int8.tflite 0.013 ms, top-1 0.6704 (120/179)" in first
+    assert "Next:" not in first
+    for model in report.models:  # 4 images: 0/4 against 2/4 cannot be told apart
+        if model.accuracy is not None:
+            model.accuracy.images = 4
+            model.accuracy.top1 = 0.0 if model.name == "model_int8.tflite" else 0.5
+    first = advice(report)[0]
+    assert first.startswith("Take model_int8.tflite (int8): 0.013 ms") and "(0/4)" in first
+    assert "within chance of the most accurate file's (" in first and "4 images do not tell them apart" in first

@@ -67,10 +67,11 @@ def best_threads(report: BenchReport, model: ModelResult) -> Latency:
 
 
 def choice(report: BenchReport) -> Optional[ModelResult]:
-    """The .tflite file the advice names: the fastest here (at its best thread count); among those tied
-    with it within the measured spread, the most accurate (accuracies within chance are tied too), then
-    the clearly smaller, then the simpler file (SIMPLER). None when no .tflite was timed."""
-    timed = [m for m in report.tflite_models() if within_cpus(report, m.latency)]
+    """The .tflite file the advice names: of the files whose accuracy is within chance of the most accurate
+    one's (a clearly less accurate file is never advised), the fastest here (at its best thread count); among
+    those tied with it within the measured spread, the most accurate (accuracies within chance are tied too),
+    then the clearly smaller, then the simpler file (SIMPLER). None when no .tflite was timed."""
+    timed = _as_accurate(report, [m for m in report.tflite_models() if within_cpus(report, m.latency)])
     if not timed:
         return None
     ranked = sorted(timed, key=lambda m: best_threads(report, m).invoke_ms.p50)
@@ -83,6 +84,15 @@ def choice(report: BenchReport) -> Optional[ModelResult]:
     smallest = min(m.size_bytes for m in ties)
     ties = [m for m in ties if m.size_bytes * SMALLER <= smallest]
     return min(ties, key=_simplicity)
+
+
+def _as_accurate(report: BenchReport, models: list[ModelResult]) -> list[ModelResult]:
+    """The models whose top-1 is within chance of the best one's (all of them when none was scored)."""
+    scored = [m for m in models if m.accuracy is not None]
+    if not scored:
+        return models
+    top = _correct(max(scored, key=lambda m: m.accuracy.top1))
+    return [m for m in scored if accuracies_tied(_correct(m), top)]
 
 
 def _simplicity(model: ModelResult) -> tuple[bool, int]:
@@ -118,18 +128,29 @@ def _fastest(report: BenchReport, timed: list[ModelResult]) -> str:
     best = best_threads(report, chosen)
     text = (f"Take {chosen.name} ({chosen.mode}): {best.invoke_ms.p50:.3f} ms p50 at {_threads_text(best)}, "
             f"{_accuracy(report, chosen)}.")
-    fastest = best_threads(report, ranked[0])
-    ties = [m for m in ranked if m is not chosen and latency.tied(fastest, best_threads(report, m))]
+    kept = _as_accurate(report, ranked)  # a clearly less accurate file is never advised, nor tied with it
+    passed_over = [m for m in ranked if m not in kept]
+    fastest = best_threads(report, (kept or ranked)[0])
+    ties = [m for m in kept if m is not chosen and latency.tied(fastest, best_threads(report, m))]
     if ties:
         shown = ", ".join(f"{m.name} {best_threads(report, m).invoke_ms.p50:.3f} ms" for m in ties)
         text += (f" As fast within the measured spread: {shown}; of files this close, the advice takes the most "
                  "accurate (within chance counts as equal), then the clearly smaller, then the simpler one. "
                  f"Ties: {latency.SPREAD_RULE}.")
-    rest = [m for m in ranked if m is not chosen and m not in ties]
+    rest = [m for m in kept if m is not chosen and m not in ties]
     if rest:
         runner, other = rest[0], best_threads(report, rest[0])
         text += (f" Next: {runner.name} at {other.invoke_ms.p50:.3f} ms "
                  f"({other.invoke_ms.p50 / best.invoke_ms.p50:.2f}x), {_accuracy(report, runner)}.")
+    scored = [m for m in ranked if m.accuracy is not None]
+    if chosen.accuracy is not None and max(m.accuracy.top1 for m in scored) > chosen.accuracy.top1:
+        top = max(scored, key=lambda m: m.accuracy.top1)
+        text += (f" Its top-1 is within chance of the most accurate file's ({top.name}, {_correct(top)}/"
+                 f"{top.accuracy.images}): {chosen.accuracy.images} images do not tell them apart.")
+    faster = [m for m in passed_over if best_threads(report, m).invoke_ms.p50 < best.invoke_ms.p50]
+    if faster:
+        text += " Faster, but less accurate beyond chance: " + ", ".join(
+            f"{m.name} {best_threads(report, m).invoke_ms.p50:.3f} ms, {_accuracy(report, m)}" for m in faster) + "."
     return text
 
 
