@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import re
 import stat
 import struct
 from pathlib import Path
@@ -151,7 +152,7 @@ def _open(path: Path | bytes, target_wh: tuple[int, int], color: ColorMode) -> I
     except PermissionError:
         raise ImageError(f"permission denied: {path}") from None
     except Image.DecompressionBombError as exc:
-        raise PixelLimitError(f"decompression bomb refused (Pillow's pixel limit): {exc}") from None
+        raise _bomb(exc) from None
     except UnidentifiedImageError:
         kind = _signature(path)
         if kind in _SUPPORTED_SIGNATURES:
@@ -167,10 +168,7 @@ def _open(path: Path | bytes, target_wh: tuple[int, int], color: ColorMode) -> I
         raise ImageError(f"corrupt image data: {first_line(exc)}") from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit and image.width * image.height > limit:
-        raise PixelLimitError(
-            f"decompression bomb refused: {image.width}x{image.height} pixels is over Pillow's "
-            f"limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS)"
-        )
+        raise _bomb(f"{image.width}x{image.height}")
     if image.format == "JPEG" and image.mode in ("RGB", "L"):
         # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than the
         # model input: several times faster, and never smaller than the requested size.
@@ -180,10 +178,20 @@ def _open(path: Path | bytes, target_wh: tuple[int, int], color: ColorMode) -> I
     try:
         image.load()
     except Image.DecompressionBombError as exc:
-        raise PixelLimitError(f"decompression bomb refused (Pillow's pixel limit): {exc}") from None
+        raise _bomb(exc) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"truncated or corrupt image: {first_line(exc)}") from None
     return image
+
+
+def _bomb(size: str | Exception) -> PixelLimitError:
+    """The refusal of an image over the pixel limit, in one wording whoever found it: this module from the
+    header's size, or Pillow (its own check refuses twice the limit as it opens, with that double in its text)."""
+    if isinstance(size, Exception):
+        found = re.search(r"\((\d+) pixels\)", str(size))
+        size = f"{int(found[1]):,}" if found else "its size"
+    return PixelLimitError(f"decompression bomb refused: {size} pixels is over the limit of "
+                           f"{Image.MAX_IMAGE_PIXELS:,} (PIL.Image.MAX_IMAGE_PIXELS)")
 
 
 _SUPPORTED_SIGNATURES = ("JPEG", "PNG", "GIF", "BMP", "WebP", "TIFF")

@@ -188,3 +188,15 @@ def test_arrays_with_any_float_values_are_clipped_not_crashing(array):
     except EdgeclsError:
         return
     assert pixels.dtype == np.uint8
+
+
+@pytest.mark.parametrize("width", [120, 300])  # over the limit, and over twice it (where Pillow refuses as it opens)
+def test_a_picture_over_the_pixel_limit_is_refused_in_one_wording(tmp_path, monkeypatch, width):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    path = tmp_path / "big.png"
+    Image.new("L", (width, 100), 9).save(path)
+    with pytest.raises(EdgeclsError) as refused:
+        load_image(path, (28, 28), "grayscale")
+    size = "120x100" if width == 120 else "30,000"
+    assert str(refused.value) == (f"decompression bomb refused: {size} pixels is over the limit of 10,000 "
+                                  "(PIL.Image.MAX_IMAGE_PIXELS)")
