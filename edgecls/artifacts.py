@@ -208,7 +208,12 @@ class RunRecord:
                                "edgecls train)")
         missing = [name for name in needed if name not in present]
         if missing:
-            raise EdgeclsError(f"run directory {folder} is incomplete: {', '.join(missing)} missing")
+            exported = sorted(p.name for p in folder.glob("*.tflite"))
+            hint = "" if not exported else (
+                f"; to use its exported models, name them (e.g. edgecls bench {folder / exported[0]}"
+                + (f" --data {folder / 'test-images'}" if (folder / "test-images").is_dir() else " --data IMAGES")
+                + ")")
+            raise EdgeclsError(f"run directory {folder} is incomplete: {', '.join(missing)} missing{hint}")
         # Every file read once, as bytes (capped, regular files only), then each parsed by its format.
         caps = {CONFIG_FILE: (CONFIG_WHAT, MAX_TOML_BYTES), LABELS_FILE: ("labels file", MAX_LABELS_BYTES)}
         wanted = [CONFIG_FILE, SPLIT_FILE, LABELS_FILE, METRICS_FILE, TRANSFER_FILE]

@@ -743,3 +743,14 @@ def test_advice_never_takes_a_file_clearly_less_accurate_and_says_when_few_image
     first = advice(report)[0]
     assert first.startswith("Take model_int8.tflite (int8): 0.013 ms") and "(0/4)" in first
     assert "within chance of the most accurate file's (" in first and "4 images do not tell them apart" in first
+
+
+def test_a_folder_of_exported_models_without_its_run_points_at_the_files(tmp_path, cli):
+    """The shipped reference folder, copied, is not a whole run (no model.keras, no split.json): the
+    error names a command that benches its .tflite files on its test images."""
+    folder = tmp_path / "reference"
+    shutil.copytree(SHIPPED.parents[1], folder)
+    result = cli("bench", folder)
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+    assert (f"to use its exported models, name them (e.g. edgecls bench {folder / 'model_float32.tflite'} "
+            f"--data {folder / 'test-images'})") in result.err
