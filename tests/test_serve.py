@@ -324,7 +324,7 @@ def test_a_broken_upload_is_refused_and_the_old_model_keeps_answering(digits):
     for name, response in refused.items():
         assert response.status_code == 422, (name, response.text)
         assert response.json()["outcome"] == "refused" and response.json()["error"].startswith("model refused: ")
-    assert "not a .tflite model" in refused["text"].json()["reason"]
+    assert refused["text"].json()["reason"].startswith("the uploaded model: not a .tflite model")  # not the served file
     answer = httpx.post(f"{digits.url}/v1/classify", content=SEVEN.read_bytes(), headers={**PNG, **AUTH})
     assert answer.status_code == 200 and answer.json()["model"]["sha256"] == before
     ready = httpx.get(f"{digits.url}/readyz", headers=AUTH).json()
@@ -383,6 +383,7 @@ def test_sighup_reloads_the_model_file(busy):
     wait_for(lambda: httpx.get(f"{busy.url}/readyz").json()["last_reload"]["outcome"] == "refused",
              what="the refusal")
     assert _serving(busy) == sha(FLOAT)
+    assert f"a restart would refuse {busy.model} too: fix it, or copy the served model back there" in busy.log
     replace_file(busy.model, FLOAT)  # the served model's file again
 
 

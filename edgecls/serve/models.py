@@ -185,7 +185,9 @@ class ModelStore:
                 return same if trigger == "watch" else self._record(same)
             loaded = self._checked(data, trigger, compare=True)
         except ModelRefused as exc:
-            self.log(f"{trigger}: model refused, still serving {old.name} (sha256 {old.sha256[:12]}): {exc}")
+            on_disk = "" if write else (f"; a restart would refuse {self.path} too: fix it, or copy the served "
+                                        "model back there")
+            self.log(f"{trigger}: model refused, still serving {old.name} (sha256 {old.sha256[:12]}): {exc}{on_disk}")
             return self._record(Outcome(trigger, "refused", _sha_or_none(content), str(exc), time.time(),
                                         self.previous_sha256))
         try:
@@ -223,8 +225,9 @@ class ModelStore:
         """A LoadedModel of `content`, or ModelRefused with the first reason it fails the check."""
         started = time.perf_counter()
         name, s = self.path.name, self.settings
+        what = {"upload": "the uploaded model", "rollback": self.previous_path.name}.get(trigger, name)  # in reasons
         try:
-            check_tflite_bytes(content, name)
+            check_tflite_bytes(content, what)
             classifiers = self._built(content)
         except ModelRefused:
             raise
@@ -234,7 +237,7 @@ class ModelStore:
                 reason = reason.replace(str(s.labels), s.labels.name)
             raise ModelRefused(reason) from None
         except Exception as exc:  # an interpreter failing in a way the runtime does not foresee
-            raise ModelRefused(f"{name}: {type(exc).__name__}: {first_line(exc)}") from None
+            raise ModelRefused(f"{what}: {type(exc).__name__}: {first_line(exc)}") from None
         loaded = LoadedModel(name, sha256_bytes(content), content, classifiers, time.time(), trigger,
                              (time.perf_counter() - started) * 1000)
         current = self.current
