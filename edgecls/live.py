@@ -211,12 +211,14 @@ def _json_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveS
 def _csv_writer(out: IO[str], classifier: Classifier, top_k: int, stream: LiveStream) -> Writer:
     writer = csv.writer(out, lineterminator="\n")
     verdict = classifier.open_set_rule is not None  # two more columns: unknown (0/1), typicality
+    in_video = stream.spec.kind == "file"  # one more: the position in the video, as the table and --json have
 
     def write(result: FramePrediction) -> None:
         extra = [int(result.unknown), f"{result.typicality:.4f}"] if verdict else []
+        where = [f"{result.position:.3f}" if result.position is not None else ""] if in_video else []
         for rank, c in enumerate(result.classes, 1):
-            writer.writerow([result.frame, iso_time(result.timestamp), f"{result.latency_ms:.3f}", rank, c.index,
-                             c.label, f"{c.score:.6f}", *extra])
+            writer.writerow([result.frame, iso_time(result.timestamp), *where, f"{result.latency_ms:.3f}", rank,
+                             c.index, c.label, f"{c.score:.6f}", *extra])
 
-    columns = ["frame", "time", "latency_ms", "rank", "index", "label", "score"]
+    columns = ["frame", "time", *(["position_s"] if in_video else []), "latency_ms", "rank", "index", "label", "score"]
     return _header_first(lambda: writer.writerow(columns + (["unknown", "typicality"] if verdict else [])), write)

@@ -103,8 +103,10 @@ def test_table_and_csv_rows_carry_frame_time_latency_and_classes(cli, video):
     assert [line.split()[-1] for line in lines[1:]] == ["3", "3"]
     result = cli("predict", MODEL, "--source", video, "--csv", "--top-k", "3", "--every", "10")
     lines = result.out.splitlines()
-    assert lines[0] == "frame,time,latency_ms,rank,index,label,score,unknown,typicality" and len(lines) == 1 + 2 * 3
-    assert lines[1].startswith("0,") and lines[1].split(",")[3:6] == ["1", "3", "3"]
+    assert lines[0] == "frame,time,position_s,latency_ms,rank,index,label,score,unknown,typicality"
+    assert len(lines) == 1 + 2 * 3
+    assert lines[1].startswith("0,") and lines[1].split(",")[4:7] == ["1", "3", "3"]
+    assert [line.split(",")[2] for line in lines[1::3]] == ["0.000", "1.000"]  # the video's own clock, as the table
 
 
 def test_opencv_frames_reach_the_model_as_rgb(tmp_path):
