@@ -1064,3 +1064,11 @@ def test_a_sigterm_swallowed_by_tensorflow_is_raised_again_after_the_step():
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # the handler is back
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("argv, where", [(["predict", "m.tflite", "a.png", "--top-k"], "edgecls predict"),
+                                         (["bench", "compare", "a.json", "--report"], "edgecls bench compare")])
+def test_an_option_missing_its_value_names_the_command_help(argv, where):
+    """click gives no context for this error: the help named was the root's, not the command's."""
+    done = subprocess.run([sys.executable, "-m", "edgecls", *argv], capture_output=True, text=True, timeout=HANG)
+    assert done.returncode == 2 and f"requires an argument. (see {where} --help)" in done.stderr, done.stderr

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -89,7 +90,7 @@ def main() -> None:
             if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `edgecls` or `edgecls bench`: help was asked for
                 typer.echo(exc.format_message())  # the help text
                 raise SystemExit(0) from None
-            where = " ".join(["edgecls", *_subcommands(exc.ctx)])
+            where = " ".join(["edgecls", *(_subcommands(exc.ctx) if exc.ctx is not None else _named(sys.argv[1:]))])
             fail(f"{exc.format_message()} (see {where} --help)", 2)
         except aborts:
             _interrupted()
@@ -107,6 +108,18 @@ def _subcommands(ctx) -> list[str]:
     while ctx is not None and ctx.parent is not None:
         names.insert(0, ctx.info_name)
         ctx = ctx.parent
+    return names
+
+
+def _named(argv: list[str]) -> list[str]:
+    """The commands the command line names first ("bench", "compare"): for a usage error click gives no
+    context for (an option missing its value)."""
+    command, names = typer.main.get_command(app), []
+    for token in argv:
+        command = getattr(command, "commands", {}).get(token)
+        if command is None:
+            break
+        names.append(token)
     return names
 
 
