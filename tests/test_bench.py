@@ -754,3 +754,22 @@ def test_a_folder_of_exported_models_without_its_run_points_at_the_files(tmp_pat
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
     assert (f"to use its exported models, name them (e.g. edgecls bench {folder / 'model_float32.tflite'} "
             f"--data {folder / 'test-images'})") in result.err
+
+
+def test_files_of_one_name_from_two_runs_keep_their_own_figures(bench, run_dir, tmp_path):
+    """runs/a/export/model_int8.tflite against runs/b/export/model_int8.tflite (two runs compared, the
+    natural case): each row is its own file's; one parent folder did not tell them apart, and one file's
+    classifier answered for both."""
+    report, folder = bench
+    for run, source in (("a", "model_int8.tflite"), ("b", "model_float32.tflite")):  # different files, one name
+        (tmp_path / run / "export").mkdir(parents=True)
+        shutil.copyfile(run_dir / "export" / source, tmp_path / run / "export" / "model_int8.tflite")
+    both = measure(BenchOptions([tmp_path / "a" / "export" / "model_int8.tflite",
+                                 tmp_path / "b" / "export" / "model_int8.tflite"],
+                                data=str(folder / "test-images"), threads=[1], memory=False, **FAST))
+    names = [m.name for m in both.models]
+    assert names == ["a/export/model_int8.tflite", "b/export/model_int8.tflite"], names
+    own = {m.name: m for m in tflite_models(report)}
+    for model, source in zip(both.models, ("model_int8.tflite", "model_float32.tflite")):
+        assert model.sha256 == own[source].sha256 and model.size_bytes == own[source].size_bytes
+        assert model.accuracy.top1 == own[source].accuracy.top1

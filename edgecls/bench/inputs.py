@@ -46,13 +46,17 @@ def open_model(path: Path, settings: ModelSettings, listed: Optional[str] = None
 
 
 def unique_names(models: list[BenchModel]) -> None:
-    """Two files called model_int8.tflite from different folders get their folder in the name."""
-    counts: dict[str, int] = {}
-    for model in models:
-        counts[model.name] = counts.get(model.name, 0) + 1
-    for model in models:
-        if counts[model.name] > 1 and model.kind == "tflite":
-            model.name = f"{model.path.parent.name}/{model.path.name}"
+    """Files of one name from different folders get as many of their folders in the name as tell them apart
+    (runs/a/export/model_int8.tflite, runs/b/export/...: a/export/model_int8.tflite): a report, and the
+    classifiers, are keyed by these names."""
+    files = [m for m in models if m.kind == "tflite"]
+    for depth in range(1, max((len(m.path.resolve().parts) for m in files), default=1)):
+        names = [m.name for m in models]
+        clashing = [m for m in files if names.count(m.name) > 1]
+        if not clashing:
+            return
+        for model in clashing:
+            model.name = "/".join(model.path.resolve().parts[-(depth + 1):])
 
 
 # ---------------------------------------------------------------------- everything, checked together
