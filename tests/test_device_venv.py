@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import venv
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,28 @@ def test_explain_in_the_device_venv_maps_a_third_party_uint8_model(device_venv, 
     row = json.loads(result.stdout)["images"][0]
     assert "cat" in row["label"] and row["evaluations"] == 225
     assert Path(row["png"]).is_file() and (tmp_path / "maps" / "explain.json").is_file()
+
+
+def test_an_installed_edgecls_packs_itself_as_a_wheel_for_a_remote_device(device_venv, tmp_path):
+    """`pip install .` leaves no checkout to build a wheel from: bench --remote and export --target took the
+    README's own install for a dead end. The installed files, packed again, install and import elsewhere."""
+    code = ("import sys; from pathlib import Path; from edgecls.transport.device import edgecls_wheel\n"
+            "print(edgecls_wheel(Path(sys.argv[1]), None))")
+    done = subprocess.run([str(device_venv / "bin" / "python"), "-c", code, str(tmp_path / "kit")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    wheel = Path(done.stdout.strip())
+    assert wheel.name.startswith("edgecls-") and wheel.name.endswith("-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as packed:
+        names = packed.namelist()
+        assert packed.read("edgecls/runtime/classify.py") == (ROOT / "edgecls" / "runtime" / "classify.py").read_bytes()
+        assert packed.read("edgecls/devices/rpi4.toml") == (ROOT / "devices" / "rpi4.toml").read_bytes()
+    assert not any(name.endswith(".pyc") or "direct_url.json" in name for name in names)
+    target = tmp_path / "elsewhere"
+    installed = subprocess.run([str(device_venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
+                                "--target", str(target), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr  # pip checks every file against the RECORD
+    probe = subprocess.run([str(device_venv / "bin" / "python"), "-c",
+                            "import edgecls.runtime.classify as c; print(c.__file__)"],
+                           capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(target)}, cwd=tmp_path)
+    assert probe.returncode == 0 and probe.stdout.startswith(str(target)), probe.stdout + probe.stderr

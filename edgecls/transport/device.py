@@ -92,8 +92,8 @@ def build_wheel(folder: Path) -> Path:
 
     root = Path(edgecls.__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
-        raise EdgeclsError("edgecls is not running from a source checkout, so no wheel can be built here: "
-                           "put this version's edgecls wheel in --wheels DIR, or install edgecls from a checkout")
+        raise EdgeclsError("edgecls is not running from a source checkout or a readable install, so no wheel can "
+                           "be made here: put this version's edgecls wheel in --wheels DIR")
     source = folder / "source"
     shutil.copytree(root / "edgecls", source / "edgecls", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copytree(root / "devices", source / "devices", ignore=shutil.ignore_patterns("*.json", "*.md"))
@@ -116,16 +116,60 @@ def build_wheel(folder: Path) -> Path:
 
 def edgecls_wheel(folder: Path, wheels: Optional[Path]) -> Path:
     """The wheel built from this checkout; where edgecls is not running from one, this version's
-    wheel from --wheels."""
+    wheel from --wheels, else the installed edgecls packed as a wheel again."""
     from edgecls import __version__
 
     try:
         return build_wheel(folder)
-    except EdgeclsError:
+    except EdgeclsError as not_built:
         found = sorted(wheels.glob(f"edgecls-{__version__}-*.whl")) if wheels and wheels.is_dir() else []
-        if not found:
-            raise
-        return found[-1]
+        if found:
+            return found[-1]
+        installed = installed_wheel(folder)
+        if installed is None:
+            raise not_built from None
+        return installed
+
+
+INSTALLER_NOTES = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")  # written by pip, not in a wheel
+
+
+def installed_wheel(folder: Path) -> Optional[Path]:
+    """This edgecls, installed (`pip install .` or from an index: no checkout to build from), as the wheel it
+    came from: its files as the install's RECORD lists them, without bytecode, the console script or pip's
+    own notes, and a RECORD of their digests. None for an editable install (its files are in the checkout)
+    or where the install's record cannot be read."""
+    import base64
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("edgecls")
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        tag = next(line.split(":", 1)[1].strip() for line in (dist.read_text("WHEEL") or "").splitlines()
+                   if line.startswith("Tag:"))
+    except (metadata.PackageNotFoundError, StopIteration, ValueError):
+        return None
+    if direct.get("dir_info", {}).get("editable") or not dist.files:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"edgecls-{dist.version}-{tag}.whl"
+    record, info = [], None
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as packed:
+        for name in dist.files:
+            if name.parts[0] == ".." or "__pycache__" in name.parts or name.suffix == ".pyc":
+                continue  # the console script (../../bin), bytecode
+            if name.parts[0].endswith(".dist-info"):
+                info = name.parts[0]
+                if name.name in INSTALLER_NOTES:
+                    continue
+            data = Path(dist.locate_file(name)).read_bytes()
+            packed.writestr(name.as_posix(), data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{name.as_posix()},sha256={digest},{len(data)}")
+        if info is None:
+            return None
+        packed.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+    return wheel
 
 
 def _setuptools_major() -> int:
