@@ -110,7 +110,7 @@ def quality_warnings(metrics: dict[str, Any], shipped: str) -> list[str]:
 
 WEAK_PHOTO_ACCURACY = 0.85  # below this on validation, a from-scratch photo model is worth redoing on a backbone
 BACKBONE_ADVICE = ("a network pretrained on photos does better with few images (catsdogs: 0.69-0.83 from scratch, "
-                   "0.88-0.94 on a backbone): edgecls train --data {data} --backbone FILE.tflite (Coral's "
+                   "0.90-0.94 on a backbone): edgecls train --data {data} --backbone FILE.tflite (Coral's "
                    "mobilenet_v1_*_quant.tflite, see the README), or --arch mobilenet_v2 --weights imagenet")
 
 
