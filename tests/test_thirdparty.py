@@ -533,3 +533,19 @@ def test_export_ends_with_the_next_command_and_records_the_training_resize(make_
     assert (spec["resize"], spec["fit"]) == ("bilinear", "stretch")
     elsewhere = cli("export", run, "--calib-samples", "50", "--quant", "int8", "--out", tmp_path / "other")
     assert elsewhere.out.strip().splitlines()[-1] == f"Next: edgecls bench {tmp_path / 'other' / 'model_int8.tflite'}"
+
+
+def test_the_bench_an_export_suggests_never_scores_a_bare_models_training_folder(tmp_path):
+    """A bare .keras exported with --data FOLDER: that folder is what it was calibrated on, likely trained on
+    too, and bench scores all of a folder: the hint asks for a test folder. A named dataset goes along (bench
+    scores its test split)."""
+    from edgecls.export.job import ExportResult
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    out = tmp_path / "bare-export"
+    result = ExportResult(out, [], 0.9, 10, 0.98, [], written=[out / "model_int8.tflite", out / "labels.txt"])
+    bare = tmp_path / "bare.keras"
+    assert result.next_command(bare, str(photos)) == (
+        f"edgecls bench {out / 'model_int8.tflite'} --data TEST-FOLDER  # images the model did not train on")
+    assert result.next_command(bare, "digits") == f"edgecls bench {out / 'model_int8.tflite'} --data digits"

@@ -105,14 +105,19 @@ class ExportResult:
     def next_command(self, source: Path, data: Optional[str] = None) -> str:
         """The bench to run next: `edgecls bench RUN_DIR` reads RUN_DIR/export, so files written
         elsewhere (or from a bare .keras file) are benched by name. A run's files name their run (bench
-        finds its test split); a bare .keras file's do not, so its --data goes with them."""
+        finds its test split); a bare .keras file's do not, so its --data goes with them: a named dataset
+        (bench scores its test split), not a folder (bench would score all of it, the images the model was
+        trained on too)."""
         import shlex
 
         default_out = source.is_dir() and Path(self.out_dir).resolve() == (source / EXPORT_DIR).resolve()
-        words = [str(source)] if default_out else [str(p) for p in self.written if p.suffix == ".tflite"]
+        words = [shlex.quote(str(source))] if default_out else [
+            shlex.quote(str(p)) for p in self.written if p.suffix == ".tflite"]
         if not source.is_dir() and data:
-            words += ["--data", data]
-        return "edgecls bench " + " ".join(shlex.quote(word) for word in words)
+            if Path(data).is_dir():
+                return " ".join(["edgecls bench", *words, "--data TEST-FOLDER  # images the model did not train on"])
+            words += ["--data", shlex.quote(data)]
+        return " ".join(["edgecls bench", *words])
 
 
 def default_out(source: RunDir) -> Path:

@@ -199,7 +199,8 @@ def _split_tables(report: BenchReport) -> Any:
         rows.append([cells[c] for c in columns])
     accuracy = _table("edgecls bench: accuracy", columns,
                       [measured, *legend(report, ACCURACY_COLUMNS),
-                       f"top-{report.settings.top_k}, macro-F1 and per-class accuracy: bench.md and bench.json."], rows)
+                       f"top-{report.settings.top_k}, macro-F1 and per-class accuracy: in bench.md and bench.json "
+                       "(--report DIR, --json FILE)."], rows)
     latency = _table("edgecls bench: latency", LATENCY_COLUMNS, [*legend(report, LATENCY_COLUMNS), *notes],
                      _latency_rows(report))
     return Group(accuracy, latency)
