@@ -194,7 +194,8 @@ def _load_keras(name: str) -> Dataset:
         cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
         where, what = _KERAS_FILES[name]
         raise EdgeclsError(
-            f"could not download {name} ({type(exc).__name__}; offline?): put {what} in {cache / where} "
+            f"could not download {name} ({first_line(exc) or type(exc).__name__}; offline?): put {what} in "
+            f"{cache / where} "
             f"and run again, or train on a local folder"
         ) from None
     images = np.concatenate([x_train, x_test])

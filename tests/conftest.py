@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 RGB_LABELS = ["cat", "dog", "bird"]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the checkout, or where EDGECLS_SHARED_DATA says (a clone elsewhere; as scripts/arm64-check)
+SHARED_DATA = Path(os.environ.get("EDGECLS_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 # Fixtures that train or export a real run: a test using one (directly or through another fixture) is slow.
 SLOW_FIXTURES = {"make_digits_run", "digits_run"}
 # The files that take longest, handed to the two workers first (with --no-loadscope-reorder in pyproject's

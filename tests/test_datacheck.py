@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image, ImageEnhance
 
 from edgecls import duplicates as dup
@@ -24,7 +25,7 @@ from edgecls.errors import EdgeclsError
 from edgecls.reporter import Reporter
 from edgecls.runtime import phash
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 CORAL_SMALL = SHARED / "pretrained" / "mobilenet_v1_0.25_128_quant.tflite"
 CORAL = SHARED / "pretrained" / "mobilenet_v1_0.5_160_quant.tflite"
 CATSDOGS = SHARED / "catsdogs"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
 
 pytestmark = pytest.mark.slow  # installs a fresh venv with pip (a minute or more)
@@ -149,7 +150,7 @@ def test_train_on_a_tflite_backbone_in_the_device_venv_gives_the_workstations_pr
 def test_explain_in_the_device_venv_maps_a_third_party_uint8_model(device_venv, tmp_path):
     """edgecls explain on Google's Coral uint8 MobileNet with no TensorFlow and no matplotlib: the map
     is made through the runtime and drawn with Pillow."""
-    pretrained = ROOT.parent / "shared" / "data" / "pretrained"
+    pretrained = SHARED_DATA / "pretrained"
     model = pretrained / "mobilenet_v1_0.25_128_quant.tflite"
     if not model.is_file():
         pytest.skip("../shared/data/pretrained is absent")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import convert, quad_image
+from conftest import SHARED_DATA, convert, quad_image
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-PRETRAINED = REPO.parent / "shared" / "data" / "pretrained"
+PRETRAINED = SHARED_DATA / "pretrained"
 CORAL = PRETRAINED / "mobilenet_v1_0.25_128_quant.tflite"
 SIZE, SQUARE = 16, 4  # synthetic object images: a bright square somewhere on dim noise
 

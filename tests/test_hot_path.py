@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from edgecls.runtime import Classifier
 from edgecls.runtime.model import InputSpec
@@ -14,7 +15,7 @@ from edgecls.runtime.quant import input_converter, output_converter, output_scor
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "models" / "digits-seed"
-MOBILENET = ROOT.parent / "shared" / "data" / "pretrained" / "mobilenet_v1_0.25_128_quant.tflite"
+MOBILENET = SHARED_DATA / "pretrained" / "mobilenet_v1_0.25_128_quant.tflite"
 
 
 def _images(clf: Classifier, count: int = 24) -> list[np.ndarray]:

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import in_a_terminal
+from conftest import SHARED_DATA, in_a_terminal
 from PIL import Image
 
 from edgecls.errors import EdgeclsError
 from edgecls.runtime import Classifier, ImageError, ModelFileError, load_image
 
 ROOT = Path(__file__).resolve().parents[1]
-PRETRAINED = ROOT.parent / "shared" / "data" / "pretrained"
+PRETRAINED = SHARED_DATA / "pretrained"
 MOBILENET_160 = PRETRAINED / "mobilenet_v1_0.5_160_quant.tflite"
 MOBILENET_128 = PRETRAINED / "mobilenet_v1_0.25_128_quant.tflite"
 IMAGENET_LABELS = PRETRAINED / "imagenet_labels.txt"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import colour_folder
+from conftest import SHARED_DATA, colour_folder
 
 from edgecls.reporter import Reporter
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 CORAL = SHARED / "pretrained" / "mobilenet_v1_0.5_160_quant.tflite"
 
 
