@@ -182,7 +182,8 @@ def _threads(report: BenchReport, timed: list[ModelResult]) -> Optional[str]:
     else:
         text = ("The fastest thread count differs by model (" + ", ".join(f"{name} {t.threads}"
                                                                          for name, t in best.items())
-                + f"; {span}).")
+                + f"; {span}); where a faster p50 at more threads is within the measured spread, the fewer "
+                "threads are named, as they leave cores free.")
     return text + note
 
 
