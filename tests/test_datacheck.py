@@ -436,7 +436,7 @@ def test_a_run_split_without_groups_leaks_and_the_check_and_bench_say_so(tmp_pat
 
     leaky, _ = train("off")
     result = run_check(CheckOptions(str(leaky)))  # the run's own backbone
-    assert result.check.backbone == CORAL_SMALL.name and "run's own backbone" in result.check.backbone_note
+    assert result.check.backbone == CORAL_SMALL.name and "the run's own" in result.check.backbone_note
     leak = result.document["leakage"]
     assert leak["groups"] >= 1 and leak["leaked_test_images"]
     row = leak["accuracy"][0]

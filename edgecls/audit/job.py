@@ -148,7 +148,7 @@ def _backbone_path(options: CheckOptions, run: Optional[RunDir]) -> tuple[Option
         return None, ""
     backbone = run.record.config.backbone
     if isinstance(backbone, str) and Path(backbone).is_file():
-        return backbone, f"the run's own backbone, {Path(backbone).name} (give --backbone to use another)"
+        return backbone, "the run's own: give --backbone to use another"
     return None, ""
 
 

@@ -163,7 +163,7 @@ def findings(doc: dict[str, Any]) -> list[tuple[str, int, str, str]]:
         if leak["leaked_test_images"]:
             leaked = _counted(len(leak["leaked_test_images"]), "test image has", "test images have")
             detail += f"; {leaked} a near-duplicate in train or val"
-        for row in leak["accuracy"]:  # each with its weight: count and 95 % interval (runtime.metrics)
+        for row in leak["accuracy"] if leak["leaked_test_images"] else []:  # with its count and 95 % interval
             n, kept = row["test_images"], row["without_leaked"]
             detail += (f"; {row['model']}: test accuracy {accuracy_text(correct_count(row['accuracy'], n), n)}, "
                        "without the leaked images "
