@@ -251,6 +251,11 @@ def test_cli_target_under_a_profile_with_a_time_budget(digits, tmp_path, cli):
     assert "skipped for time" in doc["candidates"][1]["reasons"][0]
     assert "under the Raspberry Pi 4 profile's constraints" in doc["decision"]["measured"]
     assert "Which file to ship" in result.out
+    from edgecls.export.report import _size
+
+    shipped = doc["models"][0]  # larger than its candidate row: the decision (and an unknown rule) embedded
+    assert shipped["size_bytes"] == (out / "model.tflite").stat().st_size
+    assert f"Shipped: model.tflite, {_size(shipped['size_bytes'])}: the chosen file" in " ".join(result.out.split())
 
 
 @pytest.mark.slow

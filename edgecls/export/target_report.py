@@ -59,6 +59,10 @@ def _target_table(result: TargetResult, columns: tuple[str, ...]):
         few = few_images_warning(n, "the run's test split", correct)
         if few:
             lines.append(f"Warning: {few}.")
+    if result.report is not None and result.report.models:  # what was written: the choice, its record embedded
+        shipped = result.report.models[0]
+        lines.append(f"Shipped: {shipped.file}, {_size(shipped.size_bytes)}: the chosen file with this decision"
+                     + (" and its unknown rule" if shipped.openset else "") + " embedded.")
     rows = []
     places = ms_decimals(*(row.p50_ms for row in result.rows))
     for row in result.rows:
