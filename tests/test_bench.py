@@ -259,6 +259,23 @@ def test_extra_sections_reach_every_rendering(bench, tmp_path):
         add_section(report, "Bad Key", "x", [], [])
 
 
+def test_a_report_written_again_drops_the_plots_of_the_last_one_it_no_longer_has(bench, tmp_path):
+    """A bench with --explain-flips, then one without, into the same folder: the first's sheet went on
+    lying there, linked from nothing. Files the folder's bench.json did not list (the user's) stay."""
+    report, folder = copy.deepcopy(bench[0]), tmp_path / "report"
+    folder.mkdir()
+    (folder / "explain-flips-model_int8.png").write_bytes(b"png")  # written by the analysis, as explain does
+    (folder / "mine.png").write_bytes(b"png")
+    add_section(report, "explain-flips", "Flips", ["model"], [["model_int8.tflite"]],
+                plots=["explain-flips-model_int8.png"])
+    write_reports(report, folder)
+    assert (folder / "explain-flips-model_int8.png").exists()
+    report.sections = [s for s in report.sections if s.key != "explain-flips"]
+    write_reports(report, folder)
+    assert not (folder / "explain-flips-model_int8.png").exists() and (folder / "mine.png").exists()
+    assert (folder / "bench.md").exists() and all((folder / name).exists() for name in report.report_files)
+
+
 # ---------------------------------------------------------------------- the device side
 def test_saved_test_images_bench_the_same_without_tensorflow(bench, run_dir, tmp_path):
     """The device workflow: the test split as PNG folders, then a bench of the .tflite files in a

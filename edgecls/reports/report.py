@@ -7,6 +7,8 @@ renderers show after the main one.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -417,6 +419,7 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
 
     written: list[Path] = []
     if report_dir is not None:
+        before = _listed_files(report_dir / JSON_NAME)  # an earlier report's own files, to remove those now gone
         plots, note = write_plots(report, report_dir)
         if note:
             reporter(f"note: {note}")
@@ -426,9 +429,21 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
         written += [report_dir / name for name in plots]
         written.append(write_text_atomic(report_dir / MARKDOWN_NAME, markdown(report, plots)))
         written.append(write_text_atomic(report_dir / JSON_NAME, json_text(report)))
+        for name in set(before) - set(report.report_files):  # e.g. an --explain-flips sheet of the last bench
+            with contextlib.suppress(OSError):
+                (report_dir / name).unlink()
     if json_path is not None and not json_is_the_reports(report_dir, json_path):  # else written once, above
         written.append(write_text_atomic(json_path, json_text(report)))
     return written
+
+
+def _listed_files(path: Path) -> list[str]:
+    """The files an earlier bench.json in that folder lists as its report's (plain names only), or none."""
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8")).get("report_files") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name for name in listed if isinstance(name, str) and name == Path(name).name and name.endswith(".png")]
 
 
 def json_is_the_reports(report_dir: Optional[Path], json_path: Optional[Path]) -> bool:
