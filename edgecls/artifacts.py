@@ -242,12 +242,13 @@ def _datacheck_leakage(folder: Path) -> Optional[dict[str, Any]]:
 
 
 def history_text(history: dict[str, list]) -> str:
-    """history.csv: one row per epoch over all phases — epoch, its phase, then the metrics (sorted)."""
+    """history.csv: one row per epoch over all phases — epoch (from 1, as the log and best_epoch count), its
+    phase, then the metrics (sorted)."""
     keys = ["epoch", "phase"] + sorted(k for k in history if k != "phase")
     rows = [",".join(keys)]
     for i, phase in enumerate(history.get("phase", [])):
-        rows.append(",".join([str(i), phase] + [repr(history[k][i]) if i < len(history[k]) else ""
-                                                for k in keys[2:]]))
+        rows.append(",".join([str(i + 1), phase] + [repr(history[k][i]) if i < len(history[k]) else ""
+                                                    for k in keys[2:]]))
     return "\n".join(rows) + "\n"
 
 

@@ -101,7 +101,7 @@ def test_a_run_record_written_reads_back_equal_and_writes_the_same_bytes(tmp_pat
     again.history = read_history(tmp_path / "a" / "history.csv")
     assert again == record
     assert (tmp_path / "a" / "history.csv").read_text().splitlines()[:2] == [
-        "epoch,phase,accuracy,loss,val_accuracy,val_loss", "0,frozen,0.5,0.9,0.5,1.0"]
+        "epoch,phase,accuracy,loss,val_accuracy,val_loss", "1,frozen,0.5,0.9,0.5,1.0"]
     (tmp_path / "b").mkdir()
     again.write(tmp_path / "b")
     for name in ("labels.txt", "config.toml", "split.json", "metrics.json", "history.csv", "transfer.json"):
