@@ -468,3 +468,23 @@ def test_search_on_a_device_probes_it_once_first_and_times_every_file_there(serv
     assert result.timing.placement[0].startswith(f"Measured on {spec} over SSH")
     assert result.chosen is not None and result.chosen.p50_ms is not None
     assert not device["marker"].exists()
+
+
+def test_two_runs_files_of_one_name_reach_the_device_as_two_files(tmp_path):
+    """runs/a/export/model_int8.tflite and runs/b/export/...: staged by parent folder, both were
+    models/export/model_int8.tflite on the device, the second over the first."""
+    from types import SimpleNamespace
+
+    from edgecls.bench.inputs import unique_names
+    from edgecls.bench.remote import stage_inputs
+
+    models = []
+    for run, content in (("a", b"AAA"), ("b", b"BBB")):
+        path = tmp_path / "runs" / run / "export" / "model_int8.tflite"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(content)
+        models.append(SimpleNamespace(name=path.name, path=path, kind="tflite"))
+    unique_names(models)
+    assert [m.name for m in models] == ["a/export/model_int8.tflite", "b/export/model_int8.tflite"]
+    names, _ = stage_inputs(models, None, tmp_path / "payload", with_data=False)
+    assert [(tmp_path / "payload" / name).read_bytes() for name in names] == [b"AAA", b"BBB"]

@@ -324,7 +324,9 @@ def test_a_broken_upload_is_refused_and_the_old_model_keeps_answering(digits):
     for name, response in refused.items():
         assert response.status_code == 422, (name, response.text)
         assert response.json()["outcome"] == "refused" and response.json()["error"].startswith("model refused: ")
-    assert refused["text"].json()["reason"].startswith("the uploaded model: not a .tflite model")  # not the served file
+    for response in refused.values():  # named as the upload, not the served file
+        assert response.json()["reason"].startswith("the uploaded model: "), response.json()["reason"]
+    assert "not a .tflite model" in refused["text"].json()["reason"]
     answer = httpx.post(f"{digits.url}/v1/classify", content=SEVEN.read_bytes(), headers={**PNG, **AUTH})
     assert answer.status_code == 200 and answer.json()["model"]["sha256"] == before
     ready = httpx.get(f"{digits.url}/readyz", headers=AUTH).json()
@@ -342,6 +344,19 @@ def test_a_model_with_another_input_or_labels_that_do_not_fit_is_refused(digits,
     labels_wrong = _put(coral, INT8)  # the Coral server has --labels with 1001 names; this model has 10 classes
     assert labels_wrong.status_code == 422
     assert labels_wrong.json()["reason"] == "imagenet_labels.txt: 1001 labels but the model has 10 classes"
+
+
+@pytest.mark.shared_data
+def test_a_file_refused_only_for_its_new_input_is_not_called_one_a_restart_would_refuse(digits):
+    """A restart serves a model with another input (there is nothing to compare it with): the log's warning
+    that a restart would refuse the file on disk is for the other refusals only."""
+    served = digits.model.read_bytes()
+    replace_file(digits.model, CORAL)
+    wait_for(lambda: "watch: model refused" in digits.log and "its input is 160x160x3" in digits.log,
+             what="--watch to refuse the new input")
+    refusal = next(line for line in digits.log.splitlines() if "its input is 160x160x3" in line)
+    assert "a restart would refuse" not in refusal, refusal
+    replace_file(digits.model, served)
 
 
 def test_rollback_swaps_back_the_model_the_last_swap_replaced(digits):

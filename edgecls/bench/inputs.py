@@ -7,6 +7,7 @@ named by --labels, or any images for --latency-only).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -50,13 +51,15 @@ def unique_names(models: list[BenchModel]) -> None:
     (runs/a/export/model_int8.tflite, runs/b/export/...: a/export/model_int8.tflite): a report, and the
     classifiers, are keyed by these names."""
     files = [m for m in models if m.kind == "tflite"]
-    for depth in range(1, max((len(m.path.resolve().parts) for m in files), default=1)):
+    # the folders as given (no link followed, ".." collapsed), without the root
+    folders = {id(m): Path(os.path.normpath(m.path.absolute())).parts[1:] for m in files}
+    for depth in range(1, max((len(parts) for parts in folders.values()), default=1)):
         names = [m.name for m in models]
         clashing = [m for m in files if names.count(m.name) > 1]
         if not clashing:
             return
         for model in clashing:
-            model.name = "/".join(model.path.resolve().parts[-(depth + 1):])
+            model.name = "/".join(folders[id(model)][-(depth + 1):])
 
 
 # ---------------------------------------------------------------------- everything, checked together

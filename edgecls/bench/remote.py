@@ -75,8 +75,8 @@ def stage_inputs(models: list[Any], test: Any, folder: Path, with_data: bool = T
     files — the local id of each position, to translate the device's flipped-image ids back. Without
     data (--latency-only on seeded random images) the device makes the same images itself."""
     names = []
-    for model in models:
-        relative = Path("models") / (model.path.parent.name or "model") / model.path.name
+    for model in models:  # under its name (bench.inputs.unique_names): two runs' export/model_int8.tflite stay two
+        relative = Path("models") / model.name
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model.path, folder / relative)
         names.append(relative.as_posix())

@@ -42,6 +42,10 @@ class ModelRefused(EdgeclsError):
     """A model that failed the check (or could not be read): the reason, one line."""
 
 
+class InputChanged(ModelRefused):
+    """A model refused only for an input unlike the served one's (a restart would serve it)."""
+
+
 class ModelUnavailable(EdgeclsError):
     """There is nothing to roll back to, or the model could not be written: not the model's fault."""
 
@@ -185,8 +189,8 @@ class ModelStore:
                 return same if trigger == "watch" else self._record(same)
             loaded = self._checked(data, trigger, compare=True)
         except ModelRefused as exc:
-            on_disk = "" if write else (f"; a restart would refuse {self.path} too: fix it, or copy the served "
-                                        "model back there")
+            on_disk = "" if write or isinstance(exc, InputChanged) else (
+                f"; a restart would refuse {self.path} too: fix it, or copy the served model back there")
             self.log(f"{trigger}: model refused, still serving {old.name} (sha256 {old.sha256[:12]}): {exc}{on_disk}")
             return self._record(Outcome(trigger, "refused", _sha_or_none(content), str(exc), time.time(),
                                         self.previous_sha256))
@@ -235,6 +239,8 @@ class ModelStore:
             reason = str(exc)
             if s.labels is not None:
                 reason = reason.replace(str(s.labels), s.labels.name)
+            if what != name and reason.startswith(f"{name}: "):  # the runtime names the file it was opened as
+                reason = f"{what}: {reason.removeprefix(f'{name}: ')}"
             raise ModelRefused(reason) from None
         except Exception as exc:  # an interpreter failing in a way the runtime does not foresee
             raise ModelRefused(f"{what}: {type(exc).__name__}: {first_line(exc)}") from None
@@ -242,7 +248,7 @@ class ModelStore:
                              (time.perf_counter() - started) * 1000)
         current = self.current
         if compare and current is not None and loaded.input_key != current.input_key and not self.allow_input_change:
-            raise ModelRefused(f"its input is {_shape(loaded.input_key)}, the served model's is "
+            raise InputChanged(f"its input is {_shape(loaded.input_key)}, the served model's is "
                                f"{_shape(current.input_key)}: clients may send images prepared for it (restart "
                                "the server with --allow-input-change to accept a new input)")
         return loaded
