@@ -66,6 +66,10 @@ class RemoteOptions:
 
 
 # ---------------------------------------------------------------------- the kit
+class NotACheckout(EdgeclsError):
+    """edgecls is not running from a source checkout: there is no source to build a wheel from."""
+
+
 @dataclass(frozen=True)
 class Kit:
     """What every device of a run installs: `folder` holds wheel/ (this checkout's edgecls) and,
@@ -92,7 +96,7 @@ def build_wheel(folder: Path) -> Path:
 
     root = Path(edgecls.__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
-        raise EdgeclsError("edgecls is not running from a source checkout or a readable install, so no wheel can "
+        raise NotACheckout("edgecls is not running from a source checkout or a readable install, so no wheel can "
                            "be made here: put this version's edgecls wheel in --wheels DIR")
     source = folder / "source"
     shutil.copytree(root / "edgecls", source / "edgecls", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -125,7 +129,8 @@ def edgecls_wheel(folder: Path, wheels: Optional[Path]) -> Path:
         found = sorted(wheels.glob(f"edgecls-{__version__}-*.whl")) if wheels and wheels.is_dir() else []
         if found:
             return found[-1]
-        installed = installed_wheel(folder)
+        # a checkout whose build failed says so; only an install with no checkout is packed again
+        installed = installed_wheel(folder) if isinstance(not_built, NotACheckout) else None
         if installed is None:
             raise not_built from None
         return installed
@@ -140,7 +145,11 @@ def installed_wheel(folder: Path) -> Optional[Path]:
     own notes, and a RECORD of their digests. None for an editable install (its files are in the checkout)
     or where the install's record cannot be read."""
     import base64
+    import csv
+    import io
     from importlib import metadata
+
+    import edgecls
 
     try:
         dist = metadata.distribution("edgecls")
@@ -149,26 +158,34 @@ def installed_wheel(folder: Path) -> Optional[Path]:
                    if line.startswith("Tag:"))
     except (metadata.PackageNotFoundError, StopIteration, ValueError):
         return None
-    if direct.get("dir_info", {}).get("editable") or not dist.files:
-        return None
+    running = Path(edgecls.__file__).resolve()
+    if (direct.get("dir_info", {}).get("editable") or not dist.files or dist.version != edgecls.__version__
+            or Path(dist.locate_file("edgecls/__init__.py")).resolve() != running):
+        return None  # an editable install, or another edgecls than the one running
     folder.mkdir(parents=True, exist_ok=True)
     wheel = folder / f"edgecls-{dist.version}-{tag}.whl"
-    record, info = [], None
+    record, info = io.StringIO(), None
+    lines = csv.writer(record, lineterminator="\n")
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as packed:
         for name in dist.files:
-            if name.parts[0] == ".." or "__pycache__" in name.parts or name.suffix == ".pyc":
+            if name.is_absolute() or ".." in name.parts or "__pycache__" in name.parts or name.suffix == ".pyc":
                 continue  # the console script (../../bin), bytecode
             if name.parts[0].endswith(".dist-info"):
                 info = name.parts[0]
                 if name.name in INSTALLER_NOTES:
                     continue
-            data = Path(dist.locate_file(name)).read_bytes()
+            try:
+                data = Path(dist.locate_file(name)).read_bytes()
+            except OSError as exc:
+                raise EdgeclsError(f"the installed edgecls is incomplete ({name}: {exc.strerror or exc}): install "
+                                   "it again") from None
             packed.writestr(name.as_posix(), data)
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record.append(f"{name.as_posix()},sha256={digest},{len(data)}")
+            lines.writerow([name.as_posix(), f"sha256={digest}", len(data)])
         if info is None:
             return None
-        packed.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+        lines.writerow([f"{info}/RECORD", "", ""])
+        packed.writestr(f"{info}/RECORD", record.getvalue())
     return wheel
 
 
