@@ -250,6 +250,16 @@ def test_a_request_head_over_16_kib_is_answered_431(guarded):
             answer = wire.answer()
             assert answer.status == 431 and "16 KiB cap" in answer.json()["error"], size
             assert wire.closed()
+    lines = "".join(f"X-{n:04}:{'v' * 20}\r\n" for n in range(560))  # "Name:value", no space: 16,146 bytes
+    head = f"GET /healthz HTTP/1.1\r\nHost:x\r\n{lines}\r\n"
+    assert len(head) <= 16 * 1024
+    with Wire(guarded) as wire:  # under the cap, however tightly written: served
+        wire.send(head)
+        assert wire.answer().status == 200
+    with Wire(guarded) as wire:  # an Upgrade asks for no other protocol past the cap (no WebSocket here)
+        wire.send(f"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                  f"X-Big: {'a' * 100_000}\r\n\r\n")
+        assert wire.answer().status == 431
     with Wire(guarded) as wire:  # 15 KiB of headers in one read: served
         wire.send(f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 15_000}\r\n\r\n")
         assert wire.answer().status == 200

@@ -106,10 +106,11 @@ class _Answer:
 
 
 def _head_size(scope: dict[str, Any]) -> int:
-    """The bytes of a parsed request head: its request line and header lines as sent (give or take the
-    spaces a client puts around a header's value)."""
-    line = len(scope["method"]) + len(scope["raw_path"]) + len(scope["query_string"]) + 13  # " ?" " HTTP/1.1\r\n"
-    return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"]) + 2
+    """The fewest bytes a parsed request head can have taken: its request line and header lines with no
+    optional space ("Name:value"), so a head under the cap is never taken for one over it."""
+    query = len(scope["query_string"])
+    line = len(scope["method"]) + 1 + len(scope["raw_path"]) + (1 + query if query else 0) + 11  # " HTTP/1.1\r\n"
+    return line + sum(len(name) + 1 + len(value) + 2 for name, value in scope["headers"]) + 2
 
 
 def _close_after(headers: Headers) -> bool:

@@ -106,6 +106,7 @@ def run(options: ServeOptions, log: Callable[[str], None] = say) -> int:
     config = uvicorn.Config(
         create_app(service, lifespan, routes), interface="asgi3", lifespan="on", log_config=None,
         http=protocol, h11_max_incomplete_event_size=H11_BUFFER_BYTES,  # type: ignore[arg-type]
+        ws="none",  # no WebSocket route: an Upgrade request must not go past the guards to a ws protocol
         access_log=options.access_log, timeout_keep_alive=KEEP_ALIVE_S, server_header=False,
         timeout_graceful_shutdown=options.grace_s,  # type: ignore[arg-type]  (a float works: asyncio.timeout)
         ssl_certfile=options.tls_cert, ssl_keyfile=options.tls_key, backlog=LISTEN_BACKLOG)
