@@ -83,6 +83,10 @@ def _read(path: Path, what: str = "", limit: int = MAX_JSON_BYTES) -> bytes:
         raise EdgeclsError(f"cannot read {what + ' ' if what else ''}{path}: {exc.strerror or exc}") from None
 
 
+class IncompleteRun(EdgeclsError):
+    """A run directory with some of its records missing (a folder of exports alone, say)."""
+
+
 # ---------------------------------------------------------------------- config.toml
 @dataclass
 class RunConfig:
@@ -208,12 +212,7 @@ class RunRecord:
                                "edgecls train)")
         missing = [name for name in needed if name not in present]
         if missing:
-            exported = sorted(p.name for p in folder.glob("*.tflite"))
-            hint = "" if not exported else (
-                f"; to use its exported models, name them (e.g. edgecls bench {folder / exported[0]}"
-                + (f" --data {folder / 'test-images'}" if (folder / "test-images").is_dir() else " --data IMAGES")
-                + ")")
-            raise EdgeclsError(f"run directory {folder} is incomplete: {', '.join(missing)} missing{hint}")
+            raise IncompleteRun(f"run directory {folder} is incomplete: {', '.join(missing)} missing")
         # Every file read once, as bytes (capped, regular files only), then each parsed by its format.
         caps = {CONFIG_FILE: (CONFIG_WHAT, MAX_TOML_BYTES), LABELS_FILE: ("labels file", MAX_LABELS_BYTES)}
         wanted = [CONFIG_FILE, SPLIT_FILE, LABELS_FILE, METRICS_FILE, TRANSFER_FILE]

@@ -292,6 +292,12 @@ def check_class_name(name: str, where: Path) -> None:
                            "character or leading/trailing space: rename the folder")
 
 
+def has_test_part(folder: Path) -> bool:
+    """Whether a --data folder comes with its own test part (a test/ split folder, IDX t10k files): what
+    bench scores of it, where it scores all of a folder without one."""
+    return folder.is_dir() and ("test" in _split_folders(folder) or "test" in _idx_files(folder))
+
+
 def _split_folders(root: Path) -> dict[str, Path]:
     names = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
     found = {}

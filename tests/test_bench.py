@@ -769,8 +769,8 @@ def test_a_folder_of_exported_models_without_its_run_points_at_the_files(tmp_pat
     shutil.copytree(SHIPPED.parents[1], folder)
     result = cli("bench", folder)
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
-    assert (f"to use its exported models, name them (e.g. edgecls bench {folder / 'model_float32.tflite'} "
-            f"--data {folder / 'test-images'})") in result.err
+    assert (f"; to bench its exported models, name them: edgecls bench {folder / 'model_float32.tflite'} "
+            f"--data {folder / 'test-images'}") in result.err
 
 
 def test_files_of_one_name_from_two_runs_keep_their_own_figures(bench, run_dir, tmp_path):

@@ -549,3 +549,6 @@ def test_the_bench_an_export_suggests_never_scores_a_bare_models_training_folder
     assert result.next_command(bare, str(photos)) == (
         f"edgecls bench {out / 'model_int8.tflite'} --data TEST-FOLDER  # images the model did not train on")
     assert result.next_command(bare, "digits") == f"edgecls bench {out / 'model_int8.tflite'} --data digits"
+    for part in ("train", "test"):  # a folder with its own test part: bench scores that part
+        (photos / part / "cat").mkdir(parents=True)
+    assert result.next_command(bare, str(photos)) == f"edgecls bench {out / 'model_int8.tflite'} --data {photos}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from edgecls.artifacts import IncompleteRun
 from edgecls.bench import testset, thirdparty
 from edgecls.bench.plan import LABELLED, UNLABELLED, Sources
 from edgecls.bench.results import BenchModel
@@ -83,7 +84,10 @@ def open_inputs(sources: Sources, settings: ModelSettings, test: Optional[TestSe
     Each source is read once, whole, in turn: the run (its records and export.json), then every model
     (its bytes read once: checked against export.json's digest, opened on the interpreter backend and
     described from that opening), then the test images."""
-    run = open_run(sources.run_dir, sources.data) if sources.run_dir is not None else None
+    try:
+        run = open_run(sources.run_dir, sources.data) if sources.run_dir is not None else None
+    except IncompleteRun as exc:
+        raise EdgeclsError(f"{exc}{_exported_hint(sources.run_dir)}") from None
     listed = dict(export_listing(sources.run_dir)) if sources.run_dir is not None else {}
     paths = _unique([*listed, *sources.files])
     opened = [open_model(path, settings, listed.get(path)) for path in paths]
@@ -107,6 +111,18 @@ def open_inputs(sources: Sources, settings: ModelSettings, test: Optional[TestSe
     if few:
         test.notes.insert(0, few)
     return Inputs(run, models, classifiers, test, backend)
+
+
+def _exported_hint(folder: Path) -> str:
+    """For a folder of exports without its run's records (the shipped reference, copied): bench the files."""
+    import shlex
+
+    exported = sorted(folder.glob("*.tflite"))
+    if not exported:
+        return ""
+    images = folder / "test-images"
+    data = shlex.quote(str(images)) if images.is_dir() else "IMAGES"
+    return f"; to bench its exported models, name them: edgecls bench {shlex.quote(str(exported[0]))} --data {data}"
 
 
 def _unique(paths: list[Path]) -> list[Path]:

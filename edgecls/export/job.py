@@ -105,16 +105,18 @@ class ExportResult:
     def next_command(self, source: Path, data: Optional[str] = None) -> str:
         """The bench to run next: `edgecls bench RUN_DIR` reads RUN_DIR/export, so files written
         elsewhere (or from a bare .keras file) are benched by name. A run's files name their run (bench
-        finds its test split); a bare .keras file's do not, so its --data goes with them: a named dataset
-        (bench scores its test split), not a folder (bench would score all of it, the images the model was
-        trained on too)."""
+        finds its test split); a bare .keras file's do not, so its --data goes with them when bench scores
+        a test part of it (a named dataset, a folder with test/ or t10k files), not a folder without one
+        (bench would score all of it, the images the model was trained on too)."""
         import shlex
 
         default_out = source.is_dir() and Path(self.out_dir).resolve() == (source / EXPORT_DIR).resolve()
         words = [shlex.quote(str(source))] if default_out else [
             shlex.quote(str(p)) for p in self.written if p.suffix == ".tflite"]
         if not source.is_dir() and data:
-            if Path(data).is_dir():
+            from edgecls.data import has_test_part
+
+            if Path(data).is_dir() and not has_test_part(Path(data)):
                 return " ".join(["edgecls bench", *words, "--data TEST-FOLDER  # images the model did not train on"])
             words += ["--data", shlex.quote(data)]
         return " ".join(["edgecls bench", *words])
