@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import QUAD_LABELS, RGB_LABELS, quad_image
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from edgecls.errors import EdgeclsError
 from edgecls.runtime import (
@@ -373,11 +373,21 @@ XMP_ORIENTATION_6 = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="h
                      b"</rdf:RDF></x:xmpmeta>")
 
 
+def _png_text(key: str, value: str) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, value)
+    return info
+
+
 @pytest.mark.parametrize("name, save", [
     ("exif.jpg", lambda image, path, exif: image.save(path, exif=exif, quality=95)),
     ("xmp.jpg", lambda image, path, exif: image.save(path, xmp=XMP_ORIENTATION_6, quality=95)),
     ("exif.png", lambda image, path, exif: image.save(path, exif=exif)),
     ("exif.webp", lambda image, path, exif: image.save(path, exif=exif, lossless=True)),
+    ("xmp.png", lambda image, path, exif: image.save(path, pnginfo=_png_text("XML:com.adobe.xmp",
+                                                                             XMP_ORIENTATION_6.decode()))),
+    ("raw-profile.png", lambda image, path, exif: image.save(path, pnginfo=_png_text(  # ImageMagick's EXIF in text
+        "Raw profile type exif", f"\nexif\n{len(exif.tobytes())}\n{exif.tobytes().hex()}"))),
     ("tag.tif", lambda image, path, exif: image.save(path, tiffinfo={0x0112: 6})),
 ])
 def test_orientation_is_read_wherever_pillow_keeps_it(tmp_path, name, save):
@@ -391,6 +401,15 @@ def test_orientation_is_read_wherever_pillow_keeps_it(tmp_path, name, save):
     save(Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90), path, exif)
     pixels = load_image(path, (64, 96), "rgb").astype(int)
     assert pixels[:32].mean() > 200 and pixels[32:].mean() < 30, name
+
+
+def test_a_pil_image_whose_orientation_a_caller_set_is_turned_upright():
+    upright = np.zeros((64, 96, 3), np.uint8)
+    upright[:32] = 230
+    image = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
+    image.getexif()[0x0112] = 6  # no EXIF bytes in info: only the Exif object says so
+    pixels = load_image(image, (64, 96), "rgb").astype(int)
+    assert pixels[:32].mean() > 200 and pixels[32:].mean() < 30
 
 
 # ----------------------------------------------------------------------------- many images

@@ -168,7 +168,7 @@ def _open(path: Path | bytes, target_wh: tuple[int, int], color: ColorMode) -> I
         raise ImageError(f"corrupt image data: {first_line(exc)}") from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit and image.width * image.height > limit:
-        raise _bomb(f"{image.width}x{image.height}")
+        raise _bomb((image.width, image.height))
     if image.format == "JPEG" and image.mode in ("RGB", "L"):
         # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than the
         # model input: several times faster, and never smaller than the requested size.
@@ -184,14 +184,19 @@ def _open(path: Path | bytes, target_wh: tuple[int, int], color: ColorMode) -> I
     return image
 
 
-def _bomb(size: str | Exception) -> PixelLimitError:
+PIXEL_LIMIT = "PIL.Image.MAX_IMAGE_PIXELS"  # what sets the limit (a server names its own option instead)
+
+
+def _bomb(found: tuple[int, int] | Exception) -> PixelLimitError:
     """The refusal of an image over the pixel limit, in one wording whoever found it: this module from the
     header's size, or Pillow (its own check refuses twice the limit as it opens, with that double in its text)."""
-    if isinstance(size, Exception):
-        found = re.search(r"\((\d+) pixels\)", str(size))
-        size = f"{int(found[1]):,}" if found else "its size"
-    return PixelLimitError(f"decompression bomb refused: {size} pixels is over the limit of "
-                           f"{Image.MAX_IMAGE_PIXELS:,} (PIL.Image.MAX_IMAGE_PIXELS)")
+    if isinstance(found, Exception):
+        pixels = re.search(r"\((\d+) pixels\)", str(found))
+        size = f"{int(pixels[1]):,} pixels" if pixels else "the image"
+    else:
+        size = f"{found[0]}x{found[1]} = {found[0] * found[1]:,} pixels"
+    return PixelLimitError(f"decompression bomb refused: {size} is over the limit of {Image.MAX_IMAGE_PIXELS:,} "
+                           f"({PIXEL_LIMIT})")
 
 
 _SUPPORTED_SIGNATURES = ("JPEG", "PNG", "GIF", "BMP", "WebP", "TIFF")
@@ -245,7 +250,8 @@ _ORIENTATION_KEYS = frozenset(("exif", "Raw profile type exif", "XML:com.adobe.x
 
 
 def _orientation(image: Image.Image) -> int:
-    if _ORIENTATION_KEYS.isdisjoint(image.info):  # (a TIFF is turned upright by Pillow as it loads)
+    # (a TIFF is turned upright by Pillow as it loads; an Exif already made, e.g. set by a caller, is read)
+    if _ORIENTATION_KEYS.isdisjoint(image.info) and getattr(image, "_exif", None) is None:
         return 1
     try:
         return int(image.getexif().get(0x0112, 1))
