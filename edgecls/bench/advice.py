@@ -182,9 +182,16 @@ def _threads(report: BenchReport, timed: list[ModelResult]) -> Optional[str]:
     else:
         text = ("The fastest thread count differs by model (" + ", ".join(f"{name} {t.threads}"
                                                                          for name, t in best.items())
-                + f"; {span}); where a faster p50 at more threads is within the measured spread, the fewer "
-                "threads are named, as they leave cores free.")
+                + f"; {span})." + (" Where a faster p50 at more threads is within the measured spread, the "
+                                    "fewer threads are named, as they leave cores free." if _tie_decided(report, best)
+                                    else ""))
     return text + note
+
+
+def _tie_decided(report: BenchReport, best: dict[str, Latency]) -> bool:
+    """Whether a model's named thread count is not the one with its lowest p50 (the spread made them a tie)."""
+    return any(best[m.name].threads != min(within_cpus(report, m.latency), key=lambda t: t.invoke_ms.p50).threads
+               for m in report.models if m.name in best)
 
 
 def _int8(report: BenchReport, timed: list[ModelResult]) -> list[str]:

@@ -134,9 +134,9 @@ def unit_warnings(options: ServeOptions) -> list[str]:
             found.append(f"the service has a private /tmp (PrivateTmp=yes) and will not see {folder}: put {what} in "
                          "a folder of its own, e.g. /var/lib/edgecls")
     if _under(options.model.parent, "/home", "/root"):
-        found.append(f"the install steps give {options.model.parent} (all of it) to user {UNIT_USER} and the "
-                     "service writes there: copy the model into a folder of its own, e.g. /var/lib/edgecls, and make "
-                     "the unit from there")
+        found.append(f"the install steps give {options.model.parent} (all of it) to user {UNIT_USER}, and the service "
+                     "writes there; a home folder is no place for that (and is private on recent Raspberry Pi OS): "
+                     "put the model in e.g. /var/lib/edgecls and make the unit from there")
     source = None if options.live is None else live_source(options.live.source)
     if source is not None and source.startswith("/") and _under(Path(source).parent, "/tmp", "/var/tmp"):
         found.append(f"the service will not see the --source video {source} in its private /tmp: move it")
