@@ -59,8 +59,9 @@ def _target_table(result: TargetResult, columns: tuple[str, ...]):
         few = few_images_warning(n, "the run's test split", correct)
         if few:
             lines.append(f"Warning: {few}.")
-    if result.report is not None and result.report.models:  # what was written: the choice, its record embedded
-        shipped = result.report.models[0]
+    written = getattr(result, "report", None)  # export.json, once the choice is written
+    if written is not None and written.models:  # what was written: the choice, its record embedded
+        shipped = written.models[0]
         lines.append(f"Shipped: {shipped.file}, {_size(shipped.size_bytes)}: the chosen file with this decision"
                      + (" and its unknown rule" if shipped.openset else "") + " embedded.")
     rows = []

@@ -20,6 +20,8 @@ from edgecls.console import (
     markup_cell,  # one implementation for every table of data; compare imports it here
 )
 from edgecls.errors import EdgeclsError
+from edgecls.files import read_capped
+from edgecls.jsonio import MAX_JSON_BYTES
 from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.labels import clean_text, printable
 from edgecls.runtime.metrics import correct_count, interval_text, points_text
@@ -440,7 +442,7 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
 def _listed_files(path: Path) -> list[str]:
     """The files an earlier bench.json in that folder lists as its report's (plain names only), or none."""
     try:
-        listed = json.loads(path.read_text(encoding="utf-8")).get("report_files") or []
+        listed = json.loads(read_capped(path, MAX_JSON_BYTES)).get("report_files") or []
     except (OSError, ValueError, AttributeError):
         return []
     return [name for name in listed if isinstance(name, str) and name == Path(name).name and name.endswith(".png")]

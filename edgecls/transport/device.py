@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgecls.errors import EdgeclsError
+from edgecls.files import read_capped
 from edgecls.options import option
 from edgecls.transport.fleet import parallel_option
 from edgecls.transport.ssh import CONNECT_TIMEOUT_S, Ssh
@@ -136,6 +137,7 @@ def edgecls_wheel(folder: Path, wheels: Optional[Path]) -> Path:
         return installed
 
 
+MAX_PACKAGE_FILE = 64 << 20  # edgecls' largest file is a few hundred KB: this only stops a file gone wrong
 INSTALLER_NOTES = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")  # written by pip, not in a wheel
 
 
@@ -151,12 +153,16 @@ def installed_wheel(folder: Path) -> Optional[Path]:
 
     import edgecls
 
+    def dist_info(name: str) -> str:  # a file of the install's .dist-info folder, or ""
+        entry = next((f for f in dist.files or () if f.parts[0].endswith(".dist-info") and f.name == name), None)
+        return read_capped(Path(dist.locate_file(entry)), MAX_PACKAGE_FILE).decode() if entry else ""
+
     try:
         dist = metadata.distribution("edgecls")
-        direct = json.loads(dist.read_text("direct_url.json") or "{}")
-        tag = next(line.split(":", 1)[1].strip() for line in (dist.read_text("WHEEL") or "").splitlines()
+        direct = json.loads(dist_info("direct_url.json") or "{}")
+        tag = next(line.split(":", 1)[1].strip() for line in dist_info("WHEEL").splitlines()
                    if line.startswith("Tag:"))
-    except (metadata.PackageNotFoundError, StopIteration, ValueError):
+    except (metadata.PackageNotFoundError, StopIteration, ValueError, OSError):
         return None
     running = Path(edgecls.__file__).resolve()
     if (direct.get("dir_info", {}).get("editable") or not dist.files or dist.version != edgecls.__version__
@@ -175,7 +181,7 @@ def installed_wheel(folder: Path) -> Optional[Path]:
                 if name.name in INSTALLER_NOTES:
                     continue
             try:
-                data = Path(dist.locate_file(name)).read_bytes()
+                data = read_capped(Path(dist.locate_file(name)), MAX_PACKAGE_FILE)
             except OSError as exc:
                 raise EdgeclsError(f"the installed edgecls is incomplete ({name}: {exc.strerror or exc}): install "
                                    "it again") from None
