@@ -804,3 +804,15 @@ def test_advice_says_why_it_names_fewer_threads_than_the_fastest_p50():
     text = " ".join(advice(report))
     assert "The fastest thread count differs by model (model_float32.tflite 2, model_int8.tflite 1" in text
     assert "within the measured spread, the fewer threads are named" in text
+
+
+def test_a_profile_with_more_cores_than_the_host_says_which_rows_are_oversubscribed():
+    """The footnote said "2 were used, and at most that many threads" above measured 4-thread rows."""
+    from edgecls.bench.profiles import load_profile, placement_notes
+
+    machine = {"arch": "x86_64", "cpu": "AMD EPYC", "usable_cpus": 2, "cpu_core": None, "emulated": None}
+    own, notes = placement_notes(load_profile("rpi4"), machine, [0, 1], [1, 2, 4])
+    assert not own and "this host has only 2 CPUs, so 2 were used: the rows at 4 threads share them " \
+                       "(oversubscribed)" in notes[-1], notes
+    _, notes = placement_notes(load_profile("rpi4"), machine, [0, 1], [1, 2])
+    assert "so 2 were used)" in notes[-1] and "oversubscribed" not in notes[-1], notes

@@ -153,8 +153,10 @@ def placement_notes(profile: Optional[DeviceProfile], machine: dict[str, Any], c
                      f"unconfirmed {profile.name} figures.")
         return False, notes
     cores = "all cores" if profile.cores == 0 else f"{profile.cores} cores"
-    short = (f"; this host has only {machine['usable_cpus']} CPUs, so {used} were used, and at most that many "
-             f"threads" if profile.cores > machine["usable_cpus"] else "")
+    over = [t for t in threads if t > used]
+    short = (f"; this host has only {machine['usable_cpus']} CPUs, so {used} were used"
+             + (f": the rows at {', '.join(map(str, over))} threads share them (oversubscribed)" if over else "")
+             if profile.cores > machine["usable_cpus"] else "")
     other = f"; its CPU is a {have}, not the profile's {want}" if fits else ""
     notes.append(f"Measured on {host} under the {profile.name} profile's constraints ({cores}, threads "
                  f"{', '.join(map(str, threads))}{short}{other}), not on a {profile.name}: these are not "
