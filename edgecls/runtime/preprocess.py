@@ -65,7 +65,15 @@ class ImageError(EdgeclsError):
 
 class PixelLimitError(ImageError):
     """An image whose header announces more pixels than PIL.Image.MAX_IMAGE_PIXELS: refused before
-    decoding (a decompression bomb). A server answers it 413, not 400."""
+    decoding (a decompression bomb). A server answers it 413, not 400, naming its own option (`set_by`)."""
+
+    def __init__(self, size: str):
+        self.size = size  # "120x100 = 12,000 pixels", or what Pillow said of it
+        super().__init__(self.set_by("PIL.Image.MAX_IMAGE_PIXELS"))
+
+    def set_by(self, setting: str) -> str:
+        """The message, naming `setting` as what sets the limit."""
+        return f"decompression bomb refused: {self.size} is over the limit of {Image.MAX_IMAGE_PIXELS:,} ({setting})"
 
 
 def load_image(source: ImageSource, size: tuple[int, int], color: ColorMode, resize: str = DEFAULT_RESIZE,
@@ -184,9 +192,6 @@ def _open(path: Path | bytes, target_wh: tuple[int, int], color: ColorMode) -> I
     return image
 
 
-PIXEL_LIMIT = "PIL.Image.MAX_IMAGE_PIXELS"  # what sets the limit (a server names its own option instead)
-
-
 def _bomb(found: tuple[int, int] | Exception) -> PixelLimitError:
     """The refusal of an image over the pixel limit, in one wording whoever found it: this module from the
     header's size, or Pillow (its own check refuses twice the limit as it opens, with that double in its text)."""
@@ -195,8 +200,7 @@ def _bomb(found: tuple[int, int] | Exception) -> PixelLimitError:
         size = f"{int(pixels[1]):,} pixels" if pixels else "the image"
     else:
         size = f"{found[0]}x{found[1]} = {found[0] * found[1]:,} pixels"
-    return PixelLimitError(f"decompression bomb refused: {size} is over the limit of {Image.MAX_IMAGE_PIXELS:,} "
-                           f"({PIXEL_LIMIT})")
+    return PixelLimitError(size)
 
 
 _SUPPORTED_SIGNATURES = ("JPEG", "PNG", "GIF", "BMP", "WebP", "TIFF")

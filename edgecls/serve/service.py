@@ -13,7 +13,7 @@ from typing import Any
 
 from edgecls.console import class_rows, verdict_fields
 from edgecls.errors import EdgeclsError, first_line
-from edgecls.runtime.preprocess import PIXEL_LIMIT, ImageError, PixelLimitError
+from edgecls.runtime.preprocess import ImageError, PixelLimitError
 from edgecls.serve.auth import Auth
 from edgecls.serve.field import FieldWatch
 from edgecls.serve.limits import ApiError
@@ -146,7 +146,7 @@ def decode(clf: Any, data: bytes) -> Any:
     try:
         return clf.preprocess(data)
     except PixelLimitError as exc:
-        raise ApiError(413, str(exc).replace(PIXEL_LIMIT, "--max-megapixels")) from None
+        raise ApiError(413, exc.set_by("--max-megapixels")) from None
     except ImageError as exc:
         raise ApiError(400, str(exc)) from None
     except Exception as exc:  # a Pillow plugin choking on a hostile file is a bad image, not a server error
