@@ -142,9 +142,8 @@ def _fastest(report: BenchReport, timed: list[ModelResult]) -> str:
         runner, other = rest[0], best_threads(report, rest[0])
         text += (f" Next: {runner.name} at {other.invoke_ms.p50:.3f} ms "
                  f"({other.invoke_ms.p50 / best.invoke_ms.p50:.2f}x), {_accuracy(report, runner)}.")
-    scored = [m for m in ranked if m.accuracy is not None]
-    if chosen.accuracy is not None and max(m.accuracy.top1 for m in scored) > chosen.accuracy.top1:
-        top = max(scored, key=lambda m: m.accuracy.top1)
+    top = max((m for m in ranked if m.accuracy is not None), key=lambda m: m.accuracy.top1, default=None)
+    if chosen.accuracy is not None and top is not None and top.accuracy.top1 > chosen.accuracy.top1:
         text += (f" Its top-1 is within chance of the most accurate file's ({top.name}, {_correct(top)}/"
                  f"{top.accuracy.images}): {chosen.accuracy.images} images do not tell them apart.")
     faster = [m for m in passed_over if best_threads(report, m).invoke_ms.p50 < best.invoke_ms.p50]
