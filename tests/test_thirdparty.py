@@ -440,7 +440,7 @@ def test_the_sustained_run_feeds_each_model_its_own_decoding_of_the_images():
 
 
 def test_folder_names_match_labels_exactly_case_insensitively_by_comma_part_or_index():
-    from edgecls.bench.thirdparty import match_label
+    from edgecls.runtime.labels import match_label
 
     labels = ["background", "tabby, tabby cat", "Egyptian cat", "crane", "crane", "tiger cat"]
     assert match_label("Egyptian cat", labels) == (2, "exact")
@@ -456,7 +456,7 @@ def test_folder_names_match_labels_exactly_case_insensitively_by_comma_part_or_i
 
 def test_a_folder_that_matches_no_label_gets_the_closest_ones_suggested():
     """Issue 22: a folder `ants` was refused without a word about label 311, 'ant, emmet, pismire'."""
-    from edgecls.bench.thirdparty import closest_labels, match_label
+    from edgecls.runtime.labels import closest_labels, match_label
 
     labels = ["background", "ant, emmet, pismire", "tabby, tabby cat", "Egyptian cat", "tiger cat", "puppy", "box"]
     with pytest.raises(EdgeclsError, match="did you mean 1 'ant, emmet, pismire'\\? Rename the folder to that label"):

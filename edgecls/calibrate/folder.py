@@ -21,13 +21,12 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.atomic import check_file_writable, write_bytes_atomic
-from edgecls.bench.thirdparty import match_label
 from edgecls.calibrate.job import MIN_VALIDATION, Calibrated, FitData, calibrate, validate
 from edgecls.calibrate.options import CalibrateOptions
 from edgecls.errors import EdgeclsError
 from edgecls.provenance import created_timestamp, device_versions, sha256_bytes
 from edgecls.runtime.classify import Classifier
-from edgecls.runtime.labels import printable
+from edgecls.runtime.labels import match_label, printable
 from edgecls.runtime.metadata import METADATA_FORMAT
 from edgecls.runtime.model import read_model_bytes
 from edgecls.runtime.preprocess import ImageError

@@ -1,9 +1,11 @@
-"""labels.txt: read the TFLite ecosystem's common formats, write one class a line."""
+"""labels.txt: read the TFLite ecosystem's common formats, write one class a line; match a class
+folder's name to a label (bench --labels, calibrate)."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from edgecls.errors import EdgeclsError
@@ -67,3 +69,58 @@ def labels_text(labels: list[str]) -> str:
     except EdgeclsError:  # plain lines that read as a bad index list ("7: x", "8: y")
         pass
     return "".join(f"{i} {label}\n" for i, label in enumerate(labels))
+
+
+def match_label(folder: str, labels: Sequence[str]) -> tuple[int, str]:
+    """(label index, how it matched) of a class folder's name; a one-line error when none or several do."""
+    name = folder.strip().casefold()
+
+    def parts(label: str) -> list[str]:
+        return [p.strip().casefold() for p in label.split(",")]
+
+    rules = (("exact", lambda label: label == folder), ("case-insensitive", lambda label: label.casefold() == name),
+             ("first comma part", lambda label: parts(label)[0] == name),
+             ("comma part", lambda label: name in parts(label)))
+    for how, rule in rules:
+        hits = [i for i, label in enumerate(labels) if rule(label)]
+        if len(hits) == 1:
+            return hits[0], how
+        if len(hits) > 1:
+            shown = ", ".join(f"{i} {labels[i]!r}" for i in hits[:4])
+            raise EdgeclsError(f"class folder {printable(folder)!r} matches {len(hits)} labels ({how}: {shown}): "
+                               f"rename it to one label, or to its index (e.g. {hits[0]})")
+    if folder.isdigit() and int(folder) < len(labels):
+        return int(folder), "index"
+    close, more = closest_labels(folder, labels)
+    listed = " or ".join(f"{i} {labels[i]!r}" for i in close) + (f" (or {more} more)" if more else "")
+    which = "that label" if len(close) == 1 and not more else "one of those labels"
+    hint = (f": did you mean {listed}? Rename the folder to {which}, a comma part of it or its index"
+            if close else ": rename it to a label or its index")
+    raise EdgeclsError(f"class folder {printable(folder)!r} matches no label of the model (exactly, case-insensitively "
+                       f"or by a comma part of a label like 'tabby, tabby cat'){hint}")
+
+
+MAX_SUGGESTED = 3
+
+
+def closest_labels(folder: str, labels: Sequence[str]) -> tuple[list[int], int]:
+    """(the indices of the labels a folder name most likely means, at most MAX_SUGGESTED; how many more
+    there are), best first: a comma part that is its singular or plural ('ants' -> 'ant, emmet,
+    pismire'), else comma parts spelled alike ('Egyptain cat'), else labels with the word in them
+    ('cats' -> 'tiger cat', 'Egyptian cat', ...)."""
+    import difflib
+
+    name = folder.strip().casefold()
+    forms = {name, name + "s", name + "es"}
+    for end, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ves", "f")):
+        if name.endswith(end) and len(name) > len(end) + 1:
+            forms.add(name[: -len(end)] + repl)
+    parts = [(i, p.strip().casefold()) for i, label in enumerate(labels) for p in label.split(",")]
+    found = [i for i, part in parts if part in forms]
+    if not found:  # spelled alike: the closest comma parts first
+        close = difflib.get_close_matches(name, [part for _, part in parts], n=MAX_SUGGESTED, cutoff=0.8)
+        found = [i for word in close for i, part in parts if part == word]
+    if not found:  # the word inside longer labels
+        found = [i for i, part in parts if forms & set(part.split())]
+    found = list(dict.fromkeys(found))
+    return found[:MAX_SUGGESTED], max(0, len(found) - MAX_SUGGESTED)
