@@ -35,7 +35,7 @@ SIDE = 56
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model") / "digits_calibrated.tflite"
-    calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=out), log=lambda m: None)
+    calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=out))
     return out
 
 

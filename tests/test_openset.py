@@ -85,7 +85,7 @@ def unknown_folder(tmp_path_factory) -> Path:
 def calibrated(tmp_path_factory) -> Path:
     """The reference int8 model calibrated on its test images (halved), default options."""
     out = tmp_path_factory.mktemp("calibrated") / "digits_calibrated.tflite"
-    calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=out), log=lambda m: None)
+    calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=out))
     return out
 
 
@@ -131,7 +131,7 @@ def test_the_uncalibrated_graph_comes_back_exactly(calibrated):
 
 def test_calibrating_twice_gives_the_same_file_as_once(calibrated, tmp_path):
     again = tmp_path / "again.tflite"
-    calibrate_folder(CalibrateOptions(calibrated, IMAGES, out=again), log=lambda m: None)
+    calibrate_folder(CalibrateOptions(calibrated, IMAGES, out=again))
     first, second = read_metadata(calibrated.read_bytes())["openset"], read_metadata(again.read_bytes())["openset"]
     for key in ("rule", "top", "embedding", "temperature"):
         assert first[key] == second[key], key
@@ -192,7 +192,7 @@ def test_classify_many_gives_each_image_the_verdict_classify_gives(calibrated):
 
 
 def test_the_temperature_changes_no_top1_and_lowers_validation_nll_and_ece(tmp_path):
-    result = calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=tmp_path / "m.tflite"), log=lambda m: None)
+    result = calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=tmp_path / "m.tflite"))
     val = result.calibrated.figures["val"]
     assert result.calibrated.record["temperature"]["value"] != 1.0  # a temperature was kept: it lowered both
     assert val["nll_after"] < val["nll_before"] and val["ece_after"] < val["ece_before"]  # on the file written
@@ -203,7 +203,7 @@ def test_the_temperature_changes_no_top1_and_lowers_validation_nll_and_ece(tmp_p
 
 def test_unknown_data_chooses_the_rule_that_rejects_it(unknown_folder, tmp_path):
     result = calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, unknown=UnknownAnswer(unknown_data=unknown_folder),
-                                               out=tmp_path / "m.tflite"), log=lambda m: None)
+                                               out=tmp_path / "m.tflite"))
     record = result.calibrated.record
     assert record["chosen"]["unknown_images"] == 40
     best = max(c["rejected_unknown"] for c in record["chosen"]["candidates"])
@@ -213,8 +213,7 @@ def test_unknown_data_chooses_the_rule_that_rejects_it(unknown_folder, tmp_path)
 
 def test_the_top_rule_writes_no_second_subgraph(tmp_path):
     out = tmp_path / "top.tflite"
-    calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, unknown=UnknownAnswer(rule="top"), out=out),
-                     log=lambda m: None)
+    calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, unknown=UnknownAnswer(rule="top"), out=out))
     assert len(load_model(out.read_bytes()).subgraphs) == 1
     classifier = Classifier(out)
     assert classifier.open_set_rule.rule == "top" and classifier._graph.index == 0
@@ -462,7 +461,7 @@ def test_a_model_without_a_classifier_layer_gets_the_top_rule_and_embedding_is_r
     with pytest.raises(EdgeclsError, match="no embedding"):
         calibrate_folder(CalibrateOptions(flat, data, unknown=UnknownAnswer(rule="embedding"),
                                           out=tmp_path / "x.tflite"))
-    result = calibrate_folder(CalibrateOptions(flat, data, out=tmp_path / "y.tflite"), log=lambda m: None)
+    result = calibrate_folder(CalibrateOptions(flat, data, out=tmp_path / "y.tflite"))
     assert result.calibrated.record["rule"] == "top" and result.calibrated.record["temperature"]["applied"] == "runtime"
 
 

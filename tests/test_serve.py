@@ -672,7 +672,7 @@ def test_a_calibrated_model_answers_unknown_over_http_as_predict_does(tmp_path, 
     from edgecls.calibrate.options import CalibrateOptions
 
     model = tmp_path / "model.tflite"
-    calibrate_folder(CalibrateOptions(INT8, DIGITS / "test-images", out=model), log=lambda m: None)
+    calibrate_folder(CalibrateOptions(INT8, DIGITS / "test-images", out=model))
     stripes = tmp_path / "stripes.png"
     rng, x = np.random.default_rng(0), np.arange(56)  # grey stripes (tests/test_collect.py's scene 0)
     slant = x[None, :] * rng.uniform(0.3, 1.5) + x[:, None] * rng.uniform(0, 1)

@@ -33,7 +33,7 @@ from edgecls.runtime.drift import Drift, jensen_shannon, sampling_noise, trainin
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model") / "digits_calibrated.tflite"
-    calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=out), log=lambda m: None)
+    calibrate_folder(CalibrateOptions(REFERENCE, IMAGES, out=out))
     return out
 
 

@@ -298,7 +298,7 @@ def test_an_unknown_scene_is_a_change_to_unknown(tmp_path):
     from edgecls.calibrate.options import CalibrateOptions
 
     model = tmp_path / "model.tflite"
-    calibrate_folder(CalibrateOptions(MODEL, REFERENCE / "test-images", out=model), log=lambda m: None)
+    calibrate_folder(CalibrateOptions(MODEL, REFERENCE / "test-images", out=model))
     pictures = [digit_frame("3")] * 6 + [no_digit(1)] * 6
     video = write_video(tmp_path / "mixed.avi", pictures, len(pictures), fps=FPS)
     server = ServeProcess(model, "--source", video, "--loop", "--on-change", "--min-stable", MIN_STABLE, "--threads", 1,

@@ -13,7 +13,6 @@ Images are decoded as the device decodes them for this model (its resize and fit
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -25,6 +24,7 @@ from edgecls.calibrate.job import MIN_VALIDATION, Calibrated, FitData, calibrate
 from edgecls.calibrate.options import CalibrateOptions
 from edgecls.errors import EdgeclsError
 from edgecls.provenance import created_timestamp, device_versions, sha256_bytes
+from edgecls.reporter import SILENT, Reporter
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.labels import match_label, printable
 from edgecls.runtime.metadata import METADATA_FORMAT
@@ -43,9 +43,9 @@ class FolderResult:
     skipped: list[str]  # images that could not be read, with the reason
 
 
-def calibrate_folder(options: CalibrateOptions, log: Callable[[str], None] = print) -> FolderResult:
+def calibrate_folder(options: CalibrateOptions, reporter: Reporter = SILENT) -> FolderResult:
     """Calibrate `options.model` on the images of `options.data` (see the module doc) and write the new
-    .tflite atomically (options.target)."""
+    .tflite atomically (options.target); `reporter` tells what it does (a bar while the images decode)."""
     open_set = options.open_set()
     validate(open_set)
     model, data, out, settings = Path(options.model), Path(options.data), options.target, options.settings
@@ -58,7 +58,7 @@ def calibrate_folder(options: CalibrateOptions, log: Callable[[str], None] = pri
     content = read_model_bytes(model)
     classifier = settings.open(model, content=content, open_set=False)
     skipped: list[str] = []
-    parts = _labelled(Path(data), classifier, skipped)
+    parts = _labelled(Path(data), classifier, skipped, reporter)
     rng = np.random.default_rng(open_set.seed)
     if "val" in parts:
         (fit_x, fit_y), (val_x, val_y) = parts["train"], parts["val"]
@@ -75,35 +75,37 @@ def calibrate_folder(options: CalibrateOptions, log: Callable[[str], None] = pri
     if unknown_data is not None:
         unknown = read_images(Path(unknown_data), classifier.preprocess, seed=open_set.seed, skipped=skipped)
         where["unknown"] = str(unknown_data)
-    log(f"Calibrating {model.name} on {len(fit_y)} + {len(val_y)} images of {len(set(val_y.tolist()))} "
+    reporter(f"Calibrating {model.name} on {len(fit_y)} + {len(val_y)} images of {len(set(val_y.tolist()))} "
         f"classes{f' and {len(unknown)} unknown images' if unknown is not None else ''}")
     metadata = classifier.metadata or _third_party_metadata(classifier, content)
     result = calibrate(content, FitData(fit_x, fit_y, val_x, val_y, unknown, where), open_set, metadata,
-                       model.name, settings.input_range, log)
+                       model.name, settings.input_range, reporter)
     return FolderResult(write_bytes_atomic(out, result.content), result, skipped)
 
 
-def _labelled(root: Path, classifier: Classifier, skipped: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _labelled(root: Path, classifier: Classifier, skipped: list[str],
+              reporter: Reporter) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if not root.is_dir():
         raise EdgeclsError(f"--data {root} is not a folder: give a folder of class sub-folders")
     if (root / "train").is_dir() and (root / "val").is_dir():
-        return {"train": _class_folders(root / "train", classifier, skipped),
-                "val": _class_folders(root / "val", classifier, skipped)}
-    return {"all": _class_folders(root, classifier, skipped)}
+        return {"train": _class_folders(root / "train", classifier, skipped, reporter),
+                "val": _class_folders(root / "val", classifier, skipped, reporter)}
+    return {"all": _class_folders(root, classifier, skipped, reporter)}
 
 
-def _class_folders(root: Path, classifier: Classifier, skipped: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _class_folders(root: Path, classifier: Classifier, skipped: list[str],
+                   reporter: Reporter) -> tuple[np.ndarray, np.ndarray]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise EdgeclsError(f"{root} has no class sub-folders (one folder per class, named by the model's labels)")
+    matched = [(folder, match_label(folder.name, classifier.labels)[0]) for folder in folders]  # before decoding
+    files = [(path, index) for folder, index in matched for path in walk_images(folder)]
     images, labels = [], []
-    for folder in folders:
-        index, _ = match_label(folder.name, classifier.labels)
-        for path in walk_images(folder):
-            pixels = _decode(classifier, path, skipped)
-            if pixels is not None:
-                images.append(pixels)
-                labels.append(index)
+    for path, index in reporter.track(files, f"Decoding {root}"):
+        pixels = _decode(classifier, path, skipped)
+        if pixels is not None:
+            images.append(pixels)
+            labels.append(index)
     if not images:
         raise EdgeclsError(f"{root} has no readable images")
     return np.stack(images), np.asarray(labels, np.int64)

@@ -25,7 +25,7 @@ def calibrate(options: CalibrateOptions) -> None:
     from edgecls.calibrate.folder import calibrate_folder
 
     reporter = Reporter()
-    result = calibrate_folder(options, log=reporter)
+    result = calibrate_folder(options, reporter)
     for line in result.skipped[:5]:
         reporter(f"skipped {line}")
     if len(result.skipped) > 5:
