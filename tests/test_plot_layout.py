@@ -193,9 +193,12 @@ def test_the_target_pareto_key_and_legend_stay_inside_the_figure_and_off_the_poi
                              target=SimpleNamespace(spec="rpi5", kind="profile"))
     figure = pareto_figure(plt, result, 0.5)
     numbers_inside_the_plot(figure, figure.axes[0])  # the points at the top: numbered below them, off the title
-    key, _ = sorted(check_legends(figure, 2), key=lambda found: found.get_title().get_text() == "")
+    key, legend = sorted(check_legends(figure, 2), key=lambda found: found.get_title().get_text() == "")
     lines = [text.get_text() for text in key.get_texts()]
     assert [line.lstrip("* ").split()[1] for line in lines[:10]] == names and lines[2].startswith("* 3  int8")
+    # the legend names only what is drawn: no file was rejected, and one point (all tie on accuracy) is no front
+    assert [text.get_text() for text in legend.get_texts()] == [
+        "Keras float 0.9274", "budget: 0.5 pt below Keras float", "chosen", "passed"]
 
 
 def test_the_calibration_sweep_legend_is_off_the_lines(plt):

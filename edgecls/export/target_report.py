@@ -110,13 +110,15 @@ def pareto_figure(plt: Any, result: TargetResult, max_drop: float) -> Any:
                        linewidths=2.5, zorder=4)
     front = pareto_front(timed, lambda r: r.p50_ms, lambda r: r.check.accuracy)
     ax.step([r.p50_ms for r in front], [r.check.accuracy for r in front], where="post", color="grey", alpha=0.6,
-            linewidth=1, zorder=2, label="Pareto front")
+            linewidth=1, zorder=2, label="Pareto front" if len(front) > 1 else None)  # one point draws no line
     keras = result.keras_val_accuracy
     ax.axhline(keras, color="black", linestyle=":", linewidth=1, label=f"Keras float {keras:.4f}")
     ax.axhline(keras - max_drop / 100, color="tab:red", linestyle="--", linewidth=1,
                label=f"budget: {max_drop:g} pt below Keras float")
-    for status, colour in _STATUS_COLOUR.items():
-        ax.scatter([], [], s=80, color=colour, alpha=0.45, edgecolors="black", label=status)
+    shown = {row.status for row in timed}
+    for status, colour in _STATUS_COLOUR.items():  # the legend names only what the plot shows
+        if status in shown:
+            ax.scatter([], [], s=80, color=colour, alpha=0.45, edgecolors="black", label=status)
     low = min([r.check.accuracy for r in timed] + [keras - max_drop / 100])
     span = max(keras - low, 0.01)
     ax.set_ylim(low - 0.12 * span, min(1.0, keras) + 0.12 * span)
