@@ -226,3 +226,44 @@ def test_disagree_keeps_what_a_second_model_answers_otherwise(model, cli, tmp_pa
     assert done.code == 0 and f"the second model ran on {(count + 1) // 2}" in done.err
     assert len(kept(tmp_path / "in3")) >= count // 2 - 1  # nearly every image it ran on
     assert all(json.loads(p.with_suffix(".json").read_text())["rule"] == "disagree" for p in kept(tmp_path / "in3"))
+
+
+def test_once_full_nothing_more_is_kept_though_a_smaller_picture_would_fit(model, tmp_path):
+    """The quota's message says no more pictures are kept in this run: a small one after it is not kept
+    either, so the count it gives is the summary's."""
+    import io
+
+    def png(pixels: np.ndarray) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, format="PNG")
+        return out.getvalue()
+
+    said: list[str] = []
+    classifier = Classifier(model)
+    collector = Collector(tmp_path / "inbox", parse_when(["sample=1"]), model, classifier.labels, max_mb=0.02,
+                          log=said.append)
+    noise = [np.random.default_rng(seed).integers(0, 256, (60, 60, 3), dtype=np.uint8) for seed in range(3)]
+    small = png(scene(7)[:8, :8])
+    assert len(png(noise[0])) > 10_000 and len(small) < 1_000
+    answer = classifier.classify(digit("2"))
+    for content in [png(noise[0]), png(noise[1]), small]:  # the second passes the quota; the third would fit
+        collector.consider(answer, False, None, "test", content=content)
+    assert collector.counts.kept == 1 and collector.counts.over_quota == 2
+    assert len(said) == 1 and "after 1 kept" in said[0] and "collect: kept 1 " in collector.summary()
+
+
+def test_a_picture_already_in_the_folder_is_not_kept_again(model, cli, tmp_path):
+    """Collecting the same files twice keeps each once, also after a person sorted the first run's pictures
+    into class folders: one picture under two labels would be trained as both."""
+    inbox = tmp_path / "inbox"
+    first = cli("predict", model, IMAGES / "4", "--collect", inbox, "--collect-when", "class=4")
+    assert first.code == 0, first.err
+    pictures = kept(inbox)
+    assert len(pictures) > 3
+    sorted_by_hand = inbox / "9"
+    sorted_by_hand.mkdir()
+    pictures[0].rename(sorted_by_hand / pictures[0].name)  # the picture moves, its sidecar stays behind
+    again = cli("predict", model, IMAGES / "4", "--collect", inbox, "--collect-when", "class=4")
+    assert again.code == 0, again.err
+    assert len(kept(inbox)) == len(pictures)
+    assert "collect: kept 0 " in again.err and f"{len(pictures)} already in the folder not kept again" in again.err

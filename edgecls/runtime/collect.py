@@ -18,8 +18,10 @@ Rules (`--collect-when`, a comma list or the option repeated; the first that fir
 What keeps the folder useful and the device alive:
 - near-identical consecutive pictures are kept once: a picture whose perceptual hash
   (edgecls.runtime.phash) is within DEDUPE_BITS of the last one kept is skipped and counted;
+- a file already in the folder (kept by an earlier run, and perhaps sorted into a class folder since)
+  is not kept again: collecting the same pictures twice would put one picture under two labels;
 - `max_mb` caps the folder's size and `reserve_mb` keeps that much of its disk free: when either
-  would be passed, nothing more is kept, said once and counted;
+  would be passed, nothing more is kept in this run, said once and counted;
 - every file is written to a hidden temporary name and renamed (edgecls.atomic): a kill mid-write
   leaves no half-written picture, only a hidden .partial that the next run removes.
 """
@@ -103,6 +105,7 @@ def default_when(has_rule: bool) -> list[When]:
 class Counts:
     kept: int = 0
     similar: int = 0  # near-identical to the picture kept before
+    already: int = 0  # the very file is in the folder already (an earlier run kept it)
     over_quota: int = 0
     shadow_runs: int = 0  # images the second model classified (disagree)
     bytes: int = 0
@@ -144,8 +147,11 @@ class Collector:
         self._used = self._tidy_and_measure()
 
     def _tidy_and_measure(self) -> int:
-        """Remove the hidden .partial files a killed run left; the bytes the folder already holds."""
+        """Remove the hidden .partial files a killed run left; the bytes the folder already holds. Its
+        pictures are indexed by size: only a file of the same size can be one about to be kept again."""
         used = 0
+        self._by_size: dict[int, list[Path]] = {}
+        self._digests: dict[Path, str] = {}  # hashed when a picture of the same size comes
         for root, _, files in os.walk(self.folder):
             for name in files:
                 path = Path(root, name)
@@ -153,10 +159,28 @@ class Collector:
                     path.unlink(missing_ok=True)
                     continue
                 try:
-                    used += path.stat().st_size
+                    size = path.stat().st_size
                 except OSError:
                     continue
+                used += size
+                if not name.endswith(".json"):
+                    self._by_size.setdefault(size, []).append(path)
         return used
+
+    def _already_kept(self, content: bytes) -> tuple[bool, str]:
+        """(whether these bytes are a file of the folder already, their SHA-256)."""
+        import hashlib
+
+        digest = hashlib.sha256(content).hexdigest()
+        for path in self._by_size.get(len(content), ()):
+            if path not in self._digests:
+                try:
+                    self._digests[path] = sha256_of(path)
+                except OSError:  # moved or removed since: not there
+                    self._digests[path] = ""
+            if self._digests[path] == digest:
+                return True, digest
+        return False, digest
 
     # ------------------------------------------------------------------ deciding
     def fired(self, classes: Sequence[Any], unknown: bool, when: float,
@@ -221,6 +245,10 @@ class Collector:
                 return None
         else:
             content, suffix = _encoded(pixels), ".jpg"
+        seen, content_digest = self._already_kept(content)
+        if seen:
+            self.counts.already += 1
+            return None
         answer = UNKNOWN_FOLDER if unknown else classes[0].label
         sidecar = jsonio.dumps({
             "time": iso_time(when), "source": str(source), "file": str(path) if path is not None else None,
@@ -234,6 +262,8 @@ class Collector:
         name = _unique(folder, _stem(source, path, frame, when), suffix)
         written = write_bytes_atomic(folder / f"{name}{suffix}", content)  # the picture, then what it is
         write_bytes_atomic(folder / f"{name}.json", sidecar)
+        self._by_size.setdefault(len(content), []).append(written)
+        self._digests[written] = content_digest
         self._used += len(content) + len(sidecar)
         self._last_hash = digest
         self._last_kept_at[rule.text] = when
@@ -250,6 +280,9 @@ class Collector:
         return self.shadow.classify(image)[0].label
 
     def _room_for(self, size: int) -> bool:
+        if self._full:  # said once: "no more pictures are kept in this run" (a smaller one would still fit)
+            self.counts.over_quota += 1
+            return False
         reason = None
         if self.max_bytes is not None and self._used + size > self.max_bytes:
             reason = f"its {self.max_bytes / 1e6:g} MB quota (--collect-max-mb)"
@@ -270,6 +303,8 @@ class Collector:
         parts = [f"collect: kept {c.kept} in {self.folder} ({c.bytes / 1e6:.1f} MB{'; ' + rules if rules else ''})"]
         if c.similar:
             parts.append(f"{c.similar} near-identical to the one before not kept")
+        if c.already:
+            parts.append(f"{c.already} already in the folder not kept again")
         if c.over_quota:
             parts.append(f"{c.over_quota} not kept: the folder is full")
         if self.shadow is not None:

@@ -246,9 +246,10 @@ class _FieldMetrics(MetricsCollector):
                 kept.add_metric((rule,), n)
             yield kept
             skipped = CounterMetricFamily("edgecls_collect_skipped", "Pictures a rule picked but --collect did not "
-                                          "keep: near-identical to the one before, the folder full, the disk busy",
-                                          labels=("reason",))
-            for reason, n in (("similar", counts.similar), ("full", counts.over_quota), ("busy", self.watch._busy)):
+                                          "keep: near-identical to the one before, in the folder already, the folder "
+                                          "full, the disk busy", labels=("reason",))
+            for reason, n in (("similar", counts.similar), ("already", counts.already), ("full", counts.over_quota),
+                              ("busy", self.watch._busy)):
                 skipped.add_metric((reason,), n)
             yield skipped
             yield GaugeMetricFamily("edgecls_collect_bytes", "Bytes --collect wrote since the server started",
