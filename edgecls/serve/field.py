@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Optional
 
 import numpy as np
@@ -198,8 +198,8 @@ def _sum(a: Counts, b: Counts) -> Counts:
     rules = dict(a.by_rule)
     for rule, n in b.by_rule.items():
         rules[rule] = rules.get(rule, 0) + n
-    return Counts(a.kept + b.kept, a.similar + b.similar, a.over_quota + b.over_quota, a.shadow_runs + b.shadow_runs,
-                  a.bytes + b.bytes, rules)
+    return Counts(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(Counts) if f.name != "by_rule"},
+                  by_rule=rules)
 
 
 class _FieldMetrics(MetricsCollector):
