@@ -58,6 +58,8 @@ class Dataset:
     # SHA-256 of the decoded pixels (a folder's cache file): what anything computed from the pixels
     # (embeddings) must be keyed by; the fingerprint names the files, not how they were decoded.
     pixels_sha256: str = ""
+    # The folders whose images were added after the data's own (train --from RUN --add), in order.
+    added_from: tuple[str, ...] = ()
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -664,9 +666,13 @@ def load_split(doc: dict, dataset: Dataset) -> Split:
         raise EdgeclsError("the saved split (split.json) has no fingerprint of its data: it cannot be "
                            "checked against the dataset; train the run again")
     if dataset.fingerprint and fingerprint != dataset.fingerprint:
-        raise EdgeclsError(
-            f"the data at {dataset.source} changed since the run was trained (its split no longer applies)"
-        )
+        if dataset.added_from:
+            raise EdgeclsError(f"the data at {dataset.source}, or the images added to it from "
+                               f"{', '.join(dataset.added_from)}, changed since the run was trained (its split no "
+                               "longer applies): a run's --add folders must stay as they were; collect the next "
+                               "round into a new folder")
+        raise EdgeclsError(f"the data at {dataset.source} is not the data the run was trained on (it changed since, or "
+                           "is another dataset): its split no longer applies")
     n = len(dataset.labels)
     parts = []
     for name in SPLIT_NAMES:

@@ -28,7 +28,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -58,6 +58,7 @@ class Added:
     keys: list[str]  # "<path in its folder>|<label>|<file SHA-256>": the fingerprint's part
     negatives: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    folders: tuple[str, ...] = ()  # the --add folders read, in order
 
 
 def add_folders(folders: Sequence[str | os.PathLike]) -> list[str]:
@@ -116,20 +117,44 @@ def read_added(folders: Sequence[str], class_names: Sequence[str], size: int, co
             labels.append(label)
             files.append(str(path))
             keys.append(f"{name}|{label}|{digest}")
+    _refuse_two_labels(files, keys, negatives, class_names)
     channels = 1 if color == "grayscale" else 3
     return Added(np.stack(images) if images else np.zeros((0, size, size, channels), np.uint8),
-                 np.asarray(labels, np.int64), files, keys, negatives, unreadable)
+                 np.asarray(labels, np.int64), files, keys, negatives, unreadable, tuple(map(str, folders)))
+
+
+def _refuse_two_labels(files: Sequence[str], keys: Sequence[str], negatives: Sequence[str],
+                       class_names: Sequence[str]) -> None:
+    """A one-line error when one file (byte for byte) is in two class folders, or in one and in unknown/:
+    it would be trained as both (a picture collected twice, sorted once)."""
+    labelled: dict[str, tuple[str, str]] = {}  # file SHA-256 -> (the first file, its label)
+    clashes = []
+    named = [(path, class_names[int(key.split("|")[-2])], key.rsplit("|", 1)[-1]) for path, key in zip(files, keys)]
+    for path in negatives:
+        try:
+            named.append((path, f"{NEGATIVES}/", sha256_of(path)))
+        except OSError:  # read when the negatives are, and left out there
+            continue
+    for path, label, digest in named:
+        first = labelled.setdefault(digest, (path, label))
+        if first[1] != label:
+            clashes.append((first, (path, label)))
+    if clashes:
+        (a, label_a), (b, label_b) = clashes[0]
+        more = f" ({len(clashes)} files so)" if len(clashes) > 1 else ""
+        raise EdgeclsError(f"--add: {printable(a)} ({label_a}) and {printable(b)} ({label_b}) are the same file under "
+                           f"two labels{more}: it would be trained as both; keep it in one folder")
 
 
 def grown(base: Dataset, added: Added) -> Dataset:
     """`base` with `added` after it: one dataset, whose fingerprint names the base and each added file."""
     if not len(added.labels):
-        return base
+        return replace(base, added_from=added.folders)
     images = np.concatenate([np.asarray(base.images), added.images])
     return Dataset(images, np.concatenate([base.labels, added.labels]), list(base.class_names), base.source,
                    base.color, paths=None if base.paths is None else [*base.paths, *added.files],
                    fingerprint=grown_fingerprint(base.fingerprint, added.keys), skipped=list(base.skipped),
-                   pixels_sha256=hashlib.sha256(images.tobytes()).hexdigest())
+                   pixels_sha256=hashlib.sha256(images.tobytes()).hexdigest(), added_from=added.folders)
 
 
 def grown_fingerprint(base: str, keys: Sequence[str]) -> str:
@@ -263,7 +288,8 @@ def retraining_data(from_run: str | os.PathLike, add: Sequence[str | os.PathLike
     dataset = grown(base, everything)
     count = len(base.labels) + own  # RUN's own dataset: the base and what it added
     view = Dataset(dataset.images[:0], dataset.labels[:count], dataset.class_names, dataset.source, colour,
-                   fingerprint=grown_fingerprint(base.fingerprint, everything.keys[:own]))
+                   fingerprint=grown_fingerprint(base.fingerprint, everything.keys[:own]),
+                   added_from=tuple(own_folders))
     before = load_split(record.split, view)
     digests = {part: part_digest(dataset.images, getattr(before, part)) for part in ("val", "test")}
     recorded = record.split.get("digests") or {}
@@ -274,11 +300,21 @@ def retraining_data(from_run: str | os.PathLike, add: Sequence[str | os.PathLike
 
     mode = mode_for(base, dedupe)
     accepted, left_out = _new_images(dataset, before, count, base, mode, everything.files[own:], reporter)
+    new_folders = [folder for folder in folders if folder not in own_folders]
+    negatives = [path for path in everything.negatives if any(_inside(path, folder) for folder in new_folders)]
+    if not accepted and not negatives:  # a whole training for nothing: say why instead
+        unreadable = sum(1 for path, _ in everything.unreadable if any(_inside(path, f) for f in new_folders))
+        why = []
+        if left_out:
+            why.append(f"{len(left_out)} left out: {Path(left_out[0]['file']).name} {left_out[0]['why']}"
+                       + (", ..." if len(left_out) > 1 else ""))
+        if unreadable:
+            why.append(f"{unreadable} could not be decoded")
+        raise EdgeclsError(f"--add {', '.join(map(str, add))}: no new image to train on ({'; '.join(why) or 'none'}): "
+                           f"the new run would train on {run}'s images again")
     train = np.sort(np.concatenate([before.train, np.asarray(accepted, np.int64)]))
     per_class = np.bincount(dataset.labels[accepted], minlength=len(record.labels)) if accepted else \
         np.zeros(len(record.labels), np.int64)
-    new_folders = [folder for folder in folders if folder not in own_folders]
-    negatives = [path for path in everything.negatives if any(_inside(path, folder) for folder in new_folders)]
     origin = {
         "run": str(run.resolve()), "digests": digests, "train_before": int(len(before.train)),
         "folders": new_folders, "check": f"{mode}: " + ("a near-duplicate of a validation or test image, or "
@@ -347,7 +383,7 @@ def _new_images(dataset: Dataset, before: Split, count: int, base: Dataset, mode
 
 
 def _name(dataset: Dataset, index: int) -> str:
-    return Path(dataset.paths[index]).name if dataset.paths is not None else f"image {index}"
+    return Path(dataset.paths[index]).name if dataset.paths is not None else f"image {index} of {dataset.source}"
 
 
 def _id(dataset: Dataset, index: int) -> Any:

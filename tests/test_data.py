@@ -71,7 +71,7 @@ def test_split_round_trips_through_json_and_detects_changed_data():
     back = load_split(doc, ds)
     assert np.array_equal(back.train, split.train) and np.array_equal(back.test, split.test)
     doc["fingerprint"] = "something-else"
-    with pytest.raises(EdgeclsError, match="changed since the run was trained"):
+    with pytest.raises(EdgeclsError, match="is not the data the run was trained on .it changed since"):
         load_split(doc, ds)
 
 

@@ -277,3 +277,47 @@ def test_the_backbone_route_retrains_on_a_device_install_without_tensorflow(mode
     assert digests(run2) == digests(tmp_path / "r")
     assert metrics["openset"]["candidates"][0]["rejected_unknown"] is not None  # the negatives were scored
     assert "edgecls bench compare" in done.stdout
+
+
+def test_one_file_under_two_labels_is_refused(digits_fake, tmp_path):
+    """A picture collected twice and sorted once sits in a class folder and in unknown/ (or in two class
+    folders): trained as both, it would teach the model nothing right. Refused, naming both files."""
+    picture = save(np.full((28, 28, 1), 90, np.uint8), tmp_path / "inbox" / "3" / "a.png")
+    (tmp_path / "inbox" / "unknown").mkdir()
+    (tmp_path / "inbox" / "unknown" / "a-2.png").write_bytes(picture.read_bytes())
+    with pytest.raises(EdgeclsError, match=r"a\.png \(3\) and .*a-2\.png \(unknown/\) are the same file under two"):
+        retraining_data(digits_fake, [tmp_path / "inbox"])
+    (tmp_path / "inbox" / "unknown" / "a-2.png").unlink()
+    (tmp_path / "inbox" / "5").mkdir()
+    (tmp_path / "inbox" / "5" / "b.png").write_bytes(picture.read_bytes())
+    with pytest.raises(EdgeclsError, match=r"\(3\) and .*b\.png \(5\) are the same file"):
+        retraining_data(digits_fake, [tmp_path / "inbox"])
+
+
+def test_an_inbox_with_nothing_new_is_refused_before_a_training(digits_fake, tmp_path):
+    """Every image a copy of the run's own (or undecodable): a new run would train on the same images."""
+    dataset, split = open_run(digits_fake).data_and_split()
+    i = int(split.train[0])
+    save(dataset.images[i], tmp_path / "inbox" / dataset.class_names[dataset.labels[i]] / "again.png")
+    (tmp_path / "inbox" / "4").mkdir()
+    (tmp_path / "inbox" / "4" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(EdgeclsError, match=r"no new image to train on \(1 left out: again\.png identical to image "
+                                           r"\d+ of digits, a train image of the run; 1 could not be decoded\)"):
+        retraining_data(digits_fake, [tmp_path / "inbox"])
+
+
+def test_a_new_picture_in_an_added_folder_is_named_as_what_changed(digits_fake, tmp_path):
+    """The next round collected into the folder a run added: the run's split no longer applies, and the error
+    says it is the added folder, not the built-in data, and what to do."""
+    inbox = tmp_path / "inbox"
+    digits_inbox(digits_fake, inbox)
+    result = retraining_data(digits_fake, [inbox])
+    run2 = tmp_path / "run2"
+    config = RunConfig({**RunRecord.read(digits_fake).config.train, **result.options(), "out": str(run2)})
+    run2.mkdir()
+    RunRecord(list(result.dataset.class_names), config, result.split.to_json(result.dataset, 0, (0.2, 0.2))).write(run2)
+    placeholder(run2 / "model.keras")
+    save(np.full((28, 28, 1), 200, np.uint8), inbox / "3" / "next-round.png")
+    with pytest.raises(EdgeclsError, match=r"the data at digits, or the images added to it from .*inbox, changed since "
+                                           r"the run was trained .*collect the next round into a new folder"):
+        open_run(run2).data_and_split()

@@ -50,7 +50,7 @@ def test_a_copied_dataset_folder_is_the_same_data(tmp_path, monkeypatch):
     shutil.copytree(original, copy)  # new modification times: a new cache, the same content
     load_split(doc, load_dataset(str(copy), img_size=16))  # must not say "changed"
     (copy / "a" / "0.png").write_bytes(encoded(photo(seed=999), "PNG"))
-    with pytest.raises(Exception, match="changed since the run was trained"):
+    with pytest.raises(Exception, match="is not the data the run was trained on .it changed since"):
         load_split(doc, load_dataset(str(copy), img_size=16))
 
 
