@@ -816,3 +816,27 @@ def test_a_profile_with_more_cores_than_the_host_says_which_rows_are_oversubscri
                        "(oversubscribed)" in notes[-1], notes
     _, notes = placement_notes(load_profile("rpi4"), machine, [0, 1], [1, 2])
     assert "so 2 were used)" in notes[-1] and "oversubscribed" not in notes[-1], notes
+
+
+def test_test_images_of_some_of_the_classes_are_scored_over_all_of_them():
+    """Field pictures rarely show every class: folders named by some of the model's labels are matched by
+    name (bench and bench compare alike); folders named otherwise are refused with what the command offers."""
+    from edgecls.bench.testset import TestSet, match_classes
+
+    def field(names: list[str]) -> TestSet:
+        return TestSet(np.zeros((3, 28, 28, 1), np.uint8), np.array([0, 1, 1]), names, [0, 1, 2], None, "field/", "all")
+
+    labels = [str(d) for d in range(10)]
+    test = match_classes(field(["3", "5"]), labels, "m.tflite")
+    assert test.labels.tolist() == [3, 5, 5] and test.class_names == labels
+    assert "field/ has 2 of the model's 10 classes" in test.notes[0]
+    with pytest.raises(EdgeclsError, match=r"has 2 \(3, five\), not all of them a class .*some of them will do\)$"):
+        match_classes(field(["3", "five"]), labels, "m.tflite", hint="")
+    with pytest.raises(EdgeclsError, match="give --labels FILE"):
+        match_classes(field(["3", "five"]), labels, "m.tflite")
+
+
+def test_bench_compare_names_a_path_that_is_not_there(cli, tmp_path):
+    """A typo among run directories is named as missing, not read as a report mixed with runs."""
+    done = cli("bench", "compare", tmp_path, tmp_path / "nope")
+    assert done.code == 2 and done.err.strip().endswith(f"{tmp_path / 'nope'}: no such file or run directory")

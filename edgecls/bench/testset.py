@@ -90,15 +90,24 @@ class TestSet:
         return hashlib.sha256("".join(per_image).encode()).hexdigest()
 
 
-def match_classes(test: TestSet, labels: list[str], model_name: str) -> TestSet:
-    """Put the test labels in the model's class order. One-line error when the counts differ."""
-    if len(labels) != len(test.class_names):
-        raise EdgeclsError(f"{model_name} has {len(labels)} classes but the test data ({test.source}) has "
-                           f"{len(test.class_names)}: bench a model with the data it was trained on, or, for "
-                           "class folders named by some of the model's labels, give --labels FILE")
+def match_classes(test: TestSet, labels: list[str], model_name: str,
+                  hint: str = ", or give --labels FILE to match them loosely (a comma part of a label, its index)"
+                  ) -> TestSet:
+    """Put the test labels in the model's class order: the same names in another order, or some of the
+    model's classes (field pictures rarely show every class), matched by name. A one-line error when the
+    counts differ otherwise, ending with `hint` (what the command offers besides)."""
     if labels == test.class_names:
         return test
-    if sorted(labels) == sorted(test.class_names):  # same names, another order (folder sorting)
+    named = set(test.class_names) <= set(labels)
+    if len(labels) != len(test.class_names) and not named:
+        shown = ", ".join(test.class_names[:4]) + (", ..." if len(test.class_names) > 4 else "")
+        raise EdgeclsError(f"{model_name} has {len(labels)} classes but the test data ({test.source}) has "
+                           f"{len(test.class_names)} ({shown}), not all of them a class of the model: name the class "
+                           f"folders by the model's labels (some of them will do){hint}")
+    if named:  # the same names or some of them, perhaps in another order
+        if len(test.class_names) < len(labels):
+            test.notes.append(f"{test.source} has {len(test.class_names)} of the model's {len(labels)} classes: its "
+                              f"images are scored over all {len(labels)}")
         position = {name: i for i, name in enumerate(labels)}
         order = np.array([position[name] for name in test.class_names])
         test.labels = order[test.labels]

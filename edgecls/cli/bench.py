@@ -126,9 +126,13 @@ def bench_compare(
 
     Exit codes: 0 ok; 2 a file is missing or is not a bench report, a run has no exports or other classes, or the report folder cannot be written.
     """  # noqa: E501
+    from edgecls.errors import EdgeclsError
     from edgecls.reports.report import check_writable, print_tables
 
     check_writable(json_path, report)
+    missing = next((path for path in reports if not path.exists()), None)
+    if missing is not None:  # before the mix of kinds: a typo must not read as a report among run directories
+        raise EdgeclsError(f"{missing}: no such file or run directory")
     if reports and all(path.is_dir() for path in reports):
         from edgecls.reports.runs import compare_runs, render
         from edgecls.reports.runs import write_outputs as write_runs
@@ -140,12 +144,8 @@ def bench_compare(
             typer.echo(f"Wrote {', '.join(str(p) for p in written)}")
         return
     if any(path.is_dir() for path in reports):
-        from edgecls.errors import EdgeclsError
-
         raise EdgeclsError("give bench reports (JSON files) or run directories to compare, not both")
     if unknown_data is not None or threads is not None or data is not None:
-        from edgecls.errors import EdgeclsError
-
         raise EdgeclsError("--unknown-data, --threads and --data are for run directories (bench reports are measured "
                            "already)")
     from edgecls.reports.compare import compare, render_compare_table, write_outputs

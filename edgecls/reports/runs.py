@@ -66,7 +66,7 @@ def compare_runs(paths: Sequence[Path], unknown_data: Optional[str] = None, thre
         from edgecls.bench.testset import data_test_set, match_classes
 
         test = match_classes(data_test_set(data, (first.img_size, first.img_size), first.color), list(first.labels),
-                             first.name)
+                             first.name, hint="")
     names = report_labels([Path(p) for p in paths])
     where = f"the {len(test.labels)} test images of {first.name}" if data is None else \
         f"{len(test.labels)} images of {data}"

@@ -277,6 +277,8 @@ class ServeOptions:
         if collect is not None:
             if collect.shadow is not None:
                 _check_file(Path(collect.shadow), "--shadow")
+            if Path(collect.folder).exists() and not Path(collect.folder).is_dir():  # (made when the server starts)
+                raise EdgeclsError(f"cannot use --collect {collect.folder}: it is a file, not a folder")
             collect = replace(collect, folder=str(Path(collect.folder).absolute()),
                               shadow=None if collect.shadow is None else str(Path(collect.shadow).absolute()))
         # the unit's command line gives the folders as the service must find them (absolute)
