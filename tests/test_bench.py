@@ -839,4 +839,5 @@ def test_test_images_of_some_of_the_classes_are_scored_over_all_of_them():
 def test_bench_compare_names_a_path_that_is_not_there(cli, tmp_path):
     """A typo among run directories is named as missing, not read as a report mixed with runs."""
     done = cli("bench", "compare", tmp_path, tmp_path / "nope")
-    assert done.code == 2 and done.err.strip().endswith(f"{tmp_path / 'nope'}: no such file or run directory")
+    assert done.code == 2 and done.err.count("\n") == 1
+    assert done.err.strip().endswith(f"{tmp_path / 'nope'} does not exist (give bench reports or run directories)")
