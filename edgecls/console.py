@@ -119,6 +119,10 @@ def predict(
     except BrokenPipeError:  # `edgecls predict ... | head`: the reader has all it wants
         silence_closed_pipe(out)
         return 1 if failed else 0
+    except KeyboardInterrupt:
+        if collector is not None:  # what was kept before Ctrl-C stays: say how much
+            print(f"edgecls: {collector.summary()}", file=err)
+        raise
     unknown_count = unknowns if classifier.open_set_rule is not None else None
     print(f"edgecls: {batch_summary(total, failed, named_none[0], time.perf_counter() - started, unknown_count)}",
           file=err)

@@ -33,9 +33,7 @@ HASH_IMAGE_SIZE = 64  # px: pictures are hashed and compared at 64x64 (a second,
 # within 10 (over the crop alignments); the closest two different photos are 12 apart. Candidates are
 # cheap: the pixel check below decides.
 CANDIDATE_BITS = 12
-# Normalised cross-correlation of aligned 24x24 thumbnails. On catsdogs the injected copies score
-# 0.96 or more, the most alike two different photos among 98,000 candidate pairs 0.86.
-PIXEL_CONFIRM = 0.92
+PIXEL_CONFIRM = phash.PIXEL_CONFIRM  # the aligned pixels' threshold: see there
 # Cosine similarity of centred embeddings (MobileNet V1 0.5_160 on catsdogs: two different photos
 # reach 0.84; resized, re-encoded and brightened copies 0.85..0.99, 0.9 crops 0.78..0.97).
 EMBEDDING_CONFIRM = 0.90  # confirms a hash candidate

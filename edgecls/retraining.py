@@ -245,13 +245,13 @@ class Retraining:
                  f"{', '.join(r['folders']) or 'no folder'}"
                  + (f" ({classes})" if classes else "")]
         if added["negatives"]:
-            lines.append(f"{added['negatives']} images in {NEGATIVES}/: negatives for the unknown answer's rule")
+            lines.append(f"{_images(added['negatives'])} in {NEGATIVES}/: negatives for the unknown answer's rule")
         if r["left_out"]:
             named = "; ".join(f"{Path(item['file']).name}: {item['why']}" for item in r["left_out"][:SHOWN])
             more = f"; and {len(r['left_out']) - SHOWN} more (split.json)" if len(r["left_out"]) > SHOWN else ""
-            lines.append(f"Left out {len(r['left_out'])} added image(s): {named}{more}")
+            lines.append(f"Left out {_images(len(r['left_out']), 'added image')}: {named}{more}")
         if r["unreadable"]:
-            lines.append(f"warning: {len(r['unreadable'])} added file(s) could not be decoded: "
+            lines.append(f"warning: {_images(len(r['unreadable']), 'added file')} could not be decoded: "
                          + "; ".join(f"{p}: {why}" for p, why in r["unreadable"][:SHOWN]))
         return "\n".join(lines)
 
@@ -331,6 +331,10 @@ def retraining_data(from_run: str | os.PathLike, add: Sequence[str | os.PathLike
     result = Retraining(dataset, split, folders, everything.negatives, origin, str(from_run))
     reporter(result.summary())
     return result
+
+
+def _images(n: int, noun: str = "image") -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _inside(path: str, folder: str) -> bool:

@@ -80,6 +80,9 @@ def main() -> None:
         return
     if args.out is None:
         parser.error("give the folder to write the pictures to (OUT)")
+    for folder in filter(None, (args.out, args.check)):  # old and new pictures mixed would mislead a count
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            parser.error(f"{folder} is {'a file' if not folder.is_dir() else 'not empty'}: give a new folder")
     rng = np.random.default_rng(args.seed)
     write(args.out, args.count, rng, by_class=False)
     if args.check is not None:

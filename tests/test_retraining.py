@@ -98,7 +98,7 @@ def test_added_digits_join_train_only_and_copies_of_the_runs_images_are_left_out
     assert out["copy-of-train.png"]["part"] == "train"
     assert record["added"]["train"] == 20 and record["added"]["negatives"] == 4 and len(result.negatives) == 4
     assert set(split.train.tolist()).isdisjoint(np.concatenate([split.val, split.test]).tolist())
-    assert any("Left out 2 added image(s)" in line and "a test image of the run" in line for line in lines)
+    assert any("Left out 2 added images:" in line and "a test image of the run" in line for line in lines)
     assert record["check"].startswith("exact")  # built-in digits: identical pixels only (glyphs hash alike)
 
 

@@ -296,8 +296,8 @@ def test_bench_compare_of_runs_says_where_the_columns_it_leaves_out_at_80_column
                 "rejected_unknown": 0.5, **more}
 
     doc = {"test": {"run": "runs/digits", "images": 179}, "runs": [{"name": "digits"}, {"name": "digits-2"}],
-           "pairs": [], "models": [model(CORAL[0], "digits", reference=True), model(CORAL[0], "digits-2", delta=0.0,
-                                                                                     p=1.0)]}
+           "pairs": [], "unknown_data": None,
+           "models": [model(CORAL[0], "digits", reference=True), model(CORAL[0], "digits-2", delta=0.0, p=1.0)]}
     narrow = rendered(render(doc))
     fits(narrow)
     whole_on_a_line(narrow, CORAL[0])
@@ -306,6 +306,9 @@ def test_bench_compare_of_runs_says_where_the_columns_it_leaves_out_at_80_column
                                              "(--report FOLDER) and --json.")
     wide = rendered(render(doc), width=200)
     assert "compare.md" not in wide and all(column in wide for column in COLUMNS)
+    asked = rendered(render({**doc, "unknown_data": "others/"}))  # --unknown-data: its column stays at 80
+    fits(asked)
+    assert "rejected" in asked.split("compare.md")[0] and "0.500" in asked
 
 
 def test_log_lines_wrap_to_a_terminal_and_stay_whole_in_a_pipe(capsys, monkeypatch):

@@ -216,7 +216,8 @@ def render(doc: dict[str, Any]) -> Any:
     from edgecls.tables import Fitted, data_table
 
     rows = [_cells(model) for model in doc["models"]]
-    left_out = [c for c in COLUMNS if c not in NARROW and c != "model"]
+    narrow = (*NARROW, "rejected") if doc["unknown_data"] else NARROW  # what --unknown-data asked for: shown
+    left_out = [c for c in COLUMNS if c not in narrow and c != "model"]
 
     def table(columns: Sequence[str], members: list[dict[str, str]], title: Optional[str],
               caption: Optional[list[str]]) -> Any:
@@ -229,7 +230,7 @@ def render(doc: dict[str, Any]) -> Any:
         groups.setdefault(row["model"], []).append(row)
     narrow_caption = notes(doc) + [LEGEND, f"{_and(left_out)}: compare.md (--report FOLDER) and --json."]
     per_model = Group("[bold]edgecls bench compare[/]",  # the caption under them all, as wide as the terminal
-                      *(table(NARROW, members, markup_cell(name), None) for name, members in groups.items()),
+                      *(table(narrow, members, markup_cell(name), None) for name, members in groups.items()),
                       Text.from_markup(markup_lines(narrow_caption)))
     return Fitted(table(COLUMNS, rows, "edgecls bench compare", notes(doc) + [LEGEND]), per_model)
 

@@ -17,7 +17,8 @@ Rules (`--collect-when`, a comma list or the option repeated; the first that fir
 
 What keeps the folder useful and the device alive:
 - near-identical consecutive pictures are kept once: a picture whose perceptual hash
-  (edgecls.runtime.phash) is within DEDUPE_BITS of the last one kept is skipped and counted;
+  (edgecls.runtime.phash) is within DEDUPE_BITS of the last one kept, and whose aligned pixels confirm
+  it (small glyphs, e.g. digits in two fonts, can hash alike), is skipped and counted;
 - a file already in the folder (kept by an earlier run, and perhaps sorted into a class folder since)
   is not kept again: collecting the same pictures twice would put one picture under two labels;
 - `max_mb` caps the folder's size and `reserve_mb` keeps that much of its disk free: when either
@@ -142,6 +143,7 @@ class Collector:
         self._rng = np.random.default_rng(seed)
         self._last_kept_at: dict[str, float] = {}
         self._last_hash: Optional[np.ndarray] = None
+        self._last_picture: Optional[np.ndarray] = None
         self._full = False
         make_folder("--collect", self.folder)
         self._used = self._tidy_and_measure()
@@ -232,7 +234,8 @@ class Collector:
             return None
         picture = pixels if pixels is not None else _decoded(original)
         digest = _hash(picture)
-        if digest is not None and self._last_hash is not None and _bits(digest, self._last_hash) <= DEDUPE_BITS:
+        if digest is not None and self._last_hash is not None and _bits(digest, self._last_hash) <= DEDUPE_BITS \
+                and _same_picture(picture, self._last_picture):
             self.counts.similar += 1
             return None
         if content is not None:
@@ -265,7 +268,7 @@ class Collector:
         self._by_size.setdefault(len(content), []).append(written)
         self._digests[written] = content_digest
         self._used += len(content) + len(sidecar)
-        self._last_hash = digest
+        self._last_hash, self._last_picture = digest, picture
         self._last_kept_at[rule.text] = when
         self.counts.kept += 1
         self.counts.bytes += len(content) + len(sidecar)
@@ -368,6 +371,13 @@ def _hash(picture: Optional[np.ndarray]) -> Optional[np.ndarray]:
     from edgecls.runtime.phash import phash
 
     return phash(np.asarray(picture))
+
+
+def _same_picture(a: np.ndarray, b: np.ndarray) -> bool:
+    """The aligned pixels' confirmation of two close hashes (edgecls.runtime.phash)."""
+    from edgecls.runtime.phash import PIXEL_CONFIRM, aligned_similarity
+
+    return aligned_similarity(a, b) >= PIXEL_CONFIRM
 
 
 def _bits(a: np.ndarray, b: np.ndarray) -> int:

@@ -25,6 +25,10 @@ from PIL import Image
 HASH_SIDE = 32  # the picture is shrunk to 32x32 before the DCT (pHash's usual size)
 HASH_BITS_SIDE = 8  # the 8x8 lowest frequencies: a 64-bit hash
 THUMB_SIDE = 24  # the thumbnails compared pixel by pixel: small enough to ignore JPEG noise and blur
+# Normalised cross-correlation of aligned 24x24 thumbnails (aligned_similarity) that makes two pictures
+# one: on catsdogs the injected copies score 0.96 or more, the most alike two different photos among
+# 98,000 candidate pairs 0.86.
+PIXEL_CONFIRM = 0.92
 # Centre crops tried when aligning two pictures: a copy cropped to 80..95 % of the side lines up with
 # the other's centre at one of these scales (the whole picture, 1.0, is always tried).
 CROP_SCALES = (0.95, 0.9, 0.85, 0.8)
