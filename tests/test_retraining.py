@@ -81,6 +81,17 @@ def digits_inbox(run: Path, inbox: Path) -> dict[str, object]:
     return {"train": len(split.train), "test": test}
 
 
+def retrained_run(run: Path, inbox: Path, run2: Path) -> tuple[object, Path]:
+    """RUN2 as `train --from RUN --add inbox` writes it (its model a placeholder), the inbox made first."""
+    digits_inbox(run, inbox)
+    result = retraining_data(run, [inbox])
+    config = RunConfig({**RunRecord.read(run).config.train, **result.options(), "out": str(run2)})
+    run2.mkdir()
+    RunRecord(list(result.dataset.class_names), config, result.split.to_json(result.dataset, 0, (0.2, 0.2))).write(run2)
+    placeholder(run2 / "model.keras")
+    return result, run2
+
+
 def test_added_digits_join_train_only_and_copies_of_the_runs_images_are_left_out(digits_fake, tmp_path):
     inbox = tmp_path / "inbox"
     before = digits_inbox(digits_fake, inbox)
@@ -106,13 +117,7 @@ def test_a_retrained_run_reloads_its_data_and_trains_again_from_its_config(digit
     """RUN2 as train writes it: RunDir reloads RUN's data and the folder it added, and its split applies;
     the options its config.toml records (from_run, add) make the same split again."""
     inbox = tmp_path / "inbox"
-    digits_inbox(digits_fake, inbox)
-    result = retraining_data(digits_fake, [inbox])
-    run2 = tmp_path / "run2"
-    config = RunConfig({**RunRecord.read(digits_fake).config.train, **result.options(), "out": str(run2)})
-    run2.mkdir()
-    RunRecord(list(result.dataset.class_names), config, result.split.to_json(result.dataset, 0, (0.2, 0.2))).write(run2)
-    placeholder(run2 / "model.keras")
+    result, run2 = retrained_run(digits_fake, inbox, tmp_path / "run2")
     opened = open_run(run2)
     dataset, split = opened.data_and_split()
     assert len(dataset.labels) == len(result.dataset.labels) and np.array_equal(split.train, result.split.train)
@@ -310,13 +315,7 @@ def test_a_new_picture_in_an_added_folder_is_named_as_what_changed(digits_fake, 
     """The next round collected into the folder a run added: the run's split no longer applies, and the error
     says it is the added folder, not the built-in data, and what to do."""
     inbox = tmp_path / "inbox"
-    digits_inbox(digits_fake, inbox)
-    result = retraining_data(digits_fake, [inbox])
-    run2 = tmp_path / "run2"
-    config = RunConfig({**RunRecord.read(digits_fake).config.train, **result.options(), "out": str(run2)})
-    run2.mkdir()
-    RunRecord(list(result.dataset.class_names), config, result.split.to_json(result.dataset, 0, (0.2, 0.2))).write(run2)
-    placeholder(run2 / "model.keras")
+    result, run2 = retrained_run(digits_fake, inbox, tmp_path / "run2")
     save(np.full((28, 28, 1), 200, np.uint8), inbox / "3" / "next-round.png")
     with pytest.raises(EdgeclsError, match=r"the data at digits, or the images added to it from .*inbox, changed since "
                                            r"the run was trained .*collect the next round into a new folder"):
