@@ -178,6 +178,13 @@ def _why_not_a_folder(folder: Path, exc: OSError) -> str:
     return f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
 
 
+def check_no_file_in_the_way(option: str, folder: str | os.PathLike) -> None:
+    """Fail when a file stands where `folder`, or a folder above it, should be (the folder is made later)."""
+    blocker = _file_in_the_way(Path(folder))
+    if blocker is not None:
+        raise EdgeclsError(f"cannot use {option} {folder}: {blocker} is a file, not a folder")
+
+
 def make_folder(option: str, folder: str | os.PathLike) -> Path:
     """Create `folder` (and the folders above it) for `option`; one line naming the cause if that fails."""
     folder = Path(folder)

@@ -56,6 +56,7 @@ class Added:
     labels: np.ndarray
     files: list[str]  # absolute
     keys: list[str]  # "<path in its folder>|<label>|<file SHA-256>": the fingerprint's part
+    digests: list[str]  # each file's SHA-256
     negatives: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     folders: tuple[str, ...] = ()  # the --add folders read, in order
@@ -106,7 +107,7 @@ def read_added(folders: Sequence[str], class_names: Sequence[str], size: int, co
         except (ImageError, OSError) as exc:
             return None, first_line(exc)
 
-    images, labels, files, keys, unreadable = [], [], [], [], []
+    images, labels, files, keys, digests, unreadable = [], [], [], [], [], []
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
         decoded = reporter.track(pool.map(decode, entries), "Decoding added images", len(entries))
         for (path, label, name), (pixels, digest) in zip(entries, decoded):
@@ -117,33 +118,38 @@ def read_added(folders: Sequence[str], class_names: Sequence[str], size: int, co
             labels.append(label)
             files.append(str(path))
             keys.append(f"{name}|{label}|{digest}")
-    _refuse_two_labels(files, keys, negatives, class_names)
+            digests.append(digest)
     channels = 1 if color == "grayscale" else 3
     return Added(np.stack(images) if images else np.zeros((0, size, size, channels), np.uint8),
-                 np.asarray(labels, np.int64), files, keys, negatives, unreadable, tuple(map(str, folders)))
+                 np.asarray(labels, np.int64), files, keys, digests, negatives, unreadable, tuple(map(str, folders)))
 
 
-def _refuse_two_labels(files: Sequence[str], keys: Sequence[str], negatives: Sequence[str],
-                       class_names: Sequence[str]) -> None:
-    """A one-line error when one file (byte for byte) is in two class folders, or in one and in unknown/:
-    it would be trained as both (a picture collected twice, sorted once)."""
-    labelled: dict[str, tuple[str, str]] = {}  # file SHA-256 -> (the first file, its label)
-    clashes = []
-    named = [(path, class_names[int(key.split("|")[-2])], key.rsplit("|", 1)[-1]) for path, key in zip(files, keys)]
-    for path in negatives:
+def _refuse_two_labels(added: Added, class_names: Sequence[str], new_folders: Sequence[str]) -> None:
+    """A one-line error when a file of a new --add folder is, byte for byte, also a file under another label
+    (a class folder or unknown/ of any added folder): it would be trained as both (a picture collected twice,
+    sorted once). The copy in the new folder is named as the one to move."""
+    def new(path: str) -> bool:
+        return any(_inside(path, folder) for folder in new_folders)
+
+    named = [(path, class_names[label], digest)
+             for path, label, digest in zip(added.files, added.labels.tolist(), added.digests)]
+    for path in added.negatives:
         try:
             named.append((path, f"{NEGATIVES}/", sha256_of(path)))
         except OSError:  # read when the negatives are, and left out there
             continue
+    first_of: dict[str, tuple[str, str]] = {}  # file SHA-256 -> (the first file, its label)
+    clashes = []
     for path, label, digest in named:
-        first = labelled.setdefault(digest, (path, label))
-        if first[1] != label:
+        first = first_of.setdefault(digest, (path, label))
+        if first[1] != label and (new(path) or new(first[0])):
             clashes.append((first, (path, label)))
     if clashes:
         (a, label_a), (b, label_b) = clashes[0]
-        more = f" ({len(clashes)} files so)" if len(clashes) > 1 else ""
+        more = f" (and {len(clashes) - 1} more such files)" if len(clashes) > 1 else ""
         raise EdgeclsError(f"--add: {printable(a)} ({label_a}) and {printable(b)} ({label_b}) are the same file under "
-                           f"two labels{more}: it would be trained as both; keep it in one folder")
+                           f"two labels: it would be trained as both; move {printable(b if new(b) else a)} into the "
+                           f"folder of its one label, or remove it{more}")
 
 
 def grown(base: Dataset, added: Added) -> Dataset:
@@ -284,6 +290,11 @@ def retraining_data(from_run: str | os.PathLike, add: Sequence[str | os.PathLike
         raise EdgeclsError(f"{data or config.data} has the classes {', '.join(base.class_names)}, {run} has "
                            f"{', '.join(record.labels)}")
     everything = read_added(folders, record.labels, size, colour, reporter)
+    new_folders = [folder for folder in folders if folder not in own_folders]
+    if add and not new_folders:
+        raise EdgeclsError(f"--add {', '.join(map(str, add))}: already added by {run} (its images are in its "
+                           "training): add a folder of new pictures")
+    _refuse_two_labels(everything, record.labels, new_folders)
     own = sum(1 for path in everything.files if any(_inside(path, folder) for folder in own_folders))
     dataset = grown(base, everything)
     count = len(base.labels) + own  # RUN's own dataset: the base and what it added
@@ -300,9 +311,8 @@ def retraining_data(from_run: str | os.PathLike, add: Sequence[str | os.PathLike
 
     mode = mode_for(base, dedupe)
     accepted, left_out = _new_images(dataset, before, count, base, mode, everything.files[own:], reporter)
-    new_folders = [folder for folder in folders if folder not in own_folders]
     negatives = [path for path in everything.negatives if any(_inside(path, folder) for folder in new_folders)]
-    if not accepted and not negatives:  # a whole training for nothing: say why instead
+    if new_folders and not accepted and not negatives:  # a whole training for nothing: say why instead
         unreadable = sum(1 for path, _ in everything.unreadable if any(_inside(path, f) for f in new_folders))
         why = []
         if left_out:
@@ -310,7 +320,8 @@ def retraining_data(from_run: str | os.PathLike, add: Sequence[str | os.PathLike
                        + (", ..." if len(left_out) > 1 else ""))
         if unreadable:
             why.append(f"{unreadable} could not be decoded")
-        raise EdgeclsError(f"--add {', '.join(map(str, add))}: no new image to train on ({'; '.join(why) or 'none'}): "
+        raise EdgeclsError(f"--add {', '.join(map(str, add))}: no new image to train on ("
+                           f"{'; '.join(why) or 'no images in its class folders or ' + NEGATIVES + '/'}): "
                            f"the new run would train on {run}'s images again")
     train = np.sort(np.concatenate([before.train, np.asarray(accepted, np.int64)]))
     per_class = np.bincount(dataset.labels[accepted], minlength=len(record.labels)) if accepted else \

@@ -834,10 +834,15 @@ def test_test_images_of_some_of_the_classes_are_scored_over_all_of_them():
         match_classes(field(["3", "five"]), labels, "m.tflite", hint="")
     with pytest.raises(EdgeclsError, match="give --labels FILE"):
         match_classes(field(["3", "five"]), labels, "m.tflite")
+    with pytest.raises(EdgeclsError, match="not all of them a class"):  # as many folders, one named otherwise
+        match_classes(field(["cat", "bird"]), ["cat", "dog"], "m.tflite")
+    by_position = match_classes(field(["a", "b"]), ["cat", "dog"], "m.tflite")  # no folder named as a class
+    assert by_position.class_names == ["cat", "dog"] and "matched by position" in by_position.notes[-1]
 
 
 def test_bench_compare_names_a_path_that_is_not_there(cli, tmp_path):
     """A typo among run directories is named as missing, not read as a report mixed with runs."""
     done = cli("bench", "compare", tmp_path, tmp_path / "nope")
     assert done.code == 2 and done.err.count("\n") == 1
-    assert done.err.strip().endswith(f"{tmp_path / 'nope'} does not exist (give bench reports or run directories)")
+    assert done.err.strip().endswith(f"{tmp_path / 'nope'} does not exist: give bench reports (JSON files) or run "
+                                     "directories")

@@ -320,3 +320,14 @@ def test_a_new_picture_in_an_added_folder_is_named_as_what_changed(digits_fake, 
     with pytest.raises(EdgeclsError, match=r"the data at digits, or the images added to it from .*inbox, changed since "
                                            r"the run was trained .*collect the next round into a new folder"):
         open_run(run2).data_and_split()
+
+
+def test_from_without_add_trains_again_and_a_folder_the_run_added_is_refused(digits_fake, tmp_path):
+    """`train --from RUN` alone trains RUN's split again (other options: --epochs ...); --add of a folder RUN
+    already added would add nothing."""
+    again = retraining_data(digits_fake, [])
+    assert np.array_equal(again.split.train, open_run(digits_fake).data_and_split()[1].train)
+    inbox = tmp_path / "inbox"
+    _, run2 = retrained_run(digits_fake, inbox, tmp_path / "run2")
+    with pytest.raises(EdgeclsError, match=r"--add .*inbox: already added by .*run2"):
+        retraining_data(run2, [inbox])

@@ -136,3 +136,13 @@ def test_perf_report_renders_the_records_on_record_into_the_page_on_record(tmp_p
     out = perf_report.render(ROOT / "docs" / "performance", tmp_path / "performance.md", None)
     assert out.read_text() == (ROOT / "docs" / "performance.md").read_text()
     assert (tmp_path / "performance.png").stat().st_size > 0
+
+
+def test_printed_digits_refuses_a_folder_that_is_not_empty(tmp_path):
+    """Old and new pictures mixed would make the walkthrough's counts wrong: a folder with files is refused."""
+    (tmp_path / "field").mkdir()
+    (tmp_path / "field" / "old.png").write_bytes(b"")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "printed_digits.py"), str(tmp_path / "field")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().endswith("field is not empty: give a new folder")
+    assert [p.name for p in (tmp_path / "field").iterdir()] == ["old.png"]

@@ -511,7 +511,8 @@ def test_bad_arguments_stop_serve_with_one_line(tmp_path, cli, monkeypatch):
         ("--token-file", short): "at least 16 characters",
         ("--tls-cert", INT8): "TLS needs both --tls-cert and --tls-key",
         ("--insecure-no-auth", "--token-file", short): "contradict each other",
-        ("--collect", short): "cannot use --collect",  # a file: refused before the server listens
+        ("--collect", short): "is a file, not a folder",  # refused before the server listens
+        ("--collect", short / "inbox"): f"{short} is a file, not a folder",
     }
     for args, fragment in cases.items():
         result = cli("serve", INT8, *args)

@@ -322,3 +322,15 @@ def test_a_live_margin_rule_reads_two_classes_while_the_documents_keep_top_k(mod
     assert len(latest["classes"]) == 1
     sides = [json.loads(p.with_suffix(".json").read_text()) for p in kept(inbox)]
     assert sides and all(len(s["classes"]) == 2 and s["rule"] == "margin<1" for s in sides), sides[:2]
+
+
+def test_the_collect_counts_of_replaced_collectors_add_up_field_by_field():
+    """A swap to a model with other labels starts a new collector: /metrics adds its counts to the earlier
+    ones, each count to its own (a positional sum once put the bytes in a rule's place: /metrics answered 500)."""
+    from edgecls.runtime.collect import Counts
+    from edgecls.serve.field import _sum
+
+    total = _sum(Counts(kept=1, similar=2, already=3, over_quota=4, shadow_runs=5, bytes=6, by_rule={"unknown": 1}),
+                 Counts(kept=10, already=30, bytes=60, by_rule={"unknown": 2, "sample=0.1": 1}))
+    assert total == Counts(kept=11, similar=2, already=33, over_quota=4, shadow_runs=5, bytes=66,
+                           by_rule={"unknown": 3, "sample=0.1": 1})

@@ -12,13 +12,8 @@ step's values), `open_inputs` (bench.inputs: what the plan names, opened once an
 `measure_inputs` (the measurement, here or where the plan's `Where` says): callers that hold inputs
 already — a fleet, export --target's validation images in memory — call the last alone.
 
-Modules, one concern each: options (BenchOptions, its checks), plan (the options resolved), inputs
-(models and test images, opened once), testset, thirdparty (labelled folders of third-party models),
-accuracy, latency (interleaved timing), memory (peak RSS of a device-side process), sustain (steady
-load), profiles (device profiles, the host), measure (`measure(options, where)`: here, under a
-profile, or on a device), remote (the device half over SSH), results (the report's typed records;
-`to_json()` is bench.json), schema (its JSON Schema; reading a bench.json), advice. Writing and
-printing a report, a fleet's bench and the `edgecls bench` command sit on top, in edgecls.reports.
+Its modules, one concern each, are listed in the README's Layout. Writing and printing a report, a
+fleet's bench and the `edgecls bench` command sit on top, in edgecls.reports.
 Importing this package never imports TensorFlow, and nothing here imports edgecls.train or edgecls.export.
 """
 

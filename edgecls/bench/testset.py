@@ -17,6 +17,7 @@ on a device, bench with `--data` pointing at the folder `--save-test-images` wro
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -99,7 +100,8 @@ def match_classes(test: TestSet, labels: list[str], model_name: str,
     if labels == test.class_names:
         return test
     named = set(test.class_names) <= set(labels)
-    if len(labels) != len(test.class_names) and not named:
+    # by position only when no folder is named as a class (e.g. "a", "b" for the model's "cat", "dog")
+    if not named and (len(labels) != len(test.class_names) or set(test.class_names) & set(labels)):
         shown = ", ".join(test.class_names[:4]) + (", ..." if len(test.class_names) > 4 else "")
         raise EdgeclsError(f"{model_name} has {len(labels)} classes but the test data ({test.source}) has "
                            f"{len(test.class_names)} ({shown}), not all of them a class of the model: name the class "
@@ -248,9 +250,18 @@ def fit_to_models(test: TestSet, models: list[BenchModel], classifiers: dict[str
     if tuple(test.images.shape[1:]) != spec.shape:
         raise EdgeclsError(f"{models[0].name} takes {_shape(spec.shape)} images but the test images ({test.source}) "
                            f"are {_shape(test.images.shape[1:])}")
-    for model in models:
-        test = match_classes(test, classifiers[model.name].labels, model.name)
-    return test
+    return match_classes(test, one_label_set(models, classifiers), models[0].name)
+
+
+def one_label_set(models: Sequence[Any], classifiers: dict[str, Classifier]) -> list[str]:
+    """The labels every model shares: the test images have one class order, and each model's scores are
+    read in it. A one-line error when two differ (give --labels FILE to match folders to a model's own)."""
+    labels = classifiers[models[0].name].labels
+    for model in models[1:]:
+        if classifiers[model.name].labels != labels:
+            raise EdgeclsError(f"{model.name} and {models[0].name} have different labels: bench models of one label "
+                               "set together")
+    return labels
 
 
 def _metadata_run(model: BenchModel, metadata: Optional[dict[str, Any]], data: Optional[str]
@@ -381,5 +392,4 @@ def write_saved_index(test: TestSet, folder: Path) -> None:
 
 
 def _safe_folder(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_. " else "_" for c in name).strip(". ") or "class"
-    return cleaned
+    return "".join(c if c.isalnum() or c in "-_. " else "_" for c in name).strip(". ") or "class"

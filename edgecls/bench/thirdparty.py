@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgecls.bench.testset import TestSet
+from edgecls.bench.testset import TestSet, one_label_set
 from edgecls.errors import EdgeclsError
 from edgecls.runtime.classify import Classifier
 from edgecls.runtime.labels import match_label
@@ -46,11 +46,7 @@ class FolderMatch:
 def labelled_test_set(data: str, models: Sequence[Any], classifiers: dict[str, Classifier]) -> TestSet:
     """The images of `data`'s class sub-folders, each folder mapped to one of the models' labels."""
     root = _folder(data)
-    labels = classifiers[models[0].name].labels
-    for model in models[1:]:
-        if classifiers[model.name].labels != labels:
-            raise EdgeclsError(f"{model.name} and {models[0].name} have different labels: bench models of one label "
-                               "set together (give --labels FILE)")
+    labels = one_label_set(models, classifiers)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         loose = any(is_image_file(p) for p in root.iterdir())

@@ -76,7 +76,7 @@ def calibrate_folder(options: CalibrateOptions, reporter: Reporter = SILENT) -> 
         unknown = read_images(Path(unknown_data), classifier.preprocess, seed=open_set.seed, skipped=skipped)
         where["unknown"] = str(unknown_data)
     reporter(f"Calibrating {model.name} on {len(fit_y)} + {len(val_y)} images of {len(set(val_y.tolist()))} "
-        f"classes{f' and {len(unknown)} unknown images' if unknown is not None else ''}")
+             f"classes{f' and {len(unknown)} unknown images' if unknown is not None else ''}")
     metadata = classifier.metadata or _third_party_metadata(classifier, content)
     result = calibrate(content, FitData(fit_x, fit_y, val_x, val_y, unknown, where), open_set, metadata,
                        model.name, settings.input_range, reporter)

@@ -132,7 +132,7 @@ def bench_compare(
     check_writable(json_path, report)
     missing = next((path for path in reports if not path.exists()), None)
     if missing is not None:  # before the mix of kinds: a typo must not read as a report among run directories
-        raise EdgeclsError(f"{missing} does not exist (give bench reports or run directories)")
+        raise EdgeclsError(f"{missing} does not exist: give bench reports (JSON files) or run directories")
     if reports and all(path.is_dir() for path in reports):
         from edgecls.reports.runs import compare_runs, render
         from edgecls.reports.runs import write_outputs as write_runs

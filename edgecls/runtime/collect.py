@@ -22,7 +22,7 @@ What keeps the folder useful and the device alive:
 - a file already in the folder (kept by an earlier run, and perhaps sorted into a class folder since)
   is not kept again: collecting the same pictures twice would put one picture under two labels;
 - `max_mb` caps the folder's size and `reserve_mb` keeps that much of its disk free: when either
-  would be passed, nothing more is kept in this run, said once and counted;
+  would be passed, the picture is not kept (a smaller one may still be), said once and counted;
 - every file is written to a hidden temporary name and renamed (edgecls.atomic): a kill mid-write
   leaves no half-written picture, only a hidden .partial that the next run removes.
 """
@@ -49,6 +49,7 @@ from edgecls.files import read_capped, sha256_of
 from edgecls.provenance import iso_time
 
 UNKNOWN_FOLDER = "unknown"
+FLAT_LEVELS = 4  # a picture whose levels span this little is flat (no pattern for the aligned pixel check)
 DEDUPE_BITS = 6  # of 64: consecutive frames of a static scene differ by a few bits (noise, JPEG); another scene by ~30
 DEFAULT_RESERVE_MB = 200.0  # free space the collector leaves on the disk
 JPEG_QUALITY = 95  # frames are kept as JPEG (files as their own bytes)
@@ -283,9 +284,6 @@ class Collector:
         return self.shadow.classify(image)[0].label
 
     def _room_for(self, size: int) -> bool:
-        if self._full:  # said once: "no more pictures are kept in this run" (a smaller one would still fit)
-            self.counts.over_quota += 1
-            return False
         reason = None
         if self.max_bytes is not None and self._used + size > self.max_bytes:
             reason = f"its {self.max_bytes / 1e6:g} MB quota (--collect-max-mb)"
@@ -296,8 +294,8 @@ class Collector:
         self.counts.over_quota += 1
         if not self._full:
             self._full = True
-            self.log(f"collect: {self.folder} reached {reason} after {self.counts.kept} kept: no more pictures "
-                     "are kept in this run")
+            self.log(f"collect: {self.folder} reached {reason} after {self.counts.kept} kept: a picture that "
+                     "does not fit is not kept (said once)")
         return False
 
     def summary(self) -> str:
@@ -374,9 +372,12 @@ def _hash(picture: Optional[np.ndarray]) -> Optional[np.ndarray]:
 
 
 def _same_picture(a: np.ndarray, b: np.ndarray) -> bool:
-    """The aligned pixels' confirmation of two close hashes (edgecls.runtime.phash)."""
+    """The aligned pixels' confirmation of two close hashes (edgecls.runtime.phash). Two flat pictures (a lens
+    cap, a blank wall) have no pattern to correlate: they are one when their levels are."""
     from edgecls.runtime.phash import PIXEL_CONFIRM, aligned_similarity
 
+    if np.ptp(a) <= FLAT_LEVELS and np.ptp(b) <= FLAT_LEVELS:
+        return abs(float(np.mean(a)) - float(np.mean(b))) <= FLAT_LEVELS
     return aligned_similarity(a, b) >= PIXEL_CONFIRM
 
 

@@ -184,8 +184,8 @@ class FieldWatch:
         if self.options is not None:
             c = self.counts()
             doc["collect"] = {"folder": self.options.folder, "kept": c.kept, "bytes": c.bytes, "by_rule": c.by_rule,
-                              "similar": c.similar, "over_quota": c.over_quota, "busy": self._busy,
-                              "refused": self._refused}
+                              "similar": c.similar, "already": c.already, "over_quota": c.over_quota,
+                              "busy": self._busy, "refused": self._refused}
         return doc
 
     def figures(self) -> tuple[Optional[Any], list[str]]:

@@ -258,6 +258,7 @@ class ServeOptions:
         """These options with absolute paths, or a one-line EdgeclsError (exit 2) for the first problem: each
         option's bounds (edgecls.options.check), the files named, what involves several options."""
         check(self)
+        from edgecls.atomic import check_no_file_in_the_way
         from edgecls.runtime.model import read_model_bytes  # numpy and the model readers: not for --help
 
         model = Path(self.model)
@@ -277,8 +278,7 @@ class ServeOptions:
         if collect is not None:
             if collect.shadow is not None:
                 _check_file(Path(collect.shadow), "--shadow")
-            if Path(collect.folder).exists() and not Path(collect.folder).is_dir():  # (made when the server starts)
-                raise EdgeclsError(f"cannot use --collect {collect.folder}: it is a file, not a folder")
+            check_no_file_in_the_way("--collect", collect.folder)  # the folder is made when the server starts
             collect = replace(collect, folder=str(Path(collect.folder).absolute()),
                               shadow=None if collect.shadow is None else str(Path(collect.shadow).absolute()))
         # the unit's command line gives the folders as the service must find them (absolute)
