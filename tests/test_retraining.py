@@ -235,7 +235,8 @@ def test_train_from_a_digits_run_then_compare_both_on_its_test_split(make_digits
     assert f"edgecls bench compare {run} {run2}" in done.out
     config = read_config(run2 / "config.toml")  # RUN's options kept, the epochs given here
     assert config["epochs"] == 3 and config["seed"] == 0 and config["arch"] == "seed" and config["add"]
-    assert cli("export", run2, "--quant", "int8", "--calib-samples", "100").code == 0
+    exported = cli("export", run2, "--quant", "int8", "--calib-samples", "100")
+    assert exported.code == 0 and f"Then: edgecls bench compare {run.resolve()} {run2}" in exported.out
     compared = cli("bench", "compare", run, run2, "--json", tmp_path / "compare.json", "--threads", "1")
     assert compared.code == 0, compared.err
     doc = json.loads((tmp_path / "compare.json").read_text())

@@ -53,12 +53,16 @@ def export_command(options: ExportOptions, target: Optional[TargetOptions]) -> N
     from edgecls.export.job import export
     from edgecls.export.report import render_export_table
 
-    result = export(open_source(options.source, options.data), options, Reporter())
+    source = open_source(options.source, options.data)
+    result = export(source, options, Reporter())
     print_tables(render_export_table(result))
     if result.written:
         echo_wrapped(f"Wrote {', '.join(p.name for p in result.written)} to {result.out_dir}")
         if result.passed:
             echo_wrapped(f"Next: {result.next_command(options.source, options.data)}")
+            origin = source.training_metrics().get("from")
+            if origin:  # a retrained run: what the field loop asks of it is whether it beats its run
+                echo_wrapped(f"Then: edgecls bench compare {origin['run']} {options.source}")
     if not result.passed:
         if not result.written:
             fail(result.advice(), 1)
