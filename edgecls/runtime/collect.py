@@ -146,15 +146,16 @@ class Collector:
         self._last_hash: Optional[np.ndarray] = None
         self._last_picture: Optional[np.ndarray] = None
         self._full = False
+        # the folder's pictures by size: only a file of the same size can be one about to be kept again
+        self._by_size: dict[int, list[Path]] = {}
+        self._digests: dict[Path, str] = {}  # SHA-256, read when a picture of the same size comes
         make_folder("--collect", self.folder)
         self._used = self._tidy_and_measure()
 
     def _tidy_and_measure(self) -> int:
-        """Remove the hidden .partial files a killed run left; the bytes the folder already holds. Its
-        pictures are indexed by size: only a file of the same size can be one about to be kept again."""
+        """Remove the hidden .partial files a killed run left; the bytes the folder already holds (its
+        pictures indexed by size)."""
         used = 0
-        self._by_size: dict[int, list[Path]] = {}
-        self._digests: dict[Path, str] = {}  # hashed when a picture of the same size comes
         for root, _, files in os.walk(self.folder):
             for name in files:
                 path = Path(root, name)
@@ -170,20 +171,23 @@ class Collector:
                     self._by_size.setdefault(size, []).append(path)
         return used
 
-    def _already_kept(self, content: bytes) -> tuple[bool, str]:
-        """(whether these bytes are a file of the folder already, their SHA-256)."""
+    def _already_kept(self, content: bytes) -> bool:
+        """Whether these bytes are a file of the folder already (hashed only when one has their size)."""
+        same_size = self._by_size.get(len(content), ())
+        if not same_size:
+            return False
         import hashlib
 
         digest = hashlib.sha256(content).hexdigest()
-        for path in self._by_size.get(len(content), ()):
+        for path in same_size:
             if path not in self._digests:
                 try:
                     self._digests[path] = sha256_of(path)
                 except OSError:  # moved or removed since: not there
                     self._digests[path] = ""
             if self._digests[path] == digest:
-                return True, digest
-        return False, digest
+                return True
+        return False
 
     # ------------------------------------------------------------------ deciding
     def fired(self, classes: Sequence[Any], unknown: bool, when: float,
@@ -249,8 +253,7 @@ class Collector:
                 return None
         else:
             content, suffix = _encoded(pixels), ".jpg"
-        seen, content_digest = self._already_kept(content)
-        if seen:
+        if self._already_kept(content):
             self.counts.already += 1
             return None
         answer = UNKNOWN_FOLDER if unknown else classes[0].label
@@ -267,7 +270,6 @@ class Collector:
         written = write_bytes_atomic(folder / f"{name}{suffix}", content)  # the picture, then what it is
         write_bytes_atomic(folder / f"{name}.json", sidecar)
         self._by_size.setdefault(len(content), []).append(written)
-        self._digests[written] = content_digest
         self._used += len(content) + len(sidecar)
         self._last_hash, self._last_picture = digest, picture
         self._last_kept_at[rule.text] = when
