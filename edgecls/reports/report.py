@@ -8,7 +8,6 @@ renderers show after the main one.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -442,7 +441,7 @@ def write_reports(report: BenchReport, report_dir: Optional[Path] = None, json_p
 def _listed_files(path: Path) -> list[str]:
     """The files an earlier bench.json in that folder lists as its report's (plain names only), or none."""
     try:
-        listed = json.loads(read_capped(path, MAX_JSON_BYTES)).get("report_files") or []
+        listed = jsonio.parse_json(read_capped(path, MAX_JSON_BYTES)).get("report_files") or []
     except (OSError, ValueError, AttributeError):
         return []
     return [name for name in listed if isinstance(name, str) and name == Path(name).name and name.endswith(".png")]
