@@ -24,6 +24,7 @@ import numpy as np
 
 from edgecls import __version__, jsonio
 from edgecls.atomic import owner_alive
+from edgecls.cache import cache_home
 from edgecls.errors import EdgeclsError, first_line
 from edgecls.files import open_regular, read_capped, sha256_of
 from edgecls.reporter import SILENT, Reporter
@@ -375,10 +376,7 @@ def _load_image_folder(root: Path, img_size: int, color: str, cache_dir: Optiona
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("EDGECLS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "edgecls"
-    )
-    return Path(base) / "datasets"
+    return cache_home() / "datasets"
 
 
 def _content_hashes(paths: list[Path], reporter: Reporter, name: str) -> list[str]:

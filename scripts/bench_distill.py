@@ -3,7 +3,7 @@ scratch and taught by the 0.5_160 backbone model (`edgecls train --teacher`), pa
 
     python scripts/bench_distill.py --work /tmp/distill               # seeds 0-2: trains what --work lacks
     python scripts/bench_distill.py --work /tmp/distill --seeds 0,1,2,3 --mixup 0 --json distill.json
-    python scripts/bench_distill.py --smoke                            # 20 photos a class, 48 px, 2 epochs: runs?
+    python scripts/bench_distill.py --smoke                            # 20 photos a class, 48 px, 1 epoch: runs?
 
 Per seed s, three runs with `--seed s` (one split): the teacher (edgecls train --backbone 0.5_160), the
 CNN from scratch (edgecls train --arch mobile) and the student (the same and --teacher, the teacher's
@@ -166,7 +166,7 @@ def main() -> None:
     if not backbone.is_file() or not benchkit.CATSDOGS.is_dir():
         raise SystemExit(f"needs {benchkit.SHARED_DATA} (catsdogs and the Coral models)")
     if args.smoke:
-        args.seeds, args.epochs, args.patience, args.timing_runs = "0", 2, 2, 10
+        args.seeds, args.epochs, args.patience, args.timing_runs = "0", 1, 1, 10
     args.img_size = args.img_size or (48 if args.smoke else 96)
     record = benchkit.Record(__file__, args)
     with tempfile.TemporaryDirectory(prefix="bench-distill-") as tmp:

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "edgecls"
 # The bottom floor every device-side module may use.
 BASE = {"edgecls", "edgecls.errors", "edgecls.files", "edgecls.native_stderr", "edgecls.options",
         "edgecls.parsing", "edgecls.provenance", "edgecls.records", "edgecls.text",
-        "edgecls.jsonio", "edgecls.bounds"}  # strict JSON; option ranges
+        "edgecls.jsonio", "edgecls.bounds", "edgecls.cache"}  # strict JSON; option ranges; the cache folder
 ALLOWED = {
     "runtime": {
         "edgecls": BASE | {"edgecls.runtime", "edgecls.atomic"},  # atomic: predict --collect's pictures (stdlib)
@@ -29,7 +29,7 @@ ALLOWED = {
                    "tensorflow": {"interpreter.py", "metadata.py"}},  # the last-resort interpreter / schema
     },
     "transport": {
-        "edgecls": BASE | {"edgecls.transport", "edgecls.runtime.doctor"},
+        "edgecls": BASE | {"edgecls.transport", "edgecls.runtime.doctor", "edgecls.atomic"},  # the cached wheel
         "packages": set(),
         "lazily": {},
     },

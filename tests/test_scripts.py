@@ -26,14 +26,14 @@ SMOKES = {
     "bench_transfer.py": ((pytest.mark.shared_data,), ()),  # the Coral backbone on 16 photos a class, no TensorFlow
     "bench_datacheck.py": ((pytest.mark.shared_data,), ()),  # 20 photos a class, the small Coral backbone
     "explain_report.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # trains MNIST for one epoch
-    "live_memory_check.py": ((pytest.mark.slow,), ()),  # 8 s of a synthetic camera, each part
+    "live_memory_check.py": ((pytest.mark.slow,), ()),  # 5 s of a synthetic camera, each part
     "resize_figures.py": ((pytest.mark.shared_data,), ()),
     "reliability_probe.py": ((), ()),  # three cases, this checkout against itself
     "export_target.py": ((pytest.mark.slow,), ()),  # a 1-epoch digits run, two candidates
     "bench_openset.py": ((pytest.mark.slow,), ()),  # digits 0-7 for 2 epochs against 8, 9 and generated scenes
     "refusal_times.py": ((), ()),  # three refusals; fails if one imports TensorFlow first (test_bad_inputs times them)
     "bench_serve.py": ((pytest.mark.slow,), ()),  # four `edgecls serve` processes and their load
-    "bench_distill.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # 20 photos a class, 2 epochs, 3 runs
+    "bench_distill.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # 20 photos a class, 1 epoch, 3 runs
     "printed_digits.py": ((), ()),  # the README field loop's pictures: 40 written and read back
     "bench_same.py": ((), ("--before", "HEAD")),  # two benches with HEAD's package and two with this tree's
 }

@@ -68,3 +68,40 @@ def test_as_finished_gives_each_answer_when_it_comes_with_its_index():
 def test_a_parallel_below_one_is_refused():
     with pytest.raises(EdgeclsError, match="--parallel must be between 1 and 256"):
         fan_out([1, 2], lambda n: n, parallel=0)
+
+
+@pytest.mark.slow  # one real `pip wheel` (seconds)
+def test_the_device_wheel_is_built_once_per_source_and_taken_from_the_cache_after(tmp_path, monkeypatch):
+    """Every bench --remote and export --target built the edgecls wheel again (pip wheel, ~5 s), even for a
+    device whose venv was ready. The same files give the cached wheel; one changed file builds again."""
+    import shutil
+    import subprocess
+    import zipfile
+    from pathlib import Path
+
+    from edgecls.transport import device
+
+    checkout, root = Path(__file__).resolve().parents[1], tmp_path / "checkout"
+    for name in device.wheel_sources(checkout):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(checkout / name, root / name)
+    (root / "edgecls" / "__pycache__").mkdir(exist_ok=True)
+    (root / "edgecls" / "__pycache__" / "x.pyc").write_bytes(b"bytecode is not a source")
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    first = device.build_wheel(tmp_path / "build1", root)
+    with zipfile.ZipFile(first) as packed:
+        assert packed.read("edgecls/runtime/classify.py") == (checkout / "edgecls/runtime/classify.py").read_bytes()
+        assert not any(name.endswith(".pyc") for name in packed.namelist())
+    cached = list((tmp_path / "cache" / "wheels").glob("*/edgecls-*.whl"))
+    assert len(cached) == 1 and cached[0].read_bytes() == first.read_bytes()
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("pip wheel ran")
+
+    monkeypatch.setattr(subprocess, "run", no_build)
+    (root / "edgecls" / "__pycache__" / "x.pyc").write_bytes(b"other bytecode")  # not a source: still cached
+    assert device.build_wheel(tmp_path / "build2", root) == cached[0]
+    with (root / "edgecls" / "runtime" / "classify.py").open("a") as source:
+        source.write("# changed\n")
+    with pytest.raises(AssertionError, match="pip wheel ran"):
+        device.build_wheel(tmp_path / "build3", root)

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls.atomic import write_bytes_atomic
+from edgecls.cache import cache_home
 from edgecls.errors import EdgeclsError
 from edgecls.runtime import Classifier
 
@@ -150,9 +151,7 @@ def embed_dataset(embedder: Embedder, backbone: Any, dataset: Any, folder: Optio
 
 def default_cache_folder() -> Path:
     """Where embeddings are cached: beside the decoded datasets (~/.cache/edgecls/embeddings)."""
-    from edgecls.data import default_cache_dir
-
-    return default_cache_dir().parent / "embeddings"
+    return cache_home() / "embeddings"
 
 
 # ---------------------------------------------------------------------- cache

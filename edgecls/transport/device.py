@@ -1,7 +1,7 @@
 """A device reached over SSH that runs this checkout's edgecls in a venv of its own.
 
-    kit (once per run: an edgecls wheel built from this checkout, --wheels for an offline device,
-         the venv's key = the wheel's content)
+    kit (once per run: an edgecls wheel of this checkout, built once per source and then taken from
+         the cache, --wheels for an offline device, the venv's key = the wheel's content)
     -> probe (python >= 3.10, 64-bit, free space, is a venv for this key there?)
     -> upload a payload folder (and, for a new venv, the wheels) as one tar stream
     -> make the venv if needed (python -m venv; pip install the wheel, its dependencies from the
@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from edgecls.atomic import write_bytes_atomic
+from edgecls.cache import cache_home
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped
 from edgecls.options import option
@@ -91,24 +93,32 @@ def make_kit(folder: Path, remote: RemoteOptions) -> Kit:
     return Kit(folder, wheel_key(wheel, extra, remote.python), remote.wheels is not None)
 
 
-def build_wheel(folder: Path) -> Path:
-    """An edgecls wheel of the code running here (this checkout), so the device runs the same code."""
+def build_wheel(folder: Path, root: Optional[Path] = None) -> Path:
+    """An edgecls wheel of the code running here (this checkout, or `root`), so the device runs the same
+    code. A wheel built before from the same files is taken from the cache (pip wheel takes seconds)."""
     import edgecls
 
-    root = Path(edgecls.__file__).resolve().parents[1]
+    root = root or Path(edgecls.__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
         raise NotACheckout("edgecls is not running from a source checkout or a readable install, so no wheel can "
                            "be made here: put this version's edgecls wheel in --wheels DIR")
+    files = wheel_sources(root)
+    setuptools = _setuptools_major()
+    digest = hashlib.sha256(f"{sys.version}\0setuptools {setuptools}\0".encode())
+    for name in files:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    cached = cache_home() / "wheels" / digest.hexdigest()[:24]
+    found = sorted(cached.glob("edgecls-*.whl"))
+    if found:
+        return found[0]
     source = folder / "source"
-    shutil.copytree(root / "edgecls", source / "edgecls", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copytree(root / "devices", source / "devices", ignore=shutil.ignore_patterns("*.json", "*.md"))
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (root / name).is_file():
-            shutil.copy2(root / name, source / name)
+    for name in files:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, source / name)
     out = folder / "wheel"
     # Without build isolation when this Python's setuptools is new enough for pyproject.toml (faster,
     # offline); else pip fetches one from the package index into an isolated build environment.
-    isolation = ["--no-build-isolation"] if _setuptools_major() >= SETUPTOOLS_NEEDED else []
+    isolation = ["--no-build-isolation"] if setuptools >= SETUPTOOLS_NEEDED else []
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(out),
                            str(source)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     wheels = sorted(out.glob("edgecls-*.whl"))
@@ -116,7 +126,22 @@ def build_wheel(folder: Path) -> Path:
         tail = [line for line in done.stderr.splitlines() if line.strip()]
         raise EdgeclsError(f"cannot build the edgecls wheel: {tail[-1] if tail else 'pip wheel failed'}", 1)
     shutil.rmtree(source)
+    try:  # kept for the next run; a cache that cannot be written only costs the next run the build
+        write_bytes_atomic(cached / wheels[0].name, wheels[0].read_bytes())
+    except (OSError, EdgeclsError):
+        pass
     return wheels[0]
+
+
+def wheel_sources(root: Path) -> list[str]:
+    """The files of `root` that make the wheel, relative and sorted: the package without bytecode, the
+    device profiles without their recorded results, the project files."""
+    def under(folder: str, skip: tuple[str, ...]) -> list[str]:
+        return [p.relative_to(root).as_posix() for p in (root / folder).rglob("*") if p.is_file()
+                and "__pycache__" not in p.parts and not p.name.endswith(skip)]
+
+    project = [name for name in ("pyproject.toml", "README.md", "LICENSE") if (root / name).is_file()]
+    return sorted(under("edgecls", (".pyc",)) + under("devices", (".json", ".md")) + project)
 
 
 def edgecls_wheel(folder: Path, wheels: Optional[Path]) -> Path:
