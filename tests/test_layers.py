@@ -29,7 +29,7 @@ ALLOWED = {
                    "tensorflow": {"interpreter.py", "metadata.py"}},  # the last-resort interpreter / schema
     },
     "transport": {
-        "edgecls": BASE | {"edgecls.transport", "edgecls.runtime.doctor", "edgecls.atomic"},  # the cached wheel
+        "edgecls": BASE | {"edgecls.transport", "edgecls.runtime.doctor"},
         "packages": set(),
         "lazily": {},
     },

@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from edgecls.atomic import write_bytes_atomic
 from edgecls.cache import cache_home
 from edgecls.errors import EdgeclsError
-from edgecls.files import read_capped
+from edgecls.files import read_capped, sha256_of
 from edgecls.options import option
 from edgecls.transport.fleet import parallel_option
 from edgecls.transport.ssh import CONNECT_TIMEOUT_S, Ssh
@@ -106,7 +105,7 @@ def build_wheel(folder: Path, root: Optional[Path] = None) -> Path:
     setuptools = _setuptools_major()
     digest = hashlib.sha256(f"{sys.version}\0setuptools {setuptools}\0".encode())
     for name in files:
-        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+        digest.update(f"{name}\0{sha256_of(root / name)}\0".encode())
     cached = cache_home() / "wheels" / digest.hexdigest()[:24]
     found = sorted(cached.glob("edgecls-*.whl"))
     if found:
@@ -126,10 +125,13 @@ def build_wheel(folder: Path, root: Optional[Path] = None) -> Path:
         tail = [line for line in done.stderr.splitlines() if line.strip()]
         raise EdgeclsError(f"cannot build the edgecls wheel: {tail[-1] if tail else 'pip wheel failed'}", 1)
     shutil.rmtree(source)
-    try:  # kept for the next run; a cache that cannot be written only costs the next run the build
-        write_bytes_atomic(cached / wheels[0].name, wheels[0].read_bytes())
-    except (OSError, EdgeclsError):
-        pass
+    partial = cached / f".{wheels[0].name}.{os.getpid()}.partial"
+    try:  # kept for the next run (a copy, then a rename); a cache that cannot be written costs a build
+        cached.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(wheels[0], partial)
+        os.replace(partial, cached / wheels[0].name)
+    except OSError:
+        partial.unlink(missing_ok=True)
     return wheels[0]
 
 
