@@ -150,6 +150,13 @@ def test_collect_options_without_a_folder_and_unknown_without_a_rule_are_refused
     done = cli("predict", plain_reference(tmp_path), IMAGES / "1", "--collect", tmp_path / "inbox",
                "--collect-when", "unknown")
     assert done.code == 2 and "has no unknown rule" in done.err
+    assert not (tmp_path / "inbox").exists()
+    # A run that fails before it keeps a picture leaves no empty folder: no image; a source that does not open.
+    done = cli("predict", REFERENCE, tmp_path / "nope", "--collect", tmp_path / "inbox")
+    assert done.code == 2 and "no images to classify" in done.err
+    done = cli("predict", REFERENCE, "--source", tmp_path / "nope.mp4", "--collect", tmp_path / "inbox")
+    assert done.code == 2 and "nope.mp4" in done.err
+    assert not (tmp_path / "inbox").exists()
 
 
 def test_rules_fire_as_written(model):

@@ -42,7 +42,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls import jsonio
-from edgecls.atomic import make_folder, write_bytes_atomic
+from edgecls.atomic import check_folder_writable, make_folder, write_bytes_atomic
 from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped, sha256_of
@@ -149,8 +149,10 @@ class Collector:
         # the folder's pictures by size: only a file of the same size can be one about to be kept again
         self._by_size: dict[int, list[Path]] = {}
         self._digests: dict[Path, str] = {}  # SHA-256, read when a picture of the same size comes
-        make_folder("--collect", self.folder)
-        self._used = self._tidy_and_measure()
+        # Made at the first picture kept (a run that fails or keeps nothing leaves no empty folder);
+        # what would stop it (a file in the way, a read-only disk) is refused now, before any work.
+        check_folder_writable("--collect", self.folder, self.folder)
+        self._used = self._tidy_and_measure() if self.folder.is_dir() else 0
 
     def _tidy_and_measure(self) -> int:
         """Remove the hidden .partial files a killed run left; the bytes the folder already holds (its
@@ -289,7 +291,7 @@ class Collector:
         reason = None
         if self.max_bytes is not None and self._used + size > self.max_bytes:
             reason = f"its {self.max_bytes / 1e6:g} MB quota (--collect-max-mb)"
-        elif shutil.disk_usage(self.folder).free - size < self.reserve_bytes:
+        elif shutil.disk_usage(make_folder("--collect", self.folder)).free - size < self.reserve_bytes:
             reason = f"the {self.reserve_bytes / 1e6:g} MB of free disk it leaves (--collect-reserve-mb)"
         if reason is None:
             return True
