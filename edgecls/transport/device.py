@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -131,7 +132,8 @@ def build_wheel(folder: Path, root: Optional[Path] = None) -> Path:
         shutil.copyfile(wheels[0], partial)
         os.replace(partial, cached / wheels[0].name)
     except OSError:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            partial.unlink()
     return wheels[0]
 
 
@@ -139,8 +141,8 @@ def wheel_sources(root: Path) -> list[str]:
     """The files of `root` that make the wheel, relative and sorted: the package without bytecode, the
     device profiles without their recorded results, the project files."""
     def under(folder: str, skip: tuple[str, ...]) -> list[str]:
-        return [p.relative_to(root).as_posix() for p in (root / folder).rglob("*") if p.is_file()
-                and "__pycache__" not in p.parts and not p.name.endswith(skip)]
+        found = [p.relative_to(root) for p in (root / folder).rglob("*") if p.is_file()]
+        return [p.as_posix() for p in found if "__pycache__" not in p.parts and not p.name.endswith(skip)]
 
     project = [name for name in ("pyproject.toml", "README.md", "LICENSE") if (root / name).is_file()]
     return sorted(under("edgecls", (".pyc",)) + under("devices", (".json", ".md")) + project)
