@@ -165,24 +165,31 @@ def private_tempdir(prefix: str) -> Iterator[Path]:
 
 
 def _file_in_the_way(folder: Path) -> Optional[Path]:
-    """The file that stands where `folder` or a folder above it should be, if any."""
+    """The file (or broken link) that stands where `folder` or a folder above it should be, if any."""
     for candidate in (folder, *folder.parents):
         if candidate.exists() or candidate.is_symlink():
             return None if candidate.is_dir() else candidate
     return None
 
 
+def _in_the_way(blocker: Path) -> str:
+    """What stands where a folder should be, in the user's terms."""
+    if blocker.is_symlink() and not blocker.exists():
+        return f"{blocker} is a broken link (to {os.readlink(blocker)}), not a folder"
+    return f"{blocker} is a file, not a folder"
+
+
 def _why_not_a_folder(folder: Path, exc: OSError) -> str:
     """Why `folder` could not be made, in the user's terms: "File exists" from mkdir means a file is in the way."""
     blocker = _file_in_the_way(Path(folder))
-    return f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
+    return _in_the_way(blocker) if blocker is not None else exc.strerror or str(exc)
 
 
 def check_no_file_in_the_way(option: str, folder: str | os.PathLike) -> None:
     """Fail when a file stands where `folder`, or a folder above it, should be (the folder is made later)."""
     blocker = _file_in_the_way(Path(folder))
     if blocker is not None:
-        raise EdgeclsError(f"cannot use {option} {folder}: {blocker} is a file, not a folder")
+        raise EdgeclsError(f"cannot use {option} {folder}: {_in_the_way(blocker)}")
 
 
 def make_folder(option: str, folder: str | os.PathLike) -> Path:
@@ -203,15 +210,21 @@ def check_file_writable(option: str, target: Path) -> None:
     check_folder_writable(option, target, Path(target).parent)
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path`, or the first folder above it that exists (where a new folder under it will be made)."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def check_folder_writable(option: str, target: Path, folder: Path) -> None:
     """Fail before any work if `folder` (or the first existing folder above it) cannot be written.
 
     `option` names the command-line option in the message (--out, --report, --json)."""
-    existing = Path(folder)
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise EdgeclsError(f"cannot write to {option} {target}: {existing} is a file, not a folder")
+    blocker = _file_in_the_way(Path(folder))
+    if blocker is not None:
+        raise EdgeclsError(f"cannot write to {option} {target}: {_in_the_way(blocker)}")
+    existing = nearest_existing(Path(folder))
     try:  # os.access says yes to root even on a read-only file system: try it
         with tempfile.TemporaryFile(dir=existing):
             pass

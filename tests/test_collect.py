@@ -157,6 +157,15 @@ def test_collect_options_without_a_folder_and_unknown_without_a_rule_are_refused
     done = cli("predict", REFERENCE, "--source", tmp_path / "nope.mp4", "--collect", tmp_path / "inbox")
     assert done.code == 2 and "nope.mp4" in done.err
     assert not (tmp_path / "inbox").exists()
+    # ... nor does a run whose every picture the disk's reserve turned away; the summary says why.
+    done = cli("predict", REFERENCE, IMAGES / "1", "--collect", tmp_path / "inbox", "--collect-when", "sample=1",
+               "--collect-reserve-mb", "1e6")
+    assert done.code == 0 and not (tmp_path / "inbox").exists()
+    assert "kept none" in done.err and "not kept: the disk is down to its reserve" in done.err.splitlines()[-1]
+    # A broken link where the folder should be is refused before any work, and called what it is.
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    done = cli("predict", REFERENCE, IMAGES / "1", "--collect", tmp_path / "link")
+    assert done.code == 2 and done.out == "" and "is a broken link" in done.err
 
 
 def test_rules_fire_as_written(model):

@@ -42,7 +42,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgecls import jsonio
-from edgecls.atomic import check_folder_writable, make_folder, write_bytes_atomic
+from edgecls.atomic import check_folder_writable, nearest_existing, write_bytes_atomic
 from edgecls.bounds import check_bound
 from edgecls.errors import EdgeclsError
 from edgecls.files import read_capped, sha256_of
@@ -145,7 +145,7 @@ class Collector:
         self._last_kept_at: dict[str, float] = {}
         self._last_hash: Optional[np.ndarray] = None
         self._last_picture: Optional[np.ndarray] = None
-        self._full = False
+        self._full = ""  # why pictures stopped being kept, once they did
         # the folder's pictures by size: only a file of the same size can be one about to be kept again
         self._by_size: dict[int, list[Path]] = {}
         self._digests: dict[Path, str] = {}  # SHA-256, read when a picture of the same size comes
@@ -288,30 +288,32 @@ class Collector:
         return self.shadow.classify(image)[0].label
 
     def _room_for(self, size: int) -> bool:
-        reason = None
+        reason = None  # (what the log says once, what the summary says)
         if self.max_bytes is not None and self._used + size > self.max_bytes:
-            reason = f"its {self.max_bytes / 1e6:g} MB quota (--collect-max-mb)"
-        elif shutil.disk_usage(make_folder("--collect", self.folder)).free - size < self.reserve_bytes:
-            reason = f"the {self.reserve_bytes / 1e6:g} MB of free disk it leaves (--collect-reserve-mb)"
+            reason = (f"its {self.max_bytes / 1e6:g} MB quota (--collect-max-mb)", "the folder is full")
+        elif shutil.disk_usage(nearest_existing(self.folder)).free - size < self.reserve_bytes:
+            reason = (f"the {self.reserve_bytes / 1e6:g} MB of free disk it leaves (--collect-reserve-mb)",
+                      "the disk is down to its reserve")
         if reason is None:
             return True
         self.counts.over_quota += 1
         if not self._full:
-            self._full = True
-            self.log(f"collect: {self.folder} reached {reason} after {self.counts.kept} kept: a picture that "
+            self._full = reason[1]
+            self.log(f"collect: {self.folder} reached {reason[0]} after {self.counts.kept} kept: a picture that "
                      "does not fit is not kept (said once)")
         return False
 
     def summary(self) -> str:
         c = self.counts
         rules = ", ".join(f"{n} by {rule}" for rule, n in c.by_rule.items())
-        parts = [f"collect: kept {c.kept} in {self.folder} ({c.bytes / 1e6:.1f} MB{'; ' + rules if rules else ''})"]
+        parts = [f"collect: kept {c.kept} in {self.folder} ({c.bytes / 1e6:.1f} MB{'; ' + rules if rules else ''})"
+                 if c.kept or self.folder.is_dir() else f"collect: kept none (so {self.folder} was not made)"]
         if c.similar:
             parts.append(f"{c.similar} near-identical to the one before not kept")
         if c.already:
             parts.append(f"{c.already} already in the folder not kept again")
         if c.over_quota:
-            parts.append(f"{c.over_quota} not kept: the folder is full")
+            parts.append(f"{c.over_quota} not kept: {self._full}")
         if self.shadow is not None:
             parts.append(f"the second model ran on {c.shadow_runs}")
         return ", ".join(parts)
