@@ -73,7 +73,7 @@ def check_new_dir(final: str | os.PathLike, force: bool = False) -> Path:
     """Refuse an existing `final` unless `force`, and a `final` that cannot be made (under a file, on a
     read-only disk): cheap, so call it before any heavy work."""
     final = Path(final)
-    if final.exists() and not force:
+    if (final.exists() or final.is_symlink()) and not force:  # a broken link too: it is there
         raise EdgeclsError(f"{final} already exists: choose another --out or pass --force to replace it")
     check_folder_writable("--out", final, final.parent)
     return final

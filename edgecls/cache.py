@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def cache_home() -> Path:
-    base = os.environ.get("EDGECLS_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"),
-                                                             "edgecls")
-    return Path(base)
+    if os.environ.get("EDGECLS_CACHE"):
+        return Path(os.environ["EDGECLS_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # the XDG spec: an empty or relative $XDG_CACHE_HOME is ignored (it would put the cache under the cwd)
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "edgecls"

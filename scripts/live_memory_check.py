@@ -17,7 +17,7 @@ Each part reports RSS after the first --warmup seconds and at the end, the peak,
 and dropped. The goal: RSS grows by less than 5 MB from the warm-up mark to the end (exit 1 otherwise).
 
     python scripts/live_memory_check.py                 # 10 minutes each part
-    python scripts/live_memory_check.py --smoke         # 5 seconds each part
+    python scripts/live_memory_check.py --smoke         # 8 seconds each part
     python scripts/live_memory_check.py --only service --minutes 60
     python scripts/live_memory_check.py --only stream --source rtsp://camera/stream --minutes 60   # a real source
 """
@@ -258,10 +258,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before the reference RSS is taken")
     parser.add_argument("--source", help="the stream part: a real source (camera:0, a URL), not the synthetic one")
     parser.add_argument("--only", choices=("stream", "service"), help="run one part")
-    parser.add_argument("--smoke", action="store_true", help="5 seconds each part, 2.5 s warm-up")
+    parser.add_argument("--smoke", action="store_true", help="8 seconds each part, 4 s warm-up")
     args = parser.parse_args()
-    seconds = 5.0 if args.smoke else args.minutes * 60
-    warmup = 2.5 if args.smoke else args.warmup
+    seconds = 8.0 if args.smoke else args.minutes * 60
+    warmup = 4.0 if args.smoke else args.warmup
     report = {"load_average_start": list(os.getloadavg())}
     if args.only in (None, "stream"):
         report["stream"] = check_stream(args, seconds, warmup)

@@ -26,7 +26,7 @@ SMOKES = {
     "bench_transfer.py": ((pytest.mark.shared_data,), ()),  # the Coral backbone on 16 photos a class, no TensorFlow
     "bench_datacheck.py": ((pytest.mark.shared_data,), ()),  # 20 photos a class, the small Coral backbone
     "explain_report.py": ((pytest.mark.slow, pytest.mark.shared_data), ()),  # trains MNIST for one epoch
-    "live_memory_check.py": ((pytest.mark.slow,), ()),  # 5 s of a synthetic camera, each part
+    "live_memory_check.py": ((pytest.mark.slow,), ()),  # 8 s of a synthetic camera, each part
     "resize_figures.py": ((pytest.mark.shared_data,), ()),
     "reliability_probe.py": ((), ()),  # three cases, this checkout against itself
     "export_target.py": ((pytest.mark.slow,), ()),  # a 1-epoch digits run, two candidates

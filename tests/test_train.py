@@ -198,9 +198,15 @@ def test_train_config_file_feeds_the_cli_defaults_and_the_command_line_wins(tmp_
     assert code == 2 and "unknown key 'learning_rate'" in err
 
 
-def test_train_refuses_an_existing_out_before_importing_tensorflow(tmp_path):
+@pytest.mark.parametrize("broken_link", [False, True])
+def test_train_refuses_an_existing_out_before_importing_tensorflow(tmp_path, broken_link):
+    """An --out that is there is refused at once; a broken link too (it used to train in full, then fail)."""
+    out = tmp_path
+    if broken_link:
+        out = tmp_path / "link"
+        out.symlink_to(tmp_path / "gone")
     code = ("import sys, time; start = time.perf_counter(); from edgecls.cli import main\n"
-            f"sys.argv = ['edgecls', 'train', '--out', {str(tmp_path)!r}]\n"
+            f"sys.argv = ['edgecls', 'train', '--out', {str(out)!r}]\n"
             "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
             "print(code, 'tensorflow' in sys.modules, round(time.perf_counter() - start, 2))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -274,9 +280,9 @@ def test_same_seed_gives_identical_weights_and_identical_int8_bytes(tmp_path, mo
     """Same seed, data and options on CPU: bit-identical weights, and int8 files that are the same
     bytes. The one field that differs between two trainings is the SHA-256 of model.keras, whose zip
     records when it was saved: with that metadata made equal, train + export gave the same bytes
-    twice, so the export of one model.keras is deterministic too. Each training is a process of its
-    own, as a user runs it again; the exports run here (the command's own function, no second
-    TensorFlow start-up)."""
+    twice. Each training is a process of its own, as a user runs it again; the two exports run in this
+    process (the command's own function, with its quality check: no --force), which spares two
+    TensorFlow start-ups but leaves the export's determinism across processes untested."""
     keras = pytest.importorskip("keras")
 
     from edgecls.export.job import ExportOptions, export
@@ -292,7 +298,7 @@ def test_same_seed_gives_identical_weights_and_identical_int8_bytes(tmp_path, mo
             _start("train", "--epochs", "1", "--seed", "3", "--out", run, "--force", "--quiet", env=env)
         )
         assert code == 0, text
-        export(open_run(run), ExportOptions(["int8"], calib_samples=100, force=True))
+        export(open_run(run), ExportOptions(["int8"], calib_samples=100))
         weights = keras.saving.load_model(run / "model.keras").get_weights()
         trainings.append((weights, (run / "export" / "model_int8.tflite").read_bytes()))
     (w1, first), (w2, retrained) = trainings

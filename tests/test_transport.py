@@ -105,3 +105,35 @@ def test_the_device_wheel_is_built_once_per_source_and_taken_from_the_cache_afte
         source.write("# changed\n")
     with pytest.raises(AssertionError, match="pip wheel ran"):
         device.build_wheel(tmp_path / "build3", root)
+
+
+def test_a_damaged_cached_wheel_is_not_used_and_is_removed(tmp_path, monkeypatch):
+    """A cache entry cut short (a crash, a full disk) would have made every later run fail on a bad zip."""
+    import zipfile
+    from pathlib import Path
+
+    from edgecls.transport import device
+
+    good, bad = tmp_path / "edgecls-0-py3-none-any.whl", tmp_path / "edgecls-1-py3-none-any.whl"
+    with zipfile.ZipFile(good, "w") as archive:
+        archive.writestr("edgecls/__init__.py", "x = 1\n" * 100)
+    bad.write_bytes(good.read_bytes()[:-40])
+    assert device._whole(good) and good.is_file()
+    assert not device._whole(bad) and not bad.exists()
+    assert not device._whole(Path(tmp_path / "missing.whl"))
+
+
+def test_the_cache_is_where_the_environment_says_and_never_under_the_working_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from edgecls.cache import cache_home
+
+    monkeypatch.delenv("EDGECLS_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for xdg in ("", "relative/cache"):  # the XDG spec: ignored
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+        assert cache_home() == tmp_path / "home" / ".cache" / "edgecls"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_home() == tmp_path / "xdg" / "edgecls"
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "mine"))
+    assert cache_home() == Path(tmp_path / "mine")

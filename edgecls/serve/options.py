@@ -278,7 +278,7 @@ class ServeOptions:
         if collect is not None:
             if collect.shadow is not None:
                 _check_file(Path(collect.shadow), "--shadow")
-            check_no_file_in_the_way("--collect", collect.folder)  # the folder is made when the server starts
+            check_no_file_in_the_way("--collect", collect.folder)  # the folder is made at the first picture kept
             collect = replace(collect, folder=str(Path(collect.folder).absolute()),
                               shadow=None if collect.shadow is None else str(Path(collect.shadow).absolute()))
         # the unit's command line gives the folders as the service must find them (absolute)

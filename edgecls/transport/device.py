@@ -102,19 +102,20 @@ def build_wheel(folder: Path, root: Optional[Path] = None) -> Path:
     if not (root / "pyproject.toml").is_file():
         raise NotACheckout("edgecls is not running from a source checkout or a readable install, so no wheel can "
                            "be made here: put this version's edgecls wheel in --wheels DIR")
+    source = folder / "source"
     files = wheel_sources(root)
+    for name in files:  # copied first, then hashed: the key is what is built, even if a file changes meanwhile
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, source / name)
     setuptools = _setuptools_major()
     digest = hashlib.sha256(f"{sys.version}\0setuptools {setuptools}\0".encode())
     for name in files:
-        digest.update(f"{name}\0{sha256_of(root / name)}\0".encode())
+        digest.update(f"{name}\0{sha256_of(source / name)}\0".encode())
     cached = cache_home() / "wheels" / digest.hexdigest()[:24]
-    found = sorted(cached.glob("edgecls-*.whl"))
-    if found:
-        return found[0]
-    source = folder / "source"
-    for name in files:
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / name, source / name)
+    found = next((wheel for wheel in sorted(cached.glob("edgecls-*.whl")) if _whole(wheel)), None)
+    if found is not None:
+        shutil.rmtree(source)
+        return found
     out = folder / "wheel"
     # Without build isolation when this Python's setuptools is new enough for pyproject.toml (faster,
     # offline); else pip fetches one from the package index into an isolated build environment.
@@ -130,11 +131,26 @@ def build_wheel(folder: Path, root: Optional[Path] = None) -> Path:
     try:  # kept for the next run (a copy, then a rename); a cache that cannot be written costs a build
         cached.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(wheels[0], partial)
+        with open(partial, "rb") as copy:
+            os.fsync(copy.fileno())
         os.replace(partial, cached / wheels[0].name)
     except OSError:
         with contextlib.suppress(OSError):
             partial.unlink()
     return wheels[0]
+
+
+def _whole(wheel: Path) -> bool:
+    """Whether a cached wheel reads back whole (every member's CRC); a damaged one is removed and built again."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            if archive.testzip() is None:
+                return True
+    except (OSError, zipfile.BadZipFile):
+        pass
+    with contextlib.suppress(OSError):
+        wheel.unlink()
+    return False
 
 
 def wheel_sources(root: Path) -> list[str]:
