@@ -73,7 +73,7 @@ def check_new_dir(final: str | os.PathLike, force: bool = False) -> Path:
     """Refuse an existing `final` unless `force`, and a `final` that cannot be made (under a file, on a
     read-only disk): cheap, so call it before any heavy work."""
     final = Path(final)
-    if (final.exists() or final.is_symlink()) and not force:  # a broken link too: it is there
+    if os.path.lexists(final) and not force:  # a broken link too: it is there
         raise EdgeclsError(f"{final} already exists: choose another --out or pass --force to replace it")
     check_folder_writable("--out", final, final.parent)
     return final
@@ -110,7 +110,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
             if tmp not in exc.path.parents:
                 raise
             raise EdgeclsError(f"cannot write {final}: {exc.reason}; nothing was left there", exit_code=1) from None
-        if final.exists() or final.is_symlink():
+        if os.path.lexists(final):
             if not force:  # another run (a second `train --out` at once) got there first: keep theirs
                 raise EdgeclsError(f"{final} appeared while this run was working (another edgecls writing the "
                                    "same folder?): it was left as it is; pass --force to replace it", exit_code=1)
@@ -166,10 +166,8 @@ def private_tempdir(prefix: str) -> Iterator[Path]:
 
 def _file_in_the_way(folder: Path) -> Optional[Path]:
     """The file (or broken link) that stands where `folder` or a folder above it should be, if any."""
-    for candidate in (folder, *folder.parents):
-        if candidate.exists() or candidate.is_symlink():
-            return None if candidate.is_dir() else candidate
-    return None
+    there = nearest_existing(Path(folder))
+    return None if there.is_dir() else there
 
 
 def _in_the_way(blocker: Path) -> str:
@@ -211,8 +209,9 @@ def check_file_writable(option: str, target: Path) -> None:
 
 
 def nearest_existing(path: Path) -> Path:
-    """`path`, or the first folder above it that exists (where a new folder under it will be made)."""
-    while not path.exists():
+    """`path`, or the first path above it that is there (where a new folder under it will be made, unless it
+    is a file or a broken link: then that is in the way)."""
+    while not os.path.lexists(path) and path != path.parent:
         path = path.parent
     return path
 
@@ -221,10 +220,9 @@ def check_folder_writable(option: str, target: Path, folder: Path) -> None:
     """Fail before any work if `folder` (or the first existing folder above it) cannot be written.
 
     `option` names the command-line option in the message (--out, --report, --json)."""
-    blocker = _file_in_the_way(Path(folder))
-    if blocker is not None:
-        raise EdgeclsError(f"cannot write to {option} {target}: {_in_the_way(blocker)}")
     existing = nearest_existing(Path(folder))
+    if not existing.is_dir():
+        raise EdgeclsError(f"cannot write to {option} {target}: {_in_the_way(existing)}")
     try:  # os.access says yes to root even on a read-only file system: try it
         with tempfile.TemporaryFile(dir=existing):
             pass
