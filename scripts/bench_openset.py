@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import ROOT, SHARED_DATA, Record, common_arguments  # noqa: E402  (scripts/ is not a package)
+import benchkit  # noqa: E402  (scripts/ is not a package)
+from benchkit import SHARED_DATA, Record, common_arguments  # noqa: E402
 
 CORAL = SHARED_DATA / "pretrained" / "mobilenet_v1_0.5_160_quant.tflite"
 MNIST = SHARED_DATA / "mnist"
@@ -153,10 +152,7 @@ def as_grayscale(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- runs (the CLI, as a user)
 def edgecls(*args: str, env: dict[str, str]) -> None:
-    done = subprocess.run([sys.executable, "-m", "edgecls", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env}, timeout=3600)
-    if done.returncode != 0:
-        raise SystemExit(f"edgecls {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    benchkit.edgecls(*args, env=env, in_process=True)  # several runs: TensorFlow starts once
 
 
 def keras_run(data: str, out: Path, epochs: int, env: dict[str, str]) -> Path:

@@ -12,6 +12,8 @@ such a moment first; scripts/perf-report does before each script).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import platform
@@ -250,6 +252,41 @@ def calibrated_copy(model: Path, seed: int = 0) -> Path:
     labels = np.arange(240) % classes
     data = FitData(images[:120], labels[:120], images[120:], labels[120:], source={"fit": "random", "val": "random"})
     out.write_bytes(calibrate(model.read_bytes(), data, OpenSetOptions(rule="both"), name=model.name).content)
+    return out
+
+
+def edgecls(*args: str, env: dict[str, str] | None = None, in_process: bool = False, timeout: float = 3600) -> str:
+    """Run `edgecls ARGS...` and return what it printed on stdout; a failure ends the script with the end
+    of its stderr. `in_process`: through the console script's entry point in this process, for scripts that
+    train or export several runs (each `train` seeds itself; TensorFlow then starts once, not once a
+    command: ~6 s each here); `env` is then set for the call and restored after it."""
+    if not in_process:
+        done = subprocess.run([sys.executable, "-m", "edgecls", *args], capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, **(env or {})}, timeout=timeout)
+        code, out, err = done.returncode, done.stdout, done.stderr
+    else:
+        from edgecls.entry import main
+
+        saved = {name: os.environ.get(name) for name in env or {}}
+        os.environ.update(env or {})
+        out_buffer, err_buffer = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out_buffer), contextlib.redirect_stderr(err_buffer):
+                main(list(args))
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+            if isinstance(stop.code, str):
+                err_buffer.write(stop.code)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        out, err = out_buffer.getvalue(), err_buffer.getvalue()
+    if code != 0:
+        raise SystemExit(f"edgecls {' '.join(args)} failed ({code}):\n{err[-3000:]}")
     return out
 
 
