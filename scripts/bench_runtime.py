@@ -2,6 +2,7 @@
 """The device-side runtime's figures, each paired per round (see benchkit). A benchmark, not a test.
 
 P3  int8 against float32 invoke latency, seed CNN and mobile CNN, 1 thread.
+P3 and P4 time each round of --seconds as 5 shorter pairs (PAIRS_PER_ROUND): --rounds 9 records 45.
 P4  Classifier.classify() of a decoded uint8 array against a bare set_tensor/invoke/get_tensor loop
     on the same interpreter (targets: <= 1.10x seed int8, <= 1.03x mobile int8), 1 thread; and
     classify() of the same model calibrated by edgecls (its unknown rule) against the bare loop and
@@ -48,6 +49,10 @@ from benchkit import (  # noqa: E402  (scripts/ is not a package)
     run_process,
 )
 
+# P3, P4: each round of --seconds is timed as this many shorter pairs. This shared Xeon's speed drifts within
+# a minute (a bare seed-int8 invoke went from 48 to 71 us between two runs 20 s apart), and 0.3 s pairs still
+# caught it: one P4 figure of 9 rounds spread 0.69-1.62. Pairs a fifth as long cancel more of the drift.
+PAIRS_PER_ROUND = 5
 FOLDER_SECONDS = 1.5  # P6: each contender's run in a round goes over the folder for at least this long
 TARGETS = {"P4 seed-int8": 1.10, "P4 mobile-int8": 1.03, "P5 wall": 1.3, "P5 peak_mib": 8.0, "P6 2 threads": 1.2,
            "P6 1 thread": 1.0}
@@ -289,7 +294,7 @@ def main() -> None:
 
         Image.open(sorted(photos.glob("*.jpg"))[0]).convert("L").resize((28, 28)).save(digit)
     archs = sorted({name.split("-")[0] for name in models}, reverse=True)  # seed, mobile
-    rounds, seconds = str(args.rounds), str(args.seconds)
+    rounds, seconds = str(args.rounds * PAIRS_PER_ROUND), str(args.seconds / PAIRS_PER_ROUND)
     for arch in archs:
         print(f"P3 {arch} int8 vs float32 ...", file=sys.stderr)
         figure(f"P3 {arch}", lambda arch=arch: in_worker(__file__, "p3", str(models[f"{arch}-int8"]),
