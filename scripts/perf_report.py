@@ -139,6 +139,21 @@ def cell(v: Any, found: dict[str, Any] | None = None, signed: bool = False) -> s
     return str(v)
 
 
+def p3_note(record: dict) -> list[str]:
+    """A paragraph when int8 was not faster than float32 (P3 >= 1) in a valid figure: the table alone reads
+    as a fault of the toolkit, and it is a property of the CPU's kernels."""
+    slow = [(name.split()[-1], v) for name, v in record["figures"].items()
+            if name.startswith("P3") and valid(v) and v["ratio"]["median"] >= 1]
+    if not slow:
+        return []
+    found = "; ".join(f"{arch} CNN: int8 {v['int8_us']:.0f} µs against float32 {v['float32_us']:.0f} µs"
+                      for arch, v in slow)
+    return ["", f"P3 at or above 1: on this CPU an int8 invoke was not faster than the float32 one ({found}). "
+            "How much int8 gains depends on the CPU's integer kernels (on the AMD EPYC of the record at 069159a, "
+            "P3 was 0.45 for the seed CNN and 0.57 for the mobile one; for a Pi's cores see the published references "
+            "under Real devices); the file's size (a quarter) does not. On a device, `edgecls bench` times both."]
+
+
 def render(folder: Path, out: Path, compare_label: str | None) -> Path:
     records = {(kind, side): load(folder, kind, side) for kind in ("runtime", "onnx", "train", "serve")
                for side in ("this", "compare")}
@@ -153,7 +168,8 @@ def render(folder: Path, out: Path, compare_label: str | None) -> Path:
              "Figures on record, made by `scripts/perf-report` (the scripts in `scripts/`, each pairing its "
              "contenders round by round: A B, B A, ...). Each ratio is the **median of the per-round ratios**, "
              "with its min–max and the number of rounds. The machine is shared: read the spread, and compare "
-             "ratios rather than absolute times. At a load average above the core count (see Conditions) the "
+             "ratios rather than absolute times: its speed also drifts from one minute to the next, which the "
+             "pairing cancels and absolute times do not. At a load average above the core count (see Conditions) the "
              "figures that need an idle core — P3's int8 kernels, P6 at 2 threads — are the least reliable.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     plotted = []
@@ -176,6 +192,7 @@ def render(folder: Path, out: Path, compare_label: str | None) -> Path:
         if isinstance(here, dict):
             plotted.append((label.replace(", 1 thread", "").replace("`", ""), here,
                             there if isinstance(there, dict) else None, target))
+    lines += p3_note(this)
     lines += ["", "Absolute figures (medians; valid figures only):", ""]
     for side, record in (("this checkout", this), (compare_label or "compared", other)):
         if record is None:

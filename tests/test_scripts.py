@@ -117,6 +117,24 @@ def test_perf_report_publishes_only_figures_taken_on_a_quiet_machine(tmp_path, v
     assert ("classify 29.0 µs" in page) is valid  # the absolute figures too
 
 
+@pytest.mark.parametrize("median, valid, noted", [(1.22, True, True), (0.93, True, False), (1.22, False, False)])
+def test_perf_report_explains_int8_slower_than_float32_only_where_a_valid_figure_says_so(tmp_path, median, valid,
+                                                                                       noted):
+    perf_report = _perf_report()
+    record = _runtime_record(True)
+    ratio = {"median": median, "min": median - 0.1, "max": median + 0.1, "rounds": 3,
+             "per_round": [median - 0.1, median, median + 0.1]}
+    record["figures"]["P3 mobile"] = {"int8_us": 429.0, "float32_us": 352.0, "ratio": ratio,
+                                      "load_start": [0.3 if valid else 3.7, 0, 0], "load_end": [0.4, 0, 0],
+                                      "load_limit": 1.5, "valid": valid}
+    (tmp_path / "runtime-this.json").write_text(json.dumps(record))
+    page = perf_report.render(tmp_path, tmp_path / "performance.md", None).read_text()
+    note = [line for line in page.splitlines() if line.startswith("P3 at or above 1")]
+    assert bool(note) is noted
+    if noted:
+        assert "mobile CNN: int8 429 µs against float32 352 µs" in note[0] and "`edgecls bench`" in note[0]
+
+
 def test_perf_report_renders_real_device_rows_beside_the_references(tmp_path):
     perf_report = _perf_report()
     assert any("No real-device rows yet" in line for line in perf_report.devices_section(tmp_path))
