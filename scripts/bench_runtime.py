@@ -41,6 +41,7 @@ from benchkit import (  # noqa: E402  (scripts/ is not a package)
     checkout_env,
     common_arguments,
     device_venv,
+    difference,
     in_worker,
     median,
     openset_model,
@@ -227,10 +228,10 @@ def worker_cold(model: str, image: str, rounds: int, with_tf: bool, checkout: st
     result.update(threads=threads, how="console script of a device venv" if venv else "python -m edgecls",
                   rounds=rounds)
     result["wall_vs_bare"] = ratio(wall["edgecls predict"], wall["bare LiteRT"])
-    result["peak_mib_over_bare"] = round(median(peak["edgecls predict"], 2) - median(peak["bare LiteRT"], 2), 1)
+    result["peak_mib_over_bare"] = difference(peak["edgecls predict"], peak["bare LiteRT"], 1)
     result["unknown_rule_wall_vs_plain"] = ratio(wall["edgecls predict, unknown rule"], wall["edgecls predict"])
-    result["unknown_rule_peak_mib_over_plain"] = round(median(peak["edgecls predict, unknown rule"], 2)
-                                                       - median(peak["edgecls predict"], 2), 1)
+    result["unknown_rule_peak_mib_over_plain"] = difference(peak["edgecls predict, unknown rule"],
+                                                            peak["edgecls predict"], 1)
     if with_tf:
         result["tensorflow_vs_edgecls"] = ratio(wall["TensorFlow"], wall["edgecls predict"])
     return result

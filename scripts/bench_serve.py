@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import ROOT, SHARED_DATA, Record, common_arguments, median, paired, ratio  # noqa: E402
+from benchkit import ROOT, SHARED_DATA, Record, common_arguments, difference, median, paired, ratio  # noqa: E402
 
 CONCURRENCY = (1, 4, 16)
 CLOSED_LOOP_QUEUE = 16  # the S1 server: the largest concurrency waits, never gets a 503
@@ -495,8 +495,8 @@ class Bench:
                            "lost": sum(r["lost"] for r in runs[key])}
             figure[f"{key}_vs_in_process"] = ratio(values[key], values["in-process"])
         # S2: what a request costs beyond decoding and classifying the same bytes in-process
-        figure["overhead_us"] = median([r["mean_us"] - p["classify_mean_us"]
-                                        for r, p in zip(runs["c1"], runs["in-process"])], 1)
+        figure["overhead_us"] = difference([r["mean_us"] for r in runs["c1"]],
+                                           [p["classify_mean_us"] for p in runs["in-process"]], 1)
         if tiny:  # the load generator's own ceiling: against a canned answer, and against serve's cheapest route
             figure["client_ceiling_per_s"] = self.client_ceiling()
             figure["healthz_per_s"] = self.client(server.url, "--route", "/healthz", "--concurrency", "4",
@@ -587,8 +587,10 @@ def markdown(record: dict[str, Any]) -> str:
     lines += ["", f"- serve's HTTP parser: {record.get('http_parser', '?')}"]
     tiny = figures.get("S1 reference-int8")
     if tiny:
-        lines += [f"- S2 per-request overhead, tiny model: **{tiny['overhead_us']:.0f} µs** (the client's mean at "
-                  f"concurrency 1 minus in-process classify() of the same bytes, {tiny['classify_mean_us']:.0f} µs); "
+        overhead = tiny["overhead_us"]
+        lines += [f"- S2 per-request overhead, tiny model: **{overhead['median']:.0f} µs** ({overhead['min']:.0f}–"
+                  f"{overhead['max']:.0f}, {overhead['rounds']} rounds; the client's mean at concurrency 1 minus "
+                  f"in-process classify() of the same bytes, {tiny['classify_mean_us']:.0f} µs); "
                   f"the load generator's own ceiling (concurrency 4, a canned answer): "
                   f"{tiny['client_ceiling_per_s']:.0f} requests/s; serve's GET /healthz: {tiny['healthz_per_s']:.0f} "
                   f"requests/s{_validity(tiny)}"]

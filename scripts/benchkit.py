@@ -46,10 +46,17 @@ def paired(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str,
 
 def ratio(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     """a/b round by round: the median of the per-round ratios, its spread, and the rounds."""
-    per_round = [x / y for x, y in zip(a, b)]
-    return {"median": round(statistics.median(per_round), 4), "min": round(min(per_round), 4),
-            "max": round(max(per_round), 4), "rounds": len(per_round),
-            "per_round": [round(x, 4) for x in per_round]}
+    return _per_round([x / y for x, y in zip(a, b)], 4)
+
+
+def difference(a: Sequence[float], b: Sequence[float], digits: int = 2) -> dict[str, Any]:
+    """a-b round by round (extra MiB, extra µs), summarised as `ratio` does."""
+    return _per_round([x - y for x, y in zip(a, b)], digits)
+
+
+def _per_round(values: Sequence[float], digits: int) -> dict[str, Any]:
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits), "rounds": len(values), "per_round": [round(x, digits) for x in values]}
 
 
 def median(values: Sequence[float], digits: int = 6) -> float:

@@ -64,7 +64,7 @@ ROWS = [
      "classify_many, Coral 0.5_160, 1 core", ">= 0.8"),
     ("serve", "S1 reference-int8", "c4_vs_in_process", "S1 the same, reference int8 (tiny: the HTTP cost shows)", ""),
     ("serve", "S1 reference-int8", "overhead_us", "S2 serve's per-request overhead, tiny model, µs", ""),
-    ("serve", "S3 rss", "growth_mib", "S3 serve's RSS growth over 100,000 requests, MiB", "<= 5"),
+    ("serve", "S3 rss", "growth_mib", "S3 serve's RSS growth over one run of 100,000 requests, MiB", "<= 5"),
     ("serve", "S4 open loop coral-0.5_160", "p99_ratio", "S4 open loop at 2x capacity: accepted p99 / unloaded "
      "p99, Coral", "<= 3"),
     ("serve", "S4 open loop reference-int8", "p99_ratio", "S4 the same, reference int8 (2x capacity is 2x what "
@@ -132,6 +132,8 @@ def cell(v: Any, found: dict[str, Any] | None = None, signed: bool = False) -> s
         if not found.get("load_start"):
             return "not valid: an older record without the load it was taken at"
         return f"not valid: load {found['load_start'][0]} at start (limit {found.get('load_limit', '?')})"
+    if isinstance(v, dict) and signed:  # a paired difference (extra MiB, extra µs)
+        return f"**{v['median']:+.1f}** ({v['min']:+.1f} to {v['max']:+.1f}, {v['rounds']} rounds)"
     if isinstance(v, dict):
         return f"**{v['median']:.3f}** ({v['min']:.2f}–{v['max']:.2f}, {v['rounds']} rounds)"
     if isinstance(v, float):
@@ -189,7 +191,7 @@ def render(folder: Path, out: Path, compare_label: str | None) -> Path:
             here = None
         if not valid(there_figure):
             there = None
-        if isinstance(here, dict):
+        if isinstance(here, dict) and key not in SIGNED:  # the plot is of ratios
             plotted.append((label.replace(", 1 thread", "").replace("`", ""), here,
                             there if isinstance(there, dict) else None, target))
     lines += p3_note(this)

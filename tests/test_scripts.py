@@ -135,6 +135,29 @@ def test_perf_report_explains_int8_slower_than_float32_only_where_a_valid_figure
         assert "mobile CNN: int8 429 µs against float32 352 µs" in note[0] and "`edgecls bench`" in note[0]
 
 
+def test_perf_report_gives_a_paired_difference_its_sign_spread_and_rounds_and_keeps_it_off_the_ratio_plot(
+        tmp_path, monkeypatch):
+    perf_report = _perf_report()
+    sys.path.insert(0, str(SCRIPTS))
+    from benchkit import difference, ratio
+
+    record = _runtime_record(True)
+    record["figures"]["P5 seed-int8"] = {
+        "wall_vs_bare": ratio([1.2, 1.3, 1.1], [1.0, 1.0, 1.0]),
+        "peak_mib_over_bare": difference([46.2, 46.4, 46.1], [43.8, 43.8, 43.9], 1),
+        "load_start": [0.3, 0, 0], "load_end": [0.4, 0, 0], "load_limit": 1.5, "valid": True}
+    (tmp_path / "runtime-this.json").write_text(json.dumps(record))
+    page = perf_report.render(tmp_path, tmp_path / "performance.md", None).read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| P5 cold predict peak RSS"))
+    assert "**+2.4** (+2.2 to +2.6, 3 rounds)" in row
+    assert "**1.200** (1.10–1.30, 3 rounds)" in page
+    plotted = []
+    monkeypatch.setattr(perf_report, "_plot", lambda rows, path, label: plotted.extend(rows))
+    perf_report.render(tmp_path, tmp_path / "again.md", None)
+    assert {row[0] for row in plotted} == {"P4 classify() / bare set-invoke-get, seed int8",
+                                           "P5 cold edgecls predict / bare LiteRT script, wall"}
+
+
 def test_perf_report_renders_real_device_rows_beside_the_references(tmp_path):
     perf_report = _perf_report()
     assert any("No real-device rows yet" in line for line in perf_report.devices_section(tmp_path))
