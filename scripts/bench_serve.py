@@ -588,6 +588,8 @@ def markdown(record: dict[str, Any]) -> str:
     tiny = figures.get("S1 reference-int8")
     if tiny:
         overhead = tiny["overhead_us"]
+        if not isinstance(overhead, dict):  # a record made before S2 was paired per round
+            overhead = {"median": overhead, "min": overhead, "max": overhead, "rounds": 1}
         lines += [f"- S2 per-request overhead, tiny model: **{overhead['median']:.0f} µs** ({overhead['min']:.0f}–"
                   f"{overhead['max']:.0f}, {overhead['rounds']} rounds; the client's mean at concurrency 1 minus "
                   f"in-process classify() of the same bytes, {tiny['classify_mean_us']:.0f} µs); "

@@ -263,38 +263,67 @@ def calibrated_copy(model: Path, seed: int = 0) -> Path:
 
 
 def edgecls(*args: str, env: dict[str, str] | None = None, in_process: bool = False, timeout: float = 3600) -> str:
-    """Run `edgecls ARGS...` and return what it printed on stdout; a failure ends the script with the end
-    of its stderr. `in_process`: through the console script's entry point in this process, for scripts that
-    train or export several runs (each `train` seeds itself; TensorFlow then starts once, not once a
-    command: ~6 s each here); `env` is then set for the call and restored after it."""
+    """Run `edgecls ARGS...` from the repository root and return what it printed on stdout; a failure ends the
+    script with the end of its stderr.
+
+    `in_process`: through the console script's entry point in this process, for scripts that train or export
+    several runs (each `train` seeds itself; TensorFlow then starts once, not once a command: ~6 s each here).
+    The call gets `env`, and the process gets back its environment, working folder, sys.argv, signal handlers
+    and log handlers after it; Keras' session is cleared. Not as in a child: no `timeout`, and what native code
+    writes to file descriptor 2 (LiteRT's delegate line) reaches the terminal rather than the message."""
     if not in_process:
         done = subprocess.run([sys.executable, "-m", "edgecls", *args], capture_output=True, text=True, cwd=ROOT,
                               env={**os.environ, **(env or {})}, timeout=timeout)
         code, out, err = done.returncode, done.stdout, done.stderr
     else:
-        from edgecls.entry import main
-
-        saved = {name: os.environ.get(name) for name in env or {}}
-        os.environ.update(env or {})
-        out_buffer, err_buffer = io.StringIO(), io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out_buffer), contextlib.redirect_stderr(err_buffer):
-                main(list(args))
-            code = 0
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-            if isinstance(stop.code, str):
-                err_buffer.write(stop.code)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-        out, err = out_buffer.getvalue(), err_buffer.getvalue()
+        code, out, err = _in_process(list(args), env or {})
     if code != 0:
         raise SystemExit(f"edgecls {' '.join(args)} failed ({code}):\n{err[-3000:]}")
     return out
+
+
+def _in_process(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    import gc
+    import logging
+    import signal
+
+    from edgecls.entry import main
+
+    environment, folder, saved_argv = dict(os.environ), os.getcwd(), list(sys.argv)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    out_buffer, err_buffer = io.StringIO(), io.StringIO()
+    os.environ.update(env)
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out_buffer), contextlib.redirect_stderr(err_buffer):
+            main(argv)
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        if not isinstance(stop.code, (int, type(None))):
+            err_buffer.write(str(stop.code))
+    except BaseException:  # a traceback (EDGECLS_DEBUG=1, Ctrl-C): what the command said first
+        sys.stderr.write(err_buffer.getvalue()[-3000:])
+        raise
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+        os.chdir(folder)
+        sys.argv = saved_argv
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        # TensorFlow's and absl's log handlers are made at their first use, bound to the sys.stderr of then:
+        # this call's buffer. Give them the real one back, or every later warning of theirs is lost.
+        loggers = [logging.getLogger(), *(found for found in logging.Logger.manager.loggerDict.values()
+                                          if isinstance(found, logging.Logger))]
+        for handler in (h for logger in loggers for h in logger.handlers):
+            for inner in (handler, getattr(handler, "_current_handler", None)):
+                if isinstance(inner, logging.StreamHandler) and inner.stream in (out_buffer, err_buffer):
+                    inner.setStream(sys.stderr)
+        if "keras" in sys.modules:
+            sys.modules["keras"].backend.clear_session()
+        gc.collect()
+    return code, out_buffer.getvalue(), err_buffer.getvalue()
 
 
 def in_worker(script: str, *args: str, env: dict[str, str] | None = None) -> Any:

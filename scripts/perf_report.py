@@ -132,10 +132,11 @@ def cell(v: Any, found: dict[str, Any] | None = None, signed: bool = False) -> s
         if not found.get("load_start"):
             return "not valid: an older record without the load it was taken at"
         return f"not valid: load {found['load_start'][0]} at start (limit {found.get('load_limit', '?')})"
-    if isinstance(v, dict) and signed:  # a paired difference (extra MiB, extra µs)
-        return f"**{v['median']:+.1f}** ({v['min']:+.1f} to {v['max']:+.1f}, {v['rounds']} rounds)"
     if isinstance(v, dict):
-        return f"**{v['median']:.3f}** ({v['min']:.2f}–{v['max']:.2f}, {v['rounds']} rounds)"
+        rounds = f"{v['rounds']} round{'s' if v['rounds'] != 1 else ''}"
+        if signed:  # a paired difference (extra MiB, extra µs)
+            return f"**{v['median']:+.1f}** ({v['min']:+.1f} to {v['max']:+.1f}, {rounds})"
+        return f"**{v['median']:.3f}** ({v['min']:.2f}–{v['max']:.2f}, {rounds})"
     if isinstance(v, float):
         return f"**{v:+.1f}**" if signed else f"**{v:.2f}**"
     return str(v)

@@ -89,6 +89,29 @@ def test_smoke_runs_and_writes_its_record(name, work, tmp_path):
                     assert v["min"] <= v["median"] <= v["max"]
 
 
+def test_an_in_process_edgecls_call_answers_as_the_command_and_gives_the_process_back(tmp_path, monkeypatch):
+    """benchkit.edgecls(in_process=True): the command's output and exit code, its env for the call only, and the
+    process's environment, folder, argv and signal handlers as they were, on success and on failure."""
+    import signal
+
+    sys.path.insert(0, str(SCRIPTS))
+    from benchkit import edgecls
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench-script", "--its-own"])
+    monkeypatch.delenv("EDGECLS_CACHE", raising=False)
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    environment = dict(os.environ)
+    from edgecls import __version__
+
+    assert edgecls("--version", in_process=True, env={"EDGECLS_CACHE": str(tmp_path)}) == f"edgecls {__version__}\n"
+    with pytest.raises(SystemExit) as failed:
+        edgecls("info", "no-such-model.tflite", in_process=True, env={"EDGECLS_CACHE": str(tmp_path)})
+    assert "failed (2)" in str(failed.value) and "no-such-model.tflite" in str(failed.value)
+    assert dict(os.environ) == environment and Path.cwd() == tmp_path and sys.argv == ["bench-script", "--its-own"]
+    assert {number: signal.getsignal(number) for number in before} == before
+
+
 def _perf_report():
     sys.path.insert(0, str(SCRIPTS))
     import perf_report
