@@ -13,10 +13,13 @@ such a moment first; scripts/perf-report does before each script).
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
+import logging
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -283,10 +286,6 @@ def edgecls(*args: str, env: dict[str, str] | None = None, in_process: bool = Fa
 
 
 def _in_process(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    import gc
-    import logging
-    import signal
-
     from edgecls.entry import main
 
     environment, folder, saved_argv = dict(os.environ), os.getcwd(), list(sys.argv)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -76,8 +78,6 @@ def test_the_device_wheel_is_built_once_per_source_and_taken_from_the_cache_afte
     device whose venv was ready. The same files give the cached wheel; one changed file builds again."""
     import shutil
     import subprocess
-    import zipfile
-    from pathlib import Path
 
     from edgecls.transport import device
 
@@ -107,11 +107,8 @@ def test_the_device_wheel_is_built_once_per_source_and_taken_from_the_cache_afte
         device.build_wheel(tmp_path / "build3", root)
 
 
-def test_a_damaged_cached_wheel_is_not_used_and_is_removed(tmp_path, monkeypatch):
+def test_a_damaged_cached_wheel_is_not_used_and_is_removed(tmp_path):
     """A cache entry cut short (a crash, a full disk) would have made every later run fail on a bad zip."""
-    import zipfile
-    from pathlib import Path
-
     from edgecls.transport import device
 
     good, bad = tmp_path / "edgecls-0-py3-none-any.whl", tmp_path / "edgecls-1-py3-none-any.whl"
@@ -120,12 +117,10 @@ def test_a_damaged_cached_wheel_is_not_used_and_is_removed(tmp_path, monkeypatch
     bad.write_bytes(good.read_bytes()[:-40])
     assert device._whole(good) and good.is_file()
     assert not device._whole(bad) and not bad.exists()
-    assert not device._whole(Path(tmp_path / "missing.whl"))
+    assert not device._whole(tmp_path / "missing.whl")
 
 
 def test_the_cache_is_where_the_environment_says_and_never_under_the_working_folder(tmp_path, monkeypatch):
-    from pathlib import Path
-
     from edgecls.cache import cache_home
 
     monkeypatch.delenv("EDGECLS_CACHE", raising=False)
@@ -136,4 +131,4 @@ def test_the_cache_is_where_the_environment_says_and_never_under_the_working_fol
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_home() == tmp_path / "xdg" / "edgecls"
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "mine"))
-    assert cache_home() == Path(tmp_path / "mine")
+    assert cache_home() == tmp_path / "mine"
